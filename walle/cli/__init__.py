@@ -1,0 +1,46 @@
+"""The ``walle`` command line: one group, sub-commands contributed by each area module.
+
+Each area (streams, device, cloud, ops, deploy) lists its click commands in ``COMMANDS``;
+imports of heavy modules happen inside the commands, so ``walle --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from walle.errors import WalleError
+
+_AREAS = ("streams", "device", "cloud", "ops", "deploy")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--log-level", default="WARNING", show_default=True, help="Log level.")
+@click.option("--log-json", is_flag=True, help="Log as JSON lines.")
+@click.version_option(package_name="walle")
+def cli(log_level: str, log_json: bool) -> None:
+    """walle: device-cloud collaborative ML pipelines."""
+    from walle.logging import configure_logging
+
+    configure_logging(log_level.upper(), json=log_json)
+
+
+for _area in _AREAS:
+    for _command in importlib.import_module(f"walle.cli.{_area}").COMMANDS:
+        cli.add_command(_command)
+
+
+def main() -> None:
+    """Console entry point: walle errors become a one-line message and exit code 1."""
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except WalleError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)

@@ -1,0 +1,7 @@
+"""`walle` sub-commands of the ops area."""
+
+from __future__ import annotations
+
+import click
+
+COMMANDS: list[click.Command] = []
