@@ -1,0 +1,85 @@
+"""EmbeddedBroker, create_topics and parse_broker_url against a real Tansu process."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+
+from walle.broker import EmbeddedBroker, create_topics, parse_broker_url
+from walle.errors import BrokerError
+
+
+def _partitions(bootstrap: str, topic: str) -> int:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        return len(admin.describe_topics([topic])[0]["partitions"])
+    finally:
+        admin.close()
+
+
+def test_parse_broker_url_gives_bootstrap_servers() -> None:
+    assert parse_broker_url("kafka://127.0.0.1:9092") == ["127.0.0.1:9092"]
+    assert parse_broker_url("kafka://a:1,b:2") == ["a:1", "b:2"]
+
+
+@pytest.mark.parametrize("url", ["http://a:1", "a:1", "kafka://nohost", "kafka://a:0x"])
+def test_parse_broker_url_refuses_other_forms(url: str) -> None:
+    with pytest.raises(BrokerError, match="broker URL"):
+        parse_broker_url(url)
+
+
+def test_create_topics_is_idempotent_and_sets_partitions(fresh_topics, broker) -> None:
+    (topic,) = fresh_topics(3, "idem")
+    create_topics(broker.bootstrap, {topic: 3})
+    create_topics(broker.bootstrap, {topic: 3}, compacted=frozenset({topic}))
+    assert _partitions(broker.bootstrap, topic) == 3
+
+
+def test_produce_and_consume_round_trip(fresh_topics, broker) -> None:
+    (topic,) = fresh_topics(2, "rt")
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
+    for index in range(10):
+        producer.send(topic, key=b"dev-%d" % (index % 3), value=b"v%d" % index)
+    producer.flush(timeout=10)
+    producer.close()
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=broker.bootstrap,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=3000,
+    )
+    values = sorted(message.value for message in consumer)
+    consumer.close()
+    assert values == sorted(b"v%d" % index for index in range(10))
+
+
+def test_restart_on_same_port_serves_again() -> None:
+    with EmbeddedBroker() as own:
+        port = own.port
+        create_topics(own.bootstrap, {"before": 1})
+        own.stop()
+        assert not own.running
+        own.start()
+        assert own.port == port and own.running
+        create_topics(own.bootstrap, {"after": 2})
+        assert _partitions(own.bootstrap, "after") == 2
+    assert not own.running
+
+
+def test_taken_port_is_a_clear_error() -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        with pytest.raises(BrokerError, match="already in use"):
+            EmbeddedBroker(port=port).start()
+
+
+def test_create_topics_without_broker_is_a_broker_error() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(BrokerError, match="cannot reach"):
+        create_topics(f"127.0.0.1:{port}", {"x": 1})
