@@ -45,3 +45,9 @@ def fresh_topics(broker: EmbeddedBroker) -> Callable[..., list[str]]:
         return names
 
     return _create
+
+
+@pytest.fixture
+def topic_name() -> Callable[[str], str]:
+    """``topic_name(prefix)`` gives a unique topic name without creating the topic."""
+    return unique_topic

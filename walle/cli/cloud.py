@@ -1,7 +1,61 @@
-"""`walle` sub-commands of the cloud area."""
+"""`walle` sub-commands of the cloud area: broker, produce, worker."""
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import click
 
-COMMANDS: list[click.Command] = []
+_SHOWN_BAD_LINES = 20
+
+
+@click.command("broker")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address.")
+@click.option("--port", default=9092, show_default=True, type=int, help="0 picks a free port.")
+def broker_command(host: str, port: int) -> None:
+    """Run the embedded Kafka-protocol broker (Tansu, memory storage) until Ctrl-C."""
+    from walle.broker import EmbeddedBroker
+
+    with EmbeddedBroker(host, port) as running:
+        click.echo(f"broker ready: {running.url} (bootstrap {running.bootstrap}); Ctrl-C stops")
+        try:
+            while running.running:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            click.echo("stopping broker")
+            return
+    raise click.ClickException("the broker process exited unexpectedly")
+
+
+@click.command("produce")
+@click.argument("log", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--broker", "broker_url", required=True, help="kafka://HOST:PORT[,HOST:PORT]")
+@click.option("--topic", default="events", show_default=True, help="Input topic.")
+@click.option("--partitions", default=4, show_default=True, type=click.IntRange(1, 1024))
+@click.option(
+    "--dead-letter",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where bad lines go (JSONL). Default: LOG.dead.jsonl",
+)
+def produce_command(
+    log: Path, broker_url: str, topic: str, partitions: int, dead_letter: Path | None
+) -> None:
+    """Load a JSONL event LOG into a topic, keyed (and so partitioned) by device id."""
+    from walle.broker import parse_broker_url
+    from walle.streams.cloud.produce import produce_log
+
+    summary = produce_log(
+        log, parse_broker_url(broker_url), topic, partitions=partitions,
+        dead_letter_path=dead_letter,
+    )  # fmt: skip
+    for record in summary.bad[:_SHOWN_BAD_LINES]:
+        click.echo(f"bad line {record.reason}", err=True)
+    if len(summary.bad) > _SHOWN_BAD_LINES:
+        click.echo(f"... and {len(summary.bad) - _SHOWN_BAD_LINES} more", err=True)
+    if summary.dead_letter_path is not None:
+        click.echo(f"bad lines written to {summary.dead_letter_path}", err=True)
+    click.echo(f"sent {summary.sent} events to {topic!r}; skipped {len(summary.bad)} bad lines")
+
+
+COMMANDS: list[click.Command] = [broker_command, produce_command]
