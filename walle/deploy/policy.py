@@ -1,0 +1,189 @@
+"""Release policies: who gets a release (targeting), how many (percentage), and when (stages).
+
+A policy is written in YAML and validated into a frozen ``ReleasePolicy``; it travels inside
+the signed notification, so a device decides on its own whether a release is for it.
+
+Percentage rollouts use stable bucketing: a device's bucket is
+``sha256(salt + "\\0" + device_id)`` reduced to 0..9999, and it is in the rollout when its
+bucket is below ``percentage * 100``. Raising the percentage only adds buckets, so everyone
+already in stays in; a new salt per release reshuffles who goes first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Literal
+
+import pydantic
+import yaml
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from walle.deploy.errors import PolicyError
+
+BUCKETS = 10_000
+
+
+class DeviceAttrs(BaseModel):
+    """What a device says about itself (the agent's ``--device-attrs`` JSON file)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    device_id: str = Field(min_length=1)
+    app_version: str | None = None
+    os: str | None = None
+    os_version: str | None = None
+    model: str | None = None
+    tier: str | None = None
+    region: str | None = None
+    user_group: str | None = None
+
+
+def _check_specifier(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            SpecifierSet(value)
+        except InvalidSpecifier as exc:
+            raise ValueError(f"{value!r} is not a version range like '>=3.2,<4'") from exc
+    return value
+
+
+def _in_range(version: str | None, spec: str) -> bool:
+    if version is None:
+        return False
+    try:
+        return Version(version) in SpecifierSet(spec)
+    except InvalidVersion:
+        return False
+
+
+class Targeting(BaseModel):
+    """Which devices a release is for; every criterion given must hold (empty = everyone)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    app_version: str | None = None  # a version range, e.g. ">=3.2,<4"
+    os: tuple[str, ...] | None = None
+    os_version: str | None = None  # a version range
+    models: tuple[str, ...] | None = None
+    tiers: tuple[str, ...] | None = None
+    regions: tuple[str, ...] | None = None
+    user_groups: tuple[str, ...] | None = None
+    devices: tuple[str, ...] | None = None
+
+    @field_validator("app_version", "os_version")
+    @classmethod
+    def _ranges(cls, value: str | None) -> str | None:
+        return _check_specifier(value)
+
+    def matches(self, attrs: DeviceAttrs) -> bool:
+        """Whether ``attrs`` meets every criterion (a missing attribute never matches one)."""
+        checks = (
+            (self.os, attrs.os),
+            (self.models, attrs.model),
+            (self.tiers, attrs.tier),
+            (self.regions, attrs.region),
+            (self.user_groups, attrs.user_group),
+            (self.devices, attrs.device_id),
+        )
+        if any(allowed is not None and value not in allowed for allowed, value in checks):
+            return False
+        if self.app_version is not None and not _in_range(attrs.app_version, self.app_version):
+            return False
+        return self.os_version is None or _in_range(attrs.os_version, self.os_version)
+
+
+class Stages(BaseModel):
+    """A staged rollout: percentages to walk through and the thresholds that move it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    percentages: tuple[float, ...] = Field(min_length=1)
+    advance_success_rate: float = Field(default=0.95, gt=0, le=1)
+    halt_failure_rate: float = Field(default=0.05, ge=0, le=1)
+    min_reports: int = Field(default=1, ge=1)
+
+    @field_validator("percentages")
+    @classmethod
+    def _increasing(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if any(not 0 < p <= 100 for p in value) or list(value) != sorted(set(value)):
+            raise ValueError("stage percentages must be strictly increasing, in (0, 100]")
+        return value
+
+
+class ReleasePolicy(BaseModel):
+    """Targeting plus a uniform, percentage or staged rollout; ``stage`` is the current stage."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    targeting: Targeting = Field(default_factory=Targeting)
+    percentage: float = Field(default=100.0, ge=0, le=100)
+    salt: str = ""
+    stages: Stages | None = None
+    stage: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _stage_in_range(self) -> ReleasePolicy:
+        if self.stages is not None and self.stage >= len(self.stages.percentages):
+            raise ValueError(f"stage {self.stage} is past the last stage")
+        return self
+
+    @property
+    def effective_percentage(self) -> float:
+        """The share of matching devices in the rollout now (the current stage's, if staged)."""
+        return self.stages.percentages[self.stage] if self.stages else self.percentage
+
+    def admits(self, attrs: DeviceAttrs) -> bool:
+        """Whether the device is targeted and inside the current rollout percentage."""
+        if not self.targeting.matches(attrs):
+            return False
+        return in_rollout(attrs.device_id, self.salt, self.effective_percentage)
+
+
+def bucket(device_id: str, salt: str) -> int:
+    """The stable bucket 0..9999 of ``device_id`` under ``salt``."""
+    digest = hashlib.sha256(f"{salt}\0{device_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % BUCKETS
+
+
+def in_rollout(device_id: str, salt: str, percentage: float) -> bool:
+    """Whether a device is inside a rollout of ``percentage`` percent (0..100)."""
+    return bucket(device_id, salt) < round(percentage * BUCKETS / 100)
+
+
+def load_policy(path: Path) -> ReleasePolicy:
+    """Read a YAML policy file; errors name the file and the field."""
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+        return ReleasePolicy.model_validate(raw)
+    except OSError as exc:
+        raise PolicyError(f"{path}: cannot read policy: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise PolicyError(f"{path}: not valid YAML: {exc}") from exc
+    except pydantic.ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "(root)"
+        raise PolicyError(f"{path}: field {field}: {err['msg']}") from exc
+
+
+StageDecision = Literal["advance", "hold", "halt", "complete"]
+
+
+def decide_stage(policy: ReleasePolicy, installed: int, failed: int) -> StageDecision:
+    """What a staged rollout should do given the reports for the current release.
+
+    ``halt`` when the failure rate among reports crosses the threshold; ``advance`` when
+    the success rate reaches the threshold (with at least ``min_reports`` reports);
+    ``complete`` at the last stage; otherwise ``hold``.
+    """
+    if policy.stages is None:
+        return "complete"
+    stages = policy.stages
+    reports = installed + failed
+    if reports and failed / reports > stages.halt_failure_rate:
+        return "halt"
+    if reports < stages.min_reports or installed / reports < stages.advance_success_rate:
+        return "hold"
+    return "complete" if policy.stage == len(stages.percentages) - 1 else "advance"
