@@ -34,6 +34,9 @@ def make_producer(bootstrap: list[str] | str, **overrides: object):  # -> KafkaP
     settings: dict[str, object] = {
         "bootstrap_servers": bootstrap,
         "acks": "all",
+        # The embedded broker has no InitProducerId (no idempotent producer); duplicates
+        # from retries are absorbed downstream by idempotent keys.
+        "enable_idempotence": False,
         "linger_ms": 5,
         "request_timeout_ms": 10000,
         "bootstrap_timeout_ms": 5000,

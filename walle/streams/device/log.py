@@ -17,6 +17,7 @@ import json
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -137,7 +138,7 @@ class DeadLetterRecord(NamedTuple):
     logged_ms: int
 
 
-FlushParticipant = Callable[[sqlite3.Connection], None]
+FlushParticipant = Callable[[sqlite3.Connection], Callable[[], None] | None]
 
 
 def now_ms() -> int:
@@ -232,9 +233,9 @@ class EventLog:
         for statement in _SCHEMA.split(";"):
             if statement.strip():
                 conn.execute(statement)
-        conn.execute(
-            "INSERT OR IGNORE INTO walle_meta (key, value) VALUES ('schema_version', ?)",
-            (SCHEMA_VERSION,),
+        conn.executemany(
+            "INSERT OR IGNORE INTO walle_meta (key, value) VALUES (?, ?)",
+            [("schema_version", SCHEMA_VERSION), ("log_id", uuid.uuid4().hex)],
         )
 
     def _check_schema(self) -> None:
@@ -271,7 +272,10 @@ class EventLog:
                 raise
 
     def add_flush_participant(self, participant: FlushParticipant) -> None:
-        """Call ``participant(conn)`` inside every flush transaction, after the new events."""
+        """Call ``participant(conn)`` inside every flush transaction, after the new events.
+
+        A participant may return a callable, which is called once the transaction committed.
+        """
         self._participants.append(participant)
 
     # -- live appends ----------------------------------------------------------------------
@@ -287,14 +291,22 @@ class EventLog:
         Returns the validated Event. Raises ValidationError for a malformed event (nothing is
         buffered) and StorageError if a due commit fails (the events stay buffered).
         """
+        checked = self.validate(event)
+        self.append_valid(checked)
+        return checked
+
+    def validate(self, event: Event | dict[str, Any]) -> Event:
+        """The validated Event for ``event``; ValidationError names the field."""
         record = event._asdict() if isinstance(event, Event) else event
-        checked = validate_event(record, where=f"{self.path}: append")
+        return validate_event(record, where=f"{self.path}: append")
+
+    def append_valid(self, event: Event) -> None:
+        """Buffer an already validated event; commits when the durability policy says so."""
         with self._lock:
             if not self._pending:
                 self._pending_since = time.monotonic()
-            self._pending.append(checked)
+            self._pending.append(event)
             self.flush_if_due()
-        return checked
 
     @property
     def pending(self) -> int:
@@ -327,9 +339,11 @@ class EventLog:
             with self.transaction("commit appended events") as conn:
                 stored, duplicates = self._insert(conn, self._pending, "append", None)
                 write_dead_letters(conn, duplicates)
-                for participant in self._participants:
-                    participant(conn)
+                committed = [participant(conn) for participant in self._participants]
             self._pending.clear()
+            for on_commit in committed:
+                if on_commit is not None:
+                    on_commit()
             return stored
 
     def start_autoflush(self) -> None:
@@ -455,6 +469,13 @@ class EventLog:
                 return
             yield from rows
             after = rows[-1][0]
+
+    @property
+    def log_id(self) -> str:
+        """A random id made when the log was created: checkpoints name the log they read."""
+        with self._lock, storage_errors(self.path, "read the log id"):
+            row = self.conn.execute("SELECT value FROM walle_meta WHERE key = 'log_id'").fetchone()
+        return row[0] if row else str(self.path.resolve())
 
     def last_offset(self) -> int:
         """The highest offset ever committed (0 for an empty log); survives retention."""

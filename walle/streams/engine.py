@@ -1,0 +1,223 @@
+"""The engine: one deterministic function from a device's ordered events to outputs.
+
+It knows nothing about where events come from or where state lives; the device runtime
+(SQLite) and the cloud runtime (faust over Kafka) both drive it. Per device it keeps one
+state record (last applied sequence number, watermark, trigger state, window state), so
+a runtime can store a device's whole state under one key; an event at or below the
+device's last applied sequence number is a duplicate and changes nothing, which makes
+re-delivery after a crash or a rebalance harmless.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from walle.errors import StateError
+from walle.streams.app import App
+from walle.streams.events import Event
+from walle.streams.plan import Plan
+from walle.streams.results import DeadLetter, Emissions, LateEvent, Output
+from walle.streams.trie import TrieState, TriggerTrie
+from walle.streams.windowing import TaskRunner
+
+__all__ = ["DeadLetter", "Emissions", "Engine", "LateEvent", "Output"]
+
+_STATE_VERSION = 1
+_LOWEST = -(2**62)
+
+
+@dataclass
+class DeviceState:
+    """Everything the engine remembers about one device."""
+
+    last_seq: int = -1
+    max_ts: int = _LOWEST
+    forced_wm: int = _LOWEST
+    last_event: Event | None = None
+    trie: TrieState = field(default_factory=TrieState)
+    buffer: deque[Event] = field(default_factory=deque)
+    tasks: dict[str, Any] = field(default_factory=dict)
+
+
+class Engine:
+    """Runs an App's plans over events of any number of devices."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self._ooo = app.out_of_orderness_ms
+        self._known = app.known_events
+        self._devices: dict[str, DeviceState] = {}
+        self._trie = TriggerTrie()
+        self._runners: dict[str, TaskRunner] = {}
+        self._window_runners: list[TaskRunner] = []
+        self._fired_by: dict[int, TaskRunner] = {}
+        self._patterns: dict[str, int] = {}
+        self._buffer_events = 0
+        for plan in app.plans:
+            self._install(plan)
+
+    # -- tasks ---------------------------------------------------------------------------
+
+    def _install(self, plan: Plan) -> None:
+        runner = TaskRunner(plan)
+        self._runners[plan.name] = runner
+        if plan.trigger is not None:
+            index = self._trie.add(plan.trigger.pattern)
+            self._patterns[plan.name] = index
+            self._fired_by[index] = runner
+        else:
+            self._window_runners.append(runner)
+        self._buffer_events = max((r.buffer_events for r in self._runners.values()), default=0)
+
+    def add_task(self, plan: Plan) -> None:
+        """Start running a new task (it sees events from now on)."""
+        self.app.add(plan)
+        self._install(plan)
+
+    def remove_task(self, name: str) -> None:
+        """Stop running a task and forget its state on every device."""
+        self.app.remove(name)
+        runner = self._runners.pop(name)
+        if name in self._patterns:
+            index = self._patterns.pop(name)
+            self._trie.remove(index)
+            del self._fired_by[index]
+        else:
+            self._window_runners.remove(runner)
+        for device in self._devices.values():
+            device.tasks.pop(name, None)
+        self._buffer_events = max((r.buffer_events for r in self._runners.values()), default=0)
+
+    @property
+    def trie(self) -> TriggerTrie:
+        """The shared trigger automaton (for inspection and benchmarks)."""
+        return self._trie
+
+    # -- events --------------------------------------------------------------------------
+
+    def process(self, event: Event) -> Emissions:
+        """Feed one event; returns what it caused."""
+        out = Emissions()
+        self._process(event, out)
+        return out
+
+    def process_many(self, events: Iterable[Event]) -> Emissions:
+        """Feed events in order; returns what they caused, in order."""
+        out = Emissions()
+        for event in events:
+            self._process(event, out)
+        return out
+
+    def _device(self, device_id: str) -> DeviceState:
+        device = self._devices.get(device_id)
+        if device is None:
+            device = self._devices[device_id] = DeviceState()
+        return device
+
+    def _process(self, event: Event, out: Emissions) -> None:
+        device = self._device(event.device_id)
+        if event.seq <= device.last_seq:
+            out.duplicates.append(event)
+            return
+        device.last_seq = event.seq
+        if event.ts > device.max_ts:
+            device.max_ts = event.ts
+        wm = max(device.max_ts - self._ooo, device.forced_wm)
+        if self._known is not None and event.event not in self._known:
+            out.dead.append(DeadLetter(None, event, f"unknown event id {event.event!r} (app "
+                                       f"{self.app.name!r} declares its custom events)"))
+            return
+        device.last_event = event
+        if self._fired_by:
+            if self._buffer_events:
+                device.buffer.append(event)
+                if len(device.buffer) > self._buffer_events:
+                    device.buffer.popleft()
+            fires = self._trie.feed(device.trie, event, wm)
+            for fire in fires:
+                self._fired_by[fire.pattern].on_fire(fire, device.buffer, out)
+        tasks = device.tasks
+        for runner in self._window_runners:
+            state = tasks.get(runner.name)
+            if state is None:
+                state = tasks[runner.name] = runner.new_state()
+            runner.on_event(state, event, wm, out)
+            runner.on_watermark(state, event, wm, out)
+
+    def advance_to(self, watermark_ms: int, device_id: str | None = None) -> Emissions:
+        """Raise a device's (or every device's) watermark to close quiet windows."""
+        out = Emissions()
+        ids = [device_id] if device_id is not None else sorted(self._devices)
+        for did in ids:
+            device = self._devices.get(did)
+            if device is None or device.last_event is None:
+                continue
+            device.forced_wm = max(device.forced_wm, watermark_ms)
+            wm = max(device.max_ts - self._ooo, device.forced_wm)
+            for runner in self._window_runners:
+                state = device.tasks.get(runner.name)
+                if state is not None:
+                    runner.on_watermark(state, device.last_event, wm, out)
+        return out
+
+    # -- state ---------------------------------------------------------------------------
+
+    def last_seq(self, device_id: str) -> int | None:
+        """The last applied sequence number of a device (None if never seen)."""
+        device = self._devices.get(device_id)
+        return None if device is None or device.last_seq < 0 else device.last_seq
+
+    def devices(self) -> list[str]:
+        """Devices the engine holds state for, sorted."""
+        return sorted(self._devices)
+
+    def watermark(self, device_id: str) -> int | None:
+        """A device's current watermark (None if never seen)."""
+        device = self._devices.get(device_id)
+        if device is None or device.last_event is None:
+            return None
+        return max(device.max_ts - self._ooo, device.forced_wm)
+
+    def _header(self) -> dict[str, Any]:
+        return {"version": _STATE_VERSION, "fingerprint": self.app.fingerprint}
+
+    def _check(self, blob: bytes, what: str) -> dict[str, Any]:
+        try:
+            data = pickle.loads(blob)
+        except Exception as exc:
+            raise StateError(f"{what} is not a walle engine snapshot: {exc}") from None
+        if not isinstance(data, dict) or data.get("version") != _STATE_VERSION:
+            raise StateError(f"{what} has an unknown snapshot version")
+        if data.get("fingerprint") != self.app.fingerprint:
+            raise StateError(
+                f"{what} was written by app fingerprint {data.get('fingerprint')}, this app is "
+                f"{self.app.fingerprint}: its tasks changed; replay the log from the start"
+            )
+        return data
+
+    def snapshot(self) -> bytes:
+        """The whole engine state (every device), as bytes."""
+        return pickle.dumps({**self._header(), "devices": self._devices}, protocol=5)
+
+    @classmethod
+    def restore(cls, app: App, blob: bytes) -> Engine:
+        """An engine for ``app`` with the state of ``snapshot()``."""
+        engine = cls(app)
+        engine._devices = engine._check(blob, "snapshot")["devices"]
+        return engine
+
+    def snapshot_device(self, device_id: str) -> bytes:
+        """One device's state, its last applied sequence number included."""
+        return pickle.dumps({**self._header(), "device": self._device(device_id)}, protocol=5)
+
+    def restore_device(self, device_id: str, blob: bytes) -> None:
+        """Load one device's state (as written by ``snapshot_device``)."""
+        self._devices[device_id] = self._check(blob, f"state of device {device_id!r}")["device"]
+
+    def forget_device(self, device_id: str) -> None:
+        """Drop a device's state from memory (a cloud worker that lost its partition)."""
+        self._devices.pop(device_id, None)

@@ -1,0 +1,266 @@
+"""The trigger trie: every task's pattern in ONE shared-prefix automaton.
+
+Patterns are expanded into linear variants (one per choice of optional steps) and
+inserted into a trie whose node identity is the path of (step, quantifier, guards), so
+tasks that share a prefix share nodes and the state of those nodes. Per device the state
+is the latest start of a partial match at each active node, plus, per pattern, the
+sequence number of its last match (after-match skip). An event touches only the edges
+indexed under its (type, page) and, for steps with ``args`` equalities, the one value
+it carries: the cost per event does not grow with tasks whose steps it cannot match.
+
+It fires exactly what ``walle.streams.naive`` fires; a property test holds it to that.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from walle.streams.events import Event
+from walle.streams.naive import Fire, Start, alive
+from walle.streams.patterns import ONE_OR_MORE, OPTIONAL, Element, Pattern, Step
+
+ROOT = 0
+_MISSING = object()
+_NEVER = float("inf")
+
+
+@dataclass
+class _Node:
+    id: int
+    parent: int
+    step: Step | None
+    guards: tuple[Step, ...] = ()
+    quantifier: str = ""
+    accepts: list[int] = field(default_factory=list)
+    patterns: set[int] = field(default_factory=set)
+    ttl: float = _NEVER
+
+
+@dataclass
+class TrieState:
+    """One device's matching state: active partial matches and last match per pattern."""
+
+    active: dict[int, Start] = field(default_factory=dict)
+    consumed: dict[int, int] = field(default_factory=dict)
+    next_gc: float = _NEVER
+
+
+_Group = tuple[int, list[int], dict[str, dict[Any, list[tuple[int, Step]]]], list[tuple[int, Step]]]
+
+
+def _variants(pattern: Pattern) -> list[tuple[Element, ...]]:
+    optional = [i for i, el in enumerate(pattern.elements) if el.quantifier == OPTIONAL]
+    variants = []
+    for skipped in itertools.product((False, True), repeat=len(optional)):
+        drop = {i for i, skip in zip(optional, skipped, strict=True) if skip}
+        kept = tuple(el for i, el in enumerate(pattern.elements) if i not in drop)
+        if kept and kept not in variants:
+            variants.append(kept)
+    return variants
+
+
+class TriggerTrie:
+    """Shared-prefix automaton over many patterns; patterns can be added and removed."""
+
+    def __init__(self) -> None:
+        self._nodes: list[_Node] = [_Node(ROOT, ROOT, None)]
+        self._children: dict[tuple[int, str], int] = {}
+        self._patterns: dict[int, Pattern] = {}
+        self._edge_index: dict[tuple[str | None, str | None], list[tuple[int, int, Step]]] = {}
+        self._guard_index: dict[tuple[str | None, str | None], list[tuple[int, Step]]] = {}
+        self._groups: dict[tuple[str, str], list[_Group]] = {}
+        self._guards: dict[tuple[str, str], list[tuple[int, Step]]] = {}
+        self._next_pattern = 0
+
+    def __len__(self) -> int:
+        return len(self._patterns)
+
+    @property
+    def node_count(self) -> int:
+        """Nodes in the trie, the root included."""
+        return len(self._nodes)
+
+    def add(self, pattern: Pattern) -> int:
+        """Insert a pattern; returns its stable index (used in firings)."""
+        index = self._next_pattern
+        self._next_pattern += 1
+        self._patterns[index] = pattern
+        for variant in _variants(pattern):
+            node = ROOT
+            for element in variant:
+                node = self._child(node, element)
+                self._nodes[node].patterns.add(index)
+                self._refresh_ttl(self._nodes[node])
+            self._nodes[node].accepts.append(index)
+        self._invalidate()
+        return index
+
+    def remove(self, index: int) -> None:
+        """Remove a pattern; nodes no pattern uses any more stop matching."""
+        self._patterns.pop(index)
+        for node in self._nodes[1:]:
+            if index in node.patterns:
+                node.patterns.discard(index)
+                if index in node.accepts:
+                    node.accepts.remove(index)
+                self._refresh_ttl(node)
+        self._edge_index = {}
+        self._guard_index = {}
+        for node in self._nodes[1:]:
+            if node.patterns:
+                self._index(node)
+        self._invalidate()
+
+    def _refresh_ttl(self, node: _Node) -> None:
+        """A node's partial match lives as long as the longest ``within`` through it."""
+        node.ttl = max(
+            (_NEVER if (w := self._patterns[p].within_ms) is None else w for p in node.patterns),
+            default=0,
+        )
+
+    def _child(self, parent: int, element: Element) -> int:
+        key = (
+            parent,
+            f"{element.step.signature}:{element.quantifier}!"
+            + "|".join(g.signature for g in element.guards),
+        )
+        if key in self._children:
+            return self._children[key]
+        node = _Node(len(self._nodes), parent, element.step, element.guards, element.quantifier)
+        self._nodes.append(node)
+        self._children[key] = node.id
+        self._index(node)
+        return node.id
+
+    def _index(self, node: _Node) -> None:
+        step = node.step
+        assert step is not None  # internal: only the root has no step
+        key = (step.event, step.page)
+        self._edge_index.setdefault(key, []).append((node.parent, node.id, step))
+        if node.quantifier == ONE_OR_MORE:
+            self._edge_index[key].append((node.id, node.id, step))
+        for guard in node.guards:
+            self._guard_index.setdefault((guard.event, guard.page), []).append((node.id, guard))
+
+    def _invalidate(self) -> None:
+        self._groups = {}
+        self._guards = {}
+
+    def _lookup(self, event: str, page: str) -> tuple[list[_Group], list[tuple[int, Step]]]:
+        keys = ((event, page), (event, None), (None, page), (None, None))
+        by_parent: dict[int, _Group] = {}
+        for key in keys:
+            for parent, child, step in self._edge_index.get(key, ()):
+                if not self._nodes[child].patterns:
+                    continue
+                group = by_parent.setdefault(parent, (parent, [], {}, []))
+                if step.predicate is None and not step.equals:
+                    group[1].append(child)
+                elif step.equals:
+                    name, value = step.equals[0]
+                    group[2].setdefault(name, {}).setdefault(value, []).append((child, step))
+                else:
+                    group[3].append((child, step))
+        guards = [
+            (node, step)
+            for key in keys
+            for node, step in self._guard_index.get(key, ())
+            if self._nodes[node].patterns
+        ]
+        groups = sorted(by_parent.values(), key=lambda g: g[0])
+        if len(self._groups) > 65_536:
+            self._invalidate()
+        self._groups[(event, page)] = groups
+        self._guards[(event, page)] = guards
+        return groups, guards
+
+    def new_state(self) -> TrieState:
+        """Empty per-device state."""
+        return TrieState()
+
+    def feed(self, state: TrieState, event: Event, watermark: int) -> list[Fire]:
+        """Advance one device's state over ``event``; return the firings, by pattern index."""
+        key = (event.event, event.page)
+        groups = self._groups.get(key)
+        if groups is None:
+            groups, guards = self._lookup(event.event, event.page)
+        else:
+            guards = self._guards[key]
+        active = state.active
+        if state.next_gc < watermark:
+            self._collect(state, watermark)
+        for node, guard in guards:
+            if node in active and guard.matches(event):
+                del active[node]
+        if not groups:
+            return []
+        here = Start(event.seq, event.ts)
+        new: dict[int, Start] = {}
+        args = event.args
+        for parent, plain, by_field, others in groups:
+            if parent == ROOT:
+                source = here
+            else:
+                source = active.get(parent)
+                if source is None:
+                    continue
+            for child in plain:
+                old = new.get(child)
+                if old is None or old.seq < source.seq:
+                    new[child] = source
+            for name, table in by_field.items():
+                for child, step in table.get(args.get(name, _MISSING), ()):
+                    if step.matches(event):
+                        old = new.get(child)
+                        if old is None or old.seq < source.seq:
+                            new[child] = source
+            for child, step in others:
+                if step.matches(event):
+                    old = new.get(child)
+                    if old is None or old.seq < source.seq:
+                        new[child] = source
+        if not new:
+            return []
+        return self._advance(state, event, watermark, new)
+
+    def _advance(
+        self, state: TrieState, event: Event, watermark: int, new: dict[int, Start]
+    ) -> list[Fire]:
+        active = state.active
+        nodes = self._nodes
+        best: dict[int, Start] = {}
+        for child, start in new.items():
+            old = active.get(child)
+            if old is None or old.seq < start.seq:
+                active[child] = start
+                expiry = start.ts + nodes[child].ttl
+                if expiry < state.next_gc:
+                    state.next_gc = expiry
+            for pattern in nodes[child].accepts:
+                old = best.get(pattern)
+                if old is None or old.seq < start.seq:
+                    best[pattern] = start
+        fires = []
+        for pattern in sorted(best):
+            start = best[pattern]
+            if start.seq <= state.consumed.get(pattern, -1):
+                continue
+            if not alive(start, event, watermark, self._patterns[pattern].within_ms):
+                continue
+            state.consumed[pattern] = event.seq
+            fires.append(Fire(pattern, start, event))
+        return fires
+
+    def _collect(self, state: TrieState, watermark: int) -> None:
+        """Drop partial matches no pattern through their node can still complete."""
+        nodes = self._nodes
+        next_gc = _NEVER
+        for node, start in list(state.active.items()):
+            expiry = start.ts + nodes[node].ttl
+            if expiry < watermark or not nodes[node].patterns:
+                del state.active[node]
+            elif expiry < next_gc:
+                next_gc = expiry
+        state.next_gc = next_gc
