@@ -128,8 +128,14 @@ class Engine:
             device.max_ts = event.ts
         wm = max(device.max_ts - self._ooo, device.forced_wm)
         if self._known is not None and event.event not in self._known:
-            out.dead.append(DeadLetter(None, event, f"unknown event id {event.event!r} (app "
-                                       f"{self.app.name!r} declares its custom events)"))
+            out.dead.append(
+                DeadLetter(
+                    None,
+                    event,
+                    f"unknown event id {event.event!r} (app "
+                    f"{self.app.name!r} declares its custom events)",
+                )
+            )
             return
         device.last_event = event
         if self._fired_by:

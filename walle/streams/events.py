@@ -93,9 +93,7 @@ class BadRecord(NamedTuple):
     raw: str
 
 
-def read_jsonl(
-    path: str | Path, *, errors: list[BadRecord] | None = None
-) -> Iterator[Event]:
+def read_jsonl(path: str | Path, *, errors: list[BadRecord] | None = None) -> Iterator[Event]:
     """Yield the events of a JSONL file in file order.
 
     With ``errors`` given, bad lines are appended to it (file:line and reason) and

@@ -104,9 +104,7 @@ class NaiveMatcher:
         return Fire(self.index, start, event)
 
 
-def naive_fires(
-    patterns: list[Pattern], events: list[Event], watermarks: list[int]
-) -> list[Fire]:
+def naive_fires(patterns: list[Pattern], events: list[Event], watermarks: list[int]) -> list[Fire]:
     """All firings of every pattern over one device's events, in (event, pattern) order."""
     matchers = [NaiveMatcher(p, i) for i, p in enumerate(patterns)]
     fires = []

@@ -81,15 +81,19 @@ class Pattern:
 
     def in_page(self, page: str) -> Pattern:
         """Restrict every step (and guard) to events of ``page``."""
+
         def scoped(step: Step) -> Step:
             if step.page not in (None, page):
                 raise PlanError(f"step {step.signature} conflicts with in_page({page!r})")
             return replace(step, page=page)
 
-        return replace(self, elements=tuple(
-            replace(el, step=scoped(el.step), guards=tuple(scoped(g) for g in el.guards))
-            for el in self.elements
-        ))
+        return replace(
+            self,
+            elements=tuple(
+                replace(el, step=scoped(el.step), guards=tuple(scoped(g) for g in el.guards))
+                for el in self.elements
+            ),
+        )
 
     @property
     def signature(self) -> str:

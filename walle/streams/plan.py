@@ -110,10 +110,23 @@ class SinkStep:
 
 
 STEP_KINDS: tuple[type, ...] = (
-    SourceStep, TriggerStep, FilterStep, MapStep, KeyByStep, WindowStep, AggregateStep, SinkStep,
+    SourceStep,
+    TriggerStep,
+    FilterStep,
+    MapStep,
+    KeyByStep,
+    WindowStep,
+    AggregateStep,
+    SinkStep,
 )
 Step = (
-    SourceStep | TriggerStep | FilterStep | MapStep | KeyByStep | WindowStep | AggregateStep
+    SourceStep
+    | TriggerStep
+    | FilterStep
+    | MapStep
+    | KeyByStep
+    | WindowStep
+    | AggregateStep
     | SinkStep
 )
 
@@ -170,8 +183,9 @@ def _check(plan: Plan) -> None:
         bad = plan.steps[ranks.index(-1)]
         raise PlanError(f"{where}: {bad!r} is not a plan step")
     if ranks != sorted(ranks):
-        raise PlanError(f"{where}: steps out of order; expected " + " -> ".join(
-            k.__name__ for k in STEP_KINDS))
+        raise PlanError(
+            f"{where}: steps out of order; expected " + " -> ".join(k.__name__ for k in STEP_KINDS)
+        )
     for kind in (SourceStep, WindowStep, AggregateStep, SinkStep):
         if sum(isinstance(s, kind) for s in plan.steps) != 1:
             raise PlanError(f"{where}: needs exactly one {kind.__name__}")

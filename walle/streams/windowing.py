@@ -53,8 +53,9 @@ class _Accumulator:
     def value(self, acc: list[Any], window: Window) -> Any:
         if self.fn is not None:
             return self.fn(window)
-        return {name: agg.result(state) for (name, agg), state in zip(
-            self.aggregates, acc, strict=True)}
+        return {
+            name: agg.result(state) for (name, agg), state in zip(self.aggregates, acc, strict=True)
+        }
 
 
 class TaskRunner:
@@ -66,9 +67,7 @@ class TaskRunner:
         self.spec = plan.window.spec
         self.update = plan.window.emit == EMIT_UPDATE
         self.acc = _Accumulator(plan)
-        self._transforms = [
-            (isinstance(step, FilterStep), step.fn) for step in plan.transforms
-        ]
+        self._transforms = [(isinstance(step, FilterStep), step.fn) for step in plan.transforms]
         self._key = plan.key_by.fn if plan.key_by is not None else None
         self._page_enter = (PAGE_ENTER, getattr(self.spec, "page", None))
         self._page_exit = (PAGE_EXIT, getattr(self.spec, "page", None))
@@ -162,8 +161,9 @@ class TaskRunner:
             end = start + spec.size
             window_id = f"{spec.kind}:{start}-{end}{suffix}"
             if end + spec.lateness_ms <= wm:
-                out.late.append(LateEvent(self.name, event, f"window {window_id} closed at "
-                                          f"watermark {wm}"))
+                out.late.append(
+                    LateEvent(self.name, event, f"window {window_id} closed at watermark {wm}")
+                )
                 continue
             acc = state["open"].get((key, start))
             if acc is None:
@@ -173,15 +173,17 @@ class TaskRunner:
             if self.update:
                 self._emit(out, event, acc, window_id, key, start, end)
 
-    def _session(self, state: dict[str, Any], event: Event, key: str, wm: int,
-                 out: Emissions) -> None:
+    def _session(
+        self, state: dict[str, Any], event: Event, key: str, wm: int, out: Emissions
+    ) -> None:
         spec = self.spec
         sessions = state["sessions"].setdefault(key, [])
         lo, hi = event.ts, event.ts + spec.gap_ms
         touching = [s for s in sessions if s[0] <= hi and lo <= s[1]]
         if not touching and hi + spec.lateness_ms <= wm:
-            out.late.append(LateEvent(self.name, event, f"its session would have closed by "
-                                      f"watermark {wm}"))
+            out.late.append(
+                LateEvent(self.name, event, f"its session would have closed by watermark {wm}")
+            )
             return
         acc = self.acc.init()
         self.acc.add(acc, event)
@@ -215,8 +217,7 @@ class TaskRunner:
             for visit in visits:
                 self.acc.add(visit[2], item)
                 if self.update:
-                    self._emit(out, event, visit[2], self._visit_id(visit), "", visit[1],
-                               event.ts)
+                    self._emit(out, event, visit[2], self._visit_id(visit), "", visit[1], event.ts)
         if marker == self._page_exit and visits:
             visit = visits.pop()
             if not self.update:
@@ -233,8 +234,16 @@ class TaskRunner:
         if isinstance(spec, PageWindow):
             while state["visits"] and state["visits"][0][1] + spec.timeout_ms <= wm:
                 visit = state["visits"].pop(0)
-                self._emit(out, last, visit[2], self._visit_id(visit, ":open"), "", visit[1],
-                           visit[1] + spec.timeout_ms, complete=False)
+                self._emit(
+                    out,
+                    last,
+                    visit[2],
+                    self._visit_id(visit, ":open"),
+                    "",
+                    visit[1],
+                    visit[1] + spec.timeout_ms,
+                    complete=False,
+                )
             return
         heap = state["heap"]
         while heap and heap[0][0] <= wm:
@@ -254,8 +263,9 @@ class TaskRunner:
                 acc = state["open"].pop((key, start))
                 end = start + spec.size
                 if not self.update:
-                    self._emit(out, last, acc, f"{spec.kind}:{start}-{end}{suffix}", key, start,
-                               end)
+                    self._emit(
+                        out, last, acc, f"{spec.kind}:{start}-{end}{suffix}", key, start, end
+                    )
 
     # -- triggers ------------------------------------------------------------------------
 
@@ -267,10 +277,10 @@ class TaskRunner:
         if isinstance(spec, Span):
             events = [e for e in buffer if fire.start.seq <= e.seq <= end.seq]
             complete = bool(events) and events[0].seq == fire.start.seq
-            events = events[-spec.max_events:]
+            events = events[-spec.max_events :]
             window_id, start = f"match:{fire.start.seq}-{end.seq}", fire.start.ts
         elif isinstance(spec, LookBack) and spec.events is not None:
-            events = list(buffer)[-spec.events:]
+            events = list(buffer)[-spec.events :]
             window_id, start = f"lookback:{end.seq}", events[0].ts
         else:
             events = [e for e in buffer if end.ts - spec.ms <= e.ts <= end.ts]
