@@ -58,4 +58,36 @@ def produce_command(
     click.echo(f"sent {summary.sent} events to {topic!r}; skipped {len(summary.bad)} bad lines")
 
 
-COMMANDS: list[click.Command] = [broker_command, produce_command]
+@click.command("uplink")
+@click.argument("database", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--broker", "broker_url", required=True, help="kafka://HOST:PORT[,HOST:PORT]")
+@click.option("--topic", default="uplink", show_default=True, help="Uplink topic.")
+@click.option("--source", default="device", show_default=True, help="Message key (device).")
+@click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--once", is_flag=True, help="Send what is queued now, then exit.")
+def uplink_command(
+    database: Path, broker_url: str, topic: str, source: str, batch_size: int, once: bool
+) -> None:
+    """Ship the outbox of a device DATABASE to Kafka; rows go only once acknowledged."""
+    import threading
+
+    from walle.broker import parse_broker_url
+    from walle.streams.uplink import UplinkSender
+
+    sender = UplinkSender(
+        database, parse_broker_url(broker_url), topic, source=source, batch_size=batch_size
+    )
+    try:
+        if once:
+            click.echo(f"sent {sender.send_pending()} outputs to {topic!r}")
+            return
+        stop = threading.Event()
+        try:
+            sender.run(stop)
+        except KeyboardInterrupt:
+            stop.set()
+    finally:
+        sender.close()
+
+
+COMMANDS: list[click.Command] = [broker_command, produce_command, uplink_command]

@@ -1,0 +1,128 @@
+"""Uplink faults on a real broker: broker down while outputs keep coming; sender SIGKILLed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from kafka import KafkaConsumer
+
+from walle.broker import EmbeddedBroker, create_topics
+from walle.streams.uplink import OutputDeduplicator, UplinkSender, enqueue, pending
+
+_WALLE = str(Path(sys.executable).with_name("walle"))
+
+
+class _Out:
+    def __init__(self, index: int):
+        self.key = f"task|dev-1|w{index}"
+        self.index = index
+
+    def to_json(self) -> str:
+        return json.dumps({"index": self.index}, sort_keys=True)
+
+
+def _enqueue_range(db: Path, start: int, stop: int, per_txn: int = 10) -> None:
+    conn = sqlite3.connect(db, timeout=5)
+    try:
+        for first in range(start, stop, per_txn):
+            with conn:
+                enqueue(conn, [_Out(i) for i in range(first, min(first + per_txn, stop))])
+    finally:
+        conn.close()
+
+
+def _queued(db: Path) -> int:
+    conn = sqlite3.connect(db, timeout=5)
+    try:
+        return len(pending(conn))
+    finally:
+        conn.close()
+
+
+def _collect(bootstrap: str, topic: str, dedup: OutputDeduplicator, want: int, limit_s: float):
+    consumer = KafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=500
+    )
+    deadline = time.monotonic() + limit_s
+    try:
+        while len(dedup.outputs) < want and time.monotonic() < deadline:
+            for message in consumer:
+                dedup.accept(message.value, where=f"{topic}@{message.partition}:{message.offset}")
+    finally:
+        consumer.close()
+
+
+def _wait_empty(db: Path, limit_s: float) -> None:
+    deadline = time.monotonic() + limit_s
+    while _queued(db) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _queued(db) == 0
+
+
+def test_outputs_survive_a_broker_outage_exactly_once(tmp_path) -> None:
+    db = tmp_path / "device.db"
+    dedup = OutputDeduplicator()
+    with EmbeddedBroker() as broker:
+        sender = UplinkSender(db, broker.bootstrap, "uplink", batch_size=25, ack_timeout_s=2.0)
+        stop = threading.Event()
+        thread = threading.Thread(target=sender.run, args=(stop,), kwargs={"retry_s": 0.2})
+        thread.start()
+        try:
+            _enqueue_range(db, 0, 100)
+            _wait_empty(db, 20)
+            _collect(broker.bootstrap, "uplink", dedup, 100, 20)
+            assert len(dedup.outputs) == 100
+
+            broker.stop()  # memory storage: what the broker held is gone, as after a crash
+            _enqueue_range(db, 100, 200)
+            time.sleep(1.5)  # the sender keeps trying and failing meanwhile
+            assert _queued(db) == 100
+
+            broker.start()
+            _enqueue_range(db, 200, 300)
+            _wait_empty(db, 30)
+            _collect(broker.bootstrap, "uplink", dedup, 300, 20)
+        finally:
+            stop.set()
+            thread.join(timeout=30)
+            sender.close()
+    assert sorted(dedup.outputs) == sorted(_Out(i).key for i in range(300))
+    assert all(dedup.outputs[_Out(i).key] == {"index": i} for i in range(300))
+
+
+def test_sigkilled_sender_loses_nothing(tmp_path, broker) -> None:
+    db = tmp_path / "device.db"
+    topic = f"uplink-kill-{os.getpid()}-{time.monotonic_ns()}"
+    create_topics(broker.bootstrap, {topic: 1})
+    total = 3000
+    _enqueue_range(db, 0, total, per_txn=500)
+    command = [_WALLE, "uplink", str(db), "--broker", broker.url, "--topic", topic]
+    sender = subprocess.Popen([*command, "--batch-size", "10"], start_new_session=True)
+    try:
+        consumer = KafkaConsumer(
+            topic, bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest"
+        )
+        deadline = time.monotonic() + 30
+        while not consumer.poll(timeout_ms=100) and time.monotonic() < deadline:
+            pass
+        consumer.close()
+    finally:
+        os.killpg(sender.pid, signal.SIGKILL)
+        sender.wait(timeout=10)
+    left = _queued(db)
+    assert 0 < left < total, "the kill should land mid-send"
+
+    finished = subprocess.run([*command, "--once"], capture_output=True, timeout=60, check=True)
+    assert b"sent" in finished.stdout
+    assert _queued(db) == 0
+    dedup = OutputDeduplicator()
+    _collect(broker.bootstrap, topic, dedup, total, 20)
+    assert sorted(dedup.outputs) == sorted(_Out(i).key for i in range(total))
