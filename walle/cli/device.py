@@ -1,7 +1,221 @@
-"""`walle` sub-commands of the device area."""
+"""`walle run`, `walle replay` and `walle deadletters`: the device runtime from the shell.
+
+Heavy imports (the engine, sqlite, rich) happen inside the commands so `walle --help` is fast.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+import json
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 import click
 
-COMMANDS: list[click.Command] = []
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from walle.streams.device.replay import OpenedReplay
+    from walle.streams.device.runtime import RunReport
+
+_APP = click.Path(exists=True, dir_okay=False, path_type=Path)
+_FILE = click.Path(dir_okay=False, path_type=Path)
+
+
+def _parse_until(text: str | None) -> tuple[int | None, int | None]:
+    """``N`` is an offset; ``ts:MS`` or an ISO date-time (UTC if naive) is an event time."""
+    if text is None:
+        return None, None
+    if text.isdigit():
+        return int(text), None
+    if text.startswith("ts:") and text[3:].isdigit():
+        return None, int(text[3:])
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is neither an offset (N), an event time in ms (ts:MS) nor an ISO"
+            " date-time (2026-01-31T12:00:00)",
+            param_hint="--until",
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return None, int(moment.timestamp() * 1000)
+
+
+@contextlib.contextmanager
+def _database(db: Path | None) -> Iterator[Path]:
+    """The given database path, or one in a temporary folder removed afterwards."""
+    if db is not None:
+        yield db
+        return
+    with tempfile.TemporaryDirectory(prefix="walle-device-") as folder:
+        yield Path(folder) / "device.db"
+
+
+def _summary(console: Console, opened: OpenedReplay, report: RunReport) -> None:
+    if opened.ingest is not None and opened.ingest.dead_letters:
+        console.print(
+            f"[yellow]{opened.ingest.dead_letters} bad or duplicate record(s) of"
+            f" {opened.ingest.path} went to the dead-letter table[/] (walle deadletters DB)"
+        )
+    console.print(
+        f"events {report.events}  outputs {report.outputs}  late {report.late}"
+        f"  dead-lettered {report.dead_letters}  duplicates {report.duplicates}"
+        f"  offsets {report.from_offset + 1}..{report.to_offset}"
+        f"  checkpoints {report.checkpoints}  {report.events_per_s:,.0f} events/s"
+    )
+
+
+def _features_table(rows: list[tuple[str, str]], limit: int) -> Any:
+    from rich.table import Table
+
+    table = Table(title=f"features ({len(rows)})")
+    for column in ("task", "device", "window", "ts", "value"):
+        table.add_column(column, overflow="fold")
+    for _, text in rows[:limit]:
+        record = json.loads(text)
+        value = json.dumps(record["value"], sort_keys=True)
+        table.add_row(
+            record["task"], record["device_id"], record["window"], str(record["ts"]), value
+        )
+    if len(rows) > limit:
+        table.caption = f"first {limit} of {len(rows)} rows (--limit)"
+    return table
+
+
+@click.command("run")
+@click.argument("app_path", metavar="APP", type=_APP)
+@click.option(
+    "--log", "log_path", type=_FILE, help="Event log, JSONL or SQLite [default: APP's .jsonl]."
+)
+@click.option("--db", type=_FILE, help="Device database (state, features) [default: temporary].")
+@click.option("--limit", default=20, show_default=True, help="Feature rows to print.")
+@click.option(
+    "--finish/--no-finish",
+    default=True,
+    show_default=True,
+    help="Close every open window at the end of the log.",
+)
+def run_command(
+    app_path: Path, log_path: Path | None, db: Path | None, limit: int, finish: bool
+) -> None:
+    """Run APP over its event log on the device runtime and print its features."""
+    from rich.console import Console
+
+    from walle.streams.app import load_app
+    from walle.streams.device.replay import open_replay
+
+    log_path = log_path or app_path.with_suffix(".jsonl")
+    app = load_app(app_path)
+    console = Console()
+    with _database(db) as db_path:
+        opened = open_replay(app, log_path, db_path)
+        with opened.runtime as runtime:
+            report = runtime.run(finish=finish)
+            console.print(_features_table(runtime.features(), limit))
+            _summary(console, opened, report)
+
+
+@click.command("replay")
+@click.argument("app_path", metavar="APP", type=_APP)
+@click.argument(
+    "log_path", metavar="LOG", type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option(
+    "--db", type=_FILE, help="Device database; resumes its checkpoint [default: temporary]."
+)
+@click.option("--from-offset", type=click.IntRange(min=1), help="Skip log offsets below N.")
+@click.option("--until", help="Stop after offset N, or at event time ts:MS / an ISO date-time.")
+@click.option("--out", type=_FILE, help="Write the outputs as JSONL (Output.to_json per line).")
+@click.option(
+    "--finish/--no-finish",
+    default=True,
+    show_default=True,
+    help="Close every open window at the end (off by default with --until).",
+)
+def replay_command(
+    app_path: Path,
+    log_path: Path,
+    db: Path | None,
+    from_offset: int | None,
+    until: str | None,
+    out: Path | None,
+    finish: bool,
+) -> None:
+    """Replay LOG (JSONL or SQLite event log) through APP with a progress bar and a summary."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from walle.streams.app import load_app
+    from walle.streams.device.replay import open_replay
+
+    until_offset, until_ts = _parse_until(until)
+    app = load_app(app_path)
+    console = Console()
+    with contextlib.ExitStack() as stack:
+        sink = stack.enter_context(out.open("w", encoding="utf-8")) if out else None
+        db_path = stack.enter_context(_database(db))
+
+        def write(output: Any) -> None:
+            if sink is not None:
+                sink.write(output.to_json() + "\n")
+
+        opened = open_replay(app, log_path, db_path, on_output=write)
+        runtime = stack.enter_context(opened.runtime)
+        last = runtime.source.last_offset() if until_offset is None else until_offset
+        start = max(runtime.processed_offset, (from_offset or 1) - 1)
+        progress = stack.enter_context(
+            Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=console,
+                transient=True,
+            )
+        )
+        bar = progress.add_task(f"replaying {log_path.name}", total=max(last - start, 0))
+        report = runtime.run(
+            from_offset=from_offset,
+            until_offset=until_offset,
+            until_ts=until_ts,
+            finish=finish and until is None,
+            progress=lambda _events, offset: progress.update(bar, completed=offset - start),
+        )
+        progress.stop()
+        _summary(console, opened, report)
+
+
+@click.command("deadletters")
+@click.argument("db", metavar="DB", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--limit", default=50, show_default=True, help="Rows to print.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines instead of a table.")
+def deadletters_command(db: Path, limit: int, as_json: bool) -> None:
+    """List the dead-letter table of a device database or event log."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from walle.streams.device.log import EventLog, LogSettings
+
+    with EventLog(db, LogSettings(read_only=True)) as log:
+        records = log.dead_letters(limit)
+    if as_json:
+        for record in records:
+            click.echo(json.dumps(record._asdict(), sort_keys=True))
+        return
+    table = Table(title=f"dead letters in {db}")
+    for column in ("id", "source", "where", "task", "reason", "raw"):
+        table.add_column(column, overflow="fold")
+    for record in records:
+        raw = record.raw if len(record.raw) <= 120 else record.raw[:117] + "..."
+        table.add_row(
+            str(record.id), record.source, record.location, record.task or "", record.reason, raw
+        )
+    Console().print(table)
+
+
+COMMANDS: list[click.Command] = [run_command, replay_command, deadletters_command]

@@ -11,13 +11,26 @@ from walle.streams.device.log import (
     RetentionPolicy,
     RetentionReport,
 )
+from walle.streams.device.replay import OpenedReplay, open_replay
+from walle.streams.device.runtime import (
+    CheckpointParticipant,
+    DeviceRuntime,
+    RunReport,
+    RuntimeSettings,
+)
 
 __all__ = [
+    "CheckpointParticipant",
     "DeadLetterRecord",
+    "DeviceRuntime",
     "DurabilityPolicy",
     "EventLog",
     "IngestReport",
     "LogSettings",
+    "OpenedReplay",
     "RetentionPolicy",
     "RetentionReport",
+    "RunReport",
+    "RuntimeSettings",
+    "open_replay",
 ]

@@ -10,7 +10,6 @@ that offset reproduces exactly what was lost, so nothing is lost or duplicated.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -43,17 +42,18 @@ _SCHEMA = (
         log_offset INTEGER NOT NULL, snapshot BLOB NOT NULL, updated_ms INTEGER NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS features (
         app TEXT NOT NULL, key TEXT NOT NULL, task TEXT NOT NULL, device_id TEXT NOT NULL,
-        window TEXT NOT NULL, ts INTEGER NOT NULL, value TEXT NOT NULL, output TEXT NOT NULL,
+        window TEXT NOT NULL, ts INTEGER NOT NULL, output TEXT NOT NULL,
+        value TEXT GENERATED ALWAYS AS (json_extract(output, '$.value')) VIRTUAL,
         PRIMARY KEY (app, key))""",
     """CREATE TABLE IF NOT EXISTS late_events (
         id INTEGER PRIMARY KEY AUTOINCREMENT, app TEXT NOT NULL, task TEXT NOT NULL,
         device_id TEXT NOT NULL, seq INTEGER NOT NULL, reason TEXT NOT NULL, raw TEXT NOT NULL)""",
 )
 _UPSERT_FEATURE = (
-    "INSERT INTO features (app, key, task, device_id, window, ts, value, output)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (app, key) DO UPDATE SET"
+    "INSERT INTO features (app, key, task, device_id, window, ts, output)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (app, key) DO UPDATE SET"
     " task = excluded.task, device_id = excluded.device_id, window = excluded.window,"
-    " ts = excluded.ts, value = excluded.value, output = excluded.output"
+    " ts = excluded.ts, output = excluded.output"
 )
 _UPSERT_CHECKPOINT = (
     "INSERT INTO runtime_checkpoints (app, fingerprint, log_id, log_offset, snapshot, updated_ms)"
@@ -313,7 +313,7 @@ class DeviceRuntime:
         self.committed_offset = offset
         self._pending = _Pending()
         self._last_checkpoint = time.monotonic()
-        self._log.info(
+        self._log.debug(
             "checkpoint",
             offset=offset,
             events=pending.events,
@@ -334,7 +334,6 @@ class DeviceRuntime:
             write_consumer_offset(conn, self._consumer, offset)
 
     def _feature_row(self, output: Output) -> tuple[Any, ...]:
-        value = json.dumps(output.value, sort_keys=True, separators=(",", ":"))
         return (
             self.app.name,
             output.key,
@@ -342,13 +341,12 @@ class DeviceRuntime:
             output.device_id,
             output.window,
             output.ts,
-            value,
             output.to_json(),
         )
 
     def _late_row(self, late: Any) -> tuple[Any, ...]:
         event = late.event
-        self._log.warning(
+        self._log.info(
             "late event", task=late.task, device=event.device_id, seq=event.seq, reason=late.reason
         )
         return (self.app.name, late.task, event.device_id, event.seq, late.reason, event.to_json())
@@ -356,7 +354,7 @@ class DeviceRuntime:
     def _dead_row(self, dead: Any) -> tuple[str, str, str | None, str, str]:
         event = dead.event
         where = f"app {self.app.name} device {event.device_id} seq {event.seq}"
-        self._log.error("dead letter", task=dead.task, device=event.device_id, reason=dead.reason)
+        self._log.warning("dead letter", task=dead.task, device=event.device_id, reason=dead.reason)
         return (f"engine:{self.app.name}", where, dead.task, dead.reason, event.to_json())
 
     # -- live mode -------------------------------------------------------------------------

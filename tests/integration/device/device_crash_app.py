@@ -1,0 +1,34 @@
+"""The app the device crash and retention tests run: page windows, tumbling windows, a
+trigger task, and a task that fails on some windows (so dead letters are part of the check)."""
+
+from __future__ import annotations
+
+from walle.streams import (
+    App,
+    PageWindow,
+    Tumbling,
+    click,
+    count,
+    distinct,
+    enter,
+    exit,
+    max_,
+    seq,
+    sum_,
+)
+
+app = App("device_crash", out_of_orderness_ms=1_000)
+
+app.stream("item_visit").window(PageWindow("item")).aggregate(
+    events=count(), spent=sum_("args.price"), dearest=max_("args.price")
+)
+app.stream("per_minute").window(Tumbling(60_000)).aggregate(events=count(), pages=distinct("page"))
+
+
+@app.task(trigger=seq(enter("cart"), click("cart"), exit("cart")))
+def cart_click(window):
+    """Fires for a cart visit with a click; fails on a cart visit of item i13 (dead letter)."""
+    items = {event.args.get("item") for event in window.events}
+    if "i13" in items:
+        raise ValueError("item i13 is not sold any more")
+    return {"events": len(window.events), "items": sorted(item for item in items if item)}
