@@ -90,4 +90,47 @@ def uplink_command(
         sender.close()
 
 
-COMMANDS: list[click.Command] = [broker_command, produce_command, uplink_command]
+@click.command("worker")
+@click.argument("app_path", metavar="APP", type=click.Path(exists=True, dir_okay=False))
+@click.option("--broker", "broker_url", required=True, help="kafka://HOST:PORT[,HOST:PORT]")
+@click.option("--app-id", help="Consumer group and table prefix. Default: walle-<app name>")
+@click.option("--input-topic", default="events", show_default=True)
+@click.option("--output-topic", default="outputs", show_default=True)
+@click.option("--dead-letter-topic", default="events-dead", show_default=True)
+@click.option("--late-topic", default="outputs-late", show_default=True)
+@click.option("--partitions", default=4, show_default=True, type=click.IntRange(1, 1024))
+@click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--session-timeout", default=6.0, show_default=True, type=float, help="Seconds.")
+@click.option(
+    "--datadir", default="walle-worker-data", show_default=True, type=click.Path(file_okay=False)
+)
+@click.option("--loglevel", default="WARNING", show_default=True, help="faust's log level.")
+def worker_command(
+    app_path: str,
+    broker_url: str,
+    app_id: str | None,
+    input_topic: str,
+    output_topic: str,
+    dead_letter_topic: str,
+    late_topic: str,
+    partitions: int,
+    batch_size: int,
+    session_timeout: float,
+    datadir: str,
+    loglevel: str,
+) -> None:
+    """Run the App in file APP as a cloud worker (faust) until stopped."""
+    from walle.streams.app import load_app
+    from walle.streams.cloud.runtime import run_worker
+    from walle.streams.cloud.settings import CloudSettings
+
+    app = load_app(app_path)
+    settings = CloudSettings(
+        broker=broker_url, app_id=app_id, input_topic=input_topic, output_topic=output_topic,
+        dead_letter_topic=dead_letter_topic, late_topic=late_topic, partitions=partitions,
+        batch_size=batch_size, session_timeout_s=session_timeout, datadir=Path(datadir),
+    )  # fmt: skip
+    run_worker(app, settings, loglevel=loglevel)
+
+
+COMMANDS: list[click.Command] = [broker_command, produce_command, uplink_command, worker_command]

@@ -1,0 +1,129 @@
+"""The faust-streaming app that runs a walle App on Kafka.
+
+One agent consumes the input topic (keyed and partitioned by device id) in batches. For each
+batch: the engine runs (``BatchProcessor``), outputs go to the output topic keyed by
+``Output.key``, late events and dead letters to their side topics, and only once the broker
+acknowledged those does each touched device's state go to the changelog-backed table (one
+key per device, the device's last applied seq inside). Offsets are acknowledged after that.
+
+Guarantee: at-least-once. A crash may re-deliver events whose offsets were not committed;
+the state record then already holds their seq (they are skipped as duplicates) or it does
+not (they are re-run from the stored state, giving the same outputs with the same keys).
+Either way, after deduplication by output key the outputs equal an uninterrupted run. On
+Apache Kafka, exactly-once would come from faust's ``processing_guarantee="exactly_once"``
+(transactions), which the embedded broker does not support.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from walle.broker import create_topics, parse_broker_url
+from walle.logging import get_logger
+from walle.streams.app import App
+from walle.streams.cloud.batch import BatchProcessor, InputMessage, side_output_record
+from walle.streams.cloud.settings import STATE_TABLE, CloudSettings
+from walle.streams.engine import Engine
+
+_log = get_logger("cloud")
+
+
+def declare_topics(app: App, settings: CloudSettings) -> None:
+    """Create the worker's topics with the partition counts it relies on (idempotent).
+
+    The state changelog must have as many partitions as the input topic: a device's state
+    lives in the partition its events do.
+    """
+    topics = {
+        settings.input_topic: settings.partitions,
+        settings.output_topic: settings.partitions,
+        settings.dead_letter_topic: 1,
+        settings.late_topic: 1,
+        settings.changelog_topic(app.name): settings.partitions,
+    }
+    compacted = frozenset({settings.changelog_topic(app.name)})
+    create_topics(parse_broker_url(settings.broker), topics, compacted=compacted)
+
+
+def build_faust_app(app: App, settings: CloudSettings) -> Any:
+    """A faust.App whose single agent runs ``app``'s engine over the input topic."""
+    import faust
+
+    app_id = settings.resolved_app_id(app.name)
+    brokers = ";".join(f"kafka://{server}" for server in parse_broker_url(settings.broker))
+    faust_app = faust.App(
+        app_id,
+        broker=brokers,
+        store="memory://",
+        datadir=str(settings.datadir),
+        web_enabled=False,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        table_standby_replicas=0,
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=settings.heartbeat_s,
+        broker_commit_interval=settings.commit_interval_s,
+        broker_rebalance_timeout=settings.session_timeout_s * 2,
+        processing_guarantee="at_least_once",
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
+           "value_serializer": "raw"}  # fmt: skip
+    source = faust_app.topic(settings.input_topic, partitions=settings.partitions, **raw)
+    outputs = faust_app.topic(settings.output_topic, partitions=settings.partitions, **raw)
+    dead = faust_app.topic(settings.dead_letter_topic, partitions=1, **raw)
+    late = faust_app.topic(settings.late_topic, partitions=1, **raw)
+    # use_partitioner: the changelog partition comes from the key (the device id, as on the
+    # input topic), not from "the current event", which a batch of many partitions lacks.
+    table = faust_app.Table(
+        STATE_TABLE,
+        partitions=settings.partitions,
+        use_partitioner=True,
+        key_type=bytes,
+        value_type=bytes,
+    )
+    processor = BatchProcessor(Engine(app), table)
+
+    async def run_engine(stream: Any) -> None:
+        async for batch in stream.take_events(settings.batch_size, settings.batch_within_s):
+            messages = [_input_message(event.message) for event in batch]
+            result = processor.process(messages)
+            for output in result.emissions.outputs:
+                await outputs.send(key=output.key.encode(), value=output.to_json().encode())
+            for bad in result.bad:
+                await dead.send(value=bad)
+            for item in result.emissions.dead:
+                await dead.send(value=side_output_record("dead", item.task, item.event,
+                                                         item.reason))  # fmt: skip
+            for item in result.emissions.late:
+                await late.send(value=side_output_record("late", item.task, item.event,
+                                                         item.reason))  # fmt: skip
+            await faust_app.producer.flush()  # outputs acknowledged before the state moves
+            for device_key, blob in result.states.items():
+                table[device_key] = blob
+            processor.stored(result)
+            await faust_app.producer.flush()  # state durable before offsets are acked
+            if result.bad:
+                _log.warning("bad input messages dead-lettered", count=len(result.bad))
+
+    faust_app.agent(source, name="walle-engine")(run_engine)
+    return faust_app
+
+
+def _input_message(message: Any) -> InputMessage:
+    return InputMessage(
+        message.topic, message.partition, message.offset, message.key, message.value
+    )
+
+
+def run_worker(app: App, settings: CloudSettings, *, loglevel: str = "WARNING") -> None:
+    """Declare the topics and run one worker in the foreground until it is stopped."""
+    import faust
+
+    declare_topics(app, settings)
+    faust_app = build_faust_app(app, settings)
+    worker = faust.Worker(faust_app, loglevel=loglevel, quiet=True)
+    worker.execute_from_commandline()

@@ -1,0 +1,49 @@
+"""Settings of a cloud worker: one frozen value, passed whole."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pydantic
+
+from walle.broker import parse_broker_url
+
+STATE_TABLE = "walle-state"
+
+
+class CloudSettings(pydantic.BaseModel):
+    """Where a worker reads, writes and keeps state, and how it talks to the broker.
+
+    Session and heartbeat timeouts are short because group joins on the embedded broker
+    take about one session timeout; production may raise them.
+    """
+
+    model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
+
+    broker: str = "kafka://127.0.0.1:9092"
+    app_id: str | None = None
+    input_topic: str = "events"
+    output_topic: str = "outputs"
+    dead_letter_topic: str = "events-dead"
+    late_topic: str = "outputs-late"
+    partitions: int = pydantic.Field(default=4, ge=1, le=1024)
+    batch_size: int = pydantic.Field(default=500, ge=1)
+    batch_within_s: float = pydantic.Field(default=0.05, gt=0)
+    session_timeout_s: float = pydantic.Field(default=6.0, gt=0)
+    heartbeat_s: float = pydantic.Field(default=1.0, gt=0)
+    commit_interval_s: float = pydantic.Field(default=0.5, gt=0)
+    datadir: Path = Path("walle-worker-data")
+
+    @pydantic.field_validator("broker")
+    @classmethod
+    def _kafka_url(cls, value: str) -> str:
+        parse_broker_url(value)
+        return value
+
+    def resolved_app_id(self, app_name: str) -> str:
+        """The consumer group and table prefix: ``app_id`` or ``walle-<app name>``."""
+        return self.app_id or f"walle-{app_name}"
+
+    def changelog_topic(self, app_name: str) -> str:
+        """Name of the state table's changelog topic (faust's naming)."""
+        return f"{self.resolved_app_id(app_name)}-{STATE_TABLE}-changelog"

@@ -1,0 +1,257 @@
+"""Run an App on the cloud runtime over a broker, for parity tests and benchmarks.
+
+``run_on_cloud(app, events, broker)`` is the cloud half of walle.testing's parity check:
+it produces the events to a fresh input topic keyed by device id, runs ``workers`` faust
+workers (forked processes, so an App built in the caller works as is), waits until the
+consumer group has committed every input offset (outputs are acknowledged before that),
+and returns the outputs read back from the output topic. ``CloudRun`` is the same with
+its steps exposed, for fault tests (kill a worker, add bad messages).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from walle.errors import BrokerError
+from walle.streams.app import App
+from walle.streams.cloud.produce import make_producer
+from walle.streams.cloud.runtime import declare_topics, run_worker
+from walle.streams.cloud.settings import CloudSettings
+from walle.streams.events import Event
+from walle.streams.results import Output
+
+_POLL_S = 0.1
+
+
+def _broker_url(broker: Any) -> str:
+    return broker if isinstance(broker, str) else broker.url
+
+
+def _fork_entry(app: App, settings: CloudSettings) -> None:
+    os.setsid()  # its own process group: killing it never reaches the caller
+    run_worker(app, settings)
+
+
+@dataclass
+class CloudRun:
+    """One cloud deployment of ``app`` on ``broker`` with its own topics and group id.
+
+    With ``app_path`` set, workers are ``walle worker`` subprocesses loading that file
+    (the real CLI); otherwise forked processes running ``app``.
+    """
+
+    app: App
+    broker: Any
+    partitions: int = 4
+    app_path: Path | None = None
+    datadir: Path | None = None
+    batch_size: int = 500
+    settings: CloudSettings = field(init=False)
+    workers: list[Any] = field(default_factory=list, init=False)
+
+    def __post_init__(self) -> None:
+        run_id = uuid.uuid4().hex[:10]
+        datadir = self.datadir or Path(os.environ.get("TMPDIR", "/tmp")) / f"walle-{run_id}"
+        self.settings = CloudSettings(
+            broker=_broker_url(self.broker),
+            app_id=f"walle-{self.app.name}-{run_id}",
+            input_topic=f"events-{run_id}",
+            output_topic=f"outputs-{run_id}",
+            dead_letter_topic=f"events-dead-{run_id}",
+            late_topic=f"outputs-late-{run_id}",
+            partitions=self.partitions,
+            batch_size=self.batch_size,
+            datadir=datadir,
+        )
+        declare_topics(self.app, self.settings)
+
+    @property
+    def bootstrap(self) -> list[str]:
+        from walle.broker import parse_broker_url
+
+        return parse_broker_url(self.settings.broker)
+
+    # -- input -----------------------------------------------------------------------------
+
+    def produce(self, events: Iterable[Event]) -> int:
+        """Send events keyed by device id, in order; returns how many."""
+        return self.produce_raw((e.device_id.encode(), e.to_json().encode()) for e in events)
+
+    def produce_raw(self, messages: Iterable[tuple[bytes | None, bytes | None]]) -> int:
+        """Send raw (key, value) messages to the input topic (bad ones included)."""
+        producer = make_producer(self.bootstrap, linger_ms=20, batch_size=256 * 1024)
+        count = 0
+        try:
+            for key, value in messages:
+                producer.send(self.settings.input_topic, key=key, value=value)
+                count += 1
+            producer.flush(timeout=60)
+        finally:
+            producer.close(timeout=5)
+        return count
+
+    # -- workers ---------------------------------------------------------------------------
+
+    def start_worker(self) -> Any:
+        """Start one more worker; returns its process handle."""
+        if self.app_path is not None:
+            worker: Any = subprocess.Popen(
+                [*_walle_command(), "worker", str(self.app_path), *self.worker_flags()],
+                start_new_session=True,
+            )
+        else:
+            worker = multiprocessing.get_context("fork").Process(
+                target=_fork_entry, args=(self.app, self.settings), daemon=True
+            )
+            worker.start()
+        self.workers.append(worker)
+        return worker
+
+    def worker_flags(self) -> list[str]:
+        """The `walle worker` flags that reproduce these settings."""
+        s = self.settings
+        return [
+            "--broker", s.broker, "--app-id", str(s.app_id),
+            "--input-topic", s.input_topic, "--output-topic", s.output_topic,
+            "--dead-letter-topic", s.dead_letter_topic, "--late-topic", s.late_topic,
+            "--partitions", str(s.partitions), "--batch-size", str(s.batch_size),
+            "--datadir", str(s.datadir),
+        ]  # fmt: skip
+
+    def kill_worker(self, worker: Any) -> None:
+        """SIGKILL a worker (its whole process group) and wait for it."""
+        try:
+            os.killpg(worker.pid, signal.SIGKILL)
+        except ProcessLookupError:  # not yet its own group leader, or already gone
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker.pid, signal.SIGKILL)
+        if isinstance(worker, subprocess.Popen):
+            worker.wait(timeout=10)
+        else:
+            worker.join(timeout=10)
+        self.workers.remove(worker)
+
+    def close(self) -> None:
+        """Kill every worker still running."""
+        for worker in list(self.workers):
+            self.kill_worker(worker)
+
+    def __enter__(self) -> CloudRun:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- progress and output ---------------------------------------------------------------
+
+    def committed_fraction(self) -> tuple[int, int]:
+        """(committed, end): summed over the input partitions, for the worker group."""
+        from kafka import KafkaConsumer, TopicPartition
+
+        parts = [TopicPartition(self.settings.input_topic, p) for p in range(self.partitions)]
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=self.settings.app_id,
+            enable_auto_commit=False,
+        )
+        try:
+            ends = consumer.end_offsets(parts)
+            committed = sum(consumer.committed(tp) or 0 for tp in parts)
+            return committed, sum(ends.values())
+        finally:
+            consumer.close()
+
+    def wait_processed(self, timeout_s: float = 90.0) -> None:
+        """Block until the group committed every input offset; BrokerError after timeout."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            committed, end = self.committed_fraction()
+            if committed >= end:
+                return
+            for worker in self.workers:
+                if not _alive(worker):
+                    raise BrokerError(f"cloud worker {worker.pid} exited before the end")
+            time.sleep(_POLL_S * 3)
+        committed, end = self.committed_fraction()
+        raise BrokerError(f"cloud workers committed {committed}/{end} offsets in {timeout_s}s")
+
+    def read_topic(self, topic: str, partitions: int | None = None) -> list[Any]:
+        """Every message of ``topic`` from the beginning to its current end."""
+        from kafka import KafkaConsumer, TopicPartition
+
+        count = self.partitions if partitions is None else partitions
+        parts = [TopicPartition(topic, p) for p in range(count)]
+        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        try:
+            consumer.assign(parts)
+            ends = consumer.end_offsets(parts)
+            consumer.seek_to_beginning(*parts)
+            messages: list[Any] = []
+            deadline = time.monotonic() + 60
+            while any(consumer.position(tp) < ends[tp] for tp in parts):
+                if time.monotonic() > deadline:
+                    raise BrokerError(f"reading {topic!r} to its end took over 60s")
+                for records in consumer.poll(timeout_ms=200).values():
+                    messages.extend(records)
+            return sorted(messages, key=lambda m: (m.partition, m.offset))
+        finally:
+            consumer.close()
+
+    def outputs(self) -> list[Output]:
+        """Every output on the output topic (re-sent copies included), in topic order."""
+        return [Output.from_json(m.value) for m in self.read_topic(self.settings.output_topic)]
+
+    def dead_letters(self) -> list[Any]:
+        """Messages on the dead-letter topic."""
+        return self.read_topic(self.settings.dead_letter_topic, 1)
+
+
+def dedupe_outputs(outputs: Sequence[Output]) -> list[Output]:
+    """Drop re-sent copies: an output whose key and value were already seen."""
+    seen: set[tuple[str, str]] = set()
+    unique = []
+    for output in outputs:
+        mark = (output.key, output.to_json())
+        if mark not in seen:
+            seen.add(mark)
+            unique.append(output)
+    return unique
+
+
+def run_on_cloud(
+    app: App, events: Iterable[Event], broker: Any, workers: int = 1, *, partitions: int = 4
+) -> list[Output]:
+    """Run ``app`` over ``events`` on the cloud runtime; the outputs, re-sent copies dropped.
+
+    ``broker`` is an EmbeddedBroker or a ``kafka://`` URL.
+    """
+    with CloudRun(app, broker, partitions=partitions) as run:
+        for _ in range(workers):
+            run.start_worker()
+        run.produce(events)
+        run.wait_processed()
+        return dedupe_outputs(run.outputs())
+
+
+def _walle_command() -> list[str]:
+    script = Path(sys.executable).with_name("walle")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "from walle.cli import main; main()"]
+
+
+def _alive(worker: Any) -> bool:
+    if isinstance(worker, subprocess.Popen):
+        return worker.poll() is None
+    return bool(worker.is_alive())
