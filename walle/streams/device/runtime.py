@@ -62,7 +62,7 @@ _UPSERT_CHECKPOINT = (
     " log_offset = excluded.log_offset, snapshot = excluded.snapshot,"
     " updated_ms = excluded.updated_ms"
 )
-_FOREVER_MS = 2**62
+END_OF_LOG_MS = 2**62  # the watermark that closes every window when a log is complete
 
 _log = get_logger("device.runtime")
 
@@ -238,7 +238,7 @@ class DeviceRuntime:
             if until_ts is not None and len(rows) < self.settings.batch_events:
                 break
         if finish:
-            self._absorb(self.engine.advance_to(_FOREVER_MS), 0, totals)
+            self._absorb(self.engine.advance_to(END_OF_LOG_MS), 0, totals)
         if self._pending.events or self._pending.outputs or finish or checkpoints == 0:
             self.checkpoint()
             checkpoints += 1
