@@ -231,10 +231,12 @@ def _validated(pattern: Pattern) -> Pattern:
         )
     if sum(el.quantifier == OPTIONAL for el in pattern.elements) > MAX_OPTIONAL:
         raise PlanError(f"at most {MAX_OPTIONAL} optional steps per pattern")
-    for el in pattern.elements:
-        for guard in el.guards:
-            if guard == el.step and el.quantifier == ONE_OR_MORE:
-                raise PlanError(f"{guard.signature} both repeats and cancels: it can never match")
+    for el, following in zip(pattern.elements, pattern.elements[1:], strict=False):
+        if following.quantifier != OPTIONAL and following.step in el.guards:
+            raise PlanError(
+                f"not_followed_by({following.step.signature}) cancels the very step that "
+                "follows it: the pattern can never match"
+            )
     return pattern
 
 
