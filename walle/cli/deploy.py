@@ -66,4 +66,245 @@ def bundle_sign(bundle: Path, key_path: Path) -> None:
     click.echo(str(sign_bundle(bundle, load_private_key(key_path))))
 
 
-COMMANDS: list[click.Command] = [keys_group, bundle_group]
+def _serve(app_factory: object, host: str, port: int, what: str) -> None:
+    import asyncio
+
+    from walle.deploy.serving import serve_forever
+
+    def _ready(site: object) -> None:
+        click.echo(f"{what} listening on {site.url}", err=True)  # type: ignore[attr-defined]
+
+    asyncio.run(serve_forever(app_factory(), host, port, _ready))  # type: ignore[operator]
+
+
+@click.group("store")
+def store_group() -> None:
+    """The bundle store (content-addressed HTTP)."""
+
+
+@store_group.command("serve")
+@click.option(
+    "--root",
+    type=click.Path(path_type=Path),
+    default=Path("bundles"),
+    show_default=True,
+    help="Directory holding the bundles.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8070, show_default=True, type=int)
+@click.option("--max-bytes-per-s", default=0.0, type=float, help="Bandwidth cap (0 = none).")
+def store_serve(root: Path, host: str, port: int, max_bytes_per_s: float) -> None:
+    """Serve bundles: PUT/POST upload (digest checked), GET with Range and ETag."""
+    from walle.deploy.store import make_store_app
+
+    _serve(lambda: make_store_app(root, max_bytes_per_s=max_bytes_per_s), host, port, "store")
+
+
+_BROKER = click.option("--broker", required=True, help="kafka://HOST:PORT of the broker.")
+_PREFIX = click.option(
+    "--topic-prefix",
+    default="walle",
+    show_default=True,
+    help="Topics are PREFIX.releases, PREFIX.releases.history, PREFIX.status.",
+)
+_KEY = click.option(
+    "--key",
+    "key_path",
+    type=_EXISTING,
+    required=True,
+    help="Private key (.key) that signs the notification.",
+)
+
+
+def _channel(broker: str, prefix: str) -> tuple[str, object]:
+    from walle.broker import parse_broker_url
+    from walle.deploy.channel import ChannelTopics, ensure_topics
+
+    bootstrap = ",".join(parse_broker_url(broker))
+    topics = ChannelTopics.prefixed(prefix)
+    ensure_topics(bootstrap, topics)
+    return bootstrap, topics
+
+
+@click.group("gateway")
+def gateway_group() -> None:
+    """The push gateway (Kafka notifications -> SSE to agents)."""
+
+
+@gateway_group.command("serve")
+@_BROKER
+@_PREFIX
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8071, show_default=True, type=int)
+def gateway_serve(broker: str, topic_prefix: str, host: str, port: int) -> None:
+    """Fan release notifications out to agents (SSE /events, polling /notifications)."""
+    from walle.deploy.gateway import Gateway
+
+    bootstrap, topics = _channel(broker, topic_prefix)
+    _serve(lambda: Gateway(bootstrap, topics).app(), host, port, "gateway")  # type: ignore[arg-type]
+
+
+@click.command("release")
+@click.argument("bundle", type=_EXISTING)
+@click.option(
+    "--policy",
+    "policy_path",
+    type=_EXISTING,
+    default=None,
+    help="YAML release policy (default: everyone).",
+)
+@_BROKER
+@click.option("--store", "store_url", required=True, help="Base URL of the bundle store.")
+@_KEY
+@_PREFIX
+@click.option(
+    "--ttl",
+    "ttl_s",
+    default=7 * 24 * 3600.0,
+    show_default=True,
+    help="Seconds until the notification expires.",
+)
+def release_cmd(
+    bundle: Path,
+    policy_path: Path | None,
+    broker: str,
+    store_url: str,
+    key_path: Path,
+    topic_prefix: str,
+    ttl_s: float,
+) -> None:
+    """Upload BUNDLE to the store and publish its signed notification."""
+    from walle.deploy.policy import ReleasePolicy, load_policy
+    from walle.deploy.release import release
+    from walle.deploy.signing import load_private_key
+
+    policy = load_policy(policy_path) if policy_path else ReleasePolicy()
+    bootstrap, topics = _channel(broker, topic_prefix)
+    note = release(
+        bundle,
+        policy,
+        bootstrap=bootstrap,
+        store_url=store_url,
+        private=load_private_key(key_path),
+        topics=topics,
+        ttl_s=ttl_s,
+    )  # type: ignore[arg-type]
+    click.echo(f"released {note.task} v{note.version} sha256={note.digest} url={note.url}")
+
+
+@click.command("rollback")
+@click.argument("task")
+@click.option("--to", "to_version", type=int, default=None, help="Version to return to.")
+@_BROKER
+@_KEY
+@_PREFIX
+def rollback_cmd(
+    task: str, to_version: int | None, broker: str, key_path: Path, topic_prefix: str
+) -> None:
+    """Publish a signed rollback of TASK to an earlier version."""
+    from walle.deploy.release import rollback
+    from walle.deploy.signing import load_private_key
+
+    bootstrap, topics = _channel(broker, topic_prefix)
+    note = rollback(
+        task,
+        bootstrap=bootstrap,
+        private=load_private_key(key_path),
+        to_version=to_version,
+        topics=topics,
+    )  # type: ignore[arg-type]
+    click.echo(f"rolled back {task} to v{note.version}")
+
+
+@click.command("pause")
+@click.argument("task")
+@_BROKER
+@_KEY
+@_PREFIX
+def pause_cmd(task: str, broker: str, key_path: Path, topic_prefix: str) -> None:
+    """Kill switch: stop further installs of TASK's current release."""
+    from walle.deploy.release import pause
+    from walle.deploy.signing import load_private_key
+
+    bootstrap, topics = _channel(broker, topic_prefix)
+    note = pause(task, bootstrap=bootstrap, private=load_private_key(key_path), topics=topics)  # type: ignore[arg-type]
+    click.echo(f"paused {task} v{note.version}")
+
+
+@click.command("status")
+@click.argument("task")
+@_BROKER
+@_PREFIX
+def status_cmd(task: str, broker: str, topic_prefix: str) -> None:
+    """Devices per version and state for TASK (from the status topic)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from walle.deploy.channel import status_counts
+
+    bootstrap, topics = _channel(broker, topic_prefix)
+    table = Table("version", "state", "devices", title=f"{task}")
+    counts = status_counts(bootstrap, topics, task)  # type: ignore[arg-type]
+    for (version, state), n in sorted(counts.items(), key=lambda kv: (kv[0][0] or 0, kv[0][1])):
+        table.add_row(str(version), state, str(n))
+    Console().print(table)
+
+
+@click.command("agent")
+@click.option(
+    "--device-attrs",
+    "attrs_path",
+    type=_EXISTING,
+    required=True,
+    help="JSON file with device_id, app_version, os, os_version, model, tier, ...",
+)
+@click.option("--gateway", "gateway_url", required=True, help="Base URL of the push gateway.")
+@click.option(
+    "--home",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Agent state directory (installed tasks, downloads).",
+)
+@click.option(
+    "--trust",
+    "trust_paths",
+    type=_EXISTING,
+    multiple=True,
+    required=True,
+    help="Trusted public key file or directory of .pub files (repeatable).",
+)
+@click.option("--poll", is_flag=True, help="Poll instead of keeping an SSE stream.")
+def agent_cmd(
+    attrs_path: Path, gateway_url: str, home: Path, trust_paths: tuple[Path, ...], poll: bool
+) -> None:
+    """Run a device agent: follow releases, install matching ones, run their tasks."""
+    import asyncio
+    import contextlib
+
+    from walle.deploy.agent import Agent, AgentSettings
+    from walle.deploy.container import TaskContainer
+    from walle.deploy.policy import DeviceAttrs
+    from walle.deploy.signing import TrustStore
+    from walle.errors import ValidationError
+
+    try:
+        attrs = DeviceAttrs.model_validate_json(attrs_path.read_bytes())
+    except ValueError as exc:
+        raise ValidationError(f"bad device attributes: {exc}", where=str(attrs_path)) from exc
+    settings = AgentSettings(gateway_url=gateway_url.rstrip("/"), home=home, poll_only=poll)
+    agent = Agent(attrs, settings, TrustStore.from_paths(list(trust_paths)), TaskContainer())
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(agent.run())
+
+
+COMMANDS: list[click.Command] = [
+    keys_group,
+    bundle_group,
+    store_group,
+    gateway_group,
+    release_cmd,
+    rollback_cmd,
+    pause_cmd,
+    status_cmd,
+    agent_cmd,
+]

@@ -14,6 +14,7 @@ hence the previous version, in force; ``recover()`` sweeps stale staging directo
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -97,6 +98,13 @@ class Installer:
         """The directory holding an unpacked version."""
         return self._tasks / task / "versions" / installed.dirname
 
+    def unpacked(self, task: str, version: int, digest: str) -> InstalledVersion | None:
+        """The version already unpacked on disk (e.g. the target of a rollback), if any."""
+        installed = InstalledVersion(
+            version=version, digest=digest, dirname=f"{version}-{digest[:12]}"
+        )
+        return installed if self.path_of(task, installed).is_dir() else None
+
     def unpack(self, contents: BundleContents, digest: str) -> InstalledVersion:
         """Write a verified bundle's files durably into ``versions/`` (atomic rename)."""
         manifest = contents.manifest
@@ -151,6 +159,18 @@ class Installer:
         record = ActiveRecord(**current.previous.model_dump(), previous=None)
         self._swap_pointer(task, record)
         return record
+
+    def failed_digests(self) -> set[str]:
+        """Bundles this device refused or rolled back; never tried again."""
+        path = self.home / "failed.json"
+        return set(json.loads(path.read_text())) if path.is_file() else set()
+
+    def mark_failed(self, digest: str) -> None:
+        """Remember that ``digest`` was refused or failed its health check (atomic write)."""
+        path = self.home / "failed.json"
+        digests = sorted(self.failed_digests() | {digest})
+        _write_synced(path.with_suffix(".tmp"), json.dumps(digests).encode())
+        os.replace(path.with_suffix(".tmp"), path)
 
     def _swap_pointer(self, task: str, record: ActiveRecord) -> None:
         directory = self._tasks / task

@@ -1,0 +1,157 @@
+"""The release channel on Kafka (kafka-python): notifications out, status reports back.
+
+Three topics, created explicitly with one partition each (order per task matters more
+than throughput here):
+
+- ``walle.releases``: compacted, key = task; the latest notification per task. The
+  gateway reads it from the beginning, so a device that reconnects catches up.
+- ``walle.releases.history``: every notification ever published (what rollback reads).
+- ``walle.status``: agents' reports (key = task/device); ``walle status`` folds them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from walle.deploy.errors import ChannelError
+from walle.deploy.notification import Notification
+from walle.logging import get_logger
+
+_log = get_logger("deploy.channel")
+
+State = Literal["installed", "refused", "failed", "rolled_back", "download_failed"]
+
+
+@dataclass(frozen=True)
+class ChannelTopics:
+    """Names of the channel's topics; tests use a unique prefix per run."""
+
+    releases: str = "walle.releases"
+    history: str = "walle.releases.history"
+    status: str = "walle.status"
+
+    @classmethod
+    def prefixed(cls, prefix: str) -> ChannelTopics:
+        """Topics named ``<prefix>.releases`` and so on."""
+        return cls(f"{prefix}.releases", f"{prefix}.releases.history", f"{prefix}.status")
+
+
+class StatusReport(BaseModel):
+    """What an agent reports after handling a release of one task."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    device_id: str
+    task: str
+    version: int | None
+    state: State
+    reason: str = ""
+    digest: str = ""
+    ts: float
+
+
+def ensure_topics(bootstrap: str, topics: ChannelTopics) -> None:
+    """Create the channel's topics (one partition each; releases compacted) if missing."""
+    from walle.broker import create_topics
+
+    names = {topics.releases: 1, topics.history: 1, topics.status: 1}
+    create_topics(bootstrap, names, compacted=frozenset({topics.releases}))
+
+
+def _producer(bootstrap: str):
+    from kafka import KafkaProducer
+    from kafka.errors import KafkaError
+
+    try:
+        return KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, retries=5)
+    except (KafkaError, OSError) as exc:
+        raise ChannelError(f"cannot reach the broker at {bootstrap}: {exc}") from exc
+
+
+def publish(bootstrap: str, topics: ChannelTopics, note: Notification) -> None:
+    """Write ``note`` to the compacted releases topic and to the history (key = task)."""
+    from kafka.errors import KafkaError
+
+    producer = _producer(bootstrap)
+    try:
+        key, value = note.task.encode(), note.to_bytes()
+        for topic in (topics.history, topics.releases):
+            producer.send(topic, key=key, value=value).get(timeout=15)
+    except KafkaError as exc:
+        raise ChannelError(f"cannot publish {note.task} v{note.version}: {exc}") from exc
+    finally:
+        producer.close(timeout=5)
+    _log.info("published", task=note.task, version=note.version, paused=note.paused)
+
+
+def read_topic(
+    bootstrap: str, topic: str, timeout_s: float = 15.0
+) -> Iterator[tuple[bytes, bytes]]:
+    """Every (key, value) of ``topic`` from the beginning up to its current end."""
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.errors import KafkaError
+
+    deadline = time.monotonic() + timeout_s
+    try:
+        consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    except (KafkaError, OSError) as exc:
+        raise ChannelError(f"cannot reach the broker at {bootstrap}: {exc}") from exc
+    try:
+        ids = consumer.partitions_for_topic(topic)
+        if not ids:
+            raise ChannelError(f"topic {topic!r} does not exist on {bootstrap}")
+        parts = [TopicPartition(topic, p) for p in sorted(ids)]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        end = consumer.end_offsets(parts)
+        while any(consumer.position(tp) < end[tp] for tp in parts):
+            if time.monotonic() > deadline:
+                raise ChannelError(f"reading {topic!r} timed out after {timeout_s}s")
+            for records in consumer.poll(timeout_ms=500).values():
+                for record in records:
+                    yield record.key or b"", record.value or b""
+    finally:
+        consumer.close()
+
+
+def _notes(bootstrap: str, topic: str) -> Iterator[Notification]:
+    for offset, (_key, value) in enumerate(read_topic(bootstrap, topic)):
+        try:
+            yield Notification.model_validate_json(value)
+        except ValidationError as exc:
+            _log.warning("bad notification skipped", topic=topic, index=offset, error=str(exc))
+
+
+def history(bootstrap: str, topics: ChannelTopics, task: str) -> list[Notification]:
+    """Every notification published for ``task``, oldest first."""
+    return [n for n in _notes(bootstrap, topics.history) if n.task == task]
+
+
+def latest(bootstrap: str, topics: ChannelTopics, task: str) -> Notification | None:
+    """The notification now in force for ``task`` (last on the releases topic)."""
+    found = None
+    for note in _notes(bootstrap, topics.releases):
+        if note.task == task:
+            found = note
+    return found
+
+
+def status_counts(
+    bootstrap: str, topics: ChannelTopics, task: str
+) -> Counter[tuple[int | None, str]]:
+    """Devices per (version, state) for ``task``, from each device's last report."""
+    last: dict[str, StatusReport] = {}
+    for _key, value in read_topic(bootstrap, topics.status):
+        try:
+            report = StatusReport.model_validate_json(value)
+        except ValidationError:
+            continue
+        if report.task == task:
+            last[report.device_id] = report
+    return Counter((r.version, r.state) for r in last.values())

@@ -1,0 +1,169 @@
+"""The push gateway: Kafka notifications in, Server-Sent Events out to connected agents.
+
+A background thread (kafka-python) reads the compacted releases topic from the beginning
+with manual partition assignment (no consumer group: every gateway wants every record)
+and hands each notification to the event loop. ``GET /events`` is a long-lived SSE stream
+that first replays the latest notification per task (catch-up on connect), then every new
+one; ``GET /notifications`` is the polling fallback; ``POST /status`` takes an agent's
+report and writes it to the status topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+
+import pydantic
+from aiohttp import web
+
+from walle.deploy.channel import ChannelTopics, StatusReport
+from walle.deploy.notification import Notification
+from walle.logging import get_logger
+
+_log = get_logger("deploy.gateway")
+_KEEPALIVE_S = 10.0
+
+
+def _sse_frame(note: Notification) -> bytes:
+    return b"event: release\ndata: " + note.to_bytes() + b"\n\n"
+
+
+class Gateway:
+    """Fans notifications out to agents; one instance per aiohttp application."""
+
+    def __init__(self, bootstrap: str, topics: ChannelTopics):
+        self.bootstrap = bootstrap
+        self.topics = topics
+        self.latest: dict[str, Notification] = {}
+        self._generation = 0
+        self._subscribers: set[asyncio.Queue[Notification | None]] = set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._producer = None
+        self.counters = {"connected": 0, "pushed": 0, "reports": 0, "bad_records": 0}
+
+    def app(self) -> web.Application:
+        """The aiohttp application; starting it starts the Kafka reader thread."""
+        app = web.Application()
+        app.router.add_get("/events", self.events)
+        app.router.add_get("/notifications", self.notifications)
+        app.router.add_post("/status", self.status)
+        app.router.add_get("/metrics", self.metrics)
+        app.on_startup.append(self._start)
+        app.on_shutdown.append(self._close_streams)
+        app.on_cleanup.append(self._cleanup)
+        return app
+
+    async def _start(self, _app: web.Application) -> None:
+        from kafka import KafkaProducer
+
+        self._loop = asyncio.get_running_loop()
+        self._producer = await asyncio.to_thread(
+            KafkaProducer, bootstrap_servers=self.bootstrap, acks=1, linger_ms=20
+        )
+        self._thread = threading.Thread(target=self._consume, name="gateway-consumer", daemon=True)
+        self._thread.start()
+
+    def _consume(self) -> None:
+        """Thread body: read the releases topic from the beginning, forever, until stopped."""
+        from kafka import KafkaConsumer, TopicPartition
+
+        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        try:
+            parts = [
+                TopicPartition(self.topics.releases, p)
+                for p in sorted(consumer.partitions_for_topic(self.topics.releases) or {0})
+            ]
+            consumer.assign(parts)
+            consumer.seek_to_beginning(*parts)
+            while not self._stop.is_set():
+                for records in consumer.poll(timeout_ms=200).values():
+                    for record in records:
+                        self._take(record.value or b"", record.offset)
+        except Exception as exc:  # the thread must log, not vanish silently
+            _log.error("release reader stopped", error=repr(exc))
+            raise
+        finally:
+            consumer.close()
+
+    def _take(self, value: bytes, offset: int) -> None:
+        try:
+            note = Notification.model_validate_json(value)
+        except pydantic.ValidationError as exc:
+            self.counters["bad_records"] += 1
+            _log.warning("bad notification skipped", offset=offset, error=str(exc))
+            return
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._publish, note)
+
+    def _publish(self, note: Notification) -> None:
+        self.latest[note.task] = note
+        self._generation += 1
+        for queue in self._subscribers:
+            queue.put_nowait(note)
+
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        """SSE stream: the latest notification per task, then each new one."""
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+        await response.prepare(request)
+        queue: asyncio.Queue[Notification | None] = asyncio.Queue()
+        self._subscribers.add(queue)  # before the snapshot, so nothing falls in between
+        self.counters["connected"] += 1
+        try:
+            for note in list(self.latest.values()):
+                await response.write(_sse_frame(note))
+            while True:
+                try:
+                    note = await asyncio.wait_for(queue.get(), _KEEPALIVE_S)
+                except TimeoutError:
+                    await response.write(b": keepalive\n\n")
+                    continue
+                if note is None:  # the gateway is shutting down
+                    break
+                await response.write(_sse_frame(note))
+                self.counters["pushed"] += 1
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            self._subscribers.discard(queue)
+            self.counters["connected"] -= 1
+        return response
+
+    async def notifications(self, request: web.Request) -> web.Response:
+        """Polling fallback: all latest notifications; ETag is the update generation."""
+        etag = f'"g{self._generation}"'
+        if request.headers.get("If-None-Match") == etag:
+            return web.Response(status=304, headers={"ETag": etag})
+        body = [n.model_dump(mode="json") for n in self.latest.values()]
+        return web.json_response(body, headers={"ETag": etag})
+
+    async def status(self, request: web.Request) -> web.Response:
+        """Take an agent's status report and write it to the status topic."""
+        try:
+            report = StatusReport.model_validate_json(await request.read())
+        except pydantic.ValidationError as exc:
+            raise web.HTTPBadRequest(text=f"bad status report: {exc}\n") from exc
+        key = f"{report.task}/{report.device_id}".encode()
+        self._producer.send(self.topics.status, key=key, value=report.model_dump_json().encode())
+        self.counters["reports"] += 1
+        return web.json_response({"ok": True}, status=202)
+
+    async def metrics(self, _request: web.Request) -> web.Response:
+        """Counters: connected agents, pushes, reports, bad records; tasks known."""
+        return web.json_response({**self.counters, "tasks": sorted(self.latest)})
+
+    async def _close_streams(self, _app: web.Application) -> None:
+        for queue in list(self._subscribers):
+            queue.put_nowait(None)
+
+    async def _cleanup(self, _app: web.Application) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, 5)
+        if self._producer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self._producer.close, 5)
