@@ -1,0 +1,191 @@
+"""DeviceRuntime: checkpoints are all-or-nothing, state is refused across plans, live mode."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from walle.errors import StateError, StorageError
+from walle.streams import App, PageWindow, count
+from walle.streams.device import (
+    DeviceRuntime,
+    DurabilityPolicy,
+    EventLog,
+    LogSettings,
+    RuntimeSettings,
+)
+from walle.streams.engine import Engine, Output
+from walle.streams.events import Event
+from walle.testing import literal_events
+
+END = 2**62
+
+
+def _app(name: str = "visits") -> App:
+    app = App(name)
+    app.stream("item_visits").window(PageWindow("item")).aggregate(events=count())
+    return app
+
+
+def _visits(device: str, count_: int) -> list[Event]:
+    rows = []
+    for visit in range(count_):
+        base = visit * 10_000
+        rows += [
+            (base, "page_enter", "item"),
+            (base + 5, "click", "item"),
+            (base + 9, "page_exit", "item"),
+        ]
+    return literal_events(*rows, device_id=device, first_seq=1)
+
+
+def _expected(app: App, events: list[Event]) -> list[str]:
+    engine = Engine(app)
+    outputs = engine.process_many(events).outputs
+    return sorted(output.to_json() for output in outputs)
+
+
+def _fill(path: Path, events: list[Event], settings: LogSettings | None = None) -> None:
+    with EventLog(path, settings) as log:
+        for event in events:
+            log.append(event)
+
+
+def _stored(runtime: DeviceRuntime) -> list[str]:
+    return sorted(text for _, text in runtime.features())
+
+
+def test_run_writes_features_and_offset_in_one_checkpoint(tmp_path: Path) -> None:
+    events = _visits("d1", 5) + _visits("d2", 3)
+    _fill(tmp_path / "d.db", events)
+    with DeviceRuntime(_app(), tmp_path / "d.db") as runtime:
+        report = runtime.run()
+        assert (report.events, report.outputs, report.to_offset) == (24, 8, 24)
+        assert _stored(runtime) == _expected(_app(), events)
+        assert runtime.store.consumer_offsets() == {"app:visits": 24}
+
+
+def test_restart_resumes_after_the_checkpoint(tmp_path: Path) -> None:
+    first, second = _visits("d1", 4), _visits("d1", 8)[12:]
+    _fill(tmp_path / "d.db", first)
+    with DeviceRuntime(_app(), tmp_path / "d.db") as runtime:
+        runtime.run()
+    _fill(tmp_path / "d.db", second)
+    with DeviceRuntime(_app(), tmp_path / "d.db") as runtime:
+        assert runtime.committed_offset == 12
+        report = runtime.run()
+        assert (report.from_offset, report.events) == (12, 12)
+        assert _stored(runtime) == _expected(_app(), first + second)
+
+
+def test_state_of_another_plan_is_refused(tmp_path: Path) -> None:
+    _fill(tmp_path / "d.db", _visits("d1", 2))
+    with DeviceRuntime(_app(), tmp_path / "d.db") as runtime:
+        runtime.run()
+    changed = _app()
+    changed.stream("more").window(PageWindow("cart")).aggregate(events=count())
+    with pytest.raises(StateError, match="fingerprint"):
+        DeviceRuntime(changed, tmp_path / "d.db")
+
+
+def test_disk_full_at_checkpoint_writes_nothing_and_can_retry(tmp_path: Path) -> None:
+    path = tmp_path / "d.db"
+    events = [event._replace(args={"pad": "z" * 400}) for event in _visits("d1", 60)]
+    _fill(path, events)
+    with DeviceRuntime(_app(), path) as runtime:
+        pages = runtime.store.conn.execute("PRAGMA page_count").fetchone()[0]
+        runtime.store.conn.execute(f"PRAGMA max_page_count = {pages}")
+        with pytest.raises(StorageError, match="full"):
+            runtime.run()
+        assert runtime.committed_offset == 0
+        conn = sqlite3.connect(path)
+        assert conn.execute("SELECT COUNT(*) FROM features").fetchone()[0] == 0
+        assert conn.execute("SELECT COUNT(*) FROM runtime_checkpoints").fetchone()[0] == 0
+        conn.close()
+        runtime.store.conn.execute("PRAGMA max_page_count = 1000000")
+        runtime.checkpoint()  # continue in the same process: nothing was lost
+        assert _stored(runtime) == _expected(_app(), events)
+    with DeviceRuntime(_app(), path) as runtime:  # or resume later
+        assert runtime.committed_offset == len(events)
+
+
+def test_disk_full_then_resume_from_last_good_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "d.db"
+    events = [event._replace(args={"pad": "z" * 400}) for event in _visits("d1", 60)]
+    _fill(path, events[:30])
+    with DeviceRuntime(_app(), path) as runtime:
+        runtime.run()
+    _fill(path, events[30:])
+    tight = LogSettings(max_pages=sqlite3.connect(path).execute("PRAGMA page_count").fetchone()[0])
+    runtime = DeviceRuntime(_app(), path, settings=RuntimeSettings(log=tight))
+    with pytest.raises(StorageError, match="full"):
+        runtime.run()
+    runtime.close()
+    with DeviceRuntime(_app(), path) as runtime:
+        assert runtime.committed_offset == 30
+        runtime.run()
+        assert _stored(runtime) == _expected(_app(), events)
+
+
+def test_locked_database_at_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "d.db"
+    _fill(path, _visits("d1", 3))
+    settings = RuntimeSettings(log=LogSettings(busy_timeout_ms=50))
+    with DeviceRuntime(_app(), path, settings=settings) as runtime:
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StorageError, match=f"{path}: write a checkpoint: database is locked"):
+            runtime.run()
+        holder.execute("ROLLBACK")
+        holder.close()
+        runtime.checkpoint()
+        assert runtime.committed_offset == 9
+
+
+def test_not_sqlite_database_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "d.db"
+    path.write_text("not a database at all\n" * 100)
+    with pytest.raises(StorageError, match="not an SQLite database"):
+        DeviceRuntime(_app(), path)
+
+
+def test_participants_run_inside_the_checkpoint_transaction(tmp_path: Path) -> None:
+    path = tmp_path / "d.db"
+    _fill(path, _visits("d1", 3))
+    seen: list[tuple[bool, int]] = []
+
+    def outbox(conn: sqlite3.Connection, outputs: list[Output]) -> None:
+        seen.append((conn.in_transaction, len(outputs)))
+        conn.execute("CREATE TABLE IF NOT EXISTS outbox (key TEXT)")
+        conn.executemany("INSERT INTO outbox VALUES (?)", [(o.key,) for o in outputs])
+        raise RuntimeError("participant failed")
+
+    with DeviceRuntime(_app(), path, participants=[outbox]) as runtime:
+        with pytest.raises(RuntimeError):
+            runtime.run()
+        assert seen == [(True, 3)]
+        tables = runtime.store.conn.execute("SELECT name FROM sqlite_master").fetchall()
+        assert ("outbox",) not in tables and runtime.features() == []
+
+
+def test_live_appends_fire_tasks_and_survive_restart(tmp_path: Path) -> None:
+    path = tmp_path / "d.db"
+    policy = LogSettings(durability=DurabilityPolicy(commit_every_events=4, commit_every_ms=10**6))
+    events = _visits("d1", 5)
+    fired: list[Output] = []
+    with DeviceRuntime(
+        _app(), path, settings=RuntimeSettings(log=policy), on_output=fired.append
+    ) as runtime:
+        runtime.start_live(autoflush=False)
+        outputs = [runtime.append(event) for event in events[:3]]
+        assert [len(batch) for batch in outputs] == [0, 0, 1]  # fired at the page exit
+        for event in events[3:]:
+            runtime.append(event)
+        assert runtime.store.pending == 15 % 4
+    assert len(fired) == 5
+    with DeviceRuntime(_app(), path) as runtime:
+        assert runtime.committed_offset == 15
+        assert _stored(runtime) == _expected(_app(), events)
+        assert runtime.engine.last_seq("d1") == 15
