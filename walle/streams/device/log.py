@@ -98,7 +98,7 @@ class RetentionPolicy(pydantic.BaseModel):
 
     With neither bound every consumed event goes; ``max_age_ms`` deletes consumed events logged
     longer ago than that; ``max_bytes`` deletes consumed events, oldest first, while the
-    database uses more than that many bytes.
+    events (table and index) use more than that many bytes.
     """
 
     model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
@@ -524,6 +524,11 @@ class EventLog:
         with self._lock, storage_errors(self.path, "measure the database"):
             return self._used_bytes(self.conn)
 
+    def log_bytes(self) -> int:
+        """Bytes the events table and its index occupy (what retention bounds)."""
+        with self._lock, storage_errors(self.path, "measure the event log"):
+            return _log_bytes(self.conn)
+
     @staticmethod
     def _used_bytes(conn: sqlite3.Connection) -> int:
         pages = conn.execute("PRAGMA page_count").fetchone()[0]
@@ -585,7 +590,7 @@ def _delete_consumed(
 
 def _delete_until_small(conn: sqlite3.Connection, floor: int, max_bytes: int) -> int:
     deleted = 0
-    while EventLog._used_bytes(conn) > max_bytes:
+    while _log_bytes(conn) > max_bytes:
         oldest = conn.execute(
             "SELECT log_offset FROM events WHERE log_offset <= ?"
             " ORDER BY log_offset LIMIT 1 OFFSET 511",
@@ -599,6 +604,17 @@ def _delete_until_small(conn: sqlite3.Connection, floor: int, max_bytes: int) ->
             break
         deleted += removed
     return deleted
+
+
+def _log_bytes(conn: sqlite3.Connection) -> int:
+    """Pages of the events table and its unique index, via SQLite's dbstat table."""
+    try:
+        row = conn.execute(
+            "SELECT SUM(pgsize) FROM dbstat WHERE name IN ('events', 'sqlite_autoindex_events_1')"
+        ).fetchone()
+    except sqlite3.OperationalError:  # SQLite built without dbstat: bound the whole file
+        return EventLog._used_bytes(conn)
+    return int(row[0] or 0)
 
 
 def _line_number(record: tuple[str, str, str | None, str, str]) -> int:

@@ -24,6 +24,7 @@ from walle.streams.device._sqlite import storage_errors
 from walle.streams.device.log import (
     EventLog,
     LogSettings,
+    RetentionPolicy,
     write_consumer_offset,
     write_dead_letters,
 )
@@ -72,7 +73,8 @@ class RuntimeSettings(pydantic.BaseModel):
 
     A checkpoint happens after ``checkpoint_every_events`` events or ``checkpoint_every_ms``,
     whichever first, and always at the end of a run. Smaller means less re-processing after
-    a crash and more write cost.
+    a crash and more write cost. With ``retention``, every run ends with a retention pass
+    over the runtime's own log (consumed events only).
     """
 
     model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
@@ -81,6 +83,7 @@ class RuntimeSettings(pydantic.BaseModel):
     checkpoint_every_events: int = pydantic.Field(default=16384, ge=1)
     checkpoint_every_ms: int = pydantic.Field(default=2000, ge=0)
     log: LogSettings = LogSettings()
+    retention: RetentionPolicy | None = None
 
 
 class RunReport(NamedTuple):
@@ -242,6 +245,8 @@ class DeviceRuntime:
         if self._pending.events or self._pending.outputs or finish or checkpoints == 0:
             self.checkpoint()
             checkpoints += 1
+        if self.settings.retention is not None and self.source is self.store:
+            self.store.retain(self.settings.retention)
         return RunReport(
             begin,
             self.processed_offset,
