@@ -1,0 +1,160 @@
+"""Every ops backend against the numpy reference, on random shapes (hypothesis).
+
+Tolerance: |backend - reference| <= 1e-4 + 1e-4 * |reference| (float32).
+``WALLE_REQUIRE_BACKENDS=cython,opencl`` makes a missing backend fail here instead of
+being skipped.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from walle.errors import BackendError
+from walle.ops import GraphBuilder, backend_names, compile_graph, get_backend, run_reference
+
+RTOL = ATOL = 1e-4
+SETTINGS = settings(max_examples=12, deadline=None)
+
+
+def _usable(name: str) -> bool:
+    try:
+        get_backend(name)
+    except BackendError:
+        required = os.environ.get("WALLE_REQUIRE_BACKENDS", "")
+        if name in [n.strip() for n in required.split(",")]:
+            raise
+        return False
+    return True
+
+
+BACKENDS = [pytest.param(n, marks=pytest.mark.skipif(not _usable(n), reason=f"{n} missing"))
+            for n in backend_names()]
+
+
+def _check(build, feeds: dict[str, np.ndarray], backend: str) -> None:
+    b = GraphBuilder()
+    names = {k: b.input(k, v.shape) for k, v in feeds.items()}
+    graph = b.build([build(b, names)])
+    got = compile_graph(graph, pin=backend, use_cache=False)(*feeds.values())[0]
+    want = run_reference(graph, feeds)[0]
+    np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
+
+
+def _arr(shape, seed, low=-2.0, high=2.0) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(low, high, shape).astype(np.float32)
+
+
+dims = st.lists(st.integers(1, 7), min_size=1, max_size=4)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@SETTINGS
+@given(shape=dims, kind=st.sampled_from(["neg", "abs", "exp", "relu", "sigmoid", "tanh",
+                                         "sqrt", "erf", "identity", "log", "reciprocal"]),
+       seed=st.integers(0, 99))
+def test_ops_unary(backend, shape, kind, seed) -> None:
+    low = 0.1 if kind in ("sqrt", "log", "reciprocal") else -3.0
+    _check(lambda b, n: b.unary(kind, n["x"]), {"x": _arr(shape, seed, low, 3.0)}, backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@SETTINGS
+@given(shape=dims, data=st.data(), kind=st.sampled_from(["add", "sub", "mul", "div", "max",
+                                                         "min", "pow"]))
+def test_ops_binary_broadcast(backend, shape, data, kind) -> None:
+    other = [data.draw(st.sampled_from([d, 1])) for d in shape]
+    other = other[data.draw(st.integers(0, len(other) - 1)):]
+    low = 0.5 if kind in ("div", "pow") else -2.0
+    feeds = {"a": _arr(shape, 1, low), "b": _arr(other, 2, low)}
+    if data.draw(st.booleans()):
+        feeds = {"a": feeds["b"], "b": feeds["a"]}
+    _check(lambda b, n: b.binary(kind, n["a"], n["b"]), feeds, backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@SETTINGS
+@given(shape=dims, data=st.data(), kind=st.sampled_from(["sum", "mean", "max", "min"]))
+def test_ops_reduce(backend, shape, data, kind) -> None:
+    start = data.draw(st.integers(0, len(shape) - 1))
+    stop = data.draw(st.integers(start, len(shape) - 1))
+    keep = data.draw(st.booleans())
+    axes = list(range(start, stop + 1))
+    _check(lambda b, n: b.reduce(kind, n["x"], axes, keep), {"x": _arr(shape, 3)}, backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@SETTINGS
+@given(m=st.integers(1, 9), k=st.integers(1, 40), n=st.integers(1, 70),
+       batch=st.integers(0, 3), act=st.sampled_from(["none", "relu", "sigmoid", "tanh"]))
+def test_ops_matmul_and_fused_linear(backend, m, k, n, batch, act) -> None:
+    w = _arr((k, n), 5)
+    bias = _arr((n,), 6)
+    shape = (m, k) if batch == 0 else (batch, m, k)
+
+    def build(b, names):
+        y = b.matmul(names["x"], b.const(w) if batch == 0 else names["w"])
+        y = b.binary("add", y, b.const(bias))
+        return y if act == "none" else b.unary(act, y)
+
+    feeds = {"x": _arr(shape, 4)}
+    if batch:
+        feeds["w"] = w
+    _check(build, feeds, backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@SETTINGS
+@given(shape=st.lists(st.integers(1, 6), min_size=2, max_size=4), data=st.data())
+def test_ops_raster_layouts(backend, shape, data) -> None:
+    perm = data.draw(st.permutations(range(len(shape))))
+    axis = data.draw(st.integers(0, len(shape) - 1))
+    pads = [(data.draw(st.integers(0, 2)), data.draw(st.integers(0, 2))) for _ in shape]
+    start = data.draw(st.integers(0, shape[axis] - 1))
+
+    def build(b, names):
+        x = names["x"]
+        t = b.transpose(x, perm)
+        p = b.pad(x, pads, value=-1.5)
+        s = b.slice(x, [start], [shape[axis]], [axis], [data.draw(st.integers(1, 2))])
+        c = b.concat([x, x], axis)
+        parts = [b.reshape(v, (-1,)) for v in (t, p, s, c)]
+        return b.concat(parts, 0)
+
+    _check(build, {"x": _arr(shape, 7)}, backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@SETTINGS
+@given(rows=st.integers(1, 8), cols=st.integers(1, 300), seed=st.integers(0, 50))
+def test_ops_fused_softmax_and_layernorm(backend, rows, cols, seed) -> None:
+    g, beta = _arr((cols,), seed + 1), _arr((cols,), seed + 2)
+
+    def build(b, names):
+        s = b.softmax(names["x"])
+        n = b.layer_norm(names["x"], b.const(g), b.const(beta), epsilon=1e-5)
+        return b.concat([s, n], 0)
+
+    _check(build, {"x": _arr((rows, cols), seed, -20, 20)}, backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@settings(max_examples=6, deadline=None)
+@given(n=st.integers(1, 2), c=st.integers(1, 3), hw=st.integers(4, 9), k=st.integers(1, 3),
+       s=st.integers(1, 2), p=st.integers(0, 1))
+def test_ops_conv_and_pooling(backend, n, c, hw, k, s, p) -> None:
+    w, bias = _arr((3, c, k, k), 8), _arr((3,), 9)
+
+    def build(b, names):
+        y = b.conv2d(names["x"], b.const(w), b.const(bias), strides=(s, s), pads=(p,) * 4)
+        y = b.relu(y)
+        m = b.max_pool(y, (2, 2), strides=(1, 1)) if min(b.shape(y)[2:]) >= 2 else y
+        a = b.avg_pool(y, (k, k), strides=(s, s), pads=(0, 0, p, p)) if (
+            p < k and min(b.shape(y)[2:]) + p >= k) else y
+        return b.concat([b.flatten(b.global_avg_pool(v)) for v in (y, m, a)], 1)
+
+    _check(build, {"x": _arr((n, c, hw, hw), 10)}, backend)

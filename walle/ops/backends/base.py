@@ -1,0 +1,117 @@
+"""What a backend is: it compiles steps into zero-argument calls over pre-allocated buffers.
+
+A backend implements the atomic ops (``unary``, ``binary``, ``reduce``, ``matmul``,
+``raster``) and may declare fused kernels (``fused_ops``). Any fused step can also run as
+its atomic ``parts`` (algorithm ``"parts"``), so every backend can run every step it
+supports atomically. The plan (:mod:`walle.ops.plan`) owns the buffers; a compiled call only
+reads and writes them, which keeps per-call Python work to one loop over bound callables.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+
+import numpy as np
+
+from walle.ops.fusion import Step, atomic_step
+from walle.ops.ir import Graph, Node
+
+Call = Callable[[], object]
+Buffers = dict[str, np.ndarray]
+
+_UNARY_COST = {"exp": 8.0, "log": 8.0, "tanh": 10.0, "sigmoid": 10.0, "erf": 30.0,
+               "sqrt": 3.0, "reciprocal": 2.0}
+
+
+class Backend(ABC):
+    """Base of every ops backend."""
+
+    name: str = ""
+    extra: str | None = None
+    fused_ops: frozenset[str] = frozenset()
+    # Cost model constants: seconds per call, flops per second, bytes per second.
+    call_overhead_s: float = 1e-6
+    flops_per_s: float = 1e9
+    bytes_per_s: float = 5e9
+
+    @property
+    def device(self) -> str:
+        """A string naming the device this backend runs on (part of the search cache key)."""
+        return self.name
+
+    def supports(self, node: Node, graph: Graph) -> bool:
+        """Whether this backend can run the atomic ``node`` (default: every atomic op)."""
+        return True
+
+    def algorithms(self, step: Step, graph: Graph) -> list[str]:
+        """Algorithms this backend offers for ``step`` (empty when it cannot run it)."""
+        if step.fused:
+            if not all(self.supports(p, graph) for p in step.parts):
+                return []
+            own = self.fused_algorithms(step, graph) if step.op in self.fused_ops else []
+            return [*own, "parts"]
+        return self.atomic_algorithms(step.parts[0], graph) if self.supports(
+            step.parts[0], graph) else []
+
+    def atomic_algorithms(self, node: Node, graph: Graph) -> list[str]:
+        """Algorithms for an atomic node."""
+        return ["default"]
+
+    def fused_algorithms(self, step: Step, graph: Graph) -> list[str]:
+        """Algorithms for a fused step this backend declares."""
+        return ["fused"]
+
+    def compile(self, step: Step, algorithm: str, graph: Graph, buffers: Buffers) -> list[Call]:
+        """Calls that compute ``step`` into ``buffers[step.output]``."""
+        if algorithm == "parts":
+            calls: list[Call] = []
+            for part in step.parts:
+                calls += self.compile(atomic_step(part), "default", graph, buffers)
+            return calls
+        if step.fused:
+            return self.compile_fused(step, algorithm, graph, buffers)
+        return self.compile_atomic(step.parts[0], algorithm, graph, buffers)
+
+    @abstractmethod
+    def compile_atomic(self, node: Node, algorithm: str, graph: Graph,
+                       buffers: Buffers) -> list[Call]:
+        """Calls computing one atomic node."""
+
+    def compile_fused(self, step: Step, algorithm: str, graph: Graph,
+                      buffers: Buffers) -> list[Call]:
+        """Calls computing a fused step (only for ops in ``fused_ops``)."""
+        raise NotImplementedError(f"{self.name}: no fused kernel for {step.op}")
+
+    def finish(self, calls: list[Call]) -> list[Call]:
+        """Hook to batch consecutive calls of this backend (e.g. one queue flush)."""
+        return calls
+
+    # -- cost model -----------------------------------------------------------------------
+    def estimate(self, step: Step, algorithm: str, graph: Graph) -> float:
+        """Predicted seconds for ``step`` with ``algorithm`` (the search ranks by this)."""
+        flops, traffic, calls = 0.0, 0.0, 0
+        for part in step.parts:
+            f, t = node_work(part, graph)
+            flops, traffic, calls = flops + f, traffic + t, calls + 1
+        if step.fused and algorithm != "parts":
+            calls = 1
+            traffic = 4.0 * (sum(math.prod(graph.shape(i)) for i in step.inputs)
+                             + math.prod(graph.shape(step.output)))
+        return calls * self.call_overhead_s + flops / self.flops_per_s + traffic / (
+            self.bytes_per_s)
+
+
+def node_work(node: Node, graph: Graph) -> tuple[float, float]:
+    """(flops, bytes moved) of an atomic node: the inputs of the cost model."""
+    out = math.prod(graph.shape(node.output))
+    ins = sum(math.prod(graph.shape(i)) for i in node.inputs)
+    if node.op == "matmul":
+        k = graph.shape(node.inputs[0])[-1]
+        return 2.0 * out * k, 4.0 * (ins + out)
+    if node.op == "unary":
+        return out * _UNARY_COST.get(node.attr("kind"), 1.0), 8.0 * out
+    if node.op == "raster":
+        return 0.0, 8.0 * out
+    return float(max(ins, out)), 4.0 * (ins + out)

@@ -1,0 +1,151 @@
+"""The cython backend: compiled kernels (cython_kernels/ops_*.pyx) that release the GIL.
+
+Atomic ops map to the kernels of ``walle._kernels.ops_math`` and ``ops_raster``; fused
+``matmul_bias_act``, ``softmax`` and ``layernorm`` run as one kernel call each. Matrix
+products offer two algorithms, measured by the search: ``direct`` (the tiled C kernel, best
+for small products where numpy's call overhead dominates) and ``blas`` (numpy's matmul, then
+the C epilogue for bias and activation, best for large products).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+
+import numpy as np
+
+from walle.errors import BackendError
+from walle.ops.backends.base import Backend, Buffers, Call
+from walle.ops.fusion import Step
+from walle.ops.ir import Graph, Node, contiguous_strides
+
+try:
+    from walle._kernels import ops_math, ops_raster
+except ImportError as exc:  # pragma: no cover - depends on the build
+    raise BackendError(f"compiled kernels missing ({exc})") from exc
+
+_BLAS_MIN_FLOPS = 2 * 32 * 32 * 32
+
+
+class CythonBackend(Backend):
+    """Kernels compiled from cython_kernels/ops_*.pyx."""
+
+    name = "cython"
+    fused_ops = frozenset({"fused.matmul_bias_act", "fused.softmax", "fused.layernorm"})
+    call_overhead_s = 0.4e-6
+    flops_per_s = 8.0e9
+    bytes_per_s = 10.0e9
+
+    def supports(self, node: Node, graph: Graph) -> bool:
+        if node.op == "reduce":
+            return _reduce_view(graph.shape(node.inputs[0]), node.attr("axes")) is not None
+        if node.op == "binary":
+            return _collapse(graph, node) is not None
+        if node.op == "matmul":
+            sa, sb = graph.shape(node.inputs[0]), graph.shape(node.inputs[1])
+            return (len(sa), len(sb)) in {(2, 2), (2, 3), (3, 2)} or (
+                len(sa) == len(sb) == 3 and sa[0] == sb[0])
+        if node.op == "raster":
+            return all(len(r.sizes) <= 6 for r in node.attr("regions"))
+        return True
+
+    def atomic_algorithms(self, node: Node, graph: Graph) -> list[str]:
+        if node.op == "matmul":
+            return _matmul_algorithms(node, graph)
+        return ["default"]
+
+    def fused_algorithms(self, step: Step, graph: Graph) -> list[str]:
+        if step.op == "fused.matmul_bias_act":
+            return _matmul_algorithms(step.parts[0], graph)
+        return ["fused"]
+
+    def estimate(self, step: Step, algorithm: str, graph: Graph) -> float:
+        seconds = super().estimate(step, algorithm, graph)
+        if algorithm == "blas":
+            # numpy's BLAS: a faster flop rate but a higher fixed cost per call.
+            flops = 2.0 * math.prod(graph.shape(step.parts[0].output)) * graph.shape(
+                step.parts[0].inputs[0])[-1]
+            seconds += 1.5e-6 - flops / self.flops_per_s + flops / 40e9
+        return seconds
+
+    def compile_atomic(self, node: Node, algorithm: str, graph: Graph,
+                       buffers: Buffers) -> list[Call]:
+        ins = [buffers[i] for i in node.inputs]
+        out = buffers[node.output]
+        if node.op == "unary":
+            return [ops_math.UnaryKernel(node.attr("kind"), ins[0], out).run]
+        if node.op == "binary":
+            sizes, sa, sb = _collapse(graph, node)
+            return [ops_math.BinaryKernel(node.attr("kind"), ins[0], ins[1], out, sizes, sa,
+                                          sb).run]
+        if node.op == "reduce":
+            outer, r, inner = _reduce_view(graph.shape(node.inputs[0]), node.attr("axes"))
+            return [ops_math.ReduceKernel(node.attr("kind"), ins[0], out, outer, r, inner).run]
+        if node.op == "matmul":
+            return _gemm(algorithm, ins[0], ins[1], out, None, 0, "none")
+        return [ops_raster.RasterKernel(ins, out, node.attr("regions"), node.attr("fill")).run]
+
+    def compile_fused(self, step: Step, algorithm: str, graph: Graph,
+                      buffers: Buffers) -> list[Call]:
+        ins = [buffers[i] for i in step.inputs]
+        out = buffers[step.output]
+        if step.op == "fused.softmax":
+            return [ops_math.RowKernel("softmax", ins[0], out).run]
+        if step.op == "fused.layernorm":
+            gamma = ins[1].reshape(-1) if step.attr("has_gamma") else None
+            beta = ins[2].reshape(-1) if step.attr("has_beta") else None
+            return [ops_math.RowKernel("layernorm", ins[0], out, gamma, beta,
+                                       step.attr("epsilon")).run]
+        bias = ins[2].reshape(-1) if step.attr("has_bias") else None
+        mode = 0 if bias is None else (1 if step.attr("side") == "right" else 2)
+        return _gemm(algorithm, ins[0], ins[1], out, bias, mode, step.attr("act"))
+
+
+def _matmul_algorithms(node: Node, graph: Graph) -> list[str]:
+    flops = 2 * math.prod(graph.shape(node.output)) * graph.shape(node.inputs[0])[-1]
+    return ["direct", "blas"] if flops >= _BLAS_MIN_FLOPS else ["direct"]
+
+
+def _gemm(algorithm: str, a: np.ndarray, b: np.ndarray, out: np.ndarray,
+          bias: np.ndarray | None, mode: int, act: str) -> list[Call]:
+    if algorithm == "blas":
+        calls: list[Call] = [partial(np.matmul, a, b, out=out)]
+        if mode or act != "none":
+            calls.append(ops_math.GemmKernel(a, b, out, bias, mode, act, True).run)
+        return calls
+    return [ops_math.GemmKernel(a, b, out, bias, mode, act).run]
+
+
+def _reduce_view(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, int, int] | None:
+    """[outer, r, inner] when ``axes`` are one contiguous run of dims, else None."""
+    if not axes or list(axes) != list(range(axes[0], axes[-1] + 1)):
+        return None
+    return (math.prod(shape[: axes[0]]), math.prod(shape[axes[0]: axes[-1] + 1]),
+            math.prod(shape[axes[-1] + 1:]))
+
+
+def _collapse(graph: Graph, node: Node) -> tuple[list[int], list[int], list[int]] | None:
+    """Output sizes and broadcast element strides of both inputs, adjacent dims merged."""
+    out = graph.shape(node.output)
+    strides = []
+    for name in node.inputs:
+        shape = (1,) * (len(out) - len(graph.shape(name))) + graph.shape(name)
+        own = contiguous_strides(shape)
+        strides.append([0 if d == 1 and o != 1 else s
+                        for d, o, s in zip(shape, out, own, strict=True)])
+    sizes = list(out) or [1]
+    sa, sb = strides[0] or [0], strides[1] or [0]
+    merged: list[list[int]] = [[sizes[-1], sa[-1], sb[-1]]]
+    for size, a, b in zip(reversed(sizes[:-1]), reversed(sa[:-1]), reversed(sb[:-1]),
+                          strict=True):
+        last = merged[-1]
+        if a == last[1] * last[0] and b == last[2] * last[0]:
+            last[0] *= size
+        elif size != 1:
+            merged.append([size, a, b])
+    merged.reverse()
+    if len(merged) > 4 or merged[-1][1] > 1 or merged[-1][2] > 1:
+        return None
+    if merged[-1][1] == 0 and merged[-1][2] == 0:
+        return None
+    return [m[0] for m in merged], [m[1] for m in merged], [m[2] for m in merged]

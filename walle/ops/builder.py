@@ -1,0 +1,275 @@
+"""Build walle graphs in Python: atomic ops, raster-based layout ops, and composites.
+
+``GraphBuilder`` emits only atomic nodes (see :mod:`walle.ops.ir`). Layout ops (reshape,
+transpose, slice, concat, pad) become ``raster`` nodes; composites (linear, conv2d, pooling,
+softmax, layer norm, gelu, ...) live in :class:`walle.ops.composites.CompositeOps` and
+decompose into these.
+
+>>> b = GraphBuilder()
+>>> x = b.input("x", (2, 3))
+>>> y = b.softmax(x)
+>>> g = b.build([y])
+>>> sorted({n.op for n in g.nodes})
+['binary', 'reduce', 'unary']
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from walle.errors import ModelError
+from walle.ops.composites import CompositeOps
+from walle.ops.ir import (
+    BINARY_KINDS,
+    REDUCE_KINDS,
+    UNARY_KINDS,
+    Graph,
+    Node,
+    Region,
+    Shape,
+    Value,
+    contiguous_strides,
+)
+from walle.ops.reference import evaluate
+
+
+class GraphBuilder(CompositeOps):
+    """Accumulates values and atomic nodes; ``build`` returns a validated :class:`Graph`."""
+
+    def __init__(self) -> None:
+        self._values: dict[str, Value] = {}
+        self._inputs: list[str] = []
+        self._constants: dict[str, np.ndarray] = {}
+        self._nodes: list[Node] = []
+        self._counter = 0
+        self.scope = ""
+
+    # -- values ---------------------------------------------------------------------------
+    def _fresh(self, hint: str) -> str:
+        self._counter += 1
+        return f"{self.scope or hint}:{self._counter}"
+
+    def shape(self, name: str) -> Shape:
+        """Static shape of the value ``name``."""
+        return self._values[name].shape
+
+    def input(self, name: str, shape: Sequence[int]) -> str:
+        """Declare a graph input of a static ``shape``."""
+        if name in self._values:
+            raise ModelError(f"input {name!r} declared twice")
+        self._values[name] = Value(name, tuple(int(d) for d in shape))
+        self._inputs.append(name)
+        return name
+
+    def const(self, array: np.ndarray | float, name: str | None = None) -> str:
+        """Add a constant (weights); stored as contiguous float32."""
+        data = np.ascontiguousarray(np.asarray(array, dtype=np.float32))
+        name = name or self._fresh("const")
+        self._values[name] = Value(name, data.shape)
+        self._constants[name] = data
+        return name
+
+    def constant_value(self, name: str) -> np.ndarray | None:
+        """The array of a constant value, or None if ``name`` is computed."""
+        return self._constants.get(name)
+
+    def _emit(self, op: str, inputs: Sequence[str], shape: Shape, **attrs: object) -> str:
+        out = self._fresh(op)
+        shape = tuple(int(d) for d in shape)
+        node = Node(out, op, tuple(inputs), out, tuple(sorted(attrs.items())))
+        if inputs and all(i in self._constants for i in inputs):
+            # Constant folding: weights reshaped or transposed once, at build time.
+            folded = evaluate(node, [self._constants[i] for i in inputs], shape)
+            return self.const(folded, name=out)
+        self._values[out] = Value(out, shape)
+        self._nodes.append(node)
+        return out
+
+    def build(self, outputs: Sequence[str]) -> Graph:
+        """The graph computing ``outputs`` (unused nodes are dropped)."""
+        needed = set(outputs)
+        kept: list[Node] = []
+        for node in reversed(self._nodes):
+            if node.output in needed:
+                kept.append(node)
+                needed.update(node.inputs)
+        kept.reverse()
+        names = set(self._inputs) | {n.output for n in kept} | needed
+        graph = Graph(
+            inputs=list(self._inputs),
+            outputs=list(outputs),
+            values={k: v for k, v in self._values.items() if k in names},
+            constants={k: v for k, v in self._constants.items() if k in needed},
+            nodes=kept,
+        )
+        graph.validate()
+        return graph
+
+    # -- atomic ops -----------------------------------------------------------------------
+    def unary(self, kind: str, x: str) -> str:
+        """Element-wise ``kind`` of ``x``."""
+        if kind not in UNARY_KINDS:
+            raise ModelError(f"unknown unary kind {kind!r}; expected one of {UNARY_KINDS}")
+        return self._emit("unary", [x], self.shape(x), kind=kind)
+
+    def binary(self, kind: str, a: str, b: str) -> str:
+        """Element-wise ``kind`` of ``a`` and ``b`` with numpy broadcasting."""
+        if kind not in BINARY_KINDS:
+            raise ModelError(f"unknown binary kind {kind!r}; expected one of {BINARY_KINDS}")
+        try:
+            shape = np.broadcast_shapes(self.shape(a), self.shape(b))
+        except ValueError as exc:
+            raise ModelError(
+                f"{kind}: shapes {self.shape(a)} and {self.shape(b)} do not broadcast"
+            ) from exc
+        return self._emit("binary", [a, b], shape, kind=kind)
+
+    def reduce(self, kind: str, x: str, axes: Sequence[int], keepdims: bool = True) -> str:
+        """Reduce ``x`` over ``axes`` (negative allowed) with ``kind``."""
+        if kind not in REDUCE_KINDS:
+            raise ModelError(f"unknown reduce kind {kind!r}; expected one of {REDUCE_KINDS}")
+        shape = self.shape(x)
+        norm = tuple(sorted({_axis(a, len(shape), "reduce") for a in axes}))
+        out = [1 if i in norm else d for i, d in enumerate(shape)] if keepdims else [
+            d for i, d in enumerate(shape) if i not in norm
+        ]
+        return self._emit("reduce", [x], tuple(out), kind=kind, axes=norm, keepdims=keepdims)
+
+    def matmul(self, a: str, b: str) -> str:
+        """``a @ b`` with numpy semantics (1-D operands are not supported: reshape first)."""
+        sa, sb = self.shape(a), self.shape(b)
+        if len(sa) < 2 or len(sb) < 2 or sa[-1] != sb[-2]:
+            raise ModelError(f"matmul: shapes {sa} and {sb} do not multiply")
+        try:
+            batch = np.broadcast_shapes(sa[:-2], sb[:-2])
+        except ValueError as exc:
+            raise ModelError(f"matmul: batch dims of {sa} and {sb} do not broadcast") from exc
+        return self._emit("matmul", [a, b], (*batch, sa[-2], sb[-1]))
+
+    def raster(
+        self,
+        inputs: Sequence[str],
+        shape: Sequence[int],
+        regions: Sequence[Region],
+        fill: float | None = None,
+    ) -> str:
+        """Copy ``regions`` of ``inputs`` into a new tensor of ``shape`` (rest = ``fill``)."""
+        total = math.prod(shape)
+        for r in regions:
+            _check_region(r, len(inputs), [math.prod(self.shape(i)) for i in inputs], total)
+        return self._emit(
+            "raster", list(inputs), tuple(shape), regions=tuple(regions), fill=fill
+        )
+
+    # -- layout ops as rasters ------------------------------------------------------------
+    def reshape(self, x: str, shape: Sequence[int]) -> str:
+        """Same elements, new ``shape`` (one -1 allowed)."""
+        shape = _resolve_reshape(self.shape(x), shape)
+        n = math.prod(shape)
+        return self.raster([x], shape, [Region(0, 0, (1,), 0, (1,), (n,))])
+
+    def transpose(self, x: str, perm: Sequence[int]) -> str:
+        """Permute the axes of ``x`` (``perm`` as in numpy)."""
+        shape = self.shape(x)
+        if sorted(perm) != list(range(len(shape))):
+            raise ModelError(f"transpose: perm {tuple(perm)} invalid for shape {shape}")
+        src = contiguous_strides(shape)
+        out_shape = tuple(shape[p] for p in perm)
+        region = Region(0, 0, tuple(src[p] for p in perm), 0, contiguous_strides(out_shape),
+                        out_shape)
+        return self.raster([x], out_shape, [region])
+
+    def slice(self, x: str, starts: Sequence[int], stops: Sequence[int],
+              axes: Sequence[int], steps: Sequence[int] | None = None) -> str:
+        """Numpy-style slice on ``axes`` (clamped like ONNX Slice)."""
+        shape = list(self.shape(x))
+        src = contiguous_strides(tuple(shape))
+        begin = [0] * len(shape)
+        step = [1] * len(shape)
+        out = list(shape)
+        for i, axis in enumerate(axes):
+            a = _axis(axis, len(shape), "slice")
+            st = 1 if steps is None else int(steps[i])
+            if st == 0:
+                raise ModelError("slice: step 0")
+            rng = range(shape[a])[slice(int(starts[i]), int(stops[i]), st)]
+            begin[a], step[a], out[a] = (rng.start if len(rng) else 0), st, len(rng)
+        offset = sum(b * s for b, s in zip(begin, src, strict=True))
+        region = Region(0, offset, tuple(s * t for s, t in zip(src, step, strict=True)), 0,
+                        contiguous_strides(tuple(out)), tuple(out))
+        return self.raster([x], out, [region])
+
+    def concat(self, xs: Sequence[str], axis: int) -> str:
+        """Join ``xs`` along ``axis``: one region per input."""
+        shapes = [self.shape(x) for x in xs]
+        a = _axis(axis, len(shapes[0]), "concat")
+        for s in shapes:
+            if len(s) != len(shapes[0]) or any(
+                d != e for i, (d, e) in enumerate(zip(s, shapes[0], strict=True)) if i != a
+            ):
+                raise ModelError(f"concat: shapes {shapes} differ off axis {axis}")
+        out = list(shapes[0])
+        out[a] = sum(s[a] for s in shapes)
+        dst = contiguous_strides(tuple(out))
+        regions, pos = [], 0
+        for i, s in enumerate(shapes):
+            regions.append(Region(i, 0, contiguous_strides(s), pos * dst[a], dst, s))
+            pos += s[a]
+        return self.raster(list(xs), out, regions)
+
+    def pad(self, x: str, pads: Sequence[tuple[int, int]], value: float = 0.0) -> str:
+        """Constant-pad ``x`` by (before, after) per axis."""
+        shape = self.shape(x)
+        out = tuple(d + p0 + p1 for d, (p0, p1) in zip(shape, pads, strict=True))
+        dst = contiguous_strides(out)
+        offset = sum(p0 * s for (p0, _), s in zip(pads, dst, strict=True))
+        region = Region(0, 0, contiguous_strides(shape), offset, dst, shape)
+        return self.raster([x], out, [region], fill=float(value))
+
+    def flatten(self, x: str, axis: int = 1) -> str:
+        """Reshape to 2-D: dims before ``axis`` and dims from ``axis`` on."""
+        shape = self.shape(x)
+        a = axis if axis >= 0 else axis + len(shape)
+        return self.reshape(x, (math.prod(shape[:a]), math.prod(shape[a:])))
+
+
+def _axis(axis: int, rank: int, where: str) -> int:
+    a = axis + rank if axis < 0 else axis
+    if not 0 <= a < rank:
+        raise ModelError(f"{where}: axis {axis} out of range for rank {rank}")
+    return a
+
+
+def _resolve_reshape(shape: Shape, target: Sequence[int]) -> tuple[int, ...]:
+    total = math.prod(shape)
+    dims = [shape[i] if d == 0 and i < len(shape) else int(d) for i, d in enumerate(target)]
+    if dims.count(-1) > 1:
+        raise ModelError(f"reshape: more than one -1 in {tuple(target)}")
+    if -1 in dims:
+        known = math.prod(d for d in dims if d != -1)
+        if known == 0 or total % known:
+            raise ModelError(f"reshape: cannot reshape {shape} to {tuple(target)}")
+        dims[dims.index(-1)] = total // known
+    if math.prod(dims) != total:
+        raise ModelError(f"reshape: cannot reshape {shape} to {tuple(target)}")
+    return tuple(dims)
+
+
+def _check_region(r: Region, n_inputs: int, in_sizes: list[int], out_size: int) -> None:
+    if not 0 <= r.input < n_inputs:
+        raise ModelError(f"raster region reads input {r.input} of {n_inputs}")
+    if not len(r.sizes) == len(r.src_strides) == len(r.dst_strides):
+        raise ModelError(f"raster region {r}: sizes and strides differ in rank")
+    if any(s <= 0 for s in r.sizes):
+        return
+    for offset, strides, limit, what in (
+        (r.src_offset, r.src_strides, in_sizes[r.input], "source"),
+        (r.dst_offset, r.dst_strides, out_size, "destination"),
+    ):
+        lo = offset + sum((s - 1) * st for s, st in zip(r.sizes, strides, strict=True) if st < 0)
+        hi = offset + sum((s - 1) * st for s, st in zip(r.sizes, strides, strict=True) if st > 0)
+        if lo < 0 or hi >= limit:
+            raise ModelError(f"raster region {r} runs outside its {what} ({limit} elements)")

@@ -1,0 +1,203 @@
+"""Find fused groups in an atomic graph and turn the graph into a list of executable steps.
+
+A :class:`Step` is one atomic node, or a chain of atomic nodes that some backend may run as
+one kernel (it declares which ``fused.*`` ops it has). Every backend can still run a fused
+step by running its ``parts`` one by one, so fusion never limits where a step can run.
+
+Recognised chains (exactly the ones :mod:`walle.ops.composites` and the ONNX importer emit):
+
+- ``fused.matmul_bias_act``: matmul with a constant operand, + constant bias, + relu/sigmoid/tanh;
+- ``fused.softmax``: reduce max, sub, exp, reduce sum, div over the last axis;
+- ``fused.layernorm``: mean, sub, mul, mean, add eps, sqrt, div, (* gamma), (+ beta), last axis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from walle.ops.ir import Graph, Node
+
+_ACTS = ("relu", "sigmoid", "tanh")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One unit of execution: an atomic node or a fused chain of them."""
+
+    op: str
+    name: str
+    inputs: tuple[str, ...]
+    output: str
+    attrs: tuple[tuple[str, Any], ...]
+    parts: tuple[Node, ...]
+
+    def attr(self, key: str, default: Any = None) -> Any:
+        """The attribute ``key`` (or ``default``)."""
+        for k, v in self.attrs:
+            if k == key:
+                return v
+        return default
+
+    @property
+    def fused(self) -> bool:
+        """True for a fused chain."""
+        return self.op.startswith("fused.")
+
+
+def atomic_step(node: Node) -> Step:
+    """Wrap one atomic node as a step."""
+    return Step(node.op, node.name, node.inputs, node.output, node.attrs, (node,))
+
+
+class _Matcher:
+    """Walks single-consumer chains of the graph."""
+
+    def __init__(self, graph: Graph) -> None:
+        self.graph = graph
+        self.consumers = graph.consumers()
+        self.outputs = set(graph.outputs)
+
+    def only_consumer(self, value: str) -> Node | None:
+        users = self.consumers.get(value, [])
+        if len(users) != 1 or value in self.outputs:
+            return None
+        return users[0]
+
+    def const(self, name: str) -> bool:
+        return name in self.graph.constants
+
+    def other(self, node: Node, name: str) -> str:
+        a, b = node.inputs
+        return b if a == name else a
+
+    def is_op(self, node: Node | None, op: str, kind: str | None = None) -> bool:
+        return node is not None and node.op == op and (kind is None or node.attr("kind") == kind)
+
+    def last_axis(self, node: Node, value: str) -> bool:
+        rank = len(self.graph.shape(value))
+        return node.attr("axes") == (rank - 1,) and node.attr("keepdims") is True
+
+
+def find_steps(graph: Graph) -> list[Step]:
+    """The graph's steps in topological order, with fused chains grouped."""
+    m = _Matcher(graph)
+    claimed: dict[str, Step] = {}
+    for node in graph.nodes:
+        if node.name in claimed:
+            continue
+        step = _match_softmax(m, node) or _match_layernorm(m, node) or _match_linear(m, node)
+        if step is not None:
+            for part in step.parts:
+                claimed[part.name] = step
+    steps: list[Step] = []
+    for node in graph.nodes:
+        step = claimed.get(node.name)
+        if step is None:
+            steps.append(atomic_step(node))
+        elif step.parts[-1] is node:
+            steps.append(step)
+    return steps
+
+
+def _match_linear(m: _Matcher, mm: Node) -> Step | None:
+    if mm.op != "matmul":
+        return None
+    a, b = mm.inputs
+    sa, sb = m.graph.shape(a), m.graph.shape(b)
+    out_shape = m.graph.shape(mm.output)
+    if m.const(b) and len(sb) == 2 and len(sa) == 2:
+        side, bias_shapes = "right", {(out_shape[-1],), (1, out_shape[-1])}
+    elif m.const(a) and len(sa) == 2 and len(sb) == 3:
+        side, bias_shapes = "left", {(out_shape[-2], 1), (1, out_shape[-2], 1)}
+    else:
+        return None
+    parts, inputs, last = [mm], [a, b], mm.output
+    add = m.only_consumer(last)
+    bias = None
+    if m.is_op(add, "binary", "add"):
+        other = m.other(add, last)
+        if m.const(other) and m.graph.shape(other) in bias_shapes:
+            bias, last = other, add.output
+            parts.append(add)
+            inputs.append(other)
+    act = m.only_consumer(last)
+    act_kind = "none"
+    if m.is_op(act, "unary") and act.attr("kind") in _ACTS:
+        act_kind, last = act.attr("kind"), act.output
+        parts.append(act)
+    if len(parts) == 1:
+        return None
+    attrs = (("act", act_kind), ("has_bias", bias is not None), ("side", side))
+    return Step("fused.matmul_bias_act", mm.name, tuple(inputs), last, attrs, tuple(parts))
+
+
+def _match_softmax(m: _Matcher, rmax: Node) -> Step | None:
+    if not m.is_op(rmax, "reduce", "max") or not m.last_axis(rmax, rmax.inputs[0]):
+        return None
+    x = rmax.inputs[0]
+    sub = m.only_consumer(rmax.output)
+    if not m.is_op(sub, "binary", "sub") or sub.inputs != (x, rmax.output):
+        return None
+    exp = m.only_consumer(sub.output)
+    if not m.is_op(exp, "unary", "exp"):
+        return None
+    users = m.consumers.get(exp.output, [])
+    if len(users) != 2 or exp.output in m.outputs:
+        return None
+    rsum = next((u for u in users if m.is_op(u, "reduce", "sum")), None)
+    div = next((u for u in users if m.is_op(u, "binary", "div")), None)
+    if rsum is None or div is None or not m.last_axis(rsum, exp.output):
+        return None
+    if div.inputs != (exp.output, rsum.output) or m.only_consumer(rsum.output) is not div:
+        return None
+    parts = (rmax, sub, exp, rsum, div)
+    return Step("fused.softmax", rmax.name, (x,), div.output, (), parts)
+
+
+def _match_layernorm(m: _Matcher, mean: Node) -> Step | None:
+    if not m.is_op(mean, "reduce", "mean") or not m.last_axis(mean, mean.inputs[0]):
+        return None
+    x = mean.inputs[0]
+    sub = m.only_consumer(mean.output)
+    if not m.is_op(sub, "binary", "sub") or sub.inputs != (x, mean.output):
+        return None
+    users = m.consumers.get(sub.output, [])
+    sq = next((u for u in users if m.is_op(u, "binary", "mul") and u.inputs == (sub.output,) * 2),
+              None)
+    div = next((u for u in users if m.is_op(u, "binary", "div") and u.inputs[0] == sub.output),
+               None)
+    if len(users) != 2 or sq is None or div is None or sub.output in m.outputs:
+        return None
+    var = m.only_consumer(sq.output)
+    if not m.is_op(var, "reduce", "mean") or not m.last_axis(var, sq.output):
+        return None
+    add = m.only_consumer(var.output)
+    if not m.is_op(add, "binary", "add"):
+        return None
+    eps_name = m.other(add, var.output)
+    if not m.const(eps_name) or m.graph.constants[eps_name].size != 1:
+        return None
+    sqrt = m.only_consumer(add.output)
+    if not m.is_op(sqrt, "unary", "sqrt") or m.only_consumer(sqrt.output) is not div:
+        return None
+    if div.inputs != (sub.output, sqrt.output):
+        return None
+    cols = m.graph.shape(x)[-1]
+    parts, inputs, last = [mean, sub, sq, var, add, sqrt, div], [x], div.output
+    flags = {}
+    for kind, flag in (("mul", "has_gamma"), ("add", "has_beta")):
+        nxt = m.only_consumer(last)
+        flags[flag] = False
+        if m.is_op(nxt, "binary", kind):
+            other = m.other(nxt, last)
+            if m.const(other) and m.graph.shape(other) in {(cols,), (1, cols)}:
+                parts.append(nxt)
+                inputs.append(other)
+                last, flags[flag] = nxt.output, True
+        if flag == "has_gamma" and not flags[flag]:
+            break
+    eps = float(m.graph.constants[eps_name].reshape(-1)[0])
+    attrs = (("epsilon", eps), ("has_beta", flags.get("has_beta", False)),
+             ("has_gamma", flags["has_gamma"]))
+    return Step("fused.layernorm", mean.name, tuple(inputs), last, attrs, tuple(parts))

@@ -1,0 +1,173 @@
+"""The graph IR of walle.ops: a closed set of atomic ops over static-shape float32 tensors.
+
+Every model, whether imported from ONNX or built in Python, lowers to these five ops:
+
+- ``unary``: element-wise function of one tensor (``kind`` in :data:`UNARY_KINDS`);
+- ``binary``: element-wise function of two tensors with numpy broadcasting;
+- ``reduce``: sum/mean/max/min over a set of axes;
+- ``matmul``: numpy ``matmul`` semantics (batched, broadcasting batch dims);
+- ``raster``: an MNN-style region copy. Each :class:`Region` copies a block of ``sizes``
+  elements from one input (``src_offset`` + ``src_strides``) into the output
+  (``dst_offset`` + ``dst_strides``); strides and offsets count elements of flat, C-ordered
+  buffers. Transpose, slice, concat, pad, reshape, im2col and pooling windows are rasters.
+
+A backend implements only these; composites (see :mod:`walle.ops.builder`) decompose into them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from walle.errors import ModelError
+
+ATOMIC_OPS = ("unary", "binary", "reduce", "matmul", "raster")
+UNARY_KINDS = (
+    "identity", "neg", "abs", "exp", "log", "sqrt", "reciprocal",
+    "relu", "sigmoid", "tanh", "erf",
+)  # fmt: skip
+BINARY_KINDS = ("add", "sub", "mul", "div", "max", "min", "pow")
+REDUCE_KINDS = ("sum", "mean", "max", "min")
+
+Shape = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Region:
+    """One block copy of a raster: ``sizes`` elements from input ``input`` into the output."""
+
+    input: int
+    src_offset: int
+    src_strides: tuple[int, ...]
+    dst_offset: int
+    dst_strides: tuple[int, ...]
+    sizes: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Value:
+    """A named tensor of the graph with its static shape (float32 throughout)."""
+
+    name: str
+    shape: Shape
+
+    @property
+    def size(self) -> int:
+        """Number of elements."""
+        return math.prod(self.shape)
+
+
+@dataclass(frozen=True)
+class Node:
+    """One atomic op: ``op`` applied to ``inputs`` (value names) producing ``output``.
+
+    ``attrs`` is a sorted tuple of (key, value) pairs so that nodes hash and compare.
+    """
+
+    name: str
+    op: str
+    inputs: tuple[str, ...]
+    output: str
+    attrs: tuple[tuple[str, Any], ...] = ()
+
+    def attr(self, key: str, default: Any = None) -> Any:
+        """The attribute ``key`` (or ``default``)."""
+        for k, v in self.attrs:
+            if k == key:
+                return v
+        return default
+
+
+@dataclass
+class Graph:
+    """A model: inputs, constants (weights), atomic nodes in topological order, outputs."""
+
+    inputs: list[str]
+    outputs: list[str]
+    values: dict[str, Value]
+    constants: dict[str, np.ndarray] = field(default_factory=dict)
+    nodes: list[Node] = field(default_factory=list)
+
+    def shape(self, name: str) -> Shape:
+        """The static shape of value ``name``."""
+        return self.values[name].shape
+
+    def signature(self) -> str:
+        """A hash of structure and shapes (not weights): the search cache key's graph part."""
+        h = hashlib.sha256()
+        for name in self.inputs:
+            h.update(f"in {name} {self.shape(name)}\n".encode())
+        for name in sorted(self.constants):
+            h.update(f"const {name} {self.shape(name)}\n".encode())
+        for node in self.nodes:
+            h.update(f"{node.op} {node.inputs} {node.output} {node.attrs}\n".encode())
+        h.update(f"out {self.outputs}\n".encode())
+        return h.hexdigest()[:24]
+
+    def validate(self) -> None:
+        """Check names are defined before use and ops are atomic (ModelError names the node)."""
+        known = set(self.inputs) | set(self.constants)
+        for node in self.nodes:
+            if node.op not in ATOMIC_OPS:
+                raise ModelError(f"node {node.name!r}: op {node.op!r} is not atomic")
+            for name in node.inputs:
+                if name not in known:
+                    raise ModelError(f"node {node.name!r} ({node.op}): input {name!r} undefined")
+            known.add(node.output)
+        for name in self.outputs:
+            if name not in known:
+                raise ModelError(f"graph output {name!r} is not produced by any node")
+
+    def consumers(self) -> dict[str, list[Node]]:
+        """For each value name, the nodes that read it (each node once)."""
+        found: dict[str, list[Node]] = {name: [] for name in self.values}
+        for node in self.nodes:
+            for name in dict.fromkeys(node.inputs):
+                found[name].append(node)
+        return found
+
+    def __str__(self) -> str:
+        lines = [f"graph({', '.join(f'{n}{self.shape(n)}' for n in self.inputs)})"]
+        for node in self.nodes:
+            attrs = {k: v for k, v in node.attrs if k != "regions"}
+            lines.append(
+                f"  {node.output}{self.shape(node.output)} = {node.op}({', '.join(node.inputs)})"
+                f" {attrs}"
+            )
+        lines.append(f"  return {', '.join(self.outputs)}")
+        return "\n".join(lines)
+
+
+def contiguous_strides(shape: Shape) -> tuple[int, ...]:
+    """Element strides of a C-ordered array of ``shape``."""
+    strides = []
+    step = 1
+    for dim in reversed(shape):
+        strides.append(step)
+        step *= dim
+    return tuple(reversed(strides))
+
+
+def is_identity_raster(node: Node, in_shape: Shape, out_shape: Shape) -> bool:
+    """True when the raster copies its single input unchanged (a reshape): it can alias."""
+    regions: tuple[Region, ...] = node.attr("regions")
+    if len(regions) != 1 or node.attr("fill") is not None:
+        return False
+    total = math.prod(out_shape)
+    if math.prod(in_shape) != total:
+        return False
+    r = regions[0]
+    return _covers_flat(r.sizes, r.src_strides, r.src_offset, total) and _covers_flat(
+        r.sizes, r.dst_strides, r.dst_offset, total
+    )
+
+
+def _covers_flat(sizes: tuple[int, ...], strides: tuple[int, ...], offset: int, total: int) -> bool:
+    dims = [(s, st) for s, st in zip(sizes, strides, strict=True) if s != 1]
+    return offset == 0 and math.prod(sizes) == total and (
+        tuple(st for _, st in dims) == contiguous_strides(tuple(s for s, _ in dims))
+    )

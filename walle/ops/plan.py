@@ -1,0 +1,118 @@
+"""A compiled plan: buffers allocated once, each step bound to a backend's calls.
+
+Running the plan is a copy of the inputs into their buffers, one Python loop over bound
+zero-argument calls, and a copy of the outputs. A plan is not thread-safe (its buffers are
+shared); :class:`walle.ops.model.Model` keeps one plan per thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from walle.errors import ValidationError
+from walle.ops.backends.base import Backend, Buffers, Call
+from walle.ops.fusion import Step
+from walle.ops.ir import Graph, is_identity_raster
+
+
+@dataclass(frozen=True)
+class Choice:
+    """Where one step runs and why: backend, algorithm, estimated and measured seconds."""
+
+    backend: str
+    algorithm: str
+    estimate_s: float
+    measured_s: float | None = None
+
+
+def is_alias(step: Step, graph: Graph) -> bool:
+    """True for a reshape-like raster that can share its input's buffer."""
+    return not step.fused and step.op == "raster" and is_identity_raster(
+        step.parts[0], graph.shape(step.inputs[0]), graph.shape(step.output))
+
+
+def allocate(graph: Graph, steps: list[Step], fill: float | None = None) -> Buffers:
+    """One buffer per value; aliases for reshape rasters; constants as given."""
+    buffers: Buffers = dict(graph.constants)
+    alias = {s.output: s.inputs[0] for s in steps if is_alias(s, graph)}
+    for name in graph.inputs:
+        buffers[name] = _new(graph.shape(name), fill)
+    for node in graph.nodes:
+        if node.output in alias:
+            buffers[node.output] = buffers[alias[node.output]].reshape(graph.shape(node.output))
+        else:
+            buffers[node.output] = _new(graph.shape(node.output), fill)
+    return buffers
+
+
+def _new(shape: tuple[int, ...], fill: float | None) -> np.ndarray:
+    if fill is None:
+        return np.empty(shape, np.float32)
+    return np.random.default_rng(0).uniform(fill, fill + 1.0, shape).astype(np.float32)
+
+
+class CompiledPlan:
+    """A graph bound to buffers and backend calls; call it with input arrays."""
+
+    def __init__(self, graph: Graph, steps: list[Step], choices: dict[str, Choice],
+                 backends: dict[str, Backend]) -> None:
+        self.graph = graph
+        self.steps = steps
+        self.choices = choices
+        self.buffers = allocate(graph, steps)
+        calls: list[Call] = []
+        run: list[Call] = []
+        current: Backend | None = None
+        for step in steps:
+            if is_alias(step, graph):
+                continue
+            choice = choices[step.name]
+            backend = backends[choice.backend]
+            if backend is not current and current is not None:
+                calls += current.finish(run)
+                run = []
+            current = backend
+            run += backend.compile(step, choice.algorithm, graph, self.buffers)
+        if current is not None:
+            calls += current.finish(run)
+        self._calls = tuple(calls)
+        self._in = tuple(self.buffers[n] for n in graph.inputs)
+        self._out = tuple(self.buffers[n] for n in graph.outputs)
+
+    def __call__(self, *arrays: np.ndarray) -> list[np.ndarray]:
+        """Run on ``arrays`` (one per graph input, exact shapes); fresh output arrays."""
+        if len(arrays) != len(self._in):
+            raise ValidationError(
+                f"model takes {len(self._in)} inputs {self.graph.inputs}, got {len(arrays)}")
+        for name, buf, x in zip(self.graph.inputs, self._in, arrays, strict=True):
+            self._load(name, buf, x)
+        for call in self._calls:
+            call()
+        return [o.copy() for o in self._out]
+
+    def run1(self, x: np.ndarray) -> np.ndarray:
+        """Fast path for one input and one output (the batch-1 scoring case)."""
+        buf = self._in[0]
+        if x.shape != buf.shape or x.dtype != np.float32:
+            self._load(self.graph.inputs[0], buf, x)
+        else:
+            buf[...] = x
+        for call in self._calls:
+            call()
+        return self._out[0].copy()
+
+    def _load(self, name: str, buf: np.ndarray, x: np.ndarray) -> None:
+        if buf.shape != np.shape(x):
+            raise ValidationError(
+                f"input {name!r} must have shape {buf.shape}, got {np.shape(x)}", field=name)
+        try:
+            np.copyto(buf, x, casting="same_kind")
+        except TypeError as exc:
+            raise ValidationError(f"input {name!r}: {exc}", field=name) from exc
+
+    @property
+    def call_count(self) -> int:
+        """How many Python-level calls one run makes (lower is better at batch 1)."""
+        return len(self._calls)

@@ -1,0 +1,108 @@
+"""The living definition of each atomic op, in plain numpy (no buffers, no speed).
+
+Used for constant folding at build time, as the oracle of the backend parity tests, and by
+``run_reference`` to evaluate a whole graph.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from walle.errors import ModelError
+from walle.ops.ir import Graph, Node, Region
+
+
+def erf(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Error function in float32 (Abramowitz-Stegun 7.1.26, |error| < 1.5e-7).
+
+    numpy has no erf ufunc; this is vectorised and exact enough for float32.
+    """
+    a = np.abs(x, dtype=np.float64)
+    t = 1.0 / (1.0 + 0.3275911 * a)
+    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (
+        -1.453152027 + t * 1.061405429))))
+    y = np.copysign(1.0 - poly * np.exp(-a * a), x)
+    if out is None:
+        return y.astype(np.float32)
+    np.copyto(out, y, casting="same_kind")
+    return out
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return (1.0 / (1.0 + np.exp(-x.astype(np.float64)))).astype(np.float32)
+
+
+UNARY = {
+    "identity": lambda x: x.copy(),
+    "neg": np.negative,
+    "abs": np.abs,
+    "exp": np.exp,
+    "log": np.log,
+    "sqrt": np.sqrt,
+    "reciprocal": np.reciprocal,
+    "relu": lambda x: np.maximum(x, np.float32(0)),
+    "sigmoid": _sigmoid,
+    "tanh": np.tanh,
+    "erf": erf,
+}
+BINARY = {
+    "add": np.add,
+    "sub": np.subtract,
+    "mul": np.multiply,
+    "div": np.divide,
+    "max": np.maximum,
+    "min": np.minimum,
+    "pow": np.power,
+}
+REDUCE = {"sum": np.sum, "mean": np.mean, "max": np.max, "min": np.min}
+
+
+def raster(inputs: list[np.ndarray], shape: tuple[int, ...], regions: tuple[Region, ...],
+           fill: float | None) -> np.ndarray:
+    """Apply the region copies to a fresh output (``fill`` or zeros elsewhere)."""
+    out = np.full(shape, np.float32(0.0 if fill is None else fill), np.float32)
+    flat = out.reshape(-1)
+    for r in regions:
+        src = np.ascontiguousarray(inputs[r.input], dtype=np.float32).reshape(-1)
+        np.copyto(region_view(flat, r.dst_offset, r.dst_strides, r.sizes),
+                  region_view(src, r.src_offset, r.src_strides, r.sizes))
+    return out
+
+
+def region_view(flat: np.ndarray, offset: int, strides: tuple[int, ...],
+                sizes: tuple[int, ...]) -> np.ndarray:
+    """A strided view of ``sizes`` elements of the flat float32 array ``flat``."""
+    item = flat.itemsize
+    return np.lib.stride_tricks.as_strided(
+        flat[offset:], shape=sizes, strides=tuple(s * item for s in strides)
+    )
+
+
+def evaluate(node: Node, inputs: list[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
+    """Compute one node's output from its input arrays."""
+    with np.errstate(all="ignore"):
+        if node.op == "unary":
+            y = UNARY[node.attr("kind")](inputs[0])
+        elif node.op == "binary":
+            y = BINARY[node.attr("kind")](inputs[0], inputs[1])
+        elif node.op == "reduce":
+            y = REDUCE[node.attr("kind")](
+                inputs[0], axis=node.attr("axes"), keepdims=node.attr("keepdims")
+            )
+        elif node.op == "matmul":
+            y = np.matmul(inputs[0], inputs[1])
+        elif node.op == "raster":
+            y = raster(inputs, shape, node.attr("regions"), node.attr("fill"))
+        else:
+            raise ModelError(f"node {node.name!r}: op {node.op!r} is not atomic")
+    return np.asarray(y, dtype=np.float32).reshape(shape)
+
+
+def run_reference(graph: Graph, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """Evaluate ``graph`` node by node with :func:`evaluate` (slow; the oracle)."""
+    env: dict[str, np.ndarray] = dict(graph.constants)
+    for name in graph.inputs:
+        env[name] = np.asarray(feeds[name], dtype=np.float32).reshape(graph.shape(name))
+    for node in graph.nodes:
+        env[node.output] = evaluate(node, [env[i] for i in node.inputs], graph.shape(node.output))
+    return [env[name] for name in graph.outputs]

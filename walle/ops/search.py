@@ -1,0 +1,181 @@
+"""Semi-automatic backend search: a cost model ranks, short timed trials settle close calls.
+
+For each step of a graph every usable backend offers its algorithms; each (backend,
+algorithm) gets a cost-model estimate (:meth:`Backend.estimate`). Candidates whose estimate
+is within ``close_factor`` of the best one are timed on the real buffers (a few runs, the
+median wins). Decisions are cached as JSON under ``$WALLE_CACHE_DIR`` (default
+``~/.cache/walle``) keyed by the graph signature (structure + shapes), the backend set and
+their device strings, so a second load skips the trials.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import statistics
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from walle.errors import BackendError, StorageError
+from walle.logging import get_logger
+from walle.ops.backends.base import Backend
+from walle.ops.backends.registry import available_backends, get_backend
+from walle.ops.fusion import Step, find_steps
+from walle.ops.ir import Graph
+from walle.ops.plan import Choice, CompiledPlan, allocate, is_alias
+
+_log = get_logger("walle.ops.search")
+CLOSE_FACTOR = 3.0
+
+
+def cache_dir() -> Path:
+    """Where search decisions are kept (``WALLE_CACHE_DIR`` or ``~/.cache/walle``)."""
+    return Path(os.environ.get("WALLE_CACHE_DIR") or Path.home() / ".cache" / "walle")
+
+
+def time_calls(calls: list, budget_s: float = 0.004, max_runs: int = 25) -> float:
+    """Median seconds of one pass over ``calls`` (2 warm-up passes, then up to ``max_runs``)."""
+    for _ in range(2):
+        for call in calls:
+            call()
+    samples: list[float] = []
+    deadline = time.perf_counter() + budget_s
+    while len(samples) < max_runs and (len(samples) < 3 or time.perf_counter() < deadline):
+        start = time.perf_counter()
+        for call in calls:
+            call()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+class Search:
+    """Chooses a (backend, algorithm) per step of a graph, with an on-disk decision cache."""
+
+    def __init__(self, backends: list[str] | None = None, *, pin: str | None = None,
+                 trials: bool = True, use_cache: bool = True,
+                 close_factor: float = CLOSE_FACTOR) -> None:
+        if pin is not None:
+            self.backends = [get_backend(pin)]
+            if pin != "numpy":
+                # A pinned backend still needs the reference for steps it does not support.
+                self.backends.append(get_backend("numpy"))
+        else:
+            self.backends = available_backends(backends)
+        self.by_name = {b.name: b for b in self.backends}
+        self.pin = pin
+        self.trials = trials
+        self.use_cache = use_cache
+        self.close_factor = close_factor
+
+    def key(self, graph: Graph) -> str:
+        """Cache key: graph signature + backend names and devices + pin."""
+        parts = [graph.signature(), str(self.pin)] + [f"{b.name}@{b.device}" for b in self.backends]
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
+
+    def choose(self, graph: Graph) -> tuple[list[Step], dict[str, Choice], bool]:
+        """Steps, their choices, and whether the choices came from the cache."""
+        steps = find_steps(graph)
+        cached = self._load(graph, steps) if self.use_cache else None
+        if cached is not None:
+            return steps, cached, True
+        buffers = allocate(graph, steps, fill=0.5) if self.trials else {}
+        choices: dict[str, Choice] = {}
+        for step in steps:
+            if not is_alias(step, graph):
+                choices[step.name] = self._choose_step(step, graph, buffers)
+        if self.use_cache:
+            self._save(graph, choices)
+        return steps, choices, False
+
+    def candidates(self, step: Step, graph: Graph) -> list[tuple[Backend, str, float]]:
+        """Every (backend, algorithm, estimate) for ``step``, cheapest estimate first."""
+        found = [(b, algo, b.estimate(step, algo, graph))
+                 for b in self.backends for algo in b.algorithms(step, graph)]
+        if self.pin is not None:
+            pinned = [c for c in found if c[0].name == self.pin]
+            found = pinned or found
+        if not found:
+            raise BackendError(f"step {step.name!r} ({step.op}): no backend can run it")
+        return sorted(found, key=lambda c: c[2])
+
+    def _choose_step(self, step: Step, graph: Graph, buffers: dict) -> Choice:
+        ranked = self.candidates(step, graph)
+        best = ranked[0][2]
+        close = [c for c in ranked if c[2] <= best * self.close_factor]
+        if len(close) == 1 or not self.trials:
+            b, algo, est = ranked[0]
+            return Choice(b.name, algo, est)
+        measured = []
+        for b, algo, est in close:
+            calls = b.finish(b.compile(step, algo, graph, buffers))
+            with np.errstate(all="ignore"):
+                measured.append((time_calls(calls), b.name, algo, est))
+        seconds, name, algo, est = min(measured)
+        return Choice(name, algo, est, seconds)
+
+    # -- cache ----------------------------------------------------------------------------
+    def _path(self, graph: Graph) -> Path:
+        return cache_dir() / "ops-search" / f"{self.key(graph)}.json"
+
+    def _load(self, graph: Graph, steps: list[Step]) -> dict[str, Choice] | None:
+        path = self._path(graph)
+        try:
+            raw = json.loads(path.read_text())
+            choices = {k: Choice(**v) for k, v in raw["choices"].items()}
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            _log.warning("search cache unreadable, searching again", path=str(path),
+                         reason=str(exc))
+            return None
+        wanted = {s.name for s in steps if not is_alias(s, graph)}
+        if set(choices) != wanted or any(c.backend not in self.by_name for c in choices.values()):
+            return None
+        return choices
+
+    def _save(self, graph: Graph, choices: dict[str, Choice]) -> None:
+        path = self._path(graph)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(
+                {"signature": graph.signature(),
+                 "choices": {k: asdict(v) for k, v in choices.items()}}, indent=1))
+            tmp.replace(path)
+        except OSError as exc:
+            raise StorageError(f"cannot write search cache {path}: {exc}") from exc
+
+
+def compile_graph(graph: Graph, *, backends: list[str] | None = None, pin: str | None = None,
+                  trials: bool = True, use_cache: bool = True) -> CompiledPlan:
+    """Search (or read cached decisions) and build the plan for ``graph``."""
+    search = Search(backends, pin=pin, trials=trials, use_cache=use_cache)
+    steps, choices, _ = search.choose(graph)
+    return CompiledPlan(graph, steps, choices, search.by_name)
+
+
+def explain(plan: CompiledPlan) -> list[dict[str, object]]:
+    """Per step: op, output shape, chosen backend and algorithm, estimate and measured us."""
+    rows = []
+    for step in plan.steps:
+        choice = plan.choices.get(step.name)
+        rows.append({
+            "step": step.name,
+            "op": step.op if not step.parts or step.fused else _atomic_label(step),
+            "shape": plan.graph.shape(step.output),
+            "backend": choice.backend if choice else "alias",
+            "algorithm": choice.algorithm if choice else "view",
+            "estimate_us": round(choice.estimate_s * 1e6, 2) if choice else 0.0,
+            "measured_us": (round(choice.measured_s * 1e6, 2)
+                            if choice and choice.measured_s is not None else None),
+        })
+    return rows
+
+
+def _atomic_label(step: Step) -> str:
+    kind = step.attr("kind")
+    return f"{step.op}.{kind}" if kind else step.op
