@@ -13,10 +13,14 @@ It fires exactly what ``walle.streams.naive`` fires; a property test holds it to
 
 from __future__ import annotations
 
+import functools
 import itertools
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from walle.errors import BackendError
 from walle.streams.events import Event
 from walle.streams.naive import Fire, Start, alive
 from walle.streams.patterns import ONE_OR_MORE, OPTIONAL, Element, Pattern, Step
@@ -61,10 +65,50 @@ def _variants(pattern: Pattern) -> list[tuple[Element, ...]]:
     return variants
 
 
-class TriggerTrie:
-    """Shared-prefix automaton over many patterns; patterns can be added and removed."""
+def _apply(group: _Group, source: Start, event: Event, new: dict[int, Start]) -> None:
+    """Advance ``source`` along the edges of ``group`` that ``event`` satisfies."""
+    _, plain, by_field, others = group
+    for child in plain:
+        old = new.get(child)
+        if old is None or old.seq < source.seq:
+            new[child] = source
+    if by_field:
+        args = event.args
+        for name, table in by_field.items():
+            for child, step in table.get(args.get(name, _MISSING), ()):
+                if step.matches(event):
+                    old = new.get(child)
+                    if old is None or old.seq < source.seq:
+                        new[child] = source
+    for child, step in others:
+        if step.matches(event):
+            old = new.get(child)
+            if old is None or old.seq < source.seq:
+                new[child] = source
 
-    def __init__(self) -> None:
+
+def _compiled_feed() -> Callable[..., list[Fire]] | None:
+    """The compiled twin of ``TriggerTrie.feed``, or None when the build lacks it."""
+    try:
+        from walle._kernels.trie_feed import feed
+    except ImportError:
+        if "cython" in os.environ.get("WALLE_REQUIRE_BACKENDS", "").split(","):
+            raise BackendError(
+                "the compiled trigger trie (walle._kernels.trie_feed) is missing but "
+                "WALLE_REQUIRE_BACKENDS requires cython: reinstall with `pip install -e .`"
+            ) from None
+        return None
+    return feed
+
+
+class TriggerTrie:
+    """Shared-prefix automaton over many patterns; patterns can be added and removed.
+
+    ``compiled`` picks the feed loop: True the Cython twin (an error if it is not built),
+    False the pure-Python definition, None (default) the twin when it is built.
+    """
+
+    def __init__(self, compiled: bool | None = None) -> None:
         self._nodes: list[_Node] = [_Node(ROOT, ROOT, None)]
         self._children: dict[tuple[int, str], int] = {}
         self._patterns: dict[int, Pattern] = {}
@@ -73,6 +117,11 @@ class TriggerTrie:
         self._groups: dict[tuple[str, str], list[_Group]] = {}
         self._guards: dict[tuple[str, str], list[tuple[int, Step]]] = {}
         self._next_pattern = 0
+        feed = _compiled_feed() if compiled is not False else None
+        if compiled and feed is None:
+            raise BackendError("the compiled trigger trie is not built: `pip install -e .`")
+        if feed is not None:
+            self.feed = functools.partial(feed, self)  # type: ignore[method-assign]
 
     def __len__(self) -> int:
         return len(self._patterns)
@@ -148,7 +197,9 @@ class TriggerTrie:
         self._groups = {}
         self._guards = {}
 
-    def _lookup(self, event: str, page: str) -> tuple[list[_Group], list[tuple[int, Step]]]:
+    def _lookup(
+        self, event: str, page: str
+    ) -> tuple[tuple[_Group | None, dict[int, _Group]], list[tuple[int, Step]]]:
         keys = ((event, page), (event, None), (None, page), (None, None))
         by_parent: dict[int, _Group] = {}
         for key in keys:
@@ -169,12 +220,12 @@ class TriggerTrie:
             for node, step in self._guard_index.get(key, ())
             if self._nodes[node].patterns
         ]
-        groups = sorted(by_parent.values(), key=lambda g: g[0])
+        root = by_parent.pop(ROOT, None)
         if len(self._groups) > 65_536:
             self._invalidate()
-        self._groups[(event, page)] = groups
+        self._groups[(event, page)] = (root, by_parent)
         self._guards[(event, page)] = guards
-        return groups, guards
+        return (root, by_parent), guards
 
     def new_state(self) -> TrieState:
         """Empty per-device state."""
@@ -194,33 +245,23 @@ class TriggerTrie:
         for node, guard in guards:
             if node in active and guard.matches(event):
                 del active[node]
-        if not groups:
+        root, by_parent = groups
+        if root is None and not by_parent:
             return []
-        here = Start(event.seq, event.ts)
         new: dict[int, Start] = {}
-        args = event.args
-        for parent, plain, by_field, others in groups:
-            if parent == ROOT:
-                source = here
+        if root is not None:
+            _apply(root, Start(event.seq, event.ts), event, new)
+        if by_parent and active:
+            if len(active) < len(by_parent):
+                for node, source in active.items():
+                    group = by_parent.get(node)
+                    if group is not None:
+                        _apply(group, source, event, new)
             else:
-                source = active.get(parent)
-                if source is None:
-                    continue
-            for child in plain:
-                old = new.get(child)
-                if old is None or old.seq < source.seq:
-                    new[child] = source
-            for name, table in by_field.items():
-                for child, step in table.get(args.get(name, _MISSING), ()):
-                    if step.matches(event):
-                        old = new.get(child)
-                        if old is None or old.seq < source.seq:
-                            new[child] = source
-            for child, step in others:
-                if step.matches(event):
-                    old = new.get(child)
-                    if old is None or old.seq < source.seq:
-                        new[child] = source
+                for parent, group in by_parent.items():
+                    source = active.get(parent)
+                    if source is not None:
+                        _apply(group, source, event, new)
         if not new:
             return []
         return self._advance(state, event, watermark, new)
