@@ -29,7 +29,7 @@ from walle.ops.ir import Graph
 from walle.ops.plan import Choice, CompiledPlan, allocate, is_alias
 
 _log = get_logger("walle.ops.search")
-CLOSE_FACTOR = 3.0
+CLOSE_FACTOR = 8.0
 
 
 def cache_dir() -> Path:

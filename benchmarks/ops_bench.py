@@ -1,0 +1,163 @@
+"""walle.ops latency against onnxruntime, MNN and numpy: one run, one thread, medians.
+
+Run: ``.venv/bin/python benchmarks/ops_bench.py`` (prints the table and writes
+benchmarks/results/ops_bench.md). Every peer runs the same ONNX model with numpy in and out:
+walle (backends chosen by the search), onnxruntime (1 intra/inter-op thread), MNN (converted
+in-process with the wheel's ``_tools.mnnconvert``, never the console script; 1 thread), and
+numpy (walle's numpy reference backend: ufuncs into pre-allocated buffers). Ratios are
+peer / walle, so above 1 means walle is faster. Outputs are checked against onnxruntime.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results" / "ops_bench.md"
+
+
+def _median_us(fn: Callable[[], object], budget_s: float = 0.4) -> float:
+    for _ in range(5):
+        fn()
+    samples = []
+    deadline = time.perf_counter() + budget_s
+    while len(samples) < 20 or (time.perf_counter() < deadline and len(samples) < 20000):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples) * 1e6
+
+
+def _fix_batch(model, batch: int):
+    import onnx
+
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(model)
+    for value in (*fixed.graph.input, *fixed.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if dims and not dims[0].HasField("dim_value"):
+            dims[0].dim_value = batch
+    return fixed
+
+
+def _rows():
+    from walle.ops.sample_models import cnn_onnx, layernorm_composite_onnx, mlp_onnx
+    from walle.ops.sample_models import single_op_onnx as one
+
+    return [
+        ("MLP 64-256-256-1, batch 1", _fix_batch(mlp_onnx(), 1)),
+        ("MLP 64-256-256-1, batch 64", _fix_batch(mlp_onnx(), 64)),
+        ("CNN 3x64x64, batch 1", _fix_batch(cnn_onnx(), 1)),
+        ("CNN 3x64x64, batch 64", _fix_batch(cnn_onnx(), 64)),
+        ("MatMul 256x256x256", one("MatMul", [(256, 256), (256, 256)])),
+        ("Softmax [64,1000]", one("Softmax", [(64, 1000)], axis=-1)),
+        ("LayerNorm [64,1024] (composite ops)", _fix_batch(layernorm_composite_onnx(), 64)),
+        ("Transpose [64,128,32]", one("Transpose", [(64, 128, 32)], perm=[0, 2, 1])),
+    ]
+
+
+def _feeds(model) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return {v.name: rng.standard_normal([d.dim_value for d in v.type.tensor_type.shape.dim])
+            .astype(np.float32) for v in model.graph.input}
+
+
+def _ort(model, feeds):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(model.SerializeToString(), opts,
+                                providers=["CPUExecutionProvider"])
+    return lambda: sess.run(None, feeds)[0]
+
+
+def _walle(model, feeds, pin: str | None):
+    from walle.ops.onnx_import import import_onnx
+    from walle.ops.search import compile_graph
+
+    plan = compile_graph(import_onnx(model), pin=pin)
+    arrays = [feeds[n] for n in plan.graph.inputs]
+    if len(arrays) == 1:
+        return lambda: plan.run1(arrays[0]), plan
+    return lambda: plan(*arrays)[0], plan
+
+
+def _mnn(model, feeds, workdir: Path):
+    import _tools
+    import MNN
+    import onnx
+
+    src, dst = workdir / "m.onnx", workdir / "m.mnn"
+    onnx.save(model, str(src))
+    ok = _tools.mnnconvert(["mnnconvert", "-f", "ONNX", "--modelFile", str(src), "--MNNModel",
+                            str(dst), "--bizCode", "walle"])
+    if not ok:
+        raise RuntimeError("MNN conversion failed")
+    rt = MNN.nn.create_runtime_manager(({"backend": "CPU", "numThread": 1},))
+    names = list(feeds)
+    module = MNN.nn.load_module_from_file(str(dst), names, ["y"], runtime_manager=rt)
+    F = MNN.expr
+    holders = [F.placeholder(list(feeds[n].shape), F.NCHW) for n in names]
+
+    def run() -> np.ndarray:
+        for h, n in zip(holders, names, strict=True):
+            h.write(feeds[n])
+        out = module.forward(holders if len(holders) > 1 else holders[0])
+        out = out[0] if isinstance(out, list) else out
+        if out.data_format == F.NC4HW4:
+            out = F.convert(out, F.NCHW)
+        return np.array(out.read(), copy=True)
+
+    return run
+
+
+def main() -> None:
+    os.environ.setdefault("WALLE_CACHE_DIR", tempfile.mkdtemp(prefix="walle-bench-"))
+    lines = ["| row | walle us | onnxruntime us | MNN us | numpy us | ort/walle | MNN/walle "
+             "| numpy/walle | max abs diff vs ort | walle backends |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    print(lines[0], flush=True)
+    for label, model in _rows():
+        feeds = _feeds(model)
+        ort_fn = _ort(model, feeds)
+        walle_fn, plan = _walle(model, feeds, None)
+        numpy_fn, _ = _walle(model, feeds, "numpy")
+        diff = float(np.abs(walle_fn() - ort_fn()).max())
+        times = {"walle": _median_us(walle_fn), "ort": _median_us(ort_fn),
+                 "numpy": _median_us(numpy_fn)}
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                mnn_fn = _mnn(model, feeds, Path(tmp))
+                diff_mnn = float(np.abs(mnn_fn().reshape(-1) - ort_fn().reshape(-1)).max())
+                times["mnn"] = _median_us(mnn_fn) if diff_mnn < 1e-2 else float("nan")
+        except Exception as exc:  # a peer failing must not stop the benchmark
+            print(f"  MNN failed on {label}: {exc}", file=sys.stderr)
+            times["mnn"] = float("nan")
+        w = times["walle"]
+        used = "+".join(sorted({c.backend for c in plan.choices.values()}))
+        line = (f"| {label} | {w:,.1f} | {times['ort']:,.1f} | {times['mnn']:,.1f} | "
+                f"{times['numpy']:,.1f} | {times['ort'] / w:.2f} | {times['mnn'] / w:.2f} | "
+                f"{times['numpy'] / w:.2f} | {diff:.1e} | {used} |")
+        lines.append(line)
+        print(line, flush=True)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    header = ("# walle.ops benchmark\n\nCommand: `.venv/bin/python benchmarks/ops_bench.py` "
+              "(one thread: OMP/OPENBLAS_NUM_THREADS=1; medians; ratios = peer / walle, "
+              "above 1 means walle is faster).\n\n")
+    RESULTS.write_text(header + "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""Backend registry, search decisions and their cache, explain, threads, the CLI."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from walle.errors import BackendError
+from walle.ops import GraphBuilder, Model, Search, compile_graph, explain, get_backend
+from walle.ops.backends.registry import available_backends
+from walle.ops.sample_models import mlp_onnx
+from walle.ops.search import time_calls
+
+
+def test_ops_registry_suggests_close_names() -> None:
+    with pytest.raises(BackendError, match="did you mean 'cython'"):
+        get_backend("cyton")
+
+
+def test_ops_registry_require_env_turns_missing_into_error(monkeypatch) -> None:
+    monkeypatch.setenv("WALLE_REQUIRE_BACKENDS", "numpy,nosuch")
+    with pytest.raises(BackendError, match="unknown backends"):
+        available_backends()
+    monkeypatch.setenv("WALLE_REQUIRE_BACKENDS", "numpy")
+    assert "numpy" in [b.name for b in available_backends()]
+
+
+def test_ops_missing_opencl_names_the_extra(monkeypatch) -> None:
+    try:
+        get_backend("opencl")
+    except BackendError as exc:
+        assert "pip install walle[opencl]" in str(exc)
+
+
+def _mlp(batch: int):
+    rng = np.random.default_rng(0)
+    b = GraphBuilder()
+    x = b.input("x", (batch, 32))
+    h = b.relu(b.linear(x, b.const(rng.normal(size=(32, 64))), b.const(rng.normal(size=64))))
+    return b.build([b.softmax(b.linear(h, b.const(rng.normal(size=(64, 10)))))])
+
+
+def test_ops_search_caches_decisions_on_disk(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("WALLE_CACHE_DIR", str(tmp_path))
+    graph = _mlp(4)
+    _steps, first, cached = Search().choose(graph)
+    assert not cached
+    files = list((tmp_path / "ops-search").glob("*.json"))
+    assert len(files) == 1
+    saved = json.loads(files[0].read_text())
+    assert saved["signature"] == graph.signature()
+    _, second, cached = Search().choose(graph)
+    assert cached and second == first
+    files[0].write_text("{not json")
+    _, third, cached = Search().choose(graph)
+    assert not cached and set(third) == set(first)
+
+
+def test_ops_explain_names_backend_algorithm_and_times(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("WALLE_CACHE_DIR", str(tmp_path))
+    rows = explain(compile_graph(_mlp(2)))
+    assert rows and all(r["backend"] in {"numpy", "cython", "opencl", "alias"} for r in rows)
+    assert all(r["estimate_us"] > 0 for r in rows if r["backend"] != "alias")
+
+
+def test_ops_search_choice_is_close_to_best_measured(tmp_path, monkeypatch) -> None:
+    """Mechanism check with generous bounds: chosen within 10% (+2 us) of the best in 90%."""
+    monkeypatch.setenv("WALLE_CACHE_DIR", str(tmp_path))
+    good = total = 0
+    for rows in (1, 8, 64):
+        for cols in (16, 200, 1000):
+            b = GraphBuilder()
+            x = b.input("x", (rows, cols))
+            graph = b.build([b.softmax(b.binary("mul", x, x))])
+            search = Search()
+            steps, choices, _ = search.choose(graph)
+            for step in steps:
+                timings = {}
+                for backend, algo, _est in search.candidates(step, graph):
+                    from walle.ops.plan import allocate
+
+                    bufs = allocate(graph, steps, fill=0.5)
+                    calls = backend.finish(backend.compile(step, algo, graph, bufs))
+                    timings[(backend.name, algo)] = time_calls(calls, budget_s=0.01)
+                chosen = timings[(choices[step.name].backend, choices[step.name].algorithm)]
+                good += chosen <= min(timings.values()) * 1.10 + 2e-6
+                total += 1
+    assert good >= 0.9 * total, (good, total)
+
+
+def test_ops_model_from_several_threads_gives_same_results(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("WALLE_CACHE_DIR", str(tmp_path))
+    path = tmp_path / "mlp.onnx"
+    path.write_bytes(mlp_onnx().SerializeToString())
+    model = Model(path)
+    batches = [np.random.default_rng(i).normal(size=(16, 64)).astype(np.float32)
+               for i in range(8)]
+    want = [model(x) for x in batches]
+    results: dict[int, list[np.ndarray]] = {}
+
+    def work(t: int) -> None:
+        results[t] = [model(x) for _ in range(20) for x in batches][-len(batches):]
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(results) == 4
+    for got in results.values():
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_array_equal(g, w)
+
+
+def test_ops_cli_explain_and_bench(tmp_path, monkeypatch) -> None:
+    from walle.cli import cli
+
+    monkeypatch.setenv("WALLE_CACHE_DIR", str(tmp_path))
+    path = tmp_path / "mlp.onnx"
+    path.write_bytes(mlp_onnx().SerializeToString())
+    runner = CliRunner()
+    out = runner.invoke(cli, ["ops", "explain", str(path), "--batch", "2"])
+    assert out.exit_code == 0, out.output
+    assert "backend" in out.output and ("cython" in out.output or "numpy" in out.output)
+    out = runner.invoke(cli, ["ops", "bench", str(path), "--runs", "20"])
+    assert out.exit_code == 0 and "median" in out.output
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"garbage")
+    out = runner.invoke(cli, ["ops", "explain", str(bad)])
+    assert out.exit_code != 0 and "not a valid ONNX model" in str(out.exception)
