@@ -34,81 +34,93 @@ cdef void _apply(tuple group, object source, object event, dict new):
             _offer(new, (<tuple>pair)[0], source)
 
 
-def feed(trie, state, event, long long watermark):
-    """Advance one device's state over ``event``; return the firings (see TriggerTrie.feed)."""
-    cdef tuple key = (event[3], event[4])
-    cdef dict cache = trie._groups
-    cdef object groups = cache.get(key)
-    cdef list guards
-    cdef dict active
-    cdef dict by_parent
-    cdef dict new
-    if groups is None:
-        groups, guards = trie._lookup(key[0], key[1])
-    else:
-        guards = <list>trie._guards[key]
-    active = <dict>state.active
-    if state.next_gc < watermark:
-        trie._collect(state, watermark)
-    for pair in guards:
-        node = (<tuple>pair)[0]
-        if node in active and (<tuple>pair)[1].matches(event):
-            del active[node]
-    root = (<tuple>groups)[0]
-    by_parent = <dict>(<tuple>groups)[1]
-    if root is None and not by_parent:
-        return []
-    new = {}
-    if root is not None:
-        _apply(<tuple>root, Start(event[1], event[2]), event, new)
-    if by_parent and active:
-        if len(active) < len(by_parent):
-            for node, source in active.items():
-                group = by_parent.get(node)
-                if group is not None:
-                    _apply(<tuple>group, source, event, new)
+cdef class Feeder:
+    """Bound to one TriggerTrie's tables (mutated in place, never replaced)."""
+
+    cdef object trie
+    cdef dict groups
+    cdef dict guards
+    cdef list nodes
+    cdef dict patterns
+
+    def __init__(self, trie):
+        self.trie = trie
+        self.groups = trie._groups
+        self.guards = trie._guards
+        self.nodes = trie._nodes
+        self.patterns = trie._patterns
+
+    def __call__(self, state, event, long long watermark):
+        """Advance one device's state over ``event``; return the firings."""
+        cdef tuple key = (event[3], event[4])
+        cdef object groups = self.groups.get(key)
+        cdef list guards
+        cdef dict active
+        cdef dict by_parent
+        cdef dict new
+        if groups is None:
+            groups, guards = self.trie._lookup(key[0], key[1])
         else:
-            for parent, group in by_parent.items():
-                source = active.get(parent)
-                if source is not None:
-                    _apply(<tuple>group, source, event, new)
-    if not new:
-        return []
-    return advance(trie, state, event, watermark, new)
+            guards = <list>self.guards[key]
+        active = <dict>state.active
+        if state.next_gc < watermark:
+            self.trie._collect(state, watermark)
+        for pair in guards:
+            node = (<tuple>pair)[0]
+            if node in active and (<tuple>pair)[1].matches(event):
+                del active[node]
+        root = (<tuple>groups)[0]
+        by_parent = <dict>(<tuple>groups)[1]
+        if root is None and not by_parent:
+            return []
+        new = {}
+        if root is not None:
+            _apply(<tuple>root, (event[1], event[2]), event, new)
+        if by_parent and active:
+            if len(active) < len(by_parent):
+                for node, source in active.items():
+                    group = by_parent.get(node)
+                    if group is not None:
+                        _apply(<tuple>group, source, event, new)
+            else:
+                for parent, group in by_parent.items():
+                    source = active.get(parent)
+                    if source is not None:
+                        _apply(<tuple>group, source, event, new)
+        if not new:
+            return []
+        return self._advance(state, event, watermark, new)
 
-
-def advance(trie, state, event, long long watermark, dict new):
-    """Merge new activations and fire the patterns they accept (see TriggerTrie._advance)."""
-    cdef dict active = <dict>state.active
-    cdef list nodes = <list>trie._nodes
-    cdef dict best = {}
-    cdef dict consumed = <dict>state.consumed
-    cdef dict patterns = <dict>trie._patterns
-    cdef list fires = []
-    cdef long long end_seq = event[1]
-    cdef long long end_ts = event[2]
-    cdef object within
-    for child, start in new.items():
-        old = active.get(child)
-        if old is None or (<tuple>old)[0] < (<tuple>start)[0]:
-            active[child] = start
-            expiry = (<tuple>start)[1] + nodes[child].ttl
-            if expiry < state.next_gc:
-                state.next_gc = expiry
-        for pattern in nodes[child].accepts:
-            _offer(best, pattern, start)
-    if not best:
+    cdef list _advance(self, state, event, long long watermark, dict new):
+        cdef dict active = <dict>state.active
+        cdef list nodes = self.nodes
+        cdef dict best = {}
+        cdef dict consumed = <dict>state.consumed
+        cdef list fires = []
+        cdef long long end_seq = event[1]
+        cdef long long end_ts = event[2]
+        cdef object within
+        for child, start in new.items():
+            old = active.get(child)
+            if old is None or (<tuple>old)[0] < (<tuple>start)[0]:
+                active[child] = start
+                expiry = (<tuple>start)[1] + nodes[child].ttl
+                if expiry < state.next_gc:
+                    state.next_gc = expiry
+            for pattern in nodes[child].accepts:
+                _offer(best, pattern, start)
+        if not best:
+            return fires
+        for pattern in sorted(best):
+            start = best[pattern]
+            if (<tuple>start)[0] <= consumed.get(pattern, -1):
+                continue
+            within = self.patterns[pattern].within_ms
+            if within is not None:
+                if end_ts - <long long>(<tuple>start)[1] > <long long>within:
+                    continue
+                if watermark > <long long>(<tuple>start)[1] + <long long>within:
+                    continue
+            consumed[pattern] = end_seq
+            fires.append(Fire(pattern, Start(*start), event))
         return fires
-    for pattern in sorted(best):
-        start = best[pattern]
-        if (<tuple>start)[0] <= consumed.get(pattern, -1):
-            continue
-        within = patterns[pattern].within_ms
-        if within is not None:
-            if end_ts - <long long>(<tuple>start)[1] > <long long>within:
-                continue
-            if watermark > <long long>(<tuple>start)[1] + <long long>within:
-                continue
-        consumed[pattern] = end_seq
-        fires.append(Fire(pattern, start, event))
-    return fires

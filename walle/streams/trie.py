@@ -13,7 +13,6 @@ It fires exactly what ``walle.streams.naive`` fires; a property test holds it to
 
 from __future__ import annotations
 
-import functools
 import itertools
 import os
 from collections.abc import Callable
@@ -46,7 +45,7 @@ class _Node:
 class TrieState:
     """One device's matching state: active partial matches and last match per pattern."""
 
-    active: dict[int, Start] = field(default_factory=dict)
+    active: dict[int, tuple[int, int]] = field(default_factory=dict)  # node -> (seq, ts)
     consumed: dict[int, int] = field(default_factory=dict)
     next_gc: float = _NEVER
 
@@ -65,12 +64,14 @@ def _variants(pattern: Pattern) -> list[tuple[Element, ...]]:
     return variants
 
 
-def _apply(group: _Group, source: Start, event: Event, new: dict[int, Start]) -> None:
+def _apply(
+    group: _Group, source: tuple[int, int], event: Event, new: dict[int, tuple[int, int]]
+) -> None:
     """Advance ``source`` along the edges of ``group`` that ``event`` satisfies."""
     _, plain, by_field, others = group
     for child in plain:
         old = new.get(child)
-        if old is None or old.seq < source.seq:
+        if old is None or old[0] < source[0]:
             new[child] = source
     if by_field:
         args = event.args
@@ -78,19 +79,19 @@ def _apply(group: _Group, source: Start, event: Event, new: dict[int, Start]) ->
             for child, step in table.get(args.get(name, _MISSING), ()):
                 if step.matches(event):
                     old = new.get(child)
-                    if old is None or old.seq < source.seq:
+                    if old is None or old[0] < source[0]:
                         new[child] = source
     for child, step in others:
         if step.matches(event):
             old = new.get(child)
-            if old is None or old.seq < source.seq:
+            if old is None or old[0] < source[0]:
                 new[child] = source
 
 
 def _compiled_feed() -> Callable[..., list[Fire]] | None:
     """The compiled twin of ``TriggerTrie.feed``, or None when the build lacks it."""
     try:
-        from walle._kernels.trie_feed import feed
+        from walle._kernels.trie_feed import Feeder
     except ImportError:
         if "cython" in os.environ.get("WALLE_REQUIRE_BACKENDS", "").split(","):
             raise BackendError(
@@ -98,7 +99,7 @@ def _compiled_feed() -> Callable[..., list[Fire]] | None:
                 "WALLE_REQUIRE_BACKENDS requires cython: reinstall with `pip install -e .`"
             ) from None
         return None
-    return feed
+    return Feeder
 
 
 class TriggerTrie:
@@ -117,11 +118,11 @@ class TriggerTrie:
         self._groups: dict[tuple[str, str], list[_Group]] = {}
         self._guards: dict[tuple[str, str], list[tuple[int, Step]]] = {}
         self._next_pattern = 0
-        feed = _compiled_feed() if compiled is not False else None
-        if compiled and feed is None:
+        feeder = _compiled_feed() if compiled is not False else None
+        if compiled and feeder is None:
             raise BackendError("the compiled trigger trie is not built: `pip install -e .`")
-        if feed is not None:
-            self.feed = functools.partial(feed, self)  # type: ignore[method-assign]
+        if feeder is not None:
+            self.feed = feeder(self)  # type: ignore[method-assign]
 
     def __len__(self) -> int:
         return len(self._patterns)
@@ -194,8 +195,8 @@ class TriggerTrie:
             self._guard_index.setdefault((guard.event, guard.page), []).append((node.id, guard))
 
     def _invalidate(self) -> None:
-        self._groups = {}
-        self._guards = {}
+        self._groups.clear()  # cleared in place: the compiled feeder holds these dicts
+        self._guards.clear()
 
     def _lookup(
         self, event: str, page: str
@@ -248,9 +249,9 @@ class TriggerTrie:
         root, by_parent = groups
         if root is None and not by_parent:
             return []
-        new: dict[int, Start] = {}
+        new: dict[int, tuple[int, int]] = {}
         if root is not None:
-            _apply(root, Start(event.seq, event.ts), event, new)
+            _apply(root, (event.seq, event.ts), event, new)
         if by_parent and active:
             if len(active) < len(by_parent):
                 for node, source in active.items():
@@ -267,25 +268,25 @@ class TriggerTrie:
         return self._advance(state, event, watermark, new)
 
     def _advance(
-        self, state: TrieState, event: Event, watermark: int, new: dict[int, Start]
+        self, state: TrieState, event: Event, watermark: int, new: dict[int, tuple[int, int]]
     ) -> list[Fire]:
         active = state.active
         nodes = self._nodes
-        best: dict[int, Start] = {}
+        best: dict[int, tuple[int, int]] = {}
         for child, start in new.items():
             old = active.get(child)
-            if old is None or old.seq < start.seq:
+            if old is None or old[0] < start[0]:
                 active[child] = start
-                expiry = start.ts + nodes[child].ttl
+                expiry = start[1] + nodes[child].ttl
                 if expiry < state.next_gc:
                     state.next_gc = expiry
             for pattern in nodes[child].accepts:
                 old = best.get(pattern)
-                if old is None or old.seq < start.seq:
+                if old is None or old[0] < start[0]:
                     best[pattern] = start
         fires = []
         for pattern in sorted(best):
-            start = best[pattern]
+            start = Start(*best[pattern])
             if start.seq <= state.consumed.get(pattern, -1):
                 continue
             if not alive(start, event, watermark, self._patterns[pattern].within_ms):
@@ -299,7 +300,7 @@ class TriggerTrie:
         nodes = self._nodes
         next_gc = _NEVER
         for node, start in list(state.active.items()):
-            expiry = start.ts + nodes[node].ttl
+            expiry = start[1] + nodes[node].ttl
             if expiry < watermark or not nodes[node].patterns:
                 del state.active[node]
             elif expiry < next_gc:
