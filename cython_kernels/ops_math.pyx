@@ -28,7 +28,7 @@ cdef extern from *:
 
     static inline float walle_exp(float x) {
         x = fminf(fmaxf(x, -87.3f), 88.3f);
-        float n = floorf(x * 1.44269504f + 0.5f);
+        float n = (x * 1.44269504f + 12582912.0f) - 12582912.0f;  /* round, SIMD-friendly */
         float r = x - n * 0.693359375f + n * 2.12194440e-4f;
         float p = 1.9875691500E-4f;
         p = p * r + 1.3981999507E-3f; p = p * r + 8.3334519073E-3f;
