@@ -35,7 +35,7 @@ for _area in _AREAS:
 def main() -> None:
     """Console entry point: walle errors become a one-line message and exit code 1."""
     try:
-        cli.main(standalone_mode=False)
+        code = cli.main(prog_name="walle", standalone_mode=False)
     except click.exceptions.Abort:
         sys.exit(130)
     except click.ClickException as exc:
@@ -44,3 +44,4 @@ def main() -> None:
     except WalleError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
