@@ -17,7 +17,13 @@ _AREAS = ("streams", "device", "cloud", "ops", "deploy")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--log-level", default="WARNING", show_default=True, help="Log level.")
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    default="WARNING",
+    show_default=True,
+    help="Log level.",
+)
 @click.option("--log-json", is_flag=True, help="Log as JSON lines.")
 @click.version_option(package_name="walle")
 def cli(log_level: str, log_json: bool) -> None:
