@@ -1,0 +1,441 @@
+"""The opencl backend: pyopencl kernels, device-resident buffers, one sync per run of steps.
+
+``compile`` turns each step into :class:`_Launch` descriptions (kernel name, ranges, which
+plan values it reads and writes). ``finish`` then binds a whole run of consecutive OpenCL
+steps into one :class:`_Sequence`: device buffers are created once (constants uploaded once),
+values that come from outside the run are uploaded with non-blocking copies, every kernel is
+enqueued without waiting, values read after the run (by another backend or as graph outputs)
+are copied back, and the queue is waited on once. On PoCL (the CPU platform of
+``pyopencl[pocl]``) a queued launch costs a few microseconds while a blocking one costs
+64-108 us, so this batching is what makes the backend usable at all; the cost model
+(:meth:`OpenCLBackend.estimate`) charges that sync and the transfers so that the search only
+picks OpenCL where it pays (large products; vendor GPUs elsewhere).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from dataclasses import dataclass
+from functools import partial
+from typing import ClassVar
+
+import numpy as np
+
+from walle.errors import BackendError, StateError
+from walle.logging import get_logger
+from walle.ops.backends.base import Backend, Buffers, Call
+from walle.ops.backends.opencl_kernels import ACTS, TILE, program_source
+from walle.ops.fusion import Step
+from walle.ops.ir import Graph, Node, contiguous_strides
+
+try:
+    import pyopencl as cl
+except ImportError as exc:  # pragma: no cover - depends on the install
+    raise BackendError(f"pyopencl is not installed ({exc})") from exc
+
+_log = get_logger("walle.ops.opencl")
+_MAX_ELEMENTS = 2**31 - 1
+_MAX_RANK = 6
+_GROUP = 64
+_DEVICE_ENV = "WALLE_OPENCL_DEVICE"
+_MATMUL_KERNELS = {"tiled": ("matmul", TILE), "rows4": ("matmul_rows4", 4)}
+
+
+@dataclass(frozen=True)
+class _Buf:
+    """A launch argument naming a plan value (``write``: the launch's output)."""
+
+    name: str
+    write: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class _Launch:
+    """One kernel launch (or a buffer fill when ``kernel`` is None), not yet bound."""
+
+    kernel: str | None
+    global_size: tuple[int, ...]
+    local_size: tuple[int, ...] | None
+    args: tuple[object, ...]
+    nodes: frozenset[str]
+    graph: Graph
+    buffers: Buffers
+    fill: float | None = None
+
+    def __call__(self) -> None:
+        raise StateError("an OpenCL launch runs only inside the sequence built by "
+                         "OpenCLBackend.finish()")
+
+
+class OpenCLBackend(Backend):
+    """Atomic ops and fused matmul/softmax/layer norm as OpenCL kernels (pyopencl)."""
+
+    name = "opencl"
+    extra = "opencl"
+    fused_ops = frozenset({"fused.matmul_bias_act", "fused.softmax", "fused.layernorm"})
+    # Cost model, measured on PoCL 3 on a 2-core EPYC (see estimate()).
+    call_overhead_s = 4.0e-6      # one queued kernel launch
+    sync_s = 50.0e-6              # enqueue copies + wait for the queue, once per run
+    flops_per_s = 1.5e9           # element-wise (exp ~5.6 ns per element on PoCL)
+    bytes_per_s = 3.0e9
+    transfer_bytes_per_s = 5.0e9
+    matmul_flops_per_s: ClassVar[dict[str, float]] = {"tiled": 3.0e9, "rows4": 9.0e9}
+    default_matmul = "rows4"      # for a matmul run among a fused step's parts
+
+    def __init__(self) -> None:
+        self.context, self.cl_device = _open_device()
+        self._program: cl.Program | None = None
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        if not self.cl_device.type & cl.device_type.CPU:
+            # A GPU: fast kernels; the transfers and the sync dominate small models.
+            self.flops_per_s, self.bytes_per_s, self.sync_s = 1e12, 2e11, 30e-6
+            self.matmul_flops_per_s = {"tiled": 5e12, "rows4": 1e12}
+            self.default_matmul = "tiled"
+
+    @property
+    def device(self) -> str:
+        platform = self.cl_device.platform
+        return f"opencl:{platform.name}:{self.cl_device.name}".replace(" ", "_")
+
+    # -- program and queues ---------------------------------------------------------------
+    def program(self) -> cl.Program:
+        """The built program (built on first use; BackendError with the build log)."""
+        with self._lock:
+            if self._program is None:
+                try:
+                    self._program = cl.Program(self.context, program_source()).build()
+                except cl.Error as exc:
+                    raise BackendError(f"OpenCL program failed to build on {self.device}: "
+                                       f"{exc}") from exc
+            return self._program
+
+    def queue(self) -> cl.CommandQueue:
+        """This thread's in-order command queue (plans are compiled per thread)."""
+        queue = getattr(self._local, "queue", None)
+        if queue is None:
+            queue = self._local.queue = cl.CommandQueue(self.context, self.cl_device)
+        return queue
+
+    # -- what runs here -------------------------------------------------------------------
+    def supports(self, node: Node, graph: Graph) -> bool:
+        sizes = [math.prod(graph.shape(n)) for n in (*node.inputs, node.output)]
+        if max(sizes) > _MAX_ELEMENTS:
+            return False
+        if node.op == "reduce":
+            return _reduce_view(graph.shape(node.inputs[0]), node.attr("axes")) is not None
+        if node.op == "binary":
+            out = graph.shape(node.output)
+            return len(_collapse(out, [graph.shape(i) for i in node.inputs])[0]) <= _MAX_RANK
+        if node.op == "matmul":
+            return _matmul_steps(graph, node) is not None
+        if node.op == "raster":
+            return all(len(r.sizes) <= _MAX_RANK for r in node.attr("regions"))
+        return True
+
+    def fused_algorithms(self, step: Step, graph: Graph) -> list[str]:
+        return list(_MATMUL_KERNELS) if step.op == "fused.matmul_bias_act" else ["fused"]
+
+    def atomic_algorithms(self, node: Node, graph: Graph) -> list[str]:
+        return list(_MATMUL_KERNELS) if node.op == "matmul" else ["default"]
+
+    def estimate(self, step: Step, algorithm: str, graph: Graph) -> float:
+        """Kernel time plus, for the step run alone, the transfers and one queue sync.
+
+        A step the search times alone pays its uploads, read-back and the wait; that is
+        also its true price in a plan where its neighbours run on another backend.
+        """
+        seconds = super().estimate(step, algorithm, graph)
+        if algorithm in _MATMUL_KERNELS:
+            flops = 2.0 * math.prod(graph.shape(step.parts[0].output)) * graph.shape(
+                step.parts[0].inputs[0])[-1]
+            seconds += flops / self.matmul_flops_per_s[algorithm] - flops / self.flops_per_s
+        moved = sum(math.prod(graph.shape(i)) for i in step.inputs
+                    if i not in graph.constants) + math.prod(graph.shape(step.output))
+        return seconds + self.sync_s + 4.0 * moved / self.transfer_bytes_per_s
+
+    # -- compile --------------------------------------------------------------------------
+    def compile_atomic(self, node: Node, algorithm: str, graph: Graph,
+                       buffers: Buffers) -> list[Call]:
+        launch = partial(_Launch, nodes=frozenset({node.name}), graph=graph, buffers=buffers)
+        out = _Buf(node.output, write=True)
+        if node.op == "unary":
+            n = math.prod(graph.shape(node.output))
+            return [launch(f"u_{node.attr('kind')}", *_range1(n), (_Buf(node.inputs[0]), out,
+                                                                   np.int32(n)))]
+        if node.op == "binary":
+            return [_binary(launch, node, graph, out)]
+        if node.op == "reduce":
+            outer, r, inner = _reduce_view(graph.shape(node.inputs[0]), node.attr("axes"))
+            g, lsize = _range2(inner, outer)
+            return [launch(f"r_{node.attr('kind')}", g, lsize,
+                           (_Buf(node.inputs[0]), out, *np.int32([outer, r, inner])))]
+        if node.op == "matmul":
+            algo = algorithm if algorithm in _MATMUL_KERNELS else self.default_matmul
+            return [_matmul(launch, algo, graph, node, node.inputs, out, None, 0, "none")]
+        return _raster(launch, node, graph, out)
+
+    def compile_fused(self, step: Step, algorithm: str, graph: Graph,
+                      buffers: Buffers) -> list[Call]:
+        launch = partial(_Launch, nodes=frozenset(p.name for p in step.parts), graph=graph,
+                         buffers=buffers)
+        out = _Buf(step.output, write=True)
+        shape = graph.shape(step.inputs[0])
+        cols = shape[-1]
+        rows = math.prod(shape) // cols
+        if step.op == "fused.softmax":
+            return [launch("softmax_rows", *_range1(rows),
+                           (_Buf(step.inputs[0]), out, np.int32(rows), np.int32(cols)))]
+        if step.op == "fused.layernorm":
+            extra = list(step.inputs[1:])
+            g = _Buf(extra.pop(0)) if step.attr("has_gamma") else _dummy()
+            b = _Buf(extra.pop(0)) if step.attr("has_beta") else _dummy()
+            return [launch("layernorm_rows", *_range1(rows),
+                           (_Buf(step.inputs[0]), out, g, b, np.int32(rows), np.int32(cols),
+                            np.float32(step.attr("epsilon")), np.int32(step.attr("has_gamma")),
+                            np.int32(step.attr("has_beta"))))]
+        bias = step.inputs[2] if step.attr("has_bias") else None
+        mode = 0 if bias is None else (1 if step.attr("side") == "right" else 2)
+        return [_matmul(launch, algorithm, graph, step.parts[0], step.inputs[:2], out, bias,
+                        mode, step.attr("act"))]
+
+    def finish(self, calls: list[Call]) -> list[Call]:
+        """Bind a run of launches into one call: uploads, queued kernels, read-back, wait."""
+        if not calls:
+            return []
+        launches = [c for c in calls if isinstance(c, _Launch)]
+        if len(launches) != len(calls):
+            raise StateError("OpenCLBackend.finish() got calls it did not compile")
+        try:
+            return [_Sequence(self, launches)]
+        except cl.Error as exc:
+            raise BackendError(f"OpenCL could not set up kernels on {self.device}: {exc}") \
+                from exc
+
+
+class _Sequence:
+    """A run of launches bound to device buffers and this thread's queue."""
+
+    def __init__(self, backend: OpenCLBackend, launches: list[_Launch]) -> None:
+        graph, buffers = launches[0].graph, launches[0].buffers
+        self._queue = queue = backend.queue()
+        program = backend.program()
+        keys = {name: _key(array) for name, array in buffers.items()}
+        self._device: dict[tuple[int, int], cl.Buffer] = {}
+        self._uploads: list[tuple[cl.Buffer, np.ndarray]] = []
+        self._steps: list[Call] = []
+        self._keep: list[cl.Buffer] = []
+        written: dict[tuple[int, int], str] = {}
+        for launch in launches:
+            args = []
+            for arg in launch.args:
+                if isinstance(arg, _Buf):
+                    args.append(self._buffer(backend, graph, buffers, keys, arg, written))
+                elif isinstance(arg, np.ndarray):  # a spec or dummy: kept alive with us
+                    self._keep.append(cl.Buffer(backend.context, _RO_COPY, hostbuf=arg))
+                    args.append(self._keep[-1])
+                else:
+                    args.append(arg)
+            if launch.kernel is None:
+                self._steps.append(partial(cl.enqueue_fill_buffer, queue, args[0],
+                                           np.float32(launch.fill), 0, args[0].size))
+            else:
+                kernel = cl.Kernel(program, launch.kernel)
+                kernel.set_args(*args)
+                self._steps.append(partial(cl.enqueue_nd_range_kernel, queue, kernel,
+                                           launch.global_size, launch.local_size))
+        nodes = frozenset().union(*(launch.nodes for launch in launches))
+        self._downloads = [(buffers[name], self._device[key]) for key, name in written.items()
+                           if _escapes(key, graph, keys, nodes)]
+
+    def _buffer(self, backend: OpenCLBackend, graph: Graph, buffers: Buffers,
+                keys: dict[str, tuple[int, int]], arg: _Buf,
+                written: dict[tuple[int, int], str]) -> cl.Buffer:
+        key = keys[arg.name]
+        host = buffers[arg.name]
+        buf = self._device.get(key)
+        if buf is None:
+            if arg.name in graph.constants:
+                buf = cl.Buffer(backend.context, _RO_COPY, hostbuf=np.ascontiguousarray(host))
+            else:
+                buf = cl.Buffer(backend.context, cl.mem_flags.READ_WRITE, size=max(host.nbytes, 4))
+                if not arg.write:
+                    self._uploads.append((buf, host))
+            self._device[key] = buf
+        if arg.write:
+            written[key] = arg.name
+        return buf
+
+    def __call__(self) -> None:
+        queue = self._queue
+        for buf, host in self._uploads:
+            cl.enqueue_copy(queue, buf, host, is_blocking=False)
+        for step in self._steps:
+            step()
+        for host, buf in self._downloads:
+            cl.enqueue_copy(queue, host, buf, is_blocking=False)
+        queue.finish()
+
+
+_RO_COPY = cl.mem_flags.READ_ONLY | cl.mem_flags.COPY_HOST_PTR
+
+
+def _open_device() -> tuple[cl.Context, cl.Device]:
+    """A context on the preferred device: ``WALLE_OPENCL_DEVICE`` substring, else a GPU."""
+    try:
+        platforms = cl.get_platforms()
+    except cl.Error as exc:
+        raise BackendError(f"no OpenCL platform found ({exc})") from exc
+    devices = [d for p in platforms for d in p.get_devices()]
+    if not devices:
+        raise BackendError("OpenCL platforms found but they have no devices")
+    wanted = os.environ.get(_DEVICE_ENV, "").lower()
+    if wanted:
+        devices = [d for d in devices if wanted in f"{d.platform.name} {d.name}".lower()]
+        if not devices:
+            raise BackendError(f"no OpenCL device matches {_DEVICE_ENV}={wanted!r}")
+    devices.sort(key=lambda d: 0 if d.type & cl.device_type.GPU else 1)
+    device = devices[0]
+    _log.debug("opencl device", platform=device.platform.name, device=device.name)
+    return cl.Context([device]), device
+
+
+def _key(array: np.ndarray) -> tuple[int, int]:
+    """Host memory identity: reshape views (plan aliases) share one device buffer."""
+    return array.__array_interface__["data"][0], array.nbytes
+
+
+def _escapes(key: tuple[int, int], graph: Graph, keys: dict[str, tuple[int, int]],
+             nodes: frozenset[str]) -> bool:
+    """Whether a value written in the run is read after it (graph output, other backend)."""
+    if any(keys[name] == key for name in graph.outputs):
+        return True
+    for node in graph.nodes:
+        if node.name in nodes or not any(keys[i] == key for i in node.inputs):
+            continue
+        if node.op == "raster" and keys[node.output] == key:
+            continue  # a reshape alias: same buffer, its readers are checked by key
+        return True
+    return False
+
+
+def _dummy() -> np.ndarray:
+    return np.zeros(1, np.float32)
+
+
+def _round_up(n: int, step: int) -> int:
+    return -(-n // step) * step
+
+
+def _range1(n: int) -> tuple[tuple[int], tuple[int]]:
+    group = min(_GROUP, 1 << max(0, (n - 1).bit_length()))
+    return (_round_up(n, group),), (group,)
+
+
+def _range2(inner: int, outer: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    group = min(_GROUP, 1 << max(0, (inner - 1).bit_length()))
+    return (_round_up(inner, group), outer), (group, 1)
+
+
+def _collapse(out: tuple[int, ...], shapes: list[tuple[int, ...]]
+              ) -> tuple[list[int], list[list[int]]]:
+    """Sizes and per-input element strides (0 = broadcast), size-1 and mergeable dims folded."""
+    strides = []
+    for shape in shapes:
+        full = (1,) * (len(out) - len(shape)) + tuple(shape)
+        own = contiguous_strides(full)
+        strides.append([0 if d == 1 else s for d, s in zip(full, own, strict=True)])
+    sizes: list[int] = []
+    merged: list[list[int]] = [[] for _ in shapes]
+    for d, size in enumerate(out):
+        if size == 1:
+            continue
+        if sizes and all(m[-1] == s[d] * size for m, s in zip(merged, strides, strict=True)):
+            sizes[-1] *= size
+            for m, s in zip(merged, strides, strict=True):
+                m[-1] = s[d]
+            continue
+        sizes.append(size)
+        for m, s in zip(merged, strides, strict=True):
+            m.append(s[d])
+    if not sizes:
+        return [1], [[0] for _ in shapes]
+    return sizes, merged
+
+
+def _binary(launch: partial, node: Node, graph: Graph, out: _Buf) -> _Launch:
+    shape = graph.shape(node.output)
+    sizes, (sa, sb) = _collapse(shape, [graph.shape(i) for i in node.inputs])
+    a, b = (_Buf(i) for i in node.inputs)
+    kind = node.attr("kind")
+    if len(sizes) == 1 and sa == sb == [1]:
+        n = sizes[0]
+        return launch(f"b_{kind}_flat", *_range1(n), (a, b, out, np.int32(n)))
+    rank = len(sizes)
+    spec = np.zeros(19, np.int32)
+    spec[0] = rank
+    spec[1:1 + rank], spec[7:7 + rank], spec[13:13 + rank] = sizes, sa, sb
+    g, lsize = _range2(sizes[-1], math.prod(sizes[:-1]))
+    return launch(f"b_{kind}", g, lsize, (a, b, out, spec))
+
+
+def _raster(launch: partial, node: Node, graph: Graph, out: _Buf) -> list[_Launch]:
+    launches = []
+    fill = node.attr("fill")
+    if fill is not None:
+        launches.append(launch(None, (), None, (out,), fill=float(fill)))
+    for r in node.attr("regions"):
+        if min(r.sizes, default=1) <= 0:
+            continue
+        pad = _MAX_RANK - len(r.sizes)
+        sizes = (1,) * pad + tuple(r.sizes)
+        spec = np.array([r.src_offset, r.dst_offset, *sizes, *(0,) * pad, *r.src_strides,
+                         *(0,) * pad, *r.dst_strides], np.int32)
+        g, lsize = _range2(sizes[-1], math.prod(sizes[:-1]))
+        launches.append(launch("raster", g, lsize, (_Buf(node.inputs[r.input]), out, spec)))
+    return launches
+
+
+def _matmul_steps(graph: Graph, node: Node) -> tuple[int, int, int] | None:
+    """(batch, a_step, b_step) when each operand's batch dims are all 1 or the output's."""
+    sa, sb = graph.shape(node.inputs[0]), graph.shape(node.inputs[1])
+    out = graph.shape(node.output)
+    batch = math.prod(out[:-2])
+    steps = []
+    for shape, step in ((sa, sa[-2] * sa[-1]), (sb, sb[-2] * sb[-1])):
+        own = (1,) * (len(out) - len(shape)) + tuple(shape[:-2])
+        if math.prod(own) == 1:
+            steps.append(0)
+        elif own == tuple(out[:-2]):
+            steps.append(step)
+        else:
+            return None
+    return batch, steps[0], steps[1]
+
+
+def _matmul(launch: partial, algorithm: str, graph: Graph, node: Node,
+            inputs: tuple[str, ...], out: _Buf, bias: str | None, mode: int,
+            act: str) -> _Launch:
+    batch, a_step, b_step = _matmul_steps(graph, node)
+    m, n = graph.shape(node.output)[-2:]
+    k = graph.shape(node.inputs[0])[-1]
+    kernel, rows = _MATMUL_KERNELS[algorithm]
+    if algorithm == "tiled":
+        g, lsize = (_round_up(n, TILE), _round_up(m, TILE), batch), (TILE, TILE, 1)
+    else:
+        (g0,), (l0,) = _range1(n)
+        g, lsize = (g0, -(-m // rows), batch), (l0, 1, 1)
+    return launch(kernel, g, lsize,
+                  (_Buf(inputs[0]), _Buf(inputs[1]), out,
+                   _Buf(bias) if bias is not None else _dummy(),
+                   *np.int32([m, n, k, a_step, b_step, mode, ACTS[act]])))
+
+
+def _reduce_view(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, int, int] | None:
+    """[outer, r, inner] when ``axes`` are one contiguous run of dims, else None."""
+    if not axes or list(axes) != list(range(axes[0], axes[-1] + 1)):
+        return None
+    return (math.prod(shape[: axes[0]]), math.prod(shape[axes[0]: axes[-1] + 1]),
+            math.prod(shape[axes[-1] + 1:]))
