@@ -24,7 +24,7 @@ cdef void _apply(tuple group, object source, object event, dict new):
     for child in plain:
         _offer(new, child, source)
     if by_field:
-        args = <dict>event[5]
+        args = <dict>(<tuple>event)[5]
         for name, table in by_field.items():
             for pair in (<dict>table).get(args.get(name, _MISSING), ()):
                 if (<tuple>pair)[1].matches(event):
@@ -52,7 +52,8 @@ cdef class Feeder:
 
     def __call__(self, state, event, long long watermark):
         """Advance one device's state over ``event``; return the firings."""
-        cdef tuple key = (event[3], event[4])
+        cdef tuple ev = <tuple>event  # Event is a named tuple: index it as a tuple
+        cdef tuple key = (ev[3], ev[4])
         cdef object groups = self.groups.get(key)
         cdef list guards
         cdef dict active
@@ -75,7 +76,7 @@ cdef class Feeder:
             return []
         new = {}
         if root is not None:
-            _apply(<tuple>root, (event[1], event[2]), event, new)
+            _apply(<tuple>root, (ev[1], ev[2]), event, new)
         if by_parent and active:
             if len(active) < len(by_parent):
                 for node, source in active.items():
@@ -97,8 +98,8 @@ cdef class Feeder:
         cdef dict best = {}
         cdef dict consumed = <dict>state.consumed
         cdef list fires = []
-        cdef long long end_seq = event[1]
-        cdef long long end_ts = event[2]
+        cdef long long end_seq = (<tuple>event)[1]
+        cdef long long end_ts = (<tuple>event)[2]
         cdef object within
         for child, start in new.items():
             old = active.get(child)

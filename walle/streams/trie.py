@@ -41,7 +41,7 @@ class _Node:
     ttl: float = _NEVER
 
 
-@dataclass
+@dataclass(slots=True)
 class TrieState:
     """One device's matching state: active partial matches and last match per pattern."""
 

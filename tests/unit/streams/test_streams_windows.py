@@ -179,3 +179,23 @@ def test_quiet_device_windows_close_on_advance():
     assert windows(run_app(app, literal_events((1, "c", "")), close_at=10)) == [
         ("tumbling:0-10", {"n": 1})
     ]
+
+
+def test_tasks_added_and_removed_while_running():
+    from walle.streams import Engine
+    from walle.streams.app import App as _App
+
+    app = _App("t")
+    app.stream("visits").window(PageWindow("item")).aggregate(n=count())
+    engine = Engine(app)
+    first = literal_events((0, "page_enter", "item"), (1, "page_exit", "item"))
+    assert [o.task for o in engine.process_many(first).outputs] == ["visits"]
+    extra = _App("x")
+    extra.stream("clicks", trigger=click("item")).aggregate(n=count())
+    engine.add_task(extra.plans[0])
+    engine.remove_task("visits")
+    later = literal_events((2, "page_enter", "item"), (3, "click", "item"),
+                           (4, "page_exit", "item"), first_seq=2)
+    assert [(o.task, o.window) for o in engine.process_many(later).outputs] == [
+        ("clicks", "match:3-3")]
+    assert [p.name for p in app.plans] == ["clicks"]
