@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -199,21 +202,45 @@ def test_read_only_open_reads_but_refuses_writes(tmp_path: Path) -> None:
         log._pending.clear()  # the test gives up on the write; close must not retry it
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
-def test_read_only_file_gives_clear_error(tmp_path: Path) -> None:
-    path = tmp_path / "log.db"
+def _as_unprivileged_user(check: Callable[[], None]) -> None:
+    """Run ``check`` in a forked child that dropped root (root ignores file permissions)."""
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 1
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            check()
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0, "the check failed in the unprivileged child"
+
+
+def test_read_only_file_gives_clear_error() -> None:
+    folder = Path(tempfile.mkdtemp(prefix="walle-ro-", dir="/tmp"))
+    path = folder / "log.db"
     EventLog(path).close()
     path.chmod(0o444)
-    tmp_path.chmod(0o555)
-    try:
+    folder.chmod(0o555)
+
+    def check() -> None:
         with (
-            pytest.raises(StorageError, match=r"read-only|cannot be opened"),
+            pytest.raises(StorageError, match=r"read-only|readonly"),
             EventLog(path) as log,
         ):
             log.append(_events(1)[0])
             log.flush()
+
+    try:
+        if os.geteuid() == 0:
+            _as_unprivileged_user(check)
+        else:
+            check()
     finally:
-        tmp_path.chmod(0o755)
+        folder.chmod(0o755)
+        shutil.rmtree(folder)
 
 
 def test_locked_database_gives_clear_error_then_works(tmp_path: Path) -> None:

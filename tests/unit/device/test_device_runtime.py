@@ -189,3 +189,25 @@ def test_live_appends_fire_tasks_and_survive_restart(tmp_path: Path) -> None:
         assert runtime.committed_offset == 15
         assert _stored(runtime) == _expected(_app(), events)
         assert runtime.engine.last_seq("d1") == 15
+
+
+def test_quiet_device_windows_close_on_the_idle_timeout(tmp_path: Path) -> None:
+    from walle.streams import Tumbling
+    from walle.streams.device import RuntimeSettings
+    from walle.testing import ManualClock
+
+    app = App("idle")
+    app.stream("n").window(Tumbling(10_000)).aggregate(n=count())
+    clock = ManualClock(0)
+    settings = RuntimeSettings(idle_timeout_ms=60_000)
+    with DeviceRuntime(app, tmp_path / "d.db", settings=settings, clock=clock) as runtime:
+        runtime.start_live(autoflush=False)
+        for event in literal_events((1_000, "click", "a"), (2_000, "click", "a")):
+            assert runtime.append(event) == []
+        clock.advance(30_000)
+        assert runtime.close_idle() == []  # not idle long enough yet
+        clock.advance(30_000)
+        closed = runtime.close_idle()
+        assert [(o.window, o.value) for o in closed] == [("tumbling:0-10000", {"n": 2})]
+        runtime.flush()
+        assert [key for key, _ in runtime.features()] == ["n|d1|tumbling:0-10000"]

@@ -14,7 +14,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import pydantic
 
@@ -36,6 +36,18 @@ if TYPE_CHECKING:
 
 CheckpointParticipant = Callable[[sqlite3.Connection, Sequence["Output"]], None]
 OutputCallback = Callable[["Output"], None]
+
+
+class Clock(Protocol):
+    """Milliseconds of processing time (``walle.testing.ManualClock`` in tests)."""
+
+    def now_ms(self) -> float: ...
+
+
+class _MonotonicClock:
+    def now_ms(self) -> float:
+        return time.monotonic() * 1000
+
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS runtime_checkpoints (
@@ -73,8 +85,10 @@ class RuntimeSettings(pydantic.BaseModel):
 
     A checkpoint happens after ``checkpoint_every_events`` events or ``checkpoint_every_ms``,
     whichever first, and always at the end of a run. Smaller means less re-processing after
-    a crash and more write cost. With ``retention``, every run ends with a retention pass
-    over the runtime's own log (consumed events only).
+    a crash and more write cost. In live mode, a device quiet for ``idle_timeout_ms`` of
+    wall-clock time has its watermark moved on with the clock, so its windows still close.
+    With ``retention``, every run ends with a retention pass over the runtime's own log
+    (consumed events only).
     """
 
     model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
@@ -82,6 +96,7 @@ class RuntimeSettings(pydantic.BaseModel):
     batch_events: int = pydantic.Field(default=1024, ge=1)
     checkpoint_every_events: int = pydantic.Field(default=16384, ge=1)
     checkpoint_every_ms: int = pydantic.Field(default=2000, ge=0)
+    idle_timeout_ms: int = pydantic.Field(default=60_000, ge=1)
     log: LogSettings = LogSettings()
     retention: RetentionPolicy | None = None
 
@@ -143,8 +158,12 @@ class DeviceRuntime:
         source: EventLog | None = None,
         participants: Iterable[CheckpointParticipant] = (),
         on_output: OutputCallback | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.app = app
+        self._clock = clock or _MonotonicClock()
+        self._arrivals: dict[str, float] = {}
+        self._idle_checked = self._clock.now_ms()
         self.settings = settings or RuntimeSettings()
         self.store = EventLog(db_path, self.settings.log)
         self.source = source or self.store
@@ -390,14 +409,43 @@ class DeviceRuntime:
         if not self._live:
             raise StateError("call start_live() before append()")
         checked = self.store.validate(event)
+        now = self._clock.now_ms()
         with self.store.lock:
             emissions = self.engine.process_many([checked])
             self._pending.add(emissions, 1)
             self.store.append_valid(checked)
+            self._arrivals[checked.device_id] = now
         if self.on_output is not None:
             for output in emissions.outputs:
                 self.on_output(output)
-        return list(emissions.outputs)
+        outputs = list(emissions.outputs)
+        if now - self._idle_checked >= 1000:
+            outputs += self.close_idle()
+        return outputs
+
+    def close_idle(self) -> list[Output]:
+        """Close the windows of devices quiet for ``idle_timeout_ms`` (live mode).
+
+        A quiet device's watermark moves on by the wall-clock time since its last event, so
+        its tumbling, session and page windows close although no event arrives to close
+        them. Call it from a timer; ``append`` also calls it at most once a second.
+        """
+        now = self._idle_checked = self._clock.now_ms()
+        outputs: list[Output] = []
+        with self.store.lock:
+            for device, seen in list(self._arrivals.items()):
+                idle = now - seen
+                watermark = self.engine.watermark(device)
+                if idle < self.settings.idle_timeout_ms or watermark is None:
+                    continue
+                emissions = self.engine.advance_to(watermark + int(idle), device)
+                self._arrivals[device] = now
+                self._pending.add(emissions, 0)
+                outputs.extend(emissions.outputs)
+        if self.on_output is not None:
+            for output in outputs:
+                self.on_output(output)
+        return outputs
 
     def flush(self) -> None:
         """Make appended events and their state durable now (live mode)."""
