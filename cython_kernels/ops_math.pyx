@@ -5,7 +5,9 @@ Each kernel is an object built once by the plan over fixed buffers (pointers and
 resolved at build time); ``run()`` is the only per-call work. The inner loops are small C
 functions below, compiled per CPU level (``target_clones``: AVX-512, AVX2+FMA, baseline) and
 auto-vectorised with ``omp simd``; exp is a vectorisable Cephes-style polynomial (relative
-error ~2e-7), which is what lets softmax and sigmoid beat a scalar libm loop.
+error ~2e-7), which is what lets softmax and sigmoid beat a scalar libm loop. Clamps and
+max/min use ternaries: GCC 12 will not vectorise a loop calling fminf/fmaxf without
+-ffast-math, and one such call once kept exp scalar (8x slower than numpy).
 """
 
 from cython.parallel cimport prange
@@ -27,7 +29,9 @@ cdef extern from *:
     typedef union { int32_t i; float f; } walle_bits;
 
     static inline float walle_exp(float x) {
-        x = fminf(fmaxf(x, -87.3f), 88.3f);
+        /* ternaries, not fminf/fmaxf: GCC does not vectorise those without -ffast-math */
+        x = x < -87.3f ? -87.3f : x;
+        x = x > 88.3f ? 88.3f : x;
         float n = (x * 1.44269504f + 12582912.0f) - 12582912.0f;  /* round, SIMD-friendly */
         float r = x - n * 0.693359375f + n * 2.12194440e-4f;
         float p = 1.9875691500E-4f;
@@ -134,7 +138,7 @@ cdef extern from *:
                                                long n) {
         float m = -INFINITY, s = 0.0f;
         #pragma omp simd reduction(max:m)
-        for (long j = 0; j < n; j++) m = fmaxf(m, x[j]);
+        for (long j = 0; j < n; j++) m = x[j] > m ? x[j] : m;
         #pragma omp simd reduction(+:s)
         for (long j = 0; j < n; j++) { float e = walle_exp(x[j] - m); y[j] = e; s += e; }
         float inv = 1.0f / s;
@@ -239,10 +243,10 @@ cdef extern from *:
                     if (kind == 1) acc /= (float)r;
                 } else if (kind == 2) {
                     #pragma omp simd reduction(max:acc)
-                    for (long i = 0; i < r; i++) acc = fmaxf(acc, xo[i]);
+                    for (long i = 0; i < r; i++) acc = xo[i] > acc ? xo[i] : acc;
                 } else {
                     #pragma omp simd reduction(min:acc)
-                    for (long i = 0; i < r; i++) acc = fminf(acc, xo[i]);
+                    for (long i = 0; i < r; i++) acc = xo[i] < acc ? xo[i] : acc;
                 }
                 yo[0] = acc;
                 continue;
