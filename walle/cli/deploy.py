@@ -136,12 +136,104 @@ def gateway_group() -> None:
 @_PREFIX
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8071, show_default=True, type=int)
-def gateway_serve(broker: str, topic_prefix: str, host: str, port: int) -> None:
+@click.option(
+    "--rollout-key",
+    type=_EXISTING,
+    default=None,
+    help="Private key: also run the staged-rollout controller (advance/halt) in this process.",
+)
+def gateway_serve(
+    broker: str, topic_prefix: str, host: str, port: int, rollout_key: Path | None
+) -> None:
     """Fan release notifications out to agents (SSE /events, polling /notifications)."""
     from walle.deploy.gateway import Gateway
 
     bootstrap, topics = _channel(broker, topic_prefix)
-    _serve(lambda: Gateway(bootstrap, topics).app(), host, port, "gateway")  # type: ignore[arg-type]
+
+    def _app() -> object:
+        app = Gateway(bootstrap, topics).app()  # type: ignore[arg-type]
+        if rollout_key is not None:
+            _attach_watcher(app, bootstrap, topics, rollout_key)
+        return app
+
+    _serve(_app, host, port, "gateway")
+
+
+def _attach_watcher(app: object, bootstrap: str, topics: object, key_path: Path) -> None:
+    """Run a RolloutWatcher for as long as the aiohttp ``app`` runs."""
+    from walle.deploy.rollout import RolloutWatcher
+    from walle.deploy.signing import load_private_key
+
+    watcher = RolloutWatcher(bootstrap, topics, load_private_key(key_path))  # type: ignore[arg-type]
+
+    async def _start(_app: object) -> None:
+        watcher.start()
+
+    async def _stop(_app: object) -> None:
+        import asyncio
+
+        await asyncio.to_thread(watcher.stop)
+
+    app.on_startup.append(_start)  # type: ignore[attr-defined]
+    app.on_cleanup.append(_stop)  # type: ignore[attr-defined]
+
+
+@click.group("rollout")
+def rollout_group() -> None:
+    """Staged rollouts: the controller that advances or halts them."""
+
+
+@rollout_group.command("watch")
+@_BROKER
+@_KEY
+@_PREFIX
+@click.option("--once", is_flag=True, help="Read the topics, apply what is due now, exit.")
+def rollout_watch(broker: str, key_path: Path, topic_prefix: str, once: bool) -> None:
+    """Advance staged releases on success and halt them when failures cross the threshold."""
+    import signal
+    import threading
+
+    from walle.deploy.rollout import RolloutWatcher
+    from walle.deploy.signing import load_private_key
+
+    bootstrap, topics = _channel(broker, topic_prefix)
+    watcher = RolloutWatcher(bootstrap, topics, load_private_key(key_path))  # type: ignore[arg-type]
+    if once:
+        for note in watcher.run_once():
+            click.echo(f"{note.task} v{note.version}: {note.reason}")
+        return
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    watcher.start()
+    click.echo("rollout controller watching", err=True)
+    shown = 0
+    try:
+        while not stop.wait(0.2):
+            for note in watcher.applied[shown:]:
+                click.echo(f"{note.task} v{note.version}: {note.reason}")
+                shown += 1
+    finally:
+        watcher.stop()
+
+
+@click.command("advance")
+@click.argument("task")
+@_BROKER
+@_KEY
+@_PREFIX
+def advance_cmd(task: str, broker: str, key_path: Path, topic_prefix: str) -> None:
+    """Move TASK's staged release to its next stage now (a manual step)."""
+    from walle.deploy.release import advance
+    from walle.deploy.signing import load_private_key
+
+    bootstrap, topics = _channel(broker, topic_prefix)
+    note = advance(task, bootstrap=bootstrap, private=load_private_key(key_path), topics=topics)  # type: ignore[arg-type]
+    stages = note.policy.stages.percentages  # type: ignore[union-attr]
+    click.echo(
+        f"advanced {task} v{note.version} to stage {note.policy.stage + 1}/{len(stages)} "
+        f"({note.policy.effective_percentage:g}%)"
+    )
 
 
 @click.command("release")
@@ -240,14 +332,33 @@ def status_cmd(task: str, broker: str, topic_prefix: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from walle.deploy.channel import status_counts
+    from walle.deploy.channel import latest, status_counts
+    from walle.deploy.errors import ChannelError
 
     bootstrap, topics = _channel(broker, topic_prefix)
+    note = latest(bootstrap, topics, task)  # type: ignore[arg-type]
+    if note is None:
+        raise ChannelError(f"task {task!r} has never been released")
+    click.echo(_describe_release(note))
     table = Table("version", "state", "devices", title=f"{task}")
     counts = status_counts(bootstrap, topics, task)  # type: ignore[arg-type]
     for (version, state), n in sorted(counts.items(), key=lambda kv: (kv[0][0] or 0, kv[0][1])):
         table.add_row(str(version), state, str(n))
     Console().print(table)
+
+
+def _describe_release(note: object) -> str:
+    """One line: the release in force, its stage and whether it is paused (and why)."""
+    policy = note.policy  # type: ignore[attr-defined]
+    line = f"release {note.task} v{note.version}"  # type: ignore[attr-defined]
+    if policy.stages is not None:
+        line += f" stage {policy.stage + 1}/{len(policy.stages.percentages)}"
+    line += f" at {policy.effective_percentage:g}%"
+    if note.rollback:  # type: ignore[attr-defined]
+        line += " (rollback)"
+    if note.paused:  # type: ignore[attr-defined]
+        line += f" PAUSED: {note.reason or 'by hand'}"  # type: ignore[attr-defined]
+    return line
 
 
 @click.command("agent")
@@ -307,4 +418,6 @@ COMMANDS: list[click.Command] = [
     pause_cmd,
     status_cmd,
     agent_cmd,
+    advance_cmd,
+    rollout_group,
 ]

@@ -87,5 +87,9 @@ class PolicyError(WalleError):
     """A release policy file is malformed; names the file and field."""
 
 
+class RolloutError(WalleError):
+    """A staged rollout cannot take the step asked for (not staged, paused, at the end)."""
+
+
 class HealthCheckError(WalleError):
     """A task failed its health check after activation (error, timeout or false result)."""

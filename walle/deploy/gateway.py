@@ -1,8 +1,9 @@
 """The push gateway: Kafka notifications in, Server-Sent Events out to connected agents.
 
-A background thread (kafka-python) reads the compacted releases topic from the beginning
-with manual partition assignment (no consumer group: every gateway wants every record)
-and hands each notification to the event loop. ``GET /events`` is a long-lived SSE stream
+A supervised background thread (``TopicFollower``, kafka-python) reads the compacted
+releases topic from the beginning with manual partition assignment (no consumer group:
+every gateway wants every record) and hands each notification to the event loop; if the
+thread's connection dies it reads again after a backoff. ``GET /events`` is a long-lived SSE stream
 that first replays the latest notification per task (catch-up on connect), then every new
 one; ``GET /notifications`` is the polling fallback; ``POST /status`` takes an agent's
 report and writes it to the status topic.
@@ -12,17 +13,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 
 import pydantic
 from aiohttp import web
+from kafka.errors import KafkaError
 
-from walle.deploy.channel import ChannelTopics, StatusReport
+from walle.deploy.channel import ChannelTopics, StatusReport, ensure_topics
+from walle.deploy.follower import FollowerSettings, TopicFollower
 from walle.deploy.notification import Notification
 from walle.logging import get_logger
 
 _log = get_logger("deploy.gateway")
 _KEEPALIVE_S = 10.0
+_SEND_BLOCK_MS = 2000  # a status write waits at most this long for broker metadata
 
 
 def _sse_frame(note: Notification) -> bytes:
@@ -30,19 +33,45 @@ def _sse_frame(note: Notification) -> bytes:
 
 
 class Gateway:
-    """Fans notifications out to agents; one instance per aiohttp application."""
+    """Fans notifications out to agents; one instance per aiohttp application.
 
-    def __init__(self, bootstrap: str, topics: ChannelTopics):
+    The releases topic is read by a supervised ``TopicFollower``: if its connection dies
+    (broker restarted, network cut) it reads again from the beginning after a backoff and
+    pushes only the notifications that changed, so agents neither miss a release nor see a
+    stale one again.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: ChannelTopics,
+        *,
+        follower: FollowerSettings | None = None,
+    ):
         self.bootstrap = bootstrap
         self.topics = topics
         self.latest: dict[str, Notification] = {}
         self._generation = 0
         self._subscribers: set[asyncio.Queue[Notification | None]] = set()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._producer = None
-        self.counters = {"connected": 0, "pushed": 0, "reports": 0, "bad_records": 0}
+        self._pass: dict[str, Notification] = {}
+        self._live = False
+        self.reader = TopicFollower(
+            bootstrap,
+            [topics.releases],
+            self,
+            settings=follower,
+            name="gateway-releases",
+            prepare=lambda: ensure_topics(bootstrap, topics),
+        )
+        self.counters = {
+            "connected": 0,
+            "pushed": 0,
+            "reports": 0,
+            "bad_records": 0,
+            "report_errors": 0,
+        }
 
     def app(self) -> web.Application:
         """The aiohttp application; starting it starts the Kafka reader thread."""
@@ -61,42 +90,47 @@ class Gateway:
 
         self._loop = asyncio.get_running_loop()
         self._producer = await asyncio.to_thread(
-            KafkaProducer, bootstrap_servers=self.bootstrap, acks=1, linger_ms=20
+            KafkaProducer,
+            bootstrap_servers=self.bootstrap,
+            acks=1,
+            linger_ms=20,
+            max_block_ms=_SEND_BLOCK_MS,
         )
-        self._thread = threading.Thread(target=self._consume, name="gateway-consumer", daemon=True)
-        self._thread.start()
+        self.reader.start()
 
-    def _consume(self) -> None:
-        """Thread body: read the releases topic from the beginning, forever, until stopped."""
-        from kafka import KafkaConsumer, TopicPartition
+    # -- the reader thread's handler (FollowHandler) -----------------------------------------
 
-        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
-        try:
-            parts = [
-                TopicPartition(self.topics.releases, p)
-                for p in sorted(consumer.partitions_for_topic(self.topics.releases) or {0})
-            ]
-            consumer.assign(parts)
-            consumer.seek_to_beginning(*parts)
-            while not self._stop.is_set():
-                for records in consumer.poll(timeout_ms=200).values():
-                    for record in records:
-                        self._take(record.value or b"", record.offset)
-        except Exception as exc:  # the thread must log, not vanish silently
-            _log.error("release reader stopped", error=repr(exc))
-            raise
-        finally:
-            consumer.close()
+    def on_start(self) -> None:
+        """A pass over the releases topic begins: collect it before pushing anything."""
+        self._pass = {}
+        self._live = False
 
-    def _take(self, value: bytes, offset: int) -> None:
+    def on_record(self, topic: str, key: bytes, value: bytes, offset: int) -> None:
+        """One notification: kept for the pass while catching up, pushed once live."""
         try:
             note = Notification.model_validate_json(value)
         except pydantic.ValidationError as exc:
             self.counters["bad_records"] += 1
             _log.warning("bad notification skipped", offset=offset, error=str(exc))
             return
-        if self._loop is not None:
+        if not self._live:
+            self._pass[note.task] = note
+        elif self._loop is not None:
             self._loop.call_soon_threadsafe(self._publish, note)
+
+    def on_caught_up(self) -> None:
+        """The pass has read the whole topic: push what differs from what agents have."""
+        snapshot, self._pass, self._live = self._pass, {}, True
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._reconcile, snapshot)
+
+    def on_idle(self) -> None:
+        """Nothing periodic to do."""
+
+    def _reconcile(self, snapshot: dict[str, Notification]) -> None:
+        for note in snapshot.values():
+            if self.latest.get(note.task) != note:
+                self._publish(note)
 
     def _publish(self, note: Notification) -> None:
         self.latest[note.task] = note
@@ -148,22 +182,32 @@ class Gateway:
         except pydantic.ValidationError as exc:
             raise web.HTTPBadRequest(text=f"bad status report: {exc}\n") from exc
         key = f"{report.task}/{report.device_id}".encode()
-        self._producer.send(self.topics.status, key=key, value=report.model_dump_json().encode())
+        value = report.model_dump_json().encode()
+        try:  # send() blocks while it has no metadata for the topic (broker away)
+            await asyncio.to_thread(self._producer.send, self.topics.status, key=key, value=value)
+        except KafkaError as exc:
+            self.counters["report_errors"] += 1
+            raise web.HTTPServiceUnavailable(text=f"status topic unavailable: {exc}\n") from exc
         self.counters["reports"] += 1
         return web.json_response({"ok": True}, status=202)
 
     async def metrics(self, _request: web.Request) -> web.Response:
         """Counters: connected agents, pushes, reports, bad records; tasks known."""
-        return web.json_response({**self.counters, "tasks": sorted(self.latest)})
+        return web.json_response(
+            {
+                **self.counters,
+                "tasks": sorted(self.latest),
+                "reader_restarts": self.reader.restarts,
+                "reader_alive": self.reader.alive,
+            }
+        )
 
     async def _close_streams(self, _app: web.Application) -> None:
         for queue in list(self._subscribers):
             queue.put_nowait(None)
 
     async def _cleanup(self, _app: web.Application) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            await asyncio.to_thread(self._thread.join, 5)
+        await asyncio.to_thread(self.reader.stop, 10)
         if self._producer is not None:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(self._producer.close, 5)

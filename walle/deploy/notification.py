@@ -34,6 +34,7 @@ class Notification(BaseModel):
     policy: ReleasePolicy = Field(default_factory=ReleasePolicy)
     rollback: bool = False
     paused: bool = False
+    reason: str = ""  # why this re-publication (a halt's failure rate, a manual pause)
     issued_at: float
     expires_at: float
     bundle_signature: Signature | None = None

@@ -171,19 +171,45 @@ def load_policy(path: Path) -> ReleasePolicy:
 StageDecision = Literal["advance", "hold", "halt", "complete"]
 
 
-def decide_stage(policy: ReleasePolicy, installed: int, failed: int) -> StageDecision:
+def stage_band(policy: ReleasePolicy, stage: int | None = None) -> tuple[int, int]:
+    """The buckets ``[lo, hi)`` that ``stage`` (default: the current one) adds to the rollout.
+
+    Stage 0 adds ``[0, p0)``; stage k adds ``[p(k-1), pk)``: the devices that first became
+    eligible at that stage. A controller counts their reports to decide when to advance.
+    """
+    if policy.stages is None:
+        return 0, BUCKETS
+    k = policy.stage if stage is None else stage
+    percentages = policy.stages.percentages
+    lo = round(percentages[k - 1] * BUCKETS / 100) if k > 0 else 0
+    return lo, round(percentages[k] * BUCKETS / 100)
+
+
+def in_stage_band(device_id: str, policy: ReleasePolicy, stage: int | None = None) -> bool:
+    """Whether ``device_id`` first became eligible at ``stage`` (default: the current one)."""
+    lo, hi = stage_band(policy, stage)
+    return lo <= bucket(device_id, policy.salt) < hi
+
+
+def decide_stage(
+    policy: ReleasePolicy, installed: int, failed: int, stage_reports: int | None = None
+) -> StageDecision:
     """What a staged rollout should do given the reports for the current release.
 
-    ``halt`` when the failure rate among reports crosses the threshold; ``advance`` when
-    the success rate reaches the threshold (with at least ``min_reports`` reports);
-    ``complete`` at the last stage; otherwise ``hold``.
+    ``installed`` and ``failed`` count every device's last report on this release (all
+    stages so far); ``stage_reports`` counts the reports from devices the current stage
+    added (default: all reports). ``halt`` when the failure rate crosses the threshold
+    (checked first, on any number of reports); ``advance`` when the success rate reaches
+    the threshold and the current stage has at least ``min_reports`` reports; ``complete``
+    at the last stage (or for a release that is not staged); otherwise ``hold``.
     """
     if policy.stages is None:
         return "complete"
     stages = policy.stages
     reports = installed + failed
+    in_stage = reports if stage_reports is None else stage_reports
     if reports and failed / reports > stages.halt_failure_rate:
         return "halt"
-    if reports < stages.min_reports or installed / reports < stages.advance_success_rate:
+    if in_stage < stages.min_reports or installed / reports < stages.advance_success_rate:
         return "hold"
     return "complete" if policy.stage == len(stages.percentages) - 1 else "advance"

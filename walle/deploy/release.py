@@ -1,9 +1,11 @@
-"""Operator actions: release a bundle, roll back, pause (kill switch), read status.
+"""Operator actions: release a bundle, roll back, pause (kill switch), advance or halt a stage.
 
 ``release`` uploads the bundle to the store (HTTP PUT to its content address, which the
 store verifies) and publishes a signed notification; ``rollback`` re-publishes an older
 release from the history as a signed rollback; ``pause`` re-publishes the current release
-with ``paused`` set, so agents that have not installed it yet stop installing it.
+with ``paused`` set, so agents that have not installed it yet stop installing it;
+``advance`` re-publishes a staged release at its next stage and ``halt`` pauses it with the
+reason (what the rollout controller does on its own, see ``walle.deploy.rollout``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from walle.deploy.bundle import open_bundle, sha256_hex
 from walle.deploy.channel import ChannelTopics, history, latest, publish
-from walle.deploy.errors import ChannelError, StoreError
+from walle.deploy.errors import ChannelError, RolloutError, StoreError
 from walle.deploy.notification import Notification, load_bundle_signature, make_notification
 from walle.deploy.policy import ReleasePolicy
 from walle.errors import ValidationError
@@ -86,7 +88,8 @@ def _republish(
 ) -> Notification:
     now = time.time()
     fields = base.model_dump(exclude={"signature"})
-    fields.update(issued_at=now, expires_at=now + ttl_s, **changes)
+    fields.update(issued_at=now, expires_at=now + ttl_s, reason="")
+    fields.update(changes)
     note = Notification.model_validate(fields).signed_with(private)
     publish(bootstrap, topics, note)
     return note
@@ -132,4 +135,54 @@ def pause(
     current = latest(bootstrap, topics, task)
     if current is None:
         raise ChannelError(f"task {task!r} has never been released")
-    return _republish(current, private, bootstrap, topics, ttl_s, paused=True)
+    return _republish(
+        current, private, bootstrap, topics, ttl_s, paused=True, reason="paused by hand"
+    )
+
+
+def _staged_current(
+    task: str, bootstrap: str, topics: ChannelTopics, current: Notification | None
+) -> Notification:
+    note = current or latest(bootstrap, topics, task)
+    if note is None:
+        raise ChannelError(f"task {task!r} has never been released")
+    if note.policy.stages is None:
+        raise RolloutError(f"{task} v{note.version} is not a staged release (no stages:)")
+    if note.paused:
+        why = f" ({note.reason})" if note.reason else ""
+        raise RolloutError(f"{task} v{note.version} is paused{why}: release again to resume")
+    return note
+
+
+def advance(
+    task: str,
+    *,
+    bootstrap: str,
+    private: Ed25519PrivateKey,
+    topics: ChannelTopics = DEFAULT_TOPICS,
+    ttl_s: float = DEFAULT_TTL_S,
+    current: Notification | None = None,
+    reason: str = "advanced by hand",
+) -> Notification:
+    """Publish the next stage of ``task``'s staged release (``current``: skip reading it)."""
+    note = _staged_current(task, bootstrap, topics, current)
+    last = len(note.policy.stages.percentages) - 1  # type: ignore[union-attr]
+    if note.policy.stage >= last:
+        raise RolloutError(f"{task} v{note.version} is already at its last stage ({last + 1})")
+    policy = note.policy.model_copy(update={"stage": note.policy.stage + 1})
+    return _republish(note, private, bootstrap, topics, ttl_s, policy=policy, reason=reason)
+
+
+def halt(
+    task: str,
+    reason: str,
+    *,
+    bootstrap: str,
+    private: Ed25519PrivateKey,
+    topics: ChannelTopics = DEFAULT_TOPICS,
+    ttl_s: float = DEFAULT_TTL_S,
+    current: Notification | None = None,
+) -> Notification:
+    """Stop ``task``'s staged release where it is (paused, with ``reason``)."""
+    note = _staged_current(task, bootstrap, topics, current)
+    return _republish(note, private, bootstrap, topics, ttl_s, paused=True, reason=reason)
