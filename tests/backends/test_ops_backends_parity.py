@@ -158,3 +158,14 @@ def test_ops_conv_and_pooling(backend, n, c, hw, k, s, p) -> None:
         return b.concat([b.flatten(b.global_avg_pool(v)) for v in (y, m, a)], 1)
 
     _check(build, {"x": _arr((n, c, hw, hw), 10)}, backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@settings(max_examples=8, deadline=None)
+@given(shape=st.lists(st.integers(1, 70), min_size=2, max_size=4), data=st.data())
+def test_ops_transpose_beyond_one_tile(backend, shape, data) -> None:
+    """Transposes larger than the 32x32 tiles and the 4x4 register blocks, ragged edges."""
+    perm = data.draw(st.permutations(range(len(shape))))
+    if np.prod(shape) > 200_000:
+        shape = [min(d, 20) for d in shape]
+    _check(lambda b, n: b.transpose(n["x"], perm), {"x": _arr(shape, 11)}, backend)
