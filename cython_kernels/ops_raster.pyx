@@ -149,12 +149,13 @@ cdef class RasterKernel:
     cdef void _region(self, long r) noexcept nogil:
         cdef long[:] s = self.spec[r]
         cdef const float* src = <const float*>self.sources[r]
-        cdef long i0, i1, i2, i3, i4, j, so, do
+        cdef long i0, i1, i2, i3, i4, so, do
         cdef long n = s[2 + 5]
         cdef long ss = s[2 + RANK + 5]
         cdef long ds = s[2 + 2 * RANK + 5]
         cdef bint blocked = s[MODE] == BLOCKED
         cdef long outer4 = 1 if blocked else s[6]
+        cdef long ss4 = s[12], ds4 = s[18]
         for i0 in range(s[2]):
             for i1 in range(s[3]):
                 for i2 in range(s[4]):
@@ -162,13 +163,22 @@ cdef class RasterKernel:
                         so = s[0] + i0 * s[8] + i1 * s[9] + i2 * s[10] + i3 * s[11]
                         do = s[1] + i0 * s[14] + i1 * s[15] + i2 * s[16] + i3 * s[17]
                         if blocked:
-                            walle_transpose2d(src + so, self.out + do, s[6], n, ss, s[18])
+                            walle_transpose2d(src + so, self.out + do, s[6], n, ss, ds4)
                             continue
                         for i4 in range(outer4):
-                            if ss == 1 and ds == 1:
-                                memcpy(self.out + do + i4 * s[18], src + so + i4 * s[12],
-                                       n * sizeof(float))
-                            else:
-                                for j in range(n):
-                                    self.out[do + i4 * s[18] + j * ds] = (
-                                        src[so + i4 * s[12] + j * ss])
+                            _copy_run(src + so + i4 * ss4, self.out + do + i4 * ds4, n, ss,
+                                      ds)
+
+
+cdef inline void _copy_run(const float* src, float* dst, long n, long ss,
+                           long ds) noexcept nogil:
+    """n elements from src (stride ss) to dst (stride ds): memcpy when both are 1."""
+    cdef long j
+    if ss == 1 and ds == 1:
+        memcpy(dst, src, n * sizeof(float))
+    elif ds == 1:
+        for j in range(n):
+            dst[j] = src[j * ss]
+    else:
+        for j in range(n):
+            dst[j * ds] = src[j * ss]

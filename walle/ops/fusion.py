@@ -7,6 +7,9 @@ step by running its ``parts`` one by one, so fusion never limits where a step ca
 Recognised chains (exactly the ones :mod:`walle.ops.composites` and the ONNX importer emit):
 
 - ``fused.matmul_bias_act``: matmul with a constant operand, + constant bias, + relu/sigmoid/tanh;
+  the activation may sit behind a reshape (conv2d's matmul output is reshaped to NCHW before
+  the model's Relu): the fused kernel then writes the activation's buffer viewed in the
+  matmul's shape, and the reshape is one of the step's parts;
 - ``fused.softmax``: reduce max, sub, exp, reduce sum, div over the last axis;
 - ``fused.layernorm``: mean, sub, mul, mean, add eps, sqrt, div, (* gamma), (+ beta), last axis.
 """
@@ -16,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from walle.ops.ir import Graph, Node
+from walle.ops.ir import Graph, Node, is_identity_raster
 
 _ACTS = ("relu", "sigmoid", "tanh")
 
@@ -122,10 +125,14 @@ def _match_linear(m: _Matcher, mm: Node) -> Step | None:
             parts.append(add)
             inputs.append(other)
     act = m.only_consumer(last)
+    reshape = None
+    if m.is_op(act, "raster") and is_identity_raster(act, m.graph.shape(last),
+                                                     m.graph.shape(act.output)):
+        reshape, act = act, m.only_consumer(act.output)
     act_kind = "none"
     if m.is_op(act, "unary") and act.attr("kind") in _ACTS:
         act_kind, last = act.attr("kind"), act.output
-        parts.append(act)
+        parts += [reshape, act] if reshape is not None else [act]
     if len(parts) == 1:
         return None
     attrs = (("act", act_kind), ("has_bias", bias is not None), ("side", side))

@@ -98,6 +98,7 @@ class CythonBackend(Backend):
                                        step.attr("epsilon")).run]
         bias = ins[2].reshape(-1) if step.attr("has_bias") else None
         mode = 0 if bias is None else (1 if step.attr("side") == "right" else 2)
+        out = out.reshape(graph.shape(step.parts[0].output))  # the act may follow a reshape
         return _gemm(algorithm, ins[0], ins[1], out, bias, mode, step.attr("act"))
 
 
