@@ -361,6 +361,23 @@ def _describe_release(note: object) -> str:
     return line
 
 
+def _device_attrs(path: Path) -> object:
+    """The agent's DeviceAttrs from a JSON file; one-line errors naming the file and field."""
+    import pydantic
+
+    from walle.deploy.policy import DeviceAttrs
+    from walle.errors import ValidationError
+
+    try:
+        return DeviceAttrs.model_validate_json(path.read_bytes())
+    except pydantic.ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "(root)"
+        raise ValidationError(
+            f"bad device attributes: field {field}: {err['msg']}", where=str(path), field=field
+        ) from exc
+
+
 @click.command("agent")
 @click.option(
     "--device-attrs",
@@ -394,14 +411,9 @@ def agent_cmd(
 
     from walle.deploy.agent import Agent, AgentSettings
     from walle.deploy.container import TaskContainer
-    from walle.deploy.policy import DeviceAttrs
     from walle.deploy.signing import TrustStore
-    from walle.errors import ValidationError
 
-    try:
-        attrs = DeviceAttrs.model_validate_json(attrs_path.read_bytes())
-    except ValueError as exc:
-        raise ValidationError(f"bad device attributes: {exc}", where=str(attrs_path)) from exc
+    attrs = _device_attrs(attrs_path)
     settings = AgentSettings(gateway_url=gateway_url.rstrip("/"), home=home, poll_only=poll)
     agent = Agent(attrs, settings, TrustStore.from_paths(list(trust_paths)), TaskContainer())
     with contextlib.suppress(KeyboardInterrupt):

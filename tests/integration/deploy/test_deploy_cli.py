@@ -1,0 +1,220 @@
+"""The deploy commands run for real: ``python -m walle.cli ...`` subprocesses against the
+session broker, a ``walle store serve`` and a ``walle gateway serve`` process, and a
+``walle agent`` process. Exit codes: 0 ok, 1 a walle error (one line), 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from walle.deploy.install import Installer
+from walle.deploy.policy import ReleasePolicy, Stages, in_stage_band
+from walle.deploy.testing import write_task_dir
+
+_WALLE = [sys.executable, "-m", "walle.cli"]
+
+
+def _walle(*args: object, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*_WALLE, *map(str, args)], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def _ok(*args: object) -> str:
+    done = _walle(*args)
+    assert done.returncode == 0, f"walle {args[0]}: rc {done.returncode}\n{done.stderr}"
+    return done.stdout
+
+
+def _fails(code: int, *args: object) -> str:
+    done = _walle(*args)
+    assert done.returncode == code, f"walle {args[0]}: rc {done.returncode}\n{done.stderr}"
+    return done.stderr.strip()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _spawn(args: list[object], port: int | None = None) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen([*_WALLE, *map(str, args)], stderr=subprocess.DEVNULL)
+    if port is None:
+        return proc
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"walle {args[0]} exited early"
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return proc
+        time.sleep(0.05)
+    proc.kill()
+    pytest.fail(f"walle {args[0]} did not listen on {port}")
+
+
+def _staged_policy(path: Path, device_id: str, first_stage: bool) -> Path:
+    """A 50% -> 100% policy whose salt puts ``device_id`` in (or out of) the first stage."""
+    for n in range(1000):
+        policy = ReleasePolicy(stages=Stages(percentages=(50, 100)), salt=f"cli-{n}")
+        if in_stage_band(device_id, policy, 0) == first_stage:
+            path.write_text(f"stages:\n  percentages: [50, 100]\nsalt: cli-{n}\n")
+            return path
+    raise AssertionError("no salt found")
+
+
+def _wait_active(home: Path, version: int, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if (home / "tasks").is_dir():
+            record = Installer(home).active("demo")
+            if record is not None and record.version == version:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"agent did not activate demo v{version}")
+
+
+@pytest.fixture
+def prefix(topics) -> str:
+    return topics.releases.removesuffix(".releases")
+
+
+def test_release_agent_status_rollback_pause_advance(tmp_path, broker, prefix):
+    out = _ok("keys", "new", "--out", tmp_path / "keys", "--name", "ops")
+    assert out.startswith("key ") and "ops.pub" in out
+    key = tmp_path / "keys" / "ops.key"
+    bundles = []
+    for version in (1, 2, 3, 4):
+        task_dir = write_task_dir(tmp_path / "src", "demo", version)
+        built = _ok("bundle", "build", task_dir, "--out", tmp_path / "dist").split()[0]
+        assert _ok("bundle", "sign", built, "--key", key).strip() == f"{built}.sig"
+        bundles.append(built)
+    attrs = tmp_path / "attrs.json"
+    attrs.write_text(json.dumps({"device_id": "phone-1", "os": "android"}))
+    later = _staged_policy(tmp_path / "later.yaml", "phone-1", first_stage=False)
+    first = _staged_policy(tmp_path / "first.yaml", "phone-1", first_stage=True)
+    store_port, gateway_port = _free_port(), _free_port()
+    store_url, gateway_url = (f"http://127.0.0.1:{p}" for p in (store_port, gateway_port))
+    channel = ("--broker", broker.url, "--topic-prefix", prefix)
+    home = tmp_path / "home"
+    procs = [
+        _spawn(["store", "serve", "--root", tmp_path / "store", "--port", store_port], store_port),
+        _spawn(
+            ["gateway", "serve", *channel, "--port", gateway_port, "--rollout-key", key],
+            gateway_port,
+        ),
+    ]
+    agent = _spawn(["agent", "--device-attrs", attrs, "--gateway", gateway_url,
+                    "--home", home, "--trust", tmp_path / "keys"])  # fmt: skip
+    try:
+        out = _ok("release", bundles[0], *channel, "--store", store_url, "--key", key)
+        assert out.startswith("released demo v1 sha256=")
+        _wait_active(home, 1)
+        _ok("release", bundles[1], *channel, "--store", store_url, "--key", key)
+        _wait_active(home, 2)
+        status = _ok("status", "demo", *channel)
+        assert status.splitlines()[0] == "release demo v2 at 100%"
+        assert re.search(r"│\s*2\s*│\s*installed\s*│\s*1\s*│", status), status
+
+        assert _ok("rollback", "demo", *channel, "--key", key).strip() == "rolled back demo to v1"
+        _wait_active(home, 1)
+        assert _ok("pause", "demo", *channel, "--key", key).strip() == "paused demo v1"
+        assert "PAUSED: paused by hand" in _ok("status", "demo", *channel)
+
+        # phone-1 is not in the first 50%: nothing reports, the controller in the gateway
+        # holds, and a manual step takes the release to 100%
+        _ok("release", bundles[2], "--policy", later, *channel, "--store", store_url, "--key", key)
+        time.sleep(1.0)
+        assert Installer(home).active("demo").version == 1
+        out = _ok("advance", "demo", *channel, "--key", key).strip()
+        assert out == "advanced demo v3 to stage 2/2 (100%)"
+        _wait_active(home, 3)
+        error = _fails(1, "advance", "demo", *channel, "--key", key)
+        assert error == "error: demo v3 is already at its last stage (2)"
+        assert _ok("rollout", "watch", "--once", *channel, "--key", key) == ""  # nothing due
+
+        # phone-1 is in the first 50%: its report makes the gateway's controller advance
+        _ok("release", bundles[3], "--policy", first, *channel, "--store", store_url, "--key", key)
+        _wait_active(home, 4)
+        deadline = time.monotonic() + 20
+        while "stage 2/2" not in (status := _ok("status", "demo", *channel)):
+            assert time.monotonic() < deadline, status
+            time.sleep(0.2)
+        assert status.splitlines()[0] == "release demo v4 stage 2/2 at 100%"
+
+        agent.send_signal(signal.SIGINT)
+        assert agent.wait(timeout=20) == 0
+    finally:
+        for proc in [agent, *procs]:
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["release"], "Missing argument 'BUNDLE'"),
+        (["status", "demo"], "Missing option '--broker'"),
+        (
+            ["rollback", "demo", "--to", "two", "--broker", "kafka://x:1", "--key", "."],
+            "'two' is not a valid integer",
+        ),
+        (
+            [
+                "agent",
+                "--gateway",
+                "http://127.0.0.1:1",
+                "--home",
+                ".",
+                "--trust",
+                "nowhere",
+                "--device-attrs",
+                "nowhere.json",
+            ],
+            "does not exist",
+        ),
+        (["rollout", "watch", "--bogus"], "No such option: --bogus"),
+    ],
+)
+def test_bad_arguments_exit_2_with_a_clear_message(args, needle):
+    assert needle in _fails(2, *args)
+
+
+def test_walle_errors_exit_1_with_one_line(tmp_path, broker, prefix):
+    key_dir = tmp_path / "keys"
+    _ok("keys", "new", "--out", key_dir)
+    key = key_dir / "release.key"
+    channel = ("--broker", broker.url, "--topic-prefix", prefix)
+    unsigned = _ok("bundle", "build", write_task_dir(tmp_path, "demo", 1), "--out", tmp_path)
+    bad_policy = tmp_path / "bad.yaml"
+    bad_policy.write_text("percentage: 150\n")
+    bad_attrs = tmp_path / "attrs.json"
+    bad_attrs.write_text('{"os": "android"}')
+    cases = [
+        (["rollback", "nosuch", *channel, "--key", key], "has never been released"),
+        (["status", "nosuch", *channel], "has never been released"),
+        (["advance", "nosuch", *channel, "--key", key], "has never been released"),
+        (["status", "demo", "--broker", "http://127.0.0.1:1"], "expected kafka://"),
+        (["release", unsigned.split()[0], *channel, "--store", "http://127.0.0.1:1",
+          "--key", key], "bundle is not signed"),
+        (["release", unsigned.split()[0], "--policy", bad_policy, *channel,
+          "--store", "http://127.0.0.1:1", "--key", key], "field percentage"),
+        (["agent", "--device-attrs", bad_attrs, "--gateway", "http://127.0.0.1:1",
+          "--home", tmp_path / "h", "--trust", key_dir], "bad device attributes"),
+        (["keys", "new", "--out", key_dir], "refusing to overwrite"),
+    ]  # fmt: skip
+    for args, needle in cases:
+        message = _fails(1, *args)
+        assert message.startswith("error: ") and needle in message, (args, message)
+        assert "\n" not in message, (args, message)
