@@ -169,3 +169,44 @@ def test_ops_transpose_beyond_one_tile(backend, shape, data) -> None:
     if np.prod(shape) > 200_000:
         shape = [min(d, 20) for d in shape]
     _check(lambda b, n: b.transpose(n["x"], perm), {"x": _arr(shape, 11)}, backend)
+
+
+def _every_algorithm_graph():
+    rng = np.random.default_rng(3)
+    b = GraphBuilder()
+    x = b.input("x", (2, 3, 9, 9))
+    y = b.relu(b.conv2d(x, b.const(rng.normal(size=(4, 3, 3, 3))),
+                        b.const(rng.normal(size=4)), pads=(1, 1, 1, 1)))
+    m = b.max_pool(y, (2, 2), strides=(2, 2))
+    a = b.avg_pool(y, (3, 3), strides=(2, 2))
+    g = b.global_avg_pool(y)
+    h = b.concat([b.flatten(v) for v in (m, a, g)], 1)
+    h = b.layer_norm(h, b.const(rng.normal(size=b.shape(h)[1])), None)
+    out = b.linear(h, b.const(rng.normal(size=(b.shape(h)[1], 7))), b.const(rng.normal(size=7)))
+    return b.build([b.softmax(b.sigmoid(out))])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ops_every_algorithm_of_a_backend_matches_reference(backend) -> None:
+    """Force each algorithm (fused kernels, 'parts', matmul variants), not only the fastest."""
+    from walle.ops import get_backend
+    from walle.ops.fusion import find_steps
+    from walle.ops.plan import Choice, CompiledPlan, is_alias
+
+    graph = _every_algorithm_graph()
+    steps = [s for s in find_steps(graph) if not is_alias(s, graph)]
+    x = _arr((2, 3, 9, 9), 12)
+    want = run_reference(graph, {"x": x})[0]
+    be = get_backend(backend)
+    offered = {s.name: be.algorithms(s, graph) for s in steps}
+    assert any(s.fused for s in steps)
+    for round_ in range(max(len(a) for a in offered.values())):
+        choices = {}
+        for s in steps:
+            algos = offered[s.name]
+            name = backend if algos else "numpy"
+            algo = algos[round_ % len(algos)] if algos else "default"
+            choices[s.name] = Choice(name, algo, 0.0)
+        backends = {backend: be, "numpy": get_backend("numpy")}
+        got = CompiledPlan(graph, find_steps(graph), choices, backends)(x)[0]
+        np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)

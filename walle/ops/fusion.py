@@ -11,7 +11,9 @@ Recognised chains (exactly the ones :mod:`walle.ops.composites` and the ONNX imp
   the model's Relu): the fused kernel then writes the activation's buffer viewed in the
   matmul's shape, and the reshape is one of the step's parts;
 - ``fused.softmax``: reduce max, sub, exp, reduce sum, div over the last axis;
-- ``fused.layernorm``: mean, sub, mul, mean, add eps, sqrt, div, (* gamma), (+ beta), last axis.
+- ``fused.layernorm``: mean, sub, mul, mean, add eps, sqrt, div, (* gamma), (+ beta), last axis;
+- ``fused.window_reduce``: a pooling window raster (one rank-6 region, contiguous
+  destination) whose only reader reduces its first two axes (max/avg pooling).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from walle.ops.ir import Graph, Node, is_identity_raster
+from walle.ops.ir import Graph, Node, contiguous_strides, is_identity_raster
 
 _ACTS = ("relu", "sigmoid", "tanh")
 
@@ -89,7 +91,8 @@ def find_steps(graph: Graph) -> list[Step]:
     for node in graph.nodes:
         if node.name in claimed:
             continue
-        step = _match_softmax(m, node) or _match_layernorm(m, node) or _match_linear(m, node)
+        step = (_match_softmax(m, node) or _match_layernorm(m, node)
+                or _match_linear(m, node) or _match_window_reduce(m, node))
         if step is not None:
             for part in step.parts:
                 claimed[part.name] = step
@@ -208,3 +211,21 @@ def _match_layernorm(m: _Matcher, mean: Node) -> Step | None:
     attrs = (("epsilon", eps), ("has_beta", flags.get("has_beta", False)),
              ("has_gamma", flags["has_gamma"]))
     return Step("fused.layernorm", mean.name, tuple(inputs), last, attrs, tuple(parts))
+
+
+def _match_window_reduce(m: _Matcher, raster: Node) -> Step | None:
+    if raster.op != "raster" or raster.attr("fill") is not None:
+        return None
+    regions = raster.attr("regions")
+    if len(regions) != 1 or len(regions[0].sizes) != 6:
+        return None
+    r = regions[0]
+    if r.dst_offset != 0 or r.dst_strides != contiguous_strides(r.sizes):
+        return None
+    red = m.only_consumer(raster.output)
+    if not m.is_op(red, "reduce") or red.attr("kind") not in ("max", "sum", "mean"):
+        return None
+    if red.attr("axes") != (0, 1) or red.attr("keepdims") is not False:
+        return None
+    return Step("fused.window_reduce", raster.name, raster.inputs, red.output,
+                (("kind", red.attr("kind")),), (raster, red))

@@ -1,7 +1,8 @@
 """The cython backend: compiled kernels (cython_kernels/ops_*.pyx) that release the GIL.
 
 Atomic ops map to the kernels of ``walle._kernels.ops_math`` and ``ops_raster``; fused
-``matmul_bias_act``, ``softmax`` and ``layernorm`` run as one kernel call each. Matrix
+``matmul_bias_act``, ``softmax``, ``layernorm`` and ``window_reduce`` (pooling) run as one
+kernel call each. Matrix
 products offer two algorithms, measured by the search: ``direct`` (the tiled C kernel, best
 for small products where numpy's call overhead dominates) and ``blas`` (numpy's matmul, then
 the C epilogue for bias and activation, best for large products).
@@ -31,7 +32,8 @@ class CythonBackend(Backend):
     """Kernels compiled from cython_kernels/ops_*.pyx."""
 
     name = "cython"
-    fused_ops = frozenset({"fused.matmul_bias_act", "fused.softmax", "fused.layernorm"})
+    fused_ops = frozenset({"fused.matmul_bias_act", "fused.softmax", "fused.layernorm",
+                           "fused.window_reduce"})
     call_overhead_s = 0.4e-6
     flops_per_s = 8.0e9
     bytes_per_s = 10.0e9
@@ -91,6 +93,10 @@ class CythonBackend(Backend):
         out = buffers[step.output]
         if step.op == "fused.softmax":
             return [ops_math.RowKernel("softmax", ins[0], out).run]
+        if step.op == "fused.window_reduce":
+            region = step.parts[0].attr("regions")[0]
+            kind = {"sum": 0, "mean": 1, "max": 2}[step.attr("kind")]
+            return [ops_raster.WindowReduceKernel(ins[0], out, region, kind).run]
         if step.op == "fused.layernorm":
             gamma = ins[1].reshape(-1) if step.attr("has_gamma") else None
             beta = ins[2].reshape(-1) if step.attr("has_beta") else None
