@@ -91,16 +91,20 @@ class Backend(ABC):
     # -- cost model -----------------------------------------------------------------------
     def estimate(self, step: Step, algorithm: str, graph: Graph) -> float:
         """Predicted seconds for ``step`` with ``algorithm`` (the search ranks by this)."""
-        flops, traffic, calls = 0.0, 0.0, 0
+        compute, traffic, calls = 0.0, 0.0, 0
         for part in step.parts:
             f, t = node_work(part, graph)
-            flops, traffic, calls = flops + f, traffic + t, calls + 1
+            rate = self.matmul_rate(algorithm) if part.op == "matmul" else self.flops_per_s
+            compute, traffic, calls = compute + f / rate, traffic + t, calls + 1
         if step.fused and algorithm != "parts":
             calls = 1
             traffic = 4.0 * (sum(math.prod(graph.shape(i)) for i in step.inputs)
                              + math.prod(graph.shape(step.output)))
-        return calls * self.call_overhead_s + flops / self.flops_per_s + traffic / (
-            self.bytes_per_s)
+        return calls * self.call_overhead_s + compute + traffic / self.bytes_per_s
+
+    def matmul_rate(self, algorithm: str) -> float:
+        """Flops per second of this backend's matrix product with ``algorithm``."""
+        return self.flops_per_s
 
 
 def node_work(node: Node, graph: Graph) -> tuple[float, float]:

@@ -141,6 +141,10 @@ class OpenCLBackend(Backend):
     def atomic_algorithms(self, node: Node, graph: Graph) -> list[str]:
         return list(_MATMUL_KERNELS) if node.op == "matmul" else ["default"]
 
+    def matmul_rate(self, algorithm: str) -> float:
+        return self.matmul_flops_per_s[algorithm if algorithm in _MATMUL_KERNELS
+                                       else self.default_matmul]
+
     def estimate(self, step: Step, algorithm: str, graph: Graph) -> float:
         """Kernel time plus, for the step run alone, the transfers and one queue sync.
 
@@ -148,10 +152,6 @@ class OpenCLBackend(Backend):
         also its true price in a plan where its neighbours run on another backend.
         """
         seconds = super().estimate(step, algorithm, graph)
-        if algorithm in _MATMUL_KERNELS:
-            flops = 2.0 * math.prod(graph.shape(step.parts[0].output)) * graph.shape(
-                step.parts[0].inputs[0])[-1]
-            seconds += flops / self.matmul_flops_per_s[algorithm] - flops / self.flops_per_s
         moved = sum(math.prod(graph.shape(i)) for i in step.inputs
                     if i not in graph.constants) + math.prod(graph.shape(step.output))
         return seconds + self.sync_s + 4.0 * moved / self.transfer_bytes_per_s
