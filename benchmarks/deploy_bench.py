@@ -4,7 +4,9 @@ Run: ``.venv/bin/python benchmarks/deploy_bench.py`` (add ``--devices N`` for a 
 simulation). Prints, and writes to benchmarks/results/deploy_bench.md:
 
 - loopback fleet: seconds from release to 99% (and 100%) of matching agents installed,
-  and bundle-store requests per matching agent (target <= 1.05);
+  and bundle-store requests per matching agent (target <= 1.05); then, on the same fleet,
+  a staged release (1% -> 10% -> 50% -> 100%) walked by the rollout controller, and its
+  time to 99% as a ratio to the uniform release's;
 - simulator: polling / push-then-pull ratios of store requests and time to 95% coverage;
   the coverage plot goes to benchmarks/results/deploy_coverage.png.
 """
@@ -22,9 +24,11 @@ from walle.broker import EmbeddedBroker
 from walle.deploy.bundle import build_bundle
 from walle.deploy.channel import ChannelTopics, ensure_topics
 from walle.deploy.fleet import LoopbackFleet
+from walle.deploy.follower import FollowerSettings
 from walle.deploy.notification import sign_bundle
-from walle.deploy.policy import DeviceAttrs, ReleasePolicy, Targeting
+from walle.deploy.policy import DeviceAttrs, ReleasePolicy, Stages, Targeting
 from walle.deploy.release import release
+from walle.deploy.rollout import RolloutWatcher
 from walle.deploy.signing import TrustStore, load_private_key, new_key
 from walle.deploy.simulator import FleetModel, plot_coverage, simulate_polling, simulate_push
 from walle.deploy.testing import write_task_dir
@@ -36,42 +40,66 @@ async def _fleet_run(root: Path, bootstrap: str, agents: int, matching: int) -> 
     new_key(root / "keys", "release")
     private = load_private_key(root / "keys" / "release.key")
     trust = TrustStore.from_paths([root / "keys"])
-    bundle = build_bundle(
-        write_task_dir(root / "src", "demo", 1, resources={"model.bin": bytes(200_000)}),
-        root / "dist",
-    )
-    sign_bundle(bundle.path, private)
+    bundles = []
+    for version in (1, 2):
+        bundle = build_bundle(
+            write_task_dir(root / "src", "demo", version, resources={"model.bin": bytes(200_000)}),
+            root / "dist",
+        )
+        sign_bundle(bundle.path, private)
+        bundles.append(bundle)
     topics = ChannelTopics.prefixed(f"bench-{uuid.uuid4().hex[:8]}")
     ensure_topics(bootstrap, topics)
     devices = [
         DeviceAttrs(device_id=f"d{i:04d}", os="android" if i < matching else "ios")
         for i in range(agents)
     ]
-    policy = ReleasePolicy(targeting=Targeting(os=("android",)))
-    async with LoopbackFleet(bootstrap, topics, root / "fleet", trust, devices) as fleet:
-        ids = [d.device_id for d in devices[:matching]]
-        await fleet.wait_for(lambda: fleet.gateway is not None, 5)
-        await asyncio.sleep(1.0)  # let every agent open its stream
-        started = time.monotonic()
-        await asyncio.to_thread(
-            release,
-            bundle.path,
-            policy,
-            bootstrap=bootstrap,
-            store_url=fleet.store_url,
-            private=private,
-            topics=topics,
-        )
+    target = Targeting(os=("android",))
+    stages = Stages(percentages=(1, 10, 50, 100), advance_success_rate=0.95, min_reports=3)
+    watcher = RolloutWatcher(
+        bootstrap, topics, private, settings=FollowerSettings(poll_ms=50, check_s=1.0)
+    )
+    watcher.start()
+    try:
+        async with LoopbackFleet(bootstrap, topics, root / "fleet", trust, devices) as fleet:
+            ids = [d.device_id for d in devices[:matching]]
+            await fleet.wait_for(lambda: fleet.gateway is not None, 5)
+            await asyncio.sleep(1.0)  # let every agent open its stream
+            common = {
+                "bootstrap": bootstrap,
+                "store_url": fleet.store_url,
+                "private": private,
+                "topics": topics,
+            }
 
-        def installed() -> int:
-            return sum(fleet.agents[d].states.get("demo") == (1, "installed") for d in ids)
+            def installed(version: int) -> int:
+                return sum(
+                    fleet.agents[d].states.get("demo") == (version, "installed") for d in ids
+                )
 
-        await fleet.wait_for(lambda: installed() >= 0.99 * matching, 120)
-        t99 = time.monotonic() - started  # includes upload to the store and publish
-        await fleet.wait_for(lambda: installed() == matching, 120)
-        t100 = time.monotonic() - started
-        gets = (await fleet.store_metrics()).get("gets", 0)
-    return {"t99": t99, "t100": t100, "requests_per_agent": gets / matching}
+            started = time.monotonic()
+            policy = ReleasePolicy(targeting=target)
+            await asyncio.to_thread(release, bundles[0].path, policy, **common)
+            await fleet.wait_for(lambda: installed(1) >= 0.99 * matching, 120)
+            t99 = time.monotonic() - started  # includes upload to the store and publish
+            await fleet.wait_for(lambda: installed(1) == matching, 120)
+            t100 = time.monotonic() - started
+            gets = (await fleet.store_metrics()).get("gets", 0)
+
+            started = time.monotonic()
+            staged = ReleasePolicy(targeting=target, stages=stages, salt="bench")
+            await asyncio.to_thread(release, bundles[1].path, staged, **common)
+            await fleet.wait_for(lambda: installed(2) >= 0.99 * matching, 120)
+            staged_t99 = time.monotonic() - started
+    finally:
+        watcher.stop()
+    return {
+        "t99": t99,
+        "t100": t100,
+        "requests_per_agent": gets / matching,
+        "staged_t99": staged_t99,
+        "staged_steps": len(watcher.applied),
+    }
 
 
 def _simulate(devices: int) -> tuple[dict[str, float], Path]:
@@ -113,6 +141,10 @@ def main() -> None:
         f"(100%: {fleet['t100']:.2f} s), upload and publish included",
         f"- bundle-store requests per matching agent: {fleet['requests_per_agent']:.3f} "
         "(target <= 1.05)",
+        f"- staged release 1% -> 10% -> 50% -> 100% (advance at >= 95% success with >= 3 "
+        f"reports from each stage), walked by the rollout controller in "
+        f"{fleet['staged_steps']} steps: 99% installed in {fleet['staged_t99']:.2f} s; "
+        f"ratio staged/uniform = {fleet['staged_t99'] / fleet['t99']:.2f}x",
         "",
         f"## Simulator: {sim['devices']:,} devices, 24 h, online 30 min / offline 3 h, "
         "poll every 15 min and on connect",

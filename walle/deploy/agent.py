@@ -139,6 +139,8 @@ class Agent:
                 elif not line and data:
                     self._dispatch(b"\n".join(data))
                     data = []
+                elif line.startswith(b":") and self._unsent:  # keepalive: retry reports
+                    await self._flush_unsent()
 
     async def _poll_once(self) -> None:
         try:
