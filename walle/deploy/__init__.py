@@ -1,8 +1,9 @@
 """walle.deploy: signed task bundles, release policies, and the push-then-pull channel.
 
 Importing this package imports only the light, dependency-free parts (bundles, signing,
-policies, install); the HTTP store, gateway, agent and fleet tools live in their own
-modules and are imported where used.
+policies, install); the HTTP store, gateway, agent, rollout controller, device-runtime
+host (``walle.deploy.device_host``) and fleet tools live in their own modules and are
+imported where used.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from walle.deploy.errors import (
     PathTraversalError,
     PolicyError,
     RollbackAttackError,
+    RolloutError,
     StoreError,
     TamperedFileError,
     UnsignedBundleError,
@@ -52,6 +54,7 @@ __all__ = [
     "PolicyError",
     "ReleasePolicy",
     "RollbackAttackError",
+    "RolloutError",
     "Signature",
     "Stages",
     "StoreError",

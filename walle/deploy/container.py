@@ -9,7 +9,8 @@ thread cannot be killed, but nothing waits on it and no pool is exhausted), so o
 task never stops the runtime or the other tasks.
 
 ``TaskHost`` is what the agent needs from a device runtime; ``TaskContainer`` implements
-it on its own, and the streams device runtime can implement it to activate tasks there.
+it on its own, and ``walle.deploy.device_host.DeviceTaskHost`` implements it on a live
+streams ``DeviceRuntime`` (a bundle's App joins the running engine).
 """
 
 from __future__ import annotations
