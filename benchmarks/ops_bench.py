@@ -155,7 +155,12 @@ def main() -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     header = ("# walle.ops benchmark\n\nCommand: `.venv/bin/python benchmarks/ops_bench.py` "
               "(one thread: OMP/OPENBLAS_NUM_THREADS=1; medians; ratios = peer / walle, "
-              "above 1 means walle is faster).\n\n")
+              "above 1 means walle is faster).\n\n"
+              "walle's column is the search's choice among the usable backends (numpy, "
+              "cython, opencl); on a CPU-only machine the OpenCL backend (PoCL) is a "
+              "candidate but its ~50 us per-run sync keeps it off these rows. The machine "
+              "is shared: rows move by 10-30% between runs, ratios within one run are "
+              "comparable.\n\n")
     RESULTS.write_text(header + "\n".join(lines) + "\n")
 
 
