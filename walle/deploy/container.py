@@ -82,8 +82,17 @@ async def call_with_budget(fn: Callable[..., Any], *args: Any, budget_s: float) 
     return await asyncio.wait_for(future, budget_s)
 
 
-def _load_module(path: Path, name: str, version: int, rel: str) -> ModuleType:
-    unique = f"walle_task_{name}_v{version}_{next(_ids)}_{Path(rel).stem}"
+def _load_module(
+    path: Path, name: str, version: int, rel: str, *, stable: bool = False
+) -> ModuleType:
+    """Execute ``path/rel`` as a fresh module, never registered in ``sys.modules``.
+
+    ``stable`` gives the same module name on every load of one task version (plans built
+    from it then keep their fingerprint across a restart); otherwise a counter makes it
+    unique.
+    """
+    tag = "" if stable else f"{next(_ids)}_"
+    unique = f"walle_task_{name}_v{version}_{tag}{Path(rel).stem}"
     spec = importlib.util.spec_from_file_location(unique, path / rel)
     if spec is None or spec.loader is None:
         raise HealthCheckError(f"task {name} v{version}: cannot load {rel}")

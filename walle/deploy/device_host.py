@@ -12,8 +12,10 @@ plans back the same way. Bundles without an ``app`` entry point go to ``fallback
 
 What the swap does not keep: a replaced task's open windows (its state is dropped with
 the plan), and the engine checkpoint written after an activation carries the app's new
-fingerprint, so a restarted runtime must be built with the same deployed plans before it
-restores (see the report's request for a runtime-level API).
+fingerprint, so today a runtime restarted with only its base app refuses that checkpoint;
+restoring it needs a runtime-level way to add deployed plans before the restore (the
+apps are loaded under stable module names, so their plans' fingerprints do not change
+between loads).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def _load_app(path: Path, name: str, version: int, ref: str) -> Any:
     from walle.streams.app import App
 
     rel, attribute = ref.split(":", 1)
-    app = getattr(_load_module(path, name, version, rel), attribute, None)
+    app = getattr(_load_module(path, name, version, rel, stable=True), attribute, None)
     if not isinstance(app, App):
         raise HealthCheckError(f"task {name} v{version}: {ref} is not a walle.streams.App")
     if not app.plans:

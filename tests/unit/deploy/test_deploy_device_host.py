@@ -117,3 +117,13 @@ def test_plain_tasks_go_to_the_fallback_container(runtime, install, tmp_path):
         assert container.running == {}
 
     asyncio.run(scenario())
+
+
+def test_an_apps_plans_keep_their_fingerprint_across_loads(install, tmp_path):
+    from walle.deploy.device_host import _load_app
+    from walle.streams.plan import fingerprint
+
+    path = install(write_app_task_dir(tmp_path / "src"))
+    first, again = (_load_app(path, "clicks", 1, "app.py:app") for _ in range(2))
+    assert first is not again
+    assert fingerprint(first.plans) == fingerprint(again.plans)
