@@ -9,6 +9,7 @@ halts the release, and no device outside the first stage ever downloads it.
 from __future__ import annotations
 
 import asyncio
+import time
 
 from walle.deploy.channel import history, latest, status_counts
 from walle.deploy.fleet import LoopbackFleet
@@ -22,6 +23,20 @@ DEVICES = [DeviceAttrs(device_id=f"d{i:02d}", os="android") for i in range(40)]
 IDS = [d.device_id for d in DEVICES]
 SALT = "rollout-test"
 DEADLINE_S = 30.0
+
+
+def _eventually_counts(bootstrap, topics, expected, deadline_s=DEADLINE_S):
+    """The status topic's counts once they reach ``expected`` (or at the deadline).
+
+    An agent's report travels agent -> gateway -> Kafka after its local install, so the
+    topic can trail the agents' own state for a moment.
+    """
+    stop = time.monotonic() + deadline_s
+    while True:
+        counts = status_counts(bootstrap, topics, "demo")
+        if counts == expected or time.monotonic() > stop:
+            return counts
+        time.sleep(0.2)
 _FAST = FollowerSettings(poll_ms=50, check_s=0.5)
 
 
@@ -76,7 +91,8 @@ def test_all_healthy_rollout_advances_to_everyone(
     assert [n.policy.stage for n in watcher.applied] == [1, 2]
     assert all(n.reason.startswith("advanced:") for n in watcher.applied)
     assert not latest(broker.bootstrap, topics, "demo").paused
-    assert status_counts(broker.bootstrap, topics, "demo") == {(1, "installed"): len(IDS)}
+    expected = {(1, "installed"): len(IDS)}
+    assert _eventually_counts(broker.bootstrap, topics, expected) == expected
 
 
 def test_failing_devices_halt_the_rollout_at_the_first_stage(
