@@ -202,10 +202,12 @@ def create_topics(
     bootstrap: str | Iterable[str],
     topics: Mapping[str, int],
     compacted: frozenset[str] = frozenset(),
+    replication: int = 1,
 ) -> None:
     """Create each topic with its partition count; topics that already exist are kept.
 
-    Names in ``compacted`` get ``cleanup.policy=compact`` (tables, notifications).
+    Names in ``compacted`` get ``cleanup.policy=compact`` (tables, notifications);
+    ``replication`` is the replication factor (3 on the docker/ cluster).
     """
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
@@ -223,7 +225,7 @@ def create_topics(
             if name in existing:
                 continue
             configs = {"cleanup.policy": "compact"} if name in compacted else {}
-            topic = NewTopic(name, partitions, 1, topic_configs=configs)
+            topic = NewTopic(name, partitions, replication, topic_configs=configs)
             try:
                 admin.create_topics([topic])
             except TopicAlreadyExistsError:

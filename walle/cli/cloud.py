@@ -99,10 +99,14 @@ def uplink_command(
 @click.option("--dead-letter-topic", default="events-dead", show_default=True)
 @click.option("--late-topic", default="outputs-late", show_default=True)
 @click.option("--partitions", default=4, show_default=True, type=click.IntRange(1, 1024))
+@click.option("--replication", default=1, show_default=True, type=click.IntRange(1, 16))
 @click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 100_000))
 @click.option("--session-timeout", default=6.0, show_default=True, type=float, help="Seconds.")
 @click.option(
     "--datadir", default="walle-worker-data", show_default=True, type=click.Path(file_okay=False)
+)
+@click.option(
+    "--exactly-once", is_flag=True, help="Kafka transactions (Apache Kafka, not `walle broker`)."
 )
 @click.option("--loglevel", default="WARNING", show_default=True, help="faust's log level.")
 def worker_command(
@@ -114,9 +118,11 @@ def worker_command(
     dead_letter_topic: str,
     late_topic: str,
     partitions: int,
+    replication: int,
     batch_size: int,
     session_timeout: float,
     datadir: str,
+    exactly_once: bool,
     loglevel: str,
 ) -> None:
     """Run the App in file APP as a cloud worker (faust) until stopped."""
@@ -128,7 +134,8 @@ def worker_command(
     settings = CloudSettings(
         broker=broker_url, app_id=app_id, input_topic=input_topic, output_topic=output_topic,
         dead_letter_topic=dead_letter_topic, late_topic=late_topic, partitions=partitions,
-        batch_size=batch_size, session_timeout_s=session_timeout, datadir=Path(datadir),
+        replication=replication, batch_size=batch_size, session_timeout_s=session_timeout,
+        datadir=Path(datadir), exactly_once=exactly_once,
     )  # fmt: skip
     run_worker(app, settings, loglevel=loglevel)
 

@@ -27,6 +27,8 @@ from walle.streams.engine import Engine
 
 _log = get_logger("cloud")
 
+CHANGELOG_MARKER = b"\x00walle:end-of-batch"
+
 
 def declare_topics(app: App, settings: CloudSettings) -> None:
     """Create the worker's topics with the partition counts it relies on (idempotent).
@@ -42,7 +44,12 @@ def declare_topics(app: App, settings: CloudSettings) -> None:
         settings.changelog_topic(app.name): settings.partitions,
     }
     compacted = frozenset({settings.changelog_topic(app.name)})
-    create_topics(parse_broker_url(settings.broker), topics, compacted=compacted)
+    create_topics(
+        parse_broker_url(settings.broker),
+        topics,
+        compacted=compacted,
+        replication=settings.replication,
+    )
 
 
 def build_faust_app(app: App, settings: CloudSettings) -> Any:
@@ -58,7 +65,7 @@ def build_faust_app(app: App, settings: CloudSettings) -> Any:
         datadir=str(settings.datadir),
         web_enabled=False,
         topic_partitions=settings.partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=settings.replication,
         table_standby_replicas=0,
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
@@ -66,7 +73,7 @@ def build_faust_app(app: App, settings: CloudSettings) -> Any:
         broker_heartbeat_interval=settings.heartbeat_s,
         broker_commit_interval=settings.commit_interval_s,
         broker_rebalance_timeout=settings.session_timeout_s * 2,
-        processing_guarantee="at_least_once",
+        processing_guarantee="exactly_once" if settings.exactly_once else "at_least_once",
         key_serializer="raw",
         value_serializer="raw",
     )
@@ -106,11 +113,30 @@ def build_faust_app(app: App, settings: CloudSettings) -> Any:
                 table[device_key] = blob
             processor.stored(result)
             await faust_app.producer.flush()  # state durable before offsets are acked
+            await _close_changelog_batches(faust_app, table, result.states)
             if result.bad:
                 _log.warning("bad input messages dead-lettered", count=len(result.bad))
 
     faust_app.agent(source, name="walle-engine")(run_engine)
     return faust_app
+
+
+async def _close_changelog_batches(faust_app: Any, table: Any, states: dict) -> None:
+    """Append a one-record batch to each changelog partition just written.
+
+    The embedded broker (Tansu 0.6) reports a partition's end offset as the base offset of
+    its last record batch plus one, so after a multi-record batch faust's recovery would
+    stop early and restore stale device state. A trailing one-record batch makes the
+    reported end the true end. Harmless on Apache Kafka; the marker key is no device id.
+    """
+    if not states:
+        return
+    topic = table.changelog_topic
+    partitions = {faust_app.producer.key_partition(topic.get_topic_name(), key).partition
+                  for key in states}  # fmt: skip
+    for partition in sorted(partitions):
+        await topic.send(key=CHANGELOG_MARKER, value=b"", partition=partition)
+    await faust_app.producer.flush()
 
 
 def _input_message(message: Any) -> InputMessage:

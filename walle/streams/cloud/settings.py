@@ -27,6 +27,8 @@ class CloudSettings(pydantic.BaseModel):
     dead_letter_topic: str = "events-dead"
     late_topic: str = "outputs-late"
     partitions: int = pydantic.Field(default=4, ge=1, le=1024)
+    replication: int = pydantic.Field(default=1, ge=1, le=16)
+    exactly_once: bool = False  # Kafka transactions (Apache Kafka; not the embedded broker)
     batch_size: int = pydantic.Field(default=500, ge=1)
     batch_within_s: float = pydantic.Field(default=0.05, gt=0)
     session_timeout_s: float = pydantic.Field(default=6.0, gt=0)
