@@ -16,6 +16,7 @@ Apache Kafka, exactly-once would come from faust's ``processing_guarantee="exact
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from walle.broker import create_topics, parse_broker_url
@@ -96,24 +97,18 @@ def build_faust_app(app: App, settings: CloudSettings) -> Any:
 
     async def run_engine(stream: Any) -> None:
         async for batch in stream.take_events(settings.batch_size, settings.batch_within_s):
-            messages = [_input_message(event.message) for event in batch]
-            result = processor.process(messages)
-            for output in result.emissions.outputs:
-                await outputs.send(key=output.key.encode(), value=output.to_json().encode())
-            for bad in result.bad:
-                await dead.send(value=bad)
-            for item in result.emissions.dead:
-                await dead.send(value=side_output_record("dead", item.task, item.event,
-                                                         item.reason))  # fmt: skip
-            for item in result.emissions.late:
-                await late.send(value=side_output_record("late", item.task, item.event,
-                                                         item.reason))  # fmt: skip
-            await faust_app.producer.flush()  # outputs acknowledged before the state moves
-            for device_key, blob in result.states.items():
-                table[device_key] = blob
+            result = processor.process([_input_message(event.message) for event in batch])
+            emissions = result.emissions
+            sent = [await outputs.send(key=o.key.encode(), value=o.to_json().encode())
+                    for o in emissions.outputs]  # fmt: skip
+            sent += [await dead.send(value=bad) for bad in result.bad]
+            sent += [await dead.send(value=side_output_record("dead", *item))
+                     for item in emissions.dead]  # fmt: skip
+            sent += [await late.send(value=side_output_record("late", *item))
+                     for item in emissions.late]  # fmt: skip
+            await asyncio.gather(*sent)  # outputs acknowledged before the state moves
+            await _store_states(table, result.states)
             processor.stored(result)
-            await faust_app.producer.flush()  # state durable before offsets are acked
-            await _close_changelog_batches(faust_app, table, result.states)
             if result.bad:
                 _log.warning("bad input messages dead-lettered", count=len(result.bad))
 
@@ -121,22 +116,27 @@ def build_faust_app(app: App, settings: CloudSettings) -> Any:
     return faust_app
 
 
-async def _close_changelog_batches(faust_app: Any, table: Any, states: dict) -> None:
-    """Append a one-record batch to each changelog partition just written.
+async def _store_states(table: Any, states: dict[bytes, bytes]) -> None:
+    """Write each device's state to the table and wait until the changelog has it.
 
-    The embedded broker (Tansu 0.6) reports a partition's end offset as the base offset of
-    its last record batch plus one, so after a multi-record batch faust's recovery would
-    stop early and restore stale device state. A trailing one-record batch makes the
-    reported end the true end. Harmless on Apache Kafka; the marker key is no device id.
+    Then append a one-record batch to each changelog partition just written: the
+    embedded broker (Tansu 0.6) reports a partition's end offset as the base offset of its
+    last record batch plus one, so after a multi-record batch faust's recovery would stop
+    early and restore stale device state. The trailing marker makes the reported end the
+    true end (harmless on Apache Kafka; the marker key is no device id).
     """
     if not states:
         return
+    written = []
+    for key, blob in states.items():  # what table[key] = blob does, keeping the futures
+        written.append(table.send_changelog(table.partition_for_key(key), key, blob))
+        table.data[key] = blob
+    await asyncio.gather(*written)
     topic = table.changelog_topic
-    partitions = {faust_app.producer.key_partition(topic.get_topic_name(), key).partition
-                  for key in states}  # fmt: skip
-    for partition in sorted(partitions):
-        await topic.send(key=CHANGELOG_MARKER, value=b"", partition=partition)
-    await faust_app.producer.flush()
+    partitions = {fut.message.partition for fut in written}
+    markers = [await topic.send(key=CHANGELOG_MARKER, value=b"", partition=partition)
+               for partition in sorted(partitions)]  # fmt: skip
+    await asyncio.gather(*markers)
 
 
 def _input_message(message: Any) -> InputMessage:
