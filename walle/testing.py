@@ -13,13 +13,12 @@ and ``run_app`` which runs an App over events on the pure engine.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from walle.streams.app import App
 from walle.streams.engine import Engine
 from walle.streams.events import Event
-from walle.streams.results import DeadLetter, Emissions, LateEvent, Output
+from walle.streams.results import Emissions
 
 
 def literal_events(
@@ -33,21 +32,12 @@ def literal_events(
     return events
 
 
-@dataclass
-class CollectingSink:
+class CollectingSink(Emissions):
     """Collects what an engine or runtime emits, for assertions."""
-
-    outputs: list[Output] = field(default_factory=list)
-    late: list[LateEvent] = field(default_factory=list)
-    dead: list[DeadLetter] = field(default_factory=list)
-    duplicates: list[Event] = field(default_factory=list)
 
     def add(self, emissions: Emissions) -> None:
         """Append a batch of emissions."""
-        self.outputs.extend(emissions.outputs)
-        self.late.extend(emissions.late)
-        self.dead.extend(emissions.dead)
-        self.duplicates.extend(emissions.duplicates)
+        self.extend(emissions)
 
     def values(self, task: str | None = None) -> list[dict[str, Any]]:
         """Output values (of one task), in emission order."""
