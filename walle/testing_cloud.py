@@ -61,6 +61,7 @@ class CloudRun:
     settings: CloudSettings = field(init=False)
     workers: list[Any] = field(default_factory=list, init=False)
     _input_ends: dict[int, int] = field(default_factory=dict, init=False)
+    logs: list[Path] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
         run_id = uuid.uuid4().hex[:10]
@@ -111,10 +112,16 @@ class CloudRun:
     def start_worker(self) -> Any:
         """Start one more worker; returns its process handle."""
         if self.app_path is not None:
-            worker: Any = subprocess.Popen(
-                [*_walle_command(), "worker", str(self.app_path), *self.worker_flags()],
-                start_new_session=True,
-            )
+            self.settings.datadir.mkdir(parents=True, exist_ok=True)
+            log_path = self.settings.datadir / f"worker-{len(self.logs)}.log"
+            self.logs.append(log_path)
+            with log_path.open("ab") as log:
+                worker: Any = subprocess.Popen(
+                    [*_walle_command(), "--log-level", "INFO", "worker", str(self.app_path),
+                     *self.worker_flags(), "--loglevel", "INFO"],
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )  # fmt: skip
         else:
             worker = multiprocessing.get_context("fork").Process(
                 target=_fork_entry, args=(self.app, self.settings), daemon=True
@@ -191,7 +198,12 @@ class CloudRun:
                     raise BrokerError(f"cloud worker {worker.pid} exited before the end")
             time.sleep(_POLL_S * 3)
         committed, end = self.committed_fraction()
-        raise BrokerError(f"cloud workers committed {committed}/{end} offsets in {timeout_s}s")
+        tails = "".join(
+            f"\n--- {path} ---\n" + path.read_text(errors="replace")[-3000:] for path in self.logs
+        )
+        raise BrokerError(
+            f"cloud workers committed {committed}/{end} offsets in {timeout_s}s{tails}"
+        )
 
     def read_topic(self, topic: str, partitions: int | None = None) -> list[Any]:
         """Every message of ``topic`` from the beginning to its current end."""

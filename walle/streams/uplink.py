@@ -204,7 +204,9 @@ class UplinkSender:
         producer, self._producer = self._producer, None
         if producer is not None:
             try:
-                producer.close(timeout=1)
+                # timeout=0 drops what it still holds instead of retrying it into whatever
+                # broker answers next; the rows stay in the outbox and go again.
+                producer.close(timeout=0)
             except Exception as exc:  # a producer already broken: nothing left to flush
                 _log.debug("producer close failed", error=str(exc))
 

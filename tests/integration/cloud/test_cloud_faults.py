@@ -36,16 +36,16 @@ def test_killed_workers_recover_state_from_the_changelog(broker, tmp_path) -> No
     thirds = [events[: len(events) // 3], events[len(events) // 3 : 2 * len(events) // 3],
               events[2 * len(events) // 3 :]]  # fmt: skip
     with CloudRun(app, broker, app_path=APP_PATH, datadir=tmp_path / "workers") as run:
-        first = run.start_worker()
+        doomed = run.start_worker()
+        run.start_worker()
         run.produce(thirds[0])
         run.wait_processed()
-        # A restart: the only worker dies; its successor starts from the committed offsets,
-        # so the windows open across the kill close right only with the changelog's state.
-        run.kill_worker(first)
-        second = run.start_worker()
-        run.start_worker()
-        run.produce(thirds[1])
-        run.kill_worker(second)  # mid-stream, with a peer that takes over its partitions
+        # SIGKILL one of the two workers while the next third is arriving, then restart it:
+        # the partitions move (survivor, then back), and each owner resumes a device from
+        # the state in the changelog-backed table at the committed offsets.
+        run.produce(thirds[1][: len(thirds[1]) // 2])
+        run.kill_worker(doomed)
+        run.produce(thirds[1][len(thirds[1]) // 2 :])
         run.start_worker()
         run.produce(thirds[2])
         run.wait_processed(timeout_s=120)

@@ -37,6 +37,9 @@ def make_producer(bootstrap: list[str] | str, **overrides: object):  # -> KafkaP
         # The embedded broker has no InitProducerId (no idempotent producer); duplicates
         # from retries are absorbed downstream by idempotent keys.
         "enable_idempotence": False,
+        # Topics are created explicitly (create_topics) with the partitions we mean. A topic
+        # the embedded broker auto-creates from a metadata request serves no records.
+        "allow_auto_create_topics": False,
         "linger_ms": 5,
         "request_timeout_ms": 10000,
         "bootstrap_timeout_ms": 5000,
