@@ -35,7 +35,7 @@ def _run(processor: BatchProcessor, messages: list[InputMessage], size: int) -> 
         result = processor.process(messages[start : start + size])
         outputs.extend(output.to_json() for output in result.emissions.outputs)
         processor.table.update(result.states)
-        processor.stored(result)
+        processor.stored(result.states)
     return outputs
 
 

@@ -95,9 +95,14 @@ class BatchProcessor:
             result.states[device_key] = blob
         return result
 
-    def stored(self, result: BatchResult) -> None:
-        """Record that ``result.states`` were written to the table (by identity)."""
-        self._written.update(result.states)
+    def stored(self, states: dict[bytes, bytes]) -> None:
+        """Record that ``states`` were written to the table (by identity)."""
+        self._written.update(states)
+
+    def forget(self, device_key: bytes) -> None:
+        """Drop a device's in-memory state; it is reloaded from the table when next seen."""
+        self.engine.forget_device(device_key.decode())
+        self._written.pop(device_key, None)
 
     def _decode(self, message: InputMessage, result: BatchResult) -> Event | None:
         if message.value is None:

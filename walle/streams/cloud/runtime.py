@@ -107,13 +107,33 @@ def build_faust_app(app: App, settings: CloudSettings) -> Any:
             sent += [await late.send(value=side_output_record("late", *item))
                      for item in emissions.late]  # fmt: skip
             await asyncio.gather(*sent)  # outputs acknowledged before the state moves
-            await _store_states(table, result.states)
-            processor.stored(result)
+            states = _owned_states(faust_app, settings.input_topic, result.states, processor)
+            await _store_states(table, states)
+            processor.stored(states)
             if result.bad:
                 _log.warning("bad input messages dead-lettered", count=len(result.bad))
 
     faust_app.agent(source, name="walle-engine")(run_engine)
     return faust_app
+
+
+def _owned_states(
+    faust_app: Any, topic: str, states: dict[bytes, bytes], processor: BatchProcessor
+) -> dict[bytes, bytes]:
+    """The states of devices whose input partition this worker still owns.
+
+    A batch taken before a rebalance may finish after its partitions moved; writing those
+    states would race the new owner's (a stale record last in the changelog). They are
+    dropped here and forgotten in memory; the new owner replays from committed offsets.
+    """
+    owned = {tp.partition for tp in faust_app.consumer.assignment() if tp.topic == topic}
+    kept = {}
+    for key, blob in states.items():
+        if faust_app.producer.key_partition(topic, key).partition in owned:
+            kept[key] = blob
+        else:
+            processor.forget(key)
+    return kept
 
 
 async def _store_states(table: Any, states: dict[bytes, bytes]) -> None:
