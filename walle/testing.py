@@ -1,5 +1,6 @@
 """Public helpers for testing walle apps: literal events, a collecting sink, a manual clock,
-and ``run_app`` which runs an App over events on the pure engine.
+``run_app`` (the pure engine), ``run_on_device`` (the SQLite device runtime),
+``run_on_cloud`` (faust workers on a Kafka-protocol broker) and ``compare_runtimes``.
 
 >>> from walle.streams import App, PageWindow, count
 >>> app = App("demo")
@@ -12,13 +13,15 @@ and ``run_app`` which runs an App over events on the pure engine.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
-from typing import Any
+from pathlib import Path
+from typing import Any, NamedTuple
 
 from walle.streams.app import App
 from walle.streams.engine import Engine
 from walle.streams.events import Event
-from walle.streams.results import Emissions
+from walle.streams.results import Emissions, Output
 
 
 def literal_events(
@@ -73,3 +76,57 @@ def run_app(app: App, events: Iterable[Event], *, close_at: int | None = None) -
     if close_at is not None:
         sink.add(engine.advance_to(close_at))
     return sink
+
+
+def run_on_device(app: App, events: Iterable[Event], db_path: str | Path) -> list[Output]:
+    """Run ``app`` over ``events`` on the device runtime (logged, then replayed from SQLite)."""
+    from walle.streams.device import DeviceRuntime
+
+    outputs: list[Output] = []
+    with DeviceRuntime(app, db_path, on_output=outputs.append) as runtime:
+        for event in events:
+            runtime.store.append_valid(event)
+        runtime.store.flush()
+        runtime.run()
+    return outputs
+
+
+def run_on_cloud(app: App, events: Iterable[Event], broker: Any, workers: int = 1) -> list[Output]:
+    """Run ``app`` over ``events`` on ``workers`` cloud workers; outputs, re-sent copies dropped.
+
+    ``broker`` is a started ``walle.broker.EmbeddedBroker`` or a ``kafka://`` URL.
+    """
+    from walle.testing_cloud import run_on_cloud as _run_on_cloud
+
+    return _run_on_cloud(app, events, broker, workers=workers)
+
+
+class RuntimeComparison(NamedTuple):
+    """Outputs of one log on both runtimes, and what only one of them produced."""
+
+    device: list[Output]
+    cloud: list[Output]
+    only_device: list[str]
+    only_cloud: list[str]
+
+    @property
+    def equal(self) -> bool:
+        """Whether both runtimes produced the same multiset of output records."""
+        return not self.only_device and not self.only_cloud
+
+
+def compare_runtimes(
+    app: App, events: Iterable[Event], broker: Any, db_path: str | Path, *, workers: int = 1
+) -> RuntimeComparison:
+    """Run one log on the device runtime and on the cloud runtime; compare byte for byte."""
+    events = list(events)
+    device = run_on_device(app, events, db_path)
+    cloud = run_on_cloud(app, events, broker, workers=workers)
+    on_device = Counter(o.to_json() for o in device)
+    on_cloud = Counter(o.to_json() for o in cloud)
+    return RuntimeComparison(
+        device,
+        cloud,
+        sorted((on_device - on_cloud).elements()),
+        sorted((on_cloud - on_device).elements()),
+    )
