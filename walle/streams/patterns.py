@@ -14,7 +14,7 @@ the README ("Trigger semantics"); ``walle.streams.naive`` is their executable de
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -247,9 +247,3 @@ def as_pattern(trigger: Pattern | Step) -> Pattern:
     if isinstance(trigger, Pattern):
         return trigger
     raise PlanError(f"a trigger must be a pattern or a step, got {type(trigger).__name__}")
-
-
-def step_from_mapping(spec: Mapping[str, Any]) -> Step:
-    """A step from a plain mapping (used by configuration files)."""
-    spec = dict(spec)
-    return on(spec.pop("event", None), spec.pop("page", None), **spec)
