@@ -76,10 +76,10 @@ def bench_append_latency(count: int = 20_000) -> tuple[float, float]:
     """
     from walle.logging import configure_logging
     from walle.streams.device import EventLog
-    from walle.streams.device.synthetic import synthetic_log
+    from walle.streams.generator import generate_events
 
     configure_logging("ERROR")
-    events = synthetic_log(20, count // 20 + 1, seed=11)[:count]
+    events = generate_events(20, count // 700 + 1, seed=11)[:count]
     latencies = []
     with (
         tempfile.TemporaryDirectory(prefix="walle-bench-") as folder,
@@ -95,10 +95,10 @@ def bench_append_latency(count: int = 20_000) -> tuple[float, float]:
 
 def make_bench_log(path: str | Path, devices: int = 200, events_per_device: int = 250) -> Path:
     """A synthetic JSONL log (~50k events) shaped like the item page-view example's input."""
-    from walle.streams.device.synthetic import synthetic_log
     from walle.streams.events import write_jsonl
+    from walle.streams.generator import generate_events
 
-    write_jsonl(path, synthetic_log(devices, events_per_device, seed=5))
+    write_jsonl(path, generate_events(devices, max(1, events_per_device // 36), seed=5))
     return Path(path)
 
 

@@ -9,79 +9,21 @@ end of the log as ``walle run`` does.
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 from walle.streams.events import Event, read_jsonl, write_jsonl
+from walle.streams.generator import generate_events
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 APPS = ("item_page_view", "clicks_per_category", "search_to_cart")
-CATEGORIES = ("shoes", "books", "phones", "toys")
-
-
-class _Device:
-    """One simulated user: a seq counter, an event-time clock, and a random source."""
-
-    def __init__(self, device_id: str, rng: random.Random, start_ts: int) -> None:
-        self.device_id, self.rng, self.ts, self.seq = device_id, rng, start_ts, 0
-        self.events: list[Event] = []
-
-    def emit(self, kind: str, page: str, args: dict | None = None, gap: tuple = (300, 4_000)):
-        self.seq += 1
-        self.ts += self.rng.randrange(*gap)
-        self.events.append(Event(self.device_id, self.seq, self.ts, kind, page, args or {}))
-
-    def item_visit(self, nested: bool = True) -> None:
-        item = f"item-{self.rng.randrange(100)}"
-        category = self.rng.choice(CATEGORIES)
-        self.emit("page_enter", "item", {"item_id": item, "category": category})
-        for _ in range(self.rng.randrange(0, 6)):
-            roll = self.rng.random()
-            if roll < 0.45:
-                self.emit("click", "item", {"item_id": item, "category": category})
-            elif roll < 0.8:
-                self.emit("scroll", "item", {"depth": self.rng.randrange(1, 100)})
-            elif roll < 0.9 and nested:
-                self.item_visit(nested=False)
-            else:
-                self.emit("exposure", "item", {"item_id": f"item-{self.rng.randrange(100)}"})
-        if self.rng.random() < 0.3:
-            price = self.rng.randrange(5, 300)
-            self.emit("add_to_cart", "item", {"item_id": item, "price": price})
-        self.emit("page_exit", "item", {"item_id": item})
-
-    def session(self) -> None:
-        self.emit("page_enter", "home", gap=(30_000, 400_000))
-        self.emit("page_exit", "home")
-        for _ in range(self.rng.randrange(1, 4)):
-            if self.rng.random() < 0.5:
-                self.emit("page_enter", "search", {"query": f"q{self.rng.randrange(20)}"})
-                self.emit("exposure", "search")
-                self.emit("page_exit", "search")
-            self.item_visit()
-
-
-def _device_log(number: int, seed: int, sessions: int) -> list[tuple[int, Event]]:
-    """``(arrival time, event)`` pairs of one device; some event times lag their arrival."""
-    rng = random.Random(f"walle-example:{seed}:{number}")
-    device = _Device(f"device-{number:02d}", rng, 1_767_225_600_000 + number * 7_000)
-    for _ in range(sessions):
-        device.session()
-    arrivals = [(event.ts, event) for event in device.events]
-    for index in range(5, len(arrivals), 23):  # a little disorder, within the 5 s bound
-        ts, event = arrivals[index]
-        arrivals[index] = (ts, event._replace(ts=event.ts - rng.randrange(0, 4_000)))
-    for index in range(40, len(arrivals), 150):  # and a few events far too late
-        ts, event = arrivals[index]
-        arrivals[index] = (ts, event._replace(ts=event.ts - 420_000))
-    return arrivals
 
 
 def example_log(seed: int, devices: int = 4, sessions: int = 12) -> list[Event]:
-    """Interleaved events of ``devices`` users in arrival order (ties: device, seq)."""
-    merged = [pair for n in range(devices) for pair in _device_log(n, seed, sessions)]
-    merged.sort(key=lambda pair: (pair[0], pair[1].device_id, pair[1].seq))
-    return [event for _, event in merged]
+    """A seeded log in upload order, with a little disorder, a few late and duplicate events."""
+    return generate_events(
+        devices, sessions, seed=seed, out_of_order_rate=0.05, late_rate=0.01,
+        duplicate_rate=0.01,
+    )  # fmt: skip
 
 
 def golden_outputs(app_path: Path, log_path: Path) -> list[str]:

@@ -27,8 +27,8 @@ app.stream("per_minute").window(Tumbling(60_000)).aggregate(events=count(), page
 
 @app.task(trigger=seq(enter("cart"), click("cart"), exit("cart")))
 def cart_click(window):
-    """Fires for a cart visit with a click; fails on a cart visit of item i13 (dead letter)."""
-    items = {event.args.get("item") for event in window.events}
-    if "i13" in items:
-        raise ValueError("item i13 is not sold any more")
-    return {"events": len(window.events), "items": sorted(item for item in items if item)}
+    """Fires for a cart visit with a click; fails on visits of 5, 10, ... events (dead letter)."""
+    if len(window.events) % 5 == 0:
+        raise ValueError(f"a visit of {len(window.events)} events is refused")
+    targets = {event.args.get("target") for event in window.events}
+    return {"events": len(window.events), "targets": sorted(t for t in targets if t)}

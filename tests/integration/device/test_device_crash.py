@@ -20,8 +20,8 @@ import pytest
 
 from walle.streams.app import load_app
 from walle.streams.device import DeviceRuntime, EventLog
-from walle.streams.device.synthetic import synthetic_log
 from walle.streams.events import write_jsonl
+from walle.streams.generator import generate_events
 
 HERE = Path(__file__).parent
 APP = HERE / "device_crash_app.py"
@@ -30,7 +30,7 @@ KILLS = 20
 
 
 def _log_with_late_events(path: Path) -> Path:
-    events = synthetic_log(30, 400, seed=7)
+    events = generate_events(30, 11, seed=7)
     shifted = [
         event._replace(ts=event.ts - 300_000) if index % 97 == 0 else event
         for index, event in enumerate(events)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from walle.streams.app import load_app
 from walle.streams.device import DeviceRuntime, RetentionPolicy, RuntimeSettings
-from walle.streams.device.synthetic import synthetic_log
 from walle.streams.engine import Engine
+from walle.streams.generator import generate_events
 
 APP = Path(__file__).parent / "device_crash_app.py"
 CHUNK = 2_000
@@ -20,7 +20,7 @@ CHUNK = 2_000
 
 def test_long_run_with_retention_stays_bounded_and_loses_nothing(tmp_path: Path) -> None:
     app = load_app(APP)
-    events = synthetic_log(20, 1_200, seed=3)
+    events = generate_events(20, 33, seed=3)
     db = tmp_path / "d.db"
     settings = RuntimeSettings(checkpoint_every_events=1_000, retention=RetentionPolicy())
     log_sizes, log_counts = [], []
@@ -50,7 +50,7 @@ def test_long_run_with_retention_stays_bounded_and_loses_nothing(tmp_path: Path)
 
 def test_size_bound_keeps_recent_consumed_events(tmp_path: Path) -> None:
     app = load_app(APP)
-    events = synthetic_log(10, 600, seed=4)
+    events = generate_events(10, 17, seed=4)
     policy = RetentionPolicy(max_bytes=200_000)
     settings = RuntimeSettings(retention=policy)
     with DeviceRuntime(app, tmp_path / "d.db", settings=settings) as runtime:
