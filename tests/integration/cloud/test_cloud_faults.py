@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 from collections import Counter
 from pathlib import Path
 
-import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from walle.streams import Engine, load_app
@@ -32,12 +30,6 @@ def _expected(app, events) -> Counter[str]:
     return Counter(output.to_json() for output in Engine(app).process_many(events).outputs)
 
 
-@pytest.mark.skipif(
-    os.environ.get("WALLE_CLOUD_KILL_TEST") != "1",
-    reason="opt-in (WALLE_CLOUD_KILL_TEST=1): about 1 run in 4 under `pytest -n 2` the restarted "
-    "faust worker reports ready and then stalls at the committed offsets on the embedded "
-    "broker; when it completes, the outputs are always equal",
-)
 def test_killed_worker_recovers_state_from_the_changelog(broker, tmp_path) -> None:
     app = load_app(APP_PATH)
     events = generate_events(devices=16, sessions=3, seed=5, out_of_order_rate=0.05)

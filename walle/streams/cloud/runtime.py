@@ -93,6 +93,7 @@ def build_faust_app(app: App, settings: CloudSettings) -> Any:
         key_type=bytes,
         value_type=bytes,
     )
+    table.on_recover(_hold_streams_until_seeked(faust_app))
     processor = BatchProcessor(Engine(app), table)
 
     async def run_engine(stream: Any) -> None:
@@ -115,6 +116,25 @@ def build_faust_app(app: App, settings: CloudSettings) -> Any:
 
     faust_app.agent(source, name="walle-engine")(run_engine)
     return faust_app
+
+
+def _hold_streams_until_seeked(faust_app: Any) -> Any:
+    """A table-recovery callback that stops message delivery until faust's seek is done.
+
+    After a recovery that read a changelog, faust (0.15) leaves its fetcher running, then
+    resumes the input partitions and only then seeks them to the committed offsets. Input
+    messages fetched in between reach the agent, and the seek then rewinds faust's read
+    offsets under them: later messages are skipped as a bogus "gap" whose offsets count as
+    acknowledged (events lost, outputs wrong), or the acknowledged-offset list gets
+    duplicates and commits stop advancing (the restarted worker "stalls"). Faust runs table
+    recovery callbacks just before that resume-then-seek step and resumes the flow after
+    it, so stopping the flow here makes delivery start exactly at the committed offsets.
+    """
+
+    async def hold_streams() -> None:
+        faust_app.consumer.stop_flow()
+
+    return hold_streams
 
 
 def _owned_states(
