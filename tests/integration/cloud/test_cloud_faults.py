@@ -37,12 +37,12 @@ def test_killed_worker_recovers_state_from_the_changelog(broker, tmp_path) -> No
               events[2 * len(events) // 3 :]]  # fmt: skip
     with CloudRun(app, broker, app_path=APP_PATH, datadir=tmp_path / "workers") as run:
         first = run.start_worker()
+        run.start_worker()
         run.produce(thirds[0])
         run.wait_processed()
-        # SIGKILL the worker while the next third is arriving, then start a new one: it
-        # resumes each device from the changelog-backed table at the committed offsets.
-        # (Two live workers with a kill among them are left out of the default run: faust
-        # rebalances can skip prefetched offsets or stall, see the cloud runtime's notes.)
+        # SIGKILL one of the two workers while the next third is arriving, then start a new
+        # one: the survivor and the newcomer take over its partitions and resume each device
+        # from the changelog-backed table at the committed offsets.
         run.produce(thirds[1][: len(thirds[1]) // 2])
         run.kill_worker(first)
         run.produce(thirds[1][len(thirds[1]) // 2 :])
