@@ -59,6 +59,7 @@ class Engine:
         self._buffer_events = 0
         for plan in app.plans:
             self._install(plan)
+        self._fingerprint = app.fingerprint  # cached: snapshots are taken per batch
 
     # -- tasks ---------------------------------------------------------------------------
 
@@ -77,6 +78,7 @@ class Engine:
         """Start running a new task (it sees events from now on)."""
         self.app.add(plan)
         self._install(plan)
+        self._fingerprint = self.app.fingerprint
 
     def remove_task(self, name: str) -> None:
         """Stop running a task and forget its state on every device."""
@@ -91,6 +93,7 @@ class Engine:
         for device in self._devices.values():
             device.tasks.pop(name, None)
         self._buffer_events = max((r.buffer_events for r in self._runners.values()), default=0)
+        self._fingerprint = self.app.fingerprint
 
     @property
     def trie(self) -> TriggerTrie:
@@ -189,7 +192,7 @@ class Engine:
         return max(device.max_ts - self._ooo, device.forced_wm)
 
     def _header(self) -> dict[str, Any]:
-        return {"version": _STATE_VERSION, "fingerprint": self.app.fingerprint}
+        return {"version": _STATE_VERSION, "fingerprint": self._fingerprint}
 
     def _check(self, blob: bytes, what: str) -> dict[str, Any]:
         try:
@@ -198,10 +201,10 @@ class Engine:
             raise StateError(f"{what} is not a walle engine snapshot: {exc}") from None
         if not isinstance(data, dict) or data.get("version") != _STATE_VERSION:
             raise StateError(f"{what} has an unknown snapshot version")
-        if data.get("fingerprint") != self.app.fingerprint:
+        if data.get("fingerprint") != self._fingerprint:
             raise StateError(
                 f"{what} was written by app fingerprint {data.get('fingerprint')}, this app is "
-                f"{self.app.fingerprint}: its tasks changed; replay the log from the start"
+                f"{self._fingerprint}: its tasks changed; replay the log from the start"
             )
         return data
 
