@@ -8,7 +8,7 @@ from collections import Counter
 
 from walle.streams import App, Engine, Event, PageWindow, Tumbling, count, distinct
 from walle.streams.cloud.batch import BatchProcessor, InputMessage
-from walle.streams.device.synthetic import synthetic_log
+from walle.streams.generator import generate_events
 
 
 def _app() -> App:
@@ -26,7 +26,7 @@ def _messages(events: list[Event], start_offset: int = 0) -> list[InputMessage]:
 
 
 def _events() -> list[Event]:
-    return list(synthetic_log(devices=4, events_per_device=120, seed=3))
+    return generate_events(devices=4, sessions=4, seed=3)
 
 
 def _run(processor: BatchProcessor, messages: list[InputMessage], size: int) -> list[str]:
