@@ -8,6 +8,7 @@ features must be the item page-view record of examples/item_page_view.py.
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -42,6 +43,8 @@ def _usable(name: str) -> bool:
     try:
         get_backend(name)
     except BackendError:
+        if name in os.environ.get("WALLE_REQUIRE_BACKENDS", "").split(","):
+            raise  # a required backend that is missing fails instead of skipping
         return False
     return True
 
