@@ -23,6 +23,7 @@ from walle.streams.plan import Plan
 from walle.streams.results import DeadLetter, Emissions, LateEvent, Output
 from walle.streams.trie import TrieState, TriggerTrie
 from walle.streams.windowing import TaskRunner
+from walle.streams.windows import Span
 
 __all__ = ["DeadLetter", "Emissions", "Engine", "LateEvent", "Output"]
 
@@ -42,6 +43,32 @@ class DeviceState:
     buffer: deque[Event] = field(default_factory=deque)
     tasks: dict[str, Any] = field(default_factory=dict)
 
+    # Snapshots are taken per device per batch on the cloud: the buffered events pickle as
+    # plain tuples, about 5x cheaper than named tuples (each pickled via its class).
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["buffer"] = [tuple(event) for event in self.buffer]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state["buffer"] = deque(Event._make(row) for row in state["buffer"])
+        self.__dict__.update(state)
+
+    def trim_buffer(self) -> None:
+        """Drop buffered events older than every active partial match.
+
+        Only for span windows (a fire's window runs from its match's start): a future fire
+        starts at a partial match active now or at a future event, so older events can
+        never be read again.
+        """
+        buffer = self.buffer
+        if not buffer:
+            return
+        starts = self.trie.active.values()
+        oldest = min(seq for seq, _ in starts) if starts else buffer[-1].seq + 1
+        while buffer and buffer[0].seq < oldest:
+            buffer.popleft()
+
 
 class Engine:
     """Runs an App's plans over events of any number of devices."""
@@ -57,6 +84,7 @@ class Engine:
         self._fired_by: dict[int, TaskRunner] = {}
         self._patterns: dict[str, int] = {}
         self._buffer_events = 0
+        self._trim_buffers = False
         for plan in app.plans:
             self._install(plan)
         self._fingerprint = app.fingerprint  # cached: snapshots are taken per batch
@@ -72,7 +100,7 @@ class Engine:
             self._fired_by[index] = runner
         else:
             self._window_runners.append(runner)
-        self._buffer_events = max((r.buffer_events for r in self._runners.values()), default=0)
+        self._update_buffering()
 
     def add_task(self, plan: Plan) -> None:
         """Start running a new task (it sees events from now on)."""
@@ -92,8 +120,13 @@ class Engine:
             self._window_runners.remove(runner)
         for device in self._devices.values():
             device.tasks.pop(name, None)
-        self._buffer_events = max((r.buffer_events for r in self._runners.values()), default=0)
+        self._update_buffering()
         self._fingerprint = self.app.fingerprint
+
+    def _update_buffering(self) -> None:
+        users = [r for r in self._runners.values() if r.buffer_events]
+        self._buffer_events = max((r.buffer_events for r in users), default=0)
+        self._trim_buffers = bool(users) and all(isinstance(r.spec, Span) for r in users)
 
     @property
     def trie(self) -> TriggerTrie:
@@ -210,6 +243,9 @@ class Engine:
 
     def snapshot(self) -> bytes:
         """The whole engine state (every device), as bytes."""
+        if self._trim_buffers:
+            for device in self._devices.values():
+                device.trim_buffer()
         return pickle.dumps({**self._header(), "devices": self._devices}, protocol=5)
 
     @classmethod
@@ -221,7 +257,10 @@ class Engine:
 
     def snapshot_device(self, device_id: str) -> bytes:
         """One device's state, its last applied sequence number included."""
-        return pickle.dumps({**self._header(), "device": self._device(device_id)}, protocol=5)
+        device = self._device(device_id)
+        if self._trim_buffers:
+            device.trim_buffer()
+        return pickle.dumps({**self._header(), "device": device}, protocol=5)
 
     def restore_device(self, device_id: str, blob: bytes) -> None:
         """Load one device's state (as written by ``snapshot_device``)."""

@@ -100,3 +100,18 @@ def test_window_assignment_matches_brute_force(size, hop, ts):
         assert hopping.starts(ts) == [
             s for s in range(0, ts + 1) if s % hop == 0 and s <= ts < s + size
         ]
+
+
+def test_span_buffers_are_trimmed_to_the_oldest_active_match_in_snapshots():
+    """Snapshots keep only the buffered events a future span window can still read."""
+    app = APPS[2]  # search_to_cart: Span(max_events=500)
+    engine = Engine(app)
+    engine.process_many(_log(5))
+    for device_id in engine.devices():
+        engine.snapshot_device(device_id)
+        state = engine._devices[device_id]
+        starts = [seq for seq, _ in state.trie.active.values()]
+        if not starts:
+            assert not state.buffer
+        else:
+            assert state.buffer[0].seq >= min(starts)

@@ -5,6 +5,8 @@ batch: the engine runs (``BatchProcessor``), outputs go to the output topic keye
 ``Output.key``, late events and dead letters to their side topics, and only once the broker
 acknowledged those does each touched device's state go to the changelog-backed table (one
 key per device, the device's last applied seq inside). Offsets are acknowledged after that.
+Those waits run in a ``BatchCommitter``, batch after batch, while the engine goes on with
+the next batches.
 
 Guarantee: at-least-once. A crash may re-deliver events whose offsets were not committed;
 the state record then already holds their seq (they are skipped as duplicates) or it does
@@ -17,12 +19,14 @@ Apache Kafka, exactly-once would come from faust's ``processing_guarantee="exact
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 from walle.broker import create_topics, parse_broker_url
 from walle.logging import get_logger
 from walle.streams.app import App
 from walle.streams.cloud.batch import BatchProcessor, InputMessage, side_output_record
+from walle.streams.cloud.commit import BatchCommitter
 from walle.streams.cloud.settings import STATE_TABLE, CloudSettings
 from walle.streams.engine import Engine
 
@@ -96,26 +100,45 @@ def build_faust_app(app: App, settings: CloudSettings) -> Any:
     table.on_recover(_hold_streams_until_seeked(faust_app))
     processor = BatchProcessor(Engine(app), table)
 
+    async def finish(step: _Processed) -> None:
+        await asyncio.gather(*step.sent)  # outputs acknowledged before the state moves
+        states = _owned_states(faust_app, settings.input_topic, step.states, processor)
+        await _store_states(table, states)
+        processor.stored(states)
+        for event in step.events:  # offsets acknowledged once the state is stored
+            await step.stream.ack(event)
+
     async def run_engine(stream: Any) -> None:
-        async for batch in stream.take_events(settings.batch_size, settings.batch_within_s):
-            result = processor.process([_input_message(event.message) for event in batch])
-            emissions = result.emissions
-            sent = [await outputs.send(key=o.key.encode(), value=o.to_json().encode())
-                    for o in emissions.outputs]  # fmt: skip
-            sent += [await dead.send(value=bad) for bad in result.bad]
-            sent += [await dead.send(value=side_output_record("dead", *item))
-                     for item in emissions.dead]  # fmt: skip
-            sent += [await late.send(value=side_output_record("late", *item))
-                     for item in emissions.late]  # fmt: skip
-            await asyncio.gather(*sent)  # outputs acknowledged before the state moves
-            states = _owned_states(faust_app, settings.input_topic, result.states, processor)
-            await _store_states(table, states)
-            processor.stored(states)
-            if result.bad:
-                _log.warning("bad input messages dead-lettered", count=len(result.bad))
+        committer = BatchCommitter(finish, depth=settings.batches_in_flight)
+        try:
+            async for batch in stream.noack_take(settings.batch_size, settings.batch_within_s):
+                result = processor.process([_input_message(event.message) for event in batch])
+                emissions = result.emissions
+                sent = [await outputs.send(key=o.key.encode(), value=o.to_json().encode())
+                        for o in emissions.outputs]  # fmt: skip
+                sent += [await dead.send(value=bad) for bad in result.bad]
+                sent += [await dead.send(value=side_output_record("dead", *item))
+                         for item in emissions.dead]  # fmt: skip
+                sent += [await late.send(value=side_output_record("late", *item))
+                         for item in emissions.late]  # fmt: skip
+                if result.bad:
+                    _log.warning("bad input messages dead-lettered", count=len(result.bad))
+                await committer.submit(_Processed(stream, batch, sent, result.states))
+        finally:
+            committer.close()
 
     faust_app.agent(source, name="walle-engine")(run_engine)
     return faust_app
+
+
+@dataclass(frozen=True)
+class _Processed:
+    """A batch the engine ran: what the committer must wait for, store and acknowledge."""
+
+    stream: Any
+    events: list[Any]
+    sent: list[Any]
+    states: dict[bytes, bytes]
 
 
 def _hold_streams_until_seeked(faust_app: Any) -> Any:
@@ -192,4 +215,7 @@ def run_worker(app: App, settings: CloudSettings, *, loglevel: str = "WARNING") 
     declare_topics(app, settings)
     faust_app = build_faust_app(app, settings)
     worker = faust.Worker(faust_app, loglevel=loglevel, quiet=True)
+    # faust's start-up spinner sets the root logger to DEBUG, so every debug call of faust
+    # and aiokafka (several per message) would build a log record only to drop it.
+    worker.spinner = None
     worker.execute_from_commandline()
