@@ -7,7 +7,10 @@
       load that task's state from a table, run it, write the state back and send the
       outputs; (b) / (c) is the ratio;
   (d) end-to-end latency p50/p99 from producing an event to receiving the output it
-      caused, with a warm worker and a paced producer.
+      caused, with a warm worker and a paced producer;
+  (e) the faust ceiling: a faust agent, configured as the worker is, that takes the same
+      batches and acknowledges them without doing anything else. What separates (a)
+      from (e) is faust's per-message delivery, which every faust worker pays.
 
 Rates (b) and (c) are timed from the worker's first offset commit to its last, so worker
 start-up and group joins are not counted. Run:
@@ -145,12 +148,42 @@ def _naive_worker(app: App, settings: CloudSettings) -> None:
 
     faust_app.agent(source, name="naive")(naive)
     worker = faust.Worker(faust_app, loglevel="WARNING", quiet=True)
+    worker.spinner = None  # as the walle worker: no root logger at DEBUG
     worker.execute_from_commandline()
 
 
-def _start_naive(run: CloudRun, app: App) -> None:
+def _empty_worker(app: App, settings: CloudSettings) -> None:
+    """The walle worker's faust app with an agent that only takes and acknowledges."""
+    import faust
+
+    from walle.streams.cloud.transport import install_transport
+
+    os.setsid()
+    faust_app = faust.App(
+        settings.resolved_app_id(app.name), broker=settings.broker,
+        store="memory://", web_enabled=False, topic_partitions=settings.partitions,
+        consumer_auto_offset_reset="earliest", broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=settings.heartbeat_s,
+        broker_commit_interval=settings.commit_interval_s, key_serializer="raw",
+        value_serializer="raw", datadir=str(settings.datadir),
+    )  # fmt: skip
+    install_transport(faust_app, settings.fetch_max_wait_ms)
+    source = faust_app.topic(settings.input_topic, key_type=bytes, value_type=bytes)
+
+    async def empty(stream: Any) -> None:
+        async for batch in stream.noack_take(settings.batch_size, settings.batch_within_s):
+            for event in batch:
+                await stream.ack(event)
+
+    faust_app.agent(source, name="empty")(empty)
+    worker = faust.Worker(faust_app, loglevel="WARNING", quiet=True)
+    worker.spinner = None
+    worker.execute_from_commandline()
+
+
+def _start_in_fork(run: CloudRun, app: App, target: Any) -> None:
     process = multiprocessing.get_context("fork").Process(
-        target=_naive_worker, args=(app, run.settings), daemon=True
+        target=target, args=(app, run.settings), daemon=True
     )
     process.start()
     run.workers.append(process)
@@ -240,7 +273,14 @@ def main() -> None:
             changelog = f"{naive_run.settings.app_id}-naive-state-changelog"
             create_topics(naive_run.bootstrap, {changelog: 4})
             naive_run.produce(events)
-            naive_rate = _timed_processing(naive_run, lambda: _start_naive(naive_run, app))
+            naive_rate = _timed_processing(
+                naive_run, lambda: _start_in_fork(naive_run, app, _naive_worker)
+            )
+        with CloudRun(app, broker) as empty_run:
+            empty_run.produce(events)
+            empty_rate = _timed_processing(
+                empty_run, lambda: _start_in_fork(empty_run, app, _empty_worker)
+            )
         with CloudRun(app, broker, batch_size=500) as live:
             live.start_worker()
             live.produce(events[:200])
@@ -256,6 +296,8 @@ def main() -> None:
         f"(d) produce->output latency at 1,000 events/s: "
         f"p50 {_percentile(latencies, 0.5) * 1e3:.1f} ms, "
         f"p99 {_percentile(latencies, 0.99) * 1e3:.1f} ms over {len(latencies)} outputs",
+        f"(e) faust ceiling (take + ack only): {empty_rate:10,.0f} events/s = "
+        f"{empty_rate / raw:.1%} of (a); (b) = {walle_rate / empty_rate:.0%} of (e)",
     ]
     report = "\n".join(lines)
     print(report)

@@ -101,6 +101,20 @@ def uplink_command(
 @click.option("--partitions", default=4, show_default=True, type=click.IntRange(1, 1024))
 @click.option("--replication", default=1, show_default=True, type=click.IntRange(1, 16))
 @click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 100_000))
+@click.option(
+    "--batches-in-flight",
+    default=4,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Processed batches that may wait for the broker's acknowledgements at once.",
+)
+@click.option(
+    "--fetch-max-wait",
+    default=50,
+    show_default=True,
+    type=click.IntRange(1, 30_000),
+    help="Milliseconds a fetch may wait for new events (bounds latency on a quiet stream).",
+)
 @click.option("--session-timeout", default=6.0, show_default=True, type=float, help="Seconds.")
 @click.option(
     "--datadir", default="walle-worker-data", show_default=True, type=click.Path(file_okay=False)
@@ -120,6 +134,8 @@ def worker_command(
     partitions: int,
     replication: int,
     batch_size: int,
+    batches_in_flight: int,
+    fetch_max_wait: int,
     session_timeout: float,
     datadir: str,
     exactly_once: bool,
@@ -134,7 +150,8 @@ def worker_command(
     settings = CloudSettings(
         broker=broker_url, app_id=app_id, input_topic=input_topic, output_topic=output_topic,
         dead_letter_topic=dead_letter_topic, late_topic=late_topic, partitions=partitions,
-        replication=replication, batch_size=batch_size, session_timeout_s=session_timeout,
+        replication=replication, batch_size=batch_size, batches_in_flight=batches_in_flight,
+        fetch_max_wait_ms=fetch_max_wait, session_timeout_s=session_timeout,
         datadir=Path(datadir), exactly_once=exactly_once,
     )  # fmt: skip
     run_worker(app, settings, loglevel=loglevel)

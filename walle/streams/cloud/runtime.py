@@ -28,6 +28,7 @@ from walle.streams.app import App
 from walle.streams.cloud.batch import BatchProcessor, InputMessage, side_output_record
 from walle.streams.cloud.commit import BatchCommitter
 from walle.streams.cloud.settings import STATE_TABLE, CloudSettings
+from walle.streams.cloud.transport import install_transport
 from walle.streams.engine import Engine
 
 _log = get_logger("cloud")
@@ -82,6 +83,7 @@ def build_faust_app(app: App, settings: CloudSettings) -> Any:
         key_serializer="raw",
         value_serializer="raw",
     )
+    install_transport(faust_app, settings.fetch_max_wait_ms)
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
            "value_serializer": "raw"}  # fmt: skip
     source = faust_app.topic(settings.input_topic, partitions=settings.partitions, **raw)

@@ -32,6 +32,7 @@ class CloudSettings(pydantic.BaseModel):
     batch_size: int = pydantic.Field(default=500, ge=1)
     batch_within_s: float = pydantic.Field(default=0.05, gt=0)
     batches_in_flight: int = pydantic.Field(default=4, ge=1, le=64)
+    fetch_max_wait_ms: int = pydantic.Field(default=50, ge=1, le=30_000)
     session_timeout_s: float = pydantic.Field(default=6.0, gt=0)
     heartbeat_s: float = pydantic.Field(default=1.0, gt=0)
     commit_interval_s: float = pydantic.Field(default=0.5, gt=0)
