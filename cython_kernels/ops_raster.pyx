@@ -66,9 +66,68 @@ cdef extern from *:
             }
         }
     }
+    #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+    #define WALLE_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+    #else
+    #define WALLE_CLONES
+    #endif
+    /* One pass per (kh, kw) over an output row of n elements read at source stride ST. */
+    #define WALLE_WINDOW_ROW(ST) \\
+        if (first) { for (long t = 0; t < n; t++) dst[t] = src[t * (ST)]; } \\
+        else if (kind == 2) { \\
+            for (long t = 0; t < n; t++) { float v = src[t * (ST)]; \\
+                                            dst[t] = v > dst[t] ? v : dst[t]; } } \\
+        else { for (long t = 0; t < n; t++) dst[t] += src[t * (ST)]; }
+    static inline __attribute__((always_inline)) void walle_window_row(
+            const float* restrict src, float* restrict dst, long n, long st, int kind,
+            int first) {
+        if (st == 2) { WALLE_WINDOW_ROW(2) }
+        else if (st == 1) { WALLE_WINDOW_ROW(1) }
+        else { WALLE_WINDOW_ROW(st) }
+    }
+    /* dst[t] (op)= src[2t] op src[2t + 1]: both window columns in one pass */
+    static inline __attribute__((always_inline)) void walle_window_pairs(
+            const float* restrict src, float* restrict dst, long n, int kind, int first) {
+        if (kind == 2) {
+            for (long t = 0; t < n; t++) {
+                float p = src[2 * t], q = src[2 * t + 1];
+                float v = p > q ? p : q;
+                dst[t] = first ? v : (v > dst[t] ? v : dst[t]);
+            }
+        } else {
+            for (long t = 0; t < n; t++) {
+                float v = src[2 * t] + src[2 * t + 1];
+                dst[t] = first ? v : dst[t] + v;
+            }
+        }
+    }
+    /* y[rows, n] = reduce over (kh, kw) windows; rows walk (n, c, oh) = sizes 2..4. Each
+       output row is finished (all KH x KW passes) while it is in L1. */
+    WALLE_CLONES static void walle_window_reduce(const float* x, float* y, const long* sz,
+                                                 const long* st, int kind, float scale) {
+        long rows = sz[2] * sz[3] * sz[4], n = sz[5];
+        for (long o = 0; o < rows; o++) {
+            long i = o / (sz[3] * sz[4]), j = (o / sz[4]) % sz[3], q = o % sz[4];
+            const float* base = x + i * st[2] + j * st[3] + q * st[4];
+            float* dst = y + o * n;
+            if (sz[1] == 2 && st[1] == 1 && st[5] == 2) {  /* 2-wide windows, stride 2 */
+                for (long a = 0; a < sz[0]; a++)
+                    walle_window_pairs(base + a * st[0], dst, n, kind, a == 0);
+            } else {
+                for (long a = 0; a < sz[0]; a++)
+                    for (long b = 0; b < sz[1]; b++)
+                        walle_window_row(base + a * st[0] + b * st[1], dst, n, st[5], kind,
+                                         a == 0 && b == 0);
+            }
+            if (kind == 1)
+                for (long t = 0; t < n; t++) dst[t] *= scale;
+        }
+    }
     """
     void walle_transpose2d(const float* s, float* d, long n0, long n1, long ss1,
                            long ds0) nogil
+    void walle_window_reduce(const float* x, float* y, const long* sz, const long* st,
+                             int kind, float scale) nogil
 
 DEF RANK = 6
 DEF MODE = 2 + 3 * RANK  # column of the spec holding the inner-loop mode
@@ -189,8 +248,9 @@ cdef class WindowReduceKernel:
 
     The region is a pooling raster's (sizes [KH, KW, N, C, OH, OW], destination contiguous);
     ``kind`` 0 sums, 2 takes the max (as ops_math's reduce kinds; mean = sum / (KH * KW)).
-    Each window offset (kh, kw) is one pass over the output, the innermost run a strided
-    read of the input row: half the memory traffic of raster + reduce, and no 4x buffer.
+    Each output row gets its KH x KW passes (strided reads of input rows) while it stays in
+    L1: one write of the output, no window buffer, and vectorised strided loads (target
+    clones) for the common strides 1 and 2.
     """
 
     cdef const float* x
@@ -219,43 +279,6 @@ cdef class WindowReduceKernel:
         self.scale = 1.0 / (region.sizes[0] * region.sizes[1]) if kind == 1 else 1.0
 
     def run(self):
-        cdef long k0, k1, o, i, j, q, n_out, rows, cols
-        cdef const float* src
-        cdef float* dst
-        cdef float v
         with nogil:
-            rows = self.sizes[2] * self.sizes[3] * self.sizes[4]
-            cols = self.sizes[5]
-            n_out = rows * cols
-            for k0 in range(self.sizes[0]):
-                for k1 in range(self.sizes[1]):
-                    for o in range(rows):
-                        # o walks (n, c, oh); the source offset of that output row:
-                        i = o // (self.sizes[3] * self.sizes[4])
-                        j = (o // self.sizes[4]) % self.sizes[3]
-                        q = o % self.sizes[4]
-                        src = self.x + (self.offset + k0 * self.strides[0] + k1 * self.strides[1]
-                                        + i * self.strides[2] + j * self.strides[3]
-                                        + q * self.strides[4])
-                        dst = self.y + o * cols
-                        _window_row(src, dst, cols, self.strides[5], self.kind,
-                                    k0 == 0 and k1 == 0)
-            if self.kind == 1:
-                for o in range(n_out):
-                    self.y[o] *= self.scale
-
-
-cdef inline void _window_row(const float* src, float* dst, long n, long stride, int kind,
-                             bint first) noexcept nogil:
-    cdef long j
-    cdef float v
-    if first:
-        for j in range(n):
-            dst[j] = src[j * stride]
-    elif kind == 2:
-        for j in range(n):
-            v = src[j * stride]
-            dst[j] = v if v > dst[j] else dst[j]
-    else:
-        for j in range(n):
-            dst[j] += src[j * stride]
+            walle_window_reduce(self.x + self.offset, self.y, self.sizes, self.strides,
+                                self.kind, self.scale)

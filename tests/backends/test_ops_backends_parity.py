@@ -162,6 +162,57 @@ def test_ops_conv_and_pooling(backend, n, c, hw, k, s, p) -> None:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @settings(max_examples=8, deadline=None)
+@given(c=st.integers(1, 9), cout=st.integers(1, 19), h=st.integers(3, 12), w=st.integers(3, 75),
+       k=st.sampled_from([(1, 1), (3, 3), (2, 3)]), s=st.integers(1, 2), d=st.integers(1, 2),
+       act=st.sampled_from(["none", "relu", "sigmoid"]), bias=st.booleans(),
+       seed=st.integers(0, 50))
+def test_ops_conv_wide_rows_and_channel_blocks(backend, c, cout, h, w, k, s, d, act, bias,
+                                               seed) -> None:
+    """conv2d + bias + act beyond the direct kernel's 8-channel x 16/32-column register tiles
+    (ragged channel blocks and column edges, strides, dilations): the ``fused.conv2d`` step."""
+    weight = _arr((cout, c, *k), seed + 1)
+
+    def build(b, names):
+        y = b.conv2d(names["x"], b.const(weight), b.const(_arr((cout,), seed + 2)) if bias
+                     else None, strides=(s, s), pads=(1, 0, 1, 2), dilations=(d, d))
+        return y if act == "none" else b.unary(act, y)
+
+    _check_each_algorithm(build, {"x": _arr((2, c, h + 2 * d, w + 2 * d), seed)}, backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ops_conv_large_enough_for_threads(backend) -> None:
+    """A CNN-sized conv + relu (work split over threads where the backend does that)."""
+    weight, bias = _arr((16, 8, 3, 3), 20), _arr((16,), 21)
+
+    def build(b, names):
+        return b.relu(b.conv2d(names["x"], b.const(weight), b.const(bias), pads=(1, 1, 1, 1)))
+
+    _check_each_algorithm(build, {"x": _arr((2, 8, 32, 32), 22)}, backend)
+
+
+def _check_each_algorithm(build, feeds: dict[str, np.ndarray], backend: str) -> None:
+    """Like _check, once per algorithm the backend offers for the graph's fused steps."""
+    from walle.ops.fusion import find_steps
+    from walle.ops.plan import Choice, CompiledPlan, is_alias
+
+    b = GraphBuilder()
+    names = {k: b.input(k, v.shape) for k, v in feeds.items()}
+    graph = b.build([build(b, names)])
+    want = run_reference(graph, feeds)[0]
+    be, ref = get_backend(backend), get_backend("numpy")
+    steps = [s for s in find_steps(graph) if not is_alias(s, graph)]
+    offered = {s.name: be.algorithms(s, graph) for s in steps}
+    for round_ in range(max(len(a) for a in offered.values())):
+        choices = {s.name: Choice(backend, a[round_ % len(a)], 0.0) if (a := offered[s.name])
+                   else Choice("numpy", "default", 0.0) for s in steps}
+        plan = CompiledPlan(graph, find_steps(graph), choices, {backend: be, "numpy": ref})
+        got = plan(*feeds.values())[0]
+        np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@settings(max_examples=8, deadline=None)
 @given(shape=st.lists(st.integers(1, 70), min_size=2, max_size=4), data=st.data())
 def test_ops_transpose_beyond_one_tile(backend, shape, data) -> None:
     """Transposes larger than the 32x32 tiles and the 4x4 register blocks, ragged edges."""

@@ -10,6 +10,10 @@ Recognised chains (exactly the ones :mod:`walle.ops.composites` and the ONNX imp
   the activation may sit behind a reshape (conv2d's matmul output is reshaped to NCHW before
   the model's Relu): the fused kernel then writes the activation's buffer viewed in the
   matmul's shape, and the reshape is one of the step's parts;
+- ``fused.conv2d``: conv2d's im2col raster (one rank-6 region [N, C, KH, KW, OH, OW],
+  contiguous destination), its reshape to [N, C*KH*KW, OH*OW] and the matmul by constant
+  weights, with the same bias/activation tail as above; a backend with a direct convolution
+  kernel reads the raster's input through the region and never builds the im2col buffer;
 - ``fused.softmax``: reduce max, sub, exp, reduce sum, div over the last axis;
 - ``fused.layernorm``: mean, sub, mul, mean, add eps, sqrt, div, (* gamma), (+ beta), last axis;
 - ``fused.window_reduce``: a pooling window raster (one rank-6 region, contiguous
@@ -91,7 +95,7 @@ def find_steps(graph: Graph) -> list[Step]:
     for node in graph.nodes:
         if node.name in claimed:
             continue
-        step = (_match_softmax(m, node) or _match_layernorm(m, node)
+        step = (_match_softmax(m, node) or _match_layernorm(m, node) or _match_conv(m, node)
                 or _match_linear(m, node) or _match_window_reduce(m, node))
         if step is not None:
             for part in step.parts:
@@ -118,7 +122,17 @@ def _match_linear(m: _Matcher, mm: Node) -> Step | None:
         side, bias_shapes = "left", {(out_shape[-2], 1), (1, out_shape[-2], 1)}
     else:
         return None
-    parts, inputs, last = [mm], [a, b], mm.output
+    parts, inputs, last, attrs = _bias_act_tail(m, [mm], [a, b], mm.output, bias_shapes)
+    if len(parts) == 1:
+        return None
+    return Step("fused.matmul_bias_act", mm.name, tuple(inputs), last,
+                (*attrs, ("side", side)), tuple(parts))
+
+
+def _bias_act_tail(m: _Matcher, parts: list[Node], inputs: list[str], last: str,
+                   bias_shapes: set[tuple[int, ...]]
+                   ) -> tuple[list[Node], list[str], str, tuple[tuple[str, Any], ...]]:
+    """Extend a matmul chain by a constant bias add and an activation (maybe after a reshape)."""
     add = m.only_consumer(last)
     bias = None
     if m.is_op(add, "binary", "add"):
@@ -136,10 +150,35 @@ def _match_linear(m: _Matcher, mm: Node) -> Step | None:
     if m.is_op(act, "unary") and act.attr("kind") in _ACTS:
         act_kind, last = act.attr("kind"), act.output
         parts += [reshape, act] if reshape is not None else [act]
-    if len(parts) == 1:
+    return parts, inputs, last, (("act", act_kind), ("has_bias", bias is not None))
+
+
+def _match_conv(m: _Matcher, im2col: Node) -> Step | None:
+    """im2col raster [N, C, KH, KW, OH, OW] -> reshape -> constant-weight matmul (+ tail)."""
+    if im2col.op != "raster" or im2col.attr("fill") is not None:
         return None
-    attrs = (("act", act_kind), ("has_bias", bias is not None), ("side", side))
-    return Step("fused.matmul_bias_act", mm.name, tuple(inputs), last, attrs, tuple(parts))
+    regions = im2col.attr("regions")
+    if len(regions) != 1 or len(regions[0].sizes) != 6:
+        return None
+    r = regions[0]
+    if r.dst_offset != 0 or r.dst_strides != contiguous_strides(r.sizes):
+        return None
+    n, c, kh, kw, oh, ow = r.sizes
+    flat = m.only_consumer(im2col.output)
+    if not m.is_op(flat, "raster") or m.graph.shape(flat.output) != (n, c * kh * kw, oh * ow):
+        return None
+    if not is_identity_raster(flat, m.graph.shape(im2col.output), m.graph.shape(flat.output)):
+        return None
+    mm = m.only_consumer(flat.output)
+    if not m.is_op(mm, "matmul") or mm.inputs[1] != flat.output or not m.const(mm.inputs[0]):
+        return None
+    if len(m.graph.shape(mm.inputs[0])) != 2:
+        return None
+    cout = m.graph.shape(mm.inputs[0])[0]
+    parts, inputs, last, attrs = _bias_act_tail(
+        m, [im2col, flat, mm], [im2col.inputs[0], mm.inputs[0]], mm.output,
+        {(cout, 1), (1, cout, 1)})
+    return Step("fused.conv2d", im2col.name, tuple(inputs), last, attrs, tuple(parts))
 
 
 def _match_softmax(m: _Matcher, rmax: Node) -> Step | None:

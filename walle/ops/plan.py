@@ -34,9 +34,16 @@ def is_alias(step: Step, graph: Graph) -> bool:
 
 
 def allocate(graph: Graph, steps: list[Step], fill: float | None = None) -> Buffers:
-    """One buffer per value; aliases for reshape rasters; constants as given."""
+    """One buffer per value; aliases for reshape rasters; constants as given.
+
+    A reshape inside a fused step aliases too (conv2d's im2col reshape): a backend running
+    the step's parts skips it (:func:`walle.ops.backends.base.is_aliased_part`).
+    """
     buffers: Buffers = dict(graph.constants)
     alias = {s.output: s.inputs[0] for s in steps if is_alias(s, graph)}
+    alias.update({node.output: node.inputs[0] for s in steps if s.fused for node in s.parts
+                  if node.op == "raster" and is_identity_raster(
+                      node, graph.shape(node.inputs[0]), graph.shape(node.output))})
     for name in graph.inputs:
         buffers[name] = _new(graph.shape(name), fill)
     for node in graph.nodes:

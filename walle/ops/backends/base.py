@@ -68,7 +68,8 @@ class Backend(ABC):
         if algorithm == "parts":
             calls: list[Call] = []
             for part in step.parts:
-                calls += self.compile(atomic_step(part), "default", graph, buffers)
+                if not is_aliased_part(part, buffers):
+                    calls += self.compile(atomic_step(part), "default", graph, buffers)
             return calls
         if step.fused:
             return self.compile_fused(step, algorithm, graph, buffers)
@@ -119,3 +120,12 @@ def node_work(node: Node, graph: Graph) -> tuple[float, float]:
     if node.op == "raster":
         return 0.0, 8.0 * out
     return float(max(ins, out)), 4.0 * (ins + out)
+
+
+def is_aliased_part(node: Node, buffers: Buffers) -> bool:
+    """A reshape raster whose output buffer is its input's memory: nothing to run."""
+    if node.op != "raster" or len(node.inputs) != 1:
+        return False
+    src, dst = buffers[node.inputs[0]], buffers[node.output]
+    return (src.__array_interface__["data"][0] == dst.__array_interface__["data"][0]
+            and src.nbytes == dst.nbytes)

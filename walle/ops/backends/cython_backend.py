@@ -2,7 +2,9 @@
 
 Atomic ops map to the kernels of ``walle._kernels.ops_math`` and ``ops_raster``; fused
 ``matmul_bias_act``, ``softmax``, ``layernorm`` and ``window_reduce`` (pooling) run as one
-kernel call each. Matrix
+kernel call each. ``conv2d`` offers ``direct`` (``ops_conv``: register-tiled convolution
+reading the padded input in place, bias and ReLU fused) and ``im2col`` (the column raster,
+numpy's BLAS over the whole batch, then the epilogue); the search times both. Matrix
 products offer two algorithms, measured by the search: ``direct`` (the tiled C kernel, best
 for small products where numpy's call overhead dominates) and ``blas`` (numpy's matmul, then
 the C epilogue for bias and activation, best for large products).
@@ -21,7 +23,7 @@ from walle.ops.fusion import Step
 from walle.ops.ir import Graph, Node, contiguous_strides
 
 try:
-    from walle._kernels import ops_math, ops_raster
+    from walle._kernels import ops_conv, ops_math, ops_raster
 except ImportError as exc:  # pragma: no cover - depends on the build
     raise BackendError(f"compiled kernels missing ({exc})") from exc
 
@@ -33,7 +35,7 @@ class CythonBackend(Backend):
 
     name = "cython"
     fused_ops = frozenset({"fused.matmul_bias_act", "fused.softmax", "fused.layernorm",
-                           "fused.window_reduce"})
+                           "fused.window_reduce", "fused.conv2d"})
     # Measured on a 2-core EPYC (AVX-512), one thread: exp over 64k floats ~22 us,
     # [64,256]@[256,256] direct ~80 us (~100 GFlop/s), numpy's BLAS similar plus ~1.5 us.
     call_overhead_s = 0.4e-6
@@ -61,15 +63,19 @@ class CythonBackend(Backend):
     def fused_algorithms(self, step: Step, graph: Graph) -> list[str]:
         if step.op == "fused.matmul_bias_act":
             return _matmul_algorithms(step.parts[0], graph)
+        if step.op == "fused.conv2d":
+            return ["direct", "im2col"] if step.attr("act") in ("none", "relu") else ["im2col"]
         return ["fused"]
 
     def matmul_rate(self, algorithm: str) -> float:
-        return 9.0e10 if algorithm == "blas" else 6.0e10
+        return 9.0e10 if algorithm in ("blas", "im2col") else 6.0e10
 
     def estimate(self, step: Step, algorithm: str, graph: Graph) -> float:
         seconds = super().estimate(step, algorithm, graph)
-        if algorithm == "blas":
+        if algorithm in ("blas", "im2col"):
             seconds += 1.5e-6  # numpy's BLAS: a higher fixed cost per call
+        if algorithm == "im2col":  # the column buffer is written once and read once
+            seconds += 8.0 * math.prod(graph.shape(step.parts[0].output)) / self.bytes_per_s
         elif step.parts[0].op == "matmul" and graph.shape(step.parts[0].output)[-1] < 16:
             seconds *= 4.0  # fewer than 16 columns: the direct kernel's scalar edge loop
         return seconds
@@ -101,6 +107,8 @@ class CythonBackend(Backend):
             region = step.parts[0].attr("regions")[0]
             kind = {"sum": 0, "mean": 1, "max": 2}[step.attr("kind")]
             return [ops_raster.WindowReduceKernel(ins[0], out, region, kind).run]
+        if step.op == "fused.conv2d":
+            return _conv(step, algorithm, graph, buffers)
         if step.op == "fused.layernorm":
             gamma = ins[1].reshape(-1) if step.attr("has_gamma") else None
             beta = ins[2].reshape(-1) if step.attr("has_beta") else None
@@ -110,6 +118,22 @@ class CythonBackend(Backend):
         mode = 0 if bias is None else (1 if step.attr("side") == "right" else 2)
         out = out.reshape(graph.shape(step.parts[0].output))  # the act may follow a reshape
         return _gemm(algorithm, ins[0], ins[1], out, bias, mode, step.attr("act"))
+
+
+def _conv(step: Step, algorithm: str, graph: Graph, buffers: Buffers) -> list[Call]:
+    """The direct kernel, or im2col raster + numpy's BLAS + the bias/activation epilogue."""
+    im2col, flat, mm = step.parts[:3]
+    weight = buffers[mm.inputs[0]]
+    bias = buffers[step.inputs[2]].reshape(-1) if step.attr("has_bias") else None
+    out = buffers[step.output].reshape(graph.shape(mm.output))
+    region = im2col.attr("regions")[0]
+    if algorithm == "direct":
+        return [ops_conv.ConvKernel(buffers[step.inputs[0]], weight, bias, out, region,
+                                    step.attr("act")).run]
+    cols = buffers[im2col.output]
+    calls = [ops_raster.RasterKernel([buffers[step.inputs[0]]], cols, (region,), None).run]
+    return calls + _gemm("blas", weight, buffers[flat.output], out, bias,
+                         0 if bias is None else 2, step.attr("act"))
 
 
 def _matmul_algorithms(node: Node, graph: Graph) -> list[str]:

@@ -1,0 +1,201 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Direct 2-D convolution of the walle.ops ``cython`` backend: conv + bias + ReLU, one pass.
+
+The kernel computes a ``fused.conv2d`` step (im2col raster, matmul by constant weights,
+bias, activation) without the im2col buffer: it reads the padded NCHW input through the
+im2col region's strides (so stride and dilation come for free) and writes the NCHW output.
+Work is split in output rows (n, oh); each row is computed in register tiles of 8 output
+channels x 32 (or 16) output columns, accumulated over (ci, kh, kw): one load of an input
+run feeds 8 FMAs with broadcast weights, and the accumulators (16 AVX-512 registers) never
+leave the registers until the tile is stored with bias and ReLU applied. Weights are packed
+once at build time as [Cout/8][C][KH][KW][8] (output channels padded with zeros to 8).
+The inner loops are auto-vectorised C (``target_clones``: AVX-512, AVX2+FMA, baseline),
+as in ops_math. The input row of one (n, oh) is a few hundred floats: it stays in L1.
+"""
+
+from cython.parallel cimport prange
+
+cimport openmp
+
+import numpy as np
+
+cdef extern from *:
+    """
+    #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+    #define WALLE_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+    #else
+    #define WALLE_CLONES
+    #endif
+    #define WALLE_CB 8
+
+    #include <string.h>
+    /* GCC vector extensions: 16 floats, lowered to one zmm, two ymm or four xmm registers
+       by each target clone of the caller (the tiles are always inlined into it). */
+    typedef float walle_v16 __attribute__((vector_size(64)));
+    typedef int walle_i16 __attribute__((vector_size(64)));
+    #define WALLE_INLINE static inline __attribute__((always_inline))
+
+    WALLE_INLINE walle_v16 walle_load16(const float* p) {
+        walle_v16 v; memcpy(&v, p, sizeof v); return v;
+    }
+    WALLE_INLINE void walle_store16(float* p, walle_v16 v, float bias, int relu) {
+        v += bias;
+        if (relu) v = (walle_v16)((walle_i16)v & (v > 0.0f));
+        memcpy(p, &v, sizeof v);
+    }
+
+    /* 8 output channels x 16*NV contiguous columns of one output row, in registers. */
+    #define WALLE_CONV_TILE(NAME, NV) \\
+    WALLE_INLINE void NAME(const float* restrict x, const float* restrict w, \\
+                           const float* restrict bias, float* restrict y, long cin, long kh, \\
+                           long kw, long s_c, long s_kh, long s_kw, long y_c, long cvalid, \\
+                           int relu) { \\
+        walle_v16 acc[WALLE_CB][NV]; \\
+        for (int c = 0; c < WALLE_CB; c++) \\
+            for (int q = 0; q < NV; q++) acc[c][q] = (walle_v16){0}; \\
+        for (long ci = 0; ci < cin; ci++) \\
+            for (long a = 0; a < kh; a++) \\
+                for (long b = 0; b < kw; b++) { \\
+                    const float* s = x + ci * s_c + a * s_kh + b * s_kw; \\
+                    const float* wp = w + ((ci * kh + a) * kw + b) * WALLE_CB; \\
+                    walle_v16 v[NV]; \\
+                    for (int q = 0; q < NV; q++) v[q] = walle_load16(s + 16 * q); \\
+                    for (int c = 0; c < WALLE_CB; c++) \\
+                        for (int q = 0; q < NV; q++) acc[c][q] += wp[c] * v[q]; \\
+                } \\
+        for (long c = 0; c < cvalid; c++) \\
+            for (int q = 0; q < NV; q++) \\
+                walle_store16(y + c * y_c + 16 * q, acc[c][q], bias[c], relu); \\
+    }
+    WALLE_CONV_TILE(walle_conv_tile32, 2)
+    WALLE_CONV_TILE(walle_conv_tile16, 1)
+
+    /* Any source stride and fewer than 16 columns (the edges): plain loops. */
+    static void walle_conv_tile_any(const float* restrict x, const float* restrict w,
+                                    const float* restrict bias, float* restrict y, long cin,
+                                    long kh, long kw, long s_c, long s_kh, long s_kw, long s_ow,
+                                    long y_c, long cvalid, long width, int relu) {
+        float acc[WALLE_CB][16] = {{0}};
+        for (long ci = 0; ci < cin; ci++)
+            for (long a = 0; a < kh; a++)
+                for (long b = 0; b < kw; b++) {
+                    const float* s = x + ci * s_c + a * s_kh + b * s_kw;
+                    const float* wp = w + ((ci * kh + a) * kw + b) * WALLE_CB;
+                    for (long t = 0; t < width; t++) {
+                        float v = s[t * s_ow];
+                        for (int c = 0; c < WALLE_CB; c++) acc[c][t] += wp[c] * v;
+                    }
+                }
+        for (long c = 0; c < cvalid; c++)
+            for (long t = 0; t < width; t++) {
+                float r = acc[c][t] + bias[c];
+                y[c * y_c + t] = relu && r < 0.0f ? 0.0f : r;
+            }
+    }
+
+    /* Output rows [r0, r1) of r = n * oh_n + oh. Strides count elements of the source. */
+    WALLE_CLONES static void walle_conv_rows(
+            const float* x, const float* w, const float* bias, float* y, long r0, long r1,
+            long cin, long cout, long kh, long kw, long oh_n, long ow_n, long s_n, long s_c,
+            long s_kh, long s_kw, long s_oh, long s_ow, int relu) {
+        long blocks = (cout + WALLE_CB - 1) / WALLE_CB;
+        long plane = oh_n * ow_n;
+        long wblock = cin * kh * kw * WALLE_CB;
+        for (long r = r0; r < r1; r++) {
+            long n = r / oh_n, oh = r % oh_n;
+            const float* xr = x + n * s_n + oh * s_oh;
+            for (long cb = 0; cb < blocks; cb++) {
+                const float* wb = w + cb * wblock;
+                const float* bb = bias + cb * WALLE_CB;
+                float* yb = y + (n * cout + cb * WALLE_CB) * plane + oh * ow_n;
+                long cvalid = cout - cb * WALLE_CB < WALLE_CB ? cout - cb * WALLE_CB : WALLE_CB;
+                long j = 0;
+                if (s_ow == 1) {
+                    for (; j + 32 <= ow_n; j += 32)
+                        walle_conv_tile32(xr + j, wb, bb, yb + j, cin, kh, kw, s_c, s_kh,
+                                          s_kw, plane, cvalid, relu);
+                    for (; j + 16 <= ow_n; j += 16)
+                        walle_conv_tile16(xr + j, wb, bb, yb + j, cin, kh, kw, s_c, s_kh,
+                                          s_kw, plane, cvalid, relu);
+                }
+                for (; j < ow_n; j += 16) {  /* strided source or the last columns */
+                    long width = ow_n - j < 16 ? ow_n - j : 16;
+                    walle_conv_tile_any(xr + j * s_ow, wb, bb, yb + j, cin, kh, kw, s_c, s_kh,
+                                        s_kw, s_ow, plane, cvalid, width, relu);
+                }
+            }
+        }
+    }
+    """
+    void walle_conv_rows(const float* x, const float* w, const float* bias, float* y, long r0,
+                         long r1, long cin, long cout, long kh, long kw, long oh_n, long ow_n,
+                         long s_n, long s_c, long s_kh, long s_kw, long s_oh, long s_ow,
+                         int relu) nogil
+
+_GRAIN = 1 << 20  # multiply-adds worth one more thread
+
+
+cdef class ConvKernel:
+    """y[N, Cout, OH*OW] = act(conv(x) + bias), x read through an im2col region.
+
+    ``region`` is the im2col raster's: sizes (N, C, KH, KW, OH, OW) and source strides and
+    offset into ``x`` (the padded input); ``weight`` is [Cout, C*KH*KW]; ``act`` "none"
+    or "relu".
+    """
+
+    cdef const float* x
+    cdef float* y
+    cdef const float* w
+    cdef const float* bias
+    cdef long p[16]
+    cdef int relu, threads
+    cdef object keep
+
+    def __init__(self, x, weight, bias, y, region, str act):
+        n, c, kh, kw, oh, ow = (int(v) for v in region.sizes)
+        cout = int(weight.shape[0])
+        if act not in ("none", "relu"):
+            raise ValueError(f"conv kernel: activation {act!r} (none or relu)")
+        for a in (x, y):
+            if a.dtype != np.float32 or not a.flags.c_contiguous:
+                raise ValueError("conv buffers must be C-contiguous float32 arrays")
+        if y.size != n * cout * oh * ow or weight.size != cout * c * kh * kw:
+            raise ValueError("conv kernel: output or weight size does not match the region")
+        blocks = -(-cout // 8)
+        packed = np.zeros((blocks * 8, c * kh * kw), np.float32)
+        packed[:cout] = np.asarray(weight, np.float32).reshape(cout, -1)
+        packed = np.ascontiguousarray(packed.reshape(blocks, 8, -1).transpose(0, 2, 1))
+        padded_bias = np.zeros(blocks * 8, np.float32)
+        if bias is not None:
+            padded_bias[:cout] = np.asarray(bias, np.float32).reshape(-1)
+        self.keep = (x, y, packed, padded_bias)
+        self.x = (<const float*><size_t>x.ctypes.data) + <long>region.src_offset
+        self.y = <float*><size_t>y.ctypes.data
+        self.w = <const float*><size_t>packed.ctypes.data
+        self.bias = <const float*><size_t>padded_bias.ctypes.data
+        s = [int(v) for v in region.src_strides]
+        for i, v in enumerate((n * oh, c, cout, kh, kw, oh, ow, *s)):
+            self.p[i] = v
+        self.relu = act == "relu"
+        work = float(y.size) * c * kh * kw
+        rows = n * oh
+        self.threads = 1 if work < _GRAIN or rows < 2 else max(
+            1, min(openmp.omp_get_max_threads(), rows, int(work / _GRAIN)))
+
+    def run(self):
+        cdef long i, chunk, start, stop, rows = self.p[0]
+        cdef long* p = self.p
+        with nogil:
+            if self.threads > 1:
+                chunk = (rows + self.threads - 1) // self.threads
+                for i in prange(self.threads, num_threads=self.threads, schedule="static"):
+                    start = i * chunk
+                    stop = min(rows, start + chunk)
+                    if start < stop:
+                        walle_conv_rows(self.x, self.w, self.bias, self.y, start, stop, p[1],
+                                        p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10],
+                                        p[11], p[12], self.relu)
+            else:
+                walle_conv_rows(self.x, self.w, self.bias, self.y, 0, rows, p[1], p[2], p[3],
+                                p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11], p[12],
+                                self.relu)
