@@ -69,8 +69,12 @@ def _rows():
 
 def _feeds(model) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
-    return {v.name: rng.standard_normal([d.dim_value for d in v.type.tensor_type.shape.dim])
-            .astype(np.float32) for v in model.graph.input}
+    return {
+        v.name: rng.standard_normal([d.dim_value for d in v.type.tensor_type.shape.dim]).astype(
+            np.float32
+        )
+        for v in model.graph.input
+    }
 
 
 def _ort(model, feeds):
@@ -78,8 +82,7 @@ def _ort(model, feeds):
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = opts.inter_op_num_threads = 1
-    sess = ort.InferenceSession(model.SerializeToString(), opts,
-                                providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     return lambda: sess.run(None, feeds)[0]
 
 
@@ -101,8 +104,19 @@ def _mnn(model, feeds, workdir: Path):
 
     src, dst = workdir / "m.onnx", workdir / "m.mnn"
     onnx.save(model, str(src))
-    ok = _tools.mnnconvert(["mnnconvert", "-f", "ONNX", "--modelFile", str(src), "--MNNModel",
-                            str(dst), "--bizCode", "walle"])
+    ok = _tools.mnnconvert(
+        [
+            "mnnconvert",
+            "-f",
+            "ONNX",
+            "--modelFile",
+            str(src),
+            "--MNNModel",
+            str(dst),
+            "--bizCode",
+            "walle",
+        ]
+    )
     if not ok:
         raise RuntimeError("MNN conversion failed")
     rt = MNN.nn.create_runtime_manager(({"backend": "CPU", "numThread": 1},))
@@ -125,9 +139,11 @@ def _mnn(model, feeds, workdir: Path):
 
 def main() -> None:
     os.environ.setdefault("WALLE_CACHE_DIR", tempfile.mkdtemp(prefix="walle-bench-"))
-    lines = ["| row | walle us | onnxruntime us | MNN us | numpy us | ort/walle | MNN/walle "
-             "| numpy/walle | max abs diff vs ort | walle backends |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| row | walle us | onnxruntime us | MNN us | numpy us | ort/walle | MNN/walle "
+        "| numpy/walle | max abs diff vs ort | walle backends |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     print(lines[0], flush=True)
     for label, model in _rows():
         feeds = _feeds(model)
@@ -135,8 +151,11 @@ def main() -> None:
         walle_fn, plan = _walle(model, feeds, None)
         numpy_fn, _ = _walle(model, feeds, "numpy")
         diff = float(np.abs(walle_fn() - ort_fn()).max())
-        times = {"walle": _median_us(walle_fn), "ort": _median_us(ort_fn),
-                 "numpy": _median_us(numpy_fn)}
+        times = {
+            "walle": _median_us(walle_fn),
+            "ort": _median_us(ort_fn),
+            "numpy": _median_us(numpy_fn),
+        }
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 mnn_fn = _mnn(model, feeds, Path(tmp))
@@ -147,20 +166,24 @@ def main() -> None:
             times["mnn"] = float("nan")
         w = times["walle"]
         used = "+".join(sorted({c.backend for c in plan.choices.values()}))
-        line = (f"| {label} | {w:,.1f} | {times['ort']:,.1f} | {times['mnn']:,.1f} | "
-                f"{times['numpy']:,.1f} | {times['ort'] / w:.2f} | {times['mnn'] / w:.2f} | "
-                f"{times['numpy'] / w:.2f} | {diff:.1e} | {used} |")
+        line = (
+            f"| {label} | {w:,.1f} | {times['ort']:,.1f} | {times['mnn']:,.1f} | "
+            f"{times['numpy']:,.1f} | {times['ort'] / w:.2f} | {times['mnn'] / w:.2f} | "
+            f"{times['numpy'] / w:.2f} | {diff:.1e} | {used} |"
+        )
         lines.append(line)
         print(line, flush=True)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    header = ("# walle.ops benchmark\n\nCommand: `.venv/bin/python benchmarks/ops_bench.py` "
-              "(one thread: OMP/OPENBLAS_NUM_THREADS=1; medians; ratios = peer / walle, "
-              "above 1 means walle is faster).\n\n"
-              "walle's column is the search's choice among the usable backends (numpy, "
-              "cython, opencl); on a CPU-only machine the OpenCL backend (PoCL) is a "
-              "candidate but its ~50 us per-run sync keeps it off these rows. The machine "
-              "is shared: rows move by 10-30% between runs, ratios within one run are "
-              "comparable.\n\n")
+    header = (
+        "# walle.ops benchmark\n\nCommand: `.venv/bin/python benchmarks/ops_bench.py` "
+        "(one thread: OMP/OPENBLAS_NUM_THREADS=1; medians; ratios = peer / walle, "
+        "above 1 means walle is faster).\n\n"
+        "walle's column is the search's choice among the usable backends (numpy, "
+        "cython, opencl); on a CPU-only machine the OpenCL backend (PoCL) is a "
+        "candidate but its ~50 us per-run sync keeps it off these rows. The machine "
+        "is shared: rows move by 10-30% between runs, ratios within one run are "
+        "comparable.\n\n"
+    )
     RESULTS.write_text(header + "\n".join(lines) + "\n")
 
 

@@ -32,8 +32,10 @@ def _usable(name: str) -> bool:
     return True
 
 
-BACKENDS = [pytest.param(n, marks=pytest.mark.skipif(not _usable(n), reason=f"{n} missing"))
-            for n in backend_names()]
+BACKENDS = [
+    pytest.param(n, marks=pytest.mark.skipif(not _usable(n), reason=f"{n} missing"))
+    for n in backend_names()
+]
 
 
 def _check(build, feeds: dict[str, np.ndarray], backend: str) -> None:
@@ -54,9 +56,25 @@ dims = st.lists(st.integers(1, 7), min_size=1, max_size=4)
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @SETTINGS
-@given(shape=dims, kind=st.sampled_from(["neg", "abs", "exp", "relu", "sigmoid", "tanh",
-                                         "sqrt", "erf", "identity", "log", "reciprocal"]),
-       seed=st.integers(0, 99))
+@given(
+    shape=dims,
+    kind=st.sampled_from(
+        [
+            "neg",
+            "abs",
+            "exp",
+            "relu",
+            "sigmoid",
+            "tanh",
+            "sqrt",
+            "erf",
+            "identity",
+            "log",
+            "reciprocal",
+        ]
+    ),
+    seed=st.integers(0, 99),
+)
 def test_ops_unary(backend, shape, kind, seed) -> None:
     low = 0.1 if kind in ("sqrt", "log", "reciprocal") else -3.0
     _check(lambda b, n: b.unary(kind, n["x"]), {"x": _arr(shape, seed, low, 3.0)}, backend)
@@ -64,11 +82,14 @@ def test_ops_unary(backend, shape, kind, seed) -> None:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @SETTINGS
-@given(shape=dims, data=st.data(), kind=st.sampled_from(["add", "sub", "mul", "div", "max",
-                                                         "min", "pow"]))
+@given(
+    shape=dims,
+    data=st.data(),
+    kind=st.sampled_from(["add", "sub", "mul", "div", "max", "min", "pow"]),
+)
 def test_ops_binary_broadcast(backend, shape, data, kind) -> None:
     other = [data.draw(st.sampled_from([d, 1])) for d in shape]
-    other = other[data.draw(st.integers(0, len(other) - 1)):]
+    other = other[data.draw(st.integers(0, len(other) - 1)) :]
     low = 0.5 if kind in ("div", "pow") else -2.0
     feeds = {"a": _arr(shape, 1, low), "b": _arr(other, 2, low)}
     if data.draw(st.booleans()):
@@ -89,8 +110,13 @@ def test_ops_reduce(backend, shape, data, kind) -> None:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @SETTINGS
-@given(m=st.integers(1, 9), k=st.integers(1, 40), n=st.integers(1, 70),
-       batch=st.integers(0, 3), act=st.sampled_from(["none", "relu", "sigmoid", "tanh"]))
+@given(
+    m=st.integers(1, 9),
+    k=st.integers(1, 40),
+    n=st.integers(1, 70),
+    batch=st.integers(0, 3),
+    act=st.sampled_from(["none", "relu", "sigmoid", "tanh"]),
+)
 def test_ops_matmul_and_fused_linear(backend, m, k, n, batch, act) -> None:
     w = _arr((k, n), 5)
     bias = _arr((n,), 6)
@@ -144,8 +170,14 @@ def test_ops_fused_softmax_and_layernorm(backend, rows, cols, seed) -> None:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @settings(max_examples=6, deadline=None)
-@given(n=st.integers(1, 2), c=st.integers(1, 3), hw=st.integers(4, 9), k=st.integers(1, 3),
-       s=st.integers(1, 2), p=st.integers(0, 1))
+@given(
+    n=st.integers(1, 2),
+    c=st.integers(1, 3),
+    hw=st.integers(4, 9),
+    k=st.integers(1, 3),
+    s=st.integers(1, 2),
+    p=st.integers(0, 1),
+)
 def test_ops_conv_and_pooling(backend, n, c, hw, k, s, p) -> None:
     w, bias = _arr((3, c, k, k), 8), _arr((3,), 9)
 
@@ -153,8 +185,11 @@ def test_ops_conv_and_pooling(backend, n, c, hw, k, s, p) -> None:
         y = b.conv2d(names["x"], b.const(w), b.const(bias), strides=(s, s), pads=(p,) * 4)
         y = b.relu(y)
         m = b.max_pool(y, (2, 2), strides=(1, 1)) if min(b.shape(y)[2:]) >= 2 else y
-        a = b.avg_pool(y, (k, k), strides=(s, s), pads=(0, 0, p, p)) if (
-            p < k and min(b.shape(y)[2:]) + p >= k) else y
+        a = (
+            b.avg_pool(y, (k, k), strides=(s, s), pads=(0, 0, p, p))
+            if (p < k and min(b.shape(y)[2:]) + p >= k)
+            else y
+        )
         return b.concat([b.flatten(b.global_avg_pool(v)) for v in (y, m, a)], 1)
 
     _check(build, {"x": _arr((n, c, hw, hw), 10)}, backend)
@@ -162,19 +197,34 @@ def test_ops_conv_and_pooling(backend, n, c, hw, k, s, p) -> None:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @settings(max_examples=8, deadline=None)
-@given(c=st.integers(1, 9), cout=st.integers(1, 19), h=st.integers(3, 12), w=st.integers(3, 75),
-       k=st.sampled_from([(1, 1), (3, 3), (2, 3)]), s=st.integers(1, 2), d=st.integers(1, 2),
-       act=st.sampled_from(["none", "relu", "sigmoid"]), bias=st.booleans(),
-       seed=st.integers(0, 50))
-def test_ops_conv_wide_rows_and_channel_blocks(backend, c, cout, h, w, k, s, d, act, bias,
-                                               seed) -> None:
+@given(
+    c=st.integers(1, 9),
+    cout=st.integers(1, 19),
+    h=st.integers(3, 12),
+    w=st.integers(3, 75),
+    k=st.sampled_from([(1, 1), (3, 3), (2, 3)]),
+    s=st.integers(1, 2),
+    d=st.integers(1, 2),
+    act=st.sampled_from(["none", "relu", "sigmoid"]),
+    bias=st.booleans(),
+    seed=st.integers(0, 50),
+)
+def test_ops_conv_wide_rows_and_channel_blocks(
+    backend, c, cout, h, w, k, s, d, act, bias, seed
+) -> None:
     """conv2d + bias + act beyond the direct kernel's 8-channel x 16/32-column register tiles
     (ragged channel blocks and column edges, strides, dilations): the ``fused.conv2d`` step."""
     weight = _arr((cout, c, *k), seed + 1)
 
     def build(b, names):
-        y = b.conv2d(names["x"], b.const(weight), b.const(_arr((cout,), seed + 2)) if bias
-                     else None, strides=(s, s), pads=(1, 0, 1, 2), dilations=(d, d))
+        y = b.conv2d(
+            names["x"],
+            b.const(weight),
+            b.const(_arr((cout,), seed + 2)) if bias else None,
+            strides=(s, s),
+            pads=(1, 0, 1, 2),
+            dilations=(d, d),
+        )
         return y if act == "none" else b.unary(act, y)
 
     _check_each_algorithm(build, {"x": _arr((2, c, h + 2 * d, w + 2 * d), seed)}, backend)
@@ -204,8 +254,12 @@ def _check_each_algorithm(build, feeds: dict[str, np.ndarray], backend: str) -> 
     steps = [s for s in find_steps(graph) if not is_alias(s, graph)]
     offered = {s.name: be.algorithms(s, graph) for s in steps}
     for round_ in range(max(len(a) for a in offered.values())):
-        choices = {s.name: Choice(backend, a[round_ % len(a)], 0.0) if (a := offered[s.name])
-                   else Choice("numpy", "default", 0.0) for s in steps}
+        choices = {
+            s.name: Choice(backend, a[round_ % len(a)], 0.0)
+            if (a := offered[s.name])
+            else Choice("numpy", "default", 0.0)
+            for s in steps
+        }
         plan = CompiledPlan(graph, find_steps(graph), choices, {backend: be, "numpy": ref})
         got = plan(*feeds.values())[0]
         np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
@@ -226,8 +280,14 @@ def _every_algorithm_graph():
     rng = np.random.default_rng(3)
     b = GraphBuilder()
     x = b.input("x", (2, 3, 9, 9))
-    y = b.relu(b.conv2d(x, b.const(rng.normal(size=(4, 3, 3, 3))),
-                        b.const(rng.normal(size=4)), pads=(1, 1, 1, 1)))
+    y = b.relu(
+        b.conv2d(
+            x,
+            b.const(rng.normal(size=(4, 3, 3, 3))),
+            b.const(rng.normal(size=4)),
+            pads=(1, 1, 1, 1),
+        )
+    )
     m = b.max_pool(y, (2, 2), strides=(2, 2))
     a = b.avg_pool(y, (3, 3), strides=(2, 2))
     g = b.global_avg_pool(y)

@@ -87,8 +87,9 @@ def test_ops_opencl_launch_outside_a_sequence_is_refused() -> None:
     step = find_steps(graph)[0]
     from walle.ops.plan import allocate
 
-    launches = backend.compile(step, backend.algorithms(step, graph)[0], graph,
-                               allocate(graph, find_steps(graph)))
+    launches = backend.compile(
+        step, backend.algorithms(step, graph)[0], graph, allocate(graph, find_steps(graph))
+    )
     with pytest.raises(StateError, match="finish"):
         launches[0]()
 
@@ -102,7 +103,7 @@ def test_ops_opencl_model_from_several_threads(tmp_path, monkeypatch) -> None:
     results: dict[int, list[np.ndarray]] = {}
 
     def work(t: int) -> None:
-        results[t] = [model(x) for _ in range(5) for x in batches][-len(batches):]
+        results[t] = [model(x) for _ in range(5) for x in batches][-len(batches) :]
 
     threads = [threading.Thread(target=work, args=(t,)) for t in range(3)]
     for t in threads:
@@ -138,15 +139,21 @@ print("AVAILABLE:", ",".join(b.name for b in available_backends()))
 
 
 def test_ops_opencl_missing_platform_is_a_clear_error_or_a_logged_skip(tmp_path) -> None:
-    env = {**os.environ, "OCL_ICD_VENDORS": str(tmp_path / "no-vendors"),
-           "OCL_ICD_FILENAMES": "", "WALLE_REQUIRE_BACKENDS": ""}
-    out = subprocess.run([sys.executable, "-c", _NO_PLATFORM], env=env, capture_output=True,
-                         text=True, timeout=60)
+    env = {
+        **os.environ,
+        "OCL_ICD_VENDORS": str(tmp_path / "no-vendors"),
+        "OCL_ICD_FILENAMES": "",
+        "WALLE_REQUIRE_BACKENDS": "",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", _NO_PLATFORM], env=env, capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, out.stderr
     assert "ERROR: ops backend 'opencl' is not usable: no OpenCL platform found" in out.stdout
     assert "pip install walle[opencl]" in out.stdout
     assert "AVAILABLE:" in out.stdout and "opencl" not in out.stdout.split("AVAILABLE:")[1]
     env["WALLE_REQUIRE_BACKENDS"] = "opencl"
-    out = subprocess.run([sys.executable, "-c", _NO_PLATFORM], env=env, capture_output=True,
-                         text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", _NO_PLATFORM], env=env, capture_output=True, text=True, timeout=60
+    )
     assert out.returncode != 0 and "no OpenCL platform found" in out.stderr

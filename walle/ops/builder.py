@@ -133,9 +133,11 @@ class GraphBuilder(CompositeOps):
             raise ModelError(f"unknown reduce kind {kind!r}; expected one of {REDUCE_KINDS}")
         shape = self.shape(x)
         norm = tuple(sorted({_axis(a, len(shape), "reduce") for a in axes}))
-        out = [1 if i in norm else d for i, d in enumerate(shape)] if keepdims else [
-            d for i, d in enumerate(shape) if i not in norm
-        ]
+        out = (
+            [1 if i in norm else d for i, d in enumerate(shape)]
+            if keepdims
+            else [d for i, d in enumerate(shape) if i not in norm]
+        )
         return self._emit("reduce", [x], tuple(out), kind=kind, axes=norm, keepdims=keepdims)
 
     def matmul(self, a: str, b: str) -> str:
@@ -160,9 +162,7 @@ class GraphBuilder(CompositeOps):
         total = math.prod(shape)
         for r in regions:
             _check_region(r, len(inputs), [math.prod(self.shape(i)) for i in inputs], total)
-        return self._emit(
-            "raster", list(inputs), tuple(shape), regions=tuple(regions), fill=fill
-        )
+        return self._emit("raster", list(inputs), tuple(shape), regions=tuple(regions), fill=fill)
 
     # -- layout ops as rasters ------------------------------------------------------------
     def reshape(self, x: str, shape: Sequence[int]) -> str:
@@ -178,12 +178,19 @@ class GraphBuilder(CompositeOps):
             raise ModelError(f"transpose: perm {tuple(perm)} invalid for shape {shape}")
         src = contiguous_strides(shape)
         out_shape = tuple(shape[p] for p in perm)
-        region = Region(0, 0, tuple(src[p] for p in perm), 0, contiguous_strides(out_shape),
-                        out_shape)
+        region = Region(
+            0, 0, tuple(src[p] for p in perm), 0, contiguous_strides(out_shape), out_shape
+        )
         return self.raster([x], out_shape, [region])
 
-    def slice(self, x: str, starts: Sequence[int], stops: Sequence[int],
-              axes: Sequence[int], steps: Sequence[int] | None = None) -> str:
+    def slice(
+        self,
+        x: str,
+        starts: Sequence[int],
+        stops: Sequence[int],
+        axes: Sequence[int],
+        steps: Sequence[int] | None = None,
+    ) -> str:
         """Numpy-style slice on ``axes`` (clamped like ONNX Slice)."""
         shape = list(self.shape(x))
         src = contiguous_strides(tuple(shape))
@@ -198,8 +205,14 @@ class GraphBuilder(CompositeOps):
             rng = range(shape[a])[slice(int(starts[i]), int(stops[i]), st)]
             begin[a], step[a], out[a] = (rng.start if len(rng) else 0), st, len(rng)
         offset = sum(b * s for b, s in zip(begin, src, strict=True))
-        region = Region(0, offset, tuple(s * t for s, t in zip(src, step, strict=True)), 0,
-                        contiguous_strides(tuple(out)), tuple(out))
+        region = Region(
+            0,
+            offset,
+            tuple(s * t for s, t in zip(src, step, strict=True)),
+            0,
+            contiguous_strides(tuple(out)),
+            tuple(out),
+        )
         return self.raster([x], out, [region])
 
     def concat(self, xs: Sequence[str], axis: int) -> str:

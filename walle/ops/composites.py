@@ -65,8 +65,17 @@ class CompositeOps(_Base):
         y = self.matmul(x, weight)
         return self.binary("add", y, bias) if bias is not None else y
 
-    def gemm(self: GraphBuilder, a: str, b: str, c: str | None = None, *, alpha: float = 1.0,
-             beta: float = 1.0, trans_a: bool = False, trans_b: bool = False) -> str:
+    def gemm(
+        self: GraphBuilder,
+        a: str,
+        b: str,
+        c: str | None = None,
+        *,
+        alpha: float = 1.0,
+        beta: float = 1.0,
+        trans_a: bool = False,
+        trans_b: bool = False,
+    ) -> str:
         """ONNX Gemm: alpha * op(a) @ op(b) + beta * c."""
         if trans_a:
             a = self.transpose(a, (1, 0))
@@ -82,9 +91,16 @@ class CompositeOps(_Base):
         return y
 
     # -- convolution and pooling ----------------------------------------------------------
-    def conv2d(self: GraphBuilder, x: str, weight: str, bias: str | None = None, *,
-               strides: Sequence[int] = (1, 1), pads: Sequence[int] = (0, 0, 0, 0),
-               dilations: Sequence[int] = (1, 1)) -> str:
+    def conv2d(
+        self: GraphBuilder,
+        x: str,
+        weight: str,
+        bias: str | None = None,
+        *,
+        strides: Sequence[int] = (1, 1),
+        pads: Sequence[int] = (0, 0, 0, 0),
+        dilations: Sequence[int] = (1, 1),
+    ) -> str:
         """NCHW conv (group 1): pad raster, im2col raster, matmul, bias add, reshape.
 
         ``pads`` is ONNX order (top, left, bottom, right); weight is [Cout, C, KH, KW].
@@ -101,17 +117,29 @@ class CompositeOps(_Base):
             y = self.binary("add", y, self.reshape(bias, (cout, 1)))
         return self.reshape(y, (n, cout, oh, ow))
 
-    def max_pool(self: GraphBuilder, x: str, kernel: Sequence[int], *,
-                 strides: Sequence[int] | None = None, pads: Sequence[int] = (0, 0, 0, 0),
-                 dilations: Sequence[int] = (1, 1)) -> str:
+    def max_pool(
+        self: GraphBuilder,
+        x: str,
+        kernel: Sequence[int],
+        *,
+        strides: Sequence[int] | None = None,
+        pads: Sequence[int] = (0, 0, 0, 0),
+        dilations: Sequence[int] = (1, 1),
+    ) -> str:
         """NCHW max pooling: window raster [KH, KW, N, C, OH, OW], then reduce max."""
         xp = self._pad_nchw(x, pads, -np.inf)
         win, _, _ = self._windows(xp, kernel, strides or kernel, dilations, channels_first=False)
         return self.reduce("max", win, (0, 1), keepdims=False)
 
-    def avg_pool(self: GraphBuilder, x: str, kernel: Sequence[int], *,
-                 strides: Sequence[int] | None = None, pads: Sequence[int] = (0, 0, 0, 0),
-                 count_include_pad: bool = False) -> str:
+    def avg_pool(
+        self: GraphBuilder,
+        x: str,
+        kernel: Sequence[int],
+        *,
+        strides: Sequence[int] | None = None,
+        pads: Sequence[int] = (0, 0, 0, 0),
+        count_include_pad: bool = False,
+    ) -> str:
         """NCHW average pooling: window raster, reduce sum, scale by the window count."""
         strides = strides or kernel
         xp = self._pad_nchw(x, pads, 0.0)
@@ -137,8 +165,15 @@ class CompositeOps(_Base):
             return x
         return self.pad(x, [(0, 0), (0, 0), (top, bottom), (left, right)], value)
 
-    def _windows(self: GraphBuilder, xp: str, kernel: Sequence[int], strides: Sequence[int],
-                 dilations: Sequence[int], *, channels_first: bool) -> tuple[str, int, int]:
+    def _windows(
+        self: GraphBuilder,
+        xp: str,
+        kernel: Sequence[int],
+        strides: Sequence[int],
+        dilations: Sequence[int],
+        *,
+        channels_first: bool,
+    ) -> tuple[str, int, int]:
         """One 6-D raster gathering every kernel window of padded NCHW ``xp``.
 
         channels_first: [N, C, KH, KW, OH, OW] (im2col order); else [KH, KW, N, C, OH, OW]
@@ -153,13 +188,21 @@ class CompositeOps(_Base):
         if oh <= 0 or ow <= 0:
             raise ModelError(f"window {kh}x{kw} larger than padded input {hp}x{wp}")
         src = contiguous_strides((n, c, hp, wp))
-        axes = {"n": (n, src[0]), "c": (c, src[1]), "kh": (kh, dh * wp), "kw": (kw, dw),
-                "oh": (oh, sh * wp), "ow": (ow, sw)}
-        order = ("n", "c", "kh", "kw", "oh", "ow") if channels_first else (
-            "kh", "kw", "n", "c", "oh", "ow")
+        axes = {
+            "n": (n, src[0]),
+            "c": (c, src[1]),
+            "kh": (kh, dh * wp),
+            "kw": (kw, dw),
+            "oh": (oh, sh * wp),
+            "ow": (ow, sw),
+        }
+        order = (
+            ("n", "c", "kh", "kw", "oh", "ow")
+            if channels_first
+            else ("kh", "kw", "n", "c", "oh", "ow")
+        )
         sizes = tuple(axes[a][0] for a in order)
-        region = Region(0, 0, tuple(axes[a][1] for a in order), 0, contiguous_strides(sizes),
-                        sizes)
+        region = Region(0, 0, tuple(axes[a][1] for a in order), 0, contiguous_strides(sizes), sizes)
         return self.raster([xp], sizes, [region]), oh, ow
 
     # -- normalisation --------------------------------------------------------------------
@@ -169,8 +212,15 @@ class CompositeOps(_Base):
         e = self.unary("exp", self.binary("sub", x, m))
         return self.binary("div", e, self.reduce("sum", e, (axis,), keepdims=True))
 
-    def layer_norm(self: GraphBuilder, x: str, gamma: str | None = None, beta: str | None = None,
-                   *, axis: int = -1, epsilon: float = 1e-5) -> str:
+    def layer_norm(
+        self: GraphBuilder,
+        x: str,
+        gamma: str | None = None,
+        beta: str | None = None,
+        *,
+        axis: int = -1,
+        epsilon: float = 1e-5,
+    ) -> str:
         """(x - mean) / sqrt(var + eps) * gamma + beta over the axes from ``axis`` on."""
         rank = len(self.shape(x))
         first = axis + rank if axis < 0 else axis

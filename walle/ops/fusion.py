@@ -95,8 +95,13 @@ def find_steps(graph: Graph) -> list[Step]:
     for node in graph.nodes:
         if node.name in claimed:
             continue
-        step = (_match_softmax(m, node) or _match_layernorm(m, node) or _match_conv(m, node)
-                or _match_linear(m, node) or _match_window_reduce(m, node))
+        step = (
+            _match_softmax(m, node)
+            or _match_layernorm(m, node)
+            or _match_conv(m, node)
+            or _match_linear(m, node)
+            or _match_window_reduce(m, node)
+        )
         if step is not None:
             for part in step.parts:
                 claimed[part.name] = step
@@ -125,13 +130,19 @@ def _match_linear(m: _Matcher, mm: Node) -> Step | None:
     parts, inputs, last, attrs = _bias_act_tail(m, [mm], [a, b], mm.output, bias_shapes)
     if len(parts) == 1:
         return None
-    return Step("fused.matmul_bias_act", mm.name, tuple(inputs), last,
-                (*attrs, ("side", side)), tuple(parts))
+    return Step(
+        "fused.matmul_bias_act",
+        mm.name,
+        tuple(inputs),
+        last,
+        (*attrs, ("side", side)),
+        tuple(parts),
+    )
 
 
-def _bias_act_tail(m: _Matcher, parts: list[Node], inputs: list[str], last: str,
-                   bias_shapes: set[tuple[int, ...]]
-                   ) -> tuple[list[Node], list[str], str, tuple[tuple[str, Any], ...]]:
+def _bias_act_tail(
+    m: _Matcher, parts: list[Node], inputs: list[str], last: str, bias_shapes: set[tuple[int, ...]]
+) -> tuple[list[Node], list[str], str, tuple[tuple[str, Any], ...]]:
     """Extend a matmul chain by a constant bias add and an activation (maybe after a reshape)."""
     add = m.only_consumer(last)
     bias = None
@@ -143,8 +154,9 @@ def _bias_act_tail(m: _Matcher, parts: list[Node], inputs: list[str], last: str,
             inputs.append(other)
     act = m.only_consumer(last)
     reshape = None
-    if m.is_op(act, "raster") and is_identity_raster(act, m.graph.shape(last),
-                                                     m.graph.shape(act.output)):
+    if m.is_op(act, "raster") and is_identity_raster(
+        act, m.graph.shape(last), m.graph.shape(act.output)
+    ):
         reshape, act = act, m.only_consumer(act.output)
     act_kind = "none"
     if m.is_op(act, "unary") and act.attr("kind") in _ACTS:
@@ -176,8 +188,12 @@ def _match_conv(m: _Matcher, im2col: Node) -> Step | None:
         return None
     cout = m.graph.shape(mm.inputs[0])[0]
     parts, inputs, last, attrs = _bias_act_tail(
-        m, [im2col, flat, mm], [im2col.inputs[0], mm.inputs[0]], mm.output,
-        {(cout, 1), (1, cout, 1)})
+        m,
+        [im2col, flat, mm],
+        [im2col.inputs[0], mm.inputs[0]],
+        mm.output,
+        {(cout, 1), (1, cout, 1)},
+    )
     return Step("fused.conv2d", im2col.name, tuple(inputs), last, attrs, tuple(parts))
 
 
@@ -212,10 +228,12 @@ def _match_layernorm(m: _Matcher, mean: Node) -> Step | None:
     if not m.is_op(sub, "binary", "sub") or sub.inputs != (x, mean.output):
         return None
     users = m.consumers.get(sub.output, [])
-    sq = next((u for u in users if m.is_op(u, "binary", "mul") and u.inputs == (sub.output,) * 2),
-              None)
-    div = next((u for u in users if m.is_op(u, "binary", "div") and u.inputs[0] == sub.output),
-               None)
+    sq = next(
+        (u for u in users if m.is_op(u, "binary", "mul") and u.inputs == (sub.output,) * 2), None
+    )
+    div = next(
+        (u for u in users if m.is_op(u, "binary", "div") and u.inputs[0] == sub.output), None
+    )
     if len(users) != 2 or sq is None or div is None or sub.output in m.outputs:
         return None
     var = m.only_consumer(sq.output)
@@ -247,8 +265,11 @@ def _match_layernorm(m: _Matcher, mean: Node) -> Step | None:
         if flag == "has_gamma" and not flags[flag]:
             break
     eps = float(m.graph.constants[eps_name].reshape(-1)[0])
-    attrs = (("epsilon", eps), ("has_beta", flags.get("has_beta", False)),
-             ("has_gamma", flags["has_gamma"]))
+    attrs = (
+        ("epsilon", eps),
+        ("has_beta", flags.get("has_beta", False)),
+        ("has_gamma", flags["has_gamma"]),
+    )
     return Step("fused.layernorm", mean.name, tuple(inputs), last, attrs, tuple(parts))
 
 
@@ -266,5 +287,11 @@ def _match_window_reduce(m: _Matcher, raster: Node) -> Step | None:
         return None
     if red.attr("axes") != (0, 1) or red.attr("keepdims") is not False:
         return None
-    return Step("fused.window_reduce", raster.name, raster.inputs, red.output,
-                (("kind", red.attr("kind")),), (raster, red))
+    return Step(
+        "fused.window_reduce",
+        raster.name,
+        raster.inputs,
+        red.output,
+        (("kind", red.attr("kind")),),
+        (raster, red),
+    )

@@ -168,6 +168,8 @@ def is_identity_raster(node: Node, in_shape: Shape, out_shape: Shape) -> bool:
 
 def _covers_flat(sizes: tuple[int, ...], strides: tuple[int, ...], offset: int, total: int) -> bool:
     dims = [(s, st) for s, st in zip(sizes, strides, strict=True) if s != 1]
-    return offset == 0 and math.prod(sizes) == total and (
-        tuple(st for _, st in dims) == contiguous_strides(tuple(s for s, _ in dims))
+    return (
+        offset == 0
+        and math.prod(sizes) == total
+        and (tuple(st for _, st in dims) == contiguous_strides(tuple(s for s, _ in dims)))
     )

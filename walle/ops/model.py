@@ -35,13 +35,23 @@ class Model:
     and the compiled kernels release the GIL so threads run in parallel.
     """
 
-    def __init__(self, source: Graph | str | Path | GraphFactory, *, backend: str | None = None,
-                 backends: list[str] | None = None, use_cache: bool = True,
-                 trials: bool = True) -> None:
+    def __init__(
+        self,
+        source: Graph | str | Path | GraphFactory,
+        *,
+        backend: str | None = None,
+        backends: list[str] | None = None,
+        use_cache: bool = True,
+        trials: bool = True,
+    ) -> None:
         self._factory = _factory(source)
         self._fixed = source if isinstance(source, Graph) else None
-        self._options = {"pin": backend, "backends": backends, "use_cache": use_cache,
-                         "trials": trials}
+        self._options = {
+            "pin": backend,
+            "backends": backends,
+            "use_cache": use_cache,
+            "trials": trials,
+        }
         self._graphs: dict[int, Graph] = {}
         self._local = threading.local()
         self._lock = threading.Lock()

@@ -58,8 +58,9 @@ class _Node:
     def require(self, key: str, expected: object, default: object) -> None:
         value = self.get(key, default)
         if value != expected:
-            raise ModelError(f"{self.where}: attribute {key}={value!r} is not supported "
-                             f"(only {expected!r})")
+            raise ModelError(
+                f"{self.where}: attribute {key}={value!r} is not supported (only {expected!r})"
+            )
 
 
 class _Importer:
@@ -68,8 +69,9 @@ class _Importer:
 
         self.b = GraphBuilder()
         self.names: dict[str, str] = {}
-        self.opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")),
-                          13)
+        self.opset = next(
+            (o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 13
+        )
         graph = proto.graph
         for init in graph.initializer:
             self.names[init.name] = self.b.const(numpy_helper.to_array(init), name=init.name)
@@ -94,8 +96,10 @@ class _Importer:
             handler = _HANDLERS.get(proto.op_type)
             where = f"node {proto.name or proto.output[0]!r} ({proto.op_type})"
             if proto.domain not in ("", "ai.onnx") or handler is None:
-                raise ModelError(f"{where}: unsupported op {proto.op_type!r} "
-                                 f"(supported: {', '.join(SUPPORTED_OPS)})")
+                raise ModelError(
+                    f"{where}: unsupported op {proto.op_type!r} "
+                    f"(supported: {', '.join(SUPPORTED_OPS)})"
+                )
             allowed, fn = handler
             node = _Node(proto, allowed)
             self.b.scope = proto.name or proto.op_type
@@ -118,8 +122,10 @@ def _shape(value, batch: int | None) -> tuple[int, ...]:
         elif i == 0 and batch is not None:
             dims.append(batch)
         else:
-            raise ModelError(f"input {value.name!r}: dim {i} is symbolic; only the leading "
-                             "(batch) dim may be, and a batch size must be given")
+            raise ModelError(
+                f"input {value.name!r}: dim {i} is symbolic; only the leading "
+                "(batch) dim may be, and a batch size must be given"
+            )
     return tuple(dims)
 
 
@@ -143,9 +149,15 @@ def _unary(kind: str) -> Handler:
 
 
 def _gemm(im: _Importer, node: _Node, ins: list[str]) -> str:
-    return im.b.gemm(ins[0], ins[1], ins[2] if len(ins) > 2 and ins[2] else None,
-                     alpha=float(node.get("alpha", 1.0)), beta=float(node.get("beta", 1.0)),
-                     trans_a=bool(node.get("transA", 0)), trans_b=bool(node.get("transB", 0)))
+    return im.b.gemm(
+        ins[0],
+        ins[1],
+        ins[2] if len(ins) > 2 and ins[2] else None,
+        alpha=float(node.get("alpha", 1.0)),
+        beta=float(node.get("beta", 1.0)),
+        trans_a=bool(node.get("transA", 0)),
+        trans_b=bool(node.get("transB", 0)),
+    )
 
 
 def _matmul(im: _Importer, node: _Node, ins: list[str]) -> str:
@@ -169,8 +181,11 @@ def _pool_args(node: _Node, rank: int = 2) -> dict[str, object]:
     kernel = [int(k) for k in node.get("kernel_shape", [])]
     if len(kernel) != rank:
         raise ModelError(f"{node.where}: only 2-D kernels are supported, got {kernel}")
-    return {"kernel": kernel, "strides": [int(s) for s in node.get("strides", kernel)],
-            "pads": [int(p) for p in node.get("pads", [0] * 4)]}
+    return {
+        "kernel": kernel,
+        "strides": [int(s) for s in node.get("strides", kernel)],
+        "pads": [int(p) for p in node.get("pads", [0] * 4)],
+    }
 
 
 def _conv(im: _Importer, node: _Node, ins: list[str]) -> str:
@@ -190,14 +205,24 @@ def _maxpool(im: _Importer, node: _Node, ins: list[str]) -> str:
     if len(node.proto.output) > 1:
         raise ModelError(f"{node.where}: the Indices output is not supported")
     args = _pool_args(node)
-    return im.b.max_pool(ins[0], args["kernel"], strides=args["strides"], pads=args["pads"],
-                         dilations=[int(d) for d in node.get("dilations", [1, 1])])
+    return im.b.max_pool(
+        ins[0],
+        args["kernel"],
+        strides=args["strides"],
+        pads=args["pads"],
+        dilations=[int(d) for d in node.get("dilations", [1, 1])],
+    )
 
 
 def _avgpool(im: _Importer, node: _Node, ins: list[str]) -> str:
     args = _pool_args(node)
-    return im.b.avg_pool(ins[0], args["kernel"], strides=args["strides"], pads=args["pads"],
-                         count_include_pad=bool(node.get("count_include_pad", 0)))
+    return im.b.avg_pool(
+        ins[0],
+        args["kernel"],
+        strides=args["strides"],
+        pads=args["pads"],
+        count_include_pad=bool(node.get("count_include_pad", 0)),
+    )
 
 
 def _reshape(im: _Importer, node: _Node, ins: list[str]) -> str:
@@ -223,8 +248,13 @@ def _slice(im: _Importer, node: _Node, ins: list[str]) -> str:
         ends = im.const(names[2], node.where).astype(np.int64)
         axes = im.const(names[3], node.where).astype(np.int64) if names[3] else range(rank)
         steps = im.const(names[4], node.where).astype(np.int64) if names[4] else None
-    return im.b.slice(ins[0], [int(s) for s in starts], [int(e) for e in ends],
-                      [int(a) for a in axes], None if steps is None else [int(s) for s in steps])
+    return im.b.slice(
+        ins[0],
+        [int(s) for s in starts],
+        [int(e) for e in ends],
+        [int(a) for a in axes],
+        None if steps is None else [int(s) for s in steps],
+    )
 
 
 def _reduce_mean(im: _Importer, node: _Node, ins: list[str]) -> str:
@@ -244,8 +274,13 @@ def _layernorm(im: _Importer, node: _Node, ins: list[str]) -> str:
     if len(node.proto.output) > 1 and any(node.proto.output[1:]):
         raise ModelError(f"{node.where}: the Mean/InvStdDev outputs are not supported")
     beta = ins[2] if len(ins) > 2 and ins[2] else None
-    return im.b.layer_norm(ins[0], ins[1], beta, axis=int(node.get("axis", -1)),
-                           epsilon=float(node.get("epsilon", 1e-5)))
+    return im.b.layer_norm(
+        ins[0],
+        ins[1],
+        beta,
+        axis=int(node.get("axis", -1)),
+        epsilon=float(node.get("epsilon", 1e-5)),
+    )
 
 
 def _constant(im: _Importer, node: _Node, ins: list[str]) -> str:
@@ -271,10 +306,14 @@ _HANDLERS: dict[str, tuple[set[str], Handler]] = {
     "Identity": (set(), _unary("identity")),
     "Softmax": ({"axis"}, _softmax),
     "Conv": ({"auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"}, _conv),
-    "MaxPool": ({"auto_pad", "ceil_mode", "dilations", "kernel_shape", "pads", "storage_order",
-                 "strides"}, _maxpool),
-    "AveragePool": ({"auto_pad", "ceil_mode", "count_include_pad", "kernel_shape", "pads",
-                     "strides"}, _avgpool),
+    "MaxPool": (
+        {"auto_pad", "ceil_mode", "dilations", "kernel_shape", "pads", "storage_order", "strides"},
+        _maxpool,
+    ),
+    "AveragePool": (
+        {"auto_pad", "ceil_mode", "count_include_pad", "kernel_shape", "pads", "strides"},
+        _avgpool,
+    ),
     "GlobalAveragePool": (set(), lambda im, node, ins: im.b.global_avg_pool(ins[0])),
     "Flatten": ({"axis"}, lambda im, node, ins: im.b.flatten(ins[0], int(node.get("axis", 1)))),
     "Reshape": ({"allowzero"}, _reshape),

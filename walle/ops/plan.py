@@ -29,8 +29,11 @@ class Choice:
 
 def is_alias(step: Step, graph: Graph) -> bool:
     """True for a reshape-like raster that can share its input's buffer."""
-    return not step.fused and step.op == "raster" and is_identity_raster(
-        step.parts[0], graph.shape(step.inputs[0]), graph.shape(step.output))
+    return (
+        not step.fused
+        and step.op == "raster"
+        and is_identity_raster(step.parts[0], graph.shape(step.inputs[0]), graph.shape(step.output))
+    )
 
 
 def allocate(graph: Graph, steps: list[Step], fill: float | None = None) -> Buffers:
@@ -41,9 +44,16 @@ def allocate(graph: Graph, steps: list[Step], fill: float | None = None) -> Buff
     """
     buffers: Buffers = dict(graph.constants)
     alias = {s.output: s.inputs[0] for s in steps if is_alias(s, graph)}
-    alias.update({node.output: node.inputs[0] for s in steps if s.fused for node in s.parts
-                  if node.op == "raster" and is_identity_raster(
-                      node, graph.shape(node.inputs[0]), graph.shape(node.output))})
+    alias.update(
+        {
+            node.output: node.inputs[0]
+            for s in steps
+            if s.fused
+            for node in s.parts
+            if node.op == "raster"
+            and is_identity_raster(node, graph.shape(node.inputs[0]), graph.shape(node.output))
+        }
+    )
     for name in graph.inputs:
         buffers[name] = _new(graph.shape(name), fill)
     for node in graph.nodes:
@@ -63,8 +73,13 @@ def _new(shape: tuple[int, ...], fill: float | None) -> np.ndarray:
 class CompiledPlan:
     """A graph bound to buffers and backend calls; call it with input arrays."""
 
-    def __init__(self, graph: Graph, steps: list[Step], choices: dict[str, Choice],
-                 backends: dict[str, Backend]) -> None:
+    def __init__(
+        self,
+        graph: Graph,
+        steps: list[Step],
+        choices: dict[str, Choice],
+        backends: dict[str, Backend],
+    ) -> None:
         self.graph = graph
         self.steps = steps
         self.choices = choices
@@ -92,7 +107,8 @@ class CompiledPlan:
         """Run on ``arrays`` (one per graph input, exact shapes); fresh output arrays."""
         if len(arrays) != len(self._in):
             raise ValidationError(
-                f"model takes {len(self._in)} inputs {self.graph.inputs}, got {len(arrays)}")
+                f"model takes {len(self._in)} inputs {self.graph.inputs}, got {len(arrays)}"
+            )
         for name, buf, x in zip(self.graph.inputs, self._in, arrays, strict=True):
             self._load(name, buf, x)
         for call in self._calls:
@@ -113,7 +129,8 @@ class CompiledPlan:
     def _load(self, name: str, buf: np.ndarray, x: np.ndarray) -> None:
         if buf.shape != np.shape(x):
             raise ValidationError(
-                f"input {name!r} must have shape {buf.shape}, got {np.shape(x)}", field=name)
+                f"input {name!r} must have shape {buf.shape}, got {np.shape(x)}", field=name
+            )
         try:
             np.copyto(buf, x, casting="same_kind")
         except TypeError as exc:

@@ -19,8 +19,9 @@ def erf(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """
     a = np.abs(x, dtype=np.float64)
     t = 1.0 / (1.0 + 0.3275911 * a)
-    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (
-        -1.453152027 + t * 1.061405429))))
+    poly = t * (
+        0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429)))
+    )
     y = np.copysign(1.0 - poly * np.exp(-a * a), x)
     if out is None:
         return y.astype(np.float32)
@@ -57,20 +58,27 @@ BINARY = {
 REDUCE = {"sum": np.sum, "mean": np.mean, "max": np.max, "min": np.min}
 
 
-def raster(inputs: list[np.ndarray], shape: tuple[int, ...], regions: tuple[Region, ...],
-           fill: float | None) -> np.ndarray:
+def raster(
+    inputs: list[np.ndarray],
+    shape: tuple[int, ...],
+    regions: tuple[Region, ...],
+    fill: float | None,
+) -> np.ndarray:
     """Apply the region copies to a fresh output (``fill`` or zeros elsewhere)."""
     out = np.full(shape, np.float32(0.0 if fill is None else fill), np.float32)
     flat = out.reshape(-1)
     for r in regions:
         src = np.ascontiguousarray(inputs[r.input], dtype=np.float32).reshape(-1)
-        np.copyto(region_view(flat, r.dst_offset, r.dst_strides, r.sizes),
-                  region_view(src, r.src_offset, r.src_strides, r.sizes))
+        np.copyto(
+            region_view(flat, r.dst_offset, r.dst_strides, r.sizes),
+            region_view(src, r.src_offset, r.src_strides, r.sizes),
+        )
     return out
 
 
-def region_view(flat: np.ndarray, offset: int, strides: tuple[int, ...],
-                sizes: tuple[int, ...]) -> np.ndarray:
+def region_view(
+    flat: np.ndarray, offset: int, strides: tuple[int, ...], sizes: tuple[int, ...]
+) -> np.ndarray:
     """A strided view of ``sizes`` elements of the flat float32 array ``flat``."""
     item = flat.itemsize
     return np.lib.stride_tricks.as_strided(

@@ -17,8 +17,7 @@ def _model(nodes: list, inputs: list, outputs: list, inits: list, opset: int = 1
     from onnx import helper
 
     graph = helper.make_graph(nodes, "walle_sample", inputs, outputs, inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
-                             ir_version=8)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
 
 
 def _init(name: str, array: np.ndarray):
@@ -40,11 +39,16 @@ def mlp_onnx(sizes: Sequence[int] = (64, 256, 256, 1), seed: int = 0):
     rng = np.random.default_rng(seed)
     nodes, inits, x = [], [], "x"
     for i, (a, b) in enumerate(itertools.pairwise(sizes)):
-        inits += [_init(f"w{i}", rng.normal(0, 1 / np.sqrt(a), (a, b))),
-                  _init(f"b{i}", rng.normal(0, 0.1, b))]
+        inits += [
+            _init(f"w{i}", rng.normal(0, 1 / np.sqrt(a), (a, b))),
+            _init(f"b{i}", rng.normal(0, 0.1, b)),
+        ]
         y = f"h{i}" if i < len(sizes) - 2 else "y"
-        nodes.append(helper.make_node("Gemm", [x, f"w{i}", f"b{i}"], [y + "_lin" if y != "y"
-                                                                        else "y"], name=f"fc{i}"))
+        nodes.append(
+            helper.make_node(
+                "Gemm", [x, f"w{i}", f"b{i}"], [y + "_lin" if y != "y" else "y"], name=f"fc{i}"
+            )
+        )
         if y != "y":
             nodes.append(helper.make_node("Relu", [y + "_lin"], [y], name=f"relu{i}"))
         x = y
@@ -56,10 +60,14 @@ def cnn_onnx(seed: int = 0):
     from onnx import helper
 
     rng = np.random.default_rng(seed)
-    inits = [_init("c1w", rng.normal(0, 0.3, (8, 3, 3, 3))), _init("c1b", rng.normal(0, .1, 8)),
-             _init("c2w", rng.normal(0, 0.2, (16, 8, 3, 3))),
-             _init("c2b", rng.normal(0, .1, 16)),
-             _init("fw", rng.normal(0, 0.3, (16, 10))), _init("fb", rng.normal(0, .1, 10))]
+    inits = [
+        _init("c1w", rng.normal(0, 0.3, (8, 3, 3, 3))),
+        _init("c1b", rng.normal(0, 0.1, 8)),
+        _init("c2w", rng.normal(0, 0.2, (16, 8, 3, 3))),
+        _init("c2b", rng.normal(0, 0.1, 16)),
+        _init("fw", rng.normal(0, 0.3, (16, 10))),
+        _init("fb", rng.normal(0, 0.1, 10)),
+    ]
     conv = {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}
     pool = {"kernel_shape": [2, 2], "strides": [2, 2]}
     nodes = [
@@ -76,22 +84,30 @@ def cnn_onnx(seed: int = 0):
     return _model(nodes, [_io("x", ["N", 3, 64, 64])], [_io("y", ["N", 10])], inits)
 
 
-def single_op_onnx(op: str, input_shapes: Sequence[Sequence[int]],
-                   constants: dict[str, np.ndarray] | None = None, opset: int = 17,
-                   **attrs: object):
+def single_op_onnx(
+    op: str,
+    input_shapes: Sequence[Sequence[int]],
+    constants: dict[str, np.ndarray] | None = None,
+    opset: int = 17,
+    **attrs: object,
+):
     """One ``op`` node over inputs ``x0, x1, ...`` (fixed shapes) and constant inputs."""
     from onnx import helper
 
     names = [f"x{i}" for i in range(len(input_shapes))]
-    inits = [_init(k, v) if v.dtype.kind == "f" else _int_init(k, v)
-             for k, v in (constants or {}).items()]
-    node = helper.make_node(op, [*names, *(constants or {})], ["y"], name=f"the_{op.lower()}",
-                            **attrs)
+    inits = [
+        _init(k, v) if v.dtype.kind == "f" else _int_init(k, v)
+        for k, v in (constants or {}).items()
+    ]
+    node = helper.make_node(
+        op, [*names, *(constants or {})], ["y"], name=f"the_{op.lower()}", **attrs
+    )
     from onnx import TensorProto
 
     out = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
-    return _model([node], [_io(n, s) for n, s in zip(names, input_shapes, strict=True)], [out],
-                  inits, opset)
+    return _model(
+        [node], [_io(n, s) for n, s in zip(names, input_shapes, strict=True)], [out], inits, opset
+    )
 
 
 def _int_init(name: str, array: np.ndarray):
@@ -106,8 +122,12 @@ def layernorm_composite_onnx(shape: Sequence[int] = (64, 1024), seed: int = 0):
 
     rng = np.random.default_rng(seed)
     c = shape[-1]
-    inits = [_init("two", np.array(2.0)), _init("eps", np.array(1e-5)),
-             _init("gamma", rng.normal(1, .1, c)), _init("beta", rng.normal(0, .1, c))]
+    inits = [
+        _init("two", np.array(2.0)),
+        _init("eps", np.array(1e-5)),
+        _init("gamma", rng.normal(1, 0.1, c)),
+        _init("beta", rng.normal(0, 0.1, c)),
+    ]
     mk = helper.make_node
     nodes = [
         mk("ReduceMean", ["x"], ["m"], axes=[-1], name="mean"),

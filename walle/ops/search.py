@@ -55,9 +55,15 @@ def time_calls(calls: list, budget_s: float = 0.004, max_runs: int = 25) -> floa
 class Search:
     """Chooses a (backend, algorithm) per step of a graph, with an on-disk decision cache."""
 
-    def __init__(self, backends: list[str] | None = None, *, pin: str | None = None,
-                 trials: bool = True, use_cache: bool = True,
-                 close_factor: float = CLOSE_FACTOR) -> None:
+    def __init__(
+        self,
+        backends: list[str] | None = None,
+        *,
+        pin: str | None = None,
+        trials: bool = True,
+        use_cache: bool = True,
+        close_factor: float = CLOSE_FACTOR,
+    ) -> None:
         if pin is not None:
             self.backends = [get_backend(pin)]
             if pin != "numpy":
@@ -93,8 +99,11 @@ class Search:
 
     def candidates(self, step: Step, graph: Graph) -> list[tuple[Backend, str, float]]:
         """Every (backend, algorithm, estimate) for ``step``, cheapest estimate first."""
-        found = [(b, algo, b.estimate(step, algo, graph))
-                 for b in self.backends for algo in b.algorithms(step, graph)]
+        found = [
+            (b, algo, b.estimate(step, algo, graph))
+            for b in self.backends
+            for algo in b.algorithms(step, graph)
+        ]
         if self.pin is not None:
             pinned = [c for c in found if c[0].name == self.pin]
             found = pinned or found
@@ -129,8 +138,9 @@ class Search:
         except FileNotFoundError:
             return None
         except (OSError, ValueError, TypeError, KeyError) as exc:
-            _log.warning("search cache unreadable, searching again", path=str(path),
-                         reason=str(exc))
+            _log.warning(
+                "search cache unreadable, searching again", path=str(path), reason=str(exc)
+            )
             return None
         wanted = {s.name for s in steps if not is_alias(s, graph)}
         if set(choices) != wanted or any(c.backend not in self.by_name for c in choices.values()):
@@ -142,16 +152,28 @@ class Search:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(
-                {"signature": graph.signature(),
-                 "choices": {k: asdict(v) for k, v in choices.items()}}, indent=1))
+            tmp.write_text(
+                json.dumps(
+                    {
+                        "signature": graph.signature(),
+                        "choices": {k: asdict(v) for k, v in choices.items()},
+                    },
+                    indent=1,
+                )
+            )
             tmp.replace(path)
         except OSError as exc:
             raise StorageError(f"cannot write search cache {path}: {exc}") from exc
 
 
-def compile_graph(graph: Graph, *, backends: list[str] | None = None, pin: str | None = None,
-                  trials: bool = True, use_cache: bool = True) -> CompiledPlan:
+def compile_graph(
+    graph: Graph,
+    *,
+    backends: list[str] | None = None,
+    pin: str | None = None,
+    trials: bool = True,
+    use_cache: bool = True,
+) -> CompiledPlan:
     """Search (or read cached decisions) and build the plan for ``graph``."""
     search = Search(backends, pin=pin, trials=trials, use_cache=use_cache)
     steps, choices, _ = search.choose(graph)
@@ -163,16 +185,21 @@ def explain(plan: CompiledPlan) -> list[dict[str, object]]:
     rows = []
     for step in plan.steps:
         choice = plan.choices.get(step.name)
-        rows.append({
-            "step": step.name,
-            "op": step.op if not step.parts or step.fused else _atomic_label(step),
-            "shape": plan.graph.shape(step.output),
-            "backend": choice.backend if choice else "alias",
-            "algorithm": choice.algorithm if choice else "view",
-            "estimate_us": round(choice.estimate_s * 1e6, 2) if choice else 0.0,
-            "measured_us": (round(choice.measured_s * 1e6, 2)
-                            if choice and choice.measured_s is not None else None),
-        })
+        rows.append(
+            {
+                "step": step.name,
+                "op": step.op if not step.parts or step.fused else _atomic_label(step),
+                "shape": plan.graph.shape(step.output),
+                "backend": choice.backend if choice else "alias",
+                "algorithm": choice.algorithm if choice else "view",
+                "estimate_us": round(choice.estimate_s * 1e6, 2) if choice else 0.0,
+                "measured_us": (
+                    round(choice.measured_s * 1e6, 2)
+                    if choice and choice.measured_s is not None
+                    else None
+                ),
+            }
+        )
     return rows
 
 

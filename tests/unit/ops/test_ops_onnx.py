@@ -38,23 +38,26 @@ def _rand(shape, seed=0, low=-2.0, high=2.0) -> np.ndarray:
 @pytest.mark.parametrize("batch", [1, 5])
 def test_ops_mlp_matches_onnxruntime(backend: str, batch: int) -> None:
     model, x = mlp_onnx(), _rand((batch, 64))
-    np.testing.assert_allclose(_walle(model, {"x": x}, backend), _ort(model, {"x": x}),
-                               rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(
+        _walle(model, {"x": x}, backend), _ort(model, {"x": x}), rtol=RTOL, atol=ATOL
+    )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("batch", [1, 2])
 def test_ops_cnn_matches_onnxruntime(backend: str, batch: int) -> None:
     model, x = cnn_onnx(), _rand((batch, 3, 64, 64), seed=batch)
-    np.testing.assert_allclose(_walle(model, {"x": x}, backend), _ort(model, {"x": x}),
-                               rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(
+        _walle(model, {"x": x}, backend), _ort(model, {"x": x}), rtol=RTOL, atol=ATOL
+    )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_ops_composite_layernorm_matches_onnxruntime(backend: str) -> None:
     model, x = layernorm_composite_onnx((4, 96)), _rand((4, 96))
-    np.testing.assert_allclose(_walle(model, {"x": x}, backend), _ort(model, {"x": x}),
-                               rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(
+        _walle(model, {"x": x}, backend), _ort(model, {"x": x}), rtol=RTOL, atol=ATOL
+    )
 
 
 _I64 = np.int64
@@ -71,8 +74,17 @@ SINGLE_OPS = [
     ("Softmax", [(2, 3, 5)], {}, {"axis": 1}),
     ("Transpose", [(2, 3, 4)], {}, {"perm": [2, 0, 1]}),
     ("Concat", [(2, 3), (2, 5)], {}, {"axis": 1}),
-    ("Slice", [(6, 8)], {"s": np.array([1, -6], _I64), "e": np.array([5, 100], _I64),
-                         "a": np.array([0, 1], _I64), "st": np.array([2, 1], _I64)}, {}),
+    (
+        "Slice",
+        [(6, 8)],
+        {
+            "s": np.array([1, -6], _I64),
+            "e": np.array([5, 100], _I64),
+            "a": np.array([0, 1], _I64),
+            "st": np.array([2, 1], _I64),
+        },
+        {},
+    ),
     ("ReduceMean", [(3, 4, 5)], {}, {"axes": [1, 2], "keepdims": 0}),
     ("Pow", [(3, 4), (3, 4)], {}, {}),
     ("MatMul", [(2, 3, 4), (4, 5)], {}, {}),
@@ -80,19 +92,34 @@ SINGLE_OPS = [
     ("Reshape", [(2, 6)], {"shape": np.array([3, -1], _I64)}, {}),
     ("Flatten", [(2, 3, 4)], {}, {"axis": 2}),
     ("GlobalAveragePool", [(1, 3, 5, 6)], {}, {}),
-    ("MaxPool", [(1, 2, 7, 7)], {}, {"kernel_shape": [3, 3], "strides": [2, 2],
-                                     "pads": [1, 1, 1, 1]}),
-    ("AveragePool", [(1, 2, 7, 7)], {}, {"kernel_shape": [3, 3], "strides": [2, 2],
-                                         "pads": [1, 1, 1, 1]}),
-    ("Conv", [(1, 3, 9, 9), (4, 3, 3, 3)], {}, {"strides": [2, 2], "pads": [0, 1, 1, 0],
-                                                "dilations": [1, 2]}),
+    (
+        "MaxPool",
+        [(1, 2, 7, 7)],
+        {},
+        {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]},
+    ),
+    (
+        "AveragePool",
+        [(1, 2, 7, 7)],
+        {},
+        {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]},
+    ),
+    (
+        "Conv",
+        [(1, 3, 9, 9), (4, 3, 3, 3)],
+        {},
+        {"strides": [2, 2], "pads": [0, 1, 1, 0], "dilations": [1, 2]},
+    ),
     ("LayerNormalization", [(3, 16), (16,), (16,)], {}, {"epsilon": 1e-5}),
 ]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize(("op", "shapes", "consts", "attrs"), SINGLE_OPS,
-                         ids=[f"{o[0]}{i}" for i, o in enumerate(SINGLE_OPS)])
+@pytest.mark.parametrize(
+    ("op", "shapes", "consts", "attrs"),
+    SINGLE_OPS,
+    ids=[f"{o[0]}{i}" for i, o in enumerate(SINGLE_OPS)],
+)
 def test_ops_single_op_matches_onnxruntime(backend, op, shapes, consts, attrs) -> None:
     model = single_op_onnx(op, shapes, consts, **attrs)
     low = 0.5 if op in ("Sqrt", "Pow") else -2.0

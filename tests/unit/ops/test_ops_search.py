@@ -97,13 +97,12 @@ def test_ops_model_from_several_threads_gives_same_results(tmp_path, monkeypatch
     path = tmp_path / "mlp.onnx"
     path.write_bytes(mlp_onnx().SerializeToString())
     model = Model(path)
-    batches = [np.random.default_rng(i).normal(size=(16, 64)).astype(np.float32)
-               for i in range(8)]
+    batches = [np.random.default_rng(i).normal(size=(16, 64)).astype(np.float32) for i in range(8)]
     want = [model(x) for x in batches]
     results: dict[int, list[np.ndarray]] = {}
 
     def work(t: int) -> None:
-        results[t] = [model(x) for _ in range(20) for x in batches][-len(batches):]
+        results[t] = [model(x) for _ in range(20) for x in batches][-len(batches) :]
 
     threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
     for t in threads:

@@ -49,8 +49,17 @@ def _usable(name: str) -> bool:
     return True
 
 
-@pytest.mark.parametrize("backend", [None, "numpy", "cython", pytest.param(
-    "opencl", marks=pytest.mark.skipif(not _usable("opencl"), reason="no OpenCL platform"))])
+@pytest.mark.parametrize(
+    "backend",
+    [
+        None,
+        "numpy",
+        "cython",
+        pytest.param(
+            "opencl", marks=pytest.mark.skipif(not _usable("opencl"), reason="no OpenCL platform")
+        ),
+    ],
+)
 def test_ops_item_scoring_scores_equal_numpy_mlp(tmp_path, monkeypatch, backend) -> None:
     monkeypatch.setenv("WALLE_CACHE_DIR", str(tmp_path))
     scoring = _module("item_scoring")

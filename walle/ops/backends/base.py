@@ -21,8 +21,15 @@ from walle.ops.ir import Graph, Node
 Call = Callable[[], object]
 Buffers = dict[str, np.ndarray]
 
-_UNARY_COST = {"exp": 8.0, "log": 8.0, "tanh": 10.0, "sigmoid": 10.0, "erf": 30.0,
-               "sqrt": 3.0, "reciprocal": 2.0}
+_UNARY_COST = {
+    "exp": 8.0,
+    "log": 8.0,
+    "tanh": 10.0,
+    "sigmoid": 10.0,
+    "erf": 30.0,
+    "sqrt": 3.0,
+    "reciprocal": 2.0,
+}
 
 
 class Backend(ABC):
@@ -52,8 +59,11 @@ class Backend(ABC):
                 return []
             own = self.fused_algorithms(step, graph) if step.op in self.fused_ops else []
             return [*own, "parts"]
-        return self.atomic_algorithms(step.parts[0], graph) if self.supports(
-            step.parts[0], graph) else []
+        return (
+            self.atomic_algorithms(step.parts[0], graph)
+            if self.supports(step.parts[0], graph)
+            else []
+        )
 
     def atomic_algorithms(self, node: Node, graph: Graph) -> list[str]:
         """Algorithms for an atomic node."""
@@ -76,12 +86,14 @@ class Backend(ABC):
         return self.compile_atomic(step.parts[0], algorithm, graph, buffers)
 
     @abstractmethod
-    def compile_atomic(self, node: Node, algorithm: str, graph: Graph,
-                       buffers: Buffers) -> list[Call]:
+    def compile_atomic(
+        self, node: Node, algorithm: str, graph: Graph, buffers: Buffers
+    ) -> list[Call]:
         """Calls computing one atomic node."""
 
-    def compile_fused(self, step: Step, algorithm: str, graph: Graph,
-                      buffers: Buffers) -> list[Call]:
+    def compile_fused(
+        self, step: Step, algorithm: str, graph: Graph, buffers: Buffers
+    ) -> list[Call]:
         """Calls computing a fused step (only for ops in ``fused_ops``)."""
         raise NotImplementedError(f"{self.name}: no fused kernel for {step.op}")
 
@@ -99,8 +111,10 @@ class Backend(ABC):
             compute, traffic, calls = compute + f / rate, traffic + t, calls + 1
         if step.fused and algorithm != "parts":
             calls = 1
-            traffic = 4.0 * (sum(math.prod(graph.shape(i)) for i in step.inputs)
-                             + math.prod(graph.shape(step.output)))
+            traffic = 4.0 * (
+                sum(math.prod(graph.shape(i)) for i in step.inputs)
+                + math.prod(graph.shape(step.output))
+            )
         return calls * self.call_overhead_s + compute + traffic / self.bytes_per_s
 
     def matmul_rate(self, algorithm: str) -> float:
@@ -127,5 +141,7 @@ def is_aliased_part(node: Node, buffers: Buffers) -> bool:
     if node.op != "raster" or len(node.inputs) != 1:
         return False
     src, dst = buffers[node.inputs[0]], buffers[node.output]
-    return (src.__array_interface__["data"][0] == dst.__array_interface__["data"][0]
-            and src.nbytes == dst.nbytes)
+    return (
+        src.__array_interface__["data"][0] == dst.__array_interface__["data"][0]
+        and src.nbytes == dst.nbytes
+    )

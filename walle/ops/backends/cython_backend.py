@@ -34,8 +34,15 @@ class CythonBackend(Backend):
     """Kernels compiled from cython_kernels/ops_*.pyx."""
 
     name = "cython"
-    fused_ops = frozenset({"fused.matmul_bias_act", "fused.softmax", "fused.layernorm",
-                           "fused.window_reduce", "fused.conv2d"})
+    fused_ops = frozenset(
+        {
+            "fused.matmul_bias_act",
+            "fused.softmax",
+            "fused.layernorm",
+            "fused.window_reduce",
+            "fused.conv2d",
+        }
+    )
     # Measured on a 2-core EPYC (AVX-512), one thread: exp over 64k floats ~22 us,
     # [64,256]@[256,256] direct ~80 us (~100 GFlop/s), numpy's BLAS similar plus ~1.5 us.
     call_overhead_s = 0.4e-6
@@ -50,7 +57,8 @@ class CythonBackend(Backend):
         if node.op == "matmul":
             sa, sb = graph.shape(node.inputs[0]), graph.shape(node.inputs[1])
             return (len(sa), len(sb)) in {(2, 2), (2, 3), (3, 2)} or (
-                len(sa) == len(sb) == 3 and sa[0] == sb[0])
+                len(sa) == len(sb) == 3 and sa[0] == sb[0]
+            )
         if node.op == "raster":
             return all(len(r.sizes) <= 6 for r in node.attr("regions"))
         return True
@@ -80,16 +88,18 @@ class CythonBackend(Backend):
             seconds *= 4.0  # fewer than 16 columns: the direct kernel's scalar edge loop
         return seconds
 
-    def compile_atomic(self, node: Node, algorithm: str, graph: Graph,
-                       buffers: Buffers) -> list[Call]:
+    def compile_atomic(
+        self, node: Node, algorithm: str, graph: Graph, buffers: Buffers
+    ) -> list[Call]:
         ins = [buffers[i] for i in node.inputs]
         out = buffers[node.output]
         if node.op == "unary":
             return [ops_math.UnaryKernel(node.attr("kind"), ins[0], out).run]
         if node.op == "binary":
             sizes, sa, sb = _collapse(graph, node)
-            return [ops_math.BinaryKernel(node.attr("kind"), ins[0], ins[1], out, sizes, sa,
-                                          sb).run]
+            return [
+                ops_math.BinaryKernel(node.attr("kind"), ins[0], ins[1], out, sizes, sa, sb).run
+            ]
         if node.op == "reduce":
             outer, r, inner = _reduce_view(graph.shape(node.inputs[0]), node.attr("axes"))
             return [ops_math.ReduceKernel(node.attr("kind"), ins[0], out, outer, r, inner).run]
@@ -97,8 +107,9 @@ class CythonBackend(Backend):
             return _gemm(algorithm, ins[0], ins[1], out, None, 0, "none")
         return [ops_raster.RasterKernel(ins, out, node.attr("regions"), node.attr("fill")).run]
 
-    def compile_fused(self, step: Step, algorithm: str, graph: Graph,
-                      buffers: Buffers) -> list[Call]:
+    def compile_fused(
+        self, step: Step, algorithm: str, graph: Graph, buffers: Buffers
+    ) -> list[Call]:
         ins = [buffers[i] for i in step.inputs]
         out = buffers[step.output]
         if step.op == "fused.softmax":
@@ -112,8 +123,9 @@ class CythonBackend(Backend):
         if step.op == "fused.layernorm":
             gamma = ins[1].reshape(-1) if step.attr("has_gamma") else None
             beta = ins[2].reshape(-1) if step.attr("has_beta") else None
-            return [ops_math.RowKernel("layernorm", ins[0], out, gamma, beta,
-                                       step.attr("epsilon")).run]
+            return [
+                ops_math.RowKernel("layernorm", ins[0], out, gamma, beta, step.attr("epsilon")).run
+            ]
         bias = ins[2].reshape(-1) if step.attr("has_bias") else None
         mode = 0 if bias is None else (1 if step.attr("side") == "right" else 2)
         out = out.reshape(graph.shape(step.parts[0].output))  # the act may follow a reshape
@@ -128,12 +140,16 @@ def _conv(step: Step, algorithm: str, graph: Graph, buffers: Buffers) -> list[Ca
     out = buffers[step.output].reshape(graph.shape(mm.output))
     region = im2col.attr("regions")[0]
     if algorithm == "direct":
-        return [ops_conv.ConvKernel(buffers[step.inputs[0]], weight, bias, out, region,
-                                    step.attr("act")).run]
+        return [
+            ops_conv.ConvKernel(
+                buffers[step.inputs[0]], weight, bias, out, region, step.attr("act")
+            ).run
+        ]
     cols = buffers[im2col.output]
     calls = [ops_raster.RasterKernel([buffers[step.inputs[0]]], cols, (region,), None).run]
-    return calls + _gemm("blas", weight, buffers[flat.output], out, bias,
-                         0 if bias is None else 2, step.attr("act"))
+    return calls + _gemm(
+        "blas", weight, buffers[flat.output], out, bias, 0 if bias is None else 2, step.attr("act")
+    )
 
 
 def _matmul_algorithms(node: Node, graph: Graph) -> list[str]:
@@ -141,8 +157,15 @@ def _matmul_algorithms(node: Node, graph: Graph) -> list[str]:
     return ["direct", "blas"] if flops >= _BLAS_MIN_FLOPS else ["direct"]
 
 
-def _gemm(algorithm: str, a: np.ndarray, b: np.ndarray, out: np.ndarray,
-          bias: np.ndarray | None, mode: int, act: str) -> list[Call]:
+def _gemm(
+    algorithm: str,
+    a: np.ndarray,
+    b: np.ndarray,
+    out: np.ndarray,
+    bias: np.ndarray | None,
+    mode: int,
+    act: str,
+) -> list[Call]:
     if algorithm == "blas":
         calls: list[Call] = [partial(np.matmul, a, b, out=out)]
         if mode or act != "none":
@@ -155,8 +178,11 @@ def _reduce_view(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, in
     """[outer, r, inner] when ``axes`` are one contiguous run of dims, else None."""
     if not axes or list(axes) != list(range(axes[0], axes[-1] + 1)):
         return None
-    return (math.prod(shape[: axes[0]]), math.prod(shape[axes[0]: axes[-1] + 1]),
-            math.prod(shape[axes[-1] + 1:]))
+    return (
+        math.prod(shape[: axes[0]]),
+        math.prod(shape[axes[0] : axes[-1] + 1]),
+        math.prod(shape[axes[-1] + 1 :]),
+    )
 
 
 def _collapse(graph: Graph, node: Node) -> tuple[list[int], list[int], list[int]] | None:
@@ -166,13 +192,13 @@ def _collapse(graph: Graph, node: Node) -> tuple[list[int], list[int], list[int]
     for name in node.inputs:
         shape = (1,) * (len(out) - len(graph.shape(name))) + graph.shape(name)
         own = contiguous_strides(shape)
-        strides.append([0 if d == 1 and o != 1 else s
-                        for d, o, s in zip(shape, out, own, strict=True)])
+        strides.append(
+            [0 if d == 1 and o != 1 else s for d, o, s in zip(shape, out, own, strict=True)]
+        )
     sizes = list(out) or [1]
     sa, sb = strides[0] or [0], strides[1] or [0]
     merged: list[list[int]] = [[sizes[-1], sa[-1], sb[-1]]]
-    for size, a, b in zip(reversed(sizes[:-1]), reversed(sa[:-1]), reversed(sb[:-1]),
-                          strict=True):
+    for size, a, b in zip(reversed(sizes[:-1]), reversed(sa[:-1]), reversed(sb[:-1]), strict=True):
         last = merged[-1]
         if a == last[1] * last[0] and b == last[2] * last[0]:
             last[0] *= size

@@ -29,8 +29,9 @@ class NumpyBackend(Backend):
     def matmul_rate(self, algorithm: str) -> float:
         return 8.0e10
 
-    def compile_atomic(self, node: Node, algorithm: str, graph: Graph,
-                       buffers: Buffers) -> list[Call]:
+    def compile_atomic(
+        self, node: Node, algorithm: str, graph: Graph, buffers: Buffers
+    ) -> list[Call]:
         ins = [buffers[i] for i in node.inputs]
         out = buffers[node.output]
         if node.op == "unary":
@@ -39,8 +40,9 @@ class NumpyBackend(Backend):
             return [partial(BINARY[node.attr("kind")], ins[0], ins[1], out=out)]
         if node.op == "reduce":
             fn = _REDUCE[node.attr("kind")]
-            return [partial(fn, ins[0], axis=node.attr("axes"), keepdims=node.attr("keepdims"),
-                            out=out)]
+            return [
+                partial(fn, ins[0], axis=node.attr("axes"), keepdims=node.attr("keepdims"), out=out)
+            ]
         if node.op == "matmul":
             return [partial(np.matmul, ins[0], ins[1], out=out)]
         return raster_calls(node, ins, out)
@@ -70,5 +72,9 @@ def _unary(kind: str, x: np.ndarray, out: np.ndarray) -> list[Call]:
     if kind == "erf":
         return [partial(erf, x, out=out)]
     # sigmoid = 1 / (1 + exp(-x)), in place in the output buffer.
-    return [partial(np.negative, x, out=out), partial(np.exp, out, out=out),
-            partial(np.add, out, np.float32(1), out=out), partial(np.reciprocal, out, out=out)]
+    return [
+        partial(np.negative, x, out=out),
+        partial(np.exp, out, out=out),
+        partial(np.add, out, np.float32(1), out=out),
+        partial(np.reciprocal, out, out=out),
+    ]

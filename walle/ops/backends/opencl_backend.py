@@ -65,8 +65,9 @@ class _Launch:
     fill: float | None = None
 
     def __call__(self) -> None:
-        raise StateError("an OpenCL launch runs only inside the sequence built by "
-                         "OpenCLBackend.finish()")
+        raise StateError(
+            "an OpenCL launch runs only inside the sequence built by OpenCLBackend.finish()"
+        )
 
 
 class OpenCLBackend(Backend):
@@ -76,13 +77,13 @@ class OpenCLBackend(Backend):
     extra = "opencl"
     fused_ops = frozenset({"fused.matmul_bias_act", "fused.softmax", "fused.layernorm"})
     # Cost model, measured on PoCL 3 on a 2-core EPYC (see estimate()).
-    call_overhead_s = 4.0e-6      # one queued kernel launch
-    sync_s = 50.0e-6              # enqueue copies + wait for the queue, once per run
-    flops_per_s = 1.5e9           # element-wise (exp ~5.6 ns per element on PoCL)
+    call_overhead_s = 4.0e-6  # one queued kernel launch
+    sync_s = 50.0e-6  # enqueue copies + wait for the queue, once per run
+    flops_per_s = 1.5e9  # element-wise (exp ~5.6 ns per element on PoCL)
     bytes_per_s = 3.0e9
     transfer_bytes_per_s = 5.0e9
     matmul_flops_per_s: ClassVar[dict[str, float]] = {"tiled": 3.0e9, "rows4": 9.0e9}
-    default_matmul = "rows4"      # for a matmul run among a fused step's parts
+    default_matmul = "rows4"  # for a matmul run among a fused step's parts
 
     def __init__(self) -> None:
         self.context, self.cl_device = _open_device()
@@ -108,8 +109,9 @@ class OpenCLBackend(Backend):
                 try:
                     self._program = cl.Program(self.context, program_source()).build()
                 except cl.Error as exc:
-                    raise BackendError(f"OpenCL program failed to build on {self.device}: "
-                                       f"{exc}") from exc
+                    raise BackendError(
+                        f"OpenCL program failed to build on {self.device}: {exc}"
+                    ) from exc
             return self._program
 
     def queue(self) -> cl.CommandQueue:
@@ -142,8 +144,9 @@ class OpenCLBackend(Backend):
         return list(_MATMUL_KERNELS) if node.op == "matmul" else ["default"]
 
     def matmul_rate(self, algorithm: str) -> float:
-        return self.matmul_flops_per_s[algorithm if algorithm in _MATMUL_KERNELS
-                                       else self.default_matmul]
+        return self.matmul_flops_per_s[
+            algorithm if algorithm in _MATMUL_KERNELS else self.default_matmul
+        ]
 
     def estimate(self, step: Step, algorithm: str, graph: Graph) -> float:
         """Kernel time plus, for the step run alone, the transfers and one queue sync.
@@ -152,54 +155,96 @@ class OpenCLBackend(Backend):
         also its true price in a plan where its neighbours run on another backend.
         """
         seconds = super().estimate(step, algorithm, graph)
-        moved = sum(math.prod(graph.shape(i)) for i in step.inputs
-                    if i not in graph.constants) + math.prod(graph.shape(step.output))
+        moved = sum(
+            math.prod(graph.shape(i)) for i in step.inputs if i not in graph.constants
+        ) + math.prod(graph.shape(step.output))
         return seconds + self.sync_s + 4.0 * moved / self.transfer_bytes_per_s
 
     # -- compile --------------------------------------------------------------------------
-    def compile_atomic(self, node: Node, algorithm: str, graph: Graph,
-                       buffers: Buffers) -> list[Call]:
+    def compile_atomic(
+        self, node: Node, algorithm: str, graph: Graph, buffers: Buffers
+    ) -> list[Call]:
         launch = partial(_Launch, nodes=frozenset({node.name}), graph=graph, buffers=buffers)
         out = _Buf(node.output, write=True)
         if node.op == "unary":
             n = math.prod(graph.shape(node.output))
-            return [launch(f"u_{node.attr('kind')}", *_range1(n), (_Buf(node.inputs[0]), out,
-                                                                   np.int32(n)))]
+            return [
+                launch(
+                    f"u_{node.attr('kind')}", *_range1(n), (_Buf(node.inputs[0]), out, np.int32(n))
+                )
+            ]
         if node.op == "binary":
             return [_binary(launch, node, graph, out)]
         if node.op == "reduce":
             outer, r, inner = _reduce_view(graph.shape(node.inputs[0]), node.attr("axes"))
             g, lsize = _range2(inner, outer)
-            return [launch(f"r_{node.attr('kind')}", g, lsize,
-                           (_Buf(node.inputs[0]), out, *np.int32([outer, r, inner])))]
+            return [
+                launch(
+                    f"r_{node.attr('kind')}",
+                    g,
+                    lsize,
+                    (_Buf(node.inputs[0]), out, *np.int32([outer, r, inner])),
+                )
+            ]
         if node.op == "matmul":
             algo = algorithm if algorithm in _MATMUL_KERNELS else self.default_matmul
             return [_matmul(launch, algo, graph, node, node.inputs, out, None, 0, "none")]
         return _raster(launch, node, graph, out)
 
-    def compile_fused(self, step: Step, algorithm: str, graph: Graph,
-                      buffers: Buffers) -> list[Call]:
-        launch = partial(_Launch, nodes=frozenset(p.name for p in step.parts), graph=graph,
-                         buffers=buffers)
+    def compile_fused(
+        self, step: Step, algorithm: str, graph: Graph, buffers: Buffers
+    ) -> list[Call]:
+        launch = partial(
+            _Launch, nodes=frozenset(p.name for p in step.parts), graph=graph, buffers=buffers
+        )
         out = _Buf(step.output, write=True)
         shape = graph.shape(step.inputs[0])
         cols = shape[-1]
         rows = math.prod(shape) // cols
         if step.op == "fused.softmax":
-            return [launch("softmax_rows", *_range1(rows),
-                           (_Buf(step.inputs[0]), out, np.int32(rows), np.int32(cols)))]
+            return [
+                launch(
+                    "softmax_rows",
+                    *_range1(rows),
+                    (_Buf(step.inputs[0]), out, np.int32(rows), np.int32(cols)),
+                )
+            ]
         if step.op == "fused.layernorm":
             extra = list(step.inputs[1:])
             g = _Buf(extra.pop(0)) if step.attr("has_gamma") else _dummy()
             b = _Buf(extra.pop(0)) if step.attr("has_beta") else _dummy()
-            return [launch("layernorm_rows", *_range1(rows),
-                           (_Buf(step.inputs[0]), out, g, b, np.int32(rows), np.int32(cols),
-                            np.float32(step.attr("epsilon")), np.int32(step.attr("has_gamma")),
-                            np.int32(step.attr("has_beta"))))]
+            return [
+                launch(
+                    "layernorm_rows",
+                    *_range1(rows),
+                    (
+                        _Buf(step.inputs[0]),
+                        out,
+                        g,
+                        b,
+                        np.int32(rows),
+                        np.int32(cols),
+                        np.float32(step.attr("epsilon")),
+                        np.int32(step.attr("has_gamma")),
+                        np.int32(step.attr("has_beta")),
+                    ),
+                )
+            ]
         bias = step.inputs[2] if step.attr("has_bias") else None
         mode = 0 if bias is None else (1 if step.attr("side") == "right" else 2)
-        return [_matmul(launch, algorithm, graph, step.parts[0], step.inputs[:2], out, bias,
-                        mode, step.attr("act"))]
+        return [
+            _matmul(
+                launch,
+                algorithm,
+                graph,
+                step.parts[0],
+                step.inputs[:2],
+                out,
+                bias,
+                mode,
+                step.attr("act"),
+            )
+        ]
 
     def finish(self, calls: list[Call]) -> list[Call]:
         """Bind a run of launches into one call: uploads, queued kernels, read-back, wait."""
@@ -211,8 +256,7 @@ class OpenCLBackend(Backend):
         try:
             return [_Sequence(self, launches)]
         except cl.Error as exc:
-            raise BackendError(f"OpenCL could not set up kernels on {self.device}: {exc}") \
-                from exc
+            raise BackendError(f"OpenCL could not set up kernels on {self.device}: {exc}") from exc
 
 
 class _Sequence:
@@ -239,20 +283,44 @@ class _Sequence:
                 else:
                     args.append(arg)
             if launch.kernel is None:
-                self._steps.append(partial(cl.enqueue_fill_buffer, queue, args[0],
-                                           np.float32(launch.fill), 0, args[0].size))
+                self._steps.append(
+                    partial(
+                        cl.enqueue_fill_buffer,
+                        queue,
+                        args[0],
+                        np.float32(launch.fill),
+                        0,
+                        args[0].size,
+                    )
+                )
             else:
                 kernel = cl.Kernel(program, launch.kernel)
                 kernel.set_args(*args)
-                self._steps.append(partial(cl.enqueue_nd_range_kernel, queue, kernel,
-                                           launch.global_size, launch.local_size))
+                self._steps.append(
+                    partial(
+                        cl.enqueue_nd_range_kernel,
+                        queue,
+                        kernel,
+                        launch.global_size,
+                        launch.local_size,
+                    )
+                )
         nodes = frozenset().union(*(launch.nodes for launch in launches))
-        self._downloads = [(buffers[name], self._device[key]) for key, name in written.items()
-                           if _escapes(key, graph, keys, nodes)]
+        self._downloads = [
+            (buffers[name], self._device[key])
+            for key, name in written.items()
+            if _escapes(key, graph, keys, nodes)
+        ]
 
-    def _buffer(self, backend: OpenCLBackend, graph: Graph, buffers: Buffers,
-                keys: dict[str, tuple[int, int]], arg: _Buf,
-                written: dict[tuple[int, int], str]) -> cl.Buffer:
+    def _buffer(
+        self,
+        backend: OpenCLBackend,
+        graph: Graph,
+        buffers: Buffers,
+        keys: dict[str, tuple[int, int]],
+        arg: _Buf,
+        written: dict[tuple[int, int], str],
+    ) -> cl.Buffer:
         key = keys[arg.name]
         host = buffers[arg.name]
         buf = self._device.get(key)
@@ -307,8 +375,9 @@ def _key(array: np.ndarray) -> tuple[int, int]:
     return array.__array_interface__["data"][0], array.nbytes
 
 
-def _escapes(key: tuple[int, int], graph: Graph, keys: dict[str, tuple[int, int]],
-             nodes: frozenset[str]) -> bool:
+def _escapes(
+    key: tuple[int, int], graph: Graph, keys: dict[str, tuple[int, int]], nodes: frozenset[str]
+) -> bool:
     """Whether a value written in the run is read after it (graph output, other backend)."""
     if any(keys[name] == key for name in graph.outputs):
         return True
@@ -339,8 +408,9 @@ def _range2(inner: int, outer: int) -> tuple[tuple[int, int], tuple[int, int]]:
     return (_round_up(inner, group), outer), (group, 1)
 
 
-def _collapse(out: tuple[int, ...], shapes: list[tuple[int, ...]]
-              ) -> tuple[list[int], list[list[int]]]:
+def _collapse(
+    out: tuple[int, ...], shapes: list[tuple[int, ...]]
+) -> tuple[list[int], list[list[int]]]:
     """Sizes and per-input element strides (0 = broadcast), size-1 and mergeable dims folded."""
     strides = []
     for shape in shapes:
@@ -376,7 +446,7 @@ def _binary(launch: partial, node: Node, graph: Graph, out: _Buf) -> _Launch:
     rank = len(sizes)
     spec = np.zeros(19, np.int32)
     spec[0] = rank
-    spec[1:1 + rank], spec[7:7 + rank], spec[13:13 + rank] = sizes, sa, sb
+    spec[1 : 1 + rank], spec[7 : 7 + rank], spec[13 : 13 + rank] = sizes, sa, sb
     g, lsize = _range2(sizes[-1], math.prod(sizes[:-1]))
     return launch(f"b_{kind}", g, lsize, (a, b, out, spec))
 
@@ -391,8 +461,18 @@ def _raster(launch: partial, node: Node, graph: Graph, out: _Buf) -> list[_Launc
             continue
         pad = _MAX_RANK - len(r.sizes)
         sizes = (1,) * pad + tuple(r.sizes)
-        spec = np.array([r.src_offset, r.dst_offset, *sizes, *(0,) * pad, *r.src_strides,
-                         *(0,) * pad, *r.dst_strides], np.int32)
+        spec = np.array(
+            [
+                r.src_offset,
+                r.dst_offset,
+                *sizes,
+                *(0,) * pad,
+                *r.src_strides,
+                *(0,) * pad,
+                *r.dst_strides,
+            ],
+            np.int32,
+        )
         g, lsize = _range2(sizes[-1], math.prod(sizes[:-1]))
         launches.append(launch("raster", g, lsize, (_Buf(node.inputs[r.input]), out, spec)))
     return launches
@@ -415,9 +495,17 @@ def _matmul_steps(graph: Graph, node: Node) -> tuple[int, int, int] | None:
     return batch, steps[0], steps[1]
 
 
-def _matmul(launch: partial, algorithm: str, graph: Graph, node: Node,
-            inputs: tuple[str, ...], out: _Buf, bias: str | None, mode: int,
-            act: str) -> _Launch:
+def _matmul(
+    launch: partial,
+    algorithm: str,
+    graph: Graph,
+    node: Node,
+    inputs: tuple[str, ...],
+    out: _Buf,
+    bias: str | None,
+    mode: int,
+    act: str,
+) -> _Launch:
     batch, a_step, b_step = _matmul_steps(graph, node)
     m, n = graph.shape(node.output)[-2:]
     k = graph.shape(node.inputs[0])[-1]
@@ -427,15 +515,26 @@ def _matmul(launch: partial, algorithm: str, graph: Graph, node: Node,
     else:
         (g0,), (l0,) = _range1(n)
         g, lsize = (g0, -(-m // rows), batch), (l0, 1, 1)
-    return launch(kernel, g, lsize,
-                  (_Buf(inputs[0]), _Buf(inputs[1]), out,
-                   _Buf(bias) if bias is not None else _dummy(),
-                   *np.int32([m, n, k, a_step, b_step, mode, ACTS[act]])))
+    return launch(
+        kernel,
+        g,
+        lsize,
+        (
+            _Buf(inputs[0]),
+            _Buf(inputs[1]),
+            out,
+            _Buf(bias) if bias is not None else _dummy(),
+            *np.int32([m, n, k, a_step, b_step, mode, ACTS[act]]),
+        ),
+    )
 
 
 def _reduce_view(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, int, int] | None:
     """[outer, r, inner] when ``axes`` are one contiguous run of dims, else None."""
     if not axes or list(axes) != list(range(axes[0], axes[-1] + 1)):
         return None
-    return (math.prod(shape[: axes[0]]), math.prod(shape[axes[0]: axes[-1] + 1]),
-            math.prod(shape[axes[-1] + 1:]))
+    return (
+        math.prod(shape[: axes[0]]),
+        math.prod(shape[axes[0] : axes[-1] + 1]),
+        math.prod(shape[axes[-1] + 1 :]),
+    )

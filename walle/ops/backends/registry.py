@@ -54,11 +54,13 @@ def get_backend(name: str) -> Backend:
     try:
         backend = getattr(importlib.import_module(module_name), class_name)()
     except BackendError as exc:
-        raise BackendError(f"ops backend {name!r} is not usable: {exc}; it needs "
-                           f"{_HOW_TO_GET[name]}") from exc
+        raise BackendError(
+            f"ops backend {name!r} is not usable: {exc}; it needs {_HOW_TO_GET[name]}"
+        ) from exc
     except ImportError as exc:
-        raise BackendError(f"ops backend {name!r} is not installed ({exc}); it needs "
-                           f"{_HOW_TO_GET[name]}") from exc
+        raise BackendError(
+            f"ops backend {name!r} is not installed ({exc}); it needs {_HOW_TO_GET[name]}"
+        ) from exc
     _loaded[name] = backend
     return backend
 
