@@ -19,9 +19,12 @@ two dims last.
 """
 
 cimport cython
+cimport numpy as cnp
 from libc.string cimport memcpy
 
 import numpy as np
+
+cnp.import_array()
 
 cdef extern from *:
     """
@@ -166,7 +169,7 @@ cdef class RasterKernel:
     cdef long[:, ::1] spec
     cdef size_t[::1] sources
     cdef float* out
-    cdef long out_size
+    cdef long out_size, in_size, n_inputs
     cdef bint has_fill
     cdef float fill
     cdef object keep
@@ -179,6 +182,8 @@ cdef class RasterKernel:
                 raise ValueError("raster buffers must be C-contiguous float32 arrays")
         self.out = <float*><size_t>out.ctypes.data
         self.out_size = out.size
+        self.n_inputs = len(inputs)
+        self.in_size = inputs[0].size if inputs else 0
         self.has_fill = fill is not None
         self.fill = 0.0 if fill is None else fill
         rows = []
@@ -197,17 +202,32 @@ cdef class RasterKernel:
         self.sources = np.array(srcs, dtype=np.uintp)
 
     def run(self):
+        self._run(NULL, self.out)
+
+    def run_io(self, cnp.ndarray x, cnp.ndarray y):
+        """Run on the caller's arrays: ``x`` replaces the (single) input, ``y`` the output,
+        each with the build-time size; nothing is copied in or out."""
+        if self.n_inputs != 1:
+            raise ValueError("run_io needs a raster of one input")
+        if (cnp.PyArray_TYPE(x) != cnp.NPY_FLOAT32 or cnp.PyArray_TYPE(y) != cnp.NPY_FLOAT32
+                or not cnp.PyArray_IS_C_CONTIGUOUS(x) or not cnp.PyArray_IS_C_CONTIGUOUS(y)
+                or cnp.PyArray_SIZE(x) != self.in_size or cnp.PyArray_SIZE(y) != self.out_size):
+            raise ValueError(f"run_io needs C-contiguous float32 arrays of {self.in_size} and "
+                             f"{self.out_size} elements")
+        self._run(<const float*>cnp.PyArray_DATA(x), <float*>cnp.PyArray_DATA(y))
+
+    cdef void _run(self, const float* src, float* out) noexcept:
+        """Every region; ``src`` NULL: each region's build-time input."""
         cdef long i
         with nogil:
             if self.has_fill:
                 for i in range(self.out_size):
-                    self.out[i] = self.fill
+                    out[i] = self.fill
             for i in range(self.spec.shape[0]):
-                self._region(i)
+                self._region(i, src if src != NULL else <const float*>self.sources[i], out)
 
-    cdef void _region(self, long r) noexcept nogil:
+    cdef void _region(self, long r, const float* src, float* out) noexcept nogil:
         cdef long[:] s = self.spec[r]
-        cdef const float* src = <const float*>self.sources[r]
         cdef long i0, i1, i2, i3, i4, so, do
         cdef long n = s[2 + 5]
         cdef long ss = s[2 + RANK + 5]
@@ -222,11 +242,10 @@ cdef class RasterKernel:
                         so = s[0] + i0 * s[8] + i1 * s[9] + i2 * s[10] + i3 * s[11]
                         do = s[1] + i0 * s[14] + i1 * s[15] + i2 * s[16] + i3 * s[17]
                         if blocked:
-                            walle_transpose2d(src + so, self.out + do, s[6], n, ss, ds4)
+                            walle_transpose2d(src + so, out + do, s[6], n, ss, ds4)
                             continue
                         for i4 in range(outer4):
-                            _copy_run(src + so + i4 * ss4, self.out + do + i4 * ds4, n, ss,
-                                      ds)
+                            _copy_run(src + so + i4 * ss4, out + do + i4 * ds4, n, ss, ds)
 
 
 cdef inline void _copy_run(const float* src, float* dst, long n, long ss,

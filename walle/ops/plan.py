@@ -2,7 +2,9 @@
 
 Running the plan is a copy of the inputs into their buffers, one Python loop over bound
 zero-argument calls, and a copy of the outputs. A plan is not thread-safe (its buffers are
-shared); :class:`walle.ops.model.Model` keeps one plan per thread.
+shared); :class:`walle.ops.model.Model` keeps one plan per thread. A plan that is one kernel
+from one input to one output (softmax, layer norm, transpose) skips both copies: the kernel
+reads the caller's array and writes a fresh output array (``run_io``).
 """
 
 from __future__ import annotations
@@ -102,6 +104,7 @@ class CompiledPlan:
         self._calls = tuple(calls)
         self._in = tuple(self.buffers[n] for n in graph.inputs)
         self._out = tuple(self.buffers[n] for n in graph.outputs)
+        self._direct = _direct_io(calls, self._in, self._out)
 
     def __call__(self, *arrays: np.ndarray) -> list[np.ndarray]:
         """Run on ``arrays`` (one per graph input, exact shapes); fresh output arrays."""
@@ -109,6 +112,8 @@ class CompiledPlan:
             raise ValidationError(
                 f"model takes {len(self._in)} inputs {self.graph.inputs}, got {len(arrays)}"
             )
+        if self._direct is not None and _is_ready(arrays[0], self._in[0]):
+            return [self._run_direct(arrays[0])]
         for name, buf, x in zip(self.graph.inputs, self._in, arrays, strict=True):
             self._load(name, buf, x)
         for call in self._calls:
@@ -118,6 +123,8 @@ class CompiledPlan:
     def run1(self, x: np.ndarray) -> np.ndarray:
         """Fast path for one input and one output (the batch-1 scoring case)."""
         buf = self._in[0]
+        if self._direct is not None and _is_ready(x, buf):
+            return self._run_direct(x)
         if x.shape != buf.shape or x.dtype != np.float32:
             self._load(self.graph.inputs[0], buf, x)
         else:
@@ -125,6 +132,12 @@ class CompiledPlan:
         for call in self._calls:
             call()
         return self._out[0].copy()
+
+    def _run_direct(self, x: np.ndarray) -> np.ndarray:
+        """The one kernel reads ``x`` and writes a fresh output: no copy in, none out."""
+        out = np.empty(self._out[0].shape, np.float32)
+        self._direct(x, out)
+        return out
 
     def _load(self, name: str, buf: np.ndarray, x: np.ndarray) -> None:
         if buf.shape != np.shape(x):
@@ -140,3 +153,32 @@ class CompiledPlan:
     def call_count(self) -> int:
         """How many Python-level calls one run makes (lower is better at batch 1)."""
         return len(self._calls)
+
+
+def _direct_io(calls: list[Call], ins: tuple[np.ndarray, ...], outs: tuple[np.ndarray, ...]):
+    """``run_io`` of the plan's kernel when the whole plan is one kernel from one input to one
+    output that can run on the caller's arrays (softmax, layer norm, transpose), else None.
+
+    Then a call reads the caller's array in place and returns the array the kernel wrote,
+    fresh each call, instead of copying into the plan's input buffer and out of its output.
+    """
+    if len(calls) != 1 or len(ins) != 1 or len(outs) != 1 or np.shares_memory(ins[0], outs[0]):
+        return None
+    kernel = getattr(calls[0], "__self__", None)
+    if getattr(calls[0], "__name__", "") != "run" or not hasattr(kernel, "run_io"):
+        return None
+    try:
+        kernel.run_io(ins[0], outs[0])  # refuses kernels of several inputs, other sizes
+    except ValueError:
+        return None
+    return kernel.run_io
+
+
+def _is_ready(x: object, buf: np.ndarray) -> bool:
+    """A C-contiguous float32 ndarray of the buffer's shape: usable without a copy."""
+    return (
+        type(x) is np.ndarray
+        and x.dtype == np.float32
+        and x.shape == buf.shape
+        and x.flags.c_contiguous
+    )

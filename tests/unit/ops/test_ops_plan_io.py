@@ -1,0 +1,92 @@
+"""A one-kernel plan reads the caller's array in place and returns a fresh output each call.
+
+Softmax, layer norm and transpose plans are one cython kernel from one input to one output:
+the plan hands the caller's C-contiguous float32 array to the kernel (``run_io``) instead of
+copying it into its input buffer, and returns the array the kernel wrote instead of a copy
+of its output buffer. These tests pin what a caller may rely on: results equal the
+reference, an earlier result is never overwritten by a later call, the input is not
+modified, and any other input (strided, float64, a list) still works through the copy path.
+Tolerance: 1e-5 absolute and relative (float32 kernels against the float32 reference).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from walle.errors import BackendError, ValidationError
+from walle.ops import GraphBuilder, compile_graph, get_backend, run_reference
+
+
+def _cython_or_skip() -> None:
+    try:
+        get_backend("cython")
+    except BackendError:
+        pytest.skip("cython backend not built")
+
+
+def _plan(kind: str, shape: tuple[int, ...]):
+    b = GraphBuilder()
+    x = b.input("x", shape)
+    if kind == "softmax":
+        y = b.softmax(x)
+    elif kind == "layernorm":
+        y = b.layer_norm(x, b.const(np.linspace(0.5, 1.5, shape[-1], dtype=np.float32)), None)
+    else:
+        y = b.transpose(x, (0, 2, 1))
+    graph = b.build([y])
+    return graph, compile_graph(graph, pin="cython", use_cache=False)
+
+
+@pytest.mark.parametrize(
+    ("kind", "shape"), [("softmax", (5, 33)), ("layernorm", (4, 70)), ("transpose", (3, 40, 9))]
+)
+def test_ops_one_kernel_plan_skips_copies_and_returns_fresh_arrays(kind, shape) -> None:
+    _cython_or_skip()
+    graph, plan = _plan(kind, shape)
+    assert plan._direct is not None, "a one-kernel plan should run on the caller's arrays"
+    rng = np.random.default_rng(1)
+    x1, x2 = (rng.uniform(-5, 5, shape).astype(np.float32) for _ in range(2))
+    keep = x1.copy()
+    y1 = plan.run1(x1)
+    y2 = plan(x2)[0]
+    assert y1 is not y2 and not np.shares_memory(y1, y2)
+    np.testing.assert_array_equal(x1, keep)  # the input is read, not written
+    for x, y in ((x1, y1), (x2, y2)):  # y1 was not overwritten by the second call
+        np.testing.assert_allclose(y, run_reference(graph, {"x": x})[0], rtol=1e-5, atol=1e-5)
+
+
+def test_ops_one_kernel_plan_other_inputs_take_the_copy_path() -> None:
+    _cython_or_skip()
+    graph, plan = _plan("softmax", (6, 20))
+    base = np.random.default_rng(2).uniform(-3, 3, (6, 40)).astype(np.float32)
+    want = run_reference(graph, {"x": np.ascontiguousarray(base[:, ::2])})[0]
+    for x in (base[:, ::2], base[:, ::2].astype(np.float64), base[:, ::2].tolist()):
+        np.testing.assert_allclose(plan(x)[0], want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(plan.run1(base[:, ::2]), want, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValidationError, match="must have shape"):
+        plan.run1(base)
+
+
+def test_ops_kernel_run_io_refuses_wrong_arrays() -> None:
+    _cython_or_skip()
+    _, plan = _plan("transpose", (2, 8, 4))
+    good = np.zeros((2, 8, 4), np.float32)
+    for x, y in (
+        (np.zeros((2, 8, 5), np.float32), np.zeros((2, 4, 8), np.float32)),
+        (good, np.zeros((2, 4, 8), np.float64)),
+        (np.zeros((2, 8, 8), np.float32)[:, :, ::2], np.zeros((2, 4, 8), np.float32)),
+    ):
+        with pytest.raises(ValueError, match="run_io"):
+            plan._direct(x, y)
+
+
+def test_ops_multi_kernel_plan_keeps_its_buffers() -> None:
+    """Several kernels (or several inputs) still copy in and out: outputs stay fresh."""
+    b = GraphBuilder()
+    x = b.input("x", (3, 8))
+    graph = b.build([b.relu(b.softmax(x))])
+    plan = compile_graph(graph, use_cache=False)
+    first = plan.run1(np.ones((3, 8), np.float32))
+    plan.run1(np.zeros((3, 8), np.float32))
+    np.testing.assert_allclose(first, np.full((3, 8), 1 / 8, np.float32), rtol=1e-6)
