@@ -2,7 +2,7 @@
 
   (a) raw aiokafka consume of the input topic, events/s: the limit;
   (b) the cloud runtime (walle worker: batched engine, per-device state table) events/s
-      for the example apps' tasks in one App, and its fraction of (a);
+      for the example apps' tasks in one App, and its fraction of (a); then 2 workers;
   (c) the same App as a naive plain faust agent: per event, decode, then for every task
       load that task's state from a table, run it, write the state back and send the
       outputs; (b) / (c) is the ratio;
@@ -269,6 +269,9 @@ def main() -> None:
             raw = asyncio.run(_raw_consume(run.bootstrap, run.settings.input_topic, 4,
                                            len(events)))  # fmt: skip
             walle_rate = _timed_processing(run, run.start_worker)
+        with CloudRun(app, broker) as pair:
+            pair.produce(events)
+            pair_rate = _timed_processing(pair, lambda: [pair.start_worker() for _ in range(2)])
         with CloudRun(app, broker) as naive_run:
             changelog = f"{naive_run.settings.app_id}-naive-state-changelog"
             create_topics(naive_run.bootstrap, {changelog: 4})
@@ -291,6 +294,8 @@ def main() -> None:
         f"(a) raw aiokafka consume:          {raw:12,.0f} events/s (the limit)",
         f"(b) walle cloud runtime, 1 worker: {walle_rate:12,.0f} events/s = "
         f"{walle_rate / raw:.1%} of (a) (target >= 50%)",
+        f"    2 workers (this machine has {os.cpu_count()} cores, shared with the broker): "
+        f"{pair_rate:,.0f} events/s = {pair_rate / walle_rate:.2f}x 1 worker",
         f"(c) naive faust agent:             {naive_rate:12,.0f} events/s; (b)/(c) = "
         f"{walle_rate / naive_rate:.1f}x (target >= 5x)",
         f"(d) produce->output latency at 1,000 events/s: "
