@@ -5,12 +5,15 @@ The kernel computes a ``fused.conv2d`` step (im2col raster, matmul by constant w
 bias, activation) without the im2col buffer: it reads the padded NCHW input through the
 im2col region's strides (so stride and dilation come for free) and writes the NCHW output.
 Work is split in output rows (n, oh); each row is computed in register tiles of 8 output
-channels x 32 (or 16) output columns, accumulated over (ci, kh, kw): one load of an input
-run feeds 8 FMAs with broadcast weights, and the accumulators (16 AVX-512 registers) never
-leave the registers until the tile is stored with bias and ReLU applied. Weights are packed
-once at build time as [Cout/8][C][KH][KW][8] (output channels padded with zeros to 8).
-The inner loops are auto-vectorised C (``target_clones``: AVX-512, AVX2+FMA, baseline),
-as in ops_math. The input row of one (n, oh) is a few hundred floats: it stays in L1.
+channels x 2 vectors of output columns, accumulated over (ci, kh, kw): one load of an input
+run feeds 8 FMAs with broadcast weights, and the 16 accumulators never leave the registers
+until the tile is stored with bias and ReLU applied. Weights are packed once at build time
+as [Cout/8][C][KH][KW][8] (output channels padded with zeros to 8). The tiles are GCC
+vector-extension code compiled once per instruction-set level with its own vector width
+(AVX-512: 16 floats, AVX2: 8, baseline SSE: 4; a generic vector wider than the target's is
+lowered to scalars, 20-40x slower, so one width for all levels will not do), and the level
+is chosen at run time. The input rows of one (n, oh) are a few hundred floats: they stay in
+L1.
 """
 
 from cython.parallel cimport prange
@@ -21,56 +24,59 @@ import numpy as np
 
 cdef extern from *:
     """
+    #include <string.h>
     #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-    #define WALLE_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+    #define WALLE_X86 1
+    #define WALLE_TARGET(T) __attribute__((target(T)))
     #else
-    #define WALLE_CLONES
+    #define WALLE_TARGET(T)
     #endif
     #define WALLE_CB 8
-
-    #include <string.h>
-    /* GCC vector extensions: 16 floats, lowered to one zmm, two ymm or four xmm registers
-       by each target clone of the caller (the tiles are always inlined into it). */
-    typedef float walle_v16 __attribute__((vector_size(64)));
-    typedef int walle_i16 __attribute__((vector_size(64)));
     #define WALLE_INLINE static inline __attribute__((always_inline))
 
-    WALLE_INLINE walle_v16 walle_load16(const float* p) {
-        walle_v16 v; memcpy(&v, p, sizeof v); return v;
-    }
-    WALLE_INLINE void walle_store16(float* p, walle_v16 v, float bias, int relu) {
-        v += bias;
-        if (relu) v = (walle_v16)((walle_i16)v & (v > 0.0f));
-        memcpy(p, &v, sizeof v);
-    }
+    /* GCC vector extensions, one width per instruction set: a width the target lacks is
+       lowered to scalars (measured 20-40x slower), so each level has its own tiles. */
+    typedef float walle_v16 __attribute__((vector_size(64)));
+    typedef int walle_i16 __attribute__((vector_size(64)));
+    typedef float walle_v8 __attribute__((vector_size(32)));
+    typedef int walle_i8 __attribute__((vector_size(32)));
+    typedef float walle_v4 __attribute__((vector_size(16)));
+    typedef int walle_i4 __attribute__((vector_size(16)));
 
-    /* 8 output channels x 16*NV contiguous columns of one output row, in registers. */
-    #define WALLE_CONV_TILE(NAME, NV) \\
+    /* 8 output channels x VW*NV contiguous columns of one output row, in registers. */
+    #define WALLE_CONV_TILE(NAME, VT, IT, VW, NV) \\
     WALLE_INLINE void NAME(const float* restrict x, const float* restrict w, \\
                            const float* restrict bias, float* restrict y, long cin, long kh, \\
                            long kw, long s_c, long s_kh, long s_kw, long y_c, long cvalid, \\
                            int relu) { \\
-        walle_v16 acc[WALLE_CB][NV]; \\
+        VT acc[WALLE_CB][NV]; \\
         for (int c = 0; c < WALLE_CB; c++) \\
-            for (int q = 0; q < NV; q++) acc[c][q] = (walle_v16){0}; \\
+            for (int q = 0; q < NV; q++) acc[c][q] = (VT){0}; \\
         for (long ci = 0; ci < cin; ci++) \\
             for (long a = 0; a < kh; a++) \\
                 for (long b = 0; b < kw; b++) { \\
                     const float* s = x + ci * s_c + a * s_kh + b * s_kw; \\
                     const float* wp = w + ((ci * kh + a) * kw + b) * WALLE_CB; \\
-                    walle_v16 v[NV]; \\
-                    for (int q = 0; q < NV; q++) v[q] = walle_load16(s + 16 * q); \\
+                    VT v[NV]; \\
+                    for (int q = 0; q < NV; q++) memcpy(&v[q], s + VW * q, sizeof(VT)); \\
                     for (int c = 0; c < WALLE_CB; c++) \\
                         for (int q = 0; q < NV; q++) acc[c][q] += wp[c] * v[q]; \\
                 } \\
         for (long c = 0; c < cvalid; c++) \\
-            for (int q = 0; q < NV; q++) \\
-                walle_store16(y + c * y_c + 16 * q, acc[c][q], bias[c], relu); \\
+            for (int q = 0; q < NV; q++) { \\
+                VT r = acc[c][q] + bias[c]; \\
+                if (relu) r = (VT)((IT)r & (IT)(r > 0.0f)); \\
+                memcpy(y + c * y_c + VW * q, &r, sizeof(VT)); \\
+            } \\
     }
-    WALLE_CONV_TILE(walle_conv_tile32, 2)
-    WALLE_CONV_TILE(walle_conv_tile16, 1)
+    WALLE_CONV_TILE(walle_conv_v16x2, walle_v16, walle_i16, 16, 2)
+    WALLE_CONV_TILE(walle_conv_v16x1, walle_v16, walle_i16, 16, 1)
+    WALLE_CONV_TILE(walle_conv_v8x2, walle_v8, walle_i8, 8, 2)
+    WALLE_CONV_TILE(walle_conv_v8x1, walle_v8, walle_i8, 8, 1)
+    WALLE_CONV_TILE(walle_conv_v4x2, walle_v4, walle_i4, 4, 2)
+    WALLE_CONV_TILE(walle_conv_v4x1, walle_v4, walle_i4, 4, 1)
 
-    /* Any source stride and fewer than 16 columns (the edges): plain loops. */
+    /* Any source stride and the last columns of a row (fewer than one tile): plain loops. */
     static void walle_conv_tile_any(const float* restrict x, const float* restrict w,
                                     const float* restrict bias, float* restrict y, long cin,
                                     long kh, long kw, long s_c, long s_kh, long s_kw, long s_ow,
@@ -93,44 +99,80 @@ cdef extern from *:
             }
     }
 
-    /* Output rows [r0, r1) of r = n * oh_n + oh. Strides count elements of the source. */
-    WALLE_CLONES static void walle_conv_rows(
+    /* Output rows [r0, r1) of r = n * oh_n + oh, at one instruction-set level. Strides
+       count elements of the source. */
+    #define WALLE_CONV_ROWS(NAME, ATTR, WIDE, NARROW, VW) \\
+    ATTR static void NAME( \\
+            const float* x, const float* w, const float* bias, float* y, long r0, long r1, \\
+            long cin, long cout, long kh, long kw, long oh_n, long ow_n, long s_n, long s_c, \\
+            long s_kh, long s_kw, long s_oh, long s_ow, int relu) { \\
+        long blocks = (cout + WALLE_CB - 1) / WALLE_CB; \\
+        long plane = oh_n * ow_n; \\
+        long wblock = cin * kh * kw * WALLE_CB; \\
+        for (long r = r0; r < r1; r++) { \\
+            long n = r / oh_n, oh = r % oh_n; \\
+            const float* xr = x + n * s_n + oh * s_oh; \\
+            for (long cb = 0; cb < blocks; cb++) { \\
+                const float* wb = w + cb * wblock; \\
+                const float* bb = bias + cb * WALLE_CB; \\
+                float* yb = y + (n * cout + cb * WALLE_CB) * plane + oh * ow_n; \\
+                long cvalid = cout - cb * WALLE_CB < WALLE_CB ? cout - cb * WALLE_CB \\
+                                                              : WALLE_CB; \\
+                long j = 0; \\
+                if (s_ow == 1) { \\
+                    for (; j + 2 * VW <= ow_n; j += 2 * VW) \\
+                        WIDE(xr + j, wb, bb, yb + j, cin, kh, kw, s_c, s_kh, s_kw, plane, \\
+                             cvalid, relu); \\
+                    for (; j + VW <= ow_n; j += VW) \\
+                        NARROW(xr + j, wb, bb, yb + j, cin, kh, kw, s_c, s_kh, s_kw, plane, \\
+                               cvalid, relu); \\
+                } \\
+                for (; j < ow_n; j += 16) { \\
+                    long width = ow_n - j < 16 ? ow_n - j : 16; \\
+                    walle_conv_tile_any(xr + j * s_ow, wb, bb, yb + j, cin, kh, kw, s_c, \\
+                                        s_kh, s_kw, s_ow, plane, cvalid, width, relu); \\
+                } \\
+            } \\
+        } \\
+    }
+    WALLE_CONV_ROWS(walle_conv_rows_avx512, WALLE_TARGET("avx512f,avx2,fma"),
+                    walle_conv_v16x2, walle_conv_v16x1, 16)
+    WALLE_CONV_ROWS(walle_conv_rows_avx2, WALLE_TARGET("avx2,fma"),
+                    walle_conv_v8x2, walle_conv_v8x1, 8)
+    WALLE_CONV_ROWS(walle_conv_rows_base, , walle_conv_v4x2, walle_conv_v4x1, 4)
+
+    /* 2: AVX-512F, 1: AVX2 + FMA, 0: baseline; the best this CPU runs. */
+    static int walle_conv_best_level(void) {
+    #ifdef WALLE_X86
+        __builtin_cpu_init();
+        if (__builtin_cpu_supports("avx512f")) return 2;
+        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
+    #endif
+        return 0;
+    }
+
+    static void walle_conv_rows(
             const float* x, const float* w, const float* bias, float* y, long r0, long r1,
             long cin, long cout, long kh, long kw, long oh_n, long ow_n, long s_n, long s_c,
-            long s_kh, long s_kw, long s_oh, long s_ow, int relu) {
-        long blocks = (cout + WALLE_CB - 1) / WALLE_CB;
-        long plane = oh_n * ow_n;
-        long wblock = cin * kh * kw * WALLE_CB;
-        for (long r = r0; r < r1; r++) {
-            long n = r / oh_n, oh = r % oh_n;
-            const float* xr = x + n * s_n + oh * s_oh;
-            for (long cb = 0; cb < blocks; cb++) {
-                const float* wb = w + cb * wblock;
-                const float* bb = bias + cb * WALLE_CB;
-                float* yb = y + (n * cout + cb * WALLE_CB) * plane + oh * ow_n;
-                long cvalid = cout - cb * WALLE_CB < WALLE_CB ? cout - cb * WALLE_CB : WALLE_CB;
-                long j = 0;
-                if (s_ow == 1) {
-                    for (; j + 32 <= ow_n; j += 32)
-                        walle_conv_tile32(xr + j, wb, bb, yb + j, cin, kh, kw, s_c, s_kh,
-                                          s_kw, plane, cvalid, relu);
-                    for (; j + 16 <= ow_n; j += 16)
-                        walle_conv_tile16(xr + j, wb, bb, yb + j, cin, kh, kw, s_c, s_kh,
-                                          s_kw, plane, cvalid, relu);
-                }
-                for (; j < ow_n; j += 16) {  /* strided source or the last columns */
-                    long width = ow_n - j < 16 ? ow_n - j : 16;
-                    walle_conv_tile_any(xr + j * s_ow, wb, bb, yb + j, cin, kh, kw, s_c, s_kh,
-                                        s_kw, s_ow, plane, cvalid, width, relu);
-                }
-            }
-        }
+            long s_kh, long s_kw, long s_oh, long s_ow, int relu, int level) {
+        if (level == 2)
+            walle_conv_rows_avx512(x, w, bias, y, r0, r1, cin, cout, kh, kw, oh_n, ow_n,
+                                   s_n, s_c, s_kh, s_kw, s_oh, s_ow, relu);
+        else if (level == 1)
+            walle_conv_rows_avx2(x, w, bias, y, r0, r1, cin, cout, kh, kw, oh_n, ow_n,
+                                 s_n, s_c, s_kh, s_kw, s_oh, s_ow, relu);
+        else
+            walle_conv_rows_base(x, w, bias, y, r0, r1, cin, cout, kh, kw, oh_n, ow_n,
+                                 s_n, s_c, s_kh, s_kw, s_oh, s_ow, relu);
     }
     """
+    int walle_conv_best_level() nogil
     void walle_conv_rows(const float* x, const float* w, const float* bias, float* y, long r0,
                          long r1, long cin, long cout, long kh, long kw, long oh_n, long ow_n,
                          long s_n, long s_c, long s_kh, long s_kw, long s_oh, long s_ow,
-                         int relu) nogil
+                         int relu, int level) nogil
+
+LEVELS = {"avx512": 2, "avx2": 1, "base": 0}
 
 _GRAIN = 1 << 20  # multiply-adds worth one more thread
 
@@ -140,7 +182,8 @@ cdef class ConvKernel:
 
     ``region`` is the im2col raster's: sizes (N, C, KH, KW, OH, OW) and source strides and
     offset into ``x`` (the padded input); ``weight`` is [Cout, C*KH*KW]; ``act`` "none"
-    or "relu".
+    or "relu"; ``level`` picks the tiles ("avx512", "avx2", "base"; default the best this
+    CPU runs; the tests run each).
     """
 
     cdef const float* x
@@ -148,10 +191,10 @@ cdef class ConvKernel:
     cdef const float* w
     cdef const float* bias
     cdef long p[16]
-    cdef int relu, threads
+    cdef int relu, threads, level
     cdef object keep
 
-    def __init__(self, x, weight, bias, y, region, str act):
+    def __init__(self, x, weight, bias, y, region, str act, str level="best"):
         n, c, kh, kw, oh, ow = (int(v) for v in region.sizes)
         cout = int(weight.shape[0])
         if act not in ("none", "relu"):
@@ -177,6 +220,12 @@ cdef class ConvKernel:
         for i, v in enumerate((n * oh, c, cout, kh, kw, oh, ow, *s)):
             self.p[i] = v
         self.relu = act == "relu"
+        best = walle_conv_best_level()
+        if level != "best" and level not in LEVELS:
+            raise ValueError(f"conv kernel: level {level!r} (best, {', '.join(LEVELS)})")
+        self.level = best if level == "best" else LEVELS[level]
+        if self.level > best:
+            raise ValueError(f"conv kernel: this CPU does not run the {level} tiles")
         work = float(y.size) * c * kh * kw
         rows = n * oh
         self.threads = 1 if work < _GRAIN or rows < 2 else max(
@@ -194,8 +243,8 @@ cdef class ConvKernel:
                     if start < stop:
                         walle_conv_rows(self.x, self.w, self.bias, self.y, start, stop, p[1],
                                         p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10],
-                                        p[11], p[12], self.relu)
+                                        p[11], p[12], self.relu, self.level)
             else:
                 walle_conv_rows(self.x, self.w, self.bias, self.y, 0, rows, p[1], p[2], p[3],
                                 p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11], p[12],
-                                self.relu)
+                                self.relu, self.level)
