@@ -204,6 +204,11 @@ cdef class RasterKernel:
     def run(self):
         self._run(NULL, self.out)
 
+    def io_arrays(self):
+        """The arrays ``run_io`` replaces, in its argument order: the input, the output
+        (empty for a raster of several inputs, which ``run_io`` does not take)."""
+        return (self.keep[0][0], self.keep[1]) if self.n_inputs == 1 else ()
+
     def run_io(self, cnp.ndarray x, cnp.ndarray y):
         """Run on the caller's arrays: ``x`` replaces the (single) input, ``y`` the output,
         each with the build-time size; nothing is copied in or out."""

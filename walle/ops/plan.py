@@ -3,8 +3,8 @@
 Running the plan is a copy of the inputs into their buffers, one Python loop over bound
 zero-argument calls, and a copy of the outputs. A plan is not thread-safe (its buffers are
 shared); :class:`walle.ops.model.Model` keeps one plan per thread. A plan that is one kernel
-from one input to one output (softmax, layer norm, transpose) skips both copies: the kernel
-reads the caller's array and writes a fresh output array (``run_io``).
+from its inputs to one output (softmax, layer norm, transpose, matmul) skips both copies: the
+kernel reads the caller's arrays and writes a fresh output array (``run_io``).
 """
 
 from __future__ import annotations
@@ -112,8 +112,8 @@ class CompiledPlan:
             raise ValidationError(
                 f"model takes {len(self._in)} inputs {self.graph.inputs}, got {len(arrays)}"
             )
-        if self._direct is not None and _is_ready(arrays[0], self._in[0]):
-            return [self._run_direct(arrays[0])]
+        if self._direct is not None and all(map(_is_ready, arrays, self._in)):
+            return [self._run_direct(*arrays)]
         for name, buf, x in zip(self.graph.inputs, self._in, arrays, strict=True):
             self._load(name, buf, x)
         for call in self._calls:
@@ -123,7 +123,7 @@ class CompiledPlan:
     def run1(self, x: np.ndarray) -> np.ndarray:
         """Fast path for one input and one output (the batch-1 scoring case)."""
         buf = self._in[0]
-        if self._direct is not None and _is_ready(x, buf):
+        if self._direct is not None and len(self._in) == 1 and _is_ready(x, buf):
             return self._run_direct(x)
         if x.shape != buf.shape or x.dtype != np.float32:
             self._load(self.graph.inputs[0], buf, x)
@@ -133,10 +133,10 @@ class CompiledPlan:
             call()
         return self._out[0].copy()
 
-    def _run_direct(self, x: np.ndarray) -> np.ndarray:
-        """The one kernel reads ``x`` and writes a fresh output: no copy in, none out."""
+    def _run_direct(self, *arrays: np.ndarray) -> np.ndarray:
+        """The one kernel reads ``arrays`` and writes a fresh output: no copy in, none out."""
         out = np.empty(self._out[0].shape, np.float32)
-        self._direct(x, out)
+        self._direct(*arrays, out)
         return out
 
     def _load(self, name: str, buf: np.ndarray, x: np.ndarray) -> None:
@@ -156,22 +156,31 @@ class CompiledPlan:
 
 
 def _direct_io(calls: list[Call], ins: tuple[np.ndarray, ...], outs: tuple[np.ndarray, ...]):
-    """``run_io`` of the plan's kernel when the whole plan is one kernel from one input to one
-    output that can run on the caller's arrays (softmax, layer norm, transpose), else None.
+    """``run_io`` of the plan's kernel when the whole plan is one kernel call that reads the
+    graph's inputs (in order) and writes its one output (softmax, layer norm, transpose, a
+    matmul), else None.
 
-    Then a call reads the caller's array in place and returns the array the kernel wrote,
-    fresh each call, instead of copying into the plan's input buffer and out of its output.
+    Then a call reads the caller's arrays in place and returns the array the kernel wrote,
+    fresh each call, instead of copying into the plan's input buffers and out of its output.
     """
-    if len(calls) != 1 or len(ins) != 1 or len(outs) != 1 or np.shares_memory(ins[0], outs[0]):
+    if len(calls) != 1 or len(outs) != 1 or getattr(calls[0], "__name__", "") != "run":
         return None
     kernel = getattr(calls[0], "__self__", None)
-    if getattr(calls[0], "__name__", "") != "run" or not hasattr(kernel, "run_io"):
+    if not hasattr(kernel, "run_io") or not hasattr(kernel, "io_arrays"):
         return None
-    try:
-        kernel.run_io(ins[0], outs[0])  # refuses kernels of several inputs, other sizes
-    except ValueError:
+    bound = kernel.io_arrays()
+    if len(bound) != len(ins) + 1 or any(np.shares_memory(i, outs[0]) for i in ins):
+        return None
+    if not all(_same_memory(k, p) for k, p in zip(bound, (*ins, outs[0]), strict=True)):
         return None
     return kernel.run_io
+
+
+def _same_memory(a: np.ndarray, b: np.ndarray) -> bool:
+    return (
+        a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+        and a.nbytes == b.nbytes
+    )
 
 
 def _is_ready(x: object, buf: np.ndarray) -> bool:

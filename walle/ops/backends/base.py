@@ -145,3 +145,30 @@ def is_aliased_part(node: Node, buffers: Buffers) -> bool:
         src.__array_interface__["data"][0] == dst.__array_interface__["data"][0]
         and src.nbytes == dst.nbytes
     )
+
+
+class MatmulCall:
+    """``np.matmul(a, b, out=c)`` bound to plan buffers (numpy's BLAS).
+
+    ``run`` is the plan's call; ``run_io`` computes the same product on a caller's arrays of
+    the same shapes, which lets a one-matmul plan skip its input and output copies.
+    """
+
+    __slots__ = ("a", "b", "c")
+
+    def __init__(self, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> None:
+        self.a, self.b, self.c = a, b, c
+
+    def run(self) -> None:
+        """c = a @ b in the plan's buffers."""
+        np.matmul(self.a, self.b, out=self.c)
+
+    def io_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The arrays ``run_io`` replaces, in its argument order."""
+        return self.a, self.b, self.c
+
+    def run_io(self, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> None:
+        """c = a @ b on the caller's arrays (shapes as the plan's; ``c`` may be reshaped)."""
+        if a.shape != self.a.shape or b.shape != self.b.shape or c.size != self.c.size:
+            raise ValueError("run_io needs arrays shaped like the plan's buffers")
+        np.matmul(a, b, out=c.reshape(self.c.shape))

@@ -13,12 +13,11 @@ the C epilogue for bias and activation, best for large products).
 from __future__ import annotations
 
 import math
-from functools import partial
 
 import numpy as np
 
 from walle.errors import BackendError
-from walle.ops.backends.base import Backend, Buffers, Call
+from walle.ops.backends.base import Backend, Buffers, Call, MatmulCall
 from walle.ops.fusion import Step
 from walle.ops.ir import Graph, Node, contiguous_strides
 
@@ -167,7 +166,7 @@ def _gemm(
     act: str,
 ) -> list[Call]:
     if algorithm == "blas":
-        calls: list[Call] = [partial(np.matmul, a, b, out=out)]
+        calls: list[Call] = [MatmulCall(a, b, out).run]
         if mode or act != "none":
             calls.append(ops_math.GemmKernel(a, b, out, bias, mode, act, True).run)
         return calls

@@ -6,7 +6,7 @@ from functools import partial
 
 import numpy as np
 
-from walle.ops.backends.base import Backend, Buffers, Call
+from walle.ops.backends.base import Backend, Buffers, Call, MatmulCall
 from walle.ops.ir import Graph, Node
 from walle.ops.reference import BINARY, erf, region_view
 
@@ -44,7 +44,7 @@ class NumpyBackend(Backend):
                 partial(fn, ins[0], axis=node.attr("axes"), keepdims=node.attr("keepdims"), out=out)
             ]
         if node.op == "matmul":
-            return [partial(np.matmul, ins[0], ins[1], out=out)]
+            return [MatmulCall(ins[0], ins[1], out).run]
         return raster_calls(node, ins, out)
 
 
