@@ -2,10 +2,11 @@
 
 For each step of a graph every usable backend offers its algorithms; each (backend,
 algorithm) gets a cost-model estimate (:meth:`Backend.estimate`). Candidates whose estimate
-is within ``close_factor`` of the best one are timed on the real buffers (a few runs, the
-median wins). Decisions are cached as JSON under ``$WALLE_CACHE_DIR`` (default
-``~/.cache/walle``) keyed by the graph signature (structure + shapes), the backend set and
-their device strings, so a second load skips the trials.
+is within ``close_factor`` of the best one are timed on the real buffers, in interleaved
+rounds (:func:`time_candidates`: at least 5 samples each, the median wins). Decisions are
+cached as JSON under ``$WALLE_CACHE_DIR`` (default ``~/.cache/walle``) keyed by the graph
+signature (structure + shapes), the backend set and their device strings, so a second load
+skips the trials.
 """
 
 from __future__ import annotations
@@ -50,6 +51,37 @@ def time_calls(calls: list, budget_s: float = 0.004, max_runs: int = 25) -> floa
             call()
         samples.append(time.perf_counter() - start)
     return statistics.median(samples)
+
+
+def time_candidates(
+    candidates: list[list], budget_s: float = 0.006, min_rounds: int = 5, max_rounds: int = 40
+) -> list[float]:
+    """Median seconds of one pass over each candidate's calls, timed in interleaved rounds.
+
+    Each round times every remaining candidate once (A, B, C, A, B, C, ...), so a burst of
+    load on a shared machine lands on all of them instead of on whichever ran during it.
+    After ``min_rounds``, a candidate whose median is over twice the best is dropped (its
+    median so far stands), and rounds go on while ``budget_s`` lasts, up to ``max_rounds``.
+    """
+    for calls in candidates:
+        for _ in range(2):
+            for call in calls:
+                call()
+    samples: list[list[float]] = [[] for _ in candidates]
+    live = list(range(len(candidates)))
+    deadline = time.perf_counter() + budget_s
+    for round_ in range(max_rounds):
+        if round_ >= min_rounds and time.perf_counter() >= deadline:
+            break
+        for i in live:
+            start = time.perf_counter()
+            for call in candidates[i]:
+                call()
+            samples[i].append(time.perf_counter() - start)
+        if round_ + 1 == min_rounds and len(live) > 1:
+            best = min(statistics.median(samples[i]) for i in live)
+            live = [i for i in live if statistics.median(samples[i]) <= 2.0 * best]
+    return [statistics.median(s) for s in samples]
 
 
 class Search:
@@ -118,13 +150,14 @@ class Search:
         if len(close) == 1 or not self.trials:
             b, algo, est = ranked[0]
             return Choice(b.name, algo, est)
-        measured = []
-        for b, algo, est in close:
-            calls = b.finish(b.compile(step, algo, graph, buffers))
-            with np.errstate(all="ignore"):
-                measured.append((time_calls(calls), b.name, algo, est))
-        seconds, name, algo, est = min(measured)
-        return Choice(name, algo, est, seconds)
+        compiled = [b.finish(b.compile(step, algo, graph, buffers)) for b, algo, _ in close]
+        with np.errstate(all="ignore"):
+            seconds = time_candidates(compiled)
+        measured = [
+            (t, b.name, algo, est) for t, (b, algo, est) in zip(seconds, close, strict=True)
+        ]
+        seconds_best, name, algo, est = min(measured)
+        return Choice(name, algo, est, seconds_best)
 
     # -- cache ----------------------------------------------------------------------------
     def _path(self, graph: Graph) -> Path:

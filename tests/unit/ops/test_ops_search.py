@@ -131,3 +131,32 @@ def test_ops_cli_explain_and_bench(tmp_path, monkeypatch) -> None:
     bad.write_bytes(b"garbage")
     out = runner.invoke(cli, ["ops", "explain", str(bad)])
     assert out.exit_code != 0 and "not a valid ONNX model" in str(out.exception)
+
+
+def test_ops_trials_interleave_candidates_and_drop_clear_losers() -> None:
+    """Rounds time every candidate once each (A, B, C, A, B, C, ...); after the first rounds a
+    candidate over twice the best median is no longer timed."""
+    import time
+
+    from walle.ops.search import time_candidates
+
+    order: list[str] = []
+
+    def make(name: str, seconds: float):
+        def call() -> None:
+            order.append(name)
+            if seconds:
+                time.sleep(seconds)
+
+        return [call]
+
+    medians = time_candidates(
+        [make("fast", 0.0), make("slow", 0.002), make("fast2", 0.0)],
+        budget_s=0.01,
+        min_rounds=3,
+        max_rounds=8,
+    )
+    timed = order[6:]  # after the 2 warm-up passes of each candidate
+    assert timed[:9] == ["fast", "slow", "fast2"] * 3
+    assert "slow" not in timed[9:] and len(timed[9:]) > 0
+    assert medians[1] >= 0.002 > max(medians[0], medians[2])
