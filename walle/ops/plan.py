@@ -169,7 +169,7 @@ def _direct_io(calls: list[Call], ins: tuple[np.ndarray, ...], outs: tuple[np.nd
     if not hasattr(kernel, "run_io") or not hasattr(kernel, "io_arrays"):
         return None
     bound = kernel.io_arrays()
-    if len(bound) != len(ins) + 1 or any(np.shares_memory(i, outs[0]) for i in ins):
+    if len(bound) != len(ins) + 1 or any(np.may_share_memory(i, outs[0]) for i in ins):
         return None
     if not all(_same_memory(k, p) for k, p in zip(bound, (*ins, outs[0]), strict=True)):
         return None
