@@ -133,3 +133,21 @@ def test_ops_gemm_kernel_wide_and_narrow_paths_agree() -> None:
             np.testing.assert_allclose(
                 fresh, np.maximum(2 * a.astype(np.float64) @ w + bias, 0), rtol=1e-5, atol=1e-5
             )
+
+
+def test_ops_one_kernel_plan_recycles_only_results_nobody_holds() -> None:
+    """A result (or a view of it) that a caller keeps is never written again; a dropped one
+    is reused for the next result instead of a new allocation."""
+    _cython_or_skip()
+    graph, plan = _plan("transpose", (2, 30, 5))
+    rng = np.random.default_rng(5)
+    xs = [rng.uniform(-1, 1, (2, 30, 5)).astype(np.float32) for _ in range(4)]
+    want = [run_reference(graph, {"x": x})[0] for x in xs]
+    held_view = plan.run1(xs[0])[1]  # only a view is kept: it holds its base alive
+    held = plan.run1(xs[1])
+    address = plan.run1(xs[2]).__array_interface__["data"][0]  # dropped at once
+    last = plan.run1(xs[3])
+    np.testing.assert_array_equal(held_view, want[0][1])
+    np.testing.assert_array_equal(held, want[1])
+    np.testing.assert_array_equal(last, want[3])
+    assert last.__array_interface__["data"][0] == address
