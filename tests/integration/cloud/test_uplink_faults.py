@@ -108,14 +108,10 @@ def test_sigkilled_sender_loses_nothing(tmp_path, broker) -> None:
     _enqueue_range(db, 0, total, per_txn=500)
     command = [_WALLE, "uplink", str(db), "--broker", broker.url, "--topic", topic]
     sender = subprocess.Popen([*command, "--batch-size", "10"], start_new_session=True)
-    try:
-        consumer = KafkaConsumer(
-            topic, bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest"
-        )
+    try:  # kill once the sender has had some batches acknowledged (rows deleted)
         deadline = time.monotonic() + 30
-        while not consumer.poll(timeout_ms=100) and time.monotonic() < deadline:
-            pass
-        consumer.close()
+        while _queued(db) == total and time.monotonic() < deadline:
+            time.sleep(0.002)
     finally:
         os.killpg(sender.pid, signal.SIGKILL)
         sender.wait(timeout=10)
