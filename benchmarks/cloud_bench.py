@@ -10,7 +10,9 @@
       caused, with a warm worker and a paced producer;
   (e) the faust ceiling: a faust agent, configured as the worker is, that takes the same
       batches and acknowledges them without doing anything else. What separates (a)
-      from (e) is faust's per-message delivery, which every faust worker pays.
+      from (e) is faust's per-message delivery, which every faust worker pays;
+  (f) the upper bound of a worker that consumed batches below faust: aiokafka getmany
+      into decode + the engine, with no output, state or offset I/O at all.
 
 Rates (b) and (c) are timed from the worker's first offset commit to its last, so worker
 start-up and group joins are not counted. Run:
@@ -83,6 +85,31 @@ async def _raw_consume(bootstrap: list[str], topic: str, partitions: int, total:
         while seen < total:
             batch = await consumer.getmany(timeout_ms=500, max_records=10_000)
             seen += sum(len(records) for records in batch.values())
+        return total / (time.perf_counter() - start)
+    finally:
+        await consumer.stop()
+
+
+async def _engine_on_raw_batches(
+    bootstrap: list[str], topic: str, partitions: int, total: int, app: App
+) -> float:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                max_partition_fetch_bytes=4 * 1024 * 1024)  # fmt: skip
+    await consumer.start()
+    try:
+        parts = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        engine = Engine(app)
+        seen = 0
+        start = time.perf_counter()
+        while seen < total:
+            batch = await consumer.getmany(timeout_ms=500, max_records=10_000)
+            for records in batch.values():
+                seen += len(records)
+                engine.process_many(decode_event(record.value) for record in records)
         return total / (time.perf_counter() - start)
     finally:
         await consumer.stop()
@@ -268,6 +295,8 @@ def main() -> None:
             run.produce(events)
             raw = asyncio.run(_raw_consume(run.bootstrap, run.settings.input_topic, 4,
                                            len(events)))  # fmt: skip
+            bound = asyncio.run(_engine_on_raw_batches(run.bootstrap, run.settings.input_topic,
+                                                       4, len(events), app))  # fmt: skip
             walle_rate = _timed_processing(run, run.start_worker)
         with CloudRun(app, broker) as pair:
             pair.produce(events)
@@ -303,6 +332,7 @@ def main() -> None:
         f"p99 {_percentile(latencies, 0.99) * 1e3:.1f} ms over {len(latencies)} outputs",
         f"(e) faust ceiling (take + ack only): {empty_rate:10,.0f} events/s = "
         f"{empty_rate / raw:.1%} of (a); (b) = {walle_rate / empty_rate:.0%} of (e)",
+        f"(f) getmany + decode + engine, no I/O: {bound:8,.0f} events/s = {bound / raw:.1%} of (a)",
     ]
     report = "\n".join(lines)
     print(report)
