@@ -154,6 +154,59 @@ def _mnn(model, feeds, workdir: Path):
     return run
 
 
+def _calls_per_s(model, x: np.ndarray, threads: int, seconds: float = 1.5) -> float:
+    """Calls per second of one shared walle Model called from ``threads`` threads at once."""
+    import threading
+
+    counts = [0] * threads
+    start = threading.Barrier(threads + 1)
+    stop = threading.Event()
+
+    def work(index: int) -> None:
+        model(x)  # this thread's plan is built before the clock starts
+        start.wait()
+        while not stop.is_set():
+            model(x)
+            counts[index] += 1
+
+    workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    start.wait()
+    began = time.perf_counter()
+    time.sleep(seconds)
+    stop.set()
+    elapsed = time.perf_counter() - began
+    for worker in workers:
+        worker.join()
+    return sum(counts) / elapsed
+
+
+def _thread_rows() -> list[str]:
+    """One Model shared by 1 and by 2 threads (kernels release the GIL): calls/s."""
+    from walle.ops import Model
+    from walle.ops.sample_models import cnn_onnx, mlp_onnx
+
+    lines = [
+        "",
+        f"One Model shared by several threads (each kernel one-threaded; {os.cpu_count()} CPUs):",
+        "",
+        "| model | 1 thread calls/s | 2 threads calls/s | 2 threads / 1 thread |",
+        "|---|---|---|---|",
+    ]
+    rows = [("MLP 64-256-256-1, batch 64", mlp_onnx(), 64), ("CNN 3x64x64, batch 8", cnn_onnx(), 8)]
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, onnx_model, batch in rows:
+            path = Path(tmp) / "m.onnx"
+            path.write_bytes(_fix_batch(onnx_model, batch).SerializeToString())
+            model = Model(path)
+            x = next(iter(_feeds(_fix_batch(onnx_model, batch)).values()))
+            one, two = _calls_per_s(model, x, 1), _calls_per_s(model, x, 2)
+            lines.append(f"| {label} | {one:,.0f} | {two:,.0f} | {two / one:.2f}x |")
+            print(lines[-1], flush=True)
+    return lines
+
+
 def main() -> None:
     os.environ.setdefault("WALLE_CACHE_DIR", tempfile.mkdtemp(prefix="walle-bench-"))
     lines = [
@@ -188,6 +241,7 @@ def main() -> None:
         )
         lines.append(line)
         print(line, flush=True)
+    lines += _thread_rows()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     header = (
         "# walle.ops benchmark\n\nCommand: `.venv/bin/python benchmarks/ops_bench.py` "
