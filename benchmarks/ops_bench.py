@@ -207,6 +207,53 @@ def _thread_rows() -> list[str]:
     return lines
 
 
+def _search_check() -> list[str]:
+    """How close the search's choices are to the best measured candidate, over a sweep."""
+    from walle.ops.onnx_import import import_onnx
+    from walle.ops.plan import allocate
+    from walle.ops.sample_models import cnn_onnx, mlp_onnx
+    from walle.ops.sample_models import single_op_onnx as one
+    from walle.ops.search import Search, time_candidates
+
+    models = [_fix_batch(mlp_onnx(), n) for n in (1, 4, 16, 64, 256)]
+    models += [_fix_batch(cnn_onnx(), n) for n in (1, 8)]
+    models += [one("MatMul", [(n, n), (n, n)]) for n in (16, 64, 128, 256)]
+    models += [one("Softmax", [shape], axis=-1) for shape in ((1, 100), (64, 1000), (512, 64))]
+    models += [one("Transpose", [shape], perm=[0, 2, 1]) for shape in ((4, 32, 8), (64, 128, 32))]
+    ratios = []
+    for model in models:
+        graph = import_onnx(model)
+        search = Search(use_cache=False)
+        steps, choices, _ = search.choose(graph)
+        buffers = allocate(graph, steps, fill=0.5)
+        for step in steps:
+            if step.name not in choices:  # an alias (reshape, flatten): no kernel runs
+                continue
+            keys, runs = [], []
+            for backend, algo, _estimate in search.candidates(step, graph):
+                keys.append((backend.name, algo))
+                runs.append(backend.finish(backend.compile(step, algo, graph, buffers)))
+            # each candidate alone (PoCL's threads keep spinning after an OpenCL run, which
+            # would slow whichever CPU candidate ran next), forward then backward, best of 2
+            timings = dict.fromkeys(keys, float("inf"))
+            for order in (keys, keys[::-1]):
+                for key in order:
+                    run = runs[keys.index(key)]
+                    median = time_candidates([run], budget_s=0.02, min_rounds=15, max_rounds=15)
+                    timings[key] = min(timings[key], median[0])
+            chosen = choices[step.name]
+            ratios.append(timings[(chosen.backend, chosen.algorithm)] / min(timings.values()))
+    within = sum(r <= 1.10 for r in ratios) / len(ratios)
+    line = (
+        f"Search check: {len(ratios)} steps of {len(models)} graphs (MLP batch 1-256, CNN "
+        f"batch 1 and 8, MatMul, Softmax, Transpose sizes): the chosen candidate is within "
+        f"10% of the best measured in {within:.0%} (goal >= 90%); chosen / best: median "
+        f"{statistics.median(ratios):.2f}, worst {max(ratios):.2f}."
+    )
+    print(line, flush=True)
+    return ["", line]
+
+
 def main() -> None:
     os.environ.setdefault("WALLE_CACHE_DIR", tempfile.mkdtemp(prefix="walle-bench-"))
     lines = [
@@ -242,6 +289,7 @@ def main() -> None:
         lines.append(line)
         print(line, flush=True)
     lines += _thread_rows()
+    lines += _search_check()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     header = (
         "# walle.ops benchmark\n\nCommand: `.venv/bin/python benchmarks/ops_bench.py` "

@@ -151,8 +151,13 @@ class Search:
             b, algo, est = ranked[0]
             return Choice(b.name, algo, est)
         compiled = [b.finish(b.compile(step, algo, graph, buffers)) for b, algo, _ in close]
-        with np.errstate(all="ignore"):
-            seconds = time_candidates(compiled)
+        seconds = [0.0] * len(close)
+        for group in sorted({b.trial_group for b, _, _ in close}):
+            members = [i for i, (b, _, _) in enumerate(close) if b.trial_group == group]
+            with np.errstate(all="ignore"):
+                timed = time_candidates([compiled[i] for i in members])
+            for i, t in zip(members, timed, strict=True):
+                seconds[i] = t
         measured = [
             (t, b.name, algo, est) for t, (b, algo, est) in zip(seconds, close, strict=True)
         ]

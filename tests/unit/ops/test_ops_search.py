@@ -160,3 +160,34 @@ def test_ops_trials_interleave_candidates_and_drop_clear_losers() -> None:
     assert timed[:9] == ["fast", "slow", "fast2"] * 3
     assert "slow" not in timed[9:] and len(timed[9:]) > 0
     assert medians[1] >= 0.002 > max(medians[0], medians[2])
+
+
+def test_ops_search_trials_never_interleave_opencl_with_host_kernels(monkeypatch) -> None:
+    """PoCL's threads spin after a run: host candidates timed next to them would look slow."""
+    import walle.ops.search as search_module
+
+    groups: list[set[str]] = []
+    real = search_module.time_candidates
+    by_calls: dict[int, str] = {}
+
+    def recording(candidates, *args, **kwargs):
+        groups.append({by_calls[id(calls)] for calls in candidates})
+        return real(candidates, *args, **kwargs)
+
+    for backend in available_backends(None):
+
+        def finish(calls, _name=backend.name, _real=backend.finish):
+            finished = _real(calls)
+            by_calls[id(finished)] = _name
+            return finished
+
+        monkeypatch.setattr(backend, "finish", finish)
+    monkeypatch.setattr(search_module, "time_candidates", recording)
+    search = Search(use_cache=False, close_factor=1e9)  # every candidate is a close call
+    search.backends = available_backends(None)
+    search.choose(_mlp(4))
+    assert groups
+    assert all(len({"opencl" if name == "opencl" else "host" for name in g}) == 1 for g in groups)
+    names = {b.name for b in search.backends}
+    assert any("cython" in g for g in groups) or "cython" not in names
+    assert any("opencl" in g for g in groups) or "opencl" not in names

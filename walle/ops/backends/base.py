@@ -38,6 +38,8 @@ class Backend(ABC):
     name: str = ""
     extra: str | None = None
     fused_ops: frozenset[str] = frozenset()
+    # Candidates of one trial group are timed in interleaved rounds; groups one after another.
+    trial_group: str = "host"
     # Cost model constants: seconds per call, flops per second, bytes per second.
     call_overhead_s: float = 1e-6
     flops_per_s: float = 1e9

@@ -76,6 +76,9 @@ class OpenCLBackend(Backend):
     name = "opencl"
     extra = "opencl"
     fused_ops = frozenset({"fused.matmul_bias_act", "fused.softmax", "fused.layernorm"})
+    # An OpenCL runtime's threads may keep spinning after a run (PoCL's CPU workers do),
+    # slowing whatever host kernel runs next: its trials are not interleaved with theirs.
+    trial_group = "opencl"
     # Cost model, measured on PoCL 3 on a 2-core EPYC (see estimate()).
     call_overhead_s = 4.0e-6  # one queued kernel launch
     sync_s = 50.0e-6  # enqueue copies + wait for the queue, once per run
