@@ -94,3 +94,27 @@ def test_bad_messages_go_to_the_dead_letter_topic(broker) -> None:
     reasons = " ".join(d["reason"] for d in dead)
     assert "not valid JSON" in reasons and "'seq'" in reasons
     assert "not the event's device_id" in reasons and "empty message" in reasons
+
+
+def test_a_worker_whose_app_changed_stops_with_the_reason(broker, tmp_path) -> None:
+    """State in the changelog written by other tasks: the worker exits 1 naming why (it
+    must not restart its agent in place and sit there with offsets stuck)."""
+    examples = APP_PATH.parent
+    first_app = load_app(APP_PATH)
+    events = generate_events(devices=4, sessions=2, seed=1)
+    half = len(events) // 2
+    with CloudRun(first_app, broker, app_path=APP_PATH, datadir=tmp_path / "a") as first:
+        first.produce(events[:half])
+        worker = first.start_worker()
+        first.wait_processed()
+        first.kill_worker(worker)
+        changed_path = examples / "clicks_per_category.py"
+        changed = CloudRun(load_app(changed_path), broker, app_path=changed_path,
+                           datadir=tmp_path / "b")  # fmt: skip
+        changed.settings = first.settings  # same group, topics and changelog
+        with changed:
+            changed.produce(events[half:])
+            stopped = changed.start_worker()
+            assert stopped.wait(timeout=60) == 1
+            log = changed.logs[-1].read_text()
+            assert "StateError" in log and "its tasks changed" in log

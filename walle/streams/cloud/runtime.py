@@ -61,6 +61,7 @@ def declare_topics(app: App, settings: CloudSettings) -> None:
 def build_faust_app(app: App, settings: CloudSettings) -> Any:
     """A faust.App whose single agent runs ``app``'s engine over the input topic."""
     import faust
+    from mode import CrashingSupervisor
 
     app_id = settings.resolved_app_id(app.name)
     brokers = ";".join(f"kafka://{server}" for server in parse_broker_url(settings.broker))
@@ -129,7 +130,12 @@ def build_faust_app(app: App, settings: CloudSettings) -> Any:
         finally:
             committer.close()
 
-    faust_app.agent(source, name="walle-engine")(run_engine)
+    # A crashed engine agent stops the worker (faust's default restarts the agent in place,
+    # with the taken batch neither finished nor redelivered and offsets stuck behind it);
+    # a restarted worker resumes from the committed offsets and the changelog.
+    faust_app.agent(source, name="walle-engine", supervisor_strategy=CrashingSupervisor)(
+        run_engine
+    )
     return faust_app
 
 
