@@ -133,9 +133,7 @@ def build_faust_app(app: App, settings: CloudSettings) -> Any:
     # A crashed engine agent stops the worker (faust's default restarts the agent in place,
     # with the taken batch neither finished nor redelivered and offsets stuck behind it);
     # a restarted worker resumes from the committed offsets and the changelog.
-    faust_app.agent(source, name="walle-engine", supervisor_strategy=CrashingSupervisor)(
-        run_engine
-    )
+    faust_app.agent(source, name="walle-engine", supervisor_strategy=CrashingSupervisor)(run_engine)
     return faust_app
 
 
