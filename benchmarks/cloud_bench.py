@@ -70,29 +70,10 @@ def bench_events(count: int) -> list[Event]:
 # -- (a) raw consume ------------------------------------------------------------------------
 
 
-async def _raw_consume(bootstrap: list[str], topic: str, partitions: int, total: int) -> float:
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                max_partition_fetch_bytes=4 * 1024 * 1024)  # fmt: skip
-    await consumer.start()
-    try:
-        parts = [TopicPartition(topic, p) for p in range(partitions)]
-        consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
-        seen = 0
-        start = time.perf_counter()
-        while seen < total:
-            batch = await consumer.getmany(timeout_ms=500, max_records=10_000)
-            seen += sum(len(records) for records in batch.values())
-        return total / (time.perf_counter() - start)
-    finally:
-        await consumer.stop()
-
-
-async def _engine_on_raw_batches(
-    bootstrap: list[str], topic: str, partitions: int, total: int, app: App
+async def _consume_all(
+    bootstrap: list[str], topic: str, partitions: int, total: int, handle: Any = None
 ) -> float:
+    """Events/s of reading ``total`` records from the start, each batch given to ``handle``."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
@@ -102,17 +83,32 @@ async def _engine_on_raw_batches(
         parts = [TopicPartition(topic, p) for p in range(partitions)]
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
-        engine = Engine(app)
         seen = 0
         start = time.perf_counter()
         while seen < total:
             batch = await consumer.getmany(timeout_ms=500, max_records=10_000)
             for records in batch.values():
                 seen += len(records)
-                engine.process_many(decode_event(record.value) for record in records)
+                if handle is not None:
+                    handle(records)
         return total / (time.perf_counter() - start)
     finally:
         await consumer.stop()
+
+
+async def _raw_consume(bootstrap: list[str], topic: str, partitions: int, total: int) -> float:
+    return await _consume_all(bootstrap, topic, partitions, total)
+
+
+async def _engine_on_raw_batches(
+    bootstrap: list[str], topic: str, partitions: int, total: int, app: App
+) -> float:
+    engine = Engine(app)
+
+    def run(records: list[Any]) -> None:
+        engine.process_many(decode_event(record.value) for record in records)
+
+    return await _consume_all(bootstrap, topic, partitions, total, run)
 
 
 # -- (b) and (c): time a worker from its first commit to its last -----------------------------
@@ -136,12 +132,12 @@ def _timed_processing(run: CloudRun, start_worker: Any, timeout_s: float = 600) 
     raise RuntimeError("the worker did not finish in time")
 
 
-def _naive_worker(app: App, settings: CloudSettings) -> None:
-    """A plain faust agent: per event, every task loads, runs and stores its own state."""
+def _plain_faust_app(app: App, settings: CloudSettings) -> Any:
+    """A faust app with the worker's broker settings, in its own process group."""
     import faust
 
     os.setsid()
-    faust_app = faust.App(
+    return faust.App(
         settings.resolved_app_id(app.name), broker=settings.broker,
         store="memory://", web_enabled=False, topic_partitions=settings.partitions,
         consumer_auto_offset_reset="earliest", broker_session_timeout=settings.session_timeout_s,
@@ -149,6 +145,19 @@ def _naive_worker(app: App, settings: CloudSettings) -> None:
         broker_commit_interval=settings.commit_interval_s, key_serializer="raw",
         value_serializer="raw", producer_acks=-1, datadir=str(settings.datadir),
     )  # fmt: skip
+
+
+def _run_faust_worker(faust_app: Any) -> None:
+    import faust
+
+    worker = faust.Worker(faust_app, loglevel="WARNING", quiet=True)
+    worker.spinner = None  # as the walle worker: no root logger at DEBUG
+    worker.execute_from_commandline()
+
+
+def _naive_worker(app: App, settings: CloudSettings) -> None:
+    """A plain faust agent: per event, every task loads, runs and stores its own state."""
+    faust_app = _plain_faust_app(app, settings)
     source = faust_app.topic(settings.input_topic, key_type=bytes, value_type=bytes)
     outputs = faust_app.topic(settings.output_topic, key_type=bytes, value_type=bytes)
     table = faust_app.Table("naive-state", partitions=settings.partitions, key_type=bytes,
@@ -174,26 +183,14 @@ def _naive_worker(app: App, settings: CloudSettings) -> None:
                     await outputs.send(key=output.key.encode(), value=output.to_json().encode())
 
     faust_app.agent(source, name="naive")(naive)
-    worker = faust.Worker(faust_app, loglevel="WARNING", quiet=True)
-    worker.spinner = None  # as the walle worker: no root logger at DEBUG
-    worker.execute_from_commandline()
+    _run_faust_worker(faust_app)
 
 
 def _empty_worker(app: App, settings: CloudSettings) -> None:
     """The walle worker's faust app with an agent that only takes and acknowledges."""
-    import faust
-
     from walle.streams.cloud.transport import install_transport
 
-    os.setsid()
-    faust_app = faust.App(
-        settings.resolved_app_id(app.name), broker=settings.broker,
-        store="memory://", web_enabled=False, topic_partitions=settings.partitions,
-        consumer_auto_offset_reset="earliest", broker_session_timeout=settings.session_timeout_s,
-        broker_heartbeat_interval=settings.heartbeat_s,
-        broker_commit_interval=settings.commit_interval_s, key_serializer="raw",
-        value_serializer="raw", datadir=str(settings.datadir),
-    )  # fmt: skip
+    faust_app = _plain_faust_app(app, settings)
     install_transport(faust_app, settings.fetch_max_wait_ms)
     source = faust_app.topic(settings.input_topic, key_type=bytes, value_type=bytes)
 
@@ -203,9 +200,7 @@ def _empty_worker(app: App, settings: CloudSettings) -> None:
                 await stream.ack(event)
 
     faust_app.agent(source, name="empty")(empty)
-    worker = faust.Worker(faust_app, loglevel="WARNING", quiet=True)
-    worker.spinner = None
-    worker.execute_from_commandline()
+    _run_faust_worker(faust_app)
 
 
 def _start_in_fork(run: CloudRun, app: App, target: Any) -> None:
