@@ -1,21 +1,20 @@
 """Cloud runtime benchmark on the embedded broker (Tansu), all figures from one run.
 
-  (a) raw aiokafka consume of the input topic, events/s: the limit;
-  (b) the cloud runtime (walle worker: batched engine, per-device state table) events/s
-      for the example apps' tasks in one App, and its fraction of (a); then 2 workers;
+  (a) raw confluent-kafka batched consume of the input topic, events/s: the client limit;
+  (b) the walle worker (batched engine, per-device changelog state) events/s, with client
+      and broker CPU per 1,000 events; then 2 workers;
   (c) the same App as a naive plain faust agent: per event, decode, then for every task
       load that task's state from a table, run it, write the state back and send the
       outputs; (b) / (c) is the ratio;
   (d) end-to-end latency p50/p99 from producing an event to receiving the output it
-      caused, with a warm worker and a paced producer;
-  (e) the faust ceiling: a faust agent, configured as the worker is, that takes the same
-      batches and acknowledges them without doing anything else. What separates (a)
-      from (e) is faust's per-message delivery, which every faust worker pays;
-  (f) the upper bound of a worker that consumed batches below faust: aiokafka getmany
-      into decode + the engine, with no output, state or offset I/O at all.
+      caused, with a warm worker and a paced producer at 1,000 events/s;
+  (f) the engine's ceiling: batched consume into decode + the engine, with no output,
+      state or offset I/O at all;
+  (g) Quix Streams 3.28 doing the same three tasks on the same topic (RocksDB state,
+      changelog topics, its defaults), with client and broker CPU per 1,000 events.
 
-Rates (b) and (c) are timed from the worker's first offset commit to its last, so worker
-start-up and group joins are not counted. Run:
+Rates (b) and (c) are timed from 10% of the input committed to all of it, (g) from the first
+processed event to the last, so start-up and group joins are not counted. Run:
 
     .venv/bin/python benchmarks/cloud_bench.py [--events N] [--quick]
 
@@ -25,7 +24,6 @@ Results are printed and written to benchmarks/results/cloud_bench.md.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import multiprocessing
 import os
 import platform
@@ -35,11 +33,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from walle.broker import EmbeddedBroker, create_topics
+from walle.kafka import EmbeddedBroker, create_topics
 from walle.streams import App, Engine, Event, decode_event, load_app
 from walle.streams.cloud.settings import CloudSettings
 from walle.streams.generator import generate_events
 from walle.testing_cloud import CloudRun
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from quix_peer import broker_cpu_seconds, run_quix
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ("item_page_view", "clicks_per_category", "search_to_cart")
@@ -67,73 +68,87 @@ def bench_events(count: int) -> list[Event]:
     return events[:count]
 
 
-# -- (a) raw consume ------------------------------------------------------------------------
+# -- (a) raw consume and (f) the engine's ceiling -------------------------------------------
 
 
-async def _consume_all(
-    bootstrap: list[str], topic: str, partitions: int, total: int, handle: Any = None
-) -> float:
+def _consume_all(bootstrap: list[str], topic: str, partitions: int, total: int,
+                 handle: Any = None) -> float:  # fmt: skip
     """Events/s of reading ``total`` records from the start, each batch given to ``handle``."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                max_partition_fetch_bytes=4 * 1024 * 1024)  # fmt: skip
-    await consumer.start()
+    from walle.kafka import consumer as make_consumer
+
+    consumer = make_consumer(bootstrap, f"bench-{time.monotonic_ns()}")
     try:
-        parts = [TopicPartition(topic, p) for p in range(partitions)]
-        consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
-        seen = 0
-        start = time.perf_counter()
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+        seen, start = 0, None
         while seen < total:
-            batch = await consumer.getmany(timeout_ms=500, max_records=10_000)
-            for records in batch.values():
-                seen += len(records)
-                if handle is not None:
-                    handle(records)
+            batch = consumer.consume(num_messages=1000, timeout=0.5)
+            if batch and start is None:
+                start = time.perf_counter()
+            seen += len(batch)
+            if handle is not None and batch:
+                handle(batch)
+        assert start is not None
         return total / (time.perf_counter() - start)
     finally:
-        await consumer.stop()
+        consumer.close()
 
 
-async def _raw_consume(bootstrap: list[str], topic: str, partitions: int, total: int) -> float:
-    return await _consume_all(bootstrap, topic, partitions, total)
-
-
-async def _engine_on_raw_batches(
-    bootstrap: list[str], topic: str, partitions: int, total: int, app: App
-) -> float:
+def _engine_on_raw_batches(bootstrap: list[str], topic: str, partitions: int, total: int,
+                           app: App) -> float:  # fmt: skip
     engine = Engine(app)
 
     def run(records: list[Any]) -> None:
-        engine.process_many(decode_event(record.value) for record in records)
+        engine.process_many([decode_event(record.value()) for record in records])
 
-    return await _consume_all(bootstrap, topic, partitions, total, run)
-
-
-# -- (b) and (c): time a worker from its first commit to its last -----------------------------
+    return _consume_all(bootstrap, topic, partitions, total, run)
 
 
-def _timed_processing(run: CloudRun, start_worker: Any, timeout_s: float = 600) -> float:
-    """Events/s between the group's first committed offset and the end of the input."""
-    start_worker()
+# -- (b), (c): time workers from the first commit to the last, with their CPU -----------------
+
+
+class Timed:
+    """A rate and the CPU that workers and broker spent per 1,000 events over it."""
+
+    def __init__(self, rate: float, events: int, client_s: float, broker_s: float) -> None:
+        self.rate = rate
+        self.client_ms = client_s * 1e6 / events
+        self.broker_ms = broker_s * 1e6 / events
+
+
+def _cpu(pids: list[int]) -> float:
+    return sum(broker_cpu_seconds(pid) for pid in pids)
+
+
+def _timed_processing(run: CloudRun, broker: EmbeddedBroker, start_workers: Any,
+                      timeout_s: float = 600) -> Timed:  # fmt: skip
+    """Events/s from 10% of the input committed to all of it (start-up and joins excluded)."""
+    start_workers()
+    pids = [worker.pid for worker in run.workers]
+    broker_pid = broker.pid
     deadline = time.monotonic() + timeout_s
-    first_at, first_done = None, 0
+    first: tuple[float, int, float, float] | None = None
     while time.monotonic() < deadline:
         done, end = run.committed_fraction()
         now = time.perf_counter()
-        if first_at is None and done > 0:
-            first_at, first_done = now, done
+        if first is None and done >= end // 10:  # past start-up: the pipeline is full
+            first = (now, done, _cpu(pids), broker_cpu_seconds(broker_pid))
         if done >= end:
-            if first_at is None or now - first_at < 1e-3:
+            if first is None or now - first[0] < 1e-3:
                 raise RuntimeError("too few events to time: raise --events")
-            return (end - first_done) / (now - first_at)
-        time.sleep(0.05)
-    raise RuntimeError("the worker did not finish in time")
+            counted = end - first[1]
+            client = _cpu(pids) - first[2]
+            return Timed(counted / (now - first[0]), counted, client,
+                         broker_cpu_seconds(broker_pid) - first[3])  # fmt: skip
+        time.sleep(0.02)
+    raise RuntimeError("the workers did not finish in time")
 
 
 def _plain_faust_app(app: App, settings: CloudSettings) -> Any:
     """A faust app with the worker's broker settings, in its own process group."""
+    import tempfile
+
     import faust
 
     os.setsid()
@@ -141,9 +156,8 @@ def _plain_faust_app(app: App, settings: CloudSettings) -> Any:
         settings.resolved_app_id(app.name), broker=settings.broker,
         store="memory://", web_enabled=False, topic_partitions=settings.partitions,
         consumer_auto_offset_reset="earliest", broker_session_timeout=settings.session_timeout_s,
-        broker_heartbeat_interval=settings.heartbeat_s,
-        broker_commit_interval=settings.commit_interval_s, key_serializer="raw",
-        value_serializer="raw", producer_acks=-1, datadir=str(settings.datadir),
+        broker_heartbeat_interval=settings.heartbeat_s, key_serializer="raw",
+        value_serializer="raw", producer_acks=-1, datadir=tempfile.mkdtemp(prefix="faust-"),
     )  # fmt: skip
 
 
@@ -151,7 +165,7 @@ def _run_faust_worker(faust_app: Any) -> None:
     import faust
 
     worker = faust.Worker(faust_app, loglevel="WARNING", quiet=True)
-    worker.spinner = None  # as the walle worker: no root logger at DEBUG
+    worker.spinner = None  # faust's spinner puts the root logger at DEBUG
     worker.execute_from_commandline()
 
 
@@ -186,23 +200,6 @@ def _naive_worker(app: App, settings: CloudSettings) -> None:
     _run_faust_worker(faust_app)
 
 
-def _empty_worker(app: App, settings: CloudSettings) -> None:
-    """The walle worker's faust app with an agent that only takes and acknowledges."""
-    from walle.streams.cloud.transport import install_transport
-
-    faust_app = _plain_faust_app(app, settings)
-    install_transport(faust_app, settings.fetch_max_wait_ms)
-    source = faust_app.topic(settings.input_topic, key_type=bytes, value_type=bytes)
-
-    async def empty(stream: Any) -> None:
-        async for batch in stream.noack_take(settings.batch_size, settings.batch_within_s):
-            for event in batch:
-                await stream.ack(event)
-
-    faust_app.agent(source, name="empty")(empty)
-    _run_faust_worker(faust_app)
-
-
 def _start_in_fork(run: CloudRun, app: App, target: Any) -> None:
     process = multiprocessing.get_context("fork").Process(
         target=target, args=(app, run.settings), daemon=True
@@ -230,7 +227,7 @@ def _latencies(
 ) -> list[float]:
     from kafka import KafkaConsumer
 
-    from walle.streams.cloud.produce import make_producer
+    from walle.kafka import sync_producer as make_producer
     from walle.streams.results import Output
 
     causes = _causes(app, before, events)
@@ -272,6 +269,13 @@ def _percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
+def _quix_row(broker: EmbeddedBroker, events: list[Event], app: App) -> Any:
+    with CloudRun(app, broker) as run:
+        run.produce(events)
+        return run_quix(run.bootstrap[0], run.settings.input_topic, 4, len(events),
+                        f"quix-out-{run.settings.app_id}", broker_pid=broker.pid)  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=60_000)
@@ -280,54 +284,59 @@ def main() -> None:
     total = 10_000 if args.quick else args.events
     app = examples_app()
     events = bench_events(total)
+    naive_events = events[: min(len(events), 10_000)]
     lines = [
         f"events: {len(events)} from 40 devices; app: {len(app.plans)} tasks "
-        f"({', '.join(p.name for p in app.plans)}); 4 partitions; embedded broker (Tansu)"
+        f"({', '.join(p.name for p in app.plans)}); 4 partitions; embedded broker (Tansu); "
+        f"(c) on the first {len(naive_events)}"
     ]
 
     with EmbeddedBroker() as broker:
         with CloudRun(app, broker) as run:
             run.produce(events)
-            raw = asyncio.run(_raw_consume(run.bootstrap, run.settings.input_topic, 4,
-                                           len(events)))  # fmt: skip
-            bound = asyncio.run(_engine_on_raw_batches(run.bootstrap, run.settings.input_topic,
-                                                       4, len(events), app))  # fmt: skip
-            walle_rate = _timed_processing(run, run.start_worker)
-        with CloudRun(app, broker) as pair:
-            pair.produce(events)
-            pair_rate = _timed_processing(pair, lambda: [pair.start_worker() for _ in range(2)])
+            raw = _consume_all(run.bootstrap, run.settings.input_topic, 4, len(events))
+            bound = _engine_on_raw_batches(run.bootstrap, run.settings.input_topic, 4,
+                                           len(events), app)  # fmt: skip
+            one = _timed_processing(run, broker, run.start_worker)
+        with CloudRun(app, broker) as pair_run:
+            pair_run.produce(events)
+            pair = _timed_processing(
+                pair_run, broker, lambda: [pair_run.start_worker() for _ in range(2)]
+            )
+        quix = _quix_row(broker, events, app)
         with CloudRun(app, broker) as naive_run:
             changelog = f"{naive_run.settings.app_id}-naive-state-changelog"
             create_topics(naive_run.bootstrap, {changelog: 4})
-            naive_run.produce(events)
-            naive_rate = _timed_processing(
-                naive_run, lambda: _start_in_fork(naive_run, app, _naive_worker)
+            naive_run.produce(naive_events)
+            naive = _timed_processing(
+                naive_run, broker, lambda: _start_in_fork(naive_run, app, _naive_worker)
             )
-        with CloudRun(app, broker) as empty_run:
-            empty_run.produce(events)
-            empty_rate = _timed_processing(
-                empty_run, lambda: _start_in_fork(empty_run, app, _empty_worker)
-            )
-        with CloudRun(app, broker, batch_size=500) as live:
+        with CloudRun(app, broker) as live:
             live.start_worker()
             live.produce(events[:200])
             live.wait_processed()
             latencies = _latencies(live, app, events[:200], events[200:2200], rate=1000.0)
 
+    quix_client = quix.per_1000(quix.client_cpu_s)
+    quix_broker = quix.per_1000(quix.broker_cpu_s)
     lines += [
-        f"(a) raw aiokafka consume:          {raw:12,.0f} events/s (the limit)",
-        f"(b) walle cloud runtime, 1 worker: {walle_rate:12,.0f} events/s = "
-        f"{walle_rate / raw:.1%} of (a) (target >= 50%)",
+        f"(a) raw confluent-kafka consume:   {raw:12,.0f} events/s (the client's limit)",
+        f"(b) walle worker, 1 worker:        {one.rate:12,.0f} events/s = "
+        f"{one.rate / bound:.0%} of (f) (target >= 50%), {one.rate / quix.events_per_s:.2f}x "
+        f"Quix (g) (target >= 2x)",
+        f"    CPU per 1,000 events: worker {one.client_ms:.0f} ms, broker {one.broker_ms:.1f} ms",
         f"    2 workers (this machine has {os.cpu_count()} cores, shared with the broker): "
-        f"{pair_rate:,.0f} events/s = {pair_rate / walle_rate:.2f}x 1 worker",
-        f"(c) naive faust agent:             {naive_rate:12,.0f} events/s; (b)/(c) = "
-        f"{walle_rate / naive_rate:.1f}x (target >= 5x)",
+        f"{pair.rate:,.0f} events/s = {pair.rate / one.rate:.2f}x 1 worker (target >= 1.5x)",
+        f"(c) naive faust agent:             {naive.rate:12,.0f} events/s; (b)/(c) = "
+        f"{one.rate / naive.rate:.1f}x",
         f"(d) produce->output latency at 1,000 events/s: "
         f"p50 {_percentile(latencies, 0.5) * 1e3:.1f} ms, "
-        f"p99 {_percentile(latencies, 0.99) * 1e3:.1f} ms over {len(latencies)} outputs",
-        f"(e) faust ceiling (take + ack only): {empty_rate:10,.0f} events/s = "
-        f"{empty_rate / raw:.1%} of (a); (b) = {walle_rate / empty_rate:.0%} of (e)",
-        f"(f) getmany + decode + engine, no I/O: {bound:8,.0f} events/s = {bound / raw:.1%} of (a)",
+        f"p99 {_percentile(latencies, 0.99) * 1e3:.1f} ms over {len(latencies)} outputs "
+        f"(target p99 <= 150 ms)",
+        f"(f) consume + decode + engine, no I/O: {bound:8,.0f} events/s = {bound / raw:.1%} of (a)",
+        f"(g) Quix Streams {quix_version()}, same 3 tasks: {quix.events_per_s:8,.0f} events/s; "
+        f"CPU per 1,000 events: client {quix_client:.0f} ms, broker {quix_broker:.1f} ms; "
+        f"outputs {dict(sorted(quix.outputs.items()))}",
     ]
     report = "\n".join(lines)
     print(report)
@@ -340,6 +349,12 @@ def main() -> None:
         f"```\n{report}\n```\n",
         encoding="utf-8",
     )
+
+
+def quix_version() -> str:
+    from importlib.metadata import version
+
+    return version("quixstreams")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ import time
 import uuid
 from pathlib import Path
 
-from walle.broker import EmbeddedBroker
 from walle.deploy.bundle import build_bundle
 from walle.deploy.channel import ChannelTopics, ensure_topics
 from walle.deploy.fleet import LoopbackFleet
@@ -32,6 +31,7 @@ from walle.deploy.rollout import RolloutWatcher
 from walle.deploy.signing import TrustStore, load_private_key, new_key
 from walle.deploy.simulator import FleetModel, plot_coverage, simulate_polling, simulate_push
 from walle.deploy.testing import write_task_dir
+from walle.kafka import EmbeddedBroker
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from walle.broker import EmbeddedBroker, create_topics
+from walle.kafka import EmbeddedBroker, create_topics
 
 _counter = itertools.count()
 

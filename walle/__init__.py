@@ -70,7 +70,7 @@ _LAZY = {
     "Model": "walle.ops",
     "Graph": "walle.ops",
     "GraphBuilder": "walle.ops",
-    "EmbeddedBroker": "walle.broker",
+    "EmbeddedBroker": "walle.kafka",
     "Manifest": "walle.deploy",
     "ReleasePolicy": "walle.deploy",
     "TrustStore": "walle.deploy",

@@ -94,7 +94,7 @@ def run_on_device(app: App, events: Iterable[Event], db_path: str | Path) -> lis
 def run_on_cloud(app: App, events: Iterable[Event], broker: Any, workers: int = 1) -> list[Output]:
     """Run ``app`` over ``events`` on ``workers`` cloud workers; outputs, re-sent copies dropped.
 
-    ``broker`` is a started ``walle.broker.EmbeddedBroker`` or a ``kafka://`` URL.
+    ``broker`` is a started ``walle.kafka.EmbeddedBroker`` or a ``kafka://`` URL.
     """
     from walle.testing_cloud import run_on_cloud as _run_on_cloud
 

@@ -24,15 +24,15 @@ from pathlib import Path
 from typing import Any
 
 from walle.errors import BrokerError
+from walle.kafka import Record, read_to_end, sync_producer
+from walle.kafka import consumer as make_consumer
 from walle.streams.app import App
-from walle.streams.cloud.produce import make_producer
-from walle.streams.cloud.runtime import declare_topics, run_worker
 from walle.streams.cloud.settings import CloudSettings
+from walle.streams.cloud.worker import declare_topics, run_worker
 from walle.streams.events import Event
 from walle.streams.results import Output
 
 _POLL_S = 0.1
-_QUIET_POLLS = 3
 
 
 def _broker_url(broker: Any) -> str:
@@ -56,16 +56,19 @@ class CloudRun:
     broker: Any
     partitions: int = 4
     app_path: Path | None = None
-    datadir: Path | None = None
-    batch_size: int = 500
+    logdir: Path | None = None  # worker logs (app_path workers); default: a temp folder
+    batch_size: int = 1000
+    exactly_once: bool = False
     settings: CloudSettings = field(init=False)
     workers: list[Any] = field(default_factory=list, init=False)
     _input_ends: dict[int, int] = field(default_factory=dict, init=False)
     logs: list[Path] = field(default_factory=list, init=False)
+    _observer: Any = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         run_id = uuid.uuid4().hex[:10]
-        datadir = self.datadir or Path(os.environ.get("TMPDIR", "/tmp")) / f"walle-{run_id}"
+        tmp = Path(os.environ.get("TMPDIR", "/tmp"))
+        self._logdir = self.logdir or tmp / f"walle-{run_id}"
         self.settings = CloudSettings(
             broker=_broker_url(self.broker),
             app_id=f"walle-{self.app.name}-{run_id}",
@@ -75,13 +78,13 @@ class CloudRun:
             late_topic=f"outputs-late-{run_id}",
             partitions=self.partitions,
             batch_size=self.batch_size,
-            datadir=datadir,
+            exactly_once=self.exactly_once,
         )
         declare_topics(self.app, self.settings)
 
     @property
     def bootstrap(self) -> list[str]:
-        from walle.broker import parse_broker_url
+        from walle.kafka import parse_broker_url
 
         return parse_broker_url(self.settings.broker)
 
@@ -93,7 +96,7 @@ class CloudRun:
 
     def produce_raw(self, messages: Iterable[tuple[bytes | None, bytes | None]]) -> int:
         """Send raw (key, value) messages to the input topic (bad ones included)."""
-        producer = make_producer(self.bootstrap, linger_ms=20, batch_size=256 * 1024)
+        producer = sync_producer(self.bootstrap, linger_ms=20, batch_size=256 * 1024)
         futures = []
         try:
             for key, value in messages:
@@ -112,13 +115,13 @@ class CloudRun:
     def start_worker(self) -> Any:
         """Start one more worker; returns its process handle."""
         if self.app_path is not None:
-            self.settings.datadir.mkdir(parents=True, exist_ok=True)
-            log_path = self.settings.datadir / f"worker-{len(self.logs)}.log"
+            self._logdir.mkdir(parents=True, exist_ok=True)
+            log_path = self._logdir / f"worker-{len(self.logs)}.log"
             self.logs.append(log_path)
             with log_path.open("ab") as log:
                 worker: Any = subprocess.Popen(
                     [*_walle_command(), "--log-level", "INFO", "worker", str(self.app_path),
-                     *self.worker_flags(), "--loglevel", "INFO"],
+                     *self.worker_flags()],
                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                     start_new_session=True,
                 )  # fmt: skip
@@ -138,7 +141,7 @@ class CloudRun:
             "--input-topic", s.input_topic, "--output-topic", s.output_topic,
             "--dead-letter-topic", s.dead_letter_topic, "--late-topic", s.late_topic,
             "--partitions", str(s.partitions), "--batch-size", str(s.batch_size),
-            "--datadir", str(s.datadir),
+            *(["--exactly-once"] if s.exactly_once else []),
         ]  # fmt: skip
 
     def kill_worker(self, worker: Any) -> None:
@@ -158,6 +161,9 @@ class CloudRun:
         """Kill every worker still running."""
         for worker in list(self.workers):
             self.kill_worker(worker)
+        if self._observer is not None:
+            self._observer.close()
+            self._observer = None
 
     def __enter__(self) -> CloudRun:
         return self
@@ -168,23 +174,23 @@ class CloudRun:
     # -- progress and output ---------------------------------------------------------------
 
     def committed_fraction(self) -> tuple[int, int]:
-        """(committed, end): summed over the input partitions, for the worker group."""
-        from kafka import KafkaConsumer, TopicPartition
+        """(committed, end): summed over the input partitions, for the worker group.
 
-        parts = [TopicPartition(self.settings.input_topic, p) for p in range(self.partitions)]
-        consumer = KafkaConsumer(
-            bootstrap_servers=self.bootstrap,
-            group_id=self.settings.app_id,
-            enable_auto_commit=False,
-        )
-        try:
-            # The acknowledged offsets of what we produced give the true end: the embedded
-            # broker under-reports end offsets after multi-record batches.
-            ends = consumer.end_offsets(parts)
-            end = sum(max(ends[tp], self._input_ends.get(tp.partition, 0)) for tp in parts)
-            return sum(consumer.committed(tp) or 0 for tp in parts), end
-        finally:
-            consumer.close()
+        The end is the larger of the reported end and the acknowledged offsets of what was
+        produced here: the embedded broker under-reports end offsets.
+        """
+        from confluent_kafka import TopicPartition
+
+        if self._observer is None:  # same group id, never subscribes: reads commits only
+            self._observer = make_consumer(self.bootstrap, str(self.settings.app_id))
+        topic = self.settings.input_topic
+        parts = [TopicPartition(topic, p) for p in range(self.partitions)]
+        committed = self._observer.committed(parts, timeout=10)
+        end = 0
+        for tp in parts:
+            reported = self._observer.get_watermark_offsets(tp, timeout=10)[1]
+            end += max(reported, self._input_ends.get(tp.partition, 0))
+        return sum(max(tp.offset, 0) for tp in committed), end
 
     def wait_processed(self, timeout_s: float = 90.0) -> None:
         """Block until the group committed every input offset; BrokerError after timeout."""
@@ -205,34 +211,10 @@ class CloudRun:
             f"cloud workers committed {committed}/{end} offsets in {timeout_s}s{tails}"
         )
 
-    def read_topic(self, topic: str, partitions: int | None = None) -> list[Any]:
-        """Every message of ``topic`` from the beginning to its current end."""
-        from kafka import KafkaConsumer, TopicPartition
-
+    def read_topic(self, topic: str, partitions: int | None = None) -> list[Record]:
+        """Every record of ``topic`` from the beginning to its end, in partition order."""
         count = self.partitions if partitions is None else partitions
-        parts = [TopicPartition(topic, p) for p in range(count)]
-        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
-        try:
-            consumer.assign(parts)
-            ends = consumer.end_offsets(parts)
-            consumer.seek_to_beginning(*parts)
-            messages: list[Any] = []
-            deadline = time.monotonic() + 60
-            quiet_polls = 0
-            # Past the reported end, keep polling until the topic stays quiet: the embedded
-            # broker reports the end of the last record batch's first record only.
-            while quiet_polls < _QUIET_POLLS or any(
-                consumer.position(tp) < ends[tp] for tp in parts
-            ):
-                if time.monotonic() > deadline:
-                    raise BrokerError(f"reading {topic!r} to its end took over 60s")
-                batch = consumer.poll(timeout_ms=100)
-                quiet_polls = 0 if batch else quiet_polls + 1
-                for records in batch.values():
-                    messages.extend(records)
-            return sorted(messages, key=lambda m: (m.partition, m.offset))
-        finally:
-            consumer.close()
+        return read_to_end(self.bootstrap, topic, partitions=count)
 
     def outputs(self) -> list[Output]:
         """Every output on the output topic (re-sent copies included), in topic order."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import click
@@ -14,17 +13,27 @@ _SHOWN_BAD_LINES = 20
 @click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address.")
 @click.option("--port", default=9092, show_default=True, type=int, help="0 picks a free port.")
 def broker_command(host: str, port: int) -> None:
-    """Run the embedded Kafka-protocol broker (Tansu, memory storage) until Ctrl-C."""
-    from walle.broker import EmbeddedBroker
+    """Run the embedded Kafka-protocol broker (Tansu, memory storage) until Ctrl-C or SIGTERM."""
+    import signal
+    import threading
 
-    with EmbeddedBroker(host, port) as running:
-        click.echo(f"broker ready: {running.url} (bootstrap {running.bootstrap}); Ctrl-C stops")
-        try:
-            while running.running:
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            click.echo("stopping broker")
-            return
+    from walle.kafka import EmbeddedBroker
+
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        with EmbeddedBroker(host, port) as running:
+            click.echo(f"broker ready: {running.url} (bootstrap {running.bootstrap}); Ctrl-C stops")
+            try:
+                while running.running and not stop.wait(0.5):
+                    pass
+            except KeyboardInterrupt:
+                stop.set()
+            if stop.is_set():
+                click.echo("stopping broker")
+                return
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     raise click.ClickException("the broker process exited unexpectedly")
 
 
@@ -42,7 +51,7 @@ def produce_command(
     log: Path, broker_url: str, topic: str, partitions: int, dead_letter: Path | None
 ) -> None:
     """Load a JSONL event LOG into a topic, keyed (and so partitioned) by device id."""
-    from walle.broker import parse_broker_url
+    from walle.kafka import parse_broker_url
     from walle.streams.cloud.produce import produce_log
 
     summary = produce_log(
@@ -71,7 +80,7 @@ def uplink_command(
     """Ship the outbox of a device DATABASE to Kafka; rows go only once acknowledged."""
     import threading
 
-    from walle.broker import parse_broker_url
+    from walle.kafka import parse_broker_url
     from walle.streams.uplink import UplinkSender
 
     sender = UplinkSender(
@@ -93,36 +102,34 @@ def uplink_command(
 @click.command("worker")
 @click.argument("app_path", metavar="APP", type=click.Path(exists=True, dir_okay=False))
 @click.option("--broker", "broker_url", required=True, help="kafka://HOST:PORT[,HOST:PORT]")
-@click.option("--app-id", help="Consumer group and table prefix. Default: walle-<app name>")
+@click.option("--app-id", help="Consumer group and changelog prefix. Default: walle-<app name>")
 @click.option("--input-topic", default="events", show_default=True)
 @click.option("--output-topic", default="outputs", show_default=True)
 @click.option("--dead-letter-topic", default="events-dead", show_default=True)
 @click.option("--late-topic", default="outputs-late", show_default=True)
 @click.option("--partitions", default=4, show_default=True, type=click.IntRange(1, 1024))
 @click.option("--replication", default=1, show_default=True, type=click.IntRange(1, 16))
-@click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--batch-size", default=1000, show_default=True, type=click.IntRange(1, 100_000))
 @click.option(
     "--batches-in-flight",
-    default=4,
+    default=8,
     show_default=True,
     type=click.IntRange(1, 64),
     help="Processed batches that may wait for the broker's acknowledgements at once.",
 )
 @click.option(
     "--fetch-max-wait",
-    default=50,
+    default=20,
     show_default=True,
     type=click.IntRange(1, 30_000),
     help="Milliseconds a fetch may wait for new events (bounds latency on a quiet stream).",
 )
 @click.option("--session-timeout", default=6.0, show_default=True, type=float, help="Seconds.")
 @click.option(
-    "--datadir", default="walle-worker-data", show_default=True, type=click.Path(file_okay=False)
+    "--exactly-once",
+    is_flag=True,
+    help="Kafka transactions (Apache Kafka; `walle broker` does not hide aborted records).",
 )
-@click.option(
-    "--exactly-once", is_flag=True, help="Kafka transactions (Apache Kafka, not `walle broker`)."
-)
-@click.option("--loglevel", default="WARNING", show_default=True, help="faust's log level.")
 def worker_command(
     app_path: str,
     broker_url: str,
@@ -137,14 +144,12 @@ def worker_command(
     batches_in_flight: int,
     fetch_max_wait: int,
     session_timeout: float,
-    datadir: str,
     exactly_once: bool,
-    loglevel: str,
 ) -> None:
-    """Run the App in file APP as a cloud worker (faust) until stopped."""
+    """Run the App in file APP as a cloud worker until SIGTERM or Ctrl-C."""
     from walle.streams.app import load_app
-    from walle.streams.cloud.runtime import run_worker
     from walle.streams.cloud.settings import CloudSettings
+    from walle.streams.cloud.worker import run_worker
 
     app = load_app(app_path)
     settings = CloudSettings(
@@ -152,9 +157,9 @@ def worker_command(
         dead_letter_topic=dead_letter_topic, late_topic=late_topic, partitions=partitions,
         replication=replication, batch_size=batch_size, batches_in_flight=batches_in_flight,
         fetch_max_wait_ms=fetch_max_wait, session_timeout_s=session_timeout,
-        datadir=Path(datadir), exactly_once=exactly_once,
+        exactly_once=exactly_once,
     )  # fmt: skip
-    run_worker(app, settings, loglevel=loglevel)
+    run_worker(app, settings)
 
 
 COMMANDS: list[click.Command] = [broker_command, produce_command, uplink_command, worker_command]

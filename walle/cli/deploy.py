@@ -117,8 +117,8 @@ _KEY = click.option(
 
 
 def _channel(broker: str, prefix: str) -> tuple[str, object]:
-    from walle.broker import parse_broker_url
     from walle.deploy.channel import ChannelTopics, ensure_topics
+    from walle.kafka import parse_broker_url
 
     bootstrap = ",".join(parse_broker_url(broker))
     topics = ChannelTopics.prefixed(prefix)

@@ -11,7 +11,6 @@ than throughput here):
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -58,7 +57,7 @@ class StatusReport(BaseModel):
 
 def ensure_topics(bootstrap: str, topics: ChannelTopics) -> None:
     """Create the channel's topics (one partition each; releases compacted) if missing."""
-    from walle.broker import create_topics
+    from walle.kafka import create_topics
 
     names = {topics.releases: 1, topics.history: 1, topics.status: 1}
     create_topics(bootstrap, names, compacted=frozenset({topics.releases}))
@@ -94,30 +93,15 @@ def read_topic(
     bootstrap: str, topic: str, timeout_s: float = 15.0
 ) -> Iterator[tuple[bytes, bytes]]:
     """Every (key, value) of ``topic`` from the beginning up to its current end."""
-    from kafka import KafkaConsumer, TopicPartition
-    from kafka.errors import KafkaError
+    from walle.errors import BrokerError
+    from walle.kafka import read_to_end
 
-    deadline = time.monotonic() + timeout_s
     try:
-        consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    except (KafkaError, OSError) as exc:
-        raise ChannelError(f"cannot reach the broker at {bootstrap}: {exc}") from exc
-    try:
-        ids = consumer.partitions_for_topic(topic)
-        if not ids:
-            raise ChannelError(f"topic {topic!r} does not exist on {bootstrap}")
-        parts = [TopicPartition(topic, p) for p in sorted(ids)]
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
-        end = consumer.end_offsets(parts)
-        while any(consumer.position(tp) < end[tp] for tp in parts):
-            if time.monotonic() > deadline:
-                raise ChannelError(f"reading {topic!r} timed out after {timeout_s}s")
-            for records in consumer.poll(timeout_ms=500).values():
-                for record in records:
-                    yield record.key or b"", record.value or b""
-    finally:
-        consumer.close()
+        records = read_to_end(bootstrap, topic, timeout_s=timeout_s)
+    except BrokerError as exc:
+        raise ChannelError(str(exc)) from exc
+    for record in records:
+        yield record.key or b"", record.value or b""
 
 
 def _notes(bootstrap: str, topic: str) -> Iterator[Notification]:

@@ -22,8 +22,8 @@ from typing import Any, NamedTuple, Protocol
 
 import zstandard
 
-from walle.broker import create_topics
 from walle.errors import BrokerError, StorageError, ValidationError
+from walle.kafka import create_topics
 from walle.logging import get_logger
 
 _log = get_logger("uplink")
@@ -190,12 +190,12 @@ class UplinkSender:
 
     def _connect(self) -> Any:
         if self._producer is None:
-            from walle.streams.cloud.produce import make_producer
+            from walle.kafka import sync_producer
 
             # The broker may be a fresh one (embedded broker restarted): make sure the topic
             # exists with the partition count we mean before producing to it.
             create_topics(self.bootstrap, {self.topic: self.partitions})
-            self._producer = make_producer(
+            self._producer = sync_producer(
                 self.bootstrap, retries=2, linger_ms=0, max_block_ms=int(self.ack_timeout_s * 1000)
             )
         return self._producer

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from kafka import KafkaConsumer
 
-from walle.broker import EmbeddedBroker, create_topics
+from walle.kafka import EmbeddedBroker, create_topics
 from walle.streams.uplink import OutputDeduplicator, UplinkSender, enqueue, pending
 
 _WALLE = str(Path(sys.executable).with_name("walle"))

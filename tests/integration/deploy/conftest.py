@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from walle.broker import EmbeddedBroker
 from walle.deploy.bundle import BuiltBundle, build_bundle
 from walle.deploy.channel import ChannelTopics, ensure_topics
 from walle.deploy.notification import sign_bundle
 from walle.deploy.signing import TrustStore, load_private_key, new_key
 from walle.deploy.testing import write_task_dir
+from walle.kafka import EmbeddedBroker
 
 
 @pytest.fixture

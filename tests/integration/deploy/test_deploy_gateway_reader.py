@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-from walle.broker import EmbeddedBroker
 from walle.deploy.agent import Agent, AgentSettings
 from walle.deploy.channel import ensure_topics
 from walle.deploy.container import TaskContainer
@@ -18,6 +17,7 @@ from walle.deploy.policy import DeviceAttrs, ReleasePolicy
 from walle.deploy.release import release
 from walle.deploy.serving import start_site
 from walle.deploy.store import make_store_app
+from walle.kafka import EmbeddedBroker
 
 _FAST = FollowerSettings(
     poll_ms=50, check_s=0.3, backoff_min_s=0.1, backoff_max_s=0.5, request_timeout_ms=1000

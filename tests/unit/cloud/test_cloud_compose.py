@@ -12,8 +12,8 @@ import click
 import pytest
 import yaml
 
-from walle.broker import parse_broker_url
 from walle.cli import cli
+from walle.kafka import parse_broker_url
 
 ROOT = Path(__file__).resolve().parents[3]
 COMPOSE = ROOT / "docker" / "compose.yaml"

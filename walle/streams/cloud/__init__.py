@@ -1,1 +1,1 @@
-"""The cloud runtime: the walle engine driven by Kafka topics through faust-streaming."""
+"""The cloud runtime: the walle engine driven by Kafka topics, in batches (see ``worker``)."""

@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 from typing import NamedTuple
 
-from walle.broker import create_topics
 from walle.errors import BrokerError, StorageError
+from walle.kafka import create_topics, sync_producer
 from walle.streams.events import BadRecord, read_jsonl
 
 _SEND_TIMEOUT_S = 30.0
@@ -24,31 +24,6 @@ class ProduceSummary(NamedTuple):
     sent: int
     bad: list[BadRecord]
     dead_letter_path: Path | None
-
-
-def make_producer(bootstrap: list[str] | str, **overrides: object):  # -> KafkaProducer
-    """A kafka-python producer that waits for every replica (acks=all)."""
-    from kafka import KafkaProducer
-    from kafka.errors import KafkaError
-
-    settings: dict[str, object] = {
-        "bootstrap_servers": bootstrap,
-        "acks": "all",
-        # The embedded broker has no InitProducerId (no idempotent producer); duplicates
-        # from retries are absorbed downstream by idempotent keys.
-        "enable_idempotence": False,
-        # Topics are created explicitly (create_topics) with the partitions we mean. A topic
-        # the embedded broker auto-creates from a metadata request serves no records.
-        "allow_auto_create_topics": False,
-        "linger_ms": 5,
-        "request_timeout_ms": 10000,
-        "bootstrap_timeout_ms": 5000,
-    }
-    settings.update(overrides)
-    try:
-        return KafkaProducer(**settings)
-    except (KafkaError, OSError) as exc:
-        raise BrokerError(f"cannot reach the broker at {bootstrap}: {exc}") from exc
 
 
 def _write_dead_letters(path: Path, bad: list[BadRecord]) -> None:
@@ -77,7 +52,7 @@ def produce_log(
         raise StorageError(f"event log {log_path} does not exist")
     create_topics(bootstrap, {topic: partitions})
     bad: list[BadRecord] = []
-    producer = make_producer(bootstrap)
+    producer = sync_producer(bootstrap)
     sent = 0
     try:
         for event in read_jsonl(log_path, errors=bad):

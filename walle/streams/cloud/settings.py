@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pydantic
 
-from walle.broker import parse_broker_url
+from walle.kafka import parse_broker_url
 
 STATE_TABLE = "walle-state"
 
@@ -29,14 +27,12 @@ class CloudSettings(pydantic.BaseModel):
     partitions: int = pydantic.Field(default=4, ge=1, le=1024)
     replication: int = pydantic.Field(default=1, ge=1, le=16)
     exactly_once: bool = False  # Kafka transactions (Apache Kafka; not the embedded broker)
-    batch_size: int = pydantic.Field(default=500, ge=1)
-    batch_within_s: float = pydantic.Field(default=0.05, gt=0)
-    batches_in_flight: int = pydantic.Field(default=4, ge=1, le=64)
-    fetch_max_wait_ms: int = pydantic.Field(default=50, ge=1, le=30_000)
+    batch_size: int = pydantic.Field(default=1000, ge=1, le=100_000)
+    batch_within_s: float = pydantic.Field(default=0.02, gt=0)  # longest wait for a batch
+    batches_in_flight: int = pydantic.Field(default=8, ge=1, le=64)
+    fetch_max_wait_ms: int = pydantic.Field(default=20, ge=1, le=30_000)
     session_timeout_s: float = pydantic.Field(default=6.0, gt=0)
     heartbeat_s: float = pydantic.Field(default=1.0, gt=0)
-    commit_interval_s: float = pydantic.Field(default=0.5, gt=0)
-    datadir: Path = Path("walle-worker-data")
 
     @pydantic.field_validator("broker")
     @classmethod
@@ -49,5 +45,5 @@ class CloudSettings(pydantic.BaseModel):
         return self.app_id or f"walle-{app_name}"
 
     def changelog_topic(self, app_name: str) -> str:
-        """Name of the state table's changelog topic (faust's naming)."""
+        """Name of the per-device state changelog topic (compacted)."""
         return f"{self.resolved_app_id(app_name)}-{STATE_TABLE}-changelog"

