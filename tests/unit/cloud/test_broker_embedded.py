@@ -111,3 +111,35 @@ def test_the_embedded_broker_does_not_hide_aborted_transactions(broker, fresh_to
         seen += [m.value() for m in reader.consume(10, 0.2) if m.error() is None]
     reader.close()
     assert seen == [b"kept", b"aborted"]
+
+
+def test_walle_broker_stops_tansu_on_sigterm(tmp_path) -> None:
+    """`walle broker` under a process manager (SIGTERM, not Ctrl-C) leaves no broker behind."""
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from walle.kafka.embedded import _free_port, _port_is_free
+
+    port = _free_port("127.0.0.1")
+    walle = Path(sys.executable).with_name("walle")
+    process = subprocess.Popen(
+        [str(walle), "broker", "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        lines = [process.stdout.readline() for _ in range(1)]
+        while "broker ready" not in lines[-1]:  # log lines may come first
+            assert lines[-1] and len(lines) < 50, lines
+            lines.append(process.stdout.readline())
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    deadline = time.monotonic() + 10
+    while not _port_is_free("127.0.0.1", port):
+        assert time.monotonic() < deadline, "Tansu still holds the port after SIGTERM"
+        time.sleep(0.05)

@@ -55,22 +55,36 @@ def write_fences(producer: Any, topic: str, partitions: Iterable[int]) -> dict[i
     return fences
 
 
-def read_states(
-    bootstrap: str | list[str], topic: str, fences: dict[int, int], **consumer_settings: Any
-) -> dict[bytes, StateRecord]:
-    """The newest state record per device key in ``topic``'s partitions, up to the fences."""
-    from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+class ChangelogReader:
+    """Reads state records of changelog partitions up to their fences.
 
-    states: dict[bytes, StateRecord] = {}
-    if not fences:
+    One long-lived consumer (no group membership: it assigns partitions itself) whose
+    metadata is fetched up front: a fresh consumer waits ~0.5 s for a partition leader
+    before its first fetch, at every assignment.
+    """
+
+    def __init__(self, bootstrap: str | list[str], topic: str, **consumer_settings: Any):
+        self.topic = topic
+        self._consumer = make_consumer(bootstrap, "walle-recovery", **consumer_settings)
+        self._consumer.list_topics(topic, timeout=_TIMEOUT_S)
+
+    def read(self, fences: dict[int, int]) -> dict[bytes, StateRecord]:
+        """The newest state record per device key in the fenced partitions."""
+        from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+        states: dict[bytes, StateRecord] = {}
+        if not fences:
+            return states
+        self._consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in fences])
+        try:
+            _read_until_fences(self._consumer, self.topic, dict(fences), states)
+        finally:
+            self._consumer.unassign()
         return states
-    reader = make_consumer(bootstrap, "walle-recovery", **consumer_settings)
-    try:
-        reader.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in fences])
-        _read_until_fences(reader, topic, dict(fences), states)
-    finally:
-        reader.close()
-    return states
+
+    def close(self) -> None:
+        """Close the consumer."""
+        self._consumer.close()
 
 
 def _read_until_fences(
@@ -80,7 +94,7 @@ def _read_until_fences(
     while remaining:
         if time.monotonic() > deadline:
             raise BrokerError(f"recovery of {topic} partitions {sorted(remaining)} timed out")
-        for message in reader.consume(num_messages=10_000, timeout=0.2):
+        for message in reader.consume(num_messages=10_000, timeout=0.02):
             if message.error() is not None:
                 raise BrokerError(f"reading changelog {topic}: {message.error()}")
             partition, offset = message.partition(), message.offset()

@@ -38,7 +38,7 @@ from walle.logging import get_logger
 from walle.streams.app import App
 from walle.streams.cloud.batch import InputMessage, bad_message_record, side_output_record
 from walle.streams.cloud.pipeline import Batch, CommitPipeline, send
-from walle.streams.cloud.recovery import read_states, write_fences
+from walle.streams.cloud.recovery import ChangelogReader, write_fences
 from walle.streams.cloud.settings import CloudSettings
 from walle.streams.engine import Engine
 from walle.streams.events import Event, decode_event
@@ -85,7 +85,12 @@ class Worker:
         self._read_committed = {"isolation.level": "read_committed"}
         self.consumer = make_consumer(self._bootstrap, self._group, **self._consumer_settings())
         self.producer = make_producer(self._bootstrap, **self._producer_settings())
-        self._fence_producer = make_producer(self._bootstrap)
+        # One record per partition and assignment: no idempotence (no producer id to wait
+        # for), and metadata fetched up front, so a rebalance does not wait on either.
+        self._fence_producer = make_producer(self._bootstrap, **{"enable.idempotence": False})
+        self._fence_producer.list_topics(self.changelog, timeout=30)
+        extra = self._read_committed if settings.exactly_once else {}
+        self._changelog_reader = ChangelogReader(self._bootstrap, self.changelog, **extra)
         self.pipeline = CommitPipeline(
             self.producer, self.consumer, settings.input_topic, self.changelog
         )
@@ -153,6 +158,7 @@ class Worker:
             self.consumer.close()  # leaves the group (revocation finishes what is queued)
             self.producer.flush(10)
             self._fence_producer.flush(10)
+            self._changelog_reader.close()
 
     # -- one batch -------------------------------------------------------------------------
 
@@ -228,8 +234,7 @@ class Worker:
         numbers = sorted(tp.partition for tp in partitions)
         started = time.perf_counter()
         fences = write_fences(self._fence_producer, self.changelog, numbers)
-        extra = self._read_committed if self.settings.exactly_once else {}
-        states = read_states(self._bootstrap, self.changelog, fences, **extra)
+        states = self._changelog_reader.read(fences)
         for key, record in states.items():
             device_id = _device_id(key, self.changelog, record)
             where = f"changelog {self.changelog}[{record.partition}]@{record.offset}"
