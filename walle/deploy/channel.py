@@ -64,13 +64,13 @@ def ensure_topics(bootstrap: str, topics: ChannelTopics) -> None:
 
 
 def _producer(bootstrap: str):
-    from kafka import KafkaProducer
-    from kafka.errors import KafkaError
+    from walle.errors import BrokerError
+    from walle.kafka import sync_producer
 
     try:
-        return KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, retries=5)
-    except (KafkaError, OSError) as exc:
-        raise ChannelError(f"cannot reach the broker at {bootstrap}: {exc}") from exc
+        return sync_producer(bootstrap, retries=5)
+    except BrokerError as exc:
+        raise ChannelError(str(exc)) from exc
 
 
 def publish(bootstrap: str, topics: ChannelTopics, note: Notification) -> None:

@@ -86,15 +86,11 @@ class Gateway:
         return app
 
     async def _start(self, _app: web.Application) -> None:
-        from kafka import KafkaProducer
+        from walle.kafka import sync_producer
 
         self._loop = asyncio.get_running_loop()
         self._producer = await asyncio.to_thread(
-            KafkaProducer,
-            bootstrap_servers=self.bootstrap,
-            acks=1,
-            linger_ms=20,
-            max_block_ms=_SEND_BLOCK_MS,
+            sync_producer, self.bootstrap, linger_ms=20, max_block_ms=_SEND_BLOCK_MS
         )
         self.reader.start()
 
