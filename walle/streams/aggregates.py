@@ -246,6 +246,11 @@ class Collect(Aggregate):
     def merge(self, a: list[Any], b: list[Any]) -> list[Any]:
         return (a + b)[: self.limit]
 
+    def result(self, state: list[Any]) -> list[Any]:
+        # a copy: the state list grows on, and an output emitted earlier (update mode)
+        # must not change with it before a runtime serialises it
+        return list(state)
+
 
 def count(field: str | Accessor | None = None) -> Count:
     """Count events (with ``field``: events where it is present)."""

@@ -9,14 +9,19 @@ to device). A device is a fixed-position array::
     [last_seq, max_ts, forced_wm, last_event, trie_active, trie_consumed, trie_next_gc,
      buffer, tasks]
 
-where events are arrays ``[device_id, seq, ts, event, page, args]``, ``trie_active`` maps
-a node to ``[seq, ts]``, and ``tasks`` maps a task name to its window state. Window state
-(``TaskRunner.new_state`` filled by the aggregates) is generic data; msgpack keeps None,
-bool, int, float, str, bytes, list and dict (with any key type, in order) as they are, and
-the three Python types it lacks travel as extension types: tuple, ``Event`` and ints
-beyond 64 bits. Decoding builds exactly those types and nothing else; anything else in
-the bytes (another format, a pickle, a truncated blob, an unknown extension code, a field
-of the wrong type) raises ``StateError``.
+``last_event`` is nil or an event array ``[device_id, seq, ts, event, page, args]``;
+``trie_active`` maps a node to ``[seq, ts]`` and ``trie_consumed`` a pattern to a seq;
+``buffer`` (the device's recent events) is ``[]`` or columns ``[device_id, seqs, tss,
+events, pages, args]``; ``tasks`` maps a task name to its window state.
+
+Window state (``TaskRunner.new_state`` filled by the aggregates) is generic data: msgpack
+keeps None, bool, int, float, str, bytes, list and dict (any key type, in order) as they
+are, and the three Python types it lacks are extension types whose data is msgpack again:
+tuple (code 1, or 4 when it holds no list or dict and can be read straight as a tuple),
+``Event`` (code 2, its fields in order) and ints beyond 64 bits (code 3, big-endian).
+Decoding builds exactly these types and nothing else; anything else in the bytes (another
+format, a pickle, a truncated blob, an unknown extension code, a field of the wrong type)
+raises ``StateError``, as does encoding state that holds another type.
 """
 
 from __future__ import annotations
@@ -52,11 +57,12 @@ ENGINE = "engine"
 _TUPLE = 1
 _EVENT = 2
 _BIG_INT = 3
+_FLAT_TUPLE = 4  # a tuple without lists or dicts: decoded straight to a tuple
+_FLAT = frozenset({type(None), bool, int, float, str, bytes, tuple, Event})
 _DEVICE_FIELDS = 9
 _EVENT_FIELDS = len(Event._fields)
 _COLUMN_NAMES = Event._fields[1:]
-_COLUMN_TYPES = (frozenset({int}), frozenset({int}), frozenset({str}), frozenset({str}),
-                 frozenset({dict}))  # fmt: skip
+_LIST, _INT, _DICT, _NUMBER = {list}, frozenset({int}), frozenset({dict}), frozenset({int, float})
 _new_tuple = tuple.__new__  # builds an Event from a row in C, without Event.__new__
 _BUFFER = 16 * 1024  # a packer's first buffer (it grows): a device's state is ~1-10 KiB
 _NESTED_BUFFER = 256  # a tuple's or an event's
@@ -88,7 +94,8 @@ def _default(obj: Any) -> ExtType:
     """
     kind = type(obj)
     if kind is tuple:
-        return _new_tuple(ExtType, (_TUPLE, _pack(list(obj), _NESTED_BUFFER)))
+        code = _FLAT_TUPLE if _FLAT.issuperset(map(type, obj)) else _TUPLE
+        return _new_tuple(ExtType, (code, _pack(list(obj), _NESTED_BUFFER)))
     if kind is Event:
         return _new_tuple(ExtType, (_EVENT, _pack(list(obj), _NESTED_BUFFER)))
     if kind is int:  # msgpack ints stop at 64 bits
@@ -127,29 +134,43 @@ def _columns(buffer: deque[Event]) -> list[Any]:
     if not buffer:
         return []
     ids, seqs, tss, names, pages, args = map(list, zip(*buffer, strict=True))
-    if ids.count(ids[0]) != len(ids):
-        raise _Unsupported("buffer of several devices' events")
+    if ids.count(ids[0]) != len(ids):  # the engine buffers one device's events per device
+        raise ValueError("its buffer holds events of several devices")
     return [ids[0], seqs, tss, names, pages, args]
 
 
-def _encode(kind: str, fingerprint: str, payload: Any, what: str) -> bytes:
-    try:
-        return _pack([MAGIC, VERSION, kind, fingerprint, payload], _BUFFER)
-    except _Unsupported as exc:
-        raise StateError(f"cannot snapshot {what}: it holds a {exc}, not one of {_TYPES}") from None
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise StateError(f"cannot snapshot {what}: {type(exc).__name__}: {exc}") from None
+def _refusal(exc: Exception, what: str, devices: list[DeviceState]) -> StateError:
+    """Why ``devices`` cannot be encoded, naming the task whose state is to blame."""
+    if not isinstance(exc, _Unsupported):
+        return StateError(f"cannot snapshot {what}: {type(exc).__name__}: {exc}")
+    culprit = ""
+    for device in devices:
+        for name, state in device.tasks.items():
+            try:
+                _pack(state, _NESTED_BUFFER)
+            except _Unsupported:
+                culprit = f" (in the state of task {name!r})"
+                break
+        if culprit:
+            break
+    return StateError(f"cannot snapshot {what}: it holds a {exc}{culprit}, not one of {_TYPES}")
 
 
 def encode_device(device: DeviceState, fingerprint: str, what: str = "the device") -> bytes:
     """One device's state as a ``"device"`` snapshot of the app with ``fingerprint``."""
-    return _encode(DEVICE, fingerprint, _device_row(device), what)
+    try:
+        return _pack([MAGIC, VERSION, DEVICE, fingerprint, _device_row(device)], _BUFFER)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise _refusal(exc, what, [device]) from None
 
 
 def encode_engine(devices: dict[str, DeviceState], fingerprint: str) -> bytes:
     """Every device's state as an ``"engine"`` snapshot of the app with ``fingerprint``."""
-    rows = {device_id: _device_row(device) for device_id, device in devices.items()}
-    return _encode(ENGINE, fingerprint, rows, "the engine")
+    try:
+        rows = {device_id: _device_row(device) for device_id, device in devices.items()}
+        return _pack([MAGIC, VERSION, ENGINE, fingerprint, rows], _BUFFER)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise _refusal(exc, "the engine", list(devices.values())) from None
 
 
 # -- decoding -------------------------------------------------------------------------------
@@ -157,15 +178,21 @@ def encode_engine(devices: dict[str, DeviceState], fingerprint: str) -> bytes:
 
 def _ext_hook(code: int, data: bytes) -> Any:
     """Build one extension value; only the closed set, never a type named by the bytes."""
-    if code in (_TUPLE, _EVENT):
+    if code == _FLAT_TUPLE:
+        items = unpackb(data, ext_hook=_ext_hook, use_list=False)
+        if type(items) is tuple:
+            return items
+        raise _Malformed(f"a tuple holds a {type(items).__name__}, not an array")
+    if code == _TUPLE:
         items = unpackb(data, ext_hook=_ext_hook, strict_map_key=False)
-        if type(items) is not list:
-            raise _Malformed(f"extension {code} holds a {type(items).__name__}, not an array")
-        if code == _TUPLE:
+        if type(items) is list:
             return tuple(items)
-        if len(items) != _EVENT_FIELDS:
-            raise _Malformed(f"an event has {len(items)} fields, not {_EVENT_FIELDS}")
-        return _new_tuple(Event, items)
+        raise _Malformed(f"a tuple holds a {type(items).__name__}, not an array")
+    if code == _EVENT:
+        items = unpackb(data, ext_hook=_ext_hook, strict_map_key=False)
+        if type(items) is list and len(items) == _EVENT_FIELDS:
+            return _new_tuple(Event, items)
+        raise _Malformed(f"an event is not an array of {_EVENT_FIELDS} fields: {items!r:.200}")
     if code == _BIG_INT:
         return int.from_bytes(data, "big", signed=True)
     raise _Malformed(f"unknown extension type code {code}")
@@ -190,7 +217,7 @@ def _event(row: Any, what: str) -> Event:
         and type(args) is dict
     ):
         raise _Malformed(f"{what} has a field of the wrong type: {row!r:.200}")
-    return Event(device_id, seq, ts, name, page, args)
+    return _new_tuple(Event, row)
 
 
 def _buffer(columns: Any) -> deque[Event]:
@@ -200,38 +227,46 @@ def _buffer(columns: Any) -> deque[Event]:
     if not columns:
         return deque()
     device_id, seqs, tss, names, pages, args = columns
-    if not (type(device_id) is str and _column_types(columns[1:], len(columns[1]))):
-        raise _Malformed(f"buffer is not [device_id, {', '.join(_COLUMN_NAMES)}] (equal-length "
-                         "arrays of int, int, str, str and map)")  # fmt: skip
+    if not (type(device_id) is str and _columns_valid(seqs, tss, names, pages, args)):
+        raise _Malformed(
+            f"buffer is not [device_id, {', '.join(_COLUMN_NAMES)}] with equal-length arrays"
+            " of int, int, str, str and map"
+        )
     rows = zip(repeat(device_id), seqs, tss, names, pages, args)  # lengths checked above
     return deque(map(_new_tuple, repeat(Event), rows))
 
 
-def _column_types(columns: list[Any], size: int) -> bool:
-    """Whether every column is an array of ``size`` values of its field's type."""
-    for column, kinds in zip(columns, _COLUMN_TYPES, strict=True):
-        if type(column) is not list or len(column) != size or not kinds.issuperset(map(type, column)):  # noqa: E501
-            return False
-    return True
+def _columns_valid(seqs: Any, tss: Any, names: Any, pages: Any, args: Any) -> bool:
+    """Whether the columns are arrays of one length, of int, int, str, str and dict."""
+    columns = (seqs, tss, names, pages, args)
+    if set(map(type, columns)) != _LIST or len(set(map(len, columns))) != 1:
+        return False
+    try:  # joining checks every element is a str, at a third of the cost of type()
+        "".join(names)
+        "".join(pages)
+    except TypeError:
+        return False
+    return (
+        _INT.issuperset(map(type, seqs))
+        and _INT.issuperset(map(type, tss))
+        and _DICT.issuperset(map(type, args))
+    )
 
 
 def _trie(active: Any, consumed: Any, next_gc: Any) -> TrieState:
     """The trigger state; its exact types matter (the compiled trie casts without checks)."""
-    if type(active) is not dict or type(consumed) is not dict:
-        raise _Malformed("trie_active and trie_consumed must be maps")
+    if type(active) is not dict or type(consumed) is not dict or type(next_gc) not in _NUMBER:
+        raise _Malformed("the trie state is not {node: [seq, ts]}, {pattern: seq} and a number")
     starts = {}
     for node, start in active.items():
-        if not (type(node) is int and type(start) is list and len(start) == 2):
-            raise _Malformed(f"trie_active entry {node!r}: {start!r} is not node: [seq, ts]")
+        if type(node) is not int or type(start) is not list or len(start) != 2:
+            raise _Malformed(f"trie_active entry {node!r}: {start!r:.80} is not node: [seq, ts]")
         seq, ts = start
         if type(seq) is not int or type(ts) is not int:
-            raise _Malformed(f"trie_active entry {node!r}: {start!r} is not node: [seq, ts]")
+            raise _Malformed(f"trie_active entry {node!r}: {start!r:.80} is not node: [seq, ts]")
         starts[node] = (seq, ts)
-    for pattern, seq in consumed.items():
-        if type(pattern) is not int or type(seq) is not int:
-            raise _Malformed(f"trie_consumed entry {pattern!r}: {seq!r} is not int: int")
-    if type(next_gc) is not int and type(next_gc) is not float:
-        raise _Malformed(f"trie_next_gc is a {type(next_gc).__name__}, not a number")
+    if not (_INT.issuperset(map(type, consumed)) and _INT.issuperset(map(type, consumed.values()))):
+        raise _Malformed("trie_consumed is not a map of int to int")
     return TrieState(starts, consumed, next_gc)
 
 
@@ -298,7 +333,7 @@ def _decode(blob: bytes, kind: str, fingerprint: str, what: str, build: Any) -> 
     except Exception as exc:  # msgpack's own errors: not msgpack, truncated, too deep
         raise StateError(
             f"{what} is not a walle state snapshot ({MAGIC} v{VERSION}): "
-            f"{type(exc).__name__}: {exc}"
+            f"{type(exc).__name__}: {exc!s:.200}"
         ) from None
 
 

@@ -1,7 +1,9 @@
 """Per-device window logic: assign events, close windows on the watermark, emit results.
 
 One runner per task (built from its plan); all per-device state is plain data kept in
-the device's state record, so snapshots are a pickle of that record.
+the device's state record (dicts, lists, tuples, numbers, strings and Events), which
+``walle.streams.state_codec`` snapshots as msgpack: a new type in this state must be one
+the codec knows, or snapshots refuse it.
 """
 
 from __future__ import annotations

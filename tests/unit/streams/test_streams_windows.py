@@ -12,6 +12,7 @@ from walle.streams import (
     Span,
     Tumbling,
     click,
+    collect,
     count,
     enter,
     seq,
@@ -45,6 +46,16 @@ def test_tumbling_update_emits_on_every_event_under_one_key():
         ("tumbling:0-10", {"n": 2}),
         ("tumbling:10-20", {"n": 1}),
     ]
+
+
+def test_update_mode_outputs_keep_their_values_as_the_window_grows():
+    """An output emitted earlier is not changed by later events of its window (collect's
+    list is the window's own state): both runtimes serialise outputs after a whole batch."""
+    app = App("t")
+    app.stream("p").window(Tumbling(10), emit="update").aggregate(pages=collect("page"))
+    result = run_app(app, literal_events((1, "click", "a"), (4, "click", "b")))
+    assert windows(result) == [("tumbling:0-10", {"pages": ["a"]}),
+                               ("tumbling:0-10", {"pages": ["a", "b"]})]  # fmt: skip
 
 
 def test_late_event_goes_to_the_side_output_with_the_reason():

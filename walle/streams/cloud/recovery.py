@@ -66,7 +66,11 @@ class ChangelogReader:
     def __init__(self, bootstrap: str | list[str], topic: str, **consumer_settings: Any):
         self.topic = topic
         self._consumer = make_consumer(bootstrap, "walle-recovery", **consumer_settings)
-        self._consumer.list_topics(topic, timeout=_TIMEOUT_S)
+        try:
+            self._consumer.list_topics(topic, timeout=_TIMEOUT_S)
+        except Exception as exc:  # confluent_kafka.KafkaException
+            self._consumer.close()
+            raise BrokerError(f"cannot read changelog {topic} from {bootstrap}: {exc}") from None
 
     def read(self, fences: dict[int, int]) -> dict[bytes, StateRecord]:
         """The newest state record per device key in the fenced partitions."""

@@ -30,7 +30,7 @@ import time
 import uuid
 from typing import Any
 
-from walle.errors import StateError, ValidationError
+from walle.errors import BrokerError, StateError, ValidationError
 from walle.kafka import consumer as make_consumer
 from walle.kafka import create_topics, parse_broker_url
 from walle.kafka import producer as make_producer
@@ -88,7 +88,7 @@ class Worker:
         # One record per partition and assignment: no idempotence (no producer id to wait
         # for), and metadata fetched up front, so a rebalance does not wait on either.
         self._fence_producer = make_producer(self._bootstrap, **{"enable.idempotence": False})
-        self._fence_producer.list_topics(self.changelog, timeout=30)
+        _metadata(self._fence_producer, self.changelog, self._bootstrap)
         extra = self._read_committed if settings.exactly_once else {}
         self._changelog_reader = ChangelogReader(self._bootstrap, self.changelog, **extra)
         self.pipeline = CommitPipeline(
@@ -154,6 +154,8 @@ class Worker:
         try:
             if clean:
                 self.pipeline.drain()
+            else:  # a failed batch: nothing after it may be committed, on close neither
+                self.pipeline.drop()
         finally:
             self.consumer.close()  # leaves the group (revocation finishes what is queued)
             self.producer.flush(10)
@@ -172,7 +174,7 @@ class Worker:
             if error is not None:
                 if error.code() == _partition_eof():
                     continue
-                raise_broker_error(message)
+                _raise_broker_error(message)
             partition = message.partition()
             offsets[partition] = message.offset() + 1
             event = _decode(message, bad)
@@ -298,16 +300,24 @@ def _device_id(key: bytes, changelog: str, record: Any) -> str:
         raise StateError(f"{where}: record key {key!r} is not a device id") from None
 
 
+def _metadata(client: Any, topic: str, bootstrap: list[str]) -> None:
+    """Fetch ``topic``'s metadata now (BrokerError when the broker cannot be reached)."""
+    from confluent_kafka import KafkaException
+
+    try:
+        client.list_topics(topic, timeout=30)
+    except KafkaException as exc:
+        raise BrokerError(f"cannot reach the broker at {','.join(bootstrap)}: {exc}") from None
+
+
 def _partition_eof() -> int:
     from confluent_kafka import KafkaError
 
     return KafkaError._PARTITION_EOF
 
 
-def raise_broker_error(message: Any) -> None:
+def _raise_broker_error(message: Any) -> None:
     """Raise a BrokerError for a consumed record that carries an error."""
-    from walle.errors import BrokerError
-
     where = f"{message.topic()}[{message.partition()}]"
     raise BrokerError(f"consuming {where}: {message.error()}")
 
