@@ -58,6 +58,22 @@ def bad_message_record(message: InputMessage, reason: str) -> bytes:
     return json.dumps(record, sort_keys=True).encode()
 
 
+def check_input(key: bytes | None, value: bytes | None) -> Event | str:
+    """The event of an input record, or why it is refused (the caller adds where it was)."""
+    if value is None:
+        return "empty message (no value)"
+    try:
+        event = decode_event(value)
+    except ValidationError as exc:
+        return str(exc)
+    if key != event.device_id.encode():
+        return (
+            f"message key {key!r} is not the event's device_id {event.device_id!r}; "
+            "produce keyed by device id so its events stay ordered"
+        )
+    return event
+
+
 def side_output_record(kind: str, task: str | None, event: Event, reason: str) -> bytes:
     """The value of a late event or an engine dead letter on its side topic."""
     record = {"kind": kind, "task": task, "reason": reason, "event": event._asdict()}
@@ -105,22 +121,11 @@ class BatchProcessor:
         self._written.pop(device_key, None)
 
     def _decode(self, message: InputMessage, result: BatchResult) -> Event | None:
-        if message.value is None:
-            result.bad.append(bad_message_record(message, "empty message (no value)"))
+        checked = check_input(message.key, message.value)
+        if isinstance(checked, str):
+            result.bad.append(bad_message_record(message, f"{message.where}: {checked}"))
             return None
-        try:
-            event = decode_event(message.value, where=message.where)
-        except ValidationError as exc:
-            result.bad.append(bad_message_record(message, str(exc)))
-            return None
-        if message.key != event.device_id.encode():
-            reason = (
-                f"{message.where}: message key {message.key!r} is not the event's device_id "
-                f"{event.device_id!r}; produce keyed by device id so its events stay ordered"
-            )
-            result.bad.append(bad_message_record(message, reason))
-            return None
-        return event
+        return checked
 
     def _load(self, device_key: bytes, device_id: str) -> None:
         blob = self.table.get(device_key)

@@ -30,18 +30,23 @@ import time
 import uuid
 from typing import Any
 
-from walle.errors import BrokerError, StateError, ValidationError
+from walle.errors import BrokerError, StateError
 from walle.kafka import consumer as make_consumer
 from walle.kafka import create_topics, parse_broker_url
 from walle.kafka import producer as make_producer
 from walle.logging import get_logger
 from walle.streams.app import App
-from walle.streams.cloud.batch import InputMessage, bad_message_record, side_output_record
+from walle.streams.cloud.batch import (
+    InputMessage,
+    bad_message_record,
+    check_input,
+    side_output_record,
+)
 from walle.streams.cloud.pipeline import Batch, CommitPipeline, send
 from walle.streams.cloud.recovery import ChangelogReader, write_fences
 from walle.streams.cloud.settings import CloudSettings
 from walle.streams.engine import Engine
-from walle.streams.events import Event, decode_event
+from walle.streams.events import Event
 from walle.streams.results import Emissions
 
 log = get_logger("cloud")
@@ -266,24 +271,12 @@ class Worker:
 
 def _decode(message: Any, bad: list[bytes]) -> Event | None:
     """The event of one input record, or None after adding its dead-letter record."""
-    value, key = message.value(), message.key()
-    if value is None:
-        bad.append(bad_message_record(_input(message), "empty message (no value)"))
+    checked = check_input(message.key(), message.value())
+    if isinstance(checked, str):
+        where = _input(message)
+        bad.append(bad_message_record(where, f"{where.where}: {checked}"))
         return None
-    try:
-        event = decode_event(value)
-    except ValidationError as exc:
-        where = _input(message).where
-        bad.append(bad_message_record(_input(message), f"{where}: {exc}"))
-        return None
-    if key != event.device_id.encode():
-        reason = (
-            f"{_input(message).where}: message key {key!r} is not the event's device_id "
-            f"{event.device_id!r}; produce keyed by device id so its events stay ordered"
-        )
-        bad.append(bad_message_record(_input(message), reason))
-        return None
-    return event
+    return checked
 
 
 def _input(message: Any) -> InputMessage:
