@@ -162,4 +162,58 @@ def worker_command(
     run_worker(app, settings)
 
 
-COMMANDS: list[click.Command] = [broker_command, produce_command, uplink_command, worker_command]
+@click.command("outputs")
+@click.option("--broker", "broker_url", required=True, help="kafka://HOST:PORT[,HOST:PORT]")
+@click.option("--topic", default="outputs", show_default=True, help="Output topic to read.")
+@click.option(
+    "--side",
+    type=click.Choice(["late", "dead"]),
+    help="Read a side topic instead: late events (--topic outputs-late) or dead letters.",
+)
+@click.option("--limit", default=20, show_default=True, help="Rows to print.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines instead of a table.")
+def outputs_command(
+    broker_url: str, topic: str, side: str | None, limit: int, as_json: bool
+) -> None:
+    """Print what a cloud worker produced: the output topic, by key, as the device's features.
+
+    Re-sent copies (at-least-once delivery) are counted and shown once. With --side, print
+    a late-event or dead-letter topic with each record's reason.
+    """
+    import json
+
+    from rich.console import Console
+
+    from walle.cli._tables import outputs_table, side_records_table
+    from walle.kafka import parse_broker_url, read_to_end
+
+    if side is not None and topic == "outputs":
+        topic = {"late": "outputs-late", "dead": "events-dead"}[side]
+    records = read_to_end(parse_broker_url(broker_url), topic)
+    values = [r.value.decode("utf-8", "replace") for r in records if r.value is not None]
+    console = Console()
+    if side is not None:
+        parsed = [json.loads(v) for v in values]
+        for line in values[:limit] if as_json else ():
+            click.echo(line)
+        if not as_json:
+            console.print(side_records_table(parsed, limit, f"{side} records in {topic!r}"))
+        return
+    latest = {r.key.decode(): r.value.decode() for r in records if r.key and r.value}
+    rows = sorted(latest.items())  # the key is task|device|window: one row per output
+    if as_json:
+        for _, text in rows[:limit]:
+            click.echo(text)
+        return
+    console.print(outputs_table(rows, limit, f"outputs in {topic!r}"))
+    copies = len(values) - len(rows)
+    click.echo(f"{len(rows)} outputs; {copies} re-sent copies (same key) not shown")
+
+
+COMMANDS: list[click.Command] = [
+    broker_command,
+    produce_command,
+    uplink_command,
+    worker_command,
+    outputs_command,
+]

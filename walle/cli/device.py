@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from walle.cli._tables import outputs_table
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -70,23 +72,6 @@ def _summary(console: Console, opened: OpenedReplay, report: RunReport) -> None:
     )
 
 
-def _features_table(rows: list[tuple[str, str]], limit: int) -> Any:
-    from rich.table import Table
-
-    table = Table(title=f"features ({len(rows)})")
-    for column in ("task", "device", "window", "ts", "value"):
-        table.add_column(column, overflow="fold")
-    for _, text in rows[:limit]:
-        record = json.loads(text)
-        value = json.dumps(record["value"], sort_keys=True)
-        table.add_row(
-            record["task"], record["device_id"], record["window"], str(record["ts"]), value
-        )
-    if len(rows) > limit:
-        table.caption = f"first {limit} of {len(rows)} rows (--limit)"
-    return table
-
-
 @click.command("run")
 @click.argument("app_path", metavar="APP", type=_APP)
 @click.option(
@@ -116,7 +101,7 @@ def run_command(
         opened = open_replay(app, log_path, db_path)
         with opened.runtime as runtime:
             report = runtime.run(finish=finish)
-            console.print(_features_table(runtime.features(), limit))
+            console.print(outputs_table(runtime.features(), limit))
             _summary(console, opened, report)
 
 

@@ -142,6 +142,40 @@ def test_a_worker_joining_mid_stream_takes_partitions_over(broker, tmp_path) -> 
         logs = [path.read_text() for path in run.logs]
     assert Counter(o.to_json() for o in dedupe_outputs(outputs)) == _expected(app, events)
     assert "partitions revoked" in logs[0] and "partitions assigned" in logs[1]
+    for log in logs:  # what an operator sees at info level
+        assert "worker ready" in log and "caught up" in log
+
+
+def test_walle_outputs_prints_what_the_cloud_produced(broker, tmp_path) -> None:
+    app = load_app(APP_PATH)
+    events = generate_events(devices=4, sessions=2, seed=6)
+    bad = [(b"dev-00001", b"{not json")]
+    with CloudRun(app, broker, app_path=APP_PATH, logdir=tmp_path, partitions=2) as run:
+        run.start_worker()
+        run.produce(events)
+        run.produce_raw(bad)
+        run.wait_processed()
+        url, s = run.settings.broker, run.settings
+        printed = _walle("outputs", "--broker", url, "--topic", s.output_topic, "--json",
+                         "--limit", "100000")  # fmt: skip
+        table = _walle("outputs", "--broker", url, "--topic", s.output_topic)
+        dead = _walle("outputs", "--broker", url, "--topic", s.dead_letter_topic, "--side",
+                      "dead")  # fmt: skip
+    expected = sorted(o.to_json() for o in Engine(app).process_many(events).outputs)
+    assert sorted(printed.splitlines()) == expected
+    assert f"{len(expected)} outputs" in table and "item_view" in table
+    assert "not valid JSON" in dead and f"{s.dead_letter_topic}" in dead
+
+
+def _walle(*args: str) -> str:
+    import subprocess
+    import sys
+
+    walle = Path(sys.executable).with_name("walle")
+    done = subprocess.run([str(walle), *args], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "COLUMNS": "200"})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 class _Payload:

@@ -100,6 +100,7 @@ class Worker:
             self.producer, self.consumer, settings.input_topic, self.changelog
         )
         self.processed = 0
+        self._ready = False
 
     # -- clients ---------------------------------------------------------------------------
 
@@ -141,19 +142,36 @@ class Worker:
         s = self.settings
         consume, poll, pipeline = self.consumer.consume, self.producer.poll, self.pipeline
         next_report = time.monotonic() + _PROGRESS_EVERY_S
+        caught_up = False
         while not stop.is_set():
             messages = consume(s.batch_size, s.batch_within_s)
             poll(0)
             pipeline.advance()
             if messages:
                 self._run_batch(messages)
+                caught_up = False
+            elif not caught_up and not len(pipeline) and self._ready:
+                caught_up = True  # nothing to read and everything read is committed
+                log.info("caught up", processed=self.processed, devices=len(self._partition_of))
             while len(pipeline) >= s.batches_in_flight:
                 poll(0.005)
                 pipeline.advance()
             if time.monotonic() >= next_report:
                 next_report = time.monotonic() + _PROGRESS_EVERY_S
-                devices = len(self._partition_of)
-                log.info("worker progress", processed=self.processed, devices=devices)
+                log.info(
+                    "worker progress", processed=self.processed,
+                    devices=len(self._partition_of), lag=self._lag(),
+                )  # fmt: skip
+
+    def _lag(self) -> dict[int, int]:
+        """Records behind per assigned partition, by the end offsets the broker reports
+        (the embedded broker reports them low: there the lag reads low too)."""
+        positions = self.consumer.position(self.consumer.assignment())
+        lag = {}
+        for tp in positions:
+            _, end = self.consumer.get_watermark_offsets(tp, cached=True)
+            lag[tp.partition] = max(0, end - tp.offset) if tp.offset >= 0 else end
+        return lag
 
     def _close(self, clean: bool) -> None:
         try:
@@ -251,6 +269,10 @@ class Worker:
             "partitions assigned", partitions=numbers, devices_recovered=len(states),
             recovery_ms=round((time.perf_counter() - started) * 1000, 1),
         )  # fmt: skip
+        if not self._ready:
+            self._ready = True
+            log.info("worker ready", group=self._group, input=self.settings.input_topic,
+                     output=self.settings.output_topic)  # fmt: skip
 
     def _revoked(self, consumer: Any, partitions: list[Any]) -> None:
         self.pipeline.drain()  # the next owner starts exactly where this one stopped
