@@ -142,6 +142,7 @@ class CloudRun:
             "--dead-letter-topic", s.dead_letter_topic, "--late-topic", s.late_topic,
             "--partitions", str(s.partitions), "--batch-size", str(s.batch_size),
             *(["--exactly-once"] if s.exactly_once else []),
+            *(["--metrics-port", str(s.metrics_port)] if s.metrics_port else []),
         ]  # fmt: skip
 
     def kill_worker(self, worker: Any) -> None:

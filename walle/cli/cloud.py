@@ -126,6 +126,12 @@ def uplink_command(
 )
 @click.option("--session-timeout", default=6.0, show_default=True, type=float, help="Seconds.")
 @click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    help="Serve Prometheus metrics on http://HOST:PORT/metrics.",
+)
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Metrics address.")
+@click.option(
     "--exactly-once",
     is_flag=True,
     help="Kafka transactions (Apache Kafka; `walle broker` does not hide aborted records).",
@@ -144,6 +150,8 @@ def worker_command(
     batches_in_flight: int,
     fetch_max_wait: int,
     session_timeout: float,
+    metrics_port: int | None,
+    metrics_host: str,
     exactly_once: bool,
 ) -> None:
     """Run the App in file APP as a cloud worker until SIGTERM or Ctrl-C."""
@@ -157,7 +165,7 @@ def worker_command(
         dead_letter_topic=dead_letter_topic, late_topic=late_topic, partitions=partitions,
         replication=replication, batch_size=batch_size, batches_in_flight=batches_in_flight,
         fetch_max_wait_ms=fetch_max_wait, session_timeout_s=session_timeout,
-        exactly_once=exactly_once,
+        metrics_port=metrics_port, metrics_host=metrics_host, exactly_once=exactly_once,
     )  # fmt: skip
     run_worker(app, settings)
 

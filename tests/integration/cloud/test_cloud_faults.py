@@ -227,3 +227,40 @@ def test_the_exactly_once_mode_runs_batches_as_transactions(broker, tmp_path) ->
         run.wait_processed()
         outputs = run.outputs()
     assert Counter(o.to_json() for o in dedupe_outputs(outputs)) == _expected(app, events)
+
+
+def test_the_worker_metrics_move_as_the_run_does(broker, tmp_path) -> None:
+    from urllib.request import urlopen
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from walle.kafka.embedded import _free_port
+
+    app = load_app(APP_PATH)
+    events = generate_events(devices=4, sessions=2, seed=12)
+    port = _free_port("127.0.0.1")
+    with CloudRun(app, broker, app_path=APP_PATH, logdir=tmp_path, partitions=2) as run:
+        run.settings = run.settings.model_copy(update={"metrics_port": port})
+        run.start_worker()
+        run.produce(events)
+        run.produce_raw([(b"dev-00001", b"{not json")])
+        run.wait_processed()
+        url = f"http://127.0.0.1:{port}/metrics"
+        _wait_for(lambda: "walle_worker_devices 4.0" in urlopen(url, timeout=5).read().decode(),
+                  10)  # fmt: skip
+        text = urlopen(url, timeout=5).read().decode()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    expected = Engine(app).process_many(events).outputs
+    assert samples[("walle_worker_records_total", ())] == len(events) + 1
+    assert samples[("walle_worker_outputs_total", ())] == len(expected)
+    assert samples[("walle_worker_dead_letters_total", (("source", "bad_message"),))] == 1
+    assert samples[("walle_worker_assigned_partitions", ())] == 2
+    assert samples[("walle_worker_batch_seconds_count", ())] >= 1
+    assert {labels for name, labels in samples if name == "walle_worker_consumer_lag_records"} == {
+        (("partition", "0"),),
+        (("partition", "1"),),
+    }

@@ -33,6 +33,8 @@ class CloudSettings(pydantic.BaseModel):
     fetch_max_wait_ms: int = pydantic.Field(default=20, ge=1, le=30_000)
     session_timeout_s: float = pydantic.Field(default=6.0, gt=0)
     heartbeat_s: float = pydantic.Field(default=1.0, gt=0)
+    metrics_port: int | None = pydantic.Field(default=None, ge=1, le=65535)  # None: no /metrics
+    metrics_host: str = "127.0.0.1"
 
     @pydantic.field_validator("broker")
     @classmethod

@@ -42,6 +42,7 @@ from walle.streams.cloud.batch import (
     check_input,
     side_output_record,
 )
+from walle.streams.cloud.metrics import WorkerMetrics
 from walle.streams.cloud.pipeline import Batch, CommitPipeline, send
 from walle.streams.cloud.recovery import ChangelogReader, write_fences
 from walle.streams.cloud.settings import CloudSettings
@@ -52,6 +53,7 @@ from walle.streams.results import Emissions
 log = get_logger("cloud")
 
 _PROGRESS_EVERY_S = 10.0
+_GAUGES_EVERY_S = 1.0
 
 
 def declare_topics(app: App, settings: CloudSettings) -> None:
@@ -101,6 +103,7 @@ class Worker:
         )
         self.processed = 0
         self._ready = False
+        self.metrics = WorkerMetrics()
 
     # -- clients ---------------------------------------------------------------------------
 
@@ -142,6 +145,7 @@ class Worker:
         s = self.settings
         consume, poll, pipeline = self.consumer.consume, self.producer.poll, self.pipeline
         next_report = time.monotonic() + _PROGRESS_EVERY_S
+        next_gauges = 0.0
         caught_up = False
         while not stop.is_set():
             messages = consume(s.batch_size, s.batch_within_s)
@@ -156,12 +160,23 @@ class Worker:
             while len(pipeline) >= s.batches_in_flight:
                 poll(0.005)
                 pipeline.advance()
-            if time.monotonic() >= next_report:
-                next_report = time.monotonic() + _PROGRESS_EVERY_S
-                log.info(
-                    "worker progress", processed=self.processed,
-                    devices=len(self._partition_of), lag=self._lag(),
-                )  # fmt: skip
+            now = time.monotonic()
+            if now >= next_gauges:
+                next_gauges = now + _GAUGES_EVERY_S
+                lag = self._update_gauges()
+                if now >= next_report:
+                    next_report = now + _PROGRESS_EVERY_S
+                    log.info(
+                        "worker progress", processed=self.processed,
+                        devices=len(self._partition_of), lag=lag,
+                    )  # fmt: skip
+
+    def _update_gauges(self) -> dict[int, int]:
+        lag = self._lag()
+        self.metrics.set_lag(lag)
+        self.metrics.devices.set(len(self._partition_of))
+        self.metrics.batches_waiting.set(len(self.pipeline))
+        return lag
 
     def _lag(self) -> dict[int, int]:
         """Records behind per assigned partition, by the end offsets the broker reports
@@ -188,6 +203,7 @@ class Worker:
     # -- one batch -------------------------------------------------------------------------
 
     def _run_batch(self, messages: list[Any]) -> None:
+        started = time.perf_counter()
         offsets: dict[int, int] = {}
         events: list[Event] = []
         bad: list[bytes] = []
@@ -208,6 +224,7 @@ class Worker:
                 touched[event.device_id] = partition
         emissions = self.engine.process_many(events)
         self.processed += len(messages)
+        self._count(len(messages), emissions, len(bad), time.perf_counter() - started)
         batch = Batch(offsets)
         if self.settings.exactly_once:
             self._finish_atomically(batch, emissions, bad, touched)
@@ -215,6 +232,16 @@ class Worker:
         self._send_outputs(batch, emissions, bad)
         batch.states = self._snapshots(touched)
         self.pipeline.submit(batch)
+
+    def _count(self, records: int, emissions: Emissions, bad: int, seconds: float) -> None:
+        m = self.metrics
+        m.records.inc(records)
+        m.outputs.inc(len(emissions.outputs))
+        m.late_events.inc(len(emissions.late))
+        m.duplicates.inc(len(emissions.duplicates))
+        m.dead_letters.labels(source="bad_message").inc(bad)
+        m.dead_letters.labels(source="task").inc(len(emissions.dead))
+        m.batch_seconds.observe(seconds)
 
     def _send_outputs(self, batch: Batch, emissions: Emissions, bad: list[bytes]) -> None:
         s, producer = self.settings, self.producer
@@ -265,9 +292,13 @@ class Worker:
             where = f"changelog {self.changelog}[{record.partition}]@{record.offset}"
             self.engine.restore_device(device_id, record.blob, where=where)
             self._partition_of[device_id] = record.partition
+        seconds = time.perf_counter() - started
+        self.metrics.recovered.inc(len(states))
+        self.metrics.recovery_seconds.inc(seconds)
+        self.metrics.partitions.set(len(numbers))
         log.info(
             "partitions assigned", partitions=numbers, devices_recovered=len(states),
-            recovery_ms=round((time.perf_counter() - started) * 1000, 1),
+            recovery_ms=round(seconds * 1000, 1),
         )  # fmt: skip
         if not self._ready:
             self._ready = True
@@ -277,6 +308,7 @@ class Worker:
     def _revoked(self, consumer: Any, partitions: list[Any]) -> None:
         self.pipeline.drain()  # the next owner starts exactly where this one stopped
         self._forget({tp.partition for tp in partitions})
+        self.metrics.partitions.set(0)
         log.info("partitions revoked", partitions=sorted(tp.partition for tp in partitions))
 
     def _lost(self, consumer: Any, partitions: list[Any]) -> None:
@@ -343,10 +375,18 @@ def _on_commit(error: Any, partitions: list[Any]) -> None:
 
 
 def run_worker(app: App, settings: CloudSettings, stop: threading.Event | None = None) -> None:
-    """Declare the topics and run one worker until ``stop`` is set (or SIGTERM / Ctrl-C)."""
+    """Declare the topics and run one worker until ``stop`` is set (or SIGTERM / Ctrl-C).
+
+    With ``settings.metrics_port`` the worker serves Prometheus metrics on ``/metrics``.
+    """
     declare_topics(app, settings)
     stop = stop or _stop_on_signals()
-    Worker(app, settings).run(stop)
+    worker = Worker(app, settings)
+    if settings.metrics_port is not None:
+        host, port = settings.metrics_host, settings.metrics_port
+        worker.metrics.serve(port, host)
+        log.info("metrics served", url=f"http://{host}:{port}/metrics")
+    worker.run(stop)
 
 
 def _stop_on_signals() -> threading.Event:
