@@ -143,6 +143,7 @@ class CloudRun:
             "--partitions", str(s.partitions), "--batch-size", str(s.batch_size),
             *(["--exactly-once"] if s.exactly_once else []),
             *(["--metrics-port", str(s.metrics_port)] if s.metrics_port else []),
+            "--idle-timeout-ms", str(s.idle_timeout_ms),
         ]  # fmt: skip
 
     def kill_worker(self, worker: Any) -> None:

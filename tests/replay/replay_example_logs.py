@@ -29,7 +29,7 @@ def example_log(seed: int, devices: int = 4, sessions: int = 12) -> list[Event]:
 def golden_outputs(app_path: Path, log_path: Path) -> list[str]:
     """The pure engine's outputs for ``log_path``, all windows closed at the end, as JSON."""
     from walle.streams.app import load_app
-    from walle.streams.device.runtime import END_OF_LOG_MS
+    from walle.streams.engine import END_OF_LOG_MS
     from walle.testing import run_app
 
     app = load_app(app_path)

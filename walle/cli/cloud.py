@@ -47,8 +47,19 @@ def broker_command(host: str, port: int) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Where bad lines go (JSONL). Default: LOG.dead.jsonl",
 )
+@click.option(
+    "--finish/--no-finish",
+    default=True,
+    show_default=True,
+    help="The log is complete: mark each device's end, so the worker closes its windows.",
+)
 def produce_command(
-    log: Path, broker_url: str, topic: str, partitions: int, dead_letter: Path | None
+    log: Path,
+    broker_url: str,
+    topic: str,
+    partitions: int,
+    dead_letter: Path | None,
+    finish: bool,
 ) -> None:
     """Load a JSONL event LOG into a topic, keyed (and so partitioned) by device id."""
     from walle.kafka import parse_broker_url
@@ -56,7 +67,7 @@ def produce_command(
 
     summary = produce_log(
         log, parse_broker_url(broker_url), topic, partitions=partitions,
-        dead_letter_path=dead_letter,
+        dead_letter_path=dead_letter, finish=finish,
     )  # fmt: skip
     for record in summary.bad[:_SHOWN_BAD_LINES]:
         click.echo(f"bad line {record.reason}", err=True)
@@ -126,6 +137,13 @@ def uplink_command(
 )
 @click.option("--session-timeout", default=6.0, show_default=True, type=float, help="Seconds.")
 @click.option(
+    "--idle-timeout-ms",
+    default=60_000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Close the windows of a device quiet this long (wall-clock), as the device does.",
+)
+@click.option(
     "--metrics-port",
     type=click.IntRange(1, 65535),
     help="Serve Prometheus metrics on http://HOST:PORT/metrics.",
@@ -150,6 +168,7 @@ def worker_command(
     batches_in_flight: int,
     fetch_max_wait: int,
     session_timeout: float,
+    idle_timeout_ms: int,
     metrics_port: int | None,
     metrics_host: str,
     exactly_once: bool,
@@ -165,7 +184,8 @@ def worker_command(
         dead_letter_topic=dead_letter_topic, late_topic=late_topic, partitions=partitions,
         replication=replication, batch_size=batch_size, batches_in_flight=batches_in_flight,
         fetch_max_wait_ms=fetch_max_wait, session_timeout_s=session_timeout,
-        metrics_port=metrics_port, metrics_host=metrics_host, exactly_once=exactly_once,
+        idle_timeout_ms=idle_timeout_ms, metrics_port=metrics_port, metrics_host=metrics_host,
+        exactly_once=exactly_once,
     )  # fmt: skip
     run_worker(app, settings)
 

@@ -27,6 +27,7 @@ from walle.streams.windows import Span
 __all__ = ["DeadLetter", "Emissions", "Engine", "LateEvent", "Output"]
 
 _LOWEST = -(2**62)
+END_OF_LOG_MS = 2**62  # the watermark that closes every window when a log is complete
 
 
 @dataclass

@@ -264,3 +264,26 @@ def test_the_worker_metrics_move_as_the_run_does(broker, tmp_path) -> None:
         (("partition", "0"),),
         (("partition", "1"),),
     }
+
+
+def test_the_worker_closes_windows_of_quiet_devices(broker) -> None:
+    """A device quiet for idle_timeout_ms (wall-clock) has its windows closed, as on the
+    device's live runtime: the last tumbling window of each device comes out without any
+    later event."""
+    from walle.streams import App, Tumbling, count
+    from walle.streams.engine import END_OF_LOG_MS
+
+    app = App("idle", out_of_orderness_ms=0)
+    app.stream("n").window(Tumbling(100)).aggregate(n=count())
+    events = generate_events(devices=3, sessions=1, seed=3)
+    engine = Engine(app)
+    expected = engine.process_many(events).outputs + engine.advance_to(END_OF_LOG_MS).outputs
+    assert len(expected) > len(Engine(app).process_many(events).outputs)
+    with CloudRun(app, broker, partitions=2) as run:
+        run.settings = run.settings.model_copy(update={"idle_timeout_ms": 500})
+        run.start_worker()
+        run.produce(events)
+        run.wait_processed()
+        _wait_for(lambda: len(dedupe_outputs(run.outputs())) >= len(expected), 30)
+        outputs = dedupe_outputs(run.outputs())
+    assert Counter(o.to_json() for o in outputs) == Counter(o.to_json() for o in expected)

@@ -54,7 +54,17 @@ def test_produce_keys_by_device_and_dead_letters_bad_lines(tmp_path, broker, top
     assert [record["where"] for record in dead] == [f"{log}:8", f"{log}:21"]
     assert "seq" in dead[1]["reason"]
 
-    messages = _consume(broker.bootstrap, topic, len(events))
+    devices = sorted({event.device_id for event in events})
+    everything = _consume(broker.bootstrap, topic, len(events) + len(devices))
+    messages = [m for m in everything if m.value]
+    markers = [m for m in everything if not m.value]
+    # the log is complete (--finish, the default): each device's events end with a marker
+    assert sorted(m.key.decode() for m in markers) == devices
+    for marker in markers:
+        assert ("walle-control", b"end-of-log") in marker.headers
+        own = [m for m in messages if m.key == marker.key]
+        assert {m.partition for m in own} == {marker.partition}
+        assert max(m.offset for m in own) < marker.offset
     partitions_of_device: dict[str, set[int]] = defaultdict(set)
     order_of_device: dict[str, list[int]] = defaultdict(list)
     for message in messages:

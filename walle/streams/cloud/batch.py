@@ -12,10 +12,10 @@ import base64
 import json
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from walle.errors import ValidationError
-from walle.streams.engine import Engine
+from walle.streams.engine import END_OF_LOG_MS, Engine
 from walle.streams.events import Event, decode_event
 from walle.streams.results import Emissions
 
@@ -28,6 +28,7 @@ class InputMessage(NamedTuple):
     offset: int
     key: bytes | None
     value: bytes | None
+    headers: Any = None  # [(name, bytes)] as the client gives them
 
     @property
     def where(self) -> str:
@@ -56,6 +57,18 @@ def bad_message_record(message: InputMessage, reason: str) -> bytes:
         "raw_base64": base64.b64encode(raw).decode(),
     }
     return json.dumps(record, sort_keys=True).encode()
+
+
+END_OF_LOG_HEADER = ("walle-control", b"end-of-log")
+
+
+def is_end_of_log(value: bytes | None, headers: Any) -> bool:
+    """True for a device's end-of-log marker: empty value, header walle-control=end-of-log.
+
+    ``walle produce`` appends one per device after a complete log, so the cloud closes
+    that device's open windows exactly where the device runtime's ``--finish`` does.
+    """
+    return value == b"" and bool(headers) and END_OF_LOG_HEADER in headers
 
 
 def check_input(key: bytes | None, value: bytes | None) -> Event | str:
@@ -98,18 +111,26 @@ class BatchProcessor:
         result = BatchResult()
         touched: set[bytes] = set()
         for message in messages:
+            if is_end_of_log(message.value, message.headers) and message.key:
+                device_key = message.key
+                self._touch(device_key, touched)
+                ended = self.engine.advance_to(END_OF_LOG_MS, device_key.decode())
+                result.emissions.extend(ended)
+                continue
             event = self._decode(message, result)
             if event is None:
                 continue
-            device_key = event.device_id.encode()
-            if device_key not in touched:
-                self._load(device_key, event.device_id)
-                touched.add(device_key)
+            self._touch(event.device_id.encode(), touched)
             result.emissions.extend(self.engine.process(event))
         for device_key in touched:
             blob = self.engine.snapshot_device(device_key.decode())
             result.states[device_key] = blob
         return result
+
+    def _touch(self, device_key: bytes, touched: set[bytes]) -> None:
+        if device_key not in touched:
+            self._load(device_key, device_key.decode())
+            touched.add(device_key)
 
     def stored(self, states: dict[bytes, bytes]) -> None:
         """Record that ``states`` were written to the table (by identity)."""

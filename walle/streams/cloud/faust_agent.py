@@ -165,8 +165,9 @@ async def _send_side(topic: TopicT, kind: str, items: Iterable[Any]) -> list[Awa
 def _input_message(event: EventT) -> InputMessage:
     message = event.message
     return InputMessage(
-        message.topic, message.partition, message.offset, message.key, message.value
-    )
+        message.topic, message.partition, message.offset, message.key, message.value,
+        message.headers,
+    )  # fmt: skip
 
 
 def _hold_flow_until_seeked(faust_app: AppT) -> Any:

@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 from walle.errors import BrokerError, StorageError
 from walle.kafka import create_topics, sync_producer
+from walle.streams.cloud.batch import END_OF_LOG_HEADER
 from walle.streams.events import BadRecord, read_jsonl
 
 _SEND_TIMEOUT_S = 30.0
@@ -39,11 +40,14 @@ def produce_log(
     *,
     partitions: int = 4,
     dead_letter_path: Path | None = None,
+    finish: bool = True,
 ) -> ProduceSummary:
     """Send every valid event of the JSONL log to ``topic`` (created with ``partitions``).
 
     Bad lines are skipped and written, with file:line and reason, to ``dead_letter_path``
-    (default ``<log>.dead.jsonl``); the summary counts them.
+    (default ``<log>.dead.jsonl``); the summary counts them. With ``finish`` (the log is
+    complete) each device's events are followed by an end-of-log marker, on which the
+    worker closes that device's open windows, as ``walle replay --finish`` does.
     """
     from kafka.errors import KafkaError
 
@@ -54,10 +58,15 @@ def produce_log(
     bad: list[BadRecord] = []
     producer = sync_producer(bootstrap)
     sent = 0
+    devices: dict[bytes, None] = {}
     try:
         for event in read_jsonl(log_path, errors=bad):
-            producer.send(topic, key=event.device_id.encode(), value=event.to_json().encode())
+            key = event.device_id.encode()
+            producer.send(topic, key=key, value=event.to_json().encode())
+            devices[key] = None
             sent += 1
+        for key in devices if finish else ():
+            producer.send(topic, key=key, value=b"", headers=[END_OF_LOG_HEADER])
         producer.flush(timeout=_SEND_TIMEOUT_S)
     except KafkaError as exc:
         raise BrokerError(f"sending {log_path} to topic {topic!r} failed: {exc}") from exc

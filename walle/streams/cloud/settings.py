@@ -33,6 +33,9 @@ class CloudSettings(pydantic.BaseModel):
     fetch_max_wait_ms: int = pydantic.Field(default=20, ge=1, le=30_000)
     session_timeout_s: float = pydantic.Field(default=6.0, gt=0)
     heartbeat_s: float = pydantic.Field(default=1.0, gt=0)
+    # as the device runtime's RuntimeSettings.idle_timeout_ms: a device quiet for this long
+    # (wall-clock) has its watermark moved on, so its windows close
+    idle_timeout_ms: int = pydantic.Field(default=60_000, ge=1)
     metrics_port: int | None = pydantic.Field(default=None, ge=1, le=65535)  # None: no /metrics
     metrics_host: str = "127.0.0.1"
 

@@ -40,13 +40,14 @@ from walle.streams.cloud.batch import (
     InputMessage,
     bad_message_record,
     check_input,
+    is_end_of_log,
     side_output_record,
 )
 from walle.streams.cloud.metrics import WorkerMetrics
 from walle.streams.cloud.pipeline import Batch, CommitPipeline, send
 from walle.streams.cloud.recovery import ChangelogReader, write_fences
 from walle.streams.cloud.settings import CloudSettings
-from walle.streams.engine import Engine
+from walle.streams.engine import END_OF_LOG_MS, Engine
 from walle.streams.events import Event
 from walle.streams.results import Emissions
 
@@ -89,6 +90,7 @@ class Worker:
         self._bootstrap = parse_broker_url(settings.broker)
         self._group = settings.resolved_app_id(app.name)
         self._partition_of: dict[str, int] = {}  # device id -> input partition
+        self._arrivals: dict[str, float] = {}  # device id -> when its last event came (clock)
         self._read_committed = {"isolation.level": "read_committed"}
         self.consumer = make_consumer(self._bootstrap, self._group, **self._consumer_settings())
         self.producer = make_producer(self._bootstrap, **self._producer_settings())
@@ -163,6 +165,7 @@ class Worker:
             now = time.monotonic()
             if now >= next_gauges:
                 next_gauges = now + _GAUGES_EVERY_S
+                self._close_idle(now)
                 lag = self._update_gauges()
                 if now >= next_report:
                     next_report = now + _PROGRESS_EVERY_S
@@ -170,6 +173,33 @@ class Worker:
                         "worker progress", processed=self.processed,
                         devices=len(self._partition_of), lag=lag,
                     )  # fmt: skip
+
+    def _close_idle(self, now: float) -> None:
+        """Close the windows of devices quiet for ``idle_timeout_ms`` of wall-clock time.
+
+        As the device runtime's live mode does: a quiet device's watermark moves on by the
+        time since its last event, so its windows close although no event comes to close
+        them. The outputs and new states go through the pipeline like a batch's.
+        """
+        timeout = self.settings.idle_timeout_ms / 1000
+        emissions, touched = Emissions(), {}
+        for device_id, seen in self._arrivals.items():
+            idle = now - seen
+            watermark = self.engine.watermark(device_id)
+            if idle < timeout or watermark is None:
+                continue
+            self._arrivals[device_id] = now
+            emissions.extend(self.engine.advance_to(watermark + int(idle * 1000), device_id))
+            touched[device_id] = self._partition_of[device_id]
+        if not touched:
+            return
+        batch = Batch({})
+        if self.settings.exactly_once:
+            self._finish_atomically(batch, emissions, [], touched)
+            return
+        self._send_outputs(batch, emissions, [])
+        batch.states = self._snapshots(touched)
+        self.pipeline.submit(batch)
 
     def _update_gauges(self) -> dict[int, int]:
         lag = self._lag()
@@ -206,6 +236,7 @@ class Worker:
         started = time.perf_counter()
         offsets: dict[int, int] = {}
         events: list[Event] = []
+        ends: list[tuple[int, str]] = []  # (events before it, device) of end-of-log markers
         bad: list[bytes] = []
         touched: dict[str, int] = {}
         for message in messages:
@@ -216,14 +247,23 @@ class Worker:
                 _raise_broker_error(message)
             partition = message.partition()
             offsets[partition] = message.offset() + 1
+            value = message.value()
+            if not value and is_end_of_log(value, message.headers()) and message.key():
+                device_id = message.key().decode("utf-8", "replace")
+                ends.append((len(events), device_id))
+                touched.setdefault(device_id, partition)
+                continue
             event = _decode(message, bad)
             if event is None:
                 continue
             events.append(event)
             if event.device_id not in touched:
                 touched[event.device_id] = partition
-        emissions = self.engine.process_many(events)
+        emissions = self._engine_run(events, ends)
         self.processed += len(messages)
+        arrived = time.monotonic()
+        for device_id in touched:
+            self._arrivals[device_id] = arrived
         self._count(len(messages), emissions, len(bad), time.perf_counter() - started)
         batch = Batch(offsets)
         if self.settings.exactly_once:
@@ -232,6 +272,17 @@ class Worker:
         self._send_outputs(batch, emissions, bad)
         batch.states = self._snapshots(touched)
         self.pipeline.submit(batch)
+
+    def _engine_run(self, events: list[Event], ends: list[tuple[int, str]]) -> Emissions:
+        """The events in order, each device's end-of-log marker closing its windows."""
+        if not ends:
+            return self.engine.process_many(events)
+        emissions, done = Emissions(), 0
+        for position, device_id in ends:
+            emissions.extend(self.engine.process_many(events[done:position]))
+            emissions.extend(self.engine.advance_to(END_OF_LOG_MS, device_id))
+            done = position
+        return emissions.extend(self.engine.process_many(events[done:]))
 
     def _count(self, records: int, emissions: Emissions, bad: int, seconds: float) -> None:
         m = self.metrics
@@ -277,7 +328,9 @@ class Worker:
             send(producer, batch, self.changelog, key, blob, partition)
         topic = self.settings.input_topic
         marks = [TopicPartition(topic, p, o) for p, o in sorted(batch.offsets.items())]
-        producer.send_offsets_to_transaction(marks, self.consumer.consumer_group_metadata(), 30)
+        if marks:
+            metadata = self.consumer.consumer_group_metadata()
+            producer.send_offsets_to_transaction(marks, metadata, 30)
         producer.commit_transaction(60)
 
     # -- rebalancing -----------------------------------------------------------------------
@@ -321,6 +374,7 @@ class Worker:
         for device_id in gone:
             self.engine.forget_device(device_id)
             del self._partition_of[device_id]
+            self._arrivals.pop(device_id, None)
 
 
 def _decode(message: Any, bad: list[bytes]) -> Event | None:

@@ -28,6 +28,7 @@ from walle.streams.device.log import (
     write_consumer_offset,
     write_dead_letters,
 )
+from walle.streams.engine import END_OF_LOG_MS
 from walle.streams.events import Event
 
 if TYPE_CHECKING:
@@ -75,7 +76,6 @@ _UPSERT_CHECKPOINT = (
     " log_offset = excluded.log_offset, snapshot = excluded.snapshot,"
     " updated_ms = excluded.updated_ms"
 )
-END_OF_LOG_MS = 2**62  # the watermark that closes every window when a log is complete
 
 _log = get_logger("device.runtime")
 

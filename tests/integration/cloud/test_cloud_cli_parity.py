@@ -1,0 +1,56 @@
+"""Equal outputs by default, as a user types it: `walle replay LOG` on the device and
+`walle produce LOG` + `walle worker` in the cloud give the same outputs, byte for byte, with
+the defaults on both (the device closes open windows at the end of a complete log; the
+producer marks each device's end, on which the worker does the same)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+WALLE = str(Path(sys.executable).with_name("walle"))
+
+
+def _walle(*args: str) -> str:
+    done = subprocess.run([WALLE, *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+@pytest.mark.parametrize("name", ["item_page_view", "clicks_per_category"])
+def test_device_and_cloud_outputs_are_equal_with_default_flags(name, broker, tmp_path) -> None:
+    app, log = EXAMPLES / f"{name}.py", EXAMPLES / f"{name}.jsonl"
+    device_out = tmp_path / "device.jsonl"
+    _walle("replay", str(app), str(log), "--out", str(device_out))
+    device = sorted(device_out.read_text().splitlines())
+    assert device
+
+    run = uuid.uuid4().hex[:8]
+    events, outputs = f"events-{run}", f"outputs-{run}"
+    _walle("produce", str(log), "--broker", broker.url, "--topic", events)
+    worker = subprocess.Popen(
+        [WALLE, "worker", str(app), "--broker", broker.url, "--app-id", f"cli-{run}",
+         "--input-topic", events, "--output-topic", outputs,
+         "--dead-letter-topic", f"dead-{run}", "--late-topic", f"late-{run}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+    )  # fmt: skip
+    try:
+        cloud: list[str] = []
+        deadline = time.monotonic() + 90
+        while len(cloud) < len(device) and time.monotonic() < deadline:
+            assert worker.poll() is None, worker.stderr.read().decode()  # type: ignore[union-attr]
+            time.sleep(0.5)
+            cloud = _walle("outputs", "--broker", broker.url, "--topic", outputs, "--json",
+                           "--limit", "1000000").splitlines()  # fmt: skip
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(timeout=30)
+    assert sorted(cloud) == device
