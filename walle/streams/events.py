@@ -6,7 +6,9 @@ pydantic validates at the boundaries (JSONL ingest, Kafka decode, the append API
 
 from __future__ import annotations
 
+import codecs
 import json
+import math
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -65,24 +67,62 @@ def _model_to_event(model: _EventModel) -> Event:
     return Event(model.device_id, model.seq, model.ts, model.event, model.page, model.args)
 
 
+def _non_finite(value: Any, path: str) -> str | None:
+    """The path of the first NaN or infinity inside ``value``; None if there is none."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else path
+    if isinstance(value, dict):
+        items: Iterable[tuple[Any, Any]] = ((f"{path}.{k}", v) for k, v in value.items())
+    elif isinstance(value, list | tuple):
+        items = ((f"{path}[{i}]", v) for i, v in enumerate(value))
+    else:
+        return None
+    for inner, item in items:
+        found = _non_finite(item, inner)
+        if found is not None:
+            return found
+    return None
+
+
+def _refuse_non_finite(event: Event, where: str | None) -> Event:
+    """ValidationError if the args hold NaN or an infinity (Python's json writes them, but
+    they are not JSON, and the log, Kafka and outputs must stay JSON)."""
+    field = _non_finite(event.args, "args")
+    if field is not None:
+        raise ValidationError(
+            f"field {field!r}: NaN and Infinity are not JSON numbers", where=where, field=field
+        )
+    return event
+
+
+def _may_hold_non_finite(line: str | bytes) -> bool:
+    if isinstance(line, str):
+        return "NaN" in line or "Infinity" in line
+    return b"NaN" in line or b"Infinity" in line
+
+
 def validate_event(record: dict[str, Any], *, where: str | None = None) -> Event:
     """Validate one event given as a dict; raises ValidationError naming the field."""
     try:
-        return _model_to_event(_EventModel.model_validate(record))
+        event = _model_to_event(_EventModel.model_validate(record))
     except pydantic.ValidationError as exc:
         field, message = _describe(exc)
         raise ValidationError(message, where=where, field=field) from None
+    return _refuse_non_finite(event, where) if event.args else event
 
 
 def decode_event(line: str | bytes, *, where: str | None = None) -> Event:
     """Decode and validate one JSON-encoded event (a JSONL line or a Kafka value)."""
     try:
-        return _model_to_event(_EventModel.model_validate_json(line))
+        event = _model_to_event(_EventModel.model_validate_json(line))
     except pydantic.ValidationError as exc:
         field, message = _describe(exc)
         if exc.errors()[0]["type"] == "json_invalid":
             message = f"not valid JSON: {exc.errors()[0]['msg']}"
         raise ValidationError(message, where=where, field=field) from None
+    if event.args and _may_hold_non_finite(line):  # pydantic's parser accepts NaN/Infinity
+        return _refuse_non_finite(event, where)
+    return event
 
 
 class BadRecord(NamedTuple):
@@ -102,6 +142,8 @@ def read_jsonl(path: str | Path, *, errors: list[BadRecord] | None = None) -> It
     path = Path(path)
     with path.open("rb") as stream:
         for number, line in enumerate(stream, start=1):
+            if number == 1:
+                line = line.removeprefix(codecs.BOM_UTF8)
             if not line.strip():
                 continue
             where = f"{path}:{number}"

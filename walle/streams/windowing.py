@@ -180,8 +180,9 @@ class TaskRunner:
     ) -> None:
         spec = self.spec
         sessions = state["sessions"].setdefault(key, [])
+        # half-open [first ts, last ts + gap): events closer than gap_ms share a session
         lo, hi = event.ts, event.ts + spec.gap_ms
-        touching = [s for s in sessions if s[0] <= hi and lo <= s[1]]
+        touching = [s for s in sessions if s[0] < hi and lo < s[1]]
         if not touching and hi + spec.lateness_ms <= wm:
             out.late.append(
                 LateEvent(self.name, event, f"its session would have closed by watermark {wm}")

@@ -75,7 +75,10 @@ class Tumbling(WindowSpec):
 
 @dataclass(frozen=True)
 class Hopping(WindowSpec):
-    """Overlapping event-time windows of ``size_ms`` starting every ``hop_ms``."""
+    """Overlapping event-time windows of ``size_ms`` starting every ``hop_ms``.
+
+    Aligned to the epoch; the first windows of a timestamp near 0 start before it.
+    """
 
     size_ms: int
     hop_ms: int
@@ -98,7 +101,7 @@ class Hopping(WindowSpec):
         """Starts of every window holding ``ts``, oldest first."""
         last = ts - ts % self.hop_ms
         first = last - ((self.size_ms - 1) // self.hop_ms) * self.hop_ms
-        starts = range(max(first, 0), last + 1, self.hop_ms)
+        starts = range(first, last + 1, self.hop_ms)  # aligned to the epoch, may start < 0
         return [s for s in starts if s <= ts < s + self.size_ms]
 
     @property
@@ -108,7 +111,10 @@ class Hopping(WindowSpec):
 
 @dataclass(frozen=True)
 class Session(WindowSpec):
-    """Event-time sessions: events closer than ``gap_ms`` share a window."""
+    """Event-time sessions: events closer than ``gap_ms`` share a window.
+
+    A session is [first ts, last ts + gap_ms), so ts 0 and 3 with ``Session(3)`` are two.
+    """
 
     gap_ms: int
     lateness_ms: int = 0

@@ -14,7 +14,7 @@ import pytest
 
 from walle.errors import StorageError, ValidationError
 from walle.streams.device import DurabilityPolicy, EventLog, LogSettings
-from walle.streams.events import Event
+from walle.streams.events import Event, read_jsonl
 
 
 def _events(count: int, device: str = "d1", start: int = 1) -> list[Event]:
@@ -275,3 +275,78 @@ def test_disk_full_loses_nothing_and_recovers(tmp_path: Path) -> None:
         log.conn.execute("PRAGMA max_page_count = 100000")
         assert log.flush() == 200
         assert [event for _, event in log.read()] == big
+
+
+def test_ingest_dead_letters_an_event_below_its_devices_highest_seq(tmp_path: Path) -> None:
+    """Issue 13: a never-seen seq below the device's highest is refused with the reason (the
+    engine used to drop it as a duplicate, with only a count); every line is accounted for."""
+    line = '{{"device_id": "{d}", "seq": {seq}, "ts": {ts}, "event": "click"}}'
+    lines = [
+        line.format(d="d1", seq=1, ts=10),
+        line.format(d="d1", seq=3, ts=30),
+        line.format(d="d1", seq=2, ts=20),  # never seen, below 3: broken seq order
+        line.format(d="d2", seq=1, ts=5),  # another device has its own order
+        line.format(d="d1", seq=4, ts=40),
+    ]
+    path = _write(tmp_path / "in.jsonl", lines)
+    with EventLog(tmp_path / "log.db") as log:
+        report = log.ingest_jsonl(path)
+        assert (report.events, report.dead_letters) == (4, 1)
+        assert [(e.device_id, e.seq) for _, e in log.read()] == [
+            ("d1", 1), ("d1", 3), ("d2", 1), ("d1", 4)
+        ]  # fmt: skip
+        (dead,) = log.dead_letters()
+        assert dead.location == f"{path}:3"
+        assert dead.reason.startswith("out of order: (device_id, seq) = ('d1', 2)")
+        assert "highest seq 3" in dead.reason
+        assert dead.raw == lines[2]
+
+
+def test_append_below_the_highest_seq_is_dead_lettered_as_out_of_order(tmp_path: Path) -> None:
+    with EventLog(tmp_path / "log.db") as log:
+        log.append(Event("d1", 5, 50, "click"))
+        log.append(Event("d1", 3, 30, "click"))
+        assert log.flush() == 1
+        (dead,) = log.dead_letters()
+        assert dead.reason.startswith("out of order: (device_id, seq) = ('d1', 3)")
+
+
+def test_ingest_dead_letters_of_duplicates_keep_the_raw_text(tmp_path: Path) -> None:
+    first = '{"device_id":"d1","seq":1,"ts":10,"event":"click"}'
+    again = '{ "event": "click", "ts": 10, "seq": 1, "device_id": "d1" }'
+    changed = '{"device_id":"d1","seq":1,"ts":99,"event":"click"}'
+    path = _write(tmp_path / "in.jsonl", [first, again, changed])
+    with EventLog(tmp_path / "log.db") as log:
+        assert log.ingest_jsonl(path).events == 1
+        dup, other = log.dead_letters()
+        assert dup.raw == again and other.raw == changed
+        assert dup.reason == (
+            "duplicate (device_id, seq) = ('d1', 1): already in the log at offset 1"
+        )
+        assert other.reason.endswith("with other content (that one is kept)")
+
+
+def test_ingest_accepts_a_utf8_byte_order_mark_on_line_1(tmp_path: Path) -> None:
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + "".join(e.to_json() + "\n" for e in _events(2)).encode())
+    with EventLog(tmp_path / "log.db") as log:
+        report = log.ingest_jsonl(path)
+        assert (report.events, report.dead_letters) == (2, 0)
+    assert list(read_jsonl(path)) == _events(2)
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_in_args_are_refused_as_not_json(tmp_path: Path, number: str) -> None:
+    args = '{"p":[1,{"q":' + number + "}]}"
+    bad = '{"device_id":"d1","seq":2,"ts":2,"event":"click","args":' + args + "}"
+    path = _write(tmp_path / "in.jsonl", [_events(1)[0].to_json(), bad])
+    with EventLog(tmp_path / "log.db") as log:
+        report = log.ingest_jsonl(path)
+        assert (report.events, report.dead_letters) == (1, 1)
+        (dead,) = log.dead_letters()
+        assert dead.reason == "field 'args.p[1].q': NaN and Infinity are not JSON numbers"
+        assert dead.raw == bad
+        with pytest.raises(ValidationError, match=r"field 'args.x': NaN and Infinity"):
+            log.append(Event("d1", 3, 3, "click", "", {"x": float(number)}))
+    with pytest.raises(ValidationError, match=rf"{path}:2: field 'args.p\[1\].q'"):
+        list(read_jsonl(path))

@@ -114,8 +114,57 @@ def test_session_windows_merge_and_close_on_the_gap():
 def test_session_bridging_event_merges_two_sessions():
     app = App("t", out_of_orderness_ms=100)
     app.stream("s").window(Session(5)).aggregate(n=count())
-    result = run_app(app, literal_events((0, "c", ""), (9, "c", ""), (4, "c", "")), close_at=500)
-    assert windows(result) == [("session:0-14", {"n": 3})]
+    result = run_app(app, literal_events((0, "c", ""), (8, "c", ""), (4, "c", "")), close_at=500)
+    assert windows(result) == [("session:0-13", {"n": 3})]
+
+
+def _sessions(gap, ooo, *ts):
+    app = App("t", out_of_orderness_ms=ooo)
+    app.stream("s").window(Session(gap)).aggregate(n=count())
+    result = run_app(app, literal_events(*[(t, "c", "") for t in ts]), close_at=1000)
+    return windows(result), result.late
+
+
+def test_session_joins_only_events_closer_than_the_gap():
+    """Issue 13 W1: a session is [first, last + gap); an event gap_ms after the last one
+    starts a new session (ts 0 and 3 with Session(3) are two sessions)."""
+    assert _sessions(3, 0, 0, 3) == ([("session:0-3", {"n": 1}), ("session:3-6", {"n": 1})], [])
+    assert _sessions(3, 0, 0, 2) == ([("session:0-5", {"n": 2})], [])
+    # the bridging event must be closer than the gap to both sides
+    assert _sessions(5, 100, 0, 9, 4) == (
+        [("session:0-9", {"n": 2}), ("session:9-14", {"n": 1})],
+        [],
+    )
+
+
+def test_sessions_do_not_depend_on_arrival_order_within_the_bound():
+    """Issue 13 W2: Session(3), out_of_orderness 2, every event on time: arrival orders
+    0,3,5 and 0,5,3 give the same sessions (they used to give 0-8 and 0-3 + 3-8)."""
+    expected = [("session:0-3", {"n": 1}), ("session:3-8", {"n": 2})]
+    assert _sessions(3, 2, 0, 3, 5) == (expected, [])
+    assert _sessions(3, 2, 0, 5, 3) == (expected, [])
+
+
+def test_hopping_late_record_per_closed_window_and_count_in_the_open_ones():
+    """Issue 13 W3: an event some of whose windows closed is counted in the open ones and
+    gets one late record per closed window it missed."""
+    app = App("t")
+    app.stream("n").window(Hopping(10, 5)).aggregate(n=count())
+    result = run_app(app, literal_events((20, "c", ""), (16, "c", "")), close_at=100)
+    assert windows(result) == [("hopping:15-25", {"n": 2}), ("hopping:20-30", {"n": 1})]
+    assert [(late.event.ts, late.reason) for late in result.late] == [
+        (16, "window hopping:10-20 closed at watermark 20")
+    ]
+
+
+def test_hopping_windows_are_aligned_to_the_epoch_and_may_start_before_it():
+    """Issue 13 W4: as in Flink, Kafka Streams and bytewax, every ts is in size/hop windows,
+    the first ones starting before 0."""
+    app = App("t")
+    app.stream("n").window(Hopping(10, 5)).aggregate(n=count())
+    result = run_app(app, literal_events((3, "c", "")), close_at=100)
+    assert windows(result) == [("hopping:-5-5", {"n": 1}), ("hopping:0-10", {"n": 1})]
+    assert Hopping(10, 3).starts(1) == [-6, -3, 0]
 
 
 def test_count_windows_per_key():
@@ -205,8 +254,10 @@ def test_tasks_added_and_removed_while_running():
     extra.stream("clicks", trigger=click("item")).aggregate(n=count())
     engine.add_task(extra.plans[0])
     engine.remove_task("visits")
-    later = literal_events((2, "page_enter", "item"), (3, "click", "item"),
-                           (4, "page_exit", "item"), first_seq=2)
+    later = literal_events(
+        (2, "page_enter", "item"), (3, "click", "item"), (4, "page_exit", "item"), first_seq=2
+    )
     assert [(o.task, o.window) for o in engine.process_many(later).outputs] == [
-        ("clicks", "match:3-3")]
+        ("clicks", "match:3-3")
+    ]
     assert [p.name for p in app.plans] == ["clicks"]

@@ -5,12 +5,14 @@ retention deletes old rows. Live appends are buffered in memory and committed by
 durability policy (every N events or T ms); a failed commit keeps them buffered so a later
 flush can retry, and "flush participants" (the live runtime's checkpoint) run inside the same
 transaction as the events they follow. Bulk JSONL ingest keeps the good lines and sends bad
-lines and duplicate ``(device_id, seq)`` pairs to the dead-letter table with file:line, reason
-and the raw text. Retention deletes only what every registered consumer has consumed.
+lines, duplicate ``(device_id, seq)`` pairs and events out of their device's seq order to the
+dead-letter table with file:line, reason and the raw text. Retention deletes only what every
+registered consumer has consumed.
 """
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import hashlib
 import json
@@ -376,7 +378,8 @@ class EventLog:
         """Store the events of a JSONL file in one transaction, in file order.
 
         Bad lines (and a truncated last line) go to the dead-letter table with ``file:line``,
-        the reason and the raw text; so do ``(device_id, seq)`` pairs already in the log.
+        the reason and the raw text; so do ``(device_id, seq)`` pairs already in the log and
+        events whose seq is below their device's highest (a UTF-8 BOM on line 1 is skipped).
         With ``strict`` the first bad line raises ValidationError and nothing is stored.
         A file whose exact content was ingested before is skipped (re-running is harmless).
         """
@@ -386,13 +389,13 @@ class EventLog:
         except OSError as exc:
             raise StorageError(f"{source}: cannot read the event file ({exc})") from exc
         digest = hashlib.sha256(data).hexdigest()
-        events, locations, bad = _decode_lines(source, data, strict=strict)
+        events, locations, raws, bad = _decode_lines(source, data, strict=strict)
         self.flush()
         with self.transaction(f"ingest {source}") as conn:
             if conn.execute("SELECT 1 FROM ingested_files WHERE sha256 = ?", (digest,)).fetchone():
                 return IngestReport(str(source), 0, 0, True, None, None)
             before = self._last_offset(conn)
-            stored, duplicates = self._insert(conn, events, "ingest", locations)
+            stored, duplicates = self._insert(conn, events, "ingest", locations, raws)
             dead = duplicates + [("ingest", *record) for record in bad]
             write_dead_letters(conn, sorted(dead, key=_line_number))
             conn.execute(
@@ -414,34 +417,36 @@ class EventLog:
         events: list[Event],
         source: str,
         locations: list[str] | None,
+        raws: list[bytes] | None = None,
     ) -> tuple[int, list[tuple[str, str, str | None, str, str]]]:
-        """Insert events in order; duplicates come back as dead-letter rows (not written)."""
+        """Insert events in order; the refused ones come back as dead-letter rows (not written).
+
+        A device's events must come in seq order: an event whose seq is at or below the
+        highest seq of its device in the log is refused, as a duplicate when that
+        ``(device_id, seq)`` is in the log, as out of order when it never was (the engine
+        would otherwise drop it as a re-delivery).
+        """
         stamp = now_ms()
         stored = 0
-        duplicates: list[tuple[str, str, str | None, str, str]] = []
+        highest: dict[str, int | None] = {}
+        refused: list[tuple[str, str, str | None, str, str]] = []
         for index, event in enumerate(events):
-            row = (event.device_id, event.seq, event.ts, event.event, event.page)
-            cursor = conn.execute(_INSERT_EVENT, (*row, encode_args(event.args), stamp))
-            if cursor.rowcount == 1:
+            device = event.device_id
+            if device not in highest:
+                highest[device] = _highest_seq(conn, device)
+            top = highest[device]
+            if top is None or event.seq > top:
+                row = (device, event.seq, event.ts, event.event, event.page)
+                conn.execute(_INSERT_EVENT, (*row, encode_args(event.args), stamp))
+                highest[device] = event.seq
                 stored += 1
                 continue
             where = locations[index] if locations else f"{self.path}: append"
-            reason = self._duplicate_reason(conn, event)
-            duplicates.append((source, where, None, reason, event.to_json()))
-        if duplicates:
-            _log.warning("duplicate events dead-lettered", source=source, count=len(duplicates))
-        return stored, duplicates
-
-    @staticmethod
-    def _duplicate_reason(conn: sqlite3.Connection, event: Event) -> str:
-        row = conn.execute(
-            "SELECT log_offset FROM events WHERE device_id = ? AND seq = ?",
-            (event.device_id, event.seq),
-        ).fetchone()
-        return (
-            f"duplicate (device_id, seq) = ({event.device_id!r}, {event.seq}):"
-            f" already in the log at offset {row[0] if row else '?'}"
-        )
+            raw = raws[index].decode("utf-8", "replace") if raws else event.to_json()
+            refused.append((source, where, None, _refusal_reason(conn, event, top), raw))
+        if refused:
+            _log.warning("events dead-lettered", source=source, count=len(refused))
+        return stored, refused
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -617,18 +622,40 @@ def _log_bytes(conn: sqlite3.Connection) -> int:
     return int(row[0] or 0)
 
 
+def _highest_seq(conn: sqlite3.Connection, device_id: str) -> int | None:
+    row = conn.execute("SELECT MAX(seq) FROM events WHERE device_id = ?", (device_id,))
+    return row.fetchone()[0]
+
+
+def _refusal_reason(conn: sqlite3.Connection, event: Event, highest: int) -> str:
+    """Why an event at or below its device's highest seq is refused."""
+    pair = f"(device_id, seq) = ({event.device_id!r}, {event.seq})"
+    row = conn.execute(
+        _SELECT_EVENTS + " WHERE device_id = ? AND seq = ?", (event.device_id, event.seq)
+    ).fetchone()
+    if row is None:
+        return (
+            f"out of order: {pair} was never logged but is below the device's highest seq"
+            f" {highest}; a device's events must come in increasing seq order"
+        )
+    differs = "" if row_to_event(row) == event else " with other content (that one is kept)"
+    return f"duplicate {pair}: already in the log at offset {row[0]}{differs}"
+
+
 def _line_number(record: tuple[str, str, str | None, str, str]) -> int:
     return int(record[1].rsplit(":", 1)[1])
 
 
 def _decode_lines(
     source: Path, data: bytes, *, strict: bool
-) -> tuple[list[Event], list[str], list[tuple[str, str | None, str, str]]]:
-    """Decode JSONL bytes: good events with their ``file:line``, and dead-letter rows."""
+) -> tuple[list[Event], list[str], list[bytes], list[tuple[str, str | None, str, str]]]:
+    """Decode JSONL bytes: good events with their ``file:line`` and raw line, and dead-letter
+    rows. A UTF-8 byte order mark at the start of the file is skipped."""
     events: list[Event] = []
     locations: list[str] = []
+    raws: list[bytes] = []
     bad: list[tuple[str, str | None, str, str]] = []
-    lines = data.split(b"\n")
+    lines = data.removeprefix(codecs.BOM_UTF8).split(b"\n")
     truncated = bool(lines[-1].strip())
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -637,6 +664,7 @@ def _decode_lines(
         try:
             events.append(decode_event(line))
             locations.append(where)
+            raws.append(line)
         except ValidationError as exc:
             reason = str(exc)
             if truncated and number == len(lines):
@@ -644,4 +672,4 @@ def _decode_lines(
             if strict:
                 raise ValidationError(reason, where=where, field=exc.field) from None
             bad.append((where, None, reason, line.decode("utf-8", "replace")))
-    return events, locations, bad
+    return events, locations, raws, bad
