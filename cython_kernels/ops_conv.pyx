@@ -65,7 +65,7 @@ cdef extern from *:
         for (long c = 0; c < cvalid; c++) \\
             for (int q = 0; q < NV; q++) { \\
                 VT r = acc[c][q] + bias[c]; \\
-                if (relu) r = (VT)((IT)r & (IT)(r > 0.0f)); \\
+                if (relu) r = (VT)((IT)r & ~(IT)(r < 0.0f)); /* keeps NaN */ \\
                 memcpy(y + c * y_c + VW * q, &r, sizeof(VT)); \\
             } \\
     }

@@ -100,19 +100,30 @@ class CompositeOps(_Base):
         strides: Sequence[int] = (1, 1),
         pads: Sequence[int] = (0, 0, 0, 0),
         dilations: Sequence[int] = (1, 1),
+        group: int = 1,
     ) -> str:
-        """NCHW conv (group 1): pad raster, im2col raster, matmul, bias add, reshape.
+        """NCHW conv: pad raster, im2col raster, matmul, bias add, reshape.
 
-        ``pads`` is ONNX order (top, left, bottom, right); weight is [Cout, C, KH, KW].
+        ``pads`` is ONNX order (top, left, bottom, right); weight is [Cout, C / group, KH, KW].
+        A grouped (or depthwise) conv is one batched matmul: [G, Cout/G, K] by the columns
+        viewed as [N, G, K, OH*OW].
         """
         n, c, _, _ = self.shape(x)
         cout, cin, kh, kw = self.shape(weight)
-        if cin != c:
-            raise ModelError(f"conv2d: input has {c} channels, weight expects {cin}")
+        if group < 1 or c % group or cout % group or cin * group != c:
+            raise ModelError(
+                f"conv2d: input has {c} channels, weight [{cout}, {cin}, ...] with group {group}"
+            )
         xp = self._pad_nchw(x, pads, 0.0)
         cols, oh, ow = self._windows(xp, (kh, kw), strides, dilations, channels_first=True)
-        w2 = self.reshape(weight, (cout, cin * kh * kw))
-        y = self.matmul(w2, self.reshape(cols, (n, cin * kh * kw, oh * ow)))
+        k = cin * kh * kw
+        if group == 1:
+            w2 = self.reshape(weight, (cout, k))
+            y = self.matmul(w2, self.reshape(cols, (n, k, oh * ow)))
+        else:
+            w3 = self.reshape(weight, (group, cout // group, k))
+            y = self.matmul(w3, self.reshape(cols, (n, group, k, oh * ow)))
+            y = self.reshape(y, (n, cout, oh * ow))
         if bias is not None:
             y = self.binary("add", y, self.reshape(bias, (cout, 1)))
         return self.reshape(y, (n, cout, oh, ow))
@@ -154,6 +165,31 @@ class CompositeOps(_Base):
             counts = counts[:: strides[0], :: strides[1]].sum(axis=(2, 3))[:oh, :ow]
             scale = (1.0 / counts).astype(np.float32)
         return self.binary("mul", total, self.const(scale))
+
+    def local_response_norm(
+        self: GraphBuilder,
+        x: str,
+        size: int,
+        *,
+        alpha: float = 1e-4,
+        beta: float = 0.75,
+        bias: float = 1.0,
+    ) -> str:
+        """ONNX LRN over channels of [N, C, ...]: a window raster [size, N, C, rest] of the
+        zero-padded squares, reduce sum, then x / (bias + alpha / size * sum) ** beta."""
+        shape = self.shape(x)
+        n, c, rest = shape[0], shape[1], math.prod(shape[2:])
+        before, after = (size - 1) // 2, size // 2  # floor / ceil of (size - 1) / 2
+        sq = self.reshape(self.binary("mul", x, x), (n, c, rest))
+        padded = self.pad(sq, [(0, 0), (before, after), (0, 0)], 0.0)
+        cp = c + before + after
+        sizes = (size, n, c, rest)
+        region = Region(0, 0, (rest, cp * rest, rest, 1), 0, contiguous_strides(sizes), sizes)
+        window = self.raster([padded], sizes, [region])
+        total = self.reshape(self.reduce("sum", window, (0,), keepdims=False), shape)
+        scaled = self.binary("mul", total, self.const(np.float32(alpha / size)))
+        base = self.binary("add", scaled, self.const(np.float32(bias)))
+        return self.binary("div", x, self.pow(base, self.const(np.float32(beta))))
 
     def global_avg_pool(self: GraphBuilder, x: str) -> str:
         """Mean over H and W, keeping them as size-1 dims."""

@@ -22,17 +22,19 @@ from walle.ops.ir import Graph
 from walle.ops.plan import CompiledPlan
 from walle.ops.search import compile_graph, explain
 
-GraphFactory = Callable[[int], Graph]
+Batch = int | tuple[int, ...]
+GraphFactory = Callable[[Batch], Graph]
 
 
 class Model:
     """A model callable on batches: ``model(batch) -> scores``.
 
-    ``source`` is a :class:`Graph` (fixed shapes), a path to an ONNX file (its first input's
-    leading dim may be symbolic: each new batch size is imported and planned once), or a
-    function ``batch_size -> Graph``. ``backend`` pins a backend; otherwise the search picks
-    per step. Plans hold buffers, so each thread gets its own plan: calls are thread-safe,
-    and the compiled kernels release the GIL so threads run in parallel.
+    ``source`` is a :class:`Graph` (fixed shapes), a path to an ONNX file (the inputs' leading
+    dims may be symbolic: each new batch size is imported and planned once; the file is
+    imported once when the Model is built, so an unsupported op or a bad shape is refused
+    there), or a function ``batch_size -> Graph``. ``backend`` pins a backend; otherwise the
+    search picks per step. Plans hold buffers, so each thread gets its own plan: calls are
+    thread-safe, and the compiled kernels release the GIL so threads run in parallel.
     """
 
     def __init__(
@@ -44,7 +46,13 @@ class Model:
         use_cache: bool = True,
         trials: bool = True,
     ) -> None:
-        self._factory = _factory(source)
+        if isinstance(source, str | Path):
+            from walle.ops.onnx_import import import_onnx, load_onnx
+
+            proto = load_onnx(source)
+            self._factory: GraphFactory = lambda batch: import_onnx(proto, batch=batch)
+        else:
+            self._factory = _factory(source)
         self._fixed = source if isinstance(source, Graph) else None
         self._options = {
             "pin": backend,
@@ -52,18 +60,22 @@ class Model:
             "use_cache": use_cache,
             "trials": trials,
         }
-        self._graphs: dict[int, Graph] = {}
+        self._graphs: dict[Batch, Graph] = {}
         self._local = threading.local()
         self._lock = threading.Lock()
+        self._per_input = isinstance(source, str | Path)
+        if self._per_input:
+            self.graph(_declared_batch(proto))
 
-    def graph(self, batch: int) -> Graph:
-        """The graph specialised to ``batch`` rows (imported once per batch size)."""
+    def graph(self, batch: Batch) -> Graph:
+        """The graph specialised to ``batch`` rows (imported once per batch size); for an
+        ONNX file, ``batch`` may be a tuple: the leading dim of each input."""
         with self._lock:
             if batch not in self._graphs:
                 self._graphs[batch] = self._factory(batch)
             return self._graphs[batch]
 
-    def plan(self, batch: int) -> CompiledPlan:
+    def plan(self, batch: Batch) -> CompiledPlan:
         """This thread's compiled plan for ``batch`` rows."""
         plans = self._local.__dict__.setdefault("plans", {})
         plan = plans.get(batch)
@@ -77,29 +89,58 @@ class Model:
         if batch.ndim == 0:
             raise ValidationError("model input must have a batch dimension", field="batch")
         rows = self._fixed.shape(self._fixed.inputs[0])[0] if self._fixed else batch.shape[0]
+        if rows == 0:
+            return self._empty(0)[0]
         return self.plan(rows)(batch)[0]
 
     def run(self, *inputs: np.ndarray) -> list[np.ndarray]:
-        """Run on several inputs (batch size from the first); returns every output."""
-        first = np.asarray(inputs[0])
-        rows = self._fixed.shape(self._fixed.inputs[0])[0] if self._fixed else first.shape[0]
-        return self.plan(rows)(*inputs)
+        """Run on several inputs; returns every output.
+
+        For an ONNX file each input keeps its own leading dim (a plan per combination);
+        otherwise the batch size is the first input's.
+        """
+        arrays = [np.asarray(x) for x in inputs]
+        if any(a.ndim == 0 for a in arrays):
+            raise ValidationError("model inputs must have a batch dimension", field="inputs")
+        if self._fixed:
+            return self.plan(self._fixed.shape(self._fixed.inputs[0])[0])(*arrays)
+        if self._per_input and len(arrays) > 1:
+            rows: Batch = tuple(a.shape[0] for a in arrays)
+        else:
+            rows = arrays[0].shape[0]
+        if arrays[0].shape[0] == 0:
+            return self._empty(len(arrays))
+        return self.plan(rows)(*arrays)
+
+    def _empty(self, n_inputs: int) -> list[np.ndarray]:
+        """A batch of 0 rows: every output empty along its leading dim (as onnxruntime)."""
+        graph = self.graph(1)
+        if n_inputs > len(graph.inputs):
+            raise ValidationError(
+                f"model takes {len(graph.inputs)} inputs {graph.inputs}, got {n_inputs}"
+            )
+        return [np.zeros((0, *graph.shape(name)[1:]), np.float32) for name in graph.outputs]
 
     def explain(self, batch: int = 1) -> list[dict[str, object]]:
         """Per step: chosen backend, algorithm, estimate and measured time (see search)."""
         return explain(self.plan(batch))
 
 
-def _factory(source: Graph | str | Path | GraphFactory) -> GraphFactory:
+def _factory(source: Graph | GraphFactory) -> GraphFactory:
     if isinstance(source, Graph):
         return lambda _batch: source
-    if isinstance(source, str | Path):
-        from walle.ops.onnx_import import load_onnx
-
-        proto = load_onnx(source)
-        from walle.ops.onnx_import import import_onnx
-
-        return lambda batch: import_onnx(proto, batch=batch)
     if callable(source):
         return source
     raise ValidationError(f"cannot make a model from {type(source).__name__}", field="source")
+
+
+def _declared_batch(proto) -> int:
+    """The first input's declared leading dim, or 1 when it is symbolic."""
+    inits = {i.name for i in proto.graph.initializer}
+    for value in proto.graph.input:
+        if value.name not in inits:
+            dims = value.type.tensor_type.shape.dim
+            if dims and dims[0].HasField("dim_value") and dims[0].dim_value > 0:
+                return int(dims[0].dim_value)
+            return 1
+    return 1

@@ -137,8 +137,8 @@ def test_ops_unsupported_op_names_node_and_op() -> None:
 
 
 def test_ops_unsupported_attribute_names_node() -> None:
-    model = single_op_onnx("Conv", [(1, 4, 5, 5), (2, 2, 3, 3)], group=2)
-    with pytest.raises(ModelError, match=r"the_conv.*\(Conv\).*group=2"):
+    model = single_op_onnx("Conv", [(1, 4, 5, 5), (2, 4, 3, 3)], auto_pad="SAME_UPPER")
+    with pytest.raises(ModelError, match=r"the_conv.*\(Conv\).*auto_pad='SAME_UPPER'"):
         import_onnx(model)
 
 

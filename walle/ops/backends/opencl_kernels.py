@@ -30,7 +30,7 @@ UNARY_EXPR = {
     "log": "log(v)",
     "sqrt": "sqrt(v)",
     "reciprocal": "1.0f / v",
-    "relu": "fmax(v, 0.0f)",
+    "relu": "(v < 0.0f ? 0.0f : v)",
     "sigmoid": "1.0f / (1.0f + exp(-v))",
     "tanh": "tanh(v)",
     "erf": "erf(v)",
@@ -54,7 +54,7 @@ ACTS = {"none": 0, "relu": 1, "sigmoid": 2, "tanh": 3}
 
 _COMMON = """
 inline float walle_act(float v, int act) {
-    if (act == 1) return fmax(v, 0.0f);
+    if (act == 1) return v < 0.0f ? 0.0f : v;  /* keeps NaN, unlike fmax */
     if (act == 2) return 1.0f / (1.0f + exp(-v));
     if (act == 3) return tanh(v);
     return v;

@@ -1,0 +1,56 @@
+"""NaN and inf go through every backend as they do through the numpy reference and onnxruntime.
+
+ReLU keeps NaN (``max(NaN, 0)`` is NaN in numpy and onnxruntime): the compiled kernels must
+not turn it into 0, whether ReLU runs alone, fused after a matmul or inside a convolution.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from walle.ops import GraphBuilder, compile_graph, run_reference
+from walle.ops.backends.registry import available_backends
+
+BACKENDS = [b.name for b in available_backends()]
+
+
+def _special(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    x = np.random.default_rng(seed).uniform(-2.0, 2.0, shape).astype(np.float32)
+    flat = x.reshape(-1)
+    flat[::5] = np.nan
+    flat[1::7] = np.inf
+    flat[2::11] = -np.inf
+    return x
+
+
+def _graphs():
+    rng = np.random.default_rng(1)
+
+    def relu(b, x):
+        return b.relu(x)
+
+    def linear_relu(b, x):
+        w = b.const(rng.uniform(-1, 1, (b.shape(x)[-1], 9)).astype(np.float32))
+        return b.relu(b.linear(x, w, b.const(np.zeros(9, np.float32))))
+
+    def conv_relu(b, x):
+        x4 = b.reshape(x, (1, 2, 6, 20))
+        w = b.const(rng.uniform(0.1, 1, (8, 2, 3, 3)).astype(np.float32))
+        return b.relu(b.conv2d(x4, w, b.const(np.zeros(8, np.float32)), pads=(1, 1, 1, 1)))
+
+    return {"relu": relu, "linear_relu": linear_relu, "conv_relu": conv_relu}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case", sorted(_graphs()))
+def test_ops_relu_keeps_nan(backend: str, case: str) -> None:
+    x = _special((12, 20))
+    x[0, :] = np.nan  # a whole row: conv and matmul outputs that are NaN for sure
+    b = GraphBuilder()
+    graph = b.build([_graphs()[case](b, b.input("x", x.shape))])
+    got = compile_graph(graph, pin=backend, use_cache=False)(x)[0]
+    want = run_reference(graph, {"x": x})[0]
+    assert np.isnan(want).any()
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)

@@ -1,0 +1,283 @@
+"""ONNX import: silent wrong results and errors in the wrong place (issue 11), and the ops the
+nine CNNs of the onnx wheel need, each against onnxruntime with its default attributes.
+
+Tolerance: |walle - onnxruntime| <= 1e-4 + 1e-4 * |onnxruntime| (float32).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from walle.errors import ModelError
+from walle.ops import Model, available_backends, compile_graph
+from walle.ops.onnx_import import import_onnx
+
+BACKENDS = [b.name for b in available_backends()]
+RTOL = ATOL = 1e-4
+
+
+def _model(nodes, inputs, outputs, inits=(), opset: int = 17, value_info=()):
+    graph = helper.make_graph(nodes, "t", inputs, outputs, list(inits), value_info=value_info)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
+
+
+def _io(name: str, shape):
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+
+def _init(name: str, array: np.ndarray):
+    return numpy_helper.from_array(array, name)
+
+
+def _rand(shape, seed=0, low=-2.0, high=2.0) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(low, high, shape).astype(np.float32)
+
+
+def _ort(model, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, feeds)
+
+
+def _walle(model, feeds: dict[str, np.ndarray], backend: str) -> list[np.ndarray]:
+    graph = import_onnx(model)
+    plan = compile_graph(graph, pin=backend, use_cache=False)
+    return plan(*[feeds[n] for n in graph.inputs])
+
+
+def _single(op: str, shapes, inits=(), opset: int = 17, **attrs):
+    names = [f"x{i}" for i in range(len(shapes))]
+    node = helper.make_node(op, [*names, *(i.name for i in inits)], ["y"], name="n", **attrs)
+    ins = [_io(n, s) for n, s in zip(names, shapes, strict=True)]
+    return _model([node], ins, [_io("y", None)], inits, opset)
+
+
+def _assert_parity(model, feeds, backend: str) -> None:
+    want = _ort(model, feeds)
+    got = _walle(model, feeds, backend)
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, rtol=RTOL, atol=ATOL)
+
+
+# -- silent wrong results -------------------------------------------------------------------
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("op", ["MaxPool", "AveragePool"])
+def test_ops_pool_without_strides_uses_stride_one(backend: str, op: str) -> None:
+    model = _single(op, [(1, 2, 7, 6)], kernel_shape=[3, 2])
+    _assert_parity(model, {"x0": _rand((1, 2, 7, 6))}, backend)
+
+
+def test_ops_declared_output_shape_is_checked() -> None:
+    node = helper.make_node("Relu", ["x"], ["y"], name="act")
+    model = _model([node], [_io("x", [2, 3])], [_io("y", [2, 4])])
+    with pytest.raises(ModelError, match=r"node 'act' \(Relu\): output 'y' has shape \(2, 3\)"):
+        import_onnx(model)
+
+
+def test_ops_declared_intermediate_shape_is_checked() -> None:
+    nodes = [
+        helper.make_node("Relu", ["x"], ["h"], name="first"),
+        helper.make_node("Transpose", ["h"], ["y"], name="flip", perm=[1, 0]),
+    ]
+    model = _model(nodes, [_io("x", [2, 3])], [_io("y", [3, 2])], value_info=[_io("h", [3, 2])])
+    with pytest.raises(ModelError, match=r"node 'first' \(Relu\): output 'h'.*\(3, 2\)"):
+        import_onnx(model)
+
+
+def test_ops_declared_shapes_with_symbolic_and_batch_dims_are_accepted() -> None:
+    node = helper.make_node("Relu", ["x"], ["y"], name="act")
+    model = _model([node], [_io("x", [1, 3])], [_io("y", [1, "M"])])
+    for batch, rows in ((None, 1), (4, 4)):
+        graph = import_onnx(model, batch=batch)
+        assert graph.shape(graph.outputs[0]) == (rows, 3)
+
+
+# Not MaxPool: onnxruntime skips NaN inside a window (its running max starts at the lowest
+# float and only takes larger values), walle's max keeps it, as numpy and PyTorch do.
+def _nan_inf(shape, seed=0) -> np.ndarray:
+    x = _rand(shape, seed)
+    flat = x.reshape(-1)
+    flat[::5], flat[1::7], flat[2::11] = np.nan, np.inf, -np.inf
+    return x
+
+
+NAN_CASES = [
+    ("Relu", [(4, 10)], {}),
+    ("Sigmoid", [(4, 10)], {}),
+    ("Tanh", [(4, 10)], {}),
+    ("Add", [(4, 10), (10,)], {}),
+    ("Mul", [(4, 10), (4, 10)], {}),
+    ("Softmax", [(4, 10)], {"axis": -1}),
+    ("ReduceMean", [(4, 10)], {"axes": [1]}),
+    ("MatMul", [(4, 10), (10, 3)], {}),
+    ("AveragePool", [(1, 2, 6, 5)], {"kernel_shape": [2, 2], "strides": [2, 1]}),
+    ("Conv", [(1, 2, 6, 5), (3, 2, 3, 3)], {"pads": [1, 1, 1, 1]}),
+    ("GlobalAveragePool", [(1, 2, 6, 5)], {}),
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(("op", "shapes", "attrs"), NAN_CASES, ids=[c[0] for c in NAN_CASES])
+def test_ops_nan_and_inf_propagate_like_onnxruntime(backend, op, shapes, attrs) -> None:
+    model = _single(op, shapes, **attrs)
+    feeds = {f"x{i}": _nan_inf(s, seed=i) for i, s in enumerate(shapes)}
+    with np.errstate(all="ignore"):
+        want = _ort(model, feeds)[0]
+        got = _walle(model, feeds, backend)[0]
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
+
+
+# -- errors in the right place --------------------------------------------------------------
+def test_ops_unsupported_op_is_refused_when_the_model_is_built(tmp_path) -> None:
+    path = tmp_path / "erf.onnx"
+    onnx.save(_single("Erf", [("N", 3)]), str(path))
+    with pytest.raises(ModelError, match=r"node 'n' \(Erf\): unsupported op 'Erf'"):
+        Model(path, use_cache=False, trials=False)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ops_empty_batch_returns_an_empty_result(tmp_path, backend: str) -> None:
+    w = _rand((3, 4))
+    node = helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")
+    model = _model([node], [_io("x", ["N", 3])], [_io("y", ["N", 4])], [_init("w", w)])
+    path = tmp_path / "mm.onnx"
+    onnx.save(model, str(path))
+    empty = np.zeros((0, 3), np.float32)
+    want = _ort(model, {"x": empty})[0]
+    m = Model(path, backend=backend, use_cache=False, trials=False)
+    got = m(empty)
+    assert got.shape == want.shape == (0, 4) and got.dtype == np.float32
+    assert [a.shape for a in m.run(empty)] == [(0, 4)]
+
+
+def test_ops_run_keeps_each_inputs_leading_dim(tmp_path) -> None:
+    node = helper.make_node("MatMul", ["a", "b"], ["y"], name="mm")
+    model = _model([node], [_io("a", ["N", 3]), _io("b", [3, 4])], [_io("y", ["N", 4])])
+    path = tmp_path / "two.onnx"
+    onnx.save(model, str(path))
+    a, b = _rand((2, 3), 1), _rand((3, 4), 2)
+    got = Model(path, use_cache=False, trials=False).run(a, b)[0]
+    np.testing.assert_allclose(got, _ort(model, {"a": a, "b": b})[0], rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("declared", ["no shape", "no type"])
+def test_ops_outputs_without_declared_shape_are_accepted(tmp_path, declared: str) -> None:
+    out = (
+        helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+        if declared == "no shape"
+        else helper.make_empty_tensor_value_info("y")
+    )
+    node = helper.make_node("Relu", ["x"], ["y"], name="act")
+    model = _model([node], [_io("x", ["N", 3])], [out])
+    path = tmp_path / "open.onnx"
+    onnx.save(model, str(path))
+    x = _rand((2, 3))
+    got = Model(path, use_cache=False, trials=False)(x)
+    np.testing.assert_allclose(got, _ort(model, {"x": x})[0])
+
+
+# -- the ops of the nine CNNs ---------------------------------------------------------------
+_I64 = np.int64
+_BN = [
+    _init("s", _rand((3,), 3, 0.5, 1.5)),
+    _init("bb", _rand((3,), 4)),
+    _init("m", _rand((3,), 5)),
+    _init("v", _rand((3,), 6, 0.5, 2.0)),
+]
+NEW_OPS = [
+    ("BatchNormalization", [(2, 3, 4, 5)], _BN, 9, {}),
+    ("BatchNormalization", [(2, 3, 4, 5)], _BN, 15, {"epsilon": 0.1}),
+    ("BatchNormalization", [(2, 3)], _BN, 15, {}),
+    ("Dropout", [(3, 4)], [], 9, {}),
+    ("Dropout", [(3, 4)], [], 17, {}),
+    ("LRN", [(2, 7, 3, 4)], [], 9, {"size": 5}),
+    ("LRN", [(1, 6, 5, 2)], [], 17, {"size": 3, "alpha": 0.01, "beta": 0.5, "bias": 2.0}),
+    ("LRN", [(1, 3, 2, 2)], [], 17, {"size": 7}),
+    ("Sum", [(3, 4)], [], 9, {}),
+    ("Sum", [(3, 4), (4,)], [], 9, {}),
+    ("Sum", [(3, 4), (3, 1), (1, 4)], [], 17, {}),
+    ("Unsqueeze", [(3, 4)], [], 9, {"axes": [0, 3]}),
+    ("Unsqueeze", [(3, 4)], [_init("ax", np.array([-1, 1], _I64))], 17, {}),
+    ("Conv", [(1, 4, 6, 6), (6, 2, 3, 3)], [], 17, {"group": 2}),
+    ("Conv", [(2, 4, 6, 5), (4, 1, 3, 3), (4,)], [], 17, {"group": 4, "pads": [1, 1, 1, 1]}),
+    ("Conv", [(1, 6, 7, 7), (3, 2, 2, 2)], [], 17, {"group": 3, "strides": [2, 2]}),
+    ("Softmax", [(2, 3, 1, 2)], [], 9, {}),
+    ("Softmax", [(2, 3, 4)], [], 11, {"axis": 1}),
+    ("MaxPool", [(1, 2, 6, 6)], [], 9, {"kernel_shape": [2, 2], "pads": [0, 0, 1, 1]}),
+    ("AveragePool", [(1, 2, 6, 6)], [], 9, {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}),
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    ("op", "shapes", "inits", "opset", "attrs"),
+    NEW_OPS,
+    ids=[f"{c[0]}{i}" for i, c in enumerate(NEW_OPS)],
+)
+def test_ops_cnn_op_matches_onnxruntime(backend, op, shapes, inits, opset, attrs) -> None:
+    model = _single(op, shapes, inits, opset, **attrs)
+    feeds = {f"x{i}": _rand(s, seed=i) for i, s in enumerate(shapes)}
+    _assert_parity(model, feeds, backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("value", [None, 0.5])
+def test_ops_constant_of_shape_matches_onnxruntime(backend: str, value) -> None:
+    attrs = {} if value is None else {"value": numpy_helper.from_array(np.array([value], "f"))}
+    nodes = [
+        helper.make_node("ConstantOfShape", ["shape"], ["c"], name="fill", **attrs),
+        helper.make_node("Add", ["x", "c"], ["y"], name="add"),
+    ]
+    model = _model(
+        nodes, [_io("x", [2, 3])], [_io("y", [2, 3])], [_init("shape", np.array([2, 3], _I64))]
+    )
+    _assert_parity(model, {"x": _rand((2, 3))}, backend)
+
+
+def _conv_bn(bn_inits=_BN, consumers: int = 1):
+    w = _init("w", _rand((3, 2, 3, 3), 7))
+    b = _init("b", _rand((3,), 8))
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+        helper.make_node("BatchNormalization", ["c", "s", "bb", "m", "v"], ["y"], name="bn"),
+    ]
+    outputs = [_io("y", [1, 3, 5, 5])]
+    if consumers > 1:
+        nodes.append(helper.make_node("Relu", ["c"], ["r"], name="relu"))
+        outputs.append(_io("r", [1, 3, 5, 5]))
+    return _model(nodes, [_io("x", [1, 2, 5, 5])], outputs, [w, b, *bn_inits], opset=9)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ops_batchnorm_folds_into_the_conv(backend: str) -> None:
+    model = _conv_bn()
+    plain = _model(
+        [helper.make_node("Conv", ["x", "w", "b"], ["y"], name="conv", pads=[1, 1, 1, 1])],
+        [_io("x", [1, 2, 5, 5])],
+        [_io("y", [1, 3, 5, 5])],
+        [_init("w", _rand((3, 2, 3, 3), 7)), _init("b", _rand((3,), 8))],
+    )
+    assert [n.op for n in import_onnx(model).nodes] == [n.op for n in import_onnx(plain).nodes]
+    _assert_parity(model, {"x": _rand((1, 2, 5, 5))}, backend)
+
+
+def test_ops_batchnorm_after_a_shared_conv_is_not_folded() -> None:
+    model = _conv_bn(consumers=2)
+    ops = [n.attr("kind") for n in import_onnx(model).nodes if n.op == "binary"]
+    assert ops[-2:] == ["mul", "add"]
+    _assert_parity(model, {"x": _rand((1, 2, 5, 5))}, "numpy")
+
+
+def test_ops_dropout_mask_output_is_refused() -> None:
+    nodes = [
+        helper.make_node("Dropout", ["x"], ["y", "mask"], name="drop"),
+        helper.make_node("Cast", ["mask"], ["m"], name="cast", to=TensorProto.FLOAT),
+    ]
+    model = _model(nodes, [_io("x", [2, 3])], [_io("y", [2, 3]), _io("m", [2, 3])], opset=9)
+    with pytest.raises(ModelError, match=r"node 'drop' \(Dropout\): the mask output"):
+        import_onnx(model)
