@@ -1,7 +1,7 @@
 """walle: device-cloud collaborative ML pipelines.
 
 The task DSL and engine (``walle.streams``) are imported eagerly: they are light. The
-device runtime, ops and deploy areas are loaded on first use of one of their names, so
+device and cloud runtimes, ops and deploy areas are loaded on first use of one of their names, so
 ``import walle`` stays quick and starts nothing (no threads, no logging set-up).
 """
 
@@ -71,6 +71,8 @@ _LAZY = {
     "Graph": "walle.ops",
     "GraphBuilder": "walle.ops",
     "EmbeddedBroker": "walle.kafka",
+    "CloudSettings": "walle.streams.cloud.settings",
+    "CloudWorker": "walle.streams.cloud.worker",
     "Manifest": "walle.deploy",
     "ReleasePolicy": "walle.deploy",
     "TrustStore": "walle.deploy",
@@ -84,6 +86,8 @@ __all__ = [
     "BackendError",
     "BrokerError",
     "BundleError",
+    "CloudSettings",
+    "CloudWorker",
     "CountWindow",
     "DeadLetter",
     "DeviceRuntime",

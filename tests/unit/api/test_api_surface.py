@@ -12,6 +12,8 @@ PINNED = {
     "BackendError",
     "BrokerError",
     "BundleError",
+    "CloudSettings",
+    "CloudWorker",
     "CountWindow",
     "DeadLetter",
     "DeviceRuntime",

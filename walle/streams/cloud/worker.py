@@ -79,7 +79,7 @@ def declare_topics(app: App, settings: CloudSettings) -> None:
     )
 
 
-class Worker:
+class CloudWorker:
     """One member of the app's consumer group; ``run()`` until ``stop`` is set."""
 
     def __init__(self, app: App, settings: CloudSettings) -> None:
@@ -435,7 +435,7 @@ def run_worker(app: App, settings: CloudSettings, stop: threading.Event | None =
     """
     declare_topics(app, settings)
     stop = stop or _stop_on_signals()
-    worker = Worker(app, settings)
+    worker = CloudWorker(app, settings)
     if settings.metrics_port is not None:
         host, port = settings.metrics_host, settings.metrics_port
         worker.metrics.serve(port, host)
