@@ -2,7 +2,8 @@
 
   (a) raw confluent-kafka batched consume of the input topic, events/s: the client limit;
   (b) the walle worker (batched engine, per-device changelog state) events/s, with client
-      and broker CPU per 1,000 events; then 2 workers;
+      and broker CPU per 1,000 events; then with its /metrics served and scraped every
+      second; then 2 workers;
   (c) the same App as a naive plain faust agent: per event, decode, then for every task
       load that task's state from a table, run it, write the state back and send the
       outputs; (b) / (c) is the ratio;
@@ -24,6 +25,7 @@ Results are printed and written to benchmarks/results/cloud_bench.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing
 import os
 import platform
@@ -269,6 +271,30 @@ def _percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
+def _with_scraper(run: CloudRun, timed: Any) -> Timed:
+    """Run ``timed()`` with the worker serving /metrics and a scraper reading it every second."""
+    from urllib.request import urlopen
+
+    from walle.kafka.embedded import _free_port
+
+    port = _free_port("127.0.0.1")
+    run.settings = run.settings.model_copy(update={"metrics_port": port})
+    stop = threading.Event()
+
+    def scrape() -> None:
+        while not stop.wait(1.0):
+            with contextlib.suppress(OSError):  # not serving yet
+                urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read()
+
+    scraper = threading.Thread(target=scrape, daemon=True)
+    scraper.start()
+    try:
+        return timed()
+    finally:
+        stop.set()
+        scraper.join()
+
+
 def _quix_row(broker: EmbeddedBroker, events: list[Event], app: App) -> Any:
     with CloudRun(app, broker) as run:
         run.produce(events)
@@ -305,6 +331,10 @@ def main() -> None:
             pair = _timed_processing(
                 pair_run, broker, lambda: [pair_run.start_worker() for _ in range(2)]
             )
+        with CloudRun(app, broker) as scraped_run:
+            scraped_run.produce(events)
+            scraped = _with_scraper(scraped_run, lambda: _timed_processing(
+                scraped_run, broker, scraped_run.start_worker))  # fmt: skip
         quix = _quix_row(broker, events, app)
         with CloudRun(app, broker) as naive_run:
             changelog = f"{naive_run.settings.app_id}-naive-state-changelog"
@@ -327,6 +357,8 @@ def main() -> None:
         f"{one.rate / bound:.0%} of (f) (target >= 50%), {one.rate / quix.events_per_s:.2f}x "
         f"Quix (g) (target >= 2x)",
         f"    CPU per 1,000 events: worker {one.client_ms:.0f} ms, broker {one.broker_ms:.1f} ms",
+        f"    with /metrics served and scraped every second: {scraped.rate:,.0f} events/s = "
+        f"{scraped.rate / one.rate:.2f}x (target >= 0.98x)",
         f"    2 workers (this machine has {os.cpu_count()} cores, shared with the broker): "
         f"{pair.rate:,.0f} events/s = {pair.rate / one.rate:.2f}x 1 worker (target >= 1.5x)",
         f"(c) naive faust agent:             {naive.rate:12,.0f} events/s; (b)/(c) = "
