@@ -3,6 +3,10 @@ append latency at the default durability policy.
 
 ``python benchmarks/device_bench.py`` prints both; ``benchmarks/streams_bench.py`` calls
 ``bench_device_replay``, ``bench_decode_only`` and ``bench_append_latency``.
+``python benchmarks/device_bench.py checkpoints`` prints the cost of one live commit (WAL bytes
+and time) at 200 and 2,000 devices with 1% of them active since the last one, for the
+per-device checkpoints and for the whole-engine snapshot they replaced (``runtime.py`` of
+commit ``BEFORE_COMMIT``, loaded from git).
 
 Full replay = read the SQLite log + build events + the engine (match, windows, aggregates)
 + checkpoints (snapshot, feature-store upserts, offset) in one transaction each, at the
@@ -18,9 +22,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_APP = ROOT / "examples" / "item_page_view.py"
+BEFORE_COMMIT = "71c275f"  # the last runtime.py that wrote the whole engine at each checkpoint
 
 
 def _best(seconds: list[float]) -> float:
@@ -93,6 +99,94 @@ def bench_append_latency(count: int = 20_000) -> tuple[float, float]:
     return quantiles[49] / 1000, quantiles[98] / 1000
 
 
+def _runtime_class(before: bool) -> type:
+    """DeviceRuntime now, or (``before``) as of BEFORE_COMMIT, loaded from git."""
+    import subprocess
+    import types
+
+    from walle.streams.device import DeviceRuntime
+
+    if not before:
+        return DeviceRuntime
+    source = subprocess.run(
+        ["git", "show", f"{BEFORE_COMMIT}:walle/streams/device/runtime.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    module = types.ModuleType("walle_runtime_before")
+    module.__dict__["__name__"] = "walle_runtime_before"
+    sys.modules[module.__name__] = module
+    exec(compile(source, f"{BEFORE_COMMIT}:runtime.py", "exec"), module.__dict__)
+    return module.DeviceRuntime
+
+
+def bench_checkpoint(
+    devices: int, *, before: bool = False, rounds: int = 5
+) -> tuple[int, int, float]:
+    """State bytes, WAL bytes and ms of one live commit with 1% of ``devices`` active.
+
+    Every device first gets a visit with its window still open (state held); then, per round,
+    1% of the devices append 3 events and ``flush()`` commits them with the checkpoint. Returns
+    the median over ``rounds`` of the engine state bytes written (the whole snapshot before,
+    the active devices' records after), the WAL bytes written (truncated before each commit;
+    SQLite writes whole 4 KiB pages: events, indexes, features, state) and the ms.
+    """
+    from walle.logging import configure_logging
+    from walle.streams.app import load_app
+    from walle.streams.events import Event
+
+    configure_logging("ERROR")
+    runtime_class = _runtime_class(before)
+    app = load_app(DEFAULT_APP)
+    names = [f"dev-{number:05d}" for number in range(devices)]
+    seqs = dict.fromkeys(names, 0)
+
+    def visit(runtime: Any, device: str, at: int) -> None:
+        for offset, kind in ((0, "page_exit"), (1, "page_enter"), (2, "click")):
+            seqs[device] += 1
+            args = {"item_id": f"i{seqs[device]}", "price": 1.0} if kind == "page_enter" else {}
+            runtime.append(Event(device, seqs[device], at + offset, kind, "item", args))
+
+    states, sizes, times = [], [], []
+    with tempfile.TemporaryDirectory(prefix="walle-bench-") as folder:
+        db = Path(folder) / "live.db"
+        runtime = runtime_class(app, db)
+        try:
+            runtime.start_live(autoflush=False)
+            for device in names:
+                visit(runtime, device, 1_000)
+            runtime.flush()
+            active = max(1, devices // 100)
+            for round_ in range(rounds):
+                moved = names[round_ * active : (round_ + 1) * active]
+                for device in moved:
+                    visit(runtime, device, 10_000 * (round_ + 2))
+                engine = runtime.engine
+                state = [engine.snapshot()] if before else map(engine.snapshot_device, moved)
+                states.append(sum(len(blob) for blob in state))
+                runtime.store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+                start = time.perf_counter()
+                runtime.flush()
+                times.append((time.perf_counter() - start) * 1000)
+                sizes.append(Path(f"{db}-wal").stat().st_size)
+        finally:
+            runtime.close()
+    median = statistics.median
+    return int(median(states)), int(median(sizes)), median(times)
+
+
+def checkpoints_main() -> None:
+    """Print the checkpoint cost rows, before and after, at 200 and 2,000 devices."""
+    print(f"one live commit, 1% of devices active since the last one ({DEFAULT_APP.name})")
+    print(f"{'devices':>8} {'':>7} {'state bytes':>12} {'WAL bytes':>10} {'ms':>7}")
+    for devices in (200, 2_000):
+        for label, before in (("before", True), ("after", False)):
+            state, wal, ms = bench_checkpoint(devices, before=before)
+            print(f"{devices:>8} {label:>7} {state:>12,} {wal:>10,} {ms:>7.2f}")
+
+
 def make_bench_log(path: str | Path, devices: int = 200, events_per_device: int = 250) -> Path:
     """A synthetic JSONL log (~50k events) shaped like the item page-view example's input."""
     from walle.streams.events import write_jsonl
@@ -122,4 +216,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    checkpoints_main() if sys.argv[1:] == ["checkpoints"] else main()

@@ -11,7 +11,7 @@ import json
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from walle.streams.device.replay import OpenedReplay
-    from walle.streams.device.runtime import RunReport
+    from walle.streams.device.runtime import DeviceRuntime, RunReport
 
 _APP = click.Path(exists=True, dir_okay=False, path_type=Path)
 _FILE = click.Path(dir_okay=False, path_type=Path)
@@ -58,6 +58,19 @@ def _database(db: Path | None) -> Iterator[Path]:
         yield Path(folder) / "device.db"
 
 
+_OUT_HELP = (
+    "Write the feature store as JSONL (Output.to_json per line), replacing FILE at the end of"
+    " the run: with --db it holds every output so far, kills and restarts included."
+)
+
+
+def _write_out(console: Console, runtime: DeviceRuntime, out: Path | None) -> None:
+    from walle.streams.device.replay import write_outputs_file
+
+    if out is not None:
+        console.print(f"wrote {write_outputs_file(runtime, out)} outputs to {out}")
+
+
 def _summary(console: Console, opened: OpenedReplay, report: RunReport) -> None:
     if opened.ingest is not None and opened.ingest.dead_letters:
         console.print(
@@ -79,6 +92,7 @@ def _summary(console: Console, opened: OpenedReplay, report: RunReport) -> None:
 )
 @click.option("--db", type=_FILE, help="Device database (state, features) [default: temporary].")
 @click.option("--limit", default=20, show_default=True, help="Feature rows to print.")
+@click.option("--out", type=_FILE, help=_OUT_HELP)
 @click.option(
     "--finish/--no-finish",
     default=True,
@@ -86,16 +100,23 @@ def _summary(console: Console, opened: OpenedReplay, report: RunReport) -> None:
     help="Close every open window at the end of the log.",
 )
 def run_command(
-    app_path: Path, log_path: Path | None, db: Path | None, limit: int, finish: bool
+    app_path: Path,
+    log_path: Path | None,
+    db: Path | None,
+    limit: int,
+    out: Path | None,
+    finish: bool,
 ) -> None:
     """Run APP over its event log on the device runtime and print its features."""
     from rich.console import Console
 
     from walle.streams.app import load_app
-    from walle.streams.device.replay import open_replay
+    from walle.streams.device.replay import check_outputs_file, open_replay
 
     log_path = log_path or app_path.with_suffix(".jsonl")
     app = load_app(app_path)
+    if out is not None:
+        check_outputs_file(out)
     console = Console()
     with _database(db) as db_path:
         opened = open_replay(app, log_path, db_path)
@@ -103,6 +124,7 @@ def run_command(
             report = runtime.run(finish=finish)
             console.print(outputs_table(runtime.features(), limit))
             _summary(console, opened, report)
+            _write_out(console, runtime, out)
 
 
 @click.command("replay")
@@ -115,7 +137,7 @@ def run_command(
 )
 @click.option("--from-offset", type=click.IntRange(min=1), help="Skip log offsets below N.")
 @click.option("--until", help="Stop after offset N, or at event time ts:MS / an ISO date-time.")
-@click.option("--out", type=_FILE, help="Write the outputs as JSONL (Output.to_json per line).")
+@click.option("--out", type=_FILE, help=_OUT_HELP)
 @click.option(
     "--finish/--no-finish",
     default=True,
@@ -136,20 +158,16 @@ def replay_command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from walle.streams.app import load_app
-    from walle.streams.device.replay import open_replay
+    from walle.streams.device.replay import check_outputs_file, open_replay
 
     until_offset, until_ts = _parse_until(until)
     app = load_app(app_path)
+    if out is not None:
+        check_outputs_file(out)
     console = Console()
     with contextlib.ExitStack() as stack:
-        sink = stack.enter_context(out.open("w", encoding="utf-8")) if out else None
         db_path = stack.enter_context(_database(db))
-
-        def write(output: Any) -> None:
-            if sink is not None:
-                sink.write(output.to_json() + "\n")
-
-        opened = open_replay(app, log_path, db_path, on_output=write)
+        opened = open_replay(app, log_path, db_path)
         runtime = stack.enter_context(opened.runtime)
         last = runtime.source.last_offset() if until_offset is None else until_offset
         start = max(runtime.processed_offset, (from_offset or 1) - 1)
@@ -173,6 +191,7 @@ def replay_command(
         )
         progress.stop()
         _summary(console, opened, report)
+        _write_out(console, runtime, out)
 
 
 @click.command("deadletters")

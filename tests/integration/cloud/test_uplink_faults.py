@@ -1,9 +1,11 @@
-"""Uplink faults on a real broker: broker down while outputs keep coming; sender SIGKILLed."""
+"""Uplink faults on a real broker: broker down, sender SIGKILLed, outputs too large to send."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import random
 import signal
 import sqlite3
 import subprocess
@@ -15,7 +17,15 @@ from pathlib import Path
 from kafka import KafkaConsumer
 
 from walle.kafka import EmbeddedBroker, create_topics
-from walle.streams.uplink import OutputDeduplicator, UplinkSender, enqueue, pending
+from walle.streams.device.log import EventLog, LogSettings
+from walle.streams.uplink import (
+    HEADROOM_BYTES,
+    MAX_REQUEST_BYTES,
+    OutputDeduplicator,
+    UplinkSender,
+    enqueue,
+    pending,
+)
 
 _WALLE = str(Path(sys.executable).with_name("walle"))
 
@@ -124,3 +134,89 @@ def test_sigkilled_sender_loses_nothing(tmp_path, broker) -> None:
     dedup = OutputDeduplicator()
     _collect(broker.bootstrap, topic, dedup, total, 20)
     assert sorted(dedup.outputs) == sorted(_Out(i).key for i in range(total))
+
+
+class _Embedding:
+    """An output of about ``size`` bytes of JSON: an embedding of random floats, or a blob."""
+
+    def __init__(self, index: int, size: int):
+        rng = random.Random(index)
+        self.key = f"embed|dev-1|w{index}"
+        if size > 100_000:  # incompressible, so even compressed it is over any message
+            self.body = {
+                "index": index,
+                "blob": base64.b64encode(rng.randbytes(size * 3 // 4)).decode(),
+            }
+        else:
+            self.body = {
+                "index": index,
+                "vector": [round(rng.random(), 6) for _ in range(size // 10)],
+            }
+
+    def to_json(self) -> str:
+        return json.dumps(self.body, sort_keys=True)
+
+
+def _enqueue_embeddings(db: Path, outputs: list[_Embedding]) -> None:
+    conn = sqlite3.connect(db, timeout=5)
+    try:
+        with conn:
+            enqueue(conn, outputs)
+    finally:
+        conn.close()
+
+
+def _embeddings_with_a_huge_one(huge_at: int) -> list[_Embedding]:
+    outputs = [_Embedding(index, 9_400) for index in range(500)]
+    outputs.insert(huge_at, _Embedding(9_999, 2_000_000))
+    return outputs
+
+
+def test_an_output_too_large_for_any_message_is_dead_lettered(tmp_path, broker) -> None:
+    db, topic = tmp_path / "device.db", f"uplink-size-{os.getpid()}-{time.monotonic_ns()}"
+    outputs = _embeddings_with_a_huge_one(huge_at=137)
+    huge = outputs[137]
+    assert 9_000 < len(outputs[0].to_json()) < 10_000
+    _enqueue_embeddings(db, outputs)
+    sender = UplinkSender(db, broker.bootstrap, topic, batch_size=500, ack_timeout_s=5)
+    try:
+        started = time.monotonic()
+        assert sender.send_pending() == 500
+        assert time.monotonic() - started < 30
+        assert sender.dead_lettered == 1
+        assert sender.sent_batches >= 2  # 500 x 9.4 KB do not fit one 1 MB message
+    finally:
+        sender.close()
+    assert _queued(db) == 0
+    with EventLog(db, LogSettings(read_only=True)) as log:
+        [dead] = log.dead_letters()
+    assert (dead.source, dead.raw) == (f"uplink:{topic}", huge.to_json())
+    assert huge.key in dead.location
+    assert f"output of {len(huge.to_json()):,} bytes" in dead.reason
+    assert f"message limit of {MAX_REQUEST_BYTES - HEADROOM_BYTES:,} bytes" in dead.reason
+
+    dedup = OutputDeduplicator()
+    _collect(broker.bootstrap, topic, dedup, 500, 30)
+    assert dedup.duplicates == 0
+    assert dedup.outputs == {out.key: out.body for out in outputs if out is not huge}
+
+
+def test_a_refused_message_is_split_not_retried(tmp_path, broker) -> None:
+    """A limit above what the producer accepts: each refusal halves it, nothing loops."""
+    db, topic = tmp_path / "device.db", f"uplink-refused-{os.getpid()}-{time.monotonic_ns()}"
+    outputs = _embeddings_with_a_huge_one(huge_at=0)
+    _enqueue_embeddings(db, outputs)
+    sender = UplinkSender(db, broker.bootstrap, topic, ack_timeout_s=5)
+    sender.limit_bytes = 8 * MAX_REQUEST_BYTES  # as if the broker's limit were lower than ours
+    try:
+        assert sender.send_pending() == 500
+        assert sender.dead_lettered == 1
+        assert sender.limit_bytes <= MAX_REQUEST_BYTES
+    finally:
+        sender.close()
+    with EventLog(db, LogSettings(read_only=True)) as log:
+        [dead] = log.dead_letters()
+    assert dead.raw == outputs[0].to_json()
+    dedup = OutputDeduplicator()
+    _collect(broker.bootstrap, topic, dedup, 500, 30)
+    assert dedup.outputs == {out.key: out.body for out in outputs[1:]}

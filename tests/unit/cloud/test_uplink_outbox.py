@@ -1,8 +1,9 @@
-"""The uplink outbox: enqueue inside the caller's transaction, batch encoding, dedup."""
+"""The uplink outbox: enqueue inside the caller's transaction, batch encoding and sizing, dedup."""
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 
 import pytest
@@ -15,6 +16,7 @@ from walle.streams.uplink import (
     decode_batch,
     encode_batch,
     enqueue,
+    pack_batch,
     pending,
 )
 
@@ -65,3 +67,27 @@ def test_batch_round_trip_and_dedup() -> None:
 def test_malformed_batch_is_a_validation_error(value: bytes) -> None:
     with pytest.raises(ValidationError, match="uplink@3:7: undecodable uplink batch"):
         decode_batch(value, where="uplink@3:7")
+
+
+def _rows(sizes: list[int]) -> list[OutboxRow]:
+    """Rows whose values are incompressible text of the given lengths."""
+    return [
+        OutboxRow(index, f"k{index}", json.dumps({"blob": os.urandom(size // 2).hex()}))
+        for index, size in enumerate(sizes)
+    ]
+
+
+def test_pack_batch_takes_the_longest_prefix_under_the_limit() -> None:
+    rows = _rows([10_000] * 40)
+    assert pack_batch(rows, "dev-1", 1_000_000) == (40, encode_batch(rows, "dev-1"))
+    packed = pack_batch(rows, "dev-1", 100_000)
+    assert 0 < packed.count < 40
+    assert packed.value == encode_batch(rows[: packed.count], "dev-1")
+    assert len(packed.value) <= 100_000 < len(encode_batch(rows[: packed.count + 1], "dev-1"))
+
+
+def test_pack_batch_of_an_output_too_large_for_any_message_is_empty() -> None:
+    rows = _rows([200_000, 1_000])
+    packed = pack_batch(rows, "dev-1", 100_000)
+    assert packed == (0, encode_batch(rows[:1], "dev-1"))
+    assert len(packed.value) > 100_000

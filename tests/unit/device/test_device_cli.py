@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 
@@ -78,3 +79,58 @@ def test_walle_error_exits_1_with_clear_message(tmp_path: Path, capsys, monkeypa
     else:
         raise AssertionError("walle deadletters on a text file should exit 1")
     assert "not an SQLite database" in capsys.readouterr().err
+
+
+def _exit_of_main(monkeypatch, *args: str) -> int | str | None:
+    monkeypatch.setattr("sys.argv", ["walle", *args])
+    try:
+        main()
+    except SystemExit as exit_:
+        return exit_.code
+    raise AssertionError("walle should exit")
+
+
+def test_out_file_holds_the_whole_store_after_a_resumed_replay(tmp_path: Path) -> None:
+    log, db, out = _log(tmp_path / "log.jsonl"), tmp_path / "d.db", tmp_path / "out.jsonl"
+    for until in (["--until", "3"], []):
+        args = ["replay", str(APP), str(log), "--db", str(db), "--out", str(out), *until]
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 0, result.output
+    lines = out.read_text().splitlines()
+    assert len(lines) == 2 and "wrote 2 outputs to" in result.output  # not only this run's 1
+    ran = CliRunner().invoke(cli, ["run", str(APP), "--log", str(log), "--out", str(out)])
+    assert ran.exit_code == 0, ran.output
+    assert out.read_text().splitlines() == lines
+
+
+def test_out_in_a_missing_folder_is_a_one_line_error(tmp_path: Path, capsys, monkeypatch) -> None:
+    log, out = _log(tmp_path / "log.jsonl"), tmp_path / "no-such-folder" / "out.jsonl"
+    for command in (["replay", str(APP), str(log)], ["run", str(APP), "--log", str(log)]):
+        assert _exit_of_main(monkeypatch, *command, "--out", str(out)) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {out}: cannot write the outputs file: No such file")
+        assert "directory exists and is writable" in err and "Traceback" not in err
+        assert len(err.strip().splitlines()) == 1
+
+
+def test_out_on_a_full_disk_is_a_one_line_error_and_keeps_the_old_file(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    log, db, out = _log(tmp_path / "log.jsonl"), tmp_path / "d.db", tmp_path / "out.jsonl"
+    out.write_text("the previous complete file\n")
+
+    def no_space(_descriptor: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("os.fsync", no_space)
+    args = ["replay", str(APP), str(log), "--db", str(db), "--out", str(out)]
+    assert _exit_of_main(monkeypatch, *args) == 1
+    err = capsys.readouterr().err
+    assert f"error: {out}: cannot write the outputs file: the disk is full" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert out.read_text() == "the previous complete file\n"
+    assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".out")] == []
+
+    monkeypatch.undo()  # space is back: the next run rewrites the file from the store
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    assert len(out.read_text().splitlines()) == 2

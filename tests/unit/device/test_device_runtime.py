@@ -211,3 +211,55 @@ def test_quiet_device_windows_close_on_the_idle_timeout(tmp_path: Path) -> None:
         assert [(o.window, o.value) for o in closed] == [("tumbling:0-10000", {"n": 2})]
         runtime.flush()
         assert [key for key, _ in runtime.features()] == ["n|d1|tumbling:0-10000"]
+
+
+def _device_states(path: Path) -> dict[str, bytes]:
+    conn = sqlite3.connect(path)
+    try:
+        rows = conn.execute("SELECT device_id, snapshot FROM runtime_device_state").fetchall()
+    finally:
+        conn.close()
+    return dict(rows)
+
+
+def test_a_checkpoint_writes_only_the_devices_touched_since_the_last(tmp_path: Path) -> None:
+    db, app = tmp_path / "d.db", _app()
+    devices = [f"dev-{number}" for number in range(5)]
+    _fill(db, [event for device in devices for event in _visits(device, 2)])
+    with DeviceRuntime(app, db) as runtime:
+        runtime.run()
+    before = _device_states(db)
+    assert sorted(before) == devices
+
+    more = _visits("dev-3", 4)[6:]  # dev-3's third and fourth visits
+    _fill(db, more)
+    with DeviceRuntime(app, db) as runtime:
+        changes = runtime.store.conn.total_changes
+        runtime.run()
+        # checkpoint row, consumer offset, dev-3's record and its 2 new features
+        assert runtime.store.conn.total_changes - changes == 5
+        in_memory = runtime.engine.snapshot()
+    after = _device_states(db)
+    assert {device for device in devices if after[device] != before[device]} == {"dev-3"}
+    with DeviceRuntime(app, db) as restored:
+        assert restored.engine.snapshot() == in_memory
+
+
+def test_a_whole_engine_checkpoint_is_restored_and_split(tmp_path: Path) -> None:
+    """A database checkpointed by an earlier walle (one snapshot of the whole engine)."""
+    db, app = tmp_path / "d.db", _app()
+    _fill(db, _visits("dev-1", 2) + _visits("dev-2", 1))
+    with DeviceRuntime(app, db) as runtime:
+        runtime.run()
+        whole = runtime.engine.snapshot()
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute("UPDATE runtime_checkpoints SET snapshot = ?", (whole,))
+        conn.execute("DELETE FROM runtime_device_state")
+    conn.close()
+    with DeviceRuntime(app, db) as runtime:
+        assert runtime.engine.snapshot() == whole
+        runtime.run()
+    assert sorted(_device_states(db)) == ["dev-1", "dev-2"]
+    with DeviceRuntime(app, db) as runtime:
+        assert runtime.engine.snapshot() == whole

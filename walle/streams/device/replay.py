@@ -1,7 +1,13 @@
-"""Opening a runtime over a log given by path: a JSONL file (ingested) or an SQLite event log."""
+"""Runtimes over files given by path: a log (JSONL, ingested, or an SQLite event log) in, and
+the feature store out as a JSONL file that is replaced whole, never appended to.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -67,3 +73,66 @@ def open_replay(
         source.close()
         raise
     return OpenedReplay(runtime, None)
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def _out_error(path: Path, exc: OSError) -> StorageError:
+    if exc.errno in _FULL:
+        hint = (
+            "the disk is full (or a quota or file size limit was reached); free space and run"
+            " again: the database keeps every output and the file is rewritten from it"
+        )
+    else:
+        hint = f"{exc.strerror or exc}; check that its directory exists and is writable"
+    return StorageError(f"{path}: cannot write the outputs file: {hint}")
+
+
+def check_outputs_file(path: str | Path) -> None:
+    """Fail now (StorageError), not after a long run, if ``path``'s folder takes no new file."""
+    path = Path(path)
+    try:
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=True):
+            pass
+    except OSError as exc:
+        raise _out_error(path, exc) from None
+
+
+def write_outputs_file(runtime: DeviceRuntime, path: str | Path) -> int:
+    """Replace ``path`` with the runtime's feature store as JSONL; returns the lines written.
+
+    One ``Output.to_json()`` per line in the order keys were first written (see
+    ``DeviceRuntime.features``). The lines go to a temporary file beside ``path``, synced,
+    then renamed over it: after a kill or a full disk ``path`` holds the previous complete
+    file or the new one, never part of one, and the next run rewrites it from the store.
+    """
+    path = Path(path)
+    rows = runtime.features(written_order=True)
+    temporary: Path | None = None
+    try:
+        handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        temporary = Path(name)
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.writelines(output + "\n" for _, output in rows)
+            stream.flush()
+            os.fsync(stream.fileno())
+        temporary.chmod(path.stat().st_mode & 0o777 if path.exists() else 0o644)
+        os.replace(temporary, path)
+        _sync_folder(path.parent)
+    except OSError as exc:
+        if temporary is not None:
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+        raise _out_error(path, exc) from None
+    return len(rows)
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (best effort: not every system can sync a folder)."""
+    with contextlib.suppress(OSError):
+        descriptor = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)

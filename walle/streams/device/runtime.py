@@ -1,11 +1,13 @@
 """``DeviceRuntime``: drives the streams engine over the device's event log, crash-safely.
 
-At every checkpoint ONE SQLite transaction writes the engine snapshot (with the app's
-fingerprint), the outputs (upserted into the feature store by ``Output.key``), late events,
-dead letters, the input offset, and whatever the checkpoint participants add (the uplink
-outbox). A crash anywhere leaves either the previous checkpoint or the new one, and a
-restart resumes from it; since the engine is deterministic, re-processing the events after
-that offset reproduces exactly what was lost, so nothing is lost or duplicated.
+At every checkpoint ONE SQLite transaction writes the state of the devices touched since the
+last checkpoint (one msgpack record per device, so a checkpoint costs what changed, not the
+whole engine), the app's fingerprint, the outputs (upserted into the feature store by
+``Output.key``), late events, dead letters, the input offset, and whatever the checkpoint
+participants add (the uplink outbox). A crash anywhere leaves either the previous checkpoint
+or the new one, and a restart resumes from it (the engine built from the device records);
+since the engine is deterministic, re-processing the events after that offset reproduces
+exactly what was lost, so nothing is lost or duplicated.
 """
 
 from __future__ import annotations
@@ -59,6 +61,9 @@ _SCHEMA = (
         window TEXT NOT NULL, ts INTEGER NOT NULL, output TEXT NOT NULL,
         value TEXT GENERATED ALWAYS AS (json_extract(output, '$.value')) VIRTUAL,
         PRIMARY KEY (app, key))""",
+    """CREATE TABLE IF NOT EXISTS runtime_device_state (
+        app TEXT NOT NULL, device_id TEXT NOT NULL, snapshot BLOB NOT NULL,
+        PRIMARY KEY (app, device_id))""",
     """CREATE TABLE IF NOT EXISTS late_events (
         id INTEGER PRIMARY KEY AUTOINCREMENT, app TEXT NOT NULL, task TEXT NOT NULL,
         device_id TEXT NOT NULL, seq INTEGER NOT NULL, reason TEXT NOT NULL, raw TEXT NOT NULL)""",
@@ -69,6 +74,11 @@ _UPSERT_FEATURE = (
     " task = excluded.task, device_id = excluded.device_id, window = excluded.window,"
     " ts = excluded.ts, output = excluded.output"
 )
+_UPSERT_DEVICE = (
+    "INSERT INTO runtime_device_state (app, device_id, snapshot) VALUES (?, ?, ?)"
+    " ON CONFLICT (app, device_id) DO UPDATE SET snapshot = excluded.snapshot"
+)
+_PER_DEVICE = b""  # runtime_checkpoints.snapshot when the state is in runtime_device_state
 _UPSERT_CHECKPOINT = (
     "INSERT INTO runtime_checkpoints (app, fingerprint, log_id, log_offset, snapshot, updated_ms)"
     " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (app) DO UPDATE SET"
@@ -172,6 +182,7 @@ class DeviceRuntime:
         self._consumer = f"app:{app.name}"
         self._log = _log.bind(app=app.name, db=str(self.store.path))
         self._pending = _Pending()
+        self._touched: set[str] = set()  # devices whose state changed since the last checkpoint
         self._live = False
         try:
             self._create_schema()
@@ -218,7 +229,21 @@ class DeviceRuntime:
                 f" log ({log_id}), not {self.source.path} ({self.source.log_id})"
             )
         self._log.info("restored", offset=offset)
-        return Engine.restore(self.app, snapshot), int(offset)
+        if snapshot != _PER_DEVICE:  # a whole-engine snapshot: the next checkpoint splits it
+            engine = Engine.restore(self.app, snapshot)
+            self._touched.update(engine.devices())
+            return engine, int(offset)
+        return self._restore_devices(Engine(self.app)), int(offset)
+
+    def _restore_devices(self, engine: Engine) -> Engine:
+        with storage_errors(self.store.path, "read the device states"):
+            rows = self.store.conn.execute(
+                "SELECT device_id, snapshot FROM runtime_device_state WHERE app = ?",
+                (self.app.name,),
+            ).fetchall()
+        for device_id, blob in rows:
+            engine.restore_device(device_id, blob, where=str(self.store.path))
+        return engine
 
     # -- replay ----------------------------------------------------------------------------
 
@@ -260,6 +285,7 @@ class DeviceRuntime:
             if until_ts is not None and len(rows) < self.settings.batch_events:
                 break
         if finish:
+            self._touched.update(self.engine.devices())
             self._absorb(self.engine.advance_to(END_OF_LOG_MS), 0, totals)
         if self._pending.events or self._pending.outputs or finish or checkpoints == 0:
             self.checkpoint()
@@ -280,6 +306,7 @@ class DeviceRuntime:
 
     def _process(self, events: list[Event], last_offset: int, totals: _Pending) -> None:
         emissions = self.engine.process_many(events)
+        self._touched.update(event.device_id for event in events)
         self.processed_offset = last_offset
         self._absorb(emissions, len(events), totals)
 
@@ -308,7 +335,7 @@ class DeviceRuntime:
         on_commit()
 
     def _write_checkpoint(self, conn: sqlite3.Connection, offset: int) -> Callable[[], None]:
-        pending = self._pending
+        pending, touched = self._pending, self._touched  # both cleared once committed
         conn.execute(
             _UPSERT_CHECKPOINT,
             (
@@ -316,9 +343,17 @@ class DeviceRuntime:
                 self.app.fingerprint,
                 self.source.log_id,
                 offset,
-                self.engine.snapshot(),
+                _PER_DEVICE,
                 int(time.time() * 1000),
             ),
+        )
+        held = set(self.engine.devices())
+        conn.executemany(
+            _UPSERT_DEVICE,
+            [
+                (self.app.name, device, self.engine.snapshot_device(device))
+                for device in sorted(touched & held)
+            ],
         )
         conn.executemany(_UPSERT_FEATURE, [self._feature_row(out) for out in pending.outputs])
         conn.executemany(
@@ -336,6 +371,7 @@ class DeviceRuntime:
     def _committed(self, offset: int, pending: _Pending) -> None:
         self.committed_offset = offset
         self._pending = _Pending()
+        self._touched = set()
         self._last_checkpoint = time.monotonic()
         self._log.debug(
             "checkpoint",
@@ -413,6 +449,7 @@ class DeviceRuntime:
         with self.store.lock:
             emissions = self.engine.process_many([checked])
             self._pending.add(emissions, 1)
+            self._touched.add(checked.device_id)
             self.store.append_valid(checked)
             self._arrivals[checked.device_id] = now
         if self.on_output is not None:
@@ -440,6 +477,7 @@ class DeviceRuntime:
                     continue
                 emissions = self.engine.advance_to(watermark + int(idle), device)
                 self._arrivals[device] = now
+                self._touched.add(device)
                 self._pending.add(emissions, 0)
                 outputs.extend(emissions.outputs)
         if self.on_output is not None:
@@ -453,11 +491,18 @@ class DeviceRuntime:
 
     # -- reading results -------------------------------------------------------------------
 
-    def features(self) -> list[tuple[str, str]]:
-        """The feature store of this app: ``(key, Output.to_json())`` sorted by key."""
+    def features(self, *, written_order: bool = False) -> list[tuple[str, str]]:
+        """The feature store of this app: ``(key, Output.to_json())`` sorted by key.
+
+        ``written_order`` sorts by when each key was first written instead (an upsert keeps
+        a key's place): for a run that emits each key once, the order of emission, across
+        kills and restarts too.
+        """
+        order = "rowid" if written_order else "key"
         with storage_errors(self.store.path, "read the feature store"):
             rows = self.store.conn.execute(
-                "SELECT key, output FROM features WHERE app = ? ORDER BY key", (self.app.name,)
+                f"SELECT key, output FROM features WHERE app = ? ORDER BY {order}",
+                (self.app.name,),
             ).fetchall()
         return [(key, output) for key, output in rows]
 
