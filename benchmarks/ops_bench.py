@@ -1,13 +1,19 @@
 """walle.ops latency against onnxruntime, MNN and numpy: one run, one thread, medians.
 
-Run: ``.venv/bin/python benchmarks/ops_bench.py`` (prints the table and writes
-benchmarks/results/ops_bench.md). Every peer runs the same ONNX model with numpy in and
-out: walle (backends chosen by the search), onnxruntime (1 intra/inter-op thread), MNN
-(converted in-process with the wheel's ``_tools.mnnconvert``, never the console script;
-1 thread), and numpy (walle's numpy reference backend: ufuncs into pre-allocated buffers).
+Run: ``.venv/bin/python benchmarks/ops_bench.py`` (prints the tables and writes
+benchmarks/results/ops_bench.md); ``--models`` runs only the rows of the nine real CNNs
+shipped in the onnx wheel (``onnx/backend/test/data/light``) and writes them to the
+"Real CNNs" section of that file (the default run does every row, these last). Pin it to
+one core for stable figures: ``taskset -c 1 .venv/bin/python benchmarks/ops_bench.py``.
+
+Every peer runs the same ONNX model with numpy in and out: walle (backends chosen by the
+search), onnxruntime (1 intra/inter-op thread), MNN (converted in-process with the wheel's
+``_tools.mnnconvert``, never the console script; 1 thread), and numpy (walle's numpy
+reference backend: ufuncs into pre-allocated buffers; not on the real-CNN rows).
 The peers of one row are timed in interleaved slices, so that load from other processes
 lands on all of them alike. Ratios are peer / walle, so above 1 means walle is faster.
-Outputs are checked against onnxruntime.
+Outputs are checked against onnxruntime. Every run prints the CPU and the instruction-set
+level the compiled kernels dispatch to on it.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
+import argparse  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -30,20 +37,25 @@ RESULTS = Path(__file__).parent / "results" / "ops_bench.md"
 
 
 def _interleaved_median_us(
-    fns: dict[str, Callable[[], object]], budget_s: float = 1.6, slice_s: float = 0.02
+    fns: dict[str, Callable[[], object]],
+    budget_s: float = 1.6,
+    slice_s: float = 0.02,
+    min_calls: int = 20,
+    warmup: int = 5,
 ) -> dict[str, float]:
     """Median microseconds per call of each function, timed in interleaved slices.
 
     Each round gives every peer a ~20 ms slice of timed calls in turn, for ``budget_s`` in all
-    (and at least 20 calls each), so that a burst of load from another process on a shared
-    machine falls on every peer of the row alike instead of on whichever ran during it.
+    (and at least ``min_calls`` calls each), so that a burst of load from another process on
+    a shared machine falls on every peer of the row alike instead of on whichever ran during
+    it. A call longer than the slice is a slice of its own (the real CNNs).
     """
     for fn in fns.values():
-        for _ in range(5):
+        for _ in range(warmup):
             fn()
     samples: dict[str, list[float]] = {name: [] for name in fns}
     deadline = time.perf_counter() + budget_s
-    while time.perf_counter() < deadline or min(map(len, samples.values())) < 20:
+    while time.perf_counter() < deadline or min(map(len, samples.values())) < min_calls:
         for name, fn in fns.items():
             end = time.perf_counter() + slice_s
             while True:
@@ -138,7 +150,8 @@ def _mnn(model, feeds, workdir: Path):
         raise RuntimeError("MNN conversion failed")
     rt = MNN.nn.create_runtime_manager(({"backend": "CPU", "numThread": 1},))
     names = list(feeds)
-    module = MNN.nn.load_module_from_file(str(dst), names, ["y"], runtime_manager=rt)
+    outputs = [model.graph.output[0].name]
+    module = MNN.nn.load_module_from_file(str(dst), names, outputs, runtime_manager=rt)
     F = MNN.expr
     holders = [F.placeholder(list(feeds[n].shape), F.NCHW) for n in names]
 
@@ -254,8 +267,182 @@ def _search_check() -> list[str]:
     return ["", line]
 
 
+def _cpu() -> tuple[str, str]:
+    """The CPU (model name, family/model, cores) and the instruction-set level walle's kernels
+    run at on it: the rule of the kernels' own run-time dispatch (``ops_conv``'s tiles and
+    ``ops_math``'s target clones): AVX-512F -> avx512, AVX2 + FMA -> avx2, else base."""
+    info: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    import platform
+
+    name = info.get("model name") or platform.processor() or platform.machine()
+    flags = set(info.get("flags", "").split())
+    if "avx512f" in flags:
+        level = "avx512 (AVX-512F, 16 floats per vector)"
+    elif {"avx2", "fma"} <= flags:
+        level = "avx2 (AVX2 + FMA, 8 floats per vector)"
+    else:
+        level = "base (SSE, 4 floats per vector)"
+    where = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    cpus = f"{len(where)} of {os.cpu_count()} CPUs usable" if where else f"{os.cpu_count()} CPUs"
+    family = f"family {info.get('cpu family', '?')} model {info.get('model', '?')}"
+    return f"{name} ({info.get('vendor_id', '?')} {family}; {cpus})", level
+
+
+LIGHT_MODELS = [
+    ("AlexNet", "bvlc_alexnet"),
+    ("DenseNet-121", "densenet121"),
+    ("Inception v1 (GoogLeNet)", "inception_v1"),
+    ("Inception v2", "inception_v2"),
+    ("ResNet-50", "resnet50"),
+    ("ShuffleNet", "shufflenet"),
+    ("SqueezeNet 1.0", "squeezenet"),
+    ("VGG-19", "vgg19"),
+    ("ZFNet-512", "zfnet512"),
+]
+BATCH8 = ("resnet50", "squeezenet")
+
+
+def _light(name: str, batch: int = 1, seed: int = 0):
+    """A light model of the onnx wheel with random weights (as the import test does), at
+    ``batch`` rows.
+
+    The wheel's weights are all 0.02 (ConstantOfShape); each weight of up to 5 M elements is
+    replaced by a seeded 0.02 * U(0.5, 1.5) initializer so that channels differ (the first FC
+    layers of VGG-19, AlexNet and ZFNet stay constant). The models declare batch 1 on the
+    input and output; for another batch both are set, and a flattening Reshape whose target
+    starts with 1 (ResNet-50's [1, 2048]) gets ``batch`` there.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    path = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light" / f"light_{name}.onnx"
+    model = onnx.load(str(path))
+    model.ir_version = max(model.ir_version, 4)  # initializers that are not graph inputs
+    rng = np.random.default_rng(seed)
+    inits = {i.name: i for i in model.graph.initializer}
+    kept = []
+    for node in model.graph.node:
+        shape = numpy_helper.to_array(inits[node.input[0]]) if node.input[0] in inits else None
+        if node.op_type == "ConstantOfShape" and shape is not None and np.prod(shape) <= 5e6:
+            fill = float(numpy_helper.to_array(node.attribute[0].t).reshape(-1)[0])
+            array = rng.random(tuple(int(d) for d in shape), np.float32) * np.float32(fill)
+            array += np.float32(fill / 2)
+            model.graph.initializer.append(numpy_helper.from_array(array, node.output[0]))
+        else:
+            kept.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(kept)
+    # old IR: initializers are also listed as inputs; keep only the real input
+    real = [v for v in model.graph.input if v.name not in inits]
+    del model.graph.input[:]
+    model.graph.input.extend(real)
+    if batch != 1:
+        for value in (*model.graph.input, *model.graph.output):
+            value.type.tensor_type.shape.dim[0].dim_value = batch
+        for node in model.graph.node:
+            if node.op_type == "Reshape" and node.input[1] in inits:
+                target = numpy_helper.to_array(inits[node.input[1]]).copy()
+                if target.size and target[0] == 1:
+                    target[0] = batch
+                    inits[node.input[1]].CopyFrom(numpy_helper.from_array(target, node.input[1]))
+    used = {i for n in model.graph.node for i in n.input}
+    live = [i for i in model.graph.initializer if i.name in used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(live)
+    return model
+
+
+def _model_rows() -> list[str]:
+    """walle, onnxruntime and MNN on the nine real CNNs, one thread, interleaved."""
+    lines = [
+        "| model | batch | walle ms | onnxruntime ms | MNN ms | ort/walle | MNN/walle "
+        "| max abs diff vs ort (rel.) | walle backends |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    print("\n".join(lines), flush=True)
+    rows = [(label, name, 1) for label, name in LIGHT_MODELS]
+    rows += [(label, name, 8) for label, name in LIGHT_MODELS if name in BATCH8]
+    for label, name, batch in rows:
+        model = _light(name, batch)
+        feeds = _feeds(model)
+        ort_fn = _ort(model, feeds)
+        walle_fn, plan = _walle(model, feeds, None)
+        want = ort_fn()
+        diff = float(np.abs(walle_fn() - want).max() / np.abs(want).max())
+        fns = {"walle": walle_fn, "ort": ort_fn}
+        note = ""
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                mnn_fn = _mnn(model, feeds, Path(tmp))
+                got = mnn_fn().reshape(-1)
+                diff_mnn = float(np.abs(got - want.reshape(-1)).max() / np.abs(want).max())
+                if got.size == want.size and diff_mnn < 1e-3:
+                    fns["mnn"] = mnn_fn
+                else:
+                    note = f" (MNN left out: its output differs from ort by {diff_mnn:.1e})"
+            except Exception as exc:  # a peer failing must not stop the benchmark
+                note = f" (MNN failed: {str(exc)[:80]})"
+                print(f"  MNN failed on {label}: {exc}", file=sys.stderr)
+            times = _interleaved_median_us(fns, budget_s=3.0, slice_s=0.0, min_calls=7, warmup=2)
+        times.setdefault("mnn", float("nan"))
+        w = times["walle"]
+        used = "+".join(sorted({c.backend for c in plan.choices.values()}))
+        line = (
+            f"| {label}{note} | {batch} | {w / 1e3:,.2f} | {times['ort'] / 1e3:,.2f} | "
+            f"{times['mnn'] / 1e3:,.2f} | {times['ort'] / w:.2f} | {times['mnn'] / w:.2f} | "
+            f"{diff:.1e} | {used} |"
+        )
+        lines.append(line)
+        print(line, flush=True)
+    return lines
+
+
+def _write_section(title: str, body: list[str]) -> None:
+    """Replace (or append) the ``## title`` section of the results file."""
+    text = RESULTS.read_text() if RESULTS.exists() else "# walle.ops benchmark\n"
+    head = f"## {title}"
+    start = text.find(head)
+    if start >= 0:
+        end = text.find("\n## ", start + len(head))
+        text = text[:start] + text[end + 1 :] if end >= 0 else text[:start]
+    RESULTS.write_text(text.rstrip("\n") + "\n\n" + head + "\n\n" + "\n".join(body) + "\n")
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--models", action="store_true", help="only the rows of the nine real CNNs (onnx wheel)"
+    )
+    args = parser.parse_args()
     os.environ.setdefault("WALLE_CACHE_DIR", tempfile.mkdtemp(prefix="walle-bench-"))
+    cpu, level = _cpu()
+    print(f"CPU: {cpu}\nwalle kernels' instruction-set level: {level}", flush=True)
+    if not args.models:
+        _small_rows(cpu, level)
+    model_lines = _model_rows()
+    command = "taskset -c 1 .venv/bin/python benchmarks/ops_bench.py --models"
+    _write_section(
+        "Real CNNs (onnx wheel, `--models`)",
+        [
+            f"Command: `{command}` (one core, one thread; medians of at least 7 calls "
+            "per peer, peers interleaved call by call for 3 s per row; ratios = "
+            "peer / walle, above 1 means walle is faster).",
+            "",
+            f"CPU: {cpu}. walle kernels' instruction-set level: {level}.",
+            "",
+            *model_lines,
+        ],
+    )
+
+
+def _small_rows(cpu: str, level: str) -> None:
+    """The operator and small-model rows, threads and the search check (the default run)."""
     lines = [
         "| row | walle us | onnxruntime us | MNN us | numpy us | ort/walle | MNN/walle "
         "| numpy/walle | max abs diff vs ort | walle backends |",
@@ -303,7 +490,8 @@ def main() -> None:
         "rows still move by 10-30% between runs, ratios within one run are "
         "comparable.\n\n"
     )
-    RESULTS.write_text(header + "\n".join(lines) + "\n")
+    cpu_line = f"CPU: {cpu}. walle kernels' instruction-set level: {level}.\n\n"
+    RESULTS.write_text(header + cpu_line + "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -7,14 +7,26 @@ rounds (:func:`time_candidates`: at least 5 samples each, the median wins). Deci
 cached as JSON under ``$WALLE_CACHE_DIR`` (default ``~/.cache/walle``) keyed by the graph
 signature (structure + shapes), the backend set and their device strings, so a second load
 skips the trials.
+
+The cache is safe under threads and processes. Within a process one thread searches a graph
+while the others that want the same cache entry wait on its lock and then read its decision,
+so all threads of a process run the same plan and the trials are not timed against each
+other. A decision is written to a temp file of its own (``tempfile.mkstemp`` in the cache
+directory) and published atomically: hard-linked into place when no entry exists yet, so
+that of several processes searching the same cold entry the first to finish wins and the
+others adopt its decision; replaced (``os.replace``) when the entry there is unreadable or
+stale, or where the file system has no hard links. A reader sees a whole entry or none.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import statistics
+import tempfile
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -31,6 +43,27 @@ from walle.ops.plan import Choice, CompiledPlan, allocate, is_alias
 
 _log = get_logger("walle.ops.search")
 CLOSE_FACTOR = 8.0
+
+
+_KEY_LOCKS: dict[str, threading.Lock] = {}
+_KEY_LOCKS_GUARD = threading.Lock()
+
+
+def _key_lock(path: Path) -> threading.Lock:
+    """The lock of one cache entry in this process (one search per entry at a time)."""
+    with _KEY_LOCKS_GUARD:
+        return _KEY_LOCKS.setdefault(str(path), threading.Lock())
+
+
+def _reset_locks_after_fork() -> None:
+    # A forked child has only the forking thread: locks other threads held stay held there.
+    global _KEY_LOCKS_GUARD
+    _KEY_LOCKS.clear()
+    _KEY_LOCKS_GUARD = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_locks_after_fork)
 
 
 def cache_dir() -> Path:
@@ -115,19 +148,30 @@ class Search:
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 
     def choose(self, graph: Graph) -> tuple[list[Step], dict[str, Choice], bool]:
-        """Steps, their choices, and whether the choices came from the cache."""
+        """Steps, their choices, and whether the choices came from the cache.
+
+        With the cache, the threads of a process that ask for the same entry at once wait
+        for the first one's search and read its decision (see the module's docstring).
+        """
         steps = find_steps(graph)
-        cached = self._load(graph, steps) if self.use_cache else None
-        if cached is not None:
-            return steps, cached, True
+        if not self.use_cache:
+            return steps, self._search(graph, steps), False
+        path = self._path(graph)
+        with _key_lock(path):
+            cached = self._load(path, graph, steps)
+            if cached is not None:
+                return steps, cached, True
+            choices = self._search(graph, steps)
+            return steps, self._save(path, graph, steps, choices), False
+
+    def _search(self, graph: Graph, steps: list[Step]) -> dict[str, Choice]:
+        """A choice per step that is not an alias (trials on scratch buffers if enabled)."""
         buffers = allocate(graph, steps, fill=0.5) if self.trials else {}
         choices: dict[str, Choice] = {}
         for step in steps:
             if not is_alias(step, graph):
                 choices[step.name] = self._choose_step(step, graph, buffers)
-        if self.use_cache:
-            self._save(graph, choices)
-        return steps, choices, False
+        return choices
 
     def candidates(self, step: Step, graph: Graph) -> list[tuple[Backend, str, float]]:
         """Every (backend, algorithm, estimate) for ``step``, cheapest estimate first."""
@@ -168,14 +212,13 @@ class Search:
     def _path(self, graph: Graph) -> Path:
         return cache_dir() / "ops-search" / f"{self.key(graph)}.json"
 
-    def _load(self, graph: Graph, steps: list[Step]) -> dict[str, Choice] | None:
-        path = self._path(graph)
+    def _load(self, path: Path, graph: Graph, steps: list[Step]) -> dict[str, Choice] | None:
         try:
             raw = json.loads(path.read_text())
             choices = {k: Choice(**v) for k, v in raw["choices"].items()}
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, TypeError, KeyError) as exc:
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
             _log.warning(
                 "search cache unreadable, searching again", path=str(path), reason=str(exc)
             )
@@ -185,23 +228,37 @@ class Search:
             return None
         return choices
 
-    def _save(self, graph: Graph, choices: dict[str, Choice]) -> None:
-        path = self._path(graph)
+    def _save(
+        self, path: Path, graph: Graph, steps: list[Step], choices: dict[str, Choice]
+    ) -> dict[str, Choice]:
+        """Publish ``choices`` atomically; returns the decision the entry holds afterwards
+        (another process's, when it published a valid one first)."""
+        text = json.dumps(
+            {"signature": graph.signature(), "choices": {k: asdict(v) for k, v in choices.items()}},
+            indent=1,
+        )
+        tmp = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(
-                json.dumps(
-                    {
-                        "signature": graph.signature(),
-                        "choices": {k: asdict(v) for k, v in choices.items()},
-                    },
-                    indent=1,
-                )
-            )
-            tmp.replace(path)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{path.stem}.", suffix=".tmp")
+            with os.fdopen(fd, "w") as file:
+                file.write(text)
+            try:
+                os.link(tmp, path)  # only if no entry exists: the first process wins
+            except FileExistsError:
+                theirs = self._load(path, graph, steps)
+                if theirs is not None:
+                    return theirs
+                os.replace(tmp, path)  # the entry there is unreadable or stale
+            except OSError:  # a file system without hard links
+                os.replace(tmp, path)
         except OSError as exc:
             raise StorageError(f"cannot write search cache {path}: {exc}") from exc
+        finally:
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+        return choices
 
 
 def compile_graph(
