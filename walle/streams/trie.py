@@ -39,6 +39,7 @@ class _Node:
     accepts: list[int] = field(default_factory=list)
     patterns: set[int] = field(default_factory=set)
     ttl: float = _NEVER
+    component: int = -1  # patterns that share nodes, transitively, share a component
 
 
 @dataclass(slots=True)
@@ -118,6 +119,7 @@ class TriggerTrie:
         self._groups: dict[tuple[str, str], list[_Group]] = {}
         self._guards: dict[tuple[str, str], list[tuple[int, Step]]] = {}
         self._next_pattern = 0
+        self._components_stale = False
         feeder = _compiled_feed() if compiled is not False else None
         if compiled and feeder is None:
             raise BackendError("the compiled trigger trie is not built: `pip install -e .`")
@@ -145,6 +147,7 @@ class TriggerTrie:
                 self._refresh_ttl(self._nodes[node])
             self._nodes[node].accepts.append(index)
         self._invalidate()
+        self._components_stale = True
         return index
 
     def remove(self, index: int) -> None:
@@ -162,6 +165,7 @@ class TriggerTrie:
             if node.patterns:
                 self._index(node)
         self._invalidate()
+        self._components_stale = True
 
     def _refresh_ttl(self, node: _Node) -> None:
         """A node's partial match lives as long as the longest ``within`` through it."""
@@ -296,13 +300,58 @@ class TriggerTrie:
         return fires
 
     def _collect(self, state: TrieState, watermark: int) -> None:
-        """Drop partial matches no pattern through their node can still complete."""
+        """Drop the partial matches that can no longer change what fires.
+
+        A partial match is dead once the watermark has passed its start plus the longest
+        ``within`` through its node: it can never fire again, and what it advances to is
+        dead too. But it is still the latest start where it is, and as it advances it
+        replaces older starts (``naive``: one partial match per position, latest start
+        wins), so dropping it could revive an older live one. A dead partial match is
+        therefore dropped only when it started before every live one of its component
+        (the patterns that share nodes with its own, transitively; no other partial match
+        ever meets it): whatever it could replace is then dead as well, and later events
+        start later still. Partial matches at nodes no pattern uses any more are dropped.
+        This relies on what the engine guarantees: a device's events come in seq order
+        and its watermark never goes down.
+        """
+        if self._components_stale:
+            self._label_components()
         nodes = self._nodes
+        active = state.active
+        live_from: dict[int, int] = {}  # component -> earliest start of a live partial match
         next_gc = _NEVER
-        for node, start in list(state.active.items()):
-            expiry = start[1] + nodes[node].ttl
-            if expiry < watermark or not nodes[node].patterns:
-                del state.active[node]
-            elif expiry < next_gc:
-                next_gc = expiry
+        dead = []
+        for node, start in active.items():
+            info = nodes[node]
+            expiry = start[1] + info.ttl
+            if expiry < watermark or not info.patterns:
+                dead.append(node)
+            else:
+                if start[0] < live_from.get(info.component, _NEVER):
+                    live_from[info.component] = start[0]
+                if expiry < next_gc:
+                    next_gc = expiry
+        for node in dead:
+            info = nodes[node]
+            if not info.patterns or active[node][0] < live_from.get(info.component, _NEVER):
+                del active[node]
         state.next_gc = next_gc
+
+    def _label_components(self) -> None:
+        """Label every node with the component of the patterns through it."""
+        parent = {p: p for p in self._patterns}
+
+        def find(p: int) -> int:
+            while parent[p] != p:
+                parent[p] = parent[parent[p]]
+                p = parent[p]
+            return p
+
+        for node in self._nodes[1:]:
+            first, *rest = node.patterns or (None,)
+            if first is not None:
+                for other in rest:
+                    parent[find(other)] = find(first)
+        for node in self._nodes[1:]:
+            node.component = find(next(iter(node.patterns))) if node.patterns else -1
+        self._components_stale = False
