@@ -121,7 +121,7 @@ def test_a_worker_whose_app_changed_stops_with_the_reason(broker, tmp_path) -> N
             stopped = changed.start_worker()
             assert stopped.wait(timeout=60) == 1
             log = changed.logs[-1].read_text()
-            assert "its tasks changed" in log and "changelog" in log
+            assert "its tasks changed" in log and "changelog" in log and "--app-id" in log
 
 
 def test_a_worker_joining_mid_stream_takes_partitions_over(broker, tmp_path) -> None:

@@ -343,7 +343,13 @@ class CloudWorker:
         for key, record in states.items():
             device_id = _device_id(key, self.changelog, record)
             where = f"changelog {self.changelog}[{record.partition}]@{record.offset}"
-            self.engine.restore_device(device_id, record.blob, where=where)
+            try:
+                self.engine.restore_device(device_id, record.blob, where=where)
+            except StateError as exc:
+                raise StateError(
+                    f"{exc}. In the cloud: run the changed App under a new --app-id (a new "
+                    "consumer group and changelog), which replays the input topic from the start"
+                ) from None
             self._partition_of[device_id] = record.partition
         seconds = time.perf_counter() - started
         self.metrics.recovered.inc(len(states))
