@@ -194,8 +194,28 @@ def replay_command(
         _write_out(console, runtime, out)
 
 
+def _reachable(db: Path) -> None:
+    """StorageError naming the real reason (permissions, missing) if ``db`` cannot be opened.
+
+    click's ``exists=True`` reports a file in an unreadable directory as missing.
+    """
+    from walle.errors import StorageError
+
+    try:
+        db.stat()
+    except FileNotFoundError:
+        raise StorageError(f"{db}: no such database file") from None
+    except OSError as exc:
+        raise StorageError(
+            f"{db}: cannot reach the database ({exc.strerror}); check the permissions of"
+            " its directory"
+        ) from None
+    if db.is_dir():
+        raise StorageError(f"{db}: is a directory, not a device database")
+
+
 @click.command("deadletters")
-@click.argument("db", metavar="DB", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("db", metavar="DB", type=click.Path(path_type=Path))
 @click.option("--limit", default=50, show_default=True, help="Rows to print.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines instead of a table.")
 def deadletters_command(db: Path, limit: int, as_json: bool) -> None:
@@ -205,6 +225,7 @@ def deadletters_command(db: Path, limit: int, as_json: bool) -> None:
 
     from walle.streams.device.log import EventLog, LogSettings
 
+    _reachable(db)
     with EventLog(db, LogSettings(read_only=True)) as log:
         records = log.dead_letters(limit)
     if as_json:

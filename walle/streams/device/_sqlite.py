@@ -19,6 +19,12 @@ _HINTS: tuple[tuple[tuple[str, ...], str], ...] = (
         "is not an SQLite database (or is corrupt); point at a new path or move the file away",
     ),
     (
+        ("SQLITE_READONLY_DIRECTORY",),
+        "is in a directory this user cannot write: SQLite must create the database's -shm"
+        " file beside a WAL database even to read it; run as a user who may write there, or"
+        " copy the database (with its -wal file) to a writable directory",
+    ),
+    (
         ("SQLITE_READONLY", "readonly"),
         "is read-only; check the permissions of the file and of its directory",
     ),
@@ -32,7 +38,13 @@ _HINTS: tuple[tuple[tuple[str, ...], str], ...] = (
     ),
     (
         ("SQLITE_CANTOPEN", "unable to open"),
-        "cannot be opened; check that its directory exists and is writable",
+        "cannot be opened; check that it and its directory exist and that this user may read"
+        " them (and write the directory: SQLite keeps its -wal and -shm files there)",
+    ),
+    (
+        ("SQLITE_IOERR", "disk I/O error"),
+        "could not be written or read (I/O error: a full disk, a file size limit or failing"
+        " storage); free space or check the device, then retry",
     ),
     (
         ("SQLITE_CORRUPT", "malformed"),

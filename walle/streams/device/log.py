@@ -2,8 +2,10 @@
 
 Offsets are SQLite rowids of an AUTOINCREMENT table, so they only ever grow, even after
 retention deletes old rows. Live appends are buffered in memory and committed by the
-durability policy (every N events or T ms); a failed commit keeps them buffered so a later
-flush can retry, and "flush participants" (the live runtime's checkpoint) run inside the same
+durability policy (every N events or T ms); a failed commit keeps them buffered and is retried
+after a growing pause (not on every append), the buffer is bounded (a full one refuses appends
+with StorageError: backpressure), and the first commit that works again truncates the WAL the
+failed ones left behind. "Flush participants" (the live runtime's checkpoint) run inside the same
 transaction as the events they follow. Bulk JSONL ingest keeps the good lines and sends bad
 lines, duplicate ``(device_id, seq)`` pairs and events out of their device's seq order to the
 dead-letter table with file:line, reason and the raw text. Retention deletes only what every
@@ -32,6 +34,7 @@ from walle.streams.device._sqlite import connect, rollback_quietly, storage_erro
 from walle.streams.events import Event, decode_event, validate_event
 
 SCHEMA_VERSION = "1"
+_MAX_INTEGER = 2**63 - 1  # the largest integer an SQLite INTEGER column holds
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS walle_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -71,6 +74,12 @@ class DurabilityPolicy(pydantic.BaseModel):
 
     ``synchronous`` is SQLite's fsync level in WAL mode: NORMAL survives a process crash
     (the crash tests kill with SIGKILL), FULL also survives a power cut.
+
+    Backpressure: at most ``max_buffered_events`` appended events wait in memory. A full
+    buffer commits at once; if that commit fails (disk full, locked), appends are refused with
+    StorageError until one works. A failed commit is retried after ``retry_after_ms``,
+    doubling after each further failure up to ``max_retry_after_ms``; appends in between only
+    buffer (they do not retry the commit).
     """
 
     model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
@@ -78,6 +87,9 @@ class DurabilityPolicy(pydantic.BaseModel):
     commit_every_events: int = pydantic.Field(default=64, ge=1)
     commit_every_ms: int = pydantic.Field(default=100, ge=0)
     synchronous: Literal["OFF", "NORMAL", "FULL"] = "NORMAL"
+    max_buffered_events: int = pydantic.Field(default=4096, ge=1)
+    retry_after_ms: int = pydantic.Field(default=50, ge=0)
+    max_retry_after_ms: int = pydantic.Field(default=2000, ge=0)
 
 
 class LogSettings(pydantic.BaseModel):
@@ -198,6 +210,10 @@ class EventLog:
         self._pending: list[Event] = []
         self._pending_since = 0.0
         self._participants: list[FlushParticipant] = []
+        self._commit_error: StorageError | None = None  # the last failed commit, until one works
+        self._retry_after_ms = 0
+        self._retry_at = 0.0  # time.monotonic() before which no commit is retried
+        self._wal_dirty = False  # a transaction failed: truncate the WAL after the next commit
         self._stop_autoflush: threading.Event | None = None
         self._autoflush: threading.Thread | None = None
         self.conn = connect(
@@ -245,7 +261,10 @@ class EventLog:
             row = self.conn.execute(
                 "SELECT value FROM walle_meta WHERE key = 'schema_version'"
             ).fetchone()
-        except sqlite3.OperationalError:
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):  # unreadable, locked, ...: say that instead
+                with storage_errors(self.path, "read the event log"):
+                    raise
             row = None
         if row is None:
             raise StorageError(f"{self.path}: not a walle event log (no walle_meta table)")
@@ -262,6 +281,8 @@ class EventLog:
         """One write transaction (BEGIN IMMEDIATE .. COMMIT); on any error nothing is kept.
 
         sqlite3 errors become StorageError naming the file and ``action``.
+        A failed transaction may leave the WAL file at its full size; the next one that
+        commits truncates it (``wal_checkpoint(TRUNCATE)``), giving the space back.
         """
         with self._lock:
             try:
@@ -271,7 +292,23 @@ class EventLog:
                     self.conn.execute("COMMIT")
             except BaseException:
                 rollback_quietly(self.conn)
+                self._wal_dirty = True
                 raise
+            if self._wal_dirty:
+                self._truncate_wal()
+
+    def _truncate_wal(self) -> None:
+        """Checkpoint the whole WAL into the database and truncate it to 0 bytes (best effort,
+        without waiting: while another connection reads, the next commit tries again)."""
+        try:
+            self.conn.execute("PRAGMA busy_timeout = 0")
+            busy = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        except sqlite3.Error as exc:
+            _log.warning("WAL not truncated yet", file=str(self.path), error=str(exc))
+            return
+        finally:
+            self.conn.execute(f"PRAGMA busy_timeout = {int(self.settings.busy_timeout_ms)}")
+        self._wal_dirty = bool(busy)
 
     def add_flush_participant(self, participant: FlushParticipant) -> None:
         """Call ``participant(conn)`` inside every flush transaction, after the new events.
@@ -290,25 +327,94 @@ class EventLog:
     def append(self, event: Event | dict[str, Any]) -> Event:
         """Validate and buffer one event; commits when the durability policy says so.
 
-        Returns the validated Event. Raises ValidationError for a malformed event (nothing is
-        buffered) and StorageError if a due commit fails (the events stay buffered).
+        Returns the validated Event: it is in the log (committed, or buffered until a commit
+        works). Raises ValidationError for a malformed event and StorageError when the buffer
+        is full and cannot be committed (backpressure); in both cases nothing is logged and
+        the caller keeps the event. A due commit that fails keeps the events buffered and is
+        retried later, without an error to this append.
         """
         checked = self.validate(event)
         self.append_valid(checked)
         return checked
 
     def validate(self, event: Event | dict[str, Any]) -> Event:
-        """The validated Event for ``event``; ValidationError names the field."""
+        """The validated Event for ``event``, if the log can take it now.
+
+        ValidationError names the malformed field; StorageError says the log is full (see
+        :meth:`check_capacity`), so a caller that validates before acting on an event (the
+        live runtime) does not act on one the log will refuse.
+        """
         record = event._asdict() if isinstance(event, Event) else event
-        return validate_event(record, where=f"{self.path}: append")
+        where = f"{self.path}: append"
+        checked = _check_storable(validate_event(record, where=where), where)
+        self.check_capacity()
+        return checked
 
     def append_valid(self, event: Event) -> None:
-        """Buffer an already validated event; commits when the durability policy says so."""
+        """Buffer an already validated event; commits when the durability policy says so.
+
+        Raises StorageError, buffering nothing, when the buffer is full (:meth:`check_capacity`).
+        """
         with self._lock:
+            self.check_capacity()
             if not self._pending:
                 self._pending_since = time.monotonic()
             self._pending.append(event)
-            self.flush_if_due()
+            with contextlib.suppress(StorageError):  # recorded; retried after the pause
+                self.flush_if_due()
+
+    def check_capacity(self) -> None:
+        """Raise StorageError if the append buffer is full and a commit cannot empty it now.
+
+        A full buffer is committed at once, unless a commit failed less than the retry pause
+        ago: then the refusal costs no database work.
+        """
+        limit = self.settings.durability.max_buffered_events
+        with self._lock:
+            if len(self._pending) < limit:
+                return
+            if self._retry_due():
+                with contextlib.suppress(StorageError):
+                    self.flush()
+                if len(self._pending) < limit:
+                    return
+            raise StorageError(
+                f"{self.path}: event not logged: {len(self._pending)} appended events"
+                f" (max_buffered_events) wait in memory for a commit that failed:"
+                f" {self._commit_error}. Nothing buffered is lost; free space or fix the cause,"
+                f" then append this event again (next commit try in {self._retry_in_ms()} ms)"
+            )
+
+    def _retry_due(self) -> bool:
+        return self._commit_error is None or time.monotonic() >= self._retry_at
+
+    def _retry_in_ms(self) -> int:
+        return max(0, round((self._retry_at - time.monotonic()) * 1000))
+
+    def _commit_failed(self, exc: StorageError) -> None:
+        policy = self.settings.durability
+        first = self._commit_error is None
+        pause = policy.retry_after_ms if first else self._retry_after_ms * 2
+        self._retry_after_ms = min(pause, policy.max_retry_after_ms)
+        self._retry_at = time.monotonic() + self._retry_after_ms / 1000
+        self._commit_error = exc
+        _log.error(
+            "commit failed; events stay buffered",
+            pending=len(self._pending),
+            retry_in_ms=self._retry_after_ms,
+            error=str(exc),
+        )
+
+    def _commit_worked(self) -> None:
+        if self._commit_error is not None:
+            _log.info("commits work again", file=str(self.path))
+        self._commit_error = None
+        self._retry_after_ms = 0
+
+    @property
+    def commit_error(self) -> StorageError | None:
+        """Why the last commit failed, while no later one has worked (None when healthy)."""
+        return self._commit_error
 
     @property
     def pending(self) -> int:
@@ -316,10 +422,13 @@ class EventLog:
         return len(self._pending)
 
     def flush_if_due(self) -> int:
-        """Flush if N events are buffered or the oldest has waited T ms; returns events stored."""
+        """Flush if N events are buffered or the oldest has waited T ms; returns events stored.
+
+        After a failed commit nothing is tried until the retry pause has passed.
+        """
         policy = self.settings.durability
         with self._lock:
-            if not self._pending:
+            if not self._pending or not self._retry_due():
                 return 0
             waited_ms = (time.monotonic() - self._pending_since) * 1000
             if (
@@ -332,17 +441,24 @@ class EventLog:
     def flush(self) -> int:
         """Commit buffered appends (and run flush participants) in one transaction.
 
-        Returns how many events were stored (duplicates go to the dead-letter table instead).
-        On failure everything stays buffered and a StorageError says why.
+        Returns how many events were stored (duplicates and events out of their device's seq
+        order go to the dead-letter table instead). On failure everything stays buffered, a
+        StorageError says why, and automatic retries pause (see DurabilityPolicy).
         """
         with self._lock:
             if not self._pending and not self._participants:
                 return 0
-            with self.transaction("commit appended events") as conn:
-                stored, duplicates = self._insert(conn, self._pending, "append", None)
-                write_dead_letters(conn, duplicates)
-                committed = [participant(conn) for participant in self._participants]
+            try:
+                with self.transaction("commit appended events") as conn:
+                    stored, refused = self._insert(conn, self._pending, "append", None)
+                    write_dead_letters(conn, refused)
+                    committed = [participant(conn) for participant in self._participants]
+            except StorageError as exc:
+                self._commit_failed(exc)
+                raise
             self._pending.clear()
+            self._commit_worked()
+            _log_refused("append", refused)
             for on_commit in committed:
                 if on_commit is not None:
                     on_commit()
@@ -395,8 +511,8 @@ class EventLog:
             if conn.execute("SELECT 1 FROM ingested_files WHERE sha256 = ?", (digest,)).fetchone():
                 return IngestReport(str(source), 0, 0, True, None, None)
             before = self._last_offset(conn)
-            stored, duplicates = self._insert(conn, events, "ingest", locations, raws)
-            dead = duplicates + [("ingest", *record) for record in bad]
+            stored, refused = self._insert(conn, events, "ingest", locations, raws)
+            dead = refused + [("ingest", *record) for record in bad]
             write_dead_letters(conn, sorted(dead, key=_line_number))
             conn.execute(
                 "INSERT INTO ingested_files (sha256, path, events, dead, logged_ms)"
@@ -408,6 +524,7 @@ class EventLog:
         report = IngestReport(
             str(source), stored, len(events) - stored + len(bad), False, first, after or None
         )
+        _log_refused("ingest", refused)
         _log.info("ingested", file=str(source), events=stored, dead_letters=report.dead_letters)
         return report
 
@@ -444,8 +561,6 @@ class EventLog:
             where = locations[index] if locations else f"{self.path}: append"
             raw = raws[index].decode("utf-8", "replace") if raws else event.to_json()
             refused.append((source, where, None, _refusal_reason(conn, event, top), raw))
-        if refused:
-            _log.warning("events dead-lettered", source=source, count=len(refused))
         return stored, refused
 
     # -- reading ---------------------------------------------------------------------------
@@ -642,6 +757,34 @@ def _refusal_reason(conn: sqlite3.Connection, event: Event, highest: int) -> str
     return f"duplicate {pair}: already in the log at offset {row[0]}{differs}"
 
 
+def _log_refused(source: str, records: list[tuple[str, str, str | None, str, str]]) -> None:
+    """One warning, once committed, counting the refused events of an append or ingest by
+    kind: duplicates of logged events, and events out of their device's seq order."""
+    if not records:
+        return
+    duplicates = sum(record[3].startswith("duplicate ") for record in records)
+    _log.warning(
+        "events dead-lettered",
+        source=source,
+        duplicates=duplicates,
+        out_of_order=len(records) - duplicates,
+    )
+
+
+def _check_storable(event: Event, where: str | None) -> Event:
+    """``event`` if SQLite can store its integers, else ValidationError naming the field (a
+    seq or ts past 2**63 - 1 would otherwise fail the whole commit it is in)."""
+    for field, value in (("seq", event.seq), ("ts", event.ts)):
+        if value > _MAX_INTEGER:
+            raise ValidationError(
+                f"field '{field}': {value} is above {_MAX_INTEGER}, the largest integer the"
+                " device log stores",
+                where=where,
+                field=field,
+            )
+    return event
+
+
 def _line_number(record: tuple[str, str, str | None, str, str]) -> int:
     return int(record[1].rsplit(":", 1)[1])
 
@@ -662,7 +805,7 @@ def _decode_lines(
             continue
         where = f"{source}:{number}"
         try:
-            events.append(decode_event(line))
+            events.append(_check_storable(decode_event(line), None))
             locations.append(where)
             raws.append(line)
         except ValidationError as exc:
