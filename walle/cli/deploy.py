@@ -290,10 +290,22 @@ def release_cmd(
 @_BROKER
 @_KEY
 @_PREFIX
+@click.option(
+    "--force", is_flag=True, help="Publish even if every device that tried that version failed."
+)
 def rollback_cmd(
-    task: str, to_version: int | None, broker: str, key_path: Path, topic_prefix: str
+    task: str,
+    to_version: int | None,
+    broker: str,
+    key_path: Path,
+    topic_prefix: str,
+    force: bool,
 ) -> None:
-    """Publish a signed rollback of TASK to an earlier version."""
+    """Publish a signed rollback of TASK to an earlier version.
+
+    Refused when every device that reported on that version rejected it (they would keep
+    what they run); --force publishes it anyway.
+    """
     from walle.deploy.release import rollback
     from walle.deploy.signing import load_private_key
 
@@ -304,6 +316,7 @@ def rollback_cmd(
         private=load_private_key(key_path),
         to_version=to_version,
         topics=topics,
+        force=force,
     )  # type: ignore[arg-type]
     click.echo(f"rolled back {task} to v{note.version}")
 
@@ -328,11 +341,8 @@ def pause_cmd(task: str, broker: str, key_path: Path, topic_prefix: str) -> None
 @_BROKER
 @_PREFIX
 def status_cmd(task: str, broker: str, topic_prefix: str) -> None:
-    """Devices per version and state for TASK (from the status topic)."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from walle.deploy.channel import latest, status_counts
+    """TASK's release in force, what its devices run, and their last reports with reasons."""
+    from walle.deploy.channel import last_reports, latest
     from walle.deploy.errors import ChannelError
 
     bootstrap, topics = _channel(broker, topic_prefix)
@@ -340,11 +350,59 @@ def status_cmd(task: str, broker: str, topic_prefix: str) -> None:
     if note is None:
         raise ChannelError(f"task {task!r} has never been released")
     click.echo(_describe_release(note))
-    table = Table("version", "state", "devices", title=f"{task}")
-    counts = status_counts(bootstrap, topics, task)  # type: ignore[arg-type]
-    for (version, state), n in sorted(counts.items(), key=lambda kv: (kv[0][0] or 0, kv[0][1])):
-        table.add_row(str(version), state, str(n))
-    Console().print(table)
+    last = last_reports(bootstrap, topics, task)  # type: ignore[arg-type]
+    click.echo(_describe_running(note.version, last.values()))
+    _status_table(task, last.values())
+
+
+def _status_table(task: str, last: object) -> None:
+    """Devices per (reported version, state, version run), with the latest reason."""
+    from collections import Counter
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from walle.deploy.channel import running_version
+
+    counts: Counter[tuple[int, str, str]] = Counter()
+    reasons: dict[tuple[int, str, str], str] = {}
+    for report in sorted(last, key=lambda r: r.ts):  # type: ignore[attr-defined]
+        runs = running_version(report)
+        row = (report.version or 0, report.state, f"v{runs}" if runs is not None else "-")
+        counts[row] += 1
+        reasons[row] = report.reason
+    table = Table(title=task)
+    for column in ("version", "state", "devices", "runs", "reason"):
+        table.add_column(column, overflow="fold")
+    for row in sorted(counts):
+        version, state, runs = row
+        table.add_row(str(version), state, str(counts[row]), runs, reasons[row] or "")
+    Console(width=max(_terminal_width(), 120)).print(table)
+
+
+def _terminal_width() -> int:
+    import shutil
+
+    return shutil.get_terminal_size((120, 24)).columns
+
+
+def _describe_running(in_force: int, last: object) -> str:
+    """One line: which versions the devices that reported run now."""
+    from collections import Counter
+
+    from walle.deploy.channel import running_version
+
+    runs = Counter(running_version(report) for report in last)  # type: ignore[attr-defined]
+    if not runs:
+        return "devices run: no device has reported yet"
+    parts = [
+        f"v{version} on {n}" if version is not None else f"nothing on {n}"
+        for version, n in sorted(runs.items(), key=lambda kv: (kv[0] is None, kv[0] or 0))
+    ]
+    line = f"devices run: {', '.join(parts)} (of {sum(runs.values())} reporting)"
+    if runs.get(in_force, 0) < sum(runs.values()):
+        line += f"; not all run v{in_force}, the release in force: see the reasons below"
+    return line
 
 
 def _describe_release(note: object) -> str:
@@ -365,16 +423,16 @@ def _device_attrs(path: Path) -> object:
     """The agent's DeviceAttrs from a JSON file; one-line errors naming the file and field."""
     import pydantic
 
+    from walle.deploy.errors import describe_config_errors
     from walle.deploy.policy import DeviceAttrs
     from walle.errors import ValidationError
 
     try:
         return DeviceAttrs.model_validate_json(path.read_bytes())
     except pydantic.ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "(root)"
+        message, field = describe_config_errors(exc, DeviceAttrs)
         raise ValidationError(
-            f"bad device attributes: field {field}: {err['msg']}", where=str(path), field=field
+            f"bad device attributes: {message}", where=str(path), field=field
         ) from exc
 
 
@@ -402,10 +460,38 @@ def _device_attrs(path: Path) -> object:
     help="Trusted public key file or directory of .pub files (repeatable).",
 )
 @click.option("--poll", is_flag=True, help="Poll instead of keeping an SSE stream.")
+@click.option(
+    "--db",
+    "db_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Device database: bundles with an 'app' entry point (file.py:app) run in a device"
+    " runtime over its event log, outputs going to its feature store.",
+)
+@click.option(
+    "--app",
+    "app_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="With --db: a base App file the deployed tasks join [default: an empty App"
+    " named 'deployed'].",
+)
 def agent_cmd(
-    attrs_path: Path, gateway_url: str, home: Path, trust_paths: tuple[Path, ...], poll: bool
+    attrs_path: Path,
+    gateway_url: str,
+    home: Path,
+    trust_paths: tuple[Path, ...],
+    poll: bool,
+    db_path: Path | None,
+    app_path: Path | None,
 ) -> None:
-    """Run a device agent: follow releases, install matching ones, run their tasks."""
+    """Run a device agent: follow releases, install matching ones, run their tasks.
+
+    Without --db, tasks run in a task container (entry points called as functions); with
+    --db, a walle App bundle joins a device runtime that follows the database's event log
+    (append events with e.g. `walle run DEVICE_APP --log NEW.jsonl --db DB`). Installs,
+    activations and rollbacks are logged (--log-level info); failures are warnings.
+    """
     import asyncio
     import contextlib
 
@@ -413,11 +499,52 @@ def agent_cmd(
     from walle.deploy.container import TaskContainer
     from walle.deploy.signing import TrustStore
 
+    if app_path is not None and db_path is None:
+        raise click.UsageError("--app needs --db (the device database the App runs over)")
     attrs = _device_attrs(attrs_path)
     settings = AgentSettings(gateway_url=gateway_url.rstrip("/"), home=home, poll_only=poll)
-    agent = Agent(attrs, settings, TrustStore.from_paths(list(trust_paths)), TaskContainer())
+    trust = TrustStore.from_paths(list(trust_paths))
+    where = f", tasks in {db_path}" if db_path is not None else ""
+    click.echo(f"agent {attrs.device_id} following {settings.gateway_url}{where}", err=True)  # type: ignore[attr-defined]
+    if db_path is None:
+        agent = Agent(attrs, settings, trust, TaskContainer())
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(agent.run())
+        return
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(agent.run())
+        asyncio.run(_run_device_agent(attrs, settings, trust, db_path, app_path))
+
+
+async def _run_device_agent(
+    attrs: object, settings: object, trust: object, db_path: Path, app_path: Path | None
+) -> None:
+    """An agent whose App bundles run in a DeviceRuntime over ``db_path``, following its log."""
+    import asyncio
+    import contextlib
+
+    from walle.deploy.agent import Agent
+    from walle.deploy.container import TaskContainer
+    from walle.deploy.device_host import follow_log, open_device_host
+    from walle.deploy.install import Installer
+
+    base = None
+    if app_path is not None:
+        from walle.streams.app import load_app
+
+        base = load_app(app_path)
+    installer = Installer(settings.home)  # type: ignore[attr-defined]
+    host = open_device_host(db_path, installer, base_app=base, fallback=TaskContainer())
+    try:
+        agent = Agent(attrs, settings, trust, host)  # type: ignore[arg-type]
+        follower = asyncio.create_task(follow_log(host.runtime))
+        try:
+            await agent.run()
+        finally:
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
+    finally:
+        host.runtime.close()
 
 
 COMMANDS: list[click.Command] = [

@@ -76,6 +76,7 @@ class Agent:
         self._locks: dict[str, asyncio.Lock] = {}
         self._handlers: set[asyncio.Task[None]] = set()
         self._unsent: list[StatusReport] = []
+        self._told_failed: set[str] = set()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -87,7 +88,14 @@ class Agent:
         for task in self.installer.tasks():
             record = self.installer.active(task)
             if record is not None:
+                _log.info("starting installed task", task=task, version=record.version)
                 await self._activate_or_revert(task, record, report=False)
+        _log.info(
+            "agent started",
+            device=self.attrs.device_id,
+            gateway=self.settings.gateway_url,
+            running=self._running_text() or "none",
+        )
 
     async def run(self) -> None:
         """Start, then follow the gateway forever (cancel to stop)."""
@@ -183,22 +191,27 @@ class Agent:
                 _log.error("release handling failed", task=note.task, error=repr(exc))
 
     async def _handle(self, note: Notification) -> None:
+        what = {"task": note.task, "version": note.version}
         if not note.policy.admits(self.attrs):
             self.stats["not_admitted"] += 1
+            _log.info("release not for this device", **what, device=self.attrs.device_id)
             return
         active = self.installer.active(note.task)
         if active is not None and active.digest == note.digest:
             return
         if note.paused:
             self.stats["paused"] += 1
+            _log.info("release paused: not installed", **what, reason=note.reason)
             return
         if note.digest in self.installer.failed_digests():
+            await self._refuse_failed_before(note, active.version if active else None)
             return
         try:
             check_notification(note, self.trust, active.version if active else None, time.time())
         except BundleRefused as exc:
             await self._report(note.task, note.version, "refused", exc.reason, note.digest)
             return
+        _log.info("release received", **what, rollback=note.rollback)
         kept = self.installer.unpacked(note.task, note.version, note.digest)
         if kept is not None:  # verified when it was first installed: activate, no download
             record = await asyncio.to_thread(self.installer.activate, note.task, kept)
@@ -210,6 +223,15 @@ class Agent:
             await self._report(note.task, note.version, "download_failed", str(exc), note.digest)
             return
         await self._install(note, data)
+
+    async def _refuse_failed_before(self, note: Notification, running: int | None) -> None:
+        """A release whose bundle already failed here: say so once (e.g. a rollback to it)."""
+        if note.digest in self._told_failed:
+            return
+        self._told_failed.add(note.digest)
+        now = f"v{running} keeps running" if running is not None else "nothing runs"
+        reason = f"v{note.version} ({note.digest[:12]}) failed on this device before; {now}"
+        await self._report(note.task, note.version, "refused", reason, note.digest)
 
     async def _install(self, note: Notification, data: bytes) -> None:
         try:
@@ -229,6 +251,7 @@ class Agent:
         finally:
             self._part_path(note.digest).unlink(missing_ok=True)
         self.stats["installs"] += 1
+        _log.info("installed", task=note.task, version=note.version, digest=note.digest[:12])
         await self._activate_or_revert(note.task, record, report=True)
 
     async def _activate_or_revert(self, task: str, record: ActiveRecord, report: bool) -> None:
@@ -247,6 +270,7 @@ class Agent:
             self.stats["rolled_back"] += 1
             await self._report(task, record.version, "rolled_back", str(exc), record.digest)
             return
+        _log.info("activated", task=task, version=record.version)
         if report:
             await self._report(task, record.version, "installed", "", record.digest)
 
@@ -300,11 +324,23 @@ class Agent:
 
     # -- reporting -------------------------------------------------------------------------
 
+    def _running_text(self) -> str:
+        running = {t: r.version for t in self.installer.tasks() if (r := self.installer.active(t))}
+        return ", ".join(f"{task} v{version}" for task, version in sorted(running.items()))
+
     async def _report(
         self, task: str, version: int | None, state: State, reason: str, digest: str
     ) -> None:
         self.states[task] = (version, state)
         self.stats[f"report_{state}"] += 1
+        active = self.installer.active(task)
+        running = active.version if active is not None else None
+        if state == "installed":
+            _log.info("reported", task=task, version=version, state=state)
+        else:
+            _log.warning(
+                state.replace("_", " "), task=task, version=version, running=running, reason=reason
+            )
         report = StatusReport(
             device_id=self.attrs.device_id,
             task=task,
@@ -312,6 +348,7 @@ class Agent:
             state=state,
             reason=reason,
             digest=digest,
+            running=running,
             ts=time.time(),
         )
         if not await self._send(report):

@@ -23,6 +23,7 @@ from walle.deploy.errors import (
     OversizeBundleError,
     PathTraversalError,
     TamperedFileError,
+    describe_config_errors,
 )
 from walle.deploy.manifest import MANIFEST_NAME, TASK_FILE, FileEntry, Manifest, TaskSpec
 from walle.errors import ValidationError
@@ -64,11 +65,8 @@ def load_task_spec(task_dir: Path) -> TaskSpec:
     except yaml.YAMLError as exc:
         raise ValidationError(f"not valid YAML: {exc}", where=str(spec_path)) from exc
     except pydantic.ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"])
-        raise ValidationError(
-            f"field {field}: {err['msg']}", where=str(spec_path), field=field
-        ) from exc
+        message, field = describe_config_errors(exc, TaskSpec)
+        raise ValidationError(message, where=str(spec_path), field=field) from exc
 
 
 def _task_files(task_dir: Path) -> dict[str, bytes]:

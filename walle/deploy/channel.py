@@ -25,6 +25,8 @@ from walle.logging import get_logger
 _log = get_logger("deploy.channel")
 
 State = Literal["installed", "refused", "failed", "rolled_back", "download_failed"]
+#: Report states that count against a release.
+FAILED_STATES = frozenset({"failed", "rolled_back", "refused", "download_failed"})
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,8 @@ class StatusReport(BaseModel):
     state: State
     reason: str = ""
     digest: str = ""
+    #: The version this device runs after handling the release (None: none, or unknown).
+    running: int | None = None
     ts: float
 
 
@@ -126,16 +130,42 @@ def latest(bootstrap: str, topics: ChannelTopics, task: str) -> Notification | N
     return found
 
 
-def status_counts(
-    bootstrap: str, topics: ChannelTopics, task: str
-) -> Counter[tuple[int | None, str]]:
-    """Devices per (version, state) for ``task``, from each device's last report."""
-    last: dict[str, StatusReport] = {}
+def reports(bootstrap: str, topics: ChannelTopics, task: str) -> list[StatusReport]:
+    """Every status report on ``task``, oldest first (unreadable records skipped)."""
+    found = []
     for _key, value in read_topic(bootstrap, topics.status):
         try:
             report = StatusReport.model_validate_json(value)
         except ValidationError:
             continue
         if report.task == task:
-            last[report.device_id] = report
+            found.append(report)
+    return found
+
+
+def last_reports(bootstrap: str, topics: ChannelTopics, task: str) -> dict[str, StatusReport]:
+    """Each device's last report on ``task``, by device id."""
+    return {report.device_id: report for report in reports(bootstrap, topics, task)}
+
+
+def running_version(report: StatusReport) -> int | None:
+    """The version a device runs after ``report`` (older agents: installed means that one)."""
+    if report.running is not None:
+        return report.running
+    return report.version if report.state == "installed" else None
+
+
+def rejected_by_all(found: list[StatusReport], digest: str) -> list[StatusReport]:
+    """The devices' last reports on ``digest`` if there are some and every one is a failure."""
+    last = {r.device_id: r for r in found if r.digest == digest}
+    if last and all(r.state in FAILED_STATES for r in last.values()):
+        return list(last.values())
+    return []
+
+
+def status_counts(
+    bootstrap: str, topics: ChannelTopics, task: str
+) -> Counter[tuple[int | None, str]]:
+    """Devices per (version, state) for ``task``, from each device's last report."""
+    last = last_reports(bootstrap, topics, task)
     return Counter((r.version, r.state) for r in last.values())

@@ -11,18 +11,23 @@ plans back the same way. Bundles without an ``app`` entry point go to ``fallback
 ``TaskContainer``), if there is one.
 
 What the swap does not keep: a replaced task's open windows (its state is dropped with
-the plan), and the engine checkpoint written after an activation carries the app's new
-fingerprint, so today a runtime restarted with only its base app refuses that checkpoint;
-restoring it needs a runtime-level way to add deployed plans before the restore (the
-apps are loaded under stable module names, so their plans' fingerprints do not change
-between loads).
+the plan). The engine checkpoint written after an activation carries the app's new
+fingerprint, so a runtime restarted with only its base app would refuse it:
+``open_device_host`` (what ``walle agent --db`` uses) first adds the plans of every
+installed app to the base app, then opens the runtime (the apps are loaded under stable
+module names, so their plans' fingerprints do not change between loads), and the host
+treats those versions as already running.
+
+``follow_log`` is the loop of such a runtime: it processes whatever other writers (the
+device's own app, ``walle run --db``) appended to the database's event log, under the
+log's lock so that no swap lands in the middle of a batch.
 """
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from walle.deploy.container import TaskHost, _load_module, call_with_budget
 from walle.deploy.errors import HealthCheckError
@@ -30,6 +35,8 @@ from walle.deploy.manifest import MANIFEST_NAME, Manifest
 from walle.logging import get_logger
 
 if TYPE_CHECKING:
+    from walle.deploy.install import Installer
+    from walle.streams.app import App
     from walle.streams.device.runtime import DeviceRuntime
     from walle.streams.plan import Plan
 
@@ -37,6 +44,16 @@ _log = get_logger("deploy.device_host")
 
 #: The manifest entry point that names a bundle's App.
 APP_ENTRY = "app"
+#: The name of the runtime's base App when the device gives none (its feature-store rows).
+DEFAULT_APP_NAME = "deployed"
+
+
+class Adopted(NamedTuple):
+    """An installed app whose plans were in the base app before the runtime opened."""
+
+    version: int
+    path: Path
+    plans: tuple[str, ...]
 
 
 def _load_app(path: Path, name: str, version: int, ref: str) -> Any:
@@ -72,11 +89,16 @@ class DeviceTaskHost:
         *,
         budget_s: float = 5.0,
         fallback: TaskHost | None = None,
+        adopted: dict[str, Adopted] | None = None,
     ):
         self.runtime = runtime
         self.budget_s = budget_s
         self.fallback = fallback
-        self._active: dict[str, tuple[int, tuple[str, ...]]] = {}
+        adopted = adopted or {}
+        self._active: dict[str, tuple[int, tuple[str, ...]]] = {
+            name: (a.version, a.plans) for name, a in adopted.items()
+        }
+        self._paths: dict[str, Path] = {name: a.path for name, a in adopted.items()}
         self._delegated: set[str] = set()
 
     @property
@@ -91,6 +113,9 @@ class DeviceTaskHost:
 
     async def activate(self, name: str, version: int, path: Path) -> None:
         """Load the app at ``path``, check its health, then swap its plans in."""
+        if name in self._active and self._paths.get(name) == path:
+            _log.info("already running in the runtime", task=name, version=version)
+            return
         manifest = Manifest.model_validate_json((path / MANIFEST_NAME).read_bytes())
         ref = manifest.entry_points.get(APP_ENTRY)
         if ref is None:
@@ -104,15 +129,23 @@ class DeviceTaskHost:
             if healthy is not True:
                 raise HealthCheckError(f"task {name} v{version}: health check returned {healthy!r}")
         await asyncio.to_thread(self._swap, name, version, app.plans)
+        self._paths[name] = path
         if name in self._delegated and self.fallback is not None:
             self._delegated.discard(name)
             await self.fallback.deactivate(name)
-        _log.info("activated in the runtime", task=name, version=version)
+        _log.info(
+            "activated in the runtime",
+            task=name,
+            version=version,
+            plans=",".join(p.name for p in app.plans),
+        )
 
     async def deactivate(self, name: str) -> None:
         """Remove ``name``'s plans from the engine (or stop it in the fallback)."""
         if name in self._active:
             await asyncio.to_thread(self._swap, name, None, ())
+            _log.info("removed from the runtime", task=name)
+        self._paths.pop(name, None)
         if name in self._delegated and self.fallback is not None:
             self._delegated.discard(name)
             await self.fallback.deactivate(name)
@@ -127,6 +160,8 @@ class DeviceTaskHost:
         self._delegated.add(name)
         if name in self._active:
             await asyncio.to_thread(self._swap, name, None, ())
+        self._paths.pop(name, None)
+        _log.info("activated in the task container", task=name, version=version)
 
     async def _guarded(self, name: str, version: int, fn: Any, *args: Any) -> Any:
         try:
@@ -172,3 +207,76 @@ class DeviceTaskHost:
                 self._active.pop(name, None)
             else:
                 self._active[name] = (version, tuple(p.name for p in plans))
+
+
+def _adopt(app: App, installer: Installer, name: str) -> Adopted | None:
+    """Add the active installed version of ``name`` to ``app``, if it is a loadable App."""
+    record = installer.active(name)
+    if record is None:
+        return None
+    path = installer.path_of(name, record)
+    manifest = Manifest.model_validate_json((path / MANIFEST_NAME).read_bytes())
+    ref = manifest.entry_points.get(APP_ENTRY)
+    if ref is None:
+        return None
+    plans = _load_app(path, name, record.version, ref).plans
+    taken = {plan.name for plan in app.plans}
+    if any(plan.name in taken for plan in plans):
+        return None
+    for plan in plans:
+        app.add(plan)
+    return Adopted(record.version, path, tuple(plan.name for plan in plans))
+
+
+def open_device_host(
+    db_path: str | Path,
+    installer: Installer,
+    *,
+    base_app: App | None = None,
+    budget_s: float = 5.0,
+    fallback: TaskHost | None = None,
+) -> DeviceTaskHost:
+    """A DeviceRuntime over ``db_path`` running ``base_app`` plus the installed apps.
+
+    The installed apps' plans join the base app before the runtime restores its
+    checkpoint (which was written with them); an app that no longer loads is left out (the
+    agent's start then reverts it) and the runtime says why it cannot restore.
+    """
+    from walle.streams.app import App
+    from walle.streams.device.runtime import DeviceRuntime
+
+    app = base_app or App(DEFAULT_APP_NAME)
+    adopted: dict[str, Adopted] = {}
+    for name in installer.tasks():
+        try:
+            found = _adopt(app, installer, name)
+        except Exception as exc:  # reported again, with the rollback, by the agent's start
+            _log.warning("installed app not loaded", task=name, error=repr(exc))
+            continue
+        if found is not None:
+            adopted[name] = found
+            _log.info("installed app restored", task=name, version=found.version)
+    runtime = DeviceRuntime(app, db_path)
+    return DeviceTaskHost(runtime, budget_s=budget_s, fallback=fallback, adopted=adopted)
+
+
+def _follow_step(runtime: DeviceRuntime, fingerprint: str) -> str:
+    """Process new events of the log (or checkpoint a changed app); the fingerprint after."""
+    with runtime.store.lock:
+        if runtime.store.last_offset() > runtime.processed_offset:
+            report = runtime.run()
+            if report.outputs:
+                _log.info(
+                    "processed", events=report.events, outputs=report.outputs, to=report.to_offset
+                )
+        elif runtime.app.fingerprint != fingerprint:
+            runtime.checkpoint()  # a restart then restores with the deployed plans
+        return runtime.app.fingerprint
+
+
+async def follow_log(runtime: DeviceRuntime, interval_s: float = 0.2) -> None:
+    """Process what is appended to ``runtime``'s own event log, until cancelled."""
+    fingerprint = ""
+    while True:
+        fingerprint = await asyncio.to_thread(_follow_step, runtime, fingerprint)
+        await asyncio.sleep(interval_s)

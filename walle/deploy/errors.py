@@ -93,3 +93,57 @@ class RolloutError(WalleError):
 
 class HealthCheckError(WalleError):
     """A task failed its health check after activation (error, timeout or false result)."""
+
+
+def _nested_model(model: type, loc: tuple) -> type | None:
+    """The pydantic model at ``loc`` inside ``model`` (None where it is not a model)."""
+    import types
+    import typing
+
+    from pydantic import BaseModel
+
+    current: object = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        fields = getattr(current, "model_fields", None)
+        if fields is None or part not in fields:
+            return None
+        annotation = fields[part].annotation
+        if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+            options = [a for a in typing.get_args(annotation) if a is not type(None)]
+            annotation = options[0] if len(options) == 1 else None
+        current = annotation
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return current
+    return None
+
+
+def describe_config_errors(exc: object, model: type) -> tuple[str, str]:
+    """One line naming every wrong field of a pydantic error and the fields allowed.
+
+    Returns ``(message, first_field)``, e.g. ``"2 problems: field percentage: Input should
+    be less than or equal to 100; field colour: not an allowed field (allowed fields:
+    percentage, stages, ...)"``.
+    """
+    problems: list[str] = []
+    fields: list[str] = []
+    unknown_in: set[tuple] = set()
+    for err in exc.errors():  # type: ignore[attr-defined]
+        loc = tuple(err["loc"])
+        field = ".".join(str(p) for p in loc) or "(root)"
+        fields.append(field)
+        if err["type"] == "extra_forbidden":
+            problems.append(f"field {field}: not an allowed field")
+            unknown_in.add(loc[:-1])
+        else:
+            problems.append(f"field {field}: {err['msg']}")
+    head = f"{len(problems)} problems: " if len(problems) > 1 else ""
+    message = head + "; ".join(problems)
+    for parent in sorted(unknown_in | {()}, key=len):
+        nested = _nested_model(model, parent)
+        if nested is None:
+            continue
+        where = f" of {'.'.join(str(p) for p in parent)}" if parent else ""
+        message += f" (allowed fields{where}: {', '.join(nested.model_fields)})"
+    return message, fields[0] if fields else "(root)"

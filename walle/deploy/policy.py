@@ -21,7 +21,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from walle.deploy.errors import PolicyError
+from walle.deploy.errors import PolicyError, describe_config_errors
 
 BUCKETS = 10_000
 
@@ -163,9 +163,7 @@ def load_policy(path: Path) -> ReleasePolicy:
     except yaml.YAMLError as exc:
         raise PolicyError(f"{path}: not valid YAML: {exc}") from exc
     except pydantic.ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "(root)"
-        raise PolicyError(f"{path}: field {field}: {err['msg']}") from exc
+        raise PolicyError(f"{path}: {describe_config_errors(exc, ReleasePolicy)[0]}") from exc
 
 
 StageDecision = Literal["advance", "hold", "halt", "complete"]

@@ -18,11 +18,21 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from walle.deploy.bundle import open_bundle, sha256_hex
-from walle.deploy.channel import ChannelTopics, history, latest, publish
+from walle.deploy.channel import (
+    ChannelTopics,
+    history,
+    latest,
+    publish,
+    rejected_by_all,
+    reports,
+)
 from walle.deploy.errors import ChannelError, RolloutError, StoreError
 from walle.deploy.notification import Notification, load_bundle_signature, make_notification
 from walle.deploy.policy import ReleasePolicy
 from walle.errors import ValidationError
+from walle.logging import get_logger
+
+_log = get_logger("deploy.release")
 
 DEFAULT_TTL_S = 7 * 24 * 3600.0
 DEFAULT_TOPICS = ChannelTopics()
@@ -103,9 +113,15 @@ def rollback(
     to_version: int | None = None,
     topics: ChannelTopics = DEFAULT_TOPICS,
     ttl_s: float = DEFAULT_TTL_S,
+    force: bool = False,
 ) -> Notification:
     """Re-publish an earlier release of ``task`` (``to_version``, or the one before the
-    current) as a signed rollback."""
+    current) as a signed rollback.
+
+    Refused (RolloutError) when every device that reported on that bundle rejected it
+    (devices skip a bundle that failed on them, so nothing would change); ``force``
+    publishes it anyway, with a warning.
+    """
     current = latest(bootstrap, topics, task)
     if current is None:
         raise ChannelError(f"task {task!r} has never been released")
@@ -120,6 +136,22 @@ def rollback(
     target = max(candidates, key=lambda n: (n.version, n.issued_at))
     if to_version is None:
         target = [n for n in candidates if n.version == target.version][-1]
+    rejected = rejected_by_all(reports(bootstrap, topics, task), target.digest)
+    if rejected and not force:
+        example = rejected[-1]
+        raise RolloutError(
+            f"every device that tried {task} v{target.version} rejected it ({len(rejected)}"
+            f" device(s); {example.device_id}: {example.state} {example.reason!r}), so devices"
+            " would keep what they run: pick another version with --to, release a fixed one,"
+            " or pass --force to publish the rollback anyway"
+        )
+    if rejected:
+        _log.warning(
+            "rollback to a version every device rejected",
+            task=task,
+            version=target.version,
+            devices=len(rejected),
+        )
     return _republish(target, private, bootstrap, topics, ttl_s, rollback=True, paused=False)
 
 

@@ -22,7 +22,13 @@ from dataclasses import dataclass
 import pydantic
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from walle.deploy.channel import ChannelTopics, StatusReport, ensure_topics, read_topic
+from walle.deploy.channel import (
+    FAILED_STATES,
+    ChannelTopics,
+    StatusReport,
+    ensure_topics,
+    read_topic,
+)
 from walle.deploy.follower import FollowerSettings, TopicFollower
 from walle.deploy.notification import Notification
 from walle.deploy.policy import StageDecision, decide_stage, in_stage_band
@@ -31,8 +37,7 @@ from walle.logging import get_logger
 
 _log = get_logger("deploy.rollout")
 
-#: Report states that count against a release.
-FAILED_STATES = frozenset({"failed", "rolled_back", "refused", "download_failed"})
+__all__ = ["FAILED_STATES", "RolloutAction", "RolloutController", "RolloutWatcher", "StageTally"]
 
 
 @dataclass(frozen=True)

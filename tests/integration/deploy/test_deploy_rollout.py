@@ -37,6 +37,8 @@ def _eventually_counts(bootstrap, topics, expected, deadline_s=DEADLINE_S):
         if counts == expected or time.monotonic() > stop:
             return counts
         time.sleep(0.2)
+
+
 _FAST = FollowerSettings(poll_ms=50, check_s=0.5)
 
 
