@@ -45,6 +45,35 @@ def configure_logging(level: str = "INFO", *, json: bool = False) -> None:
     )
 
 
+_QUIET_UNTIL_CONFIGURED = frozenset({"debug", "info", "adebug", "ainfo"})
+
+
+def _drop(*_args: object, **_kwargs: object) -> None:
+    return None
+
+
+class _LibraryLogger:
+    """A structlog logger that stays quiet below WARNING until logging is configured.
+
+    structlog's defaults print every level, debug included; a library imported by someone
+    who never configured logging should say only what needs attention, as the standard
+    library's last-resort handler does. Once ``configure_logging`` (or the application's own
+    ``structlog.configure``) has run, every call goes through the configured pipeline.
+    """
+
+    def __init__(self, **context: object) -> None:
+        self._context = context
+        self._bound = structlog.get_logger(**context)
+
+    def bind(self, **more: object) -> _LibraryLogger:
+        return _LibraryLogger(**self._context, **more)
+
+    def __getattr__(self, method: str) -> object:
+        if method in _QUIET_UNTIL_CONFIGURED and not structlog.is_configured():
+            return _drop
+        return getattr(self._bound, method)
+
+
 def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:
-    """A logger bound to the component ``name``."""
-    return structlog.get_logger(component=name)
+    """A logger bound to the component ``name`` (quiet below WARNING until configured)."""
+    return _LibraryLogger(component=name)  # type: ignore[return-value]
