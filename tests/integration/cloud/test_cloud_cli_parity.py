@@ -54,3 +54,35 @@ def test_device_and_cloud_outputs_are_equal_with_default_flags(name, broker, tmp
         os.killpg(worker.pid, signal.SIGTERM)
         worker.wait(timeout=30)
     assert sorted(cloud) == device
+
+
+def test_the_worker_shows_its_progress_on_a_terminal(broker, tmp_path) -> None:
+    """`walle worker` in a terminal keeps a status line: events, rate, outputs, lag."""
+    import pty
+    import select
+
+    app, log = EXAMPLES / "item_page_view.py", EXAMPLES / "item_page_view.jsonl"
+    run = uuid.uuid4().hex[:8]
+    _walle("produce", str(log), "--broker", broker.url, "--topic", f"events-{run}")
+    master, slave = pty.openpty()
+    worker = subprocess.Popen(
+        [WALLE, "worker", str(app), "--broker", broker.url, "--app-id", f"tty-{run}",
+         "--input-topic", f"events-{run}", "--output-topic", f"outputs-{run}",
+         "--dead-letter-topic", f"dead-{run}", "--late-topic", f"late-{run}"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave,
+        start_new_session=True,
+    )  # fmt: skip
+    os.close(slave)
+    screen = b""
+    try:
+        deadline = time.monotonic() + 60
+        while b"(caught up)" not in screen and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.5)[0]:
+                screen += os.read(master, 65536)
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(timeout=30)
+        os.close(master)
+    text = screen.decode("utf-8", "replace")
+    assert "(caught up)" in text and "events (" in text and "outputs" in text, text[-2000:]
+    assert worker.returncode == 0, text[-2000:]

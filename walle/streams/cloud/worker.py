@@ -47,6 +47,7 @@ from walle.streams.cloud.metrics import WorkerMetrics
 from walle.streams.cloud.pipeline import Batch, CommitPipeline, send
 from walle.streams.cloud.recovery import ChangelogReader, write_fences
 from walle.streams.cloud.settings import CloudSettings
+from walle.streams.cloud.status import TerminalStatus
 from walle.streams.engine import END_OF_LOG_MS, Engine
 from walle.streams.events import Event
 from walle.streams.results import Emissions
@@ -106,6 +107,8 @@ class CloudWorker:
         self.processed = 0
         self._ready = False
         self.metrics = WorkerMetrics()
+        self.status: TerminalStatus | None = None  # set to show a status line on a terminal
+        self._outputs = 0
 
     # -- clients ---------------------------------------------------------------------------
 
@@ -137,10 +140,14 @@ class CloudWorker:
             [s.input_topic], on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._lost
         )
         clean = False
+        if self.status is not None:
+            self.status.start()
         try:
             self._loop(stop)
             clean = True
         finally:
+            if self.status is not None:
+                self.status.stop()
             self._close(clean)
 
     def _loop(self, stop: threading.Event) -> None:
@@ -206,6 +213,9 @@ class CloudWorker:
         self.metrics.set_lag(lag)
         self.metrics.devices.set(len(self._partition_of))
         self.metrics.batches_waiting.set(len(self.pipeline))
+        if self.status is not None:
+            devices = len(self._partition_of)
+            self.status.update(self.processed, self._outputs, devices, sum(lag.values()))
         return lag
 
     def _lag(self) -> dict[int, int]:
@@ -286,6 +296,7 @@ class CloudWorker:
 
     def _count(self, records: int, emissions: Emissions, bad: int, seconds: float) -> None:
         m = self.metrics
+        self._outputs += len(emissions.outputs)
         m.records.inc(records)
         m.outputs.inc(len(emissions.outputs))
         m.late_events.inc(len(emissions.late))
@@ -442,6 +453,8 @@ def run_worker(app: App, settings: CloudSettings, stop: threading.Event | None =
     declare_topics(app, settings)
     stop = stop or _stop_on_signals()
     worker = CloudWorker(app, settings)
+    if TerminalStatus.wanted():
+        worker.status = TerminalStatus()
     if settings.metrics_port is not None:
         host, port = settings.metrics_host, settings.metrics_port
         worker.metrics.serve(port, host)
