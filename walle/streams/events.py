@@ -50,8 +50,8 @@ class _EventModel(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid", strict=True, frozen=True)
 
     device_id: str = pydantic.Field(min_length=1, max_length=128)
-    seq: int = pydantic.Field(ge=0)
-    ts: int = pydantic.Field(ge=0)
+    seq: int = pydantic.Field(ge=0, le=2**63 - 1)  # SQLite INTEGER, Kafka tools: int64
+    ts: int = pydantic.Field(ge=0, le=2**63 - 1)
     event: str = pydantic.Field(pattern=_ID)
     page: str = pydantic.Field(default="", max_length=128)
     args: dict[str, Any] = pydantic.Field(default_factory=dict)
