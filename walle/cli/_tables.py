@@ -43,3 +43,20 @@ def side_records_table(records: list[dict[str, Any]], limit: int, title: str) ->
     if len(records) > limit:
         table.caption = f"first {limit} of {len(records)} rows (--limit)"
     return table
+
+
+def late_events_table(records: list[Any], total: int, title: str) -> Any:
+    """A rich table of a device database's late events (``LateEventRecord``), ``total`` in all."""
+    from rich.table import Table
+
+    table = Table(title=f"{title} ({total})")
+    for column in ("id", "task", "device", "seq", "ts", "reason"):
+        table.add_column(column, overflow="fold")
+    for record in records:
+        ts = "" if record.ts is None else str(record.ts)
+        table.add_row(
+            str(record.id), record.task, record.device_id, str(record.seq), ts, record.reason
+        )
+    if total > len(records):
+        table.caption = f"first {len(records)} of {total} rows (--limit)"
+    return table

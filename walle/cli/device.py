@@ -1,4 +1,4 @@
-"""`walle run`, `walle replay` and `walle deadletters`: the device runtime from the shell.
+"""`walle run`, `walle replay`, `walle deadletters`, `walle late`: the device runtime from a shell.
 
 Heavy imports (the engine, sqlite, rich) happen inside the commands so `walle --help` is fast.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import shlex
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -71,24 +72,62 @@ def _write_out(console: Console, runtime: DeviceRuntime, out: Path | None) -> No
         console.print(f"wrote {write_outputs_file(runtime, out)} outputs to {out}")
 
 
-def _summary(console: Console, opened: OpenedReplay, report: RunReport) -> None:
-    if opened.ingest is not None and opened.ingest.dead_letters:
-        console.print(
-            f"[yellow]{opened.ingest.dead_letters} bad or duplicate record(s) of"
-            f" {opened.ingest.path} went to the dead-letter table[/] (walle deadletters DB)"
-        )
+def _summary(console: Console, opened: OpenedReplay, report: RunReport, db: Path | None) -> None:
+    """The run's counts, then one line each for dead letters and late events, if any.
+
+    Each says how many there were and the command that lists them; with a temporary
+    database (no --db) it says they are gone with it.
+    """
+    from rich.markup import escape
+
     console.print(
-        f"events {report.events}  outputs {report.outputs}  late {report.late}"
-        f"  dead-lettered {report.dead_letters}  duplicates {report.duplicates}"
+        f"events {report.events}  outputs {report.outputs}"
         f"  offsets {report.from_offset + 1}..{report.to_offset}"
         f"  checkpoints {report.checkpoints}  {report.events_per_s:,.0f} events/s"
     )
+    if report.duplicates:
+        console.print(
+            f"{report.duplicates} event(s) repeated a device's seq already processed and were"
+            " skipped"
+        )
+    ingested = opened.ingest.dead_letters if opened.ingest is not None else 0
+    dead = ingested + report.dead_letters
+    if dead:
+        parts = []
+        if opened.ingest is not None and ingested:
+            parts.append(f"{ingested} bad or duplicate record(s) of {opened.ingest.path}")
+        if report.dead_letters:
+            parts.append(f"{report.dead_letters} event(s) the app failed on")
+        console.print(
+            f"[yellow]{dead} record(s) went to the dead-letter table[/]:"
+            f" {escape(', '.join(parts))}; {escape(_see('deadletters', db))}",
+            soft_wrap=True,
+        )
+    if report.late:
+        console.print(
+            f"[yellow]{report.late} late event(s)[/] came after their window had closed and are"
+            f" in no output; {escape(_see('late', db))}",
+            soft_wrap=True,
+        )
+
+
+def _see(command: str, db: Path | None) -> str:
+    """How to list a side table: ``walle COMMAND DB``, or why it cannot be (temporary DB)."""
+    if db is None:
+        return (
+            "the database was temporary and is gone: run again with --db PATH, then"
+            f" walle {command} PATH"
+        )
+    return f"list them with: walle {command} {shlex.quote(str(db))}"
 
 
 @click.command("run")
 @click.argument("app_path", metavar="APP", type=_APP)
 @click.option(
-    "--log", "log_path", type=_FILE, help="Event log, JSONL or SQLite [default: APP's .jsonl]."
+    "--log",
+    "log_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Event log, JSONL or SQLite [default: the .jsonl beside APP].",
 )
 @click.option("--db", type=_FILE, help="Device database (state, features) [default: temporary].")
 @click.option("--limit", default=20, show_default=True, help="Feature rows to print.")
@@ -113,7 +152,13 @@ def run_command(
     from walle.streams.app import load_app
     from walle.streams.device.replay import check_outputs_file, open_replay
 
-    log_path = log_path or app_path.with_suffix(".jsonl")
+    if log_path is None:
+        log_path = app_path.with_suffix(".jsonl")
+        if not log_path.exists():
+            raise click.UsageError(
+                f"no event log beside {app_path}: looked for {log_path}; pass --log LOG"
+                " (a JSONL or SQLite event log, e.g. one written by walle generate)"
+            )
     app = load_app(app_path)
     if out is not None:
         check_outputs_file(out)
@@ -123,7 +168,7 @@ def run_command(
         with opened.runtime as runtime:
             report = runtime.run(finish=finish)
             console.print(outputs_table(runtime.features(), limit))
-            _summary(console, opened, report)
+            _summary(console, opened, report, db)
             _write_out(console, runtime, out)
 
 
@@ -190,7 +235,7 @@ def replay_command(
             progress=lambda _events, offset: progress.update(bar, completed=offset - start),
         )
         progress.stop()
-        _summary(console, opened, report)
+        _summary(console, opened, report, db)
         _write_out(console, runtime, out)
 
 
@@ -243,4 +288,35 @@ def deadletters_command(db: Path, limit: int, as_json: bool) -> None:
     Console().print(table)
 
 
-COMMANDS: list[click.Command] = [run_command, replay_command, deadletters_command]
+@click.command("late")
+@click.argument("db", metavar="DB", type=click.Path(path_type=Path))
+@click.option(
+    "--limit", type=click.IntRange(min=0), default=50, show_default=True, help="Rows to print."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines instead of a table.")
+def late_command(db: Path, limit: int, as_json: bool) -> None:
+    """List the late events of a device database (read-only: DB is not changed).
+
+    A late event came after the window it belongs to had closed (past the app's lateness),
+    so it is in no output; the reason names the window and the watermark.
+    """
+    from rich.console import Console
+
+    from walle.cli._tables import late_events_table
+    from walle.streams.device.replay import read_late_events
+
+    _reachable(db)
+    total, records = read_late_events(db, limit)
+    if as_json:
+        for record in records:
+            click.echo(json.dumps(record._asdict(), sort_keys=True))
+        return
+    Console().print(late_events_table(records, total, title=f"late events in {db}"))
+
+
+COMMANDS: list[click.Command] = [
+    run_command,
+    replay_command,
+    deadletters_command,
+    late_command,
+]

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from walle.errors import StorageError
+from walle.streams.device._sqlite import storage_errors
 from walle.streams.device.log import EventLog, IngestReport, LogSettings
 from walle.streams.device.runtime import DeviceRuntime, OutputCallback, RuntimeSettings
 
@@ -136,3 +137,46 @@ def _sync_folder(folder: Path) -> None:
             os.fsync(descriptor)
         finally:
             os.close(descriptor)
+
+
+class LateEventRecord(NamedTuple):
+    """One late event of a device database: the app and task it was late for, and why."""
+
+    id: int
+    app: str
+    task: str
+    device_id: str
+    seq: int
+    ts: int | None
+    reason: str
+    raw: str
+
+
+_LATE_QUERY = (
+    "SELECT id, app, task, device_id, seq, json_extract(raw, '$.ts'), reason, raw"
+    " FROM late_events ORDER BY id LIMIT ?"
+)
+
+
+def read_late_events(
+    db_path: str | Path, limit: int | None = None
+) -> tuple[int, list[LateEventRecord]]:
+    """How many late events the device database holds, and the first ``limit`` (oldest first).
+
+    The database is opened read-only: nothing on disk changes. A walle event log that no
+    runtime has written to (no ``late_events`` table) is a StorageError saying so.
+    """
+    db_path = Path(db_path)
+    with EventLog(db_path, LogSettings(read_only=True)) as log, log.lock:
+        conn = log.conn
+        with storage_errors(db_path, "read late events"):
+            if not conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'late_events'"
+            ).fetchone():
+                raise StorageError(
+                    f"{db_path}: holds no late events table: it is an event log no device runtime"
+                    " has run over; pass the database given to --db of walle run / walle replay"
+                )
+            total = conn.execute("SELECT count(*) FROM late_events").fetchone()[0]
+            rows = conn.execute(_LATE_QUERY, (-1 if limit is None else limit,)).fetchall()
+    return total, [LateEventRecord(*row) for row in rows]
