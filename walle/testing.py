@@ -1,6 +1,6 @@
 """Public helpers for testing walle apps: literal events, a collecting sink, a manual clock,
 ``run_app`` (the pure engine), ``run_on_device`` (the SQLite device runtime),
-``run_on_cloud`` (faust workers on a Kafka-protocol broker) and ``compare_runtimes``.
+``run_on_cloud`` (cloud workers on a Kafka-protocol broker) and ``compare_runtimes``.
 
 >>> from walle.streams import App, PageWindow, count
 >>> app = App("demo")

@@ -1,7 +1,7 @@
 """Run an App on the cloud runtime over a broker, for parity tests and benchmarks.
 
 ``run_on_cloud(app, events, broker)`` is the cloud half of walle.testing's parity check:
-it produces the events to a fresh input topic keyed by device id, runs ``workers`` faust
+it produces the events to a fresh input topic keyed by device id, runs ``workers`` cloud
 workers (forked processes, so an App built in the caller works as is), waits until the
 consumer group has committed every input offset (outputs are acknowledged before that),
 and returns the outputs read back from the output topic. ``CloudRun`` is the same with

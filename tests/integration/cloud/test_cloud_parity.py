@@ -1,7 +1,7 @@
 """Parity: the example apps give the same output multisets on the device and cloud runtimes.
 
 The logs carry out-of-order, late and duplicate events; the cloud side runs 1 and 2
-faust workers on the embedded broker.
+cloud workers on the embedded broker.
 """
 
 from __future__ import annotations
