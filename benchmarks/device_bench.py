@@ -3,10 +3,12 @@ append latency at the default durability policy.
 
 ``python benchmarks/device_bench.py`` prints both; ``benchmarks/streams_bench.py`` calls
 ``bench_device_replay``, ``bench_decode_only`` and ``bench_append_latency``.
-``python benchmarks/device_bench.py checkpoints`` prints the cost of one live commit (WAL bytes
-and time) at 200 and 2,000 devices with 1% of them active since the last one, for the
-per-device checkpoints and for the whole-engine snapshot they replaced (``runtime.py`` of
-commit ``BEFORE_COMMIT``, loaded from git).
+``python benchmarks/device_bench.py checkpoints`` prints the cost of one live commit (WAL bytes,
+the WAL pages of the engine state, and time) at 200 and 2,000 devices with 1% of them, drawn
+at random, active since the last one: for the whole-engine snapshot (``runtime.py`` of commit
+``BEFORE_COMMIT``, loaded from git), for per-device records updated in place
+(``IN_PLACE_COMMIT``) and for per-device records appended to a delta table (now); then the
+cost of the commit that compacts the deltas.
 
 Full replay = read the SQLite log + build events + the engine (match, windows, aggregates)
 + checkpoints (snapshot, feature-store upserts, offset) in one transaction each, at the
@@ -27,6 +29,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_APP = ROOT / "examples" / "item_page_view.py"
 BEFORE_COMMIT = "71c275f"  # the last runtime.py that wrote the whole engine at each checkpoint
+IN_PLACE_COMMIT = "5784607"  # per-device records upserted in place (one B-tree page each)
+STATE_TABLES = (
+    "runtime_checkpoints",
+    "runtime_device_state",
+    "sqlite_autoindex_runtime_device_state_1",
+    "runtime_device_delta",
+    None,  # a free page: the deltas a compaction deleted
+)
 
 
 def _best(seconds: list[float]) -> float:
@@ -99,46 +109,73 @@ def bench_append_latency(count: int = 20_000) -> tuple[float, float]:
     return quantiles[49] / 1000, quantiles[98] / 1000
 
 
-def _runtime_class(before: bool) -> type:
-    """DeviceRuntime now, or (``before``) as of BEFORE_COMMIT, loaded from git."""
+def _runtime_class(commit: str | None) -> type:
+    """DeviceRuntime now, or as of ``commit``, loaded from git."""
     import subprocess
     import types
 
     from walle.streams.device import DeviceRuntime
 
-    if not before:
+    if commit is None:
         return DeviceRuntime
     source = subprocess.run(
-        ["git", "show", f"{BEFORE_COMMIT}:walle/streams/device/runtime.py"],
+        ["git", "show", f"{commit}:walle/streams/device/runtime.py"],
         cwd=ROOT,
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    module = types.ModuleType("walle_runtime_before")
-    module.__dict__["__name__"] = "walle_runtime_before"
+    module = types.ModuleType(f"walle_runtime_{commit}")
     sys.modules[module.__name__] = module
-    exec(compile(source, f"{BEFORE_COMMIT}:runtime.py", "exec"), module.__dict__)
+    exec(compile(source, f"{commit}:runtime.py", "exec"), module.__dict__)
     return module.DeviceRuntime
 
 
+def _wal_pages(wal: Path) -> list[int]:
+    """The page number of every frame in a WAL file."""
+    data = wal.read_bytes()
+    page_size = int.from_bytes(data[8:12], "big")
+    return [
+        int.from_bytes(data[at : at + 4], "big")
+        for at in range(32, len(data) - 24 - page_size + 1, 24 + page_size)
+    ]
+
+
+def _state_pages(db: Path, pages: list[int]) -> int:
+    """How many of ``pages`` are the engine state tables' or free (SQLite's dbstat)."""
+    import sqlite3
+
+    conn = sqlite3.connect(db)
+    try:
+        owner = dict(conn.execute("SELECT pageno, name FROM dbstat").fetchall())
+    finally:
+        conn.close()
+    return sum(owner.get(page) in STATE_TABLES for page in pages)
+
+
 def bench_checkpoint(
-    devices: int, *, before: bool = False, rounds: int = 5
-) -> tuple[int, int, float]:
-    """State bytes, WAL bytes and ms of one live commit with 1% of ``devices`` active.
+    devices: int, *, commit: str | None = None, rounds: int = 5, compaction: bool = False
+) -> tuple[int, int, int, float]:
+    """State bytes, WAL bytes, state WAL pages and ms of one live commit, 1% of devices active.
 
     Every device first gets a visit with its window still open (state held); then, per round,
-    1% of the devices append 3 events and ``flush()`` commits them with the checkpoint. Returns
-    the median over ``rounds`` of the engine state bytes written (the whole snapshot before,
-    the active devices' records after), the WAL bytes written (truncated before each commit;
-    SQLite writes whole 4 KiB pages: events, indexes, features, state) and the ms.
+    1% of the devices (drawn at random, seeded) append 3 events and ``flush()`` commits them
+    with the checkpoint. Returns the median over ``rounds`` of the engine state bytes
+    serialised (the whole snapshot for BEFORE_COMMIT, the active devices' records since), the
+    WAL bytes written (truncated before each commit; SQLite writes whole 4 KiB pages of
+    events, indexes, features and state), how many of those pages are the state tables', and
+    the ms. ``compaction``: instead, rounds run until one compacts the deltas, and that one
+    commit is measured.
     """
     from walle.logging import configure_logging
     from walle.streams.app import load_app
     from walle.streams.events import Event
 
     configure_logging("ERROR")
-    runtime_class = _runtime_class(before)
+    import random
+
+    runtime_class = _runtime_class(commit)
+    before = commit == BEFORE_COMMIT
     app = load_app(DEFAULT_APP)
     names = [f"dev-{number:05d}" for number in range(devices)]
     seqs = dict.fromkeys(names, 0)
@@ -149,7 +186,7 @@ def bench_checkpoint(
             args = {"item_id": f"i{seqs[device]}", "price": 1.0} if kind == "page_enter" else {}
             runtime.append(Event(device, seqs[device], at + offset, kind, "item", args))
 
-    states, sizes, times = [], [], []
+    states, sizes, pages, times = [], [], [], []
     with tempfile.TemporaryDirectory(prefix="walle-bench-") as folder:
         db = Path(folder) / "live.db"
         runtime = runtime_class(app, db)
@@ -159,8 +196,8 @@ def bench_checkpoint(
                 visit(runtime, device, 1_000)
             runtime.flush()
             active = max(1, devices // 100)
-            for round_ in range(rounds):
-                moved = names[round_ * active : (round_ + 1) * active]
+            for round_ in range(10**6 if compaction else rounds):
+                moved = random.Random(round_).sample(names, active)
                 for device in moved:
                     visit(runtime, device, 10_000 * (round_ + 2))
                 engine = runtime.engine
@@ -169,22 +206,37 @@ def bench_checkpoint(
                 runtime.store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
                 start = time.perf_counter()
                 runtime.flush()
-                times.append((time.perf_counter() - start) * 1000)
+                elapsed = (time.perf_counter() - start) * 1000
+                if compaction and runtime._delta_rows:
+                    continue
+                times.append(elapsed)
                 sizes.append(Path(f"{db}-wal").stat().st_size)
+                pages.append(_state_pages(db, _wal_pages(Path(f"{db}-wal"))))
+                if compaction:
+                    break
         finally:
             runtime.close()
     median = statistics.median
-    return int(median(states)), int(median(sizes)), median(times)
+    return int(median(states)), int(median(sizes)), int(median(pages)), median(times)
 
 
 def checkpoints_main() -> None:
     """Print the checkpoint cost rows, before and after, at 200 and 2,000 devices."""
     print(f"one live commit, 1% of devices active since the last one ({DEFAULT_APP.name})")
-    print(f"{'devices':>8} {'':>7} {'state bytes':>12} {'WAL bytes':>10} {'ms':>7}")
+    print(
+        f"{'devices':>8} {'checkpoint':>12} {'state bytes':>12} {'WAL bytes':>10}"
+        f" {'state pages':>12} {'ms':>7}"
+    )
+    variants = (
+        ("whole", BEFORE_COMMIT, False),
+        ("in place", IN_PLACE_COMMIT, False),
+        ("delta", None, False),
+        ("compaction", None, True),
+    )
     for devices in (200, 2_000):
-        for label, before in (("before", True), ("after", False)):
-            state, wal, ms = bench_checkpoint(devices, before=before)
-            print(f"{devices:>8} {label:>7} {state:>12,} {wal:>10,} {ms:>7.2f}")
+        for label, commit, compaction in variants:
+            state, wal, pages, ms = bench_checkpoint(devices, commit=commit, compaction=compaction)
+            print(f"{devices:>8} {label:>12} {state:>12,} {wal:>10,} {pages:>12} {ms:>7.2f}")
 
 
 def make_bench_log(path: str | Path, devices: int = 200, events_per_device: int = 250) -> Path:

@@ -214,12 +214,24 @@ def test_quiet_device_windows_close_on_the_idle_timeout(tmp_path: Path) -> None:
 
 
 def _device_states(path: Path) -> dict[str, bytes]:
+    """The newest record of each device: the per-device table, then the deltas in order."""
     conn = sqlite3.connect(path)
     try:
         rows = conn.execute("SELECT device_id, snapshot FROM runtime_device_state").fetchall()
+        rows += conn.execute(
+            "SELECT device_id, snapshot FROM runtime_device_delta ORDER BY id"
+        ).fetchall()
     finally:
         conn.close()
     return dict(rows)
+
+
+def _table_devices(path: Path, table: str) -> list[str]:
+    conn = sqlite3.connect(path)
+    try:
+        return [row[0] for row in conn.execute(f"SELECT device_id FROM {table} ORDER BY rowid")]
+    finally:
+        conn.close()
 
 
 def test_a_checkpoint_writes_only_the_devices_touched_since_the_last(tmp_path: Path) -> None:
@@ -243,6 +255,37 @@ def test_a_checkpoint_writes_only_the_devices_touched_since_the_last(tmp_path: P
     assert {device for device in devices if after[device] != before[device]} == {"dev-3"}
     with DeviceRuntime(app, db) as restored:
         assert restored.engine.snapshot() == in_memory
+    # appended to the delta table (its last page), not rewritten in place
+    assert _table_devices(db, "runtime_device_delta") == [*devices, "dev-3"]
+
+
+def test_deltas_are_compacted_into_the_device_table(tmp_path: Path) -> None:
+    db, app = tmp_path / "d.db", _app()
+    devices = [f"dev-{number}" for number in range(5)]
+    settings = RuntimeSettings(compact_delta_rows=6)
+    _fill(db, [event for device in devices for event in _visits(device, 2)])
+    with DeviceRuntime(app, db, settings=settings) as runtime:
+        runtime.run()  # 5 records appended: 5 delta rows <= 6
+        assert _table_devices(db, "runtime_device_delta") == devices
+        assert _table_devices(db, "runtime_device_state") == []
+    _fill(db, _visits("dev-3", 4)[6:] + _visits("dev-1", 3)[6:])
+    conn = sqlite3.connect(db)
+    with conn:  # another app's delta in the same database
+        conn.execute(
+            "INSERT INTO runtime_device_delta (app, device_id, snapshot) VALUES ('o', 'x', '')"
+        )
+    conn.close()
+    with DeviceRuntime(app, db, settings=settings) as runtime:
+        secure = runtime.store.conn.execute("PRAGMA secure_delete").fetchone()
+        runtime.run()  # 2 more would make 7 > max(6, 5 devices held): compaction
+        in_memory = runtime.engine.snapshot()
+        assert runtime.store.conn.execute("PRAGMA secure_delete").fetchone() == secure
+    assert _table_devices(db, "runtime_device_delta") == ["x"]
+    assert _table_devices(db, "runtime_device_state") == devices
+    with DeviceRuntime(app, db) as restored:
+        assert restored.engine.snapshot() == in_memory
+        newest = {d: restored.engine.snapshot_device(d) for d in devices}
+        assert _device_states(db) == {**newest, "x": ""}
 
 
 def test_a_whole_engine_checkpoint_is_restored_and_split(tmp_path: Path) -> None:
@@ -256,6 +299,7 @@ def test_a_whole_engine_checkpoint_is_restored_and_split(tmp_path: Path) -> None
     with conn:
         conn.execute("UPDATE runtime_checkpoints SET snapshot = ?", (whole,))
         conn.execute("DELETE FROM runtime_device_state")
+        conn.execute("DELETE FROM runtime_device_delta")
     conn.close()
     with DeviceRuntime(app, db) as runtime:
         assert runtime.engine.snapshot() == whole

@@ -1,13 +1,15 @@
 """``DeviceRuntime``: drives the streams engine over the device's event log, crash-safely.
 
 At every checkpoint ONE SQLite transaction writes the state of the devices touched since the
-last checkpoint (one msgpack record per device, so a checkpoint costs what changed, not the
-whole engine), the app's fingerprint, the outputs (upserted into the feature store by
-``Output.key``), late events, dead letters, the input offset, and whatever the checkpoint
-participants add (the uplink outbox). A crash anywhere leaves either the previous checkpoint
-or the new one, and a restart resumes from it (the engine built from the device records);
-since the engine is deterministic, re-processing the events after that offset reproduces
-exactly what was lost, so nothing is lost or duplicated.
+last checkpoint (one msgpack record per device, appended to a delta table so that they fill
+one or two pages at its end, wherever the devices sort; a compaction folds the deltas into
+the per-device table once they outnumber the devices), the app's fingerprint, the outputs
+(upserted into the feature store by ``Output.key``), late events, dead letters, the input
+offset, and whatever the checkpoint participants add (the uplink outbox). A crash anywhere
+leaves either the previous checkpoint or the new one, and a restart resumes from it (the
+engine built from the device records, the newest of each device); since the engine is
+deterministic, re-processing the events after that offset reproduces exactly what was lost,
+so nothing is lost or duplicated.
 """
 
 from __future__ import annotations
@@ -64,6 +66,11 @@ _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS runtime_device_state (
         app TEXT NOT NULL, device_id TEXT NOT NULL, snapshot BLOB NOT NULL,
         PRIMARY KEY (app, device_id))""",
+    # appended records, newest = highest id; no index beyond the rowid, so a checkpoint's
+    # records land on the last page or two whichever devices they are
+    """CREATE TABLE IF NOT EXISTS runtime_device_delta (
+        id INTEGER PRIMARY KEY, app TEXT NOT NULL, device_id TEXT NOT NULL,
+        snapshot BLOB NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS late_events (
         id INTEGER PRIMARY KEY AUTOINCREMENT, app TEXT NOT NULL, task TEXT NOT NULL,
         device_id TEXT NOT NULL, seq INTEGER NOT NULL, reason TEXT NOT NULL, raw TEXT NOT NULL)""",
@@ -78,6 +85,7 @@ _UPSERT_DEVICE = (
     "INSERT INTO runtime_device_state (app, device_id, snapshot) VALUES (?, ?, ?)"
     " ON CONFLICT (app, device_id) DO UPDATE SET snapshot = excluded.snapshot"
 )
+_APPEND_DELTA = "INSERT INTO runtime_device_delta (app, device_id, snapshot) VALUES (?, ?, ?)"
 _PER_DEVICE = b""  # runtime_checkpoints.snapshot when the state is in runtime_device_state
 _UPSERT_CHECKPOINT = (
     "INSERT INTO runtime_checkpoints (app, fingerprint, log_id, log_offset, snapshot, updated_ms)"
@@ -98,7 +106,9 @@ class RuntimeSettings(pydantic.BaseModel):
     a crash and more write cost. In live mode, a device quiet for ``idle_timeout_ms`` of
     wall-clock time has its watermark moved on with the clock, so its windows still close.
     With ``retention``, every run ends with a retention pass over the runtime's own log
-    (consumed events only).
+    (consumed events only). Device records are appended to a delta table; the checkpoint
+    that would take it past ``max(compact_delta_rows, devices held)`` rows folds it into the
+    per-device table instead (so the deltas never outgrow the state).
     """
 
     model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
@@ -109,6 +119,7 @@ class RuntimeSettings(pydantic.BaseModel):
     idle_timeout_ms: int = pydantic.Field(default=60_000, ge=1)
     log: LogSettings = LogSettings()
     retention: RetentionPolicy | None = None
+    compact_delta_rows: int = pydantic.Field(default=1024, ge=1)
 
 
 class RunReport(NamedTuple):
@@ -183,6 +194,7 @@ class DeviceRuntime:
         self._log = _log.bind(app=app.name, db=str(self.store.path))
         self._pending = _Pending()
         self._touched: set[str] = set()  # devices whose state changed since the last checkpoint
+        self._delta_rows = 0  # committed rows of this app in runtime_device_delta
         self._live = False
         try:
             self._create_schema()
@@ -241,9 +253,19 @@ class DeviceRuntime:
                 "SELECT device_id, snapshot FROM runtime_device_state WHERE app = ?",
                 (self.app.name,),
             ).fetchall()
-        for device_id, blob in rows:
+            deltas = self._read_deltas(self.store.conn)
+        self._delta_rows = len(deltas)
+        latest = dict(rows)
+        latest.update(deltas)  # in id order: the newest record of a device wins
+        for device_id, blob in latest.items():
             engine.restore_device(device_id, blob, where=str(self.store.path))
         return engine
+
+    def _read_deltas(self, conn: sqlite3.Connection) -> list[tuple[str, bytes]]:
+        return conn.execute(
+            "SELECT device_id, snapshot FROM runtime_device_delta WHERE app = ? ORDER BY id",
+            (self.app.name,),
+        ).fetchall()
 
     # -- replay ----------------------------------------------------------------------------
 
@@ -347,14 +369,7 @@ class DeviceRuntime:
                 int(time.time() * 1000),
             ),
         )
-        held = set(self.engine.devices())
-        conn.executemany(
-            _UPSERT_DEVICE,
-            [
-                (self.app.name, device, self.engine.snapshot_device(device))
-                for device in sorted(touched & held)
-            ],
-        )
+        delta_rows = self._write_devices(conn, touched)
         conn.executemany(_UPSERT_FEATURE, [self._feature_row(out) for out in pending.outputs])
         conn.executemany(
             "INSERT INTO late_events (app, task, device_id, seq, reason, raw)"
@@ -366,10 +381,52 @@ class DeviceRuntime:
             write_consumer_offset(conn, self._consumer, offset)
         for participant in self.participants:
             participant(conn, pending.outputs)
-        return lambda: self._committed(offset, pending)
+        return lambda: self._committed(offset, pending, delta_rows)
 
-    def _committed(self, offset: int, pending: _Pending) -> None:
+    def _write_devices(self, conn: sqlite3.Connection, touched: set[str]) -> int:
+        """Append the touched devices' records to the delta table, or compact; returns the
+        delta table's row count (of this app) after it."""
+        held = self.engine.devices()
+        dirty = [
+            (self.app.name, device, self.engine.snapshot_device(device))
+            for device in sorted(touched.intersection(held))
+        ]
+        if self._delta_rows + len(dirty) <= max(self.settings.compact_delta_rows, len(held)):
+            conn.executemany(_APPEND_DELTA, dirty)
+            return self._delta_rows + len(dirty)
+        # compaction: the newest record of every device in the deltas or dirty, into the
+        # per-device table (sorted, so each of its pages is written once), deltas dropped
+        latest = dict(self._read_deltas(conn))
+        latest.update((device, blob) for _, device, blob in dirty)
+        conn.executemany(
+            _UPSERT_DEVICE, [(self.app.name, device, latest[device]) for device in sorted(latest)]
+        )
+        self._drop_deltas(conn)
+        return 0
+
+    def _drop_deltas(self, conn: sqlite3.Connection) -> None:
+        """Delete this app's deltas, freeing their pages without writing them again.
+
+        Their content is in the device table now: no need for ``secure_delete`` (on in many
+        SQLite builds) to zero each freed page in the WAL, and a DELETE without WHERE (when no
+        other app has deltas) frees whole pages instead of deleting row by row.
+        """
+        others = conn.execute(
+            "SELECT 1 FROM runtime_device_delta WHERE app != ? LIMIT 1", (self.app.name,)
+        ).fetchone()
+        secure = int(conn.execute("PRAGMA secure_delete").fetchone()[0])
+        conn.execute("PRAGMA secure_delete = FAST")
+        try:
+            if others is None:
+                conn.execute("DELETE FROM runtime_device_delta")
+            else:
+                conn.execute("DELETE FROM runtime_device_delta WHERE app = ?", (self.app.name,))
+        finally:
+            conn.execute(f"PRAGMA secure_delete = {secure}")
+
+    def _committed(self, offset: int, pending: _Pending, delta_rows: int) -> None:
         self.committed_offset = offset
+        self._delta_rows = delta_rows
         self._pending = _Pending()
         self._touched = set()
         self._last_checkpoint = time.monotonic()
