@@ -10,25 +10,18 @@ import json
 import os
 import pickle
 import re
-import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from tests._wait import wait_until
 from walle.kafka import sync_producer
 from walle.streams import Engine, load_app
 from walle.streams.generator import generate_events
 from walle.testing_cloud import CloudRun, dedupe_outputs
 
 APP_PATH = Path(__file__).resolve().parents[3] / "examples" / "item_page_view.py"
-
-
-def _wait_for(condition, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 def _expected(app, events) -> Counter[str]:
@@ -135,7 +128,7 @@ def test_a_worker_joining_mid_stream_takes_partitions_over(broker, tmp_path) -> 
         run.start_worker()  # a rebalance: the first worker hands over half its partitions
         rest = events[half:]
         run.produce(rest[: len(rest) // 4])  # taken by the first worker, or during the join
-        _wait_for(lambda: "partitions assigned" in run.logs[1].read_text(), 60)
+        wait_until(lambda: "partitions assigned" in run.logs[1].read_text(), 60, poll_s=0.05)
         run.produce(rest[len(rest) // 4 :])
         run.wait_processed(timeout_s=120)
         outputs = run.outputs()
@@ -246,8 +239,8 @@ def test_the_worker_metrics_move_as_the_run_does(broker, tmp_path) -> None:
         run.produce_raw([(b"dev-00001", b"{not json")])
         run.wait_processed()
         url = f"http://127.0.0.1:{port}/metrics"
-        _wait_for(lambda: "walle_worker_devices 4.0" in urlopen(url, timeout=5).read().decode(),
-                  10)  # fmt: skip
+        wait_until(lambda: "walle_worker_devices 4.0" in urlopen(url, timeout=5).read().decode(),
+                   10, poll_s=0.05)  # fmt: skip
         text = urlopen(url, timeout=5).read().decode()
     samples = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
@@ -284,6 +277,6 @@ def test_the_worker_closes_windows_of_quiet_devices(broker) -> None:
         run.start_worker()
         run.produce(events)
         run.wait_processed()
-        _wait_for(lambda: len(dedupe_outputs(run.outputs())) >= len(expected), 30)
+        wait_until(lambda: len(dedupe_outputs(run.outputs())) >= len(expected), 30, poll_s=0.05)
         outputs = dedupe_outputs(run.outputs())
     assert Counter(o.to_json() for o in outputs) == Counter(o.to_json() for o in expected)

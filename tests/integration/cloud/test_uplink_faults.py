@@ -16,6 +16,8 @@ from pathlib import Path
 
 from kafka import KafkaConsumer
 
+from tests._wait import wait_until
+from walle.errors import BrokerError
 from walle.kafka import EmbeddedBroker, create_topics
 from walle.streams.device.log import EventLog, LogSettings
 from walle.streams.uplink import (
@@ -84,6 +86,17 @@ def test_outputs_survive_a_broker_outage_exactly_once(tmp_path) -> None:
         # ack timeout well under the outage: a send still queued when the broker comes back
         # would reach it before the topic is re-created (Tansu then serves no records).
         sender = UplinkSender(db, broker.bootstrap, "uplink", batch_size=25, ack_timeout_s=0.5)
+        failures = [0]  # BrokerErrors the sender met: it keeps trying and failing meanwhile
+        send_pending = sender.send_pending
+
+        def counted() -> int:
+            try:
+                return send_pending()
+            except BrokerError:
+                failures[0] += 1
+                raise
+
+        sender.send_pending = counted  # type: ignore[method-assign]
         stop = threading.Event()
         thread = threading.Thread(target=sender.run, args=(stop,), kwargs={"retry_s": 0.2})
         thread.start()
@@ -95,7 +108,7 @@ def test_outputs_survive_a_broker_outage_exactly_once(tmp_path) -> None:
 
             broker.stop()  # memory storage: what the broker held is gone, as after a crash
             _enqueue_range(db, 100, 200)
-            time.sleep(1.5)  # the sender keeps trying and failing meanwhile
+            wait_until(lambda: failures[0] >= 1, 20, "the sender to fail")
             assert _queued(db) == 100
 
             broker.start()

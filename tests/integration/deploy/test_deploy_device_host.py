@@ -13,6 +13,7 @@ import asyncio
 import threading
 import time
 
+from tests._wait import until
 from walle.deploy.agent import Agent, AgentSettings
 from walle.deploy.bundle import build_bundle
 from walle.deploy.device_host import DeviceTaskHost
@@ -67,11 +68,7 @@ class _Appender(threading.Thread):
 
 
 async def _until(predicate, timeout_s: float = DEADLINE_S) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not reached")
-        await asyncio.sleep(0.02)
+    await until(predicate, timeout_s)
 
 
 def test_release_activates_app_in_live_runtime_and_rollback_swaps_back(

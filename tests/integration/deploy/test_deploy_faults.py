@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests._wait import until
 from walle.deploy.agent import Agent, AgentSettings
 from walle.deploy.container import TaskContainer
 from walle.deploy.gateway import Gateway
@@ -64,14 +65,6 @@ def _agent(tmp_path: Path, gateway_url: str, trust) -> Agent:
     return Agent(DeviceAttrs(device_id="dev-1"), settings, trust, TaskContainer())
 
 
-async def _until(predicate, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not reached")
-        await asyncio.sleep(0.02)
-
-
 def test_store_killed_mid_download_resumes_and_never_installs_partial(
     tmp_path, broker, topics, trust, private, make_bundle
 ):
@@ -105,13 +98,17 @@ def test_store_killed_mid_download_resumes_and_never_installs_partial(
                 topics=topics,
             )
             part = tmp_path / "device" / "downloads" / f"{bundle.digest}.part"
-            await _until(lambda: part.exists() and part.stat().st_size > 150_000, 20)
+            await until(
+                lambda: part.exists() and part.stat().st_size > 150_000, 20, "a partial download"
+            )
             _kill(store)
-            await asyncio.sleep(1.0)
+            # the agent found the store gone and failed again on retrying (not a fixed sleep)
+            retries = agent.stats["download_retries"]
+            await until(lambda: agent.stats["download_retries"] >= retries + 2, 20, "retries")
             assert agent.installer.active("demo") is None  # partial bytes never installed
             assert 0 < part.stat().st_size < bundle.size
             store = await asyncio.to_thread(_serve, store_args, port)
-            await _until(lambda: agent.states.get("demo") == (1, "installed"), 30)
+            await until(lambda: agent.states.get("demo") == (1, "installed"), 30, "v1 installed")
             assert agent.stats["range_requests"] >= 1
             assert agent.installer.active("demo").digest == bundle.digest
             assert not part.exists()
@@ -158,13 +155,15 @@ def test_gateway_restart_agents_reconnect_and_catch_up(
         }
         try:
             await asyncio.to_thread(release, v1.path, ReleasePolicy(), **common)
-            await _until(lambda: agent.states.get("demo") == (1, "installed"), 30)
+            await until(lambda: agent.states.get("demo") == (1, "installed"), 30, "v1 installed")
             _kill(gateway)
             await asyncio.to_thread(release, v2.path, ReleasePolicy(), **common)
-            await asyncio.sleep(0.5)
+            # v2 is on the topic; wait until the agent has tried (and failed) to hear of it
+            polls = agent.stats["poll_failures"]
+            await until(lambda: agent.stats["poll_failures"] > polls, 20, "a failed poll")
             assert agent.installer.active("demo").version == 1
             gateway = await asyncio.to_thread(_serve, gateway_args, port)
-            await _until(lambda: agent.states.get("demo") == (2, "installed"), 30)
+            await until(lambda: agent.states.get("demo") == (2, "installed"), 30, "v2 installed")
             assert agent.stats["connects"] >= 2
             assert agent.host.running == {"demo": 2}
         finally:

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
+
+from tests._wait import until
 from walle.deploy.channel import status_counts
 from walle.deploy.fleet import LoopbackFleet
 from walle.deploy.policy import DeviceAttrs, ReleasePolicy, Targeting
@@ -32,6 +35,16 @@ def _devices() -> list[DeviceAttrs]:
 
 def _at(fleet: LoopbackFleet, ids: list[str], version: int, state: str = "installed") -> bool:
     return all(fleet.agents[d].states.get("demo") == (version, state) for d in ids)
+
+
+async def _gateway_paused(fleet: LoopbackFleet) -> bool:
+    """The gateway's latest notification for demo is the paused one (its polling endpoint)."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{fleet.gateway.url}/notifications") as resp,
+    ):
+        notes = await resp.json()
+    return any(n["task"] == "demo" and n["paused"] for n in notes)
 
 
 def test_release_rollback_pause_on_loopback(tmp_path, broker, topics, trust, private, make_bundle):
@@ -70,7 +83,7 @@ def test_release_rollback_pause_on_loopback(tmp_path, broker, topics, trust, pri
             await asyncio.to_thread(
                 pause, "demo", bootstrap=broker.bootstrap, private=private, topics=topics
             )
-            await asyncio.sleep(0.5)  # let the paused notification reach the gateway
+            await until(lambda: _gateway_paused(fleet), DEADLINE_S, "the gateway to hold the pause")
             for device_id in offline:
                 fleet.go_online(device_id)
             await fleet.wait_for(

@@ -6,8 +6,8 @@ over their unbroken SSE connection; nothing old is pushed twice.
 from __future__ import annotations
 
 import asyncio
-import time
 
+from tests._wait import until
 from walle.deploy.agent import Agent, AgentSettings
 from walle.deploy.channel import ensure_topics
 from walle.deploy.container import TaskContainer
@@ -25,11 +25,7 @@ _FAST = FollowerSettings(
 
 
 async def _until(predicate, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not reached")
-        await asyncio.sleep(0.02)
+    await until(predicate, timeout_s)
 
 
 def test_reader_restarts_after_broker_restart_and_notifications_resume(

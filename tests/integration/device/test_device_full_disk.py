@@ -15,6 +15,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from tests._wait import wait_until
 from walle.errors import StorageError
 from walle.streams import App, PageWindow, count
 from walle.streams.device import DeviceRuntime, DurabilityPolicy, LogSettings, RuntimeSettings
@@ -50,13 +51,6 @@ def _settings() -> RuntimeSettings:
         max_retry_after_ms=100,
     )
     return RuntimeSettings(log=LogSettings(durability=policy))
-
-
-def _wait_for(check: Any, deadline_s: float = 10.0) -> None:
-    until = time.monotonic() + deadline_s
-    while not check():
-        assert time.monotonic() < until, "condition not met before the deadline"
-        time.sleep(0.005)
 
 
 def _append_retrying(runtime: DeviceRuntime, event: Event, deadline_s: float = 10.0) -> None:
@@ -96,7 +90,9 @@ def _scenario(path: Path, events: list[Event]) -> dict[str, Any]:
         result["logged_while_full"] = runtime.store.count()
         result["wal_while_full"] = wal.stat().st_size
         resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))  # space returns
-        _wait_for(lambda: runtime.store.commit_error is None)  # the autoflush retries alone
+        wait_until(  # the autoflush retries alone
+            lambda: runtime.store.commit_error is None, 10.0, "a clean commit", poll_s=0.005
+        )
         result["wal_after_recovery"] = wal.stat().st_size
         for event in held:
             _append_retrying(runtime, event)

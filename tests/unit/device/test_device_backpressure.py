@@ -72,7 +72,9 @@ def _space_returns(log: EventLog) -> None:
     log.conn.execute("PRAGMA max_page_count = 1000000")
 
 
-def _append_when_retry_is_due(log: EventLog, event: Event, deadline_s: float = 5.0) -> None:
+def _append_when_retry_is_due(
+    log: EventLog | DeviceRuntime, event: Event, deadline_s: float = 5.0
+) -> None:
     """Append ``event`` once the retry pause after the last failed commit has passed."""
     until = time.monotonic() + deadline_s
     while True:
@@ -198,8 +200,8 @@ def test_live_runtime_refuses_before_the_engine_sees_the_event(tmp_path: Path) -
         last_accepted = events[-len(refused) - 1].seq
         assert runtime.engine.last_seq("d1") == last_accepted
         runtime.store.conn.execute("PRAGMA max_page_count = 1000000")
-        time.sleep(0.05)  # past the retry pause (retry_after_ms=10, at most 40)
-        for event in refused:
+        _append_when_retry_is_due(runtime, refused[0])  # once the retry pause has passed
+        for event in refused[1:]:
             runtime.append(event)
     with DeviceRuntime(_app(), path) as runtime:
         assert [event for _, event in runtime.store.read()] == events
