@@ -419,12 +419,17 @@ def main() -> None:
     parser.add_argument(
         "--models", action="store_true", help="only the rows of the nine real CNNs (onnx wheel)"
     )
+    parser.add_argument(
+        "--no-models", action="store_true", help="only the small rows (no real CNNs)"
+    )
     args = parser.parse_args()
     os.environ.setdefault("WALLE_CACHE_DIR", tempfile.mkdtemp(prefix="walle-bench-"))
     cpu, level = _cpu()
     print(f"CPU: {cpu}\nwalle kernels' instruction-set level: {level}", flush=True)
     if not args.models:
         _small_rows(cpu, level)
+    if args.no_models:
+        return
     model_lines = _model_rows()
     command = "taskset -c 1 .venv/bin/python benchmarks/ops_bench.py --models"
     _write_section(
@@ -491,7 +496,9 @@ def _small_rows(cpu: str, level: str) -> None:
         "comparable.\n\n"
     )
     cpu_line = f"CPU: {cpu}. walle kernels' instruction-set level: {level}.\n\n"
-    RESULTS.write_text(header + cpu_line + "\n".join(lines) + "\n")
+    previous = RESULTS.read_text() if RESULTS.exists() else ""
+    kept = previous[previous.find("\n## ") :] if "\n## " in previous else ""  # other sections
+    RESULTS.write_text(header + cpu_line + "\n".join(lines) + "\n" + kept)
 
 
 if __name__ == "__main__":
