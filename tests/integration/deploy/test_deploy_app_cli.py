@@ -67,6 +67,20 @@ def _spawn(args: list[object], stderr: Path, port: int | None = None) -> subproc
     return proc
 
 
+def _serve_store_and_gateway(
+    tmp_path: Path, channel: tuple[str, ...]
+) -> tuple[str, str, list[subprocess.Popen]]:
+    """`walle store serve` and `walle gateway serve` on free ports: their URLs and processes."""
+    store_port, gateway_port = _free_port(), _free_port()
+    servers = [
+        _spawn(["store", "serve", "--root", tmp_path / "store", "--port", store_port],
+               tmp_path / "store.log", store_port),
+        _spawn(["gateway", "serve", *channel, "--port", gateway_port],
+               tmp_path / "gateway.log", gateway_port),
+    ]  # fmt: skip
+    return f"http://127.0.0.1:{store_port}", f"http://127.0.0.1:{gateway_port}", servers
+
+
 def _until(what: str, probe, log: Path | None = None):
     deadline = time.monotonic() + DEADLINE_S
     while not (found := probe()):
@@ -135,16 +149,10 @@ def test_agent_runs_a_released_app_in_the_device_runtime_and_reports_rollbacks(
     device_app = tmp_path / "device_app.py"
     device_app.write_text(_DEVICE_APP)
     db = tmp_path / "device.db"
-    store_port, gateway_port = _free_port(), _free_port()
-    store_url, gateway_url = (f"http://127.0.0.1:{p}" for p in (store_port, gateway_port))
     channel = ("--broker", broker.url, "--topic-prefix", prefix)
     agent_log = tmp_path / "agent.log"
-    procs = [
-        _spawn(["store", "serve", "--root", tmp_path / "store", "--port", store_port],
-               tmp_path / "store.log", store_port),
-        _spawn(["gateway", "serve", *channel, "--port", gateway_port],
-               tmp_path / "gateway.log", gateway_port),
-    ]  # fmt: skip
+    store_url, gateway_url, servers = _serve_store_and_gateway(tmp_path, channel)
+    procs = list(servers)
     agent = _spawn(["--log-level", "info", "agent", "--device-attrs", attrs,
                     "--gateway", gateway_url, "--home", tmp_path / "home",
                     "--trust", tmp_path / "keys", "--db", db], agent_log)  # fmt: skip
@@ -202,15 +210,11 @@ def test_rollback_to_a_version_every_device_rejected_is_refused_and_status_says_
         bundles.append(built)
     attrs = tmp_path / "attrs.json"
     attrs.write_text(json.dumps({"device_id": "phone-1"}))
-    store_port, gateway_port = _free_port(), _free_port()
-    store_url, gateway_url = (f"http://127.0.0.1:{p}" for p in (store_port, gateway_port))
     channel = ("--broker", broker.url, "--topic-prefix", prefix)
     agent_log = tmp_path / "agent.log"
+    store_url, gateway_url, servers = _serve_store_and_gateway(tmp_path, channel)
     procs = [
-        _spawn(["store", "serve", "--root", tmp_path / "store", "--port", store_port],
-               tmp_path / "store.log", store_port),
-        _spawn(["gateway", "serve", *channel, "--port", gateway_port],
-               tmp_path / "gateway.log", gateway_port),
+        *servers,
         _spawn(["agent", "--device-attrs", attrs, "--gateway", gateway_url,
                 "--home", tmp_path / "home", "--trust", tmp_path / "keys"], agent_log),
     ]  # fmt: skip

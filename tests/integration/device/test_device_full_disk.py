@@ -15,31 +15,15 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from tests._visits import padded_visits, visits_app
 from tests._wait import wait_until
 from walle.errors import StorageError
-from walle.streams import App, PageWindow, count
 from walle.streams.device import DeviceRuntime, DurabilityPolicy, LogSettings, RuntimeSettings
 from walle.streams.engine import Engine
 from walle.streams.events import Event
-from walle.testing import literal_events
 
 LIMIT_BYTES = 256 * 1024
 BOUND = 128
-
-
-def _app() -> App:
-    app = App("visits")
-    app.stream("item_visits").window(PageWindow("item")).aggregate(events=count())
-    return app
-
-
-def _visits(visits: int) -> list[Event]:
-    rows = []
-    for visit in range(visits):
-        base = visit * 10_000
-        rows += [(base, "page_enter", "item"), (base + 5, "click", "item")]
-        rows += [(base + 9, "page_exit", "item")]
-    return [e._replace(args={"pad": "z" * 300}) for e in literal_events(*rows, device_id="d1")]
 
 
 def _settings() -> RuntimeSettings:
@@ -71,7 +55,7 @@ def _scenario(path: Path, events: list[Event]) -> dict[str, Any]:
     resource.setrlimit(resource.RLIMIT_FSIZE, (LIMIT_BYTES, hard))
     wal = Path(f"{path}-wal")
     result: dict[str, Any] = {"most_pending": 0, "refusal_us": []}
-    with DeviceRuntime(_app(), path, settings=_settings()) as runtime:
+    with DeviceRuntime(visits_app(), path, settings=_settings()) as runtime:
         runtime.start_live()
         held: deque[Event] = deque()  # refused events, kept by the caller in order
         for event in events:
@@ -121,8 +105,8 @@ def test_live_appends_on_a_full_filesystem_get_backpressure_and_lose_nothing(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "d.db"
-    DeviceRuntime(_app(), path).close()  # schema written before the limit
-    events = _visits(700)  # ~750 KB of events, three times the limit
+    DeviceRuntime(visits_app(), path).close()  # schema written before the limit
+    events = padded_visits(700)  # ~750 KB of events, three times the limit
     result = _in_child(path, events)
 
     assert result["held"] > 0, "the limit was never reached"
@@ -132,9 +116,9 @@ def test_live_appends_on_a_full_filesystem_get_backpressure_and_lose_nothing(
     assert statistics.median(result["refusal_us"]) < 1_000  # no commit retried per append
     assert result["wal_while_full"] > 0 and result["wal_after_recovery"] == 0
 
-    with DeviceRuntime(_app(), path) as runtime:  # a fresh process's view: nothing lost
+    with DeviceRuntime(visits_app(), path) as runtime:  # a fresh process's view: nothing lost
         assert [event for _, event in runtime.store.read()] == events
         assert runtime.store.dead_letters() == []
-        expected = sorted(o.to_json() for o in Engine(_app()).process_many(events).outputs)
+        expected = sorted(o.to_json() for o in Engine(visits_app()).process_many(events).outputs)
         assert sorted(text for _, text in runtime.features()) == expected
         assert runtime.committed_offset == len(events)

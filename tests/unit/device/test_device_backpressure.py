@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests._visits import padded_visits, visits_app
 from walle.errors import StorageError
-from walle.streams import App, PageWindow, count
 from walle.streams.device import (
     DeviceRuntime,
     DurabilityPolicy,
@@ -23,7 +23,6 @@ from walle.streams.device import (
 )
 from walle.streams.engine import Engine
 from walle.streams.events import Event
-from walle.testing import literal_events
 
 BOUND = 48
 
@@ -167,28 +166,13 @@ def test_wal_is_truncated_by_the_first_commit_after_space_returns(tmp_path: Path
         assert [event for _, event in log.read()] == _events(600)
 
 
-def _app() -> App:
-    app = App("visits")
-    app.stream("item_visits").window(PageWindow("item")).aggregate(events=count())
-    return app
-
-
-def _visits(visits: int) -> list[Event]:
-    rows = []
-    for visit in range(visits):
-        base = visit * 10_000
-        rows += [(base, "page_enter", "item"), (base + 5, "click", "item")]
-        rows += [(base + 9, "page_exit", "item")]
-    return [e._replace(args={"pad": "z" * 300}) for e in literal_events(*rows, device_id="d1")]
-
-
 def test_live_runtime_refuses_before_the_engine_sees_the_event(tmp_path: Path) -> None:
     """A refused append leaves the engine as it was, so appending it again later counts it
     once: after recovery the store equals a run over every event, nothing lost."""
     path = tmp_path / "d.db"
     settings = RuntimeSettings(log=_tight(path, spare_pages=16))
-    events = _visits(150)
-    with DeviceRuntime(_app(), path, settings=settings) as runtime:
+    events = padded_visits(150)
+    with DeviceRuntime(visits_app(), path, settings=settings) as runtime:
         runtime.start_live(autoflush=False)
         refused: list[Event] = []
         for event in events:
@@ -203,9 +187,9 @@ def test_live_runtime_refuses_before_the_engine_sees_the_event(tmp_path: Path) -
         _append_when_retry_is_due(runtime, refused[0])  # once the retry pause has passed
         for event in refused[1:]:
             runtime.append(event)
-    with DeviceRuntime(_app(), path) as runtime:
+    with DeviceRuntime(visits_app(), path) as runtime:
         assert [event for _, event in runtime.store.read()] == events
-        expected = sorted(o.to_json() for o in Engine(_app()).process_many(events).outputs)
+        expected = sorted(o.to_json() for o in Engine(visits_app()).process_many(events).outputs)
         assert sorted(text for _, text in runtime.features()) == expected
 
 

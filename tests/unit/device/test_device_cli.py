@@ -8,6 +8,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from tests._cli import exit_of_main
 from walle.cli import cli, main
 from walle.streams.events import Event, write_jsonl
 
@@ -81,15 +82,6 @@ def test_walle_error_exits_1_with_clear_message(tmp_path: Path, capsys, monkeypa
     assert "not an SQLite database" in capsys.readouterr().err
 
 
-def _exit_of_main(monkeypatch, *args: str) -> int | str | None:
-    monkeypatch.setattr("sys.argv", ["walle", *args])
-    try:
-        main()
-    except SystemExit as exit_:
-        return exit_.code
-    raise AssertionError("walle should exit")
-
-
 def test_out_file_holds_the_whole_store_after_a_resumed_replay(tmp_path: Path) -> None:
     log, db, out = _log(tmp_path / "log.jsonl"), tmp_path / "d.db", tmp_path / "out.jsonl"
     for until in (["--until", "3"], []):
@@ -106,7 +98,7 @@ def test_out_file_holds_the_whole_store_after_a_resumed_replay(tmp_path: Path) -
 def test_out_in_a_missing_folder_is_a_one_line_error(tmp_path: Path, capsys, monkeypatch) -> None:
     log, out = _log(tmp_path / "log.jsonl"), tmp_path / "no-such-folder" / "out.jsonl"
     for command in (["replay", str(APP), str(log)], ["run", str(APP), "--log", str(log)]):
-        assert _exit_of_main(monkeypatch, *command, "--out", str(out)) == 1
+        assert exit_of_main(monkeypatch, *command, "--out", str(out)) == 1
         err = capsys.readouterr().err
         assert err.startswith(f"error: {out}: cannot write the outputs file: No such file")
         assert "directory exists and is writable" in err and "Traceback" not in err
@@ -124,7 +116,7 @@ def test_out_on_a_full_disk_is_a_one_line_error_and_keeps_the_old_file(
 
     monkeypatch.setattr("os.fsync", no_space)
     args = ["replay", str(APP), str(log), "--db", str(db), "--out", str(out)]
-    assert _exit_of_main(monkeypatch, *args) == 1
+    assert exit_of_main(monkeypatch, *args) == 1
     err = capsys.readouterr().err
     assert f"error: {out}: cannot write the outputs file: the disk is full" in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from walle.cli import cli, main
+from tests._cli import exit_of_main
+from walle.cli import cli
 from walle.streams.app import load_app
 from walle.streams.device.log import EventLog
 from walle.streams.device.replay import open_replay
@@ -29,15 +30,6 @@ def _late_log(path: Path) -> Path:
 
 def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _exit_of_main(monkeypatch, *args: str) -> int | str | None:
-    monkeypatch.setattr("sys.argv", ["walle", *args])
-    try:
-        main()
-    except SystemExit as exit_:
-        return exit_.code
-    raise AssertionError("walle should exit")
 
 
 def test_late_lists_every_late_event_of_the_runtime_and_changes_nothing(tmp_path: Path) -> None:
@@ -75,10 +67,10 @@ def test_late_on_a_plain_event_log_says_which_database_to_pass(
     with EventLog(tmp_path / "log.db") as log:
         log.append(Event("d1", 1, 1_000, "click", "item"))
         log.flush()
-    assert _exit_of_main(monkeypatch, "late", str(tmp_path / "log.db")) == 1
+    assert exit_of_main(monkeypatch, "late", str(tmp_path / "log.db")) == 1
     err = capsys.readouterr().err
     assert "no late events table" in err and "--db of walle run / walle replay" in err
-    assert _exit_of_main(monkeypatch, "late", str(tmp_path / "missing.db")) == 1
+    assert exit_of_main(monkeypatch, "late", str(tmp_path / "missing.db")) == 1
     assert "no such database file" in capsys.readouterr().err
 
 
@@ -160,7 +152,7 @@ def test_run_without_a_log_beside_the_app_names_the_file_and_log_option(
 ) -> None:
     app = tmp_path / "myapp.py"
     shutil.copy(ITEM, app)
-    assert _exit_of_main(monkeypatch, "run", str(app)) == 2
+    assert exit_of_main(monkeypatch, "run", str(app)) == 2
     err = capsys.readouterr().err
     assert f"no event log beside {app}: looked for {tmp_path / 'myapp.jsonl'}" in err
     assert "pass --log LOG" in err and "Traceback" not in err
@@ -168,7 +160,7 @@ def test_run_without_a_log_beside_the_app_names_the_file_and_log_option(
 
 def test_run_with_a_missing_log_names_the_log_option(tmp_path: Path, capsys, monkeypatch) -> None:
     missing = tmp_path / "nope.jsonl"
-    assert _exit_of_main(monkeypatch, "run", str(ITEM), "--log", str(missing)) == 2
+    assert exit_of_main(monkeypatch, "run", str(ITEM), "--log", str(missing)) == 2
     err = capsys.readouterr().err
     assert "--log" in err and str(missing) in err and "does not exist" in err
 
