@@ -220,7 +220,8 @@ class CloudRun:
 
     def outputs(self) -> list[Output]:
         """Every output on the output topic (re-sent copies included), in topic order."""
-        return [Output.from_json(m.value) for m in self.read_topic(self.settings.output_topic)]
+        records = self.read_topic(self.settings.output_topic)
+        return [Output.from_json(m.value) for m in records if m.value is not None]
 
     def dead_letters(self) -> list[Any]:
         """Messages on the dead-letter topic."""

@@ -9,30 +9,40 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from onnx import ModelProto, NodeProto, TensorProto, ValueInfoProto
 
-def _model(nodes: list, inputs: list, outputs: list, inits: list, opset: int = 17):
+
+def _model(
+    nodes: list[NodeProto],
+    inputs: list[ValueInfoProto],
+    outputs: list[ValueInfoProto],
+    inits: list[TensorProto],
+    opset: int = 17,
+) -> ModelProto:
     from onnx import helper
 
     graph = helper.make_graph(nodes, "walle_sample", inputs, outputs, inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
 
 
-def _init(name: str, array: np.ndarray):
+def _init(name: str, array: np.ndarray) -> TensorProto:
     from onnx import numpy_helper
 
     return numpy_helper.from_array(np.asarray(array, np.float32), name)
 
 
-def _io(name: str, shape: Sequence[int | str]):
+def _io(name: str, shape: Sequence[int | str]) -> ValueInfoProto:
     from onnx import TensorProto, helper
 
     return helper.make_tensor_value_info(name, TensorProto.FLOAT, list(shape))
 
 
-def mlp_onnx(sizes: Sequence[int] = (64, 256, 256, 1), seed: int = 0):
+def mlp_onnx(sizes: Sequence[int] = (64, 256, 256, 1), seed: int = 0) -> ModelProto:
     """An MLP of Gemm + Relu layers (no Relu after the last)."""
     from onnx import helper
 
@@ -55,7 +65,7 @@ def mlp_onnx(sizes: Sequence[int] = (64, 256, 256, 1), seed: int = 0):
     return _model(nodes, [_io("x", ["N", sizes[0]])], [_io("y", ["N", sizes[-1]])], inits)
 
 
-def cnn_onnx(seed: int = 0):
+def cnn_onnx(seed: int = 0) -> ModelProto:
     """conv3x3(3->8)/relu/maxpool2, conv3x3(8->16)/relu/maxpool2, GAP, flatten, Gemm(16->10)."""
     from onnx import helper
 
@@ -68,8 +78,8 @@ def cnn_onnx(seed: int = 0):
         _init("fw", rng.normal(0, 0.3, (16, 10))),
         _init("fb", rng.normal(0, 0.1, 10)),
     ]
-    conv = {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}
-    pool = {"kernel_shape": [2, 2], "strides": [2, 2]}
+    conv: dict[str, Any] = {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}
+    pool: dict[str, Any] = {"kernel_shape": [2, 2], "strides": [2, 2]}
     nodes = [
         helper.make_node("Conv", ["x", "c1w", "c1b"], ["c1"], name="conv1", **conv),
         helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
@@ -89,8 +99,8 @@ def single_op_onnx(
     input_shapes: Sequence[Sequence[int]],
     constants: dict[str, np.ndarray] | None = None,
     opset: int = 17,
-    **attrs: object,
-):
+    **attrs: Any,
+) -> ModelProto:
     """One ``op`` node over inputs ``x0, x1, ...`` (fixed shapes) and constant inputs."""
     from onnx import helper
 
@@ -110,13 +120,13 @@ def single_op_onnx(
     )
 
 
-def _int_init(name: str, array: np.ndarray):
+def _int_init(name: str, array: np.ndarray) -> TensorProto:
     from onnx import numpy_helper
 
     return numpy_helper.from_array(np.asarray(array, np.int64), name)
 
 
-def layernorm_composite_onnx(shape: Sequence[int] = (64, 1024), seed: int = 0):
+def layernorm_composite_onnx(shape: Sequence[int] = (64, 1024), seed: int = 0) -> ModelProto:
     """Layer norm spelled as ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div/Mul/Add."""
     from onnx import helper
 

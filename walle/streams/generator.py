@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Any
 
 from walle.streams.events import CLICK, EXPOSURE, PAGE_ENTER, PAGE_EXIT, SCROLL, Event
 
@@ -97,7 +98,7 @@ class _Device:
 
 
 def generate_events(
-    devices: int = 10, sessions: int = 3, seed: int = 0, **options: float
+    devices: int = 10, sessions: int = 3, seed: int = 0, **options: Any
 ) -> list[Event]:
     """Events of ``devices`` devices, ``sessions`` sessions each, interleaved in upload order."""
     settings = GeneratorSettings(devices=devices, sessions=sessions, seed=seed, **options)

@@ -27,8 +27,9 @@ raises ``StateError``, as does encoding state that holds another type.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from itertools import repeat
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from msgpack import ExtType, Packer, unpackb
 
@@ -105,7 +106,9 @@ def _default(obj: Any) -> ExtType:
 
 def _pack(obj: Any, buffer_size: int) -> bytes:
     """msgpack bytes of ``obj``: only exact types are native, the rest go to ``_default``."""
-    return Packer(strict_types=True, default=_default, buf_size=buffer_size).pack(obj)
+    # buf_size is the C Packer's (msgpack-types describes only the pure-Python fallback)
+    packer = Packer(strict_types=True, default=_default, buf_size=buffer_size)  # type: ignore[call-arg]
+    return packer.pack(obj)
 
 
 def _device_row(device: DeviceState) -> list[Any]:
@@ -322,7 +325,12 @@ def _payload(blob: bytes, kind: str, fingerprint: str, what: str) -> Any:
     return data[4]
 
 
-def _decode(blob: bytes, kind: str, fingerprint: str, what: str, build: Any) -> Any:
+_Built = TypeVar("_Built")
+
+
+def _decode(
+    blob: bytes, kind: str, fingerprint: str, what: str, build: Callable[[Any], _Built]
+) -> _Built:
     """Run ``build(payload)``, turning every failure into a StateError naming ``what``."""
     try:
         return build(_payload(blob, kind, fingerprint, what))

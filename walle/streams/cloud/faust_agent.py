@@ -43,13 +43,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from walle.streams.app import App
 from walle.streams.cloud.batch import BatchProcessor, InputMessage, side_output_record
 from walle.streams.engine import Engine
 
 if TYPE_CHECKING:
+    from faust import Stream
     from faust.types import AgentT, AppT, EventT, StreamT, TableT, TopicT
 
 _RAW: dict[str, Any] = {
@@ -80,7 +81,7 @@ def attach(
     batch_size: int = 500,
     within_s: float = 0.05,
     supervisor_strategy: Any = None,
-) -> AgentT:
+) -> AgentT[Any]:
     """Run ``app`` on ``faust_app`` over ``input_topic``; returns the faust agent.
 
     The input topic must be keyed by device id (each device's events in one partition, in
@@ -109,10 +110,12 @@ def attach(
     )
     source = faust_app.topic(input_topic, partitions=partitions, **_RAW)
 
-    async def run_walle_app(stream: StreamT) -> None:
+    async def run_walle_app(stream: StreamT[Any]) -> None:
         # A processor per agent start: a restarted agent reloads device states from the table.
         processor = BatchProcessor(Engine(app), table)
-        async for events in stream.take_events(batch_size, within=within_s):
+        # faust hands agents its Stream class; take_events is not on the StreamT protocol
+        batches = cast("Stream[Any]", stream).take_events(batch_size, within=within_s)
+        async for events in batches:
             await _run_batch(processor, table, topics, [_input_message(e) for e in events])
 
     agent = faust_app.agent(
@@ -133,7 +136,7 @@ class _Topics:
 
 
 async def _run_batch(
-    processor: BatchProcessor, table: TableT, topics: _Topics, messages: list[InputMessage]
+    processor: BatchProcessor, table: TableT[bytes, bytes], topics: _Topics, messages: list[InputMessage]
 ) -> None:
     """Process one batch, wait until its records are acknowledged, then store the states."""
     result = processor.process(messages)
@@ -162,7 +165,7 @@ async def _send_side(topic: TopicT, kind: str, items: Iterable[Any]) -> list[Awa
     ]
 
 
-def _input_message(event: EventT) -> InputMessage:
+def _input_message(event: EventT[Any]) -> InputMessage:
     message = event.message
     return InputMessage(
         message.topic, message.partition, message.offset, message.key, message.value,

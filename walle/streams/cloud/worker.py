@@ -313,8 +313,8 @@ class CloudWorker:
             send(producer, batch, s.dead_letter_topic, None, record)
         for item in emissions.dead:
             send(producer, batch, s.dead_letter_topic, None, side_output_record("dead", *item))
-        for item in emissions.late:
-            send(producer, batch, s.late_topic, None, side_output_record("late", *item))
+        for late in emissions.late:
+            send(producer, batch, s.late_topic, None, side_output_record("late", *late))
         if bad:
             log.warning("bad input messages dead-lettered", count=len(bad))
 
@@ -431,7 +431,8 @@ def _metadata(client: Any, topic: str, bootstrap: list[str]) -> None:
 def _partition_eof() -> int:
     from confluent_kafka import KafkaError
 
-    return KafkaError._PARTITION_EOF
+    code: int = KafkaError._PARTITION_EOF
+    return code
 
 
 def _raise_broker_error(message: Any) -> None:
