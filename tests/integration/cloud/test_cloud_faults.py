@@ -280,3 +280,41 @@ def test_the_worker_closes_windows_of_quiet_devices(broker) -> None:
         wait_until(lambda: len(dedupe_outputs(run.outputs())) >= len(expected), 30, poll_s=0.05)
         outputs = dedupe_outputs(run.outputs())
     assert Counter(o.to_json() for o in outputs) == Counter(o.to_json() for o in expected)
+
+
+def test_only_quiet_devices_have_their_windows_closed(broker) -> None:
+    """Devices are visited oldest arrival first: a device that keeps sending keeps its window
+    open while the quiet ones, which arrived before and after it, are closed; it closes once
+    it stops too."""
+    import time
+
+    from walle.streams import App, Event, Tumbling, count
+
+    app = App("quiet", out_of_orderness_ms=0)
+    app.stream("n").window(Tumbling(1_000)).aggregate(n=count())  # [1000, 2000): events stay in
+
+    def event(device: str, seq: int) -> Event:
+        return Event(device, seq, 1_000 + seq, "click", "item", {})
+
+    with CloudRun(app, broker, partitions=1) as run:
+        # one idle step moves a quiet device's watermark past 2000, closing its window
+        run.settings = run.settings.model_copy(update={"idle_timeout_ms": 1_500})
+        run.start_worker()
+        run.produce([event("quiet-1", 1), event("busy", 1), event("quiet-2", 1)])
+        closed: set[str] = set()
+        seq = 1
+        deadline = time.monotonic() + 30
+        while closed != {"quiet-1", "quiet-2"}:  # busy sends every 100 ms meanwhile
+            assert time.monotonic() < deadline, closed
+            seq += 1
+            run.produce([event("busy", seq)])
+            time.sleep(0.1)  # the busy device's pace, not a synchronisation
+            closed = {o.device_id for o in run.outputs()}
+            assert "busy" not in closed
+        wait_until(lambda: "busy" in {o.device_id for o in run.outputs()}, 30, poll_s=0.05)
+        outputs = dedupe_outputs(run.outputs())
+    assert sorted((o.device_id, o.value["n"]) for o in outputs) == [
+        ("busy", seq),
+        ("quiet-1", 1),
+        ("quiet-2", 1),
+    ]

@@ -28,6 +28,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from itertools import takewhile
 from typing import Any
 
 from walle.errors import BrokerError, StateError
@@ -91,7 +92,8 @@ class CloudWorker:
         self._bootstrap = parse_broker_url(settings.broker)
         self._group = settings.resolved_app_id(app.name)
         self._partition_of: dict[str, int] = {}  # device id -> input partition
-        self._arrivals: dict[str, float] = {}  # device id -> when its last event came (clock)
+        # device id -> when its last event came (clock), oldest first
+        self._arrivals: dict[str, float] = {}
         self._read_committed = {"isolation.level": "read_committed"}
         self.consumer = make_consumer(self._bootstrap, self._group, **self._consumer_settings())
         self.producer = make_producer(self._bootstrap, **self._producer_settings())
@@ -189,14 +191,17 @@ class CloudWorker:
         them. The outputs and new states go through the pipeline like a batch's.
         """
         timeout = self.settings.idle_timeout_ms / 1000
+        arrivals = self._arrivals  # oldest arrival first: only the quiet prefix is visited
+        quiet = list(takewhile(lambda item: now - item[1] >= timeout, arrivals.items()))
         emissions, touched = Emissions(), {}
-        for device_id, seen in self._arrivals.items():
-            idle = now - seen
+        for device_id, seen in quiet:
+            del arrivals[device_id]
+            arrivals[device_id] = now
             watermark = self.engine.watermark(device_id)
-            if idle < timeout or watermark is None:
+            if watermark is None:
                 continue
-            self._arrivals[device_id] = now
-            emissions.extend(self.engine.advance_to(watermark + int(idle * 1000), device_id))
+            moved_to = watermark + int((now - seen) * 1000)
+            emissions.extend(self.engine.advance_to(moved_to, device_id))
             touched[device_id] = self._partition_of[device_id]
         if not touched:
             return
@@ -272,8 +277,10 @@ class CloudWorker:
         emissions = self._engine_run(events, ends)
         self.processed += len(messages)
         arrived = time.monotonic()
-        for device_id in touched:
-            self._arrivals[device_id] = arrived
+        arrivals = self._arrivals
+        for device_id in touched:  # moved to the end: the dict stays in arrival order
+            arrivals.pop(device_id, None)
+            arrivals[device_id] = arrived
         self._count(len(messages), emissions, len(bad), time.perf_counter() - started)
         batch = Batch(offsets)
         if self.settings.exactly_once:
