@@ -1,12 +1,27 @@
-"""Fleet simulator: checks against closed forms of the churn model and a plot file."""
+"""Fleet simulators: the 24 h churn model and the first-hour view, against closed forms."""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
+import pydantic
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from walle.deploy.delivery_sim import (
+    CHANGES,
+    DeliveryModel,
+    DeliveryResult,
+    delivery_table,
+    missed_before_notice,
+    plot_first_hour,
+    simulate_polling_delivery,
+    simulate_push_delivery,
+)
 from walle.deploy.simulator import FleetModel, plot_coverage, simulate_polling, simulate_push
+from walle.errors import ValidationError
 
 MODEL = FleetModel(devices=200_000, seed=7)
 
@@ -42,3 +57,198 @@ def test_plot_is_written(tmp_path):
         [simulate_push(small), simulate_polling(small)], small.horizon_s, tmp_path / "cov.png"
     )
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# -- first hour, devices online at release (delivery_sim) -------------------------------------
+
+# no network, no churn: only the polling phase or the place in the fan-out
+QUIET = {"hop_median_s": 0.0, "bundle_bytes": 0, "mean_online_s": None}
+
+
+def _forward_recurrence_quantile(p: float, interval: float, jitter: float) -> float:
+    """Oracle: time by which a share p of uniform-phase renewal processes have fired.
+
+    Intervals uniform on [a, b] (mean P); the wait from a random instant has CDF
+    t / P for t <= a and (a + ((b - a)^2 - (b - t)^2) / (2 (b - a))) / P above, solved for t.
+    """
+    a, b = interval * (1 - jitter), interval * (1 + jitter)
+    if p * interval <= a:
+        return p * interval
+    return b - math.sqrt((b - a) ** 2 - 2 * (b - a) * (p * interval - a))
+
+
+def _within_binomial(result: DeliveryResult, t: float, p: float) -> bool:
+    """The share reached by the oracle's time t is p to within 5 binomial sd (+ 1 device)."""
+    n = result.times.size
+    reached = float(result.coverage_at(np.array([t]))[0])
+    return abs(reached - p) <= 5 * math.sqrt(p * (1 - p) / n) + 1 / n
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    interval=st.floats(1.0, 86_400.0),
+    devices=st.integers(5_000, 60_000),
+    seed=st.integers(0, 2**32),
+    change=st.sampled_from(CHANGES),
+)
+def test_polling_without_jitter_reaches_p_of_devices_at_p_intervals(
+    interval, devices, seed, change
+):
+    model = DeliveryModel(
+        devices=devices, poll_interval_s=interval, poll_jitter=0.0, seed=seed, **QUIET
+    )
+    result = simulate_polling_delivery(model, change)
+    assert result.times.min() >= 0 and result.times.max() <= interval
+    for p in (0.5, 0.9, 0.99):
+        assert _within_binomial(result, p * interval, p)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    interval=st.floats(1.0, 86_400.0),
+    jitter=st.floats(0.0, 0.95),
+    devices=st.integers(5_000, 60_000),
+    seed=st.integers(0, 2**32),
+)
+def test_polling_with_jitter_matches_forward_recurrence(interval, jitter, devices, seed):
+    model = DeliveryModel(
+        devices=devices, poll_interval_s=interval, poll_jitter=jitter, seed=seed, **QUIET
+    )
+    result = simulate_polling_delivery(model, "pause")
+    assert result.times.max() <= interval * (1 + jitter)
+    for p in (0.5, 0.9, 0.99):
+        assert _within_binomial(result, _forward_recurrence_quantile(p, interval, jitter), p)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    connections=st.integers(1, 200_000),
+    rate=st.floats(10.0, 1e6),
+    publish=st.floats(0.0, 5.0),
+    devices=st.integers(5_000, 60_000),
+    seed=st.integers(0, 2**32),
+)
+def test_push_reaches_p_of_devices_after_p_of_the_fanout(connections, rate, publish, devices, seed):
+    """Uniform place in the gateway's fan-out: time to p = publish + p x connections / rate."""
+    model = DeliveryModel(
+        devices=devices,
+        connections_per_gateway=connections,
+        fanout_per_s=rate,
+        publish_s=publish,
+        seed=seed,
+        **QUIET,
+    )
+    result = simulate_push_delivery(model, "release")
+    for p in (0.5, 0.9, 0.99):
+        assert _within_binomial(result, publish + p * connections / rate, p)
+
+
+def test_network_hops_match_the_lognormal_median():
+    """With no fan-out spread, a pause's push time is publish + one lognormal hop."""
+    model = DeliveryModel(devices=100_000, fanout_per_s=1e12, publish_s=0.0, seed=3)
+    result = simulate_push_delivery(model, "pause")
+    assert _within_binomial(result, model.hop_median_s, 0.5)
+    p90 = model.hop_median_s * math.exp(model.hop_sigma * 1.2815515655446004)
+    assert _within_binomial(result, p90, 0.9)
+
+
+def test_a_release_takes_each_device_a_pull_longer_than_a_pause():
+    """Same seed, same devices and phases: a release is the pause plus a positive pull."""
+    model = DeliveryModel(devices=50_000, seed=5)
+    for simulate in (simulate_push_delivery, simulate_polling_delivery):
+        release, pause = simulate(model, "release"), simulate(model, "pause")
+        assert np.all(release.times > pause.times)
+
+
+def test_same_seed_same_times_other_seed_other_times():
+    model = DeliveryModel(devices=20_000, seed=11)
+    other = model.model_copy(update={"seed": 12})
+    for simulate in (simulate_push_delivery, simulate_polling_delivery):
+        for change in CHANGES:
+            first, again = simulate(model, change), simulate(model, change)
+            assert np.array_equal(first.times, again.times)
+            assert not np.array_equal(first.times, simulate(other, change).times)
+
+
+def test_table_has_push_and_polling_per_change_and_share():
+    model = DeliveryModel(devices=20_000)
+    results = [
+        simulate(model, change)
+        for change in CHANGES
+        for simulate in (simulate_push_delivery, simulate_polling_delivery)
+    ]
+    rows = delivery_table(results)
+    assert [(r.change, r.fraction) for r in rows] == [
+        (c, f) for c in CHANGES for f in (0.5, 0.9, 0.99)
+    ]
+    for row in rows:
+        assert row.ratio == row.polling_s / row.push_s > 1
+
+
+def test_unknown_change_is_refused_by_name():
+    with pytest.raises(ValidationError, match="unknown change 'rollback'.*release, pause"):
+        simulate_push_delivery(DeliveryModel(devices=10), "rollback")  # type: ignore[arg-type]
+
+
+def test_jitter_of_a_whole_interval_is_refused():
+    with pytest.raises(pydantic.ValidationError, match="poll_jitter"):
+        DeliveryModel(poll_jitter=1.0)
+
+
+def test_first_hour_plot_is_written(tmp_path):
+    model = DeliveryModel(devices=5_000)
+    results = [simulate_push_delivery(model, "release"), simulate_polling_delivery(model, "pause")]
+    out = plot_first_hour(results, model, tmp_path / "hour.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    mean_online=st.floats(10.0, 10_000.0),
+    window=st.floats(1.0, 10_000.0),
+    share=st.floats(0.05, 1.0),
+    devices=st.integers(5_000, 60_000),
+    seed=st.integers(0, 2**32),
+    strategy=st.sampled_from(["push", "polling"]),
+)
+def test_churn_delays_devices_whose_session_ends_first(
+    mean_online, window, share, devices, seed, strategy
+):
+    """Nobody returns within the run (offline ~forever): by time t <= window the share
+    reached is the integral of P(session > s) over uniform s in [0, t],
+    (m / w)(1 - exp(-t / m)); at t = window it is 1 - missed_before_notice.
+    """
+    quiet = {**QUIET, "mean_online_s": mean_online, "mean_offline_s": 1e15}
+    if strategy == "push":  # the fan-out spreads arrivals uniformly over the window
+        model = DeliveryModel(
+            devices=devices,
+            publish_s=0.0,
+            fanout_per_s=1 / window,
+            connections_per_gateway=1,
+            seed=seed,
+            **quiet,
+        )
+        result = simulate_push_delivery(model, "pause")
+    else:
+        model = DeliveryModel(
+            devices=devices, poll_interval_s=window, poll_jitter=0.0, seed=seed, **quiet
+        )
+        result = simulate_polling_delivery(model, "pause")
+    t = share * window
+    expected = mean_online / window * -math.expm1(-t / mean_online)
+    reached = float(result.coverage_at(np.array([t]))[0])
+    assert (
+        abs(reached - expected) <= 5 * math.sqrt(expected * (1 - expected) / devices) + 2 / devices
+    )
+    if share == 1.0:
+        assert math.isclose(1 - expected, missed_before_notice(mean_online, window))
+
+
+def test_devices_that_leave_first_arrive_on_reconnect():
+    """With churn, polling's late tail is the offline period: nobody is lost, only late."""
+    model = DeliveryModel(devices=50_000, poll_jitter=0.0, seed=2)
+    poll = simulate_polling_delivery(model, "pause")
+    assert np.isfinite(poll.times).all()
+    late = poll.times > model.poll_interval_s + 60
+    missed = missed_before_notice(model.mean_online_s, model.poll_interval_s)
+    assert 0.5 * missed < late.mean() < missed
