@@ -5,7 +5,7 @@ The pure-Python version is the definition; tests/unit/streams/test_streams_trie_
 holds this one to it on random patterns and events.
 """
 
-from walle.streams.naive import Fire, Start
+from walle.streams.matches import Fire, Start
 
 cdef object _MISSING = object()
 

@@ -21,8 +21,7 @@ from walle.streams.events import Event
 from walle.streams.plan import Plan
 from walle.streams.results import DeadLetter, Emissions, LateEvent, Output
 from walle.streams.trie import TrieState, TriggerTrie
-from walle.streams.windowing import TaskRunner
-from walle.streams.windows import Span
+from walle.streams.window_kinds import WindowKind, for_plan
 
 __all__ = ["DeadLetter", "Emissions", "Engine", "LateEvent", "Output"]
 
@@ -67,20 +66,19 @@ class Engine:
         self._known = app.known_events
         self._devices: dict[str, DeviceState] = {}
         self._trie = TriggerTrie()
-        self._runners: dict[str, TaskRunner] = {}
-        self._window_runners: list[TaskRunner] = []
-        self._fired_by: dict[int, TaskRunner] = {}
+        self._runners: dict[str, WindowKind] = {}  # task name -> its window kind
+        self._window_runners: list[WindowKind] = []  # the tasks without a trigger
+        self._fired_by: dict[int, WindowKind] = {}  # trie pattern -> its task's kind
         self._patterns: dict[str, int] = {}
         self._buffer_events = 0
         self._trim_buffers = False
         for plan in app.plans:
-            self._install(plan)
+            self._install(plan, for_plan(plan))
         self._fingerprint = app.fingerprint  # cached: snapshots are taken per batch
 
     # -- tasks ---------------------------------------------------------------------------
 
-    def _install(self, plan: Plan) -> None:
-        runner = TaskRunner(plan)
+    def _install(self, plan: Plan, runner: WindowKind) -> None:
         self._runners[plan.name] = runner
         if plan.trigger is not None:
             index = self._trie.add(plan.trigger.pattern)
@@ -92,8 +90,9 @@ class Engine:
 
     def add_task(self, plan: Plan) -> None:
         """Start running a new task (it sees events from now on)."""
+        runner = for_plan(plan)  # a window no kind runs is refused before the app changes
         self.app.add(plan)
-        self._install(plan)
+        self._install(plan, runner)
         self._fingerprint = self.app.fingerprint
 
     def remove_task(self, name: str) -> None:
@@ -114,7 +113,7 @@ class Engine:
     def _update_buffering(self) -> None:
         users = [r for r in self._runners.values() if r.buffer_events]
         self._buffer_events = max((r.buffer_events for r in users), default=0)
-        self._trim_buffers = bool(users) and all(isinstance(r.spec, Span) for r in users)
+        self._trim_buffers = bool(users) and all(r.trims_buffer for r in users)
 
     @property
     def trie(self) -> TriggerTrie:
@@ -169,14 +168,14 @@ class Engine:
                     device.buffer.popleft()
             fires = self._trie.feed(device.trie, event, wm)
             for fire in fires:
-                self._fired_by[fire.pattern].on_fire(fire, device.buffer, out)
+                self._fired_by[fire.pattern].fire(fire, device.buffer, out)
         tasks = device.tasks
         for runner in self._window_runners:
             state = tasks.get(runner.name)
             if state is None:
                 state = tasks[runner.name] = runner.new_state()
-            runner.on_event(state, event, wm, out)
-            runner.on_watermark(state, event, wm, out)
+            runner.assign(state, event, wm, out)
+            runner.close(state, event, wm, out)
 
     def advance_to(self, watermark_ms: int, device_id: str | None = None) -> Emissions:
         """Raise a device's (or every device's) watermark to close quiet windows."""
@@ -191,7 +190,7 @@ class Engine:
             for runner in self._window_runners:
                 state = device.tasks.get(runner.name)
                 if state is not None:
-                    runner.on_watermark(state, device.last_event, wm, out)
+                    runner.close(state, device.last_event, wm, out)
         return out
 
     # -- state ---------------------------------------------------------------------------

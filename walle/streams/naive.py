@@ -12,6 +12,10 @@ partial match that has matched positions 1..i. For each event, in this order:
    start, provided the match is alive (``within``: end.ts - start.ts <= within and the
    watermark has not passed start.ts + within) and it starts after the previous match of
    this pattern ended (after-match skip: past the last event).
+
+It stands alone: it imports only the event and pattern types of the DSL and declares its
+own ``Start`` and ``Fire`` (equal, as tuples, to the trie's), so the trie cannot pass the
+property test by sharing a bug with its oracle. Nothing in the engine imports it.
 """
 
 from __future__ import annotations
@@ -93,15 +97,15 @@ class NaiveMatcher:
                 new[i] = source
         for i, start in new.items():
             best[i] = _later(best[i], start)
-        start = None
+        fired: Start | None = None
         for i in self._accepting:
-            start = _later(start, new.get(i))
-        if start is None or start.seq <= self._consumed:
+            fired = _later(fired, new.get(i))
+        if fired is None or fired.seq <= self._consumed:
             return None
-        if not alive(start, event, watermark, self.pattern.within_ms):
+        if not alive(fired, event, watermark, self.pattern.within_ms):
             return None
         self._consumed = event.seq
-        return Fire(self.index, start, event)
+        return Fire(self.index, fired, event)
 
 
 def naive_fires(patterns: list[Pattern], events: list[Event], watermarks: list[int]) -> list[Fire]:

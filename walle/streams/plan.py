@@ -12,13 +12,15 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from walle.errors import PlanError
 from walle.streams.aggregates import Aggregate
 from walle.streams.events import Event
 from walle.streams.patterns import Pattern
 from walle.streams.windows import EMIT_FINAL, EMIT_MODES, Session, WindowSpec
+
+_S = TypeVar("_S")
 
 
 def _fn_id(fn: Callable[..., Any]) -> str:
@@ -145,9 +147,15 @@ class Plan:
         """One line per step, the text the fingerprint hashes."""
         return "\n".join([f"task {self.name}", *(f"  {s.describe()}" for s in self.steps)])
 
-    def step(self, kind: type) -> Any:
+    def step(self, kind: type[_S]) -> _S | None:
         """The first step of ``kind`` (None if absent)."""
         return next((s for s in self.steps if isinstance(s, kind)), None)
+
+    def _one(self, kind: type[_S]) -> _S:
+        step = self.step(kind)
+        if step is None:  # a checked plan has one: _check refuses it otherwise
+            raise PlanError(f"task {self.name!r}: needs exactly one {kind.__name__}")
+        return step
 
     @property
     def trigger(self) -> TriggerStep | None:
@@ -155,11 +163,11 @@ class Plan:
 
     @property
     def window(self) -> WindowStep:
-        return self.step(WindowStep)
+        return self._one(WindowStep)
 
     @property
     def aggregate(self) -> AggregateStep:
-        return self.step(AggregateStep)
+        return self._one(AggregateStep)
 
     @property
     def key_by(self) -> KeyByStep | None:

@@ -14,7 +14,7 @@ to device). A device is a fixed-position array::
 ``buffer`` (the device's recent events) is ``[]`` or columns ``[device_id, seqs, tss,
 events, pages, args]``; ``tasks`` maps a task name to its window state.
 
-Window state (``TaskRunner.new_state`` filled by the aggregates) is generic data: msgpack
+Window state (``WindowKind.new_state`` filled by the aggregates) is generic data: msgpack
 keeps None, bool, int, float, str, bytes, list and dict (any key type, in order) as they
 are, and the three Python types it lacks are extension types whose data is msgpack again:
 tuple (code 1, or 4 when it holds no list or dict and can be read straight as a tuple),

@@ -9,6 +9,8 @@ indexed under its (type, page) and, for steps with ``args`` equalities, the one 
 it carries: the cost per event does not grow with tasks whose steps it cannot match.
 
 It fires exactly what ``walle.streams.naive`` fires; a property test holds it to that.
+The reference shares no code with this module (not even the ``within`` test), so a bug
+in one is not silently repeated in the other.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 
 from walle.errors import BackendError
 from walle.streams.events import Event
-from walle.streams.naive import Fire, Start, alive
+from walle.streams.matches import Fire, Start
 from walle.streams.patterns import ONE_OR_MORE, OPTIONAL, Element, Pattern, Step
 
 ROOT = 0
@@ -52,6 +54,8 @@ class TrieState:
 
 
 _Group = tuple[int, list[int], dict[str, dict[Any, list[tuple[int, Step]]]], list[tuple[int, Step]]]
+_Groups = tuple[_Group | None, dict[int, _Group]]  # (the root's group, groups by parent)
+Feed = Callable[[TrieState, Event, int], list[Fire]]
 
 
 def _variants(pattern: Pattern) -> list[tuple[Element, ...]]:
@@ -89,7 +93,7 @@ def _apply(
                 new[child] = source
 
 
-def _compiled_feed() -> Callable[..., list[Fire]] | None:
+def _compiled_feed() -> Callable[[TriggerTrie], Feed] | None:
     """The compiled twin of ``TriggerTrie.feed``, or None when the build lacks it."""
     try:
         from walle._kernels.trie_feed import Feeder
@@ -116,7 +120,7 @@ class TriggerTrie:
         self._patterns: dict[int, Pattern] = {}
         self._edge_index: dict[tuple[str | None, str | None], list[tuple[int, int, Step]]] = {}
         self._guard_index: dict[tuple[str | None, str | None], list[tuple[int, Step]]] = {}
-        self._groups: dict[tuple[str, str], list[_Group]] = {}
+        self._groups: dict[tuple[str, str], _Groups] = {}
         self._guards: dict[tuple[str, str], list[tuple[int, Step]]] = {}
         self._next_pattern = 0
         self._components_stale = False
@@ -124,7 +128,7 @@ class TriggerTrie:
         if compiled and feeder is None:
             raise BackendError("the compiled trigger trie is not built: `pip install -e .`")
         if feeder is not None:
-            self.feed = feeder(self)  # type: ignore[method-assign]
+            self.feed = feeder(self)  # type: ignore[method-assign, assignment]
 
     def __len__(self) -> int:
         return len(self._patterns)
@@ -202,9 +206,7 @@ class TriggerTrie:
         self._groups.clear()  # cleared in place: the compiled feeder holds these dicts
         self._guards.clear()
 
-    def _lookup(
-        self, event: str, page: str
-    ) -> tuple[tuple[_Group | None, dict[int, _Group]], list[tuple[int, Step]]]:
+    def _lookup(self, event: str, page: str) -> tuple[_Groups, list[tuple[int, Step]]]:
         keys = ((event, page), (event, None), (None, page), (None, None))
         by_parent: dict[int, _Group] = {}
         for key in keys:
@@ -264,9 +266,9 @@ class TriggerTrie:
                         _apply(group, source, event, new)
             else:
                 for parent, group in by_parent.items():
-                    source = active.get(parent)
-                    if source is not None:
-                        _apply(group, source, event, new)
+                    start = active.get(parent)
+                    if start is not None:
+                        _apply(group, start, event, new)
         if not new:
             return []
         return self._advance(state, event, watermark, new)
@@ -293,7 +295,12 @@ class TriggerTrie:
             start = Start(*best[pattern])
             if start.seq <= state.consumed.get(pattern, -1):
                 continue
-            if not alive(start, event, watermark, self._patterns[pattern].within_ms):
+            # within: first to last event at most within_ms apart, and the watermark has
+            # not passed the first event's time plus within_ms (the match is still alive)
+            within = self._patterns[pattern].within_ms
+            if within is not None and (
+                event.ts - start.ts > within or watermark > start.ts + within
+            ):
                 continue
             state.consumed[pattern] = event.seq
             fires.append(Fire(pattern, start, event))

@@ -1,7 +1,7 @@
 """Window configurations: which events a task's computation runs over, and when it closes.
 
 Configuration only (sizes, modes); the per-device logic that assigns events, tracks the
-watermark and closes windows lives in ``walle.streams.windowing``.
+watermark and closes windows lives in ``walle.streams.window_kinds``, one class per kind.
 
 - ``Tumbling(size_ms)``, ``Hopping(size_ms, hop_ms)``, ``Session(gap_ms)``: event time;
   a window [start, end) closes when the device watermark reaches ``end + lateness_ms``.
