@@ -25,10 +25,12 @@ from typing import Any, NamedTuple, Protocol
 
 import zstandard
 
-from walle.errors import BrokerError, StorageError, ValidationError
+from walle.errors import BrokerError, ValidationError
 from walle.kafka import create_topics
 from walle.logging import get_logger
-from walle.streams.device.log import EventLog, write_dead_letters
+from walle.streams.device.database import DeviceDatabase
+from walle.streams.device.records import write_dead_letters
+from walle.streams.device.schema import TABLES
 
 _log = get_logger("uplink")
 
@@ -39,13 +41,6 @@ MAX_REQUEST_BYTES = 1_048_576
 HEADROOM_BYTES = 8 * 1024
 """Kept free under the request limit for the record batch, record and request headers."""
 _READ_FACTOR = 8  # rows read per attempt: up to this many times the byte limit, uncompressed
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS {OUTBOX_TABLE} (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    key TEXT NOT NULL,
-    value TEXT NOT NULL
-)
-"""
 
 
 class KeyedOutput(Protocol):
@@ -66,8 +61,12 @@ class OutboxRow(NamedTuple):
 
 
 def ensure_outbox(conn: sqlite3.Connection) -> None:
-    """Create the outbox table if the database has none (safe inside a transaction)."""
-    conn.execute(_SCHEMA)
+    """Create the outbox table if the database has none (safe inside a transaction).
+
+    A device database has it from the start (``walle.streams.device.schema``); this is for
+    a connection to any other SQLite file.
+    """
+    conn.execute(TABLES[OUTBOX_TABLE])
 
 
 def enqueue(conn: sqlite3.Connection, outputs: Iterable[KeyedOutput]) -> int:
@@ -202,7 +201,7 @@ class UplinkSender:
         self.limit_bytes = max_request_bytes - HEADROOM_BYTES
         self.sent_batches = 0
         self.dead_lettered = 0
-        self._store = _open_store(self.db_path)
+        self._store = DeviceDatabase(self.db_path)  # its tables include the outbox
         self._producer: Any = None
 
     def send_pending(self) -> int:
@@ -352,38 +351,16 @@ def _task(row: OutboxRow) -> str | None:
     return task if isinstance(task, str) else None
 
 
-def _open_store(path: Path) -> EventLog:
-    """The device database as an event log (its dead-letter table included), with an outbox."""
-    store = EventLog(path)
-    try:
-        with store.transaction("create the uplink outbox") as conn:
-            ensure_outbox(conn)
-    except BaseException:
-        store.close()
-        raise
-    return store
-
-
-def _open(path: Path) -> sqlite3.Connection:
-    try:
-        conn = sqlite3.connect(path, timeout=5.0, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode = WAL")
-        ensure_outbox(conn)
-        conn.commit()
-    except sqlite3.Error as exc:
-        raise StorageError(f"cannot open the uplink outbox in {path}: {exc}") from exc
-    return conn
-
-
 def wait_until_empty(db_path: str | Path, timeout_s: float) -> bool:
     """True once the outbox of ``db_path`` is empty, False after ``timeout_s``."""
-    conn = _open(Path(db_path))
+    database = DeviceDatabase(db_path)
     try:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if not pending(conn, 1):
-                return True
+            with database.reading("read the uplink outbox") as conn:
+                if not pending(conn, 1):
+                    return True
             time.sleep(0.05)
         return False
     finally:
-        conn.close()
+        database.close()

@@ -17,7 +17,11 @@ def main(app_path: str, db_path: str) -> None:
 
     configure_logging("ERROR")
 
-    settings = RuntimeSettings(batch_events=200, checkpoint_every_events=400)
+    # compact_after_records=1: a new base once the records since the last one pass the devices
+    # held (30), about every other checkpoint, so kills land in appends and in compactions
+    settings = RuntimeSettings(
+        batch_events=200, checkpoint_every_events=400, compact_after_records=1
+    )
     with DeviceRuntime(load_app(app_path), db_path, settings=settings) as runtime:
         print("ready", runtime.committed_offset, flush=True)
         runtime.run(finish=True)

@@ -50,7 +50,11 @@ def _results(db: Path) -> dict[str, list[tuple[object, ...]]]:
             "dead": conn.execute(
                 "SELECT source, location, task, reason, raw FROM dead_letters ORDER BY id"
             ).fetchall(),
-            "checkpoint": conn.execute("SELECT log_offset FROM runtime_checkpoints").fetchall(),
+            # the newest state row carries the offset when the checkpoint row was not rewritten
+            "checkpoint": conn.execute(
+                "SELECT MAX(log_offset) FROM (SELECT log_offset FROM runtime_checkpoints"
+                " UNION ALL SELECT log_offset FROM runtime_state)"
+            ).fetchall(),
         }
     finally:
         conn.close()

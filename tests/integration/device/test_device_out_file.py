@@ -33,12 +33,16 @@ def _replay(log: Path, db: Path, out: Path, *extra: str) -> list[str]:
 def _checkpoint_offset(db: Path) -> int:
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
     try:
-        row = conn.execute("SELECT log_offset FROM runtime_checkpoints").fetchone()
+        # the newest state row carries the offset when the checkpoint row was not rewritten
+        row = conn.execute(
+            "SELECT MAX(log_offset) FROM (SELECT log_offset FROM runtime_checkpoints"
+            " UNION ALL SELECT log_offset FROM runtime_state)"
+        ).fetchone()
     except sqlite3.OperationalError:  # not created yet
         row = None
     finally:
         conn.close()
-    return 0 if row is None else int(row[0])
+    return 0 if row is None or row[0] is None else int(row[0])
 
 
 def _store(db: Path) -> list[str]:

@@ -125,15 +125,15 @@ def test_retry_pause_grows_and_is_capped(tmp_path: Path) -> None:
     settings = _tight(path, retry_after_ms=40)
     with EventLog(path, settings) as log:
         _append_until_refused(log, _events(400))
-        pauses = [log._retry_after_ms]
+        pauses = [log.appends.retry_after_ms]
         for _ in range(4):
             with pytest.raises(StorageError):
                 log.flush()
-            pauses.append(log._retry_after_ms)
+            pauses.append(log.appends.retry_after_ms)
         assert pauses == [40, 80, 160, 160, 160]
         _space_returns(log)
         log.flush()
-        assert log.commit_error is None and log._retry_after_ms == 0
+        assert log.commit_error is None and log.appends.retry_after_ms == 0
 
 
 def test_a_failed_due_commit_keeps_the_event_without_failing_the_append(tmp_path: Path) -> None:

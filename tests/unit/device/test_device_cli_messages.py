@@ -69,7 +69,7 @@ def test_late_on_a_plain_event_log_says_which_database_to_pass(
         log.flush()
     assert exit_of_main(monkeypatch, "late", str(tmp_path / "log.db")) == 1
     err = capsys.readouterr().err
-    assert "no late events table" in err and "--db of walle run / walle replay" in err
+    assert "no device runtime has run over" in err and "--db of walle run / walle replay" in err
     assert exit_of_main(monkeypatch, "late", str(tmp_path / "missing.db")) == 1
     assert "no such database file" in capsys.readouterr().err
 

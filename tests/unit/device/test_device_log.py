@@ -199,7 +199,7 @@ def test_read_only_open_reads_but_refuses_writes(tmp_path: Path) -> None:
         with pytest.raises(StorageError, match="read-only"):
             log.flush()
         assert log.pending == 1
-        log._pending.clear()  # the test gives up on the write; close must not retry it
+        log.appends.events.clear()  # the test gives up on the write; close must not retry it
 
 
 def _as_unprivileged_user(check: Callable[[], None]) -> None:

@@ -16,6 +16,7 @@ from walle.streams.device import (
     LogSettings,
     RuntimeSettings,
 )
+from walle.streams.device.state import decode_records, encode_records
 from walle.streams.engine import Engine, Output
 from walle.streams.events import Event
 from walle.testing import literal_events
@@ -213,25 +214,26 @@ def test_quiet_device_windows_close_on_the_idle_timeout(tmp_path: Path) -> None:
         assert [key for key, _ in runtime.features()] == ["n|d1|tumbling:0-10000"]
 
 
-def _device_states(path: Path) -> dict[str, bytes]:
-    """The newest record of each device: the per-device table, then the deltas in order."""
+def _state_rows(path: Path) -> list[tuple[str, int, list[str]]]:
+    """``(app, base, devices)`` of each runtime_state row, in id order."""
     conn = sqlite3.connect(path)
     try:
-        rows = conn.execute("SELECT device_id, snapshot FROM runtime_device_state").fetchall()
-        rows += conn.execute(
-            "SELECT device_id, snapshot FROM runtime_device_delta ORDER BY id"
+        rows = conn.execute("SELECT app, base, blob FROM runtime_state ORDER BY id").fetchall()
+    finally:
+        conn.close()
+    return [(app, base, [d for d, _ in decode_records(blob, "test")]) for app, base, blob in rows]
+
+
+def _device_states(path: Path, app: str = "visits") -> dict[str, bytes]:
+    """The newest record of each device of ``app``: the rows in id order."""
+    conn = sqlite3.connect(path)
+    try:
+        rows = conn.execute(
+            "SELECT blob FROM runtime_state WHERE app = ? ORDER BY id", (app,)
         ).fetchall()
     finally:
         conn.close()
-    return dict(rows)
-
-
-def _table_devices(path: Path, table: str) -> list[str]:
-    conn = sqlite3.connect(path)
-    try:
-        return [row[0] for row in conn.execute(f"SELECT device_id FROM {table} ORDER BY rowid")]
-    finally:
-        conn.close()
+    return dict(record for (blob,) in rows for record in decode_records(blob, "test"))
 
 
 def test_a_checkpoint_writes_only_the_devices_touched_since_the_last(tmp_path: Path) -> None:
@@ -248,44 +250,97 @@ def test_a_checkpoint_writes_only_the_devices_touched_since_the_last(tmp_path: P
     with DeviceRuntime(app, db) as runtime:
         changes = runtime.store.conn.total_changes
         runtime.run()
-        # checkpoint row, consumer offset, dev-3's record and its 2 new features
-        assert runtime.store.conn.total_changes - changes == 5
+        # consumer offset, one state row (dev-3's record, the offset) and 2 new features
+        assert runtime.store.conn.total_changes - changes == 4
         in_memory = runtime.engine.snapshot()
     after = _device_states(db)
     assert {device for device in devices if after[device] != before[device]} == {"dev-3"}
     with DeviceRuntime(app, db) as restored:
         assert restored.engine.snapshot() == in_memory
-    # appended to the delta table (its last page), not rewritten in place
-    assert _table_devices(db, "runtime_device_delta") == [*devices, "dev-3"]
+        assert restored.committed_offset == 36  # carried by the state row
+    # one row appended per checkpoint (the table's last page), nothing rewritten in place
+    assert _state_rows(db) == [("visits", 0, devices), ("visits", 0, ["dev-3"])]
 
 
-def test_deltas_are_compacted_into_the_device_table(tmp_path: Path) -> None:
+def test_a_checkpoint_with_no_device_touched_writes_no_state_row(tmp_path: Path) -> None:
+    db = tmp_path / "d.db"
+    _fill(db, _visits("dev-1", 1))
+    with DeviceRuntime(_app(), db) as runtime:
+        runtime.run()
+        runtime.checkpoint()
+    assert _state_rows(db) == [("visits", 0, ["dev-1"])]
+
+
+def test_the_state_is_compacted_into_a_base(tmp_path: Path) -> None:
     db, app = tmp_path / "d.db", _app()
     devices = [f"dev-{number}" for number in range(5)]
-    settings = RuntimeSettings(compact_delta_rows=6)
+    settings = RuntimeSettings(compact_after_records=6)
     _fill(db, [event for device in devices for event in _visits(device, 2)])
     with DeviceRuntime(app, db, settings=settings) as runtime:
-        runtime.run()  # 5 records appended: 5 delta rows <= 6
-        assert _table_devices(db, "runtime_device_delta") == devices
-        assert _table_devices(db, "runtime_device_state") == []
-    _fill(db, _visits("dev-3", 4)[6:] + _visits("dev-1", 3)[6:])
+        runtime.run()  # 5 records since the base (none yet) <= max(6, 5 devices held)
+    assert _state_rows(db) == [("visits", 0, devices)]
     conn = sqlite3.connect(db)
-    with conn:  # another app's delta in the same database
+    with conn:  # another app's row in the same database
         conn.execute(
-            "INSERT INTO runtime_device_delta (app, device_id, snapshot) VALUES ('o', 'x', '')"
+            "INSERT INTO runtime_state (app, base, log_offset, records, blob)"
+            " VALUES ('o', 0, 0, 1, ?)",
+            (encode_records([("x", b"")]),),
         )
     conn.close()
+    _fill(db, _visits("dev-3", 4)[6:])
+    with DeviceRuntime(app, db, settings=settings) as runtime:
+        runtime.run()  # 6 records: still a delta
+    _fill(db, _visits("dev-1", 3)[6:])
     with DeviceRuntime(app, db, settings=settings) as runtime:
         secure = runtime.store.conn.execute("PRAGMA secure_delete").fetchone()
-        runtime.run()  # 2 more would make 7 > max(6, 5 devices held): compaction
+        runtime.run()  # 7 > 6: a base of every device held replaces the app's rows
         in_memory = runtime.engine.snapshot()
         assert runtime.store.conn.execute("PRAGMA secure_delete").fetchone() == secure
-    assert _table_devices(db, "runtime_device_delta") == ["x"]
-    assert _table_devices(db, "runtime_device_state") == devices
-    with DeviceRuntime(app, db) as restored:
+    assert _state_rows(db) == [("o", 0, ["x"]), ("visits", 1, devices)]
+    with DeviceRuntime(app, db, settings=settings) as restored:
         assert restored.engine.snapshot() == in_memory
         newest = {d: restored.engine.snapshot_device(d) for d in devices}
-        assert _device_states(db) == {**newest, "x": ""}
+        assert _device_states(db) == newest
+    _fill(db, _visits("dev-2", 3)[6:])
+    with DeviceRuntime(app, db, settings=settings) as runtime:
+        runtime.run()  # counted from the base: 1 record since it, a delta again
+    assert _state_rows(db)[-1] == ("visits", 0, ["dev-2"])
+
+
+def test_a_base_is_chunked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from walle.streams.device import state
+
+    monkeypatch.setattr(state, "CHUNK_RECORDS", 2)
+    db, app = tmp_path / "d.db", _app()
+    devices = [f"dev-{number}" for number in range(5)]
+    _fill(db, [event for device in devices for event in _visits(device, 1)])
+    settings = RuntimeSettings(compact_after_records=1)
+    with DeviceRuntime(app, db, settings=settings) as runtime:
+        runtime.run()  # 5 records <= max(1, 5 devices held): a delta row
+    _fill(db, _visits("dev-0", 2)[3:])
+    with DeviceRuntime(app, db, settings=settings) as runtime:
+        runtime.run()  # 6 > 5: a base, 2 records a row
+        in_memory = runtime.engine.snapshot()
+    assert [(base, ds) for _, base, ds in _state_rows(db)] == [
+        (1, devices[:2]),
+        (1, devices[2:4]),
+        (1, devices[4:]),
+    ]
+    with DeviceRuntime(app, db) as restored:
+        assert restored.engine.snapshot() == in_memory
+
+
+def test_unreadable_state_rows_are_a_state_error_naming_the_row(tmp_path: Path) -> None:
+    db = tmp_path / "d.db"
+    _fill(db, _visits("dev-1", 1))
+    with DeviceRuntime(_app(), db) as runtime:
+        runtime.run()
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute("UPDATE runtime_state SET blob = x'00ff'")
+    conn.close()
+    with pytest.raises(StateError, match=r"runtime_state id 1: unreadable device state"):
+        DeviceRuntime(_app(), db)
 
 
 def test_a_whole_engine_checkpoint_is_restored_and_split(tmp_path: Path) -> None:
@@ -296,10 +351,10 @@ def test_a_whole_engine_checkpoint_is_restored_and_split(tmp_path: Path) -> None
         runtime.run()
         whole = runtime.engine.snapshot()
     conn = sqlite3.connect(db)
-    with conn:
+    with conn:  # as 71c275f left it: schema 1, no runtime_state table
         conn.execute("UPDATE runtime_checkpoints SET snapshot = ?", (whole,))
-        conn.execute("DELETE FROM runtime_device_state")
-        conn.execute("DELETE FROM runtime_device_delta")
+        conn.execute("DROP TABLE runtime_state")
+        conn.execute("UPDATE walle_meta SET value = '1' WHERE key = 'schema_version'")
     conn.close()
     with DeviceRuntime(app, db) as runtime:
         assert runtime.engine.snapshot() == whole
@@ -307,3 +362,62 @@ def test_a_whole_engine_checkpoint_is_restored_and_split(tmp_path: Path) -> None
     assert sorted(_device_states(db)) == ["dev-1", "dev-2"]
     with DeviceRuntime(app, db) as runtime:
         assert runtime.engine.snapshot() == whole
+
+
+_LEGACY = (
+    """CREATE TABLE runtime_device_state (
+        app TEXT NOT NULL, device_id TEXT NOT NULL, snapshot BLOB NOT NULL,
+        PRIMARY KEY (app, device_id))""",
+    """CREATE TABLE runtime_device_delta (
+        id INTEGER PRIMARY KEY, app TEXT NOT NULL, device_id TEXT NOT NULL,
+        snapshot BLOB NOT NULL)""",
+)
+
+
+def test_per_device_rows_of_an_older_walle_are_restored(tmp_path: Path) -> None:
+    """A database of the per-device layout (5784607 in place, 67ba669 with delta rows): its
+    records become a base (the newest record of each device), the old tables go."""
+    db, app = tmp_path / "d.db", _app()
+    _fill(db, _visits("dev-1", 2) + _visits("dev-2", 1))
+    with DeviceRuntime(app, db) as runtime:
+        runtime.run()
+        old = {d: runtime.engine.snapshot_device(d) for d in ("dev-1", "dev-2")}
+    _fill(db, _visits("dev-2", 2)[3:])
+    with DeviceRuntime(app, db) as runtime:
+        runtime.run()
+        whole = runtime.engine.snapshot()
+        new = runtime.engine.snapshot_device("dev-2")
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute("DELETE FROM runtime_state")
+        conn.execute("UPDATE walle_meta SET value = '1' WHERE key = 'schema_version'")
+        for statement in _LEGACY:
+            conn.execute(statement)
+        conn.executemany(
+            "INSERT INTO runtime_device_state VALUES (?, ?, ?)",
+            [("visits", d, blob) for d, blob in old.items()] + [("other", "x", b"1")],
+        )
+        conn.executemany(  # dev-2 twice: the newer (higher id) wins
+            "INSERT INTO runtime_device_delta (app, device_id, snapshot) VALUES (?, ?, ?)",
+            [("visits", "dev-2", old["dev-2"]), ("visits", "dev-2", new)],
+        )
+    conn.close()
+    with DeviceRuntime(app, db) as runtime:
+        assert runtime.engine.snapshot() == whole
+    assert _state_rows(db) == [("other", 1, ["x"]), ("visits", 1, ["dev-1", "dev-2"])]
+    conn = sqlite3.connect(db)
+    try:
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
+    finally:
+        conn.close()
+    assert not tables & {"runtime_device_state", "runtime_device_delta"}
+    assert _schema_version(db) == "2"
+
+
+def _schema_version(db: Path) -> str:
+    conn = sqlite3.connect(db)
+    try:
+        row = conn.execute("SELECT value FROM walle_meta WHERE key = 'schema_version'").fetchone()
+    finally:
+        conn.close()
+    return str(row[0])

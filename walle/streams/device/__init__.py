@@ -1,7 +1,13 @@
-"""The device runtime: a durable SQLite event log and the runtime that drives the engine on it."""
+"""The device runtime: a durable SQLite event log and the runtime that drives the engine on it.
+
+One SQLite file per device, owned by ``DeviceDatabase`` (``database.py``, tables and migrations
+in ``schema.py``); ``EventLog`` (``log.py``) is the log's facade, ``DeviceRuntime``
+(``runtime.py``) checkpoints the engine into the same file.
+"""
 
 from __future__ import annotations
 
+from walle.streams.device.database import DeviceDatabase
 from walle.streams.device.log import (
     DeadLetterRecord,
     DurabilityPolicy,
@@ -22,6 +28,7 @@ from walle.streams.device.runtime import (
 __all__ = [
     "CheckpointParticipant",
     "DeadLetterRecord",
+    "DeviceDatabase",
     "DeviceRuntime",
     "DurabilityPolicy",
     "EventLog",

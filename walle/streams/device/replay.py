@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import sqlite3
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -164,19 +165,27 @@ def read_late_events(
     """How many late events the device database holds, and the first ``limit`` (oldest first).
 
     The database is opened read-only: nothing on disk changes. A walle event log that no
-    runtime has written to (no ``late_events`` table) is a StorageError saying so.
+    runtime has checkpointed is a StorageError saying so.
     """
     db_path = Path(db_path)
     with EventLog(db_path, LogSettings(read_only=True)) as log, log.lock:
         conn = log.conn
         with storage_errors(db_path, "read late events"):
-            if not conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'late_events'"
-            ).fetchone():
+            if not _has_checkpoint(conn):
                 raise StorageError(
-                    f"{db_path}: holds no late events table: it is an event log no device runtime"
-                    " has run over; pass the database given to --db of walle run / walle replay"
+                    f"{db_path}: is an event log no device runtime has run over (no checkpoint"
+                    " in it), so it holds no late events; pass the database given to --db of"
+                    " walle run / walle replay"
                 )
             total = conn.execute("SELECT count(*) FROM late_events").fetchone()[0]
             rows = conn.execute(_LATE_QUERY, (-1 if limit is None else limit,)).fetchall()
     return total, [LateEventRecord(*row) for row in rows]
+
+
+def _has_checkpoint(conn: sqlite3.Connection) -> bool:
+    """Whether a device runtime has checkpointed in this database (a schema-1 event log that
+    none ran over has no runtime tables at all)."""
+    table = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'runtime_checkpoints'"
+    ).fetchone()
+    return bool(table) and bool(conn.execute("SELECT 1 FROM runtime_checkpoints").fetchone())

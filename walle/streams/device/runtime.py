@@ -1,11 +1,13 @@
 """``DeviceRuntime``: drives the streams engine over the device's event log, crash-safely.
 
 At every checkpoint ONE SQLite transaction writes the state of the devices touched since the
-last checkpoint (one msgpack record per device, appended to a delta table so that they fill
-one or two pages at its end, wherever the devices sort; a compaction folds the deltas into
-the per-device table once they outnumber the devices), the app's fingerprint, the outputs
-(upserted into the feature store by ``Output.key``), late events, dead letters, the input
-offset, and whatever the checkpoint participants add (the uplink outbox). A crash anywhere
+last checkpoint (their msgpack records in one compressed row appended to ``runtime_state``,
+so it fills the table's last page wherever the devices sort; a compaction rewrites the state
+as a compressed base once the records since the last one outnumber the devices: see
+``walle.streams.device.state``), the input offset (carried by that row; the
+``runtime_checkpoints`` row, with the app's fingerprint, is rewritten only when no row is
+appended), the outputs (upserted into the feature store by ``Output.key``), late events, dead
+letters, and whatever the checkpoint participants add (the uplink outbox). A crash anywhere
 leaves either the previous checkpoint or the new one, and a restart resumes from it (the
 engine built from the device records, the newest of each device); since the engine is
 deterministic, re-processing the events after that offset reproduces exactly what was lost,
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
@@ -25,21 +27,23 @@ import pydantic
 from walle.errors import StateError
 from walle.logging import get_logger
 from walle.streams.device._sqlite import storage_errors
-from walle.streams.device.log import (
-    EventLog,
-    LogSettings,
-    RetentionPolicy,
-    write_consumer_offset,
-    write_dead_letters,
-)
+from walle.streams.device.database import CheckpointParticipant
+from walle.streams.device.log import EventLog
+from walle.streams.device.outputs import read_features, write_emissions
+from walle.streams.device.records import last_offset_in, write_consumer_offset
+from walle.streams.device.retention import RetentionPolicy
+from walle.streams.device.settings import LogSettings
+from walle.streams.device.state import DeviceStates
 from walle.streams.engine import END_OF_LOG_MS
 from walle.streams.events import Event
 
 if TYPE_CHECKING:
     from walle.streams.app import App
+    from walle.streams.device.metrics import DeviceMetrics
     from walle.streams.engine import Engine, Output
 
-CheckpointParticipant = Callable[[sqlite3.Connection, Sequence["Output"]], None]
+__all__ = ["CheckpointParticipant", "DeviceRuntime", "RunReport", "RuntimeSettings"]
+
 OutputCallback = Callable[["Output"], None]
 
 
@@ -54,39 +58,7 @@ class _MonotonicClock:
         return time.monotonic() * 1000
 
 
-_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS runtime_checkpoints (
-        app TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, log_id TEXT NOT NULL,
-        log_offset INTEGER NOT NULL, snapshot BLOB NOT NULL, updated_ms INTEGER NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS features (
-        app TEXT NOT NULL, key TEXT NOT NULL, task TEXT NOT NULL, device_id TEXT NOT NULL,
-        window TEXT NOT NULL, ts INTEGER NOT NULL, output TEXT NOT NULL,
-        value TEXT GENERATED ALWAYS AS (json_extract(output, '$.value')) VIRTUAL,
-        PRIMARY KEY (app, key))""",
-    """CREATE TABLE IF NOT EXISTS runtime_device_state (
-        app TEXT NOT NULL, device_id TEXT NOT NULL, snapshot BLOB NOT NULL,
-        PRIMARY KEY (app, device_id))""",
-    # appended records, newest = highest id; no index beyond the rowid, so a checkpoint's
-    # records land on the last page or two whichever devices they are
-    """CREATE TABLE IF NOT EXISTS runtime_device_delta (
-        id INTEGER PRIMARY KEY, app TEXT NOT NULL, device_id TEXT NOT NULL,
-        snapshot BLOB NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS late_events (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, app TEXT NOT NULL, task TEXT NOT NULL,
-        device_id TEXT NOT NULL, seq INTEGER NOT NULL, reason TEXT NOT NULL, raw TEXT NOT NULL)""",
-)
-_UPSERT_FEATURE = (
-    "INSERT INTO features (app, key, task, device_id, window, ts, output)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (app, key) DO UPDATE SET"
-    " task = excluded.task, device_id = excluded.device_id, window = excluded.window,"
-    " ts = excluded.ts, output = excluded.output"
-)
-_UPSERT_DEVICE = (
-    "INSERT INTO runtime_device_state (app, device_id, snapshot) VALUES (?, ?, ?)"
-    " ON CONFLICT (app, device_id) DO UPDATE SET snapshot = excluded.snapshot"
-)
-_APPEND_DELTA = "INSERT INTO runtime_device_delta (app, device_id, snapshot) VALUES (?, ?, ?)"
-_PER_DEVICE = b""  # runtime_checkpoints.snapshot when the state is in runtime_device_state
+_PER_DEVICE = b""  # runtime_checkpoints.snapshot when the state is in runtime_state
 _UPSERT_CHECKPOINT = (
     "INSERT INTO runtime_checkpoints (app, fingerprint, log_id, log_offset, snapshot, updated_ms)"
     " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (app) DO UPDATE SET"
@@ -106,9 +78,9 @@ class RuntimeSettings(pydantic.BaseModel):
     a crash and more write cost. In live mode, a device quiet for ``idle_timeout_ms`` of
     wall-clock time has its watermark moved on with the clock, so its windows still close.
     With ``retention``, every run ends with a retention pass over the runtime's own log
-    (consumed events only). Device records are appended to a delta table; the checkpoint
-    that would take it past ``max(compact_delta_rows, devices held)`` rows folds it into the
-    per-device table instead (so the deltas never outgrow the state).
+    (consumed events only). The checkpoint that would take the device records written since
+    the last base past ``max(compact_after_records, devices held)`` writes a new base instead
+    (so a restart decodes at most twice the records held, or the base plus this many).
     """
 
     model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
@@ -119,7 +91,7 @@ class RuntimeSettings(pydantic.BaseModel):
     idle_timeout_ms: int = pydantic.Field(default=60_000, ge=1)
     log: LogSettings = LogSettings()
     retention: RetentionPolicy | None = None
-    compact_delta_rows: int = pydantic.Field(default=1024, ge=1)
+    compact_after_records: int = pydantic.Field(default=1024, ge=1)
 
 
 class RunReport(NamedTuple):
@@ -194,28 +166,23 @@ class DeviceRuntime:
         self._log = _log.bind(app=app.name, db=str(self.store.path))
         self._pending = _Pending()
         self._touched: set[str] = set()  # devices whose state changed since the last checkpoint
-        self._delta_rows = 0  # committed rows of this app in runtime_device_delta
+        self._checkpoint_row_current = False  # runtime_checkpoints holds a per-device row
+        self._states = DeviceStates(
+            app.name, self.settings.compact_after_records, str(self.store.path)
+        )
         self._live = False
         try:
-            self._create_schema()
+            if self.source is self.store:
+                self.store.register_consumer(self._consumer)
             self.engine, self.committed_offset = self._restore()
         except BaseException:
             self.store.close()
             raise
         self.processed_offset = self.committed_offset
         self._last_checkpoint = time.monotonic()
+        self.metrics: DeviceMetrics | None = None  # set to serve /metrics (device/metrics.py)
 
     # -- state -----------------------------------------------------------------------------
-
-    def _create_schema(self) -> None:
-        with self.store.transaction("create the runtime tables") as conn:
-            for statement in _SCHEMA:
-                conn.execute(statement)
-            if self.source is self.store:
-                conn.execute(
-                    "INSERT OR IGNORE INTO consumers (name, log_offset) VALUES (?, 0)",
-                    (self._consumer,),
-                )
 
     def _restore(self) -> tuple[Engine, int]:
         from walle.streams.engine import Engine
@@ -240,32 +207,23 @@ class DeviceRuntime:
                 f"{self.store.path}: the checkpoint of app {self.app.name!r} read another event"
                 f" log ({log_id}), not {self.source.path} ({self.source.log_id})"
             )
-        self._log.info("restored", offset=offset)
         if snapshot != _PER_DEVICE:  # a whole-engine snapshot: the next checkpoint splits it
             engine = Engine.restore(self.app, snapshot)
             self._touched.update(engine.devices())
-            return engine, int(offset)
-        return self._restore_devices(Engine(self.app)), int(offset)
+        else:
+            engine = self._restore_devices(Engine(self.app))
+            self._checkpoint_row_current = True
+            offset = max(offset, self._states.offset or 0)  # the newest state row's
+        self._log.info("restored", offset=offset)
+        return engine, int(offset)
 
     def _restore_devices(self, engine: Engine) -> Engine:
         with storage_errors(self.store.path, "read the device states"):
-            rows = self.store.conn.execute(
-                "SELECT device_id, snapshot FROM runtime_device_state WHERE app = ?",
-                (self.app.name,),
-            ).fetchall()
-            deltas = self._read_deltas(self.store.conn)
-        self._delta_rows = len(deltas)
-        latest = dict(rows)
-        latest.update(deltas)  # in id order: the newest record of a device wins
+            records = self._states.load(self.store.conn)
+        latest = dict(records)  # in row order: the newest record of a device wins
         for device_id, blob in latest.items():
             engine.restore_device(device_id, blob, where=str(self.store.path))
         return engine
-
-    def _read_deltas(self, conn: sqlite3.Connection) -> list[tuple[str, bytes]]:
-        return conn.execute(
-            "SELECT device_id, snapshot FROM runtime_device_delta WHERE app = ? ORDER BY id",
-            (self.app.name,),
-        ).fetchall()
 
     # -- replay ----------------------------------------------------------------------------
 
@@ -313,7 +271,9 @@ class DeviceRuntime:
             self.checkpoint()
             checkpoints += 1
         if self.settings.retention is not None and self.source is self.store:
-            self.store.retain(self.settings.retention)
+            retained = self.store.retain(self.settings.retention)
+            if self.metrics is not None:
+                self.metrics.retained(retained)
         return RunReport(
             begin,
             self.processed_offset,
@@ -352,81 +312,33 @@ class DeviceRuntime:
         On failure (StorageError) nothing of it is written and everything stays pending, so
         calling it again later, or restarting from the previous checkpoint, loses nothing.
         """
+        started = time.perf_counter()
         with self.store.transaction("write a checkpoint") as conn:
             on_commit = self._write_checkpoint(conn, self.processed_offset)
         on_commit()
+        if self.metrics is not None:
+            self.metrics.checkpointed(time.perf_counter() - started)
 
     def _write_checkpoint(self, conn: sqlite3.Connection, offset: int) -> Callable[[], None]:
         pending, touched = self._pending, self._touched  # both cleared once committed
-        conn.execute(
-            _UPSERT_CHECKPOINT,
-            (
-                self.app.name,
-                self.app.fingerprint,
-                self.source.log_id,
-                offset,
-                _PER_DEVICE,
-                int(time.time() * 1000),
-            ),
-        )
-        delta_rows = self._write_devices(conn, touched)
-        conn.executemany(_UPSERT_FEATURE, [self._feature_row(out) for out in pending.outputs])
-        conn.executemany(
-            "INSERT INTO late_events (app, task, device_id, seq, reason, raw)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            [self._late_row(late) for late in pending.late],
-        )
-        write_dead_letters(conn, [self._dead_row(dead) for dead in pending.dead])
+        written = self._states.write(conn, self.engine, touched, offset)
+        if not (written.appended and self._checkpoint_row_current):
+            # the state rows carry the offset; this row is written when they do not, or
+            # when it is missing or holds a whole-engine snapshot
+            row = (self.app.name, self.app.fingerprint, self.source.log_id, offset, _PER_DEVICE)
+            conn.execute(_UPSERT_CHECKPOINT, (*row, int(time.time() * 1000)))
+        app = self.app.name
+        write_emissions(conn, app, pending.outputs, pending.late, pending.dead, self._log)
         if self.source is self.store:
             write_consumer_offset(conn, self._consumer, offset)
         for participant in self.participants:
             participant(conn, pending.outputs)
-        return lambda: self._committed(offset, pending, delta_rows)
+        return lambda: self._committed(offset, pending, written.since_base)
 
-    def _write_devices(self, conn: sqlite3.Connection, touched: set[str]) -> int:
-        """Append the touched devices' records to the delta table, or compact; returns the
-        delta table's row count (of this app) after it."""
-        held = self.engine.devices()
-        dirty = [
-            (self.app.name, device, self.engine.snapshot_device(device))
-            for device in sorted(touched.intersection(held))
-        ]
-        if self._delta_rows + len(dirty) <= max(self.settings.compact_delta_rows, len(held)):
-            conn.executemany(_APPEND_DELTA, dirty)
-            return self._delta_rows + len(dirty)
-        # compaction: the newest record of every device in the deltas or dirty, into the
-        # per-device table (sorted, so each of its pages is written once), deltas dropped
-        latest = dict(self._read_deltas(conn))
-        latest.update((device, blob) for _, device, blob in dirty)
-        conn.executemany(
-            _UPSERT_DEVICE, [(self.app.name, device, latest[device]) for device in sorted(latest)]
-        )
-        self._drop_deltas(conn)
-        return 0
-
-    def _drop_deltas(self, conn: sqlite3.Connection) -> None:
-        """Delete this app's deltas, freeing their pages without writing them again.
-
-        Their content is in the device table now: no need for ``secure_delete`` (on in many
-        SQLite builds) to zero each freed page in the WAL, and a DELETE without WHERE (when no
-        other app has deltas) frees whole pages instead of deleting row by row.
-        """
-        others = conn.execute(
-            "SELECT 1 FROM runtime_device_delta WHERE app != ? LIMIT 1", (self.app.name,)
-        ).fetchone()
-        secure = int(conn.execute("PRAGMA secure_delete").fetchone()[0])
-        conn.execute("PRAGMA secure_delete = FAST")
-        try:
-            if others is None:
-                conn.execute("DELETE FROM runtime_device_delta")
-            else:
-                conn.execute("DELETE FROM runtime_device_delta WHERE app = ?", (self.app.name,))
-        finally:
-            conn.execute(f"PRAGMA secure_delete = {secure}")
-
-    def _committed(self, offset: int, pending: _Pending, delta_rows: int) -> None:
+    def _committed(self, offset: int, pending: _Pending, since_base: int) -> None:
         self.committed_offset = offset
-        self._delta_rows = delta_rows
+        self._states.committed(since_base)
+        self._checkpoint_row_current = True
         self._pending = _Pending()
         self._touched = set()
         self._last_checkpoint = time.monotonic()
@@ -450,30 +362,6 @@ class DeviceRuntime:
         with self.source.transaction("record the consumer offset") as conn:
             write_consumer_offset(conn, self._consumer, offset)
 
-    def _feature_row(self, output: Output) -> tuple[Any, ...]:
-        return (
-            self.app.name,
-            output.key,
-            output.task,
-            output.device_id,
-            output.window,
-            output.ts,
-            output.to_json(),
-        )
-
-    def _late_row(self, late: Any) -> tuple[Any, ...]:
-        event = late.event
-        self._log.info(
-            "late event", task=late.task, device=event.device_id, seq=event.seq, reason=late.reason
-        )
-        return (self.app.name, late.task, event.device_id, event.seq, late.reason, event.to_json())
-
-    def _dead_row(self, dead: Any) -> tuple[str, str, str | None, str, str]:
-        event = dead.event
-        where = f"app {self.app.name} device {event.device_id} seq {event.seq}"
-        self._log.warning("dead letter", task=dead.task, device=event.device_id, reason=dead.reason)
-        return (f"engine:{self.app.name}", where, dead.task, dead.reason, event.to_json())
-
     # -- live mode -------------------------------------------------------------------------
 
     def start_live(self, *, autoflush: bool = True) -> None:
@@ -491,7 +379,7 @@ class DeviceRuntime:
             self.store.start_autoflush()
 
     def _live_checkpoint(self, conn: sqlite3.Connection) -> Callable[[], None]:
-        return self._write_checkpoint(conn, self.store._last_offset(conn))
+        return self._write_checkpoint(conn, last_offset_in(conn))
 
     def append(self, event: Event | dict[str, Any]) -> list[Output]:
         """Log one event and run the app's tasks on it; returns the outputs it produced.
@@ -555,13 +443,8 @@ class DeviceRuntime:
         a key's place): for a run that emits each key once, the order of emission, across
         kills and restarts too.
         """
-        order = "rowid" if written_order else "key"
-        with storage_errors(self.store.path, "read the feature store"):
-            rows = self.store.conn.execute(
-                f"SELECT key, output FROM features WHERE app = ? ORDER BY {order}",
-                (self.app.name,),
-            ).fetchall()
-        return [(key, output) for key, output in rows]
+        with self.store.database.reading("read the feature store") as conn:
+            return read_features(conn, self.app.name, written_order=written_order)
 
     def close(self) -> None:
         """Flush live appends (with their checkpoint) and close the databases."""
