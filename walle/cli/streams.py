@@ -66,14 +66,40 @@ def generate(
 
 @click.command("plan")
 @click.argument("app_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def plan(app_file: Path) -> None:
-    """Print the frozen plans of the App in APP_FILE and its fingerprint."""
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "dot", "svg"]),
+    default="text",
+    show_default=True,
+    help="text: the plans and fingerprint; dot: graphviz source of the trigger trie and each"
+    " task's steps; svg: that drawing (graphviz `dot` if on PATH, else walle's own).",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the drawing to this file instead of standard output.",
+)
+def plan(app_file: Path, fmt: str, out: Path | None) -> None:
+    """Print or draw the frozen plans of the App in APP_FILE."""
     from walle.streams.app import load_app
 
     app = load_app(app_file)
-    for task in app.plans:
-        click.echo(task.describe())
-    click.echo(f"fingerprint {app.fingerprint}")
+    if fmt == "text":
+        text = "\n".join(
+            [*(task.describe() for task in app.plans), f"fingerprint {app.fingerprint}"]
+        )
+    else:
+        from walle.streams.plan_graph import plan_graph, to_dot, to_svg
+
+        draw = to_dot if fmt == "dot" else to_svg
+        text = draw(plan_graph(app.plans), app_file.stem).rstrip("\n")
+    if out is None:
+        click.echo(text)
+    else:
+        out.write_text(text + "\n")
+        click.echo(f"wrote {fmt} of {len(app.plans)} tasks to {out}", err=True)
 
 
 COMMANDS: list[click.Command] = [generate, plan]
