@@ -101,13 +101,13 @@ def encode_batch(rows: list[OutboxRow], source: str) -> bytes:
 
 
 class PackedBatch(NamedTuple):
-    """The first ``count`` rows of a read, and their encoded message ``value``.
+    """The first ``rows`` rows of a read, and their encoded message ``value``.
 
-    ``count`` is 0 when even the first row alone is over the limit; ``value`` is then that
+    ``rows`` is 0 when even the first row alone is over the limit; ``value`` is then that
     row alone, encoded (its size goes into the dead-letter reason).
     """
 
-    count: int
+    rows: int
     value: bytes
 
 
@@ -150,7 +150,7 @@ class OutputDeduplicator:
         self.outputs: dict[str, dict[str, Any]] = {}
         self.duplicates = 0
 
-    def accept(self, value: bytes, *, where: str | None = None) -> list[tuple[str, dict]]:
+    def accept(self, value: bytes, *, where: str | None = None) -> list[tuple[str, dict[str, Any]]]:
         """Decode one uplink message; returns only the outputs not seen before."""
         fresh = []
         for key, output in decode_batch(value, where=where):
@@ -213,10 +213,10 @@ class UplinkSender:
         sent = 0
         while rows := self._read_rows():
             packed = pack_batch(rows, self.source, self.limit_bytes)
-            if packed.count == 0:
+            if packed.rows == 0:
                 self._dead_letter(rows[0], self._too_large_reason(rows[0], packed.value))
-            elif self._send_batch(rows[: packed.count], packed.value):
-                sent += packed.count
+            elif self._send_batch(rows[: packed.rows], packed.value):
+                sent += packed.rows
         return sent
 
     def _read_rows(self) -> list[OutboxRow]:

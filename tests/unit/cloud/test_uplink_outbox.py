@@ -81,9 +81,9 @@ def test_pack_batch_takes_the_longest_prefix_under_the_limit() -> None:
     rows = _rows([10_000] * 40)
     assert pack_batch(rows, "dev-1", 1_000_000) == (40, encode_batch(rows, "dev-1"))
     packed = pack_batch(rows, "dev-1", 100_000)
-    assert 0 < packed.count < 40
-    assert packed.value == encode_batch(rows[: packed.count], "dev-1")
-    assert len(packed.value) <= 100_000 < len(encode_batch(rows[: packed.count + 1], "dev-1"))
+    assert 0 < packed.rows < 40
+    assert packed.value == encode_batch(rows[: packed.rows], "dev-1")
+    assert len(packed.value) <= 100_000 < len(encode_batch(rows[: packed.rows + 1], "dev-1"))
 
 
 def test_pack_batch_of_an_output_too_large_for_any_message_is_empty() -> None:
