@@ -26,7 +26,7 @@ Per task, what the Quix app does (``walle`` semantics in README.md, "Semantics")
   ``grace_ms`` = 60 s + 5 s out-of-orderness (walle closes a window when its device's
   watermark, max time - 5 s, reaches end + 60 s: the same instant) whose reduce keeps
   ``{category: [clicks, pages]}``; each closed window gives one output per category.
-- ``search_to_cart`` (enter(search) -> enter(item) -> on(add_to_cart) within 10 min, over
+- ``search_to_cart`` (entered(search) -> entered(item) -> on(add_to_cart) within 10 min, over
   the events of the match): per device the trigger's automaton in state (latest start per
   position, after-match skip, ``within`` against the match span and the watermark); a
   firing emits the funnel from running per-device counters (events and item enters since
@@ -300,7 +300,7 @@ def _later(a: list[int] | None, b: list[int] | None) -> list[int] | None:
 
 
 def _funnel_step(event: dict[str, Any]) -> int:
-    """Which step of enter(search) -> enter(item) -> on(add_to_cart) the event is (0: none)."""
+    """Which step of entered(search) -> entered(item) -> on(add_to_cart) the event is (0: none)."""
     kind = event["event"]
     if kind == "page_enter":
         page = event["page"]
@@ -353,7 +353,7 @@ def _funnel_output(event: dict[str, Any], start: list[int], events: int, items: 
 
 
 def _search_to_cart(event: dict[str, Any], state: Any) -> list[dict]:
-    """Sequence trigger enter(search) -> enter(item) -> on(add_to_cart) within 10 min.
+    """Sequence trigger entered(search) -> entered(item) -> on(add_to_cart) within 10 min.
 
     State ``funnel`` (see ``_advance_funnel``); a firing reports the funnel over the
     events of the match from the per-device counters that ``_clock`` stamps (events and

@@ -22,7 +22,7 @@ from pathlib import Path
 from walle.streams.events import decode_event, write_jsonl
 from walle.streams.generator import generate_events
 from walle.streams.naive import NaiveMatcher
-from walle.streams.patterns import Pattern, enter, exposure, on, seq
+from walle.streams.patterns import Pattern, entered, exposed, on, seq
 from walle.streams.trie import TriggerTrie
 
 PAGES = ("home", "search", "list", "item", "cart")
@@ -35,8 +35,8 @@ def task_patterns(n: int) -> list[Pattern]:
     for i in range(n):
         page = PAGES[i % len(PAGES)]
         last = on(EVENTS[(i // len(PAGES)) % len(EVENTS)], page)
-        middle = exposure(page, item_id=f"i{(i // 20) % 500}")
-        patterns.append(seq(enter(page), middle, last).within(60_000 + 1000 * (i % 7)))
+        middle = exposed(page, item_id=f"i{(i // 20) % 500}")
+        patterns.append(seq(entered(page), middle, last).within(60_000 + 1000 * (i % 7)))
     return patterns
 
 

@@ -3,11 +3,11 @@
 The task runs over the events of the match (first to last) and reports the funnel.
 """
 
-from walle.streams import App, Span, Window, enter, on, seq
+from walle.streams import App, Span, Window, entered, on, seq
 
 app = App("search_to_cart", out_of_orderness_ms=5_000)
 
-FUNNEL = seq(enter("search"), enter("item"), on("add_to_cart")).within(10 * 60 * 1000)
+FUNNEL = seq(entered("search"), entered("item"), on("add_to_cart")).within(10 * 60 * 1000)
 
 
 @app.task(trigger=FUNNEL, window=Span(max_events=500))

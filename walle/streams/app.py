@@ -1,6 +1,6 @@
 """``App``: where tasks are declared, with decorators or a stream chain, as plans.
 
->>> from walle.streams import App, PageWindow, count, exit
+>>> from walle.streams import App, PageWindow, count, exited
 >>> app = App("shop")
 >>> @app.task(window=PageWindow("item"))
 ... def item_view(window):

@@ -6,7 +6,7 @@ between two steps cancels a partial match when an ``x`` event arrives while wait
 the next step; ``.within(ms)`` bounds the event-time span of a match. Semantics are in
 the README ("Trigger semantics"); ``walle.streams.naive`` is their executable definition.
 
->>> p = seq(enter("search"), enter("item"), on("add_to_cart")).within(600_000)
+>>> p = seq(entered("search"), entered("item"), on("add_to_cart")).within(600_000)
 >>> len(p.elements), p.within_ms
 (3, 600000)
 """
@@ -150,27 +150,27 @@ def on(
     )
 
 
-def enter(page: str | None = None, **equals: Any) -> Step:
+def entered(page: str | None = None, **equals: Any) -> Step:
     """A page_enter event (of ``page``)."""
     return on(PAGE_ENTER, page, **equals)
 
 
-def exit(page: str | None = None, **equals: Any) -> Step:
+def exited(page: str | None = None, **equals: Any) -> Step:
     """A page_exit event (of ``page``)."""
     return on(PAGE_EXIT, page, **equals)
 
 
-def click(page: str | None = None, **equals: Any) -> Step:
+def clicked(page: str | None = None, **equals: Any) -> Step:
     """A click event (on ``page``)."""
     return on(CLICK, page, **equals)
 
 
-def exposure(page: str | None = None, **equals: Any) -> Step:
+def exposed(page: str | None = None, **equals: Any) -> Step:
     """An exposure event (on ``page``)."""
     return on(EXPOSURE, page, **equals)
 
 
-def scroll(page: str | None = None, **equals: Any) -> Step:
+def scrolled(page: str | None = None, **equals: Any) -> Step:
     """A scroll event (on ``page``)."""
     return on(SCROLL, page, **equals)
 

@@ -7,11 +7,11 @@ from walle.streams import (
     App,
     PageWindow,
     Tumbling,
-    click,
+    clicked,
     count,
     distinct,
-    enter,
-    exit,
+    entered,
+    exited,
     max_,
     seq,
     sum_,
@@ -25,7 +25,7 @@ app.stream("item_visit").window(PageWindow("item")).aggregate(
 app.stream("per_minute").window(Tumbling(60_000)).aggregate(events=count(), pages=distinct("page"))
 
 
-@app.task(trigger=seq(enter("cart"), click("cart"), exit("cart")))
+@app.task(trigger=seq(entered("cart"), clicked("cart"), exited("cart")))
 def cart_click(window):
     """Fires for a cart visit with a click; fails on visits of 5, 10, ... events (dead letter)."""
     if len(window.events) % 5 == 0:

@@ -18,8 +18,6 @@ PINNED = {
     "DeadLetter",
     "DeviceRuntime",
     "EmbeddedBroker",
-    "Emissions",
-    "Engine",
     "Event",
     "EventLog",
     "Graph",
@@ -48,13 +46,13 @@ PINNED = {
     "WalleError",
     "Window",
     "build_bundle",
-    "click",
+    "clicked",
     "collect",
     "count",
     "distinct",
-    "enter",
-    "exit",
-    "exposure",
+    "entered",
+    "exited",
+    "exposed",
     "first",
     "last",
     "load_app",
@@ -66,10 +64,11 @@ PINNED = {
     "one_or_more",
     "open_bundle",
     "optional",
-    "scroll",
+    "scrolled",
     "seq",
     "sign_bundle",
     "sum_",
+    "testing",
     "top_k",
 }
 
@@ -103,3 +102,30 @@ def test_every_error_derives_from_the_root():
         "ValidationError",
     ):
         assert issubclass(getattr(walle, name), walle.WalleError)
+
+
+def test_star_import_shadows_no_builtin_and_no_installed_package():
+    """``from walle import *`` must not hide ``exit``, ``click`` and the like."""
+    import builtins
+    import importlib.metadata
+    import pkgutil
+
+    packages = {module.name for module in pkgutil.iter_modules()}
+    packages |= {
+        name.replace("-", "_").lower()
+        for dist in importlib.metadata.distributions()
+        for name in [dist.metadata["Name"] or ""]
+    }
+    shadowing = [n for n in walle.__all__ if hasattr(builtins, n) or n.lower() in packages]
+    assert shadowing == []
+    namespace: dict[str, object] = {}
+    exec("from walle import *", namespace)
+    assert set(namespace) - {"__builtins__"} == PINNED
+
+
+def test_only_the_public_dsl_and_runtimes_are_exported():
+    """Engine internals stay in walle.streams; the testing helpers are walle.testing."""
+    assert not {"Engine", "Emissions", "exit", "click"} & set(walle.__all__)
+    from walle.testing import run_app
+
+    assert walle.testing.run_app is run_app

@@ -18,12 +18,12 @@ from walle.streams.app import load_app
 from walle.streams.trie import TriggerTrie
 
 APP = """
-from walle.streams import App, Span, Tumbling, count, enter, on, one_or_more, optional, seq
+from walle.streams import App, Span, Tumbling, count, entered, on, one_or_more, optional, seq
 
 app = App("drawn")
-SEARCH = enter("search")
-BUY = seq(SEARCH, enter("item"), on("add_to_cart")).within(600_000)
-BROWSE = seq(SEARCH, optional(on("scroll")), one_or_more(enter("item")))
+SEARCH = entered("search")
+BUY = seq(SEARCH, entered("item"), on("add_to_cart")).within(600_000)
+BROWSE = seq(SEARCH, optional(on("scroll")), one_or_more(entered("item")))
 
 
 @app.task(trigger=BUY, window=Span(max_events=50))

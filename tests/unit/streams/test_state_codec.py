@@ -36,11 +36,11 @@ from walle.streams import (
     Span,
     Tumbling,
     Window,
-    click,
+    clicked,
     collect,
     count,
     distinct,
-    enter,
+    entered,
     first,
     last,
     load_app,
@@ -64,7 +64,7 @@ EXAMPLE_APPS = [
     load_app(EXAMPLES / f"{name}.py")
     for name in ("item_page_view", "clicks_per_category", "search_to_cart")
 ]
-FUNNEL = seq(enter("search"), enter("item"), on("add_to_cart")).within(10 * 60 * 1000)
+FUNNEL = seq(entered("search"), entered("item"), on("add_to_cart")).within(10 * 60 * 1000)
 FAR_FUTURE = 2**50
 
 
@@ -120,7 +120,7 @@ def _everything_app() -> App:
         .window(LookBack(events=20))
         .aggregate(**_aggregates())
     )
-    app.stream("lookback_ms", trigger=click()).window(LookBack(ms=30_000)).aggregate(n=count())
+    app.stream("lookback_ms", trigger=clicked()).window(LookBack(ms=30_000)).aggregate(n=count())
     app.stream("infinite").window(Tumbling(60_000)).aggregate(lo=min_(lambda e: -math.inf))
     (
         app.stream("tagged")

@@ -13,7 +13,7 @@ from walle.streams import (
     Span,
     Tumbling,
     count,
-    enter,
+    entered,
     not_followed_by,
     on,
     optional,
@@ -179,7 +179,7 @@ def test_invalid_definitions_are_refused(build, message):
 def test_task_definition_errors_name_the_task():
     app = App("t")
     with pytest.raises(PlanError, match="task 'x': a triggered task needs Span"):
-        app.stream("x", trigger=enter("item")).window(Tumbling(5)).aggregate(n=count())
+        app.stream("x", trigger=entered("item")).window(Tumbling(5)).aggregate(n=count())
     with pytest.raises(PlanError, match="task 'y': .* relative to a trigger"):
         app.stream("y").window(Span()).aggregate(n=count())
     with pytest.raises(PlanError, match="task 'z': session windows emit final"):

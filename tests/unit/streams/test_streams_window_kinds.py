@@ -22,7 +22,7 @@ from walle.streams import (
     Session,
     Span,
     Tumbling,
-    click,
+    clicked,
     count,
     seq,
 )
@@ -54,7 +54,7 @@ KIND_OF = [
 
 
 def _plan(spec: WindowSpec):
-    trigger = seq(click("a"), click("b")) if spec.trigger_relative else None
+    trigger = seq(clicked("a"), clicked("b")) if spec.trigger_relative else None
     return App("k").stream("t", trigger=trigger).window(spec).aggregate(n=count())
 
 

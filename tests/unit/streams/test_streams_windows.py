@@ -11,10 +11,10 @@ from walle.streams import (
     Session,
     Span,
     Tumbling,
-    click,
+    clicked,
     collect,
     count,
-    enter,
+    entered,
     seq,
     sum_,
 )
@@ -209,15 +209,15 @@ def test_page_window_update_mode_and_open_visits_time_out():
 def test_span_window_covers_the_match_and_lookback_the_last_events():
     app = App("t")
 
-    @app.task(trigger=seq(enter("search"), click()), window=Span())
+    @app.task(trigger=seq(entered("search"), clicked()), window=Span())
     def span(window):
         return {"pages": [e.page for e in window.events], "complete": window.complete}
 
-    @app.task(trigger=click("buy"), window=LookBack(events=2))
+    @app.task(trigger=clicked("buy"), window=LookBack(events=2))
     def back(window):
         return {"ts": [e.ts for e in window.events]}
 
-    @app.task(trigger=click("buy"), window=LookBack(ms=2))
+    @app.task(trigger=clicked("buy"), window=LookBack(ms=2))
     def recent(window):
         return {"ts": [e.ts for e in window.events]}
 
@@ -251,7 +251,7 @@ def test_tasks_added_and_removed_while_running():
     first = literal_events((0, "page_enter", "item"), (1, "page_exit", "item"))
     assert [o.task for o in engine.process_many(first).outputs] == ["visits"]
     extra = _App("x")
-    extra.stream("clicks", trigger=click("item")).aggregate(n=count())
+    extra.stream("clicks", trigger=clicked("item")).aggregate(n=count())
     engine.add_task(extra.plans[0])
     engine.remove_task("visits")
     later = literal_events(

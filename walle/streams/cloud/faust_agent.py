@@ -136,7 +136,10 @@ class _Topics:
 
 
 async def _run_batch(
-    processor: BatchProcessor, table: TableT[bytes, bytes], topics: _Topics, messages: list[InputMessage]
+    processor: BatchProcessor,
+    table: TableT[bytes, bytes],
+    topics: _Topics,
+    messages: list[InputMessage],
 ) -> None:
     """Process one batch, wait until its records are acknowledged, then store the states."""
     result = processor.process(messages)
