@@ -220,6 +220,67 @@ def _thread_rows() -> list[str]:
     return lines
 
 
+def _pinned_rows() -> list[str]:
+    """The search's plan against each backend pinned for the whole plan, per row.
+
+    Plans with an OpenCL step are timed in interleaved slices among themselves, host plans
+    among themselves (PoCL's worker threads keep spinning after a run and would slow the host
+    plan timed next). "search / best" is the search's time over the best pinned plan's.
+    """
+    from walle.ops import available_backends
+
+    names = [b.name for b in available_backends()]
+    lines = [
+        "",
+        "The search's plan against each backend pinned for the whole plan (same run; the "
+        "machine is shared, so single rows move by 10-30%):",
+        "",
+        f"| row | search us | {' | '.join(f'{n} pinned us' for n in names)} "
+        "| search / best pinned | search's choice | same plan as |",
+        "|---|---|" + "---|" * len(names) + "---|---|---|",
+    ]
+    print("\n".join(lines[-2:]), flush=True)
+    worst = 0.0
+    for label, model in _rows():
+        feeds = _feeds(model)
+        fns, plans = {}, {}
+        for name in (None, *names):
+            fns[name or "search"], plans[name or "search"] = _walle(model, feeds, name)
+        uses_opencl = {
+            k: any(c.backend == "opencl" for c in plan.choices.values())
+            for k, plan in plans.items()
+        }
+        times: dict[str, float] = {}
+        for group in (False, True):
+            members = {k: f for k, f in fns.items() if uses_opencl[k] == group}
+            if members:
+                times.update(_interleaved_median_us(members, budget_s=1.0))
+        best = min(times[n] for n in names)
+        ratio = times["search"] / best
+        worst = max(worst, ratio)
+        chosen = sorted({(c.backend, c.algorithm) for c in plans["search"].choices.values()})
+        same = [n for n in names if _decisions(plans[n]) == _decisions(plans["search"])]
+        line = (
+            f"| {label} | {times['search']:,.1f} | "
+            + " | ".join(f"{times[n]:,.1f}" for n in names)
+            + f" | {ratio:.2f} | {' + '.join(f'{b}/{a}' for b, a in chosen)} "
+            + f"| {', '.join(same) or '-'} |"
+        )
+        lines.append(line)
+        print(line, flush=True)
+    lines += [
+        "",
+        f"Worst search / best pinned over these rows: {worst:.2f} (goal <= 1.10; where the "
+        "search's plan is the same plan as a pinned one, their ratio is timing noise).",
+    ]
+    print(lines[-1], flush=True)
+    return lines
+
+
+def _decisions(plan) -> dict[str, tuple[str, str]]:
+    return {name: (c.backend, c.algorithm) for name, c in plan.choices.items()}
+
+
 def _search_check() -> list[str]:
     """How close the search's choices are to the best measured candidate, over a sweep."""
     from walle.ops.onnx_import import import_onnx
@@ -480,6 +541,7 @@ def _small_rows(cpu: str, level: str) -> None:
         )
         lines.append(line)
         print(line, flush=True)
+    lines += _pinned_rows()
     lines += _thread_rows()
     lines += _search_check()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

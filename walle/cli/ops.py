@@ -29,7 +29,8 @@ def ops() -> None:
 @_BACKEND
 @click.option("--no-cache", is_flag=True, help="Search again, ignoring cached decisions.")
 def explain_command(model: str, batch: int, backend: str | None, no_cache: bool) -> None:
-    """Show per step the chosen backend, algorithm, cost estimate and measured time."""
+    """Show per step the chosen backend, algorithm, cost estimate, measured time and the
+    copies planned between host and device memory."""
     import shutil
 
     from rich.console import Console
@@ -39,7 +40,8 @@ def explain_command(model: str, batch: int, backend: str | None, no_cache: bool)
 
     rows = Model(model, backend=backend, use_cache=not no_cache).explain(batch)
     table = Table(title=f"{model} (batch {batch})")
-    for col in ("step", "op", "shape", "backend", "algorithm", "estimate_us", "measured_us"):
+    cols = ("step", "op", "shape", "backend", "algorithm", "estimate_us", "measured_us")
+    for col in (*cols, "transfers"):
         table.add_column(col, overflow="fold")
     for row in rows:
         table.add_row(*[str(row[c]) for c in row])

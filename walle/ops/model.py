@@ -33,8 +33,9 @@ class Model:
     dims may be symbolic: each new batch size is imported and planned once; the file is
     imported once when the Model is built, so an unsupported op or a bad shape is refused
     there), or a function ``batch_size -> Graph``. ``backend`` pins a backend; otherwise the
-    search picks per step. Plans hold buffers, so each thread gets its own plan: calls are
-    thread-safe, and the compiled kernels release the GIL so threads run in parallel.
+    search places each step, pricing copies between host and device over the whole plan.
+    Plans hold buffers, so each thread gets its own plan: calls are thread-safe, and the
+    compiled kernels release the GIL so threads run in parallel.
     """
 
     def __init__(

@@ -11,7 +11,9 @@ kernel reads the caller's arrays and writes an output array that no caller holds
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -87,6 +89,7 @@ class CompiledPlan:
         self.graph = graph
         self.steps = steps
         self.choices = choices
+        self.backends = backends
         self.buffers = allocate(graph, steps)
         calls: list[Call] = []
         run: list[Call] = []
@@ -148,7 +151,8 @@ class CompiledPlan:
         if out is None or sys.getrefcount(out) > 3:  # self._spare, `out`, the argument
             out = np.empty(self._out[0].shape, np.float32)
             self._spare = out
-        self._direct(*arrays, out)
+        if self._direct is not None:  # always so here: __call__ and run1 check first
+            self._direct(*arrays, out)
         return out
 
     def _load(self, name: str, buf: np.ndarray, x: np.ndarray) -> None:
@@ -167,7 +171,9 @@ class CompiledPlan:
         return len(self._calls)
 
 
-def _direct_io(calls: list[Call], ins: tuple[np.ndarray, ...], outs: tuple[np.ndarray, ...]):
+def _direct_io(
+    calls: list[Call], ins: tuple[np.ndarray, ...], outs: tuple[np.ndarray, ...]
+) -> Callable[..., None] | None:
     """``run_io`` of the plan's kernel when the whole plan is one kernel call that reads the
     graph's inputs (in order) and writes its one output (softmax, layer norm, transpose, a
     matmul), else None.
@@ -177,7 +183,7 @@ def _direct_io(calls: list[Call], ins: tuple[np.ndarray, ...], outs: tuple[np.nd
     """
     if len(calls) != 1 or len(outs) != 1 or getattr(calls[0], "__name__", "") != "run":
         return None
-    kernel = getattr(calls[0], "__self__", None)
+    kernel: Any = getattr(calls[0], "__self__", None)
     if not hasattr(kernel, "run_io") or not hasattr(kernel, "io_arrays"):
         return None
     bound = kernel.io_arrays()
@@ -185,7 +191,8 @@ def _direct_io(calls: list[Call], ins: tuple[np.ndarray, ...], outs: tuple[np.nd
         return None
     if not all(_same_memory(k, p) for k, p in zip(bound, (*ins, outs[0]), strict=True)):
         return None
-    return kernel.run_io
+    run_io: Callable[..., None] = kernel.run_io
+    return run_io
 
 
 def _same_memory(a: np.ndarray, b: np.ndarray) -> bool:

@@ -1,77 +1,75 @@
-"""Semi-automatic backend search: a cost model ranks, short timed trials settle close calls.
+"""Semi-automatic backend search: a cost model ranks, short timed trials settle close calls,
+and the placement chooses where each step runs over the whole plan.
 
 For each step of a graph every usable backend offers its algorithms; each (backend,
-algorithm) gets a cost-model estimate (:meth:`Backend.estimate`). Candidates whose estimate
-is within ``close_factor`` of the best one are timed on the real buffers, in interleaved
-rounds (:func:`time_candidates`: at least 5 samples each, the median wins). Decisions are
-cached as JSON under ``$WALLE_CACHE_DIR`` (default ``~/.cache/walle``) keyed by the graph
-signature (structure + shapes), the backend set and their device strings, so a second load
-skips the trials.
+algorithm) gets a cost-model estimate (:meth:`Backend.estimate`, the step run alone).
+Candidates whose estimate is within ``close_factor`` of the best one are timed on the real
+buffers, in interleaved rounds (:func:`time_candidates`: at least 5 samples each, the median
+wins). That gives each backend's best algorithm per step and its seconds inside a plan (a
+device backend's step timed alone pays its copies and a sync: those are taken off, since the
+placement prices them). :func:`walle.ops.placement.place` then chooses the backend of every
+step at once, paying a copy wherever a value crosses between host and device memory and a
+sync per run of device steps, with the device's measured costs (:mod:`walle.ops.calibration`,
+run once per device). The placed plan and each single-backend plan whose modelled time is
+within ``PLAN_CLOSE`` of the best are then timed whole (:func:`time_candidates`, OpenCL
+plans apart from host ones) and the fastest is kept, so a model error cannot make the
+chosen plan slower than pinning one backend.
 
-The cache is safe under threads and processes. Within a process one thread searches a graph
-while the others that want the same cache entry wait on its lock and then read its decision,
-so all threads of a process run the same plan and the trials are not timed against each
-other. A decision is written to a temp file of its own (``tempfile.mkstemp`` in the cache
-directory) and published atomically: hard-linked into place when no entry exists yet, so
-that of several processes searching the same cold entry the first to finish wins and the
-others adopt its decision; replaced (``os.replace``) when the entry there is unreadable or
-stale, or where the file system has no hard links. A reader sees a whole entry or none.
+Decisions are cached as JSON under ``$WALLE_CACHE_DIR`` (default ``~/.cache/walle``) keyed by
+the graph signature (structure + shapes), the backend set and their device identities, so a
+second load skips the trials, and a changed device searches again.
+
+The cache is safe under threads and processes (:mod:`walle.ops.diskcache`). Within a process
+one thread searches a graph while the others that want the same cache entry wait on its lock
+and then read its decision, so all threads of a process run the same plan and the trials are
+not timed against each other. A decision is written to a temp file of its own and published
+atomically: hard-linked into place when no entry exists yet, so that of several processes
+searching the same cold entry the first to finish wins and the others adopt its decision;
+replaced when the entry there is unreadable or stale. A reader sees a whole entry or none.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
+import math
 import statistics
-import tempfile
-import threading
 import time
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from walle.errors import BackendError, StorageError
+from walle.errors import BackendError
 from walle.logging import get_logger
-from walle.ops.backends.base import Backend
+from walle.ops import calibration
+from walle.ops.backends.base import Backend, Buffers, Call
 from walle.ops.backends.registry import available_backends, get_backend
+from walle.ops.diskcache import cache_dir, key_lock, publish
 from walle.ops.fusion import Step, find_steps
 from walle.ops.ir import Graph
+from walle.ops.placement import (
+    CostTable,
+    Flow,
+    Move,
+    Option,
+    moves,
+    place,
+    plan_seconds,
+    runs,
+)
 from walle.ops.plan import Choice, CompiledPlan, allocate, is_alias
 
 _log = get_logger("walle.ops.search")
 CLOSE_FACTOR = 8.0
+# Whole plans modelled within this factor of the best are timed against each other.
+PLAN_CLOSE = 3.0
+# Bumped when decisions mean something else (2: placement over the whole plan).
+DECISIONS_VERSION = 2
 
 
-_KEY_LOCKS: dict[str, threading.Lock] = {}
-_KEY_LOCKS_GUARD = threading.Lock()
-
-
-def _key_lock(path: Path) -> threading.Lock:
-    """The lock of one cache entry in this process (one search per entry at a time)."""
-    with _KEY_LOCKS_GUARD:
-        return _KEY_LOCKS.setdefault(str(path), threading.Lock())
-
-
-def _reset_locks_after_fork() -> None:
-    # A forked child has only the forking thread: locks other threads held stay held there.
-    global _KEY_LOCKS_GUARD
-    _KEY_LOCKS.clear()
-    _KEY_LOCKS_GUARD = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_locks_after_fork)
-
-
-def cache_dir() -> Path:
-    """Where search decisions are kept (``WALLE_CACHE_DIR`` or ``~/.cache/walle``)."""
-    return Path(os.environ.get("WALLE_CACHE_DIR") or Path.home() / ".cache" / "walle")
-
-
-def time_calls(calls: list, budget_s: float = 0.004, max_runs: int = 25) -> float:
+def time_calls(calls: list[Call], budget_s: float = 0.004, max_runs: int = 25) -> float:
     """Median seconds of one pass over ``calls`` (2 warm-up passes, then up to ``max_runs``)."""
     for _ in range(2):
         for call in calls:
@@ -87,7 +85,7 @@ def time_calls(calls: list, budget_s: float = 0.004, max_runs: int = 25) -> floa
 
 
 def time_candidates(
-    candidates: list[list], budget_s: float = 0.006, min_rounds: int = 5, max_rounds: int = 40
+    candidates: list[list[Call]], budget_s: float = 0.006, min_rounds: int = 5, max_rounds: int = 40
 ) -> list[float]:
     """Median seconds of one pass over each candidate's calls, timed in interleaved rounds.
 
@@ -128,6 +126,7 @@ class Search:
         trials: bool = True,
         use_cache: bool = True,
         close_factor: float = CLOSE_FACTOR,
+        calibrate: bool = True,
     ) -> None:
         if pin is not None:
             self.backends = [get_backend(pin)]
@@ -141,10 +140,13 @@ class Search:
         self.trials = trials
         self.use_cache = use_cache
         self.close_factor = close_factor
+        self.calibrate = calibrate
+        self.plans_timed: dict[str, float] = {}
 
     def key(self, graph: Graph) -> str:
-        """Cache key: graph signature + backend names and devices + pin."""
-        parts = [graph.signature(), str(self.pin)] + [f"{b.name}@{b.device}" for b in self.backends]
+        """Cache key: decisions' version, graph signature, pin, backends and device identities."""
+        parts = [f"v{DECISIONS_VERSION}", graph.signature(), str(self.pin)]
+        parts += [f"{b.name}@{calibration.identity_key(b)}" for b in self.backends]
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 
     def choose(self, graph: Graph) -> tuple[list[Step], dict[str, Choice], bool]:
@@ -157,7 +159,7 @@ class Search:
         if not self.use_cache:
             return steps, self._search(graph, steps), False
         path = self._path(graph)
-        with _key_lock(path):
+        with key_lock(path):
             cached = self._load(path, graph, steps)
             if cached is not None:
                 return steps, cached, True
@@ -165,13 +167,22 @@ class Search:
             return steps, self._save(path, graph, steps, choices), False
 
     def _search(self, graph: Graph, steps: list[Step]) -> dict[str, Choice]:
-        """A choice per step that is not an alias (trials on scratch buffers if enabled)."""
+        """A choice per step that is not an alias: per-step options, then the placement."""
+        if self.calibrate:
+            for backend in self.backends:
+                calibration.device_costs(backend)  # measured once per device; host: nothing
         buffers = allocate(graph, steps, fill=0.5) if self.trials else {}
-        choices: dict[str, Choice] = {}
+        table = CostTable({}, {b.name: b.device_costs() for b in self.backends})
+        timed: dict[tuple[str, str, str], Choice] = {}
         for step in steps:
             if not is_alias(step, graph):
-                choices[step.name] = self._choose_step(step, graph, buffers)
-        return choices
+                table.options[step.name] = self._options(step, graph, buffers, timed)
+        flow = Flow.of(graph, steps, {s.name for s in steps if is_alias(s, graph)})
+        assigned = self._best_plan(graph, steps, flow, table)
+        return {
+            s.name: timed[(s.name, b, table.options[s.name][b].algorithm)]
+            for s, b in zip(flow.steps, assigned, strict=True)
+        }
 
     def candidates(self, step: Step, graph: Graph) -> list[tuple[Backend, str, float]]:
         """Every (backend, algorithm, estimate) for ``step``, cheapest estimate first."""
@@ -187,26 +198,98 @@ class Search:
             raise BackendError(f"step {step.name!r} ({step.op}): no backend can run it")
         return sorted(found, key=lambda c: c[2])
 
-    def _choose_step(self, step: Step, graph: Graph, buffers: dict) -> Choice:
+    def _options(
+        self,
+        step: Step,
+        graph: Graph,
+        buffers: Buffers,
+        timed: dict[tuple[str, str, str], Choice],
+    ) -> dict[str, Option]:
+        """Each backend's best algorithm for ``step`` and its seconds inside a plan.
+
+        Close candidates are timed alone; a device backend's time alone includes its copies
+        and a sync, which are taken off (the placement prices them where they happen).
+        """
         ranked = self.candidates(step, graph)
-        best = ranked[0][2]
-        close = [c for c in ranked if c[2] <= best * self.close_factor]
-        if len(close) == 1 or not self.trials:
-            b, algo, est = ranked[0]
-            return Choice(b.name, algo, est)
+        close = [c for c in ranked if c[2] <= ranked[0][2] * self.close_factor]
+        seconds = self._time(step, graph, buffers, close) if self.trials and len(close) > 1 else {}
+        options: dict[str, Option] = {}
+        for b, algo, _alone in ranked:
+            measured = seconds.get((b.name, algo))
+            inside = _inside_plan(b, step, algo, graph, measured)
+            modelled = _inside_plan(b, step, algo, graph, None)
+            timed[(step.name, b.name, algo)] = Choice(b.name, algo, modelled, measured)
+            if b.name not in options or inside < options[b.name].seconds:
+                options[b.name] = Option(algo, inside)
+        return options
+
+    def _time(
+        self,
+        step: Step,
+        graph: Graph,
+        buffers: Buffers,
+        close: list[tuple[Backend, str, float]],
+    ) -> dict[tuple[str, str], float]:
         compiled = [b.finish(b.compile(step, algo, graph, buffers)) for b, algo, _ in close]
         seconds = [0.0] * len(close)
         for group in sorted({b.trial_group for b, _, _ in close}):
             members = [i for i, (b, _, _) in enumerate(close) if b.trial_group == group]
             with np.errstate(all="ignore"):
-                timed = time_candidates([compiled[i] for i in members])
-            for i, t in zip(members, timed, strict=True):
+                measured = time_candidates([compiled[i] for i in members])
+            for i, t in zip(members, measured, strict=True):
                 seconds[i] = t
-        measured = [
-            (t, b.name, algo, est) for t, (b, algo, est) in zip(seconds, close, strict=True)
-        ]
-        seconds_best, name, algo, est = min(measured)
-        return Choice(name, algo, est, seconds_best)
+        return {(b.name, algo): t for t, (b, algo, _) in zip(seconds, close, strict=True)}
+
+    def _best_plan(
+        self, graph: Graph, steps: list[Step], flow: Flow, table: CostTable
+    ) -> list[str]:
+        """The placed plan, or a single-backend plan that timed faster as a whole."""
+        plans = {"placed": place(flow, table)}
+        for backend in self.backends:
+            plans.setdefault(backend.name, _pinned(flow, table, backend.name))
+        unique: dict[tuple[str, ...], str] = {}
+        for label, assigned in plans.items():
+            unique.setdefault(tuple(assigned), label)
+        modelled = {a: plan_seconds(flow, list(a), table) for a in unique}
+        best = min(modelled.values())
+        close = [a for a in unique if modelled[a] <= best * PLAN_CLOSE]
+        if not self.trials or len(close) == 1:
+            chosen: tuple[str, ...] = min(close, key=lambda a: modelled[a])
+            return list(chosen)
+        measured = self._time_plans(graph, steps, flow, table, close)
+        self.plans_timed = {unique[a]: t for a, t in measured.items()}
+        chosen = min(measured, key=lambda a: measured[a])
+        return list(chosen)
+
+    def _time_plans(
+        self,
+        graph: Graph,
+        steps: list[Step],
+        flow: Flow,
+        table: CostTable,
+        plans: list[tuple[str, ...]],
+    ) -> dict[tuple[str, ...], float]:
+        """Median seconds per call of each whole plan (OpenCL plans timed apart from host)."""
+        rng = np.random.default_rng(0)
+        inputs = [rng.uniform(0.5, 1.5, graph.shape(n)).astype(np.float32) for n in graph.inputs]
+        calls: dict[tuple[str, ...], list[Call]] = {}
+        for assigned in plans:
+            choices = {
+                s.name: Choice(b, table.options[s.name][b].algorithm, 0.0)
+                for s, b in zip(flow.steps, assigned, strict=True)
+            }
+            plan = CompiledPlan(graph, steps, choices, self.by_name)
+            calls[assigned] = [partial(plan, *inputs)]
+        out: dict[tuple[str, ...], float] = {}
+        groups = {a: max(self.by_name[b].trial_group for b in a) for a in plans}
+        for group in sorted(set(groups.values())):
+            members = [a for a in plans if groups[a] == group]
+            with np.errstate(all="ignore"):
+                medians = time_candidates(
+                    [calls[a] for a in members], budget_s=0.05, min_rounds=5, max_rounds=25
+                )
+            out.update(zip(members, medians, strict=True))
+        return out
 
     # -- cache ----------------------------------------------------------------------------
     def _path(self, graph: Graph) -> Path:
@@ -237,28 +320,39 @@ class Search:
             {"signature": graph.signature(), "choices": {k: asdict(v) for k, v in choices.items()}},
             indent=1,
         )
-        tmp = None
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{path.stem}.", suffix=".tmp")
-            with os.fdopen(fd, "w") as file:
-                file.write(text)
-            try:
-                os.link(tmp, path)  # only if no entry exists: the first process wins
-            except FileExistsError:
-                theirs = self._load(path, graph, steps)
-                if theirs is not None:
-                    return theirs
-                os.replace(tmp, path)  # the entry there is unreadable or stale
-            except OSError:  # a file system without hard links
-                os.replace(tmp, path)
-        except OSError as exc:
-            raise StorageError(f"cannot write search cache {path}: {exc}") from exc
-        finally:
-            if tmp is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-        return choices
+        theirs = publish(path, text, lambda: self._load(path, graph, steps), "search cache")
+        return theirs if theirs is not None else choices
+
+
+def _inside_plan(
+    backend: Backend, step: Step, algorithm: str, graph: Graph, measured: float | None
+) -> float:
+    """Seconds of ``step`` inside a plan: on host memory its time alone; on a device its
+    launches and kernels (measured alone less its copies and sync, or the kernel estimate)."""
+    costs = backend.device_costs()
+    if costs is None:
+        return measured if measured is not None else backend.estimate(step, algorithm, graph)
+    kernel = backend.kernel_estimate(step, algorithm, graph)
+    if measured is None:
+        return kernel
+    inputs = [i for i in dict.fromkeys(step.inputs) if i not in graph.constants]
+    moved = [4 * math.prod(graph.shape(i)) for i in inputs]
+    alone = costs.sync_s + sum(map(costs.upload_s, moved))
+    alone += costs.download_s(4 * math.prod(graph.shape(step.output)))
+    return max(measured - alone, costs.launch_s, 0.1 * kernel)
+
+
+def _pinned(flow: Flow, table: CostTable, backend: str) -> list[str]:
+    """``backend`` wherever it can run the step, else the host backend cheapest there."""
+    out = []
+    for step in flow.steps:
+        options = table.options[step.name]
+        if backend in options:
+            out.append(backend)
+            continue
+        host = [b for b in options if table.device(b) is None] or list(options)
+        out.append(min(host, key=lambda b: options[b].seconds))
+    return out
 
 
 def compile_graph(
@@ -276,7 +370,11 @@ def compile_graph(
 
 
 def explain(plan: CompiledPlan) -> list[dict[str, object]]:
-    """Per step: op, output shape, chosen backend and algorithm, estimate and measured us."""
+    """Per step: op, output shape, chosen backend and algorithm, the estimate inside the plan
+    and the time measured alone (us), and the copies planned around it (``transfers``:
+    ``up`` to a device before the step, ``down`` to host memory after it, ``sync`` where a
+    run of device steps ends)."""
+    planned = _planned_moves(plan)
     rows = []
     for step in plan.steps:
         choice = plan.choices.get(step.name)
@@ -293,9 +391,34 @@ def explain(plan: CompiledPlan) -> list[dict[str, object]]:
                     if choice and choice.measured_s is not None
                     else None
                 ),
+                "transfers": planned.get(step.name, ""),
             }
         )
     return rows
+
+
+def _planned_moves(plan: CompiledPlan) -> dict[str, str]:
+    """Per placed step, its planned copies and, at the end of a device run, the sync."""
+    aliases = {s.name for s in plan.steps if s.name not in plan.choices}
+    flow = Flow.of(plan.graph, plan.steps, aliases)
+    assigned = [plan.choices[s.name].backend for s in flow.steps]
+    chosen = {s.name: plan.choices[s.name] for s in flow.steps}
+    table = CostTable(
+        {name: {c.backend: Option(c.algorithm, c.estimate_s)} for name, c in chosen.items()},
+        {name: b.device_costs() for name, b in plan.backends.items()},
+    )
+    labels = [[_move_label(m) for m in step] for step in moves(flow, assigned, table)]
+    for _start, end, backend in runs(assigned):
+        costs = table.device(backend)
+        if costs is not None:
+            labels[end - 1].append(f"sync ({costs.sync_s * 1e6:.0f} us)")
+    return {s.name: ", ".join(ls) for s, ls in zip(flow.steps, labels, strict=True) if ls}
+
+
+def _move_label(move: Move) -> str:
+    kb = move.nbytes / 1024
+    size = f"{kb / 1024:.3g} MB" if kb >= 1024 else f"{kb:.3g} KB"
+    return f"{move.direction} {move.value} {size} ({move.seconds * 1e6:.0f} us)"
 
 
 def _atomic_label(step: Step) -> str:

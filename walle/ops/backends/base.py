@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -32,6 +33,37 @@ _UNARY_COST = {
 }
 
 
+@dataclass(frozen=True)
+class DeviceCosts:
+    """What a backend with memory of its own costs beyond its kernels' work.
+
+    A run of consecutive steps on such a backend uploads the values it reads from outside
+    the run, queues its launches, copies back what is read after it and waits once
+    (``sync_s``). ``rates`` are measured kernel throughputs by family: ``"bytes"`` (bytes
+    per second of a memory-bound kernel), ``"elementwise"``, ``"matmul"`` and
+    ``"matmul.<algorithm>"`` (flops per second). Times in seconds.
+    """
+
+    launch_s: float
+    sync_s: float
+    copy_s: float
+    upload_bytes_per_s: float
+    download_bytes_per_s: float
+    rates: tuple[tuple[str, float], ...] = ()
+
+    def upload_s(self, nbytes: float) -> float:
+        """Seconds to copy ``nbytes`` from host memory to the device."""
+        return self.copy_s + nbytes / self.upload_bytes_per_s
+
+    def download_s(self, nbytes: float) -> float:
+        """Seconds to copy ``nbytes`` from the device back to host memory."""
+        return self.copy_s + nbytes / self.download_bytes_per_s
+
+    def rate(self, family: str) -> float | None:
+        """The measured throughput of a kernel family, if it was probed."""
+        return dict(self.rates).get(family)
+
+
 class Backend(ABC):
     """Base of every ops backend."""
 
@@ -44,11 +76,51 @@ class Backend(ABC):
     call_overhead_s: float = 1e-6
     flops_per_s: float = 1e9
     bytes_per_s: float = 5e9
+    # "host": buffers are the plan's numpy arrays. "device": memory of its own, so values
+    # crossing to or from other backends are copied and each run of its steps syncs once.
+    memory: str = "host"
+    sync_s: float = 0.0
+    transfer_bytes_per_s: float = 5e9
+    calibrated: DeviceCosts | None = None
 
     @property
     def device(self) -> str:
         """A string naming the device this backend runs on (part of the search cache key)."""
         return self.name
+
+    def identity(self) -> dict[str, str]:
+        """What identifies the device (cached costs and decisions are kept per identity)."""
+        return {"backend": self.name, "device": self.device}
+
+    def device_costs(self) -> DeviceCosts | None:
+        """Copy, launch and sync costs: None on host memory; measured once calibrated
+        (:mod:`walle.ops.calibration`), else from the class's constants."""
+        if self.memory == "host":
+            return None
+        if self.calibrated is not None:
+            return self.calibrated
+        return DeviceCosts(
+            launch_s=self.call_overhead_s,
+            sync_s=self.sync_s,
+            copy_s=0.0,
+            upload_bytes_per_s=self.transfer_bytes_per_s,
+            download_bytes_per_s=self.transfer_bytes_per_s,
+        )
+
+    def copy_probe(self, nbytes: int) -> tuple[Call, Call]:
+        """Two calls copying ``nbytes`` to the device and back, each waiting for its copy
+        (calibration times them); only for a backend with memory of its own."""
+        raise NotImplementedError(f"{self.name} works on host memory: nothing to copy")
+
+    def use_costs(self, costs: DeviceCosts) -> None:
+        """Take measured costs instead of the constants (launch, sync, copies, rates)."""
+        self.calibrated = costs
+        self.call_overhead_s = costs.launch_s
+        self.sync_s = costs.sync_s
+        up, down = costs.upload_bytes_per_s, costs.download_bytes_per_s
+        self.transfer_bytes_per_s = 2.0 / (1.0 / up + 1.0 / down)
+        self.flops_per_s = costs.rate("elementwise") or self.flops_per_s
+        self.bytes_per_s = costs.rate("bytes") or self.bytes_per_s
 
     def supports(self, node: Node, graph: Graph) -> bool:
         """Whether this backend can run the atomic ``node`` (default: every atomic op)."""
@@ -105,11 +177,19 @@ class Backend(ABC):
 
     # -- cost model -----------------------------------------------------------------------
     def estimate(self, step: Step, algorithm: str, graph: Graph) -> float:
-        """Predicted seconds for ``step`` with ``algorithm`` (the search ranks by this)."""
+        """Predicted seconds for ``step`` run alone with ``algorithm`` (the search ranks by
+        this); a backend with its own memory adds its copies and sync here."""
+        return self.kernel_estimate(step, algorithm, graph)
+
+    def kernel_estimate(self, step: Step, algorithm: str, graph: Graph) -> float:
+        """Predicted seconds of the step's launches and kernels inside a run, no copies."""
         compute, traffic, calls = 0.0, 0.0, 0
         for part in step.parts:
             f, t = node_work(part, graph)
-            rate = self.matmul_rate(algorithm) if part.op == "matmul" else self.flops_per_s
+            if part.op == "matmul":
+                rate = self._measured_matmul_rate(algorithm) or self.matmul_rate(algorithm)
+            else:
+                rate = self.flops_per_s
             compute, traffic, calls = compute + f / rate, traffic + t, calls + 1
         if step.fused and algorithm != "parts":
             calls = 1
@@ -122,6 +202,11 @@ class Backend(ABC):
     def matmul_rate(self, algorithm: str) -> float:
         """Flops per second of this backend's matrix product with ``algorithm``."""
         return self.flops_per_s
+
+    def _measured_matmul_rate(self, algorithm: str) -> float | None:
+        if self.calibrated is None:
+            return None
+        return self.calibrated.rate(f"matmul.{algorithm}") or self.calibrated.rate("matmul")
 
 
 def node_work(node: Node, graph: Graph) -> tuple[float, float]:

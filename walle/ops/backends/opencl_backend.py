@@ -79,6 +79,7 @@ class OpenCLBackend(Backend):
     # An OpenCL runtime's threads may keep spinning after a run (PoCL's CPU workers do),
     # slowing whatever host kernel runs next: its trials are not interleaved with theirs.
     trial_group = "opencl"
+    memory = "device"  # device buffers: the placement charges copies and a sync per run
     # Cost model, measured on PoCL 3 on a 2-core EPYC (see estimate()).
     call_overhead_s = 4.0e-6  # one queued kernel launch
     sync_s = 50.0e-6  # enqueue copies + wait for the queue, once per run
@@ -104,6 +105,18 @@ class OpenCLBackend(Backend):
         platform = self.cl_device.platform
         return f"opencl:{platform.name}:{self.cl_device.name}".replace(" ", "_")
 
+    def identity(self) -> dict[str, str]:
+        """Platform, device and driver: measured costs and decisions are kept per identity."""
+        d, p = self.cl_device, self.cl_device.platform
+        return {
+            "backend": self.name,
+            "platform": f"{p.name} {p.version}",
+            "device": f"{d.name} {d.version}",
+            "driver": d.driver_version,
+            "units": str(d.max_compute_units),
+            "memory": str(d.global_mem_size),
+        }
+
     # -- program and queues ---------------------------------------------------------------
     def program(self) -> cl.Program:
         """The built program (built on first use; BackendError with the build log)."""
@@ -123,6 +136,14 @@ class OpenCLBackend(Backend):
         if queue is None:
             queue = self._local.queue = cl.CommandQueue(self.context, self.cl_device)
         return queue
+
+    def copy_probe(self, nbytes: int) -> tuple[Call, Call]:
+        """Blocking copies of ``nbytes`` host -> device and back (timed by calibration)."""
+        host = np.zeros(max(nbytes // 4, 1), np.float32)
+        buf = cl.Buffer(self.context, cl.mem_flags.READ_WRITE, size=host.nbytes)
+        queue = self.queue()
+        up = partial(cl.enqueue_copy, queue, buf, host, is_blocking=True)
+        return up, partial(cl.enqueue_copy, queue, host, buf, is_blocking=True)
 
     # -- what runs here -------------------------------------------------------------------
     def supports(self, node: Node, graph: Graph) -> bool:

@@ -52,7 +52,7 @@ def get_backend(name: str) -> Backend:
         raise BackendError(f"unknown ops backend {name!r}{hint} (known: {', '.join(_BACKENDS)})")
     module_name, class_name = _BACKENDS[name]
     try:
-        backend = getattr(importlib.import_module(module_name), class_name)()
+        backend: Backend = getattr(importlib.import_module(module_name), class_name)()
     except BackendError as exc:
         raise BackendError(
             f"ops backend {name!r} is not usable: {exc}; it needs {_HOW_TO_GET[name]}"
