@@ -66,7 +66,7 @@ class GraphBuilder(CompositeOps):
 
     def const(self, array: np.ndarray | float, name: str | None = None) -> str:
         """Add a constant (weights); stored as contiguous float32."""
-        data = np.ascontiguousarray(np.asarray(array, dtype=np.float32))
+        data = np.asarray(array, dtype=np.float32, order="C")  # keeps a 0-d shape
         name = name or self._fresh("const")
         self._values[name] = Value(name, data.shape)
         self._constants[name] = data
@@ -202,8 +202,8 @@ class GraphBuilder(CompositeOps):
             st = 1 if steps is None else int(steps[i])
             if st == 0:
                 raise ModelError("slice: step 0")
-            rng = range(shape[a])[slice(int(starts[i]), int(stops[i]), st)]
-            begin[a], step[a], out[a] = (rng.start if len(rng) else 0), st, len(rng)
+            first, count = _slice_range(shape[a], int(starts[i]), int(stops[i]), st)
+            begin[a], step[a], out[a] = first, st, count
         offset = sum(b * s for b, s in zip(begin, src, strict=True))
         region = Region(
             0,
@@ -254,6 +254,21 @@ def _axis(axis: int, rank: int, where: str) -> int:
     if not 0 <= a < rank:
         raise ModelError(f"{where}: axis {axis} out of range for rank {rank}")
     return a
+
+
+def _slice_range(dim: int, start: int, stop: int, step: int) -> tuple[int, int]:
+    """(first index, count) of an ONNX Slice on an axis of ``dim``: negative indices count
+    from the end, then clamp to [0, dim] (step > 0) or start to [0, dim - 1] and stop to
+    [-1, dim - 1] (step < 0; unlike a Python slice, a start before the axis is index 0)."""
+    start = start + dim if start < 0 else start
+    stop = stop + dim if stop < 0 else stop
+    if step > 0:
+        start, stop = min(max(start, 0), dim), min(max(stop, 0), dim)
+        count = max(0, -(-(stop - start) // step))
+    else:
+        start, stop = min(max(start, 0), dim - 1), min(max(stop, -1), dim - 1)
+        count = max(0, -(-(start - stop) // -step))
+    return (start if count else 0), count
 
 
 def _resolve_reshape(shape: Shape, target: Sequence[int]) -> tuple[int, ...]:

@@ -53,11 +53,40 @@ class CompositeOps(_Base):
                 return self.unary("sqrt", x)
         return self.binary("pow", x, y)
 
-    def gelu(self: GraphBuilder, x: str) -> str:
-        """0.5 * x * (1 + erf(x / sqrt(2))) (the exact form)."""
-        inner = self.unary("erf", self.binary("mul", x, self.const(1.0 / math.sqrt(2.0))))
+    def gelu(self: GraphBuilder, x: str, approximate: str = "none") -> str:
+        """0.5 * x * (1 + erf(x / sqrt(2))) (``approximate="none"``, the exact form), or
+        0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x^3))) (``"tanh"``)."""
+        if approximate == "tanh":
+            cube = self.binary("mul", self.binary("mul", x, x), x)
+            inner = self.binary("add", x, self.binary("mul", cube, self.const(0.044715)))
+            scaled = self.binary("mul", inner, self.const(math.sqrt(2.0 / math.pi)))
+            inner = self.unary("tanh", scaled)
+        else:
+            inner = self.unary("erf", self.binary("mul", x, self.const(1.0 / math.sqrt(2.0))))
         one_plus = self.binary("add", inner, self.const(1.0))
         return self.binary("mul", self.binary("mul", x, self.const(0.5)), one_plus)
+
+    def clip(self: GraphBuilder, x: str, low: str | None = None, high: str | None = None) -> str:
+        """min(max(x, low), high); a missing bound does not clip. NaN stays NaN (max and min
+        propagate it on every backend); low > high gives high, as ONNX Clip."""
+        y = x if low is None else self.binary("max", x, low)
+        y = y if high is None else self.binary("min", y, high)
+        return self.unary("identity", x) if y == x else y
+
+    def leaky_relu(self: GraphBuilder, x: str, alpha: float = 0.01) -> str:
+        """x for x >= 0, alpha * x below: relu(x) + alpha * min(x, 0) (exact either side,
+        and +inf stays +inf even for alpha = 0)."""
+        negative = self.binary("mul", self.binary("min", x, self.const(0.0)), self.const(alpha))
+        return self.binary("add", self.unary("relu", x), negative)
+
+    def hard_sigmoid(self: GraphBuilder, x: str, alpha: float = 0.2, beta: float = 0.5) -> str:
+        """max(0, min(1, alpha * x + beta))."""
+        y = self.binary("add", self.binary("mul", x, self.const(alpha)), self.const(beta))
+        return self.clip(y, self.const(0.0), self.const(1.0))
+
+    def hard_swish(self: GraphBuilder, x: str) -> str:
+        """x * hard_sigmoid(x, 1/6, 1/2) (ONNX HardSwish; -inf gives NaN, as onnxruntime)."""
+        return self.binary("mul", x, self.hard_sigmoid(x, 1.0 / 6.0, 0.5))
 
     # -- dense ----------------------------------------------------------------------------
     def linear(self: GraphBuilder, x: str, weight: str, bias: str | None = None) -> str:
@@ -136,10 +165,18 @@ class CompositeOps(_Base):
         strides: Sequence[int] | None = None,
         pads: Sequence[int] = (0, 0, 0, 0),
         dilations: Sequence[int] = (1, 1),
+        ceil_mode: bool = False,
     ) -> str:
-        """NCHW max pooling: window raster [KH, KW, N, C, OH, OW], then reduce max."""
+        """NCHW max pooling: window raster [KH, KW, N, C, OH, OW], then reduce max.
+
+        ``ceil_mode`` rounds the output size up (a last window that starts inside the input or
+        its leading pad), padding the tail with -inf.
+        """
+        strides = strides or kernel
+        if ceil_mode:
+            pads = self._ceil_pads(x, kernel, strides, pads, dilations)
         xp = self._pad_nchw(x, pads, -np.inf)
-        win, _, _ = self._windows(xp, kernel, strides or kernel, dilations, channels_first=False)
+        win, _, _ = self._windows(xp, kernel, strides, dilations, channels_first=False)
         return self.reduce("max", win, (0, 1), keepdims=False)
 
     def avg_pool(
@@ -149,22 +186,87 @@ class CompositeOps(_Base):
         *,
         strides: Sequence[int] | None = None,
         pads: Sequence[int] = (0, 0, 0, 0),
+        dilations: Sequence[int] = (1, 1),
         count_include_pad: bool = False,
+        ceil_mode: bool = False,
     ) -> str:
-        """NCHW average pooling: window raster, reduce sum, scale by the window count."""
+        """NCHW average pooling: window raster, reduce sum, scale by the window count.
+
+        The count is of input elements, plus the explicit ``pads`` when ``count_include_pad``;
+        the tail that ``ceil_mode`` adds is never counted (as onnxruntime).
+        """
         strides = strides or kernel
-        xp = self._pad_nchw(x, pads, 0.0)
-        win, oh, ow = self._windows(xp, kernel, strides, (1, 1), channels_first=False)
+        full = self._ceil_pads(x, kernel, strides, pads, dilations) if ceil_mode else pads
+        xp = self._pad_nchw(x, full, 0.0)
+        win, oh, ow = self._windows(xp, kernel, strides, dilations, channels_first=False)
         total = self.reduce("sum", win, (0, 1), keepdims=False)
-        if count_include_pad or not any(pads):
-            scale = np.float32(1.0 / (kernel[0] * kernel[1]))
+        h, w = self.shape(x)[2:]
+        counted = np.zeros(self.shape(xp)[2:], np.float32)
+        if count_include_pad:
+            counted[: pads[0] + h + pads[2], : pads[1] + w + pads[3]] = 1.0
         else:
-            h, w = self.shape(x)[2:]
-            ones = np.pad(np.ones((h, w), np.float32), ((pads[0], pads[2]), (pads[1], pads[3])))
-            counts = np.lib.stride_tricks.sliding_window_view(ones, tuple(kernel))
-            counts = counts[:: strides[0], :: strides[1]].sum(axis=(2, 3))[:oh, :ow]
-            scale = (1.0 / counts).astype(np.float32)
-        return self.binary("mul", total, self.const(scale))
+            counted[pads[0] : pads[0] + h, pads[1] : pads[1] + w] = 1.0
+        counts = _window_sums(counted, kernel, strides, dilations)[:oh, :ow]
+        if np.any(counts == 0):
+            raise ModelError(f"avg_pool: a window {tuple(kernel)} covers only padding")
+        scale = (1.0 / counts).astype(np.float32)
+        uniform = bool(np.all(scale == scale.flat[0]))
+        return self.binary("mul", total, self.const(float(scale.flat[0]) if uniform else scale))
+
+    def _ceil_pads(
+        self: GraphBuilder,
+        x: str,
+        kernel: Sequence[int],
+        strides: Sequence[int],
+        pads: Sequence[int],
+        dilations: Sequence[int],
+    ) -> tuple[int, int, int, int]:
+        """``pads`` with the bottom/right grown so that the output size rounds up, dropping a
+        last window that would start past the input and its leading pad."""
+        tails = []
+        for i, size in enumerate(self.shape(x)[2:]):
+            extent = (int(kernel[i]) - 1) * int(dilations[i]) + 1
+            padded = size + int(pads[i]) + int(pads[i + 2])
+            out = -(-(padded - extent) // int(strides[i])) + 1
+            if (out - 1) * int(strides[i]) >= size + int(pads[i]):
+                out -= 1
+            tails.append(
+                max(
+                    int(pads[i + 2]),
+                    (out - 1) * int(strides[i]) + extent - padded + int(pads[i + 2]),
+                )
+            )
+        return (int(pads[0]), int(pads[1]), tails[0], tails[1])
+
+    def pad_edges(self: GraphBuilder, x: str, pads: Sequence[tuple[int, int]], mode: str) -> str:
+        """Pad by (before, after) per axis copying the input's own elements: ``edge`` repeats
+        the border element, ``reflect`` mirrors without repeating it, ``wrap`` continues from
+        the other end. One raster per padded axis: the body and a region per side."""
+        y = x
+        for axis, (before, after) in enumerate(pads):
+            if before or after:
+                y = self._pad_axis(y, axis, int(before), int(after), mode)
+        return y
+
+    def _pad_axis(self: GraphBuilder, x: str, axis: int, before: int, after: int, mode: str) -> str:
+        shape = self.shape(x)
+        n = shape[axis]
+        limit = {"edge": None, "reflect": n - 1, "wrap": n}[mode]
+        if n == 0 or (limit is not None and max(before, after) > limit):
+            raise ModelError(f"pad: {mode} padding of {max(before, after)} on an axis of {n}")
+        out = list(shape)
+        out[axis] = n + before + after
+        src, dst = contiguous_strides(shape), contiguous_strides(tuple(out))
+        regions = [Region(0, 0, src, before * dst[axis], dst, shape)]
+        for side, count in (("before", before), ("after", after)):
+            if not count:
+                continue
+            sizes = tuple(count if i == axis else d for i, d in enumerate(shape))
+            first, step = _pad_source(mode, side, n, count)
+            strides = tuple(step * s if i == axis else s for i, s in enumerate(src))
+            at = 0 if side == "before" else (before + n) * dst[axis]
+            regions.append(Region(0, first * src[axis], strides, at, dst, sizes))
+        return self.raster([x], out, regions)
 
     def local_response_norm(
         self: GraphBuilder,
@@ -270,3 +372,23 @@ class CompositeOps(_Base):
         if beta is not None:
             y = self.binary("add", y, beta)
         return y
+
+
+def _pad_source(mode: str, side: str, n: int, count: int) -> tuple[int, int]:
+    """(first source index, step along the axis) of the ``count`` elements padded on
+    ``side`` of an axis of ``n`` elements, in output order."""
+    if mode == "edge":
+        return (0, 0) if side == "before" else (n - 1, 0)
+    if mode == "reflect":
+        return (count, -1) if side == "before" else (n - 2, -1)
+    return (n - count, 1) if side == "before" else (0, 1)  # wrap
+
+
+def _window_sums(
+    plane: np.ndarray, kernel: Sequence[int], strides: Sequence[int], dilations: Sequence[int]
+) -> np.ndarray:
+    """Sum of ``plane`` over each (dilated, strided) pooling window."""
+    (kh, kw), (sh, sw), (dh, dw) = kernel, strides, dilations
+    span = ((kh - 1) * dh + 1, (kw - 1) * dw + 1)
+    windows = np.lib.stride_tricks.sliding_window_view(plane, span)[::sh, ::sw, ::dh, ::dw]
+    return windows.sum(axis=(2, 3))

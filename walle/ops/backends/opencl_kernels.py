@@ -32,7 +32,7 @@ UNARY_EXPR = {
     "reciprocal": "1.0f / v",
     "relu": "(v < 0.0f ? 0.0f : v)",
     "sigmoid": "1.0f / (1.0f + exp(-v))",
-    "tanh": "tanh(v)",
+    "tanh": "walle_tanh(v)",
     "erf": "erf(v)",
 }
 BINARY_EXPR = {
@@ -40,23 +40,26 @@ BINARY_EXPR = {
     "sub": "p - q",
     "mul": "p * q",
     "div": "p / q",
-    "max": "fmax(p, q)",
-    "min": "fmin(p, q)",
+    "max": "((p > q || isnan(p)) ? p : q)",  # fmax/fmin drop NaN; numpy keeps it
+    "min": "((p < q || isnan(p)) ? p : q)",
     "pow": "pow(p, q)",
 }
 REDUCE_STEP = {
     "sum": ("0.0f", "acc += v"),
     "mean": ("0.0f", "acc += v"),
-    "max": ("-INFINITY", "acc = fmax(acc, v)"),
-    "min": ("INFINITY", "acc = fmin(acc, v)"),
+    "max": ("-INFINITY", "acc = (v > acc || isnan(v)) ? v : acc"),
+    "min": ("INFINITY", "acc = (v < acc || isnan(v)) ? v : acc"),
 }
 ACTS = {"none": 0, "relu": 1, "sigmoid": 2, "tanh": 3}
 
 _COMMON = """
+/* PoCL's tanh stops at +-0.99999994 for large |v|; float32 tanh is exactly +-1 there (and
+   then gelu(-inf) is NaN and gelu(-1e30) is -0, as in numpy and onnxruntime). */
+inline float walle_tanh(float v) { return fabs(v) > 9.0f ? copysign(1.0f, v) : tanh(v); }
 inline float walle_act(float v, int act) {
     if (act == 1) return v < 0.0f ? 0.0f : v;  /* keeps NaN, unlike fmax */
     if (act == 2) return 1.0f / (1.0f + exp(-v));
-    if (act == 3) return tanh(v);
+    if (act == 3) return walle_tanh(v);
     return v;
 }
 """

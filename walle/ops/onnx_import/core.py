@@ -1,0 +1,201 @@
+"""The importer: reads an ONNX ModelProto, declares inputs and weights, lowers node by node.
+
+Each node is lowered by its op family's handler (see :data:`HANDLERS`) through
+:class:`~walle.ops.builder.GraphBuilder` into atomic ops, so that everything it imports runs on
+every backend. Errors are raised while the graph is built (that is, when a ``Model`` is
+created), each naming the node and its op; every output whose shape the model declares is
+checked against the shape walle computes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from walle.errors import ModelError
+from walle.ops.builder import GraphBuilder
+from walle.ops.ir import Graph
+from walle.ops.onnx_import.elementwise import HANDLERS as ELEMENTWISE
+from walle.ops.onnx_import.layout import HANDLERS as LAYOUT
+from walle.ops.onnx_import.nn import HANDLERS as NN
+from walle.ops.onnx_import.node import HandlerTable, OnnxNode
+from walle.ops.onnx_import.reduce import HANDLERS as REDUCE
+
+HANDLERS: HandlerTable = {**ELEMENTWISE, **NN, **LAYOUT, **REDUCE}
+SUPPORTED_OPS = tuple(sorted(HANDLERS))
+
+
+def load_onnx(path: str | Path) -> Any:
+    """Read and check an ONNX file; ModelError naming the file when it is not valid.
+
+    A graph output without a declared type or shape is taken as a float tensor of any shape
+    (as onnxruntime does), since walle computes every shape itself: the checker, which wants
+    a shape, sees a placeholder that is removed again.
+    """
+    import onnx
+
+    path = Path(path)
+    try:
+        proto = onnx.load(str(path))
+        open_outputs = [o for o in proto.graph.output if not o.type.tensor_type.HasField("shape")]
+        for output in open_outputs:
+            if not output.type.tensor_type.elem_type:
+                output.type.tensor_type.elem_type = onnx.TensorProto.FLOAT
+            output.type.tensor_type.shape.SetInParent()
+        onnx.checker.check_model(proto)
+        for output in open_outputs:
+            output.type.tensor_type.ClearField("shape")
+    except FileNotFoundError as exc:
+        raise ModelError(f"{path}: no such ONNX file") from exc
+    except Exception as exc:  # onnx raises DecodeError, ValidationError, ValueError...
+        raise ModelError(f"{path}: not a valid ONNX model ({type(exc).__name__}: {exc})") from exc
+    return proto
+
+
+class Importer:
+    """State of one import: the builder, ONNX name -> walle value name, who reads what."""
+
+    def __init__(self, proto: Any, batch: int | Sequence[int] | None) -> None:
+        from onnx import numpy_helper
+
+        self.b = GraphBuilder()
+        self.names: dict[str, str] = {}
+        self.opset = next(
+            (o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 13
+        )
+        graph = proto.graph
+        for init in graph.initializer:
+            self.names[init.name] = self.b.const(numpy_helper.to_array(init), name=init.name)
+        inputs = [v for v in graph.input if v.name not in self.names]
+        if batch is None or isinstance(batch, int):
+            batches: list[int | None] = [
+                batch if _is_batch_dim(v, inputs[0]) else None for v in inputs
+            ]
+        else:
+            batches = [int(b) for b in batch]
+            if len(batches) != len(inputs):
+                raise ModelError(f"{len(batches)} batch sizes given for {len(inputs)} inputs")
+        for value, rows in zip(inputs, batches, strict=True):
+            self.names[value.name] = self.b.input(value.name, _shape(value, rows))
+        self.graph = graph
+        self.batch_overridden = any(rows is not None for rows in batches)
+        self.declared = {v.name: v for v in (*graph.value_info, *graph.output)}
+        self.readers: dict[str, list[Any]] = {}
+        for node in graph.node:
+            for name in node.input:
+                self.readers.setdefault(name, []).append(node)
+        self.graph_outputs = {o.name for o in graph.output}
+        self.folded: set[str] = set()
+
+    def value(self, name: str, where: str) -> str:
+        """The walle value of ONNX value ``name`` (ModelError when not yet defined)."""
+        if name not in self.names:
+            raise ModelError(f"{where}: input {name!r} is not defined before use")
+        return self.names[name]
+
+    def const(self, name: str, where: str) -> np.ndarray:
+        """The array of ONNX value ``name``, which must be a constant."""
+        array = self.b.constant_value(self.value(name, where))
+        if array is None:
+            raise ModelError(f"{where}: input {name!r} must be a constant (initializer)")
+        return array
+
+    def constant(self, name: str) -> np.ndarray | None:
+        """The array of ONNX value ``name`` when it is a constant, else None."""
+        return self.b.constant_value(self.names[name]) if name in self.names else None
+
+    def run(self) -> Graph:
+        """Lower every node and build the graph."""
+        for proto in self.graph.node:
+            where = f"node {proto.name or proto.output[0]!r} ({proto.op_type})"
+            if proto.output[0] in self.folded:  # a BatchNormalization folded into its conv
+                self.names[proto.output[0]] = self.names[proto.input[0]]
+                self._check_declared(proto.output[0], where)
+                continue
+            produced = self._lower(proto, where)
+            results = [produced] if isinstance(produced, str) else produced
+            for name, value in zip(proto.output, results, strict=False):
+                if name:
+                    self.names[name] = value
+                    self._check_declared(name, where)
+        outputs = [self.value(o.name, "graph output") for o in self.graph.output]
+        return self.b.build(outputs)
+
+    def _lower(self, proto: Any, where: str) -> str | list[str]:
+        handler = HANDLERS.get(proto.op_type)
+        if proto.domain not in ("", "ai.onnx") or handler is None:
+            raise ModelError(
+                f"{where}: unsupported op {proto.op_type!r} (supported: {', '.join(SUPPORTED_OPS)})"
+            )
+        allowed, fn = handler
+        node = OnnxNode(proto, allowed)
+        self.b.scope = proto.name or proto.op_type
+        try:
+            return fn(self, node, [self.value(i, where) if i else "" for i in proto.input])
+        except ModelError as exc:
+            if str(exc).startswith("node "):
+                raise
+            raise ModelError(f"{where}: {exc}") from exc
+
+    def _check_declared(self, name: str, where: str) -> None:
+        """The shape the model declares for ``name``, where it declares one, must be the one
+        computed (the leading dim is skipped when a batch size replaced the inputs' own)."""
+        value = self.declared.get(name)
+        if value is None or not value.type.tensor_type.HasField("shape"):
+            return
+        actual = self.b.shape(self.names[name])
+        dims = value.type.tensor_type.shape.dim
+        declared = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+        fits = len(declared) == len(actual) and all(
+            d is None or d == a or (i == 0 and self.batch_overridden)
+            for i, (d, a) in enumerate(zip(declared, actual, strict=True))
+        )
+        if not fits:
+            shown = tuple(d.dim_value if d.HasField("dim_value") else d.dim_param for d in dims)
+            raise ModelError(
+                f"{where}: output {name!r} has shape {actual}, but the model declares {shown}"
+            )
+
+
+def _leading(value: Any) -> int | None:
+    dims = value.type.tensor_type.shape.dim
+    return dims[0].dim_value if dims and dims[0].HasField("dim_value") else None
+
+
+def _is_batch_dim(value: Any, first: Any) -> bool:
+    """Whether one batch size given for every input applies to ``value``'s leading dim: when
+    that dim is symbolic, or static and equal to the first input's (a model saved at batch
+    1). A static weight-like input, as [3, 4] beside [N, 3], keeps its shape."""
+    lead = _leading(value)
+    return lead is None or lead == 0 or value is first or lead == _leading(first)
+
+
+def _shape(value: Any, batch: int | None) -> tuple[int, ...]:
+    if not value.type.tensor_type.HasField("shape"):
+        raise ModelError(f"input {value.name!r}: no declared shape")
+    dims = []
+    for i, d in enumerate(value.type.tensor_type.shape.dim):
+        if d.HasField("dim_value") and d.dim_value > 0:
+            dims.append(d.dim_value if not (i == 0 and batch is not None) else batch)
+        elif i == 0 and batch is not None:
+            dims.append(batch)
+        else:
+            raise ModelError(
+                f"input {value.name!r}: dim {i} is symbolic; only the leading "
+                "(batch) dim may be, and a batch size must be given"
+            )
+    return tuple(dims)
+
+
+def import_onnx(model: Any, *, batch: int | Sequence[int] | None = None) -> Graph:
+    """A walle graph from an ONNX ModelProto or path.
+
+    ``batch`` fixes the leading dim of the inputs: one int for every input, or one per input
+    (in the order of the graph's inputs that are not initializers).
+    """
+    if isinstance(model, str | Path):
+        model = load_onnx(model)
+    return Importer(model, batch).run()

@@ -1,0 +1,262 @@
+"""Neural-network ONNX ops: Gemm, MatMul, Conv, pooling, BatchNormalization, LRN,
+LayerNormalization, Dropout.
+
+Conv and the pools take ``auto_pad`` (NOTSET, VALID, SAME_UPPER, SAME_LOWER), resolved here
+to explicit pads; pools take ``ceil_mode`` and AveragePool ``count_include_pad``. A
+BatchNormalization right after a Conv with constant weights folds into the Conv's weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from walle.errors import ModelError
+from walle.ops.onnx_import.node import Handler, HandlerTable, OnnxNode
+
+if TYPE_CHECKING:
+    from walle.ops.onnx_import.core import Importer
+
+_AUTO_PAD = ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER")
+_BN_ATTRS = {"epsilon", "momentum", "spatial", "training_mode"}
+
+
+def _gemm(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    return im.b.gemm(
+        ins[0],
+        ins[1],
+        ins[2] if len(ins) > 2 and ins[2] else None,
+        alpha=float(node.get("alpha", 1.0)),
+        beta=float(node.get("beta", 1.0)),
+        trans_a=bool(node.get("transA", 0)),
+        trans_b=bool(node.get("transB", 0)),
+    )
+
+
+def _matmul(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    """numpy ``matmul``. A 1-D operand (a row on the left, a column on the right, the dim
+    dropped from the result) is a broadcast multiply and a sum over K: as cheap as the
+    product, and a plain 2-D+ matmul otherwise."""
+    a, b = ins
+    sa, sb = im.b.shape(a), im.b.shape(b)
+    if not sa or not sb:
+        raise ModelError(f"{node.where}: MatMul operands must have at least one dim")
+    if len(sa) > 1 and len(sb) > 1:
+        return im.b.matmul(a, b)
+    k_a, k_b = sa[-1], sb[0] if len(sb) == 1 else sb[-2]
+    if k_a != k_b:
+        raise ModelError(f"{node.where}: shapes {sa} and {sb} do not multiply")
+    if len(sb) == 1:  # [..., M, K] @ [K] = sum over K of a * b
+        return im.b.reduce("sum", im.b.binary("mul", a, b), (-1,), keepdims=False)
+    column = im.b.reshape(a, (sa[0], 1))  # [K] @ [..., K, N] = sum over K of a[:, None] * b
+    return im.b.reduce("sum", im.b.binary("mul", column, b), (-2,), keepdims=False)
+
+
+def _spatial(im: Importer, node: OnnxNode, x: str, kernel: list[int]) -> dict[str, list[int]]:
+    """strides, dilations and explicit pads of a 2-D Conv or pool, ``auto_pad`` resolved."""
+    shape = im.b.shape(x)
+    if len(shape) != 4 or len(kernel) != 2:
+        raise ModelError(
+            f"{node.where}: only 2-D (NCHW) inputs and kernels are supported, "
+            f"got input {shape} and kernel {kernel}"
+        )
+    strides = [int(s) for s in node.get("strides", [1, 1])]  # ONNX default: 1
+    dilations = [int(d) for d in node.get("dilations", [1, 1])]
+    mode = node.choice("auto_pad", "NOTSET", _AUTO_PAD)
+    if mode != "NOTSET" and "pads" in node.attrs:
+        raise ModelError(f"{node.where}: pads given with auto_pad={mode}")
+    if mode == "NOTSET":
+        pads = [int(p) for p in node.get("pads", [0, 0, 0, 0])]
+    elif mode == "VALID":
+        pads = [0, 0, 0, 0]
+    else:
+        if dilations != [1, 1]:
+            # onnxruntime refuses a dilated Conv with SAME pads and sizes a dilated pool's by
+            # the undilated kernel (the spec by the dilated one): refused, not guessed.
+            raise ModelError(f"{node.where}: auto_pad={mode} with dilations {dilations}")
+        pads = _same_pads(shape[2:], kernel, strides, dilations, upper=mode == "SAME_UPPER")
+    if len(pads) != 4 or len(strides) != 2 or len(dilations) != 2 or min(pads) < 0:
+        raise ModelError(
+            f"{node.where}: expected 2 strides, 2 dilations and 4 non-negative pads, "
+            f"got {strides}, {dilations}, {pads}"
+        )
+    return {"strides": strides, "dilations": dilations, "pads": pads}
+
+
+def _same_pads(
+    sizes: Sequence[int],
+    kernel: list[int],
+    strides: list[int],
+    dilations: list[int],
+    *,
+    upper: bool,
+) -> list[int]:
+    """SAME_UPPER / SAME_LOWER: output = ceil(input / stride), the odd pad at the end
+    (upper) or at the beginning (lower)."""
+    head, tail = [], []
+    for size, k, s, d in zip(sizes, kernel, strides, dilations, strict=True):
+        out = -(-size // s)
+        total = max(0, (out - 1) * s + (k - 1) * d + 1 - size)
+        first = total // 2 if upper else total - total // 2
+        head.append(first)
+        tail.append(total - first)
+    return [*head, *tail]
+
+
+def _conv(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    weight, bias = ins[1], ins[2] if len(ins) > 2 and ins[2] else None
+    wshape = im.b.shape(weight)
+    kernel = [int(k) for k in node.get("kernel_shape", wshape[2:])]
+    if list(wshape[2:]) != kernel:
+        raise ModelError(f"{node.where}: kernel_shape {kernel} differs from weight {wshape}")
+    args = _spatial(im, node, ins[0], kernel)
+    folded = _fold_batchnorm(im, node, weight, bias)
+    if folded is not None:
+        weight, bias = folded
+    return im.b.conv2d(ins[0], weight, bias, group=int(node.get("group", 1)), **args)
+
+
+def _fold_batchnorm(
+    im: Importer, node: OnnxNode, weight: str, bias: str | None
+) -> tuple[str, str] | None:
+    """When the conv's only reader is an inference BatchNormalization with constant
+    parameters (and the conv's weights are constant), fold the BN into the conv's weights
+    and bias: the BN node then adds nothing to the graph."""
+    out = node.proto.output[0]
+    readers = im.readers.get(out, [])
+    if len(readers) != 1 or out in im.graph_outputs or readers[0].op_type != "BatchNormalization":
+        return None
+    bn = readers[0]
+    if bn.input[0] != out or len(bn.input) != 5 or any(o for o in bn.output[1:]):
+        return None
+    attrs = OnnxNode(bn, _BN_ATTRS)
+    if attrs.get("training_mode", 0) or not attrs.get("spatial", 1):
+        return None
+    w = im.b.constant_value(weight)
+    params = [p for p in (im.constant(name) for name in bn.input[1:]) if p is not None]
+    b = None if w is None else im.b.constant_value(bias) if bias else np.zeros(w.shape[0])
+    if w is None or b is None or len(params) != 4:
+        return None
+    scale, shift = _bn_affine(params, float(attrs.get("epsilon", 1e-5)))
+    im.folded.add(bn.output[0])
+    w_folded = (w.astype(np.float64) * scale.reshape(-1, 1, 1, 1)).astype(np.float32)
+    b_folded = (b.astype(np.float64) * scale + shift).astype(np.float32)
+    return im.b.const(w_folded), im.b.const(b_folded)
+
+
+def _bn_affine(params: list[np.ndarray], epsilon: float) -> tuple[np.ndarray, np.ndarray]:
+    """BatchNormalization as y = x * scale + shift, per channel (float64)."""
+    gamma, beta, mean, var = (p.astype(np.float64).reshape(-1) for p in params)
+    scale = gamma / np.sqrt(var + epsilon)
+    return scale, beta - mean * scale
+
+
+def _batchnorm(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    if node.get("training_mode", 0):
+        raise ModelError(f"{node.where}: training_mode=1 is not supported (inference only)")
+    node.require("spatial", 1, 1)
+    if any(o for o in node.proto.output[1:]):
+        raise ModelError(f"{node.where}: the running mean/var outputs are not supported")
+    params = [im.const(name, node.where) for name in node.proto.input[1:5]]
+    scale, shift = _bn_affine(params, float(node.get("epsilon", 1e-5)))
+    rank = len(im.b.shape(ins[0]))
+    per_channel = (-1,) + (1,) * (rank - 2)
+    y = im.b.binary("mul", ins[0], im.b.const(scale.astype(np.float32).reshape(per_channel)))
+    return im.b.binary("add", y, im.b.const(shift.astype(np.float32).reshape(per_channel)))
+
+
+def _pool_args(im: Importer, node: OnnxNode, x: str) -> dict[str, Any]:
+    kernel = [int(k) for k in node.get("kernel_shape", [])]
+    args: dict[str, Any] = dict(_spatial(im, node, x, kernel))
+    args["kernel"] = kernel
+    args["ceil_mode"] = bool(node.get("ceil_mode", 0))
+    return args
+
+
+def _maxpool(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    node.require("storage_order", 0, 0)
+    if len(node.proto.output) > 1 and node.proto.output[1]:
+        raise ModelError(f"{node.where}: the Indices output is not supported")
+    args = _pool_args(im, node, ins[0])
+    return im.b.max_pool(ins[0], args.pop("kernel"), **args)
+
+
+def _avgpool(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    args = _pool_args(im, node, ins[0])
+    return im.b.avg_pool(
+        ins[0],
+        args.pop("kernel"),
+        count_include_pad=bool(node.get("count_include_pad", 0)),
+        **args,
+    )
+
+
+def _global_pool(kind: str) -> Handler:
+    def lower(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+        rank = len(im.b.shape(ins[0]))
+        if rank < 3:
+            raise ModelError(f"{node.where}: input must be [N, C, ...], got {im.b.shape(ins[0])}")
+        return im.b.reduce(kind, ins[0], tuple(range(2, rank)), keepdims=True)
+
+    return lower
+
+
+def _layernorm(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    if len(node.proto.output) > 1 and any(node.proto.output[1:]):
+        raise ModelError(f"{node.where}: the Mean/InvStdDev outputs are not supported")
+    node.require("stash_type", 1, 1)
+    rank = len(im.b.shape(ins[0]))
+    axis = int(node.get("axis", -1))
+    if not -rank <= axis < rank:
+        raise ModelError(f"{node.where}: axis {axis} out of range for rank {rank}")
+    beta = ins[2] if len(ins) > 2 and ins[2] else None
+    return im.b.layer_norm(
+        ins[0], ins[1], beta, axis=axis, epsilon=float(node.get("epsilon", 1e-5))
+    )
+
+
+def _dropout(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    """Inference: the identity (ratio and seed do not matter); no mask output."""
+    if len(ins) > 2 and ins[2]:
+        training = im.const(node.proto.input[2], node.where)
+        if training.size and bool(training.reshape(-1)[0]):
+            raise ModelError(f"{node.where}: training_mode=true is not supported")
+    mask = node.proto.output[1] if len(node.proto.output) > 1 else ""
+    if mask and (mask in im.readers or mask in im.graph_outputs):
+        raise ModelError(f"{node.where}: the mask output is not supported")
+    return ins[0]
+
+
+def _lrn(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    """x / (bias + alpha / size * sum of x^2 over ``size`` neighbouring channels) ** beta."""
+    size = node.get("size")
+    if size is None:
+        raise ModelError(f"{node.where}: attribute 'size' is required")
+    shape = im.b.shape(ins[0])
+    if len(shape) < 3:
+        raise ModelError(f"{node.where}: input must be [N, C, ...], got {shape}")
+    return im.b.local_response_norm(
+        ins[0],
+        int(size),
+        alpha=float(node.get("alpha", 1e-4)),
+        beta=float(node.get("beta", 0.75)),
+        bias=float(node.get("bias", 1.0)),
+    )
+
+
+_SPATIAL = {"auto_pad", "dilations", "kernel_shape", "pads", "strides"}
+HANDLERS: HandlerTable = {
+    "Gemm": ({"alpha", "beta", "transA", "transB"}, _gemm),
+    "MatMul": (set(), _matmul),
+    "Conv": (_SPATIAL | {"group"}, _conv),
+    "MaxPool": (_SPATIAL | {"ceil_mode", "storage_order"}, _maxpool),
+    "AveragePool": (_SPATIAL | {"ceil_mode", "count_include_pad"}, _avgpool),
+    "GlobalAveragePool": (set(), _global_pool("mean")),
+    "GlobalMaxPool": (set(), _global_pool("max")),
+    "BatchNormalization": (_BN_ATTRS, _batchnorm),
+    "LRN": ({"alpha", "beta", "bias", "size"}, _lrn),
+    "LayerNormalization": ({"axis", "epsilon", "stash_type"}, _layernorm),
+    "Dropout": ({"ratio", "seed", "is_test"}, _dropout),
+}

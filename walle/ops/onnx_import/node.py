@@ -1,0 +1,72 @@
+"""One ONNX node seen by the importer: checked attribute access, and the handler signature.
+
+Every op family module (:mod:`.elementwise`, :mod:`.nn`, :mod:`.layout`, :mod:`.reduce`)
+declares its handlers as ``{op_type: (allowed attributes, handler)}``; an attribute outside
+the allowed set is refused naming the node, so an option walle does not implement can never
+be ignored silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from walle.errors import ModelError
+
+if TYPE_CHECKING:
+    from walle.ops.onnx_import.core import Importer
+
+
+class OnnxNode:
+    """One ONNX node with checked attribute access; ``where`` names it in every error."""
+
+    def __init__(self, proto: Any, allowed: set[str]) -> None:
+        from onnx import helper
+
+        self.proto = proto
+        self.where = f"node {proto.name or proto.output[0]!r} ({proto.op_type})"
+        self.attrs = {a.name: helper.get_attribute_value(a) for a in proto.attribute}
+        extra = set(self.attrs) - allowed
+        if extra:
+            raise ModelError(f"{self.where}: unsupported attribute(s) {sorted(extra)}")
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The attribute ``key`` (bytes decoded to str), or ``default`` (as onnx gives it:
+        int, float, str, a list of them or a TensorProto)."""
+        value = self.attrs.get(key, default)
+        return value.decode() if isinstance(value, bytes) else value
+
+    def require(self, key: str, expected: object, default: object) -> None:
+        """Refuse the node unless attribute ``key`` (or its default) equals ``expected``."""
+        value = self.get(key, default)
+        if value != expected:
+            raise ModelError(
+                f"{self.where}: attribute {key}={value!r} is not supported (only {expected!r})"
+            )
+
+    def choice(self, key: str, default: str, allowed: tuple[str, ...]) -> str:
+        """A string attribute that must be one of ``allowed``."""
+        value = str(self.get(key, default))
+        if value not in allowed:
+            raise ModelError(
+                f"{self.where}: attribute {key}={value!r} is not supported "
+                f"(expected one of {', '.join(allowed)})"
+            )
+        return value
+
+    def input_name(self, i: int) -> str:
+        """The ONNX name of optional input ``i`` ("" when absent)."""
+        return self.proto.input[i] if i < len(self.proto.input) else ""
+
+    def ints(self, im: Importer, i: int) -> list[int] | None:
+        """Optional constant integer input ``i`` as a flat list (None when absent)."""
+        name = self.input_name(i)
+        if not name:
+            return None
+        return [int(v) for v in im.const(name, self.where).reshape(-1).astype(np.int64)]
+
+
+Handler = Callable[["Importer", OnnxNode, list[str]], "str | list[str]"]
+HandlerTable = dict[str, tuple[set[str], Handler]]
