@@ -22,24 +22,26 @@ from pathlib import Path
 
 from walle.deploy.bundle import build_bundle
 from walle.deploy.channel import ChannelTopics, ensure_topics
+from walle.deploy.enrolment import Enrolment
 from walle.deploy.fleet import LoopbackFleet
 from walle.deploy.follower import FollowerSettings
 from walle.deploy.notification import sign_bundle
 from walle.deploy.policy import DeviceAttrs, ReleasePolicy, Stages, Targeting
 from walle.deploy.release import release
 from walle.deploy.rollout import RolloutWatcher
-from walle.deploy.signing import TrustStore, load_private_key, new_key
+from walle.deploy.signing import TrustStore, load_private_key
 from walle.deploy.simulator import FleetModel, plot_coverage, simulate_polling, simulate_push
-from walle.deploy.testing import write_task_dir
+from walle.deploy.testing import write_task_dir, write_trust
 from walle.kafka import EmbeddedBroker
 
 RESULTS = Path(__file__).parent / "results"
 
 
 async def _fleet_run(root: Path, bootstrap: str, agents: int, matching: int) -> dict[str, float]:
-    new_key(root / "keys", "release")
+    write_trust(root / "keys")  # root.json: root, release and rollout keys
     private = load_private_key(root / "keys" / "release.key")
     trust = TrustStore.from_paths([root / "keys"])
+    enrolment = Enrolment.new(root / "fleet" / "enrolment.secret")  # the fleet enrols devices
     bundles = []
     for version in (1, 2):
         bundle = build_bundle(
@@ -57,7 +59,12 @@ async def _fleet_run(root: Path, bootstrap: str, agents: int, matching: int) -> 
     target = Targeting(os=("android",))
     stages = Stages(percentages=(1, 10, 50, 100), advance_success_rate=0.95, min_reports=3)
     watcher = RolloutWatcher(
-        bootstrap, topics, private, settings=FollowerSettings(poll_ms=50, check_s=1.0)
+        bootstrap,
+        topics,
+        load_private_key(root / "keys" / "rollout.key"),
+        settings=FollowerSettings(poll_ms=50, check_s=1.0),
+        trust=trust,
+        enrolment=enrolment,
     )
     watcher.start()
     try:

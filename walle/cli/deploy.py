@@ -116,6 +116,23 @@ _KEY = click.option(
 )
 
 
+_TRUST = click.option(
+    "--trust",
+    "trust_paths",
+    type=_EXISTING,
+    multiple=True,
+    required=True,
+    help="Root metadata (root.json, or the directory holding it) naming the trusted keys.",
+)
+_ENROLMENT = click.option(
+    "--enrolment-secret",
+    "secret_path",
+    type=_EXISTING,
+    required=True,
+    help="Enrolment secret (walle root enrol-secret): checks devices' status reports.",
+)
+
+
 def _channel(broker: str, prefix: str) -> tuple[str, object]:
     from walle.deploy.channel import ChannelTopics, ensure_topics
     from walle.kafka import parse_broker_url
@@ -136,46 +153,42 @@ def gateway_group() -> None:
 @_PREFIX
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8071, show_default=True, type=int)
-@click.option(
-    "--rollout-key",
-    type=_EXISTING,
-    default=None,
-    help="Private key: also run the staged-rollout controller (advance/halt) in this process.",
-)
+@_TRUST
+@_ENROLMENT
+@click.option("--rollout-key", type=click.Path(path_type=Path), default=None, hidden=True)
 def gateway_serve(
-    broker: str, topic_prefix: str, host: str, port: int, rollout_key: Path | None
+    broker: str,
+    topic_prefix: str,
+    host: str,
+    port: int,
+    trust_paths: tuple[Path, ...],
+    secret_path: Path,
+    rollout_key: Path | None,
 ) -> None:
-    """Fan release notifications out to agents (SSE /events, polling /notifications)."""
-    from walle.deploy.gateway import Gateway
+    """Fan verified release notifications out to agents (SSE /events, polling /notifications)
+    and take enrolled devices' authenticated status reports (POST /status).
 
+    The gateway faces the devices, so it holds no signing key: records not signed by the
+    roles of the --trust root are dropped, reports without a valid device MAC refused.
+    """
+    from walle.deploy.enrolment import Enrolment
+    from walle.deploy.gateway import Gateway
+    from walle.deploy.roles import TrustStore
+
+    if rollout_key is not None:
+        raise click.UsageError(
+            "--rollout-key is gone: the gateway faces the devices and holds no signing key."
+            " Run the controller on its own host: walle rollout watch --key ROLLOUT.key"
+            " --trust ROOT.json --enrolment-secret SECRET"
+        )
+    trust = TrustStore.from_paths(list(trust_paths))
+    enrolment = Enrolment.load(secret_path)
     bootstrap, topics = _channel(broker, topic_prefix)
 
     def _app() -> object:
-        app = Gateway(bootstrap, topics).app()  # type: ignore[arg-type]
-        if rollout_key is not None:
-            _attach_watcher(app, bootstrap, topics, rollout_key)
-        return app
+        return Gateway(bootstrap, topics, trust=trust, enrolment=enrolment).app()  # type: ignore[arg-type]
 
     _serve(_app, host, port, "gateway")
-
-
-def _attach_watcher(app: object, bootstrap: str, topics: object, key_path: Path) -> None:
-    """Run a RolloutWatcher for as long as the aiohttp ``app`` runs."""
-    from walle.deploy.rollout import RolloutWatcher
-    from walle.deploy.signing import load_private_key
-
-    watcher = RolloutWatcher(bootstrap, topics, load_private_key(key_path))  # type: ignore[arg-type]
-
-    async def _start(_app: object) -> None:
-        watcher.start()
-
-    async def _stop(_app: object) -> None:
-        import asyncio
-
-        await asyncio.to_thread(watcher.stop)
-
-    app.on_startup.append(_start)  # type: ignore[attr-defined]
-    app.on_cleanup.append(_stop)  # type: ignore[attr-defined]
 
 
 @click.group("rollout")
@@ -187,17 +200,45 @@ def rollout_group() -> None:
 @_BROKER
 @_KEY
 @_PREFIX
+@_TRUST
+@_ENROLMENT
 @click.option("--once", is_flag=True, help="Read the topics, apply what is due now, exit.")
-def rollout_watch(broker: str, key_path: Path, topic_prefix: str, once: bool) -> None:
-    """Advance staged releases on success and halt them when failures cross the threshold."""
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Serve the controller's Prometheus metrics on 127.0.0.1:PORT/metrics.",
+)
+def rollout_watch(
+    broker: str,
+    key_path: Path,
+    topic_prefix: str,
+    trust_paths: tuple[Path, ...],
+    secret_path: Path,
+    once: bool,
+    metrics_port: int | None = None,
+) -> None:
+    """Advance staged releases on success and halt them when failures cross the threshold.
+
+    --key is the rollout key (it signs only stage changes and halts); notifications not
+    signed by the --trust root's roles and unauthenticated reports are ignored.
+    """
     import signal
     import threading
 
+    from walle.deploy.enrolment import Enrolment
+    from walle.deploy.roles import TrustStore
     from walle.deploy.rollout import RolloutWatcher
     from walle.deploy.signing import load_private_key
 
     bootstrap, topics = _channel(broker, topic_prefix)
-    watcher = RolloutWatcher(bootstrap, topics, load_private_key(key_path))  # type: ignore[arg-type]
+    watcher = RolloutWatcher(
+        bootstrap,
+        topics,  # type: ignore[arg-type]
+        load_private_key(key_path),
+        trust=TrustStore.from_paths(list(trust_paths)),
+        enrolment=Enrolment.load(secret_path),
+    )
     if once:
         for note in watcher.run_once():
             click.echo(f"{note.task} v{note.version}: {note.reason}")
@@ -205,6 +246,10 @@ def rollout_watch(broker: str, key_path: Path, topic_prefix: str, once: bool) ->
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    if metrics_port is not None:  # stage, device counts, steps (walle/deploy/metrics.py)
+        from walle.deploy.metrics import rollout_registry, serve_registry
+
+        serve_registry(rollout_registry(watcher), metrics_port)
     watcher.start()
     click.echo("rollout controller watching", err=True)
     shown = 0
@@ -457,7 +502,7 @@ def _device_attrs(path: Path) -> object:
     type=_EXISTING,
     multiple=True,
     required=True,
-    help="Trusted public key file or directory of .pub files (repeatable).",
+    help="Root metadata (root.json, or the directory holding it) naming the trusted keys.",
 )
 @click.option("--poll", is_flag=True, help="Poll instead of keeping an SSE stream.")
 @click.option(
@@ -476,6 +521,12 @@ def _device_attrs(path: Path) -> object:
     help="With --db: a base App file the deployed tasks join [default: an empty App"
     " named 'deployed'].",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="With --db: serve the device runtime's Prometheus metrics on 127.0.0.1:PORT/metrics.",
+)
 def agent_cmd(
     attrs_path: Path,
     gateway_url: str,
@@ -484,6 +535,7 @@ def agent_cmd(
     poll: bool,
     db_path: Path | None,
     app_path: Path | None,
+    metrics_port: int | None,
 ) -> None:
     """Run a device agent: follow releases, install matching ones, run their tasks.
 
@@ -501,6 +553,8 @@ def agent_cmd(
 
     if app_path is not None and db_path is None:
         raise click.UsageError("--app needs --db (the device database the App runs over)")
+    if metrics_port is not None and db_path is None:
+        raise click.UsageError("--metrics-port needs --db (it serves the device runtime's metrics)")
     attrs = _device_attrs(attrs_path)
     settings = AgentSettings(gateway_url=gateway_url.rstrip("/"), home=home, poll_only=poll)
     trust = TrustStore.from_paths(list(trust_paths))
@@ -512,11 +566,16 @@ def agent_cmd(
             asyncio.run(agent.run())
         return
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_run_device_agent(attrs, settings, trust, db_path, app_path))
+        asyncio.run(_run_device_agent(attrs, settings, trust, db_path, app_path, metrics_port))
 
 
 async def _run_device_agent(
-    attrs: object, settings: object, trust: object, db_path: Path, app_path: Path | None
+    attrs: object,
+    settings: object,
+    trust: object,
+    db_path: Path,
+    app_path: Path | None,
+    metrics_port: int | None = None,
 ) -> None:
     """An agent whose App bundles run in a DeviceRuntime over ``db_path``, following its log."""
     import asyncio
@@ -534,6 +593,11 @@ async def _run_device_agent(
         base = load_app(app_path)
     installer = Installer(settings.home)  # type: ignore[attr-defined]
     host = open_device_host(db_path, installer, base_app=base, fallback=TaskContainer())
+    if metrics_port is not None:  # Prometheus /metrics of the runtime (device/metrics.py)
+        from walle.streams.device.metrics import DeviceMetrics
+
+        host.runtime.metrics = DeviceMetrics(host.runtime)
+        host.runtime.metrics.serve(metrics_port)
     try:
         agent = Agent(attrs, settings, trust, host)  # type: ignore[arg-type]
         follower = asyncio.create_task(follow_log(host.runtime))
@@ -545,6 +609,98 @@ async def _run_device_agent(
                 await follower
     finally:
         host.runtime.close()
+
+
+@click.group("root")
+def root_group() -> None:
+    """Root metadata: which keys may sign releases (release role) and stage changes
+    (rollout role), k of n root keys to change that; device enrolment for status reports."""
+
+
+@root_group.command("init")
+@click.option("--root-key", "root_keys", type=_EXISTING, multiple=True, required=True)
+@click.option("--release-key", "release_keys", type=_EXISTING, multiple=True, required=True)
+@click.option("--rollout-key", "rollout_keys", type=_EXISTING, multiple=True, required=True)
+@click.option("--threshold", default=1, show_default=True, help="Root signatures needed.")
+@click.option(
+    "--previous",
+    type=_EXISTING,
+    default=None,
+    help="The root this one replaces (rotation/revocation): the version becomes its + 1.",
+)
+@click.option("--expires-days", default=365.0, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+def root_init(
+    root_keys: tuple[Path, ...],
+    release_keys: tuple[Path, ...],
+    rollout_keys: tuple[Path, ...],
+    threshold: int,
+    previous: Path | None,
+    expires_days: float,
+    out: Path,
+) -> None:
+    """Write unsigned root metadata from public keys (.pub); sign it with `walle root sign`.
+
+    A key left out of a new version (--previous) is revoked once devices take it.
+    """
+    from walle.deploy.roles import RootMetadata, new_root
+
+    version = 1 if previous is None else RootMetadata.load(previous).signed.version + 1
+    meta = new_root(
+        {"root": list(root_keys), "release": list(release_keys), "rollout": list(rollout_keys)},
+        {"root": threshold},
+        version=version,
+        expires_in_s=expires_days * 86400,
+    )
+    out.write_bytes(meta.to_bytes())
+    click.echo(f"root v{version} written to {out}: sign it with {threshold} root key(s)")
+
+
+@root_group.command("sign")
+@click.argument("root_file", type=_EXISTING)
+@click.option("--key", "key_path", type=_EXISTING, required=True, help="A root private key.")
+def root_sign(root_file: Path, key_path: Path) -> None:
+    """Add a root key's signature to ROOT_FILE (for a new version: old and new root keys)."""
+    from walle.deploy.roles import RootMetadata
+    from walle.deploy.signing import load_private_key
+
+    meta = RootMetadata.load(root_file).signed_by(load_private_key(key_path))
+    root_file.write_bytes(meta.to_bytes())
+    click.echo(f"root v{meta.signed.version}: {len(meta.signatures)} signature(s)")
+
+
+@root_group.command("update")
+@click.argument("new_root", type=_EXISTING)
+@click.option("--trust", "trust_path", type=_EXISTING, required=True, help="The device's root.")
+def root_update(new_root: Path, trust_path: Path) -> None:
+    """Move a device's trust to NEW_ROOT if the current root's keys signed it (k of n)."""
+    from walle.deploy.roles import RootMetadata, TrustStore
+
+    trust = TrustStore.from_paths([trust_path])
+    trust.update(RootMetadata.load(new_root))
+    click.echo(f"trusting root v{trust.version} ({trust.path})")
+
+
+@root_group.command("enrol-secret")
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+def root_enrol_secret(out: Path) -> None:
+    """Create the enrolment secret the gateway and rollout controller check reports with."""
+    from walle.deploy.enrolment import Enrolment
+
+    Enrolment.new(out)
+    click.echo(f"enrolment secret written to {out} (keep it off devices)")
+
+
+@root_group.command("enrol")
+@click.argument("device_id")
+@click.option("--secret", "secret_path", type=_EXISTING, required=True)
+@click.option("--home", type=click.Path(path_type=Path), required=True, help="Agent home.")
+def root_enrol(device_id: str, secret_path: Path, home: Path) -> None:
+    """Give device DEVICE_ID its status-report key (HOME/device.key)."""
+    from walle.deploy.enrolment import Enrolment
+
+    path = Enrolment.load(secret_path).enrol(device_id, home)
+    click.echo(f"device {device_id} enrolled: {path}")
 
 
 COMMANDS: list[click.Command] = [
@@ -559,4 +715,5 @@ COMMANDS: list[click.Command] = [
     agent_cmd,
     advance_cmd,
     rollout_group,
+    root_group,
 ]

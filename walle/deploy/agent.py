@@ -7,6 +7,16 @@ each notification whose policy admits this device it downloads the bundle from t
 (resuming with ``Range`` after a cut, retrying with backoff), verifies everything, installs
 atomically, activates the task in its ``TaskHost`` and reports to the gateway. A task that
 fails its first health check is reverted to the previous version and reported.
+
+No input ends the agent. The stream is parsed in chunks with a per-notification cap
+(``walle.deploy.sse``), a polling answer is read up to a cap and must be a JSON list; any
+bad notification is logged and skipped. A store fault (cut, hang past the read timeout,
+more bytes than announced, a 206 from the wrong byte, resumed bytes that hash wrong) is a
+transport fault: the ``.part`` is discarded and fetched again, and after ``download_failed``
+the release is retried with backoff while it is its task's latest notification. Only a
+complete, size-correct download that fails verification marks the digest failed. A newer
+notification for the task stops a download in progress, so a hanging store never holds the
+task. Start-up sets aside an unreadable pointer and falls back from a missing version.
 """
 
 from __future__ import annotations
@@ -20,21 +30,79 @@ from pathlib import Path
 
 import aiohttp
 import pydantic
+import pydantic_core
 from pydantic import BaseModel, ConfigDict
 
+from walle.deploy.bundle import sha256_hex
 from walle.deploy.channel import State, StatusReport
 from walle.deploy.container import TaskHost
-from walle.deploy.errors import BundleRefused, HealthCheckError, StoreError
+from walle.deploy.enrolment import authenticate
+from walle.deploy.errors import (
+    BundleRefused,
+    DigestMismatchError,
+    HealthCheckError,
+    IncompatibleRuntimeError,
+    MalformedBundleError,
+    OversizeBundleError,
+    PathTraversalError,
+    StoreError,
+    TamperedFileError,
+)
+from walle.deploy.freshness import MetadataLog
 from walle.deploy.install import ActiveRecord, Installer, accept_release
 from walle.deploy.manifest import RUNTIME_ABI
-from walle.deploy.notification import Notification
+from walle.deploy.notification import Notification, verify_signatures
 from walle.deploy.policy import DeviceAttrs
 from walle.deploy.signing import TrustStore
+from walle.deploy.sse import SseItem, SseParser
 from walle.deploy.verify import check_notification
+from walle.errors import StorageError
 from walle.logging import get_logger
 
 _log = get_logger("deploy.agent")
 _CHUNK = 64 * 1024
+#: Refusals about the bundle's bytes (complete and of the announced size): remembered, so
+#: the digest is never tried again. Anything else (transport, expiry, order) is not.
+_CONTENT_FAILURES = (
+    DigestMismatchError,
+    TamperedFileError,
+    OversizeBundleError,
+    PathTraversalError,
+    MalformedBundleError,
+    IncompatibleRuntimeError,
+)
+
+
+class _TransportFault(Exception):
+    """A download or answer the store/gateway got wrong; retried, never remembered."""
+
+
+class _Superseded(Exception):
+    """A newer notification for the task arrived while this one was downloading."""
+
+
+def _range_start(resp: aiohttp.ClientResponse) -> int:
+    """The first byte of a 206 answer (``Content-Range: bytes START-END/TOTAL``)."""
+    value = resp.headers.get("Content-Range", "")
+    unit, _, rest = value.partition(" ")
+    first = rest.split("-", 1)[0]
+    if unit != "bytes" or not first.isdigit():
+        raise _TransportFault(f"206 answer with Content-Range {value!r}")
+    return int(first)
+
+
+def _poll_items(body: bytes) -> list[object] | None:
+    """The items of a polling answer; None (logged) for anything but a JSON list."""
+    try:
+        items = pydantic_core.from_json(body)
+    except ValueError as exc:  # not JSON, or nested past the parser's recursion limit
+        _log.warning("bad polling answer skipped", error=str(exc)[:200], size=len(body))
+        return None
+    if not isinstance(items, list):
+        kind = type(items).__name__
+        _log.warning("bad polling answer skipped", error=f"a JSON {kind}, not a list")
+        return None
+    return items
 
 
 class AgentSettings(BaseModel):
@@ -49,6 +117,18 @@ class AgentSettings(BaseModel):
     reconnect_max_s: float = 5.0
     download_attempts: int = 10
     download_timeout_s: float = 60.0
+    #: A store that sends nothing for this long is cut and retried (a hang is a transport
+    #: fault; with ``download_attempts`` it bounds how long one task's lock is held).
+    download_read_timeout_s: float = 10.0
+    #: After ``download_failed`` the release is tried again after this backoff (doubling,
+    #: with jitter) for as long as it is the latest notification of its task.
+    retry_min_s: float = 2.0
+    retry_max_s: float = 300.0
+    #: One notification (an SSE event) larger than this is skipped with a warning. 8 MiB
+    #: holds a device list of ~300,000 ids of 20 characters.
+    max_notification_bytes: int = 8 * 1024 * 1024
+    #: A polling answer (every task's latest notification) larger than this is skipped.
+    max_poll_bytes: int = 64 * 1024 * 1024
     poll_only: bool = False
     poll_interval_s: float = 5.0
 
@@ -69,6 +149,7 @@ class Agent:
         self.trust = trust
         self.host = host
         self.installer = Installer(settings.home)
+        self.metadata = MetadataLog(settings.home)
         self.stats: Counter[str] = Counter()
         self.states: dict[str, tuple[int | None, State]] = {}
         self._session = session
@@ -77,6 +158,8 @@ class Agent:
         self._handlers: set[asyncio.Task[None]] = set()
         self._unsent: list[StatusReport] = []
         self._told_failed: set[str] = set()
+        self._latest: dict[str, Notification] = {}
+        self._retries: Counter[str] = Counter()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -86,16 +169,37 @@ class Agent:
             self._session = aiohttp.ClientSession()
         await asyncio.to_thread(self.installer.recover)
         for task in self.installer.tasks():
-            record = self.installer.active(task)
-            if record is not None:
-                _log.info("starting installed task", task=task, version=record.version)
-                await self._activate_or_revert(task, record, report=False)
+            try:
+                await self._restore(task)
+            except Exception as exc:  # one task's bad local state never stops the agent
+                self.stats["restore_errors"] += 1
+                _log.warning("installed task not started", task=task, error=repr(exc))
         _log.info(
             "agent started",
             device=self.attrs.device_id,
             gateway=self.settings.gateway_url,
             running=self._running_text() or "none",
         )
+
+    async def _restore(self, task: str) -> None:
+        """Start ``task``'s active version; a pointer to a missing directory falls back."""
+        try:
+            record = self.installer.active(task)
+        except StorageError as exc:
+            moved = self.installer.set_aside_pointer(task)
+            _log.warning("unreadable active pointer set aside", task=task, to=str(moved))
+            raise exc
+        while record is not None and not self.installer.is_unpacked(task, record):
+            _log.warning(
+                "active version directory missing: falling back to the previous version",
+                task=task,
+                version=record.version,
+                missing=str(self.installer.path_of(task, record)),
+            )
+            record = self.installer.revert(task)
+        if record is not None:
+            _log.info("starting installed task", task=task, version=record.version)
+            await self._activate_or_revert(task, record, report=False)
 
     async def run(self) -> None:
         """Start, then follow the gateway forever (cancel to stop)."""
@@ -116,7 +220,7 @@ class Agent:
         delay = self.settings.reconnect_min_s
         while True:
             if self.settings.poll_only:
-                await self._poll_once()
+                await self._poll_once()  # never raises: a bad answer is logged and skipped
                 await asyncio.sleep(self.settings.poll_interval_s)
                 continue
             try:
@@ -125,6 +229,10 @@ class Agent:
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 self.stats["stream_failures"] += 1
                 _log.debug("stream lost", device=self.attrs.device_id, error=repr(exc))
+                await self._poll_once()
+            except Exception as exc:  # whatever the gateway sends, the agent stays up
+                self.stats["stream_failures"] += 1
+                _log.warning("stream failed", device=self.attrs.device_id, error=repr(exc))
                 await self._poll_once()
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, self.settings.reconnect_max_s)
@@ -139,16 +247,24 @@ class Agent:
             resp.raise_for_status()
             self.stats["connects"] += 1
             await self._flush_unsent()
-            data: list[bytes] = []
-            async for raw in resp.content:
-                line = raw.rstrip(b"\r\n")
-                if line.startswith(b"data:"):
-                    data.append(line[5:].lstrip())
-                elif not line and data:
-                    self._dispatch(b"\n".join(data))
-                    data = []
-                elif line.startswith(b":") and self._unsent:  # keepalive: retry reports
-                    await self._flush_unsent()
+            parser = SseParser(self.settings.max_notification_bytes)
+            async for chunk in resp.content.iter_any():
+                for item in parser.feed(chunk):
+                    await self._on_sse(item)
+
+    async def _on_sse(self, item: SseItem) -> None:
+        if item.kind == "event" and item.data is not None:
+            self._dispatch(item.data)
+        elif item.kind == "oversize":
+            self.stats["bad_notifications"] += 1
+            _log.warning(
+                "notification over the size cap skipped",
+                device=self.attrs.device_id,
+                size=item.size,
+                cap=self.settings.max_notification_bytes,
+            )
+        elif item.kind == "comment" and self._unsent:  # keepalive: retry reports
+            await self._flush_unsent()
 
     async def _poll_once(self) -> None:
         try:
@@ -156,21 +272,44 @@ class Agent:
                 f"{self.settings.gateway_url}/notifications", timeout=aiohttp.ClientTimeout(10)
             ) as resp:
                 resp.raise_for_status()
+                body = await self._read_capped(resp, self.settings.max_poll_bytes)
                 self.stats["polls"] += 1
-                for item in await resp.json():
-                    self._dispatch(item)
-        except (aiohttp.ClientError, OSError, TimeoutError, ValueError):
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             self.stats["poll_failures"] += 1
+            _log.debug("poll failed", device=self.attrs.device_id, error=repr(exc))
+            return
+        except Exception as exc:  # an answer over the cap, or anything else: skip it, go on
+            self.stats["poll_failures"] += 1
+            _log.warning("bad polling answer skipped", device=self.attrs.device_id, error=str(exc))
+            return
+        items = _poll_items(body)
+        if items is None:
+            self.stats["bad_polls"] += 1
+            return
+        for item in items:
+            self._dispatch(item)
 
-    def _dispatch(self, payload: bytes | dict) -> None:
+    @staticmethod
+    async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> bytes:
+        """The whole body, or _TransportFault as soon as it passes ``cap`` bytes."""
+        body = bytearray()
+        async for chunk in resp.content.iter_any():
+            body += chunk
+            if len(body) > cap:
+                raise _TransportFault(f"answer over {cap} bytes")
+        return bytes(body)
+
+    def _dispatch(self, payload: object) -> None:
+        """Validate one notification (any JSON value, or raw bytes) and start its handler."""
         try:
-            if isinstance(payload, dict):
-                note = Notification.model_validate(payload)
-            else:
+            if isinstance(payload, bytes):
                 note = Notification.model_validate_json(payload)
+            else:
+                note = Notification.model_validate(payload)
         except pydantic.ValidationError as exc:
             self.stats["bad_notifications"] += 1
-            _log.warning("bad notification skipped", device=self.attrs.device_id, error=str(exc))
+            error = str(exc)[:500]
+            _log.warning("bad notification skipped", device=self.attrs.device_id, error=error)
             return
         handler = asyncio.create_task(self.handle(note))
         self._handlers.add(handler)
@@ -180,6 +319,7 @@ class Agent:
 
     async def handle(self, note: Notification) -> None:
         """Act on one notification (serialised per task; idempotent)."""
+        self._note_latest(note)
         lock = self._locks.setdefault(note.task, asyncio.Lock())
         async with lock:
             try:
@@ -198,6 +338,13 @@ class Agent:
             return
         active = self.installer.active(note.task)
         if active is not None and active.digest == note.digest:
+            return
+        try:  # before acting: signatures, expiry, newer than what was accepted (no replay)
+            version = active.version if active else None
+            await asyncio.to_thread(self.metadata.admit, note, self.trust, version)
+        except BundleRefused as exc:
+            self.stats["metadata_refused"] += 1
+            _log.warning("notification refused", **what, seq=note.seq, reason=str(exc))
             return
         if note.paused:
             self.stats["paused"] += 1
@@ -219,10 +366,51 @@ class Agent:
             return
         try:
             data = await self._download(note)
+        except _Superseded:
+            self.stats["superseded"] += 1
+            self._part_path(note.digest).unlink(missing_ok=True)
+            _log.info("download dropped: a newer notification arrived", **what)
+            return
         except StoreError as exc:
             await self._report(note.task, note.version, "download_failed", str(exc), note.digest)
+            self._retry_later(note)
             return
+        self._retries.pop(note.digest, None)
         await self._install(note, data)
+
+    def _note_latest(self, note: Notification) -> None:
+        """Remember ``note`` as its task's latest when it is signed and not older (``seq``)
+        than the one remembered: only such a note stops a download in progress, so a forged
+        or replayed one cannot starve a legitimate release."""
+        try:
+            verify_signatures(note, self.trust)
+        except BundleRefused:
+            return
+        latest = self._latest.get(note.task)
+        if latest is None or note.seq >= latest.seq:
+            self._latest[note.task] = note
+
+    def _superseded(self, note: Notification) -> bool:
+        latest = self._latest.get(note.task)
+        return latest is not None and latest != note
+
+    def _retry_later(self, note: Notification) -> None:
+        """Try ``note`` again after a backoff, unless a newer one for its task came meanwhile."""
+        tries = self._retries[note.digest]
+        self._retries[note.digest] += 1
+        base = min(self.settings.retry_min_s * 2**tries, self.settings.retry_max_s)
+        delay = base * (0.5 + random.random())
+        _log.info("release retried later", task=note.task, version=note.version, after_s=delay)
+
+        async def _later() -> None:
+            await asyncio.sleep(delay)
+            if not self._superseded(note):
+                self.stats["release_retries"] += 1
+                await self.handle(note)
+
+        retry = asyncio.create_task(_later())
+        self._handlers.add(retry)
+        retry.add_done_callback(self._handlers.discard)
 
     async def _refuse_failed_before(self, note: Notification, running: int | None) -> None:
         """A release whose bundle already failed here: say so once (e.g. a rollback to it)."""
@@ -245,7 +433,8 @@ class Agent:
                 runtime_abis=self.settings.runtime_abis,
             )
         except BundleRefused as exc:
-            self.installer.mark_failed(note.digest)
+            if isinstance(exc, _CONTENT_FAILURES):  # the complete bytes are bad: never again
+                self.installer.mark_failed(note.digest)
             await self._report(note.task, note.version, "refused", exc.reason, note.digest)
             return
         finally:
@@ -280,47 +469,78 @@ class Agent:
         return self.settings.home / "downloads" / f"{digest}.part"
 
     async def _download(self, note: Notification) -> bytes:
-        """The bundle's bytes, resuming with Range after a cut; at most size + 1 bytes kept."""
+        """The bundle's ``note.size`` bytes, resuming with Range after a cut.
+
+        Every store fault is a transport fault, retried with backoff and jitter up to
+        ``download_attempts`` times, then a ``StoreError``: a cut or a hang (per-read
+        timeout), more bytes than announced, a 206 that does not start where asked, or
+        resumed bytes (e.g. a ``.part`` torn by a crash) that do not hash to the digest;
+        the ``.part`` is then discarded and fetched again from byte 0. Only bytes from one
+        whole fresh download reach verification, where a mismatch is a content failure.
+        """
         part = self._part_path(note.digest)
         part.parent.mkdir(parents=True, exist_ok=True)
+        fresh = False  # whether the .part holds one response's bytes from byte 0
         delay = self.settings.reconnect_min_s
         for _attempt in range(self.settings.download_attempts):
+            if self._superseded(note):
+                raise _Superseded()
             have = part.stat().st_size if part.exists() else 0
-            if have >= note.size:
-                break
             try:
-                if await self._fetch(note, part, have):
-                    break
-            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                if have < note.size:
+                    fresh = await self._fetch(note, part, have) or (fresh and have > 0)
+                return await self._complete(note, part, fresh)
+            except (aiohttp.ClientError, OSError, TimeoutError, _TransportFault) as exc:
                 self.stats["download_retries"] += 1
-                _log.debug("download cut", task=note.task, have=have, error=repr(exc))
+                _log.info("download fault: retrying", task=note.task, have=have, error=repr(exc))
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, self.settings.reconnect_max_s)
-        data = part.read_bytes() if part.exists() else b""
-        if len(data) < note.size:
-            raise StoreError(
-                f"bundle {note.digest[:12]}: {len(data)} of {note.size} bytes after "
-                f"{self.settings.download_attempts} attempts"
-            )
+        have = part.stat().st_size if part.exists() else 0
+        raise StoreError(
+            f"bundle {note.digest[:12]} from {note.url}: {have} of {note.size} bytes after "
+            f"{self.settings.download_attempts} attempts"
+        )
+
+    async def _complete(self, note: Notification, part: Path, fresh: bool) -> bytes:
+        """The finished download; a short, long or (unless fresh) mismatching .part is a fault."""
+        data = await asyncio.to_thread(part.read_bytes)
+        if len(data) != note.size:
+            self._discard(part, f"{len(data)} bytes, the release says {note.size}")
+        if not fresh and sha256_hex(data) != note.digest:  # resumed bytes: maybe torn
+            self._discard(part, "resumed bytes do not hash to the digest")
         return data
 
+    def _discard(self, part: Path, why: str) -> None:
+        part.unlink(missing_ok=True)
+        self.stats["downloads_discarded"] += 1
+        raise _TransportFault(f"{part.name} discarded: {why}")
+
     async def _fetch(self, note: Notification, part: Path, have: int) -> bool:
+        """One request appending to ``part`` from byte ``have``; True if it began at byte 0."""
         headers = {"Range": f"bytes={have}-"} if have else {}
-        timeout = aiohttp.ClientTimeout(total=self.settings.download_timeout_s, sock_connect=5)
+        timeout = aiohttp.ClientTimeout(
+            total=self.settings.download_timeout_s,
+            sock_connect=5,
+            sock_read=self.settings.download_read_timeout_s,
+        )
         async with self._session.get(note.url, headers=headers, timeout=timeout) as resp:
             self.stats["store_requests"] += 1
             if have:
                 self.stats["range_requests"] += 1
             if resp.status not in (200, 206):
                 raise aiohttp.ClientResponseError(resp.request_info, (), status=resp.status)
-            mode = "ab" if resp.status == 206 else "wb"
-            with open(part, mode) as handle:
+            start = _range_start(resp) if resp.status == 206 else 0
+            if start not in (0, have):
+                self._discard(part, f"the store answered from byte {start}, asked {have}")
+            with open(part, "ab" if start else "wb") as handle:
                 async for chunk in resp.content.iter_chunked(_CHUNK):
+                    if self._superseded(note):
+                        raise _Superseded()
                     handle.write(chunk)
-                    if handle.tell() > note.size:  # more than announced: keep size + 1, stop
-                        handle.truncate(note.size + 1)
-                        return True
-                return handle.tell() >= note.size
+                    if handle.tell() > note.size:
+                        handle.close()
+                        self._discard(part, f"the store sent over {note.size} bytes")
+            return start == 0
 
     # -- reporting -------------------------------------------------------------------------
 
@@ -358,7 +578,7 @@ class Agent:
         with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
             async with self._session.post(
                 f"{self.settings.gateway_url}/status",
-                data=report.model_dump_json(),
+                data=authenticate(report, self.settings.home).model_dump_json(),
                 headers={"Content-Type": "application/json"},
                 timeout=aiohttp.ClientTimeout(10),
             ) as resp:

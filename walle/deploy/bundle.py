@@ -26,9 +26,13 @@ from walle.deploy.errors import (
     describe_config_errors,
 )
 from walle.deploy.manifest import MANIFEST_NAME, TASK_FILE, FileEntry, Manifest, TaskSpec
+from walle.deploy.strict_yaml import load_strict
 from walle.errors import ValidationError
 
 _SKIP_DIRS = {"__pycache__", ".git", ".venv"}
+#: At most this many archive members (manifest included); a bundle of 100,000 empty members
+#: would otherwise be opened in full. The count is checked while headers are read, one by one.
+MAX_ENTRIES = 10_000
 
 
 @dataclass(frozen=True)
@@ -60,7 +64,7 @@ def load_task_spec(task_dir: Path) -> TaskSpec:
     if not spec_path.is_file():
         raise ValidationError(f"no {TASK_FILE} in task directory", where=str(task_dir))
     try:
-        raw = yaml.safe_load(spec_path.read_text())
+        raw = load_strict(spec_path.read_text())
         return TaskSpec.model_validate(raw)
     except yaml.YAMLError as exc:
         raise ValidationError(f"not valid YAML: {exc}", where=str(spec_path)) from exc
@@ -129,13 +133,29 @@ def build_bundle(task_dir: Path, out_dir: Path) -> BuiltBundle:
     return BuiltBundle(path=path, digest=sha256_hex(data), size=len(data), manifest=manifest)
 
 
-def _safe_name(member: tarfile.TarInfo) -> str:
+def _safe_name(member: tarfile.TarInfo, archive_bytes: int) -> str:
+    """The member's normalised name; refuses unsafe paths, non-files and sparse members.
+
+    Everything here is decided from the header alone, before a byte of the member is read:
+    a sparse member (GNU or PAX) would be expanded to its full size on reading (2 GiB
+    from a 3 KiB archive), and a plain member can never be larger than the archive.
+    """
     name = member.name
     norm = posixpath.normpath(name)
     if name.startswith("/") or norm.startswith("../") or norm == ".." or "\\" in name:
         raise PathTraversalError(f"archive member {name!r} escapes the install directory")
+    if member.issparse() or member.sparse is not None:
+        raise MalformedBundleError(
+            f"archive member {name!r} is a sparse file ({member.size} bytes expanded); "
+            "bundles hold plain files only"
+        )
     if not member.isreg():
         raise PathTraversalError(f"archive member {name!r} is not a plain file ({member.type!r})")
+    if member.size > archive_bytes:
+        raise OversizeBundleError(
+            f"archive member {name!r} says {member.size} bytes, more than the whole "
+            f"archive ({archive_bytes})"
+        )
     return norm
 
 
@@ -143,8 +163,12 @@ def _read_members(data: bytes) -> dict[str, bytes]:
     members: dict[str, bytes] = {}
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
-            for member in tar.getmembers():
-                name = _safe_name(member)
+            for count, member in enumerate(tar, start=1):  # headers read one at a time
+                if count > MAX_ENTRIES:
+                    raise MalformedBundleError(
+                        f"bundle has more than {MAX_ENTRIES} archive members"
+                    )
+                name = _safe_name(member, len(data))
                 if name in members:
                     raise MalformedBundleError(f"archive member {name!r} appears twice")
                 extracted = tar.extractfile(member)
@@ -152,6 +176,19 @@ def _read_members(data: bytes) -> dict[str, bytes]:
     except tarfile.TarError as exc:
         raise MalformedBundleError(f"bundle is not a readable tar archive: {exc}") from exc
     return members
+
+
+def _check_entry_files(manifest: Manifest) -> None:
+    """Every entry point and the health check must name a file of the bundle itself."""
+    refs = dict(manifest.entry_points)
+    if manifest.health_check:
+        refs["health_check"] = manifest.health_check
+    for entry, ref in refs.items():
+        if ref.split(":", 1)[0] not in manifest.files:
+            raise PathTraversalError(
+                f"{MANIFEST_NAME}: entry point {entry}={ref!r} names a file that is not in "
+                "the bundle (entry points and health checks run files of the bundle only)"
+            )
 
 
 def _parse_manifest(members: dict[str, bytes]) -> Manifest:
@@ -173,6 +210,7 @@ def open_bundle(data: bytes) -> BundleContents:
     """
     members = _read_members(data)
     manifest = _parse_manifest(members)
+    _check_entry_files(manifest)
     if set(members) != set(manifest.files):
         extra = sorted(set(members) ^ set(manifest.files))
         raise TamperedFileError(f"archive members differ from the manifest: {extra}")

@@ -18,8 +18,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from walle.deploy.errors import ChannelError
-from walle.deploy.notification import Notification
+from walle.deploy.errors import BundleRefused, ChannelError
+from walle.deploy.notification import Notification, verify_signatures
+from walle.deploy.roles import TrustStore
 from walle.logging import get_logger
 
 _log = get_logger("deploy.channel")
@@ -57,6 +58,8 @@ class StatusReport(BaseModel):
     #: The version this device runs after handling the release (None: none, or unknown).
     running: int | None = None
     ts: float
+    #: HMAC under the device's enrolment key (``walle.deploy.enrolment``); "" if unenrolled.
+    mac: str = ""
 
 
 def ensure_topics(bootstrap: str, topics: ChannelTopics) -> None:
@@ -108,24 +111,49 @@ def read_topic(
         yield record.key or b"", record.value or b""
 
 
-def _notes(bootstrap: str, topic: str) -> Iterator[Notification]:
+def _notes(bootstrap: str, topic: str, trust: TrustStore | None) -> Iterator[Notification]:
     for offset, (_key, value) in enumerate(read_topic(bootstrap, topic)):
         try:
-            yield Notification.model_validate_json(value)
+            note = Notification.model_validate_json(value)
         except ValidationError as exc:
             _log.warning("bad notification skipped", topic=topic, index=offset, error=str(exc))
+            continue
+        why = _unverified(note, trust)
+        if why:
+            _log.warning("unverified notification skipped", topic=topic, index=offset, why=why)
+            continue
+        yield note
 
 
-def history(bootstrap: str, topics: ChannelTopics, task: str) -> list[Notification]:
-    """Every notification published for ``task``, oldest first."""
-    return [n for n in _notes(bootstrap, topics.history) if n.task == task]
+def _unverified(note: Notification, trust: TrustStore | None) -> str:
+    """Why ``note`` cannot be trusted ("" if it can): with ``trust``, a failed signature
+    check; without, a missing signature layer (an unsigned or stripped record)."""
+    if trust is None:
+        missing = not note.release_signatures or note.signature is None
+        return "a signature layer is missing" if missing else ""
+    try:
+        verify_signatures(note, trust)
+    except BundleRefused as exc:
+        return str(exc)
+    return ""
 
 
-def latest(bootstrap: str, topics: ChannelTopics, task: str) -> Notification | None:
-    """The notification now in force for ``task`` (last on the releases topic)."""
+def history(
+    bootstrap: str, topics: ChannelTopics, task: str, trust: TrustStore | None = None
+) -> list[Notification]:
+    """Every notification published for ``task``, oldest first (unverified ones skipped)."""
+    return [n for n in _notes(bootstrap, topics.history, trust) if n.task == task]
+
+
+def latest(
+    bootstrap: str, topics: ChannelTopics, task: str, trust: TrustStore | None = None
+) -> Notification | None:
+    """The notification now in force for ``task``: the highest ``seq`` on the releases topic
+    (the last of equals) among those that verify, so neither a replayed older record nor a
+    forged one written after it counts."""
     found = None
-    for note in _notes(bootstrap, topics.releases):
-        if note.task == task:
+    for note in _notes(bootstrap, topics.releases, trust):
+        if note.task == task and (found is None or note.seq >= found.seq):
             found = note
     return found
 

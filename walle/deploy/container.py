@@ -91,9 +91,12 @@ def _load_module(
     from it then keep their fingerprint across a restart); otherwise a counter makes it
     unique.
     """
+    target = (path / rel).resolve()
+    if not target.is_relative_to(path.resolve()):  # checked at verification too; never run
+        raise HealthCheckError(f"task {name} v{version}: {rel} is outside the bundle at {path}")
     tag = "" if stable else f"{next(_ids)}_"
     unique = f"walle_task_{name}_v{version}_{tag}{Path(rel).stem}"
-    spec = importlib.util.spec_from_file_location(unique, path / rel)
+    spec = importlib.util.spec_from_file_location(unique, target)
     if spec is None or spec.loader is None:
         raise HealthCheckError(f"task {name} v{version}: cannot load {rel}")
     module = importlib.util.module_from_spec(spec)

@@ -1,8 +1,10 @@
 """A loopback fleet: bundle store, push gateway and many device agents in one event loop.
 
 Used by the integration tests and ``benchmarks/deploy_bench.py``: everything speaks real
-HTTP over 127.0.0.1 and the gateway reads a real Kafka-protocol broker. Agents can be
-taken offline and brought back (a reconnect is how a device catches up).
+HTTP over 127.0.0.1 and the gateway reads a real Kafka-protocol broker. The gateway verifies
+notifications against the fleet's trust store and status reports against an enrolment
+secret (``root/enrolment.secret``; every device is enrolled). Agents can be taken offline
+and brought back (a reconnect is how a device catches up).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import aiohttp
 from walle.deploy.agent import Agent, AgentSettings
 from walle.deploy.channel import ChannelTopics
 from walle.deploy.container import TaskContainer
+from walle.deploy.enrolment import DEVICE_KEY_FILE, Enrolment
 from walle.deploy.gateway import Gateway
 from walle.deploy.policy import DeviceAttrs
 from walle.deploy.serving import RunningSite, start_site
@@ -49,6 +52,8 @@ class LoopbackFleet:
         }
         self.agents: dict[str, Agent] = {}
         self.store: RunningSite | None = None
+        self.gateway_core: Gateway | None = None  # the gateway's state: latest, counters
+        self.enrolment: Enrolment | None = None
         self.gateway: RunningSite | None = None
         self._runs: dict[str, asyncio.Task[None]] = {}
         self._session: aiohttp.ClientSession | None = None
@@ -61,7 +66,11 @@ class LoopbackFleet:
 
     async def __aenter__(self) -> LoopbackFleet:
         self.store = await start_site(make_store_app(self.root / "store"))
-        self.gateway = await start_site(Gateway(self.bootstrap, self.topics).app())
+        secret = self.root / "enrolment.secret"
+        self.enrolment = Enrolment.load(secret) if secret.exists() else Enrolment.new(secret)
+        gateway = Gateway(self.bootstrap, self.topics, trust=self.trust, enrolment=self.enrolment)
+        self.gateway_core = gateway
+        self.gateway = await start_site(gateway.app())
         connector = aiohttp.TCPConnector(limit=0, force_close=False)
         self._session = aiohttp.ClientSession(connector=connector)
         for attrs in self.devices:
@@ -70,6 +79,8 @@ class LoopbackFleet:
                 home=self.root / "devices" / attrs.device_id,
                 **self.overrides,
             )
+            if not (settings.home / DEVICE_KEY_FILE).exists():
+                self.enrolment.enrol(attrs.device_id, settings.home)
             agent = Agent(attrs, settings, self.trust, TaskContainer(), session=self._session)
             self.agents[attrs.device_id] = agent
         for device_id in self.agents:
@@ -107,7 +118,8 @@ class LoopbackFleet:
     async def store_metrics(self) -> dict[str, int]:
         """The store's request counters."""
         assert self._session is not None
-        async with self._session.get(f"{self.store_url}/metrics") as resp:
+        json_only = {"Accept": "application/json"}  # plain /metrics is Prometheus text
+        async with self._session.get(f"{self.store_url}/metrics", headers=json_only) as resp:
             return await resp.json()
 
     async def wait_for(self, predicate: Callable[[], bool], timeout_s: float) -> float:

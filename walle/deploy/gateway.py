@@ -19,13 +19,27 @@ from aiohttp import web
 from kafka.errors import KafkaError
 
 from walle.deploy.channel import ChannelTopics, StatusReport, ensure_topics
+from walle.deploy.enrolment import Enrolment, ReportAuthError
+from walle.deploy.errors import BundleRefused
 from walle.deploy.follower import FollowerSettings, TopicFollower
+from walle.deploy.freshness import verify_record
 from walle.deploy.notification import Notification
+from walle.deploy.roles import TrustStore
 from walle.logging import get_logger
 
 _log = get_logger("deploy.gateway")
 _KEEPALIVE_S = 10.0
 _SEND_BLOCK_MS = 2000  # a status write waits at most this long for broker metadata
+
+
+def _observe(gateway: Gateway, app: web.Application) -> None:
+    """Prometheus /metrics and the rollout dashboard (walle.deploy.metrics, .dashboard)."""
+    from walle.deploy.dashboard import RolloutBoard, attach_dashboard
+    from walle.deploy.metrics import GatewayCollector, attach_metrics
+
+    attach_metrics(app, "gateway", [GatewayCollector(gateway)])
+    board = RolloutBoard(gateway.bootstrap, gateway.topics)
+    attach_dashboard(app, board, lambda: gateway.counters["connected"])
 
 
 def _sse_frame(note: Notification) -> bytes:
@@ -47,8 +61,12 @@ class Gateway:
         topics: ChannelTopics,
         *,
         follower: FollowerSettings | None = None,
+        trust: TrustStore | None = None,
+        enrolment: Enrolment | None = None,
     ):
         self.bootstrap = bootstrap
+        self.trust = trust
+        self.enrolment = enrolment
         self.topics = topics
         self.latest: dict[str, Notification] = {}
         self._generation = 0
@@ -71,6 +89,9 @@ class Gateway:
             "reports": 0,
             "bad_records": 0,
             "report_errors": 0,
+            "dropped_records": 0,
+            "stale_records": 0,
+            "unauthenticated_reports": 0,
         }
 
     def app(self) -> web.Application:
@@ -80,6 +101,7 @@ class Gateway:
         app.router.add_get("/notifications", self.notifications)
         app.router.add_post("/status", self.status)
         app.router.add_get("/metrics", self.metrics)
+        _observe(self, app)
         app.on_startup.append(self._start)
         app.on_shutdown.append(self._close_streams)
         app.on_cleanup.append(self._cleanup)
@@ -109,8 +131,12 @@ class Gateway:
             self.counters["bad_records"] += 1
             _log.warning("bad notification skipped", offset=offset, error=str(exc))
             return
+        if not self._verified(note, offset):
+            return
         if not self._live:
-            self._pass[note.task] = note
+            kept = self._pass.get(note.task)
+            if kept is None or self.trust is None or note.seq > kept.seq:
+                self._pass[note.task] = note
         elif self._loop is not None:
             self._loop.call_soon_threadsafe(self._publish, note)
 
@@ -128,7 +154,32 @@ class Gateway:
             if self.latest.get(note.task) != note:
                 self._publish(note)
 
+    def _verified(self, note: Notification, offset: int) -> bool:
+        """Whether ``note`` may reach agents: signed by the right roles, in date (with a trust
+        store; without one, as in transport-only tests, everything passes)."""
+        if self.trust is None:
+            return True
+        try:
+            verify_record(note, self.trust)
+        except BundleRefused as exc:
+            self.counters["dropped_records"] += 1
+            _log.warning(
+                "unverified notification dropped", offset=offset, task=note.task, error=str(exc)
+            )
+            return False
+        return True
+
     def _publish(self, note: Notification) -> None:
+        current = self.latest.get(note.task)
+        if self.trust is not None and current is not None and note.seq <= current.seq:
+            self.counters["stale_records"] += 1
+            _log.warning(
+                "notification not newer than the one in force dropped",
+                task=note.task,
+                seq=note.seq,
+                in_force=current.seq,
+            )
+            return
         self.latest[note.task] = note
         self._generation += 1
         for queue in self._subscribers:
@@ -177,6 +228,13 @@ class Gateway:
             report = StatusReport.model_validate_json(await request.read())
         except pydantic.ValidationError as exc:
             raise web.HTTPBadRequest(text=f"bad status report: {exc}\n") from exc
+        if self.enrolment is not None:
+            try:
+                self.enrolment.check(report)
+            except ReportAuthError as exc:
+                self.counters["unauthenticated_reports"] += 1
+                _log.warning("unauthenticated status report refused", error=str(exc))
+                raise web.HTTPUnauthorized(text=f"{exc}\n") from exc
         key = f"{report.task}/{report.device_id}".encode()
         value = report.model_dump_json().encode()
         try:  # send() blocks while it has no metadata for the topic (broker away)

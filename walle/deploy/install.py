@@ -29,8 +29,10 @@ from walle.deploy.notification import Notification
 from walle.deploy.signing import TrustStore
 from walle.deploy.verify import check_bundle, check_notification
 from walle.errors import StorageError
+from walle.logging import get_logger
 
 _STAGING = ".staging-"
+_log = get_logger("deploy.install")
 
 
 class InstalledVersion(BaseModel):
@@ -98,12 +100,23 @@ class Installer:
         """The directory holding an unpacked version."""
         return self._tasks / task / "versions" / installed.dirname
 
+    def is_unpacked(self, task: str, installed: InstalledVersion) -> bool:
+        """Whether ``installed``'s directory is on disk with its manifest (not deleted)."""
+        return (self.path_of(task, installed) / MANIFEST_NAME).is_file()
+
+    def set_aside_pointer(self, task: str) -> Path:
+        """Move an unreadable ``active.json`` to ``active.json.bad`` (kept for a post-mortem)."""
+        directory = self._tasks / task
+        bad = directory / "active.json.bad"
+        os.replace(directory / "active.json", bad)
+        return bad
+
     def unpacked(self, task: str, version: int, digest: str) -> InstalledVersion | None:
         """The version already unpacked on disk (e.g. the target of a rollback), if any."""
         installed = InstalledVersion(
             version=version, digest=digest, dirname=f"{version}-{digest[:12]}"
         )
-        return installed if self.path_of(task, installed).is_dir() else None
+        return installed if self.is_unpacked(task, installed) else None
 
     def unpack(self, contents: BundleContents, digest: str) -> InstalledVersion:
         """Write a verified bundle's files durably into ``versions/`` (atomic rename)."""
@@ -161,9 +174,23 @@ class Installer:
         return record
 
     def failed_digests(self) -> set[str]:
-        """Bundles this device refused or rolled back; never tried again."""
+        """Bundles this device refused or rolled back; never tried again.
+
+        An unreadable ``failed.json`` (truncated by a crash, edited by hand) is ignored with
+        a warning rather than blocking every install; the next ``mark_failed`` rewrites it.
+        """
         path = self.home / "failed.json"
-        return set(json.loads(path.read_text())) if path.is_file() else set()
+        try:
+            digests = json.loads(path.read_bytes())
+        except FileNotFoundError:
+            return set()
+        except (OSError, ValueError) as exc:
+            _log.warning("unreadable failed-bundle list ignored", path=str(path), error=str(exc))
+            return set()
+        if not isinstance(digests, list) or not all(isinstance(d, str) for d in digests):
+            _log.warning("failed-bundle list is not a list of digests: ignored", path=str(path))
+            return set()
+        return set(digests)
 
     def mark_failed(self, digest: str) -> None:
         """Remember that ``digest`` was refused or failed its health check (atomic write)."""

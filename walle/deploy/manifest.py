@@ -2,7 +2,9 @@
 
 Versions are **monotonic integers** (1, 2, 3, ...): a device installs a bundle only when its
 version is greater than the installed one, unless the release is a signed rollback. An
-integer leaves no room for disagreement about ordering (no pre-release or build-tag rules).
+integer leaves no room for disagreement about ordering (no pre-release or build-tag rules);
+it is bounded by ``MAX_VERSION``. ``expires_at`` (optional) bounds how long the bundle may be
+released: ``walle release`` refuses an expired one and a notification never outlives it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ RUNTIME_ABI = 1
 MANIFEST_NAME = "manifest.json"
 #: Name of the task description file a task directory must hold.
 TASK_FILE = "task.yaml"
+#: Highest version (of a bundle, a notification's sequence, a root): a key that could
+#: publish 10**15 would lock every later version out, and 10**300 breaks file names.
+MAX_VERSION = 10**9
 
 _TASK_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 _ENTRY = re.compile(r"^[A-Za-z0-9_./-]+\.py:[A-Za-z_][A-Za-z0-9_]*$")
@@ -42,12 +47,16 @@ class TaskSpec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     task: str
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_VERSION)
     runtime_abi: int = Field(default=RUNTIME_ABI, ge=1)
     max_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
     expires_at: float | None = None
     entry_points: dict[str, str] = Field(default_factory=dict)
     health_check: str | None = None
+
+    def expired(self, now: float) -> bool:
+        """Whether the bundle's own expiry (if any) has passed."""
+        return self.expires_at is not None and now >= self.expires_at
 
     @field_validator("task")
     @classmethod

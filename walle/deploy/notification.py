@@ -1,8 +1,21 @@
 """The release notification: the small signed message that says "this bundle is out".
 
 It travels on the compacted Kafka topic ``walle.releases`` (key = task) and through the
-gateway to agents. The release signature covers every field except ``url`` (where to fetch
-is not a trust decision: the digest pins the bytes) and the signature itself.
+gateway to agents. It has two signed layers (after TUF's targets and timestamp roles):
+
+- the **release content** (task, version, digest, size, policy without its stage,
+  rollback, ``release_seq``, ``released_at``, ``release_expires_at``, the bundle signature)
+  is signed by a threshold of the root's ``release`` keys (``release_signatures``);
+- the **control layer** (everything but ``url``: adds ``seq``, the stage, ``paused``,
+  ``reason``, ``issued_at``, ``expires_at`` and the release signatures) is signed by one
+  ``release`` or ``rollout`` key (``signature``).
+
+So the online rollout key can advance, halt or pause a release but never name another
+bundle, roll back or extend a release's life. ``seq`` is the per-task metadata version:
+every publication (release, rollback, pause, advance, halt) takes the next one (at least
+the current Unix second), and a device refuses anything not newer than what it accepted
+(``walle.deploy.freshness``).
+``url`` is not signed: the digest pins the bytes.
 """
 
 from __future__ import annotations
@@ -15,10 +28,42 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel, ConfigDict, Field
 
-from walle.deploy.manifest import Sha256
+from walle.deploy.errors import UntrustedSignatureError
+from walle.deploy.manifest import MAX_VERSION, Sha256
 from walle.deploy.policy import ReleasePolicy
-from walle.deploy.signing import BUNDLE_DOMAIN, RELEASE_DOMAIN, Signature, TrustStore, sign
+from walle.deploy.roles import TrustStore
+from walle.deploy.signing import (
+    BUNDLE_DOMAIN,
+    CONTROL_DOMAIN,
+    RELEASE_DOMAIN,
+    Signature,
+    key_id,
+    sign,
+)
 from walle.errors import ValidationError
+
+#: Highest ``seq``: publishers use at least the Unix second (``walle.deploy.release``).
+MAX_SEQ = 10**12
+
+#: Fields the release keys sign (the policy without its ``stage``).
+RELEASE_FIELDS = frozenset(
+    {
+        "task",
+        "version",
+        "digest",
+        "size",
+        "policy",
+        "rollback",
+        "release_seq",
+        "released_at",
+        "release_expires_at",
+        "bundle_signature",
+    }
+)
+
+
+def _canonical(body: dict[str, object]) -> bytes:
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
 
 class Notification(BaseModel):
@@ -27,36 +72,61 @@ class Notification(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     task: str
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_VERSION)
     digest: Sha256
     size: int = Field(ge=1)
     url: str
     policy: ReleasePolicy = Field(default_factory=ReleasePolicy)
     rollback: bool = False
+    release_seq: int = Field(default=1, ge=1, le=MAX_SEQ)
+    released_at: float
+    release_expires_at: float
+    bundle_signature: Signature | None = None
+    release_signatures: tuple[Signature, ...] = ()
+    seq: int = Field(default=1, ge=1, le=MAX_SEQ)
     paused: bool = False
     reason: str = ""  # why this re-publication (a halt's failure rate, a manual pause)
     issued_at: float
     expires_at: float
-    bundle_signature: Signature | None = None
     signature: Signature | None = None
 
+    def release_payload(self) -> bytes:
+        """Canonical JSON of the release content (what release keys sign)."""
+        body = self.model_dump(mode="json", include=set(RELEASE_FIELDS))
+        body["policy"].pop("stage", None)
+        return _canonical(body)
+
     def signed_payload(self) -> bytes:
-        """Canonical JSON of the fields the release signature covers."""
-        body = self.model_dump(mode="json", exclude={"url", "signature"})
-        return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+        """Canonical JSON of the control layer (what the control signature covers)."""
+        return _canonical(self.model_dump(mode="json", exclude={"url", "signature"}))
 
     def to_bytes(self) -> bytes:
         """The wire form (JSON) of the whole notification."""
         return self.model_dump_json().encode()
 
+    def release_signed_with(self, *privates: Ed25519PrivateKey) -> Notification:
+        """A copy whose release content is signed by ``privates`` (release keys)."""
+        payload = self.release_payload()
+        signatures = tuple(sign(p, RELEASE_DOMAIN, payload) for p in privates)
+        return self.model_copy(update={"release_signatures": signatures, "signature": None})
+
     def signed_with(self, private: Ed25519PrivateKey) -> Notification:
-        """A copy carrying a release signature by ``private``."""
-        signature = sign(private, RELEASE_DOMAIN, self.signed_payload())
+        """A copy whose control layer is signed by ``private`` (a release or rollout key)."""
+        signature = sign(private, CONTROL_DOMAIN, self.signed_payload())
         return self.model_copy(update={"signature": signature})
 
     def expired(self, now: float | None = None) -> bool:
-        """Whether the notification's expiry has passed."""
-        return (time.time() if now is None else now) >= self.expires_at
+        """Whether the control layer's or the release's expiry has passed."""
+        moment = time.time() if now is None else now
+        return moment >= min(self.expires_at, self.release_expires_at)
+
+    def content_id(self) -> str:
+        """SHA-256 of the signed control payload: tells two notifications apart."""
+        return hashlib.sha256(self.signed_payload()).hexdigest()
+
+    def release_id(self) -> str:
+        """SHA-256 of the release content: the same release re-wrapped keeps it."""
+        return hashlib.sha256(self.release_payload()).hexdigest()
 
 
 def bundle_payload(digest: str) -> bytes:
@@ -65,11 +135,31 @@ def bundle_payload(digest: str) -> bytes:
 
 
 def verify_signatures(note: Notification, trust: TrustStore) -> None:
-    """Check the release signature and the bundle signature against ``trust``."""
+    """Check all three signatures of ``note`` against the roles of ``trust``'s root.
+
+    The release content needs a threshold of release keys; the control layer the rollout
+    role's threshold or one release key; the bundle one release key. Raises
+    ``UnsignedBundleError`` or ``UntrustedSignatureError`` (``ThresholdError``) naming the
+    layer and the key.
+    """
+    wire = hashlib.sha256(note.to_bytes()).hexdigest()  # the whole record, signatures too
+    if trust.seen_valid(wire):
+        return
     where = f"release {note.task} v{note.version}"
-    trust.verify(note.signature, RELEASE_DOMAIN, note.signed_payload(), where)
+    trust.verify_role(
+        "release", note.release_signatures, RELEASE_DOMAIN, note.release_payload(), where
+    )
+    control = f"{where} (seq {note.seq})"
+    signatures = (note.signature,) if note.signature is not None else ()
+    try:
+        trust.verify_role("rollout", signatures, CONTROL_DOMAIN, note.signed_payload(), control)
+    except UntrustedSignatureError:  # one release key may sign the control layer too
+        trust.verify_role(
+            "release", signatures, CONTROL_DOMAIN, note.signed_payload(), control, threshold=1
+        )
     what = f"bundle {note.digest[:12]}"
     trust.verify(note.bundle_signature, BUNDLE_DOMAIN, bundle_payload(note.digest), what)
+    trust.remember_valid(wire)
 
 
 def signature_path(bundle_path: Path) -> Path:
@@ -110,9 +200,17 @@ def make_notification(
     rollback: bool = False,
     paused: bool = False,
     now: float | None = None,
+    seq: int = 1,
+    release_expires_at: float | None = None,
 ) -> Notification:
-    """A release notification signed by ``private``, expiring ``ttl_s`` seconds from ``now``."""
+    """A notification whose release content and control layer are both signed by ``private``
+    (a release key), expiring ``ttl_s`` seconds from ``now`` (or at ``release_expires_at``
+    when that is sooner: a manifest's own expiry); ``seq`` is its per-task version.
+    """
     issued = time.time() if now is None else now
+    expires = issued + ttl_s
+    if release_expires_at is not None:
+        expires = min(expires, release_expires_at)
     note = Notification(
         task=task,
         version=version,
@@ -121,9 +219,18 @@ def make_notification(
         url=url,
         policy=policy or ReleasePolicy(),
         rollback=rollback,
+        release_seq=seq,
+        released_at=issued,
+        release_expires_at=expires,
+        bundle_signature=bundle_signature,
+        seq=seq,
         paused=paused,
         issued_at=issued,
-        expires_at=issued + ttl_s,
-        bundle_signature=bundle_signature,
+        expires_at=expires,
     )
-    return note.signed_with(private)
+    return note.release_signed_with(private).signed_with(private)
+
+
+def signer_id(private: Ed25519PrivateKey) -> str:
+    """The key id of ``private`` (for messages naming who signed)."""
+    return key_id(private.public_key())

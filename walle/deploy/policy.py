@@ -6,14 +6,20 @@ the signed notification, so a device decides on its own whether a release is for
 Percentage rollouts use stable bucketing: a device's bucket is
 ``sha256(salt + "\\0" + device_id)`` reduced to 0..9999, and it is in the rollout when its
 bucket is below ``percentage * 100``. Raising the percentage only adds buckets, so everyone
-already in stays in; a new salt per release reshuffles who goes first.
+already in stays in; a new salt per release reshuffles who goes first. A percentage is
+therefore a multiple of 0.01 (one bucket) in [0.01, 100]; anything finer would round
+silently, so it is refused.
+
+A policy file is refused, naming the file and the field, rather than read in a way its
+author did not mean: an empty file (it would target every device), an empty list in a
+targeting field (it would target none), a repeated key, a boolean where a number belongs.
 """
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import pydantic
 import yaml
@@ -22,8 +28,13 @@ from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from walle.deploy.errors import PolicyError, describe_config_errors
+from walle.deploy.strict_yaml import load_strict
 
 BUCKETS = 10_000
+#: The finest percentage step: one bucket.
+PERCENT_STEP = 100 / BUCKETS
+_Percent = Annotated[float, Field(strict=True, gt=0, le=100)]
+_Names = tuple[str, ...]
 
 
 class DeviceAttrs(BaseModel):
@@ -50,6 +61,15 @@ def _check_specifier(value: str | None) -> str | None:
     return value
 
 
+def _check_step(value: float) -> float:
+    if abs(value * BUCKETS / 100 - round(value * BUCKETS / 100)) > 1e-6:
+        raise ValueError(
+            f"{value} is finer than the rollout granularity: percentages are multiples of "
+            f"{PERCENT_STEP} (one of {BUCKETS} buckets)"
+        )
+    return value
+
+
 def _in_range(version: str | None, spec: str) -> bool:
     if version is None:
         return False
@@ -65,13 +85,22 @@ class Targeting(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     app_version: str | None = None  # a version range, e.g. ">=3.2,<4"
-    os: tuple[str, ...] | None = None
+    os: _Names | None = None
     os_version: str | None = None  # a version range
-    models: tuple[str, ...] | None = None
-    tiers: tuple[str, ...] | None = None
-    regions: tuple[str, ...] | None = None
-    user_groups: tuple[str, ...] | None = None
-    devices: tuple[str, ...] | None = None
+    models: _Names | None = None
+    tiers: _Names | None = None
+    regions: _Names | None = None
+    user_groups: _Names | None = None
+    devices: _Names | None = None  # an empty list (no device) is refused; omit for all
+
+    @field_validator("os", "models", "tiers", "regions", "user_groups", "devices")
+    @classmethod
+    def _not_empty(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is not None and not value:
+            raise ValueError(
+                "an empty list matches no device; leave the field out to match every device"
+            )
+        return value
 
     @field_validator("app_version", "os_version")
     @classmethod
@@ -100,16 +129,18 @@ class Stages(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    percentages: tuple[float, ...] = Field(min_length=1)
-    advance_success_rate: float = Field(default=0.95, gt=0, le=1)
-    halt_failure_rate: float = Field(default=0.05, ge=0, le=1)
-    min_reports: int = Field(default=1, ge=1)
+    percentages: tuple[_Percent, ...] = Field(min_length=1)
+    advance_success_rate: float = Field(default=0.95, gt=0, le=1, strict=True)
+    halt_failure_rate: float = Field(default=0.05, ge=0, le=1, strict=True)
+    min_reports: int = Field(default=1, ge=1, strict=True)
 
     @field_validator("percentages")
     @classmethod
     def _increasing(cls, value: tuple[float, ...]) -> tuple[float, ...]:
-        if any(not 0 < p <= 100 for p in value) or list(value) != sorted(set(value)):
+        if list(value) != sorted(set(value)):
             raise ValueError("stage percentages must be strictly increasing, in (0, 100]")
+        for p in value:
+            _check_step(p)
         return value
 
 
@@ -119,10 +150,15 @@ class ReleasePolicy(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     targeting: Targeting = Field(default_factory=Targeting)
-    percentage: float = Field(default=100.0, ge=0, le=100)
-    salt: str = ""
+    percentage: _Percent = 100.0
+    salt: str = Field(default="", strict=True)
     stages: Stages | None = None
-    stage: int = Field(default=0, ge=0)
+    stage: int = Field(default=0, ge=0, strict=True)
+
+    @field_validator("percentage")
+    @classmethod
+    def _granular(cls, value: float) -> float:
+        return _check_step(value)
 
     @model_validator(mode="after")
     def _stage_in_range(self) -> ReleasePolicy:
@@ -156,12 +192,20 @@ def in_rollout(device_id: str, salt: str, percentage: float) -> bool:
 def load_policy(path: Path) -> ReleasePolicy:
     """Read a YAML policy file; errors name the file and the field."""
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
-        return ReleasePolicy.model_validate(raw)
+        raw = load_strict(path.read_text())
     except OSError as exc:
         raise PolicyError(f"{path}: cannot read policy: {exc}") from exc
     except yaml.YAMLError as exc:
         raise PolicyError(f"{path}: not valid YAML: {exc}") from exc
+    if raw is None:
+        raise PolicyError(
+            f"{path}: the policy file is empty; it would send the release to every device. "
+            "Write what you mean, e.g. 'percentage: 100' for all devices"
+        )
+    if not isinstance(raw, dict):
+        raise PolicyError(f"{path}: a policy is a mapping of fields, not a {type(raw).__name__}")
+    try:
+        return ReleasePolicy.model_validate(raw)
     except pydantic.ValidationError as exc:
         raise PolicyError(f"{path}: {describe_config_errors(exc, ReleasePolicy)[0]}") from exc
 

@@ -6,15 +6,24 @@ release from the history as a signed rollback; ``pause`` re-publishes the curren
 with ``paused`` set, so agents that have not installed it yet stop installing it;
 ``advance`` re-publishes a staged release at its next stage and ``halt`` pauses it with the
 reason (what the rollout controller does on its own, see ``walle.deploy.rollout``).
+
+Every publication takes the task's next ``seq`` (one more than the notification in force),
+so devices can refuse replays. ``release`` and ``rollback`` sign new release content and
+need a release key; ``pause``, ``advance`` and ``halt`` re-sign only the control layer
+around the release content in force, so the rollout key is enough. What they read from the
+topics is filtered (``walle.deploy.channel.latest``): given ``trust``, records that do not
+verify are skipped; without it, records missing a signature layer are.
 """
 
 from __future__ import annotations
 
+import base64
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from walle.deploy.bundle import open_bundle, sha256_hex
@@ -29,6 +38,8 @@ from walle.deploy.channel import (
 from walle.deploy.errors import ChannelError, RolloutError, StoreError
 from walle.deploy.notification import Notification, load_bundle_signature, make_notification
 from walle.deploy.policy import ReleasePolicy
+from walle.deploy.roles import TrustStore
+from walle.deploy.signing import RELEASE_DOMAIN, key_id
 from walle.errors import ValidationError
 from walle.logging import get_logger
 
@@ -62,6 +73,7 @@ def release(
     private: Ed25519PrivateKey,
     topics: ChannelTopics = DEFAULT_TOPICS,
     ttl_s: float = DEFAULT_TTL_S,
+    trust: TrustStore | None = None,
 ) -> Notification:
     """Upload a signed bundle and publish its notification; returns what was published."""
     data = bundle_path.read_bytes()
@@ -71,6 +83,13 @@ def release(
             "bundle is not signed: run `walle bundle sign` first", where=str(bundle_path)
         )
     manifest = open_bundle(data).manifest
+    if manifest.expired(time.time()):
+        raise ValidationError(
+            f"bundle {manifest.task} v{manifest.version} expired at {manifest.expires_at:.0f}"
+            " (task.yaml expires_at): build it again with a later expiry",
+            where=str(bundle_path),
+        )
+    current = latest(bootstrap, topics, manifest.task, trust)
     url = upload(store_url, data)
     salt = policy.salt or sha256_hex(data)[:16]
     note = make_notification(
@@ -83,9 +102,20 @@ def release(
         bundle_signature=bundle_signature,
         policy=policy.model_copy(update={"salt": salt}),
         ttl_s=ttl_s,
+        seq=next_seq(current),
+        release_expires_at=manifest.expires_at,
     )
     publish(bootstrap, topics, note)
     return note
+
+
+def next_seq(current: Notification | None, now: float | None = None) -> int:
+    """The ``seq`` of the next publication for a task whose notification in force is
+    ``current``: one more than its, and at least the current Unix second, so a channel
+    rebuilt empty (a broker that lost its topics) still publishes above what devices hold.
+    """
+    second = int(time.time() if now is None else now)
+    return max(1 if current is None else current.seq + 1, second)
 
 
 def _republish(
@@ -94,13 +124,23 @@ def _republish(
     bootstrap: str,
     topics: ChannelTopics,
     ttl_s: float,
+    *,
+    seq: int,
+    new_release: bool = False,
     **changes: object,
 ) -> Notification:
+    """Publish ``base`` changed by ``changes`` at ``seq``; ``new_release``: re-sign its content
+    (a release key's job) instead of keeping the release signatures."""
     now = time.time()
     fields = base.model_dump(exclude={"signature"})
-    fields.update(issued_at=now, expires_at=now + ttl_s, reason="")
+    fields.update(issued_at=now, expires_at=now + ttl_s, reason="", seq=seq)
+    if new_release:
+        fields.update(release_seq=seq, released_at=now, release_expires_at=now + ttl_s)
     fields.update(changes)
-    note = Notification.model_validate(fields).signed_with(private)
+    note = Notification.model_validate(fields)
+    if new_release:
+        note = note.release_signed_with(private)
+    note = note.signed_with(private)
     publish(bootstrap, topics, note)
     return note
 
@@ -113,6 +153,7 @@ def rollback(
     to_version: int | None = None,
     topics: ChannelTopics = DEFAULT_TOPICS,
     ttl_s: float = DEFAULT_TTL_S,
+    trust: TrustStore | None = None,
     force: bool = False,
 ) -> Notification:
     """Re-publish an earlier release of ``task`` (``to_version``, or the one before the
@@ -122,17 +163,26 @@ def rollback(
     (devices skip a bundle that failed on them, so nothing would change); ``force``
     publishes it anyway, with a warning.
     """
-    current = latest(bootstrap, topics, task)
+    current = latest(bootstrap, topics, task, trust)
     if current is None:
         raise ChannelError(f"task {task!r} has never been released")
-    earlier = [n for n in history(bootstrap, topics, task) if not n.paused]
+    signer = key_id(private.public_key())
+    earlier = [
+        n
+        for n in history(bootstrap, topics, task, trust)
+        if not n.paused and _release_signed_by(n, private, signer)
+    ]
     if to_version is None:
         candidates = [n for n in earlier if n.version < current.version]
     else:
         candidates = [n for n in earlier if n.version == to_version]
     if not candidates:
         wanted = f"v{to_version}" if to_version else f"a version below v{current.version}"
-        raise ChannelError(f"no release of {task!r} with {wanted} in the history")
+        raise ChannelError(
+            f"no release of {task!r} with {wanted} signed by release key {signer} in the"
+            " history (a rollback re-signs old release content, so only content this key"
+            " signed qualifies: release that version again instead)"
+        )
     target = max(candidates, key=lambda n: (n.version, n.issued_at))
     if to_version is None:
         target = [n for n in candidates if n.version == target.version][-1]
@@ -152,7 +202,44 @@ def rollback(
             version=target.version,
             devices=len(rejected),
         )
-    return _republish(target, private, bootstrap, topics, ttl_s, rollback=True, paused=False)
+    return _republish(
+        target,
+        private,
+        bootstrap,
+        topics,
+        ttl_s,
+        seq=next_seq(current),
+        new_release=True,
+        rollback=True,
+        paused=False,
+    )
+
+
+def _release_signed_by(note: Notification, private: Ed25519PrivateKey, signer: str) -> bool:
+    """Whether ``note``'s release content carries a valid signature by ``private``'s key.
+
+    A rollback re-signs an old release's content, so it only takes content this release
+    key signed before: a record someone wrote to the history topic unsigned, or signed by
+    another key, is skipped (with a warning) rather than signed into a rollback.
+    """
+    public = private.public_key()
+    for signature in note.release_signatures:
+        if signature.key_id != signer:
+            continue
+        try:
+            raw = base64.b64decode(signature.value, validate=True)
+            public.verify(raw, RELEASE_DOMAIN + note.release_payload())
+        except (InvalidSignature, ValueError):
+            break
+        return True
+    _log.warning(
+        "history record not signed by this release key skipped",
+        task=note.task,
+        version=note.version,
+        seq=note.seq,
+        key=signer,
+    )
+    return False
 
 
 def pause(
@@ -162,20 +249,32 @@ def pause(
     private: Ed25519PrivateKey,
     topics: ChannelTopics = DEFAULT_TOPICS,
     ttl_s: float = DEFAULT_TTL_S,
+    trust: TrustStore | None = None,
 ) -> Notification:
     """Kill switch: re-publish the current release of ``task`` marked paused."""
-    current = latest(bootstrap, topics, task)
+    current = latest(bootstrap, topics, task, trust)
     if current is None:
         raise ChannelError(f"task {task!r} has never been released")
     return _republish(
-        current, private, bootstrap, topics, ttl_s, paused=True, reason="paused by hand"
+        current,
+        private,
+        bootstrap,
+        topics,
+        ttl_s,
+        seq=next_seq(current),
+        paused=True,
+        reason="paused by hand",
     )
 
 
 def _staged_current(
-    task: str, bootstrap: str, topics: ChannelTopics, current: Notification | None
+    task: str,
+    bootstrap: str,
+    topics: ChannelTopics,
+    current: Notification | None,
+    trust: TrustStore | None,
 ) -> Notification:
-    note = current or latest(bootstrap, topics, task)
+    note = current or latest(bootstrap, topics, task, trust)
     if note is None:
         raise ChannelError(f"task {task!r} has never been released")
     if note.policy.stages is None:
@@ -193,16 +292,19 @@ def advance(
     private: Ed25519PrivateKey,
     topics: ChannelTopics = DEFAULT_TOPICS,
     ttl_s: float = DEFAULT_TTL_S,
+    trust: TrustStore | None = None,
     current: Notification | None = None,
     reason: str = "advanced by hand",
 ) -> Notification:
     """Publish the next stage of ``task``'s staged release (``current``: skip reading it)."""
-    note = _staged_current(task, bootstrap, topics, current)
+    note = _staged_current(task, bootstrap, topics, current, trust)
     last = len(note.policy.stages.percentages) - 1  # type: ignore[union-attr]
     if note.policy.stage >= last:
         raise RolloutError(f"{task} v{note.version} is already at its last stage ({last + 1})")
     policy = note.policy.model_copy(update={"stage": note.policy.stage + 1})
-    return _republish(note, private, bootstrap, topics, ttl_s, policy=policy, reason=reason)
+    return _republish(
+        note, private, bootstrap, topics, ttl_s, seq=next_seq(note), policy=policy, reason=reason
+    )
 
 
 def halt(
@@ -213,8 +315,11 @@ def halt(
     private: Ed25519PrivateKey,
     topics: ChannelTopics = DEFAULT_TOPICS,
     ttl_s: float = DEFAULT_TTL_S,
+    trust: TrustStore | None = None,
     current: Notification | None = None,
 ) -> Notification:
     """Stop ``task``'s staged release where it is (paused, with ``reason``)."""
-    note = _staged_current(task, bootstrap, topics, current)
-    return _republish(note, private, bootstrap, topics, ttl_s, paused=True, reason=reason)
+    note = _staged_current(task, bootstrap, topics, current, trust)
+    return _republish(
+        note, private, bootstrap, topics, ttl_s, seq=next_seq(note), paused=True, reason=reason
+    )

@@ -10,9 +10,12 @@ stage never advances on the strength of the stage before it.
 
 ``RolloutWatcher`` runs a controller against Kafka: a supervised ``TopicFollower`` reads the
 releases and status topics from the beginning, and once caught up it applies each decision
-by publishing a signed notification: the next stage (``advance``) or the same release
-paused with the failure rate as the reason (``halt``). It runs inside ``walle gateway
-serve --rollout-key`` or on its own as ``walle rollout watch``.
+by publishing a notification whose control layer it signs with the rollout key: the next
+stage (``advance``) or the same release paused with the failure rate as the reason
+(``halt``). Given a trust store and the enrolment secret it first verifies every record:
+notifications not signed by the root's roles and reports without a valid device MAC are
+dropped (counted in ``dropped``), so forged records never move a rollout. It runs on its
+own as ``walle rollout watch`` (the gateway, which faces devices, holds no signing key).
 """
 
 from __future__ import annotations
@@ -29,10 +32,14 @@ from walle.deploy.channel import (
     ensure_topics,
     read_topic,
 )
+from walle.deploy.enrolment import Enrolment, ReportAuthError
+from walle.deploy.errors import BundleRefused
 from walle.deploy.follower import FollowerSettings, TopicFollower
+from walle.deploy.freshness import verify_record
 from walle.deploy.notification import Notification
 from walle.deploy.policy import StageDecision, decide_stage, in_stage_band
 from walle.deploy.release import DEFAULT_TTL_S, advance, halt
+from walle.deploy.roles import TrustStore
 from walle.logging import get_logger
 
 _log = get_logger("deploy.rollout")
@@ -89,12 +96,18 @@ class RolloutController:
         self._reports.clear()
 
     def observe_release(self, note: Notification) -> None:
-        """The notification now in force for its task."""
-        self.current[note.task] = note
+        """The notification now in force for its task (an older ``seq`` never replaces it)."""
+        current = self.current.get(note.task)
+        if current is None or note.seq >= current.seq:
+            self.current[note.task] = note
 
     def observe_report(self, report: StatusReport) -> None:
-        """A device's report; only its last one per task counts."""
-        self._reports.setdefault(report.task, {})[report.device_id] = report
+        """A device's report; only its latest one per task counts (by the device's own
+        ``ts``, which its MAC covers: a replayed older report does not undo a newer one)."""
+        known = self._reports.setdefault(report.task, {})
+        last = known.get(report.device_id)
+        if last is None or report.ts >= last.ts:
+            known[report.device_id] = report
 
     def tally(self, task: str) -> StageTally:
         """The reports on the release in force for ``task``."""
@@ -140,8 +153,13 @@ class RolloutWatcher:
         *,
         settings: FollowerSettings | None = None,
         ttl_s: float = DEFAULT_TTL_S,
+        trust: TrustStore | None = None,
+        enrolment: Enrolment | None = None,
     ):
         self.bootstrap = bootstrap
+        self.trust = trust
+        self.enrolment = enrolment
+        self.dropped = 0
         self.topics = topics
         self.private = private
         self.ttl_s = ttl_s
@@ -187,11 +205,21 @@ class RolloutWatcher:
         """Fold one release notification or status report."""
         try:
             if topic == self.topics.releases:
-                self.controller.observe_release(Notification.model_validate_json(value))
+                note = Notification.model_validate_json(value)
+                if self.trust is not None:
+                    verify_record(note, self.trust)
+                self.controller.observe_release(note)
             else:
-                self.controller.observe_report(StatusReport.model_validate_json(value))
+                report = StatusReport.model_validate_json(value)
+                if self.enrolment is not None:
+                    self.enrolment.check(report)
+                self.controller.observe_report(report)
         except pydantic.ValidationError as exc:
             _log.warning("bad record skipped", topic=topic, offset=offset, error=str(exc))
+            return
+        except (BundleRefused, ReportAuthError) as exc:
+            self.dropped += 1
+            _log.warning("unverified record dropped", topic=topic, offset=offset, error=str(exc))
             return
         self._dirty = True
 
@@ -232,6 +260,7 @@ class RolloutWatcher:
             "topics": self.topics,
             "ttl_s": self.ttl_s,
             "current": action.note,
+            "trust": self.trust,
         }
         if action.decision == "advance":
             return advance(action.task, reason=f"advanced: {action.describe()}", **common)

@@ -1,4 +1,4 @@
-"""Ed25519 keys, signatures and the set of keys a device trusts (several at once, for rotation).
+"""Ed25519 keys and signatures (which key may sign what: ``walle.deploy.roles``).
 
 A key's id is the first 16 hex digits of SHA-256 of its raw public key. Signatures are
 made over a domain-separated message (``b"walle-<kind>-v1\\0" + payload``) so a bundle
@@ -10,17 +10,20 @@ from __future__ import annotations
 import base64
 import hashlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict
 
-from walle.deploy.errors import UnsignedBundleError, UntrustedSignatureError
 from walle.errors import ValidationError
+
+if TYPE_CHECKING:  # at run time ``TrustStore`` comes lazily from ``__getattr__`` below
+    from walle.deploy.roles import TrustStore as TrustStore
 
 BUNDLE_DOMAIN = b"walle-bundle-v1\0"
 RELEASE_DOMAIN = b"walle-release-v1\0"
+CONTROL_DOMAIN = b"walle-control-v1\0"
 
 
 class Signature(BaseModel):
@@ -88,37 +91,10 @@ def sign(private: Ed25519PrivateKey, domain: bytes, payload: bytes) -> Signature
     return Signature(key_id=key_id(private.public_key()), value=base64.b64encode(value).decode())
 
 
-class TrustStore:
-    """The public keys a device accepts, by key id; several at once allow key rotation."""
+def __getattr__(name: str) -> object:
+    """``TrustStore`` moved to ``walle.deploy.roles`` (it now holds root metadata)."""
+    if name == "TrustStore":
+        from walle.deploy.roles import TrustStore
 
-    def __init__(self, keys: list[Ed25519PublicKey]):
-        self._keys = {key_id(k): k for k in keys}
-
-    @classmethod
-    def from_paths(cls, paths: list[Path]) -> TrustStore:
-        """Trust every ``.pub`` file in ``paths`` (a path may be a directory of them)."""
-        files: list[Path] = []
-        for path in paths:
-            files.extend(sorted(path.glob("*.pub")) if path.is_dir() else [path])
-        if not files:
-            raise ValidationError("no trusted public keys found", where=", ".join(map(str, paths)))
-        return cls([load_public_key(f) for f in files])
-
-    @property
-    def key_ids(self) -> frozenset[str]:
-        """Ids of the trusted keys."""
-        return frozenset(self._keys)
-
-    def verify(self, signature: Signature | None, domain: bytes, payload: bytes, what: str) -> None:
-        """Accept ``signature`` over ``domain + payload`` or raise naming ``what`` and the key."""
-        if signature is None:
-            raise UnsignedBundleError(f"{what} is not signed")
-        key = self._keys.get(signature.key_id)
-        if key is None:
-            raise UntrustedSignatureError(f"{what} is signed by untrusted key {signature.key_id}")
-        try:
-            key.verify(base64.b64decode(signature.value, validate=True), domain + payload)
-        except (InvalidSignature, ValueError) as exc:
-            raise UntrustedSignatureError(
-                f"{what}: signature by key {signature.key_id} does not verify"
-            ) from exc
+        return TrustStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -165,4 +165,7 @@ def make_store_app(root: Path, *, max_bytes_per_s: float = 0.0) -> web.Applicati
     app.router.add_post("/bundles", post_bundle)
     app.router.add_get("/bundles/{digest}", get_bundle)  # aiohttp adds HEAD for GET routes
     app.router.add_get("/metrics", metrics)
+    from walle.deploy.metrics import StoreCollector, attach_metrics  # Prometheus /metrics
+
+    attach_metrics(app, "store", [StoreCollector(app[METRICS])])
     return app

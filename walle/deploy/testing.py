@@ -118,3 +118,37 @@ def write_app_task_dir(
     script = _APP_SCRIPT.format(task=task, version=version, page=page, plan=plan, health=health)
     (task_dir / "app.py").write_text(script)
     return task_dir
+
+
+def write_trust(
+    key_dir: Path,
+    *,
+    root: tuple[str, ...] = ("root",),
+    release: tuple[str, ...] = ("release",),
+    rollout: tuple[str, ...] = ("rollout",),
+    root_threshold: int = 1,
+) -> Path:
+    """Create the named keys missing from ``key_dir`` and write ``key_dir/root.json`` v1.
+
+    The root metadata gives each role the keys named, and is signed by every root key.
+    Returns the root file (pass it, or ``key_dir``, as a device's trust).
+    """
+    from walle.deploy.roles import ROOT_FILE, new_root
+    from walle.deploy.signing import load_private_key, new_key
+
+    for name in {*root, *release, *rollout}:
+        if not (key_dir / f"{name}.key").exists():
+            new_key(key_dir, name)
+    meta = new_root(
+        {
+            "root": [key_dir / f"{n}.pub" for n in root],
+            "release": [key_dir / f"{n}.pub" for n in release],
+            "rollout": [key_dir / f"{n}.pub" for n in rollout],
+        },
+        {"root": root_threshold},
+    )
+    for name in root:
+        meta = meta.signed_by(load_private_key(key_dir / f"{name}.key"))
+    out = key_dir / ROOT_FILE
+    out.write_bytes(meta.to_bytes())
+    return out

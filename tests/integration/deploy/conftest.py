@@ -11,14 +11,14 @@ import pytest
 from walle.deploy.bundle import BuiltBundle, build_bundle
 from walle.deploy.channel import ChannelTopics, ensure_topics
 from walle.deploy.notification import sign_bundle
-from walle.deploy.signing import TrustStore, load_private_key, new_key
-from walle.deploy.testing import write_task_dir
+from walle.deploy.signing import TrustStore, load_private_key
+from walle.deploy.testing import write_task_dir, write_trust
 from walle.kafka import EmbeddedBroker
 
 
 @pytest.fixture
 def key_dir(tmp_path: Path) -> Path:
-    new_key(tmp_path / "keys", "release")
+    write_trust(tmp_path / "keys")
     return tmp_path / "keys"
 
 

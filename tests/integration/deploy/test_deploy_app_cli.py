@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from walle.deploy.testing import write_app_task_dir
+from walle.deploy.testing import write_app_task_dir, write_trust
 
 _WALLE = [sys.executable, "-m", "walle.cli"]
 DEADLINE_S = 40.0
@@ -70,12 +70,21 @@ def _spawn(args: list[object], stderr: Path, port: int | None = None) -> subproc
 def _serve_store_and_gateway(
     tmp_path: Path, channel: tuple[str, ...]
 ) -> tuple[str, str, list[subprocess.Popen]]:
-    """`walle store serve` and `walle gateway serve` on free ports: their URLs and processes."""
+    """`walle store serve` and `walle gateway serve` on free ports: their URLs and processes.
+
+    The gateway trusts ``keys/root.json`` (written here around ``keys/release.pub``) and
+    checks reports with an enrolment secret; device phone-1 (home ``home``) is enrolled.
+    """
+    root = write_trust(tmp_path / "keys")
+    secret = tmp_path / "enrolment.secret"
+    _ok("root", "enrol-secret", "--out", secret)
+    _ok("root", "enrol", "phone-1", "--secret", secret, "--home", tmp_path / "home")
+    verified = ("--trust", root, "--enrolment-secret", secret)
     store_port, gateway_port = _free_port(), _free_port()
     servers = [
         _spawn(["store", "serve", "--root", tmp_path / "store", "--port", store_port],
                tmp_path / "store.log", store_port),
-        _spawn(["gateway", "serve", *channel, "--port", gateway_port],
+        _spawn(["gateway", "serve", *channel, *verified, "--port", gateway_port],
                tmp_path / "gateway.log", gateway_port),
     ]  # fmt: skip
     return f"http://127.0.0.1:{store_port}", f"http://127.0.0.1:{gateway_port}", servers

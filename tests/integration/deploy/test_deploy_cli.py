@@ -99,6 +99,19 @@ def test_release_agent_status_rollback_pause_advance(tmp_path, broker, prefix):
         built = _ok("bundle", "build", task_dir, "--out", tmp_path / "dist").split()[0]
         assert _ok("bundle", "sign", built, "--key", key).strip() == f"{built}.sig"
         bundles.append(built)
+    keys = tmp_path / "keys"
+    for name in ("root", "rollout"):
+        _ok("keys", "new", "--out", keys, "--name", name)
+    root = keys / "root.json"
+    roles = ("--root-key", keys / "root.pub", "--release-key", keys / "ops.pub")
+    _ok("root", "init", *roles, "--rollout-key", keys / "rollout.pub", "--out", root)
+    signed = _ok("root", "sign", root, "--key", keys / "root.key").strip()
+    assert signed == "root v1: 1 signature(s)"
+    secret = tmp_path / "enrolment.secret"
+    _ok("root", "enrol-secret", "--out", secret)
+    home = tmp_path / "home"
+    _ok("root", "enrol", "phone-1", "--secret", secret, "--home", home)
+    verified = ("--trust", root, "--enrolment-secret", secret)
     attrs = tmp_path / "attrs.json"
     attrs.write_text(json.dumps({"device_id": "phone-1", "os": "android"}))
     later = _staged_policy(tmp_path / "later.yaml", "phone-1", first_stage=False)
@@ -106,16 +119,16 @@ def test_release_agent_status_rollback_pause_advance(tmp_path, broker, prefix):
     store_port, gateway_port = _free_port(), _free_port()
     store_url, gateway_url = (f"http://127.0.0.1:{p}" for p in (store_port, gateway_port))
     channel = ("--broker", broker.url, "--topic-prefix", prefix)
-    home = tmp_path / "home"
+    error = _fails(2, "gateway", "serve", *channel, *verified, "--rollout-key", key)
+    assert "--rollout-key is gone: the gateway faces the devices" in error
     procs = [
         _spawn(["store", "serve", "--root", tmp_path / "store", "--port", store_port], store_port),
-        _spawn(
-            ["gateway", "serve", *channel, "--port", gateway_port, "--rollout-key", key],
-            gateway_port,
-        ),
+        _spawn(["gateway", "serve", *channel, *verified, "--port", gateway_port], gateway_port),
     ]
+    watch = ["rollout", "watch", *channel, *verified, "--key", keys / "rollout.key"]
+    procs.append(_spawn(watch))
     agent = _spawn(["agent", "--device-attrs", attrs, "--gateway", gateway_url,
-                    "--home", home, "--trust", tmp_path / "keys"])  # fmt: skip
+                    "--home", home, "--trust", root])  # fmt: skip
     try:
         out = _ok("release", bundles[0], *channel, "--store", store_url, "--key", key)
         assert out.startswith("released demo v1 sha256=")
@@ -131,8 +144,8 @@ def test_release_agent_status_rollback_pause_advance(tmp_path, broker, prefix):
         assert _ok("pause", "demo", *channel, "--key", key).strip() == "paused demo v1"
         assert "PAUSED: paused by hand" in _ok("status", "demo", *channel)
 
-        # phone-1 is not in the first 50%: nothing reports, the controller in the gateway
-        # holds, and a manual step takes the release to 100%
+        # phone-1 is not in the first 50%: nothing reports, the controller (its own process,
+        # holding only the rollout key) holds, and a manual step takes the release to 100%
         _ok("release", bundles[2], "--policy", later, *channel, "--store", store_url, "--key", key)
         time.sleep(1.0)
         assert Installer(home).active("demo").version == 1
@@ -141,9 +154,10 @@ def test_release_agent_status_rollback_pause_advance(tmp_path, broker, prefix):
         _wait_active(home, 3)
         error = _fails(1, "advance", "demo", *channel, "--key", key)
         assert error == "error: demo v3 is already at its last stage (2)"
-        assert _ok("rollout", "watch", "--once", *channel, "--key", key) == ""  # nothing due
+        once = ("rollout", "watch", "--once", *channel, *verified, "--key", keys / "rollout.key")
+        assert _ok(*once) == ""  # nothing due
 
-        # phone-1 is in the first 50%: its report makes the gateway's controller advance
+        # phone-1 is in the first 50%: its authenticated report makes the controller advance
         _ok("release", bundles[3], "--policy", first, *channel, "--store", store_url, "--key", key)
         _wait_active(home, 4)
         deadline = time.monotonic() + 20
@@ -201,6 +215,8 @@ def test_walle_errors_exit_1_with_one_line(tmp_path, broker, prefix):
     bad_policy.write_text("percentage: 150\n")
     bad_attrs = tmp_path / "attrs.json"
     bad_attrs.write_text('{"os": "android"}')
+    attrs = tmp_path / "phone.json"
+    attrs.write_text('{"device_id": "phone-1"}')
     cases = [
         (["rollback", "nosuch", *channel, "--key", key], "has never been released"),
         (["status", "nosuch", *channel], "has never been released"),
@@ -213,6 +229,11 @@ def test_walle_errors_exit_1_with_one_line(tmp_path, broker, prefix):
         (["agent", "--device-attrs", bad_attrs, "--gateway", "http://127.0.0.1:1",
           "--home", tmp_path / "h", "--trust", key_dir], "bad device attributes"),
         (["keys", "new", "--out", key_dir], "refusing to overwrite"),
+        # a trust directory of .pub files (before roles): what to do instead, not silent trust
+        (["agent", "--device-attrs", attrs, "--gateway", "http://127.0.0.1:1",
+          "--home", tmp_path / "h", "--trust", key_dir], "no root metadata (root.json) found"),
+        (["gateway", "serve", *channel, "--trust", key_dir, "--enrolment-secret", key],
+         "walle root init --root-key"),
     ]  # fmt: skip
     for args, needle in cases:
         message = _fails(1, *args)

@@ -20,6 +20,7 @@ import pytest
 from tests._wait import until
 from walle.deploy.agent import Agent, AgentSettings
 from walle.deploy.container import TaskContainer
+from walle.deploy.enrolment import Enrolment
 from walle.deploy.gateway import Gateway
 from walle.deploy.policy import DeviceAttrs, ReleasePolicy
 from walle.deploy.release import release
@@ -139,7 +140,12 @@ def test_gateway_restart_agents_reconnect_and_catch_up(
         prefix,
         "--port",
         str(port),
+        "--trust",
+        str(trust.path),
+        "--enrolment-secret",
+        str(tmp_path / "enrolment.secret"),
     ]
+    Enrolment.new(tmp_path / "enrolment.secret").enrol("dev-1", tmp_path / "device")
     gateway = _serve(gateway_args, port)
 
     async def scenario() -> None:

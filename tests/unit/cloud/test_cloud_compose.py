@@ -61,10 +61,22 @@ def test_compose_has_a_three_node_kraft_cluster() -> None:
         assert sorted(v.split("@")[1].split(":")[0] for v in voters) == sorted(kafka)
 
 
+def _with_secrets(arg: str, spec: dict, folder: Path) -> str:
+    """A /run/secrets/NAME path must be a secret the service mounts; here, an empty file."""
+    name, _, value = arg.partition("=")
+    if not value.startswith("/run/secrets/"):
+        return arg
+    secret = value.removeprefix("/run/secrets/")
+    assert secret in spec.get("secrets", []), f"{secret} is not mounted"
+    assert secret in yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))["secrets"]
+    (folder / secret).touch()
+    return f"{name}={folder / secret}"
+
+
 @pytest.mark.parametrize("service", _walle_services())
-def test_walle_service_command_is_a_real_subcommand(service: str) -> None:
+def test_walle_service_command_is_a_real_subcommand(service: str, tmp_path: Path) -> None:
     spec = _services()[service]
-    args = [_in_repo(str(arg)) for arg in spec["command"]]
+    args = [_with_secrets(_in_repo(str(arg)), spec, tmp_path) for arg in spec["command"]]
     ctx = _parse(args)
     assert ctx.command.callback is not None
     broker = ctx.params.get("broker_url") or ctx.params.get("broker")

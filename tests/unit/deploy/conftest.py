@@ -17,15 +17,15 @@ from walle.deploy.notification import (
     sign_bundle,
 )
 from walle.deploy.signing import TrustStore, load_private_key, new_key
-from walle.deploy.testing import write_task_dir
+from walle.deploy.testing import write_task_dir, write_trust
 
 
 @pytest.fixture
 def keys(tmp_path: Path) -> Path:
-    """A key directory with two trusted keys (``old``, ``new``) and one stranger's."""
+    """A key directory with two release keys (``old``, ``new``), a root and a rollout key,
+    their ``root.json``, and one stranger's key elsewhere."""
     key_dir = tmp_path / "keys"
-    new_key(key_dir, "old")
-    new_key(key_dir, "new")
+    write_trust(key_dir, release=("old", "new"))
     new_key(tmp_path / "stranger", "evil")
     return key_dir
 

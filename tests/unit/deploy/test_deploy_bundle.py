@@ -13,6 +13,7 @@ from walle.deploy import errors as e
 from walle.deploy.bundle import BuiltBundle, build_bundle, open_bundle, pack, sha256_hex
 from walle.deploy.install import Installer, accept_release
 from walle.deploy.notification import sign_bundle
+from walle.deploy.roles import new_root
 from walle.deploy.signing import TrustStore, load_private_key
 from walle.deploy.testing import write_task_dir
 from walle.errors import BundleError, ValidationError
@@ -73,7 +74,11 @@ def test_rotation_accepts_either_trusted_key(installer, trust, keys, built, rele
     bundle = built(1)
     note = release(bundle, key=keys / "old.key")  # bundle signed by new, release by old
     accept_release(installer, trust, note, bundle.path.read_bytes(), now=time.time())
-    only_new = TrustStore.from_paths([keys / "new.pub"])
+    roles = {"root": [keys / "root.pub"], "release": [keys / "new.pub"]}
+    v2 = new_root({**roles, "rollout": [keys / "rollout.pub"]}, version=2)
+    trust.update(v2.signed_by(load_private_key(keys / "root.key")))  # "old" revoked
+    only_new = TrustStore.from_paths([keys])  # the device's persisted trust after the update
+    assert only_new.version == 2
     _refuse(
         Installer(installer.home.parent / "h2"),
         only_new,
@@ -149,7 +154,8 @@ def test_refuses_older_or_equal_version_unless_signed_rollback(installer, trust,
 def test_refuses_bundle_larger_than_release_says(installer, trust, keys, built, release):
     bundle = built(1)
     note = release(bundle).model_copy(update={"size": bundle.size - 1})
-    note = note.signed_with(load_private_key(keys / "new.key"))
+    new = load_private_key(keys / "new.key")
+    note = note.release_signed_with(new).signed_with(new)
     _refuse(installer, trust, note, bundle.path.read_bytes(), e.OversizeBundleError)
 
 
