@@ -14,7 +14,9 @@ groups, each in interleaved slices so that load lands on its peers alike: onnxru
 threads alone (its pool spins after a run), the host peers, the plans with OpenCL steps (an
 OpenCL runtime's threads may spin too), torch. Every output is checked against onnxruntime.
 The device, its identity and its measured costs (:mod:`walle.ops.calibration`) are printed
-first.
+first. After the table, each OpenCL kernel forced for a whole plan (every GEMM row with
+each matmul algorithm; the CNN rows with conv as ``implicit`` GEMM or as its ``parts``), so
+the kernels' own figures are visible whatever the search picked.
 """
 
 from __future__ import annotations
@@ -158,6 +160,59 @@ def _device_lines() -> list[str]:
     ]
 
 
+def _forced(graph, matmul: str, conv: str):
+    """A plan with every step on OpenCL, matmuls and convs forced to the given algorithms."""
+    from walle.ops import get_backend
+    from walle.ops.fusion import find_steps
+    from walle.ops.plan import Choice, CompiledPlan, is_alias
+
+    backend = get_backend("opencl")
+    steps = find_steps(graph)
+    choices = {}
+    for step in steps:
+        if is_alias(step, graph):
+            continue
+        offered = backend.algorithms(step, graph)
+        if not offered:  # a step OpenCL cannot run: the reference takes it, as when pinned
+            choices[step.name] = Choice("numpy", "default", 0.0)
+            continue
+        wanted = conv if step.op == "fused.conv2d" else matmul
+        choices[step.name] = Choice("opencl", wanted if wanted in offered else offered[0], 0.0)
+    backends = {"opencl": backend, "numpy": get_backend("numpy")}
+    return CompiledPlan(graph, steps, choices, backends)
+
+
+def _algorithm_lines(rows: list[tuple[str, object]], budget: float) -> list[str]:
+    """Per GEMM/CNN row, microseconds per call with each OpenCL kernel forced."""
+    from walle.ops import GraphBuilder, get_backend
+    from walle.ops.onnx_import import import_onnx
+
+    b = GraphBuilder()
+    x = b.input("x", (8, 8))
+    probe = b.build([b.matmul(x, x)])
+    matmuls = get_backend("opencl").atomic_algorithms(probe.nodes[0], probe)
+    lines = ["| row | opencl kernels forced | us | max diff vs ort |", "|---|---|---|---|"]
+    for label, model in rows:
+        if label.startswith("MLP"):
+            continue
+        feeds = _feeds(model)
+        want = _ort(model, feeds, 1)()
+        graph = import_onnx(model)
+        x = feeds[graph.inputs[0]]
+        convs = ("implicit", "parts") if label.startswith("CNN") else ("parts",)
+        variants = {}
+        for matmul in matmuls:
+            for conv in convs:
+                name = f"matmul {matmul}" + (f", conv {conv}" if label.startswith("CNN") else "")
+                variants[name] = _forced(graph, matmul, conv)
+        peers = {name: (lambda p=plan, x=x: p.run1(x)) for name, plan in variants.items()}
+        times = _interleaved_median_us(peers, budget_s=budget, min_calls=5, warmup=2)
+        for name, fn in peers.items():
+            diff = float(np.abs(np.asarray(fn()) - want).max())
+            lines.append(f"| {label} | {name} | {times[name]:,.0f} | {diff:.1e} |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--small", action="store_true", help="shapes for a CPU OpenCL (PoCL)")
@@ -202,6 +257,10 @@ def main() -> None:
         cells += [f"{row['torch_cuda_e2e_us']:,.0f}" if torch_fn else "—"]
         print("| " + " | ".join(cells) + " |", flush=True)
         results.append(row)
+    if "opencl" in pinned:
+        print("\nEach OpenCL kernel forced for the whole plan:", flush=True)
+        for line in _algorithm_lines(_rows(SMALL if args.small else FULL), args.budget):
+            print(line, flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
 

@@ -26,7 +26,17 @@ import numpy as np
 from walle.errors import BackendError, StateError
 from walle.logging import get_logger
 from walle.ops.backends.base import Backend, Buffers, Call
+from walle.ops.backends.opencl_gemm import (
+    WIDE,
+    GemmConfig,
+    choose_config,
+    conv_spec,
+    fits,
+    gemm_range,
+    gemm_source,
+)
 from walle.ops.backends.opencl_kernels import ACTS, TILE, program_source
+from walle.ops.backends.opencl_pool import pool_outputs, pool_source, pool_spec
 from walle.ops.fusion import Step
 from walle.ops.ir import Graph, Node, contiguous_strides
 
@@ -40,7 +50,12 @@ _MAX_ELEMENTS = 2**31 - 1
 _MAX_RANK = 6
 _GROUP = 64
 _DEVICE_ENV = "WALLE_OPENCL_DEVICE"
-_MATMUL_KERNELS = {"tiled": ("matmul", TILE), "rows4": ("matmul_rows4", 4)}
+_MATMUL_KERNELS = {
+    "tiled": ("matmul", TILE),
+    "rows4": ("matmul_rows4", 4),
+    "blocked": ("matmul_blocked", 0),  # opencl_gemm: register-blocked tiles (GPUs)
+    "blocked8": ("matmul_blocked8", 0),  # the same, 8x8 per work-item (where it fits)
+}
 
 
 @dataclass(frozen=True)
@@ -75,7 +90,15 @@ class OpenCLBackend(Backend):
 
     name = "opencl"
     extra = "opencl"
-    fused_ops = frozenset({"fused.matmul_bias_act", "fused.softmax", "fused.layernorm"})
+    fused_ops = frozenset(
+        {
+            "fused.matmul_bias_act",
+            "fused.softmax",
+            "fused.layernorm",
+            "fused.conv2d",
+            "fused.window_reduce",
+        }
+    )
     # An OpenCL runtime's threads may keep spinning after a run (PoCL's CPU workers do),
     # slowing whatever host kernel runs next: its trials are not interleaved with theirs.
     trial_group = "opencl"
@@ -86,7 +109,12 @@ class OpenCLBackend(Backend):
     flops_per_s = 1.5e9  # element-wise (exp ~5.6 ns per element on PoCL)
     bytes_per_s = 3.0e9
     transfer_bytes_per_s = 5.0e9
-    matmul_flops_per_s: ClassVar[dict[str, float]] = {"tiled": 3.0e9, "rows4": 9.0e9}
+    matmul_flops_per_s: ClassVar[dict[str, float]] = {
+        "tiled": 3.0e9,
+        "rows4": 9.0e9,
+        "blocked": 6.0e9,
+        "blocked8": 4.0e9,
+    }
     default_matmul = "rows4"  # for a matmul run among a fused step's parts
 
     def __init__(self) -> None:
@@ -94,11 +122,20 @@ class OpenCLBackend(Backend):
         self._program: cl.Program | None = None
         self._lock = threading.Lock()
         self._local = threading.local()
+        d = self.cl_device
+        limits = (d.max_work_group_size, d.local_mem_size, tuple(d.max_work_item_sizes))
+        self.gemm: GemmConfig = choose_config(*limits)
+        self.gemm_wide: GemmConfig | None = WIDE if fits(WIDE, *limits) else None
         if not self.cl_device.type & cl.device_type.CPU:
             # A GPU: fast kernels; the transfers and the sync dominate small models.
             self.flops_per_s, self.bytes_per_s, self.sync_s = 1e12, 2e11, 30e-6
-            self.matmul_flops_per_s = {"tiled": 5e12, "rows4": 1e12}
-            self.default_matmul = "tiled"
+            self.matmul_flops_per_s = {
+                "tiled": 5e12,
+                "rows4": 1e12,
+                "blocked": 2e13,
+                "blocked8": 3e13,
+            }
+            self.default_matmul = "blocked"
 
     @property
     def device(self) -> str:
@@ -123,7 +160,10 @@ class OpenCLBackend(Backend):
         with self._lock:
             if self._program is None:
                 try:
-                    self._program = cl.Program(self.context, program_source()).build()
+                    self._program = cl.Program(
+                        self.context,
+                        program_source() + gemm_source(self.gemm, self.gemm_wide) + pool_source(),
+                    ).build()
                 except cl.Error as exc:
                     raise BackendError(
                         f"OpenCL program failed to build on {self.device}: {exc}"
@@ -161,11 +201,28 @@ class OpenCLBackend(Backend):
             return all(len(r.sizes) <= _MAX_RANK for r in node.attr("regions"))
         return True
 
+    def algorithms(self, step: Step, graph: Graph) -> list[str]:
+        """As every backend, but the implicit-GEMM conv needs no im2col or batched-matmul
+        kernel: it is offered where its parts could not run (a grouped conv over a batch)."""
+        found = super().algorithms(step, graph)
+        if step.op == "fused.conv2d" and not found and self.supports(step.parts[-1], graph):
+            return ["implicit"]
+        return found
+
     def fused_algorithms(self, step: Step, graph: Graph) -> list[str]:
-        return list(_MATMUL_KERNELS) if step.op == "fused.matmul_bias_act" else ["fused"]
+        if step.op == "fused.conv2d":
+            return ["implicit"]  # opencl_gemm's implicit GEMM: no im2col buffer
+        return self._matmuls() if step.op == "fused.matmul_bias_act" else ["fused"]
 
     def atomic_algorithms(self, node: Node, graph: Graph) -> list[str]:
-        return list(_MATMUL_KERNELS) if node.op == "matmul" else ["default"]
+        return self._matmuls() if node.op == "matmul" else ["default"]
+
+    def _matmuls(self) -> list[str]:
+        return [a for a in _MATMUL_KERNELS if a != "blocked8" or self.gemm_wide is not None]
+
+    def _tiling(self, algorithm: str) -> GemmConfig:
+        """The tile sizes of a blocked matmul algorithm."""
+        return self.gemm_wide if algorithm == "blocked8" and self.gemm_wide else self.gemm
 
     def matmul_rate(self, algorithm: str) -> float:
         return self.matmul_flops_per_s[
@@ -212,7 +269,11 @@ class OpenCLBackend(Backend):
             ]
         if node.op == "matmul":
             algo = algorithm if algorithm in _MATMUL_KERNELS else self.default_matmul
-            return [_matmul(launch, algo, graph, node, node.inputs, out, None, 0, "none")]
+            return [
+                _matmul(
+                    launch, algo, graph, node, node.inputs, out, None, 0, "none", self._tiling(algo)
+                )
+            ]
         return _raster(launch, node, graph, out)
 
     def compile_fused(
@@ -222,6 +283,14 @@ class OpenCLBackend(Backend):
             _Launch, nodes=frozenset(p.name for p in step.parts), graph=graph, buffers=buffers
         )
         out = _Buf(step.output, write=True)
+        if step.op == "fused.conv2d":
+            return [_conv(launch, self.gemm, step, graph, out)]
+        if step.op == "fused.window_reduce":  # opencl_pool: the window read in place
+            r = step.parts[0].attr("regions")[0]
+            n = pool_outputs(r.sizes)
+            spec = pool_spec(r.src_offset, r.src_strides, r.sizes)
+            args = (_Buf(step.inputs[0]), out, spec, np.int32(n))
+            return [launch(f"pool_{step.attr('kind')}", *_range1(n), args)]
         shape = graph.shape(step.inputs[0])
         cols = shape[-1]
         rows = math.prod(shape) // cols
@@ -267,6 +336,7 @@ class OpenCLBackend(Backend):
                 bias,
                 mode,
                 step.attr("act"),
+                self._tiling(algorithm),
             )
         ]
 
@@ -529,6 +599,7 @@ def _matmul(
     bias: str | None,
     mode: int,
     act: str,
+    gemm: GemmConfig,
 ) -> _Launch:
     batch, a_step, b_step = _matmul_steps(graph, node)
     m, n = graph.shape(node.output)[-2:]
@@ -536,6 +607,8 @@ def _matmul(
     kernel, rows = _MATMUL_KERNELS[algorithm]
     if algorithm == "tiled":
         g, lsize = (_round_up(n, TILE), _round_up(m, TILE), batch), (TILE, TILE, 1)
+    elif algorithm in ("blocked", "blocked8"):
+        g, lsize = gemm_range(gemm, m, n, batch)
     else:
         (g0,), (l0,) = _range1(n)
         g, lsize = (g0, -(-m // rows), batch), (l0, 1, 1)
@@ -551,6 +624,21 @@ def _matmul(
             *np.int32([m, n, k, a_step, b_step, mode, ACTS[act]]),
         ),
     )
+
+
+def _conv(
+    launch: partial[_Launch], gemm: GemmConfig, step: Step, graph: Graph, out: _Buf
+) -> _Launch:
+    """A ``fused.conv2d`` step as one implicit-GEMM launch (bias and activation fused)."""
+    region = step.parts[0].attr("regions")[0]
+    spec, m, npix, _k, batch = conv_spec(
+        region.src_offset, region.src_strides, region.sizes, graph.shape(step.inputs[1])
+    )
+    bias = _Buf(step.inputs[2]) if step.attr("has_bias") else _dummy()
+    g, lsize = gemm_range(gemm, m, npix, batch)
+    flags = (np.int32(bool(step.attr("has_bias"))), np.int32(ACTS[step.attr("act")]))
+    args = (_Buf(step.inputs[0]), _Buf(step.inputs[1]), out, bias, spec, *flags)
+    return launch("conv_implicit", g, lsize, args)
 
 
 def _reduce_view(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, int, int] | None:
