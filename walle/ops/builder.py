@@ -19,6 +19,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from walle.errors import ModelError
 from walle.ops.composites import CompositeOps
@@ -26,6 +27,8 @@ from walle.ops.ir import (
     BINARY_KINDS,
     REDUCE_KINDS,
     UNARY_KINDS,
+    AttrValue,
+    FloatArray,
     Graph,
     Node,
     Region,
@@ -42,7 +45,7 @@ class GraphBuilder(CompositeOps):
     def __init__(self) -> None:
         self._values: dict[str, Value] = {}
         self._inputs: list[str] = []
-        self._constants: dict[str, np.ndarray] = {}
+        self._constants: dict[str, FloatArray] = {}
         self._nodes: list[Node] = []
         self._counter = 0
         self.scope = ""
@@ -64,7 +67,7 @@ class GraphBuilder(CompositeOps):
         self._inputs.append(name)
         return name
 
-    def const(self, array: np.ndarray | float, name: str | None = None) -> str:
+    def const(self, array: npt.ArrayLike, name: str | None = None) -> str:
         """Add a constant (weights); stored as contiguous float32."""
         data = np.asarray(array, dtype=np.float32, order="C")  # keeps a 0-d shape
         name = name or self._fresh("const")
@@ -72,11 +75,11 @@ class GraphBuilder(CompositeOps):
         self._constants[name] = data
         return name
 
-    def constant_value(self, name: str) -> np.ndarray | None:
+    def constant_value(self, name: str) -> FloatArray | None:
         """The array of a constant value, or None if ``name`` is computed."""
         return self._constants.get(name)
 
-    def _emit(self, op: str, inputs: Sequence[str], shape: Shape, **attrs: object) -> str:
+    def _emit(self, op: str, inputs: Sequence[str], shape: Shape, **attrs: AttrValue) -> str:
         out = self._fresh(op)
         shape = tuple(int(d) for d in shape)
         node = Node(out, op, tuple(inputs), out, tuple(sorted(attrs.items())))

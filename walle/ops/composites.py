@@ -10,40 +10,69 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from walle.errors import ModelError
-from walle.ops.ir import Region, contiguous_strides
-
-if TYPE_CHECKING:
-    from walle.ops.builder import GraphBuilder
-
-_Base = object
+from walle.ops.ir import FloatArray, Region, Shape, contiguous_strides
 
 
-class CompositeOps(_Base):
-    """Composite ops as methods; ``self`` is a :class:`~walle.ops.builder.GraphBuilder`."""
+class _AtomicOps(Protocol):
+    """The atomic ops and value lookups that composites are built from; implemented by
+    :class:`~walle.ops.builder.GraphBuilder`, which mixes :class:`CompositeOps` in."""
+
+    def shape(self, name: str) -> Shape: ...
+
+    def const(self, array: npt.ArrayLike, name: str | None = None) -> str: ...
+
+    def constant_value(self, name: str) -> FloatArray | None: ...
+
+    def unary(self, kind: str, x: str) -> str: ...
+
+    def binary(self, kind: str, a: str, b: str) -> str: ...
+
+    def reduce(self, kind: str, x: str, axes: Sequence[int], keepdims: bool = True) -> str: ...
+
+    def matmul(self, a: str, b: str) -> str: ...
+
+    def raster(
+        self,
+        inputs: Sequence[str],
+        shape: Sequence[int],
+        regions: Sequence[Region],
+        fill: float | None = None,
+    ) -> str: ...
+
+    def reshape(self, x: str, shape: Sequence[int]) -> str: ...
+
+    def transpose(self, x: str, perm: Sequence[int]) -> str: ...
+
+    def pad(self, x: str, pads: Sequence[tuple[int, int]], value: float = 0.0) -> str: ...
+
+
+class CompositeOps(_AtomicOps):
+    """Composite ops as methods over the atomic ops of :class:`_AtomicOps`."""
 
     # -- activations and math -------------------------------------------------------------
-    def relu(self: GraphBuilder, x: str) -> str:
+    def relu(self, x: str) -> str:
         """max(x, 0)."""
         return self.unary("relu", x)
 
-    def sigmoid(self: GraphBuilder, x: str) -> str:
+    def sigmoid(self, x: str) -> str:
         """1 / (1 + exp(-x))."""
         return self.unary("sigmoid", x)
 
-    def tanh(self: GraphBuilder, x: str) -> str:
+    def tanh(self, x: str) -> str:
         """Hyperbolic tangent."""
         return self.unary("tanh", x)
 
-    def sqrt(self: GraphBuilder, x: str) -> str:
+    def sqrt(self, x: str) -> str:
         """Square root."""
         return self.unary("sqrt", x)
 
-    def pow(self: GraphBuilder, x: str, y: str) -> str:
+    def pow(self, x: str, y: str) -> str:
         """x ** y; a constant exponent 2 becomes x * x, 0.5 becomes sqrt."""
         exponent = self.constant_value(y)
         if exponent is not None and exponent.size == 1:
@@ -53,7 +82,7 @@ class CompositeOps(_Base):
                 return self.unary("sqrt", x)
         return self.binary("pow", x, y)
 
-    def gelu(self: GraphBuilder, x: str, approximate: str = "none") -> str:
+    def gelu(self, x: str, approximate: str = "none") -> str:
         """0.5 * x * (1 + erf(x / sqrt(2))) (``approximate="none"``, the exact form), or
         0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x^3))) (``"tanh"``)."""
         if approximate == "tanh":
@@ -66,36 +95,36 @@ class CompositeOps(_Base):
         one_plus = self.binary("add", inner, self.const(1.0))
         return self.binary("mul", self.binary("mul", x, self.const(0.5)), one_plus)
 
-    def clip(self: GraphBuilder, x: str, low: str | None = None, high: str | None = None) -> str:
+    def clip(self, x: str, low: str | None = None, high: str | None = None) -> str:
         """min(max(x, low), high); a missing bound does not clip. NaN stays NaN (max and min
         propagate it on every backend); low > high gives high, as ONNX Clip."""
         y = x if low is None else self.binary("max", x, low)
         y = y if high is None else self.binary("min", y, high)
         return self.unary("identity", x) if y == x else y
 
-    def leaky_relu(self: GraphBuilder, x: str, alpha: float = 0.01) -> str:
+    def leaky_relu(self, x: str, alpha: float = 0.01) -> str:
         """x for x >= 0, alpha * x below: relu(x) + alpha * min(x, 0) (exact either side,
         and +inf stays +inf even for alpha = 0)."""
         negative = self.binary("mul", self.binary("min", x, self.const(0.0)), self.const(alpha))
         return self.binary("add", self.unary("relu", x), negative)
 
-    def hard_sigmoid(self: GraphBuilder, x: str, alpha: float = 0.2, beta: float = 0.5) -> str:
+    def hard_sigmoid(self, x: str, alpha: float = 0.2, beta: float = 0.5) -> str:
         """max(0, min(1, alpha * x + beta))."""
         y = self.binary("add", self.binary("mul", x, self.const(alpha)), self.const(beta))
         return self.clip(y, self.const(0.0), self.const(1.0))
 
-    def hard_swish(self: GraphBuilder, x: str) -> str:
+    def hard_swish(self, x: str) -> str:
         """x * hard_sigmoid(x, 1/6, 1/2) (ONNX HardSwish; -inf gives NaN, as onnxruntime)."""
         return self.binary("mul", x, self.hard_sigmoid(x, 1.0 / 6.0, 0.5))
 
     # -- dense ----------------------------------------------------------------------------
-    def linear(self: GraphBuilder, x: str, weight: str, bias: str | None = None) -> str:
+    def linear(self, x: str, weight: str, bias: str | None = None) -> str:
         """x @ weight (+ bias); weight is [in, out]."""
         y = self.matmul(x, weight)
         return self.binary("add", y, bias) if bias is not None else y
 
     def gemm(
-        self: GraphBuilder,
+        self,
         a: str,
         b: str,
         c: str | None = None,
@@ -121,7 +150,7 @@ class CompositeOps(_Base):
 
     # -- convolution and pooling ----------------------------------------------------------
     def conv2d(
-        self: GraphBuilder,
+        self,
         x: str,
         weight: str,
         bias: str | None = None,
@@ -158,7 +187,7 @@ class CompositeOps(_Base):
         return self.reshape(y, (n, cout, oh, ow))
 
     def max_pool(
-        self: GraphBuilder,
+        self,
         x: str,
         kernel: Sequence[int],
         *,
@@ -180,7 +209,7 @@ class CompositeOps(_Base):
         return self.reduce("max", win, (0, 1), keepdims=False)
 
     def avg_pool(
-        self: GraphBuilder,
+        self,
         x: str,
         kernel: Sequence[int],
         *,
@@ -214,7 +243,7 @@ class CompositeOps(_Base):
         return self.binary("mul", total, self.const(float(scale.flat[0]) if uniform else scale))
 
     def _ceil_pads(
-        self: GraphBuilder,
+        self,
         x: str,
         kernel: Sequence[int],
         strides: Sequence[int],
@@ -238,7 +267,7 @@ class CompositeOps(_Base):
             )
         return (int(pads[0]), int(pads[1]), tails[0], tails[1])
 
-    def pad_edges(self: GraphBuilder, x: str, pads: Sequence[tuple[int, int]], mode: str) -> str:
+    def pad_edges(self, x: str, pads: Sequence[tuple[int, int]], mode: str) -> str:
         """Pad by (before, after) per axis copying the input's own elements: ``edge`` repeats
         the border element, ``reflect`` mirrors without repeating it, ``wrap`` continues from
         the other end. One raster per padded axis: the body and a region per side."""
@@ -248,7 +277,7 @@ class CompositeOps(_Base):
                 y = self._pad_axis(y, axis, int(before), int(after), mode)
         return y
 
-    def _pad_axis(self: GraphBuilder, x: str, axis: int, before: int, after: int, mode: str) -> str:
+    def _pad_axis(self, x: str, axis: int, before: int, after: int, mode: str) -> str:
         shape = self.shape(x)
         n = shape[axis]
         limit = {"edge": None, "reflect": n - 1, "wrap": n}[mode]
@@ -269,7 +298,7 @@ class CompositeOps(_Base):
         return self.raster([x], out, regions)
 
     def local_response_norm(
-        self: GraphBuilder,
+        self,
         x: str,
         size: int,
         *,
@@ -293,18 +322,18 @@ class CompositeOps(_Base):
         base = self.binary("add", scaled, self.const(np.float32(bias)))
         return self.binary("div", x, self.pow(base, self.const(np.float32(beta))))
 
-    def global_avg_pool(self: GraphBuilder, x: str) -> str:
+    def global_avg_pool(self, x: str) -> str:
         """Mean over H and W, keeping them as size-1 dims."""
         return self.reduce("mean", x, (2, 3), keepdims=True)
 
-    def _pad_nchw(self: GraphBuilder, x: str, pads: Sequence[int], value: float) -> str:
+    def _pad_nchw(self, x: str, pads: Sequence[int], value: float) -> str:
         top, left, bottom, right = (int(p) for p in pads)
         if not any((top, left, bottom, right)):
             return x
         return self.pad(x, [(0, 0), (0, 0), (top, bottom), (left, right)], value)
 
     def _windows(
-        self: GraphBuilder,
+        self,
         xp: str,
         kernel: Sequence[int],
         strides: Sequence[int],
@@ -344,14 +373,14 @@ class CompositeOps(_Base):
         return self.raster([xp], sizes, [region]), oh, ow
 
     # -- normalisation --------------------------------------------------------------------
-    def softmax(self: GraphBuilder, x: str, axis: int = -1) -> str:
+    def softmax(self, x: str, axis: int = -1) -> str:
         """exp(x - max) / sum(exp(x - max)) along ``axis``."""
         m = self.reduce("max", x, (axis,), keepdims=True)
         e = self.unary("exp", self.binary("sub", x, m))
         return self.binary("div", e, self.reduce("sum", e, (axis,), keepdims=True))
 
     def layer_norm(
-        self: GraphBuilder,
+        self,
         x: str,
         gamma: str | None = None,
         beta: str | None = None,
@@ -385,10 +414,11 @@ def _pad_source(mode: str, side: str, n: int, count: int) -> tuple[int, int]:
 
 
 def _window_sums(
-    plane: np.ndarray, kernel: Sequence[int], strides: Sequence[int], dilations: Sequence[int]
-) -> np.ndarray:
+    plane: FloatArray, kernel: Sequence[int], strides: Sequence[int], dilations: Sequence[int]
+) -> FloatArray:
     """Sum of ``plane`` over each (dilated, strided) pooling window."""
     (kh, kw), (sh, sw), (dh, dw) = kernel, strides, dilations
     span = ((kh - 1) * dh + 1, (kw - 1) * dw + 1)
     windows = np.lib.stride_tricks.sliding_window_view(plane, span)[::sh, ::sw, ::dh, ::dw]
-    return windows.sum(axis=(2, 3))
+    sums: FloatArray = windows.sum(axis=(2, 3))
+    return sums

@@ -23,9 +23,9 @@ Recognised chains (exactly the ones :mod:`walle.ops.composites` and the ONNX imp
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
-from walle.ops.ir import Graph, Node, contiguous_strides, is_identity_raster
+from walle.ops.ir import AttrValue, Graph, Node, contiguous_strides, is_identity_raster
 
 _ACTS = ("relu", "sigmoid", "tanh")
 
@@ -38,11 +38,11 @@ class Step:
     name: str
     inputs: tuple[str, ...]
     output: str
-    attrs: tuple[tuple[str, Any], ...]
+    attrs: tuple[tuple[str, AttrValue], ...]
     parts: tuple[Node, ...]
 
     def attr(self, key: str, default: Any = None) -> Any:
-        """The attribute ``key`` (or ``default``)."""
+        """The attribute ``key`` (or ``default``); ``Any`` as :meth:`Node.attr`."""
         for k, v in self.attrs:
             if k == key:
                 return v
@@ -80,7 +80,8 @@ class _Matcher:
         a, b = node.inputs
         return b if a == name else a
 
-    def is_op(self, node: Node | None, op: str, kind: str | None = None) -> bool:
+    def is_op(self, node: Node | None, op: str, kind: str | None = None) -> TypeGuard[Node]:
+        """True when ``node`` exists and is ``op`` (of ``kind``); narrows ``node`` to a Node."""
         return node is not None and node.op == op and (kind is None or node.attr("kind") == kind)
 
     def last_axis(self, node: Node, value: str) -> bool:
@@ -142,7 +143,7 @@ def _match_linear(m: _Matcher, mm: Node) -> Step | None:
 
 def _bias_act_tail(
     m: _Matcher, parts: list[Node], inputs: list[str], last: str, bias_shapes: set[tuple[int, ...]]
-) -> tuple[list[Node], list[str], str, tuple[tuple[str, Any], ...]]:
+) -> tuple[list[Node], list[str], str, tuple[tuple[str, AttrValue], ...]]:
     """Extend a matmul chain by a constant bias add and an activation (maybe after a reshape)."""
     add = m.only_consumer(last)
     bias = None

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from walle.errors import ModelError
 
@@ -34,6 +35,8 @@ BINARY_KINDS = ("add", "sub", "mul", "div", "max", "min", "pow")
 REDUCE_KINDS = ("sum", "mean", "max", "min")
 
 Shape = tuple[int, ...]
+# A numpy float32 array: every tensor of walle.ops (inputs, constants, buffers) is float32.
+FloatArray = npt.NDArray[np.float32]
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,11 @@ class Region:
     dst_offset: int
     dst_strides: tuple[int, ...]
     sizes: tuple[int, ...]
+
+
+# An attribute value of a node or step: a kind or activation name, a flag, an epsilon or a
+# raster fill, reduce axes, raster regions.
+AttrValue = str | bool | int | float | None | tuple[int, ...] | tuple[Region, ...]
 
 
 @dataclass(frozen=True)
@@ -72,10 +80,11 @@ class Node:
     op: str
     inputs: tuple[str, ...]
     output: str
-    attrs: tuple[tuple[str, Any], ...] = ()
+    attrs: tuple[tuple[str, AttrValue], ...] = ()
 
     def attr(self, key: str, default: Any = None) -> Any:
-        """The attribute ``key`` (or ``default``)."""
+        """The attribute ``key`` (or ``default``). Typed ``Any``: the value's type is fixed per
+        key (``axes`` a tuple of ints, ``regions`` a tuple of Regions, ...), not per call."""
         for k, v in self.attrs:
             if k == key:
                 return v
@@ -89,7 +98,7 @@ class Graph:
     inputs: list[str]
     outputs: list[str]
     values: dict[str, Value]
-    constants: dict[str, np.ndarray] = field(default_factory=dict)
+    constants: dict[str, FloatArray] = field(default_factory=dict)
     nodes: list[Node] = field(default_factory=list)
 
     def shape(self, name: str) -> Shape:

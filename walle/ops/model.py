@@ -14,16 +14,30 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
+import numpy.typing as npt
 
 from walle.errors import ValidationError
-from walle.ops.ir import Graph
+from walle.ops.ir import FloatArray, Graph
 from walle.ops.plan import CompiledPlan
 from walle.ops.search import compile_graph, explain
 
+if TYPE_CHECKING:
+    from onnx import ModelProto
+
 Batch = int | tuple[int, ...]
 GraphFactory = Callable[[Batch], Graph]
+
+
+class _CompileOptions(TypedDict):
+    """The keyword arguments a Model passes to :func:`~walle.ops.search.compile_graph`."""
+
+    pin: str | None
+    backends: list[str] | None
+    use_cache: bool
+    trials: bool
 
 
 class Model:
@@ -55,7 +69,7 @@ class Model:
         else:
             self._factory = _factory(source)
         self._fixed = source if isinstance(source, Graph) else None
-        self._options = {
+        self._options: _CompileOptions = {
             "pin": backend,
             "backends": backends,
             "use_cache": use_cache,
@@ -78,23 +92,23 @@ class Model:
 
     def plan(self, batch: Batch) -> CompiledPlan:
         """This thread's compiled plan for ``batch`` rows."""
-        plans = self._local.__dict__.setdefault("plans", {})
+        plans: dict[Batch, CompiledPlan] = self._local.__dict__.setdefault("plans", {})
         plan = plans.get(batch)
         if plan is None:
             plan = plans[batch] = compile_graph(self.graph(batch), **self._options)
         return plan
 
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
+    def __call__(self, batch: npt.ArrayLike) -> FloatArray:
         """Run the model's single input on ``batch``; returns its first output."""
-        batch = np.asarray(batch)
-        if batch.ndim == 0:
+        array = np.asarray(batch)
+        if array.ndim == 0:
             raise ValidationError("model input must have a batch dimension", field="batch")
-        rows = self._fixed.shape(self._fixed.inputs[0])[0] if self._fixed else batch.shape[0]
+        rows = self._fixed.shape(self._fixed.inputs[0])[0] if self._fixed else array.shape[0]
         if rows == 0:
             return self._empty(0)[0]
-        return self.plan(rows)(batch)[0]
+        return self.plan(rows)(array)[0]
 
-    def run(self, *inputs: np.ndarray) -> list[np.ndarray]:
+    def run(self, *inputs: npt.ArrayLike) -> list[FloatArray]:
         """Run on several inputs; returns every output.
 
         For an ONNX file each input keeps its own leading dim (a plan per combination);
@@ -113,7 +127,7 @@ class Model:
             return self._empty(len(arrays))
         return self.plan(rows)(*arrays)
 
-    def _empty(self, n_inputs: int) -> list[np.ndarray]:
+    def _empty(self, n_inputs: int) -> list[FloatArray]:
         """A batch of 0 rows: every output empty along its leading dim (as onnxruntime)."""
         graph = self.graph(1)
         if n_inputs > len(graph.inputs):
@@ -135,7 +149,7 @@ def _factory(source: Graph | GraphFactory) -> GraphFactory:
     raise ValidationError(f"cannot make a model from {type(source).__name__}", field="source")
 
 
-def _declared_batch(proto) -> int:
+def _declared_batch(proto: ModelProto) -> int:
     """The first input's declared leading dim, or 1 when it is symbolic."""
     inits = {i.name for i in proto.graph.initializer}
     for value in proto.graph.input:

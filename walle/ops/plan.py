@@ -13,14 +13,15 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeGuard
 
 import numpy as np
+import numpy.typing as npt
 
 from walle.errors import ValidationError
-from walle.ops.backends.base import Backend, Buffers, Call
+from walle.ops.backends.base import Backend, Buffers, Call, DirectKernel
 from walle.ops.fusion import Step
-from walle.ops.ir import Graph, is_identity_raster
+from walle.ops.ir import FloatArray, Graph, is_identity_raster
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ def allocate(graph: Graph, steps: list[Step], fill: float | None = None) -> Buff
     return buffers
 
 
-def _new(shape: tuple[int, ...], fill: float | None) -> np.ndarray:
+def _new(shape: tuple[int, ...], fill: float | None) -> FloatArray:
     if fill is None:
         return np.empty(shape, np.float32)
     return np.random.default_rng(0).uniform(fill, fill + 1.0, shape).astype(np.float32)
@@ -110,15 +111,15 @@ class CompiledPlan:
         self._in = tuple(self.buffers[n] for n in graph.inputs)
         self._out = tuple(self.buffers[n] for n in graph.outputs)
         self._direct = _direct_io(calls, self._in, self._out)
-        self._spare: np.ndarray | None = None
+        self._spare: FloatArray | None = None
 
-    def __call__(self, *arrays: np.ndarray) -> list[np.ndarray]:
+    def __call__(self, *arrays: npt.ArrayLike) -> list[FloatArray]:
         """Run on ``arrays`` (one per graph input, exact shapes); fresh output arrays."""
         if len(arrays) != len(self._in):
             raise ValidationError(
                 f"model takes {len(self._in)} inputs {self.graph.inputs}, got {len(arrays)}"
             )
-        if self._direct is not None and all(map(_is_ready, arrays, self._in)):
+        if self._direct is not None and _all_ready(arrays, self._in):
             return [self._run_direct(*arrays)]
         for name, buf, x in zip(self.graph.inputs, self._in, arrays, strict=True):
             self._load(name, buf, x)
@@ -126,7 +127,7 @@ class CompiledPlan:
             call()
         return [o.copy() for o in self._out]
 
-    def run1(self, x: np.ndarray) -> np.ndarray:
+    def run1(self, x: npt.NDArray[np.generic]) -> FloatArray:
         """Fast path for one input and one output (the batch-1 scoring case)."""
         buf = self._in[0]
         if self._direct is not None and len(self._in) == 1 and _is_ready(x, buf):
@@ -139,7 +140,7 @@ class CompiledPlan:
             call()
         return self._out[0].copy()
 
-    def _run_direct(self, *arrays: np.ndarray) -> np.ndarray:
+    def _run_direct(self, *arrays: FloatArray) -> FloatArray:
         """The one kernel reads ``arrays`` and writes an output no caller holds: no copies.
 
         The previous result is written again only when nothing else refers to it any more
@@ -155,7 +156,7 @@ class CompiledPlan:
             self._direct(*arrays, out)
         return out
 
-    def _load(self, name: str, buf: np.ndarray, x: np.ndarray) -> None:
+    def _load(self, name: str, buf: FloatArray, x: npt.ArrayLike) -> None:
         if buf.shape != np.shape(x):
             raise ValidationError(
                 f"input {name!r} must have shape {buf.shape}, got {np.shape(x)}", field=name
@@ -172,7 +173,7 @@ class CompiledPlan:
 
 
 def _direct_io(
-    calls: list[Call], ins: tuple[np.ndarray, ...], outs: tuple[np.ndarray, ...]
+    calls: list[Call], ins: tuple[FloatArray, ...], outs: tuple[FloatArray, ...]
 ) -> Callable[..., None] | None:
     """``run_io`` of the plan's kernel when the whole plan is one kernel call that reads the
     graph's inputs (in order) and writes its one output (softmax, layer norm, transpose, a
@@ -180,29 +181,47 @@ def _direct_io(
 
     Then a call reads the caller's arrays in place and returns the array the kernel wrote,
     fresh each call, instead of copying into the plan's input buffers and out of its output.
+    A kernel input may be an aliased reshape of a graph input (a transpose of a [1, k] or
+    [k, 1] matrix, a flatten): it then gets the caller's array viewed in its own shape.
     """
     if len(calls) != 1 or len(outs) != 1 or getattr(calls[0], "__name__", "") != "run":
         return None
-    kernel: Any = getattr(calls[0], "__self__", None)
-    if not hasattr(kernel, "run_io") or not hasattr(kernel, "io_arrays"):
+    kernel: object = getattr(calls[0], "__self__", None)
+    if not isinstance(kernel, DirectKernel):
         return None
     bound = kernel.io_arrays()
     if len(bound) != len(ins) + 1 or any(np.may_share_memory(i, outs[0]) for i in ins):
         return None
     if not all(_same_memory(k, p) for k, p in zip(bound, (*ins, outs[0]), strict=True)):
         return None
-    run_io: Callable[..., None] = kernel.run_io
-    return run_io
+    run_io = kernel.run_io
+    shapes = tuple(k.shape for k in bound[:-1])
+    if all(k.shape == i.shape for k, i in zip(bound, ins, strict=False)):
+        return run_io
+
+    def run_reshaped(*arrays: FloatArray) -> None:
+        # The caller's inputs are C-contiguous (_is_ready), so each reshape is a view.
+        *inputs, out = arrays
+        run_io(*(x.reshape(s) for x, s in zip(inputs, shapes, strict=True)), out)
+
+    return run_reshaped
 
 
-def _same_memory(a: np.ndarray, b: np.ndarray) -> bool:
+def _same_memory(a: FloatArray, b: FloatArray) -> bool:
     return (
         a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
         and a.nbytes == b.nbytes
     )
 
 
-def _is_ready(x: object, buf: np.ndarray) -> bool:
+def _all_ready(
+    xs: tuple[object, ...], bufs: tuple[FloatArray, ...]
+) -> TypeGuard[tuple[FloatArray, ...]]:
+    """Every input is :func:`_is_ready` for its buffer."""
+    return all(map(_is_ready, xs, bufs))
+
+
+def _is_ready(x: object, buf: FloatArray) -> TypeGuard[FloatArray]:
     """A C-contiguous float32 ndarray of the buffer's shape: usable without a copy."""
     return (
         type(x) is np.ndarray

@@ -6,13 +6,17 @@ Used for constant folding at build time, as the oracle of the backend parity tes
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Protocol
+
 import numpy as np
+import numpy.typing as npt
 
 from walle.errors import ModelError
-from walle.ops.ir import Graph, Node, Region
+from walle.ops.ir import FloatArray, Graph, Node, Region
 
 
-def erf(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+def erf(x: FloatArray, out: FloatArray | None = None) -> FloatArray:
     """Error function in float32 (Abramowitz-Stegun 7.1.26, |error| < 1.5e-7).
 
     numpy has no erf ufunc; this is vectorised and exact enough for float32.
@@ -22,18 +26,26 @@ def erf(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     poly = t * (
         0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429)))
     )
-    y = np.copysign(1.0 - poly * np.exp(-a * a), x)
+    y: npt.NDArray[np.float64] = np.copysign(1.0 - poly * np.exp(-a * a), x)
     if out is None:
         return y.astype(np.float32)
     np.copyto(out, y, casting="same_kind")
     return out
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
+def _sigmoid(x: FloatArray) -> FloatArray:
     return (1.0 / (1.0 + np.exp(-x.astype(np.float64)))).astype(np.float32)
 
 
-UNARY = {
+class Reduction(Protocol):
+    """A numpy reduction called as ``fn(x, axis=axes, keepdims=...)`` (np.sum, np.max, ...)."""
+
+    def __call__(
+        self, a: FloatArray, /, *, axis: tuple[int, ...], keepdims: bool
+    ) -> npt.ArrayLike: ...
+
+
+UNARY: dict[str, Callable[[FloatArray], npt.ArrayLike]] = {
     "identity": lambda x: x.copy(),
     "neg": np.negative,
     "abs": np.abs,
@@ -46,7 +58,7 @@ UNARY = {
     "tanh": np.tanh,
     "erf": erf,
 }
-BINARY = {
+BINARY: dict[str, np.ufunc] = {
     "add": np.add,
     "sub": np.subtract,
     "mul": np.multiply,
@@ -55,15 +67,15 @@ BINARY = {
     "min": np.minimum,
     "pow": np.power,
 }
-REDUCE = {"sum": np.sum, "mean": np.mean, "max": np.max, "min": np.min}
+REDUCE: dict[str, Reduction] = {"sum": np.sum, "mean": np.mean, "max": np.max, "min": np.min}
 
 
 def raster(
-    inputs: list[np.ndarray],
+    inputs: list[FloatArray],
     shape: tuple[int, ...],
     regions: tuple[Region, ...],
     fill: float | None,
-) -> np.ndarray:
+) -> FloatArray:
     """Apply the region copies to a fresh output (``fill`` or zeros elsewhere)."""
     out = np.full(shape, np.float32(0.0 if fill is None else fill), np.float32)
     flat = out.reshape(-1)
@@ -77,8 +89,8 @@ def raster(
 
 
 def region_view(
-    flat: np.ndarray, offset: int, strides: tuple[int, ...], sizes: tuple[int, ...]
-) -> np.ndarray:
+    flat: FloatArray, offset: int, strides: tuple[int, ...], sizes: tuple[int, ...]
+) -> FloatArray:
     """A strided view of ``sizes`` elements of the flat float32 array ``flat``."""
     item = flat.itemsize
     return np.lib.stride_tricks.as_strided(
@@ -86,7 +98,7 @@ def region_view(
     )
 
 
-def evaluate(node: Node, inputs: list[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
+def evaluate(node: Node, inputs: list[FloatArray], shape: tuple[int, ...]) -> FloatArray:
     """Compute one node's output from its input arrays."""
     with np.errstate(all="ignore"):
         if node.op == "unary":
@@ -106,9 +118,9 @@ def evaluate(node: Node, inputs: list[np.ndarray], shape: tuple[int, ...]) -> np
     return np.asarray(y, dtype=np.float32).reshape(shape)
 
 
-def run_reference(graph: Graph, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+def run_reference(graph: Graph, feeds: dict[str, FloatArray]) -> list[FloatArray]:
     """Evaluate ``graph`` node by node with :func:`evaluate` (slow; the oracle)."""
-    env: dict[str, np.ndarray] = dict(graph.constants)
+    env: dict[str, FloatArray] = dict(graph.constants)
     for name in graph.inputs:
         env[name] = np.asarray(feeds[name], dtype=np.float32).reshape(graph.shape(name))
     for node in graph.nodes:

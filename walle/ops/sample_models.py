@@ -8,13 +8,17 @@ The leading input dim is the symbolic batch ``N``.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
 
 if TYPE_CHECKING:
     from onnx import ModelProto, NodeProto, TensorProto, ValueInfoProto
+
+# The Python values onnx.helper.make_node takes as attributes (a TensorProto is not used here).
+OnnxAttr = int | float | str | Sequence[int] | Sequence[float]
 
 
 def _model(
@@ -30,7 +34,19 @@ def _model(
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
 
 
-def _init(name: str, array: np.ndarray) -> TensorProto:
+def _node(
+    op: str, inputs: list[str], outputs: list[str], name: str, attrs: Mapping[str, OnnxAttr]
+) -> NodeProto:
+    """``helper.make_node`` with the attributes given as a mapping: an attribute named like
+    one of make_node's own keywords (``domain``, ``doc_string``) stays an attribute."""
+    from onnx import helper
+
+    node = helper.make_node(op, inputs, outputs, name=name)
+    node.attribute.extend(helper.make_attribute(k, v) for k, v in sorted(attrs.items()))
+    return node
+
+
+def _init(name: str, array: npt.ArrayLike) -> TensorProto:
     from onnx import numpy_helper
 
     return numpy_helper.from_array(np.asarray(array, np.float32), name)
@@ -78,15 +94,15 @@ def cnn_onnx(seed: int = 0) -> ModelProto:
         _init("fw", rng.normal(0, 0.3, (16, 10))),
         _init("fb", rng.normal(0, 0.1, 10)),
     ]
-    conv: dict[str, Any] = {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}
-    pool: dict[str, Any] = {"kernel_shape": [2, 2], "strides": [2, 2]}
+    conv: dict[str, OnnxAttr] = {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}
+    pool: dict[str, OnnxAttr] = {"kernel_shape": [2, 2], "strides": [2, 2]}
     nodes = [
-        helper.make_node("Conv", ["x", "c1w", "c1b"], ["c1"], name="conv1", **conv),
+        _node("Conv", ["x", "c1w", "c1b"], ["c1"], "conv1", conv),
         helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
-        helper.make_node("MaxPool", ["r1"], ["p1"], name="pool1", **pool),
-        helper.make_node("Conv", ["p1", "c2w", "c2b"], ["c2"], name="conv2", **conv),
+        _node("MaxPool", ["r1"], ["p1"], "pool1", pool),
+        _node("Conv", ["p1", "c2w", "c2b"], ["c2"], "conv2", conv),
         helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
-        helper.make_node("MaxPool", ["r2"], ["p2"], name="pool2", **pool),
+        _node("MaxPool", ["r2"], ["p2"], "pool2", pool),
         helper.make_node("GlobalAveragePool", ["p2"], ["g"], name="gap"),
         helper.make_node("Flatten", ["g"], ["f"], name="flatten"),
         helper.make_node("Gemm", ["f", "fw", "fb"], ["y"], name="fc"),
@@ -97,9 +113,9 @@ def cnn_onnx(seed: int = 0) -> ModelProto:
 def single_op_onnx(
     op: str,
     input_shapes: Sequence[Sequence[int]],
-    constants: dict[str, np.ndarray] | None = None,
+    constants: dict[str, npt.NDArray[np.generic]] | None = None,
     opset: int = 17,
-    **attrs: Any,
+    **attrs: OnnxAttr,
 ) -> ModelProto:
     """One ``op`` node over inputs ``x0, x1, ...`` (fixed shapes) and constant inputs."""
     from onnx import helper
@@ -109,9 +125,7 @@ def single_op_onnx(
         _init(k, v) if v.dtype.kind == "f" else _int_init(k, v)
         for k, v in (constants or {}).items()
     ]
-    node = helper.make_node(
-        op, [*names, *(constants or {})], ["y"], name=f"the_{op.lower()}", **attrs
-    )
+    node = _node(op, [*names, *(constants or {})], ["y"], f"the_{op.lower()}", attrs)
     from onnx import TensorProto
 
     out = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
@@ -120,7 +134,7 @@ def single_op_onnx(
     )
 
 
-def _int_init(name: str, array: np.ndarray) -> TensorProto:
+def _int_init(name: str, array: npt.ArrayLike) -> TensorProto:
     from onnx import numpy_helper
 
     return numpy_helper.from_array(np.asarray(array, np.int64), name)

@@ -392,14 +392,10 @@ def test_ops_split_outputs_declared_shapes_are_checked() -> None:
         import_onnx(bad)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="plan.py _direct_io: a lone matmul behind an aliased (identity) raster is given "
-    "the caller's array of the raster's input shape; MatmulCall.run_io refuses it",
-)
 def test_ops_lone_matmul_behind_an_aliased_transpose() -> None:
     """Gemm(transB=1) with B [2, 1]: the transpose of B is a reshape (aliased), so the plan
-    is one matmul call, and the caller's B of shape [2, 1] reaches a kernel bound to [1, 2]."""
+    is one matmul call, and the caller's B of shape [2, 1] reaches a kernel bound to [1, 2]:
+    the direct path views it in the kernel's shape (it used to raise in MatmulCall.run_io)."""
     proto = single("Gemm", [(1, 1), (2, 1)], opset=18, transB=1)
     assert_parity(proto, {"x0": rand((1, 1)), "x1": rand((2, 1), 1)}, "numpy")
 

@@ -116,6 +116,27 @@ def test_ops_one_matmul_plan_reads_both_inputs_in_place(backend, swapped) -> Non
     np.testing.assert_allclose(second, 4 * want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("backend", ["numpy", "cython"])
+def test_ops_one_matmul_plan_behind_aliased_reshapes_reads_inputs_in_place(backend) -> None:
+    """The matmul's operands are reshapes of the graph inputs (a flatten, a transpose of a
+    [k, 1] column) that share the inputs' buffers: the kernel gets the caller's arrays
+    viewed in its own shapes (it used to get them as they came, and refused them)."""
+    if backend == "cython":
+        _cython_or_skip()
+    b = GraphBuilder()
+    x0, x1 = b.input("x0", (3, 2, 2, 5)), b.input("x1", (20, 1))
+    y = b.matmul(b.flatten(x0), b.transpose(b.reshape(x1, (1, 20)), (1, 0)))
+    graph = b.build([y])
+    plan = compile_graph(graph, pin=backend, use_cache=False)
+    assert plan._direct is not None, "one matmul of two inputs runs on the caller's arrays"
+    rng = np.random.default_rng(6)
+    feeds = {k: rng.uniform(-1, 1, graph.shape(k)).astype(np.float32) for k in ("x0", "x1")}
+    want = run_reference(graph, feeds)[0]
+    np.testing.assert_allclose(plan(*feeds.values())[0], want, rtol=1e-5, atol=1e-5)
+    as_f64 = [v.astype(np.float64) for v in feeds.values()]  # the copy path agrees
+    np.testing.assert_allclose(plan(*as_f64)[0], want, rtol=1e-5, atol=1e-5)
+
+
 def test_ops_gemm_kernel_wide_and_narrow_paths_agree() -> None:
     """The AVX-512 panel path (where the CPU has it) and the portable tiles, vs float64."""
     _cython_or_skip()

@@ -13,14 +13,15 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from walle.ops.fusion import Step, atomic_step
-from walle.ops.ir import Graph, Node
+from walle.ops.ir import FloatArray, Graph, Node
 
 Call = Callable[[], object]
-Buffers = dict[str, np.ndarray]
+Buffers = dict[str, FloatArray]
 
 _UNARY_COST = {
     "exp": 8.0,
@@ -234,6 +235,21 @@ def is_aliased_part(node: Node, buffers: Buffers) -> bool:
     )
 
 
+@runtime_checkable
+class DirectKernel(Protocol):
+    """A plan's kernel call that can also run on a caller's arrays, skipping the plan's
+    input and output copies: ``run_io(*inputs, out)`` in the order of ``io_arrays()``."""
+
+    def io_arrays(self) -> tuple[FloatArray, ...]:
+        """The plan buffers ``run_io`` replaces, in its argument order (inputs, then output)."""
+        ...
+
+    @property
+    def run_io(self) -> Callable[..., None]:
+        """The kernel on the caller's arrays (one per ``io_arrays`` entry; arity varies)."""
+        ...
+
+
 class MatmulCall:
     """``np.matmul(a, b, out=c)`` bound to plan buffers (numpy's BLAS).
 
@@ -243,18 +259,18 @@ class MatmulCall:
 
     __slots__ = ("a", "b", "c")
 
-    def __init__(self, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> None:
+    def __init__(self, a: FloatArray, b: FloatArray, c: FloatArray) -> None:
         self.a, self.b, self.c = a, b, c
 
     def run(self) -> None:
         """c = a @ b in the plan's buffers."""
         np.matmul(self.a, self.b, out=self.c)
 
-    def io_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def io_arrays(self) -> tuple[FloatArray, FloatArray, FloatArray]:
         """The arrays ``run_io`` replaces, in its argument order."""
         return self.a, self.b, self.c
 
-    def run_io(self, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> None:
+    def run_io(self, a: FloatArray, b: FloatArray, c: FloatArray) -> None:
         """c = a @ b on the caller's arrays (shapes as the plan's; ``c`` may be reshaped)."""
         if a.shape != self.a.shape or b.shape != self.b.shape or c.size != self.c.size:
             raise ValueError("run_io needs arrays shaped like the plan's buffers")

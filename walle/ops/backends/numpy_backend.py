@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 from functools import partial
+from typing import Protocol
 
 import numpy as np
 
 from walle.ops.backends.base import Backend, Buffers, Call, MatmulCall
-from walle.ops.ir import Graph, Node
+from walle.ops.ir import FloatArray, Graph, Node
 from walle.ops.reference import BINARY, erf, region_view
 
 _UFUNC_UNARY = {
     "neg": np.negative, "abs": np.abs, "exp": np.exp, "log": np.log, "sqrt": np.sqrt,
     "reciprocal": np.reciprocal, "tanh": np.tanh,
 }  # fmt: skip
-_REDUCE = {"sum": np.sum, "mean": np.mean, "max": np.max, "min": np.min}
+
+
+class _ReductionInto(Protocol):
+    """A numpy reduction writing into a buffer: ``fn(x, axis=axes, keepdims=..., out=buf)``."""
+
+    def __call__(
+        self, a: FloatArray, /, *, axis: tuple[int, ...], keepdims: bool, out: FloatArray
+    ) -> object: ...
+
+
+_REDUCE: dict[str, _ReductionInto] = {"sum": np.sum, "mean": np.mean, "max": np.max, "min": np.min}
 
 
 class NumpyBackend(Backend):
@@ -48,7 +59,7 @@ class NumpyBackend(Backend):
         return raster_calls(node, ins, out)
 
 
-def raster_calls(node: Node, ins: list[np.ndarray], out: np.ndarray) -> list[Call]:
+def raster_calls(node: Node, ins: list[FloatArray], out: FloatArray) -> list[Call]:
     """A fill (if any) and one ``copyto`` per region, views bound once."""
     calls: list[Call] = []
     fill = node.attr("fill")
@@ -62,7 +73,7 @@ def raster_calls(node: Node, ins: list[np.ndarray], out: np.ndarray) -> list[Cal
     return calls
 
 
-def _unary(kind: str, x: np.ndarray, out: np.ndarray) -> list[Call]:
+def _unary(kind: str, x: FloatArray, out: FloatArray) -> list[Call]:
     if kind in _UFUNC_UNARY:
         return [partial(_UFUNC_UNARY[kind], x, out=out)]
     if kind == "relu":

@@ -11,24 +11,25 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from walle.errors import ModelError
 from walle.ops.builder import GraphBuilder
-from walle.ops.ir import Graph
+from walle.ops.ir import FloatArray, Graph
 from walle.ops.onnx_import.elementwise import HANDLERS as ELEMENTWISE
 from walle.ops.onnx_import.layout import HANDLERS as LAYOUT
 from walle.ops.onnx_import.nn import HANDLERS as NN
 from walle.ops.onnx_import.node import HandlerTable, OnnxNode
 from walle.ops.onnx_import.reduce import HANDLERS as REDUCE
 
+if TYPE_CHECKING:
+    from onnx import ModelProto, NodeProto, ValueInfoProto
+
 HANDLERS: HandlerTable = {**ELEMENTWISE, **NN, **LAYOUT, **REDUCE}
 SUPPORTED_OPS = tuple(sorted(HANDLERS))
 
 
-def load_onnx(path: str | Path) -> Any:
+def load_onnx(path: str | Path) -> ModelProto:
     """Read and check an ONNX file; ModelError naming the file when it is not valid.
 
     A graph output without a declared type or shape is taken as a float tensor of any shape
@@ -58,7 +59,7 @@ def load_onnx(path: str | Path) -> Any:
 class Importer:
     """State of one import: the builder, ONNX name -> walle value name, who reads what."""
 
-    def __init__(self, proto: Any, batch: int | Sequence[int] | None) -> None:
+    def __init__(self, proto: ModelProto, batch: int | Sequence[int] | None) -> None:
         from onnx import numpy_helper
 
         self.b = GraphBuilder()
@@ -83,7 +84,7 @@ class Importer:
         self.graph = graph
         self.batch_overridden = any(rows is not None for rows in batches)
         self.declared = {v.name: v for v in (*graph.value_info, *graph.output)}
-        self.readers: dict[str, list[Any]] = {}
+        self.readers: dict[str, list[NodeProto]] = {}
         for node in graph.node:
             for name in node.input:
                 self.readers.setdefault(name, []).append(node)
@@ -96,14 +97,14 @@ class Importer:
             raise ModelError(f"{where}: input {name!r} is not defined before use")
         return self.names[name]
 
-    def const(self, name: str, where: str) -> np.ndarray:
+    def const(self, name: str, where: str) -> FloatArray:
         """The array of ONNX value ``name``, which must be a constant."""
         array = self.b.constant_value(self.value(name, where))
         if array is None:
             raise ModelError(f"{where}: input {name!r} must be a constant (initializer)")
         return array
 
-    def constant(self, name: str) -> np.ndarray | None:
+    def constant(self, name: str) -> FloatArray | None:
         """The array of ONNX value ``name`` when it is a constant, else None."""
         return self.b.constant_value(self.names[name]) if name in self.names else None
 
@@ -124,7 +125,7 @@ class Importer:
         outputs = [self.value(o.name, "graph output") for o in self.graph.output]
         return self.b.build(outputs)
 
-    def _lower(self, proto: Any, where: str) -> str | list[str]:
+    def _lower(self, proto: NodeProto, where: str) -> str | list[str]:
         handler = HANDLERS.get(proto.op_type)
         if proto.domain not in ("", "ai.onnx") or handler is None:
             raise ModelError(
@@ -160,12 +161,12 @@ class Importer:
             )
 
 
-def _leading(value: Any) -> int | None:
+def _leading(value: ValueInfoProto) -> int | None:
     dims = value.type.tensor_type.shape.dim
     return dims[0].dim_value if dims and dims[0].HasField("dim_value") else None
 
 
-def _is_batch_dim(value: Any, first: Any) -> bool:
+def _is_batch_dim(value: ValueInfoProto, first: ValueInfoProto) -> bool:
     """Whether one batch size given for every input applies to ``value``'s leading dim: when
     that dim is symbolic, or static and equal to the first input's (a model saved at batch
     1). A static weight-like input, as [3, 4] beside [N, 3], keeps its shape."""
@@ -173,7 +174,7 @@ def _is_batch_dim(value: Any, first: Any) -> bool:
     return lead is None or lead == 0 or value is first or lead == _leading(first)
 
 
-def _shape(value: Any, batch: int | None) -> tuple[int, ...]:
+def _shape(value: ValueInfoProto, batch: int | None) -> tuple[int, ...]:
     if not value.type.tensor_type.HasField("shape"):
         raise ModelError(f"input {value.name!r}: no declared shape")
     dims = []
@@ -190,7 +191,9 @@ def _shape(value: Any, batch: int | None) -> tuple[int, ...]:
     return tuple(dims)
 
 
-def import_onnx(model: Any, *, batch: int | Sequence[int] | None = None) -> Graph:
+def import_onnx(
+    model: ModelProto | str | Path, *, batch: int | Sequence[int] | None = None
+) -> Graph:
     """A walle graph from an ONNX ModelProto or path.
 
     ``batch`` fixes the leading dim of the inputs: one int for every input, or one per input

@@ -9,11 +9,13 @@ BatchNormalization right after a Conv with constant weights folds into the Conv'
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
+import numpy.typing as npt
 
 from walle.errors import ModelError
+from walle.ops.ir import FloatArray
 from walle.ops.onnx_import.node import Handler, HandlerTable, OnnxNode
 
 if TYPE_CHECKING:
@@ -54,7 +56,21 @@ def _matmul(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     return im.b.reduce("sum", im.b.binary("mul", column, b), (-2,), keepdims=False)
 
 
-def _spatial(im: Importer, node: OnnxNode, x: str, kernel: list[int]) -> dict[str, list[int]]:
+class _Spatial(TypedDict):
+    """Keyword arguments of ``conv2d`` and the pools: ONNX pads (top, left, bottom, right)."""
+
+    strides: list[int]
+    dilations: list[int]
+    pads: list[int]
+
+
+class _PoolOptions(_Spatial):
+    """Keyword arguments shared by ``max_pool`` and ``avg_pool``."""
+
+    ceil_mode: bool
+
+
+def _spatial(im: Importer, node: OnnxNode, x: str, kernel: list[int]) -> _Spatial:
     """strides, dilations and explicit pads of a 2-D Conv or pool, ``auto_pad`` resolved."""
     shape = im.b.shape(x)
     if len(shape) != 4 or len(kernel) != 2:
@@ -146,7 +162,9 @@ def _fold_batchnorm(
     return im.b.const(w_folded), im.b.const(b_folded)
 
 
-def _bn_affine(params: list[np.ndarray], epsilon: float) -> tuple[np.ndarray, np.ndarray]:
+def _bn_affine(
+    params: list[FloatArray], epsilon: float
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """BatchNormalization as y = x * scale + shift, per channel (float64)."""
     gamma, beta, mean, var = (p.astype(np.float64).reshape(-1) for p in params)
     scale = gamma / np.sqrt(var + epsilon)
@@ -167,27 +185,26 @@ def _batchnorm(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     return im.b.binary("add", y, im.b.const(shift.astype(np.float32).reshape(per_channel)))
 
 
-def _pool_args(im: Importer, node: OnnxNode, x: str) -> dict[str, Any]:
+def _pool_args(im: Importer, node: OnnxNode, x: str) -> tuple[list[int], _PoolOptions]:
+    """The pool's kernel and its other keyword arguments."""
     kernel = [int(k) for k in node.get("kernel_shape", [])]
-    args: dict[str, Any] = dict(_spatial(im, node, x, kernel))
-    args["kernel"] = kernel
-    args["ceil_mode"] = bool(node.get("ceil_mode", 0))
-    return args
+    spatial = _spatial(im, node, x, kernel)
+    return kernel, {**spatial, "ceil_mode": bool(node.get("ceil_mode", 0))}
 
 
 def _maxpool(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     node.require("storage_order", 0, 0)
     if len(node.proto.output) > 1 and node.proto.output[1]:
         raise ModelError(f"{node.where}: the Indices output is not supported")
-    args = _pool_args(im, node, ins[0])
-    return im.b.max_pool(ins[0], args.pop("kernel"), **args)
+    kernel, args = _pool_args(im, node, ins[0])
+    return im.b.max_pool(ins[0], kernel, **args)
 
 
 def _avgpool(im: Importer, node: OnnxNode, ins: list[str]) -> str:
-    args = _pool_args(im, node, ins[0])
+    kernel, args = _pool_args(im, node, ins[0])
     return im.b.avg_pool(
         ins[0],
-        args.pop("kernel"),
+        kernel,
         count_include_pad=bool(node.get("count_include_pad", 0)),
         **args,
     )

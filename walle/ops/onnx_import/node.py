@@ -16,13 +16,15 @@ import numpy as np
 from walle.errors import ModelError
 
 if TYPE_CHECKING:
+    from onnx import NodeProto
+
     from walle.ops.onnx_import.core import Importer
 
 
 class OnnxNode:
     """One ONNX node with checked attribute access; ``where`` names it in every error."""
 
-    def __init__(self, proto: Any, allowed: set[str]) -> None:
+    def __init__(self, proto: NodeProto, allowed: set[str]) -> None:
         from onnx import helper
 
         self.proto = proto
