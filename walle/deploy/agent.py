@@ -209,6 +209,13 @@ class Agent:
         finally:
             await self.close()
 
+    @property
+    def _http(self) -> aiohttp.ClientSession:
+        """The HTTP session (made on start when none was given)."""
+        if self._session is None:
+            raise RuntimeError("the agent is not started: no HTTP session yet")
+        return self._session
+
     async def close(self) -> None:
         """Cancel handlers in flight and close the HTTP session if the agent made it."""
         for handler in list(self._handlers):
@@ -241,9 +248,7 @@ class Agent:
 
     async def _stream(self) -> None:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=60)
-        async with self._session.get(
-            f"{self.settings.gateway_url}/events", timeout=timeout
-        ) as resp:
+        async with self._http.get(f"{self.settings.gateway_url}/events", timeout=timeout) as resp:
             resp.raise_for_status()
             self.stats["connects"] += 1
             await self._flush_unsent()
@@ -268,7 +273,7 @@ class Agent:
 
     async def _poll_once(self) -> None:
         try:
-            async with self._session.get(
+            async with self._http.get(
                 f"{self.settings.gateway_url}/notifications", timeout=aiohttp.ClientTimeout(10)
             ) as resp:
                 resp.raise_for_status()
@@ -523,7 +528,7 @@ class Agent:
             sock_connect=5,
             sock_read=self.settings.download_read_timeout_s,
         )
-        async with self._session.get(note.url, headers=headers, timeout=timeout) as resp:
+        async with self._http.get(note.url, headers=headers, timeout=timeout) as resp:
             self.stats["store_requests"] += 1
             if have:
                 self.stats["range_requests"] += 1
@@ -576,7 +581,7 @@ class Agent:
 
     async def _send(self, report: StatusReport) -> bool:
         with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
-            async with self._session.post(
+            async with self._http.post(
                 f"{self.settings.gateway_url}/status",
                 data=authenticate(report, self.settings.home).model_dump_json(),
                 headers={"Content-Type": "application/json"},

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -70,7 +70,7 @@ def ensure_topics(bootstrap: str, topics: ChannelTopics) -> None:
     create_topics(bootstrap, names, compacted=frozenset({topics.releases}))
 
 
-def _producer(bootstrap: str):
+def _producer(bootstrap: str) -> Any:  # a kafka.KafkaProducer (kafka-python ships no types)
     from walle.errors import BrokerError
     from walle.kafka import sync_producer
 

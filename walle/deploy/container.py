@@ -104,9 +104,11 @@ def _load_module(
     return module
 
 
-def _resolve(path: Path, name: str, version: int, refs: dict[str, str]) -> dict[str, Callable]:
+def _resolve(
+    path: Path, name: str, version: int, refs: dict[str, str]
+) -> dict[str, Callable[..., Any]]:
     modules: dict[str, ModuleType] = {}
-    resolved: dict[str, Callable] = {}
+    resolved: dict[str, Callable[..., Any]] = {}
     for entry, ref in refs.items():
         rel, func = ref.split(":", 1)
         if rel not in modules:

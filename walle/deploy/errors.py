@@ -6,7 +6,12 @@ and a message that says what was checked and where.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from walle.errors import BundleError, WalleError
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 
 class BundleRefused(BundleError):
@@ -95,7 +100,7 @@ class HealthCheckError(WalleError):
     """A task failed its health check after activation (error, timeout or false result)."""
 
 
-def _nested_model(model: type, loc: tuple) -> type | None:
+def _nested_model(model: type, loc: tuple[str | int, ...]) -> type[BaseModel] | None:
     """The pydantic model at ``loc`` inside ``model`` (None where it is not a model)."""
     import types
     import typing
@@ -119,7 +124,7 @@ def _nested_model(model: type, loc: tuple) -> type | None:
     return None
 
 
-def describe_config_errors(exc: object, model: type) -> tuple[str, str]:
+def describe_config_errors(exc: object, model: type[BaseModel]) -> tuple[str, str]:
     """One line naming every wrong field of a pydantic error and the fields allowed.
 
     Returns ``(message, first_field)``, e.g. ``"2 problems: field percentage: Input should
@@ -128,7 +133,7 @@ def describe_config_errors(exc: object, model: type) -> tuple[str, str]:
     """
     problems: list[str] = []
     fields: list[str] = []
-    unknown_in: set[tuple] = set()
+    unknown_in: set[tuple[str | int, ...]] = set()
     for err in exc.errors():  # type: ignore[attr-defined]
         loc = tuple(err["loc"])
         field = ".".join(str(p) for p in loc) or "(root)"

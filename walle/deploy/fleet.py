@@ -74,10 +74,12 @@ class LoopbackFleet:
         connector = aiohttp.TCPConnector(limit=0, force_close=False)
         self._session = aiohttp.ClientSession(connector=connector)
         for attrs in self.devices:
-            settings = AgentSettings(
-                gateway_url=self.gateway.url,
-                home=self.root / "devices" / attrs.device_id,
-                **self.overrides,
+            settings = AgentSettings.model_validate(
+                {
+                    "gateway_url": self.gateway.url,
+                    "home": self.root / "devices" / attrs.device_id,
+                    **self.overrides,
+                }
             )
             if not (settings.home / DEVICE_KEY_FILE).exists():
                 self.enrolment.enrol(attrs.device_id, settings.home)
@@ -120,7 +122,8 @@ class LoopbackFleet:
         assert self._session is not None
         json_only = {"Accept": "application/json"}  # plain /metrics is Prometheus text
         async with self._session.get(f"{self.store_url}/metrics", headers=json_only) as resp:
-            return await resp.json()
+            counters: dict[str, int] = await resp.json()
+            return counters
 
     async def wait_for(self, predicate: Callable[[], bool], timeout_s: float) -> float:
         """Seconds until ``predicate()`` holds; TimeoutError after ``timeout_s``."""

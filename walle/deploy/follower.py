@@ -27,7 +27,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -134,7 +134,7 @@ class TopicFollower:
             self._stop.wait(delay * (0.5 + random.random()))
             delay = min(delay * 2, self.settings.backoff_max_s)
 
-    def _consumer(self):
+    def _consumer(self) -> Any:  # a kafka.KafkaConsumer (kafka-python ships no types)
         from kafka import KafkaConsumer
         from kafka.errors import KafkaError
 
@@ -163,10 +163,10 @@ class TopicFollower:
         finally:
             consumer.close()
 
-    def _assign(self, consumer) -> list:
+    def _assign(self, consumer: Any) -> list[Any]:
         from kafka import TopicPartition
 
-        parts = []
+        parts: list[Any] = []
         for topic in self.topics:
             ids = consumer.partitions_for_topic(topic)
             if not ids:
@@ -176,15 +176,15 @@ class TopicFollower:
         consumer.seek_to_beginning(*parts)
         return parts
 
-    def _deliver(self, consumer) -> None:
+    def _deliver(self, consumer: Any) -> None:
         for tp, records in consumer.poll(timeout_ms=self.settings.poll_ms).items():
             for record in records:
                 self.handler.on_record(
                     tp.topic, record.key or b"", record.value or b"", record.offset
                 )
 
-    def _catch_up(self, consumer, parts: list) -> dict:
-        end = consumer.end_offsets(parts)
+    def _catch_up(self, consumer: Any, parts: list[Any]) -> dict[Any, int]:
+        end: dict[Any, int] = consumer.end_offsets(parts)
         deadline = time.monotonic() + self.settings.catch_up_timeout_s
         while any(consumer.position(tp) < end[tp] for tp in parts):
             if self._stop.is_set():
@@ -194,7 +194,7 @@ class TopicFollower:
             self._deliver(consumer)
         return end
 
-    def _follow(self, consumer, parts: list, end: dict) -> None:
+    def _follow(self, consumer: Any, parts: list[Any], end: dict[Any, int]) -> None:
         checked = began = time.monotonic()
         while not self._stop.is_set():
             self._deliver(consumer)
@@ -207,7 +207,7 @@ class TopicFollower:
                 raise _Reread()
 
     @staticmethod
-    def _check(consumer, parts: list, before: dict) -> dict:
+    def _check(consumer: Any, parts: list[Any], before: dict[Any, int]) -> dict[Any, int]:
         """New end offsets; raise when the broker is gone (timeout) or an end went back.
 
         An end offset never decreases on a broker that keeps its data, so a smaller one
@@ -215,7 +215,7 @@ class TopicFollower:
         memory storage). Comparing ends with ends, not with our position, also holds on
         brokers that report the base offset of the last batch as the end (Tansu does).
         """
-        end = consumer.end_offsets(parts)
+        end: dict[Any, int] = consumer.end_offsets(parts)
         for tp in parts:
             if end[tp] < before[tp]:
                 raise ChannelError(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
 import pydantic
 from aiohttp import web
@@ -72,7 +73,7 @@ class Gateway:
         self._generation = 0
         self._subscribers: set[asyncio.Queue[Notification | None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._producer = None
+        self._producer: Any = None  # a kafka.KafkaProducer once started (kafka-python: untyped)
         self._pass: dict[str, Notification] = {}
         self._live = False
         self.reader = TopicFollower(
@@ -195,8 +196,8 @@ class Gateway:
         self._subscribers.add(queue)  # before the snapshot, so nothing falls in between
         self.counters["connected"] += 1
         try:
-            for note in list(self.latest.values()):
-                await response.write(_sse_frame(note))
+            for current in list(self.latest.values()):
+                await response.write(_sse_frame(current))
             while True:
                 try:
                     note = await asyncio.wait_for(queue.get(), _KEEPALIVE_S)

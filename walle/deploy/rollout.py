@@ -254,14 +254,14 @@ class RolloutWatcher:
 
     def _apply(self, action: RolloutAction) -> Notification:
         _log.info("rollout step", step=action.describe())
-        common = {
-            "bootstrap": self.bootstrap,
-            "private": self.private,
-            "topics": self.topics,
-            "ttl_s": self.ttl_s,
-            "current": action.note,
-            "trust": self.trust,
-        }
         if action.decision == "advance":
-            return advance(action.task, reason=f"advanced: {action.describe()}", **common)
-        return halt(action.task, f"halted: {action.describe()}", **common)
+            return advance(
+                action.task, reason=f"advanced: {action.describe()}", bootstrap=self.bootstrap,
+                private=self.private, topics=self.topics, ttl_s=self.ttl_s, current=action.note,
+                trust=self.trust,
+            )  # fmt: skip
+        return halt(
+            action.task, f"halted: {action.describe()}", bootstrap=self.bootstrap,
+            private=self.private, topics=self.topics, ttl_s=self.ttl_s, current=action.note,
+            trust=self.trust,
+        )  # fmt: skip

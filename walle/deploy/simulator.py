@@ -113,9 +113,8 @@ def simulate_polling(model: FleetModel) -> StrategyResult:
         if done.sum() * 3 >= ids.size or done.all():
             result[ids[done]] = installed[done]
             keep = ~done
-            ids, now, online, residual, phase, installed = (
-                a[keep] for a in (ids, now, online, residual, phase, installed)
-            )
+            ids, now, online = ids[keep], now[keep], online[keep]
+            residual, phase, installed = residual[keep], phase[keep], installed[keep]
     downloads = int(np.isfinite(result).sum())
     return StrategyResult("polling", result, polls + downloads)
 

@@ -26,7 +26,7 @@ _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 64 * 1024
 _log = get_logger("deploy.store")
 
-METRICS = web.AppKey("metrics", Counter)
+METRICS: web.AppKey[Counter[str]] = web.AppKey("metrics")
 ROOT = web.AppKey("root", Path)
 RATE = web.AppKey("rate", float)
 
@@ -149,7 +149,8 @@ async def _send_file(
 
 async def metrics(request: web.Request) -> web.Response:
     """Request counters since start: gets, range_gets, puts, bytes_sent."""
-    return web.json_response(dict(request.app[METRICS]))
+    counters = request.app[METRICS]
+    return web.json_response(dict(counters))
 
 
 def make_store_app(root: Path, *, max_bytes_per_s: float = 0.0) -> web.Application:
@@ -167,5 +168,6 @@ def make_store_app(root: Path, *, max_bytes_per_s: float = 0.0) -> web.Applicati
     app.router.add_get("/metrics", metrics)
     from walle.deploy.metrics import StoreCollector, attach_metrics  # Prometheus /metrics
 
-    attach_metrics(app, "store", [StoreCollector(app[METRICS])])
+    counters = app[METRICS]
+    attach_metrics(app, "store", [StoreCollector(counters)])
     return app
