@@ -48,7 +48,7 @@ def _fork_entry(app: App, settings: CloudSettings) -> None:
 class CloudRun:
     """One cloud deployment of ``app`` on ``broker`` with its own topics and group id.
 
-    With ``app_path`` set, workers are ``walle worker`` subprocesses loading that file
+    With ``app_path`` set, workers are ``walle cloud worker`` subprocesses loading that file
     (the real CLI); otherwise forked processes running ``app``.
     """
 
@@ -120,8 +120,8 @@ class CloudRun:
             self.logs.append(log_path)
             with log_path.open("ab") as log:
                 worker: Any = subprocess.Popen(
-                    [*_walle_command(), "--log-level", "INFO", "worker", str(self.app_path),
-                     *self.worker_flags()],
+                    [*_walle_command(), "--log-level", "INFO", "cloud", "worker",
+                     str(self.app_path), *self.worker_flags()],
                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                     start_new_session=True,
                 )  # fmt: skip
@@ -134,7 +134,7 @@ class CloudRun:
         return worker
 
     def worker_flags(self) -> list[str]:
-        """The `walle worker` flags that reproduce these settings."""
+        """The `walle cloud worker` flags that reproduce these settings."""
         s = self.settings
         return [
             "--broker", s.broker, "--app-id", str(s.app_id),
@@ -144,6 +144,8 @@ class CloudRun:
             *(["--exactly-once"] if s.exactly_once else []),
             *(["--metrics-port", str(s.metrics_port)] if s.metrics_port else []),
             "--idle-timeout-ms", str(s.idle_timeout_ms),
+            "--fetch-max-wait-ms", str(s.fetch_max_wait_ms),
+            "--session-timeout-ms", str(max(1, round(s.session_timeout_s * 1000))),
         ]  # fmt: skip
 
     def kill_worker(self, worker: Any) -> None:

@@ -1,7 +1,15 @@
-"""The ``walle`` command line: one group, sub-commands contributed by each area module.
+"""The ``walle`` command line, by area.
 
-Each area (streams, device, cloud, ops, deploy) lists its click commands in ``COMMANDS``;
-imports of heavy modules happen inside the commands, so ``walle --help`` stays fast.
+Top level holds the verbs typed most, each about one App: ``walle run APP``, ``walle replay
+APP LOG`` and ``walle plan APP``. Everything else lives in one group per area: ``walle device``
+(generate, late, deadletters, uplink), ``walle cloud`` (broker, produce, worker, outputs),
+``walle ops`` (explain, bench) and ``walle deploy`` (keys, root metadata, bundles, the store
+and gateway, releases, agents, the rollout controller). Each command has one place and each
+concept one flag spelling, with its unit in the name (``--session-timeout-ms``, ``--ttl-s``);
+``tests/unit/cli/test_cli_tree.py`` walks the tree to keep it so.
+
+Each area module lists its top-level commands and groups in ``COMMANDS``; imports of heavy
+modules happen inside the commands, so ``walle --help`` stays fast.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""`walle` sub-commands of the cloud area: broker, produce, worker."""
+"""`walle cloud`: the cloud runtime from a shell (broker, produce, worker, outputs).
+
+`walle cloud outputs` only reads: it creates no topic and commits no consumer-group offset.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +12,20 @@ import click
 _SHOWN_BAD_LINES = 20
 
 
-@click.command("broker")
+@click.group("cloud")
+def cloud_group() -> None:
+    """The cloud side: a development broker, loading logs, workers and what they produced."""
+
+
+@cloud_group.command("broker")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address.")
-@click.option("--port", default=9092, show_default=True, type=int, help="0 picks a free port.")
+@click.option(
+    "--port",
+    default=9092,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="0 picks a free port.",
+)
 def broker_command(host: str, port: int) -> None:
     """Run the embedded Kafka-protocol broker (Tansu, memory storage) until Ctrl-C or SIGTERM."""
     import signal
@@ -37,7 +51,7 @@ def broker_command(host: str, port: int) -> None:
     raise click.ClickException("the broker process exited unexpectedly")
 
 
-@click.command("produce")
+@cloud_group.command("produce")
 @click.argument("log", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--broker", "broker_url", required=True, help="kafka://HOST:PORT[,HOST:PORT]")
 @click.option("--topic", default="events", show_default=True, help="Input topic.")
@@ -78,39 +92,7 @@ def produce_command(
     click.echo(f"sent {summary.sent} events to {topic!r}; skipped {len(summary.bad)} bad lines")
 
 
-@click.command("uplink")
-@click.argument("database", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--broker", "broker_url", required=True, help="kafka://HOST:PORT[,HOST:PORT]")
-@click.option("--topic", default="uplink", show_default=True, help="Uplink topic.")
-@click.option("--source", default="device", show_default=True, help="Message key (device).")
-@click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 100_000))
-@click.option("--once", is_flag=True, help="Send what is queued now, then exit.")
-def uplink_command(
-    database: Path, broker_url: str, topic: str, source: str, batch_size: int, once: bool
-) -> None:
-    """Ship the outbox of a device DATABASE to Kafka; rows go only once acknowledged."""
-    import threading
-
-    from walle.kafka import parse_broker_url
-    from walle.streams.uplink import UplinkSender
-
-    sender = UplinkSender(
-        database, parse_broker_url(broker_url), topic, source=source, batch_size=batch_size
-    )
-    try:
-        if once:
-            click.echo(f"sent {sender.send_pending()} outputs to {topic!r}")
-            return
-        stop = threading.Event()
-        try:
-            sender.run(stop)
-        except KeyboardInterrupt:
-            stop.set()
-    finally:
-        sender.close()
-
-
-@click.command("worker")
+@cloud_group.command("worker")
 @click.argument("app_path", metavar="APP", type=click.Path(exists=True, dir_okay=False))
 @click.option("--broker", "broker_url", required=True, help="kafka://HOST:PORT[,HOST:PORT]")
 @click.option("--app-id", help="Consumer group and changelog prefix. Default: walle-<app name>")
@@ -129,13 +111,19 @@ def uplink_command(
     help="Processed batches that may wait for the broker's acknowledgements at once.",
 )
 @click.option(
-    "--fetch-max-wait",
+    "--fetch-max-wait-ms",
     default=20,
     show_default=True,
     type=click.IntRange(1, 30_000),
-    help="Milliseconds a fetch may wait for new events (bounds latency on a quiet stream).",
+    help="How long a fetch may wait for new events (bounds latency on a quiet stream).",
 )
-@click.option("--session-timeout", default=6.0, show_default=True, type=float, help="Seconds.")
+@click.option(
+    "--session-timeout-ms",
+    default=6_000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Consumer-group session timeout: a worker silent this long loses its partitions.",
+)
 @click.option(
     "--idle-timeout-ms",
     default=60_000,
@@ -152,7 +140,7 @@ def uplink_command(
 @click.option(
     "--exactly-once",
     is_flag=True,
-    help="Kafka transactions (Apache Kafka; `walle broker` does not hide aborted records).",
+    help="Kafka transactions (Apache Kafka; `walle cloud broker` does not hide aborted records).",
 )
 def worker_command(
     app_path: str,
@@ -166,8 +154,8 @@ def worker_command(
     replication: int,
     batch_size: int,
     batches_in_flight: int,
-    fetch_max_wait: int,
-    session_timeout: float,
+    fetch_max_wait_ms: int,
+    session_timeout_ms: int,
     idle_timeout_ms: int,
     metrics_port: int | None,
     metrics_host: str,
@@ -183,14 +171,14 @@ def worker_command(
         broker=broker_url, app_id=app_id, input_topic=input_topic, output_topic=output_topic,
         dead_letter_topic=dead_letter_topic, late_topic=late_topic, partitions=partitions,
         replication=replication, batch_size=batch_size, batches_in_flight=batches_in_flight,
-        fetch_max_wait_ms=fetch_max_wait, session_timeout_s=session_timeout,
+        fetch_max_wait_ms=fetch_max_wait_ms, session_timeout_s=session_timeout_ms / 1000,
         idle_timeout_ms=idle_timeout_ms, metrics_port=metrics_port, metrics_host=metrics_host,
         exactly_once=exactly_once,
     )  # fmt: skip
     run_worker(app, settings)
 
 
-@click.command("outputs")
+@cloud_group.command("outputs")
 @click.option("--broker", "broker_url", required=True, help="kafka://HOST:PORT[,HOST:PORT]")
 @click.option("--topic", default="outputs", show_default=True, help="Output topic to read.")
 @click.option(
@@ -198,7 +186,9 @@ def worker_command(
     type=click.Choice(["late", "dead"]),
     help="Read a side topic instead: late events (--topic outputs-late) or dead letters.",
 )
-@click.option("--limit", default=20, show_default=True, help="Rows to print.")
+@click.option(
+    "--limit", type=click.IntRange(min=0), default=20, show_default=True, help="Rows to print."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines instead of a table.")
 def outputs_command(
     broker_url: str, topic: str, side: str | None, limit: int, as_json: bool
@@ -206,7 +196,8 @@ def outputs_command(
     """Print what a cloud worker produced: the output topic, by key, as the device's features.
 
     Re-sent copies (at-least-once delivery) are counted and shown once. With --side, print
-    a late-event or dead-letter topic with each record's reason.
+    a late-event or dead-letter topic with each record's reason. Read-only: no topic is
+    created (a missing one is an error) and no group offset is committed.
     """
     import json
 
@@ -238,10 +229,4 @@ def outputs_command(
     click.echo(f"{len(rows)} outputs; {copies} re-sent copies (same key) not shown")
 
 
-COMMANDS: list[click.Command] = [
-    broker_command,
-    produce_command,
-    uplink_command,
-    worker_command,
-    outputs_command,
-]
+COMMANDS: list[click.Command] = [cloud_group]

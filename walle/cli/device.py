@@ -1,6 +1,9 @@
-"""`walle run`, `walle replay`, `walle deadletters`, `walle late`: the device runtime from a shell.
+"""The device runtime from a shell: `walle run`, `walle replay` (top level, the verbs typed
+most) and the `walle device` group (generate, late, deadletters, uplink).
 
 Heavy imports (the engine, sqlite, rich) happen inside the commands so `walle --help` is fast.
+The listing commands (late, deadletters) open the database read-only: its bytes and mtime
+stay as they were.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import TYPE_CHECKING
 import click
 
 from walle.cli._tables import outputs_table
+from walle.cli.generate import generate_command
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -112,13 +116,13 @@ def _summary(console: Console, opened: OpenedReplay, report: RunReport, db: Path
 
 
 def _see(command: str, db: Path | None) -> str:
-    """How to list a side table: ``walle COMMAND DB``, or why it cannot be (temporary DB)."""
+    """How to list a side table: ``walle device COMMAND --db DB``, or why it cannot be."""
     if db is None:
         return (
             "the database was temporary and is gone: run again with --db PATH, then"
-            f" walle {command} PATH"
+            f" walle device {command} --db PATH"
         )
-    return f"list them with: walle {command} {shlex.quote(str(db))}"
+    return f"list them with: walle device {command} --db {shlex.quote(str(db))}"
 
 
 @click.command("run")
@@ -130,7 +134,13 @@ def _see(command: str, db: Path | None) -> str:
     help="Event log, JSONL or SQLite [default: the .jsonl beside APP].",
 )
 @click.option("--db", type=_FILE, help="Device database (state, features) [default: temporary].")
-@click.option("--limit", default=20, show_default=True, help="Feature rows to print.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    default=20,
+    show_default=True,
+    help="Feature rows to print.",
+)
 @click.option("--out", type=_FILE, help=_OUT_HELP)
 @click.option(
     "--finish/--no-finish",
@@ -157,7 +167,7 @@ def run_command(
         if not log_path.exists():
             raise click.UsageError(
                 f"no event log beside {app_path}: looked for {log_path}; pass --log LOG"
-                " (a JSONL or SQLite event log, e.g. one written by walle generate)"
+                " (a JSONL or SQLite event log, e.g. one written by walle device generate)"
             )
     app = load_app(app_path)
     if out is not None:
@@ -259,12 +269,29 @@ def _reachable(db: Path) -> None:
         raise StorageError(f"{db}: is a directory, not a device database")
 
 
-@click.command("deadletters")
-@click.argument("db", metavar="DB", type=click.Path(path_type=Path))
-@click.option("--limit", default=50, show_default=True, help="Rows to print.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON lines instead of a table.")
+@click.group("device")
+def device_group() -> None:
+    """The device side: event logs, a device database's side tables, its uplink."""
+
+
+_DB_READ = click.option(
+    "--db",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Device database (or event log); opened read-only, nothing in it changes.",
+)
+_LIMIT = click.option(
+    "--limit", type=click.IntRange(min=0), default=50, show_default=True, help="Rows to print."
+)
+_JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON lines instead of a table.")
+
+
+@device_group.command("deadletters")
+@_DB_READ
+@_LIMIT
+@_JSON
 def deadletters_command(db: Path, limit: int, as_json: bool) -> None:
-    """List the dead-letter table of a device database or event log."""
+    """List the dead-letter table of a device database or event log (read-only)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -288,14 +315,12 @@ def deadletters_command(db: Path, limit: int, as_json: bool) -> None:
     Console().print(table)
 
 
-@click.command("late")
-@click.argument("db", metavar="DB", type=click.Path(path_type=Path))
-@click.option(
-    "--limit", type=click.IntRange(min=0), default=50, show_default=True, help="Rows to print."
-)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON lines instead of a table.")
+@device_group.command("late")
+@_DB_READ
+@_LIMIT
+@_JSON
 def late_command(db: Path, limit: int, as_json: bool) -> None:
-    """List the late events of a device database (read-only: DB is not changed).
+    """List the late events of a device database (read-only: --db is not changed).
 
     A late event came after the window it belongs to had closed (past the app's lateness),
     so it is in no output; the reason names the window and the watermark.
@@ -314,9 +339,43 @@ def late_command(db: Path, limit: int, as_json: bool) -> None:
     Console().print(late_events_table(records, total, title=f"late events in {db}"))
 
 
-COMMANDS: list[click.Command] = [
-    run_command,
-    replay_command,
-    deadletters_command,
-    late_command,
-]
+@device_group.command("uplink")
+@click.option(
+    "--db",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Device database whose outbox is shipped.",
+)
+@click.option("--broker", "broker_url", required=True, help="kafka://HOST:PORT[,HOST:PORT]")
+@click.option("--topic", default="uplink", show_default=True, help="Uplink topic.")
+@click.option("--source", default="device", show_default=True, help="Message key (device).")
+@click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--once", is_flag=True, help="Send what is queued now, then exit.")
+def uplink_command(
+    db: Path, broker_url: str, topic: str, source: str, batch_size: int, once: bool
+) -> None:
+    """Ship the outbox of a device database to Kafka; rows go only once acknowledged."""
+    import threading
+
+    from walle.kafka import parse_broker_url
+    from walle.streams.uplink import UplinkSender
+
+    sender = UplinkSender(
+        db, parse_broker_url(broker_url), topic, source=source, batch_size=batch_size
+    )
+    try:
+        if once:
+            click.echo(f"sent {sender.send_pending()} outputs to {topic!r}")
+            return
+        stop = threading.Event()
+        try:
+            sender.run(stop)
+        except KeyboardInterrupt:
+            stop.set()
+    finally:
+        sender.close()
+
+
+device_group.add_command(generate_command)
+
+COMMANDS: list[click.Command] = [run_command, replay_command, device_group]

@@ -1,71 +1,20 @@
-"""`walle` sub-commands of the streams area: generate event logs, print an app's plans."""
+"""`walle plan`: print or draw an app's frozen plans (a top-level verb)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-
-@click.command("generate")
-@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--devices", type=click.IntRange(min=1), default=10, show_default=True)
-@click.option(
-    "--sessions",
-    type=click.IntRange(min=1),
-    default=3,
-    show_default=True,
-    help="Sessions per device.",
-)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option(
-    "--out-of-order",
-    "out_of_order",
-    type=click.FloatRange(0, 1),
-    default=0.0,
-    show_default=True,
-    help="Share of events a little behind in event time.",
-)
-@click.option(
-    "--late",
-    type=click.FloatRange(0, 1),
-    default=0.0,
-    show_default=True,
-    help="Share of events far behind in event time.",
-)
-@click.option(
-    "--duplicates",
-    type=click.FloatRange(0, 1),
-    default=0.0,
-    show_default=True,
-    help="Share of events sent twice.",
-)
-def generate(
-    out: Path,
-    devices: int,
-    sessions: int,
-    seed: int,
-    out_of_order: float,
-    late: float,
-    duplicates: float,
-) -> None:
-    """Write a seeded, realistic JSONL event log to OUT."""
-    from walle.streams.events import write_jsonl
-    from walle.streams.generator import generate_events
-
-    events = generate_events(
-        devices,
-        sessions,
-        seed=seed,
-        out_of_order_rate=out_of_order,
-        late_rate=late,
-        duplicate_rate=duplicates,
-    )
-    click.echo(f"wrote {write_jsonl(out, events):,} events of {devices} devices to {out}")
+if TYPE_CHECKING:
+    from walle.streams.app import App
 
 
 @click.command("plan")
-@click.argument("app_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument(
+    "app_file", metavar="APP", type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
 @click.option(
     "--format",
     "fmt",
@@ -82,10 +31,11 @@ def generate(
     help="Write the drawing to this file instead of standard output.",
 )
 def plan(app_file: Path, fmt: str, out: Path | None) -> None:
-    """Print or draw the frozen plans of the App in APP_FILE."""
-    from walle.streams.app import load_app
+    """Print or draw the frozen plans of the App in APP; writes nothing but --out.
 
-    app = load_app(app_file)
+    (Importing APP writes no ``__pycache__`` beside it.)
+    """
+    app = _load_without_bytecode(app_file)
     if fmt == "text":
         text = "\n".join(
             [*(task.describe() for task in app.plans), f"fingerprint {app.fingerprint}"]
@@ -102,4 +52,18 @@ def plan(app_file: Path, fmt: str, out: Path | None) -> None:
         click.echo(f"wrote {fmt} of {len(app.plans)} tasks to {out}", err=True)
 
 
-COMMANDS: list[click.Command] = [generate, plan]
+def _load_without_bytecode(app_file: Path) -> App:
+    """``load_app`` with bytecode writing off, so that reading a plan leaves no trace on disk."""
+    import sys
+
+    from walle.streams.app import load_app
+
+    previous = sys.dont_write_bytecode
+    sys.dont_write_bytecode = True
+    try:
+        return load_app(app_file)
+    finally:
+        sys.dont_write_bytecode = previous
+
+
+COMMANDS: list[click.Command] = [plan]

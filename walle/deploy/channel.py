@@ -6,7 +6,7 @@ than throughput here):
 - ``walle.releases``: compacted, key = task; the latest notification per task. The
   gateway reads it from the beginning, so a device that reconnects catches up.
 - ``walle.releases.history``: every notification ever published (what rollback reads).
-- ``walle.status``: agents' reports (key = task/device); ``walle status`` folds them.
+- ``walle.status``: agents' reports (key = task/device); ``walle deploy status`` folds them.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ plans back the same way. Bundles without an ``app`` entry point go to ``fallback
 What the swap does not keep: a replaced task's open windows (its state is dropped with
 the plan). The engine checkpoint written after an activation carries the app's new
 fingerprint, so a runtime restarted with only its base app would refuse it:
-``open_device_host`` (what ``walle agent --db`` uses) first adds the plans of every
+``open_device_host`` (what ``walle deploy agent --db`` uses) first adds the plans of every
 installed app to the base app, then opens the runtime (the apps are loaded under stable
 module names, so their plans' fingerprints do not change between loads), and the host
 treats those versions as already running.

@@ -4,7 +4,7 @@ Versions are **monotonic integers** (1, 2, 3, ...): a device installs a bundle o
 version is greater than the installed one, unless the release is a signed rollback. An
 integer leaves no room for disagreement about ordering (no pre-release or build-tag rules);
 it is bounded by ``MAX_VERSION``. ``expires_at`` (optional) bounds how long the bundle may be
-released: ``walle release`` refuses an expired one and a notification never outlives it.
+released: ``walle deploy release`` refuses an expired one and a notification never outlives it.
 """
 
 from __future__ import annotations

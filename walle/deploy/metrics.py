@@ -207,7 +207,7 @@ def serve_registry(registry: CollectorRegistry, port: int, host: str = "127.0.0.
 
 
 def rollout_registry(watcher: RolloutWatcher) -> CollectorRegistry:
-    """A registry holding ``watcher``'s metrics (for ``walle rollout watch --metrics-port``)."""
+    """A registry holding ``watcher``'s metrics (for ``walle deploy rollout --metrics-port``)."""
     registry = CollectorRegistry()
     registry.register(RolloutCollector(watcher))
     return registry

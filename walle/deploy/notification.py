@@ -163,7 +163,7 @@ def verify_signatures(note: Notification, trust: TrustStore) -> None:
 
 
 def signature_path(bundle_path: Path) -> Path:
-    """Where ``walle bundle sign`` puts a bundle's detached signature."""
+    """Where ``walle deploy bundle sign`` puts a bundle's detached signature."""
     return bundle_path.with_name(bundle_path.name + ".sig")
 
 

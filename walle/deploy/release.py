@@ -80,7 +80,7 @@ def release(
     bundle_signature = load_bundle_signature(bundle_path)
     if bundle_signature is None:
         raise ValidationError(
-            "bundle is not signed: run `walle bundle sign` first", where=str(bundle_path)
+            "bundle is not signed: run `walle deploy bundle sign` first", where=str(bundle_path)
         )
     manifest = open_bundle(data).manifest
     if manifest.expired(time.time()):

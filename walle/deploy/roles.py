@@ -285,9 +285,9 @@ class TrustStore:
         raise ValidationError(
             "no root metadata (root.json) found: devices now trust a signed root that names"
             " the root, release and rollout keys, not a directory of .pub files. Create one"
-            " with `walle root init --root-key ROOT.pub --release-key RELEASE.pub"
-            " --rollout-key ROLLOUT.pub --out root.json`, sign it with `walle root sign"
-            " root.json --key ROOT.key`, and pass that file (or its directory) as --trust",
+            " with `walle deploy root init --root-key ROOT.pub --release-key RELEASE.pub"
+            " --rollout-key ROLLOUT.pub --out root.json`, sign it with `walle deploy root"
+            " sign root.json --key ROOT.key`, and pass that file (or its directory) as --trust",
             where=where,
         )
 

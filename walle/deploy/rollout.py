@@ -15,7 +15,7 @@ stage (``advance``) or the same release paused with the failure rate as the reas
 (``halt``). Given a trust store and the enrolment secret it first verifies every record:
 notifications not signed by the root's roles and reports without a valid device MAC are
 dropped (counted in ``dropped``), so forged records never move a rollout. It runs on its
-own as ``walle rollout watch`` (the gateway, which faces devices, holds no signing key).
+own as ``walle deploy rollout`` (the gateway, which faces devices, holds no signing key).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Equal outputs by default, as a user types it: `walle replay LOG` on the device and
-`walle produce LOG` + `walle worker` in the cloud give the same outputs, byte for byte, with
-the defaults on both (the device closes open windows at the end of a complete log; the
-producer marks each device's end, on which the worker does the same)."""
+`walle cloud produce LOG` + `walle cloud worker` in the cloud give the same outputs, byte
+for byte, with the defaults on both (the device closes open windows at the end of a
+complete log; the producer marks each device's end, on which the worker does the same)."""
 
 from __future__ import annotations
 
@@ -35,9 +35,9 @@ def test_device_and_cloud_outputs_are_equal_with_default_flags(name, broker, tmp
 
     run = uuid.uuid4().hex[:8]
     events, outputs = f"events-{run}", f"outputs-{run}"
-    _walle("produce", str(log), "--broker", broker.url, "--topic", events)
+    _walle("cloud", "produce", str(log), "--broker", broker.url, "--topic", events)
     worker = subprocess.Popen(
-        [WALLE, "worker", str(app), "--broker", broker.url, "--app-id", f"cli-{run}",
+        [WALLE, "cloud", "worker", str(app), "--broker", broker.url, "--app-id", f"cli-{run}",
          "--input-topic", events, "--output-topic", outputs,
          "--dead-letter-topic", f"dead-{run}", "--late-topic", f"late-{run}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
@@ -48,7 +48,7 @@ def test_device_and_cloud_outputs_are_equal_with_default_flags(name, broker, tmp
         while len(cloud) < len(device) and time.monotonic() < deadline:
             assert worker.poll() is None, worker.stderr.read().decode()  # type: ignore[union-attr]
             time.sleep(0.5)
-            cloud = _walle("outputs", "--broker", broker.url, "--topic", outputs, "--json",
+            cloud = _walle("cloud", "outputs", "--broker", broker.url, "--topic", outputs, "--json",
                            "--limit", "1000000").splitlines()  # fmt: skip
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
@@ -57,16 +57,16 @@ def test_device_and_cloud_outputs_are_equal_with_default_flags(name, broker, tmp
 
 
 def test_the_worker_shows_its_progress_on_a_terminal(broker, tmp_path) -> None:
-    """`walle worker` in a terminal keeps a status line: events, rate, outputs, lag."""
+    """`walle cloud worker` in a terminal keeps a status line: events, rate, outputs, lag."""
     import pty
     import select
 
     app, log = EXAMPLES / "item_page_view.py", EXAMPLES / "item_page_view.jsonl"
     run = uuid.uuid4().hex[:8]
-    _walle("produce", str(log), "--broker", broker.url, "--topic", f"events-{run}")
+    _walle("cloud", "produce", str(log), "--broker", broker.url, "--topic", f"events-{run}")
     master, slave = pty.openpty()
     worker = subprocess.Popen(
-        [WALLE, "worker", str(app), "--broker", broker.url, "--app-id", f"tty-{run}",
+        [WALLE, "cloud", "worker", str(app), "--broker", broker.url, "--app-id", f"tty-{run}",
          "--input-topic", f"events-{run}", "--output-topic", f"outputs-{run}",
          "--dead-letter-topic", f"dead-{run}", "--late-topic", f"late-{run}"],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave,

@@ -149,10 +149,10 @@ def test_walle_outputs_prints_what_the_cloud_produced(broker, tmp_path) -> None:
         run.produce_raw(bad)
         run.wait_processed()
         url, s = run.settings.broker, run.settings
-        printed = _walle("outputs", "--broker", url, "--topic", s.output_topic, "--json",
+        printed = _walle("cloud", "outputs", "--broker", url, "--topic", s.output_topic, "--json",
                          "--limit", "100000")  # fmt: skip
-        table = _walle("outputs", "--broker", url, "--topic", s.output_topic)
-        dead = _walle("outputs", "--broker", url, "--topic", s.dead_letter_topic, "--side",
+        table = _walle("cloud", "outputs", "--broker", url, "--topic", s.output_topic)
+        dead = _walle("cloud", "outputs", "--broker", url, "--topic", s.dead_letter_topic, "--side",
                       "dead")  # fmt: skip
     expected = sorted(o.to_json() for o in Engine(app).process_many(events).outputs)
     assert sorted(printed.splitlines()) == expected

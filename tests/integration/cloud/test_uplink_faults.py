@@ -129,7 +129,17 @@ def test_sigkilled_sender_loses_nothing(tmp_path, broker) -> None:
     create_topics(broker.bootstrap, {topic: 1})
     total = 3000
     _enqueue_range(db, 0, total, per_txn=500)
-    command = [_WALLE, "uplink", str(db), "--broker", broker.url, "--topic", topic]
+    command = [
+        _WALLE,
+        "device",
+        "uplink",
+        "--db",
+        str(db),
+        "--broker",
+        broker.url,
+        "--topic",
+        topic,
+    ]
     sender = subprocess.Popen([*command, "--batch-size", "10"], start_new_session=True)
     try:  # kill once the sender has had some batches acknowledged (rows deleted)
         deadline = time.monotonic() + 30

@@ -87,6 +87,7 @@ def test_agent_process_survives_a_hostile_gateway_and_store(
             *_WALLE,
             "--log-level",
             "info",
+            "deploy",
             "agent",
             "--device-attrs",
             str(attrs),

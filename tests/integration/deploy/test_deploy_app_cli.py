@@ -1,11 +1,11 @@
 """Deploying a walle App from the shell, as a user types it (subprocesses only).
 
-Keys, a bundle whose ``task.yaml`` names an ``app`` entry point, ``walle bundle sign``,
-``walle store serve``, ``walle gateway serve``, ``walle agent --db DEVICE.db`` (the App's
+Keys, a bundle whose ``task.yaml`` names an ``app`` entry point, ``walle deploy bundle sign``,
+``walle deploy store``, ``walle deploy gateway``, ``walle deploy agent --db DEVICE.db`` (the App's
 tasks join a device runtime over that database), ``walle release``; events reach the
 device's event log through ``walle run DEVICE_APP --log NEW.jsonl --db DEVICE.db`` and the
 deployed task's outputs appear in the device's feature store. A bundle whose App raises at
-import is rolled back: the agent logs why and ``walle status`` shows the reason.
+import is rolled back: the agent logs why and ``walle deploy status`` shows the reason.
 """
 
 from __future__ import annotations
@@ -70,21 +70,30 @@ def _spawn(args: list[object], stderr: Path, port: int | None = None) -> subproc
 def _serve_store_and_gateway(
     tmp_path: Path, channel: tuple[str, ...]
 ) -> tuple[str, str, list[subprocess.Popen]]:
-    """`walle store serve` and `walle gateway serve` on free ports: their URLs and processes.
+    """`walle deploy store` and `walle deploy gateway` on free ports: their URLs and processes.
 
     The gateway trusts ``keys/root.json`` (written here around ``keys/release.pub``) and
     checks reports with an enrolment secret; device phone-1 (home ``home``) is enrolled.
     """
     root = write_trust(tmp_path / "keys")
     secret = tmp_path / "enrolment.secret"
-    _ok("root", "enrol-secret", "--out", secret)
-    _ok("root", "enrol", "phone-1", "--secret", secret, "--home", tmp_path / "home")
+    _ok("deploy", "root", "enrol-secret", "--out", secret)
+    _ok(
+        "deploy",
+        "root",
+        "enrol",
+        "phone-1",
+        "--enrolment-secret",
+        secret,
+        "--home",
+        tmp_path / "home",
+    )
     verified = ("--trust", root, "--enrolment-secret", secret)
     store_port, gateway_port = _free_port(), _free_port()
     servers = [
-        _spawn(["store", "serve", "--root", tmp_path / "store", "--port", store_port],
+        _spawn(["deploy", "store", "--bundles-dir", tmp_path / "store", "--port", store_port],
                tmp_path / "store.log", store_port),
-        _spawn(["gateway", "serve", *channel, *verified, "--port", gateway_port],
+        _spawn(["deploy", "gateway", *channel, *verified, "--port", gateway_port],
                tmp_path / "gateway.log", gateway_port),
     ]  # fmt: skip
     return f"http://127.0.0.1:{store_port}", f"http://127.0.0.1:{gateway_port}", servers
@@ -143,15 +152,15 @@ def prefix(topics) -> str:
 def test_agent_runs_a_released_app_in_the_device_runtime_and_reports_rollbacks(
     tmp_path, broker, prefix
 ):
-    _ok("keys", "new", "--out", tmp_path / "keys")
+    _ok("deploy", "keygen", "--out", tmp_path / "keys")
     key = tmp_path / "keys" / "release.key"
     bundles = {}
     for name, task_dir in (
         ("clicks", write_app_task_dir(tmp_path / "src", "clicks", 1)),
         ("broken", _broken_task_dir(tmp_path / "src")),
     ):
-        built = _ok("bundle", "build", task_dir, "--out", tmp_path / "dist").split()[0]
-        _ok("bundle", "sign", built, "--key", key)
+        built = _ok("deploy", "bundle", "build", task_dir, "--out", tmp_path / "dist").split()[0]
+        _ok("deploy", "bundle", "sign", built, "--key", key)
         bundles[name] = built
     attrs = tmp_path / "attrs.json"
     attrs.write_text(json.dumps({"device_id": "phone-1", "os": "android"}))
@@ -162,12 +171,12 @@ def test_agent_runs_a_released_app_in_the_device_runtime_and_reports_rollbacks(
     agent_log = tmp_path / "agent.log"
     store_url, gateway_url, servers = _serve_store_and_gateway(tmp_path, channel)
     procs = list(servers)
-    agent = _spawn(["--log-level", "info", "agent", "--device-attrs", attrs,
+    agent = _spawn(["--log-level", "info", "deploy", "agent", "--device-attrs", attrs,
                     "--gateway", gateway_url, "--home", tmp_path / "home",
                     "--trust", tmp_path / "keys", "--db", db], agent_log)  # fmt: skip
     procs.append(agent)
     try:
-        _ok("release", bundles["clicks"], *channel, "--store", store_url, "--key", key)
+        _ok("deploy", "release", bundles["clicks"], *channel, "--store", store_url, "--key", key)
         _until("activation", lambda: "activated in the runtime" in agent_log.read_text(), agent_log)
 
         _ok("run", device_app, "--log", _visit(tmp_path / "a.jsonl", 1, 2), "--db", db)
@@ -179,10 +188,10 @@ def test_agent_runs_a_released_app_in_the_device_runtime_and_reports_rollbacks(
         assert [o["value"]["clicks"] for o in got] == [2, 3]
         assert _features(db, "item_events"), "the device's own app ran too"
 
-        _ok("release", bundles["broken"], *channel, "--store", store_url, "--key", key)
+        _ok("deploy", "release", bundles["broken"], *channel, "--store", store_url, "--key", key)
         status = _until(
             "the rollback in status",
-            lambda: "rolled_back" in (out := _ok("status", "broken", *channel)) and out,
+            lambda: "rolled_back" in (out := _ok("deploy", "status", "broken", *channel)) and out,
             agent_log,
         )
         assert "no camera on this device" in status, status
@@ -209,13 +218,13 @@ def test_rollback_to_a_version_every_device_rejected_is_refused_and_status_says_
 ):
     from walle.deploy.testing import write_task_dir
 
-    _ok("keys", "new", "--out", tmp_path / "keys")
+    _ok("deploy", "keygen", "--out", tmp_path / "keys")
     key = tmp_path / "keys" / "release.key"
     bundles = []
     for version, health in ((1, "fail"), (2, "ok")):
         task_dir = write_task_dir(tmp_path / "src", "demo", version, health=health)
-        built = _ok("bundle", "build", task_dir, "--out", tmp_path / "dist").split()[0]
-        _ok("bundle", "sign", built, "--key", key)
+        built = _ok("deploy", "bundle", "build", task_dir, "--out", tmp_path / "dist").split()[0]
+        _ok("deploy", "bundle", "sign", built, "--key", key)
         bundles.append(built)
     attrs = tmp_path / "attrs.json"
     attrs.write_text(json.dumps({"device_id": "phone-1"}))
@@ -224,21 +233,21 @@ def test_rollback_to_a_version_every_device_rejected_is_refused_and_status_says_
     store_url, gateway_url, servers = _serve_store_and_gateway(tmp_path, channel)
     procs = [
         *servers,
-        _spawn(["agent", "--device-attrs", attrs, "--gateway", gateway_url,
+        _spawn(["deploy", "agent", "--device-attrs", attrs, "--gateway", gateway_url,
                 "--home", tmp_path / "home", "--trust", tmp_path / "keys"], agent_log),
     ]  # fmt: skip
 
     def status() -> str:
-        return _ok("status", "demo", *channel)
+        return _ok("deploy", "status", "demo", *channel)
 
     try:
-        _ok("release", bundles[0], *channel, "--store", store_url, "--key", key)
+        _ok("deploy", "release", bundles[0], *channel, "--store", store_url, "--key", key)
         _until("v1 rolled back", lambda: "rolled_back" in status(), agent_log)
-        _ok("release", bundles[1], *channel, "--store", store_url, "--key", key)
+        _ok("deploy", "release", bundles[1], *channel, "--store", store_url, "--key", key)
         _until("v2 installed", lambda: "devices run: v2 on 1" in status(), agent_log)
 
         done = subprocess.run(
-            [*_WALLE, "rollback", "demo", *channel, "--key", str(key)],
+            [*_WALLE, "deploy", "rollback", "demo", *channel, "--key", str(key)],
             capture_output=True,
             text=True,
             timeout=60,
@@ -248,7 +257,7 @@ def test_rollback_to_a_version_every_device_rejected_is_refused_and_status_says_
         assert "--force" in done.stderr and "\n" not in done.stderr.strip()
         assert status().startswith("release demo v2 at 100%\n")
 
-        assert _ok("rollback", "demo", "--force", *channel, "--key", key).strip() == (
+        assert _ok("deploy", "rollback", "demo", "--force", *channel, "--key", key).strip() == (
             "rolled back demo to v1"
         )
         shown = _until(

@@ -1,6 +1,6 @@
 """The deploy commands run for real: ``python -m walle.cli ...`` subprocesses against the
-session broker, a ``walle store serve`` and a ``walle gateway serve`` process, and a
-``walle agent`` process. Exit codes: 0 ok, 1 a walle error (one line), 2 bad usage.
+session broker, a ``walle deploy store`` and a ``walle deploy gateway`` process, and a
+``walle deploy agent`` process. Exit codes: 0 ok, 1 a walle error (one line), 2 bad usage.
 """
 
 from __future__ import annotations
@@ -90,27 +90,27 @@ def prefix(topics) -> str:
 
 
 def test_release_agent_status_rollback_pause_advance(tmp_path, broker, prefix):
-    out = _ok("keys", "new", "--out", tmp_path / "keys", "--name", "ops")
+    out = _ok("deploy", "keygen", "--out", tmp_path / "keys", "--name", "ops")
     assert out.startswith("key ") and "ops.pub" in out
     key = tmp_path / "keys" / "ops.key"
     bundles = []
     for version in (1, 2, 3, 4):
         task_dir = write_task_dir(tmp_path / "src", "demo", version)
-        built = _ok("bundle", "build", task_dir, "--out", tmp_path / "dist").split()[0]
-        assert _ok("bundle", "sign", built, "--key", key).strip() == f"{built}.sig"
+        built = _ok("deploy", "bundle", "build", task_dir, "--out", tmp_path / "dist").split()[0]
+        assert _ok("deploy", "bundle", "sign", built, "--key", key).strip() == f"{built}.sig"
         bundles.append(built)
     keys = tmp_path / "keys"
     for name in ("root", "rollout"):
-        _ok("keys", "new", "--out", keys, "--name", name)
+        _ok("deploy", "keygen", "--out", keys, "--name", name)
     root = keys / "root.json"
     roles = ("--root-key", keys / "root.pub", "--release-key", keys / "ops.pub")
-    _ok("root", "init", *roles, "--rollout-key", keys / "rollout.pub", "--out", root)
-    signed = _ok("root", "sign", root, "--key", keys / "root.key").strip()
+    _ok("deploy", "root", "init", *roles, "--rollout-key", keys / "rollout.pub", "--out", root)
+    signed = _ok("deploy", "root", "sign", root, "--key", keys / "root.key").strip()
     assert signed == "root v1: 1 signature(s)"
     secret = tmp_path / "enrolment.secret"
-    _ok("root", "enrol-secret", "--out", secret)
+    _ok("deploy", "root", "enrol-secret", "--out", secret)
     home = tmp_path / "home"
-    _ok("root", "enrol", "phone-1", "--secret", secret, "--home", home)
+    _ok("deploy", "root", "enrol", "phone-1", "--enrolment-secret", secret, "--home", home)
     verified = ("--trust", root, "--enrolment-secret", secret)
     attrs = tmp_path / "attrs.json"
     attrs.write_text(json.dumps({"device_id": "phone-1", "os": "android"}))
@@ -119,49 +119,77 @@ def test_release_agent_status_rollback_pause_advance(tmp_path, broker, prefix):
     store_port, gateway_port = _free_port(), _free_port()
     store_url, gateway_url = (f"http://127.0.0.1:{p}" for p in (store_port, gateway_port))
     channel = ("--broker", broker.url, "--topic-prefix", prefix)
-    error = _fails(2, "gateway", "serve", *channel, *verified, "--rollout-key", key)
+    error = _fails(2, "deploy", "gateway", *channel, *verified, "--rollout-key", key)
     assert "--rollout-key is gone: the gateway faces the devices" in error
     procs = [
-        _spawn(["store", "serve", "--root", tmp_path / "store", "--port", store_port], store_port),
-        _spawn(["gateway", "serve", *channel, *verified, "--port", gateway_port], gateway_port),
+        _spawn(
+            ["deploy", "store", "--bundles-dir", tmp_path / "store", "--port", store_port],
+            store_port,
+        ),
+        _spawn(["deploy", "gateway", *channel, *verified, "--port", gateway_port], gateway_port),
     ]
-    watch = ["rollout", "watch", *channel, *verified, "--key", keys / "rollout.key"]
+    watch = ["deploy", "rollout", *channel, *verified, "--key", keys / "rollout.key"]
     procs.append(_spawn(watch))
-    agent = _spawn(["agent", "--device-attrs", attrs, "--gateway", gateway_url,
+    agent = _spawn(["deploy", "agent", "--device-attrs", attrs, "--gateway", gateway_url,
                     "--home", home, "--trust", root])  # fmt: skip
     try:
-        out = _ok("release", bundles[0], *channel, "--store", store_url, "--key", key)
+        out = _ok("deploy", "release", bundles[0], *channel, "--store", store_url, "--key", key)
         assert out.startswith("released demo v1 sha256=")
         _wait_active(home, 1)
-        _ok("release", bundles[1], *channel, "--store", store_url, "--key", key)
+        _ok("deploy", "release", bundles[1], *channel, "--store", store_url, "--key", key)
         _wait_active(home, 2)
-        status = _ok("status", "demo", *channel)
+        status = _ok("deploy", "status", "demo", *channel)
         assert status.splitlines()[0] == "release demo v2 at 100%"
         assert re.search(r"│\s*2\s*│\s*installed\s*│\s*1\s*│", status), status
 
-        assert _ok("rollback", "demo", *channel, "--key", key).strip() == "rolled back demo to v1"
+        assert (
+            _ok("deploy", "rollback", "demo", *channel, "--key", key).strip()
+            == "rolled back demo to v1"
+        )
         _wait_active(home, 1)
-        assert _ok("pause", "demo", *channel, "--key", key).strip() == "paused demo v1"
-        assert "PAUSED: paused by hand" in _ok("status", "demo", *channel)
+        assert _ok("deploy", "pause", "demo", *channel, "--key", key).strip() == "paused demo v1"
+        assert "PAUSED: paused by hand" in _ok("deploy", "status", "demo", *channel)
 
         # phone-1 is not in the first 50%: nothing reports, the controller (its own process,
         # holding only the rollout key) holds, and a manual step takes the release to 100%
-        _ok("release", bundles[2], "--policy", later, *channel, "--store", store_url, "--key", key)
+        _ok(
+            "deploy",
+            "release",
+            bundles[2],
+            "--policy",
+            later,
+            *channel,
+            "--store",
+            store_url,
+            "--key",
+            key,
+        )
         time.sleep(1.0)
         assert Installer(home).active("demo").version == 1
-        out = _ok("advance", "demo", *channel, "--key", key).strip()
+        out = _ok("deploy", "advance", "demo", *channel, "--key", key).strip()
         assert out == "advanced demo v3 to stage 2/2 (100%)"
         _wait_active(home, 3)
-        error = _fails(1, "advance", "demo", *channel, "--key", key)
+        error = _fails(1, "deploy", "advance", "demo", *channel, "--key", key)
         assert error == "error: demo v3 is already at its last stage (2)"
-        once = ("rollout", "watch", "--once", *channel, *verified, "--key", keys / "rollout.key")
+        once = ("deploy", "rollout", "--once", *channel, *verified, "--key", keys / "rollout.key")
         assert _ok(*once) == ""  # nothing due
 
         # phone-1 is in the first 50%: its authenticated report makes the controller advance
-        _ok("release", bundles[3], "--policy", first, *channel, "--store", store_url, "--key", key)
+        _ok(
+            "deploy",
+            "release",
+            bundles[3],
+            "--policy",
+            first,
+            *channel,
+            "--store",
+            store_url,
+            "--key",
+            key,
+        )
         _wait_active(home, 4)
         deadline = time.monotonic() + 20
-        while "stage 2/2" not in (status := _ok("status", "demo", *channel)):
+        while "stage 2/2" not in (status := _ok("deploy", "status", "demo", *channel)):
             assert time.monotonic() < deadline, status
             time.sleep(0.2)
         assert status.splitlines()[0] == "release demo v4 stage 2/2 at 100%"
@@ -178,14 +206,15 @@ def test_release_agent_status_rollback_pause_advance(tmp_path, broker, prefix):
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["release"], "Missing argument 'BUNDLE'"),
-        (["status", "demo"], "Missing option '--broker'"),
+        (["deploy", "release"], "Missing argument 'BUNDLE'"),
+        (["deploy", "status", "demo"], "Missing option '--broker'"),
         (
-            ["rollback", "demo", "--to", "two", "--broker", "kafka://x:1", "--key", "."],
+            ["deploy", "rollback", "demo", "--to", "two", "--broker", "kafka://x:1", "--key", "."],
             "'two' is not a valid integer",
         ),
         (
             [
+                "deploy",
                 "agent",
                 "--gateway",
                 "http://127.0.0.1:1",
@@ -198,7 +227,7 @@ def test_release_agent_status_rollback_pause_advance(tmp_path, broker, prefix):
             ],
             "does not exist",
         ),
-        (["rollout", "watch", "--bogus"], "No such option: --bogus"),
+        (["deploy", "rollout", "--bogus"], "No such option: --bogus"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_clear_message(args, needle):
@@ -207,10 +236,12 @@ def test_bad_arguments_exit_2_with_a_clear_message(args, needle):
 
 def test_walle_errors_exit_1_with_one_line(tmp_path, broker, prefix):
     key_dir = tmp_path / "keys"
-    _ok("keys", "new", "--out", key_dir)
+    _ok("deploy", "keygen", "--out", key_dir)
     key = key_dir / "release.key"
     channel = ("--broker", broker.url, "--topic-prefix", prefix)
-    unsigned = _ok("bundle", "build", write_task_dir(tmp_path, "demo", 1), "--out", tmp_path)
+    unsigned = _ok(
+        "deploy", "bundle", "build", write_task_dir(tmp_path, "demo", 1), "--out", tmp_path
+    )
     bad_policy = tmp_path / "bad.yaml"
     bad_policy.write_text("percentage: 150\n")
     bad_attrs = tmp_path / "attrs.json"
@@ -218,22 +249,22 @@ def test_walle_errors_exit_1_with_one_line(tmp_path, broker, prefix):
     attrs = tmp_path / "phone.json"
     attrs.write_text('{"device_id": "phone-1"}')
     cases = [
-        (["rollback", "nosuch", *channel, "--key", key], "has never been released"),
-        (["status", "nosuch", *channel], "has never been released"),
-        (["advance", "nosuch", *channel, "--key", key], "has never been released"),
-        (["status", "demo", "--broker", "http://127.0.0.1:1"], "expected kafka://"),
-        (["release", unsigned.split()[0], *channel, "--store", "http://127.0.0.1:1",
+        (["deploy", "rollback", "nosuch", *channel, "--key", key], "has never been released"),
+        (["deploy", "status", "nosuch", *channel], "has never been released"),
+        (["deploy", "advance", "nosuch", *channel, "--key", key], "has never been released"),
+        (["deploy", "status", "demo", "--broker", "http://127.0.0.1:1"], "expected kafka://"),
+        (["deploy", "release", unsigned.split()[0], *channel, "--store", "http://127.0.0.1:1",
           "--key", key], "bundle is not signed"),
-        (["release", unsigned.split()[0], "--policy", bad_policy, *channel,
+        (["deploy", "release", unsigned.split()[0], "--policy", bad_policy, *channel,
           "--store", "http://127.0.0.1:1", "--key", key], "field percentage"),
-        (["agent", "--device-attrs", bad_attrs, "--gateway", "http://127.0.0.1:1",
+        (["deploy", "agent", "--device-attrs", bad_attrs, "--gateway", "http://127.0.0.1:1",
           "--home", tmp_path / "h", "--trust", key_dir], "bad device attributes"),
-        (["keys", "new", "--out", key_dir], "refusing to overwrite"),
+        (["deploy", "keygen", "--out", key_dir], "refusing to overwrite"),
         # a trust directory of .pub files (before roles): what to do instead, not silent trust
-        (["agent", "--device-attrs", attrs, "--gateway", "http://127.0.0.1:1",
+        (["deploy", "agent", "--device-attrs", attrs, "--gateway", "http://127.0.0.1:1",
           "--home", tmp_path / "h", "--trust", key_dir], "no root metadata (root.json) found"),
-        (["gateway", "serve", *channel, "--trust", key_dir, "--enrolment-secret", key],
-         "walle root init --root-key"),
+        (["deploy", "gateway", *channel, "--trust", key_dir, "--enrolment-secret", key],
+         "walle deploy root init --root-key"),
     ]  # fmt: skip
     for args, needle in cases:
         message = _fails(1, *args)

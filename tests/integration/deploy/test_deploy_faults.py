@@ -72,9 +72,9 @@ def test_store_killed_mid_download_resumes_and_never_installs_partial(
     bundle = make_bundle(1, resources={"model.bin": os.urandom(1_000_000)})
     port = _free_port()
     store_args = [
+        "deploy",
         "store",
-        "serve",
-        "--root",
+        "--bundles-dir",
         str(tmp_path / "store"),
         "--port",
         str(port),
@@ -132,8 +132,8 @@ def test_gateway_restart_agents_reconnect_and_catch_up(
     port = _free_port()
     prefix = topics.releases.removesuffix(".releases")
     gateway_args = [
+        "deploy",
         "gateway",
-        "serve",
         "--broker",
         broker.url,
         "--topic-prefix",

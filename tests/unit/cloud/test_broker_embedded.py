@@ -125,7 +125,7 @@ def test_walle_broker_stops_tansu_on_sigterm(tmp_path) -> None:
     port = _free_port("127.0.0.1")
     walle = Path(sys.executable).with_name("walle")
     process = subprocess.Popen(
-        [str(walle), "broker", "--port", str(port)],
+        [str(walle), "cloud", "broker", "--port", str(port)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:

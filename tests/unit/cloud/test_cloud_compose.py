@@ -91,4 +91,4 @@ def test_compose_names_the_workers_and_deploy_services() -> None:
 
 def test_a_wrong_flag_is_caught() -> None:
     with pytest.raises(click.UsageError):
-        _parse(["worker", str(ROOT / "examples" / "item_page_view.py"), "--brokers", "x"])
+        _parse(["cloud", "worker", str(ROOT / "examples" / "item_page_view.py"), "--brokers", "x"])

@@ -45,7 +45,18 @@ def test_produce_keys_by_device_and_dead_letters_bad_lines(tmp_path, broker, top
     events = _write_log(log)
     topic = topic_name("produce")
     result = CliRunner().invoke(
-        cli, ["produce", str(log), "--broker", broker.url, "--topic", topic, "--partitions", "3"]
+        cli,
+        [
+            "cloud",
+            "produce",
+            str(log),
+            "--broker",
+            broker.url,
+            "--topic",
+            topic,
+            "--partitions",
+            "3",
+        ],
     )
     assert result.exit_code == 0, result.output
     assert "sent 60 events" in result.output and "skipped 2 bad lines" in result.output
@@ -80,6 +91,6 @@ def test_produce_keys_by_device_and_dead_letters_bad_lines(tmp_path, broker, top
 def test_produce_refuses_other_broker_schemes(tmp_path) -> None:
     log = tmp_path / "events.jsonl"
     _write_log(log)
-    result = CliRunner().invoke(cli, ["produce", str(log), "--broker", "http://x:1"])
+    result = CliRunner().invoke(cli, ["cloud", "produce", str(log), "--broker", "http://x:1"])
     assert result.exit_code != 0
     assert "kafka://" in str(result.exception)

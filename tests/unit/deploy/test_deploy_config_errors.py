@@ -58,7 +58,7 @@ def test_agent_device_attrs_errors_name_every_field(tmp_path):
     attrs.write_text(json.dumps({"os": 3, "colour": "red"}))
     result = CliRunner().invoke(
         cli,
-        ["agent", "--device-attrs", str(attrs), "--gateway", "http://127.0.0.1:1",
+        ["deploy", "agent", "--device-attrs", str(attrs), "--gateway", "http://127.0.0.1:1",
          "--home", str(tmp_path / "h"), "--trust", str(tmp_path)],
     )  # fmt: skip
     message = str(result.exception)

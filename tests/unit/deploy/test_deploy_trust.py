@@ -102,7 +102,7 @@ def test_a_key_directory_without_root_metadata_is_a_migration_error(tmp_path):
     with pytest.raises(ValidationError) as caught:
         TrustStore.from_paths([tmp_path / "old-trust"])
     assert "no root metadata (root.json) found" in str(caught.value)
-    assert "walle root init --root-key" in str(caught.value)
+    assert "walle deploy root init --root-key" in str(caught.value)
 
 
 def test_rollout_key_signs_only_the_control_layer(keys, trust, built, release):

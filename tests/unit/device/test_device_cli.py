@@ -1,4 +1,4 @@
-"""walle run / replay / deadletters: options, exit codes and messages."""
+"""walle run / replay / device deadletters: options, exit codes and messages."""
 
 from __future__ import annotations
 
@@ -60,25 +60,25 @@ def test_deadletters_lists_file_and_line(tmp_path: Path) -> None:
     log = _log(tmp_path / "log.jsonl")
     db = tmp_path / "d.db"
     assert CliRunner().invoke(cli, ["replay", str(APP), str(log), "--db", str(db)]).exit_code == 0
-    result = CliRunner().invoke(cli, ["deadletters", str(db), "--json"])
+    result = CliRunner().invoke(cli, ["device", "deadletters", "--db", str(db), "--json"])
     assert result.exit_code == 0, result.output
     (record,) = [json.loads(line) for line in result.output.splitlines()]
     assert record["location"] == f"{log}:6"
     assert "truncated last line" in record["reason"]
-    table = CliRunner().invoke(cli, ["deadletters", str(db)])
+    table = CliRunner().invoke(cli, ["device", "deadletters", "--db", str(db)])
     assert table.exit_code == 0 and "ingest" in table.output
 
 
 def test_walle_error_exits_1_with_clear_message(tmp_path: Path, capsys, monkeypatch) -> None:
     not_db = tmp_path / "notes.db"
     not_db.write_text("just text\n" * 50)
-    monkeypatch.setattr("sys.argv", ["walle", "deadletters", str(not_db)])
+    monkeypatch.setattr("sys.argv", ["walle", "device", "deadletters", "--db", str(not_db)])
     try:
         main()
     except SystemExit as exit_:
         assert exit_.code == 1
     else:
-        raise AssertionError("walle deadletters on a text file should exit 1")
+        raise AssertionError("walle device deadletters on a text file should exit 1")
     assert "not an SQLite database" in capsys.readouterr().err
 
 

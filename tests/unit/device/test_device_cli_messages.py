@@ -1,4 +1,4 @@
-"""walle late, and what walle run / replay print: each message says what to do next."""
+"""walle device late, and what walle run / replay print: each message says what to do next."""
 
 from __future__ import annotations
 
@@ -39,7 +39,9 @@ def test_late_lists_every_late_event_of_the_runtime_and_changes_nothing(tmp_path
     assert report.late > 1
     before = _digest(db)
 
-    listed = CliRunner().invoke(cli, ["late", str(db), "--json", "--limit", "1000"])
+    listed = CliRunner().invoke(
+        cli, ["device", "late", "--db", str(db), "--json", "--limit", "1000"]
+    )
     assert listed.exit_code == 0, listed.output
     records = [json.loads(line) for line in listed.output.splitlines()]
     assert len(records) == report.late
@@ -53,10 +55,10 @@ def test_late_lists_every_late_event_of_the_runtime_and_changes_nothing(tmp_path
         )
         assert "closed at watermark" in record["reason"]
 
-    table = CliRunner().invoke(cli, ["late", str(db)])
+    table = CliRunner().invoke(cli, ["device", "late", "--db", str(db)])
     assert table.exit_code == 0, table.output
     assert f"({report.late})" in table.output and records[0]["device_id"] in table.output
-    limited = CliRunner().invoke(cli, ["late", str(db), "--limit", "1"])
+    limited = CliRunner().invoke(cli, ["device", "late", "--db", str(db), "--limit", "1"])
     assert f"first 1 of {report.late} rows (--limit)" in limited.output
     assert _digest(db) == before  # read-only: the database is byte for byte the same
 
@@ -67,10 +69,10 @@ def test_late_on_a_plain_event_log_says_which_database_to_pass(
     with EventLog(tmp_path / "log.db") as log:
         log.append(Event("d1", 1, 1_000, "click", "item"))
         log.flush()
-    assert exit_of_main(monkeypatch, "late", str(tmp_path / "log.db")) == 1
+    assert exit_of_main(monkeypatch, "device", "late", "--db", str(tmp_path / "log.db")) == 1
     err = capsys.readouterr().err
     assert "no device runtime has run over" in err and "--db of walle run / walle replay" in err
-    assert exit_of_main(monkeypatch, "late", str(tmp_path / "missing.db")) == 1
+    assert exit_of_main(monkeypatch, "device", "late", "--db", str(tmp_path / "missing.db")) == 1
     assert "no such database file" in capsys.readouterr().err
 
 
@@ -94,11 +96,11 @@ def test_replay_summary_counts_dead_letters_once_and_names_the_command(tmp_path:
     line = next(line for line in result.output.splitlines() if "dead-letter table" in line)
     assert line == (
         f"2 record(s) went to the dead-letter table: 2 bad or duplicate record(s) of {log};"
-        f" list them with: walle deadletters {db}"
+        f" list them with: walle device deadletters --db {db}"
     )
     for contradiction in ("dead-lettered 0", "duplicates 0", "late 0"):
         assert contradiction not in result.output
-    listed = CliRunner().invoke(cli, ["deadletters", str(db), "--json"])
+    listed = CliRunner().invoke(cli, ["device", "deadletters", "--db", str(db), "--json"])
     assert len(listed.output.splitlines()) == 2  # the command the summary names lists them
 
 
@@ -112,7 +114,7 @@ def test_summary_with_a_temporary_database_says_it_is_gone(tmp_path: Path) -> No
     )
     assert (
         "the database was temporary and is gone: run again with --db PATH, then"
-        " walle deadletters PATH" in result.output
+        " walle device deadletters --db PATH" in result.output
     )
 
 
@@ -132,17 +134,20 @@ def test_summary_counts_late_events_and_points_to_walle_late(tmp_path: Path, com
     args = [str(app), str(log)] if command == "replay" else [str(app), "--log", str(log)]
     result = CliRunner().invoke(cli, [command, *args, "--db", str(db)])
     assert result.exit_code == 0, result.output
-    listed = CliRunner().invoke(cli, ["late", str(db), "--json", "--limit", "1000"])
+    listed = CliRunner().invoke(
+        cli, ["device", "late", "--db", str(db), "--json", "--limit", "1000"]
+    )
     late = len(listed.output.splitlines())
     assert late > 1
     assert (
         f"{late} late event(s) came after their window had closed and are in no output;"
-        f" list them with: walle late {db}" in result.output
+        f" list them with: walle device late --db {db}" in result.output
     )
     temporary = CliRunner().invoke(cli, [command, *args])
     assert (
         f"{late} late event(s) came after their window had closed and are in no output; the"
-        " database was temporary and is gone: run again with --db PATH, then walle late PATH"
+        " database was temporary and is gone: run again with --db PATH, then"
+        " walle device late --db PATH"
         in temporary.output
     )
 
@@ -192,8 +197,9 @@ def test_dead_letter_line_adds_bad_lines_and_events_the_app_failed_on(tmp_path: 
     assert result.exit_code == 0, result.output
     assert (
         f"2 record(s) went to the dead-letter table: 1 bad or duplicate record(s) of {log},"
-        f" 1 event(s) the app failed on; list them with: walle deadletters {db}" in result.output
+        f" 1 event(s) the app failed on; list them with: walle device deadletters --db {db}"
+        in result.output
     )
-    listed = CliRunner().invoke(cli, ["deadletters", str(db), "--json"])
+    listed = CliRunner().invoke(cli, ["device", "deadletters", "--db", str(db), "--json"])
     reasons = [json.loads(line)["reason"] for line in listed.output.splitlines()]
     assert len(reasons) == 2 and any("KeyError" in reason for reason in reasons)

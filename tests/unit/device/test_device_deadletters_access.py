@@ -1,5 +1,6 @@
-"""Issue 13: `walle deadletters DB` names the real reason a database cannot be read (its
-directory unwritable or unreachable, the file missing), not "not a walle event log"."""
+"""Issue 13: `walle device deadletters --db DB` names the real reason a database cannot be
+read (its directory unwritable or unreachable, the file missing), not "not a walle event
+log"."""
 
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ def folder() -> Iterator[Path]:
 
 
 def _deadletters_as_nobody(db: Path) -> str:
-    """The error `walle deadletters DB` gives a user who is not the owner (root reads all)."""
+    """The error `walle device deadletters --db DB` gives a user who is not the owner (root
+    reads all)."""
     report = Path(tempfile.mkdtemp(prefix="walle-dl-out-", dir="/tmp")) / "out.json"
     report.parent.chmod(0o777)
     pid = os.fork()
@@ -43,7 +45,7 @@ def _deadletters_as_nobody(db: Path) -> str:
             if os.geteuid() == 0:
                 os.setgid(65534)
                 os.setuid(65534)
-            result = CliRunner().invoke(cli, ["deadletters", str(db), "--json"])
+            result = CliRunner().invoke(cli, ["device", "deadletters", "--db", str(db), "--json"])
             error = result.exception
             text = f"{type(error).__name__}: {error}" if error else f"exit 0: {result.output}"
             report.write_text(
@@ -73,15 +75,17 @@ def test_database_in_an_unreachable_directory_names_the_permission(folder: Path)
 
 
 def test_missing_database_and_folder_are_named(folder: Path) -> None:
-    missing = CliRunner().invoke(cli, ["deadletters", str(folder / "nope.db")])
+    missing = CliRunner().invoke(cli, ["device", "deadletters", "--db", str(folder / "nope.db")])
     assert isinstance(missing.exception, StorageError)
     assert str(missing.exception) == f"{folder / 'nope.db'}: no such database file"
-    directory = CliRunner().invoke(cli, ["deadletters", str(folder)])
+    directory = CliRunner().invoke(cli, ["device", "deadletters", "--db", str(folder)])
     assert "is a directory" in str(directory.exception)
 
 
 def test_readable_database_still_lists_its_dead_letters(folder: Path) -> None:
-    result = CliRunner().invoke(cli, ["deadletters", str(folder / "d.db"), "--json"])
+    result = CliRunner().invoke(
+        cli, ["device", "deadletters", "--db", str(folder / "d.db"), "--json"]
+    )
     assert result.exit_code == 0, result.output
     (record,) = [json.loads(line) for line in result.output.splitlines()]
     assert record["reason"].startswith("out of order: (device_id, seq) = ('d1', 1)")

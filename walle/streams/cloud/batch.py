@@ -65,7 +65,7 @@ END_OF_LOG_HEADER = ("walle-control", b"end-of-log")
 def is_end_of_log(value: bytes | None, headers: Any) -> bool:
     """True for a device's end-of-log marker: empty value, header walle-control=end-of-log.
 
-    ``walle produce`` appends one per device after a complete log, so the cloud closes
+    ``walle cloud produce`` appends one per device after a complete log, so the cloud closes
     that device's open windows exactly where the device runtime's ``--finish`` does.
     """
     return value == b"" and bool(headers) and END_OF_LOG_HEADER in headers

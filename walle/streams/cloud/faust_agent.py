@@ -34,7 +34,7 @@ reads up to the reported end offset, which is too low after multi-record batches
 restarted worker may restore stale state there; Apache Kafka reports the true end.
 
 This integration is for users who already run a faust app and want a walle App in it. The
-walle worker (``walle worker``) is the fast path: it owns its consumer loop and pays no
+walle worker (``walle cloud worker``) is the fast path: it owns its consumer loop and pays no
 per-message delivery cost in Python.
 """
 

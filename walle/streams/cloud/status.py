@@ -1,6 +1,6 @@
 """A worker's one-line status on a terminal: events, rate, outputs, devices, lag.
 
-Shown only when stderr is a terminal (`walle worker` in a shell); logs stay the record.
+Shown only when stderr is a terminal (`walle cloud worker` in a shell); logs stay the record.
 """
 
 from __future__ import annotations
