@@ -17,11 +17,27 @@ from pathlib import Path
 
 import pytest
 
+from tests._wait import wait_until
 from walle.deploy.install import Installer
 from walle.deploy.policy import ReleasePolicy, Stages, in_stage_band
 from walle.deploy.testing import write_task_dir
 
 _WALLE = [sys.executable, "-m", "walle.cli"]
+
+
+def _skipped(agent_log: Path, version: int) -> bool:
+    """Whether the agent logged that release ``version`` does not target it."""
+    for line in agent_log.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if (
+            record.get("event") == "release not for this device"
+            and record.get("version") == version
+        ):
+            return True
+    return False
 
 
 def _walle(*args: object, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -130,8 +146,13 @@ def test_release_agent_status_rollback_pause_advance(tmp_path, broker, prefix):
     ]
     watch = ["deploy", "rollout", *channel, *verified, "--key", keys / "rollout.key"]
     procs.append(_spawn(watch))
-    agent = _spawn(["deploy", "agent", "--device-attrs", attrs, "--gateway", gateway_url,
-                    "--home", home, "--trust", root])  # fmt: skip
+    agent_log = tmp_path / "agent.log"  # JSON lines: the test waits on what the agent decided
+    with agent_log.open("wb") as log_file:
+        agent = subprocess.Popen(
+            [*_WALLE, "--log-level", "INFO", "--log-json", "deploy", "agent",
+             "--device-attrs", attrs, "--gateway", gateway_url, "--home", home, "--trust", root],
+            stderr=log_file,
+        )  # fmt: skip
     try:
         out = _ok("deploy", "release", bundles[0], *channel, "--store", store_url, "--key", key)
         assert out.startswith("released demo v1 sha256=")
@@ -164,7 +185,7 @@ def test_release_agent_status_rollback_pause_advance(tmp_path, broker, prefix):
             "--key",
             key,
         )
-        time.sleep(1.0)
+        wait_until(lambda: _skipped(agent_log, version=3), 20)  # seen, not for this device
         assert Installer(home).active("demo").version == 1
         out = _ok("deploy", "advance", "demo", *channel, "--key", key).strip()
         assert out == "advanced demo v3 to stage 2/2 (100%)"
