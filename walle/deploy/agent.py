@@ -33,9 +33,9 @@ import pydantic
 import pydantic_core
 from pydantic import BaseModel, ConfigDict
 
-from walle.deploy.bundle import sha256_hex
 from walle.deploy.channel import State, StatusReport
 from walle.deploy.container import TaskHost
+from walle.deploy.download import BundleDownloader, Superseded, TransportFault
 from walle.deploy.enrolment import authenticate
 from walle.deploy.errors import (
     BundleRefused,
@@ -60,7 +60,6 @@ from walle.errors import StorageError
 from walle.logging import get_logger
 
 _log = get_logger("deploy.agent")
-_CHUNK = 64 * 1024
 #: Refusals about the bundle's bytes (complete and of the announced size): remembered, so
 #: the digest is never tried again. Anything else (transport, expiry, order) is not.
 _CONTENT_FAILURES = (
@@ -71,24 +70,6 @@ _CONTENT_FAILURES = (
     MalformedBundleError,
     IncompatibleRuntimeError,
 )
-
-
-class _TransportFault(Exception):
-    """A download or answer the store/gateway got wrong; retried, never remembered."""
-
-
-class _Superseded(Exception):
-    """A newer notification for the task arrived while this one was downloading."""
-
-
-def _range_start(resp: aiohttp.ClientResponse) -> int:
-    """The first byte of a 206 answer (``Content-Range: bytes START-END/TOTAL``)."""
-    value = resp.headers.get("Content-Range", "")
-    unit, _, rest = value.partition(" ")
-    first = rest.split("-", 1)[0]
-    if unit != "bytes" or not first.isdigit():
-        raise _TransportFault(f"206 answer with Content-Range {value!r}")
-    return int(first)
 
 
 def _poll_items(body: bytes) -> list[object] | None:
@@ -160,6 +141,9 @@ class Agent:
         self._told_failed: set[str] = set()
         self._latest: dict[str, Notification] = {}
         self._retries: Counter[str] = Counter()
+        self.downloads = BundleDownloader(
+            settings, lambda: self._http, self._superseded, self.stats
+        )
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -296,12 +280,12 @@ class Agent:
 
     @staticmethod
     async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> bytes:
-        """The whole body, or _TransportFault as soon as it passes ``cap`` bytes."""
+        """The whole body, or TransportFault as soon as it passes ``cap`` bytes."""
         body = bytearray()
         async for chunk in resp.content.iter_any():
             body += chunk
             if len(body) > cap:
-                raise _TransportFault(f"answer over {cap} bytes")
+                raise TransportFault(f"answer over {cap} bytes")
         return bytes(body)
 
     def _dispatch(self, payload: object) -> None:
@@ -370,10 +354,10 @@ class Agent:
             await self._activate_or_revert(note.task, record, report=True)
             return
         try:
-            data = await self._download(note)
-        except _Superseded:
+            data = await self.downloads.download(note)
+        except Superseded:
             self.stats["superseded"] += 1
-            self._part_path(note.digest).unlink(missing_ok=True)
+            self.downloads.part_path(note.digest).unlink(missing_ok=True)
             _log.info("download dropped: a newer notification arrived", **what)
             return
         except StoreError as exc:
@@ -443,7 +427,7 @@ class Agent:
             await self._report(note.task, note.version, "refused", exc.reason, note.digest)
             return
         finally:
-            self._part_path(note.digest).unlink(missing_ok=True)
+            self.downloads.part_path(note.digest).unlink(missing_ok=True)
         self.stats["installs"] += 1
         _log.info("installed", task=note.task, version=note.version, digest=note.digest[:12])
         await self._activate_or_revert(note.task, record, report=True)
@@ -467,85 +451,6 @@ class Agent:
         _log.info("activated", task=task, version=record.version)
         if report:
             await self._report(task, record.version, "installed", "", record.digest)
-
-    # -- download --------------------------------------------------------------------------
-
-    def _part_path(self, digest: str) -> Path:
-        return self.settings.home / "downloads" / f"{digest}.part"
-
-    async def _download(self, note: Notification) -> bytes:
-        """The bundle's ``note.size`` bytes, resuming with Range after a cut.
-
-        Every store fault is a transport fault, retried with backoff and jitter up to
-        ``download_attempts`` times, then a ``StoreError``: a cut or a hang (per-read
-        timeout), more bytes than announced, a 206 that does not start where asked, or
-        resumed bytes (e.g. a ``.part`` torn by a crash) that do not hash to the digest;
-        the ``.part`` is then discarded and fetched again from byte 0. Only bytes from one
-        whole fresh download reach verification, where a mismatch is a content failure.
-        """
-        part = self._part_path(note.digest)
-        part.parent.mkdir(parents=True, exist_ok=True)
-        fresh = False  # whether the .part holds one response's bytes from byte 0
-        delay = self.settings.reconnect_min_s
-        for _attempt in range(self.settings.download_attempts):
-            if self._superseded(note):
-                raise _Superseded()
-            have = part.stat().st_size if part.exists() else 0
-            try:
-                if have < note.size:
-                    fresh = await self._fetch(note, part, have) or (fresh and have > 0)
-                return await self._complete(note, part, fresh)
-            except (aiohttp.ClientError, OSError, TimeoutError, _TransportFault) as exc:
-                self.stats["download_retries"] += 1
-                _log.info("download fault: retrying", task=note.task, have=have, error=repr(exc))
-            await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, self.settings.reconnect_max_s)
-        have = part.stat().st_size if part.exists() else 0
-        raise StoreError(
-            f"bundle {note.digest[:12]} from {note.url}: {have} of {note.size} bytes after "
-            f"{self.settings.download_attempts} attempts"
-        )
-
-    async def _complete(self, note: Notification, part: Path, fresh: bool) -> bytes:
-        """The finished download; a short, long or (unless fresh) mismatching .part is a fault."""
-        data = await asyncio.to_thread(part.read_bytes)
-        if len(data) != note.size:
-            self._discard(part, f"{len(data)} bytes, the release says {note.size}")
-        if not fresh and sha256_hex(data) != note.digest:  # resumed bytes: maybe torn
-            self._discard(part, "resumed bytes do not hash to the digest")
-        return data
-
-    def _discard(self, part: Path, why: str) -> None:
-        part.unlink(missing_ok=True)
-        self.stats["downloads_discarded"] += 1
-        raise _TransportFault(f"{part.name} discarded: {why}")
-
-    async def _fetch(self, note: Notification, part: Path, have: int) -> bool:
-        """One request appending to ``part`` from byte ``have``; True if it began at byte 0."""
-        headers = {"Range": f"bytes={have}-"} if have else {}
-        timeout = aiohttp.ClientTimeout(
-            total=self.settings.download_timeout_s,
-            sock_connect=5,
-            sock_read=self.settings.download_read_timeout_s,
-        )
-        async with self._http.get(note.url, headers=headers, timeout=timeout) as resp:
-            self.stats["store_requests"] += 1
-            if have:
-                self.stats["range_requests"] += 1
-            if resp.status not in (200, 206):
-                raise aiohttp.ClientResponseError(resp.request_info, (), status=resp.status)
-            start = _range_start(resp) if resp.status == 206 else 0
-            if start not in (0, have):
-                self._discard(part, f"the store answered from byte {start}, asked {have}")
-            with open(part, "ab" if start else "wb") as handle:
-                async for chunk in resp.content.iter_chunked(_CHUNK):
-                    if self._superseded(note):
-                        raise _Superseded()
-                    handle.write(chunk)
-                    if handle.tell() > note.size:
-                        handle.close()
-                        self._discard(part, f"the store sent over {note.size} bytes")
-            return start == 0
 
     # -- reporting -------------------------------------------------------------------------
 
