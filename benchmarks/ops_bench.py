@@ -13,7 +13,10 @@ reference backend: ufuncs into pre-allocated buffers; not on the real-CNN rows).
 The peers of one row are timed in interleaved slices, so that load from other processes
 lands on all of them alike. Ratios are peer / walle, so above 1 means walle is faster.
 Outputs are checked against onnxruntime. Every run prints the CPU and the instruction-set
-level the compiled kernels dispatch to on it.
+level the compiled kernels report they dispatch to (``WALLE_OPS_ISA`` forces a lower one).
+``--isa-compare`` (on a CPU with AVX-512) then runs the same rows again in a second process
+with ``WALLE_OPS_ISA=avx2``, peers timed again beside walle's AVX2 build, and writes that
+table as its own section, so that the AVX2 path cannot regress unseen.
 """
 
 from __future__ import annotations
@@ -91,6 +94,7 @@ def _rows():
         ("CNN 3x64x64, batch 64", _fix_batch(cnn_onnx(), 64)),
         ("MatMul 256x256x256", one("MatMul", [(256, 256), (256, 256)])),
         ("Softmax [64,1000]", one("Softmax", [(64, 1000)], axis=-1)),
+        ("Softmax [8,30000]", one("Softmax", [(8, 30000)], axis=-1)),
         ("LayerNorm [64,1024] (composite ops)", _fix_batch(layernorm_composite_onnx(), 64)),
         ("Transpose [64,128,32]", one("Transpose", [(64, 128, 32)], perm=[0, 2, 1])),
     ]
@@ -330,8 +334,8 @@ def _search_check() -> list[str]:
 
 def _cpu() -> tuple[str, str]:
     """The CPU (model name, family/model, cores) and the instruction-set level walle's kernels
-    run at on it: the rule of the kernels' own run-time dispatch (``ops_conv``'s tiles and
-    ``ops_math``'s target clones): AVX-512F -> avx512, AVX2 + FMA -> avx2, else base."""
+    dispatch to, asked of the kernels themselves (:mod:`walle.ops.backends.cython_isa`:
+    every kernel family's run-time dispatch, after ``WALLE_OPS_ISA``)."""
     info: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -342,17 +346,31 @@ def _cpu() -> tuple[str, str]:
     import platform
 
     name = info.get("model name") or platform.processor() or platform.machine()
-    flags = set(info.get("flags", "").split())
-    if "avx512f" in flags:
-        level = "avx512 (AVX-512F, 16 floats per vector)"
-    elif {"avx2", "fma"} <= flags:
-        level = "avx2 (AVX2 + FMA, 8 floats per vector)"
-    else:
-        level = "base (SSE, 4 floats per vector)"
     where = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     cpus = f"{len(where)} of {os.cpu_count()} CPUs usable" if where else f"{os.cpu_count()} CPUs"
     family = f"family {info.get('cpu family', '?')} model {info.get('model', '?')}"
-    return f"{name} ({info.get('vendor_id', '?')} {family}; {cpus})", level
+    return f"{name} ({info.get('vendor_id', '?')} {family}; {cpus})", _kernel_level()
+
+
+_WIDTH = {"avx512": "AVX-512F, 16 floats per vector", "avx2": "AVX2 + FMA, 8 floats per vector"}
+
+
+def _kernel_level() -> str:
+    """What the compiled kernels dispatch to, e.g. ``avx2 (AVX2 + FMA, ...; forced by ...)``."""
+    from walle.errors import BackendError
+    from walle.ops import get_backend
+
+    try:
+        get_backend("cython")  # applies WALLE_OPS_ISA
+    except BackendError as exc:
+        return f"none (cython kernels not usable: {exc})"
+    from walle.ops.backends import cython_isa
+
+    level, best = cython_isa.kernel_level(), cython_isa.best_level()
+    text = f"{level} ({_WIDTH.get(level, 'baseline SSE2, 4 floats per vector')}"
+    if level != best:
+        text += f"; forced by {cython_isa.ENV}={os.environ.get(cython_isa.ENV)}, CPU best {best}"
+    return text + ")"
 
 
 LIGHT_MODELS = [
@@ -483,12 +501,29 @@ def main() -> None:
     parser.add_argument(
         "--no-models", action="store_true", help="only the small rows (no real CNNs)"
     )
+    parser.add_argument(
+        "--isa-compare",
+        action="store_true",
+        help="also time walle's AVX2 build (WALLE_OPS_ISA=avx2, a second process) against "
+        "the same peers, printed beside the main table (on a CPU with AVX-512)",
+    )
+    parser.add_argument("--isa-table", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("WALLE_CACHE_DIR", tempfile.mkdtemp(prefix="walle-bench-"))
     cpu, level = _cpu()
     print(f"CPU: {cpu}\nwalle kernels' instruction-set level: {level}", flush=True)
+    if args.isa_table:  # the child of --isa-compare: the tables only, on stdout
+        print(_ISA_MARK, flush=True)
+        if not args.models:
+            _op_table()
+        if not args.no_models:
+            print(_ISA_MARK, flush=True)
+            _model_rows()
+        return
     if not args.models:
         _small_rows(cpu, level)
+        if args.isa_compare:
+            _isa_compare(cpu, ["--no-models"], "AVX2 build, small rows (`--isa-compare`)")
     if args.no_models:
         return
     model_lines = _model_rows()
@@ -505,16 +540,60 @@ def main() -> None:
             *model_lines,
         ],
     )
+    if args.isa_compare:
+        _isa_compare(cpu, ["--models"], "AVX2 build, real CNNs (`--isa-compare`)")
 
 
-def _small_rows(cpu: str, level: str) -> None:
-    """The operator and small-model rows, threads and the search check (the default run)."""
+_ISA_MARK = "--- isa table ---"
+
+
+def _isa_compare(cpu: str, which: list[str], title: str) -> None:
+    """The same rows with walle's kernels forced to AVX2, in a second process (the level is
+    read once per process), its peers timed there again: written as its own section."""
+    from walle.ops.backends import cython_isa
+
+    if cython_isa.LEVELS[cython_isa.best_level()] <= cython_isa.LEVELS["avx2"]:
+        print("--isa-compare: this CPU's best level is already avx2 or lower", flush=True)
+        return
+    import subprocess
+
+    env = {**os.environ, cython_isa.ENV: "avx2"}
+    print(f"\n{title}: WALLE_OPS_ISA=avx2", flush=True)
+    done = subprocess.run(
+        [sys.executable, __file__, "--isa-table", *which],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    head, _, tables = done.stdout.partition(_ISA_MARK + "\n")
+    rows = [line for line in tables.splitlines() if line.startswith("|")]
+    level = next((ln.split(": ", 1)[1] for ln in head.splitlines() if "level:" in ln), "?")
+    print("\n".join(rows), flush=True)
+    flag = " ".join(which)
+    _write_section(
+        title,
+        [
+            "Command: `WALLE_OPS_ISA=avx2 taskset -c 1 .venv/bin/python benchmarks/ops_bench.py "
+            f"--isa-table {flag}` (run by `--isa-compare {flag}` after the main table; "
+            "the peers are timed again in that process, interleaved with walle's AVX2 "
+            "build; ratios = peer / walle).",
+            "",
+            f"CPU: {cpu}. walle kernels' instruction-set level: {level}.",
+            "",
+            *rows,
+        ],
+    )
+
+
+def _op_table() -> list[str]:
+    """The operator and small-model rows: walle against onnxruntime, MNN and numpy."""
     lines = [
         "| row | walle us | onnxruntime us | MNN us | numpy us | ort/walle | MNN/walle "
         "| numpy/walle | max abs diff vs ort | walle backends |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    print(lines[0], flush=True)
+    print("\n".join(lines), flush=True)
     for label, model in _rows():
         feeds = _feeds(model)
         ort_fn = _ort(model, feeds)
@@ -541,6 +620,12 @@ def _small_rows(cpu: str, level: str) -> None:
         )
         lines.append(line)
         print(line, flush=True)
+    return lines
+
+
+def _small_rows(cpu: str, level: str) -> None:
+    """The operator and small-model rows, threads and the search check (the default run)."""
+    lines = _op_table()
     lines += _pinned_rows()
     lines += _thread_rows()
     lines += _search_check()

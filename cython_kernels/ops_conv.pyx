@@ -12,7 +12,8 @@ as [Cout/8][C][KH][KW][8] (output channels padded with zeros to 8). The tiles ar
 vector-extension code compiled once per instruction-set level with its own vector width
 (AVX-512: 16 floats, AVX2: 8, baseline SSE: 4; a generic vector wider than the target's is
 lowered to scalars, 20-40x slower, so one width for all levels will not do), and the level
-is chosen at run time. The input rows of one (n, oh) are a few hundred floats: they stay in
+is chosen at run time: the CPU's best, or the lower one ``WALLE_OPS_ISA`` forces
+(:func:`set_level`, applied by walle.ops.backends.cython_isa). The input rows of one (n, oh) are a few hundred floats: they stay in
 L1.
 """
 
@@ -42,6 +43,8 @@ cdef extern from *:
     typedef int walle_i8 __attribute__((vector_size(32)));
     typedef float walle_v4 __attribute__((vector_size(16)));
     typedef int walle_i4 __attribute__((vector_size(16)));
+    typedef float walle_v2 __attribute__((vector_size(8)));
+    typedef int walle_i2 __attribute__((vector_size(8)));
 
     /* 8 output channels x VW*NV contiguous columns of one output row, in registers. */
     #define WALLE_CONV_TILE(NAME, VT, IT, VW, NV) \\
@@ -101,7 +104,7 @@ cdef extern from *:
 
     /* Output rows [r0, r1) of r = n * oh_n + oh, at one instruction-set level. Strides
        count elements of the source. */
-    #define WALLE_CONV_ROWS(NAME, ATTR, WIDE, NARROW, VW) \\
+    #define WALLE_CONV_ROWS(NAME, ATTR, WIDE, NARROW, HALF, QUARTER, VW) \\
     ATTR static void NAME( \\
             const float* x, const float* w, const float* bias, float* y, long r0, long r1, \\
             long cin, long cout, long kh, long kw, long oh_n, long ow_n, long s_n, long s_c, \\
@@ -126,6 +129,16 @@ cdef extern from *:
                     for (; j + VW <= ow_n; j += VW) \\
                         NARROW(xr + j, wb, bb, yb + j, cin, kh, kw, s_c, s_kh, s_kw, plane, \\
                                cvalid, relu); \\
+                    if (j + VW / 2 <= ow_n) { \\
+                        HALF(xr + j, wb, bb, yb + j, cin, kh, kw, s_c, s_kh, s_kw, plane, \\
+                             cvalid, relu); \\
+                        j += VW / 2; \\
+                    } \\
+                    if (VW >= 8 && j + VW / 4 <= ow_n) { \\
+                        QUARTER(xr + j, wb, bb, yb + j, cin, kh, kw, s_c, s_kh, s_kw, plane, \\
+                                cvalid, relu); \\
+                        j += VW / 4; \\
+                    } \\
                 } \\
                 for (; j < ow_n; j += 16) { \\
                     long width = ow_n - j < 16 ? ow_n - j : 16; \\
@@ -135,11 +148,15 @@ cdef extern from *:
             } \\
         } \\
     }
+    /* The last columns of a row (7, 14, 13 or 27 wide in ResNet, Inception, SqueezeNet) in
+       half- and quarter-width vectors before the scalar loop takes the rest (< VW / 4). */
+    WALLE_CONV_TILE(walle_conv_v2x1, walle_v2, walle_i2, 2, 1)
     WALLE_CONV_ROWS(walle_conv_rows_avx512, WALLE_TARGET("avx512f,avx2,fma"),
-                    walle_conv_v16x2, walle_conv_v16x1, 16)
+                    walle_conv_v16x2, walle_conv_v16x1, walle_conv_v8x1, walle_conv_v4x1, 16)
     WALLE_CONV_ROWS(walle_conv_rows_avx2, WALLE_TARGET("avx2,fma"),
-                    walle_conv_v8x2, walle_conv_v8x1, 8)
-    WALLE_CONV_ROWS(walle_conv_rows_base, , walle_conv_v4x2, walle_conv_v4x1, 4)
+                    walle_conv_v8x2, walle_conv_v8x1, walle_conv_v4x1, walle_conv_v2x1, 8)
+    WALLE_CONV_ROWS(walle_conv_rows_base, , walle_conv_v4x2, walle_conv_v4x1, walle_conv_v2x1,
+                    walle_conv_v2x1, 4)
 
     /* 2: AVX-512F, 1: AVX2 + FMA, 0: baseline; the best this CPU runs. */
     static int walle_conv_best_level(void) {
@@ -172,7 +189,27 @@ cdef extern from *:
                          long s_n, long s_c, long s_kh, long s_kw, long s_oh, long s_ow,
                          int relu, int level) nogil
 
-LEVELS = {"avx512": 2, "avx2": 1, "base": 0}
+LEVELS = {"avx512": 2, "avx2": 1, "sse": 0}  # instruction-set levels, widest first
+_level = walle_conv_best_level()  # what ConvKernel uses unless told; see set_level
+
+
+def best_level():
+    """The widest level this CPU runs (2 AVX-512F, 1 AVX2 + FMA, 0 baseline SSE2)."""
+    return walle_conv_best_level()
+
+
+def level():
+    """The level new ConvKernels are built at (the CPU's best unless set_level lowered it)."""
+    return _level
+
+
+def set_level(int value):
+    """Build every later ConvKernel at ``value`` (at most the CPU's best level)."""
+    global _level
+    if not 0 <= value <= walle_conv_best_level():
+        raise ValueError(f"ops_conv: level {value} is not run by this CPU "
+                         f"(best {walle_conv_best_level()})")
+    _level = value
 
 _GRAIN = 1 << 20  # multiply-adds worth one more thread
 
@@ -182,8 +219,9 @@ cdef class ConvKernel:
 
     ``region`` is the im2col raster's: sizes (N, C, KH, KW, OH, OW) and source strides and
     offset into ``x`` (the padded input); ``weight`` is [Cout, C*KH*KW]; ``act`` "none"
-    or "relu"; ``level`` picks the tiles ("avx512", "avx2", "base"; default the best this
-    CPU runs; the tests run each).
+    or "relu"; ``level`` picks the tiles ("avx512", "avx2", "sse", or "best" this CPU runs;
+    default the module's :func:`level`; the tests run each). ``level`` (read-only) is the
+    level the kernel runs at.
     """
 
     cdef const float* x
@@ -191,10 +229,11 @@ cdef class ConvKernel:
     cdef const float* w
     cdef const float* bias
     cdef long p[16]
-    cdef int relu, threads, level
+    cdef int relu, threads
+    cdef readonly int level
     cdef object keep
 
-    def __init__(self, x, weight, bias, y, region, str act, str level="best"):
+    def __init__(self, x, weight, bias, y, region, str act, str level=None):
         n, c, kh, kw, oh, ow = (int(v) for v in region.sizes)
         cout = int(weight.shape[0])
         if act not in ("none", "relu"):
@@ -221,9 +260,9 @@ cdef class ConvKernel:
             self.p[i] = v
         self.relu = act == "relu"
         best = walle_conv_best_level()
-        if level != "best" and level not in LEVELS:
+        if level is not None and level != "best" and level not in LEVELS:
             raise ValueError(f"conv kernel: level {level!r} (best, {', '.join(LEVELS)})")
-        self.level = best if level == "best" else LEVELS[level]
+        self.level = _level if level is None else best if level == "best" else LEVELS[level]
         if self.level > best:
             raise ValueError(f"conv kernel: this CPU does not run the {level} tiles")
         work = float(y.size) * c * kh * kw

@@ -3,9 +3,12 @@
 
 Each kernel is an object built once by the plan over fixed buffers (pointers and sizes
 resolved at build time); ``run()`` is the only per-call work. The inner loops are small C
-functions below, compiled per CPU level (``target_clones``: AVX-512, AVX2+FMA, baseline) and
-auto-vectorised with ``omp simd``; exp is a vectorisable Cephes-style polynomial (relative
-error ~2e-7), which is what lets softmax and sigmoid beat a scalar libm loop. Clamps and
+functions below, compiled once per CPU level (AVX-512, AVX2+FMA, baseline SSE2: a
+target-attribute wrapper each, picked at run time by the CPU's best level or the one
+``WALLE_OPS_ISA`` forces, :func:`set_level`) and auto-vectorised with ``omp simd``; exp is a
+vectorisable Cephes-style polynomial (relative error ~2e-7), which is what lets softmax and
+sigmoid beat a scalar libm loop; exp, sigmoid and tanh, and softmax below AVX-512, are
+written in GCC vector extensions (GCC leaves those omp simd loops scalar at AVX2). Clamps and
 max/min use ternaries: GCC 12 will not vectorise a loop calling fminf/fmaxf without
 -ffast-math, and one such call once kept exp scalar (8x slower than numpy).
 """
@@ -24,11 +27,16 @@ cdef extern from *:
     #include <math.h>
     #include <stdint.h>
     #include <string.h>
+    /* The WALLE_CLONES bodies are inlined into one wrapper per instruction-set level, each
+       compiled with its target attribute (walle_math_level picks one; see the end of this
+       block): unlike target_clones, a level can be forced below the CPU's best. */
     #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-    #define WALLE_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+    #define WALLE_X86 1
+    #define WALLE_TARGET(T) __attribute__((target(T)))
     #else
-    #define WALLE_CLONES
+    #define WALLE_TARGET(T)
     #endif
+    #define WALLE_CLONES inline __attribute__((always_inline))
 
     typedef union { int32_t i; float f; } walle_bits;
 
@@ -257,7 +265,11 @@ cdef extern from *:
             break;
         case 3:
             #pragma omp simd
-            for (long i = 0; i < n; i++) y[i] = walle_exp(x[i]);
+            for (long i = 0; i < n; i++) {
+                /* walle_exp clamps its argument: exp overflows to inf and underflows to 0 */
+                float e = walle_exp(x[i]);
+                y[i] = x[i] > 88.7228f ? INFINITY : (x[i] < -103.98f ? 0.0f : e);
+            }
             break;
         case 4: for (long i = 0; i < n; i++) y[i] = logf(x[i]); break;
         case 5:
@@ -284,6 +296,10 @@ cdef extern from *:
         }
     }
 
+    /* max and min that keep NaN from either side (as numpy and onnxruntime); plain
+       ternaries, which GCC vectorises as a compare and a blend */
+    #define WALLE_MAXN(p, q) (((p) > (q) || (p) != (p)) ? (p) : (q))
+    #define WALLE_MINN(p, q) (((p) < (q) || (p) != (p)) ? (p) : (q))
     /* kinds: 0 add 1 sub 2 mul 3 div 4 max 5 min 6 pow; sa/sb: 1 contiguous, 0 broadcast */
     #define WALLE_BIN(EXPR) \
         if (sa && sb) { _Pragma("omp simd") for (long i = 0; i < n; i++) { float p = a[i], q = b[i]; y[i] = EXPR; } } \
@@ -296,8 +312,8 @@ cdef extern from *:
         case 1: WALLE_BIN(p - q) break;
         case 2: WALLE_BIN(p * q) break;
         case 3: WALLE_BIN(p / q) break;
-        case 4: WALLE_BIN(p > q ? p : q) break;
-        case 5: WALLE_BIN(p < q ? p : q) break;
+        case 4: WALLE_BIN(WALLE_MAXN(p, q)) break;
+        case 5: WALLE_BIN(WALLE_MINN(p, q)) break;
         default: WALLE_BIN(powf(p, q)) break;
         }
     }
@@ -316,11 +332,21 @@ cdef extern from *:
                     for (long i = 0; i < r; i++) acc += xo[i];
                     if (kind == 1) acc /= (float)r;
                 } else if (kind == 2) {
-                    #pragma omp simd reduction(max:acc)
-                    for (long i = 0; i < r; i++) acc = xo[i] > acc ? xo[i] : acc;
+                    int nan = 0;  /* a simd max reduction may drop NaN: flag it apart */
+                    #pragma omp simd reduction(max:acc) reduction(|:nan)
+                    for (long i = 0; i < r; i++) {
+                        acc = xo[i] > acc ? xo[i] : acc;
+                        nan |= xo[i] != xo[i];
+                    }
+                    if (nan) acc = NAN;
                 } else {
-                    #pragma omp simd reduction(min:acc)
-                    for (long i = 0; i < r; i++) acc = xo[i] < acc ? xo[i] : acc;
+                    int nan = 0;
+                    #pragma omp simd reduction(min:acc) reduction(|:nan)
+                    for (long i = 0; i < r; i++) {
+                        acc = xo[i] < acc ? xo[i] : acc;
+                        nan |= xo[i] != xo[i];
+                    }
+                    if (nan) acc = NAN;
                 }
                 yo[0] = acc;
                 continue;
@@ -333,10 +359,10 @@ cdef extern from *:
                     for (long j = 0; j < inner; j++) yo[j] += xr[j];
                 } else if (kind == 2) {
                     #pragma omp simd
-                    for (long j = 0; j < inner; j++) yo[j] = yo[j] > xr[j] ? yo[j] : xr[j];
+                    for (long j = 0; j < inner; j++) yo[j] = WALLE_MAXN(yo[j], xr[j]);
                 } else {
                     #pragma omp simd
-                    for (long j = 0; j < inner; j++) yo[j] = yo[j] < xr[j] ? yo[j] : xr[j];
+                    for (long j = 0; j < inner; j++) yo[j] = WALLE_MINN(yo[j], xr[j]);
                 }
             }
             if (kind == 1) {
@@ -346,20 +372,198 @@ cdef extern from *:
             }
         }
     }
+
+    /* ---- Instruction-set levels (2: AVX-512F, 1: AVX2 + FMA, 0: baseline SSE2) ----
+       walle_math_level, set from Python (the WALLE_OPS_ISA switch; default the best this
+       CPU runs), picks one wrapper per entry point below; each wrapper inlines the
+       WALLE_CLONES body under its own target attribute, so a lower level can be forced
+       and tested on a wider CPU. */
+    static int walle_math_level = 0;
+    static int walle_math_best_level(void) {
+    #ifdef WALLE_X86
+        __builtin_cpu_init();
+        if (__builtin_cpu_supports("avx512f")) return 2;
+        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
+    #endif
+        return 0;
+    }
+    static void walle_math_set_level(int level) { walle_math_level = level; }
+    static int walle_math_get_level(void) { return walle_math_level; }
+    static int walle_math_wide(void) { return walle_math_level >= 2; }
+
+    /* exp in GCC vector extensions, one width per level (a width the target lacks is
+       lowered to scalars). Below AVX-512, GCC leaves the omp simd exp loops above scalar
+       (their clamps become branches: softmax [64,1000] ran at 0.26x onnxruntime on an
+       AVX2-only CPU); these are branch-free: compares give lane masks, WALLE_SEL blends. */
+    typedef float walle_mv16 __attribute__((vector_size(64)));
+    typedef int walle_mi16 __attribute__((vector_size(64)));
+    typedef unsigned walle_mu16 __attribute__((vector_size(64)));
+    typedef float walle_mv8 __attribute__((vector_size(32)));
+    typedef int walle_mi8 __attribute__((vector_size(32)));
+    typedef unsigned walle_mu8 __attribute__((vector_size(32)));
+    typedef float walle_mv4 __attribute__((vector_size(16)));
+    typedef int walle_mi4 __attribute__((vector_size(16)));
+    typedef unsigned walle_mu4 __attribute__((vector_size(16)));
+    #define WALLE_SEL(VT, IT, M, A, B) ((VT)(((IT)(A) & (M)) | ((IT)(B) & ~(M))))
+    #define WALLE_VINLINE static inline __attribute__((always_inline))
+
+    /* exp over the whole float range: Cephes' degree-6 polynomial on [-ln2/2, ln2/2] with
+       a two-constant ln2 reduction (relative error ~2e-7); 2^n is added to the exponent
+       bits of the polynomial, exact up to n = 128, so exp(x) stays finite up to the
+       largest float below ln(FLT_MAX); x above it gives inf, x below ln(FLT_MIN) gives 0
+       (denormal results flushed), NaN stays NaN. */
+    #define WALLE_EXPV(NAME, VT, IT) \\
+    WALLE_VINLINE VT NAME(VT x) { \\
+        const VT z = (VT){0}; \\
+        IT over = x > 88.72283f, under = x < -87.33654f, nan = x != x; \\
+        VT c = WALLE_SEL(VT, IT, under, z - 87.33654f, x); \\
+        c = WALLE_SEL(VT, IT, over, z + 88.72283f, c); \\
+        VT t = c * 1.44269504f + 12582912.0f; \\
+        VT n = t - 12582912.0f; \\
+        IT ni = (IT)t - 0x4B400000; \\
+        VT r = c - n * 0.693359375f + n * 2.12194440e-4f; \\
+        VT p = r * 1.9875691500E-4f + 1.3981999507E-3f; \\
+        p = p * r + 8.3334519073E-3f; p = p * r + 4.1665795894E-2f; \\
+        p = p * r + 1.6666665459E-1f; p = p * r + 5.0000001201E-1f; \\
+        p = p * r * r + r + 1.0f; \\
+        VT e = (VT)((IT)p + (ni << 23)); \\
+        e = WALLE_SEL(VT, IT, over, z + INFINITY, e); \\
+        e = WALLE_SEL(VT, IT, under, z, e); \\
+        return WALLE_SEL(VT, IT, nan, x, e); \\
+    }
+    /* walle_exp_neg (x <= 0, softmax after the row max) lane-wise: same constants. */
+    #define WALLE_EXPNEGV(NAME, VT, IT, UT) \\
+    WALLE_VINLINE VT NAME(VT x) { \\
+        IT lo = x < -87.0f; \\
+        x = WALLE_SEL(VT, IT, lo, (VT){0} - 87.0f, x); \\
+        VT t = x * 1.44269504f + 12583039.0f; \\
+        VT n = t - 12583039.0f; \\
+        VT r = x - n * 0.693147182f; \\
+        VT p = r * 8.2976511e-3f + 4.1915383e-2f; \\
+        p = p * r + 1.6667575e-1f; p = p * r + 4.9998894e-1f; \\
+        p = p * r + 9.9999970e-1f; p = p * r + 1.0000001f; \\
+        return p * (VT)((UT)t << 23); \\
+    }
+    /* Softmax over one row, VW lanes at a time; the last n % VW in a padded vector. */
+    #define WALLE_SOFTMAX_V(NAME, VT, IT, VW, EXPNEG) \\
+    WALLE_VINLINE void NAME(const float* restrict x, float* restrict y, long n) { \\
+        VT mv = (VT){0} - INFINITY, sv = (VT){0}; \\
+        float m = -INFINITY, s = 0.0f; \\
+        long j = 0; \\
+        for (; j + VW <= n; j += VW) { \\
+            VT v; memcpy(&v, x + j, sizeof v); \\
+            mv = WALLE_SEL(VT, IT, v > mv, v, mv); \\
+        } \\
+        for (int q = 0; q < VW; q++) m = mv[q] > m ? mv[q] : m; \\
+        for (; j < n; j++) m = x[j] > m ? x[j] : m; \\
+        for (j = 0; j + VW <= n; j += VW) { \\
+            VT v; memcpy(&v, x + j, sizeof v); \\
+            VT e = EXPNEG(v - m); \\
+            memcpy(y + j, &e, sizeof e); \\
+            sv += e; \\
+        } \\
+        for (int q = 0; q < VW; q++) s += sv[q]; \\
+        if (j < n) { \\
+            VT v = (VT){0} + m; \\
+            memcpy(&v, x + j, (size_t)(n - j) * sizeof(float)); \\
+            VT e = EXPNEG(v - m); \\
+            for (long q = 0; q < n - j; q++) { y[j + q] = e[q]; s += e[q]; } \\
+        } \\
+        float inv = 1.0f / s; \\
+        for (j = 0; j + VW <= n; j += VW) { \\
+            VT v; memcpy(&v, y + j, sizeof v); \\
+            v *= inv; \\
+            memcpy(y + j, &v, sizeof v); \\
+        } \\
+        for (; j < n; j++) y[j] *= inv; \\
+    }
+    /* exp (3), sigmoid (8), tanh (9) of walle_unary, VW lanes at a time. */
+    #define WALLE_UNARY_LOOP(VT, VW, EXPR) { \\
+        long i = 0; \\
+        for (; i + VW <= n; i += VW) { \\
+            VT v; memcpy(&v, x + i, sizeof v); \\
+            v = EXPR; \\
+            memcpy(y + i, &v, sizeof v); \\
+        } \\
+        if (i < n) { \\
+            VT v = (VT){0}; \\
+            memcpy(&v, x + i, (size_t)(n - i) * sizeof(float)); \\
+            v = EXPR; \\
+            memcpy(y + i, &v, (size_t)(n - i) * sizeof(float)); \\
+        } \\
+    }
+    #define WALLE_UNARY_V(NAME, VT, VW, EXPV) \\
+    WALLE_VINLINE void NAME(int kind, const float* restrict x, float* restrict y, long n) { \\
+        if (kind == 3) WALLE_UNARY_LOOP(VT, VW, EXPV(v)) \\
+        else if (kind == 8) WALLE_UNARY_LOOP(VT, VW, 1.0f / (1.0f + EXPV(-v))) \\
+        else if (kind == 9) WALLE_UNARY_LOOP(VT, VW, 1.0f - 2.0f / (EXPV(2.0f * v) + 1.0f)) \\
+        else walle_unary(kind, x, y, n); \\
+    }
+    WALLE_EXPV(walle_expv16, walle_mv16, walle_mi16)
+    WALLE_EXPV(walle_expv8, walle_mv8, walle_mi8)
+    WALLE_EXPV(walle_expv4, walle_mv4, walle_mi4)
+    WALLE_EXPNEGV(walle_expnegv8, walle_mv8, walle_mi8, walle_mu8)
+    WALLE_EXPNEGV(walle_expnegv4, walle_mv4, walle_mi4, walle_mu4)
+    WALLE_SOFTMAX_V(walle_softmax_row_v8, walle_mv8, walle_mi8, 8, walle_expnegv8)
+    WALLE_SOFTMAX_V(walle_softmax_row_v4, walle_mv4, walle_mi4, 4, walle_expnegv4)
+    WALLE_UNARY_V(walle_unary_v16, walle_mv16, 16, walle_expv16)
+    WALLE_UNARY_V(walle_unary_v8, walle_mv8, 8, walle_expv8)
+    WALLE_UNARY_V(walle_unary_v4, walle_mv4, 4, walle_expv4)
+
+    /* NAME_at(args): the body V2, V1 or V0 compiled for walle_math_level. */
+    #define WALLE_LEVELS(NAME, PARAMS, ARGS, V2, V1, V0) \\
+    WALLE_TARGET("avx512f,avx2,fma") static void NAME##_l2 PARAMS { V2 ARGS; } \\
+    WALLE_TARGET("avx2,fma") static void NAME##_l1 PARAMS { V1 ARGS; } \\
+    static void NAME##_l0 PARAMS { V0 ARGS; } \\
+    static void NAME##_at PARAMS { \\
+        if (walle_math_level == 2) NAME##_l2 ARGS; \\
+        else if (walle_math_level == 1) NAME##_l1 ARGS; \\
+        else NAME##_l0 ARGS; \\
+    }
+    WALLE_LEVELS(walle_epilogue, (float* c, const float* bias, long m, long n, int bias_mode,
+                                  int act), (c, bias, m, n, bias_mode, act),
+                 walle_epilogue, walle_epilogue, walle_epilogue)
+    WALLE_LEVELS(walle_gemm_from, (const float* a, const float* b, float* c, long m, long n,
+                                   long k, long j0), (a, b, c, m, n, k, j0),
+                 walle_gemm_from, walle_gemm_from, walle_gemm_from)
+    WALLE_LEVELS(walle_softmax_row, (const float* x, float* y, long n), (x, y, n),
+                 walle_softmax_row, walle_softmax_row_v8, walle_softmax_row_v4)
+    WALLE_LEVELS(walle_layernorm_row, (const float* x, float* y, const float* g,
+                                       const float* b, long n, float eps),
+                 (x, y, g, b, n, eps), walle_layernorm_row, walle_layernorm_row,
+                 walle_layernorm_row)
+    WALLE_LEVELS(walle_unary, (int kind, const float* x, float* y, long n), (kind, x, y, n),
+                 walle_unary_v16, walle_unary_v8, walle_unary_v4)
+    WALLE_LEVELS(walle_binary, (int kind, const float* a, const float* b, float* y, long n,
+                                long sa, long sb), (kind, a, b, y, n, sa, sb),
+                 walle_binary, walle_binary, walle_binary)
+    WALLE_LEVELS(walle_reduce, (int kind, const float* x, float* y, long outer, long r,
+                                long inner), (kind, x, y, outer, r, inner),
+                 walle_reduce, walle_reduce, walle_reduce)
+    /* The AVX-512 panel GEMM only at level 2 (GemmKernel asks walle_math_wide()). */
+    static void walle_gemm_at(const float* a, const float* b, float* c, long m, long n, long k,
+                              int wide) {
+        if (wide && walle_math_level == 2) walle_gemm_avx512(a, b, c, m, n, k);
+        else walle_gemm_from_at(a, b, c, m, n, k, 0);
+    }
     """
-    void walle_epilogue(float* c, const float* bias, long m, long n, int bias_mode,
-                        int act) nogil
-    void walle_gemm(const float* a, const float* b, float* c, long m, long n, long k,
-                    int wide) nogil
-    int walle_has_avx512() nogil
-    void walle_softmax_row(const float* x, float* y, long n) nogil
-    void walle_layernorm_row(const float* x, float* y, const float* g, const float* b, long n,
-                             float eps) nogil
-    void walle_unary(int kind, const float* x, float* y, long n) nogil
-    void walle_binary(int kind, const float* a, const float* b, float* y, long n, long sa,
-                      long sb) nogil
-    void walle_reduce(int kind, const float* x, float* y, long outer, long r,
-                      long inner) nogil
+    # the names Cython calls are the level dispatchers (NAME_at) defined above
+    void walle_epilogue "walle_epilogue_at"(float* c, const float* bias, long m, long n,
+                                            int bias_mode, int act) nogil
+    void walle_gemm "walle_gemm_at"(const float* a, const float* b, float* c, long m, long n,
+                                    long k, int wide) nogil
+    int walle_has_avx512 "walle_math_wide"() nogil
+    void walle_softmax_row "walle_softmax_row_at"(const float* x, float* y, long n) nogil
+    void walle_layernorm_row "walle_layernorm_row_at"(const float* x, float* y, const float* g,
+                                                      const float* b, long n, float eps) nogil
+    void walle_unary "walle_unary_at"(int kind, const float* x, float* y, long n) nogil
+    void walle_binary "walle_binary_at"(int kind, const float* a, const float* b, float* y,
+                                        long n, long sa, long sb) nogil
+    void walle_reduce "walle_reduce_at"(int kind, const float* x, float* y, long outer, long r,
+                                        long inner) nogil
+    int walle_math_best_level() nogil
+    void walle_math_set_level(int level) nogil
+    int walle_math_get_level() nogil
 
 UNARY_KINDS = {"identity": 0, "neg": 1, "abs": 2, "exp": 3, "log": 4, "sqrt": 5,
                "reciprocal": 6, "relu": 7, "sigmoid": 8, "tanh": 9, "erf": 10}
@@ -367,6 +571,28 @@ BINARY_KINDS = {"add": 0, "sub": 1, "mul": 2, "div": 3, "max": 4, "min": 5, "pow
 REDUCE_KINDS = {"sum": 0, "mean": 1, "max": 2, "min": 3}
 ACTS = {"none": 0, "relu": 1, "sigmoid": 2, "tanh": 3}
 _GRAIN = 1 << 16
+LEVELS = {"avx512": 2, "avx2": 1, "sse": 0}  # instruction-set levels, widest first
+
+
+def best_level():
+    """The widest level this CPU runs (2 AVX-512F, 1 AVX2 + FMA, 0 baseline SSE2)."""
+    return walle_math_best_level()
+
+
+def level():
+    """The level every kernel of this module dispatches to now."""
+    return walle_math_get_level()
+
+
+def set_level(int value):
+    """Run every kernel of this module at ``value`` (at most the CPU's best level)."""
+    if not 0 <= value <= walle_math_best_level():
+        raise ValueError(f"ops_math: level {value} is not run by this CPU "
+                         f"(best {walle_math_best_level()})")
+    walle_math_set_level(value)
+
+
+walle_math_set_level(walle_math_best_level())
 
 
 cdef float* _ptr(object array) except NULL:

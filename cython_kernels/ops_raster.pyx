@@ -69,11 +69,16 @@ cdef extern from *:
             }
         }
     }
+    /* walle_window_reduce's body is inlined into one wrapper per instruction-set level
+       (walle_window_reduce_at, after it), picked by walle_raster_level, which Python sets
+       (the WALLE_OPS_ISA switch): unlike target_clones, a lower level can be forced. */
     #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-    #define WALLE_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+    #define WALLE_X86 1
+    #define WALLE_TARGET(T) __attribute__((target(T)))
     #else
-    #define WALLE_CLONES
+    #define WALLE_TARGET(T)
     #endif
+    #define WALLE_CLONES inline __attribute__((always_inline))
     /* One pass per (kh, kw) over an output row of n elements read at source stride ST. */
     #define WALLE_WINDOW_ROW(ST) \\
         if (first) { for (long t = 0; t < n; t++) dst[t] = src[t * (ST)]; } \\
@@ -126,11 +131,66 @@ cdef extern from *:
                 for (long t = 0; t < n; t++) dst[t] *= scale;
         }
     }
+    /* 2: AVX-512F, 1: AVX2 + FMA, 0: baseline SSE2 */
+    static int walle_raster_level = 0;
+    static int walle_raster_best_level(void) {
+    #ifdef WALLE_X86
+        __builtin_cpu_init();
+        if (__builtin_cpu_supports("avx512f")) return 2;
+        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
+    #endif
+        return 0;
+    }
+    static void walle_raster_set_level(int level) { walle_raster_level = level; }
+    static int walle_raster_get_level(void) { return walle_raster_level; }
+    #define WALLE_WINDOW_ARGS (const float* x, float* y, const long* sz, const long* st, \
+                               int kind, float scale)
+    WALLE_TARGET("avx512f,avx2,fma") static void walle_window_reduce_l2 WALLE_WINDOW_ARGS {
+        walle_window_reduce(x, y, sz, st, kind, scale);
+    }
+    WALLE_TARGET("avx2,fma") static void walle_window_reduce_l1 WALLE_WINDOW_ARGS {
+        walle_window_reduce(x, y, sz, st, kind, scale);
+    }
+    static void walle_window_reduce_l0 WALLE_WINDOW_ARGS {
+        walle_window_reduce(x, y, sz, st, kind, scale);
+    }
+    static void walle_window_reduce_at WALLE_WINDOW_ARGS {
+        if (walle_raster_level == 2) walle_window_reduce_l2(x, y, sz, st, kind, scale);
+        else if (walle_raster_level == 1) walle_window_reduce_l1(x, y, sz, st, kind, scale);
+        else walle_window_reduce_l0(x, y, sz, st, kind, scale);
+    }
     """
     void walle_transpose2d(const float* s, float* d, long n0, long n1, long ss1,
                            long ds0) nogil
-    void walle_window_reduce(const float* x, float* y, const long* sz, const long* st,
-                             int kind, float scale) nogil
+    void walle_window_reduce "walle_window_reduce_at"(const float* x, float* y, const long* sz,
+                                                      const long* st, int kind,
+                                                      float scale) nogil
+    int walle_raster_best_level() nogil
+    void walle_raster_set_level(int level) nogil
+    int walle_raster_get_level() nogil
+
+LEVELS = {"avx512": 2, "avx2": 1, "sse": 0}  # instruction-set levels, widest first
+
+
+def best_level():
+    """The widest level this CPU runs (2 AVX-512F, 1 AVX2 + FMA, 0 baseline SSE2)."""
+    return walle_raster_best_level()
+
+
+def level():
+    """The level the pooling kernel (WindowReduceKernel) dispatches to now."""
+    return walle_raster_get_level()
+
+
+def set_level(int value):
+    """Run the pooling kernel at ``value`` (at most the CPU's best level)."""
+    if not 0 <= value <= walle_raster_best_level():
+        raise ValueError(f"ops_raster: level {value} is not run by this CPU "
+                         f"(best {walle_raster_best_level()})")
+    walle_raster_set_level(value)
+
+
+walle_raster_set_level(walle_raster_best_level())
 
 DEF RANK = 6
 DEF MODE = 2 + 3 * RANK  # column of the spec holding the inner-loop mode

@@ -1,6 +1,7 @@
 """The direct conv kernel's tiles at every instruction-set level, against the numpy reference.
 
-``ops_conv.ConvKernel`` picks the widest tiles the CPU runs (AVX-512, AVX2, baseline SSE);
+``ops_conv.ConvKernel`` picks the widest tiles the CPU runs (AVX-512, AVX2, baseline SSE:
+"avx512", "avx2", "sse");
 the search only ever meets that one, so this test builds the kernel at each level the test
 machine supports and compares it with :func:`walle.ops.run_reference` on random shapes,
 strides and dilations. Tolerance: 1e-4 absolute and relative (float32).
@@ -57,7 +58,7 @@ def test_ops_conv_kernel_every_level_matches_reference(c, cout, h, w, k, s, d, r
     (im2col,) = [
         n for n in graph.nodes if n.op == "raster" and len(n.attr("regions")[0].sizes) == 6
     ]
-    for level in ("avx512", "avx2", "base"):
+    for level in ("avx512", "avx2", "sse"):
         out = np.full(want.shape, np.nan, np.float32)
         try:
             kernel = ops_conv.ConvKernel(

@@ -8,6 +8,11 @@ numpy's BLAS over the whole batch, then the epilogue); the search times both. Ma
 products offer two algorithms, measured by the search: ``direct`` (the tiled C kernel, best
 for small products where numpy's call overhead dominates) and ``blas`` (numpy's matmul, then
 the C epilogue for bias and activation, best for large products).
+
+The kernels run at the widest instruction-set level the CPU has, or the one
+``WALLE_OPS_ISA`` forces (:mod:`walle.ops.backends.cython_isa`, applied when the backend is
+built); :attr:`CythonBackend.isa` says which, and the level is part of the backend's
+identity, so search decisions timed at one level are never reused at another.
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ import math
 import numpy as np
 
 from walle.errors import BackendError
+from walle.ops.backends import cython_isa
 from walle.ops.backends.base import Backend, Buffers, Call, MatmulCall
 from walle.ops.fusion import Step
-from walle.ops.ir import Graph, Node, contiguous_strides
+from walle.ops.ir import Graph, Node, Region, contiguous_strides
 
 try:
     from walle._kernels import ops_conv, ops_math, ops_raster
@@ -47,6 +53,18 @@ class CythonBackend(Backend):
     call_overhead_s = 0.4e-6
     flops_per_s = 2.0e10
     bytes_per_s = 20.0e9
+
+    def __init__(self) -> None:
+        cython_isa.configure()  # WALLE_OPS_ISA, once per process
+
+    @property
+    def isa(self) -> str:
+        """The instruction-set level the kernels dispatch to (asked of the kernels)."""
+        return cython_isa.kernel_level()
+
+    def identity(self) -> dict[str, str]:
+        """The device plus the kernels' instruction-set level and the CPU model."""
+        return {**super().identity(), "isa": self.isa, "cpu": cython_isa.cpu_model()}
 
     def supports(self, node: Node, graph: Graph) -> bool:
         if node.op == "reduce":
@@ -81,7 +99,9 @@ class CythonBackend(Backend):
         seconds = super().estimate(step, algorithm, graph)
         if algorithm in ("blas", "im2col"):
             seconds += 1.5e-6  # numpy's BLAS: a higher fixed cost per call
-        if algorithm == "im2col":  # the column buffer is written once and read once
+        if algorithm == "im2col" and not _is_plain_view(  # the column buffer: written, read
+            step.parts[0].attr("regions")[0], graph.shape(step.inputs[0])
+        ):
             seconds += 8.0 * math.prod(graph.shape(step.parts[0].output)) / self.bytes_per_s
         elif step.parts[0].op == "matmul" and graph.shape(step.parts[0].output)[-1] < 16:
             seconds *= 4.0  # fewer than 16 columns: the direct kernel's scalar edge loop
@@ -144,11 +164,25 @@ def _conv(step: Step, algorithm: str, graph: Graph, buffers: Buffers) -> list[Ca
                 buffers[step.inputs[0]], weight, bias, out, region, step.attr("act")
             ).run
         ]
+    x = buffers[step.inputs[0]]
+    mode = 0 if bias is None else 2
+    if _is_plain_view(region, x.shape):  # a 1x1, stride-1, unpadded conv: a GEMM on x itself
+        cols = x.reshape(buffers[flat.output].shape)
+        return _gemm("blas", weight, cols, out, bias, mode, step.attr("act"))
     cols = buffers[im2col.output]
-    calls = [ops_raster.RasterKernel([buffers[step.inputs[0]]], cols, (region,), None).run]
-    return calls + _gemm(
-        "blas", weight, buffers[flat.output], out, bias, 0 if bias is None else 2, step.attr("act")
-    )
+    calls = [ops_raster.RasterKernel([x], cols, (region,), None).run]
+    return calls + _gemm("blas", weight, buffers[flat.output], out, bias, mode, step.attr("act"))
+
+
+def _is_plain_view(region: Region, shape: tuple[int, ...]) -> bool:
+    """Whether an im2col region [N, C, KH, KW, OH, OW] reads its whole NCHW input in order
+    (KH = KW = 1, stride 1, no padding): then the column buffer is the input itself."""
+    n, c, kh, kw, oh, ow = region.sizes
+    if kh != 1 or kw != 1 or region.src_offset != 0 or math.prod(shape) != n * c * oh * ow:
+        return False
+    s = region.src_strides
+    want = contiguous_strides((n, c, oh, ow))
+    return (s[0], s[1], s[4], s[5]) == want or (n == 1 and (s[1], s[4], s[5]) == want[1:])
 
 
 def _matmul_algorithms(node: Node, graph: Graph) -> list[str]:

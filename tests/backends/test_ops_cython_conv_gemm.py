@@ -1,0 +1,70 @@
+"""The cython backend's conv algorithms on every shape kind, each against the numpy reference.
+
+``fused.conv2d`` offers ``direct`` and ``im2col``; for a 1x1, stride-1, unpadded conv (most
+of ResNet-50's and SqueezeNet's convs) ``im2col`` skips the column copy and multiplies the
+input in place (the column buffer would be the input itself). Each algorithm is compiled
+directly (not through the search, which would only ever run the faster one) and compared
+with :func:`walle.ops.run_reference`; tolerance 1e-4 absolute and relative (float32).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from walle.errors import BackendError
+from walle.ops import GraphBuilder, get_backend, run_reference
+from walle.ops.backends.registry import required_backends
+from walle.ops.fusion import find_steps
+from walle.ops.plan import allocate, is_alias
+
+
+def _cython():
+    try:
+        return get_backend("cython")
+    except BackendError:
+        if "cython" in required_backends():  # make test requires it: fail, never skip
+            raise
+        pytest.skip("cython backend not built")
+
+
+CASES = [  # (N, C, H, W, Cout, kernel, stride, pads)
+    (1, 16, 7, 7, 24, 1, 1, 0),  # 1x1: the plain-view GEMM
+    (3, 5, 6, 9, 7, 1, 1, 0),  # 1x1, batch 3
+    (2, 4, 8, 8, 6, 1, 2, 0),  # 1x1 stride 2: a real column copy
+    (1, 4, 6, 6, 6, 1, 1, 1),  # 1x1 padded: a plain view of the padded input
+    (2, 3, 9, 11, 10, 3, 1, 1),
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("algorithm", ["direct", "im2col"])
+@pytest.mark.parametrize("tail", ["none", "bias", "bias_relu"])
+def test_ops_conv_algorithms_match_reference(case, algorithm, tail) -> None:
+    backend = _cython()
+    n, c, h, w, cout, k, s, p = case
+    rng = np.random.default_rng(sum(case))
+    b = GraphBuilder()
+    weight = b.const(rng.uniform(-1, 1, (cout, c, k, k)).astype(np.float32))
+    bias = b.const(rng.uniform(-1, 1, cout).astype(np.float32)) if tail != "none" else None
+    y = b.conv2d(b.input("x", (n, c, h, w)), weight, bias, strides=(s, s), pads=(p,) * 4)
+    graph = b.build([b.relu(y) if tail == "bias_relu" else y])
+    x = rng.uniform(-2, 2, (n, c, h, w)).astype(np.float32)
+    want = run_reference(graph, {"x": x})[0]
+    steps = find_steps(graph)
+    buffers = allocate(graph, steps, fill=100.0)  # stale values, never zeros
+    buffers[graph.inputs[0]][...] = x
+    for step in steps:
+        if is_alias(step, graph):
+            continue
+        if step.op == "fused.conv2d":
+            algo = algorithm
+        elif step.fused:
+            algo = backend.fused_algorithms(step, graph)[0]
+        else:
+            algo = backend.atomic_algorithms(step.parts[0], graph)[0]
+        for call in backend.finish(backend.compile(step, algo, graph, buffers)):
+            call()
+    got = buffers[graph.outputs[0]]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    assert any(step.op == "fused.conv2d" for step in steps)

@@ -1,0 +1,236 @@
+"""The cython backend at every instruction-set level: the WALLE_OPS_ISA switch and what it forces.
+
+Every kernel family (``ops_conv``, ``ops_math``: GEMM, softmax, layer norm, exp and the
+other element-wise ops, reductions; ``ops_raster``: pooling) is compiled once per level and
+dispatches at run time. Under each level this machine runs (AVX-512, AVX2, SSE), the kernels
+must report that level and a graph using all of them must match the numpy reference
+(tolerance 1e-4 absolute and relative, as the backend parity test). The vectorised exp is
+checked over the whole float range against numpy's float32 exp: relative error <= 3e-7
+(1.2e-7 with FMA, 2.5e-7 at SSE without it) where numpy's result is a normal float, inf
+where numpy overflows, at most FLT_MIN where numpy's result is denormal or zero, NaN for NaN.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from walle.errors import BackendError, ValidationError
+from walle.ops import GraphBuilder, compile_graph, get_backend, run_reference
+from walle.ops.backends.registry import required_backends
+
+TINY = float(np.finfo(np.float32).tiny)
+
+
+def _isa():
+    try:
+        get_backend("cython")
+    except BackendError:
+        if "cython" in required_backends():  # make test requires it: fail, never skip
+            raise
+        pytest.skip("cython backend not built")
+    from walle.ops.backends import cython_isa
+
+    return cython_isa
+
+
+def _runnable(isa) -> list[str]:
+    best = isa.LEVELS[isa.best_level()]
+    return [name for name, value in isa.LEVELS.items() if value <= best]
+
+
+@pytest.fixture
+def isa():
+    """cython_isa, with the process's level restored after the test."""
+    module = _isa()
+    before = module.kernel_level()
+    yield module
+    module.set_level(before)
+
+
+def _graph_of_every_family():
+    rng = np.random.default_rng(7)
+    b = GraphBuilder()
+    x = b.input("x", (2, 3, 13, 21))
+    w = b.const(rng.uniform(-0.5, 0.5, (10, 3, 3, 3)).astype(np.float32))
+    bias = b.const(rng.uniform(-0.5, 0.5, 10).astype(np.float32))
+    y = b.relu(b.conv2d(x, w, bias, pads=(1, 1, 1, 1)))  # direct conv tiles
+    y = b.max_pool(y, (2, 2), strides=(2, 2))  # window reduce
+    y = b.avg_pool(y, (3, 3), strides=(1, 1))
+    y = b.flatten(y)
+    dense = b.const(rng.uniform(-0.3, 0.3, (b.shape(y)[1], 37)).astype(np.float32))
+    h = b.linear(y, dense)  # GEMM
+    h = b.binary("mul", b.sigmoid(h), b.unary("exp", b.tanh(h)))
+    h = b.layer_norm(h)
+    logits = b.softmax(b.binary("mul", h, b.const(np.float32(3.0))))
+    total = b.reduce("max", b.reduce("sum", logits, (1,), keepdims=False), (0,), keepdims=True)
+    feeds = {"x": rng.uniform(-2, 2, (2, 3, 13, 21)).astype(np.float32)}
+    return b.build([logits, total]), feeds
+
+
+def test_every_family_reports_and_matches_reference_at_every_level(isa) -> None:
+    graph, feeds = _graph_of_every_family()
+    want = run_reference(graph, feeds)
+    from walle._kernels import ops_conv
+
+    for level in _runnable(isa):
+        isa.set_level(level)
+        assert isa.kernel_levels() == {"conv": level, "math": level, "raster": level}
+        assert get_backend("cython").isa == level
+        got = compile_graph(graph, pin="cython", use_cache=False)(*feeds.values())
+        for g, r in zip(got, want, strict=True):
+            np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4, err_msg=level)
+        x = np.zeros((1, 1, 3, 3), np.float32)
+        (im2col,) = [
+            n
+            for n in _conv_graph().nodes
+            if n.op == "raster" and len(n.attr("regions")[0].sizes) == 6
+        ]
+        kernel = ops_conv.ConvKernel(
+            x, np.ones((2, 1), np.float32), None, np.zeros((1, 2, 9), np.float32),
+            im2col.attr("regions")[0], "none",
+        )  # fmt: skip
+        assert kernel.level == isa.LEVELS[level]
+
+
+def _conv_graph():
+    b = GraphBuilder()
+    y = b.conv2d(b.input("x", (1, 1, 3, 3)), b.const(np.ones((2, 1, 1, 1), np.float32)))
+    return b.build([y])
+
+
+def _special_floats() -> np.ndarray:
+    rng = np.random.default_rng(3)
+    bits = rng.integers(0, 2**32, 300_000, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    near = [
+        np.linspace(a - 0.02, a + 0.02, 4001, dtype=np.float32)
+        for a in (88.72283, -87.33654, -103.97, 0.0)
+    ]
+    ends = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-30, -1e-30], np.float32)
+    return np.concatenate([bits, *near, np.linspace(-110, 95, 100_001, dtype=np.float32), ends])
+
+
+@pytest.mark.parametrize("kind", ["exp", "sigmoid"])
+def test_vector_exp_matches_numpy_over_the_float_range_at_every_level(isa, kind) -> None:
+    from walle._kernels import ops_math
+
+    x = _special_floats()
+    with np.errstate(over="ignore", invalid="ignore"):
+        if kind == "exp":
+            want = np.exp(x)  # float32: inf above ln(FLT_MAX), as the kernel
+        else:
+            want = (1.0 / (1.0 + np.exp(-x.astype(np.float64)))).astype(np.float32)
+    normal = np.isfinite(want) & (np.abs(want) >= TINY)
+    small = np.isfinite(want) & (np.abs(want) < TINY)
+    for level in _runnable(isa):
+        isa.set_level(level)
+        y = np.empty_like(x)
+        ops_math.UnaryKernel(kind, x, y).run()
+        rel = np.abs(y[normal] - want[normal]) / np.abs(want[normal])
+        assert rel.max() <= 3e-7, (level, float(x[normal][rel.argmax()]), float(rel.max()))
+        assert np.abs(y[small]).max(initial=0.0) <= TINY, level
+        np.testing.assert_array_equal(np.isnan(y), np.isnan(want), err_msg=level)
+        inf = np.isinf(want)
+        np.testing.assert_array_equal(y[inf], want[inf], err_msg=level)
+
+
+def test_softmax_at_every_level_matches_numpy_with_special_values(isa) -> None:
+    from walle._kernels import ops_math
+
+    rng = np.random.default_rng(5)
+    rows = [rng.normal(0, 30, n).astype(np.float32) for n in (1, 3, 8, 17, 1000, 30001)]
+    rows[2][3] = -np.inf  # a masked logit: exp gives 0
+    rows[3][:5] = 1e30  # large but equal maxima
+    for level in _runnable(isa):
+        isa.set_level(level)
+        for row in rows:
+            x = row.reshape(1, -1)
+            y = np.empty_like(x)
+            ops_math.RowKernel("softmax", x, y).run()
+            e = np.exp(x.astype(np.float64) - x.max())
+            np.testing.assert_allclose(y, e / e.sum(), rtol=1e-5, atol=1e-7, err_msg=level)
+        x = np.array([[1.0, np.nan, 2.0]], np.float32)
+        y = np.empty_like(x)
+        ops_math.RowKernel("softmax", x, y).run()
+        assert np.isnan(y).all(), level  # NaN poisons its row, as onnxruntime and numpy
+
+
+def _run_with_env(value: str, code: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "WALLE_OPS_ISA": value}
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+_REPORT = (
+    "from walle.ops import get_backend\n"
+    "from walle.ops.backends import cython_isa\n"
+    "b = get_backend('cython')\n"
+    "print(b.isa, sorted(set(cython_isa.kernel_levels().values())), b.identity()['isa'])\n"
+)
+
+
+def test_env_switch_forces_every_family_and_is_read_once(isa) -> None:
+    for level in _runnable(isa):
+        done = _run_with_env(level, _REPORT)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == [level, f"['{level}']", level]
+    done = _run_with_env("native", _REPORT)
+    assert done.stdout.split()[0] == isa.best_level(), done.stderr
+    code = _REPORT + (
+        "import os\nos.environ['WALLE_OPS_ISA'] = 'bogus'\n"
+        "from walle.ops.backends.cython_backend import CythonBackend\n"
+        "print(CythonBackend().isa)\n"
+    )
+    done = _run_with_env("sse", code)  # a later change of the variable changes nothing
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-1] == "sse"
+
+
+def test_env_switch_refuses_unknown_values_naming_the_allowed_ones(isa) -> None:
+    done = _run_with_env("avx3", _REPORT)
+    assert done.returncode != 0
+    assert "WALLE_OPS_ISA='avx3'" in done.stderr
+    assert "native, avx512, avx2, sse" in done.stderr
+    with pytest.raises(ValidationError, match="allowed: native, avx512, avx2, sse"):
+        isa.parse("AVX-2")
+    assert isa.parse(" AVX2 ") == "avx2"
+    assert isa.parse("native") is None
+
+
+def test_levels_the_cpu_lacks_are_refused(isa, monkeypatch) -> None:
+    from walle._kernels import ops_conv, ops_math, ops_raster
+
+    for module in (ops_conv, ops_math, ops_raster):
+        with pytest.raises(ValueError, match="not run by this CPU"):
+            module.set_level(module.best_level() + 1)
+    monkeypatch.setattr(isa, "best_level", lambda: "avx2")  # as on an AVX2-only CPU
+    with pytest.raises(ValidationError, match="runs at most avx2; allowed here: native, avx2, sse"):
+        isa.set_level("avx512")
+
+
+@pytest.mark.parametrize("width", [1, 2, 3, 5, 7, 13, 14, 27, 28, 31, 56])
+def test_direct_conv_row_tails_at_every_level(isa, width) -> None:
+    """Rows of every width class: full tiles, the half- and quarter-width tail tiles, and the
+    scalar remainder (ResNet's 7/14/28/56, SqueezeNet's 13/27)."""
+    from walle._kernels import ops_conv
+
+    rng = np.random.default_rng(width)
+    x = rng.uniform(-2, 2, (2, 5, 5, width + 2)).astype(np.float32)
+    weight = rng.uniform(-1, 1, (11, 5, 3, 3)).astype(np.float32)
+    bias = rng.uniform(-1, 1, 11).astype(np.float32)
+    b = GraphBuilder()
+    graph = b.build([b.relu(b.conv2d(b.input("x", x.shape), b.const(weight), b.const(bias)))])
+    want = run_reference(graph, {"x": x})[0]
+    (im2col,) = [
+        n for n in graph.nodes if n.op == "raster" and len(n.attr("regions")[0].sizes) == 6
+    ]
+    for level in _runnable(isa):
+        out = np.full(want.shape, np.nan, np.float32)
+        region = im2col.attr("regions")[0]
+        ops_conv.ConvKernel(x, weight.reshape(11, -1), bias, out, region, "relu", level).run()
+        np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4, err_msg=level)
