@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
+import sys
 import tempfile
 import time
 import uuid
@@ -35,6 +37,8 @@ from walle.deploy.testing import write_task_dir, write_trust
 from walle.kafka import EmbeddedBroker
 
 RESULTS = Path(__file__).parent / "results"
+#: The staged release the rollout controller walks (its first stage needs ``min_reports``).
+STAGES = Stages(percentages=(1, 10, 50, 100), advance_success_rate=0.95, min_reports=3)
 
 
 async def _fleet_run(root: Path, bootstrap: str, agents: int, matching: int) -> dict[str, float]:
@@ -57,7 +61,6 @@ async def _fleet_run(root: Path, bootstrap: str, agents: int, matching: int) -> 
         for i in range(agents)
     ]
     target = Targeting(os=("android",))
-    stages = Stages(percentages=(1, 10, 50, 100), advance_success_rate=0.95, min_reports=3)
     watcher = RolloutWatcher(
         bootstrap,
         topics,
@@ -94,12 +97,16 @@ async def _fleet_run(root: Path, bootstrap: str, agents: int, matching: int) -> 
             gets = (await fleet.store_metrics()).get("gets", 0)
 
             started = time.monotonic()
-            staged = ReleasePolicy(targeting=target, stages=stages, salt="bench")
+            staged = ReleasePolicy(targeting=target, stages=STAGES, salt="bench")
             await asyncio.to_thread(release, bundles[1].path, staged, **common)
             await fleet.wait_for(lambda: installed(2) >= 0.99 * matching, 120)
             staged_t99 = time.monotonic() - started
+            gateway = fleet.gateway_core
+            dropped = gateway.counters["dropped_records"] if gateway else 0
     finally:
         watcher.stop()
+    if dropped or watcher.dropped:  # the run measures the verified path: nothing is forged
+        raise RuntimeError(f"records dropped: gateway {dropped}, controller {watcher.dropped}")
     return {
         "t99": t99,
         "t100": t100,
@@ -133,13 +140,21 @@ def main() -> None:
     parser.add_argument("--matching", type=int, default=450)
     parser.add_argument("--devices", type=int, default=10_000_000)
     args = parser.parse_args()
+    first = args.matching * STAGES.percentages[0] / 100  # devices hashed into stage 1, about
+    if first < STAGES.min_reports:
+        needed = math.ceil(100 * STAGES.min_reports / STAGES.percentages[0])
+        parser.error(
+            f"--matching {args.matching} puts about {first:g} devices in the staged release's"
+            f" first stage ({STAGES.percentages[0]:g}%), which needs {STAGES.min_reports}"
+            f" reports to advance: use --matching {needed} or more"
+        )
     with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker() as broker:
         fleet = asyncio.run(_fleet_run(Path(tmp), broker.bootstrap, args.agents, args.matching))
     sim, png = _simulate(args.devices)
     lines = [
         "# walle.deploy benchmark",
         "",
-        "Command: `.venv/bin/python benchmarks/deploy_bench.py`",
+        f"Command: `{' '.join(['.venv/bin/python benchmarks/deploy_bench.py', *sys.argv[1:]])}`",
         "",
         f"## Loopback fleet: {args.agents} agents ({args.matching} matching), one process, "
         "real broker + store + gateway",

@@ -4,8 +4,9 @@ Run: ``.venv/bin/python benchmarks/rollout_sim.py`` (``--clients N`` for the loo
 fan-out measurement, ``--devices N`` for the fleet size, ``--poll-interval-s S``).
 
 1. Loopback measurement (real embedded broker, real gateway, real HTTP): ``--clients`` SSE
-   streams on one gateway; a release and then a pause are published to the releases
-   topic and each stream's arrival time is recorded. The first arrival gives ``publish_s``
+   streams on one gateway; a release and then a pause, signed by the roles of a throwaway
+   root made for the run (the gateway verifies every record), are published to the
+   releases topic and each stream's arrival time is recorded. The first arrival gives ``publish_s``
    (record -> broker -> gateway -> first stream); arrivals over the spread give the
    gateway's fan-out rate. The clients share the process (and the CPU) with the gateway,
    so the rate is a lower bound.
@@ -22,7 +23,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import secrets
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -42,10 +45,14 @@ from walle.deploy.delivery_sim import (
     simulate_polling_delivery,
     simulate_push_delivery,
 )
+from walle.deploy.enrolment import Enrolment
 from walle.deploy.gateway import Gateway
-from walle.deploy.notification import make_notification
+from walle.deploy.notification import Notification, bundle_payload, make_notification
+from walle.deploy.roles import TrustStore
 from walle.deploy.serving import start_site
+from walle.deploy.signing import BUNDLE_DOMAIN, load_private_key, sign
 from walle.deploy.simulator import FleetModel
+from walle.deploy.testing import write_trust
 from walle.kafka import EmbeddedBroker
 
 RESULTS = Path(__file__).parent / "results"
@@ -62,10 +69,34 @@ async def _stream(session: aiohttp.ClientSession, url: str, arrivals: dict[bool,
                     return
 
 
+def _signed_notes(private: Ed25519PrivateKey) -> dict[bool, Notification]:
+    """A release and then its pause (a higher ``seq``), signed by the release key as
+    ``walle deploy release`` and ``pause`` would: the gateway forwards nothing else."""
+    digest = "0" * 64
+    seq = int(time.time())
+    return {
+        paused: make_notification(
+            task="demo",
+            version=1,
+            digest=digest,
+            size=200_000,
+            url="http://127.0.0.1/unused",
+            private=private,
+            bundle_signature=sign(private, BUNDLE_DOMAIN, bundle_payload(digest)),
+            paused=paused,
+            seq=seq + paused,
+        )
+        for paused in (False, True)
+    }
+
+
 async def _measure(bootstrap: str, clients: int) -> dict[str, np.ndarray]:
     topics = ChannelTopics.prefixed(f"fanout-{uuid.uuid4().hex[:8]}")
     await asyncio.to_thread(ensure_topics, bootstrap, topics)
-    gateway = Gateway(bootstrap, topics)
+    with tempfile.TemporaryDirectory() as keys:  # a throwaway root: root, release, rollout
+        trust = TrustStore.from_paths([write_trust(Path(keys))])
+        notes = _signed_notes(load_private_key(Path(keys) / "release.key"))
+    gateway = Gateway(bootstrap, topics, trust=trust, enrolment=Enrolment(secrets.token_bytes(32)))
     site = await start_site(gateway.app())
     arrivals: dict[bool, list[float]] = {False: [], True: []}
     connector = aiohttp.TCPConnector(limit=0)
@@ -74,24 +105,15 @@ async def _measure(bootstrap: str, clients: int) -> dict[str, np.ndarray]:
             asyncio.create_task(_stream(session, site.url, arrivals)) for _ in range(clients)
         ]
         await _until(lambda: gateway.counters["connected"] == clients, 60)
-        private = Ed25519PrivateKey.generate()
         sent = {}
-        for paused in (False, True):
-            note = make_notification(
-                task="demo",
-                version=1,
-                digest="0" * 64,
-                size=200_000,
-                url="http://127.0.0.1/unused",
-                private=private,
-                bundle_signature=None,
-                paused=paused,
-            )
+        for paused, note in notes.items():
             sent[paused] = time.monotonic()
             await asyncio.to_thread(publish, bootstrap, topics, note)
             await _until(lambda p=paused: len(arrivals[p]) == clients, 60)
         await asyncio.gather(*streams)
     await site.stop()
+    if gateway.counters["dropped_records"] or gateway.counters["stale_records"]:
+        raise RuntimeError(f"the gateway dropped the benchmark's notes: {gateway.counters}")
     return {
         change: np.sort(np.array(arrivals[paused]) - sent[paused])
         for change, paused in (("release", False), ("pause", True))

@@ -6,7 +6,10 @@
 acts on (``tally``, ``decide``, ``describe``), not a second computation of them. It also keeps
 what the controller forgets: every notification of each task (releases, advances, halts,
 pauses, rollbacks, with their reasons) and the devices installed and failed over time (the
-coverage chart).
+coverage chart). Like the controller it folds only verified records: a notification whose
+signatures the root's roles did not make, or a report without a valid device MAC, is
+dropped (counted in ``dropped``), so a forged record cannot put a false count or step on the
+page. Expiry is not checked here: the history is shown as it happened, old releases too.
 
 ``attach_dashboard`` adds ``GET /dashboard`` (the page: plain HTML and JavaScript shipped in
 the package, no build step, no CDN), ``GET /dashboard/state`` (the board as JSON) and
@@ -32,9 +35,15 @@ import pydantic
 from aiohttp import web
 
 from walle.deploy.channel import ChannelTopics, StatusReport, ensure_topics
+from walle.deploy.enrolment import Enrolment, ReportAuthError
+from walle.deploy.errors import BundleRefused
 from walle.deploy.follower import FollowerSettings, TopicFollower
-from walle.deploy.notification import Notification
+from walle.deploy.notification import Notification, verify_signatures
+from walle.deploy.roles import TrustStore
 from walle.deploy.rollout import RolloutController
+from walle.logging import get_logger
+
+_log = get_logger("deploy.dashboard")
 
 _PUSH_EVERY_S = 0.25
 _KEEPALIVE_S = 10.0
@@ -67,8 +76,13 @@ class RolloutBoard:
         bootstrap: str,
         topics: ChannelTopics,
         *,
+        trust: TrustStore,
+        enrolment: Enrolment,
         settings: FollowerSettings | None = None,
     ):
+        self.trust = trust
+        self.enrolment = enrolment
+        self.dropped = 0
         self.controller = RolloutController()
         self.generation = 0
         self._tasks: dict[str, _TaskView] = {}
@@ -105,11 +119,18 @@ class RolloutBoard:
         """Fold one notification (history topic) or status report."""
         try:
             if topic == self._history_topic:
-                self._fold_note(Notification.model_validate_json(value))
+                note = Notification.model_validate_json(value)
+                verify_signatures(note, self.trust)
+                self._fold_note(note)
             else:
-                self._fold_report(StatusReport.model_validate_json(value))
+                report = StatusReport.model_validate_json(value)
+                self.enrolment.check(report)
+                self._fold_report(report)
         except pydantic.ValidationError:
             return  # the gateway and the watcher already log unreadable records
+        except (BundleRefused, ReportAuthError) as exc:
+            self.dropped += 1
+            _log.warning("unverified record kept off the board", topic=topic, error=str(exc))
 
     def on_caught_up(self) -> None:
         """Nothing to do: every record already moved the board."""

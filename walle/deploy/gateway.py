@@ -7,6 +7,11 @@ thread's connection dies it reads again after a backoff. ``GET /events`` is a lo
 that first replays the latest notification per task (catch-up on connect), then every new
 one; ``GET /notifications`` is the polling fallback; ``POST /status`` takes an agent's
 report and writes it to the status topic.
+
+It always verifies: ``trust`` (the root whose roles sign notifications) and ``enrolment``
+(the secret that derives each device's report key) are required. A notification that is
+not signed by the right roles, is expired or future-dated, or is not newer than the one in
+force never reaches an agent; a report without a valid device MAC never reaches the topic.
 """
 
 from __future__ import annotations
@@ -39,8 +44,19 @@ def _observe(gateway: Gateway, app: web.Application) -> None:
     from walle.deploy.metrics import GatewayCollector, attach_metrics
 
     attach_metrics(app, "gateway", [GatewayCollector(gateway)])
-    board = RolloutBoard(gateway.bootstrap, gateway.topics)
+    board = RolloutBoard(
+        gateway.bootstrap, gateway.topics, trust=gateway.trust, enrolment=gateway.enrolment
+    )
     attach_dashboard(app, board, lambda: gateway.counters["connected"])
+
+
+def _require(value: object, kind: type, name: str, what: str) -> None:
+    """Refuse a missing or wrong ``name=`` argument: the gateway has no unverified mode."""
+    if not isinstance(value, kind):
+        raise TypeError(
+            f"Gateway needs {name}={kind.__name__} ({what}), got {type(value).__name__}:"
+            " it never forwards unverified records or unauthenticated reports"
+        )
 
 
 def _sse_frame(note: Notification) -> bytes:
@@ -61,10 +77,12 @@ class Gateway:
         bootstrap: str,
         topics: ChannelTopics,
         *,
+        trust: TrustStore,
+        enrolment: Enrolment,
         follower: FollowerSettings | None = None,
-        trust: TrustStore | None = None,
-        enrolment: Enrolment | None = None,
     ):
+        _require(trust, TrustStore, "trust", "the root whose roles sign notifications")
+        _require(enrolment, Enrolment, "enrolment", "the secret that authenticates reports")
         self.bootstrap = bootstrap
         self.trust = trust
         self.enrolment = enrolment
@@ -136,7 +154,7 @@ class Gateway:
             return
         if not self._live:
             kept = self._pass.get(note.task)
-            if kept is None or self.trust is None or note.seq > kept.seq:
+            if kept is None or note.seq > kept.seq:
                 self._pass[note.task] = note
         elif self._loop is not None:
             self._loop.call_soon_threadsafe(self._publish, note)
@@ -156,10 +174,7 @@ class Gateway:
                 self._publish(note)
 
     def _verified(self, note: Notification, offset: int) -> bool:
-        """Whether ``note`` may reach agents: signed by the right roles, in date (with a trust
-        store; without one, as in transport-only tests, everything passes)."""
-        if self.trust is None:
-            return True
+        """Whether ``note`` may reach agents: signed by the right roles, in date."""
         try:
             verify_record(note, self.trust)
         except BundleRefused as exc:
@@ -172,7 +187,7 @@ class Gateway:
 
     def _publish(self, note: Notification) -> None:
         current = self.latest.get(note.task)
-        if self.trust is not None and current is not None and note.seq <= current.seq:
+        if current is not None and note.seq <= current.seq:
             self.counters["stale_records"] += 1
             _log.warning(
                 "notification not newer than the one in force dropped",
@@ -229,13 +244,12 @@ class Gateway:
             report = StatusReport.model_validate_json(await request.read())
         except pydantic.ValidationError as exc:
             raise web.HTTPBadRequest(text=f"bad status report: {exc}\n") from exc
-        if self.enrolment is not None:
-            try:
-                self.enrolment.check(report)
-            except ReportAuthError as exc:
-                self.counters["unauthenticated_reports"] += 1
-                _log.warning("unauthenticated status report refused", error=str(exc))
-                raise web.HTTPUnauthorized(text=f"{exc}\n") from exc
+        try:
+            self.enrolment.check(report)
+        except ReportAuthError as exc:
+            self.counters["unauthenticated_reports"] += 1
+            _log.warning("unauthenticated status report refused", error=str(exc))
+            raise web.HTTPUnauthorized(text=f"{exc}\n") from exc
         key = f"{report.task}/{report.device_id}".encode()
         value = report.model_dump_json().encode()
         try:  # send() blocks while it has no metadata for the topic (broker away)

@@ -12,10 +12,12 @@ stage never advances on the strength of the stage before it.
 releases and status topics from the beginning, and once caught up it applies each decision
 by publishing a notification whose control layer it signs with the rollout key: the next
 stage (``advance``) or the same release paused with the failure rate as the reason
-(``halt``). Given a trust store and the enrolment secret it first verifies every record:
-notifications not signed by the root's roles and reports without a valid device MAC are
-dropped (counted in ``dropped``), so forged records never move a rollout. It runs on its
-own as ``walle deploy rollout`` (the gateway, which faces devices, holds no signing key).
+(``halt``). It always verifies first (a trust store and the enrolment secret are required):
+notifications not signed by the root's roles, expired or future-dated, and reports without a
+valid device MAC are dropped (counted in ``dropped``), so forged records never move a
+rollout. Its key must hold the rollout (or release) role in that root, or every step it
+signed would be dropped downstream. It runs on its own as ``walle deploy rollout`` (the
+gateway, which faces devices, holds no signing key).
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ from walle.deploy.notification import Notification
 from walle.deploy.policy import StageDecision, decide_stage, in_stage_band
 from walle.deploy.release import DEFAULT_TTL_S, advance, halt
 from walle.deploy.roles import TrustStore
+from walle.deploy.signing import key_id
+from walle.errors import ValidationError
 from walle.logging import get_logger
 
 _log = get_logger("deploy.rollout")
@@ -139,6 +143,30 @@ class RolloutController:
         return [action for action in due if action.decision in ("advance", "halt")]
 
 
+def _check_setup(private: Ed25519PrivateKey, trust: TrustStore, enrolment: Enrolment) -> None:
+    """Refuse a watcher that could act on unverified records or sign unusable steps."""
+    for value, kind, name, what in (
+        (trust, TrustStore, "trust", "the root whose roles sign notifications"),
+        (enrolment, Enrolment, "enrolment", "the secret that authenticates reports"),
+        (private, Ed25519PrivateKey, "private", "the rollout key"),
+    ):
+        if not isinstance(value, kind):
+            raise TypeError(
+                f"RolloutWatcher needs {name}={kind.__name__} ({what}), got"
+                f" {type(value).__name__}: it never acts on unverified records"
+            )
+    kid = key_id(private.public_key())
+    held = trust.root.signed.role_of(kid)
+    if not {"rollout", "release"} & set(held):
+        why = f"it holds {', '.join(held)}" if held else "it is revoked or was never trusted"
+        raise ValidationError(
+            f"the rollout key {kid} may not sign stage changes in root v{trust.version}"
+            f" ({why}): every advance or halt it signed would be dropped. Use the key the"
+            " root names as rollout (walle deploy root init --rollout-key)",
+            field="private",
+        )
+
+
 class RolloutWatcher:
     """Applies a ``RolloutController``'s decisions to the channel on Kafka, on a thread.
 
@@ -151,11 +179,12 @@ class RolloutWatcher:
         topics: ChannelTopics,
         private: Ed25519PrivateKey,
         *,
+        trust: TrustStore,
+        enrolment: Enrolment,
         settings: FollowerSettings | None = None,
         ttl_s: float = DEFAULT_TTL_S,
-        trust: TrustStore | None = None,
-        enrolment: Enrolment | None = None,
     ):
+        _check_setup(private, trust, enrolment)
         self.bootstrap = bootstrap
         self.trust = trust
         self.enrolment = enrolment
@@ -206,13 +235,11 @@ class RolloutWatcher:
         try:
             if topic == self.topics.releases:
                 note = Notification.model_validate_json(value)
-                if self.trust is not None:
-                    verify_record(note, self.trust)
+                verify_record(note, self.trust)
                 self.controller.observe_release(note)
             else:
                 report = StatusReport.model_validate_json(value)
-                if self.enrolment is not None:
-                    self.enrolment.check(report)
+                self.enrolment.check(report)
                 self.controller.observe_report(report)
         except pydantic.ValidationError as exc:
             _log.warning("bad record skipped", topic=topic, offset=offset, error=str(exc))

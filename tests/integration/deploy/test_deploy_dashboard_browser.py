@@ -18,11 +18,13 @@ from playwright.async_api import async_playwright
 
 from tests._browser import LAUNCH_ARGS, artifact_dir, chromium
 from tests._wait import until
+from walle.deploy.enrolment import Enrolment
 from walle.deploy.fleet import LoopbackFleet
 from walle.deploy.follower import FollowerSettings
 from walle.deploy.policy import DeviceAttrs, ReleasePolicy, Stages, in_stage_band
 from walle.deploy.release import release
 from walle.deploy.rollout import RolloutWatcher
+from walle.deploy.signing import load_private_key
 from walle.deploy.testing import BROKEN_MARKER
 
 DEVICES = [DeviceAttrs(device_id=f"d{i:02d}", os="android") for i in range(40)]
@@ -62,7 +64,7 @@ async def _state(url: str) -> dict:
 
 
 def test_dashboard_shows_stages_coverage_and_a_halt(
-    tmp_path, broker, topics, trust, private, make_bundle
+    tmp_path, broker, topics, trust, private, key_dir, make_bundle
 ):
     first = [d for d in IDS if in_stage_band(d, _policy(1), 0)]
     broken = first[::2]
@@ -72,8 +74,13 @@ def test_dashboard_shows_stages_coverage_and_a_halt(
     v1, v2 = make_bundle(1), make_bundle(2, health="marker")
     shots = artifact_dir("dashboard")
     print(f"dashboard screenshots in {shots}")
-    watcher = RolloutWatcher(
-        broker.bootstrap, topics, private, settings=FollowerSettings(poll_ms=50, check_s=0.5)
+    watcher = RolloutWatcher(  # the fleet enrols its devices with the secret at tmp_path
+        broker.bootstrap,
+        topics,
+        load_private_key(key_dir / "rollout.key"),
+        trust=trust,
+        enrolment=Enrolment.new(tmp_path / "enrolment.secret"),
+        settings=FollowerSettings(poll_ms=50, check_s=0.5),
     )
     watcher.start()
 

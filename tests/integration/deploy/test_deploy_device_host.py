@@ -17,6 +17,7 @@ from tests._wait import until
 from walle.deploy.agent import Agent, AgentSettings
 from walle.deploy.bundle import build_bundle
 from walle.deploy.device_host import DeviceTaskHost
+from walle.deploy.enrolment import Enrolment
 from walle.deploy.gateway import Gateway
 from walle.deploy.notification import sign_bundle
 from walle.deploy.policy import DeviceAttrs, ReleasePolicy
@@ -86,7 +87,10 @@ def test_release_activates_app_in_live_runtime_and_rollback_swaps_back(
 
     async def scenario() -> None:
         store = await start_site(make_store_app(tmp_path / "store"))
-        gateway = await start_site(Gateway(broker.bootstrap, topics).app())
+        enrolment = Enrolment.new(tmp_path / "enrolment.secret")
+        enrolment.enrol("dev", tmp_path / "home")
+        core = Gateway(broker.bootstrap, topics, trust=trust, enrolment=enrolment)
+        gateway = await start_site(core.app())
         settings = AgentSettings(gateway_url=gateway.url, home=tmp_path / "home")
         host = DeviceTaskHost(runtime)
         agent = Agent(DeviceAttrs(device_id="dev"), settings, trust, host)
@@ -119,6 +123,8 @@ def test_release_activates_app_in_live_runtime_and_rollback_swaps_back(
             tail = appender.versions()[mark:]
             assert tail[-1] == 1 and set(tail[tail.index(1) :]) == {1}
             assert host.running == {"clicks": 1}
+            assert core.counters["dropped_records"] == 0  # releases and rollback verified
+            assert core.counters["unauthenticated_reports"] == 0
         finally:
             run.cancel()
             await asyncio.gather(run, return_exceptions=True)

@@ -85,7 +85,10 @@ def test_store_killed_mid_download_resumes_and_never_installs_partial(
 
     async def scenario() -> None:
         nonlocal store
-        gateway = await start_site(Gateway(broker.bootstrap, topics).app())
+        enrolment = Enrolment.new(tmp_path / "enrolment.secret")
+        enrolment.enrol("dev-1", tmp_path / "device")
+        core = Gateway(broker.bootstrap, topics, trust=trust, enrolment=enrolment)
+        gateway = await start_site(core.app())
         agent = _agent(tmp_path, gateway.url, trust)
         run = asyncio.create_task(agent.run())
         try:
@@ -113,6 +116,8 @@ def test_store_killed_mid_download_resumes_and_never_installs_partial(
             assert agent.stats["range_requests"] >= 1
             assert agent.installer.active("demo").digest == bundle.digest
             assert not part.exists()
+            await until(lambda: core.counters["reports"] >= 1, 10, "the install reported")
+            assert core.counters["unauthenticated_reports"] == 0  # the enrolled device's MAC
         finally:
             run.cancel()
             await asyncio.gather(run, return_exceptions=True)

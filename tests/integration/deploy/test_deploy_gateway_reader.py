@@ -11,6 +11,7 @@ from tests._wait import until
 from walle.deploy.agent import Agent, AgentSettings
 from walle.deploy.channel import ensure_topics
 from walle.deploy.container import TaskContainer
+from walle.deploy.enrolment import Enrolment
 from walle.deploy.follower import FollowerSettings
 from walle.deploy.gateway import Gateway
 from walle.deploy.policy import DeviceAttrs, ReleasePolicy
@@ -34,7 +35,9 @@ def test_reader_restarts_after_broker_restart_and_notifications_resume(
     v1, v2 = make_bundle(1), make_bundle(2)
     own = EmbeddedBroker(log_path=tmp_path / "tansu.log").start()
     ensure_topics(own.bootstrap, topics)
-    gateway = Gateway(own.bootstrap, topics, follower=_FAST)
+    enrolment = Enrolment.new(tmp_path / "enrolment.secret")
+    enrolment.enrol("dev-1", tmp_path / "device")
+    gateway = Gateway(own.bootstrap, topics, trust=trust, enrolment=enrolment, follower=_FAST)
 
     async def scenario() -> None:
         store = await start_site(make_store_app(tmp_path / "store"))
@@ -61,6 +64,9 @@ def test_reader_restarts_after_broker_restart_and_notifications_resume(
             assert agent.stats["connects"] == 1  # pushed over the same stream: no reconnect
             assert gateway.counters["pushed"] == 2  # v1 then v2, nothing replayed
             assert agent.stats["report_refused"] == 0
+            await _until(lambda: gateway.counters["reports"] >= 2)  # both installs reported
+            assert gateway.counters["unauthenticated_reports"] == 0
+            assert gateway.counters["dropped_records"] == 0  # both releases verified
             assert gateway.reader.alive and gateway.latest["demo"].version == 2
         finally:
             run.cancel()

@@ -14,12 +14,14 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests._wait import until
+from walle.deploy.enrolment import Enrolment
 from walle.deploy.fleet import LoopbackFleet
 from walle.deploy.follower import FollowerSettings
 from walle.deploy.metrics import rollout_registry, serve_registry
 from walle.deploy.policy import DeviceAttrs, ReleasePolicy, Stages
 from walle.deploy.release import release
 from walle.deploy.rollout import RolloutWatcher
+from walle.deploy.signing import load_private_key
 
 AGENTS = 8
 DEVICES = [DeviceAttrs(device_id=f"m{i:02d}", os="android") for i in range(AGENTS)]
@@ -98,13 +100,18 @@ async def _value(scraped, key, wanted: float) -> bool:
 
 
 def test_rollout_controller_exports_stage_counts_and_steps(
-    tmp_path, broker, topics, trust, private, make_bundle
+    tmp_path, broker, topics, trust, private, key_dir, make_bundle
 ):
     stages = Stages(percentages=(50, 100), advance_success_rate=0.9, min_reports=1)
     policy = ReleasePolicy(stages=stages, salt="metrics")
     bundle = make_bundle(1)
-    watcher = RolloutWatcher(
-        broker.bootstrap, topics, private, settings=FollowerSettings(poll_ms=50, check_s=0.5)
+    watcher = RolloutWatcher(  # the fleet enrols its devices with the secret at tmp_path
+        broker.bootstrap,
+        topics,
+        load_private_key(key_dir / "rollout.key"),
+        trust=trust,
+        enrolment=Enrolment.new(tmp_path / "enrolment.secret"),
+        settings=FollowerSettings(poll_ms=50, check_s=0.5),
     )
     server = serve_registry(rollout_registry(watcher), 0)
     url = f"http://127.0.0.1:{server.server_port}"

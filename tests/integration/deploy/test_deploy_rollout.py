@@ -12,11 +12,13 @@ import asyncio
 import time
 
 from walle.deploy.channel import history, latest, status_counts
+from walle.deploy.enrolment import Enrolment
 from walle.deploy.fleet import LoopbackFleet
 from walle.deploy.follower import FollowerSettings
 from walle.deploy.policy import DeviceAttrs, ReleasePolicy, Stages, in_stage_band
 from walle.deploy.release import release
 from walle.deploy.rollout import RolloutWatcher
+from walle.deploy.signing import load_private_key
 from walle.deploy.testing import BROKEN_MARKER
 
 DEVICES = [DeviceAttrs(device_id=f"d{i:02d}", os="android") for i in range(40)]
@@ -56,13 +58,26 @@ def _band(policy: ReleasePolicy, stage: int) -> list[str]:
     return [d for d in IDS if in_stage_band(d, policy, stage)]
 
 
+def _watcher(bootstrap, topics, tmp_path, trust, key_dir) -> RolloutWatcher:
+    """The controller as deployed: the rollout key, the fleet's root and enrolment secret
+    (``LoopbackFleet`` enrols its devices with the secret it finds at ``tmp_path``)."""
+    return RolloutWatcher(
+        bootstrap,
+        topics,
+        load_private_key(key_dir / "rollout.key"),
+        trust=trust,
+        enrolment=Enrolment.new(tmp_path / "enrolment.secret"),
+        settings=_FAST,
+    )
+
+
 def test_all_healthy_rollout_advances_to_everyone(
-    tmp_path, broker, topics, trust, private, make_bundle
+    tmp_path, broker, topics, trust, private, key_dir, make_bundle
 ):
     policy = _policy(min_reports=3)
     assert all(len(_band(policy, k)) >= 3 for k in range(3))  # each stage can advance
     bundle = make_bundle(1)
-    watcher = RolloutWatcher(broker.bootstrap, topics, private, settings=_FAST)
+    watcher = _watcher(broker.bootstrap, topics, tmp_path, trust, key_dir)
     watcher.start()
 
     async def scenario() -> None:
@@ -92,13 +107,14 @@ def test_all_healthy_rollout_advances_to_everyone(
     assert stages == [0, 1, 2]  # released at stage 0, advanced twice, never halted
     assert [n.policy.stage for n in watcher.applied] == [1, 2]
     assert all(n.reason.startswith("advanced:") for n in watcher.applied)
+    assert watcher.dropped == 0  # every release, step and report verified
     assert not latest(broker.bootstrap, topics, "demo").paused
     expected = {(1, "installed"): len(IDS)}
     assert _eventually_counts(broker.bootstrap, topics, expected) == expected
 
 
 def test_failing_devices_halt_the_rollout_at_the_first_stage(
-    tmp_path, broker, topics, trust, private, make_bundle
+    tmp_path, broker, topics, trust, private, key_dir, make_bundle
 ):
     policy = _policy(min_reports=len(_band(_policy(1), 0)))  # stage 0 waits for all its devices
     first = _band(policy, 0)
@@ -108,7 +124,7 @@ def test_failing_devices_halt_the_rollout_at_the_first_stage(
         (tmp_path / "devices" / device_id).mkdir(parents=True)
         (tmp_path / "devices" / device_id / BROKEN_MARKER).write_text("no NPU\n")
     bundle = make_bundle(1, health="marker")
-    watcher = RolloutWatcher(broker.bootstrap, topics, private, settings=_FAST)
+    watcher = _watcher(broker.bootstrap, topics, tmp_path, trust, key_dir)
     watcher.start()
 
     async def scenario() -> None:
@@ -141,6 +157,7 @@ def test_failing_devices_halt_the_rollout_at_the_first_stage(
     assert note.paused and note.policy.stage == 0
     assert note.reason.startswith("halted:") and "-> halt" in note.reason
     assert [n.paused for n in watcher.applied] == [True]  # no advance ever happened
+    assert watcher.dropped == 0  # the failures it halted on were authenticated reports
     counts = status_counts(broker.bootstrap, topics, "demo")
     assert counts[(1, "rolled_back")] + counts[(1, "installed")] <= len(first)
     assert set(counts) <= {(1, "rolled_back"), (1, "installed")}
