@@ -20,6 +20,7 @@ run: $(STAMP)
 # A compiled or OpenCL backend that failed to install is a failure, not a silent skip.
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	@# The dashboard's browser test drives Debian's Chromium through playwright (never its own download).
 	test -x /usr/bin/chromium || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver)
 	WALLE_REQUIRE_BACKENDS=cython,opencl $(BIN)/python -m pytest -n 2

@@ -115,12 +115,21 @@ class CythonBackend(Backend):
         if node.op == "unary":
             return [ops_math.UnaryKernel(node.attr("kind"), ins[0], out).run]
         if node.op == "binary":
-            sizes, sa, sb = _collapse(graph, node)
+            collapsed = _collapse(graph, node)
+            if collapsed is None:  # supports() turned these down: a caller skipped it
+                raise BackendError(
+                    f"cython: node {node.output!r} broadcasts beyond 4 merged dims or strides "
+                    "its innermost dim"
+                )
+            sizes, sa, sb = collapsed
             return [
                 ops_math.BinaryKernel(node.attr("kind"), ins[0], ins[1], out, sizes, sa, sb).run
             ]
         if node.op == "reduce":
-            outer, r, inner = _reduce_view(graph.shape(node.inputs[0]), node.attr("axes"))
+            view = _reduce_view(graph.shape(node.inputs[0]), node.attr("axes"))
+            if view is None:  # supports() turned these down: a caller skipped it
+                raise BackendError(f"cython: node {node.output!r} reduces non-adjacent axes")
+            outer, r, inner = view
             return [ops_math.ReduceKernel(node.attr("kind"), ins[0], out, outer, r, inner).run]
         if node.op == "matmul":
             return _gemm(algorithm, ins[0], ins[1], out, None, 0, "none")
