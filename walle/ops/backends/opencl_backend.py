@@ -17,11 +17,13 @@ from __future__ import annotations
 import math
 import os
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import ClassVar
+from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
+import numpy.typing as npt
 
 from walle.errors import BackendError, StateError
 from walle.logging import get_logger
@@ -45,6 +47,9 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the install
     raise BackendError(f"pyopencl is not installed ({exc})") from exc
 
+if TYPE_CHECKING:
+    from pyopencl.typing import KernelArg
+
 _log = get_logger("walle.ops.opencl")
 _MAX_ELEMENTS = 2**31 - 1
 _MAX_RANK = 6
@@ -66,6 +71,11 @@ class _Buf:
     write: bool = False
 
 
+# A launch argument before binding: a plan value, a host array uploaded read-only (a spec
+# or a dummy), or a scalar passed by value.
+_Arg: TypeAlias = _Buf | npt.NDArray[np.int32] | npt.NDArray[np.float32] | np.int32 | np.float32
+
+
 @dataclass(frozen=True, eq=False)
 class _Launch:
     """One kernel launch (or a buffer fill when ``kernel`` is None), not yet bound."""
@@ -73,7 +83,7 @@ class _Launch:
     kernel: str | None
     global_size: tuple[int, ...]
     local_size: tuple[int, ...] | None
-    args: tuple[object, ...]
+    args: tuple[_Arg, ...]
     nodes: frozenset[str]
     graph: Graph
     buffers: Buffers
@@ -109,7 +119,8 @@ class OpenCLBackend(Backend):
     flops_per_s = 1.5e9  # element-wise (exp ~5.6 ns per element on PoCL)
     bytes_per_s = 3.0e9
     transfer_bytes_per_s = 5.0e9
-    matmul_flops_per_s: ClassVar[dict[str, float]] = {
+    # Replaced whole (never mutated) by a GPU's figures in __init__.
+    matmul_flops_per_s: Mapping[str, float] = {
         "tiled": 3.0e9,
         "rows4": 9.0e9,
         "blocked": 6.0e9,
@@ -257,14 +268,14 @@ class OpenCLBackend(Backend):
         if node.op == "binary":
             return [_binary(launch, node, graph, out)]
         if node.op == "reduce":
-            outer, r, inner = _reduce_view(graph.shape(node.inputs[0]), node.attr("axes"))
+            outer, r, inner = _reduce_dims(graph, node)
             g, lsize = _range2(inner, outer)
             return [
                 launch(
                     f"r_{node.attr('kind')}",
                     g,
                     lsize,
-                    (_Buf(node.inputs[0]), out, *np.int32([outer, r, inner])),
+                    (_Buf(node.inputs[0]), out, *_ints(outer, r, inner)),
                 )
             ]
         if node.op == "matmul":
@@ -358,7 +369,7 @@ class _Sequence:
 
     def __init__(self, backend: OpenCLBackend, launches: list[_Launch]) -> None:
         graph, buffers = launches[0].graph, launches[0].buffers
-        self._queue = queue = backend.queue()
+        self._queue = backend.queue()
         program = backend.program()
         keys = {name: _key(array) for name, array in buffers.items()}
         self._device: dict[tuple[int, int], cl.Buffer] = {}
@@ -367,44 +378,49 @@ class _Sequence:
         self._keep: list[cl.Buffer] = []
         written: dict[tuple[int, int], str] = {}
         for launch in launches:
-            args = []
-            for arg in launch.args:
-                if isinstance(arg, _Buf):
-                    args.append(self._buffer(backend, graph, buffers, keys, arg, written))
-                elif isinstance(arg, np.ndarray):  # a spec or dummy: kept alive with us
-                    self._keep.append(cl.Buffer(backend.context, _RO_COPY, hostbuf=arg))
-                    args.append(self._keep[-1])
-                else:
-                    args.append(arg)
-            if launch.kernel is None:
-                self._steps.append(
-                    partial(
-                        cl.enqueue_fill_buffer,
-                        queue,
-                        args[0],
-                        np.float32(launch.fill),
-                        0,
-                        args[0].size,
-                    )
-                )
-            else:
-                kernel = cl.Kernel(program, launch.kernel)
-                kernel.set_args(*args)
-                self._steps.append(
-                    partial(
-                        cl.enqueue_nd_range_kernel,
-                        queue,
-                        kernel,
-                        launch.global_size,
-                        launch.local_size,
-                    )
-                )
+            args = [self._bind(backend, graph, buffers, keys, arg, written) for arg in launch.args]
+            self._steps.append(self._enqueue(program, launch, args))
         nodes = frozenset().union(*(launch.nodes for launch in launches))
         self._downloads = [
             (buffers[name], self._device[key])
             for key, name in written.items()
             if _escapes(key, graph, keys, nodes)
         ]
+
+    def _bind(
+        self,
+        backend: OpenCLBackend,
+        graph: Graph,
+        buffers: Buffers,
+        keys: dict[str, tuple[int, int]],
+        arg: _Arg,
+        written: dict[tuple[int, int], str],
+    ) -> KernelArg:
+        """What the kernel gets for one launch argument."""
+        if isinstance(arg, _Buf):
+            return self._buffer(backend, graph, buffers, keys, arg, written)
+        if isinstance(arg, np.ndarray):  # a spec or dummy: kept alive with us
+            self._keep.append(cl.Buffer(backend.context, _RO_COPY, hostbuf=arg))
+            return self._keep[-1]
+        return arg
+
+    def _enqueue(self, program: cl.Program, launch: _Launch, args: list[KernelArg]) -> Call:
+        """The queued kernel launch, or buffer fill, of one bound launch."""
+        if launch.kernel is not None:
+            kernel = cl.Kernel(program, launch.kernel)
+            kernel.set_args(*args)
+            return partial(
+                cl.enqueue_nd_range_kernel,
+                self._queue,
+                kernel,
+                launch.global_size,
+                launch.local_size,
+            )
+        target = args[0]
+        if not isinstance(target, cl.Buffer) or launch.fill is None:
+            raise StateError("an OpenCL fill launch takes one plan value and a fill value")
+        pattern = np.array([launch.fill], np.float32)
+        return partial(cl.enqueue_fill_buffer, self._queue, target, pattern, 0, target.size)
 
     def _buffer(
         self,
@@ -484,8 +500,14 @@ def _escapes(
     return False
 
 
-def _dummy() -> np.ndarray:
+def _dummy() -> npt.NDArray[np.float32]:
+    """A placeholder for an absent optional operand (bias, gamma, beta)."""
     return np.zeros(1, np.float32)
+
+
+def _ints(*values: int) -> tuple[np.int32, ...]:
+    """Scalar kernel arguments, as the kernels' ``int`` (32-bit)."""
+    return tuple(np.int32(v) for v in values)
 
 
 def _round_up(n: int, step: int) -> int:
@@ -529,7 +551,7 @@ def _collapse(
     return sizes, merged
 
 
-def _binary(launch: partial, node: Node, graph: Graph, out: _Buf) -> _Launch:
+def _binary(launch: partial[_Launch], node: Node, graph: Graph, out: _Buf) -> _Launch:
     shape = graph.shape(node.output)
     sizes, (sa, sb) = _collapse(shape, [graph.shape(i) for i in node.inputs])
     a, b = (_Buf(i) for i in node.inputs)
@@ -545,8 +567,9 @@ def _binary(launch: partial, node: Node, graph: Graph, out: _Buf) -> _Launch:
     return launch(f"b_{kind}", g, lsize, (a, b, out, spec))
 
 
-def _raster(launch: partial, node: Node, graph: Graph, out: _Buf) -> list[_Launch]:
-    launches = []
+def _raster(launch: partial[_Launch], node: Node, graph: Graph, out: _Buf) -> list[Call]:
+    """A raster node as launches: an optional fill, then one copy kernel per region."""
+    launches: list[Call] = []
     fill = node.attr("fill")
     if fill is not None:
         launches.append(launch(None, (), None, (out,), fill=float(fill)))
@@ -590,7 +613,7 @@ def _matmul_steps(graph: Graph, node: Node) -> tuple[int, int, int] | None:
 
 
 def _matmul(
-    launch: partial,
+    launch: partial[_Launch],
     algorithm: str,
     graph: Graph,
     node: Node,
@@ -601,7 +624,14 @@ def _matmul(
     act: str,
     gemm: GemmConfig,
 ) -> _Launch:
-    batch, a_step, b_step = _matmul_steps(graph, node)
+    steps = _matmul_steps(graph, node)
+    if steps is None:
+        raise BackendError(
+            f"opencl cannot run matmul {node.name!r}: the batch dims of "
+            f"{graph.shape(node.inputs[0])} and {graph.shape(node.inputs[1])} are neither 1 "
+            "nor the output's (supports() refuses it; run it on another backend)"
+        )
+    batch, a_step, b_step = steps
     m, n = graph.shape(node.output)[-2:]
     k = graph.shape(node.inputs[0])[-1]
     kernel, rows = _MATMUL_KERNELS[algorithm]
@@ -621,7 +651,7 @@ def _matmul(
             _Buf(inputs[1]),
             out,
             _Buf(bias) if bias is not None else _dummy(),
-            *np.int32([m, n, k, a_step, b_step, mode, ACTS[act]]),
+            *_ints(m, n, k, a_step, b_step, mode, ACTS[act]),
         ),
     )
 
@@ -639,6 +669,18 @@ def _conv(
     flags = (np.int32(bool(step.attr("has_bias"))), np.int32(ACTS[step.attr("act")]))
     args = (_Buf(step.inputs[0]), _Buf(step.inputs[1]), out, bias, spec, *flags)
     return launch("conv_implicit", g, lsize, args)
+
+
+def _reduce_dims(graph: Graph, node: Node) -> tuple[int, int, int]:
+    """A reduce node's [outer, r, inner] (BackendError when its axes are not one run)."""
+    shape, axes = graph.shape(node.inputs[0]), node.attr("axes")
+    view = _reduce_view(shape, axes)
+    if view is None:
+        raise BackendError(
+            f"opencl cannot reduce {node.name!r} of shape {shape} over axes {axes}: they are "
+            "not one contiguous run of dims (supports() refuses it; run it on another backend)"
+        )
+    return view
 
 
 def _reduce_view(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, int, int] | None:

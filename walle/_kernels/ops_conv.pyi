@@ -1,0 +1,40 @@
+"""Types of the compiled direct convolution kernel (cython_kernels/ops_conv.pyx)."""
+
+from walle.ops.ir import FloatArray, Region
+
+# Instruction-set levels, widest first: {"avx512": 2, "avx2": 1, "sse": 0}.
+LEVELS: dict[str, int]
+
+def best_level() -> int:
+    """The widest level this CPU runs (2 AVX-512F, 1 AVX2 + FMA, 0 baseline SSE2)."""
+
+def level() -> int:
+    """The level new ConvKernels are built at (the CPU's best unless set_level lowered it)."""
+
+def set_level(value: int) -> None:
+    """Build every later ConvKernel at ``value``; ValueError above the CPU's best level."""
+
+class ConvKernel:
+    """y[N, Cout, OH*OW] = act(conv(x) + bias), x read through an im2col ``region``.
+
+    ``weight`` is [Cout, C*KH*KW]; ``act`` "none" or "relu"; ``level`` "avx512", "avx2",
+    "sse", "best", or None for the module's :func:`level`. ValueError on a bad buffer,
+    activation or level.
+    """
+
+    def __init__(
+        self,
+        x: FloatArray,
+        weight: FloatArray,
+        bias: FloatArray | None,
+        y: FloatArray,
+        region: Region,
+        act: str,
+        level: str | None = None,
+    ) -> None: ...
+    @property
+    def level(self) -> int:
+        """The level this kernel runs at (read-only)."""
+
+    def run(self) -> None:
+        """Compute y from the build-time buffers (GIL released, OpenMP over output rows)."""

@@ -1,0 +1,105 @@
+"""Types of the compiled math kernels of the cython ops backend (cython_kernels/ops_math.pyx).
+
+Every kernel is built once over fixed float32 buffers (ValueError if one is not a non-empty
+C-contiguous float32 array) and ``run()`` is the only per-call work.
+"""
+
+from collections.abc import Sequence
+from typing import Literal
+
+from walle.ops.ir import FloatArray
+
+# Kind and activation names to the kernels' codes (an unknown name raises KeyError).
+UNARY_KINDS: dict[str, int]
+BINARY_KINDS: dict[str, int]
+REDUCE_KINDS: dict[str, int]
+ACTS: dict[str, int]
+# Instruction-set levels, widest first: {"avx512": 2, "avx2": 1, "sse": 0}.
+LEVELS: dict[str, int]
+
+def best_level() -> int:
+    """The widest level this CPU runs (2 AVX-512F, 1 AVX2 + FMA, 0 baseline SSE2)."""
+
+def level() -> int:
+    """The level every kernel of this module dispatches to now."""
+
+def set_level(value: int) -> None:
+    """Run every kernel of this module at ``value``; ValueError above the CPU's best level."""
+
+class GemmKernel:
+    """c[batch, m, n] = a @ b (+ bias) (activation); a or b may be shared across the batch.
+
+    ``bias_mode`` 0 none, 1 per column, 2 per row; ``act`` a key of :data:`ACTS`;
+    ``epilogue_only``: c already holds the product, only bias and activation are applied;
+    ``wide=False`` keeps off the AVX-512 panel kernel.
+    """
+
+    def __init__(
+        self,
+        a: FloatArray,
+        b: FloatArray,
+        c: FloatArray,
+        bias: FloatArray | None,
+        bias_mode: int,
+        act: str,
+        epilogue_only: bool = False,
+        wide: bool = True,
+    ) -> None: ...
+    def io_arrays(self) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """The arrays ``run_io`` replaces, in its argument order: a, b, c."""
+
+    def run(self) -> None: ...
+    def run_io(self, a: FloatArray, b: FloatArray, c: FloatArray) -> None:
+        """Run on the caller's arrays (sized like the build-time a, b, c): no copies."""
+
+class RowKernel:
+    """Softmax or layer norm over the last axis of x, into y."""
+
+    def __init__(
+        self,
+        kind: Literal["softmax", "layernorm"],
+        x: FloatArray,
+        y: FloatArray,
+        gamma: FloatArray | None = None,
+        beta: FloatArray | None = None,
+        eps: float = 0.0,
+    ) -> None: ...
+    def run(self) -> None: ...
+    def io_arrays(self) -> tuple[FloatArray, FloatArray]:
+        """The arrays ``run_io`` replaces, in its argument order: x, y."""
+
+    def run_io(self, x: FloatArray, y: FloatArray) -> None:
+        """Run on the caller's arrays (shaped like the build-time ones): no copy in or out."""
+
+class UnaryKernel:
+    """y = f(x) element-wise over contiguous buffers of the same size (``kind``: UNARY_KINDS)."""
+
+    def __init__(self, kind: str, x: FloatArray, y: FloatArray) -> None: ...
+    def run(self) -> None: ...
+
+class BinaryKernel:
+    """y = a op b with broadcasting (``kind``: BINARY_KINDS).
+
+    ``sizes`` (at most 4 dims) and the element strides (0 where broadcast) come collapsed
+    from the backend; the innermost dim has strides 1 or 0 on each side.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        a: FloatArray,
+        b: FloatArray,
+        y: FloatArray,
+        sizes: Sequence[int],
+        a_strides: Sequence[int],
+        b_strides: Sequence[int],
+    ) -> None: ...
+    def run(self) -> None: ...
+
+class ReduceKernel:
+    """y = reduce(x) over the middle axis of x viewed as [outer, r, inner] (REDUCE_KINDS)."""
+
+    def __init__(
+        self, kind: str, x: FloatArray, y: FloatArray, outer: int, r: int, inner: int
+    ) -> None: ...
+    def run(self) -> None: ...

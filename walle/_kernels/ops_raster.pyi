@@ -1,0 +1,53 @@
+"""Types of the compiled raster and pooling kernels (cython_kernels/ops_raster.pyx)."""
+
+from collections.abc import Iterable, Sequence
+
+from walle.ops.ir import FloatArray, Region
+
+# Instruction-set levels, widest first: {"avx512": 2, "avx2": 1, "sse": 0}.
+LEVELS: dict[str, int]
+
+def best_level() -> int:
+    """The widest level this CPU runs (2 AVX-512F, 1 AVX2 + FMA, 0 baseline SSE2)."""
+
+def level() -> int:
+    """The level the pooling kernel (WindowReduceKernel) dispatches to now."""
+
+def set_level(value: int) -> None:
+    """Run the pooling kernel at ``value``; ValueError above the CPU's best level."""
+
+def normalise(
+    sizes: Sequence[int], src_strides: Sequence[int], dst_strides: Sequence[int]
+) -> tuple[list[int], list[int], list[int], bool]:
+    """(sizes, src strides, dst strides, blocked) of a region in the order it is copied."""
+
+class RasterKernel:
+    """Fill the output (unless ``fill`` is None), then copy each region from its input.
+
+    ValueError if a buffer is not C-contiguous float32 or a region has rank above 6.
+    """
+
+    def __init__(
+        self,
+        inputs: Sequence[FloatArray],
+        out: FloatArray,
+        regions: Iterable[Region],
+        fill: float | None,
+    ) -> None: ...
+    def run(self) -> None: ...
+    def io_arrays(self) -> tuple[FloatArray, FloatArray] | tuple[()]:
+        """The arrays ``run_io`` replaces: the input and the output (empty for a raster of
+        several inputs, which ``run_io`` does not take)."""
+
+    def run_io(self, x: FloatArray, y: FloatArray) -> None:
+        """Run on the caller's arrays (each with the build-time size): no copies."""
+
+class WindowReduceKernel:
+    """Pooling without the window tensor: y = reduce over the first 2 dims of ``region``.
+
+    ``region`` is a pooling raster's (sizes [KH, KW, N, C, OH, OW]); ``kind`` 0 sums,
+    1 averages, 2 takes the max.
+    """
+
+    def __init__(self, x: FloatArray, y: FloatArray, region: Region, kind: int) -> None: ...
+    def run(self) -> None: ...
