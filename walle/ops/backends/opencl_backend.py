@@ -1,11 +1,10 @@
 """The opencl backend: pyopencl kernels, device-resident buffers, one sync per run of steps.
 
-``compile`` turns each step into :class:`_Launch` descriptions (kernel name, ranges, which
+``compile`` turns each step into :class:`Launch` descriptions (kernel name, ranges, which
 plan values it reads and writes). ``finish`` then binds a whole run of consecutive OpenCL
-steps into one :class:`_Sequence`: device buffers are created once (constants uploaded once),
-values that come from outside the run are uploaded with non-blocking copies, every kernel is
-enqueued without waiting, values read after the run (by another backend or as graph outputs)
-are copied back, and the queue is waited on once. On PoCL (the CPU platform of
+steps into one :class:`LaunchSequence` (``opencl_launch``): device buffers are created once,
+values from outside the run are uploaded with non-blocking copies, every kernel is enqueued
+without waiting, values read after the run are copied back, and the queue is waited on once. On PoCL (the CPU platform of
 ``pyopencl[pocl]``) a queued launch costs a few microseconds while a blocking one costs
 64-108 us, so this batching is what makes the backend usable at all; the cost model
 (:meth:`OpenCLBackend.estimate`) charges that sync and the transfers so that the search only
@@ -18,9 +17,8 @@ import math
 import os
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -38,6 +36,7 @@ from walle.ops.backends.opencl_gemm import (
     gemm_source,
 )
 from walle.ops.backends.opencl_kernels import ACTS, TILE, program_source
+from walle.ops.backends.opencl_launch import Launch, LaunchSequence, ValueArg
 from walle.ops.backends.opencl_pool import pool_outputs, pool_source, pool_spec
 from walle.ops.fusion import Step
 from walle.ops.ir import Graph, Node, contiguous_strides
@@ -48,7 +47,7 @@ except ImportError as exc:  # pragma: no cover - depends on the install
     raise BackendError(f"pyopencl is not installed ({exc})") from exc
 
 if TYPE_CHECKING:
-    from pyopencl.typing import KernelArg
+    pass
 
 _log = get_logger("walle.ops.opencl")
 _MAX_ELEMENTS = 2**31 - 1
@@ -61,38 +60,6 @@ _MATMUL_KERNELS = {
     "blocked": ("matmul_blocked", 0),  # opencl_gemm: register-blocked tiles (GPUs)
     "blocked8": ("matmul_blocked8", 0),  # the same, 8x8 per work-item (where it fits)
 }
-
-
-@dataclass(frozen=True)
-class _Buf:
-    """A launch argument naming a plan value (``write``: the launch's output)."""
-
-    name: str
-    write: bool = False
-
-
-# A launch argument before binding: a plan value, a host array uploaded read-only (a spec
-# or a dummy), or a scalar passed by value.
-_Arg: TypeAlias = _Buf | npt.NDArray[np.int32] | npt.NDArray[np.float32] | np.int32 | np.float32
-
-
-@dataclass(frozen=True, eq=False)
-class _Launch:
-    """One kernel launch (or a buffer fill when ``kernel`` is None), not yet bound."""
-
-    kernel: str | None
-    global_size: tuple[int, ...]
-    local_size: tuple[int, ...] | None
-    args: tuple[_Arg, ...]
-    nodes: frozenset[str]
-    graph: Graph
-    buffers: Buffers
-    fill: float | None = None
-
-    def __call__(self) -> None:
-        raise StateError(
-            "an OpenCL launch runs only inside the sequence built by OpenCLBackend.finish()"
-        )
 
 
 class OpenCLBackend(Backend):
@@ -256,13 +223,15 @@ class OpenCLBackend(Backend):
     def compile_atomic(
         self, node: Node, algorithm: str, graph: Graph, buffers: Buffers
     ) -> list[Call]:
-        launch = partial(_Launch, nodes=frozenset({node.name}), graph=graph, buffers=buffers)
-        out = _Buf(node.output, write=True)
+        launch = partial(Launch, nodes=frozenset({node.name}), graph=graph, buffers=buffers)
+        out = ValueArg(node.output, write=True)
         if node.op == "unary":
             n = math.prod(graph.shape(node.output))
             return [
                 launch(
-                    f"u_{node.attr('kind')}", *_range1(n), (_Buf(node.inputs[0]), out, np.int32(n))
+                    f"u_{node.attr('kind')}",
+                    *_range1(n),
+                    (ValueArg(node.inputs[0]), out, np.int32(n)),
                 )
             ]
         if node.op == "binary":
@@ -275,7 +244,7 @@ class OpenCLBackend(Backend):
                     f"r_{node.attr('kind')}",
                     g,
                     lsize,
-                    (_Buf(node.inputs[0]), out, *_ints(outer, r, inner)),
+                    (ValueArg(node.inputs[0]), out, *_ints(outer, r, inner)),
                 )
             ]
         if node.op == "matmul":
@@ -291,16 +260,16 @@ class OpenCLBackend(Backend):
         self, step: Step, algorithm: str, graph: Graph, buffers: Buffers
     ) -> list[Call]:
         launch = partial(
-            _Launch, nodes=frozenset(p.name for p in step.parts), graph=graph, buffers=buffers
+            Launch, nodes=frozenset(p.name for p in step.parts), graph=graph, buffers=buffers
         )
-        out = _Buf(step.output, write=True)
+        out = ValueArg(step.output, write=True)
         if step.op == "fused.conv2d":
             return [_conv(launch, self.gemm, step, graph, out)]
         if step.op == "fused.window_reduce":  # opencl_pool: the window read in place
             r = step.parts[0].attr("regions")[0]
             n = pool_outputs(r.sizes)
             spec = pool_spec(r.src_offset, r.src_strides, r.sizes)
-            args = (_Buf(step.inputs[0]), out, spec, np.int32(n))
+            args = (ValueArg(step.inputs[0]), out, spec, np.int32(n))
             return [launch(f"pool_{step.attr('kind')}", *_range1(n), args)]
         shape = graph.shape(step.inputs[0])
         cols = shape[-1]
@@ -310,19 +279,19 @@ class OpenCLBackend(Backend):
                 launch(
                     "softmax_rows",
                     *_range1(rows),
-                    (_Buf(step.inputs[0]), out, np.int32(rows), np.int32(cols)),
+                    (ValueArg(step.inputs[0]), out, np.int32(rows), np.int32(cols)),
                 )
             ]
         if step.op == "fused.layernorm":
             extra = list(step.inputs[1:])
-            g = _Buf(extra.pop(0)) if step.attr("has_gamma") else _dummy()
-            b = _Buf(extra.pop(0)) if step.attr("has_beta") else _dummy()
+            g = ValueArg(extra.pop(0)) if step.attr("has_gamma") else _dummy()
+            b = ValueArg(extra.pop(0)) if step.attr("has_beta") else _dummy()
             return [
                 launch(
                     "layernorm_rows",
                     *_range1(rows),
                     (
-                        _Buf(step.inputs[0]),
+                        ValueArg(step.inputs[0]),
                         out,
                         g,
                         b,
@@ -355,109 +324,13 @@ class OpenCLBackend(Backend):
         """Bind a run of launches into one call: uploads, queued kernels, read-back, wait."""
         if not calls:
             return []
-        launches = [c for c in calls if isinstance(c, _Launch)]
+        launches = [c for c in calls if isinstance(c, Launch)]
         if len(launches) != len(calls):
             raise StateError("OpenCLBackend.finish() got calls it did not compile")
         try:
-            return [_Sequence(self, launches)]
+            return [LaunchSequence(self.context, self.queue(), self.program(), launches)]
         except cl.Error as exc:
             raise BackendError(f"OpenCL could not set up kernels on {self.device}: {exc}") from exc
-
-
-class _Sequence:
-    """A run of launches bound to device buffers and this thread's queue."""
-
-    def __init__(self, backend: OpenCLBackend, launches: list[_Launch]) -> None:
-        graph, buffers = launches[0].graph, launches[0].buffers
-        self._queue = backend.queue()
-        program = backend.program()
-        keys = {name: _key(array) for name, array in buffers.items()}
-        self._device: dict[tuple[int, int], cl.Buffer] = {}
-        self._uploads: list[tuple[cl.Buffer, np.ndarray]] = []
-        self._steps: list[Call] = []
-        self._keep: list[cl.Buffer] = []
-        written: dict[tuple[int, int], str] = {}
-        for launch in launches:
-            args = [self._bind(backend, graph, buffers, keys, arg, written) for arg in launch.args]
-            self._steps.append(self._enqueue(program, launch, args))
-        nodes = frozenset().union(*(launch.nodes for launch in launches))
-        self._downloads = [
-            (buffers[name], self._device[key])
-            for key, name in written.items()
-            if _escapes(key, graph, keys, nodes)
-        ]
-
-    def _bind(
-        self,
-        backend: OpenCLBackend,
-        graph: Graph,
-        buffers: Buffers,
-        keys: dict[str, tuple[int, int]],
-        arg: _Arg,
-        written: dict[tuple[int, int], str],
-    ) -> KernelArg:
-        """What the kernel gets for one launch argument."""
-        if isinstance(arg, _Buf):
-            return self._buffer(backend, graph, buffers, keys, arg, written)
-        if isinstance(arg, np.ndarray):  # a spec or dummy: kept alive with us
-            self._keep.append(cl.Buffer(backend.context, _RO_COPY, hostbuf=arg))
-            return self._keep[-1]
-        return arg
-
-    def _enqueue(self, program: cl.Program, launch: _Launch, args: list[KernelArg]) -> Call:
-        """The queued kernel launch, or buffer fill, of one bound launch."""
-        if launch.kernel is not None:
-            kernel = cl.Kernel(program, launch.kernel)
-            kernel.set_args(*args)
-            return partial(
-                cl.enqueue_nd_range_kernel,
-                self._queue,
-                kernel,
-                launch.global_size,
-                launch.local_size,
-            )
-        target = args[0]
-        if not isinstance(target, cl.Buffer) or launch.fill is None:
-            raise StateError("an OpenCL fill launch takes one plan value and a fill value")
-        pattern = np.array([launch.fill], np.float32)
-        return partial(cl.enqueue_fill_buffer, self._queue, target, pattern, 0, target.size)
-
-    def _buffer(
-        self,
-        backend: OpenCLBackend,
-        graph: Graph,
-        buffers: Buffers,
-        keys: dict[str, tuple[int, int]],
-        arg: _Buf,
-        written: dict[tuple[int, int], str],
-    ) -> cl.Buffer:
-        key = keys[arg.name]
-        host = buffers[arg.name]
-        buf = self._device.get(key)
-        if buf is None:
-            if arg.name in graph.constants:
-                buf = cl.Buffer(backend.context, _RO_COPY, hostbuf=np.ascontiguousarray(host))
-            else:
-                buf = cl.Buffer(backend.context, cl.mem_flags.READ_WRITE, size=max(host.nbytes, 4))
-                if not arg.write:
-                    self._uploads.append((buf, host))
-            self._device[key] = buf
-        if arg.write:
-            written[key] = arg.name
-        return buf
-
-    def __call__(self) -> None:
-        queue = self._queue
-        for buf, host in self._uploads:
-            cl.enqueue_copy(queue, buf, host, is_blocking=False)
-        for step in self._steps:
-            step()
-        for host, buf in self._downloads:
-            cl.enqueue_copy(queue, host, buf, is_blocking=False)
-        queue.finish()
-
-
-_RO_COPY = cl.mem_flags.READ_ONLY | cl.mem_flags.COPY_HOST_PTR
 
 
 def _open_device() -> tuple[cl.Context, cl.Device]:
@@ -478,26 +351,6 @@ def _open_device() -> tuple[cl.Context, cl.Device]:
     device = devices[0]
     _log.debug("opencl device", platform=device.platform.name, device=device.name)
     return cl.Context([device]), device
-
-
-def _key(array: np.ndarray) -> tuple[int, int]:
-    """Host memory identity: reshape views (plan aliases) share one device buffer."""
-    return array.__array_interface__["data"][0], array.nbytes
-
-
-def _escapes(
-    key: tuple[int, int], graph: Graph, keys: dict[str, tuple[int, int]], nodes: frozenset[str]
-) -> bool:
-    """Whether a value written in the run is read after it (graph output, other backend)."""
-    if any(keys[name] == key for name in graph.outputs):
-        return True
-    for node in graph.nodes:
-        if node.name in nodes or not any(keys[i] == key for i in node.inputs):
-            continue
-        if node.op == "raster" and keys[node.output] == key:
-            continue  # a reshape alias: same buffer, its readers are checked by key
-        return True
-    return False
 
 
 def _dummy() -> npt.NDArray[np.float32]:
@@ -551,10 +404,10 @@ def _collapse(
     return sizes, merged
 
 
-def _binary(launch: partial[_Launch], node: Node, graph: Graph, out: _Buf) -> _Launch:
+def _binary(launch: partial[Launch], node: Node, graph: Graph, out: ValueArg) -> Launch:
     shape = graph.shape(node.output)
     sizes, (sa, sb) = _collapse(shape, [graph.shape(i) for i in node.inputs])
-    a, b = (_Buf(i) for i in node.inputs)
+    a, b = (ValueArg(i) for i in node.inputs)
     kind = node.attr("kind")
     if len(sizes) == 1 and sa == sb == [1]:
         n = sizes[0]
@@ -567,7 +420,7 @@ def _binary(launch: partial[_Launch], node: Node, graph: Graph, out: _Buf) -> _L
     return launch(f"b_{kind}", g, lsize, (a, b, out, spec))
 
 
-def _raster(launch: partial[_Launch], node: Node, graph: Graph, out: _Buf) -> list[Call]:
+def _raster(launch: partial[Launch], node: Node, graph: Graph, out: ValueArg) -> list[Call]:
     """A raster node as launches: an optional fill, then one copy kernel per region."""
     launches: list[Call] = []
     fill = node.attr("fill")
@@ -591,7 +444,7 @@ def _raster(launch: partial[_Launch], node: Node, graph: Graph, out: _Buf) -> li
             np.int32,
         )
         g, lsize = _range2(sizes[-1], math.prod(sizes[:-1]))
-        launches.append(launch("raster", g, lsize, (_Buf(node.inputs[r.input]), out, spec)))
+        launches.append(launch("raster", g, lsize, (ValueArg(node.inputs[r.input]), out, spec)))
     return launches
 
 
@@ -613,17 +466,17 @@ def _matmul_steps(graph: Graph, node: Node) -> tuple[int, int, int] | None:
 
 
 def _matmul(
-    launch: partial[_Launch],
+    launch: partial[Launch],
     algorithm: str,
     graph: Graph,
     node: Node,
     inputs: tuple[str, ...],
-    out: _Buf,
+    out: ValueArg,
     bias: str | None,
     mode: int,
     act: str,
     gemm: GemmConfig,
-) -> _Launch:
+) -> Launch:
     steps = _matmul_steps(graph, node)
     if steps is None:
         raise BackendError(
@@ -647,27 +500,27 @@ def _matmul(
         g,
         lsize,
         (
-            _Buf(inputs[0]),
-            _Buf(inputs[1]),
+            ValueArg(inputs[0]),
+            ValueArg(inputs[1]),
             out,
-            _Buf(bias) if bias is not None else _dummy(),
+            ValueArg(bias) if bias is not None else _dummy(),
             *_ints(m, n, k, a_step, b_step, mode, ACTS[act]),
         ),
     )
 
 
 def _conv(
-    launch: partial[_Launch], gemm: GemmConfig, step: Step, graph: Graph, out: _Buf
-) -> _Launch:
+    launch: partial[Launch], gemm: GemmConfig, step: Step, graph: Graph, out: ValueArg
+) -> Launch:
     """A ``fused.conv2d`` step as one implicit-GEMM launch (bias and activation fused)."""
     region = step.parts[0].attr("regions")[0]
     spec, m, npix, _k, batch = conv_spec(
         region.src_offset, region.src_strides, region.sizes, graph.shape(step.inputs[1])
     )
-    bias = _Buf(step.inputs[2]) if step.attr("has_bias") else _dummy()
+    bias = ValueArg(step.inputs[2]) if step.attr("has_bias") else _dummy()
     g, lsize = gemm_range(gemm, m, npix, batch)
     flags = (np.int32(bool(step.attr("has_bias"))), np.int32(ACTS[step.attr("act")]))
-    args = (_Buf(step.inputs[0]), _Buf(step.inputs[1]), out, bias, spec, *flags)
+    args = (ValueArg(step.inputs[0]), ValueArg(step.inputs[1]), out, bias, spec, *flags)
     return launch("conv_implicit", g, lsize, args)
 
 
