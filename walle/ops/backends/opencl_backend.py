@@ -4,9 +4,10 @@
 plan values it reads and writes). ``finish`` then binds a whole run of consecutive OpenCL
 steps into one :class:`LaunchSequence` (``opencl_launch``): device buffers are created once,
 values from outside the run are uploaded with non-blocking copies, every kernel is enqueued
-without waiting, values read after the run are copied back, and the queue is waited on once. On PoCL (the CPU platform of
-``pyopencl[pocl]``) a queued launch costs a few microseconds while a blocking one costs
-64-108 us, so this batching is what makes the backend usable at all; the cost model
+without waiting, values read after the run are copied back, and the queue is waited on once.
+On PoCL (the CPU platform of ``pyopencl[pocl]``) a queued launch costs a few microseconds
+while a blocking one costs 64-108 us, so this batching is what makes the backend usable at
+all; the cost model
 (:meth:`OpenCLBackend.estimate`) charges that sync and the transfers so that the search only
 picks OpenCL where it pays (large products; vendor GPUs elsewhere).
 """
