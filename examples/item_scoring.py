@@ -62,14 +62,17 @@ def page_view(window: Window) -> dict:
 
 def feature_vector(view: dict) -> np.ndarray:
     """The model input for one page view, float32 in :data:`FEATURES` order."""
-    return np.array([
-        math.log1p(max(view["dwell_ms"], 0) / 1000.0),
-        view["clicks"],
-        float(view["added_to_cart"]),
-        view["max_scroll"] / 100.0,
-        math.log1p(view["events"]),
-        float(view["complete"]),
-    ], dtype=np.float32)
+    return np.array(
+        [
+            math.log1p(max(view["dwell_ms"], 0) / 1000.0),
+            view["clicks"],
+            float(view["added_to_cart"]),
+            view["max_scroll"] / 100.0,
+            math.log1p(view["events"]),
+            float(view["complete"]),
+        ],
+        dtype=np.float32,
+    )
 
 
 app = App("item_scoring", out_of_orderness_ms=5_000)

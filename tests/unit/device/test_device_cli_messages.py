@@ -147,8 +147,7 @@ def test_summary_counts_late_events_and_points_to_walle_late(tmp_path: Path, com
     assert (
         f"{late} late event(s) came after their window had closed and are in no output; the"
         " database was temporary and is gone: run again with --db PATH, then"
-        " walle device late --db PATH"
-        in temporary.output
+        " walle device late --db PATH" in temporary.output
     )
 
 
