@@ -21,8 +21,9 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	@# The dashboard's browser test drives Debian's Chromium through playwright (never its own download).
-	test -x /usr/bin/chromium || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver)
+	@# The dashboard's browser test drives Debian's Chromium through playwright (never its own
+	@# download); `walle plan --format svg` is tested through graphviz and through its own writer.
+	test -x /usr/bin/chromium -a -x /usr/bin/dot || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver graphviz)
 	WALLE_REQUIRE_BACKENDS=cython,opencl $(BIN)/python -m pytest -n 2
 
 lint: $(STAMP)
