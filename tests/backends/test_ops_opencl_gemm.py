@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from walle.errors import BackendError
-from walle.ops import GraphBuilder, Step, explain, find_steps, get_backend, run_reference
+from walle.ops import FusedStep, GraphBuilder, explain, find_steps, get_backend, run_reference
 from walle.ops.backends.opencl_gemm import CONFIGS, WIDE, GemmConfig, choose_config, fits
 from walle.ops.ir import Graph
 from walle.ops.plan import Choice, CompiledPlan, is_alias
@@ -38,7 +38,7 @@ def _opencl():
         pytest.skip("no OpenCL platform here")
 
 
-def _forced(graph: Graph, algorithm: str, backend=None, steps: list[Step] | None = None):
+def _forced(graph: Graph, algorithm: str, backend=None, steps: list[FusedStep] | None = None):
     """Every step on OpenCL, with ``algorithm`` wherever it is offered (else the first)."""
     be = backend or _opencl()
     steps = steps if steps is not None else find_steps(graph)
@@ -200,7 +200,7 @@ def test_ops_implicit_conv_random_shapes(
     _check(_forced(graph, "implicit"), graph, feeds)
 
 
-def _fuse_grouped_conv(graph: Graph) -> list[Step]:
+def _fuse_grouped_conv(graph: Graph) -> list[FusedStep]:
     """The steps of a one-conv graph with its grouped chain (im2col ... activation) as one
     ``fused.conv2d`` step, as fusion would group it (it matches only group 1 today)."""
     steps = find_steps(graph)
@@ -211,7 +211,7 @@ def _fuse_grouped_conv(graph: Graph) -> list[Step]:
     add = next(p for p in parts if p.op == "binary")
     bias = next(i for i in add.inputs if i in graph.constants)
     act = parts[-1].attr("kind") if parts[-1].op == "unary" else "none"
-    fused = Step(
+    fused = FusedStep(
         "fused.conv2d",
         im2col.name,
         (im2col.inputs[0], mm.inputs[0], bias),

@@ -2,7 +2,7 @@
 
 from walle.ops.backends.registry import available_backends, backend_names, get_backend
 from walle.ops.builder import GraphBuilder
-from walle.ops.fusion import Step, find_steps
+from walle.ops.fusion import FusedStep, find_steps
 from walle.ops.ir import ATOMIC_OPS, Graph, Node, Region, Value
 from walle.ops.model import Model
 from walle.ops.plan import Choice, CompiledPlan
@@ -13,13 +13,13 @@ __all__ = [
     "ATOMIC_OPS",
     "Choice",
     "CompiledPlan",
+    "FusedStep",
     "Graph",
     "GraphBuilder",
     "Model",
     "Node",
     "Region",
     "Search",
-    "Step",
     "Value",
     "available_backends",
     "backend_names",

@@ -1,6 +1,6 @@
 """Find fused groups in an atomic graph and turn the graph into a list of executable steps.
 
-A :class:`Step` is one atomic node, or a chain of atomic nodes that some backend may run as
+A :class:`FusedStep` is one atomic node, or a chain of atomic nodes that some backend may run as
 one kernel (it declares which ``fused.*`` ops it has). Every backend can still run a fused
 step by running its ``parts`` one by one, so fusion never limits where a step can run.
 
@@ -31,7 +31,7 @@ _ACTS = ("relu", "sigmoid", "tanh")
 
 
 @dataclass(frozen=True)
-class Step:
+class FusedStep:
     """One unit of execution: an atomic node or a fused chain of them."""
 
     op: str
@@ -54,9 +54,9 @@ class Step:
         return self.op.startswith("fused.")
 
 
-def atomic_step(node: Node) -> Step:
+def atomic_step(node: Node) -> FusedStep:
     """Wrap one atomic node as a step."""
-    return Step(node.op, node.name, node.inputs, node.output, node.attrs, (node,))
+    return FusedStep(node.op, node.name, node.inputs, node.output, node.attrs, (node,))
 
 
 class _Matcher:
@@ -89,10 +89,10 @@ class _Matcher:
         return node.attr("axes") == (rank - 1,) and node.attr("keepdims") is True
 
 
-def find_steps(graph: Graph) -> list[Step]:
+def find_steps(graph: Graph) -> list[FusedStep]:
     """The graph's steps in topological order, with fused chains grouped."""
     m = _Matcher(graph)
-    claimed: dict[str, Step] = {}
+    claimed: dict[str, FusedStep] = {}
     for node in graph.nodes:
         if node.name in claimed:
             continue
@@ -106,7 +106,7 @@ def find_steps(graph: Graph) -> list[Step]:
         if step is not None:
             for part in step.parts:
                 claimed[part.name] = step
-    steps: list[Step] = []
+    steps: list[FusedStep] = []
     for node in graph.nodes:
         step = claimed.get(node.name)
         if step is None:
@@ -116,7 +116,7 @@ def find_steps(graph: Graph) -> list[Step]:
     return steps
 
 
-def _match_linear(m: _Matcher, mm: Node) -> Step | None:
+def _match_linear(m: _Matcher, mm: Node) -> FusedStep | None:
     if mm.op != "matmul":
         return None
     a, b = mm.inputs
@@ -131,7 +131,7 @@ def _match_linear(m: _Matcher, mm: Node) -> Step | None:
     parts, inputs, last, attrs = _bias_act_tail(m, [mm], [a, b], mm.output, bias_shapes)
     if len(parts) == 1:
         return None
-    return Step(
+    return FusedStep(
         "fused.matmul_bias_act",
         mm.name,
         tuple(inputs),
@@ -166,7 +166,7 @@ def _bias_act_tail(
     return parts, inputs, last, (("act", act_kind), ("has_bias", bias is not None))
 
 
-def _match_conv(m: _Matcher, im2col: Node) -> Step | None:
+def _match_conv(m: _Matcher, im2col: Node) -> FusedStep | None:
     """im2col raster [N, C, KH, KW, OH, OW] -> reshape -> constant-weight matmul (+ tail)."""
     if im2col.op != "raster" or im2col.attr("fill") is not None:
         return None
@@ -195,10 +195,10 @@ def _match_conv(m: _Matcher, im2col: Node) -> Step | None:
         mm.output,
         {(cout, 1), (1, cout, 1)},
     )
-    return Step("fused.conv2d", im2col.name, tuple(inputs), last, attrs, tuple(parts))
+    return FusedStep("fused.conv2d", im2col.name, tuple(inputs), last, attrs, tuple(parts))
 
 
-def _match_softmax(m: _Matcher, rmax: Node) -> Step | None:
+def _match_softmax(m: _Matcher, rmax: Node) -> FusedStep | None:
     if not m.is_op(rmax, "reduce", "max") or not m.last_axis(rmax, rmax.inputs[0]):
         return None
     x = rmax.inputs[0]
@@ -218,10 +218,10 @@ def _match_softmax(m: _Matcher, rmax: Node) -> Step | None:
     if div.inputs != (exp.output, rsum.output) or m.only_consumer(rsum.output) is not div:
         return None
     parts = (rmax, sub, exp, rsum, div)
-    return Step("fused.softmax", rmax.name, (x,), div.output, (), parts)
+    return FusedStep("fused.softmax", rmax.name, (x,), div.output, (), parts)
 
 
-def _match_layernorm(m: _Matcher, mean: Node) -> Step | None:
+def _match_layernorm(m: _Matcher, mean: Node) -> FusedStep | None:
     if not m.is_op(mean, "reduce", "mean") or not m.last_axis(mean, mean.inputs[0]):
         return None
     x = mean.inputs[0]
@@ -271,10 +271,10 @@ def _match_layernorm(m: _Matcher, mean: Node) -> Step | None:
         ("has_beta", flags.get("has_beta", False)),
         ("has_gamma", flags["has_gamma"]),
     )
-    return Step("fused.layernorm", mean.name, tuple(inputs), last, attrs, tuple(parts))
+    return FusedStep("fused.layernorm", mean.name, tuple(inputs), last, attrs, tuple(parts))
 
 
-def _match_window_reduce(m: _Matcher, raster: Node) -> Step | None:
+def _match_window_reduce(m: _Matcher, raster: Node) -> FusedStep | None:
     if raster.op != "raster" or raster.attr("fill") is not None:
         return None
     regions = raster.attr("regions")
@@ -288,7 +288,7 @@ def _match_window_reduce(m: _Matcher, raster: Node) -> Step | None:
         return None
     if red.attr("axes") != (0, 1) or red.attr("keepdims") is not False:
         return None
-    return Step(
+    return FusedStep(
         "fused.window_reduce",
         raster.name,
         raster.inputs,

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from walle.ops.backends.base import DeviceCosts
-from walle.ops.fusion import Step
+from walle.ops.fusion import FusedStep
 from walle.ops.ir import Graph
 
 
@@ -68,7 +68,7 @@ class Flow:
     the same value for copies. Constants are uploaded once when the plan is built.
     """
 
-    steps: tuple[Step, ...]
+    steps: tuple[FusedStep, ...]
     reads: tuple[tuple[str, ...], ...]
     writes: tuple[str, ...]
     last_read: dict[str, int]
@@ -76,7 +76,7 @@ class Flow:
     nbytes: dict[str, int]
 
     @classmethod
-    def of(cls, graph: Graph, steps: list[Step], aliases: set[str]) -> Flow:
+    def of(cls, graph: Graph, steps: list[FusedStep], aliases: set[str]) -> Flow:
         """The flow of ``steps``; ``aliases`` names the steps that are buffer views."""
         root: dict[str, str] = {}
         placed = []

@@ -20,7 +20,7 @@ import numpy.typing as npt
 
 from walle.errors import ValidationError
 from walle.ops.backends.base import Backend, Buffers, Call, DirectKernel
-from walle.ops.fusion import Step
+from walle.ops.fusion import FusedStep
 from walle.ops.ir import FloatArray, Graph, is_identity_raster
 
 
@@ -34,7 +34,7 @@ class Choice:
     measured_s: float | None = None
 
 
-def is_alias(step: Step, graph: Graph) -> bool:
+def is_alias(step: FusedStep, graph: Graph) -> bool:
     """True for a reshape-like raster that can share its input's buffer."""
     return (
         not step.fused
@@ -43,7 +43,7 @@ def is_alias(step: Step, graph: Graph) -> bool:
     )
 
 
-def allocate(graph: Graph, steps: list[Step], fill: float | None = None) -> Buffers:
+def allocate(graph: Graph, steps: list[FusedStep], fill: float | None = None) -> Buffers:
     """One buffer per value; aliases for reshape rasters; constants as given.
 
     A reshape inside a fused step aliases too (conv2d's im2col reshape): a backend running
@@ -83,7 +83,7 @@ class CompiledPlan:
     def __init__(
         self,
         graph: Graph,
-        steps: list[Step],
+        steps: list[FusedStep],
         choices: dict[str, Choice],
         backends: dict[str, Backend],
     ) -> None:

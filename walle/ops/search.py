@@ -47,7 +47,7 @@ from walle.ops import calibration
 from walle.ops.backends.base import Backend, Buffers, Call
 from walle.ops.backends.registry import available_backends, get_backend
 from walle.ops.diskcache import cache_dir, key_lock, publish
-from walle.ops.fusion import Step, find_steps
+from walle.ops.fusion import FusedStep, find_steps
 from walle.ops.ir import Graph
 from walle.ops.placement import (
     CostTable,
@@ -149,7 +149,7 @@ class Search:
         parts += [f"{b.name}@{calibration.identity_key(b)}" for b in self.backends]
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 
-    def choose(self, graph: Graph) -> tuple[list[Step], dict[str, Choice], bool]:
+    def choose(self, graph: Graph) -> tuple[list[FusedStep], dict[str, Choice], bool]:
         """Steps, their choices, and whether the choices came from the cache.
 
         With the cache, the threads of a process that ask for the same entry at once wait
@@ -166,7 +166,7 @@ class Search:
             choices = self._search(graph, steps)
             return steps, self._save(path, graph, steps, choices), False
 
-    def _search(self, graph: Graph, steps: list[Step]) -> dict[str, Choice]:
+    def _search(self, graph: Graph, steps: list[FusedStep]) -> dict[str, Choice]:
         """A choice per step that is not an alias: per-step options, then the placement."""
         if self.calibrate:
             for backend in self.backends:
@@ -184,7 +184,7 @@ class Search:
             for s, b in zip(flow.steps, assigned, strict=True)
         }
 
-    def candidates(self, step: Step, graph: Graph) -> list[tuple[Backend, str, float]]:
+    def candidates(self, step: FusedStep, graph: Graph) -> list[tuple[Backend, str, float]]:
         """Every (backend, algorithm, estimate) for ``step``, cheapest estimate first."""
         found = [
             (b, algo, b.estimate(step, algo, graph))
@@ -200,7 +200,7 @@ class Search:
 
     def _options(
         self,
-        step: Step,
+        step: FusedStep,
         graph: Graph,
         buffers: Buffers,
         timed: dict[tuple[str, str, str], Choice],
@@ -225,7 +225,7 @@ class Search:
 
     def _time(
         self,
-        step: Step,
+        step: FusedStep,
         graph: Graph,
         buffers: Buffers,
         close: list[tuple[Backend, str, float]],
@@ -241,7 +241,7 @@ class Search:
         return {(b.name, algo): t for t, (b, algo, _) in zip(seconds, close, strict=True)}
 
     def _best_plan(
-        self, graph: Graph, steps: list[Step], flow: Flow, table: CostTable
+        self, graph: Graph, steps: list[FusedStep], flow: Flow, table: CostTable
     ) -> list[str]:
         """The placed plan, or a single-backend plan that timed faster as a whole."""
         plans = {"placed": place(flow, table)}
@@ -264,7 +264,7 @@ class Search:
     def _time_plans(
         self,
         graph: Graph,
-        steps: list[Step],
+        steps: list[FusedStep],
         flow: Flow,
         table: CostTable,
         plans: list[tuple[str, ...]],
@@ -295,7 +295,7 @@ class Search:
     def _path(self, graph: Graph) -> Path:
         return cache_dir() / "ops-search" / f"{self.key(graph)}.json"
 
-    def _load(self, path: Path, graph: Graph, steps: list[Step]) -> dict[str, Choice] | None:
+    def _load(self, path: Path, graph: Graph, steps: list[FusedStep]) -> dict[str, Choice] | None:
         try:
             raw = json.loads(path.read_text())
             choices = {k: Choice(**v) for k, v in raw["choices"].items()}
@@ -312,7 +312,7 @@ class Search:
         return choices
 
     def _save(
-        self, path: Path, graph: Graph, steps: list[Step], choices: dict[str, Choice]
+        self, path: Path, graph: Graph, steps: list[FusedStep], choices: dict[str, Choice]
     ) -> dict[str, Choice]:
         """Publish ``choices`` atomically; returns the decision the entry holds afterwards
         (another process's, when it published a valid one first)."""
@@ -325,7 +325,7 @@ class Search:
 
 
 def _inside_plan(
-    backend: Backend, step: Step, algorithm: str, graph: Graph, measured: float | None
+    backend: Backend, step: FusedStep, algorithm: str, graph: Graph, measured: float | None
 ) -> float:
     """Seconds of ``step`` inside a plan: on host memory its time alone; on a device its
     launches and kernels (measured alone less its copies and sync, or the kernel estimate)."""
@@ -421,6 +421,6 @@ def _move_label(move: Move) -> str:
     return f"{move.direction} {move.value} {size} ({move.seconds * 1e6:.0f} us)"
 
 
-def _atomic_label(step: Step) -> str:
+def _atomic_label(step: FusedStep) -> str:
     kind = step.attr("kind")
     return f"{step.op}.{kind}" if kind else step.op

@@ -17,7 +17,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from walle.ops.fusion import Step, atomic_step
+from walle.ops.fusion import FusedStep, atomic_step
 from walle.ops.ir import FloatArray, Graph, Node
 
 Call = Callable[[], object]
@@ -127,7 +127,7 @@ class Backend(ABC):
         """Whether this backend can run the atomic ``node`` (default: every atomic op)."""
         return True
 
-    def algorithms(self, step: Step, graph: Graph) -> list[str]:
+    def algorithms(self, step: FusedStep, graph: Graph) -> list[str]:
         """Algorithms this backend offers for ``step`` (empty when it cannot run it)."""
         if step.fused:
             if not all(self.supports(p, graph) for p in step.parts):
@@ -144,11 +144,13 @@ class Backend(ABC):
         """Algorithms for an atomic node."""
         return ["default"]
 
-    def fused_algorithms(self, step: Step, graph: Graph) -> list[str]:
+    def fused_algorithms(self, step: FusedStep, graph: Graph) -> list[str]:
         """Algorithms for a fused step this backend declares."""
         return ["fused"]
 
-    def compile(self, step: Step, algorithm: str, graph: Graph, buffers: Buffers) -> list[Call]:
+    def compile(
+        self, step: FusedStep, algorithm: str, graph: Graph, buffers: Buffers
+    ) -> list[Call]:
         """Calls that compute ``step`` into ``buffers[step.output]``."""
         if algorithm == "parts":
             calls: list[Call] = []
@@ -167,7 +169,7 @@ class Backend(ABC):
         """Calls computing one atomic node."""
 
     def compile_fused(
-        self, step: Step, algorithm: str, graph: Graph, buffers: Buffers
+        self, step: FusedStep, algorithm: str, graph: Graph, buffers: Buffers
     ) -> list[Call]:
         """Calls computing a fused step (only for ops in ``fused_ops``)."""
         raise NotImplementedError(f"{self.name}: no fused kernel for {step.op}")
@@ -177,12 +179,12 @@ class Backend(ABC):
         return calls
 
     # -- cost model -----------------------------------------------------------------------
-    def estimate(self, step: Step, algorithm: str, graph: Graph) -> float:
+    def estimate(self, step: FusedStep, algorithm: str, graph: Graph) -> float:
         """Predicted seconds for ``step`` run alone with ``algorithm`` (the search ranks by
         this); a backend with its own memory adds its copies and sync here."""
         return self.kernel_estimate(step, algorithm, graph)
 
-    def kernel_estimate(self, step: Step, algorithm: str, graph: Graph) -> float:
+    def kernel_estimate(self, step: FusedStep, algorithm: str, graph: Graph) -> float:
         """Predicted seconds of the step's launches and kernels inside a run, no copies."""
         compute, traffic, calls = 0.0, 0.0, 0
         for part in step.parts:

@@ -24,7 +24,7 @@ import numpy as np
 from walle.errors import BackendError
 from walle.ops.backends import cython_isa
 from walle.ops.backends.base import Backend, Buffers, Call, MatmulCall
-from walle.ops.fusion import Step
+from walle.ops.fusion import FusedStep
 from walle.ops.ir import Graph, Node, Region, contiguous_strides
 
 try:
@@ -85,7 +85,7 @@ class CythonBackend(Backend):
             return _matmul_algorithms(node, graph)
         return ["default"]
 
-    def fused_algorithms(self, step: Step, graph: Graph) -> list[str]:
+    def fused_algorithms(self, step: FusedStep, graph: Graph) -> list[str]:
         if step.op == "fused.matmul_bias_act":
             return _matmul_algorithms(step.parts[0], graph)
         if step.op == "fused.conv2d":
@@ -95,7 +95,7 @@ class CythonBackend(Backend):
     def matmul_rate(self, algorithm: str) -> float:
         return 9.0e10 if algorithm in ("blas", "im2col") else 6.0e10
 
-    def estimate(self, step: Step, algorithm: str, graph: Graph) -> float:
+    def estimate(self, step: FusedStep, algorithm: str, graph: Graph) -> float:
         seconds = super().estimate(step, algorithm, graph)
         if algorithm in ("blas", "im2col"):
             seconds += 1.5e-6  # numpy's BLAS: a higher fixed cost per call
@@ -136,7 +136,7 @@ class CythonBackend(Backend):
         return [ops_raster.RasterKernel(ins, out, node.attr("regions"), node.attr("fill")).run]
 
     def compile_fused(
-        self, step: Step, algorithm: str, graph: Graph, buffers: Buffers
+        self, step: FusedStep, algorithm: str, graph: Graph, buffers: Buffers
     ) -> list[Call]:
         ins = [buffers[i] for i in step.inputs]
         out = buffers[step.output]
@@ -160,7 +160,7 @@ class CythonBackend(Backend):
         return _gemm(algorithm, ins[0], ins[1], out, bias, mode, step.attr("act"))
 
 
-def _conv(step: Step, algorithm: str, graph: Graph, buffers: Buffers) -> list[Call]:
+def _conv(step: FusedStep, algorithm: str, graph: Graph, buffers: Buffers) -> list[Call]:
     """The direct kernel, or im2col raster + numpy's BLAS + the bias/activation epilogue."""
     im2col, flat, mm = step.parts[:3]
     weight = buffers[mm.inputs[0]]

@@ -39,7 +39,7 @@ from walle.ops.backends.opencl_gemm import (
 from walle.ops.backends.opencl_kernels import ACTS, TILE, program_source
 from walle.ops.backends.opencl_launch import Launch, LaunchSequence, ValueArg
 from walle.ops.backends.opencl_pool import pool_outputs, pool_source, pool_spec
-from walle.ops.fusion import Step
+from walle.ops.fusion import FusedStep
 from walle.ops.ir import Graph, Node, contiguous_strides
 
 try:
@@ -180,7 +180,7 @@ class OpenCLBackend(Backend):
             return all(len(r.sizes) <= _MAX_RANK for r in node.attr("regions"))
         return True
 
-    def algorithms(self, step: Step, graph: Graph) -> list[str]:
+    def algorithms(self, step: FusedStep, graph: Graph) -> list[str]:
         """As every backend, but the implicit-GEMM conv needs no im2col or batched-matmul
         kernel: it is offered where its parts could not run (a grouped conv over a batch)."""
         found = super().algorithms(step, graph)
@@ -188,7 +188,7 @@ class OpenCLBackend(Backend):
             return ["implicit"]
         return found
 
-    def fused_algorithms(self, step: Step, graph: Graph) -> list[str]:
+    def fused_algorithms(self, step: FusedStep, graph: Graph) -> list[str]:
         if step.op == "fused.conv2d":
             return ["implicit"]  # opencl_gemm's implicit GEMM: no im2col buffer
         return self._matmuls() if step.op == "fused.matmul_bias_act" else ["fused"]
@@ -208,7 +208,7 @@ class OpenCLBackend(Backend):
             algorithm if algorithm in _MATMUL_KERNELS else self.default_matmul
         ]
 
-    def estimate(self, step: Step, algorithm: str, graph: Graph) -> float:
+    def estimate(self, step: FusedStep, algorithm: str, graph: Graph) -> float:
         """Kernel time plus, for the step run alone, the transfers and one queue sync.
 
         A step the search times alone pays its uploads, read-back and the wait; that is
@@ -258,7 +258,7 @@ class OpenCLBackend(Backend):
         return _raster(launch, node, graph, out)
 
     def compile_fused(
-        self, step: Step, algorithm: str, graph: Graph, buffers: Buffers
+        self, step: FusedStep, algorithm: str, graph: Graph, buffers: Buffers
     ) -> list[Call]:
         launch = partial(
             Launch, nodes=frozenset(p.name for p in step.parts), graph=graph, buffers=buffers
@@ -511,7 +511,7 @@ def _matmul(
 
 
 def _conv(
-    launch: partial[Launch], gemm: GemmConfig, step: Step, graph: Graph, out: ValueArg
+    launch: partial[Launch], gemm: GemmConfig, step: FusedStep, graph: Graph, out: ValueArg
 ) -> Launch:
     """A ``fused.conv2d`` step as one implicit-GEMM launch (bias and activation fused)."""
     region = step.parts[0].attr("regions")[0]
