@@ -16,12 +16,30 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
-from walle.deploy.notification import Notification
+from walle.deploy.bundle import BuiltBundle
+from walle.deploy.notification import Notification, load_bundle_signature, make_notification
+
+
+def bundle_note(bundle: BuiltBundle, private: Any, url: str, **kwargs: Any) -> Notification:
+    """The signed notification of ``bundle`` served at ``url`` (seq = its version)."""
+    return make_notification(
+        task=bundle.manifest.task,
+        version=bundle.manifest.version,
+        digest=bundle.digest,
+        size=bundle.size,
+        url=url,
+        private=private,
+        bundle_signature=load_bundle_signature(bundle.path),
+        seq=bundle.manifest.version,
+        now=time.time(),
+        **kwargs,
+    )
 
 
 def sse_frame(payload: bytes) -> bytes:

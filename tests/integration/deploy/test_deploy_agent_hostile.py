@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -18,30 +17,14 @@ import pytest
 from structlog.testing import capture_logs
 
 from tests._wait import until
-from tests.integration.deploy._hostile import HostileGateway, HostileStore, deep_json
+from tests.integration.deploy._hostile import HostileGateway, HostileStore, bundle_note, deep_json
 from walle.deploy.agent import Agent, AgentSettings
 from walle.deploy.bundle import BuiltBundle, open_bundle
 from walle.deploy.container import TaskContainer
-from walle.deploy.notification import Notification, load_bundle_signature, make_notification
 from walle.deploy.policy import DeviceAttrs, ReleasePolicy, Targeting
 from walle.deploy.serving import start_site
 
 _DEVICE = "dev-1"
-
-
-def _note(bundle: BuiltBundle, private, url: str, **kwargs: object) -> Notification:
-    return make_notification(
-        task=bundle.manifest.task,
-        version=bundle.manifest.version,
-        digest=bundle.digest,
-        size=bundle.size,
-        url=url,
-        private=private,
-        bundle_signature=load_bundle_signature(bundle.path),
-        seq=bundle.manifest.version,
-        now=time.time(),
-        **kwargs,
-    )
 
 
 def _settings(home: Path, gateway_url: str, **kwargs: object) -> AgentSettings:
@@ -114,7 +97,7 @@ def test_oversized_and_malformed_events_are_skipped_and_the_stream_goes_on(
 
     async def scenario(agent: Agent, gateway: HostileGateway) -> None:
         store = await HostileStore(v2.path.read_bytes()).start()
-        legit = _note(v2, private, store.url, policy=big_policy)
+        legit = bundle_note(v2, private, store.url, policy=big_policy)
         assert len(legit.to_bytes()) > 512 * 1024  # killed aiohttp's line reader before
         bad = [
             b"x" * (9 * 1024 * 1024),  # over the 8 MiB cap, on one line
@@ -156,7 +139,7 @@ def test_malformed_polling_answers_are_skipped(tmp_path, trust, private, make_bu
         assert agent.host.running == {"demo": 1}
         store = await HostileStore(v2.path.read_bytes()).start()
         gateway.polls.append(
-            json.dumps([_note(v2, private, store.url).model_dump(mode="json")]).encode()
+            json.dumps([bundle_note(v2, private, store.url).model_dump(mode="json")]).encode()
         )
         await until(_reported(gateway, 2), 20, "v2 installed from a good poll")
         await store.stop()
@@ -187,7 +170,7 @@ def test_transport_faults_retry_and_never_blacklist(
 
     async def scenario(agent: Agent, gateway: HostileGateway) -> None:
         store = await HostileStore(v2.path.read_bytes(), list(modes)).start()
-        gateway.push(_note(v2, private, store.url))
+        gateway.push(bundle_note(v2, private, store.url))
         await until(_reported(gateway, 2), 30, "v2 installed once the store behaves")
         await store.stop()
         assert agent.installer.failed_digests() == set()
@@ -207,7 +190,7 @@ def test_download_failed_is_retried_while_the_stream_stays_up(
 
     async def scenario(agent: Agent, gateway: HostileGateway) -> None:
         store = await HostileStore(v2.path.read_bytes(), ["error"] * 7).start()
-        gateway.push(_note(v2, private, store.url))  # sent once; never replayed
+        gateway.push(bundle_note(v2, private, store.url))  # sent once; never replayed
         await until(_reported(gateway, 2), 30, "v2 installed after two failed rounds")
         await store.stop()
         assert gateway.states() == [
@@ -239,7 +222,7 @@ def test_torn_part_file_from_a_crash_is_discarded_not_blacklisted(
 
     async def scenario(agent: Agent, gateway: HostileGateway) -> None:
         store = await HostileStore(good).start()
-        gateway.push(_note(v2, private, store.url))
+        gateway.push(bundle_note(v2, private, store.url))
         await until(_reported(gateway, 2), 30, "v2 installed from a fresh download")
         await store.stop()
         assert agent.stats["downloads_discarded"] == 1
@@ -255,7 +238,7 @@ def test_verified_content_failure_is_remembered(tmp_path, trust, private, make_b
 
     async def scenario(agent: Agent, gateway: HostileGateway) -> None:
         store = await HostileStore(v2.path.read_bytes(), ["garbage"]).start()
-        gateway.push(_note(v2, private, store.url))
+        gateway.push(bundle_note(v2, private, store.url))
         await until(_reported(gateway, 2, "refused"), 20, "v2 refused")
         await store.stop()
         assert gateway.reports[-1]["reason"] == "digest-mismatch"
@@ -273,9 +256,9 @@ def test_hanging_store_does_not_hold_the_task_when_a_newer_release_comes(
     async def scenario(agent: Agent, gateway: HostileGateway) -> None:
         hanging = await HostileStore(v2.path.read_bytes(), ["hang"] * 1000).start()
         good = await HostileStore(v3.path.read_bytes()).start()
-        gateway.push(_note(v2, private, hanging.url))
+        gateway.push(bundle_note(v2, private, hanging.url))
         await until(lambda: len(hanging.requests) >= 1, 10, "v2's download hanging")
-        gateway.push(_note(v3, private, good.url))
+        gateway.push(bundle_note(v3, private, good.url))
         await until(_reported(gateway, 3), 20, "v3 installed while v2's store hangs")
         await hanging.stop()
         await good.stop()
@@ -294,12 +277,12 @@ def test_forged_or_replayed_notes_do_not_stop_a_legitimate_download(
 
     async def scenario(agent: Agent, gateway: HostileGateway) -> None:
         store = await HostileStore(v2.path.read_bytes(), ["hang"] * 3).start()
-        gateway.push(_note(v2, private, store.url))
+        gateway.push(bundle_note(v2, private, store.url))
         await until(lambda: len(store.requests) >= 1, 10, "v2's download hanging")
-        forged = json.loads(_note(v3, private, store.url).to_bytes())
+        forged = json.loads(bundle_note(v3, private, store.url).to_bytes())
         forged["version"] = 4  # the signatures no longer verify
         gateway.push(json.dumps(forged).encode())
-        gateway.push(_note(v1, private, store.url))  # validly signed, but older (seq 1)
+        gateway.push(bundle_note(v1, private, store.url))  # validly signed, but older (seq 1)
         await until(_reported(gateway, 2), 20, "v2 installed once the store answers")
         await store.stop()
         assert agent.stats["superseded"] == 0

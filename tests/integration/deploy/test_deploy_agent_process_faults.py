@@ -16,28 +16,11 @@ import asyncio
 import json
 import subprocess
 import sys
-import time
 
 from tests._wait import until
-from tests.integration.deploy._hostile import HostileGateway, HostileStore, deep_json
-from walle.deploy.bundle import BuiltBundle
-from walle.deploy.notification import Notification, load_bundle_signature, make_notification
+from tests.integration.deploy._hostile import HostileGateway, HostileStore, bundle_note, deep_json
 
 _WALLE = [sys.executable, "-c", "from walle.cli import main; main()"]
-
-
-def _note(bundle: BuiltBundle, private, url: str) -> Notification:
-    return make_notification(
-        task=bundle.manifest.task,
-        version=bundle.manifest.version,
-        digest=bundle.digest,
-        size=bundle.size,
-        url=url,
-        private=private,
-        bundle_signature=load_bundle_signature(bundle.path),
-        seq=bundle.manifest.version,
-        now=time.time(),
-    )
 
 
 def test_agent_process_survives_a_hostile_gateway_and_store(
@@ -58,15 +41,15 @@ def test_agent_process_survives_a_hostile_gateway_and_store(
         store3 = await HostileStore(v3.path.read_bytes(), modes).start()
         await until(lambda: gateway.connects >= 1, 60, "the stream opened after the bad polls")
         assert proc.poll() is None
-        gateway.push(_note(v1, private, store1.url))
+        gateway.push(bundle_note(v1, private, store1.url))
         await until(lambda: (1, "installed") in gateway.states(), 30, "v1 installed")
         gateway.push(b"x" * (9 * 1024 * 1024))
         gateway.push(b"{junk")
         gateway.push(deep_json())
-        gateway.push(_note(v2, private, store2.url))
+        gateway.push(bundle_note(v2, private, store2.url))
         await until(lambda: (2, "refused") in gateway.states(), 30, "v2's wrong bytes refused")
         assert proc.poll() is None
-        gateway.push(_note(v3, private, store3.url))
+        gateway.push(bundle_note(v3, private, store3.url))
         await until(lambda: (3, "installed") in gateway.states(), 90, "v3 installed")
         assert proc.poll() is None
         assert gateway.connects == 1  # no bad input broke the stream
