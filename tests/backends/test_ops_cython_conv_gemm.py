@@ -12,21 +12,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from walle.errors import BackendError
-from walle.ops import GraphBuilder, get_backend, run_reference
-from walle.ops.backends.registry import required_backends
+from tests._backends import backend_or_skip
+from walle.ops import GraphBuilder, run_reference
 from walle.ops.fusion import find_steps
 from walle.ops.plan import allocate, is_alias
-
-
-def _cython():
-    try:
-        return get_backend("cython")
-    except BackendError:
-        if "cython" in required_backends():  # make test requires it: fail, never skip
-            raise
-        pytest.skip("cython backend not built")
-
 
 CASES = [  # (N, C, H, W, Cout, kernel, stride, pads)
     (1, 16, 7, 7, 24, 1, 1, 0),  # 1x1: the plain-view GEMM
@@ -41,7 +30,7 @@ CASES = [  # (N, C, H, W, Cout, kernel, stride, pads)
 @pytest.mark.parametrize("algorithm", ["direct", "im2col"])
 @pytest.mark.parametrize("tail", ["none", "bias", "bias_relu"])
 def test_ops_conv_algorithms_match_reference(case, algorithm, tail) -> None:
-    backend = _cython()
+    backend = backend_or_skip("cython")
     n, c, h, w, cout, k, s, p = case
     rng = np.random.default_rng(sum(case))
     b = GraphBuilder()

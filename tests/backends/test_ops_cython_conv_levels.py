@@ -14,18 +14,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from walle.errors import BackendError
-from walle.ops import GraphBuilder, get_backend, run_reference
-from walle.ops.backends.registry import required_backends
+from tests._backends import backend_or_skip
+from walle.ops import GraphBuilder, run_reference
 
 
 def _ops_conv():
-    try:
-        get_backend("cython")
-    except BackendError:
-        if "cython" in required_backends():  # make test requires it: fail, never skip
-            raise
-        pytest.skip("cython backend not built")
+    backend_or_skip("cython")
     from walle._kernels import ops_conv
 
     return ops_conv

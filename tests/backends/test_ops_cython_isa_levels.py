@@ -19,20 +19,15 @@ import sys
 import numpy as np
 import pytest
 
-from walle.errors import BackendError, ValidationError
+from tests._backends import backend_or_skip
+from walle.errors import ValidationError
 from walle.ops import GraphBuilder, compile_graph, get_backend, run_reference
-from walle.ops.backends.registry import required_backends
 
 TINY = float(np.finfo(np.float32).tiny)
 
 
 def _isa():
-    try:
-        get_backend("cython")
-    except BackendError:
-        if "cython" in required_backends():  # make test requires it: fail, never skip
-            raise
-        pytest.skip("cython backend not built")
+    backend_or_skip("cython")
     from walle.ops.backends import cython_isa
 
     return cython_isa

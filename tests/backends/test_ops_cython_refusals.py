@@ -9,20 +9,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests._backends import backend_or_skip
 from walle.errors import BackendError
-from walle.ops import GraphBuilder, get_backend
-from walle.ops.backends.base import Backend, Buffers
-from walle.ops.backends.registry import required_backends
+from walle.ops import GraphBuilder
+from walle.ops.backends.base import Buffers
 from walle.ops.ir import Graph, Node
-
-
-def _cython_or_skip() -> Backend:
-    try:
-        return get_backend("cython")
-    except BackendError:
-        if "cython" in required_backends():  # make test requires it: fail, never skip
-            raise
-        pytest.skip("cython backend not built")
 
 
 def _only_node(graph: Graph, op: str) -> Node:
@@ -37,7 +28,7 @@ def _buffers(graph: Graph, node: Node) -> Buffers:
 
 
 def test_ops_cython_reduce_over_split_axes_is_refused_by_name() -> None:
-    backend = _cython_or_skip()
+    backend = backend_or_skip("cython")
     b = GraphBuilder()
     x = b.input("x", (2, 3, 4))
     graph = b.build([b.reduce("sum", x, axes=(0, 2))])
@@ -48,7 +39,7 @@ def test_ops_cython_reduce_over_split_axes_is_refused_by_name() -> None:
 
 
 def test_ops_cython_binary_broadcast_over_five_dims_is_refused_by_name() -> None:
-    backend = _cython_or_skip()
+    backend = backend_or_skip("cython")
     b = GraphBuilder()
     y = b.binary("add", b.input("a", (2, 1, 2, 1, 2)), b.input("b", (1, 2, 1, 2, 1)))
     graph = b.build([y])

@@ -13,21 +13,13 @@ import threading
 import numpy as np
 import pytest
 
-from walle.errors import BackendError, StateError
+from tests._backends import backend_or_skip
+from walle.errors import StateError
 from walle.ops import GraphBuilder, Model, compile_graph, get_backend, run_reference
 from walle.ops.fusion import find_steps
 from walle.ops.plan import Choice, CompiledPlan, is_alias
 
 RTOL = ATOL = 1e-4
-
-
-def _opencl_or_skip():
-    try:
-        return get_backend("opencl")
-    except BackendError:
-        if "opencl" in os.environ.get("WALLE_REQUIRE_BACKENDS", ""):
-            raise
-        pytest.skip("no OpenCL platform here")
 
 
 def _mlp_graph(batch: int = 3):
@@ -46,7 +38,7 @@ def _x(batch: int = 3, seed: int = 0) -> np.ndarray:
 
 
 def test_ops_opencl_plan_is_one_call_and_reads_back_only_outputs() -> None:
-    _opencl_or_skip()
+    backend_or_skip("opencl")
     graph = _mlp_graph()
     plan = compile_graph(graph, pin="opencl", use_cache=False)
     assert {c.backend for c in plan.choices.values()} == {"opencl"}
@@ -61,7 +53,7 @@ def test_ops_opencl_plan_is_one_call_and_reads_back_only_outputs() -> None:
 
 @pytest.mark.parametrize("other", ["numpy", "cython"])
 def test_ops_opencl_mixed_with_another_backend_moves_values_across(other: str) -> None:
-    _opencl_or_skip()
+    backend_or_skip("opencl")
     get_backend(other)
     graph = _mlp_graph()
     steps = find_steps(graph)
@@ -82,7 +74,7 @@ def test_ops_opencl_mixed_with_another_backend_moves_values_across(other: str) -
 
 
 def test_ops_opencl_launch_outside_a_sequence_is_refused() -> None:
-    backend = _opencl_or_skip()
+    backend = backend_or_skip("opencl")
     graph = _mlp_graph()
     step = find_steps(graph)[0]
     from walle.ops.plan import allocate
@@ -95,7 +87,7 @@ def test_ops_opencl_launch_outside_a_sequence_is_refused() -> None:
 
 
 def test_ops_opencl_model_from_several_threads(tmp_path, monkeypatch) -> None:
-    _opencl_or_skip()
+    backend_or_skip("opencl")
     monkeypatch.setenv("WALLE_CACHE_DIR", str(tmp_path))
     model = Model(_mlp_graph(4), backend="opencl")
     batches = [_x(4, seed) for seed in range(6)]
@@ -118,7 +110,7 @@ def test_ops_opencl_model_from_several_threads(tmp_path, monkeypatch) -> None:
 
 def test_ops_opencl_search_leaves_small_steps_to_cheaper_backends(tmp_path, monkeypatch) -> None:
     """PoCL's per-run sync (~50 us) must keep tiny steps off OpenCL in an unpinned search."""
-    backend = _opencl_or_skip()
+    backend = backend_or_skip("opencl")
     if not backend.cl_device.type & 2:  # cl.device_type.CPU
         pytest.skip("the launch-cost expectation is for CPU OpenCL platforms")
     monkeypatch.setenv("WALLE_CACHE_DIR", str(tmp_path))

@@ -11,15 +11,13 @@ Tolerance: |got - reference| <= 1e-4 + 1e-4 * |reference| (float32 sums in anoth
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from walle.errors import BackendError
-from walle.ops import FusedStep, GraphBuilder, explain, find_steps, get_backend, run_reference
+from tests._backends import backend_or_skip
+from walle.ops import FusedStep, GraphBuilder, explain, find_steps, run_reference
 from walle.ops.backends.opencl_gemm import CONFIGS, WIDE, GemmConfig, choose_config, fits
 from walle.ops.ir import Graph
 from walle.ops.plan import Choice, CompiledPlan, is_alias
@@ -29,18 +27,9 @@ SETTINGS = settings(max_examples=15, deadline=None)
 ACTS = ("none", "relu", "sigmoid", "tanh")
 
 
-def _opencl():
-    try:
-        return get_backend("opencl")
-    except BackendError:
-        if "opencl" in os.environ.get("WALLE_REQUIRE_BACKENDS", ""):
-            raise
-        pytest.skip("no OpenCL platform here")
-
-
 def _forced(graph: Graph, algorithm: str, backend=None, steps: list[FusedStep] | None = None):
     """Every step on OpenCL, with ``algorithm`` wherever it is offered (else the first)."""
-    be = backend or _opencl()
+    be = backend or backend_or_skip("opencl")
     steps = steps if steps is not None else find_steps(graph)
     choices = {}
     for step in steps:
@@ -252,7 +241,7 @@ def test_ops_implicit_conv_is_one_launch_with_its_bias_and_activation() -> None:
 # -- reachable by pinning, and offered to the search ----------------------------------------
 @pytest.mark.parametrize("algorithm", ["tiled", "rows4", *BLOCKED])
 def test_ops_each_matmul_algorithm_can_be_forced_and_is_explained(algorithm: str) -> None:
-    be = _opencl()
+    be = backend_or_skip("opencl")
     graph, feeds = _linear(9, 10, 11, bias=True, act="relu", seed=3)
     (step,) = find_steps(graph)
     assert algorithm in be.algorithms(step, graph)
@@ -262,7 +251,7 @@ def test_ops_each_matmul_algorithm_can_be_forced_and_is_explained(algorithm: str
 
 
 def test_ops_conv_algorithms_offered_to_the_search() -> None:
-    be = _opencl()
+    be = backend_or_skip("opencl")
     graph, _ = _conv((1, 3, 8, 8), 4, (3, 3))
     conv = next(s for s in find_steps(graph) if s.op == "fused.conv2d")
     assert be.algorithms(conv, graph) == ["implicit", "parts"]
@@ -286,7 +275,7 @@ def test_ops_gemm_config_fits_the_device_limits() -> None:
 @pytest.mark.parametrize("config", CONFIGS[1:], ids=lambda c: f"{c.bm}x{c.bn}x{c.bk}")
 def test_ops_smaller_tilings_build_and_match(config: GemmConfig) -> None:
     """The tilings a device with less local memory or smaller work-groups gets."""
-    _opencl()
+    backend_or_skip("opencl")
     from walle.ops.backends.opencl_backend import OpenCLBackend
 
     be = OpenCLBackend()

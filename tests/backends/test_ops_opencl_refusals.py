@@ -6,23 +6,12 @@ BackendError naming the node and its shapes instead of a TypeError from an unpac
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
+from tests._backends import backend_or_skip
 from walle.errors import BackendError
-from walle.ops import GraphBuilder, get_backend
-from walle.ops.backends.base import Backend
+from walle.ops import GraphBuilder
 from walle.ops.ir import Graph, Node
-
-
-def _opencl_or_skip() -> Backend:
-    try:
-        return get_backend("opencl")
-    except BackendError:
-        if "opencl" in os.environ.get("WALLE_REQUIRE_BACKENDS", ""):
-            raise
-        pytest.skip("no OpenCL platform here")
 
 
 def _only_node(graph: Graph, op: str) -> Node:
@@ -31,7 +20,7 @@ def _only_node(graph: Graph, op: str) -> Node:
 
 
 def test_ops_opencl_reduce_over_split_axes_is_refused_by_name() -> None:
-    backend = _opencl_or_skip()
+    backend = backend_or_skip("opencl")
     b = GraphBuilder()
     y = b.reduce("sum", b.input("x", (2, 3, 4)), axes=(0, 2))
     graph = b.build([y])
@@ -42,7 +31,7 @@ def test_ops_opencl_reduce_over_split_axes_is_refused_by_name() -> None:
 
 
 def test_ops_opencl_matmul_with_mixed_batch_dims_is_refused_by_name() -> None:
-    backend = _opencl_or_skip()
+    backend = backend_or_skip("opencl")
     b = GraphBuilder()
     y = b.matmul(b.input("a", (2, 1, 3, 4)), b.input("b", (1, 5, 4, 6)))
     graph = b.build([y])

@@ -16,7 +16,7 @@ import threading
 
 import pytest
 
-from walle.errors import BackendError
+from tests._backends import backend_or_skip
 from walle.ops import GraphBuilder, Search, get_backend
 from walle.ops import calibration as cal
 
@@ -24,10 +24,7 @@ from walle.ops import calibration as cal
 @pytest.fixture
 def opencl(tmp_path, monkeypatch):
     """The OpenCL backend with a fresh cache and memo; its costs are restored afterwards."""
-    try:
-        backend = get_backend("opencl")
-    except BackendError as exc:
-        pytest.skip(f"no OpenCL: {exc}")
+    backend = backend_or_skip("opencl")
     for name in ("calibrated", "call_overhead_s", "sync_s", "transfer_bytes_per_s"):
         monkeypatch.setattr(backend, name, getattr(backend, name))
     for name in ("flops_per_s", "bytes_per_s"):

@@ -17,8 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from walle.errors import BackendError
-from walle.ops import CompiledPlan, GraphBuilder, Search, compile_graph, explain, get_backend
+from tests._backends import backend_or_skip
+from walle.ops import CompiledPlan, GraphBuilder, Search, compile_graph, explain
 from walle.ops.backends.base import DeviceCosts
 from walle.ops.fusion import find_steps
 from walle.ops.placement import CostTable, Flow, Option, place, plan_seconds
@@ -205,10 +205,7 @@ def test_placement_never_splits_when_any_copy_costs_more_than_the_whole_host_pla
 @pytest.fixture
 def opencl(monkeypatch):
     """The OpenCL backend (PoCL here) with its costs restored after the test."""
-    try:
-        backend = get_backend("opencl")
-    except BackendError as exc:
-        pytest.skip(f"no OpenCL: {exc}")
+    backend = backend_or_skip("opencl")
     for name in ("calibrated", "call_overhead_s", "sync_s", "transfer_bytes_per_s"):
         monkeypatch.setattr(backend, name, getattr(backend, name))
     for name in ("flops_per_s", "bytes_per_s"):

@@ -14,18 +14,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from walle.errors import BackendError, ValidationError
-from walle.ops import GraphBuilder, compile_graph, get_backend, run_reference
-from walle.ops.backends.registry import required_backends
-
-
-def _cython_or_skip() -> None:
-    try:
-        get_backend("cython")
-    except BackendError:
-        if "cython" in required_backends():  # make test requires it: fail, never skip
-            raise
-        pytest.skip("cython backend not built")
+from tests._backends import backend_or_skip
+from walle.errors import ValidationError
+from walle.ops import GraphBuilder, compile_graph, run_reference
 
 
 def _plan(kind: str, shape: tuple[int, ...]):
@@ -45,7 +36,7 @@ def _plan(kind: str, shape: tuple[int, ...]):
     ("kind", "shape"), [("softmax", (5, 33)), ("layernorm", (4, 70)), ("transpose", (3, 40, 9))]
 )
 def test_ops_one_kernel_plan_skips_copies_and_returns_fresh_arrays(kind, shape) -> None:
-    _cython_or_skip()
+    backend_or_skip("cython")
     graph, plan = _plan(kind, shape)
     assert plan._direct is not None, "a one-kernel plan should run on the caller's arrays"
     rng = np.random.default_rng(1)
@@ -60,7 +51,7 @@ def test_ops_one_kernel_plan_skips_copies_and_returns_fresh_arrays(kind, shape) 
 
 
 def test_ops_one_kernel_plan_other_inputs_take_the_copy_path() -> None:
-    _cython_or_skip()
+    backend_or_skip("cython")
     graph, plan = _plan("softmax", (6, 20))
     base = np.random.default_rng(2).uniform(-3, 3, (6, 40)).astype(np.float32)
     want = run_reference(graph, {"x": np.ascontiguousarray(base[:, ::2])})[0]
@@ -72,7 +63,7 @@ def test_ops_one_kernel_plan_other_inputs_take_the_copy_path() -> None:
 
 
 def test_ops_kernel_run_io_refuses_wrong_arrays() -> None:
-    _cython_or_skip()
+    backend_or_skip("cython")
     _, plan = _plan("transpose", (2, 8, 4))
     good = np.zeros((2, 8, 4), np.float32)
     for x, y in (
@@ -100,7 +91,7 @@ def test_ops_multi_kernel_plan_keeps_its_buffers() -> None:
 def test_ops_one_matmul_plan_reads_both_inputs_in_place(backend, swapped) -> None:
     """A lone matmul of two graph inputs runs on the caller's arrays, in the right order."""
     if backend == "cython":
-        _cython_or_skip()
+        backend_or_skip("cython")
     b = GraphBuilder()
     x0, x1 = b.input("x0", (9, 40)), b.input("x1", (40, 9))
     graph = b.build([b.matmul(x1, x0) if swapped else b.matmul(x0, x1)])
@@ -122,7 +113,7 @@ def test_ops_one_matmul_plan_behind_aliased_reshapes_reads_inputs_in_place(backe
     [k, 1] column) that share the inputs' buffers: the kernel gets the caller's arrays
     viewed in its own shapes (it used to get them as they came, and refused them)."""
     if backend == "cython":
-        _cython_or_skip()
+        backend_or_skip("cython")
     b = GraphBuilder()
     x0, x1 = b.input("x0", (3, 2, 2, 5)), b.input("x1", (20, 1))
     y = b.matmul(b.flatten(x0), b.transpose(b.reshape(x1, (1, 20)), (1, 0)))
@@ -139,7 +130,7 @@ def test_ops_one_matmul_plan_behind_aliased_reshapes_reads_inputs_in_place(backe
 
 def test_ops_gemm_kernel_wide_and_narrow_paths_agree() -> None:
     """The AVX-512 panel path (where the CPU has it) and the portable tiles, vs float64."""
-    _cython_or_skip()
+    backend_or_skip("cython")
     from walle._kernels import ops_math
 
     rng = np.random.default_rng(4)
@@ -162,7 +153,7 @@ def test_ops_gemm_kernel_wide_and_narrow_paths_agree() -> None:
 def test_ops_one_kernel_plan_recycles_only_results_nobody_holds() -> None:
     """A result (or a view of it) that a caller keeps is never written again; a dropped one
     is reused for the next result instead of a new allocation."""
-    _cython_or_skip()
+    backend_or_skip("cython")
     graph, plan = _plan("transpose", (2, 30, 5))
     rng = np.random.default_rng(5)
     xs = [rng.uniform(-1, 1, (2, 30, 5)).astype(np.float32) for _ in range(4)]
