@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test lint bench setup clean
 
-$(STAMP): pyproject.toml setup.py $(wildcard cython_kernels/*.pyx)
+$(STAMP): pyproject.toml setup.py $(wildcard cython_kernels/*.pyx cython_kernels/*.h)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e ".[dev]"

@@ -14,7 +14,7 @@ def _extensions() -> list[Extension]:
         Extension(
             f"walle._kernels.{pyx.stem}",
             [str(pyx)],
-            include_dirs=[numpy.get_include()],
+            include_dirs=[numpy.get_include(), "cython_kernels"],
             extra_compile_args=["-O3", *_OPENMP],
             extra_link_args=_OPENMP,
         )

@@ -1,5 +1,9 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""Direct 2-D convolution of the walle.ops ``cython`` backend: conv + bias + ReLU, one pass.
+"""2-D convolution kernels of the walle.ops ``cython`` backend: conv + bias + ReLU, one pass.
+
+:class:`ConvKernel` computes any conv directly (below); :class:`WinogradKernel` computes a
+3x3, stride-1 conv by Winograd F(4x4, 3x3) (the C is in winograd.h), a quarter of the
+multiply-adds, at the same instruction-set levels.
 
 The kernel computes a ``fused.conv2d`` step (im2col raster, matmul by constant weights,
 bias, activation) without the im2col buffer: it reads the padded NCHW input through the
@@ -287,3 +291,124 @@ cdef class ConvKernel:
                 walle_conv_rows(self.x, self.w, self.bias, self.y, 0, rows, p[1], p[2], p[3],
                                 p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11], p[12],
                                 self.relu, self.level)
+
+
+cdef extern from "winograd.h":
+    ctypedef struct walle_wino:
+        const float* x
+        long s_n, s_c, s_h, s_w
+        long ih, iw
+        long n, c, k, oh, ow, th, tw, tiles
+        const float* u
+        const float* g
+        const float* bias
+        float* y
+        int relu
+    long walle_wino_lanes(int level, int nv) nogil
+    void walle_wino_run(const walle_wino* p, int level, int nv, long g0, long g1,
+                        float* vbuf, float* mbuf) nogil
+
+
+# F(4x4, 3x3): the filter transform G (6x3) of winograd.h's B^T and A^T.
+_WINO_G = np.array(
+    [[0.25, 0.0, 0.0], [-1.0, -1.0, -1.0], [-1.0, 1.0, -1.0], [0.25, 0.5, 1.0],
+     [0.25, -0.5, 1.0], [0.0, 0.0, 6.0]], np.float64) / np.array([[1.0], [6.0], [6.0], [6.0], [6.0], [6.0]])
+
+
+def winograd_fits(region):
+    """Whether an im2col region is a 3x3 window at stride 1 and dilation 1 (what
+    :class:`WinogradKernel` computes)."""
+    n, c, kh, kw, oh, ow = (int(v) for v in region.sizes)
+    s = [int(v) for v in region.src_strides]
+    return kh == 3 and kw == 3 and s[2] == s[4] and s[3] == s[5]
+
+
+cdef class WinogradKernel:
+    """y[N, Cout, OH*OW] = act(conv(x) + bias) for a 3x3, stride-1 conv, by Winograd
+    F(4x4, 3x3) (winograd.h): a quarter of the direct conv's multiply-adds.
+
+    Same arguments as :class:`ConvKernel`; ``region`` must pass :func:`winograd_fits`.
+    Tiles holding a NaN or infinity are computed directly, so those propagate as in the
+    im2col product. The error against the direct sum is a few float32 ulps of the output's
+    scale (the transforms' constants are powers of two and small fractions).
+    """
+
+    cdef walle_wino p
+    cdef int nv, threads
+    cdef long groups
+    cdef float* vbuf
+    cdef float* mbuf
+    cdef long vsize, msize
+    cdef readonly int level
+    cdef object keep
+
+    def __init__(self, x, weight, bias, y, region, str act, str level=None):
+        n, c, kh, kw, oh, ow = (int(v) for v in region.sizes)
+        cout = int(weight.shape[0])
+        if not winograd_fits(region):
+            raise ValueError("winograd kernel: the region is not a 3x3 stride-1 window")
+        if act not in ("none", "relu"):
+            raise ValueError(f"winograd kernel: activation {act!r} (none or relu)")
+        for a in (x, y):
+            if a.dtype != np.float32 or not a.flags.c_contiguous:
+                raise ValueError("conv buffers must be C-contiguous float32 arrays")
+        if y.size != n * cout * oh * ow or weight.size != cout * c * 9:
+            raise ValueError("winograd kernel: output or weight size does not match the region")
+        best = walle_conv_best_level()
+        if level is not None and level != "best" and level not in LEVELS:
+            raise ValueError(f"winograd kernel: level {level!r} (best, {', '.join(LEVELS)})")
+        self.level = _level if level is None else best if level == "best" else LEVELS[level]
+        if self.level > best:
+            raise ValueError(f"winograd kernel: this CPU does not run the {level} tiles")
+        g = np.ascontiguousarray(np.asarray(weight, np.float32).reshape(cout, c, 9))
+        blocks = -(-cout // 8)
+        u = np.einsum("ai,kcij,bj->abkc", _WINO_G, g.reshape(cout, c, 3, 3).astype(np.float64),
+                      _WINO_G)  # [6, 6, K, C]
+        packed = np.zeros((36, blocks * 8, c), np.float32)
+        packed[:, :cout] = u.reshape(36, cout, c)
+        packed = np.ascontiguousarray(packed.reshape(36, blocks, 8, c).transpose(1, 0, 3, 2))
+        padded_bias = np.zeros(blocks * 8, np.float32)
+        if bias is not None:
+            padded_bias[:cout] = np.asarray(bias, np.float32).reshape(-1)
+        th, tw = -(-oh // 4), -(-ow // 4)
+        tiles = n * th * tw
+        self.nv = 1 if tiles <= walle_wino_lanes(self.level, 1) else 2
+        lanes = walle_wino_lanes(self.level, self.nv)
+        self.groups = (tiles + lanes - 1) // lanes
+        work = float(y.size) * c * 9
+        self.threads = 1 if work < 4 * _GRAIN or self.groups < 2 else max(
+            1, min(openmp.omp_get_max_threads(), self.groups, int(work / (4 * _GRAIN))))
+        self.vsize = 36 * c * lanes
+        self.msize = 36 * 8 * lanes
+        scratch = np.zeros(self.threads * (self.vsize + self.msize) + 16, np.float32)
+        cdef long align = (16 - (<long>scratch.ctypes.data // 4) % 16) % 16  # 64-byte aligned
+        self.vbuf = (<float*><size_t>scratch.ctypes.data) + align
+        self.mbuf = self.vbuf + self.threads * self.vsize
+        s = [int(v) for v in region.src_strides]
+        self.keep = (x, y, packed, padded_bias, g, scratch)
+        self.p.x = (<const float*><size_t>x.ctypes.data) + <long>region.src_offset
+        self.p.s_n, self.p.s_c, self.p.s_h, self.p.s_w = s[0], s[1], s[4], s[5]
+        self.p.ih, self.p.iw = oh + 2, ow + 2
+        self.p.n, self.p.c, self.p.k, self.p.oh, self.p.ow = n, c, cout, oh, ow
+        self.p.th, self.p.tw, self.p.tiles = th, tw, tiles
+        self.p.u = <const float*><size_t>packed.ctypes.data
+        self.p.g = <const float*><size_t>g.ctypes.data
+        self.p.bias = <const float*><size_t>padded_bias.ctypes.data
+        self.p.y = <float*><size_t>y.ctypes.data
+        self.p.relu = act == "relu"
+
+    def run(self):
+        cdef long i, chunk, start, stop
+        with nogil:
+            if self.threads > 1:
+                chunk = (self.groups + self.threads - 1) // self.threads
+                for i in prange(self.threads, num_threads=self.threads, schedule="static"):
+                    start = i * chunk
+                    stop = min(self.groups, start + chunk)
+                    if start < stop:
+                        walle_wino_run(&self.p, self.level, self.nv, start, stop,
+                                       self.vbuf + i * self.vsize, self.mbuf + i * self.msize)
+            else:
+                walle_wino_run(&self.p, self.level, self.nv, 0, self.groups, self.vbuf,
+                               self.mbuf)
+

@@ -1,4 +1,4 @@
-"""Types of the compiled direct convolution kernel (cython_kernels/ops_conv.pyx)."""
+"""Types of the compiled convolution kernels, direct and Winograd (cython_kernels/ops_conv.pyx)."""
 
 from walle.ops.ir import FloatArray, Region
 
@@ -38,3 +38,30 @@ class ConvKernel:
 
     def run(self) -> None:
         """Compute y from the build-time buffers (GIL released, OpenMP over output rows)."""
+
+def winograd_fits(region: Region) -> bool:
+    """Whether an im2col region is a 3x3 window at stride 1 and dilation 1."""
+
+class WinogradKernel:
+    """y[N, Cout, OH*OW] = act(conv(x) + bias) for a 3x3 stride-1 conv by Winograd F(4x4, 3x3).
+
+    Same arguments as :class:`ConvKernel`; ValueError on a region :func:`winograd_fits`
+    turns down, a bad buffer, activation or level.
+    """
+
+    def __init__(
+        self,
+        x: FloatArray,
+        weight: FloatArray,
+        bias: FloatArray | None,
+        y: FloatArray,
+        region: Region,
+        act: str,
+        level: str | None = None,
+    ) -> None: ...
+    @property
+    def level(self) -> int:
+        """The level this kernel runs at (read-only)."""
+
+    def run(self) -> None:
+        """Compute y from the build-time buffers (GIL released, OpenMP over tile groups)."""

@@ -65,8 +65,10 @@ _log = get_logger("walle.ops.search")
 CLOSE_FACTOR = 8.0
 # Whole plans modelled within this factor of the best are timed against each other.
 PLAN_CLOSE = 3.0
-# Bumped when decisions mean something else (2: placement over the whole plan).
-DECISIONS_VERSION = 2
+# Bumped when decisions mean something else or a backend offers new algorithms, so that
+# decisions cached without them are searched again (2: placement over the whole plan;
+# 3: Winograd convs in the cython backend).
+DECISIONS_VERSION = 3
 
 
 def time_calls(calls: list[Call], budget_s: float = 0.004, max_runs: int = 25) -> float:

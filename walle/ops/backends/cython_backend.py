@@ -3,8 +3,10 @@
 Atomic ops map to the kernels of ``walle._kernels.ops_math`` and ``ops_raster``; fused
 ``matmul_bias_act``, ``softmax``, ``layernorm`` and ``window_reduce`` (pooling) run as one
 kernel call each. ``conv2d`` offers ``direct`` (``ops_conv``: register-tiled convolution
-reading the padded input in place, bias and ReLU fused) and ``im2col`` (the column raster,
-numpy's BLAS over the whole batch, then the epilogue); the search times both. Matrix
+reading the padded input in place, bias and ReLU fused), ``im2col`` (the column raster,
+numpy's BLAS over the whole batch, then the epilogue) and, for 3x3 stride-1 convs,
+``winograd`` (F(4x4, 3x3): a quarter of the multiply-adds; bias and ReLU fused); the search
+times them. Matrix
 products offer two algorithms, measured by the search: ``direct`` (the tiled C kernel, best
 for small products where numpy's call overhead dominates) and ``blas`` (numpy's matmul, then
 the C epilogue for bias and activation, best for large products).
@@ -89,10 +91,16 @@ class CythonBackend(Backend):
         if step.op == "fused.matmul_bias_act":
             return _matmul_algorithms(step.parts[0], graph)
         if step.op == "fused.conv2d":
-            return ["direct", "im2col"] if step.attr("act") in ("none", "relu") else ["im2col"]
+            if step.attr("act") not in ("none", "relu"):
+                return ["im2col"]
+            region = step.parts[0].attr("regions")[0]
+            winograd = ["winograd"] if ops_conv.winograd_fits(region) else []
+            return ["direct", "im2col", *winograd]
         return ["fused"]
 
     def matmul_rate(self, algorithm: str) -> float:
+        if algorithm == "winograd":  # a quarter of the multiply-adds, some of it in transforms
+            return 2.2e11
         return 9.0e10 if algorithm in ("blas", "im2col") else 6.0e10
 
     def estimate(self, step: FusedStep, algorithm: str, graph: Graph) -> float:
@@ -105,6 +113,11 @@ class CythonBackend(Backend):
             seconds += 8.0 * math.prod(graph.shape(step.parts[0].output)) / self.bytes_per_s
         elif step.parts[0].op == "matmul" and graph.shape(step.parts[0].output)[-1] < 16:
             seconds *= 4.0  # fewer than 16 columns: the direct kernel's scalar edge loop
+        if algorithm == "winograd":  # outputs in 4x4 tiles, tiles in groups of 16 or 32 lanes
+            n, _, _, _, oh, ow = step.parts[0].attr("regions")[0].sizes
+            tiles = n * -(-oh // 4) * -(-ow // 4)
+            lanes = 16 * -(-tiles // 16)
+            seconds *= (16 * tiles / (n * oh * ow)) * (lanes / tiles)
         return seconds
 
     def compile_atomic(
@@ -170,6 +183,12 @@ def _conv(step: FusedStep, algorithm: str, graph: Graph, buffers: Buffers) -> li
     if algorithm == "direct":
         return [
             ops_conv.ConvKernel(
+                buffers[step.inputs[0]], weight, bias, out, region, step.attr("act")
+            ).run
+        ]
+    if algorithm == "winograd" and np.isfinite(weight).all():  # else its transform spreads them
+        return [
+            ops_conv.WinogradKernel(
                 buffers[step.inputs[0]], weight, bias, out, region, step.attr("act")
             ).run
         ]

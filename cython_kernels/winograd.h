@@ -1,0 +1,227 @@
+/* Winograd F(4x4, 3x3) convolution for the walle.ops cython backend (ops_conv.pyx).
+
+   A 3x3, stride-1, dilation-1 convolution computed on 6x6 input tiles that give 4x4 outputs
+   each: the input tile is transformed (B^T d B), multiplied element-wise by the transformed
+   filter (G g G^T, done once at build time) and summed over input channels -- 36 independent
+   matrix products [Cout, C] x [C, tiles] -- then transformed back (A^T m A). That is 36
+   multiply-adds per 16 outputs and input channel instead of 144: a quarter of the direct
+   convolution's arithmetic, for a few adds per tile in the transforms.
+
+   Work is split in groups of L tiles (L = NV vectors of VW floats, one lane per tile, so the
+   transforms run lane-wise in vectors). Per group: the input tiles of every channel are
+   gathered and transformed into V[36][C][L]; then for each block of 8 output channels the
+   36 products run in a register tile of 8 channels x NV vectors (the weights broadcast from
+   U packed [Cout/8][36][C][8], so a block's filters are one contiguous stream) into M[36][8][L], which is transformed back, biased,
+   rectified and written to the NCHW output at once.
+
+   Non-finite inputs: a tile whose inputs hold a NaN or an infinity would spread it to all
+   16 outputs of the tile (and inf - inf makes NaN where the direct sum keeps inf), so such
+   tiles are found while they are gathered (a lane sum of x * 0) and their outputs are
+   computed directly instead: NaN and inf propagate exactly as in the im2col product. */
+
+#ifndef WALLE_WINOGRAD_H
+#define WALLE_WINOGRAD_H
+
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define WALLE_WINO_TARGET(T) __attribute__((target(T)))
+#else
+#define WALLE_WINO_TARGET(T)
+#endif
+
+typedef struct {
+    const float* x;  /* element (n, c, h, w) of the padded input at x + n*s_n + c*s_c + ... */
+    long s_n, s_c, s_h, s_w;
+    long ih, iw;     /* rows and columns the region reads: OH + 2, OW + 2 */
+    long n, c, k, oh, ow, th, tw, tiles;
+    const float* u;  /* transformed filters, [k8 / 8][36][c][8]: one stream per block */
+    const float* g;  /* the filters, [k][c][9], for the non-finite tiles */
+    const float* bias; /* [k8], zero past k */
+    float* y;        /* [n][k][oh][ow] */
+    int relu;
+} walle_wino;
+
+typedef float walle_wv16 __attribute__((vector_size(64)));
+typedef float walle_wv8 __attribute__((vector_size(32)));
+typedef float walle_wv4 __attribute__((vector_size(16)));
+
+/* The outputs (4 x 4, channel kk) of one tile computed directly, for the tiles that hold a
+   non-finite input. */
+static void walle_wino_direct_tile(const walle_wino* p, long t, long kk) {
+    long per = p->th * p->tw, n = t / per, r = t % per;
+    long h0 = (r / p->tw) * 4, w0 = (r % p->tw) * 4;
+    for (long a = 0; a < 4 && h0 + a < p->oh; a++)
+        for (long b = 0; b < 4 && w0 + b < p->ow; b++) {
+            float acc = 0.0f;
+            for (long ci = 0; ci < p->c; ci++) {
+                const float* xs = p->x + n * p->s_n + ci * p->s_c + (h0 + a) * p->s_h +
+                                  (w0 + b) * p->s_w;
+                const float* gs = p->g + (kk * p->c + ci) * 9;
+                for (int i = 0; i < 3; i++)
+                    for (int j = 0; j < 3; j++) acc += gs[i * 3 + j] * xs[i * p->s_h + j * p->s_w];
+            }
+            float v = acc + p->bias[kk];
+            if (p->relu && v < 0.0f) v = 0.0f; /* NaN stays */
+            p->y[((n * p->k + kk) * p->oh + h0 + a) * p->ow + w0 + b] = v;
+        }
+}
+
+/* B^T applied to 6 values (lane arrays): the rows of the input transform. */
+#define WALLE_WINO_BT(D, S, OUT, OS, L)                                                        \
+    for (int l = 0; l < L; l++) {                                                              \
+        float d0 = D[0 * S + l], d1 = D[1 * S + l], d2 = D[2 * S + l];                         \
+        float d3 = D[3 * S + l], d4 = D[4 * S + l], d5 = D[5 * S + l];                         \
+        OUT[0 * OS + l] = 4.0f * d0 - 5.0f * d2 + d4;                                          \
+        OUT[1 * OS + l] = -4.0f * (d1 + d2) + d3 + d4;                                         \
+        OUT[2 * OS + l] = 4.0f * (d1 - d2) - d3 + d4;                                          \
+        OUT[3 * OS + l] = 2.0f * (d3 - d1) - d2 + d4;                                          \
+        OUT[4 * OS + l] = 2.0f * (d1 - d3) - d2 + d4;                                          \
+        OUT[5 * OS + l] = 4.0f * d1 - 5.0f * d3 + d5;                                          \
+    }
+
+/* A^T applied to 6 values: the rows of the output transform. */
+#define WALLE_WINO_AT(M, S, OUT, OS, L)                                                        \
+    for (int l = 0; l < L; l++) {                                                              \
+        float m0 = M[0 * S + l], m1 = M[1 * S + l], m2 = M[2 * S + l];                         \
+        float m3 = M[3 * S + l], m4 = M[4 * S + l], m5 = M[5 * S + l];                         \
+        float s12 = m1 + m2, d12 = m1 - m2, s34 = m3 + m4, d34 = m3 - m4;                      \
+        OUT[0 * OS + l] = m0 + s12 + s34;                                                      \
+        OUT[1 * OS + l] = d12 + 2.0f * d34;                                                    \
+        OUT[2 * OS + l] = s12 + 4.0f * s34;                                                    \
+        OUT[3 * OS + l] = d12 + 8.0f * d34 + m5;                                               \
+    }
+
+/* One instruction-set level: vectors VT of VW floats, NV of them per group (L = VW * NV
+   tiles). vbuf holds 36 * c * L floats, mbuf 36 * 8 * L. */
+#define WALLE_WINO_LEVEL(NAME, ATTR, VT, VW, NV)                                               \
+ATTR static void NAME(const walle_wino* p, long g0, long g1, float* vbuf, float* mbuf) {       \
+    enum { L = VW * NV };                                                                      \
+    long base[L];                                                                              \
+    int edge[L];                                                                               \
+    float d[36 * L], t[36 * L], chk[L];                                                        \
+    long blocks = (p->k + 7) / 8;                                                              \
+    for (long g = g0; g < g1; g++) {                                                           \
+        long t0 = g * L, per = p->th * p->tw;                                                  \
+        int any_bad = 0;                                                                       \
+        for (int l = 0; l < L; l++) {                                                          \
+            long tt = t0 + l;                                                                  \
+            chk[l] = 0.0f;                                                                     \
+            if (tt >= p->tiles) { base[l] = -1; edge[l] = 1; continue; }                       \
+            long n = tt / per, r = tt % per, h0 = (r / p->tw) * 4, w0 = (r % p->tw) * 4;       \
+            base[l] = n * p->s_n + h0 * p->s_h + w0 * p->s_w;                                  \
+            edge[l] = h0 + 6 > p->ih || w0 + 6 > p->iw;                                        \
+        }                                                                                      \
+        for (long ci = 0; ci < p->c; ci++) {                                                   \
+            const float* xc = p->x + ci * p->s_c;                                              \
+            for (int l = 0; l < L; l++) {                                                      \
+                if (!edge[l]) {                                                                \
+                    const float* xs = xc + base[l];                                            \
+                    for (int a = 0; a < 6; a++)                                                \
+                        for (int b = 0; b < 6; b++)                                            \
+                            d[(a * 6 + b) * L + l] = xs[a * p->s_h + b * p->s_w];              \
+                } else {                                                                       \
+                    long tt = t0 + l, r = tt % per;                                            \
+                    long h0 = (r / p->tw) * 4, w0 = (r % p->tw) * 4;                           \
+                    for (int a = 0; a < 6; a++)                                                \
+                        for (int b = 0; b < 6; b++)                                            \
+                            d[(a * 6 + b) * L + l] =                                           \
+                                base[l] >= 0 && h0 + a < p->ih && w0 + b < p->iw               \
+                                    ? xc[base[l] + a * p->s_h + b * p->s_w] : 0.0f;            \
+                }                                                                              \
+            }                                                                                  \
+            for (int i = 0; i < 36; i++)                                                       \
+                for (int l = 0; l < L; l++) chk[l] += d[i * L + l] * 0.0f;                     \
+            /* columns of every row, then rows of every column: V = B^T d B */                 \
+            for (int a = 0; a < 6; a++) {                                                      \
+                const float* dr = d + a * 6 * L;                                               \
+                float* tr = t + a * 6 * L;                                                     \
+                WALLE_WINO_BT(dr, L, tr, L, L)                                                 \
+            }                                                                                  \
+            for (int b = 0; b < 6; b++) {                                                      \
+                const float* tc = t + b * L;                                                   \
+                float* vc = vbuf + ((long)b * p->c + ci) * L;                                  \
+                WALLE_WINO_BT(tc, 6 * L, vc, 6 * p->c * L, L)                                  \
+            }                                                                                  \
+        }                                                                                      \
+        for (int l = 0; l < L; l++) any_bad |= chk[l] != chk[l];                               \
+        for (long kb = 0; kb < blocks; kb++) {                                                 \
+            for (int i = 0; i < 36; i++) {                                                     \
+                const float* u = p->u + ((long)kb * 36 + i) * p->c * 8;                    \
+                const float* v = vbuf + (long)i * p->c * L;                                    \
+                VT acc[8][NV];                                                                 \
+                for (int j = 0; j < 8; j++)                                                    \
+                    for (int q = 0; q < NV; q++) acc[j][q] = (VT){0};                          \
+                for (long ci = 0; ci < p->c; ci++) {                                           \
+                    VT x[NV];                                                                  \
+                    for (int q = 0; q < NV; q++) memcpy(&x[q], v + ci * L + q * VW, sizeof(VT)); \
+                    const float* w = u + ci * 8;                                               \
+                    for (int j = 0; j < 8; j++)                                                \
+                        for (int q = 0; q < NV; q++) acc[j][q] += w[j] * x[q];                 \
+                }                                                                              \
+                for (int j = 0; j < 8; j++)                                                    \
+                    for (int q = 0; q < NV; q++)                                               \
+                        memcpy(mbuf + (i * 8 + j) * L + q * VW, &acc[j][q], sizeof(VT));       \
+            }                                                                                  \
+            long kvalid = p->k - kb * 8 < 8 ? p->k - kb * 8 : 8;                               \
+            for (long j = 0; j < kvalid; j++) {                                                \
+                long kk = kb * 8 + j;                                                          \
+                float bias = p->bias[kk];                                                      \
+                /* rows of every column, then columns of every row: Y = A^T m A */             \
+                for (int b = 0; b < 6; b++) {                                                  \
+                    const float* mc = mbuf + (b * 8 + j) * L;                                  \
+                    float* tc = t + b * L;                                                     \
+                    WALLE_WINO_AT(mc, 6 * 8 * L, tc, 6 * L, L)                                 \
+                }                                                                              \
+                for (int a = 0; a < 4; a++) {                                                  \
+                    const float* tr = t + a * 6 * L;                                           \
+                    float* dr = d + a * 4 * L;                                                 \
+                    WALLE_WINO_AT(tr, L, dr, L, L)                                             \
+                }                                                                              \
+                for (int i = 0; i < 16 * L; i++) {                                             \
+                    float v = d[i] + bias;                                                     \
+                    d[i] = p->relu && v < 0.0f ? 0.0f : v;                                     \
+                }                                                                              \
+                for (int l = 0; l < L; l++) {                                                  \
+                    long tt = t0 + l;                                                          \
+                    if (tt >= p->tiles) break;                                                 \
+                    if (any_bad && chk[l] != chk[l]) {                                         \
+                        walle_wino_direct_tile(p, tt, kk);                                     \
+                        continue;                                                              \
+                    }                                                                          \
+                    long n = tt / per, r = tt % per, h0 = (r / p->tw) * 4;                     \
+                    long w0 = (r % p->tw) * 4;                                                 \
+                    float* yo = p->y + ((n * p->k + kk) * p->oh + h0) * p->ow + w0;            \
+                    long hn = p->oh - h0 < 4 ? p->oh - h0 : 4;                                 \
+                    long wn = p->ow - w0 < 4 ? p->ow - w0 : 4;                                 \
+                    for (long a = 0; a < hn; a++)                                              \
+                        for (long b = 0; b < wn; b++)                                          \
+                            yo[a * p->ow + b] = d[(a * 4 + b) * L + l];                        \
+                }                                                                              \
+            }                                                                                  \
+        }                                                                                      \
+    }                                                                                          \
+}
+
+WALLE_WINO_LEVEL(walle_wino_avx512_2, WALLE_WINO_TARGET("avx512f,avx2,fma"), walle_wv16, 16, 2)
+WALLE_WINO_LEVEL(walle_wino_avx512_1, WALLE_WINO_TARGET("avx512f,avx2,fma"), walle_wv16, 16, 1)
+WALLE_WINO_LEVEL(walle_wino_avx2_2, WALLE_WINO_TARGET("avx2,fma"), walle_wv8, 8, 2)
+WALLE_WINO_LEVEL(walle_wino_avx2_1, WALLE_WINO_TARGET("avx2,fma"), walle_wv8, 8, 1)
+WALLE_WINO_LEVEL(walle_wino_base_2, , walle_wv4, 4, 2)
+WALLE_WINO_LEVEL(walle_wino_base_1, , walle_wv4, 4, 1)
+
+/* Tiles per group at a level (2: AVX-512F, 1: AVX2 + FMA, 0: baseline) and vector count. */
+static long walle_wino_lanes(int level, int nv) { return (level == 2 ? 16 : level == 1 ? 8 : 4) * nv; }
+
+/* Groups [g0, g1) of L = walle_wino_lanes(level, nv) tiles each. */
+static void walle_wino_run(const walle_wino* p, int level, int nv, long g0, long g1,
+                           float* vbuf, float* mbuf) {
+    if (level == 2)
+        (nv == 2 ? walle_wino_avx512_2 : walle_wino_avx512_1)(p, g0, g1, vbuf, mbuf);
+    else if (level == 1)
+        (nv == 2 ? walle_wino_avx2_2 : walle_wino_avx2_1)(p, g0, g1, vbuf, mbuf);
+    else
+        (nv == 2 ? walle_wino_base_2 : walle_wino_base_1)(p, g0, g1, vbuf, mbuf);
+}
+
+#endif

@@ -1,0 +1,185 @@
+"""The Winograd F(4x4, 3x3) conv kernel (``ops_conv.WinogradKernel``) against the reference.
+
+The kernel computes a 3x3, stride-1 conv on 6x6 input tiles in groups of 16 or 32 tiles
+(one vector lane per tile); these tests cover tiles cut by the output's edge, groups cut by
+the tile count, batches whose tiles share a group, output channels that are not a multiple
+of 8, the OpenMP split over groups, and every instruction-set level the machine runs. The
+oracle is :func:`walle.ops.run_reference` (numpy); tolerance 1e-4 relative to the output's
+scale (the transforms round differently from the direct sum). A tile holding NaN or inf is
+computed directly, so the NaN and inf of the output fall exactly where the reference puts
+them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests._backends import backend_or_skip
+from walle.ops import GraphBuilder, compile_graph, run_reference
+from walle.ops.ir import Graph, Region
+
+LEVELS = ("avx512", "avx2", "sse")
+
+
+def _ops_conv():
+    backend_or_skip("cython")
+    from walle._kernels import ops_conv
+
+    return ops_conv
+
+
+def _conv(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, pad: int, relu: bool):
+    b = GraphBuilder()
+    y = b.conv2d(
+        b.input("x", x.shape),
+        b.const(weight),
+        None if bias is None else b.const(bias),
+        pads=(pad,) * 4,
+    )
+    return b.build([b.relu(y) if relu else y])
+
+
+def _region(graph: Graph) -> Region:
+    (im2col,) = [
+        n for n in graph.nodes if n.op == "raster" and len(n.attr("regions")[0].sizes) == 6
+    ]
+    return im2col.attr("regions")[0]
+
+
+def _run(ops_conv, graph, x, weight, bias, relu, level):
+    """The kernel alone on the conv's (unpadded) input; None where the CPU lacks the level."""
+    want = run_reference(graph, {"x": x})[0]
+    region = _region(graph)
+    out = np.full(want.shape, np.nan, np.float32)
+    try:
+        kernel = ops_conv.WinogradKernel(
+            x, weight.reshape(weight.shape[0], -1), bias, out, region,
+            "relu" if relu else "none", level,
+        )  # fmt: skip
+    except ValueError as exc:
+        assert "does not run" in str(exc)
+        return None, want
+    kernel.run()
+    return out, want
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(1, 3),
+    c=st.integers(1, 12),
+    cout=st.integers(1, 19),
+    h=st.integers(3, 23),
+    w=st.integers(3, 41),
+    relu=st.booleans(),
+    bias=st.booleans(),
+    seed=st.integers(0, 50),
+)
+def test_winograd_kernel_matches_reference_at_every_level(n, c, cout, h, w, relu, bias, seed):
+    ops_conv = _ops_conv()
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-2, 2, (n, c, h, w)).astype(np.float32)  # pad 0: the region is x
+    weight = rng.uniform(-1, 1, (cout, c, 3, 3)).astype(np.float32)
+    b = rng.uniform(-1, 1, cout).astype(np.float32) if bias else None
+    graph = _conv(x, weight, b, 0, relu)
+    for level in LEVELS:
+        got, want = _run(ops_conv, graph, x, weight, b, relu, level)
+        if got is not None:
+            scale = max(1.0, float(np.abs(want).max()))
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * scale, err_msg=level)
+
+
+def test_winograd_kernel_splits_groups_over_threads() -> None:
+    """Large enough for the OpenMP split over tile groups (several groups per thread)."""
+    ops_conv = _ops_conv()
+    rng = np.random.default_rng(7)
+    x = rng.uniform(-1, 1, (2, 32, 42, 42)).astype(np.float32)
+    weight = rng.uniform(-0.2, 0.2, (40, 32, 3, 3)).astype(np.float32)
+    bias = rng.uniform(-1, 1, 40).astype(np.float32)
+    graph = _conv(x, weight, bias, 0, True)
+    got, want = _run(ops_conv, graph, x, weight, bias, True, "best")
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * float(np.abs(want).max()))
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_winograd_kernel_keeps_nan_and_inf_where_the_reference_puts_them(level) -> None:
+    ops_conv = _ops_conv()
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-2, 2, (2, 3, 17, 19)).astype(np.float32)
+    x[0, 1, 5, 7] = np.nan
+    x[1, 0, 12, 2] = np.inf
+    x[1, 2, 0, 18] = -np.inf
+    x[1, 2, 16, 0] = np.inf
+    weight = rng.uniform(0.1, 1, (9, 3, 3, 3)).astype(np.float32)  # no inf - inf in the sums
+    graph = _conv(x, weight, None, 0, False)
+    got, want = _run(ops_conv, graph, x, weight, None, False, level)
+    if got is None:
+        pytest.skip(f"this CPU does not run {level}")
+    assert np.isnan(want).any() and np.isinf(want).any()
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_array_equal(np.isposinf(got), np.isposinf(want))
+    np.testing.assert_array_equal(np.isneginf(got), np.isneginf(want))
+    finite = np.isfinite(want)
+    np.testing.assert_allclose(got[finite], want[finite], rtol=1e-4, atol=1e-4)
+
+
+def test_winograd_kernel_refuses_what_it_cannot_run() -> None:
+    ops_conv = _ops_conv()
+    x = np.zeros((1, 2, 8, 8), np.float32)
+    weight = np.zeros((4, 2, 3, 3), np.float32)
+    b = GraphBuilder()
+    strided = b.build([b.conv2d(b.input("x", x.shape), b.const(weight), strides=(2, 2))])
+    assert not ops_conv.winograd_fits(_region(strided))
+    graph = _conv(x, weight, None, 0, False)
+    region = _region(graph)
+    assert ops_conv.winograd_fits(region)
+    out = np.zeros((1, 4, 36), np.float32)
+    with pytest.raises(ValueError, match="3x3 stride-1"):
+        ops_conv.WinogradKernel(x, weight.reshape(4, -1), None, np.zeros((1, 4, 9), np.float32),
+                                _region(strided), "none")  # fmt: skip
+    with pytest.raises(ValueError, match="activation"):
+        ops_conv.WinogradKernel(x, weight.reshape(4, -1), None, out, region, "sigmoid")
+    with pytest.raises(ValueError, match="does not match"):
+        ops_conv.WinogradKernel(x, np.zeros((3, 18), np.float32), None, out, region, "none")
+
+
+def test_search_offers_winograd_for_3x3_stride_1_convs_and_the_plan_matches() -> None:
+    """Padded 3x3 convs in a plan pinned to cython: the search times winograd beside the
+    others; whichever it picks, the plan matches the reference (and a model with a NaN
+    weight never runs the transform, which would spread it over whole tiles)."""
+    backend = backend_or_skip("cython")
+    rng = np.random.default_rng(11)
+    x = rng.uniform(-1, 1, (1, 16, 28, 28)).astype(np.float32)
+    weight = rng.uniform(-0.3, 0.3, (32, 16, 3, 3)).astype(np.float32)
+    graph = _conv(x, weight, rng.uniform(-1, 1, 32).astype(np.float32), 1, True)
+    from walle.ops.fusion import find_steps
+
+    (conv,) = [s for s in find_steps(graph) if s.op == "fused.conv2d"]
+    assert "winograd" in backend.fused_algorithms(conv, graph)
+    want = run_reference(graph, {"x": x})[0]
+    got = compile_graph(graph, pin="cython", use_cache=False)(x)[0]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * float(np.abs(want).max()))
+    weight[3, 2, 1, 1] = np.nan
+    graph = _conv(x, weight, None, 1, False)
+    from walle.ops.plan import allocate
+
+    (conv,) = [s for s in find_steps(graph) if s.op == "fused.conv2d"]
+    buffers = allocate(graph, find_steps(graph), fill=0.0)
+    for name, value in zip(graph.inputs, [x], strict=True):
+        buffers[name][...] = value
+    for step in find_steps(graph):
+        algo = "winograd" if step is conv else None
+        if algo is None:
+            algo = (
+                backend.fused_algorithms(step, graph)[0]
+                if step.fused
+                else backend.atomic_algorithms(step.parts[0], graph)[0]
+            )
+        for call in backend.finish(backend.compile(step, algo, graph, buffers)):
+            call()
+    got = buffers[graph.outputs[0]]
+    want = run_reference(graph, {"x": x})[0]
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    assert np.isnan(want).sum() < want.size // 2  # only channel 3's outputs
