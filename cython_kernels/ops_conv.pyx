@@ -296,7 +296,7 @@ cdef class ConvKernel:
 cdef extern from "winograd.h":
     ctypedef struct walle_wino:
         const float* x
-        long s_n, s_c, s_h, s_w
+        long s_n, s_c, s_h
         long ih, iw
         long n, c, k, oh, ow, th, tw, tiles
         const float* u
@@ -305,36 +305,44 @@ cdef extern from "winograd.h":
         float* y
         int relu
     long walle_wino_lanes(int level, int nv) nogil
-    void walle_wino_run(const walle_wino* p, int level, int nv, long g0, long g1,
+    void walle_wino_run(const walle_wino* p, int level, int nv, int m, long g0, long g1,
                         float* vbuf, float* mbuf) nogil
 
 
-# F(4x4, 3x3): the filter transform G (6x3) of winograd.h's B^T and A^T.
-_WINO_G = np.array(
-    [[0.25, 0.0, 0.0], [-1.0, -1.0, -1.0], [-1.0, 1.0, -1.0], [0.25, 0.5, 1.0],
-     [0.25, -0.5, 1.0], [0.0, 0.0, 6.0]], np.float64) / np.array([[1.0], [6.0], [6.0], [6.0], [6.0], [6.0]])
+# The filter transforms G of winograd.h's B^T and A^T, per output tile side: F(4x4, 3x3)
+# (6x3) and F(2x2, 3x3) (4x3).
+_WINO_G = {
+    4: np.array(
+        [[6.0, 0.0, 0.0], [-4.0, -4.0, -4.0], [-4.0, 4.0, -4.0], [1.0, 2.0, 4.0],
+         [1.0, -2.0, 4.0], [0.0, 0.0, 24.0]], np.float64) / 24.0,
+    2: np.array([[2.0, 0.0, 0.0], [1.0, 1.0, 1.0], [1.0, -1.0, 1.0], [0.0, 0.0, 2.0]],
+                np.float64) / 2.0,
+}
 
 
 def winograd_fits(region):
-    """Whether an im2col region is a 3x3 window at stride 1 and dilation 1 (what
-    :class:`WinogradKernel` computes)."""
+    """Whether an im2col region is a 3x3 window at stride 1 and dilation 1 over rows of
+    contiguous columns (what :class:`WinogradKernel` computes)."""
     n, c, kh, kw, oh, ow = (int(v) for v in region.sizes)
     s = [int(v) for v in region.src_strides]
-    return kh == 3 and kw == 3 and s[2] == s[4] and s[3] == s[5]
+    return kh == 3 and kw == 3 and s[2] == s[4] and s[3] == s[5] == 1
 
 
 cdef class WinogradKernel:
     """y[N, Cout, OH*OW] = act(conv(x) + bias) for a 3x3, stride-1 conv, by Winograd
-    F(4x4, 3x3) (winograd.h): a quarter of the direct conv's multiply-adds.
+    F(m x m, 3x3) (winograd.h): ``tile`` m = 4 (6x6 input tiles, a quarter of the direct
+    conv's multiply-adds, filters transformed to 4x their size) or 2 (4x4 input tiles,
+    4/9 of the multiply-adds, filters 16/9: better on small planes and wide filters).
 
-    Same arguments as :class:`ConvKernel`; ``region`` must pass :func:`winograd_fits`.
-    Tiles holding a NaN or infinity are computed directly, so those propagate as in the
-    im2col product. The error against the direct sum is a few float32 ulps of the output's
-    scale (the transforms' constants are powers of two and small fractions).
+    Otherwise the same arguments as :class:`ConvKernel`; ``region`` must pass
+    :func:`winograd_fits`. Tiles holding a NaN or infinity are computed directly, so those
+    propagate as in the im2col product. The error against the direct sum is a few float32
+    ulps of the output's scale (the transforms' constants are small powers of two and
+    fractions).
     """
 
     cdef walle_wino p
-    cdef int nv, threads
+    cdef int nv, threads, m
     cdef long groups
     cdef float* vbuf
     cdef float* mbuf
@@ -342,11 +350,13 @@ cdef class WinogradKernel:
     cdef readonly int level
     cdef object keep
 
-    def __init__(self, x, weight, bias, y, region, str act, str level=None):
+    def __init__(self, x, weight, bias, y, region, str act, str level=None, int tile=4):
         n, c, kh, kw, oh, ow = (int(v) for v in region.sizes)
         cout = int(weight.shape[0])
         if not winograd_fits(region):
             raise ValueError("winograd kernel: the region is not a 3x3 stride-1 window")
+        if tile not in (2, 4):
+            raise ValueError(f"winograd kernel: tile {tile} (2 or 4)")
         if act not in ("none", "relu"):
             raise ValueError(f"winograd kernel: activation {act!r} (none or relu)")
         for a in (x, y):
@@ -360,17 +370,22 @@ cdef class WinogradKernel:
         self.level = _level if level is None else best if level == "best" else LEVELS[level]
         if self.level > best:
             raise ValueError(f"winograd kernel: this CPU does not run the {level} tiles")
+        self.m = tile
+        side = tile + 2
+        area = side * side
         g = np.ascontiguousarray(np.asarray(weight, np.float32).reshape(cout, c, 9))
         blocks = -(-cout // 8)
-        u = np.einsum("ai,kcij,bj->abkc", _WINO_G, g.reshape(cout, c, 3, 3).astype(np.float64),
-                      _WINO_G)  # [6, 6, K, C]
-        packed = np.zeros((36, blocks * 8, c), np.float32)
-        packed[:, :cout] = u.reshape(36, cout, c)
-        packed = np.ascontiguousarray(packed.reshape(36, blocks, 8, c).transpose(1, 0, 3, 2))
+        transform = _WINO_G[tile]
+        u = np.einsum("ai,kcij,bj->abkc", transform,
+                      g.reshape(cout, c, 3, 3).astype(np.float64), transform)
+        packed = np.zeros((area, blocks * 8, c), np.float32)
+        packed[:, :cout] = u.reshape(area, cout, c)
+        packed = np.ascontiguousarray(
+            packed.reshape(area, blocks, 8, c).transpose(1, 0, 3, 2))  # [blocks][area][c][8]
         padded_bias = np.zeros(blocks * 8, np.float32)
         if bias is not None:
             padded_bias[:cout] = np.asarray(bias, np.float32).reshape(-1)
-        th, tw = -(-oh // 4), -(-ow // 4)
+        th, tw = -(-oh // tile), -(-ow // tile)
         tiles = n * th * tw
         self.nv = 1 if tiles <= walle_wino_lanes(self.level, 1) else 2
         lanes = walle_wino_lanes(self.level, self.nv)
@@ -378,8 +393,8 @@ cdef class WinogradKernel:
         work = float(y.size) * c * 9
         self.threads = 1 if work < 4 * _GRAIN or self.groups < 2 else max(
             1, min(openmp.omp_get_max_threads(), self.groups, int(work / (4 * _GRAIN))))
-        self.vsize = 36 * c * lanes
-        self.msize = 36 * 8 * lanes
+        self.vsize = area * c * lanes
+        self.msize = area * 8 * lanes
         scratch = np.zeros(self.threads * (self.vsize + self.msize) + 16, np.float32)
         cdef long align = (16 - (<long>scratch.ctypes.data // 4) % 16) % 16  # 64-byte aligned
         self.vbuf = (<float*><size_t>scratch.ctypes.data) + align
@@ -387,7 +402,7 @@ cdef class WinogradKernel:
         s = [int(v) for v in region.src_strides]
         self.keep = (x, y, packed, padded_bias, g, scratch)
         self.p.x = (<const float*><size_t>x.ctypes.data) + <long>region.src_offset
-        self.p.s_n, self.p.s_c, self.p.s_h, self.p.s_w = s[0], s[1], s[4], s[5]
+        self.p.s_n, self.p.s_c, self.p.s_h = s[0], s[1], s[4]
         self.p.ih, self.p.iw = oh + 2, ow + 2
         self.p.n, self.p.c, self.p.k, self.p.oh, self.p.ow = n, c, cout, oh, ow
         self.p.th, self.p.tw, self.p.tiles = th, tw, tiles
@@ -396,6 +411,11 @@ cdef class WinogradKernel:
         self.p.bias = <const float*><size_t>padded_bias.ctypes.data
         self.p.y = <float*><size_t>y.ctypes.data
         self.p.relu = act == "relu"
+
+    @property
+    def tile(self):
+        """Outputs per tile side: 4 (F(4x4, 3x3)) or 2 (F(2x2, 3x3))."""
+        return self.m
 
     def run(self):
         cdef long i, chunk, start, stop
@@ -406,9 +426,8 @@ cdef class WinogradKernel:
                     start = i * chunk
                     stop = min(self.groups, start + chunk)
                     if start < stop:
-                        walle_wino_run(&self.p, self.level, self.nv, start, stop,
+                        walle_wino_run(&self.p, self.level, self.nv, self.m, start, stop,
                                        self.vbuf + i * self.vsize, self.mbuf + i * self.msize)
             else:
-                walle_wino_run(&self.p, self.level, self.nv, 0, self.groups, self.vbuf,
-                               self.mbuf)
-
+                walle_wino_run(&self.p, self.level, self.nv, self.m, 0, self.groups,
+                               self.vbuf, self.mbuf)

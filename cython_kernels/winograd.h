@@ -32,10 +32,10 @@
 
 typedef struct {
     const float* x;  /* element (n, c, h, w) of the padded input at x + n*s_n + c*s_c + ... */
-    long s_n, s_c, s_h, s_w;
+    long s_n, s_c, s_h;  /* columns are contiguous */
     long ih, iw;     /* rows and columns the region reads: OH + 2, OW + 2 */
     long n, c, k, oh, ow, th, tw, tiles;
-    const float* u;  /* transformed filters, [k8 / 8][36][c][8]: one stream per block */
+    const float* u;  /* transformed filters, [k8 / 8][A*A][c][8]: one stream per block */
     const float* g;  /* the filters, [k][c][9], for the non-finite tiles */
     const float* bias; /* [k8], zero past k */
     float* y;        /* [n][k][oh][ow] */
@@ -48,18 +48,17 @@ typedef float walle_wv4 __attribute__((vector_size(16)));
 
 /* The outputs (4 x 4, channel kk) of one tile computed directly, for the tiles that hold a
    non-finite input. */
-static void walle_wino_direct_tile(const walle_wino* p, long t, long kk) {
+static void walle_wino_direct_tile(const walle_wino* p, long t, long kk, long m) {
     long per = p->th * p->tw, n = t / per, r = t % per;
-    long h0 = (r / p->tw) * 4, w0 = (r % p->tw) * 4;
-    for (long a = 0; a < 4 && h0 + a < p->oh; a++)
-        for (long b = 0; b < 4 && w0 + b < p->ow; b++) {
+    long h0 = (r / p->tw) * m, w0 = (r % p->tw) * m;
+    for (long a = 0; a < m && h0 + a < p->oh; a++)
+        for (long b = 0; b < m && w0 + b < p->ow; b++) {
             float acc = 0.0f;
             for (long ci = 0; ci < p->c; ci++) {
-                const float* xs = p->x + n * p->s_n + ci * p->s_c + (h0 + a) * p->s_h +
-                                  (w0 + b) * p->s_w;
+                const float* xs = p->x + n * p->s_n + ci * p->s_c + (h0 + a) * p->s_h + w0 + b;
                 const float* gs = p->g + (kk * p->c + ci) * 9;
                 for (int i = 0; i < 3; i++)
-                    for (int j = 0; j < 3; j++) acc += gs[i * 3 + j] * xs[i * p->s_h + j * p->s_w];
+                    for (int j = 0; j < 3; j++) acc += gs[i * 3 + j] * xs[i * p->s_h + j];
             }
             float v = acc + p->bias[kk];
             if (p->relu && v < 0.0f) v = 0.0f; /* NaN stays */
@@ -67,9 +66,10 @@ static void walle_wino_direct_tile(const walle_wino* p, long t, long kk) {
         }
 }
 
-/* B^T applied to 6 values (lane arrays): the rows of the input transform. */
-#define WALLE_WINO_BT(D, S, OUT, OS, L)                                                        \
-    for (int l = 0; l < L; l++) {                                                              \
+/* F(4x4, 3x3), 6x6 input tiles. B^T applied to 6 values (lane arrays): the input
+   transform's rows. */
+#define WALLE_WINO_BT6(D, S, OUT, OS, L)                                                       \
+    _Pragma("GCC ivdep") for (int l = 0; l < L; l++) {                                                              \
         float d0 = D[0 * S + l], d1 = D[1 * S + l], d2 = D[2 * S + l];                         \
         float d3 = D[3 * S + l], d4 = D[4 * S + l], d5 = D[5 * S + l];                         \
         OUT[0 * OS + l] = 4.0f * d0 - 5.0f * d2 + d4;                                          \
@@ -80,9 +80,9 @@ static void walle_wino_direct_tile(const walle_wino* p, long t, long kk) {
         OUT[5 * OS + l] = 4.0f * d1 - 5.0f * d3 + d5;                                          \
     }
 
-/* A^T applied to 6 values: the rows of the output transform. */
-#define WALLE_WINO_AT(M, S, OUT, OS, L)                                                        \
-    for (int l = 0; l < L; l++) {                                                              \
+/* A^T applied to 6 values: the output transform's rows (4 outputs). */
+#define WALLE_WINO_AT6(M, S, OUT, OS, L)                                                       \
+    _Pragma("GCC ivdep") for (int l = 0; l < L; l++) {                                                              \
         float m0 = M[0 * S + l], m1 = M[1 * S + l], m2 = M[2 * S + l];                         \
         float m3 = M[3 * S + l], m4 = M[4 * S + l], m5 = M[5 * S + l];                         \
         float s12 = m1 + m2, d12 = m1 - m2, s34 = m3 + m4, d34 = m3 - m4;                      \
@@ -92,62 +92,89 @@ static void walle_wino_direct_tile(const walle_wino* p, long t, long kk) {
         OUT[3 * OS + l] = d12 + 8.0f * d34 + m5;                                               \
     }
 
-/* One instruction-set level: vectors VT of VW floats, NV of them per group (L = VW * NV
-   tiles). vbuf holds 36 * c * L floats, mbuf 36 * 8 * L. */
-#define WALLE_WINO_LEVEL(NAME, ATTR, VT, VW, NV)                                               \
+/* F(2x2, 3x3), 4x4 input tiles: fewer tiles idle on small planes (7x7 gives 16 tiles, not
+   4) and the transformed filters are 16/9 of the filters, not 4x. */
+#define WALLE_WINO_BT4(D, S, OUT, OS, L)                                                       \
+    _Pragma("GCC ivdep") for (int l = 0; l < L; l++) {                                                              \
+        float d0 = D[0 * S + l], d1 = D[1 * S + l], d2 = D[2 * S + l], d3 = D[3 * S + l];      \
+        OUT[0 * OS + l] = d0 - d2;                                                             \
+        OUT[1 * OS + l] = d1 + d2;                                                             \
+        OUT[2 * OS + l] = d2 - d1;                                                             \
+        OUT[3 * OS + l] = d1 - d3;                                                             \
+    }
+
+#define WALLE_WINO_AT4(M, S, OUT, OS, L)                                                       \
+    _Pragma("GCC ivdep") for (int l = 0; l < L; l++) {                                                              \
+        float m0 = M[0 * S + l], m1 = M[1 * S + l], m2 = M[2 * S + l], m3 = M[3 * S + l];      \
+        OUT[0 * OS + l] = m0 + m1 + m2;                                                        \
+        OUT[1 * OS + l] = m1 - m2 - m3;                                                        \
+    }
+
+/* One instruction-set level and tile size: vectors VT of VW floats, NV of them per group
+   (L = VW * NV tiles); input tiles A x A (6 or 4) giving OT x OT outputs (4 or 2), with
+   the transforms BT and AT. vbuf holds A*A * c * L floats, mbuf A*A * 8 * L. The input
+   rows are contiguous (stride-1 columns). */
+#define WALLE_WINO_LEVEL(NAME, ATTR, VT, VW, NV, A, OT, BT, AT)                                \
 ATTR static void NAME(const walle_wino* p, long g0, long g1, float* vbuf, float* mbuf) {       \
-    enum { L = VW * NV };                                                                      \
-    long base[L];                                                                              \
-    int edge[L];                                                                               \
-    float d[36 * L], t[36 * L], chk[L];                                                        \
+    enum { L = VW * NV, AA = A * A };                                                          \
+    long base[L], ybase[L];                                                                    \
+    int hn[L], wn[L], on[L], om[L];                                                            \
+    float d[AA * L], t[AA * L], chk[L];                                                        \
     long blocks = (p->k + 7) / 8;                                                              \
     for (long g = g0; g < g1; g++) {                                                           \
         long t0 = g * L, per = p->th * p->tw;                                                  \
-        int any_bad = 0;                                                                       \
+        int any_bad = 0, any_edge = 0;                                                         \
         for (int l = 0; l < L; l++) {                                                          \
             long tt = t0 + l;                                                                  \
             chk[l] = 0.0f;                                                                     \
-            if (tt >= p->tiles) { base[l] = -1; edge[l] = 1; continue; }                       \
-            long n = tt / per, r = tt % per, h0 = (r / p->tw) * 4, w0 = (r % p->tw) * 4;       \
-            base[l] = n * p->s_n + h0 * p->s_h + w0 * p->s_w;                                  \
-            edge[l] = h0 + 6 > p->ih || w0 + 6 > p->iw;                                        \
+            if (tt >= p->tiles) {                                                              \
+                base[l] = ybase[l] = 0;                                                        \
+                hn[l] = wn[l] = on[l] = om[l] = 0;                                             \
+                any_edge = 1;                                                                  \
+                continue;                                                                      \
+            }                                                                                  \
+            long n = tt / per, r = tt % per;                                                   \
+            long h0 = (r / p->tw) * OT, w0 = (r % p->tw) * OT;                                 \
+            base[l] = n * p->s_n + h0 * p->s_h + w0;                                           \
+            hn[l] = p->ih - h0 < A ? (int)(p->ih - h0) : A;                                    \
+            wn[l] = p->iw - w0 < A ? (int)(p->iw - w0) : A;                                    \
+            ybase[l] = (n * p->k * p->oh + h0) * p->ow + w0;                                   \
+            on[l] = p->oh - h0 < OT ? (int)(p->oh - h0) : OT;                                  \
+            om[l] = p->ow - w0 < OT ? (int)(p->ow - w0) : OT;                                  \
+            any_edge |= hn[l] < A || wn[l] < A;                                                \
         }                                                                                      \
+        if (any_edge) memset(d, 0, sizeof(d));                                                 \
         for (long ci = 0; ci < p->c; ci++) {                                                   \
             const float* xc = p->x + ci * p->s_c;                                              \
             for (int l = 0; l < L; l++) {                                                      \
-                if (!edge[l]) {                                                                \
-                    const float* xs = xc + base[l];                                            \
-                    for (int a = 0; a < 6; a++)                                                \
-                        for (int b = 0; b < 6; b++)                                            \
-                            d[(a * 6 + b) * L + l] = xs[a * p->s_h + b * p->s_w];              \
+                const float* xs = xc + base[l];                                                \
+                if (hn[l] == A && wn[l] == A) {                                                \
+                    for (int a = 0; a < A; a++)                                                \
+                        for (int b = 0; b < A; b++) d[(a * A + b) * L + l] = xs[a * p->s_h + b]; \
                 } else {                                                                       \
-                    long tt = t0 + l, r = tt % per;                                            \
-                    long h0 = (r / p->tw) * 4, w0 = (r % p->tw) * 4;                           \
-                    for (int a = 0; a < 6; a++)                                                \
-                        for (int b = 0; b < 6; b++)                                            \
-                            d[(a * 6 + b) * L + l] =                                           \
-                                base[l] >= 0 && h0 + a < p->ih && w0 + b < p->iw               \
-                                    ? xc[base[l] + a * p->s_h + b * p->s_w] : 0.0f;            \
+                    for (int a = 0; a < hn[l]; a++)                                            \
+                        for (int b = 0; b < wn[l]; b++)                                        \
+                            d[(a * A + b) * L + l] = xs[a * p->s_h + b];                       \
                 }                                                                              \
             }                                                                                  \
-            for (int i = 0; i < 36; i++)                                                       \
+            for (int i = 0; i < AA; i++)                                                       \
                 for (int l = 0; l < L; l++) chk[l] += d[i * L + l] * 0.0f;                     \
             /* columns of every row, then rows of every column: V = B^T d B */                 \
-            for (int a = 0; a < 6; a++) {                                                      \
-                const float* dr = d + a * 6 * L;                                               \
-                float* tr = t + a * 6 * L;                                                     \
-                WALLE_WINO_BT(dr, L, tr, L, L)                                                 \
+            for (int a = 0; a < A; a++) {                                                      \
+                const float* dr = d + a * A * L;                                               \
+                float* tr = t + a * A * L;                                                     \
+                BT(dr, L, tr, L, L)                                                            \
             }                                                                                  \
-            for (int b = 0; b < 6; b++) {                                                      \
+            for (int b = 0; b < A; b++) {                                                      \
                 const float* tc = t + b * L;                                                   \
                 float* vc = vbuf + ((long)b * p->c + ci) * L;                                  \
-                WALLE_WINO_BT(tc, 6 * L, vc, 6 * p->c * L, L)                                  \
+                BT(tc, A * L, vc, A * p->c * L, L)                                             \
             }                                                                                  \
         }                                                                                      \
         for (int l = 0; l < L; l++) any_bad |= chk[l] != chk[l];                               \
         for (long kb = 0; kb < blocks; kb++) {                                                 \
-            for (int i = 0; i < 36; i++) {                                                     \
-                const float* u = p->u + ((long)kb * 36 + i) * p->c * 8;                    \
+            for (int i = 0; i < AA; i++) {                                                     \
+                const float* u = p->u + ((long)kb * AA + i) * p->c * 8;                        \
                 const float* v = vbuf + (long)i * p->c * L;                                    \
                 VT acc[8][NV];                                                                 \
                 for (int j = 0; j < 8; j++)                                                    \
@@ -168,60 +195,68 @@ ATTR static void NAME(const walle_wino* p, long g0, long g1, float* vbuf, float*
                 long kk = kb * 8 + j;                                                          \
                 float bias = p->bias[kk];                                                      \
                 /* rows of every column, then columns of every row: Y = A^T m A */             \
-                for (int b = 0; b < 6; b++) {                                                  \
+                for (int b = 0; b < A; b++) {                                                  \
                     const float* mc = mbuf + (b * 8 + j) * L;                                  \
                     float* tc = t + b * L;                                                     \
-                    WALLE_WINO_AT(mc, 6 * 8 * L, tc, 6 * L, L)                                 \
+                    AT(mc, A * 8 * L, tc, A * L, L)                                            \
                 }                                                                              \
-                for (int a = 0; a < 4; a++) {                                                  \
-                    const float* tr = t + a * 6 * L;                                           \
-                    float* dr = d + a * 4 * L;                                                 \
-                    WALLE_WINO_AT(tr, L, dr, L, L)                                             \
+                for (int a = 0; a < OT; a++) {                                                 \
+                    const float* tr = t + a * A * L;                                           \
+                    float* dr = d + a * OT * L;                                                \
+                    AT(tr, L, dr, L, L)                                                        \
                 }                                                                              \
-                for (int i = 0; i < 16 * L; i++) {                                             \
+                for (int i = 0; i < OT * OT * L; i++) {                                        \
                     float v = d[i] + bias;                                                     \
                     d[i] = p->relu && v < 0.0f ? 0.0f : v;                                     \
                 }                                                                              \
+                float* yk = p->y + kk * p->oh * p->ow;                                         \
                 for (int l = 0; l < L; l++) {                                                  \
-                    long tt = t0 + l;                                                          \
-                    if (tt >= p->tiles) break;                                                 \
                     if (any_bad && chk[l] != chk[l]) {                                         \
-                        walle_wino_direct_tile(p, tt, kk);                                     \
+                        walle_wino_direct_tile(p, t0 + l, kk, OT);                             \
                         continue;                                                              \
                     }                                                                          \
-                    long n = tt / per, r = tt % per, h0 = (r / p->tw) * 4;                     \
-                    long w0 = (r % p->tw) * 4;                                                 \
-                    float* yo = p->y + ((n * p->k + kk) * p->oh + h0) * p->ow + w0;            \
-                    long hn = p->oh - h0 < 4 ? p->oh - h0 : 4;                                 \
-                    long wn = p->ow - w0 < 4 ? p->ow - w0 : 4;                                 \
-                    for (long a = 0; a < hn; a++)                                              \
-                        for (long b = 0; b < wn; b++)                                          \
-                            yo[a * p->ow + b] = d[(a * 4 + b) * L + l];                        \
+                    float* yo = yk + ybase[l];                                                 \
+                    if (on[l] == OT && om[l] == OT) {                                          \
+                        for (int a = 0; a < OT; a++)                                           \
+                            for (int b = 0; b < OT; b++)                                       \
+                                yo[a * p->ow + b] = d[(a * OT + b) * L + l];                   \
+                    } else {                                                                   \
+                        for (int a = 0; a < on[l]; a++)                                        \
+                            for (int b = 0; b < om[l]; b++)                                    \
+                                yo[a * p->ow + b] = d[(a * OT + b) * L + l];                   \
+                    }                                                                          \
                 }                                                                              \
             }                                                                                  \
         }                                                                                      \
     }                                                                                          \
 }
 
-WALLE_WINO_LEVEL(walle_wino_avx512_2, WALLE_WINO_TARGET("avx512f,avx2,fma"), walle_wv16, 16, 2)
-WALLE_WINO_LEVEL(walle_wino_avx512_1, WALLE_WINO_TARGET("avx512f,avx2,fma"), walle_wv16, 16, 1)
-WALLE_WINO_LEVEL(walle_wino_avx2_2, WALLE_WINO_TARGET("avx2,fma"), walle_wv8, 8, 2)
-WALLE_WINO_LEVEL(walle_wino_avx2_1, WALLE_WINO_TARGET("avx2,fma"), walle_wv8, 8, 1)
-WALLE_WINO_LEVEL(walle_wino_base_2, , walle_wv4, 4, 2)
-WALLE_WINO_LEVEL(walle_wino_base_1, , walle_wv4, 4, 1)
+#define WALLE_WINO_SIZES(NAME, ATTR, VT, VW)                                                   \
+    WALLE_WINO_LEVEL(NAME##_f4_2, ATTR, VT, VW, 2, 6, 4, WALLE_WINO_BT6, WALLE_WINO_AT6)      \
+    WALLE_WINO_LEVEL(NAME##_f4_1, ATTR, VT, VW, 1, 6, 4, WALLE_WINO_BT6, WALLE_WINO_AT6)      \
+    WALLE_WINO_LEVEL(NAME##_f2_2, ATTR, VT, VW, 2, 4, 2, WALLE_WINO_BT4, WALLE_WINO_AT4)      \
+    WALLE_WINO_LEVEL(NAME##_f2_1, ATTR, VT, VW, 1, 4, 2, WALLE_WINO_BT4, WALLE_WINO_AT4)
+
+WALLE_WINO_SIZES(walle_wino_avx512, WALLE_WINO_TARGET("avx512f,avx2,fma"), walle_wv16, 16)
+WALLE_WINO_SIZES(walle_wino_avx2, WALLE_WINO_TARGET("avx2,fma"), walle_wv8, 8)
+WALLE_WINO_SIZES(walle_wino_base, , walle_wv4, 4)
+
+typedef void (*walle_wino_fn)(const walle_wino*, long, long, float*, float*);
 
 /* Tiles per group at a level (2: AVX-512F, 1: AVX2 + FMA, 0: baseline) and vector count. */
 static long walle_wino_lanes(int level, int nv) { return (level == 2 ? 16 : level == 1 ? 8 : 4) * nv; }
 
-/* Groups [g0, g1) of L = walle_wino_lanes(level, nv) tiles each. */
-static void walle_wino_run(const walle_wino* p, int level, int nv, long g0, long g1,
+/* Groups [g0, g1) of L = walle_wino_lanes(level, nv) tiles each; ``m`` outputs per tile
+   side (4: F(4x4, 3x3), 2: F(2x2, 3x3)). */
+static void walle_wino_run(const walle_wino* p, int level, int nv, int m, long g0, long g1,
                            float* vbuf, float* mbuf) {
-    if (level == 2)
-        (nv == 2 ? walle_wino_avx512_2 : walle_wino_avx512_1)(p, g0, g1, vbuf, mbuf);
-    else if (level == 1)
-        (nv == 2 ? walle_wino_avx2_2 : walle_wino_avx2_1)(p, g0, g1, vbuf, mbuf);
-    else
-        (nv == 2 ? walle_wino_base_2 : walle_wino_base_1)(p, g0, g1, vbuf, mbuf);
+    static const walle_wino_fn fns[3][2][2] = {
+        {{walle_wino_base_f2_1, walle_wino_base_f2_2}, {walle_wino_base_f4_1, walle_wino_base_f4_2}},
+        {{walle_wino_avx2_f2_1, walle_wino_avx2_f2_2}, {walle_wino_avx2_f4_1, walle_wino_avx2_f4_2}},
+        {{walle_wino_avx512_f2_1, walle_wino_avx512_f2_2},
+         {walle_wino_avx512_f4_1, walle_wino_avx512_f4_2}},
+    };
+    fns[level][m == 4][nv == 2](p, g0, g1, vbuf, mbuf);
 }
 
 #endif

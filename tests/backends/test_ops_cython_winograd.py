@@ -1,6 +1,7 @@
-"""The Winograd F(4x4, 3x3) conv kernel (``ops_conv.WinogradKernel``) against the reference.
+"""The Winograd conv kernel (``ops_conv.WinogradKernel``) against the reference.
 
-The kernel computes a 3x3, stride-1 conv on 6x6 input tiles in groups of 16 or 32 tiles
+The kernel computes a 3x3, stride-1 conv on 6x6 (F(4x4, 3x3)) or 4x4 (F(2x2, 3x3)) input
+tiles in groups of 16 or 32 tiles
 (one vector lane per tile); these tests cover tiles cut by the output's edge, groups cut by
 the tile count, batches whose tiles share a group, output channels that are not a multiple
 of 8, the OpenMP split over groups, and every instruction-set level the machine runs. The
@@ -49,7 +50,7 @@ def _region(graph: Graph) -> Region:
     return im2col.attr("regions")[0]
 
 
-def _run(ops_conv, graph, x, weight, bias, relu, level):
+def _run(ops_conv, graph, x, weight, bias, relu, level, tile=4):
     """The kernel alone on the conv's (unpadded) input; None where the CPU lacks the level."""
     want = run_reference(graph, {"x": x})[0]
     region = _region(graph)
@@ -57,8 +58,9 @@ def _run(ops_conv, graph, x, weight, bias, relu, level):
     try:
         kernel = ops_conv.WinogradKernel(
             x, weight.reshape(weight.shape[0], -1), bias, out, region,
-            "relu" if relu else "none", level,
+            "relu" if relu else "none", level, tile,
         )  # fmt: skip
+        assert kernel.tile == tile
     except ValueError as exc:
         assert "does not run" in str(exc)
         return None, want
@@ -76,8 +78,11 @@ def _run(ops_conv, graph, x, weight, bias, relu, level):
     relu=st.booleans(),
     bias=st.booleans(),
     seed=st.integers(0, 50),
+    tile=st.sampled_from([2, 4]),
 )
-def test_winograd_kernel_matches_reference_at_every_level(n, c, cout, h, w, relu, bias, seed):
+def test_winograd_kernel_matches_reference_at_every_level(
+    n, c, cout, h, w, relu, bias, seed, tile
+):
     ops_conv = _ops_conv()
     rng = np.random.default_rng(seed)
     x = rng.uniform(-2, 2, (n, c, h, w)).astype(np.float32)  # pad 0: the region is x
@@ -85,13 +90,14 @@ def test_winograd_kernel_matches_reference_at_every_level(n, c, cout, h, w, relu
     b = rng.uniform(-1, 1, cout).astype(np.float32) if bias else None
     graph = _conv(x, weight, b, 0, relu)
     for level in LEVELS:
-        got, want = _run(ops_conv, graph, x, weight, b, relu, level)
+        got, want = _run(ops_conv, graph, x, weight, b, relu, level, tile)
         if got is not None:
             scale = max(1.0, float(np.abs(want).max()))
             np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * scale, err_msg=level)
 
 
-def test_winograd_kernel_splits_groups_over_threads() -> None:
+@pytest.mark.parametrize("tile", [2, 4])
+def test_winograd_kernel_splits_groups_over_threads(tile) -> None:
     """Large enough for the OpenMP split over tile groups (several groups per thread)."""
     ops_conv = _ops_conv()
     rng = np.random.default_rng(7)
@@ -99,12 +105,13 @@ def test_winograd_kernel_splits_groups_over_threads() -> None:
     weight = rng.uniform(-0.2, 0.2, (40, 32, 3, 3)).astype(np.float32)
     bias = rng.uniform(-1, 1, 40).astype(np.float32)
     graph = _conv(x, weight, bias, 0, True)
-    got, want = _run(ops_conv, graph, x, weight, bias, True, "best")
+    got, want = _run(ops_conv, graph, x, weight, bias, True, "best", tile)
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * float(np.abs(want).max()))
 
 
 @pytest.mark.parametrize("level", LEVELS)
-def test_winograd_kernel_keeps_nan_and_inf_where_the_reference_puts_them(level) -> None:
+@pytest.mark.parametrize("tile", [2, 4])
+def test_winograd_kernel_keeps_nan_and_inf_where_the_reference_puts_them(level, tile) -> None:
     ops_conv = _ops_conv()
     rng = np.random.default_rng(3)
     x = rng.uniform(-2, 2, (2, 3, 17, 19)).astype(np.float32)
@@ -114,7 +121,7 @@ def test_winograd_kernel_keeps_nan_and_inf_where_the_reference_puts_them(level) 
     x[1, 2, 16, 0] = np.inf
     weight = rng.uniform(0.1, 1, (9, 3, 3, 3)).astype(np.float32)  # no inf - inf in the sums
     graph = _conv(x, weight, None, 0, False)
-    got, want = _run(ops_conv, graph, x, weight, None, False, level)
+    got, want = _run(ops_conv, graph, x, weight, None, False, level, tile)
     if got is None:
         pytest.skip(f"this CPU does not run {level}")
     assert np.isnan(want).any() and np.isinf(want).any()
@@ -141,6 +148,8 @@ def test_winograd_kernel_refuses_what_it_cannot_run() -> None:
                                 _region(strided), "none")  # fmt: skip
     with pytest.raises(ValueError, match="activation"):
         ops_conv.WinogradKernel(x, weight.reshape(4, -1), None, out, region, "sigmoid")
+    with pytest.raises(ValueError, match="tile 3"):
+        ops_conv.WinogradKernel(x, weight.reshape(4, -1), None, out, region, "none", None, 3)
     with pytest.raises(ValueError, match="does not match"):
         ops_conv.WinogradKernel(x, np.zeros((3, 18), np.float32), None, out, region, "none")
 
@@ -157,7 +166,7 @@ def test_search_offers_winograd_for_3x3_stride_1_convs_and_the_plan_matches() ->
     from walle.ops.fusion import find_steps
 
     (conv,) = [s for s in find_steps(graph) if s.op == "fused.conv2d"]
-    assert "winograd" in backend.fused_algorithms(conv, graph)
+    assert {"winograd", "winograd_f2"} <= set(backend.fused_algorithms(conv, graph))
     want = run_reference(graph, {"x": x})[0]
     got = compile_graph(graph, pin="cython", use_cache=False)(x)[0]
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * float(np.abs(want).max()))

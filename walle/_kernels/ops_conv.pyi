@@ -43,10 +43,11 @@ def winograd_fits(region: Region) -> bool:
     """Whether an im2col region is a 3x3 window at stride 1 and dilation 1."""
 
 class WinogradKernel:
-    """y[N, Cout, OH*OW] = act(conv(x) + bias) for a 3x3 stride-1 conv by Winograd F(4x4, 3x3).
+    """y[N, Cout, OH*OW] = act(conv(x) + bias) for a 3x3 stride-1 conv by Winograd
+    F(tile x tile, 3x3), ``tile`` 4 or 2.
 
-    Same arguments as :class:`ConvKernel`; ValueError on a region :func:`winograd_fits`
-    turns down, a bad buffer, activation or level.
+    Otherwise the same arguments as :class:`ConvKernel`; ValueError on a region
+    :func:`winograd_fits` turns down, a bad buffer, activation, level or tile.
     """
 
     def __init__(
@@ -58,7 +59,11 @@ class WinogradKernel:
         region: Region,
         act: str,
         level: str | None = None,
+        tile: int = 4,
     ) -> None: ...
+    @property
+    def tile(self) -> int:
+        """Outputs per tile side: 4 or 2."""
     @property
     def level(self) -> int:
         """The level this kernel runs at (read-only)."""
