@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from tests._backends import backend_or_skip
 from walle.ops import FusedStep, GraphBuilder, explain, find_steps, run_reference
 from walle.ops.backends.opencl_gemm import CONFIGS, WIDE, GemmConfig, choose_config, fits
+from walle.ops.fusion import atomic_step
 from walle.ops.ir import Graph
 from walle.ops.plan import Choice, CompiledPlan, is_alias
 
@@ -191,12 +192,15 @@ def test_ops_implicit_conv_random_shapes(
 
 def _fuse_grouped_conv(graph: Graph) -> list[FusedStep]:
     """The steps of a one-conv graph with its grouped chain (im2col ... activation) as one
-    ``fused.conv2d`` step, as fusion would group it (it matches only group 1 today)."""
+    ``fused.conv2d`` step, as the OpenCL implicit kernel takes it: fusion groups it as a
+    ``fused.group_conv2d`` (the cython backend's), whose prologue rasters (a depthwise
+    conv's pad) stay steps of their own here."""
     steps = find_steps(graph)
-    im2col = next(s for s in steps if len(graph.shape(s.output)) == 6)
-    at = steps.index(im2col)
-    parts = tuple(p for s in steps[at:] for p in s.parts)
-    mm = next(p for p in parts if p.op == "matmul")
+    grouped = next(s for s in steps if s.op == "fused.group_conv2d")
+    at = steps.index(grouped)
+    prologue = grouped.parts[: grouped.attr("prologue", 0)]
+    parts = grouped.parts[len(prologue) :]
+    im2col, mm = parts[0], next(p for p in parts if p.op == "matmul")
     add = next(p for p in parts if p.op == "binary")
     bias = next(i for i in add.inputs if i in graph.constants)
     act = parts[-1].attr("kind") if parts[-1].op == "unary" else "none"
@@ -208,7 +212,7 @@ def _fuse_grouped_conv(graph: Graph) -> list[FusedStep]:
         (("act", act), ("has_bias", True)),
         parts,
     )
-    return [*steps[:at], fused]
+    return [*steps[:at], *(atomic_step(p) for p in prologue), fused, *steps[at + 1 :]]
 
 
 @pytest.mark.parametrize(

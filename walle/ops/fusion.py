@@ -14,6 +14,13 @@ Recognised chains (exactly the ones :mod:`walle.ops.composites` and the ONNX imp
   contiguous destination), its reshape to [N, C*KH*KW, OH*OW] and the matmul by constant
   weights, with the same bias/activation tail as above; a backend with a direct convolution
   kernel reads the raster's input through the region and never builds the im2col buffer;
+- ``fused.group_conv2d``: a grouped (or depthwise) conv2d: the same im2col raster, its
+  reshape to [N, G, C/G*KH*KW, OH*OW], the batched matmul by constant weights
+  [G, Cout/G, C/G*KH*KW], the reshape of its result to [N, Cout, OH*OW] and the same
+  bias/activation tail (attribute ``group``: G); a depthwise one (one input channel a
+  group) also takes the chain of one-input rasters that feeds its im2col raster alone
+  (ShuffleNet's channel shuffle and the zero pad), ``prologue`` counting them: the backend
+  may read their source in place;
 - ``fused.softmax``: reduce max, sub, exp, reduce sum, div over the last axis;
 - ``fused.layernorm``: mean, sub, mul, mean, add eps, sqrt, div, (* gamma), (+ beta), last axis;
 - ``fused.window_reduce``: a pooling window raster (one rank-6 region, contiguous
@@ -65,6 +72,7 @@ class _Matcher:
     def __init__(self, graph: Graph) -> None:
         self.graph = graph
         self.consumers = graph.consumers()
+        self.producers = {n.output: n for n in graph.nodes}
         self.outputs = set(graph.outputs)
 
     def only_consumer(self, value: str) -> Node | None:
@@ -100,10 +108,11 @@ def find_steps(graph: Graph) -> list[FusedStep]:
             _match_softmax(m, node)
             or _match_layernorm(m, node)
             or _match_conv(m, node)
+            or _match_group_conv(m, node)
             or _match_linear(m, node)
             or _match_window_reduce(m, node)
         )
-        if step is not None:
+        if step is not None and not any(part.name in claimed for part in step.parts):
             for part in step.parts:
                 claimed[part.name] = step
     steps: list[FusedStep] = []
@@ -196,6 +205,80 @@ def _match_conv(m: _Matcher, im2col: Node) -> FusedStep | None:
         {(cout, 1), (1, cout, 1)},
     )
     return FusedStep("fused.conv2d", im2col.name, tuple(inputs), last, attrs, tuple(parts))
+
+
+def _im2col_sizes(m: _Matcher, node: Node) -> tuple[int, ...] | None:
+    """The sizes [N, C, KH, KW, OH, OW] of an im2col raster (one rank-6 region written
+    contiguously, no fill), else None."""
+    if node.op != "raster" or node.attr("fill") is not None:
+        return None
+    regions = node.attr("regions")
+    if len(regions) != 1 or len(regions[0].sizes) != 6:
+        return None
+    r = regions[0]
+    if r.dst_offset != 0 or r.dst_strides != contiguous_strides(r.sizes):
+        return None
+    return tuple(r.sizes)
+
+
+def _match_group_conv(m: _Matcher, im2col: Node) -> FusedStep | None:
+    """im2col raster -> reshape [N, G, K, OH*OW] -> [G, Cout/G, K] @ it -> reshape
+    [N, Cout, OH*OW] (+ tail): conv2d's grouped form (:meth:`GraphBuilder.conv2d`)."""
+    sizes = _im2col_sizes(m, im2col)
+    if sizes is None:
+        return None
+    n, c, kh, kw, oh, ow = sizes
+    flat = m.only_consumer(im2col.output)
+    if not m.is_op(flat, "raster") or len(m.graph.shape(flat.output)) != 4:
+        return None
+    fn, group, k, cols = m.graph.shape(flat.output)
+    if (fn, cols) != (n, oh * ow) or group < 2 or c % group or k != c // group * kh * kw:
+        return None
+    if not is_identity_raster(flat, m.graph.shape(im2col.output), m.graph.shape(flat.output)):
+        return None
+    mm = m.only_consumer(flat.output)
+    if not m.is_op(mm, "matmul") or mm.inputs[1] != flat.output or not m.const(mm.inputs[0]):
+        return None
+    w_shape = m.graph.shape(mm.inputs[0])
+    if len(w_shape) != 3 or w_shape[0] != group or w_shape[2] != k:
+        return None
+    cout = group * w_shape[1]
+    back = m.only_consumer(mm.output)
+    if not m.is_op(back, "raster") or m.graph.shape(back.output) != (n, cout, oh * ow):
+        return None
+    if not is_identity_raster(back, m.graph.shape(mm.output), m.graph.shape(back.output)):
+        return None
+    prologue = _raster_prologue(m, im2col) if group == c else []
+    parts, inputs, last, attrs = _bias_act_tail(
+        m,
+        [*prologue, im2col, flat, mm, back],
+        [prologue[0].inputs[0] if prologue else im2col.inputs[0], mm.inputs[0]],
+        back.output,
+        {(cout, 1), (1, cout, 1)},
+    )
+    return FusedStep(
+        "fused.group_conv2d",
+        parts[0].name,
+        tuple(inputs),
+        last,
+        (*attrs, ("group", group), ("prologue", len(prologue))),
+        tuple(parts),
+    )
+
+
+def _raster_prologue(m: _Matcher, node: Node) -> list[Node]:
+    """The chain of rasters of one input, each read only by the next, that ends at
+    ``node``'s input (earliest first; empty if ``node``'s input is not such a raster)."""
+    chain: list[Node] = []
+    value = node.inputs[0]
+    while True:
+        producer = m.producers.get(value)
+        if producer is None or producer.op != "raster" or len(producer.inputs) != 1:
+            return chain
+        if m.only_consumer(value) is not (chain[0] if chain else node):
+            return chain
+        chain.insert(0, producer)
+        value = producer.inputs[0]
 
 
 def _match_softmax(m: _Matcher, rmax: Node) -> FusedStep | None:

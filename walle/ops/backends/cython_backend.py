@@ -5,11 +5,17 @@ Atomic ops map to the kernels of ``walle._kernels.ops_math`` and ``ops_raster``;
 kernel call each. ``conv2d`` offers ``direct`` (``ops_conv``: register-tiled convolution
 reading the padded input in place, bias and ReLU fused), ``im2col`` (the column raster,
 numpy's BLAS over the whole batch, then the epilogue) and, for 3x3 stride-1 convs,
-``winograd`` (F(4x4, 3x3): a quarter of the multiply-adds; bias and ReLU fused); the search
-times them. Matrix
+``winograd`` (F(4x4, 3x3): a quarter of the multiply-adds) and ``winograd_f2`` (F(2x2, 3x3):
+4/9 of them, but fewer idle tiles on small planes and a third of the transformed filters'
+bytes), bias and ReLU fused; the search times them. Matrix
 products offer two algorithms, measured by the search: ``direct`` (the tiled C kernel, best
 for small products where numpy's call overhead dominates) and ``blas`` (numpy's matmul, then
 the C epilogue for bias and activation, best for large products).
+
+``group_conv2d`` (grouped and depthwise convs) offers ``direct`` (``ops_group``: block tiles
+per group, or a per-channel depthwise kernel that also reads a channel shuffle and zero pad
+in place) and, for 1x1 convs, ``blas`` (one batched numpy matmul on the input, then
+``ops_group``'s bias/ReLU epilogue); it runs at the conv family's level.
 
 The kernels run at the widest instruction-set level the CPU has, or the one
 ``WALLE_OPS_ISA`` forces (:mod:`walle.ops.backends.cython_isa`, applied when the backend is
@@ -22,15 +28,16 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import numpy.typing as npt
 
 from walle.errors import BackendError
 from walle.ops.backends import cython_isa
-from walle.ops.backends.base import Backend, Buffers, Call, MatmulCall
+from walle.ops.backends.base import Backend, Buffers, Call, MatmulCall, is_aliased_part
 from walle.ops.fusion import FusedStep
 from walle.ops.ir import Graph, Node, Region, contiguous_strides
 
 try:
-    from walle._kernels import ops_conv, ops_math, ops_raster
+    from walle._kernels import ops_conv, ops_group, ops_math, ops_raster
 except ImportError as exc:  # pragma: no cover - depends on the build
     raise BackendError(f"compiled kernels missing ({exc})") from exc
 
@@ -48,6 +55,7 @@ class CythonBackend(Backend):
             "fused.layernorm",
             "fused.window_reduce",
             "fused.conv2d",
+            "fused.group_conv2d",
         }
     )
     # Measured on a 2-core EPYC (AVX-512), one thread: exp over 64k floats ~22 us,
@@ -82,6 +90,14 @@ class CythonBackend(Backend):
             return all(len(r.sizes) <= 6 for r in node.attr("regions"))
         return True
 
+    def algorithms(self, step: FusedStep, graph: Graph) -> list[str]:
+        """As :meth:`Backend.algorithms`, but a grouped conv's kernel does not need its
+        parts to run here (the batched matmul of 4-D operands does not)."""
+        if step.op == "fused.group_conv2d":
+            parts = ["parts"] if all(self.supports(p, graph) for p in step.parts) else []
+            return [*self.fused_algorithms(step, graph), *parts]
+        return super().algorithms(step, graph)
+
     def atomic_algorithms(self, node: Node, graph: Graph) -> list[str]:
         if node.op == "matmul":
             return _matmul_algorithms(node, graph)
@@ -94,13 +110,24 @@ class CythonBackend(Backend):
             if step.attr("act") not in ("none", "relu"):
                 return ["im2col"]
             region = step.parts[0].attr("regions")[0]
-            winograd = ["winograd"] if ops_conv.winograd_fits(region) else []
+            winograd = ["winograd", "winograd_f2"] if ops_conv.winograd_fits(region) else []
             return ["direct", "im2col", *winograd]
+        if step.op == "fused.group_conv2d":
+            if step.attr("act") not in ("none", "relu"):
+                return []
+            im2col = step.parts[step.attr("prologue", 0)]
+            region = im2col.attr("regions")[0]
+            plain = region.sizes[1] > step.attr("group") and _is_plain_view(
+                region, graph.shape(im2col.inputs[0])
+            )
+            return ["direct", "blas"] if plain else ["direct"]
         return ["fused"]
 
     def matmul_rate(self, algorithm: str) -> float:
         if algorithm == "winograd":  # a quarter of the multiply-adds, some of it in transforms
             return 2.2e11
+        if algorithm == "winograd_f2":  # 4/9 of them
+            return 1.4e11
         return 9.0e10 if algorithm in ("blas", "im2col") else 6.0e10
 
     def estimate(self, step: FusedStep, algorithm: str, graph: Graph) -> float:
@@ -113,11 +140,12 @@ class CythonBackend(Backend):
             seconds += 8.0 * math.prod(graph.shape(step.parts[0].output)) / self.bytes_per_s
         elif step.parts[0].op == "matmul" and graph.shape(step.parts[0].output)[-1] < 16:
             seconds *= 4.0  # fewer than 16 columns: the direct kernel's scalar edge loop
-        if algorithm == "winograd":  # outputs in 4x4 tiles, tiles in groups of 16 or 32 lanes
+        if algorithm.startswith("winograd"):  # outputs in m x m tiles, 16 or 32 lanes a group
+            m = 2 if algorithm == "winograd_f2" else 4
             n, _, _, _, oh, ow = step.parts[0].attr("regions")[0].sizes
-            tiles = n * -(-oh // 4) * -(-ow // 4)
+            tiles = n * -(-oh // m) * -(-ow // m)
             lanes = 16 * -(-tiles // 16)
-            seconds *= (16 * tiles / (n * oh * ow)) * (lanes / tiles)
+            seconds *= (m * m * tiles / (n * oh * ow)) * (lanes / tiles)
         return seconds
 
     def compile_atomic(
@@ -161,6 +189,8 @@ class CythonBackend(Backend):
             return [ops_raster.WindowReduceKernel(ins[0], out, region, kind).run]
         if step.op == "fused.conv2d":
             return _conv(step, algorithm, graph, buffers)
+        if step.op == "fused.group_conv2d":
+            return _group_conv(step, algorithm, graph, buffers)
         if step.op == "fused.layernorm":
             gamma = ins[1].reshape(-1) if step.attr("has_gamma") else None
             beta = ins[2].reshape(-1) if step.attr("has_beta") else None
@@ -186,10 +216,11 @@ def _conv(step: FusedStep, algorithm: str, graph: Graph, buffers: Buffers) -> li
                 buffers[step.inputs[0]], weight, bias, out, region, step.attr("act")
             ).run
         ]
-    if algorithm == "winograd" and np.isfinite(weight).all():  # else its transform spreads them
+    if algorithm.startswith("winograd") and np.isfinite(weight).all():  # else they spread
+        tile = 2 if algorithm == "winograd_f2" else 4
         return [
             ops_conv.WinogradKernel(
-                buffers[step.inputs[0]], weight, bias, out, region, step.attr("act")
+                buffers[step.inputs[0]], weight, bias, out, region, step.attr("act"), None, tile
             ).run
         ]
     x = buffers[step.inputs[0]]
@@ -200,6 +231,107 @@ def _conv(step: FusedStep, algorithm: str, graph: Graph, buffers: Buffers) -> li
     cols = buffers[im2col.output]
     calls = [ops_raster.RasterKernel([x], cols, (region,), None).run]
     return calls + _gemm("blas", weight, buffers[flat.output], out, bias, mode, step.attr("act"))
+
+
+def _group_conv(step: FusedStep, algorithm: str, graph: Graph, buffers: Buffers) -> list[Call]:
+    """A grouped conv at the conv family's instruction-set level: ``direct`` (ops_group's
+    kernel) or, for a 1x1 conv whose input is its own column matrix, ``blas`` (one batched
+    numpy matmul [G, Cout/G, C/G] @ x viewed [N, G, C/G, OH*OW], then bias and ReLU).
+
+    A depthwise step's prologue rasters (channel shuffle, zero pad) are read in place when
+    they only move whole rows of their source into a zero-bordered tensor
+    (:func:`_prologue_planes`); else they run first, as rasters."""
+    n_pro = step.attr("prologue", 0)
+    prologue, (im2col, _, mm) = step.parts[:n_pro], step.parts[n_pro : n_pro + 3]
+    x, weight, out = buffers[im2col.inputs[0]], buffers[mm.inputs[0]], buffers[step.output]
+    bias = buffers[step.inputs[2]].reshape(-1) if step.attr("has_bias") else None
+    region, group, act = im2col.attr("regions")[0], step.attr("group"), step.attr("act")
+    level = cython_isa.NAMES[ops_conv.level()]
+    if algorithm == "blas":
+        n, c, _, _, oh, ow = region.sizes
+        cols = x.reshape(n, group, c // group, oh * ow)
+        calls: list[Call] = [MatmulCall(weight, cols, out.reshape(n, group, -1, oh * ow)).run]
+        if bias is not None or act != "none":
+            calls.append(
+                ops_group.BiasActKernel(out, bias, weight.size // cols.shape[2], act, level).run
+            )
+        return calls
+    if prologue:
+        src = buffers[step.inputs[0]]
+        planes = _prologue_planes(prologue, graph, graph.shape(step.inputs[0]))
+        if planes is not None:
+            try:
+                kernel = ops_group.GroupConvKernel(
+                    src, weight, bias, out, region, group, act, level, planes
+                )
+                return [kernel.run]
+            except ValueError:  # the planes do not fit the region: run the rasters
+                pass
+    calls = []
+    for part in prologue:
+        if not is_aliased_part(part, buffers):
+            ins = [buffers[i] for i in part.inputs]
+            raster = ops_raster.RasterKernel(
+                ins, buffers[part.output], part.attr("regions"), part.attr("fill")
+            )
+            calls.append(raster.run)
+    kernel = ops_group.GroupConvKernel(x, weight, bias, out, region, group, act, level)
+    return [*calls, kernel.run]
+
+
+def _prologue_planes(
+    prologue: tuple[Node, ...], graph: Graph, shape: tuple[int, ...]
+) -> tuple[npt.NDArray[np.int64], int, int, int, int, int, int, int] | None:
+    """Where each plane of the rasters' result [N, C, HP, WP] comes from in their source:
+    ``(base, rows, cols, row_stride, top, left, hp, wp)`` (see ops_group.GroupConvKernel)
+    when every plane is one ``rows`` x ``cols`` block of source rows at (top, left) and the
+    rest is zeros; else None. Found by running the rasters on element indices."""
+    index = np.arange(math.prod(shape), dtype=np.int64)
+    for node in prologue:
+        fill = node.attr("fill")
+        if fill is not None and (fill != 0.0 or math.copysign(1.0, fill) < 0):
+            return None  # the scratch planes' borders are +0.0
+        out = np.full(math.prod(graph.shape(node.output)), -1, np.int64)
+        for r in node.attr("regions"):
+            np.copyto(
+                _index_view(out, r.dst_offset, r.dst_strides, r.sizes),
+                _index_view(index, r.src_offset, r.src_strides, r.sizes),
+            )
+        index = out
+    final = graph.shape(prologue[-1].output)
+    if len(final) != 4 or index.size == 0:
+        return None
+    n, c, hp, wp = final
+    planes = index.reshape(n * c, hp, wp)
+    rows, cols = np.nonzero((planes[0] >= 0).any(1))[0], np.nonzero((planes[0] >= 0).any(0))[0]
+    if rows.size == 0:
+        return None
+    top, left, ih, iw = (
+        int(rows[0]),
+        int(cols[0]),
+        int(rows[-1] - rows[0] + 1),
+        int(cols[-1] - cols[0] + 1),
+    )
+    base = planes[:, top, left]
+    irs = int(planes[0, top + 1, left] - base[0]) if ih > 1 else 0
+    want = np.full((hp, wp), -1, np.int64)
+    want[top : top + ih, left : left + iw] = np.arange(ih)[:, None] * irs + np.arange(iw)
+    inside = want >= 0
+    if not (planes[:, ~inside] == -1).all():
+        return None
+    if not (planes[:, inside] == base[:, None] + want[inside]).all():
+        return None
+    return base, ih, iw, irs, top, left, hp, wp
+
+
+def _index_view(
+    flat: npt.NDArray[np.int64], offset: int, strides: tuple[int, ...], sizes: tuple[int, ...]
+) -> npt.NDArray[np.int64]:
+    """A region's strided view of a flat int64 array (as walle.ops.reference's on floats)."""
+    item = flat.itemsize
+    return np.lib.stride_tricks.as_strided(
+        flat[offset:], shape=sizes, strides=tuple(v * item for v in strides)
+    )
 
 
 def _is_plain_view(region: Region, shape: tuple[int, ...]) -> bool:

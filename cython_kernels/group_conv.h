@@ -1,0 +1,434 @@
+/* Grouped and depthwise 2-D convolution, bias and ReLU fused (ops_group.pyx's kernel).
+
+   The input is read through an im2col region (sizes N, C, KH, KW, OH, OW; element strides
+   s_n, s_c, s_kh, s_kw, s_oh, s_ow from x) and the output y is NCHW, contiguous. Channels
+   split into `groups` groups of `cin` inputs and `cout` outputs each.
+
+   - block mode (cin > 1): per output row (n, g, oh), register tiles of 8 output channels x
+     NV vectors of columns, accumulated over (ci, kh, kw): ops_conv's tiles, per group. Column
+     tiles are the outer loop, channel blocks the inner one, so the input run of one tile stays
+     in L1 while every block reads it. The last columns of a row are a tile shifted back to end
+     at the row's end (it recomputes a few columns, identically) when the row is a vector wide.
+   - depthwise mode (cin == 1): one output channel at a time. At stride 1 its plane is one
+     flat run of positions p = oh * R + ow (R = s_oh, the padded input's row pitch), so short
+     rows (7, 14, 28 wide) do not leave vector lanes idle; the R - OW positions between rows
+     are computed into a scratch plane and dropped when the rows are copied out. At stride 2
+     each output row loads two vectors of input per tap row and splits even and odd lanes.
+
+   Each mode is compiled once per instruction-set level with its own vector width (AVX-512:
+   16 floats, AVX2: 8, baseline SSE: 4), as in ops_conv. ReLU keeps NaN; reads never leave
+   the region's addresses. */
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define WALLE_GX86 1
+#define WALLE_GTARGET(T) __attribute__((target(T)))
+#else
+#define WALLE_GTARGET(T)
+#endif
+#define WALLE_GCB 8
+#define WALLE_GINLINE static inline __attribute__((always_inline))
+
+typedef float walle_g16 __attribute__((vector_size(64)));
+typedef int walle_gi16 __attribute__((vector_size(64)));
+typedef float walle_g8 __attribute__((vector_size(32)));
+typedef int walle_gi8 __attribute__((vector_size(32)));
+typedef float walle_g4 __attribute__((vector_size(16)));
+typedef int walle_gi4 __attribute__((vector_size(16)));
+typedef float walle_g2 __attribute__((vector_size(8)));
+typedef int walle_gi2 __attribute__((vector_size(8)));
+
+/* Even and odd lanes of the 2 * W floats in (lo, hi). */
+#ifdef __clang__
+#define WALLE_EVEN16(a, b) \
+    __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30)
+#define WALLE_ODD16(a, b) \
+    __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31)
+#define WALLE_EVEN8(a, b) __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14)
+#define WALLE_ODD8(a, b) __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15)
+#define WALLE_EVEN4(a, b) __builtin_shufflevector(a, b, 0, 2, 4, 6)
+#define WALLE_ODD4(a, b) __builtin_shufflevector(a, b, 1, 3, 5, 7)
+#else
+#define WALLE_EVEN16(a, b) \
+    __builtin_shuffle(a, b, (walle_gi16){0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30})
+#define WALLE_ODD16(a, b) \
+    __builtin_shuffle(a, b, (walle_gi16){1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31})
+#define WALLE_EVEN8(a, b) __builtin_shuffle(a, b, (walle_gi8){0, 2, 4, 6, 8, 10, 12, 14})
+#define WALLE_ODD8(a, b) __builtin_shuffle(a, b, (walle_gi8){1, 3, 5, 7, 9, 11, 13, 15})
+#define WALLE_EVEN4(a, b) __builtin_shuffle(a, b, (walle_gi4){0, 2, 4, 6})
+#define WALLE_ODD4(a, b) __builtin_shuffle(a, b, (walle_gi4){1, 3, 5, 7})
+#endif
+
+typedef struct {
+    const float* x;    /* at the region's source offset */
+    const float* w;    /* block: [G][blocks][cin*KH*KW][8]; depthwise: [G*cout][KH*KW] */
+    const float* bias; /* block: [G][blocks * 8]; depthwise: [G*cout] (zeros if none) */
+    float* y;          /* [N][G*cout][OH][OW] */
+    long n, kh, kw, oh, ow;
+    long s_n, s_c, s_kh, s_kw, s_oh, s_ow;
+    long groups, cin, cout, blocks;
+    int relu;
+    /* Depthwise only, `base` not NULL: x is the unpadded source, plane (n, g) has `ih` rows of
+       `iw` floats at x + base[n * groups + g] + r * irs; it is copied into a zero-bordered
+       scratch plane [hp][wp] at (top, left), which the region (offset `off`) then reads. */
+    const long* base;
+    long ih, iw, irs, top, left, hp, wp, off;
+} walle_gconv;
+
+/* y = act(acc + bias), stored to VW floats at d. */
+#define WALLE_GSTORE(VT, IT, d, acc, b, relu)                                  \
+    do {                                                                       \
+        VT r_ = (acc) + (b);                                                   \
+        if (relu) r_ = (VT)((IT)r_ & ~(IT)(r_ < 0.0f)); /* keeps NaN */        \
+        memcpy((d), &r_, sizeof(VT));                                          \
+    } while (0)
+
+/* --- block mode: 8 output channels x VW*NV contiguous columns of one row, in registers -- */
+#define WALLE_GTILE(NAME, VT, IT, VW, NV)                                                   \
+    WALLE_GINLINE void NAME(const float* restrict x, const float* restrict w,               \
+                            const float* restrict bias, float* restrict y, long cin,        \
+                            long kh, long kw, long s_c, long s_kh, long s_kw, long y_c,     \
+                            long cvalid, int relu) {                                        \
+        VT acc[WALLE_GCB][NV];                                                              \
+        for (int c = 0; c < WALLE_GCB; c++)                                                 \
+            for (int q = 0; q < NV; q++) acc[c][q] = (VT){0};                               \
+        for (long ci = 0; ci < cin; ci++)                                                   \
+            for (long a = 0; a < kh; a++)                                                   \
+                for (long b = 0; b < kw; b++) {                                             \
+                    const float* s = x + ci * s_c + a * s_kh + b * s_kw;                    \
+                    const float* wp = w + ((ci * kh + a) * kw + b) * WALLE_GCB;             \
+                    VT v[NV];                                                               \
+                    for (int q = 0; q < NV; q++) memcpy(&v[q], s + VW * q, sizeof(VT));     \
+                    for (int c = 0; c < WALLE_GCB; c++)                                     \
+                        for (int q = 0; q < NV; q++) acc[c][q] += wp[c] * v[q];             \
+                }                                                                           \
+        for (long c = 0; c < cvalid; c++)                                                   \
+            for (int q = 0; q < NV; q++)                                                    \
+                WALLE_GSTORE(VT, IT, y + c * y_c + VW * q, acc[c][q], bias[c], relu);       \
+    }
+WALLE_GTILE(walle_gtile_16x2, walle_g16, walle_gi16, 16, 2)
+WALLE_GTILE(walle_gtile_16x1, walle_g16, walle_gi16, 16, 1)
+WALLE_GTILE(walle_gtile_8x2, walle_g8, walle_gi8, 8, 2)
+WALLE_GTILE(walle_gtile_8x1, walle_g8, walle_gi8, 8, 1)
+WALLE_GTILE(walle_gtile_4x2, walle_g4, walle_gi4, 4, 2)
+WALLE_GTILE(walle_gtile_4x1, walle_g4, walle_gi4, 4, 1)
+WALLE_GTILE(walle_gtile_2x1, walle_g2, walle_gi2, 2, 1)
+
+/* Any column stride, or the last columns of a row narrower than every tile: plain loops. */
+static void walle_gtile_any(const float* restrict x, const float* restrict w,
+                            const float* restrict bias, float* restrict y, long cin, long kh,
+                            long kw, long s_c, long s_kh, long s_kw, long s_ow, long y_c,
+                            long cvalid, long width, int relu) {
+    float acc[WALLE_GCB][16] = {{0}};
+    for (long ci = 0; ci < cin; ci++)
+        for (long a = 0; a < kh; a++)
+            for (long b = 0; b < kw; b++) {
+                const float* s = x + ci * s_c + a * s_kh + b * s_kw;
+                const float* wp = w + ((ci * kh + a) * kw + b) * WALLE_GCB;
+                for (long t = 0; t < width; t++) {
+                    float v = s[t * s_ow];
+                    for (int c = 0; c < WALLE_GCB; c++) acc[c][t] += wp[c] * v;
+                }
+            }
+    for (long c = 0; c < cvalid; c++)
+        for (long t = 0; t < width; t++) {
+            float r = acc[c][t] + bias[c];
+            y[c * y_c + t] = relu && r < 0.0f ? 0.0f : r;
+        }
+}
+
+/* Every channel block of one column tile starting at column j. */
+#define WALLE_GBLOCKS(TILE, j)                                                              \
+    for (long cb = 0; cb < p->blocks; cb++) {                                               \
+        long cvalid = p->cout - cb * WALLE_GCB < WALLE_GCB ? p->cout - cb * WALLE_GCB       \
+                                                           : WALLE_GCB;                     \
+        TILE(xr + (j), wg + cb * wblock, bg + cb * WALLE_GCB, yr + cb * WALLE_GCB * plane + (j), \
+             p->cin, p->kh, p->kw, p->s_c, p->s_kh, p->s_kw, plane, cvalid, p->relu);       \
+    }
+
+/* Rows [i0, i1) of i = (n * groups + g) * OH + oh, at one level (VW floats a vector). */
+#define WALLE_GBLOCK_ROWS(NAME, ATTR, T2, T1, TH, TQ, VW)                                   \
+    ATTR static void NAME(const walle_gconv* p, long i0, long i1) {                         \
+        long plane = p->oh * p->ow, ow = p->ow;                                             \
+        long wblock = p->cin * p->kh * p->kw * WALLE_GCB;                                   \
+        for (long i = i0; i < i1; i++) {                                                    \
+            long oh = i % p->oh, g = (i / p->oh) % p->groups, n = i / (p->oh * p->groups);  \
+            const float* xr = p->x + n * p->s_n + g * p->cin * p->s_c + oh * p->s_oh;       \
+            float* yr = p->y + (n * p->groups + g) * p->cout * plane + oh * ow;             \
+            const float* wg = p->w + g * p->blocks * wblock;                                \
+            const float* bg = p->bias + g * p->blocks * WALLE_GCB;                          \
+            long j = 0;                                                                     \
+            if (p->s_ow == 1 && ow >= VW) {                                                 \
+                for (; j + 2 * VW <= ow; j += 2 * VW) WALLE_GBLOCKS(T2, j)                  \
+                for (; j + VW <= ow; j += VW) WALLE_GBLOCKS(T1, j)                          \
+                if (j < ow) WALLE_GBLOCKS(T1, ow - VW) /* shifted back: overlaps */         \
+                continue;                                                                   \
+            }                                                                               \
+            if (p->s_ow == 1) {                                                             \
+                if (j + VW / 2 <= ow) { WALLE_GBLOCKS(TH, j) j += VW / 2; }                 \
+                if (VW >= 8 && j + VW / 4 <= ow) { WALLE_GBLOCKS(TQ, j) j += VW / 4; }      \
+            }                                                                               \
+            for (; j < ow; j += 16) {                                                       \
+                long width = ow - j < 16 ? ow - j : 16;                                     \
+                for (long cb = 0; cb < p->blocks; cb++) {                                   \
+                    long cvalid = p->cout - cb * WALLE_GCB < WALLE_GCB                      \
+                                      ? p->cout - cb * WALLE_GCB : WALLE_GCB;               \
+                    walle_gtile_any(xr + j * p->s_ow, wg + cb * wblock, bg + cb * WALLE_GCB, \
+                                    yr + cb * WALLE_GCB * plane + j, p->cin, p->kh, p->kw,  \
+                                    p->s_c, p->s_kh, p->s_kw, p->s_ow, plane, cvalid, width, \
+                                    p->relu);                                               \
+                }                                                                           \
+            }                                                                               \
+        }                                                                                   \
+    }
+
+/* --- depthwise mode ------------------------------------------------------------------- */
+
+/* VW*NV consecutive positions: y[t] = act(bias + sum w[a, b] x[t + a s_kh + b s_kw]). */
+#define WALLE_DWTILE(NAME, VT, IT, VW, NV)                                                  \
+    WALLE_GINLINE void NAME(const float* restrict x, const float* restrict w, float bias,   \
+                            float* restrict y, long kh, long kw, long s_kh, long s_kw,      \
+                            int relu) {                                                     \
+        VT acc[NV];                                                                         \
+        for (int q = 0; q < NV; q++) acc[q] = (VT){0};                                      \
+        for (long a = 0; a < kh; a++)                                                       \
+            for (long b = 0; b < kw; b++) {                                                 \
+                const float* s = x + a * s_kh + b * s_kw;                                   \
+                float wv = w[a * kw + b];                                                   \
+                for (int q = 0; q < NV; q++) {                                              \
+                    VT v;                                                                   \
+                    memcpy(&v, s + VW * q, sizeof(VT));                                     \
+                    acc[q] += wv * v;                                                       \
+                }                                                                           \
+            }                                                                               \
+        for (int q = 0; q < NV; q++) WALLE_GSTORE(VT, IT, y + VW * q, acc[q], bias, relu);  \
+    }
+WALLE_DWTILE(walle_dw_16x8, walle_g16, walle_gi16, 16, 8)
+WALLE_DWTILE(walle_dw_16x4, walle_g16, walle_gi16, 16, 4)
+WALLE_DWTILE(walle_dw_16x1, walle_g16, walle_gi16, 16, 1)
+WALLE_DWTILE(walle_dw_8x8, walle_g8, walle_gi8, 8, 8)
+WALLE_DWTILE(walle_dw_8x4, walle_g8, walle_gi8, 8, 4)
+WALLE_DWTILE(walle_dw_8x1, walle_g8, walle_gi8, 8, 1)
+WALLE_DWTILE(walle_dw_4x8, walle_g4, walle_gi4, 4, 8)
+WALLE_DWTILE(walle_dw_4x4, walle_g4, walle_gi4, 4, 4)
+WALLE_DWTILE(walle_dw_4x1, walle_g4, walle_gi4, 4, 1)
+
+/* VW outputs of a stride-2 row (column stride 1 between taps): for each tap row, two vectors
+   of input split into even lanes (tap 0) and odd lanes read one float on (taps b >= 1). The
+   loads stay inside the window's addresses: the first ends at tap 1's last column. */
+#define WALLE_DWTILE_S2(NAME, VT, IT, VW, EVEN, ODD)                                        \
+    WALLE_GINLINE void NAME(const float* restrict x, const float* restrict w, float bias,   \
+                            float* restrict y, long kh, long kw, long s_kh, int relu) {     \
+        VT acc = (VT){0}, lo, hi;                                                           \
+        for (long a = 0; a < kh; a++) {                                                     \
+            const float* s = x + a * s_kh;                                                  \
+            memcpy(&lo, s, sizeof(VT));                                                     \
+            memcpy(&hi, s + VW, sizeof(VT));                                                \
+            acc += w[a * kw] * (VT)EVEN(lo, hi);                                            \
+            for (long b = 1; b < kw; b++) {                                                 \
+                memcpy(&lo, s + b - 1, sizeof(VT));                                         \
+                memcpy(&hi, s + b - 1 + VW, sizeof(VT));                                    \
+                acc += w[a * kw + b] * (VT)ODD(lo, hi);                                     \
+            }                                                                               \
+        }                                                                                   \
+        WALLE_GSTORE(VT, IT, y, acc, bias, relu);                                           \
+    }
+WALLE_DWTILE_S2(walle_dws2_16, walle_g16, walle_gi16, 16, WALLE_EVEN16, WALLE_ODD16)
+WALLE_DWTILE_S2(walle_dws2_8, walle_g8, walle_gi8, 8, WALLE_EVEN8, WALLE_ODD8)
+WALLE_DWTILE_S2(walle_dws2_4, walle_g4, walle_gi4, 4, WALLE_EVEN4, WALLE_ODD4)
+
+/* n outputs at any strides, one at a time. */
+WALLE_GINLINE void walle_dw_any(const float* restrict x, const float* restrict w, float bias,
+                                float* restrict y, long n, long kh, long kw, long s_kh,
+                                long s_kw, long s_ow, int relu) {
+    for (long t = 0; t < n; t++) {
+        float acc = 0.0f;
+        for (long a = 0; a < kh; a++)
+            for (long b = 0; b < kw; b++) acc += w[a * kw + b] * x[t * s_ow + a * s_kh + b * s_kw];
+        float r = acc + bias;
+        y[t] = relu && r < 0.0f ? 0.0f : r;
+    }
+}
+
+/* Positions [0, count) of a flat run at stride 1: tiles of 8 and 4 vectors (independent
+   accumulators hide the FMA latency of the taps' chain), then single vectors, then one
+   vector shifted back to end at `count` (or scalars if the run is under a vector). */
+#define WALLE_DW_FLAT(X8, X4, X1, VW, x, w, bias, y, count, kh, kw, s_kh, s_kw, relu)       \
+    do {                                                                                    \
+        long t_ = 0;                                                                        \
+        for (; t_ + 8 * VW <= (count); t_ += 8 * VW)                                        \
+            X8((x) + t_, w, bias, (y) + t_, kh, kw, s_kh, s_kw, relu);                      \
+        for (; t_ + 4 * VW <= (count); t_ += 4 * VW)                                        \
+            X4((x) + t_, w, bias, (y) + t_, kh, kw, s_kh, s_kw, relu);                      \
+        for (; t_ + VW <= (count); t_ += VW)                                                \
+            X1((x) + t_, w, bias, (y) + t_, kh, kw, s_kh, s_kw, relu);                      \
+        if (t_ < (count) && (count) >= VW)                                                  \
+            X1((x) + (count) - VW, w, bias, (y) + (count) - VW, kh, kw, s_kh, s_kw, relu);  \
+        else if (t_ < (count))                                                              \
+            walle_dw_any((x) + t_, w, bias, (y) + t_, (count) - t_, kh, kw, s_kh, s_kw, 1,  \
+                         relu);                                                             \
+    } while (0)
+
+/* One stride-2 row of `ow` outputs in tiles of the widest vector that fits (the last one
+   shifted back to end at `ow`), or scalars for a row narrower than 4. */
+#define WALLE_DW_S2ROW(S2W, S2H, S2Q, VW, x, w, bias, y, ow, kh, kw, s_kh, relu)            \
+    do {                                                                                    \
+        long t_;                                                                            \
+        if ((ow) >= VW) {                                                                   \
+            for (t_ = 0; t_ + VW <= (ow); t_ += VW)                                         \
+                S2W((x) + 2 * t_, w, bias, (y) + t_, kh, kw, s_kh, relu);                   \
+            if (t_ < (ow))                                                                  \
+                S2W((x) + 2 * ((ow) - VW), w, bias, (y) + (ow) - VW, kh, kw, s_kh, relu);   \
+        } else if (VW >= 8 && (ow) >= VW / 2) {                                             \
+            for (t_ = 0; t_ + VW / 2 <= (ow); t_ += VW / 2)                                 \
+                S2H((x) + 2 * t_, w, bias, (y) + t_, kh, kw, s_kh, relu);                   \
+            if (t_ < (ow))                                                                  \
+                S2H((x) + 2 * ((ow) - VW / 2), w, bias, (y) + (ow) - VW / 2, kh, kw, s_kh,  \
+                    relu);                                                                  \
+        } else if (VW >= 16 && (ow) >= VW / 4) {                                            \
+            for (t_ = 0; t_ + VW / 4 <= (ow); t_ += VW / 4)                                 \
+                S2Q((x) + 2 * t_, w, bias, (y) + t_, kh, kw, s_kh, relu);                   \
+            if (t_ < (ow))                                                                  \
+                S2Q((x) + 2 * ((ow) - VW / 4), w, bias, (y) + (ow) - VW / 4, kh, kw, s_kh,  \
+                    relu);                                                                  \
+        } else {                                                                            \
+            walle_dw_any(x, w, bias, y, ow, kh, kw, s_kh, 1, 2, relu);                      \
+        }                                                                                   \
+    } while (0)
+
+/* Output planes [i0, i1) of i = n * (G*cout) + co. `scratch` holds OH * s_oh floats (the
+   flat run before its rows are copied out). */
+#define WALLE_DW_PLANES(NAME, ATTR, X8, X4, X1, S2W, S2H, S2Q, COPY, VW)                   \
+    ATTR static void NAME(const walle_gconv* p, long i0, long i1, float* scratch) {         \
+        long ow = p->ow, oh = p->oh, plane = oh * ow, kk = p->kh * p->kw;                   \
+        long channels = p->groups * p->cout, pitch = p->s_oh;                               \
+        int flat = p->s_ow == 1 && pitch >= ow;                                             \
+        int s2 = p->s_ow == 2 && p->s_kw == 1 && p->kw >= 2;                                \
+        for (long i = i0; i < i1; i++) {                                                    \
+            long n = i / channels, co = i % channels;                                       \
+            const float* xc = p->x + n * p->s_n + (co / p->cout) * p->s_c;                  \
+            if (p->base) {                                                                  \
+                float* pl = scratch + oh * pitch + 16;                                      \
+                const float* src = p->x + p->base[n * p->groups + co / p->cout];            \
+                if (co % p->cout == 0 || i == i0) /* a new input plane */                  \
+                    for (long r = 0; r < p->ih; r++)                                        \
+                        COPY(pl + (r + p->top) * p->wp + p->left, src + r * p->irs, p->iw); \
+                xc = pl + p->off;                                                           \
+            }                                                                               \
+            const float* w = p->w + co * kk;                                                \
+            float bias = p->bias[co];                                                       \
+            float* yc = p->y + i * plane;                                                   \
+            if (flat) {                                                                     \
+                long count = (oh - 1) * pitch + ow;                                         \
+                float* t = pitch == ow ? yc : scratch;                                      \
+                if (p->kh == 3 && p->kw == 3)                                               \
+                    WALLE_DW_FLAT(X8, X4, X1, VW, xc, w, bias, t, count, 3, 3, p->s_kh,     \
+                                  p->s_kw, p->relu);                                        \
+                else                                                                        \
+                    WALLE_DW_FLAT(X8, X4, X1, VW, xc, w, bias, t, count, p->kh, p->kw,      \
+                                  p->s_kh, p->s_kw, p->relu);                               \
+                if (t != yc)                                                                \
+                    for (long r = 0; r < oh; r++) COPY(yc + r * ow, t + r * pitch, ow);     \
+            } else if (s2) {                                                                \
+                for (long r = 0; r < oh; r++) {                                             \
+                    if (p->kh == 3 && p->kw == 3)                                           \
+                        WALLE_DW_S2ROW(S2W, S2H, S2Q, VW, xc + r * p->s_oh, w, bias,        \
+                                       yc + r * ow, ow, 3, 3, p->s_kh, p->relu);            \
+                    else                                                                    \
+                        WALLE_DW_S2ROW(S2W, S2H, S2Q, VW, xc + r * p->s_oh, w, bias,        \
+                                       yc + r * ow, ow, p->kh, p->kw, p->s_kh, p->relu);    \
+                }                                                                           \
+            } else {                                                                        \
+                for (long r = 0; r < oh; r++)                                               \
+                    walle_dw_any(xc + r * p->s_oh, w, bias, yc + r * ow, ow, p->kh, p->kw,  \
+                                 p->s_kh, p->s_kw, p->s_ow, p->relu);                       \
+            }                                                                               \
+        }                                                                                   \
+    }
+
+/* d[0, n) = s[0, n) inline (rows of 7 to 56 floats: a libc call per row costs more than
+   the copy): vectors, the last one shifted back to end at n, scalars under a vector. */
+#define WALLE_COPY_ROW(NAME, VT, VW)                                                        \
+    WALLE_GINLINE void NAME(float* restrict d, const float* restrict s, long n) {           \
+        VT v;                                                                               \
+        long t = 0;                                                                         \
+        if (n < VW) {                                                                       \
+            for (; t < n; t++) d[t] = s[t];                                                 \
+            return;                                                                         \
+        }                                                                                   \
+        for (; t + VW <= n; t += VW) {                                                      \
+            memcpy(&v, s + t, sizeof(VT));                                                  \
+            memcpy(d + t, &v, sizeof(VT));                                                  \
+        }                                                                                   \
+        if (t < n) {                                                                        \
+            memcpy(&v, s + n - VW, sizeof(VT));                                             \
+            memcpy(d + n - VW, &v, sizeof(VT));                                             \
+        }                                                                                   \
+    }
+WALLE_COPY_ROW(walle_copy_8, walle_g8, 8)
+WALLE_COPY_ROW(walle_copy_4, walle_g4, 4)
+
+WALLE_GBLOCK_ROWS(walle_gblock_avx512, WALLE_GTARGET("avx512f,avx2,fma"), walle_gtile_16x2,
+                  walle_gtile_16x1, walle_gtile_8x1, walle_gtile_4x1, 16)
+WALLE_GBLOCK_ROWS(walle_gblock_avx2, WALLE_GTARGET("avx2,fma"), walle_gtile_8x2,
+                  walle_gtile_8x1, walle_gtile_4x1, walle_gtile_2x1, 8)
+WALLE_GBLOCK_ROWS(walle_gblock_base, , walle_gtile_4x2, walle_gtile_4x1, walle_gtile_2x1,
+                  walle_gtile_2x1, 4)
+WALLE_DW_PLANES(walle_dw_avx512, WALLE_GTARGET("avx512f,avx2,fma"), walle_dw_16x8,
+                walle_dw_16x4, walle_dw_16x1, walle_dws2_16, walle_dws2_8, walle_dws2_4,
+                walle_copy_8, 16)
+WALLE_DW_PLANES(walle_dw_avx2, WALLE_GTARGET("avx2,fma"), walle_dw_8x8, walle_dw_8x4,
+                walle_dw_8x1, walle_dws2_8, walle_dws2_4, walle_dws2_4, walle_copy_8, 8)
+WALLE_DW_PLANES(walle_dw_base, , walle_dw_4x8, walle_dw_4x4, walle_dw_4x1, walle_dws2_4,
+                walle_dws2_4, walle_dws2_4, walle_copy_4, 4)
+
+/* y[i, :] = act(y[i, :] + bias[i % channels]) over `rows` rows of `plane` floats: the
+   epilogue of a grouped 1x1 conv done by numpy's BLAS. */
+#define WALLE_BIAS_ACT(NAME, ATTR)                                                          \
+    ATTR static void NAME(float* y, const float* bias, long rows, long channels,            \
+                          long plane, int relu) {                                           \
+        for (long i = 0; i < rows; i++) {                                                   \
+            float b = bias[i % channels];                                                   \
+            float* r = y + i * plane;                                                       \
+            if (relu)                                                                       \
+                for (long t = 0; t < plane; t++) {                                          \
+                    float v = r[t] + b;                                                     \
+                    r[t] = v < 0.0f ? 0.0f : v; /* keeps NaN */                             \
+                }                                                                           \
+            else                                                                            \
+                for (long t = 0; t < plane; t++) r[t] += b;                                 \
+        }                                                                                   \
+    }
+WALLE_BIAS_ACT(walle_bias_act_avx512, WALLE_GTARGET("avx512f,avx2,fma"))
+WALLE_BIAS_ACT(walle_bias_act_avx2, WALLE_GTARGET("avx2,fma"))
+WALLE_BIAS_ACT(walle_bias_act_base, )
+static void walle_bias_act(float* y, const float* bias, long rows, long channels, long plane,
+                           int relu, int level) {
+    if (level == 2) walle_bias_act_avx512(y, bias, rows, channels, plane, relu);
+    else if (level == 1) walle_bias_act_avx2(y, bias, rows, channels, plane, relu);
+    else walle_bias_act_base(y, bias, rows, channels, plane, relu);
+}
+
+/* 2: AVX-512F, 1: AVX2 + FMA, 0: baseline; the best this CPU runs. */
+static int walle_gconv_best_level(void) {
+#ifdef WALLE_GX86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) return 2;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
+#endif
+    return 0;
+}
+
+/* Work items [i0, i1): rows (block mode) or output planes (depthwise mode). */
+static void walle_gconv_run(const walle_gconv* p, int depthwise, int level, long i0, long i1,
+                            float* scratch) {
+    if (depthwise) {
+        if (level == 2) walle_dw_avx512(p, i0, i1, scratch);
+        else if (level == 1) walle_dw_avx2(p, i0, i1, scratch);
+        else walle_dw_base(p, i0, i1, scratch);
+    } else {
+        if (level == 2) walle_gblock_avx512(p, i0, i1);
+        else if (level == 1) walle_gblock_avx2(p, i0, i1);
+        else walle_gblock_base(p, i0, i1);
+    }
+}

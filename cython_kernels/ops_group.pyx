@@ -1,0 +1,210 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Grouped and depthwise 2-D convolution of the walle.ops ``cython`` backend, one pass.
+
+:class:`GroupConvKernel` computes a ``fused.group_conv2d`` step (im2col raster, batched
+matmul by constant per-group weights, bias, ReLU) without the im2col buffer and without
+the batched matmul's per-group calls: it reads the padded NCHW input through the im2col
+region's strides and writes the NCHW output. A group of several input channels runs
+ops_conv's register tiles per group (8 output channels x vectors of columns); a depthwise
+conv (one input channel a group) runs a per-channel kernel vectorised over the output
+plane. :class:`BiasActKernel` is the epilogue of the other algorithm, a grouped 1x1 conv
+as one batched numpy matmul on the input itself. The C is in group_conv.h, compiled once per instruction-set level; the level is
+picked per kernel (the backend passes the conv family's, see walle.ops.backends.cython_isa).
+"""
+
+from cython.parallel cimport prange
+
+cimport openmp
+
+import numpy as np
+
+cdef extern from "group_conv.h":
+    ctypedef struct walle_gconv:
+        const float* x
+        const float* w
+        const float* bias
+        float* y
+        long n, kh, kw, oh, ow
+        long s_n, s_c, s_kh, s_kw, s_oh, s_ow
+        long groups, cin, cout, blocks
+        int relu
+        const long* base
+        long ih, iw, irs, top, left, hp, wp, off
+    int walle_gconv_best_level() nogil
+    void walle_gconv_run(const walle_gconv* p, int depthwise, int level, long i0, long i1,
+                         float* scratch) nogil
+    void walle_bias_act(float* y, const float* bias, long rows, long channels, long plane,
+                        int relu, int level) nogil
+
+LEVELS = {"avx512": 2, "avx2": 1, "sse": 0}  # instruction-set levels, widest first
+_GRAIN = 1 << 20  # multiply-adds worth one more thread
+
+
+def best_level():
+    """The widest level this CPU runs (2 AVX-512F, 1 AVX2 + FMA, 0 baseline SSE2)."""
+    return walle_gconv_best_level()
+
+
+cdef class GroupConvKernel:
+    """y[N, Cout, OH, OW] = act(grouped conv(x) + bias), x read through an im2col region.
+
+    ``region`` is the im2col raster's: sizes (N, C, KH, KW, OH, OW), source strides and
+    offset into ``x`` (the padded input); ``weight`` holds [groups, Cout / groups,
+    C / groups * KH * KW] values (any shape of that size); ``bias`` Cout values or None;
+    ``act`` "none" or "relu"; ``level`` "avx512", "avx2", "sse", or None / "best" for the
+    widest this CPU runs. ``planes`` (depthwise only): the region reads a zero-padded tensor
+    [N, C, HP, WP] that is never built: ``(base, rows, cols, row_stride, top, left, hp, wp)``
+    says that plane (n, c) is ``rows`` x ``cols`` floats of ``x`` at offset ``base[n * C + c]``
+    (int64), rows ``row_stride`` apart, placed at (top, left); each plane is copied into a
+    zero-bordered scratch plane just before its taps read it. ``depthwise`` (read-only) says which mode runs (one input channel
+    a group), ``level`` (read-only) at which instruction-set level.
+    """
+
+    cdef walle_gconv p
+    cdef int threads
+    cdef long items
+    cdef float* scratch
+    cdef long scratch_size
+    cdef readonly int level
+    cdef readonly bint depthwise
+    cdef object keep
+
+    def __init__(self, x, weight, bias, y, region, int groups, str act, str level=None,
+                 planes=None):
+        n, c, kh, kw, oh, ow = (int(v) for v in region.sizes)
+        s = [int(v) for v in region.src_strides]
+        if act not in ("none", "relu"):
+            raise ValueError(f"group conv kernel: activation {act!r} (none or relu)")
+        for a in (x, y):
+            if a.dtype != np.float32 or not a.flags.c_contiguous:
+                raise ValueError("group conv buffers must be C-contiguous float32 arrays")
+        if groups < 1 or c % groups or kh * kw < 1:
+            raise ValueError(f"group conv kernel: {c} channels do not split in {groups} groups")
+        cin = c // groups
+        k = cin * kh * kw
+        cout_all = weight.size // k
+        if cout_all % groups:
+            raise ValueError(f"group conv kernel: {cout_all} outputs do not split in {groups}")
+        cout = cout_all // groups
+        if y.size != n * cout_all * oh * ow or weight.size != cout_all * k:
+            raise ValueError("group conv kernel: output or weight size does not match the region")
+        if min(s) < 0:
+            raise ValueError("group conv kernel: negative region strides")
+        best = walle_gconv_best_level()
+        if level is not None and level != "best" and level not in LEVELS:
+            raise ValueError(f"group conv kernel: level {level!r} (best, {', '.join(LEVELS)})")
+        self.level = best if level is None or level == "best" else LEVELS[level]
+        if self.level > best:
+            raise ValueError(f"group conv kernel: this CPU does not run the {level} tiles")
+        w = np.asarray(weight, np.float32).reshape(groups, cout, k)
+        padded_bias = np.zeros(cout_all, np.float32)
+        if bias is not None:
+            padded_bias[:] = np.asarray(bias, np.float32).reshape(-1)
+        self.depthwise = cin == 1
+        cdef long plane_size = 0
+        if planes is not None:
+            base, ih, iw, irs, top, left, hp, wp = planes
+            base = np.ascontiguousarray(base, np.int64)
+            plane_size = hp * wp
+            if (not self.depthwise or base.size != n * c or s[0] != c * plane_size
+                    or s[1] != plane_size or not 0 <= region.src_offset < plane_size
+                    or not (0 <= top and top + ih <= hp and 0 <= left and left + iw <= wp)
+                    or (base.size and (base.min() < 0
+                                       or base.max() + (ih - 1) * irs + iw > x.size))):
+                raise ValueError("group conv kernel: planes do not match the region and input")
+            self.p.base = <const long*><size_t>base.ctypes.data
+            self.p.ih, self.p.iw, self.p.irs, self.p.top, self.p.left = ih, iw, irs, top, left
+            self.p.hp, self.p.wp, self.p.off = hp, wp, region.src_offset
+        else:
+            base = None
+            self.p.base = NULL
+        blocks = -(-cout // 8)
+        if self.depthwise:
+            packed = np.ascontiguousarray(w.reshape(cout_all, k))
+            self.items = n * cout_all
+            self.scratch_size = oh * s[4] + 16 + plane_size
+        else:
+            full = np.zeros((groups, blocks * 8, k), np.float32)
+            full[:, :cout] = w
+            packed = np.ascontiguousarray(full.reshape(groups, blocks, 8, k).transpose(0, 1, 3, 2))
+            bias8 = np.zeros((groups, blocks * 8), np.float32)
+            bias8[:, :cout] = padded_bias.reshape(groups, cout)
+            padded_bias = bias8
+            if s[4] == ow * s[5]:  # rows follow each other in the input: one long row
+                ow, oh, s[4] = oh * ow, 1, oh * ow * s[5]
+            self.items = n * groups * oh
+            self.scratch_size = 0
+        work = float(y.size) * k
+        self.threads = 1 if work < _GRAIN or self.items < 2 else max(
+            1, min(openmp.omp_get_max_threads(), self.items, int(work / _GRAIN)))
+        scratch = np.zeros(max(1, self.threads * self.scratch_size), np.float32)
+        self.keep = (x, y, packed, padded_bias, scratch, base)
+        self.scratch = <float*><size_t>scratch.ctypes.data
+        self.p.x = (<const float*><size_t>x.ctypes.data) + (
+            0 if planes is not None else <long>region.src_offset)
+        self.p.w = <const float*><size_t>packed.ctypes.data
+        self.p.bias = <const float*><size_t>padded_bias.ctypes.data
+        self.p.y = <float*><size_t>y.ctypes.data
+        self.p.n, self.p.kh, self.p.kw, self.p.oh, self.p.ow = n, kh, kw, oh, ow
+        self.p.s_n, self.p.s_c, self.p.s_kh, self.p.s_kw, self.p.s_oh, self.p.s_ow = s
+        self.p.groups, self.p.cin, self.p.cout, self.p.blocks = groups, cin, cout, blocks
+        self.p.relu = act == "relu"
+
+    def run(self):
+        """Compute y from the build-time buffers (GIL released, OpenMP over rows or planes)."""
+        cdef long i, chunk, start, stop
+        with nogil:
+            if self.threads > 1:
+                chunk = (self.items + self.threads - 1) // self.threads
+                for i in prange(self.threads, num_threads=self.threads, schedule="static"):
+                    start = i * chunk
+                    stop = min(self.items, start + chunk)
+                    if start < stop:
+                        walle_gconv_run(&self.p, self.depthwise, self.level, start, stop,
+                                        self.scratch + i * self.scratch_size)
+            else:
+                walle_gconv_run(&self.p, self.depthwise, self.level, 0, self.items,
+                                self.scratch)
+
+
+cdef class BiasActKernel:
+    """y[N, C, *plane] = act(y + bias[c]) in place: bias (C values, or None for zeros) and
+    ``act`` ("none" or "relu", which keeps NaN) after a product that has neither."""
+
+    cdef float* y
+    cdef const float* bias
+    cdef long rows, channels, plane
+    cdef int relu
+    cdef readonly int level
+    cdef object keep
+
+    def __init__(self, y, bias, long channels, str act, str level=None):
+        if act not in ("none", "relu"):
+            raise ValueError(f"bias/act kernel: activation {act!r} (none or relu)")
+        if y.dtype != np.float32 or not y.flags.c_contiguous:
+            raise ValueError("bias/act buffer must be a C-contiguous float32 array")
+        rows = y.shape[0] * channels if y.ndim else 0
+        if channels < 1 or rows < 1 or y.size % rows:
+            raise ValueError(f"bias/act kernel: {y.size} values are not [N, {channels}, ...]")
+        b = np.zeros(channels, np.float32)
+        if bias is not None:
+            b[:] = np.asarray(bias, np.float32).reshape(-1)
+        best = walle_gconv_best_level()
+        if level is not None and level != "best" and level not in LEVELS:
+            raise ValueError(f"bias/act kernel: level {level!r} (best, {', '.join(LEVELS)})")
+        self.level = best if level is None or level == "best" else LEVELS[level]
+        if self.level > best:
+            raise ValueError(f"bias/act kernel: this CPU does not run the {level} loops")
+        self.keep = (y, b)
+        self.y = <float*><size_t>y.ctypes.data
+        self.bias = <const float*><size_t>b.ctypes.data
+        self.rows = rows
+        self.channels = channels
+        self.plane = y.size // rows
+        self.relu = act == "relu"
+
+    def run(self):
+        """Apply bias and activation to the build-time buffer (GIL released)."""
+        with nogil:
+            walle_bias_act(self.y, self.bias, self.rows, self.channels, self.plane, self.relu,
+                           self.level)

@@ -1,0 +1,192 @@
+"""Grouped and depthwise convs on the cython backend (ops_group), against the numpy reference.
+
+``fused.group_conv2d`` steps run ``ops_group.GroupConvKernel`` (block tiles per group, or the
+per-channel depthwise kernel, its input read through a channel shuffle and a zero pad in
+place) or, for 1x1 convs, numpy's batched matmul + ``BiasActKernel``. Each is checked at
+every instruction-set level this CPU runs, on random shapes, groups, strides, pads and
+dilations; NaN and infinities propagate as in the reference. Tolerance 1e-4 (float32).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests._backends import backend_or_skip
+from walle.ops import GraphBuilder, run_reference
+from walle.ops.fusion import find_steps
+
+LEVELS = ("avx512", "avx2", "sse")
+
+
+def _ops_group():
+    backend_or_skip("cython")
+    from walle._kernels import ops_group
+
+    return ops_group
+
+
+def _conv_graph(x_shape, weight, bias, group, stride, pad, dilation, relu, shuffle=False):
+    b = GraphBuilder()
+    x = b.input("x", x_shape)
+    if shuffle:  # ShuffleNet's channel shuffle: [N, 2, C/2, H, W] -> transpose -> [N, C, H, W]
+        n, c, h, w = x_shape
+        x = b.reshape(b.transpose(b.reshape(x, (n, 2, c // 2, h, w)), (0, 2, 1, 3, 4)), x_shape)
+    y = b.conv2d(
+        x,
+        b.const(weight),
+        b.const(bias) if bias is not None else None,
+        strides=(stride, stride),
+        pads=(pad,) * 4,
+        dilations=(dilation, dilation),
+        group=group,
+    )
+    return b.build([b.relu(y) if relu else y])
+
+
+def _run(graph, feeds, level):
+    from walle.ops.backends import cython_isa
+    from walle.ops.search import compile_graph
+
+    cython_isa.set_level(level)
+    try:
+        return compile_graph(graph, pin="cython", use_cache=False)(*feeds.values())[0]
+    finally:
+        cython_isa.set_level(cython_isa.best_level())
+
+
+def _runnable(ops_group) -> list[str]:
+    return [name for name in LEVELS if ops_group.LEVELS[name] <= ops_group.best_level()]
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    n=st.integers(1, 2),
+    cin=st.integers(1, 5),
+    group=st.integers(2, 4),
+    mult=st.integers(1, 3),
+    h=st.integers(1, 9),
+    w=st.integers(1, 40),
+    k=st.sampled_from([(1, 1), (3, 3), (3, 2), (5, 5)]),
+    stride=st.integers(1, 2),
+    pad=st.integers(0, 2),
+    dilation=st.integers(1, 2),
+    relu=st.booleans(),
+    seed=st.integers(0, 30),
+)
+def test_group_conv_kernel_every_level_matches_reference(
+    n, cin, group, mult, h, w, k, stride, pad, dilation, relu, seed
+):
+    ops_group = _ops_group()
+    rng = np.random.default_rng(seed)
+    c, cout = cin * group, mult * group
+    hp, wp = h + 2 * pad, w + 2 * pad
+    if hp < dilation * (k[0] - 1) + 1 or wp < dilation * (k[1] - 1) + 1:
+        return
+    x = rng.uniform(-2, 2, (n, c, hp, wp)).astype(np.float32)
+    weight = rng.uniform(-1, 1, (cout, cin, *k)).astype(np.float32)
+    bias = rng.uniform(-1, 1, cout).astype(np.float32)
+    graph = _conv_graph(x.shape, weight, bias, group, stride, 0, dilation, relu)
+    want = run_reference(graph, {"x": x})[0]
+    (im2col,) = [
+        node
+        for node in graph.nodes
+        if node.op == "raster" and len(node.attr("regions")[0].sizes) == 6
+    ]
+    for level in _runnable(ops_group):
+        out = np.full(want.shape, np.nan, np.float32)
+        act = "relu" if relu else "none"
+        kernel = ops_group.GroupConvKernel(
+            x, weight, bias, out, im2col.attr("regions")[0], group, act, level
+        )
+        assert kernel.depthwise == (cin == 1)
+        kernel.run()
+        np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4, err_msg=level)
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    c=st.sampled_from([2, 4, 6, 8]),
+    mult=st.integers(1, 2),
+    h=st.integers(2, 20),
+    w=st.integers(2, 33),
+    stride=st.integers(1, 2),
+    pad=st.integers(0, 2),
+    shuffle=st.booleans(),
+    relu=st.booleans(),
+    seed=st.integers(0, 30),
+)
+def test_depthwise_step_with_shuffle_and_pad_matches_reference(
+    c, mult, h, w, stride, pad, shuffle, relu, seed
+):
+    ops_group = _ops_group()
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-2, 2, (2, c, h, w)).astype(np.float32)
+    weight = rng.uniform(-1, 1, (c * mult, 1, 3, 3)).astype(np.float32)
+    bias = rng.uniform(-1, 1, c * mult).astype(np.float32)
+    if h + 2 * pad < 3 or w + 2 * pad < 3:
+        return
+    graph = _conv_graph(x.shape, weight, bias, c, stride, pad, 1, relu, shuffle)
+    (step,) = [s for s in find_steps(graph) if s.op == "fused.group_conv2d"]
+    assert step.attr("prologue") >= (1 if pad or shuffle else 0)
+    want = run_reference(graph, {"x": x})[0]
+    for level in _runnable(ops_group):
+        np.testing.assert_allclose(
+            _run(graph, {"x": x}, level), want, rtol=1e-4, atol=1e-4, err_msg=level
+        )
+
+
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("k", [1, 3])
+def test_group_conv_steps_propagate_nan_and_inf_as_the_reference(relu: bool, k: int) -> None:
+    ops_group = _ops_group()
+    rng = np.random.default_rng(3)
+    for cin in (1, 3):  # depthwise, then block tiles (and numpy's matmul for 1x1)
+        group = 4
+        x = rng.uniform(-2, 2, (1, cin * group, 6, 19)).astype(np.float32)
+        x[0, 0, 2, 3], x[0, -1, 4, 17], x[0, 1, 0, 0] = np.nan, np.inf, -np.inf
+        weight = rng.uniform(-1, 1, (2 * group, cin, k, k)).astype(np.float32)
+        bias = rng.uniform(-1, 1, 2 * group).astype(np.float32)
+        graph = _conv_graph(x.shape, weight, bias, group, 1, k // 2, 1, relu)
+        want = run_reference(graph, {"x": x})[0]
+        assert np.isnan(want).any()
+        for level in _runnable(ops_group):
+            got = _run(graph, {"x": x}, level)
+            np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=level)
+            finite = np.isfinite(want)
+            np.testing.assert_allclose(got[finite], want[finite], rtol=1e-4, atol=1e-4)
+            np.testing.assert_array_equal(got[~finite & ~np.isnan(want)], want[np.isinf(want)])
+
+
+def test_bias_act_kernel_keeps_nan_and_adds_per_channel_bias() -> None:
+    ops_group = _ops_group()
+    y = np.array([[[-1.0, np.nan], [2.0, -3.0]], [[0.5, -0.5], [np.inf, -np.inf]]], np.float32)
+    bias = np.array([0.25, -1.0], np.float32)
+    want = np.maximum(y + bias[None, :, None], 0.0)
+    want[0, 0, 1] = np.nan
+    for level in _runnable(ops_group):
+        got = y.copy()
+        ops_group.BiasActKernel(got, bias, 2, "relu", level).run()
+        np.testing.assert_array_equal(got, want)
+
+
+def test_group_conv_kernels_refuse_what_they_cannot_run() -> None:
+    ops_group = _ops_group()
+    from walle.ops.ir import Region
+
+    x, out = np.zeros((1, 4, 3, 3), np.float32), np.zeros((1, 4, 3, 3), np.float32)
+    region = Region(0, 0, (36, 9, 3, 1, 3, 1), 0, (36, 9, 9, 9, 3, 1), (1, 4, 1, 1, 3, 3))
+    weight = np.zeros((4, 1), np.float32)
+    with pytest.raises(ValueError, match="activation"):
+        ops_group.GroupConvKernel(x, weight, None, out, region, 4, "tanh")
+    with pytest.raises(ValueError, match="groups"):
+        ops_group.GroupConvKernel(x, weight, None, out, region, 3, "none")
+    with pytest.raises(ValueError, match="level"):
+        ops_group.GroupConvKernel(x, weight, None, out, region, 4, "none", "neon")
+    with pytest.raises(ValueError, match="planes"):
+        planes = (np.zeros(4, np.int64), 3, 3, 3, 0, 0, 2, 2)
+        ops_group.GroupConvKernel(x, weight, None, out, region, 4, "none", None, planes)
+    with pytest.raises(ValueError, match="activation"):
+        ops_group.BiasActKernel(out, None, 4, "sigmoid")
