@@ -30,6 +30,7 @@ cdef extern from *:
     """
     #define WALLE_BLOCK 32
     #if defined(__SSE__) || defined(__x86_64__)
+    #include <string.h>
     #include <xmmintrin.h>
     #define WALLE_SSE 1
     #endif
@@ -109,18 +110,61 @@ cdef extern from *:
             }
         }
     }
-    /* y[rows, n] = reduce over (kh, kw) windows; rows walk (n, c, oh) = sizes 2..4. Each
-       output row is finished (all KH x KW passes) while it is in L1. */
+    /* dst[t] = op over KW taps of src[t * cs + b]: the horizontal half of a separable
+       window (long loops: t over a whole row or plane). */
+    static inline __attribute__((always_inline)) void walle_window_taps(
+            const float* restrict src, float* restrict dst, long n, long cs, long kw,
+            int kind) {
+        if (cs == 1) {
+            for (long t = 0; t < n; t++) dst[t] = src[t];
+            for (long b = 1; b < kw; b++) walle_window_row(src + b, dst, n, 1, kind, 0);
+        } else {
+            for (long b = 0; b < kw; b++) walle_window_row(src + b, dst, n, cs, kind, b == 0);
+        }
+    }
+    /* y[rows, n] = reduce over (kh, kw) windows; rows walk (n, c, oh) = sizes 2..4.
+       Windows of adjacent columns (kernel column step 1) are separable: the KH rows are
+       reduced first, then the KW taps (KH + KW passes, not KH x KW); at stride 1 both run
+       over a whole plane at once (long vector loops, not one short loop per output row),
+       the rows at a time otherwise. ``scratch`` holds walle_window_scratch floats. */
     WALLE_CLONES static void walle_window_reduce(const float* x, float* y, const long* sz,
-                                                 const long* st, int kind, float scale) {
-        long rows = sz[2] * sz[3] * sz[4], n = sz[5];
-        for (long o = 0; o < rows; o++) {
-            long i = o / (sz[3] * sz[4]), j = (o / sz[4]) % sz[3], q = o % sz[4];
+                                                 const long* st, int kind, float scale,
+                                                 float* scratch) {
+        long n = sz[5], o = 0, kh = sz[0], kw = sz[1], oh = sz[4], rs = st[0];
+        int separable = st[1] == 1 && kw > 1;
+        if (separable && st[5] == 1 && st[4] == rs) {  /* stride 1: plane by plane */
+            long span = (oh - 1) * rs + n;  /* outputs, at the input's row pitch */
+            float* v = scratch;
+            float* z = scratch + span + kw;
+            for (long i = 0; i < sz[2]; i++)
+            for (long j = 0; j < sz[3]; j++) {
+                const float* base = x + i * st[2] + j * st[3];
+                for (long a = 0; a < kh; a++)
+                    walle_window_row(base + a * rs, v, span + kw - 1, 1, kind, a == 0);
+                walle_window_taps(v, z, span, 1, kw, kind);
+                for (long q = 0; q < oh; q++, o++) {
+                    float* dst = y + o * n;
+                    const float* src = z + q * rs;
+                    if (kind == 1) { for (long t = 0; t < n; t++) dst[t] = src[t] * scale; }
+                    else memcpy(dst, src, n * sizeof(float));
+                }
+            }
+            return;
+        }
+        /* the rows in order, no divisions (three per row cost more than a 3x3 window) */
+        for (long i = 0; i < sz[2]; i++)
+        for (long j = 0; j < sz[3]; j++)
+        for (long q = 0; q < sz[4]; q++, o++) {
             const float* base = x + i * st[2] + j * st[3] + q * st[4];
             float* dst = y + o * n;
             if (sz[1] == 2 && st[1] == 1 && st[5] == 2) {  /* 2-wide windows, stride 2 */
                 for (long a = 0; a < sz[0]; a++)
                     walle_window_pairs(base + a * st[0], dst, n, kind, a == 0);
+            } else if (separable) {
+                long span = (n - 1) * st[5] + kw;
+                for (long a = 0; a < kh; a++)
+                    walle_window_row(base + a * rs, scratch, span, 1, kind, a == 0);
+                walle_window_taps(scratch, dst, n, st[5], kw, kind);
             } else {
                 for (long a = 0; a < sz[0]; a++)
                     for (long b = 0; b < sz[1]; b++)
@@ -130,6 +174,12 @@ cdef extern from *:
             if (kind == 1)
                 for (long t = 0; t < n; t++) dst[t] *= scale;
         }
+    }
+    /* The floats walle_window_reduce's scratch must hold for sizes sz, strides st. */
+    static long walle_window_scratch(const long* sz, const long* st) {
+        long plane = (sz[4] - 1) * st[0] + sz[5] + sz[1];
+        long row = (sz[5] - 1) * st[5] + sz[1];
+        return 2 * plane + row + 16;
     }
     /* 2: AVX-512F, 1: AVX2 + FMA, 0: baseline SSE2 */
     static int walle_raster_level = 0;
@@ -144,27 +194,31 @@ cdef extern from *:
     static void walle_raster_set_level(int level) { walle_raster_level = level; }
     static int walle_raster_get_level(void) { return walle_raster_level; }
     #define WALLE_WINDOW_ARGS (const float* x, float* y, const long* sz, const long* st, \
-                               int kind, float scale)
+                               int kind, float scale, float* scratch)
     WALLE_TARGET("avx512f,avx2,fma") static void walle_window_reduce_l2 WALLE_WINDOW_ARGS {
-        walle_window_reduce(x, y, sz, st, kind, scale);
+        walle_window_reduce(x, y, sz, st, kind, scale, scratch);
     }
     WALLE_TARGET("avx2,fma") static void walle_window_reduce_l1 WALLE_WINDOW_ARGS {
-        walle_window_reduce(x, y, sz, st, kind, scale);
+        walle_window_reduce(x, y, sz, st, kind, scale, scratch);
     }
     static void walle_window_reduce_l0 WALLE_WINDOW_ARGS {
-        walle_window_reduce(x, y, sz, st, kind, scale);
+        walle_window_reduce(x, y, sz, st, kind, scale, scratch);
     }
     static void walle_window_reduce_at WALLE_WINDOW_ARGS {
-        if (walle_raster_level == 2) walle_window_reduce_l2(x, y, sz, st, kind, scale);
-        else if (walle_raster_level == 1) walle_window_reduce_l1(x, y, sz, st, kind, scale);
-        else walle_window_reduce_l0(x, y, sz, st, kind, scale);
+        if (walle_raster_level == 2)
+            walle_window_reduce_l2(x, y, sz, st, kind, scale, scratch);
+        else if (walle_raster_level == 1)
+            walle_window_reduce_l1(x, y, sz, st, kind, scale, scratch);
+        else
+            walle_window_reduce_l0(x, y, sz, st, kind, scale, scratch);
     }
     """
     void walle_transpose2d(const float* s, float* d, long n0, long n1, long ss1,
                            long ds0) nogil
     void walle_window_reduce "walle_window_reduce_at"(const float* x, float* y, const long* sz,
                                                       const long* st, int kind,
-                                                      float scale) nogil
+                                                      float scale, float* scratch) nogil
+    long walle_window_scratch(const long* sz, const long* st) nogil
     int walle_raster_best_level() nogil
     void walle_raster_set_level(int level) nogil
     int walle_raster_get_level() nogil
@@ -344,10 +398,10 @@ cdef class WindowReduceKernel:
     cdef long offset
     cdef int kind
     cdef float scale
+    cdef float* scratch
     cdef object keep
 
     def __init__(self, x, y, region, int kind):
-        self.keep = (x, y)
         for a in (x, y):
             if a.dtype != np.float32 or not a.flags.c_contiguous:
                 raise ValueError("window reduce buffers must be C-contiguous float32 arrays")
@@ -361,8 +415,11 @@ cdef class WindowReduceKernel:
         self.offset = region.src_offset
         self.kind = kind
         self.scale = 1.0 / (region.sizes[0] * region.sizes[1]) if kind == 1 else 1.0
+        scratch = np.zeros(walle_window_scratch(self.sizes, self.strides), np.float32)
+        self.scratch = <float*><size_t>scratch.ctypes.data
+        self.keep = (x, y, scratch)
 
     def run(self):
         with nogil:
             walle_window_reduce(self.x + self.offset, self.y, self.sizes, self.strides,
-                                self.kind, self.scale)
+                                self.kind, self.scale, self.scratch)

@@ -1,0 +1,75 @@
+"""The cython backend's pooling (``ops_raster.WindowReduceKernel``) against the reference.
+
+Windows of adjacent columns are reduced separably (the KH rows first, then the KW taps), a
+whole plane at a time at stride 1 and a row at a time otherwise; other windows (dilated
+columns) take every (kh, kw) tap in turn. This covers each path over kernel sizes, strides,
+dilations, pads, ``ceil_mode``, batches and channel counts, for max and average pools, at
+every instruction-set level the CPU runs, with NaN and inf in the input (max keeps a NaN
+its window holds, like the reference; sums spread it). Oracle: :func:`walle.ops.run_reference`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests._backends import backend_or_skip
+from walle.errors import ValidationError
+from walle.ops import GraphBuilder, compile_graph, run_reference
+
+LEVELS = ("avx512", "avx2", "sse")
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    kind=st.sampled_from(["max", "avg"]),
+    n=st.integers(1, 2),
+    c=st.integers(1, 5),
+    h=st.integers(3, 19),
+    w=st.integers(3, 37),
+    k=st.integers(1, 4),
+    kw=st.integers(1, 4),
+    s=st.integers(1, 3),
+    d=st.sampled_from([1, 1, 2]),
+    pad=st.integers(0, 1),
+    ceil=st.booleans(),
+    special=st.booleans(),
+    seed=st.integers(0, 40),
+)
+def test_pooling_matches_reference_at_every_level(
+    kind, n, c, h, w, k, kw, s, d, pad, ceil, special, seed
+) -> None:
+    backend_or_skip("cython")
+    from walle.ops.backends import cython_isa
+
+    if (k - 1) * d + 1 > h + 2 * pad or (kw - 1) * d + 1 > w + 2 * pad or pad >= max(k, kw):
+        return
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-3, 3, (n, c, h, w)).astype(np.float32)
+    if special:
+        flat = x.reshape(-1)
+        flat[rng.integers(0, flat.size, 3)] = np.nan
+        flat[rng.integers(0, flat.size, 2)] = np.inf
+    b = GraphBuilder()
+    pool = b.max_pool if kind == "max" else b.avg_pool
+    args = {"strides": (s, s), "pads": (pad,) * 4, "dilations": (d, d), "ceil_mode": ceil}
+    graph = b.build([pool(b.input("x", x.shape), (k, kw), **args)])
+    want = run_reference(graph, {"x": x})[0]
+    best = cython_isa.kernel_level()
+    try:
+        for level in LEVELS:
+            try:
+                cython_isa.set_level(level)
+            except ValidationError:  # this CPU lacks the level
+                continue
+            plan = compile_graph(graph, pin="cython", trials=False, use_cache=False)
+            assert "fused" in {c.algorithm for c in plan.choices.values()}  # the kernel ran
+            got = plan(x)[0]
+            np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=level)
+            finite = ~np.isnan(want)
+            np.testing.assert_allclose(
+                got[finite], want[finite], rtol=1e-5, atol=1e-5, err_msg=level
+            )
+    finally:
+        cython_isa.set_level(best)
