@@ -96,6 +96,27 @@ class BinaryKernel:
     ) -> None: ...
     def run(self) -> None: ...
 
+class ChainKernel:
+    """y = a chain of element-wise ops over broadcast operands, computed in one pass.
+
+    ``ops`` lists ``(op, kind, operand, side)``: ``op`` "unary" (kind of UNARY_KINDS) or
+    "binary" (kind of BINARY_KINDS) with ``operands[operand]`` on the right of the chain's
+    value (side 0), on its left (side 1), or the chain's value on both sides (side 2); the
+    first op's chain value is ``operands[0]``. ``sizes`` (at most 4 dims) and one list of
+    element strides per operand (0 where broadcast; the innermost 1 or 0) come collapsed
+    from the backend; y is contiguous. At most 16 ops and 8 operands (else ValueError).
+    """
+
+    def __init__(
+        self,
+        ops: Sequence[tuple[str, str, int, int]],
+        operands: Sequence[FloatArray],
+        y: FloatArray,
+        sizes: Sequence[int],
+        strides: Sequence[Sequence[int]],
+    ) -> None: ...
+    def run(self) -> None: ...
+
 class ReduceKernel:
     """y = reduce(x) over the middle axis of x viewed as [outer, r, inner] (REDUCE_KINDS)."""
 

@@ -24,7 +24,13 @@ Recognised chains (exactly the ones :mod:`walle.ops.composites` and the ONNX imp
 - ``fused.softmax``: reduce max, sub, exp, reduce sum, div over the last axis;
 - ``fused.layernorm``: mean, sub, mul, mean, add eps, sqrt, div, (* gamma), (+ beta), last axis;
 - ``fused.window_reduce``: a pooling window raster (one rank-6 region, contiguous
-  destination) whose only reader reduces its first two axes (max/avg pooling).
+  destination) whose only reader reduces its first two axes (max/avg pooling);
+- ``fused.elementwise``: a chain of at least two unary/binary nodes, each value but the
+  last read only by the next node and no graph output, every node's output of the chain's
+  shape; the other operands (constants or tensors) broadcast to it. A pre-activation
+  BatchNorm (x * scale + shift, then ReLU) or a residual add and ReLU, in one pass over
+  memory instead of one per node. Matched after the patterns above, so a conv or matmul
+  keeps its own bias and activation tail.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from typing import Any, TypeGuard
 from walle.ops.ir import AttrValue, Graph, Node, contiguous_strides, is_identity_raster
 
 _ACTS = ("relu", "sigmoid", "tanh")
+_ELEMENTWISE = ("unary", "binary")
 
 
 @dataclass(frozen=True)
@@ -111,6 +118,7 @@ def find_steps(graph: Graph) -> list[FusedStep]:
             or _match_group_conv(m, node)
             or _match_linear(m, node)
             or _match_window_reduce(m, node)
+            or _match_elementwise(m, node, claimed)
         )
         if step is not None and not any(part.name in claimed for part in step.parts):
             for part in step.parts:
@@ -378,4 +386,27 @@ def _match_window_reduce(m: _Matcher, raster: Node) -> FusedStep | None:
         red.output,
         (("kind", red.attr("kind")),),
         (raster, red),
+    )
+
+
+def _match_elementwise(m: _Matcher, first: Node, claimed: dict[str, FusedStep]) -> FusedStep | None:
+    """The longest chain of unary/binary nodes from ``first`` (see the module docstring),
+    stopping before a node another pattern already claimed; None if shorter than two."""
+    if first.op not in _ELEMENTWISE:
+        return None
+    shape = m.graph.shape(first.output)
+    parts = [first]
+    while True:
+        nxt = m.only_consumer(parts[-1].output)
+        if nxt is None or nxt.op not in _ELEMENTWISE or nxt.name in claimed:
+            break
+        if m.graph.shape(nxt.output) != shape:
+            break
+        parts.append(nxt)
+    if len(parts) < 2:
+        return None
+    chain = {p.output for p in parts}
+    inputs = dict.fromkeys(i for p in parts for i in p.inputs if i not in chain)
+    return FusedStep(
+        "fused.elementwise", first.name, tuple(inputs), parts[-1].output, (), tuple(parts)
     )

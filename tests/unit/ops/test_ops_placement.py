@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from tests._backends import backend_or_skip
 from walle.ops import CompiledPlan, GraphBuilder, Search, compile_graph, explain
 from walle.ops.backends.base import DeviceCosts
-from walle.ops.fusion import find_steps
+from walle.ops.fusion import atomic_step, find_steps
 from walle.ops.placement import CostTable, Flow, Option, place, plan_seconds
 from walle.ops.plan import is_alias
 
@@ -33,13 +33,14 @@ def _device(copy_s: float = 0.0, per_mb_s: float = 0.0, sync_s: float = 0.0) -> 
 
 
 def _chain(n: int, size: int = 1 << 18):
-    """x -> relu -> exp -> ... (n unary steps) over ``size`` floats (1 MB at 2^18)."""
+    """x -> relu -> exp -> ... (n unary steps) over ``size`` floats (1 MB at 2^18), each
+    node its own step (find_steps would fuse them into one fused.elementwise)."""
     b = GraphBuilder()
     x = b.input("x", (size,))
     for i in range(n):
         x = b.unary("relu" if i % 2 == 0 else "exp", x)
     graph = b.build([x])
-    steps = find_steps(graph)
+    steps = [atomic_step(node) for node in graph.nodes]
     return graph, steps, Flow.of(graph, steps, set())
 
 

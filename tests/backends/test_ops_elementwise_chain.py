@@ -1,0 +1,275 @@
+"""Chains of element-wise ops fused into one ``fused.elementwise`` step, run in one pass.
+
+The fusion must take the longest chain of unary/binary nodes whose intermediates have one
+reader and the chain's shape, and leave the conv and matmul patterns their bias and
+activation tails. The cython backend runs the chain as one ``ops_math.ChainKernel``; at
+every instruction-set level the CPU runs it must match the numpy reference over random
+chains, shapes, broadcasts and operand sides, and propagate NaN and inf exactly. The other
+backends run the step as its parts.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests._backends import backend_or_skip
+from walle.ops import GraphBuilder, compile_graph, run_reference
+from walle.ops.fusion import FusedStep, find_steps
+from walle.ops.ir import Graph
+from walle.ops.plan import allocate
+
+# Ops whose float32 results numpy and the kernel round identically (the kernel's exp,
+# sigmoid and tanh are polynomials: test_transcendental_tails checks them apart).
+_BINARY = ("add", "sub", "mul", "div", "max", "min")
+_UNARY = ("relu", "neg", "abs", "identity")
+
+
+def _levels() -> list[int]:
+    backend_or_skip("cython")
+    from walle._kernels import ops_math
+
+    return [v for v in ops_math.LEVELS.values() if v <= ops_math.best_level()]
+
+
+@pytest.fixture
+def ops_math():
+    """ops_math, with the process's level restored after the test."""
+    backend_or_skip("cython")
+    from walle._kernels import ops_math as module
+
+    before = module.level()
+    yield module
+    module.set_level(before)
+
+
+def _only_chain(graph: Graph) -> FusedStep:
+    (step,) = find_steps(graph)
+    assert step.op == "fused.elementwise"
+    return step
+
+
+def _run_fused(graph: Graph, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    """The graph's single chain step through the cython ChainKernel (never its parts)."""
+    from walle.ops import get_backend
+
+    backend = get_backend("cython")
+    step = _only_chain(graph)
+    assert backend.algorithms(step, graph) == ["fused", "parts"]
+    buffers = allocate(graph, [step])
+    for name, value in feeds.items():
+        buffers[name][...] = value
+    for call in backend.compile(step, "fused", graph, buffers):
+        call()
+    return buffers[step.output].copy()
+
+
+@st.composite
+def _chains(draw: st.DrawFn) -> tuple[Graph, dict[str, np.ndarray]]:
+    """A random chain over an output of rank 1-4 with operands broadcast to it (inputs or
+    constants, on either side), or the chain value on both sides."""
+    rank = draw(st.integers(1, 4))
+    shape = tuple(draw(st.lists(st.integers(1, 5), min_size=rank, max_size=rank)))
+    if draw(st.booleans()):  # a row long enough to cross the kernel's 512-float blocks
+        shape = (*shape[:-1], draw(st.sampled_from([513, 700, 1030])))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    b = GraphBuilder()
+    feeds: dict[str, np.ndarray] = {}
+
+    def operand() -> str:
+        keep = draw(st.lists(st.booleans(), min_size=rank, max_size=rank))
+        sub = tuple(d if k else 1 for d, k in zip(shape, keep, strict=True))
+        sub = sub[draw(st.integers(0, rank)) :] if not all(keep) else sub  # lower rank too
+        value = rng.uniform(-2, 2, sub).astype(np.float32)
+        if draw(st.booleans()):
+            return b.const(value)
+        name = b.input(f"in{len(feeds)}", sub)
+        feeds[name] = value
+        return name
+
+    x = b.input("x", shape)
+    feeds[x] = rng.uniform(-2, 2, shape).astype(np.float32)
+    y = b.binary(draw(st.sampled_from(_BINARY)), operand(), x) if draw(st.booleans()) else x
+    for _ in range(draw(st.integers(2, 6))):
+        if draw(st.booleans()):
+            y = b.unary(draw(st.sampled_from(_UNARY)), y)
+            continue
+        kind = draw(st.sampled_from(_BINARY))
+        side = draw(st.sampled_from(["left", "right", "both"]))
+        if side == "both":
+            y = b.binary(kind, y, y)
+        else:
+            other = operand()
+            y = b.binary(kind, y, other) if side == "left" else b.binary(kind, other, y)
+    return b.build([y]), feeds
+
+
+@settings(max_examples=60, deadline=None)
+@given(_chains())
+def test_random_chains_match_the_reference_at_every_level(case) -> None:
+    graph, feeds = case
+    from walle._kernels import ops_math
+
+    if find_steps(graph)[-1].op != "fused.elementwise":
+        return  # a chain of one node (the start was x itself and one op drawn as unary)
+    if len(find_steps(graph)) != 1:
+        return
+    (want,) = run_reference(graph, feeds)
+    before = ops_math.level()
+    try:
+        for level in _levels():
+            ops_math.set_level(level)
+            got = _run_fused(graph, feeds)
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4, err_msg=str(level))
+    finally:
+        ops_math.set_level(before)
+
+
+def _batchnorm_relu(shape: tuple[int, ...], scale_shape: tuple[int, ...]) -> Graph:
+    rng = np.random.default_rng(1)
+    b = GraphBuilder()
+    x = b.input("x", shape)
+    scale = b.const(rng.uniform(-2, 2, scale_shape).astype(np.float32))
+    shift = b.const(rng.uniform(-2, 2, scale_shape).astype(np.float32))
+    return b.build([b.relu(b.binary("add", b.binary("mul", x, scale), shift))])
+
+
+@pytest.mark.parametrize(
+    ("shape", "scale_shape"),
+    [((1, 64, 7, 7), (64, 1, 1)), ((2, 24, 30, 30), (1, 24, 1, 1)), ((3, 1000), (1000,))],
+)
+def test_batchnorm_relu_is_one_step_matching_the_reference(ops_math, shape, scale_shape):
+    graph = _batchnorm_relu(shape, scale_shape)
+    step = _only_chain(graph)
+    assert [p.attr("kind") for p in step.parts] == ["mul", "add", "relu"]
+    x = np.random.default_rng(2).normal(0, 2, shape).astype(np.float32)
+    (want,) = run_reference(graph, {"x": x})
+    for level in _levels():
+        ops_math.set_level(level)
+        np.testing.assert_array_equal(_run_fused(graph, {"x": x}), want)
+
+
+@pytest.mark.parametrize("kind", ["sigmoid", "tanh", "exp", "sqrt", "reciprocal"])
+def test_transcendental_tails_match_the_reference_at_every_level(ops_math, kind) -> None:
+    rng = np.random.default_rng(6)
+    b = GraphBuilder()
+    x = b.input("x", (2, 40, 33))
+    scale = b.const(rng.uniform(0.1, 1, (40, 1)).astype(np.float32))
+    y = b.unary(kind, b.binary("mul", b.binary("max", x, b.const(np.float32(0.05))), scale))
+    graph = b.build([b.binary("sub", y, b.const(np.float32(0.5)))])
+    feeds = {"x": rng.uniform(-3, 3, (2, 40, 33)).astype(np.float32)}
+    (want,) = run_reference(graph, feeds)
+    for level in _levels():
+        ops_math.set_level(level)
+        got = _run_fused(graph, feeds)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=str(level))
+
+
+def test_nan_and_inf_propagate_as_numpy_at_every_level(ops_math) -> None:
+    special = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, -1.0, 3e38], np.float32)
+    x = np.resize(special, (2, 8, 37)).astype(np.float32)
+    c = np.resize(special[::-1], (8, 1)).astype(np.float32)
+    b = GraphBuilder()
+    xi, ci = b.input("x", x.shape), b.input("c", c.shape)
+    y = b.binary("mul", xi, ci)
+    y = b.relu(b.binary("add", y, ci))
+    y = b.binary("max", ci, b.binary("min", y, xi))
+    y = b.binary("sub", b.binary("div", ci, y), xi)
+    graph = b.build([b.relu(y)])
+    feeds = {"x": x, "c": c}
+    with np.errstate(all="ignore"):
+        (want,) = run_reference(graph, feeds)
+    assert np.isnan(want).any() and np.isinf(want).any()
+    for level in _levels():
+        ops_math.set_level(level)
+        with np.errstate(all="ignore"):
+            got = _run_fused(graph, feeds)
+        np.testing.assert_array_equal(got, want, err_msg=str(level))
+
+
+def test_relu_keeps_nan() -> None:
+    backend_or_skip("cython")
+    from walle._kernels import ops_math
+
+    x = np.array([np.nan, -1.0, 2.0, -np.inf], np.float32)
+    y = np.empty_like(x)
+    ops_math.ChainKernel(
+        [("binary", "add", 1, 0), ("unary", "relu", 0, 0)],
+        [x, np.zeros(1, np.float32)],
+        y,
+        [4],
+        [[1], [0]],
+    ).run()
+    np.testing.assert_array_equal(y, [np.nan, 0.0, 2.0, 0.0])
+
+
+def test_conv_bias_relu_stays_one_conv_and_residual_add_relu_fuses() -> None:
+    rng = np.random.default_rng(3)
+    b = GraphBuilder()
+    x = b.input("x", (1, 8, 6, 6))
+    w = b.const(rng.normal(0, 1, (8, 8, 3, 3)).astype(np.float32))
+    bias = b.const(rng.normal(0, 1, 8).astype(np.float32))
+    y = b.relu(b.conv2d(x, w, bias, pads=(1, 1, 1, 1)))
+    z = b.relu(b.binary("add", b.conv2d(y, w, bias, pads=(1, 1, 1, 1)), x))
+    graph = b.build([z])
+    steps = [s for s in find_steps(graph) if s.fused]
+    assert [s.op for s in steps] == ["fused.conv2d", "fused.conv2d", "fused.elementwise"]
+    assert steps[0].attr("act") == "relu" and steps[0].attr("has_bias")
+    assert steps[1].attr("act") == "none" and steps[1].attr("has_bias")
+    assert [p.attr("kind") for p in steps[2].parts] == ["add", "relu"]
+
+
+def test_chain_stops_at_shared_values_outputs_and_shape_changes() -> None:
+    b = GraphBuilder()
+    x = b.input("x", (4, 5))
+    row = b.input("r", (5,))
+    shared = b.binary("mul", x, x)
+    left = b.relu(b.binary("add", shared, row))  # shared has two readers: not in a chain
+    right = b.unary("neg", b.unary("abs", shared))
+    small = b.unary("exp", b.unary("neg", row))  # [5] then broadcast: a new chain
+    out = b.binary("add", b.binary("sub", left, right), small)
+    graph = b.build([left, out])
+    chains = [[p.attr("kind") for p in s.parts] for s in find_steps(graph) if s.fused]
+    # abs, neg run on into sub and add: their other operands are simply inputs of the chain
+    assert chains == [["add", "relu"], ["neg", "exp"], ["abs", "neg", "sub", "add"]]
+
+
+@pytest.mark.parametrize("name", ["numpy", "opencl"])
+def test_other_backends_run_the_chain_as_parts(name) -> None:
+    backend = backend_or_skip(name)
+    graph = _batchnorm_relu((2, 16, 5, 5), (16, 1, 1))
+    step = _only_chain(graph)
+    assert "parts" in backend.algorithms(step, graph)
+    x = np.random.default_rng(4).normal(0, 2, (2, 16, 5, 5)).astype(np.float32)
+    (want,) = run_reference(graph, {"x": x})
+    (got,) = compile_graph(graph, pin=name, use_cache=False)(x)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_cython_search_runs_the_chain_fused() -> None:
+    backend_or_skip("cython")
+    graph = _batchnorm_relu((1, 256, 14, 14), (256, 1, 1))
+    x = np.random.default_rng(5).normal(0, 2, (1, 256, 14, 14)).astype(np.float32)
+    (want,) = run_reference(graph, {"x": x})
+    (got,) = compile_graph(graph, pin="cython", use_cache=False)(x)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_chain_kernel_refuses_what_it_cannot_run() -> None:
+    backend_or_skip("cython")
+    from walle._kernels import ops_math
+
+    x, y = np.ones(6, np.float32), np.empty(6, np.float32)
+    relu = [("unary", "relu", 0, 0)]
+    with pytest.raises(ValueError):
+        ops_math.ChainKernel(relu * 17, [x], y, [6], [[1]])
+    with pytest.raises(ValueError):
+        ops_math.ChainKernel(relu, [x], y, [6], [[2]])
+    with pytest.raises(ValueError):
+        ops_math.ChainKernel(relu, [x[:3].copy()], y, [6], [[1]])
+    with pytest.raises(ValueError):
+        ops_math.ChainKernel([("binary", "add", 1, 0)], [x], y, [6], [[1]])
+    with pytest.raises(KeyError):
+        ops_math.ChainKernel([("unary", "cosh", 0, 0)], [x], y, [6], [[1]])
