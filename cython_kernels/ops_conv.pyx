@@ -303,6 +303,7 @@ cdef extern from "winograd.h":
         const float* g
         const float* bias
         float* y
+        long yk
         int relu
     long walle_wino_lanes(int level, int nv) nogil
     void walle_wino_run(const walle_wino* p, int level, int nv, int m, long g0, long g1,
@@ -335,7 +336,8 @@ cdef class WinogradKernel:
     4/9 of the multiply-adds, filters 16/9: better on small planes and wide filters).
 
     Otherwise the same arguments as :class:`ConvKernel`; ``region`` must pass
-    :func:`winograd_fits`. Tiles holding a NaN or infinity are computed directly, so those
+    :func:`winograd_fits`. One group of a grouped conv writes its channels into the whole
+    output: ``y`` then has ``y_channels`` channels and this conv's start at ``y_channel0``. Tiles holding a NaN or infinity are computed directly, so those
     propagate as in the im2col product. The error against the direct sum is a few float32
     ulps of the output's scale (the transforms' constants are small powers of two and
     fractions).
@@ -350,7 +352,8 @@ cdef class WinogradKernel:
     cdef readonly int level
     cdef object keep
 
-    def __init__(self, x, weight, bias, y, region, str act, str level=None, int tile=4):
+    def __init__(self, x, weight, bias, y, region, str act, str level=None, int tile=4,
+                 y_channels=None, int y_channel0=0):
         n, c, kh, kw, oh, ow = (int(v) for v in region.sizes)
         cout = int(weight.shape[0])
         if not winograd_fits(region):
@@ -362,7 +365,10 @@ cdef class WinogradKernel:
         for a in (x, y):
             if a.dtype != np.float32 or not a.flags.c_contiguous:
                 raise ValueError("conv buffers must be C-contiguous float32 arrays")
-        if y.size != n * cout * oh * ow or weight.size != cout * c * 9:
+        yk = cout if y_channels is None else int(y_channels)
+        if not 0 <= y_channel0 <= yk - cout:
+            raise ValueError(f"winograd kernel: channels {y_channel0}+{cout} beyond {yk}")
+        if y.size != n * yk * oh * ow or weight.size != cout * c * 9:
             raise ValueError("winograd kernel: output or weight size does not match the region")
         best = walle_conv_best_level()
         if level is not None and level != "best" and level not in LEVELS:
@@ -409,7 +415,8 @@ cdef class WinogradKernel:
         self.p.u = <const float*><size_t>packed.ctypes.data
         self.p.g = <const float*><size_t>g.ctypes.data
         self.p.bias = <const float*><size_t>padded_bias.ctypes.data
-        self.p.y = <float*><size_t>y.ctypes.data
+        self.p.y = (<float*><size_t>y.ctypes.data) + <long>(y_channel0 * oh * ow)
+        self.p.yk = yk
         self.p.relu = act == "relu"
 
     @property

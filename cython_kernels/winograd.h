@@ -38,7 +38,8 @@ typedef struct {
     const float* u;  /* transformed filters, [k8 / 8][A*A][c][8]: one stream per block */
     const float* g;  /* the filters, [k][c][9], for the non-finite tiles */
     const float* bias; /* [k8], zero past k */
-    float* y;        /* [n][k][oh][ow] */
+    float* y;        /* channel 0 of this conv's outputs in [n][yk][oh][ow] */
+    long yk;         /* channels of y per image: k, or more for one group of a grouped conv */
     int relu;
 } walle_wino;
 
@@ -62,7 +63,7 @@ static void walle_wino_direct_tile(const walle_wino* p, long t, long kk, long m)
             }
             float v = acc + p->bias[kk];
             if (p->relu && v < 0.0f) v = 0.0f; /* NaN stays */
-            p->y[((n * p->k + kk) * p->oh + h0 + a) * p->ow + w0 + b] = v;
+            p->y[((n * p->yk + kk) * p->oh + h0 + a) * p->ow + w0 + b] = v;
         }
 }
 
@@ -138,7 +139,7 @@ ATTR static void NAME(const walle_wino* p, long g0, long g1, float* vbuf, float*
             base[l] = n * p->s_n + h0 * p->s_h + w0;                                           \
             hn[l] = p->ih - h0 < A ? (int)(p->ih - h0) : A;                                    \
             wn[l] = p->iw - w0 < A ? (int)(p->iw - w0) : A;                                    \
-            ybase[l] = (n * p->k * p->oh + h0) * p->ow + w0;                                   \
+            ybase[l] = (n * p->yk * p->oh + h0) * p->ow + w0;                                  \
             on[l] = p->oh - h0 < OT ? (int)(p->oh - h0) : OT;                                  \
             om[l] = p->ow - w0 < OT ? (int)(p->ow - w0) : OT;                                  \
             any_edge |= hn[l] < A || wn[l] < A;                                                \

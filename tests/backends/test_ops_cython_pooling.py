@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests._backends import backend_or_skip
-from walle.errors import ValidationError
+from walle.errors import ModelError, ValidationError
 from walle.ops import GraphBuilder, compile_graph, run_reference
 
 LEVELS = ("avx512", "avx2", "sse")
@@ -43,7 +43,7 @@ def test_pooling_matches_reference_at_every_level(
     backend_or_skip("cython")
     from walle.ops.backends import cython_isa
 
-    if (k - 1) * d + 1 > h + 2 * pad or (kw - 1) * d + 1 > w + 2 * pad or pad >= max(k, kw):
+    if (k - 1) * d + 1 > h + 2 * pad or (kw - 1) * d + 1 > w + 2 * pad or pad >= min(k, kw):
         return
     rng = np.random.default_rng(seed)
     x = rng.uniform(-3, 3, (n, c, h, w)).astype(np.float32)
@@ -54,7 +54,10 @@ def test_pooling_matches_reference_at_every_level(
     b = GraphBuilder()
     pool = b.max_pool if kind == "max" else b.avg_pool
     args = {"strides": (s, s), "pads": (pad,) * 4, "dilations": (d, d), "ceil_mode": ceil}
-    graph = b.build([pool(b.input("x", x.shape), (k, kw), **args)])
+    try:
+        graph = b.build([pool(b.input("x", x.shape), (k, kw), **args)])
+    except ModelError:  # a window over padding alone: refused when built, nothing to run
+        return
     want = run_reference(graph, {"x": x})[0]
     best = cython_isa.kernel_level()
     try:

@@ -80,9 +80,7 @@ def _run(ops_conv, graph, x, weight, bias, relu, level, tile=4):
     seed=st.integers(0, 50),
     tile=st.sampled_from([2, 4]),
 )
-def test_winograd_kernel_matches_reference_at_every_level(
-    n, c, cout, h, w, relu, bias, seed, tile
-):
+def test_winograd_kernel_matches_reference_at_every_level(n, c, cout, h, w, relu, bias, seed, tile):
     ops_conv = _ops_conv()
     rng = np.random.default_rng(seed)
     x = rng.uniform(-2, 2, (n, c, h, w)).astype(np.float32)  # pad 0: the region is x
@@ -192,3 +190,39 @@ def test_search_offers_winograd_for_3x3_stride_1_convs_and_the_plan_matches() ->
     want = run_reference(graph, {"x": x})[0]
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
     assert np.isnan(want).sum() < want.size // 2  # only channel 3's outputs
+
+
+@pytest.mark.parametrize("algorithm", ["winograd", "winograd_f2"])
+@pytest.mark.parametrize(("n", "c", "cout", "group"), [(2, 8, 6, 2), (1, 12, 9, 3)])
+def test_grouped_conv_runs_a_winograd_kernel_per_group(algorithm, n, c, cout, group) -> None:
+    """AlexNet's grouped 3x3 convs: each group's kernel reads its input channels and writes
+    its output channels of the whole output (a batch of 2 checks the image stride)."""
+    backend = backend_or_skip("cython")
+    from walle.ops.fusion import find_steps
+    from walle.ops.plan import allocate, is_alias
+
+    rng = np.random.default_rng(c)
+    x = rng.uniform(-1, 1, (n, c, 11, 13)).astype(np.float32)
+    b = GraphBuilder()
+    weight = b.const(rng.uniform(-0.5, 0.5, (cout, c // group, 3, 3)).astype(np.float32))
+    bias = b.const(rng.uniform(-1, 1, cout).astype(np.float32))
+    y = b.conv2d(b.input("x", x.shape), weight, bias, pads=(1, 1, 1, 1), group=group)
+    graph = b.build([b.relu(y)])
+    steps = find_steps(graph)
+    (conv,) = [s for s in steps if s.op == "fused.group_conv2d"]
+    assert algorithm in backend.fused_algorithms(conv, graph)
+    buffers = allocate(graph, steps, fill=100.0)  # stale values, never zeros
+    buffers[graph.inputs[0]][...] = x
+    for step in steps:
+        if is_alias(step, graph):
+            continue
+        if step is conv:
+            algo = algorithm
+        elif step.fused:
+            algo = backend.fused_algorithms(step, graph)[0]
+        else:
+            algo = backend.atomic_algorithms(step.parts[0], graph)[0]
+        for call in backend.finish(backend.compile(step, algo, graph, buffers)):
+            call()
+    want = run_reference(graph, {"x": x})[0]
+    np.testing.assert_allclose(buffers[graph.outputs[0]], want, rtol=1e-4, atol=1e-4)

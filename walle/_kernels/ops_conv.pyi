@@ -46,8 +46,9 @@ class WinogradKernel:
     """y[N, Cout, OH*OW] = act(conv(x) + bias) for a 3x3 stride-1 conv by Winograd
     F(tile x tile, 3x3), ``tile`` 4 or 2.
 
-    Otherwise the same arguments as :class:`ConvKernel`; ValueError on a region
-    :func:`winograd_fits` turns down, a bad buffer, activation, level or tile.
+    Otherwise the same arguments as :class:`ConvKernel`; ``y_channels``/``y_channel0``: one
+    group of a grouped conv writing its channels into the whole output. ValueError on a
+    region :func:`winograd_fits` turns down, a bad buffer, activation, level or tile.
     """
 
     def __init__(
@@ -60,6 +61,8 @@ class WinogradKernel:
         act: str,
         level: str | None = None,
         tile: int = 4,
+        y_channels: int | None = None,
+        y_channel0: int = 0,
     ) -> None: ...
     @property
     def tile(self) -> int:

@@ -25,6 +25,7 @@ identity, so search decisions timed at one level are never reused at another.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -56,6 +57,7 @@ class CythonBackend(Backend):
             "fused.window_reduce",
             "fused.conv2d",
             "fused.group_conv2d",
+            "fused.elementwise",
         }
     )
     # Measured on a 2-core EPYC (AVX-512), one thread: exp over 64k floats ~22 us,
@@ -120,7 +122,14 @@ class CythonBackend(Backend):
             plain = region.sizes[1] > step.attr("group") and _is_plain_view(
                 region, graph.shape(im2col.inputs[0])
             )
-            return ["direct", "blas"] if plain else ["direct"]
+            # a grouped 3x3 stride-1 conv (not depthwise): a Winograd kernel per group
+            per_group = region.sizes[1] // step.attr("group") >= 4 and not step.attr("prologue")
+            winograd = (
+                ["winograd", "winograd_f2"] if per_group and ops_conv.winograd_fits(region) else []
+            )
+            return ["direct", "blas", *winograd] if plain else ["direct", *winograd]
+        if step.op == "fused.elementwise":
+            return ["fused"] if _chain_program(step, graph) is not None else []
         return ["fused"]
 
     def matmul_rate(self, algorithm: str) -> float:
@@ -191,6 +200,8 @@ class CythonBackend(Backend):
             return _conv(step, algorithm, graph, buffers)
         if step.op == "fused.group_conv2d":
             return _group_conv(step, algorithm, graph, buffers)
+        if step.op == "fused.elementwise":
+            return _chain(step, graph, buffers)
         if step.op == "fused.layernorm":
             gamma = ins[1].reshape(-1) if step.attr("has_gamma") else None
             beta = ins[2].reshape(-1) if step.attr("has_beta") else None
@@ -201,6 +212,81 @@ class CythonBackend(Backend):
         mode = 0 if bias is None else (1 if step.attr("side") == "right" else 2)
         out = out.reshape(graph.shape(step.parts[0].output))  # the act may follow a reshape
         return _gemm(algorithm, ins[0], ins[1], out, bias, mode, step.attr("act"))
+
+
+# A chain's op list for ops_math.ChainKernel: (op, kind, operand, side) each.
+_ChainOps = list[tuple[str, str, int, int]]
+_CHAIN_MAX_OPS, _CHAIN_MAX_OPERANDS = 16, 8
+
+
+def _chain(step: FusedStep, graph: Graph, buffers: Buffers) -> list[Call]:
+    """A ``fused.elementwise`` step as one ops_math.ChainKernel pass."""
+    program = _chain_program(step, graph)
+    if program is None:  # fused_algorithms turned it down: a caller skipped it
+        raise BackendError(f"cython: chain {step.name!r} does not fit the chain kernel")
+    names, ops, sizes, strides = program
+    operands = [buffers[n] for n in names]
+    return [ops_math.ChainKernel(ops, operands, buffers[step.output], sizes, strides).run]
+
+
+def _chain_program(
+    step: FusedStep, graph: Graph
+) -> tuple[list[str], _ChainOps, list[int], list[list[int]]] | None:
+    """The chain's operands (the first node's chain value first), its ops, and the output
+    sizes and operand strides collapsed to at most 4 dims; None if beyond the kernel."""
+    first = step.parts[0]
+    names = [first.inputs[0]]
+    ops: _ChainOps = []
+    value = None  # the chain value's name after the previous node
+    for node in step.parts:
+        kind = node.attr("kind")
+        if node.op == "unary":
+            ops.append(("unary", kind, 0, 0))
+        else:
+            a, b = node.inputs
+            if value is None:  # the first node: operand 0 is its chain value
+                value = a
+            if a == value and b == value:
+                ops.append(("binary", kind, 0, 2))
+            else:
+                other, side = (b, 0) if a == value else (a, 1)
+                if other not in names:
+                    names.append(other)
+                ops.append(("binary", kind, names.index(other), side))
+        value = node.output
+    if len(ops) > _CHAIN_MAX_OPS or len(names) > _CHAIN_MAX_OPERANDS:
+        return None
+    collapsed = _collapse_many(graph.shape(step.output), [graph.shape(n) for n in names])
+    if collapsed is None:
+        return None
+    return names, ops, *collapsed
+
+
+def _collapse_many(
+    out: tuple[int, ...], shapes: list[tuple[int, ...]]
+) -> tuple[list[int], list[list[int]]] | None:
+    """Output sizes and each operand's broadcast element strides, size-1 dims dropped and
+    adjacent dims merged where every operand allows; None beyond 4 dims."""
+    columns: list[list[int]] = []
+    for shape in shapes:
+        full = (1,) * (len(out) - len(shape)) + shape
+        own = contiguous_strides(full)
+        columns.append([0 if d == 1 else s for d, s in zip(full, own, strict=True)])
+    dims = [(size, [c[i] for c in columns]) for i, size in enumerate(out) if size != 1]
+    merged: list[tuple[int, list[int]]] = []
+    for size, strides in reversed(dims):
+        if merged and all(
+            s == t * merged[-1][0] for s, t in zip(strides, merged[-1][1], strict=True)
+        ):
+            merged[-1] = (merged[-1][0] * size, merged[-1][1])
+        else:
+            merged.append((size, strides))
+    merged.reverse()
+    if not merged:
+        merged = [(1, [0] * len(shapes))]
+    if len(merged) > 4:
+        return None
+    return [m[0] for m in merged], [[m[1][k] for m in merged] for k in range(len(shapes))]
 
 
 def _conv(step: FusedStep, algorithm: str, graph: Graph, buffers: Buffers) -> list[Call]:
@@ -247,6 +333,8 @@ def _group_conv(step: FusedStep, algorithm: str, graph: Graph, buffers: Buffers)
     bias = buffers[step.inputs[2]].reshape(-1) if step.attr("has_bias") else None
     region, group, act = im2col.attr("regions")[0], step.attr("group"), step.attr("act")
     level = cython_isa.NAMES[ops_conv.level()]
+    if algorithm.startswith("winograd") and np.isfinite(weight).all():  # else they spread
+        return _group_winograd(x, weight, bias, out, region, group, act, algorithm)
     if algorithm == "blas":
         n, c, _, _, oh, ow = region.sizes
         cols = x.reshape(n, group, c // group, oh * ow)
@@ -277,6 +365,37 @@ def _group_conv(step: FusedStep, algorithm: str, graph: Graph, buffers: Buffers)
             calls.append(raster.run)
     kernel = ops_group.GroupConvKernel(x, weight, bias, out, region, group, act, level)
     return [*calls, kernel.run]
+
+
+def _group_winograd(
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None,
+    out: np.ndarray,
+    region: Region,
+    group: int,
+    act: str,
+    algorithm: str,
+) -> list[Call]:
+    """A grouped 3x3 stride-1 conv as one Winograd kernel per group: group g reads its
+    input channels (the region moved to its first channel) and writes its output channels
+    of the whole output."""
+    n, c, kh, kw, oh, ow = region.sizes
+    per_in, per_out = c // group, weight.shape[1]
+    tile = 2 if algorithm == "winograd_f2" else 4
+    calls: list[Call] = []
+    for g in range(group):
+        sub = dataclasses.replace(
+            region,
+            sizes=(n, per_in, kh, kw, oh, ow),
+            src_offset=region.src_offset + g * per_in * region.src_strides[1],
+        )
+        kernel = ops_conv.WinogradKernel(
+            x, weight[g], None if bias is None else bias[g * per_out : (g + 1) * per_out],
+            out, sub, act, None, tile, group * per_out, g * per_out,
+        )  # fmt: skip
+        calls.append(kernel.run)
+    return calls
 
 
 def _prologue_planes(
