@@ -1,21 +1,25 @@
-/* Winograd F(4x4, 3x3) convolution for the walle.ops cython backend (ops_conv.pyx).
+/* Winograd convolution for the walle.ops cython backend (ops_conv.pyx): F(4x4, 3x3) and
+   F(2x2, 3x3).
 
-   A 3x3, stride-1, dilation-1 convolution computed on 6x6 input tiles that give 4x4 outputs
-   each: the input tile is transformed (B^T d B), multiplied element-wise by the transformed
-   filter (G g G^T, done once at build time) and summed over input channels -- 36 independent
-   matrix products [Cout, C] x [C, tiles] -- then transformed back (A^T m A). That is 36
-   multiply-adds per 16 outputs and input channel instead of 144: a quarter of the direct
-   convolution's arithmetic, for a few adds per tile in the transforms.
+   A 3x3, stride-1, dilation-1 convolution computed on input tiles of (m+2)x(m+2) that give
+   m x m outputs each (m = 4: 6x6 tiles; m = 2: 4x4): the input tile is transformed
+   (B^T d B), multiplied element-wise by the transformed filter (G g G^T, done once at build
+   time) and summed over input channels -- (m+2)^2 independent matrix products
+   [Cout, C] x [C, tiles] -- then transformed back (A^T m A). F(4x4, 3x3) does 36
+   multiply-adds per 16 outputs and input channel instead of 144, F(2x2, 3x3) 16 per 4
+   instead of 36, for a few adds per tile in the transforms.
 
    Work is split in groups of L tiles (L = NV vectors of VW floats, one lane per tile, so the
    transforms run lane-wise in vectors). Per group: the input tiles of every channel are
-   gathered and transformed into V[36][C][L]; then for each block of 8 output channels the
-   36 products run in a register tile of 8 channels x NV vectors (the weights broadcast from
-   U packed [Cout/8][36][C][8], so a block's filters are one contiguous stream) into M[36][8][L], which is transformed back, biased,
-   rectified and written to the NCHW output at once.
+   gathered (4 whole tiles at a time through 4x4 transposes) and transformed into
+   V[(m+2)^2][C][L]; then for each block of 8 output channels the products run in a
+   register tile of 8 channels x NV vectors (the filters broadcast from U packed
+   [Cout/8][(m+2)^2][C][8], so a block's filters are one contiguous stream) into
+   M[(m+2)^2][8][L], which is transformed back, biased, rectified and written to the NCHW
+   output at once (again 4 whole tiles at a time through transposes).
 
    Non-finite inputs: a tile whose inputs hold a NaN or an infinity would spread it to all
-   16 outputs of the tile (and inf - inf makes NaN where the direct sum keeps inf), so such
+   outputs of the tile (and inf - inf makes NaN where the direct sum keeps inf), so such
    tiles are found while they are gathered (a lane sum of x * 0) and their outputs are
    computed directly instead: NaN and inf propagate exactly as in the im2col product. */
 
@@ -65,6 +69,64 @@ static void walle_wino_direct_tile(const walle_wino* p, long t, long kk, long m)
             if (p->relu && v < 0.0f) v = 0.0f; /* NaN stays */
             p->y[((n * p->yk + kk) * p->oh + h0 + a) * p->ow + w0 + b] = v;
         }
+}
+
+/* 4 x 4 transposes of float vectors (GCC's and clang's vector shuffles): the gather of
+   4 tiles' input rows into lanes, and the scatter of 4 lanes' output rows, without scalar
+   loads and stores. */
+typedef float walle_wf4 __attribute__((vector_size(16)));
+typedef int walle_wi4 __attribute__((vector_size(16)));
+#if defined(__clang__)
+#define WALLE_SHUF(A, B, I, J, K, M) __builtin_shufflevector(A, B, I, J, K, M)
+#else
+#define WALLE_SHUF(A, B, I, J, K, M) __builtin_shuffle(A, B, (walle_wi4){I, J, K, M})
+#endif
+static inline __attribute__((always_inline)) void walle_wino_t4(walle_wf4* r) {
+    walle_wf4 t0 = WALLE_SHUF(r[0], r[1], 0, 4, 1, 5), t1 = WALLE_SHUF(r[0], r[1], 2, 6, 3, 7);
+    walle_wf4 t2 = WALLE_SHUF(r[2], r[3], 0, 4, 1, 5), t3 = WALLE_SHUF(r[2], r[3], 2, 6, 3, 7);
+    r[0] = WALLE_SHUF(t0, t2, 0, 1, 4, 5);
+    r[1] = WALLE_SHUF(t0, t2, 2, 3, 6, 7);
+    r[2] = WALLE_SHUF(t1, t3, 0, 1, 4, 5);
+    r[3] = WALLE_SHUF(t1, t3, 2, 3, 6, 7);
+}
+
+/* d[(a * 6 + b) * L + j] = xs_j[a * sh + b] for 4 interior 6x6 tiles j (rows of 6 floats). */
+static inline __attribute__((always_inline)) void walle_wino_gather4(
+        const float* const* xs, long sh, float* d, long L) {
+    for (int a = 0; a < 6; a++) {
+        walle_wf4 lo[4], hi[4];
+        for (int j = 0; j < 4; j++) {
+            memcpy(&lo[j], xs[j] + a * sh, sizeof(walle_wf4));
+            memcpy(&hi[j], xs[j] + a * sh + 2, sizeof(walle_wf4));
+        }
+        walle_wino_t4(lo);
+        walle_wino_t4(hi);
+        for (int b = 0; b < 4; b++) memcpy(d + (a * 6 + b) * L, &lo[b], sizeof(walle_wf4));
+        memcpy(d + (a * 6 + 4) * L, &hi[2], sizeof(walle_wf4));
+        memcpy(d + (a * 6 + 5) * L, &hi[3], sizeof(walle_wf4));
+    }
+}
+
+/* The same for 4 interior 4x4 tiles (F(2x2, 3x3)): rows of 4 floats. */
+static inline __attribute__((always_inline)) void walle_wino_gather4_a4(
+        const float* const* xs, long sh, float* d, long L) {
+    for (int a = 0; a < 4; a++) {
+        walle_wf4 r[4];
+        for (int j = 0; j < 4; j++) memcpy(&r[j], xs[j] + a * sh, sizeof(walle_wf4));
+        walle_wino_t4(r);
+        for (int b = 0; b < 4; b++) memcpy(d + (a * 4 + b) * L, &r[b], sizeof(walle_wf4));
+    }
+}
+
+/* yo_j[a * ow + b] = d[(a * 4 + b) * L + j] for 4 whole 4x4 output tiles j. */
+static inline __attribute__((always_inline)) void walle_wino_scatter4(
+        const float* d, long L, float* const* yo, long ow) {
+    for (int a = 0; a < 4; a++) {
+        walle_wf4 r[4];
+        for (int b = 0; b < 4; b++) memcpy(&r[b], d + (a * 4 + b) * L, sizeof(walle_wf4));
+        walle_wino_t4(r);
+        for (int j = 0; j < 4; j++) memcpy(yo[j] + a * ow, &r[j], sizeof(walle_wf4));
+    }
 }
 
 /* F(4x4, 3x3), 6x6 input tiles. B^T applied to 6 values (lane arrays): the input
@@ -144,12 +206,26 @@ ATTR static void NAME(const walle_wino* p, long g0, long g1, float* vbuf, float*
             om[l] = p->ow - w0 < OT ? (int)(p->ow - w0) : OT;                                  \
             any_edge |= hn[l] < A || wn[l] < A;                                                \
         }                                                                                      \
+        int whole4[L / 4], out4[L / 4]; /* 4-lane blocks of whole input / output tiles */      \
+        for (int q = 0; q < L / 4; q++) {                                                      \
+            whole4[q] = out4[q] = 1;                                                           \
+            for (int j = 4 * q; j < 4 * q + 4; j++) {                                          \
+                whole4[q] &= hn[j] == A && wn[j] == A;                                         \
+                out4[q] &= on[j] == OT && om[j] == OT;                                         \
+            }                                                                                  \
+        }                                                                                      \
         if (any_edge) memset(d, 0, sizeof(d));                                                 \
         for (long ci = 0; ci < p->c; ci++) {                                                   \
             const float* xc = p->x + ci * p->s_c;                                              \
             for (int l = 0; l < L; l++) {                                                      \
                 const float* xs = xc + base[l];                                                \
-                if (hn[l] == A && wn[l] == A) {                                                \
+                if ((l & 3) == 0 && whole4[l >> 2]) {                                          \
+                    const float* xs4[4] = {xs, xc + base[l + 1], xc + base[l + 2],             \
+                                           xc + base[l + 3]};                                  \
+                    if (A == 6) walle_wino_gather4(xs4, p->s_h, d + l, L);                     \
+                    else walle_wino_gather4_a4(xs4, p->s_h, d + l, L);                         \
+                    l += 3;                                                                    \
+                } else if (hn[l] == A && wn[l] == A) {                                         \
                     for (int a = 0; a < A; a++)                                                \
                         for (int b = 0; b < A; b++) d[(a * A + b) * L + l] = xs[a * p->s_h + b]; \
                 } else {                                                                       \
@@ -212,6 +288,13 @@ ATTR static void NAME(const walle_wino* p, long g0, long g1, float* vbuf, float*
                 }                                                                              \
                 float* yk = p->y + kk * p->oh * p->ow;                                         \
                 for (int l = 0; l < L; l++) {                                                  \
+                    if (OT == 4 && (l & 3) == 0 && out4[l >> 2] && !any_bad) {                 \
+                        float* yo4[4] = {yk + ybase[l], yk + ybase[l + 1], yk + ybase[l + 2],  \
+                                         yk + ybase[l + 3]};                                   \
+                        walle_wino_scatter4(d + l, L, yo4, p->ow);                             \
+                        l += 3;                                                                \
+                        continue;                                                              \
+                    }                                                                          \
                     if (any_bad && chk[l] != chk[l]) {                                         \
                         walle_wino_direct_tile(p, t0 + l, kk, OT);                             \
                         continue;                                                              \

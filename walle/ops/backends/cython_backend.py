@@ -297,11 +297,14 @@ def _conv(step: FusedStep, algorithm: str, graph: Graph, buffers: Buffers) -> li
     out = buffers[step.output].reshape(graph.shape(mm.output))
     region = im2col.attr("regions")[0]
     if algorithm == "direct":
-        return [
-            ops_conv.ConvKernel(
-                buffers[step.inputs[0]], weight, bias, out, region, step.attr("act")
-            ).run
-        ]
+        x = buffers[step.inputs[0]]
+        if _is_plain_view(region, x.shape):  # 1x1: one row of OH*OW columns, full tiles
+            n, c, _, _, oh, ow = region.sizes
+            s = region.src_strides
+            region = dataclasses.replace(
+                region, sizes=(n, c, 1, 1, 1, oh * ow), src_strides=(s[0], s[1], 0, 0, 0, 1)
+            )
+        return [ops_conv.ConvKernel(x, weight, bias, out, region, step.attr("act")).run]
     if algorithm.startswith("winograd") and np.isfinite(weight).all():  # else they spread
         tile = 2 if algorithm == "winograd_f2" else 4
         return [
