@@ -10,8 +10,9 @@ kernel reads the caller's arrays and writes an output array that no caller holds
 
 from __future__ import annotations
 
+import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeGuard
 
@@ -19,9 +20,12 @@ import numpy as np
 import numpy.typing as npt
 
 from walle.errors import ValidationError
+from walle.ops.aliasing import NO_SLOTS, ConcatSlots, Slot, concat_slots, is_alias, reshape_aliases
 from walle.ops.backends.base import Backend, Buffers, Call, DirectKernel
 from walle.ops.fusion import FusedStep
-from walle.ops.ir import FloatArray, Graph, is_identity_raster
+from walle.ops.ir import FloatArray, Graph
+
+__all__ = ["Choice", "CompiledPlan", "allocate", "is_alias"]
 
 
 @dataclass(frozen=True)
@@ -34,40 +38,43 @@ class Choice:
     measured_s: float | None = None
 
 
-def is_alias(step: FusedStep, graph: Graph) -> bool:
-    """True for a reshape-like raster that can share its input's buffer."""
-    return (
-        not step.fused
-        and step.op == "raster"
-        and is_identity_raster(step.parts[0], graph.shape(step.inputs[0]), graph.shape(step.output))
-    )
-
-
-def allocate(graph: Graph, steps: list[FusedStep], fill: float | None = None) -> Buffers:
+def allocate(
+    graph: Graph,
+    steps: list[FusedStep],
+    fill: float | None = None,
+    slots: Mapping[str, Slot] | None = None,
+) -> Buffers:
     """One buffer per value; aliases for reshape rasters; constants as given.
 
-    A reshape inside a fused step aliases too (conv2d's im2col reshape): a backend running
-    the step's parts skips it (:func:`walle.ops.backends.base.is_aliased_part`).
+    A value with a slot (:func:`walle.ops.aliasing.concat_slots`) gets its block of the
+    host value's buffer instead, so every view exists before a kernel captures a pointer.
+    Every buffer is a C-contiguous float32 array.
     """
+    placed = slots or {}
+    flat: dict[str, FloatArray] = {}
+
+    def memory(name: str) -> FloatArray:
+        # A value's flat memory: its own, or its block of its host's (hosts come later in
+        # the graph, so they are made on demand; nested concats recurse outward).
+        found = flat.get(name)
+        if found is None:
+            slot = placed.get(name)
+            if slot is None:
+                found = _new((math.prod(graph.shape(name)),), fill)
+            else:
+                found = memory(slot.host)[slot.offset : slot.offset + slot.size]
+            flat[name] = found
+        return found
+
     buffers: Buffers = dict(graph.constants)
-    alias = {s.output: s.inputs[0] for s in steps if is_alias(s, graph)}
-    alias.update(
-        {
-            node.output: node.inputs[0]
-            for s in steps
-            if s.fused
-            for node in s.parts
-            if node.op == "raster"
-            and is_identity_raster(node, graph.shape(node.inputs[0]), graph.shape(node.output))
-        }
-    )
+    alias = reshape_aliases(graph, steps)
     for name in graph.inputs:
         buffers[name] = _new(graph.shape(name), fill)
     for node in graph.nodes:
         if node.output in alias:
             buffers[node.output] = buffers[alias[node.output]].reshape(graph.shape(node.output))
         else:
-            buffers[node.output] = _new(graph.shape(node.output), fill)
+            buffers[node.output] = memory(node.output).reshape(graph.shape(node.output))
     return buffers
 
 
@@ -75,6 +82,14 @@ def _new(shape: tuple[int, ...], fill: float | None) -> FloatArray:
     if fill is None:
         return np.empty(shape, np.float32)
     return np.random.default_rng(0).uniform(fill, fill + 1.0, shape).astype(np.float32)
+
+
+def _in_place(
+    graph: Graph, steps: list[FusedStep], choices: dict[str, Choice], backends: dict[str, Backend]
+) -> ConcatSlots:
+    """Concat inputs written in place by the steps that run on host memory."""
+    host = {name for name, c in choices.items() if backends[c.backend].memory == "host"}
+    return concat_slots(graph, steps, host)
 
 
 class CompiledPlan:
@@ -86,17 +101,23 @@ class CompiledPlan:
         steps: list[FusedStep],
         choices: dict[str, Choice],
         backends: dict[str, Backend],
+        *,
+        concat_in_place: bool = True,
     ) -> None:
+        """``concat_in_place``: concat inputs write into their concat's buffer where safe
+        (:func:`walle.ops.aliasing.concat_slots`); False keeps every concat a copy."""
         self.graph = graph
         self.steps = steps
         self.choices = choices
         self.backends = backends
-        self.buffers = allocate(graph, steps)
+        self.in_place = _in_place(graph, steps, choices, backends) if concat_in_place else NO_SLOTS
+        self.buffers = allocate(graph, steps, slots=self.in_place.slots)
         calls: list[Call] = []
         run: list[Call] = []
         current: Backend | None = None
-        for step in steps:
-            if is_alias(step, graph):
+        for planned in steps:
+            step = None if is_alias(planned, graph) else self.in_place.step(planned)
+            if step is None:  # a reshape alias, or a concat whose inputs all wrote in place
                 continue
             choice = choices[step.name]
             backend = backends[choice.backend]

@@ -1,0 +1,176 @@
+"""Which values of a plan share memory: reshape aliases, and concat inputs written in place.
+
+A reshape raster (:func:`is_alias`) never copies: its output is its input's buffer viewed in
+another shape. A concat raster need not copy either: each input whose producer writes host
+memory can write straight into its block of the concat's buffer (:func:`concat_slots`), so
+the concat step shrinks to the regions still to copy, or disappears. Concats of concats nest
+(DenseNet's chain): the inner concat's buffer is itself a block of the outer one.
+
+Only the final plan places values in concat blocks: the search's timed trials give every
+value its own buffer, which is always correct.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Set
+from dataclasses import dataclass
+
+from walle.ops.fusion import FusedStep
+from walle.ops.ir import Graph, Region, contiguous_strides, is_identity_raster
+
+
+def is_alias(step: FusedStep, graph: Graph) -> bool:
+    """True for a reshape-like raster that can share its input's buffer."""
+    return (
+        not step.fused
+        and step.op == "raster"
+        and is_identity_raster(step.parts[0], graph.shape(step.inputs[0]), graph.shape(step.output))
+    )
+
+
+def reshape_aliases(graph: Graph, steps: list[FusedStep]) -> dict[str, str]:
+    """For each value that is a reshape of another, the value it views.
+
+    A reshape inside a fused step aliases too (conv2d's im2col reshape): a backend running
+    the step's parts skips it (:func:`walle.ops.backends.base.is_aliased_part`).
+    """
+    alias = {s.output: s.inputs[0] for s in steps if is_alias(s, graph)}
+    alias.update(
+        {
+            node.output: node.inputs[0]
+            for s in steps
+            if s.fused
+            for node in s.parts
+            if node.op == "raster"
+            and is_identity_raster(node, graph.shape(node.inputs[0]), graph.shape(node.output))
+        }
+    )
+    return alias
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A value's buffer as the block of ``size`` elements at ``offset`` in ``host``'s buffer."""
+
+    host: str
+    offset: int
+    size: int
+
+
+@dataclass(frozen=True)
+class ConcatSlots:
+    """The in-place placement of a plan: ``slots`` by value (each the root of its reshape
+    aliases), and for each concat step that lost regions the step left to run (``None``:
+    nothing left, the step is skipped)."""
+
+    slots: dict[str, Slot]
+    steps: dict[str, FusedStep | None]
+
+    def step(self, step: FusedStep) -> FusedStep | None:
+        """What to compile for ``step``: itself, its remaining copies, or None (nothing)."""
+        return self.steps.get(step.name, step)
+
+
+NO_SLOTS = ConcatSlots({}, {})
+
+
+def concat_slots(graph: Graph, steps: list[FusedStep], host_steps: Set[str]) -> ConcatSlots:
+    """Place concat inputs in their concat's buffer where that is safe.
+
+    ``host_steps`` names the steps that run on a backend writing host memory (``memory ==
+    "host"``): a device backend's results are copied down into their buffers, so its
+    outputs, and the concats it runs, keep their copies. A value (with its reshape aliases)
+    moves into a concat's block when the concat runs on the host, copies it whole into one
+    contiguous block (an NCHW channel concat at batch 1, any concat on axis 0), reads it in
+    that one region only, and the value is no graph input, output or constant, is not
+    already placed elsewhere (a value two concats read goes to the first) and is written
+    by a host step. Every value is written once, by its producer, so its block is never
+    overwritten while later steps read it. A block is always smaller than its host, so two
+    values never share both address and size (backends tell buffers apart by those).
+    """
+    alias = reshape_aliases(graph, steps)
+
+    def root(name: str) -> str:
+        while name in alias:
+            name = alias[name]
+        return name
+
+    pinned = {root(n) for n in (*graph.inputs, *graph.outputs, *graph.constants)}
+    producer = {node.output: s for s in steps for node in s.parts}
+    slots: dict[str, Slot] = {}
+    left: dict[str, FusedStep | None] = {}
+    for step in steps:
+        if step.name not in host_steps or not _is_copy(step, graph):
+            continue
+        regions: tuple[Region, ...] = step.parts[0].attr("regions")
+        roots = [root(step.inputs[r.input]) for r in regions]
+        keep: list[Region] = []
+        for i, r in enumerate(regions):
+            value = roots[i]
+            placeable = (
+                value not in pinned
+                and value not in slots
+                and roots.count(value) == 1
+                and value in producer
+                and producer[value].name in host_steps
+                and _whole_block(r, math.prod(graph.shape(value)))
+                and math.prod(graph.shape(value)) < math.prod(graph.shape(step.output))
+                and _apart(r, [o for o in regions if o is not r])
+            )
+            if placeable:
+                slots[value] = Slot(step.output, r.dst_offset, math.prod(graph.shape(value)))
+            else:
+                keep.append(r)
+        if len(keep) < len(regions):
+            left[step.name] = _with_regions(step, tuple(keep)) if keep else None
+    return ConcatSlots(slots, left)
+
+
+def _is_copy(step: FusedStep, graph: Graph) -> bool:
+    """An atomic raster that is no reshape alias and does not fill its output first."""
+    return (
+        not step.fused
+        and step.op == "raster"
+        and step.parts[0].attr("fill") is None
+        and not is_alias(step, graph)
+    )
+
+
+def _whole_block(r: Region, size: int) -> bool:
+    """The region copies its whole input, in order, into one contiguous destination block."""
+    dims = [i for i, s in enumerate(r.sizes) if s != 1]
+    sizes = tuple(r.sizes[i] for i in dims)
+    flat = contiguous_strides(sizes)
+    return (
+        size > 0
+        and math.prod(r.sizes) == size
+        and r.src_offset == 0
+        and tuple(r.src_strides[i] for i in dims) == flat
+        and tuple(r.dst_strides[i] for i in dims) == flat
+    )
+
+
+def _extent(r: Region) -> tuple[int, int]:
+    """First and one-past-last destination element the region may touch."""
+    spans = [(n - 1) * s for n, s in zip(r.sizes, r.dst_strides, strict=True)]
+    lo = r.dst_offset + sum(s for s in spans if s < 0)
+    hi = r.dst_offset + sum(s for s in spans if s > 0)
+    return lo, hi + 1
+
+
+def _apart(r: Region, others: list[Region]) -> bool:
+    """No other region writes into ``r``'s destination block."""
+    lo, hi = _extent(r)
+    return all(
+        math.prod(o.sizes) == 0 or _extent(o)[1] <= lo or _extent(o)[0] >= hi for o in others
+    )
+
+
+def _with_regions(step: FusedStep, regions: tuple[Region, ...]) -> FusedStep:
+    """The raster step copying only ``regions`` (inputs unchanged: regions index them)."""
+    node = step.parts[0]
+    attrs = tuple((k, regions if k == "regions" else v) for k, v in node.attrs)
+    node = dataclasses.replace(node, attrs=attrs)
+    return dataclasses.replace(step, attrs=attrs, parts=(node,))
