@@ -299,6 +299,7 @@ cdef extern from "winograd.h":
         long s_n, s_c, s_h
         long ih, iw
         long n, c, k, oh, ow, th, tw, tiles
+        long r
         const float* u
         const float* g
         const float* bias
@@ -310,30 +311,43 @@ cdef extern from "winograd.h":
                         float* vbuf, float* mbuf) nogil
 
 
-# The filter transforms G of winograd.h's B^T and A^T, per output tile side: F(4x4, 3x3)
-# (6x3) and F(2x2, 3x3) (4x3).
+# The filter transforms G of winograd.h's B^T and A^T, per (output tile side, filter
+# side): F(4x4, 3x3) and F(2x2, 5x5) share B^T's points 0, 1, -1, 2, -2 and infinity
+# (row j of G: f_j * p_j ** k), F(2x2, 3x3) has its own.
+_WINO_POINTS = (0.0, 1.0, -1.0, 2.0, -2.0)
+_WINO_F = (1.0 / 4.0, -1.0 / 6.0, -1.0 / 6.0, 1.0 / 24.0, 1.0 / 24.0)
+
+
+def _wino_g6(side):
+    g = np.zeros((6, side), np.float64)
+    for j in range(5):
+        g[j] = [_WINO_F[j] * _WINO_POINTS[j] ** k for k in range(side)]
+    g[5, side - 1] = 1.0
+    return g
+
+
 _WINO_G = {
-    4: np.array(
-        [[6.0, 0.0, 0.0], [-4.0, -4.0, -4.0], [-4.0, 4.0, -4.0], [1.0, 2.0, 4.0],
-         [1.0, -2.0, 4.0], [0.0, 0.0, 24.0]], np.float64) / 24.0,
-    2: np.array([[2.0, 0.0, 0.0], [1.0, 1.0, 1.0], [1.0, -1.0, 1.0], [0.0, 0.0, 2.0]],
-                np.float64) / 2.0,
+    (4, 3): _wino_g6(3),
+    (2, 5): _wino_g6(5),
+    (2, 3): np.array([[2.0, 0.0, 0.0], [1.0, 1.0, 1.0], [1.0, -1.0, 1.0], [0.0, 0.0, 2.0]],
+                     np.float64) / 2.0,
 }
 
 
 def winograd_fits(region):
-    """Whether an im2col region is a 3x3 window at stride 1 and dilation 1 over rows of
-    contiguous columns (what :class:`WinogradKernel` computes)."""
+    """Whether an im2col region is a 3x3 or 5x5 window at stride 1 and dilation 1 over rows
+    of contiguous columns (what :class:`WinogradKernel` computes)."""
     n, c, kh, kw, oh, ow = (int(v) for v in region.sizes)
     s = [int(v) for v in region.src_strides]
-    return kh == 3 and kw == 3 and s[2] == s[4] and s[3] == s[5] == 1
+    return kh == kw and kh in (3, 5) and s[2] == s[4] and s[3] == s[5] == 1
 
 
 cdef class WinogradKernel:
-    """y[N, Cout, OH*OW] = act(conv(x) + bias) for a 3x3, stride-1 conv, by Winograd
-    F(m x m, 3x3) (winograd.h): ``tile`` m = 4 (6x6 input tiles, a quarter of the direct
-    conv's multiply-adds, filters transformed to 4x their size) or 2 (4x4 input tiles,
-    4/9 of the multiply-adds, filters 16/9: better on small planes and wide filters).
+    """y[N, Cout, OH*OW] = act(conv(x) + bias) for a 3x3 or 5x5 stride-1 conv, by Winograd
+    F(m x m, r x r) (winograd.h). 3x3: ``tile`` m = 4 (6x6 input tiles, a quarter of the
+    direct conv's multiply-adds, filters transformed to 4x their size) or 2 (4x4 input
+    tiles, 4/9 of the multiply-adds, filters 16/9: better on small planes and wide
+    filters); 5x5: ``tile`` 2 only (6x6 input tiles, 36/100 of the multiply-adds).
 
     Otherwise the same arguments as :class:`ConvKernel`; ``region`` must pass
     :func:`winograd_fits`. One group of a grouped conv writes its channels into the whole
@@ -357,9 +371,10 @@ cdef class WinogradKernel:
         n, c, kh, kw, oh, ow = (int(v) for v in region.sizes)
         cout = int(weight.shape[0])
         if not winograd_fits(region):
-            raise ValueError("winograd kernel: the region is not a 3x3 stride-1 window")
-        if tile not in (2, 4):
-            raise ValueError(f"winograd kernel: tile {tile} (2 or 4)")
+            raise ValueError("winograd kernel: the region is not a 3x3 or 5x5 stride-1 window")
+        if (tile, kh) not in _WINO_G:
+            raise ValueError(f"winograd kernel: tile {tile} for a {kh}x{kh} filter "
+                             f"(3x3: 2 or 4; 5x5: 2)")
         if act not in ("none", "relu"):
             raise ValueError(f"winograd kernel: activation {act!r} (none or relu)")
         for a in (x, y):
@@ -368,7 +383,7 @@ cdef class WinogradKernel:
         yk = cout if y_channels is None else int(y_channels)
         if not 0 <= y_channel0 <= yk - cout:
             raise ValueError(f"winograd kernel: channels {y_channel0}+{cout} beyond {yk}")
-        if y.size != n * yk * oh * ow or weight.size != cout * c * 9:
+        if y.size != n * yk * oh * ow or weight.size != cout * c * kh * kh:
             raise ValueError("winograd kernel: output or weight size does not match the region")
         best = walle_conv_best_level()
         if level is not None and level != "best" and level not in LEVELS:
@@ -377,13 +392,13 @@ cdef class WinogradKernel:
         if self.level > best:
             raise ValueError(f"winograd kernel: this CPU does not run the {level} tiles")
         self.m = tile
-        side = tile + 2
+        side = tile + kh - 1
         area = side * side
-        g = np.ascontiguousarray(np.asarray(weight, np.float32).reshape(cout, c, 9))
+        g = np.ascontiguousarray(np.asarray(weight, np.float32).reshape(cout, c, kh * kh))
         blocks = -(-cout // 8)
-        transform = _WINO_G[tile]
+        transform = _WINO_G[(tile, kh)]
         u = np.einsum("ai,kcij,bj->abkc", transform,
-                      g.reshape(cout, c, 3, 3).astype(np.float64), transform)
+                      g.reshape(cout, c, kh, kh).astype(np.float64), transform)
         packed = np.zeros((area, blocks * 8, c), np.float32)
         packed[:, :cout] = u.reshape(area, cout, c)
         packed = np.ascontiguousarray(
@@ -396,7 +411,7 @@ cdef class WinogradKernel:
         self.nv = 1 if tiles <= walle_wino_lanes(self.level, 1) else 2
         lanes = walle_wino_lanes(self.level, self.nv)
         self.groups = (tiles + lanes - 1) // lanes
-        work = float(y.size) * c * 9
+        work = float(n * cout * oh * ow) * c * kh * kh
         self.threads = 1 if work < 4 * _GRAIN or self.groups < 2 else max(
             1, min(openmp.omp_get_max_threads(), self.groups, int(work / (4 * _GRAIN))))
         self.vsize = area * c * lanes
@@ -409,7 +424,8 @@ cdef class WinogradKernel:
         self.keep = (x, y, packed, padded_bias, g, scratch)
         self.p.x = (<const float*><size_t>x.ctypes.data) + <long>region.src_offset
         self.p.s_n, self.p.s_c, self.p.s_h = s[0], s[1], s[4]
-        self.p.ih, self.p.iw = oh + 2, ow + 2
+        self.p.ih, self.p.iw = oh + kh - 1, ow + kh - 1
+        self.p.r = kh
         self.p.n, self.p.c, self.p.k, self.p.oh, self.p.ow = n, c, cout, oh, ow
         self.p.th, self.p.tw, self.p.tiles = th, tw, tiles
         self.p.u = <const float*><size_t>packed.ctypes.data

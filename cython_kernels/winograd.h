@@ -1,5 +1,5 @@
-/* Winograd convolution for the walle.ops cython backend (ops_conv.pyx): F(4x4, 3x3) and
-   F(2x2, 3x3).
+/* Winograd convolution for the walle.ops cython backend (ops_conv.pyx): F(4x4, 3x3),
+   F(2x2, 3x3) and F(2x2, 5x5) (6x6 tiles: 36 multiply-adds per 4 outputs instead of 100).
 
    A 3x3, stride-1, dilation-1 convolution computed on input tiles of (m+2)x(m+2) that give
    m x m outputs each (m = 4: 6x6 tiles; m = 2: 4x4): the input tile is transformed
@@ -39,6 +39,7 @@ typedef struct {
     long s_n, s_c, s_h;  /* columns are contiguous */
     long ih, iw;     /* rows and columns the region reads: OH + 2, OW + 2 */
     long n, c, k, oh, ow, th, tw, tiles;
+    long r;          /* filter side: 3, or 5 for F(2x2, 5x5) */
     const float* u;  /* transformed filters, [k8 / 8][A*A][c][8]: one stream per block */
     const float* g;  /* the filters, [k][c][9], for the non-finite tiles */
     const float* bias; /* [k8], zero past k */
@@ -54,16 +55,16 @@ typedef float walle_wv4 __attribute__((vector_size(16)));
 /* The outputs (4 x 4, channel kk) of one tile computed directly, for the tiles that hold a
    non-finite input. */
 static void walle_wino_direct_tile(const walle_wino* p, long t, long kk, long m) {
-    long per = p->th * p->tw, n = t / per, r = t % per;
+    long per = p->th * p->tw, n = t / per, r = t % per, side = p->r;
     long h0 = (r / p->tw) * m, w0 = (r % p->tw) * m;
     for (long a = 0; a < m && h0 + a < p->oh; a++)
         for (long b = 0; b < m && w0 + b < p->ow; b++) {
             float acc = 0.0f;
             for (long ci = 0; ci < p->c; ci++) {
                 const float* xs = p->x + n * p->s_n + ci * p->s_c + (h0 + a) * p->s_h + w0 + b;
-                const float* gs = p->g + (kk * p->c + ci) * 9;
-                for (int i = 0; i < 3; i++)
-                    for (int j = 0; j < 3; j++) acc += gs[i * 3 + j] * xs[i * p->s_h + j];
+                const float* gs = p->g + (kk * p->c + ci) * side * side;
+                for (long i = 0; i < side; i++)
+                    for (long j = 0; j < side; j++) acc += gs[i * side + j] * xs[i * p->s_h + j];
             }
             float v = acc + p->bias[kk];
             if (p->relu && v < 0.0f) v = 0.0f; /* NaN stays */
@@ -153,6 +154,16 @@ static inline __attribute__((always_inline)) void walle_wino_scatter4(
         OUT[1 * OS + l] = d12 + 2.0f * d34;                                                    \
         OUT[2 * OS + l] = s12 + 4.0f * s34;                                                    \
         OUT[3 * OS + l] = d12 + 8.0f * d34 + m5;                                               \
+    }
+
+/* F(2x2, 5x5): the same 6x6 input tiles and B^T (the same interpolation points), A^T's
+   two rows (2 outputs). */
+#define WALLE_WINO_AT62(M, S, OUT, OS, L)                                                      \
+    _Pragma("GCC ivdep") for (int l = 0; l < L; l++) {                                         \
+        float m0 = M[0 * S + l], m1 = M[1 * S + l], m2 = M[2 * S + l];                         \
+        float m3 = M[3 * S + l], m4 = M[4 * S + l], m5 = M[5 * S + l];                         \
+        OUT[0 * OS + l] = m0 + m1 + m2 + m3 + m4;                                              \
+        OUT[1 * OS + l] = m1 - m2 + 2.0f * (m3 - m4) + m5;                                     \
     }
 
 /* F(2x2, 3x3), 4x4 input tiles: fewer tiles idle on small planes (7x7 gives 16 tiles, not
@@ -316,6 +327,8 @@ ATTR static void NAME(const walle_wino* p, long g0, long g1, float* vbuf, float*
 }
 
 #define WALLE_WINO_SIZES(NAME, ATTR, VT, VW)                                                   \
+    WALLE_WINO_LEVEL(NAME##_f25_2, ATTR, VT, VW, 2, 6, 2, WALLE_WINO_BT6, WALLE_WINO_AT62)    \
+    WALLE_WINO_LEVEL(NAME##_f25_1, ATTR, VT, VW, 1, 6, 2, WALLE_WINO_BT6, WALLE_WINO_AT62)    \
     WALLE_WINO_LEVEL(NAME##_f4_2, ATTR, VT, VW, 2, 6, 4, WALLE_WINO_BT6, WALLE_WINO_AT6)      \
     WALLE_WINO_LEVEL(NAME##_f4_1, ATTR, VT, VW, 1, 6, 4, WALLE_WINO_BT6, WALLE_WINO_AT6)      \
     WALLE_WINO_LEVEL(NAME##_f2_2, ATTR, VT, VW, 2, 4, 2, WALLE_WINO_BT4, WALLE_WINO_AT4)      \
@@ -331,16 +344,20 @@ typedef void (*walle_wino_fn)(const walle_wino*, long, long, float*, float*);
 static long walle_wino_lanes(int level, int nv) { return (level == 2 ? 16 : level == 1 ? 8 : 4) * nv; }
 
 /* Groups [g0, g1) of L = walle_wino_lanes(level, nv) tiles each; ``m`` outputs per tile
-   side (4: F(4x4, 3x3), 2: F(2x2, 3x3)). */
+   side: 4 (F(4x4, 3x3)) or 2 (F(2x2, 3x3), or F(2x2, 5x5) when p->r is 5). */
 static void walle_wino_run(const walle_wino* p, int level, int nv, int m, long g0, long g1,
                            float* vbuf, float* mbuf) {
-    static const walle_wino_fn fns[3][2][2] = {
-        {{walle_wino_base_f2_1, walle_wino_base_f2_2}, {walle_wino_base_f4_1, walle_wino_base_f4_2}},
-        {{walle_wino_avx2_f2_1, walle_wino_avx2_f2_2}, {walle_wino_avx2_f4_1, walle_wino_avx2_f4_2}},
+    static const walle_wino_fn fns[3][3][2] = {
+        {{walle_wino_base_f2_1, walle_wino_base_f2_2}, {walle_wino_base_f4_1, walle_wino_base_f4_2},
+         {walle_wino_base_f25_1, walle_wino_base_f25_2}},
+        {{walle_wino_avx2_f2_1, walle_wino_avx2_f2_2}, {walle_wino_avx2_f4_1, walle_wino_avx2_f4_2},
+         {walle_wino_avx2_f25_1, walle_wino_avx2_f25_2}},
         {{walle_wino_avx512_f2_1, walle_wino_avx512_f2_2},
-         {walle_wino_avx512_f4_1, walle_wino_avx512_f4_2}},
+         {walle_wino_avx512_f4_1, walle_wino_avx512_f4_2},
+         {walle_wino_avx512_f25_1, walle_wino_avx512_f25_2}},
     };
-    fns[level][m == 4][nv == 2](p, g0, g1, vbuf, mbuf);
+    int kind = p->r == 5 ? 2 : m == 4;
+    fns[level][kind][nv == 2](p, g0, g1, vbuf, mbuf);
 }
 
 #endif

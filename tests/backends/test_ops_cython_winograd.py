@@ -78,13 +78,17 @@ def _run(ops_conv, graph, x, weight, bias, relu, level, tile=4):
     relu=st.booleans(),
     bias=st.booleans(),
     seed=st.integers(0, 50),
-    tile=st.sampled_from([2, 4]),
+    sizes=st.sampled_from([(2, 3), (4, 3), (2, 5)]),  # (output tile side, filter side)
 )
-def test_winograd_kernel_matches_reference_at_every_level(n, c, cout, h, w, relu, bias, seed, tile):
+def test_winograd_kernel_matches_reference_at_every_level(
+    n, c, cout, h, w, relu, bias, seed, sizes
+):
     ops_conv = _ops_conv()
+    tile, side = sizes
     rng = np.random.default_rng(seed)
+    h, w = h + side - 3, w + side - 3
     x = rng.uniform(-2, 2, (n, c, h, w)).astype(np.float32)  # pad 0: the region is x
-    weight = rng.uniform(-1, 1, (cout, c, 3, 3)).astype(np.float32)
+    weight = rng.uniform(-1, 1, (cout, c, side, side)).astype(np.float32)
     b = rng.uniform(-1, 1, cout).astype(np.float32) if bias else None
     graph = _conv(x, weight, b, 0, relu)
     for level in LEVELS:
@@ -108,8 +112,8 @@ def test_winograd_kernel_splits_groups_over_threads(tile) -> None:
 
 
 @pytest.mark.parametrize("level", LEVELS)
-@pytest.mark.parametrize("tile", [2, 4])
-def test_winograd_kernel_keeps_nan_and_inf_where_the_reference_puts_them(level, tile) -> None:
+@pytest.mark.parametrize(("tile", "side"), [(2, 3), (4, 3), (2, 5)])
+def test_winograd_kernel_keeps_nan_and_inf_where_the_reference_puts_them(level, tile, side) -> None:
     ops_conv = _ops_conv()
     rng = np.random.default_rng(3)
     x = rng.uniform(-2, 2, (2, 3, 17, 19)).astype(np.float32)
@@ -117,7 +121,7 @@ def test_winograd_kernel_keeps_nan_and_inf_where_the_reference_puts_them(level, 
     x[1, 0, 12, 2] = np.inf
     x[1, 2, 0, 18] = -np.inf
     x[1, 2, 16, 0] = np.inf
-    weight = rng.uniform(0.1, 1, (9, 3, 3, 3)).astype(np.float32)  # no inf - inf in the sums
+    weight = rng.uniform(0.1, 1, (9, 3, side, side)).astype(np.float32)  # no inf - inf
     graph = _conv(x, weight, None, 0, False)
     got, want = _run(ops_conv, graph, x, weight, None, False, level, tile)
     if got is None:
@@ -141,7 +145,7 @@ def test_winograd_kernel_refuses_what_it_cannot_run() -> None:
     region = _region(graph)
     assert ops_conv.winograd_fits(region)
     out = np.zeros((1, 4, 36), np.float32)
-    with pytest.raises(ValueError, match="3x3 stride-1"):
+    with pytest.raises(ValueError, match="3x3 or 5x5 stride-1"):
         ops_conv.WinogradKernel(x, weight.reshape(4, -1), None, np.zeros((1, 4, 9), np.float32),
                                 _region(strided), "none")  # fmt: skip
     with pytest.raises(ValueError, match="activation"):
@@ -150,6 +154,12 @@ def test_winograd_kernel_refuses_what_it_cannot_run() -> None:
         ops_conv.WinogradKernel(x, weight.reshape(4, -1), None, out, region, "none", None, 3)
     with pytest.raises(ValueError, match="does not match"):
         ops_conv.WinogradKernel(x, np.zeros((3, 18), np.float32), None, out, region, "none")
+    five = _conv(x, np.zeros((4, 2, 5, 5), np.float32), None, 0, False)
+    with pytest.raises(ValueError, match="5x5: 2"):
+        ops_conv.WinogradKernel(
+            x, np.zeros((4, 50), np.float32), None, np.zeros((1, 4, 16), np.float32),
+            _region(five), "none", None, 4,
+        )  # fmt: skip
 
 
 def test_search_offers_winograd_for_3x3_stride_1_convs_and_the_plan_matches() -> None:
@@ -192,10 +202,12 @@ def test_search_offers_winograd_for_3x3_stride_1_convs_and_the_plan_matches() ->
     assert np.isnan(want).sum() < want.size // 2  # only channel 3's outputs
 
 
-@pytest.mark.parametrize("algorithm", ["winograd", "winograd_f2"])
+@pytest.mark.parametrize(
+    ("algorithm", "side"), [("winograd", 3), ("winograd_f2", 3), ("winograd_f2", 5)]
+)
 @pytest.mark.parametrize(("n", "c", "cout", "group"), [(2, 8, 6, 2), (1, 12, 9, 3)])
-def test_grouped_conv_runs_a_winograd_kernel_per_group(algorithm, n, c, cout, group) -> None:
-    """AlexNet's grouped 3x3 convs: each group's kernel reads its input channels and writes
+def test_grouped_conv_runs_a_winograd_kernel_per_group(algorithm, side, n, c, cout, group) -> None:
+    """AlexNet's grouped 3x3 and 5x5 convs: each group's kernel reads its input channels and writes
     its output channels of the whole output (a batch of 2 checks the image stride)."""
     backend = backend_or_skip("cython")
     from walle.ops.fusion import find_steps
@@ -204,9 +216,10 @@ def test_grouped_conv_runs_a_winograd_kernel_per_group(algorithm, n, c, cout, gr
     rng = np.random.default_rng(c)
     x = rng.uniform(-1, 1, (n, c, 11, 13)).astype(np.float32)
     b = GraphBuilder()
-    weight = b.const(rng.uniform(-0.5, 0.5, (cout, c // group, 3, 3)).astype(np.float32))
+    weight = b.const(rng.uniform(-0.5, 0.5, (cout, c // group, side, side)).astype(np.float32))
     bias = b.const(rng.uniform(-1, 1, cout).astype(np.float32))
-    y = b.conv2d(b.input("x", x.shape), weight, bias, pads=(1, 1, 1, 1), group=group)
+    pads = (side // 2,) * 4
+    y = b.conv2d(b.input("x", x.shape), weight, bias, pads=pads, group=group)
     graph = b.build([b.relu(y)])
     steps = find_steps(graph)
     (conv,) = [s for s in steps if s.op == "fused.group_conv2d"]

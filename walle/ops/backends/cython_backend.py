@@ -112,8 +112,7 @@ class CythonBackend(Backend):
             if step.attr("act") not in ("none", "relu"):
                 return ["im2col"]
             region = step.parts[0].attr("regions")[0]
-            winograd = ["winograd", "winograd_f2"] if ops_conv.winograd_fits(region) else []
-            return ["direct", "im2col", *winograd]
+            return ["direct", "im2col", *_winograd_algorithms(region)]
         if step.op == "fused.group_conv2d":
             if step.attr("act") not in ("none", "relu"):
                 return []
@@ -124,9 +123,7 @@ class CythonBackend(Backend):
             )
             # a grouped 3x3 stride-1 conv (not depthwise): a Winograd kernel per group
             per_group = region.sizes[1] // step.attr("group") >= 4 and not step.attr("prologue")
-            winograd = (
-                ["winograd", "winograd_f2"] if per_group and ops_conv.winograd_fits(region) else []
-            )
+            winograd = _winograd_algorithms(region) if per_group else []
             return ["direct", "blas", *winograd] if plain else ["direct", *winograd]
         if step.op == "fused.elementwise":
             return ["fused"] if _chain_program(step, graph) is not None else []
@@ -370,6 +367,15 @@ def _group_conv(step: FusedStep, algorithm: str, graph: Graph, buffers: Buffers)
     return [*calls, kernel.run]
 
 
+def _winograd_algorithms(region: Region) -> list[str]:
+    """The Winograd kernels for a conv's im2col region: F(4x4, 3x3) (``winograd``) and
+    F(2x2, 3x3) (``winograd_f2``) for 3x3 stride-1 windows, F(2x2, 5x5) (``winograd_f2``)
+    for 5x5 ones; none for others."""
+    if not ops_conv.winograd_fits(region):
+        return []
+    return ["winograd", "winograd_f2"] if region.sizes[2] == 3 else ["winograd_f2"]
+
+
 def _group_winograd(
     x: np.ndarray,
     weight: np.ndarray,
@@ -380,7 +386,7 @@ def _group_winograd(
     act: str,
     algorithm: str,
 ) -> list[Call]:
-    """A grouped 3x3 stride-1 conv as one Winograd kernel per group: group g reads its
+    """A grouped 3x3 or 5x5 stride-1 conv as one Winograd kernel per group: group g reads its
     input channels (the region moved to its first channel) and writes its output channels
     of the whole output."""
     n, c, kh, kw, oh, ow = region.sizes
