@@ -300,6 +300,7 @@ cdef extern from "winograd.h":
         long ih, iw
         long n, c, k, oh, ow, th, tw, tiles
         long r
+        long top, left
         const float* u
         const float* g
         const float* bias
@@ -351,7 +352,9 @@ cdef class WinogradKernel:
 
     Otherwise the same arguments as :class:`ConvKernel`; ``region`` must pass
     :func:`winograd_fits`. One group of a grouped conv writes its channels into the whole
-    output: ``y`` then has ``y_channels`` channels and this conv's start at ``y_channel0``. Tiles holding a NaN or infinity are computed directly, so those
+    output: ``y`` then has ``y_channels`` channels and this conv's start at ``y_channel0``.
+    ``pad`` (top, left): ``x`` is the unpadded [N, C, H, W] tensor that lies at (top, left)
+    in the zero-padded tensor ``region`` reads, so the pad is never written out. Tiles holding a NaN or infinity are computed directly, so those
     propagate as in the im2col product. The error against the direct sum is a few float32
     ulps of the output's scale (the transforms' constants are small powers of two and
     fractions).
@@ -367,7 +370,7 @@ cdef class WinogradKernel:
     cdef object keep
 
     def __init__(self, x, weight, bias, y, region, str act, str level=None, int tile=4,
-                 y_channels=None, int y_channel0=0):
+                 y_channels=None, int y_channel0=0, pad=None):
         n, c, kh, kw, oh, ow = (int(v) for v in region.sizes)
         cout = int(weight.shape[0])
         if not winograd_fits(region):
@@ -422,10 +425,23 @@ cdef class WinogradKernel:
         self.mbuf = self.vbuf + self.threads * self.vsize
         s = [int(v) for v in region.src_strides]
         self.keep = (x, y, packed, padded_bias, g, scratch)
-        self.p.x = (<const float*><size_t>x.ctypes.data) + <long>region.src_offset
-        self.p.s_n, self.p.s_c, self.p.s_h = s[0], s[1], s[4]
-        self.p.ih, self.p.iw = oh + kh - 1, ow + kh - 1
         self.p.r = kh
+        if pad is None:
+            self.p.x = (<const float*><size_t>x.ctypes.data) + <long>region.src_offset
+            self.p.s_n, self.p.s_c, self.p.s_h = s[0], s[1], s[4]
+            self.p.ih, self.p.iw = oh + kh - 1, ow + kh - 1
+            self.p.top = self.p.left = 0
+        else:
+            if x.ndim != 4 or x.shape[0] != n or x.shape[1] != c:
+                raise ValueError(f"winograd kernel: source {x.shape} is not [{n}, {c}, H, W]")
+            if region.src_offset >= s[1]:
+                raise ValueError("winograd kernel: the region starts past the first plane")
+            self.p.x = <const float*><size_t>x.ctypes.data
+            self.p.s_n, self.p.s_c, self.p.s_h = c * x.shape[2] * x.shape[3], \
+                x.shape[2] * x.shape[3], x.shape[3]
+            self.p.ih, self.p.iw = x.shape[2], x.shape[3]
+            self.p.top = int(pad[0]) - region.src_offset // s[4]
+            self.p.left = int(pad[1]) - region.src_offset % s[4]
         self.p.n, self.p.c, self.p.k, self.p.oh, self.p.ow = n, c, cout, oh, ow
         self.p.th, self.p.tw, self.p.tiles = th, tw, tiles
         self.p.u = <const float*><size_t>packed.ctypes.data

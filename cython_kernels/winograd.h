@@ -37,9 +37,11 @@
 typedef struct {
     const float* x;  /* element (n, c, h, w) of the padded input at x + n*s_n + c*s_c + ... */
     long s_n, s_c, s_h;  /* columns are contiguous */
-    long ih, iw;     /* rows and columns the region reads: OH + 2, OW + 2 */
+    long ih, iw;     /* rows and columns of the source: OH + r - 1, OW + r - 1 unless padded */
     long n, c, k, oh, ow, th, tw, tiles;
     long r;          /* filter side: 3, or 5 for F(2x2, 5x5) */
+    long top, left;  /* where the source's (0, 0) lies in the windows' coordinates: the
+                        zero padding around it is never stored (0, 0: none) */
     const float* u;  /* transformed filters, [k8 / 8][A*A][c][8]: one stream per block */
     const float* g;  /* the filters, [k][c][9], for the non-finite tiles */
     const float* bias; /* [k8], zero past k */
@@ -61,10 +63,14 @@ static void walle_wino_direct_tile(const walle_wino* p, long t, long kk, long m)
         for (long b = 0; b < m && w0 + b < p->ow; b++) {
             float acc = 0.0f;
             for (long ci = 0; ci < p->c; ci++) {
-                const float* xs = p->x + n * p->s_n + ci * p->s_c + (h0 + a) * p->s_h + w0 + b;
+                const float* xs = p->x + n * p->s_n + ci * p->s_c;
                 const float* gs = p->g + (kk * p->c + ci) * side * side;
                 for (long i = 0; i < side; i++)
-                    for (long j = 0; j < side; j++) acc += gs[i * side + j] * xs[i * p->s_h + j];
+                    for (long j = 0; j < side; j++) {
+                        long hr = h0 + a + i - p->top, wr = w0 + b + j - p->left;
+                        if (hr >= 0 && hr < p->ih && wr >= 0 && wr < p->iw)
+                            acc += gs[i * side + j] * xs[hr * p->s_h + wr];
+                    }
             }
             float v = acc + p->bias[kk];
             if (p->relu && v < 0.0f) v = 0.0f; /* NaN stays */
@@ -192,7 +198,7 @@ static inline __attribute__((always_inline)) void walle_wino_scatter4(
 ATTR static void NAME(const walle_wino* p, long g0, long g1, float* vbuf, float* mbuf) {       \
     enum { L = VW * NV, AA = A * A };                                                          \
     long base[L], ybase[L];                                                                    \
-    int hn[L], wn[L], on[L], om[L];                                                            \
+    int ra[L], hn[L], ca[L], wn[L], on[L], om[L];                                              \
     float d[AA * L], t[AA * L], chk[L];                                                        \
     long blocks = (p->k + 7) / 8;                                                              \
     for (long g = g0; g < g1; g++) {                                                           \
@@ -203,25 +209,29 @@ ATTR static void NAME(const walle_wino* p, long g0, long g1, float* vbuf, float*
             chk[l] = 0.0f;                                                                     \
             if (tt >= p->tiles) {                                                              \
                 base[l] = ybase[l] = 0;                                                        \
-                hn[l] = wn[l] = on[l] = om[l] = 0;                                             \
+                ra[l] = hn[l] = ca[l] = wn[l] = on[l] = om[l] = 0;                             \
                 any_edge = 1;                                                                  \
                 continue;                                                                      \
             }                                                                                  \
             long n = tt / per, r = tt % per;                                                   \
             long h0 = (r / p->tw) * OT, w0 = (r % p->tw) * OT;                                 \
-            base[l] = n * p->s_n + h0 * p->s_h + w0;                                           \
-            hn[l] = p->ih - h0 < A ? (int)(p->ih - h0) : A;                                    \
-            wn[l] = p->iw - w0 < A ? (int)(p->iw - w0) : A;                                    \
+            /* rows [ra, hn) and columns [ca, wn) of the tile lie on the source */              \
+            long sh0 = h0 - p->top, sw0 = w0 - p->left;                                        \
+            base[l] = n * p->s_n + sh0 * p->s_h + sw0;                                         \
+            ra[l] = sh0 < 0 ? (int)(-sh0) : 0;                                                 \
+            ca[l] = sw0 < 0 ? (int)(-sw0) : 0;                                                 \
+            hn[l] = p->ih - sh0 < A ? (int)(p->ih - sh0) : A;                                  \
+            wn[l] = p->iw - sw0 < A ? (int)(p->iw - sw0) : A;                                  \
             ybase[l] = (n * p->yk * p->oh + h0) * p->ow + w0;                                  \
             on[l] = p->oh - h0 < OT ? (int)(p->oh - h0) : OT;                                  \
             om[l] = p->ow - w0 < OT ? (int)(p->ow - w0) : OT;                                  \
-            any_edge |= hn[l] < A || wn[l] < A;                                                \
+            any_edge |= ra[l] > 0 || ca[l] > 0 || hn[l] < A || wn[l] < A;                      \
         }                                                                                      \
         int whole4[L / 4], out4[L / 4]; /* 4-lane blocks of whole input / output tiles */      \
         for (int q = 0; q < L / 4; q++) {                                                      \
             whole4[q] = out4[q] = 1;                                                           \
             for (int j = 4 * q; j < 4 * q + 4; j++) {                                          \
-                whole4[q] &= hn[j] == A && wn[j] == A;                                         \
+                whole4[q] &= !ra[j] && !ca[j] && hn[j] == A && wn[j] == A;                     \
                 out4[q] &= on[j] == OT && om[j] == OT;                                         \
             }                                                                                  \
         }                                                                                      \
@@ -229,20 +239,16 @@ ATTR static void NAME(const walle_wino* p, long g0, long g1, float* vbuf, float*
         for (long ci = 0; ci < p->c; ci++) {                                                   \
             const float* xc = p->x + ci * p->s_c;                                              \
             for (int l = 0; l < L; l++) {                                                      \
-                const float* xs = xc + base[l];                                                \
                 if ((l & 3) == 0 && whole4[l >> 2]) {                                          \
-                    const float* xs4[4] = {xs, xc + base[l + 1], xc + base[l + 2],             \
+                    const float* xs4[4] = {xc + base[l], xc + base[l + 1], xc + base[l + 2],   \
                                            xc + base[l + 3]};                                  \
                     if (A == 6) walle_wino_gather4(xs4, p->s_h, d + l, L);                     \
                     else walle_wino_gather4_a4(xs4, p->s_h, d + l, L);                         \
                     l += 3;                                                                    \
-                } else if (hn[l] == A && wn[l] == A) {                                         \
-                    for (int a = 0; a < A; a++)                                                \
-                        for (int b = 0; b < A; b++) d[(a * A + b) * L + l] = xs[a * p->s_h + b]; \
                 } else {                                                                       \
-                    for (int a = 0; a < hn[l]; a++)                                            \
-                        for (int b = 0; b < wn[l]; b++)                                        \
-                            d[(a * A + b) * L + l] = xs[a * p->s_h + b];                       \
+                    for (int a = ra[l]; a < hn[l]; a++)                                        \
+                        for (int b = ca[l]; b < wn[l]; b++)                                    \
+                            d[(a * A + b) * L + l] = xc[base[l] + a * p->s_h + b];             \
                 }                                                                              \
             }                                                                                  \
             for (int i = 0; i < AA; i++)                                                       \

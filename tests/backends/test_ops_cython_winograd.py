@@ -32,13 +32,20 @@ def _ops_conv():
     return ops_conv
 
 
-def _conv(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, pad: int, relu: bool):
+def _conv(
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None,
+    pad: int,
+    relu: bool,
+    pads: tuple[int, int, int, int] | None = None,
+):
     b = GraphBuilder()
     y = b.conv2d(
         b.input("x", x.shape),
         b.const(weight),
         None if bias is None else b.const(bias),
-        pads=(pad,) * 4,
+        pads=pads or (pad,) * 4,
     )
     return b.build([b.relu(y) if relu else y])
 
@@ -239,3 +246,88 @@ def test_grouped_conv_runs_a_winograd_kernel_per_group(algorithm, side, n, c, co
             call()
     want = run_reference(graph, {"x": x})[0]
     np.testing.assert_allclose(buffers[graph.outputs[0]], want, rtol=1e-4, atol=1e-4)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(1, 2),
+    c=st.integers(1, 6),
+    cout=st.integers(1, 11),
+    h=st.integers(1, 17),
+    w=st.integers(1, 23),
+    pads=st.tuples(*[st.integers(0, 2)] * 4),
+    sizes=st.sampled_from([(2, 3), (4, 3), (2, 5)]),
+    special=st.booleans(),
+    seed=st.integers(0, 50),
+)
+def test_winograd_kernel_reads_an_unpadded_source_in_place(
+    n, c, cout, h, w, pads, sizes, special, seed
+) -> None:
+    """``pad``: the zero padding a conv reads is never stored; the kernel gets the unpadded
+    tensor and where it lies, and matches the reference (asymmetric pads, NaN/inf too)."""
+    ops_conv = _ops_conv()
+    tile, side = sizes
+    top, left, bottom, right = pads
+    if h + top + bottom < side or w + left + right < side:
+        return
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-2, 2, (n, c, h, w)).astype(np.float32)
+    if special:
+        x.reshape(-1)[rng.integers(0, x.size, 2)] = [np.nan, np.inf]
+    weight = rng.uniform(0.1, 1, (cout, c, side, side)).astype(np.float32)
+    bias = rng.uniform(-1, 1, cout).astype(np.float32)
+    graph = _conv(x, weight, bias, 0, True, pads=(top, left, bottom, right))
+    want = run_reference(graph, {"x": x})[0]
+    out = np.full(want.shape, 7.0, np.float32)
+    ops_conv.WinogradKernel(
+        x, weight.reshape(cout, -1), bias, out, _region(graph), "relu", None, tile,
+        pad=(top, left),
+    ).run()  # fmt: skip
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(want))
+    np.testing.assert_array_equal(np.isinf(out), np.isinf(want))
+    finite = np.isfinite(want)
+    scale = max(1.0, float(np.abs(want[finite]).max(initial=0.0)))
+    np.testing.assert_allclose(out[finite], want[finite], rtol=0, atol=1e-4 * scale)
+
+
+@pytest.mark.parametrize("side", [3, 5])
+@pytest.mark.parametrize("width", [10, 37])
+def test_padded_conv_takes_its_pad_as_prologue_and_winograd_never_runs_it(side, width) -> None:
+    """A 3x3/5x5 stride-1 conv's zero pad is part of its step: a Winograd kernel on a narrow
+    plane reads the unpadded input (one call, no raster), on a wide one it runs the pad
+    first, as direct and im2col do; OpenCL's implicit conv launches it. All match the
+    reference, over repeated runs."""
+    backend = backend_or_skip("cython")
+    from walle.ops.backends.registry import available_backends
+    from walle.ops.fusion import find_steps
+    from walle.ops.plan import allocate, is_alias
+
+    rng = np.random.default_rng(side)
+    x = rng.uniform(-1, 1, (2, 5, 12, width)).astype(np.float32)
+    weight = rng.uniform(-0.4, 0.4, (7, 5, side, side)).astype(np.float32)
+    graph = _conv(x, weight, rng.uniform(-1, 1, 7).astype(np.float32), 0, True, (2, 1, 1, 2))
+    want = run_reference(graph, {"x": x})[0]
+    steps = find_steps(graph)
+    (conv,) = [s for s in steps if s.op == "fused.conv2d"]
+    assert conv.attr("prologue") == 1 and conv.inputs[0] == graph.inputs[0]
+    assert conv.parts[0].op == "raster" and conv.parts[0].attr("fill") == 0.0
+    others = [b for b in available_backends() if b.name == "opencl"]
+    for be in [backend, *others]:
+        for algorithm in be.algorithms(conv, graph):
+            buffers = allocate(graph, steps, fill=100.0)
+            calls = []
+            for step in steps:
+                if is_alias(step, graph):
+                    continue
+                algo = algorithm if step is conv else be.algorithms(step, graph)[0]
+                calls += be.compile(step, algo, graph, buffers)
+            if algorithm.startswith("winograd"):  # a narrow plane: the pad is never run
+                assert len(calls) == (1 if width < 16 else 2)
+            run = be.finish(calls)
+            for _ in range(2):
+                buffers[graph.inputs[0]][...] = x
+                for call in run:
+                    call()
+                np.testing.assert_allclose(
+                    buffers[graph.outputs[0]], want, rtol=1e-4, atol=1e-4, err_msg=algorithm
+                )

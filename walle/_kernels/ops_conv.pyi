@@ -47,7 +47,9 @@ class WinogradKernel:
     F(tile x tile, 3x3), ``tile`` 4 or 2.
 
     Otherwise the same arguments as :class:`ConvKernel`; ``y_channels``/``y_channel0``: one
-    group of a grouped conv writing its channels into the whole output. ValueError on a
+    group of a grouped conv writing its channels into the whole output; ``pad`` (top,
+    left): ``x`` is the unpadded source inside the zero-padded tensor ``region`` reads.
+    ValueError on a
     region :func:`winograd_fits` turns down, a bad buffer, activation, level or tile.
     """
 
@@ -63,6 +65,7 @@ class WinogradKernel:
         tile: int = 4,
         y_channels: int | None = None,
         y_channel0: int = 0,
+        pad: tuple[int, int] | None = None,
     ) -> None: ...
     @property
     def tile(self) -> int:

@@ -14,6 +14,8 @@ Recognised chains (exactly the ones :mod:`walle.ops.composites` and the ONNX imp
   contiguous destination), its reshape to [N, C*KH*KW, OH*OW] and the matmul by constant
   weights, with the same bias/activation tail as above; a backend with a direct convolution
   kernel reads the raster's input through the region and never builds the im2col buffer;
+  a 3x3 or 5x5 stride-1 conv also takes the zero-pad raster feeding it alone (attribute
+  ``prologue``: 1), which a Winograd kernel never runs (it reads the unpadded input);
 - ``fused.group_conv2d``: a grouped (or depthwise) conv2d: the same im2col raster, its
   reshape to [N, G, C/G*KH*KW, OH*OW], the batched matmul by constant weights
   [G, Cout/G, C/G*KH*KW], the reshape of its result to [N, Cout, OH*OW] and the same
@@ -205,14 +207,33 @@ def _match_conv(m: _Matcher, im2col: Node) -> FusedStep | None:
     if len(m.graph.shape(mm.inputs[0])) != 2:
         return None
     cout = m.graph.shape(mm.inputs[0])[0]
+    pad = _pad_prologue(m, im2col)
     parts, inputs, last, attrs = _bias_act_tail(
         m,
-        [im2col, flat, mm],
-        [im2col.inputs[0], mm.inputs[0]],
+        [*pad, im2col, flat, mm],
+        [pad[0].inputs[0] if pad else im2col.inputs[0], mm.inputs[0]],
         mm.output,
         {(cout, 1), (1, cout, 1)},
     )
+    if pad:
+        attrs = (*attrs, ("prologue", 1))
     return FusedStep("fused.conv2d", im2col.name, tuple(inputs), last, attrs, tuple(parts))
+
+
+def _pad_prologue(m: _Matcher, im2col: Node) -> list[Node]:
+    """The zero-pad raster feeding a 3x3 or 5x5 stride-1 conv's im2col alone, as the
+    step's prologue (a Winograd kernel reads the unpadded input in place); else none."""
+    r = im2col.attr("regions")[0]
+    _, _, kh, kw, _, _ = r.sizes
+    s = r.src_strides
+    if kh != kw or kh not in (3, 5) or s[2] != s[4] or s[3] != s[5] or s[5] != 1:
+        return []
+    chain = _raster_prologue(m, im2col)
+    if len(chain) != 1 or chain[0].attr("fill") != 0.0:
+        return []
+    if len(m.graph.shape(chain[0].output)) != 4 or chain[0].inputs[0] in m.graph.constants:
+        return []
+    return chain
 
 
 def _im2col_sizes(m: _Matcher, node: Node) -> tuple[int, ...] | None:

@@ -111,7 +111,7 @@ class CythonBackend(Backend):
         if step.op == "fused.conv2d":
             if step.attr("act") not in ("none", "relu"):
                 return ["im2col"]
-            region = step.parts[0].attr("regions")[0]
+            region = _conv_im2col(step).attr("regions")[0]
             return ["direct", "im2col", *_winograd_algorithms(region)]
         if step.op == "fused.group_conv2d":
             if step.attr("act") not in ("none", "relu"):
@@ -140,15 +140,16 @@ class CythonBackend(Backend):
         seconds = super().estimate(step, algorithm, graph)
         if algorithm in ("blas", "im2col"):
             seconds += 1.5e-6  # numpy's BLAS: a higher fixed cost per call
+        first = _conv_im2col(step) if step.op == "fused.conv2d" else step.parts[0]
         if algorithm == "im2col" and not _is_plain_view(  # the column buffer: written, read
-            step.parts[0].attr("regions")[0], graph.shape(step.inputs[0])
+            first.attr("regions")[0], graph.shape(first.inputs[0])
         ):
-            seconds += 8.0 * math.prod(graph.shape(step.parts[0].output)) / self.bytes_per_s
+            seconds += 8.0 * math.prod(graph.shape(first.output)) / self.bytes_per_s
         elif step.parts[0].op == "matmul" and graph.shape(step.parts[0].output)[-1] < 16:
             seconds *= 4.0  # fewer than 16 columns: the direct kernel's scalar edge loop
         if algorithm.startswith("winograd"):  # outputs in m x m tiles, 16 or 32 lanes a group
             m = 2 if algorithm == "winograd_f2" else 4
-            n, _, _, _, oh, ow = step.parts[0].attr("regions")[0].sizes
+            n, _, _, _, oh, ow = first.attr("regions")[0].sizes
             tiles = n * -(-oh // m) * -(-ow // m)
             lanes = 16 * -(-tiles // 16)
             seconds *= (m * m * tiles / (n * oh * ow)) * (lanes / tiles)
@@ -286,15 +287,80 @@ def _collapse_many(
     return [m[0] for m in merged], [[m[1][k] for m in merged] for k in range(len(shapes))]
 
 
+def _conv_im2col(step: FusedStep) -> Node:
+    """A fused.conv2d step's im2col raster (after its zero-pad prologue, if any)."""
+    return step.parts[int(step.attr("prologue", 0))]
+
+
 def _conv(step: FusedStep, algorithm: str, graph: Graph, buffers: Buffers) -> list[Call]:
-    """The direct kernel, or im2col raster + numpy's BLAS + the bias/activation epilogue."""
-    im2col, flat, mm = step.parts[:3]
+    """The Winograd or direct kernel, or im2col raster + numpy's BLAS + the bias/activation
+    epilogue. A zero-pad prologue is read in place by a Winograd kernel on a narrow plane
+    (the padded tensor is never written) and runs first, as a raster, otherwise."""
+    n_pro = step.attr("prologue", 0)
+    prologue, (im2col, flat, mm) = step.parts[:n_pro], step.parts[n_pro : n_pro + 3]
     weight = buffers[mm.inputs[0]]
     bias = buffers[step.inputs[2]].reshape(-1) if step.attr("has_bias") else None
     out = buffers[step.output].reshape(graph.shape(mm.output))
     region = im2col.attr("regions")[0]
+    if algorithm.startswith("winograd") and np.isfinite(weight).all():  # else they spread
+        tile = 2 if algorithm == "winograd_f2" else 4
+        # Reading in place makes the border tiles partial (gathered a lane at a time, not 4
+        # through a transpose): it pays on narrow planes, where the pad copy is most of the
+        # cost it saves; wider ones run the pad first (56x56x64: 0.84 + 0.04 ms vs 1.09 ms).
+        narrow = region.sizes[5] <= 16
+        pad = _unpadded_source(prologue, graph) if prologue and narrow else None
+        src = buffers[step.inputs[0]] if pad is not None else buffers[im2col.inputs[0]]
+        kernel = ops_conv.WinogradKernel(
+            src, weight, bias, out, region, step.attr("act"), None, tile, pad=pad
+        )
+        return [*(_prologue_calls(prologue, buffers) if pad is None else []), kernel.run]
+    calls = _prologue_calls(prologue, buffers)
+    return calls + _conv_padded(im2col, flat, weight, bias, out, algorithm, step, buffers)
+
+
+def _prologue_calls(prologue: tuple[Node, ...], buffers: Buffers) -> list[Call]:
+    """The prologue rasters as kernels (those that are not views of their input)."""
+    calls: list[Call] = []
+    for part in prologue:
+        if not is_aliased_part(part, buffers):
+            ins = [buffers[i] for i in part.inputs]
+            raster = ops_raster.RasterKernel(
+                ins, buffers[part.output], part.attr("regions"), part.attr("fill")
+            )
+            calls.append(raster.run)
+    return calls
+
+
+def _unpadded_source(prologue: tuple[Node, ...], graph: Graph) -> tuple[int, int] | None:
+    """(top, left) when the prologue only places its whole contiguous NCHW input at (top,
+    left) of a zero-filled tensor (a Winograd kernel then reads the input in place)."""
+    shape = graph.shape(prologue[0].inputs[0])
+    planes = _prologue_planes(prologue, graph, shape)
+    if planes is None or len(shape) != 4:
+        return None
+    base, rows, cols, row_stride, top, left, _, _ = planes
+    n, c, h, w = shape
+    if (rows, cols, row_stride) != (h, w, w) or not np.array_equal(
+        base, np.arange(n * c, dtype=np.int64) * h * w
+    ):
+        return None
+    return top, left
+
+
+def _conv_padded(
+    im2col: Node,
+    flat: Node,
+    weight: np.ndarray,
+    bias: np.ndarray | None,
+    out: np.ndarray,
+    algorithm: str,
+    step: FusedStep,
+    buffers: Buffers,
+) -> list[Call]:
+    """The direct kernel or im2col + BLAS over the (padded) input of the im2col raster."""
+    region = im2col.attr("regions")[0]
     if algorithm == "direct":
-        x = buffers[step.inputs[0]]
+        x = buffers[im2col.inputs[0]]
         if _is_plain_view(region, x.shape):  # 1x1: one row of OH*OW columns, full tiles
             n, c, _, _, oh, ow = region.sizes
             s = region.src_strides
@@ -302,14 +368,7 @@ def _conv(step: FusedStep, algorithm: str, graph: Graph, buffers: Buffers) -> li
                 region, sizes=(n, c, 1, 1, 1, oh * ow), src_strides=(s[0], s[1], 0, 0, 0, 1)
             )
         return [ops_conv.ConvKernel(x, weight, bias, out, region, step.attr("act")).run]
-    if algorithm.startswith("winograd") and np.isfinite(weight).all():  # else they spread
-        tile = 2 if algorithm == "winograd_f2" else 4
-        return [
-            ops_conv.WinogradKernel(
-                buffers[step.inputs[0]], weight, bias, out, region, step.attr("act"), None, tile
-            ).run
-        ]
-    x = buffers[step.inputs[0]]
+    x = buffers[im2col.inputs[0]]
     mode = 0 if bias is None else 2
     if _is_plain_view(region, x.shape):  # a 1x1, stride-1, unpadded conv: a GEMM on x itself
         cols = x.reshape(buffers[flat.output].shape)

@@ -264,8 +264,12 @@ class OpenCLBackend(Backend):
             Launch, nodes=frozenset(p.name for p in step.parts), graph=graph, buffers=buffers
         )
         out = ValueArg(step.output, write=True)
-        if step.op == "fused.conv2d":
-            return [_conv(launch, self.gemm, step, graph, out)]
+        if step.op == "fused.conv2d":  # a zero-pad prologue runs first, as its own launch
+            n_pro = int(step.attr("prologue", 0))
+            pads = [
+                c for p in step.parts[:n_pro] for c in self.compile_atomic(p, "", graph, buffers)
+            ]
+            return [*pads, _conv(launch, self.gemm, step, graph, out)]
         if step.op == "fused.window_reduce":  # opencl_pool: the window read in place
             r = step.parts[0].attr("regions")[0]
             n = pool_outputs(r.sizes)
@@ -513,15 +517,17 @@ def _matmul(
 def _conv(
     launch: partial[Launch], gemm: GemmConfig, step: FusedStep, graph: Graph, out: ValueArg
 ) -> Launch:
-    """A ``fused.conv2d`` step as one implicit-GEMM launch (bias and activation fused)."""
-    region = step.parts[0].attr("regions")[0]
+    """A ``fused.conv2d`` step as one implicit-GEMM launch (bias and activation fused) over
+    the input of its im2col raster (the padded tensor when the step has a pad prologue)."""
+    im2col = step.parts[int(step.attr("prologue", 0))]
+    region = im2col.attr("regions")[0]
     spec, m, npix, _k, batch = conv_spec(
         region.src_offset, region.src_strides, region.sizes, graph.shape(step.inputs[1])
     )
     bias = ValueArg(step.inputs[2]) if step.attr("has_bias") else _dummy()
     g, lsize = gemm_range(gemm, m, npix, batch)
     flags = (np.int32(bool(step.attr("has_bias"))), np.int32(ACTS[step.attr("act")]))
-    args = (ValueArg(step.inputs[0]), ValueArg(step.inputs[1]), out, bias, spec, *flags)
+    args = (ValueArg(im2col.inputs[0]), ValueArg(step.inputs[1]), out, bias, spec, *flags)
     return launch("conv_implicit", g, lsize, args)
 
 
