@@ -23,6 +23,9 @@ CASES = [  # (N, C, H, W, Cout, kernel, stride, pads)
     (2, 4, 8, 8, 6, 1, 2, 0),  # 1x1 stride 2: a real column copy
     (1, 4, 6, 6, 6, 1, 1, 1),  # 1x1 padded: a plain view of the padded input
     (2, 3, 9, 11, 10, 3, 1, 1),
+    (1, 3, 23, 21, 10, 7, 2, 3),  # a 7x7 stride-2 stem: direct over split column phases
+    (2, 4, 9, 12, 9, 3, 2, 1),  # 3x3 stride 2, even width
+    (1, 2, 10, 11, 3, 2, 2, 0),  # an even filter, odd width
 ]
 
 

@@ -318,6 +318,51 @@ def _conv(step: FusedStep, algorithm: str, graph: Graph, buffers: Buffers) -> li
     return calls + _conv_padded(im2col, flat, weight, bias, out, algorithm, step, buffers)
 
 
+def _stride2_columns(region: Region) -> bool:
+    """Whether an im2col region strides its columns by 2 (and its rows by 2) with adjacent
+    filter taps, from the start of a contiguous [N, C, H, W] tensor."""
+    s = region.src_strides
+    return s[3] == 1 and s[5] == 2 and s[4] == 2 * s[2] and region.src_offset == 0
+
+
+def _conv_stride2(
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None,
+    out: np.ndarray,
+    region: Region,
+    step: FusedStep,
+) -> list[Call]:
+    """A stride-2 conv (ResNet's and Inception's 7x7 stems) as the direct kernel's vector
+    tiles: the input's even and odd columns are split into planes of their own (one cheap
+    copy), so tap b of a window reads plane b % 2 at column j + b // 2 and every tap is a
+    stride-1 row; the filters are rearranged to [C][2][KH][ceil(KW / 2)] to match (a zero
+    tap where KW is odd: 8 taps for 7, 4 for 3)."""
+    n, c, kh, kw, oh, ow = region.sizes
+    plane, row = region.src_strides[1], region.src_strides[2]
+    rows = plane // row
+    half, taps = -(-row // 2), -(-kw // 2)
+    phases = np.zeros((n, c, 2, rows, half), np.float32)
+    split = [
+        Region(0, p, (c * plane, plane, row, 2), p * rows * half,
+               (2 * c * rows * half, 2 * rows * half, half, 1), (n, c, rows, (row - p + 1) // 2))
+        for p in (0, 1)
+    ]  # fmt: skip
+    w = np.zeros((weight.shape[0], c, 2, kh, taps), np.float32)
+    full = weight.reshape(weight.shape[0], c, kh, kw)
+    w[:, :, 0] = full[..., 0::2]
+    w[:, :, 1, :, : kw // 2] = full[..., 1::2]
+    plane2 = rows * half
+    conv = Region(
+        0, 0, (2 * c * plane2, plane2, half, 1, 2 * half, 1), 0, region.dst_strides,
+        (n, 2 * c, kh, taps, oh, ow),
+    )  # fmt: skip
+    kernel = ops_conv.ConvKernel(
+        phases, w.reshape(weight.shape[0], -1), bias, out, conv, step.attr("act")
+    )
+    return [ops_raster.RasterKernel([x], phases, split, None).run, kernel.run]
+
+
 def _prologue_calls(prologue: tuple[Node, ...], buffers: Buffers) -> list[Call]:
     """The prologue rasters as kernels (those that are not views of their input)."""
     calls: list[Call] = []
@@ -359,6 +404,8 @@ def _conv_padded(
 ) -> list[Call]:
     """The direct kernel or im2col + BLAS over the (padded) input of the im2col raster."""
     region = im2col.attr("regions")[0]
+    if algorithm == "direct" and _stride2_columns(region):
+        return _conv_stride2(buffers[im2col.inputs[0]], weight, bias, out, region, step)
     if algorithm == "direct":
         x = buffers[im2col.inputs[0]]
         if _is_plain_view(region, x.shape):  # 1x1: one row of OH*OW columns, full tiles
