@@ -270,19 +270,26 @@ ATTR static void NAME(const walle_wino* p, long g0, long g1, float* vbuf, float*
             for (int i = 0; i < AA; i++) {                                                     \
                 const float* u = p->u + ((long)kb * AA + i) * p->c * 8;                        \
                 const float* v = vbuf + (long)i * p->c * L;                                    \
-                VT acc[8][NV];                                                                 \
-                for (int j = 0; j < 8; j++)                                                    \
-                    for (int q = 0; q < NV; q++) acc[j][q] = (VT){0};                          \
-                for (long ci = 0; ci < p->c; ci++) {                                           \
-                    VT x[NV];                                                                  \
-                    for (int q = 0; q < NV; q++) memcpy(&x[q], v + ci * L + q * VW, sizeof(VT)); \
-                    const float* w = u + ci * 8;                                               \
+                /* 8 channels x NQ vectors in registers: 16 accumulators where the ISA has  \
+                   32 vector registers (AVX-512), 8 at a time where it has 16 (AVX2, SSE) */   \
+                enum { NQ = VW == 16 ? NV : 1 };                                               \
+                for (int q0 = 0; q0 < NV; q0 += NQ) {                                          \
+                    VT acc[8][NQ];                                                             \
                     for (int j = 0; j < 8; j++)                                                \
-                        for (int q = 0; q < NV; q++) acc[j][q] += w[j] * x[q];                 \
+                        for (int q = 0; q < NQ; q++) acc[j][q] = (VT){0};                      \
+                    for (long ci = 0; ci < p->c; ci++) {                                       \
+                        VT x[NQ];                                                              \
+                        for (int q = 0; q < NQ; q++)                                           \
+                            memcpy(&x[q], v + ci * L + (q0 + q) * VW, sizeof(VT));             \
+                        const float* w = u + ci * 8;                                           \
+                        for (int j = 0; j < 8; j++)                                            \
+                            for (int q = 0; q < NQ; q++) acc[j][q] += w[j] * x[q];             \
+                    }                                                                          \
+                    for (int j = 0; j < 8; j++)                                                \
+                        for (int q = 0; q < NQ; q++)                                           \
+                            memcpy(mbuf + (i * 8 + j) * L + (q0 + q) * VW, &acc[j][q],         \
+                                   sizeof(VT));                                                \
                 }                                                                              \
-                for (int j = 0; j < 8; j++)                                                    \
-                    for (int q = 0; q < NV; q++)                                               \
-                        memcpy(mbuf + (i * 8 + j) * L + q * VW, &acc[j][q], sizeof(VT));       \
             }                                                                                  \
             long kvalid = p->k - kb * 8 < 8 ? p->k - kb * 8 : 8;                               \
             for (long j = 0; j < kvalid; j++) {                                                \
