@@ -187,15 +187,10 @@ def _bias_act_tail(
 
 def _match_conv(m: _Matcher, im2col: Node) -> FusedStep | None:
     """im2col raster [N, C, KH, KW, OH, OW] -> reshape -> constant-weight matmul (+ tail)."""
-    if im2col.op != "raster" or im2col.attr("fill") is not None:
+    sizes = _im2col_sizes(m, im2col)
+    if sizes is None:
         return None
-    regions = im2col.attr("regions")
-    if len(regions) != 1 or len(regions[0].sizes) != 6:
-        return None
-    r = regions[0]
-    if r.dst_offset != 0 or r.dst_strides != contiguous_strides(r.sizes):
-        return None
-    n, c, kh, kw, oh, ow = r.sizes
+    n, c, kh, kw, oh, ow = sizes
     flat = m.only_consumer(im2col.output)
     if not m.is_op(flat, "raster") or m.graph.shape(flat.output) != (n, c * kh * kw, oh * ow):
         return None
