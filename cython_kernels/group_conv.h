@@ -20,13 +20,15 @@
    the region's addresses. */
 #include <string.h>
 
+#include "conv_tile.h"
+
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define WALLE_GX86 1
 #define WALLE_GTARGET(T) __attribute__((target(T)))
 #else
 #define WALLE_GTARGET(T)
 #endif
-#define WALLE_GCB 8
+#define WALLE_GCB WALLE_CB
 #define WALLE_GINLINE static inline __attribute__((always_inline))
 
 typedef float walle_g16 __attribute__((vector_size(64)));
@@ -83,59 +85,7 @@ typedef struct {
         memcpy((d), &r_, sizeof(VT));                                          \
     } while (0)
 
-/* --- block mode: 8 output channels x VW*NV contiguous columns of one row, in registers -- */
-#define WALLE_GTILE(NAME, VT, IT, VW, NV)                                                   \
-    WALLE_GINLINE void NAME(const float* restrict x, const float* restrict w,               \
-                            const float* restrict bias, float* restrict y, long cin,        \
-                            long kh, long kw, long s_c, long s_kh, long s_kw, long y_c,     \
-                            long cvalid, int relu) {                                        \
-        VT acc[WALLE_GCB][NV];                                                              \
-        for (int c = 0; c < WALLE_GCB; c++)                                                 \
-            for (int q = 0; q < NV; q++) acc[c][q] = (VT){0};                               \
-        for (long ci = 0; ci < cin; ci++)                                                   \
-            for (long a = 0; a < kh; a++)                                                   \
-                for (long b = 0; b < kw; b++) {                                             \
-                    const float* s = x + ci * s_c + a * s_kh + b * s_kw;                    \
-                    const float* wp = w + ((ci * kh + a) * kw + b) * WALLE_GCB;             \
-                    VT v[NV];                                                               \
-                    for (int q = 0; q < NV; q++) memcpy(&v[q], s + VW * q, sizeof(VT));     \
-                    for (int c = 0; c < WALLE_GCB; c++)                                     \
-                        for (int q = 0; q < NV; q++) acc[c][q] += wp[c] * v[q];             \
-                }                                                                           \
-        for (long c = 0; c < cvalid; c++)                                                   \
-            for (int q = 0; q < NV; q++)                                                    \
-                WALLE_GSTORE(VT, IT, y + c * y_c + VW * q, acc[c][q], bias[c], relu);       \
-    }
-WALLE_GTILE(walle_gtile_16x2, walle_g16, walle_gi16, 16, 2)
-WALLE_GTILE(walle_gtile_16x1, walle_g16, walle_gi16, 16, 1)
-WALLE_GTILE(walle_gtile_8x2, walle_g8, walle_gi8, 8, 2)
-WALLE_GTILE(walle_gtile_8x1, walle_g8, walle_gi8, 8, 1)
-WALLE_GTILE(walle_gtile_4x2, walle_g4, walle_gi4, 4, 2)
-WALLE_GTILE(walle_gtile_4x1, walle_g4, walle_gi4, 4, 1)
-WALLE_GTILE(walle_gtile_2x1, walle_g2, walle_gi2, 2, 1)
-
-/* Any column stride, or the last columns of a row narrower than every tile: plain loops. */
-static void walle_gtile_any(const float* restrict x, const float* restrict w,
-                            const float* restrict bias, float* restrict y, long cin, long kh,
-                            long kw, long s_c, long s_kh, long s_kw, long s_ow, long y_c,
-                            long cvalid, long width, int relu) {
-    float acc[WALLE_GCB][16] = {{0}};
-    for (long ci = 0; ci < cin; ci++)
-        for (long a = 0; a < kh; a++)
-            for (long b = 0; b < kw; b++) {
-                const float* s = x + ci * s_c + a * s_kh + b * s_kw;
-                const float* wp = w + ((ci * kh + a) * kw + b) * WALLE_GCB;
-                for (long t = 0; t < width; t++) {
-                    float v = s[t * s_ow];
-                    for (int c = 0; c < WALLE_GCB; c++) acc[c][t] += wp[c] * v;
-                }
-            }
-    for (long c = 0; c < cvalid; c++)
-        for (long t = 0; t < width; t++) {
-            float r = acc[c][t] + bias[c];
-            y[c * y_c + t] = relu && r < 0.0f ? 0.0f : r;
-        }
-}
+/* --- block mode: ops_conv's register tiles (conv_tile.h), per group ------------------- */
 
 /* Every channel block of one column tile starting at column j. */
 #define WALLE_GBLOCKS(TILE, j)                                                              \
@@ -173,7 +123,7 @@ static void walle_gtile_any(const float* restrict x, const float* restrict w,
                 for (long cb = 0; cb < p->blocks; cb++) {                                   \
                     long cvalid = p->cout - cb * WALLE_GCB < WALLE_GCB                      \
                                       ? p->cout - cb * WALLE_GCB : WALLE_GCB;               \
-                    walle_gtile_any(xr + j * p->s_ow, wg + cb * wblock, bg + cb * WALLE_GCB, \
+                    walle_conv_tile_any(xr + j * p->s_ow, wg + cb * wblock, bg + cb * WALLE_GCB, \
                                     yr + cb * WALLE_GCB * plane + j, p->cin, p->kh, p->kw,  \
                                     p->s_c, p->s_kh, p->s_kw, p->s_ow, plane, cvalid, width, \
                                     p->relu);                                               \
@@ -368,12 +318,12 @@ WALLE_GINLINE void walle_dw_any(const float* restrict x, const float* restrict w
 WALLE_COPY_ROW(walle_copy_8, walle_g8, 8)
 WALLE_COPY_ROW(walle_copy_4, walle_g4, 4)
 
-WALLE_GBLOCK_ROWS(walle_gblock_avx512, WALLE_GTARGET("avx512f,avx2,fma"), walle_gtile_16x2,
-                  walle_gtile_16x1, walle_gtile_8x1, walle_gtile_4x1, 16)
-WALLE_GBLOCK_ROWS(walle_gblock_avx2, WALLE_GTARGET("avx2,fma"), walle_gtile_8x2,
-                  walle_gtile_8x1, walle_gtile_4x1, walle_gtile_2x1, 8)
-WALLE_GBLOCK_ROWS(walle_gblock_base, , walle_gtile_4x2, walle_gtile_4x1, walle_gtile_2x1,
-                  walle_gtile_2x1, 4)
+WALLE_GBLOCK_ROWS(walle_gblock_avx512, WALLE_GTARGET("avx512f,avx2,fma"), walle_conv_v16x2,
+                  walle_conv_v16x1, walle_conv_v8x1, walle_conv_v4x1, 16)
+WALLE_GBLOCK_ROWS(walle_gblock_avx2, WALLE_GTARGET("avx2,fma"), walle_conv_v8x1x2,
+                  walle_conv_v8x1, walle_conv_v4x1, walle_conv_v2x1, 8)
+WALLE_GBLOCK_ROWS(walle_gblock_base, , walle_conv_v4x2, walle_conv_v4x1, walle_conv_v2x1,
+                  walle_conv_v2x1, 4)
 WALLE_DW_PLANES(walle_dw_avx512, WALLE_GTARGET("avx512f,avx2,fma"), walle_dw_16x8,
                 walle_dw_16x4, walle_dw_16x1, walle_dws2_16, walle_dws2_8, walle_dws2_4,
                 walle_copy_8, 16)

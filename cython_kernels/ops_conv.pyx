@@ -36,75 +36,8 @@ cdef extern from *:
     #else
     #define WALLE_TARGET(T)
     #endif
-    #define WALLE_CB 8
-    #define WALLE_INLINE static inline __attribute__((always_inline))
 
-    /* GCC vector extensions, one width per instruction set: a width the target lacks is
-       lowered to scalars (measured 20-40x slower), so each level has its own tiles. */
-    typedef float walle_v16 __attribute__((vector_size(64)));
-    typedef int walle_i16 __attribute__((vector_size(64)));
-    typedef float walle_v8 __attribute__((vector_size(32)));
-    typedef int walle_i8 __attribute__((vector_size(32)));
-    typedef float walle_v4 __attribute__((vector_size(16)));
-    typedef int walle_i4 __attribute__((vector_size(16)));
-    typedef float walle_v2 __attribute__((vector_size(8)));
-    typedef int walle_i2 __attribute__((vector_size(8)));
-
-    /* 8 output channels x VW*NV contiguous columns of one output row, in registers. */
-    #define WALLE_CONV_TILE(NAME, VT, IT, VW, NV) \\
-    WALLE_INLINE void NAME(const float* restrict x, const float* restrict w, \\
-                           const float* restrict bias, float* restrict y, long cin, long kh, \\
-                           long kw, long s_c, long s_kh, long s_kw, long y_c, long cvalid, \\
-                           int relu) { \\
-        VT acc[WALLE_CB][NV]; \\
-        for (int c = 0; c < WALLE_CB; c++) \\
-            for (int q = 0; q < NV; q++) acc[c][q] = (VT){0}; \\
-        for (long ci = 0; ci < cin; ci++) \\
-            for (long a = 0; a < kh; a++) \\
-                for (long b = 0; b < kw; b++) { \\
-                    const float* s = x + ci * s_c + a * s_kh + b * s_kw; \\
-                    const float* wp = w + ((ci * kh + a) * kw + b) * WALLE_CB; \\
-                    VT v[NV]; \\
-                    for (int q = 0; q < NV; q++) memcpy(&v[q], s + VW * q, sizeof(VT)); \\
-                    for (int c = 0; c < WALLE_CB; c++) \\
-                        for (int q = 0; q < NV; q++) acc[c][q] += wp[c] * v[q]; \\
-                } \\
-        for (long c = 0; c < cvalid; c++) \\
-            for (int q = 0; q < NV; q++) { \\
-                VT r = acc[c][q] + bias[c]; \\
-                if (relu) r = (VT)((IT)r & ~(IT)(r < 0.0f)); /* keeps NaN */ \\
-                memcpy(y + c * y_c + VW * q, &r, sizeof(VT)); \\
-            } \\
-    }
-    WALLE_CONV_TILE(walle_conv_v16x2, walle_v16, walle_i16, 16, 2)
-    WALLE_CONV_TILE(walle_conv_v16x1, walle_v16, walle_i16, 16, 1)
-    WALLE_CONV_TILE(walle_conv_v8x2, walle_v8, walle_i8, 8, 2)
-    WALLE_CONV_TILE(walle_conv_v8x1, walle_v8, walle_i8, 8, 1)
-    WALLE_CONV_TILE(walle_conv_v4x2, walle_v4, walle_i4, 4, 2)
-    WALLE_CONV_TILE(walle_conv_v4x1, walle_v4, walle_i4, 4, 1)
-
-    /* Any source stride and the last columns of a row (fewer than one tile): plain loops. */
-    static void walle_conv_tile_any(const float* restrict x, const float* restrict w,
-                                    const float* restrict bias, float* restrict y, long cin,
-                                    long kh, long kw, long s_c, long s_kh, long s_kw, long s_ow,
-                                    long y_c, long cvalid, long width, int relu) {
-        float acc[WALLE_CB][16] = {{0}};
-        for (long ci = 0; ci < cin; ci++)
-            for (long a = 0; a < kh; a++)
-                for (long b = 0; b < kw; b++) {
-                    const float* s = x + ci * s_c + a * s_kh + b * s_kw;
-                    const float* wp = w + ((ci * kh + a) * kw + b) * WALLE_CB;
-                    for (long t = 0; t < width; t++) {
-                        float v = s[t * s_ow];
-                        for (int c = 0; c < WALLE_CB; c++) acc[c][t] += wp[c] * v;
-                    }
-                }
-        for (long c = 0; c < cvalid; c++)
-            for (long t = 0; t < width; t++) {
-                float r = acc[c][t] + bias[c];
-                y[c * y_c + t] = relu && r < 0.0f ? 0.0f : r;
-            }
-    }
+    #include "conv_tile.h"
 
     /* Output rows [r0, r1) of r = n * oh_n + oh, at one instruction-set level. Strides
        count elements of the source. */
@@ -152,20 +85,8 @@ cdef extern from *:
             } \\
         } \\
     }
-    /* The last columns of a row (7, 14, 13 or 27 wide in ResNet, Inception, SqueezeNet) in
-       half- and quarter-width vectors before the scalar loop takes the rest (< VW / 4). */
-    WALLE_CONV_TILE(walle_conv_v2x1, walle_v2, walle_i2, 2, 1)
     WALLE_CONV_ROWS(walle_conv_rows_avx512, WALLE_TARGET("avx512f,avx2,fma"),
                     walle_conv_v16x2, walle_conv_v16x1, walle_conv_v8x1, walle_conv_v4x1, 16)
-    /* AVX2 has 16 vector registers: 8 channels x 2 vectors of accumulators would spill, so
-       its wide tile is two 8 x 1 tiles (measured faster despite the weights read twice). */
-    WALLE_INLINE void walle_conv_v8x1x2(const float* restrict x, const float* restrict w,
-                                        const float* restrict bias, float* restrict y,
-                                        long cin, long kh, long kw, long s_c, long s_kh,
-                                        long s_kw, long y_c, long cvalid, int relu) {
-        walle_conv_v8x1(x, w, bias, y, cin, kh, kw, s_c, s_kh, s_kw, y_c, cvalid, relu);
-        walle_conv_v8x1(x + 8, w, bias, y + 8, cin, kh, kw, s_c, s_kh, s_kw, y_c, cvalid, relu);
-    }
     WALLE_CONV_ROWS(walle_conv_rows_avx2, WALLE_TARGET("avx2,fma"),
                     walle_conv_v8x1x2, walle_conv_v8x1, walle_conv_v4x1, walle_conv_v2x1, 8)
     WALLE_CONV_ROWS(walle_conv_rows_base, , walle_conv_v4x2, walle_conv_v4x1, walle_conv_v2x1,
