@@ -3,7 +3,10 @@
 
 :class:`ConvKernel` computes any conv directly (below); :class:`WinogradKernel` computes a
 3x3, stride-1 conv by Winograd F(4x4, 3x3) (the C is in winograd.h), a quarter of the
-multiply-adds, at the same instruction-set levels.
+multiply-adds, at the same instruction-set levels; :class:`GemmConvKernel` computes any conv
+as a packed, cache-blocked GEMM over its im2col columns (gemm_conv.h), best on 1x1 and
+strided convs, where the direct kernel's strided reads of whole planes are bound by the
+caches.
 
 The kernel computes a ``fused.conv2d`` step (im2col raster, matmul by constant weights,
 bias, activation) without the im2col buffer: it reads the padded NCHW input through the
@@ -400,3 +403,140 @@ cdef class WinogradKernel:
             else:
                 walle_wino_run(&self.p, self.level, self.nv, self.m, 0, self.groups,
                                self.vbuf, self.mbuf)
+
+
+cdef extern from "gemm_conv.h":
+    ctypedef struct walle_gemm:
+        const float* x
+        const long* koff
+        const long* poff
+        const long* run
+        const long* run2
+        long s_n
+        long n, k, p, cout
+        long kc, nc
+        const float* w
+        const float* bias
+        float* y
+        long y_k, y_k0
+        int relu
+    long walle_gemm_strip(int level) nogil
+    void walle_gemm_run(const walle_gemm* g, int level, long u0, long u1, float* pack) nogil
+
+
+_GEMM_PACK_FLOATS = 32768  # a packed block of columns: 128 KiB, to stay in L2
+
+
+def _runs(offsets, step):
+    """For each position, how many offsets from it on go up by ``step`` at a time."""
+    p = len(offsets)
+    ends = np.append(np.flatnonzero(np.diff(offsets) != step), p - 1)
+    return ends[np.searchsorted(ends, np.arange(p))] - np.arange(p) + 1
+
+
+cdef class GemmConvKernel:
+    """y[N, Cout, OH*OW] = act(conv(x) + bias) as a packed GEMM over the im2col columns
+    (gemm_conv.h): any conv the im2col ``region`` describes (stride, dilation, padded input),
+    without writing the column matrix, bias and ReLU applied as the last block is stored.
+
+    The same arguments as :class:`ConvKernel`, and ``y_channels``/``y_channel0`` as
+    :class:`WinogradKernel`'s. ``kc`` (reduction rows per packed block) and ``nc`` (columns
+    per chunk, rounded up to whole strips) override the cache blocking (the tests use small
+    ones to cover every block edge); by default blocks of 256 rows (the whole reduction up
+    to 384) and chunks of at most 128 KiB.
+    """
+
+    cdef walle_gemm g
+    cdef float* pack
+    cdef long units, psize
+    cdef int threads
+    cdef readonly int level
+    cdef object keep
+
+    def __init__(self, x, weight, bias, y, region, str act, str level=None, kc=None, nc=None,
+                 y_channels=None, int y_channel0=0):
+        n, c, kh, kw, oh, ow = (int(v) for v in region.sizes)
+        cout = int(weight.shape[0])
+        if act not in ("none", "relu"):
+            raise ValueError(f"gemm conv kernel: activation {act!r} (none or relu)")
+        for a in (x, y):
+            if a.dtype != np.float32 or not a.flags.c_contiguous:
+                raise ValueError("conv buffers must be C-contiguous float32 arrays")
+        yk = cout if y_channels is None else int(y_channels)
+        if not 0 <= y_channel0 <= yk - cout:
+            raise ValueError(f"gemm conv kernel: channels {y_channel0}+{cout} beyond {yk}")
+        k, p = c * kh * kw, oh * ow
+        if y.size != n * yk * p or weight.size != cout * k:
+            raise ValueError("gemm conv kernel: output or weight size does not match the region")
+        best = walle_conv_best_level()
+        if level is not None and level != "best" and level not in LEVELS:
+            raise ValueError(f"gemm conv kernel: level {level!r} (best, {', '.join(LEVELS)})")
+        self.level = _level if level is None else best if level == "best" else LEVELS[level]
+        if self.level > best:
+            raise ValueError(f"gemm conv kernel: this CPU does not run the {level} tiles")
+        s = [int(v) for v in region.src_strides]
+        last = region.src_offset + sum((size - 1) * st for size, st in zip(region.sizes, s))
+        if min(s) < 0 or last >= x.size:
+            raise ValueError("gemm conv kernel: the region reads outside the source")
+        koff = (np.arange(c, dtype=np.int64)[:, None, None] * s[1]
+                + np.arange(kh, dtype=np.int64)[:, None] * s[2]
+                + np.arange(kw, dtype=np.int64) * s[3]).ravel() + int(region.src_offset)
+        poff = (np.arange(oh, dtype=np.int64)[:, None] * s[4]
+                + np.arange(ow, dtype=np.int64) * s[5]).ravel()
+        run, run2 = (_runs(poff, step) for step in (1, 2))
+        blocks = 4 * -(-cout // 32)  # whole groups of 4 blocks for the leftover columns
+        packed = np.zeros((blocks * 8, k), np.float32)
+        packed[:cout] = np.asarray(weight, np.float32).reshape(cout, k)
+        packed = np.ascontiguousarray(packed.reshape(blocks, 8, k).transpose(0, 2, 1))
+        padded_bias = np.zeros(blocks * 8, np.float32)
+        if bias is not None:
+            padded_bias[:cout] = np.asarray(bias, np.float32).reshape(-1)
+        strip = walle_gemm_strip(self.level)
+        kc = int(kc) if kc is not None else (k if k <= 384 else 256)
+        if kc < 1:
+            raise ValueError(f"gemm conv kernel: kc {kc} < 1")
+        kc = min(kc, k)
+        most = max(strip, _GEMM_PACK_FLOATS // kc // strip * strip) if nc is None else int(nc)
+        if most < 1:
+            raise ValueError(f"gemm conv kernel: nc {most} < 1")
+        chunks = -(-p // most)
+        nc = strip * -(-(-(-p // chunks)) // strip)  # whole strips; only the last chunk is cut
+        chunks = -(-p // nc)
+        self.units = n * chunks
+        work = float(n * cout * p) * k
+        self.threads = 1 if work < _GRAIN or self.units < 2 else max(
+            1, min(openmp.omp_get_max_threads(), self.units, int(work / _GRAIN)))
+        self.psize = kc * nc + 16
+        scratch = np.zeros(self.threads * self.psize + 16, np.float32)
+        cdef long align = (16 - (<long>scratch.ctypes.data // 4) % 16) % 16  # 64-byte aligned
+        self.pack = (<float*><size_t>scratch.ctypes.data) + align
+        koff, poff, run, run2 = (
+            np.ascontiguousarray(v, np.int64) for v in (koff, poff, run, run2))
+        self.keep = (x, y, packed, padded_bias, koff, poff, run, run2, scratch)
+        self.g.x = <const float*><size_t>x.ctypes.data
+        self.g.koff = <const long*><size_t>koff.ctypes.data
+        self.g.poff = <const long*><size_t>poff.ctypes.data
+        self.g.run = <const long*><size_t>run.ctypes.data
+        self.g.run2 = <const long*><size_t>run2.ctypes.data
+        self.g.s_n = s[0]
+        self.g.n, self.g.k, self.g.p, self.g.cout = n, k, p, cout
+        self.g.kc, self.g.nc = kc, nc
+        self.g.w = <const float*><size_t>packed.ctypes.data
+        self.g.bias = <const float*><size_t>padded_bias.ctypes.data
+        self.g.y = <float*><size_t>y.ctypes.data
+        self.g.y_k, self.g.y_k0 = yk, y_channel0
+        self.g.relu = act == "relu"
+
+    def run(self):
+        cdef long i, chunk, start, stop
+        with nogil:
+            if self.threads > 1:
+                chunk = (self.units + self.threads - 1) // self.threads
+                for i in prange(self.threads, num_threads=self.threads, schedule="static"):
+                    start = i * chunk
+                    stop = min(self.units, start + chunk)
+                    if start < stop:
+                        walle_gemm_run(&self.g, self.level, start, stop,
+                                       self.pack + i * self.psize)
+            else:
+                walle_gemm_run(&self.g, self.level, 0, self.units, self.pack)

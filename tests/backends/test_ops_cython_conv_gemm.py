@@ -1,6 +1,7 @@
 """The cython backend's conv algorithms on every shape kind, each against the numpy reference.
 
-``fused.conv2d`` offers ``direct`` and ``im2col``; for a 1x1, stride-1, unpadded conv (most
+``fused.conv2d`` offers ``direct``, ``gemm`` (the packed GEMM over the im2col columns) and
+``im2col``; for a 1x1, stride-1, unpadded conv (most
 of ResNet-50's and SqueezeNet's convs) ``im2col`` skips the column copy and multiplies the
 input in place (the column buffer would be the input itself). Each algorithm is compiled
 directly (not through the search, which would only ever run the faster one) and compared
@@ -30,7 +31,7 @@ CASES = [  # (N, C, H, W, Cout, kernel, stride, pads)
 
 
 @pytest.mark.parametrize("case", CASES)
-@pytest.mark.parametrize("algorithm", ["direct", "im2col"])
+@pytest.mark.parametrize("algorithm", ["direct", "gemm", "im2col"])
 @pytest.mark.parametrize("tail", ["none", "bias", "bias_relu"])
 def test_ops_conv_algorithms_match_reference(case, algorithm, tail) -> None:
     backend = backend_or_skip("cython")

@@ -1,4 +1,5 @@
-"""Types of the compiled convolution kernels, direct and Winograd (cython_kernels/ops_conv.pyx)."""
+"""Types of the compiled convolution kernels, direct, Winograd and packed GEMM
+(cython_kernels/ops_conv.pyx)."""
 
 from walle.ops.ir import FloatArray, Region
 
@@ -76,3 +77,34 @@ class WinogradKernel:
 
     def run(self) -> None:
         """Compute y from the build-time buffers (GIL released, OpenMP over tile groups)."""
+
+class GemmConvKernel:
+    """y[N, Cout, OH*OW] = act(conv(x) + bias) as a packed GEMM over the im2col columns of
+    ``region`` (any stride, dilation, padded input), the columns never written whole.
+
+    Otherwise the same arguments as :class:`WinogradKernel` (no ``tile``, no ``pad``);
+    ``kc``/``nc`` override the cache blocking (reduction rows per packed block, columns per
+    chunk). ValueError on a bad buffer, activation, level or block size, or a region that
+    reads outside ``x``.
+    """
+
+    def __init__(
+        self,
+        x: FloatArray,
+        weight: FloatArray,
+        bias: FloatArray | None,
+        y: FloatArray,
+        region: Region,
+        act: str,
+        level: str | None = None,
+        kc: int | None = None,
+        nc: int | None = None,
+        y_channels: int | None = None,
+        y_channel0: int = 0,
+    ) -> None: ...
+    @property
+    def level(self) -> int:
+        """The level this kernel runs at (read-only)."""
+
+    def run(self) -> None:
+        """Compute y from the build-time buffers (GIL released, OpenMP over column chunks)."""

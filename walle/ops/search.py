@@ -67,8 +67,9 @@ CLOSE_FACTOR = 8.0
 PLAN_CLOSE = 3.0
 # Bumped when decisions mean something else or a backend offers new algorithms, so that
 # decisions cached without them are searched again (2: placement over the whole plan;
-# 3: Winograd convs in the cython backend).
-DECISIONS_VERSION = 3
+# 3: Winograd convs in the cython backend;
+# 4: the packed-GEMM conv (gemm) in the cython backend.
+DECISIONS_VERSION = 4
 
 
 def time_calls(calls: list[Call], budget_s: float = 0.004, max_runs: int = 25) -> float:

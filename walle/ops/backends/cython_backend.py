@@ -3,8 +3,10 @@
 Atomic ops map to the kernels of ``walle._kernels.ops_math`` and ``ops_raster``; fused
 ``matmul_bias_act``, ``softmax``, ``layernorm`` and ``window_reduce`` (pooling) run as one
 kernel call each. ``conv2d`` offers ``direct`` (``ops_conv``: register-tiled convolution
-reading the padded input in place, bias and ReLU fused), ``im2col`` (the column raster,
-numpy's BLAS over the whole batch, then the epilogue) and, for 3x3 stride-1 convs,
+reading the padded input in place, bias and ReLU fused), ``gemm`` (``ops_conv``'s packed
+GEMM over the im2col columns, packed a cache-sized block at a time and never written whole,
+bias and ReLU fused: the 1x1 and strided convs), ``im2col`` (the column raster, numpy's
+BLAS over the whole batch, then the epilogue) and, for 3x3 stride-1 convs,
 ``winograd`` (F(4x4, 3x3): a quarter of the multiply-adds) and ``winograd_f2`` (F(2x2, 3x3):
 4/9 of them, but fewer idle tiles on small planes and a third of the transformed filters'
 bytes), bias and ReLU fused; the search times them. Matrix
@@ -112,7 +114,7 @@ class CythonBackend(Backend):
             if step.attr("act") not in ("none", "relu"):
                 return ["im2col"]
             region = _conv_im2col(step).attr("regions")[0]
-            return ["direct", "im2col", *_winograd_algorithms(region)]
+            return ["direct", "gemm", "im2col", *_winograd_algorithms(region)]
         if step.op == "fused.group_conv2d":
             if step.attr("act") not in ("none", "relu"):
                 return []
@@ -134,6 +136,8 @@ class CythonBackend(Backend):
             return 2.2e11
         if algorithm == "winograd_f2":  # 4/9 of them
             return 1.4e11
+        if algorithm == "gemm":
+            return 1.0e11
         return 9.0e10 if algorithm in ("blas", "im2col") else 6.0e10
 
     def estimate(self, step: FusedStep, algorithm: str, graph: Graph) -> float:
@@ -402,8 +406,12 @@ def _conv_padded(
     step: FusedStep,
     buffers: Buffers,
 ) -> list[Call]:
-    """The direct kernel or im2col + BLAS over the (padded) input of the im2col raster."""
+    """The direct or packed-GEMM kernel, or im2col + BLAS, over the (padded) input of the
+    im2col raster."""
     region = im2col.attr("regions")[0]
+    if algorithm == "gemm":
+        x = buffers[im2col.inputs[0]]
+        return [ops_conv.GemmConvKernel(x, weight, bias, out, region, step.attr("act")).run]
     if algorithm == "direct" and _stride2_columns(region):
         return _conv_stride2(buffers[im2col.inputs[0]], weight, bias, out, region, step)
     if algorithm == "direct":

@@ -1,0 +1,249 @@
+/* Packed-GEMM convolution for the walle.ops cython backend (ops_conv.pyx, GemmConvKernel):
+   y[n][Cout][P] = act(W[Cout][K] x cols_n[K][P] + bias), where cols_n is the im2col matrix of
+   image n read through offset tables (any stride, dilation, pad: the columns are never
+   written out whole).
+
+   Why not the direct kernel or numpy's BLAS: the direct kernel reads the K input rows of a
+   tile with a stride of a whole plane, which on 56x56 planes with few channels per output
+   is bound by the caches (18-27 GMAC/s); BLAS needs the column buffer written for strided
+   convs, its epilogue (bias, ReLU) is a second pass over an output that no longer sits in
+   the cache, and it loses a fifth on 7x7 planes. Here (BLIS's loop order, with the roles of
+   the operands swapped so the output rows stay contiguous):
+
+   - the columns of a chunk (<= nc of one image) are packed per block of kc reduction rows
+     into strips of SW columns [kc][SW] (one vector copy per row where the source columns
+     are contiguous, a gather where they are strided): the block stays in L2;
+   - the weights are packed once at build time as [Cout/8][K][8]: a block of 8 output
+     channels x kc rows (8 KiB) stays in L1 while it sweeps every strip of the chunk;
+   - each (8 channels, strip) pair is one register tile (8 x SW accumulators) over kc,
+     added to the partial sums of earlier blocks and, after the last block, stored with the
+     bias and ReLU (which keeps NaN) applied: one pass over the output;
+   - the columns left over after the last whole vector of a chunk (7x7 planes: 1 of 49;
+     14x14: 4 of 196) run with the channels in the vector lanes instead (8 channels x 4
+     blocks x 1-2 columns), so a short plane does not pay for a mostly empty vector.
+
+   One build per instruction-set level (AVX-512: 8 x 2 vectors of 16; AVX2 and SSE: two
+   8 x 1 tiles of 8 / 4, which do not spill their 16 registers). */
+
+#ifndef WALLE_GEMM_CONV_H
+#define WALLE_GEMM_CONV_H
+
+#include "conv_tile.h"
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define WALLE_GEMM_TARGET(T) __attribute__((target(T)))
+#else
+#define WALLE_GEMM_TARGET(T)
+#endif
+
+typedef struct {
+    const float* x;     /* element (k, p) of image n at x + n * s_n + koff[k] + poff[p] */
+    const long* koff;   /* [K] */
+    const long* poff;   /* [P] */
+    const long* run;    /* [P]: how many columns from p on lie at consecutive addresses */
+    const long* run2;   /* [P]: how many from p on lie 2 apart (stride-2 convs) */
+    long s_n;
+    long n, k, p, cout; /* images, reduction length, columns per image, output channels */
+    long kc, nc;        /* reduction rows per packed block, columns per chunk */
+    const float* w;     /* [blocks][K][8], blocks a multiple of 4 (zero-padded) */
+    const float* bias;  /* [blocks * 8] */
+    float* y;           /* [N][y_k][P], this conv's channels from y_k0 */
+    long y_k, y_k0;
+    int relu;
+} walle_gemm;
+
+/* Columns [c0, c0 + cols) of one image into strips of w: dst[strip][kc][w]. */
+WALLE_INLINE void walle_gemm_pack(const float* restrict xn, const long* restrict koff, long kc,
+                                  const long* restrict poff, const long* restrict run,
+                                  const long* restrict run2, long c0, long cols, long w,
+                                  float* restrict dst) {
+    for (long s = 0; s < cols; s += w) {
+        long c = c0 + s;
+        float* d = dst + s * kc;
+        if (run[c] >= w) {
+            const float* src = xn + poff[c];
+            for (long k = 0; k < kc; k++) memcpy(d + k * w, src + koff[k], w * sizeof(float));
+        } else if (run2[c] >= w) {
+            const float* src = xn + poff[c];
+            for (long k = 0; k < kc; k++)
+                for (long j = 0; j < w; j++) d[k * w + j] = src[koff[k] + 2 * j];
+        } else {
+            for (long k = 0; k < kc; k++) {
+                const float* src = xn + koff[k];
+                for (long j = 0; j < w; j++) d[k * w + j] = src[poff[c + j]];
+            }
+        }
+    }
+}
+
+/* 8 output channels x NV vectors of VW columns over kc rows of a packed strip (row stride
+   sb), added to the partial sums in y unless ``first``; bias and ReLU after the ``last``. */
+#define WALLE_GEMM_TILE(NAME, VT, IT, VW, NV)                                                  \
+WALLE_INLINE void NAME(const float* restrict b, long sb, const float* restrict a, long kc,    \
+                       float* restrict y, long y_c, long cvalid, const float* restrict bias,  \
+                       int first, int last, int relu) {                                       \
+    VT acc[WALLE_CB][NV];                                                                      \
+    for (int c = 0; c < WALLE_CB; c++)                                                         \
+        for (int q = 0; q < NV; q++) {                                                         \
+            acc[c][q] = (VT){0};                                                               \
+            if (!first && c < cvalid) memcpy(&acc[c][q], y + c * y_c + VW * q, sizeof(VT));    \
+        }                                                                                      \
+    for (long k = 0; k < kc; k++) {                                                            \
+        VT v[NV];                                                                              \
+        for (int q = 0; q < NV; q++) memcpy(&v[q], b + k * sb + VW * q, sizeof(VT));           \
+        const float* ak = a + k * WALLE_CB;                                                    \
+        for (int c = 0; c < WALLE_CB; c++)                                                     \
+            for (int q = 0; q < NV; q++) acc[c][q] += ak[c] * v[q];                            \
+    }                                                                                          \
+    for (long c = 0; c < cvalid; c++)                                                          \
+        for (int q = 0; q < NV; q++) {                                                         \
+            VT r = acc[c][q];                                                                  \
+            if (last) {                                                                        \
+                r += bias[c];                                                                  \
+                if (relu) r = (VT)((IT)r & ~(IT)(r < 0.0f)); /* keeps NaN */                   \
+            }                                                                                  \
+            memcpy(y + c * y_c + VW * q, &r, sizeof(VT));                                      \
+        }                                                                                      \
+}
+
+/* The leftover columns: T (1 or 2) columns x 4 blocks of 8 output channels, the channels in
+   the lanes of H vectors of VW (H * VW = 8); a block past Cout is zero weights, not stored. */
+#define WALLE_GEMM_TAIL(NAME, VT, VW, T)                                                       \
+WALLE_INLINE void NAME(const float* restrict b, long sb, const float* restrict a, long sa,    \
+                       long kc, float* restrict y, long y_c, long cvalid,                     \
+                       const float* restrict bias, int first, int last, int relu) {           \
+    enum { H = WALLE_CB / VW };                                                                \
+    VT acc[T][4][H];                                                                           \
+    for (int t = 0; t < T; t++)                                                                \
+        for (int g = 0; g < 4; g++)                                                            \
+            for (int h = 0; h < H; h++) {                                                      \
+                float part[VW];                                                                \
+                for (int l = 0; l < VW; l++) {                                                 \
+                    long c = g * WALLE_CB + h * VW + l;                                        \
+                    part[l] = !first && c < cvalid ? y[c * y_c + t] : 0.0f;                    \
+                }                                                                              \
+                memcpy(&acc[t][g][h], part, sizeof(VT));                                       \
+            }                                                                                  \
+    for (long k = 0; k < kc; k++)                                                              \
+        for (int g = 0; g < 4; g++)                                                            \
+            for (int h = 0; h < H; h++) {                                                      \
+                VT w;                                                                          \
+                memcpy(&w, a + g * sa + k * WALLE_CB + h * VW, sizeof(VT));                    \
+                for (int t = 0; t < T; t++) acc[t][g][h] += b[k * sb + t] * w;                 \
+            }                                                                                  \
+    for (int t = 0; t < T; t++)                                                                \
+        for (int g = 0; g < 4; g++)                                                            \
+            for (int h = 0; h < H; h++) {                                                      \
+                float part[VW];                                                                \
+                memcpy(part, &acc[t][g][h], sizeof(VT));                                       \
+                for (int l = 0; l < VW; l++) {                                                 \
+                    long c = g * WALLE_CB + h * VW + l;                                        \
+                    if (c >= cvalid) break;                                                    \
+                    float r = part[l];                                                         \
+                    if (last) {                                                                \
+                        r += bias[c];                                                          \
+                        if (relu && r < 0.0f) r = 0.0f; /* keeps NaN */                        \
+                    }                                                                          \
+                    y[c * y_c + t] = r;                                                        \
+                }                                                                              \
+            }                                                                                  \
+}
+
+WALLE_GEMM_TILE(walle_gemm_v16x2, walle_v16, walle_i16, 16, 2)
+WALLE_GEMM_TILE(walle_gemm_v16x1, walle_v16, walle_i16, 16, 1)
+WALLE_GEMM_TILE(walle_gemm_v8x1, walle_v8, walle_i8, 8, 1)
+WALLE_GEMM_TILE(walle_gemm_v4x1, walle_v4, walle_i4, 4, 1)
+WALLE_GEMM_TAIL(walle_gemm_tail8_1, walle_v8, 8, 1)
+WALLE_GEMM_TAIL(walle_gemm_tail8_2, walle_v8, 8, 2)
+WALLE_GEMM_TAIL(walle_gemm_tail4_1, walle_v4, 4, 1)
+WALLE_GEMM_TAIL(walle_gemm_tail4_2, walle_v4, 4, 2)
+
+/* Two 8 x 1 tiles side by side: the wide tile of the 16-register levels. */
+#define WALLE_GEMM_PAIR(NAME, TILE, VW)                                                        \
+WALLE_INLINE void NAME(const float* restrict b, long sb, const float* restrict a, long kc,    \
+                       float* restrict y, long y_c, long cvalid, const float* restrict bias,  \
+                       int first, int last, int relu) {                                       \
+    TILE(b, sb, a, kc, y, y_c, cvalid, bias, first, last, relu);                               \
+    TILE(b + VW, sb, a, kc, y + VW, y_c, cvalid, bias, first, last, relu);                     \
+}
+WALLE_GEMM_PAIR(walle_gemm_v8x1x2, walle_gemm_v8x1, 8)
+WALLE_GEMM_PAIR(walle_gemm_v4x1x2, walle_gemm_v4x1, 4)
+
+/* Work units [u0, u1) (unit u: image u / chunks, column chunk u % chunks) at one level:
+   strips of SW columns (WIDE), one of VW (NARROW) if that many are left, the rest by TAIL1/2.
+   ``pack`` holds kc * nc floats. */
+#define WALLE_GEMM_LEVEL(NAME, ATTR, WIDE, NARROW, TAIL1, TAIL2, VW, SW)                       \
+ATTR static void NAME(const walle_gemm* g, long u0, long u1, float* pack) {                    \
+    long chunks = (g->p + g->nc - 1) / g->nc;                                                  \
+    long blocks = (g->cout + WALLE_CB - 1) / WALLE_CB;                                         \
+    long wblock = g->k * WALLE_CB;                                                             \
+    for (long u = u0; u < u1; u++) {                                                           \
+        long n = u / chunks, p0 = (u % chunks) * g->nc;                                        \
+        long cols = g->p - p0 < g->nc ? g->p - p0 : g->nc;                                     \
+        long full = cols / SW * SW;                                                            \
+        long mid = cols - full >= VW ? VW : 0;                                                 \
+        long tail = cols - full - mid;                                                         \
+        const float* xn = g->x + n * g->s_n;                                                   \
+        float* yn = g->y + (n * g->y_k + g->y_k0) * g->p + p0;                                 \
+        for (long k0 = 0; k0 < g->k; k0 += g->kc) {                                            \
+            long kc = g->k - k0 < g->kc ? g->k - k0 : g->kc;                                   \
+            int first = k0 == 0, last = k0 + kc == g->k;                                       \
+            const long* koff = g->koff + k0;                                                   \
+            const long* poff = g->poff + p0;                                                   \
+            const long* run = g->run + p0;                                                     \
+            const long* run2 = g->run2 + p0;                                                   \
+            float* pmid = pack + full * kc;                                                    \
+            float* ptail = pmid + mid * kc;                                                    \
+            walle_gemm_pack(xn, koff, kc, poff, run, run2, 0, full, SW, pack);                       \
+            walle_gemm_pack(xn, koff, kc, poff, run, run2, full, mid, VW, pmid);                     \
+            if (tail) walle_gemm_pack(xn, koff, kc, poff, run, run2, full + mid, tail, tail, ptail); \
+            for (long cb = 0; cb < blocks; cb++) {                                             \
+                const float* a = g->w + cb * wblock + k0 * WALLE_CB;                           \
+                const float* bias = g->bias + cb * WALLE_CB;                                   \
+                float* yb = yn + cb * WALLE_CB * g->p;                                          \
+                long cvalid = g->cout - cb * WALLE_CB < WALLE_CB ? g->cout - cb * WALLE_CB     \
+                                                                 : WALLE_CB;                   \
+                for (long s = 0; s < full; s += SW)                                            \
+                    WIDE(pack + s * kc, SW, a, kc, yb + s, g->p, cvalid, bias, first, last,    \
+                         g->relu);                                                             \
+                if (mid)                                                                       \
+                    NARROW(pmid, VW, a, kc, yb + full, g->p, cvalid, bias, first, last,        \
+                           g->relu);                                                           \
+            }                                                                                  \
+            for (long cb = 0; tail && cb < blocks; cb += 4) {                                  \
+                const float* a = g->w + cb * wblock + k0 * WALLE_CB;                           \
+                const float* bias = g->bias + cb * WALLE_CB;                                   \
+                float* yb = yn + cb * WALLE_CB * g->p + full + mid;                            \
+                long cvalid = g->cout - cb * WALLE_CB;                                         \
+                long t = 0;                                                                    \
+                for (; t + 2 <= tail; t += 2)                                                  \
+                    TAIL2(ptail + t, tail, a, wblock, kc, yb + t, g->p, cvalid, bias, first,   \
+                          last, g->relu);                                                      \
+                if (t < tail)                                                                  \
+                    TAIL1(ptail + t, tail, a, wblock, kc, yb + t, g->p, cvalid, bias, first,   \
+                          last, g->relu);                                                      \
+            }                                                                                  \
+        }                                                                                      \
+    }                                                                                          \
+}
+
+WALLE_GEMM_LEVEL(walle_gemm_avx512, WALLE_GEMM_TARGET("avx512f,avx2,fma"), walle_gemm_v16x2,
+                 walle_gemm_v16x1, walle_gemm_tail8_1, walle_gemm_tail8_2, 16, 32)
+WALLE_GEMM_LEVEL(walle_gemm_avx2, WALLE_GEMM_TARGET("avx2,fma"), walle_gemm_v8x1x2,
+                 walle_gemm_v8x1, walle_gemm_tail8_1, walle_gemm_tail8_2, 8, 16)
+WALLE_GEMM_LEVEL(walle_gemm_base, , walle_gemm_v4x1x2, walle_gemm_v4x1, walle_gemm_tail4_1,
+                 walle_gemm_tail4_2, 4, 8)
+
+/* Columns per strip at a level (2: AVX-512F, 1: AVX2 + FMA, 0: baseline). */
+static long walle_gemm_strip(int level) { return level == 2 ? 32 : level == 1 ? 16 : 8; }
+
+static void walle_gemm_run(const walle_gemm* g, int level, long u0, long u1, float* pack) {
+    if (level == 2)
+        walle_gemm_avx512(g, u0, u1, pack);
+    else if (level == 1)
+        walle_gemm_avx2(g, u0, u1, pack);
+    else
+        walle_gemm_base(g, u0, u1, pack);
+}
+
+#endif

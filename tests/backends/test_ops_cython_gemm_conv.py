@@ -1,0 +1,180 @@
+"""The packed-GEMM conv kernel (``ops_conv.GemmConvKernel``) against a numpy oracle.
+
+The kernel packs the im2col columns of a chunk a block of reduction rows at a time (a
+vector copy per row where the columns are contiguous, a stride-2 or general gather where
+they are not), runs 8-channel register tiles over whole strips, a narrower strip, and the
+leftover columns with the channels in the lanes, and adds each block's partial sums to the
+output. These tests force small blocks and chunks (``kc``, ``nc``) so that every edge
+(several reduction blocks, several chunks, cut strips, leftover columns, channels not a
+multiple of 8 or 32) is crossed, at every instruction-set level the machine runs. The
+oracle is the im2col matrix built with numpy's stride tricks times the weights in float64;
+tolerance 1e-4 relative to the output's scale.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests._backends import backend_or_skip
+from walle.ops.ir import Region
+
+LEVELS = ("avx512", "avx2", "sse")
+
+
+def _ops_conv():
+    backend_or_skip("cython")
+    from walle._kernels import ops_conv
+
+    return ops_conv
+
+
+def _region(shape, k, stride, dilation, pad) -> tuple[Region, tuple[int, ...]]:
+    """The im2col region of a conv over the zero-padded [N, C, H, W] input, and its shape."""
+    n, c, h, w = shape
+    hp, wp = h + 2 * pad, w + 2 * pad
+    oh = (hp - dilation * (k - 1) - 1) // stride + 1
+    ow = (wp - dilation * (k - 1) - 1) // stride + 1
+    strides = (c * hp * wp, hp * wp, dilation * wp, dilation, stride * wp, stride)
+    return Region(0, 0, strides, 0, (0,), (n, c, k, k, oh, ow)), (n, c, hp, wp)
+
+
+def _oracle(xp, weight, bias, region, relu):
+    """act(W @ im2col(xp) + bias) in float64, [N, Cout, OH*OW]."""
+    n, c, kh, kw, oh, ow = region.sizes
+    item = xp.itemsize
+    cols = np.lib.stride_tricks.as_strided(
+        xp.astype(np.float64).ravel()[region.src_offset :],
+        shape=region.sizes,
+        strides=tuple(s * item * 2 for s in region.src_strides),  # float64 items
+    ).reshape(n, c * kh * kw, oh * ow)
+    with np.errstate(all="ignore"):
+        y = np.einsum("ok,nkp->nop", weight.astype(np.float64), cols)
+        if bias is not None:
+            y = y + bias[None, :, None]
+        if relu:
+            y = np.where(y < 0, 0.0, y)  # keeps NaN
+    return y
+
+
+def _kernel(ops_conv, xp, weight, bias, y, region, relu, level, **kw):
+    """The kernel, or None where this CPU lacks the level (the refusal checked)."""
+    try:
+        return ops_conv.GemmConvKernel(
+            xp, weight.reshape(weight.shape[0], -1), bias, y, region,
+            "relu" if relu else "none", level, **kw,
+        )  # fmt: skip
+    except ValueError as exc:
+        assert "does not run" in str(exc)
+        return None
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 2),
+    c=st.integers(1, 11),
+    cout=st.integers(1, 41),
+    h=st.integers(1, 19),
+    w=st.integers(1, 37),
+    k=st.sampled_from([1, 2, 3]),
+    stride=st.sampled_from([1, 2, 3]),
+    dilation=st.sampled_from([1, 2]),
+    pad=st.integers(0, 2),
+    relu=st.booleans(),
+    bias=st.booleans(),
+    kc=st.sampled_from([None, 1, 3, 8]),
+    nc=st.sampled_from([None, 1, 17, 40]),
+    seed=st.integers(0, 50),
+)
+def test_gemm_conv_kernel_matches_oracle_at_every_level(
+    n, c, cout, h, w, k, stride, dilation, pad, relu, bias, kc, nc, seed
+):
+    ops_conv = _ops_conv()
+    if h + 2 * pad < dilation * (k - 1) + 1 or w + 2 * pad < dilation * (k - 1) + 1:
+        return  # no output
+    rng = np.random.default_rng(seed)
+    region, padded = _region((n, c, h, w), k, stride, dilation, pad)
+    xp = np.zeros(padded, np.float32)
+    xp[:, :, pad : pad + h, pad : pad + w] = rng.uniform(-2, 2, (n, c, h, w))
+    weight = rng.uniform(-1, 1, (cout, c, k, k)).astype(np.float32)
+    b = rng.uniform(-1, 1, cout).astype(np.float32) if bias else None
+    want = _oracle(xp, weight.reshape(cout, -1), b, region, relu)
+    scale = max(1.0, float(np.abs(want).max()))
+    for level in LEVELS:
+        y = np.full(want.shape, np.nan, np.float32)  # every output written
+        kernel = _kernel(ops_conv, xp, weight, b, y, region, relu, level, kc=kc, nc=nc)
+        if kernel is not None:
+            kernel.run()
+            np.testing.assert_allclose(y, want, rtol=0, atol=1e-4 * scale, err_msg=level)
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize(("stride", "width"), [(1, 49), (2, 98), (1, 196)])
+def test_gemm_conv_kernel_keeps_nan_and_inf_where_the_oracle_puts_them(level, stride, width):
+    """NaN and inf in the input reach exactly the outputs of the columns that read them
+    (whole strips, the narrow strip and the leftover columns alike); ReLU keeps NaN."""
+    ops_conv = _ops_conv()
+    rng = np.random.default_rng(5)
+    region, padded = _region((1, 40, 1, width), 1, stride, 1, 0)
+    xp = rng.uniform(-2, 2, padded).astype(np.float32)
+    xp[0, 3, 0, 0] = np.nan
+    xp[0, 7, 0, 2 * stride] = np.inf
+    xp[0, 9, 0, 40 * stride] = -np.inf
+    xp[0, 1, 0, (region.sizes[5] - 1) * stride] = np.nan  # a leftover column
+    weight = rng.uniform(0.1, 1, (37, 40, 1, 1)).astype(np.float32)  # no inf - inf
+    want = _oracle(xp, weight.reshape(37, -1), None, region, True)
+    y = np.zeros(want.shape, np.float32)
+    kernel = _kernel(ops_conv, xp, weight, None, y, region, True, level, kc=16)
+    if kernel is None:
+        return
+    kernel.run()
+    assert np.isnan(want).any() and np.isinf(want).any()
+    for check in (np.isnan, np.isposinf, np.isneginf):
+        np.testing.assert_array_equal(check(y), check(want))
+    finite = np.isfinite(want)
+    np.testing.assert_allclose(
+        y[finite], want[finite], rtol=0, atol=1e-4 * np.abs(want[finite]).max()
+    )
+
+
+def test_gemm_conv_kernel_splits_chunks_over_threads_and_writes_its_channels_only() -> None:
+    """Enough work for the OpenMP split over (image, chunk) units; one group's channels of a
+    wider output (``y_channels``/``y_channel0``): the others are left as they were."""
+    ops_conv = _ops_conv()
+    rng = np.random.default_rng(9)
+    region, padded = _region((3, 64, 30, 30), 1, 1, 1, 0)
+    xp = rng.uniform(-1, 1, padded).astype(np.float32)
+    weight = rng.uniform(-0.2, 0.2, (72, 64)).astype(np.float32)
+    bias = rng.uniform(-1, 1, 72).astype(np.float32)
+    want = _oracle(xp, weight, bias, region, True)
+    y = np.full((3, 100, 900), 7.0, np.float32)
+    kernel = ops_conv.GemmConvKernel(
+        xp, weight, bias, y, region, "relu", nc=128, y_channels=100, y_channel0=20
+    )
+    kernel.run()
+    np.testing.assert_allclose(y[:, 20:92], want, rtol=0, atol=1e-4 * np.abs(want).max())
+    assert (y[:, :20] == 7.0).all() and (y[:, 92:] == 7.0).all()
+
+
+def test_gemm_conv_kernel_refuses_what_it_cannot_run() -> None:
+    ops_conv = _ops_conv()
+    region, padded = _region((1, 4, 6, 6), 3, 1, 1, 1)
+    x = np.zeros(padded, np.float32)
+    w = np.zeros((5, 36), np.float32)
+    y = np.zeros((1, 5, 36), np.float32)
+    with pytest.raises(ValueError, match="activation 'gelu'"):
+        ops_conv.GemmConvKernel(x, w, None, y, region, "gelu")
+    with pytest.raises(ValueError, match="level 'neon'"):
+        ops_conv.GemmConvKernel(x, w, None, y, region, "none", "neon")
+    with pytest.raises(ValueError, match="does not match the region"):
+        ops_conv.GemmConvKernel(x, w[:, :30], None, y, region, "none")
+    with pytest.raises(ValueError, match="reads outside the source"):
+        ops_conv.GemmConvKernel(x.ravel()[:-1].copy(), w, None, y, region, "none")
+    with pytest.raises(ValueError, match="beyond 5"):
+        ops_conv.GemmConvKernel(x, w, None, y, region, "none", y_channels=5, y_channel0=1)
+    with pytest.raises(ValueError, match="kc 0"):
+        ops_conv.GemmConvKernel(x, w, None, y, region, "none", kc=0)
+    with pytest.raises(ValueError, match="C-contiguous float32"):
+        ops_conv.GemmConvKernel(x.astype(np.float64), w, None, y, region, "none")
