@@ -23,7 +23,7 @@
      blocks x 1-2 columns), so a short plane does not pay for a mostly empty vector.
 
    One build per instruction-set level (AVX-512: 8 x 2 vectors of 16; AVX2 and SSE: two
-   8 x 1 tiles of 8 / 4, which do not spill their 16 registers). */
+   4 x 2 tiles of 8 / 4 floats, which do not spill their 16 registers). */
 
 #ifndef WALLE_GEMM_CONV_H
 #define WALLE_GEMM_CONV_H
@@ -76,26 +76,28 @@ WALLE_INLINE void walle_gemm_pack(const float* restrict xn, const long* restrict
     }
 }
 
-/* 8 output channels x NV vectors of VW columns over kc rows of a packed strip (row stride
-   sb), added to the partial sums in y unless ``first``; bias and ReLU after the ``last``. */
-#define WALLE_GEMM_TILE(NAME, VT, IT, VW, NV)                                                  \
+/* CH output channels (of a packed block of 8) x NV vectors of VW columns over kc rows of a
+   packed strip (row stride sb), added to the partial sums in y unless ``first``; bias and
+   ReLU after the ``last``. */
+#define WALLE_GEMM_TILE(NAME, VT, IT, VW, NV, CH)                                              \
 WALLE_INLINE void NAME(const float* restrict b, long sb, const float* restrict a, long kc,    \
                        float* restrict y, long y_c, long cvalid, const float* restrict bias,  \
                        int first, int last, int relu) {                                       \
-    VT acc[WALLE_CB][NV];                                                                      \
-    for (int c = 0; c < WALLE_CB; c++)                                                         \
+    VT acc[CH][NV];                                                                            \
+    for (int c = 0; c < CH; c++)                                                               \
         for (int q = 0; q < NV; q++) {                                                         \
-            acc[c][q] = (VT){0};                                                               \
-            if (!first && c < cvalid) memcpy(&acc[c][q], y + c * y_c + VW * q, sizeof(VT));    \
+            VT t = (VT){0}; /* not a copy into acc itself: that puts acc in memory */          \
+            if (!first && c < cvalid) memcpy(&t, y + c * y_c + VW * q, sizeof(VT));            \
+            acc[c][q] = t;                                                                     \
         }                                                                                      \
     for (long k = 0; k < kc; k++) {                                                            \
         VT v[NV];                                                                              \
         for (int q = 0; q < NV; q++) memcpy(&v[q], b + k * sb + VW * q, sizeof(VT));           \
         const float* ak = a + k * WALLE_CB;                                                    \
-        for (int c = 0; c < WALLE_CB; c++)                                                     \
+        for (int c = 0; c < CH; c++)                                                           \
             for (int q = 0; q < NV; q++) acc[c][q] += ak[c] * v[q];                            \
     }                                                                                          \
-    for (long c = 0; c < cvalid; c++)                                                          \
+    for (long c = 0; c < cvalid && c < CH; c++)                                                \
         for (int q = 0; q < NV; q++) {                                                         \
             VT r = acc[c][q];                                                                  \
             if (last) {                                                                        \
@@ -149,28 +151,34 @@ WALLE_INLINE void NAME(const float* restrict b, long sb, const float* restrict a
             }                                                                                  \
 }
 
-WALLE_GEMM_TILE(walle_gemm_v16x2, walle_v16, walle_i16, 16, 2)
-WALLE_GEMM_TILE(walle_gemm_v16x1, walle_v16, walle_i16, 16, 1)
-WALLE_GEMM_TILE(walle_gemm_v8x1, walle_v8, walle_i8, 8, 1)
-WALLE_GEMM_TILE(walle_gemm_v4x1, walle_v4, walle_i4, 4, 1)
+WALLE_GEMM_TILE(walle_gemm_v16x2, walle_v16, walle_i16, 16, 2, 8)
+WALLE_GEMM_TILE(walle_gemm_v16x1, walle_v16, walle_i16, 16, 1, 8)
+WALLE_GEMM_TILE(walle_gemm_v8x1, walle_v8, walle_i8, 8, 1, 8)
+WALLE_GEMM_TILE(walle_gemm_v8x2c4, walle_v8, walle_i8, 8, 2, 4)
+WALLE_GEMM_TILE(walle_gemm_v4x1, walle_v4, walle_i4, 4, 1, 8)
+WALLE_GEMM_TILE(walle_gemm_v4x2c4, walle_v4, walle_i4, 4, 2, 4)
 WALLE_GEMM_TAIL(walle_gemm_tail8_1, walle_v8, 8, 1)
 WALLE_GEMM_TAIL(walle_gemm_tail8_2, walle_v8, 8, 2)
 WALLE_GEMM_TAIL(walle_gemm_tail4_1, walle_v4, 4, 1)
 WALLE_GEMM_TAIL(walle_gemm_tail4_2, walle_v4, 4, 2)
 
-/* Two 8 x 1 tiles side by side: the wide tile of the 16-register levels. */
-#define WALLE_GEMM_PAIR(NAME, TILE, VW)                                                        \
+/* The wide tile of the 16-register levels: the block's two halves of 4 channels x 2
+   vectors (8 accumulators: 8 x 2 and 4 x 3 spill to the stack, measured 6x slower; 8 x 1
+   loads 9 values per 8 multiply-adds, this 6). */
+#define WALLE_GEMM_HALVES(NAME, TILE)                                                          \
 WALLE_INLINE void NAME(const float* restrict b, long sb, const float* restrict a, long kc,    \
                        float* restrict y, long y_c, long cvalid, const float* restrict bias,  \
                        int first, int last, int relu) {                                       \
     TILE(b, sb, a, kc, y, y_c, cvalid, bias, first, last, relu);                               \
-    TILE(b + VW, sb, a, kc, y + VW, y_c, cvalid, bias, first, last, relu);                     \
+    if (cvalid > 4)                                                                            \
+        TILE(b, sb, a + 4, kc, y + 4 * y_c, y_c, cvalid - 4, bias + 4, first, last, relu);     \
 }
-WALLE_GEMM_PAIR(walle_gemm_v8x1x2, walle_gemm_v8x1, 8)
-WALLE_GEMM_PAIR(walle_gemm_v4x1x2, walle_gemm_v4x1, 4)
+WALLE_GEMM_HALVES(walle_gemm_v8x2h, walle_gemm_v8x2c4)
+WALLE_GEMM_HALVES(walle_gemm_v4x2h, walle_gemm_v4x2c4)
 
 /* Work units [u0, u1) (unit u: image u / chunks, column chunk u % chunks) at one level:
-   strips of SW columns (WIDE), one of VW (NARROW) if that many are left, the rest by TAIL1/2.
+   strips of SW columns (WIDE), then of VW (NARROW) while that many are left, the rest by
+   TAIL1/2.
    ``pack`` holds kc * nc floats. */
 #define WALLE_GEMM_LEVEL(NAME, ATTR, WIDE, NARROW, TAIL1, TAIL2, VW, SW)                       \
 ATTR static void NAME(const walle_gemm* g, long u0, long u1, float* pack) {                    \
@@ -181,7 +189,7 @@ ATTR static void NAME(const walle_gemm* g, long u0, long u1, float* pack) {     
         long n = u / chunks, p0 = (u % chunks) * g->nc;                                        \
         long cols = g->p - p0 < g->nc ? g->p - p0 : g->nc;                                     \
         long full = cols / SW * SW;                                                            \
-        long mid = cols - full >= VW ? VW : 0;                                                 \
+        long mid = (cols - full) / VW * VW;                                                    \
         long tail = cols - full - mid;                                                         \
         const float* xn = g->x + n * g->s_n;                                                   \
         float* yn = g->y + (n * g->y_k + g->y_k0) * g->p + p0;                                 \
@@ -206,9 +214,9 @@ ATTR static void NAME(const walle_gemm* g, long u0, long u1, float* pack) {     
                 for (long s = 0; s < full; s += SW)                                            \
                     WIDE(pack + s * kc, SW, a, kc, yb + s, g->p, cvalid, bias, first, last,    \
                          g->relu);                                                             \
-                if (mid)                                                                       \
-                    NARROW(pmid, VW, a, kc, yb + full, g->p, cvalid, bias, first, last,        \
-                           g->relu);                                                           \
+                for (long s = 0; s < mid; s += VW)                                             \
+                    NARROW(pmid + s * kc, VW, a, kc, yb + full + s, g->p, cvalid, bias, first, \
+                           last, g->relu);                                                     \
             }                                                                                  \
             for (long cb = 0; tail && cb < blocks; cb += 4) {                                  \
                 const float* a = g->w + cb * wblock + k0 * WALLE_CB;                           \
@@ -229,9 +237,9 @@ ATTR static void NAME(const walle_gemm* g, long u0, long u1, float* pack) {     
 
 WALLE_GEMM_LEVEL(walle_gemm_avx512, WALLE_GEMM_TARGET("avx512f,avx2,fma"), walle_gemm_v16x2,
                  walle_gemm_v16x1, walle_gemm_tail8_1, walle_gemm_tail8_2, 16, 32)
-WALLE_GEMM_LEVEL(walle_gemm_avx2, WALLE_GEMM_TARGET("avx2,fma"), walle_gemm_v8x1x2,
+WALLE_GEMM_LEVEL(walle_gemm_avx2, WALLE_GEMM_TARGET("avx2,fma"), walle_gemm_v8x2h,
                  walle_gemm_v8x1, walle_gemm_tail8_1, walle_gemm_tail8_2, 8, 16)
-WALLE_GEMM_LEVEL(walle_gemm_base, , walle_gemm_v4x1x2, walle_gemm_v4x1, walle_gemm_tail4_1,
+WALLE_GEMM_LEVEL(walle_gemm_base, , walle_gemm_v4x2h, walle_gemm_v4x1, walle_gemm_tail4_1,
                  walle_gemm_tail4_2, 4, 8)
 
 /* Columns per strip at a level (2: AVX-512F, 1: AVX2 + FMA, 0: baseline). */

@@ -2,7 +2,8 @@
 
 ``fused.group_conv2d`` steps run ``ops_group.GroupConvKernel`` (block tiles per group, or the
 per-channel depthwise kernel, its input read through a channel shuffle and a zero pad in
-place) or, for 1x1 convs, numpy's batched matmul + ``BiasActKernel``. Each is checked at
+place), one packed-GEMM or Winograd kernel per group, or, for 1x1 convs, numpy's batched
+matmul + ``BiasActKernel``. Each is checked at
 every instruction-set level this CPU runs, on random shapes, groups, strides, pads and
 dilations; NaN and infinities propagate as in the reference. Tolerance 1e-4 (float32).
 """
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 from tests._backends import backend_or_skip
 from walle.ops import GraphBuilder, run_reference
 from walle.ops.fusion import find_steps
+from walle.ops.plan import allocate, is_alias
 
 LEVELS = ("avx512", "avx2", "sse")
 
@@ -158,6 +160,36 @@ def test_group_conv_steps_propagate_nan_and_inf_as_the_reference(relu: bool, k: 
             finite = np.isfinite(want)
             np.testing.assert_allclose(got[finite], want[finite], rtol=1e-4, atol=1e-4)
             np.testing.assert_array_equal(got[~finite & ~np.isnan(want)], want[np.isinf(want)])
+
+
+@pytest.mark.parametrize(
+    ("cin", "group", "k", "stride", "w"),
+    [(4, 3, 1, 1, 49), (5, 2, 1, 2, 30), (4, 2, 3, 1, 21), (6, 4, 3, 2, 17), (4, 2, 5, 1, 12)],
+)
+def test_every_group_conv_algorithm_matches_reference(cin, group, k, stride, w) -> None:
+    """Each algorithm the backend offers for a grouped step, compiled directly (the search
+    would only run the fastest): the per-group kernels write their slices of one output."""
+    backend = backend_or_skip("cython")
+    rng = np.random.default_rng(cin * w)
+    x = rng.uniform(-2, 2, (2, cin * group, 9, w)).astype(np.float32)
+    weight = rng.uniform(-1, 1, (3 * group, cin, k, k)).astype(np.float32)
+    bias = rng.uniform(-1, 1, 3 * group).astype(np.float32)
+    graph = _conv_graph(x.shape, weight, bias, group, stride, 0, 1, True)
+    want = run_reference(graph, {"x": x})[0]
+    steps = find_steps(graph)
+    (step,) = [s for s in steps if s.op == "fused.group_conv2d"]
+    algorithms = backend.fused_algorithms(step, graph)
+    assert "gemm" in algorithms and ("winograd_f2" in algorithms) == (k > 1 and stride == 1)
+    for algorithm in algorithms:
+        buffers = allocate(graph, steps, fill=100.0)  # stale values, never zeros
+        buffers[graph.inputs[0]][...] = x
+        for s in steps:
+            if not is_alias(s, graph):
+                algo = algorithm if s is step else backend.algorithms(s, graph)[0]
+                for call in backend.finish(backend.compile(s, algo, graph, buffers)):
+                    call()
+        got = buffers[graph.outputs[0]]
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4, err_msg=algorithm)
 
 
 def test_bias_act_kernel_keeps_nan_and_adds_per_channel_bias() -> None:

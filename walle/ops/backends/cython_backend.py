@@ -16,7 +16,8 @@ the C epilogue for bias and activation, best for large products).
 
 ``group_conv2d`` (grouped and depthwise convs) offers ``direct`` (``ops_group``: block tiles
 per group, or a per-channel depthwise kernel that also reads a channel shuffle and zero pad
-in place) and, for 1x1 convs, ``blas`` (one batched numpy matmul on the input, then
+in place), ``gemm`` and the Winograd kernels once per group (4 or more input channels per
+group) and, for 1x1 convs, ``blas`` (one batched numpy matmul on the input, then
 ``ops_group``'s bias/ReLU epilogue); it runs at the conv family's level.
 
 The kernels run at the widest instruction-set level the CPU has, or the one
@@ -123,10 +124,10 @@ class CythonBackend(Backend):
             plain = region.sizes[1] > step.attr("group") and _is_plain_view(
                 region, graph.shape(im2col.inputs[0])
             )
-            # a grouped 3x3 stride-1 conv (not depthwise): a Winograd kernel per group
+            # not depthwise: a packed-GEMM kernel (or, 3x3/5x5 stride 1, Winograd) per group
             per_group = region.sizes[1] // step.attr("group") >= 4 and not step.attr("prologue")
-            winograd = _winograd_algorithms(region) if per_group else []
-            return ["direct", "blas", *winograd] if plain else ["direct", *winograd]
+            kernels = ["gemm", *_winograd_algorithms(region)] if per_group else []
+            return ["direct", "blas", *kernels] if plain else ["direct", *kernels]
         if step.op == "fused.elementwise":
             return ["fused"] if _chain_program(step, graph) is not None else []
         return ["fused"]
@@ -447,8 +448,8 @@ def _group_conv(step: FusedStep, algorithm: str, graph: Graph, buffers: Buffers)
     bias = buffers[step.inputs[2]].reshape(-1) if step.attr("has_bias") else None
     region, group, act = im2col.attr("regions")[0], step.attr("group"), step.attr("act")
     level = cython_isa.NAMES[ops_conv.level()]
-    if algorithm.startswith("winograd") and np.isfinite(weight).all():  # else they spread
-        return _group_winograd(x, weight, bias, out, region, group, act, algorithm)
+    if algorithm == "gemm" or (algorithm.startswith("winograd") and np.isfinite(weight).all()):
+        return _per_group(x, weight, bias, out, region, group, act, algorithm)
     if algorithm == "blas":
         n, c, _, _, oh, ow = region.sizes
         cols = x.reshape(n, group, c // group, oh * ow)
@@ -490,7 +491,7 @@ def _winograd_algorithms(region: Region) -> list[str]:
     return ["winograd", "winograd_f2"] if region.sizes[2] == 3 else ["winograd_f2"]
 
 
-def _group_winograd(
+def _per_group(
     x: np.ndarray,
     weight: np.ndarray,
     bias: np.ndarray | None,
@@ -500,9 +501,9 @@ def _group_winograd(
     act: str,
     algorithm: str,
 ) -> list[Call]:
-    """A grouped 3x3 or 5x5 stride-1 conv as one Winograd kernel per group: group g reads its
-    input channels (the region moved to its first channel) and writes its output channels
-    of the whole output."""
+    """A grouped conv as one packed-GEMM (``gemm``) or, 3x3 or 5x5 stride 1, Winograd kernel
+    per group: group g reads its input channels (the region moved to its first channel) and
+    writes its output channels of the whole output."""
     n, c, kh, kw, oh, ow = region.sizes
     per_in, per_out = c // group, weight.shape[1]
     tile = 2 if algorithm == "winograd_f2" else 4
@@ -513,10 +514,16 @@ def _group_winograd(
             sizes=(n, per_in, kh, kw, oh, ow),
             src_offset=region.src_offset + g * per_in * region.src_strides[1],
         )
+        b = None if bias is None else bias[g * per_out : (g + 1) * per_out]
+        if algorithm == "gemm":
+            gemm = ops_conv.GemmConvKernel(
+                x, weight[g], b, out, sub, act, y_channels=group * per_out, y_channel0=g * per_out
+            )
+            calls.append(gemm.run)
+            continue
         kernel = ops_conv.WinogradKernel(
-            x, weight[g], None if bias is None else bias[g * per_out : (g + 1) * per_out],
-            out, sub, act, None, tile, group * per_out, g * per_out,
-        )  # fmt: skip
+            x, weight[g], b, out, sub, act, None, tile, group * per_out, g * per_out
+        )
         calls.append(kernel.run)
     return calls
 
