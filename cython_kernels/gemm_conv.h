@@ -52,6 +52,8 @@ typedef struct {
     int relu;
 } walle_gemm;
 
+#define WALLE_GEMM_MAX_STRIP 32  /* the widest strip (AVX-512: 2 vectors of 16) */
+
 /* Columns [c0, c0 + cols) of one image into strips of w: dst[strip][kc][w]. */
 WALLE_INLINE void walle_gemm_pack(const float* restrict xn, const long* restrict koff, long kc,
                                   const long* restrict poff, const long* restrict run,
@@ -67,10 +69,26 @@ WALLE_INLINE void walle_gemm_pack(const float* restrict xn, const long* restrict
             const float* src = xn + poff[c];
             for (long k = 0; k < kc; k++)
                 for (long j = 0; j < w; j++) d[k * w + j] = src[koff[k] + 2 * j];
-        } else {
+        } else {  /* runs cut by the end of an output row: a copy per run */
+            long at[WALLE_GEMM_MAX_STRIP], len[WALLE_GEMM_MAX_STRIP], two[WALLE_GEMM_MAX_STRIP];
+            long runs = 0;
+            for (long j = 0; j < w; runs++) {
+                two[runs] = run2[c + j] > run[c + j];
+                long n = two[runs] ? run2[c + j] : run[c + j];
+                at[runs] = j;
+                len[runs] = n < w - j ? n : w - j;
+                j += len[runs];
+            }
             for (long k = 0; k < kc; k++) {
                 const float* src = xn + koff[k];
-                for (long j = 0; j < w; j++) d[k * w + j] = src[poff[c + j]];
+                for (long g = 0; g < runs; g++) {
+                    const float* sp = src + poff[c + at[g]];
+                    float* dp = d + k * w + at[g];
+                    if (two[g])
+                        for (long t = 0; t < len[g]; t++) dp[t] = sp[2 * t];
+                    else
+                        for (long t = 0; t < len[g]; t++) dp[t] = sp[t];
+                }
             }
         }
     }

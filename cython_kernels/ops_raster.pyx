@@ -80,6 +80,7 @@ cdef extern from *:
     #define WALLE_TARGET(T)
     #endif
     #define WALLE_CLONES inline __attribute__((always_inline))
+    #include "pool_rows.h"
     /* One pass per (kh, kw) over an output row of n elements read at source stride ST; max
        keeps a NaN wherever it comes in the window (as numpy's max, the reference). */
     #define WALLE_WINDOW_ROW(ST) \\
@@ -180,7 +181,7 @@ cdef extern from *:
     static long walle_window_scratch(const long* sz, const long* st) {
         long plane = (sz[4] - 1) * st[0] + sz[5] + sz[1];
         long row = (sz[5] - 1) * st[5] + sz[1];
-        return 2 * plane + row + 16;
+        return 2 * plane + row + 48;  /* pool_rows.h reads 2 vectors past a row */
     }
     /* 2: AVX-512F, 1: AVX2 + FMA, 0: baseline SSE2 */
     static int walle_raster_level = 0;
@@ -206,6 +207,19 @@ cdef extern from *:
         walle_window_reduce(x, y, sz, st, kind, scale, scratch);
     }
     static void walle_window_reduce_at WALLE_WINDOW_ARGS {
+        /* stride 1 over whole planes: walle_window_reduce's long loops (measured faster) */
+        int planes = st[1] == 1 && sz[1] > 1 && st[5] == 1 && st[4] == st[0];
+        if (!planes && walle_pool_rows_fit(sz, st)) {  /* pool_rows.h: whole vectors */
+            int level = walle_raster_level;  /* no wider than the output row */
+            while (level > 0 && sz[5] < (4L << level)) level--;
+            if (level == 2)
+                walle_pool_rows_l2(x, y, sz, st, kind, scale, scratch);
+            else if (level == 1)
+                walle_pool_rows_l1(x, y, sz, st, kind, scale, scratch);
+            else
+                walle_pool_rows_l0(x, y, sz, st, kind, scale, scratch);
+            return;
+        }
         if (walle_raster_level == 2)
             walle_window_reduce_l2(x, y, sz, st, kind, scale, scratch);
         else if (walle_raster_level == 1)

@@ -1,8 +1,10 @@
 """The cython backend's pooling (``ops_raster.WindowReduceKernel``) against the reference.
 
 Windows of adjacent columns are reduced separably (the KH rows first, then the KW taps), a
-whole plane at a time at stride 1 and a row at a time otherwise; other windows (dilated
-columns) take every (kh, kw) tap in turn. This covers each path over kernel sizes, strides,
+whole plane at a time at stride 1 and a row at a time in whole vectors otherwise (the last
+vector of a row overlapping the one before; stride 2 through an even-lane permute; rows
+narrower than a vector in narrower vectors or scalars); other windows (dilated columns)
+take every (kh, kw) tap in turn. This covers each path over kernel sizes, strides,
 dilations, pads, ``ceil_mode``, batches and channel counts, for max and average pools, at
 every instruction-set level the CPU runs, with NaN and inf in the input (max keeps a NaN
 its window holds, like the reference; sums spread it). Oracle: :func:`walle.ops.run_reference`.
@@ -21,7 +23,7 @@ from walle.ops import GraphBuilder, compile_graph, run_reference
 LEVELS = ("avx512", "avx2", "sse")
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(
     kind=st.sampled_from(["max", "avg"]),
     n=st.integers(1, 2),
