@@ -43,7 +43,7 @@ WALLE_INLINE void NAME(const float* restrict x, const float* restrict w, \
     for (long c = 0; c < cvalid; c++) \
         for (int q = 0; q < NV; q++) { \
             VT r = acc[c][q] + bias[c]; \
-            if (relu) r = (VT)((IT)r & ~(IT)(r < 0.0f)); /* keeps NaN */ \
+            if (relu) r = (VT)((IT)r & ~(IT)(r <= 0.0f)); /* keeps NaN */ \
             memcpy(y + c * y_c + VW * q, &r, sizeof(VT)); \
         } \
 }
@@ -73,7 +73,7 @@ static void walle_conv_tile_any(const float* restrict x, const float* restrict w
     for (long c = 0; c < cvalid; c++)
         for (long t = 0; t < width; t++) {
             float r = acc[c][t] + bias[c];
-            y[c * y_c + t] = relu && r < 0.0f ? 0.0f : r;
+            y[c * y_c + t] = relu && r <= 0.0f ? 0.0f : r;
         }
 }
 

@@ -81,7 +81,7 @@ typedef struct {
 #define WALLE_GSTORE(VT, IT, d, acc, b, relu)                                  \
     do {                                                                       \
         VT r_ = (acc) + (b);                                                   \
-        if (relu) r_ = (VT)((IT)r_ & ~(IT)(r_ < 0.0f)); /* keeps NaN */        \
+        if (relu) r_ = (VT)((IT)r_ & ~(IT)(r_ <= 0.0f)); /* keeps NaN */        \
         memcpy((d), &r_, sizeof(VT));                                          \
     } while (0)
 
@@ -196,7 +196,7 @@ WALLE_GINLINE void walle_dw_any(const float* restrict x, const float* restrict w
         for (long a = 0; a < kh; a++)
             for (long b = 0; b < kw; b++) acc += w[a * kw + b] * x[t * s_ow + a * s_kh + b * s_kw];
         float r = acc + bias;
-        y[t] = relu && r < 0.0f ? 0.0f : r;
+        y[t] = relu && r <= 0.0f ? 0.0f : r;
     }
 }
 
@@ -343,7 +343,7 @@ WALLE_DW_PLANES(walle_dw_base, , walle_dw_4x8, walle_dw_4x4, walle_dw_4x1, walle
             if (relu)                                                                       \
                 for (long t = 0; t < plane; t++) {                                          \
                     float v = r[t] + b;                                                     \
-                    r[t] = v < 0.0f ? 0.0f : v; /* keeps NaN */                             \
+                    r[t] = v <= 0.0f ? 0.0f : v; /* keeps NaN */                             \
                 }                                                                           \
             else                                                                            \
                 for (long t = 0; t < plane; t++) r[t] += b;                                 \

@@ -90,7 +90,7 @@ cdef extern from *:
             }
             if (act == 1) {
                 #pragma omp simd
-                for (long j = 0; j < n; j++) row[j] = row[j] < 0.0f ? 0.0f : row[j];
+                for (long j = 0; j < n; j++) row[j] = row[j] <= 0.0f ? 0.0f : row[j];
             } else if (act == 2) {
                 #pragma omp simd
                 for (long j = 0; j < n; j++) row[j] = walle_sigmoid(row[j]);
@@ -282,7 +282,7 @@ cdef extern from *:
             break;
         case 7:
             #pragma omp simd
-            for (long i = 0; i < n; i++) y[i] = x[i] < 0.0f ? 0.0f : x[i];
+            for (long i = 0; i < n; i++) y[i] = x[i] <= 0.0f ? 0.0f : x[i];
             break;
         case 8:
             #pragma omp simd

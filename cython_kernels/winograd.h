@@ -73,7 +73,7 @@ static void walle_wino_direct_tile(const walle_wino* p, long t, long kk, long m)
                     }
             }
             float v = acc + p->bias[kk];
-            if (p->relu && v < 0.0f) v = 0.0f; /* NaN stays */
+            if (p->relu && v <= 0.0f) v = 0.0f; /* NaN stays */
             p->y[((n * p->yk + kk) * p->oh + h0 + a) * p->ow + w0 + b] = v;
         }
 }
@@ -308,7 +308,7 @@ ATTR static void NAME(const walle_wino* p, long g0, long g1, float* vbuf, float*
                 }                                                                              \
                 for (int i = 0; i < OT * OT * L; i++) {                                        \
                     float v = d[i] + bias;                                                     \
-                    d[i] = p->relu && v < 0.0f ? 0.0f : v;                                     \
+                    d[i] = p->relu && v <= 0.0f ? 0.0f : v;                                     \
                 }                                                                              \
                 float* yk = p->y + kk * p->oh * p->ow;                                         \
                 for (int l = 0; l < L; l++) {                                                  \

@@ -61,3 +61,23 @@ def test_ops_special_values_like_numpy(backend: str, case: str) -> None:
         np.testing.assert_array_equal(np.isnan(g), np.isnan(w))
         np.testing.assert_array_equal(np.isinf(g), np.isinf(w))
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_relu_of_negative_zero_is_positive_zero(backend: str) -> None:
+    """ReLU maps -0.0 to +0.0, as np.maximum(x, 0) and onnxruntime do (a kernel that only
+    zeroed x < 0 kept -0.0, and a later division turned +inf into -inf), and keeps NaN; both
+    alone and inside an elementwise chain (ReLU then a division)."""
+    x = np.array([[-0.0, -1.0, 0.0, 2.0, np.nan, -0.0, -np.inf, 3.0]], np.float32)
+    b = GraphBuilder()
+    xin = b.input("x", x.shape)
+    relu = b.relu(xin)
+    chain = b.binary("div", b.const(np.ones(8, np.float32)), b.relu(b.binary("mul", xin, xin)))
+    graph = b.build([relu, b.binary("div", b.const(np.ones(8, np.float32)), relu), chain])
+    with np.errstate(all="ignore"):
+        got = compile_graph(graph, pin=backend, use_cache=False, trials=False)(x)
+        want = run_reference(graph, {"x": x})
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g, w)  # NaN where NaN, inf of the same sign
+        np.testing.assert_array_equal(np.signbit(g), np.signbit(w))
+    assert not np.signbit(got[0][0, 0]) and got[1][0, 0] == np.inf

@@ -30,7 +30,7 @@ UNARY_EXPR = {
     "log": "log(v)",
     "sqrt": "sqrt(v)",
     "reciprocal": "1.0f / v",
-    "relu": "(v < 0.0f ? 0.0f : v)",
+    "relu": "(v <= 0.0f ? 0.0f : v)",
     "sigmoid": "1.0f / (1.0f + exp(-v))",
     "tanh": "walle_tanh(v)",
     "erf": "erf(v)",
@@ -57,7 +57,7 @@ _COMMON = """
    then gelu(-inf) is NaN and gelu(-1e30) is -0, as in numpy and onnxruntime). */
 inline float walle_tanh(float v) { return fabs(v) > 9.0f ? copysign(1.0f, v) : tanh(v); }
 inline float walle_act(float v, int act) {
-    if (act == 1) return v < 0.0f ? 0.0f : v;  /* keeps NaN, unlike fmax */
+    if (act == 1) return v <= 0.0f ? 0.0f : v;  /* keeps NaN, unlike fmax */
     if (act == 2) return 1.0f / (1.0f + exp(-v));
     if (act == 3) return walle_tanh(v);
     return v;
