@@ -17,7 +17,8 @@
      channels x kc rows (8 KiB) stays in L1 while it sweeps every strip of the chunk;
    - each (8 channels, strip) pair is one register tile (8 x SW accumulators) over kc,
      added to the partial sums of earlier blocks and, after the last block, stored with the
-     bias and ReLU (which keeps NaN) applied: one pass over the output;
+     bias, a residual (ResNet's shortcut) and ReLU (which keeps NaN) applied: one pass over
+     the output;
    - the columns left over after the last whole vector of a chunk (7x7 planes: 1 of 49;
      14x14: 4 of 196) run with the channels in the vector lanes instead (8 channels x 4
      blocks x 1-2 columns), so a short plane does not pay for a mostly empty vector.
@@ -48,6 +49,7 @@ typedef struct {
     const float* w;     /* [blocks][K][8], blocks a multiple of 4 (zero-padded) */
     const float* bias;  /* [blocks * 8] */
     float* y;           /* [N][y_k][P], this conv's channels from y_k0 */
+    const float* res;   /* NULL, or a residual added before the ReLU, laid out as y */
     long y_k, y_k0;
     int relu;
 } walle_gemm;
@@ -100,7 +102,7 @@ WALLE_INLINE void walle_gemm_pack(const float* restrict xn, const long* restrict
 #define WALLE_GEMM_TILE(NAME, VT, IT, VW, NV, CH)                                              \
 WALLE_INLINE void NAME(const float* restrict b, long sb, const float* restrict a, long kc,    \
                        float* restrict y, long y_c, long cvalid, const float* restrict bias,  \
-                       int first, int last, int relu) {                                       \
+                       const float* restrict res, int first, int last, int relu) {            \
     VT acc[CH][NV];                                                                            \
     for (int c = 0; c < CH; c++)                                                               \
         for (int q = 0; q < NV; q++) {                                                         \
@@ -120,7 +122,12 @@ WALLE_INLINE void NAME(const float* restrict b, long sb, const float* restrict a
             VT r = acc[c][q];                                                                  \
             if (last) {                                                                        \
                 r += bias[c];                                                                  \
-                if (relu) r = (VT)((IT)r & ~(IT)(r < 0.0f)); /* keeps NaN */                   \
+                if (res) {                                                                     \
+                    VT e;                                                                      \
+                    memcpy(&e, res + c * y_c + VW * q, sizeof(VT));                            \
+                    r += e;                                                                    \
+                }                                                                              \
+                if (relu) r = (VT)((IT)r & ~(IT)(r <= 0.0f)); /* keeps NaN */                   \
             }                                                                                  \
             memcpy(y + c * y_c + VW * q, &r, sizeof(VT));                                      \
         }                                                                                      \
@@ -131,7 +138,8 @@ WALLE_INLINE void NAME(const float* restrict b, long sb, const float* restrict a
 #define WALLE_GEMM_TAIL(NAME, VT, VW, T)                                                       \
 WALLE_INLINE void NAME(const float* restrict b, long sb, const float* restrict a, long sa,    \
                        long kc, float* restrict y, long y_c, long cvalid,                     \
-                       const float* restrict bias, int first, int last, int relu) {           \
+                       const float* restrict bias, const float* restrict res, int first,      \
+                       int last, int relu) {                                                  \
     enum { H = WALLE_CB / VW };                                                                \
     VT acc[T][4][H];                                                                           \
     for (int t = 0; t < T; t++)                                                                \
@@ -162,7 +170,8 @@ WALLE_INLINE void NAME(const float* restrict b, long sb, const float* restrict a
                     float r = part[l];                                                         \
                     if (last) {                                                                \
                         r += bias[c];                                                          \
-                        if (relu && r < 0.0f) r = 0.0f; /* keeps NaN */                        \
+                        if (res) r += res[c * y_c + t];                                        \
+                        if (relu && r <= 0.0f) r = 0.0f; /* keeps NaN */                        \
                     }                                                                          \
                     y[c * y_c + t] = r;                                                        \
                 }                                                                              \
@@ -186,10 +195,11 @@ WALLE_GEMM_TAIL(walle_gemm_tail4_2, walle_v4, 4, 2)
 #define WALLE_GEMM_HALVES(NAME, TILE)                                                          \
 WALLE_INLINE void NAME(const float* restrict b, long sb, const float* restrict a, long kc,    \
                        float* restrict y, long y_c, long cvalid, const float* restrict bias,  \
-                       int first, int last, int relu) {                                       \
-    TILE(b, sb, a, kc, y, y_c, cvalid, bias, first, last, relu);                               \
+                       const float* restrict res, int first, int last, int relu) {            \
+    TILE(b, sb, a, kc, y, y_c, cvalid, bias, res, first, last, relu);                          \
     if (cvalid > 4)                                                                            \
-        TILE(b, sb, a + 4, kc, y + 4 * y_c, y_c, cvalid - 4, bias + 4, first, last, relu);     \
+        TILE(b, sb, a + 4, kc, y + 4 * y_c, y_c, cvalid - 4, bias + 4,                         \
+             res ? res + 4 * y_c : res, first, last, relu);                                    \
 }
 WALLE_GEMM_HALVES(walle_gemm_v8x2h, walle_gemm_v8x2c4)
 WALLE_GEMM_HALVES(walle_gemm_v4x2h, walle_gemm_v4x2c4)
@@ -211,6 +221,7 @@ ATTR static void NAME(const walle_gemm* g, long u0, long u1, float* pack) {     
         long tail = cols - full - mid;                                                         \
         const float* xn = g->x + n * g->s_n;                                                   \
         float* yn = g->y + (n * g->y_k + g->y_k0) * g->p + p0;                                 \
+        const float* rn = g->res ? g->res + (n * g->y_k + g->y_k0) * g->p + p0 : g->res;       \
         for (long k0 = 0; k0 < g->k; k0 += g->kc) {                                            \
             long kc = g->k - k0 < g->kc ? g->k - k0 : g->kc;                                   \
             int first = k0 == 0, last = k0 + kc == g->k;                                       \
@@ -227,27 +238,29 @@ ATTR static void NAME(const walle_gemm* g, long u0, long u1, float* pack) {     
                 const float* a = g->w + cb * wblock + k0 * WALLE_CB;                           \
                 const float* bias = g->bias + cb * WALLE_CB;                                   \
                 float* yb = yn + cb * WALLE_CB * g->p;                                          \
+                const float* rb = rn ? rn + cb * WALLE_CB * g->p : rn;                         \
                 long cvalid = g->cout - cb * WALLE_CB < WALLE_CB ? g->cout - cb * WALLE_CB     \
                                                                  : WALLE_CB;                   \
                 for (long s = 0; s < full; s += SW)                                            \
-                    WIDE(pack + s * kc, SW, a, kc, yb + s, g->p, cvalid, bias, first, last,    \
-                         g->relu);                                                             \
+                    WIDE(pack + s * kc, SW, a, kc, yb + s, g->p, cvalid, bias,                 \
+                         rb ? rb + s : rb, first, last, g->relu);                              \
                 for (long s = 0; s < mid; s += VW)                                             \
-                    NARROW(pmid + s * kc, VW, a, kc, yb + full + s, g->p, cvalid, bias, first, \
-                           last, g->relu);                                                     \
+                    NARROW(pmid + s * kc, VW, a, kc, yb + full + s, g->p, cvalid, bias,        \
+                           rb ? rb + full + s : rb, first, last, g->relu);                     \
             }                                                                                  \
             for (long cb = 0; tail && cb < blocks; cb += 4) {                                  \
                 const float* a = g->w + cb * wblock + k0 * WALLE_CB;                           \
                 const float* bias = g->bias + cb * WALLE_CB;                                   \
                 float* yb = yn + cb * WALLE_CB * g->p + full + mid;                            \
+                const float* rb = rn ? rn + cb * WALLE_CB * g->p + full + mid : rn;            \
                 long cvalid = g->cout - cb * WALLE_CB;                                         \
                 long t = 0;                                                                    \
                 for (; t + 2 <= tail; t += 2)                                                  \
-                    TAIL2(ptail + t, tail, a, wblock, kc, yb + t, g->p, cvalid, bias, first,   \
-                          last, g->relu);                                                      \
+                    TAIL2(ptail + t, tail, a, wblock, kc, yb + t, g->p, cvalid, bias,          \
+                          rb ? rb + t : rb, first, last, g->relu);                             \
                 if (t < tail)                                                                  \
-                    TAIL1(ptail + t, tail, a, wblock, kc, yb + t, g->p, cvalid, bias, first,   \
-                          last, g->relu);                                                      \
+                    TAIL1(ptail + t, tail, a, wblock, kc, yb + t, g->p, cvalid, bias,          \
+                          rb ? rb + t : rb, first, last, g->relu);                             \
             }                                                                                  \
         }                                                                                      \
     }                                                                                          \

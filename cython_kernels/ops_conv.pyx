@@ -418,6 +418,7 @@ cdef extern from "gemm_conv.h":
         const float* w
         const float* bias
         float* y
+        const float* res
         long y_k, y_k0
         int relu
     long walle_gemm_strip(int level) nogil
@@ -440,10 +441,12 @@ cdef class GemmConvKernel:
     without writing the column matrix, bias and ReLU applied as the last block is stored.
 
     The same arguments as :class:`ConvKernel`, and ``y_channels``/``y_channel0`` as
-    :class:`WinogradKernel`'s. ``kc`` (reduction rows per packed block) and ``nc`` (columns
-    per chunk, rounded up to whole strips) override the cache blocking (the tests use small
-    ones to cover every block edge); by default blocks of 256 rows (the whole reduction up
-    to 384) and chunks of at most 128 KiB.
+    :class:`WinogradKernel`'s; ``residual`` (laid out as ``y``) is added after the bias,
+    before the activation (ResNet's shortcut: y = relu(conv(x) + bias + residual)). ``kc``
+    (reduction rows per packed block) and ``nc`` (columns per chunk, rounded up to whole
+    strips) override the cache blocking (the tests use small ones to cover every block
+    edge); by default blocks of 256 rows (the whole reduction up to 384) and chunks of at
+    most 128 KiB.
     """
 
     cdef walle_gemm g
@@ -454,7 +457,7 @@ cdef class GemmConvKernel:
     cdef object keep
 
     def __init__(self, x, weight, bias, y, region, str act, str level=None, kc=None, nc=None,
-                 y_channels=None, int y_channel0=0):
+                 y_channels=None, int y_channel0=0, residual=None):
         n, c, kh, kw, oh, ow = (int(v) for v in region.sizes)
         cout = int(weight.shape[0])
         if act not in ("none", "relu"):
@@ -468,6 +471,11 @@ cdef class GemmConvKernel:
         k, p = c * kh * kw, oh * ow
         if y.size != n * yk * p or weight.size != cout * k:
             raise ValueError("gemm conv kernel: output or weight size does not match the region")
+        if residual is not None and (
+                residual.dtype != np.float32 or not residual.flags.c_contiguous
+                or residual.size != y.size):
+            raise ValueError("gemm conv kernel: the residual must be a C-contiguous float32 "
+                             "array the size of the output")
         best = walle_conv_best_level()
         if level is not None and level != "best" and level not in LEVELS:
             raise ValueError(f"gemm conv kernel: level {level!r} (best, {', '.join(LEVELS)})")
@@ -512,7 +520,7 @@ cdef class GemmConvKernel:
         self.pack = (<float*><size_t>scratch.ctypes.data) + align
         koff, poff, run, run2 = (
             np.ascontiguousarray(v, np.int64) for v in (koff, poff, run, run2))
-        self.keep = (x, y, packed, padded_bias, koff, poff, run, run2, scratch)
+        self.keep = (x, y, packed, padded_bias, koff, poff, run, run2, scratch, residual)
         self.g.x = <const float*><size_t>x.ctypes.data
         self.g.koff = <const long*><size_t>koff.ctypes.data
         self.g.poff = <const long*><size_t>poff.ctypes.data
@@ -524,6 +532,7 @@ cdef class GemmConvKernel:
         self.g.w = <const float*><size_t>packed.ctypes.data
         self.g.bias = <const float*><size_t>padded_bias.ctypes.data
         self.g.y = <float*><size_t>y.ctypes.data
+        self.g.res = NULL if residual is None else <const float*><size_t>residual.ctypes.data
         self.g.y_k, self.g.y_k0 = yk, y_channel0
         self.g.relu = act == "relu"
 

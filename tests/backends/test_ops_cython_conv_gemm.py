@@ -61,3 +61,44 @@ def test_ops_conv_algorithms_match_reference(case, algorithm, tail) -> None:
     got = buffers[graph.outputs[0]]
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
     assert any(step.op == "fused.conv2d" for step in steps)
+
+
+@pytest.mark.parametrize(
+    ("k", "s", "pad", "relu"), [(1, 1, 0, True), (1, 2, 0, False), (1, 1, 1, True)]
+)
+def test_ops_conv_with_a_shortcut_add_matches_reference(k, s, pad, relu) -> None:
+    """ResNet's shortcut: 1x1 conv (+ bias), + a tensor of the output's shape, (+ ReLU) is one
+    step; the cython backend's packed GEMM adds it in its epilogue (its only algorithm for
+    the step besides the parts), NaN and inf in the shortcut reach their outputs."""
+    backend = backend_or_skip("cython")
+    rng = np.random.default_rng(k * 10 + s)
+    n, c, h, w, cout = 2, 6, 9, 37, 40
+    oh, ow = (h + 2 * pad - k) // s + 1, (w + 2 * pad - k) // s + 1
+    b = GraphBuilder()
+    weight = b.const(rng.uniform(-1, 1, (cout, c, k, k)).astype(np.float32))
+    bias = b.const(rng.uniform(-1, 1, cout).astype(np.float32))
+    conv = b.conv2d(b.input("x", (n, c, h, w)), weight, bias, strides=(s, s), pads=(pad,) * 4)
+    y = b.binary("add", b.input("r", (n, cout, oh, ow)), conv)  # the shortcut first
+    graph = b.build([b.relu(y) if relu else y])
+    x = rng.uniform(-2, 2, (n, c, h, w)).astype(np.float32)
+    r = rng.uniform(-2, 2, (n, cout, oh, ow)).astype(np.float32)
+    r[0, 3, 1, 2], r[1, 39, oh - 1, ow - 1], r[1, 0, 0, 0] = np.nan, np.inf, -np.inf
+    want = run_reference(graph, {"x": x, "r": r})[0]
+    steps = find_steps(graph)
+    (step,) = [st for st in steps if st.op == "fused.conv2d"]
+    assert step.attr("residual") and step.attr("act") == ("relu" if relu else "none")
+    assert backend.algorithms(step, graph) == ["gemm", "parts"]
+    for algorithm in ("gemm", "parts"):
+        buffers = allocate(graph, steps, fill=100.0)
+        buffers[graph.inputs[0]][...] = x
+        buffers[graph.inputs[1]][...] = r
+        for st in steps:
+            if not is_alias(st, graph):
+                algo = algorithm if st is step else backend.algorithms(st, graph)[0]
+                for call in backend.finish(backend.compile(st, algo, graph, buffers)):
+                    call()
+        got = buffers[graph.outputs[0]]
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=algorithm)
+        np.testing.assert_array_equal(np.isinf(got), np.isinf(want), err_msg=algorithm)
+        finite = np.isfinite(want)
+        np.testing.assert_allclose(got[finite], want[finite], rtol=1e-4, atol=1e-4)

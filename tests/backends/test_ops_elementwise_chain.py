@@ -205,20 +205,33 @@ def test_relu_keeps_nan() -> None:
     np.testing.assert_array_equal(y, [np.nan, 0.0, 2.0, 0.0])
 
 
-def test_conv_bias_relu_stays_one_conv_and_residual_add_relu_fuses() -> None:
+def test_conv_bias_relu_stays_one_conv_and_residual_add_relu_joins_a_1x1_conv() -> None:
     rng = np.random.default_rng(3)
     b = GraphBuilder()
     x = b.input("x", (1, 8, 6, 6))
     w = b.const(rng.normal(0, 1, (8, 8, 3, 3)).astype(np.float32))
+    w1 = b.const(rng.normal(0, 1, (8, 8, 1, 1)).astype(np.float32))
     bias = b.const(rng.normal(0, 1, 8).astype(np.float32))
     y = b.relu(b.conv2d(x, w, bias, pads=(1, 1, 1, 1)))
-    z = b.relu(b.binary("add", b.conv2d(y, w, bias, pads=(1, 1, 1, 1)), x))
-    graph = b.build([z])
+    z = b.relu(b.binary("add", b.conv2d(y, w1, bias), x))
+    graph = b.build([b.relu(b.binary("add", b.conv2d(z, w, bias, pads=(1, 1, 1, 1)), z))])
     steps = [s for s in find_steps(graph) if s.fused]
-    assert [s.op for s in steps] == ["fused.conv2d", "fused.conv2d", "fused.elementwise"]
+    assert [s.op for s in steps] == ["fused.conv2d"] * 3 + ["fused.elementwise"]
     assert steps[0].attr("act") == "relu" and steps[0].attr("has_bias")
-    assert steps[1].attr("act") == "none" and steps[1].attr("has_bias")
-    assert [p.attr("kind") for p in steps[2].parts] == ["add", "relu"]
+    assert not steps[0].attr("residual")
+    # the 1x1 conv takes the shortcut add and the ReLU
+    assert steps[1].attr("act") == "relu" and steps[1].attr("has_bias")
+    assert steps[1].attr("residual") and steps[1].inputs[-1] == graph.inputs[0]
+    assert [p.attr("kind") for p in steps[1].parts[-2:]] == ["add", "relu"]
+    # a 3x3 conv keeps its Winograd kernels: its add and ReLU stay a chain
+    assert steps[2].attr("act") == "none" and not steps[2].attr("residual")
+    assert [p.attr("kind") for p in steps[3].parts] == ["add", "relu"]
+    # an add after an activation is not a conv's shortcut: it stays a chain of its own
+    b = GraphBuilder()
+    x = b.input("x", (1, 8, 6, 6))
+    w1, bias = b.const(np.ones((8, 8, 1, 1), np.float32)), b.const(np.ones(8, np.float32))
+    graph = b.build([b.relu(b.binary("add", b.relu(b.conv2d(x, w1, bias)), x))])
+    assert [s.op for s in find_steps(graph) if s.fused] == ["fused.conv2d", "fused.elementwise"]
 
 
 def test_chain_stops_at_shared_values_outputs_and_shape_changes() -> None:
@@ -273,3 +286,23 @@ def test_chain_kernel_refuses_what_it_cannot_run() -> None:
         ops_math.ChainKernel([("binary", "add", 1, 0)], [x], y, [6], [[1]])
     with pytest.raises(KeyError):
         ops_math.ChainKernel([("unary", "cosh", 0, 0)], [x], y, [6], [[1]])
+
+
+def test_a_shortcut_add_of_two_convs_joins_one_and_both_stay_convs() -> None:
+    """ResNet's downsampling block adds two conv outputs: one conv takes the add (and the
+    ReLU), the other stays a fused conv of its own (not an im2col raster + matmul)."""
+    rng = np.random.default_rng(5)
+    b = GraphBuilder()
+    x = b.input("x", (1, 8, 6, 6))
+    main = b.conv2d(x, b.const(rng.normal(0, 1, (16, 8, 1, 1)).astype(np.float32)))
+    short = b.conv2d(x, b.const(rng.normal(0, 1, (16, 8, 1, 1)).astype(np.float32)))
+    graph = b.build([b.relu(b.binary("add", main, short))])
+    steps = [s for s in find_steps(graph) if s.fused]
+    assert [s.op for s in steps] == ["fused.conv2d", "fused.conv2d"]
+    assert [bool(s.attr("residual")) for s in steps].count(True) == 1
+    xv = rng.normal(0, 1, (1, 8, 6, 6)).astype(np.float32)
+    want = run_reference(graph, {"x": xv})[0]
+    for name in ("numpy", "cython"):
+        backend_or_skip(name)
+        got = compile_graph(graph, pin=name, use_cache=False, trials=False)(xv)[0]
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4, err_msg=name)

@@ -83,8 +83,9 @@ class GemmConvKernel:
     ``region`` (any stride, dilation, padded input), the columns never written whole.
 
     Otherwise the same arguments as :class:`WinogradKernel` (no ``tile``, no ``pad``);
-    ``kc``/``nc`` override the cache blocking (reduction rows per packed block, columns per
-    chunk). ValueError on a bad buffer, activation, level or block size, or a region that
+    ``residual`` (laid out as ``y``) is added before the activation; ``kc``/``nc``
+    override the cache blocking (reduction rows per packed block, columns per chunk).
+    ValueError on a bad buffer, activation, level or block size, or a region that
     reads outside ``x``.
     """
 
@@ -101,6 +102,7 @@ class GemmConvKernel:
         nc: int | None = None,
         y_channels: int | None = None,
         y_channel0: int = 0,
+        residual: FloatArray | None = None,
     ) -> None: ...
     @property
     def level(self) -> int:

@@ -15,7 +15,11 @@ Recognised chains (exactly the ones :mod:`walle.ops.composites` and the ONNX imp
   weights, with the same bias/activation tail as above; a backend with a direct convolution
   kernel reads the raster's input through the region and never builds the im2col buffer;
   a 3x3 or 5x5 stride-1 conv also takes the zero-pad raster feeding it alone (attribute
-  ``prologue``: 1), which a Winograd kernel never runs (it reads the unpadded input);
+  ``prologue``: 1), which a Winograd kernel never runs (it reads the unpadded input); a
+  1x1 conv without an activation takes the add of a non-constant tensor of its output's
+  shape that follows it (ResNet's shortcut) and a ReLU after that (attribute ``residual``:
+  the shortcut is the step's last input), so that the add rides in the conv's epilogue
+  (not a 3x3 one: no Winograd kernel adds a shortcut, and it is worth more than the pass);
 - ``fused.group_conv2d``: a grouped (or depthwise) conv2d: the same im2col raster, its
   reshape to [N, G, C/G*KH*KW, OH*OW], the batched matmul by constant weights
   [G, Cout/G, C/G*KH*KW], the reshape of its result to [N, Cout, OH*OW] and the same
@@ -116,7 +120,7 @@ def find_steps(graph: Graph) -> list[FusedStep]:
         step = (
             _match_softmax(m, node)
             or _match_layernorm(m, node)
-            or _match_conv(m, node)
+            or _match_conv(m, node, claimed)
             or _match_group_conv(m, node)
             or _match_linear(m, node)
             or _match_window_reduce(m, node)
@@ -185,7 +189,7 @@ def _bias_act_tail(
     return parts, inputs, last, (("act", act_kind), ("has_bias", bias is not None))
 
 
-def _match_conv(m: _Matcher, im2col: Node) -> FusedStep | None:
+def _match_conv(m: _Matcher, im2col: Node, claimed: dict[str, FusedStep]) -> FusedStep | None:
     """im2col raster [N, C, KH, KW, OH, OW] -> reshape -> constant-weight matmul (+ tail)."""
     sizes = _im2col_sizes(m, im2col)
     if sizes is None:
@@ -210,9 +214,46 @@ def _match_conv(m: _Matcher, im2col: Node) -> FusedStep | None:
         mm.output,
         {(cout, 1), (1, cout, 1)},
     )
+    if dict(attrs)["act"] == "none" and kh == kw == 1:  # (a 3x3 one keeps its Winograd)
+        residual = _residual_tail(m, parts, inputs, last, claimed)
+        if residual is not None:
+            parts, inputs, last, act = residual
+            attrs = (("act", act), *attrs[1:], ("residual", True))
     if pad:
         attrs = (*attrs, ("prologue", 1))
     return FusedStep("fused.conv2d", im2col.name, tuple(inputs), last, attrs, tuple(parts))
+
+
+def _residual_tail(
+    m: _Matcher, parts: list[Node], inputs: list[str], last: str, claimed: dict[str, FusedStep]
+) -> tuple[list[Node], list[str], str, str] | None:
+    """Extend an activation-free conv chain by the add of a tensor of its output's shape
+    (ResNet's shortcut, after the reshape to NCHW) and a ReLU, if one follows: the parts,
+    the inputs (the shortcut last), the chain's output and its activation. Where both
+    operands of the add are such convs (a downsampling shortcut), the first one matched
+    takes it and the other stays a conv of its own."""
+    add = m.only_consumer(last)
+    reshape = None
+    if m.is_op(add, "raster") and is_identity_raster(
+        add, m.graph.shape(last), m.graph.shape(add.output)
+    ):
+        reshape, add = add, m.only_consumer(add.output)
+    value = last if reshape is None else reshape.output
+    if not m.is_op(add, "binary", "add") or add.name in claimed:
+        return None
+    shortcut = m.other(add, value)
+    shape = m.graph.shape(add.output)
+    if shortcut == value or m.const(shortcut) or m.graph.shape(shortcut) != shape:
+        return None
+    if m.graph.shape(value) != shape:
+        return None
+    parts = [*parts, *([reshape] if reshape is not None else []), add]
+    last, act = add.output, "none"
+    relu = m.only_consumer(last)
+    if m.is_op(relu, "unary", "relu"):
+        parts.append(relu)
+        last, act = relu.output, "relu"
+    return parts, [*inputs, shortcut], last, act
 
 
 def _pad_prologue(m: _Matcher, im2col: Node) -> list[Node]:

@@ -68,8 +68,8 @@ PLAN_CLOSE = 3.0
 # Bumped when decisions mean something else or a backend offers new algorithms, so that
 # decisions cached without them are searched again (2: placement over the whole plan;
 # 3: Winograd convs in the cython backend;
-# 4: the packed-GEMM conv (gemm) in the cython backend.
-DECISIONS_VERSION = 4
+# 4: the packed-GEMM conv (gemm) in the cython backend; 5: convs take a shortcut add).
+DECISIONS_VERSION = 5
 
 
 def time_calls(calls: list[Call], budget_s: float = 0.004, max_runs: int = 25) -> float:

@@ -5,7 +5,8 @@ Atomic ops map to the kernels of ``walle._kernels.ops_math`` and ``ops_raster``;
 kernel call each. ``conv2d`` offers ``direct`` (``ops_conv``: register-tiled convolution
 reading the padded input in place, bias and ReLU fused), ``gemm`` (``ops_conv``'s packed
 GEMM over the im2col columns, packed a cache-sized block at a time and never written whole,
-bias and ReLU fused: the 1x1 and strided convs), ``im2col`` (the column raster, numpy's
+bias, a residual shortcut and ReLU fused: the 1x1 and strided convs, and the only one for
+a conv step that took a shortcut add), ``im2col`` (the column raster, numpy's
 BLAS over the whole batch, then the epilogue) and, for 3x3 stride-1 convs,
 ``winograd`` (F(4x4, 3x3): a quarter of the multiply-adds) and ``winograd_f2`` (F(2x2, 3x3):
 4/9 of them, but fewer idle tiles on small planes and a third of the transformed filters'
@@ -113,7 +114,9 @@ class CythonBackend(Backend):
             return _matmul_algorithms(step.parts[0], graph)
         if step.op == "fused.conv2d":
             if step.attr("act") not in ("none", "relu"):
-                return ["im2col"]
+                return [] if step.attr("residual") else ["im2col"]
+            if step.attr("residual"):  # only the packed GEMM adds a shortcut in its epilogue
+                return ["gemm"]
             region = _conv_im2col(step).attr("regions")[0]
             return ["direct", "gemm", "im2col", *_winograd_algorithms(region)]
         if step.op == "fused.group_conv2d":
@@ -412,7 +415,11 @@ def _conv_padded(
     region = im2col.attr("regions")[0]
     if algorithm == "gemm":
         x = buffers[im2col.inputs[0]]
-        return [ops_conv.GemmConvKernel(x, weight, bias, out, region, step.attr("act")).run]
+        shortcut = buffers[step.inputs[-1]] if step.attr("residual") else None
+        kernel = ops_conv.GemmConvKernel(
+            x, weight, bias, out, region, step.attr("act"), residual=shortcut
+        )
+        return [kernel.run]
     if algorithm == "direct" and _stride2_columns(region):
         return _conv_stride2(buffers[im2col.inputs[0]], weight, bias, out, region, step)
     if algorithm == "direct":

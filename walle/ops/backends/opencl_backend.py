@@ -185,12 +185,12 @@ class OpenCLBackend(Backend):
         kernel: it is offered where its parts could not run (a grouped conv over a batch)."""
         found = super().algorithms(step, graph)
         if step.op == "fused.conv2d" and not found and self.supports(step.parts[-1], graph):
-            return ["implicit"]
+            return [] if step.attr("residual") else ["implicit"]
         return found
 
     def fused_algorithms(self, step: FusedStep, graph: Graph) -> list[str]:
-        if step.op == "fused.conv2d":
-            return ["implicit"]  # opencl_gemm's implicit GEMM: no im2col buffer
+        if step.op == "fused.conv2d":  # opencl_gemm's implicit GEMM: no im2col buffer
+            return [] if step.attr("residual") else ["implicit"]  # no shortcut epilogue
         return self._matmuls() if step.op == "fused.matmul_bias_act" else ["fused"]
 
     def atomic_algorithms(self, node: Node, graph: Graph) -> list[str]:
