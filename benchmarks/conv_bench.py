@@ -8,6 +8,12 @@ times the cython backend's kernels built directly: ``direct`` (register tiles),
 plus numpy's matmul (OpenBLAS), the path every conv took before the Winograd kernel. Medians
 of interleaved calls; ratios are baseline / kernel (above 1: the kernel is faster), and each
 kernel's output is checked against the baseline's (max abs diff relative to its scale).
+
+A second table times the packed-GEMM kernel (``gemm``: 1x1 and strided convs, bias and ReLU
+fused) on those layers of the same CNNs against the path they took before: the im2col copy
+(none for a 1x1 stride-1 conv, whose input is its column matrix), numpy's matmul and the C
+bias/ReLU epilogue; a third the pooling kernel (3x3 windows) against onnxruntime's MaxPool /
+AveragePool (one thread) on the same input.
 """
 
 from __future__ import annotations
@@ -37,6 +43,32 @@ SHAPES = [
     ("DenseNet-121 block 3", 128, 14, 32, 3),
     ("SqueezeNet fire2 expand", 16, 55, 64, 3),
     ("AlexNet conv2 (a group)", 48, 27, 128, 5),
+]
+
+
+# (label, C, H=W, Cout, filter side, stride, pad) of the layers the packed GEMM takes
+GEMM_SHAPES = [
+    ("ResNet-50 stage 1 expand", 64, 56, 256, 1, 1, 0),
+    ("ResNet-50 stage 1 reduce", 256, 56, 64, 1, 1, 0),
+    ("ResNet-50 stage 2 downsample", 256, 56, 512, 1, 2, 0),
+    ("ResNet-50 stage 3 expand", 256, 14, 1024, 1, 1, 0),
+    ("ResNet-50 stage 4 expand", 512, 7, 2048, 1, 1, 0),
+    ("ResNet-50 stage 4 reduce", 2048, 7, 512, 1, 1, 0),
+    ("ResNet-50 stage 3 3x3 stride 2", 256, 28, 256, 3, 2, 1),
+    ("ResNet-50 stage 4 3x3 stride 2", 512, 14, 512, 3, 2, 1),
+    ("ResNet-50 stem 7x7 stride 2", 3, 224, 64, 7, 2, 3),
+    ("SqueezeNet stem 3x3 stride 2", 3, 224, 64, 3, 2, 0),
+    ("SqueezeNet conv10", 512, 13, 1000, 1, 1, 0),
+]
+
+# (label, C, H=W, stride, pad, kind) of 3x3 pooling layers
+POOL_SHAPES = [
+    ("SqueezeNet pool1", 64, 111, 2, 0, "max"),
+    ("SqueezeNet pool3", 128, 55, 2, 0, "max"),
+    ("SqueezeNet pool5", 256, 27, 2, 0, "max"),
+    ("ResNet-50 stem pool", 64, 112, 2, 1, "max"),
+    ("Inception v2 pool (3a)", 192, 56, 2, 0, "max"),
+    ("Inception v2 avg pool (4e, padded)", 576, 16, 1, 0, "avg"),
 ]
 
 
@@ -105,6 +137,100 @@ def _row(ops_conv, level: str, label: str, c: int, size: int, cout: int, side: i
     )
 
 
+def _conv_region(
+    c: int, size: int, side: int, stride: int, pad: int
+) -> tuple[Region, tuple[int, ...]]:
+    """The im2col region of a conv over the zero-padded [1, c, size, size], and that shape."""
+    hp = size + 2 * pad
+    out = (hp - side) // stride + 1
+    strides = (c * hp * hp, hp * hp, hp, 1, stride * hp, stride)
+    return Region(0, 0, strides, 0, (0,), (1, c, side, side, out, out)), (1, c, hp, hp)
+
+
+def _gemm_row(ops_conv, ops_math, level: str, shape: tuple) -> str:
+    label, c, size, cout, side, stride, pad = shape
+    rng = np.random.default_rng(1)
+    region, padded = _conv_region(c, size, side, stride, pad)
+    xp = np.zeros(padded, np.float32)
+    xp[:, :, pad : pad + size, pad : pad + size] = rng.uniform(-1, 1, (1, c, size, size))
+    weight = rng.uniform(-0.1, 0.1, (cout, c * side * side)).astype(np.float32)
+    bias = rng.uniform(-0.1, 0.1, cout).astype(np.float32)
+    _, _, _, _, oh, ow = region.sizes
+    view = np.lib.stride_tricks.as_strided(
+        xp.reshape(-1), region.sizes, tuple(4 * s for s in region.src_strides)
+    )[0].reshape(c * side * side, oh * ow)
+    plain = side == 1 and stride == 1 and pad == 0
+    cols = xp.reshape(c, oh * ow) if plain else np.empty((c * side * side, oh * ow), np.float32)
+    base_out = np.empty((cout, oh * ow), np.float32)
+    epilogue = ops_math.GemmKernel(weight, cols, base_out, bias, 2, "relu", True)
+
+    def baseline() -> None:
+        if not plain:
+            np.copyto(cols, view)
+        np.matmul(weight, cols, out=base_out)
+        epilogue.run()
+
+    out = np.empty((1, cout, oh * ow), np.float32)
+    kernel = ops_conv.GemmConvKernel(xp, weight, bias, out, region, "relu", level)
+    times = _median_ms({"base": baseline, "gemm": kernel.run})
+    diff = float(np.abs(out[0] - base_out).max() / max(np.abs(base_out).max(), 1e-30))
+    gmac = cout * c * side * side * oh * ow / (times["gemm"] * 1e6)
+    return (
+        f"| {label} | {c}x{size}x{size} -> {cout}, {side}x{side} /{stride} | {level} | "
+        f"{times['base']:.3f} | {times['gemm']:.3f} ({times['base'] / times['gemm']:.2f}x, "
+        f"{gmac:.0f} GMAC/s, {diff:.0e}) |"
+    )
+
+
+def _pool_row(ops_raster, shape: tuple) -> str:
+    """The pooling kernel (at the level the raster kernels run) against onnxruntime."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    label, c, size, stride, pad, kind = shape
+    x = np.random.default_rng(2).uniform(-1, 1, (1, c, size, size)).astype(np.float32)
+    op = "MaxPool" if kind == "max" else "AveragePool"
+    node = helper.make_node(
+        op, ["x"], ["y"], kernel_shape=[3, 3], strides=[stride] * 2, pads=[pad] * 4
+    )
+    value = helper.make_tensor_value_info
+    graph = helper.make_graph(
+        [node],
+        "pool",
+        [value("x", TensorProto.FLOAT, x.shape)],
+        [value("y", TensorProto.FLOAT, None)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    session = ort.InferenceSession(
+        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+    b = GraphBuilder()
+    pool = b.max_pool if kind == "max" else b.avg_pool
+    built = b.build([pool(b.input("x", x.shape), (3, 3), strides=(stride,) * 2, pads=(pad,) * 4)])
+    rasters = [n for n in built.nodes if n.op == "raster"]
+    window = rasters[-1]
+    src = x if len(rasters) == 1 else np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    if kind == "max" and len(rasters) > 1:  # max pools pad with -inf
+        src[:, :, :pad], src[:, :, -pad:], src[:, :, :, :pad], src[:, :, :, -pad:] = (-np.inf,) * 4
+    want = session.run(None, {"x": x})[0]
+    y = np.empty(want.shape, np.float32)
+    kernel = ops_raster.WindowReduceKernel(
+        np.ascontiguousarray(src, np.float32),
+        y,
+        window.attr("regions")[0],
+        2 if kind == "max" else 1,
+    )
+    times = _median_ms({"ort": lambda: session.run(None, {"x": x}), "walle": kernel.run})
+    kernel.run()
+    diff = float(np.abs(y - want).max())
+    return (
+        f"| {label} | {c}x{size}x{size} {kind} /{stride} | {times['ort']:.3f} | "
+        f"{times['walle']:.3f} ({times['ort'] / times['walle']:.2f}x, {diff:.0e}) |"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--isa", nargs="*", help="levels to run (avx512, avx2, sse)")
@@ -121,6 +247,19 @@ def main() -> None:
     for level in levels:
         for label, c, size, cout, side in SHAPES:
             print(_row(ops_conv, level, label, c, size, cout, side), flush=True)
+    from walle._kernels import ops_math, ops_raster
+
+    print()
+    print("| layer | shape | level | im2col+BLAS+epilogue ms | gemm ms (ratio, rate, diff) |")
+    print("|---|---|---|---|---|")
+    for level in levels:
+        for shape in GEMM_SHAPES:
+            print(_gemm_row(ops_conv, ops_math, level, shape), flush=True)
+    print()
+    print("| layer | shape | onnxruntime ms | walle ms (ratio, max abs diff) |")
+    print("|---|---|---|---|")
+    for shape in POOL_SHAPES:
+        print(_pool_row(ops_raster, shape), flush=True)
 
 
 if __name__ == "__main__":

@@ -82,12 +82,13 @@ cdef extern from *:
     #define WALLE_CLONES inline __attribute__((always_inline))
     #include "pool_rows.h"
     /* One pass per (kh, kw) over an output row of n elements read at source stride ST; max
-       keeps a NaN wherever it comes in the window (as numpy's max, the reference). */
+       keeps a NaN wherever it comes in the window (as numpy's max, the reference), tested
+       with a bitwise | (a short-circuit || made the scalar remainders branch per element). */
     #define WALLE_WINDOW_ROW(ST) \\
         if (first) { for (long t = 0; t < n; t++) dst[t] = src[t * (ST)]; } \\
         else if (kind == 2) { \\
             for (long t = 0; t < n; t++) { float v = src[t * (ST)]; \\
-                                            dst[t] = v > dst[t] || v != v ? v : dst[t]; } } \\
+                                            dst[t] = (v > dst[t]) | (v != v) ? v : dst[t]; } } \\
         else { for (long t = 0; t < n; t++) dst[t] += src[t * (ST)]; }
     static inline __attribute__((always_inline)) void walle_window_row(
             const float* restrict src, float* restrict dst, long n, long st, int kind,
@@ -102,8 +103,8 @@ cdef extern from *:
         if (kind == 2) {
             for (long t = 0; t < n; t++) {
                 float p = src[2 * t], q = src[2 * t + 1];
-                float v = p > q || p != p ? p : q;  /* a NaN wins, as numpy's max */
-                dst[t] = first ? v : (v > dst[t] || v != v ? v : dst[t]);
+                float v = (p > q) | (p != p) ? p : q;  /* a NaN wins, as numpy's max */
+                dst[t] = first ? v : ((v > dst[t]) | (v != v) ? v : dst[t]);
             }
         } else {
             for (long t = 0; t < n; t++) {
