@@ -182,7 +182,9 @@ cdef extern from *:
     static long walle_window_scratch(const long* sz, const long* st) {
         long plane = (sz[4] - 1) * st[0] + sz[5] + sz[1];
         long row = (sz[5] - 1) * st[5] + sz[1];
-        return 2 * plane + row + 48;  /* pool_rows.h reads 2 vectors past a row */
+        long planes = walle_pool_planes_scratch(sz, st);
+        long rows = 2 * plane + row + 48;  /* pool_rows.h reads 2 vectors past a row */
+        return planes > rows ? planes : rows;
     }
     /* 2: AVX-512F, 1: AVX2 + FMA, 0: baseline SSE2 */
     static int walle_raster_level = 0;
@@ -208,9 +210,17 @@ cdef extern from *:
         walle_window_reduce(x, y, sz, st, kind, scale, scratch);
     }
     static void walle_window_reduce_at WALLE_WINDOW_ARGS {
-        /* stride 1 over whole planes: walle_window_reduce's long loops (measured faster) */
-        int planes = st[1] == 1 && sz[1] > 1 && st[5] == 1 && st[4] == st[0];
-        if (!planes && walle_pool_rows_fit(sz, st)) {  /* pool_rows.h: whole vectors */
+        if (walle_pool_planes_fit(sz, st)) {  /* pool_rows.h: runs of whole planes */
+            float* u = scratch;
+            if (walle_raster_level == 2)
+                walle_pool_planes_l2(x, y, sz, st, kind, scale, u);
+            else if (walle_raster_level == 1)
+                walle_pool_planes_l1(x, y, sz, st, kind, scale, u);
+            else
+                walle_pool_planes_l0(x, y, sz, st, kind, scale, u);
+            return;
+        }
+        if (walle_pool_rows_fit(sz, st)) {  /* pool_rows.h: a row at a time, whole vectors */
             int level = walle_raster_level;  /* no wider than the output row */
             while (level > 0 && sz[5] < (4L << level)) level--;
             if (level == 2)

@@ -13,6 +13,12 @@
 
 #include "conv_tile.h"
 
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define WALLE_POOL_TARGET(T) __attribute__((target(T)))
+#else
+#define WALLE_POOL_TARGET(T)
+#endif
+
 /* kind 2: max that keeps NaN; else (0 sum, 1 mean) the sum. */
 WALLE_INLINE float walle_pool_op1(float a, float b, int kind) {
     if (kind == 2) return (b > a) | (b != b) ? b : a;
@@ -95,17 +101,86 @@ ATTR static void NAME(const float* x, float* y, const long* sz, const long* st, 
 #define WALLE_EVEN8 ((walle_i8){0, 2, 4, 6, 8, 10, 12, 14})
 #define WALLE_EVEN4 ((walle_i4){0, 2, 4, 6})
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define WALLE_POOL_TARGET(T) __attribute__((target(T)))
-#else
-#define WALLE_POOL_TARGET(T)
-#endif
-
 WALLE_POOL_ROWS(walle_pool_rows_l2, WALLE_POOL_TARGET("avx512f,avx2,fma"), walle_v16, walle_i16,
                 16, WALLE_EVEN16)
 WALLE_POOL_ROWS(walle_pool_rows_l1, WALLE_POOL_TARGET("avx2,fma"), walle_v8, walle_i8, 8,
                 WALLE_EVEN8)
 WALLE_POOL_ROWS(walle_pool_rows_l0, , walle_v4, walle_i4, 4, WALLE_EVEN4)
+
+/* dst[t] = op over `taps` of src[t + a * step], t < len, in whole vectors (the last one
+   overlapping) or, shorter than a vector, scalars. */
+#define WALLE_POOL_PASS(VT, IT, VW, dst, src, len, taps, step)                                 \
+    if ((len) >= VW) {                                                                         \
+        for (long t_ = 0;; t_ += VW) {                                                         \
+            if (t_ > (len) - VW) t_ = (len) - VW;                                              \
+            VT acc, r;                                                                         \
+            memcpy(&acc, (src) + t_, sizeof(VT));                                              \
+            for (long a_ = 1; a_ < (taps); a_++) {                                             \
+                memcpy(&r, (src) + a_ * (step) + t_, sizeof(VT));                              \
+                WALLE_POOL_APPLY(VT, IT, acc, r)                                               \
+            }                                                                                  \
+            memcpy((dst) + t_, &acc, sizeof(VT));                                              \
+            if (t_ == (len) - VW) break;                                                       \
+        }                                                                                      \
+    } else {                                                                                   \
+        for (long t_ = 0; t_ < (len); t_++) {                                                  \
+            float acc = (src)[t_];                                                             \
+            for (long a_ = 1; a_ < (taps); a_++)                                               \
+                acc = walle_pool_op1(acc, (src)[a_ * (step) + t_], kind);                      \
+            (dst)[t_] = acc;                                                                   \
+        }                                                                                      \
+    }
+
+/* Stride 1, planes at one pitch P = st[3]: a run of whole planes (up to WALLE_POOL_RUN floats)
+   as one flat array: the KH rows pass and the KW taps pass each one vector loop over every
+   position a window could start at (the rows between two planes are computed and never
+   read), then the output rows are copied out. Small planes (7x7 to 16x16) cost one loop
+   per pass per run instead of per plane. ``u`` holds 2 * (max(run, P) + KW + VW) floats. */
+#define WALLE_POOL_RUN 4096
+#define WALLE_POOL_PLANES(NAME, ATTR, VT, IT, VW)                                              \
+ATTR static void NAME(const float* x, float* y, const long* sz, const long* st, int kind,      \
+                      float scale, float* u) {                                                 \
+    long kh = sz[0], kw = sz[1], n = sz[5], oh = sz[4], rs = st[0], pitch = st[3], o = 0;      \
+    long planes = sz[2] * sz[3];                                                               \
+    long run = WALLE_POOL_RUN / pitch > 1 ? WALLE_POOL_RUN / pitch : 1;                        \
+    float* z = u + run * pitch + kw + VW;                                                      \
+    for (long g0 = 0; g0 < planes; g0 += run) {                                                \
+        long gn = planes - g0 < run ? planes - g0 : run;                                       \
+        const float* base = x + g0 * pitch;                                                    \
+        long lz = (gn - 1) * pitch + (oh - 1) * rs + n;                                        \
+        WALLE_POOL_PASS(VT, IT, VW, u, base, lz + kw - 1, kh, rs)                              \
+        WALLE_POOL_PASS(VT, IT, VW, z, u, lz, kw, 1)                                           \
+        for (long g = 0; g < gn; g++)                                                          \
+            for (long q = 0; q < oh; q++, o++) {                                               \
+                float* dst = y + o * n;                                                        \
+                const float* src = z + g * pitch + q * rs;                                     \
+                if (kind == 1) {                                                               \
+                    for (long t = 0; t < n; t++) dst[t] = src[t] * scale;                      \
+                } else {                                                                       \
+                    memcpy(dst, src, n * sizeof(float));                                       \
+                }                                                                              \
+            }                                                                                  \
+    }                                                                                          \
+}
+
+WALLE_POOL_PLANES(walle_pool_planes_l2, WALLE_POOL_TARGET("avx512f,avx2,fma"), walle_v16,
+                  walle_i16, 16)
+WALLE_POOL_PLANES(walle_pool_planes_l1, WALLE_POOL_TARGET("avx2,fma"), walle_v8, walle_i8, 8)
+WALLE_POOL_PLANES(walle_pool_planes_l0, , walle_v4, walle_i4, 4)
+
+/* Whether walle_pool_planes_* compute a region: separable windows at stride 1 over rows of
+   the input's pitch, planes at one pitch. */
+static inline int walle_pool_planes_fit(const long* sz, const long* st) {
+    return st[1] == 1 && sz[1] > 1 && st[5] == 1 && st[4] == st[0] && st[3] > 0
+           && (sz[2] == 1 || st[2] == sz[3] * st[3]);
+}
+
+/* Floats walle_pool_planes_* need in ``u``. */
+static inline long walle_pool_planes_scratch(const long* sz, const long* st) {
+    long pitch = st[3] > 0 ? st[3] : 1;
+    long run = WALLE_POOL_RUN / pitch > 1 ? WALLE_POOL_RUN / pitch : 1;
+    return 2 * (run * pitch + sz[1] + 16) + 16;
+}
 
 /* Whether walle_pool_rows_* compute a region: separable windows (column step 1, KW > 1) at
    column stride 1 or 2. */
