@@ -13,10 +13,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests._backends import backend_or_skip
+from tests._backends import backend_or_skip, run_with_algorithm
 from walle.ops import GraphBuilder, run_reference
 from walle.ops.fusion import find_steps
-from walle.ops.plan import allocate, is_alias
 
 CASES = [  # (N, C, H, W, Cout, kernel, stride, pads)
     (1, 16, 7, 7, 24, 1, 1, 0),  # 1x1: the plain-view GEMM
@@ -44,23 +43,9 @@ def test_ops_conv_algorithms_match_reference(case, algorithm, tail) -> None:
     graph = b.build([b.relu(y) if tail == "bias_relu" else y])
     x = rng.uniform(-2, 2, (n, c, h, w)).astype(np.float32)
     want = run_reference(graph, {"x": x})[0]
-    steps = find_steps(graph)
-    buffers = allocate(graph, steps, fill=100.0)  # stale values, never zeros
-    buffers[graph.inputs[0]][...] = x
-    for step in steps:
-        if is_alias(step, graph):
-            continue
-        if step.op == "fused.conv2d":
-            algo = algorithm
-        elif step.fused:
-            algo = backend.fused_algorithms(step, graph)[0]
-        else:
-            algo = backend.atomic_algorithms(step.parts[0], graph)[0]
-        for call in backend.finish(backend.compile(step, algo, graph, buffers)):
-            call()
-    got = buffers[graph.outputs[0]]
+    (step,) = [s for s in find_steps(graph) if s.op == "fused.conv2d"]
+    got = run_with_algorithm(backend, graph, {"x": x}, step, algorithm)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
-    assert any(step.op == "fused.conv2d" for step in steps)
 
 
 @pytest.mark.parametrize(
@@ -89,15 +74,7 @@ def test_ops_conv_with_a_shortcut_add_matches_reference(k, s, pad, relu) -> None
     assert step.attr("residual") and step.attr("act") == ("relu" if relu else "none")
     assert backend.algorithms(step, graph) == ["gemm", "parts"]
     for algorithm in ("gemm", "parts"):
-        buffers = allocate(graph, steps, fill=100.0)
-        buffers[graph.inputs[0]][...] = x
-        buffers[graph.inputs[1]][...] = r
-        for st in steps:
-            if not is_alias(st, graph):
-                algo = algorithm if st is step else backend.algorithms(st, graph)[0]
-                for call in backend.finish(backend.compile(st, algo, graph, buffers)):
-                    call()
-        got = buffers[graph.outputs[0]]
+        got = run_with_algorithm(backend, graph, {"x": x, "r": r}, step, algorithm)
         np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=algorithm)
         np.testing.assert_array_equal(np.isinf(got), np.isinf(want), err_msg=algorithm)
         finite = np.isfinite(want)

@@ -15,10 +15,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests._backends import backend_or_skip
+from tests._backends import backend_or_skip, run_with_algorithm
 from walle.ops import GraphBuilder, run_reference
 from walle.ops.fusion import find_steps
-from walle.ops.plan import allocate, is_alias
 
 LEVELS = ("avx512", "avx2", "sse")
 
@@ -181,14 +180,7 @@ def test_every_group_conv_algorithm_matches_reference(cin, group, k, stride, w) 
     algorithms = backend.fused_algorithms(step, graph)
     assert "gemm" in algorithms and ("winograd_f2" in algorithms) == (k > 1 and stride == 1)
     for algorithm in algorithms:
-        buffers = allocate(graph, steps, fill=100.0)  # stale values, never zeros
-        buffers[graph.inputs[0]][...] = x
-        for s in steps:
-            if not is_alias(s, graph):
-                algo = algorithm if s is step else backend.algorithms(s, graph)[0]
-                for call in backend.finish(backend.compile(s, algo, graph, buffers)):
-                    call()
-        got = buffers[graph.outputs[0]]
+        got = run_with_algorithm(backend, graph, {"x": x}, step, algorithm)
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4, err_msg=algorithm)
 
 
