@@ -209,34 +209,23 @@ cdef extern from *:
     static void walle_window_reduce_l0 WALLE_WINDOW_ARGS {
         walle_window_reduce(x, y, sz, st, kind, scale, scratch);
     }
+    /* FN's build for instruction-set level LEVEL (FN##_l2, _l1 or _l0). */
+    #define WALLE_AT_LEVEL(LEVEL, FN, ...) \
+        do { \
+            if ((LEVEL) == 2) FN##_l2(__VA_ARGS__); \
+            else if ((LEVEL) == 1) FN##_l1(__VA_ARGS__); \
+            else FN##_l0(__VA_ARGS__); \
+        } while (0)
     static void walle_window_reduce_at WALLE_WINDOW_ARGS {
+        int level = walle_raster_level;
         if (walle_pool_planes_fit(sz, st)) {  /* pool_rows.h: runs of whole planes */
-            float* u = scratch;
-            if (walle_raster_level == 2)
-                walle_pool_planes_l2(x, y, sz, st, kind, scale, u);
-            else if (walle_raster_level == 1)
-                walle_pool_planes_l1(x, y, sz, st, kind, scale, u);
-            else
-                walle_pool_planes_l0(x, y, sz, st, kind, scale, u);
-            return;
+            WALLE_AT_LEVEL(level, walle_pool_planes, x, y, sz, st, kind, scale, scratch);
+        } else if (walle_pool_rows_fit(sz, st)) {  /* pool_rows.h: a row at a time */
+            while (level > 0 && sz[5] < (4L << level)) level--;  /* no wider than a row */
+            WALLE_AT_LEVEL(level, walle_pool_rows, x, y, sz, st, kind, scale, scratch);
+        } else {
+            WALLE_AT_LEVEL(level, walle_window_reduce, x, y, sz, st, kind, scale, scratch);
         }
-        if (walle_pool_rows_fit(sz, st)) {  /* pool_rows.h: a row at a time, whole vectors */
-            int level = walle_raster_level;  /* no wider than the output row */
-            while (level > 0 && sz[5] < (4L << level)) level--;
-            if (level == 2)
-                walle_pool_rows_l2(x, y, sz, st, kind, scale, scratch);
-            else if (level == 1)
-                walle_pool_rows_l1(x, y, sz, st, kind, scale, scratch);
-            else
-                walle_pool_rows_l0(x, y, sz, st, kind, scale, scratch);
-            return;
-        }
-        if (walle_raster_level == 2)
-            walle_window_reduce_l2(x, y, sz, st, kind, scale, scratch);
-        else if (walle_raster_level == 1)
-            walle_window_reduce_l1(x, y, sz, st, kind, scale, scratch);
-        else
-            walle_window_reduce_l0(x, y, sz, st, kind, scale, scratch);
     }
     """
     void walle_transpose2d(const float* s, float* d, long n0, long n1, long ss1,
