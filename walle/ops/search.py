@@ -376,22 +376,31 @@ def explain(plan: CompiledPlan) -> list[dict[str, object]]:
     """Per step: op, output shape, chosen backend and algorithm, the estimate inside the plan
     and the time measured alone (us), and the copies planned around it (``transfers``:
     ``up`` to a device before the step, ``down`` to host memory after it, ``sync`` where a
-    run of device steps ends)."""
+    run of device steps ends). A concat whose inputs all write into its buffer in place runs
+    nothing: its backend reads "in place", its algorithm "skipped", its estimate 0; one that
+    still copies some inputs reads "partly in place"."""
     planned = _planned_moves(plan)
     rows = []
     for step in plan.steps:
         choice = plan.choices.get(step.name)
+        left = plan.in_place.step(step)
+        skipped = choice is not None and left is None
+        algorithm = choice.algorithm if choice else "view"
+        if choice is not None and left is not None and left is not step:
+            algorithm = f"{algorithm} (partly in place)"
         rows.append(
             {
                 "step": step.name,
                 "op": step.op if not step.parts or step.fused else _atomic_label(step),
                 "shape": plan.graph.shape(step.output),
-                "backend": choice.backend if choice else "alias",
-                "algorithm": choice.algorithm if choice else "view",
-                "estimate_us": round(choice.estimate_s * 1e6, 2) if choice else 0.0,
+                "backend": "in place" if skipped else choice.backend if choice else "alias",
+                "algorithm": "skipped" if skipped else algorithm,
+                "estimate_us": (
+                    round(choice.estimate_s * 1e6, 2) if choice and not skipped else 0.0
+                ),
                 "measured_us": (
                     round(choice.measured_s * 1e6, 2)
-                    if choice and choice.measured_s is not None
+                    if choice and choice.measured_s is not None and not skipped
                     else None
                 ),
                 "transfers": planned.get(step.name, ""),

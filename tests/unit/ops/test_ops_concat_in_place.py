@@ -26,6 +26,7 @@ from walle.ops.backends.base import Backend
 from walle.ops.fusion import FusedStep, find_steps
 from walle.ops.ir import Graph
 from walle.ops.plan import Choice, allocate, is_alias
+from walle.ops.search import explain
 
 # Which backend a step runs on, by step.
 Placement = Callable[[FusedStep], str]
@@ -133,6 +134,12 @@ def test_ops_concat_of_convs_writes_in_place(backend: str) -> None:
     for value in branches:
         assert _in_block(plan, value, cat.output)
     _check(graph, plan)
+    # explain() says the concat runs nothing (it once listed it with its copy's estimate)
+    (row,) = [r for r in explain(plan) if r["step"] == cat.name]
+    assert (row["backend"], row["algorithm"], row["estimate_us"]) == ("in place", "skipped", 0.0)
+    copying = _compile(graph, lambda s: backend, in_place=False)
+    (row,) = [r for r in explain(copying) if r["step"] == cat.name]
+    assert row["backend"] == backend and row["algorithm"] != "skipped"
 
 
 def test_ops_channel_concat_at_batch_2_copies_and_axis_0_writes_in_place() -> None:
@@ -200,6 +207,12 @@ def test_ops_concat_keeps_copies_of_inputs_outputs_constants_and_shared_values()
     assert {v: s.host for v, s in plan.in_place.slots.items()} == {c: first, neg: second}
     kept = [plan.in_place.step(s) for s in _concat_steps(plan)]
     assert [len(s.parts[0].attr("regions")) if s else 0 for s in kept] == [3, 1, 2]
+    rows = {r["step"]: r["algorithm"] for r in explain(plan)}
+    assert [rows[s.name].endswith("(partly in place)") for s in _concat_steps(plan)] == [
+        True,
+        True,
+        False,  # the twice-read value: every copy kept
+    ]
     _check(graph, plan)
 
 
