@@ -477,16 +477,8 @@ def _group_conv(step: FusedStep, algorithm: str, graph: Graph, buffers: Buffers)
                 return [kernel.run]
             except ValueError:  # the planes do not fit the region: run the rasters
                 pass
-    calls = []
-    for part in prologue:
-        if not is_aliased_part(part, buffers):
-            ins = [buffers[i] for i in part.inputs]
-            raster = ops_raster.RasterKernel(
-                ins, buffers[part.output], part.attr("regions"), part.attr("fill")
-            )
-            calls.append(raster.run)
     kernel = ops_group.GroupConvKernel(x, weight, bias, out, region, group, act, level)
-    return [*calls, kernel.run]
+    return [*_prologue_calls(prologue, buffers), kernel.run]
 
 
 def _winograd_algorithms(region: Region) -> list[str]:
