@@ -97,22 +97,6 @@ cdef extern from *:
         else if (st == 1) { WALLE_WINDOW_ROW(1) }
         else { WALLE_WINDOW_ROW(st) }
     }
-    /* dst[t] (op)= src[2t] op src[2t + 1]: both window columns in one pass */
-    static inline __attribute__((always_inline)) void walle_window_pairs(
-            const float* restrict src, float* restrict dst, long n, int kind, int first) {
-        if (kind == 2) {
-            for (long t = 0; t < n; t++) {
-                float p = src[2 * t], q = src[2 * t + 1];
-                float v = (p > q) | (p != p) ? p : q;  /* a NaN wins, as numpy's max */
-                dst[t] = first ? v : ((v > dst[t]) | (v != v) ? v : dst[t]);
-            }
-        } else {
-            for (long t = 0; t < n; t++) {
-                float v = src[2 * t] + src[2 * t + 1];
-                dst[t] = first ? v : dst[t] + v;
-            }
-        }
-    }
     /* dst[t] = op over KW taps of src[t * cs + b]: the horizontal half of a separable
        window (long loops: t over a whole row or plane). */
     static inline __attribute__((always_inline)) void walle_window_taps(
@@ -125,45 +109,23 @@ cdef extern from *:
             for (long b = 0; b < kw; b++) walle_window_row(src + b, dst, n, cs, kind, b == 0);
         }
     }
-    /* y[rows, n] = reduce over (kh, kw) windows; rows walk (n, c, oh) = sizes 2..4.
-       Windows of adjacent columns (kernel column step 1) are separable: the KH rows are
-       reduced first, then the KW taps (KH + KW passes, not KH x KW); at stride 1 both run
-       over a whole plane at once (long vector loops, not one short loop per output row),
-       the rows at a time otherwise. ``scratch`` holds walle_window_scratch floats. */
+    /* y[rows, n] = reduce over (kh, kw) windows; rows walk (n, c, oh) = sizes 2..4. What
+       pool_rows.h does not take (column strides above 2, dilated or single columns):
+       windows of adjacent columns are separable, the KH rows reduced first, then the KW
+       taps (KH + KW passes, not KH x KW); other windows take every tap in turn.
+       ``scratch`` holds walle_window_scratch floats. */
     WALLE_CLONES static void walle_window_reduce(const float* x, float* y, const long* sz,
                                                  const long* st, int kind, float scale,
                                                  float* scratch) {
-        long n = sz[5], o = 0, kh = sz[0], kw = sz[1], oh = sz[4], rs = st[0];
+        long n = sz[5], o = 0, kh = sz[0], kw = sz[1], rs = st[0];
         int separable = st[1] == 1 && kw > 1;
-        if (separable && st[5] == 1 && st[4] == rs) {  /* stride 1: plane by plane */
-            long span = (oh - 1) * rs + n;  /* outputs, at the input's row pitch */
-            float* v = scratch;
-            float* z = scratch + span + kw;
-            for (long i = 0; i < sz[2]; i++)
-            for (long j = 0; j < sz[3]; j++) {
-                const float* base = x + i * st[2] + j * st[3];
-                for (long a = 0; a < kh; a++)
-                    walle_window_row(base + a * rs, v, span + kw - 1, 1, kind, a == 0);
-                walle_window_taps(v, z, span, 1, kw, kind);
-                for (long q = 0; q < oh; q++, o++) {
-                    float* dst = y + o * n;
-                    const float* src = z + q * rs;
-                    if (kind == 1) { for (long t = 0; t < n; t++) dst[t] = src[t] * scale; }
-                    else memcpy(dst, src, n * sizeof(float));
-                }
-            }
-            return;
-        }
         /* the rows in order, no divisions (three per row cost more than a 3x3 window) */
         for (long i = 0; i < sz[2]; i++)
         for (long j = 0; j < sz[3]; j++)
         for (long q = 0; q < sz[4]; q++, o++) {
             const float* base = x + i * st[2] + j * st[3] + q * st[4];
             float* dst = y + o * n;
-            if (sz[1] == 2 && st[1] == 1 && st[5] == 2) {  /* 2-wide windows, stride 2 */
-                for (long a = 0; a < sz[0]; a++)
-                    walle_window_pairs(base + a * st[0], dst, n, kind, a == 0);
-            } else if (separable) {
+            if (separable) {
                 long span = (n - 1) * st[5] + kw;
                 for (long a = 0; a < kh; a++)
                     walle_window_row(base + a * rs, scratch, span, 1, kind, a == 0);
@@ -180,10 +142,9 @@ cdef extern from *:
     }
     /* The floats walle_window_reduce's scratch must hold for sizes sz, strides st. */
     static long walle_window_scratch(const long* sz, const long* st) {
-        long plane = (sz[4] - 1) * st[0] + sz[5] + sz[1];
         long row = (sz[5] - 1) * st[5] + sz[1];
         long planes = walle_pool_planes_scratch(sz, st);
-        long rows = 2 * plane + row + 48;  /* pool_rows.h reads 2 vectors past a row */
+        long rows = row + 48;  /* pool_rows.h reads 2 vectors past a row */
         return planes > rows ? planes : rows;
     }
     /* 2: AVX-512F, 1: AVX2 + FMA, 0: baseline SSE2 */
