@@ -69,7 +69,8 @@ def test_pooling_matches_reference_at_every_level(
             except ValidationError:  # this CPU lacks the level
                 continue
             plan = compile_graph(graph, pin="cython", trials=False, use_cache=False)
-            assert "fused" in {c.algorithm for c in plan.choices.values()}  # the kernel ran
+            if k * kw > 1:  # a 1x1 window is a strided copy: its parts may be the cheaper
+                assert "fused" in {c.algorithm for c in plan.choices.values()}  # kernel ran
             got = plan(x)[0]
             np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=level)
             finite = ~np.isnan(want)
