@@ -13,7 +13,8 @@
    transforms run lane-wise in vectors). Per group: the input tiles of every channel are
    gathered (4 whole tiles at a time through 4x4 transposes) and transformed into
    V[(m+2)^2][C][L]; then for each block of 8 output channels the products run in a
-   register tile of 8 channels x NV vectors (the filters broadcast from U packed
+   register tile of 8 channels x NV vectors (two tiles of 4 channels x 2 vectors where the
+   ISA has 16 vector registers; the filters broadcast from U packed
    [Cout/8][(m+2)^2][C][8], so a block's filters are one contiguous stream) into
    M[(m+2)^2][8][L], which is transformed back, biased, rectified and written to the NCHW
    output at once (again 4 whole tiles at a time through transposes).
@@ -270,24 +271,26 @@ ATTR static void NAME(const walle_wino* p, long g0, long g1, float* vbuf, float*
             for (int i = 0; i < AA; i++) {                                                     \
                 const float* u = p->u + ((long)kb * AA + i) * p->c * 8;                        \
                 const float* v = vbuf + (long)i * p->c * L;                                    \
-                /* 8 channels x NQ vectors in registers: 16 accumulators where the ISA has  \
-                   32 vector registers (AVX-512), 8 at a time where it has 16 (AVX2, SSE) */   \
-                enum { NQ = VW == 16 ? NV : 1 };                                               \
+                /* NJ channels x NQ vectors in registers: 8 x NV (16 accumulators) where        \
+                   the ISA has 32 vector registers (AVX-512); where it has 16 (AVX2, SSE),      \
+                   4 x 2 for two vectors (6 loads per 8 multiply-adds), else 8 x 1 */           \
+                enum { NQ = VW == 16 || NV == 2 ? NV : 1, NJ = VW == 16 || NV == 1 ? 8 : 4 };   \
+                for (int j0 = 0; j0 < 8; j0 += NJ)                                             \
                 for (int q0 = 0; q0 < NV; q0 += NQ) {                                          \
-                    VT acc[8][NQ];                                                             \
-                    for (int j = 0; j < 8; j++)                                                \
+                    VT acc[NJ][NQ];                                                            \
+                    for (int j = 0; j < NJ; j++)                                               \
                         for (int q = 0; q < NQ; q++) acc[j][q] = (VT){0};                      \
                     for (long ci = 0; ci < p->c; ci++) {                                       \
                         VT x[NQ];                                                              \
                         for (int q = 0; q < NQ; q++)                                           \
                             memcpy(&x[q], v + ci * L + (q0 + q) * VW, sizeof(VT));             \
-                        const float* w = u + ci * 8;                                           \
-                        for (int j = 0; j < 8; j++)                                            \
+                        const float* w = u + ci * 8 + j0;                                      \
+                        for (int j = 0; j < NJ; j++)                                           \
                             for (int q = 0; q < NQ; q++) acc[j][q] += w[j] * x[q];             \
                     }                                                                          \
-                    for (int j = 0; j < 8; j++)                                                \
+                    for (int j = 0; j < NJ; j++)                                               \
                         for (int q = 0; q < NQ; q++)                                           \
-                            memcpy(mbuf + (i * 8 + j) * L + (q0 + q) * VW, &acc[j][q],         \
+                            memcpy(mbuf + (i * 8 + j0 + j) * L + (q0 + q) * VW, &acc[j][q],    \
                                    sizeof(VT));                                                \
                 }                                                                              \
             }                                                                                  \
