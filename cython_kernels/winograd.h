@@ -15,7 +15,8 @@
    V[(m+2)^2][C][L]; then for each block of 8 output channels the products run in a
    register tile of 8 channels x NV vectors (two tiles of 4 channels x 2 vectors where the
    ISA has 16 vector registers; the filters broadcast from U packed
-   [Cout/8][(m+2)^2][C][8], so a block's filters are one contiguous stream) into
+   [Cout/8][(m+2)^2][C][8], so a block's filters are one contiguous stream, prefetched 2 KiB
+   ahead: in a whole model they come from memory) into
    M[(m+2)^2][8][L], which is transformed back, biased, rectified and written to the NCHW
    output at once (again 4 whole tiles at a time through transposes).
 
@@ -285,6 +286,7 @@ ATTR static void NAME(const walle_wino* p, long g0, long g1, float* vbuf, float*
                         for (int q = 0; q < NQ; q++)                                           \
                             memcpy(&x[q], v + ci * L + (q0 + q) * VW, sizeof(VT));             \
                         const float* w = u + ci * 8 + j0;                                      \
+                        __builtin_prefetch(w + 512); /* the filters stream from memory */     \
                         for (int j = 0; j < NJ; j++)                                           \
                             for (int q = 0; q < NQ; q++) acc[j][q] += w[j] * x[q];             \
                     }                                                                          \
