@@ -25,8 +25,8 @@
      14x14: 4 of 196) run with the channels in the vector lanes instead (8 channels x 4
      blocks x 1-2 columns), so a short plane does not pay for a mostly empty vector.
 
-   One build per instruction-set level (AVX-512: 8 x 2 vectors of 16; AVX2 and SSE: two
-   4 x 2 tiles of 8 / 4 floats, which do not spill their 16 registers). */
+   One build per instruction-set level (AVX-512: 8 x 2 vectors of 16; AVX2: two 4 x 3 tiles
+   of 8 floats, SSE: two 4 x 2 tiles of 4, which keep their sums in the 16 registers). */
 
 #ifndef WALLE_GEMM_CONV_H
 #define WALLE_GEMM_CONV_H
@@ -98,32 +98,20 @@ WALLE_INLINE void walle_gemm_pack(const float* restrict xn, const long* restrict
     }
 }
 
-/* CH output channels (of a packed block of 8) x NV vectors of VW columns over kc rows of a
-   packed strip (row stride sb), added to the partial sums in y unless ``first``; bias and
-   ReLU after the ``last``. */
-#define WALLE_GEMM_TILE(NAME, VT, IT, VW, NV, CH)                                              \
-WALLE_INLINE void NAME(const float* restrict b, long sb, const float* restrict a, long kc,    \
-                       float* restrict y, long y_c, long cvalid, const float* restrict bias,  \
-                       const float* restrict res, int first, int last, int relu,              \
-                       const float* pf) {                                                     \
-    VT acc[CH][NV];                                                                            \
+/* The partial sums of CH channels x NV vectors of a tile from y (zeros when ``first``). */
+#define WALLE_GEMM_LOAD(ACC, VT, VW, NV, CH)                                                   \
     for (int c = 0; c < CH; c++)                                                               \
         for (int q = 0; q < NV; q++) {                                                         \
             VT t = (VT){0}; /* not a copy into acc itself: that puts acc in memory */          \
             if (!first && c < cvalid) memcpy(&t, y + c * y_c + VW * q, sizeof(VT));            \
-            acc[c][q] = t;                                                                     \
-        }                                                                                      \
-    for (long k = 0; k < kc; k++) {                                                            \
-        VT v[NV];                                                                              \
-        for (int q = 0; q < NV; q++) memcpy(&v[q], b + k * sb + VW * q, sizeof(VT));           \
-        const float* ak = a + k * WALLE_CB;                                                    \
-        if (pf) __builtin_prefetch(pf + k * WALLE_CB);                                         \
-        for (int c = 0; c < CH; c++)                                                           \
-            for (int q = 0; q < NV; q++) acc[c][q] += ak[c] * v[q];                            \
-    }                                                                                          \
+            ACC[c][q] = t;                                                                     \
+        }
+
+/* A tile's sums back to y, with bias, a residual and ReLU after the ``last`` block. */
+#define WALLE_GEMM_STORE(ACC, VT, IT, VW, NV, CH)                                              \
     for (long c = 0; c < cvalid && c < CH; c++)                                                \
         for (int q = 0; q < NV; q++) {                                                         \
-            VT r = acc[c][q];                                                                  \
+            VT r = ACC[c][q];                                                                  \
             if (last) {                                                                        \
                 r += bias[c];                                                                  \
                 if (res) {                                                                     \
@@ -134,7 +122,58 @@ WALLE_INLINE void NAME(const float* restrict b, long sb, const float* restrict a
                 if (relu) r = (VT)((IT)r & ~(IT)(r <= 0.0f)); /* keeps NaN */                   \
             }                                                                                  \
             memcpy(y + c * y_c + VW * q, &r, sizeof(VT));                                      \
-        }                                                                                      \
+        }
+
+/* CH output channels (of a packed block of 8) x NV vectors of VW columns over kc rows of a
+   packed strip (row stride sb), added to the partial sums in y unless ``first``; bias and
+   ReLU after the ``last``; ``pf``: the next block's weights, prefetched (or NULL). */
+#define WALLE_GEMM_TILE(NAME, VT, IT, VW, NV, CH)                                              \
+WALLE_INLINE void NAME(const float* restrict b, long sb, const float* restrict a, long kc,    \
+                       float* restrict y, long y_c, long cvalid, const float* restrict bias,  \
+                       const float* restrict res, int first, int last, int relu,              \
+                       const float* pf) {                                                     \
+    VT acc[CH][NV];                                                                            \
+    WALLE_GEMM_LOAD(acc, VT, VW, NV, CH)                                                       \
+    for (long k = 0; k < kc; k++) {                                                            \
+        VT v[NV];                                                                              \
+        for (int q = 0; q < NV; q++) memcpy(&v[q], b + k * sb + VW * q, sizeof(VT));           \
+        const float* ak = a + k * WALLE_CB;                                                    \
+        if (pf) __builtin_prefetch(pf + k * WALLE_CB);                                         \
+        for (int c = 0; c < CH; c++)                                                           \
+            for (int q = 0; q < NV; q++) acc[c][q] += ak[c] * v[q];                            \
+    }                                                                                          \
+    WALLE_GEMM_STORE(acc, VT, IT, VW, NV, CH)                                                  \
+}
+
+/* 4 channels x 3 vectors: all 16 registers of AVX2 (12 sums, 3 column vectors, one
+   broadcast weight: 7 loads per 12 multiply-adds). The sums are named variables, not an
+   array, in the loop: GCC keeps an array of 12 vectors on the stack (6x slower). */
+#define WALLE_GEMM_TILE4X3(NAME, VT, IT, VW)                                                   \
+WALLE_INLINE void NAME(const float* restrict b, long sb, const float* restrict a, long kc,    \
+                       float* restrict y, long y_c, long cvalid, const float* restrict bias,  \
+                       const float* restrict res, int first, int last, int relu,              \
+                       const float* pf) {                                                     \
+    VT acc[4][3];                                                                              \
+    WALLE_GEMM_LOAD(acc, VT, VW, 3, 4)                                                         \
+    VT s00 = acc[0][0], s01 = acc[0][1], s02 = acc[0][2], s10 = acc[1][0], s11 = acc[1][1];   \
+    VT s12 = acc[1][2], s20 = acc[2][0], s21 = acc[2][1], s22 = acc[2][2], s30 = acc[3][0];   \
+    VT s31 = acc[3][1], s32 = acc[3][2];                                                       \
+    for (long k = 0; k < kc; k++) {                                                            \
+        VT v0, v1, v2;                                                                         \
+        memcpy(&v0, b + k * sb, sizeof(VT));                                                   \
+        memcpy(&v1, b + k * sb + VW, sizeof(VT));                                              \
+        memcpy(&v2, b + k * sb + 2 * VW, sizeof(VT));                                          \
+        const float* ak = a + k * WALLE_CB;                                                    \
+        if (pf) __builtin_prefetch(pf + k * WALLE_CB);                                         \
+        s00 += ak[0] * v0; s01 += ak[0] * v1; s02 += ak[0] * v2;                               \
+        s10 += ak[1] * v0; s11 += ak[1] * v1; s12 += ak[1] * v2;                               \
+        s20 += ak[2] * v0; s21 += ak[2] * v1; s22 += ak[2] * v2;                               \
+        s30 += ak[3] * v0; s31 += ak[3] * v1; s32 += ak[3] * v2;                               \
+    }                                                                                          \
+    acc[0][0] = s00; acc[0][1] = s01; acc[0][2] = s02; acc[1][0] = s10; acc[1][1] = s11;      \
+    acc[1][2] = s12; acc[2][0] = s20; acc[2][1] = s21; acc[2][2] = s22; acc[3][0] = s30;      \
+    acc[3][1] = s31; acc[3][2] = s32;                                                          \
+    WALLE_GEMM_STORE(acc, VT, IT, VW, 3, 4)                                                    \
 }
 
 /* The leftover columns: T (1 or 2) columns x 4 blocks of 8 output channels, the channels in
@@ -185,7 +224,7 @@ WALLE_INLINE void NAME(const float* restrict b, long sb, const float* restrict a
 WALLE_GEMM_TILE(walle_gemm_v16x2, walle_v16, walle_i16, 16, 2, 8)
 WALLE_GEMM_TILE(walle_gemm_v16x1, walle_v16, walle_i16, 16, 1, 8)
 WALLE_GEMM_TILE(walle_gemm_v8x1, walle_v8, walle_i8, 8, 1, 8)
-WALLE_GEMM_TILE(walle_gemm_v8x2c4, walle_v8, walle_i8, 8, 2, 4)
+WALLE_GEMM_TILE4X3(walle_gemm_v8x3c4, walle_v8, walle_i8, 8)
 WALLE_GEMM_TILE(walle_gemm_v4x1, walle_v4, walle_i4, 4, 1, 8)
 WALLE_GEMM_TILE(walle_gemm_v4x2c4, walle_v4, walle_i4, 4, 2, 4)
 WALLE_GEMM_TAIL(walle_gemm_tail8_1, walle_v8, 8, 1)
@@ -193,9 +232,9 @@ WALLE_GEMM_TAIL(walle_gemm_tail8_2, walle_v8, 8, 2)
 WALLE_GEMM_TAIL(walle_gemm_tail4_1, walle_v4, 4, 1)
 WALLE_GEMM_TAIL(walle_gemm_tail4_2, walle_v4, 4, 2)
 
-/* The wide tile of the 16-register levels: the block's two halves of 4 channels x 2
-   vectors (8 accumulators: 8 x 2 and 4 x 3 spill to the stack, measured 6x slower; 8 x 1
-   loads 9 values per 8 multiply-adds, this 6). */
+/* The wide tile of the 16-register levels: the block's two halves of 4 channels x 3
+   vectors at AVX2 (4 x 2 at SSE; 8 x 1 loads 9 values per 8 multiply-adds, these 7 per 12
+   and 6 per 8). */
 #define WALLE_GEMM_HALVES(NAME, TILE)                                                          \
 WALLE_INLINE void NAME(const float* restrict b, long sb, const float* restrict a, long kc,    \
                        float* restrict y, long y_c, long cvalid, const float* restrict bias,  \
@@ -206,7 +245,7 @@ WALLE_INLINE void NAME(const float* restrict b, long sb, const float* restrict a
         TILE(b, sb, a + 4, kc, y + 4 * y_c, y_c, cvalid - 4, bias + 4,                         \
              res ? res + 4 * y_c : res, first, last, relu, (const float*)0);                   \
 }
-WALLE_GEMM_HALVES(walle_gemm_v8x2h, walle_gemm_v8x2c4)
+WALLE_GEMM_HALVES(walle_gemm_v8x3h, walle_gemm_v8x3c4)
 WALLE_GEMM_HALVES(walle_gemm_v4x2h, walle_gemm_v4x2c4)
 
 /* Work units [u0, u1) (unit u: image u / chunks, column chunk u % chunks) at one level:
@@ -275,13 +314,13 @@ ATTR static void NAME(const walle_gemm* g, long u0, long u1, float* pack) {     
 
 WALLE_GEMM_LEVEL(walle_gemm_avx512, WALLE_GEMM_TARGET("avx512f,avx2,fma"), walle_gemm_v16x2,
                  walle_gemm_v16x1, walle_gemm_tail8_1, walle_gemm_tail8_2, 16, 32)
-WALLE_GEMM_LEVEL(walle_gemm_avx2, WALLE_GEMM_TARGET("avx2,fma"), walle_gemm_v8x2h,
-                 walle_gemm_v8x1, walle_gemm_tail8_1, walle_gemm_tail8_2, 8, 16)
+WALLE_GEMM_LEVEL(walle_gemm_avx2, WALLE_GEMM_TARGET("avx2,fma"), walle_gemm_v8x3h,
+                 walle_gemm_v8x1, walle_gemm_tail8_1, walle_gemm_tail8_2, 8, 24)
 WALLE_GEMM_LEVEL(walle_gemm_base, , walle_gemm_v4x2h, walle_gemm_v4x1, walle_gemm_tail4_1,
                  walle_gemm_tail4_2, 4, 8)
 
 /* Columns per strip at a level (2: AVX-512F, 1: AVX2 + FMA, 0: baseline). */
-static long walle_gemm_strip(int level) { return level == 2 ? 32 : level == 1 ? 16 : 8; }
+static long walle_gemm_strip(int level) { return level == 2 ? 32 : level == 1 ? 24 : 8; }
 
 static void walle_gemm_run(const walle_gemm* g, int level, long u0, long u1, float* pack) {
     if (level == 2)
