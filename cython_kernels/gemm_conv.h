@@ -98,7 +98,9 @@ WALLE_INLINE void walle_gemm_pack(const float* restrict xn, const long* restrict
     }
 }
 
-/* The partial sums of CH channels x NV vectors of a tile from y (zeros when ``first``). */
+/* The partial sums of CH channels x NV vectors of a tile from y (zeros when ``first``).
+   This macro and WALLE_GEMM_STORE are the tiles' shared prologue and epilogue: they read
+   the tile function's own arguments (y, y_c, cvalid, first; bias, res, last, relu). */
 #define WALLE_GEMM_LOAD(ACC, VT, VW, NV, CH)                                                   \
     for (int c = 0; c < CH; c++)                                                               \
         for (int q = 0; q < NV; q++) {                                                         \
