@@ -7,8 +7,8 @@ functions below, compiled once per CPU level (AVX-512, AVX2+FMA, baseline SSE2: 
 target-attribute wrapper each, picked at run time by the CPU's best level or the one
 ``WALLE_OPS_ISA`` forces, :func:`set_level`) and auto-vectorised with ``omp simd``; exp is a
 vectorisable Cephes-style polynomial (relative error ~2e-7), which is what lets softmax and
-sigmoid beat a scalar libm loop; exp, sigmoid and tanh, and softmax below AVX-512, are
-written in GCC vector extensions (GCC leaves those omp simd loops scalar at AVX2). Clamps and
+sigmoid beat a scalar libm loop; exp, sigmoid, tanh and softmax are written in GCC vector
+extensions (GCC leaves those omp simd loops scalar at AVX2). Clamps and
 max/min use ternaries: GCC 12 will not vectorise a loop calling fminf/fmaxf without
 -ffast-math, and one such call once kept exp scalar (8x slower than numpy).
 """
@@ -53,24 +53,6 @@ cdef extern from *:
         p = p * r * r + r + 1.0f;
         walle_bits b; b.i = ((int32_t)n + 127) << 23;
         return p * b.f;
-    }
-    /* exp(x) for x <= 0 (softmax, after the row max is subtracted): no upper clamp, a
-       degree-5 polynomial (relative error ~2.2e-7, fitted on [-ln2/2, ln2/2]), 2^n taken
-       from the rounding constant's low mantissa bits (1.5 * 2^23 + 127 + n), and x - n*ln2
-       with a single float ln2 (off by 1.9e-9: relative error |n| * 1.9e-9, at most 2.4e-7
-       where n = -126 and the value is ~1e-38): 11 vector ops against walle_exp's 19; the
-       softmax row is bound by these. */
-    typedef union { uint32_t u; float f; } walle_ubits;
-    static inline float walle_exp_neg(float x) {
-        x = x < -87.0f ? -87.0f : x;
-        walle_ubits t; t.f = x * 1.44269504f + 12583039.0f;
-        float n = t.f - 12583039.0f;
-        float r = x - n * 0.693147182f;  /* one-constant reduction: see above */
-        float p = 8.2976511e-3f;
-        p = p * r + 4.1915383e-2f; p = p * r + 1.6667575e-1f; p = p * r + 4.9998894e-1f;
-        p = p * r + 9.9999970e-1f; p = p * r + 1.0000001f;
-        t.u <<= 23;
-        return p * t.f;
     }
     static inline float walle_sigmoid(float x) { return 1.0f / (1.0f + walle_exp(-x)); }
     static inline float walle_tanh(float x) { return 1.0f - 2.0f / (walle_exp(2.0f * x) + 1.0f); }
@@ -214,18 +196,6 @@ cdef extern from *:
                            long m, long n, long k, int wide) {
         if (wide) walle_gemm_avx512(a, b, c, m, n, k);
         else walle_gemm_from(a, b, c, m, n, k, 0);
-    }
-
-    WALLE_CLONES static void walle_softmax_row(const float* restrict x, float* restrict y,
-                                               long n) {
-        float m = -INFINITY, s = 0.0f;
-        #pragma omp simd reduction(max:m)
-        for (long j = 0; j < n; j++) m = x[j] > m ? x[j] : m;
-        #pragma omp simd reduction(+:s)
-        for (long j = 0; j < n; j++) { float e = walle_exp_neg(x[j] - m); y[j] = e; s += e; }
-        float inv = 1.0f / s;
-        #pragma omp simd
-        for (long j = 0; j < n; j++) y[j] *= inv;
     }
 
     WALLE_CLONES static void walle_layernorm_row(const float* restrict x, float* restrict y,
@@ -431,51 +401,89 @@ cdef extern from *:
         e = WALLE_SEL(VT, IT, under, z, e); \\
         return WALLE_SEL(VT, IT, nan, x, e); \\
     }
-    /* walle_exp_neg (x <= 0, softmax after the row max) lane-wise: same constants. */
+    /* exp(x) for x <= 0 (softmax, after the row max is subtracted): a degree-5 polynomial
+       (relative error ~2.2e-7, fitted on [-ln2/2, ln2/2]), 2^n taken from the rounding
+       constant's low mantissa bits (1.5 * 2^23 + 127 + n), and x - n*ln2 with a single
+       float ln2 (off by 1.9e-9: relative error |n| * 1.9e-9, at most 2.4e-7 where n = -126
+       and the value is ~1e-38). Lanes below -87 are zeroed after the fact (a compare and an
+       and-not, where clamping x first took a compare and a blend and kept one more constant
+       in a register); NaN stays NaN. 12 vector ops against walle_expv's 20: softmax is
+       bound by these. */
     #define WALLE_EXPNEGV(NAME, VT, IT, UT) \\
     WALLE_VINLINE VT NAME(VT x) { \\
         IT lo = x < -87.0f; \\
-        x = WALLE_SEL(VT, IT, lo, (VT){0} - 87.0f, x); \\
         VT t = x * 1.44269504f + 12583039.0f; \\
         VT n = t - 12583039.0f; \\
         VT r = x - n * 0.693147182f; \\
         VT p = r * 8.2976511e-3f + 4.1915383e-2f; \\
         p = p * r + 1.6667575e-1f; p = p * r + 4.9998894e-1f; \\
         p = p * r + 9.9999970e-1f; p = p * r + 1.0000001f; \\
-        return p * (VT)((UT)t << 23); \\
+        return (VT)((IT)(p * (VT)((UT)t << 23)) & ~lo); \\
     }
-    /* Softmax over one row, VW lanes at a time; the last n % VW in a padded vector. */
+    /* Softmax over `rows` rows of n floats, VW lanes at a time. The exp pass is bound by
+       arithmetic and the max and 1/sum-scale passes by memory, so they ride on it: row r's
+       exp loop also takes the max of row r+1 and scales row r-1, at the same offsets; only
+       row 0's max and the last row's scale are passes of their own ([8,30000], one core,
+       AVX2: three passes per row 74 us, this 64; AVX-512 49). The last n % VW of a row in a
+       padded vector. */
     #define WALLE_SOFTMAX_V(NAME, VT, IT, VW, EXPNEG) \\
-    WALLE_VINLINE void NAME(const float* restrict x, float* restrict y, long n) { \\
-        VT mv = (VT){0} - INFINITY, sv = (VT){0}; \\
-        float m = -INFINITY, s = 0.0f; \\
+    WALLE_VINLINE void NAME(const float* restrict x, float* restrict y, long rows, long n) { \\
+        if (rows <= 0 || n <= 0) return; \\
+        const VT ninf = (VT){0} - INFINITY; \\
+        VT m0 = ninf, m1 = ninf; \\
+        float m = -INFINITY, inv = 1.0f; \\
         long j = 0; \\
-        for (; j + VW <= n; j += VW) { \\
-            VT v; memcpy(&v, x + j, sizeof v); \\
-            mv = WALLE_SEL(VT, IT, v > mv, v, mv); \\
+        for (; j + 2 * VW <= n; j += 2 * VW) { \\
+            VT v0, v1; memcpy(&v0, x + j, sizeof v0); memcpy(&v1, x + j + VW, sizeof v1); \\
+            m0 = WALLE_SEL(VT, IT, v0 > m0, v0, m0); m1 = WALLE_SEL(VT, IT, v1 > m1, v1, m1); \\
         } \\
-        for (int q = 0; q < VW; q++) m = mv[q] > m ? mv[q] : m; \\
+        m0 = WALLE_SEL(VT, IT, m1 > m0, m1, m0); \\
+        for (int q = 0; q < VW; q++) m = m0[q] > m ? m0[q] : m; \\
         for (; j < n; j++) m = x[j] > m ? x[j] : m; \\
+        for (long r = 0; r < rows; r++) { \\
+            const float* restrict xr = x + r * n; \\
+            float* restrict yr = y + r * n; \\
+            const int next = r + 1 < rows, prev = r > 0; \\
+            const float* restrict xn = next ? xr + n : xr; \\
+            float* restrict yp = prev ? yr - n : yr; \\
+            VT sv = (VT){0}, mv = ninf; \\
+            float mn = -INFINITY, s = 0.0f; \\
+            for (j = 0; j + VW <= n; j += VW) { \\
+                VT v; memcpy(&v, xr + j, sizeof v); \\
+                VT e = EXPNEG(v - m); \\
+                memcpy(yr + j, &e, sizeof e); \\
+                sv += e; \\
+                if (next) { \\
+                    VT w; memcpy(&w, xn + j, sizeof w); \\
+                    mv = WALLE_SEL(VT, IT, w > mv, w, mv); \\
+                } \\
+                if (prev) { \\
+                    VT u; memcpy(&u, yp + j, sizeof u); \\
+                    u *= inv; \\
+                    memcpy(yp + j, &u, sizeof u); \\
+                } \\
+            } \\
+            for (int q = 0; q < VW; q++) { s += sv[q]; mn = mv[q] > mn ? mv[q] : mn; } \\
+            if (j < n) { \\
+                VT v = (VT){0} + m; \\
+                memcpy(&v, xr + j, (size_t)(n - j) * sizeof(float)); \\
+                VT e = EXPNEG(v - m); \\
+                for (long q = 0; q < n - j; q++) { yr[j + q] = e[q]; s += e[q]; } \\
+                for (long q = j; q < n; q++) { \\
+                    if (next) mn = xn[q] > mn ? xn[q] : mn; \\
+                    if (prev) yp[q] *= inv; \\
+                } \\
+            } \\
+            m = mn; \\
+            inv = 1.0f / s; \\
+        } \\
+        float* restrict yl = y + (rows - 1) * n; \\
         for (j = 0; j + VW <= n; j += VW) { \\
-            VT v; memcpy(&v, x + j, sizeof v); \\
-            VT e = EXPNEG(v - m); \\
-            memcpy(y + j, &e, sizeof e); \\
-            sv += e; \\
+            VT u; memcpy(&u, yl + j, sizeof u); \\
+            u *= inv; \\
+            memcpy(yl + j, &u, sizeof u); \\
         } \\
-        for (int q = 0; q < VW; q++) s += sv[q]; \\
-        if (j < n) { \\
-            VT v = (VT){0} + m; \\
-            memcpy(&v, x + j, (size_t)(n - j) * sizeof(float)); \\
-            VT e = EXPNEG(v - m); \\
-            for (long q = 0; q < n - j; q++) { y[j + q] = e[q]; s += e[q]; } \\
-        } \\
-        float inv = 1.0f / s; \\
-        for (j = 0; j + VW <= n; j += VW) { \\
-            VT v; memcpy(&v, y + j, sizeof v); \\
-            v *= inv; \\
-            memcpy(y + j, &v, sizeof v); \\
-        } \\
-        for (; j < n; j++) y[j] *= inv; \\
+        for (; j < n; j++) yl[j] *= inv; \\
     }
     /* exp (3), sigmoid (8), tanh (9) of walle_unary, VW lanes at a time. */
     #define WALLE_UNARY_LOOP(VT, VW, EXPR) { \\
@@ -502,10 +510,12 @@ cdef extern from *:
     WALLE_EXPV(walle_expv16, walle_mv16, walle_mi16)
     WALLE_EXPV(walle_expv8, walle_mv8, walle_mi8)
     WALLE_EXPV(walle_expv4, walle_mv4, walle_mi4)
+    WALLE_EXPNEGV(walle_expnegv16, walle_mv16, walle_mi16, walle_mu16)
     WALLE_EXPNEGV(walle_expnegv8, walle_mv8, walle_mi8, walle_mu8)
     WALLE_EXPNEGV(walle_expnegv4, walle_mv4, walle_mi4, walle_mu4)
-    WALLE_SOFTMAX_V(walle_softmax_row_v8, walle_mv8, walle_mi8, 8, walle_expnegv8)
-    WALLE_SOFTMAX_V(walle_softmax_row_v4, walle_mv4, walle_mi4, 4, walle_expnegv4)
+    WALLE_SOFTMAX_V(walle_softmax_rows_v16, walle_mv16, walle_mi16, 16, walle_expnegv16)
+    WALLE_SOFTMAX_V(walle_softmax_rows_v8, walle_mv8, walle_mi8, 8, walle_expnegv8)
+    WALLE_SOFTMAX_V(walle_softmax_rows_v4, walle_mv4, walle_mi4, 4, walle_expnegv4)
     WALLE_UNARY_V(walle_unary_v16, walle_mv16, 16, walle_expv16)
     WALLE_UNARY_V(walle_unary_v8, walle_mv8, 8, walle_expv8)
     WALLE_UNARY_V(walle_unary_v4, walle_mv4, 4, walle_expv4)
@@ -587,8 +597,9 @@ cdef extern from *:
     WALLE_LEVELS(walle_gemm_from, (const float* a, const float* b, float* c, long m, long n,
                                    long k, long j0), (a, b, c, m, n, k, j0),
                  walle_gemm_from, walle_gemm_from, walle_gemm_from)
-    WALLE_LEVELS(walle_softmax_row, (const float* x, float* y, long n), (x, y, n),
-                 walle_softmax_row, walle_softmax_row_v8, walle_softmax_row_v4)
+    WALLE_LEVELS(walle_softmax_rows, (const float* x, float* y, long rows, long n),
+                 (x, y, rows, n), walle_softmax_rows_v16, walle_softmax_rows_v8,
+                 walle_softmax_rows_v4)
     WALLE_LEVELS(walle_layernorm_row, (const float* x, float* y, const float* g,
                                        const float* b, long n, float eps),
                  (x, y, g, b, n, eps), walle_layernorm_row, walle_layernorm_row,
@@ -617,7 +628,8 @@ cdef extern from *:
     void walle_gemm "walle_gemm_at"(const float* a, const float* b, float* c, long m, long n,
                                     long k, int wide) nogil
     int walle_has_avx512 "walle_math_wide"() nogil
-    void walle_softmax_row "walle_softmax_row_at"(const float* x, float* y, long n) nogil
+    void walle_softmax_rows "walle_softmax_rows_at"(const float* x, float* y, long rows,
+                                                    long n) nogil
     void walle_layernorm_row "walle_layernorm_row_at"(const float* x, float* y, const float* g,
                                                       const float* b, long n, float eps) nogil
     void walle_unary "walle_unary_at"(int kind, const float* x, float* y, long n) nogil
@@ -777,14 +789,7 @@ cdef class RowKernel:
         self.threads = _threads(<double>x.size * 8, self.rows)
 
     def run(self):
-        cdef long i
-        with nogil:
-            if self.threads > 1:
-                for i in prange(self.rows, num_threads=self.threads, schedule="static"):
-                    self._row(i)
-            else:
-                for i in range(self.rows):
-                    self._row(i)
+        self._run(self.x, self.y)
 
     def io_arrays(self):
         """The arrays ``run_io`` replaces, in its argument order: x, y."""
@@ -792,24 +797,25 @@ cdef class RowKernel:
 
     def run_io(self, x, y):
         """Run on the caller's arrays (shaped like the build-time ones): no copy in or out."""
-        cdef const float* xp = _io_ptr(x, self.rows * self.cols)
-        cdef float* yp = _io_ptr(y, self.rows * self.cols)
-        cdef long i
+        self._run(_io_ptr(x, self.rows * self.cols), _io_ptr(y, self.rows * self.cols))
+
+    cdef void _run(self, const float* x, float* y) noexcept:
+        """One contiguous block of rows per thread (softmax's rows kernel overlaps rows)."""
+        cdef long t
         with nogil:
             if self.threads > 1:
-                for i in prange(self.rows, num_threads=self.threads, schedule="static"):
-                    self._row_of(xp, yp, i)
+                for t in prange(self.threads, num_threads=self.threads, schedule="static"):
+                    self._rows_of(x, y, self.rows * t // self.threads,
+                                  self.rows * (t + 1) // self.threads)
             else:
-                for i in range(self.rows):
-                    self._row_of(xp, yp, i)
+                self._rows_of(x, y, 0, self.rows)
 
-    cdef void _row(self, long i) noexcept nogil:
-        self._row_of(self.x, self.y, i)
-
-    cdef void _row_of(self, const float* x, float* y, long i) noexcept nogil:
+    cdef void _rows_of(self, const float* x, float* y, long i0, long i1) noexcept nogil:
+        cdef long i
         if self.kind == 0:
-            walle_softmax_row(x + i * self.cols, y + i * self.cols, self.cols)
-        else:
+            walle_softmax_rows(x + i0 * self.cols, y + i0 * self.cols, i1 - i0, self.cols)
+            return
+        for i in range(i0, i1):
             walle_layernorm_row(x + i * self.cols, y + i * self.cols, self.g, self.b,
                                 self.cols, self.eps)
 

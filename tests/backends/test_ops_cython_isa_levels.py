@@ -18,6 +18,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests._backends import backend_or_skip
 from walle.errors import ValidationError
@@ -152,6 +154,50 @@ def test_softmax_at_every_level_matches_numpy_with_special_values(isa) -> None:
         y = np.empty_like(x)
         ops_math.RowKernel("softmax", x, y).run()
         assert np.isnan(y).all(), level  # NaN poisons its row, as onnxruntime and numpy
+
+
+def _softmax_rows_oracle(x: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float64 (NaN anywhere in a row makes the row NaN)."""
+    x64 = x.astype(np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        e = np.exp(x64 - x64.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.integers(1, 7),
+    cols=st.integers(1, 70),
+    scale=st.sampled_from([0.1, 3.0, 40.0]),
+    special=st.lists(
+        st.tuples(
+            st.integers(0, 6), st.integers(0, 69), st.sampled_from([np.nan, -np.inf, 1e30, -1e30])
+        ),
+        max_size=3,
+    ),
+    seed=st.integers(0, 2**16),
+)
+def test_softmax_rows_at_every_level_match_a_row_by_row_oracle(
+    rows, cols, scale, special, seed
+) -> None:
+    """The softmax kernel works on a block of rows (row r's exp loop takes row r+1's max and
+    scales row r-1): every row must come out as if alone, a NaN poisoning only its own row."""
+    module = _isa()
+    from walle._kernels import ops_math
+
+    x = np.random.default_rng(seed).normal(0, scale, (rows, cols)).astype(np.float32)
+    for r, c, value in special:
+        x[r % rows, c % cols] = value
+    want = _softmax_rows_oracle(x)
+    before = module.kernel_level()
+    try:
+        for level in _runnable(module):
+            module.set_level(level)
+            y = np.full_like(x, 7.0)
+            ops_math.RowKernel("softmax", x, y).run()
+            np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-7, err_msg=level)
+    finally:
+        module.set_level(before)
 
 
 def _run_with_env(value: str, code: str) -> subprocess.CompletedProcess[str]:
