@@ -184,19 +184,6 @@ cdef extern from *:
         }
         if (n16 < n) walle_gemm_from(a, b, c, m, n, k, n16);
     }
-    static int walle_has_avx512(void) {
-    #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-        __builtin_cpu_init();
-        return __builtin_cpu_supports("avx512f");
-    #else
-        return 0;
-    #endif
-    }
-    static void walle_gemm(const float* restrict a, const float* restrict b, float* restrict c,
-                           long m, long n, long k, int wide) {
-        if (wide) walle_gemm_avx512(a, b, c, m, n, k);
-        else walle_gemm_from(a, b, c, m, n, k, 0);
-    }
 
     WALLE_CLONES static void walle_layernorm_row(const float* restrict x, float* restrict y,
                                                  const float* restrict g,
@@ -359,7 +346,6 @@ cdef extern from *:
     }
     static void walle_math_set_level(int level) { walle_math_level = level; }
     static int walle_math_get_level(void) { return walle_math_level; }
-    static int walle_math_wide(void) { return walle_math_level >= 2; }
 
     /* exp in GCC vector extensions, one width per level (a width the target lacks is
        lowered to scalars). Below AVX-512, GCC leaves the omp simd exp loops above scalar
@@ -581,6 +567,68 @@ cdef extern from *:
     WALLE_CHAIN_V(walle_chain_row_v8, walle_unary_v8)
     WALLE_CHAIN_V(walle_chain_row_v4, walle_unary_v4)
 
+    /* Panel GEMM at AVX2 (products of at least 4 rows and 16 columns): 2*VW-column
+       panels of b outermost, so a panel stays in L1 while the rows of a stream past it, in
+       6 x 2VW tiles: 12 accumulators, two b vectors and a broadcast fill the 16 registers
+       (8 loads per 12 multiply-adds). The sums are named variables (an array of vectors went
+       to the stack), and a is broadcast as scalar * vector: a (VT){0} + a[p] broadcast
+       compiled to an add and a shuffle per row. Alone, one thread, AVX2: 256^3 and
+       [64,256]@[256,256] 51 -> 115 GFlop/s (walle_gemm_from's scalar tiles), as the
+       AVX-512 panels. The last n % (2VW) columns go to walle_gemm_from. */
+    #define WALLE_PANEL_LD(VT, P) ({ VT v_; memcpy(&v_, (P), sizeof v_); v_; })
+    #define WALLE_PANEL_ST(P, V) do { __typeof__(V) v_ = (V); memcpy((P), &v_, sizeof v_); } while (0)
+    /* The m % 6 rows left: R x 2VW tiles (at most 8 accumulators: as arrays they stay in
+       registers). */
+    #define WALLE_GEMM_PANEL_TILE(NAME, VT, VW, R) \\
+    WALLE_VINLINE void NAME(const float* restrict a, const float* restrict b, \\
+                            float* restrict c, long n, long k) { \\
+        VT lo[R], hi[R]; \\
+        for (int r = 0; r < R; r++) lo[r] = hi[r] = (VT){0}; \\
+        for (long p = 0; p < k; p++) { \\
+            VT b0 = WALLE_PANEL_LD(VT, b + p * n), b1 = WALLE_PANEL_LD(VT, b + p * n + VW); \\
+            for (int r = 0; r < R; r++) { lo[r] += a[r * k + p] * b0; hi[r] += a[r * k + p] * b1; } \\
+        } \\
+        for (int r = 0; r < R; r++) { \\
+            WALLE_PANEL_ST(c + r * n, lo[r]); WALLE_PANEL_ST(c + r * n + VW, hi[r]); \\
+        } \\
+    }
+    #define WALLE_GEMM_PANEL(NAME, VT, VW) \\
+    WALLE_VINLINE void NAME##_t6(const float* restrict a, const float* restrict b, \\
+                                 float* restrict c, long n, long k) { \\
+        VT c00 = {0}, c01 = {0}, c10 = {0}, c11 = {0}, c20 = {0}, c21 = {0}; \\
+        VT c30 = {0}, c31 = {0}, c40 = {0}, c41 = {0}, c50 = {0}, c51 = {0}; \\
+        const float *a0 = a, *a1 = a + k, *a2 = a + 2 * k, *a3 = a + 3 * k; \\
+        const float *a4 = a + 4 * k, *a5 = a + 5 * k; \\
+        for (long p = 0; p < k; p++) { \\
+            VT b0 = WALLE_PANEL_LD(VT, b + p * n), b1 = WALLE_PANEL_LD(VT, b + p * n + VW); \\
+            c00 += a0[p] * b0; c01 += a0[p] * b1; c10 += a1[p] * b0; c11 += a1[p] * b1; \\
+            c20 += a2[p] * b0; c21 += a2[p] * b1; c30 += a3[p] * b0; c31 += a3[p] * b1; \\
+            c40 += a4[p] * b0; c41 += a4[p] * b1; c50 += a5[p] * b0; c51 += a5[p] * b1; \\
+        } \\
+        WALLE_PANEL_ST(c, c00); WALLE_PANEL_ST(c + VW, c01); \\
+        WALLE_PANEL_ST(c + n, c10); WALLE_PANEL_ST(c + n + VW, c11); \\
+        WALLE_PANEL_ST(c + 2 * n, c20); WALLE_PANEL_ST(c + 2 * n + VW, c21); \\
+        WALLE_PANEL_ST(c + 3 * n, c30); WALLE_PANEL_ST(c + 3 * n + VW, c31); \\
+        WALLE_PANEL_ST(c + 4 * n, c40); WALLE_PANEL_ST(c + 4 * n + VW, c41); \\
+        WALLE_PANEL_ST(c + 5 * n, c50); WALLE_PANEL_ST(c + 5 * n + VW, c51); \\
+    } \\
+    WALLE_GEMM_PANEL_TILE(NAME##_t4, VT, VW, 4) \\
+    WALLE_GEMM_PANEL_TILE(NAME##_t2, VT, VW, 2) \\
+    WALLE_GEMM_PANEL_TILE(NAME##_t1, VT, VW, 1) \\
+    WALLE_VINLINE void NAME(const float* restrict a, const float* restrict b, \\
+                            float* restrict c, long m, long n, long k) { \\
+        long n2 = n - n % (2 * VW); \\
+        for (long j = 0; j < n2; j += 2 * VW) { \\
+            long i = 0; \\
+            for (; i + 6 <= m; i += 6) NAME##_t6(a + i * k, b + j, c + i * n + j, n, k); \\
+            for (; i + 4 <= m; i += 4) NAME##_t4(a + i * k, b + j, c + i * n + j, n, k); \\
+            for (; i + 2 <= m; i += 2) NAME##_t2(a + i * k, b + j, c + i * n + j, n, k); \\
+            for (; i < m; i++) NAME##_t1(a + i * k, b + j, c + i * n + j, n, k); \\
+        } \\
+        if (n2 < n) walle_gemm_from(a, b, c, m, n, k, n2); \\
+    }
+    WALLE_GEMM_PANEL(walle_gemm_panel_v8, walle_mv8, 8)
+
     /* NAME_at(args): the body V2, V1 or V0 compiled for walle_math_level. */
     #define WALLE_LEVELS(NAME, PARAMS, ARGS, V2, V1, V0) \\
     WALLE_TARGET("avx512f,avx2,fma") static void NAME##_l2 PARAMS { V2 ARGS; } \\
@@ -615,10 +663,16 @@ cdef extern from *:
     WALLE_LEVELS(walle_chain_row, (const walle_chain* c, const float* const* args, float* out,
                                    long n), (c, args, out, n),
                  walle_chain_row_v16, walle_chain_row_v8, walle_chain_row_v4)
-    /* The AVX-512 panel GEMM only at level 2 (GemmKernel asks walle_math_wide()). */
+    WALLE_TARGET("avx2,fma") static void walle_gemm_panel_l1(const float* a, const float* b,
+                                                             float* c, long m, long n, long k) {
+        walle_gemm_panel_v8(a, b, c, m, n, k);
+    }
+    /* wide: GemmKernel's shape takes the panel kernels, AVX-512's at level 2, the AVX2 one
+       at level 1; SSE keeps the scalar tiles (the 4-lane panels measured no faster there). */
     static void walle_gemm_at(const float* a, const float* b, float* c, long m, long n, long k,
                               int wide) {
         if (wide && walle_math_level == 2) walle_gemm_avx512(a, b, c, m, n, k);
+        else if (wide && walle_math_level == 1) walle_gemm_panel_l1(a, b, c, m, n, k);
         else walle_gemm_from_at(a, b, c, m, n, k, 0);
     }
     """
@@ -627,7 +681,6 @@ cdef extern from *:
                                             int bias_mode, int act) nogil
     void walle_gemm "walle_gemm_at"(const float* a, const float* b, float* c, long m, long n,
                                     long k, int wide) nogil
-    int walle_has_avx512 "walle_math_wide"() nogil
     void walle_softmax_rows "walle_softmax_rows_at"(const float* x, float* y, long rows,
                                                     long n) nogil
     void walle_layernorm_row "walle_layernorm_row_at"(const float* x, float* y, const float* g,
@@ -728,9 +781,9 @@ cdef class GemmKernel:
         self.b_step = self.k * self.n if b.ndim == 3 else 0
         self.bias_mode, self.act, self.epilogue_only = bias_mode, ACTS[act], epilogue_only
         self.threads = _threads(<double>c.size * (1 if epilogue_only else self.k), self.batch)
-        # the AVX-512 panel kernel for products of >= 4 rows and >= 16 columns (unless
-        # wide=False: the tests run both paths)
-        self.wide = wide and self.m >= 4 and self.n >= 16 and walle_has_avx512()
+        # the panel kernels for products of >= 4 rows and >= 16 columns (unless wide=False:
+        # the tests run both paths)
+        self.wide = wide and self.m >= 4 and self.n >= 16
 
     def io_arrays(self):
         """The arrays ``run_io`` replaces, in its argument order: a, b, c."""

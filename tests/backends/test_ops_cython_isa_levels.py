@@ -200,6 +200,40 @@ def test_softmax_rows_at_every_level_match_a_row_by_row_oracle(
         module.set_level(before)
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    m=st.integers(1, 20),
+    k=st.integers(1, 40),
+    n=st.integers(1, 56),
+    batch=st.integers(1, 3),
+    seed=st.integers(0, 2**16),
+)
+def test_gemm_panels_and_tiles_at_every_level_match_float64(m, k, n, batch, seed) -> None:
+    """GemmKernel's panel kernels (AVX-512's 8/4/1 x 16 tiles, AVX2's 6/4/2/1 x 16 with the
+    last n % 16 columns on the scalar tiles) and the scalar tiles alone (wide=False), at every
+    level, on every row and column remainder, with bias and ReLU, batched."""
+    module = _isa()
+    from walle._kernels import ops_math
+
+    rng = np.random.default_rng(seed)
+    a = rng.uniform(-1, 1, (batch, m, k)).astype(np.float32)
+    w = rng.uniform(-1, 1, (k, n)).astype(np.float32)
+    bias = rng.uniform(-1, 1, n).astype(np.float32)
+    want = np.maximum(a.astype(np.float64) @ w + bias, 0)
+    before = module.kernel_level()
+    try:
+        for level in _runnable(module):
+            module.set_level(level)
+            for wide in (True, False):
+                out = np.full((batch, m, n), np.nan, np.float32)
+                ops_math.GemmKernel(a, w, out, bias, 1, "relu", False, wide).run()
+                np.testing.assert_allclose(
+                    out, want, rtol=1e-5, atol=1e-5, err_msg=f"{level} wide={wide}"
+                )
+    finally:
+        module.set_level(before)
+
+
 def _run_with_env(value: str, code: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "WALLE_OPS_ISA": value}
     return subprocess.run(

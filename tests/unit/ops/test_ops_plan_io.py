@@ -129,7 +129,7 @@ def test_ops_one_matmul_plan_behind_aliased_reshapes_reads_inputs_in_place(backe
 
 
 def test_ops_gemm_kernel_wide_and_narrow_paths_agree() -> None:
-    """The AVX-512 panel path (where the CPU has it) and the portable tiles, vs float64."""
+    """The panel kernels (AVX-512 or AVX2, at the running level) and scalar tiles vs float64."""
     backend_or_skip("cython")
     from walle._kernels import ops_math
 
