@@ -163,6 +163,97 @@ WALLE_DWTILE(walle_dw_4x8, walle_g4, walle_gi4, 4, 8)
 WALLE_DWTILE(walle_dw_4x4, walle_g4, walle_gi4, 4, 4)
 WALLE_DWTILE(walle_dw_4x1, walle_g4, walle_gi4, 4, 1)
 
+/* 3x3 stride 1, NV output vectors one row pitch apart (positions t + q * pitch, q < NV):
+   the NV + 2 input rows under them are loaded once at column shifts 0, 1, 2 and each load
+   feeds the up to three output rows it is a tap of: 3 (NV + 2) loads per 9 NV multiply-adds,
+   where a vector of WALLE_DWTILE loads for each of its 9 taps (load-bound: 16 x 14 x 14
+   planes ran at ~140 ns a channel). Every position sums its taps in the same order (rows
+   a = 0..2, columns b = 0..2) whichever tile computes it, so tiles that overlap write the
+   same bits. */
+#define WALLE_DW3V(NAME, VT, IT, NV)                                                         \
+    WALLE_GINLINE void NAME(const float* restrict x, const float* restrict w, float bias,   \
+                            float* restrict y, long pitch, int relu) {                      \
+        VT acc[NV];                                                                         \
+        for (int q = 0; q < NV; q++) acc[q] = (VT){0};                                      \
+        _Pragma("GCC unroll 8") /* constant indexes: acc stays in registers */              \
+        for (int u = 0; u < NV + 2; u++) {                                                  \
+            VT v0, v1, v2;                                                                  \
+            memcpy(&v0, x + u * pitch, sizeof(VT));                                         \
+            memcpy(&v1, x + u * pitch + 1, sizeof(VT));                                     \
+            memcpy(&v2, x + u * pitch + 2, sizeof(VT));                                     \
+            _Pragma("GCC unroll 3")                                                         \
+            for (int a = 2; a >= 0; a--) { /* output row u - a: its tap row a */            \
+                int q = u - a;                                                              \
+                if (q < 0 || q >= NV) continue;                                             \
+                acc[q] += w[3 * a] * v0;                                                    \
+                acc[q] += w[3 * a + 1] * v1;                                                \
+                acc[q] += w[3 * a + 2] * v2;                                                \
+            }                                                                               \
+        }                                                                                   \
+        for (int q = 0; q < NV; q++) WALLE_GSTORE(VT, IT, y + q * pitch, acc[q], bias, relu); \
+    }
+WALLE_DW3V(walle_dw3_16x6, walle_g16, walle_gi16, 6)
+WALLE_DW3V(walle_dw3_16x2, walle_g16, walle_gi16, 2)
+WALLE_DW3V(walle_dw3_16x1, walle_g16, walle_gi16, 1)
+WALLE_DW3V(walle_dw3_8x6, walle_g8, walle_gi8, 6)
+WALLE_DW3V(walle_dw3_8x4, walle_g8, walle_gi8, 4)
+WALLE_DW3V(walle_dw3_8x2, walle_g8, walle_gi8, 2)
+WALLE_DW3V(walle_dw3_8x1, walle_g8, walle_gi8, 1)
+WALLE_DW3V(walle_dw3_4x6, walle_g4, walle_gi4, 6)
+WALLE_DW3V(walle_dw3_4x4, walle_g4, walle_gi4, 4)
+WALLE_DW3V(walle_dw3_4x2, walle_g4, walle_gi4, 2)
+WALLE_DW3V(walle_dw3_4x1, walle_g4, walle_gi4, 1)
+
+/* The flat run of an oh x ow plane at row pitch `pitch` (3x3, stride 1) in bands of NV rows
+   of WALLE_DW3V tiles VW wide: columns 0, VW, ... and one shifted back to end at ow; where
+   ow <= VW one vector a row, whose lanes past ow compute the run's next positions (the
+   caller leaves VW floats of slack past the input plane and the output run). */
+#define WALLE_DW3_PLANE(NAME, VW, NV, TN, T2, T1)                                           \
+    WALLE_GINLINE void NAME(const float* restrict x, const float* restrict w, float bias,   \
+                            float* restrict y, long oh, long ow, long pitch, int relu) {    \
+        long r = 0, last = ow > VW ? ow - VW : 0;                                           \
+        for (; r + NV <= oh; r += NV)                                                       \
+            for (long j = 0;; j = j + VW < last ? j + VW : last) {                          \
+                TN(x + r * pitch + j, w, bias, y + r * pitch + j, pitch, relu);             \
+                if (j == last) break;                                                       \
+            }                                                                               \
+        for (; r + 2 <= oh; r += 2)                                                         \
+            for (long j = 0;; j = j + VW < last ? j + VW : last) {                          \
+                T2(x + r * pitch + j, w, bias, y + r * pitch + j, pitch, relu);             \
+                if (j == last) break;                                                       \
+            }                                                                               \
+        for (; r < oh; r++)                                                                 \
+            for (long j = 0;; j = j + VW < last ? j + VW : last) {                          \
+                T1(x + r * pitch + j, w, bias, y + r * pitch + j, pitch, relu);             \
+                if (j == last) break;                                                       \
+            }                                                                               \
+    }
+WALLE_DW3_PLANE(walle_dw3_plane16, 16, 6, walle_dw3_16x6, walle_dw3_16x2, walle_dw3_16x1)
+WALLE_DW3_PLANE(walle_dw3_plane8w, 8, 6, walle_dw3_8x6, walle_dw3_8x2, walle_dw3_8x1)
+WALLE_DW3_PLANE(walle_dw3_plane4w, 4, 6, walle_dw3_4x6, walle_dw3_4x2, walle_dw3_4x1)
+WALLE_DW3_PLANE(walle_dw3_plane8, 8, 4, walle_dw3_8x4, walle_dw3_8x2, walle_dw3_8x1)
+WALLE_DW3_PLANE(walle_dw3_plane4, 4, 4, walle_dw3_4x4, walle_dw3_4x2, walle_dw3_4x1)
+
+/* The 3x3 stride-1 plane at a vector width for its row: with slack, the narrowest of 4, 8,
+   16 (up to the level's VW) that holds a row (one vector a row), else the widest that fits
+   in one; 0 when the row is under 4 wide and there is no slack (the caller's tiles then). */
+#define WALLE_DW3_PICK(NAME, VW, P16, P8, P4)                                               \
+    WALLE_GINLINE int NAME(const float* restrict x, const float* restrict w, float bias,    \
+                           float* restrict y, long oh, long ow, long pitch, int relu,       \
+                           int slack) {                                                     \
+        long v = slack ? (ow <= 4 ? 4 : ow <= 8 ? 8 : 16)                                   \
+                       : (ow >= 16 ? 16 : ow >= 8 ? 8 : ow >= 4 ? 4 : 0);                   \
+        if (v > VW) v = VW;                                                                 \
+        if (v == 16) P16(x, w, bias, y, oh, ow, pitch, relu);                               \
+        else if (v == 8) P8(x, w, bias, y, oh, ow, pitch, relu);                            \
+        else if (v == 4) P4(x, w, bias, y, oh, ow, pitch, relu);                            \
+        else return 0;                                                                      \
+        return 1;                                                                           \
+    }
+WALLE_DW3_PICK(walle_dw3_avx512, 16, walle_dw3_plane16, walle_dw3_plane8w, walle_dw3_plane4w)
+WALLE_DW3_PICK(walle_dw3_avx2, 8, walle_dw3_plane8, walle_dw3_plane8, walle_dw3_plane4)
+WALLE_DW3_PICK(walle_dw3_base, 4, walle_dw3_plane4, walle_dw3_plane4, walle_dw3_plane4)
+
 /* VW outputs of a stride-2 row (column stride 1 between taps): for each tap row, two vectors
    of input split into even lanes (tap 0) and odd lanes read one float on (taps b >= 1). The
    loads stay inside the window's addresses: the first ends at tap 1's last column. */
@@ -248,7 +339,7 @@ WALLE_GINLINE void walle_dw_any(const float* restrict x, const float* restrict w
 
 /* Output planes [i0, i1) of i = n * (G*cout) + co. `scratch` holds OH * s_oh floats (the
    flat run before its rows are copied out). */
-#define WALLE_DW_PLANES(NAME, ATTR, X8, X4, X1, S2W, S2H, S2Q, COPY, VW)                   \
+#define WALLE_DW_PLANES(NAME, ATTR, X8, X4, X1, S2W, S2H, S2Q, COPY, DW3, VW)              \
     ATTR static void NAME(const walle_gconv* p, long i0, long i1, float* scratch) {         \
         long ow = p->ow, oh = p->oh, plane = oh * ow, kk = p->kh * p->kw;                   \
         long channels = p->groups * p->cout, pitch = p->s_oh;                               \
@@ -271,7 +362,10 @@ WALLE_GINLINE void walle_dw_any(const float* restrict x, const float* restrict w
             if (flat) {                                                                     \
                 long count = (oh - 1) * pitch + ow;                                         \
                 float* t = pitch == ow ? yc : scratch;                                      \
-                if (p->kh == 3 && p->kw == 3)                                               \
+                if (p->kh == 3 && p->kw == 3 && p->s_kw == 1 && p->s_kh == pitch &&         \
+                    DW3(xc, w, bias, t, oh, ow, pitch, p->relu, p->base != NULL && t != yc)) \
+                    ;                                                                       \
+                else if (p->kh == 3 && p->kw == 3)                                          \
                     WALLE_DW_FLAT(X8, X4, X1, VW, xc, w, bias, t, count, 3, 3, p->s_kh,     \
                                   p->s_kw, p->relu);                                        \
                 else                                                                        \
@@ -326,11 +420,12 @@ WALLE_GBLOCK_ROWS(walle_gblock_base, , walle_conv_v4x2, walle_conv_v4x1, walle_c
                   walle_conv_v2x1, 4)
 WALLE_DW_PLANES(walle_dw_avx512, WALLE_GTARGET("avx512f,avx2,fma"), walle_dw_16x8,
                 walle_dw_16x4, walle_dw_16x1, walle_dws2_16, walle_dws2_8, walle_dws2_4,
-                walle_copy_8, 16)
+                walle_copy_8, walle_dw3_avx512, 16)
 WALLE_DW_PLANES(walle_dw_avx2, WALLE_GTARGET("avx2,fma"), walle_dw_8x8, walle_dw_8x4,
-                walle_dw_8x1, walle_dws2_8, walle_dws2_4, walle_dws2_4, walle_copy_8, 8)
+                walle_dw_8x1, walle_dws2_8, walle_dws2_4, walle_dws2_4, walle_copy_8,
+                walle_dw3_avx2, 8)
 WALLE_DW_PLANES(walle_dw_base, , walle_dw_4x8, walle_dw_4x4, walle_dw_4x1, walle_dws2_4,
-                walle_dws2_4, walle_dws2_4, walle_copy_4, 4)
+                walle_dws2_4, walle_dws2_4, walle_copy_4, walle_dw3_base, 4)
 
 /* y[i, :] = act(y[i, :] + bias[i % channels]) over `rows` rows of `plane` floats: the
    epilogue of a grouped 1x1 conv done by numpy's BLAS. */

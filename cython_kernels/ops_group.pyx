@@ -122,7 +122,7 @@ cdef class GroupConvKernel:
         if self.depthwise:
             packed = np.ascontiguousarray(w.reshape(cout_all, k))
             self.items = n * cout_all
-            self.scratch_size = oh * s[4] + 16 + plane_size
+            self.scratch_size = oh * s[4] + 16 + plane_size + 32  # 3x3 tiles read past a plane
         else:
             full = np.zeros((groups, blocks * 8, k), np.float32)
             full[:, :cout] = w

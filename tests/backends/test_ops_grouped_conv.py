@@ -139,6 +139,45 @@ def test_depthwise_step_with_shuffle_and_pad_matches_reference(
         )
 
 
+@settings(max_examples=30, deadline=None)
+@given(
+    c=st.integers(1, 5),
+    mult=st.integers(1, 2),
+    h=st.integers(1, 20),
+    w=st.integers(1, 40),
+    pad=st.sampled_from([(1, 1), (0, 0), (1, 0)]),
+    shuffle=st.booleans(),
+    relu=st.booleans(),
+    seed=st.integers(0, 30),
+)
+def test_depthwise_3x3_stride_1_rows_at_every_level_match_reference(
+    c, mult, h, w, pad, shuffle, relu, seed
+):
+    """The 3x3 stride-1 depthwise tiles (vertical bands of output rows sharing their input
+    loads, one vector a row where the row fits, else columns with the last shifted back) on
+    every plane size from 1 x 1 to 20 x 40, padded in place from the source or not."""
+    ops_group = _ops_group()
+    rng = np.random.default_rng(seed)
+    c = 2 * c if shuffle else c
+    x = rng.uniform(-2, 2, (1, c, h, w)).astype(np.float32)
+    weight = rng.uniform(-1, 1, (c * mult, 1, 3, 3)).astype(np.float32)
+    bias = rng.uniform(-1, 1, c * mult).astype(np.float32)
+    top, left = pad
+    if h + 2 * top < 3 or w + 2 * left < 3:
+        return
+    b = GraphBuilder()
+    xin = b.input("x", x.shape)
+    if shuffle:
+        xin = b.reshape(b.transpose(b.reshape(xin, (1, 2, c // 2, h, w)), (0, 2, 1, 3, 4)), x.shape)
+    y = b.conv2d(xin, b.const(weight), b.const(bias), pads=(top, left, top, left), group=c)
+    graph = b.build([b.relu(y) if relu else y])
+    want = run_reference(graph, {"x": x})[0]
+    for level in _runnable(ops_group):
+        np.testing.assert_allclose(
+            _run(graph, {"x": x}, level), want, rtol=1e-4, atol=1e-4, err_msg=level
+        )
+
+
 @pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("k", [1, 3])
 def test_group_conv_steps_propagate_nan_and_inf_as_the_reference(relu: bool, k: int) -> None:
