@@ -278,6 +278,85 @@ WALLE_DWTILE_S2(walle_dws2_16, walle_g16, walle_gi16, 16, WALLE_EVEN16, WALLE_OD
 WALLE_DWTILE_S2(walle_dws2_8, walle_g8, walle_gi8, 8, WALLE_EVEN8, WALLE_ODD8)
 WALLE_DWTILE_S2(walle_dws2_4, walle_g4, walle_gi4, 4, WALLE_EVEN4, WALLE_ODD4)
 
+/* 3x3 stride 2 (tap rows s_kh apart, output rows 2 s_kh), NV output rows of VW outputs at
+   once: each of the 2 NV + 1 input rows under them is loaded once (columns 0 and 1 on, two
+   vectors each), split into even lanes (tap 0), odd lanes (tap 1) and odd lanes one on (tap
+   2), and fed to the one or two output rows it is a tap row of; NV accumulators, where
+   WALLE_DWTILE_S2's one chained its 9 multiply-adds. Loads end at the window's last
+   column, as there. */
+#define WALLE_DW3S2V(NAME, VT, IT, VW, NV, EVEN, ODD)                                       \
+    WALLE_GINLINE void NAME(const float* restrict x, const float* restrict w, float bias,   \
+                            float* restrict y, long s_kh, long ypitch, int relu) {          \
+        VT acc[NV];                                                                         \
+        for (int q = 0; q < NV; q++) acc[q] = (VT){0};                                      \
+        _Pragma("GCC unroll 16")                                                            \
+        for (int u = 0; u < 2 * NV + 1; u++) {                                              \
+            const float* s = x + u * s_kh;                                                  \
+            VT lo, hi, e, o1, o2;                                                           \
+            memcpy(&lo, s, sizeof(VT));                                                     \
+            memcpy(&hi, s + VW, sizeof(VT));                                                \
+            e = (VT)EVEN(lo, hi);                                                           \
+            o1 = (VT)ODD(lo, hi);                                                           \
+            memcpy(&lo, s + 1, sizeof(VT));                                                 \
+            memcpy(&hi, s + 1 + VW, sizeof(VT));                                            \
+            o2 = (VT)ODD(lo, hi);                                                           \
+            _Pragma("GCC unroll 3")                                                         \
+            for (int a = 2; a >= 0; a--) { /* output row (u - a) / 2: its tap row a */      \
+                int q = (u - a) / 2;                                                        \
+                if (u < a || (u - a) % 2 || q >= NV) continue;                              \
+                acc[q] += w[3 * a] * e;                                                     \
+                acc[q] += w[3 * a + 1] * o1;                                                \
+                acc[q] += w[3 * a + 2] * o2;                                                \
+            }                                                                               \
+        }                                                                                   \
+        for (int q = 0; q < NV; q++) WALLE_GSTORE(VT, IT, y + q * ypitch, acc[q], bias, relu); \
+    }
+WALLE_DW3S2V(walle_dw3s2_16x4, walle_g16, walle_gi16, 16, 4, WALLE_EVEN16, WALLE_ODD16)
+WALLE_DW3S2V(walle_dw3s2_16x1, walle_g16, walle_gi16, 16, 1, WALLE_EVEN16, WALLE_ODD16)
+WALLE_DW3S2V(walle_dw3s2_8x4, walle_g8, walle_gi8, 8, 4, WALLE_EVEN8, WALLE_ODD8)
+WALLE_DW3S2V(walle_dw3s2_8x1, walle_g8, walle_gi8, 8, 1, WALLE_EVEN8, WALLE_ODD8)
+WALLE_DW3S2V(walle_dw3s2_4x4, walle_g4, walle_gi4, 4, 4, WALLE_EVEN4, WALLE_ODD4)
+WALLE_DW3S2V(walle_dw3s2_4x1, walle_g4, walle_gi4, 4, 1, WALLE_EVEN4, WALLE_ODD4)
+
+/* An oh x ow stride-2 3x3 plane (ow >= VW) in bands of 4 rows of WALLE_DW3S2V tiles:
+   columns 0, VW, ... and one shifted back to end at ow; y rows are ow apart. */
+#define WALLE_DW3S2_PLANE(NAME, VW, T4, T1)                                                 \
+    WALLE_GINLINE void NAME(const float* restrict x, const float* restrict w, float bias,   \
+                            float* restrict y, long oh, long ow, long s_kh, int relu) {     \
+        long r = 0, last = ow - VW;                                                         \
+        for (; r + 4 <= oh; r += 4)                                                         \
+            for (long j = 0;; j = j + VW < last ? j + VW : last) {                          \
+                T4(x + 2 * r * s_kh + 2 * j, w, bias, y + r * ow + j, s_kh, ow, relu);      \
+                if (j == last) break;                                                       \
+            }                                                                               \
+        for (; r < oh; r++)                                                                 \
+            for (long j = 0;; j = j + VW < last ? j + VW : last) {                          \
+                T1(x + 2 * r * s_kh + 2 * j, w, bias, y + r * ow + j, s_kh, ow, relu);      \
+                if (j == last) break;                                                       \
+            }                                                                               \
+    }
+WALLE_DW3S2_PLANE(walle_dw3s2_plane16, 16, walle_dw3s2_16x4, walle_dw3s2_16x1)
+WALLE_DW3S2_PLANE(walle_dw3s2_plane8, 8, walle_dw3s2_8x4, walle_dw3s2_8x1)
+WALLE_DW3S2_PLANE(walle_dw3s2_plane4, 4, walle_dw3s2_4x4, walle_dw3s2_4x1)
+
+/* The stride-2 3x3 plane at the widest of 16, 8, 4 lanes (up to the level's VW) that fits
+   in a row; 0 when the row is under 4 wide (the caller's row tiles then). */
+#define WALLE_DW3S2_PICK(NAME, VW, P16, P8, P4)                                             \
+    WALLE_GINLINE int NAME(const float* restrict x, const float* restrict w, float bias,    \
+                           float* restrict y, long oh, long ow, long s_kh, int relu) {      \
+        long v = ow >= 16 ? 16 : ow >= 8 ? 8 : ow >= 4 ? 4 : 0;                             \
+        if (v > VW) v = VW;                                                                 \
+        if (v == 16) P16(x, w, bias, y, oh, ow, s_kh, relu);                                \
+        else if (v == 8) P8(x, w, bias, y, oh, ow, s_kh, relu);                             \
+        else if (v == 4) P4(x, w, bias, y, oh, ow, s_kh, relu);                             \
+        else return 0;                                                                      \
+        return 1;                                                                           \
+    }
+WALLE_DW3S2_PICK(walle_dw3s2_avx512, 16, walle_dw3s2_plane16, walle_dw3s2_plane8,
+                 walle_dw3s2_plane4)
+WALLE_DW3S2_PICK(walle_dw3s2_avx2, 8, walle_dw3s2_plane8, walle_dw3s2_plane8, walle_dw3s2_plane4)
+WALLE_DW3S2_PICK(walle_dw3s2_base, 4, walle_dw3s2_plane4, walle_dw3s2_plane4, walle_dw3s2_plane4)
+
 /* n outputs at any strides, one at a time. */
 WALLE_GINLINE void walle_dw_any(const float* restrict x, const float* restrict w, float bias,
                                 float* restrict y, long n, long kh, long kw, long s_kh,
@@ -339,7 +418,7 @@ WALLE_GINLINE void walle_dw_any(const float* restrict x, const float* restrict w
 
 /* Output planes [i0, i1) of i = n * (G*cout) + co. `scratch` holds OH * s_oh floats (the
    flat run before its rows are copied out). */
-#define WALLE_DW_PLANES(NAME, ATTR, X8, X4, X1, S2W, S2H, S2Q, COPY, DW3, VW)              \
+#define WALLE_DW_PLANES(NAME, ATTR, X8, X4, X1, S2W, S2H, S2Q, COPY, DW3, DW3S2, VW)       \
     ATTR static void NAME(const walle_gconv* p, long i0, long i1, float* scratch) {         \
         long ow = p->ow, oh = p->oh, plane = oh * ow, kk = p->kh * p->kw;                   \
         long channels = p->groups * p->cout, pitch = p->s_oh;                               \
@@ -373,6 +452,8 @@ WALLE_GINLINE void walle_dw_any(const float* restrict x, const float* restrict w
                                   p->s_kh, p->s_kw, p->relu);                               \
                 if (t != yc)                                                                \
                     for (long r = 0; r < oh; r++) COPY(yc + r * ow, t + r * pitch, ow);     \
+            } else if (s2 && p->kh == 3 && p->kw == 3 && p->s_oh == 2 * p->s_kh &&         \
+                       DW3S2(xc, w, bias, yc, oh, ow, p->s_kh, p->relu)) {                  \
             } else if (s2) {                                                                \
                 for (long r = 0; r < oh; r++) {                                             \
                     if (p->kh == 3 && p->kw == 3)                                           \
@@ -420,12 +501,12 @@ WALLE_GBLOCK_ROWS(walle_gblock_base, , walle_conv_v4x2, walle_conv_v4x1, walle_c
                   walle_conv_v2x1, 4)
 WALLE_DW_PLANES(walle_dw_avx512, WALLE_GTARGET("avx512f,avx2,fma"), walle_dw_16x8,
                 walle_dw_16x4, walle_dw_16x1, walle_dws2_16, walle_dws2_8, walle_dws2_4,
-                walle_copy_8, walle_dw3_avx512, 16)
+                walle_copy_8, walle_dw3_avx512, walle_dw3s2_avx512, 16)
 WALLE_DW_PLANES(walle_dw_avx2, WALLE_GTARGET("avx2,fma"), walle_dw_8x8, walle_dw_8x4,
                 walle_dw_8x1, walle_dws2_8, walle_dws2_4, walle_dws2_4, walle_copy_8,
-                walle_dw3_avx2, 8)
+                walle_dw3_avx2, walle_dw3s2_avx2, 8)
 WALLE_DW_PLANES(walle_dw_base, , walle_dw_4x8, walle_dw_4x4, walle_dw_4x1, walle_dws2_4,
-                walle_dws2_4, walle_dws2_4, walle_copy_4, walle_dw3_base, 4)
+                walle_dws2_4, walle_dws2_4, walle_copy_4, walle_dw3_base, walle_dw3s2_base, 4)
 
 /* y[i, :] = act(y[i, :] + bias[i % channels]) over `rows` rows of `plane` floats: the
    epilogue of a grouped 1x1 conv done by numpy's BLAS. */

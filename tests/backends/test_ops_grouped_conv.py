@@ -139,23 +139,25 @@ def test_depthwise_step_with_shuffle_and_pad_matches_reference(
         )
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(
     c=st.integers(1, 5),
     mult=st.integers(1, 2),
     h=st.integers(1, 20),
     w=st.integers(1, 40),
     pad=st.sampled_from([(1, 1), (0, 0), (1, 0)]),
+    stride=st.integers(1, 2),
     shuffle=st.booleans(),
     relu=st.booleans(),
     seed=st.integers(0, 30),
 )
-def test_depthwise_3x3_stride_1_rows_at_every_level_match_reference(
-    c, mult, h, w, pad, shuffle, relu, seed
+def test_depthwise_3x3_rows_at_every_level_match_reference(
+    c, mult, h, w, pad, stride, shuffle, relu, seed
 ):
-    """The 3x3 stride-1 depthwise tiles (vertical bands of output rows sharing their input
-    loads, one vector a row where the row fits, else columns with the last shifted back) on
-    every plane size from 1 x 1 to 20 x 40, padded in place from the source or not."""
+    """The 3x3 depthwise tiles (vertical bands of output rows sharing their input loads; at
+    stride 1 one vector a row where the row fits, else columns with the last shifted back;
+    at stride 2 even/odd lane splits) on every plane size from 1 x 1 to 20 x 40, padded in
+    place from the source or not."""
     ops_group = _ops_group()
     rng = np.random.default_rng(seed)
     c = 2 * c if shuffle else c
@@ -169,7 +171,14 @@ def test_depthwise_3x3_stride_1_rows_at_every_level_match_reference(
     xin = b.input("x", x.shape)
     if shuffle:
         xin = b.reshape(b.transpose(b.reshape(xin, (1, 2, c // 2, h, w)), (0, 2, 1, 3, 4)), x.shape)
-    y = b.conv2d(xin, b.const(weight), b.const(bias), pads=(top, left, top, left), group=c)
+    y = b.conv2d(
+        xin,
+        b.const(weight),
+        b.const(bias),
+        strides=(stride, stride),
+        pads=(top, left, top, left),
+        group=c,
+    )
     graph = b.build([b.relu(y) if relu else y])
     want = run_reference(graph, {"x": x})[0]
     for level in _runnable(ops_group):
