@@ -172,7 +172,7 @@ WALLE_DWTILE(walle_dw_4x1, walle_g4, walle_gi4, 4, 1)
    same bits. */
 #define WALLE_DW3V(NAME, VT, IT, NV)                                                         \
     WALLE_GINLINE void NAME(const float* restrict x, const float* restrict w, float bias,   \
-                            float* restrict y, long pitch, int relu) {                      \
+                            float* restrict y, long pitch, long ypitch, int relu) {         \
         VT acc[NV];                                                                         \
         for (int q = 0; q < NV; q++) acc[q] = (VT){0};                                      \
         _Pragma("GCC unroll 8") /* constant indexes: acc stays in registers */              \
@@ -190,7 +190,8 @@ WALLE_DWTILE(walle_dw_4x1, walle_g4, walle_gi4, 4, 1)
                 acc[q] += w[3 * a + 2] * v2;                                                \
             }                                                                               \
         }                                                                                   \
-        for (int q = 0; q < NV; q++) WALLE_GSTORE(VT, IT, y + q * pitch, acc[q], bias, relu); \
+        for (int q = 0; q < NV; q++) /* in row order: see WALLE_DW3_PICK */                 \
+            WALLE_GSTORE(VT, IT, y + q * ypitch, acc[q], bias, relu);                       \
     }
 WALLE_DW3V(walle_dw3_16x6, walle_g16, walle_gi16, 6)
 WALLE_DW3V(walle_dw3_16x2, walle_g16, walle_gi16, 2)
@@ -210,21 +211,22 @@ WALLE_DW3V(walle_dw3_4x1, walle_g4, walle_gi4, 1)
    caller leaves VW floats of slack past the input plane and the output run). */
 #define WALLE_DW3_PLANE(NAME, VW, NV, TN, T2, T1)                                           \
     WALLE_GINLINE void NAME(const float* restrict x, const float* restrict w, float bias,   \
-                            float* restrict y, long oh, long ow, long pitch, int relu) {    \
+                            float* restrict y, long oh, long ow, long pitch, long ypitch,   \
+                            int relu) {                                                     \
         long r = 0, last = ow > VW ? ow - VW : 0;                                           \
         for (; r + NV <= oh; r += NV)                                                       \
             for (long j = 0;; j = j + VW < last ? j + VW : last) {                          \
-                TN(x + r * pitch + j, w, bias, y + r * pitch + j, pitch, relu);             \
+                TN(x + r * pitch + j, w, bias, y + r * ypitch + j, pitch, ypitch, relu);    \
                 if (j == last) break;                                                       \
             }                                                                               \
         for (; r + 2 <= oh; r += 2)                                                         \
             for (long j = 0;; j = j + VW < last ? j + VW : last) {                          \
-                T2(x + r * pitch + j, w, bias, y + r * pitch + j, pitch, relu);             \
+                T2(x + r * pitch + j, w, bias, y + r * ypitch + j, pitch, ypitch, relu);    \
                 if (j == last) break;                                                       \
             }                                                                               \
         for (; r < oh; r++)                                                                 \
             for (long j = 0;; j = j + VW < last ? j + VW : last) {                          \
-                T1(x + r * pitch + j, w, bias, y + r * pitch + j, pitch, relu);             \
+                T1(x + r * pitch + j, w, bias, y + r * ypitch + j, pitch, ypitch, relu);    \
                 if (j == last) break;                                                       \
             }                                                                               \
     }
@@ -236,19 +238,27 @@ WALLE_DW3_PLANE(walle_dw3_plane4, 4, 4, walle_dw3_4x4, walle_dw3_4x2, walle_dw3_
 
 /* The 3x3 stride-1 plane at a vector width for its row: with slack, the narrowest of 4, 8,
    16 (up to the level's VW) that holds a row (one vector a row), else the widest that fits
-   in one; 0 when the row is under 4 wide and there is no slack (the caller's tiles then). */
+   in one. Rows go straight to y (returns 2) unless a vector is wider than a row and the
+   plane is the last of the caller's run (returns 1: the flat run went to `run`, rows `pitch`
+   apart, for the caller to copy out): a wider vector spills into the next row of y, which
+   the tiles store later (bands and rows in order), and past the last row into the next
+   plane, which the caller computes later, except after its last one. 0 when the row is under
+   4 wide and there is no slack (the caller's tiles then). */
 #define WALLE_DW3_PICK(NAME, VW, P16, P8, P4)                                               \
     WALLE_GINLINE int NAME(const float* restrict x, const float* restrict w, float bias,    \
-                           float* restrict y, long oh, long ow, long pitch, int relu,       \
-                           int slack) {                                                     \
+                           float* restrict y, float* restrict run, long oh, long ow,        \
+                           long pitch, int relu, int slack, int spill) {                    \
         long v = slack ? (ow <= 4 ? 4 : ow <= 8 ? 8 : 16)                                   \
                        : (ow >= 16 ? 16 : ow >= 8 ? 8 : ow >= 4 ? 4 : 0);                   \
         if (v > VW) v = VW;                                                                 \
-        if (v == 16) P16(x, w, bias, y, oh, ow, pitch, relu);                               \
-        else if (v == 8) P8(x, w, bias, y, oh, ow, pitch, relu);                            \
-        else if (v == 4) P4(x, w, bias, y, oh, ow, pitch, relu);                            \
-        else return 0;                                                                      \
-        return 1;                                                                           \
+        if (v == 0) return 0;                                                               \
+        int direct = v <= ow || spill;                                                      \
+        float* d = direct ? y : run;                                                        \
+        long dp = direct ? ow : pitch;                                                      \
+        if (v == 16) P16(x, w, bias, d, oh, ow, pitch, dp, relu);                           \
+        else if (v == 8) P8(x, w, bias, d, oh, ow, pitch, dp, relu);                        \
+        else P4(x, w, bias, d, oh, ow, pitch, dp, relu);                                    \
+        return direct ? 2 : 1;                                                              \
     }
 WALLE_DW3_PICK(walle_dw3_avx512, 16, walle_dw3_plane16, walle_dw3_plane8w, walle_dw3_plane4w)
 WALLE_DW3_PICK(walle_dw3_avx2, 8, walle_dw3_plane8, walle_dw3_plane8, walle_dw3_plane4)
@@ -441,16 +451,18 @@ WALLE_GINLINE void walle_dw_any(const float* restrict x, const float* restrict w
             if (flat) {                                                                     \
                 long count = (oh - 1) * pitch + ow;                                         \
                 float* t = pitch == ow ? yc : scratch;                                      \
-                if (p->kh == 3 && p->kw == 3 && p->s_kw == 1 && p->s_kh == pitch &&         \
-                    DW3(xc, w, bias, t, oh, ow, pitch, p->relu, p->base != NULL && t != yc)) \
-                    ;                                                                       \
-                else if (p->kh == 3 && p->kw == 3)                                          \
+                int dw3 = p->kh == 3 && p->kw == 3 && p->s_kw == 1 && p->s_kh == pitch      \
+                              ? DW3(xc, w, bias, yc, t, oh, ow, pitch, p->relu,             \
+                                    p->base != NULL && t != yc, i + 1 < i1)                 \
+                              : 0;                                                          \
+                if (dw3) {                                                                  \
+                } else if (p->kh == 3 && p->kw == 3)                                        \
                     WALLE_DW_FLAT(X8, X4, X1, VW, xc, w, bias, t, count, 3, 3, p->s_kh,     \
                                   p->s_kw, p->relu);                                        \
                 else                                                                        \
                     WALLE_DW_FLAT(X8, X4, X1, VW, xc, w, bias, t, count, p->kh, p->kw,      \
                                   p->s_kh, p->s_kw, p->relu);                               \
-                if (t != yc)                                                                \
+                if (t != yc && dw3 != 2)                                                    \
                     for (long r = 0; r < oh; r++) COPY(yc + r * ow, t + r * pitch, ow);     \
             } else if (s2 && p->kh == 3 && p->kw == 3 && p->s_oh == 2 * p->s_kh &&         \
                        DW3S2(xc, w, bias, yc, oh, ow, p->s_kh, p->relu)) {                  \
