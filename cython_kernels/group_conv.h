@@ -520,31 +520,44 @@ WALLE_DW_PLANES(walle_dw_avx2, WALLE_GTARGET("avx2,fma"), walle_dw_8x8, walle_dw
 WALLE_DW_PLANES(walle_dw_base, , walle_dw_4x8, walle_dw_4x4, walle_dw_4x1, walle_dws2_4,
                 walle_dws2_4, walle_dws2_4, walle_copy_4, walle_dw3_base, walle_dw3s2_base, 4)
 
-/* y[i, :] = act(y[i, :] + bias[i % channels]) over `rows` rows of `plane` floats: the
-   epilogue of a grouped 1x1 conv done by numpy's BLAS. */
+/* y[i, :] = act(y[i, :] + bias[i % channels] (+ res[i, :])) over `rows` rows of `plane`
+   floats: the epilogue of a grouped 1x1 conv done by numpy's BLAS, with the shortcut of a
+   residual unit (ShuffleNet's) when res is not NULL. */
 #define WALLE_BIAS_ACT(NAME, ATTR)                                                          \
-    ATTR static void NAME(float* y, const float* bias, long rows, long channels,            \
-                          long plane, int relu) {                                           \
+    ATTR static void NAME(float* restrict y, const float* restrict bias,                    \
+                          const float* restrict res, long rows, long channels, long plane,  \
+                          int relu) {                                                       \
         for (long i = 0; i < rows; i++) {                                                   \
             float b = bias[i % channels];                                                   \
             float* r = y + i * plane;                                                       \
+            if (!res) {                                                                     \
+                if (relu)                                                                   \
+                    for (long t = 0; t < plane; t++) {                                      \
+                        float v = r[t] + b;                                                 \
+                        r[t] = v <= 0.0f ? 0.0f : v; /* keeps NaN */                         \
+                    }                                                                       \
+                else                                                                        \
+                    for (long t = 0; t < plane; t++) r[t] += b;                             \
+                continue;                                                                   \
+            }                                                                               \
+            const float* e = res + i * plane;                                               \
             if (relu)                                                                       \
                 for (long t = 0; t < plane; t++) {                                          \
-                    float v = r[t] + b;                                                     \
+                    float v = r[t] + b + e[t];                                              \
                     r[t] = v <= 0.0f ? 0.0f : v; /* keeps NaN */                             \
                 }                                                                           \
             else                                                                            \
-                for (long t = 0; t < plane; t++) r[t] += b;                                 \
+                for (long t = 0; t < plane; t++) r[t] = r[t] + b + e[t];                    \
         }                                                                                   \
     }
 WALLE_BIAS_ACT(walle_bias_act_avx512, WALLE_GTARGET("avx512f,avx2,fma"))
 WALLE_BIAS_ACT(walle_bias_act_avx2, WALLE_GTARGET("avx2,fma"))
 WALLE_BIAS_ACT(walle_bias_act_base, )
-static void walle_bias_act(float* y, const float* bias, long rows, long channels, long plane,
-                           int relu, int level) {
-    if (level == 2) walle_bias_act_avx512(y, bias, rows, channels, plane, relu);
-    else if (level == 1) walle_bias_act_avx2(y, bias, rows, channels, plane, relu);
-    else walle_bias_act_base(y, bias, rows, channels, plane, relu);
+static void walle_bias_act(float* y, const float* bias, const float* res, long rows,
+                           long channels, long plane, int relu, int level) {
+    if (level == 2) walle_bias_act_avx512(y, bias, res, rows, channels, plane, relu);
+    else if (level == 1) walle_bias_act_avx2(y, bias, res, rows, channels, plane, relu);
+    else walle_bias_act_base(y, bias, res, rows, channels, plane, relu);
 }
 
 /* 2: AVX-512F, 1: AVX2 + FMA, 0: baseline; the best this CPU runs. */

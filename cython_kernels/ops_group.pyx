@@ -33,8 +33,8 @@ cdef extern from "group_conv.h":
     int walle_gconv_best_level() nogil
     void walle_gconv_run(const walle_gconv* p, int depthwise, int level, long i0, long i1,
                          float* scratch) nogil
-    void walle_bias_act(float* y, const float* bias, long rows, long channels, long plane,
-                        int relu, int level) nogil
+    void walle_bias_act(float* y, const float* bias, const float* res, long rows,
+                        long channels, long plane, int relu, int level) nogil
 
 LEVELS = {"avx512": 2, "avx2": 1, "sse": 0}  # instruction-set levels, widest first
 _GRAIN = 1 << 20  # multiply-adds worth one more thread
@@ -168,17 +168,19 @@ cdef class GroupConvKernel:
 
 
 cdef class BiasActKernel:
-    """y[N, C, *plane] = act(y + bias[c]) in place: bias (C values, or None for zeros) and
-    ``act`` ("none" or "relu", which keeps NaN) after a product that has neither."""
+    """y[N, C, *plane] = act(y + bias[c] (+ residual)) in place: bias (C values, or None for
+    zeros), a residual shortcut laid out as y (or None) and ``act`` ("none" or "relu", which
+    keeps NaN) after a product that has none of them."""
 
     cdef float* y
     cdef const float* bias
+    cdef const float* res
     cdef long rows, channels, plane
     cdef int relu
     cdef readonly int level
     cdef object keep
 
-    def __init__(self, y, bias, long channels, str act, str level=None):
+    def __init__(self, y, bias, long channels, str act, str level=None, residual=None):
         if act not in ("none", "relu"):
             raise ValueError(f"bias/act kernel: activation {act!r} (none or relu)")
         if y.dtype != np.float32 or not y.flags.c_contiguous:
@@ -186,6 +188,11 @@ cdef class BiasActKernel:
         rows = y.shape[0] * channels if y.ndim else 0
         if channels < 1 or rows < 1 or y.size % rows:
             raise ValueError(f"bias/act kernel: {y.size} values are not [N, {channels}, ...]")
+        if residual is not None and (residual.dtype != np.float32
+                                     or not residual.flags.c_contiguous
+                                     or residual.size != y.size):
+            raise ValueError("bias/act kernel: the residual must be a C-contiguous float32 "
+                             f"array of {y.size} values")
         b = np.zeros(channels, np.float32)
         if bias is not None:
             b[:] = np.asarray(bias, np.float32).reshape(-1)
@@ -195,9 +202,10 @@ cdef class BiasActKernel:
         self.level = best if level is None or level == "best" else LEVELS[level]
         if self.level > best:
             raise ValueError(f"bias/act kernel: this CPU does not run the {level} loops")
-        self.keep = (y, b)
+        self.keep = (y, b, residual)
         self.y = <float*><size_t>y.ctypes.data
         self.bias = <const float*><size_t>b.ctypes.data
+        self.res = NULL if residual is None else <const float*><size_t>residual.ctypes.data
         self.rows = rows
         self.channels = channels
         self.plane = y.size // rows
@@ -206,5 +214,5 @@ cdef class BiasActKernel:
     def run(self):
         """Apply bias and activation to the build-time buffer (GIL released)."""
         with nogil:
-            walle_bias_act(self.y, self.bias, self.rows, self.channels, self.plane, self.relu,
-                           self.level)
+            walle_bias_act(self.y, self.bias, self.res, self.rows, self.channels, self.plane,
+                           self.relu, self.level)

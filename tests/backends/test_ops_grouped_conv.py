@@ -232,6 +232,57 @@ def test_every_group_conv_algorithm_matches_reference(cin, group, k, stride, w) 
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4, err_msg=algorithm)
 
 
+@settings(max_examples=12, deadline=None)
+@given(
+    n=st.integers(1, 2),
+    cin=st.integers(4, 9),
+    group=st.integers(2, 4),
+    mult=st.integers(1, 9),
+    hw=st.sampled_from([(7, 7), (3, 11), (14, 14), (1, 5)]),
+    relu=st.booleans(),
+    bias=st.booleans(),
+    seed=st.integers(0, 30),
+)
+def test_grouped_1x1_conv_with_residual_add_is_one_step_and_matches_reference(
+    n, cin, group, mult, hw, relu, bias, seed
+) -> None:
+    """ShuffleNet's unit: a grouped 1x1 conv, the add of a shortcut and a ReLU fuse into one
+    step; each algorithm the backend offers for it (numpy's batched BLAS with the shortcut in
+    its epilogue, the packed GEMM per group), at every level, on stale buffers, matches the
+    reference, NaN in the shortcut included."""
+    backend = backend_or_skip("cython")
+    ops_group = _ops_group()
+    rng = np.random.default_rng(seed)
+    c, cout = cin * group, mult * group
+    x = rng.uniform(-2, 2, (n, c, *hw)).astype(np.float32)
+    short = rng.uniform(-2, 2, (n, cout, *hw)).astype(np.float32)
+    short.reshape(-1)[seed % short.size] = np.nan
+    weight = rng.uniform(-1, 1, (cout, cin, 1, 1)).astype(np.float32)
+    b = GraphBuilder()
+    xin, sin = b.input("x", x.shape), b.input("s", short.shape)
+    b_const = b.const(rng.uniform(-1, 1, cout).astype(np.float32)) if bias else None
+    y = b.binary("add", b.conv2d(xin, b.const(weight), b_const, group=group), sin)
+    graph = b.build([b.relu(y) if relu else y])
+    feeds = {"x": x, "s": short}
+    want = run_reference(graph, feeds)[0]
+    (step,) = [s for s in find_steps(graph) if s.op == "fused.group_conv2d"]
+    assert step.attr("residual") and step.attr("act") == ("relu" if relu else "none")
+    algorithms = backend.fused_algorithms(step, graph)
+    assert algorithms and "direct" not in algorithms, algorithms
+    from walle.ops.backends import cython_isa
+
+    try:
+        for level in _runnable(ops_group):
+            cython_isa.set_level(level)
+            for algorithm in algorithms:
+                got = run_with_algorithm(backend, graph, feeds, step, algorithm)
+                np.testing.assert_allclose(
+                    got, want, rtol=1e-4, atol=1e-4, err_msg=f"{level} {algorithm}"
+                )
+    finally:
+        cython_isa.set_level(cython_isa.best_level())
+
+
 def test_bias_act_kernel_keeps_nan_and_adds_per_channel_bias() -> None:
     ops_group = _ops_group()
     y = np.array([[[-1.0, np.nan], [2.0, -3.0]], [[0.5, -0.5], [np.inf, -np.inf]]], np.float32)

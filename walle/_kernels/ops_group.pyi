@@ -44,8 +44,9 @@ class GroupConvKernel:
         """Compute y from the build-time buffers (GIL released, OpenMP over rows or planes)."""
 
 class BiasActKernel:
-    """y[N, C, ...] = act(y + bias[c]) in place; ``bias`` C values or None; ``act`` "none" or
-    "relu" (keeps NaN). ValueError on a bad buffer, activation or level."""
+    """y[N, C, ...] = act(y + bias[c] (+ residual)) in place; ``bias`` C values or None;
+    ``residual`` laid out as y, or None; ``act`` "none" or "relu" (keeps NaN). ValueError on
+    a bad buffer, activation or level."""
 
     def __init__(
         self,
@@ -54,6 +55,7 @@ class BiasActKernel:
         channels: int,
         act: str,
         level: str | None = None,
+        residual: FloatArray | None = None,
     ) -> None: ...
     @property
     def level(self) -> int:

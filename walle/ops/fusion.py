@@ -121,7 +121,7 @@ def find_steps(graph: Graph) -> list[FusedStep]:
             _match_softmax(m, node)
             or _match_layernorm(m, node)
             or _match_conv(m, node, claimed)
-            or _match_group_conv(m, node)
+            or _match_group_conv(m, node, claimed)
             or _match_linear(m, node)
             or _match_window_reduce(m, node)
             or _match_elementwise(m, node, claimed)
@@ -286,9 +286,11 @@ def _im2col_sizes(m: _Matcher, node: Node) -> tuple[int, ...] | None:
     return tuple(r.sizes)
 
 
-def _match_group_conv(m: _Matcher, im2col: Node) -> FusedStep | None:
+def _match_group_conv(m: _Matcher, im2col: Node, claimed: dict[str, FusedStep]) -> FusedStep | None:
     """im2col raster -> reshape [N, G, K, OH*OW] -> [G, Cout/G, K] @ it -> reshape
-    [N, Cout, OH*OW] (+ tail): conv2d's grouped form (:meth:`GraphBuilder.conv2d`)."""
+    [N, Cout, OH*OW] (+ tail): conv2d's grouped form (:meth:`GraphBuilder.conv2d`). A 1x1
+    one without activation also takes a residual add and ReLU after it (ShuffleNet's unit),
+    as :func:`_match_conv`."""
     sizes = _im2col_sizes(m, im2col)
     if sizes is None:
         return None
@@ -321,6 +323,11 @@ def _match_group_conv(m: _Matcher, im2col: Node) -> FusedStep | None:
         back.output,
         {(cout, 1), (1, cout, 1)},
     )
+    if dict(attrs)["act"] == "none" and kh == kw == 1 and not prologue:
+        residual = _residual_tail(m, parts, inputs, last, claimed)
+        if residual is not None:
+            parts, inputs, last, act = residual
+            attrs = (("act", act), *attrs[1:], ("residual", True))
     return FusedStep(
         "fused.group_conv2d",
         parts[0].name,

@@ -129,6 +129,8 @@ class CythonBackend(Backend):
             )
             # not depthwise: a packed-GEMM kernel (or, 3x3/5x5 stride 1, Winograd) per group
             per_group = region.sizes[1] // step.attr("group") >= 4 and not step.attr("prologue")
+            if step.attr("residual"):  # the shortcut: in BLAS's epilogue or the packed GEMM's
+                return [*(["blas"] if plain else []), *(["gemm"] if per_group else [])]
             kernels = ["gemm", *_winograd_algorithms(region)] if per_group else []
             return ["direct", "blas", *kernels] if plain else ["direct", *kernels]
         if step.op == "fused.elementwise":
@@ -444,7 +446,8 @@ def _conv_padded(
 def _group_conv(step: FusedStep, algorithm: str, graph: Graph, buffers: Buffers) -> list[Call]:
     """A grouped conv at the conv family's instruction-set level: ``direct`` (ops_group's
     kernel) or, for a 1x1 conv whose input is its own column matrix, ``blas`` (one batched
-    numpy matmul [G, Cout/G, C/G] @ x viewed [N, G, C/G, OH*OW], then bias and ReLU).
+    numpy matmul [G, Cout/G, C/G] @ x viewed [N, G, C/G, OH*OW], then bias, a residual
+    unit's shortcut and ReLU).
 
     A depthwise step's prologue rasters (channel shuffle, zero pad) are read in place when
     they only move whole rows of their source into a zero-bordered tensor
@@ -453,18 +456,19 @@ def _group_conv(step: FusedStep, algorithm: str, graph: Graph, buffers: Buffers)
     prologue, (im2col, _, mm) = step.parts[:n_pro], step.parts[n_pro : n_pro + 3]
     x, weight, out = buffers[im2col.inputs[0]], buffers[mm.inputs[0]], buffers[step.output]
     bias = buffers[step.inputs[2]].reshape(-1) if step.attr("has_bias") else None
+    shortcut = buffers[step.inputs[-1]] if step.attr("residual") else None
     region, group, act = im2col.attr("regions")[0], step.attr("group"), step.attr("act")
     level = cython_isa.NAMES[ops_conv.level()]
     if algorithm == "gemm" or (algorithm.startswith("winograd") and np.isfinite(weight).all()):
-        return _per_group(x, weight, bias, out, region, group, act, algorithm)
+        return _per_group(x, weight, bias, out, region, group, act, algorithm, shortcut)
     if algorithm == "blas":
         n, c, _, _, oh, ow = region.sizes
         cols = x.reshape(n, group, c // group, oh * ow)
         calls: list[Call] = [MatmulCall(weight, cols, out.reshape(n, group, -1, oh * ow)).run]
-        if bias is not None or act != "none":
-            calls.append(
-                ops_group.BiasActKernel(out, bias, weight.size // cols.shape[2], act, level).run
-            )
+        if bias is not None or act != "none" or shortcut is not None:
+            channels = weight.size // cols.shape[2]
+            epilogue = ops_group.BiasActKernel(out, bias, channels, act, level, shortcut)
+            calls.append(epilogue.run)
         return calls
     if prologue:
         src = buffers[step.inputs[0]]
@@ -499,10 +503,11 @@ def _per_group(
     group: int,
     act: str,
     algorithm: str,
+    shortcut: np.ndarray | None = None,
 ) -> list[Call]:
     """A grouped conv as one packed-GEMM (``gemm``) or, 3x3 or 5x5 stride 1, Winograd kernel
     per group: group g reads its input channels (the region moved to its first channel) and
-    writes its output channels of the whole output."""
+    writes its output channels of the whole output (adding the shortcut's, ``gemm`` only)."""
     n, c, kh, kw, oh, ow = region.sizes
     per_in, per_out = c // group, weight.shape[1]
     tile = 2 if algorithm == "winograd_f2" else 4
@@ -516,7 +521,15 @@ def _per_group(
         b = None if bias is None else bias[g * per_out : (g + 1) * per_out]
         if algorithm == "gemm":
             gemm = ops_conv.GemmConvKernel(
-                x, weight[g], b, out, sub, act, y_channels=group * per_out, y_channel0=g * per_out
+                x,
+                weight[g],
+                b,
+                out,
+                sub,
+                act,
+                y_channels=group * per_out,
+                y_channel0=g * per_out,
+                residual=shortcut,
             )
             calls.append(gemm.run)
             continue
