@@ -273,6 +273,64 @@ def test_ops_batchnorm_after_a_shared_conv_is_not_folded() -> None:
     _assert_parity(model, {"x": _rand((1, 2, 5, 5))}, "numpy")
 
 
+def _conv_scale_shift(scale_shape, shift_shape, const_first: bool, group: int = 1):
+    """Conv -> BN -> Mul by an Unsqueezed constant -> Add of a constant -> Relu (Inception
+    v2's layers), opset 11 (Unsqueeze's axes an attribute)."""
+    scale = _rand(scale_shape, 9, 0.5, 1.5)
+    shift = _rand(shift_shape, 10)
+    mul_in = ["sc", "n"] if const_first else ["n", "sc"]
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1], group=group),
+        helper.make_node("BatchNormalization", ["c", "s", "bb", "m", "v"], ["n"], name="bn"),
+        helper.make_node("Unsqueeze", ["scale"], ["sc"], name="unsq", axes=[0]),
+        helper.make_node("Mul", mul_in, ["p"], name="mul"),
+        helper.make_node("Add", ["p", "shift"], ["q"], name="add"),
+        helper.make_node("Relu", ["q"], ["y"], name="relu"),
+    ]
+    inits = [_init("w", _rand((4, 4 // group, 3, 3), 7)), *_BN4]
+    inits += [_init("scale", scale.reshape(scale_shape)), _init("shift", shift)]
+    return _model(nodes, [_io("x", [2, 4, 5, 5])], [_io("y", [2, 4, 5, 5])], inits, opset=11)
+
+
+_BN4 = [
+    _init("s", _rand((4,), 1, 0.5, 1.5)),
+    _init("bb", _rand((4,), 2)),
+    _init("m", _rand((4,), 3)),
+    _init("v", _rand((4,), 4, 0.5, 1.5)),
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    ("scale_shape", "shift_shape", "const_first", "group"),
+    [
+        ((4, 1, 1), (4, 1, 1), False, 1),
+        ((4, 1, 1), (1, 4, 1, 1), True, 1),
+        ((1,), (), False, 2),
+        ((4, 1, 1), (4, 1, 1), True, 4),
+    ],
+)
+def test_ops_per_channel_mul_and_add_after_a_conv_fold_into_it(
+    backend: str, scale_shape, shift_shape, const_first: bool, group: int
+) -> None:
+    """BN, then a per-channel scale and shift (constants shaped by Unsqueeze later in the
+    graph than the conv), fold into the conv: what is left is the conv and its ReLU."""
+    model = _conv_scale_shift(scale_shape, shift_shape, const_first, group)
+    graph = import_onnx(model)
+    assert not [n for n in graph.nodes if n.op == "binary" and n.attr("kind") == "mul"]
+    assert len([n for n in graph.nodes if n.op == "binary"]) == 1  # the conv's bias add
+    _assert_parity(model, {"x": _rand((2, 4, 5, 5), 11)}, backend)
+
+
+def test_ops_a_spatial_mul_after_a_conv_is_not_folded() -> None:
+    """A constant that varies over the plane ([1, 5, 5] after Unsqueeze: [1, 1, 5, 5]) is no
+    per-channel scale: it stays a Mul."""
+    model = _conv_scale_shift((1, 5, 5), (4, 1, 1), False)
+    graph = import_onnx(model)
+    assert [n.attr("kind") for n in graph.nodes if n.op == "binary"].count("mul") == 1
+    _assert_parity(model, {"x": _rand((2, 4, 5, 5), 12)}, "numpy")
+
+
 def test_ops_dropout_mask_output_is_refused() -> None:
     nodes = [
         helper.make_node("Dropout", ["x"], ["y", "mask"], name="drop"),

@@ -89,7 +89,9 @@ class Importer:
             for name in node.input:
                 self.readers.setdefault(name, []).append(node)
         self.graph_outputs = {o.name for o in graph.output}
-        self.folded: set[str] = set()
+        # ONNX values folded into a conv (BatchNormalization, per-channel Mul and Add after
+        # it): each is the same walle value as the ONNX value mapped to
+        self.folded: dict[str, str] = {}
 
     def value(self, name: str, where: str) -> str:
         """The walle value of ONNX value ``name`` (ModelError when not yet defined)."""
@@ -109,11 +111,16 @@ class Importer:
         return self.b.constant_value(self.names[name]) if name in self.names else None
 
     def run(self) -> Graph:
-        """Lower every node and build the graph."""
+        """Lower every node and build the graph. Constants shaped from initializers
+        (Unsqueeze, Reshape... of weights) are lowered first, so that a conv can fold the
+        per-channel scale and shift that follow it (see nn._fold_affine) when it is lowered."""
+        early = self._lower_constants()
         for proto in self.graph.node:
             where = f"node {proto.name or proto.output[0]!r} ({proto.op_type})"
-            if proto.output[0] in self.folded:  # a BatchNormalization folded into its conv
-                self.names[proto.output[0]] = self.names[proto.input[0]]
+            if id(proto) in early:
+                continue
+            if proto.output[0] in self.folded:  # folded into its conv: the conv's value
+                self.names[proto.output[0]] = self.names[self.folded[proto.output[0]]]
                 self._check_declared(proto.output[0], where)
                 continue
             produced = self._lower(proto, where)
@@ -124,6 +131,32 @@ class Importer:
                     self._check_declared(name, where)
         outputs = [self.value(o.name, "graph output") for o in self.graph.output]
         return self.b.build(outputs)
+
+    def _lower_constants(self) -> set[int]:
+        """Lower, in graph order, the layout nodes whose inputs are all constants (the
+        builder folds them into constants); the ids of the nodes lowered. A node that fails
+        here is left to the main pass, which reports it in graph order."""
+        early: set[int] = set()
+        for proto in self.graph.node:
+            if proto.op_type not in _CONSTANT_LAYOUT or proto.domain not in ("", "ai.onnx"):
+                continue
+            names = [i for i in proto.input if i]
+            if not all(n in self.names and self.constant(n) is not None for n in names):
+                continue
+            where = f"node {proto.name or proto.output[0]!r} ({proto.op_type})"
+            try:
+                produced = self._lower(proto, where)
+            except ModelError:
+                continue
+            results = [produced] if isinstance(produced, str) else produced
+            if not all(self.b.constant_value(r) is not None for r in results):
+                continue  # (the builder folds every node of constant inputs)
+            for name, value in zip(proto.output, results, strict=False):
+                if name:
+                    self.names[name] = value
+                    self._check_declared(name, where)
+            early.add(id(proto))
+        return early
 
     def _lower(self, proto: NodeProto, where: str) -> str | list[str]:
         handler = HANDLERS.get(proto.op_type)
@@ -159,6 +192,10 @@ class Importer:
             raise ModelError(
                 f"{where}: output {name!r} has shape {actual}, but the model declares {shown}"
             )
+
+
+# Nodes that only reshape or name their input: lowered first where it is a constant.
+_CONSTANT_LAYOUT = frozenset({"Constant", "Identity", "Reshape", "Squeeze", "Unsqueeze"})
 
 
 def _leading(value: ValueInfoProto) -> int | None:

@@ -3,7 +3,8 @@ LayerNormalization, Dropout.
 
 Conv and the pools take ``auto_pad`` (NOTSET, VALID, SAME_UPPER, SAME_LOWER), resolved here
 to explicit pads; pools take ``ceil_mode`` and AveragePool ``count_include_pad``. A
-BatchNormalization right after a Conv with constant weights folds into the Conv's weights.
+BatchNormalization right after a Conv with constant weights folds into the Conv's weights,
+as do per-channel Mul and Add by constants after it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from walle.ops.ir import FloatArray
 from walle.ops.onnx_import.node import Handler, HandlerTable, OnnxNode
 
 if TYPE_CHECKING:
+    from onnx import NodeProto
+
     from walle.ops.onnx_import.core import Importer
 
 _AUTO_PAD = ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER")
@@ -128,38 +131,78 @@ def _conv(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     if list(wshape[2:]) != kernel:
         raise ModelError(f"{node.where}: kernel_shape {kernel} differs from weight {wshape}")
     args = _spatial(im, node, ins[0], kernel)
-    folded = _fold_batchnorm(im, node, weight, bias)
+    folded = _fold_affine(im, node, weight, bias)
     if folded is not None:
         weight, bias = folded
     return im.b.conv2d(ins[0], weight, bias, group=int(node.get("group", 1)), **args)
 
 
-def _fold_batchnorm(
+def _fold_affine(
     im: Importer, node: OnnxNode, weight: str, bias: str | None
 ) -> tuple[str, str] | None:
-    """When the conv's only reader is an inference BatchNormalization with constant
-    parameters (and the conv's weights are constant), fold the BN into the conv's weights
-    and bias: the BN node then adds nothing to the graph."""
-    out = node.proto.output[0]
-    readers = im.readers.get(out, [])
-    if len(readers) != 1 or out in im.graph_outputs or readers[0].op_type != "BatchNormalization":
-        return None
-    bn = readers[0]
-    if bn.input[0] != out or len(bn.input) != 5 or any(o for o in bn.output[1:]):
-        return None
-    attrs = OnnxNode(bn, _BN_ATTRS)
-    if attrs.get("training_mode", 0) or not attrs.get("spatial", 1):
-        return None
+    """Fold what follows a conv with constant weights and is a per-channel affine map into
+    its weights and bias: an inference BatchNormalization with constant parameters, and Mul
+    and Add by a constant that broadcasts over the output channels only ([C, 1, 1], [1, C,
+    1, 1], a scalar; Inception v2 scales and shifts after each BN this way), each the only
+    reader of the value before it. The folded nodes then add nothing to the graph; None when
+    nothing folds."""
     w = im.b.constant_value(weight)
-    params = [p for p in (im.constant(name) for name in bn.input[1:]) if p is not None]
     b = None if w is None else im.b.constant_value(bias) if bias else np.zeros(w.shape[0])
-    if w is None or b is None or len(params) != 4:
+    if w is None or b is None:
         return None
-    scale, shift = _bn_affine(params, float(attrs.get("epsilon", 1e-5)))
-    im.folded.add(bn.output[0])
-    w_folded = (w.astype(np.float64) * scale.reshape(-1, 1, 1, 1)).astype(np.float32)
-    b_folded = (b.astype(np.float64) * scale + shift).astype(np.float32)
+    channels = w.shape[0]
+    out = node.proto.output[0]
+    scale_all = np.ones(channels)
+    shift_all = np.zeros(channels)
+    folded = False
+    while True:
+        readers = im.readers.get(out, [])
+        if len(readers) != 1 or out in im.graph_outputs:
+            break
+        affine = _channel_affine(im, readers[0], out, channels)
+        if affine is None:
+            break
+        scale, shift = affine
+        scale_all, shift_all = scale_all * scale, shift_all * scale + shift
+        im.folded[readers[0].output[0]] = out
+        out = readers[0].output[0]
+        folded = True
+    if not folded:
+        return None
+    w_folded = (w.astype(np.float64) * scale_all.reshape(-1, 1, 1, 1)).astype(np.float32)
+    b_folded = (b.astype(np.float64) * scale_all + shift_all).astype(np.float32)
     return im.b.const(w_folded), im.b.const(b_folded)
+
+
+def _channel_affine(
+    im: Importer, reader: NodeProto, value: str, channels: int
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None:
+    """``reader`` of the conv output ``value`` as x * scale + shift per channel (float64),
+    or None when it is not such a node."""
+    if reader.op_type == "BatchNormalization":
+        if reader.input[0] != value or len(reader.input) != 5 or any(reader.output[1:]):
+            return None
+        attrs = OnnxNode(reader, _BN_ATTRS)
+        if attrs.get("training_mode", 0) or not attrs.get("spatial", 1):
+            return None
+        params = [p for p in (im.constant(name) for name in reader.input[1:]) if p is not None]
+        if len(params) != 4 or any(p.size != channels for p in params):
+            return None
+        return _bn_affine(params, float(attrs.get("epsilon", 1e-5)))
+    if reader.op_type not in ("Mul", "Add") or reader.domain not in ("", "ai.onnx"):
+        return None
+    if len(reader.input) != 2 or list(reader.input).count(value) != 1:
+        return None
+    other = im.constant(reader.input[1] if reader.input[0] == value else reader.input[0])
+    if other is None or other.ndim > 4:
+        return None
+    shape = (1,) * (4 - other.ndim) + other.shape
+    if shape[0] != 1 or shape[2:] != (1, 1) or shape[1] not in (1, channels):
+        return None
+    vector = np.broadcast_to(other.astype(np.float64).reshape(-1), (channels,))
+    if reader.op_type == "Mul":
+        return vector.copy(), np.zeros(channels)
+    return np.ones(channels), vector.copy()
 
 
 def _bn_affine(
