@@ -4,7 +4,10 @@ A reshape raster (:func:`is_alias`) never copies: its output is its input's buff
 another shape. A concat raster need not copy either: each input whose producer writes host
 memory can write straight into its block of the concat's buffer (:func:`concat_slots`), so
 the concat step shrinks to the regions still to copy, or disappears. Concats of concats nest
-(DenseNet's chain): the inner concat's buffer is itself a block of the outer one.
+(DenseNet's chain): the inner concat's buffer is itself a block of the outer one. At batch
+N > 1 an NCHW channel concat's inputs are no contiguous blocks; an input whose producer's
+kernel writes a channel range of a wider output (a conv's packed GEMM or Winograd kernel)
+and that nothing else reads is written there all the same (a :class:`ChannelSlot`).
 
 Only the final plan places values in concat blocks: the search's timed trials give every
 value its own buffer, which is always correct.
@@ -15,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Set
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from walle.ops.fusion import FusedStep
 from walle.ops.ir import Graph, Region, contiguous_strides, is_identity_raster
@@ -60,13 +63,23 @@ class Slot:
 
 
 @dataclass(frozen=True)
+class ChannelSlot:
+    """A value [N, C, ...] written by its producer into channels [channel0, channel0 + C)
+    of ``host``'s buffer [N, C_host, ...]: its buffer is that strided view."""
+
+    host: str
+    channel0: int
+
+
+@dataclass(frozen=True)
 class ConcatSlots:
     """The in-place placement of a plan: ``slots`` by value (each the root of its reshape
-    aliases), and for each concat step that lost regions the step left to run (``None``:
-    nothing left, the step is skipped)."""
+    aliases), ``channels`` by value, and for each concat step that lost regions the step
+    left to run (``None``: nothing left, the step is skipped)."""
 
     slots: dict[str, Slot]
     steps: dict[str, FusedStep | None]
+    channels: dict[str, ChannelSlot] = field(default_factory=dict)
 
     def step(self, step: FusedStep) -> FusedStep | None:
         """What to compile for ``step``: itself, its remaining copies, or None (nothing)."""
@@ -76,7 +89,12 @@ class ConcatSlots:
 NO_SLOTS = ConcatSlots({}, {})
 
 
-def concat_slots(graph: Graph, steps: list[FusedStep], host_steps: Set[str]) -> ConcatSlots:
+def concat_slots(
+    graph: Graph,
+    steps: list[FusedStep],
+    host_steps: Set[str],
+    channel_steps: Set[str] = frozenset(),
+) -> ConcatSlots:
     """Place concat inputs in their concat's buffer where that is safe.
 
     ``host_steps`` names the steps that run on a backend writing host memory (``memory ==
@@ -89,6 +107,11 @@ def concat_slots(graph: Graph, steps: list[FusedStep], host_steps: Set[str]) -> 
     by a host step. Every value is written once, by its producer, so its block is never
     overwritten while later steps read it. A block is always smaller than its host, so two
     values never share both address and size (backends tell buffers apart by those).
+
+    A region that copies a whole [N, C, ...] value (N > 1) into a channel range of the
+    concat instead gets a :class:`ChannelSlot` when the value's producer is in
+    ``channel_steps`` (its kernel writes a channel range of a wider output), the value is
+    that step's output, and the concat is the value's only reader (no reshape alias).
     """
     alias = reshape_aliases(graph, steps)
 
@@ -99,7 +122,12 @@ def concat_slots(graph: Graph, steps: list[FusedStep], host_steps: Set[str]) -> 
 
     pinned = {root(n) for n in (*graph.inputs, *graph.outputs, *graph.constants)}
     producer = {node.output: s for s in steps for node in s.parts}
+    readers: dict[str, set[str]] = {}
+    for s in steps:
+        for name in s.inputs:
+            readers.setdefault(name, set()).add(s.name)
     slots: dict[str, Slot] = {}
+    channels: dict[str, ChannelSlot] = {}
     left: dict[str, FusedStep | None] = {}
     for step in steps:
         if step.name not in host_steps or not _is_copy(step, graph):
@@ -119,13 +147,29 @@ def concat_slots(graph: Graph, steps: list[FusedStep], host_steps: Set[str]) -> 
                 and math.prod(graph.shape(value)) < math.prod(graph.shape(step.output))
                 and _apart(r, [o for o in regions if o is not r])
             )
+            channel0 = _channel_block(r, graph.shape(value), graph.shape(step.output))
+            by_channel = (
+                not placeable
+                and channel0 is not None
+                and value not in pinned
+                and value not in slots
+                and value not in channels
+                and value not in alias.values()
+                and readers.get(value) == {step.name}
+                and value in producer
+                and producer[value].output == value
+                and producer[value].name in channel_steps
+                and _channels_apart(r, [o for o in regions if o is not r], graph.shape(step.output))
+            )
             if placeable:
                 slots[value] = Slot(step.output, r.dst_offset, math.prod(graph.shape(value)))
+            elif by_channel and channel0 is not None:
+                channels[value] = ChannelSlot(step.output, channel0)
             else:
                 keep.append(r)
         if len(keep) < len(regions):
             left[step.name] = _with_regions(step, tuple(keep)) if keep else None
-    return ConcatSlots(slots, left)
+    return ConcatSlots(slots, left, channels)
 
 
 def _is_copy(step: FusedStep, graph: Graph) -> bool:
@@ -152,6 +196,40 @@ def _whole_block(r: Region, size: int) -> bool:
     )
 
 
+def _channel_block(r: Region, shape: tuple[int, ...], host: tuple[int, ...]) -> int | None:
+    """The first host channel where the region copies its whole [N, C, ...] input (N > 1)
+    into channels of a [N, C_host, ...] host with the same N and plane, else None."""
+    if len(shape) < 2 or len(host) != len(shape) or shape[0] < 2:
+        return None
+    if shape[0] != host[0] or shape[2:] != host[2:] or tuple(r.sizes) != tuple(shape):
+        return None
+    if r.src_offset != 0 or tuple(r.src_strides) != contiguous_strides(shape):
+        return None
+    plane = math.prod(shape[2:])
+    if tuple(r.dst_strides) != contiguous_strides(host) or plane == 0 or r.dst_offset % plane:
+        return None
+    channel0 = r.dst_offset // plane
+    return channel0 if channel0 + shape[1] <= host[1] else None
+
+
+def _channels_apart(r: Region, others: list[Region], host: tuple[int, ...]) -> bool:
+    """No other region writes into ``r``'s channels of the host: each other region is a
+    channel block elsewhere, or its whole extent lies outside ``r``'s."""
+    first = r.dst_offset // math.prod(host[2:])
+    last = first + r.sizes[1]
+    lo, hi = _extent(r)
+    for o in others:
+        if math.prod(o.sizes) == 0:
+            continue
+        start = _channel_block(o, tuple(o.sizes), host)
+        if start is not None:
+            if start < last and first < start + o.sizes[1]:
+                return False
+        elif not (_extent(o)[1] <= lo or _extent(o)[0] >= hi):
+            return False
+    return True
+
+
 def _extent(r: Region) -> tuple[int, int]:
     """First and one-past-last destination element the region may touch."""
     spans = [(n - 1) * s for n, s in zip(r.sizes, r.dst_strides, strict=True)]
@@ -169,8 +247,13 @@ def _apart(r: Region, others: list[Region]) -> bool:
 
 
 def _with_regions(step: FusedStep, regions: tuple[Region, ...]) -> FusedStep:
-    """The raster step copying only ``regions`` (inputs unchanged: regions index them)."""
+    """The raster step copying only ``regions``, reading only the inputs they copy (an input
+    written in place may be a strided view, which a raster kernel would refuse)."""
+    used = sorted({r.input for r in regions})
+    index = {old: new for new, old in enumerate(used)}
+    regions = tuple(dataclasses.replace(r, input=index[r.input]) for r in regions)
+    inputs = tuple(step.inputs[i] for i in used)
     node = step.parts[0]
     attrs = tuple((k, regions if k == "regions" else v) for k, v in node.attrs)
-    node = dataclasses.replace(node, attrs=attrs)
-    return dataclasses.replace(step, attrs=attrs, parts=(node,))
+    node = dataclasses.replace(node, inputs=inputs, attrs=attrs)
+    return dataclasses.replace(step, inputs=inputs, attrs=attrs, parts=(node,))

@@ -10,6 +10,7 @@ kernel reads the caller's arrays and writes an output array that no caller holds
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 from collections.abc import Callable, Mapping
@@ -20,7 +21,15 @@ import numpy as np
 import numpy.typing as npt
 
 from walle.errors import ValidationError
-from walle.ops.aliasing import NO_SLOTS, ConcatSlots, Slot, concat_slots, is_alias, reshape_aliases
+from walle.ops.aliasing import (
+    NO_SLOTS,
+    ChannelSlot,
+    ConcatSlots,
+    Slot,
+    concat_slots,
+    is_alias,
+    reshape_aliases,
+)
 from walle.ops.backends.base import Backend, Buffers, Call, DirectKernel
 from walle.ops.fusion import FusedStep
 from walle.ops.ir import FloatArray, Graph
@@ -43,14 +52,17 @@ def allocate(
     steps: list[FusedStep],
     fill: float | None = None,
     slots: Mapping[str, Slot] | None = None,
+    channels: Mapping[str, ChannelSlot] | None = None,
 ) -> Buffers:
     """One buffer per value; aliases for reshape rasters; constants as given.
 
     A value with a slot (:func:`walle.ops.aliasing.concat_slots`) gets its block of the
     host value's buffer instead, so every view exists before a kernel captures a pointer.
-    Every buffer is a C-contiguous float32 array.
+    Every buffer is a C-contiguous float32 array, but for a value with a channel slot: its
+    channels of the host's buffer, a strided view (its producer writes through the host).
     """
     placed = slots or {}
+    in_channels = channels or {}
     flat: dict[str, FloatArray] = {}
 
     def memory(name: str) -> FloatArray:
@@ -71,8 +83,13 @@ def allocate(
     for name in graph.inputs:
         buffers[name] = _new(graph.shape(name), fill)
     for node in graph.nodes:
+        channel = in_channels.get(node.output)
         if node.output in alias:
             buffers[node.output] = buffers[alias[node.output]].reshape(graph.shape(node.output))
+        elif channel is not None:
+            host = memory(channel.host).reshape(graph.shape(channel.host))
+            count = graph.shape(node.output)[1]
+            buffers[node.output] = host[:, channel.channel0 : channel.channel0 + count]
         else:
             buffers[node.output] = memory(node.output).reshape(graph.shape(node.output))
     return buffers
@@ -89,7 +106,14 @@ def _in_place(
 ) -> ConcatSlots:
     """Concat inputs written in place by the steps that run on host memory."""
     host = {name for name, c in choices.items() if backends[c.backend].memory == "host"}
-    return concat_slots(graph, steps, host)
+    by_name = {s.name: s for s in steps}
+    channel = {
+        name
+        for name, c in choices.items()
+        if name in by_name
+        and backends[c.backend].writes_channel_slice(by_name[name], c.algorithm, graph)
+    }
+    return concat_slots(graph, steps, host, channel)
 
 
 class CompiledPlan:
@@ -111,7 +135,9 @@ class CompiledPlan:
         self.choices = choices
         self.backends = backends
         self.in_place = _in_place(graph, steps, choices, backends) if concat_in_place else NO_SLOTS
-        self.buffers = allocate(graph, steps, slots=self.in_place.slots)
+        self.buffers = allocate(
+            graph, steps, slots=self.in_place.slots, channels=self.in_place.channels
+        )
         calls: list[Call] = []
         run: list[Call] = []
         current: Backend | None = None
@@ -121,6 +147,10 @@ class CompiledPlan:
                 continue
             choice = choices[step.name]
             backend = backends[choice.backend]
+            channel = self.in_place.channels.get(step.output)
+            if channel is not None:  # its kernel writes through the host's buffer
+                slot_attrs = (("slot_host", channel.host), ("slot_channel", channel.channel0))
+                step = dataclasses.replace(step, attrs=(*step.attrs, *slot_attrs))
             if backend is not current and current is not None:
                 calls += current.finish(run)
                 run = []

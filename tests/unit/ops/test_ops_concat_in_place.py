@@ -3,9 +3,12 @@
 A compiled plan places a concat input in its block of the concat's buffer when its producer
 runs on host memory and the concat copies it whole into one contiguous block (batch 1 on
 the channel axis, or axis 0); the concat step then copies only what is left, or nothing.
-These tests pin both sides: where in-place placement must happen (convs, DenseNet's nested
-chain, axis 0 at batch > 1) and where it must not (graph inputs, outputs, constants, a value
-two concats read, a channel concat at batch > 1, device steps), each time against the numpy
+At batch > 1 a channel concat's input is written into its channels of the concat's buffer
+when its producer's kernel writes channel ranges (the cython conv's packed GEMM and
+Winograd) and nothing else reads it. These tests pin both sides: where in-place placement
+must happen (convs, DenseNet's nested chain, axis 0 at batch > 1, channel ranges) and where
+it must not (graph inputs, outputs, constants, a value two concats read, a channel concat at
+batch > 1 on a kernel that writes whole outputs, device steps), each time against the numpy
 oracle over repeated calls with fresh inputs, so that stale data cannot hide.
 Tolerance: 1e-4 relative and absolute (float32 kernels, sums of a few dozen products).
 """
@@ -154,6 +157,80 @@ def test_ops_channel_concat_at_batch_2_copies_and_axis_0_writes_in_place() -> No
     graph = b.build([b.relu(b.concat(parts, axis=0))])
     plan = _compile(graph, lambda s: "numpy")
     assert plan.in_place.step(_concat_steps(plan)[0]) is None
+    _check(graph, plan)
+
+
+@pytest.mark.parametrize(
+    "algorithms",
+    [("gemm", "winograd", "gemm"), ("gemm", "winograd_f2", "direct"), ("gemm", "gemm", "gemm")],
+)
+def test_ops_channel_concat_at_batch_3_convs_write_their_channels(algorithms) -> None:
+    """SqueezeNet's fire module at batch 3: each branch whose kernel writes a channel range
+    (packed GEMM, Winograd) writes its channels of the concat's buffer (a strided view);
+    a branch on another kernel keeps its copy."""
+    b = GraphBuilder()
+    x = b.input("x", (3, 3, 6, 5))
+    branches = [_conv(b, x, 4, 1, 1), _conv(b, x, 5, 3, 2), _conv(b, x, 3, 1, 3)]
+    graph = b.build([b.relu(b.concat(branches, axis=1))])
+    chosen = dict(zip(branches, algorithms, strict=True))
+    plan = _compile(graph, lambda s: "cython", algorithms=chosen)
+    (cat,) = _concat_steps(plan)
+    slotted = [v for v, a in chosen.items() if a != "direct"]
+    assert sorted(plan.in_place.channels) == sorted(slotted)
+    left = plan.in_place.step(cat)
+    assert (left is None) == (len(slotted) == len(branches))
+    if left is not None:
+        assert len(left.parts[0].attr("regions")) == len(branches) - len(slotted)
+    for value in slotted:
+        assert _in_block(plan, value, cat.output)
+        assert not plan.buffers[value].flags.c_contiguous
+    _check(graph, plan)
+
+
+@pytest.mark.parametrize("kind", ["conv", "conv1x1"])
+def test_ops_channel_ranges_leave_the_neighbours_channels_alone(kind: str) -> None:
+    """A conv writing channels between two others' at batch 2, on every algorithm that may:
+    a kernel writing past its range would spoil its neighbours."""
+    b = GraphBuilder()
+    rng = np.random.default_rng(6)
+    x = b.input("x", (2, 8, 7, 9))
+    k = 1 if kind == "conv1x1" else 3
+    w = b.const(rng.uniform(-0.3, 0.3, (5, 8, k, k)))
+    y = b.relu(b.conv2d(x, w, b.const(rng.uniform(-1, 1, 5)), pads=(k // 2,) * 4))
+    cat = b.concat([b.relu(x), y, b.unary("neg", x)], axis=1)
+    graph = b.build([b.unary("exp", b.binary("min", cat, b.const(np.float32(2.0))))])
+    be = backend_or_skip("cython")
+    (step,) = (s for s in find_steps(graph) if s.output == y)
+    writers = [a for a in be.algorithms(step, graph) if be.writes_channel_slice(step, a, graph)]
+    assert "gemm" in writers and (kind == "conv1x1" or "winograd" in writers)
+    for algorithm in writers:
+        plan = _compile(graph, lambda s: "cython", algorithms={y: algorithm})
+        assert y in plan.in_place.channels
+        _check(graph, plan, calls=2)
+
+
+def test_ops_channel_concat_of_a_conv_without_activation_keeps_its_copy() -> None:
+    """A conv without activation ends in a reshape alias: the concat reads the alias, so
+    its output keeps its own buffer at batch 2 (the other branches still write in place)."""
+    graph, branches = _inception(2)
+    plan = _compile(graph, lambda s: "cython", algorithms={v: "gemm" for v in branches})
+    (cat,) = _concat_steps(plan)
+    assert sorted(plan.in_place.channels) == sorted([branches[0], branches[2]])
+    left = plan.in_place.step(cat)
+    assert left is not None and len(left.parts[0].attr("regions")) == 1
+    _check(graph, plan)
+
+
+def test_ops_channel_concat_input_read_elsewhere_keeps_its_copy() -> None:
+    """A branch that another step reads too keeps a buffer of its own at batch 2."""
+    b = GraphBuilder()
+    x = b.input("x", (2, 3, 6, 5))
+    first, second = _conv(b, x, 4, 1, 1), _conv(b, x, 5, 3, 2)
+    cat = b.concat([first, second], axis=1)
+    graph = b.build([b.relu(cat), b.unary("neg", first)])
+    plan = _compile(graph, lambda s: "cython", algorithms={first: "gemm", second: "gemm"})
+    assert list(plan.in_place.channels) == [second]
+    assert plan.buffers[first].flags.c_contiguous
     _check(graph, plan)
 
 

@@ -108,6 +108,13 @@ class Backend(ABC):
             download_bytes_per_s=self.transfer_bytes_per_s,
         )
 
+    def writes_channel_slice(self, step: FusedStep, algorithm: str, graph: Graph) -> bool:
+        """Whether ``step`` compiled with ``algorithm`` can write its [N, C, ...] output into
+        a channel range of a wider [N, C_host, ...] buffer: the step then carries attrs
+        ``slot_host`` (the value whose buffer that is) and ``slot_channel`` (its first
+        channel), and its output's buffer is that strided view. None do by default."""
+        return False
+
     def copy_probe(self, nbytes: int) -> tuple[Call, Call]:
         """Two calls copying ``nbytes`` to the device and back, each waiting for its copy
         (calibration times them); only for a backend with memory of its own."""

@@ -137,6 +137,20 @@ class CythonBackend(Backend):
             return ["fused"] if _chain_program(step, graph) is not None else []
         return ["fused"]
 
+    def writes_channel_slice(self, step: FusedStep, algorithm: str, graph: Graph) -> bool:
+        """The packed GEMM and Winograd kernels of a conv without shortcut (y_channels /
+        y_channel0); Winograd only where its weights are finite (else its step falls back
+        to im2col + BLAS, which writes a whole output)."""
+        if step.op != "fused.conv2d" or step.attr("residual"):
+            return False
+        if algorithm == "gemm":
+            return True
+        if not algorithm.startswith("winograd"):
+            return False
+        n_pro = step.attr("prologue", 0)
+        weight = graph.constants.get(step.parts[n_pro + 2].inputs[0])
+        return weight is not None and bool(np.isfinite(weight).all())
+
     def matmul_rate(self, algorithm: str) -> float:
         if algorithm == "winograd":  # a quarter of the multiply-adds, some of it in transforms
             return 2.2e11
@@ -310,8 +324,14 @@ def _conv(step: FusedStep, algorithm: str, graph: Graph, buffers: Buffers) -> li
     prologue, (im2col, flat, mm) = step.parts[:n_pro], step.parts[n_pro : n_pro + 3]
     weight = buffers[mm.inputs[0]]
     bias = buffers[step.inputs[2]].reshape(-1) if step.attr("has_bias") else None
-    out = buffers[step.output].reshape(graph.shape(mm.output))
     region = im2col.attr("regions")[0]
+    host = step.attr("slot_host")
+    if host is not None:  # into channels of a concat's buffer (writes_channel_slice)
+        out = buffers[host]
+        channels: tuple[int | None, int] = (graph.shape(host)[1], step.attr("slot_channel"))
+    else:
+        out = buffers[step.output].reshape(graph.shape(mm.output))
+        channels = (None, 0)
     if algorithm.startswith("winograd") and np.isfinite(weight).all():  # else they spread
         tile = 2 if algorithm == "winograd_f2" else 4
         # Reading in place makes the border tiles partial (gathered a lane at a time, not 4
@@ -321,9 +341,11 @@ def _conv(step: FusedStep, algorithm: str, graph: Graph, buffers: Buffers) -> li
         pad = _unpadded_source(prologue, graph) if prologue and narrow else None
         src = buffers[step.inputs[0]] if pad is not None else buffers[im2col.inputs[0]]
         kernel = ops_conv.WinogradKernel(
-            src, weight, bias, out, region, step.attr("act"), None, tile, pad=pad
+            src, weight, bias, out, region, step.attr("act"), None, tile, *channels, pad=pad
         )
         return [*(_prologue_calls(prologue, buffers) if pad is None else []), kernel.run]
+    if host is not None and algorithm != "gemm":
+        raise RuntimeError(f"{step.name}: {algorithm} cannot write a channel slice")
     calls = _prologue_calls(prologue, buffers)
     return calls + _conv_padded(im2col, flat, weight, bias, out, algorithm, step, buffers)
 
@@ -418,8 +440,17 @@ def _conv_padded(
     if algorithm == "gemm":
         x = buffers[im2col.inputs[0]]
         shortcut = buffers[step.inputs[-1]] if step.attr("residual") else None
+        host = step.attr("slot_host")
         kernel = ops_conv.GemmConvKernel(
-            x, weight, bias, out, region, step.attr("act"), residual=shortcut
+            x,
+            weight,
+            bias,
+            out,
+            region,
+            step.attr("act"),
+            y_channels=None if host is None else out.shape[1],  # out: the host [N, C, ...]
+            y_channel0=step.attr("slot_channel", 0),
+            residual=shortcut,
         )
         return [kernel.run]
     if algorithm == "direct" and _stride2_columns(region):
