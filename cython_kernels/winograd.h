@@ -275,7 +275,7 @@ ATTR static void NAME(const walle_wino* p, long g0, long g1, float* vbuf, float*
                 /* NJ channels x NQ vectors in registers: 8 x NV (16 accumulators) where        \
                    the ISA has 32 vector registers (AVX-512); where it has 16 (AVX2, SSE),      \
                    4 x 2 for two vectors (6 loads per 8 multiply-adds), else 8 x 1 */           \
-                enum { NQ = VW == 16 || NV == 2 ? NV : 1, NJ = VW == 16 || NV == 1 ? 8 : 4 };   \
+                enum { NQ = VW == 16 || NV >= 2 ? NV : 1, NJ = VW == 16 || NV == 1 ? 8 : 4 };   \
                 for (int j0 = 0; j0 < 8; j0 += NJ)                                             \
                 for (int q0 = 0; q0 < NV; q0 += NQ) {                                          \
                     VT acc[NJ][NQ];                                                            \
@@ -355,11 +355,22 @@ ATTR static void NAME(const walle_wino* p, long g0, long g1, float* vbuf, float*
 WALLE_WINO_SIZES(walle_wino_avx512, WALLE_WINO_TARGET("avx512f,avx2,fma"), walle_wv16, 16)
 WALLE_WINO_SIZES(walle_wino_avx2, WALLE_WINO_TARGET("avx2,fma"), walle_wv8, 8)
 WALLE_WINO_SIZES(walle_wino_base, , walle_wv4, 4)
+/* AVX2 also runs groups of 3 vectors (24 tiles): 4 channels x 3 vectors in the products,
+   12 accumulators, 3 loads and a broadcast filling the 16 registers (7 loads per 12
+   multiply-adds, where 4 x 2 takes 6 per 8). */
+WALLE_WINO_LEVEL(walle_wino_avx2_f25_3, WALLE_WINO_TARGET("avx2,fma"), walle_wv8, 8, 3, 6, 2,
+                 WALLE_WINO_BT6, WALLE_WINO_AT62)
+WALLE_WINO_LEVEL(walle_wino_avx2_f4_3, WALLE_WINO_TARGET("avx2,fma"), walle_wv8, 8, 3, 6, 4,
+                 WALLE_WINO_BT6, WALLE_WINO_AT6)
+WALLE_WINO_LEVEL(walle_wino_avx2_f2_3, WALLE_WINO_TARGET("avx2,fma"), walle_wv8, 8, 3, 4, 2,
+                 WALLE_WINO_BT4, WALLE_WINO_AT4)
 
 typedef void (*walle_wino_fn)(const walle_wino*, long, long, float*, float*);
 
 /* Tiles per group at a level (2: AVX-512F, 1: AVX2 + FMA, 0: baseline) and vector count. */
 static long walle_wino_lanes(int level, int nv) { return (level == 2 ? 16 : level == 1 ? 8 : 4) * nv; }
+/* The most vectors a group takes at a level (3 at AVX2, else 2). */
+static int walle_wino_max_nv(int level) { return level == 1 ? 3 : 2; }
 
 /* Groups [g0, g1) of L = walle_wino_lanes(level, nv) tiles each; ``m`` outputs per tile
    side: 4 (F(4x4, 3x3)) or 2 (F(2x2, 3x3), or F(2x2, 5x5) when p->r is 5). */
@@ -374,8 +385,13 @@ static void walle_wino_run(const walle_wino* p, int level, int nv, int m, long g
          {walle_wino_avx512_f4_1, walle_wino_avx512_f4_2},
          {walle_wino_avx512_f25_1, walle_wino_avx512_f25_2}},
     };
+    static const walle_wino_fn avx2_3[3] = {walle_wino_avx2_f2_3, walle_wino_avx2_f4_3,
+                                            walle_wino_avx2_f25_3};
     int kind = p->r == 5 ? 2 : m == 4;
-    fns[level][kind][nv == 2](p, g0, g1, vbuf, mbuf);
+    if (nv == 3 && level == 1)
+        avx2_3[kind](p, g0, g1, vbuf, mbuf);
+    else
+        fns[level][kind][nv == 2](p, g0, g1, vbuf, mbuf);
 }
 
 #endif
