@@ -238,21 +238,21 @@ WALLE_DW3_PLANE(walle_dw3_plane4, 4, 4, walle_dw3_4x4, walle_dw3_4x2, walle_dw3_
 
 /* The 3x3 stride-1 plane at a vector width for its row: with slack, the narrowest of 4, 8,
    16 (up to the level's VW) that holds a row (one vector a row), else the widest that fits
-   in one. Rows go straight to y (returns 2) unless a vector is wider than a row and the
-   plane is the last of the caller's run (returns 1: the flat run went to `run`, rows `pitch`
-   apart, for the caller to copy out): a wider vector spills into the next row of y, which
-   the tiles store later (bands and rows in order), and past the last row into the next
-   plane, which the caller computes later, except after its last one. 0 when the row is under
-   4 wide and there is no slack (the caller's tiles then). */
+   in one. Rows go straight to y (returns 2) unless a vector is wider than a row and spills
+   past the plane by more than `room` floats, those of the planes the caller computes after
+   this one (returns 1: the flat run went to `run`, rows `pitch` apart, for the caller to copy
+   out): a wider vector spills into the next rows of y, which the tiles store later (bands
+   and rows in order), and past the last row into the next planes, which the caller writes
+   later. 0 when the row is under 4 wide and there is no slack (the caller's tiles then). */
 #define WALLE_DW3_PICK(NAME, VW, P16, P8, P4)                                               \
     WALLE_GINLINE int NAME(const float* restrict x, const float* restrict w, float bias,    \
                            float* restrict y, float* restrict run, long oh, long ow,        \
-                           long pitch, int relu, int slack, int spill) {                    \
+                           long pitch, int relu, int slack, long room) {                    \
         long v = slack ? (ow <= 4 ? 4 : ow <= 8 ? 8 : 16)                                   \
                        : (ow >= 16 ? 16 : ow >= 8 ? 8 : ow >= 4 ? 4 : 0);                   \
         if (v > VW) v = VW;                                                                 \
         if (v == 0) return 0;                                                               \
-        int direct = v <= ow || spill;                                                      \
+        int direct = v - ow <= room; /* the last row's vector ends v - ow past the plane */ \
         float* d = direct ? y : run;                                                        \
         long dp = direct ? ow : pitch;                                                      \
         if (v == 16) P16(x, w, bias, d, oh, ow, pitch, dp, relu);                           \
@@ -453,7 +453,7 @@ WALLE_GINLINE void walle_dw_any(const float* restrict x, const float* restrict w
                 float* t = pitch == ow ? yc : scratch;                                      \
                 int dw3 = p->kh == 3 && p->kw == 3 && p->s_kw == 1 && p->s_kh == pitch      \
                               ? DW3(xc, w, bias, yc, t, oh, ow, pitch, p->relu,             \
-                                    p->base != NULL && t != yc, i + 1 < i1)                 \
+                                    p->base != NULL && t != yc, (i1 - 1 - i) * plane)       \
                               : 0;                                                          \
                 if (dw3) {                                                                  \
                 } else if (p->kh == 3 && p->kw == 3)                                        \
