@@ -2,6 +2,10 @@
 
 Each pytest-xdist worker starts its own broker (session scope) on a free loopback port.
 Tests that stop or restart a broker start their own with ``EmbeddedBroker`` instead.
+
+Under CI (``CI`` set, as CI services do) the hypothesis property tests draw hypothesis'
+fixed example sequence (``derandomize``), so a red run is the same on a rerun; elsewhere each
+run draws new examples, and a failure prints the example to reproduce it.
 """
 
 from __future__ import annotations
@@ -12,8 +16,13 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
+from hypothesis import settings
 
 from walle.kafka import EmbeddedBroker, create_topics
+
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 _counter = itertools.count()
 
