@@ -202,22 +202,27 @@ def test_softmax_rows_at_every_level_match_a_row_by_row_oracle(
 
 @settings(max_examples=40, deadline=None)
 @given(
-    m=st.integers(1, 20),
+    m=st.integers(1, 24),
     k=st.integers(1, 40),
     n=st.integers(1, 56),
     batch=st.integers(1, 3),
+    offset=st.sampled_from([0, 1, 4]),
     seed=st.integers(0, 2**16),
 )
-def test_gemm_panels_and_tiles_at_every_level_match_float64(m, k, n, batch, seed) -> None:
+def test_gemm_panels_and_tiles_at_every_level_match_float64(m, k, n, batch, offset, seed) -> None:
     """GemmKernel's panel kernels (AVX-512's 8/4/1 x 16 tiles, AVX2's 6/4/2/1 x 16 with the
-    last n % 16 columns on the scalar tiles) and the scalar tiles alone (wide=False), at every
-    level, on every row and column remainder, with bias and ReLU, batched."""
+    last n % 16 columns on the scalar tiles, b's panels copied aligned where its rows are
+    not), and the scalar tiles alone (wide=False), at every level, on every row and column
+    remainder, b at 0, 4 or 16 bytes past a 64-byte boundary, with bias and ReLU, batched."""
     module = _isa()
     from walle._kernels import ops_math
 
     rng = np.random.default_rng(seed)
     a = rng.uniform(-1, 1, (batch, m, k)).astype(np.float32)
-    w = rng.uniform(-1, 1, (k, n)).astype(np.float32)
+    memory = np.empty(k * n + 32, np.float32)
+    start = (-memory.ctypes.data % 64) // 4 + offset
+    w = memory[start : start + k * n].reshape(k, n)
+    w[...] = rng.uniform(-1, 1, (k, n))
     bias = rng.uniform(-1, 1, n).astype(np.float32)
     want = np.maximum(a.astype(np.float64) @ w + bias, 0)
     before = module.kernel_level()
