@@ -30,6 +30,8 @@ def _ops_group():
 
 
 def _conv_graph(x_shape, weight, bias, group, stride, pad, dilation, relu, shuffle=False):
+    """``pad``: one pad for every side, or (top and bottom, left and right)."""
+    pads = (pad,) * 4 if isinstance(pad, int) else (*pad, *pad)
     b = GraphBuilder()
     x = b.input("x", x_shape)
     if shuffle:  # ShuffleNet's channel shuffle: [N, 2, C/2, H, W] -> transpose -> [N, C, H, W]
@@ -40,7 +42,7 @@ def _conv_graph(x_shape, weight, bias, group, stride, pad, dilation, relu, shuff
         b.const(weight),
         b.const(bias) if bias is not None else None,
         strides=(stride, stride),
-        pads=(pad,) * 4,
+        pads=pads,
         dilations=(dilation, dilation),
         group=group,
     )
@@ -167,19 +169,7 @@ def test_depthwise_3x3_rows_at_every_level_match_reference(
     top, left = pad
     if h + 2 * top < 3 or w + 2 * left < 3:
         return
-    b = GraphBuilder()
-    xin = b.input("x", x.shape)
-    if shuffle:
-        xin = b.reshape(b.transpose(b.reshape(xin, (1, 2, c // 2, h, w)), (0, 2, 1, 3, 4)), x.shape)
-    y = b.conv2d(
-        xin,
-        b.const(weight),
-        b.const(bias),
-        strides=(stride, stride),
-        pads=(top, left, top, left),
-        group=c,
-    )
-    graph = b.build([b.relu(y) if relu else y])
+    graph = _conv_graph(x.shape, weight, bias, c, stride, pad, 1, relu, shuffle)
     want = run_reference(graph, {"x": x})[0]
     for level in _runnable(ops_group):
         np.testing.assert_allclose(
