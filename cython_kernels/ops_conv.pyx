@@ -434,6 +434,7 @@ cdef extern from "gemm_conv.h":
 
 
 _GEMM_PACK_FLOATS = 32768  # a packed block of columns: 128 KiB, to stay in L2
+_GEMM_AVX2_KC = 160  # the most reduction rows per packed block at AVX2
 
 
 def _runs(offsets, step):
@@ -508,6 +509,10 @@ cdef class GemmConvKernel:
         if bias is not None:
             padded_bias[:cout] = np.asarray(bias, np.float32).reshape(-1)
         strip = walle_gemm_strip(self.level)
+        if kc is None and self.level == 1:
+            # AVX2 runs each strip twice (two halves of 4 channels): a strip of kc x 24 and
+            # the block's weights (8 x kc) stay in L1 for the second half at kc <= 160
+            kc = -(-k // -(-k // _GEMM_AVX2_KC))
         kc = int(kc) if kc is not None else (k if k <= 384 else 256)
         if kc < 1:
             raise ValueError(f"gemm conv kernel: kc {kc} < 1")
