@@ -110,6 +110,28 @@ def test_gemm_conv_kernel_matches_oracle_at_every_level(
             np.testing.assert_allclose(y, want, rtol=0, atol=1e-4 * scale, err_msg=level)
 
 
+@pytest.mark.parametrize("c", [19, 37, 45])
+def test_gemm_conv_kernel_default_blocks_of_a_long_reduction_match_the_oracle(c) -> None:
+    """The default reduction blocks of each level (AVX2: even blocks of at most 160 rows;
+    the others: the whole reduction up to 384, else 256 at a time) on reductions of
+    171, 333 and 405 rows, which none of them splits evenly into its most."""
+    ops_conv = _ops_conv()
+    rng = np.random.default_rng(c)
+    region, padded = _region((1, c, 9, 13), 3, 1, 1, 1)
+    xp = np.zeros(padded, np.float32)
+    xp[:, :, 1:10, 1:14] = rng.uniform(-1, 1, (1, c, 9, 13))
+    weight = rng.uniform(-1, 1, (21, c, 3, 3)).astype(np.float32)
+    bias = rng.uniform(-1, 1, 21).astype(np.float32)
+    want = _oracle(xp, weight.reshape(21, -1), bias, region, False)
+    for level in LEVELS:
+        y = np.full(want.shape, np.nan, np.float32)
+        kernel = _kernel(ops_conv, xp, weight, bias, y, region, False, level)
+        if kernel is not None:
+            kernel.run()
+            np.testing.assert_allclose(y, want, rtol=0, atol=1e-4 * np.abs(want).max(),
+                                       err_msg=level)
+
+
 @pytest.mark.parametrize("level", LEVELS)
 @pytest.mark.parametrize(("stride", "width"), [(1, 49), (2, 98), (1, 196)])
 def test_gemm_conv_kernel_keeps_nan_and_inf_where_the_oracle_puts_them(level, stride, width):
