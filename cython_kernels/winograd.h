@@ -276,12 +276,23 @@ ATTR static void NAME(const walle_wino* p, long g0, long g1, float* vbuf, float*
                    the ISA has 32 vector registers (AVX-512); where it has 16 (AVX2, SSE),      \
                    4 x 2 for two vectors (6 loads per 8 multiply-adds), else 8 x 1 */           \
                 enum { NQ = VW == 16 || NV >= 2 ? NV : 1, NJ = VW == 16 || NV == 1 ? 8 : 4 };   \
+                /* where that takes passes (4 channels at a time), the input channels run  \
+                   in blocks of 64 (v's 4-6 KiB then stays in L1 for the second pass        \
+                   instead of coming from L2 again), the sums kept in mbuf between blocks */ \
+                long cblock = NJ == 8 && NQ == NV ? p->c : 64;                                 \
+                for (long c0 = 0; c0 < p->c; c0 += cblock) {                                   \
+                long c1 = p->c - c0 < cblock ? p->c : c0 + cblock;                             \
                 for (int j0 = 0; j0 < 8; j0 += NJ)                                             \
                 for (int q0 = 0; q0 < NV; q0 += NQ) {                                          \
                     VT acc[NJ][NQ];                                                            \
                     for (int j = 0; j < NJ; j++)                                               \
-                        for (int q = 0; q < NQ; q++) acc[j][q] = (VT){0};                      \
-                    for (long ci = 0; ci < p->c; ci++) {                                       \
+                        for (int q = 0; q < NQ; q++) {                                         \
+                            VT a0 = (VT){0};                                                   \
+                            if (c0) memcpy(&a0, mbuf + (i * 8 + j0 + j) * L + (q0 + q) * VW,   \
+                                           sizeof(VT));                                        \
+                            acc[j][q] = a0;                                                    \
+                        }                                                                      \
+                    for (long ci = c0; ci < c1; ci++) {                                        \
                         VT x[NQ];                                                              \
                         for (int q = 0; q < NQ; q++)                                           \
                             memcpy(&x[q], v + ci * L + (q0 + q) * VW, sizeof(VT));             \
@@ -294,6 +305,7 @@ ATTR static void NAME(const walle_wino* p, long g0, long g1, float* vbuf, float*
                         for (int q = 0; q < NQ; q++)                                           \
                             memcpy(mbuf + (i * 8 + j0 + j) * L + (q0 + q) * VW, &acc[j][q],    \
                                    sizeof(VT));                                                \
+                }                                                                              \
                 }                                                                              \
             }                                                                                  \
             long kvalid = p->k - kb * 8 < 8 ? p->k - kb * 8 : 8;                               \

@@ -105,6 +105,26 @@ def test_winograd_kernel_matches_reference_at_every_level(
             np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * scale, err_msg=level)
 
 
+@pytest.mark.parametrize(("tile", "side"), [(2, 3), (4, 3), (2, 5)])
+@pytest.mark.parametrize("hw", [(7, 7), (14, 14), (11, 30)])
+def test_winograd_kernel_runs_many_input_channels_in_blocks(tile, side, hw) -> None:
+    """150 input channels: where the products take two passes per block of 8 output channels
+    (AVX2 and SSE on 2-3 vectors of tiles), the input channels run in blocks of 64 with the
+    sums carried between blocks; 16, 49 and 128+ tiles cover one, two and three vectors."""
+    ops_conv = _ops_conv()
+    rng = np.random.default_rng(tile * 100 + hw[1])
+    h, w = hw[0] + side - 3, hw[1] + side - 3
+    x = rng.uniform(-1, 1, (1, 150, h, w)).astype(np.float32)
+    weight = rng.uniform(-0.2, 0.2, (13, 150, side, side)).astype(np.float32)
+    b = rng.uniform(-1, 1, 13).astype(np.float32)
+    graph = _conv(x, weight, b, 0, False)
+    for level in LEVELS:
+        got, want = _run(ops_conv, graph, x, weight, b, False, level, tile)
+        if got is not None:
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * np.abs(want).max(),
+                                       err_msg=level)
+
+
 @pytest.mark.parametrize("tile", [2, 4])
 def test_winograd_kernel_splits_groups_over_threads(tile) -> None:
     """Large enough for the OpenMP split over tile groups (several groups per thread)."""
