@@ -128,8 +128,9 @@ def test_gemm_conv_kernel_default_blocks_of_a_long_reduction_match_the_oracle(c)
         kernel = _kernel(ops_conv, xp, weight, bias, y, region, False, level)
         if kernel is not None:
             kernel.run()
-            np.testing.assert_allclose(y, want, rtol=0, atol=1e-4 * np.abs(want).max(),
-                                       err_msg=level)
+            np.testing.assert_allclose(
+                y, want, rtol=0, atol=1e-4 * np.abs(want).max(), err_msg=level
+            )
 
 
 @pytest.mark.parametrize("level", LEVELS)

@@ -121,8 +121,9 @@ def test_winograd_kernel_runs_many_input_channels_in_blocks(tile, side, hw) -> N
     for level in LEVELS:
         got, want = _run(ops_conv, graph, x, weight, b, False, level, tile)
         if got is not None:
-            np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * np.abs(want).max(),
-                                       err_msg=level)
+            np.testing.assert_allclose(
+                got, want, rtol=0, atol=1e-4 * np.abs(want).max(), err_msg=level
+            )
 
 
 @pytest.mark.parametrize("tile", [2, 4])

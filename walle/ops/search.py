@@ -65,6 +65,8 @@ _log = get_logger("walle.ops.search")
 CLOSE_FACTOR = 8.0
 # Whole plans modelled within this factor of the best are timed against each other.
 PLAN_CLOSE = 3.0
+# Trial candidates whose medians are this close (relative) are timed for longer.
+CLOSE_CALL = 0.1
 # Bumped when decisions mean something else or a backend offers new algorithms, so that
 # decisions cached without them are searched again (2: placement over the whole plan;
 # 3: Winograd convs in the cython backend;
@@ -88,7 +90,11 @@ def time_calls(calls: list[Call], budget_s: float = 0.004, max_runs: int = 25) -
 
 
 def time_candidates(
-    candidates: list[list[Call]], budget_s: float = 0.006, min_rounds: int = 5, max_rounds: int = 40
+    candidates: list[list[Call]],
+    budget_s: float = 0.006,
+    min_rounds: int = 5,
+    max_rounds: int = 40,
+    close_budget_s: float = 0.1,
 ) -> list[float]:
     """Median seconds of one pass over each candidate's calls, timed in interleaved rounds.
 
@@ -96,6 +102,10 @@ def time_candidates(
     load on a shared machine lands on all of them instead of on whichever ran during it.
     After ``min_rounds``, a candidate whose median is over twice the best is dropped (its
     median so far stands), and rounds go on while ``budget_s`` lasts, up to ``max_rounds``.
+    A close call (the two best medians within ``CLOSE_CALL``) goes on while
+    ``close_budget_s`` lasts instead: five samples of a few-millisecond step on a shared
+    machine move by more than that, and a coin-flip choice made one search's plan slower
+    than the next one's.
     """
     for calls in candidates:
         for _ in range(2):
@@ -104,8 +114,14 @@ def time_candidates(
     samples: list[list[float]] = [[] for _ in candidates]
     live = list(range(len(candidates)))
     deadline = time.perf_counter() + budget_s
+    close_deadline = time.perf_counter() + max(budget_s, close_budget_s)
     for round_ in range(max_rounds):
-        if round_ >= min_rounds and time.perf_counter() >= deadline:
+        now = time.perf_counter()
+        if (
+            round_ >= min_rounds
+            and now >= deadline
+            and (now >= close_deadline or not _close_call(samples, live))
+        ):
             break
         for i in live:
             start = time.perf_counter()
@@ -116,6 +132,14 @@ def time_candidates(
             best = min(statistics.median(samples[i]) for i in live)
             live = [i for i in live if statistics.median(samples[i]) <= 2.0 * best]
     return [statistics.median(s) for s in samples]
+
+
+def _close_call(samples: list[list[float]], live: list[int]) -> bool:
+    """Whether the two best live medians are within ``CLOSE_CALL`` of each other."""
+    if len(live) < 2:
+        return False
+    first, second = sorted(statistics.median(samples[i]) for i in live)[:2]
+    return second <= first * (1.0 + CLOSE_CALL)
 
 
 class Search:

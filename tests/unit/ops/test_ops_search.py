@@ -162,6 +162,33 @@ def test_ops_trials_interleave_candidates_and_drop_clear_losers() -> None:
     assert medians[1] >= 0.002 > max(medians[0], medians[2])
 
 
+def test_ops_trials_time_close_calls_for_longer() -> None:
+    """Past its budget, a trial goes on while the two best medians are within 10% (up to
+    the close-call budget); one whose best is clearly ahead stops at the minimum rounds."""
+    import time
+
+    from walle.ops.search import time_candidates
+
+    def rounds_of(first: float, second: float) -> int:
+        count = [0]
+
+        def make(seconds: float, counted: bool):
+            def call() -> None:
+                count[0] += counted
+                time.sleep(seconds)
+
+            return [call]
+
+        time_candidates(
+            [make(first, True), make(second, False)],
+            budget_s=0.0, min_rounds=3, max_rounds=12, close_budget_s=5.0,
+        )  # fmt: skip
+        return count[0] - 2  # less the 2 warm-up passes
+
+    assert rounds_of(0.002, 0.002) == 12
+    assert rounds_of(0.002, 0.0032) == 3
+
+
 def test_ops_search_trials_never_interleave_opencl_with_host_kernels(monkeypatch) -> None:
     """PoCL's threads spin after a run: host candidates timed next to them would look slow."""
     import walle.ops.search as search_module
