@@ -363,6 +363,35 @@ cdef extern from *:
     typedef unsigned walle_mu4 __attribute__((vector_size(16)));
     #define WALLE_SEL(VT, IT, M, A, B) ((VT)(((IT)(A) & (M)) | ((IT)(B) & ~(M))))
     #define WALLE_VINLINE static inline __attribute__((always_inline))
+    /* max(a, b) lane-wise, b where a is NaN (ties and NaN as x86's maxps): one maxps where
+       the compiler has the x86 intrinsics (the compare and blend it is otherwise take two
+       operations on the multiply-add ports); WALLE_V16/WALLE_V8: the target of the
+       inline functions that use them, so that the intrinsics inline. */
+    #ifdef WALLE_X86
+    #include <immintrin.h>
+    #define WALLE_V16 __attribute__((target("avx512f,avx2,fma")))
+    #define WALLE_V8 __attribute__((target("avx2,fma")))
+    WALLE_V16 WALLE_VINLINE walle_mv16 walle_vmax16(walle_mv16 a, walle_mv16 b) {
+        return (walle_mv16)_mm512_max_ps((__m512)a, (__m512)b);
+    }
+    WALLE_V8 WALLE_VINLINE walle_mv8 walle_vmax8(walle_mv8 a, walle_mv8 b) {
+        return (walle_mv8)_mm256_max_ps((__m256)a, (__m256)b);
+    }
+    WALLE_VINLINE walle_mv4 walle_vmax4(walle_mv4 a, walle_mv4 b) {
+        return (walle_mv4)_mm_max_ps((__m128)a, (__m128)b);
+    }
+    #else
+    #define WALLE_V16
+    #define WALLE_V8
+    #define WALLE_VMAX(VT, IT) \\
+    WALLE_VINLINE VT walle_vmax_##VT(VT a, VT b) { return WALLE_SEL(VT, IT, a > b, a, b); }
+    WALLE_VMAX(walle_mv16, walle_mi16)
+    WALLE_VMAX(walle_mv8, walle_mi8)
+    WALLE_VMAX(walle_mv4, walle_mi4)
+    #define walle_vmax16 walle_vmax_walle_mv16
+    #define walle_vmax8 walle_vmax_walle_mv8
+    #define walle_vmax4 walle_vmax_walle_mv4
+    #endif
 
     /* exp over the whole float range: Cephes' degree-6 polynomial on [-ln2/2, ln2/2] with
        a two-constant ln2 reduction (relative error ~2e-7); 2^n is added to the exponent
@@ -392,20 +421,20 @@ cdef extern from *:
        (relative error ~2.2e-7, fitted on [-ln2/2, ln2/2]), 2^n taken from the rounding
        constant's low mantissa bits (1.5 * 2^23 + 127 + n), and x - n*ln2 with a single
        float ln2 (off by 1.9e-9: relative error |n| * 1.9e-9, at most 2.4e-7 where n = -126
-       and the value is ~1e-38). Lanes below -87 are zeroed after the fact (a compare and an
-       and-not, where clamping x first took a compare and a blend and kept one more constant
-       in a register); NaN stays NaN. 12 vector ops against walle_expv's 20: softmax is
-       bound by these. */
-    #define WALLE_EXPNEGV(NAME, VT, IT, UT) \\
-    WALLE_VINLINE VT NAME(VT x) { \\
-        IT lo = x < -87.0f; \\
+       and the value is ~1e-38). x is first raised to -88 (a max that keeps NaN, so NaN
+       stays NaN), where n = -127 makes 2^n's bits all zero: exp(-inf) and everything below
+       ~-87.3 come out exactly 0 without a mask (the mask took a compare and an and-not).
+       11 vector ops against walle_expv's 20: softmax is bound by these. */
+    #define WALLE_EXPNEGV(NAME, ATTR, VT, UT, VMAX) \\
+    ATTR WALLE_VINLINE VT NAME(VT x) { \\
+        x = VMAX((VT){0} - 88.0f, x); \\
         VT t = x * 1.44269504f + 12583039.0f; \\
         VT n = t - 12583039.0f; \\
         VT r = x - n * 0.693147182f; \\
         VT p = r * 8.2976511e-3f + 4.1915383e-2f; \\
         p = p * r + 1.6667575e-1f; p = p * r + 4.9998894e-1f; \\
         p = p * r + 9.9999970e-1f; p = p * r + 1.0000001f; \\
-        return (VT)((IT)(p * (VT)((UT)t << 23)) & ~lo); \\
+        return p * (VT)((UT)t << 23); \\
     }
     /* Softmax over `rows` rows of n floats, VW lanes at a time. The exp pass is bound by
        arithmetic and the max and 1/sum-scale passes by memory, so they ride on it: row r's
@@ -413,8 +442,8 @@ cdef extern from *:
        row 0's max and the last row's scale are passes of their own ([8,30000], one core,
        AVX2: three passes per row 74 us, this 64; AVX-512 49). The last n % VW of a row in a
        padded vector. */
-    #define WALLE_SOFTMAX_V(NAME, VT, IT, VW, EXPNEG) \\
-    WALLE_VINLINE void NAME(const float* restrict x, float* restrict y, long rows, long n) { \\
+    #define WALLE_SOFTMAX_V(NAME, ATTR, VT, IT, VW, EXPNEG, VMAX) \\
+    ATTR WALLE_VINLINE void NAME(const float* restrict x, float* restrict y, long rows, long n) { \\
         if (rows <= 0 || n <= 0) return; \\
         const VT ninf = (VT){0} - INFINITY; \\
         VT m0 = ninf, m1 = ninf; \\
@@ -422,9 +451,9 @@ cdef extern from *:
         long j = 0; \\
         for (; j + 2 * VW <= n; j += 2 * VW) { \\
             VT v0, v1; memcpy(&v0, x + j, sizeof v0); memcpy(&v1, x + j + VW, sizeof v1); \\
-            m0 = WALLE_SEL(VT, IT, v0 > m0, v0, m0); m1 = WALLE_SEL(VT, IT, v1 > m1, v1, m1); \\
+            m0 = VMAX(v0, m0); m1 = VMAX(v1, m1); \\
         } \\
-        m0 = WALLE_SEL(VT, IT, m1 > m0, m1, m0); \\
+        m0 = VMAX(m1, m0); \\
         for (int q = 0; q < VW; q++) m = m0[q] > m ? m0[q] : m; \\
         for (; j < n; j++) m = x[j] > m ? x[j] : m; \\
         for (long r = 0; r < rows; r++) { \\
@@ -442,7 +471,7 @@ cdef extern from *:
                 sv += e; \\
                 if (next) { \\
                     VT w; memcpy(&w, xn + j, sizeof w); \\
-                    mv = WALLE_SEL(VT, IT, w > mv, w, mv); \\
+                    mv = VMAX(w, mv); \\
                 } \\
                 if (prev) { \\
                     VT u; memcpy(&u, yp + j, sizeof u); \\
@@ -497,12 +526,15 @@ cdef extern from *:
     WALLE_EXPV(walle_expv16, walle_mv16, walle_mi16)
     WALLE_EXPV(walle_expv8, walle_mv8, walle_mi8)
     WALLE_EXPV(walle_expv4, walle_mv4, walle_mi4)
-    WALLE_EXPNEGV(walle_expnegv16, walle_mv16, walle_mi16, walle_mu16)
-    WALLE_EXPNEGV(walle_expnegv8, walle_mv8, walle_mi8, walle_mu8)
-    WALLE_EXPNEGV(walle_expnegv4, walle_mv4, walle_mi4, walle_mu4)
-    WALLE_SOFTMAX_V(walle_softmax_rows_v16, walle_mv16, walle_mi16, 16, walle_expnegv16)
-    WALLE_SOFTMAX_V(walle_softmax_rows_v8, walle_mv8, walle_mi8, 8, walle_expnegv8)
-    WALLE_SOFTMAX_V(walle_softmax_rows_v4, walle_mv4, walle_mi4, 4, walle_expnegv4)
+    WALLE_EXPNEGV(walle_expnegv16, WALLE_V16, walle_mv16, walle_mu16, walle_vmax16)
+    WALLE_EXPNEGV(walle_expnegv8, WALLE_V8, walle_mv8, walle_mu8, walle_vmax8)
+    WALLE_EXPNEGV(walle_expnegv4, , walle_mv4, walle_mu4, walle_vmax4)
+    WALLE_SOFTMAX_V(walle_softmax_rows_v16, WALLE_V16, walle_mv16, walle_mi16, 16,
+                    walle_expnegv16, walle_vmax16)
+    WALLE_SOFTMAX_V(walle_softmax_rows_v8, WALLE_V8, walle_mv8, walle_mi8, 8, walle_expnegv8,
+                    walle_vmax8)
+    WALLE_SOFTMAX_V(walle_softmax_rows_v4, , walle_mv4, walle_mi4, 4, walle_expnegv4,
+                    walle_vmax4)
     WALLE_UNARY_V(walle_unary_v16, walle_mv16, 16, walle_expv16)
     WALLE_UNARY_V(walle_unary_v8, walle_mv8, 8, walle_expv8)
     WALLE_UNARY_V(walle_unary_v4, walle_mv4, 4, walle_expv4)
