@@ -15,7 +15,8 @@ lands on all of them alike. Ratios are peer / walle, so above 1 means walle is f
 Outputs are checked against onnxruntime. Every run prints the CPU and the instruction-set
 level the compiled kernels report they dispatch to (``WALLE_OPS_ISA`` forces a lower one).
 ``--isa-compare`` (on a CPU with AVX-512) then runs the same rows again in a second process
-with ``WALLE_OPS_ISA=avx2``, peers timed again beside walle's AVX2 build, and writes that
+with ``WALLE_OPS_ISA=avx2`` (and the small rows in a third with ``WALLE_OPS_ISA=sse``, the
+baseline level), peers timed again beside walle's build for that level, and writes that
 table as its own section, so that the AVX2 path cannot regress unseen.
 """
 
@@ -504,8 +505,9 @@ def main() -> None:
     parser.add_argument(
         "--isa-compare",
         action="store_true",
-        help="also time walle's AVX2 build (WALLE_OPS_ISA=avx2, a second process) against "
-        "the same peers, printed beside the main table (on a CPU with AVX-512)",
+        help="also time walle's AVX2 build (WALLE_OPS_ISA=avx2, a second process; the small "
+        "rows also at the SSE baseline, a third) against the same peers, printed beside the "
+        "main table (on a CPU with AVX-512)",
     )
     parser.add_argument("--isa-table", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -524,6 +526,7 @@ def main() -> None:
         _small_rows(cpu, level)
         if args.isa_compare:
             _isa_compare(cpu, ["--no-models"], "AVX2 build, small rows (`--isa-compare`)")
+            _isa_compare(cpu, ["--no-models"], "SSE build, small rows (`--isa-compare`)", isa="sse")
     if args.no_models:
         return
     model_lines = _model_rows()
@@ -547,18 +550,18 @@ def main() -> None:
 _ISA_MARK = "--- isa table ---"
 
 
-def _isa_compare(cpu: str, which: list[str], title: str) -> None:
-    """The same rows with walle's kernels forced to AVX2, in a second process (the level is
-    read once per process), its peers timed there again: written as its own section."""
+def _isa_compare(cpu: str, which: list[str], title: str, isa: str = "avx2") -> None:
+    """The same rows with walle's kernels forced to ``isa``, in a process of their own (the
+    level is read once per process), its peers timed there again: its own section."""
     from walle.ops.backends import cython_isa
 
-    if cython_isa.LEVELS[cython_isa.best_level()] <= cython_isa.LEVELS["avx2"]:
-        print("--isa-compare: this CPU's best level is already avx2 or lower", flush=True)
+    if cython_isa.LEVELS[cython_isa.best_level()] <= cython_isa.LEVELS[isa]:
+        print(f"--isa-compare: this CPU's best level is already {isa} or lower", flush=True)
         return
     import subprocess
 
-    env = {**os.environ, cython_isa.ENV: "avx2"}
-    print(f"\n{title}: WALLE_OPS_ISA=avx2", flush=True)
+    env = {**os.environ, cython_isa.ENV: isa}
+    print(f"\n{title}: WALLE_OPS_ISA={isa}", flush=True)
     done = subprocess.run(
         [sys.executable, __file__, "--isa-table", *which],
         env=env,
@@ -574,10 +577,10 @@ def _isa_compare(cpu: str, which: list[str], title: str) -> None:
     _write_section(
         title,
         [
-            "Command: `WALLE_OPS_ISA=avx2 taskset -c 1 .venv/bin/python benchmarks/ops_bench.py "
-            f"--isa-table {flag}` (run by `--isa-compare {flag}` after the main table; "
-            "the peers are timed again in that process, interleaved with walle's AVX2 "
-            "build; ratios = peer / walle).",
+            f"Command: `WALLE_OPS_ISA={isa} taskset -c 1 .venv/bin/python "
+            f"benchmarks/ops_bench.py --isa-table {flag}` (run by `--isa-compare {flag}` "
+            "after the main table; the peers are timed again in that process, interleaved "
+            f"with walle's {isa} build; ratios = peer / walle).",
             "",
             f"CPU: {cpu}. walle kernels' instruction-set level: {level}.",
             "",
