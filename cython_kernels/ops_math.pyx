@@ -442,7 +442,7 @@ cdef extern from *:
        row 0's max and the last row's scale are passes of their own ([8,30000], one core,
        AVX2: three passes per row 74 us, this 64; AVX-512 49). The last n % VW of a row in a
        padded vector. */
-    #define WALLE_SOFTMAX_V(NAME, ATTR, VT, IT, VW, EXPNEG, VMAX) \\
+    #define WALLE_SOFTMAX_V(NAME, ATTR, VT, VW, EXPNEG, VMAX) \\
     ATTR WALLE_VINLINE void NAME(const float* restrict x, float* restrict y, long rows, long n) { \\
         if (rows <= 0 || n <= 0) return; \\
         const VT ninf = (VT){0} - INFINITY; \\
@@ -529,12 +529,10 @@ cdef extern from *:
     WALLE_EXPNEGV(walle_expnegv16, WALLE_V16, walle_mv16, walle_mu16, walle_vmax16)
     WALLE_EXPNEGV(walle_expnegv8, WALLE_V8, walle_mv8, walle_mu8, walle_vmax8)
     WALLE_EXPNEGV(walle_expnegv4, , walle_mv4, walle_mu4, walle_vmax4)
-    WALLE_SOFTMAX_V(walle_softmax_rows_v16, WALLE_V16, walle_mv16, walle_mi16, 16,
-                    walle_expnegv16, walle_vmax16)
-    WALLE_SOFTMAX_V(walle_softmax_rows_v8, WALLE_V8, walle_mv8, walle_mi8, 8, walle_expnegv8,
-                    walle_vmax8)
-    WALLE_SOFTMAX_V(walle_softmax_rows_v4, , walle_mv4, walle_mi4, 4, walle_expnegv4,
-                    walle_vmax4)
+    WALLE_SOFTMAX_V(walle_softmax_rows_v16, WALLE_V16, walle_mv16, 16, walle_expnegv16,
+                    walle_vmax16)
+    WALLE_SOFTMAX_V(walle_softmax_rows_v8, WALLE_V8, walle_mv8, 8, walle_expnegv8, walle_vmax8)
+    WALLE_SOFTMAX_V(walle_softmax_rows_v4, , walle_mv4, 4, walle_expnegv4, walle_vmax4)
     WALLE_UNARY_V(walle_unary_v16, walle_mv16, 16, walle_expv16)
     WALLE_UNARY_V(walle_unary_v8, walle_mv8, 8, walle_expv8)
     WALLE_UNARY_V(walle_unary_v4, walle_mv4, 4, walle_expv4)
