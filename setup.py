@@ -1,16 +1,54 @@
 """Compiles every cython_kernels/*.pyx into the private package walle._kernels."""
 
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+from setuptools.errors import CompileError, LinkError
 
 _OPENMP = ["-fopenmp"]
 # The kernels copy short runs (rows of 7 to 56 floats: depthwise planes, packed GEMM strips)
 # in loops of their own; GCC would turn each such loop into a libc memmove call, which costs
 # more than the copy (a quarter of a depthwise 14 x 14 plane's time).
 _NO_LIBC_LOOPS = ["-fno-tree-loop-distribute-patterns"]
+
+
+def _compiles(compiler: Any, flags: list[str], source: str, link: bool = False) -> bool:
+    """Whether this compiler takes ``flags`` on ``source`` (and links it, if ``link``)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp, "probe.c")
+        src.write_text(source)
+        try:
+            objects = compiler.compile([str(src)], output_dir=tmp, extra_postargs=flags)
+            if link:
+                compiler.link_executable(objects, "probe", output_dir=tmp, extra_postargs=flags)
+        except (CompileError, LinkError):
+            return False
+    return True
+
+
+_OMP_PROBE = "#include <omp.h>\nint main(void) { return omp_get_max_threads() < 1; }\n"
+
+
+class _BuildExt(build_ext):
+    """Builds the kernels with the flags this compiler takes: OpenMP where it has it (GCC;
+    clang with libomp), else single-threaded (max_threads.h answers 1) rather than failing
+    the install; GCC's loop flag only where it is known (clang may refuse it)."""
+
+    def build_extensions(self) -> None:
+        dropped: list[str] = []
+        if not _compiles(self.compiler, _OPENMP, _OMP_PROBE, link=True):
+            dropped += _OPENMP
+        if not _compiles(self.compiler, _NO_LIBC_LOOPS, "int main(void) { return 0; }\n"):
+            dropped += _NO_LIBC_LOOPS
+        for ext in self.extensions:
+            ext.extra_compile_args = [a for a in ext.extra_compile_args if a not in dropped]
+            ext.extra_link_args = [a for a in ext.extra_link_args if a not in dropped]
+        super().build_extensions()
 
 
 def _extensions() -> list[Extension]:
@@ -27,9 +65,10 @@ def _extensions() -> list[Extension]:
 
 
 setup(
+    cmdclass={"build_ext": _BuildExt},
     ext_modules=cythonize(
         _extensions(),
         language_level=3,
         compiler_directives={"boundscheck": False, "wraparound": False, "cdivision": True},
-    )
+    ),
 )

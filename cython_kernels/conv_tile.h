@@ -21,6 +21,29 @@ typedef int walle_i4 __attribute__((vector_size(16)));
 typedef float walle_v2 __attribute__((vector_size(8)));
 typedef int walle_i2 __attribute__((vector_size(8)));
 
+/* Even and odd lanes of the 2 * W floats in (lo, hi): GCC's __builtin_shuffle takes the lane
+   indices as a vector, clang's __builtin_shufflevector as constants (the kernels build with
+   either: clang is the compiler on macOS, Apple's ARM included). */
+#ifdef __clang__
+#define WALLE_EVEN16(a, b) \
+    __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30)
+#define WALLE_ODD16(a, b) \
+    __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31)
+#define WALLE_EVEN8(a, b) __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14)
+#define WALLE_ODD8(a, b) __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15)
+#define WALLE_EVEN4(a, b) __builtin_shufflevector(a, b, 0, 2, 4, 6)
+#define WALLE_ODD4(a, b) __builtin_shufflevector(a, b, 1, 3, 5, 7)
+#else
+#define WALLE_EVEN16(a, b) \
+    __builtin_shuffle(a, b, (walle_i16){0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30})
+#define WALLE_ODD16(a, b) \
+    __builtin_shuffle(a, b, (walle_i16){1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31})
+#define WALLE_EVEN8(a, b) __builtin_shuffle(a, b, (walle_i8){0, 2, 4, 6, 8, 10, 12, 14})
+#define WALLE_ODD8(a, b) __builtin_shuffle(a, b, (walle_i8){1, 3, 5, 7, 9, 11, 13, 15})
+#define WALLE_EVEN4(a, b) __builtin_shuffle(a, b, (walle_i4){0, 2, 4, 6})
+#define WALLE_ODD4(a, b) __builtin_shuffle(a, b, (walle_i4){1, 3, 5, 7})
+#endif
+
 /* 8 output channels x VW*NV contiguous columns of one output row, in registers. */
 #define WALLE_CONV_TILE(NAME, VT, IT, VW, NV) \
 WALLE_INLINE void NAME(const float* restrict x, const float* restrict w, \

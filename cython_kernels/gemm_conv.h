@@ -33,7 +33,7 @@
 
 #include "conv_tile.h"
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#if defined(__x86_64__) && defined(__GNUC__)
 #define WALLE_GEMM_TARGET(T) __attribute__((target(T)))
 #else
 #define WALLE_GEMM_TARGET(T)

@@ -21,8 +21,9 @@
 #include <string.h>
 
 #include "conv_tile.h"
+#include "cpu_level.h"
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#if defined(__x86_64__) && defined(__GNUC__)
 #define WALLE_GX86 1
 #define WALLE_GTARGET(T) __attribute__((target(T)))
 #else
@@ -40,26 +41,6 @@ typedef int walle_gi4 __attribute__((vector_size(16)));
 typedef float walle_g2 __attribute__((vector_size(8)));
 typedef int walle_gi2 __attribute__((vector_size(8)));
 
-/* Even and odd lanes of the 2 * W floats in (lo, hi). */
-#ifdef __clang__
-#define WALLE_EVEN16(a, b) \
-    __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30)
-#define WALLE_ODD16(a, b) \
-    __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31)
-#define WALLE_EVEN8(a, b) __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14)
-#define WALLE_ODD8(a, b) __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15)
-#define WALLE_EVEN4(a, b) __builtin_shufflevector(a, b, 0, 2, 4, 6)
-#define WALLE_ODD4(a, b) __builtin_shufflevector(a, b, 1, 3, 5, 7)
-#else
-#define WALLE_EVEN16(a, b) \
-    __builtin_shuffle(a, b, (walle_gi16){0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30})
-#define WALLE_ODD16(a, b) \
-    __builtin_shuffle(a, b, (walle_gi16){1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31})
-#define WALLE_EVEN8(a, b) __builtin_shuffle(a, b, (walle_gi8){0, 2, 4, 6, 8, 10, 12, 14})
-#define WALLE_ODD8(a, b) __builtin_shuffle(a, b, (walle_gi8){1, 3, 5, 7, 9, 11, 13, 15})
-#define WALLE_EVEN4(a, b) __builtin_shuffle(a, b, (walle_gi4){0, 2, 4, 6})
-#define WALLE_ODD4(a, b) __builtin_shuffle(a, b, (walle_gi4){1, 3, 5, 7})
-#endif
 
 typedef struct {
     const float* x;    /* at the region's source offset */
@@ -562,12 +543,7 @@ static void walle_bias_act(float* y, const float* bias, const float* res, long r
 
 /* 2: AVX-512F, 1: AVX2 + FMA, 0: baseline; the best this CPU runs. */
 static int walle_gconv_best_level(void) {
-#ifdef WALLE_GX86
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) return 2;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
-#endif
-    return 0;
+    return walle_cpu_level();
 }
 
 /* Work items [i0, i1): rows (block mode) or output planes (depthwise mode). */

@@ -26,14 +26,18 @@ L1.
 
 from cython.parallel cimport prange
 
-cimport openmp
+cdef extern from "max_threads.h":
+    int walle_max_threads() nogil
 
 import numpy as np
 
 cdef extern from *:
     """
     #include <string.h>
-    #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+
+    #include "cpu_level.h"
+
+    #if defined(__x86_64__) && defined(__GNUC__)
     #define WALLE_X86 1
     #define WALLE_TARGET(T) __attribute__((target(T)))
     #else
@@ -97,12 +101,7 @@ cdef extern from *:
 
     /* 2: AVX-512F, 1: AVX2 + FMA, 0: baseline; the best this CPU runs. */
     static int walle_conv_best_level(void) {
-    #ifdef WALLE_X86
-        __builtin_cpu_init();
-        if (__builtin_cpu_supports("avx512f")) return 2;
-        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
-    #endif
-        return 0;
+        return walle_cpu_level();
     }
 
     static void walle_conv_rows(
@@ -208,7 +207,7 @@ cdef class ConvKernel:
         work = float(y.size) * c * kh * kw
         rows = n * oh
         self.threads = 1 if work < _GRAIN or rows < 2 else max(
-            1, min(openmp.omp_get_max_threads(), rows, int(work / _GRAIN)))
+            1, min(walle_max_threads(), rows, int(work / _GRAIN)))
 
     def run(self):
         cdef long i, chunk, start, stop, rows = self.p[0]
@@ -357,7 +356,7 @@ cdef class WinogradKernel:
         self.groups = (tiles + lanes - 1) // lanes
         work = float(n * cout * oh * ow) * c * kh * kh
         self.threads = 1 if work < 4 * _GRAIN or self.groups < 2 else max(
-            1, min(openmp.omp_get_max_threads(), self.groups, int(work / (4 * _GRAIN))))
+            1, min(walle_max_threads(), self.groups, int(work / (4 * _GRAIN))))
         self.vsize = area * c * lanes
         self.msize = area * 8 * lanes
         scratch = np.zeros(self.threads * (self.vsize + self.msize) + 16, np.float32)
@@ -526,7 +525,7 @@ cdef class GemmConvKernel:
         self.units = n * chunks
         work = float(n * cout * p) * k
         self.threads = 1 if work < _GRAIN or self.units < 2 else max(
-            1, min(openmp.omp_get_max_threads(), self.units, int(work / _GRAIN)))
+            1, min(walle_max_threads(), self.units, int(work / _GRAIN)))
         self.psize = kc * nc + 16
         scratch = np.zeros(self.threads * self.psize + 16, np.float32)
         cdef long align = (16 - (<long>scratch.ctypes.data // 4) % 16) % 16  # 64-byte aligned

@@ -14,7 +14,8 @@ picked per kernel (the backend passes the conv family's, see walle.ops.backends.
 
 from cython.parallel cimport prange
 
-cimport openmp
+cdef extern from "max_threads.h":
+    int walle_max_threads() nogil
 
 import numpy as np
 
@@ -136,7 +137,7 @@ cdef class GroupConvKernel:
             self.scratch_size = 0
         work = float(y.size) * k
         self.threads = 1 if work < _GRAIN or self.items < 2 else max(
-            1, min(openmp.omp_get_max_threads(), self.items, int(work / _GRAIN)))
+            1, min(walle_max_threads(), self.items, int(work / _GRAIN)))
         scratch = np.zeros(max(1, self.threads * self.scratch_size), np.float32)
         self.keep = (x, y, packed, padded_bias, scratch, base)
         self.scratch = <float*><size_t>scratch.ctypes.data

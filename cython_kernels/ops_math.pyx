@@ -16,7 +16,8 @@ max/min use ternaries: GCC 12 will not vectorise a loop calling fminf/fmaxf with
 from cython.parallel cimport prange
 
 cimport numpy as cnp
-cimport openmp
+cdef extern from "max_threads.h":
+    int walle_max_threads() nogil
 
 import numpy as np
 
@@ -28,10 +29,13 @@ cdef extern from *:
     #include <stdint.h>
     #include <stdlib.h>
     #include <string.h>
+
+    #include "cpu_level.h"
+
     /* The WALLE_CLONES bodies are inlined into one wrapper per instruction-set level, each
        compiled with its target attribute (walle_math_level picks one; see the end of this
        block): unlike target_clones, a level can be forced below the CPU's best. */
-    #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+    #if defined(__x86_64__) && defined(__GNUC__)
     #define WALLE_X86 1
     #define WALLE_TARGET(T) __attribute__((target(T)))
     #else
@@ -171,7 +175,7 @@ cdef extern from *:
     WALLE_GEMM_V16(walle_tile_v8x16, 8)
     WALLE_GEMM_V16(walle_tile_v4x16, 4)
     WALLE_GEMM_V16(walle_tile_v1x16, 1)
-    #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+    #if defined(__x86_64__) && defined(__GNUC__)
     __attribute__((target("avx512f,avx2,fma")))
     #endif
     static void walle_gemm_avx512(const float* restrict a, const float* restrict b,
@@ -338,12 +342,7 @@ cdef extern from *:
        and tested on a wider CPU. */
     static int walle_math_level = 0;
     static int walle_math_best_level(void) {
-    #ifdef WALLE_X86
-        __builtin_cpu_init();
-        if (__builtin_cpu_supports("avx512f")) return 2;
-        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
-    #endif
-        return 0;
+        return walle_cpu_level();
     }
     static void walle_math_set_level(int level) { walle_math_level = level; }
     static int walle_math_get_level(void) { return walle_math_level; }
@@ -800,7 +799,7 @@ cdef int _threads(double work, long parts):
     """OpenMP threads worth using for ``work`` element-operations split in ``parts``."""
     if work < _GRAIN or parts < 2:
         return 1
-    return <int>max(1, min(openmp.omp_get_max_threads(), parts, <long>(work / _GRAIN)))
+    return <int>max(1, min(walle_max_threads(), parts, <long>(work / _GRAIN)))
 
 
 cdef class GemmKernel:

@@ -29,6 +29,9 @@ cnp.import_array()
 cdef extern from *:
     """
     #include <string.h>
+
+    #include "cpu_level.h"
+
     /* n floats from s to d: short runs (pad, concat and im2col rows of 7 to 256 floats)
        inline, 8 floats a move and the last 8 shifted back to end at n; a libc memcpy call
        costs more than such a row (a 136 x 28 x 28 pad: 3,808 rows, 46 us of calls). */
@@ -97,7 +100,7 @@ cdef extern from *:
     /* walle_window_reduce's body is inlined into one wrapper per instruction-set level
        (walle_window_reduce_at, after it), picked by walle_raster_level, which Python sets
        (the WALLE_OPS_ISA switch): unlike target_clones, a lower level can be forced. */
-    #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+    #if defined(__x86_64__) && defined(__GNUC__)
     #define WALLE_X86 1
     #define WALLE_TARGET(T) __attribute__((target(T)))
     #else
@@ -174,12 +177,7 @@ cdef extern from *:
     /* 2: AVX-512F, 1: AVX2 + FMA, 0: baseline SSE2 */
     static int walle_raster_level = 0;
     static int walle_raster_best_level(void) {
-    #ifdef WALLE_X86
-        __builtin_cpu_init();
-        if (__builtin_cpu_supports("avx512f")) return 2;
-        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
-    #endif
-        return 0;
+        return walle_cpu_level();
     }
     static void walle_raster_set_level(int level) { walle_raster_level = level; }
     static int walle_raster_get_level(void) { return walle_raster_level; }

@@ -13,7 +13,7 @@
 
 #include "conv_tile.h"
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#if defined(__x86_64__) && defined(__GNUC__)
 #define WALLE_POOL_TARGET(T) __attribute__((target(T)))
 #else
 #define WALLE_POOL_TARGET(T)
@@ -42,7 +42,6 @@ ATTR static void NAME(const float* x, float* y, const long* sz, const long* st, 
                       float scale, float* v) {                                                 \
     long kh = sz[0], kw = sz[1], n = sz[5], rs = st[0], s = st[5], o = 0;                      \
     long span = (n - 1) * s + kw;                                                              \
-    const __typeof__(EVEN) even = EVEN;                                                        \
     for (long i = 0; i < sz[2]; i++)                                                           \
     for (long j = 0; j < sz[3]; j++)                                                           \
     for (long q = 0; q < sz[4]; q++, o++) {                                                    \
@@ -75,7 +74,7 @@ ATTR static void NAME(const float* x, float* y, const long* sz, const long* st, 
                     memcpy(&r, v + s * t + b, sizeof(VT));                                     \
                     if (s == 2) {                                                              \
                         memcpy(&hi, v + 2 * t + b + VW, sizeof(VT));                           \
-                        r = __builtin_shuffle(r, hi, even);                                    \
+                        r = EVEN(r, hi);                                                       \
                     }                                                                          \
                     if (b == 0) {                                                              \
                         acc = r;                                                               \
@@ -96,10 +95,6 @@ ATTR static void NAME(const float* x, float* y, const long* sz, const long* st, 
         }                                                                                      \
     }                                                                                          \
 }
-
-#define WALLE_EVEN16 ((walle_i16){0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30})
-#define WALLE_EVEN8 ((walle_i8){0, 2, 4, 6, 8, 10, 12, 14})
-#define WALLE_EVEN4 ((walle_i4){0, 2, 4, 6})
 
 WALLE_POOL_ROWS(walle_pool_rows_l2, WALLE_POOL_TARGET("avx512f,avx2,fma"), walle_v16, walle_i16,
                 16, WALLE_EVEN16)

@@ -30,7 +30,7 @@
 
 #include <string.h>
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#if defined(__x86_64__) && defined(__GNUC__)
 #define WALLE_WINO_TARGET(T) __attribute__((target(T)))
 #else
 #define WALLE_WINO_TARGET(T)

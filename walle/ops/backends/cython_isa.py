@@ -1,11 +1,11 @@
 """The instruction-set level of the cython backend's kernels, and the switch that lowers it.
 
 Each kernel module (``ops_conv``, ``ops_math``, ``ops_raster``) compiles its loops once per
-level (AVX-512F, AVX2 + FMA, baseline SSE2) and dispatches at run time to the widest the
-CPU runs. ``WALLE_OPS_ISA`` (``native``, ``avx512``, ``avx2`` or ``sse``; read once, when
-the cython backend is first built) forces a lower level for every module, so that an
-AVX-512 machine can run and benchmark the AVX2 path that AVX2-only CPUs get. A value the
-CPU cannot run is refused, never silently raised or lowered.
+level (AVX-512F, AVX2 + FMA, the baseline: SSE2, or NEON on ARM) and dispatches at run time
+to the widest the CPU runs. ``WALLE_OPS_ISA`` (``native``, ``avx512``, ``avx2`` or ``sse``;
+read once, when the cython backend is first built) forces a lower level for every module, so
+that an AVX-512 machine can run and benchmark the AVX2 path that AVX2-only CPUs get. A value
+the CPU cannot run is refused, never silently raised or lowered.
 """
 
 from __future__ import annotations
