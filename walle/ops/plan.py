@@ -226,14 +226,16 @@ class CompiledPlan:
 def _direct_io(
     calls: list[Call], ins: tuple[FloatArray, ...], outs: tuple[FloatArray, ...]
 ) -> Callable[..., None] | None:
-    """``run_io`` of the plan's kernel when the whole plan is one kernel call that reads the
-    graph's inputs (in order) and writes its one output (softmax, layer norm, transpose, a
-    matmul), else None.
+    """``run_io`` of the plan's kernel when the whole plan is one kernel call that reads every
+    graph input once and writes the one output (softmax, layer norm, transpose, a matmul),
+    else None.
 
     Then a call reads the caller's arrays in place and returns the array the kernel wrote,
     fresh each call, instead of copying into the plan's input buffers and out of its output.
     A kernel input may be an aliased reshape of a graph input (a transpose of a [1, k] or
-    [k, 1] matrix, a flatten): it then gets the caller's array viewed in its own shape.
+    [k, 1] matrix, a flatten): it then gets the caller's array viewed in its own shape. Its
+    other inputs are the step's constants (a matmul's weights: the plan is this one call, so
+    nothing else writes them), passed as they are.
     """
     if len(calls) != 1 or len(outs) != 1 or getattr(calls[0], "__name__", "") != "run":
         return None
@@ -241,21 +243,36 @@ def _direct_io(
     if not isinstance(kernel, DirectKernel):
         return None
     bound = kernel.io_arrays()
-    if len(bound) != len(ins) + 1 or any(np.may_share_memory(i, outs[0]) for i in ins):
+    if not bound:  # a kernel that takes no caller arrays (a raster of several inputs)
         return None
-    if not all(_same_memory(k, p) for k, p in zip(bound, (*ins, outs[0]), strict=True)):
+    *operands, written = bound
+    if not _same_memory(written, outs[0]) or any(np.may_share_memory(i, outs[0]) for i in ins):
+        return None
+    # where[j]: the graph input kernel operand j reads, or None for a constant
+    where = [next((i for i, x in enumerate(ins) if _same_memory(k, x)), None) for k in operands]
+    if sorted(i for i in where if i is not None) != list(range(len(ins))):
         return None
     run_io = kernel.run_io
-    shapes = tuple(k.shape for k in bound[:-1])
-    if all(k.shape == i.shape for k, i in zip(bound, ins, strict=False)):
+    if where == list(range(len(ins))) and all(
+        k.shape == x.shape for k, x in zip(operands, ins, strict=True)
+    ):
         return run_io
 
-    def run_reshaped(*arrays: FloatArray) -> None:
-        # The caller's inputs are C-contiguous (_is_ready), so each reshape is a view.
-        *inputs, out = arrays
-        run_io(*(x.reshape(s) for x, s in zip(inputs, shapes, strict=True)), out)
+    template = list(operands)  # the constants stay; the graph inputs are filled per call
+    fills = [
+        (j, i, None if operands[j].shape == ins[i].shape else operands[j].shape)
+        for j, i in enumerate(where)
+        if i is not None
+    ]
 
-    return run_reshaped
+    def run_mapped(*arrays: FloatArray) -> None:
+        args = template.copy()
+        for j, i, shape in fills:
+            # The caller's inputs are C-contiguous (_is_ready), so a reshape is a view.
+            args[j] = arrays[i] if shape is None else arrays[i].reshape(shape)
+        run_io(*args, arrays[-1])
+
+    return run_mapped
 
 
 def _same_memory(a: FloatArray, b: FloatArray) -> bool:
