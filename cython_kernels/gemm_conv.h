@@ -54,6 +54,7 @@ typedef struct {
     const float* res;   /* NULL, or a residual added before the ReLU, laid out as y */
     long y_k, y_k0;
     int relu;
+    const float* prepacked; /* NULL, or the columns packed once (walle_gemm_prepack; n = 1) */
 } walle_gemm;
 
 #define WALLE_GEMM_MAX_STRIP 32  /* the widest strip (AVX-512: 2 vectors of 16) */
@@ -288,11 +289,16 @@ ATTR static void NAME(const walle_gemm* g, long u0, long u1, float* pack) {     
             const long* poff = g->poff + p0;                                                   \
             const long* run = g->run + p0;                                                     \
             const long* run2 = g->run2 + p0;                                                   \
-            float* pmid = pack + full * kc;                                                    \
+            float* bp = g->prepacked ? (float*)g->prepacked + p0 * g->k + k0 * cols : pack;   \
+            float* pmid = bp + full * kc;                                                      \
             float* ptail = pmid + mid * kc;                                                    \
-            walle_gemm_pack(xn, koff, kc, poff, run, run2, 0, full, SW, pack);                       \
-            walle_gemm_pack(xn, koff, kc, poff, run, run2, full, mid, VW, pmid);                     \
-            if (tail) walle_gemm_pack(xn, koff, kc, poff, run, run2, full + mid, tail, tail, ptail); \
+            if (!g->prepacked) {                                                               \
+                walle_gemm_pack(xn, koff, kc, poff, run, run2, 0, full, SW, bp);               \
+                walle_gemm_pack(xn, koff, kc, poff, run, run2, full, mid, VW, pmid);           \
+                if (tail)                                                                      \
+                    walle_gemm_pack(xn, koff, kc, poff, run, run2, full + mid, tail, tail,     \
+                                    ptail);                                                    \
+            }                                                                                  \
             for (long cb = 0; cb < blocks; cb++) {                                             \
                 const float* a = g->w + cb * wblock + k0 * WALLE_CB;                           \
                 const float* bias = g->bias + cb * WALLE_CB;                                   \
@@ -302,7 +308,7 @@ ATTR static void NAME(const walle_gemm* g, long u0, long u1, float* pack) {     
                                                                  : WALLE_CB;                   \
                 const float* pf = cb + 1 < blocks ? a + wblock : (const float*)0;              \
                 for (long s = 0; s < full; s += SW)                                            \
-                    WIDE(pack + s * kc, SW, a, kc, yb + s, g->p, cvalid, bias,                 \
+                    WIDE(bp + s * kc, SW, a, kc, yb + s, g->p, cvalid, bias,                 \
                          rb ? rb + s : rb, first, last, g->relu, s ? (const float*)0 : pf);    \
                 for (long s = 0; s < mid; s += VW)                                             \
                     NARROW(pmid + s * kc, VW, a, kc, yb + full + s, g->p, cvalid, bias,        \
@@ -336,6 +342,48 @@ WALLE_GEMM_LEVEL(walle_gemm_base, , walle_gemm_v4x2h, walle_gemm_v4x1, walle_gem
 
 /* Columns per strip at a level (2: AVX-512F, 1: AVX2 + FMA, 0: baseline). */
 static long walle_gemm_strip(int level) { return level == 2 ? 32 : level == 1 ? 24 : 8; }
+
+/* Every chunk's column blocks packed as walle_gemm_run would pack them at ``level``, into
+   dst[p * k] (chunk from p0: its blocks from dst + p0 * k, the block of rows from k0 at
+   + k0 * cols): for columns that stay the same from call to call (a matmul's weights), so
+   that each call reads them packed instead of packing them again. One image (n = 1). */
+static void walle_gemm_prepack(const walle_gemm* g, int level, float* dst) {
+    long sw = walle_gemm_strip(level), vw = level == 2 ? 16 : level == 1 ? 8 : 4;
+    for (long p0 = 0; p0 < g->p; p0 += g->nc) {
+        long cols = g->p - p0 < g->nc ? g->p - p0 : g->nc;
+        long full = cols / sw * sw, mid = (cols - full) / vw * vw, tail = cols - full - mid;
+        for (long k0 = 0; k0 < g->k; k0 += g->kc) {
+            long kc = g->k - k0 < g->kc ? g->k - k0 : g->kc;
+            float* d = dst + p0 * g->k + k0 * cols;
+            const long *koff = g->koff + k0, *poff = g->poff + p0;
+            const long *run = g->run + p0, *run2 = g->run2 + p0;
+            walle_gemm_pack(g->x, koff, kc, poff, run, run2, 0, full, sw, d);
+            walle_gemm_pack(g->x, koff, kc, poff, run, run2, full, mid, vw, d + full * kc);
+            if (tail)
+                walle_gemm_pack(g->x, koff, kc, poff, run, run2, full + mid, tail, tail,
+                                d + (full + mid) * kc);
+        }
+    }
+}
+
+/* Rows [0, m) of a row-major a[m][k] as the kernel's packed weights: dst[m / 8][k][8] (the
+   8 rows of a block interleaved per reduction row). The rows of a last part block are
+   written with zeros after them; blocks past it are left as they are (zeros). */
+static void walle_gemm_pack_rows(const float* restrict a, long m, long k, float* restrict dst) {
+    for (long b = 0; b * WALLE_CB < m; b++) {
+        const float* src = a + b * WALLE_CB * k;
+        float* d = dst + b * k * WALLE_CB;
+        long rows = m - b * WALLE_CB < WALLE_CB ? m - b * WALLE_CB : WALLE_CB;
+        if (rows == WALLE_CB) {
+            for (long j = 0; j < k; j++)
+                for (int r = 0; r < WALLE_CB; r++) d[j * WALLE_CB + r] = src[r * k + j];
+        } else {
+            for (long j = 0; j < k; j++)
+                for (int r = 0; r < WALLE_CB; r++)
+                    d[j * WALLE_CB + r] = r < rows ? src[r * k + j] : 0.0f;
+        }
+    }
+}
 
 static void walle_gemm_run(const walle_gemm* g, int level, long u0, long u1, float* pack) {
     if (level == 2)

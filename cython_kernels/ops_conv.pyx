@@ -428,12 +428,35 @@ cdef extern from "gemm_conv.h":
         const float* res
         long y_k, y_k0
         int relu
+        const float* prepacked
     long walle_gemm_strip(int level) nogil
     void walle_gemm_run(const walle_gemm* g, int level, long u0, long u1, float* pack) nogil
+    void walle_gemm_prepack(const walle_gemm* g, int level, float* dst) nogil
+    void walle_gemm_pack_rows(const float* a, long m, long k, float* dst) nogil
 
 
 _GEMM_PACK_FLOATS = 32768  # a packed block of columns: 128 KiB, to stay in L2
 _GEMM_AVX2_KC = 160  # the most reduction rows per packed block at AVX2
+
+
+def _gemm_blocking(int level, long k, long p, kc, nc):
+    """(kc, nc, chunks): reduction rows per packed block, columns per chunk (whole strips;
+    only the last chunk is cut) and chunks, by default or as ``kc``/``nc`` ask."""
+    strip = walle_gemm_strip(level)
+    if kc is None and level == 1:
+        # AVX2 runs each strip twice (two halves of 4 channels): a strip of kc x 24 and
+        # the block's weights (8 x kc) stay in L1 for the second half at kc <= 160
+        kc = -(-k // -(-k // _GEMM_AVX2_KC))
+    kc = int(kc) if kc is not None else (k if k <= 384 else 256)
+    if kc < 1:
+        raise ValueError(f"gemm conv kernel: kc {kc} < 1")
+    kc = min(kc, k)
+    most = max(strip, _GEMM_PACK_FLOATS // kc // strip * strip) if nc is None else int(nc)
+    if most < 1:
+        raise ValueError(f"gemm conv kernel: nc {most} < 1")
+    chunks = -(-p // most)
+    nc = strip * -(-(-(-p // chunks)) // strip)
+    return kc, nc, -(-p // nc)
 
 
 def _runs(offsets, step):
@@ -507,21 +530,7 @@ cdef class GemmConvKernel:
         padded_bias = np.zeros(blocks * 8, np.float32)
         if bias is not None:
             padded_bias[:cout] = np.asarray(bias, np.float32).reshape(-1)
-        strip = walle_gemm_strip(self.level)
-        if kc is None and self.level == 1:
-            # AVX2 runs each strip twice (two halves of 4 channels): a strip of kc x 24 and
-            # the block's weights (8 x kc) stay in L1 for the second half at kc <= 160
-            kc = -(-k // -(-k // _GEMM_AVX2_KC))
-        kc = int(kc) if kc is not None else (k if k <= 384 else 256)
-        if kc < 1:
-            raise ValueError(f"gemm conv kernel: kc {kc} < 1")
-        kc = min(kc, k)
-        most = max(strip, _GEMM_PACK_FLOATS // kc // strip * strip) if nc is None else int(nc)
-        if most < 1:
-            raise ValueError(f"gemm conv kernel: nc {most} < 1")
-        chunks = -(-p // most)
-        nc = strip * -(-(-(-p // chunks)) // strip)  # whole strips; only the last chunk is cut
-        chunks = -(-p // nc)
+        kc, nc, chunks = _gemm_blocking(self.level, k, p, kc, nc)
         self.units = n * chunks
         work = float(n * cout * p) * k
         self.threads = 1 if work < _GRAIN or self.units < 2 else max(
@@ -547,6 +556,7 @@ cdef class GemmConvKernel:
         self.g.res = NULL if residual is None else <const float*><size_t>residual.ctypes.data
         self.g.y_k, self.g.y_k0 = yk, y_channel0
         self.g.relu = act == "relu"
+        self.g.prepacked = NULL  # the columns are packed per call
 
     def run(self):
         cdef long i, chunk, start, stop
@@ -561,3 +571,132 @@ cdef class GemmConvKernel:
                                        self.pack + i * self.psize)
             else:
                 walle_gemm_run(&self.g, self.level, 0, self.units, self.pack)
+
+
+cdef class MatmulPackedKernel:
+    """c[m, n] = act(a @ b + bias) with gemm_conv.h's packed GEMM: a's rows are the output
+    channels (packed per call, 8 rows interleaved), b's columns the strips (packed once at
+    build time when ``b_constant``, a matmul's weights, else per call).
+
+    ``bias_mode`` as ops_math.GemmKernel's: 0 none, 1 per column (bias[n], added as the
+    kernel's residual, laid out as c), 2 per row (bias[m], the kernel's channel bias).
+    ``act``: none or relu (which keeps NaN). ``kc``/``nc`` as :class:`GemmConvKernel`'s.
+    """
+
+    cdef walle_gemm g
+    cdef float* pack
+    cdef float* apack
+    cdef const float* a0
+    cdef long units, psize, m
+    cdef int threads
+    cdef readonly int level
+    cdef readonly bint prepacked
+    cdef object keep
+
+    def __init__(self, a, b, c, bias, int bias_mode, str act, bint b_constant=False,
+                 str level=None, kc=None, nc=None):
+        for arr in (a, b, c):
+            if arr.dtype != np.float32 or not arr.flags.c_contiguous or arr.ndim != 2:
+                raise ValueError("packed matmul kernel: a, b, c must be 2-D C-contiguous "
+                                 "float32 arrays")
+        m, k = (int(v) for v in a.shape)
+        n = int(b.shape[1])
+        if b.shape[0] != k or c.shape[0] != m or c.shape[1] != n:
+            raise ValueError(f"packed matmul kernel: shapes {a.shape} @ {b.shape} -> {c.shape}")
+        if act not in ("none", "relu"):
+            raise ValueError(f"packed matmul kernel: activation {act!r} (none or relu)")
+        if bias_mode not in (0, 1, 2) or (bias_mode != 0) != (bias is not None):
+            raise ValueError(f"packed matmul kernel: bias mode {bias_mode} with bias {bias!r}")
+        best = walle_conv_best_level()
+        if level is not None and level != "best" and level not in LEVELS:
+            raise ValueError(f"packed matmul kernel: level {level!r} (best, {', '.join(LEVELS)})")
+        self.level = _level if level is None else best if level == "best" else LEVELS[level]
+        if self.level > best:
+            raise ValueError(f"packed matmul kernel: this CPU does not run the {level} tiles")
+        kc, nc, chunks = _gemm_blocking(self.level, k, n, kc, nc)
+        blocks = 4 * -(-m // 32)  # whole groups of 4 blocks for the leftover columns
+        apacked = np.zeros(blocks * k * 8 + 16, np.float32)
+        padded_bias = np.zeros(blocks * 8, np.float32)
+        residual = None
+        if bias_mode == 2:
+            padded_bias[:m] = np.asarray(bias, np.float32).reshape(-1)
+        elif bias_mode == 1:
+            residual = np.ascontiguousarray(
+                np.broadcast_to(np.asarray(bias, np.float32).reshape(1, -1), (m, n)))
+        koff = np.ascontiguousarray(np.arange(k, dtype=np.int64) * n)
+        poff = np.arange(n, dtype=np.int64)
+        run, run2 = (np.ascontiguousarray(_runs(poff, step), np.int64) for step in (1, 2))
+        self.m = m
+        self.units = chunks
+        work = float(m * n) * k
+        self.threads = 1 if work < _GRAIN or self.units < 2 else max(
+            1, min(walle_max_threads(), self.units, int(work / _GRAIN)))
+        self.prepacked = b_constant
+        self.psize = 0 if b_constant else kc * nc + 16
+        scratch = np.zeros(self.threads * self.psize + 16, np.float32)
+        cdef long align = (16 - (<long>scratch.ctypes.data // 4) % 16) % 16  # 64-byte aligned
+        self.pack = (<float*><size_t>scratch.ctypes.data) + align
+        align = (16 - (<long>apacked.ctypes.data // 4) % 16) % 16
+        self.apack = (<float*><size_t>apacked.ctypes.data) + align
+        self.a0 = <const float*><size_t>a.ctypes.data
+        self.g.x = <const float*><size_t>b.ctypes.data
+        self.g.koff = <const long*><size_t>koff.ctypes.data
+        self.g.poff = <const long*><size_t>poff.ctypes.data
+        self.g.run = <const long*><size_t>run.ctypes.data
+        self.g.run2 = <const long*><size_t>run2.ctypes.data
+        self.g.s_n = 0
+        self.g.n, self.g.k, self.g.p, self.g.cout = 1, k, n, m
+        self.g.kc, self.g.nc = kc, nc
+        self.g.w = self.apack
+        self.g.bias = <const float*><size_t>padded_bias.ctypes.data
+        self.g.y = <float*><size_t>c.ctypes.data
+        self.g.res = NULL if residual is None else <const float*><size_t>residual.ctypes.data
+        self.g.y_k, self.g.y_k0 = m, 0
+        self.g.relu = act == "relu"
+        self.g.prepacked = NULL
+        bpacked = None
+        if b_constant:
+            bpacked = np.zeros(k * n + 16, np.float32)
+            align = (16 - (<long>bpacked.ctypes.data // 4) % 16) % 16
+            walle_gemm_prepack(&self.g, self.level, (<float*><size_t>bpacked.ctypes.data) + align)
+            self.g.prepacked = (<const float*><size_t>bpacked.ctypes.data) + align
+        self.keep = (a, b, c, apacked, padded_bias, residual, koff, poff, run, run2, scratch,
+                     bpacked)
+
+    def io_arrays(self):
+        """The arrays ``run_io`` replaces, in its argument order: a, b, c."""
+        return self.keep[:3]
+
+    def run(self):
+        self._run(self.a0, self.g.x, self.g.y)
+
+    def run_io(self, a, b, c):
+        """Run on the caller's arrays (shaped as the build-time a, b, c; with ``b_constant``,
+        b must be the build-time weights, read packed): no copies."""
+        ka, kb, kc_ = self.keep[:3]
+        for got, want in ((a, ka), (b, kb), (c, kc_)):
+            if (got.dtype != np.float32 or not got.flags.c_contiguous
+                    or got.size != want.size):
+                raise ValueError("run_io needs C-contiguous float32 arrays sized as the "
+                                 "build-time a, b, c")
+        if self.prepacked and b is not kb and not np.shares_memory(b, kb):
+            raise ValueError("run_io: b was packed at build time; pass the same weights")
+        self._run(<const float*><size_t>a.ctypes.data, <const float*><size_t>b.ctypes.data,
+                  <float*><size_t>c.ctypes.data)
+
+    cdef void _run(self, const float* a, const float* b, float* c) noexcept:
+        cdef walle_gemm g = self.g
+        cdef long i, chunk, start, stop
+        g.x = b
+        g.y = c
+        with nogil:
+            walle_gemm_pack_rows(a, self.m, g.k, self.apack)
+            if self.threads > 1:
+                chunk = (self.units + self.threads - 1) // self.threads
+                for i in prange(self.threads, num_threads=self.threads, schedule="static"):
+                    start = i * chunk
+                    stop = min(self.units, start + chunk)
+                    if start < stop:
+                        walle_gemm_run(&g, self.level, start, stop, self.pack + i * self.psize)
+            else:
+                walle_gemm_run(&g, self.level, 0, self.units, self.pack)

@@ -110,3 +110,32 @@ class GemmConvKernel:
 
     def run(self) -> None:
         """Compute y from the build-time buffers (GIL released, OpenMP over column chunks)."""
+
+class MatmulPackedKernel:
+    """c[m, n] = act(a @ b + bias) as a packed GEMM: a's rows packed per call, b's columns
+    packed once at build time when ``b_constant`` (a matmul's weights), else per call.
+
+    ``bias_mode``: 0 none, 1 per column (``bias[n]``), 2 per row (``bias[m]``); ``act``:
+    none or relu (which keeps NaN); ``kc``/``nc`` as :class:`GemmConvKernel`'s. ValueError
+    on a bad buffer, shape, activation, bias or level.
+    """
+
+    level: int
+    prepacked: bool
+
+    def __init__(
+        self,
+        a: FloatArray,
+        b: FloatArray,
+        c: FloatArray,
+        bias: FloatArray | None,
+        bias_mode: int,
+        act: str,
+        b_constant: bool = False,
+        level: str | None = None,
+        kc: int | None = None,
+        nc: int | None = None,
+    ) -> None: ...
+    def run(self) -> None: ...
+    def io_arrays(self) -> tuple[FloatArray, FloatArray, FloatArray]: ...
+    def run_io(self, a: FloatArray, b: FloatArray, c: FloatArray) -> None: ...

@@ -11,9 +11,11 @@ BLAS over the whole batch, then the epilogue) and, for 3x3 stride-1 convs,
 ``winograd`` (F(4x4, 3x3): a quarter of the multiply-adds) and ``winograd_f2`` (F(2x2, 3x3):
 4/9 of them, but fewer idle tiles on small planes and a third of the transformed filters'
 bytes), bias and ReLU fused; the search times them. Matrix
-products offer two algorithms, measured by the search: ``direct`` (the tiled C kernel, best
-for small products where numpy's call overhead dominates) and ``blas`` (numpy's matmul, then
-the C epilogue for bias and activation, best for large products).
+products offer ``direct`` (the tiled C kernel, best for small products where numpy's call
+overhead dominates), ``blas`` (numpy's matmul, then the C epilogue for bias and activation)
+and, for 2-D products of 8 or more rows, ``packed`` (``ops_conv.MatmulPackedKernel``: the
+packed GEMM above with a's rows as its output channels, constant weights packed once at
+build time, bias and ReLU fused), measured by the search.
 
 ``group_conv2d`` (grouped and depthwise convs) offers ``direct`` (``ops_group``: block tiles
 per group, or a per-channel depthwise kernel that also reads a channel shuffle and zero pad
@@ -111,7 +113,7 @@ class CythonBackend(Backend):
 
     def fused_algorithms(self, step: FusedStep, graph: Graph) -> list[str]:
         if step.op == "fused.matmul_bias_act":
-            return _matmul_algorithms(step.parts[0], graph)
+            return _matmul_algorithms(step.parts[0], graph, step.attr("act"))
         if step.op == "fused.conv2d":
             if step.attr("act") not in ("none", "relu"):
                 return [] if step.attr("residual") else ["im2col"]
@@ -156,7 +158,7 @@ class CythonBackend(Backend):
             return 2.2e11
         if algorithm == "winograd_f2":  # 4/9 of them
             return 1.4e11
-        if algorithm == "gemm":
+        if algorithm in ("gemm", "packed"):
             return 1.0e11
         return 9.0e10 if algorithm in ("blas", "im2col") else 6.0e10
 
@@ -204,7 +206,8 @@ class CythonBackend(Backend):
             outer, r, inner = view
             return [ops_math.ReduceKernel(node.attr("kind"), ins[0], out, outer, r, inner).run]
         if node.op == "matmul":
-            return _gemm(algorithm, ins[0], ins[1], out, None, 0, "none")
+            b_constant = node.inputs[1] in graph.constants
+            return _gemm(algorithm, ins[0], ins[1], out, None, 0, "none", b_constant)
         return [ops_raster.RasterKernel(ins, out, node.attr("regions"), node.attr("fill")).run]
 
     def compile_fused(
@@ -233,7 +236,8 @@ class CythonBackend(Backend):
         bias = ins[2].reshape(-1) if step.attr("has_bias") else None
         mode = 0 if bias is None else (1 if step.attr("side") == "right" else 2)
         out = out.reshape(graph.shape(step.parts[0].output))  # the act may follow a reshape
-        return _gemm(algorithm, ins[0], ins[1], out, bias, mode, step.attr("act"))
+        b_constant = step.inputs[1] in graph.constants
+        return _gemm(algorithm, ins[0], ins[1], out, bias, mode, step.attr("act"), b_constant)
 
 
 # A chain's op list for ops_math.ChainKernel: (op, kind, operand, side) each.
@@ -637,9 +641,15 @@ def _is_plain_view(region: Region, shape: tuple[int, ...]) -> bool:
     return (s[0], s[1], s[4], s[5]) == want or (n == 1 and (s[1], s[4], s[5]) == want[1:])
 
 
-def _matmul_algorithms(node: Node, graph: Graph) -> list[str]:
+def _matmul_algorithms(node: Node, graph: Graph, act: str = "none") -> list[str]:
     flops = 2 * math.prod(graph.shape(node.output)) * graph.shape(node.inputs[0])[-1]
-    return ["direct", "blas"] if flops >= _BLAS_MIN_FLOPS else ["direct"]
+    if flops < _BLAS_MIN_FLOPS:
+        return ["direct"]
+    sa, sb = graph.shape(node.inputs[0]), graph.shape(node.inputs[1])
+    # the packed GEMM: 2-D products of 8 or more rows (a's rows are its output channels,
+    # computed 8 at a time)
+    packed = len(sa) == len(sb) == 2 and sa[0] >= 8 and act in ("none", "relu")
+    return ["direct", "blas", *(["packed"] if packed else [])]
 
 
 def _gemm(
@@ -650,7 +660,10 @@ def _gemm(
     bias: np.ndarray | None,
     mode: int,
     act: str,
+    b_constant: bool = False,
 ) -> list[Call]:
+    if algorithm == "packed":  # b packed once if it is a constant (the weights)
+        return [ops_conv.MatmulPackedKernel(a, b, out, bias, mode, act, b_constant).run]
     if algorithm == "blas":
         calls: list[Call] = [MatmulCall(a, b, out).run]
         if mode or act != "none":

@@ -1,0 +1,209 @@
+"""The packed-GEMM matmul kernel (``ops_conv.MatmulPackedKernel``) against numpy in float64.
+
+c = act(a @ b + bias) runs gemm_conv.h's kernel with a's rows as its output channels
+(packed per call, 8 rows interleaved, zero rows after the last) and b's columns as its
+strips: packed once at build time when b is a constant (``b_constant``), else per call.
+Bias per column (mode 1, the kernel's residual) or per row (mode 2, its channel bias);
+ReLU keeps NaN. Small ``kc``/``nc`` force several reduction blocks and column chunks, so
+that the prepacked layout's offsets (chunk, block) are crossed as well as the strips, the
+narrow strip and the leftover columns, at every level this CPU runs. Tolerance 1e-4
+relative to the output's scale.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests._backends import backend_or_skip
+
+LEVELS = ("avx512", "avx2", "sse")
+
+
+def _ops_conv():
+    backend_or_skip("cython")
+    from walle._kernels import ops_conv
+
+    return ops_conv
+
+
+def _oracle(a, b, bias, mode, relu):
+    with np.errstate(all="ignore"):
+        y = a.astype(np.float64) @ b.astype(np.float64)
+        if mode == 1:
+            y = y + bias[None, :]
+        elif mode == 2:
+            y = y + bias[:, None]
+        return np.where(y < 0, 0.0, y) if relu else y  # keeps NaN
+
+
+def _kernel(ops_conv, a, b, c, bias, mode, relu, b_constant, level, **kw):
+    """The kernel, or None where this CPU lacks the level (the refusal checked)."""
+    act = "relu" if relu else "none"
+    try:
+        return ops_conv.MatmulPackedKernel(a, b, c, bias, mode, act, b_constant, level, **kw)
+    except ValueError as exc:
+        assert "does not run" in str(exc)
+        return None
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    m=st.integers(1, 70),
+    k=st.integers(1, 90),
+    n=st.integers(1, 110),
+    mode=st.sampled_from([0, 1, 2]),
+    relu=st.booleans(),
+    b_constant=st.booleans(),
+    kc=st.sampled_from([None, 1, 7, 32]),
+    nc=st.sampled_from([None, 1, 24, 40]),
+    seed=st.integers(0, 50),
+)
+def test_packed_matmul_matches_numpy_at_every_level(m, k, n, mode, relu, b_constant, kc, nc, seed):
+    ops_conv = _ops_conv()
+    rng = np.random.default_rng(seed)
+    a = rng.uniform(-2, 2, (m, k)).astype(np.float32)
+    b = rng.uniform(-1, 1, (k, n)).astype(np.float32)
+    bias = rng.uniform(-1, 1, {0: 0, 1: n, 2: m}[mode]).astype(np.float32) if mode else None
+    want = _oracle(a, b, bias, mode, relu)
+    scale = max(1.0, float(np.abs(want).max()))
+    for level in LEVELS:
+        c = np.full((m, n), np.nan, np.float32)  # every output written
+        kernel = _kernel(ops_conv, a, b, c, bias, mode, relu, b_constant, level, kc=kc, nc=nc)
+        if kernel is None:
+            continue
+        kernel.run()
+        np.testing.assert_allclose(c, want, rtol=0, atol=1e-4 * scale, err_msg=level)
+        a2 = rng.uniform(-2, 2, (m, k)).astype(np.float32)  # a new a each call: packed again
+        c2 = np.empty_like(c)
+        kernel.run_io(a2, b, c2)
+        want2 = _oracle(a2, b, bias, mode, relu)
+        scale2 = max(1.0, float(np.abs(want2).max()))
+        np.testing.assert_allclose(c2, want2, rtol=0, atol=1e-4 * scale2, err_msg=level)
+
+
+@pytest.mark.parametrize("b_constant", [False, True])
+@pytest.mark.parametrize(("m", "k", "n"), [(100, 300, 77), (40, 517, 301), (9, 1000, 10)])
+def test_packed_matmul_default_blocks_match_numpy(m, k, n, b_constant) -> None:
+    """The default blocking of each level on shapes whose reduction and columns split into
+    several blocks and chunks unevenly (the weights' layout packed once must match the one
+    a call would pack)."""
+    ops_conv = _ops_conv()
+    rng = np.random.default_rng(m + k + n)
+    a = rng.uniform(-1, 1, (m, k)).astype(np.float32)
+    b = rng.uniform(-1, 1, (k, n)).astype(np.float32)
+    bias = rng.uniform(-1, 1, n).astype(np.float32)
+    want = _oracle(a, b, bias, 1, True)
+    for level in LEVELS:
+        c = np.full((m, n), np.nan, np.float32)
+        kernel = _kernel(ops_conv, a, b, c, bias, 1, True, b_constant, level)
+        if kernel is not None:
+            kernel.run()
+            np.testing.assert_allclose(c, want, rtol=0, atol=1e-4 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_packed_matmul_keeps_nan_and_inf_where_numpy_puts_them(level) -> None:
+    """A NaN in a row of a reaches exactly that output row, an inf in a column of b that
+    column (whole strips, the narrow strip and the leftover columns); ReLU keeps NaN."""
+    ops_conv = _ops_conv()
+    rng = np.random.default_rng(3)
+    m, k, n = 21, 40, 61
+    a = rng.uniform(-1, 1, (m, k)).astype(np.float32)
+    b = rng.uniform(-1, 1, (k, n)).astype(np.float32)
+    a[5, 7] = np.nan
+    b[3, [0, 33, 50, 60]] = np.inf
+    want = _oracle(a, b, None, 0, True)
+    c = np.zeros((m, n), np.float32)
+    kernel = _kernel(ops_conv, a, b, c, None, 0, True, True, level)
+    if kernel is None:
+        return
+    kernel.run()
+    np.testing.assert_array_equal(np.isnan(c), np.isnan(want))
+    np.testing.assert_array_equal(np.isinf(c), np.isinf(want))
+    finite = np.isfinite(want)
+    np.testing.assert_allclose(c[finite], want[finite], rtol=0, atol=1e-4 * 40)
+
+
+def test_packed_matmul_refuses_bad_buffers_and_other_weights() -> None:
+    ops_conv = _ops_conv()
+    a, b = np.ones((8, 4), np.float32), np.ones((4, 5), np.float32)
+    c = np.zeros((8, 5), np.float32)
+    for args, match in (
+        ((a, b.T.copy(), c, None, 0, "none"), "shapes"),
+        ((a, b, c, None, 0, "sigmoid"), "activation"),
+        ((a, b, c, np.ones(5, np.float32), 0, "none"), "bias mode"),
+        ((a, b, c, None, 1, "none"), "bias mode"),
+        ((a.astype(np.float64), b, c, None, 0, "none"), "float32"),
+        ((np.ones((4, 8), np.float32).T, b, c, None, 0, "none"), "C-contiguous"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            ops_conv.MatmulPackedKernel(*args)
+    kernel = ops_conv.MatmulPackedKernel(a, b, c, None, 0, "none", True)
+    with pytest.raises(ValueError, match="packed at build time"):
+        kernel.run_io(a, b.copy(), c)
+    with pytest.raises(ValueError, match="run_io"):
+        kernel.run_io(a, b, np.zeros((8, 6), np.float32))
+
+
+def _gemm_graph(kind: str, rng):
+    """A [48, 40] input times weights: x @ W, x @ W + b (per column) then ReLU, W2 @ x + b
+    (the weights on the left: x's columns are the strips, packed per call; the per-row
+    bias is an add step of its own), or x @ x2 (two inputs: b packed per call)."""
+    from walle.ops import GraphBuilder
+
+    b = GraphBuilder()
+    x = b.input("x", (48, 40))
+    if kind == "plain":
+        y = b.matmul(x, b.const(rng.uniform(-1, 1, (40, 70)).astype(np.float32)))
+    elif kind == "column_bias_relu":
+        w = b.const(rng.uniform(-1, 1, (40, 70)).astype(np.float32))
+        y = b.relu(
+            b.binary("add", b.matmul(x, w), b.const(rng.uniform(-1, 1, 70).astype(np.float32)))
+        )
+    elif kind == "weights_left":
+        w = b.const(rng.uniform(-1, 1, (20, 48)).astype(np.float32))
+        y = b.binary("add", b.matmul(w, x), b.const(rng.uniform(-1, 1, (20, 1)).astype(np.float32)))
+    else:
+        y = b.matmul(x, b.input("x2", (40, 80)))
+    return b.build([y])
+
+
+@pytest.mark.parametrize("kind", ["plain", "column_bias_relu", "weights_left", "two_inputs"])
+def test_cython_backend_offers_and_runs_the_packed_matmul(kind) -> None:
+    """The search may pick ``packed`` for a 2-D product of 8 or more rows (fused bias and
+    ReLU included); forced here, the plan's step matches the reference."""
+    backend = backend_or_skip("cython")
+    from walle.ops import run_reference
+    from walle.ops.fusion import find_steps
+    from walle.ops.plan import allocate, is_alias
+
+    rng = np.random.default_rng(5)
+    graph = _gemm_graph(kind, rng)
+    steps = find_steps(graph)
+    (product,) = [s for s in steps if s.parts[0].op == "matmul"]
+    algorithms = (
+        backend.fused_algorithms(product, graph)
+        if product.fused
+        else backend.atomic_algorithms(product.parts[0], graph)
+    )
+    assert "packed" in algorithms, algorithms
+    feeds = {n: rng.uniform(-1, 1, graph.shape(n)).astype(np.float32) for n in graph.inputs}
+    buffers = allocate(graph, steps, fill=100.0)  # stale values, never zeros
+    for name, value in feeds.items():
+        buffers[name][...] = value
+    for step in steps:
+        if is_alias(step, graph):
+            continue
+        if step is product:
+            algo = "packed"
+        elif step.fused:
+            algo = backend.fused_algorithms(step, graph)[0]
+        else:
+            algo = backend.atomic_algorithms(step.parts[0], graph)[0]
+        for call in backend.finish(backend.compile(step, algo, graph, buffers)):
+            call()
+    want = run_reference(graph, feeds)[0]
+    np.testing.assert_allclose(buffers[graph.outputs[0]], want, rtol=1e-4, atol=1e-4)
