@@ -25,8 +25,10 @@
      14x14: 4 of 196) run with the channels in the vector lanes instead (8 channels x 4
      blocks x 1-2 columns), so a short plane does not pay for a mostly empty vector.
 
-   One build per instruction-set level (AVX-512: 8 x 2 vectors of 16; AVX2: two 4 x 3 tiles
-   of 8 floats, SSE: two 4 x 2 tiles of 4, which keep their sums in the 16 registers). */
+   One build per instruction-set level (AVX-512: 8 x 2 vectors of 16, then one of 16 and
+   one of 8, so that at most 7 columns are left over: SqueezeNet's 13x13 planes had 9;
+   AVX2: two 4 x 3 tiles of 8 floats, SSE: two 4 x 2 tiles of 4, which keep their sums in
+   the 16 registers). */
 
 #ifndef WALLE_GEMM_CONV_H
 #define WALLE_GEMM_CONV_H
@@ -265,10 +267,11 @@ WALLE_GEMM_HALVES(walle_gemm_v8x3h, walle_gemm_v8x3c4)
 WALLE_GEMM_HALVES(walle_gemm_v4x2h, walle_gemm_v4x2c4)
 
 /* Work units [u0, u1) (unit u: image u / chunks, column chunk u % chunks) at one level:
-   strips of SW columns (WIDE), then of VW (NARROW) while that many are left, the rest by
-   TAIL1/2.
+   strips of SW columns (WIDE), then of VW (NARROW) while that many are left, then of VW2
+   (NARROW2: AVX-512's 8-wide strip for 8 to 15 columns left; the same as VW elsewhere, where
+   it finds none), the rest by TAIL1/2.
    ``pack`` holds kc * nc floats. */
-#define WALLE_GEMM_LEVEL(NAME, ATTR, WIDE, NARROW, TAIL1, TAIL2, VW, SW)                       \
+#define WALLE_GEMM_LEVEL(NAME, ATTR, WIDE, NARROW, NARROW2, TAIL1, TAIL2, VW, VW2, SW)        \
 ATTR static void NAME(const walle_gemm* g, long u0, long u1, float* pack) {                    \
     long chunks = (g->p + g->nc - 1) / g->nc;                                                  \
     long blocks = (g->cout + WALLE_CB - 1) / WALLE_CB;                                         \
@@ -278,7 +281,8 @@ ATTR static void NAME(const walle_gemm* g, long u0, long u1, float* pack) {     
         long cols = g->p - p0 < g->nc ? g->p - p0 : g->nc;                                     \
         long full = cols / SW * SW;                                                            \
         long mid = (cols - full) / VW * VW;                                                    \
-        long tail = cols - full - mid;                                                         \
+        long mid2 = (cols - full - mid) / VW2 * VW2;                                           \
+        long tail = cols - full - mid - mid2;                                                  \
         const float* xn = g->x + n * g->s_n;                                                   \
         float* yn = g->y + (n * g->y_k + g->y_k0) * g->p + p0;                                 \
         const float* rn = g->res ? g->res + (n * g->y_k + g->y_k0) * g->p + p0 : g->res;       \
@@ -291,13 +295,15 @@ ATTR static void NAME(const walle_gemm* g, long u0, long u1, float* pack) {     
             const long* run2 = g->run2 + p0;                                                   \
             float* bp = g->prepacked ? (float*)g->prepacked + p0 * g->k + k0 * cols : pack;   \
             float* pmid = bp + full * kc;                                                      \
-            float* ptail = pmid + mid * kc;                                                    \
+            float* pmid2 = pmid + mid * kc;                                                    \
+            float* ptail = pmid2 + mid2 * kc;                                                  \
+            long left = full + mid + mid2; /* the first leftover column */                     \
             if (!g->prepacked) {                                                               \
                 walle_gemm_pack(xn, koff, kc, poff, run, run2, 0, full, SW, bp);               \
                 walle_gemm_pack(xn, koff, kc, poff, run, run2, full, mid, VW, pmid);           \
+                walle_gemm_pack(xn, koff, kc, poff, run, run2, full + mid, mid2, VW2, pmid2);  \
                 if (tail)                                                                      \
-                    walle_gemm_pack(xn, koff, kc, poff, run, run2, full + mid, tail, tail,     \
-                                    ptail);                                                    \
+                    walle_gemm_pack(xn, koff, kc, poff, run, run2, left, tail, tail, ptail);   \
             }                                                                                  \
             for (long cb = 0; cb < blocks; cb++) {                                             \
                 const float* a = g->w + cb * wblock + k0 * WALLE_CB;                           \
@@ -314,12 +320,16 @@ ATTR static void NAME(const walle_gemm* g, long u0, long u1, float* pack) {     
                     NARROW(pmid + s * kc, VW, a, kc, yb + full + s, g->p, cvalid, bias,        \
                            rb ? rb + full + s : rb, first, last, g->relu,                      \
                            full || s ? (const float*)0 : pf);                                  \
+                for (long s = 0; s < mid2; s += VW2)                                           \
+                    NARROW2(pmid2 + s * kc, VW2, a, kc, yb + full + mid + s, g->p, cvalid,     \
+                            bias, rb ? rb + full + mid + s : rb, first, last, g->relu,         \
+                            (const float*)0);                                                  \
             }                                                                                  \
             for (long cb = 0; tail && cb < blocks; cb += 4) {                                  \
                 const float* a = g->w + cb * wblock + k0 * WALLE_CB;                           \
                 const float* bias = g->bias + cb * WALLE_CB;                                   \
-                float* yb = yn + cb * WALLE_CB * g->p + full + mid;                            \
-                const float* rb = rn ? rn + cb * WALLE_CB * g->p + full + mid : rn;            \
+                float* yb = yn + cb * WALLE_CB * g->p + left;                                  \
+                const float* rb = rn ? rn + cb * WALLE_CB * g->p + left : rn;                  \
                 long cvalid = g->cout - cb * WALLE_CB;                                         \
                 long t = 0;                                                                    \
                 for (; t + 2 <= tail; t += 2)                                                  \
@@ -334,11 +344,13 @@ ATTR static void NAME(const walle_gemm* g, long u0, long u1, float* pack) {     
 }
 
 WALLE_GEMM_LEVEL(walle_gemm_avx512, WALLE_GEMM_TARGET("avx512f,avx2,fma"), walle_gemm_v16x2,
-                 walle_gemm_v16x1, walle_gemm_tail8_1, walle_gemm_tail8_2, 16, 32)
+                 walle_gemm_v16x1, walle_gemm_v8x1, walle_gemm_tail8_1, walle_gemm_tail8_2, 16,
+                 8, 32)
 WALLE_GEMM_LEVEL(walle_gemm_avx2, WALLE_GEMM_TARGET("avx2,fma"), walle_gemm_v8x3h,
-                 walle_gemm_v8x1, walle_gemm_tail8_1, walle_gemm_tail8_2, 8, 24)
-WALLE_GEMM_LEVEL(walle_gemm_base, , walle_gemm_v4x2h, walle_gemm_v4x1, walle_gemm_tail4_1,
-                 walle_gemm_tail4_2, 4, 8)
+                 walle_gemm_v8x1, walle_gemm_v8x1, walle_gemm_tail8_1, walle_gemm_tail8_2, 8, 8,
+                 24)
+WALLE_GEMM_LEVEL(walle_gemm_base, , walle_gemm_v4x2h, walle_gemm_v4x1, walle_gemm_v4x1,
+                 walle_gemm_tail4_1, walle_gemm_tail4_2, 4, 4, 8)
 
 /* Columns per strip at a level (2: AVX-512F, 1: AVX2 + FMA, 0: baseline). */
 static long walle_gemm_strip(int level) { return level == 2 ? 32 : level == 1 ? 24 : 8; }
@@ -349,9 +361,11 @@ static long walle_gemm_strip(int level) { return level == 2 ? 32 : level == 1 ? 
    that each call reads them packed instead of packing them again. One image (n = 1). */
 static void walle_gemm_prepack(const walle_gemm* g, int level, float* dst) {
     long sw = walle_gemm_strip(level), vw = level == 2 ? 16 : level == 1 ? 8 : 4;
+    long vw2 = level == 2 ? 8 : vw;
     for (long p0 = 0; p0 < g->p; p0 += g->nc) {
         long cols = g->p - p0 < g->nc ? g->p - p0 : g->nc;
-        long full = cols / sw * sw, mid = (cols - full) / vw * vw, tail = cols - full - mid;
+        long full = cols / sw * sw, mid = (cols - full) / vw * vw;
+        long mid2 = (cols - full - mid) / vw2 * vw2, left = full + mid + mid2;
         for (long k0 = 0; k0 < g->k; k0 += g->kc) {
             long kc = g->k - k0 < g->kc ? g->k - k0 : g->kc;
             float* d = dst + p0 * g->k + k0 * cols;
@@ -359,9 +373,11 @@ static void walle_gemm_prepack(const walle_gemm* g, int level, float* dst) {
             const long *run = g->run + p0, *run2 = g->run2 + p0;
             walle_gemm_pack(g->x, koff, kc, poff, run, run2, 0, full, sw, d);
             walle_gemm_pack(g->x, koff, kc, poff, run, run2, full, mid, vw, d + full * kc);
-            if (tail)
-                walle_gemm_pack(g->x, koff, kc, poff, run, run2, full + mid, tail, tail,
-                                d + (full + mid) * kc);
+            walle_gemm_pack(g->x, koff, kc, poff, run, run2, full + mid, mid2, vw2,
+                            d + (full + mid) * kc);
+            if (cols > left)
+                walle_gemm_pack(g->x, koff, kc, poff, run, run2, left, cols - left,
+                                cols - left, d + left * kc);
         }
     }
 }

@@ -207,3 +207,21 @@ def test_cython_backend_offers_and_runs_the_packed_matmul(kind) -> None:
             call()
     want = run_reference(graph, feeds)[0]
     np.testing.assert_allclose(buffers[graph.outputs[0]], want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("b_constant", [False, True])
+def test_packed_matmul_every_column_count_up_to_three_strips(level, b_constant) -> None:
+    """Every n from 1 to 100: whole strips, the 16- and 8-wide narrow strips of AVX-512 and
+    the leftover columns in every combination, at each level."""
+    ops_conv = _ops_conv()
+    rng = np.random.default_rng(4)
+    a = rng.uniform(-1, 1, (11, 6)).astype(np.float32)
+    for n in range(1, 101):
+        b = rng.uniform(-1, 1, (6, n)).astype(np.float32)
+        c = np.full((11, n), np.nan, np.float32)
+        kernel = _kernel(ops_conv, a, b, c, None, 0, False, b_constant, level)
+        if kernel is None:
+            return
+        kernel.run()
+        np.testing.assert_allclose(c, a.astype(np.float64) @ b, rtol=0, atol=1e-5, err_msg=n)
