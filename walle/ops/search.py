@@ -70,8 +70,9 @@ CLOSE_CALL = 0.1
 # Bumped when decisions mean something else or a backend offers new algorithms, so that
 # decisions cached without them are searched again (2: placement over the whole plan;
 # 3: Winograd convs in the cython backend;
-# 4: the packed-GEMM conv (gemm) in the cython backend; 5: convs take a shortcut add).
-DECISIONS_VERSION = 5
+# 4: the packed-GEMM conv (gemm) in the cython backend; 5: convs take a shortcut add;
+# 6: the packed-GEMM matmul (packed) in the cython backend).
+DECISIONS_VERSION = 6
 
 
 def time_calls(calls: list[Call], budget_s: float = 0.004, max_runs: int = 25) -> float:
