@@ -28,6 +28,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
 import argparse  # noqa: E402
+import random  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -52,15 +53,21 @@ def _interleaved_median_us(
     Each round gives every peer a ~20 ms slice of timed calls in turn, for ``budget_s`` in all
     (and at least ``min_calls`` calls each), so that a burst of load from another process on
     a shared machine falls on every peer of the row alike instead of on whichever ran during
-    it. A call longer than the slice is a slice of its own (the real CNNs).
+    it. The order of the peers is shuffled every round (seeded): in a fixed order, load that
+    comes back with a period near a round's length lands on the same peer's slices round
+    after round (one run had walle's Softmax 47% slower and onnxruntime's 20%). A call longer
+    than the slice is a slice of its own (the real CNNs).
     """
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     samples: dict[str, list[float]] = {name: [] for name in fns}
+    order = list(fns.items())
+    rng = random.Random(0)
     deadline = time.perf_counter() + budget_s
     while time.perf_counter() < deadline or min(map(len, samples.values())) < min_calls:
-        for name, fn in fns.items():
+        rng.shuffle(order)
+        for name, fn in order:
             end = time.perf_counter() + slice_s
             while True:
                 start = time.perf_counter()

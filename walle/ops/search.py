@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import random
 import statistics
 import time
 from dataclasses import asdict
@@ -99,8 +100,11 @@ def time_candidates(
 ) -> list[float]:
     """Median seconds of one pass over each candidate's calls, timed in interleaved rounds.
 
-    Each round times every remaining candidate once (A, B, C, A, B, C, ...), so a burst of
-    load on a shared machine lands on all of them instead of on whichever ran during it.
+    Each round times every remaining candidate once, so a burst of load on a shared machine
+    lands on all of them instead of on whichever ran during it; the order is shuffled every
+    round (seeded, so a search is repeatable), since in a fixed order each candidate always
+    follows the same other one (whose data then evicts its own: the later ones ran cold) and
+    load that recurs with a period near a round's length lands on the same one each round.
     After ``min_rounds``, a candidate whose median is over twice the best is dropped (its
     median so far stands), and rounds go on while ``budget_s`` lasts, up to ``max_rounds``.
     A close call (the two best medians within ``CLOSE_CALL``) goes on while
@@ -114,6 +118,7 @@ def time_candidates(
                 call()
     samples: list[list[float]] = [[] for _ in candidates]
     live = list(range(len(candidates)))
+    order = random.Random(len(candidates))
     deadline = time.perf_counter() + budget_s
     close_deadline = time.perf_counter() + max(budget_s, close_budget_s)
     for round_ in range(max_rounds):
@@ -124,7 +129,7 @@ def time_candidates(
             and (now >= close_deadline or not _close_call(samples, live))
         ):
             break
-        for i in live:
+        for i in order.sample(live, len(live)):
             start = time.perf_counter()
             for call in candidates[i]:
                 call()
