@@ -24,6 +24,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
 import argparse  # noqa: E402
+import random  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
@@ -73,12 +74,16 @@ POOL_SHAPES = [
 
 
 def _median_ms(fns: dict[str, Callable[[], object]], rounds: int = 15) -> dict[str, float]:
-    """Median ms per call of each function, the functions interleaved round by round."""
+    """Median ms per call of each function, the functions interleaved round by round in an
+    order shuffled each round (seeded): in a fixed order each always runs after the same
+    other one, whose data has evicted its own."""
     for fn in fns.values():
         fn()
     samples: dict[str, list[float]] = {name: [] for name in fns}
+    order, rng = list(fns.items()), random.Random(0)
     for _ in range(rounds):
-        for name, fn in fns.items():
+        rng.shuffle(order)
+        for name, fn in order:
             start = time.perf_counter()
             fn()
             samples[name].append(time.perf_counter() - start)
