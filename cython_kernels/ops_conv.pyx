@@ -198,12 +198,7 @@ cdef class ConvKernel:
         for i, v in enumerate((n * oh, c, cout, kh, kw, oh, ow, *s)):
             self.p[i] = v
         self.relu = act == "relu"
-        best = walle_conv_best_level()
-        if level is not None and level != "best" and level not in LEVELS:
-            raise ValueError(f"conv kernel: level {level!r} (best, {', '.join(LEVELS)})")
-        self.level = _level if level is None else best if level == "best" else LEVELS[level]
-        if self.level > best:
-            raise ValueError(f"conv kernel: this CPU does not run the {level} tiles")
+        self.level = _kernel_level("conv", level)
         work = float(y.size) * c * kh * kw
         rows = n * oh
         self.threads = 1 if work < _GRAIN or rows < 2 else max(
@@ -324,12 +319,7 @@ cdef class WinogradKernel:
             raise ValueError(f"winograd kernel: channels {y_channel0}+{cout} beyond {yk}")
         if y.size != n * yk * oh * ow or weight.size != cout * c * kh * kh:
             raise ValueError("winograd kernel: output or weight size does not match the region")
-        best = walle_conv_best_level()
-        if level is not None and level != "best" and level not in LEVELS:
-            raise ValueError(f"winograd kernel: level {level!r} (best, {', '.join(LEVELS)})")
-        self.level = _level if level is None else best if level == "best" else LEVELS[level]
-        if self.level > best:
-            raise ValueError(f"winograd kernel: this CPU does not run the {level} tiles")
+        self.level = _kernel_level("winograd", level)
         self.m = tile
         side = tile + kh - 1
         area = side * side
@@ -439,6 +429,19 @@ _GEMM_PACK_FLOATS = 32768  # a packed block of columns: 128 KiB, to stay in L2
 _GEMM_AVX2_KC = 160  # the most reduction rows per packed block at AVX2
 
 
+def _kernel_level(str kind, level):
+    """The level a kernel runs at: the module's (``set_level``) for None, the CPU's best for
+    "best", else the named one; ValueError naming ``kind`` for an unknown level or one this
+    CPU does not run."""
+    best = walle_conv_best_level()
+    if level is not None and level != "best" and level not in LEVELS:
+        raise ValueError(f"{kind} kernel: level {level!r} (best, {', '.join(LEVELS)})")
+    value = _level if level is None else best if level == "best" else LEVELS[level]
+    if value > best:
+        raise ValueError(f"{kind} kernel: this CPU does not run the {level} tiles")
+    return value
+
+
 def _gemm_blocking(int level, long k, long p, kc, nc):
     """(kc, nc, chunks): reduction rows per packed block, columns per chunk (whole strips;
     only the last chunk is cut) and chunks, by default or as ``kc``/``nc`` ask."""
@@ -507,12 +510,7 @@ cdef class GemmConvKernel:
                 or residual.size != y.size):
             raise ValueError("gemm conv kernel: the residual must be a C-contiguous float32 "
                              "array the size of the output")
-        best = walle_conv_best_level()
-        if level is not None and level != "best" and level not in LEVELS:
-            raise ValueError(f"gemm conv kernel: level {level!r} (best, {', '.join(LEVELS)})")
-        self.level = _level if level is None else best if level == "best" else LEVELS[level]
-        if self.level > best:
-            raise ValueError(f"gemm conv kernel: this CPU does not run the {level} tiles")
+        self.level = _kernel_level("gemm conv", level)
         s = [int(v) for v in region.src_strides]
         last = region.src_offset + sum((size - 1) * st for size, st in zip(region.sizes, s))
         if min(s) < 0 or last >= x.size:
@@ -607,12 +605,7 @@ cdef class MatmulPackedKernel:
             raise ValueError(f"packed matmul kernel: activation {act!r} (none or relu)")
         if bias_mode not in (0, 1, 2) or (bias_mode != 0) != (bias is not None):
             raise ValueError(f"packed matmul kernel: bias mode {bias_mode} with bias {bias!r}")
-        best = walle_conv_best_level()
-        if level is not None and level != "best" and level not in LEVELS:
-            raise ValueError(f"packed matmul kernel: level {level!r} (best, {', '.join(LEVELS)})")
-        self.level = _level if level is None else best if level == "best" else LEVELS[level]
-        if self.level > best:
-            raise ValueError(f"packed matmul kernel: this CPU does not run the {level} tiles")
+        self.level = _kernel_level("packed matmul", level)
         kc, nc, chunks = _gemm_blocking(self.level, k, n, kc, nc)
         blocks = 4 * -(-m // 32)  # whole groups of 4 blocks for the leftover columns
         apacked = np.zeros(blocks * k * 8 + 16, np.float32)
