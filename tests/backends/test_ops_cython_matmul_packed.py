@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests._backends import backend_or_skip
+from tests._backends import backend_or_skip, run_with_algorithm
 
 LEVELS = ("avx512", "avx2", "sse")
 
@@ -178,35 +178,14 @@ def test_cython_backend_offers_and_runs_the_packed_matmul(kind) -> None:
     backend = backend_or_skip("cython")
     from walle.ops import run_reference
     from walle.ops.fusion import find_steps
-    from walle.ops.plan import allocate, is_alias
 
     rng = np.random.default_rng(5)
     graph = _gemm_graph(kind, rng)
-    steps = find_steps(graph)
-    (product,) = [s for s in steps if s.parts[0].op == "matmul"]
-    algorithms = (
-        backend.fused_algorithms(product, graph)
-        if product.fused
-        else backend.atomic_algorithms(product.parts[0], graph)
-    )
-    assert "packed" in algorithms, algorithms
+    (product,) = [s for s in find_steps(graph) if s.parts[0].op == "matmul"]
+    assert "packed" in backend.algorithms(product, graph)
     feeds = {n: rng.uniform(-1, 1, graph.shape(n)).astype(np.float32) for n in graph.inputs}
-    buffers = allocate(graph, steps, fill=100.0)  # stale values, never zeros
-    for name, value in feeds.items():
-        buffers[name][...] = value
-    for step in steps:
-        if is_alias(step, graph):
-            continue
-        if step is product:
-            algo = "packed"
-        elif step.fused:
-            algo = backend.fused_algorithms(step, graph)[0]
-        else:
-            algo = backend.atomic_algorithms(step.parts[0], graph)[0]
-        for call in backend.finish(backend.compile(step, algo, graph, buffers)):
-            call()
-    want = run_reference(graph, feeds)[0]
-    np.testing.assert_allclose(buffers[graph.outputs[0]], want, rtol=1e-4, atol=1e-4)
+    got = run_with_algorithm(backend, graph, feeds, product, "packed")
+    np.testing.assert_allclose(got, run_reference(graph, feeds)[0], rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("level", LEVELS)
