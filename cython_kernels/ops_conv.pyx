@@ -442,6 +442,22 @@ def _kernel_level(str kind, level):
     return value
 
 
+cdef void _gemm_units(const walle_gemm* g, int level, long units, int threads, float* pack,
+                      long psize) noexcept nogil:
+    """walle_gemm_run over units [0, units), split into ``threads`` even runs (each with its
+    own pack buffer of ``psize`` floats) when there are several."""
+    cdef long i, chunk, start, stop
+    if threads > 1:
+        chunk = (units + threads - 1) // threads
+        for i in prange(threads, num_threads=threads, schedule="static"):
+            start = i * chunk
+            stop = min(units, start + chunk)
+            if start < stop:
+                walle_gemm_run(g, level, start, stop, pack + i * psize)
+    else:
+        walle_gemm_run(g, level, 0, units, pack)
+
+
 def _gemm_blocking(int level, long k, long p, kc, nc):
     """(kc, nc, chunks): reduction rows per packed block, columns per chunk (whole strips;
     only the last chunk is cut) and chunks, by default or as ``kc``/``nc`` ask."""
@@ -557,18 +573,8 @@ cdef class GemmConvKernel:
         self.g.prepacked = NULL  # the columns are packed per call
 
     def run(self):
-        cdef long i, chunk, start, stop
         with nogil:
-            if self.threads > 1:
-                chunk = (self.units + self.threads - 1) // self.threads
-                for i in prange(self.threads, num_threads=self.threads, schedule="static"):
-                    start = i * chunk
-                    stop = min(self.units, start + chunk)
-                    if start < stop:
-                        walle_gemm_run(&self.g, self.level, start, stop,
-                                       self.pack + i * self.psize)
-            else:
-                walle_gemm_run(&self.g, self.level, 0, self.units, self.pack)
+            _gemm_units(&self.g, self.level, self.units, self.threads, self.pack, self.psize)
 
 
 cdef class MatmulPackedKernel:
@@ -679,17 +685,8 @@ cdef class MatmulPackedKernel:
 
     cdef void _run(self, const float* a, const float* b, float* c) noexcept:
         cdef walle_gemm g = self.g
-        cdef long i, chunk, start, stop
         g.x = b
         g.y = c
         with nogil:
             walle_gemm_pack_rows(a, self.m, g.k, self.apack)
-            if self.threads > 1:
-                chunk = (self.units + self.threads - 1) // self.threads
-                for i in prange(self.threads, num_threads=self.threads, schedule="static"):
-                    start = i * chunk
-                    stop = min(self.units, start + chunk)
-                    if start < stop:
-                        walle_gemm_run(&g, self.level, start, stop, self.pack + i * self.psize)
-            else:
-                walle_gemm_run(&g, self.level, 0, self.units, self.pack)
+            _gemm_units(&g, self.level, self.units, self.threads, self.pack, self.psize)
