@@ -44,6 +44,23 @@ typedef int walle_i2 __attribute__((vector_size(8)));
 #define WALLE_ODD4(a, b) __builtin_shuffle(a, b, (walle_i4){1, 3, 5, 7})
 #endif
 
+/* 4 x 4 transpose of float vectors r[0..3] (GCC's and clang's shuffles): gathers and
+   scatters of 4 rows at a time without scalar loads and stores (Winograd's tiles, the
+   packed GEMM's row packing). */
+#ifdef __clang__
+#define WALLE_SHUF4(A, B, I, J, K, M) __builtin_shufflevector(A, B, I, J, K, M)
+#else
+#define WALLE_SHUF4(A, B, I, J, K, M) __builtin_shuffle(A, B, (walle_i4){I, J, K, M})
+#endif
+WALLE_INLINE void walle_t4x4(walle_v4* r) {
+    walle_v4 t0 = WALLE_SHUF4(r[0], r[1], 0, 4, 1, 5), t1 = WALLE_SHUF4(r[0], r[1], 2, 6, 3, 7);
+    walle_v4 t2 = WALLE_SHUF4(r[2], r[3], 0, 4, 1, 5), t3 = WALLE_SHUF4(r[2], r[3], 2, 6, 3, 7);
+    r[0] = WALLE_SHUF4(t0, t2, 0, 1, 4, 5);
+    r[1] = WALLE_SHUF4(t0, t2, 2, 3, 6, 7);
+    r[2] = WALLE_SHUF4(t1, t3, 0, 1, 4, 5);
+    r[3] = WALLE_SHUF4(t1, t3, 2, 3, 6, 7);
+}
+
 /* 8 output channels x VW*NV contiguous columns of one output row, in registers. */
 #define WALLE_CONV_TILE(NAME, VT, IT, VW, NV) \
 WALLE_INLINE void NAME(const float* restrict x, const float* restrict w, \

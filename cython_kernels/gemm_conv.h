@@ -114,14 +114,69 @@ WALLE_INLINE void walle_gemm_pack(const float* restrict xn, const long* restrict
     }
 }
 
+/* Copies the columns [Q, Q + VW) of a tile row that are among its first ``ncols`` (all of
+   them in whole strips, where ncols is the constant strip width and this is one memcpy; a
+   lane at a time in a padded strip: a memcpy of a variable size is a library call, and 16 of
+   them per tile made a padded strip slower than the tail it replaced). */
+#define WALLE_GEMM_PART(DST, SRC, Q, VW)                                                       \
+    do {                                                                                       \
+        if (ncols >= (Q) + (VW)) {                                                             \
+            memcpy((DST), (SRC), (VW) * sizeof(float));                                        \
+        } else {                                                                               \
+            float* dst_ = (float*)(DST);                                                       \
+            const float* src_ = (const float*)(SRC);                                           \
+            for (int l_ = 0; l_ < (VW); l_++)                                                  \
+                if ((Q) + l_ < ncols) dst_[l_] = src_[l_];                                     \
+        }                                                                                      \
+    } while (0)
+
+/* Columns [c0, c0 + t) of one image as one strip of w > t columns, dst[kc][w], the columns
+   past t zero: the leftover columns of a chunk, computed by a vector tile whose last lanes
+   are never stored. */
+WALLE_INLINE void walle_gemm_pack_padded(const float* restrict xn, const long* restrict koff,
+                                         long kc, const long* restrict poff, long c0, long t,
+                                         long w, float* restrict dst) {
+    for (long k = 0; k < kc; k++) {
+        const float* sk = xn + koff[k];
+        float* d = dst + k * w;
+        for (long j = 0; j < t; j++) d[j] = sk[poff[c0 + j]];
+        for (long j = t; j < w; j++) d[j] = 0.0f;
+    }
+}
+
+/* How a chunk's ``cols`` columns run: ``full`` in strips of sw, ``mid`` in strips of vw,
+   ``mid2`` in strips of vw2 (<= vw), and the last ``tail`` with the channels in the lanes
+   (WALLE_GEMM_TAIL) or, where ``pad`` is not 0, as one strip of pad columns whose columns
+   past the tail are zeros (walle_gemm_pack_padded) and never stored. A padded strip costs
+   a whole strip's time, a tail column about half of it (MatMul 208x409xn, one core, AVX-512
+   and AVX2, the columns' part of the time: 7 columns by the tail 17 us, as a padded 8
+   12 us; 5 alike): so 6 or more of 8 columns are padded; and at AVX-512 13 to 15 columns
+   are one padded 16 (21 us; an 8-wide strip and a tail of 5 took 25, of 7 31), 9 to 12 an
+   8-wide strip and a tail (a tail of 1: 15 us). */
+typedef struct { long full, mid, mid2, tail, pad; } walle_gemm_cols;
+WALLE_INLINE walle_gemm_cols walle_gemm_split(long cols, long sw, long vw, long vw2) {
+    walle_gemm_cols s;
+    s.full = cols / sw * sw;
+    s.mid = (cols - s.full) / vw * vw;
+    long rem = cols - s.full - s.mid;
+    if (vw2 < vw && 2 * (rem - vw2) > vw2) {
+        s.mid2 = 0, s.tail = rem, s.pad = vw;
+    } else {
+        s.mid2 = rem / vw2 * vw2, s.tail = rem - s.mid2;
+        s.pad = 3 * s.tail > 2 * vw2 ? vw2 : 0;
+    }
+    return s;
+}
+
 /* The partial sums of CH channels x NV vectors of a tile from y (zeros when ``first``).
    This macro and WALLE_GEMM_STORE are the tiles' shared prologue and epilogue: they read
-   the tile function's own arguments (y, y_c, cvalid, first; bias, res, last, relu). */
+   the tile function's own arguments (y, y_c, cvalid, first, ncols: the tile's columns that
+   exist, the rest of a padded strip neither read nor written; bias, res, last, relu). */
 #define WALLE_GEMM_LOAD(ACC, VT, VW, NV, CH)                                                   \
     for (int c = 0; c < CH; c++)                                                               \
         for (int q = 0; q < NV; q++) {                                                         \
             VT t = (VT){0}; /* not a copy into acc itself: that puts acc in memory */          \
-            if (!first && c < cvalid) memcpy(&t, y + c * y_c + VW * q, sizeof(VT));            \
+            if (!first && c < cvalid) WALLE_GEMM_PART(&t, y + c * y_c + VW * q, VW * q, VW);   \
             ACC[c][q] = t;                                                                     \
         }
 
@@ -133,13 +188,13 @@ WALLE_INLINE void walle_gemm_pack(const float* restrict xn, const long* restrict
             if (last) {                                                                        \
                 r += bias[c];                                                                  \
                 if (res) {                                                                     \
-                    VT e;                                                                      \
-                    memcpy(&e, res + c * y_c + VW * q, sizeof(VT));                            \
+                    VT e = (VT){0};                                                            \
+                    WALLE_GEMM_PART(&e, res + c * y_c + VW * q, VW * q, VW);                   \
                     r += e;                                                                    \
                 }                                                                              \
                 if (relu) r = (VT)((IT)r & ~(IT)(r <= 0.0f)); /* keeps NaN */                   \
             }                                                                                  \
-            memcpy(y + c * y_c + VW * q, &r, sizeof(VT));                                      \
+            WALLE_GEMM_PART(y + c * y_c + VW * q, &r, VW * q, VW);                             \
         }
 
 /* CH output channels (of a packed block of 8) x NV vectors of VW columns over kc rows of a
@@ -147,9 +202,9 @@ WALLE_INLINE void walle_gemm_pack(const float* restrict xn, const long* restrict
    ReLU after the ``last``; ``pf``: the next block's weights, prefetched (or NULL). */
 #define WALLE_GEMM_TILE(NAME, VT, IT, VW, NV, CH)                                              \
 WALLE_INLINE void NAME(const float* restrict b, long sb, const float* restrict a, long kc,    \
-                       float* restrict y, long y_c, long cvalid, const float* restrict bias,  \
-                       const float* restrict res, int first, int last, int relu,              \
-                       const float* pf) {                                                     \
+                       float* restrict y, long y_c, long cvalid, long ncols,                  \
+                       const float* restrict bias, const float* restrict res, int first,      \
+                       int last, int relu, const float* pf) {                                                     \
     VT acc[CH][NV];                                                                            \
     WALLE_GEMM_LOAD(acc, VT, VW, NV, CH)                                                       \
     for (long k = 0; k < kc; k++) {                                                            \
@@ -168,9 +223,9 @@ WALLE_INLINE void NAME(const float* restrict b, long sb, const float* restrict a
    array, in the loop: GCC keeps an array of 12 vectors on the stack (6x slower). */
 #define WALLE_GEMM_TILE4X3(NAME, VT, IT, VW)                                                   \
 WALLE_INLINE void NAME(const float* restrict b, long sb, const float* restrict a, long kc,    \
-                       float* restrict y, long y_c, long cvalid, const float* restrict bias,  \
-                       const float* restrict res, int first, int last, int relu,              \
-                       const float* pf) {                                                     \
+                       float* restrict y, long y_c, long cvalid, long ncols,                  \
+                       const float* restrict bias, const float* restrict res, int first,      \
+                       int last, int relu, const float* pf) {                                                     \
     VT acc[4][3];                                                                              \
     WALLE_GEMM_LOAD(acc, VT, VW, 3, 4)                                                         \
     VT s00 = acc[0][0], s01 = acc[0][1], s02 = acc[0][2], s10 = acc[1][0], s11 = acc[1][1];   \
@@ -241,6 +296,9 @@ WALLE_INLINE void NAME(const float* restrict b, long sb, const float* restrict a
 
 WALLE_GEMM_TILE(walle_gemm_v16x2, walle_v16, walle_i16, 16, 2, 8)
 WALLE_GEMM_TILE(walle_gemm_v16x1, walle_v16, walle_i16, 16, 1, 8)
+/* AVX-512's wide tile for a last block of at most 4 channels (a matmul of 212 rows spent a
+   whole 8-channel tile's time on its last 4). */
+WALLE_GEMM_TILE(walle_gemm_v16x2c4, walle_v16, walle_i16, 16, 2, 4)
 WALLE_GEMM_TILE(walle_gemm_v8x1, walle_v8, walle_i8, 8, 1, 8)
 WALLE_GEMM_TILE4X3(walle_gemm_v8x3c4, walle_v8, walle_i8, 8)
 WALLE_GEMM_TILE(walle_gemm_v4x1, walle_v4, walle_i4, 4, 1, 8)
@@ -255,23 +313,24 @@ WALLE_GEMM_TAIL(walle_gemm_tail4_2, walle_v4, 4, 2)
    and 6 per 8). */
 #define WALLE_GEMM_HALVES(NAME, TILE)                                                          \
 WALLE_INLINE void NAME(const float* restrict b, long sb, const float* restrict a, long kc,    \
-                       float* restrict y, long y_c, long cvalid, const float* restrict bias,  \
-                       const float* restrict res, int first, int last, int relu,              \
-                       const float* pf) {                                                     \
-    TILE(b, sb, a, kc, y, y_c, cvalid, bias, res, first, last, relu, pf);                      \
+                       float* restrict y, long y_c, long cvalid, long ncols,                  \
+                       const float* restrict bias, const float* restrict res, int first,      \
+                       int last, int relu, const float* pf) {                                                     \
+    TILE(b, sb, a, kc, y, y_c, cvalid, ncols, bias, res, first, last, relu, pf);               \
     if (cvalid > 4)                                                                            \
-        TILE(b, sb, a + 4, kc, y + 4 * y_c, y_c, cvalid - 4, bias + 4,                         \
+        TILE(b, sb, a + 4, kc, y + 4 * y_c, y_c, cvalid - 4, ncols, bias + 4,                  \
              res ? res + 4 * y_c : res, first, last, relu, (const float*)0);                   \
 }
 WALLE_GEMM_HALVES(walle_gemm_v8x3h, walle_gemm_v8x3c4)
 WALLE_GEMM_HALVES(walle_gemm_v4x2h, walle_gemm_v4x2c4)
 
 /* Work units [u0, u1) (unit u: image u / chunks, column chunk u % chunks) at one level:
-   strips of SW columns (WIDE), then of VW (NARROW) while that many are left, then of VW2
-   (NARROW2: AVX-512's 8-wide strip for 8 to 15 columns left; the same as VW elsewhere, where
-   it finds none), the rest by TAIL1/2.
+   strips of SW columns (WIDE; WIDE4 for a last block of at most 4 channels), then of VW
+   (NARROW) while that many are left, then of VW2 (NARROW2: AVX-512's 8-wide strip for 8 to
+   15 columns left; the same as VW elsewhere, where it finds none), the rest by TAIL1/2 or
+   as one zero-padded strip (walle_gemm_split).
    ``pack`` holds kc * nc floats. */
-#define WALLE_GEMM_LEVEL(NAME, ATTR, WIDE, NARROW, NARROW2, TAIL1, TAIL2, VW, VW2, SW)        \
+#define WALLE_GEMM_LEVEL(NAME, ATTR, WIDE, WIDE4, NARROW, NARROW2, TAIL1, TAIL2, VW, VW2, SW) \
 ATTR static void NAME(const walle_gemm* g, long u0, long u1, float* pack) {                    \
     long chunks = (g->p + g->nc - 1) / g->nc;                                                  \
     long blocks = (g->cout + WALLE_CB - 1) / WALLE_CB;                                         \
@@ -279,10 +338,9 @@ ATTR static void NAME(const walle_gemm* g, long u0, long u1, float* pack) {     
     for (long u = u0; u < u1; u++) {                                                           \
         long n = u / chunks, p0 = (u % chunks) * g->nc;                                        \
         long cols = g->p - p0 < g->nc ? g->p - p0 : g->nc;                                     \
-        long full = cols / SW * SW;                                                            \
-        long mid = (cols - full) / VW * VW;                                                    \
-        long mid2 = (cols - full - mid) / VW2 * VW2;                                           \
-        long tail = cols - full - mid - mid2;                                                  \
+        walle_gemm_cols split = walle_gemm_split(cols, SW, VW, VW2);                           \
+        long full = split.full, mid = split.mid, mid2 = split.mid2, tail = split.tail;         \
+        long pad = split.pad, pcols = pad ? cols - tail + pad : cols; /* columns as packed */  \
         const float* xn = g->x + n * g->s_n;                                                   \
         float* yn = g->y + (n * g->y_k + g->y_k0) * g->p + p0;                                 \
         const float* rn = g->res ? g->res + (n * g->y_k + g->y_k0) * g->p + p0 : g->res;       \
@@ -293,7 +351,7 @@ ATTR static void NAME(const walle_gemm* g, long u0, long u1, float* pack) {     
             const long* poff = g->poff + p0;                                                   \
             const long* run = g->run + p0;                                                     \
             const long* run2 = g->run2 + p0;                                                   \
-            float* bp = g->prepacked ? (float*)g->prepacked + p0 * g->k + k0 * cols : pack;   \
+            float* bp = g->prepacked ? (float*)g->prepacked + p0 * g->k + k0 * pcols : pack;  \
             float* pmid = bp + full * kc;                                                      \
             float* pmid2 = pmid + mid * kc;                                                    \
             float* ptail = pmid2 + mid2 * kc;                                                  \
@@ -302,7 +360,9 @@ ATTR static void NAME(const walle_gemm* g, long u0, long u1, float* pack) {     
                 walle_gemm_pack(xn, koff, kc, poff, run, run2, 0, full, SW, bp);               \
                 walle_gemm_pack(xn, koff, kc, poff, run, run2, full, mid, VW, pmid);           \
                 walle_gemm_pack(xn, koff, kc, poff, run, run2, full + mid, mid2, VW2, pmid2);  \
-                if (tail)                                                                      \
+                if (pad)                                                                       \
+                    walle_gemm_pack_padded(xn, koff, kc, poff, left, tail, pad, ptail);        \
+                else if (tail)                                                                 \
                     walle_gemm_pack(xn, koff, kc, poff, run, run2, left, tail, tail, ptail);   \
             }                                                                                  \
             for (long cb = 0; cb < blocks; cb++) {                                             \
@@ -313,19 +373,31 @@ ATTR static void NAME(const walle_gemm* g, long u0, long u1, float* pack) {     
                 long cvalid = g->cout - cb * WALLE_CB < WALLE_CB ? g->cout - cb * WALLE_CB     \
                                                                  : WALLE_CB;                   \
                 const float* pf = cb + 1 < blocks ? a + wblock : (const float*)0;              \
-                for (long s = 0; s < full; s += SW)                                            \
-                    WIDE(bp + s * kc, SW, a, kc, yb + s, g->p, cvalid, bias,                 \
-                         rb ? rb + s : rb, first, last, g->relu, s ? (const float*)0 : pf);    \
+                for (long s = 0; s < full; s += SW) {                                          \
+                    const float* spf = s ? (const float*)0 : pf;                               \
+                    if (cvalid <= 4)                                                           \
+                        WIDE4(bp + s * kc, SW, a, kc, yb + s, g->p, cvalid, SW, bias,          \
+                              rb ? rb + s : rb, first, last, g->relu, spf);                    \
+                    else                                                                       \
+                        WIDE(bp + s * kc, SW, a, kc, yb + s, g->p, cvalid, SW, bias,           \
+                             rb ? rb + s : rb, first, last, g->relu, spf);                     \
+                }                                                                              \
                 for (long s = 0; s < mid; s += VW)                                             \
-                    NARROW(pmid + s * kc, VW, a, kc, yb + full + s, g->p, cvalid, bias,        \
+                    NARROW(pmid + s * kc, VW, a, kc, yb + full + s, g->p, cvalid, VW, bias,    \
                            rb ? rb + full + s : rb, first, last, g->relu,                      \
                            full || s ? (const float*)0 : pf);                                  \
                 for (long s = 0; s < mid2; s += VW2)                                           \
                     NARROW2(pmid2 + s * kc, VW2, a, kc, yb + full + mid + s, g->p, cvalid,     \
-                            bias, rb ? rb + full + mid + s : rb, first, last, g->relu,         \
+                            VW2, bias, rb ? rb + full + mid + s : rb, first, last, g->relu,    \
                             (const float*)0);                                                  \
+                if (pad == VW2)                                                                \
+                    NARROW2(ptail, VW2, a, kc, yb + left, g->p, cvalid, tail, bias,            \
+                            rb ? rb + left : rb, first, last, g->relu, (const float*)0);       \
+                else if (pad)                                                                  \
+                    NARROW(ptail, VW, a, kc, yb + left, g->p, cvalid, tail, bias,              \
+                           rb ? rb + left : rb, first, last, g->relu, (const float*)0);        \
             }                                                                                  \
-            for (long cb = 0; tail && cb < blocks; cb += 4) {                                  \
+            for (long cb = 0; tail && !pad && cb < blocks; cb += 4) {                       \
                 const float* a = g->w + cb * wblock + k0 * WALLE_CB;                           \
                 const float* bias = g->bias + cb * WALLE_CB;                                   \
                 float* yb = yn + cb * WALLE_CB * g->p + left;                                  \
@@ -344,38 +416,43 @@ ATTR static void NAME(const walle_gemm* g, long u0, long u1, float* pack) {     
 }
 
 WALLE_GEMM_LEVEL(walle_gemm_avx512, WALLE_GEMM_TARGET("avx512f,avx2,fma"), walle_gemm_v16x2,
-                 walle_gemm_v16x1, walle_gemm_v8x1, walle_gemm_tail8_1, walle_gemm_tail8_2, 16,
-                 8, 32)
+                 walle_gemm_v16x2c4, walle_gemm_v16x1, walle_gemm_v8x1, walle_gemm_tail8_1,
+                 walle_gemm_tail8_2, 16, 8, 32)
 WALLE_GEMM_LEVEL(walle_gemm_avx2, WALLE_GEMM_TARGET("avx2,fma"), walle_gemm_v8x3h,
-                 walle_gemm_v8x1, walle_gemm_v8x1, walle_gemm_tail8_1, walle_gemm_tail8_2, 8, 8,
-                 24)
-WALLE_GEMM_LEVEL(walle_gemm_base, , walle_gemm_v4x2h, walle_gemm_v4x1, walle_gemm_v4x1,
-                 walle_gemm_tail4_1, walle_gemm_tail4_2, 4, 4, 8)
+                 walle_gemm_v8x3h, walle_gemm_v8x1, walle_gemm_v8x1, walle_gemm_tail8_1,
+                 walle_gemm_tail8_2, 8, 8, 24)
+WALLE_GEMM_LEVEL(walle_gemm_base, , walle_gemm_v4x2h, walle_gemm_v4x2h, walle_gemm_v4x1,
+                 walle_gemm_v4x1, walle_gemm_tail4_1, walle_gemm_tail4_2, 4, 4, 8)
 
 /* Columns per strip at a level (2: AVX-512F, 1: AVX2 + FMA, 0: baseline). */
 static long walle_gemm_strip(int level) { return level == 2 ? 32 : level == 1 ? 24 : 8; }
 
 /* Every chunk's column blocks packed as walle_gemm_run would pack them at ``level``, into
-   dst[p * k] (chunk from p0: its blocks from dst + p0 * k, the block of rows from k0 at
-   + k0 * cols): for columns that stay the same from call to call (a matmul's weights), so
-   that each call reads them packed instead of packing them again. One image (n = 1). */
+   dst[(p + 16) * k] (chunk from p0: its blocks from dst + p0 * k, the block of rows from k0
+   at + k0 * pcols, pcols its columns with a padded strip's zeros): for columns that stay
+   the same from call to call (a matmul's weights), so that each call reads them packed
+   instead of packing them again. One image (n = 1). */
 static void walle_gemm_prepack(const walle_gemm* g, int level, float* dst) {
     long sw = walle_gemm_strip(level), vw = level == 2 ? 16 : level == 1 ? 8 : 4;
     long vw2 = level == 2 ? 8 : vw;
     for (long p0 = 0; p0 < g->p; p0 += g->nc) {
         long cols = g->p - p0 < g->nc ? g->p - p0 : g->nc;
-        long full = cols / sw * sw, mid = (cols - full) / vw * vw;
-        long mid2 = (cols - full - mid) / vw2 * vw2, left = full + mid + mid2;
+        walle_gemm_cols split = walle_gemm_split(cols, sw, vw, vw2);
+        long full = split.full, mid = split.mid, mid2 = split.mid2;
+        long left = full + mid + mid2, pcols = split.pad ? left + split.pad : cols;
         for (long k0 = 0; k0 < g->k; k0 += g->kc) {
             long kc = g->k - k0 < g->kc ? g->k - k0 : g->kc;
-            float* d = dst + p0 * g->k + k0 * cols;
+            float* d = dst + p0 * g->k + k0 * pcols;
             const long *koff = g->koff + k0, *poff = g->poff + p0;
             const long *run = g->run + p0, *run2 = g->run2 + p0;
             walle_gemm_pack(g->x, koff, kc, poff, run, run2, 0, full, sw, d);
             walle_gemm_pack(g->x, koff, kc, poff, run, run2, full, mid, vw, d + full * kc);
             walle_gemm_pack(g->x, koff, kc, poff, run, run2, full + mid, mid2, vw2,
                             d + (full + mid) * kc);
-            if (cols > left)
+            if (split.pad)
+                walle_gemm_pack_padded(g->x, koff, kc, poff, left, cols - left, split.pad,
+                                       d + left * kc);
+            else if (cols > left)
                 walle_gemm_pack(g->x, koff, kc, poff, run, run2, left, cols - left,
                                 cols - left, d + left * kc);
         }
@@ -384,14 +461,30 @@ static void walle_gemm_prepack(const walle_gemm* g, int level, float* dst) {
 
 /* Rows [0, m) of a row-major a[m][k] as the kernel's packed weights: dst[m / 8][k][8] (the
    8 rows of a block interleaved per reduction row). The rows of a last part block are
-   written with zeros after them; blocks past it are left as they are (zeros). */
+   written with zeros after them; blocks past it are left as they are (zeros). Whole blocks
+   go 4 reduction rows at a time through two 4 x 4 transposes: a matmul packs its a on
+   every call, and the scalar copy took 11 us of MatMul 208x409x192's 300. */
 static void walle_gemm_pack_rows(const float* restrict a, long m, long k, float* restrict dst) {
     for (long b = 0; b * WALLE_CB < m; b++) {
         const float* src = a + b * WALLE_CB * k;
         float* d = dst + b * k * WALLE_CB;
         long rows = m - b * WALLE_CB < WALLE_CB ? m - b * WALLE_CB : WALLE_CB;
         if (rows == WALLE_CB) {
-            for (long j = 0; j < k; j++)
+            long j = 0;
+            for (; j + 4 <= k; j += 4) {
+                walle_v4 lo[4], hi[4];
+                for (int r = 0; r < 4; r++) {
+                    memcpy(&lo[r], src + r * k + j, sizeof(walle_v4));
+                    memcpy(&hi[r], src + (r + 4) * k + j, sizeof(walle_v4));
+                }
+                walle_t4x4(lo);
+                walle_t4x4(hi);
+                for (int t = 0; t < 4; t++) {
+                    memcpy(d + (j + t) * WALLE_CB, &lo[t], sizeof(walle_v4));
+                    memcpy(d + (j + t) * WALLE_CB + 4, &hi[t], sizeof(walle_v4));
+                }
+            }
+            for (; j < k; j++)
                 for (int r = 0; r < WALLE_CB; r++) d[j * WALLE_CB + r] = src[r * k + j];
         } else {
             for (long j = 0; j < k; j++)

@@ -655,7 +655,7 @@ cdef class MatmulPackedKernel:
         self.g.prepacked = NULL
         bpacked = None
         if b_constant:
-            bpacked = np.zeros(k * n + 16, np.float32)
+            bpacked = np.zeros((n + 16) * k + 16, np.float32)  # + a padded strip (gemm_conv.h)
             align = (16 - (<long>bpacked.ctypes.data // 4) % 16) % 16
             walle_gemm_prepack(&self.g, self.level, (<float*><size_t>bpacked.ctypes.data) + align)
             self.g.prepacked = (<const float*><size_t>bpacked.ctypes.data) + align

@@ -30,6 +30,8 @@
 
 #include <string.h>
 
+#include "conv_tile.h"
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #define WALLE_WINO_TARGET(T) __attribute__((target(T)))
 #else
@@ -80,39 +82,20 @@ static void walle_wino_direct_tile(const walle_wino* p, long t, long kk, long m)
         }
 }
 
-/* 4 x 4 transposes of float vectors (GCC's and clang's vector shuffles): the gather of
-   4 tiles' input rows into lanes, and the scatter of 4 lanes' output rows, without scalar
-   loads and stores. */
-typedef float walle_wf4 __attribute__((vector_size(16)));
-typedef int walle_wi4 __attribute__((vector_size(16)));
-#if defined(__clang__)
-#define WALLE_SHUF(A, B, I, J, K, M) __builtin_shufflevector(A, B, I, J, K, M)
-#else
-#define WALLE_SHUF(A, B, I, J, K, M) __builtin_shuffle(A, B, (walle_wi4){I, J, K, M})
-#endif
-static inline __attribute__((always_inline)) void walle_wino_t4(walle_wf4* r) {
-    walle_wf4 t0 = WALLE_SHUF(r[0], r[1], 0, 4, 1, 5), t1 = WALLE_SHUF(r[0], r[1], 2, 6, 3, 7);
-    walle_wf4 t2 = WALLE_SHUF(r[2], r[3], 0, 4, 1, 5), t3 = WALLE_SHUF(r[2], r[3], 2, 6, 3, 7);
-    r[0] = WALLE_SHUF(t0, t2, 0, 1, 4, 5);
-    r[1] = WALLE_SHUF(t0, t2, 2, 3, 6, 7);
-    r[2] = WALLE_SHUF(t1, t3, 0, 1, 4, 5);
-    r[3] = WALLE_SHUF(t1, t3, 2, 3, 6, 7);
-}
-
 /* d[(a * 6 + b) * L + j] = xs_j[a * sh + b] for 4 interior 6x6 tiles j (rows of 6 floats). */
 static inline __attribute__((always_inline)) void walle_wino_gather4(
         const float* const* xs, long sh, float* d, long L) {
     for (int a = 0; a < 6; a++) {
-        walle_wf4 lo[4], hi[4];
+        walle_v4 lo[4], hi[4];
         for (int j = 0; j < 4; j++) {
-            memcpy(&lo[j], xs[j] + a * sh, sizeof(walle_wf4));
-            memcpy(&hi[j], xs[j] + a * sh + 2, sizeof(walle_wf4));
+            memcpy(&lo[j], xs[j] + a * sh, sizeof(walle_v4));
+            memcpy(&hi[j], xs[j] + a * sh + 2, sizeof(walle_v4));
         }
-        walle_wino_t4(lo);
-        walle_wino_t4(hi);
-        for (int b = 0; b < 4; b++) memcpy(d + (a * 6 + b) * L, &lo[b], sizeof(walle_wf4));
-        memcpy(d + (a * 6 + 4) * L, &hi[2], sizeof(walle_wf4));
-        memcpy(d + (a * 6 + 5) * L, &hi[3], sizeof(walle_wf4));
+        walle_t4x4(lo);
+        walle_t4x4(hi);
+        for (int b = 0; b < 4; b++) memcpy(d + (a * 6 + b) * L, &lo[b], sizeof(walle_v4));
+        memcpy(d + (a * 6 + 4) * L, &hi[2], sizeof(walle_v4));
+        memcpy(d + (a * 6 + 5) * L, &hi[3], sizeof(walle_v4));
     }
 }
 
@@ -120,10 +103,10 @@ static inline __attribute__((always_inline)) void walle_wino_gather4(
 static inline __attribute__((always_inline)) void walle_wino_gather4_a4(
         const float* const* xs, long sh, float* d, long L) {
     for (int a = 0; a < 4; a++) {
-        walle_wf4 r[4];
-        for (int j = 0; j < 4; j++) memcpy(&r[j], xs[j] + a * sh, sizeof(walle_wf4));
-        walle_wino_t4(r);
-        for (int b = 0; b < 4; b++) memcpy(d + (a * 4 + b) * L, &r[b], sizeof(walle_wf4));
+        walle_v4 r[4];
+        for (int j = 0; j < 4; j++) memcpy(&r[j], xs[j] + a * sh, sizeof(walle_v4));
+        walle_t4x4(r);
+        for (int b = 0; b < 4; b++) memcpy(d + (a * 4 + b) * L, &r[b], sizeof(walle_v4));
     }
 }
 
@@ -131,10 +114,10 @@ static inline __attribute__((always_inline)) void walle_wino_gather4_a4(
 static inline __attribute__((always_inline)) void walle_wino_scatter4(
         const float* d, long L, float* const* yo, long ow) {
     for (int a = 0; a < 4; a++) {
-        walle_wf4 r[4];
-        for (int b = 0; b < 4; b++) memcpy(&r[b], d + (a * 4 + b) * L, sizeof(walle_wf4));
-        walle_wino_t4(r);
-        for (int j = 0; j < 4; j++) memcpy(yo[j] + a * ow, &r[j], sizeof(walle_wf4));
+        walle_v4 r[4];
+        for (int b = 0; b < 4; b++) memcpy(&r[b], d + (a * 4 + b) * L, sizeof(walle_v4));
+        walle_t4x4(r);
+        for (int j = 0; j < 4; j++) memcpy(yo[j] + a * ow, &r[j], sizeof(walle_v4));
     }
 }
 

@@ -192,15 +192,25 @@ def test_cython_backend_offers_and_runs_the_packed_matmul(kind) -> None:
 @pytest.mark.parametrize("b_constant", [False, True])
 def test_packed_matmul_every_column_count_up_to_three_strips(level, b_constant) -> None:
     """Every n from 1 to 100: whole strips, the 16- and 8-wide narrow strips of AVX-512 and
-    the leftover columns in every combination, at each level."""
+    the leftover columns in every combination (with the channels in the lanes, or as one
+    zero-padded strip whose padding is neither read nor written), at each level; a last
+    block of 3 rows (AVX-512's 4-channel tile) and of 5; two reduction blocks (the partial
+    sums read back) and a per-column bias with ReLU (the residual read). The output is a
+    view with guard values after it: nothing past the last column is written."""
     ops_conv = _ops_conv()
     rng = np.random.default_rng(4)
-    a = rng.uniform(-1, 1, (11, 6)).astype(np.float32)
-    for n in range(1, 101):
-        b = rng.uniform(-1, 1, (6, n)).astype(np.float32)
-        c = np.full((11, n), np.nan, np.float32)
-        kernel = _kernel(ops_conv, a, b, c, None, 0, False, b_constant, level)
-        if kernel is None:
-            return
-        kernel.run()
-        np.testing.assert_allclose(c, a.astype(np.float64) @ b, rtol=0, atol=1e-5, err_msg=n)
+    for m in (11, 13):
+        a = rng.uniform(-1, 1, (m, 6)).astype(np.float32)
+        for n in range(1, 101):
+            b = rng.uniform(-1, 1, (6, n)).astype(np.float32)
+            bias = rng.uniform(-1, 1, n).astype(np.float32)
+            guarded = np.full(m * n + 64, 7.0, np.float32)
+            c = guarded[: m * n].reshape(m, n)
+            c[...] = np.nan
+            kernel = _kernel(ops_conv, a, b, c, bias, 1, True, b_constant, level, kc=4)
+            if kernel is None:
+                return
+            kernel.run()
+            want = _oracle(a, b, bias, 1, True)
+            np.testing.assert_allclose(c, want, rtol=0, atol=1e-5, err_msg=f"{m}x{n}")
+            assert (guarded[m * n :] == 7.0).all(), f"{m}x{n}: written past the output"
