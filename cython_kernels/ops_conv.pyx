@@ -427,6 +427,8 @@ cdef extern from "gemm_conv.h":
 
 _GEMM_PACK_FLOATS = 32768  # a packed block of columns: 128 KiB, to stay in L2
 _GEMM_AVX2_KC = 160  # the most reduction rows per packed block at AVX2
+# the most reduction rows per packed block of a matmul at AVX-512 (MatmulPackedKernel)
+_MATMUL_AVX512_KC = 512
 
 
 def _kernel_level(str kind, level):
@@ -612,6 +614,12 @@ cdef class MatmulPackedKernel:
         if bias_mode not in (0, 1, 2) or (bias_mode != 0) != (bias is not None):
             raise ValueError(f"packed matmul kernel: bias mode {bias_mode} with bias {bias!r}")
         self.level = _kernel_level("packed matmul", level)
+        if kc is None and self.level == 2:
+            # the whole reduction up to 512 rows, else even blocks of at most 512: each
+            # block's partial sums are stored and read back, and 512 took 1.5-2% less than
+            # the conv's 256 on products of 743-1024 rows (one core; AVX2 was level, and a
+            # conv's strided im2col pack lost 12% on 256x28x28 3x3 /2 at 461)
+            kc = -(-k // -(-k // _MATMUL_AVX512_KC))
         kc, nc, chunks = _gemm_blocking(self.level, k, n, kc, nc)
         blocks = 4 * -(-m // 32)  # whole groups of 4 blocks for the leftover columns
         apacked = np.zeros(blocks * k * 8 + 16, np.float32)
