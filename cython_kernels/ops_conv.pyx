@@ -24,12 +24,15 @@ is chosen at run time: the CPU's best, or the lower one ``WALLE_OPS_ISA`` forces
 L1.
 """
 
+cimport numpy as cnp
 from cython.parallel cimport prange
 
 cdef extern from "max_threads.h":
     int walle_max_threads() nogil
 
 import numpy as np
+
+cnp.import_array()
 
 cdef extern from *:
     """
@@ -579,6 +582,15 @@ cdef class GemmConvKernel:
             _gemm_units(&self.g, self.level, self.units, self.threads, self.pack, self.psize)
 
 
+cdef const float* _io_ptr(cnp.ndarray array, long size) except NULL:
+    """Address of a caller's array for ``run_io``: float32, C-contiguous, ``size`` elements."""
+    if (cnp.PyArray_TYPE(array) != cnp.NPY_FLOAT32 or not cnp.PyArray_IS_C_CONTIGUOUS(array)
+            or cnp.PyArray_SIZE(array) != size or size == 0):
+        raise ValueError(f"run_io needs C-contiguous float32 arrays of {size} elements "
+                         "(sized as the build-time a, b, c)")
+    return <const float*>cnp.PyArray_DATA(array)
+
+
 cdef class MatmulPackedKernel:
     """c[m, n] = act(a @ b + bias) with gemm_conv.h's packed GEMM: a's rows are the output
     channels (packed per call, 8 rows interleaved), b's columns the strips (packed once at
@@ -593,6 +605,7 @@ cdef class MatmulPackedKernel:
     cdef float* pack
     cdef float* apack
     cdef const float* a0
+    cdef const float* b0
     cdef long units, psize, m
     cdef int threads
     cdef readonly int level
@@ -646,7 +659,7 @@ cdef class MatmulPackedKernel:
         align = (16 - (<long>apacked.ctypes.data // 4) % 16) % 16
         self.apack = (<float*><size_t>apacked.ctypes.data) + align
         self.a0 = <const float*><size_t>a.ctypes.data
-        self.g.x = <const float*><size_t>b.ctypes.data
+        self.g.x = self.b0 = <const float*><size_t>b.ctypes.data
         self.g.koff = <const long*><size_t>koff.ctypes.data
         self.g.poff = <const long*><size_t>poff.ctypes.data
         self.g.run = <const long*><size_t>run.ctypes.data
@@ -677,19 +690,14 @@ cdef class MatmulPackedKernel:
     def run(self):
         self._run(self.a0, self.g.x, self.g.y)
 
-    def run_io(self, a, b, c):
+    def run_io(self, cnp.ndarray a, cnp.ndarray b, cnp.ndarray c):
         """Run on the caller's arrays (shaped as the build-time a, b, c; with ``b_constant``,
-        b must be the build-time weights, read packed): no copies."""
-        ka, kb, kc_ = self.keep[:3]
-        for got, want in ((a, ka), (b, kb), (c, kc_)):
-            if (got.dtype != np.float32 or not got.flags.c_contiguous
-                    or got.size != want.size):
-                raise ValueError("run_io needs C-contiguous float32 arrays sized as the "
-                                 "build-time a, b, c")
-        if self.prepacked and b is not kb and not np.shares_memory(b, kb):
+        b must be the build-time weights, read packed): no copies. The checks read the
+        arrays' headers directly (``.ctypes.data`` took 4 us of a 45 us product)."""
+        cdef const float* pb = _io_ptr(b, self.g.k * self.g.p)
+        if self.prepacked and pb != self.b0:
             raise ValueError("run_io: b was packed at build time; pass the same weights")
-        self._run(<const float*><size_t>a.ctypes.data, <const float*><size_t>b.ctypes.data,
-                  <float*><size_t>c.ctypes.data)
+        self._run(_io_ptr(a, self.m * self.g.k), pb, <float*>_io_ptr(c, self.m * self.g.p))
 
     cdef void _run(self, const float* a, const float* b, float* c) noexcept:
         cdef walle_gemm g = self.g
