@@ -7,6 +7,10 @@ batches, softmax over other axes) check that the lead is not a property of those
 row is one ONNX model run by walle (backends chosen by the search) and by onnxruntime, timed
 in interleaved slices as in ops_bench; ratio = onnxruntime / walle (above 1: walle faster).
 The last column is what walle's search chose for the row's product or conv steps.
+
+``--random N`` then times N seeded random dense products x[m, k] @ W[k, n] (each size drawn
+log-uniformly from 64-1024: shapes nobody tuned for) and prints their geometric-mean ratio
+and the lowest one.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
+import argparse  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -85,22 +90,51 @@ def _chosen(plan) -> str:
     return ", ".join(dict.fromkeys(picks)) or "-"
 
 
-def main() -> None:
-    cpu, level = ops_bench._cpu()
-    print(f"CPU: {cpu}. walle kernels' instruction-set level: {level}.\n")
+def _random_products(count: int, seed: int = 2) -> list[tuple[str, object]]:
+    """``count`` products with m, k, n each log-uniform in [64, 1024], from ``seed``."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(count):
+        m, k, n = (int(np.exp(rng.uniform(np.log(64), np.log(1024))) + 0.5) for _ in range(3))
+        rows.append((f"MatMul {m}x{k} @ {k}x{n}", _matmul(m, k, n)))
+    return rows
+
+
+def _table(rows: list[tuple[str, object]], budget_s: float) -> list[float]:
+    """Times each row's model by walle and onnxruntime, prints a table row each; the ratios."""
     print("| shape | walle us | onnxruntime us | ort / walle | walle's products |")
     print("|---|---:|---:|---:|---|")
-    for name, model in _rows():
+    ratios = []
+    for name, model in rows:
         feeds = ops_bench._feeds(model)
         run_walle, plan = ops_bench._walle(model, feeds, None)
         run_ort = ops_bench._ort(model, feeds)
         np.testing.assert_allclose(run_walle(), run_ort(), rtol=1e-3, atol=1e-3)
-        t = ops_bench._interleaved_median_us({"walle": run_walle, "ort": run_ort}, budget_s=2.0)
-        ratio = t["ort"] / t["walle"]
+        t = ops_bench._interleaved_median_us({"walle": run_walle, "ort": run_ort}, budget_s)
+        ratios.append(t["ort"] / t["walle"])
         print(
-            f"| {name} | {t['walle']:.1f} | {t['ort']:.1f} | {ratio:.2f}x | {_chosen(plan)} |",
+            f"| {name} | {t['walle']:.1f} | {t['ort']:.1f} | {ratios[-1]:.2f}x | {_chosen(plan)} |",
             flush=True,
         )
+    return ratios
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--random", type=int, default=0, metavar="N", help="then N random dense products"
+    )
+    args = parser.parse_args()
+    if args.random < 0:
+        parser.error(f"--random: {args.random} is negative")
+    cpu, level = ops_bench._cpu()
+    print(f"CPU: {cpu}. walle kernels' instruction-set level: {level}.\n")
+    _table(_rows(), budget_s=2.0)
+    if args.random:
+        print(f"\n{args.random} random products, sizes log-uniform in 64-1024:\n")
+        ratios = _table(_random_products(args.random), budget_s=0.6)
+        mean = float(np.exp(np.mean(np.log(ratios))))
+        print(f"\ngeometric mean ort / walle {mean:.3f}x, lowest {min(ratios):.2f}x")
 
 
 if __name__ == "__main__":
