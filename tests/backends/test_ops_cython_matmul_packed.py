@@ -149,7 +149,8 @@ def test_packed_matmul_refuses_bad_buffers_and_other_weights() -> None:
 
 
 def _gemm_graph(kind: str, rng):
-    """A [48, 40] input times weights: x @ W, x @ W + b (per column) then ReLU, W2 @ x + b
+    """A [48, 40] input times weights: x @ W, x @ W + b (per column) then ReLU, x as
+    [2, 24, 40] @ W (a's leading dims are its rows), W2 @ x + b
     (the weights on the left: x's columns are the strips, packed per call; the per-row
     bias is an add step of its own), or x @ x2 (two inputs: b packed per call)."""
     from walle.ops import GraphBuilder
@@ -163,6 +164,9 @@ def _gemm_graph(kind: str, rng):
         y = b.relu(
             b.binary("add", b.matmul(x, w), b.const(rng.uniform(-1, 1, 70).astype(np.float32)))
         )
+    elif kind == "rows_of_a_batch":  # [2, 24, 40] @ W: a transformer's dense layer
+        x3 = b.reshape(x, (2, 24, 40))
+        y = b.matmul(x3, b.const(rng.uniform(-1, 1, (40, 70)).astype(np.float32)))
     elif kind == "weights_left":
         w = b.const(rng.uniform(-1, 1, (20, 48)).astype(np.float32))
         y = b.binary("add", b.matmul(w, x), b.const(rng.uniform(-1, 1, (20, 1)).astype(np.float32)))
@@ -171,7 +175,9 @@ def _gemm_graph(kind: str, rng):
     return b.build([y])
 
 
-@pytest.mark.parametrize("kind", ["plain", "column_bias_relu", "weights_left", "two_inputs"])
+@pytest.mark.parametrize(
+    "kind", ["plain", "column_bias_relu", "rows_of_a_batch", "weights_left", "two_inputs"]
+)
 def test_cython_backend_offers_and_runs_the_packed_matmul(kind) -> None:
     """The search may pick ``packed`` for a 2-D product of 8 or more rows (fused bias and
     ReLU included); forced here, the plan's step matches the reference."""

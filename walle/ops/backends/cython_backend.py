@@ -13,9 +13,10 @@ BLAS over the whole batch, then the epilogue) and, for 3x3 stride-1 convs,
 bytes), bias and ReLU fused; the search times them. Matrix
 products offer ``direct`` (the tiled C kernel, best for small products where numpy's call
 overhead dominates), ``blas`` (numpy's matmul, then the C epilogue for bias and activation)
-and, for 2-D products of 8 or more rows, ``packed`` (``ops_conv.MatmulPackedKernel``: the
-packed GEMM above with a's rows as its output channels, constant weights packed once at
-build time, bias and ReLU fused), measured by the search.
+and, for products by a 2-D b of 8 or more rows of a (its leading dims flattened), ``packed``
+(``ops_conv.MatmulPackedKernel``: the packed GEMM above with a's rows as its output
+channels, constant weights packed once at build time, bias and ReLU fused), measured by the
+search.
 
 ``group_conv2d`` (grouped and depthwise convs) offers ``direct`` (``ops_group``: block tiles
 per group, or a per-channel depthwise kernel that also reads a channel shuffle and zero pad
@@ -646,9 +647,12 @@ def _matmul_algorithms(node: Node, graph: Graph, act: str = "none") -> list[str]
     if flops < _BLAS_MIN_FLOPS:
         return ["direct"]
     sa, sb = graph.shape(node.inputs[0]), graph.shape(node.inputs[1])
-    # the packed GEMM: 2-D products of 8 or more rows (a's rows are its output channels,
-    # computed 8 at a time)
-    packed = len(sa) == len(sb) == 2 and sa[0] >= 8 and act in ("none", "relu")
+    # the packed GEMM: products by a 2-D b of 8 or more rows of a (a's rows are its output
+    # channels, computed 8 at a time; a [..., k] @ b [k, n] is a's rows flattened: a
+    # transformer's dense layers over [batch, tokens, features])
+    packed = (
+        len(sb) == 2 and len(sa) >= 2 and math.prod(sa[:-1]) >= 8 and act in ("none", "relu")
+    )
     return ["direct", "blas", *(["packed"] if packed else [])]
 
 
@@ -663,7 +667,11 @@ def _gemm(
     b_constant: bool = False,
 ) -> list[Call]:
     if algorithm == "packed":  # b packed once if it is a constant (the weights)
-        return [ops_conv.MatmulPackedKernel(a, b, out, bias, mode, act, b_constant).run]
+        rows = (-1, a.shape[-1]), (-1, out.shape[-1])  # a's leading dims as rows (views)
+        kernel = ops_conv.MatmulPackedKernel(
+            a.reshape(rows[0]), b, out.reshape(rows[1]), bias, mode, act, b_constant
+        )
+        return [kernel.run]
     if algorithm == "blas":
         calls: list[Call] = [MatmulCall(a, b, out).run]
         if mode or act != "none":
