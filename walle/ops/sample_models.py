@@ -1,8 +1,10 @@
 """Small ONNX models built with onnx.helper: the test, benchmark and CLI examples.
 
 ``mlp_onnx``: Gemm 64-256-256-1 with ReLU; ``cnn_onnx``: two conv/relu/maxpool blocks on
-1x3x64x64, global average pool, flatten, Gemm to 10 classes; ``single_op_onnx``: one node.
-The leading input dim is the symbolic batch ``N``.
+1x3x64x64, global average pool, flatten, Gemm to 10 classes; ``encoder_onnx``: a
+transformer encoder layer (pre-norm attention and an erf-GELU feed-forward, as exported
+from PyTorch); ``single_op_onnx``: one node. The leading input dim is the symbolic batch
+``N`` (``encoder_onnx``: fixed sizes, its reshapes name them).
 """
 
 from __future__ import annotations
@@ -165,3 +167,85 @@ def layernorm_composite_onnx(shape: Sequence[int] = (64, 1024), seed: int = 0) -
         mk("Add", ["s", "beta"], ["y"], name="shift"),
     ]
     return _model(nodes, [_io("x", ["N", c])], [_io("y", ["N", c])], inits, opset=17)
+
+
+def encoder_onnx(
+    batch: int = 1,
+    tokens: int = 128,
+    dim: int = 256,
+    heads: int = 4,
+    ffn: int = 1024,
+    seed: int = 0,
+) -> ModelProto:
+    """x + attn(LN(x)), then + FFN(LN(.)) with GELU spelled as 0.5 x (1 + erf(x / sqrt 2)):
+    x [batch, tokens, dim] -> the same. The products are [batch, tokens, dim] @ [dim, *]
+    with a bias Add after each, the heads split by Reshape + Transpose, softmax over the
+    keys."""
+    from onnx import helper
+
+    rng = np.random.default_rng(seed)
+    hd = dim // heads
+    inits = [
+        _int_init("heads_shape", [batch, tokens, heads, hd]),
+        _int_init("merged_shape", [batch, tokens, dim]),
+        _init("scale", np.array(1.0 / np.sqrt(hd))),
+        _init("half", np.array(0.5)),
+        _init("one", np.array(1.0)),
+        _init("inv_sqrt2", np.array(1.0 / np.sqrt(2.0))),
+    ]
+    nodes: list[NodeProto] = []
+    mk = helper.make_node
+
+    def dense(name: str, x: str, n_in: int, n_out: int) -> str:
+        inits.extend(
+            [
+                _init(f"{name}_w", rng.normal(0, 1 / np.sqrt(n_in), (n_in, n_out))),
+                _init(f"{name}_b", rng.normal(0, 0.02, n_out)),
+            ]
+        )
+        nodes.append(mk("MatMul", [x, f"{name}_w"], [f"{name}_mm"], name=f"{name}_matmul"))
+        nodes.append(mk("Add", [f"{name}_mm", f"{name}_b"], [name], name=f"{name}_bias"))
+        return name
+
+    def norm(name: str, x: str) -> str:
+        inits.extend(
+            [
+                _init(f"{name}_g", rng.normal(1, 0.1, dim)),
+                _init(f"{name}_b", rng.normal(0, 0.1, dim)),
+            ]
+        )
+        nodes.append(
+            _node("LayerNormalization", [x, f"{name}_g", f"{name}_b"], [name], name,
+                  {"axis": -1, "epsilon": 1e-5})
+        )  # fmt: skip
+        return name
+
+    h = norm("ln1", "x")
+    split = {}
+    for part, perm in (("q", [0, 2, 1, 3]), ("k", [0, 2, 3, 1]), ("v", [0, 2, 1, 3])):
+        dense(part, h, dim, dim)
+        nodes.append(mk("Reshape", [part, "heads_shape"], [f"{part}_r"], name=f"{part}_split"))
+        nodes.append(mk("Transpose", [f"{part}_r"], [f"{part}_h"], name=f"{part}_t", perm=perm))
+        split[part] = f"{part}_h"
+    nodes += [
+        mk("MatMul", [split["q"], split["k"]], ["qk"], name="scores"),
+        mk("Mul", ["qk", "scale"], ["qk_s"], name="scale_scores"),
+        mk("Softmax", ["qk_s"], ["p"], name="softmax", axis=-1),
+        mk("MatMul", ["p", split["v"]], ["ctx_h"], name="context"),
+        mk("Transpose", ["ctx_h"], ["ctx_t"], name="ctx_t", perm=[0, 2, 1, 3]),
+        mk("Reshape", ["ctx_t", "merged_shape"], ["ctx"], name="merge_heads"),
+    ]
+    dense("attn_out", "ctx", dim, dim)
+    nodes.append(mk("Add", ["x", "attn_out"], ["res1"], name="residual1"))
+    up = dense("up", norm("ln2", "res1"), dim, ffn)
+    nodes += [
+        mk("Mul", [up, "inv_sqrt2"], ["up_s"], name="gelu_scale"),
+        mk("Erf", ["up_s"], ["up_erf"], name="gelu_erf"),
+        mk("Add", ["up_erf", "one"], ["up_1"], name="gelu_add"),
+        mk("Mul", [up, "up_1"], ["up_m"], name="gelu_mul"),
+        mk("Mul", ["up_m", "half"], ["gelu"], name="gelu_half"),
+    ]
+    dense("down", "gelu", ffn, dim)
+    nodes.append(mk("Add", ["res1", "down"], ["y"], name="residual2"))
+    shape = [batch, tokens, dim]
+    return _model(nodes, [_io("x", shape)], [_io("y", shape)], inits)

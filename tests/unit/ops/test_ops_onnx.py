@@ -13,7 +13,13 @@ import pytest
 from walle.errors import ModelError, ValidationError
 from walle.ops import Model, available_backends, compile_graph
 from walle.ops.onnx_import import import_onnx, load_onnx
-from walle.ops.sample_models import cnn_onnx, layernorm_composite_onnx, mlp_onnx, single_op_onnx
+from walle.ops.sample_models import (
+    cnn_onnx,
+    encoder_onnx,
+    layernorm_composite_onnx,
+    mlp_onnx,
+    single_op_onnx,
+)
 
 BACKENDS = [b.name for b in available_backends()]
 RTOL = ATOL = 1e-4
@@ -50,6 +56,19 @@ def test_ops_cnn_matches_onnxruntime(backend: str, batch: int) -> None:
     np.testing.assert_allclose(
         _walle(model, {"x": x}, backend), _ort(model, {"x": x}), rtol=RTOL, atol=ATOL
     )
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(("batch", "tokens"), [(1, 16), (2, 13)])
+def test_ops_transformer_encoder_layer_matches_onnxruntime(backend: str, batch, tokens) -> None:
+    """A pre-norm encoder layer as PyTorch exports it (MatMul + bias Add on [batch, tokens,
+    dim], heads split by Reshape + Transpose, Softmax, erf-GELU): 13 tokens leave 5 rows
+    past the last block of 8 in the products."""
+    model = encoder_onnx(batch=batch, tokens=tokens, dim=32, heads=4, ffn=96)
+    x = _rand((batch, tokens, 32), seed=tokens)
+    want = _ort(model, {"x": x})
+    got = _walle(model, {"x": x}, backend)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * np.abs(want).max())
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
