@@ -650,9 +650,7 @@ def _matmul_algorithms(node: Node, graph: Graph, act: str = "none") -> list[str]
     # the packed GEMM: products by a 2-D b of 8 or more rows of a (a's rows are its output
     # channels, computed 8 at a time; a [..., k] @ b [k, n] is a's rows flattened: a
     # transformer's dense layers over [batch, tokens, features])
-    packed = (
-        len(sb) == 2 and len(sa) >= 2 and math.prod(sa[:-1]) >= 8 and act in ("none", "relu")
-    )
+    packed = len(sb) == 2 and len(sa) >= 2 and math.prod(sa[:-1]) >= 8 and act in ("none", "relu")
     return ["direct", "blas", *(["packed"] if packed else [])]
 
 
