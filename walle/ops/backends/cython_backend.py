@@ -91,9 +91,8 @@ class CythonBackend(Backend):
         if node.op == "binary":
             return _collapse(graph, node) is not None
         if node.op == "matmul":
-            sa, sb = graph.shape(node.inputs[0]), graph.shape(node.inputs[1])
-            return (len(sa), len(sb)) in {(2, 2), (2, 3), (3, 2)} or (
-                len(sa) == len(sb) == 3 and sa[0] == sb[0]
+            return (
+                _matmul_views(graph.shape(node.inputs[0]), graph.shape(node.inputs[1])) is not None
             )
         if node.op == "raster":
             return all(len(r.sizes) <= 6 for r in node.attr("regions"))
@@ -208,7 +207,12 @@ class CythonBackend(Backend):
             return [ops_math.ReduceKernel(node.attr("kind"), ins[0], out, outer, r, inner).run]
         if node.op == "matmul":
             b_constant = node.inputs[1] in graph.constants
-            return _gemm(algorithm, ins[0], ins[1], out, None, 0, "none", b_constant)
+            views = _matmul_views(graph.shape(node.inputs[0]), graph.shape(node.inputs[1]))
+            if views is None:  # supports() turned these down: a caller skipped it
+                raise BackendError(f"cython: node {node.output!r} broadcasts its batch dims")
+            va, vb, vout = views
+            a, b, out = ins[0].reshape(va), ins[1].reshape(vb), out.reshape(vout)
+            return _gemm(algorithm, a, b, out, None, 0, "none", b_constant)
         return [ops_raster.RasterKernel(ins, out, node.attr("regions"), node.attr("fill")).run]
 
     def compile_fused(
@@ -642,15 +646,47 @@ def _is_plain_view(region: Region, shape: tuple[int, ...]) -> bool:
     return (s[0], s[1], s[4], s[5]) == want or (n == 1 and (s[1], s[4], s[5]) == want[1:])
 
 
+def _unit_led(dims: tuple[int, ...]) -> tuple[int, ...]:
+    """``dims`` without its leading 1s (those broadcast against anything)."""
+    i = 0
+    while i < len(dims) and dims[i] == 1:
+        i += 1
+    return tuple(dims[i:])
+
+
+def _matmul_views(
+    sa: tuple[int, ...], sb: tuple[int, ...]
+) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]] | None:
+    """The 2-D or 3-D shapes a [..., m, k] @ b [..., k, n] runs as (a, b, out), or None: the
+    batch dims (all but the last two) of an operand are merged into one, dropped where they
+    are all 1, and must be the other's where both have them (the kernels do not broadcast
+    a batch dim). Attention's [1, heads, tokens, d] products are 3-D products of heads."""
+    if len(sa) < 2 or len(sb) < 2:
+        return None
+    (m, k), (_, n) = sa[-2:], sb[-2:]
+    batch_a, batch_b = math.prod(sa[:-2]), math.prod(sb[:-2])
+    if batch_a > 1 and batch_b > 1 and _unit_led(sa[:-2]) != _unit_led(sb[:-2]):
+        return None
+    batch = max(batch_a, batch_b)
+    va = (batch_a, m, k) if batch_a > 1 else (m, k)
+    vb = (batch_b, k, n) if batch_b > 1 else (k, n)
+    return va, vb, ((batch, m, n) if batch > 1 else (m, n))
+
+
 def _matmul_algorithms(node: Node, graph: Graph, act: str = "none") -> list[str]:
     flops = 2 * math.prod(graph.shape(node.output)) * graph.shape(node.inputs[0])[-1]
     if flops < _BLAS_MIN_FLOPS:
         return ["direct"]
-    sa, sb = graph.shape(node.inputs[0]), graph.shape(node.inputs[1])
+    views = _matmul_views(graph.shape(node.inputs[0]), graph.shape(node.inputs[1]))
     # the packed GEMM: products by a 2-D b of 8 or more rows of a (a's rows are its output
     # channels, computed 8 at a time; a [..., k] @ b [k, n] is a's rows flattened: a
     # transformer's dense layers over [batch, tokens, features])
-    packed = len(sb) == 2 and len(sa) >= 2 and math.prod(sa[:-1]) >= 8 and act in ("none", "relu")
+    packed = (
+        views is not None
+        and len(views[1]) == 2
+        and math.prod(views[0][:-1]) >= 8
+        and act in ("none", "relu")
+    )
     return ["direct", "blas", *(["packed"] if packed else [])]
 
 
