@@ -145,8 +145,9 @@ def _match_linear(m: _Matcher, mm: Node) -> FusedStep | None:
     a, b = mm.inputs
     sa, sb = m.graph.shape(a), m.graph.shape(b)
     out_shape = m.graph.shape(mm.output)
-    if m.const(b) and len(sb) == 2 and len(sa) == 2:
-        side, bias_shapes = "right", {(out_shape[-1],), (1, out_shape[-1])}
+    if m.const(b) and len(sb) == 2 and len(sa) >= 2:  # [..., k] @ W: a dense layer
+        n = out_shape[-1]
+        side, bias_shapes = "right", {(1,) * r + (n,) for r in range(len(out_shape))}
     elif m.const(a) and len(sa) == 2 and len(sb) == 3:
         side, bias_shapes = "left", {(out_shape[-2], 1), (1, out_shape[-2], 1)}
     else:

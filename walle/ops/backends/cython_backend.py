@@ -240,9 +240,13 @@ class CythonBackend(Backend):
             ]
         bias = ins[2].reshape(-1) if step.attr("has_bias") else None
         mode = 0 if bias is None else (1 if step.attr("side") == "right" else 2)
-        out = out.reshape(graph.shape(step.parts[0].output))  # the act may follow a reshape
         b_constant = step.inputs[1] in graph.constants
-        return _gemm(algorithm, ins[0], ins[1], out, bias, mode, step.attr("act"), b_constant)
+        # a [..., k] @ W as a 2-D or 3-D product (the act may follow a reshape of its output)
+        views = _matmul_views(graph.shape(step.inputs[0]), graph.shape(step.inputs[1]))
+        if views is None:  # fusion matches 2-D weights (or a 2-D a): never so
+            raise BackendError(f"cython: step {step.name!r} broadcasts its batch dims")
+        a, b, out = ins[0].reshape(views[0]), ins[1].reshape(views[1]), out.reshape(views[2])
+        return _gemm(algorithm, a, b, out, bias, mode, step.attr("act"), b_constant)
 
 
 # A chain's op list for ops_math.ChainKernel: (op, kind, operand, side) each.
