@@ -12,8 +12,9 @@ step at once, paying a copy wherever a value crosses between host and device mem
 sync per run of device steps, with the device's measured costs (:mod:`walle.ops.calibration`,
 run once per device). The placed plan and each single-backend plan whose modelled time is
 within ``PLAN_CLOSE`` of the best are then timed whole (:func:`time_candidates`, OpenCL
-plans apart from host ones) and the fastest is kept, so a model error cannot make the
-chosen plan slower than pinning one backend.
+plans apart from host ones) and the fastest is kept (the placed plan unless another beats
+it by more than ``PLAN_MARGIN``), so a model error cannot make the chosen plan slower than
+pinning one backend.
 
 Decisions are cached as JSON under ``$WALLE_CACHE_DIR`` (default ``~/.cache/walle``) keyed by
 the graph signature (structure + shapes), the backend set and their device identities, so a
@@ -66,14 +67,20 @@ _log = get_logger("walle.ops.search")
 CLOSE_FACTOR = 8.0
 # Whole plans modelled within this factor of the best are timed against each other.
 PLAN_CLOSE = 3.0
+# Another plan replaces the placed one only if it timed faster by more than this: two whole
+# plans a few percent apart land either way from search to search on a shared machine, and
+# the placed plan's steps were each timed against their alternatives already (an AVX2
+# MatMul 256^3 took numpy's plan, 8% slower step for step, in two runs out of three).
+PLAN_MARGIN = 0.03
 # Trial candidates whose medians are this close (relative) are timed for longer.
 CLOSE_CALL = 0.1
 # Bumped when decisions mean something else or a backend offers new algorithms, so that
 # decisions cached without them are searched again (2: placement over the whole plan;
 # 3: Winograd convs in the cython backend;
 # 4: the packed-GEMM conv (gemm) in the cython backend; 5: convs take a shortcut add;
-# 6: the packed-GEMM matmul (packed) in the cython backend).
-DECISIONS_VERSION = 6
+# 6: the packed-GEMM matmul (packed) in the cython backend; 7: the placed plan kept within
+# PLAN_MARGIN, cython matmuls of any rank).
+DECISIONS_VERSION = 7
 
 
 def time_calls(calls: list[Call], budget_s: float = 0.004, max_runs: int = 25) -> float:
@@ -292,6 +299,9 @@ class Search:
         measured = self._time_plans(graph, steps, flow, table, close)
         self.plans_timed = {unique[a]: t for a, t in measured.items()}
         chosen = min(measured, key=lambda a: measured[a])
+        placed = tuple(plans["placed"])
+        if placed in measured and measured[placed] <= measured[chosen] * (1.0 + PLAN_MARGIN):
+            chosen = placed  # within the noise of a whole-plan timing: the step trials decide
         return list(chosen)
 
     def _time_plans(

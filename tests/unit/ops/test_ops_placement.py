@@ -269,3 +269,34 @@ def test_search_times_whole_plans_apart_by_trial_group(opencl, tmp_path, monkeyp
     search.choose(_mlp())
     assert groups and all(len(g) == 1 for g in groups), groups
     assert "opencl" in search.plans_timed and len(search.plans_timed) >= 2
+
+
+@pytest.mark.parametrize(
+    ("placed_ratio", "keeps_placed"), [(1.02, True), (1.029, True), (1.05, False), (0.9, True)]
+)
+def test_search_keeps_the_placed_plan_unless_another_is_clearly_faster(
+    tmp_path, monkeypatch, placed_ratio, keeps_placed
+):
+    """Whole-plan timings a few percent apart are noise: another plan replaces the placed
+    one only if it timed more than PLAN_MARGIN (3%) faster."""
+    import walle.ops.search as search_module
+
+    monkeypatch.setenv("WALLE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(search_module, "PLAN_CLOSE", 1e9)  # every plan is timed whole
+    placed: list[tuple[str, ...]] = []
+    real_place = search_module.place
+
+    def recording_place(flow, table):
+        placed.append(tuple(real_place(flow, table)))
+        return list(placed[-1])
+
+    def timed(self, graph, steps, flow, table, plans):  # the placed plan at placed_ratio
+        return {a: (placed_ratio if a == placed[-1] else 1.0) * 1e-3 for a in plans}
+
+    monkeypatch.setattr(search_module, "place", recording_place)
+    monkeypatch.setattr(search_module.Search, "_time_plans", timed)
+    search = Search(["cython", "numpy"], use_cache=False, calibrate=False)
+    steps, choices, _ = search.choose(_mlp())
+    assert len(search.plans_timed) >= 2  # the placed plan and at least one pinned one differ
+    chosen = tuple(choices[s.name].backend for s in steps if s.name in choices)
+    assert (chosen == placed[-1][: len(chosen)]) == keeps_placed, (chosen, placed[-1])
