@@ -232,6 +232,7 @@ cdef extern from "winograd.h":
         long s_n, s_c, s_h
         long ih, iw
         long n, c, k, oh, ow, th, tw, tiles
+        long first
         long r
         long top, left
         const float* u
@@ -277,6 +278,34 @@ def winograd_fits(region):
     return kh == kw and kh in (3, 5) and s[2] == s[4] and s[3] == s[5] == 1
 
 
+def _wino_cost(int level, int nv):
+    """The work of one Winograd group of ``nv`` vectors at ``level``, in lanes."""
+    return walle_wino_lanes(level, nv) * (_WINO_NV3_COST if nv == 3 else 1.0)
+
+
+def _wino_groups(int level, long tiles):
+    """(nv, groups, last_level, last_nv): ``groups`` groups of ``nv`` vectors at ``level``,
+    then, where last_nv is not 0, one narrower group of ``last_nv`` vectors at
+    ``last_level`` for the tiles left over, chosen for the fewest lanes' work. An AVX-512
+    kernel may end with an AVX2 group: 49 tiles (a 28x28 plane in 4x4 outputs) run as
+    32 + 24 lanes instead of 64, at AVX2 as 48 + 8 instead of 72."""
+    best = None
+    one = tiles <= walle_wino_lanes(level, 1)  # one group: of one vector
+    for nv in (1,) if one else range(2, walle_wino_max_nv(level) + 1):
+        lanes = walle_wino_lanes(level, nv)
+        groups = -(-tiles // lanes)
+        rest = tiles - (groups - 1) * lanes
+        head = (groups - 1) * _wino_cost(level, nv)
+        last, cost = (0, 0), head + _wino_cost(level, nv)
+        for lv in [level, 1] if level == 2 else [level]:
+            for v in range(1, walle_wino_max_nv(lv) + 1):
+                if rest <= walle_wino_lanes(lv, v) < lanes and head + _wino_cost(lv, v) < cost:
+                    last, cost = (lv, v), head + _wino_cost(lv, v)
+        if best is None or cost < best[0]:
+            best = (cost, nv, groups - (last[1] > 0), *last)
+    return best[1:]
+
+
 cdef class WinogradKernel:
     """y[N, Cout, OH*OW] = act(conv(x) + bias) for a 3x3 or 5x5 stride-1 conv, by Winograd
     F(m x m, r x r) (winograd.h). 3x3: ``tile`` m = 4 (6x6 input tiles, a quarter of the
@@ -295,7 +324,8 @@ cdef class WinogradKernel:
     """
 
     cdef walle_wino p
-    cdef int nv, threads, m
+    cdef walle_wino last  # the narrower last group's (p with its first tile), if tail_nv
+    cdef int nv, threads, m, tail_level, tail_nv
     cdef long groups
     cdef float* vbuf
     cdef float* mbuf
@@ -340,13 +370,8 @@ cdef class WinogradKernel:
             padded_bias[:cout] = np.asarray(bias, np.float32).reshape(-1)
         th, tw = -(-oh // tile), -(-ow // tile)
         tiles = n * th * tw
-        self.nv = 1 if tiles <= walle_wino_lanes(self.level, 1) else 2
-        if self.nv == 2 and walle_wino_max_nv(self.level) == 3:
-            two, three = walle_wino_lanes(self.level, 2), walle_wino_lanes(self.level, 3)
-            if -(-tiles // three) * three * _WINO_NV3_COST < -(-tiles // two) * two:
-                self.nv = 3  # fewer padded lanes than the gain
+        self.nv, self.groups, self.tail_level, self.tail_nv = _wino_groups(self.level, tiles)
         lanes = walle_wino_lanes(self.level, self.nv)
-        self.groups = (tiles + lanes - 1) // lanes
         work = float(n * cout * oh * ow) * c * kh * kh
         self.threads = 1 if work < 4 * _GRAIN or self.groups < 2 else max(
             1, min(walle_max_threads(), self.groups, int(work / (4 * _GRAIN))))
@@ -383,11 +408,19 @@ cdef class WinogradKernel:
         self.p.y = (<float*><size_t>y.ctypes.data) + <long>(y_channel0 * oh * ow)
         self.p.yk = yk
         self.p.relu = act == "relu"
+        self.p.first = 0
+        self.last = self.p
+        self.last.first = self.groups * lanes
 
     @property
     def tile(self):
         """Outputs per tile side: 4 (F(4x4, 3x3)) or 2 (F(2x2, 3x3))."""
         return self.m
+
+    @property
+    def last_group(self):
+        """(level, vectors) of the narrower last group, (0, 0) where there is none."""
+        return self.tail_level, self.tail_nv
 
     def run(self):
         cdef long i, chunk, start, stop
@@ -400,9 +433,15 @@ cdef class WinogradKernel:
                     if start < stop:
                         walle_wino_run(&self.p, self.level, self.nv, self.m, start, stop,
                                        self.vbuf + i * self.vsize, self.mbuf + i * self.msize)
+                    if i == self.threads - 1 and self.tail_nv:
+                        walle_wino_run(&self.last, self.tail_level, self.tail_nv, self.m, 0, 1,
+                                       self.vbuf + i * self.vsize, self.mbuf + i * self.msize)
             else:
                 walle_wino_run(&self.p, self.level, self.nv, self.m, 0, self.groups,
                                self.vbuf, self.mbuf)
+                if self.tail_nv:
+                    walle_wino_run(&self.last, self.tail_level, self.tail_nv, self.m, 0, 1,
+                                   self.vbuf, self.mbuf)
 
 
 cdef extern from "gemm_conv.h":

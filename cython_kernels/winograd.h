@@ -10,7 +10,8 @@
    instead of 36, for a few adds per tile in the transforms.
 
    Work is split in groups of L tiles (L = NV vectors of VW floats, one lane per tile, so the
-   transforms run lane-wise in vectors). Per group: the input tiles of every channel are
+   transforms run lane-wise in vectors); the tiles left over past the last whole group may
+   run in a narrower group (``first`` says where it starts; ops_conv.pyx chooses it). Per group: the input tiles of every channel are
    gathered (4 whole tiles at a time through 4x4 transposes) and transformed into
    V[(m+2)^2][C][L]; then for each block of 8 output channels the products run in a
    register tile of 8 channels x NV vectors (two tiles of 4 channels x 2 vectors where the
@@ -43,6 +44,7 @@ typedef struct {
     long s_n, s_c, s_h;  /* columns are contiguous */
     long ih, iw;     /* rows and columns of the source: OH + r - 1, OW + r - 1 unless padded */
     long n, c, k, oh, ow, th, tw, tiles;
+    long first;      /* the first tile of group 0: 0, or where a narrower last group starts */
     long r;          /* filter side: 3, or 5 for F(2x2, 5x5) */
     long top, left;  /* where the source's (0, 0) lies in the windows' coordinates: the
                         zero padding around it is never stored (0, 0: none) */
@@ -187,7 +189,7 @@ ATTR static void NAME(const walle_wino* p, long g0, long g1, float* vbuf, float*
     float d[AA * L], t[AA * L], chk[L];                                                        \
     long blocks = (p->k + 7) / 8;                                                              \
     for (long g = g0; g < g1; g++) {                                                           \
-        long t0 = g * L, per = p->th * p->tw;                                                  \
+        long t0 = p->first + g * L, per = p->th * p->tw;                                       \
         int any_bad = 0, any_edge = 0;                                                         \
         for (int l = 0; l < L; l++) {                                                          \
             long tt = t0 + l;                                                                  \

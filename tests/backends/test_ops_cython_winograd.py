@@ -139,6 +139,44 @@ def test_winograd_kernel_splits_groups_over_threads(tile) -> None:
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * float(np.abs(want).max()))
 
 
+@pytest.mark.parametrize(
+    ("level", "side", "n", "last"),
+    [
+        ("avx512", 28, 1, ("avx2", 3)),  # 49 tiles: 32 + 24 lanes
+        ("avx512", 8, 1, ("avx2", 1)),  # 4 tiles: 8 lanes, not 16
+        ("avx512", 20, 4, ("avx2", 1)),  # 100 tiles over four images: 3 x 32 + 8 lanes
+        ("avx2", 28, 1, ("avx2", 1)),  # 49 tiles: 24 + 24 + 8 lanes
+        ("avx2", 8, 10, ("avx2", 2)),  # 40 tiles: 24 + 16 lanes
+        ("sse", 12, 1, ("sse", 1)),  # 9 tiles: 8 + 4 lanes
+    ],
+)
+@pytest.mark.parametrize("threads", [False, True])
+def test_winograd_kernel_ends_with_a_narrower_group(level, side, n, last, threads) -> None:
+    """The tiles left past the last whole group run in a narrower group (fewer lanes, an
+    AVX2 one in an AVX-512 kernel), after the others on the last thread; every tile is
+    still computed, including the other images' sharing that group."""
+    ops_conv = _ops_conv()
+    levels = {"sse": 0, "avx2": 1, "avx512": 2}
+    c, cout = (64, 64) if threads else (5, 11)  # enough work for two threads, or one
+    rng = np.random.default_rng(side * 10 + n)
+    x = rng.uniform(-1, 1, (n, c, side + 2, side + 2)).astype(np.float32)
+    weight = rng.uniform(-0.3, 0.3, (cout, c, 3, 3)).astype(np.float32)
+    bias = rng.uniform(-1, 1, cout).astype(np.float32)
+    graph = _conv(x, weight, bias, 0, True)
+    want = run_reference(graph, {"x": x})[0]
+    out = np.full(want.shape, np.nan, np.float32)
+    try:
+        kernel = ops_conv.WinogradKernel(
+            x, weight.reshape(cout, -1), bias, out, _region(graph), "relu", level, 4
+        )
+    except ValueError as exc:
+        assert "does not run" in str(exc)
+        pytest.skip(f"this CPU does not run {level}")
+    assert kernel.last_group == (levels[last[0]], last[1])
+    kernel.run()
+    np.testing.assert_allclose(out, want, rtol=0, atol=1e-4 * float(np.abs(want).max()))
+
+
 @pytest.mark.parametrize("level", LEVELS)
 @pytest.mark.parametrize(("tile", "side"), [(2, 3), (4, 3), (2, 5)])
 def test_winograd_kernel_keeps_nan_and_inf_where_the_reference_puts_them(level, tile, side) -> None:

@@ -173,11 +173,11 @@ class CythonBackend(Backend):
             seconds += 8.0 * math.prod(graph.shape(first.output)) / self.bytes_per_s
         elif step.parts[0].op == "matmul" and graph.shape(step.parts[0].output)[-1] < 16:
             seconds *= 4.0  # fewer than 16 columns: the direct kernel's scalar edge loop
-        if algorithm.startswith("winograd"):  # outputs in m x m tiles, 16 or 32 lanes a group
-            m = 2 if algorithm == "winograd_f2" else 4
+        if algorithm.startswith("winograd"):  # outputs in m x m tiles, 16-32 lanes a group
+            m = 2 if algorithm == "winograd_f2" else 4  # and a last group of 8-24
             n, _, _, _, oh, ow = first.attr("regions")[0].sizes
             tiles = n * -(-oh // m) * -(-ow // m)
-            lanes = 16 * -(-tiles // 16)
+            lanes = 8 * -(-tiles // 8)
             seconds *= (m * m * tiles / (n * oh * ow)) * (lanes / tiles)
         return seconds
 
