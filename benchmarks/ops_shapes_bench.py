@@ -3,10 +3,10 @@
 Run: ``taskset -c 1 .venv/bin/python benchmarks/ops_shapes_bench.py`` (and with
 ``WALLE_OPS_ISA=avx2`` for the AVX2 build on an AVX-512 CPU). The kernels were tuned on
 ops_bench's rows; these shapes (products of uneven sizes, MLPs and CNNs at other widths and
-batches, softmax over other axes, a transformer encoder layer) check that the lead is not a
-property of those rows. Each row is one ONNX model run by walle (backends chosen by the
-search) and by onnxruntime, timed in interleaved slices as in ops_bench; ratio =
-onnxruntime / walle (above 1: walle faster).
+batches, softmax over other axes, a transformer encoder layer, MobileNetV2's first stages)
+check that the lead is not a property of those rows. Each row is one ONNX model run by
+walle (backends chosen by the search) and by onnxruntime, timed in interleaved slices as
+in ops_bench; ratio = onnxruntime / walle (above 1: walle faster).
 The last column is what walle's search chose for the row's product or conv steps.
 
 ``--random N`` then times N seeded random dense products x[m, k] @ W[k, n] (each size drawn
@@ -62,8 +62,9 @@ def _cnn(side: int, batch: int):
 
 
 def _rows() -> list[tuple[str, object]]:
-    from walle.ops.sample_models import encoder_onnx, mlp_onnx
+    from walle.ops.sample_models import encoder_onnx, mlp_onnx, mobilenet_v2_onnx
 
+    mobilenet = ops_bench._fix_batch(mobilenet_v2_onnx(), 1)
     return [
         ("CNN 3x32x32, batch 16", _cnn(32, 16)),
         ("CNN 3x128x128, batch 4", _cnn(128, 4)),
@@ -79,6 +80,7 @@ def _rows() -> list[tuple[str, object]]:
         ("Softmax [256,128]", _one("Softmax", (256, 128), axis=-1)),
         ("Softmax [16,4,64,64], axis 1", _one("Softmax", (16, 4, 64, 64), axis=1)),
         ("Encoder layer 128 tokens x 256, 4 heads, FFN 1024 (erf-GELU)", encoder_onnx()),
+        ("MobileNetV2 stem + 4 stages, 3x224x224 (depthwise, ReLU6)", mobilenet),
     ]
 
 

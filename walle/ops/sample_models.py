@@ -3,8 +3,9 @@
 ``mlp_onnx``: Gemm 64-256-256-1 with ReLU; ``cnn_onnx``: two conv/relu/maxpool blocks on
 1x3x64x64, global average pool, flatten, Gemm to 10 classes; ``encoder_onnx``: a
 transformer encoder layer (pre-norm attention and an erf-GELU feed-forward, as exported
-from PyTorch); ``single_op_onnx``: one node. The leading input dim is the symbolic batch
-``N`` (``encoder_onnx``: fixed sizes, its reshapes name them).
+from PyTorch); ``mobilenet_v2_onnx``: MobileNetV2's first stages (depthwise convs, ReLU6
+as Clip, inverted residuals); ``single_op_onnx``: one node. The leading input dim is the
+symbolic batch ``N`` (``encoder_onnx``: fixed sizes, its reshapes name them).
 """
 
 from __future__ import annotations
@@ -167,6 +168,56 @@ def layernorm_composite_onnx(shape: Sequence[int] = (64, 1024), seed: int = 0) -
         mk("Add", ["s", "beta"], ["y"], name="shift"),
     ]
     return _model(nodes, [_io("x", ["N", c])], [_io("y", ["N", c])], inits, opset=17)
+
+
+def mobilenet_v2_onnx(side: int = 224, stages: int = 4, seed: int = 0) -> ModelProto:
+    """MobileNetV2's stem and first ``stages`` stages (1-4) of inverted residual blocks, as
+    exported with batch norm folded: 1x1 expansion (x6) + ReLU6, depthwise 3x3 (stride 1
+    or 2) + ReLU6, linear 1x1 projection, a shortcut Add where shapes match; ReLU6 is
+    Clip(0, 6) with its bounds as inputs (opset 13). x [N, 3, side, side] -> the last
+    stage's [N, C, side / 16, side / 16] (4 stages: 64 channels; sides rounded up)."""
+    from onnx import helper
+
+    rng = np.random.default_rng(seed)
+    inits = [_init("relu6_lo", np.array(0.0)), _init("relu6_hi", np.array(6.0))]
+    nodes: list[NodeProto] = []
+    count = itertools.count()
+
+    def conv(x: str, cin: int, cout: int, k: int, stride: int, group: int, relu6: bool) -> str:
+        i = next(count)
+        fan_in = cin // group * k * k
+        weight = rng.normal(0, (2.0 / fan_in) ** 0.5, (cout, cin // group, k, k))
+        inits.append(_init(f"w{i}", weight))
+        inits.append(_init(f"b{i}", rng.normal(0, 0.1, cout)))
+        y = f"conv{i}"
+        nodes.append(helper.make_node(
+            "Conv", [x, f"w{i}", f"b{i}"], [y], name=y, kernel_shape=[k, k],
+            strides=[stride, stride], pads=[k // 2] * 4, group=group,
+        ))  # fmt: skip
+        if not relu6:
+            return y
+        nodes.append(helper.make_node("Clip", [y, "relu6_lo", "relu6_hi"], [y + "_r6"]))
+        return y + "_r6"
+
+    x, cin, out_side = conv("x", 3, 32, 3, 2, 1, True), 32, -(-side // 2)
+    # (expansion, channels, blocks, first stride) of MobileNetV2's first stages
+    settings = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2)]
+    for expand, cout, blocks, stride in settings[:stages]:
+        for j in range(blocks):
+            hidden = cin * expand
+            y = conv(x, cin, hidden, 1, 1, 1, True) if expand != 1 else x
+            y = conv(y, hidden, hidden, 3, stride if j == 0 else 1, hidden, True)
+            out_side = -(-out_side // stride) if j == 0 else out_side
+            y = conv(y, hidden, cout, 1, 1, 1, False)
+            if j > 0:
+                nodes.append(helper.make_node("Add", [x, y], [y + "_sum"]))
+                y += "_sum"
+            x, cin = y, cout
+    nodes[-1].output[0] = "y"
+    return _model(
+        nodes, [_io("x", ["N", 3, side, side])], [_io("y", ["N", cin, out_side, out_side])], inits,
+        opset=13,
+    )  # fmt: skip
 
 
 def encoder_onnx(

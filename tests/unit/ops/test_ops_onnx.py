@@ -18,6 +18,7 @@ from walle.ops.sample_models import (
     encoder_onnx,
     layernorm_composite_onnx,
     mlp_onnx,
+    mobilenet_v2_onnx,
     single_op_onnx,
 )
 
@@ -68,6 +69,19 @@ def test_ops_transformer_encoder_layer_matches_onnxruntime(backend: str, batch, 
     x = _rand((batch, tokens, 32), seed=tokens)
     want = _ort(model, {"x": x})
     got = _walle(model, {"x": x}, backend)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(("batch", "side", "stages"), [(1, 32, 4), (2, 27, 3)])
+def test_ops_mobilenet_v2_stages_match_onnxruntime(backend: str, batch, side, stages) -> None:
+    """MobileNetV2's first stages (depthwise 3x3 convs at stride 1 and 2, ReLU6 as Clip with
+    its bounds as inputs, inverted residual Adds); 27x27 leaves odd planes at each stride 2."""
+    model = mobilenet_v2_onnx(side=side, stages=stages, seed=side)
+    x = _rand((batch, 3, side, side), seed=side)
+    want = _ort(model, {"x": x})
+    got = _walle(model, {"x": x}, backend)
+    assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * np.abs(want).max())
 
 
