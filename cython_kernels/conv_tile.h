@@ -7,6 +7,19 @@
 
 #include <string.h>
 
+/* The kernels' ``relu`` (a float): 0 no activation, else a ReLU capped at it (INFINITY: a
+   plain ReLU; 6: ReLU6, ONNX's Clip(0, 6)). Below 0 (and -0) gives +0; NaN stays NaN. */
+#define WALLE_RELU_S(r, cap) \
+    ((cap) != 0.0f && (r) <= 0.0f ? 0.0f : (cap) != 0.0f && (r) > (cap) ? (cap) : (r))
+#define WALLE_RELU_V(VT, IT, r, cap) \
+    do { \
+        if ((cap) != 0.0f) { \
+            (r) = (VT)((IT)(r) & ~(IT)((r) <= 0.0f)); \
+            IT over_ = (IT)((r) > (cap)); \
+            (r) = (VT)(((IT)(r) & ~over_) | ((IT)((VT){0} + (cap)) & over_)); \
+        } \
+    } while (0)
+
 #define WALLE_CB 8
 #define WALLE_INLINE static inline __attribute__((always_inline))
 
@@ -66,7 +79,7 @@ WALLE_INLINE void walle_t4x4(walle_v4* r) {
 WALLE_INLINE void NAME(const float* restrict x, const float* restrict w, \
                        const float* restrict bias, float* restrict y, long cin, long kh, \
                        long kw, long s_c, long s_kh, long s_kw, long y_c, long cvalid, \
-                       int relu) { \
+                       float relu) { \
     VT acc[WALLE_CB][NV]; \
     for (int c = 0; c < WALLE_CB; c++) \
         for (int q = 0; q < NV; q++) acc[c][q] = (VT){0}; \
@@ -83,7 +96,7 @@ WALLE_INLINE void NAME(const float* restrict x, const float* restrict w, \
     for (long c = 0; c < cvalid; c++) \
         for (int q = 0; q < NV; q++) { \
             VT r = acc[c][q] + bias[c]; \
-            if (relu) r = (VT)((IT)r & ~(IT)(r <= 0.0f)); /* keeps NaN */ \
+            WALLE_RELU_V(VT, IT, r, relu); \
             memcpy(y + c * y_c + VW * q, &r, sizeof(VT)); \
         } \
 }
@@ -98,7 +111,7 @@ WALLE_CONV_TILE(walle_conv_v4x1, walle_v4, walle_i4, 4, 1)
 static void walle_conv_tile_any(const float* restrict x, const float* restrict w,
                                 const float* restrict bias, float* restrict y, long cin,
                                 long kh, long kw, long s_c, long s_kh, long s_kw, long s_ow,
-                                long y_c, long cvalid, long width, int relu) {
+                                long y_c, long cvalid, long width, float relu) {
     float acc[WALLE_CB][16] = {{0}};
     for (long ci = 0; ci < cin; ci++)
         for (long a = 0; a < kh; a++)
@@ -113,7 +126,7 @@ static void walle_conv_tile_any(const float* restrict x, const float* restrict w
     for (long c = 0; c < cvalid; c++)
         for (long t = 0; t < width; t++) {
             float r = acc[c][t] + bias[c];
-            y[c * y_c + t] = relu && r <= 0.0f ? 0.0f : r;
+            y[c * y_c + t] = WALLE_RELU_S(r, relu);
         }
 }
 
@@ -125,7 +138,7 @@ WALLE_CONV_TILE(walle_conv_v2x1, walle_v2, walle_i2, 2, 1)
 WALLE_INLINE void walle_conv_v8x1x2(const float* restrict x, const float* restrict w,
                                     const float* restrict bias, float* restrict y,
                                     long cin, long kh, long kw, long s_c, long s_kh,
-                                    long s_kw, long y_c, long cvalid, int relu) {
+                                    long s_kw, long y_c, long cvalid, float relu) {
     walle_conv_v8x1(x, w, bias, y, cin, kh, kw, s_c, s_kh, s_kw, y_c, cvalid, relu);
     walle_conv_v8x1(x + 8, w, bias, y + 8, cin, kh, kw, s_c, s_kh, s_kw, y_c, cvalid, relu);
 }

@@ -55,7 +55,7 @@ typedef struct {
     float* y;           /* [N][y_k][P], this conv's channels from y_k0 */
     const float* res;   /* NULL, or a residual added before the ReLU, laid out as y */
     long y_k, y_k0;
-    int relu;
+    float relu;
     const float* prepacked; /* NULL, or the columns packed once (walle_gemm_prepack; n = 1) */
 } walle_gemm;
 
@@ -192,7 +192,7 @@ WALLE_INLINE walle_gemm_cols walle_gemm_split(long cols, long sw, long vw, long 
                     WALLE_GEMM_PART(&e, res + c * y_c + VW * q, VW * q, VW);                   \
                     r += e;                                                                    \
                 }                                                                              \
-                if (relu) r = (VT)((IT)r & ~(IT)(r <= 0.0f)); /* keeps NaN */                   \
+                WALLE_RELU_V(VT, IT, r, relu);                                                 \
             }                                                                                  \
             WALLE_GEMM_PART(y + c * y_c + VW * q, &r, VW * q, VW);                             \
         }
@@ -204,7 +204,7 @@ WALLE_INLINE walle_gemm_cols walle_gemm_split(long cols, long sw, long vw, long 
 WALLE_INLINE void NAME(const float* restrict b, long sb, const float* restrict a, long kc,    \
                        float* restrict y, long y_c, long cvalid, long ncols,                  \
                        const float* restrict bias, const float* restrict res, int first,      \
-                       int last, int relu, const float* pf) {                                                     \
+                       int last, float relu, const float* pf) {                                                     \
     VT acc[CH][NV];                                                                            \
     WALLE_GEMM_LOAD(acc, VT, VW, NV, CH)                                                       \
     for (long k = 0; k < kc; k++) {                                                            \
@@ -225,7 +225,7 @@ WALLE_INLINE void NAME(const float* restrict b, long sb, const float* restrict a
 WALLE_INLINE void NAME(const float* restrict b, long sb, const float* restrict a, long kc,    \
                        float* restrict y, long y_c, long cvalid, long ncols,                  \
                        const float* restrict bias, const float* restrict res, int first,      \
-                       int last, int relu, const float* pf) {                                                     \
+                       int last, float relu, const float* pf) {                                                     \
     VT acc[4][3];                                                                              \
     WALLE_GEMM_LOAD(acc, VT, VW, 3, 4)                                                         \
     VT s00 = acc[0][0], s01 = acc[0][1], s02 = acc[0][2], s10 = acc[1][0], s11 = acc[1][1];   \
@@ -255,7 +255,7 @@ WALLE_INLINE void NAME(const float* restrict b, long sb, const float* restrict a
 WALLE_INLINE void NAME(const float* restrict b, long sb, const float* restrict a, long sa,    \
                        long kc, float* restrict y, long y_c, long cvalid,                     \
                        const float* restrict bias, const float* restrict res, int first,      \
-                       int last, int relu) {                                                  \
+                       int last, float relu) {                                                  \
     enum { H = WALLE_CB / VW };                                                                \
     VT acc[T][4][H];                                                                           \
     for (int t = 0; t < T; t++)                                                                \
@@ -287,7 +287,7 @@ WALLE_INLINE void NAME(const float* restrict b, long sb, const float* restrict a
                     if (last) {                                                                \
                         r += bias[c];                                                          \
                         if (res) r += res[c * y_c + t];                                        \
-                        if (relu && r <= 0.0f) r = 0.0f; /* keeps NaN */                        \
+                        r = WALLE_RELU_S(r, relu);                                             \
                     }                                                                          \
                     y[c * y_c + t] = r;                                                        \
                 }                                                                              \
@@ -315,7 +315,7 @@ WALLE_GEMM_TAIL(walle_gemm_tail4_2, walle_v4, 4, 2)
 WALLE_INLINE void NAME(const float* restrict b, long sb, const float* restrict a, long kc,    \
                        float* restrict y, long y_c, long cvalid, long ncols,                  \
                        const float* restrict bias, const float* restrict res, int first,      \
-                       int last, int relu, const float* pf) {                                                     \
+                       int last, float relu, const float* pf) {                                                     \
     TILE(b, sb, a, kc, y, y_c, cvalid, ncols, bias, res, first, last, relu, pf);               \
     if (cvalid > 4)                                                                            \
         TILE(b, sb, a + 4, kc, y + 4 * y_c, y_c, cvalid - 4, ncols, bias + 4,                  \

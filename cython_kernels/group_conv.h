@@ -50,7 +50,7 @@ typedef struct {
     long n, kh, kw, oh, ow;
     long s_n, s_c, s_kh, s_kw, s_oh, s_ow;
     long groups, cin, cout, blocks;
-    int relu;
+    float relu;
     /* Depthwise only, `base` not NULL: x is the unpadded source, plane (n, g) has `ih` rows of
        `iw` floats at x + base[n * groups + g] + r * irs; it is copied into a zero-bordered
        scratch plane [hp][wp] at (top, left), which the region (offset `off`) then reads. */
@@ -62,7 +62,7 @@ typedef struct {
 #define WALLE_GSTORE(VT, IT, d, acc, b, relu)                                  \
     do {                                                                       \
         VT r_ = (acc) + (b);                                                   \
-        if (relu) r_ = (VT)((IT)r_ & ~(IT)(r_ <= 0.0f)); /* keeps NaN */        \
+        WALLE_RELU_V(VT, IT, r_, relu);                                        \
         memcpy((d), &r_, sizeof(VT));                                          \
     } while (0)
 
@@ -119,7 +119,7 @@ typedef struct {
 #define WALLE_DWTILE(NAME, VT, IT, VW, NV)                                                  \
     WALLE_GINLINE void NAME(const float* restrict x, const float* restrict w, float bias,   \
                             float* restrict y, long kh, long kw, long s_kh, long s_kw,      \
-                            int relu) {                                                     \
+                            float relu) {                                                     \
         VT acc[NV];                                                                         \
         for (int q = 0; q < NV; q++) acc[q] = (VT){0};                                      \
         for (long a = 0; a < kh; a++)                                                       \
@@ -153,7 +153,7 @@ WALLE_DWTILE(walle_dw_4x1, walle_g4, walle_gi4, 4, 1)
    same bits. */
 #define WALLE_DW3V(NAME, VT, IT, NV)                                                         \
     WALLE_GINLINE void NAME(const float* restrict x, const float* restrict w, float bias,   \
-                            float* restrict y, long pitch, long ypitch, int relu) {         \
+                            float* restrict y, long pitch, long ypitch, float relu) {         \
         VT acc[NV];                                                                         \
         for (int q = 0; q < NV; q++) acc[q] = (VT){0};                                      \
         _Pragma("GCC unroll 8") /* constant indexes: acc stays in registers */              \
@@ -193,7 +193,7 @@ WALLE_DW3V(walle_dw3_4x1, walle_g4, walle_gi4, 1)
 #define WALLE_DW3_PLANE(NAME, VW, NV, TN, T2, T1)                                           \
     WALLE_GINLINE void NAME(const float* restrict x, const float* restrict w, float bias,   \
                             float* restrict y, long oh, long ow, long pitch, long ypitch,   \
-                            int relu) {                                                     \
+                            float relu) {                                                     \
         long r = 0, last = ow > VW ? ow - VW : 0;                                           \
         for (; r + NV <= oh; r += NV)                                                       \
             for (long j = 0;; j = j + VW < last ? j + VW : last) {                          \
@@ -228,7 +228,7 @@ WALLE_DW3_PLANE(walle_dw3_plane4, 4, 4, walle_dw3_4x4, walle_dw3_4x2, walle_dw3_
 #define WALLE_DW3_PICK(NAME, VW, P16, P8, P4)                                               \
     WALLE_GINLINE int NAME(const float* restrict x, const float* restrict w, float bias,    \
                            float* restrict y, float* restrict run, long oh, long ow,        \
-                           long pitch, int relu, int slack, long room) {                    \
+                           long pitch, float relu, int slack, long room) {                    \
         long v = slack ? (ow <= 4 ? 4 : ow <= 8 ? 8 : 16)                                   \
                        : (ow >= 16 ? 16 : ow >= 8 ? 8 : ow >= 4 ? 4 : 0);                   \
         if (v > VW) v = VW;                                                                 \
@@ -250,7 +250,7 @@ WALLE_DW3_PICK(walle_dw3_base, 4, walle_dw3_plane4, walle_dw3_plane4, walle_dw3_
    loads stay inside the window's addresses: the first ends at tap 1's last column. */
 #define WALLE_DWTILE_S2(NAME, VT, IT, VW, EVEN, ODD)                                        \
     WALLE_GINLINE void NAME(const float* restrict x, const float* restrict w, float bias,   \
-                            float* restrict y, long kh, long kw, long s_kh, int relu) {     \
+                            float* restrict y, long kh, long kw, long s_kh, float relu) {     \
         VT acc = (VT){0}, lo, hi;                                                           \
         for (long a = 0; a < kh; a++) {                                                     \
             const float* s = x + a * s_kh;                                                  \
@@ -277,7 +277,7 @@ WALLE_DWTILE_S2(walle_dws2_4, walle_g4, walle_gi4, 4, WALLE_EVEN4, WALLE_ODD4)
    column, as there. */
 #define WALLE_DW3S2V(NAME, VT, IT, VW, NV, EVEN, ODD)                                       \
     WALLE_GINLINE void NAME(const float* restrict x, const float* restrict w, float bias,   \
-                            float* restrict y, long s_kh, long ypitch, int relu) {          \
+                            float* restrict y, long s_kh, long ypitch, float relu) {          \
         VT acc[NV];                                                                         \
         for (int q = 0; q < NV; q++) acc[q] = (VT){0};                                      \
         _Pragma("GCC unroll 16")                                                            \
@@ -313,7 +313,7 @@ WALLE_DW3S2V(walle_dw3s2_4x1, walle_g4, walle_gi4, 4, 1, WALLE_EVEN4, WALLE_ODD4
    columns 0, VW, ... and one shifted back to end at ow; y rows are ow apart. */
 #define WALLE_DW3S2_PLANE(NAME, VW, T4, T1)                                                 \
     WALLE_GINLINE void NAME(const float* restrict x, const float* restrict w, float bias,   \
-                            float* restrict y, long oh, long ow, long s_kh, int relu) {     \
+                            float* restrict y, long oh, long ow, long s_kh, float relu) {     \
         long r = 0, last = ow - VW;                                                         \
         for (; r + 4 <= oh; r += 4)                                                         \
             for (long j = 0;; j = j + VW < last ? j + VW : last) {                          \
@@ -334,7 +334,7 @@ WALLE_DW3S2_PLANE(walle_dw3s2_plane4, 4, walle_dw3s2_4x4, walle_dw3s2_4x1)
    in a row; 0 when the row is under 4 wide (the caller's row tiles then). */
 #define WALLE_DW3S2_PICK(NAME, VW, P16, P8, P4)                                             \
     WALLE_GINLINE int NAME(const float* restrict x, const float* restrict w, float bias,    \
-                           float* restrict y, long oh, long ow, long s_kh, int relu) {      \
+                           float* restrict y, long oh, long ow, long s_kh, float relu) {      \
         long v = ow >= 16 ? 16 : ow >= 8 ? 8 : ow >= 4 ? 4 : 0;                             \
         if (v > VW) v = VW;                                                                 \
         if (v == 16) P16(x, w, bias, y, oh, ow, s_kh, relu);                                \
@@ -351,13 +351,13 @@ WALLE_DW3S2_PICK(walle_dw3s2_base, 4, walle_dw3s2_plane4, walle_dw3s2_plane4, wa
 /* n outputs at any strides, one at a time. */
 WALLE_GINLINE void walle_dw_any(const float* restrict x, const float* restrict w, float bias,
                                 float* restrict y, long n, long kh, long kw, long s_kh,
-                                long s_kw, long s_ow, int relu) {
+                                long s_kw, long s_ow, float relu) {
     for (long t = 0; t < n; t++) {
         float acc = 0.0f;
         for (long a = 0; a < kh; a++)
             for (long b = 0; b < kw; b++) acc += w[a * kw + b] * x[t * s_ow + a * s_kh + b * s_kw];
         float r = acc + bias;
-        y[t] = relu && r <= 0.0f ? 0.0f : r;
+        y[t] = WALLE_RELU_S(r, relu);
     }
 }
 
@@ -507,7 +507,7 @@ WALLE_DW_PLANES(walle_dw_base, , walle_dw_4x8, walle_dw_4x4, walle_dw_4x1, walle
 #define WALLE_BIAS_ACT(NAME, ATTR)                                                          \
     ATTR static void NAME(float* restrict y, const float* restrict bias,                    \
                           const float* restrict res, long rows, long channels, long plane,  \
-                          int relu) {                                                       \
+                          float relu) {                                                       \
         for (long i = 0; i < rows; i++) {                                                   \
             float b = bias[i % channels];                                                   \
             float* r = y + i * plane;                                                       \
@@ -515,7 +515,7 @@ WALLE_DW_PLANES(walle_dw_base, , walle_dw_4x8, walle_dw_4x4, walle_dw_4x1, walle
                 if (relu)                                                                   \
                     for (long t = 0; t < plane; t++) {                                      \
                         float v = r[t] + b;                                                 \
-                        r[t] = v <= 0.0f ? 0.0f : v; /* keeps NaN */                         \
+                        r[t] = WALLE_RELU_S(v, relu);                                       \
                     }                                                                       \
                 else                                                                        \
                     for (long t = 0; t < plane; t++) r[t] += b;                             \
@@ -525,7 +525,7 @@ WALLE_DW_PLANES(walle_dw_base, , walle_dw_4x8, walle_dw_4x4, walle_dw_4x1, walle
             if (relu)                                                                       \
                 for (long t = 0; t < plane; t++) {                                          \
                     float v = r[t] + b + e[t];                                              \
-                    r[t] = v <= 0.0f ? 0.0f : v; /* keeps NaN */                             \
+                    r[t] = WALLE_RELU_S(v, relu);                                           \
                 }                                                                           \
             else                                                                            \
                 for (long t = 0; t < plane; t++) r[t] = r[t] + b + e[t];                    \
@@ -535,7 +535,7 @@ WALLE_BIAS_ACT(walle_bias_act_avx512, WALLE_GTARGET("avx512f,avx2,fma"))
 WALLE_BIAS_ACT(walle_bias_act_avx2, WALLE_GTARGET("avx2,fma"))
 WALLE_BIAS_ACT(walle_bias_act_base, )
 static void walle_bias_act(float* y, const float* bias, const float* res, long rows,
-                           long channels, long plane, int relu, int level) {
+                           long channels, long plane, float relu, int level) {
     if (level == 2) walle_bias_act_avx512(y, bias, res, rows, channels, plane, relu);
     else if (level == 1) walle_bias_act_avx2(y, bias, res, rows, channels, plane, relu);
     else walle_bias_act_base(y, bias, res, rows, channels, plane, relu);

@@ -55,7 +55,7 @@ cdef extern from *:
     ATTR static void NAME( \\
             const float* x, const float* w, const float* bias, float* y, long r0, long r1, \\
             long cin, long cout, long kh, long kw, long oh_n, long ow_n, long s_n, long s_c, \\
-            long s_kh, long s_kw, long s_oh, long s_ow, int relu) { \\
+            long s_kh, long s_kw, long s_oh, long s_ow, float relu) { \\
         long blocks = (cout + WALLE_CB - 1) / WALLE_CB; \\
         long plane = oh_n * ow_n; \\
         long wblock = cin * kh * kw * WALLE_CB; \\
@@ -110,7 +110,7 @@ cdef extern from *:
     static void walle_conv_rows(
             const float* x, const float* w, const float* bias, float* y, long r0, long r1,
             long cin, long cout, long kh, long kw, long oh_n, long ow_n, long s_n, long s_c,
-            long s_kh, long s_kw, long s_oh, long s_ow, int relu, int level) {
+            long s_kh, long s_kw, long s_oh, long s_ow, float relu, int level) {
         if (level == 2)
             walle_conv_rows_avx512(x, w, bias, y, r0, r1, cin, cout, kh, kw, oh_n, ow_n,
                                    s_n, s_c, s_kh, s_kw, s_oh, s_ow, relu);
@@ -126,7 +126,7 @@ cdef extern from *:
     void walle_conv_rows(const float* x, const float* w, const float* bias, float* y, long r0,
                          long r1, long cin, long cout, long kh, long kw, long oh_n, long ow_n,
                          long s_n, long s_c, long s_kh, long s_kw, long s_oh, long s_ow,
-                         int relu, int level) nogil
+                         float relu, int level) nogil
 
 LEVELS = {"avx512": 2, "avx2": 1, "sse": 0}  # instruction-set levels, widest first
 _level = walle_conv_best_level()  # what ConvKernel uses unless told; see set_level
@@ -150,6 +150,15 @@ def set_level(int value):
                          f"(best {walle_conv_best_level()})")
     _level = value
 
+def relu_cap(str kind, str act):
+    """The kernels' ``relu`` for an activation: 0 for "none", INFINITY for "relu", 6 for
+    "relu6" (ONNX's Clip(0, 6)); ValueError naming ``kind`` for any other."""
+    caps = {"none": 0.0, "relu": float("inf"), "relu6": 6.0}
+    if act not in caps:
+        raise ValueError(f"{kind}: activation {act!r} (none, relu or relu6)")
+    return caps[act]
+
+
 _GRAIN = 1 << 20  # multiply-adds worth one more thread
 # A 3-vector Winograd group (AVX2) costs this much of a 2-vector one per tile it holds
 # (VGG-19's 3x3 layers alone, one core: 0.84-0.96).
@@ -161,7 +170,7 @@ cdef class ConvKernel:
 
     ``region`` is the im2col raster's: sizes (N, C, KH, KW, OH, OW) and source strides and
     offset into ``x`` (the padded input); ``weight`` is [Cout, C*KH*KW]; ``act`` "none"
-    or "relu"; ``level`` picks the tiles ("avx512", "avx2", "sse", or "best" this CPU runs;
+    "relu" or "relu6"; ``level`` picks the tiles ("avx512", "avx2", "sse", or "best" this CPU runs;
     default the module's :func:`level`; the tests run each). ``level`` (read-only) is the
     level the kernel runs at.
     """
@@ -171,15 +180,15 @@ cdef class ConvKernel:
     cdef const float* w
     cdef const float* bias
     cdef long p[16]
-    cdef int relu, threads
+    cdef float relu
+    cdef int threads
     cdef readonly int level
     cdef object keep
 
     def __init__(self, x, weight, bias, y, region, str act, str level=None):
         n, c, kh, kw, oh, ow = (int(v) for v in region.sizes)
         cout = int(weight.shape[0])
-        if act not in ("none", "relu"):
-            raise ValueError(f"conv kernel: activation {act!r} (none or relu)")
+        cdef float relu = relu_cap("conv kernel", act)
         for a in (x, y):
             if a.dtype != np.float32 or not a.flags.c_contiguous:
                 raise ValueError("conv buffers must be C-contiguous float32 arrays")
@@ -200,7 +209,7 @@ cdef class ConvKernel:
         s = [int(v) for v in region.src_strides]
         for i, v in enumerate((n * oh, c, cout, kh, kw, oh, ow, *s)):
             self.p[i] = v
-        self.relu = act == "relu"
+        self.relu = relu
         self.level = _kernel_level("conv", level)
         work = float(y.size) * c * kh * kw
         rows = n * oh
@@ -240,7 +249,7 @@ cdef extern from "winograd.h":
         const float* bias
         float* y
         long yk
-        int relu
+        float relu
     long walle_wino_lanes(int level, int nv) nogil
     int walle_wino_max_nv(int level) nogil
     void walle_wino_run(const walle_wino* p, int level, int nv, int m, long g0, long g1,
@@ -342,8 +351,7 @@ cdef class WinogradKernel:
         if (tile, kh) not in _WINO_G:
             raise ValueError(f"winograd kernel: tile {tile} for a {kh}x{kh} filter "
                              f"(3x3: 2 or 4; 5x5: 2)")
-        if act not in ("none", "relu"):
-            raise ValueError(f"winograd kernel: activation {act!r} (none or relu)")
+        cdef float relu = relu_cap("winograd kernel", act)
         for a in (x, y):
             if a.dtype != np.float32 or not a.flags.c_contiguous:
                 raise ValueError("conv buffers must be C-contiguous float32 arrays")
@@ -407,7 +415,7 @@ cdef class WinogradKernel:
         self.p.bias = <const float*><size_t>padded_bias.ctypes.data
         self.p.y = (<float*><size_t>y.ctypes.data) + <long>(y_channel0 * oh * ow)
         self.p.yk = yk
-        self.p.relu = act == "relu"
+        self.p.relu = relu
         self.p.first = 0
         self.last = self.p
         self.last.first = self.groups * lanes
@@ -459,7 +467,7 @@ cdef extern from "gemm_conv.h":
         float* y
         const float* res
         long y_k, y_k0
-        int relu
+        float relu
         const float* prepacked
     long walle_gemm_strip(int level) nogil
     void walle_gemm_run(const walle_gemm* g, int level, long u0, long u1, float* pack) nogil
@@ -554,8 +562,7 @@ cdef class GemmConvKernel:
                  y_channels=None, int y_channel0=0, residual=None):
         n, c, kh, kw, oh, ow = (int(v) for v in region.sizes)
         cout = int(weight.shape[0])
-        if act not in ("none", "relu"):
-            raise ValueError(f"gemm conv kernel: activation {act!r} (none or relu)")
+        cdef float relu = relu_cap("gemm conv kernel", act)
         for a in (x, y):
             if a.dtype != np.float32 or not a.flags.c_contiguous:
                 raise ValueError("conv buffers must be C-contiguous float32 arrays")
@@ -613,7 +620,7 @@ cdef class GemmConvKernel:
         self.g.y = <float*><size_t>y.ctypes.data
         self.g.res = NULL if residual is None else <const float*><size_t>residual.ctypes.data
         self.g.y_k, self.g.y_k0 = yk, y_channel0
-        self.g.relu = act == "relu"
+        self.g.relu = relu
         self.g.prepacked = NULL  # the columns are packed per call
 
     def run(self):
@@ -637,7 +644,7 @@ cdef class MatmulPackedKernel:
 
     ``bias_mode`` as ops_math.GemmKernel's: 0 none, 1 per column (bias[n], added as the
     kernel's residual, laid out as c), 2 per row (bias[m], the kernel's channel bias).
-    ``act``: none or relu (which keeps NaN). ``kc``/``nc`` as :class:`GemmConvKernel`'s.
+    ``act``: none, relu or relu6 (which keep NaN). ``kc``/``nc`` as :class:`GemmConvKernel`'s.
     """
 
     cdef walle_gemm g
@@ -661,8 +668,7 @@ cdef class MatmulPackedKernel:
         n = int(b.shape[1])
         if b.shape[0] != k or c.shape[0] != m or c.shape[1] != n:
             raise ValueError(f"packed matmul kernel: shapes {a.shape} @ {b.shape} -> {c.shape}")
-        if act not in ("none", "relu"):
-            raise ValueError(f"packed matmul kernel: activation {act!r} (none or relu)")
+        cdef float relu = relu_cap("packed matmul kernel", act)
         if bias_mode not in (0, 1, 2) or (bias_mode != 0) != (bias is not None):
             raise ValueError(f"packed matmul kernel: bias mode {bias_mode} with bias {bias!r}")
         self.level = _kernel_level("packed matmul", level)
@@ -711,7 +717,7 @@ cdef class MatmulPackedKernel:
         self.g.y = <float*><size_t>c.ctypes.data
         self.g.res = NULL if residual is None else <const float*><size_t>residual.ctypes.data
         self.g.y_k, self.g.y_k0 = m, 0
-        self.g.relu = act == "relu"
+        self.g.relu = relu
         self.g.prepacked = NULL
         bpacked = None
         if b_constant:

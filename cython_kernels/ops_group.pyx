@@ -19,6 +19,8 @@ cdef extern from "max_threads.h":
 
 import numpy as np
 
+from walle._kernels.ops_conv import relu_cap as _relu_cap
+
 cdef extern from "group_conv.h":
     ctypedef struct walle_gconv:
         const float* x
@@ -28,14 +30,14 @@ cdef extern from "group_conv.h":
         long n, kh, kw, oh, ow
         long s_n, s_c, s_kh, s_kw, s_oh, s_ow
         long groups, cin, cout, blocks
-        int relu
+        float relu
         const long* base
         long ih, iw, irs, top, left, hp, wp, off
     int walle_gconv_best_level() nogil
     void walle_gconv_run(const walle_gconv* p, int depthwise, int level, long i0, long i1,
                          float* scratch) nogil
     void walle_bias_act(float* y, const float* bias, const float* res, long rows,
-                        long channels, long plane, int relu, int level) nogil
+                        long channels, long plane, float relu, int level) nogil
 
 LEVELS = {"avx512": 2, "avx2": 1, "sse": 0}  # instruction-set levels, widest first
 _GRAIN = 1 << 20  # multiply-adds worth one more thread
@@ -52,8 +54,8 @@ cdef class GroupConvKernel:
     ``region`` is the im2col raster's: sizes (N, C, KH, KW, OH, OW), source strides and
     offset into ``x`` (the padded input); ``weight`` holds [groups, Cout / groups,
     C / groups * KH * KW] values (any shape of that size); ``bias`` Cout values or None;
-    ``act`` "none" or "relu"; ``level`` "avx512", "avx2", "sse", or None / "best" for the
-    widest this CPU runs. ``planes`` (depthwise only): the region reads a zero-padded tensor
+    ``act`` "none", "relu" or "relu6"; ``level`` "avx512", "avx2", "sse", or None / "best"
+    for the widest this CPU runs. ``planes`` (depthwise only): the region reads a zero-padded tensor
     [N, C, HP, WP] that is never built: ``(base, rows, cols, row_stride, top, left, hp, wp)``
     says that plane (n, c) is ``rows`` x ``cols`` floats of ``x`` at offset ``base[n * C + c]``
     (int64), rows ``row_stride`` apart, placed at (top, left); each plane is copied into a
@@ -74,8 +76,7 @@ cdef class GroupConvKernel:
                  planes=None):
         n, c, kh, kw, oh, ow = (int(v) for v in region.sizes)
         s = [int(v) for v in region.src_strides]
-        if act not in ("none", "relu"):
-            raise ValueError(f"group conv kernel: activation {act!r} (none or relu)")
+        cdef float relu = _relu_cap("group conv kernel", act)
         for a in (x, y):
             if a.dtype != np.float32 or not a.flags.c_contiguous:
                 raise ValueError("group conv buffers must be C-contiguous float32 arrays")
@@ -149,7 +150,7 @@ cdef class GroupConvKernel:
         self.p.n, self.p.kh, self.p.kw, self.p.oh, self.p.ow = n, kh, kw, oh, ow
         self.p.s_n, self.p.s_c, self.p.s_kh, self.p.s_kw, self.p.s_oh, self.p.s_ow = s
         self.p.groups, self.p.cin, self.p.cout, self.p.blocks = groups, cin, cout, blocks
-        self.p.relu = act == "relu"
+        self.p.relu = relu
 
     def run(self):
         """Compute y from the build-time buffers (GIL released, OpenMP over rows or planes)."""
@@ -170,20 +171,19 @@ cdef class GroupConvKernel:
 
 cdef class BiasActKernel:
     """y[N, C, *plane] = act(y + bias[c] (+ residual)) in place: bias (C values, or None for
-    zeros), a residual shortcut laid out as y (or None) and ``act`` ("none" or "relu", which
-    keeps NaN) after a product that has none of them."""
+    zeros), a residual shortcut laid out as y (or None) and ``act`` ("none", "relu" or
+    "relu6", which keep NaN) after a product that has none of them."""
 
     cdef float* y
     cdef const float* bias
     cdef const float* res
     cdef long rows, channels, plane
-    cdef int relu
+    cdef float relu
     cdef readonly int level
     cdef object keep
 
     def __init__(self, y, bias, long channels, str act, str level=None, residual=None):
-        if act not in ("none", "relu"):
-            raise ValueError(f"bias/act kernel: activation {act!r} (none or relu)")
+        cdef float relu = _relu_cap("bias/act kernel", act)
         if y.dtype != np.float32 or not y.flags.c_contiguous:
             raise ValueError("bias/act buffer must be a C-contiguous float32 array")
         rows = y.shape[0] * channels if y.ndim else 0
@@ -210,7 +210,7 @@ cdef class BiasActKernel:
         self.rows = rows
         self.channels = channels
         self.plane = y.size // rows
-        self.relu = act == "relu"
+        self.relu = relu
 
     def run(self):
         """Apply bias and activation to the build-time buffer (GIL released)."""

@@ -62,7 +62,7 @@ cdef extern from *:
     static inline float walle_sigmoid(float x) { return 1.0f / (1.0f + walle_exp(-x)); }
     static inline float walle_tanh(float x) { return 1.0f - 2.0f / (walle_exp(2.0f * x) + 1.0f); }
 
-    /* act: 0 none, 1 relu, 2 sigmoid, 3 tanh; bias_mode: 0 none, 1 per column, 2 per row */
+    /* act: 0 none, 1 relu, 2 sigmoid, 3 tanh, 4 relu6; bias_mode: 0 none, 1 per column, 2 per row */
     WALLE_CLONES static void walle_epilogue(float* restrict c, const float* restrict bias,
                                             long m, long n, int bias_mode, int act) {
         for (long i = 0; i < m; i++) {
@@ -78,6 +78,10 @@ cdef extern from *:
             if (act == 1) {
                 #pragma omp simd
                 for (long j = 0; j < n; j++) row[j] = row[j] <= 0.0f ? 0.0f : row[j];
+            } else if (act == 4) {  /* NaN stays: both tests are false */
+                #pragma omp simd
+                for (long j = 0; j < n; j++)
+                    row[j] = row[j] <= 0.0f ? 0.0f : row[j] > 6.0f ? 6.0f : row[j];
             } else if (act == 2) {
                 #pragma omp simd
                 for (long j = 0; j < n; j++) row[j] = walle_sigmoid(row[j]);
@@ -786,7 +790,7 @@ UNARY_KINDS = {"identity": 0, "neg": 1, "abs": 2, "exp": 3, "log": 4, "sqrt": 5,
                "reciprocal": 6, "relu": 7, "sigmoid": 8, "tanh": 9, "erf": 10}
 BINARY_KINDS = {"add": 0, "sub": 1, "mul": 2, "div": 3, "max": 4, "min": 5, "pow": 6}
 REDUCE_KINDS = {"sum": 0, "mean": 1, "max": 2, "min": 3}
-ACTS = {"none": 0, "relu": 1, "sigmoid": 2, "tanh": 3}
+ACTS = {"none": 0, "relu": 1, "sigmoid": 2, "tanh": 3, "relu6": 4}
 _GRAIN = 1 << 16
 LEVELS = {"avx512": 2, "avx2": 1, "sse": 0}  # instruction-set levels, widest first
 

@@ -53,7 +53,7 @@ typedef struct {
     const float* bias; /* [k8], zero past k */
     float* y;        /* channel 0 of this conv's outputs in [n][yk][oh][ow] */
     long yk;         /* channels of y per image: k, or more for one group of a grouped conv */
-    int relu;
+    float relu;
 } walle_wino;
 
 typedef float walle_wv16 __attribute__((vector_size(64)));
@@ -79,7 +79,7 @@ static void walle_wino_direct_tile(const walle_wino* p, long t, long kk, long m)
                     }
             }
             float v = acc + p->bias[kk];
-            if (p->relu && v <= 0.0f) v = 0.0f; /* NaN stays */
+            v = WALLE_RELU_S(v, p->relu);
             p->y[((n * p->yk + kk) * p->oh + h0 + a) * p->ow + w0 + b] = v;
         }
 }
@@ -310,7 +310,7 @@ ATTR static void NAME(const walle_wino* p, long g0, long g1, float* vbuf, float*
                 }                                                                              \
                 for (int i = 0; i < OT * OT * L; i++) {                                        \
                     float v = d[i] + bias;                                                     \
-                    d[i] = p->relu && v <= 0.0f ? 0.0f : v;                                     \
+                    d[i] = WALLE_RELU_S(v, p->relu);                                           \
                 }                                                                              \
                 float* yk = p->y + kk * p->oh * p->ow;                                         \
                 for (int l = 0; l < L; l++) {                                                  \

@@ -15,6 +15,9 @@ def level() -> int:
 def set_level(value: int) -> None:
     """Build every later ConvKernel at ``value``; ValueError above the CPU's best level."""
 
+def relu_cap(kind: str, act: str) -> float:
+    """The kernels' ``relu``: 0 for "none", inf for "relu", 6 for "relu6"."""
+
 class ConvKernel:
     """y[N, Cout, OH*OW] = act(conv(x) + bias), x read through an im2col ``region``.
 
@@ -71,6 +74,9 @@ class WinogradKernel:
     @property
     def tile(self) -> int:
         """Outputs per tile side: 4 or 2."""
+    @property
+    def last_group(self) -> tuple[int, int]:
+        """(level, vectors) of the narrower last group, (0, 0) where there is none."""
     @property
     def level(self) -> int:
         """The level this kernel runs at (read-only)."""

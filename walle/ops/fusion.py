@@ -6,7 +6,8 @@ step by running its ``parts`` one by one, so fusion never limits where a step ca
 
 Recognised chains (exactly the ones :mod:`walle.ops.composites` and the ONNX importer emit):
 
-- ``fused.matmul_bias_act``: matmul with a constant operand, + constant bias, + relu/sigmoid/tanh;
+- ``fused.matmul_bias_act``: matmul with a constant operand, + constant bias, + relu/sigmoid/tanh
+  or relu6 (Clip(0, 6): max(x, 0) or relu, then min(., 6), as the attribute ``act``);
   the activation may sit behind a reshape (conv2d's matmul output is reshaped to NCHW before
   the model's Relu): the fused kernel then writes the activation's buffer viewed in the
   matmul's shape, and the reshape is one of the step's parts;
@@ -93,6 +94,11 @@ class _Matcher:
         if len(users) != 1 or value in self.outputs:
             return None
         return users[0]
+
+    def scalar(self, name: str, value: float) -> bool:
+        """Whether ``name`` is a constant of one element equal to ``value``."""
+        array = self.graph.constants.get(name)
+        return array is not None and array.size == 1 and float(array.reshape(-1)[0]) == value
 
     def const(self, name: str) -> bool:
         return name in self.graph.constants
@@ -184,10 +190,29 @@ def _bias_act_tail(
     ):
         reshape, act = act, m.only_consumer(act.output)
     act_kind = "none"
-    if m.is_op(act, "unary") and act.attr("kind") in _ACTS:
+    relu6 = _relu6(m, act, last if reshape is None else reshape.output)
+    if relu6:
+        act_kind, last = "relu6", relu6[-1].output
+        parts += [reshape, *relu6] if reshape is not None else relu6
+    elif m.is_op(act, "unary") and act.attr("kind") in _ACTS:
         act_kind, last = act.attr("kind"), act.output
         parts += [reshape, act] if reshape is not None else [act]
     return parts, inputs, last, (("act", act_kind), ("has_bias", bias is not None))
+
+
+def _relu6(m: _Matcher, first: Node | None, value: str) -> list[Node]:
+    """ReLU6 of ``value`` from its consumer ``first`` on: max(value, 0) then min(., 6)
+    (ONNX's Clip(0, 6) as imported) or relu then min(., 6), the bounds scalar constants;
+    its two nodes, or [] for none."""
+    if m.is_op(first, "binary", "max"):
+        if m.other(first, value) == value or not m.scalar(m.other(first, value), 0.0):
+            return []
+    elif not m.is_op(first, "unary", "relu"):
+        return []
+    cap = m.only_consumer(first.output)
+    if not m.is_op(cap, "binary", "min") or not m.scalar(m.other(cap, first.output), 6.0):
+        return []
+    return [first, cap] if m.graph.shape(cap.output) == m.graph.shape(value) else []
 
 
 def _match_conv(m: _Matcher, im2col: Node, claimed: dict[str, FusedStep]) -> FusedStep | None:

@@ -50,6 +50,8 @@ except ImportError as exc:  # pragma: no cover - depends on the build
     raise BackendError(f"compiled kernels missing ({exc})") from exc
 
 _BLAS_MIN_FLOPS = 2 * 32 * 32 * 32
+# The activations the conv and packed-GEMM kernels apply as they store (relu6: Clip(0, 6))
+_KERNEL_ACTS = ("none", "relu", "relu6")
 
 
 class CythonBackend(Backend):
@@ -115,14 +117,14 @@ class CythonBackend(Backend):
         if step.op == "fused.matmul_bias_act":
             return _matmul_algorithms(step.parts[0], graph, step.attr("act"))
         if step.op == "fused.conv2d":
-            if step.attr("act") not in ("none", "relu"):
+            if step.attr("act") not in _KERNEL_ACTS:
                 return [] if step.attr("residual") else ["im2col"]
             if step.attr("residual"):  # only the packed GEMM adds a shortcut in its epilogue
                 return ["gemm"]
             region = _conv_im2col(step).attr("regions")[0]
             return ["direct", "gemm", "im2col", *_winograd_algorithms(region)]
         if step.op == "fused.group_conv2d":
-            if step.attr("act") not in ("none", "relu"):
+            if step.attr("act") not in _KERNEL_ACTS:
                 return []
             im2col = step.parts[step.attr("prologue", 0)]
             region = im2col.attr("regions")[0]
@@ -689,7 +691,7 @@ def _matmul_algorithms(node: Node, graph: Graph, act: str = "none") -> list[str]
         views is not None
         and len(views[1]) == 2
         and math.prod(views[0][:-1]) >= 8
-        and act in ("none", "relu")
+        and act in _KERNEL_ACTS
     )
     return ["direct", "blas", *(["packed"] if packed else [])]
 

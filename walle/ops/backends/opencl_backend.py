@@ -189,6 +189,8 @@ class OpenCLBackend(Backend):
         return found
 
     def fused_algorithms(self, step: FusedStep, graph: Graph) -> list[str]:
+        if step.attr("act", "none") not in ACTS:  # relu6: run as its parts
+            return []
         if step.op == "fused.conv2d":  # opencl_gemm's implicit GEMM: no im2col buffer
             return [] if step.attr("residual") else ["implicit"]  # no shortcut epilogue
         return self._matmuls() if step.op == "fused.matmul_bias_act" else ["fused"]
