@@ -150,6 +150,7 @@ def set_level(int value):
                          f"(best {walle_conv_best_level()})")
     _level = value
 
+
 def relu_cap(str kind, str act):
     """The kernels' ``relu`` for an activation: 0 for "none", INFINITY for "relu", 6 for
     "relu6" (ONNX's Clip(0, 6)); ValueError naming ``kind`` for any other."""
@@ -169,9 +170,9 @@ cdef class ConvKernel:
     """y[N, Cout, OH*OW] = act(conv(x) + bias), x read through an im2col region.
 
     ``region`` is the im2col raster's: sizes (N, C, KH, KW, OH, OW) and source strides and
-    offset into ``x`` (the padded input); ``weight`` is [Cout, C*KH*KW]; ``act`` "none"
-    "relu" or "relu6"; ``level`` picks the tiles ("avx512", "avx2", "sse", or "best" this CPU runs;
-    default the module's :func:`level`; the tests run each). ``level`` (read-only) is the
+    offset into ``x`` (the padded input); ``weight`` is [Cout, C*KH*KW]; ``act`` "none",
+    "relu" or "relu6"; ``level`` picks the tiles ("avx512", "avx2", "sse", or "best" this CPU
+    runs; default the module's :func:`level`; the tests run each). ``level`` (read-only) is the
     level the kernel runs at.
     """
 

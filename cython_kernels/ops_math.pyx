@@ -62,7 +62,8 @@ cdef extern from *:
     static inline float walle_sigmoid(float x) { return 1.0f / (1.0f + walle_exp(-x)); }
     static inline float walle_tanh(float x) { return 1.0f - 2.0f / (walle_exp(2.0f * x) + 1.0f); }
 
-    /* act: 0 none, 1 relu, 2 sigmoid, 3 tanh, 4 relu6; bias_mode: 0 none, 1 per column, 2 per row */
+    /* act: 0 none, 1 relu, 2 sigmoid, 3 tanh, 4 relu6;
+       bias_mode: 0 none, 1 per column, 2 per row */
     WALLE_CLONES static void walle_epilogue(float* restrict c, const float* restrict bias,
                                             long m, long n, int bias_mode, int act) {
         for (long i = 0; i < m; i++) {

@@ -11,8 +11,9 @@
 
    Work is split in groups of L tiles (L = NV vectors of VW floats, one lane per tile, so the
    transforms run lane-wise in vectors); the tiles left over past the last whole group may
-   run in a narrower group (``first`` says where it starts; ops_conv.pyx chooses it). Per group: the input tiles of every channel are
-   gathered (4 whole tiles at a time through 4x4 transposes) and transformed into
+   run in a narrower group (``first`` says where it starts; ops_conv.pyx chooses it). Per
+   group: the input tiles of every channel are gathered (4 whole tiles at a time through 4x4
+   transposes) and transformed into
    V[(m+2)^2][C][L]; then for each block of 8 output channels the products run in a
    register tile of 8 channels x NV vectors (two tiles of 4 channels x 2 vectors where the
    ISA has 16 vector registers; the filters broadcast from U packed
