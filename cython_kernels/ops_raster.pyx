@@ -199,6 +199,14 @@ cdef extern from *:
             else if ((LEVEL) == 1) FN##_l1(__VA_ARGS__); \
             else FN##_l0(__VA_ARGS__); \
         } while (0)
+    /* pool_rows.h's bordered-tensor pooling at the module's level (no wider than a row). */
+    static void walle_pool_padded_at(const float* x, const long* base, float* y,
+                                     const long* sz, const long* g, int kind, float scale,
+                                     float fill, float* v) {
+        int level = walle_raster_level;
+        while (level > 0 && sz[5] < (4L << level)) level--;
+        WALLE_AT_LEVEL(level, walle_pool_padded, x, base, y, sz, g, kind, scale, fill, v);
+    }
     static void walle_window_reduce_at WALLE_WINDOW_ARGS {
         int level = walle_raster_level;
         if (walle_pool_planes_fit(sz, st)) {  /* pool_rows.h: runs of whole planes */
@@ -218,6 +226,9 @@ cdef extern from *:
                                                       const long* st, int kind,
                                                       float scale, float* scratch) nogil
     long walle_window_scratch(const long* sz, const long* st) nogil
+    void walle_pool_padded "walle_pool_padded_at"(const float* x, const long* base, float* y,
+                                                   const long* sz, const long* g, int kind,
+                                                   float scale, float fill, float* v) nogil
     int walle_raster_best_level() nogil
     void walle_raster_set_level(int level) nogil
     int walle_raster_get_level() nogil
@@ -423,3 +434,64 @@ cdef class WindowReduceKernel:
         with nogil:
             walle_window_reduce(self.x + self.offset, self.y, self.sizes, self.strides,
                                 self.kind, self.scale, self.scratch)
+
+
+cdef class PaddedWindowReduceKernel:
+    """:class:`WindowReduceKernel` over a bordered tensor [N, C, HP, WP] that is never
+    written: its pad raster's source is read in place (pool_rows.h, walle_pool_padded).
+
+    ``planes`` is ``(base, rows, cols, row_stride, top, left, hp, wp)``: plane i of the
+    bordered tensor is the ``rows`` x ``cols`` block of ``x`` at ``base[i]`` (rows
+    ``row_stride`` apart) placed at (``top``, ``left``), the rest ``fill``. ``fill`` must be
+    what adds nothing to the reduction (-inf for max, 0 for a sum or mean); ``region`` is
+    the pooling raster's over the bordered tensor (column step 1, column stride 1 or 2).
+    ValueError for a region or fill this kernel does not take.
+    """
+
+    cdef const float* x
+    cdef float* y
+    cdef long sizes[6]
+    cdef long geometry[8]
+    cdef const long* base
+    cdef int kind
+    cdef float scale, fill
+    cdef float* scratch
+    cdef object keep
+
+    def __init__(self, x, y, region, int kind, planes, float fill):
+        for a in (x, y):
+            if a.dtype != np.float32 or not a.flags.c_contiguous:
+                raise ValueError("window reduce buffers must be C-contiguous float32 arrays")
+        base, rows, cols, row_stride, top, left, hp, wp = planes
+        if len(region.sizes) != 6:
+            raise ValueError("window reduce needs a rank-6 pooling region")
+        kh, kw, n, c, oh, ow = region.sizes
+        st = region.src_strides
+        if region.src_offset != 0 or st[1] != 1 or st[0] != wp or st[3] != hp * wp:
+            raise ValueError("padded window reduce: not a pooling region of whole planes")
+        if (n > 1 and st[2] != c * hp * wp) or st[4] % wp or st[5] not in (1, 2):
+            raise ValueError("padded window reduce: plane, row or column strides not taken")
+        want = -np.inf if kind == 2 else 0.0
+        if fill != want or (kind != 2 and np.signbit(fill)):
+            raise ValueError(f"padded window reduce: border {fill} is not {want} for kind {kind}")
+        base = np.ascontiguousarray(base, np.int64)
+        if len(base) != n * c:
+            raise ValueError(f"padded window reduce: {len(base)} planes for {n * c}")
+        self.x = <const float*><size_t>x.ctypes.data
+        self.y = <float*><size_t>y.ctypes.data
+        self.base = <const long*><size_t>base.ctypes.data
+        for i in range(6):
+            self.sizes[i] = region.sizes[i]
+        for i, value in enumerate((st[4] // wp, st[5], rows, cols, row_stride, top, left, 0)):
+            self.geometry[i] = value
+        self.kind = kind
+        self.scale = 1.0 / (kh * kw) if kind == 1 else 1.0
+        self.fill = fill
+        scratch = np.zeros((ow - 1) * st[5] + kw + 48, np.float32)
+        self.scratch = <float*><size_t>scratch.ctypes.data
+        self.keep = (x, y, base, scratch)
+
+    def run(self):
+        with nogil:
+            walle_pool_padded(self.x, self.base, self.y, self.sizes, self.geometry, self.kind,
+                              self.scale, self.fill, self.scratch)

@@ -163,6 +163,69 @@ WALLE_POOL_PLANES(walle_pool_planes_l2, WALLE_POOL_TARGET("avx512f,avx2,fma"), w
 WALLE_POOL_PLANES(walle_pool_planes_l1, WALLE_POOL_TARGET("avx2,fma"), walle_v8, walle_i8, 8)
 WALLE_POOL_PLANES(walle_pool_planes_l0, , walle_v4, walle_i4, 4)
 
+/* Pooling a zero- or -inf-bordered tensor without writing it (its pad raster's work): plane
+   o of the bordered tensor is the source's rows x cols block at x + base[o] (row stride
+   g[4]) placed at row g[5], column g[6]; windows sz = [KH, KW, N, C, OH, OW] at strides g[0]
+   (rows) and g[1] (columns: 1 or 2). Per output row, the window rows that lie on the source
+   are reduced into ``v`` at the source's columns, the border columns of ``v`` take ``fill``
+   (a border row adds nothing: -inf under max, 0 under a sum), then the KW taps run as in
+   walle_pool_rows_*. ``v`` holds a bordered row + 2 VW floats. */
+#define WALLE_POOL_PADDED(NAME, ATTR, VT, IT, VW, EVEN)                                        \
+ATTR static void NAME(const float* x, const long* base, float* y, const long* sz,              \
+                      const long* g, int kind, float scale, float fill, float* v) {            \
+    long kh = sz[0], kw = sz[1], n = sz[5], sh = g[0], s = g[1], rows = g[2], cols = g[3];     \
+    long rs = g[4], top = g[5], left = g[6], o = 0;                                            \
+    long span = (n - 1) * s + kw;                                                              \
+    long c0 = left < span ? left : span, c1 = left + cols < span ? left + cols : span;         \
+    for (long p = 0; p < sz[2] * sz[3]; p++)                                                   \
+    for (long q = 0; q < sz[4]; q++, o++) {                                                    \
+        long r0 = q * sh - top, a0 = r0 < 0 ? -r0 : 0;                                         \
+        long a1 = rows - r0 < kh ? rows - r0 : kh;                                             \
+        float* dst = y + o * n;                                                                \
+        for (long t = 0; t < c0; t++) v[t] = fill;                                             \
+        for (long t = c1; t < span; t++) v[t] = fill;                                          \
+        if (a1 > a0 && c1 > c0) {                                                              \
+            const float* src = x + base[p] + (r0 + a0) * rs + (c0 - left);                     \
+            WALLE_POOL_PASS(VT, IT, VW, v + c0, src, c1 - c0, a1 - a0, rs)                     \
+        } else {                                                                               \
+            for (long t = c0; t < c1; t++) v[t] = fill;                                        \
+        }                                                                                      \
+        if (n >= VW) {                                                                         \
+            for (long t = 0;; t += VW) {                                                       \
+                if (t > n - VW) t = n - VW;                                                    \
+                VT acc = {0}, r, hi;                                                           \
+                for (long b = 0; b < kw; b++) {                                                \
+                    memcpy(&r, v + s * t + b, sizeof(VT));                                     \
+                    if (s == 2) {                                                              \
+                        memcpy(&hi, v + 2 * t + b + VW, sizeof(VT));                           \
+                        r = EVEN(r, hi);                                                       \
+                    }                                                                          \
+                    if (b == 0) {                                                              \
+                        acc = r;                                                               \
+                    } else {                                                                   \
+                        WALLE_POOL_APPLY(VT, IT, acc, r)                                       \
+                    }                                                                          \
+                }                                                                              \
+                if (kind == 1) acc *= scale;                                                   \
+                memcpy(dst + t, &acc, sizeof(VT));                                             \
+                if (t == n - VW) break;                                                        \
+            }                                                                                  \
+        } else {                                                                               \
+            for (long t = 0; t < n; t++) {                                                     \
+                float acc = v[t * s];                                                          \
+                for (long b = 1; b < kw; b++) acc = walle_pool_op1(acc, v[t * s + b], kind);   \
+                dst[t] = kind == 1 ? acc * scale : acc;                                        \
+            }                                                                                  \
+        }                                                                                      \
+    }                                                                                          \
+}
+
+WALLE_POOL_PADDED(walle_pool_padded_l2, WALLE_POOL_TARGET("avx512f,avx2,fma"), walle_v16,
+                  walle_i16, 16, WALLE_EVEN16)
+WALLE_POOL_PADDED(walle_pool_padded_l1, WALLE_POOL_TARGET("avx2,fma"), walle_v8, walle_i8, 8,
+                  WALLE_EVEN8)
+WALLE_POOL_PADDED(walle_pool_padded_l0, , walle_v4, walle_i4, 4, WALLE_EVEN4)
+
 /* Whether walle_pool_planes_* compute a region: separable windows at stride 1 over rows of
    the input's pitch, planes at one pitch. */
 static inline int walle_pool_planes_fit(const long* sz, const long* st) {

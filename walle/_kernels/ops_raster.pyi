@@ -2,6 +2,9 @@
 
 from collections.abc import Iterable, Sequence
 
+import numpy as np
+import numpy.typing as npt
+
 from walle.ops.ir import FloatArray, Region
 
 # Instruction-set levels, widest first: {"avx512": 2, "avx2": 1, "sse": 0}.
@@ -50,4 +53,20 @@ class WindowReduceKernel:
     """
 
     def __init__(self, x: FloatArray, y: FloatArray, region: Region, kind: int) -> None: ...
+    def run(self) -> None: ...
+
+class PaddedWindowReduceKernel:
+    """:class:`WindowReduceKernel` over a bordered tensor read through its pad raster's
+    source in place; ``planes`` as ``ops_group.GroupConvKernel``'s, ``fill`` the border
+    (-inf for max, 0 for a sum or mean)."""
+
+    def __init__(
+        self,
+        x: FloatArray,
+        y: FloatArray,
+        region: Region,
+        kind: int,
+        planes: tuple[npt.NDArray[np.int64], int, int, int, int, int, int, int],
+        fill: float,
+    ) -> None: ...
     def run(self) -> None: ...

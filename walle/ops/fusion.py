@@ -31,7 +31,9 @@ Recognised chains (exactly the ones :mod:`walle.ops.composites` and the ONNX imp
 - ``fused.softmax``: reduce max, sub, exp, reduce sum, div over the last axis;
 - ``fused.layernorm``: mean, sub, mul, mean, add eps, sqrt, div, (* gamma), (+ beta), last axis;
 - ``fused.window_reduce``: a pooling window raster (one rank-6 region, contiguous
-  destination) whose only reader reduces its first two axes (max/avg pooling);
+  destination) whose only reader reduces its first two axes (max/avg pooling), with the
+  pad raster before it as a prologue (attr ``prologue``: 1) where its border adds nothing
+  to the reduction;
 - ``fused.elementwise``: a chain of at least two unary/binary nodes, each value but the
   last read only by the next node and no graph output, every node's output of the chain's
   shape; the other operands (constants or tensors) broadcast to it. A pre-activation
@@ -42,6 +44,7 @@ Recognised chains (exactly the ones :mod:`walle.ops.composites` and the ONNX imp
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
@@ -469,14 +472,32 @@ def _match_window_reduce(m: _Matcher, raster: Node) -> FusedStep | None:
         return None
     if red.attr("axes") != (0, 1) or red.attr("keepdims") is not False:
         return None
+    prologue = _pool_pad(m, raster, red.attr("kind"))
     return FusedStep(
         "fused.window_reduce",
         raster.name,
-        raster.inputs,
+        prologue[0].inputs if prologue else raster.inputs,
         red.output,
-        (("kind", red.attr("kind")),),
-        (raster, red),
+        (("kind", red.attr("kind")), *((("prologue", 1),) if prologue else ())),
+        (*prologue, raster, red),
     )
+
+
+def _pool_pad(m: _Matcher, raster: Node, kind: str) -> list[Node]:
+    """The pad raster feeding a pooling raster alone, as the step's prologue, where its
+    border adds nothing to the reduction (-inf under max, +0 under a sum or mean): a kernel
+    can then read the unpadded source in place; else none."""
+    chain = _raster_prologue(m, raster)
+    if len(chain) != 1 or len(m.graph.shape(chain[0].output)) != 4:
+        return []
+    fill = chain[0].attr("fill")
+    if fill is None or chain[0].inputs[0] in m.graph.constants:
+        return []
+    if kind == "max" and fill == -math.inf:
+        return chain
+    if kind != "max" and fill == 0.0 and math.copysign(1.0, fill) > 0:
+        return chain
+    return []
 
 
 def _match_elementwise(m: _Matcher, first: Node, claimed: dict[str, FusedStep]) -> FusedStep | None:

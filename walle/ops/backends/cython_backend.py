@@ -225,9 +225,7 @@ class CythonBackend(Backend):
         if step.op == "fused.softmax":
             return [ops_math.RowKernel("softmax", ins[0], out).run]
         if step.op == "fused.window_reduce":
-            region = step.parts[0].attr("regions")[0]
-            kind = {"sum": 0, "mean": 1, "max": 2}[step.attr("kind")]
-            return [ops_raster.WindowReduceKernel(ins[0], out, region, kind).run]
+            return _window_reduce(step, graph, buffers)
         if step.op == "fused.conv2d":
             return _conv(step, algorithm, graph, buffers)
         if step.op == "fused.group_conv2d":
@@ -586,18 +584,43 @@ def _per_group(
     return calls
 
 
+def _window_reduce(step: FusedStep, graph: Graph, buffers: Buffers) -> list[Call]:
+    """A pooling step as one kernel: over the unpadded source in place where its pad
+    prologue only borders whole planes (:func:`_prologue_planes`), else after the pad."""
+    n_pro = step.attr("prologue", 0)
+    prologue, raster = step.parts[:n_pro], step.parts[n_pro]
+    region = raster.attr("regions")[0]
+    kind = {"sum": 0, "mean": 1, "max": 2}[step.attr("kind")]
+    out = buffers[step.output]
+    if prologue:
+        fill = prologue[0].attr("fill")
+        src = buffers[step.inputs[0]]
+        planes = _prologue_planes(prologue, graph, graph.shape(step.inputs[0]), fill)
+        if planes is not None:
+            try:
+                return [
+                    ops_raster.PaddedWindowReduceKernel(src, out, region, kind, planes, fill).run
+                ]
+            except ValueError:  # a region the kernel does not take: pad first
+                pass
+    padded = buffers[raster.inputs[0]]
+    kernel = ops_raster.WindowReduceKernel(padded, out, region, kind)
+    return [*_prologue_calls(prologue, buffers), kernel.run]
+
+
 def _prologue_planes(
-    prologue: tuple[Node, ...], graph: Graph, shape: tuple[int, ...]
+    prologue: tuple[Node, ...], graph: Graph, shape: tuple[int, ...], border: float = 0.0
 ) -> tuple[npt.NDArray[np.int64], int, int, int, int, int, int, int] | None:
     """Where each plane of the rasters' result [N, C, HP, WP] comes from in their source:
     ``(base, rows, cols, row_stride, top, left, hp, wp)`` (see ops_group.GroupConvKernel)
     when every plane is one ``rows`` x ``cols`` block of source rows at (top, left) and the
-    rest is zeros; else None. Found by running the rasters on element indices."""
+    rest is ``border`` (+0.0 by default); else None. Found by running the rasters on element
+    indices."""
     index = np.arange(math.prod(shape), dtype=np.int64)
     for node in prologue:
         fill = node.attr("fill")
-        if fill is not None and (fill != 0.0 or math.copysign(1.0, fill) < 0):
-            return None  # the scratch planes' borders are +0.0
+        if fill is not None and not _same_float(fill, border):
+            return None  # the kernel's borders are ``border``
         out = np.full(math.prod(graph.shape(node.output)), -1, np.int64)
         for r in node.attr("regions"):
             np.copyto(
@@ -629,6 +652,11 @@ def _prologue_planes(
     if not (planes[:, inside] == base[:, None] + want[inside]).all():
         return None
     return base, ih, iw, irs, top, left, hp, wp
+
+
+def _same_float(a: float, b: float) -> bool:
+    """Equal with the same sign (+0.0 is not -0.0), infinities included."""
+    return a == b and math.copysign(1.0, a) == math.copysign(1.0, b)
 
 
 def _index_view(

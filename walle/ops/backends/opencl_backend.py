@@ -273,11 +273,16 @@ class OpenCLBackend(Backend):
             ]
             return [*pads, _conv(launch, self.gemm, step, graph, out)]
         if step.op == "fused.window_reduce":  # opencl_pool: the window read in place
-            r = step.parts[0].attr("regions")[0]
+            n_pro = int(step.attr("prologue", 0))  # a pad prologue runs first, as its own launch
+            pads = [
+                c for p in step.parts[:n_pro] for c in self.compile_atomic(p, "", graph, buffers)
+            ]
+            raster = step.parts[n_pro]
+            r = raster.attr("regions")[0]
             n = pool_outputs(r.sizes)
             spec = pool_spec(r.src_offset, r.src_strides, r.sizes)
-            args = (ValueArg(step.inputs[0]), out, spec, np.int32(n))
-            return [launch(f"pool_{step.attr('kind')}", *_range1(n), args)]
+            args = (ValueArg(raster.inputs[0]), out, spec, np.int32(n))
+            return [*pads, launch(f"pool_{step.attr('kind')}", *_range1(n), args)]
         shape = graph.shape(step.inputs[0])
         cols = shape[-1]
         rows = math.prod(shape) // cols

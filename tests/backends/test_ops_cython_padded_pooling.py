@@ -1,0 +1,140 @@
+"""Padded pooling without its pad raster: ``ops_raster.PaddedWindowReduceKernel`` reads the
+unpadded source in place, and fusion makes the pad raster the pooling step's prologue.
+
+Oracle for the kernel: ``WindowReduceKernel`` (itself tested against the reference in
+test_ops_cython_pooling.py) over the tensor the pad raster would have written, compared
+bit for bit, at every instruction-set level the CPU runs, with pads on each side up to the
+window's size (windows partly or wholly over the border), strides 1 and 2, and NaN and inf
+in the input.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests._backends import backend_or_skip
+from walle.ops import GraphBuilder, compile_graph, run_reference
+from walle.ops.ir import Region
+
+LEVELS = {"avx512": 2, "avx2": 1, "sse": 0}
+KINDS = {"sum": 0, "mean": 1, "max": 2}
+
+
+def _case(
+    n: int, c: int, h: int, w: int, k: tuple[int, int], s: tuple[int, int], pads: tuple[int, ...]
+) -> tuple[Region, tuple[np.ndarray, int, int, int, int, int, int, int], tuple[int, int]]:
+    """The pooling region over the padded [n, c, hp, wp] tensor and the planes argument."""
+    top, left, bottom, right = pads
+    hp, wp = h + top + bottom, w + left + right
+    oh, ow = (hp - k[0]) // s[0] + 1, (wp - k[1]) // s[1] + 1
+    region = Region(
+        input=0,
+        src_offset=0,
+        src_strides=(wp, 1, c * hp * wp, hp * wp, s[0] * wp, s[1]),
+        dst_offset=0,
+        dst_strides=(0, 0, c * oh * ow, oh * ow, ow, 1),
+        sizes=(k[0], k[1], n, c, oh, ow),
+    )
+    planes = (np.arange(n * c, dtype=np.int64) * h * w, h, w, w, top, left, hp, wp)
+    return region, planes, (oh, ow)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    kind=st.sampled_from(sorted(KINDS)),
+    n=st.integers(1, 2),
+    c=st.integers(1, 4),
+    h=st.integers(1, 21),
+    w=st.integers(1, 45),
+    kh=st.integers(1, 4),
+    kw=st.integers(2, 4),
+    s=st.tuples(st.integers(1, 3), st.integers(1, 2)),
+    pads=st.tuples(*[st.integers(0, 4)] * 4),
+    special=st.booleans(),
+    seed=st.integers(0, 50),
+)
+def test_padded_kernel_equals_the_kernel_on_the_padded_tensor(
+    kind, n, c, h, w, kh, kw, s, pads, special, seed
+) -> None:
+    backend_or_skip("cython")
+    from walle._kernels import ops_raster
+
+    top, left, bottom, right = pads
+    if kh > h + top + bottom or kw > w + left + right:
+        return
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-3, 3, (n, c, h, w)).astype(np.float32)
+    if special:
+        flat = x.reshape(-1)
+        flat[rng.integers(0, flat.size, 2)] = np.nan
+        flat[rng.integers(0, flat.size, 2)] = -np.inf
+    fill = -np.inf if kind == "max" else 0.0
+    padded = np.pad(x, [(0, 0), (0, 0), (top, bottom), (left, right)], constant_values=fill)
+    region, planes, (oh, ow) = _case(n, c, h, w, (kh, kw), s, pads)
+    best = ops_raster.best_level()
+    try:
+        for name, level in LEVELS.items():
+            if level > best:
+                continue
+            ops_raster.set_level(level)
+            want = np.full((n, c, oh, ow), 7.0, np.float32)
+            got = np.full((n, c, oh, ow), 7.0, np.float32)
+            ops_raster.WindowReduceKernel(padded, want, region, KINDS[kind]).run()
+            kernel = ops_raster.PaddedWindowReduceKernel(x, got, region, KINDS[kind], planes, fill)
+            kernel.run()
+            np.testing.assert_array_equal(got, want, err_msg=name)
+    finally:
+        ops_raster.set_level(best)
+
+
+def test_padded_kernel_refuses_a_border_that_would_count() -> None:
+    backend_or_skip("cython")
+    from walle._kernels import ops_raster
+
+    x = np.ones((1, 2, 5, 5), np.float32)
+    region, planes, (oh, ow) = _case(1, 2, 5, 5, (3, 3), (2, 2), (1, 1, 1, 1))
+    y = np.zeros((1, 2, oh, ow), np.float32)
+    for kind, fill in ((2, 0.0), (0, -np.inf), (1, -0.0), (0, 1.0)):
+        with pytest.raises(ValueError, match="border"):
+            ops_raster.PaddedWindowReduceKernel(x, y, region, kind, planes, fill)
+
+
+@pytest.mark.parametrize("kind", ["max", "avg"])
+def test_pad_raster_is_the_pooling_steps_prologue(kind: str) -> None:
+    """ResNet's stem pool (3x3, stride 2, pad 1): one step, one kernel call, no pad raster
+    written; the result as the reference's."""
+    backend_or_skip("cython")
+    b = GraphBuilder()
+    x = b.input("x", (1, 8, 30, 30))
+    pool = b.max_pool if kind == "max" else b.avg_pool
+    extra = {"count_include_pad": True} if kind == "avg" else {}
+    graph = b.build([pool(x, (3, 3), strides=(2, 2), pads=(1, 1, 1, 1), **extra)])
+    plan = compile_graph(graph, pin="cython", trials=False, use_cache=False)
+    [step] = [s for s in plan.steps if s.op == "fused.window_reduce"]
+    assert step.attr("prologue") == 1
+    assert step.parts[0].op == "raster" and step.parts[0].attr("fill") is not None
+    assert step.inputs == ("x",)
+    assert plan.choices[step.name].algorithm == "fused"
+    data = np.random.default_rng(0).standard_normal((1, 8, 30, 30)).astype(np.float32)
+    np.testing.assert_allclose(
+        plan(data)[0], run_reference(graph, {"x": data})[0], rtol=1e-5, atol=1e-6
+    )
+    assert plan.call_count == len(plan.choices)  # one call per step: no pad raster call
+
+
+def test_a_pad_whose_border_counts_stays_its_own_step() -> None:
+    """A max pool after a zero pad (the border can win the max): the pad stays a step."""
+    b = GraphBuilder()
+    x = b.input("x", (1, 2, 6, 6))
+    padded = b.pad(x, [(0, 0), (0, 0), (1, 1), (1, 1)], 0.0)
+    graph = b.build([b.max_pool(padded, (3, 3), strides=(2, 2))])
+    plan = compile_graph(graph, pin="numpy", trials=False, use_cache=False)
+    [step] = [s for s in plan.steps if s.op == "fused.window_reduce"]
+    assert step.attr("prologue", 0) == 0
+    data = -np.ones((1, 2, 6, 6), np.float32)
+    got = plan(data)[0]
+    np.testing.assert_array_equal(got, run_reference(graph, {"x": data})[0])
+    assert got[0, 0, 0, 0] == 0.0 and got[0, 0, 1, 1] == -1.0  # the border won the corner
