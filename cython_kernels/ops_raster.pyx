@@ -209,7 +209,9 @@ cdef extern from *:
     }
     static void walle_window_reduce_at WALLE_WINDOW_ARGS {
         int level = walle_raster_level;
-        if (walle_pool_planes_fit(sz, st)) {  /* pool_rows.h: runs of whole planes */
+        if (walle_pool_flat_fit(sz, st)) {  /* pool_rows.h: one contiguous run per output */
+            WALLE_AT_LEVEL(level, walle_pool_flat, x, y, sz, st, kind, scale);
+        } else if (walle_pool_planes_fit(sz, st)) {  /* pool_rows.h: runs of whole planes */
             WALLE_AT_LEVEL(level, walle_pool_planes, x, y, sz, st, kind, scale, scratch);
         } else if (walle_pool_rows_fit(sz, st)) {  /* pool_rows.h: a row at a time */
             while (level > 0 && sz[5] < (4L << level)) level--;  /* no wider than a row */

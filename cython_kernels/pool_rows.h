@@ -226,6 +226,49 @@ WALLE_POOL_PADDED(walle_pool_padded_l1, WALLE_POOL_TARGET("avx2,fma"), walle_v8,
                   WALLE_EVEN8)
 WALLE_POOL_PADDED(walle_pool_padded_l0, , walle_v4, walle_i4, 4, WALLE_EVEN4)
 
+/* Windows that are each one contiguous run of KH * KW floats, one per plane (a global
+   pool: OH = OW = 1, the window's rows back to back): each run reduced in vectors, then its
+   lanes and its last floats. The plane-at-a-time path took every tap of the run separately
+   (KH + KW passes over the run for one output), 2-3x the time of this read. */
+#define WALLE_POOL_FLAT(NAME, ATTR, VT, IT, VW)                                                \
+ATTR static void NAME(const float* x, float* y, const long* sz, const long* st, int kind,      \
+                      float scale) {                                                           \
+    long len = sz[0] * sz[1], o = 0;                                                           \
+    for (long i = 0; i < sz[2]; i++)                                                           \
+    for (long j = 0; j < sz[3]; j++, o++) {                                                    \
+        const float* b = x + i * st[2] + j * st[3];                                            \
+        float r = b[0];                                                                        \
+        long t = 1;                                                                            \
+        if (len >= 2 * VW) {                                                                   \
+            VT acc, acc2, v;                                                                   \
+            memcpy(&acc, b, sizeof(VT));                                                       \
+            memcpy(&acc2, b + VW, sizeof(VT));                                                 \
+            for (t = 2 * VW; t + 2 * VW <= len; t += 2 * VW) {                                 \
+                memcpy(&v, b + t, sizeof(VT));                                                 \
+                WALLE_POOL_APPLY(VT, IT, acc, v)                                               \
+                memcpy(&v, b + t + VW, sizeof(VT));                                            \
+                WALLE_POOL_APPLY(VT, IT, acc2, v)                                              \
+            }                                                                                  \
+            WALLE_POOL_APPLY(VT, IT, acc, acc2)                                                \
+            r = acc[0];                                                                        \
+            for (int l = 1; l < VW; l++) r = walle_pool_op1(r, acc[l], kind);                  \
+        }                                                                                      \
+        for (; t < len; t++) r = walle_pool_op1(r, b[t], kind);                                \
+        y[o] = kind == 1 ? r * scale : r;                                                      \
+    }                                                                                          \
+}
+
+WALLE_POOL_FLAT(walle_pool_flat_l2, WALLE_POOL_TARGET("avx512f,avx2,fma"), walle_v16, walle_i16,
+                16)
+WALLE_POOL_FLAT(walle_pool_flat_l1, WALLE_POOL_TARGET("avx2,fma"), walle_v8, walle_i8, 8)
+WALLE_POOL_FLAT(walle_pool_flat_l0, , walle_v4, walle_i4, 4)
+
+/* Whether walle_pool_flat_* compute a region: one output per plane whose window is one
+   contiguous run (rows of KW floats back to back, columns at step 1). */
+static inline int walle_pool_flat_fit(const long* sz, const long* st) {
+    return sz[4] == 1 && sz[5] == 1 && st[1] == 1 && (sz[0] == 1 || st[0] == sz[1]);
+}
+
 /* Whether walle_pool_planes_* compute a region: separable windows at stride 1 over rows of
    the input's pitch, planes at one pitch. */
 static inline int walle_pool_planes_fit(const long* sz, const long* st) {

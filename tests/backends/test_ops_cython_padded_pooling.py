@@ -2,10 +2,11 @@
 unpadded source in place, and fusion makes the pad raster the pooling step's prologue.
 
 Oracle for the kernel: ``WindowReduceKernel`` (itself tested against the reference in
-test_ops_cython_pooling.py) over the tensor the pad raster would have written, compared
-bit for bit, at every instruction-set level the CPU runs, with pads on each side up to the
-window's size (windows partly or wholly over the border), strides 1 and 2, and NaN and inf
-in the input.
+test_ops_cython_pooling.py) over the tensor the pad raster would have written, at every
+instruction-set level the CPU runs, with pads on each side up to the window's size (windows
+partly or wholly over the border), strides 1 and 2, and NaN and inf in the input. Max is
+compared bit for bit, sums to float rounding (a global window may be summed in another
+order).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def _case(
     special=st.booleans(),
     seed=st.integers(0, 50),
 )
-def test_padded_kernel_equals_the_kernel_on_the_padded_tensor(
+def test_padded_kernel_matches_the_kernel_on_the_padded_tensor(
     kind, n, c, h, w, kh, kw, s, pads, special, seed
 ) -> None:
     backend_or_skip("cython")
@@ -85,7 +86,10 @@ def test_padded_kernel_equals_the_kernel_on_the_padded_tensor(
             ops_raster.WindowReduceKernel(padded, want, region, KINDS[kind]).run()
             kernel = ops_raster.PaddedWindowReduceKernel(x, got, region, KINDS[kind], planes, fill)
             kernel.run()
-            np.testing.assert_array_equal(got, want, err_msg=name)
+            if kind == "max":
+                np.testing.assert_array_equal(got, want, err_msg=name)
+            else:  # a global window may be summed in another order (pool_rows.h's flat path)
+                np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6, err_msg=name)
     finally:
         ops_raster.set_level(best)
 

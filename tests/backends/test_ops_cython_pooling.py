@@ -13,6 +13,7 @@ its window holds, like the reference; sums spread it). Oracle: :func:`walle.ops.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -76,6 +77,43 @@ def test_pooling_matches_reference_at_every_level(
             finite = ~np.isnan(want)
             np.testing.assert_allclose(
                 got[finite], want[finite], rtol=1e-5, atol=1e-5, err_msg=level
+            )
+    finally:
+        cython_isa.set_level(best)
+
+
+@pytest.mark.parametrize("kind", ["max", "avg"])
+@pytest.mark.parametrize("h,w", [(1, 2), (3, 3), (4, 4), (5, 7), (7, 7), (9, 11), (13, 13)])
+def test_global_windows_match_reference_at_every_level(kind, h, w) -> None:
+    """A window over the whole plane (ResNet's 7x7, SqueezeNet's 13x13 average pool): one
+    contiguous run per output, reduced in vectors (runs of 2 to 169 floats: scalars only,
+    whole vector pairs, pairs and a tail), NaN and inf kept as the reference keeps them."""
+    backend_or_skip("cython")
+    from walle.ops.backends import cython_isa
+
+    rng = np.random.default_rng(h * 100 + w)
+    x = rng.uniform(-3, 3, (2, 5, h, w)).astype(np.float32)
+    x[0, 1].flat[-1] = np.nan  # the tail or the last vector
+    x[1, 2].flat[0] = np.inf
+    x[1, 3].flat[h * w // 2] = -np.inf
+    b = GraphBuilder()
+    pool = b.max_pool if kind == "max" else b.avg_pool
+    graph = b.build([pool(b.input("x", x.shape), (h, w))])
+    want = run_reference(graph, {"x": x})[0]
+    best = cython_isa.kernel_level()
+    try:
+        for level in LEVELS:
+            try:
+                cython_isa.set_level(level)
+            except ValidationError:
+                continue
+            plan = compile_graph(graph, pin="cython", trials=False, use_cache=False)
+            assert "fused" in {c.algorithm for c in plan.choices.values()}
+            got = plan(x)[0]
+            np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=level)
+            finite = ~np.isnan(want)
+            np.testing.assert_allclose(
+                got[finite], want[finite], rtol=1e-5, atol=1e-6, err_msg=level
             )
     finally:
         cython_isa.set_level(best)
