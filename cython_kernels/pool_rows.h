@@ -35,6 +35,38 @@ WALLE_INLINE float walle_pool_op1(float a, float b, int kind) {
         acc += (r);                                                                            \
     }
 
+/* The KW taps of a reduced row ``v`` into ``dst``'s n outputs at column stride s (1 or 2,
+   stride 2 picking each tap's even columns by a permute), scaled for a mean: a statement of
+   walle_pool_rows_* and walle_pool_padded_* (their n, s, kw, kind, scale, v and dst). */
+#define WALLE_POOL_TAPS(VT, IT, VW, EVEN)                                                      \
+        if (n >= VW) {                                                                         \
+            for (long t = 0;; t += VW) {                                                       \
+                if (t > n - VW) t = n - VW;                                                    \
+                VT acc = {0}, r, hi;                                                           \
+                for (long b = 0; b < kw; b++) {                                                \
+                    memcpy(&r, v + s * t + b, sizeof(VT));                                     \
+                    if (s == 2) {                                                              \
+                        memcpy(&hi, v + 2 * t + b + VW, sizeof(VT));                           \
+                        r = EVEN(r, hi);                                                       \
+                    }                                                                          \
+                    if (b == 0) {                                                              \
+                        acc = r;                                                               \
+                    } else {                                                                   \
+                        WALLE_POOL_APPLY(VT, IT, acc, r)                                       \
+                    }                                                                          \
+                }                                                                              \
+                if (kind == 1) acc *= scale;                                                   \
+                memcpy(dst + t, &acc, sizeof(VT));                                             \
+                if (t == n - VW) break;                                                        \
+            }                                                                                  \
+        } else {                                                                               \
+            for (long t = 0; t < n; t++) {                                                     \
+                float acc = v[t * s];                                                          \
+                for (long b = 1; b < kw; b++) acc = walle_pool_op1(acc, v[t * s + b], kind);   \
+                dst[t] = kind == 1 ? acc * scale : acc;                                        \
+            }                                                                                  \
+        }
+
 /* Outputs rows (n, c, oh) of sizes sz = [KH, KW, N, C, OH, OW] and source strides st
    (column step 1, column stride st[5] of 1 or 2); ``v`` holds a reduced row + 2 VW floats. */
 #define WALLE_POOL_ROWS(NAME, ATTR, VT, IT, VW, EVEN)                                          \
@@ -66,33 +98,7 @@ ATTR static void NAME(const float* x, float* y, const long* sz, const long* st, 
                 v[t] = acc;                                                                    \
             }                                                                                  \
         }                                                                                      \
-        if (n >= VW) {                                                                         \
-            for (long t = 0;; t += VW) {                                                       \
-                if (t > n - VW) t = n - VW;                                                    \
-                VT acc = {0}, r, hi;                                                           \
-                for (long b = 0; b < kw; b++) {                                                \
-                    memcpy(&r, v + s * t + b, sizeof(VT));                                     \
-                    if (s == 2) {                                                              \
-                        memcpy(&hi, v + 2 * t + b + VW, sizeof(VT));                           \
-                        r = EVEN(r, hi);                                                       \
-                    }                                                                          \
-                    if (b == 0) {                                                              \
-                        acc = r;                                                               \
-                    } else {                                                                   \
-                        WALLE_POOL_APPLY(VT, IT, acc, r)                                       \
-                    }                                                                          \
-                }                                                                              \
-                if (kind == 1) acc *= scale;                                                   \
-                memcpy(dst + t, &acc, sizeof(VT));                                             \
-                if (t == n - VW) break;                                                        \
-            }                                                                                  \
-        } else {                                                                               \
-            for (long t = 0; t < n; t++) {                                                     \
-                float acc = v[t * s];                                                          \
-                for (long b = 1; b < kw; b++) acc = walle_pool_op1(acc, v[t * s + b], kind);   \
-                dst[t] = kind == 1 ? acc * scale : acc;                                        \
-            }                                                                                  \
-        }                                                                                      \
+        WALLE_POOL_TAPS(VT, IT, VW, EVEN)                                                      \
     }                                                                                          \
 }
 
@@ -190,33 +196,7 @@ ATTR static void NAME(const float* x, const long* base, float* y, const long* sz
         } else {                                                                               \
             for (long t = c0; t < c1; t++) v[t] = fill;                                        \
         }                                                                                      \
-        if (n >= VW) {                                                                         \
-            for (long t = 0;; t += VW) {                                                       \
-                if (t > n - VW) t = n - VW;                                                    \
-                VT acc = {0}, r, hi;                                                           \
-                for (long b = 0; b < kw; b++) {                                                \
-                    memcpy(&r, v + s * t + b, sizeof(VT));                                     \
-                    if (s == 2) {                                                              \
-                        memcpy(&hi, v + 2 * t + b + VW, sizeof(VT));                           \
-                        r = EVEN(r, hi);                                                       \
-                    }                                                                          \
-                    if (b == 0) {                                                              \
-                        acc = r;                                                               \
-                    } else {                                                                   \
-                        WALLE_POOL_APPLY(VT, IT, acc, r)                                       \
-                    }                                                                          \
-                }                                                                              \
-                if (kind == 1) acc *= scale;                                                   \
-                memcpy(dst + t, &acc, sizeof(VT));                                             \
-                if (t == n - VW) break;                                                        \
-            }                                                                                  \
-        } else {                                                                               \
-            for (long t = 0; t < n; t++) {                                                     \
-                float acc = v[t * s];                                                          \
-                for (long b = 1; b < kw; b++) acc = walle_pool_op1(acc, v[t * s + b], kind);   \
-                dst[t] = kind == 1 ? acc * scale : acc;                                        \
-            }                                                                                  \
-        }                                                                                      \
+        WALLE_POOL_TAPS(VT, IT, VW, EVEN)                                                      \
     }                                                                                          \
 }
 

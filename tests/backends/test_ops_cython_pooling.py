@@ -44,7 +44,6 @@ def test_pooling_matches_reference_at_every_level(
     kind, n, c, h, w, k, kw, s, d, pad, ceil, special, seed
 ) -> None:
     backend_or_skip("cython")
-    from walle.ops.backends import cython_isa
 
     if (k - 1) * d + 1 > h + 2 * pad or (kw - 1) * d + 1 > w + 2 * pad or pad >= min(k, kw):
         return
@@ -61,6 +60,17 @@ def test_pooling_matches_reference_at_every_level(
         graph = b.build([pool(b.input("x", x.shape), (k, kw), **args)])
     except ModelError:  # a window over padding alone: refused when built, nothing to run
         return
+    # a 1x1 window is a strided copy: its parts may be the cheaper
+    _matches_reference_at_every_level(graph, x, kernel_ran=k * kw > 1, atol=1e-5)
+
+
+def _matches_reference_at_every_level(
+    graph, x: np.ndarray, *, kernel_ran: bool, atol: float
+) -> None:
+    """The cython plan of ``graph`` at each level the CPU runs gives the reference's result
+    on ``x`` (NaN where it has NaN), with the pooling kernel chosen where ``kernel_ran``."""
+    from walle.ops.backends import cython_isa
+
     want = run_reference(graph, {"x": x})[0]
     best = cython_isa.kernel_level()
     try:
@@ -70,13 +80,13 @@ def test_pooling_matches_reference_at_every_level(
             except ValidationError:  # this CPU lacks the level
                 continue
             plan = compile_graph(graph, pin="cython", trials=False, use_cache=False)
-            if k * kw > 1:  # a 1x1 window is a strided copy: its parts may be the cheaper
-                assert "fused" in {c.algorithm for c in plan.choices.values()}  # kernel ran
+            if kernel_ran:
+                assert "fused" in {c.algorithm for c in plan.choices.values()}
             got = plan(x)[0]
             np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=level)
             finite = ~np.isnan(want)
             np.testing.assert_allclose(
-                got[finite], want[finite], rtol=1e-5, atol=1e-5, err_msg=level
+                got[finite], want[finite], rtol=1e-5, atol=atol, err_msg=level
             )
     finally:
         cython_isa.set_level(best)
@@ -89,7 +99,6 @@ def test_global_windows_match_reference_at_every_level(kind, h, w) -> None:
     contiguous run per output, reduced in vectors (runs of 2 to 169 floats: scalars only,
     whole vector pairs, pairs and a tail), NaN and inf kept as the reference keeps them."""
     backend_or_skip("cython")
-    from walle.ops.backends import cython_isa
 
     rng = np.random.default_rng(h * 100 + w)
     x = rng.uniform(-3, 3, (2, 5, h, w)).astype(np.float32)
@@ -99,21 +108,4 @@ def test_global_windows_match_reference_at_every_level(kind, h, w) -> None:
     b = GraphBuilder()
     pool = b.max_pool if kind == "max" else b.avg_pool
     graph = b.build([pool(b.input("x", x.shape), (h, w))])
-    want = run_reference(graph, {"x": x})[0]
-    best = cython_isa.kernel_level()
-    try:
-        for level in LEVELS:
-            try:
-                cython_isa.set_level(level)
-            except ValidationError:
-                continue
-            plan = compile_graph(graph, pin="cython", trials=False, use_cache=False)
-            assert "fused" in {c.algorithm for c in plan.choices.values()}
-            got = plan(x)[0]
-            np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=level)
-            finite = ~np.isnan(want)
-            np.testing.assert_allclose(
-                got[finite], want[finite], rtol=1e-5, atol=1e-6, err_msg=level
-            )
-    finally:
-        cython_isa.set_level(best)
+    _matches_reference_at_every_level(graph, x, kernel_ran=True, atol=1e-6)
