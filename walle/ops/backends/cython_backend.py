@@ -769,14 +769,17 @@ def _collapse(graph: Graph, node: Node) -> tuple[list[int], list[int], list[int]
         strides.append(
             [0 if d == 1 and o != 1 else s for d, o, s in zip(shape, out, own, strict=True)]
         )
-    sizes = list(out) or [1]
-    sa, sb = strides[0] or [0], strides[1] or [0]
-    merged: list[list[int]] = [[sizes[-1], sa[-1], sb[-1]]]
-    for size, a, b in zip(reversed(sizes[:-1]), reversed(sa[:-1]), reversed(sb[:-1]), strict=True):
+    # size-1 dims go first, whatever their strides: left in, one at the end made the inner
+    # run 1 element long ((1, 2048, 1, 1) * scalar ran 2048 one-element calls, 14 us)
+    dims = [d for d in zip(out, strides[0], strides[1], strict=True) if d[0] != 1]
+    if not dims:  # one element: both operands hold one
+        return [1], [1], [1]
+    merged: list[list[int]] = [list(dims[-1])]
+    for size, a, b in reversed(dims[:-1]):
         last = merged[-1]
         if a == last[1] * last[0] and b == last[2] * last[0]:
             last[0] *= size
-        elif size != 1:
+        else:
             merged.append([size, a, b])
     merged.reverse()
     if len(merged) > 4 or merged[-1][1] > 1 or merged[-1][2] > 1:
