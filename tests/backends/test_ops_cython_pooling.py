@@ -109,3 +109,27 @@ def test_global_windows_match_reference_at_every_level(kind, h, w) -> None:
     pool = b.max_pool if kind == "max" else b.avg_pool
     graph = b.build([pool(b.input("x", x.shape), (h, w))])
     _matches_reference_at_every_level(graph, x, kernel_ran=True, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["max", "avg"])
+@pytest.mark.parametrize("kh,kw", [(2, 2), (3, 3), (1, 2), (3, 2), (2, 3)])
+@pytest.mark.parametrize("ow", [4, 7, 8, 9, 16, 17, 35])
+def test_stride_two_windows_match_reference_at_every_level(kind, kh, kw, ow) -> None:
+    """Stride 2 with 2 or 3 taps per row (VGG's 2x2 and AlexNet's 3x3 max pools): each
+    vector of outputs is taken from the source rows directly (even and odd lanes of two
+    vectors), on rows of 4 to 35 outputs: whole vectors at each level, a last one
+    overlapping, rows narrower than a vector. NaN and inf at a row's first and last
+    columns, where the even and odd lanes part."""
+    backend_or_skip("cython")
+
+    w = 2 * (ow - 1) + kw
+    rng = np.random.default_rng(ow * 10 + kh + kw)
+    x = rng.uniform(-3, 3, (2, 3, 2 * kh + 3, w)).astype(np.float32)
+    x[0, 0, 0, -1] = np.nan  # the window's last column: only the last tap reads it
+    x[0, 1, 1, 1] = np.nan
+    x[1, 2, -1, 0] = np.inf
+    x[1, 0, 2, -2] = -np.inf
+    b = GraphBuilder()
+    pool = b.max_pool if kind == "max" else b.avg_pool
+    graph = b.build([pool(b.input("x", x.shape), (kh, kw), strides=(2, 2))])
+    _matches_reference_at_every_level(graph, x, kernel_ran=True, atol=1e-6)
