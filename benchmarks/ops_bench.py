@@ -128,10 +128,13 @@ def _ort(model, feeds):
 
 
 def _walle(model, feeds, pin: str | None):
+    """walle's plan for the model's declared batch, as a Model makes it (a batch may run in
+    sub-batches, walle.ops.subbatch)."""
+    from walle.ops import Model
     from walle.ops.onnx_import import import_onnx
-    from walle.ops.search import compile_graph
 
-    plan = compile_graph(import_onnx(model), pin=pin)
+    batch = model.graph.input[0].type.tensor_type.shape.dim[0].dim_value
+    plan = Model(lambda rows: import_onnx(model, batch=rows), backend=pin).plan(batch)
     arrays = [feeds[n] for n in plan.graph.inputs]
     if len(arrays) == 1:
         return lambda: plan.run1(arrays[0]), plan

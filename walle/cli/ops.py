@@ -39,12 +39,14 @@ def explain_command(model: str, batch: int, backend: str | None, no_cache: bool)
     from walle.ops.model import Model
 
     rows = Model(model, backend=backend, use_cache=not no_cache).explain(batch)
-    table = Table(title=f"{model} (batch {batch})")
+    runs = rows[0].get("runs") if rows else None
+    split = f", {runs} runs of {batch // runs} rows" if isinstance(runs, int) else ""
+    table = Table(title=f"{model} (batch {batch}{split})")
     cols = ("step", "op", "shape", "backend", "algorithm", "estimate_us", "measured_us")
     for col in (*cols, "transfers"):
         table.add_column(col, overflow="fold")
     for row in rows:
-        table.add_row(*[str(row[c]) for c in row])
+        table.add_row(*[str(row[c]) for c in (*cols, "transfers")])
     width = max(shutil.get_terminal_size((160, 24)).columns, 160)
     Console(width=width).print(table)
 
@@ -65,7 +67,7 @@ def bench_command(model: str, batch: int, backend: str | None, runs: int) -> Non
 
     m = Model(model, backend=backend)
     plan = m.plan(batch)
-    x = np.random.default_rng(0).standard_normal(plan.buffers[plan.graph.inputs[0]].shape)
+    x = np.random.default_rng(0).standard_normal(plan.graph.shape(plan.graph.inputs[0]))
     x = x.astype(np.float32)
     samples = []
     for _ in range(runs + 10):

@@ -5,7 +5,7 @@ from walle.ops.builder import GraphBuilder
 from walle.ops.fusion import FusedStep, find_steps
 from walle.ops.ir import ATOMIC_OPS, Graph, Node, Region, Value
 from walle.ops.model import Model
-from walle.ops.plan import Choice, CompiledPlan
+from walle.ops.plan import Choice, CompiledPlan, SubBatchPlan
 from walle.ops.reference import run_reference
 from walle.ops.search import Search, compile_graph, explain
 
@@ -20,6 +20,7 @@ __all__ = [
     "Node",
     "Region",
     "Search",
+    "SubBatchPlan",
     "Value",
     "available_backends",
     "backend_names",

@@ -21,8 +21,8 @@ import numpy.typing as npt
 
 from walle.errors import ValidationError
 from walle.ops.ir import FloatArray, Graph
-from walle.ops.plan import CompiledPlan
-from walle.ops.search import compile_graph, explain
+from walle.ops.search import Search, compile_graph, explain
+from walle.ops.subbatch import Plan, compile_batch
 
 if TYPE_CHECKING:
     from onnx import ModelProto
@@ -90,12 +90,24 @@ class Model:
                 self._graphs[batch] = self._factory(batch)
             return self._graphs[batch]
 
-    def plan(self, batch: Batch) -> CompiledPlan:
-        """This thread's compiled plan for ``batch`` rows."""
-        plans: dict[Batch, CompiledPlan] = self._local.__dict__.setdefault("plans", {})
+    def plan(self, batch: Batch) -> Plan:
+        """This thread's compiled plan for ``batch`` rows: for an ONNX file or a graph
+        function, the batch may run as runs of fewer rows where that timed faster and no
+        step mixes rows (:mod:`walle.ops.subbatch`)."""
+        plans: dict[Batch, Plan] = self._local.__dict__.setdefault("plans", {})
         plan = plans.get(batch)
         if plan is None:
-            plan = plans[batch] = compile_graph(self.graph(batch), **self._options)
+            if self._fixed is None and isinstance(batch, int):
+                search = Search(
+                    self._options["backends"],
+                    pin=self._options["pin"],
+                    trials=self._options["trials"],
+                    use_cache=self._options["use_cache"],
+                )
+                plan = compile_batch(self.graph, batch, search)
+            else:
+                plan = compile_graph(self.graph(batch), **self._options)
+            plans[batch] = plan
         return plan
 
     def __call__(self, batch: npt.ArrayLike) -> FloatArray:

@@ -5,7 +5,8 @@ zero-argument calls, and a copy of the outputs. A plan is not thread-safe (its b
 shared); :class:`walle.ops.model.Model` keeps one plan per thread. A plan that is one kernel
 from its inputs to one output (softmax, layer norm, transpose, matmul) skips both copies: the
 kernel reads the caller's arrays and writes an output array that no caller holds
-(``run_io``).
+(``run_io``). A :class:`SubBatchPlan` runs a batch as several runs of a plan compiled for
+fewer rows (see :mod:`walle.ops.subbatch`, which decides when).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from walle.ops.backends.base import Backend, Buffers, Call, DirectKernel
 from walle.ops.fusion import FusedStep
 from walle.ops.ir import FloatArray, Graph
 
-__all__ = ["Choice", "CompiledPlan", "allocate", "is_alias"]
+__all__ = ["Choice", "CompiledPlan", "SubBatchPlan", "allocate", "is_alias"]
 
 
 @dataclass(frozen=True)
@@ -191,6 +192,16 @@ class CompiledPlan:
             call()
         return self._out[0].copy()
 
+    def run_into(self, arrays: list[FloatArray], outputs: list[FloatArray]) -> None:
+        """Run on ``arrays`` and write the outputs into ``outputs`` (a sub-batch's rows of
+        the caller's arrays: no fresh arrays, no second copy)."""
+        for name, buf, x in zip(self.graph.inputs, self._in, arrays, strict=True):
+            self._load(name, buf, x)
+        for call in self._calls:
+            call()
+        for buf, out in zip(self._out, outputs, strict=True):
+            np.copyto(out, buf)
+
     def _run_direct(self, *arrays: FloatArray) -> FloatArray:
         """The one kernel reads ``arrays`` and writes an output no caller holds: no copies.
 
@@ -221,6 +232,72 @@ class CompiledPlan:
     def call_count(self) -> int:
         """How many Python-level calls one run makes (lower is better at batch 1)."""
         return len(self._calls)
+
+
+class SubBatchPlan:
+    """A batch run as runs of ``inner``, a plan compiled for fewer rows, through every step.
+
+    ``graph`` is the whole batch's graph (its inputs and outputs are the caller's); run
+    ``i`` takes rows ``[i * b, (i + 1) * b)`` of every input to the same rows of every
+    output, ``b`` being ``inner``'s rows (a divisor of the batch). Only right where the
+    graph treats rows independently: :mod:`walle.ops.subbatch` checks that before it builds
+    one. Its steps and choices are ``inner``'s (the same for every run).
+    """
+
+    def __init__(self, graph: Graph, inner: CompiledPlan) -> None:
+        self.graph = graph
+        self.inner = inner
+        self.rows = graph.shape(graph.inputs[0])[0]
+        self.rows_per_run = inner.graph.shape(inner.graph.inputs[0])[0]
+        if self.rows_per_run < 1 or self.rows % self.rows_per_run:
+            raise ValidationError(
+                f"a sub-batch of {self.rows_per_run} rows does not divide {self.rows} rows"
+            )
+
+    @property
+    def steps(self) -> list[FusedStep]:
+        """The steps of one run."""
+        return self.inner.steps
+
+    @property
+    def choices(self) -> dict[str, Choice]:
+        """Where each step of a run runs."""
+        return self.inner.choices
+
+    @property
+    def runs(self) -> int:
+        """Runs of ``inner`` per call."""
+        return self.rows // self.rows_per_run
+
+    def __call__(self, *arrays: npt.ArrayLike) -> list[FloatArray]:
+        """Run on ``arrays`` (one per graph input, exact shapes); fresh output arrays."""
+        if len(arrays) != len(self.graph.inputs):
+            raise ValidationError(
+                f"model takes {len(self.graph.inputs)} inputs {self.graph.inputs}, "
+                f"got {len(arrays)}"
+            )
+        xs = [np.asarray(x) for x in arrays]
+        for name, x in zip(self.graph.inputs, xs, strict=True):
+            if x.shape != self.graph.shape(name):
+                raise ValidationError(
+                    f"input {name!r} must have shape {self.graph.shape(name)}, got {x.shape}",
+                    field=name,
+                )
+        outs = [np.empty(self.graph.shape(n), np.float32) for n in self.graph.outputs]
+        b = self.rows_per_run
+        for start in range(0, self.rows, b):
+            rows = slice(start, start + b)
+            self.inner.run_into([x[rows] for x in xs], [o[rows] for o in outs])
+        return outs
+
+    def run1(self, x: npt.NDArray[np.generic]) -> FloatArray:
+        """One input, the first output."""
+        return self(x)[0]
+
+    @property
+    def call_count(self) -> int:
+        """How many Python-level calls one run of the whole batch makes."""
+        return self.inner.call_count * self.runs
 
 
 def _direct_io(

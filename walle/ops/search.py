@@ -61,7 +61,7 @@ from walle.ops.placement import (
     plan_seconds,
     runs,
 )
-from walle.ops.plan import Choice, CompiledPlan, allocate, is_alias
+from walle.ops.plan import Choice, CompiledPlan, SubBatchPlan, allocate, is_alias
 
 _log = get_logger("walle.ops.search")
 CLOSE_FACTOR = 8.0
@@ -414,13 +414,19 @@ def compile_graph(
     return CompiledPlan(graph, steps, choices, search.by_name)
 
 
-def explain(plan: CompiledPlan) -> list[dict[str, object]]:
+def explain(plan: CompiledPlan | SubBatchPlan) -> list[dict[str, object]]:
     """Per step: op, output shape, chosen backend and algorithm, the estimate inside the plan
     and the time measured alone (us), and the copies planned around it (``transfers``:
     ``up`` to a device before the step, ``down`` to host memory after it, ``sync`` where a
     run of device steps ends). A concat whose inputs all write into its buffer in place runs
     nothing: its backend reads "in place", its algorithm "skipped", its estimate 0; one that
-    still copies some inputs reads "partly in place"."""
+    still copies some inputs reads "partly in place". A batch run in sub-batches lists one
+    run's steps (their shapes a run's), each with ``runs``: how many runs a call makes."""
+    if isinstance(plan, SubBatchPlan):
+        rows = explain(plan.inner)
+        for row in rows:
+            row["runs"] = plan.runs
+        return rows
     planned = _planned_moves(plan)
     rows = []
     for step in plan.steps:
