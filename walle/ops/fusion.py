@@ -48,7 +48,14 @@ import math
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
-from walle.ops.ir import AttrValue, Graph, Node, contiguous_strides, is_identity_raster
+from walle.ops.ir import (
+    AttrValue,
+    Graph,
+    Node,
+    contiguous_strides,
+    is_identity_raster,
+    same_float,
+)
 
 _ACTS = ("relu", "sigmoid", "tanh")
 _ELEMENTWISE = ("unary", "binary")
@@ -493,11 +500,7 @@ def _pool_pad(m: _Matcher, raster: Node, kind: str) -> list[Node]:
     fill = chain[0].attr("fill")
     if fill is None or chain[0].inputs[0] in m.graph.constants:
         return []
-    if kind == "max" and fill == -math.inf:
-        return chain
-    if kind != "max" and fill == 0.0 and math.copysign(1.0, fill) > 0:
-        return chain
-    return []
+    return chain if same_float(fill, -math.inf if kind == "max" else 0.0) else []
 
 
 def _match_elementwise(m: _Matcher, first: Node, claimed: dict[str, FusedStep]) -> FusedStep | None:

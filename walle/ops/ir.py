@@ -161,6 +161,13 @@ def contiguous_strides(shape: Shape) -> tuple[int, ...]:
     return tuple(reversed(strides))
 
 
+def same_float(a: float, b: float) -> bool:
+    """Equal and of the same sign, +0.0 not -0.0 (whether a kernel's +0.0 border stands
+    for a pad's fill bit for bit: a sum of -0.0 values and a +0.0 border is +0.0);
+    infinities compare equal."""
+    return a == b and math.copysign(1.0, a) == math.copysign(1.0, b)
+
+
 def is_identity_raster(node: Node, in_shape: Shape, out_shape: Shape) -> bool:
     """True when the raster copies its single input unchanged (a reshape): it can alias."""
     regions: tuple[Region, ...] = node.attr("regions")

@@ -42,7 +42,7 @@ from walle.errors import BackendError
 from walle.ops.backends import cython_isa
 from walle.ops.backends.base import Backend, Buffers, Call, MatmulCall, is_aliased_part
 from walle.ops.fusion import FusedStep
-from walle.ops.ir import Graph, Node, Region, contiguous_strides
+from walle.ops.ir import Graph, Node, Region, contiguous_strides, same_float
 
 try:
     from walle._kernels import ops_conv, ops_group, ops_math, ops_raster
@@ -619,7 +619,7 @@ def _prologue_planes(
     index = np.arange(math.prod(shape), dtype=np.int64)
     for node in prologue:
         fill = node.attr("fill")
-        if fill is not None and not _same_float(fill, border):
+        if fill is not None and not same_float(fill, border):
             return None  # the kernel's borders are ``border``
         out = np.full(math.prod(graph.shape(node.output)), -1, np.int64)
         for r in node.attr("regions"):
@@ -652,11 +652,6 @@ def _prologue_planes(
     if not (planes[:, inside] == base[:, None] + want[inside]).all():
         return None
     return base, ih, iw, irs, top, left, hp, wp
-
-
-def _same_float(a: float, b: float) -> bool:
-    """Equal with the same sign (+0.0 is not -0.0), infinities included."""
-    return a == b and math.copysign(1.0, a) == math.copysign(1.0, b)
 
 
 def _index_view(
