@@ -30,9 +30,11 @@ CASES = [  # (N, C, H, W, Cout, kernel, stride, pads)
 
 
 @pytest.mark.parametrize("case", CASES)
-@pytest.mark.parametrize("algorithm", ["direct", "gemm", "im2col"])
+@pytest.mark.parametrize("algorithm", ["direct", "gemm", "gemm_direct", "im2col"])
 @pytest.mark.parametrize("tail", ["none", "bias", "bias_relu"])
 def test_ops_conv_algorithms_match_reference(case, algorithm, tail) -> None:
+    """``gemm_direct`` (the packed GEMM reading the columns in place) is offered for the
+    1x1 stride-1 convs only."""
     backend = backend_or_skip("cython")
     n, c, h, w, cout, k, s, p = case
     rng = np.random.default_rng(sum(case))
@@ -44,6 +46,10 @@ def test_ops_conv_algorithms_match_reference(case, algorithm, tail) -> None:
     x = rng.uniform(-2, 2, (n, c, h, w)).astype(np.float32)
     want = run_reference(graph, {"x": x})[0]
     (step,) = [s for s in find_steps(graph) if s.op == "fused.conv2d"]
+    offered = backend.fused_algorithms(step, graph)
+    assert ("gemm_direct" in offered) == (k == 1 and s == 1)
+    if algorithm not in offered:
+        return
     got = run_with_algorithm(backend, graph, {"x": x}, step, algorithm)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
@@ -72,8 +78,9 @@ def test_ops_conv_with_a_shortcut_add_matches_reference(k, s, pad, relu) -> None
     steps = find_steps(graph)
     (step,) = [st for st in steps if st.op == "fused.conv2d"]
     assert step.attr("residual") and step.attr("act") == ("relu" if relu else "none")
-    assert backend.algorithms(step, graph) == ["gemm", "parts"]
-    for algorithm in ("gemm", "parts"):
+    direct = ["gemm_direct"] if s == 1 else []  # the columns in place: 1x1 stride 1
+    assert backend.algorithms(step, graph) == ["gemm", *direct, "parts"]
+    for algorithm in ("gemm", *direct, "parts"):
         got = run_with_algorithm(backend, graph, {"x": x, "r": r}, step, algorithm)
         np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=algorithm)
         np.testing.assert_array_equal(np.isinf(got), np.isinf(want), err_msg=algorithm)

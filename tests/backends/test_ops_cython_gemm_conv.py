@@ -181,6 +181,70 @@ def test_gemm_conv_kernel_splits_chunks_over_threads_and_writes_its_channels_onl
     assert (y[:, :20] == 7.0).all() and (y[:, 92:] == 7.0).all()
 
 
+@settings(max_examples=30, deadline=None)
+@given(
+    n=st.integers(1, 2),
+    c=st.integers(1, 40),
+    cout=st.integers(1, 41),
+    h=st.integers(1, 9),
+    w=st.integers(1, 37),
+    channel0=st.integers(0, 3),
+    relu=st.booleans(),
+    residual=st.booleans(),
+    kc=st.sampled_from([None, 1, 7]),
+    nc=st.sampled_from([None, 1, 17, 40]),
+    seed=st.integers(0, 50),
+)
+def test_gemm_conv_kernel_reading_columns_in_place_gives_the_packed_kernels_bits(
+    n, c, cout, h, w, channel0, relu, residual, kc, nc, seed
+):
+    """``direct`` (a 1x1 stride-1 conv: the tiles read the input's rows where they are, only
+    a chunk's leftover columns packed): the packed kernel's outputs bit for bit (the same
+    products in the same order) at every level, over reduction blocks, chunks, leftover
+    columns, a group's channels of a wider input and output, a residual, ReLU and NaN."""
+    ops_conv = _ops_conv()
+    rng = np.random.default_rng(seed)
+    cin = c + channel0 + 1  # the conv reads channels [channel0, channel0 + c) of x
+    x = rng.uniform(-2, 2, (n, cin, h, w)).astype(np.float32)
+    x.reshape(-1)[rng.integers(0, x.size, 2)] = np.nan
+    region = Region(0, channel0 * h * w, (cin * h * w, h * w, 0, 0, w, 1), 0, (0,),
+                    (n, c, 1, 1, h, w))  # fmt: skip
+    assert ops_conv.gemm_direct_fits(region)
+    weight = rng.uniform(-1, 1, (cout, c)).astype(np.float32)
+    bias = rng.uniform(-1, 1, cout).astype(np.float32)
+    yk = cout + channel0
+    res = rng.uniform(-1, 1, (n, yk, h * w)).astype(np.float32) if residual else None
+    for level in LEVELS:
+        outs = []
+        for direct in (False, True):
+            y = np.full((n, yk, h * w), 7.0, np.float32)
+            try:
+                kernel = ops_conv.GemmConvKernel(
+                    x, weight, bias, y, region, "relu" if relu else "none", level, kc=kc,
+                    nc=nc, y_channels=yk, y_channel0=channel0, residual=res, direct=direct,
+                )  # fmt: skip
+            except ValueError as exc:
+                assert "does not run" in str(exc)
+                break
+            kernel.run()
+            outs.append(y)
+        if outs:
+            packed, in_place = outs
+            np.testing.assert_array_equal(in_place, packed, err_msg=level)
+            want = _oracle(x[:, channel0 : channel0 + c], weight, bias, Region(
+                0, 0, (c * h * w, h * w, 0, 0, w, 1), 0, (0,), (n, c, 1, 1, h, w)
+            ), False)  # fmt: skip
+            if res is not None:
+                want = want + res[:, channel0:]
+            if relu:
+                want = np.where(want < 0, 0.0, want)
+            got = in_place[:, channel0:]
+            np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=level)
+            ok = ~np.isnan(want)
+            np.testing.assert_allclose(got[ok], want[ok], rtol=0, atol=1e-4 * c, err_msg=level)
+            assert (in_place[:, :channel0] == 7.0).all()
+
+
 def test_gemm_conv_kernel_refuses_what_it_cannot_run() -> None:
     ops_conv = _ops_conv()
     region, padded = _region((1, 4, 6, 6), 3, 1, 1, 1)
@@ -189,6 +253,9 @@ def test_gemm_conv_kernel_refuses_what_it_cannot_run() -> None:
     y = np.zeros((1, 5, 36), np.float32)
     with pytest.raises(ValueError, match="activation 'gelu'"):
         ops_conv.GemmConvKernel(x, w, None, y, region, "gelu")
+    assert not ops_conv.gemm_direct_fits(region)  # 3x3: its columns are not x's rows
+    with pytest.raises(ValueError, match="direct columns need a 1x1 stride-1 region"):
+        ops_conv.GemmConvKernel(x, w, None, y, region, "none", direct=True)
     with pytest.raises(ValueError, match="level 'neon'"):
         ops_conv.GemmConvKernel(x, w, None, y, region, "none", "neon")
     with pytest.raises(ValueError, match="does not match the region"):

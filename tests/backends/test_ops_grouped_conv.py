@@ -217,6 +217,7 @@ def test_every_group_conv_algorithm_matches_reference(cin, group, k, stride, w) 
     (step,) = [s for s in steps if s.op == "fused.group_conv2d"]
     algorithms = backend.fused_algorithms(step, graph)
     assert "gemm" in algorithms and ("winograd_f2" in algorithms) == (k > 1 and stride == 1)
+    assert ("gemm_direct" in algorithms) == (k == 1 and stride == 1)
     for algorithm in algorithms:
         got = run_with_algorithm(backend, graph, {"x": x}, step, algorithm)
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4, err_msg=algorithm)

@@ -90,9 +90,10 @@ class GemmConvKernel:
 
     Otherwise the same arguments as :class:`WinogradKernel` (no ``tile``, no ``pad``);
     ``residual`` (laid out as ``y``) is added before the activation; ``kc``/``nc``
-    override the cache blocking (reduction rows per packed block, columns per chunk).
-    ValueError on a bad buffer, activation, level or block size, or a region that
-    reads outside ``x``.
+    override the cache blocking (reduction rows per packed block, columns per chunk);
+    ``direct`` reads the columns in place instead of packing them (a 1x1 stride-1 region,
+    :func:`gemm_direct_fits`). ValueError on a bad buffer, activation, level or block
+    size, a region that reads outside ``x``, or ``direct`` on a region that does not fit.
     """
 
     def __init__(
@@ -109,6 +110,7 @@ class GemmConvKernel:
         y_channels: int | None = None,
         y_channel0: int = 0,
         residual: FloatArray | None = None,
+        direct: bool = False,
     ) -> None: ...
     @property
     def level(self) -> int:
@@ -116,6 +118,10 @@ class GemmConvKernel:
 
     def run(self) -> None:
         """Compute y from the build-time buffers (GIL released, OpenMP over column chunks)."""
+
+def gemm_direct_fits(region: Region) -> bool:
+    """Whether :class:`GemmConvKernel` can read ``region``'s columns in place (a 1x1
+    window over output rows that follow each other in the source)."""
 
 class MatmulPackedKernel:
     """c[m, n] = act(a @ b + bias) as a packed GEMM: a's rows packed per call, b's columns

@@ -119,10 +119,11 @@ class CythonBackend(Backend):
         if step.op == "fused.conv2d":
             if step.attr("act") not in _KERNEL_ACTS:
                 return [] if step.attr("residual") else ["im2col"]
-            if step.attr("residual"):  # only the packed GEMM adds a shortcut in its epilogue
-                return ["gemm"]
             region = _conv_im2col(step).attr("regions")[0]
-            return ["direct", "gemm", "im2col", *_winograd_algorithms(region)]
+            gemm = ["gemm", *_gemm_direct(region)]
+            if step.attr("residual"):  # only the packed GEMM adds a shortcut in its epilogue
+                return gemm
+            return ["direct", *gemm, "im2col", *_winograd_algorithms(region)]
         if step.op == "fused.group_conv2d":
             if step.attr("act") not in _KERNEL_ACTS:
                 return []
@@ -133,9 +134,10 @@ class CythonBackend(Backend):
             )
             # not depthwise: a packed-GEMM kernel (or, 3x3/5x5 stride 1, Winograd) per group
             per_group = region.sizes[1] // step.attr("group") >= 4 and not step.attr("prologue")
+            gemm = ["gemm", *_gemm_direct(region)] if per_group else []
             if step.attr("residual"):  # the shortcut: in BLAS's epilogue or the packed GEMM's
-                return [*(["blas"] if plain else []), *(["gemm"] if per_group else [])]
-            kernels = ["gemm", *_winograd_algorithms(region)] if per_group else []
+                return [*(["blas"] if plain else []), *gemm]
+            kernels = [*gemm, *_winograd_algorithms(region)] if per_group else []
             return ["direct", "blas", *kernels] if plain else ["direct", *kernels]
         if step.op == "fused.elementwise":
             return ["fused"] if _chain_program(step, graph) is not None else []
@@ -147,7 +149,7 @@ class CythonBackend(Backend):
         to im2col + BLAS, which writes a whole output)."""
         if step.op != "fused.conv2d" or step.attr("residual"):
             return False
-        if algorithm == "gemm":
+        if algorithm in _GEMMS:
             return True
         if not algorithm.startswith("winograd"):
             return False
@@ -160,7 +162,7 @@ class CythonBackend(Backend):
             return 2.2e11
         if algorithm == "winograd_f2":  # 4/9 of them
             return 1.4e11
-        if algorithm in ("gemm", "packed"):
+        if algorithm in (*_GEMMS, "packed"):
             return 1.0e11
         return 9.0e10 if algorithm in ("blas", "im2col") else 6.0e10
 
@@ -357,7 +359,7 @@ def _conv(step: FusedStep, algorithm: str, graph: Graph, buffers: Buffers) -> li
             src, weight, bias, out, region, step.attr("act"), None, tile, *channels, pad=pad
         )
         return [*(_prologue_calls(prologue, buffers) if pad is None else []), kernel.run]
-    if host is not None and algorithm != "gemm":
+    if host is not None and algorithm not in _GEMMS:
         raise RuntimeError(f"{step.name}: {algorithm} cannot write a channel slice")
     calls = _prologue_calls(prologue, buffers)
     return calls + _conv_padded(im2col, flat, weight, bias, out, algorithm, step, buffers)
@@ -450,7 +452,7 @@ def _conv_padded(
     """The direct or packed-GEMM kernel, or im2col + BLAS, over the (padded) input of the
     im2col raster."""
     region = im2col.attr("regions")[0]
-    if algorithm == "gemm":
+    if algorithm in _GEMMS:
         x = buffers[im2col.inputs[0]]
         shortcut = buffers[step.inputs[-1]] if step.attr("residual") else None
         host = step.attr("slot_host")
@@ -464,6 +466,7 @@ def _conv_padded(
             y_channels=None if host is None else out.shape[1],  # out: the host [N, C, ...]
             y_channel0=step.attr("slot_channel", 0),
             residual=shortcut,
+            direct=algorithm == "gemm_direct",
         )
         return [kernel.run]
     if algorithm == "direct" and _stride2_columns(region):
@@ -503,7 +506,7 @@ def _group_conv(step: FusedStep, algorithm: str, graph: Graph, buffers: Buffers)
     shortcut = buffers[step.inputs[-1]] if step.attr("residual") else None
     region, group, act = im2col.attr("regions")[0], step.attr("group"), step.attr("act")
     level = cython_isa.NAMES[ops_conv.level()]
-    if algorithm == "gemm" or (algorithm.startswith("winograd") and np.isfinite(weight).all()):
+    if algorithm in _GEMMS or (algorithm.startswith("winograd") and np.isfinite(weight).all()):
         return _per_group(x, weight, bias, out, region, group, act, algorithm, shortcut)
     if algorithm == "blas":
         n, c, _, _, oh, ow = region.sizes
@@ -529,6 +532,16 @@ def _group_conv(step: FusedStep, algorithm: str, graph: Graph, buffers: Buffers)
     return [*_prologue_calls(prologue, buffers), kernel.run]
 
 
+# The packed-GEMM conv kernel, packing its columns (gemm) or reading them in place
+# (gemm_direct: a 1x1 stride-1 conv, whose columns are the input's rows).
+_GEMMS = ("gemm", "gemm_direct")
+
+
+def _gemm_direct(region: Region) -> list[str]:
+    """``gemm_direct`` where the packed-GEMM kernel can read the columns in place."""
+    return ["gemm_direct"] if ops_conv.gemm_direct_fits(region) else []
+
+
 def _winograd_algorithms(region: Region) -> list[str]:
     """The Winograd kernels for a conv's im2col region: F(4x4, 3x3) (``winograd``) and
     F(2x2, 3x3) (``winograd_f2``) for 3x3 stride-1 windows, F(2x2, 5x5) (``winograd_f2``)
@@ -549,9 +562,10 @@ def _per_group(
     algorithm: str,
     shortcut: np.ndarray | None = None,
 ) -> list[Call]:
-    """A grouped conv as one packed-GEMM (``gemm``) or, 3x3 or 5x5 stride 1, Winograd kernel
-    per group: group g reads its input channels (the region moved to its first channel) and
-    writes its output channels of the whole output (adding the shortcut's, ``gemm`` only)."""
+    """A grouped conv as one packed-GEMM (``gemm``, ``gemm_direct``) or, 3x3 or 5x5
+    stride 1, Winograd kernel per group: group g reads its input channels (the region moved
+    to its first channel) and writes its output channels of the whole output (adding the
+    shortcut's, packed GEMM only)."""
     n, c, kh, kw, oh, ow = region.sizes
     per_in, per_out = c // group, weight.shape[1]
     tile = 2 if algorithm == "winograd_f2" else 4
@@ -563,7 +577,7 @@ def _per_group(
             src_offset=region.src_offset + g * per_in * region.src_strides[1],
         )
         b = None if bias is None else bias[g * per_out : (g + 1) * per_out]
-        if algorithm == "gemm":
+        if algorithm in _GEMMS:
             gemm = ops_conv.GemmConvKernel(
                 x,
                 weight[g],
@@ -574,6 +588,7 @@ def _per_group(
                 y_channels=group * per_out,
                 y_channel0=g * per_out,
                 residual=shortcut,
+                direct=algorithm == "gemm_direct",
             )
             calls.append(gemm.run)
             continue
