@@ -47,6 +47,7 @@ class GraphBuilder(CompositeOps):
         self._inputs: list[str] = []
         self._constants: dict[str, FloatArray] = {}
         self._nodes: list[Node] = []
+        self._concats: set[str] = set()  # outputs of concat nodes
         self._counter = 0
         self.scope = ""
 
@@ -92,14 +93,11 @@ class GraphBuilder(CompositeOps):
         return out
 
     def build(self, outputs: Sequence[str]) -> Graph:
-        """The graph computing ``outputs`` (unused nodes are dropped)."""
-        needed = set(outputs)
-        kept: list[Node] = []
-        for node in reversed(self._nodes):
-            if node.output in needed:
-                kept.append(node)
-                needed.update(node.inputs)
-        kept.reverse()
+        """The graph computing ``outputs`` (unused nodes are dropped; an element-wise op
+        that alone reads a concat is applied to its inputs instead, see
+        :meth:`_unaries_before_concats`)."""
+        kept, needed = _needed(self._nodes, outputs)
+        kept, needed = _needed(self._unaries_before_concats(kept, outputs), outputs)
         names = set(self._inputs) | {n.output for n in kept} | needed
         graph = Graph(
             inputs=list(self._inputs),
@@ -110,6 +108,37 @@ class GraphBuilder(CompositeOps):
         )
         graph.validate()
         return graph
+
+    def _unaries_before_concats(self, nodes: list[Node], outputs: Sequence[str]) -> list[Node]:
+        """The nodes, with f(concat(a, b, ...)) as concat(f(a), f(b), ...) for a unary f
+        that is the concat's only reader. The same values, the same number of passes, but
+        each f can then fuse into its input's producer (ShuffleNet's ReLU after the concat
+        of a pool and a conv becomes the conv's activation: a pass over the whole concat
+        saved per downsampling unit); the concat's inputs then write in place as before."""
+        readers: dict[str, int] = {}
+        for node in nodes:
+            for name in node.inputs:
+                readers[name] = readers.get(name, 0) + 1
+        concats = {n.output: n for n in nodes if n.output in self._concats}
+        rewritten: list[Node] = []
+        for node in nodes:
+            cat = concats.get(node.inputs[0]) if node.op == "unary" else None
+            if (
+                cat is None
+                or readers[cat.output] != 1
+                or cat.output in outputs
+                or any(i in self._constants for i in cat.inputs)
+            ):
+                rewritten.append(node)
+                continue
+            parts = []
+            for i, name in enumerate(cat.inputs):
+                part = f"{node.output}.{i}"
+                self._values[part] = Value(part, self.shape(name))
+                rewritten.append(Node(part, "unary", (name,), part, node.attrs))
+                parts.append(part)
+            rewritten.append(Node(node.name, "raster", tuple(parts), node.output, cat.attrs))
+        return rewritten
 
     # -- atomic ops -----------------------------------------------------------------------
     def unary(self, kind: str, x: str) -> str:
@@ -234,7 +263,9 @@ class GraphBuilder(CompositeOps):
         for i, s in enumerate(shapes):
             regions.append(Region(i, 0, contiguous_strides(s), pos * dst[a], dst, s))
             pos += s[a]
-        return self.raster(list(xs), out, regions)
+        joined = self.raster(list(xs), out, regions)
+        self._concats.add(joined)
+        return joined
 
     def pad(self, x: str, pads: Sequence[tuple[int, int]], value: float = 0.0) -> str:
         """Constant-pad ``x`` by (before, after) per axis."""
@@ -304,3 +335,15 @@ def _check_region(r: Region, n_inputs: int, in_sizes: list[int], out_size: int) 
         hi = offset + sum((s - 1) * st for s, st in zip(r.sizes, strides, strict=True) if st > 0)
         if lo < 0 or hi >= limit:
             raise ModelError(f"raster region {r} runs outside its {what} ({limit} elements)")
+
+
+def _needed(nodes: list[Node], outputs: Sequence[str]) -> tuple[list[Node], set[str]]:
+    """The nodes that ``outputs`` depend on (in order) and every value they read."""
+    needed = set(outputs)
+    kept: list[Node] = []
+    for node in reversed(nodes):
+        if node.output in needed:
+            kept.append(node)
+            needed.update(node.inputs)
+    kept.reverse()
+    return kept, needed

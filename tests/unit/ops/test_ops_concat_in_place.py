@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests._backends import backend_or_skip
-from walle.ops import CompiledPlan, GraphBuilder, run_reference
+from walle.ops import CompiledPlan, GraphBuilder, compile_graph, run_reference
 from walle.ops.backends.base import Backend
 from walle.ops.fusion import FusedStep, find_steps
 from walle.ops.ir import Graph
@@ -91,7 +91,13 @@ def _inception(batch: int) -> tuple[Graph, list[str]]:
     x = b.input("x", (batch, 3, 6, 5))
     branches = [_conv(b, x, 4, 1, 1), _conv(b, x, 5, 3, 2, relu=False), _conv(b, x, 3, 1, 3)]
     cat = b.concat(branches, axis=1)
-    return b.build([b.relu(cat)]), branches
+    return b.build([_reader(b, cat)]), branches
+
+
+def _reader(b: GraphBuilder, cat: str) -> str:
+    """A step that reads the concat (not a unary: one alone would move before the concat,
+    see the last test)."""
+    return b.binary("mul", cat, b.const(np.float32(2.0)))
 
 
 def _between_neighbours(kind: str) -> tuple[Graph, str]:
@@ -154,7 +160,7 @@ def test_ops_channel_concat_at_batch_2_copies_and_axis_0_writes_in_place() -> No
     b = GraphBuilder()
     x = b.input("x", (2, 3, 4, 4))
     parts = [_conv(b, x, 3, 1, 4), _conv(b, x, 3, 3, 5)]
-    graph = b.build([b.relu(b.concat(parts, axis=0))])
+    graph = b.build([_reader(b, b.concat(parts, axis=0))])
     plan = _compile(graph, lambda s: "numpy")
     assert plan.in_place.step(_concat_steps(plan)[0]) is None
     _check(graph, plan)
@@ -171,7 +177,7 @@ def test_ops_channel_concat_at_batch_3_convs_write_their_channels(algorithms) ->
     b = GraphBuilder()
     x = b.input("x", (3, 3, 6, 5))
     branches = [_conv(b, x, 4, 1, 1), _conv(b, x, 5, 3, 2), _conv(b, x, 3, 1, 3)]
-    graph = b.build([b.relu(b.concat(branches, axis=1))])
+    graph = b.build([_reader(b, b.concat(branches, axis=1))])
     chosen = dict(zip(branches, algorithms, strict=True))
     plan = _compile(graph, lambda s: "cython", algorithms=chosen)
     (cat,) = _concat_steps(plan)
@@ -227,7 +233,7 @@ def test_ops_channel_concat_input_read_elsewhere_keeps_its_copy() -> None:
     x = b.input("x", (2, 3, 6, 5))
     first, second = _conv(b, x, 4, 1, 1), _conv(b, x, 5, 3, 2)
     cat = b.concat([first, second], axis=1)
-    graph = b.build([b.relu(cat), b.unary("neg", first)])
+    graph = b.build([_reader(b, cat), b.unary("neg", first)])
     plan = _compile(graph, lambda s: "cython", algorithms={first: "gemm", second: "gemm"})
     assert list(plan.in_place.channels) == [second]
     assert plan.buffers[first].flags.c_contiguous
@@ -244,7 +250,7 @@ def _dense_block(layers: int) -> tuple[Graph, list[str]]:
         new = _conv(b, b.relu(b.binary("mul", cat, b.const(np.float32(0.9)))), 3, 3, 10 + i)
         cat = b.concat([cat, new], axis=1)
         chain.append(cat)
-    return b.build([b.unary("sigmoid", cat)]), chain
+    return b.build([_reader(b, cat)]), chain
 
 
 @pytest.mark.parametrize("backend", ["numpy", "cython"])
@@ -279,7 +285,7 @@ def test_ops_concat_keeps_copies_of_inputs_outputs_constants_and_shared_values()
     second = b.concat([c, neg], axis=1)
     r = b.relu(x)
     twice = b.concat([r, r], axis=1)  # one value in two regions: copied
-    graph = b.build([a, b.relu(first), b.unary("exp", second), twice])
+    graph = b.build([a, b.relu(first), _reader(b, second), twice])
     plan = _compile(graph, lambda s: "cython")
     assert {v: s.host for v, s in plan.in_place.slots.items()} == {c: first, neg: second}
     kept = [plan.in_place.step(s) for s in _concat_steps(plan)]
@@ -299,7 +305,7 @@ def test_ops_concat_input_read_by_another_step_stays_valid() -> None:
     a, c = _conv(b, x, 4, 3, 1), _conv(b, x, 2, 1, 2)
     cat = b.concat([a, c], axis=1)
     later = b.binary("add", b.unary("neg", a), b.reduce("sum", cat, (1,), keepdims=True))
-    graph = b.build([later, b.relu(cat)])
+    graph = b.build([later, _reader(b, cat)])
     plan = _compile(graph, lambda s: "cython")
     assert plan.in_place.step(_concat_steps(plan)[0]) is None
     _check(graph, plan)
@@ -372,3 +378,34 @@ def test_ops_random_concat_graphs_match_the_oracle(graph: Graph, seed: int) -> N
     names = ["numpy", "cython"]
     plan = _compile(graph, lambda s: names[(zlib.crc32(s.name.encode()) + seed) % 2])
     _check(graph, plan, calls=2)
+
+
+@pytest.mark.parametrize("readers", ["unary", "two", "output"])
+def test_a_unary_that_alone_reads_a_concat_moves_before_it(readers) -> None:
+    """relu(concat(a, b)) is built as concat(relu(a), relu(b)) where the ReLU is the concat's
+    only reader (ShuffleNet's downsampling units: the conv's ReLU then fuses into it, and
+    no step passes over the concat); a concat read twice, or a graph output, stays. Oracle:
+    numpy on the same weights."""
+    rng = np.random.default_rng(3)
+    weight = rng.uniform(-1, 1, (4, 3)).astype(np.float32)
+    b = GraphBuilder()
+    x = b.input("x", (2, 3, 6, 5))
+    conv = b.conv2d(x, b.const(weight.reshape(4, 3, 1, 1)), b.const(np.ones(4)))
+    cat = b.concat([b.max_pool(x, (1, 1)), conv], axis=1)
+    y = b.relu(cat)
+    if readers == "unary":
+        graph = b.build([y])
+    else:
+        graph = b.build([y, b.unary("exp", cat) if readers == "two" else cat])
+    over_cat = [n for n in graph.nodes if n.op == "unary" and n.inputs[0] == cat]
+    assert bool(over_cat) == (readers != "unary")
+    if readers == "unary":  # the ReLU is the conv's activation now
+        (conv_step,) = [s for s in find_steps(graph) if s.op == "fused.conv2d"]
+        assert conv_step.attr("act") == "relu"
+    xs = rng.uniform(-2, 2, (2, 3, 6, 5)).astype(np.float32)
+    xs[0, 1, 2, 3] = np.nan
+    joined = np.concatenate([xs, np.einsum("oc,nchw->nohw", weight, xs) + 1], axis=1)
+    want = np.where(joined < 0, 0, joined)  # keeps NaN
+    np.testing.assert_allclose(run_reference(graph, {"x": xs})[0], want, rtol=1e-5, atol=1e-6)
+    plan = compile_graph(graph, trials=False, use_cache=False)
+    np.testing.assert_allclose(plan(xs)[0], want, rtol=1e-5, atol=1e-6)
