@@ -168,10 +168,13 @@ cdef extern from *:
         }
     }
     /* The floats walle_window_reduce's scratch must hold for sizes sz, strides st. */
+    /* Floats of one reduced row of pool_rows.h's row kernels, which read 2 vectors past it. */
+    static long walle_pool_row_scratch(const long* sz, const long* st) {
+        return (sz[5] - 1) * st[5] + sz[1] + 48;
+    }
     static long walle_window_scratch(const long* sz, const long* st) {
-        long row = (sz[5] - 1) * st[5] + sz[1];
         long planes = walle_pool_planes_scratch(sz, st);
-        long rows = row + 48;  /* pool_rows.h reads 2 vectors past a row */
+        long rows = walle_pool_row_scratch(sz, st);
         return planes > rows ? planes : rows;
     }
     /* 2: AVX-512F, 1: AVX2 + FMA, 0: baseline SSE2 */
@@ -228,6 +231,7 @@ cdef extern from *:
                                                       const long* st, int kind,
                                                       float scale, float* scratch) nogil
     long walle_window_scratch(const long* sz, const long* st) nogil
+    long walle_pool_row_scratch(const long* sz, const long* st) nogil
     void walle_pool_padded "walle_pool_padded_at"(const float* x, const long* base, float* y,
                                                    const long* sz, const long* g, int kind,
                                                    float scale, float fill, float* v) nogil
@@ -453,7 +457,7 @@ cdef class PaddedWindowReduceKernel:
     cdef const float* x
     cdef float* y
     cdef long sizes[6]
-    cdef long geometry[8]
+    cdef long geometry[7]
     cdef const long* base
     cdef int kind
     cdef float scale, fill
@@ -482,14 +486,16 @@ cdef class PaddedWindowReduceKernel:
         self.x = <const float*><size_t>x.ctypes.data
         self.y = <float*><size_t>y.ctypes.data
         self.base = <const long*><size_t>base.ctypes.data
+        cdef long strides[6]
         for i in range(6):
             self.sizes[i] = region.sizes[i]
-        for i, value in enumerate((st[4] // wp, st[5], rows, cols, row_stride, top, left, 0)):
+            strides[i] = st[i]
+        for i, value in enumerate((st[4] // wp, st[5], rows, cols, row_stride, top, left)):
             self.geometry[i] = value
         self.kind = kind
         self.scale = 1.0 / (kh * kw) if kind == 1 else 1.0
         self.fill = fill
-        scratch = np.zeros((ow - 1) * st[5] + kw + 48, np.float32)
+        scratch = np.zeros(walle_pool_row_scratch(self.sizes, strides), np.float32)
         self.scratch = <float*><size_t>scratch.ctypes.data
         self.keep = (x, y, base, scratch)
 
