@@ -82,8 +82,9 @@ CLOSE_CALL = 0.1
 # PLAN_MARGIN, cython matmuls of any rank; 8: Winograd's narrower last group, which makes
 # it faster on planes whose tiles leave a few over, 28x28 at 4x4 outputs above all; 9: the
 # cython pooling kernel's global windows in vectors (4x faster: cached "parts" went stale);
-# 10: the packed-GEMM conv reading a 1x1 conv's columns in place, gemm_direct).
-DECISIONS_VERSION = 10
+# 10: the packed-GEMM conv reading a 1x1 conv's columns in place, gemm_direct; 11: the
+# cython pow in vectors, 2.5x faster: LRN chains cached on numpy went stale).
+DECISIONS_VERSION = 11
 
 
 def time_calls(calls: list[Call], budget_s: float = 0.004, max_runs: int = 25) -> float:
