@@ -167,10 +167,7 @@ class CompiledPlan:
 
     def __call__(self, *arrays: npt.ArrayLike) -> list[FloatArray]:
         """Run on ``arrays`` (one per graph input, exact shapes); fresh output arrays."""
-        if len(arrays) != len(self._in):
-            raise ValidationError(
-                f"model takes {len(self._in)} inputs {self.graph.inputs}, got {len(arrays)}"
-            )
+        _check_arity(self.graph, len(arrays))
         if self._direct is not None and _all_ready(arrays, self._in):
             return [self._run_direct(*arrays)]
         for name, buf, x in zip(self.graph.inputs, self._in, arrays, strict=True):
@@ -219,10 +216,7 @@ class CompiledPlan:
         return out
 
     def _load(self, name: str, buf: FloatArray, x: npt.ArrayLike) -> None:
-        if buf.shape != np.shape(x):
-            raise ValidationError(
-                f"input {name!r} must have shape {buf.shape}, got {np.shape(x)}", field=name
-            )
+        _check_shape(name, buf.shape, np.shape(x))
         try:
             np.copyto(buf, x, casting="same_kind")
         except TypeError as exc:
@@ -271,18 +265,10 @@ class SubBatchPlan:
 
     def __call__(self, *arrays: npt.ArrayLike) -> list[FloatArray]:
         """Run on ``arrays`` (one per graph input, exact shapes); fresh output arrays."""
-        if len(arrays) != len(self.graph.inputs):
-            raise ValidationError(
-                f"model takes {len(self.graph.inputs)} inputs {self.graph.inputs}, "
-                f"got {len(arrays)}"
-            )
+        _check_arity(self.graph, len(arrays))
         xs = [np.asarray(x) for x in arrays]
         for name, x in zip(self.graph.inputs, xs, strict=True):
-            if x.shape != self.graph.shape(name):
-                raise ValidationError(
-                    f"input {name!r} must have shape {self.graph.shape(name)}, got {x.shape}",
-                    field=name,
-                )
+            _check_shape(name, self.graph.shape(name), x.shape)
         outs = [np.empty(self.graph.shape(n), np.float32) for n in self.graph.outputs]
         b = self.rows_per_run
         for start in range(0, self.rows, b):
@@ -298,6 +284,16 @@ class SubBatchPlan:
     def call_count(self) -> int:
         """How many Python-level calls one run of the whole batch makes."""
         return self.inner.call_count * self.runs
+
+
+def _check_arity(graph: Graph, given: int) -> None:
+    if given != len(graph.inputs):
+        raise ValidationError(f"model takes {len(graph.inputs)} inputs {graph.inputs}, got {given}")
+
+
+def _check_shape(name: str, want: tuple[int, ...], got: tuple[int, ...]) -> None:
+    if want != got:
+        raise ValidationError(f"input {name!r} must have shape {want}, got {got}", field=name)
 
 
 def _direct_io(
