@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests._backends import backend_or_skip
+from walle.errors import ValidationError
 from walle.ops import GraphBuilder, compile_graph, run_reference
 from walle.ops.ir import Region
 
@@ -142,3 +143,45 @@ def test_a_pad_whose_border_counts_stays_its_own_step() -> None:
     got = plan(data)[0]
     np.testing.assert_array_equal(got, run_reference(graph, {"x": data})[0])
     assert got[0, 0, 0, 0] == 0.0 and got[0, 0, 1, 1] == -1.0  # the border won the corner
+
+
+@pytest.mark.parametrize(("size", "channels"), [(5, 9), (3, 4), (4, 7)])
+def test_lrn_window_sum_is_one_pooling_step_over_the_squares(size, channels) -> None:
+    """LRN's sum of squares over ``size`` channels is a (size x 1) sum pool over the squares
+    seen as [N, 1, C, H*W]: the reshape and the channel pad are the step's prologue, so the
+    padded kernel reads the squares in place. Oracle: numpy's LRN (ONNX's formula), NaN and
+    inf included, at every level."""
+    from walle.ops.backends import cython_isa
+    from walle.ops.fusion import find_steps
+
+    backend_or_skip("cython")
+    rng = np.random.default_rng(size * 10 + channels)
+    x = rng.uniform(-3, 3, (2, channels, 5, 6)).astype(np.float32)
+    x[0, 1, 2, 3], x[1, -1, 0, 0] = np.nan, np.inf
+    b = GraphBuilder()
+    alpha, beta, bias = 2e-4, 0.75, 1.5
+    graph = b.build(
+        [b.local_response_norm(b.input("x", x.shape), size, alpha=alpha, beta=beta, bias=bias)]
+    )
+    (pool,) = [s for s in find_steps(graph) if s.op == "fused.window_reduce"]
+    assert pool.attr("prologue") == 2 and pool.attr("kind") == "sum"
+    before, after = (size - 1) // 2, size // 2
+    sq = np.pad(x.astype(np.float64) ** 2, [(0, 0), (before, after), (0, 0), (0, 0)])
+    total = sum(sq[:, i : i + channels] for i in range(size))
+    with np.errstate(all="ignore"):
+        want = x / (bias + alpha / size * total) ** beta
+    best = cython_isa.kernel_level()
+    try:
+        for level in LEVELS:
+            try:
+                cython_isa.set_level(level)
+            except ValidationError:  # this CPU lacks the level
+                continue
+            plan = compile_graph(graph, pin="cython", trials=False, use_cache=False)
+            assert {c.backend for c in plan.choices.values()} == {"cython"}
+            got = plan(x)[0]
+            np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=level)
+            ok = np.isfinite(want)
+            np.testing.assert_allclose(got[ok], want[ok], rtol=1e-5, atol=1e-6, err_msg=level)
+    finally:
+        cython_isa.set_level(best)

@@ -485,19 +485,23 @@ def _match_window_reduce(m: _Matcher, raster: Node) -> FusedStep | None:
         raster.name,
         prologue[0].inputs if prologue else raster.inputs,
         red.output,
-        (("kind", red.attr("kind")), *((("prologue", 1),) if prologue else ())),
+        (("kind", red.attr("kind")), *((("prologue", len(prologue)),) if prologue else ())),
         (*prologue, raster, red),
     )
 
 
 def _pool_pad(m: _Matcher, raster: Node, kind: str) -> list[Node]:
-    """The pad raster feeding a pooling raster alone, as the step's prologue, where its
-    border adds nothing to the reduction (-inf under max, +0 under a sum or mean): a kernel
-    can then read the unpadded source in place; else none."""
+    """The pad raster feeding a pooling raster alone (after any reshapes of its source), as
+    the step's prologue, where its border adds nothing to the reduction (-inf under max, +0
+    under a sum or mean): a kernel can then read the unpadded source in place; else none."""
     chain = _raster_prologue(m, raster)
-    if len(chain) != 1 or len(m.graph.shape(chain[0].output)) != 4:
+    if not chain or len(m.graph.shape(chain[-1].output)) != 4:
         return []
-    fill = chain[0].attr("fill")
+    *views, pad = chain  # reshapes before the pad (LRN's squares seen as [N, 1, C, rest])
+    shape = m.graph.shape
+    if any(not is_identity_raster(v, shape(v.inputs[0]), shape(v.output)) for v in views):
+        return []
+    fill = pad.attr("fill")
     if fill is None or chain[0].inputs[0] in m.graph.constants:
         return []
     return chain if same_float(fill, -math.inf if kind == "max" else 0.0) else []

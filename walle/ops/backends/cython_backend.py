@@ -608,7 +608,7 @@ def _window_reduce(step: FusedStep, graph: Graph, buffers: Buffers) -> list[Call
     kind = {"sum": 0, "mean": 1, "max": 2}[step.attr("kind")]
     out = buffers[step.output]
     if prologue:
-        fill = prologue[0].attr("fill")
+        fill = prologue[-1].attr("fill")  # the pad, after any reshapes of the source
         src = buffers[step.inputs[0]]
         planes = _prologue_planes(prologue, graph, graph.shape(step.inputs[0]), fill)
         if planes is not None:
