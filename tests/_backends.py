@@ -1,13 +1,14 @@
 """One way for a test to get a compiled or OpenCL backend: skip where it is not built here,
-fail where ``make test`` requires it (``WALLE_REQUIRE_BACKENDS``), never skip silently there."""
+fail where ``make test`` requires it (``WALLE_REQUIRE_BACKENDS``), never skip silently there;
+and one way to run a graph on the cython backend at every instruction-set level the CPU has."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from walle.errors import BackendError
-from walle.ops import get_backend
+from walle.errors import BackendError, ValidationError
+from walle.ops import compile_graph, get_backend, run_reference
 from walle.ops.backends.base import Backend
 from walle.ops.backends.registry import required_backends
 from walle.ops.fusion import FusedStep, find_steps
@@ -45,3 +46,31 @@ def run_with_algorithm(
             for call in backend.finish(backend.compile(s, algo, graph, buffers)):
                 call()
     return buffers[graph.outputs[0]]
+
+
+def cython_matches_reference_at_every_level(
+    graph: Graph, x: np.ndarray, *, kernel_ran: bool, atol: float
+) -> None:
+    """The cython plan of ``graph`` at each level the CPU runs gives the reference's result
+    on ``x`` (NaN where it has NaN), with a fused kernel chosen where ``kernel_ran``."""
+    from walle.ops.backends import cython_isa
+
+    want = run_reference(graph, {"x": x})[0]
+    best = cython_isa.kernel_level()
+    try:
+        for level in ("avx512", "avx2", "sse"):
+            try:
+                cython_isa.set_level(level)
+            except ValidationError:  # this CPU lacks the level
+                continue
+            plan = compile_graph(graph, pin="cython", trials=False, use_cache=False)
+            if kernel_ran:
+                assert "fused" in {c.algorithm for c in plan.choices.values()}
+            got = plan(x)[0]
+            np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=level)
+            finite = ~np.isnan(want)
+            np.testing.assert_allclose(
+                got[finite], want[finite], rtol=1e-5, atol=atol, err_msg=level
+            )
+    finally:
+        cython_isa.set_level(best)

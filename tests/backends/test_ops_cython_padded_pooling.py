@@ -16,8 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests._backends import backend_or_skip
-from walle.errors import ValidationError
+from tests._backends import backend_or_skip, cython_matches_reference_at_every_level
 from walle.ops import GraphBuilder, compile_graph, run_reference
 from walle.ops.ir import Region
 
@@ -149,9 +148,8 @@ def test_a_pad_whose_border_counts_stays_its_own_step() -> None:
 def test_lrn_window_sum_is_one_pooling_step_over_the_squares(size, channels) -> None:
     """LRN's sum of squares over ``size`` channels is a (size x 1) sum pool over the squares
     seen as [N, 1, C, H*W]: the reshape and the channel pad are the step's prologue, so the
-    padded kernel reads the squares in place. Oracle: numpy's LRN (ONNX's formula), NaN and
-    inf included, at every level."""
-    from walle.ops.backends import cython_isa
+    padded kernel reads the squares in place. Oracle: numpy's LRN (ONNX's formula) for the
+    reference, NaN and inf included, then the reference at every level."""
     from walle.ops.fusion import find_steps
 
     backend_or_skip("cython")
@@ -170,18 +168,5 @@ def test_lrn_window_sum_is_one_pooling_step_over_the_squares(size, channels) -> 
     total = sum(sq[:, i : i + channels] for i in range(size))
     with np.errstate(all="ignore"):
         want = x / (bias + alpha / size * total) ** beta
-    best = cython_isa.kernel_level()
-    try:
-        for level in LEVELS:
-            try:
-                cython_isa.set_level(level)
-            except ValidationError:  # this CPU lacks the level
-                continue
-            plan = compile_graph(graph, pin="cython", trials=False, use_cache=False)
-            assert {c.backend for c in plan.choices.values()} == {"cython"}
-            got = plan(x)[0]
-            np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=level)
-            ok = np.isfinite(want)
-            np.testing.assert_allclose(got[ok], want[ok], rtol=1e-5, atol=1e-6, err_msg=level)
-    finally:
-        cython_isa.set_level(best)
+    np.testing.assert_allclose(run_reference(graph, {"x": x})[0], want, rtol=1e-5, atol=1e-6)
+    cython_matches_reference_at_every_level(graph, x, kernel_ran=True, atol=1e-6)

@@ -17,11 +17,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests._backends import backend_or_skip
-from walle.errors import ModelError, ValidationError
-from walle.ops import GraphBuilder, compile_graph, run_reference
-
-LEVELS = ("avx512", "avx2", "sse")
+from tests._backends import backend_or_skip, cython_matches_reference_at_every_level
+from walle.errors import ModelError
+from walle.ops import GraphBuilder
 
 
 @settings(max_examples=60, deadline=None)
@@ -40,7 +38,7 @@ LEVELS = ("avx512", "avx2", "sse")
     special=st.booleans(),
     seed=st.integers(0, 40),
 )
-def test_pooling_matches_reference_at_every_level(
+def test_poolingcython_matches_reference_at_every_level(
     kind, n, c, h, w, k, kw, s, d, pad, ceil, special, seed
 ) -> None:
     backend_or_skip("cython")
@@ -61,35 +59,7 @@ def test_pooling_matches_reference_at_every_level(
     except ModelError:  # a window over padding alone: refused when built, nothing to run
         return
     # a 1x1 window is a strided copy: its parts may be the cheaper
-    _matches_reference_at_every_level(graph, x, kernel_ran=k * kw > 1, atol=1e-5)
-
-
-def _matches_reference_at_every_level(
-    graph, x: np.ndarray, *, kernel_ran: bool, atol: float
-) -> None:
-    """The cython plan of ``graph`` at each level the CPU runs gives the reference's result
-    on ``x`` (NaN where it has NaN), with the pooling kernel chosen where ``kernel_ran``."""
-    from walle.ops.backends import cython_isa
-
-    want = run_reference(graph, {"x": x})[0]
-    best = cython_isa.kernel_level()
-    try:
-        for level in LEVELS:
-            try:
-                cython_isa.set_level(level)
-            except ValidationError:  # this CPU lacks the level
-                continue
-            plan = compile_graph(graph, pin="cython", trials=False, use_cache=False)
-            if kernel_ran:
-                assert "fused" in {c.algorithm for c in plan.choices.values()}
-            got = plan(x)[0]
-            np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=level)
-            finite = ~np.isnan(want)
-            np.testing.assert_allclose(
-                got[finite], want[finite], rtol=1e-5, atol=atol, err_msg=level
-            )
-    finally:
-        cython_isa.set_level(best)
+    cython_matches_reference_at_every_level(graph, x, kernel_ran=k * kw > 1, atol=1e-5)
 
 
 @pytest.mark.parametrize("kind", ["max", "avg"])
@@ -108,7 +78,7 @@ def test_global_windows_match_reference_at_every_level(kind, h, w) -> None:
     b = GraphBuilder()
     pool = b.max_pool if kind == "max" else b.avg_pool
     graph = b.build([pool(b.input("x", x.shape), (h, w))])
-    _matches_reference_at_every_level(graph, x, kernel_ran=True, atol=1e-6)
+    cython_matches_reference_at_every_level(graph, x, kernel_ran=True, atol=1e-6)
 
 
 @pytest.mark.parametrize("kind", ["max", "avg"])
@@ -132,4 +102,4 @@ def test_stride_two_windows_match_reference_at_every_level(kind, kh, kw, ow) -> 
     b = GraphBuilder()
     pool = b.max_pool if kind == "max" else b.avg_pool
     graph = b.build([pool(b.input("x", x.shape), (kh, kw), strides=(2, 2))])
-    _matches_reference_at_every_level(graph, x, kernel_ran=True, atol=1e-6)
+    cython_matches_reference_at_every_level(graph, x, kernel_ran=True, atol=1e-6)
