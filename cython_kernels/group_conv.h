@@ -78,7 +78,7 @@ typedef struct {
     }
 
 /* Rows [i0, i1) of i = (n * groups + g) * OH + oh, at one level (VW floats a vector). */
-#define WALLE_GBLOCK_ROWS(NAME, ATTR, T2, T1, TH, TQ, VW)                                   \
+#define WALLE_GBLOCK_ROWS(NAME, ATTR, T3, W3, T2, T1, TH, TQ, VW)                           \
     ATTR static void NAME(const walle_gconv* p, long i0, long i1) {                         \
         long plane = p->oh * p->ow, ow = p->ow;                                             \
         long wblock = p->cin * p->kh * p->kw * WALLE_GCB;                                   \
@@ -90,6 +90,7 @@ typedef struct {
             const float* bg = p->bias + g * p->blocks * WALLE_GCB;                          \
             long j = 0;                                                                     \
             if (p->s_ow == 1 && ow >= VW) {                                                 \
+                for (; W3 && j + W3 <= ow; j += W3) WALLE_GBLOCKS(T3, j)                    \
                 for (; j + 2 * VW <= ow; j += 2 * VW) WALLE_GBLOCKS(T2, j)                  \
                 for (; j + VW <= ow; j += VW) WALLE_GBLOCKS(T1, j)                          \
                 if (j < ow) WALLE_GBLOCKS(T1, ow - VW) /* shifted back: overlaps */         \
@@ -486,12 +487,12 @@ WALLE_GINLINE void walle_dw_any(const float* restrict x, const float* restrict w
 WALLE_COPY_ROW(walle_copy_8, walle_g8, 8)
 WALLE_COPY_ROW(walle_copy_4, walle_g4, 4)
 
-WALLE_GBLOCK_ROWS(walle_gblock_avx512, WALLE_GTARGET("avx512f,avx2,fma"), walle_conv_v16x2,
-                  walle_conv_v16x1, walle_conv_v8x1, walle_conv_v4x1, 16)
-WALLE_GBLOCK_ROWS(walle_gblock_avx2, WALLE_GTARGET("avx2,fma"), walle_conv_v8x1x2,
-                  walle_conv_v8x1, walle_conv_v4x1, walle_conv_v2x1, 8)
-WALLE_GBLOCK_ROWS(walle_gblock_base, , walle_conv_v4x2, walle_conv_v4x1, walle_conv_v2x1,
-                  walle_conv_v2x1, 4)
+WALLE_GBLOCK_ROWS(walle_gblock_avx512, WALLE_GTARGET("avx512f,avx2,fma"), walle_conv_v16x2, 0,
+                  walle_conv_v16x2, walle_conv_v16x1, walle_conv_v8x1, walle_conv_v4x1, 16)
+WALLE_GBLOCK_ROWS(walle_gblock_avx2, WALLE_GTARGET("avx2,fma"), walle_conv_v8x3h, 24,
+                  walle_conv_v8x2h, walle_conv_v8x1, walle_conv_v4x1, walle_conv_v2x1, 8)
+WALLE_GBLOCK_ROWS(walle_gblock_base, , walle_conv_v4x2, 0, walle_conv_v4x2, walle_conv_v4x1,
+                  walle_conv_v2x1, walle_conv_v2x1, 4)
 WALLE_DW_PLANES(walle_dw_avx512, WALLE_GTARGET("avx512f,avx2,fma"), walle_dw_16x8,
                 walle_dw_16x4, walle_dw_16x1, walle_dws2_16, walle_dws2_8, walle_dws2_4,
                 walle_copy_8, walle_dw3_avx512, walle_dw3s2_avx512, 16)

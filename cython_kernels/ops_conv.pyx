@@ -12,9 +12,10 @@ The kernel computes a ``fused.conv2d`` step (im2col raster, matmul by constant w
 bias, activation) without the im2col buffer: it reads the padded NCHW input through the
 im2col region's strides (so stride and dilation come for free) and writes the NCHW output.
 Work is split in output rows (n, oh); each row is computed in register tiles of 8 output
-channels x 2 vectors of output columns, accumulated over (ci, kh, kw): one load of an input
-run feeds 8 FMAs with broadcast weights, and the 16 accumulators never leave the registers
-until the tile is stored with bias and ReLU applied. Weights are packed once at build time
+channels x 2 vectors of output columns (AVX2: 3 vectors, in two passes of 4 channels),
+accumulated over (ci, kh, kw): one load of an input run feeds 8 FMAs with broadcast
+weights, and the accumulators never leave the registers until the tile is stored with bias
+and ReLU applied. Weights are packed once at build time
 as [Cout/8][C][KH][KW][8] (output channels padded with zeros to 8). The tiles are GCC
 vector-extension code compiled once per instruction-set level with its own vector width
 (AVX-512: 16 floats, AVX2: 8, baseline SSE: 4; a generic vector wider than the target's is
@@ -51,7 +52,7 @@ cdef extern from *:
 
     /* Output rows [r0, r1) of r = n * oh_n + oh, at one instruction-set level. Strides
        count elements of the source. */
-    #define WALLE_CONV_ROWS(NAME, ATTR, WIDE, NARROW, HALF, QUARTER, VW) \\
+    #define WALLE_CONV_ROWS(NAME, ATTR, WIDEST, WW, WIDE, NARROW, HALF, QUARTER, VW) \\
     ATTR static void NAME( \\
             const float* x, const float* w, const float* bias, float* y, long r0, long r1, \\
             long cin, long cout, long kh, long kw, long oh_n, long ow_n, long s_n, long s_c, \\
@@ -70,6 +71,9 @@ cdef extern from *:
                                                               : WALLE_CB; \\
                 long j = 0; \\
                 if (s_ow == 1) { \\
+                    for (; WW && j + WW <= ow_n; j += WW) \\
+                        WIDEST(xr + j, wb, bb, yb + j, cin, kh, kw, s_c, s_kh, s_kw, plane, \\
+                               cvalid, relu); \\
                     for (; j + 2 * VW <= ow_n; j += 2 * VW) \\
                         WIDE(xr + j, wb, bb, yb + j, cin, kh, kw, s_c, s_kh, s_kw, plane, \\
                              cvalid, relu); \\
@@ -96,10 +100,10 @@ cdef extern from *:
         } \\
     }
     WALLE_CONV_ROWS(walle_conv_rows_avx512, WALLE_TARGET("avx512f,avx2,fma"),
-                    walle_conv_v16x2, walle_conv_v16x1, walle_conv_v8x1, walle_conv_v4x1, 16)
+                    walle_conv_v16x2, 0, walle_conv_v16x2, walle_conv_v16x1, walle_conv_v8x1, walle_conv_v4x1, 16)
     WALLE_CONV_ROWS(walle_conv_rows_avx2, WALLE_TARGET("avx2,fma"),
-                    walle_conv_v8x1x2, walle_conv_v8x1, walle_conv_v4x1, walle_conv_v2x1, 8)
-    WALLE_CONV_ROWS(walle_conv_rows_base, , walle_conv_v4x2, walle_conv_v4x1, walle_conv_v2x1,
+                    walle_conv_v8x3h, 24, walle_conv_v8x2h, walle_conv_v8x1, walle_conv_v4x1, walle_conv_v2x1, 8)
+    WALLE_CONV_ROWS(walle_conv_rows_base, , walle_conv_v4x2, 0, walle_conv_v4x2, walle_conv_v4x1, walle_conv_v2x1,
                     walle_conv_v2x1, 4)
 
     /* 2: AVX-512F, 1: AVX2 + FMA, 0: baseline; the best this CPU runs. */

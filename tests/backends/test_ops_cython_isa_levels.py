@@ -328,16 +328,19 @@ def test_levels_the_cpu_lacks_are_refused(isa, monkeypatch) -> None:
         isa.set_level("avx512")
 
 
-@pytest.mark.parametrize("width", [1, 2, 3, 5, 7, 13, 14, 27, 28, 31, 56])
-def test_direct_conv_row_tails_at_every_level(isa, width) -> None:
-    """Rows of every width class: full tiles, the half- and quarter-width tail tiles, and the
-    scalar remainder (ResNet's 7/14/28/56, SqueezeNet's 13/27)."""
+@pytest.mark.parametrize("cout", [11, 13])
+@pytest.mark.parametrize("width", [1, 2, 3, 5, 7, 13, 14, 16, 19, 27, 28, 31, 40, 47, 56, 64])
+def test_direct_conv_row_tails_at_every_level(isa, width, cout) -> None:
+    """Rows of every width class: full tiles (AVX2's of 3 and 2 vectors, two passes of 4
+    channels each: a last block of 3 channels takes one, of 5 both), the half- and
+    quarter-width tail tiles, and the scalar remainder (ResNet's 7/14/28/56, SqueezeNet's
+    13/27)."""
     from walle._kernels import ops_conv
 
     rng = np.random.default_rng(width)
     x = rng.uniform(-2, 2, (2, 5, 5, width + 2)).astype(np.float32)
-    weight = rng.uniform(-1, 1, (11, 5, 3, 3)).astype(np.float32)
-    bias = rng.uniform(-1, 1, 11).astype(np.float32)
+    weight = rng.uniform(-1, 1, (cout, 5, 3, 3)).astype(np.float32)
+    bias = rng.uniform(-1, 1, cout).astype(np.float32)
     b = GraphBuilder()
     graph = b.build([b.relu(b.conv2d(b.input("x", x.shape), b.const(weight), b.const(bias)))])
     want = run_reference(graph, {"x": x})[0]
@@ -347,5 +350,5 @@ def test_direct_conv_row_tails_at_every_level(isa, width) -> None:
     for level in _runnable(isa):
         out = np.full(want.shape, np.nan, np.float32)
         region = im2col.attr("regions")[0]
-        ops_conv.ConvKernel(x, weight.reshape(11, -1), bias, out, region, "relu", level).run()
+        ops_conv.ConvKernel(x, weight.reshape(cout, -1), bias, out, region, "relu", level).run()
         np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4, err_msg=level)
