@@ -133,25 +133,25 @@ static void walle_conv_tile_any(const float* restrict x, const float* restrict w
 /* The last columns of a row (7, 14, 13 or 27 wide in ResNet, Inception, SqueezeNet) in
    half- and quarter-width vectors before the scalar loop takes the rest (< VW / 4). */
 WALLE_CONV_TILE(walle_conv_v2x1, walle_v2, walle_i2, 2, 1)
-/* AVX2's wide tiles: 3 or 2 vectors of columns x 8 channels, as two passes of 4 channels
-   (8 x 2 vectors of sums would not fit AVX2's 16 vector registers). The sums are named
-   variables: GCC spilled an array of 12, and also one macro for both widths with the
-   third vector's sums under a constant condition. At 3 vectors a tap takes 3 loads and 4
-   broadcasts per 12 multiply-adds, where the 8 x 1 tile takes 9 per 8: a 3 -> 8 3x3 conv
-   on 64x64 planes (a first layer, few taps per output) was load-bound at 21 GMAC/s in two
-   8 x 1 tiles, 38 in these. Each output sums its taps in the 8 x 1 tile's order: the same
-   bits. */
+/* The wide tiles of the 16-register levels (AVX2, SSE): 3 or 2 vectors of columns x 8
+   channels, as two passes of 4 channels (8 x 2 vectors of sums would not fit). The sums
+   are named variables: GCC spilled an array of 12, and also one macro for both widths with
+   the third vector's sums under a constant condition. At 3 vectors a tap takes 3 loads
+   and 4 broadcasts per 12 multiply-adds, where the 8 x 1 tile takes 9 per 8: a 3 -> 8 3x3
+   conv on 64x64 planes (a first layer, few taps per output) was load-bound at 21 GMAC/s
+   at AVX2 in two 8 x 1 tiles, 38 in these. Each output sums its taps in the 8 x 1 tile's
+   order: the same bits. */
 #define WALLE_CONV_TILE8H_ARGS                                                                 \
     const float* restrict x, const float* restrict w, const float* restrict bias,            \
         float* restrict y, long cin, long kh, long kw, long s_c, long s_kh, long s_kw,        \
         long y_c, long cvalid, float relu
 /* The sums of channels [4h, 4h + 4) and NV vectors back to y with bias and ReLU. */
-#define WALLE_CONV_STORE4(ACC, NV)                                                             \
+#define WALLE_CONV_STORE4(ACC, VT, IT, VW, NV)                                                 \
     for (long c = 0; c < 4 && 4 * h + c < cvalid; c++)                                         \
         for (int q = 0; q < NV; q++) {                                                         \
-            walle_v8 r = ACC[c][q] + bias[4 * h + c];                                          \
-            WALLE_RELU_V(walle_v8, walle_i8, r, relu);                                         \
-            memcpy(y + (4 * h + c) * y_c + 8 * q, &r, sizeof(r));                              \
+            VT r = ACC[c][q] + bias[4 * h + c];                                                \
+            WALLE_RELU_V(VT, IT, r, relu);                                                     \
+            memcpy(y + (4 * h + c) * y_c + VW * q, &r, sizeof(r));                             \
         }
 /* The taps' loop of one pass: BODY with s (the tap's source columns) and wp (its 4
    weights). */
@@ -164,39 +164,45 @@ WALLE_CONV_TILE(walle_conv_v2x1, walle_v2, walle_i2, 2, 1)
                 BODY                                                                           \
             }
 
-WALLE_INLINE void walle_conv_v8x3h(WALLE_CONV_TILE8H_ARGS) {
-    for (int h = 0; h < 2 && 4 * h < cvalid; h++) {
-        walle_v8 s00 = {0}, s01 = {0}, s02 = {0}, s10 = {0}, s11 = {0}, s12 = {0};
-        walle_v8 s20 = {0}, s21 = {0}, s22 = {0}, s30 = {0}, s31 = {0}, s32 = {0};
-        WALLE_CONV_TAPS4(
-            walle_v8 v0; walle_v8 v1; walle_v8 v2;
-            memcpy(&v0, s, sizeof(v0));
-            memcpy(&v1, s + 8, sizeof(v1));
-            memcpy(&v2, s + 16, sizeof(v2));
-            s00 += wp[0] * v0; s01 += wp[0] * v1; s02 += wp[0] * v2;
-            s10 += wp[1] * v0; s11 += wp[1] * v1; s12 += wp[1] * v2;
-            s20 += wp[2] * v0; s21 += wp[2] * v1; s22 += wp[2] * v2;
-            s30 += wp[3] * v0; s31 += wp[3] * v1; s32 += wp[3] * v2;)
-        walle_v8 acc[4][3] = {{s00, s01, s02}, {s10, s11, s12}, {s20, s21, s22},
-                              {s30, s31, s32}};
-        WALLE_CONV_STORE4(acc, 3)
-    }
+/* VT: the vector type of VW floats, IT its int type. */
+#define WALLE_CONV_TILE4X3H(NAME, VT, IT, VW)                                                  \
+WALLE_INLINE void NAME(WALLE_CONV_TILE8H_ARGS) {                                               \
+    for (int h = 0; h < 2 && 4 * h < cvalid; h++) {                                            \
+        VT s00 = {0}, s01 = {0}, s02 = {0}, s10 = {0}, s11 = {0}, s12 = {0};                   \
+        VT s20 = {0}, s21 = {0}, s22 = {0}, s30 = {0}, s31 = {0}, s32 = {0};                   \
+        WALLE_CONV_TAPS4(                                                                      \
+            VT v0; VT v1; VT v2;                                                               \
+            memcpy(&v0, s, sizeof(v0));                                                        \
+            memcpy(&v1, s + VW, sizeof(v1));                                                   \
+            memcpy(&v2, s + 2 * VW, sizeof(v2));                                               \
+            s00 += wp[0] * v0; s01 += wp[0] * v1; s02 += wp[0] * v2;                           \
+            s10 += wp[1] * v0; s11 += wp[1] * v1; s12 += wp[1] * v2;                           \
+            s20 += wp[2] * v0; s21 += wp[2] * v1; s22 += wp[2] * v2;                           \
+            s30 += wp[3] * v0; s31 += wp[3] * v1; s32 += wp[3] * v2;)                          \
+        VT acc[4][3] = {{s00, s01, s02}, {s10, s11, s12}, {s20, s21, s22}, {s30, s31, s32}};   \
+        WALLE_CONV_STORE4(acc, VT, IT, VW, 3)                                                  \
+    }                                                                                          \
 }
 
-WALLE_INLINE void walle_conv_v8x2h(WALLE_CONV_TILE8H_ARGS) {
-    for (int h = 0; h < 2 && 4 * h < cvalid; h++) {
-        walle_v8 s00 = {0}, s01 = {0}, s10 = {0}, s11 = {0};
-        walle_v8 s20 = {0}, s21 = {0}, s30 = {0}, s31 = {0};
-        WALLE_CONV_TAPS4(
-            walle_v8 v0; walle_v8 v1;
-            memcpy(&v0, s, sizeof(v0));
-            memcpy(&v1, s + 8, sizeof(v1));
-            s00 += wp[0] * v0; s01 += wp[0] * v1;
-            s10 += wp[1] * v0; s11 += wp[1] * v1;
-            s20 += wp[2] * v0; s21 += wp[2] * v1;
-            s30 += wp[3] * v0; s31 += wp[3] * v1;)
-        walle_v8 acc[4][2] = {{s00, s01}, {s10, s11}, {s20, s21}, {s30, s31}};
-        WALLE_CONV_STORE4(acc, 2)
-    }
+#define WALLE_CONV_TILE4X2H(NAME, VT, IT, VW)                                                  \
+WALLE_INLINE void NAME(WALLE_CONV_TILE8H_ARGS) {                                               \
+    for (int h = 0; h < 2 && 4 * h < cvalid; h++) {                                            \
+        VT s00 = {0}, s01 = {0}, s10 = {0}, s11 = {0};                                         \
+        VT s20 = {0}, s21 = {0}, s30 = {0}, s31 = {0};                                         \
+        WALLE_CONV_TAPS4(                                                                      \
+            VT v0; VT v1;                                                                      \
+            memcpy(&v0, s, sizeof(v0));                                                        \
+            memcpy(&v1, s + VW, sizeof(v1));                                                   \
+            s00 += wp[0] * v0; s01 += wp[0] * v1;                                              \
+            s10 += wp[1] * v0; s11 += wp[1] * v1;                                              \
+            s20 += wp[2] * v0; s21 += wp[2] * v1;                                              \
+            s30 += wp[3] * v0; s31 += wp[3] * v1;)                                             \
+        VT acc[4][2] = {{s00, s01}, {s10, s11}, {s20, s21}, {s30, s31}};                       \
+        WALLE_CONV_STORE4(acc, VT, IT, VW, 2)                                                  \
+    }                                                                                          \
 }
+WALLE_CONV_TILE4X3H(walle_conv_v8x3h, walle_v8, walle_i8, 8)
+WALLE_CONV_TILE4X2H(walle_conv_v8x2h, walle_v8, walle_i8, 8)
+WALLE_CONV_TILE4X3H(walle_conv_v4x3h, walle_v4, walle_i4, 4)
+WALLE_CONV_TILE4X2H(walle_conv_v4x2h, walle_v4, walle_i4, 4)
 #endif

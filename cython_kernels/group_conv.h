@@ -491,8 +491,8 @@ WALLE_GBLOCK_ROWS(walle_gblock_avx512, WALLE_GTARGET("avx512f,avx2,fma"), walle_
                   walle_conv_v16x2, walle_conv_v16x1, walle_conv_v8x1, walle_conv_v4x1, 16)
 WALLE_GBLOCK_ROWS(walle_gblock_avx2, WALLE_GTARGET("avx2,fma"), walle_conv_v8x3h, 24,
                   walle_conv_v8x2h, walle_conv_v8x1, walle_conv_v4x1, walle_conv_v2x1, 8)
-WALLE_GBLOCK_ROWS(walle_gblock_base, , walle_conv_v4x2, 0, walle_conv_v4x2, walle_conv_v4x1,
-                  walle_conv_v2x1, walle_conv_v2x1, 4)
+WALLE_GBLOCK_ROWS(walle_gblock_base, , walle_conv_v4x3h, 12, walle_conv_v4x2h,
+                  walle_conv_v4x1, walle_conv_v2x1, walle_conv_v2x1, 4)
 WALLE_DW_PLANES(walle_dw_avx512, WALLE_GTARGET("avx512f,avx2,fma"), walle_dw_16x8,
                 walle_dw_16x4, walle_dw_16x1, walle_dws2_16, walle_dws2_8, walle_dws2_4,
                 walle_copy_8, walle_dw3_avx512, walle_dw3s2_avx512, 16)

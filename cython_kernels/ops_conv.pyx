@@ -103,7 +103,7 @@ cdef extern from *:
                     walle_conv_v16x2, 0, walle_conv_v16x2, walle_conv_v16x1, walle_conv_v8x1, walle_conv_v4x1, 16)
     WALLE_CONV_ROWS(walle_conv_rows_avx2, WALLE_TARGET("avx2,fma"),
                     walle_conv_v8x3h, 24, walle_conv_v8x2h, walle_conv_v8x1, walle_conv_v4x1, walle_conv_v2x1, 8)
-    WALLE_CONV_ROWS(walle_conv_rows_base, , walle_conv_v4x2, 0, walle_conv_v4x2, walle_conv_v4x1, walle_conv_v2x1,
+    WALLE_CONV_ROWS(walle_conv_rows_base, , walle_conv_v4x3h, 12, walle_conv_v4x2h, walle_conv_v4x1, walle_conv_v2x1,
                     walle_conv_v2x1, 4)
 
     /* 2: AVX-512F, 1: AVX2 + FMA, 0: baseline; the best this CPU runs. */

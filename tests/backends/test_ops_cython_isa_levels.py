@@ -331,7 +331,7 @@ def test_levels_the_cpu_lacks_are_refused(isa, monkeypatch) -> None:
 @pytest.mark.parametrize("cout", [11, 13])
 @pytest.mark.parametrize("width", [1, 2, 3, 5, 7, 13, 14, 16, 19, 27, 28, 31, 40, 47, 56, 64])
 def test_direct_conv_row_tails_at_every_level(isa, width, cout) -> None:
-    """Rows of every width class: full tiles (AVX2's of 3 and 2 vectors, two passes of 4
+    """Rows of every width class: full tiles (AVX2 and SSE: 3 and 2 vectors, two passes of 4
     channels each: a last block of 3 channels takes one, of 5 both), the half- and
     quarter-width tail tiles, and the scalar remainder (ResNet's 7/14/28/56, SqueezeNet's
     13/27)."""

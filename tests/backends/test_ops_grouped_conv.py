@@ -113,7 +113,8 @@ def test_group_conv_kernel_every_level_matches_reference(
 @pytest.mark.parametrize("width", [16, 24, 40, 47, 64])
 def test_group_conv_block_tiles_of_every_width_match_reference(per_group, width) -> None:
     """Block tiles of every row width at every level (AVX2's of 3 and 2 vectors run two
-    passes of 4 channels: 3 output channels a group take one, 6 both, 9 a second block)."""
+    passes of 4 channels, as SSE's: 3 output channels a group take one, 6 both, 9 a second
+    block)."""
     ops_group = _ops_group()
     rng = np.random.default_rng(width + per_group)
     group, cin = 2, 3
