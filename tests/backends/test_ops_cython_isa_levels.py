@@ -274,6 +274,40 @@ def test_gemm_panels_and_tiles_at_every_level_match_float64(m, k, n, batch, offs
         module.set_level(before)
 
 
+@pytest.mark.parametrize("k", [3, 255, 256, 257, 600])
+@pytest.mark.parametrize("n", [1, 5, 15, 17, 31])
+def test_gemm_tail_columns_match_float64_and_a_rows_bits_do_not_depend_on_its_batch(k, n):
+    """The last n % 16 columns (dot products along k in blocks of 256, 4 rows at a time; an
+    MLP's [m, 256] @ [256, 1] last layer) at every level: within float32 of the float64
+    product, NaN and inf where the product has them, and each row's outputs the same bits
+    whichever rows share its batch (in a block of 4 or alone, at any place in it)."""
+    module = _isa()
+    from walle._kernels import ops_math
+
+    rng = np.random.default_rng(k * 100 + n)
+    rows = rng.uniform(-1, 1, (11, k)).astype(np.float32)
+    rows[9, k // 2] = np.inf
+    rows[10, 0] = np.nan
+    w = rng.uniform(-1, 1, (k, n)).astype(np.float32)
+    want = rows.astype(np.float64) @ w
+    before = module.kernel_level()
+    try:
+        for level in _runnable(module):
+            module.set_level(level)
+            alone = {}
+            for m, start in [(11, 0), (1, 9), (1, 10), (3, 1), (5, 6), (6, 2), (4, 0)]:
+                out = np.full((m, n), 7.0, np.float32)
+                ops_math.GemmKernel(rows[start : start + m].copy(), w, out, None, 0, "none").run()
+                np.testing.assert_allclose(
+                    out, want[start : start + m], rtol=1e-4, atol=1e-4, err_msg=level
+                )
+                for r in range(m):
+                    first = alone.setdefault(start + r, out[r].copy())
+                    assert first.tobytes() == out[r].tobytes(), (level, m, start, r)
+    finally:
+        module.set_level(before)
+
+
 def _run_with_env(value: str, code: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "WALLE_OPS_ISA": value}
     return subprocess.run(

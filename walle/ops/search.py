@@ -84,8 +84,10 @@ CLOSE_CALL = 0.1
 # cython pooling kernel's global windows in vectors (4x faster: cached "parts" went stale);
 # 10: the packed-GEMM conv reading a 1x1 conv's columns in place, gemm_direct; 11: the
 # cython pow in vectors, 2.5x faster: LRN chains cached on numpy went stale; 12: AVX2's
-# direct conv in tiles of 3 vectors x 4 channels, a third faster on few input channels).
-DECISIONS_VERSION = 12
+# direct conv in tiles of 3 vectors x 4 channels, a third faster on few input channels;
+# 13: the cython GEMM's last n % 16 columns as vector dot products, 3-12x faster: small
+# products of few columns cached on numpy went stale).
+DECISIONS_VERSION = 13
 
 
 def time_calls(calls: list[Call], budget_s: float = 0.004, max_runs: int = 25) -> float:
