@@ -64,6 +64,28 @@ def _runnable(ops_group) -> list[str]:
     return [name for name in LEVELS if ops_group.LEVELS[name] <= ops_group.best_level()]
 
 
+def _kernel_matches_reference_at_every_level(ops_group, graph, x, weight, bias, act) -> list:
+    """GroupConvKernel on the graph's conv (its one im2col raster) at every level this CPU
+    runs, each output within 1e-4 of the reference's; the kernels, for further checks."""
+    want = run_reference(graph, {"x": x})[0]
+    (im2col,) = [
+        node
+        for node in graph.nodes
+        if node.op == "raster" and len(node.attr("regions")[0].sizes) == 6
+    ]
+    group = x.shape[1] // weight.shape[1]  # weight: [cout, channels a group, kh, kw]
+    kernels = []
+    for level in _runnable(ops_group):
+        out = np.full(want.shape, np.nan, np.float32)
+        kernel = ops_group.GroupConvKernel(
+            x, weight, bias, out, im2col.attr("regions")[0], group, act, level
+        )
+        kernel.run()
+        np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4, err_msg=level)
+        kernels.append(kernel)
+    return kernels
+
+
 @settings(max_examples=12, deadline=None)
 @given(
     n=st.integers(1, 2),
@@ -92,21 +114,9 @@ def test_group_conv_kernel_every_level_matches_reference(
     weight = rng.uniform(-1, 1, (cout, cin, *k)).astype(np.float32)
     bias = rng.uniform(-1, 1, cout).astype(np.float32)
     graph = _conv_graph(x.shape, weight, bias, group, stride, 0, dilation, relu)
-    want = run_reference(graph, {"x": x})[0]
-    (im2col,) = [
-        node
-        for node in graph.nodes
-        if node.op == "raster" and len(node.attr("regions")[0].sizes) == 6
-    ]
-    for level in _runnable(ops_group):
-        out = np.full(want.shape, np.nan, np.float32)
-        act = "relu" if relu else "none"
-        kernel = ops_group.GroupConvKernel(
-            x, weight, bias, out, im2col.attr("regions")[0], group, act, level
-        )
-        assert kernel.depthwise == (cin == 1)
-        kernel.run()
-        np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4, err_msg=level)
+    act = "relu" if relu else "none"
+    kernels = _kernel_matches_reference_at_every_level(ops_group, graph, x, weight, bias, act)
+    assert all(kernel.depthwise == (cin == 1) for kernel in kernels)
 
 
 @pytest.mark.parametrize("per_group", [3, 6, 9])
@@ -122,17 +132,7 @@ def test_group_conv_block_tiles_of_every_width_match_reference(per_group, width)
     weight = rng.uniform(-1, 1, (group * per_group, cin, 3, 3)).astype(np.float32)
     bias = rng.uniform(-1, 1, group * per_group).astype(np.float32)
     graph = _conv_graph(x.shape, weight, bias, group, 1, 0, 1, True)
-    want = run_reference(graph, {"x": x})[0]
-    (im2col,) = [
-        node
-        for node in graph.nodes
-        if node.op == "raster" and len(node.attr("regions")[0].sizes) == 6
-    ]
-    for level in _runnable(ops_group):
-        out = np.full(want.shape, np.nan, np.float32)
-        region = im2col.attr("regions")[0]
-        ops_group.GroupConvKernel(x, weight, bias, out, region, group, "relu", level).run()
-        np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4, err_msg=level)
+    _kernel_matches_reference_at_every_level(ops_group, graph, x, weight, bias, "relu")
 
 
 @settings(max_examples=8, deadline=None)
