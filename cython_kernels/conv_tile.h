@@ -102,9 +102,7 @@ WALLE_INLINE void NAME(const float* restrict x, const float* restrict w, \
 }
 WALLE_CONV_TILE(walle_conv_v16x2, walle_v16, walle_i16, 16, 2)
 WALLE_CONV_TILE(walle_conv_v16x1, walle_v16, walle_i16, 16, 1)
-WALLE_CONV_TILE(walle_conv_v8x2, walle_v8, walle_i8, 8, 2)
 WALLE_CONV_TILE(walle_conv_v8x1, walle_v8, walle_i8, 8, 1)
-WALLE_CONV_TILE(walle_conv_v4x2, walle_v4, walle_i4, 4, 2)
 WALLE_CONV_TILE(walle_conv_v4x1, walle_v4, walle_i4, 4, 1)
 
 /* Any source stride and the last columns of a row (fewer than one tile): plain loops. */
