@@ -1,5 +1,8 @@
 """A compiled plan: buffers allocated once, each step bound to a backend's calls.
 
+Values whose lives do not overlap share memory blocks (:mod:`walle.ops.reuse`), so a step
+mostly writes memory that an earlier step of the same run has just read.
+
 Running the plan is a copy of the inputs into their buffers, one Python loop over bound
 zero-argument calls, and a copy of the outputs. A plan is not thread-safe (its buffers are
 shared); :class:`walle.ops.model.Model` keeps one plan per thread. A plan that is one kernel
@@ -14,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import TypeGuard
 
@@ -34,6 +37,7 @@ from walle.ops.aliasing import (
 from walle.ops.backends.base import Backend, Buffers, Call, DirectKernel
 from walle.ops.fusion import FusedStep
 from walle.ops.ir import FloatArray, Graph
+from walle.ops.reuse import BlockPlan, share_blocks
 
 __all__ = ["Choice", "CompiledPlan", "SubBatchPlan", "allocate", "is_alias"]
 
@@ -54,8 +58,14 @@ def allocate(
     fill: float | None = None,
     slots: Mapping[str, Slot] | None = None,
     channels: Mapping[str, ChannelSlot] | None = None,
+    shared: Collection[str] | None = None,
 ) -> Buffers:
     """One buffer per value; aliases for reshape rasters; constants as given.
+
+    ``shared``: the steps (by name; they run in ``steps``' order, on host memory) whose
+    values may share memory blocks (:mod:`walle.ops.reuse`); a value that another step
+    touches, and the graph's inputs and outputs, keep their own. None: no sharing (a
+    search's buffers, each candidate timed alone).
 
     A value with a slot (:func:`walle.ops.aliasing.concat_slots`) gets its block of the
     host value's buffer instead, so every view exists before a kernel captures a pointer.
@@ -65,6 +75,12 @@ def allocate(
     placed = slots or {}
     in_channels = channels or {}
     flat: dict[str, FloatArray] = {}
+    alias = reshape_aliases(graph, steps)
+    blocks: list[FloatArray] = []
+    plan = BlockPlan({}, [])
+    if shared is not None:
+        plan = _blocks(graph, steps, alias, placed, in_channels, shared)
+        blocks = [np.empty(size, np.float32) for size in plan.sizes]
 
     def memory(name: str) -> FloatArray:
         # A value's flat memory: its own, or its block of its host's (hosts come later in
@@ -72,7 +88,10 @@ def allocate(
         found = flat.get(name)
         if found is None:
             slot = placed.get(name)
-            if slot is None:
+            block = plan.block.get(name)
+            if block is not None:
+                found = blocks[block][: math.prod(graph.shape(name))]
+            elif slot is None:
                 found = _new((math.prod(graph.shape(name)),), fill)
             else:
                 found = memory(slot.host)[slot.offset : slot.offset + slot.size]
@@ -80,7 +99,6 @@ def allocate(
         return found
 
     buffers: Buffers = dict(graph.constants)
-    alias = reshape_aliases(graph, steps)
     for name in graph.inputs:
         buffers[name] = _new(graph.shape(name), fill)
     for node in graph.nodes:
@@ -94,6 +112,43 @@ def allocate(
         else:
             buffers[node.output] = memory(node.output).reshape(graph.shape(node.output))
     return buffers
+
+
+def _blocks(
+    graph: Graph,
+    steps: list[FusedStep],
+    alias: Mapping[str, str],
+    placed: Mapping[str, Slot],
+    channels: Mapping[str, ChannelSlot],
+    shared: Collection[str],
+) -> BlockPlan:
+    """The memory blocks that the values of ``shared`` steps share, each value taken to
+    the value whose memory it is (a reshape's source, a concat slot's host)."""
+
+    def root(name: str) -> str:
+        while True:
+            if name in alias:
+                name = alias[name]
+            elif name in channels:
+                name = channels[name].host
+            elif name in placed:
+                name = placed[name].host
+            else:
+                return name
+
+    touched: list[list[str]] = []
+    pinned = {root(n) for n in (*graph.inputs, *graph.outputs)}
+    for step in steps:
+        # A step's inputs and output: the values inside it (a fused kernel's im2col matrix,
+        # which only a run of its parts writes) keep memory of their own, so that the block
+        # freed last is one that a kernel has just read.
+        names = (step.output, *step.inputs)
+        roots = list(dict.fromkeys(root(n) for n in names if n not in graph.constants))
+        touched.append(roots)
+        if step.name not in shared and not is_alias(step, graph):  # an alias runs nothing
+            pinned.update(roots)
+    sizes = {n: math.prod(graph.shape(n)) for step_roots in touched for n in step_roots}
+    return share_blocks(touched, sizes, pinned)
 
 
 def _new(shape: tuple[int, ...], fill: float | None) -> FloatArray:
@@ -128,16 +183,24 @@ class CompiledPlan:
         backends: dict[str, Backend],
         *,
         concat_in_place: bool = True,
+        share_memory: bool = True,
     ) -> None:
         """``concat_in_place``: concat inputs write into their concat's buffer where safe
-        (:func:`walle.ops.aliasing.concat_slots`); False keeps every concat a copy."""
+        (:func:`walle.ops.aliasing.concat_slots`); False keeps every concat a copy.
+        ``share_memory``: values whose lives do not overlap share memory blocks (see
+        :mod:`walle.ops.reuse`); False gives each value its own."""
         self.graph = graph
         self.steps = steps
         self.choices = choices
         self.backends = backends
         self.in_place = _in_place(graph, steps, choices, backends) if concat_in_place else NO_SLOTS
+        host = {n for n, c in choices.items() if backends[c.backend].memory == "host"}
         self.buffers = allocate(
-            graph, steps, slots=self.in_place.slots, channels=self.in_place.channels
+            graph,
+            steps,
+            slots=self.in_place.slots,
+            channels=self.in_place.channels,
+            shared=host if share_memory else None,
         )
         calls: list[Call] = []
         run: list[Call] = []

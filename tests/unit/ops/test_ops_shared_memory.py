@@ -1,0 +1,225 @@
+"""Values whose lives do not overlap share memory blocks; results never change.
+
+A compiled plan gives a value the block of a value no later step touches (walle.ops.reuse),
+so a step writes memory that is likely still in the caches. These tests pin the planner
+against an independent liveness oracle (which step touches which value, recomputed from the
+steps' parts): no two values that some step holds at once share memory, a block is never
+smaller than a value in it, the graph's inputs and outputs and every value a device step
+touches keep memory of their own, and memory is in fact shared. Results are compared bit
+for bit with the plan that gives every value its own buffer, call after call with fresh
+inputs, on a residual CNN, a chain with a concat and a model from the onnx wheel.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests._backends import backend_or_skip
+from walle.ops import CompiledPlan, GraphBuilder
+from walle.ops.aliasing import reshape_aliases
+from walle.ops.backends.base import Backend
+from walle.ops.fusion import FusedStep, find_steps
+from walle.ops.ir import Graph
+from walle.ops.plan import Choice, is_alias
+from walle.ops.reuse import share_blocks
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    touched=st.lists(st.lists(st.integers(0, 11), max_size=5, unique=True), max_size=14),
+    sizes=st.lists(st.integers(1, 50), min_size=12, max_size=12),
+    pinned=st.sets(st.integers(0, 11), max_size=3),
+)
+def test_ops_share_blocks_never_gives_one_block_to_two_live_values(
+    touched: list[list[int]], sizes: list[int], pinned: set[int]
+) -> None:
+    names = [[f"v{i}" for i in step] for step in touched]
+    plan = share_blocks(names, {f"v{i}": s for i, s in enumerate(sizes)}, {f"v{i}" for i in pinned})
+    span: dict[str, tuple[int, int]] = {}
+    for i, step in enumerate(names):
+        for name in step:
+            first = span.get(name, (i, i))[0]
+            span[name] = (first, i)
+    want = {name for name in span if int(name[1:]) not in pinned}
+    assert set(plan.block) == want
+    for name, block in plan.block.items():
+        assert plan.sizes[block] >= sizes[int(name[1:])]
+    for a, b in itertools.combinations(plan.block, 2):
+        if plan.block[a] == plan.block[b]:
+            (a0, a1), (b0, b1) = span[a], span[b]
+            assert a1 < b0 or b1 < a0, (a, span[a], b, span[b])
+
+
+def test_ops_share_blocks_reuses_the_block_freed_last() -> None:
+    chain = [["x1", "x0"], ["x2", "x1"], ["x3", "x2"], ["x4", "x3"]]
+    plan = share_blocks(chain, {f"x{i}": 8 for i in range(5)}, set())
+    assert len(plan.sizes) == 2  # a chain needs two blocks, whatever its length
+    # b dies at step 0 and c takes its block; a, then c, die at step 1: d takes c's block
+    plan = share_blocks([["a", "b"], ["c", "a"], ["d"]], dict.fromkeys("abcd", 8), set())
+    assert plan.block["c"] == plan.block["b"] != plan.block["a"]
+    assert plan.block["d"] == plan.block["c"]
+    # too large for every free block: the largest free one grows
+    plan = share_blocks([["a", "b"], ["a"], ["c"]], {"a": 8, "b": 4, "c": 20}, set())
+    assert plan.block["c"] == plan.block["a"] and plan.sizes[plan.block["c"]] == 20
+
+
+Placement = Callable[[FusedStep], str]
+
+
+def _compile(graph: Graph, place: Placement, *, share: bool = True) -> CompiledPlan:
+    """A plan running each step on ``place(step)`` with its first algorithm, no search."""
+    steps = find_steps(graph)
+    backends: dict[str, Backend] = {}
+    choices = {}
+    for step in steps:
+        if is_alias(step, graph):
+            continue
+        name = place(step)
+        backend = backends.setdefault(name, backend_or_skip(name))
+        choices[step.name] = Choice(name, backend.algorithms(step, graph)[0], 0.0)
+    return CompiledPlan(graph, steps, choices, backends, share_memory=share)
+
+
+def _residual_cnn() -> Graph:
+    b = GraphBuilder()
+    rng = np.random.default_rng(0)
+    x = b.input("x", (2, 4, 12, 12))
+
+    def conv(v: str, cout: int, k: int) -> str:
+        w = b.const(rng.uniform(-0.3, 0.3, (cout, b.shape(v)[1], k, k)))
+        return b.conv2d(v, w, b.const(rng.uniform(-0.1, 0.1, cout)), pads=(k // 2,) * 4)
+
+    y = b.relu(conv(x, 8, 3))
+    for _ in range(3):  # residual blocks: a shortcut that lives across two convs
+        z = b.relu(conv(y, 8, 3))
+        y = b.relu(b.binary("add", conv(z, 8, 1), y))
+    y = b.max_pool(y, (2, 2), strides=(2, 2))
+    y = b.concat([b.relu(conv(y, 6, 3)), b.sigmoid(conv(y, 5, 1))], axis=1)
+    return b.build([b.flatten(y), y])
+
+
+def _memory(plan: CompiledPlan) -> dict[str, tuple[int, int]]:
+    """Each non-constant value's [start, end) bytes."""
+    out = {}
+    for name, buf in plan.buffers.items():
+        if name not in plan.graph.constants:
+            start = buf.__array_interface__["data"][0]
+            out[name] = (start, start + buf.nbytes)
+    return out
+
+
+def _owner(plan: CompiledPlan) -> dict[str, str]:
+    """Each value's owner of memory by design: the value a reshape views, the host of a
+    concat slot (the same memory on purpose), else itself."""
+    up = dict(reshape_aliases(plan.graph, plan.steps))
+    up.update({v: s.host for v, s in plan.in_place.slots.items()})
+    up.update({v: c.host for v, c in plan.in_place.channels.items()})
+
+    def owner(v: str) -> str:
+        while v in up:
+            v = up[v]
+        return v
+
+    return {v: owner(v) for v in _memory(plan)}
+
+
+def _lives(plan: CompiledPlan) -> dict[str, tuple[int, int]]:
+    """The oracle: each owner's first and last step, over every value it holds, from the
+    steps' parts."""
+    owner = _owner(plan)
+    span: dict[str, tuple[int, int]] = {}
+    for i, step in enumerate(plan.steps):
+        names = {step.output, *step.inputs}
+        for part in step.parts:
+            names.update((part.output, *part.inputs))
+        for name in names - set(plan.graph.constants):
+            o = owner[name]
+            span[o] = (span.get(o, (i, i))[0], i)
+    return span
+
+
+def _overlap(x: tuple[int, int], y: tuple[int, int]) -> bool:
+    return x[0] < y[1] and y[0] < x[1]
+
+
+def _sharing(plan: CompiledPlan, value: str) -> list[str]:
+    """The values of other owners whose memory overlaps ``value``'s."""
+    memory, owner = _memory(plan), _owner(plan)
+    return [v for v, m in memory.items() if owner[v] != owner[value] and _overlap(m, memory[value])]
+
+
+def _check_no_live_overlap(plan: CompiledPlan) -> int:
+    """No two owners that some step holds at once share memory; returns how many pairs of
+    owners do share memory."""
+    memory, owner, span = _memory(plan), _owner(plan), _lives(plan)
+    pairs = set()
+    for a, b in itertools.combinations(sorted(memory), 2):
+        oa, ob = owner[a], owner[b]
+        if oa == ob or not _overlap(memory[a], memory[b]):
+            continue
+        pairs.add((oa, ob))
+        (a0, a1), (b0, b1) = span[oa], span[ob]
+        assert a1 < b0 or b1 < a0, f"{oa} {span[oa]} and {ob} {span[ob]} share memory"
+    return len(pairs)
+
+
+def _check_same_bits(graph: Graph, shared: CompiledPlan, own: CompiledPlan) -> None:
+    rng = np.random.default_rng(5)
+    for _ in range(3):
+        feeds = [rng.uniform(-2, 2, graph.shape(n)).astype(np.float32) for n in graph.inputs]
+        for got, want in zip(shared(*feeds), own(*feeds), strict=True):
+            assert np.array_equal(got, want, equal_nan=True)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "cython"])
+def test_ops_plan_shares_memory_between_values_that_never_live_together(backend: str) -> None:
+    graph = _residual_cnn()
+    plan = _compile(graph, lambda s: backend)
+    assert _check_no_live_overlap(plan) > 0  # memory is in fact shared
+    for name in (*graph.inputs, *graph.outputs):  # the caller's side keeps its own
+        assert _sharing(plan, name) == [], name
+    _check_same_bits(graph, plan, _compile(graph, lambda s: backend, share=False))
+
+
+def test_ops_values_of_device_steps_keep_their_own_memory() -> None:
+    backend_or_skip("opencl")
+    graph = _residual_cnn()
+
+    convs = [s.name for s in find_steps(graph) if s.op == "fused.conv2d"]
+
+    def place(step: FusedStep) -> str:  # the first conv of two residual blocks on the device
+        return "opencl" if step.name in (convs[1], convs[3]) else "cython"
+
+    plan = _compile(graph, place)
+    _check_no_live_overlap(plan)
+    device = {
+        v
+        for s in plan.steps
+        if not is_alias(s, graph) and plan.choices[s.name].backend == "opencl"
+        for v in (s.output, *s.inputs)
+        if v not in graph.constants
+    }
+    assert device
+    for v in device:
+        assert _sharing(plan, v) == [], v
+    _check_same_bits(graph, plan, _compile(graph, place, share=False))
+
+
+def test_ops_shared_memory_keeps_a_real_models_bits() -> None:
+    backend_or_skip("cython")
+    onnx = pytest.importorskip("onnx")
+    from pathlib import Path
+
+    from walle.ops.onnx_import import import_onnx
+
+    path = Path(onnx.__file__).parent / "backend/test/data/light/light_squeezenet.onnx"
+    graph = import_onnx(onnx.load(str(path)))
+    plan = _compile(graph, lambda s: "cython")
+    assert _check_no_live_overlap(plan) > 0
+    _check_same_bits(graph, plan, _compile(graph, lambda s: "cython", share=False))
