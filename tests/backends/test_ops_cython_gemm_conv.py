@@ -268,3 +268,51 @@ def test_gemm_conv_kernel_refuses_what_it_cannot_run() -> None:
         ops_conv.GemmConvKernel(x, w, None, y, region, "none", kc=0)
     with pytest.raises(ValueError, match="C-contiguous float32"):
         ops_conv.GemmConvKernel(x.astype(np.float64), w, None, y, region, "none")
+
+
+# Runs in a child process: a read past the input's end is a SIGSEGV there, not a crash here.
+_GUARDED_STRIDE2 = """
+import ctypes, mmap, sys
+import numpy as np
+sys.path.insert(0, {root!r})
+from tests.backends.test_ops_cython_gemm_conv import LEVELS, _kernel, _oracle, _region
+from walle._kernels import ops_conv
+
+page = mmap.PAGESIZE
+region, padded = _region((1, 3, {h}, {w}), 1, 2, 1, 0)
+size = int(np.prod(padded))
+pages = -(-size * 4 // page)
+mem = mmap.mmap(-1, (pages + 1) * page)
+base = ctypes.addressof(ctypes.c_char.from_buffer(mem))
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mprotect.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+assert libc.mprotect(base + pages * page, page, 0) == 0  # PROT_NONE after the input
+x = np.frombuffer(mem, np.float32, size, pages * page - size * 4).reshape(padded)
+x[...] = np.random.default_rng(3).uniform(-2, 2, padded)
+weight = np.random.default_rng(4).uniform(-1, 1, (11, 3, 1, 1)).astype(np.float32)
+want = _oracle(x, weight.reshape(11, -1), None, region, False)
+for level in LEVELS:
+    y = np.full(want.shape, np.nan, np.float32)
+    kernel = _kernel(ops_conv, x, weight, None, y, region, False, level)
+    if kernel is not None:
+        kernel.run()
+        np.testing.assert_allclose(y, want, rtol=0, atol=1e-4 * np.abs(want).max())
+        print(level)
+"""
+
+
+@pytest.mark.parametrize(("h", "w"), [(5, 95), (3, 63), (1, 17)])
+def test_gemm_conv_kernel_stride_2_columns_read_nothing_past_the_input(h, w) -> None:
+    """A stride-2 conv whose last column is the input's last element, with the input ending
+    where an unreadable page begins: its packed strips (32, 24, 16 and 8 columns: rows of
+    48, 32 and 9 outputs) copy the even columns in vectors that stop at that element."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    _ops_conv()
+    root = str(Path(__file__).resolve().parents[2])
+    code = _GUARDED_STRIDE2.format(root=root, h=h, w=w)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "sse" in done.stdout.split()  # every machine runs the baseline

@@ -87,7 +87,7 @@ CLOSE_CALL = 0.1
 # direct conv in tiles of 3 vectors x 4 channels, a third faster on few input channels;
 # 13: the cython GEMM's last n % 16 columns as vector dot products, 3-12x faster: small
 # products of few columns cached on numpy went stale).
-DECISIONS_VERSION = 13
+DECISIONS_VERSION = 14
 
 
 def time_calls(calls: list[Call], budget_s: float = 0.004, max_runs: int = 25) -> float:
