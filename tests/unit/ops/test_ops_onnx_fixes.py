@@ -339,3 +339,61 @@ def test_ops_dropout_mask_output_is_refused() -> None:
     model = _model(nodes, [_io("x", [2, 3])], [_io("y", [2, 3]), _io("m", [2, 3])], opset=9)
     with pytest.raises(ModelError, match=r"node 'drop' \(Dropout\): the mask output"):
         import_onnx(model)
+
+
+def _flatten_model(target: list[int], saved_batch: int) -> onnx.ModelProto:
+    """conv-free head: x [saved, 4, 3] -> Relu -> Reshape(target) -> MatMul [12, 5]."""
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"], name="relu"),
+        helper.make_node("Reshape", ["r", "shape"], ["f"], name="flat"),
+        helper.make_node("MatMul", ["f", "w"], ["y"], name="fc"),
+    ]
+    inits = [_init("shape", np.array(target, np.int64)), _init("w", _rand((12, 5), seed=2))]
+    return _model(nodes, [_io("x", [saved_batch, 4, 3])], [_io("y", None)], inits)
+
+
+@pytest.mark.parametrize("saved", [1, 8])
+@pytest.mark.parametrize("target_tail", [[12], [-1]])
+def test_onnx_reshape_hard_coding_the_saved_batch_follows_the_given_batch(saved, target_tail):
+    """A flatten saved as Reshape to [saved batch, ...] (ResNet-50's [1, 2048]) imported at
+    another batch keeps each row a row: every row equals onnxruntime's on that row alone at
+    the saved batch (a sub-batch plan of ResNet-50 at batch 8 runs the graph of 1 row)."""
+    model = _flatten_model([saved, *target_tail], saved)
+    x = _rand((saved * 3, 4, 3), seed=4)
+    for rows in (1, 3, saved * 3):
+        graph = import_onnx(model, batch=rows)
+        plan = compile_graph(graph, pin="numpy", use_cache=False)
+        got = plan(x[:rows])[0]
+        assert got.shape == (rows, 5)
+        for start in range(0, rows - saved + 1, saved):
+            want = _ort(model, {"x": x[start : start + saved]})[0]
+            np.testing.assert_allclose(got[start : start + saved], want, rtol=RTOL, atol=ATOL)
+
+
+def test_onnx_reshape_that_moves_the_batch_is_kept_as_saved() -> None:
+    """A target whose leading dim is not the saved batch is the model's own: at another
+    batch it is refused by its size (it would mix rows), naming the node."""
+    node = helper.make_node("Reshape", ["x", "shape"], ["y"], name="flat")
+    shape = _init("shape", np.array([2, 18], np.int64))  # [3, 4, 3] -> [2, 18]: rows mixed
+    model = _model([node], [_io("x", [3, 4, 3])], [_io("y", None)], [shape])
+    x = _rand((3, 4, 3))
+    np.testing.assert_array_equal(_walle(model, {"x": x}, "numpy")[0], x.reshape(2, 18))
+    with pytest.raises(ModelError, match="flat"):
+        import_onnx(model, batch=5)
+
+
+def test_onnx_reshape_of_a_value_not_led_by_the_batch_is_kept_as_saved() -> None:
+    """The saved batch in a target is only moved where the source leads with the batch:
+    after a Transpose that moved it, [2, 12] stays [2, 12] (refused at batch 5 by its size,
+    where [5, 12] would have mixed rows)."""
+    nodes = [
+        helper.make_node("Transpose", ["x"], ["t"], name="swap", perm=[1, 0, 2]),
+        helper.make_node("Reshape", ["t", "shape"], ["y"], name="flat"),
+    ]
+    shape = _init("shape", np.array([2, 12], np.int64))
+    model = _model(nodes, [_io("x", [2, 3, 4])], [_io("y", None)], [shape])
+    x = _rand((2, 3, 4))
+    want = x.transpose(1, 0, 2).reshape(2, 12)
+    np.testing.assert_array_equal(_walle(model, {"x": x}, "numpy")[0], want)
+    with pytest.raises(ModelError, match="flat"):
+        import_onnx(model, batch=5)

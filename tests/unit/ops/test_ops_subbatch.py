@@ -131,7 +131,7 @@ def test_small_batches_and_plans_without_trials_run_whole(monkeypatch) -> None:
     [
         (64, 128 << 10, [16, 2]),  # ops_bench's CNN: 8 x 64 x 64 floats a row
         (32, 1 << 10, []),  # 32 KiB in all: stays whole
-        (8, 3 << 20, []),  # a row alone is over both budgets (ResNet-50's stem)
+        (8, 3 << 20, [1]),  # a row alone is over both budgets (ResNet-50): runs of one row
         (12, 200 << 10, [6, 1]),  # divisors of 12 only (8 rows would fit 2 MiB)
         (7, 512 << 10, [1]),  # a prime batch: runs of 1 row; a row is over 256 KiB
     ],

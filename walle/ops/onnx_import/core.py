@@ -83,6 +83,10 @@ class Importer:
             self.names[value.name] = self.b.input(value.name, _shape(value, rows))
         self.graph = graph
         self.batch_overridden = any(rows is not None for rows in batches)
+        # the model's own static batch and the one given for its first input, where they
+        # differ (a Reshape that hard-codes the former is moved to the latter, see batch_dim)
+        saved, given = _leading(inputs[0]) if inputs else None, batches[0] if inputs else None
+        self.rebatch = (saved, given) if saved and given is not None and saved != given else None
         self.declared = {v.name: v for v in (*graph.value_info, *graph.output)}
         self.readers: dict[str, list[NodeProto]] = {}
         for node in graph.node:
@@ -173,6 +177,19 @@ class Importer:
             if str(exc).startswith("node "):
                 raise
             raise ModelError(f"{where}: {exc}") from exc
+
+    def batch_dim(self, target: list[int], source: tuple[int, ...]) -> list[int]:
+        """A Reshape ``target`` for a ``source`` of another batch than the model's own: a
+        leading dim equal to the model's static batch becomes the given batch where the
+        source leads with the given batch (a flatten to [1, 2048] saved at batch 1, read at
+        batch 8). Both then lead with the same dim, so each row stays a row; any other
+        target is left as the model has it."""
+        if self.rebatch is None or not target or not source:
+            return target
+        saved, given = self.rebatch
+        if target[0] == saved and source[0] == given:
+            return [given, *target[1:]]
+        return target
 
     def _check_declared(self, name: str, where: str) -> None:
         """The shape the model declares for ``name``, where it declares one, must be the one
