@@ -294,7 +294,8 @@ def normalise(sizes, src_strides, dst_strides):
 
 
 cdef class RasterKernel:
-    """Fill the output (optional), then copy each region from its input."""
+    """Fill the output (optional; only its ``gaps`` where given), then copy each region
+    from its input."""
 
     cdef long[:, ::1] spec
     cdef size_t[::1] sources
@@ -302,10 +303,14 @@ cdef class RasterKernel:
     cdef long out_size, in_size, n_inputs
     cdef bint has_fill
     cdef float fill
+    cdef long[:, ::1] gaps
+    cdef bint has_gaps
     cdef object keep
 
-    def __init__(self, inputs, out, regions, fill):
-        """``regions``: (input, src_offset, src_strides, dst_offset, dst_strides, sizes)."""
+    def __init__(self, inputs, out, regions, fill, gaps=None):
+        """``regions``: (input, src_offset, src_strides, dst_offset, dst_strides, sizes).
+        ``gaps``: None, or the [start, stop) runs of the output that no region writes
+        (walle.ops.ir.unfilled_runs), the only elements the fill then writes."""
         self.keep = (tuple(inputs), out)
         for a in (*inputs, out):
             if a.dtype != np.float32 or not a.flags.c_contiguous:
@@ -316,6 +321,13 @@ cdef class RasterKernel:
         self.in_size = inputs[0].size if inputs else 0
         self.has_fill = fill is not None
         self.fill = 0.0 if fill is None else fill
+        self.has_gaps = gaps is not None
+        runs = np.zeros((0, 2), np.int64) if gaps is None else np.array(gaps, np.int64)
+        if runs.ndim != 2 or runs.shape[1] != 2 or (
+                runs.size and (runs.min() < 0 or runs.max() > out.size
+                               or (runs[:, 1] < runs[:, 0]).any())):
+            raise ValueError(f"raster gaps must be [start, stop) pairs within {out.size}")
+        self.gaps = np.ascontiguousarray(runs)
         rows = []
         srcs = []
         for r in regions:
@@ -355,8 +367,13 @@ cdef class RasterKernel:
         """Every region; ``src`` NULL: each region's build-time input."""
         cdef long i
         cdef float fill = self.fill  # a local: self.fill might alias out, so GCC reloaded it
+        cdef long g, j
         with nogil:
-            if self.has_fill:
+            if self.has_fill and self.has_gaps:
+                for g in range(self.gaps.shape[0]):
+                    for j in range(self.gaps[g, 0], self.gaps[g, 1]):
+                        out[j] = fill
+            elif self.has_fill:
                 for i in range(self.out_size):
                     out[i] = fill
             for i in range(self.spec.shape[0]):

@@ -25,9 +25,11 @@ def normalise(
     """(sizes, src strides, dst strides, blocked) of a region in the order it is copied."""
 
 class RasterKernel:
-    """Fill the output (unless ``fill`` is None), then copy each region from its input.
+    """Fill the output (unless ``fill`` is None; only the [start, stop) runs of ``gaps``
+    where given: the elements no region writes), then copy each region from its input.
 
-    ValueError if a buffer is not C-contiguous float32 or a region has rank above 6.
+    ValueError if a buffer is not C-contiguous float32, a region has rank above 6 or a gap
+    lies outside the output.
     """
 
     def __init__(
@@ -36,6 +38,7 @@ class RasterKernel:
         out: FloatArray,
         regions: Iterable[Region],
         fill: float | None,
+        gaps: npt.NDArray[np.int64] | None = None,
     ) -> None: ...
     def run(self) -> None: ...
     def io_arrays(self) -> tuple[FloatArray, FloatArray] | tuple[()]:

@@ -42,7 +42,15 @@ from walle.errors import BackendError
 from walle.ops.backends import cython_isa
 from walle.ops.backends.base import Backend, Buffers, Call, MatmulCall, is_aliased_part
 from walle.ops.fusion import FusedStep
-from walle.ops.ir import Graph, Node, Region, contiguous_strides, same_float
+from walle.ops.ir import (
+    FloatArray,
+    Graph,
+    Node,
+    Region,
+    contiguous_strides,
+    same_float,
+    unfilled_runs,
+)
 
 try:
     from walle._kernels import ops_conv, ops_group, ops_math, ops_raster
@@ -217,7 +225,7 @@ class CythonBackend(Backend):
             va, vb, vout = views
             a, b, out = ins[0].reshape(va), ins[1].reshape(vb), out.reshape(vout)
             return _gemm(algorithm, a, b, out, None, 0, "none", b_constant)
-        return [ops_raster.RasterKernel(ins, out, node.attr("regions"), node.attr("fill")).run]
+        return [_raster(ins, out, node.attr("regions"), node.attr("fill"))]
 
     def compile_fused(
         self, step: FusedStep, algorithm: str, graph: Graph, buffers: Buffers
@@ -416,10 +424,8 @@ def _prologue_calls(prologue: tuple[Node, ...], buffers: Buffers) -> list[Call]:
     for part in prologue:
         if not is_aliased_part(part, buffers):
             ins = [buffers[i] for i in part.inputs]
-            raster = ops_raster.RasterKernel(
-                ins, buffers[part.output], part.attr("regions"), part.attr("fill")
-            )
-            calls.append(raster.run)
+            out = buffers[part.output]
+            calls.append(_raster(ins, out, part.attr("regions"), part.attr("fill")))
     return calls
 
 
@@ -597,6 +603,14 @@ def _per_group(
         )
         calls.append(kernel.run)
     return calls
+
+
+def _raster(
+    ins: list[FloatArray], out: FloatArray, regions: tuple[Region, ...], fill: float | None
+) -> Call:
+    """A raster kernel whose fill writes only what no region writes (a pad's border)."""
+    gaps = None if fill is None else unfilled_runs(regions, out.size)
+    return ops_raster.RasterKernel(ins, out, regions, fill, gaps).run
 
 
 def _window_reduce(step: FusedStep, graph: Graph, buffers: Buffers) -> list[Call]:

@@ -8,7 +8,7 @@ from typing import Protocol
 import numpy as np
 
 from walle.ops.backends.base import Backend, Buffers, Call, MatmulCall
-from walle.ops.ir import FloatArray, Graph, Node
+from walle.ops.ir import FloatArray, Graph, Node, unfilled_runs
 from walle.ops.reference import BINARY, erf, region_view
 
 _UFUNC_UNARY = {
@@ -60,12 +60,18 @@ class NumpyBackend(Backend):
 
 
 def raster_calls(node: Node, ins: list[FloatArray], out: FloatArray) -> list[Call]:
-    """A fill (if any) and one ``copyto`` per region, views bound once."""
+    """A fill (if any: of the elements no region writes, where they are few runs) and one
+    ``copyto`` per region, views bound once."""
     calls: list[Call] = []
     fill = node.attr("fill")
-    if fill is not None:
-        calls.append(partial(out.fill, np.float32(fill)))
     flat_out = out.reshape(-1)
+    if fill is not None:
+        gaps = unfilled_runs(node.attr("regions"), out.size)
+        if gaps is None:
+            calls.append(partial(out.fill, np.float32(fill)))
+        else:
+            index = np.concatenate([np.arange(a, b) for a, b in gaps] or [np.arange(0)])
+            calls.append(partial(np.put, flat_out, index, np.float32(fill)))
     for r in node.attr("regions"):
         src = region_view(ins[r.input].reshape(-1), r.src_offset, r.src_strides, r.sizes)
         dst = region_view(flat_out, r.dst_offset, r.dst_strides, r.sizes)
