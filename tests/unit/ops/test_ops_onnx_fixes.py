@@ -397,3 +397,20 @@ def test_onnx_reshape_of_a_value_not_led_by_the_batch_is_kept_as_saved() -> None
     np.testing.assert_array_equal(_walle(model, {"x": x}, "numpy")[0], want)
     with pytest.raises(ModelError, match="flat"):
         import_onnx(model, batch=5)
+
+
+def test_onnx_reshape_of_a_constant_is_kept_at_another_batch() -> None:
+    """A constant [3, 4] reshaped to [1, 12] and added to every row: read at batch 3 (the
+    constant's leading dim), the target stays [1, 12]."""
+    nodes = [
+        helper.make_node("Reshape", ["c", "shape"], ["r"], name="flat"),
+        helper.make_node("Add", ["x", "r"], ["y"], name="add"),
+    ]
+    inits = [_init("c", _rand((3, 4), seed=1)), _init("shape", np.array([1, 12], np.int64))]
+    model = _model(nodes, [_io("x", [1, 12])], [_io("y", None)], inits)
+    x = _rand((3, 12), seed=2)
+    plan = compile_graph(import_onnx(model, batch=3), pin="numpy", use_cache=False)
+    got = plan(x)[0]
+    for row in range(3):
+        want = _ort(model, {"x": x[row : row + 1]})[0]
+        np.testing.assert_allclose(got[row : row + 1], want, rtol=RTOL, atol=ATOL)

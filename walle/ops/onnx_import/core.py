@@ -178,16 +178,18 @@ class Importer:
                 raise
             raise ModelError(f"{where}: {exc}") from exc
 
-    def batch_dim(self, target: list[int], source: tuple[int, ...]) -> list[int]:
-        """A Reshape ``target`` for a ``source`` of another batch than the model's own: a
-        leading dim equal to the model's static batch becomes the given batch where the
-        source leads with the given batch (a flatten to [1, 2048] saved at batch 1, read at
-        batch 8). Both then lead with the same dim, so each row stays a row; any other
-        target is left as the model has it."""
-        if self.rebatch is None or not target or not source:
+    def batch_dim(self, target: list[int], source: str) -> list[int]:
+        """A Reshape ``target`` for the value ``source`` read at another batch than the
+        model's own: a leading dim equal to the model's static batch becomes the given batch
+        where ``source`` (not a constant) leads with the given batch (a flatten to [1, 2048]
+        saved at batch 1, read at batch 8). Both then lead with the same dim, so each row
+        stays a row; any other target is left as the model has it. (A value that leads
+        with another axis of the batch's size, after a Transpose, would be taken for rows.)"""
+        shape = self.b.shape(source)
+        if self.rebatch is None or not target or not shape:
             return target
         saved, given = self.rebatch
-        if target[0] == saved and source[0] == given:
+        if target[0] == saved and shape[0] == given and self.b.constant_value(source) is None:
             return [given, *target[1:]]
         return target
 

@@ -30,7 +30,7 @@ def _axis(node: OnnxNode, axis: int, rank: int) -> int:
 def _reshape(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     node.require("allowzero", 0, 0)
     shape = [int(d) for d in im.const(node.proto.input[1], node.where).reshape(-1)]
-    return im.b.reshape(ins[0], im.batch_dim(shape, im.b.shape(ins[0])))
+    return im.b.reshape(ins[0], im.batch_dim(shape, ins[0]))
 
 
 def _flatten(im: Importer, node: OnnxNode, ins: list[str]) -> str:
