@@ -1,8 +1,11 @@
 """One way for a test to get a compiled or OpenCL backend: skip where it is not built here,
 fail where ``make test`` requires it (``WALLE_REQUIRE_BACKENDS``), never skip silently there;
-and one way to run a graph on the cython backend at every instruction-set level the CPU has."""
+one way to compile a plan whose steps a test places itself, and one way to run a graph on
+the cython backend at every instruction-set level the CPU has."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -13,7 +16,10 @@ from walle.ops.backends.base import Backend
 from walle.ops.backends.registry import required_backends
 from walle.ops.fusion import FusedStep, find_steps
 from walle.ops.ir import Graph
-from walle.ops.plan import allocate, is_alias
+from walle.ops.plan import Choice, CompiledPlan, allocate, is_alias
+
+# Which backend a step runs on, by step.
+Placement = Callable[[FusedStep], str]
 
 
 def backend_or_skip(name: str) -> Backend:
@@ -24,6 +30,32 @@ def backend_or_skip(name: str) -> Backend:
         if name in required_backends():  # make test requires it: fail, never skip
             raise
         pytest.skip(f"{name} backend not available here: {exc}")
+
+
+def compile_placed(
+    graph: Graph,
+    place: Placement,
+    *,
+    in_place: bool = True,
+    share: bool = True,
+    algorithms: dict[str, str] | None = None,
+) -> CompiledPlan:
+    """A plan running each step on ``place(step)`` with its first algorithm (or the one
+    ``algorithms`` names for its output), no search; ``in_place`` and ``share`` as
+    CompiledPlan's ``concat_in_place`` and ``share_memory``."""
+    steps = find_steps(graph)
+    backends: dict[str, Backend] = {}
+    choices = {}
+    for step in steps:
+        if is_alias(step, graph):
+            continue
+        name = place(step)
+        backend = backends.setdefault(name, backend_or_skip(name))
+        algorithm = (algorithms or {}).get(step.output, backend.algorithms(step, graph)[0])
+        choices[step.name] = Choice(name, algorithm, 0.0)
+    return CompiledPlan(
+        graph, steps, choices, backends, concat_in_place=in_place, share_memory=share
+    )
 
 
 def run_with_algorithm(

@@ -71,6 +71,20 @@ def _kernel(ops_conv, xp, weight, bias, y, region, relu, level, **kw):
         return None
 
 
+def _matches_at_every_level(ops_conv, xp, weight, bias, region, relu, want, atol, **kw):
+    """The kernel at each level the CPU runs against ``want`` (every output written: the
+    output starts as NaN); returns the levels run."""
+    ran = []
+    for level in LEVELS:
+        y = np.full(want.shape, np.nan, np.float32)
+        kernel = _kernel(ops_conv, xp, weight, bias, y, region, relu, level, **kw)
+        if kernel is not None:
+            kernel.run()
+            np.testing.assert_allclose(y, want, rtol=0, atol=atol, err_msg=level)
+            ran.append(level)
+    return ran
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     n=st.integers(1, 2),
@@ -102,12 +116,7 @@ def test_gemm_conv_kernel_matches_oracle_at_every_level(
     b = rng.uniform(-1, 1, cout).astype(np.float32) if bias else None
     want = _oracle(xp, weight.reshape(cout, -1), b, region, relu)
     scale = max(1.0, float(np.abs(want).max()))
-    for level in LEVELS:
-        y = np.full(want.shape, np.nan, np.float32)  # every output written
-        kernel = _kernel(ops_conv, xp, weight, b, y, region, relu, level, kc=kc, nc=nc)
-        if kernel is not None:
-            kernel.run()
-            np.testing.assert_allclose(y, want, rtol=0, atol=1e-4 * scale, err_msg=level)
+    _matches_at_every_level(ops_conv, xp, weight, b, region, relu, want, 1e-4 * scale, kc=kc, nc=nc)
 
 
 @pytest.mark.parametrize("c", [19, 37, 45])
@@ -123,14 +132,9 @@ def test_gemm_conv_kernel_default_blocks_of_a_long_reduction_match_the_oracle(c)
     weight = rng.uniform(-1, 1, (21, c, 3, 3)).astype(np.float32)
     bias = rng.uniform(-1, 1, 21).astype(np.float32)
     want = _oracle(xp, weight.reshape(21, -1), bias, region, False)
-    for level in LEVELS:
-        y = np.full(want.shape, np.nan, np.float32)
-        kernel = _kernel(ops_conv, xp, weight, bias, y, region, False, level)
-        if kernel is not None:
-            kernel.run()
-            np.testing.assert_allclose(
-                y, want, rtol=0, atol=1e-4 * np.abs(want).max(), err_msg=level
-            )
+    _matches_at_every_level(
+        ops_conv, xp, weight, bias, region, False, want, 1e-4 * np.abs(want).max()
+    )
 
 
 @pytest.mark.parametrize("level", LEVELS)
@@ -275,7 +279,7 @@ _GUARDED_STRIDE2 = """
 import ctypes, mmap, sys
 import numpy as np
 sys.path.insert(0, {root!r})
-from tests.backends.test_ops_cython_gemm_conv import LEVELS, _kernel, _oracle, _region
+from tests.backends.test_ops_cython_gemm_conv import _matches_at_every_level, _oracle, _region
 from walle._kernels import ops_conv
 
 page = mmap.PAGESIZE
@@ -291,13 +295,8 @@ x = np.frombuffer(mem, np.float32, size, pages * page - size * 4).reshape(padded
 x[...] = np.random.default_rng(3).uniform(-2, 2, padded)
 weight = np.random.default_rng(4).uniform(-1, 1, (11, 3, 1, 1)).astype(np.float32)
 want = _oracle(x, weight.reshape(11, -1), None, region, False)
-for level in LEVELS:
-    y = np.full(want.shape, np.nan, np.float32)
-    kernel = _kernel(ops_conv, x, weight, None, y, region, False, level)
-    if kernel is not None:
-        kernel.run()
-        np.testing.assert_allclose(y, want, rtol=0, atol=1e-4 * np.abs(want).max())
-        print(level)
+atol = 1e-4 * np.abs(want).max()
+print(*_matches_at_every_level(ops_conv, x, weight, None, region, False, want, atol))
 """
 
 

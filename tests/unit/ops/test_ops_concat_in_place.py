@@ -16,45 +16,18 @@ Tolerance: 1e-4 relative and absolute (float32 kernels, sums of a few dozen prod
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests._backends import backend_or_skip
+from tests._backends import backend_or_skip, compile_placed
 from walle.ops import CompiledPlan, GraphBuilder, compile_graph, run_reference
-from walle.ops.backends.base import Backend
 from walle.ops.fusion import FusedStep, find_steps
 from walle.ops.ir import Graph
-from walle.ops.plan import Choice, allocate, is_alias
+from walle.ops.plan import allocate
 from walle.ops.search import explain
-
-# Which backend a step runs on, by step.
-Placement = Callable[[FusedStep], str]
-
-
-def _compile(
-    graph: Graph,
-    place: Placement,
-    *,
-    in_place: bool = True,
-    algorithms: dict[str, str] | None = None,
-) -> CompiledPlan:
-    """A plan running each step on ``place(step)`` with its first algorithm (or the one
-    ``algorithms`` names for its output), no search."""
-    steps = find_steps(graph)
-    backends: dict[str, Backend] = {}
-    choices = {}
-    for step in steps:
-        if is_alias(step, graph):
-            continue
-        name = place(step)
-        backend = backends.setdefault(name, backend_or_skip(name))
-        algorithm = (algorithms or {}).get(step.output, backend.algorithms(step, graph)[0])
-        choices[step.name] = Choice(name, algorithm, 0.0)
-    return CompiledPlan(graph, steps, choices, backends, concat_in_place=in_place)
 
 
 def _check(graph: Graph, plan: CompiledPlan, calls: int = 3) -> None:
@@ -129,7 +102,7 @@ def test_ops_every_algorithm_writes_only_its_block(backend: str, kind: str) -> N
     be = backend_or_skip(backend)
     (step,) = (s for s in find_steps(graph) if s.output == y)
     for algorithm in be.algorithms(step, graph):
-        plan = _compile(graph, lambda s: backend, algorithms={y: algorithm})
+        plan = compile_placed(graph, lambda s: backend, algorithms={y: algorithm})
         assert plan.in_place.step(_concat_steps(plan)[0]) is None
         _check(graph, plan, calls=2)
 
@@ -137,7 +110,7 @@ def test_ops_every_algorithm_writes_only_its_block(backend: str, kind: str) -> N
 @pytest.mark.parametrize("backend", ["numpy", "cython"])
 def test_ops_concat_of_convs_writes_in_place(backend: str) -> None:
     graph, branches = _inception(1)
-    plan = _compile(graph, lambda s: backend)
+    plan = compile_placed(graph, lambda s: backend)
     (cat,) = _concat_steps(plan)
     assert plan.in_place.step(cat) is None, "every branch should write its block in place"
     for value in branches:
@@ -146,14 +119,14 @@ def test_ops_concat_of_convs_writes_in_place(backend: str) -> None:
     # explain() says the concat runs nothing (it once listed it with its copy's estimate)
     (row,) = [r for r in explain(plan) if r["step"] == cat.name]
     assert (row["backend"], row["algorithm"], row["estimate_us"]) == ("in place", "skipped", 0.0)
-    copying = _compile(graph, lambda s: backend, in_place=False)
+    copying = compile_placed(graph, lambda s: backend, in_place=False)
     (row,) = [r for r in explain(copying) if r["step"] == cat.name]
     assert row["backend"] == backend and row["algorithm"] != "skipped"
 
 
 def test_ops_channel_concat_at_batch_2_copies_and_axis_0_writes_in_place() -> None:
     graph, _ = _inception(2)
-    plan = _compile(graph, lambda s: "numpy")
+    plan = compile_placed(graph, lambda s: "numpy")
     (cat,) = _concat_steps(plan)
     assert plan.in_place.step(cat) is cat, "a channel slice at batch 2 is two blocks: copy"
     _check(graph, plan)
@@ -161,7 +134,7 @@ def test_ops_channel_concat_at_batch_2_copies_and_axis_0_writes_in_place() -> No
     x = b.input("x", (2, 3, 4, 4))
     parts = [_conv(b, x, 3, 1, 4), _conv(b, x, 3, 3, 5)]
     graph = b.build([_reader(b, b.concat(parts, axis=0))])
-    plan = _compile(graph, lambda s: "numpy")
+    plan = compile_placed(graph, lambda s: "numpy")
     assert plan.in_place.step(_concat_steps(plan)[0]) is None
     _check(graph, plan)
 
@@ -179,7 +152,7 @@ def test_ops_channel_concat_at_batch_3_convs_write_their_channels(algorithms) ->
     branches = [_conv(b, x, 4, 1, 1), _conv(b, x, 5, 3, 2), _conv(b, x, 3, 1, 3)]
     graph = b.build([_reader(b, b.concat(branches, axis=1))])
     chosen = dict(zip(branches, algorithms, strict=True))
-    plan = _compile(graph, lambda s: "cython", algorithms=chosen)
+    plan = compile_placed(graph, lambda s: "cython", algorithms=chosen)
     (cat,) = _concat_steps(plan)
     slotted = [v for v, a in chosen.items() if a != "direct"]
     assert sorted(plan.in_place.channels) == sorted(slotted)
@@ -210,7 +183,7 @@ def test_ops_channel_ranges_leave_the_neighbours_channels_alone(kind: str) -> No
     writers = [a for a in be.algorithms(step, graph) if be.writes_channel_slice(step, a, graph)]
     assert "gemm" in writers and (kind == "conv1x1" or "winograd" in writers)
     for algorithm in writers:
-        plan = _compile(graph, lambda s: "cython", algorithms={y: algorithm})
+        plan = compile_placed(graph, lambda s: "cython", algorithms={y: algorithm})
         assert y in plan.in_place.channels
         _check(graph, plan, calls=2)
 
@@ -219,7 +192,7 @@ def test_ops_channel_concat_of_a_conv_without_activation_keeps_its_copy() -> Non
     """A conv without activation ends in a reshape alias: the concat reads the alias, so
     its output keeps its own buffer at batch 2 (the other branches still write in place)."""
     graph, branches = _inception(2)
-    plan = _compile(graph, lambda s: "cython", algorithms={v: "gemm" for v in branches})
+    plan = compile_placed(graph, lambda s: "cython", algorithms={v: "gemm" for v in branches})
     (cat,) = _concat_steps(plan)
     assert sorted(plan.in_place.channels) == sorted([branches[0], branches[2]])
     left = plan.in_place.step(cat)
@@ -234,7 +207,7 @@ def test_ops_channel_concat_input_read_elsewhere_keeps_its_copy() -> None:
     first, second = _conv(b, x, 4, 1, 1), _conv(b, x, 5, 3, 2)
     cat = b.concat([first, second], axis=1)
     graph = b.build([_reader(b, cat), b.unary("neg", first)])
-    plan = _compile(graph, lambda s: "cython", algorithms={first: "gemm", second: "gemm"})
+    plan = compile_placed(graph, lambda s: "cython", algorithms={first: "gemm", second: "gemm"})
     assert list(plan.in_place.channels) == [second]
     assert plan.buffers[first].flags.c_contiguous
     _check(graph, plan)
@@ -256,7 +229,7 @@ def _dense_block(layers: int) -> tuple[Graph, list[str]]:
 @pytest.mark.parametrize("backend", ["numpy", "cython"])
 def test_ops_nested_concats_share_the_outer_buffer(backend: str) -> None:
     graph, chain = _dense_block(4)
-    plan = _compile(graph, lambda s: backend)
+    plan = compile_placed(graph, lambda s: backend)
     assert all(plan.in_place.step(s) is None for s in _concat_steps(plan))
     for value in chain[:-1]:  # every inner concat (and the first conv) inside the last one
         assert _in_block(plan, value, chain[-1])
@@ -268,10 +241,10 @@ def test_ops_nested_concats_share_the_outer_buffer(backend: str) -> None:
 def test_ops_concat_in_place_matches_the_copying_plan() -> None:
     graph, _ = _dense_block(3)
     x = np.random.default_rng(3).uniform(-1, 1, graph.shape("x")).astype(np.float32)
-    copying = _compile(graph, lambda s: "numpy", in_place=False)
+    copying = compile_placed(graph, lambda s: "numpy", in_place=False)
     assert copying.in_place.slots == {}
     want = copying(x)[0]
-    np.testing.assert_allclose(_compile(graph, lambda s: "numpy")(x)[0], want, rtol=1e-6)
+    np.testing.assert_allclose(compile_placed(graph, lambda s: "numpy")(x)[0], want, rtol=1e-6)
 
 
 def test_ops_concat_keeps_copies_of_inputs_outputs_constants_and_shared_values() -> None:
@@ -286,7 +259,7 @@ def test_ops_concat_keeps_copies_of_inputs_outputs_constants_and_shared_values()
     r = b.relu(x)
     twice = b.concat([r, r], axis=1)  # one value in two regions: copied
     graph = b.build([a, b.relu(first), _reader(b, second), twice])
-    plan = _compile(graph, lambda s: "cython")
+    plan = compile_placed(graph, lambda s: "cython")
     assert {v: s.host for v, s in plan.in_place.slots.items()} == {c: first, neg: second}
     kept = [plan.in_place.step(s) for s in _concat_steps(plan)]
     assert [len(s.parts[0].attr("regions")) if s else 0 for s in kept] == [3, 1, 2]
@@ -306,7 +279,7 @@ def test_ops_concat_input_read_by_another_step_stays_valid() -> None:
     cat = b.concat([a, c], axis=1)
     later = b.binary("add", b.unary("neg", a), b.reduce("sum", cat, (1,), keepdims=True))
     graph = b.build([later, _reader(b, cat)])
-    plan = _compile(graph, lambda s: "cython")
+    plan = compile_placed(graph, lambda s: "cython")
     assert plan.in_place.step(_concat_steps(plan)[0]) is None
     _check(graph, plan)
 
@@ -318,7 +291,7 @@ def test_ops_concat_beside_an_opencl_step_keeps_device_results_copied() -> None:
     # copied down, and a concat run on the device writes device memory, so both keep copies.
     new = next(n.inputs[1] for n in graph.nodes if n.output == chain[2])
     device = {new, chain[-1]}
-    plan = _compile(graph, lambda s: "opencl" if s.output in device else "cython")
+    plan = compile_placed(graph, lambda s: "opencl" if s.output in device else "cython")
     assert new not in plan.in_place.slots
     assert not any(s.host == chain[-1] for s in plan.in_place.slots.values())
     (step,) = (s for s in _concat_steps(plan) if s.output == chain[2])
@@ -376,7 +349,7 @@ def _off(shape: tuple[int, ...], axis: int) -> tuple[int, ...]:
 def test_ops_random_concat_graphs_match_the_oracle(graph: Graph, seed: int) -> None:
     backend_or_skip("cython")
     names = ["numpy", "cython"]
-    plan = _compile(graph, lambda s: names[(zlib.crc32(s.name.encode()) + seed) % 2])
+    plan = compile_placed(graph, lambda s: names[(zlib.crc32(s.name.encode()) + seed) % 2])
     _check(graph, plan, calls=2)
 
 

@@ -13,20 +13,18 @@ inputs, on a residual CNN, a chain with a concat and a model from the onnx wheel
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests._backends import backend_or_skip
+from tests._backends import backend_or_skip, compile_placed
 from walle.ops import CompiledPlan, GraphBuilder
 from walle.ops.aliasing import reshape_aliases
-from walle.ops.backends.base import Backend
 from walle.ops.fusion import FusedStep, find_steps
 from walle.ops.ir import Graph
-from walle.ops.plan import Choice, is_alias
+from walle.ops.plan import is_alias
 from walle.ops.reuse import share_blocks
 
 
@@ -67,23 +65,6 @@ def test_ops_share_blocks_reuses_the_block_freed_last() -> None:
     # too large for every free block: the largest free one grows
     plan = share_blocks([["a", "b"], ["a"], ["c"]], {"a": 8, "b": 4, "c": 20}, set())
     assert plan.block["c"] == plan.block["a"] and plan.sizes[plan.block["c"]] == 20
-
-
-Placement = Callable[[FusedStep], str]
-
-
-def _compile(graph: Graph, place: Placement, *, share: bool = True) -> CompiledPlan:
-    """A plan running each step on ``place(step)`` with its first algorithm, no search."""
-    steps = find_steps(graph)
-    backends: dict[str, Backend] = {}
-    choices = {}
-    for step in steps:
-        if is_alias(step, graph):
-            continue
-        name = place(step)
-        backend = backends.setdefault(name, backend_or_skip(name))
-        choices[step.name] = Choice(name, backend.algorithms(step, graph)[0], 0.0)
-    return CompiledPlan(graph, steps, choices, backends, share_memory=share)
 
 
 def _residual_cnn() -> Graph:
@@ -180,11 +161,11 @@ def _check_same_bits(graph: Graph, shared: CompiledPlan, own: CompiledPlan) -> N
 @pytest.mark.parametrize("backend", ["numpy", "cython"])
 def test_ops_plan_shares_memory_between_values_that_never_live_together(backend: str) -> None:
     graph = _residual_cnn()
-    plan = _compile(graph, lambda s: backend)
+    plan = compile_placed(graph, lambda s: backend)
     assert _check_no_live_overlap(plan) > 0  # memory is in fact shared
     for name in (*graph.inputs, *graph.outputs):  # the caller's side keeps its own
         assert _sharing(plan, name) == [], name
-    _check_same_bits(graph, plan, _compile(graph, lambda s: backend, share=False))
+    _check_same_bits(graph, plan, compile_placed(graph, lambda s: backend, share=False))
 
 
 def test_ops_values_of_device_steps_keep_their_own_memory() -> None:
@@ -196,7 +177,7 @@ def test_ops_values_of_device_steps_keep_their_own_memory() -> None:
     def place(step: FusedStep) -> str:  # the first conv of two residual blocks on the device
         return "opencl" if step.name in (convs[1], convs[3]) else "cython"
 
-    plan = _compile(graph, place)
+    plan = compile_placed(graph, place)
     _check_no_live_overlap(plan)
     device = {
         v
@@ -208,7 +189,7 @@ def test_ops_values_of_device_steps_keep_their_own_memory() -> None:
     assert device
     for v in device:
         assert _sharing(plan, v) == [], v
-    _check_same_bits(graph, plan, _compile(graph, place, share=False))
+    _check_same_bits(graph, plan, compile_placed(graph, place, share=False))
 
 
 def test_ops_shared_memory_keeps_a_real_models_bits() -> None:
@@ -220,6 +201,6 @@ def test_ops_shared_memory_keeps_a_real_models_bits() -> None:
 
     path = Path(onnx.__file__).parent / "backend/test/data/light/light_squeezenet.onnx"
     graph = import_onnx(onnx.load(str(path)))
-    plan = _compile(graph, lambda s: "cython")
+    plan = compile_placed(graph, lambda s: "cython")
     assert _check_no_live_overlap(plan) > 0
-    _check_same_bits(graph, plan, _compile(graph, lambda s: "cython", share=False))
+    _check_same_bits(graph, plan, compile_placed(graph, lambda s: "cython", share=False))
