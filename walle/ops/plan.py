@@ -60,7 +60,8 @@ def allocate(
     channels: Mapping[str, ChannelSlot] | None = None,
     shared: Collection[str] | None = None,
 ) -> Buffers:
-    """One buffer per value; aliases for reshape rasters; constants as given.
+    """One buffer per value (where ``shared`` says, values share memory blocks); aliases for
+    reshape rasters; constants as given.
 
     ``shared``: the steps (by name; they run in ``steps``' order, on host memory) whose
     values may share memory blocks (:mod:`walle.ops.reuse`); a value that another step
