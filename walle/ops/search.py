@@ -86,8 +86,11 @@ CLOSE_CALL = 0.1
 # cython pow in vectors, 2.5x faster: LRN chains cached on numpy went stale; 12: AVX2's
 # direct conv in tiles of 3 vectors x 4 channels, a third faster on few input channels;
 # 13: the cython GEMM's last n % 16 columns as vector dot products, 3-12x faster: small
-# products of few columns cached on numpy went stale).
-DECISIONS_VERSION = 14
+# products of few columns cached on numpy went stale; 14: the packed-GEMM conv's stride-2
+# columns packed 4 at a time; 15: its strips that an output row's end cuts packed in vectors,
+# row by row, 3-7% faster stride-2 convs: "parts" cached for ResNet's 1x1/2 projections went
+# stale).
+DECISIONS_VERSION = 15
 
 
 def time_calls(calls: list[Call], budget_s: float = 0.004, max_runs: int = 25) -> float:
