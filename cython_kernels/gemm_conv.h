@@ -341,6 +341,22 @@ WALLE_INLINE void NAME(const float* restrict b, long sb, const float* restrict a
 WALLE_GEMM_HALVES(walle_gemm_v8x3h, walle_gemm_v8x3c4)
 WALLE_GEMM_HALVES(walle_gemm_v4x2h, walle_gemm_v4x2c4)
 
+/* Asks for the lines of a strip's output rows (written, and read too after the first block
+   of rows) and, with the last block, its residual rows, while the strip before it runs. Each
+   of a block's 8 channels is a stream of its own, 8-16 streams at once, which the prefetchers
+   did not follow far enough ahead: ResNet's 1x1 convs with a shortcut at batch 8, whose
+   outputs and shortcuts no longer fit in the caches, ran at 34 GMAC/s against 40 at batch 1,
+   and on a busy machine (whose other work takes the caches) even at batch 1. */
+WALLE_INLINE void walle_gemm_prefetch_out(const float* y, const float* res, long y_c,
+                                          long cvalid, long w) {
+    for (long c = 0; c < cvalid; c++) {
+        for (long j = 0; j < w; j += 16) __builtin_prefetch(y + c * y_c + j, 1);
+    }
+    for (long c = 0; res && c < cvalid; c++) {
+        for (long j = 0; j < w; j += 16) __builtin_prefetch(res + c * y_c + j);
+    }
+}
+
 /* Work units [u0, u1) (unit u: image u / chunks, column chunk u % chunks) at one level:
    strips of SW columns (WIDE; WIDE4 for a last block of at most 4 channels), then of VW
    (NARROW) while that many are left, then of VW2 (NARROW2: AVX-512's 8-wide strip for 8 to
@@ -402,6 +418,10 @@ ATTR static void NAME(const walle_gemm* g, long u0, long u1, float* pack) {     
                 const float* pf = cb + 1 < blocks ? a + wblock : (const float*)0;              \
                 for (long s = 0; s < full; s += SW) {                                          \
                     const float* spf = s ? (const float*)0 : pf;                               \
+                    if (kc >= 64 && s + SW < full)                                             \
+                        walle_gemm_prefetch_out(yb + s + SW,                                   \
+                                                rb && last ? rb + s + SW : (const float*)0,    \
+                                                g->p, cvalid, SW);                             \
                     if (cvalid <= 4)                                                           \
                         WIDE4(bw + s * kw, sw, a, kc, yb + s, g->p, cvalid, SW, bias,          \
                               rb ? rb + s : rb, first, last, g->relu, spf);                    \
