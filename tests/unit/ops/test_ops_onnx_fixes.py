@@ -331,6 +331,56 @@ def test_ops_a_spatial_mul_after_a_conv_is_not_folded() -> None:
     _assert_parity(model, {"x": _rand((2, 4, 5, 5), 12)}, "numpy")
 
 
+def _preact_scale_shift(shared: bool, made: bool = False):
+    """BN -> Mul by a per-channel constant -> Add of one -> Relu on a graph input (DenseNet's
+    pre-activations: no conv before them). ``shared``: the Mul's output is a second output.
+    ``made``: the scale is made after the BN, Unsqueezed from a ConstantOfShape (the onnx
+    wheel's light DenseNet-121)."""
+    nodes = [
+        helper.make_node("BatchNormalization", ["x", "s", "bb", "m", "v"], ["n"], name="bn"),
+        helper.make_node("Mul", ["n", "scale"], ["p"], name="mul"),
+        helper.make_node("Add", ["shift", "p"], ["q"], name="add"),
+        helper.make_node("Relu", ["q"], ["y"], name="relu"),
+    ]
+    inits = [*_BN4, _init("shift", _rand((1, 4, 1, 1), 10))]
+    if made:
+        fill = numpy_helper.from_array(np.array([1.5], np.float32))
+        nodes[1:1] = [
+            helper.make_node("ConstantOfShape", ["dims"], ["flat"], name="fill", value=fill),
+            helper.make_node("Unsqueeze", ["flat"], ["scale"], name="unsq", axes=[1, 2]),
+        ]
+        inits.append(_init("dims", np.array([4], _I64)))
+    else:
+        inits.append(_init("scale", _rand((4, 1, 1), 9)))
+    outputs = [_io("y", [2, 4, 5, 5])] + ([_io("p", [2, 4, 5, 5])] if shared else [])
+    return _model(nodes, [_io("x", [2, 4, 5, 5])], outputs, inits, opset=11)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("made", [False, True])
+def test_ops_a_scale_and_shift_after_a_batchnorm_fold_into_its_multiply_and_add(
+    backend: str, made: bool
+) -> None:
+    """With no conv before it, a BN is one multiply and add per channel, and the per-channel
+    Mul and Add after it fold into them (composed in float64): a chain of two binary ops
+    where the model has four."""
+    model = _preact_scale_shift(shared=False, made=made)
+    graph = import_onnx(model)
+    assert [n.attr("kind") for n in graph.nodes if n.op == "binary"] == ["mul", "add"]
+    x = _rand((2, 4, 5, 5), 11)
+    x[0, 1, 2, 3], x[1, 2, 0, 0], x[1, 3, 4, 4] = np.nan, np.inf, -np.inf
+    _assert_parity(model, {"x": x}, backend)
+
+
+def test_ops_a_follower_of_a_batchnorm_read_twice_stops_the_folding() -> None:
+    """The Mul's output is also a graph output: the Mul folds into the BN (its value is the
+    BN's), the Add after it stays."""
+    model = _preact_scale_shift(shared=True)
+    graph = import_onnx(model)
+    assert [n.attr("kind") for n in graph.nodes if n.op == "binary"] == ["mul", "add", "add"]
+    _assert_parity(model, {"x": _rand((2, 4, 5, 5), 12)}, "numpy")
+
+
 def test_ops_dropout_mask_output_is_refused() -> None:
     nodes = [
         helper.make_node("Dropout", ["x"], ["y", "mask"], name="drop"),

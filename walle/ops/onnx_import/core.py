@@ -213,8 +213,13 @@ class Importer:
             )
 
 
-# Nodes that only reshape or name their input: lowered first where it is a constant.
-_CONSTANT_LAYOUT = frozenset({"Constant", "Identity", "Reshape", "Squeeze", "Unsqueeze"})
+# Nodes that only reshape or name their input, or make a constant of a given shape: lowered
+# first where their inputs are constants, so that a conv or a BatchNormalization knows the
+# per-channel scale it may fold (the onnx wheel's light models make every weight with
+# ConstantOfShape, and Unsqueeze a Mul's scale from one after the BN it follows).
+_CONSTANT_LAYOUT = frozenset(
+    {"Constant", "ConstantOfShape", "Identity", "Reshape", "Squeeze", "Unsqueeze"}
+)
 
 
 def _leading(value: ValueInfoProto) -> int | None:

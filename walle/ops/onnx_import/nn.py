@@ -4,7 +4,8 @@ LayerNormalization, Dropout.
 Conv and the pools take ``auto_pad`` (NOTSET, VALID, SAME_UPPER, SAME_LOWER), resolved here
 to explicit pads; pools take ``ceil_mode`` and AveragePool ``count_include_pad``. A
 BatchNormalization right after a Conv with constant weights folds into the Conv's weights,
-as do per-channel Mul and Add by constants after it.
+as do per-channel Mul and Add by constants after it; elsewhere a BatchNormalization is one
+multiply and add per channel, into which such a Mul and Add after it fold.
 """
 
 from __future__ import annotations
@@ -151,27 +152,37 @@ def _fold_affine(
     if w is None or b is None:
         return None
     channels = w.shape[0]
-    out = node.proto.output[0]
-    scale_all = np.ones(channels)
-    shift_all = np.zeros(channels)
-    folded = False
-    while True:
-        readers = im.readers.get(out, [])
-        if len(readers) != 1 or out in im.graph_outputs:
-            break
-        affine = _channel_affine(im, readers[0], out, channels)
-        if affine is None:
-            break
-        scale, shift = affine
-        scale_all, shift_all = scale_all * scale, shift_all * scale + shift
-        im.folded[readers[0].output[0]] = out
-        out = readers[0].output[0]
-        folded = True
-    if not folded:
+    identity = np.ones(channels), np.zeros(channels)
+    scale_all, shift_all = _fold_followers(im, node.proto.output[0], *identity)
+    if scale_all is identity[0]:
         return None
     w_folded = (w.astype(np.float64) * scale_all.reshape(-1, 1, 1, 1)).astype(np.float32)
     b_folded = (b.astype(np.float64) * scale_all + shift_all).astype(np.float32)
     return im.b.const(w_folded), im.b.const(b_folded)
+
+
+def _fold_followers(
+    im: Importer,
+    value: str,
+    scale: npt.NDArray[np.float64],
+    shift: npt.NDArray[np.float64],
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """``x * scale + shift`` (per channel) composed with the per-channel affine nodes that
+    follow ONNX value ``value``, each the only reader of the value before it and none a graph
+    output; each folded node's output becomes the same walle value as ``value``. The arrays
+    given come back (the same objects) when nothing follows."""
+    channels = scale.shape[0]
+    out = value
+    while True:
+        readers = im.readers.get(out, [])
+        if len(readers) != 1 or out in im.graph_outputs:
+            return scale, shift
+        affine = _channel_affine(im, readers[0], out, channels)
+        if affine is None:
+            return scale, shift
+        scale, shift = scale * affine[0], shift * affine[0] + affine[1]
+        im.folded[readers[0].output[0]] = out
+        out = readers[0].output[0]
 
 
 def _channel_affine(
@@ -222,6 +233,10 @@ def _batchnorm(im: Importer, node: OnnxNode, ins: list[str]) -> str:
         raise ModelError(f"{node.where}: the running mean/var outputs are not supported")
     params = [im.const(name, node.where) for name in node.proto.input[1:5]]
     scale, shift = _bn_affine(params, float(node.get("epsilon", 1e-5)))
+    # a scale and shift after it (a Caffe-style Scale layer: DenseNet's pre-activations) fold
+    # into its one multiply and add: each op of an element-wise chain is a pass over its
+    # block (DenseNet-121's BN, Mul, Add, ReLU chains took a sixth of the model)
+    scale, shift = _fold_followers(im, node.proto.output[0], scale, shift)
     rank = len(im.b.shape(ins[0]))
     per_channel = (-1,) + (1,) * (rank - 2)
     y = im.b.binary("mul", ins[0], im.b.const(scale.astype(np.float32).reshape(per_channel)))
