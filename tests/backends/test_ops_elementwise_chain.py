@@ -151,6 +151,47 @@ def test_batchnorm_relu_is_one_step_matching_the_reference(ops_math, shape, scal
         np.testing.assert_array_equal(_run_fused(graph, {"x": x}), want)
 
 
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("sides", [(0, 0), (1, 1)])
+def test_a_per_row_scale_and_shift_run_in_one_pass_with_the_chains_bits(ops_math, relu, sides):
+    """x * a + b with a and b one value a row (an inference BatchNormalization), then ReLU or
+    not, runs as one pass (``affine``) whose bits are the chain's at every level: the product
+    rounded before the sum, NaN, inf and -0.0 as in numpy; rows that cross 512-float blocks."""
+    rng = np.random.default_rng(3)
+    rows, n = 37, 1030
+    x = (rng.standard_normal((rows, n)) * 1e3).astype(np.float32)
+    x[3, 5], x[4, 600], x[5, 1029], x[6, 1] = np.nan, np.inf, -np.inf, -0.0
+    a = rng.standard_normal(rows).astype(np.float32)
+    b = rng.standard_normal(rows).astype(np.float32)
+    a[7], b[8] = 0.0, np.inf
+    ops = [("binary", "mul", 1, sides[0]), ("binary", "add", 2, sides[1])]
+    ops += [("unary", "relu", 0, 0)] if relu else []
+    s = (x * a[:, None]) + b[:, None]  # float32 throughout: numpy rounds each op
+    want = np.where(s <= 0, np.float32(0), s) if relu else s
+    strides = [[n, 1], [1, 0], [1, 0]]
+    for level in _levels():
+        ops_math.set_level(level)
+        y = np.full_like(x, 7.0)
+        kernel = ops_math.ChainKernel(ops, [x, a, b], y, [rows, n], strides)
+        assert kernel.affine
+        kernel.run()
+        np.testing.assert_array_equal(y.view(np.int32), want.view(np.int32), err_msg=str(level))
+
+
+def test_other_chains_of_a_scale_and_shift_take_the_general_pass(ops_math) -> None:
+    """Not one value a row, another op between, or add before mul: the general chain."""
+    x, v, y = (np.ones((4, 8), np.float32) for _ in range(3))
+    row, full = [1, 0], [8, 1]
+    mul, add = ("binary", "mul", 1, 0), ("binary", "add", 2, 0)
+    for ops, strides in [
+        ([mul, add], [full, full, row]),  # a scale per element
+        ([add, mul], [full, row, row]),
+        ([mul, add, ("unary", "abs", 0, 0)], [full, row, row]),
+        ([mul, ("binary", "add", 0, 2)], [full, row, row]),
+    ]:
+        assert not ops_math.ChainKernel(ops, [x, v, v], y, [4, 8], strides).affine
+
+
 @pytest.mark.parametrize("kind", ["sigmoid", "tanh", "exp", "sqrt", "reciprocal"])
 def test_transcendental_tails_match_the_reference_at_every_level(ops_math, kind) -> None:
     rng = np.random.default_rng(6)
