@@ -90,8 +90,9 @@ CLOSE_CALL = 0.1
 # columns packed 4 at a time; 15: its strips that an output row's end cuts packed in vectors,
 # row by row, 3-7% faster stride-2 convs: "parts" cached for ResNet's 1x1/2 projections went
 # stale; 16: its output and shortcut rows prefetched a strip ahead, 5-20% faster 1x1 convs
-# with a shortcut at batch 8).
-DECISIONS_VERSION = 16
+# with a shortcut at batch 8; 17: the chain kernel's BN + ReLU in one pass, 2.7x faster:
+# "parts" cached for such chains went stale).
+DECISIONS_VERSION = 17
 
 
 def time_calls(calls: list[Call], budget_s: float = 0.004, max_runs: int = 25) -> float:
