@@ -105,7 +105,11 @@ class ChainKernel:
     first op's chain value is ``operands[0]``. ``sizes`` (at most 4 dims) and one list of
     element strides per operand (0 where broadcast; the innermost 1 or 0) come collapsed
     from the backend; y is contiguous. At most 16 ops and 8 operands (else ValueError).
+    ``affine``: the chain is x * a + b with one a and b a row (then ReLU or not), run as one
+    pass of the same bits.
     """
+
+    affine: int
 
     def __init__(
         self,
