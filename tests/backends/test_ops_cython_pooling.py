@@ -103,3 +103,18 @@ def test_stride_two_windows_match_reference_at_every_level(kind, kh, kw, ow) -> 
     pool = b.max_pool if kind == "max" else b.avg_pool
     graph = b.build([pool(b.input("x", x.shape), (kh, kw), strides=(2, 2))])
     cython_matches_reference_at_every_level(graph, x, kernel_ran=True, atol=1e-6)
+
+
+@pytest.mark.parametrize(("kind", "k", "s"), [("max", 2, 2), ("avg", 3, 2)])
+def test_pools_over_more_than_the_caches_match_reference_at_every_level(kind, k, s) -> None:
+    """A pool that reads more than 8 MiB (VGG's first, 12.8 MB) runs the loop that asks for
+    the rows two ahead: its outputs are the other loop's, NaN and inf included."""
+    backend_or_skip("cython")
+
+    rng = np.random.default_rng(k)
+    x = rng.uniform(-3, 3, (1, 40, 230, 230)).astype(np.float32)  # 8.5 MB
+    x[0, 0, 0, 0], x[0, 17, 100, 101], x[0, 39, -1, -1] = np.nan, np.inf, -np.inf
+    b = GraphBuilder()
+    pool = b.max_pool if kind == "max" else b.avg_pool
+    graph = b.build([pool(b.input("x", x.shape), (k, k), strides=(s, s))])
+    cython_matches_reference_at_every_level(graph, x, kernel_ran=True, atol=1e-5)
