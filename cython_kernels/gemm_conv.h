@@ -66,8 +66,6 @@ typedef struct {
     long ks;
 } walle_gemm;
 
-#define WALLE_GEMM_MAX_STRIP 32  /* the widest strip (AVX-512: 2 vectors of 16) */
-
 /* dst[j] = src[2j] for j < n, 4 at a time in 128-bit vectors, whose shuffles every level
    has (SSE, NEON; a wider type would be lowered to scalars at the baseline). A scalar loop
    had moved a float per load and store: a stride-2 1x1 conv ran a fifth slower than a
