@@ -137,12 +137,13 @@ class Importer:
         return self.b.build(outputs)
 
     def _lower_constants(self) -> set[int]:
-        """Lower, in graph order, the layout nodes whose inputs are all constants (the
-        builder folds them into constants); the ids of the nodes lowered. A node that fails
-        here is left to the main pass, which reports it in graph order."""
+        """Lower, in graph order, the nodes of _LOWERED_FIRST (layout nodes and constant
+        makers) whose inputs are all constants (the builder folds them into constants); the
+        ids of the nodes lowered. A node that fails here is left to the main pass, which
+        reports it in graph order."""
         early: set[int] = set()
         for proto in self.graph.node:
-            if proto.op_type not in _CONSTANT_LAYOUT or proto.domain not in ("", "ai.onnx"):
+            if proto.op_type not in _LOWERED_FIRST or proto.domain not in ("", "ai.onnx"):
                 continue
             names = [i for i in proto.input if i]
             if not all(n in self.names and self.constant(n) is not None for n in names):
@@ -217,7 +218,7 @@ class Importer:
 # first where their inputs are constants, so that a conv or a BatchNormalization knows the
 # per-channel scale it may fold (the onnx wheel's light models make every weight with
 # ConstantOfShape, and Unsqueeze a Mul's scale from one after the BN it follows).
-_CONSTANT_LAYOUT = frozenset(
+_LOWERED_FIRST = frozenset(
     {"Constant", "ConstantOfShape", "Identity", "Reshape", "Squeeze", "Unsqueeze"}
 )
 
