@@ -214,19 +214,24 @@ WALLE_INLINE walle_gemm_cols walle_gemm_split(long cols, long sw, long vw, long 
 
 /* CH output channels (of a packed block of 8) x NV vectors of VW columns over kc rows of a
    packed strip (row stride sb), added to the partial sums in y unless ``first``; bias and
-   ReLU after the ``last``; ``pf``: the next block's weights, prefetched (or NULL). */
+   ReLU after the ``last``; ``pf``: rows asked for while it runs, two lines of one per
+   reduction row, ``pfs`` floats apart (the next block's weights; in place, the next strip),
+   or NULL. */
 #define WALLE_GEMM_TILE(NAME, VT, IT, VW, NV, CH)                                              \
 WALLE_INLINE void NAME(const float* restrict b, long sb, const float* restrict a, long kc,    \
                        float* restrict y, long y_c, long cvalid, long ncols,                  \
                        const float* restrict bias, const float* restrict res, int first,      \
-                       int last, float relu, const float* pf) {                                                     \
+                       int last, float relu, const float* pf, long pfs) {                      \
     VT acc[CH][NV];                                                                            \
     WALLE_GEMM_LOAD(acc, VT, VW, NV, CH)                                                       \
     for (long k = 0; k < kc; k++) {                                                            \
         VT v[NV];                                                                              \
         for (int q = 0; q < NV; q++) memcpy(&v[q], b + k * sb + VW * q, sizeof(VT));           \
         const float* ak = a + k * WALLE_CB;                                                    \
-        if (pf) __builtin_prefetch(pf + k * WALLE_CB);                                         \
+        if (pf) {                                                                              \
+            __builtin_prefetch(pf + k * pfs);                                                  \
+            __builtin_prefetch(pf + k * pfs + 16);                                             \
+        }                                                                                      \
         for (int c = 0; c < CH; c++)                                                           \
             for (int q = 0; q < NV; q++) acc[c][q] += ak[c] * v[q];                            \
     }                                                                                          \
@@ -240,7 +245,7 @@ WALLE_INLINE void NAME(const float* restrict b, long sb, const float* restrict a
 WALLE_INLINE void NAME(const float* restrict b, long sb, const float* restrict a, long kc,    \
                        float* restrict y, long y_c, long cvalid, long ncols,                  \
                        const float* restrict bias, const float* restrict res, int first,      \
-                       int last, float relu, const float* pf) {                                                     \
+                       int last, float relu, const float* pf, long pfs) {                      \
     VT acc[4][3];                                                                              \
     WALLE_GEMM_LOAD(acc, VT, VW, 3, 4)                                                         \
     VT s00 = acc[0][0], s01 = acc[0][1], s02 = acc[0][2], s10 = acc[1][0], s11 = acc[1][1];   \
@@ -252,7 +257,10 @@ WALLE_INLINE void NAME(const float* restrict b, long sb, const float* restrict a
         memcpy(&v1, b + k * sb + VW, sizeof(VT));                                              \
         memcpy(&v2, b + k * sb + 2 * VW, sizeof(VT));                                          \
         const float* ak = a + k * WALLE_CB;                                                    \
-        if (pf) __builtin_prefetch(pf + k * WALLE_CB);                                         \
+        if (pf) {                                                                              \
+            __builtin_prefetch(pf + k * pfs);                                                  \
+            __builtin_prefetch(pf + k * pfs + 16);                                             \
+        }                                                                                      \
         s00 += ak[0] * v0; s01 += ak[0] * v1; s02 += ak[0] * v2;                               \
         s10 += ak[1] * v0; s11 += ak[1] * v1; s12 += ak[1] * v2;                               \
         s20 += ak[2] * v0; s21 += ak[2] * v1; s22 += ak[2] * v2;                               \
@@ -330,11 +338,11 @@ WALLE_GEMM_TAIL(walle_gemm_tail4_2, walle_v4, 4, 2)
 WALLE_INLINE void NAME(const float* restrict b, long sb, const float* restrict a, long kc,    \
                        float* restrict y, long y_c, long cvalid, long ncols,                  \
                        const float* restrict bias, const float* restrict res, int first,      \
-                       int last, float relu, const float* pf) {                                                     \
-    TILE(b, sb, a, kc, y, y_c, cvalid, ncols, bias, res, first, last, relu, pf);               \
+                       int last, float relu, const float* pf, long pfs) {                      \
+    TILE(b, sb, a, kc, y, y_c, cvalid, ncols, bias, res, first, last, relu, pf, pfs);          \
     if (cvalid > 4)                                                                            \
         TILE(b, sb, a + 4, kc, y + 4 * y_c, y_c, cvalid - 4, ncols, bias + 4,                  \
-             res ? res + 4 * y_c : res, first, last, relu, (const float*)0);                   \
+             res ? res + 4 * y_c : res, first, last, relu, (const float*)0, 0);                \
 }
 WALLE_GEMM_HALVES(walle_gemm_v8x3h, walle_gemm_v8x3c4)
 WALLE_GEMM_HALVES(walle_gemm_v4x2h, walle_gemm_v4x2c4)
@@ -354,6 +362,13 @@ WALLE_INLINE void walle_gemm_prefetch_out(const float* y, const float* res, long
         for (long j = 0; j < w; j += 16) __builtin_prefetch(res + c * y_c + j);
     }
 }
+
+/* Read in place (``direct``), the K rows of a strip are K streams a plane apart, more than
+   the prefetchers follow: on planes of 28x28 and up, block 0's tiles ask for the next
+   strip's rows as they run (SqueezeNet's 128 -> 16 1x1 conv on 55x55 planes: 0.88-0.96x
+   the time with its source just written; ResNet's 256 -> 64 on 56x56: 0.92-0.94x, 28x28
+   at batch 4 0.92-0.94x). On 13x13 planes, whose source the caches hold, it cost 5-6%. */
+#define WALLE_GEMM_PF_PLANE 784
 
 /* Work units [u0, u1) (unit u: image u / chunks, column chunk u % chunks) at one level:
    strips of SW columns (WIDE; WIDE4 for a last block of at most 4 channels), then of VW
@@ -415,32 +430,37 @@ ATTR static void NAME(const walle_gemm* g, long u0, long u1, float* pack) {     
                                                                  : WALLE_CB;                   \
                 const float* pf = cb + 1 < blocks ? a + wblock : (const float*)0;              \
                 for (long s = 0; s < full; s += SW) {                                          \
+                    /* the next block's weights; in place, block 0 asks for the next strip */  \
                     const float* spf = s ? (const float*)0 : pf;                               \
+                    long pfs = WALLE_CB;                                                       \
+                    if (g->direct && g->p >= WALLE_GEMM_PF_PLANE && cb == 0 && s               \
+                        && s + SW < full)                                                      \
+                        spf = bw + s + SW, pfs = sw;                                           \
                     if (kc >= 64 && s + SW < full)                                             \
                         walle_gemm_prefetch_out(yb + s + SW,                                   \
                                                 rb && last ? rb + s + SW : (const float*)0,    \
                                                 g->p, cvalid, SW);                             \
                     if (cvalid <= 4)                                                           \
                         WIDE4(bw + s * kw, sw, a, kc, yb + s, g->p, cvalid, SW, bias,          \
-                              rb ? rb + s : rb, first, last, g->relu, spf);                    \
+                              rb ? rb + s : rb, first, last, g->relu, spf, pfs);               \
                     else                                                                       \
                         WIDE(bw + s * kw, sw, a, kc, yb + s, g->p, cvalid, SW, bias,           \
-                             rb ? rb + s : rb, first, last, g->relu, spf);                     \
+                             rb ? rb + s : rb, first, last, g->relu, spf, pfs);                \
                 }                                                                              \
                 for (long s = 0; s < mid; s += VW)                                             \
                     NARROW(bm + s * kw, vw, a, kc, yb + full + s, g->p, cvalid, VW, bias,      \
                            rb ? rb + full + s : rb, first, last, g->relu,                      \
-                           full || s ? (const float*)0 : pf);                                  \
+                           full || s ? (const float*)0 : pf, WALLE_CB);                      \
                 for (long s = 0; s < mid2; s += VW2)                                           \
                     NARROW2(bm2 + s * kw, vw2, a, kc, yb + full + mid + s, g->p, cvalid,       \
                             VW2, bias, rb ? rb + full + mid + s : rb, first, last, g->relu,    \
-                            (const float*)0);                                                  \
+                            (const float*)0, 0);                                               \
                 if (pad == VW2)                                                                \
                     NARROW2(ptail, VW2, a, kc, yb + left, g->p, cvalid, tail, bias,            \
-                            rb ? rb + left : rb, first, last, g->relu, (const float*)0);       \
+                            rb ? rb + left : rb, first, last, g->relu, (const float*)0, 0);    \
                 else if (pad)                                                                  \
                     NARROW(ptail, VW, a, kc, yb + left, g->p, cvalid, tail, bias,              \
-                           rb ? rb + left : rb, first, last, g->relu, (const float*)0);        \
+                           rb ? rb + left : rb, first, last, g->relu, (const float*)0, 0);     \
             }                                                                                  \
             for (long cb = 0; tail && !pad && cb < blocks; cb += 4) {                       \
                 const float* a = g->w + cb * wblock + k0 * WALLE_CB;                           \

@@ -83,13 +83,15 @@ def test_global_windows_match_reference_at_every_level(kind, h, w) -> None:
 
 @pytest.mark.parametrize("kind", ["max", "avg"])
 @pytest.mark.parametrize("kh,kw", [(2, 2), (3, 3), (1, 2), (3, 2), (2, 3)])
-@pytest.mark.parametrize("ow", [4, 7, 8, 9, 16, 17, 35])
+@pytest.mark.parametrize("ow", [4, 7, 8, 9, 16, 17, 35, 55])
 def test_stride_two_windows_match_reference_at_every_level(kind, kh, kw, ow) -> None:
     """Stride 2 with 2 or 3 taps per row (VGG's 2x2 and AlexNet's 3x3 max pools): each
     vector of outputs is taken from the source rows directly (even and odd lanes of two
-    vectors), on rows of 4 to 35 outputs: whole vectors at each level, a last one
-    overlapping, rows narrower than a vector. NaN and inf at a row's first and last
-    columns, where the even and odd lanes part."""
+    vectors; with 3 taps the third from those shifted by a lane and one lane of the next
+    reduced vector, carried to the next outputs, or at a row's end of the vector ending at
+    the window's last column), on rows of 4 to 55 outputs: whole vectors at each level,
+    carried runs of them, a last one overlapping, rows narrower than a vector. NaN and inf
+    at a row's first and last columns, where the even and odd lanes part."""
     backend_or_skip("cython")
 
     w = 2 * (ow - 1) + kw
