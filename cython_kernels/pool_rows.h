@@ -67,38 +67,8 @@ WALLE_INLINE float walle_pool_op1(float a, float b, int kind) {
             }                                                                                  \
         }
 
-/* Stride 2, KW of 2 (or 3, which WALLE_POOL_CARRY does in less work): each vector of outputs
-   straight from the KH source rows, no reduced row in between. The rows are reduced two vectors at a time at column offset 0 and
-   (KW 3) at offset 1; tap 0 is the even lanes of the first pair, tap 1 its odd lanes and tap
-   2 the odd lanes of the second (loads end at the window's last column). Taps and rows are
-   taken in the same order as the two-pass path, so the results are the same bits. The
-   two-pass path stored the reduced row and read it back: 2x the time on 2x2 max pools. A
-   statement of walle_pool_rows_* (their kh, kw, n, rs, kind, scale, base and dst). */
-#define WALLE_POOL_PAIRS(VT, IT, VW, EVEN, ODD)                                                \
-        for (long t = 0;; t += VW) {                                                           \
-            if (t > n - VW) t = n - VW;                                                        \
-            VT lo, hi, r, acc, tap;                                                            \
-            for (long p = 0; p < kw - 1; p++) {                                                \
-                const float* c = base + 2 * t + p;                                             \
-                memcpy(&lo, c, sizeof(VT));                                                    \
-                memcpy(&hi, c + VW, sizeof(VT));                                               \
-                for (long a = 1; a < kh; a++) {                                                \
-                    memcpy(&r, c + a * rs, sizeof(VT));                                        \
-                    WALLE_POOL_APPLY(VT, IT, lo, r)                                            \
-                    memcpy(&r, c + a * rs + VW, sizeof(VT));                                   \
-                    WALLE_POOL_APPLY(VT, IT, hi, r)                                            \
-                }                                                                              \
-                tap = (VT)ODD(lo, hi);                                                         \
-                if (p == 0) acc = (VT)EVEN(lo, hi);                                            \
-                WALLE_POOL_APPLY(VT, IT, acc, tap)                                             \
-            }                                                                                  \
-            if (kind == 1) acc *= scale;                                                       \
-            memcpy(dst + t, &acc, sizeof(VT));                                                 \
-            if (t == n - VW) break;                                                            \
-        }
-
 /* The column-sums (or maxima) of a window's KH rows for the VW columns at c: a statement of
-   WALLE_POOL_CARRY (its kh, rs and kind). */
+   WALLE_POOL_PAIRS and WALLE_POOL_CARRY (their kh, rs and kind). */
 #define WALLE_POOL_VERT(VT, IT, out, c)                                                        \
     do {                                                                                       \
         VT r_;                                                                                 \
@@ -108,6 +78,26 @@ WALLE_INLINE float walle_pool_op1(float a, float b, int kind) {
             WALLE_POOL_APPLY(VT, IT, out, r_)                                                  \
         }                                                                                      \
     } while (0);
+
+/* Stride 2, KW 2 (VGG's 2x2 max pools): each vector of outputs straight from the KH source
+   rows, no reduced row in between: the rows reduced two vectors at a time, tap 0 the even
+   lanes of the pair, tap 1 its odd lanes. Taps and rows are taken in the same order as the
+   two-pass path, so the results are the same bits. The two-pass path stored the reduced row
+   and read it back: 2x the time on 2x2 max pools. A statement of walle_pool_rows_* (their
+   kh, n, rs, kind, scale, base and dst). */
+#define WALLE_POOL_PAIRS(VT, IT, VW, EVEN, ODD)                                                \
+        for (long t = 0;; t += VW) {                                                           \
+            if (t > n - VW) t = n - VW;                                                        \
+            VT lo, hi, acc, tap;                                                               \
+            WALLE_POOL_VERT(VT, IT, lo, base + 2 * t)                                          \
+            WALLE_POOL_VERT(VT, IT, hi, base + 2 * t + VW)                                     \
+            acc = (VT)EVEN(lo, hi);                                                            \
+            tap = (VT)ODD(lo, hi);                                                             \
+            WALLE_POOL_APPLY(VT, IT, acc, tap)                                                 \
+            if (kind == 1) acc *= scale;                                                       \
+            memcpy(dst + t, &acc, sizeof(VT));                                                 \
+            if (t == n - VW) break;                                                            \
+        }
 
 /* Lanes 2, 4, .., 2 VW - 2 of (a, b) in lanes 0 .. VW - 2 (lane VW - 1: any), and that vector
    with lane VW - 1 taken from lane 0 of c (LAST) or lane VW - 1 of c (LASTHI): tap 2 of a
@@ -146,13 +136,13 @@ WALLE_INLINE float walle_pool_op1(float a, float b, int kind) {
    lane and the first lane of the next reduced vector, which the next outputs start from.
    The last vectors (whose next reduced vector would read past the row; the last one
    overlapping the one before it) take tap 2's last lane from a reduced vector that ends at
-   their window's last column instead. WALLE_POOL_PAIRS reduced the rows of each window
-   column twice (at column offsets 0 and 1; about 62 operations per vector of outputs at
-   AVX2 against these 42): 0.75-0.79x the time on SqueezeNet's first max pool (111x111
-   planes) from a warm source, 0.85-0.89x on 55x55, 0.86-0.90x on 14x14, level on 27x27; from
-   a source just written (in a model, the conv before it), 0.90-0.94x on 111x111 and 109x109.
-   Taps and rows in the same order, so the same bits. A statement of
-   walle_pool_rows_* (their kh, n, span, rs, kind, scale, base and dst). */
+   their window's last column instead. The pairs it replaces (WALLE_POOL_PAIRS, now KW 2
+   only) reduced each window column twice, at column offsets 0 and 1 (about 62 operations
+   per vector of outputs at AVX2 against these 42): 0.75-0.79x the time on SqueezeNet's
+   first max pool (111x111 planes) from a warm source, 0.85-0.89x on 55x55, 0.86-0.90x on
+   14x14, level on 27x27; from a source just written (in a model, the conv before it),
+   0.90-0.94x on 111x111 and 109x109. Taps and rows in the same order, so the same bits. A
+   statement of walle_pool_rows_* (their kh, n, span, rs, kind, scale, base and dst). */
 #define WALLE_POOL_CARRY(VT, IT, VW, EVEN, ODD, NEXT2, LAST, LASTHI)                           \
         {                                                                                      \
             VT c0, c1, c2, acc, tap;                                                           \
