@@ -238,9 +238,30 @@ WALLE_INLINE void NAME(const float* restrict b, long sb, const float* restrict a
     WALLE_GEMM_STORE(acc, VT, IT, VW, NV, CH)                                                  \
 }
 
+/* One reduction row k of the 4 x 3 tile below (PF: ask for two lines of the prefetch rows). */
+#define WALLE_GEMM_STEP4X3(VT, VW, K, PF)                                                      \
+    do {                                                                                       \
+        VT v0, v1, v2;                                                                         \
+        memcpy(&v0, b + (K) * sb, sizeof(VT));                                                 \
+        memcpy(&v1, b + (K) * sb + VW, sizeof(VT));                                            \
+        memcpy(&v2, b + (K) * sb + 2 * VW, sizeof(VT));                                        \
+        const float* ak = a + (K) * WALLE_CB;                                                  \
+        if (PF) {                                                                              \
+            __builtin_prefetch(pf + (K) * pfs);                                                \
+            __builtin_prefetch(pf + (K) * pfs + 16);                                           \
+        }                                                                                      \
+        s00 += ak[0] * v0; s01 += ak[0] * v1; s02 += ak[0] * v2;                               \
+        s10 += ak[1] * v0; s11 += ak[1] * v1; s12 += ak[1] * v2;                               \
+        s20 += ak[2] * v0; s21 += ak[2] * v1; s22 += ak[2] * v2;                               \
+        s30 += ak[3] * v0; s31 += ak[3] * v1; s32 += ak[3] * v2;                               \
+    } while (0)
+
 /* 4 channels x 3 vectors: all 16 registers of AVX2 (12 sums, 3 column vectors, one
    broadcast weight: 7 loads per 12 multiply-adds). The sums are named variables, not an
-   array, in the loop: GCC keeps an array of 12 vectors on the stack (6x slower). */
+   array, in the loop: GCC keeps an array of 12 vectors on the stack (6x slower). Two rows a
+   turn, the prefetch test outside the loop: a loop of one row with the test in it ran the
+   multiply-adds at 80% of the FMA units' rate on Zen 3 where two rows a turn reached 90%
+   (convs 5-9% faster, interleaved A/B of the two builds, both orders). */
 #define WALLE_GEMM_TILE4X3(NAME, VT, IT, VW)                                                   \
 WALLE_INLINE void NAME(const float* restrict b, long sb, const float* restrict a, long kc,    \
                        float* restrict y, long y_c, long cvalid, long ncols,                  \
@@ -251,21 +272,19 @@ WALLE_INLINE void NAME(const float* restrict b, long sb, const float* restrict a
     VT s00 = acc[0][0], s01 = acc[0][1], s02 = acc[0][2], s10 = acc[1][0], s11 = acc[1][1];   \
     VT s12 = acc[1][2], s20 = acc[2][0], s21 = acc[2][1], s22 = acc[2][2], s30 = acc[3][0];   \
     VT s31 = acc[3][1], s32 = acc[3][2];                                                       \
-    for (long k = 0; k < kc; k++) {                                                            \
-        VT v0, v1, v2;                                                                         \
-        memcpy(&v0, b + k * sb, sizeof(VT));                                                   \
-        memcpy(&v1, b + k * sb + VW, sizeof(VT));                                              \
-        memcpy(&v2, b + k * sb + 2 * VW, sizeof(VT));                                          \
-        const float* ak = a + k * WALLE_CB;                                                    \
-        if (pf) {                                                                              \
-            __builtin_prefetch(pf + k * pfs);                                                  \
-            __builtin_prefetch(pf + k * pfs + 16);                                             \
+    long k = 0;                                                                                \
+    if (pf) {                                                                                  \
+        for (; k + 2 <= kc; k += 2) {                                                          \
+            WALLE_GEMM_STEP4X3(VT, VW, k, 1);                                                  \
+            WALLE_GEMM_STEP4X3(VT, VW, k + 1, 1);                                              \
         }                                                                                      \
-        s00 += ak[0] * v0; s01 += ak[0] * v1; s02 += ak[0] * v2;                               \
-        s10 += ak[1] * v0; s11 += ak[1] * v1; s12 += ak[1] * v2;                               \
-        s20 += ak[2] * v0; s21 += ak[2] * v1; s22 += ak[2] * v2;                               \
-        s30 += ak[3] * v0; s31 += ak[3] * v1; s32 += ak[3] * v2;                               \
+    } else {                                                                                   \
+        for (; k + 2 <= kc; k += 2) {                                                          \
+            WALLE_GEMM_STEP4X3(VT, VW, k, 0);                                                  \
+            WALLE_GEMM_STEP4X3(VT, VW, k + 1, 0);                                              \
+        }                                                                                      \
     }                                                                                          \
+    if (k < kc) WALLE_GEMM_STEP4X3(VT, VW, k, pf != 0);                                        \
     acc[0][0] = s00; acc[0][1] = s01; acc[0][2] = s02; acc[1][0] = s10; acc[1][1] = s11;      \
     acc[1][2] = s12; acc[2][0] = s20; acc[2][1] = s21; acc[2][2] = s22; acc[3][0] = s30;      \
     acc[3][1] = s31; acc[3][2] = s32;                                                          \

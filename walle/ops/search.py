@@ -93,8 +93,9 @@ CLOSE_CALL = 0.1
 # with a shortcut at batch 8; 17: the chain kernel's BN + ReLU in one pass, 2.7x faster:
 # "parts" cached for such chains went stale; 18: the packed-GEMM conv read in place asks for
 # the next strip's rows on planes of 28x28 and up, 4-12% faster 1x1 convs there, and the
-# 3x3/2 pools reduce each window column once, 10-25% faster).
-DECISIONS_VERSION = 18
+# 3x3/2 pools reduce each window column once, 10-25% faster; 19: AVX2's 4 x 3 GEMM tile two
+# reduction rows a turn, 5-9% faster packed-GEMM convs and matmuls).
+DECISIONS_VERSION = 19
 
 
 def time_calls(calls: list[Call], budget_s: float = 0.004, max_runs: int = 25) -> float:
