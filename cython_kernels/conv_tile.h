@@ -74,6 +74,27 @@ WALLE_INLINE void walle_t4x4(walle_v4* r) {
     r[3] = WALLE_SHUF4(t1, t3, 2, 3, 6, 7);
 }
 
+/* The taps' loop: BODY with s (the tap's source columns) and wp (its weights from channel
+   C0 of the block of 8). A 1x1 conv's taps are its input channels, one flat loop: three
+   nested loops of one tap each made ShuffleNet's grouped 1x1 convs 1.2-2x slower at AVX2
+   and SSE (7x7 planes, whose narrow tiles have the fewest multiply-adds per tap, the most).
+   A 3x3 conv's row of 3 taps unrolled was 4-10% slower. */
+#define WALLE_CONV_TAPS(C0, BODY)                                                              \
+    if (kh == 1 && kw == 1) {                                                                  \
+        for (long ci = 0; ci < cin; ci++) {                                                    \
+            const float* s = x + ci * s_c;                                                     \
+            const float* wp = w + ci * WALLE_CB + (C0);                                        \
+            BODY                                                                               \
+        }                                                                                      \
+    } else                                                                                     \
+        for (long ci = 0; ci < cin; ci++)                                                      \
+            for (long a = 0; a < kh; a++)                                                      \
+                for (long b = 0; b < kw; b++) {                                                \
+                    const float* s = x + ci * s_c + a * s_kh + b * s_kw;                       \
+                    const float* wp = w + ((ci * kh + a) * kw + b) * WALLE_CB + (C0);          \
+                    BODY                                                                       \
+                }
+
 /* 8 output channels x VW*NV contiguous columns of one output row, in registers. */
 #define WALLE_CONV_TILE(NAME, VT, IT, VW, NV) \
 WALLE_INLINE void NAME(const float* restrict x, const float* restrict w, \
@@ -83,16 +104,11 @@ WALLE_INLINE void NAME(const float* restrict x, const float* restrict w, \
     VT acc[WALLE_CB][NV]; \
     for (int c = 0; c < WALLE_CB; c++) \
         for (int q = 0; q < NV; q++) acc[c][q] = (VT){0}; \
-    for (long ci = 0; ci < cin; ci++) \
-        for (long a = 0; a < kh; a++) \
-            for (long b = 0; b < kw; b++) { \
-                const float* s = x + ci * s_c + a * s_kh + b * s_kw; \
-                const float* wp = w + ((ci * kh + a) * kw + b) * WALLE_CB; \
-                VT v[NV]; \
-                for (int q = 0; q < NV; q++) memcpy(&v[q], s + VW * q, sizeof(VT)); \
-                for (int c = 0; c < WALLE_CB; c++) \
-                    for (int q = 0; q < NV; q++) acc[c][q] += wp[c] * v[q]; \
-            } \
+    WALLE_CONV_TAPS(0, \
+        VT v[NV]; \
+        for (int q = 0; q < NV; q++) memcpy(&v[q], s + VW * q, sizeof(VT)); \
+        for (int c = 0; c < WALLE_CB; c++) \
+            for (int q = 0; q < NV; q++) acc[c][q] += wp[c] * v[q];) \
     for (long c = 0; c < cvalid; c++) \
         for (int q = 0; q < NV; q++) { \
             VT r = acc[c][q] + bias[c]; \
@@ -153,14 +169,7 @@ WALLE_CONV_TILE(walle_conv_v2x1, walle_v2, walle_i2, 2, 1)
         }
 /* The taps' loop of one pass: BODY with s (the tap's source columns) and wp (its 4
    weights). */
-#define WALLE_CONV_TAPS4(BODY)                                                                 \
-    for (long ci = 0; ci < cin; ci++)                                                          \
-        for (long a = 0; a < kh; a++)                                                          \
-            for (long b = 0; b < kw; b++) {                                                    \
-                const float* s = x + ci * s_c + a * s_kh + b * s_kw;                           \
-                const float* wp = w + ((ci * kh + a) * kw + b) * WALLE_CB + 4 * h;             \
-                BODY                                                                           \
-            }
+#define WALLE_CONV_TAPS4(BODY) WALLE_CONV_TAPS(4 * h, BODY)
 
 /* VT: the vector type of VW floats, IT its int type. */
 #define WALLE_CONV_TILE4X3H(NAME, VT, IT, VW)                                                  \
