@@ -96,8 +96,9 @@ CLOSE_CALL = 0.1
 # 3x3/2 pools reduce each window column once, 10-25% faster; 19: AVX2's 4 x 3 GEMM tile two
 # reduction rows a turn, 5-9% faster packed-GEMM convs and matmuls; 20: Winograd F(4x4, 3x3)
 # products two input channels a turn, 5-22% faster at AVX2; 21: the direct conv tiles' 1x1
-# taps one flat loop, grouped 1x1 convs 1.4-2x faster).
-DECISIONS_VERSION = 21
+# taps one flat loop, grouped 1x1 convs 1.4-2x faster; 22: the AVX2 panel matmul's 6-row tile
+# two reduction steps a turn, 5-8% faster).
+DECISIONS_VERSION = 22
 
 
 def time_calls(calls: list[Call], budget_s: float = 0.004, max_runs: int = 25) -> float:
