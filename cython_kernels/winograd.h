@@ -181,9 +181,10 @@ static inline __attribute__((always_inline)) void walle_wino_scatter4(
 /* One input channel ci of the products' NJ x NQ tile (acc, v, u at ci, j0, q0). With 4 x 4
    outputs a tile (6 x 6 inputs) the channels run two a turn: 5-22% faster convs at AVX2
    (deep channels the most: 64 -> 256 on 13x13 0.79-0.82x the time, 256 -> 256 on 14x14
-   0.79-0.96x; interleaved A/B of the two builds, both orders), level to 4% faster at SSE;
-   with 2 x 2 outputs GCC then spills sums to the stack (3x3: 1.5x slower on 49 tiles; 5x5
-   30% slower), so those keep one a turn. */
+   0.79-0.96x; interleaved A/B of the two builds, both orders), level to 4% faster at SSE.
+   With 2 x 2 outputs, 3x3 in groups of up to 2 vectors: 2-7% faster (256 -> 256 on 7x7
+   0.94-0.96x); in groups of 3 vectors GCC then spills sums to the stack (1.5x slower on 49
+   tiles), and 5x5 was 30% slower, so those keep one a turn. */
 #define WALLE_WINO_ROW(VT, VW, NJ, NQ, L)                                                      \
     {                                                                                          \
         VT x[NQ];                                                                              \
@@ -305,7 +306,7 @@ ATTR static void NAME(const walle_wino* p, long g0, long g1, float* vbuf, float*
                                            sizeof(VT));                                        \
                             acc[j][q] = a0;                                                    \
                         }                                                                      \
-                    if (OT == 4) {                                                             \
+                    if (OT == 4 || (A == 4 && NV <= 2)) {                                      \
                         _Pragma("GCC unroll 2")                                                \
                         for (long ci = c0; ci < c1; ci++) WALLE_WINO_ROW(VT, VW, NJ, NQ, L)    \
                     } else {                                                                   \

@@ -97,8 +97,9 @@ CLOSE_CALL = 0.1
 # reduction rows a turn, 5-9% faster packed-GEMM convs and matmuls; 20: Winograd F(4x4, 3x3)
 # products two input channels a turn, 5-22% faster at AVX2; 21: the direct conv tiles' 1x1
 # taps one flat loop, grouped 1x1 convs 1.4-2x faster; 22: the AVX2 panel matmul's 6-row tile
-# two reduction steps a turn, 5-8% faster).
-DECISIONS_VERSION = 22
+# two reduction steps a turn, 5-8% faster; 23: Winograd F(2x2, 3x3) in groups of up to 2
+# vectors two channels a turn too, 2-7% faster).
+DECISIONS_VERSION = 23
 
 
 def time_calls(calls: list[Call], budget_s: float = 0.004, max_runs: int = 25) -> float:
