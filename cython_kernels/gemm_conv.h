@@ -259,9 +259,9 @@ WALLE_INLINE void NAME(const float* restrict b, long sb, const float* restrict a
 /* 4 channels x 3 vectors: all 16 registers of AVX2 (12 sums, 3 column vectors, one
    broadcast weight: 7 loads per 12 multiply-adds). The sums are named variables, not an
    array, in the loop: GCC keeps an array of 12 vectors on the stack (6x slower). Two rows a
-   turn, the prefetch test outside the loop: a loop of one row with the test in it ran the
-   multiply-adds at 80% of the FMA units' rate on Zen 3 where two rows a turn reached 90%
-   (convs 5-9% faster, interleaved A/B of the two builds, both orders). */
+   turn, the prefetch test outside the loop: in asm loops of this tile alone, one row a turn
+   ran the multiply-adds at 82% of the FMA units' rate on Zen 3, two rows 91% (convs 5-9%
+   faster, interleaved A/B of the two builds, both orders). */
 #define WALLE_GEMM_TILE4X3(NAME, VT, IT, VW)                                                   \
 WALLE_INLINE void NAME(const float* restrict b, long sb, const float* restrict a, long kc,    \
                        float* restrict y, long y_c, long cvalid, long ncols,                  \

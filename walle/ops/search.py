@@ -96,7 +96,7 @@ CLOSE_CALL = 0.1
 # 3x3/2 pools reduce each window column once, 10-25% faster; 19: AVX2's 4 x 3 GEMM tile two
 # reduction rows a turn, 5-9% faster packed-GEMM convs and matmuls; 20: Winograd F(4x4, 3x3)
 # products two input channels a turn, 5-22% faster at AVX2; 21: the direct conv tiles' 1x1
-# taps one flat loop, grouped 1x1 convs 1.4-2x faster; 22: the AVX2 panel matmul's 6-row tile
+# taps one flat loop, grouped 1x1 convs 1.2-2x faster; 22: the AVX2 panel matmul's 6-row tile
 # two reduction steps a turn, 5-8% faster; 23: Winograd F(2x2, 3x3) in groups of up to 2
 # vectors two channels a turn too, 2-7% faster).
 DECISIONS_VERSION = 23
