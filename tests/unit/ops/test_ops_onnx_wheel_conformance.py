@@ -1,0 +1,107 @@
+"""Every other model test the onnx wheel ships (``onnx/backend/test/data/{pytorch-converted,
+pytorch-operator,simple}``: PyTorch modules and small graphs, each stored with its inputs and
+the outputs PyTorch computed) as an oracle walle did not write.
+
+Each model either runs and matches those outputs on every backend (numpy, cython, OpenCL, and
+the default placement: max |walle - expected| <= 1e-4 * max(1, max |expected|), NaN where they
+have NaN, the same shapes) or is refused when the Model is built, with a ModelError that names
+the node and its op. None may run to a wrong result, or fail only when it runs. The models
+that run today must keep running (``RUNS``); one that is refused today may start to run, but
+only if it then matches.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from tests._backends import backend_or_skip
+from walle.errors import ModelError
+from walle.ops import Model
+
+DATA = Path(onnx.__file__).parent / "backend" / "test" / "data"
+KINDS = ("pytorch-converted", "pytorch-operator", "simple")
+CASES = sorted(
+    f"{kind}/{path.parent.name}" for kind in KINDS for path in (DATA / kind).glob("*/model.onnx")
+)
+# The ones walle runs (57 of 139 with onnx 1.23: Conv2d in its forms, pooling, pads,
+# Softmax/Softmin, GLU, LeakyReLU, PixelShuffle, Linear, reductions, Clip, Pow, Sqrt...).
+RUNS = {
+    *(
+        f"pytorch-converted/test_{name}"
+        for name in (
+            "AvgPool1d", "AvgPool1d_stride", "AvgPool2d", "AvgPool2d_stride", "ConstantPad2d",
+            "Conv2d", "Conv2d_depthwise", "Conv2d_depthwise_padded", "Conv2d_depthwise_strided",
+            "Conv2d_depthwise_with_multiplier", "Conv2d_dilated", "Conv2d_groups",
+            "Conv2d_groups_thnn", "Conv2d_no_bias", "Conv2d_padding", "Conv2d_strided", "GLU",
+            "GLU_dim", "LeakyReLU", "LeakyReLU_with_negval", "Linear_no_bias", "MaxPool2d",
+            "MaxPool2d_stride_padding_dilation", "PixelShuffle", "PoissonNLLLLoss_no_reduce",
+            "ReLU", "ReflectionPad2d", "ReplicationPad2d", "Sigmoid", "Softmax", "Softmin",
+            "Tanh", "ZeroPad2d", "softmax_functional_dim3", "softmax_lastdim",
+        )
+    ),
+    *(
+        f"pytorch-operator/test_operator_{name}"
+        for name in (
+            "basic", "chunk", "clip", "concat2", "conv", "exp", "flatten", "index", "max",
+            "min", "pad", "params", "permute2", "pow", "reduced_mean", "reduced_mean_keepdim",
+            "reduced_sum", "reduced_sum_keepdim", "sqrt", "symbolic_override_nested", "view",
+        )
+    ),
+    "simple/test_single_relu_model",
+}  # fmt: skip
+BACKENDS = (None, "numpy", "cython", "opencl")
+
+
+def _tensors(folder: Path, prefix: str) -> list[np.ndarray]:
+    files = sorted(folder.glob(f"{prefix}_*.pb"), key=lambda p: int(p.stem.split("_")[-1]))
+    return [numpy_helper.to_array(onnx.load_tensor(str(p))) for p in files]
+
+
+def _assert_matches(got: np.ndarray, want: np.ndarray, where: str) -> None:
+    got = np.asarray(got)
+    assert got.shape == want.shape, f"{where}: shape {got.shape}, expected {want.shape}"
+    if want.dtype.kind != "f":
+        np.testing.assert_array_equal(got, want, err_msg=where)
+        return
+    assert np.array_equal(np.isnan(got), np.isnan(want)), f"{where}: NaN in other places"
+    finite = np.isfinite(want)
+    scale = max(1.0, float(np.abs(want[finite]).max())) if finite.any() else 1.0
+    diff = float(np.abs(got[finite].astype(np.float64) - want[finite]).max()) if finite.any() else 0
+    assert diff <= 1e-4 * scale, f"{where}: max abs diff {diff:.3g} > 1e-4 * {scale:.3g}"
+
+
+def test_the_wheel_holds_the_models_this_test_expects() -> None:
+    assert len(CASES) >= 100
+    assert set(CASES) >= RUNS
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_onnx_wheel_model_matches_its_outputs_or_is_refused_by_name(case: str) -> None:
+    folder = DATA / case
+    proto = onnx.load(str(folder / "model.onnx"))
+    sets = sorted(folder.glob("test_data_set_*"))
+    assert sets, f"{case}: no test data"
+    for backend in BACKENDS:
+        if backend is not None:
+            backend_or_skip(backend)
+        try:
+            model = Model(folder / "model.onnx", backend=backend, use_cache=False, trials=False)
+        except ModelError as exc:
+            assert case not in RUNS, f"{case} is refused now: {exc}"
+            # named: the node and its op, as the importer writes them
+            ops = {node.op_type for node in proto.graph.node}
+            found = re.search(r"node '([^']*)' \(([A-Za-z]+)\)", str(exc))
+            assert found and found.group(2) in ops, f"{case}: refusal names no node/op: {exc}"
+            return
+        for data in sets:
+            outputs = model.run(*_tensors(data, "input"))
+            wants = _tensors(data, "output")
+            assert len(outputs) == len(wants), case
+            for i, (got, want) in enumerate(zip(outputs, wants, strict=True)):
+                _assert_matches(got, want, f"{case} {data.name} output {i} on {backend}")
