@@ -165,12 +165,17 @@ def test_ops_trials_interleave_candidates_and_drop_clear_losers() -> None:
     assert medians[1] >= 0.002 > max(medians[0], medians[2])
 
 
-def test_ops_trials_time_close_calls_for_longer() -> None:
+def test_ops_trials_time_close_calls_for_longer(monkeypatch) -> None:
     """Past its budget, a trial goes on while the two best medians are within 10% (up to
-    the close-call budget); one whose best is clearly ahead stops at the minimum rounds."""
-    import time
+    the close-call budget); one whose best is clearly ahead stops at the minimum rounds.
+    The trials read a clock that each call moves by its own seconds (sleeps of 2 ms had
+    moved by more than 10% on a loaded machine, which ended the close call early)."""
+    from types import SimpleNamespace
 
-    from walle.ops.search import time_candidates
+    from walle.ops import search
+
+    now = [0.0]
+    monkeypatch.setattr(search, "time", SimpleNamespace(perf_counter=lambda: now[0]))
 
     def rounds_of(first: float, second: float) -> int:
         count = [0]
@@ -178,11 +183,11 @@ def test_ops_trials_time_close_calls_for_longer() -> None:
         def make(seconds: float, counted: bool):
             def call() -> None:
                 count[0] += counted
-                time.sleep(seconds)
+                now[0] += seconds
 
             return [call]
 
-        time_candidates(
+        search.time_candidates(
             [make(first, True), make(second, False)],
             budget_s=0.0, min_rounds=3, max_rounds=12, close_budget_s=5.0,
         )  # fmt: skip
