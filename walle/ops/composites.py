@@ -108,6 +108,34 @@ class CompositeOps(_AtomicOps):
         negative = self.binary("mul", self.binary("min", x, self.const(0.0)), self.const(alpha))
         return self.binary("add", self.unary("relu", x), negative)
 
+    def prelu(self, x: str, slope: str) -> str:
+        """x for x >= 0, slope * x below (``slope`` broadcasts to x): relu(x) + slope *
+        min(x, 0), as :meth:`leaky_relu` with a tensor for alpha."""
+        negative = self.binary("mul", self.binary("min", x, self.const(0.0)), slope)
+        return self.binary("add", self.unary("relu", x), negative)
+
+    def elu(self, x: str, alpha: float = 1.0) -> str:
+        """x for x > 0, alpha * (exp(x) - 1) below: relu(x) + alpha * (exp(min(x, 0)) - 1)
+        (-inf gives -alpha, +inf stays +inf, NaN stays NaN)."""
+        below = self.unary("exp", self.binary("min", x, self.const(0.0)))
+        below = self.binary("sub", below, self.const(1.0))
+        scaled = self.binary("mul", below, self.const(alpha))
+        return self.binary("add", self.unary("relu", x), scaled)
+
+    def selu(self, x: str, alpha: float, gamma: float) -> str:
+        """gamma * elu(x, alpha)."""
+        return self.binary("mul", self.elu(x, alpha), self.const(gamma))
+
+    def softplus(self, x: str) -> str:
+        """log(1 + exp(x)) as relu(x) + log(1 + exp(-|x|)): no overflow to inf for large x."""
+        tail = self.unary("exp", self.unary("neg", self.unary("abs", x)))
+        tail = self.unary("log", self.binary("add", tail, self.const(1.0)))
+        return self.binary("add", self.unary("relu", x), tail)
+
+    def softsign(self, x: str) -> str:
+        """x / (1 + |x|) (+-inf gives NaN, as onnxruntime)."""
+        return self.binary("div", x, self.binary("add", self.unary("abs", x), self.const(1.0)))
+
     def hard_sigmoid(self, x: str, alpha: float = 0.2, beta: float = 0.5) -> str:
         """max(0, min(1, alpha * x + beta))."""
         y = self.binary("add", self.binary("mul", x, self.const(alpha)), self.const(beta))
@@ -380,6 +408,12 @@ class CompositeOps(_AtomicOps):
         m = self.reduce("max", x, (axis,), keepdims=True)
         e = self.unary("exp", self.binary("sub", x, m))
         return self.binary("div", e, self.reduce("sum", e, (axis,), keepdims=True))
+
+    def log_softmax(self, x: str, axis: int = -1) -> str:
+        """(x - max) - log(sum(exp(x - max))) along ``axis``."""
+        d = self.binary("sub", x, self.reduce("max", x, (axis,), keepdims=True))
+        total = self.reduce("sum", self.unary("exp", d), (axis,), keepdims=True)
+        return self.binary("sub", d, self.unary("log", total))
 
     def layer_norm(
         self,

@@ -170,6 +170,24 @@ CASES = {
     "hardsigmoid": ("HardSigmoid", [(3, 7)], [], 18, {}),
     "hardsigmoid_attrs": ("HardSigmoid", [(3, 7)], [], 18, {"alpha": 0.5, "beta": 0.2}),
     "hardswish": ("HardSwish", [(3, 7)], [], 18, {}),
+    "prelu_scalar": ("PRelu", [(2, 3, 4)], [init("s", _F([0.25]))], 16, {}),
+    "prelu_channels": (
+        "PRelu",
+        [(2, 3, 4, 5)],
+        [init("s", _F([[[0.1]], [[-0.5]], [[2.0]]]))],
+        16,
+        {},
+    ),
+    "prelu_last_axis": ("PRelu", [(2, 3, 4)], [init("s", _F([0.1, 0.2, 0.3, 0.4]))], 9, {}),
+    "elu": ("Elu", [(3, 7)], [], 18, {}),
+    "elu_alpha": ("Elu", [(3, 7)], [], 18, {"alpha": 0.5}),
+    "selu": ("Selu", [(3, 7)], [], 18, {}),
+    "selu_attrs": ("Selu", [(3, 7)], [], 18, {"alpha": 2.0, "gamma": 0.5}),
+    "softplus": ("Softplus", [(3, 7)], [], 18, {}),
+    "softsign": ("Softsign", [(3, 7)], [], 18, {}),
+    "logsoftmax": ("LogSoftmax", [(3, 7)], [], 18, {}),
+    "logsoftmax_axis0": ("LogSoftmax", [(3, 4, 5)], [], 18, {"axis": 0}),
+    "logsoftmax_opset11": ("LogSoftmax", [(3, 4, 5)], [], 11, {}),
     "max3": ("Max", [(3, 7), (7,), (3, 1)], [], 18, {}),
     "min2": ("Min", [(3, 7), (3, 7)], [], 18, {}),
     "neg": ("Neg", [(3, 7)], [], 18, {}),
@@ -407,6 +425,15 @@ REFUSED = {
         r"indices outside \[-5, 4\]",
     ),
     "gather_indices_input": (None, r"input 'idx' must be a constant"),
+    "prelu_slope_input": (("PRelu", [(2, 3, 4), (3, 1)], [], 16, {}), r"input 'x1' must be a"),
+    "prelu_slope_nan": (
+        ("PRelu", [(2, 3, 4)], [init("s", _F([0.5, np.nan, 1.0, 2.0]))], 16, {}),
+        r"the slope holds NaN or infinity",
+    ),
+    "prelu_slope_not_broadcast": (
+        ("PRelu", [(2, 3, 4)], [init("s", _F([0.5, 1.0]))], 16, {}),
+        r"slope of shape \(2,\) does not broadcast to \(2, 3, 4\)",
+    ),
     "pad_reflect_too_wide": (
         ("Pad", [(2, 3)], [init("p", _I([0, 3, 0, 0]))], 18, {"mode": "reflect"}),
         r"reflect padding of 3 on an axis of 3",
@@ -490,6 +517,8 @@ _NEW_OPS = {
     "Pad": [(2, 3)], "Slice": [(2, 3)], "Split": [(2, 4)], "Gather": [(2, 3)],
     "Squeeze": [(1, 3)], "ReduceSum": [(2, 3)], "ReduceMax": [(2, 3)], "ReduceMin": [(2, 3)],
     "GlobalMaxPool": [(1, 2, 3, 3)], "LayerNormalization": [(2, 3)], "MatMul": [(3,), (3,)],
+    "PRelu": [(2, 3), (3,)], "Elu": [(2, 3)], "Selu": [(2, 3)], "Softplus": [(2, 3)],
+    "Softsign": [(2, 3)], "LogSoftmax": [(2, 3)],
 }  # fmt: skip
 
 

@@ -156,15 +156,43 @@ def clip(draw):
     return _case("Clip", [x], inits, opset=draw(st.sampled_from([11, 13, 18])))
 
 
+def softmax(op):
+    @st.composite
+    def draw(draw):
+        shape = draw(small)
+        attrs: dict = {}
+        _maybe(draw, "axis", st.integers(-len(shape), len(shape) - 1), attrs)
+        opset = draw(st.sampled_from([11, 13, 18]))
+        if opset < 13 and "axis" not in attrs and len(shape) < 2:
+            opset = 13  # the default axis 1 needs rank 2 before opset 13
+        return _case(op, [("x", _array(draw, shape))], opset=opset, attrs=attrs)
+
+    return draw()
+
+
 @st.composite
-def softmax(draw):
+def prelu(draw):
+    """A slope that broadcasts one way to x: x's last k dims, each kept or 1 (a constant)."""
     shape = draw(small)
+    k = draw(st.integers(0, len(shape)))
+    slope = tuple(d if draw(st.booleans()) else 1 for d in shape[len(shape) - k :]) or (1,)
+    x = ("x", _array(draw, shape))
+    return _case("PRelu", [x], [("s", _array(draw, slope))], opset=draw(st.sampled_from([9, 16])))
+
+
+@st.composite
+def elu(draw):
     attrs: dict = {}
-    _maybe(draw, "axis", st.integers(-len(shape), len(shape) - 1), attrs)
-    opset = draw(st.sampled_from([11, 13, 18]))
-    if opset < 13 and "axis" not in attrs and len(shape) < 2:
-        opset = 13  # the default axis 1 needs rank 2 before opset 13
-    return _case("Softmax", [("x", _array(draw, shape))], opset=opset, attrs=attrs)
+    _maybe(draw, "alpha", st.floats(-2, 2, width=32), attrs)
+    return _case("Elu", [("x", _array(draw, draw(small), -4, 4))], attrs=attrs)
+
+
+@st.composite
+def selu(draw):
+    attrs: dict = {}
+    _maybe(draw, "alpha", st.floats(0, 3, width=32), attrs)
+    _maybe(draw, "gamma", st.floats(0, 3, width=32), attrs)
+    return _case("Selu", [("x", _array(draw, draw(small), -4, 4))], attrs=attrs)
 
 
 # -- nn -------------------------------------------------------------------------------------
@@ -548,7 +576,7 @@ def reduce(op):
 STRATEGIES = {
     **{op: unary(op) for op in (
         "Relu", "Sigmoid", "Tanh", "Sqrt", "Erf", "Neg", "Abs", "Exp", "Log", "Reciprocal",
-        "Identity",
+        "Identity", "Softplus", "Softsign",
     )},
     **{op: binary(op) for op in ("Add", "Sub", "Mul", "Div", "Pow", "Sum", "Max", "Min")},
     "Gelu": gelu(),
@@ -556,7 +584,11 @@ STRATEGIES = {
     "HardSigmoid": hard_sigmoid(),
     "HardSwish": hard_swish(),
     "Clip": clip(),
-    "Softmax": softmax(),
+    "PRelu": prelu(),
+    "Elu": elu(),
+    "Selu": selu(),
+    "Softmax": softmax("Softmax"),
+    "LogSoftmax": softmax("LogSoftmax"),
     "Gemm": gemm(),
     "MatMul": matmul(),
     "Conv": conv(),

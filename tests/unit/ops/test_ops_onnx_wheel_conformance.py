@@ -29,13 +29,17 @@ KINDS = ("pytorch-converted", "pytorch-operator", "simple")
 CASES = sorted(
     f"{kind}/{path.parent.name}" for kind in KINDS for path in (DATA / kind).glob("*/model.onnx")
 )
-# The ones walle runs (57 of 139 with onnx 1.23: Conv2d in its forms, pooling, pads,
-# Softmax/Softmin, GLU, LeakyReLU, PixelShuffle, Linear, reductions, Clip, Pow, Sqrt...).
+# The ones walle runs (70 of 139 with onnx 1.23: Conv2d in its forms, pooling, pads,
+# Softmax/Softmin/LogSoftmax, GLU, LeakyReLU, PReLU, ELU, SELU, Softplus, PixelShuffle,
+# Linear, reductions, Clip, Pow, Sqrt...).
 RUNS = {
     *(
         f"pytorch-converted/test_{name}"
         for name in (
             "AvgPool1d", "AvgPool1d_stride", "AvgPool2d", "AvgPool2d_stride", "ConstantPad2d",
+            "ELU", "LogSoftmax", "PReLU_1d", "PReLU_1d_multiparam", "PReLU_2d",
+            "PReLU_2d_multiparam", "PReLU_3d", "PReLU_3d_multiparam", "SELU", "Softplus",
+            "log_softmax_dim3", "log_softmax_lastdim",
             "Conv2d", "Conv2d_depthwise", "Conv2d_depthwise_padded", "Conv2d_depthwise_strided",
             "Conv2d_depthwise_with_multiplier", "Conv2d_dilated", "Conv2d_groups",
             "Conv2d_groups_thnn", "Conv2d_no_bias", "Conv2d_padding", "Conv2d_strided", "GLU",
@@ -50,7 +54,8 @@ RUNS = {
         for name in (
             "basic", "chunk", "clip", "concat2", "conv", "exp", "flatten", "index", "max",
             "min", "pad", "params", "permute2", "pow", "reduced_mean", "reduced_mean_keepdim",
-            "reduced_sum", "reduced_sum_keepdim", "sqrt", "symbolic_override_nested", "view",
+            "reduced_sum", "reduced_sum_keepdim", "selu", "sqrt", "symbolic_override_nested",
+            "view",
         )
     ),
     "simple/test_single_relu_model",

@@ -1,4 +1,5 @@
-"""Element-wise ONNX ops: arithmetic, activations (Relu ... HardSwish, Gelu), Clip, Softmax.
+"""Element-wise ONNX ops: arithmetic, activations (Relu ... HardSwish, Gelu, PRelu, Elu, Selu,
+Softplus, Softsign), Clip, Softmax and LogSoftmax.
 
 Activations that are not atomic compose from the atomic kernels (LeakyRelu as
 relu(x) + alpha * min(x, 0), HardSwish as x * clip(x / 6 + 1/2, 0, 1), ...), so they run on
@@ -7,6 +8,7 @@ every backend, and NaN and inf go through them as through onnxruntime.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -57,16 +59,26 @@ def _hard_swish(im: Importer, node: OnnxNode, ins: list[str]) -> str:
 
 
 def _softmax(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    return _over_axis(im, node, ins, im.b.softmax)
+
+
+def _log_softmax(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    return _over_axis(im, node, ins, im.b.log_softmax)
+
+
+def _over_axis(
+    im: Importer, node: OnnxNode, ins: list[str], along: Callable[[str, int], str]
+) -> str:
+    """Softmax and LogSoftmax: along ``axis`` (default -1) from opset 13; before, over the
+    input flattened to 2-D at ``axis`` (default 1)."""
     rank = len(im.b.shape(ins[0]))
     axis = int(node.get("axis", -1 if im.opset >= 13 else 1))
     if not -rank <= axis < rank:
         raise ModelError(f"{node.where}: axis {axis} out of range for rank {rank}")
     if im.opset >= 13 or axis % rank == rank - 1:
-        return im.b.softmax(ins[0], axis)
-    # Before opset 13, Softmax runs over the input flattened to 2-D at ``axis``.
+        return along(ins[0], axis)
     shape = im.b.shape(ins[0])
-    y = im.b.softmax(im.b.flatten(ins[0], axis), -1)
-    return im.b.reshape(y, shape)
+    return im.b.reshape(along(im.b.flatten(ins[0], axis), -1), shape)
 
 
 def _gelu(im: Importer, node: OnnxNode, ins: list[str]) -> str:
@@ -95,6 +107,46 @@ def _clip(im: Importer, node: OnnxNode, ins: list[str]) -> str:
 
 def _leaky_relu(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     return im.b.leaky_relu(ins[0], float(node.get("alpha", 0.01)))
+
+
+def _prelu(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    """From opset 7 the slope broadcasts to the input (numpy's rules, one way); before, a
+    slope of C values is per channel (axis 1), and one of 1 value is shared.
+
+    The slope must be a finite constant: the composite multiplies it by min(x, 0) = 0 where
+    x > 0, which a NaN or infinite slope would turn into NaN where onnxruntime gives x."""
+    if not np.isfinite(im.const(node.proto.input[1], node.where)).all():
+        raise ModelError(f"{node.where}: the slope holds NaN or infinity")
+    shape, slope = im.b.shape(ins[0]), ins[1]
+    sshape = im.b.shape(slope)
+    if im.opset < 7 and len(sshape) == 1 and len(shape) > 2 and sshape[0] == shape[1] > 1:
+        slope = im.b.reshape(slope, (shape[1],) + (1,) * (len(shape) - 2))
+        sshape = im.b.shape(slope)
+    try:
+        broadcast = np.broadcast_shapes(shape, sshape)
+    except ValueError:
+        broadcast = None
+    if broadcast != shape:
+        raise ModelError(f"{node.where}: slope of shape {sshape} does not broadcast to {shape}")
+    return im.b.prelu(ins[0], slope)
+
+
+def _elu(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    return im.b.elu(ins[0], float(node.get("alpha", 1.0)))
+
+
+def _selu(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    alpha = float(node.get("alpha", 1.67326319217681884765625))
+    gamma = float(node.get("gamma", 1.05070102214813232421875))
+    return im.b.selu(ins[0], alpha, gamma)
+
+
+def _softplus(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    return im.b.softplus(ins[0])
+
+
+def _softsign(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    return im.b.softsign(ins[0])
 
 
 def _hard_sigmoid(im: Importer, node: OnnxNode, ins: list[str]) -> str:
@@ -127,5 +179,11 @@ HANDLERS: HandlerTable = {
     "Clip": ({"min", "max"}, _clip),
     "HardSigmoid": ({"alpha", "beta"}, _hard_sigmoid),
     "HardSwish": (set(), _hard_swish),
+    "PRelu": (set(), _prelu),
+    "Elu": ({"alpha"}, _elu),
+    "Selu": ({"alpha", "gamma"}, _selu),
+    "Softplus": (set(), _softplus),
+    "Softsign": (set(), _softsign),
     "Softmax": ({"axis"}, _softmax),
+    "LogSoftmax": ({"axis"}, _log_softmax),
 }
