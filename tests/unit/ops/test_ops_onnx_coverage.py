@@ -39,6 +39,37 @@ CASES = {
         {"auto_pad": "SAME_LOWER", "strides": [2, 2]},
     ),
     "conv_valid": ("Conv", [(1, 2, 7, 6), (3, 2, 3, 3)], [], 18, {"auto_pad": "VALID"}),
+    "conv1d": ("Conv", [(2, 3, 9), (4, 3, 3)], [], 18, {}),
+    "conv1d_attrs": (
+        "Conv",
+        [(2, 4, 11), (6, 2, 3), (6,)],
+        [],
+        18,
+        {"group": 2, "strides": [2], "dilations": [2], "pads": [1, 2]},
+    ),
+    "conv1d_same_lower": ("Conv", [(1, 2, 8), (3, 2, 4)], [], 18, {"auto_pad": "SAME_LOWER"}),
+    "maxpool1d": ("MaxPool", [(2, 3, 9)], [], 18, {"kernel_shape": [3]}),
+    "maxpool1d_attrs": (
+        "MaxPool",
+        [(2, 3, 10)],
+        [],
+        18,
+        {"kernel_shape": [3], "strides": [2], "pads": [1, 1], "dilations": [2], "ceil_mode": 1},
+    ),
+    "avgpool1d": (
+        "AveragePool",
+        [(2, 3, 9)],
+        [],
+        18,
+        {"kernel_shape": [3], "strides": [2], "pads": [1, 0], "count_include_pad": 1},
+    ),
+    "avgpool1d_same": (
+        "AveragePool",
+        [(1, 2, 7)],
+        [],
+        18,
+        {"kernel_shape": [2], "auto_pad": "SAME_UPPER"},
+    ),
     "conv_notset": ("Conv", [(1, 2, 5, 5), (3, 2, 3, 3)], [], 18, {"auto_pad": "NOTSET"}),
     "conv_depthwise_same": (
         "Conv",
@@ -320,6 +351,7 @@ def test_ops_onnx_op_matches_onnxruntime(backend: str, name: str) -> None:
 _NO_NAN = {
     # onnxruntime's MaxPool skips NaN inside a window; walle's max keeps it (as numpy).
     "maxpool_defaults", "maxpool_ceil", "maxpool_ceil_pads", "maxpool_same_lower",
+    "maxpool1d", "maxpool1d_attrs",
     "maxpool_same_upper_s2", "maxpool_dilated", "maxpool_valid", "globalmaxpool",
     # onnxruntime keeps NaN in a full ReduceMax/Min but drops it in a partial one (its
     # running max skips NaN); walle keeps it in both (see the test below).
@@ -480,7 +512,10 @@ REFUSED = {
         ),
         r"auto_pad=SAME_UPPER with dilations",
     ),
-    "pool_3d": (("MaxPool", [(1, 2, 4, 4, 4)], [], 18, {"kernel_shape": [2, 2, 2]}), r"only 2-D"),
+    "pool_3d": (
+        ("MaxPool", [(1, 2, 4, 4, 4)], [], 18, {"kernel_shape": [2, 2, 2]}),
+        r"only 1-D .* and 2-D",
+    ),
     "matmul_mismatch": (("MatMul", [(4,), (3, 2)], [], 18, {}), r"do not multiply"),
     "layernorm_bad_axis": (("LayerNormalization", [(2, 3), (3,)], [], 17, {"axis": 2}), r"axis 2"),
     "squeeze_not_one": (("Squeeze", [(2, 3)], [init("ax", _I([0]))], 18, {}), r"not all of size 1"),

@@ -224,16 +224,17 @@ def matmul(draw):
 
 
 def _spatial_attrs(draw, kernel, *, dilations=True, conv=False) -> dict:
+    """Attributes of a Conv or pool over len(kernel) spatial axes (1-D or 2-D)."""
     attrs: dict = {}
-    _maybe(draw, "strides", st.lists(st.integers(1, 3), min_size=2, max_size=2), attrs)
+    n = len(kernel)
+    _maybe(draw, "strides", st.lists(st.integers(1, 3), min_size=n, max_size=n), attrs)
     if dilations:
-        _maybe(draw, "dilations", st.lists(st.integers(1, 2), min_size=2, max_size=2), attrs)
+        _maybe(draw, "dilations", st.lists(st.integers(1, 2), min_size=n, max_size=n), attrs)
     mode = draw(st.sampled_from(["absent", "NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER"]))
     if mode in ("absent", "NOTSET"):
         if mode == "NOTSET":
             attrs["auto_pad"] = mode
-        pads = [draw(st.integers(0, k - 1)) for k in kernel] * 2
-        pads[2:] = [draw(st.integers(0, k - 1)) for k in kernel]
+        pads = [draw(st.integers(0, k - 1)) for k in kernel + kernel]  # begins, then ends
         if draw(st.booleans()):
             attrs["pads"] = pads
     else:
@@ -249,12 +250,13 @@ def _spatial_attrs(draw, kernel, *, dilations=True, conv=False) -> dict:
 
 def _fits(shape, kernel, attrs) -> bool:
     """Whether every window fits (onnxruntime refuses an empty output)."""
-    pads = attrs.get("pads", [0, 0, 0, 0])
-    dil = attrs.get("dilations", [1, 1])
+    n = len(kernel)
+    pads = attrs.get("pads", [0] * 2 * n)
+    dil = attrs.get("dilations", [1] * n)
     if attrs.get("auto_pad", "NOTSET").startswith("SAME"):
         return True
     return all(
-        shape[2 + i] + pads[i] + pads[i + 2] >= (kernel[i] - 1) * dil[i] + 1 for i in range(2)
+        shape[2 + i] + pads[i] + pads[i + n] >= (kernel[i] - 1) * dil[i] + 1 for i in range(n)
     )
 
 
@@ -262,8 +264,9 @@ def _fits(shape, kernel, attrs) -> bool:
 def conv(draw):
     group = draw(st.sampled_from([1, 1, 2, 3]))
     cin, cout = group * draw(st.integers(1, 2)), group * draw(st.integers(1, 2))
-    kernel = [draw(st.integers(1, 3)), draw(st.integers(1, 3))]
-    shape = (draw(st.integers(1, 2)), cin, draw(st.integers(3, 7)), draw(st.integers(3, 7)))
+    axes = draw(st.sampled_from([1, 2, 2]))  # Conv1d or Conv2d
+    kernel = [draw(st.integers(1, 3)) for _ in range(axes)]
+    shape = (draw(st.integers(1, 2)), cin, *(draw(st.integers(3, 7)) for _ in range(axes)))
     attrs = _spatial_attrs(draw, kernel, conv=True)
     if group > 1 or draw(st.booleans()):
         attrs["group"] = group
@@ -280,9 +283,10 @@ def conv(draw):
 def pool(op):
     @st.composite
     def draw(draw):
-        kernel = [draw(st.integers(1, 3)), draw(st.integers(1, 3))]
-        shape = (draw(st.integers(1, 2)), draw(st.integers(1, 3)), *draw(st.tuples(
-            st.integers(3, 7), st.integers(3, 7))))  # fmt: skip
+        axes = draw(st.sampled_from([1, 2, 2]))  # 1-D or 2-D
+        kernel = [draw(st.integers(1, 3)) for _ in range(axes)]
+        spatial = (draw(st.integers(3, 7)) for _ in range(axes))
+        shape = (draw(st.integers(1, 2)), draw(st.integers(1, 3)), *spatial)
         attrs = _spatial_attrs(draw, kernel, dilations=op == "MaxPool")
         attrs["kernel_shape"] = kernel
         _maybe(draw, "ceil_mode", st.integers(0, 1), attrs)

@@ -29,14 +29,17 @@ KINDS = ("pytorch-converted", "pytorch-operator", "simple")
 CASES = sorted(
     f"{kind}/{path.parent.name}" for kind in KINDS for path in (DATA / kind).glob("*/model.onnx")
 )
-# The ones walle runs (70 of 139 with onnx 1.23: Conv2d in its forms, pooling, pads,
-# Softmax/Softmin/LogSoftmax, GLU, LeakyReLU, PReLU, ELU, SELU, Softplus, PixelShuffle,
-# Linear, reductions, Clip, Pow, Sqrt...).
+# The ones walle runs (82 of 139 with onnx 1.23: Conv1d and Conv2d in their forms, 1-D and
+# 2-D pooling, pads, Softmax/Softmin/LogSoftmax, GLU, LeakyReLU, PReLU, ELU, SELU, Softplus,
+# PixelShuffle, Linear, reductions, Clip, Pow, Sqrt...).
 RUNS = {
     *(
         f"pytorch-converted/test_{name}"
         for name in (
             "AvgPool1d", "AvgPool1d_stride", "AvgPool2d", "AvgPool2d_stride", "ConstantPad2d",
+            "Conv1d", "Conv1d_dilated", "Conv1d_groups", "Conv1d_pad1", "Conv1d_pad1size1",
+            "Conv1d_pad2", "Conv1d_pad2size1", "Conv1d_stride", "MaxPool1d", "MaxPool1d_stride",
+            "MaxPool1d_stride_padding_dilation",
             "ELU", "LogSoftmax", "PReLU_1d", "PReLU_1d_multiparam", "PReLU_2d",
             "PReLU_2d_multiparam", "PReLU_3d", "PReLU_3d_multiparam", "SELU", "Softplus",
             "log_softmax_dim3", "log_softmax_lastdim",

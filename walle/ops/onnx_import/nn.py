@@ -75,34 +75,59 @@ class _PoolOptions(_Spatial):
 
 
 def _spatial(im: Importer, node: OnnxNode, x: str, kernel: list[int]) -> _Spatial:
-    """strides, dilations and explicit pads of a 2-D Conv or pool, ``auto_pad`` resolved."""
+    """strides, dilations and explicit pads of a 2-D Conv or pool, ``auto_pad`` resolved;
+    a 1-D one's ([N, C, L], kernel [k]) as those of the 2-D one over [N, C, 1, L]."""
     shape = im.b.shape(x)
-    if len(shape) != 4 or len(kernel) != 2:
+    one_d, two_d = len(shape) == 3 and len(kernel) == 1, len(shape) == 4 and len(kernel) == 2
+    if not (one_d or two_d):
         raise ModelError(
-            f"{node.where}: only 2-D (NCHW) inputs and kernels are supported, "
+            f"{node.where}: only 1-D (NCL) and 2-D (NCHW) inputs and kernels are supported, "
             f"got input {shape} and kernel {kernel}"
         )
-    strides = [int(s) for s in node.get("strides", [1, 1])]  # ONNX default: 1
-    dilations = [int(d) for d in node.get("dilations", [1, 1])]
+    axes = len(kernel)
+    strides = [int(s) for s in node.get("strides", [1] * axes)]  # ONNX default: 1
+    dilations = [int(d) for d in node.get("dilations", [1] * axes)]
     mode = node.choice("auto_pad", "NOTSET", _AUTO_PAD)
     if mode != "NOTSET" and "pads" in node.attrs:
         raise ModelError(f"{node.where}: pads given with auto_pad={mode}")
     if mode == "NOTSET":
-        pads = [int(p) for p in node.get("pads", [0, 0, 0, 0])]
+        pads = [int(p) for p in node.get("pads", [0] * 2 * axes)]
     elif mode == "VALID":
-        pads = [0, 0, 0, 0]
+        pads = [0] * 2 * axes
     else:
-        if dilations != [1, 1]:
+        if dilations != [1] * axes:
             # onnxruntime refuses a dilated Conv with SAME pads and sizes a dilated pool's by
             # the undilated kernel (the spec by the dilated one): refused, not guessed.
             raise ModelError(f"{node.where}: auto_pad={mode} with dilations {dilations}")
         pads = _same_pads(shape[2:], kernel, strides, dilations, upper=mode == "SAME_UPPER")
-    if len(pads) != 4 or len(strides) != 2 or len(dilations) != 2 or min(pads) < 0:
+    if len(pads) != 2 * axes or len(strides) != axes or len(dilations) != axes or min(pads) < 0:
         raise ModelError(
-            f"{node.where}: expected 2 strides, 2 dilations and 4 non-negative pads, "
-            f"got {strides}, {dilations}, {pads}"
+            f"{node.where}: expected {axes} strides, {axes} dilations and {2 * axes} "
+            f"non-negative pads, got {strides}, {dilations}, {pads}"
         )
+    if axes == 1:
+        return {
+            "strides": [1, *strides],
+            "dilations": [1, *dilations],
+            "pads": [0, pads[0], 0, pads[1]],
+        }
     return {"strides": strides, "dilations": dilations, "pads": pads}
+
+
+def _lift(im: Importer, x: str) -> str:
+    """[A, B, L] as [A, B, 1, L]: a 1-D conv's or pool's input, or a conv's weight (kept a
+    constant where it is one)."""
+    a, b, length = im.b.shape(x)
+    value = im.b.constant_value(x)
+    if value is not None:
+        return im.b.const(value.reshape(a, b, 1, length))
+    return im.b.reshape(x, (a, b, 1, length))
+
+
+def _lower(im: Importer, y: str) -> str:
+    """[N, C, 1, L] back to [N, C, L]."""
+    n, c, _, length = im.b.shape(y)
+    return im.b.reshape(y, (n, c, length))
 
 
 def _same_pads(
@@ -132,10 +157,14 @@ def _conv(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     if list(wshape[2:]) != kernel:
         raise ModelError(f"{node.where}: kernel_shape {kernel} differs from weight {wshape}")
     args = _spatial(im, node, ins[0], kernel)
+    group = int(node.get("group", 1))
+    if len(kernel) == 1:  # the 2-D conv over [N, C, 1, L]; what follows is not folded
+        y = im.b.conv2d(_lift(im, ins[0]), _lift(im, weight), bias, group=group, **args)
+        return _lower(im, y)
     folded = _fold_affine(im, node, weight, bias)
     if folded is not None:
         weight, bias = folded
-    return im.b.conv2d(ins[0], weight, bias, group=int(node.get("group", 1)), **args)
+    return im.b.conv2d(ins[0], weight, bias, group=group, **args)
 
 
 def _fold_affine(
@@ -244,9 +273,10 @@ def _batchnorm(im: Importer, node: OnnxNode, ins: list[str]) -> str:
 
 
 def _pool_args(im: Importer, node: OnnxNode, x: str) -> tuple[list[int], _PoolOptions]:
-    """The pool's kernel and its other keyword arguments."""
+    """The pool's kernel and its other keyword arguments (a 1-D pool's as a 2-D one's)."""
     kernel = [int(k) for k in node.get("kernel_shape", [])]
     spatial = _spatial(im, node, x, kernel)
+    kernel = [1, *kernel] if len(kernel) == 1 else kernel
     return kernel, {**spatial, "ceil_mode": bool(node.get("ceil_mode", 0))}
 
 
@@ -255,17 +285,18 @@ def _maxpool(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     if len(node.proto.output) > 1 and node.proto.output[1]:
         raise ModelError(f"{node.where}: the Indices output is not supported")
     kernel, args = _pool_args(im, node, ins[0])
+    if len(im.b.shape(ins[0])) == 3:
+        return _lower(im, im.b.max_pool(_lift(im, ins[0]), kernel, **args))
     return im.b.max_pool(ins[0], kernel, **args)
 
 
 def _avgpool(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     kernel, args = _pool_args(im, node, ins[0])
-    return im.b.avg_pool(
-        ins[0],
-        kernel,
-        count_include_pad=bool(node.get("count_include_pad", 0)),
-        **args,
-    )
+    include = bool(node.get("count_include_pad", 0))
+    if len(im.b.shape(ins[0])) == 3:
+        pooled = im.b.avg_pool(_lift(im, ins[0]), kernel, count_include_pad=include, **args)
+        return _lower(im, pooled)
+    return im.b.avg_pool(ins[0], kernel, count_include_pad=include, **args)
 
 
 def _global_pool(kind: str) -> Handler:
