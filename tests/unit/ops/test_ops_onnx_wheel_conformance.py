@@ -29,9 +29,9 @@ KINDS = ("pytorch-converted", "pytorch-operator", "simple")
 CASES = sorted(
     f"{kind}/{path.parent.name}" for kind in KINDS for path in (DATA / kind).glob("*/model.onnx")
 )
-# The ones walle runs (82 of 139 with onnx 1.23: Conv1d and Conv2d in their forms, 1-D and
+# The ones walle runs (91 of 140 with onnx 1.23: Conv1d and Conv2d in their forms, 1-D and
 # 2-D pooling, pads, Softmax/Softmin/LogSoftmax, GLU, LeakyReLU, PReLU, ELU, SELU, Softplus,
-# PixelShuffle, Linear, reductions, Clip, Pow, Sqrt...).
+# PixelShuffle, Linear, reductions, Clip, Pow, Sqrt, opset 6's BatchNorm/Gemm/Add forms...).
 RUNS = {
     *(
         f"pytorch-converted/test_{name}"
@@ -50,15 +50,17 @@ RUNS = {
             "MaxPool2d_stride_padding_dilation", "PixelShuffle", "PoissonNLLLLoss_no_reduce",
             "ReLU", "ReflectionPad2d", "ReplicationPad2d", "Sigmoid", "Softmax", "Softmin",
             "Tanh", "ZeroPad2d", "softmax_functional_dim3", "softmax_lastdim",
+            "BatchNorm1d_3d_input_eval", "BatchNorm2d_eval", "BatchNorm2d_momentum_eval",
+            "BatchNorm3d_eval", "BatchNorm3d_momentum_eval", "Linear", "Softsign",
         )
     ),
     *(
         f"pytorch-operator/test_operator_{name}"
         for name in (
-            "basic", "chunk", "clip", "concat2", "conv", "exp", "flatten", "index", "max",
-            "min", "pad", "params", "permute2", "pow", "reduced_mean", "reduced_mean_keepdim",
-            "reduced_sum", "reduced_sum_keepdim", "selu", "sqrt", "symbolic_override_nested",
-            "view",
+            "addmm", "basic", "chunk", "clip", "concat2", "conv", "exp", "flatten", "index",
+            "max", "maxpool", "min", "mm", "pad", "params", "permute2", "pow", "reduced_mean",
+            "reduced_mean_keepdim", "reduced_sum", "reduced_sum_keepdim", "selu", "sqrt",
+            "symbolic_override_nested", "view",
         )
     ),
     "simple/test_single_relu_model",
@@ -102,10 +104,13 @@ def test_onnx_wheel_model_matches_its_outputs_or_is_refused_by_name(case: str) -
             model = Model(folder / "model.onnx", backend=backend, use_cache=False, trials=False)
         except ModelError as exc:
             assert case not in RUNS, f"{case} is refused now: {exc}"
-            # named: the node and its op, as the importer writes them
+            # named: the node and its op, or a graph input and its element type
             ops = {node.op_type for node in proto.graph.node}
+            inputs = {value.name for value in proto.graph.input}
             found = re.search(r"node '([^']*)' \(([A-Za-z]+)\)", str(exc))
-            assert found and found.group(2) in ops, f"{case}: refusal names no node/op: {exc}"
+            typed = re.match(r"input '([^']*)' \(([A-Z0-9]+)\): ", str(exc))
+            named = (found and found.group(2) in ops) or (typed and typed.group(1) in inputs)
+            assert named, f"{case}: refusal names no node/op or input: {exc}"
             return
         for data in sets:
             outputs = model.run(*_tensors(data, "input"))

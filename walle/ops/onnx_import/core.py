@@ -56,6 +56,20 @@ def load_onnx(path: str | Path) -> ModelProto:
     return proto
 
 
+def _check_float(value: ValueInfoProto) -> None:
+    """Refuse a graph input that is not float32 (undeclared counts as float32): walle.ops
+    computes in float32 only, and a double model run in it would lose its range and
+    precision without a word (1e200 becomes inf)."""
+    from onnx import TensorProto
+
+    kind = value.type.tensor_type.elem_type
+    if kind not in (TensorProto.UNDEFINED, TensorProto.FLOAT):
+        raise ModelError(
+            f"input {value.name!r} ({TensorProto.DataType.Name(kind)}): walle.ops runs "
+            "float32 inputs only"
+        )
+
+
 class Importer:
     """State of one import: the builder, ONNX name -> walle value name, who reads what."""
 
@@ -71,6 +85,8 @@ class Importer:
         for init in graph.initializer:
             self.names[init.name] = self.b.const(numpy_helper.to_array(init), name=init.name)
         inputs = [v for v in graph.input if v.name not in self.names]
+        for value in inputs:
+            _check_float(value)
         if batch is None or isinstance(batch, int):
             batches: list[int | None] = [
                 batch if _is_batch_dim(v, inputs[0]) else None for v in inputs

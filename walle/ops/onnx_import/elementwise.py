@@ -14,17 +14,19 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from walle.errors import ModelError
+from walle.ops.onnx_import import legacy
 from walle.ops.onnx_import.node import Handler, HandlerTable, OnnxNode
 
 if TYPE_CHECKING:
     from walle.ops.onnx_import.core import Importer
 
 _FLT_MAX = float(np.finfo(np.float32).max)
+_LEGACY_BROADCAST = {"broadcast", "axis"}  # up to opset 6 (legacy.right_operand)
 
 
 def _binary(kind: str) -> Handler:
     def lower(im: Importer, node: OnnxNode, ins: list[str]) -> str:
-        return im.b.binary(kind, ins[0], ins[1])
+        return im.b.binary(kind, ins[0], legacy.right_operand(im, node, ins[0], ins[1]))
 
     return lower
 
@@ -155,10 +157,10 @@ def _hard_sigmoid(im: Importer, node: OnnxNode, ins: list[str]) -> str:
 
 
 HANDLERS: HandlerTable = {
-    "Add": (set(), _binary("add")),
-    "Sub": (set(), _binary("sub")),
-    "Mul": (set(), _binary("mul")),
-    "Div": (set(), _binary("div")),
+    "Add": (_LEGACY_BROADCAST, _binary("add")),
+    "Sub": (_LEGACY_BROADCAST, _binary("sub")),
+    "Mul": (_LEGACY_BROADCAST, _binary("mul")),
+    "Div": (_LEGACY_BROADCAST, _binary("div")),
     "Pow": (set(), _pow),
     "Sum": (set(), _variadic("add")),
     "Max": (set(), _variadic("max")),

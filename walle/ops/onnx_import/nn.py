@@ -18,6 +18,7 @@ import numpy.typing as npt
 
 from walle.errors import ModelError
 from walle.ops.ir import FloatArray
+from walle.ops.onnx_import import legacy
 from walle.ops.onnx_import.node import Handler, HandlerTable, OnnxNode
 
 if TYPE_CHECKING:
@@ -26,18 +27,27 @@ if TYPE_CHECKING:
     from walle.ops.onnx_import.core import Importer
 
 _AUTO_PAD = ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER")
-_BN_ATTRS = {"epsilon", "momentum", "spatial", "training_mode"}
+_BN_ATTRS = {"epsilon", "momentum", "spatial", "training_mode", "is_test"}
 
 
 def _gemm(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    trans_a, trans_b = bool(node.get("transA", 0)), bool(node.get("transB", 0))
+    sa, sb = im.b.shape(ins[0]), im.b.shape(ins[1])
+    if len(sa) != 2 or len(sb) != 2:
+        raise ModelError(f"{node.where}: A and B must be 2-D, got {sa} and {sb}")
+    c = ins[2] if len(ins) > 2 and ins[2] else None
+    if c is not None:
+        legacy.gemm_bias(im, node, c, sa[0 if not trans_a else 1], sb[1 if not trans_b else 0])
+    else:
+        legacy.refuse_after(im, node, ("broadcast",))
     return im.b.gemm(
         ins[0],
         ins[1],
-        ins[2] if len(ins) > 2 and ins[2] else None,
+        c,
         alpha=float(node.get("alpha", 1.0)),
         beta=float(node.get("beta", 1.0)),
-        trans_a=bool(node.get("transA", 0)),
-        trans_b=bool(node.get("transB", 0)),
+        trans_a=trans_a,
+        trans_b=trans_b,
     )
 
 
@@ -223,7 +233,7 @@ def _channel_affine(
         if reader.input[0] != value or len(reader.input) != 5 or any(reader.output[1:]):
             return None
         attrs = OnnxNode(reader, _BN_ATTRS)
-        if attrs.get("training_mode", 0) or not attrs.get("spatial", 1):
+        if legacy.batchnorm_training(im, attrs) or not attrs.get("spatial", 1):
             return None
         params = [p for p in (im.constant(name) for name in reader.input[1:]) if p is not None]
         if len(params) != 4 or any(p.size != channels for p in params):
@@ -255,8 +265,9 @@ def _bn_affine(
 
 
 def _batchnorm(im: Importer, node: OnnxNode, ins: list[str]) -> str:
-    if node.get("training_mode", 0):
-        raise ModelError(f"{node.where}: training_mode=1 is not supported (inference only)")
+    if legacy.batchnorm_training(im, node):
+        mode = "is_test=0" if im.opset <= legacy.LAST_OPSET else "training_mode=1"
+        raise ModelError(f"{node.where}: {mode} (training) is not supported (inference only)")
     node.require("spatial", 1, 1)
     if any(o for o in node.proto.output[1:]):
         raise ModelError(f"{node.where}: the running mean/var outputs are not supported")
@@ -354,7 +365,7 @@ def _lrn(im: Importer, node: OnnxNode, ins: list[str]) -> str:
 
 _SPATIAL = {"auto_pad", "dilations", "kernel_shape", "pads", "strides"}
 HANDLERS: HandlerTable = {
-    "Gemm": ({"alpha", "beta", "transA", "transB"}, _gemm),
+    "Gemm": ({"alpha", "beta", "transA", "transB", "broadcast"}, _gemm),
     "MatMul": (set(), _matmul),
     "Conv": (_SPATIAL | {"group"}, _conv),
     "MaxPool": (_SPATIAL | {"ceil_mode", "storage_order"}, _maxpool),
