@@ -136,6 +136,24 @@ class CompositeOps(_AtomicOps):
         """x / (1 + |x|) (+-inf gives NaN, as onnxruntime)."""
         return self.binary("div", x, self.binary("add", self.unary("abs", x), self.const(1.0)))
 
+    def sign(self, x: str) -> str:
+        """-1, 0 or 1 by the sign of x (NaN stays NaN, -0 a zero): clipped to [-1, 1] and
+        scaled by 1e38 twice, clipped again each time, so that every nonzero value, down to
+        the smallest subnormal (1e-45 -> 1e-7 -> 1e31), reaches magnitude 1 without ever
+        overflowing."""
+        low, high, big = self.const(-1.0), self.const(1.0), self.const(1e38)
+        y = self.clip(x, low, high)
+        for _ in range(2):
+            y = self.clip(self.binary("mul", y, big), low, high)
+        return y
+
+    def instance_norm(self, x: str, scale: str, bias: str, epsilon: float = 1e-5) -> str:
+        """ONNX InstanceNormalization: each (image, channel) of x [N, C, ...] normalised over
+        its spatial dims, then scaled and shifted per channel (``scale``, ``bias``: [C])."""
+        per_channel = (-1,) + (1,) * (len(self.shape(x)) - 2)
+        gamma, beta = self.reshape(scale, per_channel), self.reshape(bias, per_channel)
+        return self.layer_norm(x, gamma, beta, axis=2, epsilon=epsilon)
+
     def hard_sigmoid(self, x: str, alpha: float = 0.2, beta: float = 0.5) -> str:
         """max(0, min(1, alpha * x + beta))."""
         y = self.binary("add", self.binary("mul", x, self.const(alpha)), self.const(beta))

@@ -18,6 +18,7 @@ from tests.unit.ops._onnx_cases import (
     model,
     nan_inf,
     rand,
+    run_walle,
     single,
 )
 from walle.errors import ModelError
@@ -216,6 +217,8 @@ CASES = {
     "selu_attrs": ("Selu", [(3, 7)], [], 18, {"alpha": 2.0, "gamma": 0.5}),
     "softplus": ("Softplus", [(3, 7)], [], 18, {}),
     "softsign": ("Softsign", [(3, 7)], [], 18, {}),
+    "sign": ("Sign", [(3, 7)], [], 13, {}),
+    "sign_opset9": ("Sign", [(2, 3, 4)], [], 9, {}),
     "logsoftmax": ("LogSoftmax", [(3, 7)], [], 18, {}),
     "logsoftmax_axis0": ("LogSoftmax", [(3, 4, 5)], [], 18, {"axis": 0}),
     "logsoftmax_opset11": ("LogSoftmax", [(3, 4, 5)], [], 11, {}),
@@ -313,6 +316,21 @@ CASES = {
     "reducemean_noop": ("ReduceMean", [(2, 3)], [], 18, {"noop_with_empty_axes": 1}),
     # LayerNormalization and MatMul
     "layernorm_defaults": ("LayerNormalization", [(3, 8), (8,)], [], 17, {}),
+    "instancenorm_defaults": (
+        "InstanceNormalization",
+        [(2, 3, 4, 5)],
+        [init("s", _F([0.5, 1.0, 2.0])), init("b", _F([0.0, 1.0, -1.0]))],
+        6,
+        {},
+    ),
+    "instancenorm_1d_eps": (
+        "InstanceNormalization",
+        [(2, 3, 7)],
+        [init("s", _F([0.5, 1.0, 2.0])), init("b", _F([0.0, 1.0, -1.0]))],
+        22,
+        {"epsilon": 1e-2},
+    ),
+    "instancenorm_3d_inputs": ("InstanceNormalization", [(1, 2, 3, 2, 4), (2,), (2,)], [], 6, {}),
     "layernorm_axis": (
         "LayerNormalization",
         [(2, 3, 4), (3, 4), (3, 4)],
@@ -518,6 +536,14 @@ REFUSED = {
     ),
     "matmul_mismatch": (("MatMul", [(4,), (3, 2)], [], 18, {}), r"do not multiply"),
     "layernorm_bad_axis": (("LayerNormalization", [(2, 3), (3,)], [], 17, {"axis": 2}), r"axis 2"),
+    "instancenorm_rank2": (
+        ("InstanceNormalization", [(2, 3), (3,), (3,)], [], 6, {}),
+        r"input must be \[N, C, D1, ...\], got \(2, 3\)",
+    ),
+    "instancenorm_scale_shape": (
+        ("InstanceNormalization", [(2, 3, 4), (1, 3), (3,)], [], 6, {}),
+        r"scale must be \[3\] \(one per channel\), got \(1, 3\)",
+    ),
     "squeeze_not_one": (("Squeeze", [(2, 3)], [init("ax", _I([0]))], 18, {}), r"not all of size 1"),
     "max_shapes": (("Max", [(2, 3), (4,)], [], 18, {}), r"shapes \(2, 3\) and \(4,\) do not"),
     "layernorm_scale_shape": (
@@ -553,7 +579,8 @@ _NEW_OPS = {
     "Squeeze": [(1, 3)], "ReduceSum": [(2, 3)], "ReduceMax": [(2, 3)], "ReduceMin": [(2, 3)],
     "GlobalMaxPool": [(1, 2, 3, 3)], "LayerNormalization": [(2, 3)], "MatMul": [(3,), (3,)],
     "PRelu": [(2, 3), (3,)], "Elu": [(2, 3)], "Selu": [(2, 3)], "Softplus": [(2, 3)],
-    "Softsign": [(2, 3)], "LogSoftmax": [(2, 3)],
+    "Softsign": [(2, 3)], "LogSoftmax": [(2, 3)], "Sign": [(2, 3)],
+    "InstanceNormalization": [(1, 2, 3), (2,), (2,)],
 }  # fmt: skip
 
 
@@ -564,3 +591,14 @@ def test_ops_new_op_with_an_unknown_attribute_is_refused(op: str) -> None:
     proto = single(op, _NEW_OPS[op], bogus=1)
     with pytest.raises(ModelError, match=rf"node 'n' \({op}\): unsupported attribute.*bogus"):
         import_onnx(proto)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ops_sign_of_special_values_like_onnxruntime(backend: str) -> None:
+    """Zeros, subnormals (1e-45), the largest floats, infinities and NaN; no value overflows
+    on the way (numpy's overflow warnings raised as errors)."""
+    x = _F([[np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-45, -1e-45, 1e-38, 3.4e38, -3.4e38, -0.3]])
+    proto = single("Sign", [x.shape], opset=13)
+    assert_parity(proto, {"x0": x}, backend, nan=True)
+    with np.errstate(over="raise"):
+        run_walle(proto, {"x0": x}, backend)

@@ -350,6 +350,21 @@ def layernorm(draw):
 
 
 @st.composite
+def instance_norm(draw):
+    shape = (*draw(st.lists(st.integers(1, 3), min_size=2, max_size=2)), *draw(small))
+    attrs: dict = {}
+    _maybe(draw, "epsilon", st.floats(1e-6, 0.1), attrs)
+    params = [(n, _array(draw, shape[1:2], 0.1, 2.0)) for n in ("s", "b")]
+    xs, inits = [("x", _array(draw, shape))], []
+    if draw(st.booleans()):
+        inits = params
+    else:
+        xs += params
+    opset = draw(st.sampled_from([6, 22]))
+    return _case("InstanceNormalization", xs, inits, opset=opset, attrs=attrs)
+
+
+@st.composite
 def dropout(draw):
     attrs: dict = {}
     opset = draw(st.sampled_from([9, 13]))
@@ -580,7 +595,7 @@ def reduce(op):
 STRATEGIES = {
     **{op: unary(op) for op in (
         "Relu", "Sigmoid", "Tanh", "Sqrt", "Erf", "Neg", "Abs", "Exp", "Log", "Reciprocal",
-        "Identity", "Softplus", "Softsign",
+        "Identity", "Softplus", "Softsign", "Sign",
     )},
     **{op: binary(op) for op in ("Add", "Sub", "Mul", "Div", "Pow", "Sum", "Max", "Min")},
     "Gelu": gelu(),
@@ -603,6 +618,7 @@ STRATEGIES = {
     "BatchNormalization": batchnorm(),
     "LRN": lrn(),
     "LayerNormalization": layernorm(),
+    "InstanceNormalization": instance_norm(),
     "Dropout": dropout(),
     "Reshape": reshape(),
     "Flatten": flatten(),

@@ -29,9 +29,10 @@ KINDS = ("pytorch-converted", "pytorch-operator", "simple")
 CASES = sorted(
     f"{kind}/{path.parent.name}" for kind in KINDS for path in (DATA / kind).glob("*/model.onnx")
 )
-# The ones walle runs (91 of 140 with onnx 1.23: Conv1d and Conv2d in their forms, 1-D and
+# The ones walle runs (93 of 140 with onnx 1.23: Conv1d and Conv2d in their forms, 1-D and
 # 2-D pooling, pads, Softmax/Softmin/LogSoftmax, GLU, LeakyReLU, PReLU, ELU, SELU, Softplus,
-# PixelShuffle, Linear, reductions, Clip, Pow, Sqrt, opset 6's BatchNorm/Gemm/Add forms...).
+# PixelShuffle, Linear, reductions, Clip, Pow, Sqrt, Sign, InstanceNorm, opset 6's
+# BatchNorm/Gemm/Add forms...).
 RUNS = {
     *(
         f"pytorch-converted/test_{name}"
@@ -60,10 +61,11 @@ RUNS = {
             "addmm", "basic", "chunk", "clip", "concat2", "conv", "exp", "flatten", "index",
             "max", "maxpool", "min", "mm", "pad", "params", "permute2", "pow", "reduced_mean",
             "reduced_mean_keepdim", "reduced_sum", "reduced_sum_keepdim", "selu", "sqrt",
-            "symbolic_override_nested", "view",
+            "symbolic_override", "symbolic_override_nested", "view",
         )
     ),
     "simple/test_single_relu_model",
+    "simple/test_sign_model",
 }  # fmt: skip
 BACKENDS = (None, "numpy", "cython", "opencl")
 

@@ -1,5 +1,5 @@
 """Element-wise ONNX ops: arithmetic, activations (Relu ... HardSwish, Gelu, PRelu, Elu, Selu,
-Softplus, Softsign), Clip, Softmax and LogSoftmax.
+Softplus, Softsign), Sign, Clip, Softmax and LogSoftmax.
 
 Activations that are not atomic compose from the atomic kernels (LeakyRelu as
 relu(x) + alpha * min(x, 0), HardSwish as x * clip(x / 6 + 1/2, 0, 1), ...), so they run on
@@ -151,6 +151,10 @@ def _softsign(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     return im.b.softsign(ins[0])
 
 
+def _sign(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    return im.b.sign(ins[0])
+
+
 def _hard_sigmoid(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     alpha, beta = float(node.get("alpha", 0.2)), float(node.get("beta", 0.5))
     return im.b.hard_sigmoid(ins[0], alpha, beta)
@@ -186,6 +190,7 @@ HANDLERS: HandlerTable = {
     "Selu": ({"alpha", "gamma"}, _selu),
     "Softplus": (set(), _softplus),
     "Softsign": (set(), _softsign),
+    "Sign": (set(), _sign),
     "Softmax": ({"axis"}, _softmax),
     "LogSoftmax": ({"axis"}, _log_softmax),
 }

@@ -1,5 +1,5 @@
 """Neural-network ONNX ops: Gemm, MatMul, Conv, pooling, BatchNormalization, LRN,
-LayerNormalization, Dropout.
+LayerNormalization, InstanceNormalization, Dropout.
 
 Conv and the pools take ``auto_pad`` (NOTSET, VALID, SAME_UPPER, SAME_LOWER), resolved here
 to explicit pads; pools take ``ceil_mode`` and AveragePool ``count_include_pad``. A
@@ -334,6 +334,21 @@ def _layernorm(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     )
 
 
+def _instance_norm(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    shape = im.b.shape(ins[0])
+    if len(shape) < 3:
+        raise ModelError(f"{node.where}: input must be [N, C, D1, ...], got {shape}")
+    if len(ins) != 3 or not all(ins):
+        raise ModelError(f"{node.where}: needs the inputs input, scale and B")
+    for name, value in zip(("scale", "B"), ins[1:], strict=True):
+        if im.b.shape(value) != (shape[1],):
+            raise ModelError(
+                f"{node.where}: {name} must be [{shape[1]}] (one per channel), "
+                f"got {im.b.shape(value)}"
+            )
+    return im.b.instance_norm(ins[0], ins[1], ins[2], float(node.get("epsilon", 1e-5)))
+
+
 def _dropout(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     """Inference: the identity (ratio and seed do not matter); no mask output."""
     if len(ins) > 2 and ins[2]:
@@ -375,5 +390,6 @@ HANDLERS: HandlerTable = {
     "BatchNormalization": (_BN_ATTRS, _batchnorm),
     "LRN": ({"alpha", "beta", "bias", "size"}, _lrn),
     "LayerNormalization": ({"axis", "epsilon", "stash_type"}, _layernorm),
+    "InstanceNormalization": ({"epsilon"}, _instance_norm),
     "Dropout": ({"ratio", "seed", "is_test"}, _dropout),
 }
