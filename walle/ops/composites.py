@@ -232,6 +232,26 @@ class CompositeOps(_AtomicOps):
             y = self.binary("add", y, self.reshape(bias, (cout, 1)))
         return self.reshape(y, (n, cout, oh, ow))
 
+    def spread(
+        self, x: str, strides: Sequence[int], before: Sequence[int], after: Sequence[int]
+    ) -> str:
+        """NCHW ``x`` with its rows and columns ``strides`` apart, zeros between them, and
+        ``before``/``after`` zero rows and columns around (all >= 0): the input of the
+        direct conv that a ConvTranspose equals."""
+        n, c, h, w = self.shape(x)
+        (sh, sw), (top, left), (bottom, right) = strides, before, after
+        out = (n, c, (h - 1) * sh + 1 + top + bottom, (w - 1) * sw + 1 + left + right)
+        dst = contiguous_strides(out)
+        region = Region(
+            0,
+            0,
+            contiguous_strides((n, c, h, w)),
+            top * dst[2] + left,
+            (dst[0], dst[1], sh * dst[2], sw),
+            (n, c, h, w),
+        )
+        return self.raster([x], out, [region], fill=0.0)
+
     def max_pool(
         self,
         x: str,

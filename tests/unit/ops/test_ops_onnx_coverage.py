@@ -218,6 +218,49 @@ CASES = {
     "softplus": ("Softplus", [(3, 7)], [], 18, {}),
     "softsign": ("Softsign", [(3, 7)], [], 18, {}),
     "sign": ("Sign", [(3, 7)], [], 13, {}),
+    **{
+        f"convtranspose_{name}": ("ConvTranspose", [xs], [init("w", rand(ws, 5))], 18, attrs)
+        for name, xs, ws, attrs in (
+            ("defaults", (1, 4, 5, 6), (4, 3, 3, 3), {}),
+            ("strided", (2, 4, 5, 6), (4, 3, 3, 3), {"strides": [2, 2]}),
+            (
+                "pads_output_padding",
+                (1, 4, 5, 6),
+                (4, 2, 3, 2),
+                {"strides": [2, 3], "pads": [1, 0, 2, 1], "output_padding": [1, 2]},
+            ),
+            ("group_dilated", (1, 4, 5, 6), (4, 3, 3, 3), {"group": 2, "dilations": [2, 1]}),
+            (
+                "same_upper",
+                (1, 4, 5, 6),
+                (4, 3, 3, 3),
+                {"strides": [2, 2], "auto_pad": "SAME_UPPER"},
+            ),
+            (
+                "same_lower",
+                (1, 4, 5, 6),
+                (4, 3, 3, 3),
+                {"strides": [2, 2], "auto_pad": "SAME_LOWER"},
+            ),
+            ("valid", (1, 4, 5, 6), (4, 3, 3, 3), {"strides": [2, 1], "auto_pad": "VALID"}),
+            (
+                "output_shape",
+                (1, 4, 5, 6),
+                (4, 3, 3, 3),
+                {"strides": [2, 2], "output_shape": [10, 12]},
+            ),
+            ("pads_past_kernel", (1, 4, 5, 6), (4, 3, 2, 2), {"pads": [2, 1, 2, 2]}),
+            ("1d", (2, 4, 7), (4, 3, 3), {"strides": [3], "pads": [1, 2]}),
+            ("depthwise", (1, 3, 4, 4), (3, 1, 3, 3), {"group": 3, "strides": [2, 2]}),
+        )
+    },
+    "convtranspose_bias": (
+        "ConvTranspose",
+        [(1, 2, 3, 3)],
+        [init("w", rand((2, 4, 2, 2), 6)), init("b", rand((4,), 7))],
+        11,
+        {"strides": [2, 2]},
+    ),
     "sign_opset9": ("Sign", [(2, 3, 4)], [], 9, {}),
     "logsoftmax": ("LogSoftmax", [(3, 7)], [], 18, {}),
     "logsoftmax_axis0": ("LogSoftmax", [(3, 4, 5)], [], 18, {"axis": 0}),
@@ -536,6 +579,38 @@ REFUSED = {
     ),
     "matmul_mismatch": (("MatMul", [(4,), (3, 2)], [], 18, {}), r"do not multiply"),
     "layernorm_bad_axis": (("LayerNormalization", [(2, 3), (3,)], [], 17, {"axis": 2}), r"axis 2"),
+    "convtranspose_weight_input": (
+        ("ConvTranspose", [(1, 2, 3, 3), (2, 2, 3, 3)], [], 18, {}),
+        r"input 'x1' must be a constant",
+    ),
+    "convtranspose_3d": (
+        ("ConvTranspose", [(1, 2, 3, 3, 3)], [init("w", rand((2, 2, 2, 2, 2)))], 18, {}),
+        r"only 1-D \(NCL\) and 2-D \(NCHW\) inputs and kernels are supported",
+    ),
+    "convtranspose_output_padding": (
+        (
+            "ConvTranspose",
+            [(1, 2, 3, 3)],
+            [init("w", rand((2, 2, 3, 3)))],
+            18,
+            {"strides": [2, 2], "output_padding": [2, 0]},
+        ),
+        r"each output_padding \[2, 0\] below its stride",
+    ),
+    "convtranspose_output_shape_too_big": (
+        (
+            "ConvTranspose",
+            [(1, 2, 3, 3)],
+            [init("w", rand((2, 2, 3, 3)))],
+            18,
+            {"output_shape": [6, 5]},
+        ),
+        r"output_shape \[6, 5\] is not reachable \(at most \[5, 5\]\)",
+    ),
+    "convtranspose_group": (
+        ("ConvTranspose", [(1, 3, 3, 3)], [init("w", rand((3, 2, 3, 3)))], 18, {"group": 2}),
+        r"input has 3 channels, weight \(3, 2, 3, 3\) with group 2",
+    ),
     "instancenorm_rank2": (
         ("InstanceNormalization", [(2, 3), (3,), (3,)], [], 6, {}),
         r"input must be \[N, C, D1, ...\], got \(2, 3\)",
@@ -580,7 +655,7 @@ _NEW_OPS = {
     "GlobalMaxPool": [(1, 2, 3, 3)], "LayerNormalization": [(2, 3)], "MatMul": [(3,), (3,)],
     "PRelu": [(2, 3), (3,)], "Elu": [(2, 3)], "Selu": [(2, 3)], "Softplus": [(2, 3)],
     "Softsign": [(2, 3)], "LogSoftmax": [(2, 3)], "Sign": [(2, 3)],
-    "InstanceNormalization": [(1, 2, 3), (2,), (2,)],
+    "InstanceNormalization": [(1, 2, 3), (2,), (2,)], "ConvTranspose": [(1, 2, 3, 3), (2, 2, 1, 1)],
 }  # fmt: skip
 
 

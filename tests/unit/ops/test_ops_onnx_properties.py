@@ -21,6 +21,7 @@ from hypothesis.extra.numpy import mutually_broadcastable_shapes
 from onnx import helper, numpy_helper
 
 from tests.unit.ops._onnx_cases import assert_parity, io, model, run_ort
+from tests.unit.ops.test_ops_onnx_expand_tile import expand_models, tile_models
 from walle.ops import available_backends
 from walle.ops.onnx_import import SUPPORTED_OPS
 
@@ -278,6 +279,51 @@ def conv(draw):
     if draw(st.booleans()):
         xs.append(("b", _array(draw, (cout,))))
     return _case("Conv", xs, attrs=attrs)
+
+
+@st.composite
+def conv_transpose(draw):
+    """Weights and bias constants (walle rearranges them at import); every attribute drawn,
+    the pads within what leaves an output, SAME pads only where they are reachable."""
+    group = draw(st.sampled_from([1, 1, 2]))
+    cin, cout = group * draw(st.integers(1, 2)), group * draw(st.integers(1, 2))
+    axes = draw(st.sampled_from([1, 2, 2]))
+    kernel = [draw(st.integers(1, 3)) for _ in range(axes)]
+    sizes = [draw(st.integers(1, 5)) for _ in range(axes)]
+    attrs: dict = {}
+    _maybe(draw, "strides", st.lists(st.integers(1, 3), min_size=axes, max_size=axes), attrs)
+    _maybe(draw, "dilations", st.lists(st.integers(1, 2), min_size=axes, max_size=axes), attrs)
+    strides, dilations = attrs.get("strides", [1] * axes), attrs.get("dilations", [1] * axes)
+    extra = [draw(st.integers(0, s - 1)) for s in strides]
+    if draw(st.booleans()):
+        attrs["output_padding"] = extra
+    extra = attrs.get("output_padding", [0] * axes)
+    full = [
+        s * (n - 1) + o + (k - 1) * d + 1
+        for n, s, o, k, d in zip(sizes, strides, extra, kernel, dilations, strict=True)
+    ]
+    modes = ["defaults", "pads", "output_shape", "VALID", "SAME_UPPER", "SAME_LOWER"]
+    mode = draw(st.sampled_from(modes))
+    if mode == "pads":
+        head = [draw(st.integers(0, f - 1)) for f in full]
+        attrs["pads"] = head + [
+            draw(st.integers(0, f - 1 - h)) for f, h in zip(full, head, strict=True)
+        ]
+    elif mode == "output_shape":
+        attrs["output_shape"] = [draw(st.integers(1, f)) for f in full]
+    elif mode != "defaults" and all(
+        n * s <= f for n, s, f in zip(sizes, strides, full, strict=True)
+    ):
+        attrs["auto_pad"] = mode
+    if group > 1 or draw(st.booleans()):
+        attrs["group"] = group
+    if draw(st.booleans()):
+        attrs["kernel_shape"] = kernel
+    inits = [("w", _array(draw, (cin, cout // group, *kernel)))]
+    if draw(st.booleans()):
+        inits.append(("b", _array(draw, (cout,))))
+    shape = (draw(st.integers(1, 2)), cin, *sizes)
+    return _case("ConvTranspose", [("x", _array(draw, shape))], inits, attrs=attrs)
 
 
 def pool(op):
@@ -611,6 +657,10 @@ STRATEGIES = {
     "Gemm": gemm(),
     "MatMul": matmul(),
     "Conv": conv(),
+    "ConvTranspose": conv_transpose(),
+    # drawn in their own test file, which compares them with numpy's broadcast_to and tile
+    "Expand": expand_models().map(lambda c: Case(c[0], c[1])),
+    "Tile": tile_models().map(lambda c: Case(c[0], c[1])),
     "MaxPool": pool("MaxPool"),
     "AveragePool": pool("AveragePool"),
     "GlobalAveragePool": global_pool("GlobalAveragePool"),

@@ -29,10 +29,10 @@ KINDS = ("pytorch-converted", "pytorch-operator", "simple")
 CASES = sorted(
     f"{kind}/{path.parent.name}" for kind in KINDS for path in (DATA / kind).glob("*/model.onnx")
 )
-# The ones walle runs (93 of 140 with onnx 1.23: Conv1d and Conv2d in their forms, 1-D and
+# The ones walle runs (98 of 140 with onnx 1.23: Conv1d and Conv2d in their forms, 1-D and
 # 2-D pooling, pads, Softmax/Softmin/LogSoftmax, GLU, LeakyReLU, PReLU, ELU, SELU, Softplus,
-# PixelShuffle, Linear, reductions, Clip, Pow, Sqrt, Sign, InstanceNorm, opset 6's
-# BatchNorm/Gemm/Add forms...).
+# PixelShuffle, Linear, reductions, Clip, Pow, Sqrt, Sign, InstanceNorm, ConvTranspose,
+# repeat (Tile), opset 6's BatchNorm/Gemm/Add forms...).
 RUNS = {
     *(
         f"pytorch-converted/test_{name}"
@@ -53,12 +53,14 @@ RUNS = {
             "Tanh", "ZeroPad2d", "softmax_functional_dim3", "softmax_lastdim",
             "BatchNorm1d_3d_input_eval", "BatchNorm2d_eval", "BatchNorm2d_momentum_eval",
             "BatchNorm3d_eval", "BatchNorm3d_momentum_eval", "Linear", "Softsign",
+            "ConvTranspose2d", "ConvTranspose2d_no_bias",
         )
     ),
     *(
         f"pytorch-operator/test_operator_{name}"
         for name in (
-            "addmm", "basic", "chunk", "clip", "concat2", "conv", "exp", "flatten", "index",
+            "addmm", "basic", "chunk", "clip", "concat2", "conv", "convtranspose", "exp",
+            "flatten", "index", "repeat", "repeat_dim_overflow",
             "max", "maxpool", "min", "mm", "pad", "params", "permute2", "pow", "reduced_mean",
             "reduced_mean_keepdim", "reduced_sum", "reduced_sum_keepdim", "selu", "sqrt",
             "symbolic_override", "symbolic_override_nested", "view",

@@ -1,24 +1,32 @@
 """Layout ONNX ops, all rasters: Reshape, Flatten, Transpose, Concat, Slice, Pad, Split,
-Gather, Squeeze, Unsqueeze; and the constant producers Constant and ConstantOfShape.
+Gather, Squeeze, Unsqueeze, Expand, Tile; and the constant producers Constant and
+ConstantOfShape.
 
 Shape-like operands (Reshape's shape, Slice's starts/ends/axes/steps, Pad's pads, Split's
-split, Gather's indices, ...) must be constants: walle plans static shapes, so a value known
-only at run time is refused when the graph is built, naming the node.
+split, Gather's indices, Expand's shape, Tile's repeats, ...) must be constants: walle plans
+static shapes, so a value known only at run time is refused when the graph is built, naming
+the node.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from walle.errors import ModelError
-from walle.ops.ir import Region
+from walle.ops.ir import Region, contiguous_strides
 from walle.ops.onnx_import.node import HandlerTable, OnnxNode
 
 if TYPE_CHECKING:
+    from walle.ops.builder import GraphBuilder
     from walle.ops.onnx_import.core import Importer
+
+_REGION_RANK = 6
+"""The most dims a raster region may keep once merged: the rank the cython and OpenCL raster
+kernels take."""
 
 
 def _axis(node: OnnxNode, axis: int, rank: int) -> int:
@@ -170,6 +178,108 @@ def _gather(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     return im.b.raster([ins[0]], out, regions)
 
 
+def _expand(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    """The data broadcast against the constant ``shape`` by numpy's rules, both ways: the
+    output's shape is ``np.broadcast_shapes(data, shape)``, so a 1 in ``shape`` keeps the
+    data's dim and ``shape`` may have a lower or a higher rank than the data."""
+    data = im.b.shape(ins[0])
+    shape = tuple(_required_ints(im, node, 1, "shape"))
+    if any(d < 0 for d in shape):
+        raise ModelError(f"{node.where}: shape {shape} holds a negative dim")
+    try:
+        out = tuple(int(d) for d in np.broadcast_shapes(data, shape))
+    except ValueError as exc:
+        raise ModelError(
+            f"{node.where}: shape {shape} does not broadcast with the data's shape {data}"
+        ) from exc
+    _refuse_empty(node, out, f"shape {shape} against the data's shape {data}")
+    return _broadcast(im.b, ins[0], out)
+
+
+def _tile(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    """``np.tile`` by the constant ``repeats`` (one per data dim): the data [d0, d1, ...]
+    viewed as [1, d0, 1, d1, ...] and broadcast to [r0, d0, r1, d1, ...] holds the copies
+    in np.tile's order, and reshapes to [r0 * d0, r1 * d1, ...] for free."""
+    if im.opset < 6:
+        raise ModelError(
+            f"{node.where}: Tile before opset 6 (inputs 'tiles' and 'axis') is not supported"
+        )
+    data = im.b.shape(ins[0])
+    repeats = _required_ints(im, node, 1, "repeats")
+    if len(repeats) != len(data):
+        raise ModelError(
+            f"{node.where}: {len(repeats)} repeats {repeats} for data of rank {len(data)}"
+        )
+    if any(r < 0 for r in repeats):
+        raise ModelError(f"{node.where}: repeats {repeats} hold a negative count")
+    pairs = list(zip(repeats, data, strict=True))
+    out = tuple(r * d for r, d in pairs)
+    _refuse_empty(node, out, f"a repeat of 0 (repeats {repeats})" if 0 in repeats else "")
+    view = im.b.reshape(ins[0], [v for _, d in pairs for v in (1, d)])
+    copies = _broadcast(im.b, view, tuple(v for pair in pairs for v in pair))
+    return im.b.reshape(copies, out)
+
+
+def _refuse_empty(node: OnnxNode, out: tuple[int, ...], cause: str) -> None:
+    """Refuse an output ``shape`` with a dim of 0: walle.ops has no empty tensors (the
+    cython kernels take none). ``cause`` names what gives it (else the data's own 0)."""
+    if 0 in out:
+        raise ModelError(
+            f"{node.where}: {cause or 'data with a dim of 0'} is not supported: it gives the "
+            f"empty shape {out} (walle.ops has no empty tensors)"
+        )
+
+
+def _required_ints(im: Importer, node: OnnxNode, i: int, what: str) -> list[int]:
+    """The constant integer input ``i`` (``what`` names it), which must be given."""
+    values = node.ints(im, i)
+    if values is None:
+        raise ModelError(f"{node.where}: input {what!r} is required")
+    return values
+
+
+def _broadcast(b: GraphBuilder, x: str, target: tuple[int, ...]) -> str:
+    """``x`` broadcast one way to ``target`` (``x``'s dims, aligned from the last, each 1 or
+    ``target``'s): rasters whose regions read each broadcast dim with stride 0. One raster
+    in general; another for each further set of broadcast dims, innermost first, that would
+    take a region over :data:`_REGION_RANK` merged dims (a Tile of 4-D data on every axis).
+    Without a broadcast dim, a reshape (free: an alias)."""
+    have = (1,) * (len(target) - len(b.shape(x))) + tuple(b.shape(x))
+    pending = [i for i, (h, t) in enumerate(zip(have, target, strict=True)) if h != t]
+    if not pending:  # the same elements: a new shape at most
+        return b.reshape(x, target)
+    while pending:
+        step, taken = list(have), 0
+        for i in reversed(pending):
+            trial = [*step[:i], target[i], *step[i + 1 :]]
+            if taken and len(_broadcast_region(have, trial).sizes) > _REGION_RANK:
+                break
+            step, taken = trial, taken + 1
+        x = b.raster([x], step, [_broadcast_region(have, step)])
+        have, pending = tuple(step), pending[: len(pending) - taken]
+    return x
+
+
+def _broadcast_region(have: Sequence[int], out: Sequence[int]) -> Region:
+    """The region copying a C-ordered [have] into [out] (each dim equal, or 1 in ``have``:
+    read with stride 0), its size-1 dims dropped and the dims that are contiguous in the
+    source merged (the destination is written in order, so contiguous throughout): its rank
+    is the number of runs of broadcast and of kept dims."""
+    strides = contiguous_strides(tuple(have))
+    dims: list[tuple[int, int]] = []  # (size, source stride), outermost first
+    for n, h, s in zip(out, have, strides, strict=True):
+        stride = 0 if h != n else s
+        if n == 1:
+            continue
+        if dims and dims[-1][1] == stride * n:
+            dims[-1] = (dims[-1][0] * n, stride)
+        else:
+            dims.append((n, stride))
+    sizes = tuple(n for n, _ in dims) or (1,)
+    src = tuple(s for _, s in dims) or (1,)
+    return Region(0, 0, src, 0, contiguous_strides(sizes), sizes)
+
+
 def _axes(im: Importer, node: OnnxNode) -> list[int] | None:
     """``axes``: an attribute before opset 13, an optional constant input after."""
     if im.opset >= 13:
@@ -233,6 +343,8 @@ HANDLERS: HandlerTable = {
     "Pad": ({"mode", "pads", "value"}, _pad),
     "Split": ({"axis", "split", "num_outputs"}, _split),
     "Gather": ({"axis"}, _gather),
+    "Expand": (set(), _expand),
+    "Tile": (set(), _tile),
     "Unsqueeze": ({"axes"}, _unsqueeze),
     "Squeeze": ({"axes"}, _squeeze),
     "Constant": ({"value", "value_float", "value_floats", "value_int", "value_ints"}, _constant),

@@ -1,4 +1,4 @@
-"""Neural-network ONNX ops: Gemm, MatMul, Conv, pooling, BatchNormalization, LRN,
+"""Neural-network ONNX ops: Gemm, MatMul, Conv, ConvTranspose, pooling, BatchNormalization, LRN,
 LayerNormalization, InstanceNormalization, Dropout.
 
 Conv and the pools take ``auto_pad`` (NOTSET, VALID, SAME_UPPER, SAME_LOWER), resolved here
@@ -175,6 +175,110 @@ def _conv(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     if folded is not None:
         weight, bias = folded
     return im.b.conv2d(ins[0], weight, bias, group=group, **args)
+
+
+def _conv_transpose(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    """The direct conv a ConvTranspose equals: its input spread ``strides`` apart with zeros
+    between, padded by dilation * (kernel - 1) less ``pads`` at each end (plus
+    ``output_padding`` after), convolved at stride 1 with the weights flipped in space and
+    their input and output channels swapped per group. 1-D as 2-D over [N, C, 1, L]. The
+    weights must be a constant (they are rearranged here); the zeros between cost the conv
+    ``strides``' product times the work of a scatter-add, a price of running on every
+    backend's conv."""
+    x, bias = ins[0], ins[2] if len(ins) > 2 and ins[2] else None
+    w = im.const(node.proto.input[1], node.where)
+    shape = im.b.shape(x)
+    if len(shape) not in (3, 4) or w.ndim != len(shape):
+        raise ModelError(
+            f"{node.where}: only 1-D (NCL) and 2-D (NCHW) inputs and kernels are supported, "
+            f"got input {shape} and weight {w.shape}"
+        )
+    group = int(node.get("group", 1))
+    if group < 1 or w.shape[0] != shape[1] or shape[1] % group:
+        raise ModelError(
+            f"{node.where}: input has {shape[1]} channels, weight {w.shape} with group {group}"
+        )
+    if [int(k) for k in node.get("kernel_shape", w.shape[2:])] != list(w.shape[2:]):
+        raise ModelError(f"{node.where}: kernel_shape differs from weight {w.shape}")
+    one_d = len(shape) == 3
+    if one_d:
+        x, w = _lift(im, x), w.reshape(w.shape[0], w.shape[1], 1, w.shape[2])
+    strides, dilations, extra, begin, end = _transposed_sizes(node, im.b.shape(x), w, one_d)
+    # the direct conv: spread input, pads of d * (k - 1) less the transposed conv's
+    kernel = [d * (k - 1) for k, d in zip(w.shape[2:], dilations, strict=True)]
+    before = [k - b for k, b in zip(kernel, begin, strict=True)]
+    after = [k - e + o for k, e, o in zip(kernel, end, extra, strict=True)]
+    spread = im.b.spread(x, strides, [max(b, 0) for b in before], [max(a, 0) for a in after])
+    if min(before + after) < 0:  # pads wider than the kernel reach: crop instead
+        _, _, hp, wp = im.b.shape(spread)
+        stops = [hp + min(after[0], 0), wp + min(after[1], 0)]
+        spread = im.b.slice(spread, [-min(b, 0) for b in before], stops, [2, 3])
+    c_in, c_out, kh, kw = w.shape
+    flipped = (
+        w.reshape(group, c_in // group, c_out, kh, kw)
+        .transpose(0, 2, 1, 3, 4)
+        .reshape(group * c_out, c_in // group, kh, kw)[:, :, ::-1, ::-1]
+    )
+    y = im.b.conv2d(
+        spread, im.b.const(np.ascontiguousarray(flipped)), bias, dilations=dilations, group=group
+    )
+    return _lower(im, y) if one_d else y
+
+
+def _transposed_sizes(
+    node: OnnxNode, shape: Sequence[int], w: FloatArray, one_d: bool
+) -> tuple[list[int], list[int], list[int], list[int], list[int]]:
+    """A 2-D ConvTranspose's strides, dilations, output_padding and the pads at the start
+    and end of each spatial axis (auto_pad and output_shape resolved as the spec and
+    onnxruntime do: pads from the output size asked for, the odd one at the start but for
+    SAME_UPPER); a 1-D one's attributes as those over [N, C, 1, L]."""
+    axes = 1 if one_d else 2
+    lift = (lambda v, pad: [pad, *v]) if one_d else (lambda v, pad: list(v))
+    strides = [int(s) for s in node.get("strides", [1] * axes)]
+    dilations = [int(d) for d in node.get("dilations", [1] * axes)]
+    extra = [int(p) for p in node.get("output_padding", [0] * axes)]
+    if len(strides) != axes or len(dilations) != axes or len(extra) != axes:
+        raise ModelError(
+            f"{node.where}: expected {axes} strides, dilations and output_padding, got "
+            f"{strides}, {dilations}, {extra}"
+        )
+    # output_padding below the stride: the spec allows up to the dilation too, but
+    # onnxruntime refuses those outputs as inconsistent with the input's size
+    if min(strides + dilations) < 1 or any(
+        not 0 <= o < s for o, s in zip(extra, strides, strict=True)
+    ):
+        raise ModelError(
+            f"{node.where}: strides {strides}, dilations {dilations} must be >= 1 and each "
+            f"output_padding {extra} below its stride"
+        )
+    strides, dilations, extra = lift(strides, 1), lift(dilations, 1), lift(extra, 0)
+    sizes = list(shape[2:])
+    full = [
+        s * (n - 1) + o + (k - 1) * d + 1
+        for n, s, o, k, d in zip(sizes, strides, extra, w.shape[2:], dilations, strict=True)
+    ]
+    mode = node.choice("auto_pad", "NOTSET", _AUTO_PAD)
+    if mode != "NOTSET" and "pads" in node.attrs:
+        raise ModelError(f"{node.where}: pads given with auto_pad={mode}")
+    asked = node.get("output_shape")
+    if asked is not None or mode in ("SAME_UPPER", "SAME_LOWER"):
+        if asked is not None:
+            if len(asked) != axes:
+                raise ModelError(f"{node.where}: output_shape {asked} is not {axes} spatial dims")
+            target = lift([int(v) for v in asked], 1)
+        else:
+            target = [n * s for n, s in zip(sizes, strides, strict=True)]
+        total = [f - t for f, t in zip(full, target, strict=True)]
+        if min(total) < 0:
+            raise ModelError(
+                f"{node.where}: output_shape {asked} is not reachable (at most {full[-axes:]})"
+            )
+        begin = [t // 2 if mode == "SAME_UPPER" else t - t // 2 for t in total]
+        return strides, dilations, extra, begin, [t - b for t, b in zip(total, begin, strict=True)]
+    pads = [0] * 2 * axes if mode == "VALID" else [int(p) for p in node.get("pads", [0] * 2 * axes)]
+    if len(pads) != 2 * axes or min(pads) < 0:
+        raise ModelError(f"{node.where}: expected {2 * axes} non-negative pads, got {pads}")
+    return strides, dilations, extra, lift(pads[:axes], 0), lift(pads[axes:], 0)
 
 
 def _fold_affine(
@@ -383,6 +487,7 @@ HANDLERS: HandlerTable = {
     "Gemm": ({"alpha", "beta", "transA", "transB", "broadcast"}, _gemm),
     "MatMul": (set(), _matmul),
     "Conv": (_SPATIAL | {"group"}, _conv),
+    "ConvTranspose": (_SPATIAL | {"group", "output_padding", "output_shape"}, _conv_transpose),
     "MaxPool": (_SPATIAL | {"ceil_mode", "storage_order"}, _maxpool),
     "AveragePool": (_SPATIAL | {"ceil_mode", "count_include_pad"}, _avgpool),
     "GlobalAveragePool": (set(), _global_pool("mean")),
