@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from walle.errors import ModelError
 from walle.ops.builder import GraphBuilder
 from walle.ops.ir import FloatArray, Graph
+from walle.ops.onnx_import.conv import HANDLERS as CONV
 from walle.ops.onnx_import.elementwise import HANDLERS as ELEMENTWISE
 from walle.ops.onnx_import.layout import HANDLERS as LAYOUT
 from walle.ops.onnx_import.nn import HANDLERS as NN
@@ -25,7 +26,7 @@ from walle.ops.onnx_import.reduce import HANDLERS as REDUCE
 if TYPE_CHECKING:
     from onnx import ModelProto, NodeProto, ValueInfoProto
 
-HANDLERS: HandlerTable = {**ELEMENTWISE, **NN, **LAYOUT, **REDUCE}
+HANDLERS: HandlerTable = {**ELEMENTWISE, **NN, **CONV, **LAYOUT, **REDUCE}
 SUPPORTED_OPS = tuple(sorted(HANDLERS))
 
 
@@ -133,7 +134,7 @@ class Importer:
     def run(self) -> Graph:
         """Lower every node and build the graph. Constants shaped from initializers
         (Unsqueeze, Reshape... of weights) are lowered first, so that a conv can fold the
-        per-channel scale and shift that follow it (see nn._fold_affine) when it is lowered."""
+        per-channel scale and shift that follow it (see nn.fold_affine) when it is lowered."""
         early = self._lower_constants()
         for proto in self.graph.node:
             where = f"node {proto.name or proto.output[0]!r} ({proto.op_type})"

@@ -1,0 +1,283 @@
+"""Convolution and pooling ONNX ops: Conv, ConvTranspose, MaxPool, AveragePool,
+GlobalAveragePool, GlobalMaxPool.
+
+Conv and the pools take ``auto_pad`` (NOTSET, VALID, SAME_UPPER, SAME_LOWER), resolved here
+to explicit pads; pools take ``ceil_mode`` and AveragePool ``count_include_pad``. The
+kernels are 2-D: a 1-D op runs as the 2-D one over [N, C, 1, L].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, TypedDict
+
+import numpy as np
+
+from walle.errors import ModelError
+from walle.ops.ir import FloatArray
+from walle.ops.onnx_import.nn import fold_affine
+from walle.ops.onnx_import.node import Handler, HandlerTable, OnnxNode
+
+if TYPE_CHECKING:
+    from walle.ops.onnx_import.core import Importer
+
+_AUTO_PAD = ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER")
+
+
+class _Spatial(TypedDict):
+    """Keyword arguments of ``conv2d`` and the pools: ONNX pads (top, left, bottom, right)."""
+
+    strides: list[int]
+    dilations: list[int]
+    pads: list[int]
+
+
+class _PoolOptions(_Spatial):
+    """Keyword arguments shared by ``max_pool`` and ``avg_pool``."""
+
+    ceil_mode: bool
+
+
+def _spatial(im: Importer, node: OnnxNode, x: str, kernel: list[int]) -> _Spatial:
+    """strides, dilations and explicit pads of a 2-D Conv or pool, ``auto_pad`` resolved;
+    a 1-D one's ([N, C, L], kernel [k]) as those of the 2-D one over [N, C, 1, L]."""
+    shape = im.b.shape(x)
+    one_d, two_d = len(shape) == 3 and len(kernel) == 1, len(shape) == 4 and len(kernel) == 2
+    if not (one_d or two_d):
+        raise ModelError(
+            f"{node.where}: only 1-D (NCL) and 2-D (NCHW) inputs and kernels are supported, "
+            f"got input {shape} and kernel {kernel}"
+        )
+    axes = len(kernel)
+    strides = [int(s) for s in node.get("strides", [1] * axes)]  # ONNX default: 1
+    dilations = [int(d) for d in node.get("dilations", [1] * axes)]
+    mode = node.choice("auto_pad", "NOTSET", _AUTO_PAD)
+    if mode != "NOTSET" and "pads" in node.attrs:
+        raise ModelError(f"{node.where}: pads given with auto_pad={mode}")
+    if mode == "NOTSET":
+        pads = [int(p) for p in node.get("pads", [0] * 2 * axes)]
+    elif mode == "VALID":
+        pads = [0] * 2 * axes
+    else:
+        if dilations != [1] * axes:
+            # onnxruntime refuses a dilated Conv with SAME pads and sizes a dilated pool's by
+            # the undilated kernel (the spec by the dilated one): refused, not guessed.
+            raise ModelError(f"{node.where}: auto_pad={mode} with dilations {dilations}")
+        pads = _same_pads(shape[2:], kernel, strides, dilations, upper=mode == "SAME_UPPER")
+    if len(pads) != 2 * axes or len(strides) != axes or len(dilations) != axes or min(pads) < 0:
+        raise ModelError(
+            f"{node.where}: expected {axes} strides, {axes} dilations and {2 * axes} "
+            f"non-negative pads, got {strides}, {dilations}, {pads}"
+        )
+    if axes == 1:
+        return {
+            "strides": [1, *strides],
+            "dilations": [1, *dilations],
+            "pads": [0, pads[0], 0, pads[1]],
+        }
+    return {"strides": strides, "dilations": dilations, "pads": pads}
+
+
+def _lift(im: Importer, x: str) -> str:
+    """[A, B, L] as [A, B, 1, L]: a 1-D conv's or pool's input, or a conv's weight (kept a
+    constant where it is one)."""
+    a, b, length = im.b.shape(x)
+    value = im.b.constant_value(x)
+    if value is not None:
+        return im.b.const(value.reshape(a, b, 1, length))
+    return im.b.reshape(x, (a, b, 1, length))
+
+
+def _lower(im: Importer, y: str) -> str:
+    """[N, C, 1, L] back to [N, C, L]."""
+    n, c, _, length = im.b.shape(y)
+    return im.b.reshape(y, (n, c, length))
+
+
+def _same_pads(
+    sizes: Sequence[int],
+    kernel: list[int],
+    strides: list[int],
+    dilations: list[int],
+    *,
+    upper: bool,
+) -> list[int]:
+    """SAME_UPPER / SAME_LOWER: output = ceil(input / stride), the odd pad at the end
+    (upper) or at the beginning (lower)."""
+    head, tail = [], []
+    for size, k, s, d in zip(sizes, kernel, strides, dilations, strict=True):
+        out = -(-size // s)
+        total = max(0, (out - 1) * s + (k - 1) * d + 1 - size)
+        first = total // 2 if upper else total - total // 2
+        head.append(first)
+        tail.append(total - first)
+    return [*head, *tail]
+
+
+def _conv(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    weight, bias = ins[1], ins[2] if len(ins) > 2 and ins[2] else None
+    wshape = im.b.shape(weight)
+    kernel = [int(k) for k in node.get("kernel_shape", wshape[2:])]
+    if list(wshape[2:]) != kernel:
+        raise ModelError(f"{node.where}: kernel_shape {kernel} differs from weight {wshape}")
+    args = _spatial(im, node, ins[0], kernel)
+    group = int(node.get("group", 1))
+    if len(kernel) == 1:  # the 2-D conv over [N, C, 1, L]; what follows is not folded
+        y = im.b.conv2d(_lift(im, ins[0]), _lift(im, weight), bias, group=group, **args)
+        return _lower(im, y)
+    folded = fold_affine(im, node, weight, bias)
+    if folded is not None:
+        weight, bias = folded
+    return im.b.conv2d(ins[0], weight, bias, group=group, **args)
+
+
+def _conv_transpose(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    """The direct conv a ConvTranspose equals: its input spread ``strides`` apart with zeros
+    between, padded by dilation * (kernel - 1) less ``pads`` at each end (plus
+    ``output_padding`` after), convolved at stride 1 with the weights flipped in space and
+    their input and output channels swapped per group. 1-D as 2-D over [N, C, 1, L]. The
+    weights must be a constant (they are rearranged here); the zeros between cost the conv
+    ``strides``' product times the work of a scatter-add, a price of running on every
+    backend's conv."""
+    x, bias = ins[0], ins[2] if len(ins) > 2 and ins[2] else None
+    w = im.const(node.proto.input[1], node.where)
+    shape = im.b.shape(x)
+    if len(shape) not in (3, 4) or w.ndim != len(shape):
+        raise ModelError(
+            f"{node.where}: only 1-D (NCL) and 2-D (NCHW) inputs and kernels are supported, "
+            f"got input {shape} and weight {w.shape}"
+        )
+    group = int(node.get("group", 1))
+    if group < 1 or w.shape[0] != shape[1] or shape[1] % group:
+        raise ModelError(
+            f"{node.where}: input has {shape[1]} channels, weight {w.shape} with group {group}"
+        )
+    if [int(k) for k in node.get("kernel_shape", w.shape[2:])] != list(w.shape[2:]):
+        raise ModelError(f"{node.where}: kernel_shape differs from weight {w.shape}")
+    one_d = len(shape) == 3
+    if one_d:
+        x, w = _lift(im, x), w.reshape(w.shape[0], w.shape[1], 1, w.shape[2])
+    strides, dilations, extra, begin, end = _transposed_sizes(node, im.b.shape(x), w, one_d)
+    # the direct conv: spread input, pads of d * (k - 1) less the transposed conv's
+    kernel = [d * (k - 1) for k, d in zip(w.shape[2:], dilations, strict=True)]
+    before = [k - b for k, b in zip(kernel, begin, strict=True)]
+    after = [k - e + o for k, e, o in zip(kernel, end, extra, strict=True)]
+    spread = im.b.spread(x, strides, [max(b, 0) for b in before], [max(a, 0) for a in after])
+    if min(before + after) < 0:  # pads wider than the kernel reach: crop instead
+        _, _, hp, wp = im.b.shape(spread)
+        stops = [hp + min(after[0], 0), wp + min(after[1], 0)]
+        spread = im.b.slice(spread, [-min(b, 0) for b in before], stops, [2, 3])
+    c_in, c_out, kh, kw = w.shape
+    flipped = (
+        w.reshape(group, c_in // group, c_out, kh, kw)
+        .transpose(0, 2, 1, 3, 4)
+        .reshape(group * c_out, c_in // group, kh, kw)[:, :, ::-1, ::-1]
+    )
+    y = im.b.conv2d(
+        spread, im.b.const(np.ascontiguousarray(flipped)), bias, dilations=dilations, group=group
+    )
+    return _lower(im, y) if one_d else y
+
+
+def _transposed_sizes(
+    node: OnnxNode, shape: Sequence[int], w: FloatArray, one_d: bool
+) -> tuple[list[int], list[int], list[int], list[int], list[int]]:
+    """A 2-D ConvTranspose's strides, dilations, output_padding and the pads at the start
+    and end of each spatial axis (auto_pad and output_shape resolved as the spec and
+    onnxruntime do: pads from the output size asked for, the odd one at the start but for
+    SAME_UPPER); a 1-D one's attributes as those over [N, C, 1, L]."""
+    axes = 1 if one_d else 2
+    lift = (lambda v, pad: [pad, *v]) if one_d else (lambda v, pad: list(v))
+    strides = [int(s) for s in node.get("strides", [1] * axes)]
+    dilations = [int(d) for d in node.get("dilations", [1] * axes)]
+    extra = [int(p) for p in node.get("output_padding", [0] * axes)]
+    if len(strides) != axes or len(dilations) != axes or len(extra) != axes:
+        raise ModelError(
+            f"{node.where}: expected {axes} strides, dilations and output_padding, got "
+            f"{strides}, {dilations}, {extra}"
+        )
+    # output_padding below the stride: the spec allows up to the dilation too, but
+    # onnxruntime refuses those outputs as inconsistent with the input's size
+    if min(strides + dilations) < 1 or any(
+        not 0 <= o < s for o, s in zip(extra, strides, strict=True)
+    ):
+        raise ModelError(
+            f"{node.where}: strides {strides}, dilations {dilations} must be >= 1 and each "
+            f"output_padding {extra} below its stride"
+        )
+    strides, dilations, extra = lift(strides, 1), lift(dilations, 1), lift(extra, 0)
+    sizes = list(shape[2:])
+    full = [
+        s * (n - 1) + o + (k - 1) * d + 1
+        for n, s, o, k, d in zip(sizes, strides, extra, w.shape[2:], dilations, strict=True)
+    ]
+    mode = node.choice("auto_pad", "NOTSET", _AUTO_PAD)
+    if mode != "NOTSET" and "pads" in node.attrs:
+        raise ModelError(f"{node.where}: pads given with auto_pad={mode}")
+    asked = node.get("output_shape")
+    if asked is not None or mode in ("SAME_UPPER", "SAME_LOWER"):
+        if asked is not None:
+            if len(asked) != axes:
+                raise ModelError(f"{node.where}: output_shape {asked} is not {axes} spatial dims")
+            target = lift([int(v) for v in asked], 1)
+        else:
+            target = [n * s for n, s in zip(sizes, strides, strict=True)]
+        total = [f - t for f, t in zip(full, target, strict=True)]
+        if min(total) < 0:
+            raise ModelError(
+                f"{node.where}: output_shape {asked} is not reachable (at most {full[-axes:]})"
+            )
+        begin = [t // 2 if mode == "SAME_UPPER" else t - t // 2 for t in total]
+        return strides, dilations, extra, begin, [t - b for t, b in zip(total, begin, strict=True)]
+    pads = [0] * 2 * axes if mode == "VALID" else [int(p) for p in node.get("pads", [0] * 2 * axes)]
+    if len(pads) != 2 * axes or min(pads) < 0:
+        raise ModelError(f"{node.where}: expected {2 * axes} non-negative pads, got {pads}")
+    return strides, dilations, extra, lift(pads[:axes], 0), lift(pads[axes:], 0)
+
+
+def _pool_args(im: Importer, node: OnnxNode, x: str) -> tuple[list[int], _PoolOptions]:
+    """The pool's kernel and its other keyword arguments (a 1-D pool's as a 2-D one's)."""
+    kernel = [int(k) for k in node.get("kernel_shape", [])]
+    spatial = _spatial(im, node, x, kernel)
+    kernel = [1, *kernel] if len(kernel) == 1 else kernel
+    return kernel, {**spatial, "ceil_mode": bool(node.get("ceil_mode", 0))}
+
+
+def _maxpool(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    node.require("storage_order", 0, 0)
+    if len(node.proto.output) > 1 and node.proto.output[1]:
+        raise ModelError(f"{node.where}: the Indices output is not supported")
+    kernel, args = _pool_args(im, node, ins[0])
+    if len(im.b.shape(ins[0])) == 3:
+        return _lower(im, im.b.max_pool(_lift(im, ins[0]), kernel, **args))
+    return im.b.max_pool(ins[0], kernel, **args)
+
+
+def _avgpool(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    kernel, args = _pool_args(im, node, ins[0])
+    include = bool(node.get("count_include_pad", 0))
+    if len(im.b.shape(ins[0])) == 3:
+        pooled = im.b.avg_pool(_lift(im, ins[0]), kernel, count_include_pad=include, **args)
+        return _lower(im, pooled)
+    return im.b.avg_pool(ins[0], kernel, count_include_pad=include, **args)
+
+
+def _global_pool(kind: str) -> Handler:
+    def lower(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+        rank = len(im.b.shape(ins[0]))
+        if rank < 3:
+            raise ModelError(f"{node.where}: input must be [N, C, ...], got {im.b.shape(ins[0])}")
+        return im.b.reduce(kind, ins[0], tuple(range(2, rank)), keepdims=True)
+
+    return lower
+
+
+_SPATIAL = {"auto_pad", "dilations", "kernel_shape", "pads", "strides"}
+HANDLERS: HandlerTable = {
+    "Conv": (_SPATIAL | {"group"}, _conv),
+    "ConvTranspose": (_SPATIAL | {"group", "output_padding", "output_shape"}, _conv_transpose),
+    "MaxPool": (_SPATIAL | {"ceil_mode", "storage_order"}, _maxpool),
+    "AveragePool": (_SPATIAL | {"ceil_mode", "count_include_pad"}, _avgpool),
+    "GlobalAveragePool": (set(), _global_pool("mean")),
+    "GlobalMaxPool": (set(), _global_pool("max")),
+}
