@@ -72,6 +72,56 @@ CASES = {
         {"kernel_shape": [2], "auto_pad": "SAME_UPPER"},
     ),
     "conv_notset": ("Conv", [(1, 2, 5, 5), (3, 2, 3, 3)], [], 18, {"auto_pad": "NOTSET"}),
+    "conv3d": ("Conv", [(1, 3, 4, 5, 6), (2, 3, 2, 3, 3)], [], 18, {}),
+    "conv3d_attrs": (
+        "Conv",
+        [(2, 4, 6, 5, 7), (4, 2, 3, 2, 3), (4,)],
+        [],
+        18,
+        {"group": 2, "strides": [2, 1, 2], "dilations": [2, 1, 1], "pads": [1, 0, 1, 2, 1, 0]},
+    ),
+    "conv3d_same_upper": (
+        "Conv",
+        [(1, 2, 5, 5, 5), (2, 2, 3, 3, 3)],
+        [],
+        18,
+        {"auto_pad": "SAME_UPPER", "strides": [2, 2, 2]},
+    ),
+    "maxpool3d": ("MaxPool", [(1, 2, 4, 5, 6)], [], 18, {"kernel_shape": [2, 3, 2]}),
+    "maxpool3d_attrs": (
+        "MaxPool",
+        [(1, 2, 5, 6, 7)],
+        [],
+        18,
+        {
+            "kernel_shape": [3, 3, 2],
+            "strides": [2, 2, 1],
+            "pads": [1, 1, 0, 1, 0, 1],
+            "dilations": [1, 1, 2],
+            "ceil_mode": 1,
+        },
+    ),
+    "avgpool3d": ("AveragePool", [(1, 2, 4, 5, 6)], [], 18, {"kernel_shape": [2, 2, 3]}),
+    "avgpool3d_attrs": (
+        "AveragePool",
+        [(2, 2, 5, 6, 7)],
+        [],
+        19,
+        {
+            "kernel_shape": [3, 2, 3],
+            "strides": [2, 1, 2],
+            "pads": [1, 0, 1, 0, 1, 0],
+            "count_include_pad": 1,
+            "ceil_mode": 1,
+        },
+    ),
+    "avgpool3d_same_lower": (
+        "AveragePool",
+        [(1, 2, 5, 5, 6)],
+        [],
+        18,
+        {"kernel_shape": [2, 3, 2], "auto_pad": "SAME_LOWER", "strides": [2, 2, 2]},
+    ),
     "conv_depthwise_same": (
         "Conv",
         [(2, 4, 6, 6), (4, 1, 3, 3), (4,)],
@@ -412,7 +462,7 @@ def test_ops_onnx_op_matches_onnxruntime(backend: str, name: str) -> None:
 _NO_NAN = {
     # onnxruntime's MaxPool skips NaN inside a window; walle's max keeps it (as numpy).
     "maxpool_defaults", "maxpool_ceil", "maxpool_ceil_pads", "maxpool_same_lower",
-    "maxpool1d", "maxpool1d_attrs",
+    "maxpool1d", "maxpool1d_attrs", "maxpool3d", "maxpool3d_attrs",
     "maxpool_same_upper_s2", "maxpool_dilated", "maxpool_valid", "globalmaxpool",
     # onnxruntime keeps NaN in a full ReduceMax/Min but drops it in a partial one (its
     # running max skips NaN); walle keeps it in both (see the test below).
@@ -573,9 +623,13 @@ REFUSED = {
         ),
         r"auto_pad=SAME_UPPER with dilations",
     ),
-    "pool_3d": (
-        ("MaxPool", [(1, 2, 4, 4, 4)], [], 18, {"kernel_shape": [2, 2, 2]}),
-        r"only 1-D .* and 2-D",
+    "pool_4d": (
+        ("MaxPool", [(1, 2, 3, 3, 3, 3)], [], 18, {"kernel_shape": [2, 2, 2, 2]}),
+        r"only 1-D \(NCL\), 2-D \(NCHW\) and 3-D \(NCDHW\) inputs and kernels",
+    ),
+    "conv_kernel_rank": (
+        ("Conv", [(1, 2, 4, 4, 4), (2, 2, 3, 3)], [], 18, {}),
+        r"only 1-D \(NCL\), 2-D \(NCHW\) and 3-D \(NCDHW\) inputs and kernels",
     ),
     "matmul_mismatch": (("MatMul", [(4,), (3, 2)], [], 18, {}), r"do not multiply"),
     "layernorm_bad_axis": (("LayerNormalization", [(2, 3), (3,)], [], 17, {"axis": 2}), r"axis 2"),

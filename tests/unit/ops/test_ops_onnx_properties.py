@@ -225,7 +225,7 @@ def matmul(draw):
 
 
 def _spatial_attrs(draw, kernel, *, dilations=True, conv=False) -> dict:
-    """Attributes of a Conv or pool over len(kernel) spatial axes (1-D or 2-D)."""
+    """Attributes of a Conv or pool over len(kernel) spatial axes (1-D, 2-D or 3-D)."""
     attrs: dict = {}
     n = len(kernel)
     _maybe(draw, "strides", st.lists(st.integers(1, 3), min_size=n, max_size=n), attrs)
@@ -265,9 +265,10 @@ def _fits(shape, kernel, attrs) -> bool:
 def conv(draw):
     group = draw(st.sampled_from([1, 1, 2, 3]))
     cin, cout = group * draw(st.integers(1, 2)), group * draw(st.integers(1, 2))
-    axes = draw(st.sampled_from([1, 2, 2]))  # Conv1d or Conv2d
+    axes = draw(st.sampled_from([1, 2, 2, 3]))  # Conv1d, Conv2d or Conv3d
     kernel = [draw(st.integers(1, 3)) for _ in range(axes)]
-    shape = (draw(st.integers(1, 2)), cin, *(draw(st.integers(3, 7)) for _ in range(axes)))
+    side = (3, 7) if axes < 3 else (3, 5)
+    shape = (draw(st.integers(1, 2)), cin, *(draw(st.integers(*side)) for _ in range(axes)))
     attrs = _spatial_attrs(draw, kernel, conv=True)
     if group > 1 or draw(st.booleans()):
         attrs["group"] = group
@@ -329,9 +330,9 @@ def conv_transpose(draw):
 def pool(op):
     @st.composite
     def draw(draw):
-        axes = draw(st.sampled_from([1, 2, 2]))  # 1-D or 2-D
+        axes = draw(st.sampled_from([1, 2, 2, 3]))  # 1-D, 2-D or 3-D
         kernel = [draw(st.integers(1, 3)) for _ in range(axes)]
-        spatial = (draw(st.integers(3, 7)) for _ in range(axes))
+        spatial = (draw(st.integers(3, 7 if axes < 3 else 5)) for _ in range(axes))
         shape = (draw(st.integers(1, 2)), draw(st.integers(1, 3)), *spatial)
         attrs = _spatial_attrs(draw, kernel, dilations=op == "MaxPool")
         attrs["kernel_shape"] = kernel

@@ -3,18 +3,20 @@ GlobalAveragePool, GlobalMaxPool.
 
 Conv and the pools take ``auto_pad`` (NOTSET, VALID, SAME_UPPER, SAME_LOWER), resolved here
 to explicit pads; pools take ``ceil_mode`` and AveragePool ``count_include_pad``. The
-kernels are 2-D: a 1-D op runs as the 2-D one over [N, C, 1, L].
+kernels are 2-D: a 1-D op runs as the 2-D one over [N, C, 1, L], a 3-D conv as one 2-D conv
+over gathered depth planes and a 3-D pool as two 2-D pools.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 
 from walle.errors import ModelError
-from walle.ops.ir import FloatArray
+from walle.ops.ir import FloatArray, Region, contiguous_strides
 from walle.ops.onnx_import.nn import fold_affine
 from walle.ops.onnx_import.node import Handler, HandlerTable, OnnxNode
 
@@ -38,16 +40,20 @@ class _PoolOptions(_Spatial):
     ceil_mode: bool
 
 
-def _spatial(im: Importer, node: OnnxNode, x: str, kernel: list[int]) -> _Spatial:
-    """strides, dilations and explicit pads of a 2-D Conv or pool, ``auto_pad`` resolved;
-    a 1-D one's ([N, C, L], kernel [k]) as those of the 2-D one over [N, C, 1, L]."""
-    shape = im.b.shape(x)
-    one_d, two_d = len(shape) == 3 and len(kernel) == 1, len(shape) == 4 and len(kernel) == 2
-    if not (one_d or two_d):
+def _check_rank(node: OnnxNode, shape: Sequence[int], kernel: Sequence[int]) -> None:
+    if len(kernel) not in (1, 2, 3) or len(shape) != len(kernel) + 2:
         raise ModelError(
-            f"{node.where}: only 1-D (NCL) and 2-D (NCHW) inputs and kernels are supported, "
-            f"got input {shape} and kernel {kernel}"
+            f"{node.where}: only 1-D (NCL), 2-D (NCHW) and 3-D (NCDHW) inputs and kernels are "
+            f"supported, got input {shape} and kernel {list(kernel)}"
         )
+
+
+def _axes_attrs(
+    im: Importer, node: OnnxNode, shape: Sequence[int], kernel: list[int]
+) -> tuple[list[int], list[int], list[int]]:
+    """strides, dilations and explicit pads (every start, then every end) of a Conv or pool
+    over ``len(kernel)`` spatial axes, ``auto_pad`` resolved."""
+    _check_rank(node, shape, kernel)
     axes = len(kernel)
     strides = [int(s) for s in node.get("strides", [1] * axes)]  # ONNX default: 1
     dilations = [int(d) for d in node.get("dilations", [1] * axes)]
@@ -69,7 +75,14 @@ def _spatial(im: Importer, node: OnnxNode, x: str, kernel: list[int]) -> _Spatia
             f"{node.where}: expected {axes} strides, {axes} dilations and {2 * axes} "
             f"non-negative pads, got {strides}, {dilations}, {pads}"
         )
-    if axes == 1:
+    return strides, dilations, pads
+
+
+def _spatial(im: Importer, node: OnnxNode, x: str, kernel: list[int]) -> _Spatial:
+    """strides, dilations and explicit pads of a 1-D or 2-D Conv or pool, ``auto_pad``
+    resolved; a 1-D one's ([N, C, L], kernel [k]) as those of the 2-D one over [N, C, 1, L]."""
+    strides, dilations, pads = _axes_attrs(im, node, im.b.shape(x), kernel)
+    if len(kernel) == 1:
         return {
             "strides": [1, *strides],
             "dilations": [1, *dilations],
@@ -78,14 +91,23 @@ def _spatial(im: Importer, node: OnnxNode, x: str, kernel: list[int]) -> _Spatia
     return {"strides": strides, "dilations": dilations, "pads": pads}
 
 
-def _lift(im: Importer, x: str) -> str:
-    """[A, B, L] as [A, B, 1, L]: a 1-D conv's or pool's input, or a conv's weight (kept a
-    constant where it is one)."""
-    a, b, length = im.b.shape(x)
+def _planes(strides: list[int], dilations: list[int], pads: list[int]) -> _Spatial:
+    """The H and W part of a 3-D op's attributes, as a 2-D op's."""
+    return {"strides": strides[1:], "dilations": dilations[1:], "pads": [*pads[1:3], *pads[4:]]}
+
+
+def _view(im: Importer, x: str, shape: Sequence[int]) -> str:
+    """``x`` reshaped, kept a constant where it is one (a conv's weights stay foldable)."""
     value = im.b.constant_value(x)
     if value is not None:
-        return im.b.const(value.reshape(a, b, 1, length))
-    return im.b.reshape(x, (a, b, 1, length))
+        return im.b.const(value.reshape(shape))
+    return im.b.reshape(x, shape)
+
+
+def _lift(im: Importer, x: str) -> str:
+    """[A, B, L] as [A, B, 1, L]: a 1-D conv's or pool's input, or a conv's weight."""
+    a, b, length = im.b.shape(x)
+    return _view(im, x, (a, b, 1, length))
 
 
 def _lower(im: Importer, y: str) -> str:
@@ -120,8 +142,10 @@ def _conv(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     kernel = [int(k) for k in node.get("kernel_shape", wshape[2:])]
     if list(wshape[2:]) != kernel:
         raise ModelError(f"{node.where}: kernel_shape {kernel} differs from weight {wshape}")
-    args = _spatial(im, node, ins[0], kernel)
     group = int(node.get("group", 1))
+    if len(kernel) == 3:
+        return _conv3d(im, node, ins[0], weight, bias, group, kernel)
+    args = _spatial(im, node, ins[0], kernel)
     if len(kernel) == 1:  # the 2-D conv over [N, C, 1, L]; what follows is not folded
         y = im.b.conv2d(_lift(im, ins[0]), _lift(im, weight), bias, group=group, **args)
         return _lower(im, y)
@@ -129,6 +153,47 @@ def _conv(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     if folded is not None:
         weight, bias = folded
     return im.b.conv2d(ins[0], weight, bias, group=group, **args)
+
+
+def _conv3d(
+    im: Importer,
+    node: OnnxNode,
+    x: str,
+    weight: str,
+    bias: str | None,
+    group: int,
+    kernel: list[int],
+) -> str:
+    """A 3-D conv as one 2-D conv: each output depth's KD input planes gathered into the
+    channels of one image ([N * OD, C * KD, H, W], one raster) and convolved with the weights
+    viewed as [Cout, C / group * KD, KH, KW] (each group's channels stay one block); the
+    output depths then move from the batch back behind the channels. What follows it is not
+    folded."""
+    strides, dilations, pads = _axes_attrs(im, node, im.b.shape(x), kernel)
+    n, c, depth, h, w = im.b.shape(x)
+    if pads[0] or pads[3]:
+        x = im.b.pad(x, [(0, 0), (0, 0), (pads[0], pads[3]), (0, 0), (0, 0)])
+        depth += pads[0] + pads[3]
+    kd, stride, dilation = kernel[0], strides[0], dilations[0]
+    od = (depth - dilation * (kd - 1) - 1) // stride + 1
+    if od < 1:
+        raise ModelError(f"{node.where}: the kernel does not fit the input's depth {depth}")
+    plane = h * w
+    gathered = (n, od, c, kd, plane)
+    region = Region(
+        0,
+        0,
+        (c * depth * plane, stride * plane, depth * plane, dilation * plane, 1),
+        0,
+        contiguous_strides(gathered),
+        gathered,
+    )
+    cols = im.b.raster([x], (n * od, c * kd, h, w), [region])
+    cout, per_group = im.b.shape(weight)[:2]
+    flat = _view(im, weight, (cout, per_group * kd, kernel[1], kernel[2]))
+    y = im.b.conv2d(cols, flat, bias, group=group, **_planes(strides, dilations, pads))
+    oh, ow = im.b.shape(y)[2:]
+    return im.b.transpose(im.b.reshape(y, (n, od, cout, oh, ow)), (0, 2, 1, 3, 4))
 
 
 def _conv_transpose(im: Importer, node: OnnxNode, ins: list[str]) -> str:
@@ -243,10 +308,39 @@ def _pool_args(im: Importer, node: OnnxNode, x: str) -> tuple[list[int], _PoolOp
     return kernel, {**spatial, "ceil_mode": bool(node.get("ceil_mode", 0))}
 
 
+def _pool3d(im: Importer, node: OnnxNode, x: str, pool: Callable[..., str]) -> str:
+    """A 3-D pool as two 2-D ones (a box's max, or its mean over the elements it counts, is
+    one over the planes of the maxima or means over each plane): over H and W with the depth
+    planes as channels ([N, C * D, H, W]), then over the depth with each output plane as one
+    row ([N, C, D, OH * OW], kernel [KD, 1])."""
+    kernel = [int(k) for k in node.get("kernel_shape", [])]
+    strides, dilations, pads = _axes_attrs(im, node, im.b.shape(x), kernel)
+    ceil_mode = bool(node.get("ceil_mode", 0))
+    n, c, depth, h, w = im.b.shape(x)
+    planes = pool(
+        im.b.reshape(x, (n, c * depth, h, w)),
+        kernel[1:],
+        ceil_mode=ceil_mode,
+        **_planes(strides, dilations, pads),
+    )
+    oh, ow = im.b.shape(planes)[2:]
+    deep = pool(
+        im.b.reshape(planes, (n, c, depth, oh * ow)),
+        [kernel[0], 1],
+        strides=[strides[0], 1],
+        dilations=[dilations[0], 1],
+        pads=[pads[0], 0, pads[3], 0],
+        ceil_mode=ceil_mode,
+    )
+    return im.b.reshape(deep, (n, c, im.b.shape(deep)[2], oh, ow))
+
+
 def _maxpool(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     node.require("storage_order", 0, 0)
     if len(node.proto.output) > 1 and node.proto.output[1]:
         raise ModelError(f"{node.where}: the Indices output is not supported")
+    if len(im.b.shape(ins[0])) == 5:
+        return _pool3d(im, node, ins[0], im.b.max_pool)
     kernel, args = _pool_args(im, node, ins[0])
     if len(im.b.shape(ins[0])) == 3:
         return _lower(im, im.b.max_pool(_lift(im, ins[0]), kernel, **args))
@@ -254,8 +348,11 @@ def _maxpool(im: Importer, node: OnnxNode, ins: list[str]) -> str:
 
 
 def _avgpool(im: Importer, node: OnnxNode, ins: list[str]) -> str:
-    kernel, args = _pool_args(im, node, ins[0])
     include = bool(node.get("count_include_pad", 0))
+    if len(im.b.shape(ins[0])) == 5:
+        pool = partial(im.b.avg_pool, count_include_pad=include)
+        return _pool3d(im, node, ins[0], pool)
+    kernel, args = _pool_args(im, node, ins[0])
     if len(im.b.shape(ins[0])) == 3:
         pooled = im.b.avg_pool(_lift(im, ins[0]), kernel, count_include_pad=include, **args)
         return _lower(im, pooled)
