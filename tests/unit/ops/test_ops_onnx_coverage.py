@@ -304,6 +304,13 @@ CASES = {
             ("depthwise", (1, 3, 4, 4), (3, 1, 3, 3), {"group": 3, "strides": [2, 2]}),
         )
     },
+    "convtranspose_output_padding_bias": (
+        "ConvTranspose",
+        [(1, 2, 3, 3)],
+        [init("w", rand((2, 3, 3, 3), 6)), init("b", rand((3,), 7))],
+        18,
+        {"strides": [2, 2], "output_padding": [1, 1]},
+    ),
     "convtranspose_bias": (
         "ConvTranspose",
         [(1, 2, 3, 3)],

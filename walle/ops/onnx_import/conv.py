@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING, NamedTuple, TypedDict
 
 import numpy as np
 
@@ -197,13 +197,11 @@ def _conv3d(
 
 
 def _conv_transpose(im: Importer, node: OnnxNode, ins: list[str]) -> str:
-    """The direct conv a ConvTranspose equals: its input spread ``strides`` apart with zeros
-    between, padded by dilation * (kernel - 1) less ``pads`` at each end (plus
-    ``output_padding`` after), convolved at stride 1 with the weights flipped in space and
-    their input and output channels swapped per group. 1-D as 2-D over [N, C, 1, L]. The
-    weights must be a constant (they are rearranged here); the zeros between cost the conv
-    ``strides``' product times the work of a scatter-add, a price of running on every
-    backend's conv."""
+    """ConvTranspose from the atomic ops, so every backend runs it: the weights' input and
+    output channels swapped per group (they must be a constant: rearranged here), then, at
+    dilation 1, one small conv per stride phase (:func:`_by_phase`); dilated, the direct conv
+    it equals over its input spread ``strides`` apart with zeros between (:func:`_spread`).
+    1-D as 2-D over [N, C, 1, L]."""
     x, bias = ins[0], ins[2] if len(ins) > 2 and ins[2] else None
     w = im.const(node.proto.input[1], node.where)
     shape = im.b.shape(x)
@@ -222,37 +220,123 @@ def _conv_transpose(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     one_d = len(shape) == 3
     if one_d:
         x, w = _lift(im, x), w.reshape(w.shape[0], w.shape[1], 1, w.shape[2])
-    strides, dilations, extra, begin, end = _transposed_sizes(node, im.b.shape(x), w, one_d)
-    # the direct conv: spread input, pads of d * (k - 1) less the transposed conv's
-    kernel = [d * (k - 1) for k, d in zip(w.shape[2:], dilations, strict=True)]
-    before = [k - b for k, b in zip(kernel, begin, strict=True)]
-    after = [k - e + o for k, e, o in zip(kernel, end, extra, strict=True)]
-    spread = im.b.spread(x, strides, [max(b, 0) for b in before], [max(a, 0) for a in after])
-    if min(before + after) < 0:  # pads wider than the kernel reach: crop instead
+    sizes = _transposed_sizes(node, im.b.shape(x), w, one_d)
+    c_in, c_out, kh, kw = w.shape
+    swapped = (
+        w.reshape(group, c_in // group, c_out, kh, kw)
+        .transpose(0, 2, 1, 3, 4)
+        .reshape(group * c_out, c_in // group, kh, kw)
+    )
+    if sizes.dilations == [1, 1]:
+        y = _by_phase(im, x, swapped, bias, group, sizes)
+    else:
+        y = _spread(im, x, swapped, bias, group, sizes)
+    return _lower(im, y) if one_d else y
+
+
+class _Transposed(NamedTuple):
+    """A 2-D ConvTranspose's strides, dilations, output_padding and the pads at the start
+    and end of each spatial axis (auto_pad and output_shape resolved)."""
+
+    strides: list[int]
+    dilations: list[int]
+    extra: list[int]
+    begin: list[int]
+    end: list[int]
+
+
+def _by_phase(
+    im: Importer, x: str, swapped: FloatArray, bias: str | None, group: int, t: _Transposed
+) -> str:
+    """A ConvTranspose at dilation 1 as one stride-1 conv per stride phase: output position
+    q (counted before the pads) = m * s + r takes the kernel taps r, r + s, ..., so phase r is
+    the conv of the input, padded by its taps - 1 at each end, with those taps flipped; the
+    phases' outputs interleave into the output through one raster that crops the pads on the
+    way. Every multiply-add is one a scatter-add does: the spread input's zeros cost the
+    strides' product in work (4x at stride 2). The bias rides the phase convs where they
+    cover every output, else it is added after."""
+    n, _, ih, iw = im.b.shape(x)
+    cout, _, kh, kw = swapped.shape
+    (sh, sw), (bh, bw) = t.strides, t.begin
+    out = [
+        s * (i - 1) + o + k - b - e
+        for i, s, o, k, b, e in zip(
+            (ih, iw), t.strides, t.extra, (kh, kw), t.begin, t.end, strict=True
+        )
+    ]
+    covered = kh >= sh and kw >= sw and all(o <= e for o, e in zip(t.extra, t.end, strict=True))
+    dst = contiguous_strides((n, cout, *out))
+    phases: list[str] = []
+    regions: list[Region] = []
+    for rh in range(sh):
+        for rw in range(sw):
+            taps = swapped[:, :, rh::sh, rw::sw]
+            if taps.size == 0:  # a kernel narrower than the stride: no taps in this phase
+                continue
+            th, tw = taps.shape[2:]
+            flipped = im.b.const(np.ascontiguousarray(taps[:, :, ::-1, ::-1]))
+            pads = [th - 1, tw - 1, th - 1, tw - 1]
+            y = im.b.conv2d(x, flipped, bias if covered else None, pads=pads, group=group)
+            rows = _phase_range(ih + th - 1, rh, sh, bh, out[0])
+            cols = _phase_range(iw + tw - 1, rw, sw, bw, out[1])
+            if rows is None or cols is None:
+                continue
+            lh, lw = ih + th - 1, iw + tw - 1
+            regions.append(
+                Region(
+                    len(phases),
+                    rows[0] * lw + cols[0],
+                    (cout * lh * lw, lh * lw, lw, 1),
+                    (rows[0] * sh + rh - bh) * dst[2] + cols[0] * sw + rw - bw,
+                    (dst[0], dst[1], sh * dst[2], sw),
+                    (n, cout, rows[1], cols[1]),
+                )
+            )
+            phases.append(y)
+    y = im.b.raster(phases, (n, cout, *out), regions, fill=0.0)
+    if bias is not None and not covered:
+        y = im.b.binary("add", y, im.b.reshape(bias, (cout, 1, 1)))
+    return y
+
+
+def _phase_range(length: int, r: int, s: int, begin: int, out: int) -> tuple[int, int] | None:
+    """(first m, count) of a phase's ``length`` outputs m whose position m * s + r - begin
+    falls in [0, out); None when none does."""
+    first = max(0, -(-(begin - r) // s))
+    last = min(length - 1, (begin + out - 1 - r) // s)
+    return (first, last - first + 1) if last >= first else None
+
+
+def _spread(
+    im: Importer, x: str, swapped: FloatArray, bias: str | None, group: int, t: _Transposed
+) -> str:
+    """The direct conv a ConvTranspose equals: its input spread ``strides`` apart with zeros
+    between, padded by dilation * (kernel - 1) less the pads at each end (plus
+    ``output_padding`` after; cropped where the pads reach past the kernel), convolved at
+    stride 1 with the weights flipped."""
+    kernel = [d * (k - 1) for k, d in zip(swapped.shape[2:], t.dilations, strict=True)]
+    before = [k - b for k, b in zip(kernel, t.begin, strict=True)]
+    after = [k - e + o for k, e, o in zip(kernel, t.end, t.extra, strict=True)]
+    spread = im.b.spread(x, t.strides, [max(b, 0) for b in before], [max(a, 0) for a in after])
+    if min(before + after) < 0:
         _, _, hp, wp = im.b.shape(spread)
         stops = [hp + min(after[0], 0), wp + min(after[1], 0)]
         spread = im.b.slice(spread, [-min(b, 0) for b in before], stops, [2, 3])
-    c_in, c_out, kh, kw = w.shape
-    flipped = (
-        w.reshape(group, c_in // group, c_out, kh, kw)
-        .transpose(0, 2, 1, 3, 4)
-        .reshape(group * c_out, c_in // group, kh, kw)[:, :, ::-1, ::-1]
-    )
-    y = im.b.conv2d(
-        spread, im.b.const(np.ascontiguousarray(flipped)), bias, dilations=dilations, group=group
-    )
-    return _lower(im, y) if one_d else y
+    flipped = im.b.const(np.ascontiguousarray(swapped[:, :, ::-1, ::-1]))
+    return im.b.conv2d(spread, flipped, bias, dilations=t.dilations, group=group)
 
 
 def _transposed_sizes(
     node: OnnxNode, shape: Sequence[int], w: FloatArray, one_d: bool
-) -> tuple[list[int], list[int], list[int], list[int], list[int]]:
-    """A 2-D ConvTranspose's strides, dilations, output_padding and the pads at the start
-    and end of each spatial axis (auto_pad and output_shape resolved as the spec and
-    onnxruntime do: pads from the output size asked for, the odd one at the start but for
-    SAME_UPPER); a 1-D one's attributes as those over [N, C, 1, L]."""
+) -> _Transposed:
+    """A 2-D ConvTranspose's attributes, auto_pad and output_shape resolved as the spec and
+    onnxruntime do (pads from the output size asked for, the odd one at the start but for
+    SAME_UPPER); a 1-D one's as those over [N, C, 1, L]."""
     axes = 1 if one_d else 2
-    lift = (lambda v, pad: [pad, *v]) if one_d else (lambda v, pad: list(v))
+
+    def lift(values: list[int], pad: int) -> list[int]:
+        return [pad, *values] if one_d else list(values)
+
     strides = [int(s) for s in node.get("strides", [1] * axes)]
     dilations = [int(d) for d in node.get("dilations", [1] * axes)]
     extra = [int(p) for p in node.get("output_padding", [0] * axes)]
@@ -293,11 +377,12 @@ def _transposed_sizes(
                 f"{node.where}: output_shape {asked} is not reachable (at most {full[-axes:]})"
             )
         begin = [t // 2 if mode == "SAME_UPPER" else t - t // 2 for t in total]
-        return strides, dilations, extra, begin, [t - b for t, b in zip(total, begin, strict=True)]
+        end = [t - b for t, b in zip(total, begin, strict=True)]
+        return _Transposed(strides, dilations, extra, begin, end)
     pads = [0] * 2 * axes if mode == "VALID" else [int(p) for p in node.get("pads", [0] * 2 * axes)]
     if len(pads) != 2 * axes or min(pads) < 0:
         raise ModelError(f"{node.where}: expected {2 * axes} non-negative pads, got {pads}")
-    return strides, dilations, extra, lift(pads[:axes], 0), lift(pads[axes:], 0)
+    return _Transposed(strides, dilations, extra, lift(pads[:axes], 0), lift(pads[axes:], 0))
 
 
 def _pool_args(im: Importer, node: OnnxNode, x: str) -> tuple[list[int], _PoolOptions]:
