@@ -265,34 +265,43 @@ def _by_phase(
         )
     ]
     covered = kh >= sh and kw >= sw and all(o <= e for o, e in zip(t.extra, t.end, strict=True))
-    dst = contiguous_strides((n, cout, *out))
-    phases: list[str] = []
-    regions: list[Region] = []
+    # phases with taps of one shape share their padded input: one conv for them all, their
+    # weights stacked along the output channels (an ungrouped conv; a grouped one's
+    # channels would interleave per group), so the product is one GEMM of more rows
+    shapes: dict[tuple[int, ...], list[tuple[int, int, FloatArray]]] = {}
     for rh in range(sh):
         for rw in range(sw):
             taps = swapped[:, :, rh::sh, rw::sw]
-            if taps.size == 0:  # a kernel narrower than the stride: no taps in this phase
-                continue
-            th, tw = taps.shape[2:]
-            flipped = im.b.const(np.ascontiguousarray(taps[:, :, ::-1, ::-1]))
-            pads = [th - 1, tw - 1, th - 1, tw - 1]
-            y = im.b.conv2d(x, flipped, bias if covered else None, pads=pads, group=group)
-            rows = _phase_range(ih + th - 1, rh, sh, bh, out[0])
-            cols = _phase_range(iw + tw - 1, rw, sw, bw, out[1])
+            if taps.size:  # none where the kernel is narrower than the stride
+                key = taps.shape[2:] if group == 1 else (rh, rw)
+                shapes.setdefault(key, []).append((rh, rw, taps[:, :, ::-1, ::-1]))
+    dst = contiguous_strides((n, cout, *out))
+    phases: list[str] = []
+    regions: list[Region] = []
+    for members in shapes.values():
+        th, tw = members[0][2].shape[2:]
+        weights = im.b.const(np.ascontiguousarray(np.concatenate([m[2] for m in members])))
+        stacked = None
+        if bias is not None and covered:
+            stacked = bias if len(members) == 1 else im.b.concat([bias] * len(members), 0)
+        pads = [th - 1, tw - 1, th - 1, tw - 1]
+        phases.append(im.b.conv2d(x, weights, stacked, pads=pads, group=group))
+        lh, lw = ih + th - 1, iw + tw - 1
+        for j, (rh, rw, _) in enumerate(members):
+            rows = _phase_range(lh, rh, sh, bh, out[0])
+            cols = _phase_range(lw, rw, sw, bw, out[1])
             if rows is None or cols is None:
                 continue
-            lh, lw = ih + th - 1, iw + tw - 1
             regions.append(
                 Region(
-                    len(phases),
-                    rows[0] * lw + cols[0],
-                    (cout * lh * lw, lh * lw, lw, 1),
+                    len(phases) - 1,
+                    j * cout * lh * lw + rows[0] * lw + cols[0],
+                    (len(members) * cout * lh * lw, lh * lw, lw, 1),
                     (rows[0] * sh + rh - bh) * dst[2] + cols[0] * sw + rw - bw,
                     (dst[0], dst[1], sh * dst[2], sw),
                     (n, cout, rows[1], cols[1]),
                 )
             )
-            phases.append(y)
     y = im.b.raster(phases, (n, cout, *out), regions, fill=0.0)
     if bias is not None and not covered:
         y = im.b.binary("add", y, im.b.reshape(bias, (cout, 1, 1)))
