@@ -1,14 +1,17 @@
 """walle: device-cloud collaborative ML pipelines.
 
-The task DSL and engine (``walle.streams``) are imported eagerly: they are light. The
-device and cloud runtimes, ops and deploy areas are loaded on first use of one of their names, so
-``import walle`` stays quick and starts nothing (no threads, no logging set-up).
+Only the exception tree (``walle.errors``) is imported eagerly. Every other public name, the task
+DSL and engine (``walle.streams``) included, is loaded on first use (PEP 562 ``__getattr__``), so
+``import walle`` stays quick and starts nothing (no threads, no logging set-up). ``walle.streams``
+pulls in pydantic (~0.3 s): importing it lazily keeps it off the start of every ``walle``
+command that never touches an App (``walle deploy ...``, ``walle --help``).
+``from walle import X`` works for every name in ``__all__`` as before.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from walle.errors import (
     BackendError,
@@ -21,46 +24,88 @@ from walle.errors import (
     ValidationError,
     WalleError,
 )
-from walle.streams import (
-    App,
-    CountWindow,
-    DeadLetter,
-    Event,
-    Hopping,
-    LateEvent,
-    LookBack,
-    Output,
-    PageWindow,
-    Pattern,
-    Plan,
-    Session,
-    Span,
-    Tumbling,
-    Window,
-    clicked,
-    collect,
-    count,
-    distinct,
-    entered,
-    exited,
-    exposed,
-    first,
-    last,
-    load_app,
-    max_,
-    mean,
-    min_,
-    not_followed_by,
-    on,
-    one_or_more,
-    optional,
-    scrolled,
-    seq,
-    sum_,
-    top_k,
+
+if TYPE_CHECKING:  # the names' types for type checkers; at run time they load on first use
+    from walle.streams import (
+        App,
+        CountWindow,
+        DeadLetter,
+        Event,
+        Hopping,
+        LateEvent,
+        LookBack,
+        Output,
+        PageWindow,
+        Pattern,
+        Plan,
+        Session,
+        Span,
+        Tumbling,
+        Window,
+        clicked,
+        collect,
+        count,
+        distinct,
+        entered,
+        exited,
+        exposed,
+        first,
+        last,
+        load_app,
+        max_,
+        mean,
+        min_,
+        not_followed_by,
+        on,
+        one_or_more,
+        optional,
+        scrolled,
+        seq,
+        sum_,
+        top_k,
+    )
+
+_STREAMS = (  # the names walle.streams provides
+    "App",
+    "CountWindow",
+    "DeadLetter",
+    "Event",
+    "Hopping",
+    "LateEvent",
+    "LookBack",
+    "Output",
+    "PageWindow",
+    "Pattern",
+    "Plan",
+    "Session",
+    "Span",
+    "Tumbling",
+    "Window",
+    "clicked",
+    "collect",
+    "count",
+    "distinct",
+    "entered",
+    "exited",
+    "exposed",
+    "first",
+    "last",
+    "load_app",
+    "max_",
+    "mean",
+    "min_",
+    "not_followed_by",
+    "on",
+    "one_or_more",
+    "optional",
+    "scrolled",
+    "seq",
+    "sum_",
+    "top_k",
 )
 
 _LAZY = {
+    **dict.fromkeys(_STREAMS, "walle.streams"),
     "DeviceRuntime": "walle.streams.device",
     "EventLog": "walle.streams.device",
     "RuntimeSettings": "walle.streams.device",
@@ -145,9 +190,17 @@ __all__ = [
 ]
 
 
+_SUBMODULES = frozenset({"streams", "testing"})  # walle.testing: the helpers for testing apps
+
+
 def __getattr__(name: str) -> Any:
-    if name == "testing":  # the helpers for testing apps (walle.testing), loaded on use
-        return importlib.import_module("walle.testing")
+    """Load public name ``name`` from its module on first use (and keep it: one load per name).
+
+    ``walle.streams`` and ``walle.testing`` resolve as attributes too (``walle.streams`` was
+    one after ``import walle`` when it was imported eagerly).
+    """
+    if name in _SUBMODULES:
+        return importlib.import_module(f"walle.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'walle' has no attribute {name!r}")

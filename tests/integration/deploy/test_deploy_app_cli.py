@@ -1,4 +1,4 @@
-"""Deploying a walle App from the shell, as a user types it (subprocesses only).
+"""Deploying a walle App from the shell, as a user types it (each command a subprocess).
 
 Keys, a bundle whose ``task.yaml`` names an ``app`` entry point, ``walle deploy bundle sign``,
 ``walle deploy store``, ``walle deploy gateway``, ``walle deploy agent --db DEVICE.db`` (the App's
@@ -6,6 +6,8 @@ tasks join a device runtime over that database), ``walle release``; events reach
 device's event log through ``walle run DEVICE_APP --log NEW.jsonl --db DEVICE.db`` and the
 deployed task's outputs appear in the device's feature store. A bundle whose App raises at
 import is rolled back: the agent logs why and ``walle deploy status`` shows the reason.
+Once a command is checked that way, a later test makes the same set-up (keys, signed bundles)
+in-process: process starts are most of these tests' time.
 """
 
 from __future__ import annotations
@@ -216,15 +218,18 @@ def test_agent_runs_a_released_app_in_the_device_runtime_and_reports_rollbacks(
 def test_rollback_to_a_version_every_device_rejected_is_refused_and_status_says_what_runs(
     tmp_path, broker, prefix
 ):
+    from walle.deploy.bundle import build_bundle
+    from walle.deploy.notification import sign_bundle
+    from walle.deploy.signing import load_private_key, new_key
     from walle.deploy.testing import write_task_dir
 
-    _ok("deploy", "keygen", "--out", tmp_path / "keys")
-    key = tmp_path / "keys" / "release.key"
+    # keys and signed bundles in-process: the test above makes them through `walle` already
+    key = new_key(tmp_path / "keys", "release")[0]
     bundles = []
     for version, health in ((1, "fail"), (2, "ok")):
         task_dir = write_task_dir(tmp_path / "src", "demo", version, health=health)
-        built = _ok("deploy", "bundle", "build", task_dir, "--out", tmp_path / "dist").split()[0]
-        _ok("deploy", "bundle", "sign", built, "--key", key)
+        built = build_bundle(task_dir, tmp_path / "dist").path
+        sign_bundle(built, load_private_key(key))
         bundles.append(built)
     attrs = tmp_path / "attrs.json"
     attrs.write_text(json.dumps({"device_id": "phone-1"}))

@@ -1,6 +1,8 @@
 """The deploy commands run for real: ``python -m walle.cli ...`` subprocesses against the
 session broker, a ``walle deploy store`` and a ``walle deploy gateway`` process, and a
 ``walle deploy agent`` process. Exit codes: 0 ok, 1 a walle error (one line), 2 bad usage.
+Every command is checked through a real process at least once; set-up that repeats a command
+already checked (more keys, more bundles) runs in-process, since process starts dominate.
 """
 
 from __future__ import annotations
@@ -18,8 +20,11 @@ from pathlib import Path
 import pytest
 
 from tests._wait import wait_until
+from walle.deploy.bundle import build_bundle
 from walle.deploy.install import Installer
+from walle.deploy.notification import sign_bundle
 from walle.deploy.policy import ReleasePolicy, Stages, in_stage_band
+from walle.deploy.signing import load_private_key, new_key
 from walle.deploy.testing import write_task_dir
 
 _WALLE = [sys.executable, "-m", "walle.cli"]
@@ -79,6 +84,18 @@ def _spawn(args: list[object], port: int | None = None) -> subprocess.Popen[byte
     pytest.fail(f"walle {args[0]} did not listen on {port}")
 
 
+def _built_and_signed(src: Path, dist: Path, version: int, key: Path) -> str:
+    """Bundle demo v``version``, signed with ``key``, in-process: set-up, not what is tested.
+
+    Each CLI behaviour (``bundle build``, ``bundle sign``, ``keygen``) is checked once
+    through a real ``walle`` process; repeating it for every bundle or key only adds process
+    starts (~0.8 s each) to the test.
+    """
+    built = build_bundle(write_task_dir(src, "demo", version), dist)
+    sign_bundle(built.path, load_private_key(key))
+    return str(built.path)
+
+
 def _staged_policy(path: Path, device_id: str, first_stage: bool) -> Path:
     """A 50% -> 100% policy whose salt puts ``device_id`` in (or out of) the first stage."""
     for n in range(1000):
@@ -109,15 +126,14 @@ def test_release_agent_status_rollback_pause_advance(tmp_path, broker, prefix):
     out = _ok("deploy", "keygen", "--out", tmp_path / "keys", "--name", "ops")
     assert out.startswith("key ") and "ops.pub" in out
     key = tmp_path / "keys" / "ops.key"
-    bundles = []
-    for version in (1, 2, 3, 4):
-        task_dir = write_task_dir(tmp_path / "src", "demo", version)
-        built = _ok("deploy", "bundle", "build", task_dir, "--out", tmp_path / "dist").split()[0]
-        assert _ok("deploy", "bundle", "sign", built, "--key", key).strip() == f"{built}.sig"
-        bundles.append(built)
+    task_dir = write_task_dir(tmp_path / "src", "demo", 1)
+    built = _ok("deploy", "bundle", "build", task_dir, "--out", tmp_path / "dist").split()[0]
+    assert _ok("deploy", "bundle", "sign", built, "--key", key).strip() == f"{built}.sig"
+    bundles = [built]
+    bundles += [_built_and_signed(tmp_path / "src", tmp_path / "dist", v, key) for v in (2, 3, 4)]
     keys = tmp_path / "keys"
     for name in ("root", "rollout"):
-        _ok("deploy", "keygen", "--out", keys, "--name", name)
+        new_key(keys, name)
     root = keys / "root.json"
     roles = ("--root-key", keys / "root.pub", "--release-key", keys / "ops.pub")
     _ok("deploy", "root", "init", *roles, "--rollout-key", keys / "rollout.pub", "--out", root)
@@ -257,12 +273,9 @@ def test_bad_arguments_exit_2_with_a_clear_message(args, needle):
 
 def test_walle_errors_exit_1_with_one_line(tmp_path, broker, prefix):
     key_dir = tmp_path / "keys"
-    _ok("deploy", "keygen", "--out", key_dir)
-    key = key_dir / "release.key"
+    key = new_key(key_dir, "release")[0]  # what `walle deploy keygen --out key_dir` writes
     channel = ("--broker", broker.url, "--topic-prefix", prefix)
-    unsigned = _ok(
-        "deploy", "bundle", "build", write_task_dir(tmp_path, "demo", 1), "--out", tmp_path
-    )
+    unsigned = str(build_bundle(write_task_dir(tmp_path, "demo", 1), tmp_path).path)
     bad_policy = tmp_path / "bad.yaml"
     bad_policy.write_text("percentage: 150\n")
     bad_attrs = tmp_path / "attrs.json"
@@ -274,9 +287,9 @@ def test_walle_errors_exit_1_with_one_line(tmp_path, broker, prefix):
         (["deploy", "status", "nosuch", *channel], "has never been released"),
         (["deploy", "advance", "nosuch", *channel, "--key", key], "has never been released"),
         (["deploy", "status", "demo", "--broker", "http://127.0.0.1:1"], "expected kafka://"),
-        (["deploy", "release", unsigned.split()[0], *channel, "--store", "http://127.0.0.1:1",
+        (["deploy", "release", unsigned, *channel, "--store", "http://127.0.0.1:1",
           "--key", key], "bundle is not signed"),
-        (["deploy", "release", unsigned.split()[0], "--policy", bad_policy, *channel,
+        (["deploy", "release", unsigned, "--policy", bad_policy, *channel,
           "--store", "http://127.0.0.1:1", "--key", key], "field percentage"),
         (["deploy", "agent", "--device-attrs", bad_attrs, "--gateway", "http://127.0.0.1:1",
           "--home", tmp_path / "h", "--trust", key_dir], "bad device attributes"),

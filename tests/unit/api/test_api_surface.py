@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import walle
 
 PINNED = {
@@ -88,6 +90,19 @@ def test_import_walle_loads_no_heavy_area_and_starts_no_thread():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[] 1"
+
+
+@pytest.mark.parametrize("package", ["walle", "walle.deploy"])
+def test_importing_the_package_loads_its_names_only_on_use(package):
+    """pydantic and the models built on it (walle.streams, the bundle manifest) cost ~0.3 s;
+    every `walle` process imports these packages, most commands need few of their names."""
+    code = (
+        f"import sys, {package};"
+        "print([m for m in ('pydantic', 'walle.streams', 'walle.deploy.manifest')"
+        " if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_every_error_derives_from_the_root():

@@ -179,6 +179,19 @@ def test_exit_codes_of_the_console_entry_point(args: Path_, code: int, text: str
     assert text in result.stdout + result.stderr
 
 
+def test_the_command_line_loads_no_app_or_model_library_before_a_command_needs_it() -> None:
+    """Every `walle` process imports walle.cli: walle.streams and pydantic (~0.3 s) load in the
+    commands that use them, not for `walle --help` or a usage error (nor walle.streams for
+    `walle deploy ...`)."""
+    code = (
+        "import sys, walle.cli;"
+        "print([m for m in ('pydantic', 'walle.streams', 'walle.deploy.manifest')"
+        " if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 def test_a_walle_error_is_one_line_and_exit_code_1(tmp_path) -> None:
     app_file = tmp_path / "empty.py"
     app_file.write_text("x = 1\n")
