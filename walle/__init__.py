@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from walle._lazy import lazy_names
 from walle.errors import (
     BackendError,
     BrokerError,
@@ -190,6 +191,7 @@ __all__ = [
 ]
 
 
+_load = lazy_names("walle", _LAZY, globals())
 _SUBMODULES = frozenset({"streams", "testing"})  # walle.testing: the helpers for testing apps
 
 
@@ -201,12 +203,7 @@ def __getattr__(name: str) -> Any:
     """
     if name in _SUBMODULES:
         return importlib.import_module(f"walle.{name}")
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'walle' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+    return _load(name)
 
 
 def __dir__() -> list[str]:

@@ -14,9 +14,9 @@ being in this package, nor the ``walle deploy`` commands built on them, ~0.1-0.3
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
+from walle._lazy import lazy_names
 from walle.deploy.errors import (
     BundleRefused,
     ChannelError,
@@ -109,14 +109,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    """Load public name ``name`` from its module on first use (and keep it: one load per name)."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'walle.deploy' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names("walle.deploy", _LAZY, globals())
 
 
 def __dir__() -> list[str]:
