@@ -1,6 +1,7 @@
 """Types of the compiled raster and pooling kernels (cython_kernels/ops_raster.pyx)."""
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -23,6 +24,29 @@ def normalise(
     sizes: Sequence[int], src_strides: Sequence[int], dst_strides: Sequence[int]
 ) -> tuple[list[int], list[int], list[int], bool]:
     """(sizes, src strides, dst strides, blocked) of a region in the order it is copied."""
+
+def first_bad_index(ids: npt.NDArray[Any], bound: int) -> int:
+    """The flat position of the first value of the C-contiguous ``ids`` (int32, int64,
+    float32 or float64) that is not a whole number in [-bound, bound), or -1 (TypeError for
+    another dtype or layout)."""
+
+class GatherKernel:
+    """out[o, t, :] = data[o, indices[t], :]: rows of ``inner`` floats picked by the float
+    indices (whole numbers in [-rows, rows), checked by the plan; others are clamped).
+
+    ValueError if a buffer is not C-contiguous float32 or the sizes do not agree.
+    """
+
+    def __init__(
+        self,
+        data: FloatArray,
+        indices: FloatArray,
+        out: FloatArray,
+        outer: int,
+        rows: int,
+        inner: int,
+    ) -> None: ...
+    def run(self) -> None: ...
 
 class RasterKernel:
     """Fill the output (unless ``fill`` is None; only the [start, stop) runs of ``gaps``

@@ -25,6 +25,7 @@ from walle.errors import ModelError
 from walle.ops.composites import CompositeOps
 from walle.ops.ir import (
     BINARY_KINDS,
+    MAX_GATHER_ROWS,
     REDUCE_KINDS,
     UNARY_KINDS,
     AttrValue,
@@ -48,6 +49,7 @@ class GraphBuilder(CompositeOps):
         self._constants: dict[str, FloatArray] = {}
         self._nodes: list[Node] = []
         self._concats: set[str] = set()  # outputs of concat nodes
+        self._index_bounds: dict[str, int] = {}  # index inputs: the fewest rows read
         self._counter = 0
         self.scope = ""
 
@@ -67,6 +69,17 @@ class GraphBuilder(CompositeOps):
         self._values[name] = Value(name, tuple(int(d) for d in shape))
         self._inputs.append(name)
         return name
+
+    def index_input(self, name: str, shape: Sequence[int]) -> str:
+        """Declare a graph input of indices for :meth:`gather` (ids given as integers;
+        checked against the rows of every gather that reads them)."""
+        self.input(name, shape)
+        self._index_bounds[name] = MAX_GATHER_ROWS
+        return name
+
+    def is_index_input(self, name: str) -> bool:
+        """Whether ``name`` was declared by :meth:`index_input`."""
+        return name in self._index_bounds
 
     def const(self, array: npt.ArrayLike, name: str | None = None) -> str:
         """Add a constant (weights); stored as contiguous float32."""
@@ -105,6 +118,7 @@ class GraphBuilder(CompositeOps):
             values={k: v for k, v in self._values.items() if k in names},
             constants={k: v for k, v in self._constants.items() if k in needed},
             nodes=kept,
+            index_bounds=dict(self._index_bounds),
         )
         graph.validate()
         return graph
@@ -197,6 +211,20 @@ class GraphBuilder(CompositeOps):
         return self._emit("raster", list(inputs), tuple(shape), regions=tuple(regions), fill=fill)
 
     # -- layout ops as rasters ------------------------------------------------------------
+    def gather(self, data: str, indices: str, axis: int = 0) -> str:
+        """``np.take(data, indices, axis)``: the rows of ``data`` along ``axis`` that the
+        index input ``indices`` names (negative ones count from the end)."""
+        shape = self.shape(data)
+        axis = _axis(axis, len(shape), "gather")
+        if indices not in self._index_bounds:
+            raise ModelError(f"gather: indices {indices!r} must be an index input")
+        rows = shape[axis]
+        if not 0 < rows <= MAX_GATHER_ROWS:
+            raise ModelError(f"gather: axis {axis} has {rows} rows, 1 to {MAX_GATHER_ROWS} run")
+        self._index_bounds[indices] = min(self._index_bounds[indices], rows)
+        out = (*shape[:axis], *self.shape(indices), *shape[axis + 1 :])
+        return self._emit("gather", [data, indices], out, axis=axis)
+
     def reshape(self, x: str, shape: Sequence[int]) -> str:
         """Same elements, new ``shape`` (one -1 allowed)."""
         shape = _resolve_reshape(self.shape(x), shape)

@@ -1,6 +1,6 @@
 """The graph IR of walle.ops: a closed set of atomic ops over static-shape float32 tensors.
 
-Every model, whether imported from ONNX or built in Python, lowers to these five ops:
+Every model, whether imported from ONNX or built in Python, lowers to these six ops:
 
 - ``unary``: element-wise function of one tensor (``kind`` in :data:`UNARY_KINDS`);
 - ``binary``: element-wise function of two tensors with numpy broadcasting;
@@ -10,23 +10,32 @@ Every model, whether imported from ONNX or built in Python, lowers to these five
   elements from one input (``src_offset`` + ``src_strides``) into the output
   (``dst_offset`` + ``dst_strides``); strides and offsets count elements of flat, C-ordered
   buffers. Transpose, slice, concat, pad, reshape, im2col and pooling windows are rasters.
+- ``gather``: ``np.take(data, indices, axis)`` where the indices are an *index input* of
+  the graph (an embedding lookup: ids that arrive with each call). The one op whose reads
+  depend on the data; its indices are checked when a plan loads them (see
+  :attr:`Graph.index_bounds`), so every kernel reads in bounds.
 
 A backend implements only these; composites (see :mod:`walle.ops.builder`) decompose into them.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from walle.errors import ModelError
+from walle.errors import ModelError, ValidationError
 
-ATOMIC_OPS = ("unary", "binary", "reduce", "matmul", "raster")
+ATOMIC_OPS = ("unary", "binary", "reduce", "matmul", "raster", "gather")
+# An index input's values travel as float32, exact up to 2**24: a gather reads at most this
+# many rows, so that every index that is out of range stays out of range as a float.
+MAX_GATHER_ROWS = 1 << 24
 UNARY_KINDS = (
     "identity", "neg", "abs", "exp", "log", "sqrt", "reciprocal",
     "relu", "sigmoid", "tanh", "erf",
@@ -100,6 +109,9 @@ class Graph:
     values: dict[str, Value]
     constants: dict[str, FloatArray] = field(default_factory=dict)
     nodes: list[Node] = field(default_factory=list)
+    # Index inputs (a gather's indices) and the count of rows they may address: each value
+    # must be a whole number in [-bound, bound), checked when a plan loads it.
+    index_bounds: dict[str, int] = field(default_factory=dict)
 
     def shape(self, name: str) -> Shape:
         """The static shape of value ``name``."""
@@ -126,10 +138,29 @@ class Graph:
             for name in node.inputs:
                 if name not in known:
                     raise ModelError(f"node {node.name!r} ({node.op}): input {name!r} undefined")
+            if node.op == "gather":
+                self._check_gather(node)
             known.add(node.output)
+        for name in self.index_bounds:
+            if name not in self.inputs:
+                raise ModelError(f"index input {name!r} is not a graph input")
         for name in self.outputs:
             if name not in known:
                 raise ModelError(f"graph output {name!r} is not produced by any node")
+
+    def _check_gather(self, node: Node) -> None:
+        data, indices = node.inputs
+        rows = self.shape(data)[node.attr("axis")]
+        bound = self.index_bounds.get(indices)
+        if bound is None:
+            raise ModelError(
+                f"node {node.name!r} (gather): its indices {indices!r} are not an index input"
+            )
+        if bound > rows:
+            raise ModelError(
+                f"node {node.name!r} (gather): index input {indices!r} allows {bound} rows, "
+                f"the data has {rows}"
+            )
 
     def consumers(self) -> dict[str, list[Node]]:
         """For each value name, the nodes that read it (each node once)."""
@@ -149,6 +180,57 @@ class Graph:
             )
         lines.append(f"  return {', '.join(self.outputs)}")
         return "\n".join(lines)
+
+
+def check_indices(name: str, x: npt.NDArray[Any], bound: int) -> None:
+    """Refuse an index input's values unless each is a whole number in [-bound, bound):
+    the error names the input, the first bad position and its value."""
+    compiled = _compiled_check()
+    if compiled is not None:
+        try:
+            if compiled(x, bound) < 0:
+                return  # the common case: one pass in C
+        except TypeError:  # a dtype or layout it does not take: numpy's check below
+            pass
+    if x.dtype.kind in "iu":
+        bad = (x < -bound) | (x >= bound)
+    elif x.dtype.kind == "f":
+        with np.errstate(invalid="ignore"):
+            bad = ~((x >= -bound) & (x < bound) & (np.floor(x) == x))
+    else:
+        raise ValidationError(
+            f"index input {name!r} must hold integers, got {x.dtype} values", field=name
+        )
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValidationError(
+            f"index input {name!r} at position {where}: {x[where].item()!r} is not a whole number "
+            f"in [-{bound}, {bound - 1}] (the rows its gathers read)",
+            field=name,
+        )
+
+
+@functools.cache
+def _compiled_check() -> Callable[[npt.NDArray[Any], int], int] | None:
+    """The compiled one-pass check, when walle's kernels are built."""
+    try:
+        from walle._kernels.ops_raster import first_bad_index
+    except ImportError:  # pragma: no cover - a build without the kernels
+        return None
+    return first_bad_index
+
+
+def sample_inputs(graph: Graph, seed: int = 0) -> list[FloatArray]:
+    """Inputs for timing and comparing plans: uniform in [0.5, 1.5), and every row of each
+    index input's range drawn at random."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for name in graph.inputs:
+        shape = graph.shape(name)
+        bound = graph.index_bounds.get(name)
+        x = rng.uniform(0.5, 1.5, shape) if bound is None else rng.integers(0, bound, shape)
+        out.append(x.astype(np.float32))
+    return out
 
 
 def contiguous_strides(shape: Shape) -> tuple[int, ...]:

@@ -36,7 +36,7 @@ from walle.ops.aliasing import (
 )
 from walle.ops.backends.base import Backend, Buffers, Call, DirectKernel
 from walle.ops.fusion import FusedStep
-from walle.ops.ir import FloatArray, Graph
+from walle.ops.ir import FloatArray, Graph, check_indices, sample_inputs
 from walle.ops.reuse import BlockPlan, share_blocks
 
 __all__ = ["Choice", "CompiledPlan", "SubBatchPlan", "allocate", "is_alias"]
@@ -100,8 +100,12 @@ def allocate(
         return found
 
     buffers: Buffers = dict(graph.constants)
-    for name in graph.inputs:
-        buffers[name] = _new(graph.shape(name), fill)
+    ids = sample_inputs(graph) if fill is not None and graph.index_bounds else []
+    for i, name in enumerate(graph.inputs):
+        if ids and name in graph.index_bounds:
+            buffers[name] = ids[i]  # ids in range of every gather that reads them
+        else:
+            buffers[name] = _new(graph.shape(name), fill)
     for node in graph.nodes:
         channel = in_channels.get(node.output)
         if node.output in alias:
@@ -226,7 +230,10 @@ class CompiledPlan:
         self._calls = tuple(calls)
         self._in = tuple(self.buffers[n] for n in graph.inputs)
         self._out = tuple(self.buffers[n] for n in graph.outputs)
-        self._direct = _direct_io(calls, self._in, self._out)
+        # A direct plan reads the caller's arrays as they are: not for checked indices.
+        checked = bool(graph.index_bounds)
+        self._direct = None if checked else _direct_io(calls, self._in, self._out)
+        self._fast_load = not checked
         self._spare: FloatArray | None = None
 
     def __call__(self, *arrays: npt.ArrayLike) -> list[FloatArray]:
@@ -245,7 +252,7 @@ class CompiledPlan:
         buf = self._in[0]
         if self._direct is not None and len(self._in) == 1 and _is_ready(x, buf):
             return self._run_direct(x)
-        if x.shape != buf.shape or x.dtype != np.float32:
+        if x.shape != buf.shape or x.dtype != np.float32 or not self._fast_load:
             self._load(self.graph.inputs[0], buf, x)
         else:
             buf[...] = x
@@ -281,6 +288,9 @@ class CompiledPlan:
 
     def _load(self, name: str, buf: FloatArray, x: npt.ArrayLike) -> None:
         _check_shape(name, buf.shape, np.shape(x))
+        bound = self.graph.index_bounds.get(name)
+        if bound is not None:
+            check_indices(name, np.asarray(x), bound)
         try:
             np.copyto(buf, x, casting="same_kind")
         except TypeError as exc:
@@ -333,6 +343,9 @@ class SubBatchPlan:
         xs = [np.asarray(x) for x in arrays]
         for name, x in zip(self.graph.inputs, xs, strict=True):
             _check_shape(name, self.graph.shape(name), x.shape)
+            bound = self.graph.index_bounds.get(name)
+            if bound is not None:  # here, so that an error gives the batch's position
+                check_indices(name, x, bound)
         outs = [np.empty(self.graph.shape(n), np.float32) for n in self.graph.outputs]
         b = self.rows_per_run
         for start in range(0, self.rows, b):

@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from walle.errors import ModelError
-from walle.ops.ir import FloatArray, Graph, Node, Region
+from walle.ops.ir import FloatArray, Graph, Node, Region, check_indices
 
 
 def erf(x: FloatArray, out: FloatArray | None = None) -> FloatArray:
@@ -113,6 +113,8 @@ def evaluate(node: Node, inputs: list[FloatArray], shape: tuple[int, ...]) -> Fl
             y = np.matmul(inputs[0], inputs[1])
         elif node.op == "raster":
             y = raster(inputs, shape, node.attr("regions"), node.attr("fill"))
+        elif node.op == "gather":
+            y = np.take(inputs[0], inputs[1].astype(np.int64), axis=node.attr("axis"))
         else:
             raise ModelError(f"node {node.name!r}: op {node.op!r} is not atomic")
     return np.asarray(y, dtype=np.float32).reshape(shape)
@@ -122,7 +124,10 @@ def run_reference(graph: Graph, feeds: dict[str, FloatArray]) -> list[FloatArray
     """Evaluate ``graph`` node by node with :func:`evaluate` (slow; the oracle)."""
     env: dict[str, FloatArray] = dict(graph.constants)
     for name in graph.inputs:
-        env[name] = np.asarray(feeds[name], dtype=np.float32).reshape(graph.shape(name))
+        x = np.asarray(feeds[name])
+        if name in graph.index_bounds:
+            check_indices(name, x, graph.index_bounds[name])
+        env[name] = x.astype(np.float32).reshape(graph.shape(name))
     for node in graph.nodes:
         env[node.output] = evaluate(node, [env[i] for i in node.inputs], graph.shape(node.output))
     return [env[name] for name in graph.outputs]

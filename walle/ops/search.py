@@ -50,7 +50,7 @@ from walle.ops.backends.base import Backend, Buffers, Call
 from walle.ops.backends.registry import available_backends, get_backend
 from walle.ops.diskcache import cache_dir, key_lock, publish
 from walle.ops.fusion import FusedStep, find_steps
-from walle.ops.ir import Graph
+from walle.ops.ir import Graph, sample_inputs
 from walle.ops.placement import (
     CostTable,
     Flow,
@@ -332,8 +332,7 @@ class Search:
         plans: list[tuple[str, ...]],
     ) -> dict[tuple[str, ...], float]:
         """Median seconds per call of each whole plan (OpenCL plans timed apart from host)."""
-        rng = np.random.default_rng(0)
-        inputs = [rng.uniform(0.5, 1.5, graph.shape(n)).astype(np.float32) for n in graph.inputs]
+        inputs = sample_inputs(graph)
         calls: dict[tuple[str, ...], list[Call]] = {}
         for assigned in plans:
             choices = {

@@ -37,7 +37,7 @@ from walle.errors import ModelError, ValidationError
 from walle.logging import get_logger
 from walle.ops.diskcache import cache_dir, key_lock, publish
 from walle.ops.fusion import FusedStep
-from walle.ops.ir import FloatArray, Graph
+from walle.ops.ir import FloatArray, Graph, sample_inputs
 from walle.ops.plan import CompiledPlan, SubBatchPlan
 from walle.ops.search import Search, time_candidates
 
@@ -105,8 +105,7 @@ def _choose(graph: Graph, graph_for: GraphFor, rows: int, search: Search) -> tup
     sizes = candidate_rows(graph, whole.steps, rows)
     if not sizes:
         return rows, whole
-    rng = np.random.default_rng(0)
-    inputs = [rng.uniform(0.5, 1.5, graph.shape(n)).astype(np.float32) for n in graph.inputs]
+    inputs = sample_inputs(graph)
     want = whole(*inputs)
     if not all(np.isfinite(w).all() for w in want):
         return rows, whole  # nothing to compare against

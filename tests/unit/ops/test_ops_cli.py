@@ -35,6 +35,18 @@ def test_bench_says_1_call_and_1_run_in_the_singular(model_path):
     assert "1 calls" not in result.output and "1 runs" not in result.output
 
 
+def test_bench_feeds_every_input_and_valid_ids(tmp_path, monkeypatch):
+    """A model of two inputs, one of them ids that an embedding table reads."""
+    from tests.unit.ops.test_ops_gather_indices import embedding_model
+
+    monkeypatch.setenv("WALLE_CACHE_DIR", str(tmp_path / "cache"))
+    path = tmp_path / "recommender.onnx"
+    path.write_bytes(embedding_model(batch=4).SerializeToString())
+    result = _invoke("ops", "bench", str(path), "--runs", "3", "--batch", "4")
+    assert result.exit_code == 0, result.output
+    assert "batch 4: median" in result.output, result.output
+
+
 def test_batch_is_an_integer_option(model_path):
     result = _invoke("ops", "bench", "--help")
     assert re.search(r"--batch INTEGER RANGE", result.output), result.output

@@ -234,15 +234,21 @@ def test_legacy_attribute_refusals_name_node_and_op(tmp_path, name: str):
 
 
 @pytest.mark.parametrize(
-    "kind", [onnx.TensorProto.DOUBLE, onnx.TensorProto.INT64, onnx.TensorProto.FLOAT16]
+    ("kind", "message"),
+    [
+        (onnx.TensorProto.DOUBLE, "walle.ops runs float32"),
+        (onnx.TensorProto.FLOAT16, "walle.ops runs float32"),
+        # integer ids are taken as a Gather's indices only (test_ops_gather_indices)
+        (onnx.TensorProto.INT64, r"is read by node 'n' \(Relu\)"),
+    ],
 )
-def test_inputs_that_are_not_float32_are_refused_by_name(kind: int):
+def test_inputs_that_are_not_float32_are_refused_by_name(kind: int, message: str):
     """A double model run in float32 would lose its range (1e200 -> inf) without a word."""
     node = helper.make_node("Relu", ["x"], ["y"], name="n")
     x = helper.make_tensor_value_info("x", kind, [2, 3])
-    proto = model([node], [x], [helper.make_tensor_value_info("y", kind, [2, 3])], [], 13)
+    proto = model([node], [x], [io("y", [2, 3])], [], 13)
     name = onnx.TensorProto.DataType.Name(kind)
-    with pytest.raises(ModelError, match=rf"input 'x' \({name}\): walle.ops runs float32"):
+    with pytest.raises(ModelError, match=rf"input 'x' \({name}\).*{message}"):
         import_onnx(proto)
 
 

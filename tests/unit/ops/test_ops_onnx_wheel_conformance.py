@@ -29,10 +29,10 @@ KINDS = ("pytorch-converted", "pytorch-operator", "simple")
 CASES = sorted(
     f"{kind}/{path.parent.name}" for kind in KINDS for path in (DATA / kind).glob("*/model.onnx")
 )
-# The ones walle runs (111 of 140 with onnx 1.23: Conv1d, Conv2d and Conv3d in their forms,
-# 1-D, 2-D and 3-D pooling, pads, Softmax/Softmin/LogSoftmax, GLU, LeakyReLU, PReLU, ELU,
-# SELU, Softplus, PixelShuffle, Linear, reductions, Clip, Pow, Sqrt, Sign, InstanceNorm,
-# ConvTranspose, repeat (Tile), opset 6's BatchNorm/Gemm/Add forms...).
+# The ones walle runs (113 of 140 with onnx 1.23: Embedding by int64 ids, Conv1d, Conv2d and
+# Conv3d in their forms, 1-D, 2-D and 3-D pooling, pads, Softmax/Softmin/LogSoftmax, GLU,
+# LeakyReLU, PReLU, ELU, SELU, Softplus, PixelShuffle, Linear, reductions, Clip, Pow, Sqrt,
+# Sign, InstanceNorm, ConvTranspose, repeat (Tile), opset 6's BatchNorm/Gemm/Add forms...).
 RUNS = {
     *(
         f"pytorch-converted/test_{name}"
@@ -57,6 +57,7 @@ RUNS = {
             "AvgPool3d_stride1_pad0_gpu_input", "Conv3d", "Conv3d_dilated",
             "Conv3d_dilated_strided", "Conv3d_groups", "Conv3d_no_bias", "Conv3d_stride",
             "Conv3d_stride_padding", "MaxPool3d", "MaxPool3d_stride", "MaxPool3d_stride_padding",
+            "Embedding", "Embedding_sparse",
         )
     ),
     *(

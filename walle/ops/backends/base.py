@@ -230,6 +230,8 @@ def node_work(node: Node, graph: Graph) -> tuple[float, float]:
         return out * _UNARY_COST.get(node.attr("kind"), 1.0), 8.0 * out
     if node.op == "raster":
         return 0.0, 8.0 * out
+    if node.op == "gather":  # reads the rows it copies, not the whole table
+        return 0.0, 8.0 * out + 4.0 * math.prod(graph.shape(node.inputs[1]))
     return float(max(ins, out)), 4.0 * (ins + out)
 
 

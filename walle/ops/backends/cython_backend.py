@@ -225,6 +225,10 @@ class CythonBackend(Backend):
             va, vb, vout = views
             a, b, out = ins[0].reshape(va), ins[1].reshape(vb), out.reshape(vout)
             return _gemm(algorithm, a, b, out, None, 0, "none", b_constant)
+        if node.op == "gather":
+            shape, axis = graph.shape(node.inputs[0]), node.attr("axis")
+            outer, inner = math.prod(shape[:axis]), math.prod(shape[axis + 1 :])
+            return [ops_raster.GatherKernel(ins[0], ins[1], out, outer, shape[axis], inner).run]
         return [_raster(ins, out, node.attr("regions"), node.attr("fill"))]
 
     def compile_fused(

@@ -56,6 +56,8 @@ class NumpyBackend(Backend):
             ]
         if node.op == "matmul":
             return [MatmulCall(ins[0], ins[1], out).run]
+        if node.op == "gather":
+            return [partial(_gather, ins[0], ins[1], node.attr("axis"), out)]
         return raster_calls(node, ins, out)
 
 
@@ -77,6 +79,12 @@ def raster_calls(node: Node, ins: list[FloatArray], out: FloatArray) -> list[Cal
         dst = region_view(flat_out, r.dst_offset, r.dst_strides, r.sizes)
         calls.append(partial(np.copyto, dst, src))
     return calls
+
+
+def _gather(data: FloatArray, indices: FloatArray, axis: int, out: FloatArray) -> None:
+    """``np.take``; the plan checked the indices when it loaded them (in range, whole), so
+    "wrap" only counts the negative ones from the end."""
+    np.take(data, indices.astype(np.intp), axis=axis, out=out, mode="wrap")
 
 
 def _unary(kind: str, x: FloatArray, out: FloatArray) -> list[Call]:

@@ -167,7 +167,7 @@ class OpenCLBackend(Backend):
     # -- what runs here -------------------------------------------------------------------
     def supports(self, node: Node, graph: Graph) -> bool:
         sizes = [math.prod(graph.shape(n)) for n in (*node.inputs, node.output)]
-        if max(sizes) > _MAX_ELEMENTS:
+        if max(sizes) > _MAX_ELEMENTS or node.op == "gather":  # a lookup runs on the host
             return False
         if node.op == "reduce":
             return _reduce_view(graph.shape(node.inputs[0]), node.attr("axes")) is not None
