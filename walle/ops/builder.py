@@ -49,7 +49,7 @@ class GraphBuilder(CompositeOps):
         self._constants: dict[str, FloatArray] = {}
         self._nodes: list[Node] = []
         self._concats: set[str] = set()  # outputs of concat nodes
-        self._index_bounds: dict[str, int] = {}  # index inputs: the fewest rows read
+        self._index_inputs: list[str] = []
         self._counter = 0
         self.scope = ""
 
@@ -71,15 +71,11 @@ class GraphBuilder(CompositeOps):
         return name
 
     def index_input(self, name: str, shape: Sequence[int]) -> str:
-        """Declare a graph input of indices for :meth:`gather` (ids given as integers;
-        checked against the rows of every gather that reads them)."""
+        """Declare a graph input of ids for :meth:`gather` (integers; a plan checks that
+        float32 carries them exactly when it loads them)."""
         self.input(name, shape)
-        self._index_bounds[name] = MAX_GATHER_ROWS
+        self._index_inputs.append(name)
         return name
-
-    def is_index_input(self, name: str) -> bool:
-        """Whether ``name`` was declared by :meth:`index_input`."""
-        return name in self._index_bounds
 
     def const(self, array: npt.ArrayLike, name: str | None = None) -> str:
         """Add a constant (weights); stored as contiguous float32."""
@@ -118,7 +114,7 @@ class GraphBuilder(CompositeOps):
             values={k: v for k, v in self._values.items() if k in names},
             constants={k: v for k, v in self._constants.items() if k in needed},
             nodes=kept,
-            index_bounds=dict(self._index_bounds),
+            index_inputs=list(self._index_inputs),
         )
         graph.validate()
         return graph
@@ -212,16 +208,14 @@ class GraphBuilder(CompositeOps):
 
     # -- layout ops as rasters ------------------------------------------------------------
     def gather(self, data: str, indices: str, axis: int = 0) -> str:
-        """``np.take(data, indices, axis)``: the rows of ``data`` along ``axis`` that the
-        index input ``indices`` names (negative ones count from the end)."""
+        """``np.take(data, indices, axis)``: the rows of ``data`` along ``axis`` that the run
+        time value ``indices`` names (whole numbers in [-rows, rows), negative ones counting
+        from the end: the kernel checks them)."""
         shape = self.shape(data)
         axis = _axis(axis, len(shape), "gather")
-        if indices not in self._index_bounds:
-            raise ModelError(f"gather: indices {indices!r} must be an index input")
         rows = shape[axis]
         if not 0 < rows <= MAX_GATHER_ROWS:
             raise ModelError(f"gather: axis {axis} has {rows} rows, 1 to {MAX_GATHER_ROWS} run")
-        self._index_bounds[indices] = min(self._index_bounds[indices], rows)
         out = (*shape[:axis], *self.shape(indices), *shape[axis + 1 :])
         return self._emit("gather", [data, indices], out, axis=axis)
 

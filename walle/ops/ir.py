@@ -10,10 +10,9 @@ Every model, whether imported from ONNX or built in Python, lowers to these six 
   elements from one input (``src_offset`` + ``src_strides``) into the output
   (``dst_offset`` + ``dst_strides``); strides and offsets count elements of flat, C-ordered
   buffers. Transpose, slice, concat, pad, reshape, im2col and pooling windows are rasters.
-- ``gather``: ``np.take(data, indices, axis)`` where the indices are an *index input* of
-  the graph (an embedding lookup: ids that arrive with each call). The one op whose reads
-  depend on the data; its indices are checked when a plan loads them (see
-  :attr:`Graph.index_bounds`), so every kernel reads in bounds.
+- ``gather``: ``np.take(data, indices, axis)`` with indices computed at run time (ids given
+  with each call: an embedding lookup). The one op whose reads depend on the data: each
+  kernel checks its indices (whole numbers in [-rows, rows)) before it reads.
 
 A backend implements only these; composites (see :mod:`walle.ops.builder`) decompose into them.
 """
@@ -109,9 +108,9 @@ class Graph:
     values: dict[str, Value]
     constants: dict[str, FloatArray] = field(default_factory=dict)
     nodes: list[Node] = field(default_factory=list)
-    # Index inputs (a gather's indices) and the count of rows they may address: each value
-    # must be a whole number in [-bound, bound), checked when a plan loads it.
-    index_bounds: dict[str, int] = field(default_factory=dict)
+    # Inputs that hold ids (integers, for gathers): each value must be a whole number below
+    # MAX_GATHER_ROWS in magnitude (float32 carries it exactly), checked when a plan loads it.
+    index_inputs: list[str] = field(default_factory=list)
 
     def shape(self, name: str) -> Shape:
         """The static shape of value ``name``."""
@@ -141,7 +140,7 @@ class Graph:
             if node.op == "gather":
                 self._check_gather(node)
             known.add(node.output)
-        for name in self.index_bounds:
+        for name in self.index_inputs:
             if name not in self.inputs:
                 raise ModelError(f"index input {name!r} is not a graph input")
         for name in self.outputs:
@@ -149,17 +148,11 @@ class Graph:
                 raise ModelError(f"graph output {name!r} is not produced by any node")
 
     def _check_gather(self, node: Node) -> None:
-        data, indices = node.inputs
-        rows = self.shape(data)[node.attr("axis")]
-        bound = self.index_bounds.get(indices)
-        if bound is None:
+        rows = self.shape(node.inputs[0])[node.attr("axis")]
+        if not 0 < rows <= MAX_GATHER_ROWS:
             raise ModelError(
-                f"node {node.name!r} (gather): its indices {indices!r} are not an index input"
-            )
-        if bound > rows:
-            raise ModelError(
-                f"node {node.name!r} (gather): index input {indices!r} allows {bound} rows, "
-                f"the data has {rows}"
+                f"node {node.name!r} (gather): {rows} rows to pick from, 1 to "
+                f"{MAX_GATHER_ROWS} run (float32 carries ids exactly below that)"
             )
 
     def consumers(self) -> dict[str, list[Node]]:
@@ -182,9 +175,9 @@ class Graph:
         return "\n".join(lines)
 
 
-def check_indices(name: str, x: npt.NDArray[Any], bound: int) -> None:
-    """Refuse an index input's values unless each is a whole number in [-bound, bound):
-    the error names the input, the first bad position and its value."""
+def check_indices(x: npt.NDArray[Any], bound: int, what: str, field: str | None = None) -> None:
+    """Refuse ids unless each is a whole number in [-bound, bound): the error names ``what``
+    holds them (an input, a gather), the first bad position and its value."""
     compiled = _compiled_check()
     if compiled is not None:
         try:
@@ -198,16 +191,21 @@ def check_indices(name: str, x: npt.NDArray[Any], bound: int) -> None:
         with np.errstate(invalid="ignore"):
             bad = ~((x >= -bound) & (x < bound) & (np.floor(x) == x))
     else:
-        raise ValidationError(
-            f"index input {name!r} must hold integers, got {x.dtype} values", field=name
-        )
+        raise ValidationError(f"{what} must hold integers, got {x.dtype} values", field=field)
     if bad.any():
         where = tuple(int(i) for i in np.argwhere(bad)[0])
+        value = x[where].item()
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # ids travel as floats: show 7, not 7.0
         raise ValidationError(
-            f"index input {name!r} at position {where}: {x[where].item()!r} is not a whole number "
-            f"in [-{bound}, {bound - 1}] (the rows its gathers read)",
-            field=name,
+            f"{what} at position {where}: {value} is not a whole number in [-{bound}, {bound - 1}]",
+            field=field,
         )
+
+
+def check_index_input(name: str, x: npt.NDArray[Any]) -> None:
+    """An index input's values: whole numbers that float32 carries exactly."""
+    check_indices(x, MAX_GATHER_ROWS, f"index input {name!r}", field=name)
 
 
 @functools.cache
@@ -221,15 +219,16 @@ def _compiled_check() -> Callable[[npt.NDArray[Any], int], int] | None:
 
 
 def sample_inputs(graph: Graph, seed: int = 0) -> list[FloatArray]:
-    """Inputs for timing and comparing plans: uniform in [0.5, 1.5), and every row of each
-    index input's range drawn at random."""
+    """Inputs for timing and comparing plans: uniform in [0.5, 1.5), and ids of 0 (a row
+    of every table, also after the offsets a multi-field model adds)."""
     rng = np.random.default_rng(seed)
     out = []
     for name in graph.inputs:
         shape = graph.shape(name)
-        bound = graph.index_bounds.get(name)
-        x = rng.uniform(0.5, 1.5, shape) if bound is None else rng.integers(0, bound, shape)
-        out.append(x.astype(np.float32))
+        if name in graph.index_inputs:
+            out.append(np.zeros(shape, np.float32))
+        else:
+            out.append(rng.uniform(0.5, 1.5, shape).astype(np.float32))
     return out
 
 

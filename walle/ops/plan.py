@@ -36,7 +36,7 @@ from walle.ops.aliasing import (
 )
 from walle.ops.backends.base import Backend, Buffers, Call, DirectKernel
 from walle.ops.fusion import FusedStep
-from walle.ops.ir import FloatArray, Graph, check_indices, sample_inputs
+from walle.ops.ir import FloatArray, Graph, check_index_input
 from walle.ops.reuse import BlockPlan, share_blocks
 
 __all__ = ["Choice", "CompiledPlan", "SubBatchPlan", "allocate", "is_alias"]
@@ -100,10 +100,9 @@ def allocate(
         return found
 
     buffers: Buffers = dict(graph.constants)
-    ids = sample_inputs(graph) if fill is not None and graph.index_bounds else []
-    for i, name in enumerate(graph.inputs):
-        if ids and name in graph.index_bounds:
-            buffers[name] = ids[i]  # ids in range of every gather that reads them
+    for name in graph.inputs:
+        if fill is not None and name in graph.index_inputs:
+            buffers[name] = np.zeros(graph.shape(name), np.float32)  # ids: row 0 of a table
         else:
             buffers[name] = _new(graph.shape(name), fill)
     for node in graph.nodes:
@@ -230,8 +229,8 @@ class CompiledPlan:
         self._calls = tuple(calls)
         self._in = tuple(self.buffers[n] for n in graph.inputs)
         self._out = tuple(self.buffers[n] for n in graph.outputs)
-        # A direct plan reads the caller's arrays as they are: not for checked indices.
-        checked = bool(graph.index_bounds)
+        # A direct plan reads the caller's arrays as they are: not for ids, checked on load.
+        checked = bool(graph.index_inputs)
         self._direct = None if checked else _direct_io(calls, self._in, self._out)
         self._fast_load = not checked
         self._spare: FloatArray | None = None
@@ -288,9 +287,8 @@ class CompiledPlan:
 
     def _load(self, name: str, buf: FloatArray, x: npt.ArrayLike) -> None:
         _check_shape(name, buf.shape, np.shape(x))
-        bound = self.graph.index_bounds.get(name)
-        if bound is not None:
-            check_indices(name, np.asarray(x), bound)
+        if name in self.graph.index_inputs:
+            check_index_input(name, np.asarray(x))
         try:
             np.copyto(buf, x, casting="same_kind")
         except TypeError as exc:
@@ -343,14 +341,20 @@ class SubBatchPlan:
         xs = [np.asarray(x) for x in arrays]
         for name, x in zip(self.graph.inputs, xs, strict=True):
             _check_shape(name, self.graph.shape(name), x.shape)
-            bound = self.graph.index_bounds.get(name)
-            if bound is not None:  # here, so that an error gives the batch's position
-                check_indices(name, x, bound)
+            if name in self.graph.index_inputs:  # here: an error gives the batch's position
+                check_index_input(name, x)
         outs = [np.empty(self.graph.shape(n), np.float32) for n in self.graph.outputs]
         b = self.rows_per_run
         for start in range(0, self.rows, b):
             rows = slice(start, start + b)
-            self.inner.run_into([x[rows] for x in xs], [o[rows] for o in outs])
+            try:
+                self.inner.run_into([x[rows] for x in xs], [o[rows] for o in outs])
+            except ValidationError as exc:  # a gather's ids: its position is the run's
+                raise ValidationError(
+                    f"{exc} (in the run of rows {start} to {start + b - 1} of the batch, "
+                    f"which runs {b} rows at a time)",
+                    field=exc.field,
+                ) from exc
         return outs
 
     def run1(self, x: npt.NDArray[np.generic]) -> FloatArray:

@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from walle.errors import ModelError
-from walle.ops.ir import FloatArray, Graph, Node, Region, check_indices
+from walle.ops.ir import FloatArray, Graph, Node, Region, check_index_input, check_indices
 
 
 def erf(x: FloatArray, out: FloatArray | None = None) -> FloatArray:
@@ -114,7 +114,9 @@ def evaluate(node: Node, inputs: list[FloatArray], shape: tuple[int, ...]) -> Fl
         elif node.op == "raster":
             y = raster(inputs, shape, node.attr("regions"), node.attr("fill"))
         elif node.op == "gather":
-            y = np.take(inputs[0], inputs[1].astype(np.int64), axis=node.attr("axis"))
+            axis = node.attr("axis")
+            check_indices(inputs[1], inputs[0].shape[axis], f"gather {node.name!r}: its indices")
+            y = np.take(inputs[0], inputs[1].astype(np.int64), axis=axis)
         else:
             raise ModelError(f"node {node.name!r}: op {node.op!r} is not atomic")
     return np.asarray(y, dtype=np.float32).reshape(shape)
@@ -125,8 +127,8 @@ def run_reference(graph: Graph, feeds: dict[str, FloatArray]) -> list[FloatArray
     env: dict[str, FloatArray] = dict(graph.constants)
     for name in graph.inputs:
         x = np.asarray(feeds[name])
-        if name in graph.index_bounds:
-            check_indices(name, x, graph.index_bounds[name])
+        if name in graph.index_inputs:
+            check_index_input(name, x)
         env[name] = x.astype(np.float32).reshape(graph.shape(name))
     for node in graph.nodes:
         env[node.output] = evaluate(node, [env[i] for i in node.inputs], graph.shape(node.output))

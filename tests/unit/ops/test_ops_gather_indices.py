@@ -1,12 +1,13 @@
-"""Embedding lookups: a Gather whose indices are an integer graph input (ids given with each
-call), against onnxruntime on every backend pinned, and the checks on the ids.
+"""Embedding lookups: a Gather whose indices are integer ids given with each call (a graph
+input, or ids moved or offset on the way: a multi-field model's columns into one table),
+against onnxruntime on every backend pinned, and the checks on the ids.
 
 The ids arrive as integers (int64, int32; a float array of whole numbers is taken too) and
-travel as float32, exact below 2**24: a gather's table has at most that many rows. Each id
-must lie in [-rows, rows) of every gather that reads it, negative ones counting from the end;
-one outside, or a float that is not a whole number, is refused when a plan loads it, naming
-the input and the position. An integer input that anything but a Gather's indices reads is
-refused when the Model is built, naming the input and the node.
+travel as float32: a plan refuses, when it loads them, any that float32 does not carry
+exactly (not whole, or 2**24 or more in magnitude), naming the input and the position. Each
+gather's kernel checks its indices against its table's rows ([-rows, rows), negative ones
+counting from the end) before it reads, naming the node and the position. Ids that reach
+anything but a lookup are refused when the Model is built, naming the input and the node.
 """
 
 from __future__ import annotations
@@ -135,10 +136,15 @@ def test_ops_gather_first_and_last_rows_and_negative_ends(tmp_path) -> None:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize(
-    ("bad", "where", "shown"),
-    [(7, (1, 2), "7"), (-8, (0, 0), "-8"), (2**40, (1, 0), str(2**40))],
+    ("bad", "where", "names"),
+    [
+        (7, (1, 2), ("gather 'lookup", ": 7 is", "[-7, 6]")),
+        (-8, (0, 0), ("gather 'lookup", ": -8 is", "[-7, 6]")),
+        # past what float32 carries exactly: refused as the input is loaded
+        (2**40, (1, 0), ("index input 'ids'", f": {2**40} is", "[-16777216, 16777215]")),
+    ],
 )
-def test_ops_gather_refuses_ids_out_of_range(backend, bad, where, shown) -> None:
+def test_ops_gather_refuses_ids_out_of_range(backend, bad, where, names) -> None:
     proto = _lookup((7, 2), (2, 3))
     graph = import_onnx(proto)
     plan = compile_graph(graph, pin=backend, use_cache=False, trials=False)
@@ -147,8 +153,9 @@ def test_ops_gather_refuses_ids_out_of_range(backend, bad, where, shown) -> None
     with pytest.raises(ValidationError) as err:
         plan(ids)
     text = str(err.value)
-    assert "'ids'" in text and f"position {where}" in text and shown in text
-    assert "[-7, 6]" in text
+    assert f"position {where}" in text
+    for name in names:
+        assert name in text, text
     ids[where] = 6  # the same plan runs on good ids afterwards
     np.testing.assert_array_equal(plan(ids)[0], run_ort(proto, {"ids": ids})[0])
 
@@ -164,23 +171,27 @@ def test_ops_gather_refuses_floats_that_are_not_whole(tmp_path) -> None:
             m.run(np.array([1.0, bad, 0.0]))
 
 
-def test_ops_gather_checks_ids_in_sub_batches_at_the_batch_position() -> None:
-    """A batch run in sub-batches names the position in the caller's batch."""
+def test_ops_gather_errors_in_sub_batches_say_which_rows() -> None:
+    """A batch run in sub-batches: a load error gives the caller's position, a gather's
+    error its position in the run and the run's rows."""
     rows, batch = 30, 8
     proto = embedding_model(rows=rows, batch=batch)
     graph = import_onnx(proto, batch=batch)
-    assert graph.index_bounds == {"ids": rows}
+    assert graph.index_inputs == ["ids"]
     plan = SubBatchPlan(graph, compile_graph(import_onnx(proto, batch=2), trials=False))
     ids = np.random.default_rng(0).integers(-rows, rows, (batch, 5)).astype(_I)
     dense = rand((batch, 3), 1)
     want = run_ort(proto, {"ids": ids, "dense": dense})[0]
     np.testing.assert_allclose(plan(ids, dense)[0], want, atol=1e-5)
     ids[6, 3] = rows
-    with pytest.raises(ValidationError, match=r"position \(6, 3\)"):
+    with pytest.raises(ValidationError, match=r"position \(0, 3\): 30 .* rows 6 to 7 of the batch"):
+        plan(ids, dense)
+    ids[6, 3] = 2**24
+    with pytest.raises(ValidationError, match=r"index input 'ids' at position \(6, 3\)"):
         plan(ids, dense)
 
 
-def test_ops_gather_bound_is_the_smallest_table(tmp_path) -> None:
+def test_ops_gather_ids_read_by_two_tables_must_fit_each(tmp_path) -> None:
     """Ids read by two tables must fit the smaller one."""
     nodes = [
         helper.make_node("Gather", ["big", "ids"], ["a"], name="g1"),
@@ -197,7 +208,7 @@ def test_ops_gather_bound_is_the_smallest_table(tmp_path) -> None:
     ids = np.array([0, 3, -4], _I)
     for got, want in zip(m.run(ids), run_ort(proto, {"ids": ids}), strict=True):
         np.testing.assert_array_equal(got, want)
-    with pytest.raises(ValidationError, match=r"\[-4, 3\]"):
+    with pytest.raises(ValidationError, match=r"gather 'g2.* \(1,\): 4 is .*\[-4, 3\]"):
         m.run(np.array([0, 4, 0], _I))
 
 
@@ -206,14 +217,35 @@ def test_ops_gather_bound_is_the_smallest_table(tmp_path) -> None:
     [
         ([helper.make_node("Cast", ["ids"], ["y"], name="c", to=1)], r"'c' \(Cast\)"),
         (
-            [helper.make_node("Gather", ["ids", "table"], ["y"], name="g")],
-            r"'g' \(Gather\): walle.ops takes integer inputs only as Gather's indices",
+            [helper.make_node("Gather", ["ids", "j"], ["y"], name="g")],
+            r"input 'ids' \(integer ids\) reaches node 'g' \(Gather\): walle.ops takes ids "
+            "only into Gather's indices",
         ),
-        ([helper.make_node("Identity", ["ids"], ["y"], name="i")], r"'i' \(Identity\)"),
+        (
+            [
+                helper.make_node(
+                    "Unsqueeze",
+                    ["ids", "axes"],
+                    ["u"],
+                    name="u",
+                ),
+                helper.make_node("MatMul", ["u", "j"], ["y"], name="mm"),
+            ],
+            r"input 'ids' \(integer ids\) reaches node 'mm' \(MatMul\)",
+        ),
+        (
+            [helper.make_node("Identity", ["ids"], ["y"], name="i")],
+            r"graph output 'y' holds the integer ids of input 'ids'",
+        ),
     ],
 )
-def test_ops_integer_input_read_by_other_ops_is_refused(nodes, match, tmp_path) -> None:
-    proto = model(nodes, [_ids("ids", [3])], [io("y", None)], [init("table", rand((4, 2)))])
+def test_ops_ids_that_reach_other_ops_are_refused(nodes, match, tmp_path) -> None:
+    proto = model(
+        nodes,
+        [_ids("ids", [3]), _ids("j", [3])],
+        [io("y", None)],
+        [init("axes", np.array([0], _I))],
+    )
     with pytest.raises(ModelError, match=match):
         _model(proto, tmp_path)
 
@@ -232,26 +264,24 @@ def test_ops_integer_graph_output_is_refused(tmp_path) -> None:
     proto = model(
         [node], [_ids("ids", [3])], [io("y", None), _ids("ids", [3])], [init("table", rand((4, 2)))]
     )
-    with pytest.raises(ModelError, match="is a graph output"):
+    with pytest.raises(ModelError, match="returns float32 outputs only"):
         _model(proto, tmp_path)
 
 
-def test_ops_builder_gather_needs_an_index_input() -> None:
+def test_ops_builder_gather_of_ids() -> None:
     b = GraphBuilder()
-    x = b.input("x", (3,))
     table = b.const(rand((5, 2)))
-    with pytest.raises(ModelError, match="must be an index input"):
-        b.gather(table, x)
     ids = b.index_input("ids", (3,))
     with pytest.raises(ModelError, match="axis 2 out of range"):
         b.gather(table, ids, axis=2)
     graph = b.build([b.gather(table, ids)])
-    assert graph.index_bounds == {"ids": 5}
-    ids_in = np.array([4, -5, 2])
+    assert graph.index_inputs == ["ids"]
     np.testing.assert_array_equal(
-        run_reference(graph, {"x": rand((3,)), "ids": ids_in})[0],
-        graph.constants[table][[4, 0, 2]],
+        run_reference(graph, {"ids": np.array([4, -5, 2])})[0], graph.constants[table][[4, 0, 2]]
     )
+    message = r"gather 'gather:\d+': its indices at position \(1,\): 5 is"
+    with pytest.raises(ValidationError, match=message):
+        run_reference(graph, {"ids": np.array([4, 5, 2])})
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -268,3 +298,106 @@ def test_ops_gather_by_input_property(data_shape, ids_shape, axis_pick, seed, ba
     ids = np.random.default_rng(seed).integers(-rows, rows, ids_shape).astype(_I)
     proto = _lookup(data_shape, ids_shape, axis)
     _assert_same(proto, {"ids": ids}, backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ops_gathers_into_a_concat_and_from_computed_data(backend: str) -> None:
+    """Two lookups written into one concat (in place where the plan can), and a gather of a
+    value computed at run time rather than of a constant table."""
+    nodes = [
+        helper.make_node("Gather", ["items", "ids"], ["a"], name="g1"),
+        helper.make_node("Mul", ["x", "x"], ["sq"], name="m"),
+        helper.make_node("Gather", ["sq", "ids"], ["b"], name="g2"),
+        helper.make_node("Concat", ["a", "b"], ["y"], name="c", axis=-1),
+        helper.make_node("Relu", ["y"], ["z"], name="r"),
+    ]
+    proto = model(
+        nodes,
+        [_ids("ids", [2, 3]), io("x", [6, 4])],
+        [io("z", None)],
+        [init("items", rand((6, 5)))],
+        opset=13,
+    )
+    ids = np.array([[0, 5, -1], [2, 2, -6]], _I)
+    _assert_same(proto, {"ids": ids, "x": rand((6, 4), 3)}, backend)
+
+
+def ctr_model(fields=(20, 7, 50), dim: int = 4, batch: int = 3):
+    """A click-through-rate model's lookups, two ways: one shared table that each field's ids
+    index after an offset (DeepFM), and a table per field picked by column (a Gather of a
+    constant index and a Slice on the ids, then Unsqueeze/Concat/Reshape on the way)."""
+    offsets = np.cumsum([0, *fields[:-1]]).astype(_I)
+    shared = rand((sum(fields), dim), 11)
+    nodes = [
+        helper.make_node("Add", ["ids", "offsets"], ["shifted"], name="offset"),
+        helper.make_node("Gather", ["shared", "shifted"], ["e"], name="shared_lookup"),
+        helper.make_node("ReduceSum", ["e", "one"], ["fm"], name="fm", keepdims=0),
+        # field 0 by a constant Gather on the columns, field 1 by a Slice, field 2 both ways
+        helper.make_node("Gather", ["ids", "zero"], ["f0"], name="col0", axis=1),
+        helper.make_node("Gather", ["t0", "f0"], ["e0"], name="lookup0"),
+        helper.make_node("Slice", ["ids", "one", "two", "one"], ["f1"], name="col1"),
+        helper.make_node("Reshape", ["f1", "flat"], ["f1r"], name="flat1"),
+        helper.make_node("Gather", ["t1", "f1r"], ["e1"], name="lookup1"),
+        helper.make_node("Gather", ["ids", "two_s"], ["f2"], name="col2", axis=1),
+        helper.make_node("Unsqueeze", ["f2", "one"], ["f2u"], name="unsq2"),
+        helper.make_node("Concat", ["f2u", "f2u"], ["f2c"], name="cat2", axis=1),
+        helper.make_node("Gather", ["t2", "f2c"], ["e2"], name="lookup2"),
+        helper.make_node("ReduceMean", ["e2"], ["e2m"], name="mean2", axes=[1], keepdims=0),
+        helper.make_node("Concat", ["fm", "e0", "e1", "e2m"], ["y"], name="join", axis=1),
+    ]
+    inits = [
+        init("offsets", offsets),
+        init("shared", shared),
+        init("zero", np.array(0, _I)),
+        init("one", np.array([1], _I)),
+        init("two", np.array([2], _I)),
+        init("two_s", np.array(2, _I)),
+        init("flat", np.array([-1], _I)),
+        *(init(f"t{i}", rand((n, dim), 20 + i)) for i, n in enumerate(fields)),
+    ]
+    return model(nodes, [_ids("ids", [batch, len(fields)])], [io("y", None)], inits, opset=13)
+
+
+def _field_ids(fields, batch: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.stack([rng.integers(0, n, batch) for n in fields], axis=1).astype(_I)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ops_ctr_model_ids_offset_and_by_column(backend: str) -> None:
+    fields = (20, 7, 50)
+    proto = ctr_model(fields)
+    ids = _field_ids(fields, 3)
+    ids[0] = [19, 6, 49]  # each field's last row: valid for its own table only
+    _assert_same(proto, {"ids": ids}, backend)
+
+
+def test_ops_ctr_model_refuses_an_id_past_its_field(tmp_path) -> None:
+    """Field 1 has 7 rows: an id of 7 there passes the shared table (77 rows, after an
+    offset of 20) and is refused by field 1's own table, which the error names."""
+    fields = (20, 7, 50)
+    m = _model(ctr_model(fields), tmp_path)
+    ids = _field_ids(fields, 3)
+    ids[2, 1] = 7
+    with pytest.raises(ValidationError, match=r"gather 'lookup1.* \(2,\): 7 is .*\[-7, 6\]"):
+        m.run(ids)
+    ids[2, 1] = 6
+    ids[1, 2] = 57  # past the shared table's 77 rows once offset by 27
+    with pytest.raises(ValidationError, match=r"gather 'shared_lookup.* \(1, 2\): 84 is"):
+        m.run(ids)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ops_one_based_ids_through_sub(backend: str) -> None:
+    nodes = [
+        helper.make_node("Sub", ["ids", "one"], ["zero_based"], name="minus1"),
+        helper.make_node("Gather", ["table", "zero_based"], ["y"], name="lookup"),
+    ]
+    proto = model(
+        nodes,
+        [_ids("ids", [2, 4])],
+        [io("y", None)],
+        [init("one", np.array(1, _I)), init("table", rand((9, 3)))],
+        opset=13,
+    )
+    _assert_same(proto, {"ids": np.array([[1, 9, 5, 2], [9, 9, 1, 3]], _I)}, backend)

@@ -18,7 +18,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from walle.ops.fusion import FusedStep, atomic_step
-from walle.ops.ir import FloatArray, Graph, Node
+from walle.ops.ir import FloatArray, Graph, Node, check_indices
 
 Call = Callable[[], object]
 Buffers = dict[str, FloatArray]
@@ -233,6 +233,14 @@ def node_work(node: Node, graph: Graph) -> tuple[float, float]:
     if node.op == "gather":  # reads the rows it copies, not the whole table
         return 0.0, 8.0 * out + 4.0 * math.prod(graph.shape(node.inputs[1]))
     return float(max(ins, out)), 4.0 * (ins + out)
+
+
+def checked_gather(indices: FloatArray, rows: int, node: str, run: Call) -> None:
+    """Run a gather's kernel once its indices are checked: whole numbers in [-rows, rows),
+    else a ValidationError naming the node and the position (a read outside the table
+    would be a wrong answer or a crash)."""
+    check_indices(indices, rows, f"gather {node!r}: its indices", field=node)
+    run()
 
 
 def is_aliased_part(node: Node, buffers: Buffers) -> bool:

@@ -34,13 +34,21 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from functools import partial
 
 import numpy as np
 import numpy.typing as npt
 
 from walle.errors import BackendError
 from walle.ops.backends import cython_isa
-from walle.ops.backends.base import Backend, Buffers, Call, MatmulCall, is_aliased_part
+from walle.ops.backends.base import (
+    Backend,
+    Buffers,
+    Call,
+    MatmulCall,
+    checked_gather,
+    is_aliased_part,
+)
 from walle.ops.fusion import FusedStep
 from walle.ops.ir import (
     FloatArray,
@@ -228,7 +236,8 @@ class CythonBackend(Backend):
         if node.op == "gather":
             shape, axis = graph.shape(node.inputs[0]), node.attr("axis")
             outer, inner = math.prod(shape[:axis]), math.prod(shape[axis + 1 :])
-            return [ops_raster.GatherKernel(ins[0], ins[1], out, outer, shape[axis], inner).run]
+            kernel = ops_raster.GatherKernel(ins[0], ins[1], out, outer, shape[axis], inner)
+            return [partial(checked_gather, ins[1], shape[axis], node.name, kernel.run)]
         return [_raster(ins, out, node.attr("regions"), node.attr("fill"))]
 
     def compile_fused(

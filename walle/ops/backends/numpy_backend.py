@@ -7,7 +7,7 @@ from typing import Protocol
 
 import numpy as np
 
-from walle.ops.backends.base import Backend, Buffers, Call, MatmulCall
+from walle.ops.backends.base import Backend, Buffers, Call, MatmulCall, checked_gather
 from walle.ops.ir import FloatArray, Graph, Node, unfilled_runs
 from walle.ops.reference import BINARY, erf, region_view
 
@@ -57,7 +57,9 @@ class NumpyBackend(Backend):
         if node.op == "matmul":
             return [MatmulCall(ins[0], ins[1], out).run]
         if node.op == "gather":
-            return [partial(_gather, ins[0], ins[1], node.attr("axis"), out)]
+            axis = node.attr("axis")
+            take = partial(_take, ins[0], ins[1], axis, out)
+            return [partial(checked_gather, ins[1], ins[0].shape[axis], node.name, take)]
         return raster_calls(node, ins, out)
 
 
@@ -81,9 +83,9 @@ def raster_calls(node: Node, ins: list[FloatArray], out: FloatArray) -> list[Cal
     return calls
 
 
-def _gather(data: FloatArray, indices: FloatArray, axis: int, out: FloatArray) -> None:
-    """``np.take``; the plan checked the indices when it loaded them (in range, whole), so
-    "wrap" only counts the negative ones from the end."""
+def _take(data: FloatArray, indices: FloatArray, axis: int, out: FloatArray) -> None:
+    """``np.take`` of checked indices (:func:`checked_gather`): "wrap" only counts the
+    negative ones from the end."""
     np.take(data, indices.astype(np.intp), axis=axis, out=out, mode="wrap")
 
 

@@ -18,6 +18,7 @@ from walle.ops.builder import GraphBuilder
 from walle.ops.ir import FloatArray, Graph
 from walle.ops.onnx_import.conv import HANDLERS as CONV
 from walle.ops.onnx_import.elementwise import HANDLERS as ELEMENTWISE
+from walle.ops.onnx_import.ids import id_values
 from walle.ops.onnx_import.layout import HANDLERS as LAYOUT
 from walle.ops.onnx_import.nn import HANDLERS as NN
 from walle.ops.onnx_import.node import HandlerTable, OnnxNode
@@ -57,42 +58,6 @@ def load_onnx(path: str | Path) -> ModelProto:
     return proto
 
 
-# The element types of a Gather's indices (the spec's).
-_INDEX_TYPES = frozenset({"INT32", "INT64"})
-
-
-def _is_index_input(
-    value: ValueInfoProto, readers: dict[str, list[NodeProto]], outputs: set[str]
-) -> bool:
-    """Whether a graph input is float32 (undeclared counts as float32: False) or integer ids
-    that only Gathers read as their indices (True); refuse any other.
-
-    walle.ops computes in float32 only: a double model run in it would lose its range and
-    precision without a word (1e200 becomes inf). Integer ids are exact as float32 below
-    2**24, and a gather's table has at most that many rows.
-    """
-    from onnx import TensorProto
-
-    kind = value.type.tensor_type.elem_type
-    if kind in (TensorProto.UNDEFINED, TensorProto.FLOAT):
-        return False
-    kind_name = TensorProto.DataType.Name(kind)
-    if kind_name not in _INDEX_TYPES:
-        raise ModelError(f"input {value.name!r} ({kind_name}): walle.ops runs float32 inputs only")
-    if value.name in outputs:
-        raise ModelError(
-            f"input {value.name!r} ({kind_name}) is a graph output: walle.ops "
-            "returns float32 outputs only"
-        )
-    for node in readers.get(value.name, []):
-        if node.op_type != "Gather" or list(node.input).index(value.name) != 1:
-            raise ModelError(
-                f"input {value.name!r} ({kind_name}) is read by node {node.name!r} "
-                f"({node.op_type}): walle.ops takes integer inputs only as Gather's indices"
-            )
-    return True
-
-
 class Importer:
     """State of one import: the builder, ONNX name -> walle value name, who reads what."""
 
@@ -108,12 +73,8 @@ class Importer:
         for init in graph.initializer:
             self.names[init.name] = self.b.const(numpy_helper.to_array(init), name=init.name)
         inputs = [v for v in graph.input if v.name not in self.names]
-        self.readers: dict[str, list[NodeProto]] = {}
-        for node in graph.node:
-            for name in node.input:
-                self.readers.setdefault(name, []).append(node)
-        outputs = {o.name for o in graph.output}
-        indices = {v.name for v in inputs if _is_index_input(v, self.readers, outputs)}
+        # ONNX values that hold integer ids -> the input they come from
+        self.ids = id_values(graph)
         if batch is None or isinstance(batch, int):
             batches: list[int | None] = [
                 batch if _is_batch_dim(v, inputs[0]) else None for v in inputs
@@ -123,7 +84,7 @@ class Importer:
             if len(batches) != len(inputs):
                 raise ModelError(f"{len(batches)} batch sizes given for {len(inputs)} inputs")
         for value, rows in zip(inputs, batches, strict=True):
-            declare = self.b.index_input if value.name in indices else self.b.input
+            declare = self.b.index_input if value.name in self.ids else self.b.input
             self.names[value.name] = declare(value.name, _shape(value, rows))
         self.graph = graph
         self.batch_overridden = any(rows is not None for rows in batches)
@@ -132,6 +93,10 @@ class Importer:
         saved, given = _leading(inputs[0]) if inputs else None, batches[0] if inputs else None
         self.rebatch = (saved, given) if saved and given is not None and saved != given else None
         self.declared = {v.name: v for v in (*graph.value_info, *graph.output)}
+        self.readers: dict[str, list[NodeProto]] = {}
+        for node in graph.node:
+            for name in node.input:
+                self.readers.setdefault(name, []).append(node)
         self.graph_outputs = {o.name for o in graph.output}
         # ONNX values folded into a conv (BatchNormalization, per-channel Mul and Add after
         # it): each is the same walle value as the ONNX value mapped to

@@ -160,12 +160,12 @@ def _split(im: Importer, node: OnnxNode, ins: list[str]) -> list[str]:
 
 def _gather(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     """Constant indices: a raster with one region per index, data[..., i, ...] blocks into
-    the output. Indices that are an integer graph input (ids given with each call, an
-    embedding lookup): a gather, its indices checked when a plan loads them. Negative ones
+    the output. Indices known at run time only (ids given with each call, see
+    :mod:`walle.ops.onnx_import.ids`): a gather, whose kernel checks them. Negative ones
     count from the end."""
     shape = im.b.shape(ins[0])
     axis = _axis(node, int(node.get("axis", 0)), len(shape))
-    if im.b.is_index_input(ins[1]):
+    if node.proto.input[1] in im.ids:
         return im.b.gather(ins[0], ins[1], axis)
     indices = im.const(node.proto.input[1], node.where).astype(np.int64)
     dim = shape[axis]
