@@ -8,7 +8,7 @@ joins dense features and scores with a 2-layer MLP (batch 1: one request; batch 
 candidates). Three peers run each ONNX model with numpy in and out, timed in interleaved
 slices:
 
-- walle: the model as imported (its ids checked when the plan loads them);
+- walle: the model as imported (its ids checked on load and by the gather);
 - numpy: the same model written by hand (``np.take``, mean, matmuls): the naive baseline;
 - onnxruntime (1 thread).
 
@@ -23,7 +23,6 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
-import itertools  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 from collections.abc import Callable  # noqa: E402
@@ -38,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from ops_bench import _interleaved_median_us, _ort  # noqa: E402
 
 from walle.ops import Model  # noqa: E402
+from walle.ops.sample_models import recommender_onnx  # noqa: E402
 
 # (label, table rows, embedding dim, ids per row, batch, MLP hidden sizes; none: lookup only)
 ROWS = [
@@ -49,43 +49,27 @@ DENSE = 16
 
 
 def _model(rows: int, dim: int, seq: int, batch: int, hidden: tuple[int, ...]):
-    """The ONNX model and the same computation in numpy."""
-    rng = np.random.default_rng(0)
-    table = rng.uniform(-0.1, 0.1, (rows, dim)).astype(np.float32)
-    inits = [numpy_helper.from_array(table, "table")]
-    nodes = [helper.make_node("Gather", ["table", "ids"], ["emb"])]
-    inputs = [helper.make_tensor_value_info("ids", TensorProto.INT64, [batch, seq])]
-    layers: list[tuple[np.ndarray, np.ndarray]] = []
-    if hidden:
-        inputs.append(helper.make_tensor_value_info("dense", TensorProto.FLOAT, [batch, DENSE]))
-        nodes += [
-            helper.make_node("ReduceMean", ["emb"], ["pooled"], axes=[1], keepdims=0),
-            helper.make_node("Concat", ["pooled", "dense"], ["h0"], axis=1),
-        ]
-        sizes = [dim + DENSE, *hidden, 1]
-        for i, (a, b) in enumerate(itertools.pairwise(sizes)):
-            w = rng.uniform(-0.2, 0.2, (a, b)).astype(np.float32)
-            bias = rng.uniform(-0.1, 0.1, b).astype(np.float32)
-            layers.append((w, bias))
-            inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(bias, f"b{i}")]
-            act = "Relu" if i < len(hidden) else "Sigmoid"
-            nodes += [
-                helper.make_node("Gemm", [f"h{i}", f"w{i}", f"b{i}"], [f"z{i}"]),
-                helper.make_node(act, [f"z{i}"], [f"h{i + 1}"]),
-            ]
-        out = f"h{len(sizes) - 1}"
-    else:
-        out = "emb"
-    graph = helper.make_graph(
-        nodes, "t", inputs, [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)], inits
-    )
-    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    """The ONNX model (walle.ops.sample_models.recommender_onnx at a fixed batch; the lookup
+    alone where ``hidden`` is empty) and the same computation in numpy."""
+    proto = recommender_onnx(rows, dim, seq, DENSE, hidden)
+    for value in proto.graph.input:
+        value.type.tensor_type.shape.dim[0].dim_value = batch
+    weights = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+    table = weights["table"]
+    if not hidden:  # the lookup alone: its output is the embedded sequence
+        del proto.graph.node[1:]
+        del proto.graph.input[1:]
+        kept = [i for i in proto.graph.initializer if i.name == "table"]
+        del proto.graph.initializer[:]
+        proto.graph.initializer.extend(kept)
+        proto.graph.output[0].CopyFrom(
+            helper.make_tensor_value_info("emb", TensorProto.FLOAT, None)
+        )
+        return proto, lambda ids: np.take(table, ids, axis=0)
+    layers = [(weights[f"w{i}"], weights[f"b{i}"]) for i in range(len(hidden) + 1)]
 
-    def by_hand(ids: np.ndarray, dense: np.ndarray | None = None) -> np.ndarray:
-        emb = np.take(table, ids, axis=0)
-        if not layers:
-            return emb
-        h = np.concatenate([emb.mean(axis=1), dense], axis=1)
+    def by_hand(ids: np.ndarray, dense: np.ndarray) -> np.ndarray:
+        h = np.concatenate([np.take(table, ids, axis=0).mean(axis=1), dense], axis=1)
         for i, (w, b) in enumerate(layers):
             z = h @ w + b
             h = np.maximum(z, 0) if i < len(layers) - 1 else 1 / (1 + np.exp(-z))

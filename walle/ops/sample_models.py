@@ -4,8 +4,10 @@
 1x3x64x64, global average pool, flatten, Gemm to 10 classes; ``encoder_onnx``: a
 transformer encoder layer (pre-norm attention and an erf-GELU feed-forward, as exported
 from PyTorch); ``mobilenet_v2_onnx``: MobileNetV2's first stages (depthwise convs, ReLU6
-as Clip, inverted residuals); ``single_op_onnx``: one node. The leading input dim is the
-symbolic batch ``N`` (``encoder_onnx``: fixed sizes, its reshapes name them).
+as Clip, inverted residuals); ``recommender_onnx``: an embedding lookup of item ids, their
+mean joined with dense features, an MLP and a sigmoid score; ``single_op_onnx``: one node.
+The leading input dim is the symbolic batch ``N`` (``encoder_onnx``: fixed sizes, its
+reshapes name them).
 """
 
 from __future__ import annotations
@@ -82,6 +84,44 @@ def mlp_onnx(sizes: Sequence[int] = (64, 256, 256, 1), seed: int = 0) -> ModelPr
             nodes.append(helper.make_node("Relu", [y + "_lin"], [y], name=f"relu{i}"))
         x = y
     return _model(nodes, [_io("x", ["N", sizes[0]])], [_io("y", ["N", sizes[-1]])], inits)
+
+
+def recommender_onnx(
+    rows: int = 1000,
+    dim: int = 16,
+    seq: int = 20,
+    dense: int = 8,
+    hidden: Sequence[int] = (64,),
+    seed: int = 0,
+) -> ModelProto:
+    """An on-device recommender: int64 item ids [N, seq] (a behaviour sequence) looked up in a
+    [rows, dim] table ("table"), averaged, joined with float features [N, dense], then Gemm +
+    Relu layers of ``hidden`` sizes and a Gemm + Sigmoid score [N, 1]. Inputs "ids" and
+    "dense"; weights "w0", "b0", ... (the score's last)."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(seed)
+    inits = [_init("table", rng.uniform(-0.1, 0.1, (rows, dim)))]
+    nodes = [
+        helper.make_node("Gather", ["table", "ids"], ["emb"], name="lookup"),
+        helper.make_node("ReduceMean", ["emb"], ["pooled"], name="pool", axes=[1], keepdims=0),
+        helper.make_node("Concat", ["pooled", "dense"], ["h0"], name="join", axis=1),
+    ]
+    sizes = [dim + dense, *hidden, 1]
+    for i, (a, b) in enumerate(itertools.pairwise(sizes)):
+        inits += [
+            _init(f"w{i}", rng.uniform(-0.2, 0.2, (a, b))),
+            _init(f"b{i}", rng.uniform(-0.1, 0.1, b)),
+        ]
+        act = "Relu" if i < len(sizes) - 2 else "Sigmoid"
+        nodes += [
+            helper.make_node("Gemm", [f"h{i}", f"w{i}", f"b{i}"], [f"z{i}"], name=f"fc{i}"),
+            helper.make_node(
+                act, [f"z{i}"], [f"h{i + 1}" if act == "Relu" else "score"], name=f"act{i}"
+            ),
+        ]
+    ids = helper.make_tensor_value_info("ids", TensorProto.INT64, ["N", seq])
+    return _model(nodes, [ids, _io("dense", ["N", dense])], [_io("score", ["N", 1])], inits)
 
 
 def cnn_onnx(seed: int = 0) -> ModelProto:

@@ -8,7 +8,7 @@ import re
 import pytest
 from click.testing import CliRunner
 
-from walle.ops.sample_models import mlp_onnx
+from walle.ops.sample_models import mlp_onnx, recommender_onnx
 
 
 @pytest.fixture
@@ -37,11 +37,9 @@ def test_bench_says_1_call_and_1_run_in_the_singular(model_path):
 
 def test_bench_feeds_every_input_and_valid_ids(tmp_path, monkeypatch):
     """A model of two inputs, one of them ids that an embedding table reads."""
-    from tests.unit.ops.test_ops_gather_indices import embedding_model
-
     monkeypatch.setenv("WALLE_CACHE_DIR", str(tmp_path / "cache"))
     path = tmp_path / "recommender.onnx"
-    path.write_bytes(embedding_model(batch=4).SerializeToString())
+    path.write_bytes(recommender_onnx().SerializeToString())
     result = _invoke("ops", "bench", str(path), "--runs", "3", "--batch", "4")
     assert result.exit_code == 0, result.output
     assert "batch 4: median" in result.output, result.output

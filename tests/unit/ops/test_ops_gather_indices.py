@@ -27,6 +27,7 @@ from walle.ops import GraphBuilder, Model, available_backends, compile_graph
 from walle.ops.onnx_import import import_onnx
 from walle.ops.plan import SubBatchPlan
 from walle.ops.reference import run_reference
+from walle.ops.sample_models import recommender_onnx
 
 BACKENDS = [b.name for b in available_backends()]
 _I = np.int64
@@ -37,29 +38,12 @@ def _ids(name: str, shape, kind: int = TensorProto.INT64):
 
 
 def embedding_model(rows: int = 50, dim: int = 8, seq: int = 5, batch: int = 4, seed: int = 0):
-    """A small recommender: ids [batch, seq] -> embedding rows -> mean over the sequence,
-    concatenated with dense features [batch, 3] -> Gemm -> Relu -> Gemm -> Sigmoid."""
-    table = rand((rows, dim), seed)
-    w1, b1 = rand((dim + 3, 16), seed + 1), rand((16,), seed + 2)
-    w2, b2 = rand((16, 1), seed + 3), rand((1,), seed + 4)
-    nodes = [
-        helper.make_node("Gather", ["table", "ids"], ["emb"], name="lookup"),
-        helper.make_node("ReduceMean", ["emb"], ["pooled"], name="pool", axes=[1], keepdims=0),
-        helper.make_node("Concat", ["pooled", "dense"], ["joined"], name="join", axis=1),
-        helper.make_node("Gemm", ["joined", "w1", "b1"], ["h"], name="fc1"),
-        helper.make_node("Relu", ["h"], ["hr"], name="act"),
-        helper.make_node("Gemm", ["hr", "w2", "b2"], ["logit"], name="fc2"),
-        helper.make_node("Sigmoid", ["logit"], ["score"], name="out"),
-    ]
-    inits = [init(n, a) for n, a in (("table", table), ("w1", w1), ("b1", b1), ("w2", w2),
-                                     ("b2", b2))]  # fmt: skip
-    return model(
-        nodes,
-        [_ids("ids", [batch, seq]), io("dense", [batch, 3])],
-        [io("score", [batch, 1])],
-        inits,
-        opset=13,
-    )
+    """walle.ops.sample_models.recommender_onnx (3 dense features, one hidden layer of 16) at
+    a fixed batch."""
+    proto = recommender_onnx(rows, dim, seq, dense=3, hidden=(16,), seed=seed)
+    for value in proto.graph.input:
+        value.type.tensor_type.shape.dim[0].dim_value = batch
+    return proto
 
 
 def _lookup(data_shape, ids_shape, axis: int = 0, kind: int = TensorProto.INT64):
