@@ -268,7 +268,7 @@ def test_ops_builder_gather_of_ids() -> None:
         run_reference(graph, {"ids": np.array([4, 5, 2])})
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     data_shape=st.lists(st.integers(1, 5), min_size=1, max_size=3).map(tuple),
     ids_shape=st.lists(st.integers(1, 4), min_size=0, max_size=2).map(tuple),
@@ -385,3 +385,59 @@ def test_ops_one_based_ids_through_sub(backend: str) -> None:
         opset=13,
     )
     _assert_same(proto, {"ids": np.array([[1, 9, 5, 2], [9, 9, 1, 3]], _I)}, backend)
+
+
+_CARRIERS = ("unsqueeze", "flatten", "transpose", "slice", "offset", "concat", "column")
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    shape=st.lists(st.integers(1, 4), min_size=1, max_size=3).map(tuple),
+    chain=st.lists(st.sampled_from(_CARRIERS), max_size=4),
+    rows=st.integers(1, 12),
+    negative=st.booleans(),
+    seed=st.integers(0, 2**16),
+    backend=st.sampled_from(BACKENDS),
+)
+def test_ops_ids_carried_to_a_lookup_property(shape, chain, rows, negative, seed, backend):
+    """Ids moved and offset by a random chain of the ops that carry them, then looked up:
+    the same as onnxruntime. Offsets widen the table so that every id stays in range."""
+    nodes, inits, x, dims, offset = [], [], "ids", list(shape), 0
+    for k, op in enumerate(chain):
+        y = f"c{k}"
+        if op == "unsqueeze":
+            inits.append(init(f"a{k}", np.array([0], _I)))
+            nodes.append(helper.make_node("Unsqueeze", [x, f"a{k}"], [y]))
+            dims = [1, *dims]
+        elif op == "flatten":
+            inits.append(init(f"a{k}", np.array([-1], _I)))
+            nodes.append(helper.make_node("Reshape", [x, f"a{k}"], [y]))
+            dims = [int(np.prod(dims))]
+        elif op == "transpose":
+            nodes.append(helper.make_node("Transpose", [x], [y]))
+            dims = dims[::-1]
+        elif op == "slice" and dims[0] > 1:
+            inits += [init(f"s{k}", np.array([1], _I)), init(f"e{k}", np.array([dims[0]], _I))]
+            nodes.append(helper.make_node("Slice", [x, f"s{k}", f"e{k}"], [y]))
+            dims = [dims[0] - 1, *dims[1:]]
+        elif op == "offset":
+            inits.append(init(f"o{k}", np.array(3, _I)))
+            nodes.append(helper.make_node("Add", [x, f"o{k}"], [y]))
+            offset += 3
+        elif op == "concat":
+            nodes.append(helper.make_node("Concat", [x, x], [y], axis=0))
+            dims = [2 * dims[0], *dims[1:]]
+        elif op == "column" and len(dims) > 1:
+            inits.append(init(f"i{k}", np.array(0, _I)))
+            nodes.append(helper.make_node("Gather", [x, f"i{k}"], [y], axis=1))
+            dims = [dims[0], *dims[2:]]
+        else:
+            continue
+        x = y
+    table_rows = rows + offset
+    low = -table_rows if negative and offset == 0 else 0
+    inits.append(init("table", rand((table_rows, 3), seed)))
+    nodes.append(helper.make_node("Gather", ["table", x], ["y"], name="lookup"))
+    proto = model(nodes, [_ids("ids", list(shape))], [io("y", None)], inits, opset=13)
+    ids = np.random.default_rng(seed).integers(low, rows, shape).astype(_I)
+    _assert_same(proto, {"ids": ids}, backend)
