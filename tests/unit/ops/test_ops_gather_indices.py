@@ -441,3 +441,33 @@ def test_ops_ids_carried_to_a_lookup_property(shape, chain, rows, negative, seed
     proto = model(nodes, [_ids("ids", list(shape))], [io("y", None)], inits, opset=13)
     ids = np.random.default_rng(seed).integers(low, rows, shape).astype(_I)
     _assert_same(proto, {"ids": ids}, backend)
+
+
+def test_ops_graph_refuses_index_inputs_it_does_not_have() -> None:
+    b = GraphBuilder()
+    graph = b.build([b.unary("relu", b.input("x", (2,)))])
+    graph.index_inputs = ["ids"]
+    with pytest.raises(ModelError, match="index input 'ids' is not a graph input"):
+        graph.validate()
+
+
+def test_ops_gather_of_too_many_rows_is_refused() -> None:
+    b = GraphBuilder()
+    ids = b.index_input("ids", (2,))
+    with pytest.raises(ModelError, match=r"has 16777217 rows, 1 to 16777216 run"):
+        b.gather(b.input("t", (2**24 + 1, 1)), ids)
+
+
+def test_ops_graph_validate_refuses_a_gather_of_too_many_rows() -> None:
+    from walle.ops.ir import Graph, Node, Value
+
+    rows = 2**24 + 1
+    graph = Graph(
+        inputs=["t", "ids"],
+        outputs=["y"],
+        values={"t": Value("t", (rows, 1)), "ids": Value("ids", (2,)), "y": Value("y", (2, 1))},
+        nodes=[Node("g", "gather", ("t", "ids"), "y", (("axis", 0),))],
+        index_inputs=["ids"],
+    )
+    with pytest.raises(ModelError, match=r"node 'g' \(gather\): 16777217 rows to pick from"):
+        graph.validate()
