@@ -18,21 +18,20 @@ AveragePool (one thread) on the same input.
 
 from __future__ import annotations
 
-import os
+import _one_thread  # noqa: F401  (first: one BLAS/OpenMP thread, set before numpy loads)
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_var] = "1"
+# isort: split
 
-import argparse  # noqa: E402
-import random  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
+import argparse
+import random
+import statistics
+import time
+from collections.abc import Callable
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from walle.ops import GraphBuilder  # noqa: E402
-from walle.ops.ir import Region  # noqa: E402
+from walle.ops import GraphBuilder
+from walle.ops.ir import Region
 
 # (label, C, H=W, Cout, filter side) of real layers, batch 1, pad (side - 1) / 2
 SHAPES = [

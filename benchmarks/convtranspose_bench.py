@@ -18,25 +18,24 @@ onnxruntime.
 
 from __future__ import annotations
 
-import os
+import _one_thread  # noqa: F401  (first: one BLAS/OpenMP thread, set before numpy loads)
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_var] = "1"
+# isort: split
 
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-from functools import partial  # noqa: E402
-from pathlib import Path  # noqa: E402
+import sys
+import tempfile
+from functools import partial
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-import onnx  # noqa: E402
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
 
 sys.path.insert(0, str(Path(__file__).parent))
-from ops_bench import _interleaved_median_us, _ort  # noqa: E402
+from ops_bench import _interleaved_median_us, _ort
 
-from walle.ops import GraphBuilder, Model  # noqa: E402
-from walle.ops.search import compile_graph  # noqa: E402
+from walle.ops import GraphBuilder, Model
+from walle.ops.search import compile_graph
 
 # (label, C in, C out, input spatial size, kernel, stride, pad, output_padding)
 ROWS = [

@@ -18,26 +18,25 @@ onnxruntime.
 
 from __future__ import annotations
 
-import os
+import _one_thread  # noqa: F401  (first: one BLAS/OpenMP thread, set before numpy loads)
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_var] = "1"
+# isort: split
 
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from functools import partial  # noqa: E402
-from pathlib import Path  # noqa: E402
+import sys
+import tempfile
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-import onnx  # noqa: E402
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
 
 sys.path.insert(0, str(Path(__file__).parent))
-from ops_bench import _interleaved_median_us, _ort  # noqa: E402
+from ops_bench import _interleaved_median_us, _ort
 
-from walle.ops import Model  # noqa: E402
-from walle.ops.sample_models import recommender_onnx  # noqa: E402
+from walle.ops import Model
+from walle.ops.sample_models import recommender_onnx
 
 # (label, table rows, embedding dim, ids per row, batch, MLP hidden sizes; none: lookup only)
 ROWS = [

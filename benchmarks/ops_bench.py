@@ -22,21 +22,20 @@ table as its own section, so that the AVX2 path cannot regress unseen.
 
 from __future__ import annotations
 
+import _one_thread  # noqa: F401  (first: one BLAS/OpenMP thread, set before numpy loads)
+
+# isort: split
+import argparse
 import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_var] = "1"
-
-import argparse  # noqa: E402
-import random  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 RESULTS = Path(__file__).parent / "results" / "ops_bench.md"
 

@@ -16,19 +16,18 @@ and the lowest one.
 
 from __future__ import annotations
 
-import os
+import _one_thread  # noqa: F401  (first: one BLAS/OpenMP thread, set before numpy loads)
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_var] = "1"
+# isort: split
 
-import argparse  # noqa: E402
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import sys
+from pathlib import Path
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-import ops_bench  # noqa: E402
+import ops_bench
 
 
 def _one(op: str, shape: tuple[int, ...], **attrs: object):
