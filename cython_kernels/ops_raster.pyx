@@ -450,9 +450,10 @@ cdef class GatherKernel:
     rows of ``inner`` floats, GIL released.
 
     The indices are floats holding whole numbers in [-rows, rows), negative ones counting
-    from the end: the plan checks them when it loads an index input, so an error names the
-    input and position. Here one that is not such a number anyway (NaN included) is clamped
-    to a row of the table, so that no read leaves it.
+    from the end: the backend checks them before each run (walle.ops.backends.base.
+    checked_gather), so an error names the node and the position. Here one that is not such
+    a number anyway (NaN included) is clamped to a row of the table, so that no read leaves
+    it.
     """
 
     cdef const float* data

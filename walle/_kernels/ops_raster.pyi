@@ -32,7 +32,8 @@ def first_bad_index(ids: npt.NDArray[Any], bound: int) -> int:
 
 class GatherKernel:
     """out[o, t, :] = data[o, indices[t], :]: rows of ``inner`` floats picked by the float
-    indices (whole numbers in [-rows, rows), checked by the plan; others are clamped).
+    indices (whole numbers in [-rows, rows), checked before each run by the backend; others
+    are clamped).
 
     ValueError if a buffer is not C-contiguous float32 or the sizes do not agree.
     """
