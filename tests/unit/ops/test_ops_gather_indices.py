@@ -471,3 +471,41 @@ def test_ops_graph_validate_refuses_a_gather_of_too_many_rows() -> None:
     )
     with pytest.raises(ModelError, match=r"node 'g' \(gather\): 16777217 rows to pick from"):
         graph.validate()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ops_ids_cast_to_int64_on_their_way(backend: str) -> None:
+    """PyTorch exports insert Casts on ids (int32 ids made int64): they leave ids as ids."""
+    nodes = [
+        helper.make_node("Cast", ["ids"], ["wide"], name="widen", to=TensorProto.INT64),
+        helper.make_node("Gather", ["table", "wide"], ["y"], name="lookup"),
+    ]
+    proto = model(
+        nodes,
+        [_ids("ids", [2, 3], TensorProto.INT32)],
+        [io("y", None)],
+        [init("table", rand((6, 2)))],
+        opset=13,
+    )
+    _assert_same(proto, {"ids": np.array([[0, 5, -1], [2, -6, 3]], np.int32)}, backend)
+
+
+@pytest.mark.parametrize(
+    ("source", "to", "match"),
+    [
+        ("x", TensorProto.INT64, r"'c' \(Cast\): a cast of float values to INT64"),
+        ("x", TensorProto.DOUBLE, r"'c' \(Cast\): a cast to DOUBLE is not supported"),
+        ("ids", TensorProto.FLOAT, r"input 'ids' \(integer ids\) reaches node 'c' \(Cast\)"),
+    ],
+)
+def test_ops_casts_that_would_change_values_are_refused(source, to, match, tmp_path) -> None:
+    nodes = [
+        helper.make_node("Cast", [source], ["c"], name="c", to=to),
+        helper.make_node("Gather", ["table", "ids"], ["y"], name="g"),
+    ]
+    outputs = [io("y", None), helper.make_tensor_value_info("c", to, None)]
+    proto = model(
+        nodes, [_ids("ids", [3]), io("x", [3])], outputs, [init("table", rand((4, 2)))], opset=13
+    )
+    with pytest.raises(ModelError, match=match):
+        _model(proto, tmp_path)

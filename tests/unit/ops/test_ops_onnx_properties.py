@@ -639,7 +639,27 @@ def reduce(op):
     return draw()
 
 
+@st.composite
+def cast(draw):
+    """A float tensor cast to FLOAT (the one non-constant float cast walle takes), or a
+    constant cast to INT64 (truncated at import) added to one."""
+    shape = draw(small)
+    x = _array(draw, shape, -3.0, 3.0)
+    if draw(st.booleans()):
+        return _case("Cast", [("x", x)], attrs={"to": 1})
+    c = _array(draw, shape, -3.0, 3.0)
+    node_cast = helper.make_node("Cast", ["c"], ["ci"], name="n", to=7)
+    node_back = helper.make_node("Cast", ["ci"], ["cf"], name="b", to=1)
+    node_add = helper.make_node("Add", ["x", "cf"], ["y0"], name="a")
+    proto = model(
+        [node_cast, node_back, node_add], [io("x", shape)], [io("y0", None)],
+        [numpy_helper.from_array(c, "c")], 13,
+    )  # fmt: skip
+    return Case(proto, {"x": x})
+
+
 STRATEGIES = {
+    "Cast": cast(),
     **{op: unary(op) for op in (
         "Relu", "Sigmoid", "Tanh", "Sqrt", "Erf", "Neg", "Abs", "Exp", "Log", "Reciprocal",
         "Identity", "Softplus", "Softsign", "Sign",

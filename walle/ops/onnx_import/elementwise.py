@@ -160,7 +160,38 @@ def _hard_sigmoid(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     return im.b.hard_sigmoid(ins[0], alpha, beta)
 
 
+# Cast targets whose values walle's float32 holds unchanged (ids are exact below 2**24).
+_CAST_TO = ("FLOAT", "INT32", "INT64")
+
+
+def _cast(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    """The values as they are, where float32 holds them unchanged: a float tensor cast to
+    FLOAT, integer ids (:mod:`walle.ops.onnx_import.ids`) to INT32 or INT64. A constant is
+    cast at import (to an integer type: truncated toward zero, as onnxruntime). Any other
+    cast is refused, naming its target type."""
+    from onnx import TensorProto
+
+    to = node.get("to")
+    if to is None:
+        raise ModelError(f"{node.where}: Cast needs its 'to' attribute")
+    target = TensorProto.DataType.Name(int(to))
+    if target not in _CAST_TO:
+        raise ModelError(f"{node.where}: a cast to {target} is not supported (FLOAT, INT32, INT64)")
+    constant = im.b.constant_value(ins[0])
+    if constant is not None:
+        return ins[0] if target == "FLOAT" else im.b.const(np.trunc(constant))
+    ids = node.proto.input[0] in im.ids
+    if ids == (target == "FLOAT"):  # ids to float, or float values to an integer type
+        kind = "integer ids" if ids else "float values"
+        raise ModelError(
+            f"{node.where}: a cast of {kind} to {target} is not supported: walle.ops computes "
+            "in float32, and takes ids only into Gather's indices"
+        )
+    return ins[0]
+
+
 HANDLERS: HandlerTable = {
+    "Cast": ({"to", "saturate", "round_mode"}, _cast),
     "Add": (_LEGACY_BROADCAST, _binary("add")),
     "Sub": (_LEGACY_BROADCAST, _binary("sub")),
     "Mul": (_LEGACY_BROADCAST, _binary("mul")),

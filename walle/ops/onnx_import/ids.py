@@ -5,7 +5,8 @@ ids, a behaviour sequence, the fields of a click-through-rate model. Their value
 float32, exact below 2**24 (checked when a plan loads them), and may pass through ops that
 move them or offset them (a reshape, a column picked by a constant Gather or a Slice, a
 Concat, an Add or Sub of offsets: a multi-field model's ids into one shared table) before
-they end as a Gather's indices, where the kernel checks each against its table's rows. Ids
+they end as a Gather's indices, where the kernel checks each against its table's rows (a Cast
+to INT32 or INT64 on the way leaves them as they are). Ids
 that reach any other op (a Cast to float, a MatMul, Gather's data of a runtime lookup) or a
 graph output would mean integer arithmetic that float32 does not keep, so such a model is
 refused when it is imported, naming the input and the node.
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING
 from walle.errors import ModelError
 
 if TYPE_CHECKING:
-    from onnx import GraphProto
+    from onnx import GraphProto, NodeProto
 
 # The element types of a Gather's indices (the spec's).
 INDEX_TYPES = frozenset({"INT32", "INT64"})
@@ -35,7 +36,17 @@ _CARRIERS: dict[str, tuple[int, ...] | None] = {
     "Add": None,
     "Sub": None,
 }
-_CARRIED = "Reshape, Flatten, Squeeze, Unsqueeze, Identity, Transpose, Slice, Concat, Add, Sub"
+_CARRIED = (
+    "Reshape, Flatten, Squeeze, Unsqueeze, Identity, Transpose, Slice, Concat, Add, Sub, "
+    "Cast to INT32 or INT64"
+)
+
+
+def _cast_to(node: NodeProto) -> str:
+    from onnx import TensorProto
+
+    to = next((a.i for a in node.attribute if a.name == "to"), TensorProto.UNDEFINED)
+    return str(TensorProto.DataType.Name(to))
 
 
 def id_values(graph: GraphProto) -> dict[str, str]:
@@ -67,6 +78,8 @@ def id_values(graph: GraphProto) -> dict[str, str]:
             continue  # a lookup: where ids end
         positions = _CARRIERS.get(node.op_type, ())
         column = node.op_type == "Gather" and held == [0] and node.input[1] in constant
+        if node.op_type == "Cast" and _cast_to(node) in INDEX_TYPES:
+            positions = (0,)  # ids as ids: their values unchanged
         if not column and (positions == () or (positions and set(held) - set(positions))):
             raise ModelError(
                 f"input {origin!r} (integer ids) reaches node {node.name!r} ({node.op_type}): "
