@@ -509,3 +509,28 @@ def test_ops_casts_that_would_change_values_are_refused(source, to, match, tmp_p
     )
     with pytest.raises(ModelError, match=match):
         _model(proto, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [
+        np.array([[1, 2, 3], [4, 5, 9]], np.uint32),
+        np.array([[1, 2, 3], [4, 5, 9]], np.int16),
+        np.array([[1, 2, 3], [4, 5, 9]], np.float64),
+        np.asfortranarray(np.array([[1, 2, 3], [4, 5, 9]], np.int64)),
+        [[1, 2, 3], [4, 5, 9]],
+    ],
+    ids=["uint32", "int16", "float64", "fortran", "list"],
+)
+def test_ops_ids_of_other_array_types_run_as_int64_ids(ids, tmp_path) -> None:
+    """dtypes and layouts the compiled check does not take go through numpy's check."""
+    m = _model(recommender_onnx(rows=10, seq=3), tmp_path)
+    dense = rand((2, 8), 4)
+    want = m.run(np.array([[1, 2, 3], [4, 5, 9]], np.int64), dense)[0]
+    np.testing.assert_array_equal(m.run(ids, dense)[0], want)
+
+
+def test_ops_ids_given_as_booleans_are_refused(tmp_path) -> None:
+    m = _model(recommender_onnx(rows=10, seq=3), tmp_path)
+    with pytest.raises(ValidationError, match="index input 'ids' must hold integers, got bool"):
+        m.run(np.ones((2, 3), bool), rand((2, 8)))
