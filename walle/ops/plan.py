@@ -261,9 +261,10 @@ class CompiledPlan:
 
     def run_into(self, arrays: list[FloatArray], outputs: list[FloatArray]) -> None:
         """Run on ``arrays`` and write the outputs into ``outputs`` (a sub-batch's rows of
-        the caller's arrays: no fresh arrays, no second copy)."""
+        the caller's arrays: no fresh arrays, no second copy). Ids are not checked again:
+        the :class:`SubBatchPlan` checked the whole batch's."""
         for name, buf, x in zip(self.graph.inputs, self._in, arrays, strict=True):
-            self._load(name, buf, x)
+            self._load(name, buf, x, check_ids=False)
         for call in self._calls:
             call()
         for buf, out in zip(self._out, outputs, strict=True):
@@ -285,9 +286,9 @@ class CompiledPlan:
             self._direct(*arrays, out)
         return out
 
-    def _load(self, name: str, buf: FloatArray, x: npt.ArrayLike) -> None:
+    def _load(self, name: str, buf: FloatArray, x: npt.ArrayLike, check_ids: bool = True) -> None:
         _check_shape(name, buf.shape, np.shape(x))
-        if name in self.graph.index_inputs:
+        if check_ids and name in self.graph.index_inputs:
             check_index_input(name, np.asarray(x))
         try:
             np.copyto(buf, x, casting="same_kind")
