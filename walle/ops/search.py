@@ -99,7 +99,7 @@ CLOSE_CALL = 0.1
 # taps one flat loop, grouped 1x1 convs 1.2-2x faster; 22: the AVX2 panel matmul's 6-row tile
 # two reduction steps a turn, 5-8% faster; 23: Winograd F(2x2, 3x3) in groups of up to 2
 # vectors two channels a turn too, 2-7% faster).
-DECISIONS_VERSION = 23
+DECISIONS_VERSION = 24
 
 
 def time_calls(calls: list[Call], budget_s: float = 0.004, max_runs: int = 25) -> float:
