@@ -238,6 +238,23 @@ WALLE_INLINE void NAME(const float* restrict b, long sb, const float* restrict a
     WALLE_GEMM_STORE(acc, VT, IT, VW, NV, CH)                                                  \
 }
 
+/* The reduction rows of a tile two at a turn, STEP(VT, VW, k, PF) each, the prefetch test
+   outside the loop (WALLE_GEMM_TILE4X3 and WALLE_GEMM_TILE8X2; their b, a, kc, pf, pfs). */
+#define WALLE_GEMM_TWO_ROWS(STEP, VT, VW)                                                      \
+    long k = 0;                                                                                \
+    if (pf) {                                                                                  \
+        for (; k + 2 <= kc; k += 2) {                                                          \
+            STEP(VT, VW, k, 1);                                                                \
+            STEP(VT, VW, k + 1, 1);                                                            \
+        }                                                                                      \
+    } else {                                                                                   \
+        for (; k + 2 <= kc; k += 2) {                                                          \
+            STEP(VT, VW, k, 0);                                                                \
+            STEP(VT, VW, k + 1, 0);                                                            \
+        }                                                                                      \
+    }                                                                                          \
+    if (k < kc) STEP(VT, VW, k, pf != 0);
+
 /* One reduction row k of the 4 x 3 tile below (PF: ask for two lines of the prefetch rows). */
 #define WALLE_GEMM_STEP4X3(VT, VW, K, PF)                                                      \
     do {                                                                                       \
@@ -272,19 +289,7 @@ WALLE_INLINE void NAME(const float* restrict b, long sb, const float* restrict a
     VT s00 = acc[0][0], s01 = acc[0][1], s02 = acc[0][2], s10 = acc[1][0], s11 = acc[1][1];   \
     VT s12 = acc[1][2], s20 = acc[2][0], s21 = acc[2][1], s22 = acc[2][2], s30 = acc[3][0];   \
     VT s31 = acc[3][1], s32 = acc[3][2];                                                       \
-    long k = 0;                                                                                \
-    if (pf) {                                                                                  \
-        for (; k + 2 <= kc; k += 2) {                                                          \
-            WALLE_GEMM_STEP4X3(VT, VW, k, 1);                                                  \
-            WALLE_GEMM_STEP4X3(VT, VW, k + 1, 1);                                              \
-        }                                                                                      \
-    } else {                                                                                   \
-        for (; k + 2 <= kc; k += 2) {                                                          \
-            WALLE_GEMM_STEP4X3(VT, VW, k, 0);                                                  \
-            WALLE_GEMM_STEP4X3(VT, VW, k + 1, 0);                                              \
-        }                                                                                      \
-    }                                                                                          \
-    if (k < kc) WALLE_GEMM_STEP4X3(VT, VW, k, pf != 0);                                        \
+    WALLE_GEMM_TWO_ROWS(WALLE_GEMM_STEP4X3, VT, VW)                                            \
     acc[0][0] = s00; acc[0][1] = s01; acc[0][2] = s02; acc[1][0] = s10; acc[1][1] = s11;      \
     acc[1][2] = s12; acc[2][0] = s20; acc[2][1] = s21; acc[2][2] = s22; acc[3][0] = s30;      \
     acc[3][1] = s31; acc[3][2] = s32;                                                          \
@@ -326,19 +331,7 @@ WALLE_INLINE void NAME(const float* restrict b, long sb, const float* restrict a
     VT s20 = acc[2][0], s21 = acc[2][1], s30 = acc[3][0], s31 = acc[3][1];                     \
     VT s40 = acc[4][0], s41 = acc[4][1], s50 = acc[5][0], s51 = acc[5][1];                     \
     VT s60 = acc[6][0], s61 = acc[6][1], s70 = acc[7][0], s71 = acc[7][1];                     \
-    long k = 0;                                                                                \
-    if (pf) {                                                                                  \
-        for (; k + 2 <= kc; k += 2) {                                                          \
-            WALLE_GEMM_STEP8X2(VT, VW, k, 1);                                                  \
-            WALLE_GEMM_STEP8X2(VT, VW, k + 1, 1);                                              \
-        }                                                                                      \
-    } else {                                                                                   \
-        for (; k + 2 <= kc; k += 2) {                                                          \
-            WALLE_GEMM_STEP8X2(VT, VW, k, 0);                                                  \
-            WALLE_GEMM_STEP8X2(VT, VW, k + 1, 0);                                              \
-        }                                                                                      \
-    }                                                                                          \
-    if (k < kc) WALLE_GEMM_STEP8X2(VT, VW, k, pf != 0);                                        \
+    WALLE_GEMM_TWO_ROWS(WALLE_GEMM_STEP8X2, VT, VW)                                            \
     acc[0][0] = s00; acc[0][1] = s01; acc[1][0] = s10; acc[1][1] = s11;                        \
     acc[2][0] = s20; acc[2][1] = s21; acc[3][0] = s30; acc[3][1] = s31;                        \
     acc[4][0] = s40; acc[4][1] = s41; acc[5][0] = s50; acc[5][1] = s51;                        \
