@@ -212,16 +212,19 @@ WALLE_INLINE walle_gemm_cols walle_gemm_split(long cols, long sw, long vw, long 
             WALLE_GEMM_PART(y + c * y_c + VW * q, &r, VW * q, VW);                             \
         }
 
+/* The parameters of every tile function (WALLE_GEMM_TILE and the tiles after it). */
+#define WALLE_GEMM_TILE_PARAMS                                                                 \
+    (const float* restrict b, long sb, const float* restrict a, long kc, float* restrict y,    \
+     long y_c, long cvalid, long ncols, const float* restrict bias, const float* restrict res, \
+     int first, int last, float relu, const float* pf, long pfs)
+
 /* CH output channels (of a packed block of 8) x NV vectors of VW columns over kc rows of a
    packed strip (row stride sb), added to the partial sums in y unless ``first``; bias and
    ReLU after the ``last``; ``pf``: rows asked for while it runs, two lines of one per
    reduction row, ``pfs`` floats apart (the next block's weights; in place, the next strip),
    or NULL. */
 #define WALLE_GEMM_TILE(NAME, VT, IT, VW, NV, CH)                                              \
-WALLE_INLINE void NAME(const float* restrict b, long sb, const float* restrict a, long kc,    \
-                       float* restrict y, long y_c, long cvalid, long ncols,                  \
-                       const float* restrict bias, const float* restrict res, int first,      \
-                       int last, float relu, const float* pf, long pfs) {                      \
+WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {                                                \
     VT acc[CH][NV];                                                                            \
     WALLE_GEMM_LOAD(acc, VT, VW, NV, CH)                                                       \
     for (long k = 0; k < kc; k++) {                                                            \
@@ -280,10 +283,7 @@ WALLE_INLINE void NAME(const float* restrict b, long sb, const float* restrict a
    ran the multiply-adds at 82% of the FMA units' rate on Zen 3, two rows 91% (convs 5-9%
    faster, interleaved A/B of the two builds, both orders). */
 #define WALLE_GEMM_TILE4X3(NAME, VT, IT, VW)                                                   \
-WALLE_INLINE void NAME(const float* restrict b, long sb, const float* restrict a, long kc,    \
-                       float* restrict y, long y_c, long cvalid, long ncols,                  \
-                       const float* restrict bias, const float* restrict res, int first,      \
-                       int last, float relu, const float* pf, long pfs) {                      \
+WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {                                                \
     VT acc[4][3];                                                                              \
     WALLE_GEMM_LOAD(acc, VT, VW, 3, 4)                                                         \
     VT s00 = acc[0][0], s01 = acc[0][1], s02 = acc[0][2], s10 = acc[1][0], s11 = acc[1][1];   \
@@ -321,10 +321,7 @@ WALLE_INLINE void NAME(const float* restrict b, long sb, const float* restrict a
    14x14, 256 -> 1024 on 14x14; interleaved in one process, the minimum 1% and the median
    3-7%), whose two 512-bit FMA ports share ports with the loop's integer work. */
 #define WALLE_GEMM_TILE8X2(NAME, VT, IT, VW)                                                   \
-WALLE_INLINE void NAME(const float* restrict b, long sb, const float* restrict a, long kc,     \
-                       float* restrict y, long y_c, long cvalid, long ncols,                   \
-                       const float* restrict bias, const float* restrict res, int first,       \
-                       int last, float relu, const float* pf, long pfs) {                      \
+WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {                                                \
     VT acc[8][2];                                                                              \
     WALLE_GEMM_LOAD(acc, VT, VW, 2, 8)                                                         \
     VT s00 = acc[0][0], s01 = acc[0][1], s10 = acc[1][0], s11 = acc[1][1];                     \
@@ -402,10 +399,7 @@ WALLE_GEMM_TAIL(walle_gemm_tail4_2, walle_v4, 4, 2)
    vectors at AVX2 (4 x 2 at SSE; 8 x 1 loads 9 values per 8 multiply-adds, these 7 per 12
    and 6 per 8). */
 #define WALLE_GEMM_HALVES(NAME, TILE)                                                          \
-WALLE_INLINE void NAME(const float* restrict b, long sb, const float* restrict a, long kc,    \
-                       float* restrict y, long y_c, long cvalid, long ncols,                  \
-                       const float* restrict bias, const float* restrict res, int first,      \
-                       int last, float relu, const float* pf, long pfs) {                      \
+WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {                                                \
     TILE(b, sb, a, kc, y, y_c, cvalid, ncols, bias, res, first, last, relu, pf, pfs);          \
     if (cvalid > 4)                                                                            \
         TILE(b, sb, a + 4, kc, y + 4 * y_c, y_c, cvalid - 4, ncols, bias + 4,                  \
