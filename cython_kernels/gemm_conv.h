@@ -319,7 +319,7 @@ WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {                                 
    generic tile (WALLE_GEMM_TILE: one row a turn, the test inside) ran 1x1 convs 1-7% slower
    on a Xeon (Emerald Rapids: 512 -> 1000 on 13x13, 64 -> 256 on 56x56, 1024 -> 256 on
    14x14, 256 -> 1024 on 14x14; interleaved in one process, the minimum 1% and the median
-   3-7%), whose two 512-bit FMA ports share ports with the loop's integer work. */
+   3-7%; likely because its two 512-bit FMA ports share ports with the loop's integer work). */
 #define WALLE_GEMM_TILE8X2(NAME, VT, IT, VW)                                                   \
 WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {                                                \
     VT acc[8][2];                                                                              \
