@@ -654,6 +654,113 @@ def gemm_direct_fits(region):
     return kh == 1 and kw == 1 and s[5] == 1 and (oh == 1 or s[4] == ow) and s[1] > 0
 
 
+cdef extern from "conv_lanes.h":
+    ctypedef struct walle_lanes:
+        const float* x
+        const long* toff
+        const float* w
+        const float* bias
+        float* y
+        long taps, cout, oh, ow
+        long s_n, s_oh
+        float relu
+    long walle_lanes_block(int level, int wide) nogil
+    void walle_lanes_run(const walle_lanes* g, int level, int wide, long sow, long r0,
+                         long r1) nogil
+
+
+_LANES_WIDEST = 16  # the most output columns of a LanesConvKernel tile (AVX-512)
+_LANES_WIDE_TAPS = 32  # taps from which AVX-512 runs the tile of 32 channels x 8 columns
+
+
+def lanes_fits(region):
+    """Whether :class:`LanesConvKernel` runs an im2col ``region`` [N, C, KH, KW, OH, OW]:
+    output rows at least as wide as its widest tile, source columns 1 to 4 apart."""
+    ow = int(region.sizes[5])
+    s = [int(v) for v in region.src_strides]
+    return ow >= _LANES_WIDEST and 1 <= s[5] <= 4 and min(s) >= 0
+
+
+cdef class LanesConvKernel:
+    """y[N, Cout, OH*OW] = act(conv(x) + bias) with the output channels in the vector lanes
+    (conv_lanes.h): each input value broadcast where it lies, nothing packed, for convs with
+    few input channels (a network's RGB stem), whose im2col pack would cost more than the
+    tiles save. The same arguments as :class:`ConvKernel`; the region must pass
+    :func:`lanes_fits` (ValueError otherwise). ``wide`` picks AVX-512's tile of 32 channels x
+    8 columns (True) or 16 x 16 (False); by default 32 x 8 from ``_LANES_WIDE_TAPS`` taps on
+    (fewer loads per multiply-add: 0.85-0.95x the time of ResNet-50's and ZFNet's stems),
+    16 x 16 below (3x3 RGB stems: 32 x 8 took 1.05-1.25x). ``wide`` (read-only) says which.
+    """
+
+    cdef walle_lanes g
+    cdef long rows, sow
+    cdef int threads
+    cdef readonly bint wide
+    cdef readonly int level
+    cdef object keep
+
+    def __init__(self, x, weight, bias, y, region, str act, str level=None, wide=None):
+        n, c, kh, kw, oh, ow = (int(v) for v in region.sizes)
+        cout = int(weight.shape[0])
+        cdef float relu = relu_cap("lanes conv kernel", act)
+        for a in (x, y):
+            if a.dtype != np.float32 or not a.flags.c_contiguous:
+                raise ValueError("conv buffers must be C-contiguous float32 arrays")
+        taps = c * kh * kw
+        if y.size != n * cout * oh * ow or weight.size != cout * taps:
+            raise ValueError("lanes conv kernel: output or weight size does not match the "
+                             "region")
+        if not lanes_fits(region):
+            raise ValueError(f"lanes conv kernel: output rows of {ow} columns (at least "
+                             f"{_LANES_WIDEST}) with source columns {region.src_strides[5]} "
+                             "apart (1 to 4)")
+        s = [int(v) for v in region.src_strides]
+        last = region.src_offset + sum((size - 1) * st for size, st in zip(region.sizes, s))
+        if last >= x.size:
+            raise ValueError("lanes conv kernel: the region reads outside the source")
+        self.level = _kernel_level("lanes conv", level)
+        self.wide = self.level == 2 and (c * kh * kw >= _LANES_WIDE_TAPS if wide is None
+                                         else bool(wide))
+        cw = walle_lanes_block(self.level, self.wide)
+        blocks = -(-cout // cw)
+        packed = np.zeros((blocks * cw, taps), np.float32)
+        packed[:cout] = np.asarray(weight, np.float32).reshape(cout, taps)
+        packed = np.ascontiguousarray(packed.reshape(blocks, cw, taps).transpose(0, 2, 1))
+        padded_bias = np.zeros(blocks * cw, np.float32)
+        if bias is not None:
+            padded_bias[:cout] = np.asarray(bias, np.float32).reshape(-1)
+        toff = np.ascontiguousarray(
+            (np.arange(c, dtype=np.int64)[:, None, None] * s[1]
+             + np.arange(kh, dtype=np.int64)[:, None] * s[2]
+             + np.arange(kw, dtype=np.int64) * s[3]).ravel(), np.int64)
+        self.keep = (x, y, packed, padded_bias, toff)
+        self.g.x = (<const float*><size_t>x.ctypes.data) + <long>region.src_offset
+        self.g.toff = <const long*><size_t>toff.ctypes.data
+        self.g.w = <const float*><size_t>packed.ctypes.data
+        self.g.bias = <const float*><size_t>padded_bias.ctypes.data
+        self.g.y = <float*><size_t>y.ctypes.data
+        self.g.taps, self.g.cout, self.g.oh, self.g.ow = taps, cout, oh, ow
+        self.g.s_n, self.g.s_oh = s[0], s[4]
+        self.g.relu = relu
+        self.rows, self.sow = n * oh, s[5]
+        work = float(y.size) * taps
+        self.threads = 1 if work < _GRAIN or self.rows < 2 else max(
+            1, min(walle_max_threads(), self.rows, int(work / _GRAIN)))
+
+    def run(self):
+        cdef long i, chunk, start, stop
+        with nogil:
+            if self.threads > 1:
+                chunk = (self.rows + self.threads - 1) // self.threads
+                for i in prange(self.threads, num_threads=self.threads, schedule="static"):
+                    start = i * chunk
+                    stop = min(self.rows, start + chunk)
+                    if start < stop:
+                        walle_lanes_run(&self.g, self.level, self.wide, self.sow, start, stop)
+            else:
+                walle_lanes_run(&self.g, self.level, self.wide, self.sow, 0, self.rows)
+
+
 cdef const float* _io_ptr(cnp.ndarray array, long size) except NULL:
     """Address of a caller's array for ``run_io``: float32, C-contiguous, ``size`` elements."""
     if (cnp.PyArray_TYPE(array) != cnp.NPY_FLOAT32 or not cnp.PyArray_IS_C_CONTIGUOUS(array)

@@ -1,7 +1,8 @@
 """The cython backend's conv algorithms on every shape kind, each against the numpy reference.
 
-``fused.conv2d`` offers ``direct``, ``gemm`` (the packed GEMM over the im2col columns) and
-``im2col``; for a 1x1, stride-1, unpadded conv (most
+``fused.conv2d`` offers ``direct``, ``gemm`` (the packed GEMM over the im2col columns),
+``im2col`` and, for a first layer (at most 4 input channels, rows of 16 columns and more),
+``lanes``; for a 1x1, stride-1, unpadded conv (most
 of ResNet-50's and SqueezeNet's convs) ``im2col`` skips the column copy and multiplies the
 input in place (the column buffer would be the input itself). Each algorithm is compiled
 directly (not through the search, which would only ever run the faster one) and compared
@@ -26,11 +27,14 @@ CASES = [  # (N, C, H, W, Cout, kernel, stride, pads)
     (1, 3, 23, 21, 10, 7, 2, 3),  # a 7x7 stride-2 stem: direct over split column phases
     (2, 4, 9, 12, 9, 3, 2, 1),  # 3x3 stride 2, even width
     (1, 2, 10, 11, 3, 2, 2, 0),  # an even filter, odd width
+    (1, 3, 20, 37, 40, 7, 2, 3),  # rows of 19 columns: a stem the lanes kernel takes
+    (2, 1, 5, 19, 5, 3, 1, 1),  # one input channel, stride 1
+    (1, 4, 12, 70, 17, 11, 4, 2),  # AlexNet's 11x11 stride-4 window, 16 columns a row
 ]
 
 
 @pytest.mark.parametrize("case", CASES)
-@pytest.mark.parametrize("algorithm", ["direct", "gemm", "gemm_direct", "im2col"])
+@pytest.mark.parametrize("algorithm", ["direct", "gemm", "gemm_direct", "im2col", "lanes"])
 @pytest.mark.parametrize("tail", ["none", "bias", "bias_relu"])
 def test_ops_conv_algorithms_match_reference(case, algorithm, tail) -> None:
     """``gemm_direct`` (the packed GEMM reading the columns in place) is offered for the
@@ -48,6 +52,8 @@ def test_ops_conv_algorithms_match_reference(case, algorithm, tail) -> None:
     (step,) = [s for s in find_steps(graph) if s.op == "fused.conv2d"]
     offered = backend.fused_algorithms(step, graph)
     assert ("gemm_direct" in offered) == (k == 1 and s == 1)
+    ow = (w + 2 * p - k) // s + 1
+    assert ("lanes" in offered) == (c <= 4 and ow >= 16 and s <= 4)
     if algorithm not in offered:
         return
     got = run_with_algorithm(backend, graph, {"x": x}, step, algorithm)

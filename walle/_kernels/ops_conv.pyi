@@ -123,6 +123,39 @@ def gemm_direct_fits(region: Region) -> bool:
     """Whether :class:`GemmConvKernel` can read ``region``'s columns in place (a 1x1
     window over output rows that follow each other in the source)."""
 
+def lanes_fits(region: Region) -> bool:
+    """Whether :class:`LanesConvKernel` runs ``region``: output rows of 16 columns or more,
+    source columns 1 to 4 apart."""
+
+class LanesConvKernel:
+    """y[N, Cout, OH*OW] = act(conv(x) + bias) with the output channels in the vector lanes,
+    each input value broadcast where it lies (nothing packed): a first layer's conv.
+
+    The same arguments as :class:`ConvKernel`; ``wide`` picks AVX-512's tile of 32 channels
+    x 8 columns (True) or 16 x 16 (False; None: 32 x 8 from 32 taps on). ValueError on a bad
+    buffer, activation or level, or a region :func:`lanes_fits` refuses.
+    """
+
+    def __init__(
+        self,
+        x: FloatArray,
+        weight: FloatArray,
+        bias: FloatArray | None,
+        y: FloatArray,
+        region: Region,
+        act: str,
+        level: str | None = None,
+        wide: bool | None = None,
+    ) -> None: ...
+    @property
+    def level(self) -> int:
+        """The level this kernel runs at (read-only)."""
+    @property
+    def wide(self) -> bool:
+        """Whether it runs AVX-512's 32 x 8 tile (read-only)."""
+    def run(self) -> None:
+        """Compute y from the build-time buffers (GIL released, OpenMP over output rows)."""
+
 class MatmulPackedKernel:
     """c[m, n] = act(a @ b + bias) as a packed GEMM: a's rows packed per call, b's columns
     packed once at build time when ``b_constant`` (a matmul's weights), else per call.

@@ -98,8 +98,11 @@ CLOSE_CALL = 0.1
 # products two input channels a turn, 5-22% faster at AVX2; 21: the direct conv tiles' 1x1
 # taps one flat loop, grouped 1x1 convs 1.2-2x faster; 22: the AVX2 panel matmul's 6-row tile
 # two reduction steps a turn, 5-8% faster; 23: Winograd F(2x2, 3x3) in groups of up to 2
-# vectors two channels a turn too, 2-7% faster).
-DECISIONS_VERSION = 24
+# vectors two channels a turn too, 2-7% faster; 24: AVX-512's 8 x 2 GEMM tile two reduction
+# rows a turn, 1-7% faster 1x1 convs and matmuls; 25: the lanes conv kernel for first layers,
+# output channels in the vector lanes: AlexNet's 11x11 /4 stem 4x faster, ResNet-50's 7x7 /2
+# 1.1-1.2x).
+DECISIONS_VERSION = 25
 
 
 def time_calls(calls: list[Call], budget_s: float = 0.004, max_runs: int = 25) -> float:

@@ -139,7 +139,8 @@ class CythonBackend(Backend):
             gemm = ["gemm", *_gemm_direct(region)]
             if step.attr("residual"):  # only the packed GEMM adds a shortcut in its epilogue
                 return gemm
-            return ["direct", *gemm, "im2col", *_winograd_algorithms(region)]
+            lanes = _lanes(region)
+            return ["direct", *gemm, "im2col", *_winograd_algorithms(region), *lanes]
         if step.op == "fused.group_conv2d":
             if step.attr("act") not in _KERNEL_ACTS:
                 return []
@@ -488,6 +489,9 @@ def _conv_padded(
             direct=algorithm == "gemm_direct",
         )
         return [kernel.run]
+    if algorithm == "lanes":
+        x = buffers[im2col.inputs[0]]
+        return [ops_conv.LanesConvKernel(x, weight, bias, out, region, step.attr("act")).run]
     if algorithm == "direct" and _stride2_columns(region):
         return _conv_stride2(buffers[im2col.inputs[0]], weight, bias, out, region, step)
     if algorithm == "direct":
@@ -559,6 +563,17 @@ _GEMMS = ("gemm", "gemm_direct")
 def _gemm_direct(region: Region) -> list[str]:
     """``gemm_direct`` where the packed-GEMM kernel can read the columns in place."""
     return ["gemm_direct"] if ops_conv.gemm_direct_fits(region) else []
+
+
+# The most input channels of a conv offered the ``lanes`` kernel (channels in the vector
+# lanes, nothing packed): a network's first layer (RGB, a depth map, grayscale).
+_LANES_MOST_CHANNELS = 4
+
+
+def _lanes(region: Region) -> list[str]:
+    """``lanes`` for a conv with few input channels whose rows the kernel takes."""
+    few = region.sizes[1] <= _LANES_MOST_CHANNELS
+    return ["lanes"] if few and ops_conv.lanes_fits(region) else []
 
 
 def _winograd_algorithms(region: Region) -> list[str]:

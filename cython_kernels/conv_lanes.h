@@ -1,0 +1,209 @@
+/* A convolution with the output channels in the vector lanes, for the cython backend's
+   ``lanes`` algorithm (ops_conv.pyx, LanesConvKernel): a network's first layer, whose few
+   input channels (RGB) make every other kernel pay for its input's layout.
+
+   The other kernels put output columns in the lanes, so a strided conv must first gather
+   its input columns: the packed GEMM's im2col pack of ResNet-50's 7x7 /2 stem (147 rows x
+   12544 columns, every copy a stride-2 gather) costs ~40% of its multiply time, and only 8
+   blocks of 8 channels share each packed strip; AlexNet's 11x11 /4 stem ran at 12 GMAC/s.
+   Here each tap's input value is broadcast from wherever it lies (any dilation or pad: a
+   table of per-tap offsets) and multiplied into vectors of output channels' weights, so
+   nothing is packed:
+
+   - a tile is NC vectors of VW output channels x NP output columns of one row, accumulated
+     over every tap: AVX-512 16 x 16, or 32 x 8 for 32 taps and more (10 loads per 16
+     multiply-adds instead of 17: ResNet-50's and ZFNet's stems 0.85-0.95x the time; on 27
+     taps, 3x3 RGB stems, 1.05-1.25x); AVX2 16 x 4 (0.9-0.95x 8 x 8's); the baseline 8 x 4;
+   - a block's weights are packed once at build time as [taps][NC * VW] (a 7x7 RGB stem's:
+     18.8 KiB at 32 channels, in L1 while the block sweeps a row);
+   - the sums are transposed in registers, VW vectors at a time (log2(VW) rounds of
+     interleaving pairs of rows), so that each channel's NP columns are stored as one
+     vector (or half of one), bias and ReLU applied;
+   - a row's last columns (fewer than NP) rerun the row's last whole tile, shifted back to
+     end at the row's end: the overlapping columns are written twice with the same values.
+     A row narrower than 16 columns is not taken (:func:`lanes_fits`).
+
+   The source column stride (the conv's horizontal stride) is a compile-time constant of
+   each tile (1 to 4, AlexNet's stem): the tile's addresses are then immediate offsets of
+   one pointer. */
+
+#ifndef WALLE_CONV_LANES_H
+#define WALLE_CONV_LANES_H
+
+#include "conv_tile.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define WALLE_LANES_TARGET(T) __attribute__((target(T)))
+#else
+#define WALLE_LANES_TARGET(T)
+#endif
+
+/* The lo and hi halves of the interleaving of a and b (a0 b0 a1 b1 ...). */
+#ifdef __clang__
+#define WALLE_ZIPLO16(a, b) \
+    __builtin_shufflevector(a, b, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23)
+#define WALLE_ZIPHI16(a, b) \
+    __builtin_shufflevector(a, b, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31)
+#define WALLE_ZIPLO8(a, b) __builtin_shufflevector(a, b, 0, 8, 1, 9, 2, 10, 3, 11)
+#define WALLE_ZIPHI8(a, b) __builtin_shufflevector(a, b, 4, 12, 5, 13, 6, 14, 7, 15)
+#define WALLE_ZIPLO4(a, b) __builtin_shufflevector(a, b, 0, 4, 1, 5)
+#define WALLE_ZIPHI4(a, b) __builtin_shufflevector(a, b, 2, 6, 3, 7)
+#define WALLE_HIGH16(a) \
+    __builtin_shufflevector(a, a, 8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15)
+#define WALLE_HIGH8(a) __builtin_shufflevector(a, a, 4, 5, 6, 7, 4, 5, 6, 7)
+#define WALLE_HIGH4(a) __builtin_shufflevector(a, a, 2, 3, 2, 3)
+#else
+#define WALLE_ZIPLO16(a, b) \
+    __builtin_shuffle(a, b, (walle_i16){0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23})
+#define WALLE_ZIPHI16(a, b) \
+    __builtin_shuffle(a, b, (walle_i16){8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, \
+                                        15, 31})
+#define WALLE_ZIPLO8(a, b) __builtin_shuffle(a, b, (walle_i8){0, 8, 1, 9, 2, 10, 3, 11})
+#define WALLE_ZIPHI8(a, b) __builtin_shuffle(a, b, (walle_i8){4, 12, 5, 13, 6, 14, 7, 15})
+#define WALLE_ZIPLO4(a, b) __builtin_shuffle(a, b, (walle_i4){0, 4, 1, 5})
+#define WALLE_ZIPHI4(a, b) __builtin_shuffle(a, b, (walle_i4){2, 6, 3, 7})
+#define WALLE_HIGH16(a) \
+    __builtin_shuffle(a, (walle_i16){8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15})
+#define WALLE_HIGH8(a) __builtin_shuffle(a, (walle_i8){4, 5, 6, 7, 4, 5, 6, 7})
+#define WALLE_HIGH4(a) __builtin_shuffle(a, (walle_i4){2, 3, 2, 3})
+#endif
+
+/* The VW x VW transpose of r[0..VW): rows i and i + VW/2 interleaved into rows 2i and
+   2i + 1, log2(VW) times. */
+#define WALLE_LANES_TRANSPOSE(NAME, VT, VW, ZIPLO, ZIPHI)                                      \
+    WALLE_INLINE void NAME(VT* r) {                                                            \
+        for (int round = 1; round < VW; round *= 2) {                                          \
+            VT t[VW];                                                                          \
+            for (int i = 0; i < VW / 2; i++) {                                                 \
+                t[2 * i] = ZIPLO(r[i], r[i + VW / 2]);                                         \
+                t[2 * i + 1] = ZIPHI(r[i], r[i + VW / 2]);                                     \
+            }                                                                                  \
+            for (int i = 0; i < VW; i++) r[i] = t[i];                                          \
+        }                                                                                      \
+    }
+WALLE_LANES_TRANSPOSE(walle_lanes_t16, walle_v16, 16, WALLE_ZIPLO16, WALLE_ZIPHI16)
+WALLE_LANES_TRANSPOSE(walle_lanes_t8, walle_v8, 8, WALLE_ZIPLO8, WALLE_ZIPHI8)
+WALLE_LANES_TRANSPOSE(walle_lanes_t4, walle_v4, 4, WALLE_ZIPLO4, WALLE_ZIPHI4)
+
+/* How many tiles ahead a tile asks for its channels' output lines (for writing): a stem's
+   output (3 MiB and more) is written as VW rows of separate planes per tile, which the
+   hardware prefetchers do not follow; without it SqueezeNet's stem took 1.2x the time in
+   the model (ResNet-50's, 7x7 /2, 1.2x), with 4 or 16 tiles ahead about as with 8. */
+#define WALLE_LANES_AHEAD 8
+
+typedef struct {
+    const float* x;    /* the (padded) source */
+    const long* toff;  /* [taps]: each tap's offset from an output column's first tap */
+    const float* w;    /* [blocks][taps][CW], CW = NC * VW channels per block, zero-padded */
+    const float* bias; /* [blocks * CW] */
+    float* y;          /* [N][Cout][OH * OW] */
+    long taps, cout, oh, ow;
+    long s_n, s_oh;    /* source strides of an image and of an output row */
+    float relu;
+} walle_lanes;
+
+/* NC vectors of VW channels x NP columns from column j of output row (n, oh), SOW the
+   source column stride. NC * NP is a multiple of VW: the sums, rows (h, p) in that order,
+   are transposed VW rows at a time; lane l of a transposed group holds row l of it, so its
+   lanes are VW / NP runs of the NP columns of one channel (NP is VW or VW / 2). */
+#define WALLE_LANES_TILE(NAME, VT, IT, VW, NC, NP, SOW, TRANSPOSE, HIGH)                       \
+    WALLE_INLINE void NAME(const walle_lanes* g, const float* restrict xr,                     \
+                           const float* restrict w, const float* restrict bias,                \
+                           float* restrict yr, long cvalid) {                                  \
+        VT acc[NC * NP];                                                                       \
+        for (int i = 0; i < NC * NP; i++) acc[i] = (VT){0};                                    \
+        for (long c = 0; c < NC * VW; c++)                                                     \
+            __builtin_prefetch(yr + c * g->oh * g->ow + WALLE_LANES_AHEAD * NP, 1, 3);         \
+        const long* restrict toff = g->toff;                                                   \
+        for (long t = 0; t < g->taps; t++) {                                                   \
+            const float* s = xr + toff[t];                                                     \
+            VT wv[NC];                                                                         \
+            for (int h = 0; h < NC; h++) memcpy(&wv[h], w + (t * NC + h) * VW, sizeof(VT));    \
+            for (int p = 0; p < NP; p++)                                                       \
+                for (int h = 0; h < NC; h++) acc[h * NP + p] += s[p * SOW] * wv[h];            \
+        }                                                                                      \
+        for (int h = 0; h < NC; h++) {                                                         \
+            VT b;                                                                              \
+            memcpy(&b, bias + h * VW, sizeof(b));                                              \
+            for (int p = 0; p < NP; p++) {                                                     \
+                VT r = acc[h * NP + p] + b;                                                    \
+                WALLE_RELU_V(VT, IT, r, g->relu);                                              \
+                acc[h * NP + p] = r;                                                           \
+            }                                                                                  \
+        }                                                                                      \
+        long plane = g->oh * g->ow;                                                            \
+        for (int q = 0; q < NC * NP / VW; q++) {                                               \
+            TRANSPOSE(acc + q * VW);                                                           \
+            for (int c = 0; c < VW; c++) {                                                     \
+                VT v = acc[q * VW + c];                                                        \
+                for (int l = 0; l < VW; l += NP) {                                             \
+                    int h = (q * VW + l) / NP;                                                 \
+                    if (h * VW + c < cvalid)                                                   \
+                        memcpy(yr + (h * VW + c) * plane, &v, NP * sizeof(float));             \
+                    v = HIGH(v);                                                               \
+                }                                                                              \
+            }                                                                                  \
+        }                                                                                      \
+    }
+
+/* Output rows [r0, r1) of r = n * OH + oh, every block of channels, with the tiles NAME_s1 ..
+   NAME_s4 (source column stride 1 to 4). */
+#define WALLE_LANES_ROWS(NAME, ATTR, VW, NC, NP, T1, T2, T3, T4)                                   \
+    ATTR static void NAME(const walle_lanes* g, long sow, long r0, long r1) {                  \
+        const long cw = NC * VW, blocks = (g->cout + cw - 1) / cw, plane = g->oh * g->ow;      \
+        for (long r = r0; r < r1; r++) {                                                       \
+            long n = r / g->oh, oh = r % g->oh;                                                \
+            const float* xr = g->x + n * g->s_n + oh * g->s_oh;                                \
+            for (long cb = 0; cb < blocks; cb++) {                                             \
+                const float* w = g->w + cb * g->taps * cw;                                     \
+                const float* bias = g->bias + cb * cw;                                         \
+                float* yr = g->y + (n * g->cout + cb * cw) * plane + oh * g->ow;               \
+                long cvalid = g->cout - cb * cw < cw ? g->cout - cb * cw : cw;                 \
+                for (long j = 0; j < g->ow; j += NP) {                                         \
+                    long j0 = j + NP <= g->ow ? j : g->ow - NP; /* the last: shifted back */   \
+                    const float* s = xr + j0 * sow;                                            \
+                    if (sow == 1) T1(g, s, w, bias, yr + j0, cvalid);                          \
+                    else if (sow == 2) T2(g, s, w, bias, yr + j0, cvalid);                     \
+                    else if (sow == 3) T3(g, s, w, bias, yr + j0, cvalid);                     \
+                    else T4(g, s, w, bias, yr + j0, cvalid);                                   \
+                }                                                                              \
+            }                                                                                  \
+        }                                                                                      \
+    }
+
+#define WALLE_LANES_LEVEL(PREFIX, ATTR, VT, IT, VW, NC, NP, TRANSPOSE, HIGH)                   \
+    WALLE_LANES_TILE(PREFIX##_s1, VT, IT, VW, NC, NP, 1, TRANSPOSE, HIGH)                      \
+    WALLE_LANES_TILE(PREFIX##_s2, VT, IT, VW, NC, NP, 2, TRANSPOSE, HIGH)                      \
+    WALLE_LANES_TILE(PREFIX##_s3, VT, IT, VW, NC, NP, 3, TRANSPOSE, HIGH)                      \
+    WALLE_LANES_TILE(PREFIX##_s4, VT, IT, VW, NC, NP, 4, TRANSPOSE, HIGH)                      \
+    WALLE_LANES_ROWS(PREFIX##_rows, ATTR, VW, NC, NP, PREFIX##_s1, PREFIX##_s2, PREFIX##_s3,   \
+                     PREFIX##_s4)
+
+WALLE_LANES_LEVEL(walle_lanes_avx512, WALLE_LANES_TARGET("avx512f,avx2,fma"), walle_v16,
+                  walle_i16, 16, 1, 16, walle_lanes_t16, WALLE_HIGH16)
+WALLE_LANES_LEVEL(walle_lanes_avx512w, WALLE_LANES_TARGET("avx512f,avx2,fma"), walle_v16,
+                  walle_i16, 16, 2, 8, walle_lanes_t16, WALLE_HIGH16)
+WALLE_LANES_LEVEL(walle_lanes_avx2, WALLE_LANES_TARGET("avx2,fma"), walle_v8, walle_i8, 8, 2, 4,
+                  walle_lanes_t8, WALLE_HIGH8)
+WALLE_LANES_LEVEL(walle_lanes_base, , walle_v4, walle_i4, 4, 2, 4, walle_lanes_t4, WALLE_HIGH4)
+
+/* Channels per block at a level (2 AVX-512, 1 AVX2, 0 the baseline), ``wide``: AVX-512's
+   tile of 2 vectors of channels x 8 columns. */
+static long walle_lanes_block(int level, int wide) {
+    return level == 2 ? (wide ? 32 : 16) : level == 1 ? 16 : 8;
+}
+
+/* Output rows [r0, r1) at ``level``, source column stride ``sow`` (1 to 4). */
+static void walle_lanes_run(const walle_lanes* g, int level, int wide, long sow, long r0,
+                            long r1) {
+    if (level == 2 && wide)
+        walle_lanes_avx512w_rows(g, sow, r0, r1);
+    else if (level == 2)
+        walle_lanes_avx512_rows(g, sow, r0, r1);
+    else if (level == 1)
+        walle_lanes_avx2_rows(g, sow, r0, r1);
+    else
+        walle_lanes_base_rows(g, sow, r0, r1);
+}
+
+#endif

@@ -1,0 +1,128 @@
+"""The ``lanes`` conv kernel (output channels in the vector lanes, conv_lanes.h) at every
+instruction-set level and tile shape, against the numpy reference.
+
+The search only ever runs one level and one tile shape on a given CPU, so this test builds
+``ops_conv.LanesConvKernel`` at each level the test machine runs (AVX-512 with both of its
+tiles: 16 channels x 16 columns and 32 x 8) on random first-layer shapes: 1 to 4 input
+channels, strides 1 to 4 (the tile's compile-time column strides), dilations, pads, rows
+whose width is not a multiple of a tile (the last tile is shifted back), channel counts that
+leave a block part-empty, and inputs with NaN and inf (ReLU keeps NaN).
+Tolerance: 1e-4 absolute and relative (float32).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests._backends import backend_or_skip
+from walle.ops import GraphBuilder, run_reference
+from walle.ops.ir import Region
+
+
+def _ops_conv():
+    backend_or_skip("cython")
+    from walle._kernels import ops_conv
+
+    return ops_conv
+
+
+def _im2col(graph):
+    (im2col,) = [
+        n for n in graph.nodes if n.op == "raster" and len(n.attr("regions")[0].sizes) == 6
+    ]
+    return im2col, im2col.attr("regions")[0]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 2),
+    c=st.integers(1, 4),
+    cout=st.integers(1, 40),
+    h=st.integers(1, 6),
+    k=st.sampled_from([(1, 1), (3, 3), (7, 7), (3, 2), (11, 11)]),
+    s=st.integers(1, 4),
+    d=st.integers(1, 2),
+    pad=st.integers(0, 3),
+    extra=st.integers(0, 40),
+    act=st.sampled_from(["none", "relu", "relu6"]),
+    special=st.booleans(),
+    seed=st.integers(0, 30),
+)
+def test_ops_lanes_kernel_every_level_matches_reference(
+    n, c, cout, h, k, s, d, pad, extra, act, special, seed
+):
+    ops_conv = _ops_conv()
+    rng = np.random.default_rng(seed)
+    span = d * (k[1] - 1) + 1
+    w = (16 + extra - 1) * s + span - 2 * pad  # 16 + extra output columns
+    rows = max(h, d * (k[0] - 1) + 1)
+    x = rng.uniform(-2, 2, (n, c, rows, w)).astype(np.float32)
+    if special:
+        flat = x.reshape(-1)
+        flat[::13] = np.nan
+        flat[1::17] = np.inf
+    weight = rng.uniform(-1, 1, (cout, c, *k)).astype(np.float32)
+    bias = rng.uniform(-1, 1, cout).astype(np.float32)
+    b = GraphBuilder()
+    y = b.conv2d(
+        b.input("x", x.shape),
+        b.const(weight),
+        b.const(bias),
+        strides=(s, s),
+        dilations=(d, d),
+        pads=(pad,) * 4,
+    )
+    if act == "relu6":
+        tail = b.clip(y, b.const(np.float32(0.0)), b.const(np.float32(6.0)))
+    else:
+        tail = b.relu(y) if act == "relu" else y
+    graph = b.build([tail])
+    want = run_reference(graph, {"x": x})[0]
+    im2col, region = _im2col(graph)
+    padded = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    assert tuple(graph.shape(im2col.inputs[0])) == padded.shape
+    assert ops_conv.lanes_fits(region)
+    shapes = [("avx512", False), ("avx512", True), ("avx2", None), ("sse", None)]
+    for level, wide in shapes:
+        out = np.full(want.shape, -7.0, np.float32)  # stale values, never zeros
+        try:
+            kernel = ops_conv.LanesConvKernel(
+                padded, weight.reshape(cout, -1), bias, out, region, act, level, wide
+            )
+        except ValueError as exc:
+            assert "does not run" in str(exc)
+            continue
+        kernel.run()
+        np.testing.assert_array_equal(np.isnan(out), np.isnan(want), err_msg=level)
+        np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4, err_msg=f"{level} {wide}")
+
+
+@pytest.mark.parametrize(
+    ("ow", "stride", "fits"), [(16, 1, True), (15, 1, False), (40, 4, True), (40, 5, False)]
+)
+def test_ops_lanes_kernel_takes_rows_of_one_tile_and_strides_up_to_4(ow, stride, fits) -> None:
+    ops_conv = _ops_conv()
+    w = (ow - 1) * stride + 3
+    region = Region(0, 0, (3 * 5 * w, 5 * w, w, 1, stride * w, stride), 0, (0,) * 6,
+                    (1, 3, 3, 3, 1, ow))  # fmt: skip
+    assert ops_conv.lanes_fits(region) == fits
+    x = np.zeros((1, 3, 5, w), np.float32)
+    out = np.zeros((1, 4, ow), np.float32)
+    weight = np.zeros((4, 27), np.float32)
+    if fits:
+        ops_conv.LanesConvKernel(x, weight, None, out, region, "relu").run()
+        return
+    with pytest.raises(ValueError, match="lanes conv kernel: output rows of"):
+        ops_conv.LanesConvKernel(x, weight, None, out, region, "relu")
+
+
+def test_ops_lanes_kernel_refuses_a_region_outside_its_source() -> None:
+    ops_conv = _ops_conv()
+    region = Region(0, 0, (3 * 5 * 20, 5 * 20, 20, 1, 20, 1), 0, (0,) * 6, (1, 3, 3, 3, 4, 18))
+    out, weight = np.zeros((1, 2, 72), np.float32), np.zeros((2, 27), np.float32)
+    with pytest.raises(ValueError, match="reads outside the source"):
+        ops_conv.LanesConvKernel(np.zeros((1, 3, 5, 20), np.float32), weight, None, out,
+                                 region, "none")  # fmt: skip
