@@ -670,7 +670,6 @@ cdef extern from "conv_lanes.h":
 
 
 _LANES_WIDEST = 16  # the most output columns of a LanesConvKernel tile (AVX-512)
-_LANES_WIDE_TAPS = 32  # taps from which AVX-512 runs the tile of 32 channels x 8 columns
 
 
 def lanes_fits(region):
@@ -687,9 +686,10 @@ cdef class LanesConvKernel:
     few input channels (a network's RGB stem), whose im2col pack would cost more than the
     tiles save. The same arguments as :class:`ConvKernel`; the region must pass
     :func:`lanes_fits` (ValueError otherwise). ``wide`` picks AVX-512's tile of 32 channels x
-    8 columns (True) or 16 x 16 (False); by default 32 x 8 from ``_LANES_WIDE_TAPS`` taps on
-    (fewer loads per multiply-add: 0.85-0.95x the time of ResNet-50's and ZFNet's stems),
-    16 x 16 below (3x3 RGB stems: 32 x 8 took 1.05-1.25x). ``wide`` (read-only) says which.
+    8 columns (True) or 16 x 16 (False); by default 32 x 8 for strided convs (fewer loads per
+    multiply-add: 0.7-0.93x the time of AlexNet's, ResNet-50's, ZFNet's and SqueezeNet's
+    stems), 16 x 16 at stride 1 (a 3x3 RGB conv: 32 x 8 took 1.1x). ``wide`` (read-only)
+    says which.
     """
 
     cdef walle_lanes g
@@ -719,8 +719,7 @@ cdef class LanesConvKernel:
         if last >= x.size:
             raise ValueError("lanes conv kernel: the region reads outside the source")
         self.level = _kernel_level("lanes conv", level)
-        self.wide = self.level == 2 and (c * kh * kw >= _LANES_WIDE_TAPS if wide is None
-                                         else bool(wide))
+        self.wide = self.level == 2 and (s[5] > 1 if wide is None else bool(wide))
         cw = walle_lanes_block(self.level, self.wide)
         blocks = -(-cout // cw)
         packed = np.zeros((blocks * cw, taps), np.float32)

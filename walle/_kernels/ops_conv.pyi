@@ -132,7 +132,7 @@ class LanesConvKernel:
     each input value broadcast where it lies (nothing packed): a first layer's conv.
 
     The same arguments as :class:`ConvKernel`; ``wide`` picks AVX-512's tile of 32 channels
-    x 8 columns (True) or 16 x 16 (False; None: 32 x 8 from 32 taps on). ValueError on a bad
+    x 8 columns (True) or 16 x 16 (False; None: 32 x 8 for strided columns). ValueError on a bad
     buffer, activation or level, or a region :func:`lanes_fits` refuses.
     """
 
