@@ -164,6 +164,39 @@ def relu_cap(str kind, str act):
     return caps[act]
 
 
+def _blocked_weights(weight, bias, long cout, long k, long width, long blocks):
+    """(weights, bias) for kernels that take ``width`` output channels at a time: the
+    [Cout, K] weights as [blocks][K][width] and the bias as [blocks * width], both
+    zero-padded past Cout."""
+    packed = np.zeros((blocks * width, k), np.float32)
+    packed[:cout] = np.asarray(weight, np.float32).reshape(cout, k)
+    packed = np.ascontiguousarray(packed.reshape(blocks, width, k).transpose(0, 2, 1))
+    padded_bias = np.zeros(blocks * width, np.float32)
+    if bias is not None:
+        padded_bias[:cout] = np.asarray(bias, np.float32).reshape(-1)
+    return packed, padded_bias
+
+
+def _tap_offsets(region):
+    """Each (c, kh, kw) tap's offset into the source from an output column's first tap,
+    in that order (int64), of an im2col ``region`` [N, C, KH, KW, OH, OW]."""
+    _, c, kh, kw, _, _ = (int(v) for v in region.sizes)
+    s = [int(v) for v in region.src_strides]
+    return np.ascontiguousarray(
+        (np.arange(c, dtype=np.int64)[:, None, None] * s[1]
+         + np.arange(kh, dtype=np.int64)[:, None] * s[2]
+         + np.arange(kw, dtype=np.int64) * s[3]).ravel())
+
+
+def _check_inside(str kind, region, x):
+    """ValueError naming ``kind`` if the region's strides are negative or it reads past the
+    end of ``x``."""
+    s = [int(v) for v in region.src_strides]
+    last = region.src_offset + sum((size - 1) * st for size, st in zip(region.sizes, s))
+    if min(s) < 0 or last >= x.size:
+        raise ValueError(f"{kind} kernel: the region reads outside the source")
+
+
 _GRAIN = 1 << 20  # multiply-adds worth one more thread
 # A 3-vector Winograd group (AVX2) costs this much of a 2-vector one per tile it holds
 # (VGG-19's 3x3 layers alone, one core: 0.84-0.96).
@@ -199,13 +232,7 @@ cdef class ConvKernel:
                 raise ValueError("conv buffers must be C-contiguous float32 arrays")
         if y.size != n * cout * oh * ow or weight.size != cout * c * kh * kw:
             raise ValueError("conv kernel: output or weight size does not match the region")
-        blocks = -(-cout // 8)
-        packed = np.zeros((blocks * 8, c * kh * kw), np.float32)
-        packed[:cout] = np.asarray(weight, np.float32).reshape(cout, -1)
-        packed = np.ascontiguousarray(packed.reshape(blocks, 8, -1).transpose(0, 2, 1))
-        padded_bias = np.zeros(blocks * 8, np.float32)
-        if bias is not None:
-            padded_bias[:cout] = np.asarray(bias, np.float32).reshape(-1)
+        packed, padded_bias = _blocked_weights(weight, bias, cout, c * kh * kw, 8, -(-cout // 8))
         self.keep = (x, y, packed, padded_bias)
         self.x = (<const float*><size_t>x.ctypes.data) + <long>region.src_offset
         self.y = <float*><size_t>y.ctypes.data
@@ -590,22 +617,13 @@ cdef class GemmConvKernel:
                              "array the size of the output")
         self.level = _kernel_level("gemm conv", level)
         s = [int(v) for v in region.src_strides]
-        last = region.src_offset + sum((size - 1) * st for size, st in zip(region.sizes, s))
-        if min(s) < 0 or last >= x.size:
-            raise ValueError("gemm conv kernel: the region reads outside the source")
-        koff = (np.arange(c, dtype=np.int64)[:, None, None] * s[1]
-                + np.arange(kh, dtype=np.int64)[:, None] * s[2]
-                + np.arange(kw, dtype=np.int64) * s[3]).ravel() + int(region.src_offset)
+        _check_inside("gemm conv", region, x)
+        koff = _tap_offsets(region) + int(region.src_offset)
         poff = (np.arange(oh, dtype=np.int64)[:, None] * s[4]
                 + np.arange(ow, dtype=np.int64) * s[5]).ravel()
         run, run2 = (_runs(poff, step) for step in (1, 2))
-        blocks = 4 * -(-cout // 32)  # whole groups of 4 blocks for the leftover columns
-        packed = np.zeros((blocks * 8, k), np.float32)
-        packed[:cout] = np.asarray(weight, np.float32).reshape(cout, k)
-        packed = np.ascontiguousarray(packed.reshape(blocks, 8, k).transpose(0, 2, 1))
-        padded_bias = np.zeros(blocks * 8, np.float32)
-        if bias is not None:
-            padded_bias[:cout] = np.asarray(bias, np.float32).reshape(-1)
+        # whole groups of 4 blocks for the leftover columns
+        packed, padded_bias = _blocked_weights(weight, bias, cout, k, 8, 4 * -(-cout // 32))
         kc, nc, chunks = _gemm_blocking(self.level, k, p, kc, nc)
         self.units = n * chunks
         work = float(n * cout * p) * k
@@ -715,23 +733,12 @@ cdef class LanesConvKernel:
                              f"{_LANES_WIDEST}) with source columns {region.src_strides[5]} "
                              "apart (1 to 4)")
         s = [int(v) for v in region.src_strides]
-        last = region.src_offset + sum((size - 1) * st for size, st in zip(region.sizes, s))
-        if last >= x.size:
-            raise ValueError("lanes conv kernel: the region reads outside the source")
+        _check_inside("lanes conv", region, x)
         self.level = _kernel_level("lanes conv", level)
         self.wide = self.level == 2 and (s[5] > 1 if wide is None else bool(wide))
         cw = walle_lanes_block(self.level, self.wide)
-        blocks = -(-cout // cw)
-        packed = np.zeros((blocks * cw, taps), np.float32)
-        packed[:cout] = np.asarray(weight, np.float32).reshape(cout, taps)
-        packed = np.ascontiguousarray(packed.reshape(blocks, cw, taps).transpose(0, 2, 1))
-        padded_bias = np.zeros(blocks * cw, np.float32)
-        if bias is not None:
-            padded_bias[:cout] = np.asarray(bias, np.float32).reshape(-1)
-        toff = np.ascontiguousarray(
-            (np.arange(c, dtype=np.int64)[:, None, None] * s[1]
-             + np.arange(kh, dtype=np.int64)[:, None] * s[2]
-             + np.arange(kw, dtype=np.int64) * s[3]).ravel(), np.int64)
+        packed, padded_bias = _blocked_weights(weight, bias, cout, taps, cw, -(-cout // cw))
+        toff = _tap_offsets(region)
         self.keep = (x, y, packed, padded_bias, toff)
         self.g.x = (<const float*><size_t>x.ctypes.data) + <long>region.src_offset
         self.g.toff = <const long*><size_t>toff.ctypes.data
