@@ -13,8 +13,8 @@
    - a tile is NC vectors of VW output channels x NP output columns of one row, accumulated
      over every tap: AVX-512 16 x 16, or 32 x 8 for strided convs (10 loads per 16
      multiply-adds instead of 17: AlexNet's, ResNet-50's, ZFNet's and SqueezeNet's stems
-     0.7-0.93x the time; at stride 1, a 3x3 RGB conv, 1.1x); AVX2 16 x 4 (0.9-0.95x 8 x 8's);
-     the baseline 8 x 4;
+     0.7-0.93x the time of 16 x 16; at stride 1, a 3x3 RGB conv, 1.1x); AVX2 16 x 4 (0.85-1.0x the
+     time of 8 x 8); the baseline 8 x 4;
    - a block's weights are packed once at build time as [taps][NC * VW] (a 7x7 RGB stem's:
      18.8 KiB at 32 channels, in L1 while the block sweeps a row);
    - the sums are transposed in registers, VW vectors at a time (log2(VW) rounds of
