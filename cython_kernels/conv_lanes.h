@@ -147,9 +147,9 @@ typedef struct {
         }                                                                                      \
     }
 
-/* Output rows [r0, r1) of r = n * OH + oh, every block of channels, with the tiles NAME_s1 ..
-   NAME_s4 (source column stride 1 to 4). */
-#define WALLE_LANES_ROWS(NAME, ATTR, VW, NC, NP, T1, T2, T3, T4)                                   \
+/* Output rows [r0, r1) of r = n * OH + oh, every block of channels, with the tiles T1 .. T4
+   (source column stride 1 to 4). */
+#define WALLE_LANES_ROWS(NAME, ATTR, VW, NC, NP, T1, T2, T3, T4)                               \
     ATTR static void NAME(const walle_lanes* g, long sow, long r0, long r1) {                  \
         const long cw = NC * VW, blocks = (g->cout + cw - 1) / cw, plane = g->oh * g->ow;      \
         for (long r = r0; r < r1; r++) {                                                       \
