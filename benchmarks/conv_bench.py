@@ -13,7 +13,9 @@ A second table times the packed-GEMM kernel (``gemm``: 1x1 and strided convs, bi
 fused) on those layers of the same CNNs against the path they took before: the im2col copy
 (none for a 1x1 stride-1 conv, whose input is its column matrix), numpy's matmul and the C
 bias/ReLU epilogue; a third the pooling kernel (3x3 windows) against onnxruntime's MaxPool /
-AveragePool (one thread) on the same input.
+AveragePool (one thread) on the same input. A fourth times the ``lanes`` kernel (first
+layers: the output channels in the vector lanes) on the real CNNs' stems against the same
+baseline and the packed GEMM.
 """
 
 from __future__ import annotations
@@ -59,6 +61,15 @@ GEMM_SHAPES = [
     ("ResNet-50 stem 7x7 stride 2", 3, 224, 64, 7, 2, 3),
     ("SqueezeNet stem 3x3 stride 2", 3, 224, 64, 3, 2, 0),
     ("SqueezeNet conv10", 512, 13, 1000, 1, 1, 0),
+]
+
+# (label, C, H=W, Cout, filter side, stride, pad) of first layers (the lanes kernel's)
+LANES_SHAPES = [
+    ("ResNet-50 stem", 3, 224, 64, 7, 2, 3),
+    ("SqueezeNet stem", 3, 224, 64, 3, 2, 0),
+    ("AlexNet stem", 3, 224, 64, 11, 4, 2),
+    ("ZFNet stem", 3, 224, 96, 7, 2, 1),
+    ("VGG-19 conv1_1", 3, 224, 64, 3, 1, 1),
 ]
 
 # (label, C, H=W, stride, pad, kind) of 3x3 pooling layers
@@ -151,8 +162,12 @@ def _conv_region(
     return Region(0, 0, strides, 0, (0,), (1, c, side, side, out, out)), (1, c, hp, hp)
 
 
-def _gemm_row(ops_conv, ops_math, level: str, shape: tuple) -> str:
-    label, c, size, cout, side, stride, pad = shape
+def _baseline(ops_math, shape: tuple):
+    """(padded input, weight, bias, region, output, baseline) for a conv ``shape`` of
+    GEMM_SHAPES or LANES_SHAPES: the baseline is the path those convs took before walle's
+    own kernels, the im2col copy (none for a 1x1 stride-1 conv, whose input is its column
+    matrix), numpy's matmul and the C bias/ReLU epilogue, writing ``output``."""
+    _, c, size, cout, side, stride, pad = shape
     rng = np.random.default_rng(1)
     region, padded = _conv_region(c, size, side, stride, pad)
     xp = np.zeros(padded, np.float32)
@@ -174,15 +189,41 @@ def _gemm_row(ops_conv, ops_math, level: str, shape: tuple) -> str:
         np.matmul(weight, cols, out=base_out)
         epilogue.run()
 
-    out = np.empty((1, cout, oh * ow), np.float32)
+    return xp, weight, bias, region, base_out, baseline
+
+
+def _diff(out: np.ndarray, want: np.ndarray) -> float:
+    return float(np.abs(out[0] - want).max() / max(np.abs(want).max(), 1e-30))
+
+
+def _gemm_row(ops_conv, ops_math, level: str, shape: tuple) -> str:
+    label, c, size, cout, side, stride, _ = shape
+    xp, weight, bias, region, base_out, baseline = _baseline(ops_math, shape)
+    out = np.empty((1, *base_out.shape), np.float32)
     kernel = ops_conv.GemmConvKernel(xp, weight, bias, out, region, "relu", level)
     times = _median_ms({"base": baseline, "gemm": kernel.run})
-    diff = float(np.abs(out[0] - base_out).max() / max(np.abs(base_out).max(), 1e-30))
-    gmac = cout * c * side * side * oh * ow / (times["gemm"] * 1e6)
+    gmac = base_out.size * c * side * side / (times["gemm"] * 1e6)
     return (
         f"| {label} | {c}x{size}x{size} -> {cout}, {side}x{side} /{stride} | {level} | "
         f"{times['base']:.3f} | {times['gemm']:.3f} ({times['base'] / times['gemm']:.2f}x, "
-        f"{gmac:.0f} GMAC/s, {diff:.0e}) |"
+        f"{gmac:.0f} GMAC/s, {_diff(out, base_out):.0e}) |"
+    )
+
+
+def _lanes_row(ops_conv, ops_math, level: str, shape: tuple) -> str:
+    """The lanes kernel (first layers) against the baseline and the packed GEMM."""
+    label, c, size, cout, side, stride, _ = shape
+    xp, weight, bias, region, base_out, baseline = _baseline(ops_math, shape)
+    outs = {name: np.empty((1, *base_out.shape), np.float32) for name in ("gemm", "lanes")}
+    gemm = ops_conv.GemmConvKernel(xp, weight, bias, outs["gemm"], region, "relu", level)
+    lanes = ops_conv.LanesConvKernel(xp, weight, bias, outs["lanes"], region, "relu", level)
+    times = _median_ms({"base": baseline, "gemm": gemm.run, "lanes": lanes.run})
+    gmac = base_out.size * c * side * side / (times["lanes"] * 1e6)
+    return (
+        f"| {label} | {c}x{size}x{size} -> {cout}, {side}x{side} /{stride} | {level} | "
+        f"{times['base']:.3f} | {times['gemm']:.3f} | {times['lanes']:.3f} "
+        f"({times['base'] / times['lanes']:.2f}x, {times['gemm'] / times['lanes']:.2f}x, "
+        f"{gmac:.0f} GMAC/s, {_diff(outs['lanes'], base_out):.0e}) |"
     )
 
 
@@ -259,6 +300,15 @@ def main() -> None:
     for level in levels:
         for shape in GEMM_SHAPES:
             print(_gemm_row(ops_conv, ops_math, level, shape), flush=True)
+    print()
+    print(
+        "| layer | shape | level | im2col+BLAS+epilogue ms | gemm ms | lanes ms (ratio to the "
+        "baseline, to gemm, rate, diff) |"
+    )
+    print("|---|---|---|---|---|---|")
+    for level in levels:
+        for shape in LANES_SHAPES:
+            print(_lanes_row(ops_conv, ops_math, level, shape), flush=True)
     print()
     print("| layer | shape | onnxruntime ms | walle ms (ratio, max abs diff) |")
     print("|---|---|---|---|")
