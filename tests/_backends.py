@@ -15,7 +15,7 @@ from walle.ops import compile_graph, get_backend, run_reference
 from walle.ops.backends.base import Backend
 from walle.ops.backends.registry import required_backends
 from walle.ops.fusion import FusedStep, find_steps
-from walle.ops.ir import Graph
+from walle.ops.ir import Graph, Node
 from walle.ops.plan import Choice, CompiledPlan, allocate, is_alias
 
 # Which backend a step runs on, by step.
@@ -106,3 +106,10 @@ def cython_matches_reference_at_every_level(
             )
     finally:
         cython_isa.set_level(best)
+
+
+def im2col_node(graph: Graph) -> Node:
+    """The graph's one im2col raster: the 6-D region [N, C, KH, KW, OH, OW] through which its
+    conv reads its (padded) input, as the conv kernels take it."""
+    (node,) = [n for n in graph.nodes if n.op == "raster" and len(n.attr("regions")[0].sizes) == 6]
+    return node

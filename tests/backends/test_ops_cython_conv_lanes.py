@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests._backends import backend_or_skip
+from tests._backends import backend_or_skip, im2col_node
 from walle.ops import GraphBuilder, run_reference
 from walle.ops.ir import Region
 
@@ -27,13 +27,6 @@ def _ops_conv():
     from walle._kernels import ops_conv
 
     return ops_conv
-
-
-def _im2col(graph):
-    (im2col,) = [
-        n for n in graph.nodes if n.op == "raster" and len(n.attr("regions")[0].sizes) == 6
-    ]
-    return im2col, im2col.attr("regions")[0]
 
 
 @settings(max_examples=40, deadline=None)
@@ -81,7 +74,8 @@ def test_ops_lanes_kernel_every_level_matches_reference(
         tail = b.relu(y) if act == "relu" else y
     graph = b.build([tail])
     want = run_reference(graph, {"x": x})[0]
-    im2col, region = _im2col(graph)
+    im2col = im2col_node(graph)
+    region = im2col.attr("regions")[0]
     padded = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
     assert tuple(graph.shape(im2col.inputs[0])) == padded.shape
     assert ops_conv.lanes_fits(region)

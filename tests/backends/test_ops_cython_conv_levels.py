@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests._backends import backend_or_skip
+from tests._backends import backend_or_skip, im2col_node
 from walle.ops import GraphBuilder, run_reference
 
 
@@ -49,9 +49,7 @@ def test_ops_conv_kernel_every_level_matches_reference(c, cout, h, w, k, s, d, r
     )
     graph = b.build([b.relu(y) if relu else y])
     want = run_reference(graph, {"x": x})[0]
-    (im2col,) = [
-        n for n in graph.nodes if n.op == "raster" and len(n.attr("regions")[0].sizes) == 6
-    ]
+    im2col = im2col_node(graph)
     for level in ("avx512", "avx2", "sse"):
         out = np.full(want.shape, np.nan, np.float32)
         try:

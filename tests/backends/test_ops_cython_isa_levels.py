@@ -21,7 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests._backends import backend_or_skip
+from tests._backends import backend_or_skip, im2col_node
 from walle.errors import ValidationError
 from walle.ops import GraphBuilder, compile_graph, get_backend, run_reference
 
@@ -82,11 +82,7 @@ def test_every_family_reports_and_matches_reference_at_every_level(isa) -> None:
         for g, r in zip(got, want, strict=True):
             np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4, err_msg=level)
         x = np.zeros((1, 1, 3, 3), np.float32)
-        (im2col,) = [
-            n
-            for n in _conv_graph().nodes
-            if n.op == "raster" and len(n.attr("regions")[0].sizes) == 6
-        ]
+        im2col = im2col_node(_conv_graph())
         kernel = ops_conv.ConvKernel(
             x, np.ones((2, 1), np.float32), None, np.zeros((1, 2, 9), np.float32),
             im2col.attr("regions")[0], "none",
@@ -378,9 +374,7 @@ def test_direct_conv_row_tails_at_every_level(isa, width, cout) -> None:
     b = GraphBuilder()
     graph = b.build([b.relu(b.conv2d(b.input("x", x.shape), b.const(weight), b.const(bias)))])
     want = run_reference(graph, {"x": x})[0]
-    (im2col,) = [
-        n for n in graph.nodes if n.op == "raster" and len(n.attr("regions")[0].sizes) == 6
-    ]
+    im2col = im2col_node(graph)
     for level in _runnable(isa):
         out = np.full(want.shape, np.nan, np.float32)
         region = im2col.attr("regions")[0]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests._backends import backend_or_skip
+from tests._backends import backend_or_skip, im2col_node
 from walle.ops import GraphBuilder
 from walle.ops.fusion import find_steps
 from walle.ops.ir import Region
@@ -46,10 +46,7 @@ def _conv_case(c: int, cout: int, side: int, kernel: int, stride: int, group: in
         b.input("x", x.shape), b.const(weight), b.const(bias), strides=(stride,) * 2, group=group
     )
     graph = b.build([y])
-    (im2col,) = [
-        n for n in graph.nodes if n.op == "raster" and len(n.attr("regions")[0].sizes) == 6
-    ]
-    region: Region = im2col.attr("regions")[0]
+    region: Region = im2col_node(graph).attr("regions")[0]
     return x, weight, bias, region, graph.shape(y)
 
 

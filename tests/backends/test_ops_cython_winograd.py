@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests._backends import backend_or_skip
+from tests._backends import backend_or_skip, im2col_node
 from walle.ops import GraphBuilder, compile_graph, run_reference
 from walle.ops.ir import Graph, Region
 
@@ -51,10 +51,8 @@ def _conv(
 
 
 def _region(graph: Graph) -> Region:
-    (im2col,) = [
-        n for n in graph.nodes if n.op == "raster" and len(n.attr("regions")[0].sizes) == 6
-    ]
-    return im2col.attr("regions")[0]
+    region: Region = im2col_node(graph).attr("regions")[0]
+    return region
 
 
 def _run(ops_conv, graph, x, weight, bias, relu, level, tile=4):

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests._backends import backend_or_skip, run_with_algorithm
+from tests._backends import backend_or_skip, im2col_node, run_with_algorithm
 from walle.ops import GraphBuilder, run_reference
 from walle.ops.fusion import find_steps
 
@@ -68,11 +68,7 @@ def _kernel_matches_reference_at_every_level(ops_group, graph, x, weight, bias, 
     """GroupConvKernel on the graph's conv (its one im2col raster) at every level this CPU
     runs, each output within 1e-4 of the reference's; the kernels, for further checks."""
     want = run_reference(graph, {"x": x})[0]
-    (im2col,) = [
-        node
-        for node in graph.nodes
-        if node.op == "raster" and len(node.attr("regions")[0].sizes) == 6
-    ]
+    im2col = im2col_node(graph)
     group = x.shape[1] // weight.shape[1]  # weight: [cout, channels a group, kh, kw]
     kernels = []
     for level in _runnable(ops_group):
