@@ -237,10 +237,10 @@ WALLE_POOL_ROWS(walle_pool_rows_l1, WALLE_POOL_TARGET("avx2,fma"), walle_v8, wal
 WALLE_POOL_ROWS(walle_pool_rows_l0, , walle_v4, walle_i4, 4, WALLE_EVEN4, WALLE_ODD4,
                 WALLE_NEXT2_4, WALLE_LAST4, WALLE_LASTHI4)
 
-/* dst[t] = op over `taps` of src[t + a * step], t < len, in whole vectors (the last one
-   overlapping) or, shorter than a vector, scalars. */
-#define WALLE_POOL_PASS(VT, IT, VW, dst, src, len, taps, step)                                 \
-    if ((len) >= VW) {                                                                         \
+/* dst[t] = op over `taps` of src[t + a * step], t < len, in whole vectors of VW (the last
+   one overlapping), or of 4 where len is shorter than VW, or scalars (under 4: a scalar max
+   branches, and the border rows of 14x14 planes at AVX-512 made a pool 2.5x slower). */
+#define WALLE_POOL_PASS_V(VT, IT, VW, dst, src, len, taps, step)                               \
         for (long t_ = 0;; t_ += VW) {                                                         \
             if (t_ > (len) - VW) t_ = (len) - VW;                                              \
             VT acc, r;                                                                         \
@@ -251,7 +251,12 @@ WALLE_POOL_ROWS(walle_pool_rows_l0, , walle_v4, walle_i4, 4, WALLE_EVEN4, WALLE_
             }                                                                                  \
             memcpy((dst) + t_, &acc, sizeof(VT));                                              \
             if (t_ == (len) - VW) break;                                                       \
-        }                                                                                      \
+        }
+#define WALLE_POOL_PASS(VT, IT, VW, dst, src, len, taps, step)                                 \
+    if ((len) >= VW) {                                                                         \
+        WALLE_POOL_PASS_V(VT, IT, VW, dst, src, len, taps, step)                               \
+    } else if ((len) >= 4) {                                                                   \
+        WALLE_POOL_PASS_V(walle_v4, walle_i4, 4, dst, src, len, taps, step)                    \
     } else {                                                                                   \
         for (long t_ = 0; t_ < (len); t_++) {                                                  \
             float acc = (src)[t_];                                                             \
@@ -334,6 +339,111 @@ WALLE_POOL_PADDED(walle_pool_padded_l2, WALLE_POOL_TARGET("avx512f,avx2,fma"), w
 WALLE_POOL_PADDED(walle_pool_padded_l1, WALLE_POOL_TARGET("avx2,fma"), walle_v8, walle_i8, 8,
                   WALLE_EVEN8)
 WALLE_POOL_PADDED(walle_pool_padded_l0, , walle_v4, walle_i4, 4, WALLE_EVEN4)
+
+/* Windows over small contiguous source planes, read in place, whose stride-1 result with the
+   same top and left pads covers every output (walle_pool_same_fit): Inception's and
+   GoogLeNet's 3x3/1 pools, whose output has the input's size, and 3x3/2 pools of small
+   planes. Each plane is one flat array of H * W floats: the rows pass is one vector loop
+   over the rows whose every window row lies on the plane and one per border row (its own
+   taps), into ``v``; the taps pass is one vector loop over the whole plane, the lanes whose
+   tap falls off the row taking ``fill`` through a mask per tap. At stride 2 that stride-1
+   result is written aside and every other row and column of it copied out. Taps and rows
+   are taken in the order of walle_pool_padded_*, so the same bits (a sum's border 0 aside).
+   A row at a time (walle_pool_padded_*) ran 14x14 planes in scalars at AVX-512 and paid its
+   border and loop set-up per row: 576 x 14 x 14 took 3.5x onnxruntime's time inside
+   Inception v2 (its 7x7 outputs of stride 2, 7x). ``v`` holds walle_pool_same_scratch
+   floats. */
+#define WALLE_POOL_SAME(NAME, ATTR, VT, IT, VW)                                                \
+ATTR static void NAME(const float* x, const long* base, float* y, const long* sz,              \
+                      const long* g, int kind, float scale, float fill, float* v) {            \
+    long kh = sz[0], kw = sz[1], h = g[2], w = g[3], top = g[5], left = g[6], hw = h * w;     \
+    long s = g[0], ohw = sz[4] * sz[5];                                                        \
+    float* rows = v + kw + VW; /* margins: a tap's lanes may read kw before or after */       \
+    int* mask = (int*)(rows + hw + kw + VW); /* [b * hw + f]: -1 where tap b of f is on */   \
+    float* whole = (float*)(mask + kw * hw); /* stride 2: the stride-1 result */              \
+    for (long b = 0; b < kw; b++)                                                              \
+        for (long f = 0, c = 0; f < hw; f++, c = c + 1 == w ? 0 : c + 1)                      \
+            mask[b * hw + f] = c + b - left >= 0 && c + b - left < w ? -1 : 0;                \
+    VT border;                                                                                 \
+    for (int l = 0; l < VW; l++) border[l] = fill;                                             \
+    for (long p = 0; p < sz[2] * sz[3]; p++) {                                                 \
+        const float* xp = x + base[p];                                                         \
+        float* dst = s == 1 ? y + p * hw : whole;                                              \
+        for (long i0 = 0; i0 < h;) {                                                           \
+            long a0 = top > i0 ? top - i0 : 0, a1 = h - i0 + top < kh ? h - i0 + top : kh;    \
+            long i1 = i0 + 1;                                                                  \
+            if (a0 == 0 && a1 == kh)                                                           \
+                while (i1 < h && i1 - top + kh <= h) i1++;                                     \
+            WALLE_POOL_PASS(VT, IT, VW, rows + i0 * w, xp + (i0 - top + a0) * w,              \
+                            (i1 - i0) * w, a1 - a0, w)                                         \
+            i0 = i1;                                                                           \
+        }                                                                                      \
+        if (hw >= VW) {                                                                        \
+            for (long f = 0;; f += VW) {                                                       \
+                if (f > hw - VW) f = hw - VW;                                                  \
+                VT acc = border, r;                                                            \
+                for (long b = 0; b < kw; b++) {                                                \
+                    memcpy(&r, rows + f + b - left, sizeof(VT));                               \
+                    if (b != left) {                                                           \
+                        IT on;                                                                 \
+                        memcpy(&on, mask + b * hw + f, sizeof(IT));                            \
+                        r = (VT)(((IT)r & on) | ((IT)border & ~on));                           \
+                    }                                                                          \
+                    if (b == 0) {                                                              \
+                        acc = r;                                                               \
+                    } else {                                                                   \
+                        WALLE_POOL_APPLY(VT, IT, acc, r)                                       \
+                    }                                                                          \
+                }                                                                              \
+                if (kind == 1) acc *= scale;                                                   \
+                memcpy(dst + f, &acc, sizeof(VT));                                             \
+                if (f == hw - VW) break;                                                       \
+            }                                                                                  \
+        } else {                                                                               \
+            for (long f = 0; f < hw; f++) {                                                    \
+                float acc = fill;                                                              \
+                for (long b = 0; b < kw; b++) {                                                \
+                    float r = mask[b * hw + f] ? rows[f + b - left] : fill;                    \
+                    acc = b == 0 ? r : walle_pool_op1(acc, r, kind);                           \
+                }                                                                              \
+                dst[f] = kind == 1 ? acc * scale : acc;                                        \
+            }                                                                                  \
+        }                                                                                      \
+        if (s == 2) {                                                                          \
+            float* out = y + p * ohw;                                                          \
+            for (long i = 0; i < sz[4]; i++)                                                   \
+                for (long j = 0; j < sz[5]; j++) out[i * sz[5] + j] = whole[2 * i * w + 2 * j]; \
+        }                                                                                      \
+    }                                                                                          \
+}
+
+WALLE_POOL_SAME(walle_pool_same_l2, WALLE_POOL_TARGET("avx512f,avx2,fma"), walle_v16,
+                walle_i16, 16)
+WALLE_POOL_SAME(walle_pool_same_l1, WALLE_POOL_TARGET("avx2,fma"), walle_v8, walle_i8, 8)
+WALLE_POOL_SAME(walle_pool_same_l0, , walle_v4, walle_i4, 4)
+
+/* Planes of at most this many floats take walle_pool_same_* at stride 2, which computes 4x
+   the outputs it keeps (whole planes, walle_pool_same_fit) or at stride 1 at the baseline
+   level (ops_raster.pyx's dispatch). */
+#define WALLE_POOL_SAME_SMALL 256
+
+/* Whether walle_pool_same_* compute a bordered pooling (walle_pool_padded_*'s sz and g): the
+   source's rows back to back, windows whose top and left pads leave every window a source
+   row and column, and stride 1 with an output the size of the source, or stride 2 on planes
+   of at most WALLE_POOL_SAME_SMALL floats whose outputs all start on the source. */
+static inline int walle_pool_same_fit(const long* sz, const long* g) {
+    if (g[4] != g[3] || g[5] >= sz[0] || g[6] >= sz[1] || g[0] != g[1]) return 0;
+    if (g[0] == 1) return sz[4] == g[2] && sz[5] == g[3];
+    return g[0] == 2 && g[2] * g[3] <= WALLE_POOL_SAME_SMALL && 2 * (sz[4] - 1) < g[2]
+           && 2 * (sz[5] - 1) < g[3];
+}
+
+/* Floats walle_pool_same_* need in ``v``: a plane's rows pass with margins, one mask of a
+   plane per tap (32-bit ints), and at stride 2 the plane's stride-1 result. */
+static inline long walle_pool_same_scratch(const long* sz, const long* g) {
+    long hw = g[2] * g[3];
+    return 2 * hw + 2 * (sz[1] + 16) + 16 + sz[1] * hw + 16;
+}
 
 /* Windows that are each one contiguous run of KH * KW floats, one per plane (a global
    pool: OH = OW = 1, the window's rows back to back): each run reduced in vectors, then its

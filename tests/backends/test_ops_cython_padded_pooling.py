@@ -94,6 +94,64 @@ def test_padded_kernel_matches_the_kernel_on_the_padded_tensor(
         ops_raster.set_level(best)
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    kind=st.sampled_from(sorted(KINDS)),
+    c=st.integers(1, 5),
+    h=st.integers(1, 20),
+    w=st.integers(1, 20),
+    k=st.tuples(st.integers(1, 5), st.integers(1, 5)),
+    corner=st.tuples(st.floats(0, 0.99), st.floats(0, 0.99)),
+    stride=st.sampled_from([1, 2]),
+    ends=st.tuples(st.integers(0, 4), st.integers(0, 4)),
+    special=st.booleans(),
+    seed=st.integers(0, 50),
+)
+def test_whole_plane_pools_match_the_kernel_on_the_padded_tensor(
+    kind, c, h, w, k, corner, stride, ends, special, seed
+) -> None:
+    """The geometries pool_rows.h computes a whole plane at a time (walle_pool_same_*):
+    stride 1 with pads that keep the plane's size (Inception's 3x3/1 pools), and stride 2 on
+    small planes with any bottom and right pads, planes from 1 to 400 floats (shorter than a
+    vector, border rows shorter than 4). Same oracle as above."""
+    backend_or_skip("cython")
+    from walle._kernels import ops_raster
+
+    top, left = int(corner[0] * k[0]), int(corner[1] * k[1])
+    bottom, right = (k[0] - 1 - top, k[1] - 1 - left) if stride == 1 else ends
+    pads = (top, left, bottom, right)
+    if k[0] > h + pads[0] + pads[2] or k[1] > w + pads[1] + pads[3]:
+        return
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-3, 3, (1, c, h, w)).astype(np.float32)
+    if special:
+        flat = x.reshape(-1)
+        flat[rng.integers(0, flat.size, 2)] = np.nan
+        flat[rng.integers(0, flat.size, 2)] = np.inf
+    fill = -np.inf if kind == "max" else 0.0
+    padded = np.pad(
+        x, [(0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])], constant_values=fill
+    )
+    region, planes, (oh, ow) = _case(1, c, h, w, k, (stride, stride), pads)
+    best = ops_raster.best_level()
+    try:
+        for name, level in LEVELS.items():
+            if level > best:
+                continue
+            ops_raster.set_level(level)
+            want = np.full((1, c, oh, ow), 7.0, np.float32)
+            got = np.full((1, c, oh, ow), 7.0, np.float32)
+            ops_raster.WindowReduceKernel(padded, want, region, KINDS[kind]).run()
+            kernel = ops_raster.PaddedWindowReduceKernel(x, got, region, KINDS[kind], planes, fill)
+            kernel.run()
+            if kind == "max":
+                np.testing.assert_array_equal(got, want, err_msg=name)
+            else:  # a border 0 added first: -0.0 and +0.0 are the only bits that differ
+                np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6, err_msg=name)
+    finally:
+        ops_raster.set_level(best)
+
+
 def test_padded_kernel_refuses_a_border_that_would_count() -> None:
     backend_or_skip("cython")
     from walle._kernels import ops_raster
