@@ -227,6 +227,62 @@ cdef extern from *:
         while (level > 0 && sz[5] < (4L << level)) level--;
         WALLE_AT_LEVEL(level, walle_pool_padded, x, base, y, sz, g, kind, scale, fill, v);
     }
+    /* The n_ floats at d_ from s_ (LOAD: WALLE_PAD_FROM_SRC) or ``fill`` (WALLE_PAD_FROM_FILL),
+       in whole vectors of VW, the last shifted back to end the run, or 4-wide when the run
+       is shorter, or scalars under 4 (a statement of walle_pad_planes_*). */
+    #define WALLE_PAD_RUN(VT, VW, LOAD)                                                    \\
+        if (n_ >= VW) {                                                                    \\
+            for (long j_ = 0;; j_ += VW) {                                                 \\
+                if (j_ > n_ - VW) j_ = n_ - VW;                                            \\
+                VT v_; LOAD(v_, VT, j_)                                                    \\
+                memcpy(d_ + j_, &v_, sizeof(VT));                                          \\
+                if (j_ == n_ - VW) break;                                                  \\
+            }                                                                              \\
+        } else if (n_ >= 4) {                                                              \\
+            for (long j_ = 0;; j_ += 4) {                                                  \\
+                if (j_ > n_ - 4) j_ = n_ - 4;                                              \\
+                walle_v4 v_; LOAD(v_, walle_v4, j_)                                        \\
+                memcpy(d_ + j_, &v_, sizeof(walle_v4));                                    \\
+                if (j_ == n_ - 4) break;                                                   \\
+            }                                                                              \\
+        } else {                                                                           \\
+            for (long j_ = 0; j_ < n_; j_++) { float v_; LOAD(v_, float, j_) d_[j_] = v_; } \\
+        }
+    #define WALLE_PAD_FROM_SRC(V, T, J) memcpy(&V, s_ + (J), sizeof(T));
+    #define WALLE_PAD_FROM_FILL(V, T, J) V = (T){0} + fill;
+    /* A bordered copy of contiguous planes, written front to back in one pass: plane p of
+       dst (hp x wp) holds plane p of src (h x w, rows back to back) at (top, left), and
+       ``fill`` everywhere else (a Pad, or a conv's zero-pad prologue). The general raster
+       loop copied a row per call of its innermost loop and then wrote the border as runs
+       of its own, a float at a time: a 64 x 56 x 56 pad took 0.094 ms warm (9 GB/s). */
+    #define WALLE_PAD_PLANES(NAME, ATTR, VT, VW)                                           \\
+    ATTR static void NAME(const float* src, float* dst, const long* geo, float fill) {     \\
+        long planes = geo[0], h = geo[1], w = geo[2], top = geo[3], left = geo[4];         \\
+        long hp = geo[5], wp = geo[6];                                                     \\
+        for (long p = 0; p < planes; p++) {                                                \\
+            float* d_ = dst + p * hp * wp;                                                 \\
+            const float* s_ = src + p * h * w;                                             \\
+            long n_ = top * wp + left; /* the border before the first row */               \\
+            WALLE_PAD_RUN(VT, VW, WALLE_PAD_FROM_FILL)                                     \\
+            d_ += n_;                                                                      \\
+            for (long i = 0; i < h; i++) {                                                 \\
+                n_ = w;                                                                    \\
+                WALLE_PAD_RUN(VT, VW, WALLE_PAD_FROM_SRC)                                  \\
+                d_ += w, s_ += w;                                                          \\
+                /* the border after the row: to the next row, or to the plane's end */     \\
+                n_ = i + 1 < h ? wp - w : (hp - top - h) * wp + wp - left - w;             \\
+                WALLE_PAD_RUN(VT, VW, WALLE_PAD_FROM_FILL)                                 \\
+                d_ += n_;                                                                  \\
+            }                                                                              \\
+        }                                                                                  \\
+    }
+    WALLE_PAD_PLANES(walle_pad_planes_l2, WALLE_TARGET("avx512f,avx2,fma"), walle_v16, 16)
+    WALLE_PAD_PLANES(walle_pad_planes_l1, WALLE_TARGET("avx2,fma"), walle_v8, 8)
+    WALLE_PAD_PLANES(walle_pad_planes_l0, , walle_v4, 4)
+    static void walle_pad_planes_at(const float* src, float* dst, const long* geo,
+                                    float fill) {
+        WALLE_AT_LEVEL(walle_raster_level, walle_pad_planes, src, dst, geo, fill);
+    }
     static void walle_window_reduce_at WALLE_WINDOW_ARGS {
         int level = walle_raster_level;
         if (walle_pool_flat_fit(sz, st)) {  /* pool_rows.h: one contiguous run per output */
@@ -252,6 +308,7 @@ cdef extern from *:
     void walle_pool_padded "walle_pool_padded_at"(const float* x, const long* base, float* y,
                                                    const long* sz, const long* g, int kind,
                                                    float scale, float fill, float* v) nogil
+    void walle_pad_planes_at(const float* src, float* dst, const long* geo, float fill) nogil
     int walle_raster_best_level() nogil
     void walle_raster_set_level(int level) nogil
     int walle_raster_get_level() nogil
@@ -310,9 +367,38 @@ def normalise(sizes, src_strides, dst_strides):
     return ([m[0] for m in merged], [m[1] for m in merged], [m[2] for m in merged], blocked)
 
 
+@cython.wraparound(True)
+def _bordered(regions, long out_size):
+    """(planes, h, w, top, left, hp, wp) when ``regions`` is one copy of whole contiguous
+    planes of h x w into planes of hp x wp at (top, left) that tile the output (a pad; the
+    fill then writes the rest), else None. Dimensions the copy merges (rows with no column
+    border, a pad of the channels) count as planes of one row."""
+    if len(regions) != 1 or min(regions[0].sizes, default=1) <= 0:
+        return None
+    r = regions[0]
+    sizes, ss, ds, blocked = normalise(r.sizes, r.src_strides, r.dst_strides)
+    if ds[-1] != 1:  # rows of one float (normalise drops dimensions of 1)
+        sizes, ss, ds = [*sizes, 1], [*ss, 1], [*ds, 1]
+    if blocked or len(sizes) > 3:
+        return None
+    while len(sizes) < 3:  # one plane (of one row): its stride is the whole output
+        sizes, ss, ds = [1, *sizes], [sizes[0] * ss[0], *ss], [out_size, *ds]
+    planes, h, w = sizes
+    if ss[2] != 1 or ss[1] != w or ss[0] != h * w or ds[2] != 1 or ds[1] < w:
+        return None
+    wp = ds[1]
+    if ds[0] % wp or planes * ds[0] != out_size:
+        return None
+    hp = ds[0] // wp
+    top, left = divmod(r.dst_offset, wp)
+    if left + w > wp or top + h > hp:
+        return None
+    return planes, h, w, top, left, hp, wp
+
+
 cdef class RasterKernel:
     """Fill the output (optional; only its ``gaps`` where given), then copy each region
-    from its input."""
+    from its input. ``bordered``: the raster is a pad, run in one pass (walle_pad_planes)."""
 
     cdef long[:, ::1] spec
     cdef size_t[::1] sources
@@ -322,6 +408,9 @@ cdef class RasterKernel:
     cdef float fill
     cdef long[:, ::1] gaps
     cdef bint has_gaps
+    cdef long pad[7]
+    cdef readonly bint bordered
+    cdef long src_offset
     cdef object keep
 
     def __init__(self, inputs, out, regions, fill, gaps=None):
@@ -359,6 +448,12 @@ cdef class RasterKernel:
             srcs.append(inputs[r.input].ctypes.data)
         self.spec = np.array(rows, dtype=np.int64).reshape(len(rows), MODE + 1)
         self.sources = np.array(srcs, dtype=np.uintp)
+        geometry = _bordered(regions, out.size) if fill is not None else None
+        self.bordered = geometry is not None
+        if geometry is not None:
+            for i in range(7):
+                self.pad[i] = geometry[i]
+            self.src_offset = regions[0].src_offset
 
     def run(self):
         self._run(NULL, self.out)
@@ -386,6 +481,10 @@ cdef class RasterKernel:
         cdef float fill = self.fill  # a local: self.fill might alias out, so GCC reloaded it
         cdef long g, j
         with nogil:
+            if self.bordered:  # one pass, front to back (walle_pad_planes)
+                walle_pad_planes_at((src if src != NULL else <const float*>self.sources[0])
+                                    + self.src_offset, out, self.pad, fill)
+                return
             if self.has_fill and self.has_gaps:
                 for g in range(self.gaps.shape[0]):
                     for j in range(self.gaps[g, 0], self.gaps[g, 1]):

@@ -100,6 +100,66 @@ def test_cython_raster_fills_its_gaps_over_stale_values_every_run(fill: float) -
         np.testing.assert_array_equal(y, want)
 
 
+@settings(max_examples=120, deadline=None)
+@given(
+    shape=st.lists(st.integers(1, 40), min_size=1, max_size=4),
+    pads=st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3)), min_size=2, max_size=2),
+    fill=st.sampled_from([0.0, -np.inf, 2.5]),
+    with_gaps=st.booleans(),
+)
+def test_a_pad_raster_runs_in_one_bordered_pass_at_every_level(
+    shape: list[int], pads: list[tuple[int, int]], fill: float, with_gaps: bool
+) -> None:
+    """A pad of the last two axes of a 1-4-D array (an NCHW pad; rows and columns of 1 to 40
+    floats: runs shorter than a vector, of 4 to 15, of whole vectors) is one copy of whole
+    planes into a bordered output: the kernel takes its one-pass path (``bordered``) and
+    writes what the reference raster writes, over stale values, at every level."""
+    backend_or_skip("cython")
+    from walle._kernels import ops_raster
+
+    region, out = _padded(tuple(shape), [(0, 0)] * (len(shape) - 2) + pads[-len(shape) :])
+    size = math.prod(out)
+    x = np.random.default_rng(len(shape)).uniform(-1, 1, region.sizes).astype(np.float32)
+    want = raster([x], out, (region,), fill)
+    y = np.full(out, np.nan, np.float32)
+    gaps = unfilled_runs((region,), size) if with_gaps else None
+    kernel = ops_raster.RasterKernel([x], y, (region,), fill, gaps)
+    assert kernel.bordered
+    best = ops_raster.best_level()
+    try:
+        for level in range(best + 1):
+            ops_raster.set_level(level)
+            y[...] = np.nan
+            kernel.run()
+            np.testing.assert_array_equal(y, want, err_msg=f"level {level}")
+    finally:
+        ops_raster.set_level(best)
+
+
+def test_a_raster_that_is_not_a_pad_keeps_the_general_path() -> None:
+    """Two copies into one output (a concat with a gap), a transposing copy, a pad of three
+    axes and a raster without a fill are not one bordered pass."""
+    backend_or_skip("cython")
+    from walle._kernels import ops_raster
+
+    two = (Region(0, 0, (4, 1), 0, (10, 1), (3, 4)), Region(0, 0, (4, 1), 5, (10, 1), (3, 4)))
+    turned = (Region(0, 0, (1, 4), 0, (3, 1), (4, 3)),)
+    padded, out = _padded((3, 4), [(1, 1), (1, 1)])
+    cube, cubed = _padded((3, 4, 1), [(0, 1), (1, 0), (0, 1)])
+    for regions, shape, fill in (
+        (two, (3, 10), 0.0),
+        (turned, (4, 3), 0.0),
+        ((cube,), cubed, 0.0),
+        ((padded,), out, None),
+    ):
+        x = np.ones(regions[0].sizes, np.float32)
+        y = np.zeros(shape, np.float32)
+        kernel = ops_raster.RasterKernel([x], y, regions, fill)
+        assert not kernel.bordered
+        kernel.run()
+        np.testing.assert_array_equal(y, raster([x], shape, regions, fill))
+
+
 def test_numpy_raster_fills_its_gaps_over_stale_values_every_run() -> None:
     regions, out, x = _pad_case()
     node = Node("pad", "raster", ("x",), "y", (("fill", -1.0), ("regions", regions)))

@@ -57,6 +57,8 @@ class RasterKernel:
     lies outside the output.
     """
 
+    bordered: bool  # a pad (one copy of whole planes, the fill around them): one pass
+
     def __init__(
         self,
         inputs: Sequence[FloatArray],
