@@ -101,8 +101,9 @@ CLOSE_CALL = 0.1
 # vectors two channels a turn too, 2-7% faster; 24: AVX-512's 8 x 2 GEMM tile two reduction
 # rows a turn, 1-7% faster 1x1 convs and matmuls; 25: the lanes conv kernel for first layers,
 # output channels in the vector lanes: AlexNet's 11x11 /4 stem 4x faster, ResNet-50's 7x7 /2
-# 1.1-1.2x).
-DECISIONS_VERSION = 25
+# 1.1-1.2x); 26: the steps that are the same work share their trials' median (identical
+# layers had taken different algorithms on a close call).
+DECISIONS_VERSION = 26
 
 
 def time_calls(calls: list[Call], budget_s: float = 0.004, max_runs: int = 25) -> float:
@@ -236,9 +237,14 @@ class Search:
         buffers = allocate(graph, steps, fill=0.5) if self.trials else {}
         table = CostTable({}, {b.name: b.device_costs() for b in self.backends})
         timed: dict[tuple[str, str, str], Choice] = {}
-        for step in steps:
-            if not is_alias(step, graph):
-                table.options[step.name] = self._options(step, graph, buffers, timed)
+        live = [s for s in steps if not is_alias(s, graph)]
+        ranked = {s.name: self.candidates(s, graph) for s in live}
+        seconds = {s.name: self._trials(s, graph, buffers, ranked[s.name]) for s in live}
+        seconds = _pooled(live, graph, ranked, seconds)
+        for step in live:
+            table.options[step.name] = self._options(
+                step, graph, ranked[step.name], seconds[step.name], timed
+            )
         flow = Flow.of(graph, steps, {s.name for s in steps if is_alias(s, graph)})
         assigned = self._best_plan(graph, steps, flow, table)
         return {
@@ -260,21 +266,29 @@ class Search:
             raise BackendError(f"step {step.name!r} ({step.op}): no backend can run it")
         return sorted(found, key=lambda c: c[2])
 
-    def _options(
+    def _trials(
         self,
         step: FusedStep,
         graph: Graph,
         buffers: Buffers,
+        ranked: list[tuple[Backend, str, float]],
+    ) -> dict[tuple[str, str], float]:
+        """Seconds alone of each candidate close to the best estimate, timed on ``buffers``
+        (none without trials, or with one close candidate)."""
+        close = [c for c in ranked if c[2] <= ranked[0][2] * self.close_factor]
+        return self._time(step, graph, buffers, close) if self.trials and len(close) > 1 else {}
+
+    def _options(
+        self,
+        step: FusedStep,
+        graph: Graph,
+        ranked: list[tuple[Backend, str, float]],
+        seconds: dict[tuple[str, str], float],
         timed: dict[tuple[str, str, str], Choice],
     ) -> dict[str, Option]:
-        """Each backend's best algorithm for ``step`` and its seconds inside a plan.
-
-        Close candidates are timed alone; a device backend's time alone includes its copies
-        and a sync, which are taken off (the placement prices them where they happen).
-        """
-        ranked = self.candidates(step, graph)
-        close = [c for c in ranked if c[2] <= ranked[0][2] * self.close_factor]
-        seconds = self._time(step, graph, buffers, close) if self.trials and len(close) > 1 else {}
+        """Each backend's best algorithm for ``step`` and its seconds inside a plan, from the
+        trials' ``seconds`` (a device backend's time alone includes its copies and a sync,
+        which are taken off: the placement prices them where they happen)."""
         options: dict[str, Option] = {}
         for b, algo, _alone in ranked:
             measured = seconds.get((b.name, algo))
@@ -386,6 +400,38 @@ class Search:
         )
         theirs = publish(path, text, lambda: self._load(path, graph, steps), "search cache")
         return theirs if theirs is not None else choices
+
+
+def _pooled(
+    steps: list[FusedStep],
+    graph: Graph,
+    ranked: dict[str, list[tuple[Backend, str, float]]],
+    seconds: dict[str, dict[tuple[str, str], float]],
+) -> dict[str, dict[tuple[str, str], float]]:
+    """``seconds`` with the steps that are the same work (op, parts, shapes, attributes and
+    candidates: a network's repeated layers) sharing one figure per candidate, the median of
+    their trials. Each step's trial is a few milliseconds on a shared machine, and a close
+    call landed either way from layer to layer: SqueezeNet's fire2 and fire3 expand convs
+    (the same conv) ran as Winograd and as the packed GEMM in one plan, 0.34 and 0.53 ms.
+    Pooled, identical layers get one choice from all their samples."""
+    groups: dict[str, list[str]] = {}
+    for step in steps:
+        if not seconds[step.name]:
+            continue
+        shapes = [graph.shape(i) for i in step.inputs]
+        work = (step.op, [p.op for p in step.parts], shapes, graph.shape(step.output))
+        cands = [(b.name, algo) for b, algo, _ in ranked[step.name]]
+        key = repr((work, step.attrs, cands, sorted(seconds[step.name])))
+        groups.setdefault(key, []).append(step.name)
+    pooled = dict(seconds)
+    for names in groups.values():
+        if len(names) > 1:
+            shared = {
+                cand: statistics.median(seconds[n][cand] for n in names)
+                for cand in seconds[names[0]]
+            }
+            pooled.update(dict.fromkeys(names, shared))
+    return pooled
 
 
 def _inside_plan(

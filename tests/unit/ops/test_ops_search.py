@@ -233,3 +233,38 @@ def test_ops_search_trials_never_interleave_opencl_with_host_kernels(monkeypatch
     names = {b.name for b in search.backends}
     assert any("cython" in g for g in groups) or "cython" not in names
     assert any("opencl" in g for g in groups) or "opencl" not in names
+
+
+def test_ops_search_gives_identical_layers_one_choice_from_all_their_trials(monkeypatch) -> None:
+    """Two convs that are the same work (shapes, attributes, candidates) share each
+    candidate's median over their trials: a second layer whose own trial favours another
+    algorithm by a hair takes the one both trials favour (SqueezeNet's fire2 and fire3
+    expand convs had run as Winograd and as the packed GEMM in one plan)."""
+    from walle.ops.fusion import find_steps
+
+    b = GraphBuilder()
+    x = b.input("x", (1, 8, 12, 12))
+    rng = np.random.default_rng(0)
+    for _ in range(2):
+        w = b.const(rng.uniform(-0.5, 0.5, (8, 8, 3, 3)).astype(np.float32))
+        x = b.relu(b.conv2d(x, w, pads=(1, 1, 1, 1)))
+    graph = b.build([x])
+    convs = [s.name for s in find_steps(graph) if s.op == "fused.conv2d"]
+    assert len(convs) == 2
+    seen: list[str] = []
+
+    def trial(self, step, graph, buffers, close):
+        if step.name not in convs:
+            return {(c[0].name, c[1]): 1.0 for c in close}
+        seen.append(step.name)
+        first, second = close[0][1], close[1][1]
+        fast = {first: 1.0, second: 3.0} if step.name == convs[0] else {first: 2.1, second: 2.0}
+        return {(c[0].name, c[1]): fast.get(c[1], 3.0) for c in close}
+
+    monkeypatch.setattr(Search, "_time", trial)
+    search = Search(pin="cython", use_cache=False, close_factor=1e9)
+    _, choices, _ = search.choose(graph)
+    assert sorted(seen) == sorted(convs)
+    picked = {choices[name].algorithm for name in convs}
+    assert len(picked) == 1, picked
+    assert choices[convs[0]].measured_s == choices[convs[1]].measured_s == 1.55  # pooled
