@@ -152,6 +152,63 @@ def test_whole_plane_pools_match_the_kernel_on_the_padded_tensor(
         ops_raster.set_level(best)
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    kind=st.sampled_from(sorted(KINDS)),
+    c=st.integers(1, 3),
+    h=st.integers(1, 64),
+    ow=st.integers(8, 32),
+    k=st.tuples(st.integers(1, 5), st.integers(2, 5)),
+    corner=st.tuples(st.floats(0, 0.99), st.floats(0, 0.99)),
+    short=st.booleans(),
+    bottom=st.integers(0, 3),
+    special=st.booleans(),
+    seed=st.integers(0, 50),
+)
+def test_stride_two_pools_of_planes_twice_the_output_width_match(
+    kind, c, h, ow, k, corner, short, bottom, special, seed
+) -> None:
+    """Stride-2 pools whose source rows are twice the output's width (ResNet's and
+    Inception's 3x3/2 pad-1 pools: pool_rows.h's walle_pool_even2_*, on planes of up to 4096
+    floats), against the unpadded kernel on the padded tensor at every level."""
+    backend_or_skip("cython")
+    from walle._kernels import ops_raster
+
+    w = 2 * ow
+    top, left = int(corner[0] * k[0]), int(corner[1] * k[1])
+    right = k[1] - 1 - left - int(short)
+    if right < 0 or k[0] > h + top + bottom or h * w > 4096:
+        return
+    pads = (top, left, bottom, right)
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-3, 3, (1, c, h, w)).astype(np.float32)
+    if special:
+        flat = x.reshape(-1)
+        flat[rng.integers(0, flat.size, 3)] = np.nan
+        flat[rng.integers(0, flat.size, 2)] = -np.inf
+    fill = -np.inf if kind == "max" else 0.0
+    padded = np.pad(x, [(0, 0), (0, 0), (top, bottom), (left, right)], constant_values=fill)
+    region, planes, (oh, got_ow) = _case(1, c, h, w, k, (2, 2), pads)
+    assert got_ow == ow
+    best = ops_raster.best_level()
+    try:
+        for name, level in LEVELS.items():
+            if level > best:
+                continue
+            ops_raster.set_level(level)
+            want = np.full((1, c, oh, ow), 7.0, np.float32)
+            got = np.full((1, c, oh, ow), 7.0, np.float32)
+            ops_raster.WindowReduceKernel(padded, want, region, KINDS[kind]).run()
+            kernel = ops_raster.PaddedWindowReduceKernel(x, got, region, KINDS[kind], planes, fill)
+            kernel.run()
+            if kind == "max":
+                np.testing.assert_array_equal(got, want, err_msg=name)
+            else:
+                np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6, err_msg=name)
+    finally:
+        ops_raster.set_level(best)
+
+
 def test_padded_kernel_refuses_a_border_that_would_count() -> None:
     backend_or_skip("cython")
     from walle._kernels import ops_raster
