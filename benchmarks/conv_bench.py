@@ -13,7 +13,8 @@ A second table times the packed-GEMM kernel (``gemm``: 1x1 and strided convs, bi
 fused) on those layers of the same CNNs against the path they took before: the im2col copy
 (none for a 1x1 stride-1 conv, whose input is its column matrix), numpy's matmul and the C
 bias/ReLU epilogue; a third the pooling kernel (3x3 windows) against onnxruntime's MaxPool /
-AveragePool (one thread) on the same input. A fourth times the ``lanes`` kernel (first
+AveragePool (one thread) on the same input, at every level (a padded pool as a model runs
+it: over its unpadded source in place). A fourth times the ``lanes`` kernel (first
 layers: the output channels in the vector lanes) on the real CNNs' stems against the same
 baseline and the packed GEMM.
 """
@@ -72,14 +73,21 @@ LANES_SHAPES = [
     ("VGG-19 conv1_1", 3, 224, 64, 3, 1, 1),
 ]
 
-# (label, C, H=W, stride, pad, kind) of 3x3 pooling layers
+TABLES = ("conv", "gemm", "lanes", "pool")
+
+# (label, C, H=W, stride, pad, kind) of 3x3 pooling layers; a padded one reads its unpadded
+# source in place, as in a model (the pad raster is the pooling step's prologue)
 POOL_SHAPES = [
     ("SqueezeNet pool1", 64, 111, 2, 0, "max"),
     ("SqueezeNet pool3", 128, 55, 2, 0, "max"),
     ("SqueezeNet pool5", 256, 27, 2, 0, "max"),
     ("ResNet-50 stem pool", 64, 112, 2, 1, "max"),
-    ("Inception v2 pool (3a)", 192, 56, 2, 0, "max"),
-    ("Inception v2 avg pool (4e, padded)", 576, 16, 1, 0, "avg"),
+    ("Inception v2 pool (3a)", 192, 56, 2, 1, "max"),
+    ("Inception v2 pool (4a)", 320, 28, 2, 1, "max"),
+    ("Inception v2 pool (5a)", 576, 14, 2, 1, "max"),
+    ("Inception v2 avg pool (4e)", 576, 14, 1, 1, "avg"),
+    ("Inception v2 max pool (5b)", 1024, 7, 1, 1, "max"),
+    ("GoogLeNet pool (4a)", 480, 28, 1, 1, "max"),
 ]
 
 
@@ -227,16 +235,17 @@ def _lanes_row(ops_conv, ops_math, level: str, shape: tuple) -> str:
     )
 
 
-def _pool_row(ops_raster, shape: tuple) -> str:
-    """The pooling kernel (at the level the raster kernels run) against onnxruntime."""
+def _pool_row(ops_raster, level: str, shape: tuple) -> str:
+    """The pooling kernel at ``level`` (set by the caller) against onnxruntime."""
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
     label, c, size, stride, pad, kind = shape
     x = np.random.default_rng(2).uniform(-1, 1, (1, c, size, size)).astype(np.float32)
     op = "MaxPool" if kind == "max" else "AveragePool"
+    extra = {"count_include_pad": 1} if kind == "avg" else {}  # walle's mean divides by 9
     node = helper.make_node(
-        op, ["x"], ["y"], kernel_shape=[3, 3], strides=[stride] * 2, pads=[pad] * 4
+        op, ["x"], ["y"], kernel_shape=[3, 3], strides=[stride] * 2, pads=[pad] * 4, **extra
     )
     value = helper.make_tensor_value_info
     graph = helper.make_graph(
@@ -254,66 +263,81 @@ def _pool_row(ops_raster, shape: tuple) -> str:
     b = GraphBuilder()
     pool = b.max_pool if kind == "max" else b.avg_pool
     built = b.build([pool(b.input("x", x.shape), (3, 3), strides=(stride,) * 2, pads=(pad,) * 4)])
-    rasters = [n for n in built.nodes if n.op == "raster"]
-    window = rasters[-1]
-    src = x if len(rasters) == 1 else np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-    if kind == "max" and len(rasters) > 1:  # max pools pad with -inf
-        src[:, :, :pad], src[:, :, -pad:], src[:, :, :, :pad], src[:, :, :, -pad:] = (-np.inf,) * 4
+    region = [n for n in built.nodes if n.op == "raster"][-1].attr("regions")[0]
     want = session.run(None, {"x": x})[0]
     y = np.empty(want.shape, np.float32)
-    kernel = ops_raster.WindowReduceKernel(
-        np.ascontiguousarray(src, np.float32),
-        y,
-        window.attr("regions")[0],
-        2 if kind == "max" else 1,
-    )
+    code = 2 if kind == "max" else 1
+    if pad:  # over the bordered [1, c, size + 2 pad, ...] that is never written
+        side = size + 2 * pad
+        planes = (np.arange(c, dtype=np.int64) * size * size, size, size, size, pad, pad)
+        fill = -np.inf if kind == "max" else 0.0
+        kernel = ops_raster.PaddedWindowReduceKernel(
+            x, y, region, code, (*planes, side, side), fill
+        )
+    else:
+        kernel = ops_raster.WindowReduceKernel(x, y, region, code)
     times = _median_ms({"ort": lambda: session.run(None, {"x": x}), "walle": kernel.run})
     kernel.run()
     diff = float(np.abs(y - want).max())
     return (
-        f"| {label} | {c}x{size}x{size} {kind} /{stride} | {times['ort']:.3f} | "
-        f"{times['walle']:.3f} ({times['ort'] / times['walle']:.2f}x, {diff:.0e}) |"
+        f"| {label} | {c}x{size}x{size} {kind} /{stride} pad {pad} | {level} | "
+        f"{times['ort']:.3f} | {times['walle']:.3f} ({times['ort'] / times['walle']:.2f}x, "
+        f"{diff:.0e}) |"
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--isa", nargs="*", help="levels to run (avx512, avx2, sse)")
+    parser.add_argument(
+        "--tables",
+        nargs="*",
+        choices=TABLES,
+        help=f"tables to print (default all: {', '.join(TABLES)})",
+    )
     args = parser.parse_args()
-    from walle._kernels import ops_conv
+    from walle._kernels import ops_conv, ops_math, ops_raster
 
     best = ops_conv.best_level()
     levels = args.isa or [name for name, v in ops_conv.LEVELS.items() if v <= best]
-    print(
-        "| layer | shape | level | im2col+BLAS ms | direct ms (ratio, diff) | winograd ms "
-        "(ratio, diff) | winograd_f2 ms (ratio, diff) |"
-    )
-    print("|---|---|---|---|---|---|---|")
-    for level in levels:
-        for label, c, size, cout, side in SHAPES:
-            print(_row(ops_conv, level, label, c, size, cout, side), flush=True)
-    from walle._kernels import ops_math, ops_raster
-
-    print()
-    print("| layer | shape | level | im2col+BLAS+epilogue ms | gemm ms (ratio, rate, diff) |")
-    print("|---|---|---|---|---|")
-    for level in levels:
-        for shape in GEMM_SHAPES:
-            print(_gemm_row(ops_conv, ops_math, level, shape), flush=True)
-    print()
-    print(
-        "| layer | shape | level | im2col+BLAS+epilogue ms | gemm ms | lanes ms (ratio to the "
-        "baseline, to gemm, rate, diff) |"
-    )
-    print("|---|---|---|---|---|---|")
-    for level in levels:
-        for shape in LANES_SHAPES:
-            print(_lanes_row(ops_conv, ops_math, level, shape), flush=True)
-    print()
-    print("| layer | shape | onnxruntime ms | walle ms (ratio, max abs diff) |")
-    print("|---|---|---|---|")
-    for shape in POOL_SHAPES:
-        print(_pool_row(ops_raster, shape), flush=True)
+    tables = args.tables or TABLES
+    if "conv" in tables:
+        print(
+            "| layer | shape | level | im2col+BLAS ms | direct ms (ratio, diff) | winograd ms "
+            "(ratio, diff) | winograd_f2 ms (ratio, diff) |"
+        )
+        print("|---|---|---|---|---|---|---|")
+        for level in levels:
+            for label, c, size, cout, side in SHAPES:
+                print(_row(ops_conv, level, label, c, size, cout, side), flush=True)
+        print()
+    if "gemm" in tables:
+        print("| layer | shape | level | im2col+BLAS+epilogue ms | gemm ms (ratio, rate, diff) |")
+        print("|---|---|---|---|---|")
+        for level in levels:
+            for shape in GEMM_SHAPES:
+                print(_gemm_row(ops_conv, ops_math, level, shape), flush=True)
+        print()
+    if "lanes" in tables:
+        print(
+            "| layer | shape | level | im2col+BLAS+epilogue ms | gemm ms | lanes ms (ratio to "
+            "the baseline, to gemm, rate, diff) |"
+        )
+        print("|---|---|---|---|---|---|")
+        for level in levels:
+            for shape in LANES_SHAPES:
+                print(_lanes_row(ops_conv, ops_math, level, shape), flush=True)
+        print()
+    if "pool" in tables:
+        print("| layer | shape | level | onnxruntime ms | walle ms (ratio, max abs diff) |")
+        print("|---|---|---|---|---|")
+        try:
+            for level in levels:
+                ops_raster.set_level(ops_raster.LEVELS[level])
+                for shape in POOL_SHAPES:
+                    print(_pool_row(ops_raster, level, shape), flush=True)
+        finally:
+            ops_raster.set_level(ops_raster.best_level())
 
 
 if __name__ == "__main__":

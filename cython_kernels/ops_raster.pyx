@@ -216,21 +216,23 @@ cdef extern from *:
                                      float fill, float* v) {
         int level = walle_raster_level;
         long hw = g[2] * g[3];
-        /* pool_rows.h's whole planes where they win (one thread, against a row at a time):
-           stride 1 at AVX-512 and AVX2 (7x7 to 28x28 planes 0.26-0.84x the time), and at the
-           baseline on small planes (28x28 1.1x the time in 4-wide vectors, 14x14 0.72-0.87x);
-           stride 2 at AVX-512 only (14x14 -> 7x7 0.65-0.72x; at AVX2 1.1x, baseline 1.8x).
-           Then stride 2 on planes twice the output's width (walle_pool_even2_fit). */
-        if (walle_pool_same_fit(sz, g)
-            && (g[0] == 1 ? level >= 1 || hw <= WALLE_POOL_SAME_SMALL : level == 2)) {
-            while (level > 0 && hw < (4L << level)) level--;  /* no wider than a plane */
-            WALLE_AT_LEVEL(level, walle_pool_same, x, base, y, sz, g, kind, scale, fill, v);
-            return;
-        }
+        /* pool_rows.h's whole-plane paths where they win (one thread, against a row at a
+           time): stride 2 on planes twice the output's width (walle_pool_even2_fit; 14x14 ->
+           7x7 0.77-0.79x the time of the stride-1 path below at AVX-512); then stride 1 at
+           AVX-512 and AVX2 (7x7 to 28x28 planes 0.26-0.84x the time), and at the baseline on
+           small planes (28x28 1.1x the time in 4-wide vectors, 14x14 0.72-0.87x); stride 2
+           of other widths at AVX-512 only (13x13 and 9x9 planes 0.65-0.79x; 14x14 at AVX2
+           1.1x, baseline 1.8x). */
         if (walle_pool_even2_fit(sz, g)) {
             long ohw = sz[4] * sz[5];
             while (level > 0 && ohw < (4L << level)) level--;  /* no wider than a plane */
             WALLE_AT_LEVEL(level, walle_pool_even2, x, base, y, sz, g, kind, scale, fill, v);
+            return;
+        }
+        if (walle_pool_same_fit(sz, g)
+            && (g[0] == 1 ? level >= 1 || hw <= WALLE_POOL_SAME_SMALL : level == 2)) {
+            while (level > 0 && hw < (4L << level)) level--;  /* no wider than a plane */
+            WALLE_AT_LEVEL(level, walle_pool_same, x, base, y, sz, g, kind, scale, fill, v);
             return;
         }
         while (level > 0 && sz[5] < (4L << level)) level--;
