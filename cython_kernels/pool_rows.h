@@ -483,8 +483,9 @@ WALLE_POOL_EVEN2(walle_pool_even2_l0, , walle_v4, walle_i4, 4, WALLE_EVEN4)
 
 /* Source planes of at most this many floats take walle_pool_even2_*: alone, one thread,
    against a row at a time, 28x28 -> 14x14 ran in 0.46x the time at AVX-512 and 0.84x at
-   AVX2, 14x14 -> 7x7 0.43x at AVX2, 56x56 -> 28x28 0.95-0.97x; 112x112 -> 56x56 1.14-1.21x
-   (its reduced rows, 25 KB, are read back from L1 twice over). */
+   AVX2, 14x14 -> 7x7 0.43x at AVX2 (at AVX-512 0.77-0.79x the time of the stride-1
+   whole-plane path), 56x56 -> 28x28 0.95-0.97x; 112x112 -> 56x56 1.14-1.21x (its reduced
+   rows, 25 KB, are read back from L1 twice over). */
 #define WALLE_POOL_EVEN2_MOST 4096
 
 /* Whether walle_pool_even2_* compute a bordered pooling (walle_pool_padded_*'s sz and g):
