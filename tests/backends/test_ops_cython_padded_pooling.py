@@ -43,6 +43,49 @@ def _case(
     return region, planes, (oh, ow)
 
 
+def _matches_the_padded_tensor(
+    kind: str,
+    x: np.ndarray,
+    k: tuple[int, int],
+    s: tuple[int, int],
+    pads: tuple[int, ...],
+    special: bool,
+    seed: int,
+) -> None:
+    """The oracle: the padded kernel over ``x`` (NaN and -inf put in where ``special``) gives
+    what the unpadded kernel gives over the padded tensor, at every level the CPU runs."""
+    from walle._kernels import ops_raster
+
+    n, c, h, w = x.shape
+    top, left, bottom, right = pads
+    if special:
+        flat = x.reshape(-1)
+        rng = np.random.default_rng(seed)
+        flat[rng.integers(0, flat.size, 2)] = np.nan
+        flat[rng.integers(0, flat.size, 2)] = -np.inf
+    fill = -np.inf if kind == "max" else 0.0
+    padded = np.pad(x, [(0, 0), (0, 0), (top, bottom), (left, right)], constant_values=fill)
+    region, planes, (oh, ow) = _case(n, c, h, w, k, s, pads)
+    best = ops_raster.best_level()
+    try:
+        for name, level in LEVELS.items():
+            if level > best:
+                continue
+            ops_raster.set_level(level)
+            want = np.full((n, c, oh, ow), 7.0, np.float32)
+            got = np.full((n, c, oh, ow), 7.0, np.float32)
+            ops_raster.WindowReduceKernel(padded, want, region, KINDS[kind]).run()
+            kernel = ops_raster.PaddedWindowReduceKernel(x, got, region, KINDS[kind], planes, fill)
+            kernel.run()
+            if kind == "max":
+                np.testing.assert_array_equal(got, want, err_msg=name)
+            else:  # a global window may be summed in another order (pool_rows.h's flat path),
+                # a border 0 added first: -0.0 and +0.0 differ
+                np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6, err_msg=name)
+    finally:
+        ops_raster.set_level(best)
+
+
 @settings(max_examples=80, deadline=None)
 @given(
     kind=st.sampled_from(sorted(KINDS)),
@@ -61,37 +104,11 @@ def test_padded_kernel_matches_the_kernel_on_the_padded_tensor(
     kind, n, c, h, w, kh, kw, s, pads, special, seed
 ) -> None:
     backend_or_skip("cython")
-    from walle._kernels import ops_raster
-
     top, left, bottom, right = pads
     if kh > h + top + bottom or kw > w + left + right:
         return
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(-3, 3, (n, c, h, w)).astype(np.float32)
-    if special:
-        flat = x.reshape(-1)
-        flat[rng.integers(0, flat.size, 2)] = np.nan
-        flat[rng.integers(0, flat.size, 2)] = -np.inf
-    fill = -np.inf if kind == "max" else 0.0
-    padded = np.pad(x, [(0, 0), (0, 0), (top, bottom), (left, right)], constant_values=fill)
-    region, planes, (oh, ow) = _case(n, c, h, w, (kh, kw), s, pads)
-    best = ops_raster.best_level()
-    try:
-        for name, level in LEVELS.items():
-            if level > best:
-                continue
-            ops_raster.set_level(level)
-            want = np.full((n, c, oh, ow), 7.0, np.float32)
-            got = np.full((n, c, oh, ow), 7.0, np.float32)
-            ops_raster.WindowReduceKernel(padded, want, region, KINDS[kind]).run()
-            kernel = ops_raster.PaddedWindowReduceKernel(x, got, region, KINDS[kind], planes, fill)
-            kernel.run()
-            if kind == "max":
-                np.testing.assert_array_equal(got, want, err_msg=name)
-            else:  # a global window may be summed in another order (pool_rows.h's flat path)
-                np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6, err_msg=name)
-    finally:
-        ops_raster.set_level(best)
+    x = np.random.default_rng(seed).uniform(-3, 3, (n, c, h, w)).astype(np.float32)
+    _matches_the_padded_tensor(kind, x, (kh, kw), s, pads, special, seed)
 
 
 @settings(max_examples=60, deadline=None)
@@ -115,41 +132,13 @@ def test_whole_plane_pools_match_the_kernel_on_the_padded_tensor(
     small planes with any bottom and right pads, planes from 1 to 400 floats (shorter than a
     vector, border rows shorter than 4). Same oracle as above."""
     backend_or_skip("cython")
-    from walle._kernels import ops_raster
-
     top, left = int(corner[0] * k[0]), int(corner[1] * k[1])
     bottom, right = (k[0] - 1 - top, k[1] - 1 - left) if stride == 1 else ends
     pads = (top, left, bottom, right)
     if k[0] > h + pads[0] + pads[2] or k[1] > w + pads[1] + pads[3]:
         return
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(-3, 3, (1, c, h, w)).astype(np.float32)
-    if special:
-        flat = x.reshape(-1)
-        flat[rng.integers(0, flat.size, 2)] = np.nan
-        flat[rng.integers(0, flat.size, 2)] = np.inf
-    fill = -np.inf if kind == "max" else 0.0
-    padded = np.pad(
-        x, [(0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])], constant_values=fill
-    )
-    region, planes, (oh, ow) = _case(1, c, h, w, k, (stride, stride), pads)
-    best = ops_raster.best_level()
-    try:
-        for name, level in LEVELS.items():
-            if level > best:
-                continue
-            ops_raster.set_level(level)
-            want = np.full((1, c, oh, ow), 7.0, np.float32)
-            got = np.full((1, c, oh, ow), 7.0, np.float32)
-            ops_raster.WindowReduceKernel(padded, want, region, KINDS[kind]).run()
-            kernel = ops_raster.PaddedWindowReduceKernel(x, got, region, KINDS[kind], planes, fill)
-            kernel.run()
-            if kind == "max":
-                np.testing.assert_array_equal(got, want, err_msg=name)
-            else:  # a border 0 added first: -0.0 and +0.0 are the only bits that differ
-                np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6, err_msg=name)
-    finally:
-        ops_raster.set_level(best)
+    x = np.random.default_rng(seed).uniform(-3, 3, (1, c, h, w)).astype(np.float32)
+    _matches_the_padded_tensor(kind, x, k, (stride, stride), pads, special, seed)
 
 
 @settings(max_examples=40, deadline=None)
@@ -172,41 +161,14 @@ def test_stride_two_pools_of_planes_twice_the_output_width_match(
     Inception's 3x3/2 pad-1 pools: pool_rows.h's walle_pool_even2_*, on planes of up to 4096
     floats), against the unpadded kernel on the padded tensor at every level."""
     backend_or_skip("cython")
-    from walle._kernels import ops_raster
-
     w = 2 * ow
     top, left = int(corner[0] * k[0]), int(corner[1] * k[1])
     right = k[1] - 1 - left - int(short)
     if right < 0 or k[0] > h + top + bottom or h * w > 4096:
         return
-    pads = (top, left, bottom, right)
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(-3, 3, (1, c, h, w)).astype(np.float32)
-    if special:
-        flat = x.reshape(-1)
-        flat[rng.integers(0, flat.size, 3)] = np.nan
-        flat[rng.integers(0, flat.size, 2)] = -np.inf
-    fill = -np.inf if kind == "max" else 0.0
-    padded = np.pad(x, [(0, 0), (0, 0), (top, bottom), (left, right)], constant_values=fill)
-    region, planes, (oh, got_ow) = _case(1, c, h, w, k, (2, 2), pads)
-    assert got_ow == ow
-    best = ops_raster.best_level()
-    try:
-        for name, level in LEVELS.items():
-            if level > best:
-                continue
-            ops_raster.set_level(level)
-            want = np.full((1, c, oh, ow), 7.0, np.float32)
-            got = np.full((1, c, oh, ow), 7.0, np.float32)
-            ops_raster.WindowReduceKernel(padded, want, region, KINDS[kind]).run()
-            kernel = ops_raster.PaddedWindowReduceKernel(x, got, region, KINDS[kind], planes, fill)
-            kernel.run()
-            if kind == "max":
-                np.testing.assert_array_equal(got, want, err_msg=name)
-            else:
-                np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6, err_msg=name)
-    finally:
-        ops_raster.set_level(best)
+    x = np.random.default_rng(seed).uniform(-3, 3, (1, c, h, w)).astype(np.float32)
+    assert _case(1, c, h, w, k, (2, 2), (top, left, bottom, right))[2][1] == ow
+    _matches_the_padded_tensor(kind, x, k, (2, 2), (top, left, bottom, right), special, seed)
 
 
 def test_padded_kernel_refuses_a_border_that_would_count() -> None:
