@@ -212,7 +212,8 @@ def test_softmax_rows_at_every_level_match_a_row_by_row_oracle(
     rows, cols, scale, special, seed
 ) -> None:
     """The softmax kernel works on a block of rows (row r's exp loop takes row r+1's max and
-    scales row r-1): every row must come out as if alone, a NaN poisoning only its own row."""
+    scales row r-1): every row must come out as if alone, a NaN poisoning only its own row;
+    at every level, and capped at each lower one (``most``: the search's ``fused_avx2``)."""
     module = _isa()
     from walle._kernels import ops_math
 
@@ -224,11 +225,51 @@ def test_softmax_rows_at_every_level_match_a_row_by_row_oracle(
     try:
         for level in _runnable(module):
             module.set_level(level)
-            y = np.full_like(x, 7.0)
-            ops_math.RowKernel("softmax", x, y).run()
-            np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-7, err_msg=level)
+            for most in (2, 1, 0):
+                y = np.full_like(x, 7.0)
+                ops_math.RowKernel("softmax", x, y, most=most).run()
+                np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-7, err_msg=f"{level} {most}")
     finally:
         module.set_level(before)
+
+
+def test_softmax_offers_its_avx2_loop_at_avx512_only(isa) -> None:
+    """On an AVX-512 CPU a softmax step offers ``fused_avx2`` beside ``fused`` (the search
+    times both); at a lower level only ``fused``. A plan on it matches the reference, and
+    the kernel refuses a level that does not exist."""
+    from walle._kernels import ops_math
+    from walle.ops import GraphBuilder, compile_graph, run_reference
+    from walle.ops.backends.registry import get_backend
+    from walle.ops.fusion import find_steps
+
+    b = GraphBuilder()
+    graph = b.build([b.softmax(b.input("x", (8, 3000)), axis=-1)])
+    [step] = [s for s in find_steps(graph) if s.op == "fused.softmax"]
+    backend = get_backend("cython")
+    x = np.random.default_rng(1).normal(0, 5, (8, 3000)).astype(np.float32)
+    for level in _runnable(isa):
+        isa.set_level(level)
+        offered = backend.algorithms(step, graph)
+        assert "fused" in offered and ("fused_avx2" in offered) == (level == "avx512"), level
+    isa.set_level(isa.best_level())
+    if isa.best_level() == "avx512":
+        plan = compile_graph(graph, pin="cython", trials=False, use_cache=False)
+        plan.choices[step.name] = type(plan.choices[step.name])("cython", "fused_avx2", 0.0)
+        from walle.ops.plan import CompiledPlan
+
+        narrow = CompiledPlan(plan.graph, plan.steps, plan.choices, plan.backends)
+        np.testing.assert_allclose(
+            narrow(x)[0], run_reference(graph, {"x": x})[0], rtol=1e-5, atol=1e-7
+        )
+        # the cap runs the AVX2 loop itself: its bits, not the AVX-512 loop's
+        capped, wide, avx2 = (np.empty_like(x) for _ in range(3))
+        ops_math.RowKernel("softmax", x, capped, most=1).run()
+        ops_math.RowKernel("softmax", x, wide).run()
+        isa.set_level("avx2")
+        ops_math.RowKernel("softmax", x, avx2).run()
+        assert capped.tobytes() == avx2.tobytes() and capped.tobytes() != wide.tobytes()
+    with pytest.raises(ValueError, match="level 3"):
+        ops_math.RowKernel("softmax", x, np.empty_like(x), most=3)
 
 
 @settings(max_examples=40, deadline=None)

@@ -53,7 +53,9 @@ class GemmKernel:
         """Run on the caller's arrays (sized like the build-time a, b, c): no copies."""
 
 class RowKernel:
-    """Softmax or layer norm over the last axis of x, into y."""
+    """Softmax or layer norm over the last axis of x, into y. ``most``: the widest
+    instruction-set level a softmax runs at (2 AVX-512, 1 AVX2; the module's level where
+    that is lower); ValueError outside 0-2."""
 
     def __init__(
         self,
@@ -63,6 +65,7 @@ class RowKernel:
         gamma: FloatArray | None = None,
         beta: FloatArray | None = None,
         eps: float = 0.0,
+        most: int = 2,
     ) -> None: ...
     def run(self) -> None: ...
     def io_arrays(self) -> tuple[FloatArray, FloatArray]:

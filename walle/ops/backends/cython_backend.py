@@ -2,15 +2,16 @@
 
 Atomic ops map to the kernels of ``walle._kernels.ops_math`` and ``ops_raster``; fused
 ``matmul_bias_act``, ``softmax``, ``layernorm`` and ``window_reduce`` (pooling) run as one
-kernel call each. ``conv2d`` offers ``direct`` (``ops_conv``: register-tiled convolution
-reading the padded input in place, bias and ReLU fused), ``gemm`` (``ops_conv``'s packed
-GEMM over the im2col columns, packed a cache-sized block at a time and never written whole,
-bias, a residual shortcut and ReLU fused: the 1x1 and strided convs, and the only one for
-a conv step that took a shortcut add), ``im2col`` (the column raster, numpy's
-BLAS over the whole batch, then the epilogue) and, for 3x3 stride-1 convs,
-``winograd`` (F(4x4, 3x3): a quarter of the multiply-adds) and ``winograd_f2`` (F(2x2, 3x3):
-4/9 of them, but fewer idle tiles on small planes and a third of the transformed filters'
-bytes), bias and ReLU fused; the search times them. Matrix
+kernel call each (on an AVX-512 CPU ``softmax`` also offers ``fused_avx2``, its AVX2 loop,
+which some CPUs run faster: the search times both). ``conv2d`` offers ``direct``
+(``ops_conv``: register-tiled convolution reading the padded input in place, bias and ReLU
+fused), ``gemm`` (``ops_conv``'s packed GEMM over the im2col columns, packed a cache-sized
+block at a time and never written whole, bias, a residual shortcut and ReLU fused: the 1x1
+and strided convs, and the only one for a conv step that took a shortcut add), ``im2col``
+(the column raster, numpy's BLAS over the whole batch, then the epilogue) and, for 3x3
+stride-1 convs, ``winograd`` (F(4x4, 3x3): a quarter of the multiply-adds) and
+``winograd_f2`` (F(2x2, 3x3): 4/9 of them, but fewer idle tiles on small planes and a third
+of the transformed filters' bytes), bias and ReLU fused; the search times them. Matrix
 products offer ``direct`` (the tiled C kernel, best for small products where numpy's call
 overhead dominates), ``blas`` (numpy's matmul, then the C epilogue for bias and activation)
 and, for products by a 2-D b of 8 or more rows of a (its leading dims flattened), ``packed``
@@ -158,6 +159,11 @@ class CythonBackend(Backend):
             return ["direct", "blas", *kernels] if plain else ["direct", *kernels]
         if step.op == "fused.elementwise":
             return ["fused"] if _chain_program(step, graph) is not None else []
+        if step.op == "fused.softmax" and ops_math.level() == cython_isa.LEVELS["avx512"]:
+            # the AVX2 loop beside the AVX-512 one: which is faster depends on the CPU and on
+            # where the rows are read from (ops_math's walle_softmax_rows_most), so the
+            # search times both
+            return ["fused", "fused_avx2"]
         return ["fused"]
 
     def writes_channel_slice(self, step: FusedStep, algorithm: str, graph: Graph) -> bool:
@@ -247,7 +253,8 @@ class CythonBackend(Backend):
         ins = [buffers[i] for i in step.inputs]
         out = buffers[step.output]
         if step.op == "fused.softmax":
-            return [ops_math.RowKernel("softmax", ins[0], out).run]
+            most = 1 if algorithm == "fused_avx2" else 2
+            return [ops_math.RowKernel("softmax", ins[0], out, most=most).run]
         if step.op == "fused.window_reduce":
             return _window_reduce(step, graph, buffers)
         if step.op == "fused.conv2d":
