@@ -30,7 +30,7 @@
      14x14: 4 of 196) run with the channels in the vector lanes instead (8 channels x 4
      blocks x 1-2 columns), so a short plane does not pay for a mostly empty vector.
 
-   One build per instruction-set level (AVX-512: 8 x 2 vectors of 16, then one of 16 and
+   One build per instruction-set level (AVX-512: 8 x 3 vectors of 16, then one of 16 and
    one of 8, so that at most 7 columns are left over: SqueezeNet's 13x13 planes had 9;
    AVX2: two 4 x 3 tiles of 8 floats, SSE: two 4 x 2 tiles of 4, which keep their sums in
    the 16 registers). */
@@ -64,6 +64,7 @@ typedef struct {
     const float* prepacked; /* NULL, or the columns packed once (walle_gemm_prepack; n = 1) */
     int direct;         /* the tiles read the columns in place (rows ks apart), see below */
     long ks;
+    int wide;           /* AVX-512: the 8 x 3 tile over strips of 48 (convs), else 8 x 2 */
 } walle_gemm;
 
 /* dst[j] = src[2j] for j < n, 4 at a time in 128-bit vectors, whose shuffles every level
@@ -242,7 +243,7 @@ WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {                                 
 }
 
 /* The reduction rows of a tile two at a turn, STEP(VT, VW, k, PF) each, the prefetch test
-   outside the loop (WALLE_GEMM_TILE4X3 and WALLE_GEMM_TILE8X2; their b, a, kc, pf, pfs). */
+   outside the loop (WALLE_GEMM_TILE4X3 and WALLE_GEMM_TILE8X3; their b, a, kc, pf, pfs). */
 #define WALLE_GEMM_TWO_ROWS(STEP, VT, VW)                                                      \
     long k = 0;                                                                                \
     if (pf) {                                                                                  \
@@ -319,7 +320,8 @@ WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {                                 
    generic tile (WALLE_GEMM_TILE: one row a turn, the test inside) ran 1x1 convs 1-7% slower
    on a Xeon (Emerald Rapids: 512 -> 1000 on 13x13, 64 -> 256 on 56x56, 1024 -> 256 on
    14x14, 256 -> 1024 on 14x14; interleaved in one process, the minimum 1% and the median
-   3-7%; likely because its two 512-bit FMA ports share ports with the loop's integer work). */
+   3-7%; likely because its two 512-bit FMA ports share ports with the loop's integer work).
+   The matmuls run it; the convs run the 8 x 3 tile below. */
 #define WALLE_GEMM_TILE8X2(NAME, VT, IT, VW)                                                   \
 WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {                                                \
     VT acc[8][2];                                                                              \
@@ -334,6 +336,56 @@ WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {                                 
     acc[4][0] = s40; acc[4][1] = s41; acc[5][0] = s50; acc[5][1] = s51;                        \
     acc[6][0] = s60; acc[6][1] = s61; acc[7][0] = s70; acc[7][1] = s71;                        \
     WALLE_GEMM_STORE(acc, VT, IT, VW, 2, 8)                                                    \
+}
+
+/* One reduction row k of the 8 x 3 tile below (PF: ask for two lines of the prefetch rows). */
+#define WALLE_GEMM_STEP8X3(VT, VW, K, PF)                                                      \
+    do {                                                                                       \
+        VT v0, v1, v2;                                                                         \
+        memcpy(&v0, b + (K) * sb, sizeof(VT));                                                 \
+        memcpy(&v1, b + (K) * sb + VW, sizeof(VT));                                            \
+        memcpy(&v2, b + (K) * sb + 2 * VW, sizeof(VT));                                        \
+        const float* ak = a + (K) * WALLE_CB;                                                  \
+        if (PF) {                                                                              \
+            __builtin_prefetch(pf + (K) * pfs);                                                \
+            __builtin_prefetch(pf + (K) * pfs + 16);                                           \
+        }                                                                                      \
+        s00 += ak[0] * v0; s01 += ak[0] * v1; s02 += ak[0] * v2;                               \
+        s10 += ak[1] * v0; s11 += ak[1] * v1; s12 += ak[1] * v2;                               \
+        s20 += ak[2] * v0; s21 += ak[2] * v1; s22 += ak[2] * v2;                               \
+        s30 += ak[3] * v0; s31 += ak[3] * v1; s32 += ak[3] * v2;                               \
+        s40 += ak[4] * v0; s41 += ak[4] * v1; s42 += ak[4] * v2;                               \
+        s50 += ak[5] * v0; s51 += ak[5] * v1; s52 += ak[5] * v2;                               \
+        s60 += ak[6] * v0; s61 += ak[6] * v1; s62 += ak[6] * v2;                               \
+        s70 += ak[7] * v0; s71 += ak[7] * v1; s72 += ak[7] * v2;                               \
+    } while (0)
+
+/* 8 channels x 3 vectors of 16 (AVX-512's wide tile: 24 sums of the 32 registers, 3 column
+   vectors, one broadcast weight: 11 loads per 24 multiply-adds), written as the 4 x 3 tile
+   above: named sums, two reduction rows a turn, the prefetch test outside the loop (the
+   generic tile, one row a turn with the test inside, ran 1x1 convs 1-7% slower on a Xeon).
+   The convs run it (``wide``), in strips of 48 columns: on an Emerald Rapids Xeon,
+   interleaved in one process against the 8 x 2 tile, it took 0.94-0.98x the time on most of
+   ResNet-50's 1x1 convs alone, 0.80x on its 7x7 ones read in place, and 0.96x of ResNet-50
+   and SqueezeNet whole, 0.97x of Inception v2. The matmuls keep the 8 x 2 tile: the 8 x 3
+   one took 1.00-1.07x their time (256^3 1.04x: a strip of 16 left over per 240 columns,
+   run by the 8 x 1 tile, against none in strips of 32). */
+#define WALLE_GEMM_TILE8X3(NAME, VT, IT, VW)                                                   \
+WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {                                                \
+    VT acc[8][3];                                                                              \
+    WALLE_GEMM_LOAD(acc, VT, VW, 3, 8)                                                         \
+    VT s00 = acc[0][0], s01 = acc[0][1], s02 = acc[0][2], s10 = acc[1][0], s11 = acc[1][1];   \
+    VT s12 = acc[1][2], s20 = acc[2][0], s21 = acc[2][1], s22 = acc[2][2], s30 = acc[3][0];   \
+    VT s31 = acc[3][1], s32 = acc[3][2], s40 = acc[4][0], s41 = acc[4][1], s42 = acc[4][2];   \
+    VT s50 = acc[5][0], s51 = acc[5][1], s52 = acc[5][2], s60 = acc[6][0], s61 = acc[6][1];   \
+    VT s62 = acc[6][2], s70 = acc[7][0], s71 = acc[7][1], s72 = acc[7][2];                     \
+    WALLE_GEMM_TWO_ROWS(WALLE_GEMM_STEP8X3, VT, VW)                                            \
+    acc[0][0] = s00; acc[0][1] = s01; acc[0][2] = s02; acc[1][0] = s10; acc[1][1] = s11;      \
+    acc[1][2] = s12; acc[2][0] = s20; acc[2][1] = s21; acc[2][2] = s22; acc[3][0] = s30;      \
+    acc[3][1] = s31; acc[3][2] = s32; acc[4][0] = s40; acc[4][1] = s41; acc[4][2] = s42;      \
+    acc[5][0] = s50; acc[5][1] = s51; acc[5][2] = s52; acc[6][0] = s60; acc[6][1] = s61;      \
+    acc[6][2] = s62; acc[7][0] = s70; acc[7][1] = s71; acc[7][2] = s72;                        \
+    WALLE_GEMM_STORE(acc, VT, IT, VW, 3, 8)                                                    \
 }
 
 /* The leftover columns: T (1 or 2) columns x 4 blocks of 8 output channels, the channels in
@@ -382,10 +434,12 @@ WALLE_INLINE void NAME(const float* restrict b, long sb, const float* restrict a
 }
 
 WALLE_GEMM_TILE8X2(walle_gemm_v16x2, walle_v16, walle_i16, 16)
+WALLE_GEMM_TILE8X3(walle_gemm_v16x3, walle_v16, walle_i16, 16)
 WALLE_GEMM_TILE(walle_gemm_v16x1, walle_v16, walle_i16, 16, 1, 8)
 /* AVX-512's wide tile for a last block of at most 4 channels (a matmul of 212 rows spent a
    whole 8-channel tile's time on its last 4). */
 WALLE_GEMM_TILE(walle_gemm_v16x2c4, walle_v16, walle_i16, 16, 2, 4)
+WALLE_GEMM_TILE(walle_gemm_v16x3c4, walle_v16, walle_i16, 16, 3, 4)
 WALLE_GEMM_TILE(walle_gemm_v8x1, walle_v8, walle_i8, 8, 1, 8)
 WALLE_GEMM_TILE4X3(walle_gemm_v8x3c4, walle_v8, walle_i8, 8)
 WALLE_GEMM_TILE(walle_gemm_v4x1, walle_v4, walle_i4, 4, 1, 8)
@@ -544,14 +598,20 @@ ATTR static void NAME(const walle_gemm* g, long u0, long u1, float* pack) {     
 WALLE_GEMM_LEVEL(walle_gemm_avx512, WALLE_GEMM_TARGET("avx512f,avx2,fma"), walle_gemm_v16x2,
                  walle_gemm_v16x2c4, walle_gemm_v16x1, walle_gemm_v8x1, walle_gemm_tail8_1,
                  walle_gemm_tail8_2, 16, 8, 32)
+WALLE_GEMM_LEVEL(walle_gemm_avx512w, WALLE_GEMM_TARGET("avx512f,avx2,fma"), walle_gemm_v16x3,
+                 walle_gemm_v16x3c4, walle_gemm_v16x1, walle_gemm_v8x1, walle_gemm_tail8_1,
+                 walle_gemm_tail8_2, 16, 8, 48)
 WALLE_GEMM_LEVEL(walle_gemm_avx2, WALLE_GEMM_TARGET("avx2,fma"), walle_gemm_v8x3h,
                  walle_gemm_v8x3h, walle_gemm_v8x1, walle_gemm_v8x1, walle_gemm_tail8_1,
                  walle_gemm_tail8_2, 8, 8, 24)
 WALLE_GEMM_LEVEL(walle_gemm_base, , walle_gemm_v4x2h, walle_gemm_v4x2h, walle_gemm_v4x1,
                  walle_gemm_v4x1, walle_gemm_tail4_1, walle_gemm_tail4_2, 4, 4, 8)
 
-/* Columns per strip at a level (2: AVX-512F, 1: AVX2 + FMA, 0: baseline). */
-static long walle_gemm_strip(int level) { return level == 2 ? 32 : level == 1 ? 24 : 8; }
+/* Columns per strip at a level (2: AVX-512F, 1: AVX2 + FMA, 0: baseline); ``wide``: the
+   AVX-512 strips of the 8 x 3 tile. */
+static long walle_gemm_strip(int level, int wide) {
+    return level == 2 ? (wide ? 48 : 32) : level == 1 ? 24 : 8;
+}
 
 /* Every chunk's column blocks packed as walle_gemm_run would pack them at ``level``, into
    dst[(p + 16) * k] (chunk from p0: its blocks from dst + p0 * k, the block of rows from k0
@@ -559,7 +619,7 @@ static long walle_gemm_strip(int level) { return level == 2 ? 32 : level == 1 ? 
    the same from call to call (a matmul's weights), so that each call reads them packed
    instead of packing them again. One image (n = 1). */
 static void walle_gemm_prepack(const walle_gemm* g, int level, float* dst) {
-    long sw = walle_gemm_strip(level), vw = level == 2 ? 16 : level == 1 ? 8 : 4;
+    long sw = walle_gemm_strip(level, g->wide), vw = level == 2 ? 16 : level == 1 ? 8 : 4;
     long vw2 = level == 2 ? 8 : vw;
     for (long p0 = 0; p0 < g->p; p0 += g->nc) {
         long cols = g->p - p0 < g->nc ? g->p - p0 : g->nc;
@@ -621,7 +681,9 @@ static void walle_gemm_pack_rows(const float* restrict a, long m, long k, float*
 }
 
 static void walle_gemm_run(const walle_gemm* g, int level, long u0, long u1, float* pack) {
-    if (level == 2)
+    if (level == 2 && g->wide)
+        walle_gemm_avx512w(g, u0, u1, pack);
+    else if (level == 2)
         walle_gemm_avx512(g, u0, u1, pack);
     else if (level == 1)
         walle_gemm_avx2(g, u0, u1, pack);

@@ -503,7 +503,8 @@ cdef extern from "gemm_conv.h":
         const float* prepacked
         int direct
         long ks
-    long walle_gemm_strip(int level) nogil
+        int wide
+    long walle_gemm_strip(int level, int wide) nogil
     void walle_gemm_run(const walle_gemm* g, int level, long u0, long u1, float* pack) nogil
     void walle_gemm_prepack(const walle_gemm* g, int level, float* dst) nogil
     void walle_gemm_pack_rows(const float* a, long m, long k, float* dst) nogil
@@ -544,10 +545,10 @@ cdef void _gemm_units(const walle_gemm* g, int level, long units, int threads, f
         walle_gemm_run(g, level, 0, units, pack)
 
 
-def _gemm_blocking(int level, long k, long p, kc, nc):
+def _gemm_blocking(int level, long k, long p, kc, nc, int wide):
     """(kc, nc, chunks): reduction rows per packed block, columns per chunk (whole strips;
     only the last chunk is cut) and chunks, by default or as ``kc``/``nc`` ask."""
-    strip = walle_gemm_strip(level)
+    strip = walle_gemm_strip(level, wide)
     if kc is None and level == 1:
         # AVX2 runs each strip twice (two halves of 4 channels): a strip of kc x 24 and
         # the block's weights (8 x kc) stay in L1 for the second half at kc <= 160
@@ -624,7 +625,7 @@ cdef class GemmConvKernel:
         run, run2 = (_runs(poff, step) for step in (1, 2))
         # whole groups of 4 blocks for the leftover columns
         packed, padded_bias = _blocked_weights(weight, bias, cout, k, 8, 4 * -(-cout // 32))
-        kc, nc, chunks = _gemm_blocking(self.level, k, p, kc, nc)
+        kc, nc, chunks = _gemm_blocking(self.level, k, p, kc, nc, 1)
         self.units = n * chunks
         work = float(n * cout * p) * k
         self.threads = 1 if work < _GRAIN or self.units < 2 else max(
@@ -656,6 +657,7 @@ cdef class GemmConvKernel:
                              "whose rows are contiguous")
         self.g.direct = direct
         self.g.ks = s[1]
+        self.g.wide = 1
 
     def run(self):
         with nogil:
@@ -817,7 +819,7 @@ cdef class MatmulPackedKernel:
             # the conv's 256 on products of 743-1024 rows (one core; AVX2 was level, and a
             # conv's strided im2col pack lost 12% on 256x28x28 3x3 /2 at 461)
             kc = -(-k // -(-k // _MATMUL_AVX512_KC))
-        kc, nc, chunks = _gemm_blocking(self.level, k, n, kc, nc)
+        kc, nc, chunks = _gemm_blocking(self.level, k, n, kc, nc, 0)
         blocks = 4 * -(-m // 32)  # whole groups of 4 blocks for the leftover columns
         apacked = np.zeros(blocks * k * 8 + 16, np.float32)
         padded_bias = np.zeros(blocks * 8, np.float32)
@@ -859,6 +861,7 @@ cdef class MatmulPackedKernel:
         self.g.relu = relu
         self.g.prepacked = NULL
         self.g.direct = 0
+        self.g.wide = 0
         bpacked = None
         if b_constant:
             bpacked = np.zeros((n + 16) * k + 16, np.float32)  # + a padded strip (gemm_conv.h)
