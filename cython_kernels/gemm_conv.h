@@ -365,11 +365,11 @@ WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {                                 
    above: named sums, two reduction rows a turn, the prefetch test outside the loop (the
    generic tile, one row a turn with the test inside, ran 1x1 convs 1-7% slower on a Xeon).
    The convs run it (``wide``), in strips of 48 columns: on an Emerald Rapids Xeon,
-   interleaved in one process against the 8 x 2 tile, it took 0.94-0.98x the time on most of
-   ResNet-50's 1x1 convs alone, 0.80x on its 7x7 ones read in place, and 0.96x of ResNet-50
-   and SqueezeNet whole, 0.97x of Inception v2. The matmuls keep the 8 x 2 tile: the 8 x 3
-   one took 1.00-1.07x their time (256^3 1.04x: a strip of 16 left over per 240 columns,
-   run by the 8 x 1 tile, against none in strips of 32). */
+   interleaved in one process against the 8 x 2 tile, it took 0.94-1.00x the time on
+   ResNet-50's 1x1 convs alone (1.05x on one), 0.80x on its 7x7 ones read in place, and 0.96x
+   of ResNet-50 and SqueezeNet whole, 0.99x of Inception v2. The matmuls keep the 8 x 2
+   tile: the 8 x 3 one took 1.00-1.07x their time (256^3 1.04x: a strip of 16 left over per
+   240 columns, run by the 8 x 1 tile, against none in strips of 32). */
 #define WALLE_GEMM_TILE8X3(NAME, VT, IT, VW)                                                   \
 WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {                                                \
     VT acc[8][3];                                                                              \
