@@ -40,7 +40,7 @@ import random
 import statistics
 import time
 from dataclasses import asdict
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +52,7 @@ from walle.ops.backends.base import Backend, Buffers, Call
 from walle.ops.backends.registry import available_backends, get_backend
 from walle.ops.diskcache import cache_dir, key_lock, publish
 from walle.ops.fusion import FusedStep, find_steps
-from walle.ops.ir import Graph, sample_inputs
+from walle.ops.ir import FloatArray, Graph, sample_inputs
 from walle.ops.placement import (
     CostTable,
     Flow,
@@ -76,6 +76,12 @@ PLAN_CLOSE = 3.0
 PLAN_MARGIN = 0.03
 # Trial candidates whose medians are this close (relative) are timed for longer.
 CLOSE_CALL = 0.1
+# A step's close call is settled by this many more rounds of its two best candidates, each
+# trial after the caches were given other data (:func:`time_candidates`' ``cold``).
+COLD_ROUNDS = 7
+# Bytes written before each of those trials: more than the L2 cache of the CPUs walle runs
+# on (1-2 MiB per core on current x86 servers and desktops, up to 4 MiB on phones' big cores).
+COLD_SCRUB_BYTES = 8 << 20
 # Bumped when decisions mean something else or a backend offers new algorithms, so that
 # decisions cached without them are searched again (2: placement over the whole plan;
 # 3: Winograd convs in the cython backend;
@@ -106,8 +112,9 @@ CLOSE_CALL = 0.1
 # 1.1-1.2x); 26: the steps that are the same work share their trials' median (identical
 # layers had taken different algorithms on a close call); 27: softmax's AVX2 loop offered
 # beside the AVX-512 one on AVX-512 CPUs (fused_avx2); 28: AVX-512's GEMM tile 8 x 3 vectors
-# (strips of 48 columns), 2-6% faster 1x1 convs and up to 20% on 7x7 planes read in place.
-DECISIONS_VERSION = 28
+# (strips of 48 columns), 2-6% faster 1x1 convs and up to 20% on 7x7 planes read in place;
+# 29: close calls settled by cold trials (COLD_ROUNDS).
+DECISIONS_VERSION = 29
 
 
 def time_calls(calls: list[Call], budget_s: float = 0.004, max_runs: int = 25) -> float:
@@ -131,6 +138,7 @@ def time_candidates(
     min_rounds: int = 5,
     max_rounds: int = 40,
     close_budget_s: float = 0.1,
+    cold: Call | None = None,
 ) -> list[float]:
     """Median seconds of one pass over each candidate's calls, timed in interleaved rounds.
 
@@ -145,6 +153,15 @@ def time_candidates(
     ``close_budget_s`` lasts instead: five samples of a few-millisecond step on a shared
     machine move by more than that, and a coin-flip choice made one search's plan slower
     than the next one's.
+
+    ``cold`` (a step's trials, :meth:`Search._time`): a call run before each trial of
+    ``COLD_ROUNDS`` more rounds of a close call's two best candidates, which gives the
+    caches other data. Their warm medians are then handed out in the order of their cold
+    ones, so of two candidates that warm trials cannot tell apart the one that holds up
+    when its weights and scratch have left the caches wins, as they have inside a model
+    whose other layers ran since (and on a device between calls). SqueezeNet's stem took
+    0.57 ms warm as the packed GEMM and 0.56 as the lanes kernel, 0.86 and 0.65 after a
+    300 MB write: the GEMM's pack buffer and output come back from memory.
     """
     for calls in candidates:
         for _ in range(2):
@@ -171,7 +188,39 @@ def time_candidates(
         if round_ + 1 == min_rounds and len(live) > 1:
             best = min(statistics.median(samples[i]) for i in live)
             live = [i for i in live if statistics.median(samples[i]) <= 2.0 * best]
-    return [statistics.median(s) for s in samples]
+    medians = [statistics.median(s) for s in samples]
+    if cold is not None and _close_call(samples, live):
+        first, second = sorted(live, key=lambda i: medians[i])[:2]
+        cold_samples: dict[int, list[float]] = {first: [], second: []}
+        for _ in range(COLD_ROUNDS):
+            for i in order.sample([first, second], 2):
+                cold()
+                start = time.perf_counter()
+                for call in candidates[i]:
+                    call()
+                cold_samples[i].append(time.perf_counter() - start)
+        if statistics.median(cold_samples[second]) < statistics.median(cold_samples[first]):
+            medians[first], medians[second] = medians[second], medians[first]
+    return medians
+
+
+def _cold_call(reads: list[FloatArray]) -> Call:
+    """The ``cold`` call of a step's trials: writes ``COLD_SCRUB_BYTES``, then reads the
+    step's inputs back (inside a model the layer before has just written them)."""
+    scrub = _scrub()
+
+    def cold() -> None:
+        np.add(scrub, 1.0, out=scrub)
+        for array in reads:
+            array.sum()
+
+    return cold
+
+
+@cache
+def _scrub() -> FloatArray:
+    """The buffer the cold trials write (one per process, its pages touched once)."""
+    return np.ones(COLD_SCRUB_BYTES // 4, np.float32)
 
 
 def _close_call(samples: list[list[float]], live: list[int]) -> bool:
@@ -311,11 +360,13 @@ class Search:
         close: list[tuple[Backend, str, float]],
     ) -> dict[tuple[str, str], float]:
         compiled = [b.finish(b.compile(step, algo, graph, buffers)) for b, algo, _ in close]
+        reads = [buffers[n] for n in dict.fromkeys(step.inputs) if n not in graph.constants]
+        cold = _cold_call([a for a in reads if isinstance(a, np.ndarray)])
         seconds = [0.0] * len(close)
         for group in sorted({b.trial_group for b, _, _ in close}):
             members = [i for i, (b, _, _) in enumerate(close) if b.trial_group == group]
             with np.errstate(all="ignore"):
-                measured = time_candidates([compiled[i] for i in members])
+                measured = time_candidates([compiled[i] for i in members], cold=cold)
             for i, t in zip(members, measured, strict=True):
                 seconds[i] = t
         return {(b.name, algo): t for t, (b, algo, _) in zip(seconds, close, strict=True)}

@@ -202,6 +202,46 @@ def test_ops_trials_time_close_calls_for_longer(monkeypatch) -> None:
     assert rounds_of(0.002, 0.0032) == 3
 
 
+def test_ops_trials_settle_a_close_call_by_the_candidates_cold_times(monkeypatch) -> None:
+    """Of two candidates that warm trials cannot tell apart (within 10%), the one faster
+    after ``cold`` (the caches given other data) gets the better of their two warm medians;
+    a clear call runs no cold trial. The clock is moved by the calls (as above): here the
+    first candidate takes 1 ms warm and 3 ms right after ``cold``, the second 1.05 and 1.1."""
+    from types import SimpleNamespace
+
+    from walle.ops import search
+
+    now = [0.0]
+    monkeypatch.setattr(search, "time", SimpleNamespace(perf_counter=lambda: now[0]))
+    evicted = [False]
+    colds = [0]
+
+    def cold() -> None:
+        colds[0] += 1
+        evicted[0] = True
+
+    def make(warm: float, after_cold: float):
+        def call() -> None:
+            now[0] += after_cold if evicted[0] else warm
+            evicted[0] = False
+
+        return [call]
+
+    def medians(first, second, with_cold=True):
+        colds[0] = 0
+        return search.time_candidates(
+            [make(*first), make(*second)], budget_s=0.0, min_rounds=3, max_rounds=6,
+            close_budget_s=0.0, cold=cold if with_cold else None,
+        )  # fmt: skip
+
+    close = ((0.001, 0.003), (0.00105, 0.0011))
+    assert medians(*close, with_cold=False) == pytest.approx([0.001, 0.00105])
+    assert medians(*close) == pytest.approx([0.00105, 0.001])  # the second wins
+    assert colds[0] == 2 * search.COLD_ROUNDS
+    assert medians((0.001, 0.003), (0.002, 0.0021)) == pytest.approx([0.001, 0.002])
+    assert colds[0] == 0  # not a close call: warm trials decide
+
+
 def test_ops_search_trials_never_interleave_opencl_with_host_kernels(monkeypatch) -> None:
     """PoCL's threads spin after a run: host candidates timed next to them would look slow."""
     import walle.ops.search as search_module
