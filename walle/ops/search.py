@@ -8,17 +8,17 @@ buffers, in interleaved rounds (:func:`time_candidates`: at least 5 samples each
 wins; of the two best within ``CLOSE_CALL``, the one faster in more rounds timed each after
 the caches were given other data, as inside a model); steps that are the same work (a
 network's repeated layers) then share each candidate's median over all their trials
-(:func:`_pooled`), so they get one choice. That
-gives each backend's best algorithm per step and its seconds inside a plan (a device
-backend's step timed alone pays its copies and a sync: those are taken off, since the
-placement prices them). :func:`walle.ops.placement.place` then chooses the backend of every
-step at once, paying a copy wherever a value crosses between host and device memory and a
-sync per run of device steps, with the device's measured costs (:mod:`walle.ops.calibration`,
-run once per device). The placed plan and each single-backend plan whose modelled time is
-within ``PLAN_CLOSE`` of the best are then timed whole (:func:`time_candidates`, OpenCL
-plans apart from host ones) and the fastest is kept (the placed plan unless another beats
-it by more than ``PLAN_MARGIN``), so a model error cannot make the chosen plan slower than
-pinning one backend.
+(:func:`_pooled`), so they get one choice. That gives each backend's best algorithm per step
+and its seconds inside a plan (a device backend's step timed alone pays its copies and a
+sync: those are taken off, since the placement prices them).
+:func:`walle.ops.placement.place` then chooses the backend of every step at once, paying a
+copy wherever a value crosses between host and device memory and a sync per run of device
+steps, with the device's measured costs (:mod:`walle.ops.calibration`, run once per device).
+The placed plan and each single-backend plan whose modelled time is within ``PLAN_CLOSE`` of
+the best are then timed whole (:func:`time_candidates`, OpenCL plans apart from host ones)
+and the fastest is kept (the placed plan unless another beats it by more than
+``PLAN_MARGIN``), so a model error cannot make the chosen plan slower than pinning one
+backend.
 
 Decisions are cached as JSON under ``$WALLE_CACHE_DIR`` (default ``~/.cache/walle``) keyed by
 the graph signature (structure + shapes), the backend set and their device identities, so a
@@ -81,8 +81,8 @@ CLOSE_CALL = 0.1
 # A step's close call is settled by this many more rounds of its two best candidates, each
 # trial after the caches were given other data (:func:`time_candidates`' ``cold``).
 COLD_ROUNDS = 7
-# Bytes written before each of those trials: more than the L2 cache of the CPUs walle runs
-# on (1-2 MiB per core on current x86 servers and desktops, up to 4 MiB on phones' big cores).
+# Bytes written before each of those trials: several times the L2 cache of the CPUs measured
+# so far (0.5-2 MiB per core: Zen 3, Zen 4, Emerald Rapids).
 COLD_SCRUB_BYTES = 8 << 20
 # Bumped when decisions mean something else or a backend offers new algorithms, so that
 # decisions cached without them are searched again (2: placement over the whole plan;
@@ -362,8 +362,9 @@ class Search:
         close: list[tuple[Backend, str, float]],
     ) -> dict[tuple[str, str], float]:
         compiled = [b.finish(b.compile(step, algo, graph, buffers)) for b, algo, _ in close]
-        reads = [buffers[n] for n in dict.fromkeys(step.inputs) if n not in graph.constants]
-        cold = _cold_call([a for a in reads if isinstance(a, np.ndarray)])
+        cold = _cold_call(
+            [buffers[n] for n in dict.fromkeys(step.inputs) if n not in graph.constants]
+        )
         seconds = [0.0] * len(close)
         for group in sorted({b.trial_group for b, _, _ in close}):
             members = [i for i, (b, _, _) in enumerate(close) if b.trial_group == group]
