@@ -15,7 +15,6 @@ picks OpenCL where it pays (large products; vendor GPUs elsewhere).
 from __future__ import annotations
 
 import math
-import os
 import threading
 from collections.abc import Mapping
 from functools import partial
@@ -27,6 +26,7 @@ import numpy.typing as npt
 from walle.errors import BackendError, StateError
 from walle.logging import get_logger
 from walle.ops.backends.base import Backend, Buffers, Call
+from walle.ops.backends.opencl_devices import build, open_device
 from walle.ops.backends.opencl_gemm import (
     WIDE,
     GemmConfig,
@@ -54,7 +54,6 @@ _log = get_logger("walle.ops.opencl")
 _MAX_ELEMENTS = 2**31 - 1
 _MAX_RANK = 6
 _GROUP = 64
-_DEVICE_ENV = "WALLE_OPENCL_DEVICE"
 _MATMUL_KERNELS = {
     "tiled": ("matmul", TILE),
     "rows4": ("matmul_rows4", 4),
@@ -97,7 +96,7 @@ class OpenCLBackend(Backend):
     default_matmul = "rows4"  # for a matmul run among a fused step's parts
 
     def __init__(self) -> None:
-        self.context, self.cl_device = _open_device()
+        self.context, self.cl_device = open_device()
         self._program: cl.Program | None = None
         self._lock = threading.Lock()
         self._local = threading.local()
@@ -139,10 +138,10 @@ class OpenCLBackend(Backend):
         with self._lock:
             if self._program is None:
                 try:
-                    self._program = cl.Program(
+                    self._program = build(
                         self.context,
                         program_source() + gemm_source(self.gemm, self.gemm_wide) + pool_source(),
-                    ).build()
+                    )
                 except cl.Error as exc:
                     raise BackendError(
                         f"OpenCL program failed to build on {self.device}: {exc}"
@@ -343,26 +342,6 @@ class OpenCLBackend(Backend):
             return [LaunchSequence(self.context, self.queue(), self.program(), launches)]
         except cl.Error as exc:
             raise BackendError(f"OpenCL could not set up kernels on {self.device}: {exc}") from exc
-
-
-def _open_device() -> tuple[cl.Context, cl.Device]:
-    """A context on the preferred device: ``WALLE_OPENCL_DEVICE`` substring, else a GPU."""
-    try:
-        platforms = cl.get_platforms()
-    except cl.Error as exc:
-        raise BackendError(f"no OpenCL platform found ({exc})") from exc
-    devices = [d for p in platforms for d in p.get_devices()]
-    if not devices:
-        raise BackendError("OpenCL platforms found but they have no devices")
-    wanted = os.environ.get(_DEVICE_ENV, "").lower()
-    if wanted:
-        devices = [d for d in devices if wanted in f"{d.platform.name} {d.name}".lower()]
-        if not devices:
-            raise BackendError(f"no OpenCL device matches {_DEVICE_ENV}={wanted!r}")
-    devices.sort(key=lambda d: 0 if d.type & cl.device_type.GPU else 1)
-    device = devices[0]
-    _log.debug("opencl device", platform=device.platform.name, device=device.name)
-    return cl.Context([device]), device
 
 
 def _dummy() -> npt.NDArray[np.float32]:
