@@ -282,8 +282,7 @@ def test_ops_smaller_tilings_build_and_match(config: GemmConfig) -> None:
     backend_or_skip("opencl")
     from walle.ops.backends.opencl_backend import OpenCLBackend
 
-    be = OpenCLBackend()
-    be.gemm, be.gemm_wide = config, None  # a device too small for the 8x8 tiling
+    be = OpenCLBackend(gemm=(config, None))  # a device too small for the 8x8 tiling
     graph, feeds = _linear(37, 21, 45, bias=True, act="tanh", seed=5)
     (step,) = find_steps(graph)
     assert "blocked8" not in be.algorithms(step, graph)

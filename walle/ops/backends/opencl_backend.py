@@ -26,7 +26,7 @@ import numpy.typing as npt
 from walle.errors import BackendError, StateError
 from walle.logging import get_logger
 from walle.ops.backends.base import Backend, Buffers, Call
-from walle.ops.backends.opencl_devices import build, open_device
+from walle.ops.backends.opencl_devices import open_device
 from walle.ops.backends.opencl_gemm import (
     WIDE,
     GemmConfig,
@@ -95,15 +95,16 @@ class OpenCLBackend(Backend):
     }
     default_matmul = "rows4"  # for a matmul run among a fused step's parts
 
-    def __init__(self) -> None:
-        self.context, self.cl_device = open_device()
-        self._program: cl.Program | None = None
-        self._lock = threading.Lock()
+    def __init__(self, gemm: tuple[GemmConfig, GemmConfig | None] | None = None) -> None:
+        """Opens the first device that builds walle's program; ``gemm``: the GEMM tiles
+        (default: fitted to the device's limits; a smaller one as a small device gets)."""
+
+        def source(device: cl.Device) -> str:
+            return program_source() + gemm_source(*(gemm or _gemm_configs(device))) + pool_source()
+
+        self.context, self.cl_device, self._program = open_device(source)
+        self.gemm, self.gemm_wide = gemm or _gemm_configs(self.cl_device)
         self._local = threading.local()
-        d = self.cl_device
-        limits = (d.max_work_group_size, d.local_mem_size, tuple(d.max_work_item_sizes))
-        self.gemm: GemmConfig = choose_config(*limits)
-        self.gemm_wide: GemmConfig | None = WIDE if fits(WIDE, *limits) else None
         if not self.cl_device.type & cl.device_type.CPU:
             # A GPU: fast kernels; the transfers and the sync dominate small models.
             self.flops_per_s, self.bytes_per_s, self.sync_s = 1e12, 2e11, 30e-6
@@ -134,19 +135,8 @@ class OpenCLBackend(Backend):
 
     # -- program and queues ---------------------------------------------------------------
     def program(self) -> cl.Program:
-        """The built program (built on first use; BackendError with the build log)."""
-        with self._lock:
-            if self._program is None:
-                try:
-                    self._program = build(
-                        self.context,
-                        program_source() + gemm_source(self.gemm, self.gemm_wide) + pool_source(),
-                    )
-                except cl.Error as exc:
-                    raise BackendError(
-                        f"OpenCL program failed to build on {self.device}: {exc}"
-                    ) from exc
-            return self._program
+        """walle's program, built for this device when it was opened."""
+        return self._program
 
     def queue(self) -> cl.CommandQueue:
         """This thread's in-order command queue (plans are compiled per thread)."""
@@ -342,6 +332,12 @@ class OpenCLBackend(Backend):
             return [LaunchSequence(self.context, self.queue(), self.program(), launches)]
         except cl.Error as exc:
             raise BackendError(f"OpenCL could not set up kernels on {self.device}: {exc}") from exc
+
+
+def _gemm_configs(device: cl.Device) -> tuple[GemmConfig, GemmConfig | None]:
+    """The GEMM tiles for ``device``'s limits: the default, and the wide one where it fits."""
+    limits = (device.max_work_group_size, device.local_mem_size, tuple(device.max_work_item_sizes))
+    return choose_config(*limits), (WIDE if fits(WIDE, *limits) else None)
 
 
 def _dummy() -> npt.NDArray[np.float32]:

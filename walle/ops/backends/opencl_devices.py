@@ -3,9 +3,10 @@
 An OpenCL platform can list a device and still fail every build on it: PoCL 3.0 (the CPU
 platform of ``pyopencl[pocl]``) asks its LLVM 14 for the host CPU's name, gets "generic" on
 CPUs newer than LLVM 14 (AMD Zen 5, family 26) and then refuses that name in every
-``clBuildProgram``. So each candidate device, GPUs first, builds a one-line probe kernel,
-and the first that builds is opened; when none does, the error names every device and
-what its compiler said.
+``clBuildProgram``. So each candidate device, GPUs first, builds walle's program, and the
+first that builds it is opened (a program that only some devices build is caught there
+too, not at a model's first search); when none does, the error names every device and what
+its compiler said.
 
 The ``opencl`` extra also installs Intel's CPU runtime for OpenCL on x86-64 Linux (its own
 compiler knows every x86-64 CPU). pip puts it in the environment's ``lib`` folder, where no
@@ -19,6 +20,7 @@ import os
 import sysconfig
 import uuid
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 from walle.errors import BackendError
@@ -36,7 +38,6 @@ _SYSTEM_VENDORS = Path("/etc/OpenCL/vendors")
 # Runtimes pip installs into the environment's lib, by the platform name each reports: they
 # are the fallback, tried after the platforms that the system and pyopencl[pocl] provide.
 _INSTALLED_RUNTIMES = {"libintelocl.so": "Intel(R) OpenCL"}  # intel-opencl-rt
-PROBE_SOURCE = "__kernel void walle_probe(__global float *x) { x[get_global_id(0)] += 1.0f; }"
 _log = get_logger("walle.ops.opencl")
 
 
@@ -73,7 +74,7 @@ def register_installed_runtimes(
     return folder
 
 
-def build(context: cl.Context, source: str) -> cl.Program:
+def _build(context: cl.Context, source: str) -> cl.Program:
     """``source`` built for ``context``'s device; a compiler's log of a build that succeeded
     (Intel's lists its stages) is logged at debug level instead of warned about."""
     with warnings.catch_warnings(record=True) as caught:
@@ -84,19 +85,12 @@ def build(context: cl.Context, source: str) -> cl.Program:
     return program
 
 
-def compile_error(context: cl.Context, source: str = PROBE_SOURCE) -> str | None:
-    """What the compiler of ``context``'s device says when it cannot build ``source``;
-    None if it builds."""
-    try:
-        build(context, source)
-    except cl.Error as exc:
-        return _build_message(str(exc))
-    return None
-
-
-def open_device(source: str = PROBE_SOURCE) -> tuple[cl.Context, cl.Device]:
-    """A context on the first device that builds ``source``: ``WALLE_OPENCL_DEVICE``'s
-    matches only when it is set; GPUs first, the installed fallback runtimes last."""
+def open_device(
+    source_for: Callable[[cl.Device], str],
+) -> tuple[cl.Context, cl.Device, cl.Program]:
+    """A context on the first device that builds ``source_for(device)``, and that program:
+    ``WALLE_OPENCL_DEVICE``'s matches only when it is set; GPUs first, the installed
+    fallback runtimes last."""
     register_installed_runtimes()
     try:
         platforms = cl.get_platforms()
@@ -115,16 +109,19 @@ def open_device(source: str = PROBE_SOURCE) -> tuple[cl.Context, cl.Device]:
     refused = []
     for device in devices:
         context = cl.Context([device])
-        error = compile_error(context, source)
-        if error is None:
-            _log.debug("opencl device", platform=device.platform.name, device=device.name)
-            return context, device
-        _log.warning("opencl device cannot build kernels", device=_label(device), error=error)
-        refused.append(f"{_label(device)}: {error}")
+        try:
+            program = _build(context, source_for(device))
+        except cl.Error as exc:
+            error = _build_message(str(exc))
+            _log.warning("opencl device cannot build kernels", device=_label(device), error=error)
+            refused.append(f"{_label(device)}: {error}")
+            continue
+        _log.debug("opencl device", platform=device.platform.name, device=device.name)
+        return context, device, program
     raise BackendError(
-        "no OpenCL device here builds kernels (" + "; ".join(refused) + "); on x86-64 Linux "
-        "`pip install walle[opencl]` also installs Intel's CPU runtime, whose compiler knows "
-        "every x86-64 CPU"
+        "no OpenCL device here builds walle's kernels (" + "; ".join(refused) + "); on x86-64 "
+        "Linux `pip install walle[opencl]` also installs Intel's CPU runtime, whose compiler "
+        "knows every x86-64 CPU"
     )
 
 
