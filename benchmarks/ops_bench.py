@@ -362,6 +362,17 @@ def _cpu() -> tuple[str, str]:
     return f"{name} ({info.get('vendor_id', '?')} {family}; {cpus})", _kernel_level()
 
 
+def _opencl_device() -> str:
+    """The device the opencl backend opened, or why there is none."""
+    from walle.errors import BackendError
+    from walle.ops import get_backend
+
+    try:
+        return get_backend("opencl").device
+    except BackendError as exc:
+        return f"none ({exc})"
+
+
 _WIDTH = {"avx512": "AVX-512F, 16 floats per vector", "avx2": "AVX2 + FMA, 8 floats per vector"}
 
 
@@ -649,14 +660,18 @@ def _small_rows(cpu: str, level: str) -> None:
         "(one thread: OMP/OPENBLAS_NUM_THREADS=1; medians; ratios = peer / walle, "
         "above 1 means walle is faster).\n\n"
         "walle's column is the search's choice among the usable backends (numpy, "
-        "cython, opencl); on a CPU-only machine the OpenCL backend (PoCL) is a "
-        "candidate but its ~50 us per-run sync keeps it off these rows. The peers of "
+        "cython, opencl); on a CPU-only machine the OpenCL backend (a CPU platform: PoCL, "
+        "or Intel's CPU runtime where PoCL cannot build for the CPU) is a candidate but "
+        "its per-run sync keeps it off these rows. The peers of "
         "a row are timed in interleaved 20 ms slices (1.6 s per row), so that load "
         "from other processes on this shared machine falls on all of them alike; "
         "rows still move by 10-30% between runs, ratios within one run are "
         "comparable.\n\n"
     )
-    cpu_line = f"CPU: {cpu}. walle kernels' instruction-set level: {level}.\n\n"
+    cpu_line = (
+        f"CPU: {cpu}. walle kernels' instruction-set level: {level}. "
+        f"OpenCL device: {_opencl_device()}.\n\n"
+    )
     previous = RESULTS.read_text() if RESULTS.exists() else ""
     kept = previous[previous.find("\n## ") :] if "\n## " in previous else ""  # other sections
     RESULTS.write_text(header + cpu_line + "\n".join(lines) + "\n" + kept)
