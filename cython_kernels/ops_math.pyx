@@ -401,34 +401,15 @@ cdef extern from *:
     typedef unsigned walle_mu4 __attribute__((vector_size(16)));
     #define WALLE_SEL(VT, IT, M, A, B) ((VT)(((IT)(A) & (M)) | ((IT)(B) & ~(M))))
     #define WALLE_VINLINE static inline __attribute__((always_inline))
-    /* max(a, b) lane-wise, b where a is NaN (ties and NaN as x86's maxps): one maxps where
-       the compiler has the x86 intrinsics (the compare and blend it is otherwise take two
-       operations on the multiply-add ports); WALLE_V16/WALLE_V8: the target of the
-       inline functions that use them, so that the intrinsics inline. */
+    /* walle_vmax16/8/4 (vec_max.h): max as x86's maxps, one instruction there. WALLE_V16 and
+       WALLE_V8: the targets of the inline functions that use them, so that they inline. */
+    #include "vec_max.h"
     #ifdef WALLE_X86
-    #include <immintrin.h>
     #define WALLE_V16 __attribute__((target("avx512f,avx2,fma")))
     #define WALLE_V8 __attribute__((target("avx2,fma")))
-    WALLE_V16 WALLE_VINLINE walle_mv16 walle_vmax16(walle_mv16 a, walle_mv16 b) {
-        return (walle_mv16)_mm512_max_ps((__m512)a, (__m512)b);
-    }
-    WALLE_V8 WALLE_VINLINE walle_mv8 walle_vmax8(walle_mv8 a, walle_mv8 b) {
-        return (walle_mv8)_mm256_max_ps((__m256)a, (__m256)b);
-    }
-    WALLE_VINLINE walle_mv4 walle_vmax4(walle_mv4 a, walle_mv4 b) {
-        return (walle_mv4)_mm_max_ps((__m128)a, (__m128)b);
-    }
     #else
     #define WALLE_V16
     #define WALLE_V8
-    #define WALLE_VMAX(VT, IT) \\
-    WALLE_VINLINE VT walle_vmax_##VT(VT a, VT b) { return WALLE_SEL(VT, IT, a > b, a, b); }
-    WALLE_VMAX(walle_mv16, walle_mi16)
-    WALLE_VMAX(walle_mv8, walle_mi8)
-    WALLE_VMAX(walle_mv4, walle_mi4)
-    #define walle_vmax16 walle_vmax_walle_mv16
-    #define walle_vmax8 walle_vmax_walle_mv8
-    #define walle_vmax4 walle_vmax_walle_mv4
     #endif
 
     /* exp over the whole float range: Cephes' degree-6 polynomial on [-ln2/2, ln2/2] with
