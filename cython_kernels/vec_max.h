@@ -16,7 +16,7 @@ typedef int walle_xi4 __attribute__((vector_size(16)));
 
 #define WALLE_VMAX_INLINE static inline __attribute__((always_inline))
 
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+#if defined(__x86_64__) && defined(__GNUC__) /* as the levels' target attributes */
 #include <immintrin.h>
 __attribute__((target("avx512f,avx2,fma"))) WALLE_VMAX_INLINE walle_xv16
 walle_vmax16(walle_xv16 a, walle_xv16 b) {

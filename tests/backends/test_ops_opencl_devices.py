@@ -4,6 +4,7 @@ installed fallback runtime listed for the ICD loader, a clear error when no comp
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
 import sys
 import sysconfig
@@ -50,9 +51,9 @@ def test_ops_opencl_no_device_that_builds_names_every_device_and_its_compiler_er
     message = str(caught.value)
     assert "no OpenCL device here builds walle's kernels" in message
     assert "walle_undeclared_name" in message
-    for platform in cl.get_platforms():
-        for device in platform.get_devices():
-            assert f"{platform.name} {device.name}" in message
+    for found in cl.get_platforms():
+        for device in found.get_devices():
+            assert f"{found.name} {device.name}" in message
     assert "pip install walle[opencl]" in message
 
 
@@ -99,8 +100,10 @@ def test_ops_opencl_installed_runtime_reaches_the_loader(tmp_path) -> None:
     """The environment's Intel CPU runtime (the opencl extra, x86-64 Linux) becomes a
     platform in a fresh process, beside the others."""
     backend_or_skip("opencl")
-    if not (Path(sysconfig.get_paths()["data"]) / "lib" / "libintelocl.so").is_file():
-        pytest.skip("intel-opencl-rt is not installed here (the opencl extra on x86-64 Linux)")
+    if not (sys.platform == "linux" and platform.machine() == "x86_64"):
+        pytest.skip("the opencl extra installs Intel's CPU runtime on x86-64 Linux only")
+    runtime = Path(sysconfig.get_paths()["data"]) / "lib" / "libintelocl.so"
+    assert runtime.is_file(), "intel-opencl-rt is missing: the opencl extra installs it here"
     env = {k: v for k, v in os.environ.items() if k != "OCL_ICD_VENDORS"}
     env["WALLE_CACHE_DIR"] = str(tmp_path)
     out = subprocess.run(
