@@ -160,21 +160,38 @@ WALLE_INLINE void walle_gemm_pack_padded(const float* restrict xn, const long* r
     }
 }
 
-/* How a chunk's ``cols`` columns run: ``full`` in strips of sw, ``mid`` in strips of vw,
-   ``mid2`` in strips of vw2 (<= vw), and the last ``tail`` with the channels in the lanes
+/* How a chunk's ``cols`` columns run: ``full`` in strips of sw, ``two`` in one of dw,
+   ``mid`` in strips of vw, ``mid2`` in strips of vw2 (<= vw), and the last ``tail`` with
+   the channels in the lanes
    (WALLE_GEMM_TAIL) or, where ``pad`` is not 0, as one strip of pad columns whose columns
    past the tail are zeros (walle_gemm_pack_padded) and never stored. A padded strip costs
    a whole strip's time, a tail column about half of it (MatMul 208x409xn, one core, AVX-512
    and AVX2, the columns' part of the time: 7 columns by the tail 17 us, as a padded 8
    12 us; 5 alike): so 6 or more of 8 columns are padded; and at AVX-512 13 to 15 columns
    are one padded 16 (21 us; an 8-wide strip and a tail of 5 took 25, of 7 31), 9 to 12 an
-   8-wide strip and a tail (a tail of 1: 15 us). */
-typedef struct { long full, mid, mid2, tail, pad; } walle_gemm_cols;
-WALLE_INLINE walle_gemm_cols walle_gemm_split(long cols, long sw, long vw, long vw2) {
+   8-wide strip and a tail (a tail of 1: 15 us).
+   ``two``: where ``dw`` is not 0 (AVX-512's strips of 48, the convs), 32 or more columns
+   left run one strip of dw = 32 by the 8 x 2 tile first, and 22 to 31 left run as one
+   zero-padded strip of 32 by that tile. The 8 x 1 tiles of 16 and 8 load a value per
+   multiply-add and the 8-wide one fills half a vector: SqueezeNet's last conv (512 -> 1000
+   on 13x13: 3 strips of 48 and 25 left) spent 1.76x a whole strip's time per column on its
+   25 (Zen 5, one core, interleaved: 0.956x the conv's time padded to 32; 1-D planes with
+   22 to 31 left 0.92-0.99x, 32 to 47 left 0.94-0.98x; 18 to 21 left padded took 1.00-1.05x,
+   so they keep the 16-wide strip). */
+#define WALLE_GEMM_PAD2_MIN 22
+typedef struct { long full, two, mid, mid2, tail, pad; } walle_gemm_cols;
+WALLE_INLINE walle_gemm_cols walle_gemm_split(long cols, long sw, long dw, long vw, long vw2) {
     walle_gemm_cols s;
     s.full = cols / sw * sw;
-    s.mid = (cols - s.full) / vw * vw;
-    long rem = cols - s.full - s.mid;
+    long rem = cols - s.full;
+    s.two = dw && rem >= dw ? dw : 0;
+    rem -= s.two;
+    if (dw && !s.two && rem >= WALLE_GEMM_PAD2_MIN) {
+        s.mid = s.mid2 = 0, s.tail = rem, s.pad = dw;
+        return s;
+    }
+    s.mid = rem / vw * vw;
+    rem -= s.mid;
     if (vw2 < vw && 2 * (rem - vw2) > vw2) {
         s.mid2 = 0, s.tail = rem, s.pad = vw;
     } else {
@@ -486,12 +503,14 @@ WALLE_INLINE void walle_gemm_prefetch_out(const float* y, const float* res, long
 #define WALLE_GEMM_PF_PLANE 784
 
 /* Work units [u0, u1) (unit u: image u / chunks, column chunk u % chunks) at one level:
-   strips of SW columns (WIDE; WIDE4 for a last block of at most 4 channels), then of VW
-   (NARROW) while that many are left, then of VW2 (NARROW2: AVX-512's 8-wide strip for 8 to
-   15 columns left; the same as VW elsewhere, where it finds none), the rest by TAIL1/2 or
-   as one zero-padded strip (walle_gemm_split).
+   strips of SW columns (WIDE; WIDE4 for a last block of at most 4 channels), then one of DW
+   (TWO; none where DW is 0), then of VW (NARROW) while that many are left, then of VW2
+   (NARROW2: AVX-512's 8-wide strip for 8 to 15 columns left; the same as VW elsewhere,
+   where it finds none), the rest by TAIL1/2 or as one zero-padded strip (of DW by TWO, VW
+   or VW2: walle_gemm_split).
    ``pack`` holds kc * nc floats. */
-#define WALLE_GEMM_LEVEL(NAME, ATTR, WIDE, WIDE4, NARROW, NARROW2, TAIL1, TAIL2, VW, VW2, SW) \
+#define WALLE_GEMM_LEVEL(NAME, ATTR, WIDE, WIDE4, TWO, NARROW, NARROW2, TAIL1, TAIL2, VW, VW2,  \
+                         DW, SW)                                                               \
 ATTR static void NAME(const walle_gemm* g, long u0, long u1, float* pack) {                    \
     long chunks = (g->p + g->nc - 1) / g->nc;                                                  \
     long blocks = (g->cout + WALLE_CB - 1) / WALLE_CB;                                         \
@@ -499,8 +518,9 @@ ATTR static void NAME(const walle_gemm* g, long u0, long u1, float* pack) {     
     for (long u = u0; u < u1; u++) {                                                           \
         long n = u / chunks, p0 = (u % chunks) * g->nc;                                        \
         long cols = g->p - p0 < g->nc ? g->p - p0 : g->nc;                                     \
-        walle_gemm_cols split = walle_gemm_split(cols, SW, VW, VW2);                           \
-        long full = split.full, mid = split.mid, mid2 = split.mid2, tail = split.tail;         \
+        walle_gemm_cols split = walle_gemm_split(cols, SW, DW, VW, VW2);                       \
+        long full = split.full, two = split.two, mid = split.mid, mid2 = split.mid2;           \
+        long tail = split.tail;                                                                \
         long pad = split.pad, pcols = pad ? cols - tail + pad : cols; /* columns as packed */  \
         const float* xn = g->x + n * g->s_n;                                                   \
         float* yn = g->y + (n * g->y_k + g->y_k0) * g->p + p0;                                 \
@@ -513,22 +533,26 @@ ATTR static void NAME(const walle_gemm* g, long u0, long u1, float* pack) {     
             const long* run = g->run + p0;                                                     \
             const long* run2 = g->run2 + p0;                                                   \
             float* bp = g->prepacked ? (float*)g->prepacked + p0 * g->k + k0 * pcols : pack;  \
-            float* pmid = bp + full * kc;                                                      \
+            float* ptwo = bp + full * kc;                                                      \
+            float* pmid = ptwo + two * kc;                                                     \
             float* pmid2 = pmid + mid * kc;                                                    \
             float* ptail = g->direct ? pack : pmid2 + mid2 * kc;                               \
-            long left = full + mid + mid2; /* the first leftover column */                     \
+            long left = full + two + mid + mid2; /* the first leftover column */               \
             /* in place: strip s at xd + s, rows ks apart; packed: at bp + s * kc, rows SW */  \
             const float* xd = xn + koff[0] + poff[0];                                          \
             long sw = g->direct ? g->ks : SW, vw = g->direct ? g->ks : VW;                     \
             long vw2 = g->direct ? g->ks : VW2;                                                \
             const float* bw = g->direct ? xd : bp;                                             \
-            const float* bm = g->direct ? xd + full : pmid;                                    \
-            const float* bm2 = g->direct ? xd + full + mid : pmid2;                            \
+            const float* b2 = g->direct ? xd + full : ptwo;                                    \
+            const float* bm = g->direct ? xd + full + two : pmid;                              \
+            const float* bm2 = g->direct ? xd + full + two + mid : pmid2;                      \
             long kw = g->direct ? 1 : kc; /* strip s from bw + s * kw */                       \
             if (!g->prepacked && !g->direct) {                                                 \
+                long f2 = full + two;                                                          \
                 walle_gemm_pack(xn, koff, kc, poff, run, run2, 0, full, SW, bp);               \
-                walle_gemm_pack(xn, koff, kc, poff, run, run2, full, mid, VW, pmid);           \
-                walle_gemm_pack(xn, koff, kc, poff, run, run2, full + mid, mid2, VW2, pmid2);  \
+                walle_gemm_pack(xn, koff, kc, poff, run, run2, full, two, DW, ptwo);           \
+                walle_gemm_pack(xn, koff, kc, poff, run, run2, f2, mid, VW, pmid);             \
+                walle_gemm_pack(xn, koff, kc, poff, run, run2, f2 + mid, mid2, VW2, pmid2);    \
             }                                                                                  \
             if (!g->prepacked) {                                                               \
                 if (pad)                                                                       \
@@ -562,15 +586,22 @@ ATTR static void NAME(const walle_gemm* g, long u0, long u1, float* pack) {     
                         WIDE(bw + s * kw, sw, a, kc, yb + s, g->p, cvalid, SW, bias,           \
                              rb ? rb + s : rb, first, last, g->relu, spf, pfs);                \
                 }                                                                              \
+                if (two)                                                                       \
+                    TWO(b2, g->direct ? g->ks : DW, a, kc, yb + full, g->p, cvalid, DW, bias,  \
+                        rb ? rb + full : rb, first, last, g->relu,                             \
+                        full ? (const float*)0 : pf, WALLE_CB);                                \
                 for (long s = 0; s < mid; s += VW)                                             \
-                    NARROW(bm + s * kw, vw, a, kc, yb + full + s, g->p, cvalid, VW, bias,      \
-                           rb ? rb + full + s : rb, first, last, g->relu,                      \
-                           full || s ? (const float*)0 : pf, WALLE_CB);                      \
+                    NARROW(bm + s * kw, vw, a, kc, yb + full + two + s, g->p, cvalid, VW,      \
+                           bias, rb ? rb + full + two + s : rb, first, last, g->relu,          \
+                           full || two || s ? (const float*)0 : pf, WALLE_CB);                \
                 for (long s = 0; s < mid2; s += VW2)                                           \
-                    NARROW2(bm2 + s * kw, vw2, a, kc, yb + full + mid + s, g->p, cvalid,       \
-                            VW2, bias, rb ? rb + full + mid + s : rb, first, last, g->relu,    \
-                            (const float*)0, 0);                                               \
-                if (pad == VW2)                                                                \
+                    NARROW2(bm2 + s * kw, vw2, a, kc, yb + full + two + mid + s, g->p, cvalid, \
+                            VW2, bias, rb ? rb + full + two + mid + s : rb, first, last,       \
+                            g->relu, (const float*)0, 0);                                      \
+                if (pad && pad == DW)                                                          \
+                    TWO(ptail, DW, a, kc, yb + left, g->p, cvalid, tail, bias,                 \
+                        rb ? rb + left : rb, first, last, g->relu, (const float*)0, 0);        \
+                else if (pad == VW2)                                                           \
                     NARROW2(ptail, VW2, a, kc, yb + left, g->p, cvalid, tail, bias,            \
                             rb ? rb + left : rb, first, last, g->relu, (const float*)0, 0);    \
                 else if (pad)                                                                  \
@@ -596,16 +627,17 @@ ATTR static void NAME(const walle_gemm* g, long u0, long u1, float* pack) {     
 }
 
 WALLE_GEMM_LEVEL(walle_gemm_avx512, WALLE_GEMM_TARGET("avx512f,avx2,fma"), walle_gemm_v16x2,
-                 walle_gemm_v16x2c4, walle_gemm_v16x1, walle_gemm_v8x1, walle_gemm_tail8_1,
-                 walle_gemm_tail8_2, 16, 8, 32)
+                 walle_gemm_v16x2c4, walle_gemm_v16x2, walle_gemm_v16x1, walle_gemm_v8x1,
+                 walle_gemm_tail8_1, walle_gemm_tail8_2, 16, 8, 0, 32)
 WALLE_GEMM_LEVEL(walle_gemm_avx512w, WALLE_GEMM_TARGET("avx512f,avx2,fma"), walle_gemm_v16x3,
-                 walle_gemm_v16x3c4, walle_gemm_v16x1, walle_gemm_v8x1, walle_gemm_tail8_1,
-                 walle_gemm_tail8_2, 16, 8, 48)
+                 walle_gemm_v16x3c4, walle_gemm_v16x2, walle_gemm_v16x1, walle_gemm_v8x1,
+                 walle_gemm_tail8_1, walle_gemm_tail8_2, 16, 8, 32, 48)
 WALLE_GEMM_LEVEL(walle_gemm_avx2, WALLE_GEMM_TARGET("avx2,fma"), walle_gemm_v8x3h,
-                 walle_gemm_v8x3h, walle_gemm_v8x1, walle_gemm_v8x1, walle_gemm_tail8_1,
-                 walle_gemm_tail8_2, 8, 8, 24)
-WALLE_GEMM_LEVEL(walle_gemm_base, , walle_gemm_v4x2h, walle_gemm_v4x2h, walle_gemm_v4x1,
-                 walle_gemm_v4x1, walle_gemm_tail4_1, walle_gemm_tail4_2, 4, 4, 8)
+                 walle_gemm_v8x3h, walle_gemm_v8x3h, walle_gemm_v8x1, walle_gemm_v8x1,
+                 walle_gemm_tail8_1, walle_gemm_tail8_2, 8, 8, 0, 24)
+WALLE_GEMM_LEVEL(walle_gemm_base, , walle_gemm_v4x2h, walle_gemm_v4x2h, walle_gemm_v4x2h,
+                 walle_gemm_v4x1, walle_gemm_v4x1, walle_gemm_tail4_1, walle_gemm_tail4_2, 4, 4,
+                 0, 8)
 
 /* Columns per strip at a level (2: AVX-512F, 1: AVX2 + FMA, 0: baseline); ``wide``: the
    AVX-512 strips of the 8 x 3 tile. */
@@ -620,21 +652,23 @@ static long walle_gemm_strip(int level, int wide) {
    instead of packing them again. One image (n = 1). */
 static void walle_gemm_prepack(const walle_gemm* g, int level, float* dst) {
     long sw = walle_gemm_strip(level, g->wide), vw = level == 2 ? 16 : level == 1 ? 8 : 4;
-    long vw2 = level == 2 ? 8 : vw;
+    long vw2 = level == 2 ? 8 : vw, dw = level == 2 && g->wide ? 32 : 0;
     for (long p0 = 0; p0 < g->p; p0 += g->nc) {
         long cols = g->p - p0 < g->nc ? g->p - p0 : g->nc;
-        walle_gemm_cols split = walle_gemm_split(cols, sw, vw, vw2);
-        long full = split.full, mid = split.mid, mid2 = split.mid2;
-        long left = full + mid + mid2, pcols = split.pad ? left + split.pad : cols;
+        walle_gemm_cols split = walle_gemm_split(cols, sw, dw, vw, vw2);
+        long full = split.full, two = split.two, mid = split.mid, mid2 = split.mid2;
+        long left = full + two + mid + mid2, pcols = split.pad ? left + split.pad : cols;
         for (long k0 = 0; k0 < g->k; k0 += g->kc) {
             long kc = g->k - k0 < g->kc ? g->k - k0 : g->kc;
             float* d = dst + p0 * g->k + k0 * pcols;
             const long *koff = g->koff + k0, *poff = g->poff + p0;
             const long *run = g->run + p0, *run2 = g->run2 + p0;
+            long f2 = full + two;
             walle_gemm_pack(g->x, koff, kc, poff, run, run2, 0, full, sw, d);
-            walle_gemm_pack(g->x, koff, kc, poff, run, run2, full, mid, vw, d + full * kc);
-            walle_gemm_pack(g->x, koff, kc, poff, run, run2, full + mid, mid2, vw2,
-                            d + (full + mid) * kc);
+            walle_gemm_pack(g->x, koff, kc, poff, run, run2, full, two, dw, d + full * kc);
+            walle_gemm_pack(g->x, koff, kc, poff, run, run2, f2, mid, vw, d + f2 * kc);
+            walle_gemm_pack(g->x, koff, kc, poff, run, run2, f2 + mid, mid2, vw2,
+                            d + (f2 + mid) * kc);
             if (split.pad)
                 walle_gemm_pack_padded(g->x, koff, kc, poff, left, cols - left, split.pad,
                                        d + left * kc);

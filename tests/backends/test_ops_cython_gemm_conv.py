@@ -166,6 +166,37 @@ def test_gemm_conv_kernel_keeps_nan_and_inf_where_the_oracle_puts_them(level, st
     )
 
 
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("direct", [False, True])
+def test_gemm_conv_kernel_every_count_of_leftover_columns_matches_the_oracle(level, direct):
+    """Each count of columns left after the whole strips (0 to 47: at AVX-512 a strip of 32
+    by the 8 x 2 tile where 32 or more are left, one zero-padded strip of 32 for 22 to 31,
+    then strips of 16 and 8, a padded 16 or 8, the tail; at AVX2 and SSE their own splits),
+    packed and read in place, with a residual and ReLU: every output written, none past the
+    columns, the last block of channels partial (19 channels)."""
+    ops_conv = _ops_conv()
+    rng = np.random.default_rng(7)
+    c, cout = 24, 19
+    for cols in range(96, 144):
+        region, _ = _region((1, c, 1, cols), 1, 1, 1, 0)
+        x = rng.uniform(-2, 2, (1, c, 1, cols)).astype(np.float32)
+        weight = rng.uniform(-1, 1, (cout, c)).astype(np.float32)
+        bias = rng.uniform(-1, 1, cout).astype(np.float32)
+        res = rng.uniform(-1, 1, (1, cout, cols)).astype(np.float32)
+        want = _oracle(x, weight, bias, region, False) + res
+        want = np.where(want < 0, 0.0, want)
+        y = np.full((1, cout, cols), np.nan, np.float32)
+        try:
+            kernel = ops_conv.GemmConvKernel(
+                x, weight, bias, y, region, "relu", level, residual=res, direct=direct
+            )
+        except ValueError as exc:
+            assert "does not run" in str(exc)
+            return
+        kernel.run()
+        np.testing.assert_allclose(y, want, rtol=0, atol=1e-4 * c, err_msg=f"{level} {cols}")
+
+
 def test_gemm_conv_kernel_splits_chunks_over_threads_and_writes_its_channels_only() -> None:
     """Enough work for the OpenMP split over (image, chunk) units; one group's channels of a
     wider output (``y_channels``/``y_channel0``): the others are left as they were."""
