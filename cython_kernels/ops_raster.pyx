@@ -301,6 +301,16 @@ cdef extern from *:
         } else if (walle_pool_planes_fit(sz, st)) {  /* pool_rows.h: runs of whole planes */
             WALLE_AT_LEVEL(level, walle_pool_planes, x, y, sz, st, kind, scale, scratch);
         } else if (walle_pool_rows_fit(sz, st)) {  /* pool_rows.h: a row at a time */
+    #ifdef WALLE_POOL_SHORT_X86
+            if (level == 2 && walle_pool_short_fit(sz, st, 16)) {
+                walle_pool_short_l2(x, y, sz, st, kind, scale, scratch);
+                return;
+            }
+            if (level >= 1 && walle_pool_short_fit(sz, st, 8)) {
+                walle_pool_short_l1(x, y, sz, st, kind, scale, scratch);
+                return;
+            }
+    #endif
             while (level > 0 && sz[5] < (4L << level)) level--;  /* no wider than a row */
             WALLE_AT_LEVEL(level, walle_pool_rows, x, y, sz, st, kind, scale, scratch);
         } else {

@@ -248,6 +248,86 @@ WALLE_POOL_ROWS(walle_pool_rows_l1, WALLE_POOL_TARGET("avx2,fma"), walle_v8, wal
 WALLE_POOL_ROWS(walle_pool_rows_l0, , walle_v4, walle_i4, 4, WALLE_EVEN4, WALLE_ODD4,
                 WALLE_NEXT2_4, WALLE_LAST4, WALLE_LASTHI4)
 
+/* Rows of at most VW outputs whose window columns span VW to 2 VW (SqueezeNet's and
+   AlexNet's 27 -> 13 max pools at AVX-512, their 13 -> 6 at AVX2): the KH rows are reduced
+   into two vectors, the row's first VW columns and its last VW (overlapping), and each tap
+   of every output comes out of that pair by one two-source permute (a table of lanes per
+   tap, made once per call); the row is stored under a mask (AVX-512) or whole, the next
+   rows' stores covering the lanes past it (AVX2; the last rows, whose vector would reach
+   past the output, through a scratch). Any stride, taps and rows in the order of
+   walle_pool_rows_*, so the same bits. The row path it replaces ran these rows at the next
+   level down, its last vector overlapping, reducing some columns twice: 3x3/2 max pools on
+   a Zen 5, one core, interleaved, 256 x 27 x 27 0.38-0.48x the time at AVX-512, 96 x 27 x 27
+   0.50-0.51x, 256 x 13 x 13 0.33-0.38x at AVX-512 and AVX2. x86 only (the permutes are
+   intrinsics). */
+#define WALLE_POOL_SHORT_MOST_TAPS 32
+#if defined(__x86_64__) && defined(__GNUC__)
+WALLE_INLINE __attribute__((target("avx512f,avx2,fma"))) walle_v16
+walle_pool_perm16(walle_v16 lo, walle_v16 hi, walle_i16 idx) {
+    return (walle_v16)_mm512_permutex2var_ps((__m512)lo, (__m512i)idx, (__m512)hi);
+}
+/* Lanes idx of (lo, hi), lanes 0-7 lo's and 8-15 hi's: two one-source permutes and a
+   blend (AVX2 has no two-source permute of floats). */
+WALLE_INLINE __attribute__((target("avx2,fma"))) walle_v8
+walle_pool_perm8(walle_v8 lo, walle_v8 hi, walle_i8 idx) {
+    __m256 a = _mm256_permutevar8x32_ps((__m256)lo, (__m256i)idx);
+    __m256 b = _mm256_permutevar8x32_ps((__m256)hi, (__m256i)idx);
+    return (walle_v8)_mm256_blendv_ps(a, b, (__m256)(idx > 7));
+}
+#define WALLE_POOL_SHORT(NAME, ATTR, VT, IT, VW, PERM, STORE)                                 \
+ATTR static void NAME(const float* x, float* y, const long* sz, const long* st, int kind,      \
+                      float scale, float* v) {                                                 \
+    long kh = sz[0], kw = sz[1], n = sz[5], rs = st[0], s = st[5], o = 0;                      \
+    long span = (n - 1) * s + kw, rows = sz[2] * sz[3] * sz[4];                                \
+    IT idx[WALLE_POOL_SHORT_MOST_TAPS];                                                        \
+    for (long b = 0; b < kw; b++)                                                              \
+        for (int l = 0; l < VW; l++) {                                                         \
+            long c = s * (l < n ? l : n - 1) + b; /* the column of tap b of output l */        \
+            idx[b][l] = (int)(c < VW ? c : c - (span - VW) + VW);                              \
+        }                                                                                      \
+    for (long i = 0; i < sz[2]; i++)                                                           \
+    for (long j = 0; j < sz[3]; j++)                                                           \
+    for (long q = 0; q < sz[4]; q++, o++) {                                                    \
+        const float* base = x + i * st[2] + j * st[3] + q * st[4];                             \
+        VT lo, hi, acc, tap;                                                                   \
+        WALLE_POOL_VERT(VT, IT, lo, base)                                                      \
+        WALLE_POOL_VERT(VT, IT, hi, base + span - VW)                                          \
+        acc = PERM(lo, hi, idx[0]);                                                            \
+        for (long b = 1; b < kw; b++) {                                                        \
+            tap = PERM(lo, hi, idx[b]);                                                        \
+            WALLE_POOL_APPLY(VT, IT, acc, tap)                                                 \
+        }                                                                                      \
+        if (kind == 1) acc *= scale;                                                           \
+        STORE(VT, VW, y + o * n, acc, (rows - o) * n < VW)                                     \
+    }                                                                                          \
+}
+#define WALLE_POOL_STORE_MASK(VT, VW, DST, ACC, END)                                           \
+    _mm512_mask_storeu_ps((DST), (__mmask16)((1u << n) - 1), (__m512)(ACC));
+#define WALLE_POOL_STORE_OVER(VT, VW, DST, ACC, END)                                           \
+    if (END) {                                                                                \
+        memcpy(v, &(ACC), sizeof(VT));                                                         \
+        for (long t = 0; t < n; t++) (DST)[t] = v[t];                                          \
+    } else {                                                                                   \
+        memcpy((DST), &(ACC), sizeof(VT));                                                     \
+    }
+WALLE_POOL_SHORT(walle_pool_short_l2, WALLE_POOL_TARGET("avx512f,avx2,fma"), walle_v16,
+                 walle_i16, 16, walle_pool_perm16, WALLE_POOL_STORE_MASK)
+WALLE_POOL_SHORT(walle_pool_short_l1, WALLE_POOL_TARGET("avx2,fma"), walle_v8, walle_i8, 8,
+                 walle_pool_perm8, WALLE_POOL_STORE_OVER)
+#define WALLE_POOL_SHORT_X86 1
+#endif
+
+/* Whether walle_pool_short_* compute a region of walle_pool_rows_fit at vectors of VW. */
+static inline int walle_pool_short_fit(const long* sz, const long* st, long vw) {
+    long span = (sz[5] - 1) * st[5] + sz[1];
+#ifdef WALLE_POOL_SHORT_X86
+    return sz[5] <= vw && span >= vw && span <= 2 * vw && sz[1] <= WALLE_POOL_SHORT_MOST_TAPS;
+#else
+    (void)span, (void)vw;
+    return 0;
+#endif
+}
+
 /* dst[t] = op over `taps` of src[t + a * step], t < len, in whole vectors of VW (the last
    one overlapping), or of 4 where len is shorter than VW, or scalars (under 4: a scalar max
    branches, and the border rows of 14x14 planes at AVX-512 made a pool 2.5x slower). */

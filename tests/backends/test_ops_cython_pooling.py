@@ -120,3 +120,56 @@ def test_pools_over_more_than_the_caches_match_reference_at_every_level(kind, k,
     pool = b.max_pool if kind == "max" else b.avg_pool
     graph = b.build([pool(b.input("x", x.shape), (k, k), strides=(s, s))])
     cython_matches_reference_at_every_level(graph, x, kernel_ran=True, atol=1e-5)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("kind", [0, 1, 2])
+def test_short_rows_match_numpy_at_every_level_and_write_nothing_past_the_output(
+    stride, kind
+) -> None:
+    """Rows of at most a vector of outputs whose windows span one to two vectors (27 -> 13
+    at AVX-512, 13 -> 6 at AVX2: each tap permuted out of the two reduced vectors, the row
+    stored under a mask or over the next row's start): every output count and tap count
+    there at each level, sums, means and NaN-keeping maxima against numpy, NaN and inf at
+    the rows' first and last columns; the last row's store stays inside the output."""
+    backend_or_skip("cython")
+    from walle._kernels import ops_raster
+    from walle.ops.ir import Region
+
+    saved = ops_raster.level()
+    rng = np.random.default_rng(stride * 3 + kind)
+    try:
+        for level in range(ops_raster.best_level() + 1):
+            ops_raster.set_level(level)
+            for n in range(1, 17):
+                for kw in range(2, 6):
+                    span = (n - 1) * stride + kw
+                    kh, c, oh = 3, 3, 2
+                    h = kh + (oh - 1) * stride
+                    x = rng.uniform(-3, 3, (1, c, h, span)).astype(np.float32)
+                    x[0, 0, 0, 0], x[0, 1, h - 1, span - 1] = np.nan, np.nan
+                    x[0, 2, 1, span - 1] = np.inf
+                    sizes = (kh, kw, 1, c, oh, n)
+                    strides = (span, 1, c * h * span, h * span, stride * span, stride)
+                    region = Region(0, 0, strides, 0, (0,) * 6, sizes)
+                    rows = c * oh * n
+                    y = np.full(rows + 32, 7.0, np.float32)
+                    ops_raster.WindowReduceKernel(x, y[:rows], region, kind).run()
+                    win = np.lib.stride_tricks.as_strided(
+                        x.astype(np.float64),
+                        shape=(c, oh, n, kh, kw),
+                        strides=tuple(8 * v for v in (h * span, stride * span, stride, span, 1)),
+                    )
+                    with np.errstate(invalid="ignore"):
+                        want = win.max((3, 4)) if kind == 2 else win.sum((3, 4))
+                    if kind == 1:
+                        want = want / (kh * kw)
+                    got = y[:rows].reshape(c, oh, n)
+                    where = f"level {level}, {n} outputs, {kw} taps"
+                    if kind == 2:
+                        np.testing.assert_array_equal(got, want.astype(np.float32), where)
+                    else:
+                        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=where)
+                    assert (y[rows:] == 7.0).all(), where
+    finally:
+        ops_raster.set_level(saved)
