@@ -47,6 +47,9 @@ from walle.ops.plan import allocate, is_alias
 _log = get_logger("walle.ops.calibration")
 VERSION = 1
 _MEMO: dict[str, DeviceCosts] = {}
+# Devices whose calibration failed in this process, with the error: asked again, they fail
+# at once instead of repeating every probe up to the one that failed.
+_FAILED: dict[str, BackendError] = {}
 _MEMO_GUARD = threading.Lock()
 
 
@@ -61,19 +64,30 @@ def device_costs(backend: Backend) -> DeviceCosts | None:
 
     Measured once per device identity: later calls in this process read the memo, other
     processes read the cache file; threads asking at once wait for one calibration.
+    BackendError where a probe fails on the device (the same error again, at once, for the
+    rest of the process).
     """
     if backend.memory == "host":
         return None
     key = identity_key(backend)
     with _MEMO_GUARD:
-        known = _MEMO.get(key)
+        known, failed = _MEMO.get(key), _FAILED.get(key)
+    if failed is not None:
+        raise failed
     if known is None:
         path = cache_dir() / "ops-devices" / f"{key}.json"
         with key_lock(path):
             with _MEMO_GUARD:
-                known = _MEMO.get(key)
+                known, failed = _MEMO.get(key), _FAILED.get(key)
+            if failed is not None:
+                raise failed
             if known is None:
-                known = _load(path, backend) or _measure_and_save(path, backend)
+                try:
+                    known = _load(path, backend) or _measure_and_save(path, backend)
+                except BackendError as exc:
+                    with _MEMO_GUARD:
+                        _FAILED[key] = exc
+                    raise
                 with _MEMO_GUARD:
                     _MEMO[key] = known
     if backend.calibrated is not known:
@@ -85,6 +99,7 @@ def forget() -> None:
     """Drop this process's memo (the cache files stay): as a fresh process would start."""
     with _MEMO_GUARD:
         _MEMO.clear()
+        _FAILED.clear()
 
 
 def _load(path: Path, backend: Backend) -> DeviceCosts | None:

@@ -51,7 +51,7 @@ from walle.errors import BackendError
 from walle.logging import get_logger
 from walle.ops import calibration
 from walle.ops.backends.base import Backend, Buffers, Call
-from walle.ops.backends.registry import available_backends, get_backend
+from walle.ops.backends.registry import available_backends, get_backend, required_backends
 from walle.ops.diskcache import cache_dir, key_lock, publish
 from walle.ops.fusion import FusedStep, find_steps
 from walle.ops.ir import FloatArray, Graph, sample_inputs
@@ -261,6 +261,33 @@ class Search:
         self.calibrate = calibrate
         self.plans_timed: dict[str, float] = {}
 
+    def _calibrate(self) -> None:
+        """Each backend's device costs (measured once per device; host memory: nothing).
+
+        A backend whose calibration fails (a device that builds walle's kernels but fails
+        when it runs them) is left out of this search and the ones after it, with a warning,
+        unless it is pinned or named in ``WALLE_REQUIRE_BACKENDS``: then its BackendError
+        propagates. Such a device then costs a search one backend, not every model's first
+        search its plan.
+        """
+        required = set(required_backends())
+        kept = []
+        for backend in self.backends:
+            try:
+                calibration.device_costs(backend)
+            except BackendError as exc:
+                if backend.name == self.pin or backend.name in required:
+                    raise
+                _log.warning(
+                    "ops backend left out: its calibration failed",
+                    backend=backend.name,
+                    reason=str(exc),
+                )
+                continue
+            kept.append(backend)
+        if len(kept) < len(self.backends):
+            self.backends, self.by_name = kept, {b.name: b for b in kept}
+
     def key(self, graph: Graph) -> str:
         """Cache key: decisions' version, graph signature, pin, backends and device identities."""
         parts = [f"v{DECISIONS_VERSION}", graph.signature(), str(self.pin)]
@@ -287,8 +314,7 @@ class Search:
     def _search(self, graph: Graph, steps: list[FusedStep]) -> dict[str, Choice]:
         """A choice per step that is not an alias: per-step options, then the placement."""
         if self.calibrate:
-            for backend in self.backends:
-                calibration.device_costs(backend)  # measured once per device; host: nothing
+            self._calibrate()
         buffers = allocate(graph, steps, fill=0.5) if self.trials else {}
         table = CostTable({}, {b.name: b.device_costs() for b in self.backends})
         timed: dict[tuple[str, str, str], Choice] = {}

@@ -17,6 +17,7 @@ import threading
 import pytest
 
 from tests._backends import backend_or_skip
+from walle.errors import BackendError
 from walle.ops import GraphBuilder, Search, get_backend
 from walle.ops import calibration as cal
 
@@ -133,6 +134,50 @@ def test_search_calibrates_device_on_first_search_only(opencl, measured) -> None
     Search(["numpy", "opencl"], trials=False).choose(b.build([b.relu(x)]))
     Search(["numpy", "opencl"], trials=False).choose(b.build([b.binary("add", x, x)]))
     assert len(measured) == 1
+
+
+@pytest.fixture
+def failing(opencl, measured, monkeypatch):
+    """The OpenCL device failing at its first probe, as a device that builds walle's program
+    but runs out of resources would (the real calibration, its copy probe raising)."""
+
+    def out_of_resources(nbytes):
+        raise RuntimeError("clEnqueueWriteBuffer failed: OUT_OF_RESOURCES")
+
+    monkeypatch.setattr(opencl, "copy_probe", out_of_resources)
+    monkeypatch.setenv("WALLE_REQUIRE_BACKENDS", "")
+    return opencl
+
+
+def test_search_leaves_out_a_backend_whose_calibration_fails(failing, measured) -> None:
+    """The search goes on without the failing device (a warning, no step placed on it), and
+    the next search in the process does not probe it again."""
+    b = GraphBuilder()
+    x = b.input("x", (8, 8))
+    graph = b.build([b.relu(x)])
+    search = Search(["numpy", "opencl"], trials=False)
+    _, choices, _ = search.choose(graph)
+    assert {c.backend for c in choices.values()} == {"numpy"}
+    assert [backend.name for backend in search.backends] == ["numpy"]
+    assert len(measured) == 1
+    _, choices, _ = Search(["numpy", "opencl"], trials=False).choose(b.build([b.unary("exp", x)]))
+    assert {c.backend for c in choices.values()} == {"numpy"}
+    assert len(measured) == 1  # the failure is remembered
+
+
+@pytest.mark.parametrize("how", ["pinned", "required"])
+def test_search_fails_on_a_pinned_or_required_backend_whose_calibration_fails(
+    failing, monkeypatch, how
+) -> None:
+    b = GraphBuilder()
+    graph = b.build([b.relu(b.input("x", (8, 8)))])
+    if how == "required":
+        monkeypatch.setenv("WALLE_REQUIRE_BACKENDS", "opencl")
+        search = Search(["numpy", "opencl"], trials=False)
+    else:
+        search = Search(pin="opencl", trials=False)
+    with pytest.raises(BackendError, match=r"calibrating .* failed: .*OUT_OF_RESOURCES"):
+        search.choose(graph)
 
 
 _CHILD = """
