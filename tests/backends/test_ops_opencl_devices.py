@@ -57,6 +57,37 @@ def test_ops_opencl_no_device_that_builds_names_every_device_and_its_compiler_er
     assert "pip install walle[opencl]" in message
 
 
+def test_ops_opencl_builds_from_eight_threads_warn_nothing_and_leave_the_filters() -> None:
+    """Eight threads building walle's program at once (a compiler that logs every build):
+    each gets a program, no CompilerWarning reaches the caller, and the process's warning
+    filters are as they were (the builds' catch_warnings blocks do not interleave)."""
+    import threading
+    import warnings
+
+    backend = backend_or_skip("opencl")
+    source = backend.program().get_info(cl.program_info.SOURCE)
+    before = list(warnings.filters)
+    start = threading.Barrier(8)
+    built: list[object] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        inner = list(warnings.filters)
+
+        def build() -> None:
+            start.wait()
+            built.append(devices_module._build(backend.context, source))
+
+        threads = [threading.Thread(target=build) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=300)
+        assert warnings.filters == inner
+    assert len(built) == 8
+    assert not [w for w in caught if issubclass(w.category, cl.CompilerWarning)]
+    assert warnings.filters == before
+
+
 def test_ops_opencl_installed_runtime_is_listed_beside_the_systems(tmp_path, monkeypatch) -> None:
     lib = tmp_path / "lib"
     lib.mkdir()

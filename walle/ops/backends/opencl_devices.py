@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import sysconfig
+import threading
 import uuid
 import warnings
 from collections.abc import Callable
@@ -74,14 +75,24 @@ def register_installed_runtimes(
     return folder
 
 
+# pyopencl warns (CompilerWarning) after every build whose compiler said anything, and
+# Intel's compiler lists its stages on every build: _build ignores that warning and logs the
+# build log at debug level instead. catch_warnings swaps the process's warning filters, so
+# builds hold this lock: two threads building at once would each restore the filters the
+# other had set aside. Nothing else is caught (other threads' warnings pass as they would).
+_BUILD_LOCK = threading.Lock()
+
+
 def _build(context: cl.Context, source: str) -> cl.Program:
-    """``source`` built for ``context``'s device; a compiler's log of a build that succeeded
-    (Intel's lists its stages) is logged at debug level instead of warned about."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", cl.CompilerWarning)
+    """``source`` built for ``context``'s devices; the compiler's log of a build that
+    succeeded is logged at debug level, not warned about."""
+    with _BUILD_LOCK, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=cl.CompilerWarning)
         program: cl.Program = cl.Program(context, source).build()
-    for warning in caught:
-        _log.debug("opencl build log", log=str(warning.message))
+    for device in context.devices:
+        log = program.get_build_info(device, cl.program_build_info.LOG)
+        if log and log.strip():
+            _log.debug("opencl build log", device=device.name, log=log.strip())
     return program
 
 
