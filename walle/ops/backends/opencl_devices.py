@@ -90,7 +90,7 @@ def _build(context: cl.Context, source: str) -> cl.Program:
         warnings.filterwarnings("ignore", category=cl.CompilerWarning)
         program: cl.Program = cl.Program(context, source).build()
     for device in context.devices:
-        log = program.get_build_info(device, cl.program_build_info.LOG)
+        log = program.get_build_info(device, cl.program_build_info.LOG)  # type: ignore[no-untyped-call]
         if log and log.strip():
             _log.debug("opencl build log", device=device.name, log=log.strip())
     return program
