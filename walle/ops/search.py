@@ -268,8 +268,8 @@ class Search:
         A backend whose calibration fails (a device that builds walle's kernels but fails
         when it runs them) is left out of this search and the ones after it, with a warning,
         unless it is pinned or named in ``WALLE_REQUIRE_BACKENDS``: then its BackendError
-        propagates. Such a device then costs a search one backend, not every model's first
-        search its plan.
+        propagates. So such a device costs the search one backend instead of failing every
+        model's first search.
         """
         required = set(required_backends())
         kept = []
