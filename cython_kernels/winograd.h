@@ -17,8 +17,8 @@
    V[(m+2)^2][C][L]; then for each block of 8 output channels the products run in a
    register tile of 8 channels x NV vectors (two tiles of 4 channels x 2 vectors where the
    ISA has 16 vector registers; the filters broadcast from U packed
-   [Cout/8][(m+2)^2][C][8], so a block's filters are one contiguous stream, prefetched 2 KiB
-   ahead: in a whole model they come from memory) into
+   [Cout/8][(m+2)^2][C][8], so a block's filters are one contiguous stream, prefetched
+   WALLE_WINO_AHEAD ahead: in a whole model they come from memory) into
    M[(m+2)^2][8][L], which is transformed back, biased, rectified and written to the NCHW
    output at once (again 4 whole tiles at a time through transposes).
 
@@ -185,12 +185,24 @@ static inline __attribute__((always_inline)) void walle_wino_scatter4(
    With 2 x 2 outputs, 3x3 in groups of up to 2 vectors: 2-7% faster (256 -> 256 on 7x7
    0.94-0.96x); in groups of 3 vectors GCC then spills sums to the stack (1.5x slower on 49
    tiles), and 5x5 was 30% slower, so those keep one a turn. */
+/* Floats of U asked for ahead of the products. In a whole model U comes from memory (it is
+   4x the filters, 16/9 at F(2x2): SqueezeNet's 64 -> 256 on 13x13 reads 2.4 MB per call, and
+   other work, ours and the host's neighbours', takes the L3 between calls), and on small
+   planes (16 tiles: one broadcast filter per vector multiply-add) the products consume it
+   at ~8 bytes a cycle. 2 KiB ahead was less than the memory's latency at that rate: after a
+   64 MB scrub, 48 -> 192 and 64 -> 256 on 13x13 took 1.55-1.6x their warm time; 8 KiB
+   ahead, 0.81-0.83x of that (interleaved A/B, Zen 5, AVX-512), warm time level. Whole
+   models, each walle run right after an onnxruntime run, both orders: SqueezeNet 1.1
+   0.937-0.95x the time, Inception v2 0.91-0.94x, ResNet-50 0.96-0.98x (0.955x and 0.985x
+   at batch 8); at AVX2 0.98-0.99x. 16 and 32 KiB ahead, or an L2 prefetch farther ahead
+   with an L1 one nearer, were no better. */
+#define WALLE_WINO_AHEAD 2048
 #define WALLE_WINO_ROW(VT, VW, NJ, NQ, L)                                                      \
     {                                                                                          \
         VT x[NQ];                                                                              \
         for (int q = 0; q < NQ; q++) memcpy(&x[q], v + ci * L + (q0 + q) * VW, sizeof(VT));    \
         const float* w = u + ci * 8 + j0;                                                      \
-        __builtin_prefetch(w + 512); /* the filters stream from memory */                     \
+        __builtin_prefetch(w + WALLE_WINO_AHEAD);                                              \
         for (int j = 0; j < NJ; j++)                                                           \
             for (int q = 0; q < NQ; q++) acc[j][q] += w[j] * x[q];                             \
     }
