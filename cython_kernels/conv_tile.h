@@ -57,6 +57,13 @@ typedef int walle_i2 __attribute__((vector_size(8)));
 #define WALLE_ODD4(a, b) __builtin_shuffle(a, b, (walle_i4){1, 3, 5, 7})
 #endif
 
+/* Asks for the n floats from p, a request per 64-byte line: weights that the next tiles
+   read for the first time in a run, which in a whole model come from memory (the direct and
+   grouped convs' next block of weights, asked for a block ahead). */
+WALLE_INLINE void walle_prefetch_floats(const float* p, long n) {
+    for (long t = 0; t < n; t += 16) __builtin_prefetch(p + t);
+}
+
 /* 4 x 4 transpose of float vectors r[0..3] (GCC's and clang's shuffles): gathers and
    scatters of 4 rows at a time without scalar loads and stores (Winograd's tiles, the
    packed GEMM's row packing). */

@@ -93,11 +93,10 @@ typedef struct {
                grouped 1x1 convs (one flattened row per group) met them at its latency:      \
                0.81-0.92x the time inside the model, interleaved with onnxruntime, the      \
                whole model 0.97-0.99x (a few 7x7 and 14x14 ones 1.05-1.08x) */              \
-            if (oh == 0 || i == i0)                                                         \
-                for (long t = i == i0 ? 0 : p->blocks * wblock;                             \
-                     t < 2 * p->blocks * wblock && g + t / (p->blocks * wblock) < p->groups; \
-                     t += 16)                                                               \
-                    __builtin_prefetch(wg + t);                                             \
+            long pf0 = i == i0 ? g : g + 1, pf1 = g + 2 < p->groups ? g + 2 : p->groups;    \
+            if ((oh == 0 || i == i0) && pf0 < pf1)                                          \
+                walle_prefetch_floats(p->w + pf0 * p->blocks * wblock,                      \
+                                      (pf1 - pf0) * p->blocks * wblock);                    \
             long j = 0;                                                                     \
             if (p->s_ow == 1 && ow >= VW) {                                                 \
                 for (; W3 && j + W3 <= ow; j += W3) WALLE_GBLOCKS(T3, j)                    \

@@ -71,10 +71,9 @@ cdef extern from *:
                    v2 on 14x14 planes 0.85-0.90x the time in the model, interleaved; \\
                    asked for ahead inside every tile instead, the 28x28 and 56x56 ones \\
                    were 4-10% slower) */ \\
-                if (r == r0) \\
-                    for (long t = cb ? wblock : 0; t < 2 * wblock && cb + t / wblock < blocks; \\
-                         t += 16) \\
-                        __builtin_prefetch(wb + t); \\
+                long pf0 = cb ? cb + 1 : 0, pf1 = cb + 2 < blocks ? cb + 2 : blocks; \\
+                if (r == r0 && pf0 < pf1) \\
+                    walle_prefetch_floats(w + pf0 * wblock, (pf1 - pf0) * wblock); \\
                 const float* bb = bias + cb * WALLE_CB; \\
                 float* yb = y + (n * cout + cb * WALLE_CB) * plane + oh * ow_n; \\
                 long cvalid = cout - cb * WALLE_CB < WALLE_CB ? cout - cb * WALLE_CB \\
