@@ -513,7 +513,9 @@ cdef extern from "gemm_conv.h":
         int direct
         long ks
         int wide
+        const float* rows
     long walle_gemm_strip(int level, int wide) nogil
+    int walle_gemm_rows_fit(const walle_gemm* g, int level) nogil
     void walle_gemm_run(const walle_gemm* g, int level, long u0, long u1, float* pack) nogil
     void walle_gemm_prepack(const walle_gemm* g, int level, float* dst) nogil
     void walle_gemm_pack_rows(const float* a, long m, long k, float* dst) nogil
@@ -667,6 +669,7 @@ cdef class GemmConvKernel:
         self.g.direct = direct
         self.g.ks = s[1]
         self.g.wide = 1
+        self.g.rows = NULL
 
     def run(self):
         with nogil:
@@ -789,8 +792,18 @@ cdef const float* _io_ptr(cnp.ndarray array, long size) except NULL:
 
 cdef class MatmulPackedKernel:
     """c[m, n] = act(a @ b + bias) with gemm_conv.h's packed GEMM: a's rows are the output
-    channels (packed per call, 8 rows interleaved), b's columns the strips (packed once at
-    build time when ``b_constant``, a matmul's weights, else per call).
+    channels, b's columns the strips (packed once at build time when ``b_constant``, a
+    matmul's weights, else per call).
+
+    The tiles read a's rows where they lie (``a_in_place``), 8 at a time, and only a last
+    block of fewer than 8 rows is packed per call: packing all of a (8 rows interleaved per
+    reduction row) took 4% of MatMul 256^3 (one core, Zen 5). Where some columns would run
+    by the tail tiles (which read 4 packed blocks at once), a is packed whole instead.
+
+    ``b_in_place`` (b not constant): the tiles read b's strips where they lie, rows n apart,
+    and only the leftover columns are packed: no copy of b per call, which MatMul 100x300x200
+    ran in 0.93x the time, but strips whose rows lie 4 KiB or more apart thrash the L1
+    (64x1024x1024: 1.14x), so the search times both.
 
     ``bias_mode`` as ops_math.GemmKernel's: 0 none, 1 per column (bias[n], added as the
     kernel's residual, laid out as c), 2 per row (bias[m], the kernel's channel bias).
@@ -806,10 +819,11 @@ cdef class MatmulPackedKernel:
     cdef int threads
     cdef readonly int level
     cdef readonly bint prepacked
+    cdef readonly bint a_in_place
     cdef object keep
 
     def __init__(self, a, b, c, bias, int bias_mode, str act, bint b_constant=False,
-                 str level=None, kc=None, nc=None):
+                 str level=None, kc=None, nc=None, bint b_in_place=False):
         for arr in (a, b, c):
             if arr.dtype != np.float32 or not arr.flags.c_contiguous or arr.ndim != 2:
                 raise ValueError("packed matmul kernel: a, b, c must be 2-D C-contiguous "
@@ -821,6 +835,9 @@ cdef class MatmulPackedKernel:
         cdef float relu = relu_cap("packed matmul kernel", act)
         if bias_mode not in (0, 1, 2) or (bias_mode != 0) != (bias is not None):
             raise ValueError(f"packed matmul kernel: bias mode {bias_mode} with bias {bias!r}")
+        if b_in_place and b_constant:
+            raise ValueError("packed matmul kernel: b_in_place and b_constant exclude each "
+                             "other (a constant b is packed once)")
         self.level = _kernel_level("packed matmul", level)
         if kc is None and self.level == 2:
             # the whole reduction up to 512 rows, else even blocks of at most 512: each
@@ -869,8 +886,11 @@ cdef class MatmulPackedKernel:
         self.g.y_k, self.g.y_k0 = m, 0
         self.g.relu = relu
         self.g.prepacked = NULL
-        self.g.direct = 0
+        self.g.direct = b_in_place
+        self.g.ks = n
         self.g.wide = 0
+        self.g.rows = NULL
+        self.a_in_place = walle_gemm_rows_fit(&self.g, self.level)
         bpacked = None
         if b_constant:
             bpacked = np.zeros((n + 16) * k + 16, np.float32)  # + a padded strip (gemm_conv.h)
@@ -898,8 +918,12 @@ cdef class MatmulPackedKernel:
 
     cdef void _run(self, const float* a, const float* b, float* c) noexcept:
         cdef walle_gemm g = self.g
+        cdef long whole = self.m // 8 * 8 if self.a_in_place else 0
         g.x = b
         g.y = c
+        g.rows = a if self.a_in_place else NULL
         with nogil:
-            walle_gemm_pack_rows(a, self.m, g.k, self.apack)
+            if whole < self.m:  # the rows the tiles do not read in place
+                walle_gemm_pack_rows(a + whole * g.k, self.m - whole, g.k,
+                                     self.apack + whole * g.k)
             _gemm_units(&g, self.level, self.units, self.threads, self.pack, self.psize)

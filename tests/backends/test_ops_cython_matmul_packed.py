@@ -1,8 +1,9 @@
 """The packed-GEMM matmul kernel (``ops_conv.MatmulPackedKernel``) against numpy in float64.
 
-c = act(a @ b + bias) runs gemm_conv.h's kernel with a's rows as its output channels
-(packed per call, 8 rows interleaved, zero rows after the last) and b's columns as its
-strips: packed once at build time when b is a constant (``b_constant``), else per call.
+c = act(a @ b + bias) runs gemm_conv.h's kernel with a's rows as its output channels (read
+in place 8 at a time, a last block of fewer rows packed with zero rows after it; all packed
+per call where some columns run by the tail tiles) and b's columns as its strips: packed
+once at build time when b is a constant (``b_constant``), else per call.
 Bias per column (mode 1, the kernel's residual) or per row (mode 2, its channel bias);
 ReLU keeps NaN. Small ``kc``/``nc`` force several reduction blocks and column chunks, so
 that the prepacked layout's offsets (chunk, block) are crossed as well as the strips, the
@@ -60,8 +61,13 @@ def _kernel(ops_conv, a, b, c, bias, mode, relu, b_constant, level, **kw):
     kc=st.sampled_from([None, 1, 7, 32]),
     nc=st.sampled_from([None, 1, 24, 40]),
     seed=st.integers(0, 50),
+    b_in_place=st.booleans(),
 )
-def test_packed_matmul_matches_numpy_at_every_level(m, k, n, mode, relu, b_constant, kc, nc, seed):
+def test_packed_matmul_matches_numpy_at_every_level(
+    m, k, n, mode, relu, b_constant, kc, nc, seed, b_in_place
+):
+    """b packed per call, packed at build time or (not constant) read in place."""
+    b_in_place = b_in_place and not b_constant
     ops_conv = _ops_conv()
     rng = np.random.default_rng(seed)
     a = rng.uniform(-2, 2, (m, k)).astype(np.float32)
@@ -71,15 +77,29 @@ def test_packed_matmul_matches_numpy_at_every_level(m, k, n, mode, relu, b_const
     scale = max(1.0, float(np.abs(want).max()))
     for level in LEVELS:
         c = np.full((m, n), np.nan, np.float32)  # every output written
-        kernel = _kernel(ops_conv, a, b, c, bias, mode, relu, b_constant, level, kc=kc, nc=nc)
+        kernel = _kernel(
+            ops_conv,
+            a,
+            b,
+            c,
+            bias,
+            mode,
+            relu,
+            b_constant,
+            level,
+            kc=kc,
+            nc=nc,
+            b_in_place=b_in_place,
+        )
         if kernel is None:
             continue
         kernel.run()
         np.testing.assert_allclose(c, want, rtol=0, atol=1e-4 * scale, err_msg=level)
-        a2 = rng.uniform(-2, 2, (m, k)).astype(np.float32)  # a new a each call: packed again
+        a2 = rng.uniform(-2, 2, (m, k)).astype(np.float32)  # a new a each call: read again
+        b2 = b if b_constant else rng.uniform(-1, 1, (k, n)).astype(np.float32)
         c2 = np.empty_like(c)
-        kernel.run_io(a2, b, c2)
-        want2 = _oracle(a2, b, bias, mode, relu)
+        kernel.run_io(a2, b2, c2)
+        want2 = _oracle(a2, b2, bias, mode, relu)
         scale2 = max(1.0, float(np.abs(want2).max()))
         np.testing.assert_allclose(c2, want2, rtol=0, atol=1e-4 * scale2, err_msg=level)
 
@@ -101,6 +121,28 @@ def test_packed_matmul_default_blocks_match_numpy(m, k, n, b_constant) -> None:
         kernel = _kernel(ops_conv, a, b, c, bias, 1, True, b_constant, level)
         if kernel is not None:
             kernel.run()
+            np.testing.assert_allclose(c, want, rtol=0, atol=1e-4 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_packed_matmul_reads_a_in_place_unless_columns_run_by_the_tail(level) -> None:
+    """Whole strips (n = 256 at every level) read a's rows in place; 33 columns leave one to
+    the tail tiles, which read 4 packed blocks at once, so a is packed whole. Both match
+    numpy, with a new a (19 rows: a last block of 3 packed per call) on the second call."""
+    ops_conv = _ops_conv()
+    rng = np.random.default_rng(5)
+    m, k = 19, 70
+    for n, in_place in ((256, True), (33, False)):
+        b = rng.uniform(-1, 1, (k, n)).astype(np.float32)
+        c = np.full((m, n), np.nan, np.float32)
+        kernel = _kernel(ops_conv, np.zeros((m, k), np.float32), b, c, None, 0, False, False, level)
+        if kernel is None:
+            return
+        assert kernel.a_in_place is in_place, n
+        for _ in range(2):
+            a = rng.uniform(-1, 1, (m, k)).astype(np.float32)
+            kernel.run_io(a, b, c)
+            want = _oracle(a, b, None, 0, False)
             np.testing.assert_allclose(c, want, rtol=0, atol=1e-4 * np.abs(want).max())
 
 
@@ -138,6 +180,7 @@ def test_packed_matmul_refuses_bad_buffers_and_other_weights() -> None:
         ((a, b, c, None, 1, "none"), "bias mode"),
         ((a.astype(np.float64), b, c, None, 0, "none"), "float32"),
         ((np.ones((4, 8), np.float32).T, b, c, None, 0, "none"), "C-contiguous"),
+        ((a, b, c, None, 0, "none", True, None, None, None, True), "exclude each other"),
     ):
         with pytest.raises(ValueError, match=match):
             ops_conv.MatmulPackedKernel(*args)
@@ -180,7 +223,8 @@ def _gemm_graph(kind: str, rng):
 )
 def test_cython_backend_offers_and_runs_the_packed_matmul(kind) -> None:
     """The search may pick ``packed`` for a 2-D product of 8 or more rows (fused bias and
-    ReLU included); forced here, the plan's step matches the reference."""
+    ReLU included) and, where b is not a constant, ``packed_direct``; forced here, the
+    plan's step matches the reference."""
     backend = backend_or_skip("cython")
     from walle.ops import run_reference
     from walle.ops.fusion import find_steps
@@ -188,22 +232,29 @@ def test_cython_backend_offers_and_runs_the_packed_matmul(kind) -> None:
     rng = np.random.default_rng(5)
     graph = _gemm_graph(kind, rng)
     (product,) = [s for s in find_steps(graph) if s.parts[0].op == "matmul"]
-    assert "packed" in backend.algorithms(product, graph)
+    offered = backend.algorithms(product, graph)
+    b_constant = product.parts[0].inputs[1] in graph.constants
+    assert "packed" in offered
+    assert ("packed_direct" in offered) == (not b_constant), offered
     feeds = {n: rng.uniform(-1, 1, graph.shape(n)).astype(np.float32) for n in graph.inputs}
-    got = run_with_algorithm(backend, graph, feeds, product, "packed")
-    np.testing.assert_allclose(got, run_reference(graph, feeds)[0], rtol=1e-4, atol=1e-4)
+    want = run_reference(graph, feeds)[0]
+    for algorithm in ("packed", "packed_direct")[: 1 if b_constant else 2]:
+        got = run_with_algorithm(backend, graph, feeds, product, algorithm)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4, err_msg=algorithm)
 
 
 @pytest.mark.parametrize("level", LEVELS)
-@pytest.mark.parametrize("b_constant", [False, True])
-def test_packed_matmul_every_column_count_up_to_three_strips(level, b_constant) -> None:
+@pytest.mark.parametrize("b_layout", ["per call", "constant", "in place"])
+def test_packed_matmul_every_column_count_up_to_three_strips(level, b_layout) -> None:
     """Every n from 1 to 100: whole strips, the 16- and 8-wide narrow strips of AVX-512 and
     the leftover columns in every combination (with the channels in the lanes, or as one
     zero-padded strip whose padding is neither read nor written), at each level; a last
     block of 3 rows (AVX-512's 4-channel tile) and of 5; two reduction blocks (the partial
     sums read back) and a per-column bias with ReLU (the residual read). The output is a
-    view with guard values after it: nothing past the last column is written."""
+    view with guard values after it: nothing past the last column is written. b packed per
+    call, once at build time, or read in place (only its leftover columns packed)."""
     ops_conv = _ops_conv()
+    b_constant, b_in_place = b_layout == "constant", b_layout == "in place"
     rng = np.random.default_rng(4)
     for m in (11, 13):
         a = rng.uniform(-1, 1, (m, 6)).astype(np.float32)
@@ -213,7 +264,9 @@ def test_packed_matmul_every_column_count_up_to_three_strips(level, b_constant) 
             guarded = np.full(m * n + 64, 7.0, np.float32)
             c = guarded[: m * n].reshape(m, n)
             c[...] = np.nan
-            kernel = _kernel(ops_conv, a, b, c, bias, 1, True, b_constant, level, kc=4)
+            kernel = _kernel(
+                ops_conv, a, b, c, bias, 1, True, b_constant, level, kc=4, b_in_place=b_in_place
+            )
             if kernel is None:
                 return
             kernel.run()

@@ -157,8 +157,10 @@ class LanesConvKernel:
         """Compute y from the build-time buffers (GIL released, OpenMP over output rows)."""
 
 class MatmulPackedKernel:
-    """c[m, n] = act(a @ b + bias) as a packed GEMM: a's rows packed per call, b's columns
-    packed once at build time when ``b_constant`` (a matmul's weights), else per call.
+    """c[m, n] = act(a @ b + bias) as a packed GEMM: a's rows read in place 8 at a time
+    (``a_in_place``; packed per call where some columns run by the tail tiles), b's columns
+    packed once at build time when ``b_constant`` (a matmul's weights), read where they lie
+    with ``b_in_place`` (only the leftover columns packed), else packed per call.
 
     ``bias_mode``: 0 none, 1 per column (``bias[n]``), 2 per row (``bias[m]``); ``act``:
     none or relu (which keeps NaN); ``kc``/``nc`` as :class:`GemmConvKernel`'s. ValueError
@@ -167,6 +169,7 @@ class MatmulPackedKernel:
 
     level: int
     prepacked: bool
+    a_in_place: bool
 
     def __init__(
         self,
@@ -180,6 +183,7 @@ class MatmulPackedKernel:
         level: str | None = None,
         kc: int | None = None,
         nc: int | None = None,
+        b_in_place: bool = False,
     ) -> None: ...
     def run(self) -> None: ...
     def io_arrays(self) -> tuple[FloatArray, FloatArray, FloatArray]: ...

@@ -116,8 +116,9 @@ COLD_SCRUB_BYTES = 8 << 20
 # beside the AVX-512 one on AVX-512 CPUs (fused_avx2); 28: AVX-512's GEMM tile 8 x 3 vectors
 # (strips of 48 columns), 2-6% faster 1x1 convs and up to 20% on 7x7 planes read in place;
 # 29: close calls settled by cold trials (COLD_ROUNDS); 30: AVX-512's packed-GEMM conv runs
-# 22 to 47 leftover columns in a strip of 32 (gemm and gemm_direct faster on 13x13 planes).
-DECISIONS_VERSION = 30
+# 22 to 47 leftover columns in a strip of 32 (gemm and gemm_direct faster on 13x13 planes);
+# 31: the packed-GEMM matmul reads a's rows in place (3-4% faster) and offers packed_direct.
+DECISIONS_VERSION = 31
 
 
 def time_calls(calls: list[Call], budget_s: float = 0.004, max_runs: int = 25) -> float:

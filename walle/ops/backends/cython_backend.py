@@ -16,8 +16,9 @@ products offer ``direct`` (the tiled C kernel, best for small products where num
 overhead dominates), ``blas`` (numpy's matmul, then the C epilogue for bias and activation)
 and, for products by a 2-D b of 8 or more rows of a (its leading dims flattened), ``packed``
 (``ops_conv.MatmulPackedKernel``: the packed GEMM above with a's rows as its output
-channels, constant weights packed once at build time, bias and ReLU fused), measured by the
-search.
+channels, read in place, constant weights packed once at build time, bias and ReLU fused)
+and, where b is not a constant, ``packed_direct`` (the same reading b's columns in place:
+faster while b's rows lie close, slower once they are 4 KiB apart), measured by the search.
 
 ``group_conv2d`` (grouped and depthwise convs) offers ``direct`` (``ops_group``: block tiles
 per group, or a per-channel depthwise kernel that also reads a channel shuffle and zero pad
@@ -780,7 +781,10 @@ def _matmul_algorithms(node: Node, graph: Graph, act: str = "none") -> list[str]
         and math.prod(views[0][:-1]) >= 8
         and act in _KERNEL_ACTS
     )
-    return ["direct", "blas", *(["packed"] if packed else [])]
+    if not packed:
+        return ["direct", "blas"]
+    in_place = [] if node.inputs[1] in graph.constants else ["packed_direct"]
+    return ["direct", "blas", "packed", *in_place]
 
 
 def _gemm(
@@ -793,10 +797,17 @@ def _gemm(
     act: str,
     b_constant: bool = False,
 ) -> list[Call]:
-    if algorithm == "packed":  # b packed once if it is a constant (the weights)
+    if algorithm in ("packed", "packed_direct"):  # b packed once if it is a constant
         rows = (-1, a.shape[-1]), (-1, out.shape[-1])  # a's leading dims as rows (views)
         kernel = ops_conv.MatmulPackedKernel(
-            a.reshape(rows[0]), b, out.reshape(rows[1]), bias, mode, act, b_constant
+            a.reshape(rows[0]),
+            b,
+            out.reshape(rows[1]),
+            bias,
+            mode,
+            act,
+            b_constant,
+            b_in_place=algorithm == "packed_direct",
         )
         return [kernel.run]
     if algorithm == "blas":
