@@ -122,7 +122,7 @@ def test_gemm_conv_kernel_matches_oracle_at_every_level(
 @pytest.mark.parametrize("c", [19, 37, 45])
 def test_gemm_conv_kernel_default_blocks_of_a_long_reduction_match_the_oracle(c) -> None:
     """The default reduction blocks of each level (AVX2: even blocks of at most 160 rows;
-    the others: the whole reduction up to 384, else 256 at a time) on reductions of
+    the others: the whole reduction up to 384, else 256 at a time; a 3x3 conv) on reductions of
     171, 333 and 405 rows, which none of them splits evenly into its most."""
     ops_conv = _ops_conv()
     rng = np.random.default_rng(c)
@@ -134,6 +134,23 @@ def test_gemm_conv_kernel_default_blocks_of_a_long_reduction_match_the_oracle(c)
     want = _oracle(xp, weight.reshape(21, -1), bias, region, False)
     _matches_at_every_level(
         ops_conv, xp, weight, bias, region, False, want, 1e-4 * np.abs(want).max()
+    )
+
+
+@pytest.mark.parametrize("direct", [False, True])
+@pytest.mark.parametrize("c", [400, 700, 1100])
+def test_gemm_conv_kernel_default_blocks_of_a_1x1_conv_match_the_oracle(c, direct) -> None:
+    """A 1x1 stride-1 conv at AVX-512 takes even reduction blocks of at most 512 rows (one of
+    400, two of 350, three of 367), packed or read in place; the other levels their own."""
+    ops_conv = _ops_conv()
+    rng = np.random.default_rng(c)
+    region, padded = _region((1, c, 7, 9), 1, 1, 1, 0)
+    xp = rng.uniform(-1, 1, padded).astype(np.float32)
+    weight = rng.uniform(-1, 1, (21, c, 1, 1)).astype(np.float32)
+    bias = rng.uniform(-1, 1, 21).astype(np.float32)
+    want = _oracle(xp, weight.reshape(21, -1), bias, region, True)
+    _matches_at_every_level(
+        ops_conv, xp, weight, bias, region, True, want, 1e-4 * np.abs(want).max(), direct=direct
     )
 
 

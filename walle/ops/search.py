@@ -117,7 +117,8 @@ COLD_SCRUB_BYTES = 8 << 20
 # (strips of 48 columns), 2-6% faster 1x1 convs and up to 20% on 7x7 planes read in place;
 # 29: close calls settled by cold trials (COLD_ROUNDS); 30: AVX-512's packed-GEMM conv runs
 # 22 to 47 leftover columns in a strip of 32 (gemm and gemm_direct faster on 13x13 planes);
-# 31: the packed-GEMM matmul reads a's rows in place (3-4% faster) and offers packed_direct.
+# 31: the packed-GEMM matmul reads a's rows in place (3-4% faster) and offers packed_direct;
+# AVX-512's 1x1 stride-1 packed-GEMM convs take reduction blocks of up to 512 rows.
 DECISIONS_VERSION = 31
 
 
