@@ -1,15 +1,16 @@
-"""Where a real CNN's time goes inside walle's plan: each step cold, as the benchmark runs it,
-and warm.
+"""Where a real CNN's time goes inside walle's plan: each step as the benchmark's run sees it,
+warm, and onnxruntime's own per-node times beside it.
 
 Run: ``taskset -c 1 .venv/bin/python benchmarks/ops_steps.py squeezenet`` (one of the onnx
-wheel's light models, as ``ops_bench.py`` loads them). Each round runs onnxruntime once, then
-walle's plan call by call, each call timed, and each call again right after itself. The
-first timing is the step as ``ops_bench``'s CNN rows see it (walle and onnxruntime call by
-call: the caches hold the other engine's data), the second the same step with its own data
-just touched. A step whose cold time is well above its warm time pays for data that comes
-from memory: weights read once per run, an output written to lines no cache holds. This
-table found the Winograd filters, direct-conv and grouped-conv weights that are now asked for
-ahead (README, the Zen 5 section). Medians over the rounds; one core.
+wheel's light models, as ``ops_bench.py`` loads them). Each round runs onnxruntime once (its
+profiler on), then walle's plan call by call with each call timed (``in run``: the steps as
+``ops_bench``'s CNN rows see them, walle and onnxruntime taking turns, so the caches hold the
+other engine's data), then every call twice in a row, the second timed (``warm``: its own data
+just touched). A step whose in-run time is well above its warm time pays for data that comes
+from memory: weights read once per run, an output written to lines no cache holds. This table
+found the Winograd filters, direct-conv and grouped-conv weights that are now asked for ahead
+(README, the Zen 5 section); ``--ort`` adds onnxruntime's per-node medians, to see which of
+walle's steps lose to which of its nodes. Medians over the rounds; one core.
 """
 
 from __future__ import annotations
@@ -19,40 +20,66 @@ import _one_thread  # noqa: F401  (first: one BLAS/OpenMP thread, set before num
 # isort: split
 
 import argparse
+import json
+import os
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 
 import ops_bench
 
-from walle.ops.backends import base
+from walle.ops.plan import CompiledPlan
 
 
-def _labelled_plan(name: str, batch: int) -> tuple[object, list[str], Callable[[], object]]:
-    """walle's plan for the model (as ops_bench builds it), a label per call (step, kernel,
-    output shape) and onnxruntime's run."""
-    labels: dict[int, str] = {}
-    compile_step = base.Backend.compile
+def _plan(name: str, batch: int) -> tuple[CompiledPlan, list[str], list[Callable[[], None]]]:
+    """walle's plan for the model (as ops_bench builds it, its input loaded), its calls and a
+    label per call: step, op, kernel, output shape."""
+    model = ops_bench._light(name, batch)
+    feeds = ops_bench._feeds(model)
+    _, plan = ops_bench._walle(model, feeds, None)
+    inner = plan.inner if hasattr(plan, "inner") else plan
+    steps = {step.name: step for step in inner.steps}
+    labels, calls = [], []
+    for step_name, call in inner.step_calls:
+        if step_name is None:
+            labels.append("(backend)")
+        else:
+            step, choice = steps[step_name], inner.choices[step_name]
+            shape = "x".join(str(d) for d in inner.buffers[step.output].shape)
+            op = step.op.removeprefix("fused.")
+            labels.append(f"{step_name} | {op} | {choice.backend}/{choice.algorithm} | {shape}")
+        calls.append(call)
+    inner.buffers[inner.graph.inputs[0]][...] = feeds[inner.graph.inputs[0]]
+    return inner, labels, calls
 
-    def compile_and_label(self, step, algorithm, graph, buffers):
-        calls = compile_step(self, step, algorithm, graph, buffers)
-        op = step.op.removeprefix("fused.")
-        shape = "x".join(str(d) for d in buffers[step.output].shape)
-        for call in calls:
-            labels[id(call)] = f"{step.name} | {op} | {self.name}/{algorithm} | {shape}"
-        return calls
 
-    base.Backend.compile = compile_and_label
-    try:
-        model = ops_bench._light(name, batch)
-        feeds = ops_bench._feeds(model)
-        _, plan = ops_bench._walle(model, feeds, None)
-    finally:
-        base.Backend.compile = compile_step
-    inner = getattr(plan, "inner", plan)
-    names = [labels.get(id(call), "?") for call in inner._calls]
-    inner._in[0][...] = feeds[inner.graph.inputs[0]]
-    return inner, names, ops_bench._ort(model, feeds)
+def _ort_session(name: str, batch: int, profile_dir: str):
+    """onnxruntime on one thread with its profiler writing under ``profile_dir``, and the
+    feeds (the same as walle's)."""
+    import onnxruntime as ort
+
+    model = ops_bench._light(name, batch)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+    opts.enable_profiling = True
+    opts.profile_file_prefix = os.path.join(profile_dir, "ort")
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    return sess, ops_bench._feeds(model)
+
+
+def _ort_nodes(path: str) -> list[tuple[str, str, float]]:
+    """(node, op type, median us) per node of onnxruntime's profile, in run order."""
+    with open(path) as f:
+        events = json.load(f)
+    times: dict[str, list[float]] = {}
+    kinds: dict[str, str] = {}
+    for event in events:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            node = event["name"].removesuffix("_kernel_time")
+            times.setdefault(node, []).append(float(event["dur"]))
+            kinds[node] = event.get("args", {}).get("op_name", "?")
+    return [(node, kinds[node], statistics.median(t)) for node, t in times.items()]
 
 
 def main() -> None:
@@ -61,41 +88,51 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--top", type=int, default=0, help="only the N steps that lose most")
+    parser.add_argument("--ort", action="store_true", help="onnxruntime's per-node medians too")
     args = parser.parse_args()
-    plan, names, ort_run = _labelled_plan(args.model, args.batch)
-    calls = plan._calls
-    cold: list[list[float]] = [[] for _ in calls]
+    _, labels, calls = _plan(args.model, args.batch)
+    in_run: list[list[float]] = [[] for _ in calls]
     warm: list[list[float]] = [[] for _ in calls]
     ort_times: list[float] = []
     clock = time.perf_counter
-    for _ in range(args.rounds):
-        start = clock()
-        ort_run()
-        ort_times.append(clock() - start)
-        for i, call in enumerate(calls):
+    with tempfile.TemporaryDirectory() as profile_dir:
+        sess, feeds = _ort_session(args.model, args.batch, profile_dir)
+        for _ in range(args.rounds):
             start = clock()
-            call()
-            cold[i].append(clock() - start)
-            start = clock()
-            call()
-            warm[i].append(clock() - start)
+            sess.run(None, feeds)
+            ort_times.append(clock() - start)
+            for i, call in enumerate(calls):
+                start = clock()
+                call()
+                in_run[i].append(clock() - start)
+            for i, call in enumerate(calls):
+                call()
+                start = clock()
+                call()
+                warm[i].append(clock() - start)
+        nodes = _ort_nodes(sess.end_profiling())
     rows = [
-        (statistics.median(c) * 1e6, statistics.median(w) * 1e6, name)
-        for c, w, name in zip(cold, warm, names, strict=True)
+        (statistics.median(c) * 1e6, statistics.median(w) * 1e6, label)
+        for c, w, label in zip(in_run, warm, labels, strict=True)
     ]
     shown = sorted(rows, key=lambda r: r[1] - r[0])[: args.top] if args.top else rows
     print(f"{args.model}, batch {args.batch}: {args.rounds} rounds, onnxruntime run before each")
-    print("\n| step | op | kernel | output | cold us | warm us | cold / warm |")
+    print("\n| step | op | kernel | output | in run us | warm us | in run / warm |")
     print("|---|---|---|---|---|---|---|")
-    for c, w, name in shown:
-        print(f"| {name} | {c:,.1f} | {w:,.1f} | {c / w:.2f} |")
-    total_cold = sum(r[0] for r in rows)
+    for c, w, label in shown:
+        print(f"| {label} | {c:,.1f} | {w:,.1f} | {c / w:.2f} |")
+    total_in_run = sum(r[0] for r in rows)
     total_warm = sum(r[1] for r in rows)
     print(
-        f"\nsteps cold {total_cold:,.0f} us, warm {total_warm:,.0f} us "
-        f"({total_cold / total_warm:.2f}x); onnxruntime's whole run "
-        f"{statistics.median(ort_times) * 1e6:,.0f} us"
+        f"\nsteps in run {total_in_run:,.0f} us, warm {total_warm:,.0f} us "
+        f"({total_in_run / total_warm:.2f}x); onnxruntime's whole run "
+        f"{statistics.median(ort_times) * 1e6:,.0f} us (profiled), its nodes "
+        f"{sum(t for _, _, t in nodes):,.0f} us"
     )
+    if args.ort:
+        print("\n| onnxruntime node | op | us |\n|---|---|---|")
+        for node, kind, us in nodes:
+            print(f"| {node} | {kind} | {us:,.1f} |")
 
 
 if __name__ == "__main__":

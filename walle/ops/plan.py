@@ -208,6 +208,7 @@ class CompiledPlan:
         )
         calls: list[Call] = []
         run: list[Call] = []
+        owner: dict[int, str] = {}  # id of a step's call -> the step's name
         current: Backend | None = None
         for planned in steps:
             step = None if is_alias(planned, graph) else self.in_place.step(planned)
@@ -223,10 +224,13 @@ class CompiledPlan:
                 calls += current.finish(run)
                 run = []
             current = backend
-            run += backend.compile(step, choice.algorithm, graph, self.buffers)
+            compiled = backend.compile(step, choice.algorithm, graph, self.buffers)
+            owner.update((id(call), step.name) for call in compiled)
+            run += compiled
         if current is not None:
             calls += current.finish(run)
         self._calls = tuple(calls)
+        self._call_steps = tuple(owner.get(id(call)) for call in calls)
         self._in = tuple(self.buffers[n] for n in graph.inputs)
         self._out = tuple(self.buffers[n] for n in graph.outputs)
         # A direct plan reads the caller's arrays as they are: not for ids, checked on load.
@@ -299,6 +303,13 @@ class CompiledPlan:
     def call_count(self) -> int:
         """How many Python-level calls one run makes (lower is better at batch 1)."""
         return len(self._calls)
+
+    @property
+    def step_calls(self) -> tuple[tuple[str | None, Call], ...]:
+        """The calls one run makes, in order, each with the name of the step it runs (None
+        for a call its backend adds around the steps'): to time a plan step by step
+        (``benchmarks/ops_steps.py``). A call reads and writes the plan's ``buffers``."""
+        return tuple(zip(self._call_steps, self._calls, strict=True))
 
 
 class SubBatchPlan:

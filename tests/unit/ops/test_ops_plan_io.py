@@ -213,3 +213,26 @@ def test_ops_one_matmul_plan_that_does_not_read_each_input_once_copies(backend) 
         feeds = {n: rng.uniform(-1, 1, graph.shape(n)).astype(np.float32) for n in graph.inputs}
         want = run_reference(graph, feeds)[0]
         np.testing.assert_allclose(plan(*feeds.values())[0], want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "cython"])
+def test_ops_plan_step_calls_name_each_call_and_rerun_the_plan(backend) -> None:
+    """``step_calls`` lists a run's calls in order with the step each runs: run one by one on
+    the plan's buffers (as benchmarks/ops_steps.py times them) they give the plan's output."""
+    backend_or_skip(backend)
+    b = GraphBuilder()
+    x = b.input("x", (6, 20))
+    w = b.const(np.linspace(-1, 1, 20 * 12, dtype=np.float32).reshape(20, 12))
+    y = b.softmax(b.relu(b.matmul(x, w)))
+    graph = b.build([b.transpose(y, (1, 0))])
+    plan = compile_graph(graph, pin=backend, use_cache=False)
+    pairs = plan.step_calls
+    assert len(pairs) == plan.call_count
+    names = {step.name for step in plan.steps}
+    assert all(name in names for name, _ in pairs), pairs
+    xv = np.random.default_rng(2).uniform(-2, 2, (6, 20)).astype(np.float32)
+    plan.buffers[graph.inputs[0]][...] = xv
+    for _, call in pairs:
+        call()
+    want = run_reference(graph, {"x": xv})[0]
+    np.testing.assert_allclose(plan.buffers[graph.outputs[0]], want, rtol=1e-5, atol=1e-5)
