@@ -291,6 +291,7 @@ cdef extern from "winograd.h":
         float* y
         long yk
         float relu
+        int pf_out
     long walle_wino_lanes(int level, int nv) nogil
     int walle_wino_max_nv(int level) nogil
     void walle_wino_run(const walle_wino* p, int level, int nv, int m, long g0, long g1,
@@ -354,6 +355,15 @@ def _wino_groups(int level, long tiles):
         if best is None or cost < best[0]:
             best = (cost, nv, groups - (last[1] > 0), *last)
     return best[1:]
+
+
+# Output planes from which a Winograd conv asks for each block's output lines while its
+# products run (winograd.h, pf_out): its stores scatter 4-float rows of 8 channels at once,
+# more streams than the prefetchers follow, and a 55x55 plane's lines come from memory in a
+# whole model (SqueezeNet's 16 -> 64: 1.2-1.35x its warm time). From 50x50 up: SqueezeNet
+# 0.99-0.95x, ResNet-50 0.98x, Inception v2 0.97x (whole models, interleaved, onnxruntime
+# run before each); on every plane (13x13 too) SqueezeNet took 1.03x, from 27x27 0.98x.
+_WINO_PF_OUT_PLANE = 2500
 
 
 cdef class WinogradKernel:
@@ -458,6 +468,7 @@ cdef class WinogradKernel:
         self.p.yk = yk
         self.p.relu = relu
         self.p.first = 0
+        self.p.pf_out = oh * ow >= _WINO_PF_OUT_PLANE
         self.last = self.p
         self.last.first = self.groups * lanes
 

@@ -55,6 +55,8 @@ typedef struct {
     float* y;        /* channel 0 of this conv's outputs in [n][yk][oh][ow] */
     long yk;         /* channels of y per image: k, or more for one group of a grouped conv */
     float relu;
+    int pf_out;      /* ask for each block's output lines while its products run (big
+                        planes: ops_conv.pyx, _WINO_PF_OUT_PLANE) */
 } walle_wino;
 
 typedef float walle_wv16 __attribute__((vector_size(64)));
@@ -294,8 +296,18 @@ ATTR static void NAME(const walle_wino* p, long g0, long g1, float* vbuf, float*
             }                                                                                  \
         }                                                                                      \
         for (int l = 0; l < L; l++) any_bad |= chk[l] != chk[l];                               \
+        /* the group's output span per channel (one image: first to last tile), in lines */    \
+        long lastl = t0 + L <= p->tiles ? L - 1 : p->tiles - 1 - t0;                           \
+        long span = ybase[lastl] + (OT - 1) * p->ow + OT - ybase[0];                           \
+        int pfo = p->pf_out && (t0 + lastl) / per == t0 / per;                                 \
+        long lines = (span + 15) / 16 + 1;                                                     \
         for (long kb = 0; kb < blocks; kb++) {                                                 \
+            long kv = p->k - kb * 8 < 8 ? p->k - kb * 8 : 8;                                   \
+            long pfn = pfo ? kv * lines : 0;                                                   \
+            const float* yb0 = p->y + kb * 8 * p->oh * p->ow + ybase[0];                       \
             for (int i = 0; i < AA; i++) {                                                     \
+                for (long q = i * pfn / AA; q < (i + 1) * pfn / AA; q++)                       \
+                    __builtin_prefetch(yb0 + q / lines * p->oh * p->ow + q % lines * 16, 1);   \
                 const float* u = p->u + ((long)kb * AA + i) * p->c * 8;                        \
                 const float* v = vbuf + (long)i * p->c * L;                                    \
                 /* NJ channels x NQ vectors in registers: 8 x NV (16 accumulators) where        \

@@ -124,6 +124,26 @@ def test_winograd_kernel_runs_many_input_channels_in_blocks(tile, side, hw) -> N
             )
 
 
+@pytest.mark.parametrize(("tile", "side"), [(2, 3), (4, 3), (2, 5)])
+def test_winograd_kernel_on_big_planes_matches_reference(tile, side) -> None:
+    """Planes of 50x50 and up ask for each block's output lines while its products run
+    (groups that end on a plane's last tiles, and two images, whose groups may span both):
+    the outputs are the reference's, 11 channels (a part block) at every level."""
+    ops_conv = _ops_conv()
+    rng = np.random.default_rng(tile + side)
+    h, w = 53 + side - 3, 57 + side - 3
+    x = rng.uniform(-1, 1, (2, 5, h, w)).astype(np.float32)
+    weight = rng.uniform(-0.5, 0.5, (11, 5, side, side)).astype(np.float32)
+    b = rng.uniform(-1, 1, 11).astype(np.float32)
+    graph = _conv(x, weight, b, 0, True)
+    for level in LEVELS:
+        got, want = _run(ops_conv, graph, x, weight, b, True, level, tile)
+        if got is not None:
+            np.testing.assert_allclose(
+                got, want, rtol=0, atol=1e-4 * np.abs(want).max(), err_msg=level
+            )
+
+
 @pytest.mark.parametrize("tile", [2, 4])
 def test_winograd_kernel_splits_groups_over_threads(tile) -> None:
     """Large enough for the OpenMP split over tile groups (several groups per thread)."""
