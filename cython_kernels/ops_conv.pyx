@@ -741,7 +741,7 @@ cdef class LanesConvKernel:
     """
 
     cdef walle_lanes g
-    cdef long rows, sow
+    cdef long rows, sow, src_offset
     cdef int threads
     cdef readonly bint wide
     cdef readonly int level
@@ -770,7 +770,8 @@ cdef class LanesConvKernel:
         packed, padded_bias = _blocked_weights(weight, bias, cout, taps, cw, -(-cout // cw))
         toff = _tap_offsets(region)
         self.keep = (x, y, packed, padded_bias, toff)
-        self.g.x = (<const float*><size_t>x.ctypes.data) + <long>region.src_offset
+        self.src_offset = int(region.src_offset)
+        self.g.x = (<const float*><size_t>x.ctypes.data) + self.src_offset
         self.g.toff = <const long*><size_t>toff.ctypes.data
         self.g.w = <const float*><size_t>packed.ctypes.data
         self.g.bias = <const float*><size_t>padded_bias.ctypes.data
@@ -784,6 +785,21 @@ cdef class LanesConvKernel:
             1, min(walle_max_threads(), self.rows, int(work / _GRAIN)))
 
     def run(self):
+        self._run(&self.g)
+
+    def io_arrays(self):
+        """The arrays ``run_io`` replaces, in its argument order: the input, the output."""
+        return self.keep[0], self.keep[1]
+
+    def run_io(self, cnp.ndarray x, cnp.ndarray y):
+        """Run on the caller's arrays (each with its build-time array's size): ``x`` read
+        where it lies (a network's input: no copy into the plan), ``y`` written."""
+        cdef walle_lanes g = self.g
+        g.x = _io_ptr(x, self.keep[0].size) + self.src_offset
+        g.y = <float*>_io_ptr(y, self.keep[1].size)
+        self._run(&g)
+
+    cdef void _run(self, const walle_lanes* g) noexcept:
         cdef long i, chunk, start, stop
         with nogil:
             if self.threads > 1:
@@ -792,9 +808,9 @@ cdef class LanesConvKernel:
                     start = i * chunk
                     stop = min(self.rows, start + chunk)
                     if start < stop:
-                        walle_lanes_run(&self.g, self.level, self.wide, self.sow, start, stop)
+                        walle_lanes_run(g, self.level, self.wide, self.sow, start, stop)
             else:
-                walle_lanes_run(&self.g, self.level, self.wide, self.sow, 0, self.rows)
+                walle_lanes_run(g, self.level, self.wide, self.sow, 0, self.rows)
 
 
 cdef const float* _io_ptr(cnp.ndarray array, long size) except NULL:

@@ -92,6 +92,10 @@ def test_ops_lanes_kernel_every_level_matches_reference(
         kernel.run()
         np.testing.assert_array_equal(np.isnan(out), np.isnan(want), err_msg=level)
         np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4, err_msg=f"{level} {wide}")
+        # run_io: the caller's arrays (a network's input read where it lies): the same bits
+        again = np.full(want.shape, -7.0, np.float32)
+        kernel.run_io(padded.copy(), again)
+        np.testing.assert_array_equal(again, out, err_msg=f"run_io {level} {wide}")
 
 
 @pytest.mark.parametrize(
@@ -111,6 +115,17 @@ def test_ops_lanes_kernel_takes_rows_of_one_tile_and_strides_up_to_4(ow, stride,
         return
     with pytest.raises(ValueError, match="lanes conv kernel: output rows of"):
         ops_conv.LanesConvKernel(x, weight, None, out, region, "relu")
+
+
+def test_ops_lanes_kernel_run_io_refuses_arrays_of_other_sizes() -> None:
+    ops_conv = _ops_conv()
+    region = Region(0, 0, (3 * 5 * 20, 5 * 20, 20, 1, 20, 1), 0, (0,) * 6, (1, 3, 3, 3, 3, 18))
+    x, out = np.zeros((1, 3, 5, 20), np.float32), np.zeros((1, 2, 54), np.float32)
+    kernel = ops_conv.LanesConvKernel(x, np.zeros((2, 27), np.float32), None, out, region, "none")
+    assert kernel.io_arrays()[0] is x and kernel.io_arrays()[1] is out
+    for bad_x, bad_out in ((x[:, :, :4], out), (x, out[:, :1]), (x.astype(np.float64), out)):
+        with pytest.raises(ValueError, match="run_io needs"):
+            kernel.run_io(bad_x, bad_out)
 
 
 def test_ops_lanes_kernel_refuses_a_region_outside_its_source() -> None:

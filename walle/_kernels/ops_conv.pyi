@@ -155,6 +155,9 @@ class LanesConvKernel:
         """Whether it runs AVX-512's 32 x 8 tile (read-only)."""
     def run(self) -> None:
         """Compute y from the build-time buffers (GIL released, OpenMP over output rows)."""
+    def io_arrays(self) -> tuple[FloatArray, FloatArray]: ...
+    def run_io(self, x: FloatArray, y: FloatArray) -> None:
+        """Run on the caller's x (read where it lies) and y, sized as the build-time ones."""
 
 class MatmulPackedKernel:
     """c[m, n] = act(a @ b + bias) as a packed GEMM: a's rows read in place 8 at a time

@@ -237,6 +237,12 @@ class CompiledPlan:
         checked = bool(graph.index_inputs)
         self._direct = None if checked else _direct_io(calls, self._in, self._out)
         self._fast_load = not checked
+        # Else its first call may read the one input in place (run1 then skips the copy).
+        self._reader = (
+            None
+            if checked or self._direct is not None
+            else _input_reader(graph, steps, calls, owner, self._in)
+        )
         self._spare: FloatArray | None = None
 
     def __call__(self, *arrays: npt.ArrayLike) -> list[FloatArray]:
@@ -255,6 +261,12 @@ class CompiledPlan:
         buf = self._in[0]
         if self._direct is not None and len(self._in) == 1 and _is_ready(x, buf):
             return self._run_direct(x)
+        reader = self._reader
+        if reader is not None and _is_ready(x, buf) and not np.may_share_memory(x, reader[1]):
+            reader[0](x, reader[1])
+            for call in self._calls[1:]:
+                call()
+            return self._out[0].copy()
         if x.shape != buf.shape or x.dtype != np.float32 or not self._fast_load:
             self._load(self.graph.inputs[0], buf, x)
         else:
@@ -439,6 +451,44 @@ def _direct_io(
         run_io(*args, arrays[-1])
 
     return run_mapped
+
+
+def _input_reader(
+    graph: Graph,
+    steps: list[FusedStep],
+    calls: list[Call],
+    owner: Mapping[int, str],
+    ins: tuple[FloatArray, ...],
+) -> tuple[Callable[..., None], FloatArray] | None:
+    """``(run_io, out)`` of the plan's first call where it alone reads the one graph input
+    and can read a caller's array in place (a network's first conv or pad: ``run_io(x,
+    out)``), else None. Then ``run1`` hands it the caller's array instead of copying it into
+    the input buffer first (a 3x224x224 image: 23-52 us per call, 0.8% of SqueezeNet 1.1).
+
+    Only the first call: nothing runs before it, so nothing can have written the caller's
+    array; and the input must have no other reader (no alias of it either), so that no later
+    call looks for it in the buffer that was not filled.
+    """
+    if len(ins) != 1 or len(graph.outputs) != 1 or not calls:
+        return None
+    name, buffer = graph.inputs[0], ins[0]
+    readers = [s for s in steps if name in s.inputs]
+    if len(readers) != 1 or is_alias(readers[0], graph):
+        return None
+    first = calls[0]
+    if owner.get(id(first)) != readers[0].name or getattr(first, "__name__", "") != "run":
+        return None
+    if sum(owner.get(id(call)) == readers[0].name for call in calls) != 1:
+        return None
+    kernel: object = getattr(first, "__self__", None)
+    if not isinstance(kernel, DirectKernel):
+        return None
+    bound = kernel.io_arrays()
+    if len(bound) != 2 or not _same_memory(bound[0], buffer) or bound[0].shape != buffer.shape:
+        return None
+    if np.may_share_memory(bound[1], buffer):
+        return None
+    return kernel.run_io, bound[1]
 
 
 def _same_memory(a: FloatArray, b: FloatArray) -> bool:

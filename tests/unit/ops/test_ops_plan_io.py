@@ -236,3 +236,36 @@ def test_ops_plan_step_calls_name_each_call_and_rerun_the_plan(backend) -> None:
         call()
     want = run_reference(graph, {"x": xv})[0]
     np.testing.assert_allclose(plan.buffers[graph.outputs[0]], want, rtol=1e-5, atol=1e-5)
+
+
+def test_ops_plan_first_call_reads_the_callers_input_in_place() -> None:
+    """A network's first step reads the caller's image where it lies when it is the input's
+    only reader and its kernel can (a padded conv's pad raster: always; an unpadded conv: as
+    the kernel the search picks allows): each run1 reads the array it is given (not the
+    previous one), leaves it unchanged, and gives the reference's output. An input with a
+    second reader (the sum) keeps the copy into the plan's buffer."""
+    backend_or_skip("cython")
+    from walle.ops.backends.base import DirectKernel
+
+    rng = np.random.default_rng(4)
+    weight = rng.uniform(-1, 1, (8, 3, 3, 3)).astype(np.float32)
+    for pad, second_reader in ((1, False), (1, True), (0, False)):
+        b = GraphBuilder()
+        x = b.input("x", (1, 3, 21, 41))
+        y = b.relu(b.conv2d(x, b.const(weight), None, strides=(2, 2), pads=(pad,) * 4))
+        out = b.softmax(b.reshape(y, (1, -1)))
+        if second_reader:
+            out = b.binary("add", out, b.reduce("sum", x, (1, 2, 3), keepdims=False))
+        graph = b.build([out])
+        plan = compile_graph(graph, pin="cython", use_cache=False)
+        first = getattr(plan.step_calls[0][1], "__self__", None)
+        can = isinstance(first, DirectKernel) and len(first.io_arrays()) == 2
+        assert (plan._reader is not None) == (can and not second_reader), (pad, first)
+        assert can or pad == 0  # the pad raster reads in place
+        for _ in range(2):
+            xv = rng.uniform(-2, 2, (1, 3, 21, 41)).astype(np.float32)
+            keep = xv.copy()
+            got = plan.run1(xv)
+            np.testing.assert_array_equal(xv, keep)
+            want = run_reference(graph, {"x": keep})[0]
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
