@@ -243,6 +243,7 @@ class CompiledPlan:
             if checked or self._direct is not None
             else _input_reader(graph, steps, calls, owner, self._in)
         )
+        self._after_reader = self._calls[1:]  # the calls run1 makes after the reader
         self._spare: FloatArray | None = None
 
     def __call__(self, *arrays: npt.ArrayLike) -> list[FloatArray]:
@@ -264,7 +265,7 @@ class CompiledPlan:
         reader = self._reader
         if reader is not None and _is_ready(x, buf) and not np.may_share_memory(x, reader[1]):
             reader[0](x, reader[1])
-            for call in self._calls[1:]:
+            for call in self._after_reader:
                 call()
             return self._out[0].copy()
         if x.shape != buf.shape or x.dtype != np.float32 or not self._fast_load:
