@@ -742,7 +742,7 @@ cdef class LanesConvKernel:
 
     cdef walle_lanes g
     cdef long rows, sow, src_offset
-    cdef int threads
+    cdef readonly int threads
     cdef readonly bint wide
     cdef readonly int level
     cdef object keep
@@ -811,6 +811,102 @@ cdef class LanesConvKernel:
                         walle_lanes_run(g, self.level, self.wide, self.sow, start, stop)
             else:
                 walle_lanes_run(g, self.level, self.wide, self.sow, 0, self.rows)
+
+
+cdef extern from "conv_pool.h":
+    ctypedef struct walle_lanes_pool:
+        long kh, kw, sh, sw, ph, pw, band
+        int kind
+        float scale
+    long walle_lanes_pool_rows(const walle_lanes_pool* p) nogil
+    long walle_pool_row_scratch(const long* sz, const long* st) nogil
+    void walle_lanes_pool_run(const walle_lanes* g, const walle_lanes_pool* p, int level,
+                              int wide, long sow, int pool_level, long images, float* buf,
+                              float* y, float* v) nogil
+
+
+LANES_POOL_BAND_BYTES = 256 * 1024  # a band buffer's size: in L2 beside the pool's rows
+
+
+cdef class LanesPoolKernel:
+    """A :class:`LanesConvKernel` and the pooling window that alone reads its output, in
+    bands of rows (conv_pool.h): each band's conv rows go to a buffer of about ``band_bytes``
+    that the pool reads while L2 holds it, instead of through the conv's whole output (which
+    is never written). ``y`` is the pool's output [N, Cout, PH, PW]; ``sizes`` and
+    ``strides`` are the pool's region over the conv's output ([KH, KW, N, Cout, PH, PW],
+    offset 0, windows along rows at column stride 1 or 2: WindowReduceKernel's row kernels),
+    ``kind`` 0 sum, 1 mean, 2 max; ``pool_level`` the pool's instruction-set level. The same
+    bits as the two kernels apart. ValueError on a region that is not such a pooling of the
+    conv's output. One thread.
+    """
+
+    cdef LanesConvKernel conv
+    cdef walle_lanes_pool p
+    cdef int pool_level
+    cdef long images
+    cdef float* buf
+    cdef float* v
+    cdef float* y
+    cdef object keep
+
+    def __init__(self, LanesConvKernel conv, y, sizes, strides, int kind, int pool_level,
+                 long band_bytes=LANES_POOL_BAND_BYTES):
+        kh, kw, n, c, ph, pw = (int(v) for v in sizes)
+        s = [int(v) for v in strides]
+        oh, ow = conv.g.oh, conv.g.ow
+        images = conv.rows // oh
+        if y.dtype != np.float32 or not y.flags.c_contiguous or y.size != n * c * ph * pw:
+            raise ValueError("lanes pool kernel: the output must be a C-contiguous float32 "
+                             f"array of {n * c * ph * pw} elements")
+        if (n != images or c != conv.g.cout or kw < 2 or s[5] not in (1, 2) or s[4] % ow
+                or s[:2] != [ow, 1] or s[3] != oh * ow or (n > 1 and s[2] != c * oh * ow)
+                or s[4] < ow
+                or (ph - 1) * (s[4] // ow) + kh > oh or (pw - 1) * s[5] + kw > ow):
+            raise ValueError(f"lanes pool kernel: sizes {list(sizes)} strides {s} are not a "
+                             f"row-wise pooling of the conv's {n} x {c} x {oh} x {ow} output")
+        if not 0 <= pool_level <= 2:
+            raise ValueError(f"lanes pool kernel: pool level {pool_level} (0 to 2)")
+        self.conv, self.pool_level, self.images = conv, pool_level, images
+        self.p.kh, self.p.kw, self.p.sh, self.p.sw = kh, kw, s[4] // ow, s[5]
+        self.p.ph, self.p.pw, self.p.kind = ph, pw, kind
+        self.p.scale = 1.0 / (kh * kw) if kind == 1 else 1.0
+        rows_fit = (band_bytes // (4 * c * ow) - kh) // self.p.sh + 1
+        self.p.band = max(1, min(ph, rows_fit))
+        cdef long row_sz[6]
+        cdef long row_st[6]
+        for i in range(6):
+            row_sz[i], row_st[i] = int(sizes[i]), s[i]
+        buf = np.zeros(c * walle_lanes_pool_rows(&self.p) * ow, np.float32)
+        v = np.zeros(walle_pool_row_scratch(row_sz, row_st), np.float32)
+        self.buf = <float*><size_t>buf.ctypes.data
+        self.v = <float*><size_t>v.ctypes.data
+        self.y = <float*><size_t>y.ctypes.data
+        self.keep = (y, buf, v)
+
+    @property
+    def band(self):
+        """Pooled rows per band."""
+        return self.p.band
+
+    def run(self):
+        self._run(&self.conv.g, self.y)
+
+    def io_arrays(self):
+        """The arrays ``run_io`` replaces, in its argument order: the conv's input, the
+        pool's output."""
+        return self.conv.keep[0], self.keep[0]
+
+    def run_io(self, cnp.ndarray x, cnp.ndarray y):
+        """Run on the caller's arrays (each with its build-time array's size): ``x`` read
+        where it lies (a network's input: no copy into the plan), ``y`` written."""
+        cdef walle_lanes g = self.conv.g
+        g.x = _io_ptr(x, self.conv.keep[0].size) + self.conv.src_offset
+        self._run(&g, <float*>_io_ptr(y, self.keep[0].size))
+
+    cdef void _run(self, const walle_lanes* g, float* y) noexcept:
+        with nogil:
+            walle_lanes_pool_run(g, &self.p, self.conv.level, self.conv.wide, self.conv.sow,
+                                 self.pool_level, self.images, self.buf, y, self.v)
 
 
 cdef const float* _io_ptr(cnp.ndarray array, long size) except NULL:

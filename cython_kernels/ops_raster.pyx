@@ -167,11 +167,6 @@ cdef extern from *:
                 for (long t = 0; t < n; t++) dst[t] *= scale;
         }
     }
-    /* The floats walle_window_reduce's scratch must hold for sizes sz, strides st. */
-    /* Floats of one reduced row of pool_rows.h's row kernels, which read 2 vectors past it. */
-    static long walle_pool_row_scratch(const long* sz, const long* st) {
-        return (sz[5] - 1) * st[5] + sz[1] + 48;
-    }
     /* Floats walle_pool_padded_at's scratch must hold (sz and g as walle_pool_padded_*). */
     static long walle_pool_padded_scratch(const long* sz, const long* st, const long* g) {
         long rows = walle_pool_row_scratch(sz, st);
@@ -180,6 +175,7 @@ cdef extern from *:
         same = same > even ? same : even;
         return rows > same ? rows : same;
     }
+    /* The floats walle_window_reduce's scratch must hold for sizes sz, strides st. */
     static long walle_window_scratch(const long* sz, const long* st) {
         long planes = walle_pool_planes_scratch(sz, st);
         long rows = walle_pool_row_scratch(sz, st);
@@ -301,18 +297,7 @@ cdef extern from *:
         } else if (walle_pool_planes_fit(sz, st)) {  /* pool_rows.h: runs of whole planes */
             WALLE_AT_LEVEL(level, walle_pool_planes, x, y, sz, st, kind, scale, scratch);
         } else if (walle_pool_rows_fit(sz, st)) {  /* pool_rows.h: a row at a time */
-    #ifdef WALLE_POOL_SHORT_X86
-            if (level == 2 && walle_pool_short_fit(sz, st, 16)) {
-                walle_pool_short_l2(x, y, sz, st, kind, scale, scratch);
-                return;
-            }
-            if (level >= 1 && walle_pool_short_fit(sz, st, 8)) {
-                walle_pool_short_l1(x, y, sz, st, kind, scale, scratch);
-                return;
-            }
-    #endif
-            while (level > 0 && sz[5] < (4L << level)) level--;  /* no wider than a row */
-            WALLE_AT_LEVEL(level, walle_pool_rows, x, y, sz, st, kind, scale, scratch);
+            walle_pool_rows_at(level, x, y, sz, st, kind, scale, scratch);
         } else {
             WALLE_AT_LEVEL(level, walle_window_reduce, x, y, sz, st, kind, scale, scratch);
         }
@@ -678,6 +663,12 @@ cdef class WindowReduceKernel:
         with nogil:
             walle_window_reduce(self.x + self.offset, self.y, self.sizes, self.strides,
                                 self.kind, self.scale, self.scratch)
+
+    def geometry(self):
+        """``(x, y, sizes, strides, offset, kind)`` as built: what a kernel that runs this
+        pooling inside its own loop needs (ops_conv.LanesPoolKernel)."""
+        return (self.keep[0], self.keep[1], tuple(self.sizes), tuple(self.strides),
+                self.offset, self.kind)
 
 
 cdef class PaddedWindowReduceKernel:

@@ -684,4 +684,34 @@ static inline int walle_pool_rows_fit(const long* sz, const long* st) {
     return st[1] == 1 && sz[1] > 1 && (st[5] == 1 || st[5] == 2);
 }
 
+/* Floats walle_pool_rows_at's scratch must hold: one reduced row, which the row kernels
+   read 2 vectors past. */
+static inline long walle_pool_row_scratch(const long* sz, const long* st) {
+    return (sz[5] - 1) * st[5] + sz[1] + 48;
+}
+
+/* A region of walle_pool_rows_fit at instruction-set ``level`` (2 AVX-512, 1 AVX2, 0 SSE):
+   rows of at most a vector by walle_pool_short_*, the others by walle_pool_rows_* at the
+   widest level no wider than a row. ``v`` holds walle_pool_row_scratch floats. */
+static void walle_pool_rows_at(int level, const float* x, float* y, const long* sz,
+                               const long* st, int kind, float scale, float* v) {
+#ifdef WALLE_POOL_SHORT_X86
+    if (level == 2 && walle_pool_short_fit(sz, st, 16)) {
+        walle_pool_short_l2(x, y, sz, st, kind, scale, v);
+        return;
+    }
+    if (level >= 1 && walle_pool_short_fit(sz, st, 8)) {
+        walle_pool_short_l1(x, y, sz, st, kind, scale, v);
+        return;
+    }
+#endif
+    while (level > 0 && sz[5] < (4L << level)) level--; /* no wider than a row */
+    if (level == 2)
+        walle_pool_rows_l2(x, y, sz, st, kind, scale, v);
+    else if (level == 1)
+        walle_pool_rows_l1(x, y, sz, st, kind, scale, v);
+    else
+        walle_pool_rows_l0(x, y, sz, st, kind, scale, v);
+}
+
 #endif

@@ -153,11 +153,42 @@ class LanesConvKernel:
     @property
     def wide(self) -> bool:
         """Whether it runs AVX-512's 32 x 8 tile (read-only)."""
+    @property
+    def threads(self) -> int:
+        """OpenMP threads a run splits its rows over (read-only)."""
     def run(self) -> None:
         """Compute y from the build-time buffers (GIL released, OpenMP over output rows)."""
     def io_arrays(self) -> tuple[FloatArray, FloatArray]: ...
     def run_io(self, x: FloatArray, y: FloatArray) -> None:
         """Run on the caller's x (read where it lies) and y, sized as the build-time ones."""
+
+LANES_POOL_BAND_BYTES: int
+
+class LanesPoolKernel:
+    """A :class:`LanesConvKernel` and the row-wise pooling that alone reads its output, run a
+    band of rows at a time through a buffer of about ``band_bytes`` (the conv's output is
+    never written): the same bits as the two apart. ``sizes``/``strides``: the pool's region
+    over the conv's output (offset 0); ``kind`` 0 sum, 1 mean, 2 max. ValueError on a region
+    that is not such a pooling. One thread.
+    """
+
+    def __init__(
+        self,
+        conv: LanesConvKernel,
+        y: FloatArray,
+        sizes: tuple[int, ...],
+        strides: tuple[int, ...],
+        kind: int,
+        pool_level: int,
+        band_bytes: int = ...,
+    ) -> None: ...
+    @property
+    def band(self) -> int:
+        """Pooled rows per band."""
+    def run(self) -> None: ...
+    def io_arrays(self) -> tuple[FloatArray, FloatArray]: ...
+    def run_io(self, x: FloatArray, y: FloatArray) -> None:
+        """Run on the caller's x (the conv's input, read where it lies) and y."""
 
 class MatmulPackedKernel:
     """c[m, n] = act(a @ b + bias) as a packed GEMM: a's rows read in place 8 at a time

@@ -84,6 +84,10 @@ class WindowReduceKernel:
 
     def __init__(self, x: FloatArray, y: FloatArray, region: Region, kind: int) -> None: ...
     def run(self) -> None: ...
+    def geometry(
+        self,
+    ) -> tuple[FloatArray, FloatArray, tuple[int, ...], tuple[int, ...], int, int]:
+        """``(x, y, sizes, strides, offset, kind)`` as built."""
 
 class PaddedWindowReduceKernel:
     """:class:`WindowReduceKernel` over a bordered tensor read through its pad raster's

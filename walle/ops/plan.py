@@ -229,6 +229,7 @@ class CompiledPlan:
             run += compiled
         if current is not None:
             calls += current.finish(run)
+        calls = _interleaved(graph, steps, calls, owner, choices, backends)
         self._calls = tuple(calls)
         self._call_steps = tuple(owner.get(id(call)) for call in calls)
         self._in = tuple(self.buffers[n] for n in graph.inputs)
@@ -452,6 +453,56 @@ def _direct_io(
         run_io(*args, arrays[-1])
 
     return run_mapped
+
+
+def _interleaved(
+    graph: Graph,
+    steps: list[FusedStep],
+    calls: list[Call],
+    owner: dict[int, str],
+    choices: Mapping[str, Choice],
+    backends: Mapping[str, Backend],
+) -> list[Call]:
+    """``calls`` with each pair of neighbours that their backend runs as one call
+    (:meth:`Backend.interleave`: a stem conv and its pooling, a band of rows at a time)
+    replaced by it; ``owner`` gives the joint call to the first call's step.
+
+    Only where each is its step's one call, both steps run on the same backend, and the
+    second step alone reads the first's output (no other step, no alias, not a graph
+    output): the joint call never writes that tensor.
+    """
+    per_step: dict[str | None, int] = {}
+    for call in calls:
+        name = owner.get(id(call))
+        per_step[name] = per_step.get(name, 0) + 1
+    by_name = {step.name: step for step in steps}
+    out: list[Call] = []
+    i = 0
+    while i < len(calls):
+        first = calls[i]
+        joint = None
+        if i + 1 < len(calls):
+            then = calls[i + 1]
+            a, b = by_name.get(owner.get(id(first), "")), by_name.get(owner.get(id(then), ""))
+            if (
+                a is not None
+                and b is not None
+                and a is not b
+                and per_step[a.name] == per_step[b.name] == 1
+                and choices[a.name].backend == choices[b.name].backend
+                and a.output not in graph.outputs
+                and [s.name for s in steps if a.output in s.inputs] == [b.name]
+            ):
+                joint = backends[choices[a.name].backend].interleave(first, then)
+        if joint is None:
+            out.append(first)
+            i += 1
+        else:
+            owner[id(joint)] = owner.pop(id(first))
+            del owner[id(calls[i + 1])]  # ids of dropped calls may come back as new objects
+            out.append(joint)
+            i += 2
+    return out
 
 
 def _input_reader(

@@ -185,6 +185,13 @@ class Backend(ABC):
         """Hook to batch consecutive calls of this backend (e.g. one queue flush)."""
         return calls
 
+    def interleave(self, first: Call, then: Call) -> Call | None:
+        """One call that does ``first`` and then ``then`` in a single pass (a conv and the
+        pooling that reads its output, a band of rows at a time), or None where this backend
+        has no such kernel. The plan asks only where ``then``'s step alone reads what
+        ``first``'s step writes, so nothing else misses the intermediate tensor."""
+        return None
+
     # -- cost model -----------------------------------------------------------------------
     def estimate(self, step: FusedStep, algorithm: str, graph: Graph) -> float:
         """Predicted seconds for ``step`` run alone with ``algorithm`` (the search ranks by

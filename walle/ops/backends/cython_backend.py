@@ -36,7 +36,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from functools import partial
+from functools import cache, partial
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -279,6 +280,47 @@ class CythonBackend(Backend):
             raise BackendError(f"cython: step {step.name!r} broadcasts its batch dims")
         a, b, out = ins[0].reshape(views[0]), ins[1].reshape(views[1]), out.reshape(views[2])
         return _gemm(algorithm, a, b, out, bias, mode, step.attr("act"), b_constant)
+
+    def interleave(self, first: Call, then: Call) -> Call | None:
+        """A lanes conv (a network's RGB stem) and the row-wise pooling that alone reads its
+        output as one ``ops_conv.LanesPoolKernel``: the conv's rows go to a buffer of half
+        the L2 that the pool reads before they leave it (SqueezeNet 1.1's stem and 3x3/2
+        max pool: 3.15 MB between them otherwise, read back from L3)."""
+        conv, pool = getattr(first, "__self__", None), getattr(then, "__self__", None)
+        if not (
+            isinstance(conv, ops_conv.LanesConvKernel)
+            and isinstance(pool, ops_raster.WindowReduceKernel)
+            and getattr(first, "__name__", "") == getattr(then, "__name__", "") == "run"
+            and conv.threads == 1
+        ):
+            return None
+        x, y, sizes, strides, offset, kind = pool.geometry()
+        written = conv.io_arrays()[1]
+        if offset or x.ctypes.data != written.ctypes.data or x.nbytes != written.nbytes:
+            return None
+        try:
+            kernel = ops_conv.LanesPoolKernel(
+                conv, y, sizes, strides, kind, ops_raster.level(), _l2_bytes() // 2
+            )
+        except ValueError:  # not a row-wise pooling of the whole output
+            return None
+        return kernel.run
+
+
+@cache
+def _l2_bytes() -> int:
+    """This CPU's L2 cache per core (Linux's sysfs), or 512 KiB where it does not say."""
+    for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+        try:
+            level = (index / "level").read_text().strip()
+            kind = (index / "type").read_text().strip()
+            size = (index / "size").read_text().strip()
+        except OSError:
+            continue
+        unit = {"K": 1 << 10, "M": 1 << 20}.get(size[-1:])
+        if level == "2" and kind in ("Unified", "Data") and unit and size[:-1].isdigit():
+            return int(size[:-1]) * unit
+    return 512 * 1024
 
 
 # A chain's op list for ops_math.ChainKernel: (op, kind, operand, side) each.

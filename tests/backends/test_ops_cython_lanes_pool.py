@@ -1,0 +1,168 @@
+"""A stem conv and the pooling that alone reads its output, run a band of rows at a time
+(``ops_conv.LanesPoolKernel``, conv_pool.h), and the plan pass that puts them together.
+
+The joint kernel must give the same bits as the lanes conv and the window reduce run apart,
+for any band size (one pooled row a band, a few, all of them), window and stride (rows shared
+by two bands' windows are moved, not recomputed; windows that do not overlap; rows past the
+last window never computed), batch, sum / mean / max with NaN and inf in the input, every
+conv tile level and every pool level. A plan puts them together only where the pool is the
+conv's one reader.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests._backends import backend_or_skip, compile_placed, im2col_node
+from walle.ops import GraphBuilder, run_reference
+from walle.ops.ir import Region
+
+_LEVELS = ("avx512", "avx2", "sse")
+
+
+def _kernels():
+    backend_or_skip("cython")
+    from walle._kernels import ops_conv, ops_raster
+
+    return ops_conv, ops_raster
+
+
+def _stem(rng, n, c, cout, oh, ow, k, s, special):
+    """A conv's input, weights, bias and im2col region giving an oh x ow output."""
+    x = rng.uniform(-2, 2, (n, c, (oh - 1) * s + k, (ow - 1) * s + k)).astype(np.float32)
+    if special:
+        flat = x.reshape(-1)
+        flat[::29] = np.nan
+        flat[3::31] = np.inf
+        flat[5::37] = -np.inf
+    weight = rng.uniform(-1, 1, (cout, c, k, k)).astype(np.float32)
+    bias = rng.uniform(-1, 1, cout).astype(np.float32)
+    b = GraphBuilder()
+    conv = b.conv2d(b.input("x", x.shape), b.const(weight), b.const(bias), strides=(s, s))
+    graph = b.build([conv])
+    return x, weight.reshape(cout, -1), bias, im2col_node(graph).attr("regions")[0]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 2),
+    c=st.integers(1, 3),
+    cout=st.integers(1, 40),
+    oh=st.integers(2, 30),
+    ow=st.integers(16, 60),
+    k=st.sampled_from([1, 3, 7]),
+    s=st.integers(1, 4),
+    pk=st.integers(2, 4),
+    ps=st.integers(1, 3),
+    kind=st.sampled_from([0, 1, 2]),
+    band_bytes=st.sampled_from([1, 3000, 40000, 1 << 30]),
+    special=st.booleans(),
+    seed=st.integers(0, 50),
+)
+def test_ops_lanes_pool_kernel_is_the_two_kernels_apart_bit_for_bit(
+    n, c, cout, oh, ow, k, s, pk, ps, kind, band_bytes, special, seed
+) -> None:
+    ops_conv, ops_raster = _kernels()
+    pk = min(pk, oh)
+    rng = np.random.default_rng(seed)
+    x, weight, bias, region = _stem(rng, n, c, cout, oh, ow, k, s, special)
+    ph, pw = (oh - pk) // ps + 1, (ow - pk) // min(ps, 2) + 1
+    sizes = (pk, pk, n, cout, ph, pw)
+    strides = (ow, 1, cout * oh * ow, oh * ow, ps * ow, min(ps, 2))
+    pool_region = Region(0, 0, strides, 0, (0,) * 6, sizes)
+    saved = ops_raster.level()
+    try:
+        for level in _LEVELS:
+            mid = np.full((n, cout, oh, ow), -7.0, np.float32)
+            try:
+                conv = ops_conv.LanesConvKernel(x, weight, bias, mid, region, "relu", level)
+            except ValueError as exc:
+                assert "does not run" in str(exc)
+                continue
+            conv.run()
+            for pool_level in range(ops_raster.best_level() + 1):
+                ops_raster.set_level(pool_level)
+                want = np.full((n, cout, ph, pw), -7.0, np.float32)
+                ops_raster.WindowReduceKernel(mid, want, pool_region, kind).run()
+                got = np.full(want.shape, 5.0, np.float32)
+                joint = ops_conv.LanesPoolKernel(
+                    conv, got, sizes, strides, kind, pool_level, band_bytes
+                )
+                assert 1 <= joint.band <= ph
+                joint.run()
+                np.testing.assert_array_equal(got, want, err_msg=f"{level} {pool_level}")
+                again = np.full(want.shape, 5.0, np.float32)
+                caller = x.copy()
+                joint.run_io(caller, again)  # the caller's input, read where it lies
+                np.testing.assert_array_equal(again, want, err_msg=f"run_io {level}")
+                np.testing.assert_array_equal(caller, x)
+    finally:
+        ops_raster.set_level(saved)
+
+
+def test_ops_lanes_pool_kernel_refuses_what_is_not_a_row_pooling_of_the_whole_output() -> None:
+    ops_conv, _ = _kernels()
+    rng = np.random.default_rng(0)
+    x, weight, bias, region = _stem(rng, 1, 3, 8, 9, 20, 3, 2, False)
+    mid = np.zeros((1, 8, 9, 20), np.float32)
+    conv = ops_conv.LanesConvKernel(x, weight, bias, mid, region, "relu")
+    good = ((3, 3, 1, 8, 4, 9), (20, 1, 8 * 180, 180, 40, 2))
+    y = np.zeros((1, 8, 4, 9), np.float32)
+    ops_conv.LanesPoolKernel(conv, y, *good, 2, 0)
+    bad = [
+        ((3, 3, 1, 8, 5, 9), good[1]),  # a fifth row of windows reads past the output
+        ((3, 3, 1, 8, 4, 10), good[1]),  # so does a tenth column
+        ((3, 3, 1, 7, 4, 9), good[1]),  # not every channel
+        (good[0], (20, 1, 8 * 180, 180, 40, 3)),  # column stride 3: not the row kernels'
+        (good[0], (21, 1, 8 * 180, 180, 40, 2)),  # rows not the output's
+        ((3, 1, 1, 8, 4, 9), good[1]),  # one column a window: not separable rows
+    ]
+    for sizes, strides in bad:
+        out = np.zeros(int(np.prod(sizes[2:])), np.float32)
+        with pytest.raises(ValueError, match="lanes pool kernel"):
+            ops_conv.LanesPoolKernel(conv, out, sizes, strides, 2, 0)
+    with pytest.raises(ValueError, match="lanes pool kernel: the output"):
+        ops_conv.LanesPoolKernel(conv, np.zeros(5, np.float32), *good, 2, 0)
+
+
+def _stem_graph(second_reader: bool, avg: bool):
+    rng = np.random.default_rng(3)
+    weight = rng.uniform(-1, 1, (24, 3, 3, 3)).astype(np.float32)
+    b = GraphBuilder()
+    x = b.input("x", (1, 3, 67, 71))
+    bias = b.const(np.linspace(-1, 1, 24, dtype=np.float32))
+    conv = b.conv2d(x, b.const(weight), bias, strides=(2, 2))
+    y = b.relu(conv)
+    pooled = b.avg_pool(y, (2, 2), strides=(2, 2)) if avg else b.max_pool(y, (3, 3), strides=(2, 2))
+    out = b.softmax(b.reshape(pooled, (1, -1)))
+    if second_reader:
+        out = b.binary("add", out, b.reduce("sum", y, (1, 2, 3), keepdims=False))
+    return b.build([out]), y
+
+
+@pytest.mark.parametrize(("second_reader", "avg"), [(False, False), (False, True), (True, False)])
+def test_ops_plan_runs_a_stem_and_its_pooling_as_one_call_where_the_pool_alone_reads_it(
+    second_reader, avg
+) -> None:
+    """The lanes stem conv and its max (or average) pool become one call of the plan, which
+    reads the caller's image in place; with a second reader of the conv's output they stay
+    two calls. The output is the reference's either way."""
+    ops_conv, _ = _kernels()
+    graph, conv_out = _stem_graph(second_reader, avg)
+    plan = compile_placed(graph, lambda step: "cython", algorithms={conv_out: "lanes"})
+    kernels = [type(getattr(call, "__self__", None)).__name__ for _, call in plan.step_calls]
+    joint = kernels.count(ops_conv.LanesPoolKernel.__name__)
+    assert joint == (0 if second_reader else 1), kernels
+    assert ("LanesConvKernel" in kernels) == second_reader
+    assert plan._reader is not None  # the first call reads the image in place either way
+    rng = np.random.default_rng(9)
+    for _ in range(2):
+        xv = rng.uniform(-2, 2, (1, 3, 67, 71)).astype(np.float32)
+        keep = xv.copy()
+        got = plan.run1(xv)
+        np.testing.assert_array_equal(xv, keep)
+        want = run_reference(graph, {"x": keep})[0]
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
