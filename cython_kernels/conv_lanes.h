@@ -97,8 +97,9 @@ typedef struct {
     const long* toff;  /* [taps]: each tap's offset from an output column's first tap */
     const float* w;    /* [blocks][taps][CW], CW = NC * VW channels per block, zero-padded */
     const float* bias; /* [blocks * CW] */
-    float* y;          /* [N][Cout][OH * OW] */
+    float* y;          /* [N][Cout][OH][OW], rows y_row apart, planes y_plane apart */
     long taps, cout, oh, ow;
+    long y_row, y_plane; /* OW and OH * OW, or a wider buffer's (conv_pool.h's bands) */
     long s_n, s_oh;    /* source strides of an image and of an output row */
     float relu;
 } walle_lanes;
@@ -114,7 +115,7 @@ typedef struct {
         VT acc[NC * NP];                                                                       \
         for (int i = 0; i < NC * NP; i++) acc[i] = (VT){0};                                    \
         for (long c = 0; c < NC * VW; c++)                                                     \
-            __builtin_prefetch(yr + c * g->oh * g->ow + WALLE_LANES_AHEAD * NP, 1, 3);         \
+            __builtin_prefetch(yr + c * g->y_plane + WALLE_LANES_AHEAD * NP, 1, 3);            \
         const long* restrict toff = g->toff;                                                   \
         for (long t = 0; t < g->taps; t++) {                                                   \
             const float* s = xr + toff[t];                                                     \
@@ -132,7 +133,7 @@ typedef struct {
                 acc[h * NP + p] = r;                                                           \
             }                                                                                  \
         }                                                                                      \
-        long plane = g->oh * g->ow;                                                            \
+        long plane = g->y_plane;                                                               \
         for (int q = 0; q < NC * NP / VW; q++) {                                               \
             TRANSPOSE(acc + q * VW);                                                           \
             for (int c = 0; c < VW; c++) {                                                     \
@@ -151,14 +152,14 @@ typedef struct {
    (source column stride 1 to 4). */
 #define WALLE_LANES_ROWS(NAME, ATTR, VW, NC, NP, T1, T2, T3, T4)                               \
     ATTR static void NAME(const walle_lanes* g, long sow, long r0, long r1) {                  \
-        const long cw = NC * VW, blocks = (g->cout + cw - 1) / cw, plane = g->oh * g->ow;      \
+        const long cw = NC * VW, blocks = (g->cout + cw - 1) / cw, plane = g->y_plane;         \
         for (long r = r0; r < r1; r++) {                                                       \
             long n = r / g->oh, oh = r % g->oh;                                                \
             const float* xr = g->x + n * g->s_n + oh * g->s_oh;                                \
             for (long cb = 0; cb < blocks; cb++) {                                             \
                 const float* w = g->w + cb * g->taps * cw;                                     \
                 const float* bias = g->bias + cb * cw;                                         \
-                float* yr = g->y + (n * g->cout + cb * cw) * plane + oh * g->ow;               \
+                float* yr = g->y + (n * g->cout + cb * cw) * plane + oh * g->y_row;            \
                 long cvalid = g->cout - cb * cw < cw ? g->cout - cb * cw : cw;                 \
                 for (long j = 0; j < g->ow; j += NP) {                                         \
                     long j0 = j + NP <= g->ow ? j : g->ow - NP; /* the last: shifted back */   \

@@ -710,6 +710,7 @@ cdef extern from "conv_lanes.h":
         const float* bias
         float* y
         long taps, cout, oh, ow
+        long y_row, y_plane
         long s_n, s_oh
         float relu
     long walle_lanes_block(int level, int wide) nogil
@@ -777,6 +778,7 @@ cdef class LanesConvKernel:
         self.g.bias = <const float*><size_t>padded_bias.ctypes.data
         self.g.y = <float*><size_t>y.ctypes.data
         self.g.taps, self.g.cout, self.g.oh, self.g.ow = taps, cout, oh, ow
+        self.g.y_row, self.g.y_plane = ow, oh * ow
         self.g.s_n, self.g.s_oh = s[0], s[4]
         self.g.relu = relu
         self.rows, self.sow = n * oh, s[5]
@@ -815,17 +817,15 @@ cdef class LanesConvKernel:
 
 cdef extern from "conv_pool.h":
     ctypedef struct walle_lanes_pool:
-        long kh, kw, sh, sw, ph, pw, band
+        long kh, kw, sh, sw, ph, pw, top, left, wp, band
         int kind
-        float scale
+        float scale, fill
     long walle_lanes_pool_rows(const walle_lanes_pool* p) nogil
+    long walle_lanes_pool_bands(const walle_lanes_pool* p) nogil
     long walle_pool_row_scratch(const long* sz, const long* st) nogil
     void walle_lanes_pool_run(const walle_lanes* g, const walle_lanes_pool* p, int level,
-                              int wide, long sow, int pool_level, long images, float* buf,
-                              float* y, float* v) nogil
-
-
-LANES_POOL_BAND_BYTES = 256 * 1024  # a band buffer's size: in L2 beside the pool's rows
+                              int wide, long sow, int pool_level, long i0, long i1,
+                              float* buf, float* y, float* v) nogil
 
 
 cdef class LanesPoolKernel:
@@ -833,51 +833,61 @@ cdef class LanesPoolKernel:
     bands of rows (conv_pool.h): each band's conv rows go to a buffer of about ``band_bytes``
     that the pool reads while L2 holds it, instead of through the conv's whole output (which
     is never written). ``y`` is the pool's output [N, Cout, PH, PW]; ``sizes`` and
-    ``strides`` are the pool's region over the conv's output ([KH, KW, N, Cout, PH, PW],
-    offset 0, windows along rows at column stride 1 or 2: WindowReduceKernel's row kernels),
-    ``kind`` 0 sum, 1 mean, 2 max; ``pool_level`` the pool's instruction-set level. The same
-    bits as the two kernels apart. ValueError on a region that is not such a pooling of the
-    conv's output. One thread.
+    ``strides`` are the pool's region ([KH, KW, N, Cout, PH, PW], offset 0, windows along rows
+    at column stride 1 or 2: the row kernels of ops_raster's pools) over the conv's output,
+    or with ``pad`` = (top, left, HP, WP) over that output placed at (top, left) in planes of
+    HP x WP, the rest ``fill`` (a pad raster's: -inf for a max pool). ``kind`` 0 sum, 1 mean,
+    2 max; ``pool_level`` the pool's instruction-set level. The same bits as the kernels
+    apart. ValueError on a region that is not such a pooling of the conv's output. The
+    conv's threads split the bands (each with a buffer of its own).
     """
 
     cdef LanesConvKernel conv
     cdef walle_lanes_pool p
     cdef int pool_level
-    cdef long images
+    cdef long items, buf_size, v_size
     cdef float* buf
     cdef float* v
     cdef float* y
     cdef object keep
 
     def __init__(self, LanesConvKernel conv, y, sizes, strides, int kind, int pool_level,
-                 long band_bytes=LANES_POOL_BAND_BYTES):
+                 long band_bytes, pad=None, float fill=0.0):
         kh, kw, n, c, ph, pw = (int(v) for v in sizes)
         s = [int(v) for v in strides]
         oh, ow = conv.g.oh, conv.g.ow
+        top, left, hp, wp = (0, 0, oh, ow) if pad is None else (int(v) for v in pad)
         images = conv.rows // oh
         if y.dtype != np.float32 or not y.flags.c_contiguous or y.size != n * c * ph * pw:
             raise ValueError("lanes pool kernel: the output must be a C-contiguous float32 "
                              f"array of {n * c * ph * pw} elements")
-        if (n != images or c != conv.g.cout or kw < 2 or s[5] not in (1, 2) or s[4] % ow
-                or s[:2] != [ow, 1] or s[3] != oh * ow or (n > 1 and s[2] != c * oh * ow)
-                or s[4] < ow
-                or (ph - 1) * (s[4] // ow) + kh > oh or (pw - 1) * s[5] + kw > ow):
-            raise ValueError(f"lanes pool kernel: sizes {list(sizes)} strides {s} are not a "
-                             f"row-wise pooling of the conv's {n} x {c} x {oh} x {ow} output")
+        if (n != images or c != conv.g.cout or kw < 2 or s[5] not in (1, 2) or s[4] % wp
+                or s[:2] != [wp, 1] or s[3] != hp * wp or (n > 1 and s[2] != c * hp * wp)
+                or s[4] < wp or (ph - 1) * (s[4] // wp) + kh > hp
+                or (pw - 1) * s[5] + kw > wp or min(top, left) < 0 or top + oh > hp
+                or left + ow > wp):
+            raise ValueError(f"lanes pool kernel: sizes {list(sizes)} strides {s} pad "
+                             f"{(top, left, hp, wp)} are not a row-wise pooling of the conv's "
+                             f"{n} x {c} x {oh} x {ow} output")
         if not 0 <= pool_level <= 2:
             raise ValueError(f"lanes pool kernel: pool level {pool_level} (0 to 2)")
-        self.conv, self.pool_level, self.images = conv, pool_level, images
-        self.p.kh, self.p.kw, self.p.sh, self.p.sw = kh, kw, s[4] // ow, s[5]
+        self.conv, self.pool_level = conv, pool_level
+        self.p.kh, self.p.kw, self.p.sh, self.p.sw = kh, kw, s[4] // wp, s[5]
         self.p.ph, self.p.pw, self.p.kind = ph, pw, kind
+        self.p.top, self.p.left, self.p.wp, self.p.fill = top, left, wp, fill
         self.p.scale = 1.0 / (kh * kw) if kind == 1 else 1.0
-        rows_fit = (band_bytes // (4 * c * ow) - kh) // self.p.sh + 1
+        rows_fit = (band_bytes // (4 * c * wp) - kh) // self.p.sh + 1
         self.p.band = max(1, min(ph, rows_fit))
         cdef long row_sz[6]
         cdef long row_st[6]
         for i in range(6):
             row_sz[i], row_st[i] = int(sizes[i]), s[i]
-        buf = np.zeros(c * walle_lanes_pool_rows(&self.p) * ow, np.float32)
-        v = np.zeros(walle_pool_row_scratch(row_sz, row_st), np.float32)
+        self.items = images * walle_lanes_pool_bands(&self.p)
+        self.buf_size = c * walle_lanes_pool_rows(&self.p) * wp
+        self.v_size = walle_pool_row_scratch(row_sz, row_st)
+        threads = max(1, min(conv.threads, self.items))
+        buf = np.full(threads * self.buf_size, fill, np.float32)
+        v = np.zeros(threads * self.v_size, np.float32)
         self.buf = <float*><size_t>buf.ctypes.data
         self.v = <float*><size_t>v.ctypes.data
         self.y = <float*><size_t>y.ctypes.data
@@ -904,9 +914,23 @@ cdef class LanesPoolKernel:
         self._run(&g, <float*>_io_ptr(y, self.keep[0].size))
 
     cdef void _run(self, const walle_lanes* g, float* y) noexcept:
+        cdef long t, chunk, start, stop
+        cdef long threads = max(1, min(self.conv.threads, self.items))
         with nogil:
-            walle_lanes_pool_run(g, &self.p, self.conv.level, self.conv.wide, self.conv.sow,
-                                 self.pool_level, self.images, self.buf, y, self.v)
+            if threads > 1:
+                chunk = (self.items + threads - 1) // threads
+                for t in prange(threads, num_threads=threads, schedule="static"):
+                    start = t * chunk
+                    stop = min(self.items, start + chunk)
+                    if start < stop:
+                        walle_lanes_pool_run(g, &self.p, self.conv.level, self.conv.wide,
+                                             self.conv.sow, self.pool_level, start, stop,
+                                             self.buf + t * self.buf_size, y,
+                                             self.v + t * self.v_size)
+            else:
+                walle_lanes_pool_run(g, &self.p, self.conv.level, self.conv.wide,
+                                     self.conv.sow, self.pool_level, 0, self.items, self.buf,
+                                     y, self.v)
 
 
 cdef const float* _io_ptr(cnp.ndarray array, long size) except NULL:

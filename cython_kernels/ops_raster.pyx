@@ -714,11 +714,12 @@ cdef class WindowReduceKernel:
             walle_window_reduce(self.x + self.offset, self.y, self.sizes, self.strides,
                                 self.kind, self.scale, self.scratch)
 
-    def geometry(self):
-        """``(x, y, sizes, strides, offset, kind)`` as built: what a kernel that runs this
-        pooling inside its own loop needs (ops_conv.LanesPoolKernel)."""
+    def pooling(self):
+        """``(x, y, sizes, strides, offset, kind, planes, fill)`` as built (``planes`` None,
+        no border): what a kernel that runs this pooling inside its own loop needs
+        (ops_conv.LanesPoolKernel)."""
         return (self.keep[0], self.keep[1], tuple(self.sizes), tuple(self.strides),
-                self.offset, self.kind)
+                self.offset, self.kind, None, 0.0)
 
 
 cdef class PaddedWindowReduceKernel:
@@ -741,7 +742,7 @@ cdef class PaddedWindowReduceKernel:
     cdef int kind
     cdef float scale, fill
     cdef float* scratch
-    cdef object keep
+    cdef object keep, strides, planes
 
     def __init__(self, x, y, region, int kind, planes, float fill):
         for a in (x, y):
@@ -778,8 +779,16 @@ cdef class PaddedWindowReduceKernel:
                            np.float32)
         self.scratch = <float*><size_t>scratch.ctypes.data
         self.keep = (x, y, base, scratch)
+        self.strides = tuple(int(v) for v in st)
+        self.planes = (base, rows, cols, row_stride, top, left, hp, wp)
 
     def run(self):
         with nogil:
             walle_pool_padded(self.x, self.base, self.y, self.sizes, self.geometry, self.kind,
                               self.scale, self.fill, self.scratch)
+
+    def pooling(self):
+        """``(x, y, sizes, strides, 0, kind, planes, fill)`` as built (``strides`` over the
+        bordered tensor): as :meth:`WindowReduceKernel.pooling`."""
+        return (self.keep[0], self.keep[1], tuple(self.sizes), self.strides, 0, self.kind,
+                self.planes, self.fill)

@@ -46,7 +46,7 @@ def _stem(rng, n, c, cout, oh, ow, k, s, special):
     return x, weight.reshape(cout, -1), bias, im2col_node(graph).attr("regions")[0]
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(
     n=st.integers(1, 2),
     c=st.integers(1, 3),
@@ -58,21 +58,28 @@ def _stem(rng, n, c, cout, oh, ow, k, s, special):
     pk=st.integers(2, 4),
     ps=st.integers(1, 3),
     kind=st.sampled_from([0, 1, 2]),
+    pads=st.one_of(st.none(), st.tuples(*[st.integers(0, 2)] * 4)),
     band_bytes=st.sampled_from([1, 3000, 40000, 1 << 30]),
     special=st.booleans(),
     seed=st.integers(0, 50),
 )
 def test_ops_lanes_pool_kernel_is_the_two_kernels_apart_bit_for_bit(
-    n, c, cout, oh, ow, k, s, pk, ps, kind, band_bytes, special, seed
+    n, c, cout, oh, ow, k, s, pk, ps, kind, pads, band_bytes, special, seed
 ) -> None:
+    """Against the lanes conv, a pad of its output (the border ``fill``: -inf for a max, 0
+    for a sum or mean) and the window reduce, run apart."""
     ops_conv, ops_raster = _kernels()
-    pk = min(pk, oh)
     rng = np.random.default_rng(seed)
     x, weight, bias, region = _stem(rng, n, c, cout, oh, ow, k, s, special)
-    ph, pw = (oh - pk) // ps + 1, (ow - pk) // min(ps, 2) + 1
+    top, bottom, left, right = pads or (0, 0, 0, 0)
+    hp, wp = oh + top + bottom, ow + left + right
+    pk, sw = min(pk, hp), min(ps, 2)
+    ph, pw = (hp - pk) // ps + 1, (wp - pk) // sw + 1
     sizes = (pk, pk, n, cout, ph, pw)
-    strides = (ow, 1, cout * oh * ow, oh * ow, ps * ow, min(ps, 2))
+    strides = (wp, 1, cout * hp * wp, hp * wp, ps * wp, sw)
     pool_region = Region(0, 0, strides, 0, (0,) * 6, sizes)
+    fill = -np.inf if kind == 2 else 0.0
+    pad = None if pads is None else (top, left, hp, wp)
     saved = ops_raster.level()
     try:
         for level in _LEVELS:
@@ -83,17 +90,20 @@ def test_ops_lanes_pool_kernel_is_the_two_kernels_apart_bit_for_bit(
                 assert "does not run" in str(exc)
                 continue
             conv.run()
+            bordered = np.pad(mid, ((0, 0), (0, 0), (top, bottom), (left, right)),
+                              constant_values=fill)  # fmt: skip
             for pool_level in range(ops_raster.best_level() + 1):
                 ops_raster.set_level(pool_level)
                 want = np.full((n, cout, ph, pw), -7.0, np.float32)
-                ops_raster.WindowReduceKernel(mid, want, pool_region, kind).run()
+                ops_raster.WindowReduceKernel(bordered, want, pool_region, kind).run()
                 got = np.full(want.shape, 5.0, np.float32)
                 joint = ops_conv.LanesPoolKernel(
-                    conv, got, sizes, strides, kind, pool_level, band_bytes
+                    conv, got, sizes, strides, kind, pool_level, band_bytes, pad, fill
                 )
                 assert 1 <= joint.band <= ph
-                joint.run()
-                np.testing.assert_array_equal(got, want, err_msg=f"{level} {pool_level}")
+                for _ in range(2):  # the band buffer's border survives a run
+                    joint.run()
+                    np.testing.assert_array_equal(got, want, err_msg=f"{level} {pool_level}")
                 again = np.full(want.shape, 5.0, np.float32)
                 caller = x.copy()
                 joint.run_io(caller, again)  # the caller's input, read where it lies
@@ -101,6 +111,37 @@ def test_ops_lanes_pool_kernel_is_the_two_kernels_apart_bit_for_bit(
                 np.testing.assert_array_equal(caller, x)
     finally:
         ops_raster.set_level(saved)
+
+
+@pytest.mark.parametrize("pads", [None, (1, 1, 1, 1)])
+def test_ops_lanes_pool_kernel_splits_its_bands_over_the_convs_threads(pads) -> None:
+    """A conv big enough for several threads, in bands of a few rows: each thread's share
+    starts at any band of any image and computes that band's rows itself; the same bits as
+    apart. (On a one-thread build the same check runs on one thread.)"""
+    ops_conv, ops_raster = _kernels()
+    rng = np.random.default_rng(7)
+    n, cout, oh, ow = 3, 40, 29, 37
+    x, weight, bias, region = _stem(rng, n, 3, cout, oh, ow, 7, 2, False)
+    mid = np.empty((n, cout, oh, ow), np.float32)
+    conv = ops_conv.LanesConvKernel(x, weight, bias, mid, region, "relu")
+    conv.run()
+    assert np.isfinite(mid).all() and mid.any()
+    top, bottom, left, right = pads or (0, 0, 0, 0)
+    hp, wp = oh + top + bottom, ow + left + right
+    ph, pw = (hp - 3) // 2 + 1, (wp - 3) // 2 + 1
+    sizes, strides = (3, 3, n, cout, ph, pw), (wp, 1, cout * hp * wp, hp * wp, 2 * wp, 2)
+    bordered = np.pad(mid, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=-np.inf)
+    want = np.empty((n, cout, ph, pw), np.float32)
+    region6 = Region(0, 0, strides, 0, (0,) * 6, sizes)
+    ops_raster.WindowReduceKernel(bordered, want, region6, 2).run()
+    pad = None if pads is None else (top, left, hp, wp)
+    for band_bytes in (1, 4 * cout * wp * 7, 1 << 30):
+        got = np.full(want.shape, 5.0, np.float32)
+        joint = ops_conv.LanesPoolKernel(
+            conv, got, sizes, strides, 2, ops_raster.level(), band_bytes, pad, -np.inf
+        )
+        joint.run()
+        np.testing.assert_array_equal(got, want, err_msg=f"band {joint.band}, {conv.threads}")
 
 
 def test_ops_lanes_pool_kernel_refuses_what_is_not_a_row_pooling_of_the_whole_output() -> None:
@@ -111,7 +152,7 @@ def test_ops_lanes_pool_kernel_refuses_what_is_not_a_row_pooling_of_the_whole_ou
     conv = ops_conv.LanesConvKernel(x, weight, bias, mid, region, "relu")
     good = ((3, 3, 1, 8, 4, 9), (20, 1, 8 * 180, 180, 40, 2))
     y = np.zeros((1, 8, 4, 9), np.float32)
-    ops_conv.LanesPoolKernel(conv, y, *good, 2, 0)
+    ops_conv.LanesPoolKernel(conv, y, *good, 2, 0, 4096)
     bad = [
         ((3, 3, 1, 8, 5, 9), good[1]),  # a fifth row of windows reads past the output
         ((3, 3, 1, 8, 4, 10), good[1]),  # so does a tenth column
@@ -123,41 +164,69 @@ def test_ops_lanes_pool_kernel_refuses_what_is_not_a_row_pooling_of_the_whole_ou
     for sizes, strides in bad:
         out = np.zeros(int(np.prod(sizes[2:])), np.float32)
         with pytest.raises(ValueError, match="lanes pool kernel"):
-            ops_conv.LanesPoolKernel(conv, out, sizes, strides, 2, 0)
+            ops_conv.LanesPoolKernel(conv, out, sizes, strides, 2, 0, 4096)
+    bordered = ((3, 3, 1, 8, 5, 10), (22, 1, 8 * 242, 242, 44, 2))  # 11 x 22 planes
+    ops_conv.LanesPoolKernel(conv, np.zeros(400, np.float32), *bordered, 2, 0, 4096,
+                             (1, 1, 11, 22), -np.inf)  # fmt: skip
+    for pad in ((3, 1, 11, 22), (1, 3, 11, 22), (-1, 1, 11, 22)):  # the output outside
+        with pytest.raises(ValueError, match="lanes pool kernel"):
+            ops_conv.LanesPoolKernel(conv, np.zeros(400, np.float32), *bordered, 2, 0, 4096,
+                                     pad, -np.inf)  # fmt: skip
     with pytest.raises(ValueError, match="lanes pool kernel: the output"):
-        ops_conv.LanesPoolKernel(conv, np.zeros(5, np.float32), *good, 2, 0)
+        ops_conv.LanesPoolKernel(conv, np.zeros(5, np.float32), *good, 2, 0, 4096)
 
 
-def _stem_graph(second_reader: bool, avg: bool):
+def _stem_graph(second_reader: bool, pool: str):
+    """An RGB stem (3x3/2, or ResNet's 7x7/2 pad 3 where the pool is padded) and its pool."""
     rng = np.random.default_rng(3)
-    weight = rng.uniform(-1, 1, (24, 3, 3, 3)).astype(np.float32)
+    padded = pool in ("max_pad", "avg_pad", "max_ceil")
+    k = 7 if padded else 3
+    weight = rng.uniform(-1, 1, (24, 3, k, k)).astype(np.float32)
     b = GraphBuilder()
     x = b.input("x", (1, 3, 67, 71))
     bias = b.const(np.linspace(-1, 1, 24, dtype=np.float32))
-    conv = b.conv2d(x, b.const(weight), bias, strides=(2, 2))
+    conv = b.conv2d(x, b.const(weight), bias, strides=(2, 2), pads=(3,) * 4 if padded else (0,) * 4)
     y = b.relu(conv)
-    pooled = b.avg_pool(y, (2, 2), strides=(2, 2)) if avg else b.max_pool(y, (3, 3), strides=(2, 2))
+    pooled = {
+        "max": lambda: b.max_pool(y, (3, 3), strides=(2, 2)),
+        "avg": lambda: b.avg_pool(y, (2, 2), strides=(2, 2)),
+        "max_pad": lambda: b.max_pool(y, (3, 3), strides=(2, 2), pads=(1, 1, 1, 1)),
+        "avg_pad": lambda: b.avg_pool(y, (3, 3), strides=(2, 2), pads=(1, 1, 1, 1)),
+        "max_ceil": lambda: b.max_pool(y, (3, 3), strides=(2, 2), ceil_mode=True),
+    }[pool]()
     out = b.softmax(b.reshape(pooled, (1, -1)))
     if second_reader:
         out = b.binary("add", out, b.reduce("sum", y, (1, 2, 3), keepdims=False))
     return b.build([out]), y
 
 
-@pytest.mark.parametrize(("second_reader", "avg"), [(False, False), (False, True), (True, False)])
+@pytest.mark.parametrize(
+    ("second_reader", "pool"),
+    [
+        (False, "max"),
+        (False, "avg"),
+        (True, "max"),
+        (False, "max_pad"),
+        (False, "avg_pad"),
+        (False, "max_ceil"),
+        (True, "max_pad"),
+    ],
+)
 def test_ops_plan_runs_a_stem_and_its_pooling_as_one_call_where_the_pool_alone_reads_it(
-    second_reader, avg
+    second_reader, pool
 ) -> None:
-    """The lanes stem conv and its max (or average) pool become one call of the plan, which
-    reads the caller's image in place; with a second reader of the conv's output they stay
-    two calls. The output is the reference's either way."""
+    """The lanes stem conv and its max (or average) pool, padded or not (ResNet-50's 3x3/2
+    pad 1; a ceil-mode tail), become one call of the plan; with a second reader of the
+    conv's output they stay two calls. The first call reads the caller's image in place
+    either way. The output is the reference's."""
     ops_conv, _ = _kernels()
-    graph, conv_out = _stem_graph(second_reader, avg)
+    graph, conv_out = _stem_graph(second_reader, pool)
     plan = compile_placed(graph, lambda step: "cython", algorithms={conv_out: "lanes"})
     kernels = [type(getattr(call, "__self__", None)).__name__ for _, call in plan.step_calls]
     joint = kernels.count(ops_conv.LanesPoolKernel.__name__)
     assert joint == (0 if second_reader else 1), kernels
     assert ("LanesConvKernel" in kernels) == second_reader
-    assert plan._reader is not None  # the first call reads the image in place either way
+    assert plan._reader is not None
     rng = np.random.default_rng(9)
     for _ in range(2):
         xv = rng.uniform(-2, 2, (1, 3, 67, 71)).astype(np.float32)

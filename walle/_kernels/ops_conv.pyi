@@ -162,14 +162,13 @@ class LanesConvKernel:
     def run_io(self, x: FloatArray, y: FloatArray) -> None:
         """Run on the caller's x (read where it lies) and y, sized as the build-time ones."""
 
-LANES_POOL_BAND_BYTES: int
-
 class LanesPoolKernel:
     """A :class:`LanesConvKernel` and the row-wise pooling that alone reads its output, run a
     band of rows at a time through a buffer of about ``band_bytes`` (the conv's output is
-    never written): the same bits as the two apart. ``sizes``/``strides``: the pool's region
-    over the conv's output (offset 0); ``kind`` 0 sum, 1 mean, 2 max. ValueError on a region
-    that is not such a pooling. One thread.
+    never written): the same bits as the kernels apart. ``sizes``/``strides``: the pool's
+    region over the conv's output (offset 0), or with ``pad`` = (top, left, HP, WP) over it
+    placed in planes of HP x WP, bordered by ``fill``; ``kind`` 0 sum, 1 mean, 2 max.
+    ValueError on a region that is not such a pooling. The conv's threads split the bands.
     """
 
     def __init__(
@@ -180,7 +179,9 @@ class LanesPoolKernel:
         strides: tuple[int, ...],
         kind: int,
         pool_level: int,
-        band_bytes: int = ...,
+        band_bytes: int,
+        pad: tuple[int, int, int, int] | None = None,
+        fill: float = 0.0,
     ) -> None: ...
     @property
     def band(self) -> int:

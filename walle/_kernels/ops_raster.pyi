@@ -75,6 +75,18 @@ class RasterKernel:
     def run_io(self, x: FloatArray, y: FloatArray) -> None:
         """Run on the caller's arrays (each with the build-time size): no copies."""
 
+# (x, y, sizes, strides, offset, kind, planes or None, fill) of a pooling kernel
+Pooling = tuple[
+    FloatArray,
+    FloatArray,
+    tuple[int, ...],
+    tuple[int, ...],
+    int,
+    int,
+    tuple[npt.NDArray[np.int64], int, int, int, int, int, int, int] | None,
+    float,
+]
+
 class WindowReduceKernel:
     """Pooling without the window tensor: y = reduce over the first 2 dims of ``region``.
 
@@ -84,10 +96,8 @@ class WindowReduceKernel:
 
     def __init__(self, x: FloatArray, y: FloatArray, region: Region, kind: int) -> None: ...
     def run(self) -> None: ...
-    def geometry(
-        self,
-    ) -> tuple[FloatArray, FloatArray, tuple[int, ...], tuple[int, ...], int, int]:
-        """``(x, y, sizes, strides, offset, kind)`` as built."""
+    def pooling(self) -> Pooling:
+        """``(x, y, sizes, strides, offset, kind, None, 0.0)`` as built."""
 
 class PaddedWindowReduceKernel:
     """:class:`WindowReduceKernel` over a bordered tensor read through its pad raster's
@@ -104,3 +114,6 @@ class PaddedWindowReduceKernel:
         fill: float,
     ) -> None: ...
     def run(self) -> None: ...
+    def pooling(self) -> Pooling:
+        """``(x, y, sizes, strides, 0, kind, planes, fill)`` as built (over the bordered
+        tensor)."""

@@ -283,24 +283,32 @@ class CythonBackend(Backend):
 
     def interleave(self, first: Call, then: Call) -> Call | None:
         """A lanes conv (a network's RGB stem) and the row-wise pooling that alone reads its
-        output as one ``ops_conv.LanesPoolKernel``: the conv's rows go to a buffer of half
-        the L2 that the pool reads before they leave it (SqueezeNet 1.1's stem and 3x3/2
-        max pool: 3.15 MB between them otherwise, read back from L3)."""
+        output, padded or not, as one ``ops_conv.LanesPoolKernel``: the conv's rows go to a
+        buffer of half the L2 that the pool reads before they leave it (SqueezeNet 1.1's stem
+        and 3x3/2 max pool: 3.15 MB between them otherwise, read back from L3; ResNet-50's
+        3.2 MB)."""
         conv, pool = getattr(first, "__self__", None), getattr(then, "__self__", None)
+        pools = (ops_raster.WindowReduceKernel, ops_raster.PaddedWindowReduceKernel)
         if not (
             isinstance(conv, ops_conv.LanesConvKernel)
-            and isinstance(pool, ops_raster.WindowReduceKernel)
+            and isinstance(pool, pools)
             and getattr(first, "__name__", "") == getattr(then, "__name__", "") == "run"
-            and conv.threads == 1
         ):
             return None
-        x, y, sizes, strides, offset, kind = pool.geometry()
+        x, y, sizes, strides, offset, kind, planes, fill = pool.pooling()
         written = conv.io_arrays()[1]
         if offset or x.ctypes.data != written.ctypes.data or x.nbytes != written.nbytes:
             return None
+        pad = None
+        if planes is not None:
+            base, rows, cols, row_stride, top, left, hp, wp = planes
+            plane = rows * cols  # the conv's output planes, whole and in order
+            if row_stride != cols or not np.array_equal(base, np.arange(len(base)) * plane):
+                return None
+            pad = (top, left, hp, wp)
         try:
             kernel = ops_conv.LanesPoolKernel(
-                conv, y, sizes, strides, kind, ops_raster.level(), _l2_bytes() // 2
+                conv, y, sizes, strides, kind, ops_raster.level(), _l2_bytes() // 2, pad, fill
             )
         except ValueError:  # not a row-wise pooling of the whole output
             return None
