@@ -48,7 +48,10 @@ def _plan(name: str, batch: int) -> tuple[CompiledPlan, list[str], list[Callable
             step, choice = steps[step_name], inner.choices[step_name]
             shape = "x".join(str(d) for d in inner.buffers[step.output].shape)
             op = step.op.removeprefix("fused.")
-            labels.append(f"{step_name} | {op} | {choice.backend}/{choice.algorithm} | {shape}")
+            kernel = f"{choice.backend}/{choice.algorithm}"
+            if type(getattr(call, "__self__", None)).__name__ == "LanesPoolKernel":
+                kernel += " + its pool"  # the next step's pooling, in the same call
+            labels.append(f"{step_name} | {op} | {kernel} | {shape}")
         calls.append(call)
     inner.buffers[inner.graph.inputs[0]][...] = feeds[inner.graph.inputs[0]]
     return inner, labels, calls

@@ -113,3 +113,16 @@ def im2col_node(graph: Graph) -> Node:
     conv reads its (padded) input, as the conv kernels take it."""
     (node,) = [n for n in graph.nodes if n.op == "raster" and len(n.attr("regions")[0].sizes) == 6]
     return node
+
+
+def run1_matches_reference(plan: CompiledPlan, graph: Graph, shape: tuple[int, ...]) -> None:
+    """``plan.run1`` on two fresh images gives the reference's output for each (so it reads
+    the array it is given, not the previous one) and leaves the caller's array unchanged."""
+    rng = np.random.default_rng(9)
+    for _ in range(2):
+        xv = rng.uniform(-2, 2, shape).astype(np.float32)
+        keep = xv.copy()
+        got = plan.run1(xv)
+        np.testing.assert_array_equal(xv, keep)
+        want = run_reference(graph, {graph.inputs[0]: keep})[0]
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
