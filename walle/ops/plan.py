@@ -15,6 +15,7 @@ fewer rows (see :mod:`walle.ops.subbatch`, which decides when).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import sys
 from collections.abc import Callable, Collection, Mapping
@@ -59,6 +60,7 @@ def allocate(
     slots: Mapping[str, Slot] | None = None,
     channels: Mapping[str, ChannelSlot] | None = None,
     shared: Collection[str] | None = None,
+    also_read: Mapping[str, tuple[str, ...]] | None = None,
 ) -> Buffers:
     """One buffer per value (where ``shared`` says, values share memory blocks); aliases for
     reshape rasters; constants as given.
@@ -72,6 +74,8 @@ def allocate(
     host value's buffer instead, so every view exists before a kernel captures a pointer.
     Every buffer is a C-contiguous float32 array, but for a value with a channel slot: its
     channels of the host's buffer, a strided view (its producer writes through the host).
+    ``also_read``: values a step (by name) reads beyond its inputs, which then live through
+    it (the step before's inputs, where the two may run as one call).
     """
     placed = slots or {}
     in_channels = channels or {}
@@ -80,7 +84,7 @@ def allocate(
     blocks: list[FloatArray] = []
     plan = BlockPlan({}, [])
     if shared is not None:
-        plan = _blocks(graph, steps, alias, placed, in_channels, shared)
+        plan = _blocks(graph, steps, alias, placed, in_channels, shared, also_read or {})
         blocks = [np.empty(size, np.float32) for size in plan.sizes]
 
     def memory(name: str) -> FloatArray:
@@ -125,6 +129,7 @@ def _blocks(
     placed: Mapping[str, Slot],
     channels: Mapping[str, ChannelSlot],
     shared: Collection[str],
+    also_read: Mapping[str, tuple[str, ...]],
 ) -> BlockPlan:
     """The memory blocks that the values of ``shared`` steps share, each value taken to
     the value whose memory it is (a reshape's source, a concat slot's host)."""
@@ -146,7 +151,7 @@ def _blocks(
         # A step's inputs and output: the values inside it (a fused kernel's im2col matrix,
         # which only a run of its parts writes) keep memory of their own, so that the block
         # freed last is one that a kernel has just read.
-        names = (step.output, *step.inputs)
+        names = (step.output, *step.inputs, *also_read.get(step.name, ()))
         roots = list(dict.fromkeys(root(n) for n in names if n not in graph.constants))
         touched.append(roots)
         if step.name not in shared and not is_alias(step, graph):  # an alias runs nothing
@@ -199,12 +204,14 @@ class CompiledPlan:
         self.backends = backends
         self.in_place = _in_place(graph, steps, choices, backends) if concat_in_place else NO_SLOTS
         host = {n for n, c in choices.items() if backends[c.backend].memory == "host"}
+        pairs = _interleavable(graph, steps, choices, backends)
         self.buffers = allocate(
             graph,
             steps,
             slots=self.in_place.slots,
             channels=self.in_place.channels,
             shared=host if share_memory else None,
+            also_read={b.name: a.inputs for a, b in pairs},
         )
         calls: list[Call] = []
         run: list[Call] = []
@@ -229,7 +236,7 @@ class CompiledPlan:
             run += compiled
         if current is not None:
             calls += current.finish(run)
-        calls = _interleaved(graph, steps, calls, owner, choices, backends)
+        calls = _interleaved(pairs, calls, owner, choices, backends, self.buffers)
         self._calls = tuple(calls)
         self._call_steps = tuple(owner.get(id(call)) for call in calls)
         self._in = tuple(self.buffers[n] for n in graph.inputs)
@@ -455,27 +462,51 @@ def _direct_io(
     return run_mapped
 
 
-def _interleaved(
+def _interleavable(
     graph: Graph,
     steps: list[FusedStep],
+    choices: Mapping[str, Choice],
+    backends: Mapping[str, Backend],
+) -> list[tuple[FusedStep, FusedStep]]:
+    """Neighbouring steps that their backend may run as one call
+    (:meth:`Backend.may_interleave`: a stem conv and its pooling): on the same backend, the
+    second alone reading the first's output (no other step, no alias, not a graph output),
+    so the joint call need never write that tensor. The plan keeps the first's inputs alive
+    through the second (values whose lives do not overlap share memory blocks, and a pooled
+    stem's output would fit in the block of the padded image before it: ShuffleNet's), since
+    the joint call writes the second's output while it still reads them."""
+    pairs = []
+    for a, b in itertools.pairwise(steps):
+        if a.name not in choices or b.name not in choices:  # an alias runs nothing
+            continue
+        ca, cb = choices[a.name], choices[b.name]
+        if (
+            ca.backend == cb.backend
+            and a.output not in graph.outputs
+            and [s.name for s in steps if a.output in s.inputs] == [b.name]
+            and backends[ca.backend].may_interleave(a, ca.algorithm, b, cb.algorithm)
+        ):
+            pairs.append((a, b))
+    return pairs
+
+
+def _interleaved(
+    pairs: list[tuple[FusedStep, FusedStep]],
     calls: list[Call],
     owner: dict[int, str],
     choices: Mapping[str, Choice],
     backends: Mapping[str, Backend],
+    buffers: Buffers,
 ) -> list[Call]:
-    """``calls`` with each pair of neighbours that their backend runs as one call
-    (:meth:`Backend.interleave`: a stem conv and its pooling, a band of rows at a time)
-    replaced by it; ``owner`` gives the joint call to the first call's step.
-
-    Only where each is its step's one call, both steps run on the same backend, and the
-    second step alone reads the first's output (no other step, no alias, not a graph
-    output): the joint call never writes that tensor.
-    """
+    """``calls`` with the calls of each pair of :func:`_interleavable` steps replaced by
+    the one call their backend makes of them (:meth:`Backend.interleave`), where each is
+    its step's one call, they run in a row, and the second's output shares no memory with
+    the first's inputs; ``owner`` gives the joint call to the first step."""
     per_step: dict[str | None, int] = {}
     for call in calls:
         name = owner.get(id(call))
         per_step[name] = per_step.get(name, 0) + 1
-    by_name = {step.name: step for step in steps}
+    wanted = {(a.name, b.name): (a, b) for a, b in pairs}
     out: list[Call] = []
     i = 0
     while i < len(calls):
@@ -483,17 +514,13 @@ def _interleaved(
         joint = None
         if i + 1 < len(calls):
             then = calls[i + 1]
-            a, b = by_name.get(owner.get(id(first), "")), by_name.get(owner.get(id(then), ""))
-            if (
-                a is not None
-                and b is not None
-                and a is not b
-                and per_step[a.name] == per_step[b.name] == 1
-                and choices[a.name].backend == choices[b.name].backend
-                and a.output not in graph.outputs
-                and [s.name for s in steps if a.output in s.inputs] == [b.name]
-            ):
-                joint = backends[choices[a.name].backend].interleave(first, then)
+            pair = wanted.get((owner.get(id(first), ""), owner.get(id(then), "")))
+            if pair is not None:
+                a, b = pair
+                if per_step[a.name] == per_step[b.name] == 1 and not any(
+                    np.may_share_memory(buffers[b.output], buffers[n]) for n in a.inputs
+                ):
+                    joint = backends[choices[a.name].backend].interleave(first, then)
         if joint is None:
             out.append(first)
             i += 1

@@ -185,11 +185,19 @@ class Backend(ABC):
         """Hook to batch consecutive calls of this backend (e.g. one queue flush)."""
         return calls
 
+    def may_interleave(
+        self, first: FusedStep, first_algorithm: str, then: FusedStep, then_algorithm: str
+    ) -> bool:
+        """Whether :meth:`interleave` may join the calls of these two steps (the plan asks
+        before it allocates, to keep ``first``'s inputs alive through ``then``)."""
+        return False
+
     def interleave(self, first: Call, then: Call) -> Call | None:
         """One call that does ``first`` and then ``then`` in a single pass (a conv and the
         pooling that reads its output, a band of rows at a time), or None where this backend
-        has no such kernel. The plan asks only where ``then``'s step alone reads what
-        ``first``'s step writes, so nothing else misses the intermediate tensor."""
+        has no such kernel. The plan asks only for steps :meth:`may_interleave` allowed,
+        where ``then``'s step alone reads what ``first``'s step writes, so nothing else
+        misses the intermediate tensor."""
         return None
 
     # -- cost model -----------------------------------------------------------------------

@@ -281,6 +281,15 @@ class CythonBackend(Backend):
         a, b, out = ins[0].reshape(views[0]), ins[1].reshape(views[1]), out.reshape(views[2])
         return _gemm(algorithm, a, b, out, bias, mode, step.attr("act"), b_constant)
 
+    def may_interleave(
+        self, first: FusedStep, first_algorithm: str, then: FusedStep, then_algorithm: str
+    ) -> bool:
+        return (
+            first.op == "fused.conv2d"
+            and first_algorithm == "lanes"
+            and then.op == ("fused.window_reduce")
+        )
+
     def interleave(self, first: Call, then: Call) -> Call | None:
         """A lanes conv (a network's RGB stem) and the row-wise pooling that alone reads its
         output, padded or not, as one ``ops_conv.LanesPoolKernel``: the conv's rows go to a
