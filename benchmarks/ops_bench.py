@@ -38,6 +38,20 @@ from pathlib import Path
 import numpy as np
 
 RESULTS = Path(__file__).parent / "results" / "ops_bench.md"
+# walle's output further than this from onnxruntime's (relative to the output's scale, as
+# issue 11's parity tests) marks its row and makes the run exit 1 once the tables are out.
+_DIFFERS_FROM = 1e-4
+_DIFFERS_MARK = "**walle's output differs from onnxruntime's**"
+_differing: list[str] = []
+
+
+def _mark_differing(label: str, relative_diff: float) -> str:
+    """``label``, marked (and remembered) where walle's output is not onnxruntime's."""
+    if not relative_diff <= _DIFFERS_FROM:  # NaN too
+        _differing.append(label)
+        print(f"  {label}: {_DIFFERS_MARK} (by {relative_diff:.1e})", file=sys.stderr)
+        return f"{label} {_DIFFERS_MARK}"
+    return label
 
 
 def _interleaved_median_us(
@@ -477,6 +491,7 @@ def _model_rows() -> list[str]:
         walle_fn, plan = _walle(model, feeds, None)
         want = ort_fn()
         diff = float(np.abs(walle_fn() - want).max() / np.abs(want).max())
+        label = _mark_differing(label, diff)
         fns = {"walle": walle_fn, "ort": ort_fn}
         note = ""
         with tempfile.TemporaryDirectory() as tmp:
@@ -593,6 +608,7 @@ def _isa_compare(cpu: str, which: list[str], title: str, isa: str = "avx2") -> N
     )
     head, _, tables = done.stdout.partition(_ISA_MARK + "\n")
     rows = [line for line in tables.splitlines() if line.startswith("|")]
+    _differing.extend(row for row in rows if _DIFFERS_MARK in row)
     level = next((ln.split(": ", 1)[1] for ln in head.splitlines() if "level:" in ln), "?")
     print("\n".join(rows), flush=True)
     flag = " ".join(which)
@@ -624,7 +640,9 @@ def _op_table() -> list[str]:
         ort_fn = _ort(model, feeds)
         walle_fn, plan = _walle(model, feeds, None)
         numpy_fn, _ = _walle(model, feeds, "numpy")
-        diff = float(np.abs(walle_fn() - ort_fn()).max())
+        want = ort_fn()
+        diff = float(np.abs(walle_fn() - want).max())
+        label = _mark_differing(label, diff / max(float(np.abs(want).max()), 1e-30))
         fns = {"walle": walle_fn, "ort": ort_fn, "numpy": numpy_fn}
         with tempfile.TemporaryDirectory() as tmp:
             try:
@@ -679,3 +697,5 @@ def _small_rows(cpu: str, level: str) -> None:
 
 if __name__ == "__main__":
     main()
+    if _differing:
+        sys.exit(f"walle's output differs from onnxruntime's on {len(_differing)} row(s)")
