@@ -131,12 +131,21 @@ def _feeds(model) -> dict[str, np.ndarray]:
     }
 
 
-def _ort(model, feeds):
+def _ort_session(model, profile_prefix: str | None = None):
+    """onnxruntime on one thread (its profiler on, writing files that start with
+    ``profile_prefix``, where that is given)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = opts.inter_op_num_threads = 1
-    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    if profile_prefix is not None:
+        opts.enable_profiling = True
+        opts.profile_file_prefix = profile_prefix
+    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
+def _ort(model, feeds):
+    sess = _ort_session(model)
     return lambda: sess.run(None, feeds)[0]
 
 
@@ -546,6 +555,13 @@ def main() -> None:
         "rows also at the SSE baseline, a third) against the same peers, printed beside the "
         "main table (on a CPU with AVX-512)",
     )
+    parser.add_argument(
+        "--ort-avx2",
+        action="store_true",
+        help="also time walle's AVX2 build against onnxruntime's AVX2 code (a copy whose "
+        "AVX-512 checks are patched out, benchmarks/ort_avx2.py) and MNN, printed as their "
+        "own tables: an AVX2-only CPU approximated on an AVX-512 one",
+    )
     parser.add_argument("--isa-table", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("WALLE_CACHE_DIR", tempfile.mkdtemp(prefix="walle-bench-"))
@@ -559,11 +575,14 @@ def main() -> None:
             print(_ISA_MARK, flush=True)
             _model_rows()
         return
+    ort_avx2 = _ort_avx2_copy() if args.ort_avx2 else None
     if not args.models:
         _small_rows(cpu, level)
         if args.isa_compare:
             _isa_compare(cpu, ["--no-models"], "AVX2 build, small rows (`--isa-compare`)")
             _isa_compare(cpu, ["--no-models"], "SSE build, small rows (`--isa-compare`)", isa="sse")
+        if ort_avx2 is not None:
+            _isa_compare(cpu, ["--no-models"], _ORT_AVX2_TITLE.format("small rows"), ort=ort_avx2)
     if args.no_models:
         return
     model_lines = _model_rows()
@@ -582,14 +601,37 @@ def main() -> None:
     )
     if args.isa_compare:
         _isa_compare(cpu, ["--models"], "AVX2 build, real CNNs (`--isa-compare`)")
+    if ort_avx2 is not None:
+        _isa_compare(cpu, ["--models"], _ORT_AVX2_TITLE.format("real CNNs"), ort=ort_avx2)
 
 
 _ISA_MARK = "--- isa table ---"
+_ORT_AVX2_TITLE = "AVX2 build against onnxruntime's AVX2 code, {} (`--ort-avx2`)"
 
 
-def _isa_compare(cpu: str, which: list[str], title: str, isa: str = "avx2") -> None:
+def _ort_avx2_copy() -> Path | None:
+    """A copy of onnxruntime that runs its AVX2 code (benchmarks/ort_avx2.py), or None where
+    this CPU has no AVX-512 (its onnxruntime runs AVX2 already) or the copy cannot be made."""
+    import ort_avx2
+
+    from walle.ops.backends import cython_isa
+
+    if cython_isa.best_level() != "avx512":
+        print("--ort-avx2: no AVX-512 on this CPU; the main tables are AVX2 against AVX2")
+        return None
+    try:
+        return ort_avx2.patched_copy(Path(tempfile.mkdtemp(prefix="walle-ort-avx2-")))
+    except RuntimeError as err:
+        print(f"--ort-avx2: {err}", file=sys.stderr)
+        return None
+
+
+def _isa_compare(
+    cpu: str, which: list[str], title: str, isa: str = "avx2", ort: Path | None = None
+) -> None:
     """The same rows with walle's kernels forced to ``isa``, in a process of their own (the
-    level is read once per process), its peers timed there again: its own section."""
+    level is read once per process), its peers timed there again: its own section. ``ort``:
+    a folder put first on that process's PYTHONPATH (the onnxruntime it imports)."""
     from walle.ops.backends import cython_isa
 
     if cython_isa.LEVELS[cython_isa.best_level()] <= cython_isa.LEVELS[isa]:
@@ -598,6 +640,8 @@ def _isa_compare(cpu: str, which: list[str], title: str, isa: str = "avx2") -> N
     import subprocess
 
     env = {**os.environ, cython_isa.ENV: isa}
+    if ort is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ort), env.get("PYTHONPATH")]))
     print(f"\n{title}: WALLE_OPS_ISA={isa}", flush=True)
     done = subprocess.run(
         [sys.executable, __file__, "--isa-table", *which],
@@ -618,7 +662,14 @@ def _isa_compare(cpu: str, which: list[str], title: str, isa: str = "avx2") -> N
             f"Command: `WALLE_OPS_ISA={isa} taskset -c 1 .venv/bin/python "
             f"benchmarks/ops_bench.py --isa-table {flag}` (run by `--isa-compare {flag}` "
             "after the main table; the peers are timed again in that process, interleaved "
-            f"with walle's {isa} build; ratios = peer / walle).",
+            f"with walle's {isa} build; ratios = peer / walle)."
+            + (
+                ""
+                if ort is None
+                else " That process imports onnxruntime from a copy whose AVX-512 checks "
+                "are patched out (`--ort-avx2`, benchmarks/ort_avx2.py): onnxruntime runs its "
+                "AVX2 code, as on an AVX2-only CPU; MNN's wheel has no AVX-512 code."
+            ),
             "",
             f"CPU: {cpu}. walle kernels' instruction-set level: {level}.",
             "",

@@ -60,14 +60,8 @@ def _plan(name: str, batch: int) -> tuple[CompiledPlan, list[str], list[Callable
 def _ort_session(name: str, batch: int, profile_dir: str):
     """onnxruntime on one thread with its profiler writing under ``profile_dir``, and the
     feeds (the same as walle's)."""
-    import onnxruntime as ort
-
     model = ops_bench._light(name, batch)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
-    opts.enable_profiling = True
-    opts.profile_file_prefix = os.path.join(profile_dir, "ort")
-    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    sess = ops_bench._ort_session(model, profile_prefix=os.path.join(profile_dir, "ort"))
     return sess, ops_bench._feeds(model)
 
 

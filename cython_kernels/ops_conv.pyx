@@ -845,7 +845,7 @@ cdef class LanesPoolKernel:
     cdef LanesConvKernel conv
     cdef walle_lanes_pool p
     cdef int pool_level
-    cdef long items, buf_size, v_size
+    cdef long items, threads, buf_size, v_size
     cdef float* buf
     cdef float* v
     cdef float* y
@@ -885,9 +885,9 @@ cdef class LanesPoolKernel:
         self.items = images * walle_lanes_pool_bands(&self.p)
         self.buf_size = c * walle_lanes_pool_rows(&self.p) * wp
         self.v_size = walle_pool_row_scratch(row_sz, row_st)
-        threads = max(1, min(conv.threads, self.items))
-        buf = np.full(threads * self.buf_size, fill, np.float32)
-        v = np.zeros(threads * self.v_size, np.float32)
+        self.threads = max(1, min(conv.threads, self.items))  # each with a buffer of its own
+        buf = np.full(self.threads * self.buf_size, fill, np.float32)
+        v = np.zeros(self.threads * self.v_size, np.float32)
         self.buf = <float*><size_t>buf.ctypes.data
         self.v = <float*><size_t>v.ctypes.data
         self.y = <float*><size_t>y.ctypes.data
@@ -915,7 +915,7 @@ cdef class LanesPoolKernel:
 
     cdef void _run(self, const walle_lanes* g, float* y) noexcept:
         cdef long t, chunk, start, stop
-        cdef long threads = max(1, min(self.conv.threads, self.items))
+        cdef long threads = self.threads
         with nogil:
             if threads > 1:
                 chunk = (self.items + threads - 1) // threads
