@@ -17,7 +17,10 @@ level the compiled kernels report they dispatch to (``WALLE_OPS_ISA`` forces a l
 ``--isa-compare`` (on a CPU with AVX-512) then runs the same rows again in a second process
 with ``WALLE_OPS_ISA=avx2`` (and the small rows in a third with ``WALLE_OPS_ISA=sse``, the
 baseline level), peers timed again beside walle's build for that level, and writes that
-table as its own section, so that the AVX2 path cannot regress unseen.
+table as its own section, so that the AVX2 path cannot regress unseen. ``--ort-avx2`` (on such
+a CPU) times that AVX2 build once more against a copy of onnxruntime that runs its own AVX2
+kernels (benchmarks/ort_avx2.py) and MNN (whose wheel has no AVX-512 code): an AVX2-only
+CPU approximated on the one at hand.
 """
 
 from __future__ import annotations
