@@ -644,7 +644,9 @@ def _isa_compare(
 
     env = {**os.environ, cython_isa.ENV: isa}
     if ort is not None:
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ort), env.get("PYTHONPATH")]))
+        import ort_avx2
+
+        env = ort_avx2.environ(ort, env)
     print(f"\n{title}: WALLE_OPS_ISA={isa}", flush=True)
     done = subprocess.run(
         [sys.executable, __file__, "--isa-table", *which],

@@ -95,10 +95,16 @@ print(best * 1e3)
 """
 
 
+def environ(dest: Path, base: dict[str, str] | None = None) -> dict[str, str]:
+    """``base`` (the process's environment by default) with ``dest`` first on PYTHONPATH: a
+    child process started with it imports the patched copy."""
+    env = dict(os.environ if base is None else base)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(dest), env.get("PYTHONPATH")]))
+    return env
+
+
 def _matmul_ms(pythonpath: Path | None) -> float:
-    env = dict(os.environ)
-    if pythonpath is not None:
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(pythonpath), env.get("PYTHONPATH")]))
+    env = dict(os.environ) if pythonpath is None else environ(pythonpath)
     code = _TIMING.format(bench=str(Path(__file__).parent))
     done = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
