@@ -16,7 +16,8 @@ Outputs are checked against onnxruntime. Every run prints the CPU and the instru
 level the compiled kernels report they dispatch to (``WALLE_OPS_ISA`` forces a lower one).
 ``--isa-compare`` (on a CPU with AVX-512) then runs the same rows again in a second process
 with ``WALLE_OPS_ISA=avx2`` (and the small rows in a third with ``WALLE_OPS_ISA=sse``, the
-baseline level), peers timed again beside walle's build for that level, and writes that
+baseline level; numpy's BLAS and SIMD loops lowered with them, walle.ops.backends.numpy_isa),
+peers timed again beside walle's build for that level, and writes that
 table as its own section, so that the AVX2 path cannot regress unseen. ``--ort-avx2`` (on such
 a CPU) times that AVX2 build once more against a copy of onnxruntime that runs its own AVX2
 kernels (benchmarks/ort_avx2.py) and MNN (whose wheel has no AVX-512 code): an AVX2-only
@@ -31,6 +32,7 @@ import _one_thread  # noqa: F401  (first: one BLAS/OpenMP thread, set before num
 import argparse
 import os
 import random
+import shlex
 import statistics
 import sys
 import tempfile
@@ -388,6 +390,11 @@ def _cpu() -> tuple[str, str]:
     return f"{name} ({info.get('vendor_id', '?')} {family}; {cpus})", _kernel_level()
 
 
+def _env_words(env: dict[str, str]) -> str:
+    """``env`` as the words before a shell command (each followed by a space)."""
+    return "".join(f"{k}={shlex.quote(v)} " for k, v in env.items())
+
+
 def _opencl_device() -> str:
     """The device the opencl backend opened, or why there is none."""
     from walle.errors import BackendError
@@ -411,13 +418,16 @@ def _kernel_level() -> str:
         get_backend("cython")  # applies WALLE_OPS_ISA
     except BackendError as exc:
         return f"none (cython kernels not usable: {exc})"
-    from walle.ops.backends import cython_isa
+    from walle.ops.backends import cython_isa, numpy_isa
 
     level, best = cython_isa.kernel_level(), cython_isa.best_level()
     text = f"{level} ({_WIDTH.get(level, 'baseline SSE2, 4 floats per vector')}"
     if level != best:
         text += f"; forced by {cython_isa.ENV}={os.environ.get(cython_isa.ENV)}, CPU best {best}"
-    return text + ")"
+    wider = numpy_isa.wider_than(level)
+    if wider:
+        text += f"; wider than that: {', '.join(wider)}"
+    return f"{text}; numpy's BLAS: OpenBLAS core {numpy_isa.blas_core() or '?'})"
 
 
 LIGHT_MODELS = [
@@ -642,7 +652,11 @@ def _isa_compare(
         return
     import subprocess
 
-    env = {**os.environ, cython_isa.ENV: isa}
+    from walle.ops.backends import numpy_isa
+
+    # numpy's BLAS and SIMD loops (the im2col/blas convs') at that level too: they are
+    # chosen when the child imports numpy
+    env = {**os.environ, cython_isa.ENV: isa, **numpy_isa.environ(isa)}
     if ort is not None:
         import ort_avx2
 
@@ -664,7 +678,8 @@ def _isa_compare(
     _write_section(
         title,
         [
-            f"Command: `WALLE_OPS_ISA={isa} taskset -c 1 .venv/bin/python "
+            f"Command: `WALLE_OPS_ISA={isa} {_env_words(numpy_isa.environ(isa))}"
+            "taskset -c 1 .venv/bin/python "
             f"benchmarks/ops_bench.py --isa-table {flag}` (run by `--isa-compare {flag}` "
             "after the main table; the peers are timed again in that process, interleaved "
             f"with walle's {isa} build; ratios = peer / walle)."

@@ -421,3 +421,61 @@ def test_direct_conv_row_tails_at_every_level(isa, width, cout) -> None:
         region = im2col.attr("regions")[0]
         ops_conv.ConvKernel(x, weight.reshape(cout, -1), bias, out, region, "relu", level).run()
         np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4, err_msg=level)
+
+
+_WIDER = (
+    "import json\n"
+    "from walle.ops.backends import cython_isa, numpy_isa\n"
+    "print(json.dumps(numpy_isa.wider_than({level!r})), flush=True)\n"
+    "cython_isa.configure()\n"
+)
+
+
+def _numpy_child(level: str, lowered: bool) -> tuple[list[str], str]:
+    """(what numpy runs wider than ``level``, the log) in a process with WALLE_OPS_ISA=level,
+    started with numpy_isa's variables or without any."""
+    import json
+
+    from walle.ops.backends import numpy_isa
+
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("OPENBLAS_CORETYPE", "NPY_DISABLE_CPU_FEATURES")
+    }
+    env["WALLE_OPS_ISA"] = level
+    if lowered:
+        env.update(numpy_isa.environ(level))
+    done = subprocess.run(
+        [sys.executable, "-c", _WIDER.format(level=level)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[0]), done.stdout + done.stderr
+
+
+def test_numpy_is_lowered_with_the_kernels_only_from_the_start(isa) -> None:
+    """numpy's BLAS and SIMD loops (which the im2col/blas convs call) are chosen when numpy is
+    imported: at each level below the CPU's best, a process started with numpy_isa.environ
+    runs none of them wider, and WALLE_OPS_ISA warns of nothing; one started without it has
+    whatever runs wider named in a warning that says what to start with."""
+    from walle.ops.backends import numpy_isa
+
+    assert numpy_isa.environ("avx512") == numpy_isa.environ("native") == {}
+    assert numpy_isa.environ("avx2")["OPENBLAS_CORETYPE"] == "Haswell"
+    assert "X86_V3" not in numpy_isa.environ("avx2").get("NPY_DISABLE_CPU_FEATURES", "")
+    best = isa.LEVELS[isa.best_level()]
+    below = [name for name in _runnable(isa) if isa.LEVELS[name] < best]
+    if not below:
+        pytest.skip("this CPU runs no level below its best but the baseline")
+    for level in below:
+        wider, log = _numpy_child(level, lowered=True)
+        assert wider == [], level
+        assert "numpy runs wider" not in log
+        wider, log = _numpy_child(level, lowered=False)
+        assert ("numpy runs wider" in log) == bool(wider), log
+        if wider:
+            assert "OPENBLAS_CORETYPE" in log and wider[0] in log

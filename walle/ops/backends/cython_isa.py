@@ -5,7 +5,9 @@ level (AVX-512F, AVX2 + FMA, the baseline: SSE2, or NEON on ARM) and dispatches 
 to the widest the CPU runs. ``WALLE_OPS_ISA`` (``native``, ``avx512``, ``avx2`` or ``sse``;
 read once, when the cython backend is first built) forces a lower level for every module, so
 that an AVX-512 machine can run and benchmark the AVX2 path that AVX2-only CPUs get. A value
-the CPU cannot run is refused, never silently raised or lowered.
+the CPU cannot run is refused, never silently raised or lowered. numpy's BLAS and SIMD loops,
+which some algorithms call, are lowered only by variables set before the process starts
+(:mod:`walle.ops.backends.numpy_isa`); a forced level without them is logged as a warning.
 """
 
 from __future__ import annotations
@@ -16,6 +18,10 @@ import platform
 from types import ModuleType
 
 from walle.errors import ValidationError
+from walle.logging import get_logger
+from walle.ops.backends import numpy_isa
+
+_log = get_logger("walle.ops.isa")
 
 ENV = "WALLE_OPS_ISA"
 LEVELS: dict[str, int] = {"avx512": 2, "avx2": 1, "sse": 0}
@@ -65,6 +71,14 @@ def configure() -> str:
     """Apply ``WALLE_OPS_ISA`` once per process; the level the kernels then run at."""
     forced = parse(os.environ.get(ENV, ""))
     set_level(forced or best_level())
+    wider = numpy_isa.wider_than(forced) if forced else []
+    if forced and wider:
+        _log.warning(
+            "numpy runs wider than the forced level",
+            level=forced,
+            wider=wider,
+            start_with=" ".join(f"{k}={v!r}" for k, v in numpy_isa.environ(forced).items()),
+        )
     return kernel_level()
 
 
