@@ -557,14 +557,16 @@ WALLE_INLINE const float* walle_gemm_block(const walle_gemm* g, int rows, long c
 /* A matmul's levels (ROWS) whose b has at most WALLE_GEMM_LAZY_FLOATS floats pack each whole
    strip just before block 0's tile reads it (``lazy``), not all of them before the first
    tile: the strip is in L1 when that tile reads it and the pack's stores overlap the tiles
-   around them. MatMul 256^3 at AVX-512 1.5-2% faster on Zen 5 (5 interleaved rounds); with
-   b beyond L2 (64 x 1024 x 1024: 4 MiB), where each strip's rows come from L3 a few lines at
-   a time, 5% slower, hence the bound. WALLE_GEMM_LAZY=0 builds the eager pack (A/B). */
+   around them. MatMul 256^3 at AVX-512 1-2% faster on Zen 5 (interleaved rounds; 512^3 and
+   100 x 300 x 200 level); with b beyond L2 (64 x 1024 x 1024: 4 MiB), where each strip's
+   rows come from L3 a few lines at a time, 5% slower, hence the bound: 256 KiB, a b that
+   stays in the L2 of every CPU with AVX2 or AVX-512 (512 KiB on Zen 3 and Ice Lake clients).
+   WALLE_GEMM_LAZY=0 builds the eager pack (A/B). */
 #ifndef WALLE_GEMM_LAZY
 #define WALLE_GEMM_LAZY 1
 #endif
 #ifndef WALLE_GEMM_LAZY_FLOATS
-#define WALLE_GEMM_LAZY_FLOATS 262144
+#define WALLE_GEMM_LAZY_FLOATS 65536
 #endif
 /* Code only in the ROWS levels: the convs' levels stay as they were to the letter (a change
    the compiler sees in them, even dead code, moves their register allocation). */

@@ -107,13 +107,13 @@ def test_packed_matmul_matches_numpy_at_every_level(
 @pytest.mark.parametrize("b_constant", [False, True])
 @pytest.mark.parametrize(
     ("m", "k", "n"),
-    [(100, 300, 77), (40, 517, 301), (9, 1000, 10), (20, 512, 512), (20, 520, 512)],
+    [(100, 300, 77), (40, 517, 301), (9, 1000, 10), (20, 256, 256), (20, 264, 256)],
 )
 def test_packed_matmul_default_blocks_match_numpy(m, k, n, b_constant) -> None:
     """The default blocking of each level on shapes whose reduction and columns split into
     several blocks and chunks unevenly (the weights' layout packed once must match the one
-    a call would pack). 512 x 512 is the largest b whose strips are packed as block 0 first
-    reads them (gemm_conv.h's ``lazy``); 520 x 512 packs them all first."""
+    a call would pack). 256 x 256 is the largest b whose strips are packed as block 0 first
+    reads them (gemm_conv.h's ``lazy``); 264 x 256 packs them all first."""
     ops_conv = _ops_conv()
     rng = np.random.default_rng(m + k + n)
     a = rng.uniform(-1, 1, (m, k)).astype(np.float32)
