@@ -55,23 +55,27 @@ def _drop(*_args: object, **_kwargs: object) -> None:
 class _LibraryLogger:
     """A structlog logger that stays quiet below WARNING until logging is configured.
 
-    structlog's defaults print every level, debug included; a library imported by someone
-    who never configured logging should say only what needs attention, as the standard
-    library's last-resort handler does. Once ``configure_logging`` (or the application's own
+    structlog's defaults print every level, debug included, to stdout; a library imported by
+    someone who never configured logging should say only what needs attention, on stderr, as
+    the standard library's last-resort handler does (stdout is the program's own output: a
+    table, JSON a caller parses). Once ``configure_logging`` (or the application's own
     ``structlog.configure``) has run, every call goes through the configured pipeline.
     """
 
     def __init__(self, **context: object) -> None:
         self._context = context
         self._bound = structlog.get_logger(**context)
+        self._unconfigured = structlog.wrap_logger(_StderrLogger(), **context)
 
     def bind(self, **more: object) -> _LibraryLogger:
         return _LibraryLogger(**self._context, **more)
 
     def __getattr__(self, method: str) -> object:
-        if method in _QUIET_UNTIL_CONFIGURED and not structlog.is_configured():
+        if structlog.is_configured():
+            return getattr(self._bound, method)
+        if method in _QUIET_UNTIL_CONFIGURED:
             return _drop
-        return getattr(self._bound, method)
+        return getattr(self._unconfigured, method)
 
 
 def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:

@@ -22,7 +22,8 @@ def test_logs_follow_the_current_stderr(monkeypatch):
 
 def test_library_logs_stay_quiet_below_warning_until_logging_is_configured() -> None:
     """Used as a library (no configure_logging), walle prints warnings, not debug lines
-    (a `Model(...)` printed its OpenCL device at debug level)."""
+    (a `Model(...)` printed its OpenCL device at debug level), and on stderr: stdout is the
+    program's own (a forced WALLE_OPS_ISA's warning had broken a child's parsed output)."""
     import subprocess
     import sys
 
@@ -39,3 +40,7 @@ def test_library_logs_stay_quiet_below_warning_until_logging_is_configured() -> 
     assert "warning-line" in printed and "configured-debug-line" in printed
     assert printed.count("debug-line") == 1  # only the one logged after configuring
     assert "info-line" not in printed and "bound-line" not in printed
+    assert "warning-line" in done.stderr and "warning-line" not in done.stdout
+    bound = "from walle.logging import get_logger\nget_logger('t').bind(k=1).warning('w-line')\n"
+    done = subprocess.run([sys.executable, "-c", bound], capture_output=True, text=True, timeout=60)
+    assert "w-line" in done.stderr and "k=1" in done.stderr and not done.stdout
