@@ -65,7 +65,7 @@ class _LibraryLogger:
     def __init__(self, **context: object) -> None:
         self._context = context
         self._bound = structlog.get_logger(**context)
-        self._unconfigured = structlog.wrap_logger(_StderrLogger(), **context)
+        self._unconfigured = structlog.wrap_logger(_StderrLogger()).bind(**context)
 
     def bind(self, **more: object) -> _LibraryLogger:
         return _LibraryLogger(**self._context, **more)
