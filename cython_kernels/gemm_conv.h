@@ -546,22 +546,14 @@ WALLE_INLINE const float* walle_gemm_block(const walle_gemm* g, int rows, long c
             TILE(__VA_ARGS__, 0);                                                              \
     } while (0)
 
-/* Work units [u0, u1) (unit u: image u / chunks, column chunk u % chunks) at one level:
-   strips of SW columns (WIDE; WIDE4 for a last block of at most 4 channels), then one of DW
-   (TWO; none where DW is 0), then of VW (NARROW) while that many are left, then of VW2
-   (NARROW2: AVX-512's 8-wide strip for 8 to 15 columns left; the same as VW elsewhere,
-   where it finds none), the rest by TAIL1/2 or as one zero-padded strip (of DW by TWO, VW
-   or VW2: walle_gemm_split). ROWS: the whole blocks of a matmul's a read in place where
-   ``rows`` is set (walle_gemm_block, WALLE_GEMM_CALL).
-   ``pack`` holds kc * nc floats. */
 /* A matmul's levels (ROWS) whose b has at most WALLE_GEMM_LAZY_FLOATS floats pack each whole
    strip just before block 0's tile reads it (``lazy``), not all of them before the first
    tile: the strip is in L1 when that tile reads it and the pack's stores overlap the tiles
-   around them. MatMul 256^3 at AVX-512 1-2% faster on Zen 5 (interleaved rounds; 512^3 and
-   100 x 300 x 200 level); with b beyond L2 (64 x 1024 x 1024: 4 MiB), where each strip's
-   rows come from L3 a few lines at a time, 5% slower, hence the bound: 256 KiB, a b that
-   stays in the L2 of every CPU with AVX2 or AVX-512 (512 KiB on Zen 3 and Ice Lake clients).
-   WALLE_GEMM_LAZY=0 builds the eager pack (A/B). */
+   around them. MatMul 256^3 at AVX-512 0.5-2% faster on Zen 5 (interleaved A/Bs, at the
+   edge of the host's noise; 512^3 and 100 x 300 x 200 level); with b beyond L2 (64 x 1024 x
+   1024: 4 MiB), where each strip's rows come from L3 a few lines at a time, 5% slower, hence
+   the bound: 256 KiB, a b that stays in the L2 of every CPU with AVX2 or AVX-512 (512 KiB on
+   Zen 3 and Ice Lake clients). WALLE_GEMM_LAZY=0 builds the eager pack (A/B). */
 #ifndef WALLE_GEMM_LAZY
 #define WALLE_GEMM_LAZY 1
 #endif
@@ -572,6 +564,15 @@ WALLE_INLINE const float* walle_gemm_block(const walle_gemm* g, int rows, long c
    the compiler sees in them, even dead code, moves their register allocation). */
 #define WALLE_GEMM_IF_ROWS_0(...)
 #define WALLE_GEMM_IF_ROWS_1(...) __VA_ARGS__
+
+/* Work units [u0, u1) (unit u: image u / chunks, column chunk u % chunks) at one level:
+   strips of SW columns (WIDE; WIDE4 for a last block of at most 4 channels), then one of DW
+   (TWO; none where DW is 0), then of VW (NARROW) while that many are left, then of VW2
+   (NARROW2: AVX-512's 8-wide strip for 8 to 15 columns left; the same as VW elsewhere,
+   where it finds none), the rest by TAIL1/2 or as one zero-padded strip (of DW by TWO, VW
+   or VW2: walle_gemm_split). ROWS: the whole blocks of a matmul's a read in place where
+   ``rows`` is set (walle_gemm_block, WALLE_GEMM_CALL).
+   ``pack`` holds kc * nc floats. */
 #define WALLE_GEMM_LEVEL(NAME, ATTR, WIDE, WIDE4, TWO, NARROW, NARROW2, TAIL1, TAIL2, VW, VW2, \
                          DW, SW, ROWS)                                                         \
 ATTR static void NAME(const walle_gemm* g, long u0, long u1, float* pack) {                    \
