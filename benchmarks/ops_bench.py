@@ -17,7 +17,8 @@ level the compiled kernels report they dispatch to (``WALLE_OPS_ISA`` forces a l
 ``--isa-compare`` (on a CPU with AVX-512) then runs the same rows again in a second process
 with ``WALLE_OPS_ISA=avx2`` (and the small rows in a third with ``WALLE_OPS_ISA=sse``, the
 baseline level; numpy's BLAS and SIMD loops lowered with them, walle.ops.backends.numpy_isa),
-peers timed again beside walle's build for that level, and writes that
+peers timed again beside walle's build for that level (OpenCL left out of its search: a CPU
+device's kernels are compiled for the CPU's widest level), and writes that
 table as its own section, so that the AVX2 path cannot regress unseen. ``--ort-avx2`` (on such
 a CPU) times that AVX2 build once more against a copy of onnxruntime that runs its own AVX2
 kernels (benchmarks/ort_avx2.py) and MNN (whose wheel has no AVX-512 code): an AVX2-only
@@ -161,7 +162,12 @@ def _walle(model, feeds, pin: str | None):
     from walle.ops.onnx_import import import_onnx
 
     batch = model.graph.input[0].type.tensor_type.shape.dim[0].dim_value
-    plan = Model(lambda rows: import_onnx(model, batch=rows), backend=pin).plan(batch)
+    backends = None
+    if pin is None and _forced_level():  # an OpenCL CPU device compiles for the CPU's best
+        backends = ["cython", "numpy"]
+    plan = Model(lambda rows: import_onnx(model, batch=rows), backend=pin, backends=backends).plan(
+        batch
+    )
     arrays = [feeds[n] for n in plan.graph.inputs]
     if len(arrays) == 1:
         return lambda: plan.run1(arrays[0]), plan
@@ -393,6 +399,21 @@ def _cpu() -> tuple[str, str]:
 def _env_words(env: dict[str, str]) -> str:
     """``env`` as the words before a shell command (each followed by a space)."""
     return "".join(f"{k}={shlex.quote(v)} " for k, v in env.items())
+
+
+def _forced_level() -> bool:
+    """Whether ``WALLE_OPS_ISA`` runs the kernels below this CPU's best level (the children of
+    ``--isa-compare``): OpenCL is then left out of walle's search, its kernels on a CPU
+    device being compiled for the CPU's widest level, not the one asked for."""
+    from walle.errors import BackendError
+    from walle.ops import get_backend
+    from walle.ops.backends import cython_isa
+
+    try:
+        get_backend("cython")  # applies WALLE_OPS_ISA
+    except BackendError:
+        return False
+    return cython_isa.kernel_level() != cython_isa.best_level()
 
 
 def _opencl_device() -> str:
@@ -682,7 +703,8 @@ def _isa_compare(
             "taskset -c 1 .venv/bin/python "
             f"benchmarks/ops_bench.py --isa-table {flag}` (run by `--isa-compare {flag}` "
             "after the main table; the peers are timed again in that process, interleaved "
-            f"with walle's {isa} build; ratios = peer / walle)."
+            f"with walle's {isa} build, searched over its cython and numpy backends: an "
+            "OpenCL CPU device compiles for the CPU's widest level; ratios = peer / walle)."
             + (
                 ""
                 if ort is None
