@@ -321,3 +321,54 @@ def test_cython_backend_leaves_broadcast_batch_dims_to_another_backend() -> None
     y = b.matmul(b.input("x", (2, 1, 8, 6)), b.input("w", (3, 6, 8)))
     graph = b.build([y])
     assert not backend.supports(graph.nodes[0], graph)
+
+
+_ONE_CHUNK = """
+import numpy as np
+from walle._kernels import ops_conv
+rng = np.random.default_rng(3)
+for m, k, n in ((20, 256, 256), (20, 264, 256), (37, 100, 655)):
+    a = rng.uniform(-1, 1, (m, k)).astype(np.float32)
+    b = rng.uniform(-1, 1, (k, n)).astype(np.float32)
+    want = a.astype(np.float64) @ b
+    for b_in_place in (False, True):
+        c = np.full((m, n), np.nan, np.float32)
+        kernel = ops_conv.MatmulPackedKernel(
+            a, b, c, None, 0, "none", False, "avx512", b_in_place=b_in_place
+        )
+        kernel.run()
+        err = float(np.abs(c - want).max() / np.abs(want).max())
+        print(m, k, n, b_in_place, kernel.units, err < 1e-5)
+"""
+
+
+def test_packed_matmul_takes_a_small_b_in_one_chunk_on_one_thread() -> None:
+    """At AVX-512 on one OpenMP thread, a b packed or read per call of at most 64K floats runs
+    as one chunk of all its columns (a read once per reduction block); a larger one, or the
+    same on several threads (which split the chunks), keeps the 128 KiB chunks. Each matches
+    numpy. In a child process: the thread count is the process's."""
+    import os
+    import subprocess
+    import sys
+
+    ops_conv = _ops_conv()
+    if ops_conv.best_level() < 2:
+        pytest.skip("this CPU has no AVX-512: the rule is the AVX-512 level's")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", _ONE_CHUNK], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    rows = [line.split() for line in done.stdout.splitlines()]
+    assert all(row[-1] == "True" for row in rows), rows
+    units = {(int(r[0]), int(r[1]), int(r[2]), r[3]): int(r[4]) for r in rows}
+    for b_in_place in ("False", "True"):
+        assert units[(20, 256, 256, b_in_place)] == 1
+        assert units[(20, 264, 256, b_in_place)] > 1  # 264 x 256 > 64K floats
+        assert units[(37, 100, 655, b_in_place)] == 1  # 65,500 floats, 21 strips
+    env["OMP_NUM_THREADS"] = "2"
+    done = subprocess.run(
+        [sys.executable, "-c", _ONE_CHUNK], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert [line.split()[4] for line in done.stdout.splitlines()][:2] == ["2", "2"]
