@@ -205,6 +205,7 @@ class MatmulPackedKernel:
     level: int
     prepacked: bool
     a_in_place: bool
+    units: int  # column chunks: the work units its threads split
 
     def __init__(
         self,
