@@ -401,19 +401,27 @@ def _env_words(env: dict[str, str]) -> str:
     return "".join(f"{k}={shlex.quote(v)} " for k, v in env.items())
 
 
+def _levels() -> tuple[str, str]:
+    """(the level the cython kernels run at, after ``WALLE_OPS_ISA``; this CPU's best);
+    BackendError where the cython backend is not usable."""
+    from walle.ops import get_backend
+    from walle.ops.backends import cython_isa
+
+    get_backend("cython")  # applies WALLE_OPS_ISA
+    return cython_isa.kernel_level(), cython_isa.best_level()
+
+
 def _forced_level() -> bool:
     """Whether ``WALLE_OPS_ISA`` runs the kernels below this CPU's best level (the children of
     ``--isa-compare``): OpenCL is then left out of walle's search, its kernels on a CPU
     device being compiled for the CPU's widest level, not the one asked for."""
     from walle.errors import BackendError
-    from walle.ops import get_backend
-    from walle.ops.backends import cython_isa
 
     try:
-        get_backend("cython")  # applies WALLE_OPS_ISA
+        level, best = _levels()
     except BackendError:
         return False
-    return cython_isa.kernel_level() != cython_isa.best_level()
+    return level != best
 
 
 def _opencl_device() -> str:
@@ -433,15 +441,12 @@ _WIDTH = {"avx512": "AVX-512F, 16 floats per vector", "avx2": "AVX2 + FMA, 8 flo
 def _kernel_level() -> str:
     """What the compiled kernels dispatch to, e.g. ``avx2 (AVX2 + FMA, ...; forced by ...)``."""
     from walle.errors import BackendError
-    from walle.ops import get_backend
-
-    try:
-        get_backend("cython")  # applies WALLE_OPS_ISA
-    except BackendError as exc:
-        return f"none (cython kernels not usable: {exc})"
     from walle.ops.backends import cython_isa, numpy_isa
 
-    level, best = cython_isa.kernel_level(), cython_isa.best_level()
+    try:
+        level, best = _levels()
+    except BackendError as exc:
+        return f"none (cython kernels not usable: {exc})"
     text = f"{level} ({_WIDTH.get(level, 'baseline SSE2, 4 floats per vector')}"
     if level != best:
         text += f"; forced by {cython_isa.ENV}={os.environ.get(cython_isa.ENV)}, CPU best {best}"
@@ -677,7 +682,8 @@ def _isa_compare(
 
     # numpy's BLAS and SIMD loops (the im2col/blas convs') at that level too: they are
     # chosen when the child imports numpy
-    env = {**os.environ, cython_isa.ENV: isa, **numpy_isa.environ(isa)}
+    numpy_env = numpy_isa.environ(isa)
+    env = {**os.environ, cython_isa.ENV: isa, **numpy_env}
     if ort is not None:
         import ort_avx2
 
@@ -699,7 +705,7 @@ def _isa_compare(
     _write_section(
         title,
         [
-            f"Command: `WALLE_OPS_ISA={isa} {_env_words(numpy_isa.environ(isa))}"
+            f"Command: `WALLE_OPS_ISA={isa} {_env_words(numpy_env)}"
             "taskset -c 1 .venv/bin/python "
             f"benchmarks/ops_bench.py --isa-table {flag}` (run by `--isa-compare {flag}` "
             "after the main table; the peers are timed again in that process, interleaved "

@@ -1005,8 +1005,9 @@ cdef class MatmulPackedKernel:
                     and walle_max_threads() == 1):
                 # b packed per call and small enough to stay in L2 whole: one chunk of all
                 # its columns, so a is read once per reduction block instead of once per
-                # chunk (256^3 1.7% faster, 6 rounds of 6; 64-1024 x 64-256 x 256-1024
-                # 1-2%); not with several threads, which split the chunks among them
+                # chunk (256^3 1.0-1.7% faster, 11 rounds of 11, 3.5-4% with b read in
+                # place; 64-1024 x 64-256 x 256-1024 1-4%); not with several threads,
+                # which split the chunks among them
                 nc = n
         kc, nc, chunks = _gemm_blocking(self.level, k, n, kc, nc, 0)
         blocks = 4 * -(-m // 32)  # whole groups of 4 blocks for the leftover columns

@@ -50,8 +50,8 @@ def _above(level: str, feature: str) -> bool:
 
 
 def environ(level: str) -> dict[str, str]:
-    """The variables a process started with runs numpy's BLAS and SIMD loops at most at
-    ``level`` (``avx512`` or ``native``: none). For a child process only: numpy reads them
+    """The variables with which a started process runs numpy's BLAS and SIMD loops at most at
+    ``level`` (none for ``avx512`` or ``native``). For a child process only: numpy reads them
     when it is imported."""
     if level not in _BLAS_CORE:
         return {}
