@@ -73,8 +73,10 @@ def configure() -> str:
     set_level(forced or best_level())
     wider = numpy_isa.wider_than(forced) if forced else []
     if forced and wider:  # numpy picked its code at import: only a new process can lower it
-        start_with = " ".join(f"{k}={v!r}" for k, v in numpy_isa.environ(forced).items())
-        _log.warning("numpy runs wider than the forced level", wider=wider, start_with=start_with)
+        start = " ".join(f"{k}={v!r}" for k, v in numpy_isa.environ(forced).items())
+        _log.warning(
+            "numpy runs wider than the forced level", level=forced, wider=wider, start_with=start
+        )
     return kernel_level()
 
 
