@@ -534,8 +534,9 @@ cdef extern from "gemm_conv.h":
 
 _GEMM_PACK_FLOATS = 32768  # a packed block of columns: 128 KiB, to stay in L2
 _GEMM_AVX2_KC = 160  # the most reduction rows per packed block at AVX2
-# the most reduction rows per packed block of a matmul at AVX-512 (MatmulPackedKernel)
-_MATMUL_AVX512_KC = 512
+# the most reduction rows per packed block of a matmul at AVX-512 and AVX2
+# (MatmulPackedKernel), and of a 1x1 stride-1 conv at AVX-512
+_MATMUL_KC = 512
 # the largest b (k * n floats: 256 KiB) a matmul packed per call at AVX-512 takes in one chunk
 # of all its columns (the bound of gemm_conv.h's lazy pack too: a b that stays in L2)
 _MATMUL_ONE_CHUNK_FLOATS = 65536
@@ -654,7 +655,7 @@ cdef class GemmConvKernel:
             # a 1x1 stride-1 conv (packed or read in place) as the matmuls: even blocks of at
             # most 512 rows; 256 stored and read back the partial sums of 512 -> 1000 on
             # 13x13 (SqueezeNet's last conv) and 1024 -> 256 on 14x14 for 2-4% more time
-            kc = -(-k // -(-k // _MATMUL_AVX512_KC))
+            kc = -(-k // -(-k // _MATMUL_KC))
         kc, nc, chunks = _gemm_blocking(self.level, k, p, kc, nc, 1)
         self.units = n * chunks
         work = float(n * cout * p) * k
@@ -995,14 +996,17 @@ cdef class MatmulPackedKernel:
             raise ValueError("packed matmul kernel: b_in_place and b_constant exclude each "
                              "other (a constant b is packed once)")
         self.level = _kernel_level("packed matmul", level)
-        if kc is None and self.level == 2:
+        if kc is None and self.level >= 1:
             # the whole reduction up to 512 rows, else even blocks of at most 512: each
             # block's partial sums are stored and read back, and 512 took 1.5-2% less than
-            # the conv's 256 on products of 743-1024 rows (one core; AVX2 was level, and a
-            # conv's strided im2col pack lost 12% on 256x28x28 3x3 /2 at 461)
-            kc = -(-k // -(-k // _MATMUL_AVX512_KC))
-            if (nc is None and not b_constant and k * n <= _MATMUL_ONE_CHUNK_FLOATS
-                    and walle_max_threads() == 1):
+            # the conv's 256 on products of 743-1024 rows at AVX-512 (one core, Zen 5; a
+            # conv's strided im2col pack lost 12% on 256x28x28 3x3 /2 at 461). At AVX2 the
+            # conv's 160 (L1 reuse between a strip's two halves) was level with 512 on Zen 5
+            # and 2-9% slower on Zen 3 (32x512x512, 112x743x421, 512^3, 155x830x236 with b
+            # constant; interleaved, one core)
+            kc = -(-k // -(-k // _MATMUL_KC))
+            if (self.level == 2 and nc is None and not b_constant
+                    and k * n <= _MATMUL_ONE_CHUNK_FLOATS and walle_max_threads() == 1):
                 # b packed per call and small enough to stay in L2 whole: one chunk of all
                 # its columns, so a is read once per reduction block instead of once per
                 # chunk (256^3 1.0-1.7% faster, 11 rounds of 11, 3.5-4% with b read in
