@@ -339,6 +339,13 @@ WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {                                 
     "vfmadd231ps %%ymm14, %%ymm15, %%ymm11\n\t"                                                \
     "add %[sb], %[b]\n\t"                                                                      \
     "add %[ks], %[a]\n\t"
+/* The fewest reduction rows a conv's tile (packed weights) runs in asm: below, the C loop,
+   which GCC compiles without a spill there and which does not pay the asm's 24 moves of the
+   sums through memory: 1x1 convs of 8-32 input channels (MobileNet's narrow ones, a 3-channel
+   stem's 27 rows) ran 3-12% slower in asm, 48 level, 64-96 4-5% faster. A matmul's tile (a's
+   rows in place) runs in asm at any kc: from C it was 8-14% slower even at k = 32-64. */
+#define WALLE_GEMM_ASM_MIN_KC 48
+
 /* The 12 sums from sv[12] into ymm0-11 and back around the loop (kc / 2 turns in k, then
    the odd row). */
 #define WALLE_GEMM_ASM4X3(PF)                                                                  \
@@ -362,8 +369,10 @@ WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {                                 
 #define WALLE_GEMM_ASM4X3_CLOBBERS                                                             \
     "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10",   \
         "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "memory", "cc"
-#define WALLE_GEMM_LOOP4X3(VT, VW, AT, C1, C3, KSTEP)                                          \
-    if (kc > 0) {                                                                              \
+#define WALLE_GEMM_LOOP4X3(VT, VW, AT, C1, C3, KSTEP, MINKC)                                   \
+    if ((MINKC) > 0 && kc < (MINKC)) {                                                         \
+        WALLE_GEMM_TWO_ROWS(WALLE_GEMM_STEP4X3, VT, VW, AT)                                    \
+    } else if (kc > 0) {                                                                       \
         VT sv[12] = {s00, s01, s02, s10, s11, s12, s20, s21, s22, s30, s31, s32};              \
         const float* pb = b;                                                                   \
         const char* pa = (const char*)a;                                                       \
@@ -389,7 +398,7 @@ WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {                                 
         s20 = sv[6], s21 = sv[7], s22 = sv[8], s30 = sv[9], s31 = sv[10], s32 = sv[11];        \
     }
 #else
-#define WALLE_GEMM_LOOP4X3(VT, VW, AT, C1, C3, KSTEP) \
+#define WALLE_GEMM_LOOP4X3(VT, VW, AT, C1, C3, KSTEP, MINKC) \
     WALLE_GEMM_TWO_ROWS(WALLE_GEMM_STEP4X3, VT, VW, AT)
 #endif
 
@@ -399,14 +408,14 @@ WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {                                 
    stack (6x slower). Two rows a turn, the prefetch test outside the loop: in asm loops of
    this tile alone, one row a turn ran the multiply-adds at 82% of the FMA units' rate on
    Zen 3, two rows 91% (convs 5-9% faster, interleaved A/B of the two builds, both orders). */
-#define WALLE_GEMM_TILE4X3(NAME, VT, IT, VW, AT, C1, C3, KSTEP)                                \
+#define WALLE_GEMM_TILE4X3(NAME, VT, IT, VW, AT, C1, C3, KSTEP, MINKC)                         \
 WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {                                                \
     VT acc[4][3];                                                                              \
     WALLE_GEMM_LOAD(acc, VT, VW, 3, 4)                                                         \
     VT s00 = acc[0][0], s01 = acc[0][1], s02 = acc[0][2], s10 = acc[1][0], s11 = acc[1][1];    \
     VT s12 = acc[1][2], s20 = acc[2][0], s21 = acc[2][1], s22 = acc[2][2], s30 = acc[3][0];    \
     VT s31 = acc[3][1], s32 = acc[3][2];                                                       \
-    WALLE_GEMM_LOOP4X3(VT, VW, AT, C1, C3, KSTEP)                                              \
+    WALLE_GEMM_LOOP4X3(VT, VW, AT, C1, C3, KSTEP, MINKC)                                       \
     acc[0][0] = s00; acc[0][1] = s01; acc[0][2] = s02; acc[1][0] = s10; acc[1][1] = s11;       \
     acc[1][2] = s12; acc[2][0] = s20; acc[2][1] = s21; acc[2][2] = s22; acc[3][0] = s30;       \
     acc[3][1] = s31; acc[3][2] = s32;                                                          \
@@ -559,7 +568,8 @@ WALLE_GEMM_TILE(walle_gemm_v16x1, walle_v16, walle_i16, 16, 1, 8, WALLE_GEMM_AP)
 WALLE_GEMM_TILE(walle_gemm_v16x2c4, walle_v16, walle_i16, 16, 2, 4, WALLE_GEMM_AP)
 WALLE_GEMM_TILE(walle_gemm_v16x3c4, walle_v16, walle_i16, 16, 3, 4, WALLE_GEMM_AP)
 WALLE_GEMM_TILE(walle_gemm_v8x1, walle_v8, walle_i8, 8, 1, 8, WALLE_GEMM_AP)
-WALLE_GEMM_TILE4X3(walle_gemm_v8x3c4, walle_v8, walle_i8, 8, WALLE_GEMM_AP, 4, 12, 32)
+WALLE_GEMM_TILE4X3(walle_gemm_v8x3c4, walle_v8, walle_i8, 8, WALLE_GEMM_AP, 4, 12, 32,
+                   WALLE_GEMM_ASM_MIN_KC)
 WALLE_GEMM_TILE(walle_gemm_v4x1, walle_v4, walle_i4, 4, 1, 8, WALLE_GEMM_AP)
 WALLE_GEMM_TILE(walle_gemm_v4x2c4, walle_v4, walle_i4, 4, 2, 4, WALLE_GEMM_AP)
 /* The same tiles reading a matmul's rows of a in place (the whole blocks of 8 channels; the
@@ -569,7 +579,7 @@ WALLE_GEMM_TILE8X3(walle_gemm_v16x3_rows, walle_v16, walle_i16, 16, WALLE_GEMM_A
 WALLE_GEMM_TILE(walle_gemm_v16x1_rows, walle_v16, walle_i16, 16, 1, 8, WALLE_GEMM_AR)
 WALLE_GEMM_TILE(walle_gemm_v8x1_rows, walle_v8, walle_i8, 8, 1, 8, WALLE_GEMM_AR)
 WALLE_GEMM_TILE4X3(walle_gemm_v8x3c4_rows, walle_v8, walle_i8, 8, WALLE_GEMM_AR, 4 * sa,
-                   12 * sa, 4)
+                   12 * sa, 4, 0)
 WALLE_GEMM_TILE(walle_gemm_v4x1_rows, walle_v4, walle_i4, 4, 1, 8, WALLE_GEMM_AR)
 WALLE_GEMM_TILE(walle_gemm_v4x2c4_rows, walle_v4, walle_i4, 4, 2, 4, WALLE_GEMM_AR)
 WALLE_GEMM_TAIL(walle_gemm_tail8_1, walle_v8, 8, 1)
