@@ -778,10 +778,17 @@ cdef extern from *:
     WALLE_VINLINE void NAME(const float* restrict a, const float* restrict b, \\
                             float* restrict c, long m, long n, long k) { \\
         long n2 = n - n % (2 * VW); \\
-        /* rows of b off the vector size (a caller's array 16 bytes off: 256^3 at AVX2 \\
-           114 -> 100 GFlop/s) are copied a panel at a time to an aligned buffer, where \\
-           16 rows or more amortise the copy (6 x 256 x 256: 6.9 -> 12.6 us with it) */ \\
-        float* bp = ((size_t)b | (size_t)(n * sizeof(float))) % sizeof(VT) && n2 && m >= 16 \\
+        /* A panel of b is copied to a contiguous aligned buffer where enough rows of a \\
+           amortise the copy (6 x 256 x 256: 6.9 -> 12.6 us with it): from 16 rows where \\
+           b's rows are off the vector size (a caller's array 16 bytes off: 256^3 at AVX2 \\
+           114 -> 100 GFlop/s in place), from 24 where a panel row straddles two cache \\
+           lines, from 48 where it is one line: read in place at a stride of a power of \\
+           two, its k lines fall in a few L1 sets and evict each other (Zen 3, 32 KiB L1, \\
+           256^3 0.92x the time copied, 128 x 512 x 512 0.90x, 64 x 784 x 512 0.87x; at \\
+           16-40 rows the copy cost 4-14%). */ \\
+        size_t b_align = (size_t)b | (size_t)(n * sizeof(float)); \\
+        long copy_rows = b_align % sizeof(VT) ? 16 : b_align % (2 * sizeof(VT)) ? 24 : 48; \\
+        float* bp = n2 && m >= copy_rows \\
                         ? (float*)aligned_alloc(64, (size_t)(k * 2 * VW) * sizeof(float) + 64) \\
                         : (float*)0; \\
         for (long j = 0; j < n2; j += 2 * VW) { \\

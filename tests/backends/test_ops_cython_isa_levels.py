@@ -274,18 +274,19 @@ def test_softmax_offers_its_avx2_loop_at_avx512_only(isa) -> None:
 
 @settings(max_examples=40, deadline=None)
 @given(
-    m=st.integers(1, 24),
+    m=st.integers(1, 60),
     k=st.integers(1, 40),
     n=st.integers(1, 56),
     batch=st.integers(1, 3),
-    offset=st.sampled_from([0, 1, 4]),
+    offset=st.sampled_from([0, 1, 4, 8]),
     seed=st.integers(0, 2**16),
 )
 def test_gemm_panels_and_tiles_at_every_level_match_float64(m, k, n, batch, offset, seed) -> None:
     """GemmKernel's panel kernels (AVX-512's 8/4/1 x 16 tiles, AVX2's 6/4/2/1 x 16 with the
-    last n % 16 columns on the scalar tiles, b's panels copied aligned where its rows are
-    not), and the scalar tiles alone (wide=False), at every level, on every row and column
-    remainder, b at 0, 4 or 16 bytes past a 64-byte boundary, with bias and ReLU, batched."""
+    last n % 16 columns on the scalar tiles, b's panels read in place or copied aligned by
+    its offset and a's rows: 16, 24 and 48 rows the thresholds), and the scalar tiles alone
+    (wide=False), at every level, on every row and column remainder, b at 0, 4, 16 or 32
+    bytes past a 64-byte boundary, with bias and ReLU, batched."""
     module = _isa()
     from walle._kernels import ops_math
 
@@ -307,6 +308,42 @@ def test_gemm_panels_and_tiles_at_every_level_match_float64(m, k, n, batch, offs
                 np.testing.assert_allclose(
                     out, want, rtol=1e-5, atol=1e-5, err_msg=f"{level} wide={wide}"
                 )
+    finally:
+        module.set_level(before)
+
+
+@pytest.mark.parametrize("m", [6, 16, 23, 24, 47, 48, 64])
+def test_gemm_panel_bits_do_not_depend_on_where_b_lies(m) -> None:
+    """Whether the AVX2 panel kernel reads b's panels in place or copies them (by b's offset
+    within a cache line and a's rows), each output is the same sums in the same order: the
+    same bits at any offset, at every level."""
+    module = _isa()
+    from walle._kernels import ops_math
+
+    k, n = 256, 64  # a power-of-two row stride: the case the copy is for
+    rng = np.random.default_rng(m)
+    a = rng.uniform(-1, 1, (m, k)).astype(np.float32)
+    values = rng.uniform(-1, 1, (k, n)).astype(np.float32)
+    memory = np.empty(k * n + 32, np.float32)
+    before = module.kernel_level()
+    try:
+        for level in _runnable(module):
+            module.set_level(level)
+            outs = []
+            for offset in (0, 4, 8, 1):  # 0, 16, 32 and 4 bytes past a 64-byte boundary
+                start = (-memory.ctypes.data % 64) // 4 + offset
+                w = memory[start : start + k * n].reshape(k, n)
+                w[...] = values
+                out = np.empty((m, n), np.float32)
+                ops_math.GemmKernel(a, w, out, None, 0, "none").run()
+                outs.append(out.tobytes())
+            assert len(set(outs)) == 1, level
+            np.testing.assert_allclose(
+                np.frombuffer(outs[0], np.float32).reshape(m, n),
+                a.astype(np.float64) @ values,
+                rtol=1e-4,
+                atol=1e-4,
+            )
     finally:
         module.set_level(before)
 

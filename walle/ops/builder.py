@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from walle.errors import ModelError
+from walle.ops import aligned
 from walle.ops.composites import CompositeOps
 from walle.ops.ir import (
     BINARY_KINDS,
@@ -78,8 +79,8 @@ class GraphBuilder(CompositeOps):
         return name
 
     def const(self, array: npt.ArrayLike, name: str | None = None) -> str:
-        """Add a constant (weights); stored as contiguous float32."""
-        data = np.asarray(array, dtype=np.float32, order="C")  # keeps a 0-d shape
+        """Add a constant (weights); stored as contiguous float32 on a cache line."""
+        data = aligned.on_line(np.asarray(array, dtype=np.float32, order="C"))  # keeps 0-d
         name = name or self._fresh("const")
         self._values[name] = Value(name, data.shape)
         self._constants[name] = data

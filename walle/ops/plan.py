@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from walle.errors import ValidationError
+from walle.ops import aligned
 from walle.ops.aliasing import (
     NO_SLOTS,
     ChannelSlot,
@@ -85,7 +86,7 @@ def allocate(
     plan = BlockPlan({}, [])
     if shared is not None:
         plan = _blocks(graph, steps, alias, placed, in_channels, shared, also_read or {})
-        blocks = [np.empty(size, np.float32) for size in plan.sizes]
+        blocks = [aligned.empty(size) for size in plan.sizes]
 
     def memory(name: str) -> FloatArray:
         # A value's flat memory: its own, or its block of its host's (hosts come later in
@@ -162,8 +163,9 @@ def _blocks(
 
 def _new(shape: tuple[int, ...], fill: float | None) -> FloatArray:
     if fill is None:
-        return np.empty(shape, np.float32)
-    return np.random.default_rng(0).uniform(fill, fill + 1.0, shape).astype(np.float32)
+        return aligned.empty(shape)
+    values = np.random.default_rng(0).uniform(fill, fill + 1.0, shape)
+    return aligned.on_line(values.astype(np.float32))
 
 
 def _in_place(
@@ -304,8 +306,10 @@ class CompiledPlan:
         output whenever malloc has given the memory back to the system.
         """
         out = self._spare
-        if out is None or sys.getrefcount(out) > 3:  # self._spare, `out`, the argument
-            out = np.empty(self._out[0].shape, np.float32)
+        # held: more references than self._spare, `out` and the argument, or a view of it
+        # (a view holds the memory it shares with ``out``: ``out.base``, aligned.empty's)
+        if out is None or sys.getrefcount(out) > 3 or sys.getrefcount(out.base) > 2:
+            out = aligned.empty(self._out[0].shape)
             self._spare = out
         if self._direct is not None:  # always so here: __call__ and run1 check first
             self._direct(*arrays, out)
