@@ -118,8 +118,11 @@ COLD_SCRUB_BYTES = 8 << 20
 # 29: close calls settled by cold trials (COLD_ROUNDS); 30: AVX-512's packed-GEMM conv runs
 # 22 to 47 leftover columns in a strip of 32 (gemm and gemm_direct faster on 13x13 planes);
 # 31: the packed-GEMM matmul reads a's rows in place (3-4% faster) and offers packed_direct;
-# AVX-512's 1x1 stride-1 packed-GEMM convs take reduction blocks of up to 512 rows.
-DECISIONS_VERSION = 31
+# AVX-512's 1x1 stride-1 packed-GEMM convs take reduction blocks of up to 512 rows; 32: the
+# AVX2 panel GEMM copies b's panels where a's rows are many (up to 0.78x the time at a
+# power-of-two row stride) and walle's arrays start on a cache line: MatMul 256^3 and the
+# MLPs' layers cached on numpy or the packed GEMM went stale.
+DECISIONS_VERSION = 32
 
 
 def time_calls(calls: list[Call], budget_s: float = 0.004, max_runs: int = 25) -> float:
