@@ -30,7 +30,7 @@ def test_empty_is_a_contiguous_float32_array_on_a_line(shape) -> None:
 
 @pytest.mark.parametrize("offset", [0, 1, 4, 8, 15])
 def test_on_line_copies_only_what_is_off_a_line(offset) -> None:
-    memory = np.empty(100 + 16, np.float32)
+    memory = np.empty(100 + 32, np.float32)
     start = (-memory.ctypes.data % 64) // 4 + offset
     array = memory[start : start + 100].reshape(10, 10)
     array[...] = np.arange(100).reshape(10, 10)
