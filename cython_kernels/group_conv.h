@@ -358,6 +358,138 @@ WALLE_DW3S2_PICK(walle_dw3s2_avx512, 16, walle_dw3s2_plane16, walle_dw3s2_plane8
 WALLE_DW3S2_PICK(walle_dw3s2_avx2, 8, walle_dw3s2_plane8, walle_dw3s2_plane8, walle_dw3s2_plane4)
 WALLE_DW3S2_PICK(walle_dw3s2_base, 4, walle_dw3s2_plane4, walle_dw3s2_plane4, walle_dw3s2_plane4)
 
+/* A depthwise 3x3 stride-2 plane read from a source without its padding (``base``) is not
+   copied into a padded plane as is but split as it is copied: each padded row r becomes its
+   even columns (at sp + r * 2 hw) and its odd ones (hw further on), so that the taps of a
+   stride-2 row are plain loads (even columns from column c0 = 2h: tap 0 at e[j + h], tap 1
+   at o[j + h], tap 2 at e[j + h + 1]; from an odd one the halves swap) where
+   WALLE_DW3S2V splits every input row of every tile in lanes (three even/odd shuffles per
+   input vector: on AVX2 each is three instructions, and they, not the multiply-adds, had
+   set the pace: MobileNetV2's 3x3/2 depthwise convs 2-2.4x onnxruntime's time on a Zen 3).
+   The copy reads the source from memory anyway; its shuffles hide behind those loads.
+   The same sums in the same order as WALLE_DW3S2V's: the same bits. */
+#define WALLE_SPLIT_HW(wp) (((wp) + 1) / 2 + 1) /* floats per half row, one spare */
+/* Source rows from which a level splits: AVX2 from 48 floats (the shuffles it saves are
+   three instructions each; rows of 28 ran 4-8% slower split, the copy's share larger);
+   AVX-512's even/odd split is one instruction and SSE's 4-lane one cheap: not measured
+   faster split, so they keep WALLE_DW3S2V. */
+#define WALLE_SPLIT_NEVER 0x7fffffffL
+
+/* Source row s (n floats) to padded columns [left, left + n) of a split row (halves e, o). */
+#define WALLE_SPLIT_ROW(NAME, VT, VW, EVEN, ODD)                                            \
+    WALLE_GINLINE void NAME(float* restrict e, float* restrict o, long left,                \
+                            const float* restrict s, long n) {                              \
+        float* first = left & 1 ? o : e;  /* where s's even elements go */                  \
+        float* second = left & 1 ? e : o; /* and its odd ones */                            \
+        first += left >> 1;                                                                 \
+        second += (left + 1) >> 1;                                                          \
+        long t = 0;                                                                         \
+        for (; t + 2 * VW <= n; t += 2 * VW) {                                              \
+            VT lo, hi, ev, od;                                                              \
+            memcpy(&lo, s + t, sizeof(VT));                                                 \
+            memcpy(&hi, s + t + VW, sizeof(VT));                                            \
+            ev = (VT)EVEN(lo, hi);                                                          \
+            od = (VT)ODD(lo, hi);                                                           \
+            memcpy(first + t / 2, &ev, sizeof(VT));                                         \
+            memcpy(second + t / 2, &od, sizeof(VT));                                        \
+        }                                                                                   \
+        if (t < n && n >= 2 * VW) { /* a last pair shifted back an even number of floats */ \
+            long u = (n - 2 * VW) & ~1L;                                                    \
+            VT lo, hi, ev, od;                                                              \
+            memcpy(&lo, s + u, sizeof(VT));                                                 \
+            memcpy(&hi, s + u + VW, sizeof(VT));                                            \
+            ev = (VT)EVEN(lo, hi);                                                          \
+            od = (VT)ODD(lo, hi);                                                           \
+            memcpy(first + u / 2, &ev, sizeof(VT));                                         \
+            memcpy(second + u / 2, &od, sizeof(VT));                                        \
+            t = u + 2 * VW;                                                                 \
+        }                                                                                   \
+        for (; t < n; t++) (t & 1 ? second : first)[t >> 1] = s[t];                         \
+    }
+WALLE_SPLIT_ROW(walle_split_row16, walle_g16, 16, WALLE_EVEN16, WALLE_ODD16)
+WALLE_SPLIT_ROW(walle_split_row8, walle_g8, 8, WALLE_EVEN8, WALLE_ODD8)
+WALLE_SPLIT_ROW(walle_split_row4, walle_g4, 4, WALLE_EVEN4, WALLE_ODD4)
+
+/* NV output rows of VW outputs from split rows: xa the tap-0 half of tap row 0 at the
+   tile's first column, xb the tap-1 half (already one on where c0 is odd), rp floats from
+   one padded row to the next; WALLE_DW3S2V's accumulation order. */
+#define WALLE_DW3S2X(NAME, VT, IT, VW, NV)                                                  \
+    WALLE_GINLINE void NAME(const float* restrict xa, const float* restrict xb, long rp,    \
+                            const float* restrict w, float bias, float* restrict y,         \
+                            long ypitch, float relu) {                                      \
+        VT acc[NV];                                                                         \
+        for (int q = 0; q < NV; q++) acc[q] = (VT){0};                                      \
+        _Pragma("GCC unroll 16")                                                            \
+        for (int u = 0; u < 2 * NV + 1; u++) {                                              \
+            VT e, o1, o2;                                                                   \
+            memcpy(&e, xa + u * rp, sizeof(VT));                                            \
+            memcpy(&o1, xb + u * rp, sizeof(VT));                                           \
+            memcpy(&o2, xa + u * rp + 1, sizeof(VT));                                       \
+            _Pragma("GCC unroll 3")                                                         \
+            for (int a = 2; a >= 0; a--) { /* output row (u - a) / 2: its tap row a */      \
+                int q = (u - a) / 2;                                                        \
+                if (u < a || (u - a) % 2 || q >= NV) continue;                              \
+                acc[q] += w[3 * a] * e;                                                     \
+                acc[q] += w[3 * a + 1] * o1;                                                \
+                acc[q] += w[3 * a + 2] * o2;                                                \
+            }                                                                               \
+        }                                                                                   \
+        for (int q = 0; q < NV; q++) WALLE_GSTORE(VT, IT, y + q * ypitch, acc[q], bias, relu); \
+    }
+WALLE_DW3S2X(walle_dw3s2x_16x4, walle_g16, walle_gi16, 16, 4)
+WALLE_DW3S2X(walle_dw3s2x_16x1, walle_g16, walle_gi16, 16, 1)
+WALLE_DW3S2X(walle_dw3s2x_8x4, walle_g8, walle_gi8, 8, 4)
+WALLE_DW3S2X(walle_dw3s2x_8x1, walle_g8, walle_gi8, 8, 1)
+WALLE_DW3S2X(walle_dw3s2x_4x4, walle_g4, walle_gi4, 4, 4)
+WALLE_DW3S2X(walle_dw3s2x_4x1, walle_g4, walle_gi4, 4, 1)
+
+/* An oh x ow plane (ow >= VW) from split rows at sp (half rows hw floats), the window's
+   first tap at padded row r0, column c0: bands of 4 rows, columns 0, VW, ... and one
+   shifted back to end at ow, as WALLE_DW3S2_PLANE. */
+#define WALLE_DW3S2X_PLANE(NAME, VW, T4, T1)                                                \
+    WALLE_GINLINE void NAME(const float* restrict sp, long hw, long r0, long c0,            \
+                            const float* restrict w, float bias, float* restrict y,         \
+                            long oh, long ow, float relu) {                                 \
+        long rp = 2 * hw, h = c0 >> 1, odd = c0 & 1;                                        \
+        const float* xa = sp + r0 * rp + (odd ? hw : 0) + h;                                \
+        const float* xb = sp + r0 * rp + (odd ? 0 : hw) + h + odd;                          \
+        long r = 0, last = ow - VW;                                                         \
+        for (; r + 4 <= oh; r += 4)                                                         \
+            for (long j = 0;; j = j + VW < last ? j + VW : last) {                          \
+                T4(xa + 2 * r * rp + j, xb + 2 * r * rp + j, rp, w, bias, y + r * ow + j,   \
+                   ow, relu);                                                               \
+                if (j == last) break;                                                       \
+            }                                                                               \
+        for (; r < oh; r++)                                                                 \
+            for (long j = 0;; j = j + VW < last ? j + VW : last) {                          \
+                T1(xa + 2 * r * rp + j, xb + 2 * r * rp + j, rp, w, bias, y + r * ow + j,   \
+                   ow, relu);                                                               \
+                if (j == last) break;                                                       \
+            }                                                                               \
+    }
+WALLE_DW3S2X_PLANE(walle_dw3s2x_plane16, 16, walle_dw3s2x_16x4, walle_dw3s2x_16x1)
+WALLE_DW3S2X_PLANE(walle_dw3s2x_plane8, 8, walle_dw3s2x_8x4, walle_dw3s2x_8x1)
+WALLE_DW3S2X_PLANE(walle_dw3s2x_plane4, 4, walle_dw3s2x_4x4, walle_dw3s2x_4x1)
+
+/* The split plane at the widest of 16, 8, 4 lanes (up to the level's VW) that fits in a
+   row (the caller checks ow >= 4). */
+#define WALLE_DW3S2X_PICK(NAME, VW, P16, P8, P4)                                            \
+    WALLE_GINLINE void NAME(const float* restrict sp, long hw, long r0, long c0,            \
+                            const float* restrict w, float bias, float* restrict y,         \
+                            long oh, long ow, float relu) {                                 \
+        long v = ow >= 16 ? 16 : ow >= 8 ? 8 : 4;                                           \
+        if (v > VW) v = VW;                                                                 \
+        if (v == 16) P16(sp, hw, r0, c0, w, bias, y, oh, ow, relu);                         \
+        else if (v == 8) P8(sp, hw, r0, c0, w, bias, y, oh, ow, relu);                      \
+        else P4(sp, hw, r0, c0, w, bias, y, oh, ow, relu);                                  \
+    }
+WALLE_DW3S2X_PICK(walle_dw3s2x_avx512, 16, walle_dw3s2x_plane16, walle_dw3s2x_plane8,
+                  walle_dw3s2x_plane4)
+WALLE_DW3S2X_PICK(walle_dw3s2x_avx2, 8, walle_dw3s2x_plane8, walle_dw3s2x_plane8,
+                  walle_dw3s2x_plane4)
+WALLE_DW3S2X_PICK(walle_dw3s2x_base, 4, walle_dw3s2x_plane4, walle_dw3s2x_plane4,
+                  walle_dw3s2x_plane4)
+
 /* n outputs at any strides, one at a time. */
 WALLE_GINLINE void walle_dw_any(const float* restrict x, const float* restrict w, float bias,
                                 float* restrict y, long n, long kh, long kw, long s_kh,
@@ -419,26 +551,42 @@ WALLE_GINLINE void walle_dw_any(const float* restrict x, const float* restrict w
 
 /* Output planes [i0, i1) of i = n * (G*cout) + co. `scratch` holds OH * s_oh floats (the
    flat run before its rows are copied out). */
-#define WALLE_DW_PLANES(NAME, ATTR, X8, X4, X1, S2W, S2H, S2Q, COPY, DW3, DW3S2, VW)       \
+#define WALLE_DW_PLANES(NAME, ATTR, X8, X4, X1, S2W, S2H, S2Q, COPY, DW3, DW3S2, SPLIT,    \
+                        DW3S2X, SPLIT_MIN_IW, VW)                                           \
     ATTR static void NAME(const walle_gconv* p, long i0, long i1, float* scratch) {         \
         long ow = p->ow, oh = p->oh, plane = oh * ow, kk = p->kh * p->kw;                   \
         long channels = p->groups * p->cout, pitch = p->s_oh;                               \
         int flat = p->s_ow == 1 && pitch >= ow;                                             \
         int s2 = p->s_ow == 2 && p->s_kw == 1 && p->kw >= 2;                                \
+        /* a 3x3/2 plane from an unpadded source: split as it is copied (WALLE_SPLIT_HW) */ \
+        int split = p->base && s2 && p->kh == 3 && p->kw == 3 && p->s_kh == p->wp &&        \
+                    p->s_oh == 2 * p->s_kh && ow >= 4 && p->iw >= SPLIT_MIN_IW;             \
+        long hw = WALLE_SPLIT_HW(p->wp);                                                    \
         for (long i = i0; i < i1; i++) {                                                    \
             long n = i / channels, co = i % channels;                                       \
             const float* xc = p->x + n * p->s_n + (co / p->cout) * p->s_c;                  \
+            const float* w = p->w + co * kk;                                                \
+            float bias = p->bias[co];                                                       \
+            float* yc = p->y + i * plane;                                                   \
             if (p->base) {                                                                  \
                 float* pl = scratch + oh * pitch + 16;                                      \
                 const float* src = p->x + p->base[n * p->groups + co / p->cout];            \
-                if (co % p->cout == 0 || i == i0) /* a new input plane */                  \
+                int fresh = co % p->cout == 0 || i == i0; /* a new input plane */           \
+                if (split) {                                                                \
+                    if (fresh)                                                              \
+                        for (long r = 0; r < p->ih; r++) {                                  \
+                            float* e = pl + (r + p->top) * 2 * hw;                          \
+                            SPLIT(e, e + hw, p->left, src + r * p->irs, p->iw);             \
+                        }                                                                   \
+                    DW3S2X(pl, hw, p->off / p->wp, p->off % p->wp, w, bias, yc, oh, ow,     \
+                           p->relu);                                                        \
+                    continue;                                                               \
+                }                                                                           \
+                if (fresh)                                                                  \
                     for (long r = 0; r < p->ih; r++)                                        \
                         COPY(pl + (r + p->top) * p->wp + p->left, src + r * p->irs, p->iw); \
                 xc = pl + p->off;                                                           \
             }                                                                               \
-            const float* w = p->w + co * kk;                                                \
-            float bias = p->bias[co];                                                       \
-            float* yc = p->y + i * plane;                                                   \
             if (flat) {                                                                     \
                 long count = (oh - 1) * pitch + ow;                                         \
                 float* t = pitch == ow ? yc : scratch;                                      \
@@ -504,12 +652,14 @@ WALLE_GBLOCK_ROWS(walle_gblock_base, , walle_conv_v4x3h, 12, walle_conv_v4x2h,
                   walle_conv_v4x1, walle_conv_v2x1, walle_conv_v2x1, 4)
 WALLE_DW_PLANES(walle_dw_avx512, WALLE_GTARGET("avx512f,avx2,fma"), walle_dw_16x8,
                 walle_dw_16x4, walle_dw_16x1, walle_dws2_16, walle_dws2_8, walle_dws2_4,
-                walle_copy_8, walle_dw3_avx512, walle_dw3s2_avx512, 16)
+                walle_copy_8, walle_dw3_avx512, walle_dw3s2_avx512, walle_split_row16,
+                walle_dw3s2x_avx512, WALLE_SPLIT_NEVER, 16)
 WALLE_DW_PLANES(walle_dw_avx2, WALLE_GTARGET("avx2,fma"), walle_dw_8x8, walle_dw_8x4,
                 walle_dw_8x1, walle_dws2_8, walle_dws2_4, walle_dws2_4, walle_copy_8,
-                walle_dw3_avx2, walle_dw3s2_avx2, 8)
+                walle_dw3_avx2, walle_dw3s2_avx2, walle_split_row8, walle_dw3s2x_avx2, 48, 8)
 WALLE_DW_PLANES(walle_dw_base, , walle_dw_4x8, walle_dw_4x4, walle_dw_4x1, walle_dws2_4,
-                walle_dws2_4, walle_dws2_4, walle_copy_4, walle_dw3_base, walle_dw3s2_base, 4)
+                walle_dws2_4, walle_dws2_4, walle_copy_4, walle_dw3_base, walle_dw3s2_base,
+                walle_split_row4, walle_dw3s2x_base, WALLE_SPLIT_NEVER, 4)
 
 /* y[i, :] = act(y[i, :] + bias[i % channels] (+ res[i, :])) over `rows` rows of `plane`
    floats: the epilogue of a grouped 1x1 conv done by numpy's BLAS, with the shortcut of a

@@ -103,11 +103,11 @@ cdef class GroupConvKernel:
         if bias is not None:
             padded_bias[:] = np.asarray(bias, np.float32).reshape(-1)
         self.depthwise = cin == 1
-        cdef long plane_size = 0
+        cdef long plane_size = 0, split_rows = 0
         if planes is not None:
             base, ih, iw, irs, top, left, hp, wp = planes
             base = np.ascontiguousarray(base, np.int64)
-            plane_size = hp * wp
+            plane_size, split_rows = hp * wp, hp
             if (not self.depthwise or base.size != n * c or s[0] != c * plane_size
                     or s[1] != plane_size or not 0 <= region.src_offset < plane_size
                     or not (0 <= top and top + ih <= hp and 0 <= left and left + iw <= wp)
@@ -124,7 +124,9 @@ cdef class GroupConvKernel:
         if self.depthwise:
             packed = np.ascontiguousarray(w.reshape(cout_all, k))
             self.items = n * cout_all
-            self.scratch_size = oh * s[4] + 16 + plane_size + 32  # 3x3 tiles read past a plane
+            # 3x3 tiles read past a plane; a 3x3/2 plane split into halves takes up to
+            # 3 more floats a row (group_conv.h's WALLE_SPLIT_HW)
+            self.scratch_size = oh * s[4] + 16 + plane_size + 4 * split_rows + 32
         else:
             full = np.zeros((groups, blocks * 8, k), np.float32)
             full[:, :cout] = w

@@ -168,8 +168,8 @@ def test_depthwise_step_with_shuffle_and_pad_matches_reference(
     c=st.integers(1, 5),
     mult=st.integers(1, 2),
     h=st.integers(1, 20),
-    w=st.integers(1, 40),
-    pad=st.sampled_from([(1, 1), (0, 0), (1, 0)]),
+    w=st.integers(1, 70),
+    pad=st.sampled_from([(1, 1), (0, 0), (1, 0), (0, 1)]),
     stride=st.integers(1, 2),
     shuffle=st.booleans(),
     relu=st.booleans(),
@@ -180,8 +180,9 @@ def test_depthwise_3x3_rows_at_every_level_match_reference(
 ):
     """The 3x3 depthwise tiles (vertical bands of output rows sharing their input loads; at
     stride 1 one vector a row where the row fits, else columns with the last shifted back;
-    at stride 2 even/odd lane splits) on every plane size from 1 x 1 to 20 x 40, padded in
-    place from the source or not."""
+    at stride 2 even/odd lane splits, or, at AVX2 from source rows of 48, rows split into
+    even and odd columns as they are copied, from an even or odd left pad) on every plane
+    size from 1 x 1 to 20 x 70, padded in place from the source or not."""
     ops_group = _ops_group()
     rng = np.random.default_rng(seed)
     c = 2 * c if shuffle else c
@@ -197,6 +198,28 @@ def test_depthwise_3x3_rows_at_every_level_match_reference(
         np.testing.assert_allclose(
             _run(graph, {"x": x}, level), want, rtol=1e-4, atol=1e-4, err_msg=level
         )
+
+
+@pytest.mark.parametrize("w", [48, 57, 112])
+@pytest.mark.parametrize("pad", [(1, 1), (0, 1), (1, 0)])
+@pytest.mark.parametrize("mult", [1, 2])
+def test_depthwise_3x3_stride2_split_rows_match_reference(w, pad, mult) -> None:
+    """Wide rows (the AVX2 kernel splits them into even and odd columns as it copies them:
+    48 floats and up), even and odd widths and left pads, one or two outputs per input
+    channel, NaN and infinities among the inputs, at every level."""
+    ops_group = _ops_group()
+    rng = np.random.default_rng(w + 10 * mult)
+    c, h = 3, 9
+    x = rng.uniform(-2, 2, (1, c, h, w)).astype(np.float32)
+    x[0, 0, 4, 50 % w], x[0, 1, 0, w - 1], x[0, 2, h - 1, 0] = np.nan, np.inf, -np.inf
+    weight = rng.uniform(-1, 1, (c * mult, 1, 3, 3)).astype(np.float32)
+    bias = rng.uniform(-1, 1, c * mult).astype(np.float32)
+    graph = _conv_graph(x.shape, weight, bias, c, 2, pad, 1, True)
+    want = run_reference(graph, {"x": x})[0]
+    for level in _runnable(ops_group):
+        got = _run(graph, {"x": x}, level)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=level)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4, err_msg=level)
 
 
 @pytest.mark.parametrize("relu", [False, True])
