@@ -279,6 +279,20 @@ WALLE_DWTILE_S2(walle_dws2_16, walle_g16, walle_gi16, 16, WALLE_EVEN16, WALLE_OD
 WALLE_DWTILE_S2(walle_dws2_8, walle_g8, walle_gi8, 8, WALLE_EVEN8, WALLE_ODD8)
 WALLE_DWTILE_S2(walle_dws2_4, walle_g4, walle_gi4, 4, WALLE_EVEN4, WALLE_ODD4)
 
+/* Input row u of a stride-2 band (its columns for taps 0, 1 and 2: e, o1, o2) into the
+   one or two of the band's NV output rows it is a tap row of. */
+#define WALLE_DW3S2_TAPS(acc, NV, u, w, e, o1, o2)                                          \
+    do {                                                                                    \
+        _Pragma("GCC unroll 3")                                                             \
+        for (int a = 2; a >= 0; a--) { /* output row (u - a) / 2: its tap row a */          \
+            int q = (u - a) / 2;                                                            \
+            if ((u) < a || ((u) - a) % 2 || q >= (NV)) continue;                            \
+            acc[q] += (w)[3 * a] * (e);                                                     \
+            acc[q] += (w)[3 * a + 1] * (o1);                                                \
+            acc[q] += (w)[3 * a + 2] * (o2);                                                \
+        }                                                                                   \
+    } while (0)
+
 /* 3x3 stride 2 (tap rows s_kh apart, output rows 2 s_kh), NV output rows of VW outputs at
    once: each of the 2 NV + 1 input rows under them is loaded once (columns 0 and 1 on, two
    vectors each), split into even lanes (tap 0), odd lanes (tap 1) and odd lanes one on (tap
@@ -301,14 +315,7 @@ WALLE_DWTILE_S2(walle_dws2_4, walle_g4, walle_gi4, 4, WALLE_EVEN4, WALLE_ODD4)
             memcpy(&lo, s + 1, sizeof(VT));                                                 \
             memcpy(&hi, s + 1 + VW, sizeof(VT));                                            \
             o2 = (VT)ODD(lo, hi);                                                           \
-            _Pragma("GCC unroll 3")                                                         \
-            for (int a = 2; a >= 0; a--) { /* output row (u - a) / 2: its tap row a */      \
-                int q = (u - a) / 2;                                                        \
-                if (u < a || (u - a) % 2 || q >= NV) continue;                              \
-                acc[q] += w[3 * a] * e;                                                     \
-                acc[q] += w[3 * a + 1] * o1;                                                \
-                acc[q] += w[3 * a + 2] * o2;                                                \
-            }                                                                               \
+            WALLE_DW3S2_TAPS(acc, NV, u, w, e, o1, o2);                                     \
         }                                                                                   \
         for (int q = 0; q < NV; q++) WALLE_GSTORE(VT, IT, y + q * ypitch, acc[q], bias, relu); \
     }
@@ -425,14 +432,7 @@ WALLE_SPLIT_ROW(walle_split_row4, walle_g4, 4, WALLE_EVEN4, WALLE_ODD4)
             memcpy(&e, xa + u * rp, sizeof(VT));                                            \
             memcpy(&o1, xb + u * rp, sizeof(VT));                                           \
             memcpy(&o2, xa + u * rp + 1, sizeof(VT));                                       \
-            _Pragma("GCC unroll 3")                                                         \
-            for (int a = 2; a >= 0; a--) { /* output row (u - a) / 2: its tap row a */      \
-                int q = (u - a) / 2;                                                        \
-                if (u < a || (u - a) % 2 || q >= NV) continue;                              \
-                acc[q] += w[3 * a] * e;                                                     \
-                acc[q] += w[3 * a + 1] * o1;                                                \
-                acc[q] += w[3 * a + 2] * o2;                                                \
-            }                                                                               \
+            WALLE_DW3S2_TAPS(acc, NV, u, w, e, o1, o2);                                     \
         }                                                                                   \
         for (int q = 0; q < NV; q++) WALLE_GSTORE(VT, IT, y + q * ypitch, acc[q], bias, relu); \
     }
