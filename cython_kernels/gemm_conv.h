@@ -346,13 +346,25 @@ WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {                                 
    rows in place) runs in asm at any kc: from C it was 8-14% slower even at k = 32-64. */
 #define WALLE_GEMM_ASM_MIN_KC 48
 
-/* The 12 sums from sv[12] into ymm0-11 and back around the loop (kc / 2 turns in k, then
-   the odd row). */
+/* The 12 sums from sv[12] into ymm0-11 (zeroed in registers for a tile's first block, zero
+   ``f``: sv is then not written before the loop) and back around the loop (kc / 2 turns in
+   k, then the odd row). */
 #define WALLE_GEMM_ASM4X3(PF)                                                                  \
+    "test %[f], %[f]\n\t"                                                                      \
+    "jz 4f\n\t"                                                                                \
     "vmovups (%[s]), %%ymm0\n\tvmovups 32(%[s]), %%ymm1\n\tvmovups 64(%[s]), %%ymm2\n\t"        \
     "vmovups 96(%[s]), %%ymm3\n\tvmovups 128(%[s]), %%ymm4\n\tvmovups 160(%[s]), %%ymm5\n\t"    \
     "vmovups 192(%[s]), %%ymm6\n\tvmovups 224(%[s]), %%ymm7\n\tvmovups 256(%[s]), %%ymm8\n\t"   \
     "vmovups 288(%[s]), %%ymm9\n\tvmovups 320(%[s]), %%ymm10\n\tvmovups 352(%[s]), %%ymm11\n\t" \
+    "jmp 5f\n\t"                                                                               \
+    "4:\n\t"                                                                                   \
+    "vxorps %%xmm0, %%xmm0, %%xmm0\n\tvxorps %%xmm1, %%xmm1, %%xmm1\n\t"                       \
+    "vxorps %%xmm2, %%xmm2, %%xmm2\n\tvxorps %%xmm3, %%xmm3, %%xmm3\n\t"                       \
+    "vxorps %%xmm4, %%xmm4, %%xmm4\n\tvxorps %%xmm5, %%xmm5, %%xmm5\n\t"                       \
+    "vxorps %%xmm6, %%xmm6, %%xmm6\n\tvxorps %%xmm7, %%xmm7, %%xmm7\n\t"                       \
+    "vxorps %%xmm8, %%xmm8, %%xmm8\n\tvxorps %%xmm9, %%xmm9, %%xmm9\n\t"                       \
+    "vxorps %%xmm10, %%xmm10, %%xmm10\n\tvxorps %%xmm11, %%xmm11, %%xmm11\n\t"                 \
+    "5:\n\t"                                                                                   \
     "test %[k], %[k]\n\t"                                                                      \
     "jz 2f\n\t"                                                                                \
     "1:\n\t" WALLE_GEMM_ASM4X3_ROW(PF) WALLE_GEMM_ASM4X3_ROW(PF)                                \
@@ -373,7 +385,12 @@ WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {                                 
     if ((MINKC) > 0 && kc < (MINKC)) {                                                         \
         WALLE_GEMM_TWO_ROWS(WALLE_GEMM_STEP4X3, VT, VW, AT)                                    \
     } else if (kc > 0) {                                                                       \
-        VT sv[12] = {s00, s01, s02, s10, s11, s12, s20, s21, s22, s30, s31, s32};              \
+        VT sv[12];                                                                             \
+        long loaded = !first; /* the sums so far come from y: through sv */                   \
+        if (loaded) {                                                                          \
+            sv[0] = s00, sv[1] = s01, sv[2] = s02, sv[3] = s10, sv[4] = s11, sv[5] = s12;      \
+            sv[6] = s20, sv[7] = s21, sv[8] = s22, sv[9] = s30, sv[10] = s31, sv[11] = s32;    \
+        }                                                                                      \
         const float* pb = b;                                                                   \
         const char* pa = (const char*)a;                                                       \
         long nk = kc / 2, odd = kc & 1, sbb = sb * 4, c1 = (C1), c3 = (C3), ksb = (KSTEP);    \
@@ -385,13 +402,13 @@ WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {                                 
                                                "add %[ps], %[p]\n\t")                           \
                              : [b] "+r"(pb), [a] "+r"(pa), [k] "+r"(nk), [p] "+r"(pp)          \
                              : [s] "r"(sv), [sb] "r"(sbb), [c1] "r"(c1), [c3] "r"(c3),         \
-                               [ks] "r"(ksb), [ps] "r"(pfb), [odd] "r"(odd)                    \
+                               [ks] "r"(ksb), [ps] "r"(pfb), [odd] "r"(odd), [f] "r"(loaded)   \
                              : WALLE_GEMM_ASM4X3_CLOBBERS);                                    \
         } else {                                                                               \
             __asm__ volatile(WALLE_GEMM_ASM4X3("")                                             \
                              : [b] "+r"(pb), [a] "+r"(pa), [k] "+r"(nk)                        \
                              : [s] "r"(sv), [sb] "r"(sbb), [c1] "r"(c1), [c3] "r"(c3),         \
-                               [ks] "r"(ksb), [odd] "r"(odd)                                   \
+                               [ks] "r"(ksb), [odd] "r"(odd), [f] "r"(loaded)                  \
                              : WALLE_GEMM_ASM4X3_CLOBBERS);                                    \
         }                                                                                      \
         s00 = sv[0], s01 = sv[1], s02 = sv[2], s10 = sv[3], s11 = sv[4], s12 = sv[5];          \
