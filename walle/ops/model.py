@@ -66,8 +66,10 @@ class Model:
 
             proto = load_onnx(source)
             self._factory: GraphFactory = lambda batch: import_onnx(proto, batch=batch)
+            self._declared = _declared_batch(proto)
         else:
             self._factory = _factory(source)
+            self._declared = 1
         self._fixed = source if isinstance(source, Graph) else None
         self._options: _CompileOptions = {
             "pin": backend,
@@ -80,7 +82,7 @@ class Model:
         self._lock = threading.Lock()
         self._per_input = isinstance(source, str | Path)
         if self._per_input:
-            self.graph(_declared_batch(proto))
+            self.graph(self._declared)
 
     def graph(self, batch: Batch) -> Graph:
         """The graph specialised to ``batch`` rows (imported once per batch size); for an
@@ -112,30 +114,27 @@ class Model:
 
     def __call__(self, batch: npt.ArrayLike) -> FloatArray:
         """Run the model's single input on ``batch``; returns its first output."""
-        array = np.asarray(batch)
-        if array.ndim == 0:
-            raise ValidationError("model input must have a batch dimension", field="batch")
-        rows = self._fixed.shape(self._fixed.inputs[0])[0] if self._fixed else array.shape[0]
-        if rows == 0:
-            return self._empty(0)[0]
-        return self.plan(rows)(array)[0]
+        return self.run(batch)[0]
 
     def run(self, *inputs: npt.ArrayLike) -> list[FloatArray]:
         """Run on several inputs; returns every output.
 
-        For an ONNX file each input keeps its own leading dim (a plan per combination);
-        otherwise the batch size is the first input's.
+        For an ONNX file each input keeps its own leading dim (a plan per combination); a
+        scalar input (rank 0, as a Clip's bounds or a Pow's exponent fed at run time) has
+        none, and a graph of constants alone takes no inputs. Otherwise the batch size is the
+        first input's. The plan checks every input's shape against the graph's.
         """
         arrays = [np.asarray(x) for x in inputs]
-        if any(a.ndim == 0 for a in arrays):
-            raise ValidationError("model inputs must have a batch dimension", field="inputs")
         if self._fixed:
-            return self.plan(self._fixed.shape(self._fixed.inputs[0])[0])(*arrays)
+            fixed = self._fixed
+            return self.plan(fixed.shape(fixed.inputs[0])[0] if fixed.inputs else 1)(*arrays)
+        if not arrays:
+            return self.plan(self._declared)()
         if self._per_input and len(arrays) > 1:
-            rows: Batch = tuple(a.shape[0] for a in arrays)
+            rows: Batch = tuple(_rows(a) for a in arrays)
         else:
-            rows = arrays[0].shape[0]
-        if arrays[0].shape[0] == 0:
+            rows = _rows(arrays[0])
+        if arrays[0].ndim and arrays[0].shape[0] == 0:
             return self._empty(len(arrays))
         return self.plan(rows)(*arrays)
 
@@ -159,6 +158,12 @@ def _factory(source: Graph | GraphFactory) -> GraphFactory:
     if callable(source):
         return source
     raise ValidationError(f"cannot make a model from {type(source).__name__}", field="source")
+
+
+def _rows(array: npt.NDArray[np.generic]) -> int:
+    """An input's batch size: its leading dim (a scalar has no rows; its graph ignores the
+    1 given for it)."""
+    return array.shape[0] if array.ndim else 1
 
 
 def _declared_batch(proto: ModelProto) -> int:

@@ -21,7 +21,7 @@ from tests.unit.ops._onnx_cases import (
     run_walle,
     single,
 )
-from walle.errors import ModelError
+from walle.errors import ModelError, ValidationError
 from walle.ops import Model, available_backends
 from walle.ops.onnx_import import import_onnx
 
@@ -545,6 +545,25 @@ def test_ops_two_input_graph_runs_through_model(tmp_path) -> None:
     want = run_ort(proto, {"a": a, "b": b})[0]
     got = Model(path, use_cache=False, trials=False).run(a, b)[0]
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_ops_scalar_inputs_run_beside_batched_ones(tmp_path) -> None:
+    """A Clip whose bounds are rank-0 graph inputs runs at any batch (the scalars have no
+    rows); a scalar given for a batched input is refused naming the input."""
+    import onnx
+
+    node = helper.make_node("Clip", ["x", "lo", "hi"], ["y"], name="clamp")
+    inputs = [io("x", ["N", 5]), io("lo", []), io("hi", [])]
+    proto = model([node], inputs, [io("y", ["N", 5])])
+    path = tmp_path / "clip.onnx"
+    onnx.save(proto, str(path))
+    m = Model(path, use_cache=False, trials=False)
+    lo, hi = np.float32(-0.5), np.float32(0.75)
+    for rows in (1, 3, 8):
+        x = rand((rows, 5), rows)
+        np.testing.assert_array_equal(m.run(x, lo, hi)[0], np.clip(x, lo, hi))
+    with pytest.raises(ValidationError, match=r"input 'x' must have shape \(1, 5\), got \(\)"):
+        m.run(np.float32(1.0), lo, hi)
 
 
 def test_ops_split_outputs_declared_shapes_are_checked() -> None:

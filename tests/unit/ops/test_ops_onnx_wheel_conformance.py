@@ -12,7 +12,6 @@ only if it then matches.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ import pytest
 from onnx import numpy_helper
 
 from tests._backends import backend_or_skip
+from tests.unit.ops._onnx_oracle import assert_matches, names_what_it_refuses
 from walle.errors import ModelError
 from walle.ops import Model
 
@@ -81,19 +81,6 @@ def _tensors(folder: Path, prefix: str) -> list[np.ndarray]:
     return [numpy_helper.to_array(onnx.load_tensor(str(p))) for p in files]
 
 
-def _assert_matches(got: np.ndarray, want: np.ndarray, where: str) -> None:
-    got = np.asarray(got)
-    assert got.shape == want.shape, f"{where}: shape {got.shape}, expected {want.shape}"
-    if want.dtype.kind != "f":
-        np.testing.assert_array_equal(got, want, err_msg=where)
-        return
-    assert np.array_equal(np.isnan(got), np.isnan(want)), f"{where}: NaN in other places"
-    finite = np.isfinite(want)
-    scale = max(1.0, float(np.abs(want[finite]).max())) if finite.any() else 1.0
-    diff = float(np.abs(got[finite].astype(np.float64) - want[finite]).max()) if finite.any() else 0
-    assert diff <= 1e-4 * scale, f"{where}: max abs diff {diff:.3g} > 1e-4 * {scale:.3g}"
-
-
 def test_the_wheel_holds_the_models_this_test_expects() -> None:
     assert len(CASES) >= 100
     assert set(CASES) >= RUNS
@@ -112,17 +99,11 @@ def test_onnx_wheel_model_matches_its_outputs_or_is_refused_by_name(case: str) -
             model = Model(folder / "model.onnx", backend=backend, use_cache=False, trials=False)
         except ModelError as exc:
             assert case not in RUNS, f"{case} is refused now: {exc}"
-            # named: the node and its op, or a graph input and its element type
-            ops = {node.op_type for node in proto.graph.node}
-            inputs = {value.name for value in proto.graph.input}
-            found = re.search(r"node '([^']*)' \(([A-Za-z]+)\)", str(exc))
-            typed = re.match(r"input '([^']*)' \(([A-Z0-9]+)\): ", str(exc))
-            named = (found and found.group(2) in ops) or (typed and typed.group(1) in inputs)
-            assert named, f"{case}: refusal names no node/op or input: {exc}"
+            assert names_what_it_refuses(str(exc), proto), f"{case}: names nothing: {exc}"
             return
         for data in sets:
             outputs = model.run(*_tensors(data, "input"))
             wants = _tensors(data, "output")
             assert len(outputs) == len(wants), case
             for i, (got, want) in enumerate(zip(outputs, wants, strict=True)):
-                _assert_matches(got, want, f"{case} {data.name} output {i} on {backend}")
+                assert_matches(got, want, f"{case} {data.name} output {i} on {backend}")
