@@ -26,6 +26,7 @@ from walle.ops import aligned
 from walle.ops.composites import CompositeOps
 from walle.ops.ir import (
     BINARY_KINDS,
+    MAX_ELEMENTS,
     MAX_GATHER_ROWS,
     REDUCE_KINDS,
     UNARY_KINDS,
@@ -67,7 +68,9 @@ class GraphBuilder(CompositeOps):
         """Declare a graph input of a static ``shape``."""
         if name in self._values:
             raise ModelError(f"input {name!r} declared twice")
-        self._values[name] = Value(name, tuple(int(d) for d in shape))
+        dims = tuple(int(d) for d in shape)
+        _check_size(dims, f"input {name!r}")
+        self._values[name] = Value(name, dims)
         self._inputs.append(name)
         return name
 
@@ -93,6 +96,7 @@ class GraphBuilder(CompositeOps):
     def _emit(self, op: str, inputs: Sequence[str], shape: Shape, **attrs: AttrValue) -> str:
         out = self._fresh(op)
         shape = tuple(int(d) for d in shape)
+        _check_size(shape, f"the {op} output")
         node = Node(out, op, tuple(inputs), out, tuple(sorted(attrs.items())))
         if inputs and all(i in self._constants for i in inputs):
             # Constant folding: weights reshaped or transposed once, at build time.
@@ -370,3 +374,12 @@ def _needed(nodes: list[Node], outputs: Sequence[str]) -> tuple[list[Node], set[
             needed.update(node.inputs)
     kept.reverse()
     return kept, needed
+
+
+def _check_size(shape: Shape, what: str) -> None:
+    """A value's shape has no negative dim and at most ``MAX_ELEMENTS`` elements."""
+    if any(d < 0 for d in shape) or math.prod(shape) > MAX_ELEMENTS:
+        raise ModelError(
+            f"{what} has shape {shape}: dims must be >= 0 and hold at most {MAX_ELEMENTS:,} "
+            "elements"
+        )

@@ -35,6 +35,9 @@ ATOMIC_OPS = ("unary", "binary", "reduce", "matmul", "raster", "gather")
 # An index input's values travel as float32, exact up to 2**24: a gather reads at most this
 # many rows, so that every index that is out of range stays out of range as a float.
 MAX_GATHER_ROWS = 1 << 24
+# The most elements one value may hold (8 GiB of float32): the OpenCL kernels index with 32-bit
+# ints, and a shape past it is a damaged or mistaken model far more often than a real one.
+MAX_ELEMENTS = (1 << 31) - 1
 UNARY_KINDS = (
     "identity", "neg", "abs", "exp", "log", "sqrt", "reciprocal",
     "relu", "sigmoid", "tanh", "erf",

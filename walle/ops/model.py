@@ -78,6 +78,7 @@ class Model:
             "trials": trials,
         }
         self._graphs: dict[Batch, Graph] = {}
+        self._inputs: list[tuple[str, tuple[int, ...]]] | None = None  # at the declared batch
         self._local = threading.local()
         self._lock = threading.Lock()
         self._per_input = isinstance(source, str | Path)
@@ -128,6 +129,7 @@ class Model:
         if self._fixed:
             fixed = self._fixed
             return self.plan(fixed.shape(fixed.inputs[0])[0] if fixed.inputs else 1)(*arrays)
+        self._check_ranks(arrays)
         if not arrays:
             return self.plan(self._declared)()
         if self._per_input and len(arrays) > 1:
@@ -137,6 +139,25 @@ class Model:
         if arrays[0].ndim and arrays[0].shape[0] == 0:
             return self._empty(len(arrays))
         return self.plan(rows)(*arrays)
+
+    def _check_ranks(self, arrays: list[npt.NDArray[np.generic]]) -> None:
+        """Each input has the rank and trailing dims of the graph's, before a plan is made
+        for its leading dim: a batch of another rank (a flat [32768] where [N, 1, 32, 32, 32]
+        is declared) would otherwise plan that many rows first, gigabytes of buffers, and
+        fail only when the plan checks the shapes."""
+        declared = self._inputs
+        if declared is None:
+            graph = self.graph(self._declared)
+            declared = self._inputs = [(name, graph.shape(name)) for name in graph.inputs]
+        if len(arrays) != len(declared):
+            names = [name for name, _ in declared]
+            raise ValidationError(f"model takes {len(names)} inputs {names}, got {len(arrays)}")
+        for (name, want), array in zip(declared, arrays, strict=True):
+            if array.ndim != len(want) or array.shape[1:] != want[1:]:
+                shown = f"({', '.join(['N', *map(str, want[1:])])})" if want else "()"
+                raise ValidationError(
+                    f"input {name!r} must have shape {shown}, got {array.shape}", field=name
+                )
 
     def _empty(self, n_inputs: int) -> list[FloatArray]:
         """A batch of 0 rows: every output empty along its leading dim (as onnxruntime)."""

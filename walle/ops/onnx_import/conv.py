@@ -57,6 +57,9 @@ def _axes_attrs(
     axes = len(kernel)
     strides = [int(s) for s in node.get("strides", [1] * axes)]  # ONNX default: 1
     dilations = [int(d) for d in node.get("dilations", [1] * axes)]
+    for label, values in (("kernel_shape", kernel), ("strides", strides), ("dilations", dilations)):
+        if min(values, default=1) < 1:
+            raise ModelError(f"{node.where}: {label} {values} must be >= 1")
     mode = node.choice("auto_pad", "NOTSET", _AUTO_PAD)
     if mode != "NOTSET" and "pads" in node.attrs:
         raise ModelError(f"{node.where}: pads given with auto_pad={mode}")

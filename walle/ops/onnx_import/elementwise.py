@@ -15,6 +15,7 @@ import numpy as np
 
 from walle.errors import ModelError
 from walle.ops.onnx_import import legacy
+from walle.ops.onnx_import.ids import type_name
 from walle.ops.onnx_import.node import Handler, HandlerTable, OnnxNode
 
 if TYPE_CHECKING:
@@ -169,12 +170,10 @@ def _cast(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     FLOAT, integer ids (:mod:`walle.ops.onnx_import.ids`) to INT32 or INT64. A constant is
     cast at import (to an integer type: truncated toward zero, as onnxruntime). Any other
     cast is refused, naming its target type."""
-    from onnx import TensorProto
-
     to = node.get("to")
     if to is None:
         raise ModelError(f"{node.where}: Cast needs its 'to' attribute")
-    target = TensorProto.DataType.Name(int(to))
+    target = type_name(int(to))
     if target not in _CAST_TO:
         raise ModelError(f"{node.where}: a cast to {target} is not supported (FLOAT, INT32, INT64)")
     constant = im.b.constant_value(ins[0])

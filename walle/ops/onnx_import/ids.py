@@ -42,11 +42,20 @@ _CARRIED = (
 )
 
 
-def _cast_to(node: NodeProto) -> str:
+def type_name(code: int) -> str:
+    """ONNX's name of an element type code (FLOAT, INT64...); a code it has no name for (a
+    damaged or newer file) is named by its number, so that the refusal can say so."""
     from onnx import TensorProto
 
-    to = next((a.i for a in node.attribute if a.name == "to"), TensorProto.UNDEFINED)
-    return str(TensorProto.DataType.Name(to))
+    try:
+        return str(TensorProto.DataType.Name(code))
+    except ValueError:
+        return f"element type {code}"
+
+
+def _cast_to(node: NodeProto) -> str:
+    to = next((a.i for a in node.attribute if a.name == "to"), 0)
+    return type_name(to)
 
 
 def id_values(graph: GraphProto) -> dict[str, str]:
@@ -62,7 +71,7 @@ def id_values(graph: GraphProto) -> dict[str, str]:
         kind = value.type.tensor_type.elem_type
         if value.name in constant or kind in (TensorProto.UNDEFINED, TensorProto.FLOAT):
             continue
-        kind_name = TensorProto.DataType.Name(kind)
+        kind_name = type_name(kind)
         if kind_name not in INDEX_TYPES:
             raise ModelError(
                 f"input {value.name!r} ({kind_name}): walle.ops runs float32 inputs only"
