@@ -97,6 +97,18 @@ class GraphBuilder(CompositeOps):
         out = self._fresh(op)
         shape = tuple(int(d) for d in shape)
         _check_size(shape, f"the {op} output")
+        if 0 in shape:
+            # Empty (a Slice that keeps nothing: a rotary embedding's pass-through part when
+            # it rotates every dim): nothing to compute, whatever it reads. It stands as an
+            # empty constant, which a concat leaves out and a graph may output; a step may
+            # not read one.
+            return self.const(np.zeros(shape, np.float32), name=out)
+        empty = [i for i in inputs if 0 in self._values[i].shape]
+        if empty:
+            raise ModelError(
+                f"the {op} output {shape} reads the empty value {self.shape(empty[0])} "
+                "(walle.ops has no empty tensors: only a concat may take one, and leaves it out)"
+            )
         node = Node(out, op, tuple(inputs), out, tuple(sorted(attrs.items())))
         if inputs and all(i in self._constants for i in inputs):
             # Constant folding: weights reshaped or transposed once, at build time.
@@ -224,6 +236,28 @@ class GraphBuilder(CompositeOps):
         out = (*shape[:axis], *self.shape(indices), *shape[axis + 1 :])
         return self._emit("gather", [data, indices], out, axis=axis)
 
+    def take(
+        self, x: str, indices: Sequence[int], axis: int, shape: Sequence[int] | None = None
+    ) -> str:
+        """``np.take(x, indices, axis)`` for constant ``indices`` in [0, dim): a raster of one
+        region per index, each the slab of ``x`` at that index. ``shape``: the output's, where
+        the indices are not one flat axis (as many elements)."""
+        dims = self.shape(x)
+        axis = _axis(axis, len(dims), "take")
+        dim = dims[axis]
+        if any(not 0 <= i < dim for i in indices):
+            raise ModelError(f"take: indices outside [0, {dim - 1}] on axis {axis}")
+        outer, inner = math.prod(dims[:axis]), math.prod(dims[axis + 1 :])
+        out = (*dims[:axis], len(indices), *dims[axis + 1 :])
+        if shape is not None and math.prod(shape) != math.prod(out):
+            raise ModelError(f"take: shape {tuple(shape)} does not hold {out}")
+        src, dst = (dim * inner, 1), (len(indices) * inner, 1)
+        regions = [
+            Region(0, int(i) * inner, src, t * inner, dst, (outer, inner))
+            for t, i in enumerate(indices)
+        ]
+        return self.raster([x], out if shape is None else tuple(shape), regions)
+
     def reshape(self, x: str, shape: Sequence[int]) -> str:
         """Same elements, new ``shape`` (one -1 allowed)."""
         shape = _resolve_reshape(self.shape(x), shape)
@@ -285,6 +319,9 @@ class GraphBuilder(CompositeOps):
                 raise ModelError(f"concat: shapes {shapes} differ off axis {axis}")
         out = list(shapes[0])
         out[a] = sum(s[a] for s in shapes)
+        if 0 not in out:  # an empty input adds nothing: left out (see _emit)
+            kept = [(x, s) for x, s in zip(xs, shapes, strict=True) if 0 not in s]
+            xs, shapes = [x for x, _ in kept], [s for _, s in kept]
         dst = contiguous_strides(tuple(out))
         regions, pos = [], 0
         for i, s in enumerate(shapes):

@@ -28,9 +28,13 @@ def assert_matches(got: np.ndarray, want: np.ndarray, where: str) -> None:
 
 
 def names_what_it_refuses(message: str, proto: ModelProto) -> bool:
-    """Whether a refusal names one of the model's nodes and its op, or one of its inputs."""
+    """Whether a refusal names one of the model's nodes and its op, one of its inputs or
+    initializers, or one of its outputs."""
     ops = {node.op_type for node in proto.graph.node}
-    inputs = {value.name for value in proto.graph.input}
-    found = re.search(r"node '([^']*)' \(([A-Za-z]+)\)", message)
-    named = re.match(r"input '([^']*)'", message)
-    return bool((found and found.group(2) in ops) or (named and named.group(1) in inputs))
+    values = {
+        *(value.name for value in (*proto.graph.input, *proto.graph.output)),
+        *(init.name for init in proto.graph.initializer),
+    }
+    found = re.search(r"node '([^']*)' \(([A-Za-z0-9]+)\)", message)
+    named = re.match(r"(?:input|initializer|output) '([^']*)'", message)
+    return bool((found and found.group(2) in ops) or (named and named.group(1) in values))

@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import mutually_broadcastable_shapes
 from onnx import helper, numpy_helper
@@ -658,13 +658,161 @@ def cast(draw):
     return Case(proto, {"x": x})
 
 
+@st.composite
+def cast_like(draw):
+    """A float tensor cast like a float initializer (nothing to do), or a constant cast like
+    an int64 one (truncated at import) added to one."""
+    shape = draw(small)
+    x = _array(draw, shape, -3.0, 3.0)
+    if draw(st.booleans()):
+        return _case("CastLike", [("x", x)], [("like", np.zeros(2, np.float32))])
+    c = _array(draw, shape, -3.0, 3.0)
+    nodes = [
+        helper.make_node("CastLike", ["c", "like"], ["ci"], name="n"),
+        helper.make_node("Cast", ["ci"], ["cf"], name="b", to=1),
+        helper.make_node("Add", ["x", "cf"], ["y0"], name="a"),
+    ]
+    inits = [numpy_helper.from_array(c, "c"), numpy_helper.from_array(np.zeros(1, _I), "like")]
+    return Case(model(nodes, [io("x", shape)], [io("y0", None)], inits, 19), {"x": x})
+
+
+def _as_float_plus(op_node, x: np.ndarray, opset: int = 18) -> Case:
+    """``op_node`` (output "v", an int64 or float tensor of x's shape or broadcastable to it)
+    cast to float and added to x: a float output onnxruntime and walle both give."""
+    nodes = [
+        op_node,
+        helper.make_node("Cast", ["v"], ["vf"], name="b", to=1),
+        helper.make_node("Add", ["x", "vf"], ["y0"], name="a"),
+    ]
+    return Case(model(nodes, [io("x", x.shape)], [io("y0", None)], (), opset), {"x": x})
+
+
+@st.composite
+def shape_of(draw):
+    """Shape with start/end drawn (negative, past the rank, or left out), none empty."""
+    shape = draw(small)
+    rank = len(shape)
+    attrs: dict = {}
+    _maybe(draw, "start", st.integers(-6, 6), attrs)
+    _maybe(draw, "end", st.integers(-6, 6), attrs)
+
+    def clamp(bound: int) -> int:
+        return min(max(bound + rank if bound < 0 else bound, 0), rank)
+
+    start, end = clamp(attrs.get("start", 0)), clamp(attrs.get("end", rank))
+    assume(start < end)
+    node = helper.make_node("Shape", ["t"], ["v"], name="n", **attrs)
+    case = _as_float_plus(node, _array(draw, (end - start,)))
+    case.proto.graph.input.append(io("t", shape))  # read for its shape alone
+    case.feeds["t"] = _array(draw, shape)
+    return case
+
+
+@st.composite
+def size(draw):
+    node = helper.make_node("Size", ["c"], ["v"], name="n")
+    c = np.zeros(draw(small), np.float32)
+    case = _as_float_plus(node, _array(draw, draw(small)))
+    case.proto.graph.initializer.append(numpy_helper.from_array(c, "c"))
+    return case
+
+
+@st.composite
+def range_(draw):
+    """Range of int64 or float32 constant scalars, 1 to 6 values (deltas of either sign)."""
+    count = draw(st.integers(1, 6))
+    if draw(st.booleans()):
+        start, delta = draw(st.integers(-5, 5)), draw(st.sampled_from([-3, -1, 1, 2]))
+        limit = start + delta * count
+        dtype = _I
+    else:
+        start = draw(st.floats(-3, 3, width=32))
+        delta = draw(st.sampled_from([-1.5, -0.25, 0.5, 1.0]))
+        limit = start + delta * (count - 0.5)
+        dtype = np.float32
+    node = helper.make_node("Range", ["s", "l", "d"], ["v"], name="n")
+    case = _as_float_plus(node, _array(draw, (count,)))
+    for name, value in (("s", start), ("l", limit), ("d", delta)):
+        case.proto.graph.initializer.append(numpy_helper.from_array(np.array(value, dtype), name))
+    return case
+
+
+@st.composite
+def resize(draw):
+    """Resize of an NCHW input (or its last two axes, opset 18's ``axes``) by constant scales
+    or sizes, each mode, transformation and rounding drawn, defaults often."""
+    shape = (
+        draw(st.integers(1, 2)),
+        draw(st.integers(1, 3)),
+        *draw(st.tuples(*[st.integers(1, 7)] * 2)),
+    )
+    attrs: dict = {}
+    mode = draw(st.sampled_from(["nearest", "linear", "cubic"]))
+    if mode != "nearest" or draw(st.booleans()):
+        attrs["mode"] = mode
+    _maybe(
+        draw,
+        "coordinate_transformation_mode",
+        st.sampled_from(
+            [
+                "half_pixel",
+                "half_pixel_symmetric",
+                "pytorch_half_pixel",
+                "align_corners",
+                "asymmetric",
+            ]
+        ),
+        attrs,
+    )
+    if mode == "nearest":
+        _maybe(
+            draw,
+            "nearest_mode",
+            st.sampled_from(["round_prefer_floor", "round_prefer_ceil", "floor", "ceil"]),
+            attrs,
+        )
+    if mode == "cubic":
+        _maybe(draw, "cubic_coeff_a", st.sampled_from([-0.75, -0.5]), attrs)
+        _maybe(draw, "exclude_outside", st.integers(0, 1), attrs)
+    two_axes = draw(st.booleans())
+    if two_axes:
+        attrs["axes"] = draw(st.sampled_from([[2, 3], [3, 2], [-2, -1]]))
+    n = 2 if two_axes else 4
+    x = _array(draw, shape)
+    if draw(st.booleans()):
+        scales = [
+            draw(st.sampled_from([0.5, 0.6, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0])) for _ in range(n)
+        ]
+        if not two_axes:
+            scales[0] = scales[1] = 1.0
+        spatial = [shape[a] for a in attrs.get("axes", [0, 1, 2, 3])]
+        assume(all(int(d * s) >= 1 for d, s in zip(spatial, scales, strict=True)))
+        if attrs.get("coordinate_transformation_mode") == "align_corners":
+            # refused where the length is fractional: the spec and onnxruntime differ there
+            assume(all(d * s == int(d * s) for d, s in zip(spatial, scales, strict=True)))
+        inits = [("roi", np.zeros(0, np.float32)), ("scales", np.array(scales, np.float32))]
+    else:
+        sizes = [draw(st.integers(1, 9)) for _ in range(n)]
+        if not two_axes:
+            sizes[0], sizes[1] = shape[0], shape[1]
+        inits = [("roi", np.zeros(0, np.float32)), None, ("sizes", np.array(sizes, _I))]
+    return _case("Resize", [("x", x)], inits, 19, attrs)
+
+
 STRATEGIES = {
     "Cast": cast(),
+    "CastLike": cast_like(),
+    "Shape": shape_of(),
+    "Size": size(),
+    "Range": range_(),
+    "Resize": resize(),
     **{op: unary(op) for op in (
         "Relu", "Sigmoid", "Tanh", "Sqrt", "Erf", "Neg", "Abs", "Exp", "Log", "Reciprocal",
         "Identity", "Softplus", "Softsign", "Sign",
     )},
-    **{op: binary(op) for op in ("Add", "Sub", "Mul", "Div", "Pow", "Sum", "Max", "Min")},
+    **{op: binary(op) for op in (
+        "Add", "Sub", "Mul", "Div", "Pow", "Sum", "Max", "Min", "Mean",
+    )},
     "Gelu": gelu(),
     "LeakyRelu": leaky_relu(),
     "HardSigmoid": hard_sigmoid(),

@@ -18,16 +18,17 @@ from walle.ops.builder import GraphBuilder
 from walle.ops.ir import FloatArray, Graph
 from walle.ops.onnx_import.conv import HANDLERS as CONV
 from walle.ops.onnx_import.elementwise import HANDLERS as ELEMENTWISE
-from walle.ops.onnx_import.ids import id_values
+from walle.ops.onnx_import.ids import id_values, type_name
 from walle.ops.onnx_import.layout import HANDLERS as LAYOUT
 from walle.ops.onnx_import.nn import HANDLERS as NN
 from walle.ops.onnx_import.node import HandlerTable, OnnxNode
 from walle.ops.onnx_import.reduce import HANDLERS as REDUCE
+from walle.ops.onnx_import.resize import HANDLERS as RESIZE
 
 if TYPE_CHECKING:
     from onnx import ModelProto, NodeProto, ValueInfoProto
 
-HANDLERS: HandlerTable = {**ELEMENTWISE, **NN, **CONV, **LAYOUT, **REDUCE}
+HANDLERS: HandlerTable = {**ELEMENTWISE, **NN, **CONV, **LAYOUT, **REDUCE, **RESIZE}
 SUPPORTED_OPS = tuple(sorted(HANDLERS))
 
 
@@ -71,7 +72,13 @@ class Importer:
         )
         graph = proto.graph
         for init in graph.initializer:
-            self.names[init.name] = self.b.const(numpy_helper.to_array(init), name=init.name)
+            array = numpy_helper.to_array(init)
+            if array.dtype.kind not in "biuf":
+                raise ModelError(
+                    f"initializer {init.name!r} ({type_name(init.data_type)}): walle.ops holds "
+                    "numeric constants only"
+                )
+            self.names[init.name] = self.b.const(array, name=init.name)
         inputs = [v for v in graph.input if v.name not in self.names]
         # ONNX values that hold integer ids -> the input they come from
         self.ids = id_values(graph)

@@ -43,14 +43,18 @@ def _variadic(kind: str) -> Handler:
     """Sum, Max, Min: a chain of broadcasting binaries (one input: a copy)."""
 
     def lower(im: Importer, node: OnnxNode, ins: list[str]) -> str:
-        if len(ins) == 1:
-            return im.b.unary("identity", ins[0])
-        y = ins[0]
-        for x in ins[1:]:
-            y = im.b.binary(kind, y, x)
-        return y
+        return _chain(im, kind, ins)
 
     return lower
+
+
+def _chain(im: Importer, kind: str, ins: list[str]) -> str:
+    if len(ins) == 1:
+        return im.b.unary("identity", ins[0])
+    y = ins[0]
+    for x in ins[1:]:
+        y = im.b.binary(kind, y, x)
+    return y
 
 
 def _pow(im: Importer, node: OnnxNode, ins: list[str]) -> str:
@@ -173,7 +177,30 @@ def _cast(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     to = node.get("to")
     if to is None:
         raise ModelError(f"{node.where}: Cast needs its 'to' attribute")
-    target = type_name(int(to))
+    return _cast_to(im, node, ins[0], type_name(int(to)))
+
+
+def _cast_like(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    """A Cast to the second input's type: the type the file gives it (an initializer's, a
+    graph input's, a declared value's); a computed value undeclared is float32, as walle
+    computes it, unless it holds ids. ONNX's function bodies (Gelu's, HardSwish's...) cast
+    their constants like the data this way: to float, nothing to do."""
+    return _cast_to(im, node, ins[0], _type_of(im, node.proto.input[1]))
+
+
+def _type_of(im: Importer, name: str) -> str:
+    for init in im.graph.initializer:
+        if init.name == name:
+            return type_name(init.data_type)
+    for value in (*im.graph.input, *im.declared.values()):
+        if value.name == name and value.type.tensor_type.elem_type:
+            return type_name(value.type.tensor_type.elem_type)
+    return "INT64" if name in im.ids else "FLOAT"
+
+
+def _cast_to(im: Importer, node: OnnxNode, x: str, target: str) -> str:
+    """``x`` cast to the element type ``target`` (see :func:`_cast`)."""
+    ins = [x]
     if target not in _CAST_TO:
         raise ModelError(f"{node.where}: a cast to {target} is not supported (FLOAT, INT32, INT64)")
     constant = im.b.constant_value(ins[0])
@@ -189,8 +216,16 @@ def _cast(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     return ins[0]
 
 
+def _mean(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    """Mean: the broadcast sum of the inputs over their count."""
+    total = _chain(im, "add", ins)
+    return total if len(ins) == 1 else im.b.binary("div", total, im.b.const(np.float32(len(ins))))
+
+
 HANDLERS: HandlerTable = {
     "Cast": ({"to", "saturate", "round_mode"}, _cast),
+    "CastLike": ({"saturate", "round_mode"}, _cast_like),
+    "Mean": (set(), _mean),
     "Add": (_LEGACY_BROADCAST, _binary("add")),
     "Sub": (_LEGACY_BROADCAST, _binary("sub")),
     "Mul": (_LEGACY_BROADCAST, _binary("mul")),

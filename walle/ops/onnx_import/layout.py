@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from walle.errors import ModelError
-from walle.ops.ir import Region, contiguous_strides
+from walle.ops.ir import MAX_ELEMENTS, Region, contiguous_strides
 from walle.ops.onnx_import.node import HandlerTable, OnnxNode
 
 if TYPE_CHECKING:
@@ -172,14 +172,8 @@ def _gather(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     if indices.size and (indices.min() < -dim or indices.max() >= dim):
         raise ModelError(f"{node.where}: indices outside [-{dim}, {dim - 1}] on axis {axis}")
     flat = np.where(indices < 0, indices + dim, indices).reshape(-1)
-    outer, inner = math.prod(shape[:axis]), math.prod(shape[axis + 1 :])
     out = (*shape[:axis], *indices.shape, *shape[axis + 1 :])
-    src = (dim * inner, 1)
-    dst = (flat.size * inner, 1)
-    regions = [
-        Region(0, int(i) * inner, src, t * inner, dst, (outer, inner)) for t, i in enumerate(flat)
-    ]
-    return im.b.raster([ins[0]], out, regions)
+    return im.b.take(ins[0], [int(i) for i in flat], axis, out)
 
 
 def _expand(im: Importer, node: OnnxNode, ins: list[str]) -> str:
@@ -333,9 +327,49 @@ def _constant_of_shape(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     from onnx import numpy_helper
 
     shape = [int(d) for d in im.const(node.proto.input[0], node.where).reshape(-1)]
+    if any(d < 0 for d in shape) or math.prod(shape) > MAX_ELEMENTS:
+        raise ModelError(
+            f"{node.where}: shape {shape} must have dims >= 0 and at most {MAX_ELEMENTS:,} elements"
+        )
     value = node.attrs.get("value")
     fill = 0.0 if value is None else float(numpy_helper.to_array(value).reshape(-1)[0])
     return im.b.const(np.full(shape, fill, np.float32))
+
+
+def _shape_of(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    """The input's shape (its dims from ``start`` to ``end``, clamped as the spec says) as
+    a constant: walle plans static shapes, and imports a model anew for each batch size, so
+    a shape read here is the one the plan runs with. Exporters compute a flatten's or a
+    reshape's target from it (``x.view(x.size(0), -1)``); the Gather, Concat and Reshape
+    that follow it then fold at import."""
+    shape = im.b.shape(ins[0])
+    rank = len(shape)
+
+    def clamp(bound: int) -> int:
+        return min(max(bound + rank if bound < 0 else bound, 0), rank)
+
+    start, end = clamp(int(node.get("start", 0))), clamp(int(node.get("end", rank)))
+    return im.b.const(np.asarray(shape[start:end], np.float32).reshape(-1))
+
+
+def _size(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    """The input's element count, a scalar constant (see :func:`_shape_of`)."""
+    return im.b.const(np.float32(math.prod(im.b.shape(ins[0]))))
+
+
+def _range(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    """Range of constant start, limit and delta (a Shape's dims among them): a constant of
+    max(ceil((limit - start) / delta), 0) values, start + i * delta, as the spec computes
+    them."""
+    start, limit, delta = (
+        float(im.const(name, node.where).reshape(-1)[0]) for name in node.proto.input[:3]
+    )
+    if delta == 0:
+        raise ModelError(f"{node.where}: delta is 0")
+    count = max(math.ceil((limit - start) / delta), 0)
+    if count > MAX_ELEMENTS:
+        raise ModelError(f"{node.where}: {count:,} values, more than {MAX_ELEMENTS:,}")
+    return im.b.const(start + np.arange(count, dtype=np.float64) * delta)
 
 
 HANDLERS: HandlerTable = {
@@ -353,4 +387,7 @@ HANDLERS: HandlerTable = {
     "Squeeze": ({"axes"}, _squeeze),
     "Constant": ({"value", "value_float", "value_floats", "value_int", "value_ints"}, _constant),
     "ConstantOfShape": ({"value"}, _constant_of_shape),
+    "Shape": ({"start", "end"}, _shape_of),
+    "Size": (set(), _size),
+    "Range": (set(), _range),
 }

@@ -1,0 +1,201 @@
+"""ONNX Resize (opset 11 on): nearest, linear and cubic, axis by axis, from constant scales or
+sizes.
+
+walle plans static shapes, so every output position's source taps and their weights are known
+at import: each resized axis becomes, per tap, a take of the input's slabs at the taps'
+indices (a raster) times the taps' weights along that axis, summed over the taps (nearest:
+one take, no weights). The taps follow the spec's coordinate transformation and, outside the
+input, repeat its edge (or, for cubic with ``exclude_outside``, drop out and the rest are
+renormalised). Refused, naming the attribute: antialias for linear and cubic, and the
+transformations that read ``roi`` (tf_crop_and_resize) or predate opset 13.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from walle.errors import ModelError
+from walle.ops.onnx_import.node import HandlerTable, OnnxNode
+
+if TYPE_CHECKING:
+    from walle.ops.onnx_import.core import Importer
+
+_MODES = ("nearest", "linear", "cubic")
+_TRANSFORMS = (
+    "half_pixel",
+    "half_pixel_symmetric",
+    "pytorch_half_pixel",
+    "align_corners",
+    "asymmetric",
+)
+_NEAREST = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
+
+
+def _resize(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    if im.opset < 11:
+        raise ModelError(f"{node.where}: Resize before opset 11 is not supported")
+    shape = im.b.shape(ins[0])
+    rank = len(shape)
+    mode = node.choice("mode", "nearest", _MODES)
+    transform = node.choice("coordinate_transformation_mode", "half_pixel", _TRANSFORMS)
+    nearest = node.choice("nearest_mode", "round_prefer_floor", _NEAREST)
+    node.choice("keep_aspect_ratio_policy", "stretch", ("stretch",))
+    if mode != "nearest" and int(node.get("antialias", 0)):
+        raise ModelError(f"{node.where}: antialias=1 is not supported")
+    axes = [a + rank if a < 0 else a for a in node.get("axes", range(rank))]
+    if sorted(set(axes)) != sorted(axes) or any(not 0 <= a < rank for a in axes):
+        raise ModelError(f"{node.where}: axes {axes} are not distinct axes of rank {rank}")
+    scales_in = node.input_name(2)
+    sizes = node.ints(im, 3)
+    if (sizes is None) == (not scales_in):
+        raise ModelError(f"{node.where}: exactly one of scales and sizes must be given")
+    if sizes is not None:
+        if len(sizes) != len(axes) or min(sizes, default=1) < 1:
+            raise ModelError(f"{node.where}: sizes {sizes} must be {len(axes)} dims >= 1")
+        outs = dict(zip(axes, sizes, strict=True))
+        scales = {a: outs[a] / shape[a] for a in axes}
+    else:
+        given = [float(v) for v in im.const(scales_in, node.where).reshape(-1)]
+        if len(given) != len(axes) or min(given, default=1.0) <= 0:
+            raise ModelError(f"{node.where}: scales {given} must be {len(axes)} values > 0")
+        scales = dict(zip(axes, given, strict=True))
+        outs = {a: math.floor(shape[a] * scales[a]) for a in axes}
+        if min(outs.values(), default=1) < 1:
+            raise ModelError(f"{node.where}: scales {given} give an empty output")
+        fractional = [shape[a] * scales[a] for a in axes if shape[a] * scales[a] != outs[a]]
+        if transform == "align_corners" and fractional:
+            # the spec maps by the unfloored length (2.4 for 4 at 0.6), onnxruntime by the
+            # output's (2): refused, not guessed
+            raise ModelError(
+                f"{node.where}: align_corners with scales {[f'{v:g}' for v in given]} that "
+                "give a fractional "
+                f"length ({fractional[0]:g}) is not supported: the spec and onnxruntime differ"
+            )
+    a = float(node.get("cubic_coeff_a", -0.75))
+    exclude = bool(int(node.get("exclude_outside", 0)))
+    y = ins[0]
+    for axis in axes:
+        taps = _taps(shape[axis], outs[axis], scales[axis], transform, mode, nearest, a, exclude)
+        y = _resample(im, y, axis, taps)
+    return y
+
+
+def _taps(
+    size: int,
+    out: int,
+    scale: float,
+    transform: str,
+    mode: str,
+    nearest: str,
+    a: float,
+    exclude: bool,
+) -> list[tuple[list[int], np.ndarray]]:
+    """Per tap, the input index and the weight of each output position along one axis."""
+    x = _source(np.arange(out, dtype=np.float64), size, out, scale, transform)
+    if mode == "nearest":
+        index = _round(x, nearest)
+        return [(np.clip(index, 0, size - 1).tolist(), np.ones(out))]
+    base = np.floor(x)
+    r = x - base
+    if mode == "linear":
+        offsets, weights = [0, 1], [1.0 - r, r]
+    else:
+        offsets = [-1, 0, 1, 2]
+        weights = [_cubic(1.0 + r, a), _cubic(r, a), _cubic(1.0 - r, a), _cubic(2.0 - r, a)]
+    indices = [base.astype(np.int64) + o for o in offsets]
+    if exclude and mode == "cubic":
+        inside = [(i >= 0) & (i < size) for i in indices]
+        weights = [np.where(k, w, 0.0) for w, k in zip(weights, inside, strict=True)]
+        total = np.sum(weights, axis=0)
+        weights = [w / total for w in weights]
+    return [
+        (np.clip(i, 0, size - 1).tolist(), w)
+        for i, w in zip(indices, weights, strict=True)
+        if np.any(w != 0.0)
+    ]
+
+
+def _source(x: np.ndarray, size: int, out: int, scale: float, transform: str) -> np.ndarray:
+    """The input coordinate of each output position ``x`` (the spec's transformations),
+    computed in float32 in onnxruntime's order of operations: a coordinate that lands on a
+    nearest-rounding tie (x.5) lands on the same side of it as there."""
+    f = np.float32
+    x, s, length = x.astype(f), f(scale), f(size)
+    half = f(0.5)
+    source: np.ndarray
+    if transform == "asymmetric":
+        source = x / s
+    elif transform == "align_corners":
+        source = np.zeros_like(x) if out == 1 else x * (length - 1) / f(out - 1)
+    elif transform == "pytorch_half_pixel" and out == 1:
+        source = np.zeros_like(x)
+    elif transform == "half_pixel_symmetric":
+        adjustment = f(out) / (s * length)
+        source = length / 2 * (1 - adjustment) + ((x + half) / s) - half
+    else:
+        source = (x + half) / s - half
+    return source.astype(np.float64)
+
+
+def _round(x: np.ndarray, nearest: str) -> np.ndarray:
+    """Nearest input index by ``nearest_mode`` (ties: .5 exactly)."""
+    rounded: np.ndarray
+    if nearest == "floor":
+        rounded = np.floor(x)
+    elif nearest == "ceil":
+        rounded = np.ceil(x)
+    else:
+        tie = (x - np.floor(x)) == 0.5
+        rounded = np.floor(x + 0.5)
+        if nearest == "round_prefer_floor":
+            rounded = np.where(tie, np.floor(x), rounded)
+    return rounded.astype(np.int64)
+
+
+def _cubic(d: np.ndarray, a: float) -> np.ndarray:
+    """Keys' cubic convolution weight at distance ``d`` (0 <= d < 2) with coefficient ``a``."""
+    near = ((a + 2) * d - (a + 3)) * d * d + 1
+    far = ((a * d - 5 * a) * d + 8 * a) * d - 4 * a
+    weight: np.ndarray = np.where(d <= 1, near, far)
+    return weight
+
+
+def _resample(im: Importer, x: str, axis: int, taps: list[tuple[list[int], np.ndarray]]) -> str:
+    """The sum over ``taps`` of the input's slabs at each tap's indices times its weights,
+    the weights varying along ``axis``. An axis whose one tap takes every slab in order with
+    weight 1 is left as it is."""
+    shape = im.b.shape(x)
+    if len(taps) == 1 and taps[0][0] == list(range(shape[axis])) and np.all(taps[0][1] == 1):
+        return x
+    along = [1] * len(shape)
+    along[axis] = -1
+    total = None
+    for indices, weights in taps:
+        term = im.b.take(x, indices, axis)
+        if np.any(weights != 1.0):
+            scale = im.b.const(weights.astype(np.float32).reshape(along))
+            term = im.b.binary("mul", term, scale)
+        total = term if total is None else im.b.binary("add", total, term)
+    assert total is not None  # a resize has at least one tap of non-zero weight
+    return total
+
+
+HANDLERS: HandlerTable = {
+    "Resize": (
+        {
+            "mode",
+            "coordinate_transformation_mode",
+            "nearest_mode",
+            "cubic_coeff_a",
+            "exclude_outside",
+            "extrapolation_value",
+            "antialias",
+            "axes",
+            "keep_aspect_ratio_policy",
+        },
+        _resize,
+    ),
+}
