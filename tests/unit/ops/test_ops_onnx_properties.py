@@ -393,7 +393,32 @@ def layernorm(draw):
     xs = [("x", _array(draw, shape)), ("g", _array(draw, shape[axis:]))]
     if draw(st.booleans()):
         xs.append(("b", _array(draw, shape[axis:])))
-    return _case("LayerNormalization", xs, opset=17, attrs=attrs)
+    # the Mean and InvStdDev outputs too, some of the time
+    return _case("LayerNormalization", xs, opset=17, attrs=attrs, outputs=draw(st.integers(1, 3)))
+
+
+@st.composite
+def rms_norm(draw):
+    shape = draw(small)
+    attrs: dict = {}
+    _maybe(draw, "axis", st.integers(-len(shape), len(shape) - 1), attrs)
+    _maybe(draw, "epsilon", st.floats(1e-6, 0.1), attrs)
+    axis = attrs.get("axis", -1) % len(shape)
+    xs = [("x", _array(draw, shape)), ("g", _array(draw, shape[axis:]))]
+    return _case("RMSNormalization", xs, opset=23, attrs=attrs)
+
+
+@st.composite
+def group_norm(draw):
+    """GroupNormalization at opset 21 (scale and bias per channel) or 18 (per group)."""
+    groups = draw(st.integers(1, 3))
+    shape = (draw(st.integers(1, 2)), groups * draw(st.integers(1, 3)), *draw(small))
+    attrs: dict = {"num_groups": groups}
+    _maybe(draw, "epsilon", st.floats(1e-6, 0.1), attrs)
+    opset = draw(st.sampled_from([18, 21]))
+    per = groups if opset == 18 else shape[1]
+    xs = [("x", _array(draw, shape)), ("g", _array(draw, (per,))), ("b", _array(draw, (per,)))]
+    return _case("GroupNormalization", xs, opset=opset, attrs=attrs)
 
 
 @st.composite
@@ -799,6 +824,30 @@ def resize(draw):
     return _case("Resize", [("x", x)], inits, 19, attrs)
 
 
+@st.composite
+def depth_to_space(draw):
+    b = draw(st.integers(1, 3))
+    shape = (
+        draw(st.integers(1, 2)),
+        b * b * draw(st.integers(1, 3)),
+        *draw(st.tuples(*[st.integers(1, 4)] * 2)),
+    )
+    attrs = {"blocksize": b}
+    _maybe(draw, "mode", st.sampled_from(["DCR", "CRD"]), attrs)
+    return _case("DepthToSpace", [("x", _array(draw, shape))], (), 13, attrs)
+
+
+@st.composite
+def space_to_depth(draw):
+    b = draw(st.integers(1, 3))
+    shape = (
+        draw(st.integers(1, 2)),
+        draw(st.integers(1, 3)),
+        *(b * draw(st.integers(1, 3)) for _ in range(2)),
+    )
+    return _case("SpaceToDepth", [("x", _array(draw, shape))], (), 13, {"blocksize": b})
+
+
 STRATEGIES = {
     "Cast": cast(),
     "CastLike": cast_like(),
@@ -806,6 +855,8 @@ STRATEGIES = {
     "Size": size(),
     "Range": range_(),
     "Resize": resize(),
+    "DepthToSpace": depth_to_space(),
+    "SpaceToDepth": space_to_depth(),
     **{op: unary(op) for op in (
         "Relu", "Sigmoid", "Tanh", "Sqrt", "Erf", "Neg", "Abs", "Exp", "Log", "Reciprocal",
         "Identity", "Softplus", "Softsign", "Sign",
@@ -837,6 +888,8 @@ STRATEGIES = {
     "BatchNormalization": batchnorm(),
     "LRN": lrn(),
     "LayerNormalization": layernorm(),
+    "RMSNormalization": rms_norm(),
+    "GroupNormalization": group_norm(),
     "InstanceNormalization": instance_norm(),
     "Dropout": dropout(),
     "Reshape": reshape(),

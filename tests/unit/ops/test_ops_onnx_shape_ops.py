@@ -139,3 +139,19 @@ def test_an_empty_output_is_an_empty_array_as_onnxruntime_gives(backend) -> None
     want = run_ort(proto, {"x": x})[0]
     got = run_walle(proto, {"x": x}, backend)[0]
     assert got.shape == want.shape == (0, 3)
+
+
+@pytest.mark.parametrize(("target", "runs"), [([3, 8], True), ([-1, 4], True), ([0, 24], False)])
+def test_reshape_allowzero_matters_only_for_a_zero_in_the_shape(target, runs) -> None:
+    from tests.unit.ops._onnx_cases import run_walle
+
+    node = helper.make_node("Reshape", ["x", "shape"], ["y"], name="r", allowzero=1)
+    proto = model([node], [io("x", [2, 3, 4])], [io("y", None)], [init("shape", _I(target))])
+    x = rand((2, 3, 4), 4)
+    if runs:
+        np.testing.assert_array_equal(
+            run_walle(proto, {"x": x}, "numpy")[0], run_ort(proto, {"x": x})[0]
+        )
+    else:
+        with pytest.raises(ModelError, match=r"node 'r' \(Reshape\): attribute allowzero=1"):
+            import_onnx(proto)

@@ -36,8 +36,11 @@ def _axis(node: OnnxNode, axis: int, rank: int) -> int:
 
 
 def _reshape(im: Importer, node: OnnxNode, ins: list[str]) -> str:
-    node.require("allowzero", 0, 0)
+    """``allowzero`` changes what a 0 in the shape means (a 0 dim, not the input's): with
+    no 0 in the shape it changes nothing (ONNX's function bodies set it)."""
     shape = [int(d) for d in im.const(node.proto.input[1], node.where).reshape(-1)]
+    if 0 in shape:
+        node.require("allowzero", 0, 0)
     return im.b.reshape(ins[0], im.batch_dim(shape, ins[0]))
 
 
@@ -53,6 +56,53 @@ def _transpose(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     rank = len(im.b.shape(ins[0]))
     perm = node.get("perm", list(range(rank))[::-1])
     return im.b.transpose(ins[0], [int(p) for p in perm])
+
+
+def _depth_to_space(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    """[N, C, H, W] to [N, C / b^2, H * b, W * b]: a reshape, a transpose and a reshape,
+    the channels read as [b, b, C / b^2] (DCR, the default) or [C / b^2, b, b] (CRD)."""
+    n, c, h, w = _nchw(im, node, ins[0])
+    b = _block(node, c, "channels", c % (_block_size(node) ** 2) == 0)
+    mode = node.choice("mode", "DCR", ("DCR", "CRD"))
+    if mode == "DCR":
+        x = im.b.reshape(ins[0], [n, b, b, c // (b * b), h, w])
+        x = im.b.transpose(x, [0, 3, 4, 1, 5, 2])
+    else:
+        x = im.b.reshape(ins[0], [n, c // (b * b), b, b, h, w])
+        x = im.b.transpose(x, [0, 1, 4, 2, 5, 3])
+    return im.b.reshape(x, [n, c // (b * b), h * b, w * b])
+
+
+def _space_to_depth(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    """[N, C, H, W] to [N, C * b^2, H / b, W / b], the inverse of DepthToSpace in the same
+    ``mode``."""
+    n, c, h, w = _nchw(im, node, ins[0])
+    b = _block(node, h, "height and width", h % _block_size(node) == 0 == w % _block_size(node))
+    mode = node.choice("mode", "DCR", ("DCR", "CRD"))
+    x = im.b.reshape(ins[0], [n, c, h // b, b, w // b, b])
+    x = im.b.transpose(x, [0, 3, 5, 1, 2, 4] if mode == "DCR" else [0, 1, 3, 5, 2, 4])
+    return im.b.reshape(x, [n, c * b * b, h // b, w // b])
+
+
+def _nchw(im: Importer, node: OnnxNode, x: str) -> tuple[int, int, int, int]:
+    shape = im.b.shape(x)
+    if len(shape) != 4:
+        raise ModelError(f"{node.where}: expected an NCHW input, got shape {shape}")
+    n, c, h, w = shape
+    return n, c, h, w
+
+
+def _block_size(node: OnnxNode) -> int:
+    if "blocksize" not in node.attrs or int(node.get("blocksize")) < 1:
+        raise ModelError(f"{node.where}: attribute 'blocksize' (>= 1) is required")
+    return int(node.get("blocksize"))
+
+
+def _block(node: OnnxNode, dim: int, what: str, divides: bool) -> int:
+    b = _block_size(node)
+    if not divides:
+        raise ModelError(f"{node.where}: blocksize {b} does not divide the {what} ({dim})")
+    return b
 
 
 def _concat(im: Importer, node: OnnxNode, ins: list[str]) -> str:
@@ -390,4 +440,6 @@ HANDLERS: HandlerTable = {
     "Shape": ({"start", "end"}, _shape_of),
     "Size": (set(), _size),
     "Range": (set(), _range),
+    "DepthToSpace": ({"blocksize", "mode"}, _depth_to_space),
+    "SpaceToDepth": ({"blocksize", "mode"}, _space_to_depth),
 }

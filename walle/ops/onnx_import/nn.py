@@ -173,18 +173,77 @@ def _batchnorm(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     return im.b.binary("add", y, im.b.const(shift.astype(np.float32).reshape(per_channel)))
 
 
-def _layernorm(im: Importer, node: OnnxNode, ins: list[str]) -> str:
-    if len(node.proto.output) > 1 and any(node.proto.output[1:]):
-        raise ModelError(f"{node.where}: the Mean/InvStdDev outputs are not supported")
+def _layernorm(im: Importer, node: OnnxNode, ins: list[str]) -> str | list[str]:
+    """LayerNormalization; its optional Mean and InvStdDev outputs (training's, which some
+    exports keep) are the mean and 1 / sqrt(var + eps) over the normalised axes, kept as
+    dims of 1."""
+    axes = _norm_axes(im, node, ins[0])
+    beta = ins[2] if len(ins) > 2 and ins[2] else None
+    epsilon = float(node.get("epsilon", 1e-5))
+    wanted = [bool(o) for o in node.proto.output[1:]]
+    if not any(wanted):
+        return im.b.layer_norm(ins[0], ins[1], beta, axis=axes[0], epsilon=epsilon)
+    b = im.b
+    mean = b.reduce("mean", ins[0], axes, keepdims=True)
+    d = b.binary("sub", ins[0], mean)
+    var = b.reduce("mean", b.binary("mul", d, d), axes, keepdims=True)
+    inv = b.unary("reciprocal", b.unary("sqrt", b.binary("add", var, b.const(epsilon))))
+    y = b.binary("mul", b.binary("mul", d, inv), ins[1])
+    if beta is not None:
+        y = b.binary("add", y, beta)
+    return [y, mean, inv][: 1 + len(wanted)]
+
+
+def _rms_norm(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    """RMSNormalization: x / sqrt(mean(x^2) + eps) * scale over the axes from ``axis`` on."""
+    axes = _norm_axes(im, node, ins[0])
+    b = im.b
+    mean_square = b.reduce("mean", b.binary("mul", ins[0], ins[0]), axes, keepdims=True)
+    rms = b.unary("sqrt", b.binary("add", mean_square, b.const(float(node.get("epsilon", 1e-5)))))
+    return b.binary("mul", b.binary("div", ins[0], rms), ins[1])
+
+
+def _group_norm(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    """GroupNormalization: the channels in ``num_groups`` groups, each normalised over its
+    channels and spatial dims, then the scale and bias per channel (opset 21) or per group
+    (opset 18, where each group's applies to its channels)."""
     node.require("stash_type", 1, 1)
-    rank = len(im.b.shape(ins[0]))
+    shape = im.b.shape(ins[0])
+    if len(shape) < 3 or len(ins) != 3 or not all(ins):
+        raise ModelError(f"{node.where}: needs X [N, C, D1, ...], scale and bias")
+    n, c = shape[0], shape[1]
+    groups = int(node.get("num_groups", 0))
+    if groups < 1 or c % groups:
+        raise ModelError(f"{node.where}: num_groups {groups} does not divide the {c} channels")
+    per = groups if im.opset < 21 else c
+    for name, value in zip(("scale", "bias"), ins[1:], strict=True):
+        if im.b.shape(value) != (per,):
+            raise ModelError(f"{node.where}: {name} must be [{per}], got {im.b.shape(value)}")
+    b = im.b
+    grouped = b.reshape(ins[0], [n, groups, -1])
+    y = b.reshape(
+        b.layer_norm(grouped, axis=2, epsilon=float(node.get("epsilon", 1e-5))), list(shape)
+    )
+    tail = [1] * (len(shape) - 2)
+    scale, bias = ins[1], ins[2]
+    if per == groups and groups != c:  # opset 18: a group's value for each of its channels
+        scale, bias = (
+            b.reshape(b.take(v, [i // (c // groups) for i in range(c)], 0), [c])
+            for v in (scale, bias)
+        )
+    y = b.binary("mul", y, b.reshape(scale, [c, *tail]))
+    return b.binary("add", y, b.reshape(bias, [c, *tail]))
+
+
+def _norm_axes(im: Importer, node: OnnxNode, x: str) -> tuple[int, ...]:
+    """The axes from ``axis`` (default -1) to the last, for the normalisations computed in
+    float32 (``stash_type`` 1, the default)."""
+    node.require("stash_type", 1, 1)
+    rank = len(im.b.shape(x))
     axis = int(node.get("axis", -1))
     if not -rank <= axis < rank:
         raise ModelError(f"{node.where}: axis {axis} out of range for rank {rank}")
-    beta = ins[2] if len(ins) > 2 and ins[2] else None
-    return im.b.layer_norm(
-        ins[0], ins[1], beta, axis=axis, epsilon=float(node.get("epsilon", 1e-5))
-    )
+    return tuple(range(axis + rank if axis < 0 else axis, rank))
 
 
 def _instance_norm(im: Importer, node: OnnxNode, ins: list[str]) -> str:
@@ -237,6 +296,8 @@ HANDLERS: HandlerTable = {
     "BatchNormalization": (_BN_ATTRS, _batchnorm),
     "LRN": ({"alpha", "beta", "bias", "size"}, _lrn),
     "LayerNormalization": ({"axis", "epsilon", "stash_type"}, _layernorm),
+    "RMSNormalization": ({"axis", "epsilon", "stash_type"}, _rms_norm),
+    "GroupNormalization": ({"num_groups", "epsilon", "stash_type"}, _group_norm),
     "InstanceNormalization": ({"epsilon"}, _instance_norm),
     "Dropout": ({"ratio", "seed", "is_test"}, _dropout),
 }
