@@ -28,6 +28,7 @@ from walle.ops.ir import (
     BINARY_KINDS,
     MAX_ELEMENTS,
     MAX_GATHER_ROWS,
+    MAX_TAKE,
     REDUCE_KINDS,
     UNARY_KINDS,
     AttrValue,
@@ -245,6 +246,8 @@ class GraphBuilder(CompositeOps):
         dims = self.shape(x)
         axis = _axis(axis, len(dims), "take")
         dim = dims[axis]
+        if len(indices) > MAX_TAKE:
+            raise ModelError(f"take: {len(indices):,} indices, more than {MAX_TAKE:,}")
         if any(not 0 <= i < dim for i in indices):
             raise ModelError(f"take: indices outside [0, {dim - 1}] on axis {axis}")
         outer, inner = math.prod(dims[:axis]), math.prod(dims[axis + 1 :])

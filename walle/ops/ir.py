@@ -38,6 +38,9 @@ MAX_GATHER_ROWS = 1 << 24
 # The most elements one value may hold (8 GiB of float32): the OpenCL kernels index with 32-bit
 # ints, and a shape past it is a damaged or mistaken model far more often than a real one.
 MAX_ELEMENTS = (1 << 31) - 1
+# The most indices a take (a raster of one region per index) holds: a gather of constant
+# indices, an axis of a resize. Each is a region object at import.
+MAX_TAKE = 1 << 20
 UNARY_KINDS = (
     "identity", "neg", "abs", "exp", "log", "sqrt", "reciprocal",
     "relu", "sigmoid", "tanh", "erf",

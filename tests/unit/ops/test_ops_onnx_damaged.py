@@ -121,3 +121,36 @@ def test_an_input_of_another_rank_is_refused_before_a_plan_is_made(tmp_path) -> 
     x = np.random.default_rng(0).uniform(-1, 1, (2, 1, 32, 32, 32)).astype(np.float32)
     want = x.reshape(2, 1, 16, 2, 16, 2, 16, 2).mean(axis=(3, 5, 7))
     np.testing.assert_allclose(model(x), want, rtol=1e-5, atol=1e-6)
+
+
+def test_an_initializer_whose_data_does_not_fill_its_dims_is_refused_naming_it() -> None:
+    proto = _pool("MaxPool", kernel_shape=[2, 2])
+    bad = onnx.numpy_helper.from_array(np.ones(4, np.float32), "junk")
+    del bad.dims[:]  # four floats of data for a scalar
+    proto.graph.initializer.append(bad)
+    with pytest.raises(ModelError, match=r"initializer 'junk': unreadable"):
+        import_onnx(proto)
+
+
+def test_a_string_attribute_that_is_not_utf8_is_refused_naming_it() -> None:
+    proto = _pool("MaxPool", kernel_shape=[2, 2])
+    proto.graph.node[0].attribute.append(helper.make_attribute("auto_pad", b"\x8cVALID"))
+    with pytest.raises(
+        ModelError, match=r"node 'p' \(MaxPool\): attribute 'auto_pad' is not UTF-8"
+    ):
+        import_onnx(proto)
+
+
+@pytest.mark.parametrize("sizes", [[1, 2, 8, 2_000_000], [1, 2, 60_000, 60_000], [1, 2, 8, 10**15]])
+def test_a_resize_past_the_bounds_is_refused_before_its_taps_are_made(sizes) -> None:
+    node = helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], name="up")
+    graph = helper.make_graph(
+        [node],
+        "t",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [onnx.numpy_helper.from_array(np.array(sizes, np.int64), "sizes")],
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)], ir_version=8)
+    with pytest.raises(ModelError, match=r"node 'up' \(Resize\): output shape .* more than"):
+        import_onnx(proto)

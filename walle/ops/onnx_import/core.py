@@ -72,7 +72,10 @@ class Importer:
         )
         graph = proto.graph
         for init in graph.initializer:
-            array = numpy_helper.to_array(init)
+            try:
+                array = numpy_helper.to_array(init)
+            except (ValueError, TypeError) as exc:  # data that does not fill its dims
+                raise ModelError(f"initializer {init.name!r}: unreadable ({exc})") from exc
             if array.dtype.kind not in "biuf":
                 raise ModelError(
                     f"initializer {init.name!r} ({type_name(init.data_type)}): walle.ops holds "

@@ -38,7 +38,12 @@ class OnnxNode:
         """The attribute ``key`` (bytes decoded to str), or ``default`` (as onnx gives it:
         int, float, str, a list of them or a TensorProto)."""
         value = self.attrs.get(key, default)
-        return value.decode() if isinstance(value, bytes) else value
+        if not isinstance(value, bytes):
+            return value
+        try:
+            return value.decode()
+        except UnicodeDecodeError as exc:
+            raise ModelError(f"{self.where}: attribute {key!r} is not UTF-8 text ({exc})") from exc
 
     def require(self, key: str, expected: object, default: object) -> None:
         """Refuse the node unless attribute ``key`` (or its default) equals ``expected``."""

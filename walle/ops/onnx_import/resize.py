@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from walle.errors import ModelError
+from walle.ops.ir import MAX_ELEMENTS, MAX_TAKE
 from walle.ops.onnx_import.node import HandlerTable, OnnxNode
 
 if TYPE_CHECKING:
@@ -74,6 +75,12 @@ def _resize(im: Importer, node: OnnxNode, ins: list[str]) -> str:
                 "give a fractional "
                 f"length ({fractional[0]:g}) is not supported: the spec and onnxruntime differ"
             )
+    resized = [outs.get(i, d) for i, d in enumerate(shape)]
+    if math.prod(resized) > MAX_ELEMENTS or max(outs.values(), default=1) > MAX_TAKE:
+        raise ModelError(
+            f"{node.where}: output shape {resized} holds more than {MAX_ELEMENTS:,} elements "
+            f"or more than {MAX_TAKE:,} along an axis"
+        )
     a = float(node.get("cubic_coeff_a", -0.75))
     exclude = bool(int(node.get("exclude_outside", 0)))
     y = ins[0]
