@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from onnx import ModelProto
 
 Batch = int | tuple[int, ...]
+_NO_PLANS: dict[Batch, Plan] = {}
 GraphFactory = Callable[[Batch], Graph]
 
 
@@ -115,7 +116,14 @@ class Model:
 
     def __call__(self, batch: npt.ArrayLike) -> FloatArray:
         """Run the model's single input on ``batch``; returns its first output."""
-        return self.run(batch)[0]
+        array = np.asarray(batch)
+        if array.ndim and self._fixed is None:
+            # the batch-1 scoring path: a plan made for these rows checks the shape itself
+            plans: dict[Batch, Plan] = self._local.__dict__.get("plans", _NO_PLANS)
+            plan = plans.get(array.shape[0])
+            if plan is not None:
+                return plan(array)[0]
+        return self.run(array)[0]
 
     def run(self, *inputs: npt.ArrayLike) -> list[FloatArray]:
         """Run on several inputs; returns every output.
@@ -126,7 +134,7 @@ class Model:
         first input's. The plan checks every input's shape against the graph's.
         """
         arrays = [np.asarray(x) for x in inputs]
-        if self._fixed:
+        if self._fixed is not None:
             fixed = self._fixed
             return self.plan(fixed.shape(fixed.inputs[0])[0] if fixed.inputs else 1)(*arrays)
         self._check_ranks(arrays)
