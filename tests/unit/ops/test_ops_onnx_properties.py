@@ -383,28 +383,29 @@ def lrn(draw):
     return _case("LRN", [("x", _array(draw, shape))], attrs=attrs)
 
 
-@st.composite
-def layernorm(draw):
+def _normalised(draw) -> tuple[list, dict, tuple[int, ...]]:
+    """The input and scale of a normalisation over the axes from ``axis`` on, ``axis`` and
+    ``epsilon`` drawn (or left to their defaults), and the scale's shape."""
     shape = draw(small)
     attrs: dict = {}
     _maybe(draw, "axis", st.integers(-len(shape), len(shape) - 1), attrs)
     _maybe(draw, "epsilon", st.floats(1e-6, 0.1), attrs)
-    axis = attrs.get("axis", -1) % len(shape)
-    xs = [("x", _array(draw, shape)), ("g", _array(draw, shape[axis:]))]
+    tail = shape[attrs.get("axis", -1) % len(shape) :]
+    return [("x", _array(draw, shape)), ("g", _array(draw, tail))], attrs, tail
+
+
+@st.composite
+def layernorm(draw):
+    xs, attrs, tail = _normalised(draw)
     if draw(st.booleans()):
-        xs.append(("b", _array(draw, shape[axis:])))
+        xs.append(("b", _array(draw, tail)))
     # the Mean and InvStdDev outputs too, some of the time
     return _case("LayerNormalization", xs, opset=17, attrs=attrs, outputs=draw(st.integers(1, 3)))
 
 
 @st.composite
 def rms_norm(draw):
-    shape = draw(small)
-    attrs: dict = {}
-    _maybe(draw, "axis", st.integers(-len(shape), len(shape) - 1), attrs)
-    _maybe(draw, "epsilon", st.floats(1e-6, 0.1), attrs)
-    axis = attrs.get("axis", -1) % len(shape)
-    xs = [("x", _array(draw, shape)), ("g", _array(draw, shape[axis:]))]
+    xs, attrs, _ = _normalised(draw)
     return _case("RMSNormalization", xs, opset=23, attrs=attrs)
 
 
