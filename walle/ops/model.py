@@ -137,13 +137,20 @@ class Model:
         if self._fixed is not None:
             fixed = self._fixed
             return self.plan(fixed.shape(fixed.inputs[0])[0] if fixed.inputs else 1)(*arrays)
+        if arrays:
+            if self._per_input and len(arrays) > 1:
+                rows: Batch = tuple(_rows(a) for a in arrays)
+            else:
+                rows = _rows(arrays[0])
+            # a plan made for these rows checks the shapes itself (a scalar where the first
+            # input's rows are due gets the rank check's message, below)
+            plans: dict[Batch, Plan] = self._local.__dict__.get("plans", _NO_PLANS)
+            plan = plans.get(rows) if arrays[0].ndim else None
+            if plan is not None:
+                return plan(*arrays)
         self._check_ranks(arrays)
         if not arrays:
             return self.plan(self._declared)()
-        if self._per_input and len(arrays) > 1:
-            rows: Batch = tuple(_rows(a) for a in arrays)
-        else:
-            rows = _rows(arrays[0])
         if arrays[0].ndim and arrays[0].shape[0] == 0:
             return self._empty(len(arrays))
         return self.plan(rows)(*arrays)
