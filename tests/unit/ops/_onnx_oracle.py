@@ -4,6 +4,8 @@ stored or generated test data): the match it must reach, and the refusal it may 
 from __future__ import annotations
 
 import re
+import warnings
+from functools import cache
 
 import numpy as np
 from onnx import ModelProto
@@ -38,3 +40,13 @@ def names_what_it_refuses(message: str, proto: ModelProto) -> bool:
     found = re.search(r"node '([^']*)' \(([A-Za-z0-9]+)\)", message)
     named = re.match(r"(?:input|initializer|output) '([^']*)'", message)
     return bool((found and found.group(2) in ops) or (named and named.group(1) in values))
+
+
+@cache
+def node_cases() -> tuple[object, ...]:
+    """The onnx wheel's generated node test cases (~1,900; about 10 s to make)."""
+    from onnx.backend.test.case.node import collect_testcases
+
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")  # the generators divide by zero on purpose
+        return tuple(collect_testcases(None))

@@ -17,8 +17,6 @@ data set, is retried with every input but the first made an initializer, under t
 
 from __future__ import annotations
 
-import warnings
-from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +25,7 @@ import pytest
 from onnx import numpy_helper
 
 from tests._backends import backend_or_skip
-from tests.unit.ops._onnx_oracle import assert_matches, names_what_it_refuses
+from tests.unit.ops._onnx_oracle import assert_matches, names_what_it_refuses, node_cases
 from walle.errors import ModelError
 from walle.ops import Model
 
@@ -36,15 +34,6 @@ RUNS_WITH_CONSTANTS = frozenset(
     (Path(__file__).parent / "onnx_node_cases_that_run_with_constants.txt").read_text().split()
 )
 BACKENDS = (None, "numpy", "cython", "opencl")
-
-
-@cache
-def _cases() -> tuple[object, ...]:
-    from onnx.backend.test.case.node import collect_testcases
-
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore")  # the generators divide by zero on purpose
-        return tuple(collect_testcases(None))
 
 
 def _with_constants(case) -> tuple[onnx.ModelProto, list] | None:
@@ -108,7 +97,7 @@ def _judge(name, proto, data_sets, path: Path, backend: str | None, runs) -> str
 
 
 def test_the_generated_cases_hold_the_ones_that_run() -> None:
-    names = {case.name for case in _cases()}
+    names = {case.name for case in node_cases()}
     assert len(names) >= 1500
     assert len(RUNS & names) >= 300  # a newer onnx may rename a few, not most
     assert len(RUNS_WITH_CONSTANTS & names) >= 120
@@ -122,7 +111,7 @@ def test_every_node_case_matches_onnx_reference_or_is_refused_by_name(
     if backend is not None:
         backend_or_skip(backend)
     failures = []
-    for case in _cases():
+    for case in node_cases():
         why = _failure(case, tmp_path / f"{case.name}.onnx", backend)
         if why is not None:
             failures.append(f"{case.name}: {why}")
