@@ -26,7 +26,6 @@ from walle.ops import aligned
 from walle.ops.composites import CompositeOps
 from walle.ops.ir import (
     BINARY_KINDS,
-    MAX_ELEMENTS,
     MAX_GATHER_ROWS,
     MAX_TAKE,
     REDUCE_KINDS,
@@ -38,6 +37,7 @@ from walle.ops.ir import (
     Region,
     Shape,
     Value,
+    check_size,
     contiguous_strides,
 )
 from walle.ops.reference import evaluate
@@ -70,7 +70,7 @@ class GraphBuilder(CompositeOps):
         if name in self._values:
             raise ModelError(f"input {name!r} declared twice")
         dims = tuple(int(d) for d in shape)
-        _check_size(dims, f"input {name!r}")
+        check_size(dims, f"input {name!r}")
         self._values[name] = Value(name, dims)
         self._inputs.append(name)
         return name
@@ -97,7 +97,7 @@ class GraphBuilder(CompositeOps):
     def _emit(self, op: str, inputs: Sequence[str], shape: Shape, **attrs: AttrValue) -> str:
         out = self._fresh(op)
         shape = tuple(int(d) for d in shape)
-        _check_size(shape, f"the {op} output")
+        check_size(shape, f"the {op} output")
         if 0 in shape:
             # Empty (a Slice that keeps nothing: a rotary embedding's pass-through part when
             # it rotates every dim): nothing to compute, whatever it reads. It stands as an
@@ -414,12 +414,3 @@ def _needed(nodes: list[Node], outputs: Sequence[str]) -> tuple[list[Node], set[
             needed.update(node.inputs)
     kept.reverse()
     return kept, needed
-
-
-def _check_size(shape: Shape, what: str) -> None:
-    """A value's shape has no negative dim and at most ``MAX_ELEMENTS`` elements."""
-    if any(d < 0 for d in shape) or math.prod(shape) > MAX_ELEMENTS:
-        raise ModelError(
-            f"{what} has shape {shape}: dims must be >= 0 and hold at most {MAX_ELEMENTS:,} "
-            "elements"
-        )

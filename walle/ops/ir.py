@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +41,18 @@ MAX_ELEMENTS = (1 << 31) - 1
 # The most indices a take (a raster of one region per index) holds: a gather of constant
 # indices, an axis of a resize. Each is a region object at import.
 MAX_TAKE = 1 << 20
+
+
+def check_size(shape: Sequence[int], what: str) -> None:
+    """ModelError unless ``shape`` has no negative dim and at most ``MAX_ELEMENTS`` elements
+    (``what`` names the value)."""
+    if any(d < 0 for d in shape) or math.prod(shape) > MAX_ELEMENTS:
+        raise ModelError(
+            f"{what} has shape {tuple(shape)}: dims must be >= 0 and hold at most "
+            f"{MAX_ELEMENTS:,} elements"
+        )
+
+
 UNARY_KINDS = (
     "identity", "neg", "abs", "exp", "log", "sqrt", "reciprocal",
     "relu", "sigmoid", "tanh", "erf",

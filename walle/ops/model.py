@@ -119,8 +119,7 @@ class Model:
         array = np.asarray(batch)
         if array.ndim and self._fixed is None:
             # the batch-1 scoring path: a plan made for these rows checks the shape itself
-            plans: dict[Batch, Plan] = self._local.__dict__.get("plans", _NO_PLANS)
-            plan = plans.get(array.shape[0])
+            plan = self._made_plan(array.shape[0])
             if plan is not None:
                 return plan(array)[0]
         return self.run(array)[0]
@@ -144,8 +143,7 @@ class Model:
                 rows = _rows(arrays[0])
             # a plan made for these rows checks the shapes itself (a scalar where the first
             # input's rows are due gets the rank check's message, below)
-            plans: dict[Batch, Plan] = self._local.__dict__.get("plans", _NO_PLANS)
-            plan = plans.get(rows) if arrays[0].ndim else None
+            plan = self._made_plan(rows) if arrays[0].ndim else None
             if plan is not None:
                 return plan(*arrays)
         self._check_ranks(arrays)
@@ -154,6 +152,11 @@ class Model:
         if arrays[0].ndim and arrays[0].shape[0] == 0:
             return self._empty(len(arrays))
         return self.plan(rows)(*arrays)
+
+    def _made_plan(self, rows: Batch) -> Plan | None:
+        """This thread's plan for ``rows`` if :meth:`plan` has made it, else None."""
+        plans: dict[Batch, Plan] = self._local.__dict__.get("plans", _NO_PLANS)
+        return plans.get(rows)
 
     def _check_ranks(self, arrays: list[npt.NDArray[np.generic]]) -> None:
         """Each input has the rank and trailing dims of the graph's, before a plan is made

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from walle.errors import ModelError
-from walle.ops.ir import MAX_ELEMENTS, Region, contiguous_strides
+from walle.ops.ir import Region, check_size, contiguous_strides
 from walle.ops.onnx_import.node import HandlerTable, OnnxNode
 
 if TYPE_CHECKING:
@@ -377,10 +377,7 @@ def _constant_of_shape(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     from onnx import numpy_helper
 
     shape = [int(d) for d in im.const(node.proto.input[0], node.where).reshape(-1)]
-    if any(d < 0 for d in shape) or math.prod(shape) > MAX_ELEMENTS:
-        raise ModelError(
-            f"{node.where}: shape {shape} must have dims >= 0 and at most {MAX_ELEMENTS:,} elements"
-        )
+    check_size(shape, "the ConstantOfShape output")
     value = node.attrs.get("value")
     fill = 0.0 if value is None else float(numpy_helper.to_array(value).reshape(-1)[0])
     return im.b.const(np.full(shape, fill, np.float32))
@@ -417,8 +414,7 @@ def _range(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     if delta == 0:
         raise ModelError(f"{node.where}: delta is 0")
     count = max(math.ceil((limit - start) / delta), 0)
-    if count > MAX_ELEMENTS:
-        raise ModelError(f"{node.where}: {count:,} values, more than {MAX_ELEMENTS:,}")
+    check_size((count,), "the Range output")
     return im.b.const(start + np.arange(count, dtype=np.float64) * delta)
 
 
