@@ -12,11 +12,12 @@ kernel's output is checked against the baseline's (max abs diff relative to its 
 A second table times the packed-GEMM kernel (``gemm``: 1x1 and strided convs, bias and ReLU
 fused) on those layers of the same CNNs against the path they took before: the im2col copy
 (none for a 1x1 stride-1 conv, whose input is its column matrix), numpy's matmul and the C
-bias/ReLU epilogue; a third the pooling kernel (3x3 windows) against onnxruntime's MaxPool /
-AveragePool (one thread) on the same input, at every level (a padded pool as a model runs
-it: over its unpadded source in place). A fourth times the ``lanes`` kernel (first
-layers: the output channels in the vector lanes) on the real CNNs' stems against the same
-baseline and the packed GEMM.
+bias/ReLU epilogue, and, where it splits the reduction into fewer blocks, ``gemm_long`` (the
+same kernel, blocks of up to 512 rows) against ``gemm``; a third the pooling kernel (3x3
+windows) against onnxruntime's MaxPool / AveragePool (one thread) on the same input, at
+every level (a padded pool as a model runs it: over its unpadded source in place). A
+fourth times the ``lanes`` kernel (first layers: the output channels in the vector lanes)
+on the real CNNs' stems against the same baseline and the packed GEMM.
 """
 
 from __future__ import annotations
@@ -209,12 +210,22 @@ def _gemm_row(ops_conv, ops_math, level: str, shape: tuple) -> str:
     xp, weight, bias, region, base_out, baseline = _baseline(ops_math, shape)
     out = np.empty((1, *base_out.shape), np.float32)
     kernel = ops_conv.GemmConvKernel(xp, weight, bias, out, region, "relu", level)
-    times = _median_ms({"base": baseline, "gemm": kernel.run})
+    fns = {"base": baseline, "gemm": kernel.run}
+    long_out = np.empty_like(out)
+    if ops_conv.gemm_long_fits(region, level):  # the reduction in fewer blocks
+        fns["long"] = ops_conv.GemmConvKernel(
+            xp, weight, bias, long_out, region, "relu", level, long_k=True
+        ).run
+    times = _median_ms(fns)
     gmac = base_out.size * c * side * side / (times["gemm"] * 1e6)
+    long = "-"
+    if "long" in times:
+        same = "same bits" if np.array_equal(long_out, out) else "DIFFERENT bits"
+        long = f"{times['long']:.3f} ({times['gemm'] / times['long']:.2f}x, {same})"
     return (
         f"| {label} | {c}x{size}x{size} -> {cout}, {side}x{side} /{stride} | {level} | "
         f"{times['base']:.3f} | {times['gemm']:.3f} ({times['base'] / times['gemm']:.2f}x, "
-        f"{gmac:.0f} GMAC/s, {_diff(out, base_out):.0e}) |"
+        f"{gmac:.0f} GMAC/s, {_diff(out, base_out):.0e}) | {long} |"
     )
 
 
@@ -312,8 +323,11 @@ def main() -> None:
                 print(_row(ops_conv, level, label, c, size, cout, side), flush=True)
         print()
     if "gemm" in tables:
-        print("| layer | shape | level | im2col+BLAS+epilogue ms | gemm ms (ratio, rate, diff) |")
-        print("|---|---|---|---|---|")
+        print(
+            "| layer | shape | level | im2col+BLAS+epilogue ms | gemm ms (ratio, rate, diff) | "
+            "gemm_long ms (ratio to gemm) |"
+        )
+        print("|---|---|---|---|---|---|")
         for level in levels:
             for shape in GEMM_SHAPES:
                 print(_gemm_row(ops_conv, ops_math, level, shape), flush=True)

@@ -591,6 +591,31 @@ def _gemm_blocking(int level, long k, long p, kc, nc, int wide):
     return kc, nc, -(-p // nc)
 
 
+def _gemm_default_kc(int level, long k, region):
+    """GemmConvKernel's reduction rows per block unless told (None: _gemm_blocking's)."""
+    if level == 2 and gemm_direct_fits(region):
+        # a 1x1 stride-1 conv (packed or read in place) as the matmuls: even blocks of at
+        # most 512 rows; 256 stored and read back the partial sums of 512 -> 1000 on
+        # 13x13 (SqueezeNet's last conv) and 1024 -> 256 on 14x14 for 2-4% more time
+        return _gemm_long_kc(k)
+    return None
+
+
+def _gemm_long_kc(long k):
+    """Reduction rows per block of ``long_k``: even blocks of at most _MATMUL_KC."""
+    return -(-k // -(-k // _MATMUL_KC))
+
+
+def gemm_long_fits(region, level=None):
+    """Whether ``long_k`` changes :class:`GemmConvKernel`'s blocks for an im2col ``region``
+    at ``level`` (None: the module's): its reduction is split into more blocks by default."""
+    n, c, kh, kw, oh, ow = (int(v) for v in region.sizes)
+    cdef int at = _kernel_level("gemm conv", level)
+    k = c * kh * kw
+    kc = _gemm_blocking(at, k, oh * ow, _gemm_default_kc(at, k, region), None, 1)[0]
+    return _gemm_long_kc(k) > kc
+
+
 def _runs(offsets, step):
     """For each position, how many offsets from it on go up by ``step`` at a time."""
     p = len(offsets)
@@ -613,7 +638,12 @@ cdef class GemmConvKernel:
     copy (only the leftover columns of a chunk are packed); for a 1x1 stride-1 conv, whose
     columns are the input's rows (:func:`gemm_direct_fits`; ValueError otherwise). Packing
     took a third of a 96 -> 16 1x1 conv on 55x55 planes (its strips are read by 2 blocks of
-    8 channels only), a tenth of ShuffleNet's grouped 1x1 convs.
+    8 channels only), a tenth of ShuffleNet's grouped 1x1 convs. ``long_k`` (where ``kc`` is
+    not given): the default's chunks of columns, the reduction in even blocks of up to 512
+    rows (:func:`gemm_long_fits`: where that is fewer blocks). Each block after the first
+    reads back and stores the partial sums of the whole chunk, a pass that cost 3-9% of ResNet's
+    1x1 convs on 7x7 and 14x14 planes at AVX2 on Zen 3 (512 -> 2048 on 7x7: 9.3 ms against
+    10.1 in blocks of 128); whether it pays depends on the CPU's caches, so the search times it.
     """
 
     cdef walle_gemm g
@@ -624,7 +654,8 @@ cdef class GemmConvKernel:
     cdef object keep
 
     def __init__(self, x, weight, bias, y, region, str act, str level=None, kc=None, nc=None,
-                 y_channels=None, int y_channel0=0, residual=None, bint direct=False):
+                 y_channels=None, int y_channel0=0, residual=None, bint direct=False,
+                 bint long_k=False):
         n, c, kh, kw, oh, ow = (int(v) for v in region.sizes)
         cout = int(weight.shape[0])
         cdef float relu = relu_cap("gemm conv kernel", act)
@@ -651,11 +682,12 @@ cdef class GemmConvKernel:
         run, run2 = (_runs(poff, step) for step in (1, 2))
         # whole groups of 4 blocks for the leftover columns
         packed, padded_bias = _blocked_weights(weight, bias, cout, k, 8, 4 * -(-cout // 32))
-        if kc is None and self.level == 2 and gemm_direct_fits(region):
-            # a 1x1 stride-1 conv (packed or read in place) as the matmuls: even blocks of at
-            # most 512 rows; 256 stored and read back the partial sums of 512 -> 1000 on
-            # 13x13 (SqueezeNet's last conv) and 1024 -> 256 on 14x14 for 2-4% more time
-            kc = -(-k // -(-k // _MATMUL_KC))
+        if kc is None and long_k:
+            # the default's chunks of columns, the reduction in the fewest blocks
+            kc, nc = _gemm_long_kc(k), _gemm_blocking(
+                self.level, k, p, _gemm_default_kc(self.level, k, region), nc, 1)[1]
+        elif kc is None:
+            kc = _gemm_default_kc(self.level, k, region)
         kc, nc, chunks = _gemm_blocking(self.level, k, p, kc, nc, 1)
         self.units = n * chunks
         work = float(n * cout * p) * k

@@ -30,15 +30,20 @@ CASES = [  # (N, C, H, W, Cout, kernel, stride, pads)
     (1, 3, 20, 37, 40, 7, 2, 3),  # rows of 19 columns: a stem the lanes kernel takes
     (2, 1, 5, 19, 5, 3, 1, 1),  # one input channel, stride 1
     (1, 4, 12, 70, 17, 11, 4, 2),  # AlexNet's 11x11 stride-4 window, 16 columns a row
+    (2, 72, 6, 7, 10, 3, 1, 1),  # 648 reduction rows: gemm_long's two blocks
+    (1, 600, 5, 5, 12, 1, 1, 0),  # a 1x1 conv of 600 rows (gemm_long at AVX2 and SSE)
 ]
 
 
 @pytest.mark.parametrize("case", CASES)
-@pytest.mark.parametrize("algorithm", ["direct", "gemm", "gemm_direct", "im2col", "lanes"])
+@pytest.mark.parametrize(
+    "algorithm", ["direct", "gemm", "gemm_long", "gemm_direct", "im2col", "lanes"]
+)
 @pytest.mark.parametrize("tail", ["none", "bias", "bias_relu"])
 def test_ops_conv_algorithms_match_reference(case, algorithm, tail) -> None:
     """``gemm_direct`` (the packed GEMM reading the columns in place) is offered for the
-    1x1 stride-1 convs only."""
+    1x1 stride-1 convs only, ``gemm_long`` (its reduction in the fewest blocks) where the
+    default blocks are more."""
     backend = backend_or_skip("cython")
     n, c, h, w, cout, k, s, p = case
     rng = np.random.default_rng(sum(case))
@@ -52,6 +57,10 @@ def test_ops_conv_algorithms_match_reference(case, algorithm, tail) -> None:
     (step,) = [s for s in find_steps(graph) if s.op == "fused.conv2d"]
     offered = backend.fused_algorithms(step, graph)
     assert ("gemm_direct" in offered) == (k == 1 and s == 1)
+    from walle._kernels import ops_conv
+
+    if ops_conv.level() == ops_conv.LEVELS["avx2"]:  # blocks of at most 160 rows by default
+        assert ("gemm_long" in offered) == (c * k * k > 160)
     ow = (w + 2 * p - k) // s + 1
     assert ("lanes" in offered) == (c <= 4 and ow >= 16 and s <= 4)
     if algorithm not in offered:

@@ -154,6 +154,54 @@ def test_gemm_conv_kernel_default_blocks_of_a_1x1_conv_match_the_oracle(c, direc
     )
 
 
+@pytest.mark.parametrize(("c", "k", "blocks"), [(171, 1, 1), (700, 1, 2), (120, 3, 3)])
+def test_gemm_conv_kernel_long_reduction_blocks_match_the_oracle(c, k, blocks) -> None:
+    """``long_k``: the reduction in the fewest even blocks of at most 512 rows (171 rows in
+    one, 700 in two of 350, 1080 in three of 360), the columns in the default's chunks (a
+    14x14 plane at batch 2: several strips, leftover columns); wherever
+    :func:`gemm_long_fits` says the default splits it into more (AVX2's blocks of at most 160
+    rows: all three); the same bits as the default blocks."""
+    ops_conv = _ops_conv()
+    rng = np.random.default_rng(c)
+    region, padded = _region((2, c, 14, 14), k, 1, 1, k // 2)
+    xp = np.zeros(padded, np.float32)
+    xp[:, :, k // 2 : k // 2 + 14, k // 2 : k // 2 + 14] = rng.uniform(-1, 1, (2, c, 14, 14))
+    weight = rng.uniform(-1, 1, (37, c, k, k)).astype(np.float32)
+    bias = rng.uniform(-1, 1, 37).astype(np.float32)
+    want = _oracle(xp, weight.reshape(37, -1), bias, region, True)
+    assert -(-c * k * k // 512) == blocks
+    ran = _matches_at_every_level(
+        ops_conv, xp, weight, bias, region, True, want, 1e-4 * np.abs(want).max(), long_k=True
+    )
+    assert ran  # every CPU runs one of the levels
+    if "avx2" in ran:
+        assert ops_conv.gemm_long_fits(region, "avx2")
+    for level in ran:  # a sum stored between blocks and read back is exact: the same bits
+        ys = [np.full(want.shape, np.nan, np.float32) for _ in range(2)]
+        for y, long_k in zip(ys, (False, True), strict=True):
+            _kernel(ops_conv, xp, weight, bias, y, region, True, level, long_k=long_k).run()
+        np.testing.assert_array_equal(ys[0], ys[1], err_msg=level)
+
+
+def test_gemm_long_fits_where_the_default_blocks_are_more() -> None:
+    """AVX2 splits a reduction of over 160 rows, the others one of over 384 (a 1x1 stride-1
+    conv at AVX-512: of over 512, as long_k does, so never there)."""
+    ops_conv = _ops_conv()
+    best = ops_conv.best_level()
+    for c, k, avx2, sse, avx512 in [
+        (17, 3, False, False, False),  # 153 rows
+        (18, 3, True, False, False),  # 162
+        (43, 3, True, True, True),  # 387
+        (160, 1, False, False, False),
+        (161, 1, True, False, False),
+        (600, 1, True, True, False),
+    ]:
+        region, _ = _region((1, c, 9, 9), k, 1, 1, k // 2)
+        for level, want in (("sse", sse), ("avx2", avx2), ("avx512", avx512)):
+            if ops_conv.LEVELS[level] <= best:
+                assert ops_conv.gemm_long_fits(region, level) == want, (c, k, level)
+
+
 @pytest.mark.parametrize("level", LEVELS)
 @pytest.mark.parametrize(("stride", "width"), [(1, 49), (2, 98), (1, 196)])
 def test_gemm_conv_kernel_keeps_nan_and_inf_where_the_oracle_puts_them(level, stride, width):

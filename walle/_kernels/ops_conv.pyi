@@ -92,7 +92,9 @@ class GemmConvKernel:
     ``residual`` (laid out as ``y``) is added before the activation; ``kc``/``nc``
     override the cache blocking (reduction rows per packed block, columns per chunk);
     ``direct`` reads the columns in place instead of packing them (a 1x1 stride-1 region,
-    :func:`gemm_direct_fits`). ValueError on a bad buffer, activation, level or block
+    :func:`gemm_direct_fits`); ``long_k`` (no ``kc``) splits the reduction into the fewest
+    blocks of up to 512 rows, the chunks of columns as by default (:func:`gemm_long_fits`).
+    ValueError on a bad buffer, activation, level or block
     size, a region that reads outside ``x``, or ``direct`` on a region that does not fit.
     """
 
@@ -111,6 +113,7 @@ class GemmConvKernel:
         y_channel0: int = 0,
         residual: FloatArray | None = None,
         direct: bool = False,
+        long_k: bool = False,
     ) -> None: ...
     @property
     def level(self) -> int:
@@ -118,6 +121,10 @@ class GemmConvKernel:
 
     def run(self) -> None:
         """Compute y from the build-time buffers (GIL released, OpenMP over column chunks)."""
+
+def gemm_long_fits(region: Region, level: str | None = None) -> bool:
+    """Whether ``long_k`` gives :class:`GemmConvKernel` fewer reduction blocks for
+    ``region`` at ``level`` (None: the module's)."""
 
 def gemm_direct_fits(region: Region) -> bool:
     """Whether :class:`GemmConvKernel` can read ``region``'s columns in place (a 1x1

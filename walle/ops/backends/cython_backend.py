@@ -139,7 +139,7 @@ class CythonBackend(Backend):
             if step.attr("act") not in _KERNEL_ACTS:
                 return [] if step.attr("residual") else ["im2col"]
             region = _conv_im2col(step).attr("regions")[0]
-            gemm = ["gemm", *_gemm_direct(region)]
+            gemm = ["gemm", *_gemm_long(region), *_gemm_direct(region)]
             if step.attr("residual"):  # only the packed GEMM adds a shortcut in its epilogue
                 return gemm
             lanes = _lanes(region)
@@ -554,6 +554,7 @@ def _conv_padded(
             y_channel0=step.attr("slot_channel", 0),
             residual=shortcut,
             direct=algorithm == "gemm_direct",
+            long_k=algorithm == "gemm_long",
         )
         return [kernel.run]
     if algorithm == "lanes":
@@ -622,9 +623,15 @@ def _group_conv(step: FusedStep, algorithm: str, graph: Graph, buffers: Buffers)
     return [*_prologue_calls(prologue, buffers), kernel.run]
 
 
-# The packed-GEMM conv kernel, packing its columns (gemm) or reading them in place
-# (gemm_direct: a 1x1 stride-1 conv, whose columns are the input's rows).
-_GEMMS = ("gemm", "gemm_direct")
+# The packed-GEMM conv kernel, packing its columns (gemm; gemm_long: its reduction in the
+# fewest blocks) or reading them in place (gemm_direct: a 1x1 stride-1 conv, whose columns
+# are the input's rows).
+_GEMMS = ("gemm", "gemm_long", "gemm_direct")
+
+
+def _gemm_long(region: Region) -> list[str]:
+    """``gemm_long`` where it splits the reduction into fewer blocks than ``gemm``."""
+    return ["gemm_long"] if ops_conv.gemm_long_fits(region) else []
 
 
 def _gemm_direct(region: Region) -> list[str]:
@@ -663,10 +670,10 @@ def _per_group(
     algorithm: str,
     shortcut: np.ndarray | None = None,
 ) -> list[Call]:
-    """A grouped conv as one packed-GEMM (``gemm``, ``gemm_direct``) or, 3x3 or 5x5
-    stride 1, Winograd kernel per group: group g reads its input channels (the region moved
-    to its first channel) and writes its output channels of the whole output (adding the
-    shortcut's, packed GEMM only)."""
+    """A grouped conv as one packed-GEMM (``gemm``, ``gemm_long``, ``gemm_direct``) or, 3x3
+    or 5x5 stride 1, Winograd kernel per group: group g reads its input channels (the region
+    moved to its first channel) and writes its output channels of the whole output (adding
+    the shortcut's, packed GEMM only)."""
     n, c, kh, kw, oh, ow = region.sizes
     per_in, per_out = c // group, weight.shape[1]
     tile = 2 if algorithm == "winograd_f2" else 4
@@ -690,6 +697,7 @@ def _per_group(
                 y_channel0=g * per_out,
                 residual=shortcut,
                 direct=algorithm == "gemm_direct",
+                long_k=algorithm == "gemm_long",
             )
             calls.append(gemm.run)
             continue
