@@ -439,6 +439,9 @@ CASES = {
         {"axis": 1, "epsilon": 0.1},
     ),
     "layernorm_axis_neg": ("LayerNormalization", [(2, 3, 4), (3, 4)], [], 17, {"axis": -2}),
+    "lpnorm_defaults": ("LpNormalization", [(3, 2, 5)], [], 1, {}),
+    "lpnorm_p1_axis0": ("LpNormalization", [(3, 2, 5)], [], 1, {"p": 1, "axis": 0}),
+    "lpnorm_p2_axis1": ("LpNormalization", [(3, 4, 2)], [], 1, {"p": 2, "axis": 1}),
     "matmul_1d_left": ("MatMul", [(4,), (2, 4, 3)], [], 18, {}),
     "matmul_1d_right": ("MatMul", [(2, 3, 4), (4,)], [], 18, {}),
     "matmul_1d_both": ("MatMul", [(4,), (4,)], [], 18, {}),
@@ -659,6 +662,8 @@ REFUSED = {
     ),
     "matmul_mismatch": (("MatMul", [(4,), (3, 2)], [], 18, {}), r"do not multiply"),
     "layernorm_bad_axis": (("LayerNormalization", [(2, 3), (3,)], [], 17, {"axis": 2}), r"axis 2"),
+    "lpnorm_p3": (("LpNormalization", [(2, 3)], [], 1, {"p": 3}), r"p 3 \(the spec allows 1 or 2"),
+    "lpnorm_bad_axis": (("LpNormalization", [(2, 3)], [], 1, {"axis": -3}), r"axis -3 out of"),
     "convtranspose_weight_input": (
         ("ConvTranspose", [(1, 2, 3, 3), (2, 2, 3, 3)], [], 18, {}),
         r"input 'x1' must be a constant",
@@ -734,7 +739,7 @@ _NEW_OPS = {
     "Squeeze": [(1, 3)], "ReduceSum": [(2, 3)], "ReduceMax": [(2, 3)], "ReduceMin": [(2, 3)],
     "GlobalMaxPool": [(1, 2, 3, 3)], "LayerNormalization": [(2, 3)], "MatMul": [(3,), (3,)],
     "PRelu": [(2, 3), (3,)], "Elu": [(2, 3)], "Selu": [(2, 3)], "Softplus": [(2, 3)],
-    "Softsign": [(2, 3)], "LogSoftmax": [(2, 3)], "Sign": [(2, 3)],
+    "Softsign": [(2, 3)], "LogSoftmax": [(2, 3)], "Sign": [(2, 3)], "LpNormalization": [(2, 3)],
     "InstanceNormalization": [(1, 2, 3), (2,), (2,)], "ConvTranspose": [(1, 2, 3, 3), (2, 2, 1, 1)],
 }  # fmt: skip
 
@@ -757,3 +762,24 @@ def test_ops_sign_of_special_values_like_onnxruntime(backend: str) -> None:
     assert_parity(proto, {"x0": x}, backend, nan=True)
     with np.errstate(over="raise"):
         run_walle(proto, {"x0": x}, backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("p", [1, 2])
+def test_ops_lp_normalization_of_special_vectors_like_onnxruntime(backend: str, p: int) -> None:
+    """A vector of zeros gives zeros (onnxruntime's rule, not 0 / 0); at p = 2 a sum of
+    squares that underflows to 0 gives zeros and one that overflows to inf zeros but for
+    inf / inf; NaN and inf as onnxruntime; the smallest normal norm is left as it is."""
+    x = _F(
+        [
+            [0.0, 0.0, 0.0, 0.0],
+            [1.0, -2.0, np.nan, 3.0],
+            [np.inf, 1.0, 2.0, 3.0],
+            [1e-30, -1e-30, 0.0, 0.0],
+            [1e20, -1e20, 0.0, 3.0],
+            [1.2e-38, 0.0, 0.0, 0.0],
+            [-0.0, 0.0, -0.0, 0.0],
+        ]
+    )
+    proto = single("LpNormalization", [x.shape], opset=1, p=p, axis=1)
+    assert_parity(proto, {"x0": x}, backend, nan=True)

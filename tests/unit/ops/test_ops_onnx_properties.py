@@ -404,6 +404,21 @@ def layernorm(draw):
 
 
 @st.composite
+def lp_norm(draw):
+    """Norms along ``axis`` (p 1 or 2), one vector all zeros some of the time (onnxruntime's
+    zeros, not 0 / 0)."""
+    shape = draw(small)
+    attrs: dict = {}
+    _maybe(draw, "axis", st.integers(-len(shape), len(shape) - 1), attrs)
+    _maybe(draw, "p", st.sampled_from([1, 2]), attrs)
+    x = _array(draw, shape)
+    if draw(st.booleans()):
+        axis = attrs.get("axis", -1) % len(shape)
+        x[tuple(slice(None) if d == axis else 0 for d in range(len(shape)))] = 0.0
+    return _case("LpNormalization", [("x", x)], opset=1, attrs=attrs)
+
+
+@st.composite
 def rms_norm(draw):
     xs, attrs, _ = _normalised(draw)
     return _case("RMSNormalization", xs, opset=23, attrs=attrs)
@@ -890,6 +905,7 @@ STRATEGIES = {
     "LRN": lrn(),
     "LayerNormalization": layernorm(),
     "RMSNormalization": rms_norm(),
+    "LpNormalization": lp_norm(),
     "GroupNormalization": group_norm(),
     "InstanceNormalization": instance_norm(),
     "Dropout": dropout(),

@@ -203,6 +203,31 @@ def _rms_norm(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     return b.binary("mul", b.binary("div", ins[0], rms), ins[1])
 
 
+def _lp_norm(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    """LpNormalization: x / ||x||_p along ``axis`` (p 1 or 2), as onnxruntime computes it:
+    the norm in float32 (a p = 2 sum of squares may underflow to 0 or overflow to inf), and
+    a row whose norm is 0 all zeros, not 0 / 0. walle has no comparison, so that rule is a
+    factor min(norm * 2^126, 1): 0 there, exactly 1 at every norm of at least FLT_MIN (the
+    only norms between are a p = 1 row of subnormal values); NaN and inf pass as in x / norm."""
+    rank = len(im.b.shape(ins[0]))
+    axis = int(node.get("axis", -1))
+    if not -rank <= axis < rank:
+        raise ModelError(f"{node.where}: axis {axis} out of range for rank {rank}")
+    p = int(node.get("p", 2))
+    if p not in (1, 2):
+        raise ModelError(f"{node.where}: p {p} (the spec allows 1 or 2)")
+    b = im.b
+    x = ins[0]
+    parts = b.unary("abs", x) if p == 1 else b.binary("mul", x, x)
+    norm = b.reduce("sum", parts, [axis % rank], keepdims=True)
+    if p == 2:
+        norm = b.unary("sqrt", norm)
+    tiny = float(np.finfo(np.float32).tiny)
+    y = b.binary("div", x, b.binary("max", norm, b.const(tiny)))
+    zero_rows = b.binary("min", b.binary("mul", norm, b.const(2.0**126)), b.const(1.0))
+    return b.binary("mul", y, zero_rows)
+
+
 def _group_norm(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     """GroupNormalization: the channels in ``num_groups`` groups, each normalised over its
     channels and spatial dims, then the scale and bias per channel (opset 21) or per group
@@ -297,6 +322,7 @@ HANDLERS: HandlerTable = {
     "LRN": ({"alpha", "beta", "bias", "size"}, _lrn),
     "LayerNormalization": ({"axis", "epsilon", "stash_type"}, _layernorm),
     "RMSNormalization": ({"axis", "epsilon", "stash_type"}, _rms_norm),
+    "LpNormalization": ({"axis", "p"}, _lp_norm),
     "GroupNormalization": ({"num_groups", "epsilon", "stash_type"}, _group_norm),
     "InstanceNormalization": ({"epsilon"}, _instance_norm),
     "Dropout": ({"ratio", "seed", "is_test"}, _dropout),
