@@ -70,15 +70,19 @@ def test_ops_conv_algorithms_match_reference(case, algorithm, tail) -> None:
 
 
 @pytest.mark.parametrize(
-    ("k", "s", "pad", "relu"), [(1, 1, 0, True), (1, 2, 0, False), (1, 1, 1, True)]
+    ("k", "s", "pad", "relu", "c"),
+    [(1, 1, 0, True, 6), (1, 2, 0, False, 6), (1, 1, 1, True, 6), (1, 1, 0, True, 200)],
 )
-def test_ops_conv_with_a_shortcut_add_matches_reference(k, s, pad, relu) -> None:
+def test_ops_conv_with_a_shortcut_add_matches_reference(k, s, pad, relu, c) -> None:
     """ResNet's shortcut: 1x1 conv (+ bias), + a tensor of the output's shape, (+ ReLU) is one
     step; the cython backend's packed GEMM adds it in its epilogue (its only algorithm for
-    the step besides the parts), NaN and inf in the shortcut reach their outputs."""
+    the step besides the parts; with 200 input channels at AVX2 also gemm_long's, whose
+    last of two blocks adds it), NaN and inf in the shortcut reach their outputs."""
     backend = backend_or_skip("cython")
-    rng = np.random.default_rng(k * 10 + s)
-    n, c, h, w, cout = 2, 6, 9, 37, 40
+    from walle._kernels import ops_conv
+
+    rng = np.random.default_rng(k * 10 + s + c)
+    n, h, w, cout = 2, 9, 37, 40
     oh, ow = (h + 2 * pad - k) // s + 1, (w + 2 * pad - k) // s + 1
     b = GraphBuilder()
     weight = b.const(rng.uniform(-1, 1, (cout, c, k, k)).astype(np.float32))
@@ -94,8 +98,11 @@ def test_ops_conv_with_a_shortcut_add_matches_reference(k, s, pad, relu) -> None
     (step,) = [st for st in steps if st.op == "fused.conv2d"]
     assert step.attr("residual") and step.attr("act") == ("relu" if relu else "none")
     direct = ["gemm_direct"] if s == 1 else []  # the columns in place: 1x1 stride 1
-    assert backend.algorithms(step, graph) == ["gemm", *direct, "parts"]
-    for algorithm in ("gemm", *direct, "parts"):
+    offered = backend.algorithms(step, graph)
+    assert [a for a in offered if a != "gemm_long"] == ["gemm", *direct, "parts"]
+    if ops_conv.level() == ops_conv.LEVELS["avx2"]:
+        assert ("gemm_long" in offered) == (c > 160)
+    for algorithm in offered:
         got = run_with_algorithm(backend, graph, {"x": x, "r": r}, step, algorithm)
         np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=algorithm)
         np.testing.assert_array_equal(np.isinf(got), np.isinf(want), err_msg=algorithm)
