@@ -240,9 +240,12 @@ class GraphBuilder(CompositeOps):
     def take(
         self, x: str, indices: Sequence[int], axis: int, shape: Sequence[int] | None = None
     ) -> str:
-        """``np.take(x, indices, axis)`` for constant ``indices`` in [0, dim): a raster of one
-        region per index, each the slab of ``x`` at that index. ``shape``: the output's, where
-        the indices are not one flat axis (as many elements)."""
+        """``np.take(x, indices, axis)`` for constant ``indices`` in [0, dim): a raster whose
+        regions each copy a run of the slabs of ``x`` (:func:`_take_runs`: output positions
+        e apart reading indices d apart, d 0 for a repeat), not one region per index: a 2x
+        nearest upsampling along an axis is 2 regions, not one per output position.
+        ``shape``: the output's, where the indices are not one flat axis (as many
+        elements)."""
         dims = self.shape(x)
         axis = _axis(axis, len(dims), "take")
         dim = dims[axis]
@@ -254,10 +257,16 @@ class GraphBuilder(CompositeOps):
         out = (*dims[:axis], len(indices), *dims[axis + 1 :])
         if shape is not None and math.prod(shape) != math.prod(out):
             raise ModelError(f"take: shape {tuple(shape)} does not hold {out}")
-        src, dst = (dim * inner, 1), (len(indices) * inner, 1)
         regions = [
-            Region(0, int(i) * inner, src, t * inner, dst, (outer, inner))
-            for t, i in enumerate(indices)
+            Region(
+                0,
+                i0 * inner,
+                (dim * inner, d * inner, 1),
+                t0 * inner,
+                (len(indices) * inner, e * inner, 1),
+                (outer, m, inner),
+            )
+            for t0, e, i0, d, m in _take_runs(indices)
         ]
         return self.raster([x], out if shape is None else tuple(shape), regions)
 
@@ -348,6 +357,50 @@ class GraphBuilder(CompositeOps):
         shape = self.shape(x)
         a = axis if axis >= 0 else axis + len(shape)
         return self.reshape(x, (math.prod(shape[:a]), math.prod(shape[a:])))
+
+
+# The most output positions apart that a run of a take may step (a nearest upsampling by
+# an integer scale up to 8: one run per phase).
+_TAKE_PERIODS = 8
+
+
+def _take_runs(indices: Sequence[int]) -> list[tuple[int, int, int, int, int]]:
+    """Runs (t0, e, i0, d, m) that cover each output position of a take once: positions
+    t0 + e * j read index i0 + d * j for j < m (d >= 0). Of the periods e from 1 to
+    _TAKE_PERIODS, the one that needs the fewest runs; each run as long as it goes."""
+    values = np.asarray(indices, dtype=np.int64)
+    best: list[tuple[int, int, int, int, int]] | None = None
+    for e in range(1, min(_TAKE_PERIODS, len(values)) + 1):
+        runs: list[tuple[int, int, int, int, int]] = []
+        for r in range(e):
+            for j, i0, d, m in _arithmetic_runs(values[r::e]):
+                runs.append((r + e * j, e, i0, d, m))
+        if best is None or len(runs) < len(best):
+            best = runs
+        if len(best) <= 1:
+            break
+    return best or []
+
+
+def _arithmetic_runs(seq: npt.NDArray[np.int64]) -> list[tuple[int, int, int, int]]:
+    """``seq`` cut greedily into runs (j, i0, d, m): seq[j + k] = i0 + d * k for k < m, d >= 0
+    (a decreasing pair ends a run)."""
+    n = len(seq)
+    diffs = np.diff(seq)
+    # where a run of equal steps ends: the step changes, or goes down
+    ends = np.flatnonzero((diffs[1:] != diffs[:-1]) | (diffs[1:] < 0)) + 1
+    runs: list[tuple[int, int, int, int]] = []
+    j = 0
+    while j < n:
+        if j == n - 1 or diffs[j] < 0:
+            runs.append((j, int(seq[j]), 0, 1))
+            j += 1
+            continue
+        k = int(np.searchsorted(ends, j, side="right"))
+        last = int(ends[k]) if k < len(ends) else n - 1  # the run's last element
+        runs.append((j, int(seq[j]), int(diffs[j]), last - j + 1))
+        j = last + 1
+    return runs
 
 
 def _axis(axis: int, rank: int, where: str) -> int:

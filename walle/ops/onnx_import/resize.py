@@ -84,7 +84,11 @@ def _resize(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     a = float(node.get("cubic_coeff_a", -0.75))
     exclude = bool(int(node.get("exclude_outside", 0)))
     y = ins[0]
-    for axis in axes:
+    # a pass along the innermost axis copies a float at a time (its slabs are single floats),
+    # the others whole rows: so the axes that shrink go first, outermost first, and those
+    # that grow last, innermost first, and the innermost pass runs where the tensor is
+    # smallest (resize_bench.py: 2x upsamplings 0.67-0.94x the time of the axes in order)
+    for axis in sorted(axes, key=lambda i: (outs[i] > shape[i], -i if outs[i] > shape[i] else i)):
         taps = _taps(shape[axis], outs[axis], scales[axis], transform, mode, nearest, a, exclude)
         y = _resample(im, y, axis, taps)
     return y
