@@ -8,8 +8,9 @@ downsampling. Three peers run each ONNX Resize with numpy in and out, timed in i
 slices:
 
 - walle: the model as imported (axis by axis, each tap a take whose raster copies runs of
-  slabs, ``GraphBuilder.take``; the axis passes ordered so that the innermost one, which
-  copies a float at a time, runs on the smallest tensor);
+  slabs, ``GraphBuilder.take``, a nearest upsampling's one region that repeats each slab,
+  along the innermost axis in the cython raster's repeat mode; the axis passes ordered so
+  that the innermost one, a float at a time, runs on the smallest tensor);
 - per-index: the same lowering with one raster region per output index and the axes in
   order, as Resize ran before (the naive baseline);
 - onnxruntime (1 thread).
@@ -77,13 +78,15 @@ def _model(shape, scales, mode: str, transform: str, nearest: str):
 @contextmanager
 def _per_index():
     """The lowering before runs of slabs: a region per index, the axes in order."""
-    runs, resize = walle.ops.builder._take_runs, walle.ops.onnx_import.resize
-    walle.ops.builder._take_runs = lambda idx: [(t, 1, int(i), 0, 1) for t, i in enumerate(idx)]
+    builder, resize = walle.ops.builder, walle.ops.onnx_import.resize
+    runs, repeated = builder._take_runs, builder._repeated_run
+    builder._take_runs = lambda idx: [(t, 1, int(i), 0, 1) for t, i in enumerate(idx)]
+    builder._repeated_run = lambda idx: None
     resize.sorted = lambda axes, key=None: list(axes)  # type: ignore[attr-defined]
     try:
         yield
     finally:
-        walle.ops.builder._take_runs = runs
+        builder._take_runs, builder._repeated_run = runs, repeated
         del resize.sorted  # type: ignore[attr-defined]
 
 

@@ -22,8 +22,9 @@ def set_level(value: int) -> None:
 
 def normalise(
     sizes: Sequence[int], src_strides: Sequence[int], dst_strides: Sequence[int]
-) -> tuple[list[int], list[int], list[int], bool]:
-    """(sizes, src strides, dst strides, blocked) of a region in the order it is copied."""
+) -> tuple[list[int], list[int], list[int], int]:
+    """(sizes, src strides, dst strides, mode) of a region in the order it is copied (mode 0:
+    element runs, 1: blocked, a transpose, 2: repeat, each float of a row several times)."""
 
 def first_bad_index(ids: npt.NDArray[Any], bound: int) -> int:
     """The flat position of the first value of the C-contiguous ``ids`` (int32, int64,

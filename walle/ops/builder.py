@@ -242,8 +242,9 @@ class GraphBuilder(CompositeOps):
     ) -> str:
         """``np.take(x, indices, axis)`` for constant ``indices`` in [0, dim): a raster whose
         regions each copy a run of the slabs of ``x`` (:func:`_take_runs`: output positions
-        e apart reading indices d apart, d 0 for a repeat), not one region per index: a 2x
-        nearest upsampling along an axis is 2 regions, not one per output position.
+        e apart reading indices d apart, d 0 for a repeat), not one region per index; where
+        the runs are the e phases of one run (a nearest upsampling by e), one region that
+        reads each slab e times (along the innermost axis the cython raster's repeat mode).
         ``shape``: the output's, where the indices are not one flat axis (as many
         elements)."""
         dims = self.shape(x)
@@ -257,17 +258,32 @@ class GraphBuilder(CompositeOps):
         out = (*dims[:axis], len(indices), *dims[axis + 1 :])
         if shape is not None and math.prod(shape) != math.prod(out):
             raise ModelError(f"take: shape {tuple(shape)} does not hold {out}")
-        regions = [
-            Region(
-                0,
-                i0 * inner,
-                (dim * inner, d * inner, 1),
-                t0 * inner,
-                (len(indices) * inner, e * inner, 1),
-                (outer, m, inner),
-            )
-            for t0, e, i0, d, m in _take_runs(indices)
-        ]
+        n = len(indices)
+        repeat = _repeated_run(indices)
+        if repeat is not None:  # each slab in turn, e times over (a nearest upsampling)
+            i0, d, m, e = repeat
+            regions = [
+                Region(
+                    0,
+                    i0 * inner,
+                    (dim * inner, d * inner, 0, 1),
+                    0,
+                    (n * inner, e * inner, inner, 1),
+                    (outer, m, e, inner),
+                )
+            ]
+        else:
+            regions = [
+                Region(
+                    0,
+                    i0 * inner,
+                    (dim * inner, d * inner, 1),
+                    t0 * inner,
+                    (n * inner, e * inner, 1),
+                    (outer, m, inner),
+                )
+                for t0, e, i0, d, m in _take_runs(indices)
+            ]
         return self.raster([x], out if shape is None else tuple(shape), regions)
 
     def reshape(self, x: str, shape: Sequence[int]) -> str:
@@ -380,6 +396,23 @@ def _take_runs(indices: Sequence[int]) -> list[tuple[int, int, int, int, int]]:
         if len(best) <= 1:
             break
     return best or []
+
+
+def _repeated_run(indices: Sequence[int]) -> tuple[int, int, int, int] | None:
+    """(i0, d, m, e) where ``indices`` are i0, i0 + d, ... (m of them, d >= 0), each e > 1
+    times in a row; else None."""
+    values = np.asarray(indices, dtype=np.int64)
+    changes = np.flatnonzero(np.diff(values) != 0)
+    e = int(changes[0]) + 1 if len(changes) else len(values)
+    if e < 2 or len(values) % e:
+        return None
+    firsts = values[::e]
+    if not np.array_equal(np.repeat(firsts, e), values):
+        return None
+    steps = np.diff(firsts)
+    if len(steps) and (steps[0] < 0 or np.any(steps != steps[0])):
+        return None
+    return int(firsts[0]), int(steps[0]) if len(steps) else 0, len(firsts), e
 
 
 def _arithmetic_runs(seq: npt.NDArray[np.int64]) -> list[tuple[int, int, int, int]]:

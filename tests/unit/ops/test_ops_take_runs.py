@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests._backends import backend_or_skip
 from walle.ops import GraphBuilder, available_backends, compile_graph
 from walle.ops.builder import _take_runs
 
@@ -74,3 +75,31 @@ def test_take_matches_numpy_on_every_backend(backend: str, shape, data) -> None:
     graph = b.build([b.take(b.input("x", tuple(shape)), indices, axis)])
     plan = compile_graph(graph, backends=[backend], trials=False, use_cache=False)
     np.testing.assert_array_equal(plan(x)[0], np.take(x, indices, axis))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    outer=st.integers(1, 4),
+    width=st.integers(1, 23),
+    times=st.integers(2, 10),
+    inner=st.sampled_from([1, 1, 3]),
+)
+def test_a_repeating_take_is_one_region_the_cython_raster_repeats(outer, width, times, inner):
+    """Each slab ``times`` over (a nearest upsampling): one region, which along the
+    innermost axis (``inner`` 1) the cython raster copies in its repeat mode (up to 8 copies
+    of each float, 2 and 4 in SSE shuffles, a row's last floats one at a time), over an
+    output full of stale values; np.repeat is the oracle."""
+    backend_or_skip("cython")
+    from walle._kernels import ops_raster
+
+    b = GraphBuilder()
+    indices = [i // times for i in range(width * times)]
+    graph = b.build([b.take(b.input("x", (outer, width, inner)), indices, 1)])
+    (node,) = [n for n in graph.nodes if n.op == "raster"]
+    (region,) = node.attr("regions")
+    mode = ops_raster.normalise(region.sizes, region.src_strides, region.dst_strides)[3]
+    assert (mode == 2) == (inner == 1 and times <= 8 and outer * width > 1)
+    x = np.random.default_rng(width).uniform(-1, 1, (outer, width, inner)).astype(np.float32)
+    y = np.full((outer, width * times, inner), np.nan, np.float32)
+    ops_raster.RasterKernel([x], y, (region,), None).run()
+    np.testing.assert_array_equal(y, np.repeat(x, times, axis=1))
