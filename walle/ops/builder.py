@@ -243,8 +243,9 @@ class GraphBuilder(CompositeOps):
         """``np.take(x, indices, axis)`` for constant ``indices`` in [0, dim): a raster whose
         regions each copy a run of the slabs of ``x`` (:func:`_take_runs`: output positions
         e apart reading indices d apart, d 0 for a repeat), not one region per index; where
-        the runs are the e phases of one run (a nearest upsampling by e), one region that
-        reads each slab e times (along the innermost axis the cython raster's repeat mode).
+        each index of one such run comes e times in a row (a nearest upsampling by e), one
+        region that reads each slab e times (along the innermost axis the cython raster's
+        repeat mode).
         ``shape``: the output's, where the indices are not one flat axis (as many
         elements)."""
         dims = self.shape(x)
@@ -375,27 +376,30 @@ class GraphBuilder(CompositeOps):
         return self.reshape(x, (math.prod(shape[:a]), math.prod(shape[a:])))
 
 
-# The most output positions apart that a run of a take may step (a nearest upsampling by
-# an integer scale up to 8: one run per phase).
+# The most output positions apart that a run of a take may step (the taps of an upsampling
+# by an integer scale up to 8: a run per phase, the clipped edges apart).
 _TAKE_PERIODS = 8
 
 
 def _take_runs(indices: Sequence[int]) -> list[tuple[int, int, int, int, int]]:
     """Runs (t0, e, i0, d, m) that cover each output position of a take once: positions
     t0 + e * j read index i0 + d * j for j < m (d >= 0). Of the periods e from 1 to
-    _TAKE_PERIODS, the one that needs the fewest runs; each run as long as it goes."""
+    _TAKE_PERIODS, the one that needs the fewest runs."""
     values = np.asarray(indices, dtype=np.int64)
-    best: list[tuple[int, int, int, int, int]] | None = None
+    best: list[tuple[int, int, int, int, int]] = []
+    count = len(values) + 1
     for e in range(1, min(_TAKE_PERIODS, len(values)) + 1):
-        runs: list[tuple[int, int, int, int, int]] = []
-        for r in range(e):
-            for j, i0, d, m in _arithmetic_runs(values[r::e]):
-                runs.append((r + e * j, e, i0, d, m))
-        if best is None or len(runs) < len(best):
-            best = runs
-        if len(best) <= 1:
+        parts = [_arithmetic_runs(values[r::e]) for r in range(e)]
+        if sum(len(p[0]) for p in parts) < count:
+            count = sum(len(p[0]) for p in parts)
+            best = [
+                (r + e * int(j), e, int(i0), int(d), int(m))
+                for r, part in enumerate(parts)
+                for j, i0, d, m in zip(*part, strict=True)
+            ]
+        if count <= 1:
             break
-    return best or []
+    return best
 
 
 def _repeated_run(indices: Sequence[int]) -> tuple[int, int, int, int] | None:
@@ -415,25 +419,36 @@ def _repeated_run(indices: Sequence[int]) -> tuple[int, int, int, int] | None:
     return int(firsts[0]), int(steps[0]) if len(steps) else 0, len(firsts), e
 
 
-def _arithmetic_runs(seq: npt.NDArray[np.int64]) -> list[tuple[int, int, int, int]]:
-    """``seq`` cut greedily into runs (j, i0, d, m): seq[j + k] = i0 + d * k for k < m, d >= 0
-    (a decreasing pair ends a run)."""
+def _arithmetic_runs(seq: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], ...]:
+    """``seq`` cut into runs, as arrays (j, i0, d, m): seq[j + k] = i0 + d * k for k < m,
+    d >= 0. Each stretch of equal steps is a run (the element two stretches share goes to
+    the first); a step down ends a run, so decreasing values are runs of one. Vectorised:
+    a take may hold 2^20 indices."""
     n = len(seq)
-    diffs = np.diff(seq)
-    # where a run of equal steps ends: the step changes, or goes down
-    ends = np.flatnonzero((diffs[1:] != diffs[:-1]) | (diffs[1:] < 0)) + 1
-    runs: list[tuple[int, int, int, int]] = []
-    j = 0
-    while j < n:
-        if j == n - 1 or diffs[j] < 0:
-            runs.append((j, int(seq[j]), 0, 1))
-            j += 1
-            continue
-        k = int(np.searchsorted(ends, j, side="right"))
-        last = int(ends[k]) if k < len(ends) else n - 1  # the run's last element
-        runs.append((j, int(seq[j]), int(diffs[j]), last - j + 1))
-        j = last + 1
-    return runs
+    steps = np.diff(seq)
+    # the steps where a stretch starts: the first, a change, and every step down
+    first = np.ones(max(n - 1, 0), dtype=bool)
+    first[1:] = (steps[1:] != steps[:-1]) | (steps[1:] < 0) | (steps[:-1] < 0)
+    starts = np.flatnonzero(first)
+    # stretch i runs over elements starts[i] + (i > 0) .. ends[i]
+    ends = np.append(starts[1:], n - 1) if n > 1 else np.zeros(0, np.int64)
+    begin = starts + (np.arange(len(starts)) > 0)
+    length = ends - begin + 1
+    d = np.where(length > 1, steps[starts] if len(starts) else 0, 0)
+    down = (d < 0) & (length > 1)
+    if n == 1 or (n > 1 and ends[-1] < n - 1):
+        begin, length, d = np.append(begin, n - 1), np.append(length, 1), np.append(d, 0)
+    if down.any():  # a falling stretch: one run per element
+        keep = ~np.append(down, np.zeros(len(begin) - len(down), bool))
+        fell = np.concatenate(
+            [np.arange(b, b + m) for b, m in zip(begin[~keep], length[~keep], strict=True)]
+        )
+        begin = np.concatenate([begin[keep], fell])
+        length = np.concatenate([length[keep], np.ones(len(fell), np.int64)])
+        d = np.concatenate([d[keep], np.zeros(len(fell), np.int64)])
+    keep = length > 0
+    begin, length, d = begin[keep], length[keep], d[keep]
+    return begin, seq[begin], d, length
 
 
 def _axis(axis: int, rank: int, where: str) -> int:
