@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from tests._backends import backend_or_skip
 from walle.ops import GraphBuilder, available_backends, compile_graph
-from walle.ops.builder import _take_runs
+from walle.ops.builder import _repeated_run, _take_runs
 
 BACKENDS = [b.name for b in available_backends()]
 
@@ -31,10 +31,37 @@ def _covered(runs, n: int) -> list[int | None]:
     return out
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.lists(st.integers(0, 40), min_size=1, max_size=120))
+# index lists with structure: stretches of arithmetic runs (steps -2 to 3), some repeated
+_STRETCH = st.tuples(st.integers(0, 30), st.integers(-2, 3), st.integers(1, 12), st.integers(1, 3))
+_STRUCTURED = st.lists(_STRETCH, min_size=1, max_size=6).map(
+    lambda parts: [
+        max(0, start + step * (k // times))
+        for start, step, count, times in parts
+        for k in range(count * times)
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.lists(st.integers(0, 40), min_size=1, max_size=120), _STRUCTURED))
 def test_take_runs_cover_each_position_once_with_its_index(indices) -> None:
     assert _covered(_take_runs(indices), len(indices)) == indices
+    repeat = _repeated_run(indices)
+    if repeat is not None:
+        i0, d, m, e = repeat
+        assert e > 1 and d >= 0
+        assert indices == [i0 + d * (t // e) for t in range(m * e)]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 9), st.integers(0, 3), st.integers(1, 30), st.integers(2, 9))
+def test_a_run_repeated_in_place_is_found(i0, d, m, e) -> None:
+    indices = [i0 + d * (t // e) for t in range(m * e)]
+    found = _repeated_run(indices)
+    if m == 1 or d == 0:  # one value throughout: every count of copies divides it
+        assert found is not None and found[2] * found[3] == m * e
+    else:
+        assert found == (i0, d, m, e)
 
 
 @pytest.mark.parametrize(
