@@ -7,12 +7,14 @@ segmentation head's bilinear upsampling (half_pixel, align_corners 4x), a biline
 downsampling. Three peers run each ONNX Resize with numpy in and out, timed in interleaved
 slices:
 
-- walle: the model as imported (axis by axis, each tap a take whose raster copies runs of
-  slabs, ``GraphBuilder.take``, a nearest upsampling's one region that repeats each slab,
-  along the innermost axis in the cython raster's repeat mode; the axis passes ordered so
-  that the innermost one, a float at a time, runs on the smallest tensor);
-- per-index: the same lowering with one raster region per output index and the axes in
-  order, as Resize ran before (the naive baseline);
+- walle: the model as imported (nearest: one take over every resized axis,
+  ``GraphBuilder.take_axes``, a 2x upsampling's one region that the cython raster's repeat
+  mode copies, each input row read once for its output rows; linear and cubic: axis by
+  axis, each axis's takes times weights, summed, one ``fused.resample`` step that reads
+  each output's taps where they lie, the axis passes ordered so that the innermost one
+  runs on the smallest tensor);
+- per-index: one raster region per output index, the axes in order and each take, product
+  and sum a step of its own (the naive baseline: Resize as it first ran);
 - onnxruntime (1 thread).
 
 Ratios are peer / walle (above 1: walle is faster); outputs are checked against
@@ -37,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from ops_bench import _interleaved_median_us, _ort
 
 import walle.ops.builder
+import walle.ops.fusion
 import walle.ops.onnx_import.resize
 from walle.ops import Model
 from walle.ops.onnx_import import import_onnx
@@ -77,16 +80,20 @@ def _model(shape, scales, mode: str, transform: str, nearest: str):
 
 @contextmanager
 def _per_index():
-    """The lowering before runs of slabs: a region per index, the axes in order."""
-    builder, resize = walle.ops.builder, walle.ops.onnx_import.resize
+    """The lowering before runs of slabs: a region per index, the axes in order, each tap's
+    take, product and sum a step of its own."""
+    builder, resize, fusion = walle.ops.builder, walle.ops.onnx_import.resize, walle.ops.fusion
     runs, repeated = builder._take_runs, builder._repeated_run
+    resample = fusion._match_resample
     builder._take_runs = lambda idx: [(t, 1, int(i), 0, 1) for t, i in enumerate(idx)]
     builder._repeated_run = lambda idx: None
     resize.sorted = lambda axes, key=None: list(axes)  # type: ignore[attr-defined]
+    fusion._match_resample = lambda m, node: None
     try:
         yield
     finally:
         builder._take_runs, builder._repeated_run = runs, repeated
+        fusion._match_resample = resample
         del resize.sorted  # type: ignore[attr-defined]
 
 

@@ -4,7 +4,7 @@
 Each region is normalised once when the kernel is built: size-1 dims dropped, dims ordered
 by destination stride (outermost first; a copy's result does not depend on the order in
 which its elements are visited when no two of them land on one destination), and dims that
-are contiguous on both sides merged. Then one of three inner loops is chosen per region:
+are contiguous on both sides merged. Then one of four inner loops is chosen per region:
 
 - a copy of the innermost run when both sides are contiguous there (reshape, slice, concat,
   pad, im2col rows);
@@ -12,6 +12,9 @@ are contiguous on both sides merged. Then one of three inner loops is chosen per
   dim reads the source contiguously: a transpose. 32x32 tiles keep both the source lines and
   the destination lines in L1, and inside a tile 4x4 SSE register transposes move 4 floats
   per load and per store (an element loop is ~3x slower than onnxruntime's transpose);
+- each float of a row repeated 2 to 8 times (the innermost axis of a nearest upsampling),
+  and where the dim before reads the same row again (its vertical repeat), every output row
+  of that input row written from one read of it;
 - an element loop otherwise (strided gathers).
 
 The normalised region is padded to rank 6 (leading size-1 dims); the blocked mode puts its
@@ -125,35 +128,224 @@ cdef extern from *:
     }
     #define WALLE_TILE8 1
     #endif
-    /* d[j * r + k] = s[j] for j < n, k < r: each float r times over (the innermost axis of
-       a nearest upsampling by r). r of 2 and 4 in SSE shuffles, 4 floats a load (the element
-       loop wrote a 2x upsampling's floats at 0.34-0.5 ns each, on Zen 3); others a float at
-       a time. */
-    static inline void walle_repeat_floats(float* restrict d, const float* restrict s, long n,
-                                           long r) {
-        long j = 0;
-    #ifdef WALLE_SSE
-        if (r == 2) {
-            for (; j + 4 <= n; j += 4) {
-                __m128 v = _mm_loadu_ps(s + j);
-                _mm_storeu_ps(d + 2 * j, _mm_unpacklo_ps(v, v));
-                _mm_storeu_ps(d + 2 * j + 4, _mm_unpackhi_ps(v, v));
-            }
-        } else if (r == 4) {
-            for (; j + 4 <= n; j += 4) {
-                __m128 v = _mm_loadu_ps(s + j);
-                _mm_storeu_ps(d + 4 * j, _mm_shuffle_ps(v, v, 0x00));
-                _mm_storeu_ps(d + 4 * j + 4, _mm_shuffle_ps(v, v, 0x55));
-                _mm_storeu_ps(d + 4 * j + 8, _mm_shuffle_ps(v, v, 0xAA));
-                _mm_storeu_ps(d + 4 * j + 12, _mm_shuffle_ps(v, v, 0xFF));
-            }
-        }
+    /* A linear or cubic Resize's pass along one axis: y[o][t][i] = x[o][index[0][t]][i] *
+       w[0][t] + x[o][index[1][t]][i] * w[1][t] + ..., added left to right (``taps`` taps of
+       ``n`` outputs, index and w [taps][n]). Each product and sum is rounded to float as
+       the graph's mul and add nodes round them, in their order, so the fused step's bits
+       are its parts': products are separate statements and GCC may not contract them into
+       FMAs (it would wherever the target has FMA). */
+    #if defined(__GNUC__) && !defined(__clang__)
+    #define WALLE_NO_CONTRACT __attribute__((optimize("fp-contract=off")))
+    #else
+    #define WALLE_NO_CONTRACT
     #endif
-        for (; j < n; j++)
-            for (long k = 0; k < r; k++) d[j * r + k] = s[j];
+    /* Rows (inner > 1): the first two taps in one pass over the output row, the others
+       added to it while L1 holds it; a build per level (AVX2: 8 floats a vector). */
+    #define WALLE_RESAMPLE_ROWS(NAME, ATTR)                                                  \
+    ATTR WALLE_NO_CONTRACT static void NAME(const float* restrict xo, float* restrict yo,    \
+                                            long inner, long n, long taps,                  \
+                                            const long* restrict index,                     \
+                                            const float* restrict w) {                      \
+        for (long t = 0; t < n; t++) {                                                      \
+            float* yr = yo + t * inner;                                                     \
+            const float* r0 = xo + index[t] * inner;                                        \
+            float w0 = w[t];                                                                \
+            if (taps == 1) {                                                                \
+                for (long i = 0; i < inner; i++) yr[i] = r0[i] * w0;                        \
+                continue;                                                                   \
+            }                                                                               \
+            const float* r1 = xo + index[n + t] * inner;                                    \
+            float w1 = w[n + t];                                                            \
+            for (long i = 0; i < inner; i++) {                                              \
+                float p0 = r0[i] * w0;                                                      \
+                float p1 = r1[i] * w1;                                                      \
+                yr[i] = p0 + p1;                                                            \
+            }                                                                               \
+            for (long k = 2; k < taps; k++) {                                               \
+                const float* rk = xo + index[k * n + t] * inner;                            \
+                float wk = w[k * n + t];                                                    \
+                for (long i = 0; i < inner; i++) {                                          \
+                    float p = rk[i] * wk;                                                   \
+                    yr[i] = yr[i] + p;                                                      \
+                }                                                                           \
+            }                                                                               \
+        }                                                                                   \
     }
+    WALLE_RESAMPLE_ROWS(walle_resample_rows, )
+    /* Single floats (the innermost axis): each output's taps summed in a register. */
+    WALLE_NO_CONTRACT static void walle_resample_floats(const float* restrict xo,
+                                                        float* restrict yo, long t0, long n,
+                                                        long taps, const int* restrict index,
+                                                        const float* restrict w) {
+        if (taps == 2) {  /* linear: the k loop's bookkeeping took half the time */
+            for (long t = t0; t < n; t++) {
+                float p0 = xo[index[t]] * w[t];
+                float p1 = xo[index[n + t]] * w[n + t];
+                yo[t] = p0 + p1;
+            }
+            return;
+        }
+        for (long t = t0; t < n; t++) {
+            float acc = xo[index[t]] * w[t];
+            for (long k = 1; k < taps; k++) {
+                float p = xo[index[k * n + t]] * w[k * n + t];
+                acc = acc + p;
+            }
+            yo[t] = acc;
+        }
+    }
+    #ifdef WALLE_TILE8
+    WALLE_RESAMPLE_ROWS(walle_resample_rows_avx2, __attribute__((target("avx2"))))
+    /* walle_resample_floats 8 outputs at a time. Where the taps of 8 outputs lie within 8
+       floats from first = base[t / 8] / 2 (an upsampling's, or a downsampling's down to
+       about 0.8x; base even), one load of those 8 and a lane permute per tap (lanes: index -
+       first); within 16 (base odd: down to about 0.45x), two loads, two permutes and a
+       blend; else one AVX2 gather per tap, which on Zen 3 took ~20 cycles each (a 2x
+       bilinear's innermost pass of 64 x 56 x 112 outputs: 0.88 ns an output a float at a
+       time, 1.4 in gathers, 0.2 in permutes). target("avx2") alone: no FMA to contract
+       into. */
+    __attribute__((target("avx2"))) WALLE_NO_CONTRACT static void walle_resample_floats_avx2(
+            const float* restrict xo, float* restrict yo, long n, long taps,
+            const int* restrict index, const float* restrict w, const long* restrict base,
+            const int* restrict lanes) {
+        long t = 0;
+        for (; t + 8 <= n; t += 8) {
+            long b = base[t / 8];
+            __m256 acc, p;
+            if (b >= 0 && !(b & 1)) {  /* within 8 floats from b / 2 */
+                __m256 v = _mm256_loadu_ps(xo + b / 2);
+                __m256i l0 = _mm256_loadu_si256((const __m256i*)(lanes + t));
+                acc = _mm256_mul_ps(_mm256_permutevar8x32_ps(v, l0), _mm256_loadu_ps(w + t));
+                for (long k = 1; k < taps; k++) {
+                    __m256i lk = _mm256_loadu_si256((const __m256i*)(lanes + k * n + t));
+                    p = _mm256_mul_ps(_mm256_permutevar8x32_ps(v, lk),
+                                      _mm256_loadu_ps(w + k * n + t));
+                    acc = _mm256_add_ps(acc, p);
+                }
+            } else if (b >= 0) {  /* within 16: each lane from either 8, by its lane's bit 3 */
+                __m256 v0 = _mm256_loadu_ps(xo + b / 2), v1 = _mm256_loadu_ps(xo + b / 2 + 8);
+                acc = _mm256_setzero_ps();
+                for (long k = 0; k < taps; k++) {
+                    __m256i lk = _mm256_loadu_si256((const __m256i*)(lanes + k * n + t));
+                    __m256 hi = _mm256_castsi256_ps(_mm256_slli_epi32(lk, 28));
+                    __m256 g = _mm256_blendv_ps(_mm256_permutevar8x32_ps(v0, lk),
+                                                _mm256_permutevar8x32_ps(v1, lk), hi);
+                    p = _mm256_mul_ps(g, _mm256_loadu_ps(w + k * n + t));
+                    acc = k ? _mm256_add_ps(acc, p) : p;
+                }
+            } else {
+                __m256i i0 = _mm256_loadu_si256((const __m256i*)(index + t));
+                acc = _mm256_mul_ps(_mm256_i32gather_ps(xo, i0, 4), _mm256_loadu_ps(w + t));
+                for (long k = 1; k < taps; k++) {
+                    __m256i ik = _mm256_loadu_si256((const __m256i*)(index + k * n + t));
+                    p = _mm256_mul_ps(_mm256_i32gather_ps(xo, ik, 4),
+                                      _mm256_loadu_ps(w + k * n + t));
+                    acc = _mm256_add_ps(acc, p);
+                }
+            }
+            _mm256_storeu_ps(yo + t, acc);
+        }
+        walle_resample_floats(xo, yo, t, n, taps, index, w);
+    }
+    #endif
     /* 2: AVX-512F, 1: AVX2 + FMA, 0: baseline SSE2 */
     static int walle_raster_level = 0;
+    #ifdef WALLE_TILE8
+    /* s[0..n) (n >= 8) each twice over into ``rows`` rows ds apart, 8 floats a load and two
+       32-byte stores per row (the last 8 again where n is not a multiple of 8). */
+    __attribute__((target("avx2,fma"))) static void walle_repeat2_avx2(
+            float* restrict d, const float* restrict s, long n, long rows, long ds) {
+        for (long j = 0;; j += 8) {
+            if (j + 8 > n) j = n - 8;
+            __m256 v = _mm256_loadu_ps(s + j);
+            __m256 lo = _mm256_unpacklo_ps(v, v), hi = _mm256_unpackhi_ps(v, v);
+            __m256 first = _mm256_permute2f128_ps(lo, hi, 0x20);
+            __m256 second = _mm256_permute2f128_ps(lo, hi, 0x31);
+            for (long i = 0; i < rows; i++) {
+                _mm256_storeu_ps(d + i * ds + 2 * j, first);
+                _mm256_storeu_ps(d + i * ds + 2 * j + 8, second);
+            }
+            if (j + 8 == n) return;
+        }
+    }
+    #endif
+    #ifdef WALLE_SSE
+    /* s[0..4) each r (2 or 4) times over into ``rows`` rows ds apart, from registers. */
+    static inline void walle_repeat4(float* restrict d, const float* restrict s, long r,
+                                     long rows, long ds) {
+        __m128 v = _mm_loadu_ps(s);
+        if (r == 2) {
+            __m128 lo = _mm_unpacklo_ps(v, v), hi = _mm_unpackhi_ps(v, v);
+            for (long i = 0; i < rows; i++) {
+                _mm_storeu_ps(d + i * ds, lo);
+                _mm_storeu_ps(d + i * ds + 4, hi);
+            }
+        } else {
+            __m128 a = _mm_shuffle_ps(v, v, 0x00), b = _mm_shuffle_ps(v, v, 0x55);
+            __m128 c = _mm_shuffle_ps(v, v, 0xAA), e = _mm_shuffle_ps(v, v, 0xFF);
+            for (long i = 0; i < rows; i++) {
+                _mm_storeu_ps(d + i * ds, a);
+                _mm_storeu_ps(d + i * ds + 4, b);
+                _mm_storeu_ps(d + i * ds + 8, c);
+                _mm_storeu_ps(d + i * ds + 12, e);
+            }
+        }
+    }
+    #endif
+    /* ``rows`` rows ds apart, each the n floats of s repeated r times over: d[i * ds + j * r +
+       k] = s[j] (a nearest upsampling's output rows of one input row). r of 2 and 4 in SSE
+       shuffles, 4 floats a load stored into every row, the last 4 again where n is not a
+       multiple of 4 (a 2x at the AVX2 and AVX-512 levels: 8 floats a load, in AVX2); others
+       a float at a time into the first row, then copied. On Zen 3, one
+       core: the element loop wrote a 2x upsampling's floats at 0.34-0.5 ns each; SSE with a
+       float-at-a-time tail and a call per output row, a 2x of 256 x 13 x 13 in 74 us; this,
+       47 us (4x of 64 x 20 x 20: 104 -> 64 us). */
+    static inline void walle_repeat_rows(float* restrict d, const float* restrict s, long n,
+                                         long r, long rows, long ds) {
+        long j = 0;
+    #ifdef WALLE_TILE8
+        if (r == 2 && n >= 8 && walle_raster_level >= 1) {
+            walle_repeat2_avx2(d, s, n, rows, ds);
+            return;
+        }
+    #endif
+    #ifdef WALLE_SSE
+        if ((r == 2 || r == 4) && n >= 4) {
+            for (; j + 4 <= n; j += 4) walle_repeat4(d + r * j, s + j, r, rows, ds);
+            if (j < n) walle_repeat4(d + r * (n - 4), s + n - 4, r, rows, ds);
+            return;
+        }
+    #endif
+        for (j = 0; j < n; j++)
+            for (long k = 0; k < r; k++) d[j * r + k] = s[j];
+        for (long i = 1; i < rows; i++) walle_copy_floats(d + i * ds, d, n * r);
+    }
+    /* A resample pass (see WALLE_RESAMPLE_ROWS) at this level: index as element offsets
+       (long) for rows, as int (index32) for single floats, with their blocks of 8 (base,
+       lanes: walle_resample_floats_avx2). */
+    static void walle_resample(const float* restrict x, float* restrict y, long outer,
+                               long dim, long inner, long n, long taps,
+                               const long* restrict index, const int* restrict index32,
+                               const float* restrict w, const long* restrict base,
+                               const int* restrict lanes) {
+        for (long o = 0; o < outer; o++) {
+            const float* xo = x + o * dim * inner;
+            float* yo = y + o * n * inner;
+    #ifdef WALLE_TILE8
+            if (walle_raster_level >= 1) {
+                if (inner == 1)
+                    walle_resample_floats_avx2(xo, yo, n, taps, index32, w, base, lanes);
+                else
+                    walle_resample_rows_avx2(xo, yo, inner, n, taps, index, w);
+                continue;
+            }
+    #endif
+            if (inner == 1)
+                walle_resample_floats(xo, yo, 0, n, taps, index32, w);
+            else
+                walle_resample_rows(xo, yo, inner, n, taps, index, w);
+        }
+    }
     /* d[i * ds0 + j] = s[i + j * ss1] over an n0 x n1 block, in 64x64 tiles (their source
        and destination, 32 KiB, in L1): 8x8 register transposes at the AVX2 and AVX-512
        levels, 4x4 at the baseline. On a Zen 5, one core, against 32x32 tiles of 4x4
@@ -381,7 +573,10 @@ cdef extern from *:
     }
     """
     void walle_copy_floats(float* d, const float* s, long n) nogil
-    void walle_repeat_floats(float* d, const float* s, long n, long r) nogil
+    void walle_repeat_rows(float* d, const float* s, long n, long r, long rows, long ds) nogil
+    void walle_resample(const float* x, float* y, long outer, long dim, long inner, long n,
+                        long taps, const long* index, const int* index32,
+                        const float* w, const long* base, const int* lanes) nogil
     void walle_transpose2d(const float* s, float* d, long n0, long n1, long ss1,
                            long ds0) nogil
     void walle_window_reduce "walle_window_reduce_at"(const float* x, float* y, const long* sz,
@@ -433,7 +628,7 @@ def normalise(sizes, src_strides, dst_strides):
     """(sizes, src strides, dst strides, mode) of a region in the order it is copied; mode 0:
     element runs, 1: blocked (a transpose: its two dims last), 2: repeat (the innermost dim
     of at most 8 reads one float, the one before it reads floats in a row and writes them
-    that many apart: each float repeated, walle_repeat_floats)."""
+    that many apart: each float repeated, walle_repeat_rows)."""
     dims = [(n, s, d) for n, s, d in zip(sizes, src_strides, dst_strides) if n != 1]
     movable = all(d != 0 for _, _, d in dims)
     if movable:
@@ -589,8 +784,10 @@ cdef class RasterKernel:
                 self._region(i, src if src != NULL else <const float*>self.sources[i], out)
 
     cdef void _region(self, long r, const float* src, float* out) noexcept nogil:
-        cdef long[:] s = self.spec[r]
+        cdef long s[MODE + 1]  # a local copy: GCC reloads the spec's memory after each store
         cdef long i0, i1, i2, i3, i4, so, do
+        for i0 in range(MODE + 1):
+            s[i0] = self.spec[r, i0]
         cdef long n = s[2 + 5]
         cdef long ss = s[2 + RANK + 5]
         cdef long ds = s[2 + 2 * RANK + 5]
@@ -607,8 +804,12 @@ cdef class RasterKernel:
                         if blocked:
                             walle_transpose2d(src + so, out + do, s[6], n, ss, ds4)
                             continue
+                        if repeat and s[11] == 0 and s[17] >= s[6] * n:
+                            # s[5] rows apart, each of s[6] floats n times: all at i3 0
+                            walle_repeat_rows(out + do, src + so, s[6], n, s[5], s[17])
+                            break
                         if repeat:  # s[6] floats in a row, each n times
-                            walle_repeat_floats(out + do, src + so, s[6], n)
+                            walle_repeat_rows(out + do, src + so, s[6], n, 1, 0)
                             continue
                         for i4 in range(outer4):
                             _copy_run(src + so + i4 * ss4, out + do + i4 * ds4, n, ss, ds)
@@ -710,6 +911,82 @@ cdef class GatherKernel:
                         row = <long>v
                     walle_copy_floats(self.out + (o * count + t) * inner,
                                       self.data + (o * rows + row) * inner, inner)
+
+
+def _resample_blocks(index, long dim):
+    """(base, lanes) of walle_resample_floats_avx2: per block of 8 outputs, twice the first
+    of the 8 floats that hold all its taps, or that plus 1 for the first of 16 (-1 where
+    they span more), and each tap's lane in them."""
+    taps, n = index.shape
+    blocks = n // 8
+    base = np.full(max(blocks, 1), -1, np.int64)
+    lanes = np.zeros((taps, n), np.int32)
+    if dim >= 8 and blocks:
+        block = index[:, : blocks * 8].reshape(taps, blocks, 8)
+        first = block.min(axis=(0, 2))
+        span = block.max(axis=(0, 2)) - first
+        one = np.minimum(first, dim - 8)  # 8 floats from here hold the taps where span < 8
+        two = np.minimum(first, dim - 16)
+        fits_one = span < 8
+        fits_two = ~fits_one & (span < 16) & (dim >= 16)
+        low = np.where(fits_one, one, two)
+        base[:blocks] = np.where(fits_one, 2 * one, np.where(fits_two, 2 * two + 1, -1))
+        fits = fits_one | fits_two
+        lanes[:, : blocks * 8] = np.where(
+            fits[None, :, None], block - low[None, :, None], 0).reshape(taps, blocks * 8)
+    return base, lanes
+
+
+cdef class ResampleKernel:
+    """A ``fused.resample`` step: y[o, t, :] = sum over taps k of x[o, index[k, t], :] *
+    weights[k, t], added in tap order (walle_resample), GIL released. A term without
+    weights in the graph has weights of 1 here: x * 1 is x, bit for bit."""
+
+    cdef const float* x
+    cdef float* y
+    cdef long outer, dim, inner, n, taps
+    cdef const long* index
+    cdef const int* index32
+    cdef const long* base
+    cdef const int* lanes
+    cdef const float* weights
+    cdef object keep
+
+    def __init__(self, x, y, long outer, long dim, long inner, index, weights):
+        index = np.ascontiguousarray(index, dtype=np.int64)
+        weights = np.ascontiguousarray(weights, dtype=np.float32)
+        index32 = index.astype(np.int32)  # for the gathers (an axis holds < 2^31 floats)
+        base, lanes = _resample_blocks(index, dim)
+        self.keep = (x, y, index, index32, weights, base, lanes)
+        for a in (x, y):
+            if a.dtype != np.float32 or not a.flags.c_contiguous:
+                raise ValueError("resample buffers must be C-contiguous float32 arrays")
+        if index.ndim != 2 or weights.shape != index.shape or index.shape[0] < 1:
+            raise ValueError(f"resample index {index.shape} and weights {weights.shape} must "
+                             "be [taps, n] alike")
+        taps, n = index.shape
+        if outer < 1 or dim < 1 or inner < 1 or x.size != outer * dim * inner:
+            raise ValueError(f"resample input of {x.size} floats is not {outer} x {dim} x "
+                             f"{inner}")
+        if y.size != outer * n * inner:
+            raise ValueError(f"resample output of {y.size} floats is not {outer} x {n} x "
+                             f"{inner}")
+        if dim >= 2 ** 31 or (index.size and (index.min() < 0 or index.max() >= dim)):
+            raise ValueError(f"resample indices must lie in [0, {dim - 1}]")
+        self.x = <const float*><size_t>x.ctypes.data
+        self.y = <float*><size_t>y.ctypes.data
+        self.index = <const long*><size_t>index.ctypes.data
+        self.index32 = <const int*><size_t>index32.ctypes.data
+        self.base = <const long*><size_t>base.ctypes.data
+        self.lanes = <const int*><size_t>lanes.ctypes.data
+        self.weights = <const float*><size_t>weights.ctypes.data
+        self.outer, self.dim, self.inner, self.n, self.taps = outer, dim, inner, n, taps
+
+    def run(self):
+        with nogil:
+            walle_resample(self.x, self.y, self.outer, self.dim, self.inner, self.n,
+                           self.taps, self.index, self.index32, self.weights, self.base,
+                           self.lanes)
 
 
 cdef class WindowReduceKernel:

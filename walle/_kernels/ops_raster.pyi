@@ -50,6 +50,27 @@ class GatherKernel:
     ) -> None: ...
     def run(self) -> None: ...
 
+class ResampleKernel:
+    """y[o, t, :] = sum over taps k of x[o, index[k, t], :] * weights[k, t], added in tap
+    order with each product and sum rounded to float (a ``fused.resample`` step: a linear or
+    cubic Resize's pass along one axis, the bits of its take, mul and add parts).
+
+    ValueError if a buffer is not C-contiguous float32, index and weights are not [taps, n]
+    alike, an index lies outside [0, dim) or the sizes do not agree.
+    """
+
+    def __init__(
+        self,
+        x: FloatArray,
+        y: FloatArray,
+        outer: int,
+        dim: int,
+        inner: int,
+        index: npt.NDArray[Any],
+        weights: npt.NDArray[Any],
+    ) -> None: ...
+    def run(self) -> None: ...
+
 class RasterKernel:
     """Fill the output (unless ``fill`` is None; only the [start, stop) runs of ``gaps``
     where given: the elements no region writes), then copy each region from its input.

@@ -15,8 +15,9 @@ decompose into these.
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -248,44 +249,41 @@ class GraphBuilder(CompositeOps):
         repeat mode).
         ``shape``: the output's, where the indices are not one flat axis (as many
         elements)."""
-        dims = self.shape(x)
-        axis = _axis(axis, len(dims), "take")
-        dim = dims[axis]
-        if len(indices) > MAX_TAKE:
-            raise ModelError(f"take: {len(indices):,} indices, more than {MAX_TAKE:,}")
-        if any(not 0 <= i < dim for i in indices):
-            raise ModelError(f"take: indices outside [0, {dim - 1}] on axis {axis}")
-        outer, inner = math.prod(dims[:axis]), math.prod(dims[axis + 1 :])
-        out = (*dims[:axis], len(indices), *dims[axis + 1 :])
+        axis = _axis(axis, len(self.shape(x)), "take")
+        out = self._take_shape(x, {axis: indices})
         if shape is not None and math.prod(shape) != math.prod(out):
             raise ModelError(f"take: shape {tuple(shape)} does not hold {out}")
-        n = len(indices)
-        repeat = _repeated_run(indices)
-        if repeat is not None:  # each slab in turn, e times over (a nearest upsampling)
-            i0, d, m, e = repeat
-            regions = [
-                Region(
-                    0,
-                    i0 * inner,
-                    (dim * inner, d * inner, 0, 1),
-                    0,
-                    (n * inner, e * inner, inner, 1),
-                    (outer, m, e, inner),
-                )
-            ]
-        else:
-            regions = [
-                Region(
-                    0,
-                    i0 * inner,
-                    (dim * inner, d * inner, 1),
-                    t0 * inner,
-                    (n * inner, e * inner, 1),
-                    (outer, m, inner),
-                )
-                for t0, e, i0, d, m in _take_runs(indices)
-            ]
+        regions = _take_regions(self.shape(x), {axis: indices})
+        assert regions is not None  # one axis: always one raster
         return self.raster([x], out if shape is None else tuple(shape), regions)
+
+    def take_axes(self, x: str, takes: Mapping[int, Sequence[int]]) -> str:
+        """``np.take`` along each axis of ``takes`` in turn (constant indices in [0, dim)), as
+        one raster where the product of the axes' runs is at most _TAKE_GRID regions of rank
+        at most 6 (a nearest upsampling along several axes: one region, the output written
+        once), else one take per axis, in the order given."""
+        rank = len(self.shape(x))
+        axes = {_axis(a, rank, "take"): list(i) for a, i in takes.items()}
+        if len(axes) != len(takes):
+            raise ModelError(f"take: axes {list(takes)} name one axis twice")
+        out = self._take_shape(x, axes)
+        regions = _take_regions(self.shape(x), axes)
+        if regions is not None:
+            return self.raster([x], out, regions)
+        for axis, indices in axes.items():
+            x = self.take(x, indices, axis)
+        return x
+
+    def _take_shape(self, x: str, takes: Mapping[int, Sequence[int]]) -> tuple[int, ...]:
+        """The output shape of taking ``indices`` along each axis of ``takes`` (checked)."""
+        dims = list(self.shape(x))
+        for axis, indices in takes.items():
+            if len(indices) > MAX_TAKE:
+                raise ModelError(f"take: {len(indices):,} indices, more than {MAX_TAKE:,}")
+            if any(not 0 <= i < dims[axis] for i in indices):
+                raise ModelError(f"take: indices outside [0, {dims[axis] - 1}] on axis {axis}")
+            dims[axis] = len(indices)
+        return tuple(dims)
 
     def reshape(self, x: str, shape: Sequence[int]) -> str:
         """Same elements, new ``shape`` (one -1 allowed)."""
@@ -380,6 +378,76 @@ class GraphBuilder(CompositeOps):
 # by an integer scale up to 8: a run per phase, the clipped edges apart).
 _TAKE_PERIODS = 8
 
+# The most regions a take along several axes makes as one raster (the product of its axes'
+# runs); beyond it, one take per axis.
+_TAKE_GRID = 64
+
+# A region's dim: (size, source stride, destination stride), in elements.
+_Dim = tuple[int, int, int]
+
+
+def _take_regions(dims: Sequence[int], takes: Mapping[int, Sequence[int]]) -> list[Region] | None:
+    """The regions of one raster taking ``takes[axis]`` along each of its axes of a tensor of
+    ``dims``: one per combination of the axes' runs (:func:`_axis_runs`), their dims merged
+    where both sides are contiguous; None past _TAKE_GRID regions or rank 6."""
+    out = [len(takes[a]) if a in takes else d for a, d in enumerate(dims)]
+    src, dst = contiguous_strides(tuple(dims)), contiguous_strides(tuple(out))
+    runs = {a: _axis_runs(i) for a, i in takes.items()}
+    if len(takes) > 1 and math.prod(len(r) for r in runs.values()) > _TAKE_GRID:
+        return None
+    regions = []
+    for combo in itertools.product(*runs.values()):
+        chosen = dict(zip(runs, combo, strict=True))
+        src_offset = dst_offset = 0
+        parts: list[_Dim] = []
+        for a, d in enumerate(dims):
+            if a not in chosen:
+                parts.append((d, src[a], dst[a]))
+                continue
+            t0, i0, steps = chosen[a]
+            src_offset += i0 * src[a]
+            dst_offset += t0 * dst[a]
+            parts.extend((n, s * src[a], t * dst[a]) for n, s, t in steps)
+        merged = _merged(parts)
+        if len(takes) > 1 and len(merged) > 6:
+            return None
+        regions.append(
+            Region(
+                0,
+                src_offset,
+                tuple(s for _, s, _ in merged),
+                dst_offset,
+                tuple(t for _, _, t in merged),
+                tuple(n for n, _, _ in merged),
+            )
+        )
+    return regions
+
+
+def _axis_runs(indices: Sequence[int]) -> list[tuple[int, int, list[_Dim]]]:
+    """A take's runs along one axis as (first output position, first index, dims in
+    positions and indices): one repeat of each slab e times over where there is one
+    (:func:`_repeated_run`), else :func:`_take_runs`."""
+    repeat = _repeated_run(indices)
+    if repeat is not None:
+        i0, d, m, e = repeat
+        return [(0, i0, [(m, d, e), (e, 0, 1)])]
+    return [(t0, i0, [(m, d, e)]) for t0, e, i0, d, m in _take_runs(indices)]
+
+
+def _merged(parts: list[_Dim]) -> list[_Dim]:
+    """``parts`` without size-1 dims, each dim merged into the one before it where that one
+    steps over it whole on both sides."""
+    merged: list[_Dim] = []
+    for n, s, t in parts:
+        if n == 1:
+            continue
+        if merged and merged[-1][1] == s * n and merged[-1][2] == t * n:
+            merged[-1] = (merged[-1][0] * n, s, t)
+        else:
+            merged.append((n, s, t))
+    return merged or [(1, 1, 1)]
+
 
 def _take_runs(indices: Sequence[int]) -> list[tuple[int, int, int, int, int]]:
     """Runs (t0, e, i0, d, m) that cover each output position of a take once: positions
@@ -390,8 +458,9 @@ def _take_runs(indices: Sequence[int]) -> list[tuple[int, int, int, int, int]]:
     count = len(values) + 1
     for e in range(1, min(_TAKE_PERIODS, len(values)) + 1):
         parts = [_arithmetic_runs(values[r::e]) for r in range(e)]
-        if sum(len(p[0]) for p in parts) < count:
-            count = sum(len(p[0]) for p in parts)
+        runs = sum(len(p[0]) for p in parts)
+        if runs < count:
+            count = runs
             best = [
                 (r + e * int(j), e, int(i0), int(d), int(m))
                 for r, part in enumerate(parts)

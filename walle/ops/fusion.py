@@ -34,6 +34,13 @@ Recognised chains (exactly the ones :mod:`walle.ops.composites` and the ONNX imp
   destination) whose only reader reduces its first two axes (max/avg pooling), with the
   pad raster before it as a prologue (attr ``prologue``: 1) where its border adds nothing
   to the reduction;
+- ``fused.resample``: the sum of at least two terms, each a take of one tensor along one
+  axis (a one-input raster whose output element (o, t, i) copies input element
+  (o, index[t], i)) times constant weights along that axis (a mul by a constant shaped
+  [1, .., n, .., 1]) or not, added left to right: a linear or cubic Resize's pass along an
+  axis as the ONNX importer emits it (attribute ``axis``). A kernel reads each output's
+  taps where they lie and writes the output once: the takes, products and sums were a pass
+  over memory each;
 - ``fused.elementwise``: a chain of at least two unary/binary nodes, each value but the
   last read only by the next node and no graph output, every node's output of the chain's
   shape; the other operands (constants or tensors) broadcast to it. A pre-activation
@@ -48,12 +55,16 @@ import math
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
+import numpy as np
+import numpy.typing as npt
+
 from walle.ops.ir import (
     AttrValue,
     Graph,
     Node,
     contiguous_strides,
     is_identity_raster,
+    raster_sources,
     same_float,
 )
 
@@ -140,6 +151,7 @@ def find_steps(graph: Graph) -> list[FusedStep]:
             or _match_group_conv(m, node, claimed)
             or _match_linear(m, node)
             or _match_window_reduce(m, node)
+            or _match_resample(m, node)
             or _match_elementwise(m, node, claimed)
         )
         if step is not None and not any(part.name in claimed for part in step.parts):
@@ -488,6 +500,88 @@ def _match_window_reduce(m: _Matcher, raster: Node) -> FusedStep | None:
         (("kind", red.attr("kind")), *((("prologue", len(prologue)),) if prologue else ())),
         (*prologue, raster, red),
     )
+
+
+def _match_resample(m: _Matcher, first: Node) -> FusedStep | None:
+    """``first`` (a take) and the terms added to it (see the module docstring)."""
+    term = _resample_term(m, first, None)
+    if term is None:
+        return None
+    x, axis = first.inputs[0], term[2]
+    parts, weights, total = list(term[0]), [term[1]], term[0][-1].output
+    while True:
+        add = m.only_consumer(total)
+        if not m.is_op(add, "binary", "add"):
+            break
+        other = m.producers.get(m.other(add, total))
+        take = other
+        if m.is_op(other, "binary", "mul"):
+            a, b = other.inputs
+            take = m.producers.get(b if m.const(a) else a)
+        if take is None or take.inputs[:1] != (x,):
+            break
+        nxt = _resample_term(m, take, axis)
+        if nxt is None or nxt[0][-1] is not other:
+            break
+        parts += [*nxt[0], add]
+        weights.append(nxt[1])
+        total = add.output
+    if len(weights) < 2:
+        return None
+    inputs = (x, *(w for w in weights if w is not None))
+    attrs: tuple[tuple[str, AttrValue], ...] = (
+        ("axis", axis),
+        ("weighted", tuple(int(w is not None) for w in weights)),
+    )
+    return FusedStep("fused.resample", first.name, inputs, total, attrs, tuple(parts))
+
+
+def _resample_term(
+    m: _Matcher, raster: Node, axis: int | None
+) -> tuple[tuple[Node, ...], str | None, int] | None:
+    """(nodes, weights or None, axis) of a resample term from its take ``raster``: the take
+    alone or with the mul by constant weights along its axis that alone reads it; None if
+    ``raster`` is not a take (along ``axis``, where given) read by one node."""
+    if raster.op != "raster" or len(raster.inputs) != 1 or raster.attr("fill") is not None:
+        return None
+    src, out = m.graph.shape(raster.inputs[0]), m.graph.shape(raster.output)
+    if len(src) != len(out):
+        return None
+    moved = [a for a, (d, n) in enumerate(zip(src, out, strict=True)) if d != n]
+    if len(moved) != 1 or (axis is not None and moved != [axis]):
+        return None
+    reader = m.only_consumer(raster.output)
+    if reader is None or take_indices(m.graph, raster, moved[0]) is None:
+        return None
+    along = tuple(n if a == moved[0] else 1 for a, n in enumerate(out))
+    if m.is_op(reader, "binary", "mul"):
+        w = m.other(reader, raster.output)
+        if m.const(w) and w != raster.output and m.graph.shape(w) == along:
+            return (raster, reader), w, moved[0]
+    return (raster,), None, moved[0]
+
+
+def take_indices(graph: Graph, raster: Node, axis: int) -> npt.NDArray[np.int64] | None:
+    """The indices a one-input raster takes along ``axis`` (its output element (o, t, i)
+    copying input element (o, index[t], i), every output element written), or None where
+    it is not such a take. Worked out by running it on element indices."""
+    src, out = graph.shape(raster.inputs[0]), graph.shape(raster.output)
+    outer, inner = math.prod(src[:axis]), math.prod(src[axis + 1 :])
+    dim, n = src[axis], out[axis]
+    if outer * n * inner == 0:
+        return None
+    labels = np.arange(outer * dim * inner, dtype=np.int64)
+    found = raster_sources(raster.attr("regions"), labels, outer * n * inner)
+    first = found[: n * inner : inner]  # o = 0, i = 0: index[t] * inner
+    if (first < 0).any() or (first % inner).any():
+        return None
+    index = first // inner
+    want = (
+        np.arange(outer, dtype=np.int64)[:, None, None] * (dim * inner)
+        + (index * inner)[None, :, None]
+        + np.arange(inner, dtype=np.int64)[None, None, :]
+    )
+    return index if np.array_equal(found.reshape(outer, n, inner), want) else None
 
 
 def _pool_pad(m: _Matcher, raster: Node, kind: str) -> list[Node]:

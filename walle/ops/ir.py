@@ -294,6 +294,27 @@ def unfilled_runs(regions: tuple[Region, ...], size: int) -> npt.NDArray[np.int6
     return np.ascontiguousarray(edges, dtype=np.int64)
 
 
+def raster_sources(
+    regions: tuple[Region, ...], source: npt.NDArray[np.int64], size: int
+) -> npt.NDArray[np.int64]:
+    """What each of a one-input raster's ``size`` output elements copies from ``source`` (the
+    input's elements as int64 labels: element indices, say), -1 where no region writes: a
+    raster's layout worked out by running it on labels (a chain of rasters: on the last
+    one's result)."""
+    out = np.full(size, -1, np.int64)
+    item = out.itemsize
+    for r in regions:
+        np.copyto(
+            np.lib.stride_tricks.as_strided(
+                out[r.dst_offset :], r.sizes, tuple(v * item for v in r.dst_strides)
+            ),
+            np.lib.stride_tricks.as_strided(
+                source[r.src_offset :], r.sizes, tuple(v * item for v in r.src_strides)
+            ),
+        )
+    return out
+
+
 def is_identity_raster(node: Node, in_shape: Shape, out_shape: Shape) -> bool:
     """True when the raster copies its single input unchanged (a reshape): it can alias."""
     regions: tuple[Region, ...] = node.attr("regions")

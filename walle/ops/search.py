@@ -123,8 +123,10 @@ COLD_SCRUB_BYTES = 8 << 20
 # power-of-two row stride) and walle's arrays start on a cache line: MatMul 256^3 and the
 # MLPs' layers cached on numpy or the packed GEMM went stale; 33: the packed-GEMM conv's
 # reduction in the fewest blocks of up to 512 rows (gemm_long), 3-9% faster 1x1 convs on
-# 7x7 and 14x14 planes at AVX2.
-DECISIONS_VERSION = 33
+# 7x7 and 14x14 planes at AVX2; 34: a linear or cubic Resize's pass along an axis is one
+# step (fused.resample), and a nearest one one raster: plans cached with their parts went
+# stale.
+DECISIONS_VERSION = 34
 
 
 def time_calls(calls: list[Call], budget_s: float = 0.004, max_runs: int = 25) -> float:

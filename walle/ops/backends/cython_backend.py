@@ -52,13 +52,14 @@ from walle.ops.backends.base import (
     checked_gather,
     is_aliased_part,
 )
-from walle.ops.fusion import FusedStep
+from walle.ops.fusion import FusedStep, take_indices
 from walle.ops.ir import (
     FloatArray,
     Graph,
     Node,
     Region,
     contiguous_strides,
+    raster_sources,
     same_float,
     unfilled_runs,
 )
@@ -83,6 +84,7 @@ class CythonBackend(Backend):
             "fused.softmax",
             "fused.layernorm",
             "fused.window_reduce",
+            "fused.resample",
             "fused.conv2d",
             "fused.group_conv2d",
             "fused.elementwise",
@@ -259,6 +261,8 @@ class CythonBackend(Backend):
             return [ops_math.RowKernel("softmax", ins[0], out, most=most).run]
         if step.op == "fused.window_reduce":
             return _window_reduce(step, graph, buffers)
+        if step.op == "fused.resample":
+            return [_resample(step, graph, buffers)]
         if step.op == "fused.conv2d":
             return _conv(step, algorithm, graph, buffers)
         if step.op == "fused.group_conv2d":
@@ -716,6 +720,34 @@ def _raster(
     return ops_raster.RasterKernel(ins, out, regions, fill, gaps).run
 
 
+def _resample(step: FusedStep, graph: Graph, buffers: Buffers) -> Call:
+    """A ``fused.resample`` step as one ops_raster.ResampleKernel: each take's indices (found
+    again by running it on element indices), each term's weights (1 where it has none)."""
+    axis = step.attr("axis")
+    x = step.inputs[0]
+    shape = graph.shape(x)
+    takes = [p for p in step.parts if p.op == "raster"]
+    weights = iter(step.inputs[1:])
+    index, scale = [], []
+    for take, weighted in zip(takes, step.attr("weighted"), strict=True):
+        found = take_indices(graph, take, axis)
+        if found is None:  # fusion matched only takes: never so
+            raise BackendError(f"cython: step {step.name!r} holds a raster that is no take")
+        index.append(found)
+        w = graph.constants[next(weights)].reshape(-1) if weighted else np.ones(len(found))
+        scale.append(w)
+    kernel = ops_raster.ResampleKernel(
+        buffers[x],
+        buffers[step.output],
+        math.prod(shape[:axis]),
+        shape[axis],
+        math.prod(shape[axis + 1 :]),
+        np.array(index),
+        np.array(scale, dtype=np.float32),
+    )
+    return kernel.run
+
+
 def _window_reduce(step: FusedStep, graph: Graph, buffers: Buffers) -> list[Call]:
     """A pooling step as one kernel: over the unpadded source in place where its pad
     prologue only borders whole planes (:func:`_prologue_planes`), else after the pad."""
@@ -753,13 +785,7 @@ def _prologue_planes(
         fill = node.attr("fill")
         if fill is not None and not same_float(fill, border):
             return None  # the kernel's borders are ``border``
-        out = np.full(math.prod(graph.shape(node.output)), -1, np.int64)
-        for r in node.attr("regions"):
-            np.copyto(
-                _index_view(out, r.dst_offset, r.dst_strides, r.sizes),
-                _index_view(index, r.src_offset, r.src_strides, r.sizes),
-            )
-        index = out
+        index = raster_sources(node.attr("regions"), index, math.prod(graph.shape(node.output)))
     final = graph.shape(prologue[-1].output)
     if len(final) != 4 or index.size == 0:
         return None
@@ -784,16 +810,6 @@ def _prologue_planes(
     if not (planes[:, inside] == base[:, None] + want[inside]).all():
         return None
     return base, ih, iw, irs, top, left, hp, wp
-
-
-def _index_view(
-    flat: npt.NDArray[np.int64], offset: int, strides: tuple[int, ...], sizes: tuple[int, ...]
-) -> npt.NDArray[np.int64]:
-    """A region's strided view of a flat int64 array (as walle.ops.reference's on floats)."""
-    item = flat.itemsize
-    return np.lib.stride_tricks.as_strided(
-        flat[offset:], shape=sizes, strides=tuple(v * item for v in strides)
-    )
 
 
 def _is_plain_view(region: Region, shape: tuple[int, ...]) -> bool:

@@ -3,8 +3,9 @@ sizes.
 
 walle plans static shapes, so every output position's source taps and their weights are known
 at import: each resized axis becomes, per tap, a take of the input's slabs at the taps'
-indices (a raster) times the taps' weights along that axis, summed over the taps (nearest:
-one take, no weights). The taps follow the spec's coordinate transformation and, outside the
+indices (a raster) times the taps' weights along that axis, summed over the taps. Nearest has
+one tap and no weights: one take over every resized axis (``GraphBuilder.take_axes``), which
+writes the output once. The taps follow the spec's coordinate transformation and, outside the
 input, repeat its edge (or, for cubic with ``exclude_outside``, drop out and the rest are
 renormalised). Refused, naming the attribute: antialias for linear and cubic, and the
 transformations that read ``roi`` (tf_crop_and_resize) or predate opset 13.
@@ -88,9 +89,15 @@ def _resize(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     # the others whole rows: so the axes that shrink go first, outermost first, and those
     # that grow last, innermost first, and the innermost pass runs where the tensor is
     # smallest (resize_bench.py: 2x upsamplings 0.67-0.94x the time of the axes in order)
-    for axis in sorted(axes, key=lambda i: (outs[i] > shape[i], -i if outs[i] > shape[i] else i)):
-        taps = _taps(shape[axis], outs[axis], scales[axis], transform, mode, nearest, a, exclude)
-        y = _resample(im, y, axis, taps)
+    order = sorted(axes, key=lambda i: (outs[i] > shape[i], -i if outs[i] > shape[i] else i))
+    taps = {
+        i: _taps(shape[i], outs[i], scales[i], transform, mode, nearest, a, exclude) for i in order
+    }
+    if mode == "nearest":  # one take over every axis: the output written once
+        moved = {i: t[0][0] for i, t in taps.items() if t[0][0] != list(range(shape[i]))}
+        return im.b.take_axes(y, moved) if moved else y
+    for axis in order:
+        y = _resample(im, y, axis, taps[axis])
     return y
 
 
