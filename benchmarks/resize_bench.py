@@ -3,9 +3,9 @@
 Run: ``taskset -c 1 .venv/bin/python benchmarks/resize_bench.py`` (one thread).
 
 Rows are the resizes of real networks: YOLO's and FPN's nearest 2x upsampling, a
-segmentation head's bilinear upsampling (half_pixel, align_corners 4x), a bilinear 0.5x
-downsampling. Three peers run each ONNX Resize with numpy in and out, timed in interleaved
-slices:
+segmentation head's bilinear upsampling (half_pixel, align_corners 4x, DeepLab's logits 8x
+to 520 x 520), a bilinear 0.5x downsampling, a super-resolution input's bicubic 2x.
+Three peers run each ONNX Resize with numpy in and out, timed in interleaved slices:
 
 - walle: the model as imported (nearest: one take over every resized axis,
   ``GraphBuilder.take_axes``, a 2x upsampling's one region that the cython raster's repeat
@@ -53,6 +53,8 @@ ROWS = [
     ("bilinear 2x", (1, 64, 56, 56), (1, 1, 2, 2), "linear", *_HALF),
     ("seg. head 4x", (1, 21, 64, 64), (1, 1, 4, 4), "linear", "align_corners", "floor"),
     ("bilinear 0.5x", (1, 64, 112, 112), (1, 1, 0.5, 0.5), "linear", *_HALF),
+    ("DeepLab logits 8x", (1, 21, 65, 65), (1, 1, 8, 8), "linear", "align_corners", "floor"),
+    ("bicubic 2x", (1, 3, 128, 128), (1, 1, 2, 2), "cubic", *_HALF),
 ]
 
 

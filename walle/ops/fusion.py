@@ -526,7 +526,9 @@ def _match_resample(m: _Matcher, first: Node) -> FusedStep | None:
         parts += [*nxt[0], add]
         weights.append(nxt[1])
         total = add.output
-    if len(weights) < 2:
+    takes = [p for p in parts if p.op == "raster"]
+    # last, as it costs a pass over each take's output: that each raster is a take
+    if len(weights) < 2 or any(take_indices(m.graph, t, axis) is None for t in takes):
         return None
     inputs = (x, *(w for w in weights if w is not None))
     attrs: tuple[tuple[str, AttrValue], ...] = (
@@ -539,9 +541,10 @@ def _match_resample(m: _Matcher, first: Node) -> FusedStep | None:
 def _resample_term(
     m: _Matcher, raster: Node, axis: int | None
 ) -> tuple[tuple[Node, ...], str | None, int] | None:
-    """(nodes, weights or None, axis) of a resample term from its take ``raster``: the take
-    alone or with the mul by constant weights along its axis that alone reads it; None if
-    ``raster`` is not a take (along ``axis``, where given) read by one node."""
+    """(nodes, weights or None, axis) of a resample term from ``raster``: the raster alone
+    or with the mul by constant weights along its axis that alone reads it; None if
+    ``raster`` is not a one-input raster that changes one axis (``axis``, where given) read
+    by one node (whether it is a take, :func:`_match_resample` checks last)."""
     if raster.op != "raster" or len(raster.inputs) != 1 or raster.attr("fill") is not None:
         return None
     src, out = m.graph.shape(raster.inputs[0]), m.graph.shape(raster.output)
@@ -551,7 +554,7 @@ def _resample_term(
     if len(moved) != 1 or (axis is not None and moved != [axis]):
         return None
     reader = m.only_consumer(raster.output)
-    if reader is None or take_indices(m.graph, raster, moved[0]) is None:
+    if reader is None:
         return None
     along = tuple(n if a == moved[0] else 1 for a, n in enumerate(out))
     if m.is_op(reader, "binary", "mul"):
