@@ -841,6 +841,26 @@ def resize(draw):
 
 
 @st.composite
+def legacy_resize(draw, op: str):
+    """Upsample (opsets 7 to 9, scales an attribute before 9; at least 1) or Resize at
+    opset 10 (scales above 0): nearest or linear, NCHW with N and C kept, each spatial scale
+    drawn (a shrinking and a growing axis together among them)."""
+    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 3)), *[draw(st.integers(1, 7))] * 2)
+    shape = (*shape[:2], draw(st.integers(1, 7)), shape[3])
+    ups = [1.0, 1.5, 2.0, 2.5, 3.0]
+    choices = ups if op == "Upsample" else [0.5, 0.6, 0.75, *ups]
+    scales = [1.0, 1.0, *(draw(st.sampled_from(choices)) for _ in range(2))]
+    assume(all(int(d * s) >= 1 for d, s in zip(shape, scales, strict=True)))
+    attrs: dict = {}
+    _maybe(draw, "mode", st.sampled_from(["nearest", "linear"]), attrs)
+    opset = draw(st.integers(7, 9)) if op == "Upsample" else 10
+    x = _array(draw, shape)
+    if opset < 9:
+        return _case(op, [("x", x)], (), opset, {**attrs, "scales": scales})
+    return _case(op, [("x", x)], [("scales", np.array(scales, np.float32))], opset, attrs)
+
+
+@st.composite
 def depth_to_space(draw):
     b = draw(st.integers(1, 3))
     shape = (
@@ -870,7 +890,8 @@ STRATEGIES = {
     "Shape": shape_of(),
     "Size": size(),
     "Range": range_(),
-    "Resize": resize(),
+    "Resize": st.one_of(resize(), legacy_resize("Resize")),
+    "Upsample": legacy_resize("Upsample"),
     "DepthToSpace": depth_to_space(),
     "SpaceToDepth": space_to_depth(),
     **{op: unary(op) for op in (

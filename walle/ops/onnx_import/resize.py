@@ -8,7 +8,9 @@ one tap and no weights: one take over every resized axis (``GraphBuilder.take_ax
 writes the output once. The taps follow the spec's coordinate transformation and, outside the
 input, repeat its edge (or, for cubic with ``exclude_outside``, drop out and the rest are
 renormalised). Refused, naming the attribute: antialias for linear and cubic, and the
-transformations that read ``roi`` (tf_crop_and_resize) or predate opset 13.
+transformations that read ``roi`` (tf_crop_and_resize) or predate opset 13. Upsample (opsets
+7 to 9) and Resize at opset 10 run as the ``asymmetric`` transformation with onnxruntime's
+rounding (:func:`_legacy`).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ _NEAREST = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
 
 def _resize(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     if im.opset < 11:
-        raise ModelError(f"{node.where}: Resize before opset 11 is not supported")
+        return _legacy(im, node, ins)
     shape = im.b.shape(ins[0])
     rank = len(shape)
     mode = node.choice("mode", "nearest", _MODES)
@@ -76,22 +78,102 @@ def _resize(im: Importer, node: OnnxNode, ins: list[str]) -> str:
                 "give a fractional "
                 f"length ({fractional[0]:g}) is not supported: the spec and onnxruntime differ"
             )
+    a = float(node.get("cubic_coeff_a", -0.75))
+    exclude = bool(int(node.get("exclude_outside", 0)))
+    rounding = dict.fromkeys(axes, nearest)
+    return _resized(im, node, ins[0], outs, scales, transform, mode, rounding, a, exclude)
+
+
+def _legacy(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    """Upsample (opsets 7 to 9; deprecated since 10, which keeps 9's form) and Resize at
+    opset 10: nearest or linear by scales (an attribute before opset 9, else a constant
+    input), output floor(dim * scale), coordinates ``asymmetric``. As onnxruntime reads
+    them (checked against it): a nearest axis rounds down where it grows and up where it
+    shrinks, and Upsample's scales are at least 1."""
+    upsample = node.proto.op_type == "Upsample"
+    if upsample and im.opset < 7:
+        raise ModelError(f"{node.where}: Upsample before opset 7 (height_scale) is not supported")
+    shape = im.b.shape(ins[0])
+    mode = node.choice("mode", "nearest", ("nearest", "linear"))
+    if upsample and im.opset < 9:
+        given = [float(v) for v in node.get("scales", [])]
+    elif not node.input_name(1):
+        raise ModelError(f"{node.where}: the scales input is missing")
+    else:
+        given = [float(v) for v in im.const(node.input_name(1), node.where).reshape(-1)]
+    least = 1.0 if upsample else 0.0
+    if len(given) != len(shape) or any(not v >= least for v in given) or 0.0 in given:
+        raise ModelError(
+            f"{node.where}: scales {given} must be {len(shape)} values "
+            f"{'>= 1' if upsample else '> 0'}"
+        )
+    axes = list(range(len(shape)))
+    if mode == "linear" and _kernel_axes(given, mode) is None:
+        raise ModelError(
+            f"{node.where}: linear mode before opset 11 interpolates 2-D and 3-D inputs, 4-D "
+            f"ones with scales [1, 1, h, w] or [1, h, w, 1] and 5-D ones with [1, 1, d, h, w], "
+            f"not {given}"
+        )
+    scales = {i: given[i] for i in axes}
+    outs = {i: math.floor(shape[i] * scales[i]) for i in axes}
+    if min(outs.values(), default=1) < 1:
+        raise ModelError(f"{node.where}: scales {given} give an empty output")
+    rounding = {i: "ceil" if scales[i] < 1 else "floor" for i in axes}
+    return _resized(im, node, ins[0], outs, scales, "asymmetric", mode, rounding, -0.75, False)
+
+
+def _kernel_axes(scales: list[float], mode: str) -> list[int] | None:
+    """The axes onnxruntime's fixed linear and cubic kernels interpolate, each even at scale
+    1, by layout (None where it has none and interpolates only the scaled axes): linear
+    every axis of a 2-D or 3-D input, the last two of a 4-D one whose first two scales are
+    1 (the middle two where the first and last are: NHWC), the last three of a 5-D one
+    whose first two are; cubic a 2-D input's axes and the last two of such a 4-D one."""
+    rank = len(scales)
+    if rank == 2 or (rank == 3 and mode == "linear"):
+        return list(range(rank))
+    if (rank == 4 or (rank == 5 and mode == "linear")) and scales[0] == scales[1] == 1.0:
+        return list(range(2, rank))
+    if rank == 4 and mode == "linear" and scales[0] == scales[3] == 1.0:
+        return [1, 2]
+    return None
+
+
+def _resized(
+    im: Importer,
+    node: OnnxNode,
+    y: str,
+    outs: dict[int, int],
+    scales: dict[int, float],
+    transform: str,
+    mode: str,
+    rounding: dict[int, str],
+    a: float,
+    exclude: bool,
+) -> str:
+    """``y`` resized to ``outs`` along each of its axes (``rounding``: each axis's nearest
+    mode). An axis whose length stays is left as it is, but for linear and cubic where it
+    is one of the axes onnxruntime's kernel interpolates (:func:`_kernel_axes`): there its
+    taps weigh 1 and 0, and a NaN or inf beside a position reaches it (inf * 0), as there."""
+    shape = im.b.shape(y)
+    full = [scales.get(i, 1.0) for i in range(len(shape))]
+    # an output of the input's shape is a copy there, whatever the scales
+    interpolates = mode != "nearest" and any(outs[i] != shape[i] for i in outs)
+    kept = set(_kernel_axes(full, mode) or ()) if interpolates else set()
+    outs = {i: n for i, n in outs.items() if n != shape[i] or full[i] != 1.0 or i in kept}
     resized = [outs.get(i, d) for i, d in enumerate(shape)]
     if math.prod(resized) > MAX_ELEMENTS or max(outs.values(), default=1) > MAX_TAKE:
         raise ModelError(
             f"{node.where}: output shape {resized} holds more than {MAX_ELEMENTS:,} elements "
             f"or more than {MAX_TAKE:,} along an axis"
         )
-    a = float(node.get("cubic_coeff_a", -0.75))
-    exclude = bool(int(node.get("exclude_outside", 0)))
-    y = ins[0]
     # a pass along the innermost axis copies a float at a time (its slabs are single floats),
     # the others whole rows: so the axes that shrink go first, outermost first, and those
     # that grow last, innermost first, and the innermost pass runs where the tensor is
     # smallest (resize_bench.py: 2x upsamplings 0.67-0.94x the time of the axes in order)
-    order = sorted(axes, key=lambda i: (outs[i] > shape[i], -i if outs[i] > shape[i] else i))
+    order = sorted(outs, key=lambda i: (outs[i] > shape[i], -i if outs[i] > shape[i] else i))
     taps = {
-        i: _taps(shape[i], outs[i], scales[i], transform, mode, nearest, a, exclude) for i in order
+        i: _taps(shape[i], outs[i], scales[i], transform, mode, rounding[i], a, exclude)
+        for i in order
     }
     if mode == "nearest":  # one take over every axis: the output written once
         moved = {i: t[0][0] for i, t in taps.items() if t[0][0] != list(range(shape[i]))}
@@ -111,11 +193,17 @@ def _taps(
     a: float,
     exclude: bool,
 ) -> list[tuple[list[int], np.ndarray]]:
-    """Per tap, the input index and the weight of each output position along one axis."""
+    """Per tap, the input index and the weight of each output position along one axis.
+    Taps of weight 0 stay (a NaN or inf there makes the output NaN, as in onnxruntime and
+    ONNX's reference). Linear as onnxruntime sets it up: the coordinate clamped to [0, size
+    - 1], taps floor and floor + 1 (at most size - 1), each weighing 1/2 where they are the
+    same (at the last position: an inf there stays inf)."""
     x = _source(np.arange(out, dtype=np.float64), size, out, scale, transform)
     if mode == "nearest":
         index = _round(x, nearest)
         return [(np.clip(index, 0, size - 1).tolist(), np.ones(out))]
+    if mode == "linear":
+        x = np.clip(x, 0.0, size - 1.0)
     base = np.floor(x)
     r = x - base
     if mode == "linear":
@@ -124,16 +212,15 @@ def _taps(
         offsets = [-1, 0, 1, 2]
         weights = [_cubic(1.0 + r, a), _cubic(r, a), _cubic(1.0 - r, a), _cubic(2.0 - r, a)]
     indices = [base.astype(np.int64) + o for o in offsets]
+    if mode == "linear":
+        same = np.minimum(indices[1], size - 1) == indices[0]
+        weights = [np.where(same, 0.5, w) for w in weights]
     if exclude and mode == "cubic":
         inside = [(i >= 0) & (i < size) for i in indices]
         weights = [np.where(k, w, 0.0) for w, k in zip(weights, inside, strict=True)]
         total = np.sum(weights, axis=0)
         weights = [w / total for w in weights]
-    return [
-        (np.clip(i, 0, size - 1).tolist(), w)
-        for i, w in zip(indices, weights, strict=True)
-        if np.any(w != 0.0)
-    ]
+    return [(np.clip(i, 0, size - 1).tolist(), w) for i, w in zip(indices, weights, strict=True)]
 
 
 def _source(x: np.ndarray, size: int, out: int, scale: float, transform: str) -> np.ndarray:
@@ -202,6 +289,7 @@ def _resample(im: Importer, x: str, axis: int, taps: list[tuple[list[int], np.nd
 
 
 HANDLERS: HandlerTable = {
+    "Upsample": ({"mode", "scales"}, _legacy),
     "Resize": (
         {
             "mode",
