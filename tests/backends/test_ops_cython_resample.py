@@ -175,3 +175,14 @@ def test_only_takes_read_once_fuse() -> None:
     )
     graph = b.build([total])
     assert "fused.resample" not in {s.op for s in find_steps(graph)}
+
+
+def test_a_take_past_the_check_bound_stays_as_its_parts(monkeypatch) -> None:
+    """The takes are checked by running them on element indices, two int32 arrays of the
+    output's size; past fusion._TAKE_CHECK_MOST elements the pass runs as its parts."""
+    from walle.ops import fusion
+
+    graph = _resize((1, 2, 8, 8), (1, 1, 2, 2), "linear")
+    assert {s.op for s in find_steps(graph)} >= {"fused.resample"}
+    monkeypatch.setattr(fusion, "_TAKE_CHECK_MOST", 8 * 16 * 2 - 1)  # under either pass's
+    assert "fused.resample" not in {s.op for s in find_steps(graph)}

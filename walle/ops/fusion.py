@@ -502,6 +502,11 @@ def _match_window_reduce(m: _Matcher, raster: Node) -> FusedStep | None:
     )
 
 
+# The most output elements of a take that fused.resample checks by running it on element
+# indices (two int32 arrays: 64 MiB at the bound; a larger resize runs as its parts).
+_TAKE_CHECK_MOST = 1 << 24
+
+
 def _match_resample(m: _Matcher, first: Node) -> FusedStep | None:
     """``first`` (a take) and the terms added to it (see the module docstring)."""
     term = _resample_term(m, first, None)
@@ -567,24 +572,27 @@ def _resample_term(
 def take_indices(graph: Graph, raster: Node, axis: int) -> npt.NDArray[np.int64] | None:
     """The indices a one-input raster takes along ``axis`` (its output element (o, t, i)
     copying input element (o, index[t], i), every output element written), or None where
-    it is not such a take. Worked out by running it on element indices."""
+    it is not such a take or its output holds more than _TAKE_CHECK_MOST elements. Worked
+    out by running it on element indices (int32: a tensor holds < 2^31 elements)."""
     src, out = graph.shape(raster.inputs[0]), graph.shape(raster.output)
     outer, inner = math.prod(src[:axis]), math.prod(src[axis + 1 :])
     dim, n = src[axis], out[axis]
-    if outer * n * inner == 0:
+    if not 0 < outer * n * inner <= _TAKE_CHECK_MOST:
         return None
-    labels = np.arange(outer * dim * inner, dtype=np.int64)
+    labels = np.arange(outer * dim * inner, dtype=np.int32)
     found = raster_sources(raster.attr("regions"), labels, outer * n * inner)
-    first = found[: n * inner : inner]  # o = 0, i = 0: index[t] * inner
+    first = found[: n * inner : inner].astype(np.int64)  # o = 0, i = 0: index[t] * inner
     if (first < 0).any() or (first % inner).any():
         return None
     index = first // inner
-    want = (
-        np.arange(outer, dtype=np.int64)[:, None, None] * (dim * inner)
-        + (index * inner)[None, :, None]
-        + np.arange(inner, dtype=np.int64)[None, None, :]
-    )
-    return index if np.array_equal(found.reshape(outer, n, inner), want) else None
+    slab = ((index * inner)[:, None] + np.arange(inner, dtype=np.int64)[None, :]).reshape(-1)
+    rows = found.reshape(outer, n * inner)
+    step = max(1, (1 << 20) // (n * inner))  # slabs at a time: no array of the output's size
+    for o in range(0, outer, step):
+        want = slab[None, :] + np.arange(o, min(o + step, outer))[:, None] * (dim * inner)
+        if not np.array_equal(rows[o : o + step], want):
+            return None
+    return index
 
 
 def _pool_pad(m: _Matcher, raster: Node, kind: str) -> list[Node]:

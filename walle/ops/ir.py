@@ -295,13 +295,13 @@ def unfilled_runs(regions: tuple[Region, ...], size: int) -> npt.NDArray[np.int6
 
 
 def raster_sources(
-    regions: tuple[Region, ...], source: npt.NDArray[np.int64], size: int
-) -> npt.NDArray[np.int64]:
+    regions: tuple[Region, ...], source: npt.NDArray[np.signedinteger[Any]], size: int
+) -> npt.NDArray[np.signedinteger[Any]]:
     """What each of a one-input raster's ``size`` output elements copies from ``source`` (the
-    input's elements as int64 labels: element indices, say), -1 where no region writes: a
-    raster's layout worked out by running it on labels (a chain of rasters: on the last
-    one's result)."""
-    out = np.full(size, -1, np.int64)
+    input's elements as integer labels of its dtype: element indices, say), -1 where no
+    region writes: a raster's layout worked out by running it on labels (a chain of
+    rasters: on the last one's result)."""
+    out = np.full(size, -1, source.dtype)
     item = out.itemsize
     for r in regions:
         np.copyto(
