@@ -158,6 +158,8 @@ def _resized(
     full = [scales.get(i, 1.0) for i in range(len(shape))]
     # an output of the input's shape is a copy there, whatever the scales
     interpolates = mode != "nearest" and any(outs[i] != shape[i] for i in outs)
+    if mode != "nearest" and not interpolates:
+        return y
     kept = set(_kernel_axes(full, mode) or ()) if interpolates else set()
     outs = {i: n for i, n in outs.items() if n != shape[i] or full[i] != 1.0 or i in kept}
     resized = [outs.get(i, d) for i, d in enumerate(shape)]
