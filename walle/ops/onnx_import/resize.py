@@ -151,16 +151,15 @@ def _resized(
     exclude: bool,
 ) -> str:
     """``y`` resized to ``outs`` along each of its axes (``rounding``: each axis's nearest
-    mode). An axis whose length stays is left as it is, but for linear and cubic where it
-    is one of the axes onnxruntime's kernel interpolates (:func:`_kernel_axes`): there its
-    taps weigh 1 and 0, and a NaN or inf beside a position reaches it (inf * 0), as there."""
+    mode). As in onnxruntime: an output of the input's shape is the input (whatever the
+    scales); else an axis whose length stays is left as it is, but for linear and cubic
+    where it is one of the axes onnxruntime's kernel interpolates (:func:`_kernel_axes`):
+    there its taps weigh 1 and 0, and a NaN or inf beside a position reaches it (inf * 0)."""
     shape = im.b.shape(y)
     full = [scales.get(i, 1.0) for i in range(len(shape))]
-    # an output of the input's shape is a copy there, whatever the scales
-    interpolates = mode != "nearest" and any(outs[i] != shape[i] for i in outs)
-    if mode != "nearest" and not interpolates:
+    if all(outs[i] == shape[i] for i in outs):  # a copy there, whatever the scales
         return y
-    kept = set(_kernel_axes(full, mode) or ()) if interpolates else set()
+    kept = set(_kernel_axes(full, mode) or ()) if mode != "nearest" else set()
     outs = {i: n for i, n in outs.items() if n != shape[i] or full[i] != 1.0 or i in kept}
     resized = [outs.get(i, d) for i, d in enumerate(shape)]
     if math.prod(resized) > MAX_ELEMENTS or max(outs.values(), default=1) > MAX_TAKE:
@@ -227,8 +226,9 @@ def _taps(
 
 def _source(x: np.ndarray, size: int, out: int, scale: float, transform: str) -> np.ndarray:
     """The input coordinate of each output position ``x`` (the spec's transformations),
-    computed in float32 in onnxruntime's order of operations: a coordinate that lands on a
-    nearest-rounding tie (x.5) lands on the same side of it as there."""
+    computed in float32 in onnxruntime's order of operations (``half_pixel_symmetric``
+    partly in double, as there): a coordinate that lands on a nearest-rounding tie (x.5)
+    lands on the same side of it as there."""
     f = np.float32
     x, s, length = x.astype(f), f(scale), f(size)
     half = f(0.5)
@@ -239,9 +239,9 @@ def _source(x: np.ndarray, size: int, out: int, scale: float, transform: str) ->
         source = np.zeros_like(x) if out == 1 else x * (length - 1) / f(out - 1)
     elif transform == "pytorch_half_pixel" and out == 1:
         source = np.zeros_like(x)
-    elif transform == "half_pixel_symmetric":
-        adjustment = f(out) / (s * length)
-        source = length / 2 * (1 - adjustment) + ((x + half) / s) - half
+    elif transform == "half_pixel_symmetric":  # its offset in float32, the rest in double
+        offset = length / f(2) * (f(1) - f(out) / (s * length))
+        source = (np.float64(offset) + (x.astype(np.float64) + 0.5) / np.float64(s) - 0.5).astype(f)
     else:
         source = (x + half) / s - half
     return source.astype(np.float64)
