@@ -80,14 +80,11 @@ def run_with_algorithm(
     return buffers[graph.outputs[0]]
 
 
-def cython_matches_reference_at_every_level(
-    graph: Graph, x: np.ndarray, *, kernel_ran: bool, atol: float
-) -> None:
-    """The cython plan of ``graph`` at each level the CPU runs gives the reference's result
-    on ``x`` (NaN where it has NaN), with a fused kernel chosen where ``kernel_ran``."""
+def at_every_cython_level(check: Callable[[str], None]) -> None:
+    """``check(level)`` with the cython kernels set to each instruction-set level the CPU
+    runs, widest first; the best level restored after (also when a check fails)."""
     from walle.ops.backends import cython_isa
 
-    want = run_reference(graph, {"x": x})[0]
     best = cython_isa.kernel_level()
     try:
         for level in ("avx512", "avx2", "sse"):
@@ -95,17 +92,46 @@ def cython_matches_reference_at_every_level(
                 cython_isa.set_level(level)
             except ValidationError:  # this CPU lacks the level
                 continue
-            plan = compile_graph(graph, pin="cython", trials=False, use_cache=False)
-            if kernel_ran:
-                assert "fused" in {c.algorithm for c in plan.choices.values()}
-            got = plan(x)[0]
-            np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=level)
-            finite = ~np.isnan(want)
-            np.testing.assert_allclose(
-                got[finite], want[finite], rtol=1e-5, atol=atol, err_msg=level
-            )
+            check(level)
     finally:
         cython_isa.set_level(best)
+
+
+def raster_kernel_at_every_level(
+    kernel: object, y: np.ndarray, want: np.ndarray, stale: float = np.nan
+) -> None:
+    """An ops_raster kernel writes ``want`` into ``y`` (filled with ``stale`` first) at each
+    raster level the CPU runs; the best level restored after."""
+    from walle._kernels import ops_raster
+
+    best = ops_raster.best_level()
+    try:
+        for level in range(best + 1):
+            ops_raster.set_level(level)
+            y[...] = stale
+            kernel.run()  # type: ignore[attr-defined]
+            np.testing.assert_array_equal(y, want, err_msg=f"level {level}")
+    finally:
+        ops_raster.set_level(best)
+
+
+def cython_matches_reference_at_every_level(
+    graph: Graph, x: np.ndarray, *, kernel_ran: bool, atol: float
+) -> None:
+    """The cython plan of ``graph`` at each level the CPU runs gives the reference's result
+    on ``x`` (NaN where it has NaN), with a fused kernel chosen where ``kernel_ran``."""
+    want = run_reference(graph, {"x": x})[0]
+
+    def check(level: str) -> None:
+        plan = compile_graph(graph, pin="cython", trials=False, use_cache=False)
+        if kernel_ran:
+            assert "fused" in {c.algorithm for c in plan.choices.values()}
+        got = plan(x)[0]
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=level)
+        finite = ~np.isnan(want)
+        np.testing.assert_allclose(got[finite], want[finite], rtol=1e-5, atol=atol, err_msg=level)
+
+    at_every_cython_level(check)
 
 
 def im2col_node(graph: Graph) -> Node:

@@ -16,29 +16,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
-from tests._backends import backend_or_skip, run_with_algorithm
-from walle.errors import ValidationError
+from tests._backends import (
+    at_every_cython_level,
+    backend_or_skip,
+    raster_kernel_at_every_level,
+    run_with_algorithm,
+)
 from walle.ops import GraphBuilder
 from walle.ops.fusion import find_steps
 from walle.ops.onnx_import import import_onnx
 
 _SPECIALS = np.array([np.nan, np.inf, -np.inf, -0.0, 0.0, 3e38, 1e-45], np.float32)
-
-
-def _levels():
-    """Each cython level this CPU runs, set in turn (the best one restored after)."""
-    from walle.ops.backends import cython_isa
-
-    best = cython_isa.kernel_level()
-    try:
-        for level in ("avx512", "avx2", "sse"):
-            try:
-                cython_isa.set_level(level)
-            except ValidationError:  # this CPU lacks the level
-                continue
-            yield level
-    finally:
-        cython_isa.set_level(best)
 
 
 def _resize(shape, scales, mode: str, transform: str = "half_pixel"):
@@ -73,12 +61,15 @@ def _fused_equals_parts(graph, x: np.ndarray) -> None:
     cython = backend_or_skip("cython")
     steps = [s for s in find_steps(graph) if s.op == "fused.resample"]
     assert steps
-    for level in _levels():
+
+    def check(level: str) -> None:
         for step in steps:
             assert cython.algorithms(step, graph) == ["fused", "parts"]
             got = run_with_algorithm(cython, graph, {"x": x}, step, "fused")
             want = run_with_algorithm(cython, graph, {"x": x}, step, "parts")
             np.testing.assert_array_equal(got, want, err_msg=f"{level} {step.name}")
+
+    at_every_cython_level(check)
 
 
 @pytest.mark.parametrize(
@@ -128,12 +119,9 @@ def test_the_kernel_sums_its_taps_as_float32_in_order(
         want = x[:, index[0], :] * weights[0][None, :, None]
         for k in range(1, taps):
             want = want + x[:, index[k], :] * weights[k][None, :, None]
-    y = np.full((outer, n, inner), 7.0, np.float32)
+    y = np.empty((outer, n, inner), np.float32)
     kernel = ops_raster.ResampleKernel(x, y, outer, dim, inner, index, weights)
-    for level in _levels():
-        y[...] = 7.0
-        kernel.run()
-        np.testing.assert_array_equal(y, want, err_msg=level)
+    raster_kernel_at_every_level(kernel, y, want, stale=7.0)
 
 
 def test_the_kernel_refuses_what_does_not_fit() -> None:

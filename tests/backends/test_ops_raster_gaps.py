@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests._backends import backend_or_skip
+from tests._backends import backend_or_skip, raster_kernel_at_every_level
 from walle.ops.backends.numpy_backend import raster_calls
 from walle.ops.ir import Node, Region, contiguous_strides, unfilled_runs
 from walle.ops.reference import raster
@@ -125,15 +125,7 @@ def test_a_pad_raster_runs_in_one_bordered_pass_at_every_level(
     gaps = unfilled_runs((region,), size) if with_gaps else None
     kernel = ops_raster.RasterKernel([x], y, (region,), fill, gaps)
     assert kernel.bordered
-    best = ops_raster.best_level()
-    try:
-        for level in range(best + 1):
-            ops_raster.set_level(level)
-            y[...] = np.nan
-            kernel.run()
-            np.testing.assert_array_equal(y, want, err_msg=f"level {level}")
-    finally:
-        ops_raster.set_level(best)
+    raster_kernel_at_every_level(kernel, y, want)
 
 
 def test_a_raster_that_is_not_a_pad_keeps_the_general_path() -> None:

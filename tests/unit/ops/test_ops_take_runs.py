@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests._backends import backend_or_skip
+from tests._backends import backend_or_skip, raster_kernel_at_every_level
 from walle.errors import ModelError
 from walle.ops import GraphBuilder, available_backends, compile_graph
 from walle.ops.builder import _repeated_run, _take_runs
@@ -232,12 +232,4 @@ def test_a_2d_nearest_upsampling_repeats_rows_in_the_cython_raster(
     y = np.full((planes, height * rows, width * times), np.nan, np.float32)
     kernel = ops_raster.RasterKernel([x], y, (region,), None)
     want = np.repeat(np.repeat(x, rows, axis=1), times, axis=2)
-    best = ops_raster.best_level()
-    try:
-        for level in range(best + 1):
-            ops_raster.set_level(level)
-            y[...] = np.nan
-            kernel.run()
-            np.testing.assert_array_equal(y, want, err_msg=f"level {level}")
-    finally:
-        ops_raster.set_level(best)
+    raster_kernel_at_every_level(kernel, y, want)
