@@ -20,6 +20,12 @@ _NO_LIBC_LOOPS = ["-fno-tree-loop-distribute-patterns"]
 # slower (GCC 12). CPython's own CFLAGS carry it on most builds, and setuptools passes those
 # on, but not every Python's do.
 _WRAPV = ["-fwrapv"]
+# Every multiply-add the kernels leave to contraction becomes one fused instruction. GCC's
+# generic tuning may keep a multiply and an add apart where they form a chain through a loop
+# (a heuristic meant for CPUs whose FMA latency exceeds an add's; GCC 12 applied it to none of
+# the kernels' loops, its builds are the same with this flag): then a GEMM's tile of one shape
+# fuses and another does not, and a row's bits depend on its batch (a Xeon build with GCC 13).
+_FMA_ALWAYS = ["--param=avoid-fma-max-bits=0"]
 
 
 def _compiles(compiler: Any, flags: list[str], source: str, link: bool = False) -> bool:
@@ -42,14 +48,15 @@ _OMP_PROBE = "#include <omp.h>\nint main(void) { return omp_get_max_threads() < 
 class _BuildExt(build_ext):
     """Builds the kernels with the flags this compiler takes: OpenMP where it has it (GCC;
     clang with libomp), else single-threaded (max_threads.h answers 1) rather than failing
-    the install; GCC's loop flag only where it is known (clang may refuse it)."""
+    the install; GCC's loop and FMA flags only where they are known (clang may refuse them)."""
 
     def build_extensions(self) -> None:
         dropped: list[str] = []
         if not _compiles(self.compiler, _OPENMP, _OMP_PROBE, link=True):
             dropped += _OPENMP
-        if not _compiles(self.compiler, _NO_LIBC_LOOPS, "int main(void) { return 0; }\n"):
-            dropped += _NO_LIBC_LOOPS
+        for flags in (_NO_LIBC_LOOPS, _FMA_ALWAYS):
+            if not _compiles(self.compiler, flags, "int main(void) { return 0; }\n"):
+                dropped += flags
         for ext in self.extensions:
             ext.extra_compile_args = [a for a in ext.extra_compile_args if a not in dropped]
             ext.extra_link_args = [a for a in ext.extra_link_args if a not in dropped]
@@ -62,7 +69,7 @@ def _extensions() -> list[Extension]:
             f"walle._kernels.{pyx.stem}",
             [str(pyx)],
             include_dirs=[numpy.get_include(), "cython_kernels"],
-            extra_compile_args=["-O3", *_WRAPV, *_NO_LIBC_LOOPS, *_OPENMP],
+            extra_compile_args=["-O3", *_WRAPV, *_NO_LIBC_LOOPS, *_FMA_ALWAYS, *_OPENMP],
             extra_link_args=_OPENMP,
         )
         for pyx in sorted(Path("cython_kernels").glob("*.pyx"))

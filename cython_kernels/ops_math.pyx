@@ -192,40 +192,63 @@ cdef extern from *:
         walle_gemm_cols(a, b, c, m, n, k, n16, n);
     }
 
-    /* AVX-512 path (products of at least 4 rows and 32 columns): 16-column panels of b
-       outermost, so a panel (k x 16 floats) stays in L1 while every row block of a streams
-       past it; 8 x 16 tiles (8 accumulator registers) of 16-float vector-extension code. A generic 16-float
-       vector is only fast where the target has AVX-512 (elsewhere GCC lowers it to scalars),
-       hence a function of its own, called only after a CPU check. Measured alone, one
-       thread: 256^3 78 -> 104-110 GFlop/s, [64,256]@[256,256] 78 -> 106-114 GFlop/s. */
+    /* AVX-512 path (any rows, at least 16 columns): 16-column panels of b outermost, so a
+       panel (k x 16 floats) stays in L1 while every row block of a streams past it; 8 x 16
+       tiles (8 accumulator registers) of 16-float vectors. The rows past the last block of 4
+       go a row at a time, 64 columns a pass (4 accumulators: one would wait on its own
+       adds). A generic 16-float vector is only fast where the target has AVX-512 (elsewhere
+       GCC lowers it to scalars), hence a function of its own, called only after a CPU check.
+       Measured alone, one thread: 256^3 78 -> 104-110 GFlop/s, [64,256]@[256,256] 78 ->
+       106-114 GFlop/s.
+       Each step is the FMA instruction written out, not left to the compiler's contraction:
+       GCC 13 on a Xeon contracted the 8-row tile's steps and not the scalar tiles' (its
+       heuristics keep some multiply-add chains apart), so a row's outputs differed by batch
+       size. Every row of every tile shape is now the same chain of fused steps along k. */
     typedef float walle_v16 __attribute__((vector_size(64)));
-    #define WALLE_GEMM_V16(NAME, R) \\
-    static inline __attribute__((always_inline)) void NAME( \\
+    #ifdef WALLE_X86
+    #include <immintrin.h>
+    #define WALLE_MADD16(ACC, S, V) \\
+        ((walle_v16)_mm512_fmadd_ps(_mm512_set1_ps(S), (__m512)(V), (__m512)(ACC)))
+    #else
+    #define WALLE_MADD16(ACC, S, V) ((ACC) + (S) * (V))
+    #endif
+    #define WALLE_GEMM_V16(NAME, R, W) \\
+    WALLE_TARGET("avx512f,avx2,fma") static inline __attribute__((always_inline)) void NAME( \\
             const float* restrict a, const float* restrict b, float* restrict c, long n, \\
             long k) { \\
-        walle_v16 acc[R]; \\
-        for (int r = 0; r < R; r++) acc[r] = (walle_v16){0}; \\
+        walle_v16 acc[R][W]; \\
+        for (int r = 0; r < R; r++) \\
+            for (int w = 0; w < W; w++) acc[r][w] = (walle_v16){0}; \\
         for (long p = 0; p < k; p++) { \\
-            walle_v16 bp; \\
-            memcpy(&bp, b + p * n, sizeof bp); \\
-            for (int r = 0; r < R; r++) acc[r] += a[r * k + p] * bp; \\
+            walle_v16 bp[W]; \\
+            for (int w = 0; w < W; w++) memcpy(&bp[w], b + p * n + 16 * w, sizeof bp[w]); \\
+            for (int r = 0; r < R; r++) { \\
+                float s = a[r * k + p]; \\
+                for (int w = 0; w < W; w++) acc[r][w] = WALLE_MADD16(acc[r][w], s, bp[w]); \\
+            } \\
         } \\
-        for (int r = 0; r < R; r++) memcpy(c + r * n, &acc[r], sizeof(walle_v16)); \\
+        for (int r = 0; r < R; r++) \\
+            for (int w = 0; w < W; w++) \\
+                memcpy(c + r * n + 16 * w, &acc[r][w], sizeof(walle_v16)); \\
     }
-    WALLE_GEMM_V16(walle_tile_v8x16, 8)
-    WALLE_GEMM_V16(walle_tile_v4x16, 4)
-    WALLE_GEMM_V16(walle_tile_v1x16, 1)
-    #if defined(__x86_64__) && defined(__GNUC__)
-    __attribute__((target("avx512f,avx2,fma")))
-    #endif
+    WALLE_GEMM_V16(walle_tile_v8x16, 8, 1)
+    WALLE_GEMM_V16(walle_tile_v4x16, 4, 1)
+    WALLE_GEMM_V16(walle_tile_v1x16, 1, 1)
+    WALLE_GEMM_V16(walle_tile_v1x64, 1, 4)
+    WALLE_TARGET("avx512f,avx2,fma")
     static void walle_gemm_avx512(const float* restrict a, const float* restrict b,
                                   float* restrict c, long m, long n, long k) {
-        long n16 = n - n % 16;
+        long n16 = n - n % 16, m4 = m - m % 4;
         for (long j = 0; j < n16; j += 16) {
             long i = 0;
-            for (; i + 8 <= m; i += 8) walle_tile_v8x16(a + i * k, b + j, c + i * n + j, n, k);
-            for (; i + 4 <= m; i += 4) walle_tile_v4x16(a + i * k, b + j, c + i * n + j, n, k);
-            for (; i < m; i++) walle_tile_v1x16(a + i * k, b + j, c + i * n + j, n, k);
+            for (; i + 8 <= m4; i += 8) walle_tile_v8x16(a + i * k, b + j, c + i * n + j, n, k);
+            for (; i < m4; i += 4) walle_tile_v4x16(a + i * k, b + j, c + i * n + j, n, k);
+        }
+        for (long i = m4; i < m; i++) {
+            long j = 0;
+            for (; j + 64 <= n16; j += 64)
+                walle_tile_v1x64(a + i * k, b + j, c + i * n + j, n, k);
+            for (; j < n16; j += 16) walle_tile_v1x16(a + i * k, b + j, c + i * n + j, n, k);
         }
         if (n16 < n) walle_gemm_from(a, b, c, m, n, k, n16);
     }
@@ -933,7 +956,7 @@ cdef extern from *:
     static long walle_gemm_at(const float* a, const float* b, float* c, long m, long n, long k,
                               int wide, int fuse, const float* bias, int act) {
         if (wide && walle_math_level == 2) walle_gemm_avx512(a, b, c, m, n, k);
-        else if (wide && walle_math_level == 1) {
+        else if (wide && walle_math_level == 1 && m >= 4) {
             walle_gemm_panel_l1(a, b, c, m, n, k, fuse ? bias : 0, fuse ? act : 0);
             return fuse ? n - n % 16 : 0;
         } else walle_gemm_from_at(a, b, c, m, n, k, 0);
@@ -1048,9 +1071,9 @@ cdef class GemmKernel:
         self.b_step = self.k * self.n if b.ndim == 3 else 0
         self.bias_mode, self.act, self.epilogue_only = bias_mode, ACTS[act], epilogue_only
         self.threads = _threads(<double>c.size * (1 if epilogue_only else self.k), self.batch)
-        # the panel kernels for products of >= 4 rows and >= 16 columns (unless wide=False:
-        # the tests run both paths)
-        self.wide = wide and self.m >= 4 and self.n >= 16
+        # the panel kernels for products of >= 16 columns (AVX2's: and >= 4 rows; unless
+        # wide=False: the tests run both paths)
+        self.wide = wide and self.n >= 16
 
     def io_arrays(self):
         """The arrays ``run_io`` replaces, in its argument order: a, b, c."""
