@@ -31,6 +31,7 @@ import _one_thread  # noqa: F401  (first: one BLAS/OpenMP thread, set before num
 
 # isort: split
 import argparse
+import contextlib
 import os
 import random
 import shlex
@@ -110,11 +111,17 @@ def _fix_batch(model, batch: int):
     return fixed
 
 
-def _rows():
+def _chosen(label: str, only: list[str]) -> bool:
+    """Whether ``--only`` keeps the row ``label`` (any of its words in it, case aside)."""
+    return not only or any(word.lower() in label.lower() for word in only)
+
+
+def _rows(only: list[str]):
+    """The small rows (those ``only`` keeps)."""
     from walle.ops.sample_models import cnn_onnx, layernorm_composite_onnx, mlp_onnx
     from walle.ops.sample_models import single_op_onnx as one
 
-    return [
+    rows = [
         ("MLP 64-256-256-1, batch 1", _fix_batch(mlp_onnx(), 1)),
         ("MLP 64-256-256-1, batch 64", _fix_batch(mlp_onnx(), 64)),
         ("CNN 3x64x64, batch 1", _fix_batch(cnn_onnx(), 1)),
@@ -125,6 +132,7 @@ def _rows():
         ("LayerNorm [64,1024] (composite ops)", _fix_batch(layernorm_composite_onnx(), 64)),
         ("Transpose [64,128,32]", one("Transpose", [(64, 128, 32)], perm=[0, 2, 1])),
     ]
+    return [(label, model) for label, model in rows if _chosen(label, only)]
 
 
 def _feeds(model) -> dict[str, np.ndarray]:
@@ -181,19 +189,22 @@ def _mnn(model, feeds, workdir: Path):
 
     src, dst = workdir / "m.onnx", workdir / "m.mnn"
     onnx.save(model, str(src))
-    ok = _tools.mnnconvert(
-        [
-            "mnnconvert",
-            "-f",
-            "ONNX",
-            "--modelFile",
-            str(src),
-            "--MNNModel",
-            str(dst),
-            "--bizCode",
-            "walle",
-        ]
-    )
+    # the converter writes its weights to a scratch file in the working directory and reads
+    # them back: two benchmarks converting in one directory at once read each other's
+    with contextlib.chdir(workdir):
+        ok = _tools.mnnconvert(
+            [
+                "mnnconvert",
+                "-f",
+                "ONNX",
+                "--modelFile",
+                str(src),
+                "--MNNModel",
+                str(dst),
+                "--bizCode",
+                "walle",
+            ]
+        )
     if not ok:
         raise RuntimeError("MNN conversion failed")
     rt = MNN.nn.create_runtime_manager(({"backend": "CPU", "numThread": 1},))
@@ -268,7 +279,7 @@ def _thread_rows() -> list[str]:
     return lines
 
 
-def _pinned_rows() -> list[str]:
+def _pinned_rows(only: list[str]) -> list[str]:
     """The search's plan against each backend pinned for the whole plan, per row.
 
     Plans with an OpenCL step are timed in interleaved slices among themselves, host plans
@@ -289,7 +300,7 @@ def _pinned_rows() -> list[str]:
     ]
     print("\n".join(lines[-2:]), flush=True)
     worst = 0.0
-    for label, model in _rows():
+    for label, model in _rows(only):
         feeds = _feeds(model)
         fns, plans = {}, {}
         for name in (None, *names):
@@ -522,8 +533,9 @@ def _light(name: str, batch: int = 1, seed: int = 0):
     return model
 
 
-def _model_rows() -> list[str]:
-    """walle, onnxruntime and MNN on the nine real CNNs, one thread, interleaved."""
+def _model_rows(only: list[str]) -> list[str]:
+    """walle, onnxruntime and MNN on the nine real CNNs (the rows ``only`` keeps, matched
+    against "<model>, batch <n>"), one thread, interleaved."""
     lines = [
         "| model | batch | walle ms | onnxruntime ms | MNN ms | ort/walle | MNN/walle "
         "| max abs diff vs ort (rel.) | walle backends |",
@@ -532,6 +544,7 @@ def _model_rows() -> list[str]:
     print("\n".join(lines), flush=True)
     rows = [(label, name, 1) for label, name in LIGHT_MODELS]
     rows += [(label, name, 8) for label, name in LIGHT_MODELS if name in BATCH8]
+    rows = [row for row in rows if _chosen(f"{row[0]}, batch {row[2]}", only)]
     for label, name, batch in rows:
         model = _light(name, batch)
         feeds = _feeds(model)
@@ -601,6 +614,14 @@ def main() -> None:
         "AVX-512 checks are patched out, benchmarks/ort_avx2.py) and MNN, printed as their "
         "own tables: an AVX2-only CPU approximated on an AVX-512 one",
     )
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="only the rows whose label holds TEXT (case aside; a model row's label is "
+        "'<model>, batch <n>'; repeat for several)",
+    )
     parser.add_argument("--isa-table", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("WALLE_CACHE_DIR", tempfile.mkdtemp(prefix="walle-bench-"))
@@ -609,22 +630,24 @@ def main() -> None:
     if args.isa_table:  # the child of --isa-compare: the tables only, on stdout
         print(_ISA_MARK, flush=True)
         if not args.models:
-            _op_table()
+            _op_table(args.only)
         if not args.no_models:
             print(_ISA_MARK, flush=True)
-            _model_rows()
+            _model_rows(args.only)
         return
     ort_avx2 = _ort_avx2_copy() if args.ort_avx2 else None
+    only = [f"--only={word}" for word in args.only]
     if not args.models:
-        _small_rows(cpu, level)
+        _small_rows(cpu, level, args.only)
+        small = ["--no-models", *only]
         if args.isa_compare:
-            _isa_compare(cpu, ["--no-models"], "AVX2 build, small rows (`--isa-compare`)")
-            _isa_compare(cpu, ["--no-models"], "SSE build, small rows (`--isa-compare`)", isa="sse")
+            _isa_compare(cpu, small, "AVX2 build, small rows (`--isa-compare`)")
+            _isa_compare(cpu, small, "SSE build, small rows (`--isa-compare`)", isa="sse")
         if ort_avx2 is not None:
-            _isa_compare(cpu, ["--no-models"], _ORT_AVX2_TITLE.format("small rows"), ort=ort_avx2)
+            _isa_compare(cpu, small, _ORT_AVX2_TITLE.format("small rows"), ort=ort_avx2)
     if args.no_models:
         return
-    model_lines = _model_rows()
+    model_lines = _model_rows(args.only)
     command = "taskset -c 1 .venv/bin/python benchmarks/ops_bench.py --models"
     _write_section(
         "Real CNNs (onnx wheel, `--models`)",
@@ -639,9 +662,9 @@ def main() -> None:
         ],
     )
     if args.isa_compare:
-        _isa_compare(cpu, ["--models"], "AVX2 build, real CNNs (`--isa-compare`)")
+        _isa_compare(cpu, ["--models", *only], "AVX2 build, real CNNs (`--isa-compare`)")
     if ort_avx2 is not None:
-        _isa_compare(cpu, ["--models"], _ORT_AVX2_TITLE.format("real CNNs"), ort=ort_avx2)
+        _isa_compare(cpu, ["--models", *only], _ORT_AVX2_TITLE.format("real CNNs"), ort=ort_avx2)
 
 
 _ISA_MARK = "--- isa table ---"
@@ -726,15 +749,16 @@ def _isa_compare(
     )
 
 
-def _op_table() -> list[str]:
-    """The operator and small-model rows: walle against onnxruntime, MNN and numpy."""
+def _op_table(only: list[str]) -> list[str]:
+    """The operator and small-model rows (those ``only`` keeps): walle against onnxruntime,
+    MNN and numpy."""
     lines = [
         "| row | walle us | onnxruntime us | MNN us | numpy us | ort/walle | MNN/walle "
         "| numpy/walle | max abs diff vs ort | walle backends |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     print("\n".join(lines), flush=True)
-    for label, model in _rows():
+    for label, model in _rows(only):
         feeds = _feeds(model)
         ort_fn = _ort(model, feeds)
         walle_fn, plan = _walle(model, feeds, None)
@@ -765,10 +789,10 @@ def _op_table() -> list[str]:
     return lines
 
 
-def _small_rows(cpu: str, level: str) -> None:
+def _small_rows(cpu: str, level: str, only: list[str]) -> None:
     """The operator and small-model rows, threads and the search check (the default run)."""
-    lines = _op_table()
-    lines += _pinned_rows()
+    lines = _op_table(only)
+    lines += _pinned_rows(only)
     lines += _thread_rows()
     lines += _search_check()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
