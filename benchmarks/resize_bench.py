@@ -33,7 +33,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from onnx import TensorProto, helper, numpy_helper
 
 sys.path.insert(0, str(Path(__file__).parent))
 from ops_bench import _interleaved_median_us, _ort
@@ -43,6 +42,7 @@ import walle.ops.fusion
 import walle.ops.onnx_import.resize
 from walle.ops import Model
 from walle.ops.onnx_import import import_onnx
+from walle.ops.sample_models import resize_onnx
 
 # (label, input shape, scales, mode, coordinate_transformation_mode, nearest_mode)
 _HALF = ("half_pixel", "round_prefer_floor")
@@ -56,28 +56,6 @@ ROWS = [
     ("DeepLab logits 8x", (1, 21, 65, 65), (1, 1, 8, 8), "linear", "align_corners", "floor"),
     ("bicubic 2x", (1, 3, 128, 128), (1, 1, 2, 2), "cubic", *_HALF),
 ]
-
-
-def _model(shape, scales, mode: str, transform: str, nearest: str):
-    out = [int(d * s) for d, s in zip(shape, scales, strict=True)]
-    node = helper.make_node(
-        "Resize",
-        ["x", "", "scales"],
-        ["y"],
-        mode=mode,
-        coordinate_transformation_mode=transform,
-        nearest_mode=nearest,
-    )
-    graph = helper.make_graph(
-        [node],
-        "resize",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, out)],
-        [numpy_helper.from_array(np.array(scales, np.float32), "scales")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    return model
 
 
 @contextmanager
@@ -111,7 +89,7 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for label, shape, scales, mode, transform, nearest in ROWS:
-        model = _model(shape, scales, mode, transform, nearest)
+        model = resize_onnx(shape, scales, mode, transform, nearest)
         x = np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)
         fns = {"walle": _walle(model, x)}
         with _per_index():

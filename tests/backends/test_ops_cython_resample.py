@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from onnx import TensorProto, helper, numpy_helper
 
 from tests._backends import (
     at_every_cython_level,
@@ -25,25 +24,13 @@ from tests._backends import (
 from walle.ops import GraphBuilder
 from walle.ops.fusion import find_steps
 from walle.ops.onnx_import import import_onnx
+from walle.ops.sample_models import resize_onnx
 
 _SPECIALS = np.array([np.nan, np.inf, -np.inf, -0.0, 0.0, 3e38, 1e-45], np.float32)
 
 
 def _resize(shape, scales, mode: str, transform: str = "half_pixel"):
-    out = [int(d * s) for d, s in zip(shape, scales, strict=True)]
-    node = helper.make_node(
-        "Resize", ["x", "", "scales"], ["y"], mode=mode, coordinate_transformation_mode=transform
-    )
-    graph = helper.make_graph(
-        [node],
-        "resize",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, out)],
-        [numpy_helper.from_array(np.array(scales, np.float32), "scales")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    return import_onnx(model, batch=shape[0])
+    return import_onnx(resize_onnx(shape, scales, mode, transform), batch=shape[0])
 
 
 def _x(shape, seed: int, specials: bool) -> np.ndarray:

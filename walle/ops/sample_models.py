@@ -5,7 +5,8 @@
 transformer encoder layer (pre-norm attention and an erf-GELU feed-forward, as exported
 from PyTorch); ``mobilenet_v2_onnx``: MobileNetV2's first stages (depthwise convs, ReLU6
 as Clip, inverted residuals); ``recommender_onnx``: an embedding lookup of item ids, their
-mean joined with dense features, an MLP and a sigmoid score; ``single_op_onnx``: one node.
+mean joined with dense features, an MLP and a sigmoid score; ``resize_onnx``: one Resize by
+constant scales; ``single_op_onnx``: one node.
 The leading input dim is the symbolic batch ``N`` (``encoder_onnx``: fixed sizes, its
 reshapes name them).
 """
@@ -175,6 +176,27 @@ def single_op_onnx(
     return _model(
         [node], [_io(n, s) for n, s in zip(names, input_shapes, strict=True)], [out], inits, opset
     )
+
+
+def resize_onnx(
+    shape: Sequence[int],
+    scales: Sequence[float],
+    mode: str = "nearest",
+    transform: str = "half_pixel",
+    nearest: str = "round_prefer_floor",
+) -> ModelProto:
+    """One Resize (opset 13) of a fixed ``shape`` by constant ``scales``: ``mode`` nearest,
+    linear or cubic, ``transform`` its coordinate_transformation_mode, ``nearest`` its
+    nearest_mode; the output's declared shape is each dim times its scale, rounded down."""
+    node = _node(
+        "Resize",
+        ["x", "", "scales"],
+        ["y"],
+        "the_resize",
+        {"mode": mode, "coordinate_transformation_mode": transform, "nearest_mode": nearest},
+    )
+    out = [int(d * s) for d, s in zip(shape, scales, strict=True)]
+    return _model([node], [_io("x", shape)], [_io("y", out)], [_init("scales", scales)], 13)
 
 
 def _int_init(name: str, array: npt.ArrayLike) -> TensorProto:
