@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from walle.errors import ModelError
+from walle.errors import ModelError, ValidationError
 from walle.ops import aligned
 from walle.ops.composites import CompositeOps
 from walle.ops.ir import (
@@ -38,6 +38,7 @@ from walle.ops.ir import (
     Region,
     Shape,
     Value,
+    check_indices,
     check_size,
     contiguous_strides,
 )
@@ -235,6 +236,12 @@ class GraphBuilder(CompositeOps):
         rows = shape[axis]
         if not 0 < rows <= MAX_GATHER_ROWS:
             raise ModelError(f"gather: axis {axis} has {rows} rows, 1 to {MAX_GATHER_ROWS} run")
+        known = self.constant_value(indices)
+        if known is not None:  # constant indices: refused now, not at the first call
+            try:
+                check_indices(known, rows, "gather: its constant indices")
+            except ValidationError as exc:
+                raise ModelError(str(exc)) from exc
         out = (*shape[:axis], *self.shape(indices), *shape[axis + 1 :])
         return self._emit("gather", [data, indices], out, axis=axis)
 
@@ -246,14 +253,22 @@ class GraphBuilder(CompositeOps):
         e apart reading indices d apart, d 0 for a repeat), not one region per index; where
         each index of one such run comes e times in a row (a nearest upsampling by e), one
         region that reads each slab e times (along the innermost axis the cython raster's
-        repeat mode).
+        repeat mode). Indices in more than _TAKE_GATHER_FROM runs (a Gather of arbitrary
+        constant ids) are a gather whose indices are a constant instead: a raster of one
+        region per run cost each backend plan time and a launch or a call per region (2^16
+        random ids had taken 34 s to plan, 2^20 nine minutes).
         ``shape``: the output's, where the indices are not one flat axis (as many
         elements)."""
         axis = _axis(axis, len(self.shape(x)), "take")
         out = self._take_shape(x, {axis: indices})
         if shape is not None and math.prod(shape) != math.prod(out):
             raise ModelError(f"take: shape {tuple(shape)} does not hold {out}")
-        regions = _take_regions(self.shape(x), {axis: indices})
+        runs = _axis_runs(indices)
+        if len(runs) > _TAKE_GATHER_FROM and self.shape(x)[axis] <= MAX_GATHER_ROWS:
+            ids = self.const(np.asarray(indices, np.float32))  # exact: rows <= 2^24
+            taken = self.gather(x, ids, axis)
+            return taken if shape is None else self.reshape(taken, shape)
+        regions = _take_regions(self.shape(x), {axis: indices}, {axis: runs})
         assert regions is not None  # one axis: always one raster
         return self.raster([x], out if shape is None else tuple(shape), regions)
 
@@ -381,18 +396,29 @@ _TAKE_PERIODS = 8
 # The most regions a take along several axes makes as one raster (the product of its axes'
 # runs); beyond it, one take per axis.
 _TAKE_GRID = 64
+# A take of one axis whose indices fall in more runs than this is a gather of constant
+# indices, not a raster (builder.take). Alone, one core (cython): 256 random rows of 1-64
+# floats took the raster 12-16 us and the gather kernel 6-23; 1024 rows 43-60 against
+# 11-50, and each region costs ~11 us of plan time and a call per region on some backends.
+_TAKE_GATHER_FROM = 256
 
 # A region's dim: (size, source stride, destination stride), in elements.
 _Dim = tuple[int, int, int]
 
 
-def _take_regions(dims: Sequence[int], takes: Mapping[int, Sequence[int]]) -> list[Region] | None:
+def _take_regions(
+    dims: Sequence[int],
+    takes: Mapping[int, Sequence[int]],
+    known: Mapping[int, list[tuple[int, int, list[_Dim]]]] | None = None,
+) -> list[Region] | None:
     """The regions of one raster taking ``takes[axis]`` along each of its axes of a tensor of
-    ``dims``: one per combination of the axes' runs (:func:`_axis_runs`), their dims merged
-    where both sides are contiguous; None past _TAKE_GRID regions or rank 6."""
+    ``dims``: one per combination of the axes' runs (:func:`_axis_runs`; ``known``: an
+    axis's, found already), their dims merged where both sides are contiguous; None past
+    _TAKE_GRID regions or rank 6."""
     out = [len(takes[a]) if a in takes else d for a, d in enumerate(dims)]
     src, dst = contiguous_strides(tuple(dims)), contiguous_strides(tuple(out))
-    runs = {a: _axis_runs(i) for a, i in takes.items()}
+    known = known or {}
+    runs = {a: known[a] if a in known else _axis_runs(i) for a, i in takes.items()}
     if len(takes) > 1 and math.prod(len(r) for r in runs.values()) > _TAKE_GRID:
         return None
     regions = []

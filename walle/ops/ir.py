@@ -11,8 +11,10 @@ Every model, whether imported from ONNX or built in Python, lowers to these six 
   (``dst_offset`` + ``dst_strides``); strides and offsets count elements of flat, C-ordered
   buffers. Transpose, slice, concat, pad, reshape, im2col and pooling windows are rasters.
 - ``gather``: ``np.take(data, indices, axis)`` with indices computed at run time (ids given
-  with each call: an embedding lookup). The one op whose reads depend on the data: each
-  kernel checks its indices (whole numbers in [-rows, rows)) before it reads.
+  with each call: an embedding lookup), or a constant of many irregular indices (a Gather of
+  constant ids, which as a raster would be a region per run). The one op whose reads depend
+  on the data: each kernel checks its indices (whole numbers in [-rows, rows)) before it
+  reads; constant ones once, when it is built.
 
 A backend implements only these; composites (see :mod:`walle.ops.builder`) decompose into them.
 """
@@ -38,8 +40,8 @@ MAX_GATHER_ROWS = 1 << 24
 # The most elements one value may hold (8 GiB of float32): the OpenCL kernels index with 32-bit
 # ints, and a shape past it is a damaged or mistaken model far more often than a real one.
 MAX_ELEMENTS = (1 << 31) - 1
-# The most indices a take (a raster of one region per index) holds: a gather of constant
-# indices, an axis of a resize. Each is a region object at import.
+# The most indices a take holds (a Gather of constant indices, an axis of a resize): its runs
+# are found at import (builder._take_runs), in a few passes over them.
 MAX_TAKE = 1 << 20
 
 

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from tests._backends import backend_or_skip, raster_kernel_at_every_level
 from walle.errors import ModelError
 from walle.ops import GraphBuilder, available_backends, compile_graph
-from walle.ops.builder import _repeated_run, _take_runs
+from walle.ops.builder import _TAKE_GATHER_FROM, _repeated_run, _take_runs
 
 BACKENDS = [b.name for b in available_backends()]
 
@@ -233,3 +233,64 @@ def test_a_2d_nearest_upsampling_repeats_rows_in_the_cython_raster(
     kernel = ops_raster.RasterKernel([x], y, (region,), None)
     want = np.repeat(np.repeat(x, rows, axis=1), times, axis=2)
     raster_kernel_at_every_level(kernel, y, want)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(("shape", "axis"), [((300, 3), 0), ((2, 300, 5), 1), ((4, 2, 300), 2)])
+def test_a_take_of_many_irregular_runs_is_a_gather_of_constant_indices(backend, shape, axis):
+    """Past _TAKE_GATHER_FROM runs (random ids), a take is one gather reading a constant of
+    its indices, not a raster of a region per run (2^16 random ids had taken 34 s to plan):
+    np.take on every backend, repeats, the first and the last row included."""
+    rng = np.random.default_rng(axis)
+    indices = [0, shape[axis] - 1, *(int(i) for i in rng.integers(0, shape[axis], 1200)), 0]
+    b = GraphBuilder()
+    graph = b.build([b.take(b.input("x", shape), indices, axis)])
+    assert [n.op for n in graph.nodes] == ["gather"]
+    assert len(_take_runs(indices)) > _TAKE_GATHER_FROM
+    x = rng.uniform(-1, 1, shape).astype(np.float32)
+    plan = compile_graph(graph, backends=[backend], trials=False, use_cache=False)
+    np.testing.assert_array_equal(plan(x)[0], np.take(x, indices, axis))
+
+
+def test_a_take_stays_a_raster_up_to_the_bound_and_keeps_its_declared_shape() -> None:
+    """_TAKE_GATHER_FROM falling indices (a run each) are a raster, one more a gather; a take
+    with an output shape given (a Gather of 2-D ids) reshapes the gather's output."""
+    at_bound = list(range(_TAKE_GATHER_FROM - 1, -1, -1))
+    assert len(_take_runs(at_bound)) == _TAKE_GATHER_FROM
+    b = GraphBuilder()
+    graph = b.build([b.take(b.input("x", (600, 2)), at_bound, 0)])
+    assert [n.op for n in graph.nodes] == ["raster"]
+    past = list(range(_TAKE_GATHER_FROM, -1, -1))
+    b = GraphBuilder()
+    graph = b.build([b.take(b.input("x", (600, 2)), past, 0, shape=(1, len(past), 2))])
+    assert [n.op for n in graph.nodes] == ["gather", "raster"]  # the reshape: a raster view
+    xv = np.random.default_rng(1).uniform(-1, 1, (600, 2)).astype(np.float32)
+    plan = compile_graph(graph, backends=["numpy"], trials=False, use_cache=False)
+    np.testing.assert_array_equal(plan(xv)[0], np.take(xv, past, 0)[None])
+
+
+def test_constant_gather_indices_out_of_range_are_refused_when_built() -> None:
+    b = GraphBuilder()
+    x = b.input("x", (4, 2))
+    with pytest.raises(ModelError, match=r"constant indices at position \(1,\): 4 is not"):
+        b.gather(x, b.const(np.array([0, 4], np.float32)), 0)
+    with pytest.raises(ModelError, match=r"position \(0,\): 1.5 is not a whole number"):
+        b.gather(x, b.const(np.array([1.5], np.float32)), 0)
+
+
+def test_an_onnx_gather_of_many_constant_ids_matches_numpy(tmp_path) -> None:
+    """A Gather whose constant ids (2-D, negative ones among them) fall in many runs: one
+    gather step, np.take's result."""
+    from walle.ops import Model
+    from walle.ops.sample_models import single_op_onnx
+
+    ids = np.random.default_rng(3).integers(-50, 50, (30, 40))
+    path = tmp_path / "gather.onnx"
+    model = single_op_onnx("Gather", [(2, 50, 6)], constants={"ids": ids}, axis=1)
+    path.write_bytes(model.SerializeToString())
+    x = np.random.default_rng(4).uniform(-1, 1, (2, 50, 6)).astype(np.float32)
+    loaded = Model(path)
+    ops = [s.op for s in loaded.plan(2).steps]
+    assert ops[0] == "gather" and ops[1:] in ([], ["raster"])  # and the ids' shape: a view
+    (y,) = loaded.run(x)
+    np.testing.assert_array_equal(y, np.take(x, ids, 1))

@@ -13,6 +13,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -256,6 +257,16 @@ def checked_gather(indices: FloatArray, rows: int, node: str, run: Call) -> None
     would be a wrong answer or a crash)."""
     check_indices(indices, rows, f"gather {node!r}: its indices", field=node)
     run()
+
+
+def gather_call(node: Node, graph: Graph, indices: FloatArray, rows: int, run: Call) -> Call:
+    """A gather's call: its kernel ``run`` behind the indices' check (:func:`checked_gather`),
+    or, where the indices are one of the graph's constants (a Gather of constant ids), the
+    kernel alone, the constant checked once here."""
+    if node.inputs[1] in graph.constants:
+        check_indices(indices, rows, f"gather {node.name!r}: its indices", field=node.name)
+        return run
+    return partial(checked_gather, indices, rows, node.name, run)
 
 
 def is_aliased_part(node: Node, buffers: Buffers) -> bool:

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from functools import cache, partial
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +49,7 @@ from walle.ops.backends.base import (
     Buffers,
     Call,
     MatmulCall,
-    checked_gather,
+    gather_call,
     is_aliased_part,
 )
 from walle.ops.fusion import FusedStep, take_indices
@@ -248,7 +248,7 @@ class CythonBackend(Backend):
             shape, axis = graph.shape(node.inputs[0]), node.attr("axis")
             outer, inner = math.prod(shape[:axis]), math.prod(shape[axis + 1 :])
             kernel = ops_raster.GatherKernel(ins[0], ins[1], out, outer, shape[axis], inner)
-            return [partial(checked_gather, ins[1], shape[axis], node.name, kernel.run)]
+            return [gather_call(node, graph, ins[1], shape[axis], kernel.run)]
         return [_raster(ins, out, node.attr("regions"), node.attr("fill"))]
 
     def compile_fused(

@@ -7,7 +7,7 @@ from typing import Protocol
 
 import numpy as np
 
-from walle.ops.backends.base import Backend, Buffers, Call, MatmulCall, checked_gather
+from walle.ops.backends.base import Backend, Buffers, Call, MatmulCall, gather_call
 from walle.ops.ir import FloatArray, Graph, Node, unfilled_runs
 from walle.ops.reference import BINARY, erf, region_view
 
@@ -59,7 +59,7 @@ class NumpyBackend(Backend):
         if node.op == "gather":
             axis = node.attr("axis")
             take = partial(_take, ins[0], ins[1], axis, out)
-            return [partial(checked_gather, ins[1], ins[0].shape[axis], node.name, take)]
+            return [gather_call(node, graph, ins[1], ins[0].shape[axis], take)]
         return raster_calls(node, ins, out)
 
 

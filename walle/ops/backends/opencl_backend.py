@@ -40,7 +40,7 @@ from walle.ops.backends.opencl_kernels import ACTS, TILE, program_source
 from walle.ops.backends.opencl_launch import Launch, LaunchSequence, ValueArg
 from walle.ops.backends.opencl_pool import pool_outputs, pool_source, pool_spec
 from walle.ops.fusion import FusedStep
-from walle.ops.ir import Graph, Node, contiguous_strides
+from walle.ops.ir import Graph, Node, check_indices, contiguous_strides
 
 try:
     import pyopencl as cl
@@ -156,8 +156,10 @@ class OpenCLBackend(Backend):
     # -- what runs here -------------------------------------------------------------------
     def supports(self, node: Node, graph: Graph) -> bool:
         sizes = [math.prod(graph.shape(n)) for n in (*node.inputs, node.output)]
-        if max(sizes) > _MAX_ELEMENTS or node.op == "gather":  # a lookup runs on the host
+        if max(sizes) > _MAX_ELEMENTS:
             return False
+        if node.op == "gather":  # ids given with each call: checked and looked up on the host
+            return node.inputs[1] in graph.constants
         if node.op == "reduce":
             return _reduce_view(graph.shape(node.inputs[0]), node.attr("axes")) is not None
         if node.op == "binary":
@@ -246,6 +248,15 @@ class OpenCLBackend(Backend):
                     launch, algo, graph, node, node.inputs, out, None, 0, "none", self._tiling(algo)
                 )
             ]
+        if node.op == "gather":  # constant indices (supports): checked once, here
+            shape, axis = graph.shape(node.inputs[0]), node.attr("axis")
+            ids = graph.constants[node.inputs[1]]
+            check_indices(ids, shape[axis], f"gather {node.name!r}: its indices", node.name)
+            outer, inner = math.prod(shape[:axis]), math.prod(shape[axis + 1 :])
+            count = math.prod(graph.shape(node.inputs[1]))
+            g, lsize = _range2(inner, outer * count)
+            args = (ValueArg(node.inputs[0]), ValueArg(node.inputs[1]), out)
+            return [launch("gather", g, lsize, (*args, *_ints(shape[axis], count, inner)))]
         return _raster(launch, node, graph, out)
 
     def compile_fused(

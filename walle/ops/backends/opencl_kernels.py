@@ -16,6 +16,9 @@ kernel is specialised (and rebuilt) per shape.
   (algorithm ``rows4``): 4 rows x 1 column per work-item in registers (CPU platforms);
 - ``raster``: one region, padded to rank 6; spec = [src_off, dst_off, sizes[6], src
   strides[6], dst strides[6]];
+- ``gather``: y[o, t, :] = x[o, idx[t], :] over [outer, rows, inner] for constant indices
+  (checked when the graph was built; a negative one counts from the end), a 2-D range
+  (inner, outer * count);
 - ``softmax_rows`` / ``layernorm_rows``: one work-item per row.
 """
 
@@ -174,6 +177,16 @@ __kernel void raster(__global const float* src, __global float* dst, __constant 
         dof += q * s[14 + d];
     }}
     dst[dof] = src[so];
+}}
+
+__kernel void gather(__global const float* x, __global const float* idx, __global float* y,
+                     const int rows, const int count, const int inner) {{
+    int i = get_global_id(0), ot = get_global_id(1);
+    if (i >= inner) return;
+    int o = ot / count, t = ot - o * count;
+    int row = (int)idx[t];
+    if (row < 0) row += rows;
+    y[ot * inner + i] = x[(o * rows + row) * inner + i];
 }}
 
 __kernel void softmax_rows(__global const float* x, __global float* y, const int rows,

@@ -209,8 +209,9 @@ def _split(im: Importer, node: OnnxNode, ins: list[str]) -> list[str]:
 
 
 def _gather(im: Importer, node: OnnxNode, ins: list[str]) -> str:
-    """Constant indices: a raster with one region per index, data[..., i, ...] blocks into
-    the output. Indices known at run time only (ids given with each call, see
+    """Constant indices: a take (:meth:`GraphBuilder.take`: a raster copying runs of slabs,
+    or a gather reading a constant of the indices where they fall in many runs). Indices
+    known at run time only (ids given with each call, see
     :mod:`walle.ops.onnx_import.ids`): a gather, whose kernel checks them. Negative ones
     count from the end."""
     shape = im.b.shape(ins[0])
