@@ -245,9 +245,7 @@ class GraphBuilder(CompositeOps):
         out = (*shape[:axis], *self.shape(indices), *shape[axis + 1 :])
         return self._emit("gather", [data, indices], out, axis=axis)
 
-    def take(
-        self, x: str, indices: Sequence[int], axis: int, shape: Sequence[int] | None = None
-    ) -> str:
+    def take(self, x: str, indices: _Indices, axis: int, shape: Sequence[int] | None = None) -> str:
         """``np.take(x, indices, axis)`` for constant ``indices`` in [0, dim): a raster whose
         regions each copy a run of the slabs of ``x`` (:func:`_take_runs`: output positions
         e apart reading indices d apart, d 0 for a repeat), not one region per index; where
@@ -263,12 +261,11 @@ class GraphBuilder(CompositeOps):
         out = self._take_shape(x, {axis: indices})
         if shape is not None and math.prod(shape) != math.prod(out):
             raise ModelError(f"take: shape {tuple(shape)} does not hold {out}")
-        runs = _axis_runs(indices)
-        if len(runs) > _TAKE_GATHER_FROM and self.shape(x)[axis] <= MAX_GATHER_ROWS:
+        if _run_count(indices) > _TAKE_GATHER_FROM and self.shape(x)[axis] <= MAX_GATHER_ROWS:
             ids = self.const(np.asarray(indices, np.float32))  # exact: rows <= 2^24
             taken = self.gather(x, ids, axis)
             return taken if shape is None else self.reshape(taken, shape)
-        regions = _take_regions(self.shape(x), {axis: indices}, {axis: runs})
+        regions = _take_regions(self.shape(x), {axis: indices})
         assert regions is not None  # one axis: always one raster
         return self.raster([x], out if shape is None else tuple(shape), regions)
 
@@ -289,13 +286,14 @@ class GraphBuilder(CompositeOps):
             x = self.take(x, indices, axis)
         return x
 
-    def _take_shape(self, x: str, takes: Mapping[int, Sequence[int]]) -> tuple[int, ...]:
+    def _take_shape(self, x: str, takes: Mapping[int, _Indices]) -> tuple[int, ...]:
         """The output shape of taking ``indices`` along each axis of ``takes`` (checked)."""
         dims = list(self.shape(x))
         for axis, indices in takes.items():
             if len(indices) > MAX_TAKE:
                 raise ModelError(f"take: {len(indices):,} indices, more than {MAX_TAKE:,}")
-            if any(not 0 <= i < dims[axis] for i in indices):
+            values = np.asarray(indices, dtype=np.int64)
+            if values.size and (values.min() < 0 or values.max() >= dims[axis]):
                 raise ModelError(f"take: indices outside [0, {dims[axis] - 1}] on axis {axis}")
             dims[axis] = len(indices)
         return tuple(dims)
@@ -402,23 +400,19 @@ _TAKE_GRID = 64
 # 11-50, and each region costs ~11 us of plan time and a call per region on some backends.
 _TAKE_GATHER_FROM = 256
 
+# A take's constant indices: a list, or an int64 array (a Gather's, as read from the model).
+_Indices = Sequence[int] | npt.NDArray[np.int64]
 # A region's dim: (size, source stride, destination stride), in elements.
 _Dim = tuple[int, int, int]
 
 
-def _take_regions(
-    dims: Sequence[int],
-    takes: Mapping[int, Sequence[int]],
-    known: Mapping[int, list[tuple[int, int, list[_Dim]]]] | None = None,
-) -> list[Region] | None:
+def _take_regions(dims: Sequence[int], takes: Mapping[int, _Indices]) -> list[Region] | None:
     """The regions of one raster taking ``takes[axis]`` along each of its axes of a tensor of
-    ``dims``: one per combination of the axes' runs (:func:`_axis_runs`; ``known``: an
-    axis's, found already), their dims merged where both sides are contiguous; None past
-    _TAKE_GRID regions or rank 6."""
+    ``dims``: one per combination of the axes' runs (:func:`_axis_runs`), their dims merged
+    where both sides are contiguous; None past _TAKE_GRID regions or rank 6."""
     out = [len(takes[a]) if a in takes else d for a, d in enumerate(dims)]
     src, dst = contiguous_strides(tuple(dims)), contiguous_strides(tuple(out))
-    known = known or {}
-    runs = {a: known[a] if a in known else _axis_runs(i) for a, i in takes.items()}
+    runs = {a: _axis_runs(i) for a, i in takes.items()}
     if len(takes) > 1 and math.prod(len(r) for r in runs.values()) > _TAKE_GRID:
         return None
     regions = []
@@ -450,7 +444,7 @@ def _take_regions(
     return regions
 
 
-def _axis_runs(indices: Sequence[int]) -> list[tuple[int, int, list[_Dim]]]:
+def _axis_runs(indices: _Indices) -> list[tuple[int, int, list[_Dim]]]:
     """A take's runs along one axis as (first output position, first index, dims in
     positions and indices): one repeat of each slab e times over where there is one
     (:func:`_repeated_run`), else :func:`_take_runs`."""
@@ -475,29 +469,44 @@ def _merged(parts: list[_Dim]) -> list[_Dim]:
     return merged or [(1, 1, 1)]
 
 
-def _take_runs(indices: Sequence[int]) -> list[tuple[int, int, int, int, int]]:
+def _take_runs(indices: _Indices) -> list[tuple[int, int, int, int, int]]:
     """Runs (t0, e, i0, d, m) that cover each output position of a take once: positions
     t0 + e * j read index i0 + d * j for j < m (d >= 0). Of the periods e from 1 to
     _TAKE_PERIODS, the one that needs the fewest runs."""
+    e, parts = _fewest_runs(np.asarray(indices, dtype=np.int64))
+    return [
+        (r + e * int(j), e, int(i0), int(d), int(m))
+        for r, part in enumerate(parts)
+        for j, i0, d, m in zip(*part, strict=True)
+    ]
+
+
+def _run_count(indices: _Indices) -> int:
+    """How many runs :func:`_axis_runs` finds in ``indices``, without listing them."""
     values = np.asarray(indices, dtype=np.int64)
-    best: list[tuple[int, int, int, int, int]] = []
+    if _repeated_run(values) is not None:
+        return 1
+    return sum(len(part[0]) for part in _fewest_runs(values)[1])
+
+
+def _fewest_runs(
+    values: npt.NDArray[np.int64],
+) -> tuple[int, list[tuple[npt.NDArray[np.int64], ...]]]:
+    """The period e (1 to _TAKE_PERIODS) whose residue classes split ``values`` into the
+    fewest arithmetic runs, and each class's runs (:func:`_arithmetic_runs`)."""
+    best: tuple[int, list[tuple[npt.NDArray[np.int64], ...]]] = (1, [])
     count = len(values) + 1
     for e in range(1, min(_TAKE_PERIODS, len(values)) + 1):
         parts = [_arithmetic_runs(values[r::e]) for r in range(e)]
         runs = sum(len(p[0]) for p in parts)
         if runs < count:
-            count = runs
-            best = [
-                (r + e * int(j), e, int(i0), int(d), int(m))
-                for r, part in enumerate(parts)
-                for j, i0, d, m in zip(*part, strict=True)
-            ]
+            count, best = runs, (e, parts)
         if count <= 1:
             break
     return best
 
 
-def _repeated_run(indices: Sequence[int]) -> tuple[int, int, int, int] | None:
+def _repeated_run(indices: _Indices) -> tuple[int, int, int, int] | None:
     """(i0, d, m, e) where ``indices`` are i0, i0 + d, ... (m of them, d >= 0), each e > 1
     times in a row; else None."""
     values = np.asarray(indices, dtype=np.int64)

@@ -224,7 +224,7 @@ def _gather(im: Importer, node: OnnxNode, ins: list[str]) -> str:
         raise ModelError(f"{node.where}: indices outside [-{dim}, {dim - 1}] on axis {axis}")
     flat = np.where(indices < 0, indices + dim, indices).reshape(-1)
     out = (*shape[:axis], *indices.shape, *shape[axis + 1 :])
-    return im.b.take(ins[0], [int(i) for i in flat], axis, out)
+    return im.b.take(ins[0], flat, axis, out)
 
 
 def _expand(im: Importer, node: OnnxNode, ins: list[str]) -> str:
