@@ -63,17 +63,17 @@ def _per_index():
     """The lowering before runs of slabs: a region per index, the axes in order, each tap's
     take, product and sum a step of its own."""
     builder, resize, fusion = walle.ops.builder, walle.ops.onnx_import.resize, walle.ops.fusion
-    runs, repeated = builder._take_runs, builder._repeated_run
-    resample = fusion._match_resample
-    builder._take_runs = lambda idx: [(t, 1, int(i), 0, 1) for t, i in enumerate(idx)]
-    builder._repeated_run = lambda idx: None
+    axis_runs, resample = builder._axis_runs, fusion._match_resample
+    # a run of one slab per index (position t reads index i), never a gather
+    builder._axis_runs = lambda idx, most=None: [
+        (t, int(i), [(1, 0, 1)]) for t, i in enumerate(idx)
+    ]
     resize.sorted = lambda axes, key=None: list(axes)  # type: ignore[attr-defined]
     fusion._match_resample = lambda m, node: None
     try:
         yield
     finally:
-        builder._take_runs, builder._repeated_run = runs, repeated
-        fusion._match_resample = resample
+        builder._axis_runs, fusion._match_resample = axis_runs, resample
         del resize.sorted  # type: ignore[attr-defined]
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping, Sequence
+from typing import overload
 
 import numpy as np
 import numpy.typing as npt
@@ -261,11 +262,13 @@ class GraphBuilder(CompositeOps):
         out = self._take_shape(x, {axis: indices})
         if shape is not None and math.prod(shape) != math.prod(out):
             raise ModelError(f"take: shape {tuple(shape)} does not hold {out}")
-        if _run_count(indices) > _TAKE_GATHER_FROM and self.shape(x)[axis] <= MAX_GATHER_ROWS:
+        gather = self.shape(x)[axis] <= MAX_GATHER_ROWS
+        runs = _axis_runs(indices, _TAKE_GATHER_FROM if gather else None)
+        if runs is None:
             ids = self.const(np.asarray(indices, np.float32))  # exact: rows <= 2^24
             taken = self.gather(x, ids, axis)
             return taken if shape is None else self.reshape(taken, shape)
-        regions = _take_regions(self.shape(x), {axis: indices})
+        regions = _take_regions(self.shape(x), {axis: indices}, {axis: runs})
         assert regions is not None  # one axis: always one raster
         return self.raster([x], out if shape is None else tuple(shape), regions)
 
@@ -404,15 +407,23 @@ _TAKE_GATHER_FROM = 256
 _Indices = Sequence[int] | npt.NDArray[np.int64]
 # A region's dim: (size, source stride, destination stride), in elements.
 _Dim = tuple[int, int, int]
+# A take's run along one axis: (first output position, first index, its dims).
+_Run = tuple[int, int, list[_Dim]]
 
 
-def _take_regions(dims: Sequence[int], takes: Mapping[int, _Indices]) -> list[Region] | None:
+def _take_regions(
+    dims: Sequence[int],
+    takes: Mapping[int, _Indices],
+    found: Mapping[int, list[_Run]] | None = None,
+) -> list[Region] | None:
     """The regions of one raster taking ``takes[axis]`` along each of its axes of a tensor of
-    ``dims``: one per combination of the axes' runs (:func:`_axis_runs`), their dims merged
-    where both sides are contiguous; None past _TAKE_GRID regions or rank 6."""
+    ``dims``: one per combination of the axes' runs (:func:`_axis_runs`, or ``found[axis]``
+    where the caller has them), their dims merged where both sides are contiguous; None past
+    _TAKE_GRID regions or rank 6."""
     out = [len(takes[a]) if a in takes else d for a, d in enumerate(dims)]
     src, dst = contiguous_strides(tuple(dims)), contiguous_strides(tuple(out))
-    runs = {a: _axis_runs(i) for a, i in takes.items()}
+    found = found or {}
+    runs = {a: found[a] if a in found else _axis_runs(i) for a, i in takes.items()}
     if len(takes) > 1 and math.prod(len(r) for r in runs.values()) > _TAKE_GRID:
         return None
     regions = []
@@ -444,15 +455,24 @@ def _take_regions(dims: Sequence[int], takes: Mapping[int, _Indices]) -> list[Re
     return regions
 
 
-def _axis_runs(indices: _Indices) -> list[tuple[int, int, list[_Dim]]]:
+@overload
+def _axis_runs(indices: _Indices) -> list[_Run]: ...
+@overload
+def _axis_runs(indices: _Indices, most: int | None) -> list[_Run] | None: ...
+def _axis_runs(indices: _Indices, most: int | None = None) -> list[_Run] | None:
     """A take's runs along one axis as (first output position, first index, dims in
     positions and indices): one repeat of each slab e times over where there is one
-    (:func:`_repeated_run`), else :func:`_take_runs`."""
-    repeat = _repeated_run(indices)
+    (:func:`_repeated_run`), else :func:`_take_runs`'s; None where they are more than
+    ``most`` (counted before they are listed: 2^20 random indices are ~10^6 runs)."""
+    values = np.asarray(indices, dtype=np.int64)
+    repeat = _repeated_run(values)
     if repeat is not None:
         i0, d, m, e = repeat
         return [(0, i0, [(m, d, e), (e, 0, 1)])]
-    return [(t0, i0, [(m, d, e)]) for t0, e, i0, d, m in _take_runs(indices)]
+    e, parts = _fewest_runs(values)
+    if most is not None and sum(len(part[0]) for part in parts) > most:
+        return None
+    return [(t0, i0, [(m, d, e)]) for t0, e, i0, d, m in _listed_runs(e, parts)]
 
 
 def _merged(parts: list[_Dim]) -> list[_Dim]:
@@ -473,20 +493,18 @@ def _take_runs(indices: _Indices) -> list[tuple[int, int, int, int, int]]:
     """Runs (t0, e, i0, d, m) that cover each output position of a take once: positions
     t0 + e * j read index i0 + d * j for j < m (d >= 0). Of the periods e from 1 to
     _TAKE_PERIODS, the one that needs the fewest runs."""
-    e, parts = _fewest_runs(np.asarray(indices, dtype=np.int64))
+    return _listed_runs(*_fewest_runs(np.asarray(indices, dtype=np.int64)))
+
+
+def _listed_runs(
+    e: int, parts: list[tuple[npt.NDArray[np.int64], ...]]
+) -> list[tuple[int, int, int, int, int]]:
+    """The runs (t0, e, i0, d, m) of :func:`_fewest_runs`' period and residue classes."""
     return [
         (r + e * int(j), e, int(i0), int(d), int(m))
         for r, part in enumerate(parts)
         for j, i0, d, m in zip(*part, strict=True)
     ]
-
-
-def _run_count(indices: _Indices) -> int:
-    """How many runs :func:`_axis_runs` finds in ``indices``, without listing them."""
-    values = np.asarray(indices, dtype=np.int64)
-    if _repeated_run(values) is not None:
-        return 1
-    return sum(len(part[0]) for part in _fewest_runs(values)[1])
 
 
 def _fewest_runs(
