@@ -10,7 +10,10 @@ just touched). A step whose in-run time is well above its warm time pays for dat
 from memory: weights read once per run, an output written to lines no cache holds. This table
 found the Winograd filters, direct-conv and grouped-conv weights that are now asked for ahead
 (README, the Zen 5 section); ``--ort`` adds onnxruntime's per-node medians, to see which of
-walle's steps lose to which of its nodes. Medians over the rounds; one core.
+walle's steps lose to which of its nodes, and ``--mnn`` MNN's per-op medians (its
+interpreter's callbacks around each op, the model converted as ops_bench converts it; MNN's
+ops time only themselves, a few microseconds of callback each aside). Medians over the
+rounds; one core.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import ops_bench
 
@@ -87,6 +92,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--top", type=int, default=0, help="only the N steps that lose most")
     parser.add_argument("--ort", action="store_true", help="onnxruntime's per-node medians too")
+    parser.add_argument("--mnn", action="store_true", help="MNN's per-op medians too")
     args = parser.parse_args()
     inner, labels, calls = _plan(args.model, args.batch)
     rows_per_run = inner.buffers[inner.graph.inputs[0]].shape[0]
@@ -137,6 +143,43 @@ def main() -> None:
         print("\n| onnxruntime node | op | us |\n|---|---|---|")
         for node, kind, us in nodes:
             print(f"| {node} | {kind} | {us:,.1f} |")
+    if args.mnn:
+        ops = _mnn_ops(args.model, args.batch, args.rounds)
+        print(f"\nMNN's ops: {sum(us for _, _, us in ops):,.0f} us")
+        print("\n| MNN op | type | us |\n|---|---|---|")
+        for name, kind, us in ops:
+            print(f"| {name} | {kind} | {us:,.1f} |")
+
+
+def _mnn_ops(name: str, batch: int, rounds: int) -> list[tuple[str, str, float]]:
+    """(op, type, median us) of each op of MNN's run of the model, in run order: one
+    thread, timed by the interpreter's callbacks before and after each op."""
+    import MNN
+
+    model = ops_bench._light(name, batch)
+    feeds = ops_bench._feeds(model)
+    x = next(iter(feeds.values()))
+    times: dict[tuple[str, str], list[float]] = {}
+    started = [0.0]
+
+    def before(tensors: object, op: object) -> bool:
+        started[0] = time.perf_counter()
+        return True
+
+    def after(tensors: object, op: Any) -> bool:
+        key = (op.getName(), op.getType())
+        times.setdefault(key, []).append(time.perf_counter() - started[0])
+        return True
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ops_bench._mnn(model, feeds, Path(tmp))  # converts to tmp/m.mnn
+        interpreter = MNN.Interpreter(str(Path(tmp) / "m.mnn"))
+        session = interpreter.createSession({"numThread": 1, "backend": "CPU"})
+        host = MNN.Tensor(x.shape, MNN.Halide_Type_Float, x, MNN.Tensor_DimensionType_Caffe)
+        interpreter.getSessionInput(session).copyFrom(host)
+        for _ in range(rounds):
+            interpreter.runSessionWithCallBackInfo(session, before, after)
+    return [(n, kind, statistics.median(t) * 1e6) for (n, kind), t in times.items()]
 
 
 if __name__ == "__main__":
