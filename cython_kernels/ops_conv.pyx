@@ -285,6 +285,7 @@ cdef extern from "winograd.h":
         long first
         long r
         long top, left
+        long h_org, w_org
         const float* u
         const float* g
         const float* bias
@@ -357,6 +358,75 @@ def _wino_groups(int level, long tiles):
     return best[1:]
 
 
+def _wino_filters(g, int tile, int side):
+    """The filters g [Cout, C, side * side] transformed for F(tile x tile, side x side) and
+    packed [Cout/8][area][C][8] (a block's filters one stream; Cout padded with zeros)."""
+    cout, c = g.shape[0], g.shape[1]
+    area = (tile + side - 1) ** 2
+    blocks = -(-cout // 8)
+    transform = _WINO_G[(tile, side)]
+    u = np.einsum("ai,kcij,bj->abkc", transform,
+                  g.reshape(cout, c, side, side).astype(np.float64), transform)
+    packed = np.zeros((area, blocks * 8, c), np.float32)
+    packed[:, :cout] = u.reshape(area, cout, c)
+    return np.ascontiguousarray(packed.reshape(area, blocks, 8, c).transpose(1, 0, 3, 2))
+
+
+# What a lane of an F(2x2, 3x3) group costs against one of F(4x4, 3x3): 16 transformed
+# positions against 36 (products and transforms alike).
+_WINO_F2_LANE_COST = 16.0 / 36.0
+# An F(2x2) corner is taken where it saves more than this share of the conv's lanes' work:
+# 28x28 planes (49 tiles) save 9% at AVX2 and ran 1.06-1.10x faster (512 -> 512: 31.2
+# against 34.2 ms, Zen 1); a 56x56 plane's 4 tiles left over save 0.5% and ran level.
+_WINO_F2_MARGIN = 0.02
+
+
+def _wino_tail_corner(long th, long tw, long rest):
+    """(first row, first column) in tiles of the corner the last ``rest`` tiles of an image's
+    th x tw grid (row-major) cover, where that is a rectangle (a part of the last row, or
+    whole last rows), else None."""
+    if rest <= tw:
+        return th - 1, tw - rest
+    if rest % tw == 0 and rest // tw <= th:
+        return th - rest // tw, 0
+    return None
+
+
+def _wino_plan(int level, long n, long th, long tw, long oh, long ow, bint f2_tail=True):
+    """:func:`_wino_groups`'s choice for the n x th x tw tiles of F(4x4, 3x3), or, where it is
+    cheaper (in lanes' work), whole groups of ``nv`` vectors then the last image's tiles
+    left over computed by F(2x2, 3x3): (nv, groups, last_level, last_nv, tail) where
+    ``tail`` is None or (row, column, th2, tw2, level, nv, groups) of that F(2x2) corner
+    (output coordinates, its tile grid, its groups). A 28x28 plane's 49 tiles run at AVX2 as
+    48 tiles then 4 F(2x2) tiles in one 8-lane group (48 x 36 + 8 x 16 lanes' positions)
+    instead of 48 + 8 lanes of F(4x4) (56 x 36): one F(4x4) tile left over costs a whole
+    narrow group, as much as 8 of them."""
+    tiles = n * th * tw
+    plain = _wino_groups(level, tiles)
+    if not f2_tail:
+        return (*plain, None)
+    nv, groups, last_level, last_nv = plain
+    plain_cost = groups * _wino_cost(level, nv) + (
+        _wino_cost(last_level, last_nv) if last_nv else 0.0)
+    best_cost, best = plain_cost, (*plain, None)
+    for hv in range(1, walle_wino_max_nv(level) + 1):
+        lanes = walle_wino_lanes(level, hv)
+        head, rest = divmod(tiles, lanes)
+        corner = _wino_tail_corner(th, tw, rest) if head and rest else None
+        if corner is None:
+            continue
+        row, col = corner[0] * 4, corner[1] * 4
+        th2, tw2 = -(-(oh - row) // 2), -(-(ow - col) // 2)
+        for lv in [level, 1] if level == 2 else [level]:
+            for v in range(1, walle_wino_max_nv(lv) + 1):
+                g2 = -(-(th2 * tw2) // walle_wino_lanes(lv, v))
+                cost = head * _wino_cost(level, hv) + g2 * _wino_cost(lv, v) * _WINO_F2_LANE_COST
+                if cost < best_cost:
+                    best_cost, best = cost, (hv, head, 0, 0, (row, col, th2, tw2, lv, v, g2))
+    return best if best[4] is None or best_cost < (1 - _WINO_F2_MARGIN) * plain_cost else (
+        *plain, None)
+
+
 # Output planes from which a Winograd conv asks for each block's output lines while its
 # products run (winograd.h, pf_out): its stores scatter 4-float rows of 8 channels at once,
 # more streams than the prefetchers follow, and a 55x55 plane's lines come from memory in a
@@ -377,7 +447,10 @@ cdef class WinogradKernel:
     :func:`winograd_fits`. One group of a grouped conv writes its channels into the whole
     output: ``y`` then has ``y_channels`` channels and this conv's start at ``y_channel0``.
     ``pad`` (top, left): ``x`` is the unpadded [N, C, H, W] tensor that lies at (top, left)
-    in the zero-padded tensor ``region`` reads, so the pad is never written out. Tiles holding a NaN or infinity are computed directly, so those
+    in the zero-padded tensor ``region`` reads, so the pad is never written out.
+    ``f2_tail`` (3x3 at ``tile`` 4): the last image's tiles left past the whole groups may
+    run by F(2x2, 3x3) where that is less work (:func:`_wino_plan`; its filters then
+    transformed for both). Tiles holding a NaN or infinity are computed directly, so those
     propagate as in the im2col product. The error against the direct sum is a few float32
     ulps of the output's scale (the transforms' constants are small powers of two and
     fractions).
@@ -385,8 +458,9 @@ cdef class WinogradKernel:
 
     cdef walle_wino p
     cdef walle_wino last  # the narrower last group's (p with its first tile), if tail_nv
-    cdef int nv, threads, m, tail_level, tail_nv
-    cdef long groups
+    cdef walle_wino corner  # the F(2x2) corner's (last image, own tiles), if corner_nv
+    cdef int nv, threads, m, tail_level, tail_nv, corner_level, corner_nv
+    cdef long groups, corner_groups
     cdef float* vbuf
     cdef float* mbuf
     cdef long vsize, msize
@@ -394,7 +468,7 @@ cdef class WinogradKernel:
     cdef object keep
 
     def __init__(self, x, weight, bias, y, region, str act, str level=None, int tile=4,
-                 y_channels=None, int y_channel0=0, pad=None):
+                 y_channels=None, int y_channel0=0, pad=None, bint f2_tail=True):
         n, c, kh, kw, oh, ow = (int(v) for v in region.sizes)
         cout = int(weight.shape[0])
         if not winograd_fits(region):
@@ -416,32 +490,32 @@ cdef class WinogradKernel:
         side = tile + kh - 1
         area = side * side
         g = np.ascontiguousarray(np.asarray(weight, np.float32).reshape(cout, c, kh * kh))
+        packed = _wino_filters(g, tile, kh)
         blocks = -(-cout // 8)
-        transform = _WINO_G[(tile, kh)]
-        u = np.einsum("ai,kcij,bj->abkc", transform,
-                      g.reshape(cout, c, kh, kh).astype(np.float64), transform)
-        packed = np.zeros((area, blocks * 8, c), np.float32)
-        packed[:, :cout] = u.reshape(area, cout, c)
-        packed = np.ascontiguousarray(
-            packed.reshape(area, blocks, 8, c).transpose(1, 0, 3, 2))  # [blocks][area][c][8]
         padded_bias = np.zeros(blocks * 8, np.float32)
         if bias is not None:
             padded_bias[:cout] = np.asarray(bias, np.float32).reshape(-1)
         th, tw = -(-oh // tile), -(-ow // tile)
         tiles = n * th * tw
-        self.nv, self.groups, self.tail_level, self.tail_nv = _wino_groups(self.level, tiles)
+        plan = _wino_plan(self.level, n, th, tw, oh, ow, f2_tail and tile == 4 and kh == 3)
+        self.nv, self.groups, self.tail_level, self.tail_nv, corner = plan
         lanes = walle_wino_lanes(self.level, self.nv)
         work = float(n * cout * oh * ow) * c * kh * kh
         self.threads = 1 if work < 4 * _GRAIN or self.groups < 2 else max(
             1, min(walle_max_threads(), self.groups, int(work / (4 * _GRAIN))))
         self.vsize = area * c * lanes
         self.msize = area * 8 * lanes
+        if corner is not None:
+            lanes2 = walle_wino_lanes(corner[4], corner[5])
+            self.vsize = max(self.vsize, 16 * c * lanes2)
+            self.msize = max(self.msize, 16 * 8 * lanes2)
         scratch = np.zeros(self.threads * (self.vsize + self.msize) + 16, np.float32)
         cdef long align = (16 - (<long>scratch.ctypes.data // 4) % 16) % 16  # 64-byte aligned
         self.vbuf = (<float*><size_t>scratch.ctypes.data) + align
         self.mbuf = self.vbuf + self.threads * self.vsize
         s = [int(v) for v in region.src_strides]
-        self.keep = (x, y, packed, padded_bias, g, scratch)
+        packed2 = None if corner is None else _wino_filters(g, 2, kh)
+        self.keep = (x, y, packed, padded_bias, g, scratch, packed2)
         self.p.r = kh
         if pad is None:
             self.p.x = (<const float*><size_t>x.ctypes.data) + <long>region.src_offset
@@ -469,8 +543,19 @@ cdef class WinogradKernel:
         self.p.relu = relu
         self.p.first = 0
         self.p.pf_out = oh * ow >= _WINO_PF_OUT_PLANE
+        self.p.h_org = self.p.w_org = 0
         self.last = self.p
         self.last.first = self.groups * lanes
+        self.corner_nv = 0
+        if corner is not None:
+            row, col, th2, tw2, self.corner_level, self.corner_nv, self.corner_groups = corner
+            self.corner = self.p
+            self.corner.x = self.p.x + <long>(n - 1) * self.p.s_n
+            self.corner.y = self.p.y + <long>((n - 1) * yk * oh * ow)
+            self.corner.n = 1
+            self.corner.th, self.corner.tw, self.corner.tiles = th2, tw2, th2 * tw2
+            self.corner.h_org, self.corner.w_org = row, col
+            self.corner.u = <const float*><size_t>packed2.ctypes.data
 
     @property
     def tile(self):
@@ -481,6 +566,13 @@ cdef class WinogradKernel:
     def last_group(self):
         """(level, vectors) of the narrower last group, (0, 0) where there is none."""
         return self.tail_level, self.tail_nv
+
+    @property
+    def f2_corner(self):
+        """(level, vectors, groups) of the F(2x2, 3x3) tail, (0, 0, 0) where there is none."""
+        if not self.corner_nv:
+            return 0, 0, 0
+        return self.corner_level, self.corner_nv, self.corner_groups
 
     def run(self):
         cdef long i, chunk, start, stop
@@ -496,12 +588,19 @@ cdef class WinogradKernel:
                     if i == self.threads - 1 and self.tail_nv:
                         walle_wino_run(&self.last, self.tail_level, self.tail_nv, self.m, 0, 1,
                                        self.vbuf + i * self.vsize, self.mbuf + i * self.msize)
+                    if i == self.threads - 1 and self.corner_nv:
+                        walle_wino_run(&self.corner, self.corner_level, self.corner_nv, 2, 0,
+                                       self.corner_groups, self.vbuf + i * self.vsize,
+                                       self.mbuf + i * self.msize)
             else:
                 walle_wino_run(&self.p, self.level, self.nv, self.m, 0, self.groups,
                                self.vbuf, self.mbuf)
                 if self.tail_nv:
                     walle_wino_run(&self.last, self.tail_level, self.tail_nv, self.m, 0, 1,
                                    self.vbuf, self.mbuf)
+                if self.corner_nv:
+                    walle_wino_run(&self.corner, self.corner_level, self.corner_nv, 2, 0,
+                                   self.corner_groups, self.vbuf, self.mbuf)
 
 
 cdef extern from "gemm_conv.h":

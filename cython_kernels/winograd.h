@@ -9,16 +9,17 @@
    multiply-adds per 16 outputs and input channel instead of 144, F(2x2, 3x3) 16 per 4
    instead of 36, for a few adds per tile in the transforms.
 
-   Work is split in groups of L tiles (L = NV vectors of VW floats, one lane per tile, so the
-   transforms run lane-wise in vectors); the tiles left over past the last whole group may
-   run in a narrower group (``first`` says where it starts; ops_conv.pyx chooses it). Per
-   group: the input tiles of every channel are gathered (4 whole tiles at a time through 4x4
-   transposes) and transformed into
-   V[(m+2)^2][C][L]; then for each block of 8 output channels the products run in a
-   register tile of 8 channels x NV vectors (two tiles of 4 channels x 2 vectors where the
-   ISA has 16 vector registers; the filters broadcast from U packed
-   [Cout/8][(m+2)^2][C][8], so a block's filters are one contiguous stream, prefetched
-   WALLE_WINO_AHEAD ahead: in a whole model they come from memory) into
+   Work is split in groups of L tiles (L = NV vectors of VW floats, one lane per tile, so
+   the transforms run lane-wise in vectors); the tiles left over past the last whole group
+   may run in a narrower group (``first`` says where it starts; ops_conv.pyx chooses it), or
+   as F(2x2) tiles over the corner of the plane they cover (h_org, w_org). Per group: the
+   input tiles of every channel are gathered 4 at a time through 4x4 transposes, their rows
+   transformed in registers (a tile cut by the source's edge is first copied into a zeroed
+   one: the source need not be padded), and transformed into V[(m+2)^2][C][L]; then for each
+   block of 8 output channels the products run in a register tile of 8 channels x NV vectors
+   (two tiles of 4 channels x 2 vectors where the ISA has 16 vector registers; the filters
+   broadcast from U packed [Cout/8][(m+2)^2][C][8], so a block's filters are one contiguous
+   stream, prefetched WALLE_WINO_AHEAD ahead: in a whole model they come from memory) into
    M[(m+2)^2][8][L], which is transformed back, biased, rectified and written to the NCHW
    output at once (again 4 whole tiles at a time through transposes).
 
@@ -49,6 +50,9 @@ typedef struct {
     long r;          /* filter side: 3, or 5 for F(2x2, 5x5) */
     long top, left;  /* where the source's (0, 0) lies in the windows' coordinates: the
                         zero padding around it is never stored (0, 0: none) */
+    long h_org, w_org; /* the output (row, column) of tile 0: the tiles cover the plane's
+                        th x tw tiles from there (0, 0: the whole plane; a kernel's F(2x2)
+                        tail covers a corner of the last image's plane) */
     const float* u;  /* transformed filters, [k8 / 8][A*A][c][8]: one stream per block */
     const float* g;  /* the filters, [k][c][9], for the non-finite tiles */
     const float* bias; /* [k8], zero past k */
@@ -67,7 +71,7 @@ typedef float walle_wv4 __attribute__((vector_size(16)));
    non-finite input. */
 static void walle_wino_direct_tile(const walle_wino* p, long t, long kk, long m) {
     long per = p->th * p->tw, n = t / per, r = t % per, side = p->r;
-    long h0 = (r / p->tw) * m, w0 = (r % p->tw) * m;
+    long h0 = p->h_org + (r / p->tw) * m, w0 = p->w_org + (r % p->tw) * m;
     for (long a = 0; a < m && h0 + a < p->oh; a++)
         for (long b = 0; b < m && w0 + b < p->ow; b++) {
             float acc = 0.0f;
@@ -87,34 +91,6 @@ static void walle_wino_direct_tile(const walle_wino* p, long t, long kk, long m)
         }
 }
 
-/* d[(a * 6 + b) * L + j] = xs_j[a * sh + b] for 4 interior 6x6 tiles j (rows of 6 floats). */
-static inline __attribute__((always_inline)) void walle_wino_gather4(
-        const float* const* xs, long sh, float* d, long L) {
-    for (int a = 0; a < 6; a++) {
-        walle_v4 lo[4], hi[4];
-        for (int j = 0; j < 4; j++) {
-            memcpy(&lo[j], xs[j] + a * sh, sizeof(walle_v4));
-            memcpy(&hi[j], xs[j] + a * sh + 2, sizeof(walle_v4));
-        }
-        walle_t4x4(lo);
-        walle_t4x4(hi);
-        for (int b = 0; b < 4; b++) memcpy(d + (a * 6 + b) * L, &lo[b], sizeof(walle_v4));
-        memcpy(d + (a * 6 + 4) * L, &hi[2], sizeof(walle_v4));
-        memcpy(d + (a * 6 + 5) * L, &hi[3], sizeof(walle_v4));
-    }
-}
-
-/* The same for 4 interior 4x4 tiles (F(2x2, 3x3)): rows of 4 floats. */
-static inline __attribute__((always_inline)) void walle_wino_gather4_a4(
-        const float* const* xs, long sh, float* d, long L) {
-    for (int a = 0; a < 4; a++) {
-        walle_v4 r[4];
-        for (int j = 0; j < 4; j++) memcpy(&r[j], xs[j] + a * sh, sizeof(walle_v4));
-        walle_t4x4(r);
-        for (int b = 0; b < 4; b++) memcpy(d + (a * 4 + b) * L, &r[b], sizeof(walle_v4));
-    }
-}
-
 /* yo_j[a * ow + b] = d[(a * 4 + b) * L + j] for 4 whole 4x4 output tiles j. */
 static inline __attribute__((always_inline)) void walle_wino_scatter4(
         const float* d, long L, float* const* yo, long ow) {
@@ -126,18 +102,25 @@ static inline __attribute__((always_inline)) void walle_wino_scatter4(
     }
 }
 
-/* F(4x4, 3x3), 6x6 input tiles. B^T applied to 6 values (lane arrays): the input
-   transform's rows. */
+/* F(4x4, 3x3), 6x6 input tiles. B^T applied to 6 values d0..d5 (floats or vectors of
+   them), into o[0..5]. */
+#define WALLE_WINO_BT6_OF(d0, d1, d2, d3, d4, d5, o)                                           \
+    do {                                                                                       \
+        (o)[0] = 4.0f * (d0) - 5.0f * (d2) + (d4);                                             \
+        (o)[1] = -4.0f * ((d1) + (d2)) + (d3) + (d4);                                          \
+        (o)[2] = 4.0f * ((d1) - (d2)) - (d3) + (d4);                                           \
+        (o)[3] = 2.0f * ((d3) - (d1)) - (d2) + (d4);                                           \
+        (o)[4] = 2.0f * ((d1) - (d3)) - (d2) + (d4);                                           \
+        (o)[5] = 4.0f * (d1) - 5.0f * (d3) + (d5);                                             \
+    } while (0)
+
+/* The same on lane arrays: the input transform's columns. */
 #define WALLE_WINO_BT6(D, S, OUT, OS, L)                                                       \
-    _Pragma("GCC ivdep") for (int l = 0; l < L; l++) {                                                              \
-        float d0 = D[0 * S + l], d1 = D[1 * S + l], d2 = D[2 * S + l];                         \
-        float d3 = D[3 * S + l], d4 = D[4 * S + l], d5 = D[5 * S + l];                         \
-        OUT[0 * OS + l] = 4.0f * d0 - 5.0f * d2 + d4;                                          \
-        OUT[1 * OS + l] = -4.0f * (d1 + d2) + d3 + d4;                                         \
-        OUT[2 * OS + l] = 4.0f * (d1 - d2) - d3 + d4;                                          \
-        OUT[3 * OS + l] = 2.0f * (d3 - d1) - d2 + d4;                                          \
-        OUT[4 * OS + l] = 2.0f * (d1 - d3) - d2 + d4;                                          \
-        OUT[5 * OS + l] = 4.0f * d1 - 5.0f * d3 + d5;                                          \
+    _Pragma("GCC ivdep") for (int l = 0; l < L; l++) {                                         \
+        float o_[6];                                                                           \
+        WALLE_WINO_BT6_OF(D[0 * S + l], D[1 * S + l], D[2 * S + l], D[3 * S + l],              \
+                          D[4 * S + l], D[5 * S + l], o_);                                     \
+        for (int k_ = 0; k_ < 6; k_++) OUT[k_ * OS + l] = o_[k_];                              \
     }
 
 /* A^T applied to 6 values: the output transform's rows (4 outputs). */
@@ -164,13 +147,19 @@ static inline __attribute__((always_inline)) void walle_wino_scatter4(
 
 /* F(2x2, 3x3), 4x4 input tiles: fewer tiles idle on small planes (7x7 gives 16 tiles, not
    4) and the transformed filters are 16/9 of the filters, not 4x. */
+#define WALLE_WINO_BT4_OF(d0, d1, d2, d3, o)                                                   \
+    do {                                                                                       \
+        (o)[0] = (d0) - (d2);                                                                  \
+        (o)[1] = (d1) + (d2);                                                                  \
+        (o)[2] = (d2) - (d1);                                                                  \
+        (o)[3] = (d1) - (d3);                                                                  \
+    } while (0)
+
 #define WALLE_WINO_BT4(D, S, OUT, OS, L)                                                       \
-    _Pragma("GCC ivdep") for (int l = 0; l < L; l++) {                                                              \
-        float d0 = D[0 * S + l], d1 = D[1 * S + l], d2 = D[2 * S + l], d3 = D[3 * S + l];      \
-        OUT[0 * OS + l] = d0 - d2;                                                             \
-        OUT[1 * OS + l] = d1 + d2;                                                             \
-        OUT[2 * OS + l] = d2 - d1;                                                             \
-        OUT[3 * OS + l] = d1 - d3;                                                             \
+    _Pragma("GCC ivdep") for (int l = 0; l < L; l++) {                                         \
+        float o_[4];                                                                           \
+        WALLE_WINO_BT4_OF(D[0 * S + l], D[1 * S + l], D[2 * S + l], D[3 * S + l], o_);         \
+        for (int k_ = 0; k_ < 4; k_++) OUT[k_ * OS + l] = o_[k_];                              \
     }
 
 #define WALLE_WINO_AT4(M, S, OUT, OS, L)                                                       \
@@ -179,6 +168,46 @@ static inline __attribute__((always_inline)) void walle_wino_scatter4(
         OUT[0 * OS + l] = m0 + m1 + m2;                                                        \
         OUT[1 * OS + l] = m1 - m2 - m3;                                                        \
     }
+
+/* The input transform's first pass fused with the gather: for 4 interior 6x6 tiles j,
+   t[(a * 6 + b) * L + j] = (B^T applied to row a of tile j)[b], each row transposed into
+   lanes and transformed in registers; *sum gets every input value of the 4 tiles (the
+   non-finite check). */
+static inline __attribute__((always_inline)) void walle_wino_gather4_bt6(
+        const float* const* xs, const long* sh, float* t, long L, walle_v4* sum) {
+    walle_v4 s = *sum;
+    for (int a = 0; a < 6; a++) {
+        walle_v4 lo[4], hi[4];
+        for (int j = 0; j < 4; j++) {
+            memcpy(&lo[j], xs[j] + a * sh[j], sizeof(walle_v4));
+            memcpy(&hi[j], xs[j] + a * sh[j] + 2, sizeof(walle_v4));
+        }
+        walle_t4x4(lo);
+        walle_t4x4(hi);
+        walle_v4 d0 = lo[0], d1 = lo[1], d2 = lo[2], d3 = lo[3], d4 = hi[2], d5 = hi[3];
+        s += ((d0 + d1) + (d2 + d3)) + (d4 + d5);
+        walle_v4 o[6];
+        WALLE_WINO_BT6_OF(d0, d1, d2, d3, d4, d5, o);
+        for (int b = 0; b < 6; b++) memcpy(t + (a * 6 + b) * L, &o[b], sizeof(walle_v4));
+    }
+    *sum = s;
+}
+
+/* The same for 4 interior 4x4 tiles (F(2x2, 3x3)). */
+static inline __attribute__((always_inline)) void walle_wino_gather4_bt4(
+        const float* const* xs, const long* sh, float* t, long L, walle_v4* sum) {
+    walle_v4 s = *sum;
+    for (int a = 0; a < 4; a++) {
+        walle_v4 r[4];
+        for (int j = 0; j < 4; j++) memcpy(&r[j], xs[j] + a * sh[j], sizeof(walle_v4));
+        walle_t4x4(r);
+        s += (r[0] + r[1]) + (r[2] + r[3]);
+        walle_v4 o[4];
+        WALLE_WINO_BT4_OF(r[0], r[1], r[2], r[3], o);
+        for (int b = 0; b < 4; b++) memcpy(t + (a * 4 + b) * L, &o[b], sizeof(walle_v4));
+    }
+    *sum = s;
+}
 
 /* One input channel ci of the products' NJ x NQ tile (acc, v, u at ci, j0, q0). With 4 x 4
    outputs a tile (6 x 6 inputs) the channels run two a turn: 5-22% faster convs at AVX2
@@ -218,22 +247,21 @@ ATTR static void NAME(const walle_wino* p, long g0, long g1, float* vbuf, float*
     enum { L = VW * NV, AA = A * A };                                                          \
     long base[L], ybase[L];                                                                    \
     int ra[L], hn[L], ca[L], wn[L], on[L], om[L];                                              \
-    float d[AA * L], t[AA * L], chk[L];                                                        \
+    float d[AA * L], t[AA * L], chk[L], stage[4][AA];                                          \
     long blocks = (p->k + 7) / 8;                                                              \
     for (long g = g0; g < g1; g++) {                                                           \
         long t0 = p->first + g * L, per = p->th * p->tw;                                       \
-        int any_bad = 0, any_edge = 0;                                                         \
+        int any_bad = 0;                                                                       \
         for (int l = 0; l < L; l++) {                                                          \
             long tt = t0 + l;                                                                  \
             chk[l] = 0.0f;                                                                     \
             if (tt >= p->tiles) {                                                              \
                 base[l] = ybase[l] = 0;                                                        \
                 ra[l] = hn[l] = ca[l] = wn[l] = on[l] = om[l] = 0;                             \
-                any_edge = 1;                                                                  \
                 continue;                                                                      \
             }                                                                                  \
             long n = tt / per, r = tt % per;                                                   \
-            long h0 = (r / p->tw) * OT, w0 = (r % p->tw) * OT;                                 \
+            long h0 = p->h_org + (r / p->tw) * OT, w0 = p->w_org + (r % p->tw) * OT;           \
             /* rows [ra, hn) and columns [ca, wn) of the tile lie on the source */              \
             long sh0 = h0 - p->top, sw0 = w0 - p->left;                                        \
             base[l] = n * p->s_n + sh0 * p->s_h + sw0;                                         \
@@ -244,7 +272,6 @@ ATTR static void NAME(const walle_wino* p, long g0, long g1, float* vbuf, float*
             ybase[l] = (n * p->yk * p->oh + h0) * p->ow + w0;                                  \
             on[l] = p->oh - h0 < OT ? (int)(p->oh - h0) : OT;                                  \
             om[l] = p->ow - w0 < OT ? (int)(p->ow - w0) : OT;                                  \
-            any_edge |= ra[l] > 0 || ca[l] > 0 || hn[l] < A || wn[l] < A;                      \
         }                                                                                      \
         int whole4[L / 4], out4[L / 4]; /* 4-lane blocks of whole input / output tiles */      \
         for (int q = 0; q < L / 4; q++) {                                                      \
@@ -254,40 +281,37 @@ ATTR static void NAME(const walle_wino* p, long g0, long g1, float* vbuf, float*
                 out4[q] &= on[j] == OT && om[j] == OT;                                         \
             }                                                                                  \
         }                                                                                      \
-        if (any_edge) memset(d, 0, sizeof(d));                                                 \
         for (long ci = 0; ci < p->c; ci++) {                                                   \
             const float* xc = p->x + ci * p->s_c;                                              \
-            for (int l = 0; l < L; l++) {                                                      \
-                if ((l & 3) == 0 && whole4[l >> 2]) {                                          \
-                    const float* xs4[4] = {xc + base[l], xc + base[l + 1], xc + base[l + 2],   \
-                                           xc + base[l + 3]};                                  \
-                    if (A == 6) walle_wino_gather4(xs4, p->s_h, d + l, L);                     \
-                    else walle_wino_gather4_a4(xs4, p->s_h, d + l, L);                         \
-                    l += 3;                                                                    \
-                } else {                                                                       \
+            /* 4 tiles at a time gathered and row-transformed in registers; a tile cut by  \
+               the source's edge (or past the last) is first copied into a zeroed A x A    \
+               (only its lane: the block's others read the source) */                       \
+            for (int q = 0; q < L / 4; q++) {                                                  \
+                const float* xs4[4];                                                           \
+                long sh4[4];                                                                   \
+                for (int j = 0; j < 4; j++) {                                                  \
+                    int l = 4 * q + j;                                                         \
+                    if (whole4[q] || (!ra[l] && !ca[l] && hn[l] == A && wn[l] == A)) {         \
+                        xs4[j] = xc + base[l];                                                 \
+                        sh4[j] = p->s_h;                                                       \
+                        continue;                                                              \
+                    }                                                                          \
+                    float* st = stage[j];                                                      \
+                    memset(st, 0, sizeof(stage[j]));                                           \
                     for (int a = ra[l]; a < hn[l]; a++)                                        \
                         for (int b = ca[l]; b < wn[l]; b++)                                    \
-                            d[(a * A + b) * L + l] = xc[base[l] + a * p->s_h + b];             \
+                            st[a * A + b] = xc[base[l] + a * p->s_h + b];                      \
+                    xs4[j] = st;                                                               \
+                    sh4[j] = A;                                                                \
                 }                                                                              \
-            }                                                                                  \
-            /* a non-finite value (or a sum that overflows: then the tile is only computed   \
-               directly, needlessly) makes the sum non-finite; 4 partial sums, not one      \
-               chain of 36 adds (a sequential chain cost 5% of a 64-channel conv) */         \
-            for (int l = 0; l < L; l++) {                                                      \
-                float q0 = 0.0f, q1 = 0.0f, q2 = 0.0f, q3 = 0.0f;                              \
-                for (int i = 0; i < AA; i += 4) {                                              \
-                    q0 += d[i * L + l];                                                        \
-                    q1 += d[(i + 1) * L + l];                                                  \
-                    q2 += d[(i + 2) * L + l];                                                  \
-                    q3 += d[(i + 3) * L + l];                                                  \
-                }                                                                              \
-                chk[l] += ((q0 + q1) + (q2 + q3)) * 0.0f;                                      \
-            }                                                                                  \
-            /* columns of every row, then rows of every column: V = B^T d B */                 \
-            for (int a = 0; a < A; a++) {                                                      \
-                const float* dr = d + a * A * L;                                               \
-                float* tr = t + a * A * L;                                                     \
-                BT(dr, L, tr, L, L)                                                            \
+                walle_v4 sum = (walle_v4){0}, c4;                                              \
+                if (A == 6) walle_wino_gather4_bt6(xs4, sh4, t + 4 * q, L, &sum);              \
+                else walle_wino_gather4_bt4(xs4, sh4, t + 4 * q, L, &sum);                     \
+                /* a non-finite value (or a sum that overflows: then the tile is only        \
+                   computed directly, needlessly) makes the sum non-finite */                \
+                memcpy(&c4, chk + 4 * q, sizeof(c4));                                          \
+                c4 += sum * 0.0f;                                                              \
+                memcpy(chk + 4 * q, &c4, sizeof(c4));                                          \
             }                                                                                  \
             for (int b = 0; b < A; b++) {                                                      \
                 const float* tc = t + b * L;                                                   \

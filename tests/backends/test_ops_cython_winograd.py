@@ -189,14 +189,71 @@ def test_winograd_kernel_ends_with_a_narrower_group(level, side, n, last, thread
     assert choice[2:] == (levels[last[0]], last[1])
     try:
         kernel = ops_conv.WinogradKernel(
-            x, weight.reshape(cout, -1), bias, out, _region(graph), "relu", level, 4
-        )
+            x, weight.reshape(cout, -1), bias, out, _region(graph), "relu", level, 4,
+            f2_tail=False,
+        )  # fmt: skip
     except ValueError as exc:
         assert "does not run" in str(exc)
         pytest.skip(f"this CPU does not run {level}: the choice alone was checked")
     assert kernel.last_group == (levels[last[0]], last[1])
     kernel.run()
     np.testing.assert_allclose(out, want, rtol=0, atol=1e-4 * float(np.abs(want).max()))
+
+
+@pytest.mark.parametrize(
+    ("level", "n", "h", "w", "corner"),
+    [
+        # 49 tiles: 2 x 24 lanes, then the last tile's 4x4 outputs as 4 F(2x2) tiles
+        ("avx2", 1, 28, 28, (24, 24, 2, 2, "avx2", 1, 1)),
+        ("avx2", 1, 27, 27, (24, 24, 2, 2, "avx2", 1, 1)),  # the corner cut by the edge
+        ("avx2", 2, 28, 28, (24, 20, 2, 4, "avx2", 1, 1)),  # the second image's last 2 tiles
+        ("avx2", 1, 24, 8, (16, 0, 4, 4, "avx2", 1, 2)),  # whole last rows: 16 F(2x2) tiles
+        ("avx512", 1, 28, 28, (24, 24, 2, 2, "avx2", 1, 1)),  # 3 x 16 lanes, then AVX2's 8
+        ("avx512", 1, 24, 24, (20, 8, 2, 8, "avx512", 1, 1)),
+        ("sse", 1, 28, 28, (24, 24, 2, 2, "sse", 1, 1)),
+    ],
+)
+@pytest.mark.parametrize("threads", [False, True])
+def test_winograd_kernel_ends_with_an_f2_corner_where_that_is_less_work(
+    level, n, h, w, corner, threads
+) -> None:
+    """The last image's tiles left past the whole F(4x4) groups run by F(2x2, 3x3) over the
+    corner of the plane they cover, where that is less work than a narrow F(4x4) group; the
+    output matches the reference there too, NaN and inf in the corner included, read in
+    place from an unpadded source, with the groups split over threads."""
+    ops_conv = _ops_conv()
+    levels = {"sse": 0, "avx2": 1, "avx512": 2}
+    plan = ops_conv._wino_plan(levels[level], n, -(-h // 4), -(-w // 4), h, w)
+    row, col, th2, tw2, corner_level, nv, groups = corner
+    assert plan[2:4] == (0, 0)  # no narrow F(4x4) group
+    assert plan[4] == (row, col, th2, tw2, levels[corner_level], nv, groups)
+    c, cout = (64, 64) if threads else (5, 11)
+    rng = np.random.default_rng(h * w + n)
+    x = rng.uniform(-1, 1, (n, c, h, w)).astype(np.float32)
+    x[n - 1, 1, h - 1, w - 2] = np.nan  # inside the corner: its tiles are computed directly
+    x[n - 1, 2, row, w - 1] = np.inf
+    weight = rng.uniform(0.1, 0.5, (cout, c, 3, 3)).astype(np.float32)
+    bias = rng.uniform(-1, 1, cout).astype(np.float32)
+    graph = _conv(x, weight, bias, 1, True)
+    want = run_reference(graph, {"x": x})[0]
+    out = np.full(want.shape, 7.0, np.float32)
+    try:
+        kernel = ops_conv.WinogradKernel(
+            x, weight.reshape(cout, -1), bias, out, _region(graph), "relu", level, 4, pad=(1, 1)
+        )
+    except ValueError as exc:
+        assert "does not run" in str(exc)
+        pytest.skip(f"this CPU does not run {level}: the choice alone was checked")
+    assert kernel.f2_corner == (levels[corner_level], nv, groups)
+    assert kernel.last_group == (0, 0)
+    kernel.run()
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(want))
+    np.testing.assert_array_equal(np.isinf(out), np.isinf(want))
+    finite = np.isfinite(want)
+    assert np.isnan(want[n - 1, :, h - 2 :, w - 3 :]).all()
+    np.testing.assert_allclose(
+        out[finite], want[finite], rtol=0, atol=1e-4 * float(np.abs(want[finite]).max())
+    )
 
 
 @pytest.mark.parametrize("level", LEVELS)
@@ -372,20 +429,24 @@ def test_winograd_kernel_reads_an_unpadded_source_in_place(
 
 
 @pytest.mark.parametrize("side", [3, 5])
-@pytest.mark.parametrize("width", [10, 37])
-def test_padded_conv_takes_its_pad_as_prologue_and_winograd_never_runs_it(side, width) -> None:
+@pytest.mark.parametrize("shape", [(2, 5, 12, 10), (2, 5, 12, 37), (1, 64, 90, 92)])
+def test_padded_conv_takes_its_pad_as_prologue_and_winograd_never_runs_it(side, shape) -> None:
     """A 3x3/5x5 stride-1 conv's zero pad is part of its step: a Winograd kernel on a narrow
-    plane reads the unpadded input (one call, no raster), on a wide one it runs the pad
-    first, as direct and im2col do; OpenCL's implicit conv launches it. All match the
-    reference, over repeated runs."""
+    plane or a big source (2 MB here) reads the unpadded input (one call, no raster), on
+    others it runs the pad first, as direct and im2col do; OpenCL's implicit conv launches
+    it. All match the reference, over repeated runs."""
     backend = backend_or_skip("cython")
+    from walle.ops.backends.cython_backend import _WINO_IN_PLACE_BYTES
     from walle.ops.backends.registry import available_backends
     from walle.ops.fusion import find_steps
     from walle.ops.plan import allocate, is_alias
 
     rng = np.random.default_rng(side)
-    x = rng.uniform(-1, 1, (2, 5, 12, width)).astype(np.float32)
-    weight = rng.uniform(-0.4, 0.4, (7, 5, side, side)).astype(np.float32)
+    x = rng.uniform(-1, 1, shape).astype(np.float32)
+    width = shape[3]
+    in_place = width < 16 or x.nbytes >= _WINO_IN_PLACE_BYTES
+    assert in_place == (shape != (2, 5, 12, 37))
+    weight = rng.uniform(-0.4, 0.4, (7, shape[1], side, side)).astype(np.float32)
     graph = _conv(x, weight, rng.uniform(-1, 1, 7).astype(np.float32), 0, True, (2, 1, 1, 2))
     want = run_reference(graph, {"x": x})[0]
     steps = find_steps(graph)
@@ -402,8 +463,8 @@ def test_padded_conv_takes_its_pad_as_prologue_and_winograd_never_runs_it(side, 
                     continue
                 algo = algorithm if step is conv else be.algorithms(step, graph)[0]
                 calls += be.compile(step, algo, graph, buffers)
-            if algorithm.startswith("winograd"):  # a narrow plane: the pad is never run
-                assert len(calls) == (1 if width < 16 else 2)
+            if algorithm.startswith("winograd"):  # read in place: the pad is never run
+                assert len(calls) == (1 if in_place else 2)
             run = be.finish(calls)
             for _ in range(2):
                 buffers[graph.inputs[0]][...] = x

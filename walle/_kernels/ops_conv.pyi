@@ -53,6 +53,8 @@ class WinogradKernel:
     Otherwise the same arguments as :class:`ConvKernel`; ``y_channels``/``y_channel0``: one
     group of a grouped conv writing its channels into the whole output; ``pad`` (top,
     left): ``x`` is the unpadded source inside the zero-padded tensor ``region`` reads.
+    ``f2_tail``: the last image's tiles past the whole groups may run by F(2x2, 3x3) where
+    that is less work.
     ValueError on a
     region :func:`winograd_fits` turns down, a bad buffer, activation, level or tile.
     """
@@ -70,6 +72,7 @@ class WinogradKernel:
         y_channels: int | None = None,
         y_channel0: int = 0,
         pad: tuple[int, int] | None = None,
+        f2_tail: bool = True,
     ) -> None: ...
     @property
     def tile(self) -> int:
@@ -77,6 +80,9 @@ class WinogradKernel:
     @property
     def last_group(self) -> tuple[int, int]:
         """(level, vectors) of the narrower last group, (0, 0) where there is none."""
+    @property
+    def f2_corner(self) -> tuple[int, int, int]:
+        """(level, vectors, groups) of the F(2x2, 3x3) tail, (0, 0, 0) where there is none."""
     @property
     def level(self) -> int:
         """The level this kernel runs at (read-only)."""

@@ -424,10 +424,19 @@ def _conv_im2col(step: FusedStep) -> Node:
     return step.parts[int(step.attr("prologue", 0))]
 
 
+# A Winograd conv's source from which its zero padding is read in place rather than copied
+# first: the copy's reads and writes then come from L3 or memory (VGG-19's 224x224x64 in a
+# whole model: 2.5 ms, against 0.6-0.8 ms more in the kernel read in place; 112x112x128: 1.07
+# against 0.6, 56x56x256: 0.44 against 0.1-0.2). At 56x56x64 (0.8 MB) the copy took 0.04 ms
+# and reading in place 0.13 ms more (Zen 1, one core).
+_WINO_IN_PLACE_BYTES = 2 << 20
+
+
 def _conv(step: FusedStep, algorithm: str, graph: Graph, buffers: Buffers) -> list[Call]:
     """The Winograd or direct kernel, or im2col raster + numpy's BLAS + the bias/activation
-    epilogue. A zero-pad prologue is read in place by a Winograd kernel on a narrow plane
-    (the padded tensor is never written) and runs first, as a raster, otherwise."""
+    epilogue. A zero-pad prologue is read in place by a Winograd kernel on a narrow plane or
+    a big source (the padded tensor is never written) and runs first, as a raster,
+    otherwise."""
     n_pro = step.attr("prologue", 0)
     prologue, (im2col, flat, mm) = step.parts[:n_pro], step.parts[n_pro : n_pro + 3]
     weight = buffers[mm.inputs[0]]
@@ -442,11 +451,12 @@ def _conv(step: FusedStep, algorithm: str, graph: Graph, buffers: Buffers) -> li
         channels = (None, 0)
     if algorithm.startswith("winograd") and np.isfinite(weight).all():  # else they spread
         tile = 2 if algorithm == "winograd_f2" else 4
-        # Reading in place makes the border tiles partial (gathered a lane at a time, not 4
-        # through a transpose): it pays on narrow planes, where the pad copy is most of the
-        # cost it saves; wider ones run the pad first (56x56x64: 0.84 + 0.04 ms vs 1.09 ms).
+        # Reading in place copies each border tile into a zeroed one first: it pays on
+        # narrow planes, where the pad copy is most of the cost it saves, and on big
+        # sources (_WINO_IN_PLACE_BYTES); the others run the pad first.
         narrow = region.sizes[5] <= 16
-        pad = _unpadded_source(prologue, graph) if prologue and narrow else None
+        big = buffers[step.inputs[0]].nbytes >= _WINO_IN_PLACE_BYTES
+        pad = _unpadded_source(prologue, graph) if prologue and (narrow or big) else None
         src = buffers[step.inputs[0]] if pad is not None else buffers[im2col.inputs[0]]
         kernel = ops_conv.WinogradKernel(
             src, weight, bias, out, region, step.attr("act"), None, tile, *channels, pad=pad
