@@ -319,6 +319,10 @@ _WINO_G = {
     (2, 5): _wino_g6(5),
     (2, 3): np.array([[2.0, 0.0, 0.0], [1.0, 1.0, 1.0], [1.0, -1.0, 1.0], [0.0, 0.0, 2.0]],
                      np.float64) / 2.0,
+    # F(6x6, 3x3): points 0, 1, -1, 2, -2, 1/2, -1/2 and infinity (winograd.h's B^T, A^T)
+    (6, 3): np.array([[90.0, 0.0, 0.0], [-20.0, -20.0, -20.0], [-20.0, 20.0, -20.0],
+                      [1.0, 2.0, 4.0], [1.0, -2.0, 4.0], [64.0, 32.0, 16.0],
+                      [64.0, -32.0, 16.0], [0.0, 0.0, 90.0]], np.float64) / 90.0,
 }
 
 
@@ -438,9 +442,10 @@ _WINO_PF_OUT_PLANE = 2500
 
 cdef class WinogradKernel:
     """y[N, Cout, OH*OW] = act(conv(x) + bias) for a 3x3 or 5x5 stride-1 conv, by Winograd
-    F(m x m, r x r) (winograd.h). 3x3: ``tile`` m = 4 (6x6 input tiles, a quarter of the
-    direct conv's multiply-adds, filters transformed to 4x their size) or 2 (4x4 input
-    tiles, 4/9 of the multiply-adds, filters 16/9: better on small planes and wide
+    F(m x m, r x r) (winograd.h). 3x3: ``tile`` m = 6 (8x8 input tiles, 64/324 of the direct
+    conv's multiply-adds, filters transformed to 64/9 their size: big planes), 4 (6x6 input
+    tiles, a quarter of the multiply-adds, filters transformed to 4x their size) or 2 (4x4
+    input tiles, 4/9 of the multiply-adds, filters 16/9: better on small planes and wide
     filters); 5x5: ``tile`` 2 only (6x6 input tiles, 36/100 of the multiply-adds).
 
     Otherwise the same arguments as :class:`ConvKernel`; ``region`` must pass
@@ -475,7 +480,7 @@ cdef class WinogradKernel:
             raise ValueError("winograd kernel: the region is not a 3x3 or 5x5 stride-1 window")
         if (tile, kh) not in _WINO_G:
             raise ValueError(f"winograd kernel: tile {tile} for a {kh}x{kh} filter "
-                             f"(3x3: 2 or 4; 5x5: 2)")
+                             f"(3x3: 2, 4 or 6; 5x5: 2)")
         cdef float relu = relu_cap("winograd kernel", act)
         for a in (x, y):
             if a.dtype != np.float32 or not a.flags.c_contiguous:
@@ -559,7 +564,7 @@ cdef class WinogradKernel:
 
     @property
     def tile(self):
-        """Outputs per tile side: 4 (F(4x4, 3x3)) or 2 (F(2x2, 3x3))."""
+        """Outputs per tile side: 6, 4 or 2 (F(m x m, 3x3))."""
         return self.m
 
     @property

@@ -163,10 +163,53 @@ static inline __attribute__((always_inline)) void walle_wino_scatter4(
     }
 
 #define WALLE_WINO_AT4(M, S, OUT, OS, L)                                                       \
-    _Pragma("GCC ivdep") for (int l = 0; l < L; l++) {                                                              \
+    _Pragma("GCC ivdep") for (int l = 0; l < L; l++) {                                         \
         float m0 = M[0 * S + l], m1 = M[1 * S + l], m2 = M[2 * S + l], m3 = M[3 * S + l];      \
         OUT[0 * OS + l] = m0 + m1 + m2;                                                        \
         OUT[1 * OS + l] = m1 - m2 - m3;                                                        \
+    }
+
+/* F(6x6, 3x3), 8x8 input tiles (points 0, 1, -1, 2, -2, 1/2, -1/2 and infinity): 64
+   multiply-adds per 36 outputs and input channel instead of 324, filters transformed to
+   64/9 of their size; a few ulps more error than F(4x4) (its constants reach 21/4 and 32). */
+#define WALLE_WINO_BT8_OF(d0, d1, d2, d3, d4, d5, d6, d7, o)                                   \
+    do {                                                                                       \
+        (o)[0] = (d0) - (d6) + 5.25f * ((d4) - (d2));                                          \
+        (o)[7] = (d7) - (d1) + 5.25f * ((d3) - (d5));                                          \
+        __typeof__((o)[0]) p1_ = (d1) + (d5) - 4.25f * (d3), p2_ = (d2) + (d6) - 4.25f * (d4);   \
+        (o)[1] = p2_ + p1_;                                                                    \
+        (o)[2] = p2_ - p1_;                                                                    \
+        __typeof__((o)[0]) q1_ = 0.5f * (d1) - 2.5f * (d3) + 2.0f * (d5);                        \
+        __typeof__((o)[0]) q2_ = 0.25f * (d2) - 1.25f * (d4) + (d6);                             \
+        (o)[3] = q2_ + q1_;                                                                    \
+        (o)[4] = q2_ - q1_;                                                                    \
+        __typeof__((o)[0]) r1_ = 2.0f * (d1) - 2.5f * (d3) + 0.5f * (d5);                        \
+        __typeof__((o)[0]) r2_ = 4.0f * (d2) - 5.0f * (d4) + (d6);                               \
+        (o)[5] = r2_ + r1_;                                                                    \
+        (o)[6] = r2_ - r1_;                                                                    \
+    } while (0)
+
+#define WALLE_WINO_BT8(D, S, OUT, OS, L)                                                       \
+    _Pragma("GCC ivdep") for (int l = 0; l < L; l++) {                                         \
+        float o_[8];                                                                           \
+        WALLE_WINO_BT8_OF(D[0 * S + l], D[1 * S + l], D[2 * S + l], D[3 * S + l],              \
+                          D[4 * S + l], D[5 * S + l], D[6 * S + l], D[7 * S + l], o_);         \
+        for (int k_ = 0; k_ < 8; k_++) OUT[k_ * OS + l] = o_[k_];                              \
+    }
+
+/* A^T applied to 8 values: 6 outputs. */
+#define WALLE_WINO_AT8(M, S, OUT, OS, L)                                                       \
+    _Pragma("GCC ivdep") for (int l = 0; l < L; l++) {                                         \
+        float m0 = M[0 * S + l], m1 = M[1 * S + l], m2 = M[2 * S + l], m3 = M[3 * S + l];      \
+        float m4 = M[4 * S + l], m5 = M[5 * S + l], m6 = M[6 * S + l], m7 = M[7 * S + l];      \
+        float s12 = m1 + m2, d12 = m1 - m2, s34 = m3 + m4, d34 = m3 - m4;                      \
+        float s56 = m5 + m6, d56 = m5 - m6;                                                    \
+        OUT[0 * OS + l] = m0 + s12 + s34 + s56;                                                \
+        OUT[1 * OS + l] = d12 + 2.0f * d34 + 0.5f * d56;                                       \
+        OUT[2 * OS + l] = s12 + 4.0f * s34 + 0.25f * s56;                                      \
+        OUT[3 * OS + l] = d12 + 8.0f * d34 + 0.125f * d56;                                     \
+        OUT[4 * OS + l] = s12 + 16.0f * s34 + 0.0625f * s56;                                   \
+        OUT[5 * OS + l] = d12 + 32.0f * d34 + 0.03125f * d56 + m7;                             \
     }
 
 /* The input transform's first pass fused with the gather: for 4 interior 6x6 tiles j,
@@ -207,6 +250,44 @@ static inline __attribute__((always_inline)) void walle_wino_gather4_bt4(
         for (int b = 0; b < 4; b++) memcpy(t + (a * 4 + b) * L, &o[b], sizeof(walle_v4));
     }
     *sum = s;
+}
+
+/* The same for 4 interior 8x8 tiles (F(6x6, 3x3)). */
+static inline __attribute__((always_inline)) void walle_wino_gather4_bt8(
+        const float* const* xs, const long* sh, float* t, long L, walle_v4* sum) {
+    walle_v4 s = *sum;
+    for (int a = 0; a < 8; a++) {
+        walle_v4 lo[4], hi[4];
+        for (int j = 0; j < 4; j++) {
+            memcpy(&lo[j], xs[j] + a * sh[j], sizeof(walle_v4));
+            memcpy(&hi[j], xs[j] + a * sh[j] + 4, sizeof(walle_v4));
+        }
+        walle_t4x4(lo);
+        walle_t4x4(hi);
+        s += ((lo[0] + lo[1]) + (lo[2] + lo[3])) + ((hi[0] + hi[1]) + (hi[2] + hi[3]));
+        walle_v4 o[8];
+        WALLE_WINO_BT8_OF(lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3], o);
+        for (int b = 0; b < 8; b++) memcpy(t + (a * 8 + b) * L, &o[b], sizeof(walle_v4));
+    }
+    *sum = s;
+}
+
+/* yo_j[a * ow + b] = d[(a * 6 + b) * L + j] for 4 whole 6x6 output tiles j: columns 0-3
+   through transposes, 4 and 5 one at a time. */
+static inline __attribute__((always_inline)) void walle_wino_scatter6(
+        const float* d, long L, float* const* yo, long ow) {
+    for (int a = 0; a < 6; a++) {
+        walle_v4 r[4], c4, c5;
+        for (int b = 0; b < 4; b++) memcpy(&r[b], d + (a * 6 + b) * L, sizeof(walle_v4));
+        memcpy(&c4, d + (a * 6 + 4) * L, sizeof(walle_v4));
+        memcpy(&c5, d + (a * 6 + 5) * L, sizeof(walle_v4));
+        walle_t4x4(r);
+        for (int j = 0; j < 4; j++) {
+            memcpy(yo[j] + a * ow, &r[j], sizeof(walle_v4));
+            yo[j][a * ow + 4] = c4[j];
+            yo[j][a * ow + 5] = c5[j];
+        }
+    }
 }
 
 /* One input channel ci of the products' NJ x NQ tile (acc, v, u at ci, j0, q0). With 4 x 4
@@ -305,7 +386,8 @@ ATTR static void NAME(const walle_wino* p, long g0, long g1, float* vbuf, float*
                     sh4[j] = A;                                                                \
                 }                                                                              \
                 walle_v4 sum = (walle_v4){0}, c4;                                              \
-                if (A == 6) walle_wino_gather4_bt6(xs4, sh4, t + 4 * q, L, &sum);              \
+                if (A == 8) walle_wino_gather4_bt8(xs4, sh4, t + 4 * q, L, &sum);              \
+                else if (A == 6) walle_wino_gather4_bt6(xs4, sh4, t + 4 * q, L, &sum);         \
                 else walle_wino_gather4_bt4(xs4, sh4, t + 4 * q, L, &sum);                     \
                 /* a non-finite value (or a sum that overflows: then the tile is only        \
                    computed directly, needlessly) makes the sum non-finite */                \
@@ -354,7 +436,7 @@ ATTR static void NAME(const walle_wino* p, long g0, long g1, float* vbuf, float*
                                            sizeof(VT));                                        \
                             acc[j][q] = a0;                                                    \
                         }                                                                      \
-                    if (OT == 4 || (A == 4 && NV <= 2)) {                                      \
+                    if (OT >= 4 || (A == 4 && NV <= 2)) {                                      \
                         _Pragma("GCC unroll 2")                                                \
                         for (long ci = c0; ci < c1; ci++) WALLE_WINO_ROW(VT, VW, NJ, NQ, L)    \
                     } else {                                                                   \
@@ -388,10 +470,11 @@ ATTR static void NAME(const walle_wino* p, long g0, long g1, float* vbuf, float*
                 }                                                                              \
                 float* yk = p->y + kk * p->oh * p->ow;                                         \
                 for (int l = 0; l < L; l++) {                                                  \
-                    if (OT == 4 && (l & 3) == 0 && out4[l >> 2] && !any_bad) {                 \
+                    if (OT >= 4 && (l & 3) == 0 && out4[l >> 2] && !any_bad) {                 \
                         float* yo4[4] = {yk + ybase[l], yk + ybase[l + 1], yk + ybase[l + 2],  \
                                          yk + ybase[l + 3]};                                   \
-                        walle_wino_scatter4(d + l, L, yo4, p->ow);                             \
+                        if (OT == 6) walle_wino_scatter6(d + l, L, yo4, p->ow);                \
+                        else walle_wino_scatter4(d + l, L, yo4, p->ow);                        \
                         l += 3;                                                                \
                         continue;                                                              \
                     }                                                                          \
@@ -421,7 +504,9 @@ ATTR static void NAME(const walle_wino* p, long g0, long g1, float* vbuf, float*
     WALLE_WINO_LEVEL(NAME##_f4_2, ATTR, VT, VW, 2, 6, 4, WALLE_WINO_BT6, WALLE_WINO_AT6)      \
     WALLE_WINO_LEVEL(NAME##_f4_1, ATTR, VT, VW, 1, 6, 4, WALLE_WINO_BT6, WALLE_WINO_AT6)      \
     WALLE_WINO_LEVEL(NAME##_f2_2, ATTR, VT, VW, 2, 4, 2, WALLE_WINO_BT4, WALLE_WINO_AT4)      \
-    WALLE_WINO_LEVEL(NAME##_f2_1, ATTR, VT, VW, 1, 4, 2, WALLE_WINO_BT4, WALLE_WINO_AT4)
+    WALLE_WINO_LEVEL(NAME##_f2_1, ATTR, VT, VW, 1, 4, 2, WALLE_WINO_BT4, WALLE_WINO_AT4)      \
+    WALLE_WINO_LEVEL(NAME##_f6_2, ATTR, VT, VW, 2, 8, 6, WALLE_WINO_BT8, WALLE_WINO_AT8)      \
+    WALLE_WINO_LEVEL(NAME##_f6_1, ATTR, VT, VW, 1, 8, 6, WALLE_WINO_BT8, WALLE_WINO_AT8)
 
 WALLE_WINO_SIZES(walle_wino_avx512, WALLE_WINO_TARGET("avx512f,avx2,fma"), walle_wv16, 16)
 WALLE_WINO_SIZES(walle_wino_avx2, WALLE_WINO_TARGET("avx2,fma"), walle_wv8, 8)
@@ -435,6 +520,8 @@ WALLE_WINO_LEVEL(walle_wino_avx2_f4_3, WALLE_WINO_TARGET("avx2,fma"), walle_wv8,
                  WALLE_WINO_BT6, WALLE_WINO_AT6)
 WALLE_WINO_LEVEL(walle_wino_avx2_f2_3, WALLE_WINO_TARGET("avx2,fma"), walle_wv8, 8, 3, 4, 2,
                  WALLE_WINO_BT4, WALLE_WINO_AT4)
+WALLE_WINO_LEVEL(walle_wino_avx2_f6_3, WALLE_WINO_TARGET("avx2,fma"), walle_wv8, 8, 3, 8, 6,
+                 WALLE_WINO_BT8, WALLE_WINO_AT8)
 
 typedef void (*walle_wino_fn)(const walle_wino*, long, long, float*, float*);
 
@@ -444,21 +531,25 @@ static long walle_wino_lanes(int level, int nv) { return (level == 2 ? 16 : leve
 static int walle_wino_max_nv(int level) { return level == 1 ? 3 : 2; }
 
 /* Groups [g0, g1) of L = walle_wino_lanes(level, nv) tiles each; ``m`` outputs per tile
-   side: 4 (F(4x4, 3x3)) or 2 (F(2x2, 3x3), or F(2x2, 5x5) when p->r is 5). */
+   side: 6 (F(6x6, 3x3)), 4 (F(4x4, 3x3)) or 2 (F(2x2, 3x3), or F(2x2, 5x5) when p->r is
+   5). */
 static void walle_wino_run(const walle_wino* p, int level, int nv, int m, long g0, long g1,
                            float* vbuf, float* mbuf) {
-    static const walle_wino_fn fns[3][3][2] = {
+    static const walle_wino_fn fns[3][4][2] = {
         {{walle_wino_base_f2_1, walle_wino_base_f2_2}, {walle_wino_base_f4_1, walle_wino_base_f4_2},
-         {walle_wino_base_f25_1, walle_wino_base_f25_2}},
+         {walle_wino_base_f25_1, walle_wino_base_f25_2},
+         {walle_wino_base_f6_1, walle_wino_base_f6_2}},
         {{walle_wino_avx2_f2_1, walle_wino_avx2_f2_2}, {walle_wino_avx2_f4_1, walle_wino_avx2_f4_2},
-         {walle_wino_avx2_f25_1, walle_wino_avx2_f25_2}},
+         {walle_wino_avx2_f25_1, walle_wino_avx2_f25_2},
+         {walle_wino_avx2_f6_1, walle_wino_avx2_f6_2}},
         {{walle_wino_avx512_f2_1, walle_wino_avx512_f2_2},
          {walle_wino_avx512_f4_1, walle_wino_avx512_f4_2},
-         {walle_wino_avx512_f25_1, walle_wino_avx512_f25_2}},
+         {walle_wino_avx512_f25_1, walle_wino_avx512_f25_2},
+         {walle_wino_avx512_f6_1, walle_wino_avx512_f6_2}},
     };
-    static const walle_wino_fn avx2_3[3] = {walle_wino_avx2_f2_3, walle_wino_avx2_f4_3,
-                                            walle_wino_avx2_f25_3};
-    int kind = p->r == 5 ? 2 : m == 4;
+    static const walle_wino_fn avx2_3[4] = {walle_wino_avx2_f2_3, walle_wino_avx2_f4_3,
+                                            walle_wino_avx2_f25_3, walle_wino_avx2_f6_3};
+    int kind = p->r == 5 ? 2 : m == 6 ? 3 : m == 4;
     if (nv == 3 && level == 1)
         avx2_3[kind](p, g0, g1, vbuf, mbuf);
     else

@@ -1,7 +1,7 @@
 """The Winograd conv kernel (``ops_conv.WinogradKernel``) against the reference.
 
-The kernel computes a 3x3, stride-1 conv on 6x6 (F(4x4, 3x3)) or 4x4 (F(2x2, 3x3)) input
-tiles in groups of 16 or 32 tiles
+The kernel computes a 3x3, stride-1 conv on 8x8 (F(6x6, 3x3)), 6x6 (F(4x4, 3x3)) or 4x4
+(F(2x2, 3x3)) input tiles in groups of 16 or 32 tiles
 (one vector lane per tile); these tests cover tiles cut by the output's edge, groups cut by
 the tile count, batches whose tiles share a group, output channels that are not a multiple
 of 8, the OpenMP split over groups, and every instruction-set level the machine runs. The
@@ -94,7 +94,7 @@ def _matches_at_every_level(ops_conv, graph, x, weight, bias, relu, tile) -> Non
     relu=st.booleans(),
     bias=st.booleans(),
     seed=st.integers(0, 50),
-    sizes=st.sampled_from([(2, 3), (4, 3), (2, 5)]),  # (output tile side, filter side)
+    sizes=st.sampled_from([(2, 3), (4, 3), (6, 3), (2, 5)]),  # (output tile side, filter side)
 )
 def test_winograd_kernel_matches_reference_at_every_level(
     n, c, cout, h, w, relu, bias, seed, sizes
@@ -114,7 +114,7 @@ def test_winograd_kernel_matches_reference_at_every_level(
             np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * scale, err_msg=level)
 
 
-@pytest.mark.parametrize(("tile", "side"), [(2, 3), (4, 3), (2, 5)])
+@pytest.mark.parametrize(("tile", "side"), [(2, 3), (4, 3), (6, 3), (2, 5)])
 @pytest.mark.parametrize("hw", [(7, 7), (14, 14), (11, 30)])
 def test_winograd_kernel_runs_many_input_channels_in_blocks(tile, side, hw) -> None:
     """150 input channels: where the products take two passes per block of 8 output channels
@@ -130,7 +130,7 @@ def test_winograd_kernel_runs_many_input_channels_in_blocks(tile, side, hw) -> N
     _matches_at_every_level(ops_conv, graph, x, weight, b, False, tile)
 
 
-@pytest.mark.parametrize(("tile", "side"), [(2, 3), (4, 3), (2, 5)])
+@pytest.mark.parametrize(("tile", "side"), [(2, 3), (4, 3), (6, 3), (2, 5)])
 def test_winograd_kernel_on_big_planes_matches_reference(tile, side) -> None:
     """Planes of 50x50 and up ask for each block's output lines while its products run
     (groups that end on a plane's last tiles, and two images, whose groups may span both):
@@ -145,7 +145,7 @@ def test_winograd_kernel_on_big_planes_matches_reference(tile, side) -> None:
     _matches_at_every_level(ops_conv, graph, x, weight, b, True, tile)
 
 
-@pytest.mark.parametrize("tile", [2, 4])
+@pytest.mark.parametrize("tile", [2, 4, 6])
 def test_winograd_kernel_splits_groups_over_threads(tile) -> None:
     """Large enough for the OpenMP split over tile groups (several groups per thread)."""
     ops_conv = _ops_conv()
@@ -257,7 +257,7 @@ def test_winograd_kernel_ends_with_an_f2_corner_where_that_is_less_work(
 
 
 @pytest.mark.parametrize("level", LEVELS)
-@pytest.mark.parametrize(("tile", "side"), [(2, 3), (4, 3), (2, 5)])
+@pytest.mark.parametrize(("tile", "side"), [(2, 3), (4, 3), (6, 3), (2, 5)])
 def test_winograd_kernel_keeps_nan_and_inf_where_the_reference_puts_them(level, tile, side) -> None:
     ops_conv = _ops_conv()
     rng = np.random.default_rng(3)
@@ -319,7 +319,7 @@ def test_search_offers_winograd_for_3x3_stride_1_convs_and_the_plan_matches() ->
     from walle.ops.fusion import find_steps
 
     (conv,) = [s for s in find_steps(graph) if s.op == "fused.conv2d"]
-    assert {"winograd", "winograd_f2"} <= set(backend.fused_algorithms(conv, graph))
+    assert {"winograd", "winograd_f2", "winograd_f6"} <= set(backend.fused_algorithms(conv, graph))
     want = run_reference(graph, {"x": x})[0]
     got = compile_graph(graph, pin="cython", use_cache=False)(x)[0]
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * float(np.abs(want).max()))
@@ -394,7 +394,7 @@ def test_grouped_conv_runs_a_winograd_kernel_per_group(algorithm, side, n, c, co
     h=st.integers(1, 17),
     w=st.integers(1, 23),
     pads=st.tuples(*[st.integers(0, 2)] * 4),
-    sizes=st.sampled_from([(2, 3), (4, 3), (2, 5)]),
+    sizes=st.sampled_from([(2, 3), (4, 3), (6, 3), (2, 5)]),
     special=st.booleans(),
     seed=st.integers(0, 50),
 )

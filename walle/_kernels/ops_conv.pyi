@@ -48,7 +48,7 @@ def winograd_fits(region: Region) -> bool:
 
 class WinogradKernel:
     """y[N, Cout, OH*OW] = act(conv(x) + bias) for a 3x3 stride-1 conv by Winograd
-    F(tile x tile, 3x3), ``tile`` 4 or 2.
+    F(tile x tile, 3x3), ``tile`` 6, 4 or 2 (5x5: 2).
 
     Otherwise the same arguments as :class:`ConvKernel`; ``y_channels``/``y_channel0``: one
     group of a grouped conv writing its channels into the whole output; ``pad`` (top,
@@ -76,7 +76,7 @@ class WinogradKernel:
     ) -> None: ...
     @property
     def tile(self) -> int:
-        """Outputs per tile side: 4 or 2."""
+        """Outputs per tile side: 6, 4 or 2."""
     @property
     def last_group(self) -> tuple[int, int]:
         """(level, vectors) of the narrower last group, (0, 0) where there is none."""

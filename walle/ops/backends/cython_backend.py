@@ -9,9 +9,11 @@ fused), ``gemm`` (``ops_conv``'s packed GEMM over the im2col columns, packed a c
 block at a time and never written whole, bias, a residual shortcut and ReLU fused: the 1x1
 and strided convs, and the only one for a conv step that took a shortcut add), ``im2col``
 (the column raster, numpy's BLAS over the whole batch, then the epilogue) and, for 3x3
-stride-1 convs, ``winograd`` (F(4x4, 3x3): a quarter of the multiply-adds) and
+stride-1 convs, ``winograd`` (F(4x4, 3x3): a quarter of the multiply-adds),
 ``winograd_f2`` (F(2x2, 3x3): 4/9 of them, but fewer idle tiles on small planes and a third
-of the transformed filters' bytes), bias and ReLU fused; the search times them. Matrix
+of the transformed filters' bytes) and, on planes of 24x24 and up, ``winograd_f6``
+(F(6x6, 3x3): 64/324 of them, filters transformed to 64/9 their bytes), bias and ReLU
+fused; the search times them. Matrix
 products offer ``direct`` (the tiled C kernel, best for small products where numpy's call
 overhead dominates), ``blas`` (numpy's matmul, then the C epilogue for bias and activation)
 and, for products by a 2-D b of 8 or more rows of a (its leading dims flattened), ``packed``
@@ -189,6 +191,8 @@ class CythonBackend(Backend):
             return 2.2e11
         if algorithm == "winograd_f2":  # 4/9 of them
             return 1.4e11
+        if algorithm == "winograd_f6":  # 64/324 of them, more of it in transforms
+            return 2.6e11
         if algorithm in (*_GEMMS, "packed"):
             return 1.0e11
         return 9.0e10 if algorithm in ("blas", "im2col") else 6.0e10
@@ -205,7 +209,7 @@ class CythonBackend(Backend):
         elif step.parts[0].op == "matmul" and graph.shape(step.parts[0].output)[-1] < 16:
             seconds *= 4.0  # fewer than 16 columns: the direct kernel's scalar edge loop
         if algorithm.startswith("winograd"):  # outputs in m x m tiles, 16-32 lanes a group
-            m = 2 if algorithm == "winograd_f2" else 4  # and a last group of 8-24
+            m = _WINO_TILES[algorithm]  # and a last group of 8-24
             n, _, _, _, oh, ow = first.attr("regions")[0].sizes
             tiles = n * -(-oh // m) * -(-ow // m)
             lanes = 8 * -(-tiles // 8)
@@ -450,7 +454,7 @@ def _conv(step: FusedStep, algorithm: str, graph: Graph, buffers: Buffers) -> li
         out = buffers[step.output].reshape(graph.shape(mm.output))
         channels = (None, 0)
     if algorithm.startswith("winograd") and np.isfinite(weight).all():  # else they spread
-        tile = 2 if algorithm == "winograd_f2" else 4
+        tile = _WINO_TILES[algorithm]
         # Reading in place copies each border tile into a zeroed one first: it pays on
         # narrow planes, where the pad copy is most of the cost it saves, and on big
         # sources (_WINO_IN_PLACE_BYTES); the others run the pad first.
@@ -664,13 +668,25 @@ def _lanes(region: Region) -> list[str]:
     return ["lanes"] if few and ops_conv.lanes_fits(region) else []
 
 
+# Output tiles' side of each Winograd algorithm (F(m x m, r x r)).
+_WINO_TILES = {"winograd": 4, "winograd_f2": 2, "winograd_f6": 6}
+# The smallest output plane offered F(6x6, 3x3): below it its 6x6 tiles leave as many
+# outputs idle as they save (14x14: 9 tiles x 64 positions, F(4x4)'s 16 x 36, 576 either
+# way), and its transformed filters take 64/9 the filters' bytes.
+_WINO_F6_FROM_PLANE = 24 * 24
+
+
 def _winograd_algorithms(region: Region) -> list[str]:
-    """The Winograd kernels for a conv's im2col region: F(4x4, 3x3) (``winograd``) and
-    F(2x2, 3x3) (``winograd_f2``) for 3x3 stride-1 windows, F(2x2, 5x5) (``winograd_f2``)
-    for 5x5 ones; none for others."""
+    """The Winograd kernels for a conv's im2col region: F(4x4, 3x3) (``winograd``),
+    F(2x2, 3x3) (``winograd_f2``) and, on planes from _WINO_F6_FROM_PLANE, F(6x6, 3x3)
+    (``winograd_f6``) for 3x3 stride-1 windows, F(2x2, 5x5) (``winograd_f2``) for 5x5 ones;
+    none for others."""
     if not ops_conv.winograd_fits(region):
         return []
-    return ["winograd", "winograd_f2"] if region.sizes[2] == 3 else ["winograd_f2"]
+    if region.sizes[2] != 3:
+        return ["winograd_f2"]
+    big = region.sizes[4] * region.sizes[5] >= _WINO_F6_FROM_PLANE
+    return ["winograd", "winograd_f2", *(["winograd_f6"] if big else [])]
 
 
 def _per_group(
@@ -690,7 +706,7 @@ def _per_group(
     the shortcut's, packed GEMM only)."""
     n, c, kh, kw, oh, ow = region.sizes
     per_in, per_out = c // group, weight.shape[1]
-    tile = 2 if algorithm == "winograd_f2" else 4
+    tile = _WINO_TILES.get(algorithm, 4)
     calls: list[Call] = []
     for g in range(group):
         sub = dataclasses.replace(
