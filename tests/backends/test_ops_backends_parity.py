@@ -262,7 +262,10 @@ def _check_each_algorithm(build, feeds: dict[str, np.ndarray], backend: str) -> 
         }
         plan = CompiledPlan(graph, find_steps(graph), choices, {backend: be, "numpy": ref})
         got = plan(*feeds.values())[0]
-        np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
+        # relative to the output's scale, as kernels are held (Winograd F(6x6) rounds to a
+        # few 1e-6 of it: 1e-4 of a value near 0 among values near 30)
+        scale = max(1.0, float(np.abs(want).max()))
+        np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL * scale, err_msg=str(choices))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
