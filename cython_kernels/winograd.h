@@ -212,62 +212,35 @@ static inline __attribute__((always_inline)) void walle_wino_scatter4(
         OUT[5 * OS + l] = d12 + 32.0f * d34 + 0.03125f * d56 + m7;                             \
     }
 
-/* The input transform's first pass fused with the gather: for 4 interior 6x6 tiles j,
-   t[(a * 6 + b) * L + j] = (B^T applied to row a of tile j)[b], each row transposed into
-   lanes and transformed in registers; *sum gets every input value of the 4 tiles (the
-   non-finite check). */
-static inline __attribute__((always_inline)) void walle_wino_gather4_bt6(
-        const float* const* xs, const long* sh, float* t, long L, walle_v4* sum) {
+/* The input transform's first pass fused with the gather: for 4 interior A x A tiles j
+   (A = 4, 6 or 8, a constant where it is inlined), t[(a * A + b) * L + j] = (B^T applied
+   to row a of tile j)[b], each row read as 4 columns (and the last 4 where A > 4: at A = 6
+   they overlap by 2), transposed into lanes and transformed in registers; *sum gets every
+   input value of the 4 tiles (the non-finite check). */
+static inline __attribute__((always_inline)) void walle_wino_gather4_bt(
+        const float* const* xs, const long* sh, float* t, long L, walle_v4* sum, int A) {
     walle_v4 s = *sum;
-    for (int a = 0; a < 6; a++) {
-        walle_v4 lo[4], hi[4];
+    for (int a = 0; a < A; a++) {
+        walle_v4 lo[4], hi[4], o[8];
         for (int j = 0; j < 4; j++) {
             memcpy(&lo[j], xs[j] + a * sh[j], sizeof(walle_v4));
-            memcpy(&hi[j], xs[j] + a * sh[j] + 2, sizeof(walle_v4));
+            if (A > 4) memcpy(&hi[j], xs[j] + a * sh[j] + A - 4, sizeof(walle_v4));
         }
         walle_t4x4(lo);
-        walle_t4x4(hi);
-        walle_v4 d0 = lo[0], d1 = lo[1], d2 = lo[2], d3 = lo[3], d4 = hi[2], d5 = hi[3];
-        s += ((d0 + d1) + (d2 + d3)) + (d4 + d5);
-        walle_v4 o[6];
-        WALLE_WINO_BT6_OF(d0, d1, d2, d3, d4, d5, o);
-        for (int b = 0; b < 6; b++) memcpy(t + (a * 6 + b) * L, &o[b], sizeof(walle_v4));
-    }
-    *sum = s;
-}
-
-/* The same for 4 interior 4x4 tiles (F(2x2, 3x3)). */
-static inline __attribute__((always_inline)) void walle_wino_gather4_bt4(
-        const float* const* xs, const long* sh, float* t, long L, walle_v4* sum) {
-    walle_v4 s = *sum;
-    for (int a = 0; a < 4; a++) {
-        walle_v4 r[4];
-        for (int j = 0; j < 4; j++) memcpy(&r[j], xs[j] + a * sh[j], sizeof(walle_v4));
-        walle_t4x4(r);
-        s += (r[0] + r[1]) + (r[2] + r[3]);
-        walle_v4 o[4];
-        WALLE_WINO_BT4_OF(r[0], r[1], r[2], r[3], o);
-        for (int b = 0; b < 4; b++) memcpy(t + (a * 4 + b) * L, &o[b], sizeof(walle_v4));
-    }
-    *sum = s;
-}
-
-/* The same for 4 interior 8x8 tiles (F(6x6, 3x3)). */
-static inline __attribute__((always_inline)) void walle_wino_gather4_bt8(
-        const float* const* xs, const long* sh, float* t, long L, walle_v4* sum) {
-    walle_v4 s = *sum;
-    for (int a = 0; a < 8; a++) {
-        walle_v4 lo[4], hi[4];
-        for (int j = 0; j < 4; j++) {
-            memcpy(&lo[j], xs[j] + a * sh[j], sizeof(walle_v4));
-            memcpy(&hi[j], xs[j] + a * sh[j] + 4, sizeof(walle_v4));
+        s += (lo[0] + lo[1]) + (lo[2] + lo[3]);
+        if (A == 4) {
+            WALLE_WINO_BT4_OF(lo[0], lo[1], lo[2], lo[3], o);
+        } else {
+            walle_t4x4(hi);
+            if (A == 6) {
+                s += hi[2] + hi[3];
+                WALLE_WINO_BT6_OF(lo[0], lo[1], lo[2], lo[3], hi[2], hi[3], o);
+            } else {
+                s += (hi[0] + hi[1]) + (hi[2] + hi[3]);
+                WALLE_WINO_BT8_OF(lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3], o);
+            }
         }
-        walle_t4x4(lo);
-        walle_t4x4(hi);
-        s += ((lo[0] + lo[1]) + (lo[2] + lo[3])) + ((hi[0] + hi[1]) + (hi[2] + hi[3]));
-        walle_v4 o[8];
-        WALLE_WINO_BT8_OF(lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3], o);
-        for (int b = 0; b < 8; b++) memcpy(t + (a * 8 + b) * L, &o[b], sizeof(walle_v4));
+        for (int b = 0; b < A; b++) memcpy(t + (a * A + b) * L, &o[b], sizeof(walle_v4));
     }
     *sum = s;
 }
@@ -386,9 +359,7 @@ ATTR static void NAME(const walle_wino* p, long g0, long g1, float* vbuf, float*
                     sh4[j] = A;                                                                \
                 }                                                                              \
                 walle_v4 sum = (walle_v4){0}, c4;                                              \
-                if (A == 8) walle_wino_gather4_bt8(xs4, sh4, t + 4 * q, L, &sum);              \
-                else if (A == 6) walle_wino_gather4_bt6(xs4, sh4, t + 4 * q, L, &sum);         \
-                else walle_wino_gather4_bt4(xs4, sh4, t + 4 * q, L, &sum);                     \
+                walle_wino_gather4_bt(xs4, sh4, t + 4 * q, L, &sum, A);                        \
                 /* a non-finite value (or a sum that overflows: then the tile is only        \
                    computed directly, needlessly) makes the sum non-finite */                \
                 memcpy(&c4, chk + 4 * q, sizeof(c4));                                          \
