@@ -216,22 +216,43 @@ WALLE_INLINE walle_gemm_cols walle_gemm_split(long cols, long sw, long dw, long 
             ACC[c][q] = t;                                                                     \
         }
 
-/* A tile's sums back to y, with bias, a residual and ReLU after the ``last`` block. */
+/* A tile's sums back to y, with bias, a residual and ReLU after the ``last`` block, each
+   condition tested once a tile, outside the loops over its vectors (inside, GCC tested the
+   activation again per vector, reloading it from the stack: a 1x1 64 -> 256 conv on 56x56
+   took 8% longer with ReLU than without, 16% with the shortcut too; the same sums, so the
+   same bits). */
 #define WALLE_GEMM_STORE(ACC, VT, IT, VW, NV, CH)                                              \
-    for (long c = 0; c < cvalid && c < CH; c++)                                                \
-        for (int q = 0; q < NV; q++) {                                                         \
-            VT r = ACC[c][q];                                                                  \
-            if (last) {                                                                        \
-                r += bias[c];                                                                  \
-                if (res) {                                                                     \
-                    VT e = (VT){0};                                                            \
-                    WALLE_GEMM_PART(&e, res + c * y_c + VW * q, VW * q, VW);                   \
-                    r += e;                                                                    \
-                }                                                                              \
-                WALLE_RELU_V(VT, IT, r, relu);                                                 \
+    if (last) {                                                                                \
+        for (int c = 0; c < CH; c++)                                                           \
+            for (int q = 0; q < NV; q++) ACC[c][q] += bias[c];                                 \
+        if (res)                                                                               \
+            for (int c = 0; c < CH; c++)                                                       \
+                for (int q = 0; q < NV; q++)                                                   \
+                    if (c < cvalid) {                                                          \
+                        VT e = (VT){0};                                                        \
+                        WALLE_GEMM_PART(&e, res + c * y_c + VW * q, VW * q, VW);               \
+                        ACC[c][q] += e;                                                        \
+                    }                                                                          \
+        if (relu != 0.0f) { /* keeps NaN (not <= 0, not > the cap) */                          \
+            for (int c = 0; c < CH; c++)                                                       \
+                for (int q = 0; q < NV; q++)                                                   \
+                    ACC[c][q] = (VT)((IT)ACC[c][q] & ~(IT)(ACC[c][q] <= 0.0f));                \
+            if (relu < __builtin_inff()) {                                                     \
+                VT cap_ = (VT){0} + relu;                                                      \
+                for (int c = 0; c < CH; c++)                                                   \
+                    for (int q = 0; q < NV; q++) {                                             \
+                        IT over_ = (IT)(ACC[c][q] > cap_);                                     \
+                        ACC[c][q] = (VT)(((IT)ACC[c][q] & ~over_) | ((IT)cap_ & over_));       \
+                    }                                                                          \
             }                                                                                  \
-            WALLE_GEMM_PART(y + c * y_c + VW * q, &r, VW * q, VW);                             \
-        }
+        }                                                                                      \
+    }                                                                                          \
+    for (int c = 0; c < CH; c++)                                                               \
+        if (c < cvalid)                                                                        \
+            for (int q = 0; q < NV; q++) {                                                     \
+                VT r_ = ACC[c][q]; /* not ACC's address: that puts ACC in memory */            \
+                WALLE_GEMM_PART(y + c * y_c + VW * q, &r_, VW * q, VW);                        \
+            }
 
 /* The parameters of every tile function (WALLE_GEMM_TILE and the tiles after it). */
 #define WALLE_GEMM_TILE_PARAMS                                                                 \
@@ -318,101 +339,91 @@ WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {                                 
    the same products in the same order as the C loop (one rounding per multiply-add): same
    bits. */
 #define WALLE_GEMM_ASM4X3_ROW(PF)                                                              \
-    "vmovups (%[b]), %%ymm12\n\t"                                                              \
-    "vmovups 32(%[b]), %%ymm13\n\t"                                                            \
-    "vmovups 64(%[b]), %%ymm14\n\t" PF                                                         \
-    "vbroadcastss (%[a]), %%ymm15\n\t"                                                         \
+    "vmovups (%%rsi), %%ymm12\n\t"                                                             \
+    "vmovups 32(%%rsi), %%ymm13\n\t"                                                           \
+    "vmovups 64(%%rsi), %%ymm14\n\t" PF                                                        \
+    "vbroadcastss (%%rdi), %%ymm15\n\t"                                                        \
     "vfmadd231ps %%ymm12, %%ymm15, %%ymm0\n\t"                                                 \
     "vfmadd231ps %%ymm13, %%ymm15, %%ymm1\n\t"                                                 \
     "vfmadd231ps %%ymm14, %%ymm15, %%ymm2\n\t"                                                 \
-    "vbroadcastss (%[a],%[c1]), %%ymm15\n\t"                                                   \
+    "vbroadcastss (%%rdi,%%r9), %%ymm15\n\t"                                                   \
     "vfmadd231ps %%ymm12, %%ymm15, %%ymm3\n\t"                                                 \
     "vfmadd231ps %%ymm13, %%ymm15, %%ymm4\n\t"                                                 \
     "vfmadd231ps %%ymm14, %%ymm15, %%ymm5\n\t"                                                 \
-    "vbroadcastss (%[a],%[c1],2), %%ymm15\n\t"                                                 \
+    "vbroadcastss (%%rdi,%%r9,2), %%ymm15\n\t"                                                 \
     "vfmadd231ps %%ymm12, %%ymm15, %%ymm6\n\t"                                                 \
     "vfmadd231ps %%ymm13, %%ymm15, %%ymm7\n\t"                                                 \
     "vfmadd231ps %%ymm14, %%ymm15, %%ymm8\n\t"                                                 \
-    "vbroadcastss (%[a],%[c3]), %%ymm15\n\t"                                                   \
+    "vbroadcastss (%%rdi,%%r10), %%ymm15\n\t"                                                  \
     "vfmadd231ps %%ymm12, %%ymm15, %%ymm9\n\t"                                                 \
     "vfmadd231ps %%ymm13, %%ymm15, %%ymm10\n\t"                                                \
     "vfmadd231ps %%ymm14, %%ymm15, %%ymm11\n\t"                                                \
-    "add %[sb], %[b]\n\t"                                                                      \
-    "add %[ks], %[a]\n\t"
+    "add %%r8, %%rsi\n\t"                                                                      \
+    "add %%r11, %%rdi\n\t"
 /* The fewest reduction rows a conv's tile (packed weights) runs in asm: below, the C loop,
-   which GCC compiles without a spill there and which does not pay the asm's 24 moves of the
-   sums through memory: 1x1 convs of 8-32 input channels (MobileNet's narrow ones, a 3-channel
-   stem's 27 rows) ran 3-12% slower in asm, 48 level, 64-96 4-5% faster. A matmul's tile (a's
+   which GCC compiles without a spill there: 1x1 convs of 8-32 input channels (MobileNet's
+   narrow ones, a 3-channel stem's 27 rows) ran 3-12% slower in asm when the sums went through
+   memory around it, and still 1-4% with them in registers (Zen 1), 48 level, 64-96 faster. A matmul's tile (a's
    rows in place) runs in asm at any kc: from C it was 8-14% slower even at k = 32-64. */
 #define WALLE_GEMM_ASM_MIN_KC 48
 
-/* The 12 sums from sv[12] into ymm0-11 (zeroed in registers for a tile's first block, zero
-   ``f``: sv is then not written before the loop) and back around the loop (kc / 2 turns in
-   k, then the odd row). */
+/* The loop over a tile's reduction rows, kc / 2 turns in k, then the odd row; the 12 sums
+   stay in ymm0-11 from the C code before it to the C code after it (asm operands held in
+   those registers: WALLE_GEMM_LOOP4X3). The rest comes in q[10], as 12 in-out operands leave
+   no room for more (GCC allows 30): rsi the strip's row, rdi weight 0 of the row (a), rcx
+   the turns, r8 the strip's row stride in bytes, r9 and r10 C1 and C3, r11 KSTEP, rax and rdx
+   the prefetch row and its stride, q[9] whether kc is odd. */
 #define WALLE_GEMM_ASM4X3(PF)                                                                  \
-    "test %[f], %[f]\n\t"                                                                      \
-    "jz 4f\n\t"                                                                                \
-    "vmovups (%[s]), %%ymm0\n\tvmovups 32(%[s]), %%ymm1\n\tvmovups 64(%[s]), %%ymm2\n\t"        \
-    "vmovups 96(%[s]), %%ymm3\n\tvmovups 128(%[s]), %%ymm4\n\tvmovups 160(%[s]), %%ymm5\n\t"    \
-    "vmovups 192(%[s]), %%ymm6\n\tvmovups 224(%[s]), %%ymm7\n\tvmovups 256(%[s]), %%ymm8\n\t"   \
-    "vmovups 288(%[s]), %%ymm9\n\tvmovups 320(%[s]), %%ymm10\n\tvmovups 352(%[s]), %%ymm11\n\t" \
-    "jmp 5f\n\t"                                                                               \
-    "4:\n\t"                                                                                   \
-    "vxorps %%xmm0, %%xmm0, %%xmm0\n\tvxorps %%xmm1, %%xmm1, %%xmm1\n\t"                       \
-    "vxorps %%xmm2, %%xmm2, %%xmm2\n\tvxorps %%xmm3, %%xmm3, %%xmm3\n\t"                       \
-    "vxorps %%xmm4, %%xmm4, %%xmm4\n\tvxorps %%xmm5, %%xmm5, %%xmm5\n\t"                       \
-    "vxorps %%xmm6, %%xmm6, %%xmm6\n\tvxorps %%xmm7, %%xmm7, %%xmm7\n\t"                       \
-    "vxorps %%xmm8, %%xmm8, %%xmm8\n\tvxorps %%xmm9, %%xmm9, %%xmm9\n\t"                       \
-    "vxorps %%xmm10, %%xmm10, %%xmm10\n\tvxorps %%xmm11, %%xmm11, %%xmm11\n\t"                 \
-    "5:\n\t"                                                                                   \
-    "test %[k], %[k]\n\t"                                                                      \
+    "mov (%[q]), %%rsi\n\tmov 8(%[q]), %%rdi\n\tmov 16(%[q]), %%rcx\n\t"                       \
+    "mov 24(%[q]), %%r8\n\tmov 32(%[q]), %%r9\n\tmov 40(%[q]), %%r10\n\t"                      \
+    "mov 48(%[q]), %%r11\n\tmov 56(%[q]), %%rax\n\tmov 64(%[q]), %%rdx\n\t"                    \
+    "test %%rcx, %%rcx\n\t"                                                                    \
     "jz 2f\n\t"                                                                                \
     "1:\n\t" WALLE_GEMM_ASM4X3_ROW(PF) WALLE_GEMM_ASM4X3_ROW(PF)                                \
-    "dec %[k]\n\t"                                                                             \
+    "dec %%rcx\n\t"                                                                            \
     "jnz 1b\n\t"                                                                               \
     "2:\n\t"                                                                                   \
-    "test %[odd], %[odd]\n\t"                                                                  \
+    "cmpq $0, 72(%[q])\n\t"                                                                    \
     "jz 3f\n\t" WALLE_GEMM_ASM4X3_ROW(PF)                                                      \
-    "3:\n\t"                                                                                   \
-    "vmovups %%ymm0, (%[s])\n\tvmovups %%ymm1, 32(%[s])\n\tvmovups %%ymm2, 64(%[s])\n\t"        \
-    "vmovups %%ymm3, 96(%[s])\n\tvmovups %%ymm4, 128(%[s])\n\tvmovups %%ymm5, 160(%[s])\n\t"    \
-    "vmovups %%ymm6, 192(%[s])\n\tvmovups %%ymm7, 224(%[s])\n\tvmovups %%ymm8, 256(%[s])\n\t"   \
-    "vmovups %%ymm9, 288(%[s])\n\tvmovups %%ymm10, 320(%[s])\n\tvmovups %%ymm11, 352(%[s])\n\t"
+    "3:\n\t"
+#define WALLE_GEMM_ASM4X3_SUMS                                                                 \
+    "+x"(r00), "+x"(r01), "+x"(r02), "+x"(r10), "+x"(r11), "+x"(r12), "+x"(r20), "+x"(r21),    \
+        "+x"(r22), "+x"(r30), "+x"(r31), "+x"(r32)
 #define WALLE_GEMM_ASM4X3_CLOBBERS                                                             \
-    "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10",   \
-        "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "memory", "cc"
+    "xmm12", "xmm13", "xmm14", "xmm15", "rax", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10",  \
+        "r11", "memory", "cc"
+/* The sums are local register variables bound to ymm0-11 (GCC keeps such a variable in its
+   register where it is an asm operand): the C prologue loads them from y (or zeroes them) and
+   the C epilogue adds the bias, shortcut and ReLU to them in registers. Through an array on
+   the stack, as before, the sums took 24 moves a tile and GCC copied them to further stack
+   slots on both sides (with WALLE_GEMM_STORE's tests out of its loops, ResNet-50's 1x1 convs
+   2-6% faster on Zen 1, its 3x3/2 ones 2-3%: interleaved A/B of the two builds). */
 #define WALLE_GEMM_LOOP4X3(VT, VW, AT, C1, C3, KSTEP, MINKC)                                   \
     if ((MINKC) > 0 && kc < (MINKC)) {                                                         \
         WALLE_GEMM_TWO_ROWS(WALLE_GEMM_STEP4X3, VT, VW, AT)                                    \
     } else if (kc > 0) {                                                                       \
-        VT sv[12];                                                                             \
-        long loaded = !first; /* the sums so far come from y: through sv */                   \
-        if (loaded) {                                                                          \
-            sv[0] = s00, sv[1] = s01, sv[2] = s02, sv[3] = s10, sv[4] = s11, sv[5] = s12;      \
-            sv[6] = s20, sv[7] = s21, sv[8] = s22, sv[9] = s30, sv[10] = s31, sv[11] = s32;    \
-        }                                                                                      \
-        const float* pb = b;                                                                   \
-        const char* pa = (const char*)a;                                                       \
-        long nk = kc / 2, odd = kc & 1, sbb = sb * 4, c1 = (C1), c3 = (C3), ksb = (KSTEP);    \
-        if (pf) {                                                                              \
-            const char* pp = (const char*)pf;                                                  \
-            long pfb = pfs * 4;                                                                \
-            __asm__ volatile(WALLE_GEMM_ASM4X3("prefetcht0 (%[p])\n\t"                          \
-                                               "prefetcht0 64(%[p])\n\t"                        \
-                                               "add %[ps], %[p]\n\t")                           \
-                             : [b] "+r"(pb), [a] "+r"(pa), [k] "+r"(nk), [p] "+r"(pp)          \
-                             : [s] "r"(sv), [sb] "r"(sbb), [c1] "r"(c1), [c3] "r"(c3),         \
-                               [ks] "r"(ksb), [ps] "r"(pfb), [odd] "r"(odd), [f] "r"(loaded)   \
+        register VT r00 __asm__("ymm0") = s00, r01 __asm__("ymm1") = s01;                      \
+        register VT r02 __asm__("ymm2") = s02, r10 __asm__("ymm3") = s10;                      \
+        register VT r11 __asm__("ymm4") = s11, r12 __asm__("ymm5") = s12;                      \
+        register VT r20 __asm__("ymm6") = s20, r21 __asm__("ymm7") = s21;                      \
+        register VT r22 __asm__("ymm8") = s22, r30 __asm__("ymm9") = s30;                      \
+        register VT r31 __asm__("ymm10") = s31, r32 __asm__("ymm11") = s32;                    \
+        long q[10] = {(long)b, (long)a, kc / 2, sb * 4, (C1), (C3), (KSTEP), (long)pf,        \
+                      pfs * 4, kc & 1};                                                        \
+        if (pf)                                                                                \
+            __asm__ volatile(WALLE_GEMM_ASM4X3("prefetcht0 (%%rax)\n\t"                         \
+                                               "prefetcht0 64(%%rax)\n\t"                       \
+                                               "add %%rdx, %%rax\n\t")                          \
+                             : WALLE_GEMM_ASM4X3_SUMS                                          \
+                             : [q] "r"(q)                                                      \
                              : WALLE_GEMM_ASM4X3_CLOBBERS);                                    \
-        } else {                                                                               \
+        else                                                                                   \
             __asm__ volatile(WALLE_GEMM_ASM4X3("")                                             \
-                             : [b] "+r"(pb), [a] "+r"(pa), [k] "+r"(nk)                        \
-                             : [s] "r"(sv), [sb] "r"(sbb), [c1] "r"(c1), [c3] "r"(c3),         \
-                               [ks] "r"(ksb), [odd] "r"(odd), [f] "r"(loaded)                  \
+                             : WALLE_GEMM_ASM4X3_SUMS                                          \
+                             : [q] "r"(q)                                                      \
                              : WALLE_GEMM_ASM4X3_CLOBBERS);                                    \
-        }                                                                                      \
-        s00 = sv[0], s01 = sv[1], s02 = sv[2], s10 = sv[3], s11 = sv[4], s12 = sv[5];          \
-        s20 = sv[6], s21 = sv[7], s22 = sv[8], s30 = sv[9], s31 = sv[10], s32 = sv[11];        \
+        s00 = r00, s01 = r01, s02 = r02, s10 = r10, s11 = r11, s12 = r12;                      \
+        s20 = r20, s21 = r21, s22 = r22, s30 = r30, s31 = r31, s32 = r32;                      \
     }
 #else
 #define WALLE_GEMM_LOOP4X3(VT, VW, AT, C1, C3, KSTEP, MINKC) \
@@ -424,9 +435,11 @@ WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {                                 
    loop the sums are named variables, not an array: GCC keeps an array of 12 vectors on the
    stack (6x slower). Two rows a turn, the prefetch test outside the loop: in asm loops of
    this tile alone, one row a turn ran the multiply-adds at 82% of the FMA units' rate on
-   Zen 3, two rows 91% (convs 5-9% faster, interleaved A/B of the two builds, both orders). */
+   Zen 3, two rows 91% (convs 5-9% faster, interleaved A/B of the two builds, both orders).
+   An AVX2 tile, compiled as such where it is defined: clang checks there that its asm's
+   sums fit the registers they are bound to. */
 #define WALLE_GEMM_TILE4X3(NAME, VT, IT, VW, AT, C1, C3, KSTEP, MINKC)                         \
-WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {                                                \
+WALLE_GEMM_TARGET("avx2,fma") WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {                  \
     VT acc[4][3];                                                                              \
     WALLE_GEMM_LOAD(acc, VT, VW, 3, 4)                                                         \
     VT s00 = acc[0][0], s01 = acc[0][1], s02 = acc[0][2], s10 = acc[1][0], s11 = acc[1][1];    \
@@ -607,17 +620,19 @@ WALLE_GEMM_TAIL(walle_gemm_tail4_2, walle_v4, 4, 2)
 /* The wide tile of the 16-register levels: the block's two halves of 4 channels x 3
    vectors at AVX2 (4 x 2 at SSE; 8 x 1 loads 9 values per 8 multiply-adds, these 7 per 12
    and 6 per 8). */
-#define WALLE_GEMM_HALVES(NAME, TILE, CH)                                                      \
-WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {                                                \
+#define WALLE_GEMM_HALVES(NAME, TILE, CH, ATTR)                                                \
+ATTR WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {                                           \
     TILE(b, sb, a, kc, y, y_c, cvalid, ncols, bias, res, first, last, relu, pf, pfs, sa);      \
     if (cvalid > 4)                                                                            \
         TILE(b, sb, a + CH(4), kc, y + 4 * y_c, y_c, cvalid - 4, ncols, bias + 4,              \
              res ? res + 4 * y_c : res, first, last, relu, (const float*)0, 0, sa);            \
 }
-WALLE_GEMM_HALVES(walle_gemm_v8x3h, walle_gemm_v8x3c4, WALLE_GEMM_CP)
-WALLE_GEMM_HALVES(walle_gemm_v4x2h, walle_gemm_v4x2c4, WALLE_GEMM_CP)
-WALLE_GEMM_HALVES(walle_gemm_v8x3h_rows, walle_gemm_v8x3c4_rows, WALLE_GEMM_CR)
-WALLE_GEMM_HALVES(walle_gemm_v4x2h_rows, walle_gemm_v4x2c4_rows, WALLE_GEMM_CR)
+WALLE_GEMM_HALVES(walle_gemm_v8x3h, walle_gemm_v8x3c4, WALLE_GEMM_CP,
+                  WALLE_GEMM_TARGET("avx2,fma"))
+WALLE_GEMM_HALVES(walle_gemm_v4x2h, walle_gemm_v4x2c4, WALLE_GEMM_CP, )
+WALLE_GEMM_HALVES(walle_gemm_v8x3h_rows, walle_gemm_v8x3c4_rows, WALLE_GEMM_CR,
+                  WALLE_GEMM_TARGET("avx2,fma"))
+WALLE_GEMM_HALVES(walle_gemm_v4x2h_rows, walle_gemm_v4x2c4_rows, WALLE_GEMM_CR, )
 
 /* Asks for the lines of a strip's output rows (written, and read too after the first block
    of rows) and, with the last block, its residual rows, while the strip before it runs. Each
