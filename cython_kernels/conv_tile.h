@@ -11,12 +11,20 @@
    plain ReLU; 6: ReLU6, ONNX's Clip(0, 6)). Below 0 (and -0) gives +0; NaN stays NaN. */
 #define WALLE_RELU_S(r, cap) \
     ((cap) != 0.0f && (r) <= 0.0f ? 0.0f : (cap) != 0.0f && (r) > (cap) ? (cap) : (r))
+/* One vector's ReLU in two steps: below 0 (and -0) to +0, then above ``capv`` (a vector
+   of the cap) to the cap; NaN stays NaN (neither test holds for it). */
+#define WALLE_RELU_ZERO_V(VT, IT, r) ((r) = (VT)((IT)(r) & ~(IT)((r) <= 0.0f)))
+#define WALLE_RELU_CAP_V(VT, IT, r, capv) \
+    do { \
+        IT over_ = (IT)((r) > (capv)); \
+        (r) = (VT)(((IT)(r) & ~over_) | ((IT)(capv) & over_)); \
+    } while (0)
+/* The cap's step only for a finite cap (a plain ReLU's INFINITY clamps nothing). */
 #define WALLE_RELU_V(VT, IT, r, cap) \
     do { \
         if ((cap) != 0.0f) { \
-            (r) = (VT)((IT)(r) & ~(IT)((r) <= 0.0f)); \
-            IT over_ = (IT)((r) > (cap)); \
-            (r) = (VT)(((IT)(r) & ~over_) | ((IT)((VT){0} + (cap)) & over_)); \
+            WALLE_RELU_ZERO_V(VT, IT, r); \
+            if ((cap) < __builtin_inff()) WALLE_RELU_CAP_V(VT, IT, r, (VT){0} + (cap)); \
         } \
     } while (0)
 

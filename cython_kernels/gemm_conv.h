@@ -233,17 +233,13 @@ WALLE_INLINE walle_gemm_cols walle_gemm_split(long cols, long sw, long dw, long 
                         WALLE_GEMM_PART(&e, res + c * y_c + VW * q, VW * q, VW);               \
                         ACC[c][q] += e;                                                        \
                     }                                                                          \
-        if (relu != 0.0f) { /* keeps NaN (not <= 0, not > the cap) */                          \
+        if (relu != 0.0f) {                                                                    \
             for (int c = 0; c < CH; c++)                                                       \
-                for (int q = 0; q < NV; q++)                                                   \
-                    ACC[c][q] = (VT)((IT)ACC[c][q] & ~(IT)(ACC[c][q] <= 0.0f));                \
+                for (int q = 0; q < NV; q++) WALLE_RELU_ZERO_V(VT, IT, ACC[c][q]);             \
             if (relu < __builtin_inff()) {                                                     \
                 VT cap_ = (VT){0} + relu;                                                      \
                 for (int c = 0; c < CH; c++)                                                   \
-                    for (int q = 0; q < NV; q++) {                                             \
-                        IT over_ = (IT)(ACC[c][q] > cap_);                                     \
-                        ACC[c][q] = (VT)(((IT)ACC[c][q] & ~over_) | ((IT)cap_ & over_));       \
-                    }                                                                          \
+                    for (int q = 0; q < NV; q++) WALLE_RELU_CAP_V(VT, IT, ACC[c][q], cap_);    \
             }                                                                                  \
         }                                                                                      \
     }                                                                                          \
