@@ -262,6 +262,41 @@ def test_gemm_conv_kernel_every_count_of_leftover_columns_matches_the_oracle(lev
         np.testing.assert_allclose(y, want, rtol=0, atol=1e-4 * c, err_msg=f"{level} {cols}")
 
 
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("act", ["none", "relu", "relu6"])
+@pytest.mark.parametrize(("c", "k", "kc", "direct"), [(40, 3, None, False), (200, 1, 64, True),
+                                                      (360, 1, None, False)])  # fmt: skip
+def test_gemm_conv_kernel_long_reductions_with_a_shortcut_match_the_oracle(
+    level, act, c, k, kc, direct
+):
+    """Reductions of several blocks of 48 rows and more (at AVX2 the 4 x 3 tile's asm loop,
+    its sums carried from block to block through the output and back into its registers),
+    a shortcut, each activation, the last block of channels partial (21 channels)."""
+    ops_conv = _ops_conv()
+    rng = np.random.default_rng(11)
+    cout = 21
+    region, padded = _region((1, c, 12, 13), k, 1, 1, k // 2)
+    xp = np.zeros(padded, np.float32)
+    xp[:, :, k // 2 : k // 2 + 12, k // 2 : k // 2 + 13] = rng.uniform(-1, 1, (1, c, 12, 13))
+    weight = rng.uniform(-0.2, 0.2, (cout, c * k * k)).astype(np.float32)
+    bias = rng.uniform(-1, 1, cout).astype(np.float32)
+    res = rng.uniform(-8, 8, (1, cout, 12 * 13)).astype(np.float32)  # past the cap too
+    want = _oracle(xp, weight, bias, region, False) + res
+    if act != "none":
+        want = np.clip(want, 0.0, 6.0 if act == "relu6" else None)
+    y = np.full(want.shape, np.nan, np.float32)
+    try:
+        kernel = ops_conv.GemmConvKernel(
+            xp, weight, bias, y, region, act, level, kc=kc, residual=res, direct=direct
+        )
+    except ValueError as exc:
+        assert "does not run" in str(exc)
+        return
+    kernel.run()
+    assert act != "relu6" or (y == 6.0).any()
+    np.testing.assert_allclose(y, want, rtol=0, atol=1e-4 * np.abs(want).max())
+
+
 def test_gemm_conv_kernel_splits_chunks_over_threads_and_writes_its_channels_only() -> None:
     """Enough work for the OpenMP split over (image, chunk) units; one group's channels of a
     wider output (``y_channels``/``y_channel0``): the others are left as they were."""
