@@ -126,8 +126,10 @@ COLD_SCRUB_BYTES = 8 << 20
 # 7x7 and 14x14 planes at AVX2; 34: a linear or cubic Resize's pass along an axis is one
 # step (fused.resample), and a nearest one one raster: plans cached with their parts went
 # stale; 35: Winograd F(6x6, 3x3) offered on planes from 24x24 (winograd_f6), F(4x4)'s
-# tiles left over as an F(2x2) corner (28x28 planes 1.06-1.10x faster).
-DECISIONS_VERSION = 35
+# tiles left over as an F(2x2) corner (28x28 planes 1.06-1.10x faster); 36: the AVX2
+# packed-GEMM conv's store applies ReLU and the shortcut once a tile (its 1x1 convs 2-6%
+# faster): fused convs cached as their parts (the conv, then bias and ReLU passes) went stale.
+DECISIONS_VERSION = 36
 
 
 def time_calls(calls: list[Call], budget_s: float = 0.004, max_runs: int = 25) -> float:
