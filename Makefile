@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench setup clean
+.PHONY: run test test-avx512-emulated lint bench setup clean
 
 $(STAMP): pyproject.toml setup.py $(wildcard cython_kernels/*.pyx cython_kernels/*.h)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ test: $(STAMP)
 	@# download); `walle plan --format svg` is tested through graphviz and through its own writer.
 	test -x /usr/bin/chromium -a -x /usr/bin/dot || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver graphviz)
 	WALLE_REQUIRE_BACKENDS=cython,opencl $(BIN)/python -m pytest -n 2
+
+# The AVX-512 level's kernel code and its tests on a CPU without AVX-512 (tests/avx512_emulated.py).
+test-avx512-emulated: $(STAMP)
+	$(BIN)/python tests/avx512_emulated.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -268,7 +268,10 @@ def test_search_times_whole_plans_apart_by_trial_group(opencl, tmp_path, monkeyp
     search = Search(["cython", "numpy", "opencl"], use_cache=False, calibrate=False)
     search.choose(_mlp())
     assert groups and all(len(g) == 1 for g in groups), groups
-    assert "opencl" in search.plans_timed and len(search.plans_timed) >= 2
+    # plans with OpenCL steps and host-only plans were both timed (the OpenCL-pinned plan
+    # may be timed under the label "placed" where the placement chose the same steps)
+    assert {True, False} <= set().union(*groups), groups
+    assert len(search.plans_timed) >= 2
 
 
 @pytest.mark.parametrize(
