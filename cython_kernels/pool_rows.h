@@ -113,15 +113,15 @@ WALLE_INLINE float walle_pool_op1(float a, float b, int kind) {
 
 /* WALLE_POOL_PAIRS's taps: even and odd lanes of (a, b), and the order of the outputs made
    of them. For 8 lanes the taps are picked within each 128-bit half (one vshufps each) and
-   the outputs put in order after the reduction, a 64-bit pair at a time (one vpermpd): the
-   same lanes reduced, so the same bits, for 3 shuffles per 8 outputs where GCC made 4
+   the outputs put in order after the reduction, a 64-bit pair at a time (GCC: one vpermd):
+   the same lanes reduced, so the same bits, for 3 shuffles per 8 outputs where GCC made 4
    vpermd and 2 blends of the cross-lane picks: 2x2/2 max and average pools on a Zen 1,
-   one core, interleaved, 0.80-0.84x the time on 128 x 112 x 112, 256 x 56 x 56 and
+   one core, interleaved, 0.76-0.90x the time on 128 x 112 x 112, 256 x 56 x 56 and
    512 x 28 x 28. Not in the loop for pools bigger than the caches (WALLE_POOL_AHEAD):
    there VGG's first, 64 x 224 x 224, took 1.04-1.16x the time with them against a build
    made the same way (though two builds of the same source differed by up to 1.07x there:
-   not settled), so that loop keeps the in-order picks. 4 and 16 lanes
-   pick in order (16: one vpermt2ps per tap). */
+   not settled), so that loop keeps the in-order picks. 4 and 16 lanes pick in order (16:
+   one vpermt2ps per tap). */
 #define WALLE_PAIR_EVEN16 WALLE_EVEN16
 #define WALLE_PAIR_ODD16 WALLE_ODD16
 #define WALLE_PAIR_ORDER16(a) (a)
