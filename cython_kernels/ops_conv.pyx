@@ -376,9 +376,6 @@ def _wino_filters(g, int tile, int side):
     return np.ascontiguousarray(packed.reshape(area, blocks, 8, c).transpose(1, 0, 3, 2))
 
 
-# What a lane of an F(2x2, 3x3) group costs against one of F(4x4, 3x3): 16 transformed
-# positions against 36 (products and transforms alike).
-_WINO_F2_LANE_COST = 16.0 / 36.0
 # An F(2x2) corner is taken where it saves more than this share of the conv's lanes' work:
 # 28x28 planes (49 tiles) save 9% at AVX2 and ran 1.06-1.10x faster (512 -> 512: 31.2
 # against 34.2 ms, Zen 1); a 56x56 plane's 4 tiles left over save 0.5% and ran level.
@@ -396,20 +393,24 @@ def _wino_tail_corner(long th, long tw, long rest):
     return None
 
 
-def _wino_plan(int level, long n, long th, long tw, long oh, long ow, bint f2_tail=True):
-    """:func:`_wino_groups`'s choice for the n x th x tw tiles of F(4x4, 3x3), or, where it is
-    cheaper (in lanes' work), whole groups of ``nv`` vectors then the last image's tiles
-    left over computed by F(2x2, 3x3): (nv, groups, last_level, last_nv, tail) where
-    ``tail`` is None or (row, column, th2, tw2, level, nv, groups) of that F(2x2) corner
-    (output coordinates, its tile grid, its groups). A 28x28 plane's 49 tiles run at AVX2 as
-    48 tiles then 4 F(2x2) tiles in one 8-lane group (48 x 36 + 8 x 16 lanes' positions)
-    instead of 48 + 8 lanes of F(4x4) (56 x 36): one F(4x4) tile left over costs a whole
-    narrow group, as much as 8 of them."""
+def _wino_plan(int level, long n, long th, long tw, long oh, long ow, bint f2_tail=True,
+               int tile=4):
+    """:func:`_wino_groups`'s choice for the n x th x tw tiles of F(tile x tile, 3x3), or,
+    where it is cheaper (in lanes' work), whole groups of ``nv`` vectors then the last
+    image's tiles left over computed by F(2x2, 3x3): (nv, groups, last_level, last_nv, tail)
+    where ``tail`` is None or (row, column, th2, tw2, level, nv, groups) of that F(2x2)
+    corner (output coordinates, its tile grid, its groups). A lane of F(2x2) costs 16
+    transformed positions against F(4x4)'s 36 and F(6x6)'s 64 (products and transforms
+    alike). A 28x28 plane runs at AVX2 by F(4x4) as 48 tiles then 4 F(2x2) tiles in one
+    8-lane group (48 x 36 + 8 x 16 lanes' positions) instead of 48 + 8 lanes (56 x 36), and
+    by F(6x6) as 24 tiles then the same 4 (24 x 64 + 8 x 16) instead of 24 + 8 lanes
+    (32 x 64): one tile left over costs a whole narrow group, as much as 8 of them."""
     tiles = n * th * tw
     plain = _wino_groups(level, tiles)
     if not f2_tail:
         return (*plain, None)
     nv, groups, last_level, last_nv = plain
+    f2_lane = 16.0 / ((tile + 2) * (tile + 2))
     plain_cost = groups * _wino_cost(level, nv) + (
         _wino_cost(last_level, last_nv) if last_nv else 0.0)
     best_cost, best = plain_cost, (*plain, None)
@@ -419,12 +420,12 @@ def _wino_plan(int level, long n, long th, long tw, long oh, long ow, bint f2_ta
         corner = _wino_tail_corner(th, tw, rest) if head and rest else None
         if corner is None:
             continue
-        row, col = corner[0] * 4, corner[1] * 4
+        row, col = corner[0] * tile, corner[1] * tile
         th2, tw2 = -(-(oh - row) // 2), -(-(ow - col) // 2)
         for lv in [level, 1] if level == 2 else [level]:
             for v in range(1, walle_wino_max_nv(lv) + 1):
                 g2 = -(-(th2 * tw2) // walle_wino_lanes(lv, v))
-                cost = head * _wino_cost(level, hv) + g2 * _wino_cost(lv, v) * _WINO_F2_LANE_COST
+                cost = head * _wino_cost(level, hv) + g2 * _wino_cost(lv, v) * f2_lane
                 if cost < best_cost:
                     best_cost, best = cost, (hv, head, 0, 0, (row, col, th2, tw2, lv, v, g2))
     return best if best[4] is None or best_cost < (1 - _WINO_F2_MARGIN) * plain_cost else (
@@ -453,8 +454,8 @@ cdef class WinogradKernel:
     output: ``y`` then has ``y_channels`` channels and this conv's start at ``y_channel0``.
     ``pad`` (top, left): ``x`` is the unpadded [N, C, H, W] tensor that lies at (top, left)
     in the zero-padded tensor ``region`` reads, so the pad is never written out.
-    ``f2_tail`` (3x3 at ``tile`` 4): the last image's tiles left past the whole groups may
-    run by F(2x2, 3x3) where that is less work (:func:`_wino_plan`; its filters then
+    ``f2_tail`` (3x3 at ``tile`` 4 or 6): the last image's tiles left past the whole groups
+    may run by F(2x2, 3x3) where that is less work (:func:`_wino_plan`; its filters then
     transformed for both). Tiles holding a NaN or infinity are computed directly, so those
     propagate as in the im2col product. The error against the direct sum is a few float32
     ulps of the output's scale (the transforms' constants are small powers of two and
@@ -502,7 +503,8 @@ cdef class WinogradKernel:
             padded_bias[:cout] = np.asarray(bias, np.float32).reshape(-1)
         th, tw = -(-oh // tile), -(-ow // tile)
         tiles = n * th * tw
-        plan = _wino_plan(self.level, n, th, tw, oh, ow, f2_tail and tile == 4 and kh == 3)
+        plan = _wino_plan(self.level, n, th, tw, oh, ow, f2_tail and tile != 2 and kh == 3,
+                          tile)
         self.nv, self.groups, self.tail_level, self.tail_nv, corner = plan
         lanes = walle_wino_lanes(self.level, self.nv)
         work = float(n * cout * oh * ow) * c * kh * kh

@@ -201,31 +201,39 @@ def test_winograd_kernel_ends_with_a_narrower_group(level, side, n, last, thread
 
 
 @pytest.mark.parametrize(
-    ("level", "n", "h", "w", "corner"),
+    ("level", "tile", "n", "h", "w", "corner"),
     [
         # 49 tiles: 2 x 24 lanes, then the last tile's 4x4 outputs as 4 F(2x2) tiles
-        ("avx2", 1, 28, 28, (24, 24, 2, 2, "avx2", 1, 1)),
-        ("avx2", 1, 27, 27, (24, 24, 2, 2, "avx2", 1, 1)),  # the corner cut by the edge
-        ("avx2", 2, 28, 28, (24, 20, 2, 4, "avx2", 1, 1)),  # the second image's last 2 tiles
-        ("avx2", 1, 24, 8, (16, 0, 4, 4, "avx2", 1, 2)),  # whole last rows: 16 F(2x2) tiles
-        ("avx512", 1, 28, 28, (24, 24, 2, 2, "avx2", 1, 1)),  # 3 x 16 lanes, then AVX2's 8
-        ("avx512", 1, 24, 24, (20, 8, 2, 8, "avx512", 1, 1)),
-        ("sse", 1, 28, 28, (24, 24, 2, 2, "sse", 1, 1)),
+        ("avx2", 4, 1, 28, 28, (24, 24, 2, 2, "avx2", 1, 1)),
+        ("avx2", 4, 1, 27, 27, (24, 24, 2, 2, "avx2", 1, 1)),  # the corner cut by the edge
+        ("avx2", 4, 2, 28, 28, (24, 20, 2, 4, "avx2", 1, 1)),  # the second image's last 2 tiles
+        ("avx2", 4, 1, 24, 8, (16, 0, 4, 4, "avx2", 1, 2)),  # whole last rows: 16 F(2x2) tiles
+        ("avx512", 4, 1, 28, 28, (24, 24, 2, 2, "avx2", 1, 1)),  # 3 x 16 lanes, then AVX2's 8
+        ("avx512", 4, 1, 24, 24, (20, 8, 2, 8, "avx512", 1, 1)),
+        ("sse", 4, 1, 28, 28, (24, 24, 2, 2, "sse", 1, 1)),
+        # F(6x6): 25 tiles, 24 lanes then the last tile's 4x4 outputs as 4 F(2x2) tiles
+        ("avx2", 6, 1, 28, 28, (24, 24, 2, 2, "avx2", 1, 1)),
+        ("avx2", 6, 1, 27, 27, (24, 24, 2, 2, "avx2", 1, 1)),
+        ("avx2", 6, 2, 28, 28, (24, 18, 2, 5, "avx2", 1, 2)),  # the second image's last 2 tiles
+        ("avx2", 6, 1, 56, 56, (54, 36, 1, 10, "avx2", 1, 2)),  # 100 tiles: 96, then 2 rows
+        ("avx512", 6, 1, 56, 56, (54, 36, 1, 10, "avx512", 1, 1)),
+        ("sse", 6, 1, 28, 28, (24, 24, 2, 2, "sse", 1, 1)),
     ],
 )
 @pytest.mark.parametrize("threads", [False, True])
 def test_winograd_kernel_ends_with_an_f2_corner_where_that_is_less_work(
-    level, n, h, w, corner, threads
+    level, tile, n, h, w, corner, threads
 ) -> None:
-    """The last image's tiles left past the whole F(4x4) groups run by F(2x2, 3x3) over the
-    corner of the plane they cover, where that is less work than a narrow F(4x4) group; the
-    output matches the reference there too, NaN and inf in the corner included, read in
+    """The last image's tiles left past the whole F(4x4) or F(6x6) groups run by F(2x2, 3x3)
+    over the corner of the plane they cover, where that is less work than a narrow group;
+    the output matches the reference there too, NaN and inf in the corner included, read in
     place from an unpadded source, with the groups split over threads."""
     ops_conv = _ops_conv()
     levels = {"sse": 0, "avx2": 1, "avx512": 2}
-    plan = ops_conv._wino_plan(levels[level], n, -(-h // 4), -(-w // 4), h, w)
+    th, tw = -(-h // tile), -(-w // tile)
+    plan = ops_conv._wino_plan(levels[level], n, th, tw, h, w, True, tile)
     row, col, th2, tw2, corner_level, nv, groups = corner
-    assert plan[2:4] == (0, 0)  # no narrow F(4x4) group
+    assert plan[2:4] == (0, 0)  # no narrow group
     assert plan[4] == (row, col, th2, tw2, levels[corner_level], nv, groups)
     c, cout = (64, 64) if threads else (5, 11)
     rng = np.random.default_rng(h * w + n)
@@ -239,8 +247,9 @@ def test_winograd_kernel_ends_with_an_f2_corner_where_that_is_less_work(
     out = np.full(want.shape, 7.0, np.float32)
     try:
         kernel = ops_conv.WinogradKernel(
-            x, weight.reshape(cout, -1), bias, out, _region(graph), "relu", level, 4, pad=(1, 1)
-        )
+            x, weight.reshape(cout, -1), bias, out, _region(graph), "relu", level, tile,
+            pad=(1, 1),
+        )  # fmt: skip
     except ValueError as exc:
         assert "does not run" in str(exc)
         pytest.skip(f"this CPU does not run {level}: the choice alone was checked")
