@@ -964,10 +964,14 @@ cdef extern from "conv_pool.h":
         float scale, fill
     long walle_lanes_pool_rows(const walle_lanes_pool* p) nogil
     long walle_lanes_pool_bands(const walle_lanes_pool* p) nogil
+    void walle_pool_set_ahead() nogil
     long walle_pool_row_scratch(const long* sz, const long* st) nogil
     void walle_lanes_pool_run(const walle_lanes* g, const walle_lanes_pool* p, int level,
                               int wide, long sow, int pool_level, long i0, long i1,
                               float* buf, float* y, float* v) nogil
+
+
+walle_pool_set_ahead()  # from the L2's size, as ops_raster's pools (pool_rows.h)
 
 
 cdef class LanesPoolKernel:

@@ -590,6 +590,7 @@ cdef extern from *:
     void walle_pad_planes_at(const float* src, float* dst, const long* geo, float fill) nogil
     int walle_raster_best_level() nogil
     void walle_raster_set_level(int level) nogil
+    void walle_pool_set_ahead() nogil
     int walle_raster_get_level() nogil
 
 LEVELS = {"avx512": 2, "avx2": 1, "sse": 0}  # instruction-set levels, widest first
@@ -614,6 +615,7 @@ def set_level(int value):
 
 
 walle_raster_set_level(walle_raster_best_level())
+walle_pool_set_ahead()  # from the L2's size (pool_rows.h)
 
 DEF RANK = 6
 DEF MODE = 2 + 3 * RANK  # column of the spec holding the inner-loop mode

@@ -14,6 +14,10 @@
 #include "conv_tile.h"
 #include "vec_max.h"
 
+#if defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>
+#endif
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #define WALLE_POOL_TARGET(T) __attribute__((target(T)))
 #else
@@ -117,7 +121,7 @@ WALLE_INLINE float walle_pool_op1(float a, float b, int kind) {
    the same lanes reduced, so the same bits, for 3 shuffles per 8 outputs where GCC made 4
    vpermd and 2 blends of the cross-lane picks: 2x2/2 max and average pools on a Zen 1,
    one core, interleaved, 0.76-0.90x the time on 128 x 112 x 112, 256 x 56 x 56 and
-   512 x 28 x 28. Not in the loop for pools bigger than the caches (WALLE_POOL_AHEAD):
+   512 x 28 x 28. Not in the loop for pools bigger than the caches (walle_pool_ahead):
    there VGG's first, 64 x 224 x 224, took 1.04-1.16x the time with them against a build
    made the same way (though two builds of the same source differed by up to 1.07x there:
    not settled), so that loop keeps the in-order picks. 4 and 16 lanes pick in order (16:
@@ -169,6 +173,26 @@ WALLE_INLINE float walle_pool_op1(float a, float b, int kind) {
 #define WALLE_LASTHI4(a, c) __builtin_shuffle(a, c, (walle_i4){0, 1, 2, 7})
 #endif
 
+/* WALLE_POOL_CARRY's taps within 128-bit halves (8 lanes; 4 and 16 pick in order): taps 0 and
+   1 as WALLE_PAIR_EVEN8/ODD8 (outputs 0 1 4 5 | 2 3 6 7), tap 2 (columns 2 4 10 12 | 6 8 14
+   16 of c0, c1, c2) by in-lane picks from (c0, c1) and the vectors between them and (c1, c2)
+   (one 128-bit swap each), and the outputs put in order once (WALLE_PAIR_ORDER8). */
+#define WALLE_CARRY_IN_LANE4 0
+#define WALLE_CARRY_IN_LANE16 0
+#define WALLE_CARRY_IN_LANE8 1
+#define WALLE_CARRY_NEXT2_4(c0, c1, c2) (c0)
+#define WALLE_CARRY_NEXT2_16(c0, c1, c2) (c0)
+#ifdef __clang__
+#define WALLE_CARRY_MID8(a, b) __builtin_shufflevector(a, b, 4, 5, 6, 7, 8, 9, 10, 11)
+#define WALLE_CARRY_UPPER8(a, m) __builtin_shufflevector(a, m, 2, 3, 8, 9, 6, 7, 12, 13)
+#else
+#define WALLE_CARRY_MID8(a, b) __builtin_shuffle(a, b, (walle_i8){4, 5, 6, 7, 8, 9, 10, 11})
+#define WALLE_CARRY_UPPER8(a, m) __builtin_shuffle(a, m, (walle_i8){2, 3, 8, 9, 6, 7, 12, 13})
+#endif
+#define WALLE_CARRY_NEXT2_8(c0, c1, c2)                                                        \
+    WALLE_PAIR_EVEN8(WALLE_CARRY_UPPER8(c0, WALLE_CARRY_MID8(c0, c1)),                        \
+                     WALLE_CARRY_UPPER8(c1, WALLE_CARRY_MID8(c1, c2)))
+
 /* Stride 2, KW 3 (SqueezeNet's, AlexNet's and Inception's 3x3/2 max pools): the KH rows are
    reduced once per VW columns, left to right, and each vector of outputs takes taps 0 and 1
    from the even and odd lanes of two reduced vectors, tap 2 from the same two shifted by a
@@ -192,12 +216,21 @@ WALLE_INLINE float walle_pool_op1(float a, float b, int kind) {
                 WALLE_POOL_VERT(VT, IT, c1, base + 2 * t + VW)                                 \
                 int carry = 2 * t + 3 * VW <= span;                                            \
                 WALLE_POOL_VERT(VT, IT, c2, base + 2 * t + VW + (carry ? VW : 1))              \
-                acc = (VT)EVEN(c0, c1);                                                        \
-                tap = (VT)ODD(c0, c1);                                                         \
-                WALLE_POOL_APPLY(VT, IT, acc, tap)                                             \
-                tap = (VT)NEXT2(c0, c1);                                                       \
-                tap = carry ? (VT)LAST(tap, c2) : (VT)LASTHI(tap, c2);                         \
-                WALLE_POOL_APPLY(VT, IT, acc, tap)                                             \
+                if (WALLE_CARRY_IN_LANE##VW && carry) {                                        \
+                    acc = (VT)WALLE_PAIR_EVEN##VW(c0, c1);                                     \
+                    tap = (VT)WALLE_PAIR_ODD##VW(c0, c1);                                      \
+                    WALLE_POOL_APPLY(VT, IT, acc, tap)                                         \
+                    tap = (VT)WALLE_CARRY_NEXT2_##VW(c0, c1, c2);                              \
+                    WALLE_POOL_APPLY(VT, IT, acc, tap)                                         \
+                    acc = (VT)WALLE_PAIR_ORDER##VW(acc);                                       \
+                } else {                                                                       \
+                    acc = (VT)EVEN(c0, c1);                                                    \
+                    tap = (VT)ODD(c0, c1);                                                     \
+                    WALLE_POOL_APPLY(VT, IT, acc, tap)                                         \
+                    tap = (VT)NEXT2(c0, c1);                                                   \
+                    tap = carry ? (VT)LAST(tap, c2) : (VT)LASTHI(tap, c2);                     \
+                    WALLE_POOL_APPLY(VT, IT, acc, tap)                                         \
+                }                                                                              \
                 if (kind == 1) acc *= scale;                                                   \
                 memcpy(dst + t, &acc, sizeof(VT));                                             \
                 if (t == n - VW) break;                                                        \
@@ -207,11 +240,23 @@ WALLE_INLINE float walle_pool_op1(float a, float b, int kind) {
 
 /* Outputs rows (n, c, oh) of sizes sz = [KH, KW, N, C, OH, OW] and source strides st
    (column step 1, column stride st[5] of 1 or 2); ``v`` holds a reduced row + 2 VW floats. */
-/* Pools that read more than this many bytes ask for the rows of the output row two ahead
-   while one runs: VGG's first 2x2 max pool reads 12.8 MB, which no cache keeps, and ran at a
-   third of the memory's speed (2.0 -> 0.91 ms with the rows asked for; a copy of its input
-   takes 1.8). Pools whose source the caches hold ran 1-13% slower with them. */
-#define WALLE_POOL_AHEAD (8.0 * 1024 * 1024)
+/* Pools that read more than walle_pool_ahead bytes ask for the rows of the output row two
+   ahead while one runs: VGG's first 2x2 max pool reads 12.8 MB, which no cache keeps, and
+   ran at a third of the memory's speed (2.0 -> 0.91 ms with the rows asked for; a copy of
+   its input takes 1.8). Pools whose source the caches hold ran 1-13% slower with them. Where
+   that turns is the core's share of the caches: 8 MiB on a Zen 5 (1 MiB of L2), between 3.5
+   and 4.7 MB on a Zen 1 guest (512 KiB of L2, an L3 shared with other guests: 3x3/2 max
+   pools, one core, both builds in one process, interleaved: 64 x 111 x 111 and 96 x 109 x
+   109, 4.7 and 6.7 MB read, 0.85x and 0.73x the time at the fastest, 0.6x at the median,
+   with them; 192 x 56 x 56 and 128 x 55 x 55, 3.5 and 2.3 MB, 1.06-1.11x). So the turn is 8
+   times the L2 (walle_pool_set_ahead, at import), 8 MiB where the C library does not say. */
+static double walle_pool_ahead = 8.0 * 1024 * 1024;
+static void walle_pool_set_ahead(void) {
+#ifdef _SC_LEVEL2_CACHE_SIZE
+    long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    if (l2 >= 64 * 1024) walle_pool_ahead = 8.0 * (double)l2;
+#endif
+}
 
 /* The loop over output rows of walle_pool_rows_* (AHEAD: with the rows two ahead asked
    for; a loop of its own, as the test inside the loop made the pools without it 5-15%
@@ -261,7 +306,7 @@ ATTR static void NAME(const float* x, float* y, const long* sz, const long* st, 
                       float scale, float* v) {                                                 \
     long kh = sz[0], kw = sz[1], n = sz[5], rs = st[0], s = st[5], o = 0;                      \
     long span = (n - 1) * s + kw;                                                              \
-    if ((double)sz[2] * sz[3] * sz[4] * kh * span * sizeof(float) > WALLE_POOL_AHEAD) {        \
+    if ((double)sz[2] * sz[3] * sz[4] * kh * span * sizeof(float) > walle_pool_ahead) {        \
         WALLE_POOL_ROWS_LOOP(VT, IT, VW, EVEN, ODD, NEXT2, LAST, LASTHI, 1)                    \
     } else {                                                                                   \
         WALLE_POOL_ROWS_LOOP(VT, IT, VW, EVEN, ODD, NEXT2, LAST, LASTHI, 0)                    \
