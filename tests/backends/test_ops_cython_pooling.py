@@ -128,9 +128,9 @@ def test_three_tap_stride_two_max_keeps_a_nan_at_every_column(ow) -> None:
 
 @pytest.mark.parametrize(("kind", "k", "s"), [("max", 2, 2), ("avg", 3, 2)])
 def test_pools_over_more_than_the_caches_match_reference_at_every_level(kind, k, s) -> None:
-    """A pool that reads more than 8 times the L2 (8 MiB where the C library does not say;
-    VGG's first reads 12.8 MB) runs the loop that asks for the rows two ahead: its outputs
-    are the other loop's, NaN and inf included."""
+    """A pool that reads more than 8 times the L2, up to 8 MiB (8 MiB where the C library
+    does not say; VGG's first reads 12.8 MB), runs the loop that asks for the rows two ahead:
+    its outputs are the other loop's, NaN and inf included."""
     backend_or_skip("cython")
 
     rng = np.random.default_rng(k)
