@@ -5,8 +5,8 @@ For each step of a graph every usable backend offers its algorithms; each (backe
 algorithm) gets a cost-model estimate (:meth:`Backend.estimate`, the step run alone).
 Candidates whose estimate is within ``close_factor`` of the best one are timed on the real
 buffers, in interleaved rounds (:func:`time_candidates`: at least 5 samples each, the median
-wins; of the two best within ``CLOSE_CALL``, the one faster in more rounds timed each after
-the caches were given other data, as inside a model); steps that are the same work (a
+wins; of the two best within ``CLOSE_CALL``, the one whose median warm plus its median timed
+after the caches were given other data, as inside a model, is the smaller); steps that are the same work (a
 network's repeated layers) then share each candidate's median over all their trials
 (:func:`_pooled`), so they get one choice. That gives each backend's best algorithm per step
 and its seconds inside a plan (a device backend's step timed alone pays its copies and a
@@ -128,8 +128,9 @@ COLD_SCRUB_BYTES = 8 << 20
 # stale; 35: Winograd F(6x6, 3x3) offered on planes from 24x24 (winograd_f6), F(4x4)'s
 # tiles left over as an F(2x2) corner (28x28 planes 1.06-1.10x faster); 36: the AVX2
 # packed-GEMM conv's store applies ReLU and the shortcut once a tile (its 1x1 convs 2-6%
-# faster): fused convs cached as their parts (the conv, then bias and ReLU passes) went stale.
-DECISIONS_VERSION = 36
+# faster): fused convs cached as their parts (the conv, then bias and ReLU passes) went stale;
+# 37: a close call's cold trials decide with its warm ones (warm + cold medians), not alone.
+DECISIONS_VERSION = 37
 
 
 def time_calls(calls: list[Call], budget_s: float = 0.004, max_runs: int = 25) -> float:
@@ -171,12 +172,16 @@ def time_candidates(
 
     ``cold`` (a step's trials, :meth:`Search._time`): a call run before each trial of
     ``COLD_ROUNDS`` more rounds of a close call's two best candidates, which gives the
-    caches other data. Their warm medians are then handed out in the order of their cold
-    ones, so of two candidates that warm trials cannot tell apart the one that holds up
-    when its weights and scratch have left the caches wins, as they have inside a model
-    whose other layers ran since (and on a device between calls). SqueezeNet's stem took
-    0.57 ms warm as the packed GEMM and 0.56 as the lanes kernel, 0.86 and 0.65 after a
-    300 MB write: the GEMM's pack buffer and output come back from memory.
+    caches other data. Their warm medians are then handed out in the order of their warm
+    and cold medians added, so of two candidates that warm trials cannot tell apart the one
+    that holds up when its weights and scratch have left the caches wins, as they have
+    inside a model whose other layers ran since (and on a device between calls), while a
+    cold edge smaller than the warm gap does not overturn it (a step inside a model runs
+    somewhere between the two). SqueezeNet's stem took 0.57 ms warm as the packed GEMM and
+    0.56 as the lanes kernel, 0.86 and 0.65 after a 300 MB write: the GEMM's pack buffer and
+    output come back from memory. The cold order alone once gave ResNet-50's 256 -> 64 1x1
+    convs on 56x56 to numpy's GEMM (4.7 ms in the model against the packed GEMM's 3.3): a
+    burst during the warm rounds had put it 8% behind, and it was a little ahead cold.
     """
     for calls in candidates:
         for _ in range(2):
@@ -214,7 +219,8 @@ def time_candidates(
                 for call in candidates[i]:
                     call()
                 cold_samples[i].append(time.perf_counter() - start)
-        if statistics.median(cold_samples[second]) < statistics.median(cold_samples[first]):
+        first_s = medians[first] + statistics.median(cold_samples[first])
+        if medians[second] + statistics.median(cold_samples[second]) < first_s:
             medians[first], medians[second] = medians[second], medians[first]
     return medians
 
