@@ -5,12 +5,12 @@ For each step of a graph every usable backend offers its algorithms; each (backe
 algorithm) gets a cost-model estimate (:meth:`Backend.estimate`, the step run alone).
 Candidates whose estimate is within ``close_factor`` of the best one are timed on the real
 buffers, in interleaved rounds (:func:`time_candidates`: at least 5 samples each, the median
-wins; of the two best within ``CLOSE_CALL``, the one whose median warm plus its median timed
-after the caches were given other data, as inside a model, is the smaller); steps that are the same work (a
-network's repeated layers) then share each candidate's median over all their trials
-(:func:`_pooled`), so they get one choice. That gives each backend's best algorithm per step
-and its seconds inside a plan (a device backend's step timed alone pays its copies and a
-sync: those are taken off, since the placement prices them).
+wins; of the two best within ``CLOSE_CALL``, the one whose warm median plus its median timed
+after the caches were given other data, as inside a model, is the smaller); steps that are
+the same work (a network's repeated layers) then share each candidate's median over all
+their trials (:func:`_pooled`), so they get one choice. That gives each backend's best
+algorithm per step and its seconds inside a plan (a device backend's step timed alone pays
+its copies and a sync: those are taken off, since the placement prices them).
 :func:`walle.ops.placement.place` then chooses the backend of every step at once, paying a
 copy wherever a value crosses between host and device memory and a sync per run of device
 steps, with the device's measured costs (:mod:`walle.ops.calibration`, run once per device).
