@@ -100,16 +100,16 @@ WALLE_INLINE float walle_pool_op1(float a, float b, int kind) {
    two-pass path, so the results are the same bits. The two-pass path stored the reduced row
    and read it back: 2x the time on 2x2 max pools. A statement of walle_pool_rows_* (their
    kh, n, rs, kind, scale, base and dst). */
-#define WALLE_POOL_PAIRS(VT, IT, VW, IN_LANE)                                                  \
+#define WALLE_POOL_PAIRS(VT, IT, VW)                                                           \
         for (long t = 0;; t += VW) {                                                           \
             if (t > n - VW) t = n - VW;                                                        \
             VT lo, hi, acc, tap;                                                               \
             WALLE_POOL_VERT(VT, IT, lo, base + 2 * t)                                          \
             WALLE_POOL_VERT(VT, IT, hi, base + 2 * t + VW)                                     \
-            acc = IN_LANE ? (VT)WALLE_PAIR_EVEN##VW(lo, hi) : (VT)WALLE_EVEN##VW(lo, hi);      \
-            tap = IN_LANE ? (VT)WALLE_PAIR_ODD##VW(lo, hi) : (VT)WALLE_ODD##VW(lo, hi);        \
+            acc = (VT)WALLE_PAIR_EVEN##VW(lo, hi);                                             \
+            tap = (VT)WALLE_PAIR_ODD##VW(lo, hi);                                              \
             WALLE_POOL_APPLY(VT, IT, acc, tap)                                                 \
-            if (IN_LANE) acc = (VT)WALLE_PAIR_ORDER##VW(acc);                                  \
+            acc = (VT)WALLE_PAIR_ORDER##VW(acc);                                               \
             if (kind == 1) acc *= scale;                                                       \
             memcpy(dst + t, &acc, sizeof(VT));                                                 \
             if (t == n - VW) break;                                                            \
@@ -121,11 +121,11 @@ WALLE_INLINE float walle_pool_op1(float a, float b, int kind) {
    the same lanes reduced, so the same bits, for 3 shuffles per 8 outputs where GCC made 4
    vpermd and 2 blends of the cross-lane picks: 2x2/2 max and average pools on a Zen 1,
    one core, interleaved, 0.76-0.90x the time on 128 x 112 x 112, 256 x 56 x 56 and
-   512 x 28 x 28. Not in the loop for pools bigger than the caches (walle_pool_ahead):
-   there VGG's first, 64 x 224 x 224, took 1.04-1.16x the time with them against a build
-   made the same way (though two builds of the same source differed by up to 1.07x there:
-   not settled), so that loop keeps the in-order picks. 4 and 16 lanes pick in order (16:
-   one vpermt2ps per tap). */
+   512 x 28 x 28. The loop for pools bigger than the caches (walle_pool_ahead) takes them
+   too: there (memory-bound) 64 x 224 x 224, 96 x 224 x 224, 128 x 112 x 112 and
+   64 x 160 x 160 took 0.89-1.08x the time of the in-order picks at the median (both builds
+   loaded in one process, interleaved, four runs: level). 4 and 16 lanes pick in order
+   (16: one vpermt2ps per tap). */
 #define WALLE_PAIR_EVEN16 WALLE_EVEN16
 #define WALLE_PAIR_ODD16 WALLE_ODD16
 #define WALLE_PAIR_ORDER16(a) (a)
@@ -276,7 +276,7 @@ static void walle_pool_set_ahead(void) {
             if (kw == 3) {                                                                     \
                 WALLE_POOL_CARRY(VT, IT, VW, EVEN, ODD, NEXT2, LAST, LASTHI)                   \
             } else {                                                                           \
-                WALLE_POOL_PAIRS(VT, IT, VW, !AHEAD)                                           \
+                WALLE_POOL_PAIRS(VT, IT, VW)                                                   \
             }                                                                                  \
             continue;                                                                          \
         }                                                                                      \
