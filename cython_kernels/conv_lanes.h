@@ -32,12 +32,8 @@
 #define WALLE_CONV_LANES_H
 
 #include "conv_tile.h"
+#include "cpu_level.h"
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#define WALLE_LANES_TARGET(T) __attribute__((target(T)))
-#else
-#define WALLE_LANES_TARGET(T)
-#endif
 
 /* The lo and hi halves of the interleaving of a and b (a0 b0 a1 b1 ...). */
 #ifdef __clang__
@@ -181,11 +177,11 @@ typedef struct {
     WALLE_LANES_ROWS(PREFIX##_rows, ATTR, VW, NC, NP, PREFIX##_s1, PREFIX##_s2, PREFIX##_s3,   \
                      PREFIX##_s4)
 
-WALLE_LANES_LEVEL(walle_lanes_avx512, WALLE_LANES_TARGET("avx512f,avx2,fma"), walle_v16,
+WALLE_LANES_LEVEL(walle_lanes_avx512, WALLE_LEVEL_TARGET("avx512f,avx2,fma"), walle_v16,
                   walle_i16, 16, 1, 16, walle_lanes_t16, WALLE_HIGH16)
-WALLE_LANES_LEVEL(walle_lanes_avx512w, WALLE_LANES_TARGET("avx512f,avx2,fma"), walle_v16,
+WALLE_LANES_LEVEL(walle_lanes_avx512w, WALLE_LEVEL_TARGET("avx512f,avx2,fma"), walle_v16,
                   walle_i16, 16, 2, 8, walle_lanes_t16, WALLE_HIGH16)
-WALLE_LANES_LEVEL(walle_lanes_avx2, WALLE_LANES_TARGET("avx2,fma"), walle_v8, walle_i8, 8, 2, 4,
+WALLE_LANES_LEVEL(walle_lanes_avx2, WALLE_LEVEL_TARGET("avx2,fma"), walle_v8, walle_i8, 8, 2, 4,
                   walle_lanes_t8, WALLE_HIGH8)
 WALLE_LANES_LEVEL(walle_lanes_base, , walle_v4, walle_i4, 4, 2, 4, walle_lanes_t4, WALLE_HIGH4)
 
@@ -198,11 +194,11 @@ static long walle_lanes_block(int level, int wide) {
 /* Output rows [r0, r1) at ``level``, source column stride ``sow`` (1 to 4). */
 static void walle_lanes_run(const walle_lanes* g, int level, int wide, long sow, long r0,
                             long r1) {
-    if (level == 2 && wide)
+    if (WALLE_LEVEL(level) == 2 && wide)
         walle_lanes_avx512w_rows(g, sow, r0, r1);
-    else if (level == 2)
+    else if (WALLE_LEVEL(level) == 2)
         walle_lanes_avx512_rows(g, sow, r0, r1);
-    else if (level == 1)
+    else if (WALLE_LEVEL(level) == 1)
         walle_lanes_avx2_rows(g, sow, r0, r1);
     else
         walle_lanes_base_rows(g, sow, r0, r1);

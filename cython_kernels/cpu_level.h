@@ -8,7 +8,21 @@
 #ifndef WALLE_CPU_LEVEL_H
 #define WALLE_CPU_LEVEL_H
 
+/* The wider levels exist on x86-64 (GCC and clang): their functions are compiled for their
+   level (WALLE_LEVEL_TARGET), and a dispatch tests WALLE_LEVEL(level). Elsewhere (ARM, where
+   NEON runs the baseline's 128-bit vectors) WALLE_LEVEL is the constant 0, so the compiler
+   drops the wider branches and never compiles the functions only they call: the x86 levels'
+   tiles would be dead code there, about half of what ops_conv compiles for aarch64. */
 #if defined(__x86_64__) && defined(__GNUC__)
+#define WALLE_X86 1
+#define WALLE_LEVEL_TARGET(T) __attribute__((target(T)))
+#define WALLE_LEVEL(level) (level)
+#else
+#define WALLE_LEVEL_TARGET(T) __attribute__((unused))
+#define WALLE_LEVEL(level) 0
+#endif
+
+#ifdef WALLE_X86
 #include <cpuid.h>
 
 static int walle_cpu_level(void) {

@@ -39,12 +39,8 @@
 #define WALLE_GEMM_CONV_H
 
 #include "conv_tile.h"
+#include "cpu_level.h"
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#define WALLE_GEMM_TARGET(T) __attribute__((target(T)))
-#else
-#define WALLE_GEMM_TARGET(T)
-#endif
 
 typedef struct {
     const float* x;     /* element (k, p) of image n at x + n * s_n + koff[k] + poff[p] */
@@ -435,7 +431,7 @@ WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {                                 
    An AVX2 tile, compiled as such where it is defined: clang checks there that its asm's
    sums fit the registers they are bound to. */
 #define WALLE_GEMM_TILE4X3(NAME, VT, IT, VW, AT, C1, C3, KSTEP, MINKC)                         \
-WALLE_GEMM_TARGET("avx2,fma") WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {                  \
+WALLE_LEVEL_TARGET("avx2,fma") WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {                  \
     VT acc[4][3];                                                                              \
     WALLE_GEMM_LOAD(acc, VT, VW, 3, 4)                                                         \
     VT s00 = acc[0][0], s01 = acc[0][1], s02 = acc[0][2], s10 = acc[1][0], s11 = acc[1][1];    \
@@ -624,10 +620,10 @@ ATTR WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {                            
              res ? res + 4 * y_c : res, first, last, relu, (const float*)0, 0, sa);            \
 }
 WALLE_GEMM_HALVES(walle_gemm_v8x3h, walle_gemm_v8x3c4, WALLE_GEMM_CP,
-                  WALLE_GEMM_TARGET("avx2,fma"))
+                  WALLE_LEVEL_TARGET("avx2,fma"))
 WALLE_GEMM_HALVES(walle_gemm_v4x2h, walle_gemm_v4x2c4, WALLE_GEMM_CP, )
 WALLE_GEMM_HALVES(walle_gemm_v8x3h_rows, walle_gemm_v8x3c4_rows, WALLE_GEMM_CR,
-                  WALLE_GEMM_TARGET("avx2,fma"))
+                  WALLE_LEVEL_TARGET("avx2,fma"))
 WALLE_GEMM_HALVES(walle_gemm_v4x2h_rows, walle_gemm_v4x2c4_rows, WALLE_GEMM_CR, )
 
 /* Asks for the lines of a strip's output rows (written, and read too after the first block
@@ -836,13 +832,13 @@ ATTR static void NAME(const walle_gemm* g, long u0, long u1, float* pack) {     
     }                                                                                          \
 }
 
-WALLE_GEMM_LEVEL(walle_gemm_avx512, WALLE_GEMM_TARGET("avx512f,avx2,fma"), walle_gemm_v16x2,
+WALLE_GEMM_LEVEL(walle_gemm_avx512, WALLE_LEVEL_TARGET("avx512f,avx2,fma"), walle_gemm_v16x2,
                  walle_gemm_v16x2c4, walle_gemm_v16x2, walle_gemm_v16x1, walle_gemm_v8x1,
                  walle_gemm_tail8_1, walle_gemm_tail8_2, 16, 8, 0, 32, 0)
-WALLE_GEMM_LEVEL(walle_gemm_avx512w, WALLE_GEMM_TARGET("avx512f,avx2,fma"), walle_gemm_v16x3,
+WALLE_GEMM_LEVEL(walle_gemm_avx512w, WALLE_LEVEL_TARGET("avx512f,avx2,fma"), walle_gemm_v16x3,
                  walle_gemm_v16x3c4, walle_gemm_v16x2, walle_gemm_v16x1, walle_gemm_v8x1,
                  walle_gemm_tail8_1, walle_gemm_tail8_2, 16, 8, 32, 48, 0)
-WALLE_GEMM_LEVEL(walle_gemm_avx2, WALLE_GEMM_TARGET("avx2,fma"), walle_gemm_v8x3h,
+WALLE_GEMM_LEVEL(walle_gemm_avx2, WALLE_LEVEL_TARGET("avx2,fma"), walle_gemm_v8x3h,
                  walle_gemm_v8x3h, walle_gemm_v8x3h, walle_gemm_v8x1, walle_gemm_v8x1,
                  walle_gemm_tail8_1, walle_gemm_tail8_2, 8, 8, 0, 24, 0)
 WALLE_GEMM_LEVEL(walle_gemm_base, , walle_gemm_v4x2h, walle_gemm_v4x2h, walle_gemm_v4x2h,
@@ -851,10 +847,10 @@ WALLE_GEMM_LEVEL(walle_gemm_base, , walle_gemm_v4x2h, walle_gemm_v4x2h, walle_ge
 /* The levels of the matmuls whose a is read in place (``rows``): their own functions, so that
    the convs' code stays as it was (in one function with the in-place tiles, the AVX2 level
    ran ResNet-50's and SqueezeNet's convs 6% slower on Zen 5). */
-WALLE_GEMM_LEVEL(walle_gemm_avx512_rows, WALLE_GEMM_TARGET("avx512f,avx2,fma"),
+WALLE_GEMM_LEVEL(walle_gemm_avx512_rows, WALLE_LEVEL_TARGET("avx512f,avx2,fma"),
                  walle_gemm_v16x2, walle_gemm_v16x2c4, walle_gemm_v16x2, walle_gemm_v16x1,
                  walle_gemm_v8x1, walle_gemm_tail8_1, walle_gemm_tail8_2, 16, 8, 0, 32, 1)
-WALLE_GEMM_LEVEL(walle_gemm_avx2_rows, WALLE_GEMM_TARGET("avx2,fma"), walle_gemm_v8x3h,
+WALLE_GEMM_LEVEL(walle_gemm_avx2_rows, WALLE_LEVEL_TARGET("avx2,fma"), walle_gemm_v8x3h,
                  walle_gemm_v8x3h, walle_gemm_v8x3h, walle_gemm_v8x1, walle_gemm_v8x1,
                  walle_gemm_tail8_1, walle_gemm_tail8_2, 8, 8, 0, 24, 1)
 WALLE_GEMM_LEVEL(walle_gemm_base_rows, , walle_gemm_v4x2h, walle_gemm_v4x2h, walle_gemm_v4x2h,
@@ -963,17 +959,17 @@ static void walle_gemm_pack_rows(const float* restrict a, long m, long k, float*
 }
 
 static void walle_gemm_run(const walle_gemm* g, int level, long u0, long u1, float* pack) {
-    if (g->rows && level == 2 && !g->wide)
+    if (g->rows && WALLE_LEVEL(level) == 2 && !g->wide)
         walle_gemm_avx512_rows(g, u0, u1, pack);
-    else if (g->rows && level == 1)
+    else if (g->rows && WALLE_LEVEL(level) == 1)
         walle_gemm_avx2_rows(g, u0, u1, pack);
-    else if (g->rows && level == 0)
+    else if (g->rows && WALLE_LEVEL(level) == 0)
         walle_gemm_base_rows(g, u0, u1, pack);
-    else if (level == 2 && g->wide)
+    else if (WALLE_LEVEL(level) == 2 && g->wide)
         walle_gemm_avx512w(g, u0, u1, pack);
-    else if (level == 2)
+    else if (WALLE_LEVEL(level) == 2)
         walle_gemm_avx512(g, u0, u1, pack);
-    else if (level == 1)
+    else if (WALLE_LEVEL(level) == 1)
         walle_gemm_avx2(g, u0, u1, pack);
     else
         walle_gemm_base(g, u0, u1, pack);

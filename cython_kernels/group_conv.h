@@ -23,12 +23,6 @@
 #include "conv_tile.h"
 #include "cpu_level.h"
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#define WALLE_GX86 1
-#define WALLE_GTARGET(T) __attribute__((target(T)))
-#else
-#define WALLE_GTARGET(T)
-#endif
 #define WALLE_GCB WALLE_CB
 #define WALLE_GINLINE static inline __attribute__((always_inline))
 
@@ -644,17 +638,17 @@ WALLE_GINLINE void walle_dw_any(const float* restrict x, const float* restrict w
 WALLE_COPY_ROW(walle_copy_8, walle_g8, 8)
 WALLE_COPY_ROW(walle_copy_4, walle_g4, 4)
 
-WALLE_GBLOCK_ROWS(walle_gblock_avx512, WALLE_GTARGET("avx512f,avx2,fma"), walle_conv_v16x2, 0,
+WALLE_GBLOCK_ROWS(walle_gblock_avx512, WALLE_LEVEL_TARGET("avx512f,avx2,fma"), walle_conv_v16x2, 0,
                   walle_conv_v16x2, walle_conv_v16x1, walle_conv_v8x1, walle_conv_v4x1, 16)
-WALLE_GBLOCK_ROWS(walle_gblock_avx2, WALLE_GTARGET("avx2,fma"), walle_conv_v8x3h, 24,
+WALLE_GBLOCK_ROWS(walle_gblock_avx2, WALLE_LEVEL_TARGET("avx2,fma"), walle_conv_v8x3h, 24,
                   walle_conv_v8x2h, walle_conv_v8x1, walle_conv_v4x1, walle_conv_v2x1, 8)
 WALLE_GBLOCK_ROWS(walle_gblock_base, , walle_conv_v4x3h, 12, walle_conv_v4x2h,
                   walle_conv_v4x1, walle_conv_v2x1, walle_conv_v2x1, 4)
-WALLE_DW_PLANES(walle_dw_avx512, WALLE_GTARGET("avx512f,avx2,fma"), walle_dw_16x8,
+WALLE_DW_PLANES(walle_dw_avx512, WALLE_LEVEL_TARGET("avx512f,avx2,fma"), walle_dw_16x8,
                 walle_dw_16x4, walle_dw_16x1, walle_dws2_16, walle_dws2_8, walle_dws2_4,
                 walle_copy_8, walle_dw3_avx512, walle_dw3s2_avx512, walle_split_row16,
                 walle_dw3s2x_avx512, WALLE_SPLIT_NEVER, 16)
-WALLE_DW_PLANES(walle_dw_avx2, WALLE_GTARGET("avx2,fma"), walle_dw_8x8, walle_dw_8x4,
+WALLE_DW_PLANES(walle_dw_avx2, WALLE_LEVEL_TARGET("avx2,fma"), walle_dw_8x8, walle_dw_8x4,
                 walle_dw_8x1, walle_dws2_8, walle_dws2_4, walle_dws2_4, walle_copy_8,
                 walle_dw3_avx2, walle_dw3s2_avx2, walle_split_row8, walle_dw3s2x_avx2, 48, 8)
 WALLE_DW_PLANES(walle_dw_base, , walle_dw_4x8, walle_dw_4x4, walle_dw_4x1, walle_dws2_4,
@@ -691,14 +685,17 @@ WALLE_DW_PLANES(walle_dw_base, , walle_dw_4x8, walle_dw_4x4, walle_dw_4x1, walle
                 for (long t = 0; t < plane; t++) r[t] = r[t] + b + e[t];                    \
         }                                                                                   \
     }
-WALLE_BIAS_ACT(walle_bias_act_avx512, WALLE_GTARGET("avx512f,avx2,fma"))
-WALLE_BIAS_ACT(walle_bias_act_avx2, WALLE_GTARGET("avx2,fma"))
+WALLE_BIAS_ACT(walle_bias_act_avx512, WALLE_LEVEL_TARGET("avx512f,avx2,fma"))
+WALLE_BIAS_ACT(walle_bias_act_avx2, WALLE_LEVEL_TARGET("avx2,fma"))
 WALLE_BIAS_ACT(walle_bias_act_base, )
 static void walle_bias_act(float* y, const float* bias, const float* res, long rows,
                            long channels, long plane, float relu, int level) {
-    if (level == 2) walle_bias_act_avx512(y, bias, res, rows, channels, plane, relu);
-    else if (level == 1) walle_bias_act_avx2(y, bias, res, rows, channels, plane, relu);
-    else walle_bias_act_base(y, bias, res, rows, channels, plane, relu);
+    if (WALLE_LEVEL(level) == 2)
+        walle_bias_act_avx512(y, bias, res, rows, channels, plane, relu);
+    else if (WALLE_LEVEL(level) == 1)
+        walle_bias_act_avx2(y, bias, res, rows, channels, plane, relu);
+    else
+        walle_bias_act_base(y, bias, res, rows, channels, plane, relu);
 }
 
 /* 2: AVX-512F, 1: AVX2 + FMA, 0: baseline; the best this CPU runs. */
@@ -710,12 +707,12 @@ static int walle_gconv_best_level(void) {
 static void walle_gconv_run(const walle_gconv* p, int depthwise, int level, long i0, long i1,
                             float* scratch) {
     if (depthwise) {
-        if (level == 2) walle_dw_avx512(p, i0, i1, scratch);
-        else if (level == 1) walle_dw_avx2(p, i0, i1, scratch);
+        if (WALLE_LEVEL(level) == 2) walle_dw_avx512(p, i0, i1, scratch);
+        else if (WALLE_LEVEL(level) == 1) walle_dw_avx2(p, i0, i1, scratch);
         else walle_dw_base(p, i0, i1, scratch);
     } else {
-        if (level == 2) walle_gblock_avx512(p, i0, i1);
-        else if (level == 1) walle_gblock_avx2(p, i0, i1);
+        if (WALLE_LEVEL(level) == 2) walle_gblock_avx512(p, i0, i1);
+        else if (WALLE_LEVEL(level) == 1) walle_gblock_avx2(p, i0, i1);
         else walle_gblock_base(p, i0, i1);
     }
 }

@@ -41,12 +41,6 @@ cdef extern from *:
 
     #include "cpu_level.h"
 
-    #if defined(__x86_64__) && defined(__GNUC__)
-    #define WALLE_X86 1
-    #define WALLE_TARGET(T) __attribute__((target(T)))
-    #else
-    #define WALLE_TARGET(T)
-    #endif
 
     #include "conv_tile.h"
 
@@ -108,9 +102,9 @@ cdef extern from *:
             } \\
         } \\
     }
-    WALLE_CONV_ROWS(walle_conv_rows_avx512, WALLE_TARGET("avx512f,avx2,fma"),
+    WALLE_CONV_ROWS(walle_conv_rows_avx512, WALLE_LEVEL_TARGET("avx512f,avx2,fma"),
                     walle_conv_v16x2, 0, walle_conv_v16x2, walle_conv_v16x1, walle_conv_v8x1, walle_conv_v4x1, 16)
-    WALLE_CONV_ROWS(walle_conv_rows_avx2, WALLE_TARGET("avx2,fma"),
+    WALLE_CONV_ROWS(walle_conv_rows_avx2, WALLE_LEVEL_TARGET("avx2,fma"),
                     walle_conv_v8x3h, 24, walle_conv_v8x2h, walle_conv_v8x1, walle_conv_v4x1, walle_conv_v2x1, 8)
     WALLE_CONV_ROWS(walle_conv_rows_base, , walle_conv_v4x3h, 12, walle_conv_v4x2h, walle_conv_v4x1, walle_conv_v2x1,
                     walle_conv_v2x1, 4)
@@ -124,10 +118,10 @@ cdef extern from *:
             const float* x, const float* w, const float* bias, float* y, long r0, long r1,
             long cin, long cout, long kh, long kw, long oh_n, long ow_n, long s_n, long s_c,
             long s_kh, long s_kw, long s_oh, long s_ow, float relu, int level) {
-        if (level == 2)
+        if (WALLE_LEVEL(level) == 2)
             walle_conv_rows_avx512(x, w, bias, y, r0, r1, cin, cout, kh, kw, oh_n, ow_n,
                                    s_n, s_c, s_kh, s_kw, s_oh, s_ow, relu);
-        else if (level == 1)
+        else if (WALLE_LEVEL(level) == 1)
             walle_conv_rows_avx2(x, w, bias, y, r0, r1, cin, cout, kh, kw, oh_n, ow_n,
                                  s_n, s_c, s_kh, s_kw, s_oh, s_ow, relu);
         else

@@ -35,12 +35,6 @@ cdef extern from *:
     /* The WALLE_CLONES bodies are inlined into one wrapper per instruction-set level, each
        compiled with its target attribute (walle_math_level picks one; see the end of this
        block): unlike target_clones, a level can be forced below the CPU's best. */
-    #if defined(__x86_64__) && defined(__GNUC__)
-    #define WALLE_X86 1
-    #define WALLE_TARGET(T) __attribute__((target(T)))
-    #else
-    #define WALLE_TARGET(T)
-    #endif
     #define WALLE_CLONES inline __attribute__((always_inline))
 
     typedef union { int32_t i; float f; } walle_bits;
@@ -213,9 +207,9 @@ cdef extern from *:
     #define WALLE_MADD16(ACC, S, V) ((ACC) + (S) * (V))
     #endif
     #define WALLE_GEMM_V16(NAME, R, W) \\
-    WALLE_TARGET("avx512f,avx2,fma") static inline __attribute__((always_inline)) void NAME( \\
-            const float* restrict a, const float* restrict b, float* restrict c, long n, \\
-            long k) { \\
+    WALLE_LEVEL_TARGET("avx512f,avx2,fma") static inline __attribute__((always_inline)) \\
+    void NAME(const float* restrict a, const float* restrict b, float* restrict c, long n, \\
+              long k) { \\
         walle_v16 acc[R][W]; \\
         for (int r = 0; r < R; r++) \\
             for (int w = 0; w < W; w++) acc[r][w] = (walle_v16){0}; \\
@@ -235,7 +229,7 @@ cdef extern from *:
     WALLE_GEMM_V16(walle_tile_v4x16, 4, 1)
     WALLE_GEMM_V16(walle_tile_v1x16, 1, 1)
     WALLE_GEMM_V16(walle_tile_v1x64, 1, 4)
-    WALLE_TARGET("avx512f,avx2,fma")
+    WALLE_LEVEL_TARGET("avx512f,avx2,fma")
     static void walle_gemm_avx512(const float* restrict a, const float* restrict b,
                                   float* restrict c, long m, long n, long k) {
         long n16 = n - n % 16, m4 = m - m % 4;
@@ -869,12 +863,12 @@ cdef extern from *:
 
     /* NAME_at(args): the body V2, V1 or V0 compiled for walle_math_level. */
     #define WALLE_LEVELS(NAME, PARAMS, ARGS, V2, V1, V0) \\
-    WALLE_TARGET("avx512f,avx2,fma") static void NAME##_l2 PARAMS { V2 ARGS; } \\
-    WALLE_TARGET("avx2,fma") static void NAME##_l1 PARAMS { V1 ARGS; } \\
+    WALLE_LEVEL_TARGET("avx512f,avx2,fma") static void NAME##_l2 PARAMS { V2 ARGS; } \\
+    WALLE_LEVEL_TARGET("avx2,fma") static void NAME##_l1 PARAMS { V1 ARGS; } \\
     static void NAME##_l0 PARAMS { V0 ARGS; } \\
     static void NAME##_at PARAMS { \\
-        if (walle_math_level == 2) NAME##_l2 ARGS; \\
-        else if (walle_math_level == 1) NAME##_l1 ARGS; \\
+        if (WALLE_LEVEL(walle_math_level) == 2) NAME##_l2 ARGS; \\
+        else if (WALLE_LEVEL(walle_math_level) == 1) NAME##_l1 ARGS; \\
         else NAME##_l0 ARGS; \\
     }
     WALLE_LEVELS(walle_epilogue, (float* c, const float* bias, long m, long n, long j0,
@@ -893,8 +887,8 @@ cdef extern from *:
     static void walle_softmax_rows_most(int most, const float* x, float* y, long rows,
                                         long n) {
         int level = walle_math_level < most ? walle_math_level : most;
-        if (level == 2) walle_softmax_rows_l2(x, y, rows, n);
-        else if (level == 1) walle_softmax_rows_l1(x, y, rows, n);
+        if (WALLE_LEVEL(level) == 2) walle_softmax_rows_l2(x, y, rows, n);
+        else if (WALLE_LEVEL(level) == 1) walle_softmax_rows_l1(x, y, rows, n);
         else walle_softmax_rows_l0(x, y, rows, n);
     }
     WALLE_LEVELS(walle_layernorm_row, (const float* x, float* y, const float* g,
@@ -935,16 +929,16 @@ cdef extern from *:
             for (long i = 0; i < n; i++) { float p = x[i] * a; y[i] = p + b; } \\
         } \\
     }
-    WALLE_CHAIN_AFFINE(walle_chain_affine_l2, WALLE_TARGET("avx512f,avx2,fma"))
-    WALLE_CHAIN_AFFINE(walle_chain_affine_l1, WALLE_TARGET("avx2,fma"))
+    WALLE_CHAIN_AFFINE(walle_chain_affine_l2, WALLE_LEVEL_TARGET("avx512f,avx2,fma"))
+    WALLE_CHAIN_AFFINE(walle_chain_affine_l1, WALLE_LEVEL_TARGET("avx2,fma"))
     WALLE_CHAIN_AFFINE(walle_chain_affine_l0, )
     static void walle_chain_affine_at(const float* x, float a, float b, int relu, float* y,
                                       long n) {
-        if (walle_math_level == 2) walle_chain_affine_l2(x, a, b, relu, y, n);
-        else if (walle_math_level == 1) walle_chain_affine_l1(x, a, b, relu, y, n);
+        if (WALLE_LEVEL(walle_math_level) == 2) walle_chain_affine_l2(x, a, b, relu, y, n);
+        else if (WALLE_LEVEL(walle_math_level) == 1) walle_chain_affine_l1(x, a, b, relu, y, n);
         else walle_chain_affine_l0(x, a, b, relu, y, n);
     }
-    WALLE_TARGET("avx2,fma") static void walle_gemm_panel_l1(const float* a, const float* b,
+    WALLE_LEVEL_TARGET("avx2,fma") static void walle_gemm_panel_l1(const float* a, const float* b,
                                                              float* c, long m, long n, long k,
                                                              const float* bias, int act) {
         walle_gemm_panel_v8(a, b, c, m, n, k, bias, act);
@@ -955,8 +949,8 @@ cdef extern from *:
        they store their tiles. Returns the first column whose epilogue is still to run. */
     static long walle_gemm_at(const float* a, const float* b, float* c, long m, long n, long k,
                               int wide, int fuse, const float* bias, int act) {
-        if (wide && walle_math_level == 2) walle_gemm_avx512(a, b, c, m, n, k);
-        else if (wide && walle_math_level == 1 && m >= 4) {
+        if (wide && WALLE_LEVEL(walle_math_level) == 2) walle_gemm_avx512(a, b, c, m, n, k);
+        else if (wide && WALLE_LEVEL(walle_math_level) == 1 && m >= 4) {
             walle_gemm_panel_l1(a, b, c, m, n, k, fuse ? bias : 0, fuse ? act : 0);
             return fuse ? n - n % 16 : 0;
         } else walle_gemm_from_at(a, b, c, m, n, k, 0);

@@ -370,12 +370,6 @@ cdef extern from *:
     /* walle_window_reduce's body is inlined into one wrapper per instruction-set level
        (walle_window_reduce_at, after it), picked by walle_raster_level, which Python sets
        (the WALLE_OPS_ISA switch): unlike target_clones, a lower level can be forced. */
-    #if defined(__x86_64__) && defined(__GNUC__)
-    #define WALLE_X86 1
-    #define WALLE_TARGET(T) __attribute__((target(T)))
-    #else
-    #define WALLE_TARGET(T)
-    #endif
     #define WALLE_CLONES inline __attribute__((always_inline))
     #include "pool_rows.h"
     /* One pass per (kh, kw) over an output row of n elements read at source stride ST; max
@@ -459,10 +453,10 @@ cdef extern from *:
     static int walle_raster_get_level(void) { return walle_raster_level; }
     #define WALLE_WINDOW_ARGS (const float* x, float* y, const long* sz, const long* st, \
                                int kind, float scale, float* scratch)
-    WALLE_TARGET("avx512f,avx2,fma") static void walle_window_reduce_l2 WALLE_WINDOW_ARGS {
+    WALLE_LEVEL_TARGET("avx512f,avx2,fma") static void walle_window_reduce_l2 WALLE_WINDOW_ARGS {
         walle_window_reduce(x, y, sz, st, kind, scale, scratch);
     }
-    WALLE_TARGET("avx2,fma") static void walle_window_reduce_l1 WALLE_WINDOW_ARGS {
+    WALLE_LEVEL_TARGET("avx2,fma") static void walle_window_reduce_l1 WALLE_WINDOW_ARGS {
         walle_window_reduce(x, y, sz, st, kind, scale, scratch);
     }
     static void walle_window_reduce_l0 WALLE_WINDOW_ARGS {
@@ -471,8 +465,8 @@ cdef extern from *:
     /* FN's build for instruction-set level LEVEL (FN##_l2, _l1 or _l0). */
     #define WALLE_AT_LEVEL(LEVEL, FN, ...) \
         do { \
-            if ((LEVEL) == 2) FN##_l2(__VA_ARGS__); \
-            else if ((LEVEL) == 1) FN##_l1(__VA_ARGS__); \
+            if (WALLE_LEVEL(LEVEL) == 2) FN##_l2(__VA_ARGS__); \
+            else if (WALLE_LEVEL(LEVEL) == 1) FN##_l1(__VA_ARGS__); \
             else FN##_l0(__VA_ARGS__); \
         } while (0)
     /* pool_rows.h's bordered-tensor pooling at the module's level (no wider than a row). */
@@ -552,8 +546,8 @@ cdef extern from *:
             }                                                                              \\
         }                                                                                  \\
     }
-    WALLE_PAD_PLANES(walle_pad_planes_l2, WALLE_TARGET("avx512f,avx2,fma"), walle_v16, 16)
-    WALLE_PAD_PLANES(walle_pad_planes_l1, WALLE_TARGET("avx2,fma"), walle_v8, 8)
+    WALLE_PAD_PLANES(walle_pad_planes_l2, WALLE_LEVEL_TARGET("avx512f,avx2,fma"), walle_v16, 16)
+    WALLE_PAD_PLANES(walle_pad_planes_l1, WALLE_LEVEL_TARGET("avx2,fma"), walle_v8, 8)
     WALLE_PAD_PLANES(walle_pad_planes_l0, , walle_v4, 4)
     static void walle_pad_planes_at(const float* src, float* dst, const long* geo,
                                     float fill) {

@@ -12,17 +12,13 @@
 #define WALLE_POOL_ROWS_H
 
 #include "conv_tile.h"
+#include "cpu_level.h"
 #include "vec_max.h"
 
 #if defined(__unix__) || defined(__APPLE__)
 #include <unistd.h>
 #endif
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#define WALLE_POOL_TARGET(T) __attribute__((target(T)))
-#else
-#define WALLE_POOL_TARGET(T)
-#endif
 
 /* kind 2: max that keeps NaN; else (0 sum, 1 mean) the sum. */
 WALLE_INLINE float walle_pool_op1(float a, float b, int kind) {
@@ -314,10 +310,10 @@ ATTR static void NAME(const float* x, float* y, const long* sz, const long* st, 
     }                                                                                          \
 }
 
-WALLE_POOL_ROWS(walle_pool_rows_l2, WALLE_POOL_TARGET("avx512f,avx2,fma"), walle_v16, walle_i16,
+WALLE_POOL_ROWS(walle_pool_rows_l2, WALLE_LEVEL_TARGET("avx512f,avx2,fma"), walle_v16, walle_i16,
                 16, WALLE_EVEN16, WALLE_ODD16, WALLE_NEXT2_16, WALLE_LAST16,
                 WALLE_LASTHI16)
-WALLE_POOL_ROWS(walle_pool_rows_l1, WALLE_POOL_TARGET("avx2,fma"), walle_v8, walle_i8, 8,
+WALLE_POOL_ROWS(walle_pool_rows_l1, WALLE_LEVEL_TARGET("avx2,fma"), walle_v8, walle_i8, 8,
                 WALLE_EVEN8, WALLE_ODD8, WALLE_NEXT2_8, WALLE_LAST8, WALLE_LASTHI8)
 WALLE_POOL_ROWS(walle_pool_rows_l0, , walle_v4, walle_i4, 4, WALLE_EVEN4, WALLE_ODD4,
                 WALLE_NEXT2_4, WALLE_LAST4, WALLE_LASTHI4)
@@ -384,9 +380,9 @@ ATTR static void NAME(const float* x, float* y, const long* sz, const long* st, 
     } else {                                                                                   \
         memcpy((DST), &(ACC), sizeof(VT));                                                     \
     }
-WALLE_POOL_SHORT(walle_pool_short_l2, WALLE_POOL_TARGET("avx512f,avx2,fma"), walle_v16,
+WALLE_POOL_SHORT(walle_pool_short_l2, WALLE_LEVEL_TARGET("avx512f,avx2,fma"), walle_v16,
                  walle_i16, 16, walle_pool_perm16, WALLE_POOL_STORE_MASK)
-WALLE_POOL_SHORT(walle_pool_short_l1, WALLE_POOL_TARGET("avx2,fma"), walle_v8, walle_i8, 8,
+WALLE_POOL_SHORT(walle_pool_short_l1, WALLE_LEVEL_TARGET("avx2,fma"), walle_v8, walle_i8, 8,
                  walle_pool_perm8, WALLE_POOL_STORE_OVER)
 #define WALLE_POOL_SHORT_X86 1
 #endif
@@ -463,9 +459,9 @@ ATTR static void NAME(const float* x, float* y, const long* sz, const long* st, 
     }                                                                                          \
 }
 
-WALLE_POOL_PLANES(walle_pool_planes_l2, WALLE_POOL_TARGET("avx512f,avx2,fma"), walle_v16,
+WALLE_POOL_PLANES(walle_pool_planes_l2, WALLE_LEVEL_TARGET("avx512f,avx2,fma"), walle_v16,
                   walle_i16, 16)
-WALLE_POOL_PLANES(walle_pool_planes_l1, WALLE_POOL_TARGET("avx2,fma"), walle_v8, walle_i8, 8)
+WALLE_POOL_PLANES(walle_pool_planes_l1, WALLE_LEVEL_TARGET("avx2,fma"), walle_v8, walle_i8, 8)
 WALLE_POOL_PLANES(walle_pool_planes_l0, , walle_v4, walle_i4, 4)
 
 /* Pooling a zero- or -inf-bordered tensor without writing it (its pad raster's work): plane
@@ -499,9 +495,9 @@ ATTR static void NAME(const float* x, const long* base, float* y, const long* sz
     }                                                                                          \
 }
 
-WALLE_POOL_PADDED(walle_pool_padded_l2, WALLE_POOL_TARGET("avx512f,avx2,fma"), walle_v16,
+WALLE_POOL_PADDED(walle_pool_padded_l2, WALLE_LEVEL_TARGET("avx512f,avx2,fma"), walle_v16,
                   walle_i16, 16, WALLE_EVEN16)
-WALLE_POOL_PADDED(walle_pool_padded_l1, WALLE_POOL_TARGET("avx2,fma"), walle_v8, walle_i8, 8,
+WALLE_POOL_PADDED(walle_pool_padded_l1, WALLE_LEVEL_TARGET("avx2,fma"), walle_v8, walle_i8, 8,
                   WALLE_EVEN8)
 WALLE_POOL_PADDED(walle_pool_padded_l0, , walle_v4, walle_i4, 4, WALLE_EVEN4)
 
@@ -582,9 +578,9 @@ ATTR static void NAME(const float* x, const long* base, float* y, const long* sz
     }                                                                                          \
 }
 
-WALLE_POOL_SAME(walle_pool_same_l2, WALLE_POOL_TARGET("avx512f,avx2,fma"), walle_v16,
+WALLE_POOL_SAME(walle_pool_same_l2, WALLE_LEVEL_TARGET("avx512f,avx2,fma"), walle_v16,
                 walle_i16, 16)
-WALLE_POOL_SAME(walle_pool_same_l1, WALLE_POOL_TARGET("avx2,fma"), walle_v8, walle_i8, 8)
+WALLE_POOL_SAME(walle_pool_same_l1, WALLE_LEVEL_TARGET("avx2,fma"), walle_v8, walle_i8, 8)
 WALLE_POOL_SAME(walle_pool_same_l0, , walle_v4, walle_i4, 4)
 
 /* Stride-2 windows over contiguous source planes twice as wide as the output (ResNet's,
@@ -642,9 +638,9 @@ ATTR static void NAME(const float* x, const long* base, float* y, const long* sz
     }                                                                                          \
 }
 
-WALLE_POOL_EVEN2(walle_pool_even2_l2, WALLE_POOL_TARGET("avx512f,avx2,fma"), walle_v16,
+WALLE_POOL_EVEN2(walle_pool_even2_l2, WALLE_LEVEL_TARGET("avx512f,avx2,fma"), walle_v16,
                  walle_i16, 16, WALLE_EVEN16)
-WALLE_POOL_EVEN2(walle_pool_even2_l1, WALLE_POOL_TARGET("avx2,fma"), walle_v8, walle_i8, 8,
+WALLE_POOL_EVEN2(walle_pool_even2_l1, WALLE_LEVEL_TARGET("avx2,fma"), walle_v8, walle_i8, 8,
                  WALLE_EVEN8)
 WALLE_POOL_EVEN2(walle_pool_even2_l0, , walle_v4, walle_i4, 4, WALLE_EVEN4)
 
@@ -727,9 +723,9 @@ ATTR static void NAME(const float* x, float* y, const long* sz, const long* st, 
     }                                                                                          \
 }
 
-WALLE_POOL_FLAT(walle_pool_flat_l2, WALLE_POOL_TARGET("avx512f,avx2,fma"), walle_v16, walle_i16,
+WALLE_POOL_FLAT(walle_pool_flat_l2, WALLE_LEVEL_TARGET("avx512f,avx2,fma"), walle_v16, walle_i16,
                 16)
-WALLE_POOL_FLAT(walle_pool_flat_l1, WALLE_POOL_TARGET("avx2,fma"), walle_v8, walle_i8, 8)
+WALLE_POOL_FLAT(walle_pool_flat_l1, WALLE_LEVEL_TARGET("avx2,fma"), walle_v8, walle_i8, 8)
 WALLE_POOL_FLAT(walle_pool_flat_l0, , walle_v4, walle_i4, 4)
 
 /* Whether walle_pool_flat_* compute a region: one output per plane whose window is one
@@ -780,9 +776,9 @@ static void walle_pool_rows_at(int level, const float* x, float* y, const long* 
     }
 #endif
     while (level > 0 && sz[5] < (4L << level)) level--; /* no wider than a row */
-    if (level == 2)
+    if (WALLE_LEVEL(level) == 2)
         walle_pool_rows_l2(x, y, sz, st, kind, scale, v);
-    else if (level == 1)
+    else if (WALLE_LEVEL(level) == 1)
         walle_pool_rows_l1(x, y, sz, st, kind, scale, v);
     else
         walle_pool_rows_l0(x, y, sz, st, kind, scale, v);

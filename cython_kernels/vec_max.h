@@ -7,6 +7,8 @@
 #ifndef WALLE_VEC_MAX_H
 #define WALLE_VEC_MAX_H
 
+#include "cpu_level.h"
+
 typedef float walle_xv16 __attribute__((vector_size(64)));
 typedef int walle_xi16 __attribute__((vector_size(64)));
 typedef float walle_xv8 __attribute__((vector_size(32)));
@@ -16,7 +18,7 @@ typedef int walle_xi4 __attribute__((vector_size(16)));
 
 #define WALLE_VMAX_INLINE static inline __attribute__((always_inline))
 
-#if defined(__x86_64__) && defined(__GNUC__) /* as the levels' target attributes */
+#ifdef WALLE_X86 /* as the levels' target attributes */
 #include <immintrin.h>
 __attribute__((target("avx512f,avx2,fma"))) WALLE_VMAX_INLINE walle_xv16
 walle_vmax16(walle_xv16 a, walle_xv16 b) {

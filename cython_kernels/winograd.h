@@ -34,12 +34,8 @@
 #include <string.h>
 
 #include "conv_tile.h"
+#include "cpu_level.h"
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#define WALLE_WINO_TARGET(T) __attribute__((target(T)))
-#else
-#define WALLE_WINO_TARGET(T)
-#endif
 
 typedef struct {
     const float* x;  /* element (n, c, h, w) of the padded input at x + n*s_n + c*s_c + ... */
@@ -479,19 +475,19 @@ ATTR static void NAME(const walle_wino* p, long g0, long g1, float* vbuf, float*
     WALLE_WINO_LEVEL(NAME##_f6_2, ATTR, VT, VW, 2, 8, 6, WALLE_WINO_BT8, WALLE_WINO_AT8)      \
     WALLE_WINO_LEVEL(NAME##_f6_1, ATTR, VT, VW, 1, 8, 6, WALLE_WINO_BT8, WALLE_WINO_AT8)
 
-WALLE_WINO_SIZES(walle_wino_avx512, WALLE_WINO_TARGET("avx512f,avx2,fma"), walle_wv16, 16)
-WALLE_WINO_SIZES(walle_wino_avx2, WALLE_WINO_TARGET("avx2,fma"), walle_wv8, 8)
+WALLE_WINO_SIZES(walle_wino_avx512, WALLE_LEVEL_TARGET("avx512f,avx2,fma"), walle_wv16, 16)
+WALLE_WINO_SIZES(walle_wino_avx2, WALLE_LEVEL_TARGET("avx2,fma"), walle_wv8, 8)
 WALLE_WINO_SIZES(walle_wino_base, , walle_wv4, 4)
 /* AVX2 also runs groups of 3 vectors (24 tiles): 4 channels x 3 vectors in the products,
    12 accumulators, 3 loads and a broadcast filling the 16 registers (7 loads per 12
    multiply-adds, where 4 x 2 takes 6 per 8). */
-WALLE_WINO_LEVEL(walle_wino_avx2_f25_3, WALLE_WINO_TARGET("avx2,fma"), walle_wv8, 8, 3, 6, 2,
+WALLE_WINO_LEVEL(walle_wino_avx2_f25_3, WALLE_LEVEL_TARGET("avx2,fma"), walle_wv8, 8, 3, 6, 2,
                  WALLE_WINO_BT6, WALLE_WINO_AT62)
-WALLE_WINO_LEVEL(walle_wino_avx2_f4_3, WALLE_WINO_TARGET("avx2,fma"), walle_wv8, 8, 3, 6, 4,
+WALLE_WINO_LEVEL(walle_wino_avx2_f4_3, WALLE_LEVEL_TARGET("avx2,fma"), walle_wv8, 8, 3, 6, 4,
                  WALLE_WINO_BT6, WALLE_WINO_AT6)
-WALLE_WINO_LEVEL(walle_wino_avx2_f2_3, WALLE_WINO_TARGET("avx2,fma"), walle_wv8, 8, 3, 4, 2,
+WALLE_WINO_LEVEL(walle_wino_avx2_f2_3, WALLE_LEVEL_TARGET("avx2,fma"), walle_wv8, 8, 3, 4, 2,
                  WALLE_WINO_BT4, WALLE_WINO_AT4)
-WALLE_WINO_LEVEL(walle_wino_avx2_f6_3, WALLE_WINO_TARGET("avx2,fma"), walle_wv8, 8, 3, 8, 6,
+WALLE_WINO_LEVEL(walle_wino_avx2_f6_3, WALLE_LEVEL_TARGET("avx2,fma"), walle_wv8, 8, 3, 8, 6,
                  WALLE_WINO_BT8, WALLE_WINO_AT8)
 
 typedef void (*walle_wino_fn)(const walle_wino*, long, long, float*, float*);
@@ -506,25 +502,29 @@ static int walle_wino_max_nv(int level) { return level == 1 ? 3 : 2; }
    5). */
 static void walle_wino_run(const walle_wino* p, int level, int nv, int m, long g0, long g1,
                            float* vbuf, float* mbuf) {
-    static const walle_wino_fn fns[3][4][2] = {
-        {{walle_wino_base_f2_1, walle_wino_base_f2_2}, {walle_wino_base_f4_1, walle_wino_base_f4_2},
-         {walle_wino_base_f25_1, walle_wino_base_f25_2},
-         {walle_wino_base_f6_1, walle_wino_base_f6_2}},
-        {{walle_wino_avx2_f2_1, walle_wino_avx2_f2_2}, {walle_wino_avx2_f4_1, walle_wino_avx2_f4_2},
-         {walle_wino_avx2_f25_1, walle_wino_avx2_f25_2},
-         {walle_wino_avx2_f6_1, walle_wino_avx2_f6_2}},
-        {{walle_wino_avx512_f2_1, walle_wino_avx512_f2_2},
-         {walle_wino_avx512_f4_1, walle_wino_avx512_f4_2},
-         {walle_wino_avx512_f25_1, walle_wino_avx512_f25_2},
-         {walle_wino_avx512_f6_1, walle_wino_avx512_f6_2}},
-    };
-    static const walle_wino_fn avx2_3[4] = {walle_wino_avx2_f2_3, walle_wino_avx2_f4_3,
-                                            walle_wino_avx2_f25_3, walle_wino_avx2_f6_3};
     int kind = p->r == 5 ? 2 : m == 6 ? 3 : m == 4;
-    if (nv == 3 && level == 1)
-        avx2_3[kind](p, g0, g1, vbuf, mbuf);
-    else
-        fns[level][kind][nv == 2](p, g0, g1, vbuf, mbuf);
+    if (WALLE_LEVEL(level) == 2) {
+        static const walle_wino_fn fns[4][2] = {
+            {walle_wino_avx512_f2_1, walle_wino_avx512_f2_2},
+            {walle_wino_avx512_f4_1, walle_wino_avx512_f4_2},
+            {walle_wino_avx512_f25_1, walle_wino_avx512_f25_2},
+            {walle_wino_avx512_f6_1, walle_wino_avx512_f6_2}};
+        fns[kind][nv == 2](p, g0, g1, vbuf, mbuf);
+    } else if (WALLE_LEVEL(level) == 1) {
+        static const walle_wino_fn fns[4][3] = {
+            {walle_wino_avx2_f2_1, walle_wino_avx2_f2_2, walle_wino_avx2_f2_3},
+            {walle_wino_avx2_f4_1, walle_wino_avx2_f4_2, walle_wino_avx2_f4_3},
+            {walle_wino_avx2_f25_1, walle_wino_avx2_f25_2, walle_wino_avx2_f25_3},
+            {walle_wino_avx2_f6_1, walle_wino_avx2_f6_2, walle_wino_avx2_f6_3}};
+        fns[kind][nv - 1](p, g0, g1, vbuf, mbuf);
+    } else {
+        static const walle_wino_fn fns[4][2] = {
+            {walle_wino_base_f2_1, walle_wino_base_f2_2},
+            {walle_wino_base_f4_1, walle_wino_base_f4_2},
+            {walle_wino_base_f25_1, walle_wino_base_f25_2},
+            {walle_wino_base_f6_1, walle_wino_base_f6_2}};
+        fns[kind][nv == 2](p, g0, g1, vbuf, mbuf);
+    }
 }
 
 #endif

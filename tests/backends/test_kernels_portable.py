@@ -5,8 +5,10 @@ compiled by clang from the ``ziglang`` wheel (a self-contained cross compiler wi
 headers for every target; nothing installed by hand):
 
 - for aarch64 Linux, where the vector extensions must become NEON instructions on 128-bit
-  registers (the conv tiles: vector multiply-adds, ``fmla``, on ``.4s``), and nothing
-  x86-only may leak out of its guards;
+  registers (the conv tiles: vector multiply-adds, ``fmla``, on ``.4s``), nothing x86-only
+  may leak out of its guards, and the x86 levels' functions (AVX2's and AVX-512's tiles,
+  which only an x86 CPU's dispatch picks) are not compiled at all (cpu_level.h's
+  WALLE_LEVEL: they had been half of ops_conv's aarch64 build);
 - for x86-64 with clang (macOS's compiler), where the AVX-512 and AVX2 levels must still be
   compiled (``zmm`` and ``ymm`` registers in the output), not dropped to the baseline.
 
@@ -65,6 +67,8 @@ def _compile_to_asm(module: str, target: str, opt: str, tmp_path: Path) -> str:
 @pytest.mark.parametrize("module", MODULES)
 def test_kernels_compile_for_aarch64_with_neon_vectors(module, tmp_path):
     asm = _compile_to_asm(module, "aarch64-linux-gnu", "-O1", tmp_path)  # -O2: 1.4x the time
+    x86_levels = re.findall(r"^\s+\.type\s+(\w*(?:avx2|avx512|_l1|_l2)\w*),@function", asm, re.M)
+    assert not x86_levels, f"{module}: x86 levels compiled for aarch64: {x86_levels[:5]}"
     if module not in VECTOR_MODULES:
         return
     neon = r"^\s+(?:\w+\s+v\d+\.(?:4s|16b|2d)|(?:ldr|str|ldp|stp)\s+q\d+)"
