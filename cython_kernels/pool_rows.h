@@ -139,15 +139,14 @@ WALLE_INLINE float walle_pool_op1(float a, float b, int kind) {
 #endif
 
 /* Lanes 2, 4, .., 2 VW - 2 of (a, b) in lanes 0 .. VW - 2 (lane VW - 1: any), and that vector
-   with lane VW - 1 taken from lane 0 of c (LAST) or lane VW - 1 of c (LASTHI): tap 2 of a
-   stride-2 window of 3. */
+   with lane VW - 1 taken from lane 0 of c (LAST; 8 lanes carry by in-lane picks instead,
+   WALLE_CARRY_NEXT2_8) or lane VW - 1 of c (LASTHI): tap 2 of a stride-2 window of 3. */
 #ifdef __clang__
 #define WALLE_NEXT2_16(a, b) __builtin_shufflevector(a, b, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, \
                                                      22, 24, 26, 28, 30, 30)
 #define WALLE_LAST16(a, c) __builtin_shufflevector(a, c, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, \
                                                    12, 13, 14, 16)
 #define WALLE_NEXT2_8(a, b) __builtin_shufflevector(a, b, 2, 4, 6, 8, 10, 12, 14, 14)
-#define WALLE_LAST8(a, c) __builtin_shufflevector(a, c, 0, 1, 2, 3, 4, 5, 6, 8)
 #define WALLE_NEXT2_4(a, b) __builtin_shufflevector(a, b, 2, 4, 6, 6)
 #define WALLE_LAST4(a, c) __builtin_shufflevector(a, c, 0, 1, 2, 4)
 #define WALLE_LASTHI16(a, c) __builtin_shufflevector(a, c, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10,   \
@@ -160,7 +159,6 @@ WALLE_INLINE float walle_pool_op1(float a, float b, int kind) {
 #define WALLE_LAST16(a, c) __builtin_shuffle(a, c, (walle_i16){0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, \
                                                                11, 12, 13, 14, 16})
 #define WALLE_NEXT2_8(a, b) __builtin_shuffle(a, b, (walle_i8){2, 4, 6, 8, 10, 12, 14, 14})
-#define WALLE_LAST8(a, c) __builtin_shuffle(a, c, (walle_i8){0, 1, 2, 3, 4, 5, 6, 8})
 #define WALLE_NEXT2_4(a, b) __builtin_shuffle(a, b, (walle_i4){2, 4, 6, 6})
 #define WALLE_LAST4(a, c) __builtin_shuffle(a, c, (walle_i4){0, 1, 2, 4})
 #define WALLE_LASTHI16(a, c) __builtin_shuffle(a, c, (walle_i16){0, 1, 2, 3, 4, 5, 6, 7, 8, 9, \
@@ -169,15 +167,14 @@ WALLE_INLINE float walle_pool_op1(float a, float b, int kind) {
 #define WALLE_LASTHI4(a, c) __builtin_shuffle(a, c, (walle_i4){0, 1, 2, 7})
 #endif
 
-/* WALLE_POOL_CARRY's taps within 128-bit halves (8 lanes; 4 and 16 pick in order): taps 0 and
-   1 as WALLE_PAIR_EVEN8/ODD8 (outputs 0 1 4 5 | 2 3 6 7), tap 2 (columns 2 4 10 12 | 6 8 14
-   16 of c0, c1, c2) by in-lane picks from (c0, c1) and the vectors between them and (c1, c2)
-   (one 128-bit swap each), and the outputs put in order once (WALLE_PAIR_ORDER8). */
-#define WALLE_CARRY_IN_LANE4 0
-#define WALLE_CARRY_IN_LANE16 0
-#define WALLE_CARRY_IN_LANE8 1
-#define WALLE_CARRY_NEXT2_4(c0, c1, c2) (c0)
-#define WALLE_CARRY_NEXT2_16(c0, c1, c2) (c0)
+/* WALLE_POOL_CARRY's tap 2 where the next reduced vector c2 is there to carry, in the lane
+   order of WALLE_PAIR_EVEN/ODD. 8 lanes pick within 128-bit halves: taps 0 and 1 as
+   WALLE_PAIR_EVEN8/ODD8 (outputs 0 1 4 5 | 2 3 6 7), tap 2 (columns 2 4 10 12 | 6 8 14 16 of
+   c0, c1, c2) by in-lane picks from (c0, c1) and the vectors between them and (c1, c2) (one
+   128-bit swap each), and the outputs put in order once (WALLE_PAIR_ORDER8). 4 and 16 lanes
+   pick in order: the shifted even lanes and c2's first. */
+#define WALLE_CARRY_NEXT2_4(c0, c1, c2) WALLE_LAST4(WALLE_NEXT2_4(c0, c1), c2)
+#define WALLE_CARRY_NEXT2_16(c0, c1, c2) WALLE_LAST16(WALLE_NEXT2_16(c0, c1), c2)
 #ifdef __clang__
 #define WALLE_CARRY_MID8(a, b) __builtin_shufflevector(a, b, 4, 5, 6, 7, 8, 9, 10, 11)
 #define WALLE_CARRY_UPPER8(a, m) __builtin_shufflevector(a, m, 2, 3, 8, 9, 6, 7, 12, 13)
@@ -202,7 +199,7 @@ WALLE_INLINE float walle_pool_op1(float a, float b, int kind) {
    14x14, level on 27x27; from a source just written (in a model, the conv before it),
    0.90-0.94x on 111x111 and 109x109. Taps and rows in the same order, so the same bits. A
    statement of walle_pool_rows_* (their kh, n, span, rs, kind, scale, base and dst). */
-#define WALLE_POOL_CARRY(VT, IT, VW, EVEN, ODD, NEXT2, LAST, LASTHI)                           \
+#define WALLE_POOL_CARRY(VT, IT, VW, EVEN, ODD, NEXT2, LASTHI)                                 \
         {                                                                                      \
             VT c0, c1, c2, acc, tap;                                                           \
             int have = 0; /* c0 holds the reduced columns [2t, 2t + VW) */                     \
@@ -212,7 +209,7 @@ WALLE_INLINE float walle_pool_op1(float a, float b, int kind) {
                 WALLE_POOL_VERT(VT, IT, c1, base + 2 * t + VW)                                 \
                 int carry = 2 * t + 3 * VW <= span;                                            \
                 WALLE_POOL_VERT(VT, IT, c2, base + 2 * t + VW + (carry ? VW : 1))              \
-                if (WALLE_CARRY_IN_LANE##VW && carry) {                                        \
+                if (carry) {                                                                   \
                     acc = (VT)WALLE_PAIR_EVEN##VW(c0, c1);                                     \
                     tap = (VT)WALLE_PAIR_ODD##VW(c0, c1);                                      \
                     WALLE_POOL_APPLY(VT, IT, acc, tap)                                         \
@@ -223,8 +220,7 @@ WALLE_INLINE float walle_pool_op1(float a, float b, int kind) {
                     acc = (VT)EVEN(c0, c1);                                                    \
                     tap = (VT)ODD(c0, c1);                                                     \
                     WALLE_POOL_APPLY(VT, IT, acc, tap)                                         \
-                    tap = (VT)NEXT2(c0, c1);                                                   \
-                    tap = carry ? (VT)LAST(tap, c2) : (VT)LASTHI(tap, c2);                     \
+                    tap = (VT)LASTHI(NEXT2(c0, c1), c2);                                       \
                     WALLE_POOL_APPLY(VT, IT, acc, tap)                                         \
                 }                                                                              \
                 if (kind == 1) acc *= scale;                                                   \
@@ -258,7 +254,7 @@ static void walle_pool_set_ahead(void) {
 /* The loop over output rows of walle_pool_rows_* (AHEAD: with the rows two ahead asked
    for; a loop of its own, as the test inside the loop made the pools without it 5-15%
    slower). */
-#define WALLE_POOL_ROWS_LOOP(VT, IT, VW, EVEN, ODD, NEXT2, LAST, LASTHI, AHEAD)                \
+#define WALLE_POOL_ROWS_LOOP(VT, IT, VW, EVEN, ODD, NEXT2, LASTHI, AHEAD)                      \
     for (long i = 0; i < sz[2]; i++)                                                           \
     for (long j = 0; j < sz[3]; j++)                                                           \
     for (long q = 0; q < sz[4]; q++, o++) {                                                    \
@@ -270,7 +266,7 @@ static void walle_pool_set_ahead(void) {
                     __builtin_prefetch(base + 2 * st[4] + a * rs + t);                         \
         if (s == 2 && kw <= 3 && n >= VW) {                                                    \
             if (kw == 3) {                                                                     \
-                WALLE_POOL_CARRY(VT, IT, VW, EVEN, ODD, NEXT2, LAST, LASTHI)                   \
+                WALLE_POOL_CARRY(VT, IT, VW, EVEN, ODD, NEXT2, LASTHI)                         \
             } else {                                                                           \
                 WALLE_POOL_PAIRS(VT, IT, VW)                                                   \
             }                                                                                  \
@@ -298,25 +294,24 @@ static void walle_pool_set_ahead(void) {
         WALLE_POOL_TAPS(VT, IT, VW, EVEN)                                                      \
     }
 
-#define WALLE_POOL_ROWS(NAME, ATTR, VT, IT, VW, EVEN, ODD, NEXT2, LAST, LASTHI)                \
+#define WALLE_POOL_ROWS(NAME, ATTR, VT, IT, VW, EVEN, ODD, NEXT2, LASTHI)                      \
 ATTR static void NAME(const float* x, float* y, const long* sz, const long* st, int kind,      \
                       float scale, float* v) {                                                 \
     long kh = sz[0], kw = sz[1], n = sz[5], rs = st[0], s = st[5], o = 0;                      \
     long span = (n - 1) * s + kw;                                                              \
     if ((double)sz[2] * sz[3] * sz[4] * kh * span * sizeof(float) > walle_pool_ahead) {        \
-        WALLE_POOL_ROWS_LOOP(VT, IT, VW, EVEN, ODD, NEXT2, LAST, LASTHI, 1)                    \
+        WALLE_POOL_ROWS_LOOP(VT, IT, VW, EVEN, ODD, NEXT2, LASTHI, 1)                          \
     } else {                                                                                   \
-        WALLE_POOL_ROWS_LOOP(VT, IT, VW, EVEN, ODD, NEXT2, LAST, LASTHI, 0)                    \
+        WALLE_POOL_ROWS_LOOP(VT, IT, VW, EVEN, ODD, NEXT2, LASTHI, 0)                          \
     }                                                                                          \
 }
 
 WALLE_POOL_ROWS(walle_pool_rows_l2, WALLE_LEVEL_TARGET("avx512f,avx2,fma"), walle_v16, walle_i16,
-                16, WALLE_EVEN16, WALLE_ODD16, WALLE_NEXT2_16, WALLE_LAST16,
-                WALLE_LASTHI16)
+                16, WALLE_EVEN16, WALLE_ODD16, WALLE_NEXT2_16, WALLE_LASTHI16)
 WALLE_POOL_ROWS(walle_pool_rows_l1, WALLE_LEVEL_TARGET("avx2,fma"), walle_v8, walle_i8, 8,
-                WALLE_EVEN8, WALLE_ODD8, WALLE_NEXT2_8, WALLE_LAST8, WALLE_LASTHI8)
+                WALLE_EVEN8, WALLE_ODD8, WALLE_NEXT2_8, WALLE_LASTHI8)
 WALLE_POOL_ROWS(walle_pool_rows_l0, , walle_v4, walle_i4, 4, WALLE_EVEN4, WALLE_ODD4,
-                WALLE_NEXT2_4, WALLE_LAST4, WALLE_LASTHI4)
+                WALLE_NEXT2_4, WALLE_LASTHI4)
 
 /* Rows of at most VW outputs whose window columns span VW to 2 VW (SqueezeNet's and
    AlexNet's 27 -> 13 max pools at AVX-512, their 13 -> 6 at AVX2): the KH rows are reduced
