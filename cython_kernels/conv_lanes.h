@@ -34,7 +34,6 @@
 #include "conv_tile.h"
 #include "cpu_level.h"
 
-
 /* The lo and hi halves of the interleaving of a and b (a0 b0 a1 b1 ...). */
 #ifdef __clang__
 #define WALLE_ZIPLO16(a, b) \

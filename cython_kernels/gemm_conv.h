@@ -41,7 +41,6 @@
 #include "conv_tile.h"
 #include "cpu_level.h"
 
-
 typedef struct {
     const float* x;     /* element (k, p) of image n at x + n * s_n + koff[k] + poff[p] */
     const long* koff;   /* [K] */
@@ -431,7 +430,7 @@ WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {                                 
    An AVX2 tile, compiled as such where it is defined: clang checks there that its asm's
    sums fit the registers they are bound to. */
 #define WALLE_GEMM_TILE4X3(NAME, VT, IT, VW, AT, C1, C3, KSTEP, MINKC)                         \
-WALLE_LEVEL_TARGET("avx2,fma") WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {                  \
+WALLE_LEVEL_TARGET("avx2,fma") WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {                 \
     VT acc[4][3];                                                                              \
     WALLE_GEMM_LOAD(acc, VT, VW, 3, 4)                                                         \
     VT s00 = acc[0][0], s01 = acc[0][1], s02 = acc[0][2], s10 = acc[1][0], s11 = acc[1][1];    \

@@ -41,7 +41,6 @@ cdef extern from *:
 
     #include "cpu_level.h"
 
-
     #include "conv_tile.h"
 
     /* Output rows [r0, r1) of r = n * oh_n + oh, at one instruction-set level. Strides

@@ -36,7 +36,6 @@
 #include "conv_tile.h"
 #include "cpu_level.h"
 
-
 typedef struct {
     const float* x;  /* element (n, c, h, w) of the padded input at x + n*s_n + c*s_c + ... */
     long s_n, s_c, s_h;  /* columns are contiguous */
