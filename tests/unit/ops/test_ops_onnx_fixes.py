@@ -464,3 +464,77 @@ def test_onnx_reshape_of_a_constant_is_kept_at_another_batch() -> None:
     for row in range(3):
         want = _ort(model, {"x": x[row : row + 1]})[0]
         np.testing.assert_allclose(got[row : row + 1], want, rtol=RTOL, atol=ATOL)
+
+
+_INT64_MAX = 2**63 - 1
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    ("starts", "ends", "steps"),
+    [
+        ([1], [_INT64_MAX], [1]),  # PyTorch's x[:, 1:]
+        ([-1], [-_INT64_MAX], [-1]),  # its reversed pad list (F.pad's export): x[:, ::-1]
+        ([-2], [-(2**63)], [-2]),
+        ([0], [2**31 - 1], [2]),  # older exporters' INT32_MAX
+        ([-1], [_INT64_MAX], [-1]),  # onnxruntime: backwards to the start
+        ([2], [2**31 - 1], [-1]),
+    ],
+)
+def test_onnx_slice_to_the_int64_bound_keeps_the_rest_of_the_axis(
+    backend: str, starts, ends, steps
+) -> None:
+    """Its ``ends`` as PyTorch exports them, from Constant nodes: float32 (walle's constants)
+    rounds 2**63 - 1 to 2**63, which a cast to int64 wrapped to -2**63, so the Slice kept
+    nothing (found on silero-vad's STFT). Integer constants are now read as the model gives
+    them; with a negative step onnxruntime reads INT32_MAX and INT64_MAX as "to the start"."""
+    nodes = [
+        helper.make_node("Constant", [], [name], value=_init(name, np.array(v, np.int64)))
+        for name, v in (("s", starts), ("e", ends), ("a", [1]), ("st", steps))
+    ]
+    nodes.append(helper.make_node("Slice", ["x", "s", "e", "a", "st"], ["y"], name="cut"))
+    model = _model(nodes, [_io("x", [2, 5])], [_io("y", None)])
+    _assert_parity(model, {"x": _rand((2, 5))}, backend)
+
+
+@pytest.mark.parametrize(("op", "value"), [("Reshape", np.nan), ("ConstantOfShape", np.inf)])
+def test_onnx_a_shape_that_is_not_an_integer_is_refused_naming_its_input(op, value) -> None:
+    """A Reshape's or ConstantOfShape's shape holding NaN or infinity (a float tensor cast to
+    int64 upstream): a ModelError naming the node and the input, not Python's ValueError."""
+    shape = _init("shape", np.array([2, value], np.float32))
+    if op == "Reshape":
+        nodes = [
+            helper.make_node("Cast", ["shape"], ["ints"], to=TensorProto.INT64),
+            helper.make_node("Reshape", ["x", "ints"], ["y"], name="flat"),
+        ]
+        model = _model(nodes, [_io("x", [2, 3])], [_io("y", None)], [shape])
+    else:
+        nodes = [
+            helper.make_node("Cast", ["shape"], ["ints"], to=TensorProto.INT64),
+            helper.make_node("ConstantOfShape", ["ints"], ["c"], name="flat"),
+            helper.make_node("Add", ["x", "c"], ["y"]),
+        ]
+        model = _model(nodes, [_io("x", [2, 3])], [_io("y", None)], [shape])
+    with pytest.raises(ModelError, match=r"flat.*'ints'.*not an integer"):
+        import_onnx(model)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("mode", ["linear", "nearest", "cubic"])
+def test_onnx_align_corners_takes_a_scale_that_float32_rounds_off_a_whole_length(
+    backend: str, mode: str
+) -> None:
+    """Scale 0.6 on a width of 5: float32's 0.6 is 0.6000000238, so 5 x 0.6 is 3 + 1.2e-7,
+    which align_corners refused as a fractional length (where the spec and onnxruntime map
+    differently). The scale is 3 / 5 as float32 writes it: a whole length, mapped as
+    onnxruntime does. Found by the Resize property test on a random seed."""
+    inits = [
+        _init("roi", np.zeros(0, np.float32)),
+        _init("scales", np.array([1, 1, 1, 0.6], np.float32)),
+    ]
+    node = helper.make_node(
+        "Resize", ["x", "roi", "scales"], ["y"], name="n", mode=mode,
+        coordinate_transformation_mode="align_corners",
+    )  # fmt: skip
+    model = _model([node], [_io("x", [1, 1, 2, 5])], [_io("y", None)], inits, opset=19)
+    _assert_parity(model, {"x": _rand((1, 1, 2, 5))}, backend)

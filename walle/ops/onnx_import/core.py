@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
 
 from walle.errors import ModelError
 from walle.ops.builder import GraphBuilder
@@ -67,6 +70,9 @@ class Importer:
 
         self.b = GraphBuilder()
         self.names: dict[str, str] = {}
+        # ONNX name -> the integers of an integer initializer or Constant, exactly as given
+        # (walle's constants are float32, exact only below 2**24: see OnnxNode.ints)
+        self.integers: dict[str, npt.NDArray[np.int64]] = {}
         self.opset = next(
             (o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 13
         )
@@ -82,6 +88,7 @@ class Importer:
                     "numeric constants only"
                 )
             self.names[init.name] = self.b.const(array, name=init.name)
+            self.remember_integers(init.name, array)
         inputs = [v for v in graph.input if v.name not in self.names]
         # ONNX values that hold integer ids -> the input they come from
         self.ids = id_values(graph)
@@ -117,6 +124,11 @@ class Importer:
         if name not in self.names:
             raise ModelError(f"{where}: input {name!r} is not defined before use")
         return self.names[name]
+
+    def remember_integers(self, name: str, array: npt.NDArray[Any]) -> None:
+        """Keep ``array`` exactly if it holds integers (an initializer or a Constant's value)."""
+        if array.dtype.kind in "iub":
+            self.integers[name] = array.astype(np.int64)
 
     def const(self, name: str, where: str) -> FloatArray:
         """The array of ONNX value ``name``, which must be a constant."""

@@ -18,7 +18,7 @@ import numpy as np
 
 from walle.errors import ModelError
 from walle.ops.ir import Region, check_size, contiguous_strides
-from walle.ops.onnx_import.node import HandlerTable, OnnxNode
+from walle.ops.onnx_import.node import HandlerTable, OnnxNode, int_values
 
 if TYPE_CHECKING:
     from walle.ops.builder import GraphBuilder
@@ -38,7 +38,8 @@ def _axis(node: OnnxNode, axis: int, rank: int) -> int:
 def _reshape(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     """``allowzero`` changes what a 0 in the shape means (a 0 dim, not the input's): with
     no 0 in the shape it changes nothing (ONNX's function bodies set it)."""
-    shape = [int(d) for d in im.const(node.proto.input[1], node.where).reshape(-1)]
+    name = node.proto.input[1]
+    shape = int_values(im.const(name, node.where), f"{node.where}: input {name!r}")
     if 0 in shape:
         node.require("allowzero", 0, 0)
     return im.b.reshape(ins[0], im.batch_dim(shape, ins[0]))
@@ -111,6 +112,10 @@ def _concat(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     return im.b.concat(ins, int(node.get("axis")))
 
 
+_INT_MAXES = (2**31 - 1, 2**63 - 1)
+_INT64_MIN = -(2**63)
+
+
 def _slice(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     """Starts/ends/axes/steps (attributes before opset 10, constant inputs after); negative
     indices count from the end and out-of-range ones are clamped, as numpy slices."""
@@ -129,6 +134,12 @@ def _slice(im: Importer, node: OnnxNode, ins: list[str]) -> str:
         starts, ends = given_starts, given_ends
         axes, steps = node.ints(im, 3), node.ints(im, 4)
         axes = list(range(len(starts))) if axes is None else axes
+        if steps is not None and len(steps) == len(ends):
+            # onnxruntime reads an end of INT32_MAX or INT64_MAX as "to the end the step
+            # goes", so backwards to the start (ONNX's reference clamps it to the last
+            # element, which keeps nothing); the issue's oracle is onnxruntime
+            pairs = zip(ends, steps, strict=True)
+            ends = [_INT64_MIN if st < 0 and e in _INT_MAXES else e for e, st in pairs]
     counts = {len(starts), len(ends), len(axes), len(starts) if steps is None else len(steps)}
     if len(counts) != 1:
         raise ModelError(f"{node.where}: starts, ends, axes and steps differ in length")
@@ -367,9 +378,13 @@ def _constant(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     from onnx import numpy_helper
 
     if "value" in node.attrs:
-        return im.b.const(numpy_helper.to_array(node.attrs["value"]))
+        value = numpy_helper.to_array(node.attrs["value"])
+        im.remember_integers(node.proto.output[0], value)
+        return im.b.const(value)
     for key in ("value_float", "value_floats", "value_int", "value_ints"):
         if key in node.attrs:
+            if key.startswith("value_int"):
+                im.remember_integers(node.proto.output[0], np.asarray(node.attrs[key], np.int64))
             return im.b.const(np.asarray(node.attrs[key], np.float32))
     raise ModelError(f"{node.where}: only value, value_float(s) and value_int(s) are supported")
 
@@ -377,7 +392,8 @@ def _constant(im: Importer, node: OnnxNode, ins: list[str]) -> str:
 def _constant_of_shape(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     from onnx import numpy_helper
 
-    shape = [int(d) for d in im.const(node.proto.input[0], node.where).reshape(-1)]
+    name = node.proto.input[0]
+    shape = int_values(im.const(name, node.where), f"{node.where}: input {name!r}")
     check_size(shape, "the ConstantOfShape output")
     value = node.attrs.get("value")
     fill = 0.0 if value is None else float(numpy_helper.to_array(value).reshape(-1)[0])

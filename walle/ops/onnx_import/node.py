@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from walle.errors import ModelError
 
@@ -68,11 +69,38 @@ class OnnxNode:
         return self.proto.input[i] if i < len(self.proto.input) else ""
 
     def ints(self, im: Importer, i: int) -> list[int] | None:
-        """Optional constant integer input ``i`` as a flat list (None when absent)."""
+        """Optional constant integer input ``i`` as a flat list (None when absent): exactly
+        as the model gives it where it is an integer initializer or Constant, else from the
+        float32 constant walle computed (:func:`int_values`)."""
         name = self.input_name(i)
         if not name:
             return None
-        return [int(v) for v in im.const(name, self.where).reshape(-1).astype(np.int64)]
+        array = im.const(name, self.where)  # refused unless a constant
+        exact = im.integers.get(name)
+        if exact is not None:
+            return [int(v) for v in exact.reshape(-1)]
+        return int_values(array, f"{self.where}: input {name!r}")
+
+
+# float32 holds 2**63 - 1 (INT64_MAX) as 2**63: beyond int64, so a plain cast gave INT64_MIN
+_INT64_MAX = float(np.iinfo(np.int64).max)
+
+
+def int_values(array: npt.NDArray[np.floating[Any]], what: str) -> list[int]:
+    """A constant of integers (held as float32, like every walle constant) as a flat list.
+
+    Exporters write "to the end" as INT64_MAX or INT64_MIN (PyTorch's ``x[:, 1:]`` is a Slice
+    whose ``ends`` is 2**63 - 1), which float32 rounds to +-2**63: those saturate to the
+    int64 bounds instead of wrapping (a cast wrapped 2**63 to INT64_MIN, and the Slice kept
+    nothing). NaN or infinity is refused, naming ``what``.
+    """
+    flat = np.asarray(array, np.float64).reshape(-1)
+    if not np.isfinite(flat).all():
+        raise ModelError(f"{what} holds {flat[~np.isfinite(flat)][0]}, not an integer")
+    return [
+        int(np.iinfo(np.int64).max) if v >= _INT64_MAX else max(int(v), -(2**63))
+        for v in flat.tolist()
+    ]
 
 
 Handler = Callable[["Importer", OnnxNode, list[str]], "str | list[str]"]

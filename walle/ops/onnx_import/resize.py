@@ -69,7 +69,13 @@ def _resize(im: Importer, node: OnnxNode, ins: list[str]) -> str:
         outs = {a: math.floor(shape[a] * scales[a]) for a in axes}
         if min(outs.values(), default=1) < 1:
             raise ModelError(f"{node.where}: scales {given} give an empty output")
-        fractional = [shape[a] * scales[a] for a in axes if shape[a] * scales[a] != outs[a]]
+        # a scale that is out / dim as float32 writes it (0.6 for 3 of 5: 5 * 0.6 is 3 + 1e-7)
+        # gives a whole length, whatever its product's last bits
+        fractional = [
+            shape[a] * scales[a]
+            for a in axes
+            if np.float32(outs[a] / shape[a]) != np.float32(scales[a])
+        ]
         if transform == "align_corners" and fractional:
             # the spec maps by the unfloored length (2.4 for 4 at 0.6), onnxruntime by the
             # output's (2): refused, not guessed
