@@ -22,7 +22,7 @@
 
 /* kind 2: max that keeps NaN; else (0 sum, 1 mean) the sum. */
 WALLE_INLINE float walle_pool_op1(float a, float b, int kind) {
-    if (kind == 2) return (b > a) | (b != b) ? b : a;
+    if (kind == 2) return ((b > a) | (b != b)) ? b : a;
     return a + b;
 }
 

@@ -192,6 +192,61 @@ def test_other_chains_of_a_scale_and_shift_take_the_general_pass(ops_math) -> No
         assert not ops_math.ChainKernel(ops, [x, v, v], y, [4, 8], strides).affine
 
 
+@pytest.mark.parametrize("swish", [False, True])
+@pytest.mark.parametrize("last_side", [0, 1])
+def test_hard_sigmoid_and_hard_swish_run_in_one_pass_with_the_chains_bits(
+    ops_math, swish, last_side
+) -> None:
+    """clip(x * a + b, lo, hi), times x or not (HardSigmoid and HardSwish as the builder
+    composes them, a to hi one value a row), runs as one pass (``hard``) whose bits are the
+    general chain's (the same ops with an identity after them) at every level: each op
+    rounded, NaN kept by max and min, -inf * 0 a NaN; values on the clip's edges; rows that
+    cross 512-float blocks."""
+    rng = np.random.default_rng(4)
+    rows, n = 19, 1030
+    x = (rng.standard_normal((rows, n)) * 4).astype(np.float32)
+    x[3, 5], x[4, 600], x[5, 1029], x[6, 1], x[7, 2] = np.nan, np.inf, -np.inf, -0.0, -3.0
+    x[7, 3], x[7, 4] = 3.0, np.float32(3.0000002)
+    a = np.full(rows, 1 / 6, np.float32)
+    a[1] = 0.2
+    b = np.full(rows, 0.5, np.float32)
+    lo, hi = np.zeros(rows, np.float32), np.ones(rows, np.float32)
+    lo[2], hi[2] = -1.0, 0.25
+    operands = [x, a, b, lo, hi]
+    ops = [("binary", k, i, 0) for i, k in enumerate(("mul", "add", "max", "min"), start=1)]
+    ops += [("binary", "mul", 0, last_side)] if swish else []
+    strides = [[n, 1]] + [[1, 0]] * 4
+    for level in _levels():
+        ops_math.set_level(level)
+        general = np.full_like(x, 7.0)
+        with np.errstate(all="ignore"):
+            chain = [*ops, ("unary", "identity", 0, 0)]
+            kernel = ops_math.ChainKernel(chain, operands, general, [rows, n], strides)
+            assert not kernel.hard
+            kernel.run()
+            y = np.full_like(x, 7.0)
+            kernel = ops_math.ChainKernel(ops, operands, y, [rows, n], strides)
+            assert kernel.hard == len(ops)
+            kernel.run()
+        assert np.isnan(general).any()
+        np.testing.assert_array_equal(y.view(np.int32), general.view(np.int32), str(level))
+
+
+def test_other_clip_chains_take_the_general_pass(ops_math) -> None:
+    """A bound per element, the last product by another operand, or the clip's ops in
+    another order: the general chain."""
+    x, v, y = (np.ones((4, 8), np.float32) for _ in range(3))
+    row, full = [1, 0], [8, 1]
+    clip = [("binary", k, 1, 0) for k in ("mul", "add", "max", "min")]
+    for ops, strides in [
+        (clip, [full, full, row]),
+        ([*clip, ("binary", "mul", 1, 0)], [full, row, row]),
+        ([*clip[:2], clip[3], clip[2]], [full, row, row]),
+        ([*clip, ("binary", "add", 0, 1)], [full, row, row]),
+    ]:
+        assert not ops_math.ChainKernel(ops, [x, v, v], y, [4, 8], strides).hard
+
+
 @pytest.mark.parametrize("kind", ["sigmoid", "tanh", "exp", "sqrt", "reciprocal"])
 def test_transcendental_tails_match_the_reference_at_every_level(ops_math, kind) -> None:
     rng = np.random.default_rng(6)

@@ -109,10 +109,12 @@ class ChainKernel:
     element strides per operand (0 where broadcast; the innermost 1 or 0) come collapsed
     from the backend; y is contiguous. At most 16 ops and 8 operands (else ValueError).
     ``affine``: the chain is x * a + b with one a and b a row (then ReLU or not), run as one
-    pass of the same bits.
+    pass of the same bits; ``hard``: it is clip(x * a + b, lo, hi) (4, HardSigmoid) or that
+    times x (5, HardSwish), one pass of the same bits, else 0.
     """
 
     affine: int
+    hard: int
 
     def __init__(
         self,
