@@ -18,7 +18,7 @@ import numpy as np
 
 from walle.errors import ModelError
 from walle.ops.ir import Region, check_size, contiguous_strides
-from walle.ops.onnx_import.node import HandlerTable, OnnxNode, int_values
+from walle.ops.onnx_import.node import HandlerTable, OnnxNode
 
 if TYPE_CHECKING:
     from walle.ops.builder import GraphBuilder
@@ -38,8 +38,7 @@ def _axis(node: OnnxNode, axis: int, rank: int) -> int:
 def _reshape(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     """``allowzero`` changes what a 0 in the shape means (a 0 dim, not the input's): with
     no 0 in the shape it changes nothing (ONNX's function bodies set it)."""
-    name = node.proto.input[1]
-    shape = int_values(im.const(name, node.where), f"{node.where}: input {name!r}")
+    shape = _required_ints(im, node, 1, "shape")
     if 0 in shape:
         node.require("allowzero", 0, 0)
     return im.b.reshape(ins[0], im.batch_dim(shape, ins[0]))
@@ -392,8 +391,7 @@ def _constant(im: Importer, node: OnnxNode, ins: list[str]) -> str:
 def _constant_of_shape(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     from onnx import numpy_helper
 
-    name = node.proto.input[0]
-    shape = int_values(im.const(name, node.where), f"{node.where}: input {name!r}")
+    shape = _required_ints(im, node, 0, "input")
     check_size(shape, "the ConstantOfShape output")
     value = node.attrs.get("value")
     fill = 0.0 if value is None else float(numpy_helper.to_array(value).reshape(-1)[0])
