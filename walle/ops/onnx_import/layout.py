@@ -228,7 +228,11 @@ def _gather(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     axis = _axis(node, int(node.get("axis", 0)), len(shape))
     if node.proto.input[1] in im.ids:
         return im.b.gather(ins[0], ins[1], axis)
-    indices = im.const(node.proto.input[1], node.where).astype(np.int64)
+    name = node.proto.input[1]
+    given = im.const(name, node.where)  # refused unless a constant
+    exact = im.integers.get(name)  # a float32 constant is exact only below 2**24
+    with np.errstate(invalid="ignore"):  # NaN: far outside, refused below
+        indices = given.astype(np.int64) if exact is None else exact.reshape(given.shape)
     dim = shape[axis]
     if indices.size and (indices.min() < -dim or indices.max() >= dim):
         raise ModelError(f"{node.where}: indices outside [-{dim}, {dim - 1}] on axis {axis}")
