@@ -7,10 +7,14 @@
 
 #include <string.h>
 
-/* The kernels' ``relu`` (a float): 0 no activation, else a ReLU capped at it (INFINITY: a
-   plain ReLU; 6: ReLU6, ONNX's Clip(0, 6)). Below 0 (and -0) gives +0; NaN stays NaN. */
+#include "hard_swish.h"
+
+/* The kernels' ``relu`` (a float): 0 no activation; above 0 a ReLU capped at it (INFINITY: a
+   plain ReLU; 6: ReLU6, ONNX's Clip(0, 6)), which takes inputs below 0 (and -0) to +0 and
+   keeps NaN; below 0 (WALLE_HARD_SWISH) ONNX's HardSwish (hard_swish.h). */
 #define WALLE_RELU_S(r, cap) \
-    ((cap) != 0.0f && (r) <= 0.0f ? 0.0f : (cap) != 0.0f && (r) > (cap) ? (cap) : (r))
+    ((cap) < 0.0f ? walle_hard_swish_s(r) \
+     : (cap) != 0.0f && (r) <= 0.0f ? 0.0f : (cap) != 0.0f && (r) > (cap) ? (cap) : (r))
 /* One vector's ReLU in two steps: below 0 (and -0) to +0, then above ``capv`` (a vector
    of the cap) to the cap; NaN stays NaN (neither test holds for it). */
 #define WALLE_RELU_ZERO_V(VT, IT, r) ((r) = (VT)((IT)(r) & ~(IT)((r) <= 0.0f)))
@@ -22,7 +26,9 @@
 /* The cap's step only for a finite cap (a plain ReLU's INFINITY clamps nothing). */
 #define WALLE_RELU_V(VT, IT, r, cap) \
     do { \
-        if ((cap) != 0.0f) { \
+        if ((cap) < 0.0f) { \
+            WALLE_HARD_SWISH_V(VT, IT, r); \
+        } else if ((cap) != 0.0f) { \
             WALLE_RELU_ZERO_V(VT, IT, r); \
             if ((cap) < __builtin_inff()) WALLE_RELU_CAP_V(VT, IT, r, (VT){0} + (cap)); \
         } \

@@ -159,10 +159,11 @@ def set_level(int value):
 
 def relu_cap(str kind, str act):
     """The kernels' ``relu`` for an activation: 0 for "none", INFINITY for "relu", 6 for
-    "relu6" (ONNX's Clip(0, 6)); ValueError naming ``kind`` for any other."""
-    caps = {"none": 0.0, "relu": float("inf"), "relu6": 6.0}
+    "relu6" (ONNX's Clip(0, 6)), -1 for "hard_swish" (ONNX's HardSwish, conv_tile.h's
+    WALLE_HARD_SWISH); ValueError naming ``kind`` for any other."""
+    caps = {"none": 0.0, "relu": float("inf"), "relu6": 6.0, "hard_swish": -1.0}
     if act not in caps:
-        raise ValueError(f"{kind}: activation {act!r} (none, relu or relu6)")
+        raise ValueError(f"{kind}: activation {act!r} (none, relu, relu6 or hard_swish)")
     return caps[act]
 
 
@@ -210,7 +211,7 @@ cdef class ConvKernel:
 
     ``region`` is the im2col raster's: sizes (N, C, KH, KW, OH, OW) and source strides and
     offset into ``x`` (the padded input); ``weight`` is [Cout, C*KH*KW]; ``act`` "none",
-    "relu" or "relu6"; ``level`` picks the tiles ("avx512", "avx2", "sse", or "best" this CPU
+    "relu", "relu6" or "hard_swish"; ``level`` picks the tiles ("avx512", "avx2", "sse", or "best" this CPU
     runs; default the module's :func:`level`; the tests run each). ``level`` (read-only) is the
     level the kernel runs at.
     """
@@ -1098,7 +1099,7 @@ cdef class MatmulPackedKernel:
 
     ``bias_mode`` as ops_math.GemmKernel's: 0 none, 1 per column (bias[n], added as the
     kernel's residual, laid out as c), 2 per row (bias[m], the kernel's channel bias).
-    ``act``: none, relu or relu6 (which keep NaN). ``kc``/``nc`` as :class:`GemmConvKernel`'s.
+    ``act``: none, relu, relu6 or hard_swish (which keep NaN). ``kc``/``nc`` as :class:`GemmConvKernel`'s.
     """
 
     cdef walle_gemm g

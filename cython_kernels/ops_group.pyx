@@ -54,8 +54,8 @@ cdef class GroupConvKernel:
     ``region`` is the im2col raster's: sizes (N, C, KH, KW, OH, OW), source strides and
     offset into ``x`` (the padded input); ``weight`` holds [groups, Cout / groups,
     C / groups * KH * KW] values (any shape of that size); ``bias`` Cout values or None;
-    ``act`` "none", "relu" or "relu6"; ``level`` "avx512", "avx2", "sse", or None / "best"
-    for the widest this CPU runs. ``planes`` (depthwise only): the region reads a zero-padded tensor
+    ``act`` "none", "relu", "relu6" or "hard_swish"; ``level`` "avx512", "avx2", "sse", or
+    None / "best" for the widest this CPU runs. ``planes`` (depthwise only): the region reads a zero-padded tensor
     [N, C, HP, WP] that is never built: ``(base, rows, cols, row_stride, top, left, hp, wp)``
     says that plane (n, c) is ``rows`` x ``cols`` floats of ``x`` at offset ``base[n * C + c]``
     (int64), rows ``row_stride`` apart, placed at (top, left); each plane is copied into a
@@ -173,8 +173,8 @@ cdef class GroupConvKernel:
 
 cdef class BiasActKernel:
     """y[N, C, *plane] = act(y + bias[c] (+ residual)) in place: bias (C values, or None for
-    zeros), a residual shortcut laid out as y (or None) and ``act`` ("none", "relu" or
-    "relu6", which keep NaN) after a product that has none of them."""
+    zeros), a residual shortcut laid out as y (or None) and ``act`` ("none", "relu",
+    "relu6" or "hard_swish", which keep NaN) after a product that has none of them."""
 
     cdef float* y
     cdef const float* bias

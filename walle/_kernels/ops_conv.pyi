@@ -16,14 +16,15 @@ def set_level(value: int) -> None:
     """Build every later ConvKernel at ``value``; ValueError above the CPU's best level."""
 
 def relu_cap(kind: str, act: str) -> float:
-    """The kernels' ``relu``: 0 for "none", inf for "relu", 6 for "relu6"."""
+    """The kernels' ``relu``: 0 for "none", inf for "relu", 6 for "relu6", -1 for
+    "hard_swish"."""
 
 class ConvKernel:
     """y[N, Cout, OH*OW] = act(conv(x) + bias), x read through an im2col ``region``.
 
-    ``weight`` is [Cout, C*KH*KW]; ``act`` "none" or "relu"; ``level`` "avx512", "avx2",
-    "sse", "best", or None for the module's :func:`level`. ValueError on a bad buffer,
-    activation or level.
+    ``weight`` is [Cout, C*KH*KW]; ``act`` "none", "relu", "relu6" or "hard_swish" (its
+    :func:`relu_cap`); ``level`` "avx512", "avx2", "sse", "best", or None for the module's
+    :func:`level`. ValueError on a bad buffer, activation or level.
     """
 
     def __init__(

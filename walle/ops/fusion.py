@@ -6,8 +6,9 @@ step by running its ``parts`` one by one, so fusion never limits where a step ca
 
 Recognised chains (exactly the ones :mod:`walle.ops.composites` and the ONNX importer emit):
 
-- ``fused.matmul_bias_act``: matmul with a constant operand, + constant bias, + relu/sigmoid/tanh
-  or relu6 (Clip(0, 6): max(x, 0) or relu, then min(., 6), as the attribute ``act``);
+- ``fused.matmul_bias_act``: matmul with a constant operand, + constant bias, + relu/sigmoid/tanh,
+  relu6 (Clip(0, 6): max(x, 0) or relu, then min(., 6)) or hard_swish (ONNX's HardSwish as
+  the builder composes it: the product's two consumers), as the attribute ``act``;
   the activation may sit behind a reshape (conv2d's matmul output is reshaped to NCHW before
   the model's Relu): the fused kernel then writes the activation's buffer viewed in the
   matmul's shape, and the reshape is one of the step's parts;
@@ -211,14 +212,17 @@ def _bias_act_tail(
         act, m.graph.shape(last), m.graph.shape(act.output)
     ):
         reshape, act = act, m.only_consumer(act.output)
-    act_kind = "none"
-    relu6 = _relu6(m, act, last if reshape is None else reshape.output)
-    if relu6:
-        act_kind, last = "relu6", relu6[-1].output
-        parts += [reshape, *relu6] if reshape is not None else relu6
+    value = last if reshape is None else reshape.output
+    act_kind, act_nodes = "none", []
+    if relu6 := _relu6(m, act, value):
+        act_kind, act_nodes = "relu6", relu6
     elif m.is_op(act, "unary") and act.attr("kind") in _ACTS:
-        act_kind, last = act.attr("kind"), act.output
-        parts += [reshape, act] if reshape is not None else [act]
+        act_kind, act_nodes = act.attr("kind"), [act]
+    elif hard_swish := _hard_swish(m, value):
+        act_kind, act_nodes = "hard_swish", hard_swish
+    if act_nodes:
+        last = act_nodes[-1].output
+        parts += [reshape, *act_nodes] if reshape is not None else act_nodes
     return parts, inputs, last, (("act", act_kind), ("has_bias", bias is not None))
 
 
@@ -235,6 +239,46 @@ def _relu6(m: _Matcher, first: Node | None, value: str) -> list[Node]:
     if not m.is_op(cap, "binary", "min") or not m.scalar(m.other(cap, first.output), 6.0):
         return []
     return [first, cap] if m.graph.shape(cap.output) == m.graph.shape(value) else []
+
+
+def _hard_swish(m: _Matcher, value: str) -> list[Node]:
+    """ONNX's HardSwish of ``value`` as :meth:`Composites.hard_swish` builds it: value * (1/6
+    as a float32), + 0.5, max(., 0), min(., 1), times value; its five nodes (value's only
+    two consumers, the others one each), or [] for none."""
+    users = m.consumers.get(value, [])
+    if len(users) != 2 or value in m.outputs:
+        return []
+    scale = next((u for u in users if _times_scalar(m, u, value, _SIXTH)), None)
+    if scale is None:
+        return []
+    nodes = [scale]
+    for kind, bound in (("add", 0.5), ("max", 0.0), ("min", 1.0)):
+        before = nodes[-1].output
+        node = m.only_consumer(before)
+        if not m.is_op(node, "binary", kind) or not m.scalar(m.other(node, before), bound):
+            return []
+        nodes.append(node)
+    times = m.only_consumer(nodes[-1].output)
+    if not m.is_op(times, "binary", "mul") or times is scale or times not in users:
+        return []
+    if sorted(times.inputs) != sorted([value, nodes[-1].output]):
+        return []
+    nodes.append(times)
+    shape = m.graph.shape(value)
+    return nodes if all(m.graph.shape(n.output) == shape for n in nodes) else []
+
+
+_SIXTH = float(np.float32(1.0 / 6.0))
+
+
+def _times_scalar(m: _Matcher, node: Node, value: str, scalar: float) -> bool:
+    """Whether ``node`` is value * ``scalar`` (either order)."""
+    return (
+        m.is_op(node, "binary", "mul")
+        and value in node.inputs
+        and m.other(node, value) != value
+        and m.scalar(m.other(node, value), scalar)
+    )
 
 
 def _match_conv(m: _Matcher, im2col: Node, claimed: dict[str, FusedStep]) -> FusedStep | None:

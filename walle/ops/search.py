@@ -130,7 +130,8 @@ COLD_SCRUB_BYTES = 8 << 20
 # packed-GEMM conv's store applies ReLU and the shortcut once a tile (its 1x1 convs 2-6%
 # faster): fused convs cached as their parts (the conv, then bias and ReLU passes) went stale;
 # 37: a close call's cold trials decide with its warm ones (warm + cold medians), not alone.
-DECISIONS_VERSION = 37
+# 38: a conv's or matmul's HardSwish is its step's activation (fused), no longer a step after.
+DECISIONS_VERSION = 38
 
 
 def time_calls(calls: list[Call], budget_s: float = 0.004, max_runs: int = 25) -> float:

@@ -72,8 +72,9 @@ except ImportError as exc:  # pragma: no cover - depends on the build
     raise BackendError(f"compiled kernels missing ({exc})") from exc
 
 _BLAS_MIN_FLOPS = 2 * 32 * 32 * 32
-# The activations the conv and packed-GEMM kernels apply as they store (relu6: Clip(0, 6))
-_KERNEL_ACTS = ("none", "relu", "relu6")
+# The activations the conv and packed-GEMM kernels apply as they store (relu6: Clip(0, 6);
+# hard_swish: ONNX's HardSwish)
+_KERNEL_ACTS = ("none", "relu", "relu6", "hard_swish")
 
 
 class CythonBackend(Backend):

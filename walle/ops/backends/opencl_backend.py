@@ -175,7 +175,12 @@ class OpenCLBackend(Backend):
         """As every backend, but the implicit-GEMM conv needs no im2col or batched-matmul
         kernel: it is offered where its parts could not run (a grouped conv over a batch)."""
         found = super().algorithms(step, graph)
-        if step.op == "fused.conv2d" and not found and self.supports(step.parts[-1], graph):
+        if (
+            step.op == "fused.conv2d"
+            and not found
+            and step.attr("act", "none") in ACTS
+            and self.supports(step.parts[-1], graph)
+        ):
             return [] if step.attr("residual") else ["implicit"]
         return found
 
