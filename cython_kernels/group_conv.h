@@ -148,36 +148,36 @@ WALLE_DWTILE(walle_dw_4x8, walle_g4, walle_gi4, 4, 8)
 WALLE_DWTILE(walle_dw_4x4, walle_g4, walle_gi4, 4, 4)
 WALLE_DWTILE(walle_dw_4x1, walle_g4, walle_gi4, 4, 1)
 
-/* 3x3 stride 1, NV output vectors one row pitch apart (positions t + q * pitch, q < NV):
-   the NV + 2 input rows under them are loaded once at column shifts 0, 1, 2 and each load
-   feeds the up to three output rows it is a tap of: 3 (NV + 2) loads per 9 NV multiply-adds,
-   where a vector of WALLE_DWTILE loads for each of its 9 taps (load-bound: 16 x 14 x 14
-   planes ran at ~140 ns a channel). Every position sums its taps in the same order (rows
-   a = 0..2, columns b = 0..2) whichever tile computes it, so tiles that overlap write the
-   same bits. */
-#define WALLE_DW3V(NAME, VT, IT, NV)                                                         \
+/* K x K stride 1 (K 3 or 5), NV output vectors one row pitch apart (positions t + q * pitch,
+   q < NV): the NV + K - 1 input rows under them are loaded once at column shifts 0 .. K - 1
+   and each load feeds the up to K output rows it is a tap of: K (NV + K - 1) loads per
+   K^2 NV multiply-adds, where a vector of WALLE_DWTILE loads for each of its taps
+   (load-bound: 16 x 14 x 14 planes ran at ~140 ns a channel at 3x3; PP-LCNet's 5x5 planes
+   of 14 x 14 and 7 x 7 1.4-2x onnxruntime's time). Every position sums its taps in the same
+   order (rows a = 0..K-1, columns b = 0..K-1), WALLE_DWTILE's, whichever tile computes it,
+   so tiles that overlap write the same bits. */
+#define WALLE_DWKV(NAME, VT, IT, NV, K)                                                     \
     WALLE_GINLINE void NAME(const float* restrict x, const float* restrict w, float bias,   \
                             float* restrict y, long pitch, long ypitch, float relu) {         \
         VT acc[NV];                                                                         \
         for (int q = 0; q < NV; q++) acc[q] = (VT){0};                                      \
-        _Pragma("GCC unroll 8") /* constant indexes: acc stays in registers */              \
-        for (int u = 0; u < NV + 2; u++) {                                                  \
-            VT v0, v1, v2;                                                                  \
-            memcpy(&v0, x + u * pitch, sizeof(VT));                                         \
-            memcpy(&v1, x + u * pitch + 1, sizeof(VT));                                     \
-            memcpy(&v2, x + u * pitch + 2, sizeof(VT));                                     \
-            _Pragma("GCC unroll 3")                                                         \
-            for (int a = 2; a >= 0; a--) { /* output row u - a: its tap row a */            \
+        _Pragma("GCC unroll 10") /* constant indexes: acc stays in registers */             \
+        for (int u = 0; u < NV + K - 1; u++) {                                              \
+            VT v[K];                                                                        \
+            _Pragma("GCC unroll 5")                                                         \
+            for (int b = 0; b < K; b++) memcpy(&v[b], x + u * pitch + b, sizeof(VT));       \
+            _Pragma("GCC unroll 5")                                                         \
+            for (int a = K - 1; a >= 0; a--) { /* output row u - a: its tap row a */        \
                 int q = u - a;                                                              \
                 if (q < 0 || q >= NV) continue;                                             \
-                acc[q] += w[3 * a] * v0;                                                    \
-                acc[q] += w[3 * a + 1] * v1;                                                \
-                acc[q] += w[3 * a + 2] * v2;                                                \
+                _Pragma("GCC unroll 5")                                                     \
+                for (int b = 0; b < K; b++) acc[q] += w[K * a + b] * v[b];                  \
             }                                                                               \
         }                                                                                   \
         for (int q = 0; q < NV; q++) /* in row order: see WALLE_DW3_PICK */                 \
             WALLE_GSTORE(VT, IT, y + q * ypitch, acc[q], bias, relu);                       \
     }
+#define WALLE_DW3V(NAME, VT, IT, NV) WALLE_DWKV(NAME, VT, IT, NV, 3)
 WALLE_DW3V(walle_dw3_16x6, walle_g16, walle_gi16, 6)
 WALLE_DW3V(walle_dw3_16x2, walle_g16, walle_gi16, 2)
 WALLE_DW3V(walle_dw3_16x1, walle_g16, walle_gi16, 1)
@@ -189,6 +189,15 @@ WALLE_DW3V(walle_dw3_4x6, walle_g4, walle_gi4, 6)
 WALLE_DW3V(walle_dw3_4x4, walle_g4, walle_gi4, 4)
 WALLE_DW3V(walle_dw3_4x2, walle_g4, walle_gi4, 2)
 WALLE_DW3V(walle_dw3_4x1, walle_g4, walle_gi4, 1)
+WALLE_DWKV(walle_dw5_16x4, walle_g16, walle_gi16, 4, 5)
+WALLE_DWKV(walle_dw5_16x2, walle_g16, walle_gi16, 2, 5)
+WALLE_DWKV(walle_dw5_16x1, walle_g16, walle_gi16, 1, 5)
+WALLE_DWKV(walle_dw5_8x4, walle_g8, walle_gi8, 4, 5)
+WALLE_DWKV(walle_dw5_8x2, walle_g8, walle_gi8, 2, 5)
+WALLE_DWKV(walle_dw5_8x1, walle_g8, walle_gi8, 1, 5)
+WALLE_DWKV(walle_dw5_4x4, walle_g4, walle_gi4, 4, 5)
+WALLE_DWKV(walle_dw5_4x2, walle_g4, walle_gi4, 2, 5)
+WALLE_DWKV(walle_dw5_4x1, walle_g4, walle_gi4, 1, 5)
 
 /* The flat run of an oh x ow plane at row pitch `pitch` (3x3, stride 1) in bands of NV rows
    of WALLE_DW3V tiles VW wide: columns 0, VW, ... and one shifted back to end at ow; where
@@ -220,6 +229,9 @@ WALLE_DW3_PLANE(walle_dw3_plane8w, 8, 6, walle_dw3_8x6, walle_dw3_8x2, walle_dw3
 WALLE_DW3_PLANE(walle_dw3_plane4w, 4, 6, walle_dw3_4x6, walle_dw3_4x2, walle_dw3_4x1)
 WALLE_DW3_PLANE(walle_dw3_plane8, 8, 4, walle_dw3_8x4, walle_dw3_8x2, walle_dw3_8x1)
 WALLE_DW3_PLANE(walle_dw3_plane4, 4, 4, walle_dw3_4x4, walle_dw3_4x2, walle_dw3_4x1)
+WALLE_DW3_PLANE(walle_dw5_plane16, 16, 4, walle_dw5_16x4, walle_dw5_16x2, walle_dw5_16x1)
+WALLE_DW3_PLANE(walle_dw5_plane8, 8, 4, walle_dw5_8x4, walle_dw5_8x2, walle_dw5_8x1)
+WALLE_DW3_PLANE(walle_dw5_plane4, 4, 4, walle_dw5_4x4, walle_dw5_4x2, walle_dw5_4x1)
 
 /* The 3x3 stride-1 plane at a vector width for its row: with slack, the narrowest of 4, 8,
    16 (up to the level's VW) that holds a row (one vector a row), else the widest that fits
@@ -248,6 +260,9 @@ WALLE_DW3_PLANE(walle_dw3_plane4, 4, 4, walle_dw3_4x4, walle_dw3_4x2, walle_dw3_
 WALLE_DW3_PICK(walle_dw3_avx512, 16, walle_dw3_plane16, walle_dw3_plane8w, walle_dw3_plane4w)
 WALLE_DW3_PICK(walle_dw3_avx2, 8, walle_dw3_plane8, walle_dw3_plane8, walle_dw3_plane4)
 WALLE_DW3_PICK(walle_dw3_base, 4, walle_dw3_plane4, walle_dw3_plane4, walle_dw3_plane4)
+WALLE_DW3_PICK(walle_dw5_avx512, 16, walle_dw5_plane16, walle_dw5_plane8, walle_dw5_plane4)
+WALLE_DW3_PICK(walle_dw5_avx2, 8, walle_dw5_plane8, walle_dw5_plane8, walle_dw5_plane4)
+WALLE_DW3_PICK(walle_dw5_base, 4, walle_dw5_plane4, walle_dw5_plane4, walle_dw5_plane4)
 
 /* VW outputs of a stride-2 row (column stride 1 between taps): for each tap row, two vectors
    of input split into even lanes (tap 0) and odd lanes read one float on (taps b >= 1). The
@@ -545,8 +560,8 @@ WALLE_GINLINE void walle_dw_any(const float* restrict x, const float* restrict w
 
 /* Output planes [i0, i1) of i = n * (G*cout) + co. `scratch` holds OH * s_oh floats (the
    flat run before its rows are copied out). */
-#define WALLE_DW_PLANES(NAME, ATTR, X8, X4, X1, S2W, S2H, S2Q, COPY, DW3, DW3S2, SPLIT,    \
-                        DW3S2X, SPLIT_MIN_IW, VW)                                           \
+#define WALLE_DW_PLANES(NAME, ATTR, X8, X4, X1, S2W, S2H, S2Q, COPY, DW3, DW5, DW3S2,     \
+                        SPLIT, DW3S2X, SPLIT_MIN_IW, VW)                                    \
     ATTR static void NAME(const walle_gconv* p, long i0, long i1, float* scratch) {         \
         long ow = p->ow, oh = p->oh, plane = oh * ow, kk = p->kh * p->kw;                   \
         long channels = p->groups * p->cout, pitch = p->s_oh;                               \
@@ -584,9 +599,13 @@ WALLE_GINLINE void walle_dw_any(const float* restrict x, const float* restrict w
             if (flat) {                                                                     \
                 long count = (oh - 1) * pitch + ow;                                         \
                 float* t = pitch == ow ? yc : scratch;                                      \
-                int dw3 = p->kh == 3 && p->kw == 3 && p->s_kw == 1 && p->s_kh == pitch      \
-                              ? DW3(xc, w, bias, yc, t, oh, ow, pitch, p->relu,             \
-                                    p->base != NULL && t != yc, (i1 - 1 - i) * plane)       \
+                int rows = p->kh == p->kw && p->s_kw == 1 && p->s_kh == pitch;              \
+                int slack = p->base != NULL && t != yc;                                     \
+                long room = (i1 - 1 - i) * plane;                                           \
+                int dw3 = rows && p->kh == 3                                                \
+                              ? DW3(xc, w, bias, yc, t, oh, ow, pitch, p->relu, slack, room) \
+                          : rows && p->kh == 5                                              \
+                              ? DW5(xc, w, bias, yc, t, oh, ow, pitch, p->relu, slack, room) \
                               : 0;                                                          \
                 if (dw3) {                                                                  \
                 } else if (p->kh == 3 && p->kw == 3)                                        \
@@ -646,13 +665,16 @@ WALLE_GBLOCK_ROWS(walle_gblock_base, , walle_conv_v4x3h, 12, walle_conv_v4x2h,
                   walle_conv_v4x1, walle_conv_v2x1, walle_conv_v2x1, 4)
 WALLE_DW_PLANES(walle_dw_avx512, WALLE_LEVEL_TARGET("avx512f,avx2,fma"), walle_dw_16x8,
                 walle_dw_16x4, walle_dw_16x1, walle_dws2_16, walle_dws2_8, walle_dws2_4,
-                walle_copy_8, walle_dw3_avx512, walle_dw3s2_avx512, walle_split_row16,
+                walle_copy_8, walle_dw3_avx512, walle_dw5_avx512, walle_dw3s2_avx512,
+                walle_split_row16,
                 walle_dw3s2x_avx512, WALLE_SPLIT_NEVER, 16)
 WALLE_DW_PLANES(walle_dw_avx2, WALLE_LEVEL_TARGET("avx2,fma"), walle_dw_8x8, walle_dw_8x4,
                 walle_dw_8x1, walle_dws2_8, walle_dws2_4, walle_dws2_4, walle_copy_8,
-                walle_dw3_avx2, walle_dw3s2_avx2, walle_split_row8, walle_dw3s2x_avx2, 48, 8)
+                walle_dw3_avx2, walle_dw5_avx2, walle_dw3s2_avx2, walle_split_row8,
+                walle_dw3s2x_avx2, 48, 8)
 WALLE_DW_PLANES(walle_dw_base, , walle_dw_4x8, walle_dw_4x4, walle_dw_4x1, walle_dws2_4,
-                walle_dws2_4, walle_dws2_4, walle_copy_4, walle_dw3_base, walle_dw3s2_base,
+                walle_dws2_4, walle_dws2_4, walle_copy_4, walle_dw3_base, walle_dw5_base,
+                walle_dw3s2_base,
                 walle_split_row4, walle_dw3s2x_base, WALLE_SPLIT_NEVER, 4)
 
 /* y[i, :] = act(y[i, :] + bias[i % channels] (+ res[i, :])) over `rows` rows of `plane`

@@ -163,34 +163,35 @@ def test_depthwise_step_with_shuffle_and_pad_matches_reference(
         )
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(
     c=st.integers(1, 5),
     mult=st.integers(1, 2),
     h=st.integers(1, 20),
     w=st.integers(1, 70),
-    pad=st.sampled_from([(1, 1), (0, 0), (1, 0), (0, 1)]),
+    k=st.sampled_from([3, 5]),
+    pad=st.sampled_from([(1, 1), (0, 0), (1, 0), (0, 1), (2, 2), (2, 1)]),
     stride=st.integers(1, 2),
     shuffle=st.booleans(),
     relu=st.booleans(),
     seed=st.integers(0, 30),
 )
-def test_depthwise_3x3_rows_at_every_level_match_reference(
-    c, mult, h, w, pad, stride, shuffle, relu, seed
+def test_depthwise_3x3_and_5x5_rows_at_every_level_match_reference(
+    c, mult, h, w, k, pad, stride, shuffle, relu, seed
 ):
-    """The 3x3 depthwise tiles (vertical bands of output rows sharing their input loads; at
-    stride 1 one vector a row where the row fits, else columns with the last shifted back;
-    at stride 2 even/odd lane splits, or, at AVX2 from source rows of 48, rows split into
-    even and odd columns as they are copied, from an even or odd left pad) on every plane
-    size from 1 x 1 to 20 x 70, padded in place from the source or not."""
+    """The 3x3 and 5x5 depthwise tiles (vertical bands of output rows sharing their input
+    loads; at stride 1 one vector a row where the row fits, else columns with the last
+    shifted back; 3x3 at stride 2 even/odd lane splits, or, at AVX2 from source rows of 48,
+    rows split into even and odd columns as they are copied, from an even or odd left pad)
+    on every plane size from 1 x 1 to 20 x 70, padded in place from the source or not."""
     ops_group = _ops_group()
     rng = np.random.default_rng(seed)
     c = 2 * c if shuffle else c
     x = rng.uniform(-2, 2, (1, c, h, w)).astype(np.float32)
-    weight = rng.uniform(-1, 1, (c * mult, 1, 3, 3)).astype(np.float32)
+    weight = rng.uniform(-1, 1, (c * mult, 1, k, k)).astype(np.float32)
     bias = rng.uniform(-1, 1, c * mult).astype(np.float32)
     top, left = pad
-    if h + 2 * top < 3 or w + 2 * left < 3:
+    if h + 2 * top < k or w + 2 * left < k:
         return
     graph = _conv_graph(x.shape, weight, bias, c, stride, pad, 1, relu, shuffle)
     want = run_reference(graph, {"x": x})[0]
