@@ -725,10 +725,15 @@ static int walle_gconv_best_level(void) {
     return walle_cpu_level();
 }
 
-/* Work items [i0, i1): rows (block mode) or output planes (depthwise mode). */
+#include "dw_channel_lanes.h"
+
+/* Work items [i0, i1): rows (block mode), output planes (depthwise mode: depthwise 1) or
+   (image, channel block) pairs (depthwise in channel lanes: depthwise 2). */
 static void walle_gconv_run(const walle_gconv* p, int depthwise, int level, long i0, long i1,
                             float* scratch) {
-    if (depthwise) {
+    if (depthwise == 2) {
+        walle_dwc_run(p, level, i0, i1, scratch);
+    } else if (depthwise) {
         if (WALLE_LEVEL(level) == 2) walle_dw_avx512(p, i0, i1, scratch);
         else if (WALLE_LEVEL(level) == 1) walle_dw_avx2(p, i0, i1, scratch);
         else walle_dw_base(p, i0, i1, scratch);

@@ -38,6 +38,9 @@ cdef extern from "group_conv.h":
                          float* scratch) nogil
     void walle_bias_act(float* y, const float* bias, const float* res, long rows,
                         long channels, long plane, float relu, int level) nogil
+    long walle_dwc_lanes(int level) nogil
+    void walle_dwc_run(const walle_gconv* p, int level, long i0, long i1,
+                       float* scratch) nogil
 
 LEVELS = {"avx512": 2, "avx2": 1, "sse": 0}  # instruction-set levels, widest first
 _GRAIN = 1 << 20  # multiply-adds worth one more thread
@@ -46,6 +49,24 @@ _GRAIN = 1 << 20  # multiply-adds worth one more thread
 def best_level():
     """The widest level this CPU runs (2 AVX-512F, 1 AVX2 + FMA, 0 baseline SSE2)."""
     return walle_gconv_best_level()
+
+
+_CHANNEL_LANES_PLANE = 64 * 64  # the largest padded plane channel lanes run (an L2's share)
+
+
+def channel_lanes_fits(region, long groups, long outputs, planes=None):
+    """Whether :class:`GroupConvKernel` runs a conv with ``channel_lanes``: depthwise (one
+    input and one output channel a group), 3x3 or 5x5, dilation 1, the same stride 1 or 2
+    across rows and columns, a padded plane of at most 64 x 64 floats."""
+    n, c, kh, kw, oh, ow = (int(v) for v in region.sizes)
+    s = [int(v) for v in region.src_strides]
+    if planes is not None:
+        rows, pitch = int(planes[6]), int(planes[7])
+    else:
+        rows, pitch = (oh - 1) * s[5] + kh, (ow - 1) * s[5] + kw
+    return (groups == c == outputs and kh == kw and kh in (3, 5) and s[3] == 1
+            and s[5] in (1, 2) and s[4] == s[5] * s[2] and min(s) >= 0
+            and rows * pitch <= _CHANNEL_LANES_PLANE)
 
 
 cdef class GroupConvKernel:
@@ -59,8 +80,12 @@ cdef class GroupConvKernel:
     [N, C, HP, WP] that is never built: ``(base, rows, cols, row_stride, top, left, hp, wp)``
     says that plane (n, c) is ``rows`` x ``cols`` floats of ``x`` at offset ``base[n * C + c]``
     (int64), rows ``row_stride`` apart, placed at (top, left); each plane is copied into a
-    zero-bordered scratch plane just before its taps read it. ``depthwise`` (read-only) says which mode runs (one input channel
-    a group), ``level`` (read-only) at which instruction-set level.
+    zero-bordered scratch plane just before its taps read it. ``channel_lanes``: a depthwise
+    3x3 or 5x5 conv at stride 1 or 2, one output a channel, with the channels in the vector
+    lanes (dw_channel_lanes.h; ValueError where :func:`channel_lanes_fits` is false).
+    ``depthwise`` (read-only) says which mode runs (one input channel a group),
+    ``channel_lanes`` (read-only) whether in channel lanes, ``level`` (read-only) at which
+    instruction-set level.
     """
 
     cdef walle_gconv p
@@ -70,10 +95,11 @@ cdef class GroupConvKernel:
     cdef long scratch_size
     cdef readonly int level
     cdef readonly bint depthwise
+    cdef readonly bint channel_lanes
     cdef object keep
 
     def __init__(self, x, weight, bias, y, region, int groups, str act, str level=None,
-                 planes=None):
+                 planes=None, bint channel_lanes=False):
         n, c, kh, kw, oh, ow = (int(v) for v in region.sizes)
         s = [int(v) for v in region.src_strides]
         cdef float relu = _relu_cap("group conv kernel", act)
@@ -121,7 +147,23 @@ cdef class GroupConvKernel:
             base = None
             self.p.base = NULL
         blocks = -(-cout // 8)
-        if self.depthwise:
+        self.channel_lanes = channel_lanes
+        if channel_lanes:
+            if not channel_lanes_fits(region, groups, cout_all, planes):
+                raise ValueError("group conv kernel: channel lanes run depthwise 3x3 and 5x5 "
+                                 "convs at stride 1 or 2, one output a channel")
+            lanes = walle_dwc_lanes(self.level)
+            cblocks = -(-c // lanes)
+            full = np.zeros((cblocks * lanes, k), np.float32)
+            full[:c] = w.reshape(c, k)
+            packed = np.ascontiguousarray(full.reshape(cblocks, lanes, k).transpose(0, 2, 1))
+            padded_bias = np.concatenate([padded_bias, np.zeros(cblocks * lanes - c, np.float32)])
+            self.items = n * cblocks
+            rows = hp if planes is not None else (oh - 1) * s[5] + kh
+            pitch = wp if planes is not None else (ow - 1) * s[5] + kw
+            # a whole number of 64-byte lines a thread: every position's vector on one line
+            self.scratch_size = -(-((rows * pitch + ow + lanes) * lanes + 64) // 16) * 16
+        elif self.depthwise:
             packed = np.ascontiguousarray(w.reshape(cout_all, k))
             self.items = n * cout_all
             # 3x3 tiles read past a plane; a 3x3/2 plane split into halves takes up to
@@ -141,9 +183,10 @@ cdef class GroupConvKernel:
         work = float(y.size) * k
         self.threads = 1 if work < _GRAIN or self.items < 2 else max(
             1, min(walle_max_threads(), self.items, int(work / _GRAIN)))
-        scratch = np.zeros(max(1, self.threads * self.scratch_size), np.float32)
+        scratch = np.zeros(max(1, self.threads * self.scratch_size) + 16, np.float32)
         self.keep = (x, y, packed, padded_bias, scratch, base)
         self.scratch = <float*><size_t>scratch.ctypes.data
+        self.scratch += (-(<size_t>self.scratch // 4)) % 16  # to a 64-byte line
         self.p.x = (<const float*><size_t>x.ctypes.data) + (
             0 if planes is not None else <long>region.src_offset)
         self.p.w = <const float*><size_t>packed.ctypes.data
@@ -157,6 +200,7 @@ cdef class GroupConvKernel:
     def run(self):
         """Compute y from the build-time buffers (GIL released, OpenMP over rows or planes)."""
         cdef long i, chunk, start, stop
+        cdef int mode = 2 if self.channel_lanes else self.depthwise
         with nogil:
             if self.threads > 1:
                 chunk = (self.items + self.threads - 1) // self.threads
@@ -164,11 +208,10 @@ cdef class GroupConvKernel:
                     start = i * chunk
                     stop = min(self.items, start + chunk)
                     if start < stop:
-                        walle_gconv_run(&self.p, self.depthwise, self.level, start, stop,
+                        walle_gconv_run(&self.p, mode, self.level, start, stop,
                                         self.scratch + i * self.scratch_size)
             else:
-                walle_gconv_run(&self.p, self.depthwise, self.level, 0, self.items,
-                                self.scratch)
+                walle_gconv_run(&self.p, mode, self.level, 0, self.items, self.scratch)
 
 
 cdef class BiasActKernel:

@@ -163,6 +163,7 @@ class CythonBackend(Backend):
             if step.attr("residual"):  # the shortcut: in BLAS's epilogue or the packed GEMM's
                 return [*(["blas"] if plain else []), *gemm]
             kernels = [*gemm, *_winograd_algorithms(region)] if per_group else []
+            kernels += _channel_lanes(step, graph, region)
             return ["direct", "blas", *kernels] if plain else ["direct", *kernels]
         if step.op == "fused.elementwise":
             return ["fused"] if _chain_program(step, graph) is not None else []
@@ -602,7 +603,8 @@ def _conv_padded(
 
 def _group_conv(step: FusedStep, algorithm: str, graph: Graph, buffers: Buffers) -> list[Call]:
     """A grouped conv at the conv family's instruction-set level: ``direct`` (ops_group's
-    kernel) or, for a 1x1 conv whose input is its own column matrix, ``blas`` (one batched
+    kernel; ``channel_lanes`` the same with a depthwise conv's channels in the vector lanes)
+    or, for a 1x1 conv whose input is its own column matrix, ``blas`` (one batched
     numpy matmul [G, Cout/G, C/G] @ x viewed [N, G, C/G, OH*OW], then bias, a residual
     unit's shortcut and ReLU).
 
@@ -616,6 +618,7 @@ def _group_conv(step: FusedStep, algorithm: str, graph: Graph, buffers: Buffers)
     shortcut = buffers[step.inputs[-1]] if step.attr("residual") else None
     region, group, act = im2col.attr("regions")[0], step.attr("group"), step.attr("act")
     level = cython_isa.NAMES[ops_conv.level()]
+    lanes = algorithm == "channel_lanes"
     if algorithm in _GEMMS or (algorithm.startswith("winograd") and np.isfinite(weight).all()):
         return _per_group(x, weight, bias, out, region, group, act, algorithm, shortcut)
     if algorithm == "blas":
@@ -633,12 +636,12 @@ def _group_conv(step: FusedStep, algorithm: str, graph: Graph, buffers: Buffers)
         if planes is not None:
             try:
                 kernel = ops_group.GroupConvKernel(
-                    src, weight, bias, out, region, group, act, level, planes
+                    src, weight, bias, out, region, group, act, level, planes, lanes
                 )
                 return [kernel.run]
             except ValueError:  # the planes do not fit the region: run the rasters
                 pass
-    kernel = ops_group.GroupConvKernel(x, weight, bias, out, region, group, act, level)
+    kernel = ops_group.GroupConvKernel(x, weight, bias, out, region, group, act, level, None, lanes)
     return [*_prologue_calls(prologue, buffers), kernel.run]
 
 
@@ -646,6 +649,15 @@ def _group_conv(step: FusedStep, algorithm: str, graph: Graph, buffers: Buffers)
 # fewest blocks) or reading them in place (gemm_direct: a 1x1 stride-1 conv, whose columns
 # are the input's rows).
 _GEMMS = ("gemm", "gemm_long", "gemm_direct")
+
+
+def _channel_lanes(step: FusedStep, graph: Graph, region: Region) -> list[str]:
+    """``channel_lanes`` for a depthwise 3x3 or 5x5 conv (stride 1 or 2, one output a
+    channel) on a small plane: ops_group's kernel with the channels in the vector lanes."""
+    mm = step.parts[step.attr("prologue", 0) + 2]
+    outputs = graph.shape(mm.output)[1] * graph.shape(mm.output)[2]  # [N, G, Cout/G, OH*OW]
+    fits = ops_group.channel_lanes_fits(region, step.attr("group"), outputs)
+    return ["channel_lanes"] if fits else []
 
 
 def _gemm_long(region: Region) -> list[str]:
