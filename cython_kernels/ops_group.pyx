@@ -60,13 +60,20 @@ def channel_lanes_fits(region, long groups, long outputs, planes=None):
     across rows and columns, a padded plane of at most 64 x 64 floats."""
     n, c, kh, kw, oh, ow = (int(v) for v in region.sizes)
     s = [int(v) for v in region.src_strides]
-    if planes is not None:
-        rows, pitch = int(planes[6]), int(planes[7])
-    else:
-        rows, pitch = (oh - 1) * s[5] + kh, (ow - 1) * s[5] + kw
+    rows, pitch = _lanes_plane(region, planes)
     return (groups == c == outputs and kh == kw and kh in (3, 5) and s[3] == 1
             and s[5] in (1, 2) and s[4] == s[5] * s[2] and min(s) >= 0
             and rows * pitch <= _CHANNEL_LANES_PLANE)
+
+
+def _lanes_plane(region, planes):
+    """(rows, columns) of the padded plane the channel-lanes kernel transposes: the planes'
+    zero-bordered one, else the rows and columns the region's taps reach."""
+    if planes is not None:
+        return int(planes[6]), int(planes[7])
+    n, c, kh, kw, oh, ow = (int(v) for v in region.sizes)
+    stride = int(region.src_strides[5])
+    return (oh - 1) * stride + kh, (ow - 1) * stride + kw
 
 
 cdef class GroupConvKernel:
@@ -159,8 +166,7 @@ cdef class GroupConvKernel:
             packed = np.ascontiguousarray(full.reshape(cblocks, lanes, k).transpose(0, 2, 1))
             padded_bias = np.concatenate([padded_bias, np.zeros(cblocks * lanes - c, np.float32)])
             self.items = n * cblocks
-            rows = hp if planes is not None else (oh - 1) * s[5] + kh
-            pitch = wp if planes is not None else (ow - 1) * s[5] + kw
+            rows, pitch = _lanes_plane(region, planes)
             # a whole number of 64-byte lines a thread: every position's vector on one line
             self.scratch_size = -(-((rows * pitch + ow + lanes) * lanes + 64) // 16) * 16
         elif self.depthwise:

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from walle.errors import BackendError, ValidationError
-from walle.ops import compile_graph, get_backend, run_reference
+from walle.ops import GraphBuilder, compile_graph, get_backend, run_reference
 from walle.ops.backends.base import Backend
 from walle.ops.backends.registry import required_backends
 from walle.ops.fusion import FusedStep, find_steps
-from walle.ops.ir import Graph, Node
+from walle.ops.ir import Graph, Node, Region
 from walle.ops.plan import Choice, CompiledPlan, allocate, is_alias
 
 # Which backend a step runs on, by step.
@@ -152,3 +152,23 @@ def run1_matches_reference(plan: CompiledPlan, graph: Graph, shape: tuple[int, .
         np.testing.assert_array_equal(xv, keep)
         want = run_reference(graph, {graph.inputs[0]: keep})[0]
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def conv_kernel_case(
+    c: int, cout: int, side: int, kernel: int, stride: int, group: int = 1, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, Region, tuple[int, ...]]:
+    """x [2, c, side, side] (values in [-3, 3], a NaN and both infinities), weight, bias, the
+    im2col region and the output shape of an unpadded conv: one case for a conv kernel's
+    activation tests."""
+    rng = np.random.default_rng(c * 100 + side + group + seed)
+    x = rng.uniform(-3, 3, (2, c, side, side)).astype(np.float32)
+    x[0, 0, 1, 2], x[1, c - 1, side - 2, 3], x[1, 0, 0, 0] = np.nan, np.inf, -np.inf
+    weight = rng.uniform(-1, 1, (cout, c // group, kernel, kernel)).astype(np.float32)
+    bias = rng.uniform(-2, 2, cout).astype(np.float32)
+    b = GraphBuilder()
+    y = b.conv2d(
+        b.input("x", x.shape), b.const(weight), b.const(bias), strides=(stride,) * 2, group=group
+    )
+    graph = b.build([y])
+    region: Region = im2col_node(graph).attr("regions")[0]
+    return x, weight, bias, region, graph.shape(y)

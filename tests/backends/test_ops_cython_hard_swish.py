@@ -19,10 +19,9 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from tests._backends import at_every_cython_level, backend_or_skip, im2col_node
+from tests._backends import at_every_cython_level, backend_or_skip, conv_kernel_case
 from walle.ops import GraphBuilder, available_backends, compile_graph
 from walle.ops.fusion import find_steps
-from walle.ops.ir import Region
 from walle.ops.onnx_import import import_onnx
 
 LEVELS = ("avx512", "avx2", "sse")
@@ -42,23 +41,6 @@ def _hard_swish64(y: np.ndarray) -> np.ndarray:
         s = v * float(np.float32(1.0 / 6.0)) + 0.5
         s = np.where(np.isnan(s), s, np.clip(s, 0.0, 1.0))
         return v * s
-
-
-def _conv_case(c: int, cout: int, side: int, kernel: int, stride: int, group: int = 1):
-    """x (values across HardSwish's three pieces, a NaN and both infinities), weight, bias
-    and the im2col region of an unpadded conv."""
-    rng = np.random.default_rng(c * 100 + side + group + kernel)
-    x = rng.uniform(-3, 3, (2, c, side, side)).astype(np.float32)
-    x[0, 0, 1, 2], x[1, c - 1, side - 2, 3], x[1, 0, 0, 0] = np.nan, np.inf, -np.inf
-    weight = rng.uniform(-1, 1, (cout, c // group, kernel, kernel)).astype(np.float32)
-    bias = rng.uniform(-2, 2, cout).astype(np.float32)
-    b = GraphBuilder()
-    y = b.conv2d(
-        b.input("x", x.shape), b.const(weight), b.const(bias), strides=(stride,) * 2, group=group
-    )
-    graph = b.build([y])
-    region: Region = im2col_node(graph).attr("regions")[0]
-    return x, weight, bias, region, graph.shape(y)
 
 
 def _check(make) -> None:
@@ -84,7 +66,7 @@ def _check(make) -> None:
 def test_conv_kernels_apply_hard_swish_as_they_store(level, kernel, stride) -> None:
     """The direct, packed-GEMM, lanes and (3x3 stride 1) Winograd conv kernels."""
     ops_conv, _, _ = _kernels()
-    x, weight, bias, region, shape = _conv_case(8, 13, 11, kernel, stride)
+    x, weight, bias, region, shape = conv_kernel_case(8, 13, 11, kernel, stride)
     w2 = weight.reshape(13, -1)
 
     def direct(act):
@@ -116,7 +98,7 @@ def test_conv_kernels_apply_hard_swish_as_they_store(level, kernel, stride) -> N
 def test_lanes_conv_kernel_applies_hard_swish(level, wide) -> None:
     """The lanes kernel (a network's RGB stem: MobileNetV3's 3x3/2 conv to 16 channels)."""
     ops_conv, _, _ = _kernels()
-    x, weight, bias, region, shape = _conv_case(3, 16, 39, 3, 2)
+    x, weight, bias, region, shape = conv_kernel_case(3, 16, 39, 3, 2)
     assert ops_conv.lanes_fits(region)
 
     def lanes(act):
@@ -136,7 +118,7 @@ def test_depthwise_and_grouped_conv_kernels_apply_hard_swish(level, kernel, stri
     epilogue that follows a grouped 1x1 conv done by BLAS."""
     _, ops_group, _ = _kernels()
     for c, group in ((12, 12), (12, 3)):
-        x, weight, bias, region, shape = _conv_case(c, c, 13, kernel, stride, group)
+        x, weight, bias, region, shape = conv_kernel_case(c, c, 13, kernel, stride, group)
 
         def grouped(act, case=(x, weight, bias, region, shape, group)):
             x, weight, bias, region, shape, group = case

@@ -13,10 +13,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests._backends import backend_or_skip, im2col_node
+from tests._backends import backend_or_skip, conv_kernel_case
 from walle.ops import GraphBuilder
 from walle.ops.fusion import find_steps
-from walle.ops.ir import Region
 
 LEVELS = ("avx512", "avx2", "sse")
 
@@ -31,23 +30,6 @@ def _kernels():
 def _clamped(y: np.ndarray) -> np.ndarray:
     """numpy's ReLU6 of y: NaN kept (np.clip keeps it)."""
     return np.clip(y, np.float32(0.0), np.float32(6.0))
-
-
-def _conv_case(c: int, cout: int, side: int, kernel: int, stride: int, group: int = 1):
-    """x (with a NaN and two infinities), weight, bias and the im2col region of an
-    unpadded conv."""
-    rng = np.random.default_rng(c * 100 + side + group)
-    x = rng.uniform(-3, 3, (2, c, side, side)).astype(np.float32)
-    x[0, 0, 1, 2], x[1, c - 1, side - 2, 3], x[1, 0, 0, 0] = np.nan, np.inf, -np.inf
-    weight = rng.uniform(-1, 1, (cout, c // group, kernel, kernel)).astype(np.float32)
-    bias = rng.uniform(-2, 2, cout).astype(np.float32)
-    b = GraphBuilder()
-    y = b.conv2d(
-        b.input("x", x.shape), b.const(weight), b.const(bias), strides=(stride,) * 2, group=group
-    )
-    graph = b.build([y])
-    region: Region = im2col_node(graph).attr("regions")[0]
-    return x, weight, bias, region, graph.shape(y)
 
 
 def _both(make) -> tuple[np.ndarray, np.ndarray] | None:
@@ -77,7 +59,7 @@ def _check(pair) -> None:
 def test_conv_kernels_clamp_at_six_as_they_store(level, kernel, stride) -> None:
     """The direct, packed-GEMM and (3x3 stride 1) Winograd conv kernels."""
     ops_conv, _, _ = _kernels()
-    x, weight, bias, region, shape = _conv_case(8, 13, 11, kernel, stride)
+    x, weight, bias, region, shape = conv_kernel_case(8, 13, 11, kernel, stride)
     w2 = weight.reshape(13, -1)
 
     def direct(act):
@@ -110,7 +92,7 @@ def test_depthwise_and_grouped_conv_kernels_clamp_at_six(level, stride) -> None:
     epilogue that follows a grouped 1x1 conv done by BLAS."""
     _, ops_group, _ = _kernels()
     for c, group in ((12, 12), (12, 3)):
-        x, weight, bias, region, shape = _conv_case(c, c, 13, 3, stride, group)
+        x, weight, bias, region, shape = conv_kernel_case(c, c, 13, 3, stride, group)
 
         def grouped(act, case=(x, weight, bias, region, shape, group)):
             x, weight, bias, region, shape, group = case
