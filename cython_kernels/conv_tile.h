@@ -11,9 +11,9 @@
 
 /* The kernels' ``relu`` (a float): 0 no activation; above 0 a ReLU capped at it (INFINITY: a
    plain ReLU; 6: ReLU6, ONNX's Clip(0, 6)), which takes inputs below 0 (and -0) to +0 and
-   keeps NaN; below 0 (WALLE_HARD_SWISH) ONNX's HardSwish (hard_swish.h). */
+   keeps NaN; below 0 HardSwish (hard_swish.h: -1 ONNX's, -2 Paddle's x * relu6(x + 3) / 6). */
 #define WALLE_RELU_S(r, cap) \
-    ((cap) < 0.0f ? walle_hard_swish_s(r) \
+    ((cap) < 0.0f ? WALLE_HARD_SWISH_ANY_S(r, cap) \
      : (cap) != 0.0f && (r) <= 0.0f ? 0.0f : (cap) != 0.0f && (r) > (cap) ? (cap) : (r))
 /* One vector's ReLU in two steps: below 0 (and -0) to +0, then above ``capv`` (a vector
    of the cap) to the cap; NaN stays NaN (neither test holds for it). */
@@ -27,7 +27,7 @@
 #define WALLE_RELU_V(VT, IT, r, cap) \
     do { \
         if ((cap) < 0.0f) { \
-            WALLE_HARD_SWISH_V(VT, IT, r); \
+            WALLE_HARD_SWISH_ANY_V(VT, IT, r, cap); \
         } else if ((cap) != 0.0f) { \
             WALLE_RELU_ZERO_V(VT, IT, r); \
             if ((cap) < __builtin_inff()) WALLE_RELU_CAP_V(VT, IT, r, (VT){0} + (cap)); \

@@ -228,9 +228,12 @@ WALLE_INLINE walle_gemm_cols walle_gemm_split(long cols, long sw, long dw, long 
                         WALLE_GEMM_PART(&e, res + c * y_c + VW * q, VW * q, VW);               \
                         ACC[c][q] += e;                                                        \
                     }                                                                          \
-        if (relu < 0.0f) {                                                                     \
+        if (relu == WALLE_HARD_SWISH) {                                                        \
             for (int c = 0; c < CH; c++)                                                       \
                 for (int q = 0; q < NV; q++) WALLE_HARD_SWISH_V(VT, IT, ACC[c][q]);            \
+        } else if (relu < 0.0f) {                                                              \
+            for (int c = 0; c < CH; c++)                                                       \
+                for (int q = 0; q < NV; q++) WALLE_HARD_SWISH6_V(VT, IT, ACC[c][q]);           \
         } else if (relu != 0.0f) {                                                             \
             for (int c = 0; c < CH; c++)                                                       \
                 for (int q = 0; q < NV; q++) WALLE_RELU_ZERO_V(VT, IT, ACC[c][q]);             \

@@ -159,11 +159,14 @@ def set_level(int value):
 
 def relu_cap(str kind, str act):
     """The kernels' ``relu`` for an activation: 0 for "none", INFINITY for "relu", 6 for
-    "relu6" (ONNX's Clip(0, 6)), -1 for "hard_swish" (ONNX's HardSwish, conv_tile.h's
-    WALLE_HARD_SWISH); ValueError naming ``kind`` for any other."""
-    caps = {"none": 0.0, "relu": float("inf"), "relu6": 6.0, "hard_swish": -1.0}
+    "relu6" (ONNX's Clip(0, 6)), -1 for "hard_swish" (ONNX's HardSwish), -2 for
+    "hard_swish6" (Paddle's x * relu6(x + 3) / 6; hard_swish.h); ValueError naming ``kind``
+    for any other."""
+    caps = {"none": 0.0, "relu": float("inf"), "relu6": 6.0, "hard_swish": -1.0,
+            "hard_swish6": -2.0}
     if act not in caps:
-        raise ValueError(f"{kind}: activation {act!r} (none, relu, relu6 or hard_swish)")
+        raise ValueError(
+            f"{kind}: activation {act!r} (none, relu, relu6, hard_swish or hard_swish6)")
     return caps[act]
 
 

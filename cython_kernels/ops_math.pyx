@@ -57,7 +57,7 @@ cdef extern from *:
     static inline float walle_sigmoid(float x) { return 1.0f / (1.0f + walle_exp(-x)); }
     static inline float walle_tanh(float x) { return 1.0f - 2.0f / (walle_exp(2.0f * x) + 1.0f); }
 
-    /* act: 0 none, 1 relu, 2 sigmoid, 3 tanh, 4 relu6, 5 hard_swish;
+    /* act: 0 none, 1 relu, 2 sigmoid, 3 tanh, 4 relu6, 5 hard_swish, 6 hard_swish6;
        bias_mode: 0 none, 1 per column, 2 per row. Columns j0.. of each row (those before
        had theirs in the GEMM's tiles). */
     WALLE_CLONES static void walle_epilogue(float* restrict c, const float* restrict bias,
@@ -85,9 +85,12 @@ cdef extern from *:
             } else if (act == 3) {
                 #pragma omp simd
                 for (long j = j0; j < n; j++) row[j] = walle_tanh(row[j]);
-            } else if (act == 5) {  /* as the conv kernels' store (conv_tile.h) */
+            } else if (act == 5) {  /* as the conv kernels' store (hard_swish.h) */
                 #pragma omp simd
                 for (long j = j0; j < n; j++) row[j] = walle_hard_swish_s(row[j]);
+            } else if (act == 6) {
+                #pragma omp simd
+                for (long j = j0; j < n; j++) row[j] = walle_hard_swish6_s(row[j]);
             }
         }
     }
@@ -1040,7 +1043,8 @@ UNARY_KINDS = {"identity": 0, "neg": 1, "abs": 2, "exp": 3, "log": 4, "sqrt": 5,
                "reciprocal": 6, "relu": 7, "sigmoid": 8, "tanh": 9, "erf": 10}
 BINARY_KINDS = {"add": 0, "sub": 1, "mul": 2, "div": 3, "max": 4, "min": 5, "pow": 6}
 REDUCE_KINDS = {"sum": 0, "mean": 1, "max": 2, "min": 3}
-ACTS = {"none": 0, "relu": 1, "sigmoid": 2, "tanh": 3, "relu6": 4, "hard_swish": 5}
+ACTS = {"none": 0, "relu": 1, "sigmoid": 2, "tanh": 3, "relu6": 4, "hard_swish": 5,
+        "hard_swish6": 6}
 _GRAIN = 1 << 16
 LEVELS = {"avx512": 2, "avx2": 1, "sse": 0}  # instruction-set levels, widest first
 

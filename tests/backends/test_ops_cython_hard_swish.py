@@ -1,12 +1,13 @@
-"""HardSwish (ONNX's, x * clip(x / 6 + 1/2, 0, 1)) in the cython kernels' stores, and its
-fusion into the conv or dense layer before it.
+"""HardSwish (ONNX's, x * clip(x / 6 + 1/2, 0, 1), and Paddle's export of it, x * relu6(x +
+3) / 6) in the cython kernels' stores, and its fusion into the conv or dense layer before it.
 
 Each conv and GEMM kernel takes ``act="hard_swish"`` and applies it as it stores. The oracle
 is the same kernel with ``act="none"``, then HardSwish in float64 on that output: equal
 within 1e-6 (the store may round x * (1/6) + 1/2 once, as an FMA, where the float64 oracle
 rounds not at all: the factor is within an ulp, the product within a few), exactly equal
 where the factor clips (x >= 3 gives x, x <= -3 gives 0), NaN where it is NaN (-inf gives NaN,
-as onnxruntime), +inf kept. Every instruction-set level this CPU runs. Then whole models
+as onnxruntime), +inf kept; Paddle's form (``hard_swish6``: no multiply-add to fuse) equal
+bit for bit to its parts in float32. Every instruction-set level this CPU runs. Then whole models
 (Conv, depthwise Conv and Gemm each followed by HardSwish) against onnxruntime on every
 backend, the cython plan running no HardSwish step of its own.
 """
@@ -43,16 +44,32 @@ def _hard_swish64(y: np.ndarray) -> np.ndarray:
         return v * s
 
 
-def _check(make) -> None:
-    """``make(act)``'s hard_swish output against the oracle on its act-free output; nothing
-    where the CPU lacks the level."""
+def _hard_swish6_32(y: np.ndarray) -> np.ndarray:
+    """Paddle's x * relu6(x + 3) / 6 in float32, step by step (no multiply-add to fuse: the
+    kernels' bits)."""
+    with np.errstate(invalid="ignore"):
+        s = y + np.float32(3.0)
+        s = np.where(s <= 0, np.float32(0.0), s)
+        s = np.where(s >= 6, np.float32(6.0), s)
+        return (y * s) / np.float32(6.0)
+
+
+ACTS = ("hard_swish", "hard_swish6")
+
+
+def _check(make, act: str = "hard_swish") -> None:
+    """``make(act)``'s output against the oracle on its act-free output (hard_swish6: equal
+    bit for bit); nothing where the CPU lacks the level."""
     try:
-        got, plain = make("hard_swish"), make("none")
+        got, plain = make(act), make("none")
     except ValueError as exc:
         assert "does not run" in str(exc) or "level" in str(exc)
         return
-    want = _hard_swish64(plain)
     assert (plain >= 3).any() and (plain <= -3).any() and ((plain > -3) & (plain < 3)).any()
+    if act == "hard_swish6":
+        np.testing.assert_array_equal(got, _hard_swish6_32(plain))
+        return
+    want = _hard_swish64(plain)
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
     np.testing.assert_array_equal(np.isposinf(got), np.isposinf(want))
     finite = np.isfinite(want)
@@ -63,7 +80,8 @@ def _check(make) -> None:
 
 @pytest.mark.parametrize("level", LEVELS)
 @pytest.mark.parametrize(("kernel", "stride"), [(3, 1), (3, 2), (1, 1)])
-def test_conv_kernels_apply_hard_swish_as_they_store(level, kernel, stride) -> None:
+@pytest.mark.parametrize("act", ACTS)
+def test_conv_kernels_apply_hard_swish_as_they_store(act, level, kernel, stride) -> None:
     """The direct, packed-GEMM, lanes and (3x3 stride 1) Winograd conv kernels."""
     ops_conv, _, _ = _kernels()
     x, weight, bias, region, shape = conv_kernel_case(8, 13, 11, kernel, stride)
@@ -79,8 +97,8 @@ def test_conv_kernels_apply_hard_swish_as_they_store(level, kernel, stride) -> N
         ops_conv.GemmConvKernel(x, w2, bias, out.reshape(2, 13, -1), region, act, level).run()
         return out
 
-    _check(direct)
-    _check(gemm)
+    _check(direct, act)
+    _check(gemm, act)
     if kernel == 3 and stride == 1:
         for tile in (2, 4, 6):
 
@@ -89,13 +107,14 @@ def test_conv_kernels_apply_hard_swish_as_they_store(level, kernel, stride) -> N
                 ops_conv.WinogradKernel(x, w2, bias, out, region, act, level, tile).run()
                 return out
 
-            _check(winograd)
+            _check(winograd, act)
 
 
 @pytest.mark.parametrize(
     ("level", "wide"), [("avx512", False), ("avx512", True), ("avx2", None), ("sse", None)]
 )
-def test_lanes_conv_kernel_applies_hard_swish(level, wide) -> None:
+@pytest.mark.parametrize("act", ACTS)
+def test_lanes_conv_kernel_applies_hard_swish(act, level, wide) -> None:
     """The lanes kernel (a network's RGB stem: MobileNetV3's 3x3/2 conv to 16 channels)."""
     ops_conv, _, _ = _kernels()
     x, weight, bias, region, shape = conv_kernel_case(3, 16, 39, 3, 2)
@@ -108,12 +127,13 @@ def test_lanes_conv_kernel_applies_hard_swish(level, wide) -> None:
         ).run()
         return out
 
-    _check(lanes)
+    _check(lanes, act)
 
 
 @pytest.mark.parametrize("level", LEVELS)
 @pytest.mark.parametrize(("kernel", "stride"), [(3, 1), (3, 2), (5, 1)])
-def test_depthwise_and_grouped_conv_kernels_apply_hard_swish(level, kernel, stride) -> None:
+@pytest.mark.parametrize("act", ACTS)
+def test_depthwise_and_grouped_conv_kernels_apply_hard_swish(act, level, kernel, stride) -> None:
     """MobileNetV3's depthwise 3x3 and 5x5 convs and a grouped conv, then the bias/act
     epilogue that follows a grouped 1x1 conv done by BLAS."""
     _, ops_group, _ = _kernels()
@@ -126,7 +146,7 @@ def test_depthwise_and_grouped_conv_kernels_apply_hard_swish(level, kernel, stri
             ops_group.GroupConvKernel(x, weight, bias, out, region, group, act, level).run()
             return out
 
-        _check(grouped)
+        _check(grouped, act)
 
     rng = np.random.default_rng(5)
     y = rng.uniform(-8, 8, (2, 4, 5, 5)).astype(np.float32)
@@ -138,11 +158,12 @@ def test_depthwise_and_grouped_conv_kernels_apply_hard_swish(level, kernel, stri
         ops_group.BiasActKernel(out, bias, 4, act, level).run()
         return out
 
-    _check(bias_act)
+    _check(bias_act, act)
 
 
 @pytest.mark.parametrize("level", LEVELS)
-def test_matmul_kernels_apply_hard_swish(level) -> None:
+@pytest.mark.parametrize("act", ACTS)
+def test_matmul_kernels_apply_hard_swish(act, level) -> None:
     """The packed-GEMM matmul, GemmKernel (whose panels leave this activation to its C
     epilogue) and that epilogue after numpy's BLAS (epilogue_only)."""
     ops_conv, _, ops_math = _kernels()
@@ -157,7 +178,7 @@ def test_matmul_kernels_apply_hard_swish(level) -> None:
         ops_conv.MatmulPackedKernel(a, b, out, bias, 1, act, True, level=level).run()
         return out
 
-    _check(packed)
+    _check(packed, act)
     from walle.ops.backends import cython_isa
 
     if cython_isa.LEVELS[level] > cython_isa.LEVELS[cython_isa.best_level()]:
@@ -173,7 +194,7 @@ def test_matmul_kernels_apply_hard_swish(level) -> None:
                 ops_math.GemmKernel(a, b, out, bias, 1, act, epilogue_only).run()
                 return out
 
-            _check(gemm)
+            _check(gemm, act)
     finally:
         cython_isa.set_level(before)
 
@@ -213,6 +234,22 @@ def test_fusion_takes_hard_swish_after_a_conv_a_depthwise_conv_and_a_dense_layer
     assert _steps(hard_swish, depthwise=True) == [("fused.group_conv2d", "hard_swish")]
     assert _steps(hard_swish, dense=True) == [("fused.matmul_bias_act", "hard_swish")]
 
+    def paddle(b, y):  # x * relu6(x + 3) / 6, as Paddle's exports write HardSwish
+        six = b.const(np.float32(6.0))
+        relu6 = b.clip(b.binary("add", y, b.const(np.float32(3.0))), b.const(np.float32(0)), six)
+        return [b.binary("div", b.binary("mul", y, relu6), six)]
+
+    assert _steps(paddle) == [("fused.conv2d", "hard_swish6")]
+    assert _steps(paddle, depthwise=True) == [("fused.group_conv2d", "hard_swish6")]
+    assert _steps(paddle, dense=True) == [("fused.matmul_bias_act", "hard_swish6")]
+
+    def over_five(b, y):  # divided by 5: not HardSwish
+        six = b.const(np.float32(6.0))
+        relu6 = b.clip(b.binary("add", y, b.const(np.float32(3.0))), b.const(np.float32(0)), six)
+        return [b.binary("div", b.binary("mul", y, relu6), b.const(np.float32(5.0)))]
+
+    assert _steps(over_five)[0] == ("fused.conv2d", "none")
+
 
 def test_fusion_leaves_other_hard_curves_and_shared_values_as_steps() -> None:
     def times_hard_sigmoid(alpha):  # HardSigmoid(alpha) times x: only alpha = 1/6 is HardSwish
@@ -237,8 +274,9 @@ def test_fusion_leaves_other_hard_curves_and_shared_values_as_steps() -> None:
 # -- whole models against onnxruntime -------------------------------------------------------
 
 
-def _onnx_model(kind: str) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
-    """Conv, depthwise Conv or Gemm, then ONNX's HardSwish node."""
+def _onnx_model(kind: str, form: str = "onnx") -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+    """Conv, depthwise Conv or Gemm, then ONNX's HardSwish node (or, ``form`` "paddle",
+    Add 3, Clip(0, 6), Mul, Div 6)."""
     rng = np.random.default_rng(11)
     inits = []
     if kind == "gemm":
@@ -252,21 +290,34 @@ def _onnx_model(kind: str) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
         w_shape = (16, c // group, 3, 3)
         inits = [rng.uniform(-0.5, 0.5, s).astype(np.float32) for s in (w_shape, (16,))]
         layer = helper.make_node("Conv", ["x", "w", "b"], ["z"], pads=[1, 1, 1, 1], group=group)
-    nodes = [layer, helper.make_node("HardSwish", ["z"], ["y"])]
+    names = ["w", "b"]
+    if form == "paddle":
+        inits += [np.float32(v) for v in (3.0, 0.0, 6.0)]
+        names += ["three", "zero", "six"]
+        nodes = [
+            layer,
+            helper.make_node("Add", ["z", "three"], ["s"]),
+            helper.make_node("Clip", ["s", "zero", "six"], ["r"]),
+            helper.make_node("Mul", ["z", "r"], ["t"]),
+            helper.make_node("Div", ["t", "six"], ["y"]),
+        ]
+    else:
+        nodes = [layer, helper.make_node("HardSwish", ["z"], ["y"])]
     graph = helper.make_graph(
         nodes,
         "t",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape)],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-        [numpy_helper.from_array(a, n) for a, n in zip(inits, ("w", "b"), strict=True)],
+        [numpy_helper.from_array(np.asarray(a), n) for a, n in zip(inits, names, strict=True)],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     return model, {"x": x}
 
 
+@pytest.mark.parametrize("form", ["onnx", "paddle"])
 @pytest.mark.parametrize("kind", ["conv", "depthwise", "gemm"])
-def test_models_with_hard_swish_match_onnxruntime_on_every_backend(kind) -> None:
-    model, feeds = _onnx_model(kind)
+def test_models_with_hard_swish_match_onnxruntime_on_every_backend(kind, form) -> None:
+    model, feeds = _onnx_model(kind, form)
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     want = sess.run(None, feeds)[0]
     graph = import_onnx(model)

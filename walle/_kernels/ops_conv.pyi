@@ -17,14 +17,14 @@ def set_level(value: int) -> None:
 
 def relu_cap(kind: str, act: str) -> float:
     """The kernels' ``relu``: 0 for "none", inf for "relu", 6 for "relu6", -1 for
-    "hard_swish"."""
+    "hard_swish", -2 for "hard_swish6"."""
 
 class ConvKernel:
     """y[N, Cout, OH*OW] = act(conv(x) + bias), x read through an im2col ``region``.
 
-    ``weight`` is [Cout, C*KH*KW]; ``act`` "none", "relu", "relu6" or "hard_swish" (its
-    :func:`relu_cap`); ``level`` "avx512", "avx2", "sse", "best", or None for the module's
-    :func:`level`. ValueError on a bad buffer, activation or level.
+    ``weight`` is [Cout, C*KH*KW]; ``act`` a :func:`relu_cap` name; ``level`` "avx512",
+    "avx2", "sse", "best", or None for the module's :func:`level`. ValueError on a bad
+    buffer, activation or level.
     """
 
     def __init__(

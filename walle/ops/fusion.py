@@ -7,8 +7,9 @@ step by running its ``parts`` one by one, so fusion never limits where a step ca
 Recognised chains (exactly the ones :mod:`walle.ops.composites` and the ONNX importer emit):
 
 - ``fused.matmul_bias_act``: matmul with a constant operand, + constant bias, + relu/sigmoid/tanh,
-  relu6 (Clip(0, 6): max(x, 0) or relu, then min(., 6)) or hard_swish (ONNX's HardSwish as
-  the builder composes it: the product's two consumers), as the attribute ``act``;
+  relu6 (Clip(0, 6): max(x, 0) or relu, then min(., 6)), hard_swish (ONNX's HardSwish as
+  the builder composes it: the product's two consumers) or hard_swish6 (Paddle's export of
+  it, x * relu6(x + 3) / 6), as the attribute ``act``;
   the activation may sit behind a reshape (conv2d's matmul output is reshaped to NCHW before
   the model's Relu): the fused kernel then writes the activation's buffer viewed in the
   matmul's shape, and the reshape is one of the step's parts;
@@ -220,6 +221,8 @@ def _bias_act_tail(
         act_kind, act_nodes = act.attr("kind"), [act]
     elif hard_swish := _hard_swish(m, value):
         act_kind, act_nodes = "hard_swish", hard_swish
+    elif hard_swish := _hard_swish6(m, value):
+        act_kind, act_nodes = "hard_swish6", hard_swish
     if act_nodes:
         last = act_nodes[-1].output
         parts += [reshape, *act_nodes] if reshape is not None else act_nodes
@@ -268,13 +271,50 @@ def _hard_swish(m: _Matcher, value: str) -> list[Node]:
     return nodes if all(m.graph.shape(n.output) == shape for n in nodes) else []
 
 
+def _hard_swish6(m: _Matcher, value: str) -> list[Node]:
+    """HardSwish as Paddle's exports write it, value * relu6(value + 3) / 6 (Add, Clip, Mul,
+    Div): add 3, max(., 0), min(., 6), times value, div by 6; its five nodes (value's only
+    two consumers, the others one each), or [] for none."""
+    users = m.consumers.get(value, [])
+    if len(users) != 2 or value in m.outputs:
+        return []
+    shift = next((u for u in users if _with_scalar(m, u, "add", value, 3.0)), None)
+    if shift is None:
+        return []
+    nodes = [shift]
+    for kind, bound in (("max", 0.0), ("min", 6.0)):
+        before = nodes[-1].output
+        node = m.only_consumer(before)
+        if not m.is_op(node, "binary", kind) or not m.scalar(m.other(node, before), bound):
+            return []
+        nodes.append(node)
+    times = m.only_consumer(nodes[-1].output)
+    if not m.is_op(times, "binary", "mul") or times is shift or times not in users:
+        return []
+    if sorted(times.inputs) != sorted([value, nodes[-1].output]):
+        return []
+    div = m.only_consumer(times.output)
+    if not m.is_op(div, "binary", "div") or div.inputs[0] != times.output:
+        return []
+    if not m.scalar(div.inputs[1], 6.0):
+        return []
+    nodes += [times, div]
+    shape = m.graph.shape(value)
+    return nodes if all(m.graph.shape(n.output) == shape for n in nodes) else []
+
+
 _SIXTH = float(np.float32(1.0 / 6.0))
 
 
 def _times_scalar(m: _Matcher, node: Node, value: str, scalar: float) -> bool:
     """Whether ``node`` is value * ``scalar`` (either order)."""
+    return _with_scalar(m, node, "mul", value, scalar)
+
+
+def _with_scalar(m: _Matcher, node: Node, kind: str, value: str, scalar: float) -> bool:
+    """Whether ``node`` is the binary ``kind`` of value and ``scalar`` (either order)."""
     return (
-        m.is_op(node, "binary", "mul")
+        m.is_op(node, "binary", kind)
         and value in node.inputs
         and m.other(node, value) != value
         and m.scalar(m.other(node, value), scalar)

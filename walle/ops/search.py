@@ -131,7 +131,8 @@ COLD_SCRUB_BYTES = 8 << 20
 # faster): fused convs cached as their parts (the conv, then bias and ReLU passes) went stale;
 # 37: a close call's cold trials decide with its warm ones (warm + cold medians), not alone.
 # 38: a conv's or matmul's HardSwish is its step's activation (fused), no longer a step after.
-DECISIONS_VERSION = 38
+# 39: ... and so is Paddle's x * relu6(x + 3) / 6 (act hard_swish6).
+DECISIONS_VERSION = 39
 
 
 def time_calls(calls: list[Call], budget_s: float = 0.004, max_runs: int = 25) -> float:

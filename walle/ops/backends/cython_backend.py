@@ -73,8 +73,8 @@ except ImportError as exc:  # pragma: no cover - depends on the build
 
 _BLAS_MIN_FLOPS = 2 * 32 * 32 * 32
 # The activations the conv and packed-GEMM kernels apply as they store (relu6: Clip(0, 6);
-# hard_swish: ONNX's HardSwish)
-_KERNEL_ACTS = ("none", "relu", "relu6", "hard_swish")
+# hard_swish: ONNX's HardSwish; hard_swish6: Paddle's x * relu6(x + 3) / 6)
+_KERNEL_ACTS = ("none", "relu", "relu6", "hard_swish", "hard_swish6")
 
 
 class CythonBackend(Backend):
