@@ -248,67 +248,68 @@ def _hard_swish(m: _Matcher, value: str) -> list[Node]:
     """ONNX's HardSwish of ``value`` as :meth:`Composites.hard_swish` builds it: value * (1/6
     as a float32), + 0.5, max(., 0), min(., 1), times value; its five nodes (value's only
     two consumers, the others one each), or [] for none."""
-    users = m.consumers.get(value, [])
-    if len(users) != 2 or value in m.outputs:
-        return []
-    scale = next((u for u in users if _times_scalar(m, u, value, _SIXTH)), None)
-    if scale is None:
-        return []
-    nodes = [scale]
-    for kind, bound in (("add", 0.5), ("max", 0.0), ("min", 1.0)):
-        before = nodes[-1].output
-        node = m.only_consumer(before)
-        if not m.is_op(node, "binary", kind) or not m.scalar(m.other(node, before), bound):
-            return []
-        nodes.append(node)
-    times = m.only_consumer(nodes[-1].output)
-    if not m.is_op(times, "binary", "mul") or times is scale or times not in users:
-        return []
-    if sorted(times.inputs) != sorted([value, nodes[-1].output]):
-        return []
-    nodes.append(times)
-    shape = m.graph.shape(value)
-    return nodes if all(m.graph.shape(n.output) == shape for n in nodes) else []
+    users = _two_users(m, value)
+    scale = next((u for u in users if _with_scalar(m, u, "mul", value, _SIXTH)), None)
+    factor = _scalar_chain(m, scale, (("add", 0.5), ("max", 0.0), ("min", 1.0)))
+    times = _times_value(m, value, users, factor)
+    return _same_shape(m, value, [*factor, times]) if times is not None else []
 
 
 def _hard_swish6(m: _Matcher, value: str) -> list[Node]:
     """HardSwish as Paddle's exports write it, value * relu6(value + 3) / 6 (Add, Clip, Mul,
     Div): add 3, max(., 0), min(., 6), times value, div by 6; its five nodes (value's only
     two consumers, the others one each), or [] for none."""
-    users = m.consumers.get(value, [])
-    if len(users) != 2 or value in m.outputs:
-        return []
+    users = _two_users(m, value)
     shift = next((u for u in users if _with_scalar(m, u, "add", value, 3.0)), None)
-    if shift is None:
+    factor = _scalar_chain(m, shift, (("max", 0.0), ("min", 6.0)))
+    times = _times_value(m, value, users, factor)
+    div = m.only_consumer(times.output) if times is not None else None
+    if times is None or not m.is_op(div, "binary", "div") or div.inputs[0] != times.output:
         return []
-    nodes = [shift]
-    for kind, bound in (("max", 0.0), ("min", 6.0)):
+    return _same_shape(m, value, [*factor, times, div]) if m.scalar(div.inputs[1], 6.0) else []
+
+
+def _two_users(m: _Matcher, value: str) -> list[Node]:
+    """``value``'s consumers where it has exactly two and is no graph output, else []."""
+    users = m.consumers.get(value, [])
+    return users if len(users) == 2 and value not in m.outputs else []
+
+
+def _scalar_chain(
+    m: _Matcher, first: Node | None, steps: tuple[tuple[str, float], ...]
+) -> list[Node]:
+    """``first`` and the binaries after it, each the only consumer of the one before and
+    taking the scalar constant ``steps`` names (kind, value) in turn; [] where one differs."""
+    if first is None:
+        return []
+    nodes = [first]
+    for kind, bound in steps:
         before = nodes[-1].output
         node = m.only_consumer(before)
         if not m.is_op(node, "binary", kind) or not m.scalar(m.other(node, before), bound):
             return []
         nodes.append(node)
-    times = m.only_consumer(nodes[-1].output)
-    if not m.is_op(times, "binary", "mul") or times is shift or times not in users:
-        return []
-    if sorted(times.inputs) != sorted([value, nodes[-1].output]):
-        return []
-    div = m.only_consumer(times.output)
-    if not m.is_op(div, "binary", "div") or div.inputs[0] != times.output:
-        return []
-    if not m.scalar(div.inputs[1], 6.0):
-        return []
-    nodes += [times, div]
+    return nodes
+
+
+def _times_value(m: _Matcher, value: str, users: list[Node], factor: list[Node]) -> Node | None:
+    """The product of ``value`` and the ``factor`` chain's result (value's other consumer,
+    the chain's last node's only one), or None."""
+    if not factor:
+        return None
+    times = m.only_consumer(factor[-1].output)
+    if not m.is_op(times, "binary", "mul") or times is factor[0] or times not in users:
+        return None
+    return times if sorted(times.inputs) == sorted([value, factor[-1].output]) else None
+
+
+def _same_shape(m: _Matcher, value: str, nodes: list[Node]) -> list[Node]:
+    """``nodes`` where each output has ``value``'s shape (no broadcast widened it), else []."""
     shape = m.graph.shape(value)
     return nodes if all(m.graph.shape(n.output) == shape for n in nodes) else []
 
 
 _SIXTH = float(np.float32(1.0 / 6.0))
-
-
-def _times_scalar(m: _Matcher, node: Node, value: str, scalar: float) -> bool:
-    """Whether ``node`` is value * ``scalar`` (either order)."""
-    return _with_scalar(m, node, "mul", value, scalar)
 
 
 def _with_scalar(m: _Matcher, node: Node, kind: str, value: str, scalar: float) -> bool:
