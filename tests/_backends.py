@@ -172,3 +172,34 @@ def conv_kernel_case(
     graph = b.build([y])
     region: Region = im2col_node(graph).attr("regions")[0]
     return x, weight, bias, region, graph.shape(y)
+
+
+def conv_kernel_runs(kernel: int, stride: int, level: str) -> list[Callable[[str], np.ndarray]]:
+    """Runs (act -> output) of the direct, packed-GEMM and, for a 3x3 stride-1 conv, the
+    Winograd F(2), F(4) and F(6) conv kernels at ``level`` on conv_kernel_case(8, 13, 11,
+    kernel, stride), each into an output of stale values: one list for the activation tests."""
+    from walle._kernels import ops_conv
+
+    x, weight, bias, region, shape = conv_kernel_case(8, 13, 11, kernel, stride)
+    w2 = weight.reshape(13, -1)
+
+    def direct(act: str) -> np.ndarray:
+        out = np.full(shape, -1.0, np.float32)
+        ops_conv.ConvKernel(x, w2, bias, out, region, act, level).run()
+        return out
+
+    def gemm(act: str) -> np.ndarray:
+        out = np.full(shape, -1.0, np.float32)
+        ops_conv.GemmConvKernel(x, w2, bias, out.reshape(2, 13, -1), region, act, level).run()
+        return out
+
+    def winograd(tile: int) -> Callable[[str], np.ndarray]:
+        def run(act: str) -> np.ndarray:
+            out = np.full(shape, -1.0, np.float32)
+            ops_conv.WinogradKernel(x, w2, bias, out, region, act, level, tile).run()
+            return out
+
+        return run
+
+    tiles = (2, 4, 6) if kernel == 3 and stride == 1 else ()
+    return [direct, gemm, *(winograd(tile) for tile in tiles)]

@@ -20,7 +20,12 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from tests._backends import at_every_cython_level, backend_or_skip, conv_kernel_case
+from tests._backends import (
+    at_every_cython_level,
+    backend_or_skip,
+    conv_kernel_case,
+    conv_kernel_runs,
+)
 from walle.ops import GraphBuilder, available_backends, compile_graph
 from walle.ops.fusion import find_steps
 from walle.ops.onnx_import import import_onnx
@@ -82,32 +87,10 @@ def _check(make, act: str = "hard_swish") -> None:
 @pytest.mark.parametrize(("kernel", "stride"), [(3, 1), (3, 2), (1, 1)])
 @pytest.mark.parametrize("act", ACTS)
 def test_conv_kernels_apply_hard_swish_as_they_store(act, level, kernel, stride) -> None:
-    """The direct, packed-GEMM, lanes and (3x3 stride 1) Winograd conv kernels."""
-    ops_conv, _, _ = _kernels()
-    x, weight, bias, region, shape = conv_kernel_case(8, 13, 11, kernel, stride)
-    w2 = weight.reshape(13, -1)
-
-    def direct(act):
-        out = np.full(shape, -1.0, np.float32)
-        ops_conv.ConvKernel(x, w2, bias, out, region, act, level).run()
-        return out
-
-    def gemm(act):
-        out = np.full(shape, -1.0, np.float32)
-        ops_conv.GemmConvKernel(x, w2, bias, out.reshape(2, 13, -1), region, act, level).run()
-        return out
-
-    _check(direct, act)
-    _check(gemm, act)
-    if kernel == 3 and stride == 1:
-        for tile in (2, 4, 6):
-
-            def winograd(act, tile=tile):
-                out = np.full(shape, -1.0, np.float32)
-                ops_conv.WinogradKernel(x, w2, bias, out, region, act, level, tile).run()
-                return out
-
-            _check(winograd, act)
+    """The direct, packed-GEMM and (3x3 stride 1) Winograd conv kernels."""
+    _kernels()
+    for run in conv_kernel_runs(kernel, stride, level):
+        _check(run, act)
 
 
 @pytest.mark.parametrize(

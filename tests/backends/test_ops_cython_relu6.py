@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests._backends import backend_or_skip, conv_kernel_case
+from tests._backends import backend_or_skip, conv_kernel_case, conv_kernel_runs
 from walle.ops import GraphBuilder
 from walle.ops.fusion import find_steps
 
@@ -58,31 +58,9 @@ def _check(pair) -> None:
 @pytest.mark.parametrize(("kernel", "stride"), [(3, 1), (3, 2), (1, 1)])
 def test_conv_kernels_clamp_at_six_as_they_store(level, kernel, stride) -> None:
     """The direct, packed-GEMM and (3x3 stride 1) Winograd conv kernels."""
-    ops_conv, _, _ = _kernels()
-    x, weight, bias, region, shape = conv_kernel_case(8, 13, 11, kernel, stride)
-    w2 = weight.reshape(13, -1)
-
-    def direct(act):
-        out = np.full(shape, -1.0, np.float32)
-        ops_conv.ConvKernel(x, w2, bias, out, region, act, level).run()
-        return out
-
-    def gemm(act):
-        out = np.full(shape, -1.0, np.float32)
-        ops_conv.GemmConvKernel(x, w2, bias, out.reshape(2, 13, -1), region, act, level).run()
-        return out
-
-    _check(_both(direct))
-    _check(_both(gemm))
-    if kernel == 3 and stride == 1:
-        for tile in (2, 4):
-
-            def winograd(act, tile=tile):
-                out = np.full(shape, -1.0, np.float32)
-                ops_conv.WinogradKernel(x, w2, bias, out, region, act, level, tile).run()
-                return out
-
-            _check(_both(winograd))
+    _kernels()
+    for run in conv_kernel_runs(kernel, stride, level):
+        _check(_both(run))
 
 
 @pytest.mark.parametrize("level", LEVELS)
