@@ -203,3 +203,41 @@ def conv_kernel_runs(kernel: int, stride: int, level: str) -> list[Callable[[str
 
     tiles = (2, 4, 6) if kernel == 3 and stride == 1 else ()
     return [direct, gemm, *(winograd(tile) for tile in tiles)]
+
+
+def matmul_kernel_runs(level: str) -> list[Callable[[str], np.ndarray]]:
+    """Runs (act -> output) of the packed-GEMM matmul (a bias per column) and, where the CPU
+    has ``level``, GemmKernel and its C epilogue after numpy's BLAS (epilogue_only) at it,
+    on a [37, 45] @ [45, 29] product whose a holds a NaN and an inf: one list for the
+    activation tests."""
+    from walle._kernels import ops_conv, ops_math
+    from walle.ops.backends import cython_isa
+
+    rng = np.random.default_rng(3)
+    a = rng.uniform(-2, 2, (37, 45)).astype(np.float32)
+    a[3, 4], a[20, 0] = np.nan, np.inf
+    b = rng.uniform(-1, 1, (45, 29)).astype(np.float32)
+    bias = rng.uniform(-3, 3, 29).astype(np.float32)
+
+    def packed(act: str) -> np.ndarray:
+        out = np.full((37, 29), -1.0, np.float32)
+        ops_conv.MatmulPackedKernel(a, b, out, bias, 1, act, True, level=level).run()
+        return out
+
+    def gemm(epilogue_only: bool) -> Callable[[str], np.ndarray]:
+        def run(act: str) -> np.ndarray:
+            before = cython_isa.kernel_level()
+            cython_isa.set_level(level)
+            try:
+                with np.errstate(invalid="ignore"):  # a's NaN and inf
+                    out = a @ b if epilogue_only else np.full((37, 29), -1.0, np.float32)
+                ops_math.GemmKernel(a, b, out, bias, 1, act, epilogue_only).run()
+                return out
+            finally:
+                cython_isa.set_level(before)
+
+        return run
+
+    if cython_isa.LEVELS[level] > cython_isa.LEVELS[cython_isa.best_level()]:
+        return [packed]  # (which refuses the level)
+    return [packed, gemm(False), gemm(True)]

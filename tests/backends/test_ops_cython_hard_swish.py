@@ -25,6 +25,7 @@ from tests._backends import (
     backend_or_skip,
     conv_kernel_case,
     conv_kernel_runs,
+    matmul_kernel_runs,
 )
 from walle.ops import GraphBuilder, available_backends, compile_graph
 from walle.ops.fusion import find_steps
@@ -149,37 +150,9 @@ def test_depthwise_and_grouped_conv_kernels_apply_hard_swish(act, level, kernel,
 def test_matmul_kernels_apply_hard_swish(act, level) -> None:
     """The packed-GEMM matmul, GemmKernel (whose panels leave this activation to its C
     epilogue) and that epilogue after numpy's BLAS (epilogue_only)."""
-    ops_conv, _, ops_math = _kernels()
-    rng = np.random.default_rng(3)
-    a = rng.uniform(-2, 2, (37, 45)).astype(np.float32)
-    a[3, 4], a[20, 0] = np.nan, np.inf
-    b = rng.uniform(-1, 1, (45, 29)).astype(np.float32)
-    bias = rng.uniform(-3, 3, 29).astype(np.float32)
-
-    def packed(act):
-        out = np.full((37, 29), -1.0, np.float32)
-        ops_conv.MatmulPackedKernel(a, b, out, bias, 1, act, True, level=level).run()
-        return out
-
-    _check(packed, act)
-    from walle.ops.backends import cython_isa
-
-    if cython_isa.LEVELS[level] > cython_isa.LEVELS[cython_isa.best_level()]:
-        return
-    before = cython_isa.kernel_level()
-    cython_isa.set_level(level)
-    try:
-        for epilogue_only in (False, True):
-
-            def gemm(act, epilogue_only=epilogue_only):
-                with np.errstate(invalid="ignore"):  # a's NaN and inf
-                    out = a @ b if epilogue_only else np.full((37, 29), -1.0, np.float32)
-                ops_math.GemmKernel(a, b, out, bias, 1, act, epilogue_only).run()
-                return out
-
-            _check(gemm, act)
-    finally:
-        cython_isa.set_level(before)
+    _kernels()
+    for run in matmul_kernel_runs(level):
+        _check(run, act)
 
 
 def test_kernels_name_the_activations_they_take() -> None:

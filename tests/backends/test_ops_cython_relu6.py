@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests._backends import backend_or_skip, conv_kernel_case, conv_kernel_runs
+from tests._backends import backend_or_skip, conv_kernel_case, conv_kernel_runs, matmul_kernel_runs
 from walle.ops import GraphBuilder
 from walle.ops.fusion import find_steps
 
@@ -98,36 +98,9 @@ def test_matmul_kernels_clamp_at_six(level) -> None:
     """The packed-GEMM matmul (a bias per column), GemmKernel (its AVX2 panels clamp as
     they store their 16-column tiles, the last 13 columns after them) and the C epilogue
     after numpy's BLAS (epilogue_only)."""
-    ops_conv, _, ops_math = _kernels()
-    rng = np.random.default_rng(3)
-    a = rng.uniform(-2, 2, (37, 45)).astype(np.float32)
-    a[3, 4], a[20, 0] = np.nan, np.inf
-    b = rng.uniform(-1, 1, (45, 29)).astype(np.float32)
-    bias = rng.uniform(-3, 3, 29).astype(np.float32)
-
-    def packed(act):
-        out = np.full((37, 29), -1.0, np.float32)
-        ops_conv.MatmulPackedKernel(a, b, out, bias, 1, act, True, level=level).run()
-        return out
-
-    _check(_both(packed))
-    from walle.ops.backends import cython_isa
-
-    if cython_isa.LEVELS[level] > cython_isa.LEVELS[cython_isa.best_level()]:
-        return  # the CPU lacks the level
-    before = cython_isa.kernel_level()
-    cython_isa.set_level(level)
-    try:
-        for epilogue_only in (False, True):
-
-            def gemm(act, epilogue_only=epilogue_only):
-                out = a @ b if epilogue_only else np.full((37, 29), -1.0, np.float32)
-                ops_math.GemmKernel(a, b, out, bias, 1, act, epilogue_only).run()
-                return out
-
-            _check(_both(gemm))
-    finally:
-        cython_isa.set_level(before)
+    _kernels()
+    for run in matmul_kernel_runs(level):
+        _check(_both(run))
 
 
 def _fused_acts(bounds: tuple[float, float], relu_first: bool = False) -> list[tuple[str, str]]:
