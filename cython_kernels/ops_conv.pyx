@@ -876,8 +876,9 @@ cdef class LanesConvKernel:
     :func:`lanes_fits` (ValueError otherwise). ``wide`` picks AVX-512's tile of 32 channels x
     8 columns (True) or 16 x 16 (False); by default 32 x 8 for strided convs (fewer loads per
     multiply-add: 0.7-0.93x the time of AlexNet's, ResNet-50's, ZFNet's and SqueezeNet's
-    stems), 16 x 16 at stride 1 (a 3x3 RGB conv: 32 x 8 took 1.1x). ``wide`` (read-only)
-    says which.
+    stems), 16 x 16 at stride 1 (a 3x3 RGB conv: 32 x 8 took 1.1x) and for 16 output
+    channels or fewer (a 32-channel block half zeros: PP-LCNet's 16-channel 3x3/2 stem took
+    1.8x). ``wide`` (read-only) says which.
     """
 
     cdef walle_lanes g
@@ -905,7 +906,7 @@ cdef class LanesConvKernel:
         s = [int(v) for v in region.src_strides]
         _check_inside("lanes conv", region, x)
         self.level = _kernel_level("lanes conv", level)
-        self.wide = self.level == 2 and (s[5] > 1 if wide is None else bool(wide))
+        self.wide = self.level == 2 and (s[5] > 1 and cout > 16 if wide is None else bool(wide))
         cw = walle_lanes_block(self.level, self.wide)
         packed, padded_bias = _blocked_weights(weight, bias, cout, taps, cw, -(-cout // cw))
         toff = _tap_offsets(region)

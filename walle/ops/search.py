@@ -131,8 +131,11 @@ COLD_SCRUB_BYTES = 8 << 20
 # faster): fused convs cached as their parts (the conv, then bias and ReLU passes) went stale;
 # 37: a close call's cold trials decide with its warm ones (warm + cold medians), not alone.
 # 38: a conv's or matmul's HardSwish is its step's activation (fused), no longer a step after.
-# 39: ... and so is Paddle's x * relu6(x + 3) / 6 (act hard_swish6).
-DECISIONS_VERSION = 39
+# 39: ... and so is Paddle's x * relu6(x + 3) / 6 (act hard_swish6); 40: the channel-lanes
+# depthwise kernel's transposes in whole-vector loads and stores (and AVX2's in 24 shuffles),
+# 1.3-2x faster at AVX2: depthwise convs cached on the NCHW kernels there went stale; and
+# AVX-512's lanes conv in 16-channel tiles for strided stems of up to 16 channels (1.8x).
+DECISIONS_VERSION = 40
 
 
 def time_calls(calls: list[Call], budget_s: float = 0.004, max_runs: int = 25) -> float:
