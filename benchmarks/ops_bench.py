@@ -26,7 +26,8 @@ device's kernels are compiled for the CPU's widest level), and writes that
 table as its own section, so that the AVX2 path cannot regress unseen. ``--ort-avx2`` (on such
 a CPU) times that AVX2 build once more against a copy of onnxruntime that runs its own AVX2
 kernels (benchmarks/ort_avx2.py) and MNN (whose wheel has no AVX-512 code): an AVX2-only
-CPU approximated on the one at hand.
+CPU approximated on the one at hand. Both apply to ``--trained`` as well (the AVX2 build of
+the trained rows against the peers' AVX-512 code, then against onnxruntime's AVX2 code).
 """
 
 from __future__ import annotations
@@ -752,6 +753,9 @@ def main() -> None:
     print(f"CPU: {cpu}\nwalle kernels' instruction-set level: {level}", flush=True)
     if args.isa_table:  # the child of --isa-compare: the tables only, on stdout
         print(_ISA_MARK, flush=True)
+        if args.trained:
+            _model_rows(args.only, trained=True)
+            return
         if not args.models:
             _op_table(args.only)
         if not args.no_models:
@@ -772,6 +776,11 @@ def main() -> None:
                 *lines,
             ],
         )
+        trained = ["--trained", *(f"--only={word}" for word in args.only)]
+        if args.isa_compare:
+            _isa_compare(cpu, trained, "AVX2 build, trained models (`--isa-compare`)")
+        if args.ort_avx2 and (ort := _ort_avx2_copy()) is not None:
+            _isa_compare(cpu, trained, _ORT_AVX2_TITLE.format("trained models"), ort=ort)
         return
     ort_avx2 = _ort_avx2_copy() if args.ort_avx2 else None
     only = [f"--only={word}" for word in args.only]
