@@ -558,6 +558,19 @@ WALLE_GINLINE void walle_dw_any(const float* restrict x, const float* restrict w
         }                                                                                   \
     } while (0)
 
+/* A depthwise 3x3/2 plane read from an unpadded source, padded plane over L1 (over
+   WALLE_DW_BAND_PLANE floats: 112 x 112 inputs), one output a channel, not split: its
+   outputs in bands of WALLE_DW_BAND rows, each band's 2 x 16 + 1 padded rows copied into
+   one buffer (15 KiB at rows of 114) just before the band reads them. Copied whole into a
+   scratch plane (52 KiB), the copy's stores had missed L1 and it was a third of the conv:
+   AVX-512, one core, 32 x 112 x 112 -> 56 x 56 82 -> 73-74 us, 96 x 112 x 112 251 ->
+   221-230, SSE 161-163 -> 153 and 494 -> 457-464 (bands of 4 and 8 rows 74-75 us; planes
+   of 56 x 56, which fit in L1, and the AVX2 split rows did not gain, so they keep the
+   whole-plane copy). A multiple of the plane
+   tiles' 4 rows: the same tiles, the same bits. */
+#define WALLE_DW_BAND 16
+#define WALLE_DW_BAND_PLANE 8192
+
 /* Output planes [i0, i1) of i = n * (G*cout) + co. `scratch` holds OH * s_oh floats (the
    flat run before its rows are copied out). */
 #define WALLE_DW_PLANES(NAME, ATTR, X8, X4, X1, S2W, S2H, S2Q, COPY, DW3, DW5, DW3S2,     \
@@ -571,6 +584,9 @@ WALLE_GINLINE void walle_dw_any(const float* restrict x, const float* restrict w
         int split = p->base && s2 && p->kh == 3 && p->kw == 3 && p->s_kh == p->wp &&        \
                     p->s_oh == 2 * p->s_kh && ow >= 4 && p->iw >= SPLIT_MIN_IW;             \
         long hw = WALLE_SPLIT_HW(p->wp);                                                    \
+        int banded = p->base && s2 && p->kh == 3 && p->kw == 3 && p->s_kh == p->wp &&       \
+                     p->s_oh == 2 * p->s_kh && ow >= 4 && p->cout == 1 && !split &&         \
+                     p->hp * p->wp > WALLE_DW_BAND_PLANE;                                   \
         for (long i = i0; i < i1; i++) {                                                    \
             long n = i / channels, co = i % channels;                                       \
             const float* xc = p->x + n * p->s_n + (co / p->cout) * p->s_c;                  \
@@ -581,6 +597,22 @@ WALLE_GINLINE void walle_dw_any(const float* restrict x, const float* restrict w
                 float* pl = scratch + oh * pitch + 16;                                      \
                 const float* src = p->x + p->base[n * p->groups + co / p->cout];            \
                 int fresh = co % p->cout == 0 || i == i0; /* a new input plane */           \
+                if (banded) { /* WALLE_DW_BAND's bands, their rows at pl, rows wp apart */  \
+                    long r_off = p->off / p->wp, c_off = p->off % p->wp;                    \
+                    for (long rb = 0; rb < oh; rb += WALLE_DW_BAND) {                       \
+                        long nb = oh - rb < WALLE_DW_BAND ? oh - rb : WALLE_DW_BAND;        \
+                        for (long u = 0; u <= 2 * nb; u++) {                                \
+                            long sr = r_off + 2 * rb + u - p->top; /* its source row */     \
+                            float* d = pl + u * p->wp;                                      \
+                            if (sr < 0 || sr >= p->ih) /* a padding row: zeros */           \
+                                memset(d, 0, p->wp * sizeof(float));                        \
+                            else                                                            \
+                                COPY(d + p->left, src + sr * p->irs, p->iw);                \
+                        }                                                                   \
+                        DW3S2(pl + c_off, w, bias, yc + rb * ow, nb, ow, p->s_kh, p->relu); \
+                    }                                                                       \
+                    continue;                                                               \
+                }                                                                           \
                 if (split) {                                                                \
                     if (fresh)                                                              \
                         for (long r = 0; r < p->ih; r++) {                                  \

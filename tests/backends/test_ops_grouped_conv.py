@@ -350,3 +350,43 @@ def test_group_conv_kernels_refuse_what_they_cannot_run() -> None:
         ops_group.GroupConvKernel(x, weight, None, out, region, 4, "none", None, planes)
     with pytest.raises(ValueError, match="activation"):
         ops_group.BiasActKernel(out, None, 4, "sigmoid")
+
+
+@pytest.mark.parametrize(("h", "w"), [(90, 91), (112, 112), (97, 130), (47, 200)])
+@pytest.mark.parametrize("pad", [(1, 1), (0, 1), (2, 0), (1, 2)])
+def test_depthwise_3x3_stride2_planes_over_l1_in_bands_give_the_padded_inputs_bits(
+    h, w, pad
+) -> None:
+    """Padded planes over 8192 floats (112 x 112 inputs) are copied a band of 16 output rows'
+    rows at a time (a last band shorter, padding rows at the top and bottom zeros): the bits
+    of the same kernel reading an input padded beforehand, and the reference's values, with
+    NaN and infinities among the inputs, at every level."""
+    from tests._backends import compile_placed
+    from walle.ops.backends import cython_isa
+
+    ops_group = _ops_group()
+    rng = np.random.default_rng(h + w + pad[0])
+    c = 3
+    x = rng.uniform(-2, 2, (1, c, h, w)).astype(np.float32)
+    x[0, 0, 0, 0], x[0, 1, h - 1, w // 2], x[0, 2, h // 2, w - 1] = np.nan, np.inf, -np.inf
+    weight = rng.uniform(-1, 1, (c, 1, 3, 3)).astype(np.float32)
+    bias = rng.uniform(-1, 1, c).astype(np.float32)
+    graph = _conv_graph(x.shape, weight, bias, c, 2, pad, 1, True)
+    padded = np.pad(x, ((0, 0), (0, 0), (pad[0], pad[0]), (pad[1], pad[1])))
+    plain = _conv_graph(padded.shape, weight, bias, c, 2, 0, 1, True)
+    (step,) = [s for s in find_steps(graph) if s.op == "fused.group_conv2d"]
+    assert step.attr("prologue") >= 1  # the pad: read in place, the planes copied
+    want = run_reference(graph, {"x": x})[0]
+    for level in _runnable(ops_group):
+        cython_isa.set_level(level)
+        try:
+            outs = []
+            for g, feed in ((graph, x), (plain, padded)):
+                conv = [s.output for s in find_steps(g) if s.op == "fused.group_conv2d"]
+                algorithms = dict.fromkeys(conv, "direct")
+                outs.append(compile_placed(g, lambda s: "cython", algorithms=algorithms)(feed)[0])
+        finally:
+            cython_isa.set_level(cython_isa.best_level())
+        np.testing.assert_array_equal(outs[0], outs[1], err_msg=level)
+        np.testing.assert_array_equal(np.isnan(outs[0]), np.isnan(want), err_msg=level)
+        np.testing.assert_allclose(outs[0], want, rtol=1e-4, atol=1e-4, err_msg=level)
