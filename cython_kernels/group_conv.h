@@ -566,10 +566,14 @@ WALLE_GINLINE void walle_dw_any(const float* restrict x, const float* restrict w
    AVX-512, one core, 32 x 112 x 112 -> 56 x 56 82 -> 73-74 us, 96 x 112 x 112 251 ->
    221-230, SSE 161-163 -> 153 and 494 -> 457-464 (bands of 4 and 8 rows 74-75 us; planes
    of 56 x 56, which fit in L1, and the AVX2 split rows did not gain, so they keep the
-   whole-plane copy). A multiple of the plane
-   tiles' 4 rows: the same tiles, the same bits. */
+   whole-plane copy). A multiple of the plane tiles' 4 rows: the same tiles, the same bits.
+   3x3 and 5x5 at stride 1 (rows of 16 and more) likewise, in bands of WALLE_DW_BAND1 rows
+   (their tiles sum every position in one order, whichever computes it: the same bits):
+   16 x 112 x 112 3x3 AVX-512 70 -> 65 us, AVX2 98 -> 78-80; 32 x 112 x 112 142 -> 129,
+   196 -> 156-159; 5x5 144 -> 138, 220 -> 202. */
 #define WALLE_DW_BAND 16
 #define WALLE_DW_BAND_PLANE 8192
+#define WALLE_DW_BAND1 24 /* at stride 1: 3x3, 5x5, rows of 16 and more */
 
 /* Output planes [i0, i1) of i = n * (G*cout) + co. `scratch` holds OH * s_oh floats (the
    flat run before its rows are copied out). */
@@ -584,9 +588,12 @@ WALLE_GINLINE void walle_dw_any(const float* restrict x, const float* restrict w
         int split = p->base && s2 && p->kh == 3 && p->kw == 3 && p->s_kh == p->wp &&        \
                     p->s_oh == 2 * p->s_kh && ow >= 4 && p->iw >= SPLIT_MIN_IW;             \
         long hw = WALLE_SPLIT_HW(p->wp);                                                    \
-        int banded = p->base && s2 && p->kh == 3 && p->kw == 3 && p->s_kh == p->wp &&       \
-                     p->s_oh == 2 * p->s_kh && ow >= 4 && p->cout == 1 && !split &&         \
-                     p->hp * p->wp > WALLE_DW_BAND_PLANE;                                   \
+        int over_l1 = p->base && p->cout == 1 && p->hp * p->wp > WALLE_DW_BAND_PLANE &&     \
+                      p->s_kh == p->wp && p->kh == p->kw;                                   \
+        int banded = over_l1 && s2 && p->kh == 3 && p->s_oh == 2 * p->s_kh && ow >= 4 &&    \
+                     !split;                                                                \
+        int banded1 = over_l1 && p->s_ow == 1 && p->s_kw == 1 && p->s_oh == p->s_kh &&      \
+                      (p->kh == 3 || p->kh == 5) && ow >= 16;                               \
         for (long i = i0; i < i1; i++) {                                                    \
             long n = i / channels, co = i % channels;                                       \
             const float* xc = p->x + n * p->s_n + (co / p->cout) * p->s_c;                  \
@@ -597,19 +604,26 @@ WALLE_GINLINE void walle_dw_any(const float* restrict x, const float* restrict w
                 float* pl = scratch + oh * pitch + 16;                                      \
                 const float* src = p->x + p->base[n * p->groups + co / p->cout];            \
                 int fresh = co % p->cout == 0 || i == i0; /* a new input plane */           \
-                if (banded) { /* WALLE_DW_BAND's bands, their rows at pl, rows wp apart */  \
+                if (banded || banded1) { /* bands of output rows, their rows at pl */      \
                     long r_off = p->off / p->wp, c_off = p->off % p->wp;                    \
-                    for (long rb = 0; rb < oh; rb += WALLE_DW_BAND) {                       \
-                        long nb = oh - rb < WALLE_DW_BAND ? oh - rb : WALLE_DW_BAND;        \
-                        for (long u = 0; u <= 2 * nb; u++) {                                \
-                            long sr = r_off + 2 * rb + u - p->top; /* its source row */     \
+                    long band = banded ? WALLE_DW_BAND : WALLE_DW_BAND1, s = banded ? 2 : 1; \
+                    for (long rb = 0; rb < oh; rb += band) {                                \
+                        long nb = oh - rb < band ? oh - rb : band;                          \
+                        for (long u = 0; u < s * (nb - 1) + p->kh; u++) {                   \
+                            long sr = r_off + s * rb + u - p->top; /* its source row */     \
                             float* d = pl + u * p->wp;                                      \
                             if (sr < 0 || sr >= p->ih) /* a padding row: zeros */           \
                                 memset(d, 0, p->wp * sizeof(float));                        \
                             else                                                            \
                                 COPY(d + p->left, src + sr * p->irs, p->iw);                \
                         }                                                                   \
-                        DW3S2(pl + c_off, w, bias, yc + rb * ow, nb, ow, p->s_kh, p->relu); \
+                        float* yb = yc + rb * ow;                                           \
+                        if (banded)                                                         \
+                            DW3S2(pl + c_off, w, bias, yb, nb, ow, p->s_kh, p->relu);       \
+                        else if (p->kh == 3) /* rows ow >= 16 wide: straight to y */        \
+                            DW3(pl + c_off, w, bias, yb, scratch, nb, ow, p->wp, p->relu, 0, 0); \
+                        else                                                                \
+                            DW5(pl + c_off, w, bias, yb, scratch, nb, ow, p->wp, p->relu, 0, 0); \
                     }                                                                       \
                     continue;                                                               \
                 }                                                                           \

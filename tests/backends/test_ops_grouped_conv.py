@@ -354,13 +354,15 @@ def test_group_conv_kernels_refuse_what_they_cannot_run() -> None:
 
 @pytest.mark.parametrize(("h", "w"), [(90, 91), (112, 112), (97, 130), (47, 200)])
 @pytest.mark.parametrize("pad", [(1, 1), (0, 1), (2, 0), (1, 2)])
-def test_depthwise_3x3_stride2_planes_over_l1_in_bands_give_the_padded_inputs_bits(
-    h, w, pad
+@pytest.mark.parametrize(("k", "stride"), [(3, 2), (3, 1), (5, 1)])
+def test_depthwise_planes_over_l1_in_bands_give_the_padded_inputs_bits(
+    h, w, pad, k, stride
 ) -> None:
-    """Padded planes over 8192 floats (112 x 112 inputs) are copied a band of 16 output rows'
-    rows at a time (a last band shorter, padding rows at the top and bottom zeros): the bits
-    of the same kernel reading an input padded beforehand, and the reference's values, with
-    NaN and infinities among the inputs, at every level."""
+    """Padded planes over 8192 floats (112 x 112 inputs) are copied a band of output rows'
+    rows at a time (3x3/2: 16 rows; 3x3 and 5x5 at stride 1: 24; a last band shorter,
+    padding rows at the top and bottom zeros): the bits of the same kernel reading an input
+    padded beforehand, and the reference's values, with NaN and infinities among the
+    inputs, at every level."""
     from tests._backends import compile_placed
     from walle.ops.backends import cython_isa
 
@@ -369,11 +371,11 @@ def test_depthwise_3x3_stride2_planes_over_l1_in_bands_give_the_padded_inputs_bi
     c = 3
     x = rng.uniform(-2, 2, (1, c, h, w)).astype(np.float32)
     x[0, 0, 0, 0], x[0, 1, h - 1, w // 2], x[0, 2, h // 2, w - 1] = np.nan, np.inf, -np.inf
-    weight = rng.uniform(-1, 1, (c, 1, 3, 3)).astype(np.float32)
+    weight = rng.uniform(-1, 1, (c, 1, k, k)).astype(np.float32)
     bias = rng.uniform(-1, 1, c).astype(np.float32)
-    graph = _conv_graph(x.shape, weight, bias, c, 2, pad, 1, True)
+    graph = _conv_graph(x.shape, weight, bias, c, stride, pad, 1, True)
     padded = np.pad(x, ((0, 0), (0, 0), (pad[0], pad[0]), (pad[1], pad[1])))
-    plain = _conv_graph(padded.shape, weight, bias, c, 2, 0, 1, True)
+    plain = _conv_graph(padded.shape, weight, bias, c, stride, 0, 1, True)
     (step,) = [s for s in find_steps(graph) if s.op == "fused.group_conv2d"]
     assert step.attr("prologue") >= 1  # the pad: read in place, the planes copied
     want = run_reference(graph, {"x": x})[0]
