@@ -101,7 +101,7 @@
 /* Work items [i0, i1): (image n, block of L channels). Scratch: the transposed padded
    input [rows][pitch][L] (borders zero: only the interior is ever written), then one
    output row [ow][L] and L more positions (read, never used, when a row is under a vector). */
-#define WALLE_DWC_PLANES(NAME, ATTR, VT, IT, L, TRANSPOSE, EVEN, ODD, T8, T4, T1)                      \
+#define WALLE_DWC_PLANES(NAME, ATTR, VT, IT, L, TRANSPOSE, EVEN, ODD, T8, T4, T1)           \
     ATTR static void NAME(const walle_gconv* p, long i0, long i1, float* scratch) {         \
         long k = p->kh, s = p->s_ow, ow = p->ow, oh = p->oh, c = p->groups;                 \
         long blocks = (c + (L) - 1) / (L);                                                  \
@@ -137,12 +137,14 @@
                     VT v[L]; /* a row shorter than a vector: the floats after it too */     \
                     _Pragma("GCC unroll 16")                                                \
                     for (int l = 0; l < (L); l++) memcpy(&v[l], src[l] + r * rs + j, sizeof(VT)); \
-                    TRANSPOSE(VT, L, EVEN, ODD, v);                               \
+                    TRANSPOSE(VT, L, EVEN, ODD, v);                                         \
                     if (n_ == (L)) {                                                        \
                         _Pragma("GCC unroll 16")                                            \
-                        for (int l = 0; l < (L); l++) memcpy(d + (j + l) * (L), &v[l], sizeof(VT)); \
+                        for (int l = 0; l < (L); l++)                                       \
+                            memcpy(d + (j + l) * (L), &v[l], sizeof(VT));                   \
                     } else                                                                  \
-                        for (long l = 0; l < n_; l++) memcpy(d + (j + l) * (L), &v[l], sizeof(VT)); \
+                        for (long l = 0; l < n_; l++)                                       \
+                            memcpy(d + (j + l) * (L), &v[l], sizeof(VT));                   \
                     if (j == last) break;                                                   \
                 }                                                                           \
             }                                                                               \
@@ -176,12 +178,14 @@
                     VT v[L];                                                                \
                     _Pragma("GCC unroll 16")                                                \
                     for (int l = 0; l < (L); l++) memcpy(&v[l], yr + (jj + l) * (L), sizeof(VT)); \
-                    TRANSPOSE(VT, L, EVEN, ODD, v);                               \
+                    TRANSPOSE(VT, L, EVEN, ODD, v);                                         \
                     if (nl == (L)) {                                                        \
                         _Pragma("GCC unroll 16")                                            \
-                        for (int l = 0; l < (L); l++) memcpy(y0 + l * plane + jj, &v[l], sizeof(VT)); \
+                        for (int l = 0; l < (L); l++)                                       \
+                            memcpy(y0 + l * plane + jj, &v[l], sizeof(VT));                 \
                     } else                                                                  \
-                        for (long l = 0; l < nl; l++) memcpy(y0 + l * plane + jj, &v[l], sizeof(VT)); \
+                        for (long l = 0; l < nl; l++)                                       \
+                            memcpy(y0 + l * plane + jj, &v[l], sizeof(VT));                 \
                     if (jj == last) break;                                                  \
                 }                                                                           \
             }                                                                               \
@@ -199,11 +203,13 @@ WALLE_DWC_TILE(walle_dwc4_4, walle_g4, walle_gi4, 4, 4)
 WALLE_DWC_TILE(walle_dwc4_1, walle_g4, walle_gi4, 4, 1)
 
 WALLE_DWC_PLANES(walle_dwc_avx512, WALLE_LEVEL_TARGET("avx512f,avx2,fma"), walle_g16, walle_gi16,
-                 16, WALLE_DWC_TRANSPOSE, WALLE_EVEN16, WALLE_ODD16, walle_dwc16_8, walle_dwc16_4, walle_dwc16_1)
+                 16, WALLE_DWC_TRANSPOSE, WALLE_EVEN16, WALLE_ODD16, walle_dwc16_8, walle_dwc16_4,
+                 walle_dwc16_1)
 WALLE_DWC_PLANES(walle_dwc_avx2, WALLE_LEVEL_TARGET("avx2,fma"), walle_g8, walle_gi8, 8,
-                 WALLE_DWC_TRANSPOSE8, WALLE_EVEN8, WALLE_ODD8, walle_dwc8_8, walle_dwc8_4, walle_dwc8_1)
-WALLE_DWC_PLANES(walle_dwc_base, , walle_g4, walle_gi4, 4, WALLE_DWC_TRANSPOSE, WALLE_EVEN4, WALLE_ODD4, walle_dwc4_8,
-                 walle_dwc4_4, walle_dwc4_1)
+                 WALLE_DWC_TRANSPOSE8, WALLE_EVEN8, WALLE_ODD8, walle_dwc8_8, walle_dwc8_4,
+                 walle_dwc8_1)
+WALLE_DWC_PLANES(walle_dwc_base, , walle_g4, walle_gi4, 4, WALLE_DWC_TRANSPOSE, WALLE_EVEN4,
+                 WALLE_ODD4, walle_dwc4_8, walle_dwc4_4, walle_dwc4_1)
 
 /* The lanes (channels a block) at a level: its vector width. */
 static long walle_dwc_lanes(int level) {
