@@ -750,6 +750,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("WALLE_CACHE_DIR", tempfile.mkdtemp(prefix="walle-bench-"))
     cpu, level = _cpu()
+    only = [f"--only={word}" for word in args.only]  # for the child processes
     print(f"CPU: {cpu}\nwalle kernels' instruction-set level: {level}", flush=True)
     if args.isa_table:  # the child of --isa-compare: the tables only, on stdout
         print(_ISA_MARK, flush=True)
@@ -776,14 +777,13 @@ def main() -> None:
                 *lines,
             ],
         )
-        trained = ["--trained", *(f"--only={word}" for word in args.only)]
+        trained = ["--trained", *only]
         if args.isa_compare:
             _isa_compare(cpu, trained, "AVX2 build, trained models (`--isa-compare`)")
         if args.ort_avx2 and (ort := _ort_avx2_copy()) is not None:
             _isa_compare(cpu, trained, _ORT_AVX2_TITLE.format("trained models"), ort=ort)
         return
     ort_avx2 = _ort_avx2_copy() if args.ort_avx2 else None
-    only = [f"--only={word}" for word in args.only]
     if not args.models:
         _small_rows(cpu, level, args.only)
         small = ["--no-models", *only]

@@ -70,6 +70,18 @@
         }                                                                                   \
     } while (0)
 
+/* v[0..n) to dst + l * stride: all L vectors unrolled (a loop over a runtime count copied
+   each vector through the stack in halves: at AVX2 that had set the kernel's pace). */
+#define WALLE_DWC_STORE(VT, L, v, n, dst, stride)                                           \
+    do {                                                                                    \
+        float* dst_ = (dst);                                                                \
+        if ((n) == (L)) {                                                                   \
+            _Pragma("GCC unroll 16")                                                        \
+            for (int l_ = 0; l_ < (L); l_++) memcpy(dst_ + l_ * (stride), &v[l_], sizeof(VT)); \
+        } else                                                                              \
+            for (long l_ = 0; l_ < (n); l_++) memcpy(dst_ + l_ * (stride), &v[l_], sizeof(VT)); \
+    } while (0)
+
 /* R output positions (``step`` floats apart in t, at stride S: S * L) of L channels:
    sum over taps (a, b) of w[a][b] x t[a][b], + bias[0..L), the activation, to yr[r * L]. */
 #define WALLE_DWC_TILE(NAME, VT, IT, L, R)                                                  \
@@ -138,13 +150,7 @@
                     _Pragma("GCC unroll 16")                                                \
                     for (int l = 0; l < (L); l++) memcpy(&v[l], src[l] + r * rs + j, sizeof(VT)); \
                     TRANSPOSE(VT, L, EVEN, ODD, v);                                         \
-                    if (n_ == (L)) {                                                        \
-                        _Pragma("GCC unroll 16")                                            \
-                        for (int l = 0; l < (L); l++)                                       \
-                            memcpy(d + (j + l) * (L), &v[l], sizeof(VT));                   \
-                    } else                                                                  \
-                        for (long l = 0; l < n_; l++)                                       \
-                            memcpy(d + (j + l) * (L), &v[l], sizeof(VT));                   \
+                    WALLE_DWC_STORE(VT, L, v, n_, d + j * (L), (L));                        \
                     if (j == last) break;                                                   \
                 }                                                                           \
             }                                                                               \
@@ -179,13 +185,7 @@
                     _Pragma("GCC unroll 16")                                                \
                     for (int l = 0; l < (L); l++) memcpy(&v[l], yr + (jj + l) * (L), sizeof(VT)); \
                     TRANSPOSE(VT, L, EVEN, ODD, v);                                         \
-                    if (nl == (L)) {                                                        \
-                        _Pragma("GCC unroll 16")                                            \
-                        for (int l = 0; l < (L); l++)                                       \
-                            memcpy(y0 + l * plane + jj, &v[l], sizeof(VT));                 \
-                    } else                                                                  \
-                        for (long l = 0; l < nl; l++)                                       \
-                            memcpy(y0 + l * plane + jj, &v[l], sizeof(VT));                 \
+                    WALLE_DWC_STORE(VT, L, v, nl, y0 + jj, plane);                          \
                     if (jj == last) break;                                                  \
                 }                                                                           \
             }                                                                               \

@@ -170,8 +170,7 @@ def _blocks(
         values: list[str] = []
         if (shared is None or step.name in shared) and not is_alias(step, graph):
             parts = (root(p.output) for p in step.parts if p.output != step.output)
-            values = [n for n in dict.fromkeys(parts) if n not in outer]
-            values = [n for n in values if n not in graph.constants]
+            values = [n for n in dict.fromkeys(parts) if n not in outer | graph.constants.keys()]
         # the largest first: each then takes the block it had the step before, none grows
         inner.append(sorted(values, key=lambda n: -math.prod(graph.shape(n))))
     inner_sizes = {n: math.prod(graph.shape(n)) for values in inner for n in values}
