@@ -772,6 +772,7 @@ static int walle_gconv_best_level(void) {
 }
 
 #include "dw_channel_lanes.h"
+#include "dw_masked.h"
 
 /* Work items [i0, i1): rows (block mode), output planes (depthwise mode: depthwise 1) or
    (image, channel block) pairs (depthwise in channel lanes: depthwise 2). */
@@ -780,6 +781,12 @@ static void walle_gconv_run(const walle_gconv* p, int depthwise, int level, long
     if (depthwise == 2) {
         walle_dwc_run(p, level, i0, i1, scratch);
     } else if (depthwise) {
+#ifdef WALLE_X86
+        if (WALLE_LEVEL(level) == 2 && walle_dwm_fits(p)) {
+            walle_dwm_avx512(p, i0, i1);
+            return;
+        }
+#endif
         if (WALLE_LEVEL(level) == 2) walle_dw_avx512(p, i0, i1, scratch);
         else if (WALLE_LEVEL(level) == 1) walle_dw_avx2(p, i0, i1, scratch);
         else walle_dw_base(p, i0, i1, scratch);

@@ -392,3 +392,70 @@ def test_depthwise_planes_over_l1_in_bands_give_the_padded_inputs_bits(
         np.testing.assert_array_equal(outs[0], outs[1], err_msg=level)
         np.testing.assert_array_equal(np.isnan(outs[0]), np.isnan(want), err_msg=level)
         np.testing.assert_allclose(outs[0], want, rtol=1e-4, atol=1e-4, err_msg=level)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    h=st.integers(1, 40),
+    w=st.integers(17, 70),
+    pads=st.tuples(*[st.integers(0, 2)] * 4),
+    multiplier=st.sampled_from([1, 2]),
+    batch=st.sampled_from([1, 2]),
+    act=st.sampled_from(["none", "relu", "hard_swish"]),
+    seed=st.integers(0, 2**16),
+)
+def test_depthwise_3x3_stride_2_read_in_place_gives_the_padded_inputs_bits(
+    h, w, pads, multiplier, batch, act, seed
+) -> None:
+    """A depthwise 3x3/2 conv that reads its unpadded source (AVX-512: masked loads in the
+    padding, the rows' last columns stored under a mask; elsewhere a padded copy) gives the
+    bits of the same kernel reading an input padded beforehand, for any pads (asymmetric
+    too), depthwise multipliers, batches and activations, with NaN and infinities among the
+    inputs, at every level; and the reference's values."""
+    from tests._backends import compile_placed
+    from walle.ops.backends import cython_isa
+
+    ops_group = _ops_group()
+    rng = np.random.default_rng(seed)
+    c = 3
+    x = rng.uniform(-2, 2, (batch, c, h, w)).astype(np.float32)
+    x[0, 0, 0, 0], x[0, 1, h - 1, w // 2], x[-1, 2, h // 2, w - 1] = np.nan, np.inf, -np.inf
+    weight = rng.uniform(-1, 1, (c * multiplier, 1, 3, 3)).astype(np.float32)
+    bias = rng.uniform(-1, 1, c * multiplier).astype(np.float32)
+    top, left, bottom, right = pads
+
+    def graph_of(shape, conv_pads):
+        b = GraphBuilder()
+        y = b.conv2d(
+            b.input("x", shape),
+            b.const(weight),
+            b.const(bias),
+            strides=(2, 2),
+            pads=conv_pads,
+            group=c,
+        )
+        if act == "relu":
+            y = b.relu(y)
+        elif act == "hard_swish":
+            y = b.hard_swish(y)
+        return b.build([y])
+
+    if h + top + bottom < 3:
+        return  # no output row
+    graph = graph_of(x.shape, (top, left, bottom, right))
+    padded = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
+    plain = graph_of(padded.shape, (0, 0, 0, 0))
+    want = run_reference(graph, {"x": x})[0]
+    for level in _runnable(ops_group):
+        cython_isa.set_level(level)
+        try:
+            outs = []
+            for g, feed in ((graph, x), (plain, padded)):
+                conv = [s.output for s in find_steps(g) if s.op == "fused.group_conv2d"]
+                algorithms = dict.fromkeys(conv, "direct")
+                outs.append(compile_placed(g, lambda s: "cython", algorithms=algorithms)(feed)[0])
+        finally:
+            cython_isa.set_level(cython_isa.best_level())
+        np.testing.assert_array_equal(outs[0], outs[1], err_msg=level)
+        np.testing.assert_array_equal(np.isnan(outs[0]), np.isnan(want), err_msg=level)
+        np.testing.assert_allclose(outs[0], want, rtol=1e-4, atol=1e-4, err_msg=level)

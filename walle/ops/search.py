@@ -135,7 +135,10 @@ COLD_SCRUB_BYTES = 8 << 20
 # depthwise kernel's transposes in whole-vector loads and stores (and AVX2's in 24 shuffles),
 # 1.3-2x faster at AVX2: depthwise convs cached on the NCHW kernels there went stale; and
 # AVX-512's lanes conv in 16-channel tiles for strided stems of up to 16 channels (1.8x).
-DECISIONS_VERSION = 40
+# 41: AVX-512's depthwise 3x3/2 convs read their unpadded source with masked loads (10-20%
+# faster) and every AVX2 / AVX-512 HardSwish store clips in vmaxps / vminps: depthwise convs
+# cached on the channel-lanes kernel went stale.
+DECISIONS_VERSION = 41
 
 
 def time_calls(calls: list[Call], budget_s: float = 0.004, max_runs: int = 25) -> float:
