@@ -49,8 +49,11 @@ WALLE_DWM_INLINE walle_g16 walle_dwm_load(__mmask16 k, const float* p) {
                                float* restrict y, long ypitch, __mmask16 ky, float relu) {  \
         __mmask16 k0 = walle_dwm_cols(c, iw), k1 = walle_dwm_cols(c + 16, iw);              \
         __mmask16 k2 = walle_dwm_cols(c + 1, iw), k3 = walle_dwm_cols(c + 17, iw);          \
-        walle_g16 acc[NV];                                                                  \
+        walle_g16 acc[NV], wv[9];                                                           \
         for (int q = 0; q < NV; q++) acc[q] = (walle_g16){0};                               \
+        for (int t = 0; t < 9; t++) /* the taps' weights broadcast once */                  \
+            wv[t] = (walle_g16){w[t], w[t], w[t], w[t], w[t], w[t], w[t], w[t], w[t], w[t], \
+                                w[t], w[t], w[t], w[t], w[t], w[t]};                        \
         _Pragma("GCC unroll 16")                                                            \
         for (int u = 0; u < 2 * NV + 1; u++) {                                              \
             long sr_ = sr0 + u;                                                             \
@@ -62,7 +65,7 @@ WALLE_DWM_INLINE walle_g16 walle_dwm_load(__mmask16 k, const float* p) {
             lo = walle_dwm_load(in_ ? k2 : 0, s + 1);                                       \
             hi = walle_dwm_load(in_ ? k3 : 0, s + 17);                                      \
             walle_g16 o2 = (walle_g16)WALLE_ODD16(lo, hi);                                  \
-            WALLE_DW3S2_TAPS(acc, NV, u, w, e, o1, o2);                                     \
+            WALLE_DW3S2_TAPS(acc, NV, u, wv, e, o1, o2);                                     \
         }                                                                                   \
         for (int q = 0; q < NV; q++) WALLE_DWM_STORE(y + q * ypitch, ky, acc[q], bias, relu); \
     }
@@ -88,9 +91,15 @@ WALLE_DWM_INLINE void walle_dwm3s2_plane(const float* restrict src, long irs, lo
 }
 
 /* Whether the masked planes take the conv: 3x3 stride 2 from an unpadded source, taps one
-   row and one column apart, rows over 8 outputs (AVX-512, one core: 128 x 28 x 28 29 -> 23
-   us, 32 x 112 x 112 78 -> 71, 96 x 112 x 112 230 -> 205; rows of 8 and 7, whose tiles of
-   16 leave half their lanes idle, 9-11% slower than group_conv.h's narrower tiles). */
+   row and one column apart, rows over 8 outputs. AVX-512, one core, with HardSwish, the
+   copy path's time -> these planes' (masked loads alone; with the weights broadcast once
+   and hard_swish.h's vmaxps clip): 128 x 28 x 28 29 -> 23 -> 20 us, 64 x 56 x 56 42 ->
+   37 -> 33, 32 x 112 x 112 78 -> 71 -> 63, 96 x 112 x 112 230 -> 205. Rows of 8 and 7,
+   whose tiles of 16 leave half their lanes idle, ran 9-11% slower than group_conv.h's
+   narrower tiles. At stride 1 (3x3 on 16-128 channels of 28-112) the masked loads did not
+   pay for the copy they save (4-9% slower; the copy is a fifth of those convs), nor at
+   AVX2 (vmaskmovps, whose even/odd splits cost three instructions each: 1.2-1.3x the time
+   of group_conv.h's split rows). */
 static int walle_dwm_fits(const walle_gconv* p) {
     return p->base && p->kh == 3 && p->kw == 3 && p->s_kh == p->wp && p->s_kw == 1 &&
            p->s_ow == 2 && p->s_oh == 2 * p->s_kh && p->ow > 8;
