@@ -52,18 +52,25 @@ def best_level():
 
 
 _CHANNEL_LANES_PLANE = 64 * 64  # the largest padded plane channel lanes run (an L2's share)
+# ... at stride 2, up to 112 x 112 inputs (MobileNets' and PP-LCNet's first depthwise
+# convs): there the AVX2 build's NCHW kernel splits every source row into even and odd
+# columns (three shuffles a vector), and channel lanes took 0.85-0.92x its time (AVX2, one
+# core: 32 x 112 x 112 3x3/2 82 -> 73 us, 96 x 112 x 112 242 -> 224, 144 x 56 x 56 96 -> 89).
+# At AVX-512 the masked NCHW kernel stays ahead (32 x 112 x 112 63 against 78); the search
+# times both. At stride 1 such planes ran 1.2-1.5x the NCHW kernel's time at both levels.
+_CHANNEL_LANES_PLANE_S2 = 120 * 120
 
 
 def channel_lanes_fits(region, long groups, long outputs, planes=None):
     """Whether :class:`GroupConvKernel` runs a conv with ``channel_lanes``: depthwise (one
     input and one output channel a group), 3x3 or 5x5, dilation 1, the same stride 1 or 2
-    across rows and columns, a padded plane of at most 64 x 64 floats."""
+    across rows and columns, a padded plane of at most 64 x 64 floats (120 x 120 at stride 2)."""
     n, c, kh, kw, oh, ow = (int(v) for v in region.sizes)
     s = [int(v) for v in region.src_strides]
     rows, pitch = _lanes_plane(region, planes)
     return (groups == c == outputs and kh == kw and kh in (3, 5) and s[3] == 1
             and s[5] in (1, 2) and s[4] == s[5] * s[2] and min(s) >= 0
-            and rows * pitch <= _CHANNEL_LANES_PLANE)
+            and rows * pitch <= (_CHANNEL_LANES_PLANE_S2 if s[5] == 2 else _CHANNEL_LANES_PLANE))
 
 
 def _lanes_plane(region, planes):

@@ -106,11 +106,14 @@ def test_channel_lanes_match_the_reference_and_the_nchw_kernel(
         (37, 7, 5, 1),
         (33, 28, 3, 2),
         (20, 9, 3, 1),
+        (19, 112, 3, 2),
+        (5, 117, 3, 2),
     ],
 )
 def test_channel_lanes_give_the_nchw_tiles_bits(c, side, k, stride) -> None:
     """PP-LCNet's 5x5 planes and MobileNet-like 3x3 ones (and channel counts that leave a
-    block part empty), every activation, at every level."""
+    block part empty; at stride 2 planes up to the 120 x 120 cap: 112 x 112 inputs),
+    every activation, at every level."""
     backend = backend_or_skip("cython")
     x = np.random.default_rng(c).uniform(-4, 4, (1, c, side, side)).astype(np.float32)
     x[0, 1, 2, 3], x[0, c - 1, 0, 0] = np.nan, np.inf
@@ -147,6 +150,7 @@ def test_channel_lanes_split_a_batch_across_threads_with_the_same_bits() -> None
         ((1, 8, 14, 14), 3, 1, 2, 1),  # two outputs a channel
         ((1, 8, 14, 14), 3, 1, 1, 2),  # dilated
         ((1, 8, 112, 112), 3, 1, 1, 1),  # a plane past the kernel's scratch budget
+        ((1, 8, 119, 119), 3, 2, 1, 1),  # ... and past the budget at stride 2
     ],
 )
 def test_channel_lanes_are_offered_only_where_they_run(shape, k, stride, mult, dilation) -> None:

@@ -138,8 +138,10 @@ COLD_SCRUB_BYTES = 8 << 20
 # 41: AVX-512's depthwise 3x3/2 convs read their unpadded source with masked loads (10-20%
 # faster) and every AVX2 / AVX-512 HardSwish store clips in vmaxps / vminps: depthwise convs
 # cached on the channel-lanes kernel went stale. 42: the channel-lanes kernel's rows of 4-7
-# outputs end in a shifted-back 4-position tile (7 x 7 planes 1.2x faster).
-DECISIONS_VERSION = 42
+# outputs end in a shifted-back 4-position tile (7 x 7 planes 1.2x faster). 43: channel
+# lanes offered for stride-2 depthwise convs on planes up to 120 x 120 (112 x 112 inputs:
+# 0.85-0.92x the AVX2 build's NCHW time).
+DECISIONS_VERSION = 43
 
 
 def time_calls(calls: list[Call], budget_s: float = 0.004, max_runs: int = 25) -> float:
