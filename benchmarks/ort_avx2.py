@@ -13,7 +13,9 @@ walle or its tests uses it, and a build whose checks look different gets no patc
 
 Run: ``.venv/bin/python benchmarks/ort_avx2.py [DIR]`` makes the copy (under DIR, else a
 temporary folder), then times a MatMul 512^3 in the installed onnxruntime and in the copy (a
-process each): the copy should take about twice the time on an AVX-512 CPU. ``ops_bench.py
+process each): the copy takes about twice the time on a CPU with 512-bit multiply-add units
+(Intel's), about the same on one whose AVX-512 runs on 256-bit units (AMD Zen 4: 0.98x),
+so the timing alone does not show that the patch took there. ``ops_bench.py
 --isa-compare --ort-avx2`` uses it for its "AVX2 against AVX2" tables.
 """
 

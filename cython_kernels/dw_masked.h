@@ -65,7 +65,7 @@ WALLE_DWM_INLINE walle_g16 walle_dwm_load(__mmask16 k, const float* p) {
             lo = walle_dwm_load(in_ ? k2 : 0, s + 1);                                       \
             hi = walle_dwm_load(in_ ? k3 : 0, s + 17);                                      \
             walle_g16 o2 = (walle_g16)WALLE_ODD16(lo, hi);                                  \
-            WALLE_DW3S2_TAPS(acc, NV, u, wv, e, o1, o2);                                     \
+            WALLE_DW3S2_TAPS(acc, NV, u, wv, e, o1, o2);                                    \
         }                                                                                   \
         for (int q = 0; q < NV; q++) WALLE_DWM_STORE(y + q * ypitch, ky, acc[q], bias, relu); \
     }
