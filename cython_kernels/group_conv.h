@@ -567,6 +567,7 @@ WALLE_GINLINE void walle_dw_any(const float* restrict x, const float* restrict w
    221-230, SSE 161-163 -> 153 and 494 -> 457-464 (bands of 4 and 8 rows 74-75 us; planes
    of 56 x 56, which fit in L1, and the AVX2 split rows did not gain, so they keep the
    whole-plane copy). A multiple of the plane tiles' 4 rows: the same tiles, the same bits.
+   (AVX-512's 3x3/2 planes now skip the copy: dw_masked.h reads their source in place.)
    3x3 and 5x5 at stride 1 (rows of 16 and more) likewise, in bands of WALLE_DW_BAND1 rows
    (their tiles sum every position in one order, whichever computes it: the same bits):
    16 x 112 x 112 3x3 AVX-512 70 -> 65 us, AVX2 98 -> 78-80; 32 x 112 x 112 142 -> 129,

@@ -352,32 +352,14 @@ def test_group_conv_kernels_refuse_what_they_cannot_run() -> None:
         ops_group.BiasActKernel(out, None, 4, "sigmoid")
 
 
-@pytest.mark.parametrize(("h", "w"), [(90, 91), (112, 112), (97, 130), (47, 200)])
-@pytest.mark.parametrize("pad", [(1, 1), (0, 1), (2, 0), (1, 2)])
-@pytest.mark.parametrize(("k", "stride"), [(3, 2), (3, 1), (5, 1)])
-def test_depthwise_planes_over_l1_in_bands_give_the_padded_inputs_bits(
-    h, w, pad, k, stride
-) -> None:
-    """Padded planes over 8192 floats (112 x 112 inputs) are copied a band of output rows'
-    rows at a time (3x3/2: 16 rows; 3x3 and 5x5 at stride 1: 24; a last band shorter,
-    padding rows at the top and bottom zeros): the bits of the same kernel reading an input
-    padded beforehand, and the reference's values, with NaN and infinities among the
-    inputs, at every level."""
+def _assert_direct_gives_the_padded_inputs_bits(ops_group, graph, x, plain, padded) -> None:
+    """At every level this CPU runs: the depthwise ``direct`` kernel on ``graph`` (its conv
+    pads ``x``: the kernel reads the unpadded source) gives the bits of the same kernel on
+    ``plain`` (no pads) fed ``padded``, NaN where the reference has NaN, and the reference's
+    values within 1e-4."""
     from tests._backends import compile_placed
     from walle.ops.backends import cython_isa
 
-    ops_group = _ops_group()
-    rng = np.random.default_rng(h + w + pad[0])
-    c = 3
-    x = rng.uniform(-2, 2, (1, c, h, w)).astype(np.float32)
-    x[0, 0, 0, 0], x[0, 1, h - 1, w // 2], x[0, 2, h // 2, w - 1] = np.nan, np.inf, -np.inf
-    weight = rng.uniform(-1, 1, (c, 1, k, k)).astype(np.float32)
-    bias = rng.uniform(-1, 1, c).astype(np.float32)
-    graph = _conv_graph(x.shape, weight, bias, c, stride, pad, 1, True)
-    padded = np.pad(x, ((0, 0), (0, 0), (pad[0], pad[0]), (pad[1], pad[1])))
-    plain = _conv_graph(padded.shape, weight, bias, c, stride, 0, 1, True)
-    (step,) = [s for s in find_steps(graph) if s.op == "fused.group_conv2d"]
-    assert step.attr("prologue") >= 1  # the pad: read in place, the planes copied
     want = run_reference(graph, {"x": x})[0]
     for level in _runnable(ops_group):
         cython_isa.set_level(level)
@@ -392,6 +374,33 @@ def test_depthwise_planes_over_l1_in_bands_give_the_padded_inputs_bits(
         np.testing.assert_array_equal(outs[0], outs[1], err_msg=level)
         np.testing.assert_array_equal(np.isnan(outs[0]), np.isnan(want), err_msg=level)
         np.testing.assert_allclose(outs[0], want, rtol=1e-4, atol=1e-4, err_msg=level)
+
+
+@pytest.mark.parametrize(("h", "w"), [(90, 91), (112, 112), (97, 130), (47, 200)])
+@pytest.mark.parametrize("pad", [(1, 1), (0, 1), (2, 0), (1, 2)])
+@pytest.mark.parametrize(("k", "stride"), [(3, 2), (3, 1), (5, 1)])
+def test_depthwise_planes_over_l1_in_bands_give_the_padded_inputs_bits(
+    h, w, pad, k, stride
+) -> None:
+    """Padded planes over 8192 floats (112 x 112 inputs) are copied a band of output rows'
+    rows at a time (3x3/2: 16 rows; 3x3 and 5x5 at stride 1: 24; a last band shorter,
+    padding rows at the top and bottom zeros): the bits of the same kernel reading an input
+    padded beforehand, and the reference's values, with NaN and infinities among the
+    inputs, at every level (AVX-512's 3x3/2 planes read their source in place instead:
+    dw_masked.h)."""
+    ops_group = _ops_group()
+    rng = np.random.default_rng(h + w + pad[0])
+    c = 3
+    x = rng.uniform(-2, 2, (1, c, h, w)).astype(np.float32)
+    x[0, 0, 0, 0], x[0, 1, h - 1, w // 2], x[0, 2, h // 2, w - 1] = np.nan, np.inf, -np.inf
+    weight = rng.uniform(-1, 1, (c, 1, k, k)).astype(np.float32)
+    bias = rng.uniform(-1, 1, c).astype(np.float32)
+    graph = _conv_graph(x.shape, weight, bias, c, stride, pad, 1, True)
+    padded = np.pad(x, ((0, 0), (0, 0), (pad[0], pad[0]), (pad[1], pad[1])))
+    plain = _conv_graph(padded.shape, weight, bias, c, stride, 0, 1, True)
+    (step,) = [s for s in find_steps(graph) if s.op == "fused.group_conv2d"]
+    assert step.attr("prologue") >= 1  # the pad: read in place, the planes copied
+    _assert_direct_gives_the_padded_inputs_bits(ops_group, graph, x, plain, padded)
 
 
 @settings(max_examples=60, deadline=None)
@@ -412,9 +421,6 @@ def test_depthwise_3x3_stride_2_read_in_place_gives_the_padded_inputs_bits(
     bits of the same kernel reading an input padded beforehand, for any pads (asymmetric
     too), depthwise multipliers, batches and activations, with NaN and infinities among the
     inputs, at every level; and the reference's values."""
-    from tests._backends import compile_placed
-    from walle.ops.backends import cython_isa
-
     ops_group = _ops_group()
     rng = np.random.default_rng(seed)
     c = 3
@@ -445,17 +451,4 @@ def test_depthwise_3x3_stride_2_read_in_place_gives_the_padded_inputs_bits(
     graph = graph_of(x.shape, (top, left, bottom, right))
     padded = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
     plain = graph_of(padded.shape, (0, 0, 0, 0))
-    want = run_reference(graph, {"x": x})[0]
-    for level in _runnable(ops_group):
-        cython_isa.set_level(level)
-        try:
-            outs = []
-            for g, feed in ((graph, x), (plain, padded)):
-                conv = [s.output for s in find_steps(g) if s.op == "fused.group_conv2d"]
-                algorithms = dict.fromkeys(conv, "direct")
-                outs.append(compile_placed(g, lambda s: "cython", algorithms=algorithms)(feed)[0])
-        finally:
-            cython_isa.set_level(cython_isa.best_level())
-        np.testing.assert_array_equal(outs[0], outs[1], err_msg=level)
-        np.testing.assert_array_equal(np.isnan(outs[0]), np.isnan(want), err_msg=level)
-        np.testing.assert_allclose(outs[0], want, rtol=1e-4, atol=1e-4, err_msg=level)
+    _assert_direct_gives_the_padded_inputs_bits(ops_group, graph, x, plain, padded)
