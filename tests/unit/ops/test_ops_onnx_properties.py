@@ -22,6 +22,7 @@ from onnx import helper, numpy_helper
 
 from tests.unit.ops._onnx_cases import assert_parity, io, model, run_ort
 from tests.unit.ops.test_ops_onnx_expand_tile import expand_models, tile_models
+from tests.unit.ops.test_ops_onnx_recurrent import recurrent_models
 from walle.ops import available_backends
 from walle.ops.onnx_import import SUPPORTED_OPS
 
@@ -921,6 +922,11 @@ STRATEGIES = {
     # drawn in their own test file, which compares them with numpy's broadcast_to and tile
     "Expand": expand_models().map(lambda c: Case(c[0], c[1])),
     "Tile": tile_models().map(lambda c: Case(c[0], c[1])),
+    # drawn in their own test file too, which also checks the batch-first layout
+    **{
+        op: recurrent_models(op).map(lambda c: Case(c.proto, c.feeds))
+        for op in ("LSTM", "GRU", "RNN")
+    },
     "MaxPool": pool("MaxPool"),
     "AveragePool": pool("AveragePool"),
     "GlobalAveragePool": global_pool("GlobalAveragePool"),

@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from walle.errors import ModelError
+from walle.logging import get_logger
 from walle.ops.builder import GraphBuilder
 from walle.ops.ir import FloatArray, Graph
 from walle.ops.onnx_import.conv import HANDLERS as CONV
@@ -25,13 +26,16 @@ from walle.ops.onnx_import.ids import id_values, type_name
 from walle.ops.onnx_import.layout import HANDLERS as LAYOUT
 from walle.ops.onnx_import.nn import HANDLERS as NN
 from walle.ops.onnx_import.node import HandlerTable, OnnxNode
+from walle.ops.onnx_import.recurrent import HANDLERS as RECURRENT
 from walle.ops.onnx_import.reduce import HANDLERS as REDUCE
 from walle.ops.onnx_import.resize import HANDLERS as RESIZE
 
 if TYPE_CHECKING:
     from onnx import ModelProto, NodeProto, ValueInfoProto
 
-HANDLERS: HandlerTable = {**ELEMENTWISE, **NN, **CONV, **LAYOUT, **REDUCE, **RESIZE}
+_log = get_logger("walle.ops.onnx_import")
+
+HANDLERS: HandlerTable = {**ELEMENTWISE, **NN, **CONV, **LAYOUT, **REDUCE, **RESIZE, **RECURRENT}
 SUPPORTED_OPS = tuple(sorted(HANDLERS))
 
 
@@ -223,7 +227,8 @@ class Importer:
 
     def _check_declared(self, name: str, where: str) -> None:
         """The shape the model declares for ``name``, where it declares one, must be the one
-        computed (the leading dim is skipped when a batch size replaced the inputs' own)."""
+        computed (the leading dim is skipped when a batch size replaced the inputs' own); a
+        declaration with symbolic dims that does not fit is logged, not refused."""
         value = self.declared.get(name)
         if value is None or not value.type.tensor_type.HasField("shape"):
             return
@@ -234,11 +239,19 @@ class Importer:
             d is None or d == a or (i == 0 and self.batch_overridden)
             for i, (d, a) in enumerate(zip(declared, actual, strict=True))
         )
-        if not fits:
-            shown = tuple(d.dim_value if d.HasField("dim_value") else d.dim_param for d in dims)
-            raise ModelError(
-                f"{where}: output {name!r} has shape {actual}, but the model declares {shown}"
+        if fits:
+            return
+        shown = tuple(d.dim_value if d.HasField("dim_value") else d.dim_param for d in dims)
+        if any(d is None for d in declared):
+            # a declaration with symbolic dims is the exporter's guess (ddddocr's CRNN
+            # declares its [25, 1, 8210] logits as [1, "seqlen"]): onnxruntime warns and runs
+            _log.warning(
+                "declared_shape_differs", node=where, output=name, shape=actual, declared=shown
             )
+            return
+        raise ModelError(
+            f"{where}: output {name!r} has shape {actual}, but the model declares {shown}"
+        )
 
 
 # Nodes that only reshape or name their input, or make a constant of a given shape: lowered
