@@ -169,7 +169,83 @@ def concat_slots(
                 keep.append(r)
         if len(keep) < len(regions):
             left[step.name] = _with_regions(step, tuple(keep)) if keep else None
+    _slice_views(graph, steps, host_steps, alias, pinned, producer, slots, channels, left)
     return ConcatSlots(slots, left, channels)
+
+
+def _slice_views(
+    graph: Graph,
+    steps: list[FusedStep],
+    host_steps: Set[str],
+    alias: dict[str, str],
+    pinned: set[str],
+    producer: dict[str, FusedStep],
+    slots: dict[str, Slot],
+    channels: dict[str, ChannelSlot],
+    left: dict[str, FusedStep | None],
+) -> None:
+    """Make each slice that copies one contiguous block of its input a view of it: the
+    value becomes a :class:`Slot` of its input's buffer and the step runs nothing (a Split
+    of channels at batch 1, a recurrent op's gates and steps: walle.ops.onnx_import.recurrent).
+
+    Where the slice runs on the host, the input (its reshape root) is written by a host
+    step and is no graph input, output or constant, placed in no channel slot, and every
+    step that reads the slice (or a reshape of it) runs on the host; the slice itself is no
+    graph output and not placed elsewhere. The input is written once, by its producer,
+    before the slice's readers run, and its block lives while they read it (a slot's
+    value shares its host's lifetime, :func:`walle.ops.plan.allocate`).
+    """
+
+    def root(name: str) -> str:
+        while name in alias:
+            name = alias[name]
+        return name
+
+    readers: dict[str, set[str]] = {}
+    for s in steps:
+        for name in s.inputs:
+            readers.setdefault(root(name), set()).add(s.name)
+    for step in steps:
+        if step.name not in host_steps or step.name in left or not _is_copy(step, graph):
+            continue
+        offset = _contiguous_slice(step, graph)
+        if offset is None:
+            continue
+        value, host = step.output, root(step.inputs[0])
+        if (
+            value in pinned
+            or value in slots
+            or value in channels
+            or host in pinned
+            or host in channels
+            or host not in producer
+            or producer[host].name not in host_steps
+            or not readers.get(value, set()) <= host_steps
+        ):
+            continue
+        slots[value] = Slot(host, offset, math.prod(graph.shape(value)))
+        left[step.name] = None
+
+
+def _contiguous_slice(step: FusedStep, graph: Graph) -> int | None:
+    """Where a one-region raster copies a contiguous block of its one input, in order, into
+    its whole output: the block's first element in the input, else None."""
+    regions: tuple[Region, ...] = step.parts[0].attr("regions")
+    if len(step.inputs) != 1 or len(regions) != 1:
+        return None
+    r = regions[0]
+    size = math.prod(graph.shape(step.output))
+    dims = [i for i, n in enumerate(r.sizes) if n != 1]
+    flat = contiguous_strides(tuple(r.sizes[i] for i in dims))
+    fits = (
+        size > 0
+        and math.prod(r.sizes) == size
+        and r.dst_offset == 0
+        and tuple(r.src_strides[i] for i in dims) == flat
+        and tuple(r.dst_strides[i] for i in dims) == flat
+        and r.src_offset + size <= math.prod(graph.shape(step.inputs[0]))
+    )
+    return r.src_offset if fits else None
 
 
 def _is_copy(step: FusedStep, graph: Graph) -> bool:
