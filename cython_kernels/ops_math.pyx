@@ -206,6 +206,12 @@ cdef extern from *:
        heuristics keep some multiply-add chains apart), so a row's outputs differed by batch
        size. Every row of every tile shape is now the same chain of fused steps along k. */
     typedef float walle_v16 __attribute__((vector_size(64)));
+    /* From this many columns a row past the blocks of 4 reads b row by row
+       (walle_gemv_rows_v16). One core, Zen 4, [1, k] @ [k, n] warm: 128 x 512 4.5 -> 2.7 us,
+       256 x 1024 29.6 -> 12.2, 512 x 2048 120 -> 56 (numpy's BLAS 3.2, 13.7, 53); 64 x 256
+       level (0.71 / 0.69), 64 x 64 slower (0.25 / 0.49: the output row's loads and stores
+       between passes outweigh 64 columns). */
+    enum { WALLE_GEMV_ROWS_FROM = 512 };
     #ifdef WALLE_X86
     #include <immintrin.h>
     #define WALLE_MADD16(ACC, S, V) \\
@@ -236,6 +242,40 @@ cdef extern from *:
     WALLE_GEMM_V16(walle_tile_v4x16, 4, 1)
     WALLE_GEMM_V16(walle_tile_v1x16, 1, 1)
     WALLE_GEMM_V16(walle_tile_v1x64, 1, 4)
+    /* One row of c[:, 0:n16] = a[1, k] @ b[k, 0:n16] with b read row after row (4 rows a
+       pass over the output row, which stays in L1): the same fused steps, in the same
+       order along k from 0, as the tiles, so the same bits. The 64-column strips of
+       walle_tile_v1x64 read b a strip at a time, rows n floats apart: past 4 KiB a row
+       each strip's rows fall on pages of their own and the prefetchers stop at each. */
+    WALLE_LEVEL_TARGET("avx512f,avx2,fma")
+    static void walle_gemv_rows_v16(const float* restrict a, const float* restrict b,
+                                    float* restrict c, long n, long n16, long k) {
+        long p = 0;
+        for (; p + 4 <= k; p += 4) {
+            const float* b0 = b + p * n;
+            const float *b1 = b0 + n, *b2 = b1 + n, *b3 = b2 + n;
+            float s0 = a[p], s1 = a[p + 1], s2 = a[p + 2], s3 = a[p + 3];
+            for (long j = 0; j < n16; j += 16) {
+                walle_v16 v = (walle_v16){0}, w;
+                if (p) memcpy(&v, c + j, sizeof v);
+                memcpy(&w, b0 + j, sizeof w); v = WALLE_MADD16(v, s0, w);
+                memcpy(&w, b1 + j, sizeof w); v = WALLE_MADD16(v, s1, w);
+                memcpy(&w, b2 + j, sizeof w); v = WALLE_MADD16(v, s2, w);
+                memcpy(&w, b3 + j, sizeof w); v = WALLE_MADD16(v, s3, w);
+                memcpy(c + j, &v, sizeof v);
+            }
+        }
+        for (; p < k; p++) {
+            const float* bp = b + p * n;
+            for (long j = 0; j < n16; j += 16) {
+                walle_v16 v = (walle_v16){0}, w;
+                if (p) memcpy(&v, c + j, sizeof v);
+                memcpy(&w, bp + j, sizeof w);
+                v = WALLE_MADD16(v, a[p], w);
+                memcpy(c + j, &v, sizeof v);
+            }
+        }
+    }
     WALLE_LEVEL_TARGET("avx512f,avx2,fma")
     static void walle_gemm_avx512(const float* restrict a, const float* restrict b,
                                   float* restrict c, long m, long n, long k) {
@@ -246,6 +286,10 @@ cdef extern from *:
             for (; i < m4; i += 4) walle_tile_v4x16(a + i * k, b + j, c + i * n + j, n, k);
         }
         for (long i = m4; i < m; i++) {
+            if (n >= WALLE_GEMV_ROWS_FROM && k >= 4) {
+                walle_gemv_rows_v16(a + i * k, b, c + i * n, n, n16, k);
+                continue;
+            }
             long j = 0;
             for (; j + 64 <= n16; j += 64)
                 walle_tile_v1x64(a + i * k, b + j, c + i * n + j, n, k);

@@ -350,14 +350,15 @@ def test_gemm_panel_bits_do_not_depend_on_where_b_lies(m) -> None:
 
 
 @pytest.mark.parametrize("k", [3, 255, 256, 257, 600])
-@pytest.mark.parametrize("n", [1, 5, 15, 17, 31])
+@pytest.mark.parametrize("n", [1, 5, 15, 17, 31, 512, 530])
 def test_gemm_tail_columns_match_float64_and_a_rows_bits_do_not_depend_on_its_batch(k, n):
     """The last n % 16 columns (dot products along k in blocks of 256, 4 rows at a time; an
     MLP's [m, 256] @ [256, 1] last layer) at every level: within float32 of the float64
     product, NaN and inf where the product has them, and each row's outputs the same bits
     whichever rows share its batch (in a block of 4 or alone, at any place in it). n = 17
     and 31 hold 16 columns of panels too: a GCC 13 build on a Xeon fused the AVX-512 8-row
-    tile's multiply-adds and not the single rows', and failed here at that level."""
+    tile's multiply-adds and not the single rows', and failed here at that level. From 512
+    columns AVX-512's rows past the blocks of 4 read b row by row (walle_gemv_rows_v16)."""
     module = _isa()
     from walle._kernels import ops_math
 

@@ -140,8 +140,9 @@ COLD_SCRUB_BYTES = 8 << 20
 # cached on the channel-lanes kernel went stale. 42: the channel-lanes kernel's rows of 4-7
 # outputs end in a shifted-back 4-position tile (7 x 7 planes 1.2x faster). 43: channel
 # lanes offered for stride-2 depthwise convs on planes up to 120 x 120 (112 x 112 inputs:
-# 0.85-0.92x the AVX2 build's NCHW time).
-DECISIONS_VERSION = 43
+# 0.85-0.92x the AVX2 build's NCHW time). 44: AVX-512's single-row GEMMs of 512 columns
+# or more read b row by row (1.6-2.4x faster): matmuls cached on numpy's BLAS went stale.
+DECISIONS_VERSION = 44
 
 
 def time_calls(calls: list[Call], budget_s: float = 0.004, max_runs: int = 25) -> float:
