@@ -635,10 +635,10 @@ cdef extern from *:
             memcpy(y + i, &v, (size_t)(n - i) * sizeof(float)); \\
         } \\
     }
-    #define WALLE_UNARY_V(NAME, VT, VW, EXPV, ERFV) \\
+    #define WALLE_UNARY_V(NAME, VT, VW, EXPV, ERFV, SIGMOIDV) \\
     WALLE_VINLINE void NAME(int kind, const float* restrict x, float* restrict y, long n) { \\
         if (kind == 3) WALLE_UNARY_LOOP(VT, VW, EXPV(v)) \\
-        else if (kind == 8) WALLE_UNARY_LOOP(VT, VW, 1.0f / (1.0f + EXPV(-v))) \\
+        else if (kind == 8) WALLE_UNARY_LOOP(VT, VW, SIGMOIDV(v)) \\
         else if (kind == 9) WALLE_UNARY_LOOP(VT, VW, 1.0f - 2.0f / (EXPV(2.0f * v) + 1.0f)) \\
         else if (kind == 10) WALLE_UNARY_LOOP(VT, VW, ERFV(v)) \\
         else walle_unary(kind, x, y, n); \\
@@ -723,9 +723,34 @@ cdef extern from *:
     WALLE_ERFV(walle_erfv16, walle_mv16, walle_mi16, walle_mu16)
     WALLE_ERFV(walle_erfv8, walle_mv8, walle_mi8, walle_mu8)
     WALLE_ERFV(walle_erfv4, walle_mv4, walle_mi4, walle_mu4)
-    WALLE_UNARY_V(walle_unary_v16, walle_mv16, 16, walle_expv16, walle_erfv16)
-    WALLE_UNARY_V(walle_unary_v8, walle_mv8, 8, walle_expv8, walle_erfv8)
-    WALLE_UNARY_V(walle_unary_v4, walle_mv4, 4, walle_expv4, walle_erfv4)
+    /* sigmoid(x) = 1 / (1 + e) for x >= 0, e / (1 + e) below, e = exp(-|x|): walle_expv's
+       polynomial and two-constant reduction on -|x| raised to -88, 2^n from the rounding
+       constant's low bits as in WALLE_EXPNEG (n = -127 there: 0, no mask; NaN stays NaN
+       through the product), where 1 / (1 + exp(-x)) took walle_expv's masks for both ends
+       and NaN. Relative error <= 3e-7 (no cancellation for x < 0); +-inf give 1 and 0, and
+       below ~-87.3 it is 0 (denormals flushed). One core, a million floats: AVX-512
+       0.37 -> 0.2x ns each, AVX2 0.59 -> 0.3x (SiLU after each conv of YOLO detectors). */
+    #define WALLE_SIGMOIDV(NAME, VT, IT, UT) \\
+    WALLE_VINLINE VT NAME(VT x) { \\
+        const IT sign = (IT)(-(VT){0}); \\
+        VT a = (VT)((IT)x | sign); /* -|x|, raised to -88 (NaN stays: its test is false) */ \\
+        a = WALLE_SEL(VT, IT, a < -88.0f, (VT){0} - 88.0f, a); \\
+        VT t = a * 1.44269504f + 12583039.0f; \\
+        VT n = t - 12583039.0f; \\
+        VT r = a - n * 0.693359375f + n * 2.12194440e-4f; \\
+        VT p = r * 1.9875691500E-4f + 1.3981999507E-3f; \\
+        p = p * r + 8.3334519073E-3f; p = p * r + 4.1665795894E-2f; \\
+        p = p * r + 1.6666665459E-1f; p = p * r + 5.0000001201E-1f; \\
+        p = p * r * r + r + 1.0f; \\
+        VT e = p * (VT)((UT)t << 23); \\
+        return WALLE_SEL(VT, IT, x >= 0.0f, (VT){0} + 1.0f, e) / (e + 1.0f); \\
+    }
+    WALLE_SIGMOIDV(walle_sigmoidv16, walle_mv16, walle_mi16, walle_mu16)
+    WALLE_SIGMOIDV(walle_sigmoidv8, walle_mv8, walle_mi8, walle_mu8)
+    WALLE_SIGMOIDV(walle_sigmoidv4, walle_mv4, walle_mi4, walle_mu4)
+    WALLE_UNARY_V(walle_unary_v16, walle_mv16, 16, walle_expv16, walle_erfv16, walle_sigmoidv16)
+    WALLE_UNARY_V(walle_unary_v8, walle_mv8, 8, walle_expv8, walle_erfv8, walle_sigmoidv8)
+    WALLE_UNARY_V(walle_unary_v4, walle_mv4, 4, walle_expv4, walle_erfv4, walle_sigmoidv4)
 
     /* ---- Element-wise chains (ChainKernel): one pass over the output ----
        A chain of unary and binary ops runs over one contiguous output row in blocks of
