@@ -344,13 +344,19 @@ def _off(shape: tuple[int, ...], axis: int) -> tuple[int, ...]:
     return tuple(d for i, d in enumerate(shape) if i != axis)
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(graph=_concat_graphs(), seed=st.integers(0, 3))
-def test_ops_random_concat_graphs_match_the_oracle(graph: Graph, seed: int) -> None:
+def check_split_between_numpy_and_cython(graph: Graph, seed: int) -> None:
+    """``graph`` with each step on numpy or cython (by its name and ``seed``) gives the
+    oracle's outputs, call after call."""
     backend_or_skip("cython")
     names = ["numpy", "cython"]
     plan = compile_placed(graph, lambda s: names[(zlib.crc32(s.name.encode()) + seed) % 2])
     _check(graph, plan, calls=2)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(graph=_concat_graphs(), seed=st.integers(0, 3))
+def test_ops_random_concat_graphs_match_the_oracle(graph: Graph, seed: int) -> None:
+    check_split_between_numpy_and_cython(graph, seed)
 
 
 @pytest.mark.parametrize("readers", ["unary", "two", "output"])

@@ -11,14 +11,17 @@ ops placed on two backends.
 
 from __future__ import annotations
 
-import zlib
-
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests._backends import backend_or_skip, compile_placed
-from tests.unit.ops.test_ops_concat_in_place import _check, _conv, _in_block
+from tests.unit.ops.test_ops_concat_in_place import (
+    _check,
+    _conv,
+    _in_block,
+    check_split_between_numpy_and_cython,
+)
 from walle.ops import GraphBuilder
 from walle.ops.ir import Graph
 from walle.ops.search import explain
@@ -135,7 +138,4 @@ def _slice_graphs(draw: st.DrawFn) -> Graph:
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(graph=_slice_graphs(), seed=st.integers(0, 3))
 def test_ops_random_slice_graphs_match_the_oracle(graph: Graph, seed: int) -> None:
-    backend_or_skip("cython")
-    names = ["numpy", "cython"]
-    plan = compile_placed(graph, lambda s: names[(zlib.crc32(s.name.encode()) + seed) % 2])
-    _check(graph, plan, calls=2)
+    check_split_between_numpy_and_cython(graph, seed)
