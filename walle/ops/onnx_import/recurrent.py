@@ -196,25 +196,39 @@ def _inputs(im: Importer, node: OnnxNode, ins: list[str], cell: _Cell) -> _Input
     )  # fmt: skip
 
 
-def _lower(im: Importer, node: OnnxNode, ins: list[str], cell: _Cell) -> list[str]:
-    b = im.b
-    p = _inputs(im, node, ins, cell)
-    acts = _activations(im, node, cell, p.directions)
+@dataclass(frozen=True)
+class _Options:
+    """The cell's attributes beside its activations."""
+
+    limit: float | None  # clip: gate inputs clipped to [-limit, limit]
+    input_forget: bool  # LSTM: the forget gate is 1 - the input gate
+    linear_before_reset: bool  # GRU: r multiplies H R_h^T + Rb_h, not H
+
+
+def _options(node: OnnxNode, cell: _Cell) -> _Options:
     clip = node.get("clip")
     limit = None if clip is None else float(clip)
     if limit is not None and not limit > 0:
         raise ModelError(f"{node.where}: clip {clip} must be positive")
-    options = {
-        "input_forget": bool(node.get("input_forget", 0)) if cell is _LSTM else False,
-        "linear_before_reset": bool(node.get("linear_before_reset", 0)) if cell is _GRU else False,
-    }
+    return _Options(
+        limit,
+        cell is _LSTM and bool(node.get("input_forget", 0)),
+        cell is _GRU and bool(node.get("linear_before_reset", 0)),
+    )
+
+
+def _lower(im: Importer, node: OnnxNode, ins: list[str], cell: _Cell) -> list[str]:
+    b = im.b
+    p = _inputs(im, node, ins, cell)
+    acts = _activations(im, node, cell, p.directions)
+    options = _options(node, cell)
     reverse = node.get("direction", "forward") == "reverse"
     per = len(cell.activations)
     results: list[list[str]] = []
     for d in range(p.directions):
         backward = reverse or d == 1
-        run = _Direction(im, node, cell, p, d, backward, acts[d * per : (d + 1) * per], limit)
-        results.append(run.unroll(options))
+        run = _Direction(im, cell, p, d, backward, acts[d * per : (d + 1) * per], options)
+        results.append(run.unroll())
     y = b.concat([b.reshape(r[0], (p.steps, 1, p.batch, p.hidden)) for r in results], 1)
     states = [
         b.concat([b.reshape(r[i], (1, p.batch, p.hidden)) for r in results], 0)
@@ -232,16 +246,15 @@ class _Direction:
     def __init__(
         self,
         im: Importer,
-        node: OnnxNode,
         cell: _Cell,
         p: _Inputs,
         d: int,
         backward: bool,
         acts: Sequence[Activation],
-        limit: float | None,
+        options: _Options,
     ) -> None:
-        self.b, self.node, self.cell, self.p = im.b, node, cell, p
-        self.backward, self.acts, self.limit = backward, acts, limit
+        self.b, self.cell, self.p = im.b, cell, p
+        self.backward, self.acts, self.options = backward, acts, options
         b, g, h = im.b, cell.gates * p.hidden, p.hidden
 
         def part(value: str, rows: int, first: int = 0, count: int | None = None) -> str:
@@ -259,7 +272,7 @@ class _Direction:
         if p.bias is not None:
             wb = b.reshape(part(p.bias, 2 * g, 0, g), (g,))
             rb = b.reshape(part(p.bias, 2 * g, g, g), (g,))
-            if cell is _GRU and bool(node.get("linear_before_reset", 0)):
+            if options.linear_before_reset:
                 rb_zr = b.slice(rb, [0], [2 * h], [0])
                 bias = b.concat([b.binary("add", b.slice(wb, [0], [2 * h], [0]), rb_zr),
                                  b.slice(wb, [2 * h], [3 * h], [0])], 0)  # fmt: skip
@@ -271,10 +284,10 @@ class _Direction:
         self.projected = projected if bias is None else b.binary("add", projected, bias)
 
     def _clip(self, x: str) -> str:
-        if self.limit is None:
+        limit = self.options.limit
+        if limit is None:
             return x
-        b = self.b
-        return b.clip(x, b.const(-self.limit), b.const(self.limit))
+        return self.b.clip(x, self.b.const(-limit), self.b.const(limit))
 
     def _cols(self, x: str, first: int, count: int) -> str:
         b = self.b
@@ -296,7 +309,7 @@ class _Direction:
         rows = [(t if t is not None else 0) * p.batch + i for i, t in enumerate(times)]
         return b.take(self.projected, rows, 0)
 
-    def unroll(self, options: dict[str, bool]) -> list[str]:
+    def unroll(self) -> list[str]:
         """Y of this direction as [T, B, H], then its last hidden state (and cell state)."""
         b, p = self.b, self.p
         states: list[str | None] = [
@@ -309,7 +322,7 @@ class _Direction:
         for s in range(active_steps):
             times = self._times(s)
             x = self._step_input(times)
-            new = self._cell(x, states, zeros, options)
+            new = self._cell(x, states, zeros)
             if all(t is not None for t in times):
                 states = list(new)
             else:  # elements whose sequence has ended keep their state
@@ -337,14 +350,12 @@ class _Direction:
                 rows.append(zero_row + i if s is None else s * p.batch + i)
         return b.take(stacked, rows, 0, shape=(p.steps, p.batch, p.hidden))
 
-    def _cell(
-        self, x: str, states: list[str | None], zeros: str, options: dict[str, bool]
-    ) -> list[str]:
+    def _cell(self, x: str, states: list[str | None], zeros: str) -> list[str]:
         cell = self.cell
         if cell is _LSTM:
-            return self._lstm(x, states[0], states[1], zeros, options["input_forget"])
+            return self._lstm(x, states[0], states[1], zeros)
         if cell is _GRU:
-            return [self._gru(x, states[0], zeros, options["linear_before_reset"])]
+            return [self._gru(x, states[0], zeros)]
         return [self._rnn(x, states[0])]
 
     def _recurrent(self, x: str, h: str | None, first: int = 0, count: int | None = None) -> str:
@@ -360,10 +371,10 @@ class _Direction:
     def _rnn(self, x: str, h: str | None) -> str:
         return self.acts[0](self._clip(self._recurrent(x, h)))
 
-    def _gru(self, x: str, h: str | None, zeros: str, linear_before_reset: bool) -> str:
+    def _gru(self, x: str, h: str | None, zeros: str) -> str:
         b, f, g = self.b, self.acts[0], self.acts[1]
         x_zr, x_h = self._cols(x, 0, 2), self._cols(x, 2, 1)
-        if linear_before_reset:
+        if self.options.linear_before_reset:
             hr = None if h is None else b.matmul(h, self.r_t)
             zr_pre = x_zr if hr is None else b.binary("add", x_zr, self._cols(hr, 0, 2))
             zr = f(self._clip(zr_pre))
@@ -383,9 +394,7 @@ class _Direction:
         kept = b.binary("mul", z, h if h is not None else zeros)
         return b.binary("add", b.binary("mul", one_minus_z, candidate), kept)
 
-    def _lstm(
-        self, x: str, h: str | None, c: str | None, zeros: str, input_forget: bool
-    ) -> list[str]:
+    def _lstm(self, x: str, h: str | None, c: str | None, zeros: str) -> list[str]:
         b, f, g, act_h = self.b, *self.acts
         pre = self._recurrent(x, h)  # gates i, o, f, c
         peep = self.p.peepholes
@@ -401,7 +410,7 @@ class _Direction:
             )  # fmt: skip
             i = f(self._clip(b.binary("add", self._cols(pre, 0, 1), b.binary("mul", p_i, c_prev))))
             fg = f(self._clip(b.binary("add", self._cols(pre, 2, 1), b.binary("mul", p_f, c_prev))))
-        if input_forget:
+        if self.options.input_forget:
             fg = b.binary("sub", b.const(1.0), i)
         candidate = g(self._clip(self._cols(pre, 3, 1)))
         c_new = b.binary("add", b.binary("mul", fg, c_prev), b.binary("mul", i, candidate))
