@@ -195,6 +195,10 @@ REFUSED = {
         (["x", "w", "r"], [], {"hidden_size": 3}),
         r"W must be \[1, 12, 2\] \(hidden_size 3, 1 direction\(s\)\), got \[1, 8, 2\]",
     ),
+    "hidden_size_zero": (
+        (["x", "w", "r"], [], {"hidden_size": 0}),
+        r"hidden_size 0 must be positive",
+    ),
     "direction": (
         (["x", "w", "r"], [], {"hidden_size": 2, "direction": "sideways"}),
         r"attribute direction='sideways' is not supported",

@@ -152,6 +152,8 @@ def _inputs(im: Importer, node: OnnxNode, ins: list[str], cell: _Cell) -> _Input
     if len(r_shape) != 3:
         raise ModelError(f"{node.where}: R must be 3-D, got {r_shape}")
     hidden = int(node.get("hidden_size", r_shape[2]))
+    if hidden < 1:
+        raise ModelError(f"{node.where}: hidden_size {hidden} must be positive")
     g = cell.gates * hidden
     expected: dict[str, tuple[str, tuple[int, ...]]] = {
         "W": (ins[1], (directions, g, width)),
