@@ -335,8 +335,12 @@ def _concat_graphs(draw: st.DrawFn) -> Graph:
             values.append(b.binary("add", x, draw(st.sampled_from(same))))
         else:
             values.append(b.unary(kind, b.binary("min", x, b.const(np.float32(3.0)))))
-    computed = values[3:]
-    also = draw(st.lists(st.sampled_from(computed), max_size=1))
+    return build_outputs(draw, b, values[3:], most=1)
+
+
+def build_outputs(draw: st.DrawFn, b: GraphBuilder, computed: list[str], most: int) -> Graph:
+    """The graph whose outputs are the last computed value and up to ``most`` drawn others."""
+    also = draw(st.lists(st.sampled_from(computed), max_size=most))
     return b.build(list(dict.fromkeys([computed[-1], *also])))
 
 

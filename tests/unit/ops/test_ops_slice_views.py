@@ -20,6 +20,7 @@ from tests.unit.ops.test_ops_concat_in_place import (
     _check,
     _conv,
     _in_block,
+    build_outputs,
     check_split_between_numpy_and_cython,
 )
 from walle.ops import GraphBuilder
@@ -130,9 +131,7 @@ def _slice_graphs(draw: st.DrawFn) -> Graph:
             values.append(b.binary("add", x, draw(st.sampled_from(same))))
         else:
             values.append(b.unary(kind, b.binary("min", x, b.const(np.float32(3.0)))))
-    computed = values[1:]
-    also = draw(st.lists(st.sampled_from(computed), max_size=2))
-    return b.build(list(dict.fromkeys([computed[-1], *also])))
+    return build_outputs(draw, b, values[1:], most=2)
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
