@@ -538,3 +538,26 @@ def test_onnx_align_corners_takes_a_scale_that_float32_rounds_off_a_whole_length
     )  # fmt: skip
     model = _model([node], [_io("x", [1, 1, 2, 5])], [_io("y", None)], inits, opset=19)
     _assert_parity(model, {"x": _rand((1, 1, 2, 5))}, backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_identity_names_its_input_and_outputs_stay_apart(backend) -> None:
+    """Identity adds no step (its output is its input's value); Identity of a graph input as
+    a graph output, and two outputs that are one value, still come back as arrays of their
+    own, apart from the caller's input and from each other."""
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"]),
+        helper.make_node("Identity", ["r"], ["y1"]),
+        helper.make_node("Identity", ["y1"], ["y2"]),
+        helper.make_node("Identity", ["x"], ["x2"]),
+        helper.make_node("Identity", ["x2"], ["x3"]),
+        helper.make_node("Sigmoid", ["x3"], ["z"]),
+    ]
+    model = _model(nodes, [_io("x", [2, 3])], [_io(o, [2, 3]) for o in ("y1", "y2", "x2", "z")])
+    graph = import_onnx(model, batch=2)
+    assert [n.attr("kind") for n in graph.nodes] == ["relu", "sigmoid"]
+    x = _rand((2, 3), 5)
+    got = Model(lambda rows: import_onnx(model, batch=rows), backend=backend).run(x)
+    for g, w in zip(got, _ort(model, {"x": x}), strict=True):
+        np.testing.assert_allclose(g, w, rtol=RTOL, atol=ATOL)
+    assert not np.shares_memory(got[0], got[1]) and not np.shares_memory(got[2], x)

@@ -39,6 +39,12 @@ def _unary(kind: str) -> Handler:
     return lower
 
 
+def _identity(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    """The input's own value: no copy (a Paddle export names most values twice, 58 Identity
+    nodes in PP-OCRv6's recogniser, each a pass over its tensor when copied)."""
+    return ins[0]
+
+
 def _variadic(kind: str) -> Handler:
     """Sum, Max, Min: a chain of broadcasting binaries (one input: a copy)."""
 
@@ -244,7 +250,7 @@ HANDLERS: HandlerTable = {
     "Exp": (set(), _unary("exp")),
     "Log": (set(), _unary("log")),
     "Reciprocal": (set(), _unary("reciprocal")),
-    "Identity": (set(), _unary("identity")),
+    "Identity": (set(), _identity),
     "Gelu": ({"approximate"}, _gelu),
     "LeakyRelu": ({"alpha"}, _leaky_relu),
     "Clip": ({"min", "max"}, _clip),
