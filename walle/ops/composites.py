@@ -83,16 +83,15 @@ class CompositeOps(_AtomicOps):
         return self.binary("pow", x, y)
 
     def gelu(self, x: str, approximate: str = "none") -> str:
-        """0.5 * x * (1 + erf(x / sqrt(2))) (``approximate="none"``, the exact form), or
-        0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x^3))) (``"tanh"``)."""
-        if approximate == "tanh":
-            cube = self.binary("mul", self.binary("mul", x, x), x)
-            inner = self.binary("add", x, self.binary("mul", cube, self.const(0.044715)))
-            scaled = self.binary("mul", inner, self.const(math.sqrt(2.0 / math.pi)))
-            inner = self.unary("tanh", scaled)
-        else:
-            inner = self.unary("erf", self.binary("mul", x, self.const(1.0 / math.sqrt(2.0))))
-        one_plus = self.binary("add", inner, self.const(1.0))
+        """0.5 * x * (1 + erf(x / sqrt(2))) (``approximate="none"``, the exact form: the
+        ``gelu`` unary), or 0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x^3)))
+        (``"tanh"``)."""
+        if approximate != "tanh":
+            return self.unary("gelu", x)
+        cube = self.binary("mul", self.binary("mul", x, x), x)
+        inner = self.binary("add", x, self.binary("mul", cube, self.const(0.044715)))
+        scaled = self.binary("mul", inner, self.const(math.sqrt(2.0 / math.pi)))
+        one_plus = self.binary("add", self.unary("tanh", scaled), self.const(1.0))
         return self.binary("mul", self.binary("mul", x, self.const(0.5)), one_plus)
 
     def clip(self, x: str, low: str | None = None, high: str | None = None) -> str:

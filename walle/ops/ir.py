@@ -57,7 +57,7 @@ def check_size(shape: Sequence[int], what: str) -> None:
 
 UNARY_KINDS = (
     "identity", "neg", "abs", "exp", "log", "sqrt", "reciprocal",
-    "relu", "sigmoid", "tanh", "erf",
+    "relu", "sigmoid", "tanh", "erf", "gelu",
 )  # fmt: skip
 BINARY_KINDS = ("add", "sub", "mul", "div", "max", "min", "pow")
 REDUCE_KINDS = ("sum", "mean", "max", "min")

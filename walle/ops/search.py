@@ -143,7 +143,9 @@ COLD_SCRUB_BYTES = 8 << 20
 # 0.85-0.92x the AVX2 build's NCHW time). 44: AVX-512's single-row GEMMs of 512 columns
 # or more read b row by row (1.6-2.4x faster): matmuls cached on numpy's BLAS went stale.
 # 45: the vector sigmoid takes exp of -|x| without walle_expv's masks (1.2-1.35x faster).
-DECISIONS_VERSION = 45
+# 46: GELU is one unary (a table of polynomials at AVX-512 and AVX2), not five element-wise
+# ops; ONNX Identity names its input's value (no copy).
+DECISIONS_VERSION = 46
 
 
 def time_calls(calls: list[Call], budget_s: float = 0.004, max_runs: int = 25) -> float:

@@ -30,6 +30,7 @@ _UNARY_COST = {
     "tanh": 10.0,
     "sigmoid": 10.0,
     "erf": 30.0,
+    "gelu": 20.0,
     "sqrt": 3.0,
     "reciprocal": 2.0,
 }

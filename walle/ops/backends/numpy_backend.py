@@ -9,7 +9,7 @@ import numpy as np
 
 from walle.ops.backends.base import Backend, Buffers, Call, MatmulCall, gather_call
 from walle.ops.ir import FloatArray, Graph, Node, unfilled_runs
-from walle.ops.reference import BINARY, erf, region_view
+from walle.ops.reference import BINARY, erf, gelu, region_view
 
 _UFUNC_UNARY = {
     "neg": np.negative, "abs": np.abs, "exp": np.exp, "log": np.log, "sqrt": np.sqrt,
@@ -98,6 +98,8 @@ def _unary(kind: str, x: FloatArray, out: FloatArray) -> list[Call]:
         return [partial(np.copyto, out, x)]
     if kind == "erf":
         return [partial(erf, x, out=out)]
+    if kind == "gelu":
+        return [partial(gelu, x, out=out)]
     # sigmoid = 1 / (1 + exp(-x)), in place in the output buffer.
     return [
         partial(np.negative, x, out=out),

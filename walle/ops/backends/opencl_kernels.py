@@ -37,6 +37,7 @@ UNARY_EXPR = {
     "sigmoid": "1.0f / (1.0f + exp(-v))",
     "tanh": "walle_tanh(v)",
     "erf": "erf(v)",
+    "gelu": "v * 0.5f * (1.0f + erf(v * 0.70710678f))",
 }
 BINARY_EXPR = {
     "add": "p + q",
