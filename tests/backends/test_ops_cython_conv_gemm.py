@@ -32,6 +32,9 @@ CASES = [  # (N, C, H, W, Cout, kernel, stride, pads)
     (1, 4, 12, 70, 17, 11, 4, 2),  # AlexNet's 11x11 stride-4 window, 16 columns a row
     (2, 72, 6, 7, 10, 3, 1, 1),  # 648 reduction rows: gemm_long's two blocks
     (1, 600, 5, 5, 12, 1, 1, 0),  # a 1x1 conv of 600 rows (gemm_long at AVX2 and SSE)
+    (1, 32, 7, 40, 16, 3, 2, 1),  # PP-HGNet's 3x3/2 stem conv: lanes for 32 channels
+    (1, 64, 5, 36, 20, 3, 2, 1),  # the most channels a strided lanes conv takes
+    (1, 65, 5, 36, 20, 3, 2, 1),  # one more: no lanes
 ]
 
 
@@ -62,7 +65,7 @@ def test_ops_conv_algorithms_match_reference(case, algorithm, tail) -> None:
     if ops_conv.level() == ops_conv.LEVELS["avx2"]:  # blocks of at most 160 rows by default
         assert ("gemm_long" in offered) == (c * k * k > 160)
     ow = (w + 2 * p - k) // s + 1
-    assert ("lanes" in offered) == (c <= 4 and ow >= 16 and s <= 4)
+    assert ("lanes" in offered) == ((c <= 4 or (c <= 64 and s > 1)) and ow >= 16 and s <= 4)
     if algorithm not in offered:
         return
     got = run_with_algorithm(backend, graph, {"x": x}, step, algorithm)
