@@ -561,3 +561,30 @@ def test_identity_names_its_input_and_outputs_stay_apart(backend) -> None:
     for g, w in zip(got, _ort(model, {"x": x}), strict=True):
         np.testing.assert_allclose(g, w, rtol=RTOL, atol=ATOL)
     assert not np.shares_memory(got[0], got[1]) and not np.shares_memory(got[2], x)
+
+
+@pytest.mark.parametrize("how", ["initializer", "constant_node"])
+def test_resize_with_empty_scales_beside_sizes_uses_the_sizes(how) -> None:
+    """The spec passes sizes with an empty scales tensor in scales' place (Paddle's exports
+    do, SLANet's table recogniser among them, its scales a Constant node); that empty tensor
+    is "not given", as onnxruntime reads it."""
+    nodes = [
+        helper.make_node(
+            "Resize",
+            ["x", "roi", "scales", "sizes"],
+            ["y"],
+            mode="nearest",
+            coordinate_transformation_mode="asymmetric",
+            nearest_mode="floor",
+        )
+    ]
+    empty = np.zeros((0,), np.float32)
+    inits = [_init("roi", empty), _init("sizes", np.array([1, 3, 10, 14], np.int64))]
+    if how == "initializer":
+        inits.append(_init("scales", empty))
+    else:
+        nodes.insert(0, helper.make_node("Constant", [], ["scales"], value=_init("s", empty)))
+    model = _model(nodes, [_io("x", [1, 3, 5, 7])], [_io("y", [1, 3, 10, 14])], inits, opset=13)
+    x = _rand((1, 3, 5, 7), 6)
+    got = Model(lambda rows: import_onnx(model, batch=rows)).run(x)[0]
+    np.testing.assert_array_equal(got, _ort(model, {"x": x})[0])

@@ -53,6 +53,9 @@ def _resize(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     if sorted(set(axes)) != sorted(axes) or any(not 0 <= a < rank for a in axes):
         raise ModelError(f"{node.where}: axes {axes} are not distinct axes of rank {rank}")
     scales_in = node.input_name(2)
+    empty = im.constant(scales_in) if scales_in else None
+    if empty is not None and empty.size == 0:
+        scales_in = ""  # an empty scales tensor beside sizes: the spec's "not given"
     sizes = node.ints(im, 3)
     if (sizes is None) == (not scales_in):
         raise ModelError(f"{node.where}: exactly one of scales and sizes must be given")
