@@ -588,3 +588,30 @@ def test_resize_with_empty_scales_beside_sizes_uses_the_sizes(how) -> None:
     x = _rand((1, 3, 5, 7), 6)
     got = Model(lambda rows: import_onnx(model, batch=rows)).run(x)[0]
     np.testing.assert_array_equal(got, _ort(model, {"x": x})[0])
+
+
+def test_declared_shape_with_negative_dims_is_unknown_there() -> None:
+    """Older paddle2onnx declares dynamic dims as dim_value -1 (PP-OCRv3's detector: its
+    output [-1, 1, -1, -1]); onnxruntime reads them as unknown, and so does walle (such a
+    declaration that does not fit is logged, as a symbolic one is). A fully static
+    declaration that differs is still refused."""
+    nodes = [helper.make_node("Sigmoid", ["x"], ["y"])]
+    model = _model(nodes, [_io("x", [1, 2, 4, 5])], [_io("y", [-1, 2, -1, -1])])
+    assert model.graph.output[0].type.tensor_type.shape.dim[0].dim_value == -1
+    x = _rand((1, 2, 4, 5), 7)
+    got = Model(lambda rows: import_onnx(model, batch=rows)).run(x)[0]
+    np.testing.assert_allclose(got, _ort(model, {"x": x})[0], rtol=RTOL, atol=ATOL)
+    wrong = _model(nodes, [_io("x", [1, 2, 4, 5])], [_io("y", [1, 3, 4, 5])])
+    with pytest.raises(ModelError, match="declares"):
+        import_onnx(wrong, batch=1)
+
+
+def test_input_declared_with_a_negative_leading_dim_takes_the_given_batch() -> None:
+    """An input [-1, 2, 4, 5] (older paddle2onnx) is batch-sized: its -1 is no saved batch
+    of the model, so a Reshape to [-1, 20] keeps its -1 (rows of 20, two a sample)."""
+    shape = helper.make_tensor("shape", TensorProto.INT64, [2], [-1, 20])
+    nodes = [helper.make_node("Reshape", ["x", "shape"], ["y"])]
+    model = _model(nodes, [_io("x", [-1, 2, 4, 5])], [_io("y", [-1, 20])], [shape])
+    x = _rand((3, 2, 4, 5), 8)
+    got = Model(lambda rows: import_onnx(model, batch=rows)).run(x)[0]
+    np.testing.assert_array_equal(got, _ort(model, {"x": x})[0])

@@ -228,13 +228,17 @@ class Importer:
     def _check_declared(self, name: str, where: str) -> None:
         """The shape the model declares for ``name``, where it declares one, must be the one
         computed (the leading dim is skipped when a batch size replaced the inputs' own); a
-        declaration with symbolic dims that does not fit is logged, not refused."""
+        declaration with symbolic or negative (unknown) dims that does not fit is logged, not
+        refused."""
         value = self.declared.get(name)
         if value is None or not value.type.tensor_type.HasField("shape"):
             return
         actual = self.b.shape(self.names[name])
         dims = value.type.tensor_type.shape.dim
-        declared = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+        # a negative dim_value is unknown: older paddle2onnx writes -1 for a dynamic dim
+        declared = [
+            d.dim_value if d.HasField("dim_value") and d.dim_value >= 0 else None for d in dims
+        ]
         fits = len(declared) == len(actual) and all(
             d is None or d == a or (i == 0 and self.batch_overridden)
             for i, (d, a) in enumerate(zip(declared, actual, strict=True))
@@ -265,7 +269,8 @@ _LOWERED_FIRST = frozenset(
 
 def _leading(value: ValueInfoProto) -> int | None:
     dims = value.type.tensor_type.shape.dim
-    return dims[0].dim_value if dims and dims[0].HasField("dim_value") else None
+    # 0 or a negative dim_value (older paddle2onnx's -1) is no static size either
+    return dims[0].dim_value if dims and dims[0].dim_value > 0 else None
 
 
 def _is_batch_dim(value: ValueInfoProto, first: ValueInfoProto) -> bool:
