@@ -162,9 +162,12 @@ class GraphBuilder(CompositeOps):
             c = self._constants.get(name)
             return c is not None and c.size == 1 and abs(float(c.reshape(-1)[0]) - want) <= 1e-6
 
+        def binary(node: Node | None, kind: str) -> bool:
+            return node is not None and node.op == "binary" and node.attr("kind") == kind
+
         def mul_by(node: Node | None, want: float) -> str | None:
             """The other operand of ``node`` when it is a Mul by the scalar ``want``."""
-            if node is None or node.op != "binary" or node.attr("kind") != "mul":
+            if node is None or not binary(node, "mul"):
                 return None
             a, b = node.inputs
             return a if scalar(b, want) else b if scalar(a, want) else None
@@ -179,15 +182,15 @@ class GraphBuilder(CompositeOps):
                 continue
             scale = producers.get(erf.inputs[0])
             x = mul_by(scale, 1.0 / math.sqrt(2.0))
-            if x is None and scale is not None and scale.attr("kind") == "div":
+            if x is None and scale is not None and binary(scale, "div"):
                 x = scale.inputs[0] if scalar(scale.inputs[1], math.sqrt(2.0)) else None
             add = only_reader(erf.output)
-            if x is None or add is None or add.attr("kind") != "add":
+            if x is None or add is None or not binary(add, "add"):
                 continue
             if not scalar(other(add, erf.output) or "", 1.0):
                 continue
             product = only_reader(add.output)
-            if product is None or product.op != "binary" or product.attr("kind") != "mul":
+            if product is None or not binary(product, "mul"):
                 continue
             factor = other(product, add.output)
             last = None
@@ -198,8 +201,8 @@ class GraphBuilder(CompositeOps):
                 last = product if only_reader(factor) is product else None  # (x * 0.5) * ...
             elif mul_by(product, 0.5) == add.output:  # ((1 + erf) * 0.5) * x
                 last = only_reader(product.output)
-                last = last if last is not None and other(last, product.output) == x else None
-            if last is None or last.op != "binary" or self.shape(last.output) != self.shape(x):
+                last = last if binary(last, "mul") and other(last, product.output) == x else None
+            if last is None or self.shape(last.output) != self.shape(x):
                 continue
             gelus[last.output] = Node(last.name, "unary", (x,), last.output, (("kind", "gelu"),))
         return [gelus.get(n.output, n) for n in nodes]

@@ -155,3 +155,15 @@ def test_ops_gelu_whose_constant_adds_a_dim_is_left_as_written() -> None:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     assert ("unary", "gelu") not in _ops(model)
     _check(model, _input((1, 8), 4), "cython")
+
+
+@pytest.mark.parametrize("tail", TAILS)
+def test_ops_gelu_whose_last_op_adds_is_left_as_written(tail) -> None:
+    """The same nodes with the last Mul an Add are no GELU."""
+    shape = (2, 40)
+    nodes, inits = _gelu_nodes("div", tail, (False,) * 4)
+    last = nodes[-1]
+    nodes[-1] = helper.make_node("Add", list(last.input), list(last.output))
+    model = _model(nodes, inits, shape)
+    assert ("unary", "gelu") not in _ops(model)
+    _check(model, _input(shape, 5), "cython")
