@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping, Sequence
-from typing import overload
+from typing import TypeGuard, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -162,7 +162,7 @@ class GraphBuilder(CompositeOps):
             c = self._constants.get(name)
             return c is not None and c.size == 1 and abs(float(c.reshape(-1)[0]) - want) <= 1e-6
 
-        def binary(node: Node | None, kind: str) -> bool:
+        def binary(node: Node | None, kind: str) -> TypeGuard[Node]:
             return node is not None and node.op == "binary" and node.attr("kind") == kind
 
         def mul_by(node: Node | None, want: float) -> str | None:
