@@ -16,40 +16,39 @@ from walle.errors import ModelError
 from walle.ops.ir import FloatArray, Graph, Node, Region, check_index_input, check_indices
 
 
+def _erfc(a: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """erfc(a) for a >= 0 in float64 (Abramowitz-Stegun 7.1.26, |error| < 1.5e-7)."""
+    t = 1.0 / (1.0 + 0.3275911 * a)
+    poly = t * (
+        0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429)))
+    )
+    result: npt.NDArray[np.float64] = poly * np.exp(-a * a)
+    return result
+
+
+def _as_float32(y: npt.NDArray[np.float64], out: FloatArray | None) -> FloatArray:
+    if out is None:
+        return y.astype(np.float32)
+    np.copyto(out, y, casting="same_kind")
+    return out
+
+
 def erf(x: FloatArray, out: FloatArray | None = None) -> FloatArray:
     """Error function in float32 (Abramowitz-Stegun 7.1.26, |error| < 1.5e-7).
 
     numpy has no erf ufunc; this is vectorised and exact enough for float32.
     """
-    a = np.abs(x, dtype=np.float64)
-    t = 1.0 / (1.0 + 0.3275911 * a)
-    poly = t * (
-        0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429)))
-    )
-    y: npt.NDArray[np.float64] = np.copysign(1.0 - poly * np.exp(-a * a), x)
-    if out is None:
-        return y.astype(np.float32)
-    np.copyto(out, y, casting="same_kind")
-    return out
+    return _as_float32(np.copysign(1.0 - _erfc(np.abs(x, dtype=np.float64)), x), out)
 
 
 def gelu(x: FloatArray, out: FloatArray | None = None) -> FloatArray:
     """GELU, x * 0.5 * (1 + erf(x / sqrt 2)), in float64 with :func:`erf`'s formula (its
     |error| < 1.5e-7 is < 7.5e-8 of |x| here); -inf gives NaN, as the formula does."""
     x64 = x.astype(np.float64)
-    a = np.abs(x64) / np.sqrt(2.0)
-    t = 1.0 / (1.0 + 0.3275911 * a)
-    poly = t * (
-        0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429)))
-    )
     with np.errstate(invalid="ignore"):
         # 1 + erf(x / sqrt 2) as 2 - erfc for x >= 0 and erfc(|x| / sqrt 2) below
-        erfc = poly * np.exp(-a * a)
-        y: npt.NDArray[np.float64] = x64 * 0.5 * np.where(x64 >= 0, 2.0 - erfc, erfc)
-    if out is None:
-        return y.astype(np.float32)
-    np.copyto(out, y, casting="same_kind")
-    return out
+        erfc = _erfc(np.abs(x64) / np.sqrt(2.0))
+        return _as_float32(x64 * 0.5 * np.where(x64 >= 0, 2.0 - erfc, erfc), out)
 
 
 def _sigmoid(x: FloatArray) -> FloatArray:
