@@ -392,9 +392,90 @@ cdef extern from *:
         }
     }
 
-    /* kinds: 0 sum 1 mean 2 max 3 min over the middle axis of [outer, r, inner] */
+    /* The index of the largest (kind 4) or smallest (5) value along the middle axis of
+       [outer, r, inner], as a float (exact below 2**24: the importer checks r); 6 and 7 the
+       same, the last index of a tie. A value wins when it compares greater (less) than the
+       best so far, which starts at the first: NaN never wins, and a NaN first keeps index
+       0 (onnxruntime's ArgMax/ArgMin). Along a contiguous axis: the extreme of the values
+       that are not NaN in one vector pass, then the first (last) index equal to it. */
+    #define WALLE_ARG_BLOCK 256
+    WALLE_CLONES static void walle_arg_reduce(int kind, const float* restrict x,
+                                              float* restrict y, long outer, long r,
+                                              long inner) {
+        int larger = kind == 4 || kind == 6, last = kind >= 6;
+        for (long o = 0; o < outer; o++) {
+            const float* xo = x + o * r * inner;
+            float* yo = y + o * inner;
+            if (inner == 1) {
+                float best = xo[0];
+                long k = 0;
+                if (best == best) {
+                    if (larger) {
+                        #pragma omp simd reduction(max:best)
+                        for (long i = 0; i < r; i++) best = xo[i] > best ? xo[i] : best;
+                    } else {
+                        #pragma omp simd reduction(min:best)
+                        for (long i = 0; i < r; i++) best = xo[i] < best ? xo[i] : best;
+                    }
+                    if (last) {
+                        for (k = r - 1; k > 0 && xo[k] != best; k--) {}
+                    } else {
+                        for (k = 0; k < r - 1 && xo[k] != best; k++) {}
+                    }
+                }
+                yo[0] = (float)k;
+                continue;
+            }
+            float bv[WALLE_ARG_BLOCK];
+            for (long j0 = 0; j0 < inner; j0 += WALLE_ARG_BLOCK) {
+                long n = inner - j0 < WALLE_ARG_BLOCK ? inner - j0 : WALLE_ARG_BLOCK;
+                float* yb = yo + j0;
+                for (long j = 0; j < n; j++) { bv[j] = xo[j0 + j]; yb[j] = 0.0f; }
+                for (long i = 1; i < r; i++) {
+                    const float* xr = xo + i * inner + j0;
+                    float fi = (float)i;
+                    if (kind == 4) {
+                        #pragma omp simd
+                        for (long j = 0; j < n; j++) {
+                            int w = xr[j] > bv[j];
+                            bv[j] = w ? xr[j] : bv[j];
+                            yb[j] = w ? fi : yb[j];
+                        }
+                    } else if (kind == 5) {
+                        #pragma omp simd
+                        for (long j = 0; j < n; j++) {
+                            int w = xr[j] < bv[j];
+                            bv[j] = w ? xr[j] : bv[j];
+                            yb[j] = w ? fi : yb[j];
+                        }
+                    } else if (kind == 6) {
+                        #pragma omp simd
+                        for (long j = 0; j < n; j++) {
+                            int w = xr[j] >= bv[j];
+                            bv[j] = w ? xr[j] : bv[j];
+                            yb[j] = w ? fi : yb[j];
+                        }
+                    } else {
+                        #pragma omp simd
+                        for (long j = 0; j < n; j++) {
+                            int w = xr[j] <= bv[j];
+                            bv[j] = w ? xr[j] : bv[j];
+                            yb[j] = w ? fi : yb[j];
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /* kinds: 0 sum 1 mean 2 max 3 min over the middle axis of [outer, r, inner]; 4-7 the
+       index of the max or min (walle_arg_reduce) */
     WALLE_CLONES static void walle_reduce(int kind, const float* restrict x, float* restrict y,
                                           long outer, long r, long inner) {
+        if (kind >= 4) {
+            walle_arg_reduce(kind, x, y, outer, r, inner);
+            return;
+        }
         for (long o = 0; o < outer; o++) {
             const float* xo = x + o * r * inner;
             float* yo = y + o * inner;
@@ -1204,7 +1285,8 @@ UNARY_KINDS = {"identity": 0, "neg": 1, "abs": 2, "exp": 3, "log": 4, "sqrt": 5,
                "reciprocal": 6, "relu": 7, "sigmoid": 8, "tanh": 9, "erf": 10,
                "gelu": 11}
 BINARY_KINDS = {"add": 0, "sub": 1, "mul": 2, "div": 3, "max": 4, "min": 5, "pow": 6}
-REDUCE_KINDS = {"sum": 0, "mean": 1, "max": 2, "min": 3}
+REDUCE_KINDS = {"sum": 0, "mean": 1, "max": 2, "min": 3, "argmax": 4, "argmin": 5,
+                "argmax_last": 6, "argmin_last": 7}
 ACTS = {"none": 0, "relu": 1, "sigmoid": 2, "tanh": 3, "relu6": 4, "hard_swish": 5,
         "hard_swish6": 6}
 _GRAIN = 1 << 16

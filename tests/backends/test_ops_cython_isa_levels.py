@@ -557,3 +557,26 @@ def test_numpy_is_lowered_with_the_kernels_only_from_the_start(isa) -> None:
         assert ("numpy runs wider" in log) == bool(wider), log
         if wider:
             assert "OPENBLAS_CORETYPE" in log and wider[0] in log
+
+
+@pytest.mark.parametrize("kind", ["argmax", "argmin", "argmax_last", "argmin_last"])
+def test_arg_reduce_matches_the_reference_at_every_level(isa, kind) -> None:
+    """The index kernels (a vector pass for the extreme then a search along a contiguous
+    axis; running bests in blocks of 256 across one) at every level: ties, NaN (first in
+    some rows), infinities, rows of every length up to a few vectors and past a block."""
+    from walle._kernels import ops_math
+    from walle.ops.reference import arg_reduce
+
+    rng = np.random.default_rng(3)
+    shapes = [(o, r, i) for o in (1, 3) for r in (1, 2, 15, 16, 17, 33, 700) for i in (1, 5, 300)]
+    for level in _runnable(isa):
+        isa.set_level(level)
+        for shape in shapes:
+            x = rng.integers(-2, 3, shape).astype(np.float32)
+            draw = rng.random(shape)
+            x[draw < 0.1], x[draw > 0.95] = np.nan, np.inf
+            x[:, 0, ::2] = np.where(rng.random((shape[0], (shape[2] + 1) // 2)) < 0.3, np.nan, 1)
+            y = np.empty((shape[0], shape[2]), np.float32)
+            ops_math.ReduceKernel(kind, x, y, *shape).run()
+            want = arg_reduce(x, axis=(1,), keepdims=False, kind=kind)
+            np.testing.assert_array_equal(y, want, err_msg=f"{level} {shape}")

@@ -27,6 +27,7 @@ from walle.errors import ModelError, ValidationError
 from walle.ops import aligned
 from walle.ops.composites import CompositeOps
 from walle.ops.ir import (
+    ARG_KINDS,
     BINARY_KINDS,
     MAX_GATHER_ROWS,
     MAX_TAKE,
@@ -263,6 +264,14 @@ class GraphBuilder(CompositeOps):
             raise ModelError(f"unknown reduce kind {kind!r}; expected one of {REDUCE_KINDS}")
         shape = self.shape(x)
         norm = tuple(sorted({_axis(a, len(shape), "reduce") for a in axes}))
+        if kind in ARG_KINDS:
+            if len(norm) != 1:
+                raise ModelError(f"{kind}: takes one axis, got {list(axes)}")
+            if not 0 < shape[norm[0]] <= MAX_GATHER_ROWS:  # the indices float32 holds exactly
+                raise ModelError(
+                    f"{kind}: axis {norm[0]} has {shape[norm[0]]} values; indices are float32, "
+                    f"exact for 1 to {MAX_GATHER_ROWS} values"
+                )
         out = (
             [1 if i in norm else d for i, d in enumerate(shape)]
             if keepdims

@@ -60,7 +60,10 @@ UNARY_KINDS = (
     "relu", "sigmoid", "tanh", "erf", "gelu",
 )  # fmt: skip
 BINARY_KINDS = ("add", "sub", "mul", "div", "max", "min", "pow")
-REDUCE_KINDS = ("sum", "mean", "max", "min")
+# the index of the max or min along one axis, as float32 (exact below 2**24); "_last": the
+# last index of a tie (ONNX's ArgMax/ArgMin with select_last_index)
+ARG_KINDS = ("argmax", "argmin", "argmax_last", "argmin_last")
+REDUCE_KINDS = ("sum", "mean", "max", "min", *ARG_KINDS)
 
 Shape = tuple[int, ...]
 # A numpy float32 array: every tensor of walle.ops (inputs, constants, buffers) is float32.

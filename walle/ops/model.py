@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 import numpy.typing as npt
@@ -68,9 +68,11 @@ class Model:
             proto = load_onnx(source)
             self._factory: GraphFactory = lambda batch: import_onnx(proto, batch=batch)
             self._declared = _declared_batch(proto)
+            self._casts = _integer_outputs(proto)
         else:
             self._factory = _factory(source)
             self._declared = 1
+            self._casts = ()
         self._fixed = source if isinstance(source, Graph) else None
         self._options: _CompileOptions = {
             "pin": backend,
@@ -114,24 +116,32 @@ class Model:
             plans[batch] = plan
         return plan
 
-    def __call__(self, batch: npt.ArrayLike) -> FloatArray:
+    def __call__(self, batch: npt.ArrayLike) -> npt.NDArray[Any]:
         """Run the model's single input on ``batch``; returns its first output."""
         array = np.asarray(batch)
-        if array.ndim and self._fixed is None:
+        if array.ndim and self._fixed is None and not self._casts:
             # the batch-1 scoring path: a plan made for these rows checks the shape itself
             plan = self._made_plan(array.shape[0])
             if plan is not None:
                 return plan(array)[0]
         return self.run(array)[0]
 
-    def run(self, *inputs: npt.ArrayLike) -> list[FloatArray]:
+    def run(self, *inputs: npt.ArrayLike) -> list[npt.NDArray[Any]]:
         """Run on several inputs; returns every output.
 
         For an ONNX file each input keeps its own leading dim (a plan per combination); a
         scalar input (rank 0, as a Clip's bounds or a Pow's exponent fed at run time) has
         none, and a graph of constants alone takes no inputs. Otherwise the batch size is the
-        first input's. The plan checks every input's shape against the graph's.
+        first input's. The plan checks every input's shape against the graph's. Outputs are
+        float32, except those an ONNX file declares as integers (ArgMax's indices): those
+        come back in the declared type, as onnxruntime returns them.
         """
+        outputs: list[npt.NDArray[Any]] = list(self._run(inputs))
+        for i, dtype in self._casts:
+            outputs[i] = outputs[i].astype(dtype)
+        return outputs
+
+    def _run(self, inputs: tuple[npt.ArrayLike, ...]) -> list[FloatArray]:
         arrays = [np.asarray(x) for x in inputs]
         if self._fixed is not None:
             fixed = self._fixed
@@ -203,6 +213,21 @@ def _rows(array: npt.NDArray[np.generic]) -> int:
     """An input's batch size: its leading dim (a scalar has no rows; its graph ignores the
     1 given for it)."""
     return array.shape[0] if array.ndim else 1
+
+
+def _integer_outputs(proto: ModelProto) -> tuple[tuple[int, np.dtype[np.generic]], ...]:
+    """(position, numpy type) of each graph output declared as an integer tensor: walle
+    computes them in float32, which holds them exactly (ArgMax's indices, a Shape's dims;
+    integer ids never reach an output, the importer refuses that)."""
+    from onnx import helper
+
+    casts = []
+    for i, output in enumerate(proto.graph.output):
+        code = output.type.tensor_type.elem_type
+        dtype = np.dtype(helper.tensor_dtype_to_np_dtype(code)) if code else None
+        if dtype is not None and dtype.kind in "iu":
+            casts.append((i, dtype))
+    return tuple(casts)
 
 
 def _declared_batch(proto: ModelProto) -> int:

@@ -7,13 +7,22 @@ Used for constant folding at build time, as the oracle of the backend parity tes
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from walle.errors import ModelError
-from walle.ops.ir import FloatArray, Graph, Node, Region, check_index_input, check_indices
+from walle.ops.ir import (
+    ARG_KINDS,
+    FloatArray,
+    Graph,
+    Node,
+    Region,
+    check_index_input,
+    check_indices,
+)
 
 
 def _erfc(a: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -86,7 +95,45 @@ BINARY: dict[str, np.ufunc] = {
     "min": np.minimum,
     "pow": np.power,
 }
-REDUCE: dict[str, Reduction] = {"sum": np.sum, "mean": np.mean, "max": np.max, "min": np.min}
+
+
+def arg_reduce(
+    x: FloatArray,
+    /,
+    *,
+    axis: tuple[int, ...],
+    keepdims: bool,
+    kind: str,
+    out: FloatArray | None = None,
+) -> FloatArray:
+    """The index of the largest ("argmax") or smallest ("argmin") value along the one axis
+    in ``axis``, as float32; "_last" kinds take the last index of a tie. A value wins when
+    it compares greater (less) than the best so far, which starts at the first: NaN never
+    wins, and a NaN first keeps index 0 (onnxruntime's ArgMax/ArgMin; numpy's argmax
+    picks the first NaN instead)."""
+    (a,) = axis
+    rows = np.moveaxis(x, a, -1)
+    extreme = np.fmax if kind.startswith("argmax") else np.fmin  # NaN only where all are
+    hits = rows == extreme.reduce(rows, axis=-1, keepdims=True)
+    if kind.endswith("_last"):
+        index = rows.shape[-1] - 1 - np.argmax(hits[..., ::-1], axis=-1)
+    else:
+        index = np.argmax(hits, axis=-1)
+    index = np.where(np.isnan(rows[..., 0]), 0, index)
+    y = (np.expand_dims(index, a) if keepdims else index).astype(np.float32)
+    if out is None:
+        return y
+    np.copyto(out, y.reshape(out.shape))
+    return out
+
+
+REDUCE: dict[str, Reduction] = {
+    "sum": np.sum,
+    "mean": np.mean,
+    "max": np.max,
+    "min": np.min,
+    **{kind: partial(arg_reduce, kind=kind) for kind in ARG_KINDS},
+}
 
 
 def raster(

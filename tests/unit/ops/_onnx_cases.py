@@ -19,9 +19,18 @@ def model(nodes, inputs, outputs, inits=(), opset: int = 18, value_info=()):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
 
 
-def io(name: str, shape):
-    """A float tensor value_info (``shape`` None: undeclared)."""
-    return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+def io(name: str, shape, elem_type: int = TensorProto.FLOAT):
+    """A tensor value_info, float unless ``elem_type`` says (``shape`` None: undeclared)."""
+    return helper.make_tensor_value_info(name, elem_type, shape)
+
+
+# ops whose outputs are int64 indices (onnxruntime refuses them declared as floats)
+INDEX_OUTPUT_OPS = frozenset({"ArgMax", "ArgMin"})
+
+
+def output_io(op: str, name: str, shape=None):
+    """The value_info of an output of ``op``: int64 for index outputs, else float."""
+    return io(name, shape, TensorProto.INT64 if op in INDEX_OUTPUT_OPS else TensorProto.FLOAT)
 
 
 def init(name: str, array) -> object:
@@ -51,7 +60,7 @@ def single(op: str, shapes, inits=(), opset: int = 18, outputs: int = 1, **attrs
     node = helper.make_node(op, [*names, *extra], outs, name="n", **attrs)
     ins = [io(n, s) for n, s in zip(names, shapes, strict=True)]
     return model(
-        [node], ins, [io(o, None) for o in outs], [i for i in inits if i is not None], opset
+        [node], ins, [output_io(op, o) for o in outs], [i for i in inits if i is not None], opset
     )
 
 

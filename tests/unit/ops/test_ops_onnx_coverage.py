@@ -414,6 +414,16 @@ CASES = {
     "reducemin_defaults": ("ReduceMin", [(2, 3, 4)], [], 18, {"keepdims": 0}),
     "reducemin_opset13": ("ReduceMin", [(2, 3, 4)], [], 13, {"axes": [0, 2]}),
     "reducemean_noop": ("ReduceMean", [(2, 3)], [], 18, {"noop_with_empty_axes": 1}),
+    "argmax_defaults": ("ArgMax", [(3, 4, 5)], [], 13, {}),
+    "argmax_last_no_keepdims": (
+        "ArgMax",
+        [(3, 4, 5)],
+        [],
+        13,
+        {"axis": -1, "keepdims": 0, "select_last_index": 1},
+    ),
+    "argmin_defaults": ("ArgMin", [(3, 4, 5)], [], 13, {}),
+    "argmin_axis1_last": ("ArgMin", [(3, 4, 5)], [], 12, {"axis": 1, "select_last_index": 1}),
     # LayerNormalization and MatMul
     "layernorm_defaults": ("LayerNormalization", [(3, 8), (8,)], [], 17, {}),
     "instancenorm_defaults": (
@@ -741,6 +751,7 @@ _NEW_OPS = {
     "PRelu": [(2, 3), (3,)], "Elu": [(2, 3)], "Selu": [(2, 3)], "Softplus": [(2, 3)],
     "Softsign": [(2, 3)], "LogSoftmax": [(2, 3)], "Sign": [(2, 3)], "LpNormalization": [(2, 3)],
     "InstanceNormalization": [(1, 2, 3), (2,), (2,)], "ConvTranspose": [(1, 2, 3, 3), (2, 2, 1, 1)],
+    "ArgMax": [(2, 3)], "ArgMin": [(2, 3)],
 }  # fmt: skip
 
 

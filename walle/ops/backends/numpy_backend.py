@@ -8,8 +8,8 @@ from typing import Protocol
 import numpy as np
 
 from walle.ops.backends.base import Backend, Buffers, Call, MatmulCall, gather_call
-from walle.ops.ir import FloatArray, Graph, Node, unfilled_runs
-from walle.ops.reference import BINARY, erf, gelu, region_view
+from walle.ops.ir import ARG_KINDS, FloatArray, Graph, Node, unfilled_runs
+from walle.ops.reference import BINARY, arg_reduce, erf, gelu, region_view
 
 _UFUNC_UNARY = {
     "neg": np.negative, "abs": np.abs, "exp": np.exp, "log": np.log, "sqrt": np.sqrt,
@@ -25,7 +25,13 @@ class _ReductionInto(Protocol):
     ) -> object: ...
 
 
-_REDUCE: dict[str, _ReductionInto] = {"sum": np.sum, "mean": np.mean, "max": np.max, "min": np.min}
+_REDUCE: dict[str, _ReductionInto] = {
+    "sum": np.sum,
+    "mean": np.mean,
+    "max": np.max,
+    "min": np.min,
+    **{kind: partial(arg_reduce, kind=kind) for kind in ARG_KINDS},
+}
 
 
 class NumpyBackend(Backend):

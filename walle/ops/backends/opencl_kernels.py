@@ -110,6 +110,30 @@ __kernel void r_{kind}(__global const float* x, __global float* y, const int out
 }}
 """
 
+# The index of the max or min (walle.ops.reference.arg_reduce): a value wins when it
+# compares greater (less) than the best so far, from the first; NaN never wins.
+ARG_WINS = {
+    "argmax": "v > acc",
+    "argmin": "v < acc",
+    "argmax_last": "v >= acc",
+    "argmin_last": "v <= acc",
+}
+_ARG = """
+__kernel void r_{kind}(__global const float* x, __global float* y, const int outer,
+                       const int r, const int inner) {{
+    int j = get_global_id(0), o = get_global_id(1);
+    if (j >= inner || o >= outer) return;
+    __global const float* xo = x + o * r * inner + j;
+    float acc = xo[0];
+    int k = 0;
+    for (int i = 1; i < r; i++) {{
+        float v = xo[i * inner];
+        if ({wins}) {{ acc = v; k = i; }}
+    }}
+    y[o * inner + j] = (float)k;
+}}
+"""
+
 _REST = """
 #define TS {tile}
 /* c[batch, m, n] = a @ b (+ bias) (act); a_step / b_step = 0 share an operand. */
@@ -234,5 +258,6 @@ def program_source() -> str:
     for kind, (init, step) in REDUCE_STEP.items():
         finish = "acc / (float)r" if kind == "mean" else "acc"
         parts.append(_REDUCE.format(kind=kind, init=init, step=step, finish=finish))
+    parts += [_ARG.format(kind=k, wins=w) for k, w in ARG_WINS.items()]
     parts.append(_REST.format(tile=TILE))
     return "\n".join(parts)

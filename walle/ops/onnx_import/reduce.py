@@ -1,8 +1,11 @@
-"""Reductions: ReduceMean, ReduceSum, ReduceMax, ReduceMin.
+"""Reductions: ReduceMean, ReduceSum, ReduceMax, ReduceMin, ArgMax, ArgMin.
 
 ``axes`` is an attribute up to the opset that made it an input (13 for ReduceSum, 18 for the
 others); with no axes every axis is reduced, unless ``noop_with_empty_axes`` makes the op a
-copy. ``keepdims`` defaults to 1.
+copy. ``keepdims`` defaults to 1. ArgMax and ArgMin reduce one ``axis`` (default 0) to the
+index of its first extreme value (the last with ``select_last_index``); the indices are
+float32 in walle (exact: the axis is at most 2**24 long), int64 where a Model returns
+them as a graph output the file declares so.
 """
 
 from __future__ import annotations
@@ -40,10 +43,25 @@ def _reduce(kind: str, axes_input_from: int) -> Handler:
     return lower
 
 
+def _arg(kind: str) -> Handler:
+    def lower(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+        rank = len(im.b.shape(ins[0]))
+        axis = int(node.get("axis", 0))
+        if not -rank <= axis < rank:
+            raise ModelError(f"{node.where}: axis {axis} invalid for rank {rank}")
+        last = "_last" if node.get("select_last_index", 0) else ""
+        return im.b.reduce(kind + last, ins[0], [axis], keepdims=bool(node.get("keepdims", 1)))
+
+    return lower
+
+
 _ATTRS = {"axes", "keepdims", "noop_with_empty_axes"}
+_ARG_ATTRS = {"axis", "keepdims", "select_last_index"}
 HANDLERS: HandlerTable = {
     "ReduceMean": (_ATTRS, _reduce("mean", 18)),
     "ReduceSum": (_ATTRS, _reduce("sum", 13)),
     "ReduceMax": (_ATTRS, _reduce("max", 18)),
     "ReduceMin": (_ATTRS, _reduce("min", 18)),
+    "ArgMax": (_ARG_ATTRS, _arg("argmax")),
+    "ArgMin": (_ARG_ATTRS, _arg("argmin")),
 }
