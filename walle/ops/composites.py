@@ -121,6 +121,18 @@ class CompositeOps(_AtomicOps):
         scaled = self.binary("mul", below, self.const(alpha))
         return self.binary("add", self.unary("relu", x), scaled)
 
+    def celu(self, x: str, alpha: float = 1.0) -> str:
+        """x for x > 0, alpha * (exp(x / alpha) - 1) below: relu(x) + alpha * (exp(min(x, 0)
+        / alpha) - 1), so that x > 0 comes back exactly."""
+        below = self.binary("div", self.binary("min", x, self.const(0.0)), self.const(alpha))
+        below = self.binary("sub", self.unary("exp", below), self.const(1.0))
+        scaled = self.binary("mul", below, self.const(alpha))
+        return self.binary("add", self.unary("relu", x), scaled)
+
+    def mish(self, x: str) -> str:
+        """x * tanh(softplus(x)) (YOLOv4's activation)."""
+        return self.binary("mul", x, self.unary("tanh", self.softplus(x)))
+
     def selu(self, x: str, alpha: float, gamma: float) -> str:
         """gamma * elu(x, alpha)."""
         return self.binary("mul", self.elu(x, alpha), self.const(gamma))

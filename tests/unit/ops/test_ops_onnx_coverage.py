@@ -414,6 +414,27 @@ CASES = {
     "reducemin_defaults": ("ReduceMin", [(2, 3, 4)], [], 18, {"keepdims": 0}),
     "reducemin_opset13": ("ReduceMin", [(2, 3, 4)], [], 13, {"axes": [0, 2]}),
     "reducemean_noop": ("ReduceMean", [(2, 3)], [], 18, {"noop_with_empty_axes": 1}),
+    "reducel1_defaults": ("ReduceL1", [(2, 3, 4)], [], 18, {}),
+    "reducel1_opset13": ("ReduceL1", [(2, 3, 4)], [], 13, {"axes": [1], "keepdims": 0}),
+    "reducel2_defaults": ("ReduceL2", [(2, 3, 4)], [], 18, {}),
+    "reducel2_axes": ("ReduceL2", [(2, 3, 4)], [init("ax", _I([-1]))], 18, {}),
+    "reducel2_noop": ("ReduceL2", [(2, 3)], [], 18, {"noop_with_empty_axes": 1}),
+    "reducesumsquare_defaults": ("ReduceSumSquare", [(2, 3, 4)], [], 18, {"keepdims": 0}),
+    "reducesumsquare_noop": ("ReduceSumSquare", [(2, 3)], [], 18, {"noop_with_empty_axes": 1}),
+    "reducelogsum_defaults": ("ReduceLogSum", [(2, 3, 4)], [], 18, {}),
+    "reducelogsum_opset13": ("ReduceLogSum", [(2, 3, 4)], [], 13, {"axes": [0, 2]}),
+    "reducelogsumexp_defaults": ("ReduceLogSumExp", [(2, 3, 4)], [], 18, {}),
+    "reducelogsumexp_axes": (
+        "ReduceLogSumExp",
+        [(2, 3, 4)],
+        [init("ax", _I([1, -1]))],
+        18,
+        {"keepdims": 0},
+    ),
+    "reducelogsumexp_noop": ("ReduceLogSumExp", [(2, 3)], [], 18, {"noop_with_empty_axes": 1}),
+    "celu_defaults": ("Celu", [(3, 4)], [], 12, {}),
+    "celu_alpha": ("Celu", [(3, 4)], [], 12, {"alpha": 0.5}),
+    "mish_defaults": ("Mish", [(3, 4)], [], 18, {}),
     "argmax_defaults": ("ArgMax", [(3, 4, 5)], [], 13, {}),
     "argmax_last_no_keepdims": (
         "ArgMax",
@@ -751,7 +772,9 @@ _NEW_OPS = {
     "PRelu": [(2, 3), (3,)], "Elu": [(2, 3)], "Selu": [(2, 3)], "Softplus": [(2, 3)],
     "Softsign": [(2, 3)], "LogSoftmax": [(2, 3)], "Sign": [(2, 3)], "LpNormalization": [(2, 3)],
     "InstanceNormalization": [(1, 2, 3), (2,), (2,)], "ConvTranspose": [(1, 2, 3, 3), (2, 2, 1, 1)],
-    "ArgMax": [(2, 3)], "ArgMin": [(2, 3)],
+    "ArgMax": [(2, 3)], "ArgMin": [(2, 3)], "ReduceL1": [(2, 3)], "ReduceL2": [(2, 3)],
+    "ReduceSumSquare": [(2, 3)], "ReduceLogSum": [(2, 3)], "ReduceLogSumExp": [(2, 3)],
+    "Celu": [(2, 3)], "Mish": [(2, 3)],
 }  # fmt: skip
 
 
@@ -794,3 +817,22 @@ def test_ops_lp_normalization_of_special_vectors_like_onnxruntime(backend: str, 
     )
     proto = single("LpNormalization", [x.shape], opset=1, p=p, axis=1)
     assert_parity(proto, {"x0": x}, backend, nan=True)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ops_reduce_log_sum_exp_does_not_overflow_like_onnxruntime(backend: str) -> None:
+    """Large values (exp overflows float32 from 89), rows of -inf alone, with +inf, with NaN:
+    onnxruntime's results (1000.69, -inf, inf, NaN), not a sum of exps."""
+    x = _F(
+        [
+            [1000.0, 1000.0, -np.inf],
+            [-np.inf, -np.inf, -np.inf],
+            [np.inf, 1.0, 2.0],
+            [np.nan, 1.0, 2.0],
+            [-1000.0, -1001.0, -1002.0],
+            [1.0, -2.0, 3.0],
+        ]
+    )
+    for keepdims in (0, 1):
+        proto = single("ReduceLogSumExp", [x.shape], [init("ax", _I([1]))], 18, keepdims=keepdims)
+        assert_parity(proto, {"x0": x}, backend, nan=True)

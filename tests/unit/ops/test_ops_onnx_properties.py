@@ -197,6 +197,18 @@ def selu(draw):
     return _case("Selu", [("x", _array(draw, draw(small), -4, 4))], attrs=attrs)
 
 
+@st.composite
+def celu(draw):
+    attrs: dict = {}
+    _maybe(draw, "alpha", st.floats(0.125, 3, width=32), attrs)
+    return _case("Celu", [("x", _array(draw, draw(small), -4, 4))], opset=12, attrs=attrs)
+
+
+@st.composite
+def mish(draw):
+    return _case("Mish", [("x", _array(draw, draw(small), -30, 30))])
+
+
 # -- nn -------------------------------------------------------------------------------------
 @st.composite
 def gemm(draw):
@@ -670,7 +682,8 @@ def reduce(op):
         attrs: dict = {}
         _maybe(draw, "keepdims", st.integers(0, 1), attrs)
         _maybe(draw, "noop_with_empty_axes", st.integers(0, 1), attrs)
-        x = ("x", _array(draw, shape))
+        # a log of a sum near 0 would magnify the sums' rounding (both sides' NaN below 0)
+        x = ("x", _array(draw, shape, 0.1 if op == "ReduceLogSum" else -2.0))
         opset = draw(st.sampled_from([11, 13, 18]))
         as_input = opset >= (13 if op == "ReduceSum" else 18)
         if not as_input:
@@ -937,6 +950,8 @@ STRATEGIES = {
     "PRelu": prelu(),
     "Elu": elu(),
     "Selu": selu(),
+    "Celu": celu(),
+    "Mish": mish(),
     "Softmax": softmax("Softmax"),
     "LogSoftmax": softmax("LogSoftmax"),
     "Gemm": gemm(),
@@ -975,7 +990,10 @@ STRATEGIES = {
     "Squeeze": squeeze(),
     "Constant": constant(),
     "ConstantOfShape": constant_of_shape(),
-    **{op: reduce(op) for op in ("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin")},
+    **{op: reduce(op) for op in (
+        "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceL1", "ReduceL2",
+        "ReduceSumSquare", "ReduceLogSum", "ReduceLogSumExp",
+    )},
     "ArgMax": arg_reduce("ArgMax"),
     "ArgMin": arg_reduce("ArgMin"),
 }  # fmt: skip

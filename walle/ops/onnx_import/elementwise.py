@@ -1,5 +1,5 @@
 """Element-wise ONNX ops: arithmetic, activations (Relu ... HardSwish, Gelu, PRelu, Elu, Selu,
-Softplus, Softsign), Sign, Clip, Softmax and LogSoftmax.
+Celu, Softplus, Mish, Softsign), Sign, Clip, Softmax and LogSoftmax.
 
 Activations that are not atomic compose from the atomic kernels (LeakyRelu as
 relu(x) + alpha * min(x, 0), HardSwish as x * clip(x / 6 + 1/2, 0, 1), ...), so they run on
@@ -154,6 +154,17 @@ def _selu(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     return im.b.selu(ins[0], alpha, gamma)
 
 
+def _celu(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    alpha = float(node.get("alpha", 1.0))
+    if alpha == 0:
+        raise ModelError(f"{node.where}: alpha must not be 0")
+    return im.b.celu(ins[0], alpha)
+
+
+def _mish(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    return im.b.mish(ins[0])
+
+
 def _softplus(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     return im.b.softplus(ins[0])
 
@@ -259,6 +270,8 @@ HANDLERS: HandlerTable = {
     "PRelu": (set(), _prelu),
     "Elu": ({"alpha"}, _elu),
     "Selu": ({"alpha", "gamma"}, _selu),
+    "Celu": ({"alpha"}, _celu),
+    "Mish": (set(), _mish),
     "Softplus": (set(), _softplus),
     "Softsign": (set(), _softsign),
     "Sign": (set(), _sign),
