@@ -133,8 +133,9 @@ class Model:
         scalar input (rank 0, as a Clip's bounds or a Pow's exponent fed at run time) has
         none, and a graph of constants alone takes no inputs. Otherwise the batch size is the
         first input's. The plan checks every input's shape against the graph's. Outputs are
-        float32, except those an ONNX file declares as integers (ArgMax's indices): those
-        come back in the declared type, as onnxruntime returns them.
+        float32, except those an ONNX file declares as integers or booleans (ArgMax's
+        indices, a comparison): those come back in the declared type, as onnxruntime
+        returns them.
         """
         outputs: list[npt.NDArray[Any]] = list(self._run(inputs))
         for i, dtype in self._casts:
@@ -216,16 +217,17 @@ def _rows(array: npt.NDArray[np.generic]) -> int:
 
 
 def _integer_outputs(proto: ModelProto) -> tuple[tuple[int, np.dtype[np.generic]], ...]:
-    """(position, numpy type) of each graph output declared as an integer tensor: walle
-    computes them in float32, which holds them exactly (ArgMax's indices, a Shape's dims;
-    integer ids never reach an output, the importer refuses that)."""
+    """(position, numpy type) of each graph output declared as an integer or boolean
+    tensor: walle computes them in float32, which holds them exactly (ArgMax's indices, a
+    Shape's dims, a comparison's 1.0 and 0.0; integer ids never reach an output, the
+    importer refuses that)."""
     from onnx import helper
 
     casts = []
     for i, output in enumerate(proto.graph.output):
         code = output.type.tensor_type.elem_type
         dtype = np.dtype(helper.tensor_dtype_to_np_dtype(code)) if code else None
-        if dtype is not None and dtype.kind in "iu":
+        if dtype is not None and dtype.kind in "iub":
             casts.append((i, dtype))
     return tuple(casts)
 

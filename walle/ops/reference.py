@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -86,7 +86,37 @@ UNARY: dict[str, Callable[[FloatArray], npt.ArrayLike]] = {
     "erf": erf,
     "gelu": gelu,
 }
-BINARY: dict[str, np.ufunc] = {
+
+
+class BinaryFn(Protocol):
+    """A binary op called as ``fn(a, b)`` or ``fn(a, b, out=buf)`` (a ufunc or like one)."""
+
+    def __call__(self, a: FloatArray, b: FloatArray, /, *, out: FloatArray = ...) -> Any: ...
+
+
+def _compare(ufunc: np.ufunc) -> BinaryFn:
+    """A comparison as float32 1.0 (true) and 0.0 (false)."""
+
+    def compare(a: FloatArray, b: FloatArray, /, *, out: FloatArray | None = None) -> Any:
+        hit = ufunc(a, b)
+        if out is None:
+            return np.asarray(hit, np.float32)
+        np.copyto(out, hit)
+        return out
+
+    return compare
+
+
+def _mask(a: FloatArray, b: FloatArray, /, *, out: FloatArray | None = None) -> Any:
+    """b where a is nonzero, 0 elsewhere."""
+    y = np.where(a != 0, b, np.float32(0)).astype(np.float32)
+    if out is None:
+        return y
+    np.copyto(out, y)
+    return out
+
+
+BINARY: dict[str, BinaryFn] = {
     "add": np.add,
     "sub": np.subtract,
     "mul": np.multiply,
@@ -94,6 +124,12 @@ BINARY: dict[str, np.ufunc] = {
     "max": np.maximum,
     "min": np.minimum,
     "pow": np.power,
+    "eq": _compare(np.equal),
+    "gt": _compare(np.greater),
+    "ge": _compare(np.greater_equal),
+    "lt": _compare(np.less),
+    "le": _compare(np.less_equal),
+    "mask": _mask,
 }
 
 

@@ -24,13 +24,26 @@ def io(name: str, shape, elem_type: int = TensorProto.FLOAT):
     return helper.make_tensor_value_info(name, elem_type, shape)
 
 
-# ops whose outputs are int64 indices (onnxruntime refuses them declared as floats)
-INDEX_OUTPUT_OPS = frozenset({"ArgMax", "ArgMin"})
+# ops whose outputs are not floats (onnxruntime refuses them declared as floats)
+OUTPUT_TYPES = {
+    "ArgMax": TensorProto.INT64,
+    "ArgMin": TensorProto.INT64,
+    **dict.fromkeys(
+        ("Equal", "Greater", "GreaterOrEqual", "Less", "LessOrEqual", "Not", "And", "Or", "Xor"),
+        TensorProto.BOOL,
+    ),
+}
 
 
 def output_io(op: str, name: str, shape=None):
-    """The value_info of an output of ``op``: int64 for index outputs, else float."""
-    return io(name, shape, TensorProto.INT64 if op in INDEX_OUTPUT_OPS else TensorProto.FLOAT)
+    """The value_info of an output of ``op``: int64 indices, booleans, else float."""
+    return io(name, shape, OUTPUT_TYPES.get(op, TensorProto.FLOAT))
+
+
+def input_io(name: str, array: np.ndarray):
+    """The value_info of an input fed ``array``: a boolean tensor for a bool array."""
+    kind = TensorProto.BOOL if array.dtype == np.bool_ else TensorProto.FLOAT
+    return io(name, list(array.shape), kind)
 
 
 def init(name: str, array) -> object:

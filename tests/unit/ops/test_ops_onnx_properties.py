@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import mutually_broadcastable_shapes
 from onnx import helper, numpy_helper
 
-from tests.unit.ops._onnx_cases import assert_parity, io, model, output_io, run_ort
+from tests.unit.ops._onnx_cases import assert_parity, input_io, io, model, output_io, run_ort
 from tests.unit.ops.test_ops_onnx_expand_tile import expand_models, tile_models
 from tests.unit.ops.test_ops_onnx_recurrent import recurrent_models
 from walle.ops import available_backends
@@ -62,7 +62,7 @@ def _one(op, inputs, inits=(), opset=18, attrs=None, outputs=1) -> object:
     node = helper.make_node(op, names, outs, name="n", **(attrs or {}))
     graph_inits = [numpy_helper.from_array(a, n) for n, a in (i for i in inits if i is not None)]
     return model(
-        [node], [io(n, a.shape) for n, a in inputs], [output_io(op, o) for o in outs],
+        [node], [input_io(n, a) for n, a in inputs], [output_io(op, o) for o in outs],
         graph_inits, opset,
     )  # fmt: skip
 
@@ -721,6 +721,51 @@ def arg_reduce(op):
     return draw()
 
 
+def _specials(draw, shape) -> np.ndarray:
+    """Small integers (ties everywhere), with NaN, infinities and -0 among them."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    x = np.asarray(rng.integers(-2, 3, shape), np.float32)
+    x[np.asarray(rng.random(shape) < 0.2)] = rng.choice([np.nan, np.inf, -np.inf, -0.0])
+    return x
+
+
+def _bools(draw, shape) -> np.ndarray:
+    return np.asarray(np.random.default_rng(draw(st.integers(0, 2**16))).random(shape) < 0.5)
+
+
+def comparison(op):
+    @st.composite
+    def draw(draw):
+        shapes = draw(mutually_broadcastable_shapes(num_shapes=2, max_dims=3, max_side=4))
+        a, b = (_specials(draw, s) for s in shapes.input_shapes)
+        opset = draw(st.sampled_from([12, 13, 16]))
+        return _case(op, [("a", a), ("b", b)], opset=opset)
+
+    return draw()
+
+
+def logic(op):
+    @st.composite
+    def draw(draw):
+        if op == "Not":
+            return _case(op, [("a", _bools(draw, draw(small)))])
+        shapes = draw(mutually_broadcastable_shapes(num_shapes=2, max_dims=3, max_side=4))
+        a, b = (_bools(draw, s) for s in shapes.input_shapes)
+        return _case(op, [("a", a), ("b", b)], opset=draw(st.sampled_from([7, 13])))
+
+    return draw()
+
+
+@st.composite
+def where(draw):
+    """A boolean condition and values with NaN and infinities on either side (the side
+    not taken must not reach the output), all three broadcasting."""
+    shapes = draw(mutually_broadcastable_shapes(num_shapes=3, max_dims=3, max_side=4))
+    c, x, y = shapes.input_shapes
+    inputs = [("c", _bools(draw, c)), ("x", _specials(draw, x)), ("y", _specials(draw, y))]
+    return _case("Where", inputs, opset=draw(st.sampled_from([9, 16])))
+
+
 @st.composite
 def cast(draw):
     """A float tensor cast to FLOAT (the one non-constant float cast walle takes), or a
@@ -994,6 +1039,11 @@ STRATEGIES = {
         "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceL1", "ReduceL2",
         "ReduceSumSquare", "ReduceLogSum", "ReduceLogSumExp",
     )},
+    **{op: comparison(op) for op in (
+        "Equal", "Greater", "GreaterOrEqual", "Less", "LessOrEqual",
+    )},
+    **{op: logic(op) for op in ("Not", "And", "Or", "Xor")},
+    "Where": where(),
     "ArgMax": arg_reduce("ArgMax"),
     "ArgMin": arg_reduce("ArgMin"),
 }  # fmt: skip

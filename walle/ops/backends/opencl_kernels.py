@@ -47,6 +47,12 @@ BINARY_EXPR = {
     "max": "((p > q || isnan(p)) ? p : q)",  # fmax/fmin drop NaN; numpy keeps it
     "min": "((p < q || isnan(p)) ? p : q)",
     "pow": "pow(p, q)",
+    "eq": "(p == q ? 1.0f : 0.0f)",
+    "gt": "(p > q ? 1.0f : 0.0f)",
+    "ge": "(p >= q ? 1.0f : 0.0f)",
+    "lt": "(p < q ? 1.0f : 0.0f)",
+    "le": "(p <= q ? 1.0f : 0.0f)",
+    "mask": "(p != 0.0f ? q : 0.0f)",
 }
 REDUCE_STEP = {
     "sum": ("0.0f", "acc += v"),

@@ -24,6 +24,7 @@ from walle.ops.onnx_import.conv import HANDLERS as CONV
 from walle.ops.onnx_import.elementwise import HANDLERS as ELEMENTWISE
 from walle.ops.onnx_import.ids import id_values, type_name
 from walle.ops.onnx_import.layout import HANDLERS as LAYOUT
+from walle.ops.onnx_import.logic import HANDLERS as LOGIC
 from walle.ops.onnx_import.nn import HANDLERS as NN
 from walle.ops.onnx_import.node import HandlerTable, OnnxNode
 from walle.ops.onnx_import.recurrent import HANDLERS as RECURRENT
@@ -35,7 +36,16 @@ if TYPE_CHECKING:
 
 _log = get_logger("walle.ops.onnx_import")
 
-HANDLERS: HandlerTable = {**ELEMENTWISE, **NN, **CONV, **LAYOUT, **REDUCE, **RESIZE, **RECURRENT}
+HANDLERS: HandlerTable = {
+    **ELEMENTWISE,
+    **LOGIC,
+    **NN,
+    **CONV,
+    **LAYOUT,
+    **REDUCE,
+    **RESIZE,
+    **RECURRENT,
+}
 SUPPORTED_OPS = tuple(sorted(HANDLERS))
 
 

@@ -188,7 +188,7 @@ _CAST_TO = ("FLOAT", "INT32", "INT64")
 
 def _cast(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     """The values as they are, where float32 holds them unchanged: a float tensor cast to
-    FLOAT, integer ids (:mod:`walle.ops.onnx_import.ids`) to INT32 or INT64. A constant is
+    FLOAT, integer ids (:mod:`walle.ops.onnx_import.ids`) to INT32, INT64 or FLOAT. A constant is
     cast at import (to an integer type: truncated toward zero, as onnxruntime). Any other
     cast is refused, naming its target type."""
     to = node.get("to")
@@ -223,14 +223,12 @@ def _cast_to(im: Importer, node: OnnxNode, x: str, target: str) -> str:
     constant = im.b.constant_value(ins[0])
     if constant is not None:
         return ins[0] if target == "FLOAT" else im.b.const(np.trunc(constant))
-    ids = node.proto.input[0] in im.ids
-    if ids == (target == "FLOAT"):  # ids to float, or float values to an integer type
-        kind = "integer ids" if ids else "float values"
+    if node.proto.input[0] not in im.ids and target != "FLOAT":
         raise ModelError(
-            f"{node.where}: a cast of {kind} to {target} is not supported: walle.ops computes "
-            "in float32, and takes ids only into Gather's indices"
+            f"{node.where}: a cast of float values to {target} is not supported: walle.ops "
+            "computes in float32, and takes integers only as ids into Gather's indices"
         )
-    return ins[0]
+    return ins[0]  # ids to ids or to float (exact: checked as the plan loads them), float to float
 
 
 def _mean(im: Importer, node: OnnxNode, ins: list[str]) -> str:

@@ -6,10 +6,12 @@ float32, exact below 2**24 (checked when a plan loads them), and may pass throug
 move them or offset them (a reshape, a column picked by a constant Gather or a Slice, a
 Concat, an Add or Sub of offsets: a multi-field model's ids into one shared table) before
 they end as a Gather's indices, where the kernel checks each against its table's rows (a Cast
-to INT32 or INT64 on the way leaves them as they are). Ids
-that reach any other op (a Cast to float, a MatMul, Gather's data of a runtime lookup) or a
-graph output would mean integer arithmetic that float32 does not keep, so such a model is
-refused when it is imported, naming the input and the node.
+to INT32 or INT64 on the way leaves them as they are), or in a Cast to FLOAT or a comparison
+(Equal, Less...): a transformer's attention mask, from where the model computes in float32
+as walle does (the values are those onnxruntime's cast gives: whole numbers below 2**24).
+Ids that reach any other op (a MatMul, a Mul, Gather's data of a runtime lookup) or a graph
+output would mean integer arithmetic that float32 does not keep, so such a model is refused
+when it is imported, naming the input and the node.
 """
 
 from __future__ import annotations
@@ -36,9 +38,11 @@ _CARRIERS: dict[str, tuple[int, ...] | None] = {
     "Add": None,
     "Sub": None,
 }
+# Ops after which ids are booleans: a comparison of ids (Equal(mask, 0)) is exact.
+_COMPARISONS = frozenset({"Equal", "Greater", "GreaterOrEqual", "Less", "LessOrEqual"})
 _CARRIED = (
     "Reshape, Flatten, Squeeze, Unsqueeze, Identity, Transpose, Slice, Concat, Add, Sub, "
-    "Cast to INT32 or INT64"
+    "Cast to INT32 or INT64 (or they end in a Cast to FLOAT or a comparison)"
 )
 
 
@@ -67,14 +71,18 @@ def id_values(graph: GraphProto) -> dict[str, str]:
     constant = {i.name for i in graph.initializer}
     constant |= {o for node in graph.node if node.op_type == "Constant" for o in node.output}
     found: set[str] = set()
+    # taken as float32 values: FLOAT (or no type given), BOOL (1.0 and 0.0, as walle's
+    # comparisons give them)
+    numbers = (TensorProto.UNDEFINED, TensorProto.FLOAT, TensorProto.BOOL)
     for value in graph.input:
         kind = value.type.tensor_type.elem_type
-        if value.name in constant or kind in (TensorProto.UNDEFINED, TensorProto.FLOAT):
+        if value.name in constant or kind in numbers:
             continue
         kind_name = type_name(kind)
         if kind_name not in INDEX_TYPES:
             raise ModelError(
-                f"input {value.name!r} ({kind_name}): walle.ops runs float32 inputs only"
+                f"input {value.name!r} ({kind_name}): walle.ops runs float32 inputs only "
+                "(booleans as 1.0 and 0.0, INT32 and INT64 as ids)"
             )
         found.add(value.name)
     source = {name: name for name in found}  # a value holding ids -> the input they come from
@@ -85,6 +93,10 @@ def id_values(graph: GraphProto) -> dict[str, str]:
         origin = source[node.input[held[0]]]
         if node.op_type == "Gather" and held == [1]:
             continue  # a lookup: where ids end
+        if node.op_type == "Cast" and _cast_to(node) == "FLOAT":
+            continue  # numbers from here on (an attention mask), as float32 holds them
+        if node.op_type in _COMPARISONS:
+            continue  # booleans from here on (1.0 and 0.0): exact for ids float32 holds
         positions = _CARRIERS.get(node.op_type, ())
         column = node.op_type == "Gather" and held == [0] and node.input[1] in constant
         if node.op_type == "Cast" and _cast_to(node) in INDEX_TYPES:

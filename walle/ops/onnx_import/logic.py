@@ -1,0 +1,67 @@
+"""Comparisons and boolean logic: Equal, Greater, GreaterOrEqual, Less, LessOrEqual, Not, And,
+Or, Xor, Where.
+
+walle computes in float32, so ONNX's booleans are numbers here: 1.0 for true, 0.0 for false
+(a comparison with NaN is false, as in onnxruntime). Not, And, Or and Xor then are
+arithmetic on those (1 - a, a * b, max(a, b), |a - b|), and Where(c, x, y) is
+mask(c, x) + mask(1 - c, y), each mask taking its values only where its condition holds, so
+that a NaN or an infinity of the side not taken never reaches the sum (a -inf fill for an
+attention mask, say). One difference in bits: where y is -0 and not c, the sum is +0. An
+output the file declares as a boolean comes back as one from ``Model.run``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from walle.ops.onnx_import import legacy
+from walle.ops.onnx_import.node import Handler, HandlerTable, OnnxNode
+
+if TYPE_CHECKING:
+    from walle.ops.onnx_import.core import Importer
+
+_LEGACY_BROADCAST = {"broadcast", "axis"}  # comparisons and logic ops up to opset 6
+
+
+def _compare(kind: str) -> Handler:
+    def lower(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+        return im.b.binary(kind, ins[0], legacy.right_operand(im, node, ins[0], ins[1]))
+
+    return lower
+
+
+def _not(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    return im.b.binary("sub", im.b.const(1.0), ins[0])
+
+
+def _logic(kind: str) -> Handler:
+    """And (a * b), Or (max(a, b)) and Xor (|a - b|) of booleans as 0.0 and 1.0."""
+
+    def lower(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+        b = legacy.right_operand(im, node, ins[0], ins[1])
+        if kind == "xor":
+            return im.b.unary("abs", im.b.binary("sub", ins[0], b))
+        return im.b.binary("mul" if kind == "and" else "max", ins[0], b)
+
+    return lower
+
+
+def _where(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    condition, x, y = ins
+    taken = im.b.binary("mask", condition, x)
+    other = im.b.binary("mask", im.b.binary("sub", im.b.const(1.0), condition), y)
+    return im.b.binary("add", taken, other)
+
+
+HANDLERS: HandlerTable = {
+    "Equal": (_LEGACY_BROADCAST, _compare("eq")),
+    "Greater": (_LEGACY_BROADCAST, _compare("gt")),
+    "GreaterOrEqual": (set(), _compare("ge")),
+    "Less": (_LEGACY_BROADCAST, _compare("lt")),
+    "LessOrEqual": (set(), _compare("le")),
+    "Not": (set(), _not),
+    "And": (_LEGACY_BROADCAST, _logic("and")),
+    "Or": (_LEGACY_BROADCAST, _logic("or")),
+    "Xor": (_LEGACY_BROADCAST, _logic("xor")),
+    "Where": (set(), _where),
+}
