@@ -321,7 +321,7 @@ cdef extern from *:
     }
 
     /* kinds: 0 identity 1 neg 2 abs 3 exp 4 log 5 sqrt 6 reciprocal 7 relu 8 sigmoid 9 tanh 10 erf
-       11 gelu */
+       11 gelu 12 floor 13 ceil 14 round 15 sin 16 cos */
     WALLE_CLONES static void walle_unary(int kind, const float* restrict x, float* restrict y,
                                          long n) {
         switch (kind) {
@@ -364,8 +364,24 @@ cdef extern from *:
             for (long i = 0; i < n; i++) y[i] = walle_tanh(x[i]);
             break;
         case 10: for (long i = 0; i < n; i++) y[i] = erff(x[i]); break;
-        default: /* 11: GELU */
+        case 11: /* GELU */
             for (long i = 0; i < n; i++) y[i] = x[i] * 0.5f * (1.0f + erff(x[i] * 0.707106781f));
+            break;
+        case 12:
+            #pragma omp simd
+            for (long i = 0; i < n; i++) y[i] = floorf(x[i]);
+            break;
+        case 13:
+            #pragma omp simd
+            for (long i = 0; i < n; i++) y[i] = ceilf(x[i]);
+            break;
+        case 14: /* halves to even (the default rounding mode), as ONNX's Round */
+            #pragma omp simd
+            for (long i = 0; i < n; i++) y[i] = rintf(x[i]);
+            break;
+        case 15: for (long i = 0; i < n; i++) y[i] = sinf(x[i]); break;
+        default: /* 16 */
+            for (long i = 0; i < n; i++) y[i] = cosf(x[i]);
             break;
         }
     }
@@ -944,7 +960,7 @@ cdef extern from *:
     #define WALLE_CHAIN_ARGS 8
     typedef struct {
         int n_ops;
-        int code[WALLE_CHAIN_OPS];    /* < 16: unary kind; >= 16: binary kind + 16 */
+        int code[WALLE_CHAIN_OPS];    /* < 32: unary kind; >= 32: binary kind + 32 */
         int arg[WALLE_CHAIN_OPS];     /* a binary op's other operand */
         int side[WALLE_CHAIN_OPS];    /* 0: chain op arg, 1: arg op chain, 2: chain op chain */
         long inner[WALLE_CHAIN_ARGS]; /* each operand's stride along the row: 1 or 0 */
@@ -978,7 +994,7 @@ cdef extern from *:
                 long sv = k == 0 ? c->inner[0] : 1; \\
                 const float* v = k == 0 ? args[0] + (sv ? j0 : 0) : t; \\
                 int code = c->code[k]; \\
-                if (code < 16) { \\
+                if (code < 32) { \\
                     if (!sv) { \\
                         float f = v[0]; \\
                         for (long i = 0; i < m; i++) dst[i] = f; \\
@@ -989,9 +1005,9 @@ cdef extern from *:
                 } \\
                 long sq = c->inner[c->arg[k]]; \\
                 const float* q = args[c->arg[k]] + (sq ? j0 : 0); \\
-                if (c->side[k] == 0) BINARY(code - 16, v, q, dst, m, sv, sq); \\
-                else if (c->side[k] == 1) BINARY(code - 16, q, v, dst, m, sq, sv); \\
-                else BINARY(code - 16, v, v, dst, m, sv, sv); \\
+                if (c->side[k] == 0) BINARY(code - 32, v, q, dst, m, sv, sq); \\
+                else if (c->side[k] == 1) BINARY(code - 32, q, v, dst, m, sq, sv); \\
+                else BINARY(code - 32, v, v, dst, m, sv, sv); \\
             } \\
         } \\
     }
@@ -1291,7 +1307,7 @@ cdef extern from *:
 
 UNARY_KINDS = {"identity": 0, "neg": 1, "abs": 2, "exp": 3, "log": 4, "sqrt": 5,
                "reciprocal": 6, "relu": 7, "sigmoid": 8, "tanh": 9, "erf": 10,
-               "gelu": 11}
+               "gelu": 11, "floor": 12, "ceil": 13, "round": 14, "sin": 15, "cos": 16}
 BINARY_KINDS = {"add": 0, "sub": 1, "mul": 2, "div": 3, "max": 4, "min": 5, "pow": 6,
                 "eq": 7, "gt": 8, "ge": 9, "lt": 10, "le": 11, "mask": 12}
 REDUCE_KINDS = {"sum": 0, "mean": 1, "max": 2, "min": 3, "argmax": 4, "argmin": 5,
@@ -1594,7 +1610,7 @@ cdef class ChainKernel:
             elif op == "binary":
                 if not 0 <= operand < self.n_args or side not in (0, 1, 2):
                     raise ValueError(f"ChainKernel: bad operand {operand} or side {side}")
-                self.prog.code[i] = 16 + BINARY_KINDS[kind]
+                self.prog.code[i] = 32 + BINARY_KINDS[kind]
                 self.prog.arg[i], self.prog.side[i] = operand, side
             else:
                 raise ValueError(f"ChainKernel: op {op!r} is neither unary nor binary")
@@ -1603,21 +1619,21 @@ cdef class ChainKernel:
         codes = [self.prog.code[i] for i in range(self.prog.n_ops)]
         self.relu = codes[2:] == [UNARY_KINDS["relu"]]
         self.affine = (
-            codes[:2] == [16 + BINARY_KINDS["mul"], 16 + BINARY_KINDS["add"]]
+            codes[:2] == [32 + BINARY_KINDS["mul"], 32 + BINARY_KINDS["add"]]
             and len(codes) == 2 + self.relu
             and self.prog.inner[0] == 1
             and all(self.prog.side[i] != 2 and self.prog.inner[self.prog.arg[i]] == 0
                     for i in range(2))
         )
 
-        clip = [16 + BINARY_KINDS[k] for k in ("mul", "add", "max", "min")]
+        clip = [32 + BINARY_KINDS[k] for k in ("mul", "add", "max", "min")]
         self.hard = 0
         if (codes[:4] == clip and self.prog.inner[0] == 1
                 and all(self.prog.side[i] == 0 and self.prog.inner[self.prog.arg[i]] == 0
                         for i in range(4))):
             if len(codes) == 4:
                 self.hard = 4
-            elif (len(codes) == 5 and codes[4] == 16 + BINARY_KINDS["mul"]
+            elif (len(codes) == 5 and codes[4] == 32 + BINARY_KINDS["mul"]
                     and self.prog.arg[4] == 0 and self.prog.side[4] in (0, 1)):
                 self.hard = 5
 

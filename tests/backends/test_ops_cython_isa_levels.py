@@ -580,3 +580,33 @@ def test_arg_reduce_matches_the_reference_at_every_level(isa, kind) -> None:
             ops_math.ReduceKernel(kind, x, y, *shape).run()
             want = arg_reduce(x, axis=(1,), keepdims=False, kind=kind)
             np.testing.assert_array_equal(y, want, err_msg=f"{level} {shape}")
+
+
+@pytest.mark.parametrize("kind", ["floor", "ceil", "round", "sin", "cos"])
+def test_rounding_and_trigonometry_match_numpy_at_every_level(isa, kind) -> None:
+    """floor, ceil and round (halves to even) bit for bit with numpy's, -0 and the sign of a
+    zero result kept; sin and cos within 2e-7 absolute (libm against numpy's loops); NaN
+    and infinities as numpy."""
+    from walle._kernels import ops_math
+
+    want_fn = {"floor": np.floor, "ceil": np.ceil, "round": np.rint, "sin": np.sin, "cos": np.cos}
+    x = np.concatenate(
+        [
+            np.arange(-8, 8.25, 0.25, dtype=np.float32),
+            _special_floats()[::7],
+            np.float32([np.nan, np.inf, -np.inf, 0.0, -0.0, -0.5, 0.5, 2.5, -2.5, 8388607.5]),
+        ]
+    ).astype(np.float32)
+    if kind in ("sin", "cos"):
+        x = x[~np.isfinite(x) | (np.abs(x) < 1e4)]
+    with np.errstate(invalid="ignore"):  # (the random bits hold signalling NaNs)
+        want = want_fn[kind](x)
+    for level in _runnable(isa):
+        isa.set_level(level)
+        y = np.empty_like(x)
+        ops_math.UnaryKernel(kind, x, y).run()
+        if kind in ("sin", "cos"):
+            np.testing.assert_allclose(y, want, rtol=0, atol=2e-7, err_msg=level)
+        else:
+            np.testing.assert_array_equal(y, want, err_msg=level)
+            np.testing.assert_array_equal(np.signbit(y), np.signbit(want), err_msg=level)

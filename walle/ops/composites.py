@@ -51,6 +51,15 @@ class _AtomicOps(Protocol):
 
     def pad(self, x: str, pads: Sequence[tuple[int, int]], value: float = 0.0) -> str: ...
 
+    def slice(
+        self,
+        x: str,
+        starts: Sequence[int],
+        stops: Sequence[int],
+        axes: Sequence[int],
+        steps: Sequence[int] | None = None,
+    ) -> str: ...
+
 
 class CompositeOps(_AtomicOps):
     """Composite ops as methods over the atomic ops of :class:`_AtomicOps`."""
@@ -457,6 +466,21 @@ class CompositeOps(_AtomicOps):
         m = self.reduce("max", x, (axis,), keepdims=True)
         e = self.unary("exp", self.binary("sub", x, m))
         return self.binary("div", e, self.reduce("sum", e, (axis,), keepdims=True))
+
+    def hardmax(self, x: str, axis: int = -1) -> str:
+        """1.0 at the first largest value along ``axis``, 0.0 elsewhere, by argmax's rule
+        (NaN never wins), and a slice whose first value is NaN all 0.0. (onnxruntime's
+        Hardmax of a slice holding NaN depends on where the NaN falls among its vector
+        lanes: [NaN, 1, 2, 2] gives all 0.0 there, [NaN, -0.2, -inf, -1, -2] 1.0 at -0.2.)"""
+        shape = self.shape(x)
+        axis %= len(shape)
+        index = self.reduce("argmax", x, (axis,), keepdims=True)
+        along = [1] * len(shape)
+        along[axis] = shape[axis]
+        iota = self.const(np.arange(shape[axis], dtype=np.float32).reshape(along))
+        first = self.slice(x, [0], [1], [axis])
+        first_known = self.binary("eq", first, first)  # 0.0 where the first value is NaN
+        return self.binary("mul", self.binary("eq", iota, index), first_known)
 
     def log_softmax(self, x: str, axis: int = -1) -> str:
         """(x - max) - log(sum(exp(x - max))) along ``axis``."""

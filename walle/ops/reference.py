@@ -85,6 +85,11 @@ UNARY: dict[str, Callable[[FloatArray], npt.ArrayLike]] = {
     "tanh": np.tanh,
     "erf": erf,
     "gelu": gelu,
+    "floor": np.floor,
+    "ceil": np.ceil,
+    "round": np.rint,  # halves to even, as ONNX's Round
+    "sin": np.sin,
+    "cos": np.cos,
 }
 
 

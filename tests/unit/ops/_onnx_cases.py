@@ -25,13 +25,14 @@ def io(name: str, shape, elem_type: int = TensorProto.FLOAT):
 
 
 # ops whose outputs are not floats (onnxruntime refuses them declared as floats)
+_BOOLEAN_OUTPUTS = (
+    "Equal", "Greater", "GreaterOrEqual", "Less", "LessOrEqual", "Not", "And", "Or", "Xor",
+    "IsNaN", "IsInf",
+)  # fmt: skip
 OUTPUT_TYPES = {
     "ArgMax": TensorProto.INT64,
     "ArgMin": TensorProto.INT64,
-    **dict.fromkeys(
-        ("Equal", "Greater", "GreaterOrEqual", "Less", "LessOrEqual", "Not", "And", "Or", "Xor"),
-        TensorProto.BOOL,
-    ),
+    **dict.fromkeys(_BOOLEAN_OUTPUTS, TensorProto.BOOL),
 }
 
 

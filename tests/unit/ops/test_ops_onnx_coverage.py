@@ -435,6 +435,28 @@ CASES = {
     "celu_defaults": ("Celu", [(3, 4)], [], 12, {}),
     "celu_alpha": ("Celu", [(3, 4)], [], 12, {"alpha": 0.5}),
     "mish_defaults": ("Mish", [(3, 4)], [], 18, {}),
+    "floor": ("Floor", [(3, 4)], [], 13, {}),
+    "ceil": ("Ceil", [(3, 4)], [], 13, {}),
+    "round": ("Round", [(3, 4)], [], 11, {}),
+    "sin": ("Sin", [(3, 4)], [], 7, {}),
+    "cos": ("Cos", [(3, 4)], [], 7, {}),
+    "thresholdedrelu_defaults": ("ThresholdedRelu", [(3, 4)], [], 10, {}),
+    "thresholdedrelu_alpha": ("ThresholdedRelu", [(3, 4)], [], 10, {"alpha": -0.5}),
+    "shrink_defaults": ("Shrink", [(3, 4)], [], 9, {}),
+    "shrink_attrs": ("Shrink", [(3, 4)], [], 9, {"lambd": 1.0, "bias": 0.25}),
+    "hardmax_defaults": ("Hardmax", [(3, 4, 5)], [], 13, {}),
+    "hardmax_axis": ("Hardmax", [(3, 4, 5)], [], 13, {"axis": 1}),
+    "hardmax_opset11": ("Hardmax", [(3, 4, 5)], [], 11, {}),
+    "isnan": ("IsNaN", [(3, 4)], [], 13, {}),
+    "isinf_defaults": ("IsInf", [(3, 4)], [], 10, {}),
+    "isinf_negative_only": ("IsInf", [(3, 4)], [], 10, {"detect_positive": 0}),
+    "isinf_neither": (
+        "IsInf",
+        [(3, 4)],
+        [],
+        10,
+        {"detect_positive": 0, "detect_negative": 0},
+    ),
     "argmax_defaults": ("ArgMax", [(3, 4, 5)], [], 13, {}),
     "argmax_last_no_keepdims": (
         "ArgMax",
@@ -508,6 +530,9 @@ _NO_NAN = {
     # onnxruntime keeps NaN in a full ReduceMax/Min but drops it in a partial one (its
     # running max skips NaN); walle keeps it in both (see the test below).
     "reducemax_axes", "reducemax_opset13", "reducemin_opset13",
+    # onnxruntime's Hardmax of a slice holding NaN depends on its vector lanes (see
+    # composites.hardmax); walle's rule is checked against an oracle below.
+    "hardmax_defaults", "hardmax_axis", "hardmax_opset11",
 }  # fmt: skip
 
 
@@ -774,7 +799,9 @@ _NEW_OPS = {
     "InstanceNormalization": [(1, 2, 3), (2,), (2,)], "ConvTranspose": [(1, 2, 3, 3), (2, 2, 1, 1)],
     "ArgMax": [(2, 3)], "ArgMin": [(2, 3)], "ReduceL1": [(2, 3)], "ReduceL2": [(2, 3)],
     "ReduceSumSquare": [(2, 3)], "ReduceLogSum": [(2, 3)], "ReduceLogSumExp": [(2, 3)],
-    "Celu": [(2, 3)], "Mish": [(2, 3)],
+    "Celu": [(2, 3)], "Mish": [(2, 3)], "Floor": [(2, 3)], "Ceil": [(2, 3)], "Round": [(2, 3)],
+    "Sin": [(2, 3)], "Cos": [(2, 3)], "ThresholdedRelu": [(2, 3)], "Shrink": [(2, 3)],
+    "Hardmax": [(2, 3)], "IsNaN": [(2, 3)], "IsInf": [(2, 3)],
 }  # fmt: skip
 
 
@@ -836,3 +863,22 @@ def test_ops_reduce_log_sum_exp_does_not_overflow_like_onnxruntime(backend: str)
     for keepdims in (0, 1):
         proto = single("ReduceLogSumExp", [x.shape], [init("ax", _I([1]))], 18, keepdims=keepdims)
         assert_parity(proto, {"x0": x}, backend, nan=True)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ops_hardmax_marks_the_first_largest_and_nan_never_wins(backend: str) -> None:
+    """Ties to the first, infinities, NaN after the first value passed over, a slice whose
+    first value is NaN all 0.0 (walle's rule; onnxruntime's depends on its vector lanes)."""
+    from tests.unit.ops._onnx_cases import run_walle
+
+    x = _F(
+        [
+            [1.0, np.nan, 3.0, 3.0, 0.0],
+            [np.nan, 1.0, 2.0, 2.0, 5.0],
+            [-np.inf, -np.inf, -np.inf, -np.inf, -np.inf],
+            [2.0, np.inf, 1.0, np.inf, np.nan],
+        ]
+    )
+    want = _F([[0, 0, 1, 0, 0], [0, 0, 0, 0, 0], [1, 0, 0, 0, 0], [0, 1, 0, 0, 0]])
+    got = run_walle(single("Hardmax", [x.shape], opset=13), {"x0": x}, backend)[0]
+    np.testing.assert_array_equal(got, want)

@@ -733,6 +733,57 @@ def _bools(draw, shape) -> np.ndarray:
     return np.asarray(np.random.default_rng(draw(st.integers(0, 2**16))).random(shape) < 0.5)
 
 
+@st.composite
+def rounding(draw):
+    """Halves among the values (they round to even), -0.5 and 0.5 to -0 and 0."""
+    x = _array(draw, draw(small), -4.0, 4.0)
+    halves = np.asarray(np.round(x * 2) / 2, np.float32)
+    return _case("Round", [("x", halves if draw(st.booleans()) else x)], opset=11)
+
+
+@st.composite
+def thresholded_relu(draw):
+    attrs: dict = {}
+    _maybe(draw, "alpha", st.floats(-2, 2, width=32), attrs)
+    x = _specials(draw, draw(small)) if draw(st.booleans()) else _array(draw, draw(small))
+    return _case("ThresholdedRelu", [("x", x)], opset=10, attrs=attrs)
+
+
+@st.composite
+def shrink(draw):
+    attrs: dict = {}
+    _maybe(draw, "lambd", st.floats(0, 2, width=32), attrs)
+    _maybe(draw, "bias", st.floats(-1, 1, width=32), attrs)
+    x = _specials(draw, draw(small)) if draw(st.booleans()) else _array(draw, draw(small))
+    return _case("Shrink", [("x", x)], opset=9, attrs=attrs)
+
+
+@st.composite
+def hardmax(draw):
+    """Ties and infinities, no NaN (onnxruntime's answer there depends on its lanes)."""
+    shape = draw(small)
+    rank = len(shape)
+    attrs: dict = {}
+    _maybe(draw, "axis", st.integers(-rank, rank - 1), attrs)
+    x = np.nan_to_num(_specials(draw, shape), nan=1.0, posinf=np.inf, neginf=-np.inf)
+    opset = draw(st.sampled_from([11, 13]))
+    if opset < 13 and rank == 1:
+        attrs["axis"] = draw(st.integers(-1, 0))  # (the default there is 1)
+    return _case("Hardmax", [("x", x)], opset=opset, attrs=attrs)
+
+
+def special_test(op):
+    @st.composite
+    def draw(draw):
+        attrs: dict = {}
+        if op == "IsInf":
+            _maybe(draw, "detect_positive", st.integers(0, 1), attrs)
+            _maybe(draw, "detect_negative", st.integers(0, 1), attrs)
+        return _case(op, [("x", _specials(draw, draw(small)))], opset=13, attrs=attrs)
+
+    return draw()
+
+
 def comparison(op):
     @st.composite
     def draw(draw):
@@ -982,8 +1033,14 @@ STRATEGIES = {
     "SpaceToDepth": space_to_depth(),
     **{op: unary(op) for op in (
         "Relu", "Sigmoid", "Tanh", "Sqrt", "Erf", "Neg", "Abs", "Exp", "Log", "Reciprocal",
-        "Identity", "Softplus", "Softsign", "Sign",
+        "Identity", "Softplus", "Softsign", "Sign", "Floor", "Ceil", "Sin", "Cos",
     )},
+    "Round": rounding(),
+    "ThresholdedRelu": thresholded_relu(),
+    "Shrink": shrink(),
+    "Hardmax": hardmax(),
+    "IsNaN": special_test("IsNaN"),
+    "IsInf": special_test("IsInf"),
     **{op: binary(op) for op in (
         "Add", "Sub", "Mul", "Div", "Pow", "Sum", "Max", "Min", "Mean",
     )},

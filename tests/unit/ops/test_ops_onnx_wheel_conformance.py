@@ -29,10 +29,10 @@ KINDS = ("pytorch-converted", "pytorch-operator", "simple")
 CASES = sorted(
     f"{kind}/{path.parent.name}" for kind in KINDS for path in (DATA / kind).glob("*/model.onnx")
 )
-# The ones walle runs (113 of 140 with onnx 1.23: Embedding by int64 ids, Conv1d, Conv2d and
+# The ones walle runs (114 of 140 with onnx 1.23: Embedding by int64 ids, Conv1d, Conv2d and
 # Conv3d in their forms, 1-D, 2-D and 3-D pooling, pads, Softmax/Softmin/LogSoftmax, GLU,
 # LeakyReLU, PReLU, ELU, SELU, Softplus, PixelShuffle, Linear, reductions, Clip, Pow, Sqrt,
-# Sign, InstanceNorm, ConvTranspose, repeat (Tile), opset 6's BatchNorm/Gemm/Add forms...).
+# Sign, Shrink, InstanceNorm, ConvTranspose, repeat (Tile), opset 6's BatchNorm/Gemm/Add forms...).
 RUNS = {
     *(
         f"pytorch-converted/test_{name}"
@@ -72,6 +72,7 @@ RUNS = {
     ),
     "simple/test_single_relu_model",
     "simple/test_sign_model",
+    "simple/test_shrink",
 }  # fmt: skip
 BACKENDS = (None, "numpy", "cython", "opencl")
 

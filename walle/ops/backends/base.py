@@ -33,6 +33,8 @@ _UNARY_COST = {
     "gelu": 20.0,
     "sqrt": 3.0,
     "reciprocal": 2.0,
+    "sin": 15.0,
+    "cos": 15.0,
 }
 
 

@@ -13,7 +13,8 @@ from walle.ops.reference import BINARY, arg_reduce, erf, gelu, region_view
 
 _UFUNC_UNARY = {
     "neg": np.negative, "abs": np.abs, "exp": np.exp, "log": np.log, "sqrt": np.sqrt,
-    "reciprocal": np.reciprocal, "tanh": np.tanh,
+    "reciprocal": np.reciprocal, "tanh": np.tanh, "floor": np.floor, "ceil": np.ceil,
+    "round": np.rint, "sin": np.sin, "cos": np.cos,
 }  # fmt: skip
 
 

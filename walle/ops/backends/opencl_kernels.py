@@ -38,6 +38,11 @@ UNARY_EXPR = {
     "tanh": "walle_tanh(v)",
     "erf": "erf(v)",
     "gelu": "v * 0.5f * (1.0f + erf(v * 0.70710678f))",
+    "floor": "floor(v)",
+    "ceil": "ceil(v)",
+    "round": "rint(v)",
+    "sin": "sin(v)",
+    "cos": "cos(v)",
 }
 BINARY_EXPR = {
     "add": "p + q",

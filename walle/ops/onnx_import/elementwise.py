@@ -1,5 +1,6 @@
 """Element-wise ONNX ops: arithmetic, activations (Relu ... HardSwish, Gelu, PRelu, Elu, Selu,
-Celu, Softplus, Mish, Softsign), Sign, Clip, Softmax and LogSoftmax.
+Celu, Softplus, Mish, Softsign, ThresholdedRelu, Shrink), Sign, Clip, Floor, Ceil, Round, Sin,
+Cos, Softmax, LogSoftmax and Hardmax.
 
 Activations that are not atomic compose from the atomic kernels (LeakyRelu as
 relu(x) + alpha * min(x, 0), HardSwish as x * clip(x / 6 + 1/2, 0, 1), ...), so they run on
@@ -77,6 +78,30 @@ def _softmax(im: Importer, node: OnnxNode, ins: list[str]) -> str:
 
 def _log_softmax(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     return _over_axis(im, node, ins, im.b.log_softmax)
+
+
+def _hardmax(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    return _over_axis(im, node, ins, im.b.hardmax)
+
+
+def _thresholded_relu(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    """x where x > alpha (default 1), else 0 (NaN gives 0, as onnxruntime)."""
+    x = ins[0]
+    above = im.b.binary("gt", x, im.b.const(float(node.get("alpha", 1.0))))
+    return im.b.binary("mask", above, x)
+
+
+def _shrink(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    """x - bias above lambd, x + bias below -lambd, 0 between (NaN gives 0)."""
+    x = ins[0]
+    lambd, bias = float(node.get("lambd", 0.5)), float(node.get("bias", 0.0))
+    high = im.b.binary(
+        "mask", im.b.binary("gt", x, im.b.const(lambd)), im.b.binary("sub", x, im.b.const(bias))
+    )
+    low = im.b.binary(
+        "mask", im.b.binary("lt", x, im.b.const(-lambd)), im.b.binary("add", x, im.b.const(bias))
+    )
+    return im.b.binary("add", high, low)
 
 
 def _over_axis(
@@ -273,6 +298,14 @@ HANDLERS: HandlerTable = {
     "Softplus": (set(), _softplus),
     "Softsign": (set(), _softsign),
     "Sign": (set(), _sign),
+    "Floor": (set(), _unary("floor")),
+    "Ceil": (set(), _unary("ceil")),
+    "Round": (set(), _unary("round")),
+    "Sin": (set(), _unary("sin")),
+    "Cos": (set(), _unary("cos")),
+    "ThresholdedRelu": ({"alpha"}, _thresholded_relu),
+    "Shrink": ({"lambd", "bias"}, _shrink),
+    "Hardmax": ({"axis"}, _hardmax),
     "Softmax": ({"axis"}, _softmax),
     "LogSoftmax": ({"axis"}, _log_softmax),
 }

@@ -1,5 +1,5 @@
-"""Comparisons and boolean logic: Equal, Greater, GreaterOrEqual, Less, LessOrEqual, Not, And,
-Or, Xor, Where.
+"""Comparisons and boolean logic: Equal, Greater, GreaterOrEqual, Less, LessOrEqual, IsNaN,
+IsInf, Not, And, Or, Xor, Where.
 
 walle computes in float32, so ONNX's booleans are numbers here: 1.0 for true, 0.0 for false
 (a comparison with NaN is false, as in onnxruntime). Not, And, Or and Xor then are
@@ -13,6 +13,8 @@ output the file declares as a boolean comes back as one from ``Model.run``.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from walle.ops.onnx_import import legacy
 from walle.ops.onnx_import.node import Handler, HandlerTable, OnnxNode
@@ -46,6 +48,23 @@ def _logic(kind: str) -> Handler:
     return lower
 
 
+def _is_nan(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    return im.b.binary("sub", im.b.const(1.0), im.b.binary("eq", ins[0], ins[0]))
+
+
+def _is_inf(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    """+inf (``detect_positive``, default 1) or -inf (``detect_negative``, default 1)."""
+    x = ins[0]
+    hits = [
+        im.b.binary("eq", x, im.b.const(value))
+        for attr, value in (("detect_positive", np.inf), ("detect_negative", -np.inf))
+        if node.get(attr, 1)
+    ]
+    if not hits:  # neither: false everywhere, in x's shape
+        return im.b.binary("mul", im.b.binary("eq", x, x), im.b.const(0.0))
+    return hits[0] if len(hits) == 1 else im.b.binary("max", *hits)
+
+
 def _where(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     condition, x, y = ins
     taken = im.b.binary("mask", condition, x)
@@ -64,4 +83,6 @@ HANDLERS: HandlerTable = {
     "Or": (_LEGACY_BROADCAST, _logic("or")),
     "Xor": (_LEGACY_BROADCAST, _logic("xor")),
     "Where": (set(), _where),
+    "IsNaN": (set(), _is_nan),
+    "IsInf": ({"detect_positive", "detect_negative"}, _is_inf),
 }
