@@ -1273,6 +1273,69 @@ cdef extern from *:
         } else walle_gemm_from_at(a, b, c, m, n, k, 0);
         return 0;
     }
+
+    /* ---- TopK: the k first of a row in rank order ----
+       Whether value a (index ia) ranks before b (ib): NaN above every number (first when
+       largest, last otherwise), then by value, ties to the lower index (onnxruntime's). */
+    static inline int walle_topk_before(float a, long ia, float b, long ib, int largest) {
+        int na = a != a, nb = b != b;
+        if (na != nb) return largest ? na : nb;
+        if (!na && a != b) return largest ? a > b : a < b;
+        return ia < ib;
+    }
+    typedef struct { float v; long i; } walle_ranked;
+    /* Up to this k a row keeps its k best in a sorted buffer as it is read (each entry
+       that makes the cut moves the worse ones one on); above it the row is merge-sorted. */
+    #define WALLE_TOPK_INSERT 32
+    static void walle_topk_sort(walle_ranked* a, walle_ranked* t, long n, int largest) {
+        for (long w = 1; w < n; w *= 2) {
+            for (long lo = 0; lo < n; lo += 2 * w) {
+                long mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
+                long p = lo, q = mid, o = lo;
+                while (p < mid && q < hi)
+                    t[o++] = walle_topk_before(a[q].v, a[q].i, a[p].v, a[p].i, largest) ? a[q++]
+                                                                                        : a[p++];
+                while (p < mid) t[o++] = a[p++];
+                while (q < hi) t[o++] = a[q++];
+            }
+            memcpy(a, t, (size_t)n * sizeof *a);
+        }
+    }
+    /* y[o, j, q] (j < k) = the k first of x[o, :, q] (their values, or their indices as
+       floats where ``indices``); -1 where memory ran out. */
+    static int walle_topk(const float* x, float* y, long outer, long r, long inner, long k,
+                          int largest, int indices) {
+        int sort = k > WALLE_TOPK_INSERT;
+        walle_ranked* buf = malloc((size_t)(sort ? 2 * r : k + 1) * sizeof *buf);
+        if (!buf) return -1;
+        for (long o = 0; o < outer; o++) {
+            for (long q = 0; q < inner; q++) {
+                const float* row = x + o * r * inner + q;
+                long n = 0;
+                if (sort) {
+                    for (long i = 0; i < r; i++) buf[i] = (walle_ranked){row[i * inner], i};
+                    walle_topk_sort(buf, buf + r, r, largest);
+                    n = k;
+                } else {
+                    for (long i = 0; i < r && k; i++) {
+                        float v = row[i * inner];
+                        if (n == k && !walle_topk_before(v, i, buf[k - 1].v, buf[k - 1].i, largest))
+                            continue;
+                        long p = n < k ? n++ : k - 1;
+                        while (p > 0 && walle_topk_before(v, i, buf[p - 1].v, buf[p - 1].i, largest)) {
+                            buf[p] = buf[p - 1];
+                            p--;
+                        }
+                        buf[p] = (walle_ranked){v, i};
+                    }
+                }
+                float* out = y + o * k * inner + q;
+                for (long j = 0; j < n; j++) out[j * inner] = indices ? (float)buf[j].i : buf[j].v;
+            }
+        }
+        free(buf);
+        return 0;
+    }
     """
     # the names Cython calls are the level dispatchers (NAME_at) defined above
     void walle_epilogue "walle_epilogue_at"(float* c, const float* bias, long m, long n,
@@ -1289,6 +1352,8 @@ cdef extern from *:
                                         long n, long sa, long sb) nogil
     void walle_reduce "walle_reduce_at"(int kind, const float* x, float* y, long outer, long r,
                                         long inner) nogil
+    int walle_topk(const float* x, float* y, long outer, long r, long inner, long k,
+                   int largest, int indices) nogil
     ctypedef struct walle_chain:
         int n_ops
         int code[16]
@@ -1664,6 +1729,35 @@ cdef class ChainKernel:
                                self.relu, self.y + r * self.sz[3], self.sz[3])
         else:
             walle_chain_row(&self.prog, args, self.y + r * self.sz[3], self.sz[3])
+
+
+cdef class TopKKernel:
+    """y = the k first of x's middle axis (viewed as [outer, r, inner]) in rank order: their
+    values, or their indices as floats (``indices``); NaN ranks above every number, ties go
+    to the lower index."""
+
+    cdef float* x
+    cdef float* y
+    cdef long outer, r, inner, k
+    cdef int largest, indices
+    cdef object keep
+
+    def __init__(self, x, y, long outer, long r, long inner, long k, bint largest,
+                 bint indices):
+        if not 0 <= k <= r or y.size != outer * k * inner or x.size != outer * r * inner:
+            raise ValueError("TopKKernel: sizes do not match")
+        self.keep = (x, y)
+        self.x, self.y = _ptr(x), _ptr(y)
+        self.outer, self.r, self.inner, self.k = outer, r, inner, k
+        self.largest, self.indices = largest, indices
+
+    def run(self):
+        cdef int status
+        with nogil:
+            status = walle_topk(self.x, self.y, self.outer, self.r, self.inner, self.k,
+                                self.largest, self.indices)
+        if status < 0:
+            raise MemoryError("TopKKernel: no memory for a row's ranking")
 
 
 cdef class ReduceKernel:

@@ -126,6 +126,23 @@ class ChainKernel:
     ) -> None: ...
     def run(self) -> None: ...
 
+class TopKKernel:
+    """y = the k first of x's middle axis ([outer, r, inner]) in rank order: values or
+    their indices as floats; NaN ranks above every number, ties to the lower index."""
+
+    def __init__(
+        self,
+        x: FloatArray,
+        y: FloatArray,
+        outer: int,
+        r: int,
+        inner: int,
+        k: int,
+        largest: bool,
+        indices: bool,
+    ) -> None: ...
+    def run(self) -> None: ...
+
 class ReduceKernel:
     """y = reduce(x) over the middle axis of x viewed as [outer, r, inner] (REDUCE_KINDS)."""
 

@@ -32,6 +32,7 @@ from walle.ops.ir import (
     MAX_GATHER_ROWS,
     MAX_TAKE,
     REDUCE_KINDS,
+    TOPK_OUTPUTS,
     UNARY_KINDS,
     AttrValue,
     FloatArray,
@@ -321,6 +322,26 @@ class GraphBuilder(CompositeOps):
                 raise ModelError(str(exc)) from exc
         out = (*shape[:axis], *self.shape(indices), *shape[axis + 1 :])
         return self._emit("gather", [data, indices], out, axis=axis)
+
+    def topk(self, x: str, k: int, axis: int = -1, largest: bool = True) -> tuple[str, str]:
+        """The ``k`` largest (or smallest) values along ``axis`` and their indices, in order:
+        NaN counts as larger than every number (first when largest, last otherwise), ties
+        go to the lower index (ONNX's TopK as onnxruntime runs it). Two nodes, one per
+        result; each selects on its own."""
+        shape = self.shape(x)
+        axis = _axis(axis, len(shape), "topk")
+        if not 0 < shape[axis] <= MAX_GATHER_ROWS:  # the indices float32 holds exactly
+            raise ModelError(
+                f"topk: axis {axis} has {shape[axis]} values, 1 to {MAX_GATHER_ROWS} run"
+            )
+        if not 0 <= k <= shape[axis]:
+            raise ModelError(f"topk: k {k} must be in [0, {shape[axis]}] (axis {axis})")
+        out = (*shape[:axis], k, *shape[axis + 1 :])
+        values, indices = (
+            self._emit("topk", [x], out, axis=axis, k=k, largest=largest, output=which)
+            for which in TOPK_OUTPUTS
+        )
+        return values, indices
 
     def take(self, x: str, indices: _Indices, axis: int, shape: Sequence[int] | None = None) -> str:
         """``np.take(x, indices, axis)`` for constant ``indices`` in [0, dim): a raster whose

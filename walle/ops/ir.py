@@ -33,7 +33,10 @@ import numpy.typing as npt
 
 from walle.errors import ModelError, ValidationError
 
-ATOMIC_OPS = ("unary", "binary", "reduce", "matmul", "raster", "gather")
+ATOMIC_OPS = ("unary", "binary", "reduce", "matmul", "raster", "gather", "topk")
+# topk's two results, each a node of its own (attribute ``output``): the k values and their
+# indices along the axis (float32, exact below 2**24)
+TOPK_OUTPUTS = ("values", "indices")
 # An index input's values travel as float32, exact up to 2**24: a gather reads at most this
 # many rows, so that every index that is out of range stays out of range as a float.
 MAX_GATHER_ROWS = 1 << 24

@@ -177,6 +177,22 @@ REDUCE: dict[str, Reduction] = {
 }
 
 
+def topk(x: FloatArray, axis: int, k: int, largest: bool, output: str) -> FloatArray:
+    """The ``k`` largest (or smallest) values of ``x`` along ``axis`` in order, or their
+    indices as float32: NaN ranks above every number, ties go to the lower index."""
+    rows = np.moveaxis(x, axis, -1)
+    nan = np.isnan(rows)
+    number = np.where(nan, np.float32(0), rows)
+    index = np.broadcast_to(np.arange(rows.shape[-1]), rows.shape)
+    if largest:  # NaN first, then the values downwards, then the index upwards
+        order = np.lexsort((index, -number, ~nan), axis=-1)
+    else:  # the values upwards, NaN last, then the index upwards
+        order = np.lexsort((index, number, nan), axis=-1)
+    chosen = order[..., :k]
+    picked = np.take_along_axis(rows, chosen, -1) if output == "values" else chosen
+    return np.ascontiguousarray(np.moveaxis(picked, -1, axis), dtype=np.float32)
+
+
 def raster(
     inputs: list[FloatArray],
     shape: tuple[int, ...],
@@ -220,6 +236,14 @@ def evaluate(node: Node, inputs: list[FloatArray], shape: tuple[int, ...]) -> Fl
             y = np.matmul(inputs[0], inputs[1])
         elif node.op == "raster":
             y = raster(inputs, shape, node.attr("regions"), node.attr("fill"))
+        elif node.op == "topk":
+            y = topk(
+                inputs[0],
+                node.attr("axis"),
+                node.attr("k"),
+                node.attr("largest"),
+                node.attr("output"),
+            )
         elif node.op == "gather":
             axis = node.attr("axis")
             check_indices(inputs[1], inputs[0].shape[axis], f"gather {node.name!r}: its indices")

@@ -30,15 +30,18 @@ _BOOLEAN_OUTPUTS = (
     "IsNaN", "IsInf",
 )  # fmt: skip
 OUTPUT_TYPES = {
-    "ArgMax": TensorProto.INT64,
-    "ArgMin": TensorProto.INT64,
-    **dict.fromkeys(_BOOLEAN_OUTPUTS, TensorProto.BOOL),
+    "ArgMax": (TensorProto.INT64,),
+    "ArgMin": (TensorProto.INT64,),
+    "TopK": (TensorProto.FLOAT, TensorProto.INT64),
+    **dict.fromkeys(_BOOLEAN_OUTPUTS, (TensorProto.BOOL,)),
 }
 
 
-def output_io(op: str, name: str, shape=None):
-    """The value_info of an output of ``op``: int64 indices, booleans, else float."""
-    return io(name, shape, OUTPUT_TYPES.get(op, TensorProto.FLOAT))
+def output_io(op: str, name: str, shape=None, position: int = 0):
+    """The value_info of output ``position`` of ``op``: int64 indices, booleans, else
+    float."""
+    kinds = OUTPUT_TYPES.get(op, ())
+    return io(name, shape, kinds[position] if position < len(kinds) else TensorProto.FLOAT)
 
 
 def input_io(name: str, array: np.ndarray):
@@ -73,9 +76,8 @@ def single(op: str, shapes, inits=(), opset: int = 18, outputs: int = 1, **attrs
     outs = [f"y{i}" for i in range(outputs)]
     node = helper.make_node(op, [*names, *extra], outs, name="n", **attrs)
     ins = [io(n, s) for n, s in zip(names, shapes, strict=True)]
-    return model(
-        [node], ins, [output_io(op, o) for o in outs], [i for i in inits if i is not None], opset
-    )
+    outputs = [output_io(op, o, None, i) for i, o in enumerate(outs)]
+    return model([node], ins, outputs, [i for i in inits if i is not None], opset)
 
 
 def run_ort(proto, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:

@@ -8,6 +8,7 @@ Tolerance: |walle - onnxruntime| <= 1e-4 + 1e-4 * |onnxruntime| (float32).
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import pytest
 from onnx import helper
 
@@ -18,6 +19,7 @@ from tests.unit.ops._onnx_cases import (
     model,
     nan_inf,
     rand,
+    run_ort,
     run_walle,
     single,
 )
@@ -457,6 +459,17 @@ CASES = {
         10,
         {"detect_positive": 0, "detect_negative": 0},
     ),
+    "topk_defaults": ("TopK", [(3, 4, 6)], [init("k", _I([3]))], 11, {}, 2),
+    "topk_smallest_axis": (
+        "TopK",
+        [(3, 4, 6)],
+        [init("k", _I([2]))],
+        11,
+        {"axis": 1, "largest": 0},
+        2,
+    ),
+    "topk_all_opset10": ("TopK", [(3, 6)], [init("k", _I([3]))], 10, {"axis": 0}, 2),
+    "topk_opset1": ("TopK", [(4, 5)], [], 1, {"k": 2}, 2),
     "argmax_defaults": ("ArgMax", [(3, 4, 5)], [], 13, {}),
     "argmax_last_no_keepdims": (
         "ArgMax",
@@ -882,3 +895,55 @@ def test_ops_hardmax_marks_the_first_largest_and_nan_never_wins(backend: str) ->
     want = _F([[0, 0, 1, 0, 0], [0, 0, 0, 0, 0], [1, 0, 0, 0, 0], [0, 1, 0, 0, 0]])
     got = run_walle(single("Hardmax", [x.shape], opset=13), {"x0": x}, backend)[0]
     np.testing.assert_array_equal(got, want)
+
+
+def _topk_unsorted(k: int) -> tuple:
+    nodes = [helper.make_node("TopK", ["x", "k"], ["v", "i"], name="n", sorted=0)]
+    outputs = [io("v", None), helper.make_tensor_value_info("i", onnx.TensorProto.INT64, None)]
+    return model(nodes, [io("x", [3, 40])], outputs, [init("k", _I([k]))], opset=11)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ops_topk_unsorted_picks_the_same_elements_as_onnxruntime(backend: str) -> None:
+    """With sorted=0 the order is the spec's to choose (walle's is sorted, onnxruntime's a
+    heap's): the same (value, index) pairs, distinct values so that the choice is one."""
+    x = np.random.default_rng(0).permutation(120).reshape(3, 40).astype(_F)
+    for k in (1, 5, 33):
+        proto = _topk_unsorted(k)
+        (gv, gi), (wv, wi) = run_walle(proto, {"x": x}, backend), run_ort(proto, {"x": x})
+        for r in range(3):
+            assert sorted(zip(gv[r], gi[r], strict=True)) == sorted(zip(wv[r], wi[r], strict=True))
+
+
+def test_ops_topk_indices_look_up_labels_and_come_back_int64(tmp_path) -> None:
+    """The k best scores' labels by a Gather of TopK's indices (runtime indices, checked),
+    and the indices themselves as int64 from Model.run."""
+    nodes = [
+        helper.make_node("TopK", ["scores", "k"], ["v", "i"], name="top"),
+        helper.make_node("Gather", ["labels", "i"], ["picked"], name="lookup"),
+    ]
+    outputs = [
+        io("v", None),
+        helper.make_tensor_value_info("i", onnx.TensorProto.INT64, None),
+        io("picked", None),
+    ]
+    labels = np.arange(100, 150, dtype=_F)
+    inits = [init("k", _I([4])), init("labels", labels)]
+    proto = model(nodes, [io("scores", ["N", 50])], outputs, inits, opset=11)
+    path = tmp_path / "m.onnx"
+    onnx.save(proto, path)
+    scores = np.random.default_rng(2).standard_normal((3, 50)).astype(_F)
+    got = Model(path, use_cache=False, trials=False).run(scores)
+    want = run_ort(proto, {"scores": scores})
+    assert [g.dtype for g in got] == [np.float32, np.int64, np.float32]
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g, w)
+
+
+def test_ops_topk_with_a_runtime_k_is_refused_naming_the_node() -> None:
+    node = helper.make_node("TopK", ["x", "k"], ["v", "i"], name="n")
+    outputs = [io("v", None), helper.make_tensor_value_info("i", onnx.TensorProto.INT64, None)]
+    k = helper.make_tensor_value_info("k", onnx.TensorProto.INT64, [1])
+    proto = model([node], [io("x", [2, 5]), k], outputs, opset=11)
+    with pytest.raises(ModelError, match=r"node 'n' \(TopK\)"):
+        import_onnx(proto)

@@ -62,8 +62,8 @@ def _one(op, inputs, inits=(), opset=18, attrs=None, outputs=1) -> object:
     node = helper.make_node(op, names, outs, name="n", **(attrs or {}))
     graph_inits = [numpy_helper.from_array(a, n) for n, a in (i for i in inits if i is not None)]
     return model(
-        [node], [input_io(n, a) for n, a in inputs], [output_io(op, o) for o in outs],
-        graph_inits, opset,
+        [node], [input_io(n, a) for n, a in inputs],
+        [output_io(op, o, None, i) for i, o in enumerate(outs)], graph_inits, opset,
     )  # fmt: skip
 
 
@@ -818,6 +818,30 @@ def where(draw):
 
 
 @st.composite
+def topk(draw):
+    """Ties, NaN (ranked above every number) and infinities; k from 0 to the axis; sorted
+    left out or 1 (with 0 the order is unspecified: a test of its own compares sets)."""
+    shape = draw(small)
+    rank = len(shape)
+    attrs: dict = {}
+    _maybe(draw, "axis", st.integers(-rank, rank - 1), attrs)
+    length = shape[attrs.get("axis", -1)]
+    k = draw(st.integers(0, length))
+    if draw(st.booleans()):
+        attrs["sorted"] = 1
+    opset = draw(st.sampled_from([1, 10, 11]))
+    x = ("x", _specials(draw, shape))
+    if opset == 1:  # (k >= 1 there)
+        attrs.pop("sorted", None)
+        return _case("TopK", [x], opset=opset, attrs={**attrs, "k": max(k, 1)}, outputs=2)
+    if opset == 11:
+        _maybe(draw, "largest", st.integers(0, 1), attrs)
+    else:
+        attrs.pop("sorted", None)
+    return _case("TopK", [x], [("k", np.array([k], _I))], opset=opset, attrs=attrs, outputs=2)
+
+
+@st.composite
 def cast(draw):
     """A float tensor cast to FLOAT (the one non-constant float cast walle takes), or a
     constant cast to INT64 (truncated at import) added to one."""
@@ -1101,6 +1125,7 @@ STRATEGIES = {
     )},
     **{op: logic(op) for op in ("Not", "And", "Or", "Xor")},
     "Where": where(),
+    "TopK": topk(),
     "ArgMax": arg_reduce("ArgMax"),
     "ArgMin": arg_reduce("ArgMin"),
 }  # fmt: skip

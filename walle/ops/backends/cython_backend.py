@@ -250,6 +250,14 @@ class CythonBackend(Backend):
             va, vb, vout = views
             a, b, out = ins[0].reshape(va), ins[1].reshape(vb), out.reshape(vout)
             return _gemm(algorithm, a, b, out, None, 0, "none", b_constant)
+        if node.op == "topk":
+            shape, axis, k = graph.shape(node.inputs[0]), node.attr("axis"), node.attr("k")
+            outer, inner = math.prod(shape[:axis]), math.prod(shape[axis + 1 :])
+            indices = node.attr("output") == "indices"
+            topk = ops_math.TopKKernel(
+                ins[0], out, outer, shape[axis], inner, k, node.attr("largest"), indices
+            )
+            return [topk.run]
         if node.op == "gather":
             shape, axis = graph.shape(node.inputs[0]), node.attr("axis")
             outer, inner = math.prod(shape[:axis]), math.prod(shape[axis + 1 :])

@@ -9,7 +9,7 @@ import numpy as np
 
 from walle.ops.backends.base import Backend, Buffers, Call, MatmulCall, gather_call
 from walle.ops.ir import ARG_KINDS, FloatArray, Graph, Node, unfilled_runs
-from walle.ops.reference import BINARY, arg_reduce, erf, gelu, region_view
+from walle.ops.reference import BINARY, arg_reduce, erf, gelu, region_view, topk
 
 _UFUNC_UNARY = {
     "neg": np.negative, "abs": np.abs, "exp": np.exp, "log": np.log, "sqrt": np.sqrt,
@@ -63,11 +63,18 @@ class NumpyBackend(Backend):
             ]
         if node.op == "matmul":
             return [MatmulCall(ins[0], ins[1], out).run]
+        if node.op == "topk":
+            return [partial(_topk, ins[0], node, out)]
         if node.op == "gather":
             axis = node.attr("axis")
             take = partial(_take, ins[0], ins[1], axis, out)
             return [gather_call(node, graph, ins[1], ins[0].shape[axis], take)]
         return raster_calls(node, ins, out)
+
+
+def _topk(x: FloatArray, node: Node, out: FloatArray) -> None:
+    attrs = (node.attr(a) for a in ("axis", "k", "largest", "output"))
+    np.copyto(out, topk(x, *attrs))
 
 
 def raster_calls(node: Node, ins: list[FloatArray], out: FloatArray) -> list[Call]:

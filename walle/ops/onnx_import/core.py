@@ -129,6 +129,7 @@ class Importer:
             for name in node.input:
                 self.readers.setdefault(name, []).append(node)
         self.graph_outputs = {o.name for o in graph.output}
+        self.graph_inputs = {v.name for v in inputs}
         # ONNX values folded into a conv (BatchNormalization, per-channel Mul and Add after
         # it): each is the same walle value as the ONNX value mapped to
         self.folded: dict[str, str] = {}

@@ -221,13 +221,14 @@ def _gather(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     """Constant indices: a take (:meth:`GraphBuilder.take`: a raster copying runs of slabs,
     or a gather reading a constant of the indices where they fall in many runs). Indices
     known at run time only (ids given with each call, see
-    :mod:`walle.ops.onnx_import.ids`): a gather, whose kernel checks them. Negative ones
-    count from the end."""
+    :mod:`walle.ops.onnx_import.ids`, or computed: TopK's, ArgMax's): a gather, whose kernel
+    checks them with each call. Negative ones count from the end."""
     shape = im.b.shape(ins[0])
     axis = _axis(node, int(node.get("axis", 0)), len(shape))
-    if node.proto.input[1] in im.ids:
-        return im.b.gather(ins[0], ins[1], axis)
     name = node.proto.input[1]
+    computed = im.b.constant_value(ins[1]) is None and name not in im.graph_inputs
+    if name in im.ids or computed:
+        return im.b.gather(ins[0], ins[1], axis)
     given = im.const(name, node.where)  # refused unless a constant
     exact = im.integers.get(name)  # a float32 constant is exact only below 2**24
     with np.errstate(invalid="ignore"):  # NaN: far outside, refused below

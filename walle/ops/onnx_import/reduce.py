@@ -1,5 +1,5 @@
 """Reductions: ReduceMean, ReduceSum, ReduceMax, ReduceMin, ReduceL1, ReduceL2,
-ReduceSumSquare, ReduceLogSum, ReduceLogSumExp, ArgMax, ArgMin.
+ReduceSumSquare, ReduceLogSum, ReduceLogSumExp, ArgMax, ArgMin, and TopK.
 
 ``axes`` is an attribute up to the opset that made it an input (13 for ReduceSum, 18 for the
 others); with no axes every axis is reduced, unless ``noop_with_empty_axes`` makes the op a
@@ -114,6 +114,29 @@ def _arg(kind: str) -> Handler:
     return lower
 
 
+def _topk(im: Importer, node: OnnxNode, ins: list[str]) -> list[str]:
+    """TopK: ``k`` as an attribute before opset 10, a constant input after; ``axis``
+    (default -1), ``largest`` (default 1); with ``sorted`` 0 the order is the spec's to
+    choose, and walle's is the sorted one."""
+    if im.opset < 10:
+        k = node.get("k")
+        if k is not None and k < 1:
+            raise ModelError(f"{node.where}: attribute k {k} must be at least 1")
+    else:
+        ks = node.ints(im, 1)
+        if ks is None or len(ks) != 1:
+            raise ModelError(f"{node.where}: K must be a constant of one value")
+        k = ks[0]
+    if k is None:
+        raise ModelError(f"{node.where}: TopK needs its 'k' attribute")
+    axis = int(node.get("axis", -1))
+    rank = len(im.b.shape(ins[0]))
+    if not -rank <= axis < rank:
+        raise ModelError(f"{node.where}: axis {axis} invalid for rank {rank}")
+    values, indices = im.b.topk(ins[0], int(k), axis, largest=bool(node.get("largest", 1)))
+    return [values, indices]
+
+
 _ATTRS = {"axes", "keepdims", "noop_with_empty_axes"}
 _ARG_ATTRS = {"axis", "keepdims", "select_last_index"}
 HANDLERS: HandlerTable = {
@@ -126,6 +149,7 @@ HANDLERS: HandlerTable = {
     "ReduceSumSquare": (_ATTRS, _composite("sum_square")),
     "ReduceLogSum": (_ATTRS, _composite("log_sum")),
     "ReduceLogSumExp": (_ATTRS, _log_sum_exp),
+    "TopK": ({"k", "axis", "largest", "sorted"}, _topk),
     "ArgMax": (_ARG_ATTRS, _arg("argmax")),
     "ArgMin": (_ARG_ATTRS, _arg("argmin")),
 }
