@@ -610,3 +610,28 @@ def test_rounding_and_trigonometry_match_numpy_at_every_level(isa, kind) -> None
         else:
             np.testing.assert_array_equal(y, want, err_msg=level)
             np.testing.assert_array_equal(np.signbit(y), np.signbit(want), err_msg=level)
+
+
+@pytest.mark.parametrize("largest", [True, False])
+def test_topk_kernel_matches_the_reference_at_every_level(isa, largest) -> None:
+    """The k first's indices (a sorted buffer up to k 16, a heap above; 16 values at a time
+    turned away along a contiguous row) against the reference's lexsort: ties everywhere,
+    NaN (ranked above every number), infinities, -0 beside 0, rows along a contiguous and a
+    strided axis, k from 1 to the whole row (k 0 is an empty value, no kernel)."""
+    from walle._kernels import ops_math
+    from walle.ops.reference import topk
+
+    rng = np.random.default_rng(5)
+    for level in _runnable(isa):
+        isa.set_level(level)
+        for outer, r, inner in [(3, 700, 1), (2, 40, 3), (1, 17, 1), (4, 1, 2)]:
+            x = rng.integers(-20, 20, (outer, r, inner)).astype(np.float32)
+            draw = rng.random(x.shape)
+            x[draw < 0.05], x[draw > 0.97] = np.nan, np.inf
+            x[(draw > 0.5) & (draw < 0.53)] = -np.inf
+            x[(draw > 0.6) & (draw < 0.65)] = -0.0
+            for k in sorted({1, min(5, r), min(16, r), min(17, r), min(100, r), r}):
+                y = np.empty((outer, k, inner), np.float32)
+                ops_math.TopKKernel(x, y, outer, r, inner, k, largest).run()
+                want = topk(x, 1, k, largest)
+                np.testing.assert_array_equal(y, want, err_msg=f"{level} {x.shape} k {k}")

@@ -127,19 +127,26 @@ class ChainKernel:
     def run(self) -> None: ...
 
 class TopKKernel:
-    """y = the k first of x's middle axis ([outer, r, inner]) in rank order: values or
-    their indices as floats; NaN ranks above every number, ties to the lower index."""
+    """y = the indices (as floats) of the k first of x's middle axis ([outer, r, inner]) in
+    rank order: NaN ranks above every number, ties to the lower index."""
+
+    def __init__(
+        self, x: FloatArray, y: FloatArray, outer: int, r: int, inner: int, k: int, largest: bool
+    ) -> None: ...
+    def run(self) -> None: ...
+
+class TakeAlongKernel:
+    """y[o, j, q] = x[o, idx[o, j, q], q] (indices checked by the caller)."""
 
     def __init__(
         self,
         x: FloatArray,
+        idx: FloatArray,
         y: FloatArray,
         outer: int,
         r: int,
+        m: int,
         inner: int,
-        k: int,
-        largest: bool,
-        indices: bool,
     ) -> None: ...
     def run(self) -> None: ...
 

@@ -32,7 +32,6 @@ from walle.ops.ir import (
     MAX_GATHER_ROWS,
     MAX_TAKE,
     REDUCE_KINDS,
-    TOPK_OUTPUTS,
     UNARY_KINDS,
     AttrValue,
     FloatArray,
@@ -326,8 +325,8 @@ class GraphBuilder(CompositeOps):
     def topk(self, x: str, k: int, axis: int = -1, largest: bool = True) -> tuple[str, str]:
         """The ``k`` largest (or smallest) values along ``axis`` and their indices, in order:
         NaN counts as larger than every number (first when largest, last otherwise), ties
-        go to the lower index (ONNX's TopK as onnxruntime runs it). Two nodes, one per
-        result; each selects on its own."""
+        go to the lower index (ONNX's TopK as onnxruntime runs it). The indices are a
+        ``topk`` node, the values a ``gather_elements`` of ``x`` by them."""
         shape = self.shape(x)
         axis = _axis(axis, len(shape), "topk")
         if not 0 < shape[axis] <= MAX_GATHER_ROWS:  # the indices float32 holds exactly
@@ -337,11 +336,32 @@ class GraphBuilder(CompositeOps):
         if not 0 <= k <= shape[axis]:
             raise ModelError(f"topk: k {k} must be in [0, {shape[axis]}] (axis {axis})")
         out = (*shape[:axis], k, *shape[axis + 1 :])
-        values, indices = (
-            self._emit("topk", [x], out, axis=axis, k=k, largest=largest, output=which)
-            for which in TOPK_OUTPUTS
-        )
-        return values, indices
+        indices = self._emit("topk", [x], out, axis=axis, k=k, largest=largest)
+        return self.gather_elements(x, indices, axis), indices
+
+    def gather_elements(self, data: str, indices: str, axis: int) -> str:
+        """numpy's ``take_along_axis``: out[..., j, ...] = data[..., indices[..., j, ...],
+        ...] along ``axis``; ``indices`` has data's rank and dims no larger than data's
+        (ONNX's GatherElements), whole numbers in [-dim, dim) (checked with each call, or
+        once where they are constant)."""
+        shape, where = self.shape(data), self.shape(indices)
+        axis = _axis(axis, len(shape), "gather_elements")
+        if len(where) != len(shape) or any(
+            w > d for i, (w, d) in enumerate(zip(where, shape, strict=True)) if i != axis
+        ):
+            raise ModelError(
+                f"gather_elements: indices of shape {where} do not fit data of shape {shape} "
+                f"(the same rank, no larger dims but along axis {axis})"
+            )
+        if not 0 < shape[axis] <= MAX_GATHER_ROWS:
+            raise ModelError(f"gather_elements: axis {axis} has {shape[axis]} rows")
+        known = self.constant_value(indices)
+        if known is not None:
+            try:
+                check_indices(known, shape[axis], "gather_elements: its constant indices")
+            except ValidationError as exc:
+                raise ModelError(str(exc)) from exc
+        return self._emit("gather_elements", [data, indices], where, axis=axis)
 
     def take(self, x: str, indices: _Indices, axis: int, shape: Sequence[int] | None = None) -> str:
         """``np.take(x, indices, axis)`` for constant ``indices`` in [0, dim): a raster whose

@@ -33,10 +33,11 @@ import numpy.typing as npt
 
 from walle.errors import ModelError, ValidationError
 
-ATOMIC_OPS = ("unary", "binary", "reduce", "matmul", "raster", "gather", "topk")
-# topk's two results, each a node of its own (attribute ``output``): the k values and their
-# indices along the axis (float32, exact below 2**24)
-TOPK_OUTPUTS = ("values", "indices")
+# topk: the indices (float32, exact below 2**24) of the k first along an axis;
+# gather_elements: numpy's take_along_axis (ONNX's GatherElements; TopK's values)
+ATOMIC_OPS = (
+    "unary", "binary", "reduce", "matmul", "raster", "gather", "topk", "gather_elements",
+)  # fmt: skip
 # An index input's values travel as float32, exact up to 2**24: a gather reads at most this
 # many rows, so that every index that is out of range stays out of range as a float.
 MAX_GATHER_ROWS = 1 << 24

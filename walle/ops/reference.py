@@ -177,9 +177,9 @@ REDUCE: dict[str, Reduction] = {
 }
 
 
-def topk(x: FloatArray, axis: int, k: int, largest: bool, output: str) -> FloatArray:
-    """The ``k`` largest (or smallest) values of ``x`` along ``axis`` in order, or their
-    indices as float32: NaN ranks above every number, ties go to the lower index."""
+def topk(x: FloatArray, axis: int, k: int, largest: bool) -> FloatArray:
+    """The indices (as float32) of the ``k`` largest (or smallest) values of ``x`` along
+    ``axis``, in order: NaN ranks above every number, ties go to the lower index."""
     rows = np.moveaxis(x, axis, -1)
     nan = np.isnan(rows)
     number = np.where(nan, np.float32(0), rows)
@@ -188,9 +188,17 @@ def topk(x: FloatArray, axis: int, k: int, largest: bool, output: str) -> FloatA
         order = np.lexsort((index, -number, ~nan), axis=-1)
     else:  # the values upwards, NaN last, then the index upwards
         order = np.lexsort((index, number, nan), axis=-1)
-    chosen = order[..., :k]
-    picked = np.take_along_axis(rows, chosen, -1) if output == "values" else chosen
-    return np.ascontiguousarray(np.moveaxis(picked, -1, axis), dtype=np.float32)
+    return np.ascontiguousarray(np.moveaxis(order[..., :k], -1, axis), dtype=np.float32)
+
+
+def gather_elements(data: FloatArray, indices: FloatArray, axis: int) -> FloatArray:
+    """numpy's take_along_axis over data cut to the indices' dims off ``axis`` (ONNX's
+    GatherElements); negative indices count from the end (checked by the caller)."""
+    cut = tuple(slice(None) if d == axis else slice(0, n) for d, n in enumerate(indices.shape))
+    part = data[cut]
+    at = indices.astype(np.int64)
+    at = np.where(at < 0, at + data.shape[axis], at)
+    return np.take_along_axis(part, at, axis).astype(np.float32)
 
 
 def raster(
@@ -237,13 +245,12 @@ def evaluate(node: Node, inputs: list[FloatArray], shape: tuple[int, ...]) -> Fl
         elif node.op == "raster":
             y = raster(inputs, shape, node.attr("regions"), node.attr("fill"))
         elif node.op == "topk":
-            y = topk(
-                inputs[0],
-                node.attr("axis"),
-                node.attr("k"),
-                node.attr("largest"),
-                node.attr("output"),
-            )
+            y = topk(inputs[0], node.attr("axis"), node.attr("k"), node.attr("largest"))
+        elif node.op == "gather_elements":
+            axis = node.attr("axis")
+            where = f"gather_elements {node.name!r}: its indices"
+            check_indices(inputs[1], inputs[0].shape[axis], where)
+            y = gather_elements(inputs[0], inputs[1], axis)
         elif node.op == "gather":
             axis = node.attr("axis")
             check_indices(inputs[1], inputs[0].shape[axis], f"gather {node.name!r}: its indices")

@@ -470,6 +470,27 @@ CASES = {
     ),
     "topk_all_opset10": ("TopK", [(3, 6)], [init("k", _I([3]))], 10, {"axis": 0}, 2),
     "topk_opset1": ("TopK", [(4, 5)], [], 1, {"k": 2}, 2),
+    "gatherelements_defaults": (
+        "GatherElements",
+        [(3, 4)],
+        [init("i", _I([[2, 0, 1, -1], [0, 0, -3, 2]]))],
+        13,
+        {},
+    ),
+    "gatherelements_axis": (
+        "GatherElements",
+        [(3, 4, 2)],
+        [init("i", _I(np.arange(18).reshape(3, 3, 2) % 4 - 1))],
+        13,
+        {"axis": 1},
+    ),
+    "gatherelements_smaller_off_axis": (
+        "GatherElements",
+        [(3, 5)],
+        [init("i", _I([[4, 0], [-1, 3]]))],
+        11,
+        {"axis": 1},
+    ),
     "argmax_defaults": ("ArgMax", [(3, 4, 5)], [], 13, {}),
     "argmax_last_no_keepdims": (
         "ArgMax",
@@ -814,7 +835,7 @@ _NEW_OPS = {
     "ReduceSumSquare": [(2, 3)], "ReduceLogSum": [(2, 3)], "ReduceLogSumExp": [(2, 3)],
     "Celu": [(2, 3)], "Mish": [(2, 3)], "Floor": [(2, 3)], "Ceil": [(2, 3)], "Round": [(2, 3)],
     "Sin": [(2, 3)], "Cos": [(2, 3)], "ThresholdedRelu": [(2, 3)], "Shrink": [(2, 3)],
-    "Hardmax": [(2, 3)], "IsNaN": [(2, 3)], "IsInf": [(2, 3)],
+    "Hardmax": [(2, 3)], "IsNaN": [(2, 3)], "IsInf": [(2, 3)], "GatherElements": [(2, 3), (2, 3)],
 }  # fmt: skip
 
 
@@ -947,3 +968,19 @@ def test_ops_topk_with_a_runtime_k_is_refused_naming_the_node() -> None:
     proto = model([node], [io("x", [2, 5]), k], outputs, opset=11)
     with pytest.raises(ModelError, match=r"node 'n' \(TopK\)"):
         import_onnx(proto)
+
+
+def test_ops_gather_elements_by_ids_checks_each_call(tmp_path) -> None:
+    """Indices given with each call (int64 ids) index along the axis, negative ones from
+    the end; one out of range is refused naming the node and its position."""
+    node = helper.make_node("GatherElements", ["x", "ids"], ["y"], name="pick", axis=1)
+    ids = helper.make_tensor_value_info("ids", onnx.TensorProto.INT64, ["N", 3])
+    proto = model([node], [io("x", ["N", 6]), ids], [io("y", None)], opset=13)
+    path = tmp_path / "m.onnx"
+    onnx.save(proto, path)
+    m = Model(path, use_cache=False, trials=False)
+    x = rand((2, 6))
+    idx = np.array([[0, 5, -1], [3, -6, 2]], np.int64)
+    np.testing.assert_array_equal(m.run(x, idx)[0], run_ort(proto, {"x": x, "ids": idx})[0])
+    with pytest.raises(ValidationError, match=r"gather_elements 'pick.*\(1, 2\): 6 is"):
+        m.run(x, np.array([[0, 1, 2], [0, 1, 6]], np.int64))

@@ -842,6 +842,23 @@ def topk(draw):
 
 
 @st.composite
+def gather_elements(draw):
+    """Constant indices of data's rank, no larger off the axis, any count along it,
+    negative ones among them."""
+    shape = draw(small)
+    rank = len(shape)
+    attrs: dict = {}
+    _maybe(draw, "axis", st.integers(-rank, rank - 1), attrs)
+    axis = attrs.get("axis", 0) % rank
+    where = [draw(st.integers(1, d)) for d in shape]
+    where[axis] = draw(st.integers(1, 4))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    indices = rng.integers(-shape[axis], shape[axis], where).astype(_I)
+    x = ("x", _array(draw, shape))
+    return _case("GatherElements", [x], [("i", indices)], opset=13, attrs=attrs)
+
+
+@st.composite
 def cast(draw):
     """A float tensor cast to FLOAT (the one non-constant float cast walle takes), or a
     constant cast to INT64 (truncated at import) added to one."""
@@ -1126,6 +1143,7 @@ STRATEGIES = {
     **{op: logic(op) for op in ("Not", "And", "Or", "Xor")},
     "Where": where(),
     "TopK": topk(),
+    "GatherElements": gather_elements(),
     "ArgMax": arg_reduce("ArgMax"),
     "ArgMin": arg_reduce("ArgMin"),
 }  # fmt: skip

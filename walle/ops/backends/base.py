@@ -254,11 +254,11 @@ def node_work(node: Node, graph: Graph) -> tuple[float, float]:
     return float(max(ins, out)), 4.0 * (ins + out)
 
 
-def checked_gather(indices: FloatArray, rows: int, node: str, run: Call) -> None:
-    """Run a gather's kernel once its indices are checked: whole numbers in [-rows, rows),
-    else a ValidationError naming the node and the position (a read outside the table
-    would be a wrong answer or a crash)."""
-    check_indices(indices, rows, f"gather {node!r}: its indices", field=node)
+def checked_gather(indices: FloatArray, rows: int, node: Node, run: Call) -> None:
+    """Run a gather's (or gather_elements') kernel once its indices are checked: whole
+    numbers in [-rows, rows), else a ValidationError naming the node and the position (a
+    read outside the table would be a wrong answer or a crash)."""
+    check_indices(indices, rows, f"{node.op} {node.name!r}: its indices", field=node.name)
     run()
 
 
@@ -267,9 +267,9 @@ def gather_call(node: Node, graph: Graph, indices: FloatArray, rows: int, run: C
     or, where the indices are one of the graph's constants (a Gather of constant ids), the
     kernel alone, the constant checked once here."""
     if node.inputs[1] in graph.constants:
-        check_indices(indices, rows, f"gather {node.name!r}: its indices", field=node.name)
+        check_indices(indices, rows, f"{node.op} {node.name!r}: its indices", field=node.name)
         return run
-    return partial(checked_gather, indices, rows, node.name, run)
+    return partial(checked_gather, indices, rows, node, run)
 
 
 def is_aliased_part(node: Node, buffers: Buffers) -> bool:

@@ -112,6 +112,10 @@ class CythonBackend(Backend):
         return {**super().identity(), "isa": self.isa, "cpu": cython_isa.cpu_model()}
 
     def supports(self, node: Node, graph: Graph) -> bool:
+        if node.op == "gather_elements":  # the kernel's: indices as long as data off the axis
+            data, where = graph.shape(node.inputs[0]), graph.shape(node.output)
+            off_axis = [i for i in range(len(data)) if i != node.attr("axis")]
+            return all(where[i] == data[i] for i in off_axis)
         if node.op == "reduce":
             return _reduce_view(graph.shape(node.inputs[0]), node.attr("axes")) is not None
         if node.op == "binary":
@@ -253,11 +257,16 @@ class CythonBackend(Backend):
         if node.op == "topk":
             shape, axis, k = graph.shape(node.inputs[0]), node.attr("axis"), node.attr("k")
             outer, inner = math.prod(shape[:axis]), math.prod(shape[axis + 1 :])
-            indices = node.attr("output") == "indices"
             topk = ops_math.TopKKernel(
-                ins[0], out, outer, shape[axis], inner, k, node.attr("largest"), indices
+                ins[0], out, outer, shape[axis], inner, k, node.attr("largest")
             )
             return [topk.run]
+        if node.op == "gather_elements":
+            shape, axis = graph.shape(node.inputs[0]), node.attr("axis")
+            m = graph.shape(node.output)[axis]
+            outer, inner = math.prod(shape[:axis]), math.prod(shape[axis + 1 :])
+            along = ops_math.TakeAlongKernel(ins[0], ins[1], out, outer, shape[axis], m, inner)
+            return [gather_call(node, graph, ins[1], shape[axis], along.run)]
         if node.op == "gather":
             shape, axis = graph.shape(node.inputs[0]), node.attr("axis")
             outer, inner = math.prod(shape[:axis]), math.prod(shape[axis + 1 :])

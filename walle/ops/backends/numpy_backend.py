@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from typing import Protocol
 
@@ -9,7 +10,15 @@ import numpy as np
 
 from walle.ops.backends.base import Backend, Buffers, Call, MatmulCall, gather_call
 from walle.ops.ir import ARG_KINDS, FloatArray, Graph, Node, unfilled_runs
-from walle.ops.reference import BINARY, arg_reduce, erf, gelu, region_view, topk
+from walle.ops.reference import (
+    BINARY,
+    arg_reduce,
+    erf,
+    gather_elements,
+    gelu,
+    region_view,
+    topk,
+)
 
 _UFUNC_UNARY = {
     "neg": np.negative, "abs": np.abs, "exp": np.exp, "log": np.log, "sqrt": np.sqrt,
@@ -64,7 +73,12 @@ class NumpyBackend(Backend):
         if node.op == "matmul":
             return [MatmulCall(ins[0], ins[1], out).run]
         if node.op == "topk":
-            return [partial(_topk, ins[0], node, out)]
+            attrs = (node.attr(a) for a in ("axis", "k", "largest"))
+            return [partial(_into, out, topk, ins[0], *attrs)]
+        if node.op == "gather_elements":
+            axis = node.attr("axis")
+            take = partial(_into, out, gather_elements, ins[0], ins[1], axis)
+            return [gather_call(node, graph, ins[1], ins[0].shape[axis], take)]
         if node.op == "gather":
             axis = node.attr("axis")
             take = partial(_take, ins[0], ins[1], axis, out)
@@ -72,9 +86,8 @@ class NumpyBackend(Backend):
         return raster_calls(node, ins, out)
 
 
-def _topk(x: FloatArray, node: Node, out: FloatArray) -> None:
-    attrs = (node.attr(a) for a in ("axis", "k", "largest", "output"))
-    np.copyto(out, topk(x, *attrs))
+def _into(out: FloatArray, fn: Callable[..., FloatArray], *args: object) -> None:
+    np.copyto(out, fn(*args))
 
 
 def raster_calls(node: Node, ins: list[FloatArray], out: FloatArray) -> list[Call]:

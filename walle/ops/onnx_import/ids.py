@@ -91,7 +91,7 @@ def id_values(graph: GraphProto) -> dict[str, str]:
         if not held:
             continue
         origin = source[node.input[held[0]]]
-        if node.op_type == "Gather" and held == [1]:
+        if node.op_type in ("Gather", "GatherElements") and held == [1]:
             continue  # a lookup: where ids end
         if node.op_type == "Cast" and _cast_to(node) == "FLOAT":
             continue  # numbers from here on (an attention mask), as float32 holds them

@@ -241,6 +241,18 @@ def _gather(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     return im.b.take(ins[0], flat, axis, out)
 
 
+def _gather_elements(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    """numpy's take_along_axis along ``axis`` (default 0): indices constant (checked now),
+    ids given with each call or computed in the graph (TopK's, ArgMax's: checked with each
+    call)."""
+    name = node.proto.input[1]
+    if name in im.graph_inputs and name not in im.ids:
+        raise ModelError(f"{node.where}: input {name!r} holds no integer indices")
+    shape = im.b.shape(ins[0])
+    axis = _axis(node, int(node.get("axis", 0)), len(shape))
+    return im.b.gather_elements(ins[0], ins[1], axis)
+
+
 def _expand(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     """The data broadcast against the constant ``shape`` by numpy's rules, both ways: the
     output's shape is ``np.broadcast_shapes(data, shape)``, so a 1 in ``shape`` keeps the
@@ -445,6 +457,7 @@ HANDLERS: HandlerTable = {
     "Slice": ({"starts", "ends", "axes"}, _slice),
     "Pad": ({"mode", "pads", "value"}, _pad),
     "Split": ({"axis", "split", "num_outputs"}, _split),
+    "GatherElements": ({"axis"}, _gather_elements),
     "Gather": ({"axis"}, _gather),
     "Expand": (set(), _expand),
     "Tile": (set(), _tile),
