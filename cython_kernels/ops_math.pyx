@@ -665,6 +665,30 @@ cdef extern from *:
         }
     }
 
+    /* Running sums along the middle axis of [outer, r, inner], in float32 one element
+       after the other (the order onnxruntime adds in), rows of inner summed side by side;
+       exclusive: each sum of the elements before it; reverse: from the end. */
+    WALLE_CLONES static void walle_cumsum(const float* x, float* y, long outer, long r,
+                                          long inner, int exclusive, int reverse) {
+        for (long o = 0; o < outer; o++) {
+            const float* xo = x + o * r * inner;
+            float* yo = y + o * r * inner;
+            for (long t = 0; t < r; t++) {
+                long i = reverse ? r - 1 - t : t, prev = reverse ? i + 1 : i - 1;
+                const float* xr = xo + i * inner;
+                float* yr = yo + i * inner;
+                if (t == 0) {
+                    for (long q = 0; q < inner; q++) yr[q] = exclusive ? 0.0f : xr[q];
+                    continue;
+                }
+                const float* yp = yo + prev * inner;
+                const float* add = exclusive ? xo + prev * inner : xr;
+                #pragma omp simd
+                for (long q = 0; q < inner; q++) yr[q] = yp[q] + add[q];
+            }
+        }
+    }
+
     /* ---- Instruction-set levels (2: AVX-512F, 1: AVX2 + FMA, 0: baseline SSE2) ----
        walle_math_level, set from Python (the WALLE_OPS_ISA switch; default the best this
        CPU runs), picks one wrapper per entry point below; each wrapper inlines the
@@ -1286,6 +1310,10 @@ cdef extern from *:
     WALLE_LEVELS(walle_reduce, (int kind, const float* x, float* y, long outer, long r,
                                 long inner), (kind, x, y, outer, r, inner),
                  walle_reduce, walle_reduce, walle_reduce)
+    WALLE_LEVELS(walle_cumsum, (const float* x, float* y, long outer, long r, long inner,
+                                int exclusive, int reverse),
+                 (x, y, outer, r, inner, exclusive, reverse),
+                 walle_cumsum, walle_cumsum, walle_cumsum)
     WALLE_LEVELS(walle_topk_rows, (const float* x, float* y, long outer, long r, long inner,
                                    long k, int largest, uint64_t* buf),
                  (x, y, outer, r, inner, k, largest, buf),
@@ -1433,6 +1461,8 @@ cdef extern from *:
                    int largest) nogil
     void walle_take_along(const float* x, const float* idx, float* y, long outer, long r,
                           long m, long inner) nogil
+    void walle_cumsum "walle_cumsum_at"(const float* x, float* y, long outer, long r,
+                                        long inner, int exclusive, int reverse) nogil
     ctypedef struct walle_chain:
         int n_ops
         int code[16]
@@ -1835,6 +1865,30 @@ cdef class TopKKernel:
                                 self.largest)
         if status < 0:
             raise MemoryError("TopKKernel: no memory for a row's ranking")
+
+
+cdef class CumSumKernel:
+    """y = running sums of x along its middle axis ([outer, r, inner]), one element after
+    the other in float32; ``exclusive`` leaves each element out, ``reverse`` from the end."""
+
+    cdef float* x
+    cdef float* y
+    cdef long outer, r, inner
+    cdef int exclusive, reverse
+    cdef object keep
+
+    def __init__(self, x, y, long outer, long r, long inner, bint exclusive, bint reverse):
+        if x.size != outer * r * inner or y.size != x.size:
+            raise ValueError("CumSumKernel: sizes do not match")
+        self.keep = (x, y)
+        self.x, self.y = _ptr(x), _ptr(y)
+        self.outer, self.r, self.inner = outer, r, inner
+        self.exclusive, self.reverse = exclusive, reverse
+
+    def run(self):
+        with nogil:
+            walle_cumsum(self.x, self.y, self.outer, self.r, self.inner, self.exclusive,
+                         self.reverse)
 
 
 cdef class TakeAlongKernel:

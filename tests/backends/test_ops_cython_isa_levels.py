@@ -635,3 +635,25 @@ def test_topk_kernel_matches_the_reference_at_every_level(isa, largest) -> None:
                 ops_math.TopKKernel(x, y, outer, r, inner, k, largest).run()
                 want = topk(x, 1, k, largest)
                 np.testing.assert_array_equal(y, want, err_msg=f"{level} {x.shape} k {k}")
+
+
+def test_cumsum_kernel_matches_the_reference_at_every_level(isa) -> None:
+    """Running sums one element after the other (the bits of numpy's float32 cumsum), NaN
+    and inf reaching only the sums after them, along a contiguous and a strided axis, each
+    of exclusive and reverse."""
+    from walle._kernels import ops_math
+    from walle.ops.reference import cumsum
+
+    rng = np.random.default_rng(6)
+    for level in _runnable(isa):
+        isa.set_level(level)
+        for outer, r, inner in [(2, 300, 1), (3, 17, 5), (1, 1, 40)]:
+            x = rng.standard_normal((outer, r, inner)).astype(np.float32)
+            draw = rng.random(x.shape)
+            x[draw < 0.02], x[draw > 0.99] = np.nan, np.inf
+            for exclusive in (False, True):
+                for reverse in (False, True):
+                    y = np.empty_like(x)
+                    ops_math.CumSumKernel(x, y, outer, r, inner, exclusive, reverse).run()
+                    want = cumsum(x, 1, exclusive, reverse)
+                    np.testing.assert_array_equal(y, want, err_msg=f"{level} {x.shape}")

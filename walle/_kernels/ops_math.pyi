@@ -135,6 +135,21 @@ class TopKKernel:
     ) -> None: ...
     def run(self) -> None: ...
 
+class CumSumKernel:
+    """y = running float32 sums of x along its middle axis ([outer, r, inner])."""
+
+    def __init__(
+        self,
+        x: FloatArray,
+        y: FloatArray,
+        outer: int,
+        r: int,
+        inner: int,
+        exclusive: bool,
+        reverse: bool,
+    ) -> None: ...
+    def run(self) -> None: ...
+
 class TakeAlongKernel:
     """y[o, j, q] = x[o, idx[o, j, q], q] (indices checked by the caller)."""
 

@@ -339,6 +339,15 @@ class GraphBuilder(CompositeOps):
         indices = self._emit("topk", [x], out, axis=axis, k=k, largest=largest)
         return self.gather_elements(x, indices, axis), indices
 
+    def cumsum(self, x: str, axis: int, exclusive: bool = False, reverse: bool = False) -> str:
+        """Running sums along ``axis``, in float32 one element after the other (so NaN and
+        inf reach the sums after them, not before): ``exclusive`` leaves each element out
+        of its own sum, ``reverse`` sums from the end."""
+        axis = _axis(axis, len(self.shape(x)), "cumsum")
+        return self._emit(
+            "cumsum", [x], self.shape(x), axis=axis, exclusive=exclusive, reverse=reverse
+        )
+
     def gather_elements(self, data: str, indices: str, axis: int) -> str:
         """numpy's ``take_along_axis``: out[..., j, ...] = data[..., indices[..., j, ...],
         ...] along ``axis``; ``indices`` has data's rank and dims no larger than data's

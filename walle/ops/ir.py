@@ -34,9 +34,11 @@ import numpy.typing as npt
 from walle.errors import ModelError, ValidationError
 
 # topk: the indices (float32, exact below 2**24) of the k first along an axis;
-# gather_elements: numpy's take_along_axis (ONNX's GatherElements; TopK's values)
+# gather_elements: numpy's take_along_axis (ONNX's GatherElements; TopK's values);
+# cumsum: running sums along an axis (exclusive, reverse: ONNX's CumSum)
 ATOMIC_OPS = (
     "unary", "binary", "reduce", "matmul", "raster", "gather", "topk", "gather_elements",
+    "cumsum",
 )  # fmt: skip
 # An index input's values travel as float32, exact up to 2**24: a gather reads at most this
 # many rows, so that every index that is out of range stays out of range as a float.

@@ -191,6 +191,18 @@ def topk(x: FloatArray, axis: int, k: int, largest: bool) -> FloatArray:
     return np.ascontiguousarray(np.moveaxis(order[..., :k], -1, axis), dtype=np.float32)
 
 
+def cumsum(x: FloatArray, axis: int, exclusive: bool, reverse: bool) -> FloatArray:
+    """Running float32 sums along ``axis`` (see :meth:`GraphBuilder.cumsum`)."""
+    y = np.flip(x, axis) if reverse else x
+    y = np.cumsum(y, axis=axis, dtype=np.float32)
+    if exclusive:  # each sum of the ones before: shifted one on, 0 first
+        y = np.roll(y, 1, axis)
+        first = [slice(None)] * y.ndim
+        first[axis] = slice(0, 1)
+        y[tuple(first)] = 0
+    return np.ascontiguousarray(np.flip(y, axis) if reverse else y, dtype=np.float32)
+
+
 def gather_elements(data: FloatArray, indices: FloatArray, axis: int) -> FloatArray:
     """numpy's take_along_axis over data cut to the indices' dims off ``axis`` (ONNX's
     GatherElements); negative indices count from the end (checked by the caller)."""
@@ -246,6 +258,9 @@ def evaluate(node: Node, inputs: list[FloatArray], shape: tuple[int, ...]) -> Fl
             y = raster(inputs, shape, node.attr("regions"), node.attr("fill"))
         elif node.op == "topk":
             y = topk(inputs[0], node.attr("axis"), node.attr("k"), node.attr("largest"))
+        elif node.op == "cumsum":
+            attrs = (node.attr(a) for a in ("axis", "exclusive", "reverse"))
+            y = cumsum(inputs[0], *attrs)
         elif node.op == "gather_elements":
             axis = node.attr("axis")
             where = f"gather_elements {node.name!r}: its indices"

@@ -45,9 +45,10 @@ def output_io(op: str, name: str, shape=None, position: int = 0):
 
 
 def input_io(name: str, array: np.ndarray):
-    """The value_info of an input fed ``array``: a boolean tensor for a bool array."""
-    kind = TensorProto.BOOL if array.dtype == np.bool_ else TensorProto.FLOAT
-    return io(name, list(array.shape), kind)
+    """The value_info of an input fed ``array``: a boolean tensor for a bool array, int64
+    (ids) for an int64 one, else float."""
+    kinds = {np.dtype(np.bool_): TensorProto.BOOL, np.dtype(np.int64): TensorProto.INT64}
+    return io(name, list(array.shape), kinds.get(array.dtype, TensorProto.FLOAT))
 
 
 def init(name: str, array) -> object:

@@ -491,6 +491,18 @@ CASES = {
         11,
         {"axis": 1},
     ),
+    "cumsum_defaults": ("CumSum", [(3, 40)], [init("a", _I(1))], 14, {}),
+    "cumsum_exclusive_reverse": (
+        "CumSum",
+        [(3, 4, 5)],
+        [init("a", _I([-2]))],
+        14,
+        {"exclusive": 1, "reverse": 1},
+    ),
+    "cumsum_axis0_reverse": ("CumSum", [(6, 3)], [init("a", _I(0))], 11, {"reverse": 1}),
+    "trilu_defaults": ("Trilu", [(2, 4, 3)], [], 14, {}),
+    "trilu_lower_k": ("Trilu", [(4, 5)], [init("k", _I(-1))], 14, {"upper": 0}),
+    "trilu_upper_k": ("Trilu", [(5, 4)], [init("k", _I(2))], 14, {}),
     "argmax_defaults": ("ArgMax", [(3, 4, 5)], [], 13, {}),
     "argmax_last_no_keepdims": (
         "ArgMax",
@@ -836,6 +848,7 @@ _NEW_OPS = {
     "Celu": [(2, 3)], "Mish": [(2, 3)], "Floor": [(2, 3)], "Ceil": [(2, 3)], "Round": [(2, 3)],
     "Sin": [(2, 3)], "Cos": [(2, 3)], "ThresholdedRelu": [(2, 3)], "Shrink": [(2, 3)],
     "Hardmax": [(2, 3)], "IsNaN": [(2, 3)], "IsInf": [(2, 3)], "GatherElements": [(2, 3), (2, 3)],
+    "Trilu": [(2, 3)], "CumSum": [(2, 3), (1,)], "OneHot": [(2, 3), (1,), (2,)],
 }  # fmt: skip
 
 
@@ -984,3 +997,18 @@ def test_ops_gather_elements_by_ids_checks_each_call(tmp_path) -> None:
     np.testing.assert_array_equal(m.run(x, idx)[0], run_ort(proto, {"x": x, "ids": idx})[0])
     with pytest.raises(ValidationError, match=r"gather_elements 'pick.*\(1, 2\): 6 is"):
         m.run(x, np.array([[0, 1, 2], [0, 1, 6]], np.int64))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("axis", [-1, 0, 1])
+def test_ops_one_hot_of_ids_matches_onnxruntime(backend: str, axis: int) -> None:
+    """Negative ids count from the end, one outside [-depth, depth) is off everywhere, an
+    infinite on-value stays where it is (a mask, not a product)."""
+    node = helper.make_node("OneHot", ["i", "d", "v"], ["y"], name="n", axis=axis)
+    ids = helper.make_tensor_value_info("i", onnx.TensorProto.INT64, [2, 3])
+    inits = [init("d", _I(4)), init("v", _F([0.5, np.inf]))]
+    proto = model([node], [ids], [io("y", None)], inits, opset=11)
+    i = np.array([[0, 3, -1], [5, -4, 2]], np.int64)
+    np.testing.assert_array_equal(
+        run_walle(proto, {"i": i}, backend)[0], run_ort(proto, {"i": i})[0]
+    )

@@ -859,6 +859,46 @@ def gather_elements(draw):
 
 
 @st.composite
+def cumsum(draw):
+    """NaN and infinities among the values: they reach the sums after them only."""
+    shape = draw(small)
+    rank = len(shape)
+    axis = draw(st.integers(-rank, rank - 1))
+    attrs: dict = {}
+    _maybe(draw, "exclusive", st.integers(0, 1), attrs)
+    _maybe(draw, "reverse", st.integers(0, 1), attrs)
+    x = _specials(draw, shape) if draw(st.booleans()) else _array(draw, shape)
+    axis_value = np.array(axis if draw(st.booleans()) else [axis], _I)
+    return _case("CumSum", [("x", x)], [("a", axis_value)], opset=14, attrs=attrs)
+
+
+@st.composite
+def trilu(draw):
+    shape = draw(st.lists(st.integers(1, 5), min_size=2, max_size=4).map(tuple))
+    attrs: dict = {}
+    _maybe(draw, "upper", st.integers(0, 1), attrs)
+    x = ("x", _specials(draw, shape) if draw(st.booleans()) else _array(draw, shape))
+    if draw(st.booleans()):
+        return _case("Trilu", [x], opset=14, attrs=attrs)
+    k = np.array(draw(st.integers(-6, 6)), _I)
+    return _case("Trilu", [x], [("k", k)], opset=14, attrs=attrs)
+
+
+@st.composite
+def one_hot(draw):
+    """Indices given with each call (int64 ids), negative and out of range ones among them,
+    on- and off-values of any sign."""
+    shape = draw(small)
+    depth = draw(st.integers(1, 5))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    indices = rng.integers(-depth - 1, depth + 1, shape).astype(_I)
+    attrs: dict = {}
+    _maybe(draw, "axis", st.integers(-len(shape) - 1, len(shape)), attrs)
+    inits = [("depth", np.array(depth, _I)), ("values", _array(draw, (2,), -3.0, 3.0))]
+    return _case("OneHot", [("idx", indices)], inits, opset=11, attrs=attrs)
+
+
+@st.composite
 def cast(draw):
     """A float tensor cast to FLOAT (the one non-constant float cast walle takes), or a
     constant cast to INT64 (truncated at import) added to one."""
@@ -1143,6 +1183,9 @@ STRATEGIES = {
     **{op: logic(op) for op in ("Not", "And", "Or", "Xor")},
     "Where": where(),
     "TopK": topk(),
+    "CumSum": cumsum(),
+    "Trilu": trilu(),
+    "OneHot": one_hot(),
     "GatherElements": gather_elements(),
     "ArgMax": arg_reduce("ArgMax"),
     "ArgMin": arg_reduce("ArgMin"),

@@ -261,6 +261,13 @@ class CythonBackend(Backend):
                 ins[0], out, outer, shape[axis], inner, k, node.attr("largest")
             )
             return [topk.run]
+        if node.op == "cumsum":
+            shape, axis = graph.shape(node.inputs[0]), node.attr("axis")
+            outer, inner = math.prod(shape[:axis]), math.prod(shape[axis + 1 :])
+            sums = ops_math.CumSumKernel(
+                ins[0], out, outer, shape[axis], inner, node.attr("exclusive"), node.attr("reverse")
+            )
+            return [sums.run]
         if node.op == "gather_elements":
             shape, axis = graph.shape(node.inputs[0]), node.attr("axis")
             m = graph.shape(node.output)[axis]

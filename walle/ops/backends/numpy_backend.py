@@ -13,6 +13,7 @@ from walle.ops.ir import ARG_KINDS, FloatArray, Graph, Node, unfilled_runs
 from walle.ops.reference import (
     BINARY,
     arg_reduce,
+    cumsum,
     erf,
     gather_elements,
     gelu,
@@ -75,6 +76,9 @@ class NumpyBackend(Backend):
         if node.op == "topk":
             attrs = (node.attr(a) for a in ("axis", "k", "largest"))
             return [partial(_into, out, topk, ins[0], *attrs)]
+        if node.op == "cumsum":
+            attrs = (node.attr(a) for a in ("axis", "exclusive", "reverse"))
+            return [partial(_into, out, cumsum, ins[0], *attrs)]
         if node.op == "gather_elements":
             axis = node.attr("axis")
             take = partial(_into, out, gather_elements, ins[0], ins[1], axis)

@@ -158,7 +158,7 @@ class OpenCLBackend(Backend):
         sizes = [math.prod(graph.shape(n)) for n in (*node.inputs, node.output)]
         if max(sizes) > _MAX_ELEMENTS:
             return False
-        if node.op in ("topk", "gather_elements"):  # a ranking per row, a lookup: on the host
+        if node.op in ("topk", "gather_elements", "cumsum"):  # per row, one after another: host
             return False
         if node.op == "gather":  # ids given with each call: checked and looked up on the host
             return node.inputs[1] in graph.constants

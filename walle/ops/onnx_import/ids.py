@@ -93,6 +93,8 @@ def id_values(graph: GraphProto) -> dict[str, str]:
         origin = source[node.input[held[0]]]
         if node.op_type in ("Gather", "GatherElements") and held == [1]:
             continue  # a lookup: where ids end
+        if node.op_type == "OneHot" and held == [0]:
+            continue  # positions compared: booleans from here on
         if node.op_type == "Cast" and _cast_to(node) == "FLOAT":
             continue  # numbers from here on (an attention mask), as float32 holds them
         if node.op_type in _COMPARISONS:

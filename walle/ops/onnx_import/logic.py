@@ -1,5 +1,5 @@
 """Comparisons and boolean logic: Equal, Greater, GreaterOrEqual, Less, LessOrEqual, IsNaN,
-IsInf, Not, And, Or, Xor, Where.
+IsInf, Not, And, Or, Xor, Where; and the masks made of them: Trilu, OneHot.
 
 walle computes in float32, so ONNX's booleans are numbers here: 1.0 for true, 0.0 for false
 (a comparison with NaN is false, as in onnxruntime). Not, And, Or and Xor then are
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from walle.errors import ModelError
 from walle.ops.onnx_import import legacy
 from walle.ops.onnx_import.node import Handler, HandlerTable, OnnxNode
 
@@ -65,6 +66,51 @@ def _is_inf(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     return hits[0] if len(hits) == 1 else im.b.binary("max", *hits)
 
 
+def _trilu(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    """The upper (``upper`` 1, the default) or lower triangle of the last two dims from
+    diagonal ``k`` (a constant input, default 0) on; the rest 0, whatever it held (a mask,
+    not a product: NaN off the triangle does not reach the output)."""
+    shape = im.b.shape(ins[0])
+    if len(shape) < 2:
+        raise ModelError(f"{node.where}: the input has rank {len(shape)}; Trilu needs 2 or more")
+    ks = node.ints(im, 1)
+    if ks is not None and len(ks) != 1:
+        raise ModelError(f"{node.where}: k must be one value, got {ks}")
+    k = ks[0] if ks else 0
+    rows, cols = np.indices(shape[-2:])
+    keep = cols - rows >= k if node.get("upper", 1) else cols - rows <= k
+    return im.b.binary("mask", im.b.const(keep.astype(np.float32)), ins[0])
+
+
+def _one_hot(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    """values[1] where the index (negative ones counting from the end) is the position along
+    the new ``axis`` (default -1) of ``depth`` (a constant), values[0] elsewhere; an index
+    outside [-depth, depth) is values[0] everywhere (onnxruntime's)."""
+    indices, name = ins[0], node.proto.input[0]
+    if name in im.graph_inputs and name not in im.ids:
+        raise ModelError(f"{node.where}: input {name!r} holds no integer indices")
+    depth = node.ints(im, 1)
+    if depth is None or len(depth) != 1 or depth[0] < 1:
+        raise ModelError(f"{node.where}: depth must be one constant of at least 1, got {depth}")
+    off, on = (float(v) for v in im.const(node.proto.input[2], node.where).reshape(-1))
+    shape = im.b.shape(indices)
+    rank = len(shape) + 1
+    axis = int(node.get("axis", -1))
+    if not -rank <= axis < rank:
+        raise ModelError(f"{node.where}: axis {axis} invalid for an output of rank {rank}")
+    axis %= rank
+    n = depth[0]
+    wrap = im.b.binary("mask", im.b.binary("lt", indices, im.b.const(0.0)), im.b.const(float(n)))
+    at = im.b.reshape(im.b.binary("add", indices, wrap), [*shape[:axis], 1, *shape[axis:]])
+    along = [1] * rank
+    along[axis] = n
+    hit = im.b.binary("eq", im.b.const(np.arange(n, dtype=np.float32).reshape(along)), at)
+    miss = im.b.binary("sub", im.b.const(1.0), hit)
+    return im.b.binary(
+        "add", im.b.binary("mask", hit, im.b.const(on)), im.b.binary("mask", miss, im.b.const(off))
+    )
+
+
 def _where(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     condition, x, y = ins
     taken = im.b.binary("mask", condition, x)
@@ -83,6 +129,8 @@ HANDLERS: HandlerTable = {
     "Or": (_LEGACY_BROADCAST, _logic("or")),
     "Xor": (_LEGACY_BROADCAST, _logic("xor")),
     "Where": (set(), _where),
+    "Trilu": ({"upper"}, _trilu),
+    "OneHot": ({"axis"}, _one_hot),
     "IsNaN": (set(), _is_nan),
     "IsInf": ({"detect_positive", "detect_negative"}, _is_inf),
 }

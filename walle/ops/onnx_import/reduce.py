@@ -1,5 +1,5 @@
 """Reductions: ReduceMean, ReduceSum, ReduceMax, ReduceMin, ReduceL1, ReduceL2,
-ReduceSumSquare, ReduceLogSum, ReduceLogSumExp, ArgMax, ArgMin, and TopK.
+ReduceSumSquare, ReduceLogSum, ReduceLogSumExp, ArgMax, ArgMin; and TopK and CumSum.
 
 ``axes`` is an attribute up to the opset that made it an input (13 for ReduceSum, 18 for the
 others); with no axes every axis is reduced, unless ``noop_with_empty_axes`` makes the op a
@@ -137,6 +137,18 @@ def _topk(im: Importer, node: OnnxNode, ins: list[str]) -> list[str]:
     return [values, indices]
 
 
+def _cumsum(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    """CumSum along the constant ``axis`` input, ``exclusive`` and ``reverse`` (default 0)."""
+    axes = node.ints(im, 1)
+    if axes is None or len(axes) != 1:
+        raise ModelError(f"{node.where}: axis must be one constant, got {axes}")
+    rank = len(im.b.shape(ins[0]))
+    if not -rank <= axes[0] < rank:
+        raise ModelError(f"{node.where}: axis {axes[0]} invalid for rank {rank}")
+    exclusive, reverse = bool(node.get("exclusive", 0)), bool(node.get("reverse", 0))
+    return im.b.cumsum(ins[0], axes[0], exclusive=exclusive, reverse=reverse)
+
+
 _ATTRS = {"axes", "keepdims", "noop_with_empty_axes"}
 _ARG_ATTRS = {"axis", "keepdims", "select_last_index"}
 HANDLERS: HandlerTable = {
@@ -150,6 +162,7 @@ HANDLERS: HandlerTable = {
     "ReduceLogSum": (_ATTRS, _composite("log_sum")),
     "ReduceLogSumExp": (_ATTRS, _log_sum_exp),
     "TopK": ({"k", "axis", "largest", "sorted"}, _topk),
+    "CumSum": ({"exclusive", "reverse"}, _cumsum),
     "ArgMax": (_ARG_ATTRS, _arg("argmax")),
     "ArgMin": (_ARG_ATTRS, _arg("argmin")),
 }
