@@ -267,11 +267,7 @@ class GraphBuilder(CompositeOps):
         if kind in ARG_KINDS:
             if len(norm) != 1:
                 raise ModelError(f"{kind}: takes one axis, got {list(axes)}")
-            if not 0 < shape[norm[0]] <= MAX_GATHER_ROWS:  # the indices float32 holds exactly
-                raise ModelError(
-                    f"{kind}: axis {norm[0]} has {shape[norm[0]]} values; indices are float32, "
-                    f"exact for 1 to {MAX_GATHER_ROWS} values"
-                )
+            _check_index_axis(kind, shape, norm[0])
         out = (
             [1 if i in norm else d for i, d in enumerate(shape)]
             if keepdims
@@ -329,10 +325,7 @@ class GraphBuilder(CompositeOps):
         ``topk`` node, the values a ``gather_elements`` of ``x`` by them."""
         shape = self.shape(x)
         axis = _axis(axis, len(shape), "topk")
-        if not 0 < shape[axis] <= MAX_GATHER_ROWS:  # the indices float32 holds exactly
-            raise ModelError(
-                f"topk: axis {axis} has {shape[axis]} values, 1 to {MAX_GATHER_ROWS} run"
-            )
+        _check_index_axis("topk", shape, axis)
         if not 0 <= k <= shape[axis]:
             raise ModelError(f"topk: k {k} must be in [0, {shape[axis]}] (axis {axis})")
         out = (*shape[:axis], k, *shape[axis + 1 :])
@@ -362,8 +355,7 @@ class GraphBuilder(CompositeOps):
                 f"gather_elements: indices of shape {where} do not fit data of shape {shape} "
                 f"(the same rank, no larger dims but along axis {axis})"
             )
-        if not 0 < shape[axis] <= MAX_GATHER_ROWS:
-            raise ModelError(f"gather_elements: axis {axis} has {shape[axis]} rows")
+        _check_index_axis("gather_elements", shape, axis)
         known = self.constant_value(indices)
         if known is not None:
             try:
@@ -697,6 +689,15 @@ def _arithmetic_runs(seq: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64],
     keep = length > 0
     begin, length, d = begin[keep], length[keep], d[keep]
     return begin, seq[begin], d, length
+
+
+def _check_index_axis(op: str, shape: Shape, axis: int) -> None:
+    """An axis that indices count along: 1 to 2**24 long, so that float32 holds every index."""
+    if not 0 < shape[axis] <= MAX_GATHER_ROWS:
+        raise ModelError(
+            f"{op}: axis {axis} has {shape[axis]} values; indices are float32, "
+            f"exact for 1 to {MAX_GATHER_ROWS} values"
+        )
 
 
 def _axis(axis: int, rank: int, where: str) -> int:

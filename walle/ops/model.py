@@ -68,7 +68,7 @@ class Model:
             proto = load_onnx(source)
             self._factory: GraphFactory = lambda batch: import_onnx(proto, batch=batch)
             self._declared = _declared_batch(proto)
-            self._casts = _integer_outputs(proto)
+            self._casts = _declared_output_types(proto)
         else:
             self._factory = _factory(source)
             self._declared = 1
@@ -216,7 +216,7 @@ def _rows(array: npt.NDArray[np.generic]) -> int:
     return array.shape[0] if array.ndim else 1
 
 
-def _integer_outputs(proto: ModelProto) -> tuple[tuple[int, np.dtype[np.generic]], ...]:
+def _declared_output_types(proto: ModelProto) -> tuple[tuple[int, np.dtype[np.generic]], ...]:
     """(position, numpy type) of each graph output declared as an integer or boolean
     tensor: walle computes them in float32, which holds them exactly (ArgMax's indices, a
     Shape's dims, a comparison's 1.0 and 0.0; integer ids never reach an output, the

@@ -1012,3 +1012,12 @@ def test_ops_one_hot_of_ids_matches_onnxruntime(backend: str, axis: int) -> None
     np.testing.assert_array_equal(
         run_walle(proto, {"i": i}, backend)[0], run_ort(proto, {"i": i})[0]
     )
+
+
+def test_ops_one_hot_with_other_than_two_values_is_refused_naming_the_node() -> None:
+    node = helper.make_node("OneHot", ["i", "d", "v"], ["y"], name="n")
+    ids = helper.make_tensor_value_info("i", onnx.TensorProto.INT64, [2])
+    inits = [init("d", _I(4)), init("v", _F([0.0, 1.0, 2.0]))]
+    proto = model([node], [ids], [io("y", None)], inits, opset=11)
+    with pytest.raises(ModelError, match=r"node 'n' \(OneHot\): values must be \[off, on\]"):
+        import_onnx(proto)

@@ -5,10 +5,11 @@ ids, a behaviour sequence, the fields of a click-through-rate model. Their value
 float32, exact below 2**24 (checked when a plan loads them), and may pass through ops that
 move them or offset them (a reshape, a column picked by a constant Gather or a Slice, a
 Concat, an Add or Sub of offsets: a multi-field model's ids into one shared table) before
-they end as a Gather's indices, where the kernel checks each against its table's rows (a Cast
-to INT32 or INT64 on the way leaves them as they are), or in a Cast to FLOAT or a comparison
-(Equal, Less...): a transformer's attention mask, from where the model computes in float32
-as walle does (the values are those onnxruntime's cast gives: whole numbers below 2**24).
+they end as a Gather's (or GatherElements') indices, where the kernel checks each against its
+table's rows (a Cast to INT32 or INT64 on the way leaves them as they are), or in a Cast to
+FLOAT, a comparison (Equal, Less...) or a OneHot: a transformer's attention mask, from where
+the model computes in float32 as walle does (the values are those onnxruntime's cast gives:
+whole numbers below 2**24).
 Ids that reach any other op (a MatMul, a Mul, Gather's data of a runtime lookup) or a graph
 output would mean integer arithmetic that float32 does not keep, so such a model is refused
 when it is imported, naming the input and the node.

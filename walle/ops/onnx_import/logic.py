@@ -92,7 +92,10 @@ def _one_hot(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     depth = node.ints(im, 1)
     if depth is None or len(depth) != 1 or depth[0] < 1:
         raise ModelError(f"{node.where}: depth must be one constant of at least 1, got {depth}")
-    off, on = (float(v) for v in im.const(node.proto.input[2], node.where).reshape(-1))
+    values = im.const(node.proto.input[2], node.where).reshape(-1)
+    if values.size != 2:
+        raise ModelError(f"{node.where}: values must be [off, on], got {values.size} values")
+    off, on = float(values[0]), float(values[1])
     shape = im.b.shape(indices)
     rank = len(shape) + 1
     axis = int(node.get("axis", -1))

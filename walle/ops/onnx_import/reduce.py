@@ -76,7 +76,7 @@ def _composite(kind: str) -> Handler:
             return im.b.unary("sqrt", terms)
         if kind == "log_sum":
             return im.b.unary("log", terms)
-        return terms if axes is not None else im.b.unary("identity", terms)
+        return terms
 
     return lower
 
