@@ -391,7 +391,7 @@ cdef extern from *:
     #define WALLE_MAXN(p, q) (((p) > (q) || (p) != (p)) ? (p) : (q))
     #define WALLE_MINN(p, q) (((p) < (q) || (p) != (p)) ? (p) : (q))
     /* kinds: 0 add 1 sub 2 mul 3 div 4 max 5 min 6 pow, the comparisons 7 eq 8 gt 9 ge
-       10 lt 11 le (1.0 or 0.0), 12 mask (q where p is nonzero, else 0); sa/sb: 1
+       10 lt 11 le (1.0 or 0.0), 12 mask (q where p is nonzero, else 0), 13 fmod; sa/sb: 1
        contiguous, 0 broadcast */
     #define WALLE_BIN(EXPR) \
         if (sa && sb) { _Pragma("omp simd") for (long i = 0; i < n; i++) { float p = a[i], q = b[i]; y[i] = EXPR; } } \
@@ -412,7 +412,8 @@ cdef extern from *:
         case 9: WALLE_BIN(p >= q ? 1.0f : 0.0f) break;
         case 10: WALLE_BIN(p < q ? 1.0f : 0.0f) break;
         case 11: WALLE_BIN(p <= q ? 1.0f : 0.0f) break;
-        default: WALLE_BIN(p != 0.0f ? q : 0.0f) break;
+        case 12: WALLE_BIN(p != 0.0f ? q : 0.0f) break;
+        default: WALLE_BIN(fmodf(p, q)) break; /* 13 */
         }
     }
 
@@ -1483,7 +1484,7 @@ UNARY_KINDS = {"identity": 0, "neg": 1, "abs": 2, "exp": 3, "log": 4, "sqrt": 5,
                "reciprocal": 6, "relu": 7, "sigmoid": 8, "tanh": 9, "erf": 10,
                "gelu": 11, "floor": 12, "ceil": 13, "round": 14, "sin": 15, "cos": 16}
 BINARY_KINDS = {"add": 0, "sub": 1, "mul": 2, "div": 3, "max": 4, "min": 5, "pow": 6,
-                "eq": 7, "gt": 8, "ge": 9, "lt": 10, "le": 11, "mask": 12}
+                "eq": 7, "gt": 8, "ge": 9, "lt": 10, "le": 11, "mask": 12, "fmod": 13}
 REDUCE_KINDS = {"sum": 0, "mean": 1, "max": 2, "min": 3, "argmax": 4, "argmin": 5,
                 "argmax_last": 6, "argmin_last": 7}
 ACTS = {"none": 0, "relu": 1, "sigmoid": 2, "tanh": 3, "relu6": 4, "hard_swish": 5,

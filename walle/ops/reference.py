@@ -135,6 +135,7 @@ BINARY: dict[str, BinaryFn] = {
     "lt": _compare(np.less),
     "le": _compare(np.less_equal),
     "mask": _mask,
+    "fmod": np.fmod,
 }
 
 

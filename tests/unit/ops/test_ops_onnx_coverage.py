@@ -503,6 +503,9 @@ CASES = {
     "trilu_defaults": ("Trilu", [(2, 4, 3)], [], 14, {}),
     "trilu_lower_k": ("Trilu", [(4, 5)], [init("k", _I(-1))], 14, {"upper": 0}),
     "trilu_upper_k": ("Trilu", [(5, 4)], [init("k", _I(2))], 14, {}),
+    "mod_fmod": ("Mod", [(3, 4), (4,)], [], 13, {"fmod": 1}),
+    "mvn_defaults": ("MeanVarianceNormalization", [(2, 3, 4, 5)], [], 13, {}),
+    "mvn_axes": ("MeanVarianceNormalization", [(2, 3, 4)], [], 13, {"axes": [1]}),
     "argmax_defaults": ("ArgMax", [(3, 4, 5)], [], 13, {}),
     "argmax_last_no_keepdims": (
         "ArgMax",
@@ -849,6 +852,7 @@ _NEW_OPS = {
     "Sin": [(2, 3)], "Cos": [(2, 3)], "ThresholdedRelu": [(2, 3)], "Shrink": [(2, 3)],
     "Hardmax": [(2, 3)], "IsNaN": [(2, 3)], "IsInf": [(2, 3)], "GatherElements": [(2, 3), (2, 3)],
     "Trilu": [(2, 3)], "CumSum": [(2, 3), (1,)], "OneHot": [(2, 3), (1,), (2,)],
+    "Mod": [(2, 3), (2, 3)], "MeanVarianceNormalization": [(1, 2, 3, 3)],
 }  # fmt: skip
 
 
@@ -1021,3 +1025,9 @@ def test_ops_one_hot_with_other_than_two_values_is_refused_naming_the_node() -> 
     proto = model([node], [ids], [io("y", None)], inits, opset=11)
     with pytest.raises(ModelError, match=r"node 'n' \(OneHot\): values must be \[off, on\]"):
         import_onnx(proto)
+
+
+def test_ops_mod_of_floats_without_fmod_is_refused_naming_the_node() -> None:
+    """ONNX defines Mod of floats with fmod=1 only (onnxruntime refuses 0 too)."""
+    with pytest.raises(ModelError, match=r"node 'n' \(Mod\): fmod=0"):
+        import_onnx(single("Mod", [(2, 3), (2, 3)], opset=13))

@@ -899,6 +899,30 @@ def one_hot(draw):
 
 
 @st.composite
+def mod(draw):
+    """fmod=1 (C's fmod: the dividend's sign), broadcasting, divisors away from 0, NaN
+    and infinities among the dividends."""
+    shapes = draw(mutually_broadcastable_shapes(num_shapes=2, max_dims=3, max_side=4))
+    a = np.asarray(_specials(draw, shapes.input_shapes[0]) * np.float32(1.7), np.float32)
+    b = np.asarray(_array(draw, shapes.input_shapes[1], 0.5, 3.0))
+    b = np.asarray(np.where(_bools(draw, b.shape), b, -b), np.float32)
+    return _case("Mod", [("a", a), ("b", b)], opset=13, attrs={"fmod": 1})
+
+
+@st.composite
+def mean_variance_norm(draw):
+    """Axes of every kind (default [0, 2, 3] on rank 4), values of a spread near their
+    mean (where onnxruntime's one-pass variance keeps its digits)."""
+    shape = draw(st.lists(st.integers(2, 4), min_size=4, max_size=4).map(tuple))
+    attrs: dict = {}
+    if draw(st.booleans()):
+        attrs["axes"] = draw(
+            st.lists(st.integers(-4, 3), min_size=1, max_size=3, unique_by=lambda a: a % 4)
+        )
+    return _case("MeanVarianceNormalization", [("x", _array(draw, shape))], opset=13, attrs=attrs)
+
+
+@st.composite
 def cast(draw):
     """A float tensor cast to FLOAT (the one non-constant float cast walle takes), or a
     constant cast to INT64 (truncated at import) added to one."""
@@ -1183,6 +1207,8 @@ STRATEGIES = {
     **{op: logic(op) for op in ("Not", "And", "Or", "Xor")},
     "Where": where(),
     "TopK": topk(),
+    "Mod": mod(),
+    "MeanVarianceNormalization": mean_variance_norm(),
     "CumSum": cumsum(),
     "Trilu": trilu(),
     "OneHot": one_hot(),

@@ -58,6 +58,7 @@ BINARY_EXPR = {
     "lt": "(p < q ? 1.0f : 0.0f)",
     "le": "(p <= q ? 1.0f : 0.0f)",
     "mask": "(p != 0.0f ? q : 0.0f)",
+    "fmod": "fmod(p, q)",
 }
 REDUCE_STEP = {
     "sum": ("0.0f", "acc += v"),

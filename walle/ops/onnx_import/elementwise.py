@@ -179,6 +179,14 @@ def _selu(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     return im.b.selu(ins[0], alpha, gamma)
 
 
+def _mod(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    """C's fmod (the result takes the dividend's sign): ``fmod`` 1, as ONNX requires for
+    floats (onnxruntime refuses 0 there too); integer ids reach no Mod (see ids)."""
+    if not node.get("fmod", 0):
+        raise ModelError(f"{node.where}: fmod=0 (integer modulo) is not defined for floats")
+    return im.b.binary("fmod", ins[0], ins[1])
+
+
 def _celu(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     alpha = float(node.get("alpha", 1.0))
     if alpha == 0:
@@ -271,6 +279,7 @@ HANDLERS: HandlerTable = {
     "Mul": (_LEGACY_BROADCAST, _binary("mul")),
     "Div": (_LEGACY_BROADCAST, _binary("div")),
     "Pow": (set(), _pow),
+    "Mod": ({"fmod"}, _mod),
     "Sum": (set(), _variadic("add")),
     "Max": (set(), _variadic("max")),
     "Min": (set(), _variadic("min")),
