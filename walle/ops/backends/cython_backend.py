@@ -256,14 +256,14 @@ class CythonBackend(Backend):
             return _gemm(algorithm, a, b, out, None, 0, "none", b_constant)
         if node.op == "topk":
             shape, axis, k = graph.shape(node.inputs[0]), node.attr("axis"), node.attr("k")
-            outer, inner = math.prod(shape[:axis]), math.prod(shape[axis + 1 :])
+            outer, inner = _around(shape, axis)
             topk = ops_math.TopKKernel(
                 ins[0], out, outer, shape[axis], inner, k, node.attr("largest")
             )
             return [topk.run]
         if node.op == "cumsum":
             shape, axis = graph.shape(node.inputs[0]), node.attr("axis")
-            outer, inner = math.prod(shape[:axis]), math.prod(shape[axis + 1 :])
+            outer, inner = _around(shape, axis)
             sums = ops_math.CumSumKernel(
                 ins[0], out, outer, shape[axis], inner, node.attr("exclusive"), node.attr("reverse")
             )
@@ -271,12 +271,12 @@ class CythonBackend(Backend):
         if node.op == "gather_elements":
             shape, axis = graph.shape(node.inputs[0]), node.attr("axis")
             m = graph.shape(node.output)[axis]
-            outer, inner = math.prod(shape[:axis]), math.prod(shape[axis + 1 :])
+            outer, inner = _around(shape, axis)
             along = ops_math.TakeAlongKernel(ins[0], ins[1], out, outer, shape[axis], m, inner)
             return [gather_call(node, graph, ins[1], shape[axis], along.run)]
         if node.op == "gather":
             shape, axis = graph.shape(node.inputs[0]), node.attr("axis")
-            outer, inner = math.prod(shape[:axis]), math.prod(shape[axis + 1 :])
+            outer, inner = _around(shape, axis)
             kernel = ops_raster.GatherKernel(ins[0], ins[1], out, outer, shape[axis], inner)
             return [gather_call(node, graph, ins[1], shape[axis], kernel.run)]
         return [_raster(ins, out, node.attr("regions"), node.attr("fill"))]
@@ -447,6 +447,11 @@ def _collapse_many(
     if len(merged) > 4:
         return None
     return [m[0] for m in merged], [[m[1][k] for m in merged] for k in range(len(shapes))]
+
+
+def _around(shape: tuple[int, ...], axis: int) -> tuple[int, int]:
+    """The sizes of ``shape`` before and after ``axis`` (a [outer, dim, inner] view)."""
+    return math.prod(shape[:axis]), math.prod(shape[axis + 1 :])
 
 
 def _conv_im2col(step: FusedStep) -> Node:
