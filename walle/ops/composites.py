@@ -125,15 +125,18 @@ class CompositeOps(_AtomicOps):
     def elu(self, x: str, alpha: float = 1.0) -> str:
         """x for x > 0, alpha * (exp(x) - 1) below: relu(x) + alpha * (exp(min(x, 0)) - 1)
         (-inf gives -alpha, +inf stays +inf, NaN stays NaN)."""
-        below = self.unary("exp", self.binary("min", x, self.const(0.0)))
-        below = self.binary("sub", below, self.const(1.0))
-        scaled = self.binary("mul", below, self.const(alpha))
-        return self.binary("add", self.unary("relu", x), scaled)
+        return self._exp_below(x, alpha, None)
 
     def celu(self, x: str, alpha: float = 1.0) -> str:
         """x for x > 0, alpha * (exp(x / alpha) - 1) below: relu(x) + alpha * (exp(min(x, 0)
         / alpha) - 1), so that x > 0 comes back exactly."""
-        below = self.binary("div", self.binary("min", x, self.const(0.0)), self.const(alpha))
+        return self._exp_below(x, alpha, alpha)
+
+    def _exp_below(self, x: str, alpha: float, divisor: float | None) -> str:
+        """relu(x) + alpha * (exp(min(x, 0) [/ divisor]) - 1): ELU, and CELU's scaled one."""
+        below = self.binary("min", x, self.const(0.0))
+        if divisor is not None:
+            below = self.binary("div", below, self.const(divisor))
         below = self.binary("sub", self.unary("exp", below), self.const(1.0))
         scaled = self.binary("mul", below, self.const(alpha))
         return self.binary("add", self.unary("relu", x), scaled)
@@ -475,12 +478,33 @@ class CompositeOps(_AtomicOps):
         shape = self.shape(x)
         axis %= len(shape)
         index = self.reduce("argmax", x, (axis,), keepdims=True)
-        along = [1] * len(shape)
-        along[axis] = shape[axis]
-        iota = self.const(np.arange(shape[axis], dtype=np.float32).reshape(along))
+        hit = self.binary("eq", self._positions(shape[axis], axis, len(shape)), index)
         first = self.slice(x, [0], [1], [axis])
         first_known = self.binary("eq", first, first)  # 0.0 where the first value is NaN
-        return self.binary("mul", self.binary("eq", iota, index), first_known)
+        return self.binary("mul", hit, first_known)
+
+    def one_hot(self, indices: str, depth: int, axis: int, off: float, on: float) -> str:
+        """``on`` where the index (negative ones counting from the end) is the position
+        along a new ``axis`` of ``depth``, ``off`` elsewhere; an index outside [-depth,
+        depth) is ``off`` everywhere (ONNX's OneHot as onnxruntime runs it). Masks, not
+        products: an infinite ``on`` or ``off`` stays where it is."""
+        shape = self.shape(indices)
+        rank = len(shape) + 1
+        axis %= rank
+        below = self.binary("lt", indices, self.const(0.0))
+        wrapped = self.binary("add", indices, self.binary("mask", below, self.const(float(depth))))
+        at = self.reshape(wrapped, [*shape[:axis], 1, *shape[axis:]])
+        hit = self.binary("eq", self._positions(depth, axis, rank), at)
+        miss = self.binary("sub", self.const(1.0), hit)
+        taken = self.binary("mask", hit, self.const(on))
+        return self.binary("add", taken, self.binary("mask", miss, self.const(off)))
+
+    def _positions(self, n: int, axis: int, rank: int) -> str:
+        """The constant 0, 1, ..., n - 1 along ``axis`` of a rank-``rank`` value (other dims
+        1): what an index is compared with."""
+        along = [1] * rank
+        along[axis] = n
+        return self.const(np.arange(n, dtype=np.float32).reshape(along))
 
     def log_softmax(self, x: str, axis: int = -1) -> str:
         """(x - max) - log(sum(exp(x - max))) along ``axis``."""

@@ -83,10 +83,9 @@ def _trilu(im: Importer, node: OnnxNode, ins: list[str]) -> str:
 
 
 def _one_hot(im: Importer, node: OnnxNode, ins: list[str]) -> str:
-    """values[1] where the index (negative ones counting from the end) is the position along
-    the new ``axis`` (default -1) of ``depth`` (a constant), values[0] elsewhere; an index
-    outside [-depth, depth) is values[0] everywhere (onnxruntime's)."""
-    indices, name = ins[0], node.proto.input[0]
+    """OneHot (:meth:`CompositeOps.one_hot`) of ids or computed indices, ``depth`` a
+    constant, ``values`` a constant [off, on], ``axis`` (default -1) of the output."""
+    name = node.proto.input[0]
     if name in im.graph_inputs and name not in im.ids:
         raise ModelError(f"{node.where}: input {name!r} holds no integer indices")
     depth = node.ints(im, 1)
@@ -95,23 +94,11 @@ def _one_hot(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     values = im.const(node.proto.input[2], node.where).reshape(-1)
     if values.size != 2:
         raise ModelError(f"{node.where}: values must be [off, on], got {values.size} values")
-    off, on = float(values[0]), float(values[1])
-    shape = im.b.shape(indices)
-    rank = len(shape) + 1
+    rank = len(im.b.shape(ins[0])) + 1
     axis = int(node.get("axis", -1))
     if not -rank <= axis < rank:
         raise ModelError(f"{node.where}: axis {axis} invalid for an output of rank {rank}")
-    axis %= rank
-    n = depth[0]
-    wrap = im.b.binary("mask", im.b.binary("lt", indices, im.b.const(0.0)), im.b.const(float(n)))
-    at = im.b.reshape(im.b.binary("add", indices, wrap), [*shape[:axis], 1, *shape[axis:]])
-    along = [1] * rank
-    along[axis] = n
-    hit = im.b.binary("eq", im.b.const(np.arange(n, dtype=np.float32).reshape(along)), at)
-    miss = im.b.binary("sub", im.b.const(1.0), hit)
-    return im.b.binary(
-        "add", im.b.binary("mask", hit, im.b.const(on)), im.b.binary("mask", miss, im.b.const(off))
-    )
+    return im.b.one_hot(ins[0], depth[0], axis, float(values[0]), float(values[1]))
 
 
 def _where(im: Importer, node: OnnxNode, ins: list[str]) -> str:
