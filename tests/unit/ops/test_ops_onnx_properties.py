@@ -22,6 +22,7 @@ from onnx import helper, numpy_helper
 
 from tests.unit.ops._onnx_cases import assert_parity, input_io, io, model, output_io, run_ort
 from tests.unit.ops.test_ops_onnx_expand_tile import expand_models, tile_models
+from tests.unit.ops.test_ops_onnx_quantize import STRATEGIES as QUANTIZED
 from tests.unit.ops.test_ops_onnx_recurrent import recurrent_models
 from walle.ops import available_backends
 from walle.ops.onnx_import import SUPPORTED_OPS
@@ -1215,6 +1216,7 @@ STRATEGIES = {
     "GatherElements": gather_elements(),
     "ArgMax": arg_reduce("ArgMax"),
     "ArgMin": arg_reduce("ArgMin"),
+    **QUANTIZED,
 }  # fmt: skip
 
 

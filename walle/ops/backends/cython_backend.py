@@ -152,7 +152,8 @@ class CythonBackend(Backend):
             if step.attr("residual"):  # only the packed GEMM adds a shortcut in its epilogue
                 return gemm
             lanes = _lanes(region)
-            return ["direct", *gemm, "im2col", *_winograd_algorithms(region), *lanes]
+            winograd = _winograd_algorithms(region, step, graph)
+            return ["direct", *gemm, "im2col", *winograd, *lanes]
         if step.op == "fused.group_conv2d":
             if step.attr("act") not in _KERNEL_ACTS:
                 return []
@@ -166,7 +167,7 @@ class CythonBackend(Backend):
             gemm = ["gemm", *_gemm_direct(region)] if per_group else []
             if step.attr("residual"):  # the shortcut: in BLAS's epilogue or the packed GEMM's
                 return [*(["blas"] if plain else []), *gemm]
-            kernels = [*gemm, *_winograd_algorithms(region)] if per_group else []
+            kernels = [*gemm, *_winograd_algorithms(region, step, graph)] if per_group else []
             kernels += _channel_lanes(step, graph, region)
             return ["direct", "blas", *kernels] if plain else ["direct", *kernels]
         if step.op == "fused.elementwise":
@@ -725,12 +726,18 @@ _WINO_TILES = {"winograd": 4, "winograd_f2": 2, "winograd_f6": 6}
 _WINO_F6_FROM_PLANE = 24 * 24
 
 
-def _winograd_algorithms(region: Region) -> list[str]:
+def _winograd_algorithms(region: Region, step: FusedStep, graph: Graph) -> list[str]:
     """The Winograd kernels for a conv's im2col region: F(4x4, 3x3) (``winograd``),
     F(2x2, 3x3) (``winograd_f2``) and, on planes from _WINO_F6_FROM_PLANE, F(6x6, 3x3)
     (``winograd_f6``) for 3x3 stride-1 windows, F(2x2, 5x5) (``winograd_f2``) for 5x5 ones;
-    none for others."""
+    none for others, and none where every weight is a whole number: the conv of an integer
+    model (ConvInteger, QLinearConv) whose sums must come out exact, which Winograd's
+    transforms (fractions such as 1/6) would round, moving a requantized output a step."""
     if not ops_conv.winograd_fits(region):
+        return []
+    matmul = next(p for p in step.parts if p.op == "matmul")
+    weight = graph.constants.get(matmul.inputs[0])
+    if weight is not None and bool((np.round(weight) == weight).all()):
         return []
     if region.sizes[2] != 3:
         return ["winograd_f2"]

@@ -140,22 +140,31 @@ def _same_pads(
 
 
 def _conv(im: Importer, node: OnnxNode, ins: list[str]) -> str:
-    weight, bias = ins[1], ins[2] if len(ins) > 2 and ins[2] else None
+    return conv(im, node, ins[0], ins[1], ins[2] if len(ins) > 2 and ins[2] else None)
+
+
+def conv(
+    im: Importer, node: OnnxNode, x: str, weight: str, bias: str | None, fold: bool = True
+) -> str:
+    """The convolution of ``x`` by ``weight`` (+ ``bias``) with ``node``'s Conv attributes;
+    with ``fold``, the per-channel affine nodes after it folded in (see nn.fold_affine).
+    ConvInteger and QLinearConv (:mod:`.quantize`) convolve without folding: what follows
+    them reads their integer or requantized output, not the sums."""
     wshape = im.b.shape(weight)
     kernel = [int(k) for k in node.get("kernel_shape", wshape[2:])]
     if list(wshape[2:]) != kernel:
         raise ModelError(f"{node.where}: kernel_shape {kernel} differs from weight {wshape}")
     group = int(node.get("group", 1))
     if len(kernel) == 3:
-        return _conv3d(im, node, ins[0], weight, bias, group, kernel)
-    args = _spatial(im, node, ins[0], kernel)
+        return _conv3d(im, node, x, weight, bias, group, kernel)
+    args = _spatial(im, node, x, kernel)
     if len(kernel) == 1:  # the 2-D conv over [N, C, 1, L]; what follows is not folded
-        y = im.b.conv2d(_lift(im, ins[0]), _lift(im, weight), bias, group=group, **args)
+        y = im.b.conv2d(_lift(im, x), _lift(im, weight), bias, group=group, **args)
         return _lower(im, y)
-    folded = fold_affine(im, node, weight, bias)
+    folded = fold_affine(im, node, weight, bias) if fold else None
     if folded is not None:
         weight, bias = folded
-    return im.b.conv2d(ins[0], weight, bias, group=group, **args)
+    return im.b.conv2d(x, weight, bias, group=group, **args)
 
 
 def _conv3d(

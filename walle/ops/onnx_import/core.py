@@ -27,6 +27,7 @@ from walle.ops.onnx_import.layout import HANDLERS as LAYOUT
 from walle.ops.onnx_import.logic import HANDLERS as LOGIC
 from walle.ops.onnx_import.nn import HANDLERS as NN
 from walle.ops.onnx_import.node import HandlerTable, OnnxNode
+from walle.ops.onnx_import.quantize import HANDLERS as QUANTIZE
 from walle.ops.onnx_import.recurrent import HANDLERS as RECURRENT
 from walle.ops.onnx_import.reduce import HANDLERS as REDUCE
 from walle.ops.onnx_import.resize import HANDLERS as RESIZE
@@ -45,6 +46,7 @@ HANDLERS: HandlerTable = {
     **REDUCE,
     **RESIZE,
     **RECURRENT,
+    **QUANTIZE,
 }
 SUPPORTED_OPS = tuple(sorted(HANDLERS))
 
@@ -133,6 +135,9 @@ class Importer:
         # ONNX values folded into a conv (BatchNormalization, per-channel Mul and Add after
         # it): each is the same walle value as the ONNX value mapped to
         self.folded: dict[str, str] = {}
+        # computed ONNX values that hold integers (quantized values, integer matmul sums):
+        # a Cast of one to a wider integer type keeps its values
+        self.integral: set[str] = set()
 
     def value(self, name: str, where: str) -> str:
         """The walle value of ONNX value ``name`` (ModelError when not yet defined)."""
@@ -144,6 +149,18 @@ class Importer:
         """Keep ``array`` exactly if it holds integers (an initializer or a Constant's value)."""
         if array.dtype.kind in "iub":
             self.integers[name] = array.astype(np.int64)
+
+    def element_type(self, name: str) -> str:
+        """ONNX's name of the element type of value ``name`` as the file gives it (an
+        initializer's, a graph input's, a declared value's); a computed value undeclared is
+        FLOAT, as walle computes it, unless it holds ids (INT64)."""
+        for init in self.graph.initializer:
+            if init.name == name:
+                return type_name(init.data_type)
+        for value in (*self.graph.input, *self.declared.values()):
+            if value.name == name and value.type.tensor_type.elem_type:
+                return type_name(value.type.tensor_type.elem_type)
+        return "INT64" if name in self.ids else "FLOAT"
 
     def const(self, name: str, where: str) -> FloatArray:
         """The array of ONNX value ``name``, which must be a constant."""

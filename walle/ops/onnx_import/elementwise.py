@@ -235,17 +235,7 @@ def _cast_like(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     graph input's, a declared value's); a computed value undeclared is float32, as walle
     computes it, unless it holds ids. ONNX's function bodies (Gelu's, HardSwish's...) cast
     their constants like the data this way: to float, nothing to do."""
-    return _cast_to(im, node, ins[0], _type_of(im, node.proto.input[1]))
-
-
-def _type_of(im: Importer, name: str) -> str:
-    for init in im.graph.initializer:
-        if init.name == name:
-            return type_name(init.data_type)
-    for value in (*im.graph.input, *im.declared.values()):
-        if value.name == name and value.type.tensor_type.elem_type:
-            return type_name(value.type.tensor_type.elem_type)
-    return "INT64" if name in im.ids else "FLOAT"
+    return _cast_to(im, node, ins[0], im.element_type(node.proto.input[1]))
 
 
 def _cast_to(im: Importer, node: OnnxNode, x: str, target: str) -> str:
@@ -256,7 +246,11 @@ def _cast_to(im: Importer, node: OnnxNode, x: str, target: str) -> str:
     constant = im.b.constant_value(ins[0])
     if constant is not None:
         return ins[0] if target == "FLOAT" else im.b.const(np.trunc(constant))
-    if node.proto.input[0] not in im.ids and target != "FLOAT":
+    source = node.proto.input[0]
+    if source in im.integral and target in ("INT32", "INT64"):
+        im.integral.add(node.proto.output[0])
+        return ins[0]  # a quantized value or an integer matmul's sums: integers already
+    if source not in im.ids and target != "FLOAT":
         raise ModelError(
             f"{node.where}: a cast of float values to {target} is not supported: walle.ops "
             "computes in float32, and takes integers only as ids into Gather's indices"

@@ -7,9 +7,9 @@ move them or offset them (a reshape, a column picked by a constant Gather or a S
 Concat, an Add or Sub of offsets: a multi-field model's ids into one shared table) before
 they end as a Gather's (or GatherElements') indices, where the kernel checks each against its
 table's rows (a Cast to INT32 or INT64 on the way leaves them as they are), or in a Cast to
-FLOAT, a comparison (Equal, Less...) or a OneHot: a transformer's attention mask, from where
-the model computes in float32 as walle does (the values are those onnxruntime's cast gives:
-whole numbers below 2**24).
+FLOAT, a DequantizeLinear, a comparison (Equal, Less...) or a OneHot: a transformer's
+attention mask, from where the model computes in float32 as walle does (the values are those
+onnxruntime's cast gives: whole numbers below 2**24).
 Ids that reach any other op (a MatMul, a Mul, Gather's data of a runtime lookup) or a graph
 output would mean integer arithmetic that float32 does not keep, so such a model is refused
 when it is imported, naming the input and the node.
@@ -73,8 +73,12 @@ def id_values(graph: GraphProto) -> dict[str, str]:
     constant |= {o for node in graph.node if node.op_type == "Constant" for o in node.output}
     found: set[str] = set()
     # taken as float32 values: FLOAT (or no type given), BOOL (1.0 and 0.0, as walle's
-    # comparisons give them)
-    numbers = (TensorProto.UNDEFINED, TensorProto.FLOAT, TensorProto.BOOL)
+    # comparisons give them), 8- and 16-bit integers (every one exact: quantized values, a
+    # uint8 image cast to float)
+    numbers = (
+        TensorProto.UNDEFINED, TensorProto.FLOAT, TensorProto.BOOL, TensorProto.UINT8,
+        TensorProto.INT8, TensorProto.UINT16, TensorProto.INT16,
+    )  # fmt: skip
     for value in graph.input:
         kind = value.type.tensor_type.elem_type
         if value.name in constant or kind in numbers:
@@ -83,7 +87,8 @@ def id_values(graph: GraphProto) -> dict[str, str]:
         if kind_name not in INDEX_TYPES:
             raise ModelError(
                 f"input {value.name!r} ({kind_name}): walle.ops runs float32 inputs only "
-                "(booleans as 1.0 and 0.0, INT32 and INT64 as ids)"
+                "(booleans as 1.0 and 0.0, 8- and 16-bit integers as their values, INT32 and "
+                "INT64 as ids)"
             )
         found.add(value.name)
     source = {name: name for name in found}  # a value holding ids -> the input they come from
@@ -98,6 +103,8 @@ def id_values(graph: GraphProto) -> dict[str, str]:
             continue  # positions compared: booleans from here on
         if node.op_type == "Cast" and _cast_to(node) == "FLOAT":
             continue  # numbers from here on (an attention mask), as float32 holds them
+        if node.op_type == "DequantizeLinear" and held == [0]:
+            continue  # int32 values dequantized: numbers from here on, as a Cast to FLOAT
         if node.op_type in _COMPARISONS:
             continue  # booleans from here on (1.0 and 0.0): exact for ids float32 holds
         positions = _CARRIERS.get(node.op_type, ())

@@ -49,10 +49,13 @@ def _gemm(im: Importer, node: OnnxNode, ins: list[str]) -> str:
 
 
 def _matmul(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    return matmul(im, node, ins[0], ins[1])
+
+
+def matmul(im: Importer, node: OnnxNode, a: str, b: str) -> str:
     """numpy ``matmul``. A 1-D operand (a row on the left, a column on the right, the dim
     dropped from the result) is a broadcast multiply and a sum over K: as cheap as the
     product, and a plain 2-D+ matmul otherwise."""
-    a, b = ins
     sa, sb = im.b.shape(a), im.b.shape(b)
     if not sa or not sb:
         raise ModelError(f"{node.where}: MatMul operands must have at least one dim")

@@ -1,0 +1,247 @@
+"""Quantized ONNX ops: QuantizeLinear, DequantizeLinear, DynamicQuantizeLinear,
+MatMulInteger, ConvInteger, QLinearMatMul, QLinearConv.
+
+These are what onnxruntime's quantization tools write: ``quantize_dynamic`` (a
+DynamicQuantizeLinear before each MatMulInteger or ConvInteger, its int32 sums cast to float
+and scaled), ``quantize_static`` in the QDQ format (QuantizeLinear/DequantizeLinear pairs
+around float ops, weights stored as int8 and dequantized) and in the operator format
+(QLinearConv, QLinearMatMul).
+
+walle computes in float32, which holds every 8- and 16-bit integer exactly, so the
+quantized values flow as floats holding integers, and the integer ops are float ops on them:
+MatMulInteger is (A - a_zero_point) @ (B - b_zero_point), each product and partial sum an
+integer, exact while the sums stay below 2**24 in magnitude (every 8-bit product is below
+2**16; a partial sum reaches 2**24 only if hundreds of them add up with one sign). The
+results equal onnxruntime's integer kernels then, except where a 3x3 or 5x5 conv runs as
+Winograd: its transforms round, and a requantized output (QLinearConv) may land one step off
+where the exact sum times the scale sits on a half. Weights are constants dequantized at
+import (each int8 weight becomes the float32 it stands for: the speed is walle's float
+speed, not that of int8 kernels).
+
+The arithmetic is onnxruntime's, operation for operation, so that the values are its values:
+QuantizeLinear is saturate(round_half_even(x / scale) + zero_point), where NaN gives the
+type's lowest value and infinities saturate; DequantizeLinear is (x - zero_point) * scale;
+the requantizing ops scale their sums by a_scale * b_scale / y_scale (computed in float32 in
+that order) before rounding. Scales and zero points are one value or, along ``axis``, one
+per channel (per row and per column for the integer matmul's zero points); blocked
+quantization (``block_size``), 4-bit and 8-bit float types are refused by name.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from walle.errors import ModelError
+from walle.ops.onnx_import.conv import HANDLERS as CONV
+from walle.ops.onnx_import.conv import conv
+from walle.ops.onnx_import.nn import matmul
+from walle.ops.onnx_import.node import HandlerTable, OnnxNode
+
+if TYPE_CHECKING:
+    from walle.ops.onnx_import.core import Importer
+
+# the integer types a quantized value may have: their saturation bounds
+RANGES = {
+    "UINT8": (0, 255),
+    "INT8": (-128, 127),
+    "UINT16": (0, 65535),
+    "INT16": (-32768, 32767),
+}
+# what DequantizeLinear also reads (an int32 bias, zero point 0)
+_DEQUANTIZED = (*RANGES, "INT32")
+
+
+def _checked_type(node: OnnxNode, name: str, allowed: tuple[str, ...]) -> str:
+    if name not in allowed:
+        raise ModelError(
+            f"{node.where}: quantized type {name} is not supported ({', '.join(allowed)})"
+        )
+    return name
+
+
+def _zero_point_type(im: Importer, node: OnnxNode, index: int, default: str = "UINT8") -> str:
+    """The integer type of the quantized value that zero point input ``index`` belongs to:
+    the zero point's own type, else QuantizeLinear's ``output_dtype``, else ``default``."""
+    name = node.input_name(index)
+    if name:
+        return _checked_type(node, im.element_type(name), _DEQUANTIZED)
+    code = node.get("output_dtype", 0)
+    if code:
+        from walle.ops.onnx_import.ids import type_name
+
+        return _checked_type(node, type_name(int(code)), tuple(RANGES))
+    return default
+
+
+def _per_axis(im: Importer, node: OnnxNode, value: str, like: str, axis: int) -> str:
+    """A scale or zero point shaped to broadcast over ``like``: one value as it is, one per
+    channel of ``axis`` as [C, 1, ...] after that axis."""
+    shape, rank = im.b.shape(value), len(im.b.shape(like))
+    if int(np.prod(shape, dtype=np.int64)) == 1 and len(shape) <= 1:
+        return value if not shape else im.b.reshape(value, ())
+    if len(shape) != 1:
+        raise ModelError(
+            f"{node.where}: a scale or zero point of shape {shape} (blocked quantization) is "
+            "not supported: one value, or one per channel of the axis"
+        )
+    axis = axis + rank if axis < 0 else axis
+    if not 0 <= axis < rank or im.b.shape(like)[axis] != shape[0]:
+        raise ModelError(
+            f"{node.where}: {shape[0]} scales or zero points do not fit axis {axis} of "
+            f"{im.b.shape(like)}"
+        )
+    return im.b.reshape(value, (shape[0], *[1] * (rank - 1 - axis)))
+
+
+def _quantized(im: Importer, scaled: str, zero_point: str | None, kind: str) -> str:
+    """saturate(round_half_even(scaled) + zero_point) in ``kind``'s bounds; NaN gives the
+    lowest value (onnxruntime's clamp takes its bound where the value is NaN)."""
+    b = im.b
+    low, high = RANGES[kind]
+    number = b.binary("eq", scaled, scaled)  # 0.0 where NaN
+    q = b.unary("round", scaled)
+    if zero_point is not None:
+        q = b.binary("add", q, zero_point)
+    y = b.clip(b.binary("mask", number, q), b.const(float(low)), b.const(float(high)))
+    if low:
+        y = b.binary(
+            "add", y, b.binary("mul", b.binary("sub", b.const(1.0), number), b.const(float(low)))
+        )
+    return y
+
+
+def _no_blocks(node: OnnxNode) -> None:
+    if node.get("block_size", 0):
+        raise ModelError(f"{node.where}: blocked quantization (block_size) is not supported")
+
+
+def _quantize_linear(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    _no_blocks(node)
+    node.require("saturate", 1, 1)
+    kind = _checked_type(node, _zero_point_type(im, node, 2), tuple(RANGES))
+    axis = int(node.get("axis", 1))
+    scale = _per_axis(im, node, ins[1], ins[0], axis)
+    zero_point = _per_axis(im, node, ins[2], ins[0], axis) if len(ins) > 2 and ins[2] else None
+    result = _quantized(im, im.b.binary("div", ins[0], scale), zero_point, kind)
+    im.integral.add(node.proto.output[0])
+    return result
+
+
+def _dequantize_linear(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    """(x - zero_point) * scale; for a constant x (a weight stored as int8) the float32
+    weights, computed at import."""
+    _no_blocks(node)
+    _zero_point_type(im, node, 2)  # refuses a type walle does not take
+    x, axis = ins[0], int(node.get("axis", 1))
+    if len(ins) > 2 and ins[2]:
+        x = im.b.binary("sub", x, _per_axis(im, node, ins[2], ins[0], axis))
+    return im.b.binary("mul", x, _per_axis(im, node, ins[1], ins[0], axis))
+
+
+def _dynamic_quantize_linear(im: Importer, node: OnnxNode, ins: list[str]) -> list[str]:
+    """uint8 values, their scale and zero point from the range of x widened to hold 0:
+    scale (max - min) / 255 (1 where the range is empty), zero point round(clamp(-min /
+    scale)). NaN is left out of the range (onnxruntime's min and max skip it)."""
+    b, x = im.b, ins[0]
+    axes = tuple(range(len(b.shape(x))))
+    finite_or_inf = b.binary("mask", b.binary("eq", x, x), x)  # NaN -> 0, inside the range
+    zero = b.const(0.0)
+    low = b.binary("min", b.reduce("min", finite_or_inf, axes, keepdims=False), zero)
+    high = b.binary("max", b.reduce("max", finite_or_inf, axes, keepdims=False), zero)
+    span = b.binary("sub", high, low)
+    # (max - min) / 255, or 1 where max == min (then both are 0)
+    scale = b.binary("add", b.binary("div", span, b.const(255.0)), b.binary("eq", span, zero))
+    start = b.binary("sub", zero, b.binary("div", low, scale))
+    # NaN (a -inf in x: -inf / inf) clamps to 255, as onnxruntime's min(255, start) gives
+    number = b.binary("eq", start, start)
+    top = b.binary("mul", b.binary("sub", b.const(1.0), number), b.const(255.0))
+    clamped = b.clip(b.binary("mask", number, start), zero, b.const(255.0))
+    zero_point = b.unary("round", b.binary("add", clamped, top))
+    y = _quantized(im, b.binary("div", x, scale), zero_point, "UINT8")
+    im.integral.update(node.proto.output[0:3:2])
+    return [y, scale, zero_point]
+
+
+def _offset(im: Importer, node: OnnxNode, x: str, zero_point: str, axis: int) -> str:
+    """``x`` less its zero point (one value, or one per slice along ``axis`` of x)."""
+    return im.b.binary("sub", x, _per_axis(im, node, zero_point, x, axis))
+
+
+def _integer_operands(
+    im: Importer, node: OnnxNode, ins: list[str], zero_points: tuple[int, int]
+) -> tuple[str, str]:
+    """The two integer operands less their zero points: A's one value or one per row
+    (axis -2 of A), B's one value or one per output channel (the last axis of a matmul's B,
+    the first of a conv's weights)."""
+    a, b = ins[0], ins[1]
+    za, zb = (ins[i] if len(ins) > i and ins[i] else None for i in zero_points)
+    matmul_like = node.proto.op_type in ("MatMulInteger", "QLinearMatMul")
+    if za is not None:
+        a = _offset(im, node, a, za, -2 if matmul_like else 1)
+    if zb is not None:
+        b = _offset(im, node, b, zb, -1 if matmul_like else 0)
+    return a, b
+
+
+def _matmul_integer(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    a, b = _integer_operands(im, node, ins, (2, 3))
+    im.integral.add(node.proto.output[0])
+    return matmul(im, node, a, b)
+
+
+def _conv_integer(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    x, w = _integer_operands(im, node, ins, (2, 3))
+    im.integral.add(node.proto.output[0])
+    return conv(im, node, x, w, None, fold=False)
+
+
+def _requantized(
+    im: Importer,
+    node: OnnxNode,
+    sums: str,
+    scales: tuple[str, str, str],
+    zero_point: str,
+    channel_axis: int,
+) -> str:
+    """The int32 ``sums`` requantized: times a_scale * b_scale / y_scale (per channel where
+    b's scale is), rounded, plus y's zero point, saturated to y's type."""
+    b = im.b
+    a_scale, b_scale, y_scale = scales
+    factor = b.binary(
+        "div", b.binary("mul", a_scale, _per_axis(im, node, b_scale, sums, channel_axis)), y_scale
+    )
+    kind = _checked_type(
+        node,
+        im.element_type(node.proto.input[7]) if len(node.proto.input) > 7 else "UINT8",
+        tuple(RANGES),
+    )
+    result = _quantized(im, b.binary("mul", sums, factor), zero_point or None, kind)
+    im.integral.add(node.proto.output[0])
+    return result
+
+
+def _qlinear_matmul(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    a, b = _integer_operands(im, node, [ins[0], ins[3], ins[2], ins[5]], (2, 3))
+    sums = matmul(im, node, a, b)
+    return _requantized(im, node, sums, (ins[1], ins[4], ins[6]), ins[7], -1)
+
+
+def _qlinear_conv(im: Importer, node: OnnxNode, ins: list[str]) -> str:
+    x, w = _integer_operands(im, node, [ins[0], ins[3], ins[2], ins[5]], (2, 3))
+    bias = ins[8] if len(ins) > 8 and ins[8] else None
+    sums = conv(im, node, x, w, bias, fold=False)
+    return _requantized(im, node, sums, (ins[1], ins[4], ins[6]), ins[7], 1)
+
+
+_CONV_ATTRS = CONV["Conv"][0]
+HANDLERS: HandlerTable = {
+    "QuantizeLinear": ({"axis", "saturate", "block_size", "output_dtype"}, _quantize_linear),
+    "DequantizeLinear": ({"axis", "block_size"}, _dequantize_linear),
+    "DynamicQuantizeLinear": (set(), _dynamic_quantize_linear),
+    "MatMulInteger": (set(), _matmul_integer),
+    "ConvInteger": (_CONV_ATTRS, _conv_integer),
+    "QLinearMatMul": (set(), _qlinear_matmul),
+    "QLinearConv": (_CONV_ATTRS, _qlinear_conv),
+}
