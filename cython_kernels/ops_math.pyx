@@ -391,8 +391,9 @@ cdef extern from *:
     #define WALLE_MAXN(p, q) (((p) > (q) || (p) != (p)) ? (p) : (q))
     #define WALLE_MINN(p, q) (((p) < (q) || (p) != (p)) ? (p) : (q))
     /* kinds: 0 add 1 sub 2 mul 3 div 4 max 5 min 6 pow, the comparisons 7 eq 8 gt 9 ge
-       10 lt 11 le (1.0 or 0.0), 12 mask (q where p is nonzero, else 0), 13 fmod; sa/sb: 1
-       contiguous, 0 broadcast */
+       10 lt 11 le (1.0 or 0.0), 12 mask (q where p is nonzero, else 0), 13 fmod, 14 fmax
+       15 fmin (C's: a NaN on one side gives the other side); sa/sb: 1 contiguous, 0
+       broadcast */
     #define WALLE_BIN(EXPR) \
         if (sa && sb) { _Pragma("omp simd") for (long i = 0; i < n; i++) { float p = a[i], q = b[i]; y[i] = EXPR; } } \
         else if (sa) { float q = b[0]; _Pragma("omp simd") for (long i = 0; i < n; i++) { float p = a[i]; y[i] = EXPR; } } \
@@ -413,7 +414,9 @@ cdef extern from *:
         case 10: WALLE_BIN(p < q ? 1.0f : 0.0f) break;
         case 11: WALLE_BIN(p <= q ? 1.0f : 0.0f) break;
         case 12: WALLE_BIN(p != 0.0f ? q : 0.0f) break;
-        default: WALLE_BIN(fmodf(p, q)) break; /* 13 */
+        case 13: WALLE_BIN(fmodf(p, q)) break;
+        case 14: WALLE_BIN((p > q || q != q) ? p : q) break;
+        default: WALLE_BIN((p < q || q != q) ? p : q) break; /* 15 */
         }
     }
 
@@ -1091,8 +1094,8 @@ cdef extern from *:
        of the chain's operands is read once and the output written once. (Applying every
        op to one vector in registers, a switch per op, measured 1.7-3.7x slower.) */
     #define WALLE_CHAIN_BLOCK 512
-    #define WALLE_CHAIN_OPS 16
-    #define WALLE_CHAIN_ARGS 8
+    #define WALLE_CHAIN_OPS 32
+    #define WALLE_CHAIN_ARGS 16
     typedef struct {
         int n_ops;
         int code[WALLE_CHAIN_OPS];    /* < 32: unary kind; >= 32: binary kind + 32 */
@@ -1466,10 +1469,10 @@ cdef extern from *:
                                         long inner, int exclusive, int reverse) nogil
     ctypedef struct walle_chain:
         int n_ops
-        int code[16]
-        int arg[16]
-        int side[16]
-        long inner[8]
+        int code[32]
+        int arg[32]
+        int side[32]
+        long inner[16]
     void walle_chain_row "walle_chain_row_at"(const walle_chain* c, const float* const* args,
                                               float* out, long n) nogil
     void walle_chain_affine "walle_chain_affine_at"(const float* x, float a, float b, int relu,
@@ -1484,7 +1487,8 @@ UNARY_KINDS = {"identity": 0, "neg": 1, "abs": 2, "exp": 3, "log": 4, "sqrt": 5,
                "reciprocal": 6, "relu": 7, "sigmoid": 8, "tanh": 9, "erf": 10,
                "gelu": 11, "floor": 12, "ceil": 13, "round": 14, "sin": 15, "cos": 16}
 BINARY_KINDS = {"add": 0, "sub": 1, "mul": 2, "div": 3, "max": 4, "min": 5, "pow": 6,
-                "eq": 7, "gt": 8, "ge": 9, "lt": 10, "le": 11, "mask": 12, "fmod": 13}
+                "eq": 7, "gt": 8, "ge": 9, "lt": 10, "le": 11, "mask": 12, "fmod": 13,
+                "fmax": 14, "fmin": 15}
 REDUCE_KINDS = {"sum": 0, "mean": 1, "max": 2, "min": 3, "argmax": 4, "argmin": 5,
                 "argmax_last": 6, "argmin_last": 7}
 ACTS = {"none": 0, "relu": 1, "sigmoid": 2, "tanh": 3, "relu6": 4, "hard_swish": 5,
@@ -1743,10 +1747,10 @@ cdef class ChainKernel:
     """
 
     cdef walle_chain prog
-    cdef const float* ptr[8]
+    cdef const float* ptr[16]
     cdef float* y
     cdef long sz[4]
-    cdef long st[8][4]
+    cdef long st[16][4]
     cdef long rows
     cdef int n_args, threads
     cdef readonly int affine  # x * a + b per row, then ReLU or not (walle_chain_affine)
@@ -1755,8 +1759,8 @@ cdef class ChainKernel:
     cdef object keep
 
     def __init__(self, ops, operands, y, sizes, strides):
-        if not 1 <= len(ops) <= 16 or not 1 <= len(operands) <= 8 or len(sizes) > 4:
-            raise ValueError("ChainKernel: 1-16 ops, 1-8 operands, at most 4 dims")
+        if not 1 <= len(ops) <= 32 or not 1 <= len(operands) <= 16 or len(sizes) > 4:
+            raise ValueError("ChainKernel: 1-32 ops, 1-16 operands, at most 4 dims")
         if len(strides) != len(operands):
             raise ValueError("ChainKernel: one stride list per operand")
         self.keep = (tuple(operands), y)
@@ -1823,7 +1827,7 @@ cdef class ChainKernel:
                     self._row(r)
 
     cdef void _row(self, long r) noexcept nogil:
-        cdef const float* args[8]
+        cdef const float* args[16]
         cdef long i2 = r % self.sz[2]
         cdef long i1 = (r // self.sz[2]) % self.sz[1]
         cdef long i0 = r // (self.sz[2] * self.sz[1])

@@ -657,3 +657,32 @@ def test_cumsum_kernel_matches_the_reference_at_every_level(isa) -> None:
                     ops_math.CumSumKernel(x, y, outer, r, inner, exclusive, reverse).run()
                     want = cumsum(x, 1, exclusive, reverse)
                     np.testing.assert_array_equal(y, want, err_msg=f"{level} {x.shape}")
+
+
+@pytest.mark.parametrize("kind", ["fmax", "fmin"])
+def test_nan_dropping_max_and_min_match_numpy_at_every_level(isa, kind) -> None:
+    """fmax and fmin (a NaN on one side gives the other; NaN on both, NaN) as numpy's, each
+    side contiguous or broadcast, alone and inside a fused chain (quantization's clamp)."""
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(5, 37)).astype(np.float32)
+    w = rng.normal(size=(37,)).astype(np.float32)
+    x[:, ::3], w[::4] = np.nan, np.nan
+    x[1, 1:4], w[5] = np.inf, -np.inf
+    fn = {"fmax": np.fmax, "fmin": np.fmin}[kind]
+    b = GraphBuilder()
+    xs, ws = b.input("x", x.shape), b.input("w", w.shape)
+    plain = b.binary(kind, xs, ws)
+    flipped = b.binary(kind, b.const(np.float32(0.25)), xs)
+    chain = b.binary(
+        "mul",
+        b.binary(kind, b.unary("round", b.binary("div", xs, b.const(0.5))), b.const(-1.0)),
+        b.const(2.0),
+    )
+    graph = b.build([plain, flipped, chain])
+    with np.errstate(invalid="ignore"):
+        want = [fn(x, w), fn(np.float32(0.25), x), fn(np.rint(x / 0.5), -1.0) * 2]
+    for level in _runnable(isa):
+        isa.set_level(level)
+        got = compile_graph(graph, pin="cython", use_cache=False, trials=False)(x, w)
+        for g, e in zip(got, want, strict=True):
+            np.testing.assert_array_equal(g, e, err_msg=level)

@@ -366,6 +366,30 @@ def test_cython_search_runs_the_chain_fused() -> None:
     np.testing.assert_array_equal(got, want)
 
 
+def test_chain_kernel_runs_32_ops_over_16_operands() -> None:
+    """Its limits (a quantized model's QuantizeLinear/DequantizeLinear pairs around a
+    BatchNormalization and a residual Add make chains of 25 ops): the longest chain against
+    the same ops in numpy."""
+    backend_or_skip("cython")
+    from walle._kernels import ops_math
+
+    rng = np.random.default_rng(12)
+    x = rng.normal(size=(3, 40)).astype(np.float32)
+    operands = [x] + [rng.uniform(0.5, 1.5, 40).astype(np.float32) for _ in range(15)]
+    kinds = ["add", "mul", "sub", "fmax"]
+    ops = [("binary", kinds[i % 4], 1 + i % 15, 0) for i in range(31)] + [("unary", "tanh", 0, 0)]
+    want = x
+    for _, kind, k, _ in ops[:-1]:
+        want = {"add": np.add, "mul": np.multiply, "sub": np.subtract, "fmax": np.fmax}[kind](
+            want, operands[k]
+        )
+    want = np.tanh(want)
+    y = np.empty_like(x)
+    strides = [[40, 1]] + [[0, 1]] * 15
+    ops_math.ChainKernel(ops, operands, y, [3, 40], strides).run()
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-6)
+
+
 def test_chain_kernel_refuses_what_it_cannot_run() -> None:
     backend_or_skip("cython")
     from walle._kernels import ops_math
@@ -373,7 +397,9 @@ def test_chain_kernel_refuses_what_it_cannot_run() -> None:
     x, y = np.ones(6, np.float32), np.empty(6, np.float32)
     relu = [("unary", "relu", 0, 0)]
     with pytest.raises(ValueError):
-        ops_math.ChainKernel(relu * 17, [x], y, [6], [[1]])
+        ops_math.ChainKernel(relu * 33, [x], y, [6], [[1]])
+    with pytest.raises(ValueError):
+        ops_math.ChainKernel(relu, [x] * 17, y, [6], [[1]] * 17)
     with pytest.raises(ValueError):
         ops_math.ChainKernel(relu, [x], y, [6], [[2]])
     with pytest.raises(ValueError):

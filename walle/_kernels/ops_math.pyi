@@ -107,7 +107,7 @@ class ChainKernel:
     value (side 0), on its left (side 1), or the chain's value on both sides (side 2); the
     first op's chain value is ``operands[0]``. ``sizes`` (at most 4 dims) and one list of
     element strides per operand (0 where broadcast; the innermost 1 or 0) come collapsed
-    from the backend; y is contiguous. At most 16 ops and 8 operands (else ValueError).
+    from the backend; y is contiguous. At most 32 ops and 16 operands (else ValueError).
     ``affine``: the chain is x * a + b with one a and b a row (then ReLU or not), run as one
     pass of the same bits; ``hard``: it is clip(x * a + b, lo, hi) (4, HardSigmoid) or that
     times x (5, HardSwish), one pass of the same bits, else 0.

@@ -67,9 +67,14 @@ UNARY_KINDS = (
 )  # fmt: skip
 # comparisons give 1.0 where true and 0.0 where not (ONNX's booleans, as numbers; NaN compares
 # false); "mask" is b where a is nonzero and 0 elsewhere (b's NaN and inf only where a is):
-# ONNX's Where(c, x, y) is mask(c, x) + mask(1 - c, y); "fmod" is C's (the dividend's sign)
+# ONNX's Where(c, x, y) is mask(c, x) + mask(1 - c, y); "fmod" is C's (the dividend's sign);
+# "fmax" and "fmin" are C's too: a NaN on one side gives the other side (quantization's
+# clamp, which takes its bound where the value is NaN), where "max" and "min" keep NaN
 COMPARE_KINDS = ("eq", "gt", "ge", "lt", "le")
-BINARY_KINDS = ("add", "sub", "mul", "div", "max", "min", "pow", *COMPARE_KINDS, "mask", "fmod")
+BINARY_KINDS = (
+    "add", "sub", "mul", "div", "max", "min", "pow", *COMPARE_KINDS, "mask", "fmod", "fmax",
+    "fmin",
+)  # fmt: skip
 # the index of the max or min along one axis, as float32 (exact below 2**24); "_last": the
 # last index of a tie (ONNX's ArgMax/ArgMin with select_last_index)
 ARG_KINDS = ("argmax", "argmin", "argmax_last", "argmin_last")

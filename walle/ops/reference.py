@@ -136,6 +136,8 @@ BINARY: dict[str, BinaryFn] = {
     "le": _compare(np.less_equal),
     "mask": _mask,
     "fmod": np.fmod,
+    "fmax": np.fmax,
+    "fmin": np.fmin,
 }
 
 

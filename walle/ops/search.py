@@ -145,7 +145,11 @@ COLD_SCRUB_BYTES = 8 << 20
 # 45: the vector sigmoid takes exp of -|x| without walle_expv's masks (1.2-1.35x faster).
 # 46: GELU is one unary (a table of polynomials at AVX-512 and AVX2), not five element-wise
 # ops; ONNX Identity names its input's value (no copy).
-DECISIONS_VERSION = 46
+# 47: element-wise chains of up to 32 ops over 16 operands run as one pass (16 and 8 before:
+# a quantized model's QuantizeLinear/DequantizeLinear pairs around a BatchNormalization and a
+# residual Add ran op by op), and a conv whose weights are all whole numbers (an integer
+# conv) is never offered Winograd, whose transforms round its exact sums.
+DECISIONS_VERSION = 47
 
 
 def time_calls(calls: list[Call], budget_s: float = 0.004, max_runs: int = 25) -> float:

@@ -377,7 +377,7 @@ def _l2_bytes() -> int:
 
 # A chain's op list for ops_math.ChainKernel: (op, kind, operand, side) each.
 _ChainOps = list[tuple[str, str, int, int]]
-_CHAIN_MAX_OPS, _CHAIN_MAX_OPERANDS = 16, 8
+_CHAIN_MAX_OPS, _CHAIN_MAX_OPERANDS = 32, 16
 
 
 def _chain(step: FusedStep, graph: Graph, buffers: Buffers) -> list[Call]:

@@ -59,6 +59,8 @@ BINARY_EXPR = {
     "le": "(p <= q ? 1.0f : 0.0f)",
     "mask": "(p != 0.0f ? q : 0.0f)",
     "fmod": "fmod(p, q)",
+    "fmax": "fmax(p, q)",
+    "fmin": "fmin(p, q)",
 }
 REDUCE_STEP = {
     "sum": ("0.0f", "acc += v"),

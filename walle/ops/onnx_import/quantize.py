@@ -97,19 +97,14 @@ def _per_axis(im: Importer, node: OnnxNode, value: str, like: str, axis: int) ->
 
 def _quantized(im: Importer, scaled: str, zero_point: str | None, kind: str) -> str:
     """saturate(round_half_even(scaled) + zero_point) in ``kind``'s bounds; NaN gives the
-    lowest value (onnxruntime's clamp takes its bound where the value is NaN)."""
+    lowest value, as onnxruntime's clamp takes its bound where the value is NaN (``fmax``:
+    C's, NaN on one side gives the other). One chain of element-wise ops: one pass."""
     b = im.b
     low, high = RANGES[kind]
-    number = b.binary("eq", scaled, scaled)  # 0.0 where NaN
     q = b.unary("round", scaled)
     if zero_point is not None:
         q = b.binary("add", q, zero_point)
-    y = b.clip(b.binary("mask", number, q), b.const(float(low)), b.const(float(high)))
-    if low:
-        y = b.binary(
-            "add", y, b.binary("mul", b.binary("sub", b.const(1.0), number), b.const(float(low)))
-        )
-    return y
+    return b.binary("min", b.binary("fmax", q, b.const(float(low))), b.const(float(high)))
 
 
 def _no_blocks(node: OnnxNode) -> None:
@@ -146,19 +141,19 @@ def _dynamic_quantize_linear(im: Importer, node: OnnxNode, ins: list[str]) -> li
     scale)). NaN is left out of the range (onnxruntime's min and max skip it)."""
     b, x = im.b, ins[0]
     axes = tuple(range(len(b.shape(x))))
-    finite_or_inf = b.binary("mask", b.binary("eq", x, x), x)  # NaN -> 0, inside the range
+    # NaN out of the range: fmin(x, +inf) and fmax(x, -inf) are x, or the bound for NaN
+    low = b.reduce("min", b.binary("fmin", x, b.const(np.inf)), axes, keepdims=False)
+    high = b.reduce("max", b.binary("fmax", x, b.const(-np.inf)), axes, keepdims=False)
     zero = b.const(0.0)
-    low = b.binary("min", b.reduce("min", finite_or_inf, axes, keepdims=False), zero)
-    high = b.binary("max", b.reduce("max", finite_or_inf, axes, keepdims=False), zero)
+    low, high = b.binary("min", low, zero), b.binary("max", high, zero)  # hold 0
     span = b.binary("sub", high, low)
     # (max - min) / 255, or 1 where max == min (then both are 0)
     scale = b.binary("add", b.binary("div", span, b.const(255.0)), b.binary("eq", span, zero))
     start = b.binary("sub", zero, b.binary("div", low, scale))
-    # NaN (a -inf in x: -inf / inf) clamps to 255, as onnxruntime's min(255, start) gives
-    number = b.binary("eq", start, start)
-    top = b.binary("mul", b.binary("sub", b.const(1.0), number), b.const(255.0))
-    clamped = b.clip(b.binary("mask", number, start), zero, b.const(255.0))
-    zero_point = b.unary("round", b.binary("add", clamped, top))
+    # clamped to [0, 255]; NaN (a -inf in x: -inf / inf) to 255, as onnxruntime's
+    # min(255, start) gives
+    clamped = b.binary("fmax", b.binary("fmin", start, b.const(255.0)), zero)
+    zero_point = b.unary("round", clamped)
     y = _quantized(im, b.binary("div", x, scale), zero_point, "UINT8")
     im.integral.update(node.proto.output[0:3:2])
     return [y, scale, zero_point]
