@@ -21,6 +21,7 @@ from walle.logging import get_logger
 from walle.ops.builder import GraphBuilder
 from walle.ops.ir import FloatArray, Graph
 from walle.ops.onnx_import.conv import HANDLERS as CONV
+from walle.ops.onnx_import.einsum import HANDLERS as EINSUM
 from walle.ops.onnx_import.elementwise import HANDLERS as ELEMENTWISE
 from walle.ops.onnx_import.ids import id_values, type_name
 from walle.ops.onnx_import.layout import HANDLERS as LAYOUT
@@ -47,6 +48,7 @@ HANDLERS: HandlerTable = {
     **RESIZE,
     **RECURRENT,
     **QUANTIZE,
+    **EINSUM,
 }
 SUPPORTED_OPS = tuple(sorted(HANDLERS))
 
