@@ -21,6 +21,7 @@ from hypothesis.extra.numpy import mutually_broadcastable_shapes
 from onnx import helper, numpy_helper
 
 from tests.unit.ops._onnx_cases import assert_parity, input_io, io, model, output_io, run_ort
+from tests.unit.ops.test_ops_onnx_control import if_models
 from tests.unit.ops.test_ops_onnx_einsum import einsum_models
 from tests.unit.ops.test_ops_onnx_expand_tile import expand_models, tile_models
 from tests.unit.ops.test_ops_onnx_quantize import STRATEGIES as QUANTIZED
@@ -1219,6 +1220,7 @@ STRATEGIES = {
     "ArgMin": arg_reduce("ArgMin"),
     **QUANTIZED,
     "Einsum": einsum_models(),
+    "If": if_models(),
 }  # fmt: skip
 
 

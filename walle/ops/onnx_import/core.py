@@ -20,6 +20,7 @@ from walle.errors import ModelError
 from walle.logging import get_logger
 from walle.ops.builder import GraphBuilder
 from walle.ops.ir import FloatArray, Graph
+from walle.ops.onnx_import.control import HANDLERS as CONTROL
 from walle.ops.onnx_import.conv import HANDLERS as CONV
 from walle.ops.onnx_import.einsum import HANDLERS as EINSUM
 from walle.ops.onnx_import.elementwise import HANDLERS as ELEMENTWISE
@@ -34,7 +35,7 @@ from walle.ops.onnx_import.reduce import HANDLERS as REDUCE
 from walle.ops.onnx_import.resize import HANDLERS as RESIZE
 
 if TYPE_CHECKING:
-    from onnx import ModelProto, NodeProto, ValueInfoProto
+    from onnx import ModelProto, NodeProto, TensorProto, ValueInfoProto
 
 _log = get_logger("walle.ops.onnx_import")
 
@@ -49,6 +50,7 @@ HANDLERS: HandlerTable = {
     **RECURRENT,
     **QUANTIZE,
     **EINSUM,
+    **CONTROL,
 }
 SUPPORTED_OPS = tuple(sorted(HANDLERS))
 
@@ -84,8 +86,6 @@ class Importer:
     """State of one import: the builder, ONNX name -> walle value name, who reads what."""
 
     def __init__(self, proto: ModelProto, batch: int | Sequence[int] | None) -> None:
-        from onnx import numpy_helper
-
         self.b = GraphBuilder()
         self.names: dict[str, str] = {}
         # ONNX name -> the integers of an integer initializer or Constant, exactly as given
@@ -95,18 +95,7 @@ class Importer:
             (o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 13
         )
         graph = proto.graph
-        for init in graph.initializer:
-            try:
-                array = numpy_helper.to_array(init)
-            except (ValueError, TypeError) as exc:  # data that does not fill its dims
-                raise ModelError(f"initializer {init.name!r}: unreadable ({exc})") from exc
-            if array.dtype.kind not in "biuf":
-                raise ModelError(
-                    f"initializer {init.name!r} ({type_name(init.data_type)}): walle.ops holds "
-                    "numeric constants only"
-                )
-            self.names[init.name] = self.b.const(array, name=init.name)
-            self.remember_integers(init.name, array)
+        self.declare_constants(graph.initializer)
         inputs = [v for v in graph.input if v.name not in self.names]
         # ONNX values that hold integer ids -> the input they come from
         self.ids = id_values(graph)
@@ -130,7 +119,7 @@ class Importer:
         self.declared = {v.name: v for v in (*graph.value_info, *graph.output)}
         self.readers: dict[str, list[NodeProto]] = {}
         for node in graph.node:
-            for name in node.input:
+            for name in (*node.input, *_subgraph_inputs(node)):
                 self.readers.setdefault(name, []).append(node)
         self.graph_outputs = {o.name for o in graph.output}
         self.graph_inputs = {v.name for v in inputs}
@@ -180,10 +169,15 @@ class Importer:
         (Unsqueeze, Reshape... of weights) are lowered first, so that a conv can fold the
         per-channel scale and shift that follow it (see nn.fold_affine) when it is lowered."""
         early = self._lower_constants()
-        for proto in self.graph.node:
+        self.lower_nodes([p for p in self.graph.node if id(p) not in early])
+        outputs = [self.value(o.name, "graph output") for o in self.graph.output]
+        return self.b.build(outputs)
+
+    def lower_nodes(self, nodes: Sequence[NodeProto]) -> None:
+        """Lower ``nodes`` in order, naming their outputs (the graph's, or a subgraph's
+        inlined: the branch an If takes)."""
+        for proto in nodes:
             where = f"node {proto.name or proto.output[0]!r} ({proto.op_type})"
-            if id(proto) in early:
-                continue
             if proto.output[0] in self.folded:  # folded into its conv: the conv's value
                 self.names[proto.output[0]] = self.names[self.folded[proto.output[0]]]
                 self._check_declared(proto.output[0], where)
@@ -194,8 +188,24 @@ class Importer:
                 if name:
                     self.names[name] = value
                     self._check_declared(name, where)
-        outputs = [self.value(o.name, "graph output") for o in self.graph.output]
-        return self.b.build(outputs)
+
+    def declare_constants(self, initializers: Sequence[TensorProto]) -> None:
+        """Each initializer as a walle constant under its ONNX name (the graph's, or an
+        inlined subgraph's)."""
+        from onnx import numpy_helper
+
+        for init in initializers:
+            try:
+                array = numpy_helper.to_array(init)
+            except (ValueError, TypeError) as exc:  # data that does not fill its dims
+                raise ModelError(f"initializer {init.name!r}: unreadable ({exc})") from exc
+            if array.dtype.kind not in "biuf":
+                raise ModelError(
+                    f"initializer {init.name!r} ({type_name(init.data_type)}): walle.ops holds "
+                    "numeric constants only"
+                )
+            self.names[init.name] = self.b.const(array, name=init.name)
+            self.remember_integers(init.name, array)
 
     def _lower_constants(self) -> set[int]:
         """Lower, in graph order, the nodes of _LOWERED_FIRST (layout nodes and constant
@@ -295,6 +305,21 @@ class Importer:
 _LOWERED_FIRST = frozenset(
     {"Constant", "ConstantOfShape", "Identity", "Reshape", "Squeeze", "Unsqueeze"}
 )
+
+
+def _subgraph_inputs(node: NodeProto) -> set[str]:
+    """The outer values that ``node``'s subgraphs (an If's branches) read: the node reads
+    them too, so that nothing folds them away (nn.fold_affine wants a value's only reader)."""
+    names: set[str] = set()
+    for attribute in node.attribute:
+        for graph in (*([attribute.g] if attribute.HasField("g") else []), *attribute.graphs):
+            made = {i.name for i in graph.initializer} | {o for n in graph.node for o in n.output}
+            for inner in graph.node:
+                names |= {
+                    i for i in (*inner.input, *_subgraph_inputs(inner)) if i and i not in made
+                }
+            names |= {o.name for o in graph.output if o.name not in made}
+    return names
 
 
 def _leading(value: ValueInfoProto) -> int | None:
