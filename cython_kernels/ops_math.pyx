@@ -380,8 +380,18 @@ cdef extern from *:
             for (long i = 0; i < n; i++) y[i] = rintf(x[i]);
             break;
         case 15: for (long i = 0; i < n; i++) y[i] = sinf(x[i]); break;
-        default: /* 16 */
-            for (long i = 0; i < n; i++) y[i] = cosf(x[i]);
+        case 16: for (long i = 0; i < n; i++) y[i] = cosf(x[i]); break;
+        /* libm's: tan, the inverse and hyperbolic functions (ONNX's Tan, Asin... Atanh) */
+        case 17: for (long i = 0; i < n; i++) y[i] = tanf(x[i]); break;
+        case 18: for (long i = 0; i < n; i++) y[i] = asinf(x[i]); break;
+        case 19: for (long i = 0; i < n; i++) y[i] = acosf(x[i]); break;
+        case 20: for (long i = 0; i < n; i++) y[i] = atanf(x[i]); break;
+        case 21: for (long i = 0; i < n; i++) y[i] = sinhf(x[i]); break;
+        case 22: for (long i = 0; i < n; i++) y[i] = coshf(x[i]); break;
+        case 23: for (long i = 0; i < n; i++) y[i] = asinhf(x[i]); break;
+        case 24: for (long i = 0; i < n; i++) y[i] = acoshf(x[i]); break;
+        default: /* 25 */
+            for (long i = 0; i < n; i++) y[i] = atanhf(x[i]);
             break;
         }
     }
@@ -1485,7 +1495,9 @@ cdef extern from *:
 
 UNARY_KINDS = {"identity": 0, "neg": 1, "abs": 2, "exp": 3, "log": 4, "sqrt": 5,
                "reciprocal": 6, "relu": 7, "sigmoid": 8, "tanh": 9, "erf": 10,
-               "gelu": 11, "floor": 12, "ceil": 13, "round": 14, "sin": 15, "cos": 16}
+               "gelu": 11, "floor": 12, "ceil": 13, "round": 14, "sin": 15, "cos": 16,
+               "tan": 17, "asin": 18, "acos": 19, "atan": 20, "sinh": 21, "cosh": 22,
+               "asinh": 23, "acosh": 24, "atanh": 25}
 BINARY_KINDS = {"add": 0, "sub": 1, "mul": 2, "div": 3, "max": 4, "min": 5, "pow": 6,
                 "eq": 7, "gt": 8, "ge": 9, "lt": 10, "le": 11, "mask": 12, "fmod": 13,
                 "fmax": 14, "fmin": 15}

@@ -582,14 +582,22 @@ def test_arg_reduce_matches_the_reference_at_every_level(isa, kind) -> None:
             np.testing.assert_array_equal(y, want, err_msg=f"{level} {shape}")
 
 
-@pytest.mark.parametrize("kind", ["floor", "ceil", "round", "sin", "cos"])
+_LIBM = {
+    "tan": np.tan, "asin": np.arcsin, "acos": np.arccos, "atan": np.arctan, "sinh": np.sinh,
+    "cosh": np.cosh, "asinh": np.arcsinh, "acosh": np.arccosh, "atanh": np.arctanh,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["floor", "ceil", "round", "sin", "cos", *_LIBM])
 def test_rounding_and_trigonometry_match_numpy_at_every_level(isa, kind) -> None:
     """floor, ceil and round (halves to even) bit for bit with numpy's, -0 and the sign of a
-    zero result kept; sin and cos within 2e-7 absolute (libm against numpy's loops); NaN
-    and infinities as numpy."""
+    zero result kept; sin and cos within 2e-7 absolute (libm against numpy's loops), tan,
+    the inverse and the hyperbolic functions within 2e-6 relative; NaN (outside a domain
+    too) and infinities as numpy."""
     from walle._kernels import ops_math
 
     want_fn = {"floor": np.floor, "ceil": np.ceil, "round": np.rint, "sin": np.sin, "cos": np.cos}
+    want_fn |= _LIBM
     x = np.concatenate(
         [
             np.arange(-8, 8.25, 0.25, dtype=np.float32),
@@ -597,7 +605,7 @@ def test_rounding_and_trigonometry_match_numpy_at_every_level(isa, kind) -> None
             np.float32([np.nan, np.inf, -np.inf, 0.0, -0.0, -0.5, 0.5, 2.5, -2.5, 8388607.5]),
         ]
     ).astype(np.float32)
-    if kind in ("sin", "cos"):
+    if kind in ("sin", "cos", "tan"):
         x = x[~np.isfinite(x) | (np.abs(x) < 1e4)]
     with np.errstate(invalid="ignore"):  # (the random bits hold signalling NaNs)
         want = want_fn[kind](x)
@@ -607,6 +615,8 @@ def test_rounding_and_trigonometry_match_numpy_at_every_level(isa, kind) -> None
         ops_math.UnaryKernel(kind, x, y).run()
         if kind in ("sin", "cos"):
             np.testing.assert_allclose(y, want, rtol=0, atol=2e-7, err_msg=level)
+        elif kind in _LIBM:
+            np.testing.assert_allclose(y, want, rtol=2e-6, atol=1e-30, err_msg=level)
         else:
             np.testing.assert_array_equal(y, want, err_msg=level)
             np.testing.assert_array_equal(np.signbit(y), np.signbit(want), err_msg=level)

@@ -64,6 +64,7 @@ def check_size(shape: Sequence[int], what: str) -> None:
 UNARY_KINDS = (
     "identity", "neg", "abs", "exp", "log", "sqrt", "reciprocal",
     "relu", "sigmoid", "tanh", "erf", "gelu", "floor", "ceil", "round", "sin", "cos",
+    "tan", "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh",
 )  # fmt: skip
 # comparisons give 1.0 where true and 0.0 where not (ONNX's booleans, as numbers; NaN compares
 # false); "mask" is b where a is nonzero and 0 elsewhere (b's NaN and inf only where a is):

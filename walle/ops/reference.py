@@ -90,6 +90,15 @@ UNARY: dict[str, Callable[[FloatArray], npt.ArrayLike]] = {
     "round": np.rint,  # halves to even, as ONNX's Round
     "sin": np.sin,
     "cos": np.cos,
+    "tan": np.tan,
+    "asin": np.arcsin,
+    "acos": np.arccos,
+    "atan": np.arctan,
+    "sinh": np.sinh,
+    "cosh": np.cosh,
+    "asinh": np.arcsinh,
+    "acosh": np.arccosh,
+    "atanh": np.arctanh,
 }
 
 

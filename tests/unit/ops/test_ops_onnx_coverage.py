@@ -442,6 +442,15 @@ CASES = {
     "round": ("Round", [(3, 4)], [], 11, {}),
     "sin": ("Sin", [(3, 4)], [], 7, {}),
     "cos": ("Cos", [(3, 4)], [], 7, {}),
+    "tan": ("Tan", [(3, 4)], [], 7, {}),
+    "asin": ("Asin", [(3, 4)], [], 7, {}),
+    "acos": ("Acos", [(3, 4)], [], 7, {}),
+    "atan": ("Atan", [(3, 4)], [], 7, {}),
+    "sinh": ("Sinh", [(3, 4)], [], 9, {}),
+    "cosh": ("Cosh", [(3, 4)], [], 9, {}),
+    "asinh": ("Asinh", [(3, 4)], [], 9, {}),
+    "acosh": ("Acosh", [(3, 4)], [], 9, {}),
+    "atanh": ("Atanh", [(3, 4)], [], 9, {}),
     "thresholdedrelu_defaults": ("ThresholdedRelu", [(3, 4)], [], 10, {}),
     "thresholdedrelu_alpha": ("ThresholdedRelu", [(3, 4)], [], 10, {"alpha": -0.5}),
     "shrink_defaults": ("Shrink", [(3, 4)], [], 9, {}),
@@ -853,6 +862,8 @@ _NEW_OPS = {
     "Hardmax": [(2, 3)], "IsNaN": [(2, 3)], "IsInf": [(2, 3)], "GatherElements": [(2, 3), (2, 3)],
     "Trilu": [(2, 3)], "CumSum": [(2, 3), (1,)], "OneHot": [(2, 3), (1,), (2,)],
     "Mod": [(2, 3), (2, 3)], "MeanVarianceNormalization": [(1, 2, 3, 3)],
+    **{op: [(2, 3)] for op in ("Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Asinh",
+                                 "Acosh", "Atanh")},
 }  # fmt: skip
 
 

@@ -85,14 +85,18 @@ def _maybe(draw, key: str, strategy, attrs: dict) -> None:
 
 # -- element-wise ---------------------------------------------------------------------------
 _POSITIVE = {"Sqrt", "Log"}
+# the open domains of the inverse and periodic functions (an argument outside is NaN, and
+# Tan is steep near its poles)
+_DOMAINS = {"Asin": (-0.99, 0.99), "Acos": (-0.99, 0.99), "Atanh": (-0.99, 0.99),
+            "Acosh": (1.01, 4.0), "Tan": (-1.4, 1.4)}  # fmt: skip
 
 
 def unary(op):
     @st.composite
     def draw(draw):
         shape = draw(small)
-        low = 0.1 if op in _POSITIVE else -3.0
-        x = _array(draw, shape, low, 3.0)
+        low, high = _DOMAINS.get(op, (0.1 if op in _POSITIVE else -3.0, 3.0))
+        x = _array(draw, shape, low, high)
         if op == "Reciprocal":
             x = np.where(np.abs(x) < 0.1, np.float32(0.5), x)
         return _case(op, [("x", x)])
@@ -1141,7 +1145,8 @@ STRATEGIES = {
     "SpaceToDepth": space_to_depth(),
     **{op: unary(op) for op in (
         "Relu", "Sigmoid", "Tanh", "Sqrt", "Erf", "Neg", "Abs", "Exp", "Log", "Reciprocal",
-        "Identity", "Softplus", "Softsign", "Sign", "Floor", "Ceil", "Sin", "Cos",
+        "Identity", "Softplus", "Softsign", "Sign", "Floor", "Ceil", "Sin", "Cos", "Tan",
+        "Asin", "Acos", "Atan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh",
     )},
     "Round": rounding(),
     "ThresholdedRelu": thresholded_relu(),

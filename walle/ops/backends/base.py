@@ -35,6 +35,15 @@ _UNARY_COST = {
     "reciprocal": 2.0,
     "sin": 15.0,
     "cos": 15.0,
+    "tan": 20.0,
+    "asin": 20.0,
+    "acos": 20.0,
+    "atan": 20.0,
+    "sinh": 20.0,
+    "cosh": 20.0,
+    "asinh": 20.0,
+    "acosh": 20.0,
+    "atanh": 20.0,
 }
 
 

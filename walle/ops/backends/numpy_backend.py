@@ -24,7 +24,9 @@ from walle.ops.reference import (
 _UFUNC_UNARY = {
     "neg": np.negative, "abs": np.abs, "exp": np.exp, "log": np.log, "sqrt": np.sqrt,
     "reciprocal": np.reciprocal, "tanh": np.tanh, "floor": np.floor, "ceil": np.ceil,
-    "round": np.rint, "sin": np.sin, "cos": np.cos,
+    "round": np.rint, "sin": np.sin, "cos": np.cos, "tan": np.tan, "asin": np.arcsin,
+    "acos": np.arccos, "atan": np.arctan, "sinh": np.sinh, "cosh": np.cosh,
+    "asinh": np.arcsinh, "acosh": np.arccosh, "atanh": np.arctanh,
 }  # fmt: skip
 
 

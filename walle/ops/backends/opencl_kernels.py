@@ -43,6 +43,15 @@ UNARY_EXPR = {
     "round": "rint(v)",
     "sin": "sin(v)",
     "cos": "cos(v)",
+    "tan": "tan(v)",
+    "asin": "asin(v)",
+    "acos": "acos(v)",
+    "atan": "atan(v)",
+    "sinh": "sinh(v)",
+    "cosh": "cosh(v)",
+    "asinh": "asinh(v)",
+    "acosh": "acosh(v)",
+    "atanh": "atanh(v)",
 }
 BINARY_EXPR = {
     "add": "p + q",

@@ -13,6 +13,7 @@ refused by name.
 
 from __future__ import annotations
 
+import math
 import string
 from typing import TYPE_CHECKING
 
@@ -121,28 +122,27 @@ def _arranged(im: Importer, term: _Term, order: str) -> str:
     return term.value if perm == sorted(perm) else im.b.transpose(term.value, perm)
 
 
+def _dims(im: Importer, term: _Term, letters: list[str]) -> list[int]:
+    """The sizes of ``letters``' axes in ``term``'s value."""
+    shape = im.b.shape(term.value)
+    return [shape[term.letters.index(c)] for c in letters]
+
+
 def _product(im: Importer, a: _Term, b: _Term, needed: set[str], sizes: dict[str, int]) -> _Term:
     """One batched matmul: [batch..., rows, shared] @ [batch..., shared, columns]."""
     batch = [c for c in a.letters if c in b.letters and c in needed]
     shared = [c for c in a.letters if c in b.letters and c not in needed]
     rows = [c for c in a.letters if c not in b.letters]
     cols = [c for c in b.letters if c not in a.letters]
-    a_shape, b_shape = im.b.shape(a.value), im.b.shape(b.value)
-
-    def size(term_shape, term: _Term, letters: list[str]) -> int:
-        total = 1
-        for c in letters:
-            total *= term_shape[term.letters.index(c)]
-        return total
-
-    a_batch = [a_shape[a.letters.index(c)] for c in batch]
-    b_batch = [b_shape[b.letters.index(c)] for c in batch]
-    k = size(a_shape, a, shared)
+    a_batch, b_batch = _dims(im, a, batch), _dims(im, b, batch)
+    k = math.prod(_dims(im, a, shared))
     left = im.b.reshape(
-        _arranged(im, a, "".join(batch + rows + shared)), (*a_batch, size(a_shape, a, rows), k)
+        _arranged(im, a, "".join(batch + rows + shared)),
+        (*a_batch, math.prod(_dims(im, a, rows)), k),
     )
     right = im.b.reshape(
-        _arranged(im, b, "".join(batch + shared + cols)), (*b_batch, k, size(b_shape, b, cols))
+        _arranged(im, b, "".join(batch + shared + cols)),
+        (*b_batch, k, math.prod(_dims(im, b, cols))),
     )
     product = im.b.matmul(left, right)
     shape = [sizes[c] for c in batch + rows + cols]
