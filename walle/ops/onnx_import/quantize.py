@@ -12,11 +12,11 @@ quantized values flow as floats holding integers, and the integer ops are float 
 MatMulInteger is (A - a_zero_point) @ (B - b_zero_point), each product and partial sum an
 integer, exact while the sums stay below 2**24 in magnitude (every 8-bit product is below
 2**16; a partial sum reaches 2**24 only if hundreds of them add up with one sign). The
-results equal onnxruntime's integer kernels then, except where a 3x3 or 5x5 conv runs as
-Winograd: its transforms round, and a requantized output (QLinearConv) may land one step off
-where the exact sum times the scale sits on a half. Weights are constants dequantized at
-import (each int8 weight becomes the float32 it stands for: the speed is walle's float
-speed, not that of int8 kernels).
+results equal onnxruntime's integer kernels then: a conv whose weights are all whole numbers
+never runs as Winograd (the cython backend's rule), whose transforms round, which would move
+a requantized output (QLinearConv) a step where the exact sum times the scale sits near a
+half. Weights are constants dequantized at import (each int8 weight becomes the float32 it
+stands for: the speed is walle's float speed, not that of int8 kernels).
 
 The arithmetic is onnxruntime's, operation for operation, so that the values are its values:
 QuantizeLinear is saturate(round_half_even(x / scale) + zero_point), where NaN gives the
@@ -36,6 +36,7 @@ import numpy as np
 from walle.errors import ModelError
 from walle.ops.onnx_import.conv import HANDLERS as CONV
 from walle.ops.onnx_import.conv import conv
+from walle.ops.onnx_import.ids import type_name
 from walle.ops.onnx_import.nn import matmul
 from walle.ops.onnx_import.node import HandlerTable, OnnxNode
 
@@ -69,8 +70,6 @@ def _zero_point_type(im: Importer, node: OnnxNode, index: int, default: str = "U
         return _checked_type(node, im.element_type(name), _DEQUANTIZED)
     code = node.get("output_dtype", 0)
     if code:
-        from walle.ops.onnx_import.ids import type_name
-
         return _checked_type(node, type_name(int(code)), tuple(RANGES))
     return default
 
