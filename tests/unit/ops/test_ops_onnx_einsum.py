@@ -117,6 +117,7 @@ def test_ops_einsum_matches_onnxruntime_over_random_equations(
         ("ij,jk->ik", [(2, 3), (4, 4)], "sizes 3 and 4"),
         ("ijk->i", [(2, 3)], "names 3 axes of an operand of rank 2"),
         ("ij->i", [(2, 3), (3,)], "names 1 operands; the node has 2"),
+        ("...i->i", [(1,) * 12], "an ellipsis of 11 axes"),
     ],
 )
 def test_ops_einsum_refusals_name_node_and_what(equation: str, shapes, message: str) -> None:

@@ -63,6 +63,11 @@ def _parse(node: OnnxNode, equation: str, ranks: list[int]) -> tuple[list[str], 
                 f"{node.where}: equation {equation!r}: {term!r} names {len(named)} axes of an "
                 f"operand of rank {rank}"
             )
+    if ellipsis_rank > len(_ELLIPSIS_LETTERS):
+        raise ModelError(
+            f"{node.where}: equation {equation!r}: an ellipsis of {ellipsis_rank} axes (at most "
+            f"{len(_ELLIPSIS_LETTERS)})"
+        )
     spelled = []
     for term, rank in zip(terms, ranks, strict=True):
         own = rank - len(term.replace("...", ""))
