@@ -407,7 +407,7 @@ def test_chain_kernel_refuses_what_it_cannot_run() -> None:
     with pytest.raises(ValueError):
         ops_math.ChainKernel([("binary", "add", 1, 0)], [x], y, [6], [[1]])
     with pytest.raises(KeyError):
-        ops_math.ChainKernel([("unary", "cosh", 0, 0)], [x], y, [6], [[1]])
+        ops_math.ChainKernel([("unary", "erfc", 0, 0)], [x], y, [6], [[1]])
 
 
 def test_a_shortcut_add_of_two_convs_joins_one_and_both_stay_convs() -> None:
