@@ -26,6 +26,7 @@ from tests.unit.ops.test_ops_onnx_einsum import einsum_models
 from tests.unit.ops.test_ops_onnx_expand_tile import expand_models, tile_models
 from tests.unit.ops.test_ops_onnx_quantize import STRATEGIES as QUANTIZED
 from tests.unit.ops.test_ops_onnx_recurrent import recurrent_models
+from tests.unit.ops.test_ops_onnx_scatter import scatter_nd_models
 from walle.ops import available_backends
 from walle.ops.onnx_import import SUPPORTED_OPS
 
@@ -1226,6 +1227,7 @@ STRATEGIES = {
     **QUANTIZED,
     "Einsum": einsum_models(),
     "If": if_models(),
+    "ScatterND": scatter_nd_models(),
 }  # fmt: skip
 
 

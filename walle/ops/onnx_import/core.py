@@ -33,6 +33,7 @@ from walle.ops.onnx_import.quantize import HANDLERS as QUANTIZE
 from walle.ops.onnx_import.recurrent import HANDLERS as RECURRENT
 from walle.ops.onnx_import.reduce import HANDLERS as REDUCE
 from walle.ops.onnx_import.resize import HANDLERS as RESIZE
+from walle.ops.onnx_import.scatter import HANDLERS as SCATTER
 
 if TYPE_CHECKING:
     from onnx import ModelProto, NodeProto, TensorProto, ValueInfoProto
@@ -51,6 +52,7 @@ HANDLERS: HandlerTable = {
     **QUANTIZE,
     **EINSUM,
     **CONTROL,
+    **SCATTER,
 }
 SUPPORTED_OPS = tuple(sorted(HANDLERS))
 
