@@ -33,14 +33,15 @@ def _scatter_nd(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     if constant is None:
         raise ModelError(f"{node.where}: indices computed at run time are not supported")
     exact = im.integers.get(name)
-    indices = (exact if exact is not None else constant).astype(np.int64).reshape(constant.shape)
+    dims: tuple[int, ...] = tuple(np.shape(constant))
+    indices = np.asarray(exact if exact is not None else constant, np.int64).reshape(dims)
     shape = im.b.shape(data)
-    k = indices.shape[-1] if indices.ndim else 0
-    if indices.ndim == 0 or not 1 <= k <= len(shape):
+    k = dims[-1] if dims else 0
+    if not 1 <= k <= len(shape):
         raise ModelError(
-            f"{node.where}: indices of shape {indices.shape} do not index data of rank {len(shape)}"
+            f"{node.where}: indices of shape {dims} do not index data of rank {len(shape)}"
         )
-    want = (*indices.shape[:-1], *shape[k:])
+    want = (*dims[:-1], *shape[k:])
     if im.b.shape(updates) != want:
         raise ModelError(
             f"{node.where}: updates have shape {im.b.shape(updates)}, the indices and data "
@@ -52,7 +53,8 @@ def _scatter_nd(im: Importer, node: OnnxNode, ins: list[str]) -> str:
         raise ModelError(f"{node.where}: an index is outside data's dims {shape[:k]}")
     tuples = np.where(tuples < 0, tuples + bounds, tuples)
     block = int(np.prod(shape[k:], dtype=np.int64))
-    starts = [int(s) * block for s in np.ravel_multi_index(tuples.T, shape[:k])]
+    flat = np.ravel_multi_index(tuple(tuples.T), shape[:k])
+    starts = [int(s) * block for s in np.atleast_1d(flat)]
     if not starts:  # no index tuple: nothing written
         return data
     # each tuple's occurrence: the n-th of a repeated tuple goes into the n-th raster
