@@ -275,8 +275,12 @@ class GraphBuilder(CompositeOps):
         )
         return self._emit("reduce", [x], tuple(out), kind=kind, axes=norm, keepdims=keepdims)
 
-    def matmul(self, a: str, b: str) -> str:
-        """``a @ b`` with numpy semantics (1-D operands are not supported: reshape first)."""
+    def matmul(self, a: str, b: str, integer: bool = False) -> str:
+        """``a @ b`` with numpy semantics (1-D operands are not supported: reshape first).
+
+        ``integer``: the caller's promise that a holds whole numbers in [0, 255] (a
+        quantized value) and b is a constant of whole numbers, so that a backend may sum in
+        integers (the ``integer`` attribute, see :mod:`walle.ops.ir`)."""
         sa, sb = self.shape(a), self.shape(b)
         if len(sa) < 2 or len(sb) < 2 or sa[-1] != sb[-2]:
             raise ModelError(f"matmul: shapes {sa} and {sb} do not multiply")
@@ -284,7 +288,10 @@ class GraphBuilder(CompositeOps):
             batch = np.broadcast_shapes(sa[:-2], sb[:-2])
         except ValueError as exc:
             raise ModelError(f"matmul: batch dims of {sa} and {sb} do not broadcast") from exc
-        return self._emit("matmul", [a, b], (*batch, sa[-2], sb[-1]))
+        if integer and b not in self._constants:
+            raise ModelError("matmul: an integer product needs a constant b")
+        attrs = {"integer": True} if integer else {}
+        return self._emit("matmul", [a, b], (*batch, sa[-2], sb[-1]), **attrs)
 
     def raster(
         self,

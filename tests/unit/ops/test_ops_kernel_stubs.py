@@ -23,7 +23,7 @@ from walle.errors import BackendError
 from walle.ops.backends.registry import required_backends
 
 KERNELS = Path(__file__).parents[3] / "walle" / "_kernels"
-MODULES = ("ops_conv", "ops_group", "ops_math", "ops_raster", "trie_feed")
+MODULES = ("ops_conv", "ops_group", "ops_int8", "ops_math", "ops_raster", "trie_feed")
 
 
 def _built(name: str) -> types.ModuleType:

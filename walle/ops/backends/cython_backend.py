@@ -21,6 +21,9 @@ and, for products by a 2-D b of 8 or more rows of a (its leading dims flattened)
 channels, read in place, constant weights packed once at build time, bias and ReLU fused)
 and, where b is not a constant, ``packed_direct`` (the same reading b's columns in place:
 faster while b's rows lie close, slower once they are 4 KiB apart), measured by the search.
+A quantized product (the ``integer`` attribute: a of whole numbers in [0, 255], a constant b
+of whole numbers in [-255, 255]) also offers ``int8`` (``ops_int8``: int32 sums, VNNI's
+8-bit dot products where the CPU has them, else 16-bit multiply-adds; bias and ReLU fused).
 
 ``group_conv2d`` (grouped and depthwise convs) offers ``direct`` (``ops_group``: block tiles
 per group, or a per-channel depthwise kernel that also reads a channel shuffle and zero pad
@@ -67,7 +70,7 @@ from walle.ops.ir import (
 )
 
 try:
-    from walle._kernels import ops_conv, ops_group, ops_math, ops_raster
+    from walle._kernels import ops_conv, ops_group, ops_int8, ops_math, ops_raster
 except ImportError as exc:  # pragma: no cover - depends on the build
     raise BackendError(f"compiled kernels missing ({exc})") from exc
 
@@ -202,6 +205,8 @@ class CythonBackend(Backend):
             return 2.6e11
         if algorithm in (*_GEMMS, "packed"):
             return 1.0e11
+        if algorithm == "int8":  # 4x an fp32 FMA's multiply-adds with VNNI, 2x without
+            return 3.5e11 if ops_int8.has_vnni() else 1.6e11
         return 9.0e10 if algorithm in ("blas", "im2col") else 6.0e10
 
     def estimate(self, step: FusedStep, algorithm: str, graph: Graph) -> float:
@@ -934,8 +939,9 @@ def _matmul_views(
 
 def _matmul_algorithms(node: Node, graph: Graph, act: str = "none") -> list[str]:
     flops = 2 * math.prod(graph.shape(node.output)) * graph.shape(node.inputs[0])[-1]
+    integer = ["int8"] if _int8_fits(node, graph, act) else []
     if flops < _BLAS_MIN_FLOPS:
-        return ["direct"]
+        return ["direct", *integer]
     views = _matmul_views(graph.shape(node.inputs[0]), graph.shape(node.inputs[1]))
     # the packed GEMM: products by a 2-D b of 8 or more rows of a (a's rows are its output
     # channels, computed 8 at a time; a [..., k] @ b [k, n] is a's rows flattened: a
@@ -947,9 +953,22 @@ def _matmul_algorithms(node: Node, graph: Graph, act: str = "none") -> list[str]
         and act in _KERNEL_ACTS
     )
     if not packed:
-        return ["direct", "blas"]
+        return ["direct", "blas", *integer]
     in_place = [] if node.inputs[1] in graph.constants else ["packed_direct"]
-    return ["direct", "blas", "packed", *in_place]
+    return ["direct", "blas", "packed", *in_place, *integer]
+
+
+def _int8_fits(node: Node, graph: Graph, act: str) -> bool:
+    """Whether ``ops_int8`` runs this matmul: a quantized product (``integer``) by a 2-D
+    constant b of whole numbers in [-255, 255], ReLU or no activation after it."""
+    b = graph.constants.get(node.inputs[1])
+    return (
+        bool(node.attr("integer"))
+        and b is not None
+        and act in ("none", "relu")
+        and len(_unit_led(b.shape)) <= 2
+        and ops_int8.weights_fit(b.reshape(b.shape[-2:]))
+    )
 
 
 def _gemm(
@@ -975,6 +994,14 @@ def _gemm(
             b_in_place=algorithm == "packed_direct",
         )
         return [kernel.run]
+    if algorithm == "int8":  # a's leading dims as rows; b a constant of whole numbers
+        rows = (-1, a.shape[-1]), (-1, out.shape[-1])
+        level = cython_isa.NAMES[ops_conv.level()]
+        b2 = b.reshape(b.shape[-2:])
+        int8 = ops_int8.MatmulInt8Kernel(
+            a.reshape(rows[0]), b2, out.reshape(rows[1]), bias, mode, act, level
+        )
+        return [int8.run]
     if algorithm == "blas":
         calls: list[Call] = [MatmulCall(a, b, out).run]
         if mode or act != "none":

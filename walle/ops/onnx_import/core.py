@@ -131,6 +131,9 @@ class Importer:
         # computed ONNX values that hold integers (quantized values, integer matmul sums):
         # a Cast of one to a wider integer type keeps its values
         self.integral: set[str] = set()
+        # computed ONNX values a quantizer saturated to an 8- or 16-bit type (QuantizeLinear,
+        # DynamicQuantizeLinear, the QLinear ops): their type's name (quantize.RANGES)
+        self.quantized: dict[str, str] = {}
 
     def value(self, name: str, where: str) -> str:
         """The walle value of ONNX value ``name`` (ModelError when not yet defined)."""

@@ -16,7 +16,10 @@ results equal onnxruntime's integer kernels then: a conv whose weights are all w
 never runs as Winograd (the cython backend's rule), whose transforms round, which would move
 a requantized output (QLinearConv) a step where the exact sum times the scale sits near a
 half. Weights are constants dequantized at import (each int8 weight becomes the float32 it
-stands for: the speed is walle's float speed, not that of int8 kernels).
+stands for). An integer matmul of a quantized 8-bit value by constant weights is a product
+marked ``integer`` (a backend may sum it in int32: the cython backend's int8 kernels), with
+a's zero point taken off after it: (a - za) @ b = a @ b - za * colsum(b), exact in integers
+(an int8 a is shifted to uint8 by 128 first, its zero point with it).
 
 The arithmetic is onnxruntime's, operation for operation, so that the values are its values:
 QuantizeLinear is saturate(round_half_even(x / scale) + zero_point), where NaN gives the
@@ -120,6 +123,7 @@ def _quantize_linear(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     zero_point = _per_axis(im, node, ins[2], ins[0], axis) if len(ins) > 2 and ins[2] else None
     result = _quantized(im, im.b.binary("div", ins[0], scale), zero_point, kind)
     im.integral.add(node.proto.output[0])
+    im.quantized[node.proto.output[0]] = kind
     return result
 
 
@@ -155,6 +159,7 @@ def _dynamic_quantize_linear(im: Importer, node: OnnxNode, ins: list[str]) -> li
     zero_point = b.unary("round", clamped)
     y = _quantized(im, b.binary("div", x, scale), zero_point, "UINT8")
     im.integral.update(node.proto.output[0:3:2])
+    im.quantized[node.proto.output[0]] = "UINT8"
     return [y, scale, zero_point]
 
 
@@ -179,9 +184,38 @@ def _integer_operands(
     return a, b
 
 
+def _integer_product(im: Importer, node: OnnxNode, ins: list[str]) -> str | None:
+    """(a - za) @ (b - zb) as an ``integer`` product a @ (b - zb) less za * colsum(b - zb),
+    for an 8-bit quantized a (node input 0, whose walle value is ins[0]) and a 2-D constant
+    b with a constant zb; None where it is not such a product. ins: a, b, za, zb."""
+    kind = im.quantized.get(node.proto.input[0])
+    weights = im.b.constant_value(ins[1])
+    zb = im.b.constant_value(ins[3]) if len(ins) > 3 and ins[3] else np.zeros((), np.float32)
+    if kind not in ("UINT8", "INT8") or weights is None or zb is None or weights.ndim != 2:
+        return None
+    if len(im.b.shape(ins[0])) < 2 or zb.size not in (1, weights.shape[1]):
+        return None
+    b, a = im.b, ins[0]
+    offset = (weights - zb.reshape(1, -1)).astype(np.float32)  # whole numbers in [-255, 255]
+    za = ins[2] if len(ins) > 2 and ins[2] else None
+    if za is not None:
+        za = _per_axis(im, node, za, a, -2)
+    if kind == "INT8":  # a + 128 is a uint8, (a + 128) - (za + 128) the same difference
+        shift = b.const(128.0)
+        a, za = b.binary("add", a, shift), shift if za is None else b.binary("add", za, shift)
+    product = b.matmul(a, b.const(offset), integer=True)
+    if za is None:
+        return product
+    colsum = b.const(offset.sum(axis=0, dtype=np.float64).astype(np.float32))
+    return b.binary("sub", product, b.binary("mul", za, colsum))
+
+
 def _matmul_integer(im: Importer, node: OnnxNode, ins: list[str]) -> str:
-    a, b = _integer_operands(im, node, ins, (2, 3))
     im.integral.add(node.proto.output[0])
+    product = _integer_product(im, node, ins)
+    if product is not None:
+        return product
+    a, b = _integer_operands(im, node, ins, (2, 3))
     return matmul(im, node, a, b)
 
 
@@ -213,12 +247,16 @@ def _requantized(
     )
     result = _quantized(im, b.binary("mul", sums, factor), zero_point or None, kind)
     im.integral.add(node.proto.output[0])
+    im.quantized[node.proto.output[0]] = kind
     return result
 
 
 def _qlinear_matmul(im: Importer, node: OnnxNode, ins: list[str]) -> str:
-    a, b = _integer_operands(im, node, [ins[0], ins[3], ins[2], ins[5]], (2, 3))
-    sums = matmul(im, node, a, b)
+    operands = [ins[0], ins[3], ins[2], ins[5]]
+    sums = _integer_product(im, node, operands)
+    if sums is None:
+        a, b = _integer_operands(im, node, operands, (2, 3))
+        sums = matmul(im, node, a, b)
     return _requantized(im, node, sums, (ins[1], ins[4], ins[6]), ins[7], -1)
 
 

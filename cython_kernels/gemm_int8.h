@@ -1,0 +1,316 @@
+/* Integer GEMM for quantized matmuls: c[m, n] = float(a @ b) (+ bias, ReLU), where a [m, k]
+   holds whole numbers in [0, 255] (floats, converted as they are packed) and b [k, n] whole
+   numbers packed once, at build time (ops_int8.pyx), as 8-bit quads or 16-bit pairs.
+
+   The sums are int32 and exact (no rounding until the one conversion to float), so for sums
+   below 2**24 in magnitude the result is the float kernels' to the bit, and above it the
+   closer one. Four forms, by what the CPU has:
+
+   - WALLE_I8_VNNI: AVX-512 VNNI's vpdpbusd, u8 x s8 quads (b in [-128, 127]) into int32
+     lanes, 64 multiply-adds an instruction (4x an fp32 FMA's); 8 rows x 32 columns a tile;
+   - WALLE_I8_PAIRS512: AVX-512BW's vpmaddwd on 16-bit pairs (b in [-255, 255]), 32 an
+     instruction; 8 x 32;
+   - WALLE_I8_PAIRS256: AVX2's vpmaddwd, 16 an instruction (2x an AVX2 FMA's); 4 x 16;
+   - WALLE_I8_PAIRS128: SSE2's pmaddwd (NEON and other CPUs: the same in C); 4 x 8.
+
+   AVX2's vpmaddubsw (u8 x s8 pairs into 16 bits) would be 2x vpmaddwd, but it saturates:
+   255 * 127 * 2 does not fit, so its sums are not exact (onnxruntime's AVX2 u8s8 path can
+   differ from the spec there); the pairs are widened to 16 bits instead.
+
+   a is packed per call into rows of whole quads or pairs (k padded with zeros), rows padded
+   to a whole tile; b as [panels][k / group][columns of the panel][group]. */
+#ifndef WALLE_GEMM_INT8_H
+#define WALLE_GEMM_INT8_H
+
+#include <stdint.h>
+#include <string.h>
+
+#include "cpu_level.h"
+
+#ifdef WALLE_X86
+#include <immintrin.h>
+#elif defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+enum { WALLE_I8_PAIRS128 = 0, WALLE_I8_PAIRS256 = 1, WALLE_I8_PAIRS512 = 2, WALLE_I8_VNNI = 3 };
+
+/* The widest form this CPU runs at instruction-set level ``level`` (cpu_level.h's), and
+   whether b's values (``quads``: all in [-128, 127]) allow the VNNI one. */
+static int walle_i8_form(int level, int quads) {
+#ifdef WALLE_X86
+    unsigned a, b, c, d;
+    if (level >= 2 && __get_cpuid_count(7, 0, &a, &b, &c, &d)) {
+        int bw = (b >> 30) & 1, vnni = (c >> 11) & 1;
+        if (bw && vnni && quads) return WALLE_I8_VNNI;
+        if (bw) return WALLE_I8_PAIRS512;
+    }
+    return level >= 1 ? WALLE_I8_PAIRS256 : WALLE_I8_PAIRS128;
+#else
+    (void)level;
+    (void)quads;
+    return WALLE_I8_PAIRS128;
+#endif
+}
+
+/* Whether this CPU has the VNNI form at all (AVX-512 VNNI and BW, the OS saving ZMM state). */
+static int walle_i8_has_vnni(void) {
+    return walle_cpu_level() >= 2 && walle_i8_form(2, 1) == WALLE_I8_VNNI;
+}
+
+/* Rows of a tile, columns of a panel and values of a group (4: quads, 2: pairs), by form. */
+static const int walle_i8_rows[4] = {4, 4, 8, 8};
+static const int walle_i8_cols[4] = {8, 16, 32, 32};
+static const int walle_i8_group[4] = {2, 2, 2, 4};
+
+typedef struct {
+    long m, k, n;     /* c[m, n] = a[m, k] @ b[k, n] */
+    long lda, ldc;    /* a's and c's row strides (floats) */
+    long kg;          /* groups per packed row: ceil(k / group) */
+    int form;         /* WALLE_I8_* */
+    const float* a;
+    void* apack;      /* [ceil(m / rows) * rows][kg * group] u8 (VNNI) or int16 */
+    const void* bpack;
+    float* c;
+    const float* bias; /* NULL, or per column (bias_mode 1) or per row (2) */
+    int bias_mode;
+    int relu;
+} walle_i8_gemm;
+
+/* a's rows as whole numbers in [0, 255] (saturated: a value outside came from no quantizer,
+   but must not wrap; NaN gives 0), converted row by row, contiguously. GCC left the plain
+   loop scalar (1.1 ns a value: 37 of a 32 x 1024 x 32 product's 42 us), hence the
+   intrinsics. */
+static inline int32_t walle_i8_whole(float v) {
+    v = v > 0.0f ? v : 0.0f;
+    return (int32_t)(v < 255.0f ? v : 255.0f);
+}
+
+#ifdef WALLE_X86
+WALLE_LEVEL_TARGET("avx512f,avx512bw")
+static void walle_i8_pack512(const walle_i8_gemm* g) {
+    long width = g->kg * walle_i8_group[g->form], k = g->k;
+    __m512 zero = _mm512_setzero_ps(), top = _mm512_set1_ps(255.0f);
+    for (long i = 0; i < g->m; i++) {
+        const float* src = g->a + i * g->lda;
+        long j = 0;
+        if (g->form == WALLE_I8_VNNI) {
+            uint8_t* dst = (uint8_t*)g->apack + i * width;
+            for (; j + 16 <= k; j += 16) {  /* max(v, 0) is 0 for NaN: the second operand */
+                __m512 v = _mm512_min_ps(_mm512_max_ps(_mm512_loadu_ps(src + j), zero), top);
+                _mm_storeu_si128((__m128i*)(dst + j), _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(v)));
+            }
+            for (; j < k; j++) dst[j] = (uint8_t)walle_i8_whole(src[j]);
+        } else {
+            int16_t* dst = (int16_t*)g->apack + i * width;
+            for (; j + 16 <= k; j += 16) {
+                __m512 v = _mm512_min_ps(_mm512_max_ps(_mm512_loadu_ps(src + j), zero), top);
+                _mm256_storeu_si256((__m256i*)(dst + j),
+                                    _mm512_cvtepi32_epi16(_mm512_cvttps_epi32(v)));
+            }
+            for (; j < k; j++) dst[j] = (int16_t)walle_i8_whole(src[j]);
+        }
+    }
+}
+
+WALLE_LEVEL_TARGET("avx2")
+static void walle_i8_pack256(const walle_i8_gemm* g) {
+    long width = g->kg * 2, k = g->k;
+    __m256 zero = _mm256_setzero_ps(), top = _mm256_set1_ps(255.0f);
+    for (long i = 0; i < g->m; i++) {
+        const float* src = g->a + i * g->lda;
+        int16_t* dst = (int16_t*)g->apack + i * width;
+        long j = 0;
+        for (; j + 8 <= k; j += 8) {
+            __m256 v = _mm256_min_ps(_mm256_max_ps(_mm256_loadu_ps(src + j), zero), top);
+            __m256i w = _mm256_cvttps_epi32(v);
+            __m128i h = _mm_packs_epi32(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
+            _mm_storeu_si128((__m128i*)(dst + j), h);
+        }
+        for (; j < k; j++) dst[j] = (int16_t)walle_i8_whole(src[j]);
+    }
+}
+#endif
+
+static void walle_i8_pack128(const walle_i8_gemm* g) {
+    long width = g->kg * 2;
+    for (long i = 0; i < g->m; i++) {
+        const float* src = g->a + i * g->lda;
+        int16_t* dst = (int16_t*)g->apack + i * width;
+        for (long j = 0; j < g->k; j++) dst[j] = (int16_t)walle_i8_whole(src[j]);
+    }
+}
+
+/* The int32 tile t [rows][cols] into c at rows i0.., columns j0.. (those inside c), as
+   float, plus the bias, through ReLU (which keeps a NaN bias). */
+static inline void walle_i8_store(const walle_i8_gemm* g, const int32_t* t, int rows, int cols,
+                                  long i0, long j0) {
+    long mr = g->m - i0 < rows ? g->m - i0 : rows;
+    long nr = g->n - j0 < cols ? g->n - j0 : cols;
+    for (long r = 0; r < mr; r++) {
+        float* dst = g->c + (i0 + r) * g->ldc + j0;
+        const int32_t* src = t + r * cols;
+        float row_bias = g->bias_mode == 2 ? g->bias[i0 + r] : 0.0f;
+        for (long j = 0; j < nr; j++) {
+            float v = (float)src[j];
+            if (g->bias_mode == 1) v += g->bias[j0 + j];
+            else if (g->bias_mode == 2) v += row_bias;
+            if (g->relu && v < 0.0f) v = 0.0f;
+            dst[j] = v;
+        }
+    }
+}
+
+#ifdef WALLE_X86
+/* The tiles' accumulators are named, not an array: GCC kept an array's in registers but
+   copied each one to another register around every vpdpbusd (and spilled some), which ran
+   the VNNI tile at 60% of its rate. R(r) expands a statement for each of 8 rows. */
+#define WALLE_I8_ROWS8(R) R(0) R(1) R(2) R(3) R(4) R(5) R(6) R(7)
+
+/* One tile: 8 rows of packed a (quads, ``width`` bytes apart) times a panel of 32 columns. */
+WALLE_LEVEL_TARGET("avx512f,avx512bw,avx512vnni")
+static void walle_i8_tile_vnni(const uint8_t* a, long width, const int8_t* b, long kg,
+                               int32_t* t) {
+#define WALLE_I8_ZERO(r) __m512i c##r##0 = _mm512_setzero_si512(), c##r##1 = c##r##0;
+    WALLE_I8_ROWS8(WALLE_I8_ZERO)
+    for (long s = 0; s < kg; s++) {
+        __m512i b0 = _mm512_loadu_si512(b + s * 128), b1 = _mm512_loadu_si512(b + s * 128 + 64);
+#define WALLE_I8_DOT(r)                                                                      \
+    {                                                                                        \
+        int32_t q;                                                                           \
+        memcpy(&q, a + r * width + 4 * s, 4);                                                \
+        __m512i v = _mm512_set1_epi32(q);                                                    \
+        c##r##0 = _mm512_dpbusd_epi32(c##r##0, v, b0);                                       \
+        c##r##1 = _mm512_dpbusd_epi32(c##r##1, v, b1);                                       \
+    }
+        WALLE_I8_ROWS8(WALLE_I8_DOT)
+    }
+#define WALLE_I8_STORE512(r)                                                                 \
+    _mm512_storeu_si512(t + r * 32, c##r##0);                                                \
+    _mm512_storeu_si512(t + r * 32 + 16, c##r##1);
+    WALLE_I8_ROWS8(WALLE_I8_STORE512)
+}
+
+/* 8 rows of 16-bit pairs times 32 columns (AVX-512BW). */
+WALLE_LEVEL_TARGET("avx512f,avx512bw")
+static void walle_i8_tile_pairs512(const int16_t* a, long width, const int16_t* b, long kg,
+                                   int32_t* t) {
+    WALLE_I8_ROWS8(WALLE_I8_ZERO)
+    for (long s = 0; s < kg; s++) {
+        __m512i b0 = _mm512_loadu_si512(b + s * 64), b1 = _mm512_loadu_si512(b + s * 64 + 32);
+#define WALLE_I8_MADD512(r)                                                                  \
+    {                                                                                        \
+        int32_t q;                                                                           \
+        memcpy(&q, a + r * width + 2 * s, 4);                                                \
+        __m512i v = _mm512_set1_epi32(q);                                                    \
+        c##r##0 = _mm512_add_epi32(c##r##0, _mm512_madd_epi16(v, b0));                       \
+        c##r##1 = _mm512_add_epi32(c##r##1, _mm512_madd_epi16(v, b1));                       \
+    }
+        WALLE_I8_ROWS8(WALLE_I8_MADD512)
+    }
+    WALLE_I8_ROWS8(WALLE_I8_STORE512)
+}
+
+/* 4 rows of 16-bit pairs times 16 columns (AVX2). */
+WALLE_LEVEL_TARGET("avx2")
+static void walle_i8_tile_pairs256(const int16_t* a, long width, const int16_t* b, long kg,
+                                   int32_t* t) {
+    __m256i c[4][2];
+    for (int r = 0; r < 4; r++) c[r][0] = c[r][1] = _mm256_setzero_si256();
+    for (long s = 0; s < kg; s++) {
+        __m256i b0 = _mm256_loadu_si256((const __m256i*)(b + s * 32));
+        __m256i b1 = _mm256_loadu_si256((const __m256i*)(b + s * 32 + 16));
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) {
+            int32_t q;
+            memcpy(&q, a + r * width + 2 * s, 4);
+            __m256i v = _mm256_set1_epi32(q);
+            c[r][0] = _mm256_add_epi32(c[r][0], _mm256_madd_epi16(v, b0));
+            c[r][1] = _mm256_add_epi32(c[r][1], _mm256_madd_epi16(v, b1));
+        }
+    }
+    for (int r = 0; r < 4; r++) {
+        _mm256_storeu_si256((__m256i*)(t + r * 16), c[r][0]);
+        _mm256_storeu_si256((__m256i*)(t + r * 16 + 8), c[r][1]);
+    }
+}
+#endif
+
+/* 4 rows of 16-bit pairs times 8 columns: SSE2's pmaddwd, or the same sums in C. */
+static void walle_i8_tile_pairs128(const int16_t* a, long width, const int16_t* b, long kg,
+                                   int32_t* t) {
+#if defined(WALLE_X86) || defined(__SSE2__)
+    __m128i c[4][2];
+    for (int r = 0; r < 4; r++) c[r][0] = c[r][1] = _mm_setzero_si128();
+    for (long s = 0; s < kg; s++) {
+        __m128i b0 = _mm_loadu_si128((const __m128i*)(b + s * 16));
+        __m128i b1 = _mm_loadu_si128((const __m128i*)(b + s * 16 + 8));
+        for (int r = 0; r < 4; r++) {
+            int32_t q;
+            memcpy(&q, a + r * width + 2 * s, 4);
+            __m128i v = _mm_set1_epi32(q);
+            c[r][0] = _mm_add_epi32(c[r][0], _mm_madd_epi16(v, b0));
+            c[r][1] = _mm_add_epi32(c[r][1], _mm_madd_epi16(v, b1));
+        }
+    }
+    for (int r = 0; r < 4; r++) {
+        _mm_storeu_si128((__m128i*)(t + r * 8), c[r][0]);
+        _mm_storeu_si128((__m128i*)(t + r * 8 + 4), c[r][1]);
+    }
+#else
+    int32_t c[4][8] = {{0}};
+    for (long s = 0; s < kg; s++) {
+        const int16_t* bs = b + s * 16;
+        for (int r = 0; r < 4; r++) {
+            int32_t a0 = a[r * width + 2 * s], a1 = a[r * width + 2 * s + 1];
+            for (int j = 0; j < 8; j++) c[r][j] += a0 * bs[2 * j] + a1 * bs[2 * j + 1];
+        }
+    }
+    memcpy(t, c, sizeof c);
+#endif
+}
+
+/* Packs a (every row, once per call): before walle_i8_run. */
+static void walle_i8_pack(const walle_i8_gemm* g) {
+#ifdef WALLE_X86
+    if (g->form >= WALLE_I8_PAIRS512) walle_i8_pack512(g);
+    else if (g->form == WALLE_I8_PAIRS256) walle_i8_pack256(g);
+    else
+#endif
+        walle_i8_pack128(g);
+}
+
+/* Panels [p0, p1) of c: every tile of rows of each. */
+static void walle_i8_run(const walle_i8_gemm* g, long p0, long p1) {
+    int form = g->form, rows = walle_i8_rows[form], cols = walle_i8_cols[form];
+    long width = g->kg * walle_i8_group[form];
+    long tiles = (g->m + rows - 1) / rows;
+    int32_t t[8 * 32] __attribute__((aligned(64)));
+    for (long p = p0; p < p1; p++) {
+        for (long i = 0; i < tiles; i++) {
+#ifdef WALLE_X86
+            if (form == WALLE_I8_VNNI) {
+                const uint8_t* a = (const uint8_t*)g->apack + i * rows * width;
+                const int8_t* b = (const int8_t*)g->bpack + p * g->kg * 128;
+                walle_i8_tile_vnni(a, width, b, g->kg, t);
+            } else if (form == WALLE_I8_PAIRS512) {
+                const int16_t* a = (const int16_t*)g->apack + i * rows * width;
+                const int16_t* b = (const int16_t*)g->bpack + p * g->kg * 64;
+                walle_i8_tile_pairs512(a, width, b, g->kg, t);
+            } else if (form == WALLE_I8_PAIRS256) {
+                const int16_t* a = (const int16_t*)g->apack + i * rows * width;
+                const int16_t* b = (const int16_t*)g->bpack + p * g->kg * 32;
+                walle_i8_tile_pairs256(a, width, b, g->kg, t);
+            } else
+#endif
+            {
+                const int16_t* a = (const int16_t*)g->apack + i * rows * width;
+                const int16_t* b = (const int16_t*)g->bpack + p * g->kg * 16;
+                walle_i8_tile_pairs128(a, width, b, g->kg, t);
+            }
+            walle_i8_store(g, t, rows, cols, i * rows, p * cols);
+        }
+    }
+}
+
+#endif

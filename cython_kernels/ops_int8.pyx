@@ -1,0 +1,151 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Integer matrix products of the walle.ops ``cython`` backend: quantized matmuls in int32.
+
+:class:`MatmulInt8Kernel` computes c = float(a @ b) (+ bias, ReLU) for an a of whole numbers
+in [0, 255] (a quantized value: what QuantizeLinear and DynamicQuantizeLinear give, as
+floats) and a constant b of whole numbers in [-255, 255] (quantized weights less their zero
+point), with gemm_int8.h's integer tiles: VNNI's u8 x s8 dot products where the CPU has them
+and b fits 8 bits (4x the multiply-adds of an fp32 FMA an instruction), else 16-bit
+multiply-adds (2x). The sums are exact int32s: the float kernels' results to the bit while
+they stay below 2**24, and closer beyond. b is packed once, when the kernel is built; a's
+rows are packed (converted) with each call. The level is picked per kernel (the backend
+passes the conv family's, see walle.ops.backends.cython_isa).
+"""
+
+from cython.parallel cimport prange
+
+cdef extern from "max_threads.h":
+    int walle_max_threads() nogil
+
+import numpy as np
+
+cdef extern from "gemm_int8.h":
+    ctypedef struct walle_i8_gemm:
+        long m, k, n, lda, ldc, kg
+        int form
+        const float* a
+        void* apack
+        const void* bpack
+        float* c
+        const float* bias
+        int bias_mode
+        int relu
+    int walle_cpu_level() nogil
+    int walle_i8_form(int level, int quads) nogil
+    int walle_i8_has_vnni() nogil
+    enum: WALLE_I8_VNNI
+    int walle_i8_cols[4]
+    int walle_i8_group[4]
+    int walle_i8_rows[4]
+    void walle_i8_pack(const walle_i8_gemm* g) nogil
+    void walle_i8_run(const walle_i8_gemm* g, long p0, long p1) nogil
+
+LEVELS = {"avx512": 2, "avx2": 1, "sse": 0}
+FORMS = ("pairs128", "pairs256", "pairs512", "vnni")
+# the longest reduction whose int32 sums cannot overflow: k products of at most 255 * 255
+MAX_K = (2**31 - 1) // (255 * 255)
+# work below which one thread runs it all (multiply-adds)
+_GRAIN = 1 << 21
+
+
+def has_vnni():
+    """Whether this CPU runs the VNNI tiles (AVX-512 VNNI and BW, ZMM state saved)."""
+    return bool(walle_i8_has_vnni())
+
+
+def weights_fit(b):
+    """Whether a constant b can be this kernel's: whole numbers in [-255, 255], rows at
+    most MAX_K."""
+    b = np.asarray(b)
+    return (b.ndim == 2 and 0 < b.shape[0] <= MAX_K and bool(np.all(np.abs(b) <= 255))
+            and bool(np.all(np.rint(b) == b)))
+
+
+cdef class MatmulInt8Kernel:
+    """c[m, n] = float(a @ b) (+ bias, ReLU), the sums in int32 (module docstring).
+
+    a, c: 2-D C-contiguous float32; a's values are taken as whole numbers in [0, 255] (a
+    value outside is clamped: it is a caller's error, and the kernel must not read it as
+    another number). b: 2-D, whole numbers in [-255, 255] (ValueError otherwise), copied and
+    packed here. ``bias_mode`` 0 none, 1 per column (bias[n]), 2 per row (bias[m]); ``act``
+    none or relu (which keeps a NaN bias). ``level`` (avx512, avx2, sse, best; None: best)
+    picks the tiles; ``vnni`` False keeps an AVX-512 CPU off its VNNI tiles (the 16-bit ones
+    then run), None takes them where they fit.
+    """
+
+    cdef walle_i8_gemm g
+    cdef readonly str form
+    cdef readonly long panels
+    cdef int threads
+    cdef object keep
+
+    def __init__(self, a, b, c, bias=None, int bias_mode=0, str act="none", str level=None,
+                 vnni=None):
+        for name, arr in (("a", a), ("c", c)):
+            if arr.dtype != np.float32 or not arr.flags.c_contiguous or arr.ndim != 2:
+                raise ValueError(f"int8 matmul kernel: {name} must be a 2-D C-contiguous "
+                                 "float32 array")
+        m, k = (int(v) for v in a.shape)
+        if b.ndim != 2 or b.shape[0] != k or tuple(c.shape) != (m, b.shape[1]):
+            raise ValueError(f"int8 matmul kernel: shapes {a.shape} @ {b.shape} -> {c.shape}")
+        if not weights_fit(b):
+            raise ValueError(f"int8 matmul kernel: b must hold whole numbers in [-255, 255] "
+                             f"and at most {MAX_K} rows")
+        n = int(b.shape[1])
+        if bias_mode not in (0, 1, 2) or (bias_mode != 0) != (bias is not None):
+            raise ValueError(f"int8 matmul kernel: bias mode {bias_mode} with bias {bias!r}")
+        if act not in ("none", "relu"):
+            raise ValueError(f"int8 matmul kernel: activation {act!r} (none or relu)")
+        if bias is not None:
+            bias = np.ascontiguousarray(bias, dtype=np.float32).reshape(-1)
+            if bias.size != (n if bias_mode == 1 else m):
+                raise ValueError(f"int8 matmul kernel: {bias.size} biases for mode {bias_mode}")
+        best = walle_cpu_level()
+        if level is not None and level != "best" and level not in LEVELS:
+            raise ValueError(f"int8 matmul kernel: level {level!r} (best, {', '.join(LEVELS)})")
+        value = best if level is None or level == "best" else LEVELS[level]
+        if value > best:
+            raise ValueError(f"int8 matmul kernel: this CPU does not run the {level} tiles")
+        quads = bool(np.all((b >= -128) & (b <= 127))) and vnni is not False
+        cdef int form = walle_i8_form(value, quads)
+        rows, cols, group = walle_i8_rows[form], walle_i8_cols[form], walle_i8_group[form]
+        kg = -(-k // group)
+        panels = -(-n // cols)
+        # b as [panels][k / group][cols][group], zero-padded
+        padded = np.zeros((kg * group, panels * cols), np.float32)
+        padded[:k, :n] = b
+        packed = np.ascontiguousarray(
+            padded.reshape(kg, group, panels, cols).transpose(2, 0, 3, 1),
+            dtype=np.int8 if form == WALLE_I8_VNNI else np.int16,
+        )
+        apack = np.zeros((-(-m // rows) * rows, kg * group),
+                         np.uint8 if form == WALLE_I8_VNNI else np.int16)
+        self.keep = (a, c, bias, packed, apack)
+        self.g.m, self.g.k, self.g.n, self.g.lda, self.g.ldc, self.g.kg = m, k, n, k, n, kg
+        self.g.form = form
+        self.g.a = <const float*><size_t>a.ctypes.data
+        self.g.apack = <void*><size_t>apack.ctypes.data
+        self.g.bpack = <const void*><size_t>packed.ctypes.data
+        self.g.c = <float*><size_t>c.ctypes.data
+        self.g.bias = NULL if bias is None else <const float*><size_t>bias.ctypes.data
+        self.g.bias_mode = bias_mode
+        self.g.relu = act == "relu"
+        self.form = FORMS[form]
+        self.panels = panels
+        self.threads = <int>max(1, min(walle_max_threads(), panels, m * n * k // _GRAIN))
+
+    def run(self):
+        cdef long p, chunk, start, stop
+        cdef long panels = self.panels
+        cdef int threads = self.threads
+        with nogil:
+            walle_i8_pack(&self.g)
+            if threads > 1:
+                chunk = (panels + threads - 1) // threads
+                for p in prange(threads, num_threads=threads, schedule="static"):
+                    start = p * chunk
+                    stop = min(panels, start + chunk)
+                    if start < stop:
+                        walle_i8_run(&self.g, start, stop)
+            else:
+                walle_i8_run(&self.g, 0, panels)

@@ -1,0 +1,154 @@
+"""The integer matmul kernel (``ops_int8.MatmulInt8Kernel``) against numpy's int64 products.
+
+c = float(a @ b) (+ bias, ReLU) with a whole numbers in [0, 255] and b in [-255, 255], in
+every tile form this CPU runs: VNNI's 8-bit quads (b in [-128, 127]), 16-bit pairs at
+AVX-512BW, AVX2 and the baseline. The sums are int32 and exact, so the results must equal
+float32(the int64 sum) to the bit, including sums past 2**24, where float sums round.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests._backends import backend_or_skip
+
+LEVELS = ("avx512", "avx2", "sse")
+
+
+def _ops_int8():
+    backend_or_skip("cython")
+    from walle._kernels import ops_int8
+
+    return ops_int8
+
+
+def _kernels(ops_int8, a, b, c, bias=None, mode=0, act="none"):
+    """The kernel at each level this CPU runs, with and without VNNI: (kernel, label)."""
+    made = []
+    for level in LEVELS:
+        for vnni in (None, False):
+            try:
+                kernel = ops_int8.MatmulInt8Kernel(a, b, c, bias, mode, act, level, vnni)
+            except ValueError as exc:
+                assert "does not run" in str(exc)
+                break
+            made.append((kernel, f"{level} {kernel.form}"))
+    return made
+
+
+def _oracle(a, b, bias, mode, relu):
+    sums = (a.astype(np.int64) @ b.astype(np.int64)).astype(np.float32)
+    if mode == 1:
+        sums = sums + bias[None, :]
+    elif mode == 2:
+        sums = sums + bias[:, None]
+    return np.where(sums < 0, np.float32(0), sums) if relu else sums
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    m=st.integers(1, 40),
+    k=st.integers(1, 90),
+    n=st.integers(1, 80),
+    mode=st.sampled_from([0, 1, 2]),
+    relu=st.booleans(),
+    quads=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_int8_matmul_equals_integer_sums_in_every_form(m, k, n, mode, relu, quads, seed):
+    """Tiles of rows and panels of columns cut at any size; b within 8 bits (quads) or
+    wider (pairs only); a new a on the second call is packed again."""
+    ops_int8 = _ops_int8()
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 256, (m, k)).astype(np.float32)
+    bound = 127 if quads else 255
+    b = rng.integers(-bound - quads, bound + 1, (k, n)).astype(np.float32)
+    bias = rng.uniform(-1e4, 1e4, {0: 0, 1: n, 2: m}[mode]).astype(np.float32) if mode else None
+    act = "relu" if relu else "none"
+    c = np.full((m, n), np.nan, np.float32)  # every output written
+    for kernel, label in _kernels(ops_int8, a, b, c, bias, mode, act):
+        c[...] = np.nan
+        kernel.run()
+        np.testing.assert_array_equal(c, _oracle(a, b, bias, mode, relu), err_msg=label)
+        a[...] = rng.integers(0, 256, (m, k))
+        kernel.run()
+        np.testing.assert_array_equal(c, _oracle(a, b, bias, mode, relu), err_msg=label)
+
+
+def test_int8_matmul_picks_vnni_only_for_8_bit_weights() -> None:
+    ops_int8 = _ops_int8()
+    a, c = np.zeros((4, 8), np.float32), np.zeros((4, 3), np.float32)
+    narrow = np.full((8, 3), -128, np.float32)
+    wide = np.full((8, 3), 128, np.float32)
+    if ops_int8.has_vnni():
+        assert ops_int8.MatmulInt8Kernel(a, narrow, c).form == "vnni"
+        assert ops_int8.MatmulInt8Kernel(a, narrow, c, vnni=False).form == "pairs512"
+    assert ops_int8.MatmulInt8Kernel(a, wide, c).form != "vnni"
+    assert ops_int8.MatmulInt8Kernel(a, narrow, c, level="sse").form == "pairs128"
+
+
+def test_int8_matmul_sums_past_2_24_round_once() -> None:
+    """Sums of 1024 products of 255 * 255 (66.6M): float32 partial sums round along the way,
+    the int32 sums do not; the one conversion rounds to the nearest float32."""
+    ops_int8 = _ops_int8()
+    rng = np.random.default_rng(3)
+    a = rng.integers(200, 256, (9, 1024)).astype(np.float32)
+    b = rng.integers(200, 256, (1024, 33)).astype(np.float32)
+    want = _oracle(a, b, None, 0, False)
+    assert np.abs(want).max() > 2**24
+    c = np.empty((9, 33), np.float32)
+    for kernel, label in _kernels(ops_int8, a, b, c):
+        kernel.run()
+        np.testing.assert_array_equal(c, want, err_msg=label)
+
+
+def test_int8_matmul_clamps_a_outside_its_range() -> None:
+    """a is promised in [0, 255]; a value outside (or NaN) is clamped (NaN to 0), never
+    wrapped into another number."""
+    ops_int8 = _ops_int8()
+    a = np.array([[-3.0, 300.0, np.nan, 7.0] * 5], np.float32)
+    b = np.ones((20, 2), np.float32)
+    clamped = np.nan_to_num(np.clip(a, 0, 255), nan=0.0)
+    c = np.empty((1, 2), np.float32)
+    for kernel, label in _kernels(ops_int8, a, b, c):
+        kernel.run()
+        np.testing.assert_array_equal(c, _oracle(clamped, b, None, 0, False), err_msg=label)
+
+
+@pytest.mark.parametrize(
+    ("b", "message"),
+    [
+        (np.full((4, 2), 0.5, np.float32), "whole numbers"),
+        (np.full((4, 2), 256.0, np.float32), "whole numbers"),
+        (np.full((4, 2), np.nan, np.float32), "whole numbers"),
+        (np.ones((5, 2), np.float32), "shapes"),
+    ],
+)
+def test_int8_matmul_refuses_weights_it_cannot_sum(b, message) -> None:
+    ops_int8 = _ops_int8()
+    a, c = np.zeros((3, 4), np.float32), np.zeros((3, 2), np.float32)
+    with pytest.raises(ValueError, match=message):
+        ops_int8.MatmulInt8Kernel(a, b, c)
+    assert not ops_int8.weights_fit(np.ones((ops_int8.MAX_K + 1, 1), np.float32))
+
+
+def test_int8_matmul_refuses_bad_buffers_and_options() -> None:
+    ops_int8 = _ops_int8()
+    a, b, c = (
+        np.zeros((3, 4), np.float32),
+        np.ones((4, 2), np.float32),
+        np.zeros((3, 2), np.float32),
+    )
+    with pytest.raises(ValueError, match="a must be"):
+        ops_int8.MatmulInt8Kernel(a.astype(np.float64), b, c)
+    with pytest.raises(ValueError, match="activation"):
+        ops_int8.MatmulInt8Kernel(a, b, c, act="sigmoid")
+    with pytest.raises(ValueError, match="bias mode"):
+        ops_int8.MatmulInt8Kernel(a, b, c, None, 1)
+    with pytest.raises(ValueError, match="biases"):
+        ops_int8.MatmulInt8Kernel(a, b, c, np.zeros(5, np.float32), 1)
+    with pytest.raises(ValueError, match="level"):
+        ops_int8.MatmulInt8Kernel(a, b, c, level="avx1024")
