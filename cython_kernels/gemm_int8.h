@@ -141,22 +141,22 @@ static void walle_i8_pack128(const walle_i8_gemm* g) {
     }
 }
 
-/* The int32 tile t [rows][cols] into c at rows i0.., columns j0.. (those inside c), as
-   float, plus the bias, through ReLU (which keeps a NaN bias). */
-static inline void walle_i8_store(const walle_i8_gemm* g, const int32_t* t, int rows, int cols,
-                                  long i0, long j0) {
-    long mr = g->m - i0 < rows ? g->m - i0 : rows;
-    long nr = g->n - j0 < cols ? g->n - j0 : cols;
+/* The int32 tile t [rows][cols], its first mr rows and nr columns, into dst (rows ldc
+   apart) as float, plus the bias (per column, per row, or none), through ReLU (which keeps
+   a NaN bias). */
+static inline void walle_i8_store(const int32_t* t, int cols, long mr, long nr, float* dst,
+                                  long ldc, const float* col_bias, const float* row_bias,
+                                  int relu) {
     for (long r = 0; r < mr; r++) {
-        float* dst = g->c + (i0 + r) * g->ldc + j0;
+        float* out = dst + r * ldc;
         const int32_t* src = t + r * cols;
-        float row_bias = g->bias_mode == 2 ? g->bias[i0 + r] : 0.0f;
+        float shift = row_bias ? row_bias[r] : 0.0f;
         for (long j = 0; j < nr; j++) {
             float v = (float)src[j];
-            if (g->bias_mode == 1) v += g->bias[j0 + j];
-            else if (g->bias_mode == 2) v += row_bias;
-            if (g->relu && v < 0.0f) v = 0.0f;
-            dst[j] = v;
+            if (col_bias) v += col_bias[j];
+            else if (row_bias) v += shift;
+            if (relu && v < 0.0f) v = 0.0f;
+            out[j] = v;
         }
     }
 }
@@ -188,6 +188,27 @@ static void walle_i8_tile_vnni(const uint8_t* a, long width, const int8_t* b, lo
 #define WALLE_I8_STORE512(r)                                                                 \
     _mm512_storeu_si512(t + r * 32, c##r##0);                                                \
     _mm512_storeu_si512(t + r * 32 + 16, c##r##1);
+    WALLE_I8_ROWS8(WALLE_I8_STORE512)
+}
+
+/* The conv form's VNNI tile: 8 rows of constant weights (s8 quads, broadcast) times a panel
+   of 32 columns of the quantized value (u8 quads, the vectors: vpdpbusd's unsigned side). */
+WALLE_LEVEL_TARGET("avx512f,avx512bw,avx512vnni")
+static void walle_i8_tile_vnni_left(const int8_t* a, long width, const uint8_t* b, long kg,
+                                    int32_t* t) {
+    WALLE_I8_ROWS8(WALLE_I8_ZERO)
+    for (long s = 0; s < kg; s++) {
+        __m512i b0 = _mm512_loadu_si512(b + s * 128), b1 = _mm512_loadu_si512(b + s * 128 + 64);
+#define WALLE_I8_DOT_LEFT(r)                                                                 \
+    {                                                                                        \
+        int32_t q;                                                                           \
+        memcpy(&q, a + r * width + 4 * s, 4);                                                \
+        __m512i v = _mm512_set1_epi32(q);                                                    \
+        c##r##0 = _mm512_dpbusd_epi32(c##r##0, b0, v);                                       \
+        c##r##1 = _mm512_dpbusd_epi32(c##r##1, b1, v);                                       \
+    }
+        WALLE_I8_ROWS8(WALLE_I8_DOT_LEFT)
+    }
     WALLE_I8_ROWS8(WALLE_I8_STORE512)
 }
 
@@ -308,7 +329,144 @@ static void walle_i8_run(const walle_i8_gemm* g, long p0, long p1) {
                 const int16_t* b = (const int16_t*)g->bpack + p * g->kg * 16;
                 walle_i8_tile_pairs128(a, width, b, g->kg, t);
             }
-            walle_i8_store(g, t, rows, cols, i * rows, p * cols);
+            long i0 = i * rows, j0 = p * cols;
+            walle_i8_store(t, cols, g->m - i0 < rows ? g->m - i0 : rows,
+                           g->n - j0 < cols ? g->n - j0 : cols, g->c + i0 * g->ldc + j0, g->ldc,
+                           g->bias_mode == 1 ? g->bias + j0 : NULL,
+                           g->bias_mode == 2 ? g->bias + i0 : NULL, g->relu);
+        }
+    }
+}
+
+/* The conv form: y[m, n] = w[m, k] @ x[k, n] (+ bias per row, ReLU), w the constant
+   weights (packed once, as rows: the broadcast side) and x an image's im2col columns of
+   quantized values (whole numbers in [0, 255], floats), packed per call a chunk of panels at
+   a time, [panel][k / group][cols][group], so that a chunk stays in L2 while every tile of
+   weight rows passes over it. */
+typedef struct {
+    long m, k, n;    /* one image's product */
+    long ldx, ldy;   /* row strides of x and y (floats) */
+    long kg;
+    int form;
+    const void* wpack; /* [ceil(m / rows) * rows][kg * group] int8 (VNNI) or int16 */
+    const float* bias; /* per row, or NULL */
+    int relu;
+} walle_i8_conv;
+
+/* x's columns [j0, j0 + nr) of rows 4s..4s+3 (or 2s, 2s+1) as one vector of quads or
+   pairs: rows past k and columns past nr give 0. */
+#ifdef WALLE_X86
+WALLE_LEVEL_TARGET("avx512f,avx512bw")
+static inline __m512i walle_i8_group512(const walle_i8_conv* g, const float* x, long s, long j0,
+                                        long nr, int group) {
+    __mmask16 cols = nr >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << nr) - 1);
+    __m512 zero = _mm512_setzero_ps(), top = _mm512_set1_ps(255.0f);
+    __m512i q = _mm512_setzero_si512();
+    for (int e = 0; e < group; e++) {
+        long row = s * group + e;
+        if (row >= g->k) break;
+        __m512 v = _mm512_maskz_loadu_ps(cols, x + row * g->ldx + j0);
+        v = _mm512_min_ps(_mm512_max_ps(v, zero), top);
+        q = _mm512_or_si512(q, _mm512_slli_epi32(_mm512_cvttps_epi32(v), 32 / group * e));
+    }
+    return q;
+}
+
+WALLE_LEVEL_TARGET("avx512f,avx512bw")
+static void walle_i8_conv_pack512(const walle_i8_conv* g, const float* x, void* xpack, long p0,
+                                  long p1) {
+    int group = walle_i8_group[g->form];
+    int32_t* out = (int32_t*)xpack; /* a quad or pair is 32 bits: 32 of them a row of a panel */
+    for (long p = p0; p < p1; p++)
+        for (long s = 0; s < g->kg; s++)
+            for (int h = 0; h < 2; h++) {
+                long j0 = p * 32 + 16 * h, nr = g->n - j0;
+                __m512i q = nr > 0 ? walle_i8_group512(g, x, s, j0, nr, group)
+                                   : _mm512_setzero_si512();
+                _mm512_storeu_si512(out + ((p - p0) * g->kg + s) * 32 + 16 * h, q);
+            }
+}
+
+WALLE_LEVEL_TARGET("avx2")
+static void walle_i8_conv_pack256(const walle_i8_conv* g, const float* x, void* xpack, long p0,
+                                  long p1) {
+    int32_t* out = (int32_t*)xpack;
+    __m256 zero = _mm256_setzero_ps(), top = _mm256_set1_ps(255.0f);
+    __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (long p = p0; p < p1; p++)
+        for (long s = 0; s < g->kg; s++)
+            for (int h = 0; h < 2; h++) {
+                long j0 = p * 16 + 8 * h, nr = g->n - j0;
+                __m256i q = _mm256_setzero_si256();
+                __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(nr > 8 ? 8 : (int)nr), lanes);
+                for (int e = 0; e < 2 && nr > 0; e++) {
+                    long row = 2 * s + e;
+                    if (row >= g->k) break;
+                    __m256 v = _mm256_maskload_ps(x + row * g->ldx + j0, mask);
+                    v = _mm256_min_ps(_mm256_max_ps(v, zero), top);
+                    q = _mm256_or_si256(q, _mm256_slli_epi32(_mm256_cvttps_epi32(v), 16 * e));
+                }
+                _mm256_storeu_si256((__m256i*)(out + ((p - p0) * g->kg + s) * 16 + 8 * h), q);
+            }
+}
+#endif
+
+static void walle_i8_conv_pack128(const walle_i8_conv* g, const float* x, void* xpack, long p0,
+                                  long p1) {
+    int16_t* out = (int16_t*)xpack;
+    for (long p = p0; p < p1; p++)
+        for (long s = 0; s < g->kg; s++)
+            for (int j = 0; j < 8; j++)
+                for (int e = 0; e < 2; e++) {
+                    long row = 2 * s + e, col = p * 8 + j;
+                    int16_t v = 0;
+                    if (row < g->k && col < g->n) v = (int16_t)walle_i8_whole(x[row * g->ldx + col]);
+                    out[(((p - p0) * g->kg + s) * 8 + j) * 2 + e] = v;
+                }
+}
+
+/* Panels [p0, p1) of one image: x packed into xpack, then every tile of weight rows over
+   them. */
+static void walle_i8_conv_run(const walle_i8_conv* g, const float* x, float* y, void* xpack,
+                              long p0, long p1) {
+    int form = g->form, rows = walle_i8_rows[form], cols = walle_i8_cols[form];
+    int group = walle_i8_group[form];
+    long width = g->kg * group, tiles = (g->m + rows - 1) / rows;
+    int32_t t[8 * 32] __attribute__((aligned(64)));
+#ifdef WALLE_X86
+    if (form >= WALLE_I8_PAIRS512) walle_i8_conv_pack512(g, x, xpack, p0, p1);
+    else if (form == WALLE_I8_PAIRS256) walle_i8_conv_pack256(g, x, xpack, p0, p1);
+    else
+#endif
+        walle_i8_conv_pack128(g, x, xpack, p0, p1);
+    long panel = g->kg * cols * group; /* elements of a packed panel */
+    for (long i = 0; i < tiles; i++) {
+        long i0 = i * rows, mr = g->m - i0 < rows ? g->m - i0 : rows;
+        for (long p = p0; p < p1; p++) {
+#ifdef WALLE_X86
+            if (form == WALLE_I8_VNNI) {
+                const int8_t* w = (const int8_t*)g->wpack + i0 * width;
+                walle_i8_tile_vnni_left(w, width, (const uint8_t*)xpack + (p - p0) * panel,
+                                        g->kg, t);
+            } else if (form == WALLE_I8_PAIRS512) {
+                const int16_t* w = (const int16_t*)g->wpack + i0 * width;
+                walle_i8_tile_pairs512(w, width, (const int16_t*)xpack + (p - p0) * panel,
+                                       g->kg, t);
+            } else if (form == WALLE_I8_PAIRS256) {
+                const int16_t* w = (const int16_t*)g->wpack + i0 * width;
+                walle_i8_tile_pairs256(w, width, (const int16_t*)xpack + (p - p0) * panel,
+                                       g->kg, t);
+            } else
+#endif
+            {
+                const int16_t* w = (const int16_t*)g->wpack + i0 * width;
+                walle_i8_tile_pairs128(w, width, (const int16_t*)xpack + (p - p0) * panel,
+                                       g->kg, t);
+            }
+            long j0 = p * cols;
+            walle_i8_store(t, cols, mr, g->n - j0 < cols ? g->n - j0 : cols,
+                           y + i0 * g->ldy + j0, g->ldy, NULL, g->bias ? g->bias + i0 : NULL,
+                           g->relu);
         }
     }
 }

@@ -1,5 +1,6 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""Integer matrix products of the walle.ops ``cython`` backend: quantized matmuls in int32.
+"""Integer matrix products of the walle.ops ``cython`` backend: quantized matmuls and convs
+in int32.
 
 :class:`MatmulInt8Kernel` computes c = float(a @ b) (+ bias, ReLU) for an a of whole numbers
 in [0, 255] (a quantized value: what QuantizeLinear and DynamicQuantizeLinear give, as
@@ -8,11 +9,14 @@ point), with gemm_int8.h's integer tiles: VNNI's u8 x s8 dot products where the 
 and b fits 8 bits (4x the multiply-adds of an fp32 FMA an instruction), else 16-bit
 multiply-adds (2x). The sums are exact int32s: the float kernels' results to the bit while
 they stay below 2**24, and closer beyond. b is packed once, when the kernel is built; a's
-rows are packed (converted) with each call. The level is picked per kernel (the backend
+rows are packed (converted) with each call. :class:`ConvInt8Kernel` is the same product
+with the constant on the left: a conv's weights times each image's im2col columns of a
+quantized value. The level is picked per kernel (the backend
 passes the conv family's, see walle.ops.backends.cython_isa).
 """
 
 from cython.parallel cimport prange
+from cython.parallel cimport threadid as openmp_thread
 
 cdef extern from "max_threads.h":
     int walle_max_threads() nogil
@@ -39,6 +43,14 @@ cdef extern from "gemm_int8.h":
     int walle_i8_rows[4]
     void walle_i8_pack(const walle_i8_gemm* g) nogil
     void walle_i8_run(const walle_i8_gemm* g, long p0, long p1) nogil
+    ctypedef struct walle_i8_conv:
+        long m, k, n, ldx, ldy, kg
+        int form
+        const void* wpack
+        const float* bias
+        int relu
+    void walle_i8_conv_run(const walle_i8_conv* g, const float* x, float* y, void* xpack,
+                           long p0, long p1) nogil
 
 LEVELS = {"avx512": 2, "avx2": 1, "sse": 0}
 FORMS = ("pairs128", "pairs256", "pairs512", "vnni")
@@ -46,6 +58,25 @@ FORMS = ("pairs128", "pairs256", "pairs512", "vnni")
 MAX_K = (2**31 - 1) // (255 * 255)
 # work below which one thread runs it all (multiply-adds)
 _GRAIN = 1 << 21
+# the bytes of an image's packed columns a chunk may hold (half a typical L2): every tile of
+# weight rows passes over a chunk while it stays in the cache
+_CHUNK_BYTES = 256 * 1024
+
+
+def _form(b, int level_value, vnni):
+    """gemm_int8.h's form for weights b at a level: VNNI only where b fits 8 bits."""
+    quads = bool(np.all((b >= -128) & (b <= 127))) and vnni is not False
+    return walle_i8_form(level_value, quads)
+
+
+def _level_value(str kind, level):
+    best = walle_cpu_level()
+    if level is not None and level != "best" and level not in LEVELS:
+        raise ValueError(f"{kind}: level {level!r} (best, {', '.join(LEVELS)})")
+    value = best if level is None or level == "best" else LEVELS[level]
+    if value > best:
+        raise ValueError(f"{kind}: this CPU does not run the {level} tiles")
+    return value
 
 
 def has_vnni():
@@ -100,14 +131,7 @@ cdef class MatmulInt8Kernel:
             bias = np.ascontiguousarray(bias, dtype=np.float32).reshape(-1)
             if bias.size != (n if bias_mode == 1 else m):
                 raise ValueError(f"int8 matmul kernel: {bias.size} biases for mode {bias_mode}")
-        best = walle_cpu_level()
-        if level is not None and level != "best" and level not in LEVELS:
-            raise ValueError(f"int8 matmul kernel: level {level!r} (best, {', '.join(LEVELS)})")
-        value = best if level is None or level == "best" else LEVELS[level]
-        if value > best:
-            raise ValueError(f"int8 matmul kernel: this CPU does not run the {level} tiles")
-        quads = bool(np.all((b >= -128) & (b <= 127))) and vnni is not False
-        cdef int form = walle_i8_form(value, quads)
+        cdef int form = _form(b, _level_value("int8 matmul kernel", level), vnni)
         rows, cols, group = walle_i8_rows[form], walle_i8_cols[form], walle_i8_group[form]
         kg = -(-k // group)
         panels = -(-n // cols)
@@ -149,3 +173,84 @@ cdef class MatmulInt8Kernel:
                         walle_i8_run(&self.g, start, stop)
             else:
                 walle_i8_run(&self.g, 0, panels)
+
+
+cdef class ConvInt8Kernel:
+    """y[i] = float(w @ x[i]) (+ bias per row, ReLU) for each image i, the sums in int32:
+    a conv's constant weights w [m, k] (whole numbers in [-255, 255]) times its im2col
+    columns x [batch, k, n] of a quantized value (whole numbers in [0, 255], clamped as
+    :class:`MatmulInt8Kernel` clamps a); y [batch, m, n]. ``level`` and ``vnni`` as there.
+    """
+
+    cdef walle_i8_conv g
+    cdef readonly str form
+    cdef readonly long panels
+    cdef long chunk, chunks, batch, xsize
+    cdef const float* x
+    cdef float* y
+    cdef char* xpack
+    cdef int threads
+    cdef object keep
+
+    def __init__(self, w, x, y, bias=None, str act="none", str level=None, vnni=None):
+        for name, arr in (("x", x), ("y", y)):
+            if arr.dtype != np.float32 or not arr.flags.c_contiguous or arr.ndim != 3:
+                raise ValueError(f"int8 conv kernel: {name} must be a 3-D C-contiguous "
+                                 "float32 array")
+        batch, k, n = (int(v) for v in x.shape)
+        if w.ndim != 2 or w.shape[1] != k or tuple(y.shape) != (batch, w.shape[0], n):
+            raise ValueError(f"int8 conv kernel: shapes {w.shape} @ {x.shape} -> {y.shape}")
+        if not weights_fit(w.T):
+            raise ValueError(f"int8 conv kernel: w must hold whole numbers in [-255, 255] "
+                             f"and at most {MAX_K} columns")
+        if act not in ("none", "relu"):
+            raise ValueError(f"int8 conv kernel: activation {act!r} (none or relu)")
+        m = int(w.shape[0])
+        if bias is not None:
+            bias = np.ascontiguousarray(bias, dtype=np.float32).reshape(-1)
+            if bias.size != m:
+                raise ValueError(f"int8 conv kernel: {bias.size} biases for {m} rows")
+        cdef int form = _form(w, _level_value("int8 conv kernel", level), vnni)
+        rows, cols, group = walle_i8_rows[form], walle_i8_cols[form], walle_i8_group[form]
+        kg = -(-k // group)
+        wide = np.zeros((-(-m // rows) * rows, kg * group), np.float32)
+        wide[:m, :k] = w
+        packed = wide.astype(np.int8 if form == WALLE_I8_VNNI else np.int16)
+        self.panels = -(-n // cols)
+        panel_bytes = kg * cols * group * (1 if form == WALLE_I8_VNNI else 2)
+        self.chunk = max(1, min(self.panels, _CHUNK_BYTES // panel_bytes))
+        self.chunks = (self.panels + self.chunk - 1) // self.chunk  # C ints: no -(-a // b)
+        self.batch = batch
+        self.threads = <int>max(1, min(walle_max_threads(), batch * self.chunks,
+                                       batch * m * n * k // _GRAIN))
+        self.xsize = self.chunk * panel_bytes
+        xpack = np.zeros(self.threads * self.xsize + 64, np.uint8)
+        self.keep = (x, y, bias, packed, xpack)
+        self.g.m, self.g.k, self.g.n, self.g.ldx, self.g.ldy, self.g.kg = m, k, n, n, n, kg
+        self.g.form = form
+        self.g.wpack = <const void*><size_t>packed.ctypes.data
+        self.g.bias = NULL if bias is None else <const float*><size_t>bias.ctypes.data
+        self.g.relu = act == "relu"
+        self.x = <const float*><size_t>x.ctypes.data
+        self.y = <float*><size_t>y.ctypes.data
+        self.xpack = <char*><size_t>xpack.ctypes.data
+        self.form = FORMS[form]
+
+    def run(self):
+        cdef long u, units = self.batch * self.chunks
+        cdef int threads = self.threads
+        if threads > 1:
+            for u in prange(units, nogil=True, num_threads=threads, schedule="static"):
+                self._unit(u, self.xpack + openmp_thread() * self.xsize)
+        else:
+            with nogil:
+                for u in range(units):
+                    self._unit(u, self.xpack)
+
+    cdef void _unit(self, long u, char* xpack) noexcept nogil:
+        """Chunk u % chunks of image u // chunks."""
+        cdef long i = u // self.chunks, c = u % self.chunks
+        cdef long p0 = c * self.chunk
+        cdef long p1 = min(self.panels, p0 + self.chunk)
+        cdef long xs = self.g.k * self.g.n, ys = self.g.m * self.g.n
+        walle_i8_conv_run(&self.g, self.x + i * xs, self.y + i * ys, xpack, p0, p1)

@@ -152,3 +152,74 @@ def test_int8_matmul_refuses_bad_buffers_and_options() -> None:
         ops_int8.MatmulInt8Kernel(a, b, c, np.zeros(5, np.float32), 1)
     with pytest.raises(ValueError, match="level"):
         ops_int8.MatmulInt8Kernel(a, b, c, level="avx1024")
+
+
+def _conv_kernels(ops_int8, w, x, y, bias=None, act="none"):
+    """ConvInt8Kernel at each level this CPU runs, with and without VNNI: (kernel, label)."""
+    made = []
+    for level in LEVELS:
+        for vnni in (None, False):
+            try:
+                kernel = ops_int8.ConvInt8Kernel(w, x, y, bias, act, level, vnni)
+            except ValueError as exc:
+                assert "does not run" in str(exc)
+                break
+            made.append((kernel, f"{level} {kernel.form}"))
+    return made
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    batch=st.integers(1, 3),
+    m=st.integers(1, 40),
+    k=st.integers(1, 90),
+    n=st.integers(1, 150),
+    bias=st.booleans(),
+    relu=st.booleans(),
+    quads=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_int8_conv_equals_integer_sums_in_every_form(batch, m, k, n, bias, relu, quads, seed):
+    """The constant on the left (a conv's weights times its columns): rows of weights cut at
+    any size, columns packed per call in panels with a partial last one."""
+    ops_int8 = _ops_int8()
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 256, (batch, k, n)).astype(np.float32)
+    bound = 127 if quads else 255
+    w = rng.integers(-bound - quads, bound + 1, (m, k)).astype(np.float32)
+    shift = rng.uniform(-1e4, 1e4, m).astype(np.float32) if bias else None
+    sums = np.einsum("mk,bkn->bmn", w.astype(np.int64), x.astype(np.int64)).astype(np.float32)
+    want = sums + shift[:, None] if bias else sums
+    want = np.where(want < 0, np.float32(0), want) if relu else want
+    y = np.full((batch, m, n), np.nan, np.float32)
+    for kernel, label in _conv_kernels(ops_int8, w, x, y, shift, "relu" if relu else "none"):
+        y[...] = np.nan
+        kernel.run()
+        np.testing.assert_array_equal(y, want, err_msg=label)
+
+
+def test_int8_conv_chunks_of_panels_cover_every_column() -> None:
+    """A reduction long enough that a chunk holds a few panels (several chunks per image)."""
+    ops_int8 = _ops_int8()
+    rng = np.random.default_rng(9)
+    x = rng.integers(0, 256, (2, 3000, 700)).astype(np.float32)
+    w = rng.integers(-128, 128, (11, 3000)).astype(np.float32)
+    want = np.einsum("mk,bkn->bmn", w.astype(np.int64), x.astype(np.int64)).astype(np.float32)
+    y = np.empty((2, 11, 700), np.float32)
+    for kernel, label in _conv_kernels(ops_int8, w, x, y):
+        y[...] = np.nan
+        kernel.run()
+        np.testing.assert_array_equal(y, want, err_msg=label)
+
+
+def test_int8_conv_refuses_what_it_cannot_run() -> None:
+    ops_int8 = _ops_int8()
+    x, y = np.zeros((1, 4, 5), np.float32), np.zeros((1, 3, 5), np.float32)
+    with pytest.raises(ValueError, match="whole numbers"):
+        ops_int8.ConvInt8Kernel(np.full((3, 4), 0.5, np.float32), x, y)
+    with pytest.raises(ValueError, match="shapes"):
+        ops_int8.ConvInt8Kernel(np.ones((3, 5), np.float32), x, y)
+    with pytest.raises(ValueError, match="x must be"):
+        ops_int8.ConvInt8Kernel(np.ones((3, 4), np.float32), x[0], y)
+    with pytest.raises(ValueError, match="biases"):
+        ops_int8.ConvInt8Kernel(np.ones((3, 4), np.float32), x, y, np.zeros(2, np.float32))

@@ -36,3 +36,24 @@ class MatmulInt8Kernel:
     ) -> None: ...
     def run(self) -> None:
         """One product, a packed anew from its buffer."""
+
+class ConvInt8Kernel:
+    """y[i] = float(w @ x[i]) (+ bias per row, ReLU) for each image i, the sums in int32:
+    a conv's constant weights w [m, k] times its im2col columns x [batch, k, n] of a
+    quantized value (whole numbers in [0, 255]); y [batch, m, n]."""
+
+    form: str
+    panels: int
+
+    def __init__(
+        self,
+        w: FloatArray,
+        x: FloatArray,
+        y: FloatArray,
+        bias: FloatArray | None = None,
+        act: str = "none",
+        level: str | None = None,
+        vnni: bool | None = None,
+    ) -> None: ...
+    def run(self) -> None:
+        """Every image's product, its columns packed anew a chunk at a time."""

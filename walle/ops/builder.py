@@ -278,9 +278,9 @@ class GraphBuilder(CompositeOps):
     def matmul(self, a: str, b: str, integer: bool = False) -> str:
         """``a @ b`` with numpy semantics (1-D operands are not supported: reshape first).
 
-        ``integer``: the caller's promise that a holds whole numbers in [0, 255] (a
-        quantized value) and b is a constant of whole numbers, so that a backend may sum in
-        integers (the ``integer`` attribute, see :mod:`walle.ops.ir`)."""
+        ``integer``: the caller's promise that one operand is a constant of whole numbers
+        and the other holds whole numbers in [0, 255] (a quantized value), so that a backend
+        may sum in integers (the ``integer`` attribute, see :mod:`walle.ops.ir`)."""
         sa, sb = self.shape(a), self.shape(b)
         if len(sa) < 2 or len(sb) < 2 or sa[-1] != sb[-2]:
             raise ModelError(f"matmul: shapes {sa} and {sb} do not multiply")
@@ -288,8 +288,8 @@ class GraphBuilder(CompositeOps):
             batch = np.broadcast_shapes(sa[:-2], sb[:-2])
         except ValueError as exc:
             raise ModelError(f"matmul: batch dims of {sa} and {sb} do not broadcast") from exc
-        if integer and b not in self._constants:
-            raise ModelError("matmul: an integer product needs a constant b")
+        if integer and a not in self._constants and b not in self._constants:
+            raise ModelError("matmul: an integer product needs a constant operand")
         attrs = {"integer": True} if integer else {}
         return self._emit("matmul", [a, b], (*batch, sa[-2], sb[-1]), **attrs)
 

@@ -228,12 +228,16 @@ class CompositeOps(_AtomicOps):
         pads: Sequence[int] = (0, 0, 0, 0),
         dilations: Sequence[int] = (1, 1),
         group: int = 1,
+        integer: bool = False,
+        fill: float = 0.0,
     ) -> str:
         """NCHW conv: pad raster, im2col raster, matmul, bias add, reshape.
 
-        ``pads`` is ONNX order (top, left, bottom, right); weight is [Cout, C / group, KH, KW].
-        A grouped (or depthwise) conv is one batched matmul: [G, Cout/G, K] by the columns
-        viewed as [N, G, K, OH*OW].
+        ``pads`` is ONNX order (top, left, bottom, right), filled with ``fill``; weight is
+        [Cout, C / group, KH, KW]. A grouped (or depthwise) conv is one batched matmul:
+        [G, Cout/G, K] by the columns viewed as [N, G, K, OH*OW]. ``integer``: a quantized
+        conv (x whole numbers in [0, 255], constant whole-number weights), its matmul marked
+        so (see :meth:`matmul`).
         """
         n, c, _, _ = self.shape(x)
         cout, cin, kh, kw = self.shape(weight)
@@ -241,15 +245,15 @@ class CompositeOps(_AtomicOps):
             raise ModelError(
                 f"conv2d: input has {c} channels, weight [{cout}, {cin}, ...] with group {group}"
             )
-        xp = self._pad_nchw(x, pads, 0.0)
+        xp = self._pad_nchw(x, pads, fill)
         cols, oh, ow = self._windows(xp, (kh, kw), strides, dilations, channels_first=True)
         k = cin * kh * kw
         if group == 1:
             w2 = self.reshape(weight, (cout, k))
-            y = self.matmul(w2, self.reshape(cols, (n, k, oh * ow)))
+            y = self.matmul(w2, self.reshape(cols, (n, k, oh * ow)), integer)
         else:
             w3 = self.reshape(weight, (group, cout // group, k))
-            y = self.matmul(w3, self.reshape(cols, (n, group, k, oh * ow)))
+            y = self.matmul(w3, self.reshape(cols, (n, group, k, oh * ow)), integer)
             y = self.reshape(y, (n, cout, oh * ow))
         if bias is not None:
             y = self.binary("add", y, self.reshape(bias, (cout, 1)))

@@ -6,9 +6,9 @@ Every model, whether imported from ONNX or built in Python, lowers to these six 
 - ``binary``: element-wise function of two tensors with numpy broadcasting;
 - ``reduce``: sum/mean/max/min over a set of axes;
 - ``matmul``: numpy ``matmul`` semantics (batched, broadcasting batch dims); with the
-  ``integer`` attribute, a holds whole numbers in [0, 255] and b is a constant of whole
-  numbers (a quantized product), so a backend may sum in int32: exact, the float sums' bits
-  wherever those are exact (below 2**24);
+  ``integer`` attribute, one operand is a constant of whole numbers and the other holds
+  whole numbers in [0, 255] (a quantized product: a dense layer's, a conv's), so a backend
+  may sum in int32: exact, the float sums' bits wherever those are exact (below 2**24);
 - ``raster``: an MNN-style region copy. Each :class:`Region` copies a block of ``sizes``
   elements from one input (``src_offset`` + ``src_strides``) into the output
   (``dst_offset`` + ``dst_strides``); strides and offsets count elements of flat, C-ordered

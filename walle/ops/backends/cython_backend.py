@@ -23,7 +23,8 @@ and, where b is not a constant, ``packed_direct`` (the same reading b's columns 
 faster while b's rows lie close, slower once they are 4 KiB apart), measured by the search.
 A quantized product (the ``integer`` attribute: a of whole numbers in [0, 255], a constant b
 of whole numbers in [-255, 255]) also offers ``int8`` (``ops_int8``: int32 sums, VNNI's
-8-bit dot products where the CPU has them, else 16-bit multiply-adds; bias and ReLU fused).
+8-bit dot products where the CPU has them, else 16-bit multiply-adds; bias and ReLU fused),
+and so does a quantized conv (its im2col columns, then the integer product).
 
 ``group_conv2d`` (grouped and depthwise convs) offers ``direct`` (``ops_group``: block tiles
 per group, or a per-channel depthwise kernel that also reads a channel shuffle and zero pad
@@ -156,7 +157,8 @@ class CythonBackend(Backend):
                 return gemm
             lanes = _lanes(region)
             winograd = _winograd_algorithms(region, step, graph)
-            return ["direct", *gemm, "im2col", *winograd, *lanes]
+            integer = ["int8"] if _int8_conv_fits(step, graph) else []
+            return ["direct", *gemm, "im2col", *winograd, *lanes, *integer]
         if step.op == "fused.group_conv2d":
             if step.attr("act") not in _KERNEL_ACTS:
                 return []
@@ -627,6 +629,18 @@ def _conv_padded(
             )
         return [ops_conv.ConvKernel(x, weight, bias, out, region, step.attr("act")).run]
     x = buffers[im2col.inputs[0]]
+    if algorithm == "int8":  # the columns (x itself for a plain 1x1), then ops_int8
+        plain = _is_plain_view(region, x.shape)
+        cols = x.reshape(buffers[flat.output].shape) if plain else buffers[flat.output]
+        level = cython_isa.NAMES[ops_conv.level()]
+        w2 = weight.reshape(weight.shape[0], -1)
+        kernel = ops_int8.ConvInt8Kernel(w2, cols, out, bias, step.attr("act"), level)
+        if plain:
+            return [kernel.run]
+        return [
+            ops_raster.RasterKernel([x], buffers[im2col.output], (region,), None).run,
+            kernel.run,
+        ]
     mode = 0 if bias is None else 2
     if _is_plain_view(region, x.shape):  # a 1x1, stride-1, unpadded conv: a GEMM on x itself
         cols = x.reshape(buffers[flat.output].shape)
@@ -956,6 +970,20 @@ def _matmul_algorithms(node: Node, graph: Graph, act: str = "none") -> list[str]
         return ["direct", "blas", *integer]
     in_place = [] if node.inputs[1] in graph.constants else ["packed_direct"]
     return ["direct", "blas", "packed", *in_place, *integer]
+
+
+def _int8_conv_fits(step: FusedStep, graph: Graph) -> bool:
+    """Whether ``ops_int8`` runs this conv (its im2col columns, then the integer product):
+    a quantized conv (its matmul ``integer``) by constant whole-number weights in
+    [-255, 255], ReLU or no activation after it."""
+    mm = step.parts[step.attr("prologue", 0) + 2]
+    weight = graph.constants.get(mm.inputs[0])
+    return (
+        bool(mm.attr("integer"))
+        and weight is not None
+        and step.attr("act") in ("none", "relu")
+        and ops_int8.weights_fit(weight.reshape(weight.shape[0], -1).T)
+    )
 
 
 def _int8_fits(node: Node, graph: Graph, act: str) -> bool:

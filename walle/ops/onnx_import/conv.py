@@ -17,6 +17,7 @@ import numpy as np
 
 from walle.errors import ModelError
 from walle.ops.ir import FloatArray, Region, contiguous_strides
+from walle.ops.onnx_import import integer
 from walle.ops.onnx_import.nn import fold_affine
 from walle.ops.onnx_import.node import Handler, HandlerTable, OnnxNode
 
@@ -140,16 +141,82 @@ def _same_pads(
 
 
 def _conv(im: Importer, node: OnnxNode, ins: list[str]) -> str:
-    return conv(im, node, ins[0], ins[1], ins[2] if len(ins) > 2 and ins[2] else None)
+    bias = ins[2] if len(ins) > 2 and ins[2] else None
+    quantized = _qdq_conv(im, node, bias)
+    if quantized is not None:
+        return quantized
+    return conv(im, node, ins[0], ins[1], bias)
+
+
+def integer_conv(
+    im: Importer,
+    node: OnnxNode,
+    x: str,
+    kind: str,
+    zx: FloatArray | str,
+    offset: FloatArray,
+    bias: str | None,
+) -> str | None:
+    """conv(x - zx, offset) + bias as an integer conv (:func:`integer.conv_operands`): a
+    2-D conv of one group; None where it is not one."""
+    if offset.ndim != 4 or int(node.get("group", 1)) != 1:
+        return None
+    operands = integer.conv_operands(im, x, kind, zx, offset, bias)
+    if operands is None:
+        return None
+    sums = conv(
+        im,
+        node,
+        operands.x,
+        operands.weight,
+        operands.bias,
+        fold=False,
+        integer=True,
+        fill=operands.fill,
+    )
+    return sums if operands.taken is None else im.b.binary("sub", sums, operands.taken)
+
+
+def _qdq_conv(im: Importer, node: OnnxNode, bias: str | None) -> str | None:
+    """A Conv of a dequantized quantizer output by dequantized constant weights (the QDQ
+    format) as its integer sums times x's scale times w's (one, or one per output channel),
+    plus the bias (see :mod:`.integer`); None where it is not one."""
+    x = im.dequantized.get(node.proto.input[0])
+    w = im.dequantized.get(node.proto.input[1])
+    weights = None if w is None else im.b.constant_value(w.values)
+    if x is None or weights is None or weights.ndim != 4:
+        return None
+    channels = weights.shape[0]
+    if w.scale.size != 1 and not (w.axis in (0, -4) and w.scale.size == channels):
+        return None
+    if w.zero_point.size not in (1, channels):
+        return None
+    offset = (weights - w.zero_point.reshape(-1, 1, 1, 1)).astype(np.float32)
+    sums = integer_conv(im, node, x.values, x.kind, x.zero_point, offset, None)
+    if sums is None:
+        return None
+    b = im.b
+    scale = (x.scale.reshape(()) * w.scale.reshape(-1)).astype(np.float32)
+    y = b.binary("mul", sums, b.const(np.broadcast_to(scale, (channels,)).reshape(-1, 1, 1)))
+    return y if bias is None else b.binary("add", y, b.reshape(bias, (channels, 1, 1)))
 
 
 def conv(
-    im: Importer, node: OnnxNode, x: str, weight: str, bias: str | None, fold: bool = True
+    im: Importer,
+    node: OnnxNode,
+    x: str,
+    weight: str,
+    bias: str | None,
+    fold: bool = True,
+    integer: bool = False,
+    fill: float | str = 0.0,
 ) -> str:
     """The convolution of ``x`` by ``weight`` (+ ``bias``) with ``node``'s Conv attributes;
     with ``fold``, the per-channel affine nodes after it folded in (see nn.fold_affine).
     ConvInteger and QLinearConv (:mod:`.quantize`) convolve without folding: what follows
-    them reads their integer or requantized output, not the sums."""
+    them reads their integer or requantized output, not the sums; a 2-D one of a quantized
+    value is ``integer`` (composites.conv2d's), its pads filled with ``fill``: a number, or
+    a scalar value computed at run time (x padded as pad(x - fill) + fill)."""
     wshape = im.b.shape(weight)
     kernel = [int(k) for k in node.get("kernel_shape", wshape[2:])]
     if list(wshape[2:]) != kernel:
@@ -164,7 +231,14 @@ def conv(
     folded = fold_affine(im, node, weight, bias) if fold else None
     if folded is not None:
         weight, bias = folded
-    return im.b.conv2d(x, weight, bias, group=group, **args)
+    if isinstance(fill, str):
+        top, left, bottom, right = args["pads"]
+        if any(args["pads"]):
+            b = im.b
+            padded = b.pad(b.binary("sub", x, fill), [(0, 0), (0, 0), (top, bottom), (left, right)])
+            x = b.binary("add", padded, fill)
+        args["pads"], fill = [0, 0, 0, 0], 0.0
+    return im.b.conv2d(x, weight, bias, group=group, integer=integer, fill=fill, **args)
 
 
 def _conv3d(

@@ -38,6 +38,8 @@ from walle.ops.onnx_import.scatter import HANDLERS as SCATTER
 if TYPE_CHECKING:
     from onnx import ModelProto, NodeProto, TensorProto, ValueInfoProto
 
+    from walle.ops.onnx_import.integer import Dequantized
+
 _log = get_logger("walle.ops.onnx_import")
 
 HANDLERS: HandlerTable = {
@@ -134,6 +136,9 @@ class Importer:
         # computed ONNX values a quantizer saturated to an 8- or 16-bit type (QuantizeLinear,
         # DynamicQuantizeLinear, the QLinear ops): their type's name (quantize.RANGES)
         self.quantized: dict[str, str] = {}
+        # DequantizeLinear outputs as their integers, zero points and scales (the QDQ
+        # format's operands: see integer.py)
+        self.dequantized: dict[str, Dequantized] = {}
 
     def value(self, name: str, where: str) -> str:
         """The walle value of ONNX value ``name`` (ModelError when not yet defined)."""

@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from walle.errors import ModelError
 from walle.ops.ir import FloatArray
-from walle.ops.onnx_import import legacy
+from walle.ops.onnx_import import integer, legacy
 from walle.ops.onnx_import.node import HandlerTable, OnnxNode
 
 if TYPE_CHECKING:
@@ -49,7 +49,29 @@ def _gemm(im: Importer, node: OnnxNode, ins: list[str]) -> str:
 
 
 def _matmul(im: Importer, node: OnnxNode, ins: list[str]) -> str:
-    return matmul(im, node, ins[0], ins[1])
+    quantized = _qdq_matmul(im, node)
+    return quantized if quantized is not None else matmul(im, node, ins[0], ins[1])
+
+
+def _qdq_matmul(im: Importer, node: OnnxNode) -> str | None:
+    """A MatMul of a dequantized quantizer output by dequantized 2-D constant weights (the
+    QDQ format) as its integer sums times a's scale times b's (one, or one per column);
+    None where it is not one (see :mod:`.integer`)."""
+    a = im.dequantized.get(node.proto.input[0])
+    w = im.dequantized.get(node.proto.input[1])
+    weights = None if w is None else im.b.constant_value(w.values)
+    if a is None or weights is None or weights.ndim != 2 or len(im.b.shape(a.values)) < 2:
+        return None
+    columns = weights.shape[1]
+    if w.scale.size != 1 and not (w.axis in (1, -1) and w.scale.size == columns):
+        return None
+    if w.zero_point.size not in (1, columns):
+        return None
+    b = im.b
+    offset = (weights - w.zero_point.reshape(1, -1)).astype(np.float32)
+    sums = integer.matmul(im, a.values, a.kind, b.const(a.zero_point.reshape(())), offset)
+    scale = (a.scale.reshape(()) * w.scale.reshape(-1)).astype(np.float32)
+    return b.binary("mul", sums, b.const(scale if scale.size > 1 else scale.reshape(())))
 
 
 def matmul(im: Importer, node: OnnxNode, a: str, b: str) -> str:

@@ -8,18 +8,17 @@ around float ops, weights stored as int8 and dequantized) and in the operator fo
 (QLinearConv, QLinearMatMul).
 
 walle computes in float32, which holds every 8- and 16-bit integer exactly, so the
-quantized values flow as floats holding integers, and the integer ops are float ops on them:
-MatMulInteger is (A - a_zero_point) @ (B - b_zero_point), each product and partial sum an
-integer, exact while the sums stay below 2**24 in magnitude (every 8-bit product is below
-2**16; a partial sum reaches 2**24 only if hundreds of them add up with one sign). The
-results equal onnxruntime's integer kernels then: a conv whose weights are all whole numbers
-never runs as Winograd (the cython backend's rule), whose transforms round, which would move
-a requantized output (QLinearConv) a step where the exact sum times the scale sits near a
-half. Weights are constants dequantized at import (each int8 weight becomes the float32 it
-stands for). An integer matmul of a quantized 8-bit value by constant weights is a product
-marked ``integer`` (a backend may sum it in int32: the cython backend's int8 kernels), with
-a's zero point taken off after it: (a - za) @ b = a @ b - za * colsum(b), exact in integers
-(an int8 a is shifted to uint8 by 128 first, its zero point with it).
+quantized values flow as floats holding integers. A matmul or conv of an 8-bit quantized
+value by constant weights is an integer product (:mod:`.integer`: its sums exact int32s,
+which the cython backend's int8 kernels compute); the other integer ops are float ops on
+whole numbers: MatMulInteger of two run-time values is (A - a_zero_point) @ (B -
+b_zero_point), each product and partial sum an integer, exact while the sums stay below
+2**24 in magnitude (every 8-bit product is below 2**16). The results equal onnxruntime's
+integer kernels then: a conv whose weights are all whole numbers never runs as Winograd (the
+cython backend's rule), whose transforms round, which would move a requantized output
+(QLinearConv) a step where the exact sum times the scale sits near a half. Weights are
+constants (the integers, less their zero points, for an integer product; dequantized to the
+float32s they stand for otherwise).
 
 The arithmetic is onnxruntime's, operation for operation, so that the values are its values:
 QuantizeLinear is saturate(round_half_even(x / scale) + zero_point), where NaN gives the
@@ -37,8 +36,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from walle.errors import ModelError
+from walle.ops.onnx_import import integer
 from walle.ops.onnx_import.conv import HANDLERS as CONV
-from walle.ops.onnx_import.conv import conv
+from walle.ops.onnx_import.conv import conv, integer_conv
 from walle.ops.onnx_import.ids import type_name
 from walle.ops.onnx_import.nn import matmul
 from walle.ops.onnx_import.node import HandlerTable, OnnxNode
@@ -131,7 +131,9 @@ def _dequantize_linear(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     """(x - zero_point) * scale; for a constant x (a weight stored as int8) the float32
     weights, computed at import."""
     _no_blocks(node)
-    _zero_point_type(im, node, 2)  # refuses a type walle does not take
+    source = node.proto.input[0]
+    kind = _zero_point_type(im, node, 2, im.quantized.get(source) or im.element_type(source))
+    integer.record(im, node, ins, kind)
     x, axis = ins[0], int(node.get("axis", 1))
     if len(ins) > 2 and ins[2]:
         x = im.b.binary("sub", x, _per_axis(im, node, ins[2], ins[0], axis))
@@ -185,29 +187,19 @@ def _integer_operands(
 
 
 def _integer_product(im: Importer, node: OnnxNode, ins: list[str]) -> str | None:
-    """(a - za) @ (b - zb) as an ``integer`` product a @ (b - zb) less za * colsum(b - zb),
-    for an 8-bit quantized a (node input 0, whose walle value is ins[0]) and a 2-D constant
-    b with a constant zb; None where it is not such a product. ins: a, b, za, zb."""
+    """(a - za) @ (b - zb) as an integer product (:func:`integer.matmul`) for an 8-bit
+    quantized a (node input 0, whose walle value is ins[0]) and a 2-D constant b with a
+    constant zb; None where it is not one. ins: a, b, za, zb."""
     kind = im.quantized.get(node.proto.input[0])
     weights = im.b.constant_value(ins[1])
     zb = im.b.constant_value(ins[3]) if len(ins) > 3 and ins[3] else np.zeros((), np.float32)
-    if kind not in ("UINT8", "INT8") or weights is None or zb is None or weights.ndim != 2:
+    if kind not in integer.BYTE_TYPES or weights is None or zb is None or weights.ndim != 2:
         return None
     if len(im.b.shape(ins[0])) < 2 or zb.size not in (1, weights.shape[1]):
         return None
-    b, a = im.b, ins[0]
     offset = (weights - zb.reshape(1, -1)).astype(np.float32)  # whole numbers in [-255, 255]
-    za = ins[2] if len(ins) > 2 and ins[2] else None
-    if za is not None:
-        za = _per_axis(im, node, za, a, -2)
-    if kind == "INT8":  # a + 128 is a uint8, (a + 128) - (za + 128) the same difference
-        shift = b.const(128.0)
-        a, za = b.binary("add", a, shift), shift if za is None else b.binary("add", za, shift)
-    product = b.matmul(a, b.const(offset), integer=True)
-    if za is None:
-        return product
-    colsum = b.const(offset.sum(axis=0, dtype=np.float64).astype(np.float32))
-    return b.binary("sub", product, b.binary("mul", za, colsum))
+    za = _per_axis(im, node, ins[2], ins[0], -2) if len(ins) > 2 and ins[2] else None
+    return integer.matmul(im, ins[0], kind, za, offset)
 
 
 def _matmul_integer(im: Importer, node: OnnxNode, ins: list[str]) -> str:
@@ -219,9 +211,33 @@ def _matmul_integer(im: Importer, node: OnnxNode, ins: list[str]) -> str:
     return matmul(im, node, a, b)
 
 
+def _integer_conv(im: Importer, node: OnnxNode, ins: list[str], bias: str | None) -> str | None:
+    """conv(x - zx, w - zw) + bias as an integer conv (:func:`conv.integer_conv`) for an
+    8-bit quantized x and constant weights with a constant zw; None where it is not one.
+    ins: x, w, zx, zw."""
+    kind = im.quantized.get(node.proto.input[0])
+    weights = im.b.constant_value(ins[1])
+    zw = im.b.constant_value(ins[3]) if len(ins) > 3 and ins[3] else np.zeros((), np.float32)
+    if kind not in integer.BYTE_TYPES or weights is None or zw is None or weights.ndim != 4:
+        return None
+    if zw.size not in (1, weights.shape[0]):
+        return None
+    zx: np.ndarray | str = np.zeros((), np.float32)
+    if len(ins) > 2 and ins[2]:
+        value = im.b.constant_value(ins[2])
+        zx = ins[2] if value is None else value
+    if not isinstance(zx, str) and zx.size != 1:
+        return None
+    offset = (weights - zw.reshape(-1, 1, 1, 1)).astype(np.float32)  # in [-255, 255]
+    return integer_conv(im, node, ins[0], kind, zx, offset, bias)
+
+
 def _conv_integer(im: Importer, node: OnnxNode, ins: list[str]) -> str:
-    x, w = _integer_operands(im, node, ins, (2, 3))
     im.integral.add(node.proto.output[0])
+    sums = _integer_conv(im, node, ins, None)
+    if sums is not None:
+        return sums
+    x, w = _integer_operands(im, node, ins, (2, 3))
     return conv(im, node, x, w, None, fold=False)
 
 
@@ -261,9 +277,12 @@ def _qlinear_matmul(im: Importer, node: OnnxNode, ins: list[str]) -> str:
 
 
 def _qlinear_conv(im: Importer, node: OnnxNode, ins: list[str]) -> str:
-    x, w = _integer_operands(im, node, [ins[0], ins[3], ins[2], ins[5]], (2, 3))
+    operands = [ins[0], ins[3], ins[2], ins[5]]
     bias = ins[8] if len(ins) > 8 and ins[8] else None
-    sums = conv(im, node, x, w, bias, fold=False)
+    sums = _integer_conv(im, node, operands, bias)
+    if sums is None:
+        x, w = _integer_operands(im, node, operands, (2, 3))
+        sums = conv(im, node, x, w, bias, fold=False)
     return _requantized(im, node, sums, (ins[1], ins[4], ins[6]), ins[7], 1)
 
 
