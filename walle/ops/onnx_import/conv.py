@@ -184,7 +184,7 @@ def _qdq_conv(im: Importer, node: OnnxNode, bias: str | None) -> str | None:
     x = im.dequantized.get(node.proto.input[0])
     w = im.dequantized.get(node.proto.input[1])
     weights = None if w is None else im.b.constant_value(w.values)
-    if x is None or weights is None or weights.ndim != 4:
+    if x is None or w is None or weights is None or weights.ndim != 4:
         return None
     channels = weights.shape[0]
     if w.scale.size != 1 and not (w.axis in (0, -4) and w.scale.size == channels):

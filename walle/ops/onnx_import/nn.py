@@ -60,7 +60,9 @@ def _qdq_matmul(im: Importer, node: OnnxNode) -> str | None:
     a = im.dequantized.get(node.proto.input[0])
     w = im.dequantized.get(node.proto.input[1])
     weights = None if w is None else im.b.constant_value(w.values)
-    if a is None or weights is None or weights.ndim != 2 or len(im.b.shape(a.values)) < 2:
+    if a is None or w is None or weights is None or weights.ndim != 2:
+        return None
+    if len(im.b.shape(a.values)) < 2:
         return None
     columns = weights.shape[1]
     if w.scale.size != 1 and not (w.axis in (1, -1) and w.scale.size == columns):
