@@ -634,12 +634,12 @@ def _conv_padded(
         cols = x.reshape(buffers[flat.output].shape) if plain else buffers[flat.output]
         level = cython_isa.NAMES[ops_conv.level()]
         w2 = weight.reshape(weight.shape[0], -1)
-        kernel = ops_int8.ConvInt8Kernel(w2, cols, out, bias, step.attr("act"), level)
+        int8 = ops_int8.ConvInt8Kernel(w2, cols, out, bias, step.attr("act"), level)
         if plain:
-            return [kernel.run]
+            return [int8.run]
         return [
             ops_raster.RasterKernel([x], buffers[im2col.output], (region,), None).run,
-            kernel.run,
+            int8.run,
         ]
     mode = 0 if bias is None else 2
     if _is_plain_view(region, x.shape):  # a 1x1, stride-1, unpadded conv: a GEMM on x itself
