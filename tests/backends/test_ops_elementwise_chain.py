@@ -390,6 +390,31 @@ def test_chain_kernel_runs_32_ops_over_16_operands() -> None:
     np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-6)
 
 
+def test_equal_one_element_constants_are_one_operand_of_the_chain() -> None:
+    """Six quantizer-like clamps, each with its own 0 and 255 constants and a scale of its
+    own: 19 operands with x, past the kernel's 16, but only 8 distinct values. The chain
+    still runs as one pass, with the reference's bits."""
+    backend = backend_or_skip("cython")
+    from walle.ops.backends import cython_backend
+
+    b = GraphBuilder()
+    y = b.input("x", (2, 8, 5))
+    for i in range(6):
+        y = b.binary("div", y, b.const(np.float32(0.5 + 0.25 * i)))
+        y = b.binary("fmax", b.unary("round", y), b.const(np.float32(0.0)))
+        y = b.binary("min", y, b.const(np.float32(255.0)))
+    graph = b.build([y])
+    (step,) = [s for s in find_steps(graph) if s.op == "fused.elementwise"]
+    assert len({i for p in step.parts for i in p.inputs if i in graph.constants}) == 18
+    assert "fused" in backend.algorithms(step, graph)
+    names = cython_backend._chain_program(step, graph)[0]
+    assert len(names) == 1 + 6 + 2
+    x = np.random.default_rng(3).uniform(-10, 400, (2, 8, 5)).astype(np.float32)
+    (want,) = run_reference(graph, {"x": x})
+    (got,) = compile_graph(graph, pin="cython", use_cache=False)(x)
+    np.testing.assert_array_equal(got, want)
+
+
 def test_chain_kernel_refuses_what_it_cannot_run() -> None:
     backend_or_skip("cython")
     from walle._kernels import ops_math
