@@ -254,17 +254,20 @@ def _dq(name: str, source: str, scale: str, zero: str, **attrs):
 
 @st.composite
 def qdq_models(draw, op: str) -> QuantCase:
-    """x -> Q -> DQ -> Conv (or MatMul) by DQ(int8 weights, per tensor or per output
-    channel) + a float bias -> [Relu] -> Q -> DQ; x quantized to uint8 or int8."""
+    """x -> Q -> DQ -> Conv (or MatMul, or Gemm) by DQ(int8 weights, per tensor or per
+    output channel) + a float bias -> [Relu] -> Q -> DQ; x quantized to uint8 or int8."""
     rng = np.random.default_rng(draw(st.integers(0, 2**16)))
     kind = draw(st.sampled_from(list(_KINDS)))
     dtype, low, high = _KINDS[kind]
     if op == "Conv":
         n, c, m, kernel, size = _conv_shapes(draw)
         x_shape, w_shape, axis, attrs = (n, c, *size), (m, c, *kernel), 0, _conv_attrs(draw, kernel)
-    else:
+    elif op == "MatMul":
         rows, k, m = draw(st.integers(1, 12)), draw(st.integers(1, 70)), draw(st.integers(1, 40))
         x_shape, w_shape, axis, attrs = (rows, k), (k, m), 1, {}
+    else:  # Gemm with transB, as PyTorch exports a Linear: weights [out, in]
+        rows, k, m = draw(st.integers(1, 12)), draw(st.integers(1, 70)), draw(st.integers(1, 40))
+        x_shape, w_shape, axis, attrs = (rows, k), (m, k), 0, {"transB": 1}
     count = m if draw(st.booleans()) else 1
     w_scale = rng.uniform(0.002, 0.02, count).astype(np.float32)
     x = (rng.standard_normal(x_shape) * 2).astype(np.float32)
@@ -283,8 +286,8 @@ def qdq_models(draw, op: str) -> QuantCase:
         _dq("xd", "xq", "xs", "xz"),
         _dq("wd", "wq", "ws", "wz", axis=axis),
     ]
-    if op == "Conv":
-        nodes.append(helper.make_node("Conv", ["xd", "wd", "bias"], ["s"], **attrs))
+    if op in ("Conv", "Gemm"):
+        nodes.append(helper.make_node(op, ["xd", "wd", "bias"], ["s"], **attrs))
     else:
         nodes += [
             helper.make_node("MatMul", ["xd", "wd"], ["p"]),
@@ -315,7 +318,7 @@ def _ort_session(case: QuantCase, optimized: bool) -> np.ndarray:
 
 @SETTINGS
 @given(data=st.data())
-@pytest.mark.parametrize("op", ["Conv", "MatMul"])
+@pytest.mark.parametrize("op", ["Conv", "MatMul", "Gemm"])
 def test_ops_qdq_products_run_as_onnxruntimes_integer_ones(op, data) -> None:
     """The QDQ product sums in integers (marked integer), then scales: within one quantum of
     onnxruntime's optimised session (its fused int8 kernel) and of the graph as written
@@ -332,7 +335,7 @@ def test_ops_qdq_products_run_as_onnxruntimes_integer_ones(op, data) -> None:
 
 @SETTINGS
 @given(data=st.data())
-@pytest.mark.parametrize("op", ["Conv", "MatMul"])
+@pytest.mark.parametrize("op", ["Conv", "MatMul", "Gemm"])
 def test_ops_int8_kernels_give_the_qdq_products_integer_sums(op, data) -> None:
     """The QDQ product forced onto ops_int8 at every level: the numpy backend's bits."""
     backend = backend_or_skip("cython")

@@ -37,6 +37,11 @@ def _gemm(im: Importer, node: OnnxNode, ins: list[str]) -> str:
         legacy.gemm_bias(im, node, c, sa[0 if not trans_a else 1], sb[1 if not trans_b else 0])
     else:
         legacy.refuse_after(im, node, ("broadcast",))
+    plain = not trans_a and float(node.get("alpha", 1.0)) == 1.0
+    if plain and (c is None or float(node.get("beta", 1.0)) == 1.0):
+        quantized = _qdq_matmul(im, node, trans_b)
+        if quantized is not None:  # the QDQ format's dense layer (PyTorch's Linear)
+            return quantized if c is None else im.b.binary("add", quantized, c)
     return im.b.gemm(
         ins[0],
         ins[1],
@@ -49,14 +54,15 @@ def _gemm(im: Importer, node: OnnxNode, ins: list[str]) -> str:
 
 
 def _matmul(im: Importer, node: OnnxNode, ins: list[str]) -> str:
-    quantized = _qdq_matmul(im, node)
+    quantized = _qdq_matmul(im, node, False)
     return quantized if quantized is not None else matmul(im, node, ins[0], ins[1])
 
 
-def _qdq_matmul(im: Importer, node: OnnxNode) -> str | None:
-    """A MatMul of a dequantized quantizer output by dequantized 2-D constant weights (the
-    QDQ format) as its integer sums times a's scale times b's (one, or one per column);
-    None where it is not one (see :mod:`.integer`)."""
+def _qdq_matmul(im: Importer, node: OnnxNode, transposed: bool) -> str | None:
+    """A MatMul (or a Gemm's product) of a dequantized quantizer output by dequantized 2-D
+    constant weights (the QDQ format; ``transposed``: stored [N, K], a Gemm's transB) as its
+    integer sums times a's scale times b's (one, or one per output column); None where it
+    is not one (see :mod:`.integer`)."""
     a = im.dequantized.get(node.proto.input[0])
     w = im.dequantized.get(node.proto.input[1])
     weights = None if w is None else im.b.constant_value(w.values)
@@ -64,8 +70,10 @@ def _qdq_matmul(im: Importer, node: OnnxNode) -> str | None:
         return None
     if len(im.b.shape(a.values)) < 2:
         return None
+    weights = weights.T if transposed else weights
     columns = weights.shape[1]
-    if w.scale.size != 1 and not (w.axis in (1, -1) and w.scale.size == columns):
+    column_axes = (0, -2) if transposed else (1, -1)
+    if w.scale.size != 1 and not (w.axis in column_axes and w.scale.size == columns):
         return None
     if w.zero_point.size not in (1, columns):
         return None
