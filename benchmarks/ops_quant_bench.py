@@ -4,13 +4,15 @@ QDQ format, per-channel weights, calibrated on 8 random batches), then walle's p
 onnxruntime's session of the quantized file timed in interleaved slices (``ops_bench``'s).
 
 onnxruntime runs a quantized file with its int8 kernels (its optimiser fuses the QDQ pairs
-and DynamicQuantizeLinear + MatMulInteger into int8 convs and matmuls); walle dequantizes the
-weights at import and runs the integer ops as float ops on whole numbers (README, "Quantized
-models"). So the baselines are onnxruntime's int8 session (the ratio, above 1 when walle is
-faster) and both engines on the float model (how much each gains or loses by quantizing).
-Before timing, walle's outputs are checked against onnxruntime's running the quantized graph
-as written (no optimiser: each QDQ node as the spec says); the largest difference, relative
-to the output's scale, is printed (0 for the QDQ files, whose last op dequantizes).
+and DynamicQuantizeLinear + MatMulInteger into int8 convs and matmuls); walle runs each
+matmul and conv of a quantized value by constant weights as an integer product (its int8
+kernels: VNNI where the CPU has it, 16-bit multiply-adds otherwise) and the rest as float ops
+on whole numbers (README, "Quantized models"). So the baselines are onnxruntime's int8
+session (the ratio, above 1 when walle is faster) and both engines on the float model (how
+much each gains or loses by quantizing). Before timing, walle's outputs are checked against
+onnxruntime's running the quantized graph as written (no optimiser: each QDQ node as the
+spec says); the largest difference, relative to the output's scale, is printed (a QDQ
+file's integer products may put a requantized value one quantum from it).
 
 Run: ``taskset -c 1 .venv/bin/python benchmarks/ops_quant_bench.py`` (``--only NAME``...).
 Rows: two of the onnx wheel's light CNNs (ops_bench's weights), at batch 1 and raised to

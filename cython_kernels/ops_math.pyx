@@ -506,10 +506,50 @@ cdef extern from *:
         }
     }
 
+    /* The max (``largest``) or min of numbers over the middle axis of [outer, r, inner], NaN
+       left out (C's fmax, fmin): a comparison with NaN is false, so a NaN never replaces
+       the running value, which starts at the identity (-inf or +inf: a slice of NaN only). */
+    WALLE_CLONES static void walle_reduce_fminmax(int largest, const float* restrict x,
+                                                  float* restrict y, long outer, long r,
+                                                  long inner) {
+        float start = largest ? -INFINITY : INFINITY;
+        for (long o = 0; o < outer; o++) {
+            const float* xo = x + o * r * inner;
+            float* yo = y + o * inner;
+            if (inner == 1) {
+                float acc = start;
+                if (largest) {
+                    #pragma omp simd reduction(max:acc)
+                    for (long i = 0; i < r; i++) acc = xo[i] > acc ? xo[i] : acc;
+                } else {
+                    #pragma omp simd reduction(min:acc)
+                    for (long i = 0; i < r; i++) acc = xo[i] < acc ? xo[i] : acc;
+                }
+                yo[0] = acc;
+                continue;
+            }
+            for (long j = 0; j < inner; j++) yo[j] = start;
+            for (long i = 0; i < r; i++) {
+                const float* xr = xo + i * inner;
+                if (largest) {
+                    #pragma omp simd
+                    for (long j = 0; j < inner; j++) yo[j] = xr[j] > yo[j] ? xr[j] : yo[j];
+                } else {
+                    #pragma omp simd
+                    for (long j = 0; j < inner; j++) yo[j] = xr[j] < yo[j] ? xr[j] : yo[j];
+                }
+            }
+        }
+    }
+
     /* kinds: 0 sum 1 mean 2 max 3 min over the middle axis of [outer, r, inner]; 4-7 the
-       index of the max or min (walle_arg_reduce) */
+       index of the max or min (walle_arg_reduce); 8 fmax 9 fmin (walle_reduce_fminmax) */
     WALLE_CLONES static void walle_reduce(int kind, const float* restrict x, float* restrict y,
                                           long outer, long r, long inner) {
+        if (kind >= 8) {
+            walle_reduce_fminmax(kind == 8, x, y, outer, r, inner);
+            return;
+        }
         if (kind >= 4) {
             walle_arg_reduce(kind, x, y, outer, r, inner);
             return;
@@ -1502,7 +1542,7 @@ BINARY_KINDS = {"add": 0, "sub": 1, "mul": 2, "div": 3, "max": 4, "min": 5, "pow
                 "eq": 7, "gt": 8, "ge": 9, "lt": 10, "le": 11, "mask": 12, "fmod": 13,
                 "fmax": 14, "fmin": 15}
 REDUCE_KINDS = {"sum": 0, "mean": 1, "max": 2, "min": 3, "argmax": 4, "argmin": 5,
-                "argmax_last": 6, "argmin_last": 7}
+                "argmax_last": 6, "argmin_last": 7, "fmax": 8, "fmin": 9}
 ACTS = {"none": 0, "relu": 1, "sigmoid": 2, "tanh": 3, "relu6": 4, "hard_swish": 5,
         "hard_swish6": 6}
 _GRAIN = 1 << 16

@@ -82,7 +82,9 @@ BINARY_KINDS = (
 # the index of the max or min along one axis, as float32 (exact below 2**24); "_last": the
 # last index of a tie (ONNX's ArgMax/ArgMin with select_last_index)
 ARG_KINDS = ("argmax", "argmin", "argmax_last", "argmin_last")
-REDUCE_KINDS = ("sum", "mean", "max", "min", *ARG_KINDS)
+# "fmax" and "fmin" leave NaN out, as C's fmax and fmin (a slice of NaN only gives -inf and
+# +inf: their identities): a quantizer's range, which onnxruntime takes over the numbers
+REDUCE_KINDS = ("sum", "mean", "max", "min", *ARG_KINDS, "fmax", "fmin")
 
 Shape = tuple[int, ...]
 # A numpy float32 array: every tensor of walle.ops (inputs, constants, buffers) is float32.

@@ -186,6 +186,8 @@ REDUCE: dict[str, Reduction] = {
     "max": np.max,
     "min": np.min,
     **{kind: partial(arg_reduce, kind=kind) for kind in ARG_KINDS},
+    "fmax": partial(np.fmax.reduce, initial=-np.inf),  # NaN left out; -inf if all NaN
+    "fmin": partial(np.fmin.reduce, initial=np.inf),
 }
 
 

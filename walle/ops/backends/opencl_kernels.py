@@ -76,6 +76,8 @@ REDUCE_STEP = {
     "mean": ("0.0f", "acc += v"),
     "max": ("-INFINITY", "acc = (v > acc || isnan(v)) ? v : acc"),
     "min": ("INFINITY", "acc = (v < acc || isnan(v)) ? v : acc"),
+    "fmax": ("-INFINITY", "acc = v > acc ? v : acc"),  # NaN compares false: left out
+    "fmin": ("INFINITY", "acc = v < acc ? v : acc"),
 }
 ACTS = {"none": 0, "relu": 1, "sigmoid": 2, "tanh": 3}
 

@@ -146,9 +146,9 @@ def _dynamic_quantize_linear(im: Importer, node: OnnxNode, ins: list[str]) -> li
     scale)). NaN is left out of the range (onnxruntime's min and max skip it)."""
     b, x = im.b, ins[0]
     axes = tuple(range(len(b.shape(x))))
-    # NaN out of the range: fmin(x, +inf) and fmax(x, -inf) are x, or the bound for NaN
-    low = b.reduce("min", b.binary("fmin", x, b.const(np.inf)), axes, keepdims=False)
-    high = b.reduce("max", b.binary("fmax", x, b.const(-np.inf)), axes, keepdims=False)
+    # NaN out of the range (a range of NaN only: +inf and -inf, then 0 and 0 below)
+    low = b.reduce("fmin", x, axes, keepdims=False)
+    high = b.reduce("fmax", x, axes, keepdims=False)
     zero = b.const(0.0)
     low, high = b.binary("min", low, zero), b.binary("max", high, zero)  # hold 0
     span = b.binary("sub", high, low)
