@@ -428,19 +428,29 @@ static void walle_i8_run(const walle_i8_gemm* g, long p0, long p1) {
    weights (packed once, as rows: the broadcast side) and x an image's im2col columns of
    quantized values (whole numbers in [0, 255], floats), packed per call a chunk of panels at
    a time, [panel][k / group][cols][group], so that a chunk stays in L2 while every tile of
-   weight rows passes over it. */
+   weight rows passes over it.
+
+   x is read through two tables: column j of row r is x[rowoff[r] + pixoff[j]]. For a matrix
+   of columns these are r * n and j; for a conv read in place (no im2col matrix: a 3x3
+   conv's is 9x its input, written and read back through L3) rowoff is a filter tap's offset
+   (channel, kh, kw) and pixoff an output pixel's (oh, ow) in the padded input. A vector's
+   run of columns that lies along one row of x (``run`` set: pixoff rises by 1 across it) is
+   one masked load; any other (a run across an output row's end, a strided conv) a gather. */
 typedef struct {
-    long m, k, n;    /* one image's product */
-    long ldx, ldy;   /* row strides of x and y (floats) */
+    long m, k, n;    /* one image's product: n output pixels */
+    long ldy;        /* y's row stride (floats) */
     long kg;
     int form;
     const void* wpack; /* [ceil(m / rows) * rows][kg * group] int8 (VNNI) or int16 */
     const float* bias; /* per row, or NULL */
     int relu;
+    const long* rowoff;    /* [k] */
+    const int32_t* pixoff; /* [panels * cols] (0 past n) */
+    const uint8_t* run;    /* [panels * cols / lanes]: a vector of columns is one run of x */
 } walle_i8_conv;
 
-/* x's columns [j0, j0 + nr) of rows 4s..4s+3 (or 2s, 2s+1) as one vector of quads or
-   pairs: rows past k and columns past nr give 0. */
+/* The columns [j0, j0 + nr) of rows s * group + e as one vector of quads or pairs: rows past
+   k and columns past nr give 0. */
 #ifdef WALLE_X86
 WALLE_LEVEL_TARGET("avx512f,avx512bw")
 static inline __m512i walle_i8_group512(const walle_i8_conv* g, const float* x, long s, long j0,
@@ -448,10 +458,14 @@ static inline __m512i walle_i8_group512(const walle_i8_conv* g, const float* x, 
     __mmask16 cols = nr >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << nr) - 1);
     __m512 zero = _mm512_setzero_ps(), top = _mm512_set1_ps(255.0f);
     __m512i q = _mm512_setzero_si512();
+    int run = g->run[j0 / 16];
+    __m512i at = _mm512_maskz_loadu_epi32(cols, g->pixoff + j0);
     for (int e = 0; e < group; e++) {
         long row = s * group + e;
         if (row >= g->k) break;
-        __m512 v = _mm512_maskz_loadu_ps(cols, x + row * g->ldx + j0);
+        const float* base = x + g->rowoff[row];
+        __m512 v = run ? _mm512_maskz_loadu_ps(cols, base + g->pixoff[j0])
+                       : _mm512_mask_i32gather_ps(zero, cols, at, base, 4);
         v = _mm512_min_ps(_mm512_max_ps(v, zero), top);
         q = _mm512_or_si512(q, _mm512_slli_epi32(_mm512_cvttps_epi32(v), 32 / group * e));
     }
@@ -487,10 +501,15 @@ static void walle_i8_conv_pack256(const walle_i8_conv* g, const float* x, void* 
                 long j0 = p * 16 + 8 * h, nr = g->n - j0;
                 __m256i q = _mm256_setzero_si256();
                 __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(nr > 8 ? 8 : (int)nr), lanes);
+                int run = nr > 0 && g->run[j0 / 8];
+                __m256i at = nr > 0 ? _mm256_maskload_epi32(g->pixoff + j0, mask) : mask;
                 for (int e = 0; e < 2 && nr > 0; e++) {
                     long row = 2 * s + e;
                     if (row >= g->k) break;
-                    __m256 v = _mm256_maskload_ps(x + row * g->ldx + j0, mask);
+                    const float* base = x + g->rowoff[row];
+                    __m256 v = run ? _mm256_maskload_ps(base + g->pixoff[j0], mask)
+                                   : _mm256_mask_i32gather_ps(zero, base, at,
+                                                              _mm256_castsi256_ps(mask), 4);
                     v = _mm256_min_ps(_mm256_max_ps(v, zero), top);
                     q = _mm256_or_si256(q, _mm256_slli_epi32(_mm256_cvttps_epi32(v), 16 * e));
                 }
@@ -508,7 +527,8 @@ static void walle_i8_conv_pack128(const walle_i8_conv* g, const float* x, void* 
                 for (int e = 0; e < 2; e++) {
                     long row = 2 * s + e, col = p * 8 + j;
                     int16_t v = 0;
-                    if (row < g->k && col < g->n) v = (int16_t)walle_i8_whole(x[row * g->ldx + col]);
+                    if (row < g->k && col < g->n)
+                        v = (int16_t)walle_i8_whole(x[g->rowoff[row] + g->pixoff[col]]);
                     out[(((p - p0) * g->kg + s) * 8 + j) * 2 + e] = v;
                 }
 }

@@ -44,11 +44,14 @@ cdef extern from "gemm_int8.h":
     void walle_i8_pack(const walle_i8_gemm* g) nogil
     void walle_i8_run(const walle_i8_gemm* g, long p0, long p1) nogil
     ctypedef struct walle_i8_conv:
-        long m, k, n, ldx, ldy, kg
+        long m, k, n, ldy, kg
         int form
         const void* wpack
         const float* bias
         int relu
+        const long* rowoff
+        const int* pixoff
+        const unsigned char* run
     void walle_i8_conv_run(const walle_i8_conv* g, const float* x, float* y, void* xpack,
                            long p0, long p1) nogil
 
@@ -178,28 +181,57 @@ cdef class MatmulInt8Kernel:
 cdef class ConvInt8Kernel:
     """y[i] = float(w @ x[i]) (+ bias per row, ReLU) for each image i, the sums in int32:
     a conv's constant weights w [m, k] (whole numbers in [-255, 255]) times its im2col
-    columns x [batch, k, n] of a quantized value (whole numbers in [0, 255], clamped as
-    :class:`MatmulInt8Kernel` clamps a); y [batch, m, n]. ``level`` and ``vnni`` as there.
+    columns of a quantized value (whole numbers in [0, 255], clamped as
+    :class:`MatmulInt8Kernel` clamps a); y [batch, m, n].
+
+    x is the columns [batch, k, n], or, with ``region`` (the im2col raster's Region: sizes
+    [N, C, KH, KW, OH, OW] over x's elements), the conv's (padded) input read in place:
+    column (oh, ow) of row (c, kh, kw) where the region reads it. ``level`` and ``vnni`` as
+    :class:`MatmulInt8Kernel`'s.
     """
 
     cdef walle_i8_conv g
     cdef readonly str form
     cdef readonly long panels
-    cdef long chunk, chunks, batch, xsize
+    cdef long chunk, chunks, batch, xsize, xs
     cdef const float* x
     cdef float* y
     cdef char* xpack
     cdef int threads
     cdef object keep
 
-    def __init__(self, w, x, y, bias=None, str act="none", str level=None, vnni=None):
+    def __init__(self, w, x, y, bias=None, str act="none", str level=None, vnni=None,
+                 region=None):
         for name, arr in (("x", x), ("y", y)):
-            if arr.dtype != np.float32 or not arr.flags.c_contiguous or arr.ndim != 3:
-                raise ValueError(f"int8 conv kernel: {name} must be a 3-D C-contiguous "
-                                 "float32 array")
-        batch, k, n = (int(v) for v in x.shape)
-        if w.ndim != 2 or w.shape[1] != k or tuple(y.shape) != (batch, w.shape[0], n):
-            raise ValueError(f"int8 conv kernel: shapes {w.shape} @ {x.shape} -> {y.shape}")
+            if arr.dtype != np.float32 or not arr.flags.c_contiguous:
+                raise ValueError(f"int8 conv kernel: {name} must be a C-contiguous float32 "
+                                 "array")
+        if region is None:
+            if x.ndim != 3:
+                raise ValueError("int8 conv kernel: x must be 3-D columns [batch, k, n] "
+                                 "without a region")
+            batch, k, n = (int(v) for v in x.shape)
+            rowoff = np.arange(k, dtype=np.int64) * n
+            pixoff = np.arange(n, dtype=np.int64)
+            image = k * n
+            runs_along = np.ones(n, bool)  # every column next to the one before
+        else:
+            batch, c, kh, kw, oh, ow = (int(v) for v in region.sizes)
+            sn, sc, skh, skw, soh, sow = (int(v) for v in region.src_strides)
+            k, n = c * kh * kw, oh * ow
+            taps = np.indices((c, kh, kw), dtype=np.int64).reshape(3, -1)
+            rowoff = region.src_offset + taps[0] * sc + taps[1] * skh + taps[2] * skw
+            pix = np.indices((oh, ow), dtype=np.int64).reshape(2, -1)
+            pixoff = pix[0] * soh + pix[1] * sow
+            image = sn
+            runs_along = np.concatenate([[True], np.diff(pixoff) == 1])
+            reach = (batch - 1) * sn + rowoff.max() + pixoff.max() if k and n else 0
+            if reach >= x.size or rowoff.min() < 0 or pixoff.max() >= 2**31:
+                raise ValueError(f"int8 conv kernel: the region reads past x ({x.size} "
+                                 "elements)")
+        if w.ndim != 2 or w.shape[1] != k or y.size != batch * w.shape[0] * n:
+            raise ValueError(f"int8 conv kernel: shapes {w.shape} @ [{batch}, {k}, {n}] -> "
+                             f"{y.shape}")
         if not weights_fit(w.T):
             raise ValueError(f"int8 conv kernel: w must hold whole numbers in [-255, 255] "
                              f"and at most {MAX_K} columns")
@@ -217,6 +249,15 @@ cdef class ConvInt8Kernel:
         wide[:m, :k] = w
         packed = wide.astype(np.int8 if form == WALLE_I8_VNNI else np.int16)
         self.panels = -(-n // cols)
+        # a vector of columns (half a panel) is one run when each column follows the last
+        lanes = cols // 2
+        padded = np.zeros(self.panels * cols, np.int32)
+        padded[:n] = pixoff
+        along = np.ones(self.panels * cols, bool)
+        along[:n] = runs_along
+        along[np.arange(0, n, lanes)] = True  # a vector's first column starts its run
+        run = along.reshape(-1, lanes).all(axis=1).astype(np.uint8)
+        offsets = np.ascontiguousarray(rowoff, dtype=np.int64)
         panel_bytes = kg * cols * group * (1 if form == WALLE_I8_VNNI else 2)
         self.chunk = max(1, min(self.panels, _CHUNK_BYTES // panel_bytes))
         self.chunks = (self.panels + self.chunk - 1) // self.chunk  # C ints: no -(-a // b)
@@ -225,12 +266,16 @@ cdef class ConvInt8Kernel:
                                        batch * m * n * k // _GRAIN))
         self.xsize = self.chunk * panel_bytes
         xpack = np.zeros(self.threads * self.xsize + 64, np.uint8)
-        self.keep = (x, y, bias, packed, xpack)
-        self.g.m, self.g.k, self.g.n, self.g.ldx, self.g.ldy, self.g.kg = m, k, n, n, n, kg
+        self.keep = (x, y, bias, packed, xpack, offsets, padded, run)
+        self.g.m, self.g.k, self.g.n, self.g.ldy, self.g.kg = m, k, n, n, kg
         self.g.form = form
         self.g.wpack = <const void*><size_t>packed.ctypes.data
         self.g.bias = NULL if bias is None else <const float*><size_t>bias.ctypes.data
         self.g.relu = act == "relu"
+        self.g.rowoff = <const long*><size_t>offsets.ctypes.data
+        self.g.pixoff = <const int*><size_t>padded.ctypes.data
+        self.g.run = <const unsigned char*><size_t>run.ctypes.data
+        self.xs = image
         self.x = <const float*><size_t>x.ctypes.data
         self.y = <float*><size_t>y.ctypes.data
         self.xpack = <char*><size_t>xpack.ctypes.data
@@ -252,5 +297,5 @@ cdef class ConvInt8Kernel:
         cdef long i = u // self.chunks, c = u % self.chunks
         cdef long p0 = c * self.chunk
         cdef long p1 = min(self.panels, p0 + self.chunk)
-        cdef long xs = self.g.k * self.g.n, ys = self.g.m * self.g.n
-        walle_i8_conv_run(&self.g, self.x + i * xs, self.y + i * ys, xpack, p0, p1)
+        cdef long ys = self.g.m * self.g.n
+        walle_i8_conv_run(&self.g, self.x + i * self.xs, self.y + i * ys, xpack, p0, p1)

@@ -223,3 +223,63 @@ def test_int8_conv_refuses_what_it_cannot_run() -> None:
         ops_int8.ConvInt8Kernel(np.ones((3, 4), np.float32), x[0], y)
     with pytest.raises(ValueError, match="biases"):
         ops_int8.ConvInt8Kernel(np.ones((3, 4), np.float32), x, y, np.zeros(2, np.float32))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    batch=st.integers(1, 2),
+    c=st.integers(1, 6),
+    m=st.integers(1, 20),
+    kernel=st.tuples(st.integers(1, 4), st.integers(1, 4)),
+    stride=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    dilation=st.tuples(st.integers(1, 2), st.integers(1, 2)),
+    extra=st.tuples(st.integers(0, 40), st.integers(0, 40)),
+    offset=st.integers(0, 5),
+    seed=st.integers(0, 2**16),
+)
+def test_int8_conv_reads_its_input_in_place_through_the_region(
+    batch, c, m, kernel, stride, dilation, extra, offset, seed
+):
+    """The conv form reading x through an im2col region (strided, dilated, from an offset;
+    output rows of any width, so that vectors of columns cross rows and gather) equals the
+    product of numpy's im2col columns, in every form."""
+    from walle.ops.ir import Region
+
+    ops_int8 = _ops_int8()
+    rng = np.random.default_rng(seed)
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    hp, wp = dh * (kh - 1) + 1 + extra[0], dw * (kw - 1) + 1 + extra[1]
+    oh, ow = (hp - dh * (kh - 1) - 1) // sh + 1, (wp - dw * (kw - 1) - 1) // sw + 1
+    flat = rng.integers(0, 256, offset + batch * c * hp * wp).astype(np.float32)
+    x = flat[offset:].reshape(batch, c, hp, wp)
+    w = rng.integers(-128, 128, (m, c * kh * kw)).astype(np.float32)
+    strides = (c * hp * wp, hp * wp, dh * wp, dw, sh * wp, sw)
+    region = Region(0, offset, strides, 0, (0,) * 6, (batch, c, kh, kw, oh, ow))
+    cols = np.stack(
+        [x[:, :, i * dh : i * dh + sh * (oh - 1) + 1 : sh, j * dw : j * dw + sw * (ow - 1) + 1 : sw]
+         for i in range(kh) for j in range(kw)],
+        axis=2,
+    ).reshape(batch, c * kh * kw, oh * ow)  # fmt: skip
+    want = np.einsum("mk,bkn->bmn", w.astype(np.int64), cols.astype(np.int64)).astype(np.float32)
+    y = np.full((batch, m, oh * ow), np.nan, np.float32)
+    for level in LEVELS:
+        for vnni in (None, False):
+            try:
+                kernel_ = ops_int8.ConvInt8Kernel(w, flat, y, None, "none", level, vnni, region)
+            except ValueError as exc:
+                assert "does not run" in str(exc)
+                break
+            y[...] = np.nan
+            kernel_.run()
+            np.testing.assert_array_equal(y, want, err_msg=f"{level} {kernel_.form}")
+
+
+def test_int8_conv_refuses_a_region_reading_past_x() -> None:
+    from walle.ops.ir import Region
+
+    ops_int8 = _ops_int8()
+    x = np.zeros(49, np.float32)  # the last element read is 25 + 2 * 5 + 2 + 2 * 5 + 2 = 49
+    region = Region(0, 0, (100, 25, 5, 1, 5, 1), 0, (0,) * 6, (1, 2, 3, 3, 3, 3))
+    y = np.zeros((1, 4, 9), np.float32)
+    with pytest.raises(ValueError, match="reads past x"):
+        ops_int8.ConvInt8Kernel(np.ones((4, 18), np.float32), x, y, region=region)

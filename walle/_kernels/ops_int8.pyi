@@ -1,6 +1,6 @@
 """Types of the compiled integer matmul kernel (cython_kernels/ops_int8.pyx)."""
 
-from walle.ops.ir import FloatArray
+from walle.ops.ir import FloatArray, Region
 
 # Instruction-set levels, widest first: {"avx512": 2, "avx2": 1, "sse": 0}.
 LEVELS: dict[str, int]
@@ -40,7 +40,8 @@ class MatmulInt8Kernel:
 class ConvInt8Kernel:
     """y[i] = float(w @ x[i]) (+ bias per row, ReLU) for each image i, the sums in int32:
     a conv's constant weights w [m, k] times its im2col columns x [batch, k, n] of a
-    quantized value (whole numbers in [0, 255]); y [batch, m, n]."""
+    quantized value (whole numbers in [0, 255]), or, with ``region`` (the im2col raster's),
+    the conv's input read in place; y [batch, m, n]."""
 
     form: str
     panels: int
@@ -54,6 +55,7 @@ class ConvInt8Kernel:
         act: str = "none",
         level: str | None = None,
         vnni: bool | None = None,
+        region: Region | None = None,
     ) -> None: ...
     def run(self) -> None:
         """Every image's product, its columns packed anew a chunk at a time."""

@@ -152,8 +152,9 @@ COLD_SCRUB_BYTES = 8 << 20
 # 48: quantized matmuls (``integer``) offer int8 (ops_int8: int32 sums, VNNI where the CPU has
 # it; 3.3x the float kernels on a dynamically quantized MLP). 49: quantized convs too (the
 # QDQ format's as integer convs), and a chain's equal one-element constants are one operand
-# (QDQ ResNet-50's residual chains of 17 operands had run op by op).
-DECISIONS_VERSION = 49
+# (QDQ ResNet-50's residual chains of 17 operands had run op by op). 50: int8_direct, a
+# quantized conv reading its input in place (no column matrix).
+DECISIONS_VERSION = 50
 
 
 def time_calls(calls: list[Call], budget_s: float = 0.004, max_runs: int = 25) -> float:

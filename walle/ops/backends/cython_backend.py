@@ -24,7 +24,8 @@ faster while b's rows lie close, slower once they are 4 KiB apart), measured by 
 A quantized product (the ``integer`` attribute: a of whole numbers in [0, 255], a constant b
 of whole numbers in [-255, 255]) also offers ``int8`` (``ops_int8``: int32 sums, VNNI's
 8-bit dot products where the CPU has them, else 16-bit multiply-adds; bias and ReLU fused),
-and so does a quantized conv (its im2col columns, then the integer product).
+and so does a quantized conv (``int8``: its im2col columns, then the integer product;
+``int8_direct``: the same reading the input in place, no column matrix).
 
 ``group_conv2d`` (grouped and depthwise convs) offers ``direct`` (``ops_group``: block tiles
 per group, or a per-channel depthwise kernel that also reads a channel shuffle and zero pad
@@ -157,7 +158,10 @@ class CythonBackend(Backend):
                 return gemm
             lanes = _lanes(region)
             winograd = _winograd_algorithms(region, step, graph)
-            integer = ["int8"] if _int8_conv_fits(step, graph) else []
+            integer = []
+            if _int8_conv_fits(step, graph):  # int8_direct: the input read in place
+                plain = _is_plain_view(region, graph.shape(_conv_im2col(step).inputs[0]))
+                integer = ["int8"] if plain else ["int8", "int8_direct"]
             return ["direct", *gemm, "im2col", *winograd, *lanes, *integer]
         if step.op == "fused.group_conv2d":
             if step.attr("act") not in _KERNEL_ACTS:
@@ -207,7 +211,7 @@ class CythonBackend(Backend):
             return 2.6e11
         if algorithm in (*_GEMMS, "packed"):
             return 1.0e11
-        if algorithm == "int8":  # 4x an fp32 FMA's multiply-adds with VNNI, 2x without
+        if algorithm in ("int8", "int8_direct"):  # 4x an fp32 FMA's with VNNI, 2x without
             return 3.5e11 if ops_int8.has_vnni() else 1.6e11
         return 9.0e10 if algorithm in ("blas", "im2col") else 6.0e10
 
@@ -638,6 +642,12 @@ def _conv_padded(
             )
         return [ops_conv.ConvKernel(x, weight, bias, out, region, step.attr("act")).run]
     x = buffers[im2col.inputs[0]]
+    if algorithm == "int8_direct":  # the (padded) input read in place through the region
+        level = cython_isa.NAMES[ops_conv.level()]
+        w2 = weight.reshape(weight.shape[0], -1)
+        act = step.attr("act")
+        direct = ops_int8.ConvInt8Kernel(w2, x, out, bias, act, level, region=region)
+        return [direct.run]
     if algorithm == "int8":  # the columns (x itself for a plain 1x1), then ops_int8
         plain = _is_plain_view(region, x.shape)
         cols = x.reshape(buffers[flat.output].shape) if plain else buffers[flat.output]
