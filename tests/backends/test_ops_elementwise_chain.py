@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests._backends import backend_or_skip
+from tests._backends import at_every_cython_level, backend_or_skip
 from walle.ops import GraphBuilder, compile_graph, run_reference
 from walle.ops.fusion import FusedStep, find_steps
 from walle.ops.ir import Graph
@@ -453,3 +453,56 @@ def test_a_shortcut_add_of_two_convs_joins_one_and_both_stay_convs() -> None:
         backend_or_skip(name)
         got = compile_graph(graph, pin=name, use_cache=False, trials=False)(xv)[0]
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4, err_msg=name)
+
+
+def _quantizer_chain(rows: int, zero: bool, dequantize: bool, tail: bool) -> Graph:
+    """x [rows, 37] through QuantizeLinear's ops (per-row scales and zero points, as a
+    per-channel quantizer's, or one value), DequantizeLinear's, then more ops."""
+    rng = np.random.default_rng(rows)
+    b = GraphBuilder()
+    x = b.input("x", (rows, 37))
+    scales = rng.uniform(0.01, 0.2, (rows, 1)).astype(np.float32)
+    scales[1] = 0.125  # row 1: x / scale exact, so that halves stay halves
+    scale = b.const(scales)
+    point = b.const(rng.integers(0, 256, (rows, 1)).astype(np.float32))
+    y = b.unary("round", b.binary("div", x, scale))
+    if zero:
+        y = b.binary("add", y, point)
+    y = b.binary("min", b.binary("fmax", y, b.const(np.float32(0.0))), b.const(np.float32(255)))
+    if dequantize:
+        y = b.binary("mul", b.binary("sub", y, point) if zero else y, scale)
+    if tail:
+        y = b.unary("relu", b.binary("add", y, b.const(np.float32(0.5))))
+        y = b.unary("round", b.binary("div", y, b.const(np.float32(0.25))))
+        y = b.binary("min", b.binary("fmax", y, b.const(np.float32(-8))), b.const(np.float32(7)))
+    return b.build([y])
+
+
+@pytest.mark.parametrize("zero", [False, True])
+@pytest.mark.parametrize("dequantize", [False, True])
+@pytest.mark.parametrize("tail", [False, True])
+def test_quantizers_runs_are_one_op_with_the_chains_bits(zero, dequantize, tail) -> None:
+    """A quantizer's ops (then a dequantizer's) run as one op of the chain (ChainKernel's
+    quant_runs): the reference's bits, -0 and NaN included, at every level; halves, values
+    past the range, infinities and NaN in x."""
+    backend_or_skip("cython")
+    from walle._kernels import ops_math
+    from walle.ops.backends import cython_backend
+
+    graph = _quantizer_chain(6, zero, dequantize, tail)
+    (step,) = [s for s in find_steps(graph) if s.op == "fused.elementwise"]
+    names, ops, sizes, strides = cython_backend._chain_program(step, graph)
+    x = np.random.default_rng(2).normal(0, 20, (6, 37)).astype(np.float32)
+    x[0, :5] = [np.nan, np.inf, -np.inf, -0.0, 1e30]
+    x[1] = (np.arange(37, dtype=np.float32) - 18.5) * 0.125  # halves (to even), -0.5 to -0
+    operands = [x if n == "x" else graph.constants[n] for n in names]
+    probe = ops_math.ChainKernel(ops, operands, np.empty_like(x), sizes, strides)
+    assert probe.quant_runs == 1 + tail
+    (want,) = run_reference(graph, {"x": x})
+
+    def check(level: str) -> None:
+        (got,) = compile_graph(graph, pin="cython", use_cache=False, trials=False)(x)
+        np.testing.assert_array_equal(got, want, err_msg=level)
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(want), err_msg=level)
+
+    at_every_cython_level(check)

@@ -110,11 +110,14 @@ class ChainKernel:
     from the backend; y is contiguous. At most 32 ops and 16 operands (else ValueError).
     ``affine``: the chain is x * a + b with one a and b a row (then ReLU or not), run as one
     pass of the same bits; ``hard``: it is clip(x * a + b, lo, hi) (4, HardSigmoid) or that
-    times x (5, HardSwish), one pass of the same bits, else 0.
+    times x (5, HardSwish), one pass of the same bits, else 0. ``quant_runs``: how many
+    quantizers' runs (x / s, round, [+ zp], fmax, min, [- zp,] * s by one value a row) run
+    as one op each, in the chain's order and bits.
     """
 
     affine: int
     hard: int
+    quant_runs: int
 
     def __init__(
         self,
