@@ -8,6 +8,9 @@ float32(the int64 sum) to the bit, including sums past 2**24, where float sums r
 
 from __future__ import annotations
 
+import platform
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -283,3 +286,20 @@ def test_int8_conv_refuses_a_region_reading_past_x() -> None:
     y = np.zeros((1, 4, 9), np.float32)
     with pytest.raises(ValueError, match="reads past x"):
         ops_int8.ConvInt8Kernel(np.ones((4, 18), np.float32), x, y, region=region)
+
+
+@pytest.mark.skipif(
+    platform.system() != "Linux" or platform.machine() != "x86_64",
+    reason="compares with the x86 flags of Linux's /proc/cpuinfo",
+)
+def test_int8_kernels_take_vnni_exactly_where_the_cpu_has_it() -> None:
+    """has_vnni (CPUID leaf 7's AVX512_VNNI and AVX512BW, with the OS saving ZMM state)
+    against the flags the Linux kernel reports."""
+    ops_int8 = _ops_int8()
+    flags = next(
+        set(line.split(":", 1)[1].split())
+        for line in Path("/proc/cpuinfo").read_text().splitlines()
+        if line.startswith("flags")
+    )
+    want = {"avx512f", "avx512bw", "avx512_vnni"} <= flags
+    assert ops_int8.has_vnni() == want
