@@ -14,7 +14,8 @@ onnxruntime's running the quantized graph as written (no optimiser: each QDQ nod
 spec says); the largest difference, relative to the output's scale, is printed (a QDQ
 file's integer products may put a requantized value one quantum from it).
 
-Run: ``taskset -c 1 .venv/bin/python benchmarks/ops_quant_bench.py`` (``--only NAME``...).
+Run: ``taskset -c 1 .venv/bin/python benchmarks/ops_quant_bench.py`` (``--only NAME``...;
+``--ort-avx2``: then walle's AVX2 build against onnxruntime's AVX2 code, on an AVX-512 CPU).
 Rows: two of the onnx wheel's light CNNs (ops_bench's weights), at batch 1 and raised to
 opset 13 (the QDQ format's per-channel scales need it), and an MLP 256-1024-1024-256 at
 batch 32 (the matmuls dynamic quantization is most used for).
@@ -133,9 +134,36 @@ def _row(label: str, model: onnx.ModelProto, how: str, folder: Path) -> str:
     )
 
 
+def _ort_avx2_table(only: list[str]) -> None:
+    """The rows again in a process of their own, walle's AVX2 build against onnxruntime's
+    AVX2 code (benchmarks/ort_avx2.py's patched copy): what an AVX2-only CPU would see."""
+    import os
+    import subprocess
+
+    import ort_avx2
+
+    from walle.ops.backends import cython_isa, numpy_isa
+
+    copy = ops_bench._ort_avx2_copy()
+    if copy is None:
+        return
+    base = {**os.environ, cython_isa.ENV: "avx2", **numpy_isa.environ("avx2")}
+    print("\nThe AVX2 build against onnxruntime's AVX2 code:", flush=True)
+    only_args = ["--only", *only] if only else []
+    subprocess.run(
+        [sys.executable, __file__, *only_args], env=ort_avx2.environ(copy, base), check=True
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="*", default=[], help="rows whose label has one of these")
+    parser.add_argument(
+        "--ort-avx2",
+        action="store_true",
+        help="then the rows with walle's AVX2 build against onnxruntime's AVX2 code "
+        "(an AVX-512 CPU only: benchmarks/ort_avx2.py)",
+    )
     args = parser.parse_args()
     cpu, level = ops_bench._cpu()
     print(f"CPU: {cpu}; walle's kernels at {level}\n")
@@ -150,6 +178,8 @@ def main() -> None:
                 continue
             for how in ("dynamic", "qdq"):
                 print(_row(label, model, how, Path(tmp)), flush=True)
+    if args.ort_avx2:
+        _ort_avx2_table(args.only)
 
 
 if __name__ == "__main__":
