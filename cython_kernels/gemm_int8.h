@@ -246,130 +246,102 @@ static inline void walle_i8_store_form(int form, const int32_t* t, int cols, lon
     walle_i8_store(t, cols, mr, nr, dst, ldc, col_bias, row_bias, relu);
 }
 
+/* A tile: ROWS rows of the broadcast side a (``width`` values apart, a group of 32 bits at
+   a time) times a panel of 2 vectors of columns of b (a group per column and step), into
+   t [ROWS][2 vectors]. One body for every form; each form names its pieces first
+   (WALLE_I8_T_*: the vector type, b's elements per step, load, broadcast, zero, store, and
+   the multiply-add of a broadcast v into an accumulator c with b's vector w). */
+#define WALLE_I8_T_ZERO(r) WALLE_I8_T_VT c##r##0 = WALLE_I8_T_SETZERO(), c##r##1 = c##r##0;
+#define WALLE_I8_T_DOT(r)                                                                    \
+    {                                                                                        \
+        int32_t q;                                                                           \
+        memcpy(&q, a + r * width + s * (4 / sizeof *a), 4);                                  \
+        WALLE_I8_T_VT v = WALLE_I8_T_SET1(q);                                                \
+        c##r##0 = WALLE_I8_T_MAC(c##r##0, v, b0);                                            \
+        c##r##1 = WALLE_I8_T_MAC(c##r##1, v, b1);                                            \
+    }
+#define WALLE_I8_T_STORE(r)                                                                  \
+    WALLE_I8_T_STOREU(t + r * 2 * WALLE_I8_T_LANES, c##r##0);                                \
+    WALLE_I8_T_STOREU(t + r * 2 * WALLE_I8_T_LANES + WALLE_I8_T_LANES, c##r##1);
+#define WALLE_I8_TILE(NAME, ATTR, TA, TB, ROWS, PREFETCH)                                    \
+    ATTR static void NAME(const TA* a, long width, const TB* b, long kg, int32_t* t) {       \
+        ROWS(WALLE_I8_T_ZERO)                                                                \
+        for (long s = 0; s < kg; s++) {                                                      \
+            const TB* bs = b + s * 2 * WALLE_I8_T_LANES * (4 / sizeof *b);                   \
+            WALLE_I8_T_VT b0 = WALLE_I8_T_LOADU(bs);                                         \
+            WALLE_I8_T_VT b1 = WALLE_I8_T_LOADU(bs + WALLE_I8_T_LANES * (4 / sizeof *b));    \
+            if (PREFETCH) { /* the panel 8 steps on: b's first tile of rows reads it from    \
+                               L3 (a [1024, 1024] b is 1 MiB, an L2): 5% of a dense layer */ \
+                _mm_prefetch((const char*)bs + 1024, _MM_HINT_T0);                          \
+                _mm_prefetch((const char*)bs + 1088, _MM_HINT_T0);                          \
+            }                                                                                \
+            ROWS(WALLE_I8_T_DOT)                                                             \
+        }                                                                                    \
+        ROWS(WALLE_I8_T_STORE)                                                               \
+    }
+
 #ifdef WALLE_X86
-/* One tile: 8 rows of packed a (quads, ``width`` bytes apart) times a panel of 32 columns. */
-WALLE_LEVEL_TARGET("avx512f,avx512bw,avx512vnni")
-static void walle_i8_tile_vnni(const uint8_t* a, long width, const int8_t* b, long kg,
-                               int32_t* t) {
-#define WALLE_I8_ZERO(r) __m512i c##r##0 = _mm512_setzero_si512(), c##r##1 = c##r##0;
-    WALLE_I8_ROWS8(WALLE_I8_ZERO)
-    for (long s = 0; s < kg; s++) {
-        __m512i b0 = _mm512_loadu_si512(b + s * 128), b1 = _mm512_loadu_si512(b + s * 128 + 64);
-        /* the panel 8 steps on: each panel is read from L3 by the first tile of rows (a
-           [1024, 1024] b is 1 MiB, an L2), and the prefetcher alone left 5% of a dense
-           layer's time waiting for it */
-        _mm_prefetch((const char*)(b + s * 128 + 1024), _MM_HINT_T0);
-        _mm_prefetch((const char*)(b + s * 128 + 1088), _MM_HINT_T0);
-#define WALLE_I8_DOT(r)                                                                      \
-    {                                                                                        \
-        int32_t q;                                                                           \
-        memcpy(&q, a + r * width + 4 * s, 4);                                                \
-        __m512i v = _mm512_set1_epi32(q);                                                    \
-        c##r##0 = _mm512_dpbusd_epi32(c##r##0, v, b0);                                       \
-        c##r##1 = _mm512_dpbusd_epi32(c##r##1, v, b1);                                       \
-    }
-        WALLE_I8_ROWS8(WALLE_I8_DOT)
-    }
-#define WALLE_I8_STORE512(r)                                                                 \
-    _mm512_storeu_si512(t + r * 32, c##r##0);                                                \
-    _mm512_storeu_si512(t + r * 32 + 16, c##r##1);
-    WALLE_I8_ROWS8(WALLE_I8_STORE512)
-}
+#define WALLE_I8_T_VT __m512i
+#define WALLE_I8_T_LANES 16
+#define WALLE_I8_T_SETZERO _mm512_setzero_si512
+#define WALLE_I8_T_SET1 _mm512_set1_epi32
+#define WALLE_I8_T_LOADU(p) _mm512_loadu_si512(p)
+#define WALLE_I8_T_STOREU(p, v) _mm512_storeu_si512(p, v)
+/* VNNI, 8 x 32: a's u8 quads broadcast (vpdpbusd's unsigned side) against b's s8 ones */
+#define WALLE_I8_T_MAC(c, v, w) _mm512_dpbusd_epi32(c, v, w)
+WALLE_I8_TILE(walle_i8_tile_vnni, WALLE_LEVEL_TARGET("avx512f,avx512bw,avx512vnni"), uint8_t,
+              int8_t, WALLE_I8_ROWS8, 1)
+#undef WALLE_I8_T_MAC
+/* the conv form's: a the weights' s8 quads, b the columns' u8 ones (the unsigned side) */
+#define WALLE_I8_T_MAC(c, v, w) _mm512_dpbusd_epi32(c, w, v)
+WALLE_I8_TILE(walle_i8_tile_vnni_left, WALLE_LEVEL_TARGET("avx512f,avx512bw,avx512vnni"),
+              int8_t, uint8_t, WALLE_I8_ROWS8, 1)
+#undef WALLE_I8_T_MAC
+/* 16-bit pairs, 8 x 32 (AVX-512BW) */
+#define WALLE_I8_T_MAC(c, v, w) _mm512_add_epi32(c, _mm512_madd_epi16(v, w))
+WALLE_I8_TILE(walle_i8_tile_pairs512, WALLE_LEVEL_TARGET("avx512f,avx512bw"), int16_t,
+              int16_t, WALLE_I8_ROWS8, 0)
+#undef WALLE_I8_T_MAC
+#undef WALLE_I8_T_VT
+#undef WALLE_I8_T_LANES
+#undef WALLE_I8_T_SETZERO
+#undef WALLE_I8_T_SET1
+#undef WALLE_I8_T_LOADU
+#undef WALLE_I8_T_STOREU
 
-/* The conv form's VNNI tile: 8 rows of constant weights (s8 quads, broadcast) times a panel
-   of 32 columns of the quantized value (u8 quads, the vectors: vpdpbusd's unsigned side). */
-WALLE_LEVEL_TARGET("avx512f,avx512bw,avx512vnni")
-static void walle_i8_tile_vnni_left(const int8_t* a, long width, const uint8_t* b, long kg,
-                                    int32_t* t) {
-    WALLE_I8_ROWS8(WALLE_I8_ZERO)
-    for (long s = 0; s < kg; s++) {
-        __m512i b0 = _mm512_loadu_si512(b + s * 128), b1 = _mm512_loadu_si512(b + s * 128 + 64);
-        _mm_prefetch((const char*)(b + s * 128 + 1024), _MM_HINT_T0);
-        _mm_prefetch((const char*)(b + s * 128 + 1088), _MM_HINT_T0);
-#define WALLE_I8_DOT_LEFT(r)                                                                 \
-    {                                                                                        \
-        int32_t q;                                                                           \
-        memcpy(&q, a + r * width + 4 * s, 4);                                                \
-        __m512i v = _mm512_set1_epi32(q);                                                    \
-        c##r##0 = _mm512_dpbusd_epi32(c##r##0, b0, v);                                       \
-        c##r##1 = _mm512_dpbusd_epi32(c##r##1, b1, v);                                       \
-    }
-        WALLE_I8_ROWS8(WALLE_I8_DOT_LEFT)
-    }
-    WALLE_I8_ROWS8(WALLE_I8_STORE512)
-}
-
-/* 8 rows of 16-bit pairs times 32 columns (AVX-512BW). */
-WALLE_LEVEL_TARGET("avx512f,avx512bw")
-static void walle_i8_tile_pairs512(const int16_t* a, long width, const int16_t* b, long kg,
-                                   int32_t* t) {
-    WALLE_I8_ROWS8(WALLE_I8_ZERO)
-    for (long s = 0; s < kg; s++) {
-        __m512i b0 = _mm512_loadu_si512(b + s * 64), b1 = _mm512_loadu_si512(b + s * 64 + 32);
-#define WALLE_I8_MADD512(r)                                                                  \
-    {                                                                                        \
-        int32_t q;                                                                           \
-        memcpy(&q, a + r * width + 2 * s, 4);                                                \
-        __m512i v = _mm512_set1_epi32(q);                                                    \
-        c##r##0 = _mm512_add_epi32(c##r##0, _mm512_madd_epi16(v, b0));                       \
-        c##r##1 = _mm512_add_epi32(c##r##1, _mm512_madd_epi16(v, b1));                       \
-    }
-        WALLE_I8_ROWS8(WALLE_I8_MADD512)
-    }
-    WALLE_I8_ROWS8(WALLE_I8_STORE512)
-}
-
-/* 4 rows of 16-bit pairs times 16 columns (AVX2): 8 named accumulators (an array of them
-   ran at 0.9x; 6 rows, which fill the 16 registers, at 0.66x: 32 x 1024 x 1024, Zen 4). */
-WALLE_LEVEL_TARGET("avx2")
-static void walle_i8_tile_pairs256(const int16_t* a, long width, const int16_t* b, long kg,
-                                   int32_t* t) {
-#define WALLE_I8_ZERO256(r) __m256i c##r##0 = _mm256_setzero_si256(), c##r##1 = c##r##0;
-    WALLE_I8_ROWS4(WALLE_I8_ZERO256)
-    for (long s = 0; s < kg; s++) {
-        __m256i b0 = _mm256_loadu_si256((const __m256i*)(b + s * 32));
-        __m256i b1 = _mm256_loadu_si256((const __m256i*)(b + s * 32 + 16));
-#define WALLE_I8_MADD256(r)                                                                  \
-    {                                                                                        \
-        int32_t q;                                                                           \
-        memcpy(&q, a + r * width + 2 * s, 4);                                                \
-        __m256i v = _mm256_set1_epi32(q);                                                    \
-        c##r##0 = _mm256_add_epi32(c##r##0, _mm256_madd_epi16(v, b0));                       \
-        c##r##1 = _mm256_add_epi32(c##r##1, _mm256_madd_epi16(v, b1));                       \
-    }
-        WALLE_I8_ROWS4(WALLE_I8_MADD256)
-    }
-#define WALLE_I8_STORE256(r)                                                                 \
-    _mm256_storeu_si256((__m256i*)(t + r * 16), c##r##0);                                    \
-    _mm256_storeu_si256((__m256i*)(t + r * 16 + 8), c##r##1);
-    WALLE_I8_ROWS4(WALLE_I8_STORE256)
-}
+/* 16-bit pairs, 4 x 16 (AVX2; an array of accumulators ran at 0.9x, 6 rows, which fill the
+   16 registers, at 0.66x: 32 x 1024 x 1024, Zen 4) */
+#define WALLE_I8_T_VT __m256i
+#define WALLE_I8_T_LANES 8
+#define WALLE_I8_T_SETZERO _mm256_setzero_si256
+#define WALLE_I8_T_SET1 _mm256_set1_epi32
+#define WALLE_I8_T_LOADU(p) _mm256_loadu_si256((const __m256i*)(p))
+#define WALLE_I8_T_STOREU(p, v) _mm256_storeu_si256((__m256i*)(p), v)
+#define WALLE_I8_T_MAC(c, v, w) _mm256_add_epi32(c, _mm256_madd_epi16(v, w))
+WALLE_I8_TILE(walle_i8_tile_pairs256, WALLE_LEVEL_TARGET("avx2"), int16_t, int16_t,
+              WALLE_I8_ROWS4, 0)
+#undef WALLE_I8_T_MAC
+#undef WALLE_I8_T_VT
+#undef WALLE_I8_T_LANES
+#undef WALLE_I8_T_SETZERO
+#undef WALLE_I8_T_SET1
+#undef WALLE_I8_T_LOADU
+#undef WALLE_I8_T_STOREU
 #endif
 
-/* 4 rows of 16-bit pairs times 8 columns: SSE2's pmaddwd, or the same sums in C. */
+/* 16-bit pairs, 4 x 8: SSE2's pmaddwd, or the same sums in C */
+#if defined(WALLE_X86) || defined(__SSE2__)
+#define WALLE_I8_T_VT __m128i
+#define WALLE_I8_T_LANES 4
+#define WALLE_I8_T_SETZERO _mm_setzero_si128
+#define WALLE_I8_T_SET1 _mm_set1_epi32
+#define WALLE_I8_T_LOADU(p) _mm_loadu_si128((const __m128i*)(p))
+#define WALLE_I8_T_STOREU(p, v) _mm_storeu_si128((__m128i*)(p), v)
+#define WALLE_I8_T_MAC(c, v, w) _mm_add_epi32(c, _mm_madd_epi16(v, w))
+WALLE_I8_TILE(walle_i8_tile_pairs128, , int16_t, int16_t, WALLE_I8_ROWS4, 0)
+#else
 static void walle_i8_tile_pairs128(const int16_t* a, long width, const int16_t* b, long kg,
                                    int32_t* t) {
-#if defined(WALLE_X86) || defined(__SSE2__)
-#define WALLE_I8_ZERO128(r) __m128i c##r##0 = _mm_setzero_si128(), c##r##1 = c##r##0;
-    WALLE_I8_ROWS4(WALLE_I8_ZERO128)
-    for (long s = 0; s < kg; s++) {
-        __m128i b0 = _mm_loadu_si128((const __m128i*)(b + s * 16));
-        __m128i b1 = _mm_loadu_si128((const __m128i*)(b + s * 16 + 8));
-#define WALLE_I8_MADD128(r)                                                                  \
-    {                                                                                        \
-        int32_t q;                                                                           \
-        memcpy(&q, a + r * width + 2 * s, 4);                                                \
-        __m128i v = _mm_set1_epi32(q);                                                       \
-        c##r##0 = _mm_add_epi32(c##r##0, _mm_madd_epi16(v, b0));                             \
-        c##r##1 = _mm_add_epi32(c##r##1, _mm_madd_epi16(v, b1));                             \
-    }
-        WALLE_I8_ROWS4(WALLE_I8_MADD128)
-    }
-#define WALLE_I8_STORE128(r)                                                                 \
-    _mm_storeu_si128((__m128i*)(t + r * 8), c##r##0);                                        \
-    _mm_storeu_si128((__m128i*)(t + r * 8 + 4), c##r##1);
-    WALLE_I8_ROWS4(WALLE_I8_STORE128)
-#else
     int32_t c[4][8] = {{0}};
     for (long s = 0; s < kg; s++) {
         const int16_t* bs = b + s * 16;
@@ -379,8 +351,15 @@ static void walle_i8_tile_pairs128(const int16_t* a, long width, const int16_t* 
         }
     }
     memcpy(t, c, sizeof c);
-#endif
 }
+#endif
+#undef WALLE_I8_T_MAC
+#undef WALLE_I8_T_VT
+#undef WALLE_I8_T_LANES
+#undef WALLE_I8_T_SETZERO
+#undef WALLE_I8_T_SET1
+#undef WALLE_I8_T_LOADU
+#undef WALLE_I8_T_STOREU
 
 /* Packs a (every row, once per call): before walle_i8_run. */
 static void walle_i8_pack(const walle_i8_gemm* g) {

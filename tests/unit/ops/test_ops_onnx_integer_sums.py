@@ -22,7 +22,7 @@ from onnx import TensorProto, helper, numpy_helper
 from tests._backends import at_every_cython_level, backend_or_skip, run_with_algorithm
 from tests.unit.ops._onnx_cases import io, model, run_ort, run_walle
 from tests.unit.ops.test_ops_onnx_expand_tile import SETTINGS
-from tests.unit.ops.test_ops_onnx_quantize import QuantCase
+from tests.unit.ops.test_ops_onnx_quantize import QuantCase, _conv_attrs
 from walle.ops import available_backends
 from walle.ops.fusion import find_steps
 from walle.ops.onnx_import import import_onnx
@@ -105,17 +105,6 @@ def qlinear_matmul_models(draw, big: bool = False) -> QuantCase:
     ]
     proto = model(nodes, [io("x", [m, k])], [io("y", None, kind)], inits, opset=13)
     return QuantCase(proto, {"x": x})
-
-
-def _conv_attrs(draw, kernel: tuple[int, int]) -> dict:
-    attrs: dict = {}
-    if draw(st.booleans()):
-        attrs["pads"] = [draw(st.integers(0, k - 1)) for k in (*kernel, *kernel)]
-    if draw(st.booleans()):
-        attrs["strides"] = [draw(st.integers(1, 2)), draw(st.integers(1, 2))]
-    if draw(st.booleans()):
-        attrs["dilations"] = [draw(st.integers(1, 2)), 1]
-    return attrs
 
 
 def _conv_shapes(draw):
