@@ -642,24 +642,8 @@ def _conv_padded(
             )
         return [ops_conv.ConvKernel(x, weight, bias, out, region, step.attr("act")).run]
     x = buffers[im2col.inputs[0]]
-    if algorithm == "int8_direct":  # the (padded) input read in place through the region
-        level = cython_isa.NAMES[ops_conv.level()]
-        w2 = weight.reshape(weight.shape[0], -1)
-        act = step.attr("act")
-        direct = ops_int8.ConvInt8Kernel(w2, x, out, bias, act, level, region=region)
-        return [direct.run]
-    if algorithm == "int8":  # the columns (x itself for a plain 1x1), then ops_int8
-        plain = _is_plain_view(region, x.shape)
-        cols = x.reshape(buffers[flat.output].shape) if plain else buffers[flat.output]
-        level = cython_isa.NAMES[ops_conv.level()]
-        w2 = weight.reshape(weight.shape[0], -1)
-        int8 = ops_int8.ConvInt8Kernel(w2, cols, out, bias, step.attr("act"), level)
-        if plain:
-            return [int8.run]
-        return [
-            ops_raster.RasterKernel([x], buffers[im2col.output], (region,), None).run,
-            int8.run,
-        ]
+    if algorithm in ("int8", "int8_direct"):
+        return _conv_int8(algorithm, x, weight, bias, out, (im2col, flat), step, buffers)
     mode = 0 if bias is None else 2
     if _is_plain_view(region, x.shape):  # a 1x1, stride-1, unpadded conv: a GEMM on x itself
         cols = x.reshape(buffers[flat.output].shape)
@@ -667,6 +651,32 @@ def _conv_padded(
     cols = buffers[im2col.output]
     calls = [ops_raster.RasterKernel([x], cols, (region,), None).run]
     return calls + _gemm("blas", weight, buffers[flat.output], out, bias, mode, step.attr("act"))
+
+
+def _conv_int8(
+    algorithm: str,
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None,
+    out: np.ndarray,
+    parts: tuple[Node, Node],
+    step: FusedStep,
+    buffers: Buffers,
+) -> list[Call]:
+    """ops_int8's conv over the (padded) input x: read in place through the im2col region
+    (``int8_direct``), or over its im2col columns (``int8``: x itself for a plain 1x1, else
+    the column raster first)."""
+    im2col, flat = parts
+    region = im2col.attr("regions")[0]
+    w2, act = weight.reshape(weight.shape[0], -1), step.attr("act")
+    level = cython_isa.NAMES[ops_conv.level()]
+    if algorithm == "int8_direct":
+        return [ops_int8.ConvInt8Kernel(w2, x, out, bias, act, level, region=region).run]
+    if _is_plain_view(region, x.shape):
+        cols = x.reshape(buffers[flat.output].shape)
+        return [ops_int8.ConvInt8Kernel(w2, cols, out, bias, act, level).run]
+    kernel = ops_int8.ConvInt8Kernel(w2, buffers[flat.output], out, bias, act, level)
+    return [ops_raster.RasterKernel([x], buffers[im2col.output], (region,), None).run, kernel.run]
 
 
 def _group_conv(step: FusedStep, algorithm: str, graph: Graph, buffers: Buffers) -> list[Call]:
