@@ -96,6 +96,7 @@ typedef struct {
     long taps, cout, oh, ow;
     long y_row, y_plane; /* OW and OH * OW, or a wider buffer's (conv_pool.h's bands) */
     long s_n, s_oh;    /* source strides of an image and of an output row */
+    long chunk;        /* deep tiles: output positions every block of channels takes in turn */
     float relu;
 } walle_lanes;
 
@@ -143,6 +144,82 @@ typedef struct {
         }                                                                                      \
     }
 
+/* The same sums for a conv with many taps (an input of many channels): NC vectors of
+   channels x NP output positions, NC * NP accumulators filling the registers the weights and
+   the broadcast leave (AVX-512 16-24 of 32, AVX2 and the baseline 12 of 16). The positions
+   run along the flattened output plane (a tile may cross rows: a 7x7 or 14x14 plane wastes
+   no lanes), each read through its own offset ``xo`` (any column stride), and the sums are
+   stored through a scratch block one value at a time: NC * VW * NP stores, about 1-2% of a
+   tile's multiply-adds where there are hundreds of taps. ``nvalid`` of the NP positions are
+   stored (the others repeat the last one). */
+#define WALLE_LANES_DEEP_TILE(NAME, VT, IT, VW, NC, NP)                                        \
+    WALLE_INLINE void NAME(const walle_lanes* g, const float* restrict xn,                     \
+                           const long* restrict xo, const float* restrict w,                   \
+                           const float* restrict bias, float* restrict yn,                     \
+                           const long* restrict yo, long nvalid, long cvalid) {                \
+        VT acc[NC * NP];                                                                       \
+        const float* xp[NP]; /* a base register per position, the tap's offset its index */    \
+        for (int p = 0; p < NP; p++) xp[p] = xn + xo[p];                                       \
+        for (int i = 0; i < NC * NP; i++) acc[i] = (VT){0};                                    \
+        const long* restrict toff = g->toff;                                                   \
+        for (long t = 0; t < g->taps; t++) {                                                   \
+            const long k = toff[t];                                                            \
+            VT wv[NC];                                                                         \
+            for (int h = 0; h < NC; h++) memcpy(&wv[h], w + (t * NC + h) * VW, sizeof(VT));    \
+            for (int p = 0; p < NP; p++)                                                       \
+                for (int h = 0; h < NC; h++) acc[h * NP + p] += xp[p][k] * wv[h];              \
+        }                                                                                      \
+        float out[NC * NP * VW] __attribute__((aligned(64)));                                  \
+        for (int h = 0; h < NC; h++) {                                                         \
+            VT b;                                                                              \
+            memcpy(&b, bias + h * VW, sizeof(b));                                              \
+            for (int p = 0; p < NP; p++) {                                                     \
+                VT r = acc[h * NP + p] + b;                                                    \
+                WALLE_RELU_V(VT, IT, r, g->relu);                                              \
+                memcpy(out + (h * NP + p) * VW, &r, sizeof(r));                                \
+            }                                                                                  \
+        }                                                                                      \
+        long plane = g->y_plane;                                                               \
+        for (long c = 0; c < cvalid; c++) {                                                    \
+            const float* oc = out + (c / VW) * NP * VW + c % VW;                              \
+            float* yc = yn + c * plane;                                                        \
+            for (long p = 0; p < nvalid; p++) yc[yo[p]] = oc[p * VW];                          \
+        }                                                                                      \
+    }
+
+/* Output rows [r0, r1) of r = n * OH + oh with the deep tiles: per image, per chunk of
+   ``chunk`` positions (their input rows stay in L2 while every block of channels reads
+   them), per block of channels, the chunk's positions NP at a time. */
+#define WALLE_LANES_DEEP_ROWS(NAME, ATTR, VW, NC, NP, TILE)                                    \
+    ATTR static void NAME(const walle_lanes* g, long sow, long r0, long r1) {                  \
+        const long cw = NC * VW, blocks = (g->cout + cw - 1) / cw, ow = g->ow;                 \
+        for (long n = r0 / g->oh; n * g->oh < r1; n++) {                                       \
+            long lo = (r0 > n * g->oh ? r0 - n * g->oh : 0) * ow;                              \
+            long hi = ((r1 < (n + 1) * g->oh ? r1 : (n + 1) * g->oh) - n * g->oh) * ow;        \
+            const float* xn = g->x + n * g->s_n;                                               \
+            for (long c0 = lo; c0 < hi; c0 += g->chunk) {                                      \
+                long c1 = c0 + g->chunk < hi ? c0 + g->chunk : hi;                             \
+                for (long cb = 0; cb < blocks; cb++) {                                         \
+                    const float* w = g->w + cb * g->taps * cw;                                 \
+                    const float* bias = g->bias + cb * cw;                                     \
+                    float* yn = g->y + (n * g->cout + cb * cw) * g->y_plane;                   \
+                    long cvalid = g->cout - cb * cw < cw ? g->cout - cb * cw : cw;             \
+                    for (long p0 = c0; p0 < c1; p0 += NP) {                                    \
+                        long xo[NP], yo[NP];                                                   \
+                        for (int i = 0; i < NP; i++) {                                         \
+                            long p = p0 + i < c1 ? p0 + i : c1 - 1;                            \
+                            long row = p / ow, col = p % ow;                                   \
+                            xo[i] = row * g->s_oh + col * sow;                                 \
+                            yo[i] = row * g->y_row + col;                                      \
+                        }                                                                      \
+                        long nvalid = c1 - p0 < NP ? c1 - p0 : NP;                             \
+                        TILE(g, xn, xo, w, bias, yn, yo, nvalid, cvalid);                      \
+                    }                                                                          \
+                }                                                                              \
+            }                                                                                  \
+        }                                                                                      \
+    }
+
 /* Output rows [r0, r1) of r = n * OH + oh, every block of channels, with the tiles T1 .. T4
    (source column stride 1 to 4). */
 #define WALLE_LANES_ROWS(NAME, ATTR, VW, NC, NP, T1, T2, T3, T4)                               \
@@ -176,6 +253,10 @@ typedef struct {
     WALLE_LANES_ROWS(PREFIX##_rows, ATTR, VW, NC, NP, PREFIX##_s1, PREFIX##_s2, PREFIX##_s3,   \
                      PREFIX##_s4)
 
+#define WALLE_LANES_DEEP_LEVEL(PREFIX, ATTR, VT, IT, VW, NC, NP)                                \
+    WALLE_LANES_DEEP_TILE(PREFIX##_tile, VT, IT, VW, NC, NP)                                   \
+    WALLE_LANES_DEEP_ROWS(PREFIX##_rows, ATTR, VW, NC, NP, PREFIX##_tile)
+
 WALLE_LANES_LEVEL(walle_lanes_avx512, WALLE_LEVEL_TARGET("avx512f,avx2,fma"), walle_v16,
                   walle_i16, 16, 1, 16, walle_lanes_t16, WALLE_HIGH16)
 WALLE_LANES_LEVEL(walle_lanes_avx512w, WALLE_LEVEL_TARGET("avx512f,avx2,fma"), walle_v16,
@@ -184,23 +265,73 @@ WALLE_LANES_LEVEL(walle_lanes_avx2, WALLE_LEVEL_TARGET("avx2,fma"), walle_v8, wa
                   walle_lanes_t8, WALLE_HIGH8)
 WALLE_LANES_LEVEL(walle_lanes_base, , walle_v4, walle_i4, 4, 2, 4, walle_lanes_t4, WALLE_HIGH4)
 
-/* Channels per block at a level (2 AVX-512, 1 AVX2, 0 the baseline), ``wide``: AVX-512's
-   tile of 2 vectors of channels x 8 columns. */
-static long walle_lanes_block(int level, int wide) {
-    return level == 2 ? (wide ? 32 : 16) : level == 1 ? 16 : 8;
+WALLE_LANES_DEEP_LEVEL(walle_lanes_avx512d2, WALLE_LEVEL_TARGET("avx512f,avx2,fma"), walle_v16,
+                       walle_i16, 16, 2, 8)
+WALLE_LANES_DEEP_LEVEL(walle_lanes_avx512d3, WALLE_LEVEL_TARGET("avx512f,avx2,fma"), walle_v16,
+                       walle_i16, 16, 3, 8)
+WALLE_LANES_DEEP_LEVEL(walle_lanes_avx512d4, WALLE_LEVEL_TARGET("avx512f,avx2,fma"), walle_v16,
+                       walle_i16, 16, 4, 6)
+WALLE_LANES_DEEP_LEVEL(walle_lanes_avx2d2, WALLE_LEVEL_TARGET("avx2,fma"), walle_v8, walle_i8, 8,
+                       2, 6)
+WALLE_LANES_DEEP_LEVEL(walle_lanes_based2, , walle_v4, walle_i4, 4, 2, 6)
+
+/* A tile's shape (``form``): WALLE_LANES_NARROW (AVX-512 16 channels x 16 columns, AVX2 16 x
+   4, the baseline 8 x 4), WALLE_LANES_WIDE (AVX-512 32 x 8; elsewhere narrow) or
+   WALLE_LANES_DEEP2..4 (NC = 2..4 vectors of channels, the deep tiles above; 4 at AVX-512
+   only, 3 elsewhere). */
+#define WALLE_LANES_NARROW 0
+#define WALLE_LANES_WIDE 1
+#define WALLE_LANES_DEEP2 2
+#define WALLE_LANES_DEEP3 3
+#define WALLE_LANES_DEEP4 4
+
+/* The form a level runs for ``form`` (a deep tile of 4 vectors is AVX-512's only). */
+static int walle_lanes_form(int level, int form) {
+    if (WALLE_LEVEL(level) == 2) return form;
+    if (form == WALLE_LANES_WIDE) return WALLE_LANES_NARROW;
+    return form >= WALLE_LANES_DEEP2 ? WALLE_LANES_DEEP2 : form;
 }
 
-/* Output rows [r0, r1) at ``level``, source column stride ``sow`` (1 to 4). */
-static void walle_lanes_run(const walle_lanes* g, int level, int wide, long sow, long r0,
+/* Channels per block at a level (2 AVX-512, 1 AVX2, 0 the baseline) and form. */
+static long walle_lanes_block(int level, int form) {
+    long vw = level == 2 ? 16 : level == 1 ? 8 : 4;
+    form = walle_lanes_form(level, form);
+    if (form >= WALLE_LANES_DEEP2) return form * vw;
+    return level == 2 ? (form == WALLE_LANES_WIDE ? 32 : 16) : level == 1 ? 16 : 8;
+}
+
+/* Output columns per tile at a level and form (rows narrower than this are not taken). */
+static long walle_lanes_columns(int level, int form) {
+    form = walle_lanes_form(level, form);
+    if (form >= WALLE_LANES_DEEP2)
+        return level == 2 ? (form == WALLE_LANES_DEEP4 ? 6 : 8) : 6;
+    return level == 2 ? (form == WALLE_LANES_WIDE ? 8 : 16) : 4;
+}
+
+/* Output rows [r0, r1) at ``level`` and ``form``, source column stride ``sow`` (1 to 4). */
+static void walle_lanes_run(const walle_lanes* g, int level, int form, long sow, long r0,
                             long r1) {
-    if (WALLE_LEVEL(level) == 2 && wide)
-        walle_lanes_avx512w_rows(g, sow, r0, r1);
-    else if (WALLE_LEVEL(level) == 2)
-        walle_lanes_avx512_rows(g, sow, r0, r1);
-    else if (WALLE_LEVEL(level) == 1)
-        walle_lanes_avx2_rows(g, sow, r0, r1);
-    else
-        walle_lanes_base_rows(g, sow, r0, r1);
+    int lv = WALLE_LEVEL(level);
+    form = walle_lanes_form(level, form);
+    if (lv == 2) {
+        switch (form) {
+        case WALLE_LANES_WIDE: walle_lanes_avx512w_rows(g, sow, r0, r1); return;
+        case WALLE_LANES_DEEP2: walle_lanes_avx512d2_rows(g, sow, r0, r1); return;
+        case WALLE_LANES_DEEP3: walle_lanes_avx512d3_rows(g, sow, r0, r1); return;
+        case WALLE_LANES_DEEP4: walle_lanes_avx512d4_rows(g, sow, r0, r1); return;
+        default: walle_lanes_avx512_rows(g, sow, r0, r1); return;
+        }
+    }
+    if (lv == 1) {
+        switch (form) {
+        case WALLE_LANES_DEEP2: walle_lanes_avx2d2_rows(g, sow, r0, r1); return;
+        default: walle_lanes_avx2_rows(g, sow, r0, r1); return;
+        }
+    }
+    switch (form) {
+    case WALLE_LANES_DEEP2: walle_lanes_based2_rows(g, sow, r0, r1); return;
+    default: walle_lanes_base_rows(g, sow, r0, r1); return;
+    }
 }
 
 #endif

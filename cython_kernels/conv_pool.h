@@ -40,14 +40,14 @@ static inline long walle_lanes_pool_bands(const walle_lanes_pool* p) {
 
 /* Bands [i0, i1) of the pooled output y [images][cout][ph][pw] (band i: image i / bands,
    pooled rows from (i % bands) * band) of conv ``g`` (its y unused) at the lanes
-   ``level``/``wide``/``sow`` and the pool's ``pool_level``; ``buf`` holds cout x
+   ``level``/``form``/``sow`` and the pool's ``pool_level``; ``buf`` holds cout x
    walle_lanes_pool_rows x wp floats whose border columns hold ``fill`` (the conv writes
    only its own), ``v`` walle_pool_row_scratch's. Buffer row i of a band starting at pooled
    row p0 is bordered row p0 * sh + i: conv row p0 * sh + i - top, or a border row. A band
    after the one before it in the same image takes that band's last rows from the buffer;
    the first of a call computes them (a thread's share starts anywhere). */
 static void walle_lanes_pool_run(const walle_lanes* g, const walle_lanes_pool* p, int level,
-                                 int wide, long sow, int pool_level, long i0, long i1,
+                                 int form, long sow, int pool_level, long i0, long i1,
                                  float* buf, float* y, float* v) {
     const long oh = g->oh, cout = g->cout, wp = p->wp, bands = walle_lanes_pool_bands(p);
     const long rows = walle_lanes_pool_rows(p), plane = rows * wp;
@@ -82,7 +82,7 @@ static void walle_lanes_pool_run(const walle_lanes* g, const walle_lanes_pool* p
         if (c_lo < c_hi) {
             b.x = g->x + n * g->s_n + (c_lo - p->top) * g->s_oh;
             b.y = buf + (c_lo - first) * wp + p->left;
-            walle_lanes_run(&b, level, wide, sow, 0, c_hi - c_lo);
+            walle_lanes_run(&b, level, form, sow, 0, c_hi - c_lo);
         }
         const long sz[6] = {p->kh, p->kw, 1, 1, p1 - p0, p->pw};
         for (long c = 0; c < cout; c++)

@@ -34,19 +34,22 @@ CASES = [  # (N, C, H, W, Cout, kernel, stride, pads)
     (1, 600, 5, 5, 12, 1, 1, 0),  # a 1x1 conv of 600 rows (gemm_long at AVX2 and SSE)
     (1, 32, 7, 40, 16, 3, 2, 1),  # PP-HGNet's 3x3/2 stem conv: lanes for 32 channels
     (1, 64, 5, 36, 20, 3, 2, 1),  # the most channels a strided lanes conv takes
-    (1, 65, 5, 36, 20, 3, 2, 1),  # one more: no lanes
+    (1, 65, 5, 36, 20, 3, 2, 1),  # one more: no lanes (lanes_deep: 585 taps)
+    (1, 14, 5, 36, 20, 3, 2, 1),  # 126 taps: no lanes_deep
+    (1, 15, 5, 36, 20, 3, 2, 1),  # 135 taps: lanes_deep
+    (1, 200, 9, 9, 40, 1, 2, 0),  # a strided 1x1 conv: lanes_deep (its columns gathered)
 ]
 
 
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize(
-    "algorithm", ["direct", "gemm", "gemm_long", "gemm_direct", "im2col", "lanes"]
+    "algorithm", ["direct", "gemm", "gemm_long", "gemm_direct", "im2col", "lanes", "lanes_deep"]
 )
 @pytest.mark.parametrize("tail", ["none", "bias", "bias_relu"])
 def test_ops_conv_algorithms_match_reference(case, algorithm, tail) -> None:
     """``gemm_direct`` (the packed GEMM reading the columns in place) is offered for the
     1x1 stride-1 convs only, ``gemm_long`` (its reduction in the fewest blocks) where the
-    default blocks are more."""
+    default blocks are more, ``lanes_deep`` for 128 taps or more but a 1x1 stride-1 conv."""
     backend = backend_or_skip("cython")
     n, c, h, w, cout, k, s, p = case
     rng = np.random.default_rng(sum(case))
@@ -66,6 +69,7 @@ def test_ops_conv_algorithms_match_reference(case, algorithm, tail) -> None:
         assert ("gemm_long" in offered) == (c * k * k > 160)
     ow = (w + 2 * p - k) // s + 1
     assert ("lanes" in offered) == ((c <= 4 or (c <= 64 and s > 1)) and ow >= 16 and s <= 4)
+    assert ("lanes_deep" in offered) == (c * k * k >= 128 and not (k == 1 and s == 1))
     if algorithm not in offered:
         return
     got = run_with_algorithm(backend, graph, {"x": x}, step, algorithm)

@@ -7,8 +7,11 @@ tiles: 16 channels x 16 columns and 32 x 8) on random first-layer shapes: 1 to 4
 channels (and up to 64, which strided convs offer it), strides 1 to 4 (the tile's
 compile-time column strides), dilations, pads, rows whose width is not a multiple of a tile
 (the last tile is shifted back), channel counts that leave a block part-empty, and inputs
-with NaN and inf (ReLU keeps NaN).
-Tolerance: 1e-4 absolute and relative (float32).
+with NaN and inf (ReLU keeps NaN). The deep tiles (``lanes_deep``: convs of many taps) run
+along the flattened output plane at any column stride: planes from 1 x 1 up, tiles that
+cross rows, a last tile of fewer positions, every deep shape (2, 3 and 4 vectors of
+channels at AVX-512), and chunks of positions that every block of channels takes in turn.
+Tolerance: 1e-4 relative, and 1e-4 of the output's largest magnitude absolute (float32).
 """
 
 from __future__ import annotations
@@ -21,6 +24,13 @@ from hypothesis import strategies as st
 from tests._backends import backend_or_skip, im2col_node
 from walle.ops import GraphBuilder, run_reference
 from walle.ops.ir import Region
+
+
+def _atol(want: np.ndarray) -> float:
+    """1e-4 of the output's scale: a sum of thousands of taps (11 x 11 x 48) that cancels to
+    near 0 keeps the rounding of its large terms."""
+    finite = np.abs(want[np.isfinite(want)])
+    return 1e-4 * max(1.0, float(finite.max(initial=0.0)))
 
 
 def _ops_conv():
@@ -92,7 +102,9 @@ def test_ops_lanes_kernel_every_level_matches_reference(
             continue
         kernel.run()
         np.testing.assert_array_equal(np.isnan(out), np.isnan(want), err_msg=level)
-        np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4, err_msg=f"{level} {wide}")
+        np.testing.assert_allclose(
+            out, want, rtol=1e-4, atol=_atol(want), err_msg=f"{level} {wide}"
+        )
         # run_io: the caller's arrays (a network's input read where it lies): the same bits
         again = np.full(want.shape, -7.0, np.float32)
         kernel.run_io(padded.copy(), again)
@@ -161,3 +173,131 @@ def test_ops_lanes_kernel_takes_the_wide_tile_only_where_its_channels_fill_it(
             assert "does not run" in str(exc)
             continue
         assert kernel.wide == (wide and level == "avx512")
+
+
+def _conv_case(rng, n, c, cout, rows, cols, k, s, d, pad, act, special):
+    """x, the padded x, weights, bias, the im2col region and the reference output of a conv
+    (with ``act``: none, relu, relu6 or hard_swish)."""
+    x = rng.uniform(-2, 2, (n, c, rows, cols)).astype(np.float32)
+    if special:
+        flat = x.reshape(-1)
+        flat[::13] = np.nan
+        flat[1::17] = np.inf
+        flat[2::19] = -np.inf
+    weight = rng.uniform(-1, 1, (cout, c, *k)).astype(np.float32)
+    bias = rng.uniform(-1, 1, cout).astype(np.float32)
+    b = GraphBuilder()
+    y = b.conv2d(
+        b.input("x", x.shape),
+        b.const(weight),
+        b.const(bias),
+        strides=(s, s),
+        dilations=(d, d),
+        pads=(pad,) * 4,
+    )
+    if act == "relu6":
+        y = b.clip(y, b.const(np.float32(0.0)), b.const(np.float32(6.0)))
+    elif act == "relu":
+        y = b.relu(y)
+    elif act == "hard_swish":
+        y = b.hard_swish(y)
+    graph = b.build([y])
+    want = run_reference(graph, {"x": x})[0]
+    region = im2col_node(graph).attr("regions")[0]
+    padded = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    return padded, weight.reshape(cout, -1), bias, region, want
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 2),
+    c=st.integers(1, 24),
+    cout=st.integers(1, 70),
+    oh=st.integers(1, 9),
+    ow=st.integers(1, 13),
+    k=st.sampled_from([(1, 1), (3, 3), (5, 5), (3, 1), (2, 3)]),
+    s=st.integers(1, 6),  # any column stride: each position has its own offset
+    d=st.integers(1, 2),
+    pad=st.integers(0, 2),
+    act=st.sampled_from(["none", "relu", "relu6", "hard_swish"]),
+    special=st.booleans(),
+    seed=st.integers(0, 30),
+)
+def test_ops_lanes_deep_tiles_every_level_match_reference(
+    n, c, cout, oh, ow, k, s, d, pad, act, special, seed
+) -> None:
+    ops_conv = _ops_conv()
+    rng = np.random.default_rng(seed)
+    rows = (oh - 1) * s + d * (k[0] - 1) + 1 - 2 * pad
+    cols = (ow - 1) * s + d * (k[1] - 1) + 1 - 2 * pad
+    if rows < 1 or cols < 1:
+        return
+    padded, weight, bias, region, want = _conv_case(
+        rng, n, c, cout, rows, cols, k, s, d, pad, act, special
+    )
+    assert ops_conv.lanes_fits(region, True)
+    for level in ("avx512", "avx2", "sse"):
+        out = np.full(want.shape, -7.0, np.float32)  # stale values, never zeros
+        try:
+            kernel = ops_conv.LanesConvKernel(
+                padded, weight, bias, out, region, act, level, deep=True
+            )
+        except ValueError as exc:
+            assert "does not run" in str(exc)
+            continue
+        assert kernel.deep and not kernel.wide
+        kernel.run()
+        np.testing.assert_array_equal(np.isnan(out), np.isnan(want), err_msg=level)
+        np.testing.assert_allclose(out, want, rtol=1e-4, atol=_atol(want), err_msg=level)
+        again = np.full(want.shape, -7.0, np.float32)
+        kernel.run_io(padded.copy(), again)
+        np.testing.assert_array_equal(again, out, err_msg=f"run_io {level}")
+
+
+@pytest.mark.parametrize(
+    ("cout", "form512"), [(16, 2), (32, 2), (40, 3), (48, 3), (64, 4), (96, 3), (128, 4)]
+)
+def test_ops_lanes_deep_tiles_take_the_shape_that_pads_the_channels_least(cout, form512):
+    """AVX-512: 2, 3 or 4 vectors of channels, whichever leaves the fewest padded channels
+    (the widest on a tie: fewer loads per multiply-add); AVX2 and SSE: 2 (3 spilled)."""
+    ops_conv = _ops_conv()
+    rng = np.random.default_rng(1)
+    padded, weight, bias, region, want = _conv_case(
+        rng, 1, 16, cout, 5, 7, (3, 3), 1, 1, 1, "relu", False
+    )
+    for level in ("avx512", "avx2", "sse"):
+        out = np.empty(want.shape, np.float32)
+        try:
+            kernel = ops_conv.LanesConvKernel(
+                padded, weight, bias, out, region, "relu", level, deep=True
+            )
+        except ValueError as exc:
+            assert "does not run" in str(exc)
+            continue
+        assert kernel.form == (form512 if level == "avx512" else 2)
+        kernel.run()
+        np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4, err_msg=level)
+
+
+def test_ops_lanes_deep_tiles_take_the_plane_in_chunks_every_block_reads() -> None:
+    """A conv whose input rows outgrow the chunk's bytes, over several blocks of channels:
+    the plane's positions in chunks of whole rows (a multiple of the tile), each chunk's
+    blocks in turn, a last chunk of fewer rows; the same sums as the reference."""
+    ops_conv = _ops_conv()
+    rng = np.random.default_rng(3)
+    padded, weight, bias, region, want = _conv_case(
+        rng, 2, 160, 70, 23, 21, (3, 3), 2, 1, 1, "none", False
+    )
+    for level in ("avx512", "avx2", "sse"):
+        out = np.full(want.shape, -7.0, np.float32)
+        try:
+            kernel = ops_conv.LanesConvKernel(
+                padded, weight, bias, out, region, "none", level, deep=True
+            )
+        except ValueError as exc:
+            assert "does not run" in str(exc)
+            continue
+        plane = want.shape[2] * want.shape[3]
+        assert 0 < kernel.chunk < plane
+        kernel.run()
+        np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4, err_msg=level)

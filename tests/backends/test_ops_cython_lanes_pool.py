@@ -61,13 +61,15 @@ def _stem(rng, n, c, cout, oh, ow, k, s, special):
     pads=st.one_of(st.none(), st.tuples(*[st.integers(0, 2)] * 4)),
     band_bytes=st.sampled_from([1, 3000, 40000, 1 << 30]),
     special=st.booleans(),
+    deep=st.booleans(),
     seed=st.integers(0, 50),
 )
 def test_ops_lanes_pool_kernel_is_the_two_kernels_apart_bit_for_bit(
-    n, c, cout, oh, ow, k, s, pk, ps, kind, pads, band_bytes, special, seed
+    n, c, cout, oh, ow, k, s, pk, ps, kind, pads, band_bytes, special, deep, seed
 ) -> None:
-    """Against the lanes conv, a pad of its output (the border ``fill``: -inf for a max, 0
-    for a sum or mean) and the window reduce, run apart."""
+    """Against the lanes conv (its first-layer tiles or its deep ones, which write the band
+    buffer's rows a position at a time), a pad of its output (the border ``fill``: -inf for
+    a max, 0 for a sum or mean) and the window reduce, run apart."""
     ops_conv, ops_raster = _kernels()
     rng = np.random.default_rng(seed)
     x, weight, bias, region = _stem(rng, n, c, cout, oh, ow, k, s, special)
@@ -85,7 +87,9 @@ def test_ops_lanes_pool_kernel_is_the_two_kernels_apart_bit_for_bit(
         for level in _LEVELS:
             mid = np.full((n, cout, oh, ow), -7.0, np.float32)
             try:
-                conv = ops_conv.LanesConvKernel(x, weight, bias, mid, region, "relu", level)
+                conv = ops_conv.LanesConvKernel(
+                    x, weight, bias, mid, region, "relu", level, deep=deep
+                )
             except ValueError as exc:
                 assert "does not run" in str(exc)
                 continue

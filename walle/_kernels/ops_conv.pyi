@@ -137,17 +137,19 @@ def gemm_direct_fits(region: Region) -> bool:
     """Whether :class:`GemmConvKernel` can read ``region``'s columns in place (a 1x1
     window over output rows that follow each other in the source)."""
 
-def lanes_fits(region: Region) -> bool:
-    """Whether :class:`LanesConvKernel` runs ``region``: output rows of 16 columns or more,
-    source columns 1 to 4 apart."""
+def lanes_fits(region: Region, deep: bool = False) -> bool:
+    """Whether :class:`LanesConvKernel` runs ``region``: with ``deep``, any region that reads
+    forward; else output rows of 16 columns or more, source columns 1 to 4 apart."""
 
 class LanesConvKernel:
     """y[N, Cout, OH*OW] = act(conv(x) + bias) with the output channels in the vector lanes,
     each input value broadcast where it lies (nothing packed): a first layer's conv.
 
     The same arguments as :class:`ConvKernel`; ``wide`` picks AVX-512's tile of 32 channels
-    x 8 columns (True) or 16 x 16 (False; None: 32 x 8 for strided columns). ValueError on a bad
-    buffer, activation or level, or a region :func:`lanes_fits` refuses.
+    x 8 columns (True) or 16 x 16 (False; None: 32 x 8 for strided columns); ``deep`` the
+    tiles for convs of many taps (2-4 vectors of channels x 6-8 positions of the flattened
+    output plane, any column stride). ValueError on a bad buffer, activation or level, or a
+    region :func:`lanes_fits` refuses.
     """
 
     def __init__(
@@ -160,6 +162,7 @@ class LanesConvKernel:
         act: str,
         level: str | None = None,
         wide: bool | None = None,
+        deep: bool = False,
     ) -> None: ...
     @property
     def level(self) -> int:
@@ -167,6 +170,15 @@ class LanesConvKernel:
     @property
     def wide(self) -> bool:
         """Whether it runs AVX-512's 32 x 8 tile (read-only)."""
+    @property
+    def deep(self) -> bool:
+        """Whether it runs the deep tiles (read-only)."""
+    @property
+    def form(self) -> int:
+        """The tile shape: 0 narrow, 1 wide, 2-4 deep with that many vectors of channels."""
+    @property
+    def chunk(self) -> int:
+        """The deep tiles' output positions per chunk (every block of channels in turn)."""
     @property
     def threads(self) -> int:
         """OpenMP threads a run splits its rows over (read-only)."""

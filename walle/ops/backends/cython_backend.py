@@ -332,7 +332,7 @@ class CythonBackend(Backend):
     ) -> bool:
         return (
             first.op == "fused.conv2d"
-            and first_algorithm == "lanes"
+            and first_algorithm in ("lanes", "lanes_deep")
             and then.op == ("fused.window_reduce")
         )
 
@@ -627,9 +627,11 @@ def _conv_padded(
             long_k=algorithm == "gemm_long",
         )
         return [kernel.run]
-    if algorithm == "lanes":
+    if algorithm in ("lanes", "lanes_deep"):
         x = buffers[im2col.inputs[0]]
-        return [ops_conv.LanesConvKernel(x, weight, bias, out, region, step.attr("act")).run]
+        deep = algorithm == "lanes_deep"
+        act = step.attr("act")
+        return [ops_conv.LanesConvKernel(x, weight, bias, out, region, act, deep=deep).run]
     if algorithm == "direct" and _stride2_columns(region):
         return _conv_stride2(buffers[im2col.inputs[0]], weight, bias, out, region, step)
     if algorithm == "direct":
@@ -757,13 +759,21 @@ def _gemm_direct(region: Region) -> list[str]:
 # 1.2. At stride 1 Winograd or the GEMM wins (64 -> 64 on 56 x 56: 0.8 ms against 2.3).
 _LANES_MOST_CHANNELS = 4
 _LANES_MOST_CHANNELS_STRIDED = 64
+# The fewest taps (input channels x KH x KW) of a conv offered ``lanes_deep`` (the same
+# kernel's deep tiles, whose sums are stored one value at a time): 128 keeps those stores
+# under ~2% of a tile's multiply-adds.
+_LANES_DEEP_TAPS = 128
 
 
 def _lanes(region: Region) -> list[str]:
     """``lanes`` for a conv with few input channels whose rows the kernel takes (more of
-    them where it strides its columns)."""
+    them where it strides its columns); ``lanes_deep`` for one of _LANES_DEEP_TAPS taps or
+    more that is not a 1x1 stride-1 conv (whose columns the GEMM reads in place)."""
+    _, c, kh, kw, _, _ = region.sizes
     most = _LANES_MOST_CHANNELS_STRIDED if region.src_strides[5] > 1 else _LANES_MOST_CHANNELS
-    return ["lanes"] if region.sizes[1] <= most and ops_conv.lanes_fits(region) else []
+    few = ["lanes"] if c <= most and ops_conv.lanes_fits(region) else []
+    deep = c * kh * kw >= _LANES_DEEP_TAPS and not ops_conv.gemm_direct_fits(region)
+    return [*few, *(["lanes_deep"] if deep and ops_conv.lanes_fits(region, True) else [])]
 
 
 # Output tiles' side of each Winograd algorithm (F(m x m, r x r)).
