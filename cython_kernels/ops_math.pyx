@@ -1125,8 +1125,20 @@ cdef extern from *:
     /* the loops are functions of their own, with the level's target: the table lookups'
        intrinsics (clang's) must inline into a function of that target */
     #define WALLE_GELU_LOOP(NAME, ATTR, VT, VW, GELUV) \\
-    ATTR static void NAME(const float* restrict x, float* restrict y, long n) \\
-        WALLE_UNARY_LOOP(VT, VW, GELUV(v))
+    ATTR static void NAME(const float* restrict x, float* restrict y, long n) { \\
+        long i = 0; \\
+        for (; i + 2 * VW <= n; i += 2 * VW) { \\
+            VT a, b; \\
+            memcpy(&a, x + i, sizeof a); \\
+            memcpy(&b, x + i + VW, sizeof b); \\
+            a = GELUV(a); \\
+            b = GELUV(b); \\
+            memcpy(y + i, &a, sizeof a); \\
+            memcpy(y + i + VW, &b, sizeof b); \\
+        } \\
+        x += i; y += i; n -= i; \\
+        WALLE_UNARY_LOOP(VT, VW, GELUV(v)) \\
+    }
     WALLE_GELU_LOOP(walle_gelu16, WALLE_V16, walle_mv16, 16, walle_geluv16)
     WALLE_GELU_LOOP(walle_gelu8, WALLE_V8, walle_mv8, 8, walle_geluv8)
     WALLE_GELU_LOOP(walle_gelu4, , walle_mv4, 4, walle_geluv4)
