@@ -858,6 +858,15 @@ cdef extern from "conv_lanes.h":
     int walle_lanes_form(int level, int form) nogil
     void walle_lanes_run(const walle_lanes* g, int level, int form, long sow, long r0,
                          long r1) nogil
+    ctypedef struct walle_lanes_pad:
+        const float* src
+        const long* toff
+        long c, h, w, top, left, wp
+        long sh, kext
+        long band, rows
+    void walle_lanes_padded_run(const walle_lanes* g, const walle_lanes_pad* p, int level,
+                                int form, long sow, long r0, long r1, float* scratch) nogil
+    void walle_lanes_pad_copy(const walle_lanes_pad* p, long images, long hp, float* dst) nogil
 
 
 _LANES_WIDEST = 16  # the most output columns of a LanesConvKernel tile (AVX-512)
@@ -873,6 +882,9 @@ def _deep_form(int level, long cout):
     return best
 
 
+# The bytes of padded input rows a LanesConvKernel reading an unpadded source copies per
+# band of output rows (a quarter of a 1 MiB L2).
+_LANES_BAND_BYTES = 256 * 1024
 # The bytes of input rows a deep LanesConvKernel's blocks of channels read in turn (a
 # quarter of a 1 MiB L2: room for a block's weights beside them).
 _LANES_DEEP_CHUNK_BYTES = 256 * 1024
@@ -926,14 +938,17 @@ cdef class LanesConvKernel:
     """
 
     cdef walle_lanes g
-    cdef long rows, sow, src_offset
+    cdef walle_lanes_pad pad
+    cdef long rows, sow, src_offset, hp, scratch_size
+    cdef float* scratch
     cdef readonly int threads
     cdef readonly int form
     cdef readonly int level
-    cdef object keep
+    cdef readonly bint padded
+    cdef object keep, pad_arrays
 
     def __init__(self, x, weight, bias, y, region, str act, str level=None, wide=None,
-                 bint deep=False):
+                 bint deep=False, pad=None, long band_bytes=_LANES_BAND_BYTES):
         n, c, kh, kw, oh, ow = (int(v) for v in region.sizes)
         cout = int(weight.shape[0])
         cdef float relu = relu_cap("lanes conv kernel", act)
@@ -951,7 +966,11 @@ cdef class LanesConvKernel:
                              f"{_LANES_WIDEST}) with source columns {region.src_strides[5]} "
                              "apart (1 to 4)")
         s = [int(v) for v in region.src_strides]
-        _check_inside("lanes conv", region, x)
+        self.padded = pad is not None
+        if self.padded:
+            self._set_pad(x, region, pad, band_bytes)
+        else:
+            _check_inside("lanes conv", region, x)
         self.level = _kernel_level("lanes conv", level)
         if deep:
             self.form = _deep_form(self.level, cout)
@@ -978,6 +997,53 @@ cdef class LanesConvKernel:
         work = float(y.size) * taps
         self.threads = 1 if work < _GRAIN or self.rows < 2 else max(
             1, min(walle_max_threads(), self.rows, int(work / _GRAIN)))
+        if self.padded:  # a scratch of padded rows per thread
+            scratch = np.zeros(self.threads * self.scratch_size, np.float32)
+            self.scratch = <float*><size_t>scratch.ctypes.data
+            self.keep = (*self.keep, scratch)
+
+    def _set_pad(self, x, region, pad, long band_bytes):
+        """Reads ``x`` [N, C, H, W] as if placed at (top, left) of zero planes of HP x WP
+        (``pad``), the region's source: in bands of output rows whose padded input rows
+        take about ``band_bytes``."""
+        n, c, kh, kw, oh, ow = (int(v) for v in region.sizes)
+        s = [int(v) for v in region.src_strides]
+        top, left, hp, wp = (int(v) for v in pad)
+        if x.ndim != 4 or x.shape[:2] != (n, c):
+            raise ValueError(f"lanes conv kernel: an unpadded source of shape {x.shape}, not "
+                             f"[{n}, {c}, H, W]")
+        h, w = int(x.shape[2]), int(x.shape[3])
+        if (region.src_offset or s[0] != c * hp * wp or s[1] != hp * wp or s[2] % wp
+                or s[4] % wp or (kw - 1) * s[3] + (ow - 1) * s[5] >= wp
+                or min(top, left) < 0 or top + h > hp
+                or left + w > wp):
+            raise ValueError(f"lanes conv kernel: pad {tuple(pad)} of a {h} x {w} source does "
+                             "not match the region's padded planes")
+        last = sum((size - 1) * st for size, st in zip(region.sizes, s))
+        if min(s) < 0 or last >= n * c * hp * wp:
+            raise ValueError("lanes conv kernel: the region reads outside the padded source")
+        kext = (kh - 1) * (s[2] // wp) + 1
+        sh = s[4] // wp
+        per_row = max(1, sh) * c * wp * 4  # bytes of the padded rows one more output row adds
+        band = max(1, min(oh, (band_bytes - kext * c * wp * 4) // per_row + 1))
+        rows = (band - 1) * sh + kext
+        toff = np.ascontiguousarray(
+            (np.arange(c, dtype=np.int64)[:, None, None] * (rows * wp)
+             + np.arange(kh, dtype=np.int64)[:, None] * s[2]
+             + np.arange(kw, dtype=np.int64) * s[3]).ravel())
+        self.pad.src = <const float*><size_t>x.ctypes.data
+        self.pad.toff = <const long*><size_t>toff.ctypes.data
+        self.pad.c, self.pad.h, self.pad.w = c, h, w
+        self.pad.top, self.pad.left, self.pad.wp = top, left, wp
+        self.pad.sh, self.pad.kext, self.pad.band, self.pad.rows = sh, kext, band, rows
+        self.hp = hp
+        self.scratch_size = c * rows * wp
+        self.pad_arrays = toff
+
+    @property
+    def band(self):
+        """Output rows a band reads from one scratch of padded rows (with ``pad``), else 0."""
+        return self.pad.band if self.padded else 0
 
     @property
     def wide(self):
@@ -994,9 +1060,6 @@ cdef class LanesConvKernel:
         """The deep tiles' output positions per chunk (every block of channels in turn)."""
         return self.g.chunk
 
-    def run(self):
-        self._run(&self.g)
-
     def io_arrays(self):
         """The arrays ``run_io`` replaces, in its argument order: the input, the output."""
         return self.keep[0], self.keep[1]
@@ -1005,11 +1068,16 @@ cdef class LanesConvKernel:
         """Run on the caller's arrays (each with its build-time array's size): ``x`` read
         where it lies (a network's input: no copy into the plan), ``y`` written."""
         cdef walle_lanes g = self.g
+        cdef walle_lanes_pad p = self.pad
         g.x = _io_ptr(x, self.keep[0].size) + self.src_offset
+        p.src = _io_ptr(x, self.keep[0].size)
         g.y = <float*>_io_ptr(y, self.keep[1].size)
-        self._run(&g)
+        self._run(&g, &p)
 
-    cdef void _run(self, const walle_lanes* g) noexcept:
+    def run(self):
+        self._run(&self.g, &self.pad)
+
+    cdef void _run(self, const walle_lanes* g, const walle_lanes_pad* p) noexcept:
         cdef long i, chunk, start, stop
         with nogil:
             if self.threads > 1:
@@ -1018,9 +1086,17 @@ cdef class LanesConvKernel:
                     start = i * chunk
                     stop = min(self.rows, start + chunk)
                     if start < stop:
-                        walle_lanes_run(g, self.level, self.form, self.sow, start, stop)
+                        self._rows(g, p, start, stop, i)
             else:
-                walle_lanes_run(g, self.level, self.form, self.sow, 0, self.rows)
+                self._rows(g, p, 0, self.rows, 0)
+
+    cdef void _rows(self, const walle_lanes* g, const walle_lanes_pad* p, long r0, long r1,
+                    long thread) noexcept nogil:
+        if self.padded:
+            walle_lanes_padded_run(g, p, self.level, self.form, self.sow, r0, r1,
+                                   self.scratch + thread * self.scratch_size)
+        else:
+            walle_lanes_run(g, self.level, self.form, self.sow, r0, r1)
 
 
 cdef extern from "conv_pool.h":
@@ -1061,6 +1137,7 @@ cdef class LanesPoolKernel:
     cdef float* buf
     cdef float* v
     cdef float* y
+    cdef float* padded
     cdef object keep
 
     def __init__(self, LanesConvKernel conv, y, sizes, strides, int kind, int pool_level,
@@ -1104,6 +1181,11 @@ cdef class LanesPoolKernel:
         self.v = <float*><size_t>v.ctypes.data
         self.y = <float*><size_t>y.ctypes.data
         self.keep = (y, buf, v)
+        self.padded = NULL
+        if conv.padded:  # the conv's source padded here first: the bands read whole rows
+            padded = np.zeros(images * conv.pad.c * conv.hp * conv.pad.wp, np.float32)
+            self.padded = <float*><size_t>padded.ctypes.data
+            self.keep = (*self.keep, padded)
 
     @property
     def band(self):
@@ -1111,7 +1193,7 @@ cdef class LanesPoolKernel:
         return self.p.band
 
     def run(self):
-        self._run(&self.conv.g, self.y)
+        self._run(&self.conv.g, self.y, self.conv.pad.src)
 
     def io_arrays(self):
         """The arrays ``run_io`` replaces, in its argument order: the conv's input, the
@@ -1123,12 +1205,22 @@ cdef class LanesPoolKernel:
         where it lies (a network's input: no copy into the plan), ``y`` written."""
         cdef walle_lanes g = self.conv.g
         g.x = _io_ptr(x, self.conv.keep[0].size) + self.conv.src_offset
-        self._run(&g, <float*>_io_ptr(y, self.keep[0].size))
+        self._run(&g, <float*>_io_ptr(y, self.keep[0].size), _io_ptr(x, self.conv.keep[0].size))
 
-    cdef void _run(self, const walle_lanes* g, float* y) noexcept:
+    cdef void _run(self, const walle_lanes* g0, float* y, const float* src) noexcept:
         cdef long t, chunk, start, stop
         cdef long threads = self.threads
+        cdef walle_lanes gp = g0[0]
+        cdef walle_lanes_pad pad = self.conv.pad
+        cdef const walle_lanes* g = g0
+        if self.padded != NULL:
+            pad.src = src
+            gp.x = self.padded
+            g = &gp
         with nogil:
+            if self.padded != NULL:
+                walle_lanes_pad_copy(&pad, self.conv.rows // self.conv.g.oh, self.conv.hp,
+                                     self.padded)
             if threads > 1:
                 chunk = (self.items + threads - 1) // threads
                 for t in prange(threads, num_threads=threads, schedule="static"):

@@ -301,3 +301,122 @@ def test_ops_lanes_deep_tiles_take_the_plane_in_chunks_every_block_reads() -> No
         assert 0 < kernel.chunk < plane
         kernel.run()
         np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4, err_msg=level)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 2),
+    c=st.integers(1, 20),
+    cout=st.integers(1, 40),
+    h=st.integers(1, 12),
+    w=st.integers(1, 40),
+    k=st.sampled_from([(1, 1), (3, 3), (5, 5), (3, 1), (7, 7)]),
+    s=st.integers(1, 4),
+    d=st.integers(1, 2),
+    pads=st.tuples(*[st.integers(0, 3)] * 4),
+    deep=st.booleans(),
+    band_bytes=st.sampled_from([1, 2000, 20000, 1 << 30]),
+    special=st.booleans(),
+    seed=st.integers(0, 30),
+)
+def test_ops_lanes_kernel_reads_an_unpadded_source_a_band_at_a_time(
+    n, c, cout, h, w, k, s, d, pads, deep, band_bytes, special, seed
+) -> None:
+    """``pad``: the unpadded source, each band's padded rows copied into a scratch first
+    (bands of one output row up to the whole plane, pads on any side, a bottom or right pad
+    the windows never reach): the same bits as the kernel on the padded tensor."""
+    ops_conv = _ops_conv()
+    rng = np.random.default_rng(seed)
+    top, bottom, left, right = pads
+    hp, wp = h + top + bottom, w + left + right
+    oh, ow = (hp - d * (k[0] - 1) - 1) // s + 1, (wp - d * (k[1] - 1) - 1) // s + 1
+    if oh < 1 or ow < 1:
+        return
+    x = rng.uniform(-2, 2, (n, c, h, w)).astype(np.float32)
+    if special:
+        flat = x.reshape(-1)
+        flat[::13] = np.nan
+        flat[1::17] = np.inf
+    padded = np.zeros((n, c, hp, wp), np.float32)
+    padded[:, :, top : top + h, left : left + w] = x
+    weight = rng.uniform(-1, 1, (cout, c * k[0] * k[1])).astype(np.float32)
+    bias = rng.uniform(-1, 1, cout).astype(np.float32)
+    region = Region(
+        0, 0, (c * hp * wp, hp * wp, d * wp, d, s * wp, s), 0, (0,) * 6, (n, c, *k, oh, ow)
+    )
+    if not ops_conv.lanes_fits(region, deep):
+        return
+    for level in ("avx512", "avx2", "sse"):
+        want = np.full((n, cout, oh, ow), -7.0, np.float32)
+        try:
+            apart = ops_conv.LanesConvKernel(padded, weight, bias, want, region, "relu", level,
+                                             deep=deep)  # fmt: skip
+        except ValueError as exc:
+            assert "does not run" in str(exc)
+            continue
+        apart.run()
+        got = np.full(want.shape, 5.0, np.float32)
+        kernel = ops_conv.LanesConvKernel(
+            x, weight, bias, got, region, "relu", level, deep=deep,
+            pad=(top, left, hp, wp), band_bytes=band_bytes,
+        )  # fmt: skip
+        assert kernel.padded and 1 <= kernel.band <= oh
+        for _ in range(2):  # a scratch's stale rows from the run before change nothing
+            kernel.run()
+            np.testing.assert_array_equal(got, want, err_msg=f"{level} band {kernel.band}")
+        again = np.full(want.shape, 5.0, np.float32)
+        caller = x.copy()
+        kernel.run_io(caller, again)  # the caller's unpadded array, read where it lies
+        np.testing.assert_array_equal(again, want, err_msg=f"run_io {level}")
+        np.testing.assert_array_equal(caller, x)
+
+
+def test_ops_lanes_kernel_refuses_a_pad_that_does_not_match_its_region() -> None:
+    ops_conv = _ops_conv()
+    region = Region(0, 0, (3 * 7 * 22, 7 * 22, 22, 1, 22, 1), 0, (0,) * 6, (1, 3, 3, 3, 5, 20))
+    x, out = np.zeros((1, 3, 5, 20), np.float32), np.zeros((1, 2, 100), np.float32)
+    weight = np.zeros((2, 27), np.float32)
+    ops_conv.LanesConvKernel(x, weight, None, out, region, "none", pad=(1, 1, 7, 22)).run()
+    for pad in ((1, 1, 7, 23), (3, 1, 7, 22), (1, 3, 7, 22)):  # other planes; past an edge
+        with pytest.raises(ValueError, match="does not match the region's padded planes"):
+            ops_conv.LanesConvKernel(x, weight, None, out, region, "none", pad=pad)
+    with pytest.raises(ValueError, match=r"an unpadded source of shape \(1, 4, 5, 20\)"):
+        ops_conv.LanesConvKernel(np.zeros((1, 4, 5, 20), np.float32), weight, None, out,
+                                 region, "none", pad=(1, 1, 7, 22))  # fmt: skip
+
+
+@pytest.mark.parametrize("then_pool", [False, True])
+@pytest.mark.parametrize("algorithm", ["lanes", "lanes_deep"])
+def test_ops_padded_strided_conv_takes_its_pad_and_the_lanes_kernel_never_writes_it(
+    algorithm, then_pool
+) -> None:
+    """A strided conv whose zero pad feeds it alone (not a graph input's) takes the pad as
+    its step's prologue; a lanes kernel then reads the unpadded tensor (one call, a band of
+    padded rows at a time), others run the pad first; with a pool after it (a plan's joint
+    lanes conv and pool) the same outputs as the reference."""
+    from tests._backends import compile_placed, run1_matches_reference
+    from walle.ops.fusion import find_steps
+
+    backend_or_skip("cython")
+    rng = np.random.default_rng(2)
+    weight = rng.uniform(-1, 1, (24, 16, 3, 3)).astype(np.float32)
+    b = GraphBuilder()
+    x = b.relu(b.input("x", (1, 16, 40, 44)))  # the pad's input is not the graph's
+    y = b.relu(b.conv2d(x, b.const(weight), None, strides=(2, 2), pads=(1, 1, 1, 1)))
+    if then_pool:
+        y = b.max_pool(y, (3, 3), strides=(2, 2))
+    graph = b.build([y])
+    (conv,) = [s for s in find_steps(graph) if s.op == "fused.conv2d"]
+    assert conv.attr("prologue") == 1
+    backend = backend_or_skip("cython")
+    assert algorithm in backend.algorithms(conv, graph)
+    plan = compile_placed(graph, lambda step: "cython", algorithms={conv.output: algorithm})
+    calls = [c for name, c in plan.step_calls if name == conv.name]
+    assert len(calls) == 1  # the pad never runs as a raster of its own
+    kernel = getattr(calls[0], "__self__", None)
+    ops_conv = _ops_conv()
+    if then_pool:
+        assert isinstance(kernel, ops_conv.LanesPoolKernel)
+    else:
+        assert isinstance(kernel, ops_conv.LanesConvKernel) and kernel.padded
+    run1_matches_reference(plan, graph, (1, 16, 40, 44))

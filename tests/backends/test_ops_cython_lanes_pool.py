@@ -148,6 +148,40 @@ def test_ops_lanes_pool_kernel_splits_its_bands_over_the_convs_threads(pads) -> 
         np.testing.assert_array_equal(got, want, err_msg=f"band {joint.band}, {conv.threads}")
 
 
+@pytest.mark.parametrize(("deep", "pads"), [(False, (1, 1, 1, 1)), (True, (3, 0, 2, 1))])
+def test_ops_lanes_pool_kernel_takes_a_conv_that_reads_an_unpadded_source(deep, pads) -> None:
+    """A lanes conv given the unpadded source (``pad``): the joint kernel pads it into a
+    buffer of its own first (its bands read whole padded rows), the same bits as the conv
+    on the padded tensor, run apart, and the pool; run_io pads the caller's array."""
+    ops_conv, ops_raster = _kernels()
+    rng = np.random.default_rng(11)
+    n, c, cout, oh, ow = 2, 3, 20, 17, 23
+    x, weight, bias, region = _stem(rng, n, c, cout, oh, ow, 7, 2, False)
+    top, bottom, left, right = pads
+    x[:, :, :top], x[:, :, x.shape[2] - bottom :] = 0.0, 0.0
+    x[:, :, :, :left], x[:, :, :, x.shape[3] - right :] = 0.0, 0.0
+    source = np.ascontiguousarray(x[:, :, top : x.shape[2] - bottom, left : x.shape[3] - right])
+    hp, wp = x.shape[2:]
+    mid = np.empty((n, cout, oh, ow), np.float32)
+    ops_conv.LanesConvKernel(x, weight, bias, mid, region, "relu", deep=deep).run()
+    ph, pw = (oh - 3) // 2 + 1, (ow - 3) // 2 + 1
+    sizes, strides = (3, 3, n, cout, ph, pw), (ow, 1, cout * oh * ow, oh * ow, 2 * ow, 2)
+    want = np.empty((n, cout, ph, pw), np.float32)
+    ops_raster.WindowReduceKernel(mid, want, Region(0, 0, strides, 0, (0,) * 6, sizes), 2).run()
+    conv = ops_conv.LanesConvKernel(
+        source, weight, bias, np.empty_like(mid), region, "relu", deep=deep,
+        pad=(top, left, hp, wp),
+    )  # fmt: skip
+    got = np.full(want.shape, 5.0, np.float32)
+    joint = ops_conv.LanesPoolKernel(conv, got, sizes, strides, 2, ops_raster.level(), 4096)
+    for _ in range(2):
+        joint.run()
+        np.testing.assert_array_equal(got, want)
+    again = np.full(want.shape, 5.0, np.float32)
+    joint.run_io(source.copy(), again)
+    np.testing.assert_array_equal(again, want)
+
+
 def test_ops_lanes_pool_kernel_refuses_what_is_not_a_row_pooling_of_the_whole_output() -> None:
     ops_conv, _ = _kernels()
     rng = np.random.default_rng(0)

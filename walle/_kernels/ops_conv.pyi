@@ -148,8 +148,11 @@ class LanesConvKernel:
     The same arguments as :class:`ConvKernel`; ``wide`` picks AVX-512's tile of 32 channels
     x 8 columns (True) or 16 x 16 (False; None: 32 x 8 for strided columns); ``deep`` the
     tiles for convs of many taps (2-4 vectors of channels x 6-8 positions of the flattened
-    output plane, any column stride). ValueError on a bad buffer, activation or level, or a
-    region :func:`lanes_fits` refuses.
+    output plane, any column stride). With ``pad`` = (top, left, HP, WP), ``x`` is the
+    unpadded source [N, C, H, W] of the region's zero-padded HP x WP planes: each band of
+    output rows copies its padded input rows (about ``band_bytes``) into a scratch first,
+    so the padded tensor is never written. ValueError on a bad buffer, activation or level,
+    a pad that does not match the region, or a region :func:`lanes_fits` refuses.
     """
 
     def __init__(
@@ -163,6 +166,8 @@ class LanesConvKernel:
         level: str | None = None,
         wide: bool | None = None,
         deep: bool = False,
+        pad: tuple[int, int, int, int] | None = None,
+        band_bytes: int = ...,
     ) -> None: ...
     @property
     def level(self) -> int:
@@ -179,6 +184,12 @@ class LanesConvKernel:
     @property
     def chunk(self) -> int:
         """The deep tiles' output positions per chunk (every block of channels in turn)."""
+    @property
+    def padded(self) -> bool:
+        """Whether x is the unpadded source (``pad``), read a band of padded rows at a time."""
+    @property
+    def band(self) -> int:
+        """Output rows per band of padded rows (with ``pad``), else 0."""
     @property
     def threads(self) -> int:
         """OpenMP threads a run splits its rows over (read-only)."""

@@ -17,8 +17,9 @@ Recognised chains (exactly the ones :mod:`walle.ops.composites` and the ONNX imp
   contiguous destination), its reshape to [N, C*KH*KW, OH*OW] and the matmul by constant
   weights, with the same bias/activation tail as above; a backend with a direct convolution
   kernel reads the raster's input through the region and never builds the im2col buffer;
-  a 3x3 or 5x5 stride-1 conv also takes the zero-pad raster feeding it alone (attribute
-  ``prologue``: 1), which a Winograd kernel never runs (it reads the unpadded input); a
+  a conv also takes the zero-pad raster feeding it alone (attribute ``prologue``: 1),
+  which a Winograd kernel never runs (it reads the unpadded input) nor a lanes kernel (it
+  pads a band of rows at a time into L2); a
   1x1 conv without an activation takes the add of a non-constant tensor of its output's
   shape that follows it (ResNet's shortcut) and a ReLU after that (attribute ``residual``:
   the shortcut is the step's last input), so that the add rides in the conv's epilogue
@@ -390,17 +391,21 @@ def _residual_tail(
 
 
 def _pad_prologue(m: _Matcher, im2col: Node) -> list[Node]:
-    """The zero-pad raster feeding a 3x3 or 5x5 stride-1 conv's im2col alone, as the
-    step's prologue (a Winograd kernel reads the unpadded input in place); else none."""
-    r = im2col.attr("regions")[0]
-    _, _, kh, kw, _, _ = r.sizes
-    s = r.src_strides
-    if kh != kw or kh not in (3, 5) or s[2] != s[4] or s[3] != s[5] or s[5] != 1:
-        return []
+    """The zero-pad raster feeding a conv's im2col alone, as the step's prologue (a Winograd
+    kernel reads the unpadded input in place, a lanes kernel copies it a band of padded
+    rows at a time); else none. A graph input's pad stays a step of its own but for a
+    3x3 or 5x5 stride-1 conv (Winograd's): as the plan's first call it reads the caller's
+    array in place, which a step of two calls (the pad, then a GEMM) would not."""
     chain = _raster_prologue(m, im2col)
     if len(chain) != 1 or chain[0].attr("fill") != 0.0:
         return []
     if len(m.graph.shape(chain[0].output)) != 4 or chain[0].inputs[0] in m.graph.constants:
+        return []
+    r = im2col.attr("regions")[0]
+    _, _, kh, kw, _, _ = r.sizes
+    s = r.src_strides
+    winograd = kh == kw and kh in (3, 5) and s[2] == s[4] and s[3] == s[5] == 1
+    if chain[0].inputs[0] in m.graph.inputs and not winograd:
         return []
     return chain
 
