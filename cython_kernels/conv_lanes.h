@@ -107,6 +107,20 @@ typedef struct {
     float relu;
 } walle_lanes;
 
+/* acc[h * NP + p] = act(acc[h * NP + p] + the bias of vector h of channels). */
+#define WALLE_LANES_BIAS_ACT(VT, IT, VW, NC, NP, acc, bias, relu)                              \
+    do {                                                                                       \
+        for (int h_ = 0; h_ < (NC); h_++) {                                                    \
+            VT b_;                                                                             \
+            memcpy(&b_, (bias) + h_ * (VW), sizeof(b_));                                       \
+            for (int p_ = 0; p_ < (NP); p_++) {                                                \
+                VT r_ = (acc)[h_ * (NP) + p_] + b_;                                            \
+                WALLE_RELU_V(VT, IT, r_, relu);                                                \
+                (acc)[h_ * (NP) + p_] = r_;                                                    \
+            }                                                                                  \
+        }                                                                                      \
+    } while (0)
+
 /* NC vectors of VW channels x NP columns from column j of output row (n, oh), SOW the
    source column stride. NC * NP is a multiple of VW: the sums, rows (h, p) in that order,
    are transposed VW rows at a time; lane l of a transposed group holds row l of it, so its
@@ -128,15 +142,7 @@ typedef struct {
             for (int p = 0; p < NP; p++)                                                       \
                 for (int h = 0; h < NC; h++) acc[h * NP + p] += s[p * SOW] * wv[h];            \
         }                                                                                      \
-        for (int h = 0; h < NC; h++) {                                                         \
-            VT b;                                                                              \
-            memcpy(&b, bias + h * VW, sizeof(b));                                              \
-            for (int p = 0; p < NP; p++) {                                                     \
-                VT r = acc[h * NP + p] + b;                                                    \
-                WALLE_RELU_V(VT, IT, r, g->relu);                                              \
-                acc[h * NP + p] = r;                                                           \
-            }                                                                                  \
-        }                                                                                      \
+        WALLE_LANES_BIAS_ACT(VT, IT, VW, NC, NP, acc, bias, g->relu);                          \
         long plane = g->y_plane;                                                               \
         for (int q = 0; q < NC * NP / VW; q++) {                                               \
             TRANSPOSE(acc + q * VW);                                                           \
@@ -178,16 +184,9 @@ typedef struct {
             for (int p = 0; p < NP; p++)                                                       \
                 for (int h = 0; h < NC; h++) acc[h * NP + p] += xp[p][k] * wv[h];              \
         }                                                                                      \
+        WALLE_LANES_BIAS_ACT(VT, IT, VW, NC, NP, acc, bias, g->relu);                          \
         float out[NC * NP * VW] __attribute__((aligned(64)));                                  \
-        for (int h = 0; h < NC; h++) {                                                         \
-            VT b;                                                                              \
-            memcpy(&b, bias + h * VW, sizeof(b));                                              \
-            for (int p = 0; p < NP; p++) {                                                     \
-                VT r = acc[h * NP + p] + b;                                                    \
-                WALLE_RELU_V(VT, IT, r, g->relu);                                              \
-                memcpy(out + (h * NP + p) * VW, &r, sizeof(r));                                \
-            }                                                                                  \
-        }                                                                                      \
+        memcpy(out, acc, sizeof(out));                                                         \
         long plane = g->y_plane;                                                               \
         for (long c = 0; c < cvalid; c++) {                                                    \
             const float* oc = out + (c / VW) * NP * VW + c % VW;                              \

@@ -40,6 +40,39 @@ def _ops_conv():
     return ops_conv
 
 
+def _conv_case(rng, n, c, cout, rows, cols, k, s, d, pad, act, special):
+    """x, the padded x, weights, bias, the im2col region and the reference output of a conv
+    (with ``act``: none, relu, relu6 or hard_swish)."""
+    x = rng.uniform(-2, 2, (n, c, rows, cols)).astype(np.float32)
+    if special:
+        flat = x.reshape(-1)
+        flat[::13] = np.nan
+        flat[1::17] = np.inf
+        flat[2::19] = -np.inf
+    weight = rng.uniform(-1, 1, (cout, c, *k)).astype(np.float32)
+    bias = rng.uniform(-1, 1, cout).astype(np.float32)
+    b = GraphBuilder()
+    y = b.conv2d(
+        b.input("x", x.shape),
+        b.const(weight),
+        b.const(bias),
+        strides=(s, s),
+        dilations=(d, d),
+        pads=(pad,) * 4,
+    )
+    if act == "relu6":
+        y = b.clip(y, b.const(np.float32(0.0)), b.const(np.float32(6.0)))
+    elif act == "relu":
+        y = b.relu(y)
+    elif act == "hard_swish":
+        y = b.hard_swish(y)
+    graph = b.build([y])
+    want = run_reference(graph, {"x": x})[0]
+    region = im2col_node(graph).attr("regions")[0]
+    padded = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    return padded, weight.reshape(cout, -1), bias, region, want
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     n=st.integers(1, 2),
@@ -63,40 +96,15 @@ def test_ops_lanes_kernel_every_level_matches_reference(
     span = d * (k[1] - 1) + 1
     w = (16 + extra - 1) * s + span - 2 * pad  # 16 + extra output columns
     rows = max(h, d * (k[0] - 1) + 1)
-    x = rng.uniform(-2, 2, (n, c, rows, w)).astype(np.float32)
-    if special:
-        flat = x.reshape(-1)
-        flat[::13] = np.nan
-        flat[1::17] = np.inf
-    weight = rng.uniform(-1, 1, (cout, c, *k)).astype(np.float32)
-    bias = rng.uniform(-1, 1, cout).astype(np.float32)
-    b = GraphBuilder()
-    y = b.conv2d(
-        b.input("x", x.shape),
-        b.const(weight),
-        b.const(bias),
-        strides=(s, s),
-        dilations=(d, d),
-        pads=(pad,) * 4,
+    padded, weight, bias, region, want = _conv_case(
+        rng, n, c, cout, rows, w, k, s, d, pad, act, special
     )
-    if act == "relu6":
-        tail = b.clip(y, b.const(np.float32(0.0)), b.const(np.float32(6.0)))
-    else:
-        tail = b.relu(y) if act == "relu" else y
-    graph = b.build([tail])
-    want = run_reference(graph, {"x": x})[0]
-    im2col = im2col_node(graph)
-    region = im2col.attr("regions")[0]
-    padded = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-    assert tuple(graph.shape(im2col.inputs[0])) == padded.shape
     assert ops_conv.lanes_fits(region)
     shapes = [("avx512", False), ("avx512", True), ("avx2", None), ("sse", None)]
     for level, wide in shapes:
         out = np.full(want.shape, -7.0, np.float32)  # stale values, never zeros
         try:
-            kernel = ops_conv.LanesConvKernel(
-                padded, weight.reshape(cout, -1), bias, out, region, act, level, wide
-            )
+            kernel = ops_conv.LanesConvKernel(padded, weight, bias, out, region, act, level, wide)
         except ValueError as exc:
             assert "does not run" in str(exc)
             continue
@@ -173,39 +181,6 @@ def test_ops_lanes_kernel_takes_the_wide_tile_only_where_its_channels_fill_it(
             assert "does not run" in str(exc)
             continue
         assert kernel.wide == (wide and level == "avx512")
-
-
-def _conv_case(rng, n, c, cout, rows, cols, k, s, d, pad, act, special):
-    """x, the padded x, weights, bias, the im2col region and the reference output of a conv
-    (with ``act``: none, relu, relu6 or hard_swish)."""
-    x = rng.uniform(-2, 2, (n, c, rows, cols)).astype(np.float32)
-    if special:
-        flat = x.reshape(-1)
-        flat[::13] = np.nan
-        flat[1::17] = np.inf
-        flat[2::19] = -np.inf
-    weight = rng.uniform(-1, 1, (cout, c, *k)).astype(np.float32)
-    bias = rng.uniform(-1, 1, cout).astype(np.float32)
-    b = GraphBuilder()
-    y = b.conv2d(
-        b.input("x", x.shape),
-        b.const(weight),
-        b.const(bias),
-        strides=(s, s),
-        dilations=(d, d),
-        pads=(pad,) * 4,
-    )
-    if act == "relu6":
-        y = b.clip(y, b.const(np.float32(0.0)), b.const(np.float32(6.0)))
-    elif act == "relu":
-        y = b.relu(y)
-    elif act == "hard_swish":
-        y = b.hard_swish(y)
-    graph = b.build([y])
-    want = run_reference(graph, {"x": x})[0]
-    region = im2col_node(graph).attr("regions")[0]
-    padded = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-    return padded, weight.reshape(cout, -1), bias, region, want
 
 
 @settings(max_examples=40, deadline=None)
