@@ -526,7 +526,7 @@ def _conv(step: FusedStep, algorithm: str, graph: Graph, buffers: Buffers) -> li
         hp, wp = graph.shape(im2col.inputs[0])[2:]
         lanes = ops_conv.LanesConvKernel(
             buffers[step.inputs[0]], weight, bias, out, region, step.attr("act"),
-            deep=algorithm == "lanes_deep", pad=(*pad, hp, wp),
+            deep=algorithm == "lanes_deep", pad=(*pad, hp, wp), band_bytes=_l2_bytes() // 4,
         )  # fmt: skip
         return [lanes.run]
     calls = _prologue_calls(prologue, buffers)
