@@ -17,7 +17,9 @@ same kernel, blocks of up to 512 rows) against ``gemm``; a third the pooling ker
 windows) against onnxruntime's MaxPool / AveragePool (one thread) on the same input, at
 every level (a padded pool as a model runs it: over its unpadded source in place). A
 fourth times the ``lanes`` kernel (first layers: the output channels in the vector lanes)
-on the real CNNs' stems against the same baseline and the packed GEMM.
+on the real CNNs' stems against the same baseline and the packed GEMM, a fifth its deep
+tiles (``lanes_deep``: convs of many taps, strided ones above all) against the same baseline
+and the packed GEMM at its faster blocking.
 """
 
 from __future__ import annotations
@@ -74,7 +76,17 @@ LANES_SHAPES = [
     ("VGG-19 conv1_1", 3, 224, 64, 3, 1, 1),
 ]
 
-TABLES = ("conv", "gemm", "lanes", "pool")
+# (label, C, H=W, Cout, filter side, stride, pad) of convs of many taps (``lanes_deep``)
+DEEP_SHAPES = [
+    ("ResNet-50 v1.5 stage 2 3x3/2", 128, 56, 128, 3, 2, 1),
+    ("ResNet-50 v1.5 stage 3 3x3/2", 256, 28, 256, 3, 2, 1),
+    ("ResNet-50 v1.5 stage 4 3x3/2", 512, 14, 512, 3, 2, 1),
+    ("YOLO downsample 3x3/2", 64, 80, 128, 3, 2, 1),
+    ("ResNet-50 downsample 1x1/2", 512, 28, 1024, 1, 2, 0),
+    ("VGG-19 conv5 3x3 (Winograd's)", 512, 14, 512, 3, 1, 1),
+]
+
+TABLES = ("conv", "gemm", "lanes", "deep", "pool")
 
 # (label, C, H=W, stride, pad, kind) of 3x3 pooling layers; a padded one reads its unpadded
 # source in place, as in a model (the pad raster is the pooling step's prologue)
@@ -246,6 +258,35 @@ def _lanes_row(ops_conv, ops_math, level: str, shape: tuple) -> str:
     )
 
 
+def _deep_row(ops_conv, ops_math, level: str, shape: tuple) -> str:
+    """The lanes kernel's deep tiles against the baseline and the packed GEMM (either
+    blocking, the faster)."""
+    label, c, size, cout, side, stride, _ = shape
+    xp, weight, bias, region, base_out, baseline = _baseline(ops_math, shape)
+    outs = {name: np.empty((1, *base_out.shape), np.float32) for name in ("gemm", "deep")}
+    fns = {
+        "base": baseline,
+        "gemm": ops_conv.GemmConvKernel(xp, weight, bias, outs["gemm"], region, "relu", level).run,
+        "deep": ops_conv.LanesConvKernel(
+            xp, weight, bias, outs["deep"], region, "relu", level, deep=True
+        ).run,
+    }
+    if ops_conv.gemm_long_fits(region, level):
+        long_out = np.empty_like(outs["gemm"])
+        fns["long"] = ops_conv.GemmConvKernel(
+            xp, weight, bias, long_out, region, "relu", level, long_k=True
+        ).run
+    times = _median_ms(fns)
+    gemm = min(times["gemm"], times.get("long", times["gemm"]))
+    gflops = 2 * base_out.size * c * side * side / (times["deep"] * 1e6)
+    return (
+        f"| {label} | {c}x{size}x{size} -> {cout}, {side}x{side} /{stride} | {level} | "
+        f"{times['base']:.3f} | {gemm:.3f} | {times['deep']:.3f} "
+        f"({times['base'] / times['deep']:.2f}x, {gemm / times['deep']:.2f}x, "
+        f"{gflops:.0f} GFLOP/s, {_diff(outs['deep'], base_out):.0e}) |"
+    )
+
+
 def _pool_row(ops_raster, level: str, shape: tuple) -> str:
     """The pooling kernel at ``level`` (set by the caller) against onnxruntime."""
     import onnxruntime as ort
@@ -341,6 +382,16 @@ def main() -> None:
         for level in levels:
             for shape in LANES_SHAPES:
                 print(_lanes_row(ops_conv, ops_math, level, shape), flush=True)
+        print()
+    if "deep" in tables:
+        print(
+            "| layer | shape | level | im2col+BLAS+epilogue ms | gemm ms (the faster blocking) "
+            "| lanes_deep ms (ratio to the baseline, to gemm, rate, diff) |"
+        )
+        print("|---|---|---|---|---|---|")
+        for level in levels:
+            for shape in DEEP_SHAPES:
+                print(_deep_row(ops_conv, ops_math, level, shape), flush=True)
         print()
     if "pool" in tables:
         print("| layer | shape | level | onnxruntime ms | walle ms (ratio, max abs diff) |")

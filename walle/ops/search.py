@@ -155,7 +155,7 @@ COLD_SCRUB_BYTES = 8 << 20
 # (QDQ ResNet-50's residual chains of 17 operands had run op by op). 50: int8_direct, a
 # quantized conv reading its input in place (no column matrix). 51: a quantizer's run of a
 # chain is one op (10x faster at AVX2 than the chain's ops were: chains cached as parts there).
-DECISIONS_VERSION = 54
+DECISIONS_VERSION = 55
 
 
 def time_calls(calls: list[Call], budget_s: float = 0.004, max_runs: int = 25) -> float:
