@@ -254,30 +254,36 @@ def test_ops_lanes_deep_tiles_take_the_shape_that_pads_the_channels_least(cout, 
         np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4, err_msg=level)
 
 
-def test_ops_lanes_deep_tiles_take_the_plane_in_chunks_every_block_reads() -> None:
-    """A conv whose input (4.2 MB) outgrows the chunk's bytes, over several blocks of
-    channels whose weights are small: the plane's positions in chunks of whole rows (a
-    multiple of the tile), each chunk's blocks in turn, a last chunk of fewer rows; the
-    same sums as the reference. (With more weights than input, every block takes the whole
-    plane: the chunks would each read all the weights.)"""
+@pytest.mark.parametrize(
+    ("c", "cout", "rows", "cols", "chunked"),
+    [(32, 96, 200, 160, True), (128, 256, 14, 14, False)],
+)
+def test_ops_lanes_deep_tiles_chunk_the_plane_where_the_input_outweighs_the_weights(
+    c, cout, rows, cols, chunked
+) -> None:
+    """32 -> 96 3x3/2 on 200 x 160 (4.2 MB of input, small weights): the plane's positions
+    in chunks of whole rows (a multiple of the tile), each chunk's blocks of channels in
+    turn, a last chunk of fewer rows. 128 -> 256 3x3/2 on 14 x 14 (1.2 MB of weights, 131 KB
+    of input): every block takes the whole plane (each chunk would read all the weights).
+    The same sums as the reference at every level."""
     ops_conv = _ops_conv()
     rng = np.random.default_rng(3)
     padded, weight, bias, region, want = _conv_case(
-        rng, 1, 32, 96, 200, 160, (3, 3), 2, 1, 1, "none", False
+        rng, 1, c, cout, rows, cols, (3, 3), 2, 1, 1, "relu", False
     )
+    plane = want.shape[2] * want.shape[3]
     for level in ("avx512", "avx2", "sse"):
         out = np.full(want.shape, -7.0, np.float32)
         try:
             kernel = ops_conv.LanesConvKernel(
-                padded, weight, bias, out, region, "none", level, deep=True
+                padded, weight, bias, out, region, "relu", level, deep=True
             )
         except ValueError as exc:
             assert "does not run" in str(exc)
             continue
-        plane = want.shape[2] * want.shape[3]
-        assert 0 < kernel.chunk < plane
+        assert (0 < kernel.chunk < plane) if chunked else kernel.chunk == plane
         kernel.run()
-        np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4, err_msg=level)
+        np.testing.assert_allclose(out, want, rtol=1e-4, atol=_atol(want), err_msg=level)
 
 
 @settings(max_examples=40, deadline=None)
@@ -397,25 +403,3 @@ def test_ops_padded_strided_conv_takes_its_pad_and_the_lanes_kernel_never_writes
     else:
         assert isinstance(kernel, ops_conv.LanesConvKernel) and kernel.padded
     run1_matches_reference(plan, graph, (1, 16, 40, 44))
-
-
-def test_ops_lanes_deep_tiles_take_the_whole_plane_where_the_weights_outweigh_the_input():
-    """128 -> 256 3x3/2 on 14 x 14 (1.2 MB of weights, 131 KB of input): every block of
-    channels takes the whole plane, at every level."""
-    ops_conv = _ops_conv()
-    rng = np.random.default_rng(4)
-    padded, weight, bias, region, want = _conv_case(
-        rng, 1, 128, 256, 14, 14, (3, 3), 2, 1, 1, "relu", False
-    )
-    for level in ("avx512", "avx2", "sse"):
-        out = np.full(want.shape, -7.0, np.float32)
-        try:
-            kernel = ops_conv.LanesConvKernel(
-                padded, weight, bias, out, region, "relu", level, deep=True
-            )
-        except ValueError as exc:
-            assert "does not run" in str(exc)
-            continue
-        assert kernel.chunk == want.shape[2] * want.shape[3] == 49
-        kernel.run()
-        np.testing.assert_allclose(out, want, rtol=1e-4, atol=_atol(want), err_msg=level)
