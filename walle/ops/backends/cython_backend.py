@@ -520,15 +520,16 @@ def _conv(step: FusedStep, algorithm: str, graph: Graph, buffers: Buffers) -> li
         return [*(_prologue_calls(prologue, buffers) if pad is None else []), kernel.run]
     if host is not None and algorithm not in _GEMMS:
         raise RuntimeError(f"{step.name}: {algorithm} cannot write a channel slice")
-    pad = _unpadded_source(prologue, graph) if prologue else None
-    if algorithm in ("lanes", "lanes_deep") and pad is not None:
+    lanes = algorithm in ("lanes", "lanes_deep")
+    pad = _unpadded_source(prologue, graph) if lanes and prologue else None
+    if pad is not None:
         # the pad never written: the kernel copies each band's padded rows into L2 itself
         hp, wp = graph.shape(im2col.inputs[0])[2:]
-        lanes = ops_conv.LanesConvKernel(
+        padded = ops_conv.LanesConvKernel(
             buffers[step.inputs[0]], weight, bias, out, region, step.attr("act"),
             deep=algorithm == "lanes_deep", pad=(*pad, hp, wp), band_bytes=_l2_bytes() // 4,
         )  # fmt: skip
-        return [lanes.run]
+        return [padded.run]
     calls = _prologue_calls(prologue, buffers)
     return calls + _conv_padded(im2col, flat, weight, bias, out, algorithm, step, buffers)
 
