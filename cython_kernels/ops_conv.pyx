@@ -1266,7 +1266,11 @@ cdef class MatmulPackedKernel:
     ``b_in_place`` (b not constant): the tiles read b's strips where they lie, rows n apart,
     and only the leftover columns are packed: no copy of b per call, which MatMul 100x300x200
     ran in 0.93x the time, but strips whose rows lie 4 KiB or more apart thrash the L1
-    (64x1024x1024: 1.14x), so the search times both.
+    (64x1024x1024: 1.14x), so the search times both. A call whose b does not start on a
+    64-byte line (a caller's array: numpy aligns to 16 bytes) packs b as ``b_in_place=False``
+    would: its 64-byte vectors would each straddle two lines, and MatMul 256^3 took 1.20x
+    the time so (an Intel Xeon, AVX-512; the search times in-place reads on the plan's own
+    aligned buffers). ``b_read_in_place`` says which the last call did.
 
     ``bias_mode`` as ops_math.GemmKernel's: 0 none, 1 per column (bias[n], added as the
     kernel's residual, laid out as c), 2 per row (bias[m], the kernel's channel bias).
@@ -1284,6 +1288,7 @@ cdef class MatmulPackedKernel:
     cdef readonly int level
     cdef readonly bint prepacked
     cdef readonly bint a_in_place
+    cdef readonly bint b_read_in_place
     cdef object keep
 
     def __init__(self, a, b, c, bias, int bias_mode, str act, bint b_constant=False,
@@ -1397,6 +1402,8 @@ cdef class MatmulPackedKernel:
         g.x = b
         g.y = c
         g.rows = a if self.a_in_place else NULL
+        g.direct = g.direct and (<size_t>b) % 64 == 0
+        self.b_read_in_place = g.direct
         with nogil:
             if whole < self.m:  # the rows the tiles do not read in place
                 walle_gemm_pack_rows(a + whole * g.k, self.m - whole, g.k,

@@ -279,6 +279,41 @@ def test_packed_matmul_every_column_count_up_to_three_strips(level, b_layout) ->
             assert (guarded[m * n :] == 7.0).all(), f"{m}x{n}: written past the output"
 
 
+def _at_offset(x: np.ndarray, floats: int) -> np.ndarray:
+    """A copy of x whose first element lies ``floats`` floats past a 64-byte line."""
+    buf = np.empty(x.size + 32, np.float32)
+    start = (-(buf.ctypes.data // 4)) % 16 + floats
+    y = buf[start : start + x.size].reshape(x.shape)
+    y[...] = x
+    return y
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_packed_matmul_reads_b_in_place_only_where_it_starts_on_a_line(level) -> None:
+    """``b_in_place`` reads b's strips where they lie only when b starts on a 64-byte line
+    (the plan's own buffers); a caller's b at any other offset (numpy aligns to 16 bytes) is
+    packed for that call, as if ``b_in_place`` were off: a 64-byte vector of it would
+    straddle two lines. The same bits either way, call by call, against the aligned run."""
+    ops_conv = _ops_conv()
+    rng = np.random.default_rng(9)
+    m, k, n = 40, 70, 96
+    a = rng.uniform(-1, 1, (m, k)).astype(np.float32)
+    b = _at_offset(rng.uniform(-1, 1, (k, n)).astype(np.float32), 0)
+    c = np.empty((m, n), np.float32)
+    kernel = _kernel(ops_conv, a, b, c, None, 0, False, False, level, b_in_place=True)
+    if kernel is None:
+        return
+    kernel.run()
+    assert kernel.b_read_in_place
+    want = c.copy()
+    np.testing.assert_allclose(want, _oracle(a, b, None, 0, False), rtol=0, atol=1e-4)
+    for floats in (4, 8, 12, 0, 1):
+        c[...] = np.nan
+        kernel.run_io(a, _at_offset(b, floats), c)
+        assert kernel.b_read_in_place == (floats == 0), floats
+        np.testing.assert_array_equal(c, want, err_msg=f"b {floats} floats past a line")
+
+
 @pytest.mark.parametrize(
     ("sa", "sb", "const_b"),
     [

@@ -232,7 +232,9 @@ class MatmulPackedKernel:
     """c[m, n] = act(a @ b + bias) as a packed GEMM: a's rows read in place 8 at a time
     (``a_in_place``; packed per call where some columns run by the tail tiles), b's columns
     packed once at build time when ``b_constant`` (a matmul's weights), read where they lie
-    with ``b_in_place`` (only the leftover columns packed), else packed per call.
+    with ``b_in_place`` (only the leftover columns packed; a call whose b is not 64-byte
+    aligned packs it instead: ``b_read_in_place`` says which the last call did), else packed
+    per call.
 
     ``bias_mode``: 0 none, 1 per column (``bias[n]``), 2 per row (``bias[m]``); ``act``:
     none or relu (which keeps NaN); ``kc``/``nc`` as :class:`GemmConvKernel`'s. ValueError
@@ -242,6 +244,7 @@ class MatmulPackedKernel:
     level: int
     prepacked: bool
     a_in_place: bool
+    b_read_in_place: bool
     units: int  # column chunks: the work units its threads split
 
     def __init__(
