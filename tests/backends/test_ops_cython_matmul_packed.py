@@ -50,6 +50,15 @@ def _kernel(ops_conv, a, b, c, bias, mode, relu, b_constant, level, **kw):
         return None
 
 
+def _at_offset(x: np.ndarray, floats: int) -> np.ndarray:
+    """A copy of x whose first element lies ``floats`` floats past a 64-byte line."""
+    buf = np.empty(x.size + 32, np.float32)
+    start = (-(buf.ctypes.data // 4)) % 16 + floats
+    y = buf[start : start + x.size].reshape(x.shape)
+    y[...] = x
+    return y
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     m=st.integers(1, 70),
@@ -66,12 +75,13 @@ def _kernel(ops_conv, a, b, c, bias, mode, relu, b_constant, level, **kw):
 def test_packed_matmul_matches_numpy_at_every_level(
     m, k, n, mode, relu, b_constant, kc, nc, seed, b_in_place
 ):
-    """b packed per call, packed at build time or (not constant) read in place."""
+    """b packed per call, packed at build time or (not constant) read in place (b on a
+    64-byte line, as the plan's buffers are: elsewhere the kernel packs it)."""
     b_in_place = b_in_place and not b_constant
     ops_conv = _ops_conv()
     rng = np.random.default_rng(seed)
     a = rng.uniform(-2, 2, (m, k)).astype(np.float32)
-    b = rng.uniform(-1, 1, (k, n)).astype(np.float32)
+    b = _at_offset(rng.uniform(-1, 1, (k, n)).astype(np.float32), 0)
     bias = rng.uniform(-1, 1, {0: 0, 1: n, 2: m}[mode]).astype(np.float32) if mode else None
     want = _oracle(a, b, bias, mode, relu)
     scale = max(1.0, float(np.abs(want).max()))
@@ -94,9 +104,10 @@ def test_packed_matmul_matches_numpy_at_every_level(
         if kernel is None:
             continue
         kernel.run()
+        assert kernel.b_read_in_place == b_in_place
         np.testing.assert_allclose(c, want, rtol=0, atol=1e-4 * scale, err_msg=level)
         a2 = rng.uniform(-2, 2, (m, k)).astype(np.float32)  # a new a each call: read again
-        b2 = b if b_constant else rng.uniform(-1, 1, (k, n)).astype(np.float32)
+        b2 = b if b_constant else _at_offset(rng.uniform(-1, 1, (k, n)).astype(np.float32), 0)
         c2 = np.empty_like(c)
         kernel.run_io(a2, b2, c2)
         want2 = _oracle(a2, b2, bias, mode, relu)
@@ -263,7 +274,7 @@ def test_packed_matmul_every_column_count_up_to_three_strips(level, b_layout) ->
     for m in (11, 13):
         a = rng.uniform(-1, 1, (m, 6)).astype(np.float32)
         for n in range(1, 101):
-            b = rng.uniform(-1, 1, (6, n)).astype(np.float32)
+            b = _at_offset(rng.uniform(-1, 1, (6, n)).astype(np.float32), 0)
             bias = rng.uniform(-1, 1, n).astype(np.float32)
             guarded = np.full(m * n + 64, 7.0, np.float32)
             c = guarded[: m * n].reshape(m, n)
@@ -274,18 +285,10 @@ def test_packed_matmul_every_column_count_up_to_three_strips(level, b_layout) ->
             if kernel is None:
                 return
             kernel.run()
+            assert kernel.b_read_in_place == b_in_place
             want = _oracle(a, b, bias, 1, True)
             np.testing.assert_allclose(c, want, rtol=0, atol=1e-5, err_msg=f"{m}x{n}")
             assert (guarded[m * n :] == 7.0).all(), f"{m}x{n}: written past the output"
-
-
-def _at_offset(x: np.ndarray, floats: int) -> np.ndarray:
-    """A copy of x whose first element lies ``floats`` floats past a 64-byte line."""
-    buf = np.empty(x.size + 32, np.float32)
-    start = (-(buf.ctypes.data // 4)) % 16 + floats
-    y = buf[start : start + x.size].reshape(x.shape)
-    y[...] = x
-    return y
 
 
 @pytest.mark.parametrize("level", LEVELS)
