@@ -17,6 +17,7 @@ import pytest
 from tests._backends import backend_or_skip, run_with_algorithm
 from walle.ops import GraphBuilder, run_reference
 from walle.ops.fusion import find_steps
+from walle.ops.plan import allocate
 
 CASES = [  # (N, C, H, W, Cout, kernel, stride, pads)
     (1, 16, 7, 7, 24, 1, 1, 0),  # 1x1: the plain-view GEMM
@@ -43,13 +44,17 @@ CASES = [  # (N, C, H, W, Cout, kernel, stride, pads)
 
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize(
-    "algorithm", ["direct", "gemm", "gemm_long", "gemm_direct", "im2col", "lanes", "lanes_deep"]
+    "algorithm",
+    ["direct", "gemm", "gemm_long", "gemm_direct", "im2col", "lanes", "lanes16", "lanes_deep"],
 )
 @pytest.mark.parametrize("tail", ["none", "bias", "bias_relu"])
 def test_ops_conv_algorithms_match_reference(case, algorithm, tail) -> None:
     """``gemm_direct`` (the packed GEMM reading the columns in place) is offered for the
     1x1 stride-1 convs only, ``gemm_long`` (its reduction in the fewest blocks) where the
-    default blocks are more, ``lanes_deep`` for 128 taps or more but a 1x1 stride-1 conv."""
+    default blocks are more, ``lanes_deep`` for 128 taps or more but a 1x1 stride-1 conv,
+    ``lanes16`` (the lanes kernel's 16 x 16 tile) beside ``lanes`` where that takes its 32 x 8
+    one: at AVX-512, a strided conv to more than 16 channels. The lanes algorithms build the
+    tile they name."""
     backend = backend_or_skip("cython")
     n, c, h, w, cout, k, s, p = case
     rng = np.random.default_rng(sum(case))
@@ -70,8 +75,14 @@ def test_ops_conv_algorithms_match_reference(case, algorithm, tail) -> None:
     ow = (w + 2 * p - k) // s + 1
     assert ("lanes" in offered) == ((c <= 4 or (c <= 64 and s > 1)) and ow >= 16 and s <= 4)
     assert ("lanes_deep" in offered) == (c * k * k >= 128 and not (k == 1 and s == 1))
+    avx512 = ops_conv.level() == ops_conv.LEVELS["avx512"]
+    assert ("lanes16" in offered) == ("lanes" in offered and s > 1 and cout > 16 and avx512)
     if algorithm not in offered:
         return
+    if algorithm in ("lanes", "lanes16"):
+        buffers = allocate(graph, find_steps(graph), fill=0.0)
+        (kernel,) = backend.compile(step, algorithm, graph, buffers)
+        assert kernel.__self__.wide == (algorithm == "lanes" and s > 1 and cout > 16 and avx512)
     got = run_with_algorithm(backend, graph, {"x": x}, step, algorithm)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 

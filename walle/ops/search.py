@@ -155,7 +155,9 @@ COLD_SCRUB_BYTES = 8 << 20
 # (QDQ ResNet-50's residual chains of 17 operands had run op by op). 50: int8_direct, a
 # quantized conv reading its input in place (no column matrix). 51: a quantizer's run of a
 # chain is one op (10x faster at AVX2 than the chain's ops were: chains cached as parts there).
-DECISIONS_VERSION = 55
+# 56: AVX-512's strided lanes convs to more than 16 channels also offer the 16 x 16 tile
+# (lanes16; SqueezeNet's 3x3/2 stem 0.90x the 32 x 8 tile's time on an Intel Xeon).
+DECISIONS_VERSION = 56
 
 
 def time_calls(calls: list[Call], budget_s: float = 0.004, max_runs: int = 25) -> float:

@@ -156,7 +156,7 @@ class CythonBackend(Backend):
             gemm = ["gemm", *_gemm_long(region), *_gemm_direct(region)]
             if step.attr("residual"):  # only the packed GEMM adds a shortcut in its epilogue
                 return gemm
-            lanes = _lanes(region)
+            lanes = _lanes(region, graph.shape(step.output)[1])
             winograd = _winograd_algorithms(region, step, graph)
             integer = []
             if _int8_conv_fits(step, graph):  # int8_direct: the input read in place
@@ -332,7 +332,7 @@ class CythonBackend(Backend):
     ) -> bool:
         return (
             first.op == "fused.conv2d"
-            and first_algorithm in ("lanes", "lanes_deep")
+            and first_algorithm in _LANES
             and then.op == ("fused.window_reduce")
         )
 
@@ -520,14 +520,15 @@ def _conv(step: FusedStep, algorithm: str, graph: Graph, buffers: Buffers) -> li
         return [*(_prologue_calls(prologue, buffers) if pad is None else []), kernel.run]
     if host is not None and algorithm not in _GEMMS:
         raise RuntimeError(f"{step.name}: {algorithm} cannot write a channel slice")
-    lanes = algorithm in ("lanes", "lanes_deep")
+    lanes = algorithm in _LANES
     pad = _unpadded_source(prologue, graph) if lanes and prologue else None
     if pad is not None:
         # the pad never written: the kernel copies each band's padded rows into L2 itself
         hp, wp = graph.shape(im2col.inputs[0])[2:]
         padded = ops_conv.LanesConvKernel(
             buffers[step.inputs[0]], weight, bias, out, region, step.attr("act"),
-            deep=algorithm == "lanes_deep", pad=(*pad, hp, wp), band_bytes=_l2_bytes() // 4,
+            wide=_lanes_wide(algorithm), deep=algorithm == "lanes_deep", pad=(*pad, hp, wp),
+            band_bytes=_l2_bytes() // 4,
         )  # fmt: skip
         return [padded.run]
     calls = _prologue_calls(prologue, buffers)
@@ -637,11 +638,12 @@ def _conv_padded(
             long_k=algorithm == "gemm_long",
         )
         return [kernel.run]
-    if algorithm in ("lanes", "lanes_deep"):
+    if algorithm in _LANES:
         x = buffers[im2col.inputs[0]]
-        deep = algorithm == "lanes_deep"
+        deep, wide = algorithm == "lanes_deep", _lanes_wide(algorithm)
         act = step.attr("act")
-        return [ops_conv.LanesConvKernel(x, weight, bias, out, region, act, deep=deep).run]
+        lanes = ops_conv.LanesConvKernel(x, weight, bias, out, region, act, wide=wide, deep=deep)
+        return [lanes.run]
     if algorithm == "direct" and _stride2_columns(region):
         return _conv_stride2(buffers[im2col.inputs[0]], weight, bias, out, region, step)
     if algorithm == "direct":
@@ -739,6 +741,14 @@ def _group_conv(step: FusedStep, algorithm: str, graph: Graph, buffers: Buffers)
 # fewest blocks) or reading them in place (gemm_direct: a 1x1 stride-1 conv, whose columns
 # are the input's rows).
 _GEMMS = ("gemm", "gemm_long", "gemm_direct")
+# The lanes conv kernel's algorithms (_lanes).
+_LANES = ("lanes", "lanes16", "lanes_deep")
+
+
+def _lanes_wide(algorithm: str) -> bool | None:
+    """The lanes kernel's ``wide`` for an algorithm of _LANES: lanes16 its 16 x 16 tile,
+    the others the kernel's default."""
+    return False if algorithm == "lanes16" else None
 
 
 def _channel_lanes(step: FusedStep, graph: Graph, region: Region) -> list[str]:
@@ -775,13 +785,18 @@ _LANES_MOST_CHANNELS_STRIDED = 64
 _LANES_DEEP_TAPS = 128
 
 
-def _lanes(region: Region) -> list[str]:
+def _lanes(region: Region, cout: int) -> list[str]:
     """``lanes`` for a conv with few input channels whose rows the kernel takes (more of
-    them where it strides its columns); ``lanes_deep`` for one of _LANES_DEEP_TAPS taps or
-    more that is not a 1x1 stride-1 conv (whose columns the GEMM reads in place)."""
+    them where it strides its columns), and at AVX-512, where that kernel takes its tile of
+    32 channels x 8 columns (a strided conv to more than 16 channels), ``lanes16`` too, its
+    16 x 16 tile; ``lanes_deep`` for one of _LANES_DEEP_TAPS taps or more that is not a 1x1
+    stride-1 conv (whose columns the GEMM reads in place)."""
     _, c, kh, kw, _, _ = region.sizes
-    most = _LANES_MOST_CHANNELS_STRIDED if region.src_strides[5] > 1 else _LANES_MOST_CHANNELS
+    strided = region.src_strides[5] > 1
+    most = _LANES_MOST_CHANNELS_STRIDED if strided else _LANES_MOST_CHANNELS
     few = ["lanes"] if c <= most and ops_conv.lanes_fits(region) else []
+    if few and strided and cout > 16 and ops_conv.level() == cython_isa.LEVELS["avx512"]:
+        few.append("lanes16")
     deep = c * kh * kw >= _LANES_DEEP_TAPS and not ops_conv.gemm_direct_fits(region)
     return [*few, *(["lanes_deep"] if deep and ops_conv.lanes_fits(region, True) else [])]
 
