@@ -338,6 +338,16 @@ def _pool_row(ops_raster, level: str, shape: tuple) -> str:
     )
 
 
+def _table(header: str, levels: list[str], shapes: list, row: Callable[[str, tuple], str]) -> None:
+    """A markdown table: ``header``, then ``row(level, shape)`` for every level and shape."""
+    print(header)
+    print("|---" * header.count(" | ") + "|---|")
+    for level in levels:
+        for shape in shapes:
+            print(row(level, shape), flush=True)
+    print()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--isa", nargs="*", help="levels to run (avx512, avx2, sse)")
@@ -354,45 +364,37 @@ def main() -> None:
     levels = args.isa or [name for name, v in ops_conv.LEVELS.items() if v <= best]
     tables = args.tables or TABLES
     if "conv" in tables:
-        print(
+        _table(
             "| layer | shape | level | im2col+BLAS ms | direct ms (ratio, diff) | winograd ms "
-            "(ratio, diff) | winograd_f2 ms (ratio, diff) |"
+            "(ratio, diff) | winograd_f2 ms (ratio, diff) |",
+            levels,
+            SHAPES,
+            lambda level, shape: _row(ops_conv, level, *shape),
         )
-        print("|---|---|---|---|---|---|---|")
-        for level in levels:
-            for label, c, size, cout, side in SHAPES:
-                print(_row(ops_conv, level, label, c, size, cout, side), flush=True)
-        print()
     if "gemm" in tables:
-        print(
+        _table(
             "| layer | shape | level | im2col+BLAS+epilogue ms | gemm ms (ratio, rate, diff) | "
-            "gemm_long ms (ratio to gemm) |"
+            "gemm_long ms (ratio to gemm) |",
+            levels,
+            GEMM_SHAPES,
+            lambda level, shape: _gemm_row(ops_conv, ops_math, level, shape),
         )
-        print("|---|---|---|---|---|---|")
-        for level in levels:
-            for shape in GEMM_SHAPES:
-                print(_gemm_row(ops_conv, ops_math, level, shape), flush=True)
-        print()
     if "lanes" in tables:
-        print(
+        _table(
             "| layer | shape | level | im2col+BLAS+epilogue ms | gemm ms | lanes ms (ratio to "
-            "the baseline, to gemm, rate, diff) |"
+            "the baseline, to gemm, rate, diff) |",
+            levels,
+            LANES_SHAPES,
+            lambda level, shape: _lanes_row(ops_conv, ops_math, level, shape),
         )
-        print("|---|---|---|---|---|---|")
-        for level in levels:
-            for shape in LANES_SHAPES:
-                print(_lanes_row(ops_conv, ops_math, level, shape), flush=True)
-        print()
     if "deep" in tables:
-        print(
+        _table(
             "| layer | shape | level | im2col+BLAS+epilogue ms | gemm ms (the faster blocking) "
-            "| lanes_deep ms (ratio to the baseline, to gemm, rate, diff) |"
+            "| lanes_deep ms (ratio to the baseline, to gemm, rate, diff) |",
+            levels,
+            DEEP_SHAPES,
+            lambda level, shape: _deep_row(ops_conv, ops_math, level, shape),
         )
-        print("|---|---|---|---|---|---|")
-        for level in levels:
-            for shape in DEEP_SHAPES:
-                print(_deep_row(ops_conv, ops_math, level, shape), flush=True)
-        print()
     if "pool" in tables:
         print("| layer | shape | level | onnxruntime ms | walle ms (ratio, max abs diff) |")
         print("|---|---|---|---|---|")
