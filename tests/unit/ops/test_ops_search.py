@@ -247,6 +247,70 @@ def test_ops_trials_settle_a_close_call_by_the_candidates_cold_times(monkeypatch
     assert colds[0] == 0  # not a close call: warm trials decide
 
 
+def test_ops_trials_in_passes_time_each_candidate_in_its_steady_state(monkeypatch) -> None:
+    """With ``passes``, a sample is the fastest of that many back-to-back passes of one
+    candidate. The first candidate here reads data of its own that the others evict (3 ms
+    on its first pass after another candidate ran, 2 ms from the next one on); the other
+    two share their data (2.5 ms each, always). Single interleaved passes favour the
+    sharers; passes of 3 find the first one's steady state. The clock is moved by the calls,
+    as in the tests above."""
+    from types import SimpleNamespace
+
+    from walle.ops import search
+
+    now = [0.0]
+    monkeypatch.setattr(search, "time", SimpleNamespace(perf_counter=lambda: now[0]))
+    last = [-1]
+
+    def make(index: int, first: float, settled: float):
+        def call() -> None:
+            now[0] += settled if last[0] == index else first
+            last[0] = index
+
+        return [call]
+
+    def medians(passes: int) -> list[float]:
+        candidates = [make(0, 0.003, 0.002), make(1, 0.0025, 0.0025), make(2, 0.0025, 0.0025)]
+        return search.time_candidates(
+            candidates, budget_s=0.0, min_rounds=6, max_rounds=6, close_budget_s=0.0,
+            passes=passes,
+        )  # fmt: skip
+
+    single = medians(1)
+    assert min(range(3), key=single.__getitem__) != 0
+    assert single[0] == pytest.approx(0.003)
+    settled = medians(3)
+    assert settled == pytest.approx([0.002, 0.0025, 0.0025])
+
+
+@pytest.mark.parametrize(("columns", "passes"), [(2100, 5), (1000, 1)])
+def test_ops_search_times_steps_over_big_weights_in_their_steady_state(
+    monkeypatch, columns: int, passes: int
+) -> None:
+    """A step over more than BIG_CONSTANTS_BYTES of weights (1024 x 2100 floats: 8.6 MB)
+    has its candidates timed in blocks of SETTLE_PASSES back-to-back passes; one over less
+    (1024 x 1000) in single interleaved passes."""
+    import walle.ops.search as search_module
+
+    assert search_module.SETTLE_PASSES == 5 and search_module.BIG_CONSTANTS_BYTES == 8 << 20
+    seen: list[int] = []
+    real = search_module.time_candidates
+
+    def recording(candidates, *args, **kwargs):
+        if "cold" in kwargs:  # a step's trials (the whole-plan trials pass none)
+            seen.append(kwargs.get("passes", 1))
+        return real(candidates, *args, **kwargs)
+
+    monkeypatch.setattr(search_module, "time_candidates", recording)
+    rng = np.random.default_rng(0)
+    b = GraphBuilder()
+    x = b.input("x", (2, 1024))
+    w = b.const(rng.normal(size=(1024, columns)).astype(np.float32))
+    graph = b.build([b.matmul(x, w)])
+    Search(["cython", "numpy"], use_cache=False, calibrate=False, close_factor=1e9).choose(graph)
+    assert seen == [passes]
+
+
 def test_ops_search_trials_never_interleave_opencl_with_host_kernels(monkeypatch) -> None:
     """PoCL's threads spin after a run: host candidates timed next to them would look slow."""
     import walle.ops.search as search_module
