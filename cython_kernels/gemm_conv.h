@@ -63,6 +63,9 @@ typedef struct {
     const float* rows;  /* NULL, or the weights' rows [cout][k] read in place where a block
                            has all 8 (a matmul's a: w then holds only the last part block
                            packed; walle_gemm_rows_fit says where this may be set) */
+    int pad_tail;       /* a chunk's leftover columns always as one padded strip (never the
+                           tail tiles, which read a packed whole): a matmul's constant b,
+                           whose padded strip is packed once (walle_gemm_split) */
 } walle_gemm;
 
 /* dst[j] = src[2j] for j < n, 4 at a time in 128-bit vectors, whose shuffles every level
@@ -178,7 +181,8 @@ WALLE_INLINE void walle_gemm_pack_padded(const float* restrict xn, const long* r
    so they keep the 16-wide strip). */
 #define WALLE_GEMM_PAD2_MIN 22
 typedef struct { long full, two, mid, mid2, tail, pad; } walle_gemm_cols;
-WALLE_INLINE walle_gemm_cols walle_gemm_split(long cols, long sw, long dw, long vw, long vw2) {
+WALLE_INLINE walle_gemm_cols walle_gemm_split(long cols, long sw, long dw, long vw, long vw2,
+                                              int pad_tail) {
     walle_gemm_cols s;
     s.full = cols / sw * sw;
     long rem = cols - s.full;
@@ -194,7 +198,7 @@ WALLE_INLINE walle_gemm_cols walle_gemm_split(long cols, long sw, long dw, long 
         s.mid2 = 0, s.tail = rem, s.pad = vw;
     } else {
         s.mid2 = rem / vw2 * vw2, s.tail = rem - s.mid2;
-        s.pad = 3 * s.tail > 2 * vw2 ? vw2 : 0;
+        s.pad = 3 * s.tail > 2 * vw2 || (pad_tail && s.tail) ? vw2 : 0;
     }
     return s;
 }
@@ -493,6 +497,61 @@ WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {                                 
     WALLE_GEMM_STORE(acc, VT, IT, VW, 2, 8)                                                    \
 }
 
+/* One reduction row k of the (8 + r) x 2 tile below (R_ rows; PF as the 8 x 2 tile's). */
+#define WALLE_GEMM_STEP8PX2(VT, VW, K, PF, AT)                                                 \
+    do {                                                                                       \
+        VT v0, v1;                                                                             \
+        memcpy(&v0, b + (K) * sb, sizeof(VT));                                                 \
+        memcpy(&v1, b + (K) * sb + VW, sizeof(VT));                                            \
+        if (PF) {                                                                              \
+            __builtin_prefetch(pf + (K) * pfs);                                                \
+            __builtin_prefetch(pf + (K) * pfs + 16);                                           \
+        }                                                                                      \
+        s00 += AT(K, 0) * v0; s01 += AT(K, 0) * v1;                                            \
+        s10 += AT(K, 1) * v0; s11 += AT(K, 1) * v1;                                            \
+        s20 += AT(K, 2) * v0; s21 += AT(K, 2) * v1;                                            \
+        s30 += AT(K, 3) * v0; s31 += AT(K, 3) * v1;                                            \
+        s40 += AT(K, 4) * v0; s41 += AT(K, 4) * v1;                                            \
+        s50 += AT(K, 5) * v0; s51 += AT(K, 5) * v1;                                            \
+        s60 += AT(K, 6) * v0; s61 += AT(K, 6) * v1;                                            \
+        s70 += AT(K, 7) * v0; s71 += AT(K, 7) * v1;                                            \
+        s80 += AT(K, 8) * v0; s81 += AT(K, 8) * v1;                                            \
+        if (R_ > 9) { s90 += AT(K, 9) * v0; s91 += AT(K, 9) * v1; }                            \
+        if (R_ > 10) { sa0 += AT(K, 10) * v0; sa1 += AT(K, 10) * v1; }                         \
+        if (R_ > 11) { sb0 += AT(K, 11) * v0; sb1 += AT(K, 11) * v1; }                         \
+    } while (0)
+
+/* R (9 to 12) rows x 2 vectors of 16: a matmul's last whole block of 8 rows of a, read in
+   place, with the 1 to 4 rows after it (the matmul's last ones), so that those rows need
+   no pass of their own over b: b comes from L2 for every block of rows, and a 25-row
+   product over 1024 x 8210 weights (ddddocr's CRNN's last Gemm) spent 0.5 of its 3.6 ms
+   on the 25th row in a 4-row tile (24 rows: 3.1 ms; an Intel Xeon, one core). Up to 24
+   sums, 2 column vectors, the weights broadcast from memory: 32 registers. */
+#define WALLE_GEMM_TILE8PX2(NAME, VT, IT, VW, AT, R)                                           \
+WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {                                                \
+    enum { R_ = R };                                                                           \
+    VT acc[R][2];                                                                              \
+    WALLE_GEMM_LOAD(acc, VT, VW, 2, R)                                                         \
+    VT s00 = acc[0][0], s01 = acc[0][1], s10 = acc[1][0], s11 = acc[1][1];                     \
+    VT s20 = acc[2][0], s21 = acc[2][1], s30 = acc[3][0], s31 = acc[3][1];                     \
+    VT s40 = acc[4][0], s41 = acc[4][1], s50 = acc[5][0], s51 = acc[5][1];                     \
+    VT s60 = acc[6][0], s61 = acc[6][1], s70 = acc[7][0], s71 = acc[7][1];                     \
+    VT s80 = acc[8][0], s81 = acc[8][1];                                                       \
+    VT s90 = acc[R_ > 9 ? 9 : 8][0], s91 = acc[R_ > 9 ? 9 : 8][1];                             \
+    VT sa0 = acc[R_ > 10 ? 10 : 8][0], sa1 = acc[R_ > 10 ? 10 : 8][1];                         \
+    VT sb0 = acc[R_ > 11 ? 11 : 8][0], sb1 = acc[R_ > 11 ? 11 : 8][1];                         \
+    WALLE_GEMM_TWO_ROWS(WALLE_GEMM_STEP8PX2, VT, VW, AT)                                       \
+    acc[0][0] = s00; acc[0][1] = s01; acc[1][0] = s10; acc[1][1] = s11;                        \
+    acc[2][0] = s20; acc[2][1] = s21; acc[3][0] = s30; acc[3][1] = s31;                        \
+    acc[4][0] = s40; acc[4][1] = s41; acc[5][0] = s50; acc[5][1] = s51;                        \
+    acc[6][0] = s60; acc[6][1] = s61; acc[7][0] = s70; acc[7][1] = s71;                        \
+    acc[8][0] = s80; acc[8][1] = s81;                                                          \
+    if (R_ > 9) { acc[R_ > 9 ? 9 : 8][0] = s90; acc[R_ > 9 ? 9 : 8][1] = s91; }                \
+    if (R_ > 10) { acc[R_ > 10 ? 10 : 8][0] = sa0; acc[R_ > 10 ? 10 : 8][1] = sa1; }           \
+    if (R_ > 11) { acc[R_ > 11 ? 11 : 8][0] = sb0; acc[R_ > 11 ? 11 : 8][1] = sb1; }           \
+    WALLE_GEMM_STORE(acc, VT, IT, VW, 2, R)                                                    \
+}
+
 /* One reduction row k of the 8 x 3 tile below (PF: ask for two lines of the prefetch rows). */
 #define WALLE_GEMM_STEP8X3(VT, VW, K, PF, AT)                                                  \
     do {                                                                                       \
@@ -604,6 +663,25 @@ WALLE_GEMM_TILE(walle_gemm_v4x2c4, walle_v4, walle_i4, 4, 2, 4, WALLE_GEMM_AP)
 WALLE_GEMM_TILE8X2(walle_gemm_v16x2_rows, walle_v16, walle_i16, 16, WALLE_GEMM_AR)
 WALLE_GEMM_TILE8X3(walle_gemm_v16x3_rows, walle_v16, walle_i16, 16, WALLE_GEMM_AR)
 WALLE_GEMM_TILE(walle_gemm_v16x1_rows, walle_v16, walle_i16, 16, 1, 8, WALLE_GEMM_AR)
+WALLE_GEMM_TILE8PX2(walle_gemm_v16x2r9_rows, walle_v16, walle_i16, 16, WALLE_GEMM_AR, 9)
+WALLE_GEMM_TILE8PX2(walle_gemm_v16x2r10_rows, walle_v16, walle_i16, 16, WALLE_GEMM_AR, 10)
+WALLE_GEMM_TILE8PX2(walle_gemm_v16x2r11_rows, walle_v16, walle_i16, 16, WALLE_GEMM_AR, 11)
+WALLE_GEMM_TILE8PX2(walle_gemm_v16x2r12_rows, walle_v16, walle_i16, 16, WALLE_GEMM_AR, 12)
+/* The (8 + r) x 2 tile for cvalid = 8 + r rows (9 to 12). */
+WALLE_INLINE void walle_gemm_v16x2_fold_rows WALLE_GEMM_TILE_PARAMS {
+    if (cvalid == 9)
+        walle_gemm_v16x2r9_rows(b, sb, a, kc, y, y_c, cvalid, ncols, bias, res, first, last,
+                                relu, pf, pfs, sa);
+    else if (cvalid == 10)
+        walle_gemm_v16x2r10_rows(b, sb, a, kc, y, y_c, cvalid, ncols, bias, res, first, last,
+                                 relu, pf, pfs, sa);
+    else if (cvalid == 11)
+        walle_gemm_v16x2r11_rows(b, sb, a, kc, y, y_c, cvalid, ncols, bias, res, first, last,
+                                 relu, pf, pfs, sa);
+    else
+        walle_gemm_v16x2r12_rows(b, sb, a, kc, y, y_c, cvalid, ncols, bias, res, first, last,
+                                 relu, pf, pfs, sa);
+}
 WALLE_GEMM_TILE(walle_gemm_v8x1_rows, walle_v8, walle_i8, 8, 1, 8, WALLE_GEMM_AR)
 WALLE_GEMM_TILE4X3(walle_gemm_v8x3c4_rows, walle_v8, walle_i8, 8, WALLE_GEMM_AR, 4 * sa,
                    12 * sa, 4, 0)
@@ -695,6 +773,13 @@ WALLE_INLINE const float* walle_gemm_block(const walle_gemm* g, int rows, long c
 #define WALLE_GEMM_IF_ROWS_0(...)
 #define WALLE_GEMM_IF_ROWS_1(...) __VA_ARGS__
 
+/* Whether a matmul of ``rows`` rows of a (read in place) runs its last 1 to 4 rows in its
+   last whole block's tile at AVX-512 (walle_gemm_v16x2_fold_rows): at least 9 rows, and
+   1 to 4 past a multiple of 8. */
+WALLE_INLINE int walle_gemm_folds(long rows) {
+    return rows > WALLE_CB && rows % WALLE_CB >= 1 && rows % WALLE_CB <= 4;
+}
+
 /* Work units [u0, u1) (unit u: image u / chunks, column chunk u % chunks) at one level:
    strips of SW columns (WIDE; WIDE4 for a last block of at most 4 channels), then one of DW
    (TWO; none where DW is 0), then of VW (NARROW) while that many are left, then of VW2
@@ -704,17 +789,18 @@ WALLE_INLINE const float* walle_gemm_block(const walle_gemm* g, int rows, long c
    ``rows`` is set (walle_gemm_block, WALLE_GEMM_CALL).
    ``pack`` holds kc * nc floats. */
 #define WALLE_GEMM_LEVEL(NAME, ATTR, WIDE, WIDE4, TWO, NARROW, NARROW2, TAIL1, TAIL2, VW, VW2, \
-                         DW, SW, ROWS)                                                         \
+                         DW, SW, ROWS, FOLD, FOLDS)                                          \
 ATTR static void NAME(const walle_gemm* g, long u0, long u1, float* pack) {                    \
     long chunks = (g->p + g->nc - 1) / g->nc;                                                  \
     long blocks = (g->cout + WALLE_CB - 1) / WALLE_CB;                                         \
     long wblock = g->k * WALLE_CB;                                                             \
     WALLE_GEMM_IF_ROWS_##ROWS(int lazy = WALLE_GEMM_LAZY && !g->prepacked && !g->direct      \
-                                         && g->k * g->p <= WALLE_GEMM_LAZY_FLOATS;)            \
+                                         && g->k * g->p <= WALLE_GEMM_LAZY_FLOATS;             \
+                              long fold = FOLDS ? g->cout % WALLE_CB : 0;)                     \
     for (long u = u0; u < u1; u++) {                                                           \
         long n = u / chunks, p0 = (u % chunks) * g->nc;                                        \
         long cols = g->p - p0 < g->nc ? g->p - p0 : g->nc;                                     \
-        walle_gemm_cols split = walle_gemm_split(cols, SW, DW, VW, VW2);                       \
+        walle_gemm_cols split = walle_gemm_split(cols, SW, DW, VW, VW2, ROWS && g->pad_tail);  \
         long full = split.full, two = split.two, mid = split.mid, mid2 = split.mid2;           \
         long tail = split.tail;                                                                \
         long pad = split.pad, pcols = pad ? cols - tail + pad : cols; /* columns as packed */  \
@@ -772,6 +858,7 @@ ATTR static void NAME(const walle_gemm* g, long u0, long u1, float* pack) {     
                     if (nsa && kc != nsa) pf = (const float*)0; /* not one run of 8 kc */      \
                 }                                                                              \
                 for (long s = 0; s < full; s += SW) {                                          \
+                    WALLE_GEMM_IF_ROWS_##ROWS(if (fold && cb == blocks - 1) break;)            \
                     /* the next block's weights; in place, block 0 asks for the next strip */  \
                     const float* spf = s ? (const float*)0 : pf;                               \
                     long pfs = WALLE_CB;                                                       \
@@ -784,6 +871,11 @@ ATTR static void NAME(const walle_gemm* g, long u0, long u1, float* pack) {     
                                                 g->p, cvalid, SW);                             \
                     WALLE_GEMM_IF_ROWS_##ROWS(if (lazy && cb == 0) walle_gemm_pack(            \
                         xn, koff, kc, poff, run, run2, s, SW, SW, bp + s * kc);)               \
+                    /* the last whole block with the rows after it: the (8 + fold) x 2 tile */ \
+                    WALLE_GEMM_IF_ROWS_##ROWS(if (fold && cb == blocks - 2)                    \
+                        FOLD(bw + s * kw, sw, a, kc, yb + s, g->p, cvalid + fold, SW, bias,    \
+                             rb ? rb + s : rb, first, last, g->relu, spf, pfs, sa);            \
+                        else)                                                                  \
                     if (cvalid <= 4)                                                           \
                         WIDE4(bw + s * kw, sw, a, kc, yb + s, g->p, cvalid, SW, bias,          \
                               rb ? rb + s : rb, first, last, g->relu, spf, pfs, 0);            \
@@ -839,28 +931,38 @@ ATTR static void NAME(const walle_gemm* g, long u0, long u1, float* pack) {     
 
 WALLE_GEMM_LEVEL(walle_gemm_avx512, WALLE_LEVEL_TARGET("avx512f,avx2,fma"), walle_gemm_v16x2,
                  walle_gemm_v16x2c4, walle_gemm_v16x2, walle_gemm_v16x1, walle_gemm_v8x1,
-                 walle_gemm_tail8_1, walle_gemm_tail8_2, 16, 8, 0, 32, 0)
+                 walle_gemm_tail8_1, walle_gemm_tail8_2, 16, 8, 0, 32, 0, walle_gemm_v16x2, 0)
 WALLE_GEMM_LEVEL(walle_gemm_avx512w, WALLE_LEVEL_TARGET("avx512f,avx2,fma"), walle_gemm_v16x3,
                  walle_gemm_v16x3c4, walle_gemm_v16x2, walle_gemm_v16x1, walle_gemm_v8x1,
-                 walle_gemm_tail8_1, walle_gemm_tail8_2, 16, 8, 32, 48, 0)
+                 walle_gemm_tail8_1, walle_gemm_tail8_2, 16, 8, 32, 48, 0, walle_gemm_v16x3,
+                 0)
 WALLE_GEMM_LEVEL(walle_gemm_avx2, WALLE_LEVEL_TARGET("avx2,fma"), walle_gemm_v8x3h,
                  walle_gemm_v8x3h, walle_gemm_v8x3h, walle_gemm_v8x1, walle_gemm_v8x1,
-                 walle_gemm_tail8_1, walle_gemm_tail8_2, 8, 8, 0, 24, 0)
+                 walle_gemm_tail8_1, walle_gemm_tail8_2, 8, 8, 0, 24, 0, walle_gemm_v8x3h, 0)
 WALLE_GEMM_LEVEL(walle_gemm_base, , walle_gemm_v4x2h, walle_gemm_v4x2h, walle_gemm_v4x2h,
                  walle_gemm_v4x1, walle_gemm_v4x1, walle_gemm_tail4_1, walle_gemm_tail4_2, 4, 4,
-                 0, 8, 0)
+                 0, 8, 0, walle_gemm_v4x2h, 0)
 /* The levels of the matmuls whose a is read in place (``rows``): their own functions, so that
    the convs' code stays as it was (in one function with the in-place tiles, the AVX2 level
    ran ResNet-50's and SqueezeNet's convs 6% slower on Zen 5). */
 WALLE_GEMM_LEVEL(walle_gemm_avx512_rows, WALLE_LEVEL_TARGET("avx512f,avx2,fma"),
                  walle_gemm_v16x2, walle_gemm_v16x2c4, walle_gemm_v16x2, walle_gemm_v16x1,
-                 walle_gemm_v8x1, walle_gemm_tail8_1, walle_gemm_tail8_2, 16, 8, 0, 32, 1)
+                 walle_gemm_v8x1, walle_gemm_tail8_1, walle_gemm_tail8_2, 16, 8, 0, 32, 1,
+                 walle_gemm_v16x2_rows, 0)
+/* ... and for a's last 1 to 4 rows folded into the last whole block (walle_gemm_folds): a
+   function of its own, so that the other matmuls' code stays as it was (with the fold in
+   the same function MatMul 256^3 and 64 x 1024 x 4096 ran 4-5% slower, interleaved A/B). */
+WALLE_GEMM_LEVEL(walle_gemm_avx512_fold, WALLE_LEVEL_TARGET("avx512f,avx2,fma"),
+                 walle_gemm_v16x2, walle_gemm_v16x2c4, walle_gemm_v16x2, walle_gemm_v16x1,
+                 walle_gemm_v8x1, walle_gemm_tail8_1, walle_gemm_tail8_2, 16, 8, 0, 32, 1,
+                 walle_gemm_v16x2_fold_rows, 1)
 WALLE_GEMM_LEVEL(walle_gemm_avx2_rows, WALLE_LEVEL_TARGET("avx2,fma"), walle_gemm_v8x3h,
                  walle_gemm_v8x3h, walle_gemm_v8x3h, walle_gemm_v8x1, walle_gemm_v8x1,
-                 walle_gemm_tail8_1, walle_gemm_tail8_2, 8, 8, 0, 24, 1)
+                 walle_gemm_tail8_1, walle_gemm_tail8_2, 8, 8, 0, 24, 1, walle_gemm_v8x3h_rows,
+                 0)
 WALLE_GEMM_LEVEL(walle_gemm_base_rows, , walle_gemm_v4x2h, walle_gemm_v4x2h, walle_gemm_v4x2h,
                  walle_gemm_v4x1, walle_gemm_v4x1, walle_gemm_tail4_1, walle_gemm_tail4_2, 4, 4,
-                 0, 8, 1)
+                 0, 8, 1, walle_gemm_v4x2h_rows, 0)
 
 /* Columns per strip at a level (2: AVX-512F, 1: AVX2 + FMA, 0: baseline); ``wide``: the
    AVX-512 strips of the 8 x 3 tile. */
@@ -888,7 +990,7 @@ static int walle_gemm_rows_fit(const walle_gemm* g, int level) {
     walle_gemm_widths wd = walle_gemm_widths_at(g, level);
     for (long p0 = 0; p0 < g->p; p0 += g->nc) {
         long cols = g->p - p0 < g->nc ? g->p - p0 : g->nc;
-        walle_gemm_cols split = walle_gemm_split(cols, wd.sw, wd.dw, wd.vw, wd.vw2);
+        walle_gemm_cols split = walle_gemm_split(cols, wd.sw, wd.dw, wd.vw, wd.vw2, g->pad_tail);
         if (split.tail && !split.pad) return 0;
     }
     return 1;
@@ -904,7 +1006,7 @@ static void walle_gemm_prepack(const walle_gemm* g, int level, float* dst) {
     long sw = wd.sw, dw = wd.dw, vw = wd.vw, vw2 = wd.vw2;
     for (long p0 = 0; p0 < g->p; p0 += g->nc) {
         long cols = g->p - p0 < g->nc ? g->p - p0 : g->nc;
-        walle_gemm_cols split = walle_gemm_split(cols, sw, dw, vw, vw2);
+        walle_gemm_cols split = walle_gemm_split(cols, sw, dw, vw, vw2, g->pad_tail);
         long full = split.full, two = split.two, mid = split.mid, mid2 = split.mid2;
         long left = full + two + mid + mid2, pcols = split.pad ? left + split.pad : cols;
         for (long k0 = 0; k0 < g->k; k0 += g->kc) {
@@ -964,7 +1066,9 @@ static void walle_gemm_pack_rows(const float* restrict a, long m, long k, float*
 }
 
 static void walle_gemm_run(const walle_gemm* g, int level, long u0, long u1, float* pack) {
-    if (g->rows && WALLE_LEVEL(level) == 2 && !g->wide)
+    if (g->rows && WALLE_LEVEL(level) == 2 && !g->wide && walle_gemm_folds(g->cout))
+        walle_gemm_avx512_fold(g, u0, u1, pack);
+    else if (g->rows && WALLE_LEVEL(level) == 2 && !g->wide)
         walle_gemm_avx512_rows(g, u0, u1, pack);
     else if (g->rows && WALLE_LEVEL(level) == 1)
         walle_gemm_avx2_rows(g, u0, u1, pack);

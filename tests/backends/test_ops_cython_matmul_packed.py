@@ -162,6 +162,45 @@ def test_packed_matmul_reads_a_in_place_unless_columns_run_by_the_tail(level) ->
 
 
 @pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("n", [256, 263, 290])
+def test_packed_matmul_folds_the_last_rows_into_the_block_before(level, n) -> None:
+    """At AVX-512 a matmul over a constant b of 256 or more columns whose a has 1 to 4 rows
+    past a multiple of 8 (9-12, 17-20, 25-28) runs them in its last whole block's tile (8 + r
+    rows), a read in place even where leftover columns (263 = 8 strips + 7, 290 = 9 strips
+    + 2) would have gone to the tail tiles: those run as a padded strip. Every row count
+    from 8 to 29 at every level, with both biases and ReLU, small blocks (kc 40, nc 64) so
+    that the fold crosses reduction blocks and column chunks; NaN in a folded row stays in
+    that row's outputs; a second call on a new a."""
+    ops_conv = _ops_conv()
+    rng = np.random.default_rng(n)
+    k = 100
+    b = rng.uniform(-1, 1, (k, n)).astype(np.float32)
+    for m in range(8, 30):
+        folds = m > 8 and 1 <= m % 8 <= 4
+        for mode in (1, 2):
+            a = rng.uniform(-1, 1, (m, k)).astype(np.float32)
+            if folds:
+                a[m - 1, 3] = np.nan
+            bias = rng.uniform(-1, 1, n if mode == 1 else m).astype(np.float32)
+            c = np.full((m, n), np.inf, np.float32)
+            kernel = _kernel(ops_conv, a, b, c, bias, mode, True, True, level, kc=40, nc=64)
+            if kernel is None:
+                return
+            if level == "avx512" and folds:
+                assert kernel.a_in_place, m
+            if n == 290:  # 2 columns left: the tail tiles and a packed, unless the rows fold
+                assert kernel.a_in_place is (folds and level == "avx512"), m
+            kernel.run()
+            want = _oracle(a, b, bias, mode, True)
+            np.testing.assert_allclose(c, want, rtol=0, atol=1e-4 * np.nanmax(np.abs(want)))
+            assert np.isnan(c[m - 1]).all() == folds and not np.isnan(c[: m - 1]).any()
+            a2 = rng.uniform(-1, 1, (m, k)).astype(np.float32)
+            kernel.run_io(a2, b, c)
+            want = _oracle(a2, b, bias, mode, True)
+            np.testing.assert_allclose(c, want, rtol=0, atol=1e-4 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("level", LEVELS)
 def test_packed_matmul_keeps_nan_and_inf_where_numpy_puts_them(level) -> None:
     """A NaN in a row of a reaches exactly that output row, an inf in a column of b that
     column (whole strips, the narrow strip and the leftover columns); ReLU keeps NaN."""

@@ -162,8 +162,10 @@ SETTLE_PASSES = 5
 # 56: AVX-512's strided lanes convs to more than 16 channels also offer the 16 x 16 tile
 # (lanes16; SqueezeNet's 3x3/2 stem 0.90x the 32 x 8 tile's time on an Intel Xeon).
 # 57: steps over more than BIG_CONSTANTS_BYTES of weights timed in their steady state
-# (SETTLE_PASSES): ddddocr's 34 MB Gemm cached on numpy's BLAS went stale.
-DECISIONS_VERSION = 57
+# (SETTLE_PASSES): ddddocr's 34 MB Gemm cached on numpy's BLAS went stale. 58: AVX-512's
+# packed matmuls run a's last 1-4 rows in the block before them (9-12 rows high: 25 rows
+# 0.84x the time): products of such rows cached on other candidates went stale.
+DECISIONS_VERSION = 58
 
 
 def time_calls(calls: list[Call], budget_s: float = 0.004, max_runs: int = 25) -> float:
