@@ -780,23 +780,41 @@ WALLE_INLINE int walle_gemm_folds(long rows) {
     return rows > WALLE_CB && rows % WALLE_CB >= 1 && rows % WALLE_CB <= 4;
 }
 
+/* Whether a matmul's constant b is big enough that its tiles at AVX-512 ask for the next
+   reduction block's packed b (or the next chunk's) while they run, spread over every tile
+   of the block before it, 1 or 2 lines a reduction row: each block of rows reads the
+   current one from L2, but only block 0 found it missing, and the hardware prefetchers
+   follow only the stream that block reads, not the blocks after it, which read from L2:
+   ddddocr's 25 x 1024 x 8210 Gemm took 5.6 ms right after a 128 MB write and 3.7 with b
+   in L3, 4.6 and 3.1 so (onnxruntime: 5.1 and 3.5), PP-OCRv6's 41 x 384 x 18710 7.0 and
+   5.0, 5.8 and 4.2 (onnxruntime 5.8 and 4.1; an Intel Xeon, one core). Over 1 MiB: a b
+   that the L2 of no CPU measured so far holds with the rest (2 MiB on that Xeon). */
+WALLE_INLINE int walle_gemm_big_b(long k, long p) { return k * p > (1L << 18); }
+WALLE_INLINE int walle_gemm_streams(const walle_gemm* g) {
+    return g->prepacked && walle_gemm_big_b(g->k, g->p);
+}
+
 /* Work units [u0, u1) (unit u: image u / chunks, column chunk u % chunks) at one level:
    strips of SW columns (WIDE; WIDE4 for a last block of at most 4 channels), then one of DW
    (TWO; none where DW is 0), then of VW (NARROW) while that many are left, then of VW2
    (NARROW2: AVX-512's 8-wide strip for 8 to 15 columns left; the same as VW elsewhere,
    where it finds none), the rest by TAIL1/2 or as one zero-padded strip (of DW by TWO, VW
    or VW2: walle_gemm_split). ROWS: the whole blocks of a matmul's a read in place where
-   ``rows`` is set (walle_gemm_block, WALLE_GEMM_CALL).
+   ``rows`` is set (walle_gemm_block, WALLE_GEMM_CALL). EXT (ROWS levels): 1, a big
+   constant b asked for a block ahead (walle_gemm_streams); 2, that and a's last 1 to 4
+   rows run by FOLD, the last whole block's (8 + r)-row tile (walle_gemm_folds); 0 neither.
    ``pack`` holds kc * nc floats. */
 #define WALLE_GEMM_LEVEL(NAME, ATTR, WIDE, WIDE4, TWO, NARROW, NARROW2, TAIL1, TAIL2, VW, VW2, \
-                         DW, SW, ROWS, FOLD, FOLDS)                                          \
+                         DW, SW, ROWS, FOLD, EXT)                                            \
 ATTR static void NAME(const walle_gemm* g, long u0, long u1, float* pack) {                    \
     long chunks = (g->p + g->nc - 1) / g->nc;                                                  \
     long blocks = (g->cout + WALLE_CB - 1) / WALLE_CB;                                         \
     long wblock = g->k * WALLE_CB;                                                             \
     WALLE_GEMM_IF_ROWS_##ROWS(int lazy = WALLE_GEMM_LAZY && !g->prepacked && !g->direct      \
                                          && g->k * g->p <= WALLE_GEMM_LAZY_FLOATS;             \
-                              long fold = FOLDS ? g->cout % WALLE_CB : 0;)                     \
+                              long fold = EXT == 2 && walle_gemm_folds(g->cout)                \
+                                          ? g->cout % WALLE_CB : 0;                            \
+                              int streams = EXT && walle_gemm_streams(g);)                     \
     for (long u = u0; u < u1; u++) {                                                           \
         long n = u / chunks, p0 = (u % chunks) * g->nc;                                        \
         long cols = g->p - p0 < g->nc ? g->p - p0 : g->nc;                                     \
@@ -871,6 +889,13 @@ ATTR static void NAME(const walle_gemm* g, long u0, long u1, float* pack) {     
                                                 g->p, cvalid, SW);                             \
                     WALLE_GEMM_IF_ROWS_##ROWS(if (lazy && cb == 0) walle_gemm_pack(            \
                         xn, koff, kc, poff, run, run2, s, SW, SW, bp + s * kc);)               \
+                    WALLE_GEMM_IF_ROWS_##ROWS(if (streams) {                                   \
+                        /* a share of the next reduction block's (or chunk's) b */             \
+                        long tiles_ = (blocks - (fold != 0)) * (full / SW);                    \
+                        long per_ = ((kc * pcols + 15) / 16 + tiles_ - 1) / tiles_;            \
+                        spf = bp + kc * pcols + (cb * (full / SW) + s / SW) * per_ * 16;       \
+                        pfs = per_ > kc ? 32 : 16;                                             \
+                    })                                                                         \
                     /* the last whole block with the rows after it: the (8 + fold) x 2 tile */ \
                     WALLE_GEMM_IF_ROWS_##ROWS(if (fold && cb == blocks - 2)                    \
                         FOLD(bw + s * kw, sw, a, kc, yb + s, g->p, cvalid + fold, SW, bias,    \
@@ -949,13 +974,20 @@ WALLE_GEMM_LEVEL(walle_gemm_avx512_rows, WALLE_LEVEL_TARGET("avx512f,avx2,fma"),
                  walle_gemm_v16x2, walle_gemm_v16x2c4, walle_gemm_v16x2, walle_gemm_v16x1,
                  walle_gemm_v8x1, walle_gemm_tail8_1, walle_gemm_tail8_2, 16, 8, 0, 32, 1,
                  walle_gemm_v16x2_rows, 0)
-/* ... and for a's last 1 to 4 rows folded into the last whole block (walle_gemm_folds): a
-   function of its own, so that the other matmuls' code stays as it was (with the fold in
-   the same function MatMul 256^3 and 64 x 1024 x 4096 ran 4-5% slower, interleaved A/B). */
-WALLE_GEMM_LEVEL(walle_gemm_avx512_fold, WALLE_LEVEL_TARGET("avx512f,avx2,fma"),
+/* ... and for a's last 1 to 4 rows folded into the last whole block (walle_gemm_folds) or
+   a big constant b asked for a block ahead (walle_gemm_streams): a function of its own, so
+   that the other matmuls' code stays as it was (with the fold in the same function MatMul
+   256^3 and 64 x 1024 x 4096 ran 4-5% slower, interleaved A/B). */
+WALLE_GEMM_LEVEL(walle_gemm_avx512_rows_ext, WALLE_LEVEL_TARGET("avx512f,avx2,fma"),
                  walle_gemm_v16x2, walle_gemm_v16x2c4, walle_gemm_v16x2, walle_gemm_v16x1,
                  walle_gemm_v8x1, walle_gemm_tail8_1, walle_gemm_tail8_2, 16, 8, 0, 32, 1,
-                 walle_gemm_v16x2_fold_rows, 1)
+                 walle_gemm_v16x2_fold_rows, 2)
+/* AVX2's: a big constant b asked for a block ahead (walle_gemm_streams; no fold: its tiles
+   have no registers for more rows). */
+WALLE_GEMM_LEVEL(walle_gemm_avx2_rows_ext, WALLE_LEVEL_TARGET("avx2,fma"), walle_gemm_v8x3h,
+                 walle_gemm_v8x3h, walle_gemm_v8x3h, walle_gemm_v8x1, walle_gemm_v8x1,
+                 walle_gemm_tail8_1, walle_gemm_tail8_2, 8, 8, 0, 24, 1, walle_gemm_v8x3h_rows,
+                 1)
 WALLE_GEMM_LEVEL(walle_gemm_avx2_rows, WALLE_LEVEL_TARGET("avx2,fma"), walle_gemm_v8x3h,
                  walle_gemm_v8x3h, walle_gemm_v8x3h, walle_gemm_v8x1, walle_gemm_v8x1,
                  walle_gemm_tail8_1, walle_gemm_tail8_2, 8, 8, 0, 24, 1, walle_gemm_v8x3h_rows,
@@ -1066,10 +1098,13 @@ static void walle_gemm_pack_rows(const float* restrict a, long m, long k, float*
 }
 
 static void walle_gemm_run(const walle_gemm* g, int level, long u0, long u1, float* pack) {
-    if (g->rows && WALLE_LEVEL(level) == 2 && !g->wide && walle_gemm_folds(g->cout))
-        walle_gemm_avx512_fold(g, u0, u1, pack);
+    if (g->rows && WALLE_LEVEL(level) == 2 && !g->wide
+        && (walle_gemm_folds(g->cout) || walle_gemm_streams(g)))
+        walle_gemm_avx512_rows_ext(g, u0, u1, pack);
     else if (g->rows && WALLE_LEVEL(level) == 2 && !g->wide)
         walle_gemm_avx512_rows(g, u0, u1, pack);
+    else if (g->rows && WALLE_LEVEL(level) == 1 && walle_gemm_streams(g))
+        walle_gemm_avx2_rows_ext(g, u0, u1, pack);
     else if (g->rows && WALLE_LEVEL(level) == 1)
         walle_gemm_avx2_rows(g, u0, u1, pack);
     else if (g->rows && WALLE_LEVEL(level) == 0)

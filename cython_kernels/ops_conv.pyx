@@ -632,6 +632,7 @@ cdef extern from "gemm_conv.h":
     long walle_gemm_strip(int level, int wide) nogil
     int walle_gemm_rows_fit(const walle_gemm* g, int level) nogil
     int walle_gemm_folds(long rows) nogil
+    int walle_gemm_big_b(long k, long p) nogil
     void walle_gemm_run(const walle_gemm* g, int level, long u0, long u1, float* pack) nogil
     void walle_gemm_prepack(const walle_gemm* g, int level, float* dst) nogil
     void walle_gemm_pack_rows(const float* a, long m, long k, float* dst) nogil
@@ -1271,6 +1272,9 @@ cdef class MatmulPackedKernel:
     block's tile, 9 to 12 rows high, instead of a pass of their own over b; with a constant
     b of 256 or more columns its leftover columns are then a padded strip, so that a is read
     in place (ddddocr's 25 x 1024 x 8210 Gemm: 3.6 -> 3.05 ms, 24 rows 2.85; an Intel Xeon).
+    A constant b of more than 2^18 floats is asked for a reduction block ahead by the
+    tiles of the block before it, at AVX-512 and AVX2 (gemm_conv.h's walle_gemm_streams;
+    its leftover columns padded so too).
 
     ``b_in_place`` (b not constant): the tiles read b's strips where they lie, rows n apart,
     and only the leftover columns are packed: no copy of b per call, which MatMul 100x300x200
@@ -1380,11 +1384,13 @@ cdef class MatmulPackedKernel:
         self.g.wide = 0
         self.g.rows = NULL
         # a constant b's leftover columns as a padded strip (packed once), so that a is read
-        # in place where its last rows fold into the AVX-512 tile of the block before them;
+        # in place where its last rows fold into the AVX-512 tile of the block before them
+        # or its tiles ask for a big b ahead (gemm_conv.h's walle_gemm_avx512_rows_ext);
         # only where the strips of 32 hold most columns (the fold runs only those: 25 x 512
         # x 10 took 1.17x the time in place, its narrow strips run by one more block)
-        self.g.pad_tail = (b_constant and self.level == 2 and walle_gemm_folds(m)
-                           and n >= _FOLD_MIN_COLUMNS)
+        self.g.pad_tail = (b_constant and self.level >= 1 and n >= _FOLD_MIN_COLUMNS
+                           and (self.level == 2 and walle_gemm_folds(m)
+                                or walle_gemm_big_b(k, n)))
         self.a_in_place = walle_gemm_rows_fit(&self.g, self.level)
         bpacked = None
         if b_constant:

@@ -201,6 +201,35 @@ def test_packed_matmul_folds_the_last_rows_into_the_block_before(level, n) -> No
 
 
 @pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("n", [1024, 1001])
+def test_packed_matmul_over_a_big_constant_b_matches_numpy(level, n) -> None:
+    """A constant b of more than 2^18 floats (300 x 1001: 1.2 MB) makes the AVX-512 and AVX2
+    tiles ask for the next reduction block's packed b (or the next chunk's) while they run
+    (gemm_conv.h's walle_gemm_streams), spread over the blocks of rows; 1001 columns leave 9
+    to the last chunk, a padded strip there so that a stays in place. Row counts of one
+    block and less (the share each tile asks for doubles), of folds and of neither; small
+    blocks (kc 40: 8 reduction blocks; nc 64: 16 chunks) so that every tile's share and the
+    last one past b's end are crossed; a second call on a new a."""
+    ops_conv = _ops_conv()
+    rng = np.random.default_rng(n)
+    k = 300
+    b = rng.uniform(-1, 1, (k, n)).astype(np.float32)
+    bias = rng.uniform(-1, 1, n).astype(np.float32)
+    for m in (1, 5, 8, 12, 13, 16, 21, 25, 40):
+        a = rng.uniform(-1, 1, (m, k)).astype(np.float32)
+        c = np.full((m, n), np.nan, np.float32)
+        kernel = _kernel(ops_conv, a, b, c, bias, 1, True, True, level, kc=40, nc=64)
+        if kernel is None:
+            return
+        if level != "sse":
+            assert kernel.a_in_place, m
+        for x in (a, rng.uniform(-1, 1, (m, k)).astype(np.float32)):
+            kernel.run_io(x, b, c)
+            want = _oracle(x, b, bias, 1, True)
+            np.testing.assert_allclose(c, want, rtol=0, atol=1e-4 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("level", LEVELS)
 def test_packed_matmul_keeps_nan_and_inf_where_numpy_puts_them(level) -> None:
     """A NaN in a row of a reaches exactly that output row, an inf in a column of b that
     column (whole strips, the narrow strip and the leftover columns); ReLU keeps NaN."""

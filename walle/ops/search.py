@@ -164,8 +164,9 @@ SETTLE_PASSES = 5
 # 57: steps over more than BIG_CONSTANTS_BYTES of weights timed in their steady state
 # (SETTLE_PASSES): ddddocr's 34 MB Gemm cached on numpy's BLAS went stale. 58: AVX-512's
 # packed matmuls run a's last 1-4 rows in the block before them (9-12 rows high: 25 rows
-# 0.84x the time): products of such rows cached on other candidates went stale.
-DECISIONS_VERSION = 58
+# 0.84x the time): products of such rows cached on other candidates went stale. 59: the
+# packed matmul asks for a big constant b (over 1 MiB) a block ahead (0.84x the time cold).
+DECISIONS_VERSION = 59
 
 
 def time_calls(calls: list[Call], budget_s: float = 0.004, max_runs: int = 25) -> float:
