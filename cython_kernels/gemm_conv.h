@@ -453,16 +453,17 @@ WALLE_LEVEL_TARGET("avx2,fma") WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {  
     WALLE_GEMM_STORE(acc, VT, IT, VW, 3, 4)                                                    \
 }
 
-/* One reduction row k of the 8 x 2 tile below (PF: ask for two lines of the prefetch rows). */
-#define WALLE_GEMM_STEP8X2(VT, VW, K, PF, AT)                                                  \
-    do {                                                                                       \
+/* One reduction row k of the 8 x 2 tile below (PF: ask for two lines of the prefetch rows):
+   its two column vectors v0, v1 (WALLE_GEMM_ROW2X) and 8 rows' sums (WALLE_GEMM_FMA8X2). */
+#define WALLE_GEMM_ROW2X(VT, VW, K, PF)                                                        \
         VT v0, v1;                                                                             \
         memcpy(&v0, b + (K) * sb, sizeof(VT));                                                 \
         memcpy(&v1, b + (K) * sb + VW, sizeof(VT));                                            \
         if (PF) {                                                                              \
             __builtin_prefetch(pf + (K) * pfs);                                                \
             __builtin_prefetch(pf + (K) * pfs + 16);                                           \
-        }                                                                                      \
+        }
+#define WALLE_GEMM_FMA8X2(K, AT)                                                               \
         s00 += AT(K, 0) * v0; s01 += AT(K, 0) * v1;                                            \
         s10 += AT(K, 1) * v0; s11 += AT(K, 1) * v1;                                            \
         s20 += AT(K, 2) * v0; s21 += AT(K, 2) * v1;                                            \
@@ -470,7 +471,11 @@ WALLE_LEVEL_TARGET("avx2,fma") WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {  
         s40 += AT(K, 4) * v0; s41 += AT(K, 4) * v1;                                            \
         s50 += AT(K, 5) * v0; s51 += AT(K, 5) * v1;                                            \
         s60 += AT(K, 6) * v0; s61 += AT(K, 6) * v1;                                            \
-        s70 += AT(K, 7) * v0; s71 += AT(K, 7) * v1;                                            \
+        s70 += AT(K, 7) * v0; s71 += AT(K, 7) * v1;
+#define WALLE_GEMM_STEP8X2(VT, VW, K, PF, AT)                                                  \
+    do {                                                                                       \
+        WALLE_GEMM_ROW2X(VT, VW, K, PF)                                                        \
+        WALLE_GEMM_FMA8X2(K, AT)                                                               \
     } while (0)
 
 /* 8 channels x 2 vectors of 16 (AVX-512's wide tile: 16 sums of the 32 registers, 2 column
@@ -500,21 +505,8 @@ WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {                                 
 /* One reduction row k of the (8 + r) x 2 tile below (R_ rows; PF as the 8 x 2 tile's). */
 #define WALLE_GEMM_STEP8PX2(VT, VW, K, PF, AT)                                                 \
     do {                                                                                       \
-        VT v0, v1;                                                                             \
-        memcpy(&v0, b + (K) * sb, sizeof(VT));                                                 \
-        memcpy(&v1, b + (K) * sb + VW, sizeof(VT));                                            \
-        if (PF) {                                                                              \
-            __builtin_prefetch(pf + (K) * pfs);                                                \
-            __builtin_prefetch(pf + (K) * pfs + 16);                                           \
-        }                                                                                      \
-        s00 += AT(K, 0) * v0; s01 += AT(K, 0) * v1;                                            \
-        s10 += AT(K, 1) * v0; s11 += AT(K, 1) * v1;                                            \
-        s20 += AT(K, 2) * v0; s21 += AT(K, 2) * v1;                                            \
-        s30 += AT(K, 3) * v0; s31 += AT(K, 3) * v1;                                            \
-        s40 += AT(K, 4) * v0; s41 += AT(K, 4) * v1;                                            \
-        s50 += AT(K, 5) * v0; s51 += AT(K, 5) * v1;                                            \
-        s60 += AT(K, 6) * v0; s61 += AT(K, 6) * v1;                                            \
-        s70 += AT(K, 7) * v0; s71 += AT(K, 7) * v1;                                            \
+        WALLE_GEMM_ROW2X(VT, VW, K, PF)                                                        \
+        WALLE_GEMM_FMA8X2(K, AT)                                                               \
         s80 += AT(K, 8) * v0; s81 += AT(K, 8) * v1;                                            \
         if (R_ > 9) { s90 += AT(K, 9) * v0; s91 += AT(K, 9) * v1; }                            \
         if (R_ > 10) { sa0 += AT(K, 10) * v0; sa1 += AT(K, 10) * v1; }                         \
