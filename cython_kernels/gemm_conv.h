@@ -974,6 +974,14 @@ WALLE_GEMM_LEVEL(walle_gemm_avx512_rows_ext, WALLE_LEVEL_TARGET("avx512f,avx2,fm
                  walle_gemm_v16x2, walle_gemm_v16x2c4, walle_gemm_v16x2, walle_gemm_v16x1,
                  walle_gemm_v8x1, walle_gemm_tail8_1, walle_gemm_tail8_2, 16, 8, 0, 32, 1,
                  walle_gemm_v16x2_fold_rows, 2)
+/* AVX-512's 8 x 3 tile over strips of 48 for a matmul (``wide``): 24 sums and 11 loads per
+   24 multiply-adds against the 8 x 2 tile's 16 and 10 per 16. MatMul 512^3 took 0.91x the
+   8 x 2 tile's time and 256^3 0.98x with a packed whole (an Intel Xeon with two 512-bit FMA
+   ports, interleaved, one core); the search times both (``packed_wide``). */
+WALLE_GEMM_LEVEL(walle_gemm_avx512w_rows, WALLE_LEVEL_TARGET("avx512f,avx2,fma"),
+                 walle_gemm_v16x3, walle_gemm_v16x3c4, walle_gemm_v16x2, walle_gemm_v16x1,
+                 walle_gemm_v8x1, walle_gemm_tail8_1, walle_gemm_tail8_2, 16, 8, 32, 48, 1,
+                 walle_gemm_v16x3_rows, 0)
 /* AVX2's: a big constant b asked for a block ahead (walle_gemm_streams; no fold: its tiles
    have no registers for more rows). */
 WALLE_GEMM_LEVEL(walle_gemm_avx2_rows_ext, WALLE_LEVEL_TARGET("avx2,fma"), walle_gemm_v8x3h,
@@ -1006,11 +1014,9 @@ static walle_gemm_widths walle_gemm_widths_at(const walle_gemm* g, int level) {
     return w;
 }
 
-/* Whether walle_gemm_run may read the weights' rows in place (``rows``) at ``level``: the
-   level has the in-place tiles (not the convs' wide AVX-512 one) and no chunk leaves columns
-   to the tail tiles, which read 4 packed blocks at once. */
+/* Whether walle_gemm_run may read the weights' rows in place (``rows``) at ``level``: no
+   chunk leaves columns to the tail tiles, which read 4 packed blocks at once. */
 static int walle_gemm_rows_fit(const walle_gemm* g, int level) {
-    if (level == 2 && g->wide) return 0;
     walle_gemm_widths wd = walle_gemm_widths_at(g, level);
     for (long p0 = 0; p0 < g->p; p0 += g->nc) {
         long cols = g->p - p0 < g->nc ? g->p - p0 : g->nc;
@@ -1090,7 +1096,9 @@ static void walle_gemm_pack_rows(const float* restrict a, long m, long k, float*
 }
 
 static void walle_gemm_run(const walle_gemm* g, int level, long u0, long u1, float* pack) {
-    if (g->rows && WALLE_LEVEL(level) == 2 && !g->wide
+    if (g->rows && WALLE_LEVEL(level) == 2 && g->wide)
+        walle_gemm_avx512w_rows(g, u0, u1, pack);
+    else if (g->rows && WALLE_LEVEL(level) == 2 && !g->wide
         && (walle_gemm_folds(g->cout) || walle_gemm_streams(g)))
         walle_gemm_avx512_rows_ext(g, u0, u1, pack);
     else if (g->rows && WALLE_LEVEL(level) == 2 && !g->wide)

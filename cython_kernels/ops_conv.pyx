@@ -1274,7 +1274,8 @@ cdef class MatmulPackedKernel:
     in place (ddddocr's 25 x 1024 x 8210 Gemm: 3.6 -> 3.05 ms, 24 rows 2.85; an Intel Xeon).
     A constant b of more than 2^18 floats is asked for a reduction block ahead by the
     tiles of the block before it, at AVX-512 and AVX2 (gemm_conv.h's walle_gemm_streams;
-    its leftover columns padded so too).
+    its leftover columns padded so too). ``wide`` (AVX-512 only; ignored at the other
+    levels): the 8 x 3 tile over strips of 48 columns, neither fold nor b asked ahead.
 
     ``b_in_place`` (b not constant): the tiles read b's strips where they lie, rows n apart,
     and only the leftover columns are packed: no copy of b per call, which MatMul 100x300x200
@@ -1302,10 +1303,11 @@ cdef class MatmulPackedKernel:
     cdef readonly bint prepacked
     cdef readonly bint a_in_place
     cdef readonly bint b_read_in_place
+    cdef readonly bint wide
     cdef object keep
 
     def __init__(self, a, b, c, bias, int bias_mode, str act, bint b_constant=False,
-                 str level=None, kc=None, nc=None, bint b_in_place=False):
+                 str level=None, kc=None, nc=None, bint b_in_place=False, bint wide=False):
         for arr in (a, b, c):
             if arr.dtype != np.float32 or not arr.flags.c_contiguous or arr.ndim != 2:
                 raise ValueError("packed matmul kernel: a, b, c must be 2-D C-contiguous "
@@ -1338,7 +1340,8 @@ cdef class MatmulPackedKernel:
                 # place; 64-1024 x 64-256 x 256-1024 1-4%); not with several threads,
                 # which split the chunks among them
                 nc = n
-        kc, nc, chunks = _gemm_blocking(self.level, k, n, kc, nc, 0)
+        wide = self.wide = wide and self.level == 2
+        kc, nc, chunks = _gemm_blocking(self.level, k, n, kc, nc, wide)
         blocks = 4 * -(-m // 32)  # whole groups of 4 blocks for the leftover columns
         apacked = np.zeros(blocks * k * 8 + 16, np.float32)
         padded_bias = np.zeros(blocks * 8, np.float32)
@@ -1381,7 +1384,7 @@ cdef class MatmulPackedKernel:
         self.g.prepacked = NULL
         self.g.direct = b_in_place
         self.g.ks = n
-        self.g.wide = 0
+        self.g.wide = wide
         self.g.rows = NULL
         # a constant b's leftover columns as a padded strip (packed once), so that a is read
         # in place where its last rows fold into the AVX-512 tile of the block before them
@@ -1389,6 +1392,7 @@ cdef class MatmulPackedKernel:
         # only where the strips of 32 hold most columns (the fold runs only those: 25 x 512
         # x 10 took 1.17x the time in place, its narrow strips run by one more block)
         self.g.pad_tail = (b_constant and self.level >= 1 and n >= _FOLD_MIN_COLUMNS
+                           and not wide
                            and (self.level == 2 and walle_gemm_folds(m)
                                 or walle_gemm_big_b(k, n)))
         self.a_in_place = walle_gemm_rows_fit(&self.g, self.level)

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests._backends import backend_or_skip, run_with_algorithm
+from tests._backends import at_every_cython_level, backend_or_skip, run_with_algorithm
 
 LEVELS = ("avx512", "avx2", "sse")
 
@@ -71,12 +71,14 @@ def _at_offset(x: np.ndarray, floats: int) -> np.ndarray:
     nc=st.sampled_from([None, 1, 24, 40]),
     seed=st.integers(0, 50),
     b_in_place=st.booleans(),
+    wide=st.booleans(),
 )
 def test_packed_matmul_matches_numpy_at_every_level(
-    m, k, n, mode, relu, b_constant, kc, nc, seed, b_in_place
+    m, k, n, mode, relu, b_constant, kc, nc, seed, b_in_place, wide
 ):
     """b packed per call, packed at build time or (not constant) read in place (b on a
-    64-byte line, as the plan's buffers are: elsewhere the kernel packs it)."""
+    64-byte line, as the plan's buffers are: elsewhere the kernel packs it); with ``wide``,
+    AVX-512's 8 x 3 tile over strips of 48 (the other levels ignore it)."""
     b_in_place = b_in_place and not b_constant
     ops_conv = _ops_conv()
     rng = np.random.default_rng(seed)
@@ -100,9 +102,11 @@ def test_packed_matmul_matches_numpy_at_every_level(
             kc=kc,
             nc=nc,
             b_in_place=b_in_place,
+            wide=wide,
         )
         if kernel is None:
             continue
+        assert kernel.wide == (wide and level == "avx512")
         kernel.run()
         assert kernel.b_read_in_place == b_in_place
         np.testing.assert_allclose(c, want, rtol=0, atol=1e-4 * scale, err_msg=level)
@@ -115,12 +119,13 @@ def test_packed_matmul_matches_numpy_at_every_level(
         np.testing.assert_allclose(c2, want2, rtol=0, atol=1e-4 * scale2, err_msg=level)
 
 
+@pytest.mark.parametrize("wide", [False, True])
 @pytest.mark.parametrize("b_constant", [False, True])
 @pytest.mark.parametrize(
     ("m", "k", "n"),
     [(100, 300, 77), (40, 517, 301), (9, 1000, 10), (20, 256, 256), (20, 264, 256)],
 )
-def test_packed_matmul_default_blocks_match_numpy(m, k, n, b_constant) -> None:
+def test_packed_matmul_default_blocks_match_numpy(m, k, n, b_constant, wide) -> None:
     """The default blocking of each level on shapes whose reduction and columns split into
     several blocks and chunks unevenly (the weights' layout packed once must match the one
     a call would pack). 256 x 256 is the largest b whose strips are packed as block 0 first
@@ -133,7 +138,7 @@ def test_packed_matmul_default_blocks_match_numpy(m, k, n, b_constant) -> None:
     want = _oracle(a, b, bias, 1, True)
     for level in LEVELS:
         c = np.full((m, n), np.nan, np.float32)
-        kernel = _kernel(ops_conv, a, b, c, bias, 1, True, b_constant, level)
+        kernel = _kernel(ops_conv, a, b, c, bias, 1, True, b_constant, level, wide=wide)
         if kernel is not None:
             kernel.run()
             np.testing.assert_allclose(c, want, rtol=0, atol=1e-4 * np.abs(want).max())
@@ -306,8 +311,10 @@ def _gemm_graph(kind: str, rng):
 )
 def test_cython_backend_offers_and_runs_the_packed_matmul(kind) -> None:
     """The search may pick ``packed`` for a 2-D product of 8 or more rows (fused bias and
-    ReLU included) and, where b is not a constant, ``packed_direct``; forced here, the
-    plan's step matches the reference."""
+    ReLU included), where b is not a constant ``packed_direct``, and at AVX-512 (the
+    kernels' level, here at every level the CPU runs) both in the 8 x 3 tile
+    (``packed_wide``, ``packed_direct_wide``); forced here, the plan's step matches the
+    reference."""
     backend = backend_or_skip("cython")
     from walle.ops import run_reference
     from walle.ops.fusion import find_steps
@@ -315,15 +322,25 @@ def test_cython_backend_offers_and_runs_the_packed_matmul(kind) -> None:
     rng = np.random.default_rng(5)
     graph = _gemm_graph(kind, rng)
     (product,) = [s for s in find_steps(graph) if s.parts[0].op == "matmul"]
-    offered = backend.algorithms(product, graph)
     b_constant = product.parts[0].inputs[1] in graph.constants
-    assert "packed" in offered
-    assert ("packed_direct" in offered) == (not b_constant), offered
     feeds = {n: rng.uniform(-1, 1, graph.shape(n)).astype(np.float32) for n in graph.inputs}
     want = run_reference(graph, feeds)[0]
-    for algorithm in ("packed", "packed_direct")[: 1 if b_constant else 2]:
-        got = run_with_algorithm(backend, graph, feeds, product, algorithm)
-        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4, err_msg=algorithm)
+
+    def check(level: str) -> None:
+        offered = backend.algorithms(product, graph)
+        assert "packed" in offered
+        assert ("packed_direct" in offered) == (not b_constant), offered
+        assert ("packed_wide" in offered) == (level == "avx512"), (level, offered)
+        direct_wide = level == "avx512" and not b_constant
+        assert ("packed_direct_wide" in offered) == direct_wide, (level, offered)
+        for algorithm in offered:
+            if algorithm.startswith("packed"):
+                got = run_with_algorithm(backend, graph, feeds, product, algorithm)
+                np.testing.assert_allclose(
+                    got, want, rtol=1e-4, atol=1e-4, err_msg=f"{level} {algorithm}"
+                )
+
+    at_every_cython_level(check)
 
 
 @pytest.mark.parametrize("level", LEVELS)
@@ -335,11 +352,12 @@ def test_packed_matmul_every_column_count_up_to_three_strips(level, b_layout) ->
     block of 3 rows (AVX-512's 4-channel tile) and of 5; two reduction blocks (the partial
     sums read back) and a per-column bias with ReLU (the residual read). The output is a
     view with guard values after it: nothing past the last column is written. b packed per
-    call, once at build time, or read in place (only its leftover columns packed)."""
+    call, once at build time, or read in place (only its leftover columns packed); 13 rows
+    also with ``wide`` (AVX-512's strips of 48, one of 32 for 32-47 left, 22-31 padded)."""
     ops_conv = _ops_conv()
     b_constant, b_in_place = b_layout == "constant", b_layout == "in place"
     rng = np.random.default_rng(4)
-    for m in (11, 13):
+    for m, wide in ((11, False), (13, False), (13, True)):
         a = rng.uniform(-1, 1, (m, 6)).astype(np.float32)
         for n in range(1, 101):
             b = _at_offset(rng.uniform(-1, 1, (6, n)).astype(np.float32), 0)
@@ -348,8 +366,9 @@ def test_packed_matmul_every_column_count_up_to_three_strips(level, b_layout) ->
             c = guarded[: m * n].reshape(m, n)
             c[...] = np.nan
             kernel = _kernel(
-                ops_conv, a, b, c, bias, 1, True, b_constant, level, kc=4, b_in_place=b_in_place
-            )
+                ops_conv, a, b, c, bias, 1, True, b_constant, level, kc=4,
+                b_in_place=b_in_place, wide=wide,
+            )  # fmt: skip
             if kernel is None:
                 return
             kernel.run()

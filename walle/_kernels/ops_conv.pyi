@@ -237,11 +237,13 @@ class MatmulPackedKernel:
     per call.
 
     ``bias_mode``: 0 none, 1 per column (``bias[n]``), 2 per row (``bias[m]``); ``act``:
-    none or relu (which keeps NaN); ``kc``/``nc`` as :class:`GemmConvKernel`'s. ValueError
-    on a bad buffer, shape, activation, bias or level.
+    none or relu (which keeps NaN); ``kc``/``nc`` as :class:`GemmConvKernel`'s; ``wide``:
+    AVX-512's 8 x 3 tile over strips of 48 (ignored at other levels: ``wide`` says which).
+    ValueError on a bad buffer, shape, activation, bias or level.
     """
 
     level: int
+    wide: bool
     prepacked: bool
     a_in_place: bool
     b_read_in_place: bool
@@ -260,6 +262,7 @@ class MatmulPackedKernel:
         kc: int | None = None,
         nc: int | None = None,
         b_in_place: bool = False,
+        wide: bool = False,
     ) -> None: ...
     def run(self) -> None: ...
     def io_arrays(self) -> tuple[FloatArray, FloatArray, FloatArray]: ...

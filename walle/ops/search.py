@@ -166,7 +166,9 @@ SETTLE_PASSES = 5
 # packed matmuls run a's last 1-4 rows in the block before them (9-12 rows high: 25 rows
 # 0.84x the time): products of such rows cached on other candidates went stale. 59: the
 # packed matmul asks for a big constant b (over 1 MiB) a block ahead (0.84x the time cold).
-DECISIONS_VERSION = 59
+# 60: AVX-512's matmuls offer packed_wide and packed_direct_wide (the 8 x 3 tile: MatMul
+# 512^3 0.95x the time).
+DECISIONS_VERSION = 60
 
 
 def time_calls(calls: list[Call], budget_s: float = 0.004, max_runs: int = 25) -> float:

@@ -20,7 +20,10 @@ and, for products by a 2-D b of 8 or more rows of a (its leading dims flattened)
 (``ops_conv.MatmulPackedKernel``: the packed GEMM above with a's rows as its output
 channels, read in place, constant weights packed once at build time, bias and ReLU fused)
 and, where b is not a constant, ``packed_direct`` (the same reading b's columns in place:
-faster while b's rows lie close, slower once they are 4 KiB apart), measured by the search.
+faster while b's rows lie close, slower once they are 4 KiB apart), and at AVX-512
+``packed_wide`` and ``packed_direct_wide`` (the same in the convs' 8 x 3 tile over strips
+of 48 columns: 0.93-0.98x the time on MatMul 256^3-512^3 on an Intel Xeon with two 512-bit
+FMA ports, level on 64-row products), measured by the search.
 A quantized product (the ``integer`` attribute: a of whole numbers in [0, 255], a constant b
 of whole numbers in [-255, 255]) also offers ``int8`` (``ops_int8``: int32 sums, VNNI's
 8-bit dot products where the CPU has them, else 16-bit multiply-adds; bias and ReLU fused),
@@ -209,7 +212,7 @@ class CythonBackend(Backend):
             return 1.4e11
         if algorithm == "winograd_f6":  # 64/324 of them, more of it in transforms
             return 2.6e11
-        if algorithm in (*_GEMMS, "packed"):
+        if algorithm in (*_GEMMS, "packed", "packed_wide"):
             return 1.0e11
         if algorithm in ("int8", "int8_direct"):  # 4x an fp32 FMA's with VNNI, 2x without
             return 3.5e11 if ops_int8.has_vnni() else 1.6e11
@@ -1033,7 +1036,10 @@ def _matmul_algorithms(node: Node, graph: Graph, act: str = "none") -> list[str]
     if not packed:
         return ["direct", "blas", *integer]
     in_place = [] if node.inputs[1] in graph.constants else ["packed_direct"]
-    return ["direct", "blas", "packed", *in_place, *integer]
+    wide = [f"{name}_wide" for name in ("packed", *in_place)]
+    if ops_conv.level() != cython_isa.LEVELS["avx512"]:
+        wide = []
+    return ["direct", "blas", "packed", *in_place, *wide, *integer]
 
 
 def _int8_conv_fits(step: FusedStep, graph: Graph) -> bool:
@@ -1073,7 +1079,7 @@ def _gemm(
     act: str,
     b_constant: bool = False,
 ) -> list[Call]:
-    if algorithm in ("packed", "packed_direct"):  # b packed once if it is a constant
+    if algorithm.startswith("packed"):  # b packed once if it is a constant
         rows = (-1, a.shape[-1]), (-1, out.shape[-1])  # a's leading dims as rows (views)
         kernel = ops_conv.MatmulPackedKernel(
             a.reshape(rows[0]),
@@ -1083,7 +1089,8 @@ def _gemm(
             mode,
             act,
             b_constant,
-            b_in_place=algorithm == "packed_direct",
+            b_in_place=algorithm.startswith("packed_direct"),
+            wide=algorithm.endswith("_wide"),
         )
         return [kernel.run]
     if algorithm == "int8":  # a's leading dims as rows; b a constant of whole numbers
