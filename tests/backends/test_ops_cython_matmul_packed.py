@@ -390,18 +390,21 @@ def test_packed_matmul_reads_b_in_place_only_where_it_starts_on_a_line(level) ->
     a = rng.uniform(-1, 1, (m, k)).astype(np.float32)
     b = _at_offset(rng.uniform(-1, 1, (k, n)).astype(np.float32), 0)
     c = np.empty((m, n), np.float32)
-    kernel = _kernel(ops_conv, a, b, c, None, 0, False, False, level, b_in_place=True)
-    if kernel is None:
-        return
-    kernel.run()
-    assert kernel.b_read_in_place
-    want = c.copy()
-    np.testing.assert_allclose(want, _oracle(a, b, None, 0, False), rtol=0, atol=1e-4)
-    for floats in (4, 8, 12, 0, 1):
-        c[...] = np.nan
-        kernel.run_io(a, _at_offset(b, floats), c)
-        assert kernel.b_read_in_place == (floats == 0), floats
-        np.testing.assert_array_equal(c, want, err_msg=f"b {floats} floats past a line")
+    for wide in (False, True):  # 96 columns: 3 strips of 32, or 2 of 48 (AVX-512's wide)
+        kernel = _kernel(
+            ops_conv, a, b, c, None, 0, False, False, level, b_in_place=True, wide=wide
+        )
+        if kernel is None:
+            return
+        kernel.run()
+        assert kernel.b_read_in_place
+        want = c.copy()
+        np.testing.assert_allclose(want, _oracle(a, b, None, 0, False), rtol=0, atol=1e-4)
+        for floats in (4, 8, 12, 0, 1):
+            c[...] = np.nan
+            kernel.run_io(a, _at_offset(b, floats), c)
+            assert kernel.b_read_in_place == (floats == 0), floats
+            np.testing.assert_array_equal(c, want, err_msg=f"b {floats} floats past a line")
 
 
 @pytest.mark.parametrize(
