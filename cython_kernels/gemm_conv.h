@@ -772,15 +772,16 @@ WALLE_INLINE int walle_gemm_folds(long rows) {
     return rows > WALLE_CB && rows % WALLE_CB >= 1 && rows % WALLE_CB <= 4;
 }
 
-/* Whether a matmul's constant b is big enough that its tiles at AVX-512 ask for the next
-   reduction block's packed b (or the next chunk's) while they run, spread over every tile
-   of the block before it, 1 or 2 lines a reduction row: each block of rows reads the
-   current one from L2, but only block 0 found it missing, and the hardware prefetchers
-   follow only the stream that block reads, not the blocks after it, which read from L2:
-   ddddocr's 25 x 1024 x 8210 Gemm took 5.6 ms right after a 128 MB write and 3.7 with b
-   in L3, 4.6 and 3.1 so (onnxruntime: 5.1 and 3.5), PP-OCRv6's 41 x 384 x 18710 7.0 and
-   5.0, 5.8 and 4.2 (onnxruntime 5.8 and 4.1; an Intel Xeon, one core). Over 1 MiB: a b
-   that the L2 of no CPU measured so far holds with the rest (2 MiB on that Xeon). */
+/* Whether a matmul's constant b is big enough that its tiles (AVX-512 and AVX2, the
+   walle_gemm_*_rows_ext levels) ask for the next reduction block's packed b (or the next
+   chunk's) while they run, spread over every tile of the block before it, 1 or 2 lines a
+   reduction row: each block of rows reads the current one from L2, but only block 0 found
+   it missing, and the hardware prefetchers follow only the stream that block reads, not
+   the blocks after it, which read from L2: ddddocr's 25 x 1024 x 8210 Gemm took 5.6 ms
+   right after a 128 MB write and 3.7 with b in L3, 4.6 and 3.1 so (onnxruntime: 5.1 and
+   3.5), PP-OCRv6's 41 x 384 x 18710 7.0 and 5.0, 5.8 and 4.2 (onnxruntime 5.8 and 4.1; an
+   Intel Xeon, one core). Over 1 MiB: a b that the L2 of no CPU measured so far holds with
+   the rest (2 MiB on that Xeon). */
 WALLE_INLINE int walle_gemm_big_b(long k, long p) { return k * p > (1L << 18); }
 WALLE_INLINE int walle_gemm_streams(const walle_gemm* g) {
     return g->prepacked && walle_gemm_big_b(g->k, g->p);
