@@ -1035,11 +1035,23 @@ def _matmul_algorithms(node: Node, graph: Graph, act: str = "none") -> list[str]
     )
     if not packed:
         return ["direct", "blas", *integer]
-    in_place = [] if node.inputs[1] in graph.constants else ["packed_direct"]
-    wide = [f"{name}_wide" for name in ("packed", *in_place)]
-    if ops_conv.level() != cython_isa.LEVELS["avx512"]:
-        wide = []
-    return ["direct", "blas", "packed", *in_place, *wide, *integer]
+    constant = node.inputs[1] in graph.constants
+    avx512 = ops_conv.level() == cython_isa.LEVELS["avx512"]
+    gemms = [
+        name
+        for name, (b_in_place, wide) in _PACKED.items()
+        if not (b_in_place and constant) and (avx512 or not wide)
+    ]
+    return ["direct", "blas", *gemms, *integer]
+
+
+# The packed-GEMM matmul's algorithms: (b read in place, AVX-512's 8 x 3 tile).
+_PACKED = {
+    "packed": (False, False),
+    "packed_direct": (True, False),
+    "packed_wide": (False, True),
+    "packed_direct_wide": (True, True),
+}
 
 
 def _int8_conv_fits(step: FusedStep, graph: Graph) -> bool:
@@ -1079,7 +1091,8 @@ def _gemm(
     act: str,
     b_constant: bool = False,
 ) -> list[Call]:
-    if algorithm.startswith("packed"):  # b packed once if it is a constant
+    if algorithm in _PACKED:  # b packed once if it is a constant
+        b_in_place, wide = _PACKED[algorithm]
         rows = (-1, a.shape[-1]), (-1, out.shape[-1])  # a's leading dims as rows (views)
         kernel = ops_conv.MatmulPackedKernel(
             a.reshape(rows[0]),
@@ -1089,8 +1102,8 @@ def _gemm(
             mode,
             act,
             b_constant,
-            b_in_place=algorithm.startswith("packed_direct"),
-            wide=algorithm.endswith("_wide"),
+            b_in_place=b_in_place,
+            wide=wide,
         )
         return [kernel.run]
     if algorithm == "int8":  # a's leading dims as rows; b a constant of whole numbers
