@@ -478,6 +478,132 @@ WALLE_LEVEL_TARGET("avx2,fma") WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {  
         WALLE_GEMM_FMA8X2(K, AT)                                                               \
     } while (0)
 
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(WALLE_GEMM_NO_ASM)
+/* AVX-512's matmul tiles' loops over their kc reduction rows, written out as the 4 x 3
+   tile's (WALLE_GEMM_ASM4X3): row c's NV sums in zmm NV * c on (zmm0-23), a reduction row's
+   NV column vectors in zmm24-26, each weight broadcast into one of zmm27-30, two rows a
+   turn. From C, where a's rows are read in place, GCC kept one sum of the 8 x 3 tile on the
+   stack across the loop (a load and a store per reduction row) and copied sums between
+   registers; in asm the kernel took 0.93-0.96x the time on MatMul 256^3 (b in place), 0.90x
+   on 512^3 (b packed per call), the 8 x 2 tile 0.96-0.97x on 64 x 1024 x 4096 and 25 x 1024
+   x 8210 (b constant; an Intel Xeon, one core, both builds interleaved in one process). The
+   sums come from acc and go back there (24 in-out operands would be 48: GCC allows 30); the
+   convs' tiles, whose sums GCC keeps in registers, stay in C (in asm 1x1 and 3x3 convs took
+   1.01-1.03x the time: 48 more loads and stores a tile on reductions of 64-576 rows).
+   Weight c of reduction row k lies at a + k * KSTEP + (c % 4) * C1 + (c / 4) * 4 * C1
+   bytes (C3 = 3 * C1): rows 0-3 from rdi, 4-7 from r12, 8-11 from r13. Each sum adds the
+   same products in the same order as the C loop: same bits. */
+#define WALLE_GEMM_ASM_W2(ADDR, ZW, S0, S1)                                                    \
+    "vbroadcastss " ADDR ", %%zmm" #ZW "\n\t"                                                  \
+    "vfmadd231ps %%zmm24, %%zmm" #ZW ", %%zmm" #S0 "\n\t"                                      \
+    "vfmadd231ps %%zmm25, %%zmm" #ZW ", %%zmm" #S1 "\n\t"
+#define WALLE_GEMM_ASM_W3(ADDR, ZW, S0, S1, S2)                                                \
+    WALLE_GEMM_ASM_W2(ADDR, ZW, S0, S1) "vfmadd231ps %%zmm26, %%zmm" #ZW ", %%zmm" #S2 "\n\t"
+#define WALLE_GEMM_ASM_NEXT "add %%r8, %%rsi\n\tadd %%r11, %%rdi\n\tadd %%r11, %%r12\n\t"
+/* One reduction row of the 8 x 3 tile (EXTRA: none), of the 8 x 2 tile and of the (8 + r)
+   x 2 one (EXTRA: WALLE_GEMM_ASMX2_R9 ... R12, rows 8-11's sums in zmm16-23). */
+#define WALLE_GEMM_ASMX3_ROW(PF, EXTRA)                                                        \
+    "vmovups (%%rsi), %%zmm24\n\tvmovups 64(%%rsi), %%zmm25\n\t"                               \
+    "vmovups 128(%%rsi), %%zmm26\n\t" PF                                                       \
+    WALLE_GEMM_ASM_W3("(%%rdi)", 27, 0, 1, 2)                                                  \
+    WALLE_GEMM_ASM_W3("(%%rdi,%%r9)", 28, 3, 4, 5)                                             \
+    WALLE_GEMM_ASM_W3("(%%rdi,%%r9,2)", 29, 6, 7, 8)                                           \
+    WALLE_GEMM_ASM_W3("(%%rdi,%%r10)", 30, 9, 10, 11)                                          \
+    WALLE_GEMM_ASM_W3("(%%r12)", 27, 12, 13, 14)                                               \
+    WALLE_GEMM_ASM_W3("(%%r12,%%r9)", 28, 15, 16, 17)                                          \
+    WALLE_GEMM_ASM_W3("(%%r12,%%r9,2)", 29, 18, 19, 20)                                        \
+    WALLE_GEMM_ASM_W3("(%%r12,%%r10)", 30, 21, 22, 23) WALLE_GEMM_ASM_NEXT
+#define WALLE_GEMM_ASMX2_ROW(PF, EXTRA)                                                        \
+    "vmovups (%%rsi), %%zmm24\n\tvmovups 64(%%rsi), %%zmm25\n\t" PF                            \
+    WALLE_GEMM_ASM_W2("(%%rdi)", 27, 0, 1)                                                     \
+    WALLE_GEMM_ASM_W2("(%%rdi,%%r9)", 28, 2, 3)                                                \
+    WALLE_GEMM_ASM_W2("(%%rdi,%%r9,2)", 29, 4, 5)                                              \
+    WALLE_GEMM_ASM_W2("(%%rdi,%%r10)", 30, 6, 7)                                               \
+    WALLE_GEMM_ASM_W2("(%%r12)", 27, 8, 9)                                                     \
+    WALLE_GEMM_ASM_W2("(%%r12,%%r9)", 28, 10, 11)                                              \
+    WALLE_GEMM_ASM_W2("(%%r12,%%r9,2)", 29, 12, 13)                                            \
+    WALLE_GEMM_ASM_W2("(%%r12,%%r10)", 30, 14, 15) EXTRA WALLE_GEMM_ASM_NEXT
+#define WALLE_GEMM_ASM_NONE ""
+#define WALLE_GEMM_ASMX2_N9 18
+#define WALLE_GEMM_ASMX2_N10 20
+#define WALLE_GEMM_ASMX2_N11 22
+#define WALLE_GEMM_ASMX2_N12 24
+#define WALLE_GEMM_ASMX2_R9 WALLE_GEMM_ASM_W2("(%%r13)", 27, 16, 17) "add %%r11, %%r13\n\t"
+#define WALLE_GEMM_ASMX2_R10                                                                   \
+    WALLE_GEMM_ASM_W2("(%%r13)", 27, 16, 17)                                                   \
+    WALLE_GEMM_ASM_W2("(%%r13,%%r9)", 28, 18, 19) "add %%r11, %%r13\n\t"
+#define WALLE_GEMM_ASMX2_R11                                                                   \
+    WALLE_GEMM_ASM_W2("(%%r13)", 27, 16, 17)                                                   \
+    WALLE_GEMM_ASM_W2("(%%r13,%%r9)", 28, 18, 19)                                              \
+    WALLE_GEMM_ASM_W2("(%%r13,%%r9,2)", 29, 20, 21) "add %%r11, %%r13\n\t"
+#define WALLE_GEMM_ASMX2_R12                                                                   \
+    WALLE_GEMM_ASM_W2("(%%r13)", 27, 16, 17)                                                   \
+    WALLE_GEMM_ASM_W2("(%%r13,%%r9)", 28, 18, 19)                                              \
+    WALLE_GEMM_ASM_W2("(%%r13,%%r9,2)", 29, 20, 21)                                            \
+    WALLE_GEMM_ASM_W2("(%%r13,%%r10)", 30, 22, 23) "add %%r11, %%r13\n\t"
+/* The first N sums from acc (rbx) into zmm0..N-1, and back. */
+#define WALLE_GEMM_ASM_LD(I) "vmovups " #I "*64(%%rbx), %%zmm" #I "\n\t"
+#define WALLE_GEMM_ASM_ST(I) "vmovups %%zmm" #I ", " #I "*64(%%rbx)\n\t"
+#define WALLE_GEMM_ASM_SUMS16(OP)                                                              \
+    OP(0) OP(1) OP(2) OP(3) OP(4) OP(5) OP(6) OP(7) OP(8) OP(9) OP(10) OP(11) OP(12) OP(13)    \
+        OP(14) OP(15)
+#define WALLE_GEMM_ASM_SUMS18(OP) WALLE_GEMM_ASM_SUMS16(OP) OP(16) OP(17)
+#define WALLE_GEMM_ASM_SUMS20(OP) WALLE_GEMM_ASM_SUMS18(OP) OP(18) OP(19)
+#define WALLE_GEMM_ASM_SUMS22(OP) WALLE_GEMM_ASM_SUMS20(OP) OP(20) OP(21)
+#define WALLE_GEMM_ASM_SUMS24(OP) WALLE_GEMM_ASM_SUMS22(OP) OP(22) OP(23)
+#define WALLE_GEMM_ASM_SUMS(N, OP) WALLE_GEMM_ASM_SUMS_(N, OP)
+#define WALLE_GEMM_ASM_SUMS_(N, OP) WALLE_GEMM_ASM_SUMS##N(OP)
+/* The loop: q[11] = {b's row, a, kc / 2 turns, b's row stride in bytes, C1, C3, KSTEP, the
+   prefetch row (PF: two lines of it a reduction row), its stride in bytes, kc odd, acc}. */
+#define WALLE_GEMM_ASM(ROW, EXTRA, N, PF)                                                      \
+    "mov 80(%[q]), %%rbx\n\t" WALLE_GEMM_ASM_SUMS(N, WALLE_GEMM_ASM_LD)                        \
+    "mov (%[q]), %%rsi\n\tmov 8(%[q]), %%rdi\n\tmov 16(%[q]), %%rcx\n\t"                       \
+    "mov 24(%[q]), %%r8\n\tmov 32(%[q]), %%r9\n\tmov 40(%[q]), %%r10\n\t"                      \
+    "mov 48(%[q]), %%r11\n\tmov 56(%[q]), %%rax\n\tmov 64(%[q]), %%rdx\n\t"                    \
+    "lea (%%rdi,%%r9,4), %%r12\n\t"                                                            \
+    "lea (%%r12,%%r9,4), %%r13\n\t"                                                            \
+    "test %%rcx, %%rcx\n\t"                                                                    \
+    "jz 2f\n\t"                                                                                \
+    "1:\n\t" ROW(PF, EXTRA) ROW(PF, EXTRA)                                                     \
+    "dec %%rcx\n\t"                                                                            \
+    "jnz 1b\n\t"                                                                               \
+    "2:\n\t"                                                                                   \
+    "cmpq $0, 72(%[q])\n\t"                                                                    \
+    "jz 3f\n\t" ROW(PF, EXTRA)                                                                 \
+    "3:\n\t" WALLE_GEMM_ASM_SUMS(N, WALLE_GEMM_ASM_ST)
+#define WALLE_GEMM_ASM_PF "prefetcht0 (%%rax)\n\tprefetcht0 64(%%rax)\n\tadd %%rdx, %%rax\n\t"
+#define WALLE_GEMM_ASM_CLOBBERS                                                                \
+    "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10",     \
+        "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "xmm16", "xmm17", "xmm18", "xmm19",       \
+        "xmm20", "xmm21", "xmm22", "xmm23", "xmm24", "xmm25", "xmm26", "xmm27", "xmm28",       \
+        "xmm29", "xmm30", "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11",  \
+        "r12", "r13", "memory", "cc"
+/* Whether a tile runs the asm loop: MINKC < 0, never (the convs' 8 x 3 tile, whose C loop
+   GCC compiles with the sums in registers); else from kc = MINKC on. */
+#define WALLE_GEMM_ASM_RUNS(MINKC) ((MINKC) >= 0 && kc >= (MINKC) && kc > 0)
+/* A tile's loop over kc reduction rows on the N sums in acc (ROW, EXTRA as above). */
+#define WALLE_GEMM_ASM_LOOP(ROW, EXTRA, N, C1, C3, KSTEP)                                      \
+    do {                                                                                       \
+        long q[11] = {(long)b, (long)a, kc / 2, sb * 4, (C1), (C3), (KSTEP), (long)pf,        \
+                      pfs * 4, kc & 1, (long)acc};                                             \
+        if (pf)                                                                                \
+            __asm__ volatile(WALLE_GEMM_ASM(ROW, EXTRA, N, WALLE_GEMM_ASM_PF)                  \
+                             :                                                                 \
+                             : [q] "r"(q)                                                      \
+                             : WALLE_GEMM_ASM_CLOBBERS);                                       \
+        else                                                                                   \
+            __asm__ volatile(WALLE_GEMM_ASM(ROW, EXTRA, N, "")                                 \
+                             :                                                                 \
+                             : [q] "r"(q)                                                      \
+                             : WALLE_GEMM_ASM_CLOBBERS);                                       \
+    } while (0)
+#else
+#define WALLE_GEMM_ASM_RUNS(MINKC) 0
+#define WALLE_GEMM_ASM_LOOP(ROW, EXTRA, N, C1, C3, KSTEP) \
+    do {                                                  \
+    } while (0)
+#endif
+
 /* 8 channels x 2 vectors of 16 (AVX-512's wide tile: 16 sums of the 32 registers, 2 column
    vectors, one broadcast weight: 10 loads per 16 multiply-adds), written as the 4 x 3 tile
    above: named sums, two reduction rows a turn, the prefetch test outside the loop. The
@@ -485,20 +611,25 @@ WALLE_LEVEL_TARGET("avx2,fma") WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {  
    on a Xeon (Emerald Rapids: 512 -> 1000 on 13x13, 64 -> 256 on 56x56, 1024 -> 256 on
    14x14, 256 -> 1024 on 14x14; interleaved in one process, the minimum 1% and the median
    3-7%; likely because its two 512-bit FMA ports share ports with the loop's integer work).
-   The matmuls run it; the convs run the 8 x 3 tile below. */
-#define WALLE_GEMM_TILE8X2(NAME, VT, IT, VW, AT)                                               \
-WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {                                                \
+   The matmuls run it (the loop in asm where a's rows are read in place: WALLE_GEMM_ASM_LOOP;
+   MINKC < 0: the C loop always); the convs run the 8 x 3 tile below. */
+#define WALLE_GEMM_TILE8X2(NAME, VT, IT, VW, AT, C1, C3, KSTEP, MINKC)                         \
+WALLE_LEVEL_TARGET("avx512f,avx2,fma") WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {         \
     VT acc[8][2];                                                                              \
     WALLE_GEMM_LOAD(acc, VT, VW, 2, 8)                                                         \
-    VT s00 = acc[0][0], s01 = acc[0][1], s10 = acc[1][0], s11 = acc[1][1];                     \
-    VT s20 = acc[2][0], s21 = acc[2][1], s30 = acc[3][0], s31 = acc[3][1];                     \
-    VT s40 = acc[4][0], s41 = acc[4][1], s50 = acc[5][0], s51 = acc[5][1];                     \
-    VT s60 = acc[6][0], s61 = acc[6][1], s70 = acc[7][0], s71 = acc[7][1];                     \
-    WALLE_GEMM_TWO_ROWS(WALLE_GEMM_STEP8X2, VT, VW, AT)                                        \
-    acc[0][0] = s00; acc[0][1] = s01; acc[1][0] = s10; acc[1][1] = s11;                        \
-    acc[2][0] = s20; acc[2][1] = s21; acc[3][0] = s30; acc[3][1] = s31;                        \
-    acc[4][0] = s40; acc[4][1] = s41; acc[5][0] = s50; acc[5][1] = s51;                        \
-    acc[6][0] = s60; acc[6][1] = s61; acc[7][0] = s70; acc[7][1] = s71;                        \
+    if (WALLE_GEMM_ASM_RUNS(MINKC)) {                                                          \
+        WALLE_GEMM_ASM_LOOP(WALLE_GEMM_ASMX2_ROW, WALLE_GEMM_ASM_NONE, 16, C1, C3, KSTEP);     \
+    } else {                                                                                   \
+        VT s00 = acc[0][0], s01 = acc[0][1], s10 = acc[1][0], s11 = acc[1][1];                 \
+        VT s20 = acc[2][0], s21 = acc[2][1], s30 = acc[3][0], s31 = acc[3][1];                 \
+        VT s40 = acc[4][0], s41 = acc[4][1], s50 = acc[5][0], s51 = acc[5][1];                 \
+        VT s60 = acc[6][0], s61 = acc[6][1], s70 = acc[7][0], s71 = acc[7][1];                 \
+        WALLE_GEMM_TWO_ROWS(WALLE_GEMM_STEP8X2, VT, VW, AT)                                    \
+        acc[0][0] = s00; acc[0][1] = s01; acc[1][0] = s10; acc[1][1] = s11;                    \
+        acc[2][0] = s20; acc[2][1] = s21; acc[3][0] = s30; acc[3][1] = s31;                    \
+        acc[4][0] = s40; acc[4][1] = s41; acc[5][0] = s50; acc[5][1] = s51;                    \
+        acc[6][0] = s60; acc[6][1] = s61; acc[7][0] = s70; acc[7][1] = s71;                    \
+    }                                                                                          \
     WALLE_GEMM_STORE(acc, VT, IT, VW, 2, 8)                                                    \
 }
 
@@ -519,28 +650,33 @@ WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {                                 
    product over 1024 x 8210 weights (ddddocr's CRNN's last Gemm) spent 0.5 of its 3.6 ms
    on the 25th row in a 4-row tile (24 rows: 3.1 ms; an Intel Xeon, one core). Up to 24
    sums, 2 column vectors, the weights broadcast from memory: 32 registers. */
-#define WALLE_GEMM_TILE8PX2(NAME, VT, IT, VW, AT, R)                                           \
-WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {                                                \
+#define WALLE_GEMM_TILE8PX2(NAME, VT, IT, VW, AT, R, C1, C3, KSTEP, MINKC)                   \
+WALLE_LEVEL_TARGET("avx512f,avx2,fma") WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {         \
     enum { R_ = R };                                                                           \
     VT acc[R][2];                                                                              \
     WALLE_GEMM_LOAD(acc, VT, VW, 2, R)                                                         \
-    VT s00 = acc[0][0], s01 = acc[0][1], s10 = acc[1][0], s11 = acc[1][1];                     \
-    VT s20 = acc[2][0], s21 = acc[2][1], s30 = acc[3][0], s31 = acc[3][1];                     \
-    VT s40 = acc[4][0], s41 = acc[4][1], s50 = acc[5][0], s51 = acc[5][1];                     \
-    VT s60 = acc[6][0], s61 = acc[6][1], s70 = acc[7][0], s71 = acc[7][1];                     \
-    VT s80 = acc[8][0], s81 = acc[8][1];                                                       \
-    VT s90 = acc[R_ > 9 ? 9 : 8][0], s91 = acc[R_ > 9 ? 9 : 8][1];                             \
-    VT sa0 = acc[R_ > 10 ? 10 : 8][0], sa1 = acc[R_ > 10 ? 10 : 8][1];                         \
-    VT sb0 = acc[R_ > 11 ? 11 : 8][0], sb1 = acc[R_ > 11 ? 11 : 8][1];                         \
-    WALLE_GEMM_TWO_ROWS(WALLE_GEMM_STEP8PX2, VT, VW, AT)                                       \
-    acc[0][0] = s00; acc[0][1] = s01; acc[1][0] = s10; acc[1][1] = s11;                        \
-    acc[2][0] = s20; acc[2][1] = s21; acc[3][0] = s30; acc[3][1] = s31;                        \
-    acc[4][0] = s40; acc[4][1] = s41; acc[5][0] = s50; acc[5][1] = s51;                        \
-    acc[6][0] = s60; acc[6][1] = s61; acc[7][0] = s70; acc[7][1] = s71;                        \
-    acc[8][0] = s80; acc[8][1] = s81;                                                          \
-    if (R_ > 9) { acc[R_ > 9 ? 9 : 8][0] = s90; acc[R_ > 9 ? 9 : 8][1] = s91; }                \
-    if (R_ > 10) { acc[R_ > 10 ? 10 : 8][0] = sa0; acc[R_ > 10 ? 10 : 8][1] = sa1; }           \
-    if (R_ > 11) { acc[R_ > 11 ? 11 : 8][0] = sb0; acc[R_ > 11 ? 11 : 8][1] = sb1; }           \
+    if (WALLE_GEMM_ASM_RUNS(MINKC)) {                                                          \
+        WALLE_GEMM_ASM_LOOP(WALLE_GEMM_ASMX2_ROW, WALLE_GEMM_ASMX2_R##R, WALLE_GEMM_ASMX2_N##R, \
+                            C1, C3, KSTEP);                                                    \
+    } else {                                                                                   \
+        VT s00 = acc[0][0], s01 = acc[0][1], s10 = acc[1][0], s11 = acc[1][1];                 \
+        VT s20 = acc[2][0], s21 = acc[2][1], s30 = acc[3][0], s31 = acc[3][1];                 \
+        VT s40 = acc[4][0], s41 = acc[4][1], s50 = acc[5][0], s51 = acc[5][1];                 \
+        VT s60 = acc[6][0], s61 = acc[6][1], s70 = acc[7][0], s71 = acc[7][1];                 \
+        VT s80 = acc[8][0], s81 = acc[8][1];                                                   \
+        VT s90 = acc[R_ > 9 ? 9 : 8][0], s91 = acc[R_ > 9 ? 9 : 8][1];                         \
+        VT sa0 = acc[R_ > 10 ? 10 : 8][0], sa1 = acc[R_ > 10 ? 10 : 8][1];                     \
+        VT sb0 = acc[R_ > 11 ? 11 : 8][0], sb1 = acc[R_ > 11 ? 11 : 8][1];                     \
+        WALLE_GEMM_TWO_ROWS(WALLE_GEMM_STEP8PX2, VT, VW, AT)                                   \
+        acc[0][0] = s00; acc[0][1] = s01; acc[1][0] = s10; acc[1][1] = s11;                    \
+        acc[2][0] = s20; acc[2][1] = s21; acc[3][0] = s30; acc[3][1] = s31;                    \
+        acc[4][0] = s40; acc[4][1] = s41; acc[5][0] = s50; acc[5][1] = s51;                    \
+        acc[6][0] = s60; acc[6][1] = s61; acc[7][0] = s70; acc[7][1] = s71;                    \
+        acc[8][0] = s80; acc[8][1] = s81;                                                      \
+        if (R_ > 9) { acc[R_ > 9 ? 9 : 8][0] = s90; acc[R_ > 9 ? 9 : 8][1] = s91; }            \
+        if (R_ > 10) { acc[R_ > 10 ? 10 : 8][0] = sa0; acc[R_ > 10 ? 10 : 8][1] = sa1; }       \
+        if (R_ > 11) { acc[R_ > 11 ? 11 : 8][0] = sb0; acc[R_ > 11 ? 11 : 8][1] = sb1; }       \
+    }                                                                                          \
     WALLE_GEMM_STORE(acc, VT, IT, VW, 2, R)                                                    \
 }
 
@@ -572,24 +708,32 @@ WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {                                 
    The convs run it (``wide``), in strips of 48 columns: on an Emerald Rapids Xeon,
    interleaved in one process against the 8 x 2 tile, it took 0.94-1.00x the time on
    ResNet-50's 1x1 convs alone (1.05x on one), 0.80x on its 7x7 ones read in place, and 0.96x
-   of ResNet-50 and SqueezeNet whole, 0.99x of Inception v2. The matmuls keep the 8 x 2
-   tile: the 8 x 3 one took 1.00-1.07x their time (256^3 1.04x: a strip of 16 left over per
-   240 columns, run by the 8 x 1 tile, against none in strips of 32). */
-#define WALLE_GEMM_TILE8X3(NAME, VT, IT, VW, AT)                                               \
-WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {                                                \
+   of ResNet-50 and SqueezeNet whole, 0.99x of Inception v2. On the Emerald Rapids the
+   matmuls ran 1.00-1.07x slower in it (256^3 1.04x: a strip of 16 left over per 240
+   columns, run by the 8 x 1 tile, against none in strips of 32), on a later Xeon 0.94-0.98x:
+   they run either (``wide``, the search times both), the loop in asm where a's rows are read
+   in place (WALLE_GEMM_ASM_LOOP; MINKC < 0: the C loop always). */
+#define WALLE_GEMM_TILE8X3(NAME, VT, IT, VW, AT, C1, C3, KSTEP, MINKC)                         \
+WALLE_LEVEL_TARGET("avx512f,avx2,fma") WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {         \
     VT acc[8][3];                                                                              \
     WALLE_GEMM_LOAD(acc, VT, VW, 3, 8)                                                         \
-    VT s00 = acc[0][0], s01 = acc[0][1], s02 = acc[0][2], s10 = acc[1][0], s11 = acc[1][1];    \
-    VT s12 = acc[1][2], s20 = acc[2][0], s21 = acc[2][1], s22 = acc[2][2], s30 = acc[3][0];    \
-    VT s31 = acc[3][1], s32 = acc[3][2], s40 = acc[4][0], s41 = acc[4][1], s42 = acc[4][2];    \
-    VT s50 = acc[5][0], s51 = acc[5][1], s52 = acc[5][2], s60 = acc[6][0], s61 = acc[6][1];    \
-    VT s62 = acc[6][2], s70 = acc[7][0], s71 = acc[7][1], s72 = acc[7][2];                     \
-    WALLE_GEMM_TWO_ROWS(WALLE_GEMM_STEP8X3, VT, VW, AT)                                        \
-    acc[0][0] = s00; acc[0][1] = s01; acc[0][2] = s02; acc[1][0] = s10; acc[1][1] = s11;       \
-    acc[1][2] = s12; acc[2][0] = s20; acc[2][1] = s21; acc[2][2] = s22; acc[3][0] = s30;       \
-    acc[3][1] = s31; acc[3][2] = s32; acc[4][0] = s40; acc[4][1] = s41; acc[4][2] = s42;       \
-    acc[5][0] = s50; acc[5][1] = s51; acc[5][2] = s52; acc[6][0] = s60; acc[6][1] = s61;       \
-    acc[6][2] = s62; acc[7][0] = s70; acc[7][1] = s71; acc[7][2] = s72;                        \
+    if (WALLE_GEMM_ASM_RUNS(MINKC)) {                                                          \
+        WALLE_GEMM_ASM_LOOP(WALLE_GEMM_ASMX3_ROW, WALLE_GEMM_ASM_NONE, 24, C1, C3, KSTEP);     \
+    } else {                                                                                   \
+        VT s00 = acc[0][0], s01 = acc[0][1], s02 = acc[0][2], s10 = acc[1][0];                 \
+        VT s11 = acc[1][1], s12 = acc[1][2], s20 = acc[2][0], s21 = acc[2][1];                 \
+        VT s22 = acc[2][2], s30 = acc[3][0], s31 = acc[3][1], s32 = acc[3][2];                 \
+        VT s40 = acc[4][0], s41 = acc[4][1], s42 = acc[4][2], s50 = acc[5][0];                 \
+        VT s51 = acc[5][1], s52 = acc[5][2], s60 = acc[6][0], s61 = acc[6][1];                 \
+        VT s62 = acc[6][2], s70 = acc[7][0], s71 = acc[7][1], s72 = acc[7][2];                 \
+        WALLE_GEMM_TWO_ROWS(WALLE_GEMM_STEP8X3, VT, VW, AT)                                    \
+        acc[0][0] = s00; acc[0][1] = s01; acc[0][2] = s02; acc[1][0] = s10;                    \
+        acc[1][1] = s11; acc[1][2] = s12; acc[2][0] = s20; acc[2][1] = s21;                    \
+        acc[2][2] = s22; acc[3][0] = s30; acc[3][1] = s31; acc[3][2] = s32;                    \
+        acc[4][0] = s40; acc[4][1] = s41; acc[4][2] = s42; acc[5][0] = s50;                    \
+        acc[5][1] = s51; acc[5][2] = s52; acc[6][0] = s60; acc[6][1] = s61;                    \
+        acc[6][2] = s62; acc[7][0] = s70; acc[7][1] = s71; acc[7][2] = s72;                    \
+    }                                                                                          \
     WALLE_GEMM_STORE(acc, VT, IT, VW, 3, 8)                                                    \
 }
 
@@ -638,8 +782,8 @@ WALLE_INLINE void NAME(const float* restrict b, long sb, const float* restrict a
             }                                                                                  \
 }
 
-WALLE_GEMM_TILE8X2(walle_gemm_v16x2, walle_v16, walle_i16, 16, WALLE_GEMM_AP)
-WALLE_GEMM_TILE8X3(walle_gemm_v16x3, walle_v16, walle_i16, 16, WALLE_GEMM_AP)
+WALLE_GEMM_TILE8X2(walle_gemm_v16x2, walle_v16, walle_i16, 16, WALLE_GEMM_AP, 4, 12, 32, -1)
+WALLE_GEMM_TILE8X3(walle_gemm_v16x3, walle_v16, walle_i16, 16, WALLE_GEMM_AP, 4, 12, 32, -1)
 WALLE_GEMM_TILE(walle_gemm_v16x1, walle_v16, walle_i16, 16, 1, 8, WALLE_GEMM_AP)
 /* AVX-512's wide tile for a last block of at most 4 channels (a matmul of 212 rows spent a
    whole 8-channel tile's time on its last 4). */
@@ -652,15 +796,22 @@ WALLE_GEMM_TILE(walle_gemm_v4x1, walle_v4, walle_i4, 4, 1, 8, WALLE_GEMM_AP)
 WALLE_GEMM_TILE(walle_gemm_v4x2c4, walle_v4, walle_i4, 4, 2, 4, WALLE_GEMM_AP)
 /* The same tiles reading a matmul's rows of a in place (the whole blocks of 8 channels; the
    tiles of 4 run only a last part block, which stays packed). */
-WALLE_GEMM_TILE8X2(walle_gemm_v16x2_rows, walle_v16, walle_i16, 16, WALLE_GEMM_AR)
-WALLE_GEMM_TILE8X3(walle_gemm_v16x3_rows, walle_v16, walle_i16, 16, WALLE_GEMM_AR)
+WALLE_GEMM_TILE8X2(walle_gemm_v16x2_rows, walle_v16, walle_i16, 16, WALLE_GEMM_AR, 4 * sa,
+                   12 * sa, 4, 0)
+WALLE_GEMM_TILE8X3(walle_gemm_v16x3_rows, walle_v16, walle_i16, 16, WALLE_GEMM_AR, 4 * sa,
+                   12 * sa, 4, 0)
 WALLE_GEMM_TILE(walle_gemm_v16x1_rows, walle_v16, walle_i16, 16, 1, 8, WALLE_GEMM_AR)
-WALLE_GEMM_TILE8PX2(walle_gemm_v16x2r9_rows, walle_v16, walle_i16, 16, WALLE_GEMM_AR, 9)
-WALLE_GEMM_TILE8PX2(walle_gemm_v16x2r10_rows, walle_v16, walle_i16, 16, WALLE_GEMM_AR, 10)
-WALLE_GEMM_TILE8PX2(walle_gemm_v16x2r11_rows, walle_v16, walle_i16, 16, WALLE_GEMM_AR, 11)
-WALLE_GEMM_TILE8PX2(walle_gemm_v16x2r12_rows, walle_v16, walle_i16, 16, WALLE_GEMM_AR, 12)
+WALLE_GEMM_TILE8PX2(walle_gemm_v16x2r9_rows, walle_v16, walle_i16, 16, WALLE_GEMM_AR, 9,
+                    4 * sa, 12 * sa, 4, 0)
+WALLE_GEMM_TILE8PX2(walle_gemm_v16x2r10_rows, walle_v16, walle_i16, 16, WALLE_GEMM_AR, 10,
+                    4 * sa, 12 * sa, 4, 0)
+WALLE_GEMM_TILE8PX2(walle_gemm_v16x2r11_rows, walle_v16, walle_i16, 16, WALLE_GEMM_AR, 11,
+                    4 * sa, 12 * sa, 4, 0)
+WALLE_GEMM_TILE8PX2(walle_gemm_v16x2r12_rows, walle_v16, walle_i16, 16, WALLE_GEMM_AR, 12,
+                    4 * sa, 12 * sa, 4, 0)
 /* The (8 + r) x 2 tile for cvalid = 8 + r rows (9 to 12). */
-WALLE_INLINE void walle_gemm_v16x2_fold_rows WALLE_GEMM_TILE_PARAMS {
+WALLE_LEVEL_TARGET("avx512f,avx2,fma") WALLE_INLINE void walle_gemm_v16x2_fold_rows
+WALLE_GEMM_TILE_PARAMS {
     if (cvalid == 9)
         walle_gemm_v16x2r9_rows(b, sb, a, kc, y, y_c, cvalid, ncols, bias, res, first, last,
                                 relu, pf, pfs, sa);
