@@ -490,8 +490,8 @@ WALLE_LEVEL_TARGET("avx2,fma") WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {  
    sums come from acc and go back there (24 in-out operands would be 48: GCC allows 30); the
    convs' tiles, whose sums GCC keeps in registers, stay in C (in asm 1x1 and 3x3 convs took
    1.01-1.03x the time: 48 more loads and stores a tile on reductions of 64-576 rows).
-   Weight c of reduction row k lies at a + k * KSTEP + (c % 4) * C1 + (c / 4) * 4 * C1
-   bytes (C3 = 3 * C1): rows 0-3 from rdi, 4-7 from r12, 8-11 from r13. Each sum adds the
+   Weight c of reduction row k lies at a + 4 * k + c * C1 bytes (a's rows C1 = 4 * sa bytes
+   apart, C3 = 3 * C1): rows 0-3 from rdi, 4-7 from r12, 8-11 from r13. Each sum adds the
    same products in the same order as the C loop: same bits. */
 #define WALLE_GEMM_ASM_W2(ADDR, ZW, S0, S1)                                                    \
     "vbroadcastss " ADDR ", %%zmm" #ZW "\n\t"                                                  \
@@ -553,8 +553,9 @@ WALLE_LEVEL_TARGET("avx2,fma") WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {  
 #define WALLE_GEMM_ASM_SUMS24(OP) WALLE_GEMM_ASM_SUMS22(OP) OP(22) OP(23)
 #define WALLE_GEMM_ASM_SUMS(N, OP) WALLE_GEMM_ASM_SUMS_(N, OP)
 #define WALLE_GEMM_ASM_SUMS_(N, OP) WALLE_GEMM_ASM_SUMS##N(OP)
-/* The loop: q[11] = {b's row, a, kc / 2 turns, b's row stride in bytes, C1, C3, KSTEP, the
-   prefetch row (PF: two lines of it a reduction row), its stride in bytes, kc odd, acc}. */
+/* The loop: q[11] = {b's row, a, kc / 2 turns, b's row stride in bytes, C1, C3, a's step
+   per reduction row in bytes, the prefetch row (PF: two lines of it a reduction row), its
+   stride in bytes, kc odd, acc}. */
 #define WALLE_GEMM_ASM(ROW, EXTRA, N, PF)                                                      \
     "mov 80(%[q]), %%rbx\n\t" WALLE_GEMM_ASM_SUMS(N, WALLE_GEMM_ASM_LD)                        \
     "mov (%[q]), %%rsi\n\tmov 8(%[q]), %%rdi\n\tmov 16(%[q]), %%rcx\n\t"                       \
@@ -578,13 +579,11 @@ WALLE_LEVEL_TARGET("avx2,fma") WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {  
         "xmm20", "xmm21", "xmm22", "xmm23", "xmm24", "xmm25", "xmm26", "xmm27", "xmm28",       \
         "xmm29", "xmm30", "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11",  \
         "r12", "r13", "memory", "cc"
-/* Whether a tile runs the asm loop: MINKC < 0, never (the convs' 8 x 3 tile, whose C loop
-   GCC compiles with the sums in registers); else from kc = MINKC on. */
-#define WALLE_GEMM_ASM_RUNS(MINKC) ((MINKC) >= 0 && kc >= (MINKC) && kc > 0)
-/* A tile's loop over kc reduction rows on the N sums in acc (ROW, EXTRA as above). */
-#define WALLE_GEMM_ASM_LOOP(ROW, EXTRA, N, C1, C3, KSTEP)                                      \
+/* A tile's loop over kc reduction rows on the N sums in acc (ROW, EXTRA as above; a's rows
+   read in place: C1 = 4 * sa bytes, KSTEP 4). */
+#define WALLE_GEMM_ASM_LOOP(ROW, EXTRA, N)                                                     \
     do {                                                                                       \
-        long q[11] = {(long)b, (long)a, kc / 2, sb * 4, (C1), (C3), (KSTEP), (long)pf,        \
+        long q[11] = {(long)b, (long)a, kc / 2, sb * 4, 4 * sa, 12 * sa, 4, (long)pf,         \
                       pfs * 4, kc & 1, (long)acc};                                             \
         if (pf)                                                                                \
             __asm__ volatile(WALLE_GEMM_ASM(ROW, EXTRA, N, WALLE_GEMM_ASM_PF)                  \
@@ -597,11 +596,28 @@ WALLE_LEVEL_TARGET("avx2,fma") WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {  
                              : [q] "r"(q)                                                      \
                              : WALLE_GEMM_ASM_CLOBBERS);                                       \
     } while (0)
+/* The tiles below (WALLE_GEMM_TILE8X2, WALLE_GEMM_TILE8PX2, WALLE_GEMM_TILE8X3) on a
+   matmul's rows of a read in place (AT: WALLE_GEMM_AR), NV vectors x R rows, their loop in
+   asm. The convs' (packed weights) stay the C tiles to the letter: GCC keeps their sums in
+   registers, and any change it sees in them moves their register allocation. */
+#define WALLE_GEMM_TILE_ASM(NAME, VT, IT, VW, NV, R, ROW, EXTRA, N)                            \
+WALLE_LEVEL_TARGET("avx512f,avx2,fma") WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {         \
+    VT acc[R][NV];                                                                             \
+    WALLE_GEMM_LOAD(acc, VT, VW, NV, R)                                                        \
+    if (kc > 0) WALLE_GEMM_ASM_LOOP(ROW, EXTRA, N);                                            \
+    WALLE_GEMM_STORE(acc, VT, IT, VW, NV, R)                                                   \
+}
+#define WALLE_GEMM_TILE8X2_ASM(NAME, VT, IT, VW, AT) \
+    WALLE_GEMM_TILE_ASM(NAME, VT, IT, VW, 2, 8, WALLE_GEMM_ASMX2_ROW, WALLE_GEMM_ASM_NONE, 16)
+#define WALLE_GEMM_TILE8X3_ASM(NAME, VT, IT, VW, AT) \
+    WALLE_GEMM_TILE_ASM(NAME, VT, IT, VW, 3, 8, WALLE_GEMM_ASMX3_ROW, WALLE_GEMM_ASM_NONE, 24)
+#define WALLE_GEMM_TILE8PX2_ASM(NAME, VT, IT, VW, AT, R)                                      \
+    WALLE_GEMM_TILE_ASM(NAME, VT, IT, VW, 2, R, WALLE_GEMM_ASMX2_ROW, WALLE_GEMM_ASMX2_R##R,  \
+                        WALLE_GEMM_ASMX2_N##R)
 #else
-#define WALLE_GEMM_ASM_RUNS(MINKC) 0
-#define WALLE_GEMM_ASM_LOOP(ROW, EXTRA, N, C1, C3, KSTEP) \
-    do {                                                  \
-    } while (0)
+#define WALLE_GEMM_TILE8X2_ASM WALLE_GEMM_TILE8X2
+#define WALLE_GEMM_TILE8X3_ASM WALLE_GEMM_TILE8X3
+#define WALLE_GEMM_TILE8PX2_ASM WALLE_GEMM_TILE8PX2
 #endif
 
 /* 8 channels x 2 vectors of 16 (AVX-512's wide tile: 16 sums of the 32 registers, 2 column
@@ -611,25 +627,21 @@ WALLE_LEVEL_TARGET("avx2,fma") WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {  
    on a Xeon (Emerald Rapids: 512 -> 1000 on 13x13, 64 -> 256 on 56x56, 1024 -> 256 on
    14x14, 256 -> 1024 on 14x14; interleaved in one process, the minimum 1% and the median
    3-7%; likely because its two 512-bit FMA ports share ports with the loop's integer work).
-   The matmuls run it (the loop in asm where a's rows are read in place: WALLE_GEMM_ASM_LOOP;
-   MINKC < 0: the C loop always); the convs run the 8 x 3 tile below. */
-#define WALLE_GEMM_TILE8X2(NAME, VT, IT, VW, AT, C1, C3, KSTEP, MINKC)                         \
-WALLE_LEVEL_TARGET("avx512f,avx2,fma") WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {         \
+   The matmuls run it (in asm where a's rows are read in place: WALLE_GEMM_TILE8X2_ASM); the
+   convs run the 8 x 3 tile below. */
+#define WALLE_GEMM_TILE8X2(NAME, VT, IT, VW, AT)                                               \
+WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {                                                \
     VT acc[8][2];                                                                              \
     WALLE_GEMM_LOAD(acc, VT, VW, 2, 8)                                                         \
-    if (WALLE_GEMM_ASM_RUNS(MINKC)) {                                                          \
-        WALLE_GEMM_ASM_LOOP(WALLE_GEMM_ASMX2_ROW, WALLE_GEMM_ASM_NONE, 16, C1, C3, KSTEP);     \
-    } else {                                                                                   \
-        VT s00 = acc[0][0], s01 = acc[0][1], s10 = acc[1][0], s11 = acc[1][1];                 \
-        VT s20 = acc[2][0], s21 = acc[2][1], s30 = acc[3][0], s31 = acc[3][1];                 \
-        VT s40 = acc[4][0], s41 = acc[4][1], s50 = acc[5][0], s51 = acc[5][1];                 \
-        VT s60 = acc[6][0], s61 = acc[6][1], s70 = acc[7][0], s71 = acc[7][1];                 \
-        WALLE_GEMM_TWO_ROWS(WALLE_GEMM_STEP8X2, VT, VW, AT)                                    \
-        acc[0][0] = s00; acc[0][1] = s01; acc[1][0] = s10; acc[1][1] = s11;                    \
-        acc[2][0] = s20; acc[2][1] = s21; acc[3][0] = s30; acc[3][1] = s31;                    \
-        acc[4][0] = s40; acc[4][1] = s41; acc[5][0] = s50; acc[5][1] = s51;                    \
-        acc[6][0] = s60; acc[6][1] = s61; acc[7][0] = s70; acc[7][1] = s71;                    \
-    }                                                                                          \
+    VT s00 = acc[0][0], s01 = acc[0][1], s10 = acc[1][0], s11 = acc[1][1];                     \
+    VT s20 = acc[2][0], s21 = acc[2][1], s30 = acc[3][0], s31 = acc[3][1];                     \
+    VT s40 = acc[4][0], s41 = acc[4][1], s50 = acc[5][0], s51 = acc[5][1];                     \
+    VT s60 = acc[6][0], s61 = acc[6][1], s70 = acc[7][0], s71 = acc[7][1];                     \
+    WALLE_GEMM_TWO_ROWS(WALLE_GEMM_STEP8X2, VT, VW, AT)                                        \
+    acc[0][0] = s00; acc[0][1] = s01; acc[1][0] = s10; acc[1][1] = s11;                        \
+    acc[2][0] = s20; acc[2][1] = s21; acc[3][0] = s30; acc[3][1] = s31;                        \
+    acc[4][0] = s40; acc[4][1] = s41; acc[5][0] = s50; acc[5][1] = s51;                        \
+    acc[6][0] = s60; acc[6][1] = s61; acc[7][0] = s70; acc[7][1] = s71;                        \
     WALLE_GEMM_STORE(acc, VT, IT, VW, 2, 8)                                                    \
 }
 
@@ -650,33 +662,28 @@ WALLE_LEVEL_TARGET("avx512f,avx2,fma") WALLE_INLINE void NAME WALLE_GEMM_TILE_PA
    product over 1024 x 8210 weights (ddddocr's CRNN's last Gemm) spent 0.5 of its 3.6 ms
    on the 25th row in a 4-row tile (24 rows: 3.1 ms; an Intel Xeon, one core). Up to 24
    sums, 2 column vectors, the weights broadcast from memory: 32 registers. */
-#define WALLE_GEMM_TILE8PX2(NAME, VT, IT, VW, AT, R, C1, C3, KSTEP, MINKC)                   \
-WALLE_LEVEL_TARGET("avx512f,avx2,fma") WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {         \
+#define WALLE_GEMM_TILE8PX2(NAME, VT, IT, VW, AT, R)                                           \
+WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {                                                \
     enum { R_ = R };                                                                           \
     VT acc[R][2];                                                                              \
     WALLE_GEMM_LOAD(acc, VT, VW, 2, R)                                                         \
-    if (WALLE_GEMM_ASM_RUNS(MINKC)) {                                                          \
-        WALLE_GEMM_ASM_LOOP(WALLE_GEMM_ASMX2_ROW, WALLE_GEMM_ASMX2_R##R, WALLE_GEMM_ASMX2_N##R, \
-                            C1, C3, KSTEP);                                                    \
-    } else {                                                                                   \
-        VT s00 = acc[0][0], s01 = acc[0][1], s10 = acc[1][0], s11 = acc[1][1];                 \
-        VT s20 = acc[2][0], s21 = acc[2][1], s30 = acc[3][0], s31 = acc[3][1];                 \
-        VT s40 = acc[4][0], s41 = acc[4][1], s50 = acc[5][0], s51 = acc[5][1];                 \
-        VT s60 = acc[6][0], s61 = acc[6][1], s70 = acc[7][0], s71 = acc[7][1];                 \
-        VT s80 = acc[8][0], s81 = acc[8][1];                                                   \
-        VT s90 = acc[R_ > 9 ? 9 : 8][0], s91 = acc[R_ > 9 ? 9 : 8][1];                         \
-        VT sa0 = acc[R_ > 10 ? 10 : 8][0], sa1 = acc[R_ > 10 ? 10 : 8][1];                     \
-        VT sb0 = acc[R_ > 11 ? 11 : 8][0], sb1 = acc[R_ > 11 ? 11 : 8][1];                     \
-        WALLE_GEMM_TWO_ROWS(WALLE_GEMM_STEP8PX2, VT, VW, AT)                                   \
-        acc[0][0] = s00; acc[0][1] = s01; acc[1][0] = s10; acc[1][1] = s11;                    \
-        acc[2][0] = s20; acc[2][1] = s21; acc[3][0] = s30; acc[3][1] = s31;                    \
-        acc[4][0] = s40; acc[4][1] = s41; acc[5][0] = s50; acc[5][1] = s51;                    \
-        acc[6][0] = s60; acc[6][1] = s61; acc[7][0] = s70; acc[7][1] = s71;                    \
-        acc[8][0] = s80; acc[8][1] = s81;                                                      \
-        if (R_ > 9) { acc[R_ > 9 ? 9 : 8][0] = s90; acc[R_ > 9 ? 9 : 8][1] = s91; }            \
-        if (R_ > 10) { acc[R_ > 10 ? 10 : 8][0] = sa0; acc[R_ > 10 ? 10 : 8][1] = sa1; }       \
-        if (R_ > 11) { acc[R_ > 11 ? 11 : 8][0] = sb0; acc[R_ > 11 ? 11 : 8][1] = sb1; }       \
-    }                                                                                          \
+    VT s00 = acc[0][0], s01 = acc[0][1], s10 = acc[1][0], s11 = acc[1][1];                     \
+    VT s20 = acc[2][0], s21 = acc[2][1], s30 = acc[3][0], s31 = acc[3][1];                     \
+    VT s40 = acc[4][0], s41 = acc[4][1], s50 = acc[5][0], s51 = acc[5][1];                     \
+    VT s60 = acc[6][0], s61 = acc[6][1], s70 = acc[7][0], s71 = acc[7][1];                     \
+    VT s80 = acc[8][0], s81 = acc[8][1];                                                       \
+    VT s90 = acc[R_ > 9 ? 9 : 8][0], s91 = acc[R_ > 9 ? 9 : 8][1];                             \
+    VT sa0 = acc[R_ > 10 ? 10 : 8][0], sa1 = acc[R_ > 10 ? 10 : 8][1];                         \
+    VT sb0 = acc[R_ > 11 ? 11 : 8][0], sb1 = acc[R_ > 11 ? 11 : 8][1];                         \
+    WALLE_GEMM_TWO_ROWS(WALLE_GEMM_STEP8PX2, VT, VW, AT)                                       \
+    acc[0][0] = s00; acc[0][1] = s01; acc[1][0] = s10; acc[1][1] = s11;                        \
+    acc[2][0] = s20; acc[2][1] = s21; acc[3][0] = s30; acc[3][1] = s31;                        \
+    acc[4][0] = s40; acc[4][1] = s41; acc[5][0] = s50; acc[5][1] = s51;                        \
+    acc[6][0] = s60; acc[6][1] = s61; acc[7][0] = s70; acc[7][1] = s71;                        \
+    acc[8][0] = s80; acc[8][1] = s81;                                                          \
+    if (R_ > 9) { acc[R_ > 9 ? 9 : 8][0] = s90; acc[R_ > 9 ? 9 : 8][1] = s91; }                \
+    if (R_ > 10) { acc[R_ > 10 ? 10 : 8][0] = sa0; acc[R_ > 10 ? 10 : 8][1] = sa1; }           \
+    if (R_ > 11) { acc[R_ > 11 ? 11 : 8][0] = sb0; acc[R_ > 11 ? 11 : 8][1] = sb1; }           \
     WALLE_GEMM_STORE(acc, VT, IT, VW, 2, R)                                                    \
 }
 
@@ -711,29 +718,23 @@ WALLE_LEVEL_TARGET("avx512f,avx2,fma") WALLE_INLINE void NAME WALLE_GEMM_TILE_PA
    of ResNet-50 and SqueezeNet whole, 0.99x of Inception v2. On the Emerald Rapids the
    matmuls ran 1.00-1.07x slower in it (256^3 1.04x: a strip of 16 left over per 240
    columns, run by the 8 x 1 tile, against none in strips of 32), on a later Xeon 0.94-0.98x:
-   they run either (``wide``, the search times both), the loop in asm where a's rows are read
-   in place (WALLE_GEMM_ASM_LOOP; MINKC < 0: the C loop always). */
-#define WALLE_GEMM_TILE8X3(NAME, VT, IT, VW, AT, C1, C3, KSTEP, MINKC)                         \
-WALLE_LEVEL_TARGET("avx512f,avx2,fma") WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {         \
+   they run either (``wide``, the search times both), in asm where a's rows are read in place
+   (WALLE_GEMM_TILE8X3_ASM). */
+#define WALLE_GEMM_TILE8X3(NAME, VT, IT, VW, AT)                                               \
+WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {                                                \
     VT acc[8][3];                                                                              \
     WALLE_GEMM_LOAD(acc, VT, VW, 3, 8)                                                         \
-    if (WALLE_GEMM_ASM_RUNS(MINKC)) {                                                          \
-        WALLE_GEMM_ASM_LOOP(WALLE_GEMM_ASMX3_ROW, WALLE_GEMM_ASM_NONE, 24, C1, C3, KSTEP);     \
-    } else {                                                                                   \
-        VT s00 = acc[0][0], s01 = acc[0][1], s02 = acc[0][2], s10 = acc[1][0];                 \
-        VT s11 = acc[1][1], s12 = acc[1][2], s20 = acc[2][0], s21 = acc[2][1];                 \
-        VT s22 = acc[2][2], s30 = acc[3][0], s31 = acc[3][1], s32 = acc[3][2];                 \
-        VT s40 = acc[4][0], s41 = acc[4][1], s42 = acc[4][2], s50 = acc[5][0];                 \
-        VT s51 = acc[5][1], s52 = acc[5][2], s60 = acc[6][0], s61 = acc[6][1];                 \
-        VT s62 = acc[6][2], s70 = acc[7][0], s71 = acc[7][1], s72 = acc[7][2];                 \
-        WALLE_GEMM_TWO_ROWS(WALLE_GEMM_STEP8X3, VT, VW, AT)                                    \
-        acc[0][0] = s00; acc[0][1] = s01; acc[0][2] = s02; acc[1][0] = s10;                    \
-        acc[1][1] = s11; acc[1][2] = s12; acc[2][0] = s20; acc[2][1] = s21;                    \
-        acc[2][2] = s22; acc[3][0] = s30; acc[3][1] = s31; acc[3][2] = s32;                    \
-        acc[4][0] = s40; acc[4][1] = s41; acc[4][2] = s42; acc[5][0] = s50;                    \
-        acc[5][1] = s51; acc[5][2] = s52; acc[6][0] = s60; acc[6][1] = s61;                    \
-        acc[6][2] = s62; acc[7][0] = s70; acc[7][1] = s71; acc[7][2] = s72;                    \
-    }                                                                                          \
+    VT s00 = acc[0][0], s01 = acc[0][1], s02 = acc[0][2], s10 = acc[1][0], s11 = acc[1][1];    \
+    VT s12 = acc[1][2], s20 = acc[2][0], s21 = acc[2][1], s22 = acc[2][2], s30 = acc[3][0];    \
+    VT s31 = acc[3][1], s32 = acc[3][2], s40 = acc[4][0], s41 = acc[4][1], s42 = acc[4][2];    \
+    VT s50 = acc[5][0], s51 = acc[5][1], s52 = acc[5][2], s60 = acc[6][0], s61 = acc[6][1];    \
+    VT s62 = acc[6][2], s70 = acc[7][0], s71 = acc[7][1], s72 = acc[7][2];                     \
+    WALLE_GEMM_TWO_ROWS(WALLE_GEMM_STEP8X3, VT, VW, AT)                                        \
+    acc[0][0] = s00; acc[0][1] = s01; acc[0][2] = s02; acc[1][0] = s10; acc[1][1] = s11;       \
+    acc[1][2] = s12; acc[2][0] = s20; acc[2][1] = s21; acc[2][2] = s22; acc[3][0] = s30;       \
+    acc[3][1] = s31; acc[3][2] = s32; acc[4][0] = s40; acc[4][1] = s41; acc[4][2] = s42;       \
+    acc[5][0] = s50; acc[5][1] = s51; acc[5][2] = s52; acc[6][0] = s60; acc[6][1] = s61;       \
+    acc[6][2] = s62; acc[7][0] = s70; acc[7][1] = s71; acc[7][2] = s72;                        \
     WALLE_GEMM_STORE(acc, VT, IT, VW, 3, 8)                                                    \
 }
 
@@ -782,8 +783,8 @@ WALLE_INLINE void NAME(const float* restrict b, long sb, const float* restrict a
             }                                                                                  \
 }
 
-WALLE_GEMM_TILE8X2(walle_gemm_v16x2, walle_v16, walle_i16, 16, WALLE_GEMM_AP, 4, 12, 32, -1)
-WALLE_GEMM_TILE8X3(walle_gemm_v16x3, walle_v16, walle_i16, 16, WALLE_GEMM_AP, 4, 12, 32, -1)
+WALLE_GEMM_TILE8X2(walle_gemm_v16x2, walle_v16, walle_i16, 16, WALLE_GEMM_AP)
+WALLE_GEMM_TILE8X3(walle_gemm_v16x3, walle_v16, walle_i16, 16, WALLE_GEMM_AP)
 WALLE_GEMM_TILE(walle_gemm_v16x1, walle_v16, walle_i16, 16, 1, 8, WALLE_GEMM_AP)
 /* AVX-512's wide tile for a last block of at most 4 channels (a matmul of 212 rows spent a
    whole 8-channel tile's time on its last 4). */
@@ -796,19 +797,13 @@ WALLE_GEMM_TILE(walle_gemm_v4x1, walle_v4, walle_i4, 4, 1, 8, WALLE_GEMM_AP)
 WALLE_GEMM_TILE(walle_gemm_v4x2c4, walle_v4, walle_i4, 4, 2, 4, WALLE_GEMM_AP)
 /* The same tiles reading a matmul's rows of a in place (the whole blocks of 8 channels; the
    tiles of 4 run only a last part block, which stays packed). */
-WALLE_GEMM_TILE8X2(walle_gemm_v16x2_rows, walle_v16, walle_i16, 16, WALLE_GEMM_AR, 4 * sa,
-                   12 * sa, 4, 0)
-WALLE_GEMM_TILE8X3(walle_gemm_v16x3_rows, walle_v16, walle_i16, 16, WALLE_GEMM_AR, 4 * sa,
-                   12 * sa, 4, 0)
+WALLE_GEMM_TILE8X2_ASM(walle_gemm_v16x2_rows, walle_v16, walle_i16, 16, WALLE_GEMM_AR)
+WALLE_GEMM_TILE8X3_ASM(walle_gemm_v16x3_rows, walle_v16, walle_i16, 16, WALLE_GEMM_AR)
 WALLE_GEMM_TILE(walle_gemm_v16x1_rows, walle_v16, walle_i16, 16, 1, 8, WALLE_GEMM_AR)
-WALLE_GEMM_TILE8PX2(walle_gemm_v16x2r9_rows, walle_v16, walle_i16, 16, WALLE_GEMM_AR, 9,
-                    4 * sa, 12 * sa, 4, 0)
-WALLE_GEMM_TILE8PX2(walle_gemm_v16x2r10_rows, walle_v16, walle_i16, 16, WALLE_GEMM_AR, 10,
-                    4 * sa, 12 * sa, 4, 0)
-WALLE_GEMM_TILE8PX2(walle_gemm_v16x2r11_rows, walle_v16, walle_i16, 16, WALLE_GEMM_AR, 11,
-                    4 * sa, 12 * sa, 4, 0)
-WALLE_GEMM_TILE8PX2(walle_gemm_v16x2r12_rows, walle_v16, walle_i16, 16, WALLE_GEMM_AR, 12,
-                    4 * sa, 12 * sa, 4, 0)
+WALLE_GEMM_TILE8PX2_ASM(walle_gemm_v16x2r9_rows, walle_v16, walle_i16, 16, WALLE_GEMM_AR, 9)
+WALLE_GEMM_TILE8PX2_ASM(walle_gemm_v16x2r10_rows, walle_v16, walle_i16, 16, WALLE_GEMM_AR, 10)
+WALLE_GEMM_TILE8PX2_ASM(walle_gemm_v16x2r11_rows, walle_v16, walle_i16, 16, WALLE_GEMM_AR, 11)
+WALLE_GEMM_TILE8PX2_ASM(walle_gemm_v16x2r12_rows, walle_v16, walle_i16, 16, WALLE_GEMM_AR, 12)
 /* The (8 + r) x 2 tile for cvalid = 8 + r rows (9 to 12). */
 WALLE_LEVEL_TARGET("avx512f,avx2,fma") WALLE_INLINE void walle_gemm_v16x2_fold_rows
 WALLE_GEMM_TILE_PARAMS {
