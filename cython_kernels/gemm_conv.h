@@ -528,19 +528,11 @@ WALLE_LEVEL_TARGET("avx2,fma") WALLE_INLINE void NAME WALLE_GEMM_TILE_PARAMS {  
 #define WALLE_GEMM_ASMX2_N10 20
 #define WALLE_GEMM_ASMX2_N11 22
 #define WALLE_GEMM_ASMX2_N12 24
-#define WALLE_GEMM_ASMX2_R9 WALLE_GEMM_ASM_W2("(%%r13)", 27, 16, 17) "add %%r11, %%r13\n\t"
-#define WALLE_GEMM_ASMX2_R10                                                                   \
-    WALLE_GEMM_ASM_W2("(%%r13)", 27, 16, 17)                                                   \
-    WALLE_GEMM_ASM_W2("(%%r13,%%r9)", 28, 18, 19) "add %%r11, %%r13\n\t"
-#define WALLE_GEMM_ASMX2_R11                                                                   \
-    WALLE_GEMM_ASM_W2("(%%r13)", 27, 16, 17)                                                   \
-    WALLE_GEMM_ASM_W2("(%%r13,%%r9)", 28, 18, 19)                                              \
-    WALLE_GEMM_ASM_W2("(%%r13,%%r9,2)", 29, 20, 21) "add %%r11, %%r13\n\t"
-#define WALLE_GEMM_ASMX2_R12                                                                   \
-    WALLE_GEMM_ASM_W2("(%%r13)", 27, 16, 17)                                                   \
-    WALLE_GEMM_ASM_W2("(%%r13,%%r9)", 28, 18, 19)                                              \
-    WALLE_GEMM_ASM_W2("(%%r13,%%r9,2)", 29, 20, 21)                                            \
-    WALLE_GEMM_ASM_W2("(%%r13,%%r10)", 30, 22, 23) "add %%r11, %%r13\n\t"
+/* Rows 8 to R - 1 of the (8 + r) x 2 tile (from r13, which moves on with them). */
+#define WALLE_GEMM_ASMX2_R9 WALLE_GEMM_ASM_W2("(%%r13)", 27, 16, 17)
+#define WALLE_GEMM_ASMX2_R10 WALLE_GEMM_ASMX2_R9 WALLE_GEMM_ASM_W2("(%%r13,%%r9)", 28, 18, 19)
+#define WALLE_GEMM_ASMX2_R11 WALLE_GEMM_ASMX2_R10 WALLE_GEMM_ASM_W2("(%%r13,%%r9,2)", 29, 20, 21)
+#define WALLE_GEMM_ASMX2_R12 WALLE_GEMM_ASMX2_R11 WALLE_GEMM_ASM_W2("(%%r13,%%r10)", 30, 22, 23)
 /* The first N sums from acc (rbx) into zmm0..N-1, and back. */
 #define WALLE_GEMM_ASM_LD(I) "vmovups " #I "*64(%%rbx), %%zmm" #I "\n\t"
 #define WALLE_GEMM_ASM_ST(I) "vmovups %%zmm" #I ", " #I "*64(%%rbx)\n\t"
@@ -612,8 +604,8 @@ WALLE_LEVEL_TARGET("avx512f,avx2,fma") WALLE_INLINE void NAME WALLE_GEMM_TILE_PA
 #define WALLE_GEMM_TILE8X3_ASM(NAME, VT, IT, VW, AT) \
     WALLE_GEMM_TILE_ASM(NAME, VT, IT, VW, 3, 8, WALLE_GEMM_ASMX3_ROW, WALLE_GEMM_ASM_NONE, 24)
 #define WALLE_GEMM_TILE8PX2_ASM(NAME, VT, IT, VW, AT, R)                                      \
-    WALLE_GEMM_TILE_ASM(NAME, VT, IT, VW, 2, R, WALLE_GEMM_ASMX2_ROW, WALLE_GEMM_ASMX2_R##R,  \
-                        WALLE_GEMM_ASMX2_N##R)
+    WALLE_GEMM_TILE_ASM(NAME, VT, IT, VW, 2, R, WALLE_GEMM_ASMX2_ROW,                         \
+                        WALLE_GEMM_ASMX2_R##R "add %%r11, %%r13\n\t", WALLE_GEMM_ASMX2_N##R)
 #else
 #define WALLE_GEMM_TILE8X2_ASM WALLE_GEMM_TILE8X2
 #define WALLE_GEMM_TILE8X3_ASM WALLE_GEMM_TILE8X3
