@@ -15,6 +15,15 @@ walle's steps lose to which of its nodes, and ``--mnn`` MNN's per-op medians (it
 interpreter's callbacks around each op, the model converted as ops_bench converts it; MNN's
 ops time only themselves, a few microseconds of callback each aside). Medians over the
 rounds; one core.
+
+The plan is searched afresh in a cache folder of the run's own (as ``ops_bench`` does): a plan
+cached by another run was timed against the numpy code that run had. With ``WALLE_OPS_ISA``
+below the CPU's level, the script starts itself again with numpy's BLAS and SIMD loops lowered
+to that level too (``walle.ops.backends.numpy_isa``, as ``ops_bench --isa-compare`` runs its
+AVX2 table), so that the search weighs walle's kernels against the numpy code of that table:
+an AVX2 profile searched with numpy's AVX-512 BLAS showed BLAS convs that the AVX2 table never
+runs. For onnxruntime's AVX2 code beside it, put ``benchmarks/ort_avx2.py``'s copy first on
+PYTHONPATH.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -86,6 +96,23 @@ def _ort_nodes(path: str) -> list[tuple[str, str, float]]:
     return [(node, kinds[node], statistics.median(t)) for node, t in times.items()]
 
 
+_LOWERED = "WALLE_STEPS_NUMPY_LOWERED"  # set in the process started again (no second start)
+
+
+def _at_forced_level() -> None:
+    """Start this script again with numpy's code lowered to ``WALLE_OPS_ISA``'s level where
+    numpy runs wider than it (numpy picks its code when it is imported)."""
+    from walle.ops.backends import cython_isa, numpy_isa
+
+    forced = cython_isa.parse(os.environ.get(cython_isa.ENV, ""))
+    if forced is None or os.environ.get(_LOWERED) or not numpy_isa.wider_than(forced):
+        return
+    env = {**os.environ, **numpy_isa.environ(forced), _LOWERED: "1"}
+    print(f"numpy runs wider than {forced}: started again with {numpy_isa.environ(forced)}")
+    sys.stdout.flush()
+    os.execve(sys.executable, [sys.executable, *sys.argv], env)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     names = [name for _, name in ops_bench.LIGHT_MODELS]
@@ -97,6 +124,8 @@ def main() -> None:
     parser.add_argument("--ort", action="store_true", help="onnxruntime's per-node medians too")
     parser.add_argument("--mnn", action="store_true", help="MNN's per-op medians too")
     args = parser.parse_args()
+    _at_forced_level()
+    os.environ.setdefault("WALLE_CACHE_DIR", tempfile.mkdtemp(prefix="walle-steps-"))
     inner, labels, calls = _plan(args.model, args.batch)
     rows_per_run = inner.buffers[inner.graph.inputs[0]].shape[0]
     in_run: list[list[float]] = [[] for _ in calls]
