@@ -78,10 +78,12 @@ def _forward_recurrence_quantile(p: float, interval: float, jitter: float) -> fl
 
 
 def _within_binomial(result: DeliveryResult, t: float, p: float) -> bool:
-    """The share reached by the oracle's time t is p to within 5 binomial sd (+ 1 device)."""
+    """The count reached by the oracle's time t is inside the Binomial(n, p) band
+    (:func:`_binomial_band`, + 1 device)."""
     n = result.times.size
-    reached = float(result.coverage_at(np.array([t]))[0])
-    return abs(reached - p) <= 5 * math.sqrt(p * (1 - p) / n) + 1 / n
+    reached = float(result.coverage_at(np.array([t]))[0]) * n
+    low, high = _binomial_band(n, p)
+    return low - 1 <= reached <= high + 1
 
 
 @settings(max_examples=40, deadline=None)
