@@ -76,7 +76,8 @@ def test_ops_kernel_run_io_refuses_wrong_arrays() -> None:
 
 
 def test_ops_multi_kernel_plan_keeps_its_buffers() -> None:
-    """Several kernels (or several inputs) still copy in and out: outputs stay fresh."""
+    """Several kernels (or several inputs) copy in (and out, unless the last kernel writes
+    the result where it is returned): outputs stay fresh."""
     b = GraphBuilder()
     x = b.input("x", (3, 8))
     graph = b.build([b.relu(b.softmax(x))])
@@ -84,6 +85,76 @@ def test_ops_multi_kernel_plan_keeps_its_buffers() -> None:
     first = plan.run1(np.ones((3, 8), np.float32))
     plan.run1(np.zeros((3, 8), np.float32))
     np.testing.assert_allclose(first, np.full((3, 8), 1 / 8, np.float32), rtol=1e-6)
+
+
+def _softmax_head() -> tuple[object, object]:
+    """softmax(relu(x @ W)) on the cython backend: a plan whose last kernel (the softmax)
+    alone writes the one output."""
+    b = GraphBuilder()
+    x = b.input("x", (6, 20))
+    w = b.const(np.linspace(-1, 1, 20 * 12, dtype=np.float32).reshape(20, 12))
+    graph = b.build([b.softmax(b.relu(b.matmul(x, w)))])
+    return graph, compile_graph(graph, pin="cython", use_cache=False)
+
+
+def test_ops_plan_last_kernel_writes_the_returned_array() -> None:
+    """The last kernel writes the array run1 and __call__ return (no copy of the output
+    buffer; onnxruntime hands out its last kernel's memory the same way): every result
+    equals the reference, a result or a view of it that a caller keeps is never written
+    again, a dropped one is reused, the input is left as it was."""
+    backend_or_skip("cython")
+    graph, plan = _softmax_head()
+    assert plan._writer is not None, "the softmax should write the caller's output"
+    assert plan.call_count == len(plan._head) + 1
+    rng = np.random.default_rng(7)
+    xs = [rng.uniform(-2, 2, (6, 20)).astype(np.float32) for _ in range(5)]
+    keep = [x.copy() for x in xs]
+    want = [run_reference(graph, {"x": x})[0] for x in xs]
+    held_view = plan.run1(xs[0])[2:4]
+    held = plan(xs[1])[0]
+    address = plan.run1(xs[2]).__array_interface__["data"][0]  # dropped at once
+    last = plan.run1(xs[3])
+    np.testing.assert_allclose(held_view, want[0][2:4], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(held, want[1], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(last, want[3], rtol=1e-5, atol=1e-6)
+    assert last.__array_interface__["data"][0] == address
+    assert not np.shares_memory(held, last) and not np.shares_memory(held_view, last)
+    # the copy path (a float64 input) ends the same way
+    np.testing.assert_allclose(plan(xs[4].astype(np.float64))[0], want[4], rtol=1e-5, atol=1e-6)
+    for x, k in zip(xs, keep, strict=True):
+        np.testing.assert_array_equal(x, k)
+
+
+def test_ops_plan_run_into_writes_the_callers_rows() -> None:
+    """run_into (a sub-batch's rows): the last kernel writes a C-contiguous destination
+    itself; a strided one gets the result through the plan's buffer."""
+    backend_or_skip("cython")
+    graph, plan = _softmax_head()
+    rng = np.random.default_rng(8)
+    x1, x2 = (rng.uniform(-2, 2, (6, 20)).astype(np.float32) for _ in range(2))
+    rows = np.full((2, 6, 12), np.nan, np.float32)
+    strided = np.full((6, 24), np.nan, np.float32)[:, ::2]
+    plan.run_into([x1], [rows[1]])
+    plan.run_into([x2], [strided])
+    np.testing.assert_allclose(rows[1], run_reference(graph, {"x": x1})[0], rtol=1e-5, atol=1e-6)
+    assert np.isnan(rows[0]).all()
+    np.testing.assert_allclose(strided, run_reference(graph, {"x": x2})[0], rtol=1e-5, atol=1e-6)
+
+
+def test_ops_plan_with_two_outputs_copies_both() -> None:
+    """Two graph outputs: no output writer; both results fresh and right."""
+    backend_or_skip("cython")
+    b = GraphBuilder()
+    x = b.input("x", (4, 10))
+    s = b.softmax(x)
+    graph = b.build([s, b.relu(b.transpose(s, (1, 0)))])
+    plan = compile_graph(graph, pin="cython", use_cache=False)
+    assert plan._writer is None
+    xv = np.random.default_rng(9).uniform(-2, 2, (4, 10)).astype(np.float32)
+    first = plan(xv)
+    plan(2 * xv)
+    for got, want in zip(first, run_reference(graph, {"x": xv}), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("backend", ["numpy", "cython"])
