@@ -1804,16 +1804,26 @@ cdef class UnaryKernel:
         self.threads = _threads(<double>self.n * (8 if self.kind >= 3 else 1), self.n // 4096)
         self.chunk = (self.n + self.threads - 1) // self.threads
 
+    def io_arrays(self):
+        """The arrays ``run_io`` replaces, in its argument order: x, y."""
+        return self.keep
+
     def run(self):
+        self._run(self.x, self.y)
+
+    def run_io(self, x, y):
+        """Run on the caller's arrays (each of the build-time size): no copy in or out."""
+        self._run(_io_ptr(x, self.n), _io_ptr(y, self.n))
+
+    cdef void _run(self, const float* x, float* y) noexcept:
         cdef long i, start
         with nogil:
             if self.threads > 1:
                 for i in prange(self.threads, num_threads=self.threads, schedule="static"):
                     start = i * self.chunk
-                    walle_unary(self.kind, self.x + start, self.y + start,
-                                min(self.chunk, self.n - start))
+                    walle_unary(self.kind, x + start, y + start, min(self.chunk, self.n - start))
             else:
-                walle_unary(self.kind, self.x, self.y, self.n)
+                walle_unary(self.kind, x, y, self.n)
 
 
 cdef class BinaryKernel:
@@ -1842,7 +1852,19 @@ cdef class BinaryKernel:
             self.sa[i] = 0 if i < pad else a_strides[i - pad]
             self.sb[i] = 0 if i < pad else b_strides[i - pad]
 
+    def io_arrays(self):
+        """The arrays ``run_io`` replaces, in its argument order: a, b, y."""
+        return self.keep
+
     def run(self):
+        self._run(self.a, self.b, self.y)
+
+    def run_io(self, a, b, y):
+        """Run on the caller's arrays (each of its build-time array's size): no copies."""
+        self._run(_io_ptr(a, self.keep[0].size), _io_ptr(b, self.keep[1].size),
+                  _io_ptr(y, self.keep[2].size))
+
+    cdef void _run(self, const float* a, const float* b, float* y) noexcept:
         cdef long i0, i1, i2, oa, ob, oy = 0
         with nogil:
             for i0 in range(self.sz[0]):
@@ -1850,7 +1872,7 @@ cdef class BinaryKernel:
                     for i2 in range(self.sz[2]):
                         oa = i0 * self.sa[0] + i1 * self.sa[1] + i2 * self.sa[2]
                         ob = i0 * self.sb[0] + i1 * self.sb[1] + i2 * self.sb[2]
-                        walle_binary(self.kind, self.a + oa, self.b + ob, self.y + oy,
+                        walle_binary(self.kind, a + oa, b + ob, y + oy,
                                      self.sz[3], self.sa[3], self.sb[3])
                         oy = oy + self.sz[3]
 
@@ -1979,33 +2001,51 @@ cdef class ChainKernel:
                 and (self.prog.side[k] == 0 or (commutes and self.prog.side[k] == 1))
                 and self.prog.inner[self.prog.arg[k]] == 0)
 
+    def io_arrays(self):
+        """The arrays ``run_io`` replaces, in its argument order: the operands, then y."""
+        return (*self.keep[0], self.keep[1])
+
     def run(self):
+        self._run(self.ptr, self.y)
+
+    def run_io(self, *arrays):
+        """Run on the caller's arrays (one per ``io_arrays`` entry, each with its build-time
+        array's size): no copies in or out (a plan's last step writes the array it returns)."""
+        cdef const float* ptr[16]
+        cdef int k
+        if len(arrays) != self.n_args + 1:
+            raise ValueError(f"run_io needs {self.n_args + 1} arrays, got {len(arrays)}")
+        for k in range(self.n_args):
+            ptr[k] = _io_ptr(arrays[k], self.keep[0][k].size)
+        self._run(ptr, _io_ptr(arrays[self.n_args], self.keep[1].size))
+
+    cdef void _run(self, const float** ptr, float* y) noexcept:
         cdef long r
         with nogil:
             if self.threads > 1:
                 for r in prange(self.rows, num_threads=self.threads, schedule="static"):
-                    self._row(r)
+                    self._row(ptr, y, r)
             else:
                 for r in range(self.rows):
-                    self._row(r)
+                    self._row(ptr, y, r)
 
-    cdef void _row(self, long r) noexcept nogil:
+    cdef void _row(self, const float** ptr, float* y, long r) noexcept nogil:
         cdef const float* args[16]
         cdef long i2 = r % self.sz[2]
         cdef long i1 = (r // self.sz[2]) % self.sz[1]
         cdef long i0 = r // (self.sz[2] * self.sz[1])
         cdef int k
         for k in range(self.n_args):
-            args[k] = self.ptr[k] + i0 * self.st[k][0] + i1 * self.st[k][1] + i2 * self.st[k][2]
+            args[k] = ptr[k] + i0 * self.st[k][0] + i1 * self.st[k][1] + i2 * self.st[k][2]
         if self.hard:
             walle_chain_hard(args[0], args[self.prog.arg[0]][0], args[self.prog.arg[1]][0],
                              args[self.prog.arg[2]][0], args[self.prog.arg[3]][0],
-                             self.hard == 5, self.y + r * self.sz[3], self.sz[3])
+                             self.hard == 5, y + r * self.sz[3], self.sz[3])
         elif self.affine:
             walle_chain_affine(args[0], args[self.prog.arg[0]][0], args[self.prog.arg[1]][0],
-                               self.relu, self.y + r * self.sz[3], self.sz[3])
+                               self.relu, y + r * self.sz[3], self.sz[3])
         else:
-            walle_chain_row(&self.prog, args, self.y + r * self.sz[3], self.sz[3])
+            walle_chain_row(&self.prog, args, y + r * self.sz[3], self.sz[3])
 
 
 cdef class TopKKernel:

@@ -79,6 +79,11 @@ class UnaryKernel:
 
     def __init__(self, kind: str, x: FloatArray, y: FloatArray) -> None: ...
     def run(self) -> None: ...
+    def io_arrays(self) -> tuple[FloatArray, FloatArray]:
+        """The arrays ``run_io`` replaces, in its argument order: x, y."""
+
+    def run_io(self, x: FloatArray, y: FloatArray) -> None:
+        """Run on the caller's arrays (each of the build-time size): no copy in or out."""
 
 class BinaryKernel:
     """y = a op b with broadcasting (``kind``: BINARY_KINDS).
@@ -98,6 +103,11 @@ class BinaryKernel:
         b_strides: Sequence[int],
     ) -> None: ...
     def run(self) -> None: ...
+    def io_arrays(self) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """The arrays ``run_io`` replaces, in its argument order: a, b, y."""
+
+    def run_io(self, a: FloatArray, b: FloatArray, y: FloatArray) -> None:
+        """Run on the caller's arrays (each of its build-time array's size): no copies."""
 
 class ChainKernel:
     """y = a chain of element-wise ops over broadcast operands, computed in one pass.
@@ -128,6 +138,12 @@ class ChainKernel:
         strides: Sequence[Sequence[int]],
     ) -> None: ...
     def run(self) -> None: ...
+    def io_arrays(self) -> tuple[FloatArray, ...]:
+        """The arrays ``run_io`` replaces, in its argument order: the operands, then y."""
+
+    def run_io(self, *arrays: FloatArray) -> None:
+        """Run on the caller's arrays (one per ``io_arrays`` entry, each with its build-time
+        array's size): no copies in or out (a plan's last step writes the array it returns)."""
 
 class TopKKernel:
     """y = the indices (as floats) of the k first of x's middle axis ([outer, r, inner]) in

@@ -643,23 +643,25 @@ def _output_writer(
     its last kernel wrote.
 
     Only the last call, and only if it is its step's one call and that step makes the graph
-    output: nothing runs after it, so nothing can look for the output in the plan's buffer,
-    which that run leaves unwritten; it must not read the output's memory; and no other step
-    may write into that memory in place (a concat's parts, ``slot_hosts``), for the call
-    would then write only what they left.
+    output (or the value the output is a reshape of): nothing runs after it, so nothing can
+    look for the output in the plan's buffer, which that run leaves unwritten; it must not
+    read the output's memory; and no other step may write into that memory in place (a
+    concat's parts, ``slot_hosts``), for the call would then write only what they left.
     """
     if len(outs) != 1 or len(calls) < 2:
         return None
     if any(np.may_share_memory(host, outs[0]) for host in slot_hosts):
         return None
-    name = graph.outputs[0]
-    producers = [s.name for s in steps if s.output == name and not is_alias(s, graph)]
+    by_output = {s.output: s for s in steps}
+    producer = by_output.get(graph.outputs[0])
+    while producer is not None and is_alias(producer, graph):  # a reshape of the result
+        producer = by_output.get(producer.inputs[0])
     last = calls[-1]
-    if len(producers) != 1 or owner.get(id(last)) != producers[0]:
+    if producer is None or owner.get(id(last)) != producer.name:
         return None
     if (
         getattr(last, "__name__", "") != "run"
-        or sum(owner.get(id(call)) == producers[0] for call in calls) != 1
+        or sum(owner.get(id(call)) == producer.name for call in calls) != 1
     ):
         return None
     kernel: object = getattr(last, "__self__", None)

@@ -141,6 +141,79 @@ def test_ops_plan_run_into_writes_the_callers_rows() -> None:
     np.testing.assert_allclose(strided, run_reference(graph, {"x": x2})[0], rtol=1e-5, atol=1e-6)
 
 
+def test_ops_plan_ending_in_an_elementwise_chain_writes_the_returned_array() -> None:
+    """A fused element-wise last step (a detector's sigmoid head: ops_math.ChainKernel)
+    writes the returned array too, reading its operands where the plan keeps them; its
+    ``run_io`` refuses arrays of the wrong count or size."""
+    backend_or_skip("cython")
+    from walle._kernels import ops_math
+
+    b = GraphBuilder()
+    x = b.input("x", (3, 40))
+    scale = b.const(np.linspace(0.5, 2, 40, dtype=np.float32))
+    y = b.unary("sigmoid", b.binary("mul", b.softmax(x), scale))
+    graph = b.build([b.binary("add", y, b.const(np.float32(0.25)))])
+    plan = compile_graph(graph, pin="cython", use_cache=False)
+    last = getattr(plan.step_calls[-1][1], "__self__", None)
+    assert isinstance(last, ops_math.ChainKernel), last
+    assert plan._writer is not None
+    rng = np.random.default_rng(10)
+    xs = [rng.uniform(-3, 3, (3, 40)).astype(np.float32) for _ in range(3)]
+    got = [plan.run1(xs[0]), plan(xs[1])[0], plan.run1(xs[2])]
+    for xv, yv in zip(xs, got, strict=True):
+        np.testing.assert_allclose(yv, run_reference(graph, {"x": xv})[0], rtol=1e-5, atol=1e-6)
+    arrays = last.io_arrays()
+    with pytest.raises(ValueError, match="run_io"):
+        last.run_io(*arrays[:-1])
+    with pytest.raises(ValueError, match="run_io"):
+        last.run_io(*arrays[:-1], np.zeros(7, np.float32))
+
+
+def test_ops_plan_whose_output_is_a_reshape_of_the_last_step_writes_the_returned_array() -> None:
+    """The graph output a reshape of the last step's value (a CRNN's [T, 1, classes] scores
+    behind its Gemm): the last kernel writes the returned array, in the output's shape."""
+    backend_or_skip("cython")
+    b = GraphBuilder()
+    x = b.input("x", (6, 20))
+    w = b.const(np.linspace(-1, 1, 20 * 12, dtype=np.float32).reshape(20, 12))
+    graph = b.build([b.reshape(b.softmax(b.relu(b.matmul(x, w))), (6, 1, 12))])
+    plan = compile_graph(graph, pin="cython", use_cache=False)
+    assert plan._writer is not None
+    rng = np.random.default_rng(11)
+    x1, x2 = (rng.uniform(-2, 2, (6, 20)).astype(np.float32) for _ in range(2))
+    y1, y2 = plan.run1(x1), plan.run1(x2)
+    assert y1.shape == (6, 1, 12) and not np.shares_memory(y1, y2)
+    for xv, yv in ((x1, y1), (x2, y2)):
+        np.testing.assert_allclose(yv, run_reference(graph, {"x": xv})[0], rtol=1e-5, atol=1e-6)
+
+
+def test_ops_unary_and_binary_kernels_run_on_callers_arrays() -> None:
+    """UnaryKernel and BinaryKernel (a broadcast row) on fresh arrays through ``run_io``
+    give what ``run`` gives on their build-time buffers; wrong sizes are refused."""
+    backend_or_skip("cython")
+    from walle._kernels import ops_math
+
+    rng = np.random.default_rng(12)
+    x, fresh = rng.uniform(-3, 3, 50).astype(np.float32), rng.uniform(-3, 3, 50).astype(np.float32)
+    y, out = np.empty(50, np.float32), np.full(50, np.nan, np.float32)
+    unary = ops_math.UnaryKernel("sigmoid", x, y)
+    unary.run_io(fresh, out)
+    unary.run()
+    np.testing.assert_allclose(out, 1 / (1 + np.exp(-fresh.astype(np.float64))), rtol=1e-6)
+    np.testing.assert_allclose(y, 1 / (1 + np.exp(-x.astype(np.float64))), rtol=1e-6)
+    a, row = rng.uniform(-2, 2, (4, 6)).astype(np.float32), rng.uniform(-2, 2, 6).astype(np.float32)
+    c, got = np.empty((4, 6), np.float32), np.full((4, 6), np.nan, np.float32)
+    binary = ops_math.BinaryKernel("mul", a, row, c, (4, 6), (6, 1), (0, 1))
+    binary.run_io(2 * a, row, got)
+    binary.run()
+    np.testing.assert_allclose(got, 2 * a * row, rtol=1e-6)
+    np.testing.assert_allclose(c, a * row, rtol=1e-6)
+    with pytest.raises(ValueError, match="run_io"):
+        unary.run_io(fresh, np.zeros(49, np.float32))
+    with pytest.raises(ValueError, match="run_io"):
+        binary.run_io(a, row, np.zeros((4, 6)))
+
+
 def test_ops_plan_with_two_outputs_copies_both() -> None:
     """Two graph outputs: no output writer; both results fresh and right."""
     backend_or_skip("cython")
