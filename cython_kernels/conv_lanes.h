@@ -91,7 +91,10 @@ WALLE_LANES_TRANSPOSE(walle_lanes_t4, walle_v4, 4, WALLE_ZIPLO4, WALLE_ZIPHI4)
    channels reads as many rows side by side (32 channels x 3 tap rows: 96), more streams
    than the hardware prefetchers follow, and in a whole model its input comes from L3 or
    memory. PP-OCRv6's detector's 32 -> 16 3x3/2 conv on 320 x 320, as the search times it:
-   5.1 -> 3.6 ms at AVX2, 7.4 -> 3.3 at AVX-512 (2 tiles ahead: 3.4 and 7.0; 8: 3.9, 4.7). */
+   5.1 -> 3.6 ms at AVX2, 7.4 -> 3.3 at AVX-512 (2 tiles ahead: 3.4 and 7.0; 8: 3.9, 4.7).
+   Only there: a source the L2 holds (a band of padded rows, an input the layer before has
+   just written) ran 5-14% faster at AVX2 without asking (``ahead`` 0; ops_conv.pyx's
+   _ahead). */
 #define WALLE_LANES_PF 4
 
 typedef struct {
@@ -104,6 +107,7 @@ typedef struct {
     long y_row, y_plane; /* OW and OH * OW, or a wider buffer's (conv_pool.h's bands) */
     long s_n, s_oh;    /* source strides of an image and of an output row */
     long chunk;        /* deep tiles: output positions every block of channels takes in turn */
+    long ahead;        /* tiles ahead whose input rows each tap asks for (0: none) */
     float relu;
 } walle_lanes;
 
@@ -136,7 +140,7 @@ typedef struct {
         const long* restrict toff = g->toff;                                                   \
         for (long t = 0; t < g->taps; t++) {                                                   \
             const float* s = xr + toff[t];                                                     \
-            __builtin_prefetch(s + WALLE_LANES_PF * NP * SOW, 0, 1);                           \
+            if (g->ahead) __builtin_prefetch(s + g->ahead * NP * SOW, 0, 1);                   \
             VT wv[NC];                                                                         \
             for (int h = 0; h < NC; h++) memcpy(&wv[h], w + (t * NC + h) * VW, sizeof(VT));    \
             for (int p = 0; p < NP; p++)                                                       \
@@ -178,7 +182,7 @@ typedef struct {
         const long* restrict toff = g->toff;                                                   \
         for (long t = 0; t < g->taps; t++) {                                                   \
             const long k = toff[t];                                                            \
-            __builtin_prefetch(xp[NP - 1] + k + pf, 0, 1);                                     \
+            if (pf) __builtin_prefetch(xp[NP - 1] + k + pf, 0, 1);                             \
             VT wv[NC];                                                                         \
             for (int h = 0; h < NC; h++) memcpy(&wv[h], w + (t * NC + h) * VW, sizeof(VT));    \
             for (int p = 0; p < NP; p++)                                                       \
@@ -201,7 +205,7 @@ typedef struct {
 #define WALLE_LANES_DEEP_ROWS(NAME, ATTR, VW, NC, NP, TILE)                                    \
     ATTR static void NAME(const walle_lanes* g, long sow, long r0, long r1) {                  \
         const long cw = NC * VW, blocks = (g->cout + cw - 1) / cw, ow = g->ow;                 \
-        const long pf = WALLE_LANES_PF * NP * sow; /* the input a few tiles ahead */           \
+        const long pf = g->ahead * NP * sow; /* the input a few tiles ahead */                 \
         for (long n = r0 / g->oh; n * g->oh < r1; n++) {                                       \
             long lo = (r0 > n * g->oh ? r0 - n * g->oh : 0) * ow;                              \
             long hi = ((r1 < (n + 1) * g->oh ? r1 : (n + 1) * g->oh) - n * g->oh) * ow;        \
@@ -388,6 +392,7 @@ static void walle_lanes_padded_run(const walle_lanes* g, const walle_lanes_pad* 
         band.oh = b;
         band.y = g->y + n * g->cout * g->y_plane + oh0 * g->y_row;
         band.chunk = b * g->ow;
+        band.ahead = 0; /* the scratch's rows are in L2 */
         walle_lanes_run(&band, level, form, sow, 0, b);
         r += b;
     }

@@ -87,9 +87,10 @@ def _conv_case(rng, n, c, cout, rows, cols, k, s, d, pad, act, special):
     act=st.sampled_from(["none", "relu", "relu6"]),
     special=st.booleans(),
     seed=st.integers(0, 30),
+    ahead=st.booleans(),
 )
 def test_ops_lanes_kernel_every_level_matches_reference(
-    n, c, cout, h, k, s, d, pad, extra, act, special, seed
+    n, c, cout, h, k, s, d, pad, extra, act, special, seed, ahead
 ):
     ops_conv = _ops_conv()
     rng = np.random.default_rng(seed)
@@ -104,10 +105,14 @@ def test_ops_lanes_kernel_every_level_matches_reference(
     for level, wide in shapes:
         out = np.full(want.shape, -7.0, np.float32)  # stale values, never zeros
         try:
-            kernel = ops_conv.LanesConvKernel(padded, weight, bias, out, region, act, level, wide)
+            kernel = ops_conv.LanesConvKernel(
+                padded, weight, bias, out, region, act, level, wide,
+                l2_bytes=0 if ahead else 1 << 30,  # the source beyond the L2, or in it
+            )  # fmt: skip
         except ValueError as exc:
             assert "does not run" in str(exc)
             continue
+        assert (kernel.ahead > 0) == ahead
         kernel.run()
         np.testing.assert_array_equal(np.isnan(out), np.isnan(want), err_msg=level)
         np.testing.assert_allclose(
@@ -197,9 +202,10 @@ def test_ops_lanes_kernel_takes_the_wide_tile_only_where_its_channels_fill_it(
     act=st.sampled_from(["none", "relu", "relu6", "hard_swish"]),
     special=st.booleans(),
     seed=st.integers(0, 30),
+    ahead=st.booleans(),
 )
 def test_ops_lanes_deep_tiles_every_level_match_reference(
-    n, c, cout, oh, ow, k, s, d, pad, act, special, seed
+    n, c, cout, oh, ow, k, s, d, pad, act, special, seed, ahead
 ) -> None:
     ops_conv = _ops_conv()
     rng = np.random.default_rng(seed)
@@ -215,12 +221,14 @@ def test_ops_lanes_deep_tiles_every_level_match_reference(
         out = np.full(want.shape, -7.0, np.float32)  # stale values, never zeros
         try:
             kernel = ops_conv.LanesConvKernel(
-                padded, weight, bias, out, region, act, level, deep=True
-            )
+                padded, weight, bias, out, region, act, level, deep=True,
+                l2_bytes=0 if ahead else 1 << 30,  # the source beyond the L2, or in it
+            )  # fmt: skip
         except ValueError as exc:
             assert "does not run" in str(exc)
             continue
         assert kernel.deep and not kernel.wide
+        assert (kernel.ahead > 0) == ahead
         kernel.run()
         np.testing.assert_array_equal(np.isnan(out), np.isnan(want), err_msg=level)
         np.testing.assert_allclose(out, want, rtol=1e-4, atol=_atol(want), err_msg=level)
@@ -341,9 +349,10 @@ def test_ops_lanes_kernel_reads_an_unpadded_source_a_band_at_a_time(
         got = np.full(want.shape, 5.0, np.float32)
         kernel = ops_conv.LanesConvKernel(
             x, weight, bias, got, region, "relu", level, deep=deep,
-            pad=(top, left, hp, wp), band_bytes=band_bytes,
+            pad=(top, left, hp, wp), band_bytes=band_bytes, l2_bytes=0,
         )  # fmt: skip
         assert kernel.padded and 1 <= kernel.band <= oh
+        assert kernel.ahead == 0  # its band of padded rows is in L2, whatever the source
         for _ in range(2):  # a scratch's stale rows from the run before change nothing
             kernel.run()
             np.testing.assert_array_equal(got, want, err_msg=f"{level} band {kernel.band}")

@@ -151,8 +151,10 @@ class LanesConvKernel:
     output plane, any column stride). With ``pad`` = (top, left, HP, WP), ``x`` is the
     unpadded source [N, C, H, W] of the region's zero-padded HP x WP planes: each band of
     output rows copies its padded input rows (about ``band_bytes``) into a scratch first,
-    so the padded tensor is never written. ValueError on a bad buffer, activation or level,
-    a pad that does not match the region, or a region :func:`lanes_fits` refuses.
+    so the padded tensor is never written. The deep tiles ask for their input rows a few
+    tiles ahead where an image's source is bigger than ``l2_bytes`` (the L2 cache). ValueError
+    on a bad buffer, activation or level, a pad that does not match the region, or a region
+    :func:`lanes_fits` refuses.
     """
 
     def __init__(
@@ -168,6 +170,7 @@ class LanesConvKernel:
         deep: bool = False,
         pad: tuple[int, int, int, int] | None = None,
         band_bytes: int = ...,
+        l2_bytes: int = ...,
     ) -> None: ...
     @property
     def level(self) -> int:
@@ -175,6 +178,9 @@ class LanesConvKernel:
     @property
     def wide(self) -> bool:
         """Whether it runs AVX-512's 32 x 8 tile (read-only)."""
+    @property
+    def ahead(self) -> int:
+        """Tiles ahead whose input rows the deep tiles' taps ask for (0: none)."""
     @property
     def deep(self) -> bool:
         """Whether it runs the deep tiles (read-only)."""

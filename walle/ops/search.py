@@ -168,8 +168,10 @@ SETTLE_PASSES = 5
 # packed matmul asks for a big constant b (over 1 MiB) a block ahead (0.84x the time cold).
 # 60: AVX-512's matmuls offer packed_wide and packed_direct_wide (the 8 x 3 tile: MatMul
 # 512^3 0.95x the time). 61: AVX-512's matmul tiles loop in asm (the 8 x 3 tile on a's rows
-# in place: MatMul 256^3 0.93x the time, 512^3 0.90x).
-DECISIONS_VERSION = 61
+# in place: MatMul 256^3 0.93x the time, 512^3 0.90x). 62: the lanes convs ask for their
+# input rows ahead only where an image's source outgrows the L2 (at AVX2 5-14% faster on
+# sources it holds: PP-HGNet's 3x3/2 stem, ResNet-50's 7x7/2 stem).
+DECISIONS_VERSION = 62
 
 
 def time_calls(calls: list[Call], budget_s: float = 0.004, max_runs: int = 25) -> float:

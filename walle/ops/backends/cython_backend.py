@@ -645,7 +645,9 @@ def _conv_padded(
         x = buffers[im2col.inputs[0]]
         deep, wide = algorithm == "lanes_deep", _lanes_wide(algorithm)
         act = step.attr("act")
-        lanes = ops_conv.LanesConvKernel(x, weight, bias, out, region, act, wide=wide, deep=deep)
+        lanes = ops_conv.LanesConvKernel(
+            x, weight, bias, out, region, act, wide=wide, deep=deep, l2_bytes=_l2_bytes()
+        )
         return [lanes.run]
     if algorithm == "direct" and _stride2_columns(region):
         return _conv_stride2(buffers[im2col.inputs[0]], weight, bias, out, region, step)
