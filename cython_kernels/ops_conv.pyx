@@ -35,6 +35,9 @@ import numpy as np
 
 cnp.import_array()
 
+from walle._kernels.hugepages import copy as _lasting_copy
+from walle._kernels.hugepages import zeros as _lasting
+
 cdef extern from *:
     """
     #include <string.h>
@@ -176,7 +179,7 @@ def _blocked_weights(weight, bias, long cout, long k, long width, long blocks):
     zero-padded past Cout."""
     packed = np.zeros((blocks * width, k), np.float32)
     packed[:cout] = np.asarray(weight, np.float32).reshape(cout, k)
-    packed = np.ascontiguousarray(packed.reshape(blocks, width, k).transpose(0, 2, 1))
+    packed = _lasting_copy(packed.reshape(blocks, width, k).transpose(0, 2, 1))
     padded_bias = np.zeros(blocks * width, np.float32)
     if bias is not None:
         padded_bias[:cout] = np.asarray(bias, np.float32).reshape(-1)
@@ -370,7 +373,7 @@ def _wino_filters(g, int tile, int side):
                   g.reshape(cout, c, side, side).astype(np.float64), transform)
     packed = np.zeros((area, blocks * 8, c), np.float32)
     packed[:, :cout] = u.reshape(area, cout, c)
-    return np.ascontiguousarray(packed.reshape(area, blocks, 8, c).transpose(1, 0, 3, 2))
+    return _lasting_copy(packed.reshape(area, blocks, 8, c).transpose(1, 0, 3, 2))
 
 
 # An F(2x2) corner is taken where it saves more than this share of the conv's lanes' work:
@@ -513,7 +516,7 @@ cdef class WinogradKernel:
             lanes2 = walle_wino_lanes(corner[4], corner[5])
             self.vsize = max(self.vsize, 16 * c * lanes2)
             self.msize = max(self.msize, 16 * 8 * lanes2)
-        scratch = np.zeros(self.threads * (self.vsize + self.msize) + 16, np.float32)
+        scratch = _lasting(self.threads * (self.vsize + self.msize) + 16)
         cdef long align = (16 - (<long>scratch.ctypes.data // 4) % 16) % 16  # 64-byte aligned
         self.vbuf = (<float*><size_t>scratch.ctypes.data) + align
         self.mbuf = self.vbuf + self.threads * self.vsize
@@ -803,7 +806,7 @@ cdef class GemmConvKernel:
         self.threads = 1 if work < _GRAIN or self.units < 2 else max(
             1, min(walle_max_threads(), self.units, int(work / _GRAIN)))
         self.psize = kc * nc + 16
-        scratch = np.zeros(self.threads * self.psize + 16, np.float32)
+        scratch = _lasting(self.threads * self.psize + 16)
         cdef long align = (16 - (<long>scratch.ctypes.data // 4) % 16) % 16  # 64-byte aligned
         self.pack = (<float*><size_t>scratch.ctypes.data) + align
         koff, poff, run, run2 = (
@@ -1031,7 +1034,7 @@ cdef class LanesConvKernel:
         self.threads = 1 if work < _GRAIN or self.rows < 2 else max(
             1, min(walle_max_threads(), self.rows, int(work / _GRAIN)))
         if self.padded:  # a scratch of padded rows per thread
-            scratch = np.zeros(self.threads * self.scratch_size, np.float32)
+            scratch = _lasting(self.threads * self.scratch_size)
             self.scratch = <float*><size_t>scratch.ctypes.data
             self.keep = (*self.keep, scratch)
 
@@ -1213,15 +1216,16 @@ cdef class LanesPoolKernel:
         self.buf_size = c * walle_lanes_pool_rows(&self.p) * wp
         self.v_size = walle_pool_row_scratch(row_sz, row_st)
         self.threads = max(1, min(conv.threads, self.items))  # each with a buffer of its own
-        buf = np.full(self.threads * self.buf_size, fill, np.float32)
-        v = np.zeros(self.threads * self.v_size, np.float32)
+        buf = _lasting(self.threads * self.buf_size)
+        buf[...] = fill
+        v = _lasting(self.threads * self.v_size)
         self.buf = <float*><size_t>buf.ctypes.data
         self.v = <float*><size_t>v.ctypes.data
         self.y = <float*><size_t>y.ctypes.data
         self.keep = (y, buf, v)
         self.padded = NULL
         if conv.padded:  # the conv's source padded here first: the bands read whole rows
-            padded = np.zeros(images * conv.pad.c * conv.hp * conv.pad.wp, np.float32)
+            padded = _lasting(images * conv.pad.c * conv.hp * conv.pad.wp)
             self.padded = <float*><size_t>padded.ctypes.data
             self.keep = (*self.keep, padded)
 
@@ -1368,7 +1372,7 @@ cdef class MatmulPackedKernel:
         wide = self.wide = wide and self.level == 2
         kc, nc, chunks = _gemm_blocking(self.level, k, n, kc, nc, wide)
         blocks = 4 * -(-m // 32)  # whole groups of 4 blocks for the leftover columns
-        apacked = np.zeros(blocks * k * 8 + 16, np.float32)
+        apacked = _lasting(blocks * k * 8 + 16)
         padded_bias = np.zeros(blocks * 8, np.float32)
         residual = None
         if bias_mode == 2:
@@ -1386,7 +1390,7 @@ cdef class MatmulPackedKernel:
             1, min(walle_max_threads(), self.units, int(work / _GRAIN)))
         self.prepacked = b_constant
         self.psize = 0 if b_constant else kc * nc + 16
-        scratch = np.zeros(self.threads * self.psize + 16, np.float32)
+        scratch = _lasting(self.threads * self.psize + 16)
         cdef long align = (16 - (<long>scratch.ctypes.data // 4) % 16) % 16  # 64-byte aligned
         self.pack = (<float*><size_t>scratch.ctypes.data) + align
         align = (16 - (<long>apacked.ctypes.data // 4) % 16) % 16
@@ -1423,7 +1427,7 @@ cdef class MatmulPackedKernel:
         self.a_in_place = walle_gemm_rows_fit(&self.g, self.level)
         bpacked = None
         if b_constant:
-            bpacked = np.zeros((n + 16) * k + 16, np.float32)  # + a padded strip (gemm_conv.h)
+            bpacked = _lasting((n + 16) * k + 16)  # + a padded strip (gemm_conv.h)
             align = (16 - (<long>bpacked.ctypes.data // 4) % 16) % 16
             walle_gemm_prepack(&self.g, self.level, (<float*><size_t>bpacked.ctypes.data) + align)
             self.g.prepacked = (<const float*><size_t>bpacked.ctypes.data) + align

@@ -19,6 +19,8 @@ cdef extern from "max_threads.h":
 
 import numpy as np
 
+from walle._kernels.hugepages import copy as _lasting_copy
+from walle._kernels.hugepages import zeros as _lasting
 from walle._kernels.ops_conv import relu_cap as _relu_cap
 
 cdef extern from "group_conv.h":
@@ -170,7 +172,7 @@ cdef class GroupConvKernel:
             cblocks = -(-c // lanes)
             full = np.zeros((cblocks * lanes, k), np.float32)
             full[:c] = w.reshape(c, k)
-            packed = np.ascontiguousarray(full.reshape(cblocks, lanes, k).transpose(0, 2, 1))
+            packed = _lasting_copy(full.reshape(cblocks, lanes, k).transpose(0, 2, 1))
             padded_bias = np.concatenate([padded_bias, np.zeros(cblocks * lanes - c, np.float32)])
             self.items = n * cblocks
             rows, pitch = _lanes_plane(region, planes)
@@ -185,7 +187,7 @@ cdef class GroupConvKernel:
         else:
             full = np.zeros((groups, blocks * 8, k), np.float32)
             full[:, :cout] = w
-            packed = np.ascontiguousarray(full.reshape(groups, blocks, 8, k).transpose(0, 1, 3, 2))
+            packed = _lasting_copy(full.reshape(groups, blocks, 8, k).transpose(0, 1, 3, 2))
             bias8 = np.zeros((groups, blocks * 8), np.float32)
             bias8[:, :cout] = padded_bias.reshape(groups, cout)
             padded_bias = bias8
@@ -196,7 +198,7 @@ cdef class GroupConvKernel:
         work = float(y.size) * k
         self.threads = 1 if work < _GRAIN or self.items < 2 else max(
             1, min(walle_max_threads(), self.items, int(work / _GRAIN)))
-        scratch = np.zeros(max(1, self.threads * self.scratch_size) + 16, np.float32)
+        scratch = _lasting(max(1, self.threads * self.scratch_size) + 16)
         self.keep = (x, y, packed, padded_bias, scratch, base)
         self.scratch = <float*><size_t>scratch.ctypes.data
         self.scratch += (-(<size_t>self.scratch // 4)) % 16  # to a 64-byte line

@@ -29,6 +29,8 @@ import numpy as np
 
 cnp.import_array()
 
+from walle._kernels.hugepages import zeros as _lasting
+
 cdef extern from *:
     """
     #include <string.h>
@@ -1019,7 +1021,7 @@ cdef class WindowReduceKernel:
         self.offset = region.src_offset
         self.kind = kind
         self.scale = 1.0 / (region.sizes[0] * region.sizes[1]) if kind == 1 else 1.0
-        scratch = np.zeros(walle_window_scratch(self.sizes, self.strides), np.float32)
+        scratch = _lasting(walle_window_scratch(self.sizes, self.strides))
         self.scratch = <float*><size_t>scratch.ctypes.data
         self.keep = (x, y, scratch)
 
@@ -1089,8 +1091,7 @@ cdef class PaddedWindowReduceKernel:
         self.kind = kind
         self.scale = 1.0 / (kh * kw) if kind == 1 else 1.0
         self.fill = fill
-        scratch = np.zeros(walle_pool_padded_scratch(self.sizes, strides, self.geometry),
-                           np.float32)
+        scratch = _lasting(walle_pool_padded_scratch(self.sizes, strides, self.geometry))
         self.scratch = <float*><size_t>scratch.ctypes.data
         self.keep = (x, y, base, scratch)
         self.strides = tuple(int(v) for v in st)

@@ -23,8 +23,8 @@ from typing import TypeGuard, overload
 import numpy as np
 import numpy.typing as npt
 
+from walle._kernels import hugepages
 from walle.errors import ModelError, ValidationError
-from walle.ops import aligned
 from walle.ops.composites import CompositeOps
 from walle.ops.ir import (
     ARG_KINDS,
@@ -87,8 +87,9 @@ class GraphBuilder(CompositeOps):
         return name
 
     def const(self, array: npt.ArrayLike, name: str | None = None) -> str:
-        """Add a constant (weights); stored as contiguous float32 on a cache line."""
-        data = aligned.on_line(np.asarray(array, dtype=np.float32, order="C"))  # keeps 0-d
+        """Add a constant (weights); stored as contiguous float32 on a cache line, on
+        huge-page memory (:mod:`walle._kernels.hugepages`)."""
+        data = hugepages.copy(np.asarray(array, dtype=np.float32))  # keeps 0-d
         name = name or self._fresh("const")
         self._values[name] = Value(name, data.shape)
         self._constants[name] = data

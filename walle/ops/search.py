@@ -170,8 +170,10 @@ SETTLE_PASSES = 5
 # 512^3 0.95x the time). 61: AVX-512's matmul tiles loop in asm (the 8 x 3 tile on a's rows
 # in place: MatMul 256^3 0.93x the time, 512^3 0.90x). 62: the lanes convs ask for their
 # input rows ahead only where an image's source outgrows the L2 (at AVX2 5-14% faster on
-# sources it holds: PP-HGNet's 3x3/2 stem, ResNet-50's 7x7/2 stem).
-DECISIONS_VERSION = 62
+# sources it holds: PP-HGNet's 3x3/2 stem, ResNet-50's 7x7/2 stem). 63: plans' buffers,
+# weights and kernels' packs and scratch on huge pages (walle._kernels.hugepages): trials
+# timed on 4 KiB pages went stale.
+DECISIONS_VERSION = 63
 
 
 def time_calls(calls: list[Call], budget_s: float = 0.004, max_runs: int = 25) -> float:
