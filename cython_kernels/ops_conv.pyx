@@ -809,8 +809,8 @@ cdef class GemmConvKernel:
         scratch = _lasting(self.threads * self.psize + 16)
         cdef long align = (16 - (<long>scratch.ctypes.data // 4) % 16) % 16  # 64-byte aligned
         self.pack = (<float*><size_t>scratch.ctypes.data) + align
-        koff, poff, run, run2 = (
-            np.ascontiguousarray(v, np.int64) for v in (koff, poff, run, run2))
+        koff, poff, run, run2 = (  # read every run, as the weights
+            _lasting_copy(np.asarray(v, np.int64)) for v in (koff, poff, run, run2))
         self.keep = (x, y, packed, padded_bias, koff, poff, run, run2, scratch, residual)
         self.g.x = <const float*><size_t>x.ctypes.data
         self.g.koff = <const long*><size_t>koff.ctypes.data
@@ -1378,11 +1378,11 @@ cdef class MatmulPackedKernel:
         if bias_mode == 2:
             padded_bias[:m] = np.asarray(bias, np.float32).reshape(-1)
         elif bias_mode == 1:
-            residual = np.ascontiguousarray(
+            residual = _lasting_copy(
                 np.broadcast_to(np.asarray(bias, np.float32).reshape(1, -1), (m, n)))
-        koff = np.ascontiguousarray(np.arange(k, dtype=np.int64) * n)
-        poff = np.arange(n, dtype=np.int64)
-        run, run2 = (np.ascontiguousarray(_runs(poff, step), np.int64) for step in (1, 2))
+        koff = _lasting_copy(np.arange(k, dtype=np.int64) * n)
+        poff = _lasting_copy(np.arange(n, dtype=np.int64))
+        run, run2 = (_lasting_copy(np.asarray(_runs(poff, step), np.int64)) for step in (1, 2))
         self.m = m
         self.units = chunks
         work = float(m * n) * k

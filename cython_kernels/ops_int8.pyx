@@ -23,6 +23,9 @@ cdef extern from "max_threads.h":
 
 import numpy as np
 
+from walle._kernels.hugepages import copy as _lasting_copy
+from walle._kernels.hugepages import zeros as _lasting
+
 cdef extern from "gemm_int8.h":
     ctypedef struct walle_i8_gemm:
         long m, k, n, lda, ldc, kg
@@ -141,11 +144,10 @@ cdef class MatmulInt8Kernel:
         # b as [panels][k / group][cols][group], zero-padded
         padded = np.zeros((kg * group, panels * cols), np.float32)
         padded[:k, :n] = b
-        packed = np.ascontiguousarray(
-            padded.reshape(kg, group, panels, cols).transpose(2, 0, 3, 1),
-            dtype=np.int8 if form == WALLE_I8_VNNI else np.int16,
-        )
-        apack = np.zeros((-(-m // rows) * rows, kg * group),
+        packed = _lasting_copy(
+            padded.reshape(kg, group, panels, cols).transpose(2, 0, 3, 1).astype(
+                np.int8 if form == WALLE_I8_VNNI else np.int16))
+        apack = _lasting((-(-m // rows) * rows, kg * group),
                          np.uint8 if form == WALLE_I8_VNNI else np.int16)
         self.keep = (a, c, bias, packed, apack)
         self.g.m, self.g.k, self.g.n, self.g.lda, self.g.ldc, self.g.kg = m, k, n, k, n, kg
@@ -247,7 +249,7 @@ cdef class ConvInt8Kernel:
         kg = -(-k // group)
         wide = np.zeros((-(-m // rows) * rows, kg * group), np.float32)
         wide[:m, :k] = w
-        packed = wide.astype(np.int8 if form == WALLE_I8_VNNI else np.int16)
+        packed = _lasting_copy(wide.astype(np.int8 if form == WALLE_I8_VNNI else np.int16))
         self.panels = -(-n // cols)
         # a vector of columns (half a panel) is one run when each column follows the last
         lanes = cols // 2
@@ -265,7 +267,7 @@ cdef class ConvInt8Kernel:
         self.threads = <int>max(1, min(walle_max_threads(), batch * self.chunks,
                                        batch * m * n * k // _GRAIN))
         self.xsize = self.chunk * panel_bytes
-        xpack = np.zeros(self.threads * self.xsize + 64, np.uint8)
+        xpack = _lasting(self.threads * self.xsize + 64, np.uint8)
         self.keep = (x, y, bias, packed, xpack, offsets, padded, run)
         self.g.m, self.g.k, self.g.n, self.g.ldy, self.g.kg = m, k, n, n, kg
         self.g.form = form
