@@ -56,8 +56,13 @@ class _Arena:
 
 def _mapping(nbytes: int) -> np.ndarray:
     """A fresh anonymous mapping of at least ``nbytes`` (zeros), its usable part starting on
-    a huge page and asking for huge pages (uint8 view; the mapping lives while views do)."""
+    a huge page and asking for huge pages (uint8 view; the mapping lives while views do).
+    Where mmap has no private mappings (Windows), numpy's zeros."""
     size = -(-nbytes // _HUGE_PAGE) * _HUGE_PAGE
+    if not hasattr(mmap, "MAP_PRIVATE"):
+        whole = np.zeros(size + _LINE, np.uint8)
+        start = -whole.ctypes.data % _LINE
+        return whole[start : start + size]
     # private: a shared anonymous mapping is shmem, whose huge pages are another setting
     area = mmap.mmap(-1, size + _HUGE_PAGE, flags=mmap.MAP_PRIVATE)
     whole = np.frombuffer(area, np.uint8)

@@ -128,3 +128,10 @@ def test_plan_buffers_and_constants_live_in_the_arena() -> None:
         assert _in_arena(buf) and buf.ctypes.data % 64 == 0, name
     xs = np.ones((4, 8), np.float32)
     np.testing.assert_allclose(plan(xs)[0], xs @ graph.constants[w], rtol=1e-6)
+
+
+def test_without_private_mappings_the_arrays_are_numpy_s(monkeypatch) -> None:
+    """Where mmap has no private mappings (Windows), the same zeros on a cache line."""
+    monkeypatch.delattr(mmap, "MAP_PRIVATE")
+    a = hugepages.zeros(1 << 22)  # a mapping of its own
+    assert not _in_arena(a) and a.ctypes.data % 64 == 0 and not a.any()
