@@ -4,13 +4,13 @@ memory that asks the kernel for transparent huge pages.
 A plan's run reads tens of MB of weights and buffers spread over thousands of 4 KiB pages,
 more than the TLB maps (2048 entries on an Intel Golden Cove core: 8 MiB), so every layer of
 a whole model paid page walks. On 2 MiB pages the same bytes take a few dozen entries: with
-walle's memory so, SqueezeNet 1.1 ran 0.97-0.98x onnxruntime's speed -> 1.02-1.03x and
-ResNet-50 1.00x -> 1.06x (batch 1, one core of an Intel Xeon; onnxruntime's memory as
-before). Linux backs memory with huge pages where it asks (``madvise``, the default mode of
-/sys/kernel/mm/transparent_hugepage/enabled on Debian and Ubuntu), which numpy does only for
-arrays of 4 MiB and more; here arrays share 2 MiB-aligned chunks that ask, so small ones sit
-on huge pages too. Where the kernel has no such pages (THP "never", another OS) the chunks are
-ordinary memory: the same arrays, nothing lost.
+a plan's memory from here, SqueezeNet 1.1 ran 0.97-0.99x onnxruntime's speed -> 1.05-1.07x
+and ResNet-50 1.00-1.02x -> 1.04-1.05x (batch 1, one core of an Intel Xeon; onnxruntime's
+memory on ordinary pages in both). Linux backs memory with huge pages where it asks
+(``madvise``, the default mode of /sys/kernel/mm/transparent_hugepage/enabled on Debian and
+Ubuntu), which numpy does only for arrays of 4 MiB and more; here arrays share 2 MiB-aligned
+chunks that ask, so small ones sit on huge pages too. Where the kernel has no such pages
+(THP "never", another OS) the chunks are ordinary memory: the same arrays, nothing lost.
 
 Carved memory is never handed out twice: a chunk is unmapped when the last array cut from it
 is gone, so one long-lived array keeps its chunk (at most ``_CHUNK_BYTES``) resident. Hence
