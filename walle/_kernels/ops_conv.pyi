@@ -151,8 +151,8 @@ class LanesConvKernel:
     output plane, any column stride). With ``pad`` = (top, left, HP, WP), ``x`` is the
     unpadded source [N, C, H, W] of the region's zero-padded HP x WP planes: each band of
     output rows copies its padded input rows (about ``band_bytes``) into a scratch first,
-    so the padded tensor is never written. The deep tiles ask for their input rows a few
-    tiles ahead where an image's source is bigger than ``l2_bytes`` (the L2 cache). ValueError
+    so the padded tensor is never written. The tiles ask for their input rows a few tiles
+    ahead where an image's source is bigger than ``l2_bytes`` (the L2 cache). ValueError
     on a bad buffer, activation or level, a pad that does not match the region, or a region
     :func:`lanes_fits` refuses.
     """

@@ -1,4 +1,5 @@
-"""Float32 arrays that start on a cache line: walle's buffers and weights.
+"""Float32 arrays that start on a cache line: the results walle hands its callers (the memory
+a plan keeps comes from :mod:`walle._kernels.hugepages`, on a cache line too).
 
 numpy places an array where its allocator does: 16 bytes past a page for a large one, any
 16-byte boundary for a small one, so from one process to the next a kernel read the same
@@ -29,12 +30,3 @@ def empty(shape: tuple[int, ...] | int) -> FloatArray:
     raw = np.empty(size + _LINE_FLOATS, np.float32)
     start = (-raw.ctypes.data % LINE_BYTES) // 4
     return raw[start : start + size].reshape(dims)
-
-
-def on_line(array: FloatArray) -> FloatArray:
-    """``array`` itself where it is C-contiguous and starts a cache line, else such a copy."""
-    if array.flags.c_contiguous and array.ctypes.data % LINE_BYTES == 0:
-        return array
-    copy = empty(array.shape)
-    copy[...] = array
-    return copy

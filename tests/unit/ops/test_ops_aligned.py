@@ -5,7 +5,6 @@ on where the allocator put its arrays in this process."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -26,21 +25,6 @@ def test_empty_is_a_contiguous_float32_array_on_a_line(shape) -> None:
     assert array.shape == tuple(shape) and array.dtype == np.float32
     assert array.flags.c_contiguous and array.flags.writeable
     assert _on_line(array) or array.size == 0
-
-
-@pytest.mark.parametrize("offset", [0, 1, 4, 8, 15])
-def test_on_line_copies_only_what_is_off_a_line(offset) -> None:
-    memory = np.empty(100 + 32, np.float32)
-    start = (-memory.ctypes.data % 64) // 4 + offset
-    array = memory[start : start + 100].reshape(10, 10)
-    array[...] = np.arange(100).reshape(10, 10)
-    placed = aligned.on_line(array)
-    assert _on_line(placed)
-    assert (placed is array) == (offset == 0)
-    np.testing.assert_array_equal(placed, array)
-    strided = aligned.on_line(np.arange(40, dtype=np.float32)[::2])  # not contiguous: copied
-    assert _on_line(strided) and strided.flags.c_contiguous
-    np.testing.assert_array_equal(strided, np.arange(0, 40, 2))
 
 
 def _mlp():
