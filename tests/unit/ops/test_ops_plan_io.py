@@ -29,7 +29,7 @@ def _plan(kind: str, shape: tuple[int, ...]):
     else:
         y = b.transpose(x, (0, 2, 1))
     graph = b.build([y])
-    return graph, compile_graph(graph, pin="cython", use_cache=False)
+    return graph, compile_graph(graph, pin="cython", use_cache=False, trials=False)
 
 
 @pytest.mark.parametrize(
@@ -94,7 +94,7 @@ def _softmax_head() -> tuple[object, object]:
     x = b.input("x", (6, 20))
     w = b.const(np.linspace(-1, 1, 20 * 12, dtype=np.float32).reshape(20, 12))
     graph = b.build([b.softmax(b.relu(b.matmul(x, w)))])
-    return graph, compile_graph(graph, pin="cython", use_cache=False)
+    return graph, compile_graph(graph, pin="cython", use_cache=False, trials=False)
 
 
 def test_ops_plan_last_kernel_writes_the_returned_array() -> None:
@@ -153,7 +153,8 @@ def test_ops_plan_ending_in_an_elementwise_chain_writes_the_returned_array() -> 
     scale = b.const(np.linspace(0.5, 2, 40, dtype=np.float32))
     y = b.unary("sigmoid", b.binary("mul", b.softmax(x), scale))
     graph = b.build([b.binary("add", y, b.const(np.float32(0.25)))])
-    plan = compile_graph(graph, pin="cython", use_cache=False)
+    # the cost model's choice: timed trials may run the chain as its parts (a close call)
+    plan = compile_graph(graph, pin="cython", use_cache=False, trials=False)
     last = getattr(plan.step_calls[-1][1], "__self__", None)
     assert isinstance(last, ops_math.ChainKernel), last
     assert plan._writer is not None
@@ -177,7 +178,7 @@ def test_ops_plan_whose_output_is_a_reshape_of_the_last_step_writes_the_returned
     x = b.input("x", (6, 20))
     w = b.const(np.linspace(-1, 1, 20 * 12, dtype=np.float32).reshape(20, 12))
     graph = b.build([b.reshape(b.softmax(b.relu(b.matmul(x, w))), (6, 1, 12))])
-    plan = compile_graph(graph, pin="cython", use_cache=False)
+    plan = compile_graph(graph, pin="cython", use_cache=False, trials=False)
     assert plan._writer is not None
     rng = np.random.default_rng(11)
     x1, x2 = (rng.uniform(-2, 2, (6, 20)).astype(np.float32) for _ in range(2))
