@@ -30,7 +30,8 @@ import numpy.typing as npt
 _HUGE_PAGE = 2 << 20
 # Bytes per shared chunk; an array of more than a quarter of it takes a mapping of its own.
 _CHUNK_BYTES = 32 << 20
-_LINE = 64  # every array starts on a cache line (walle.ops.aligned)
+# Every array starts on a cache line (walle.ops.aligned takes this size from here).
+LINE_BYTES = 64
 
 
 class _Arena:
@@ -43,7 +44,7 @@ class _Arena:
 
     def take(self, nbytes: int) -> np.ndarray:
         """``nbytes`` of zeroed bytes on a cache line (uint8)."""
-        size = -(-max(nbytes, 1) // _LINE) * _LINE
+        size = -(-max(nbytes, 1) // LINE_BYTES) * LINE_BYTES
         if size > _CHUNK_BYTES // 4:
             return _mapping(size)[:nbytes]
         with self._lock:
@@ -60,8 +61,8 @@ def _mapping(nbytes: int) -> np.ndarray:
     Where mmap has no private mappings (Windows), numpy's zeros."""
     size = -(-nbytes // _HUGE_PAGE) * _HUGE_PAGE
     if not hasattr(mmap, "MAP_PRIVATE"):
-        whole = np.zeros(size + _LINE, np.uint8)
-        start = -whole.ctypes.data % _LINE
+        whole = np.zeros(size + LINE_BYTES, np.uint8)
+        start = -whole.ctypes.data % LINE_BYTES
         return whole[start : start + size]
     # private: a shared anonymous mapping is shmem, whose huge pages are another setting
     area = mmap.mmap(-1, size + _HUGE_PAGE, flags=mmap.MAP_PRIVATE)

@@ -17,9 +17,9 @@ import math
 
 import numpy as np
 
+from walle._kernels.hugepages import LINE_BYTES
 from walle.ops.ir import FloatArray
 
-LINE_BYTES = 64
 _LINE_FLOATS = LINE_BYTES // 4
 
 
