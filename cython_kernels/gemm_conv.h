@@ -856,11 +856,51 @@ WALLE_INLINE void walle_gemm_prefetch_out(const float* y, const float* res, long
 }
 
 /* Read in place (``direct``), the K rows of a strip are K streams a plane apart, more than
-   the prefetchers follow: on planes of 28x28 and up, block 0's tiles ask for the next
-   strip's rows as they run (SqueezeNet's 128 -> 16 1x1 conv on 55x55 planes: 0.88-0.96x
-   the time with its source just written; ResNet's 256 -> 64 on 56x56: 0.92-0.94x, 28x28
-   at batch 4 0.92-0.94x). On 13x13 planes, whose source the caches hold, it cost 5-6%. */
+   the prefetchers follow: on planes of 28x28 and up, the tiles that ask for no weights ask
+   for strips ahead, two lines of each row a tile: block 0's for the next strip of their
+   chunk (SqueezeNet's 128 -> 16 1x1 conv on 55x55 planes: 0.88-0.96x the time with its
+   source just written; ResNet's 256 -> 64 on 56x56: 0.92-0.94x), the chunk's last ones for
+   the first strips of what comes next (walle_gemm_ahead). On 13x13 planes, whose source the
+   caches hold, asking cost 5-6%. */
 #define WALLE_GEMM_PF_PLANE 784
+
+/* What the last tiles of one chunk and reduction block ask for when read in place: the
+   first two strips of the next chunk (or, where the reduction has more blocks, of this
+   chunk's next rows), which block 0's tiles never ask for (each asks for the strip after its
+   own; the first asks for the next block's weights). ``duties`` asks of two lines of every
+   row each, ``halves`` per strip of SW columns (whatever its alignment), handed to the last
+   ``duties`` of the chunk's tiles that ask for no weights (the ``skip`` before them ask only
+   as block 0's do): the strips arrive while the chunk's last blocks run, not before its
+   first blocks are done with their own. With 2 strips a chunk (AVX-512: 256 -> 64 on 56x56,
+   reduction blocks of 256) no strip had been asked for: alone, 0.90-0.93x the time (64 ->
+   256 and 128 -> 256 on 56x56 0.91-0.97x; at batch 8, 256 -> 64 0.70-0.86x, 64 -> 256 and
+   128 -> 512 on 28x28 0.90-0.97x; an Intel Xeon, one core, builds alternated). At AVX2
+   (reduction blocks of 128, 10 strips a chunk) the same within the host's noise. */
+typedef struct {
+    const float* x; /* the first strip's row 0 (NULL: nothing to ask for) */
+    long duties, skip, halves;
+} walle_gemm_next;
+
+WALLE_INLINE walle_gemm_next walle_gemm_ahead(const walle_gemm* g, long u, long u1, long chunks,
+                                              long k0, long kc, long p0, long full, long blocks,
+                                              long sw) {
+    walle_gemm_next a = {(const float*)0, 0, 0, (sw + 47) / 32};
+    if (!g->direct || g->p < WALLE_GEMM_PF_PLANE || full < sw) return a;
+    long strips = 0;
+    if (k0 + kc < g->k) {
+        a.x = g->x + (u / chunks) * g->s_n + g->koff[k0 + kc] + g->poff[p0];
+        strips = full / sw;
+    } else if (u + 1 < u1) {
+        long n = (u + 1) / chunks, q0 = ((u + 1) % chunks) * g->nc;
+        long cols = g->p - q0 < g->nc ? g->p - q0 : g->nc;
+        a.x = g->x + n * g->s_n + g->koff[0] + g->poff[q0];
+        strips = (cols + sw - 1) / sw;
+    }
+    a.duties = (strips < 2 ? strips : 2) * a.halves;
+    long free_tiles = blocks * (full / sw) - (blocks - 1); /* block cb < blocks - 1: weights */
+    a.skip = free_tiles > a.duties ? free_tiles - a.duties : 0;
+    return a;
+}
 
 /* Block cb's weights from reduction row k0 and, in place, their rows' distance (*sa; 0 where
    packed): a matmul's rows of a where ``rows`` is set and the block has all 8 (ROWS: the level
@@ -978,6 +1018,9 @@ ATTR static void NAME(const walle_gemm* g, long u0, long u1, float* pack) {     
             const float* bm = g->direct ? xd + full + two : pmid;                              \
             const float* bm2 = g->direct ? xd + full + two + mid : pmid2;                      \
             long kw = g->direct ? 1 : kc; /* strip s from bw + s * kw */                       \
+            walle_gemm_next ahead = walle_gemm_ahead(g, u, u1, chunks, k0, kc, p0, full,       \
+                                                     blocks, SW);                              \
+            long free_tile = 0; /* the tiles so far that ask for no weights */                \
             if (!g->prepacked && !g->direct) {                                                 \
                 long f2 = full + two;                                                          \
                 WALLE_GEMM_IF_ROWS_##ROWS(if (!lazy))                                          \
@@ -1008,12 +1051,17 @@ ATTR static void NAME(const walle_gemm* g, long u0, long u1, float* pack) {     
                 }                                                                              \
                 for (long s = 0; s < full; s += SW) {                                          \
                     WALLE_GEMM_IF_ROWS_##ROWS(if (fold && cb == blocks - 1) break;)            \
-                    /* the next block's weights; in place, block 0 asks for the next strip */  \
+                    /* the next block's weights, else (in place) a share of the next strips */ \
                     const float* spf = s ? (const float*)0 : pf;                               \
                     long pfs = WALLE_CB;                                                       \
-                    if (g->direct && g->p >= WALLE_GEMM_PF_PLANE && cb == 0 && s               \
-                        && s + SW < full)                                                      \
-                        spf = bw + s + SW, pfs = sw;                                           \
+                    if (g->direct && g->p >= WALLE_GEMM_PF_PLANE && !spf) {                    \
+                        long d = ahead.x ? free_tile++ - ahead.skip : -1;                      \
+                        if (d >= 0 && d < ahead.duties)                                        \
+                            spf = ahead.x + d / ahead.halves * SW + d % ahead.halves * 32,     \
+                            pfs = g->ks;                                                       \
+                        else if (cb == 0 && s + SW < full)                                     \
+                            spf = bw + s + SW, pfs = sw;                                       \
+                    }                                                                          \
                     if (kc >= 64 && s + SW < full)                                             \
                         walle_gemm_prefetch_out(yb + s + SW,                                   \
                                                 rb && last ? rb + s + SW : (const float*)0,    \

@@ -380,6 +380,43 @@ def test_gemm_conv_kernel_reading_columns_in_place_gives_the_packed_kernels_bits
             assert (in_place[:, :channel0] == 7.0).all()
 
 
+@pytest.mark.parametrize(("h", "w"), [(28, 28), (30, 41)])
+@pytest.mark.parametrize(("kc", "nc"), [(None, None), (16, 48), (24, 100), (None, 1)])
+def test_gemm_conv_kernel_reading_big_planes_in_place_gives_the_packed_kernels_bits(
+    h, w, kc, nc
+):
+    """On planes of 784 columns and more the in-place tiles ask for the strips ahead of them
+    (the next strip of their chunk, the first strips of the next chunk, of the next
+    reduction block, of the next image): the packed kernel's bits at every level, over
+    several images, chunks and reduction blocks."""
+    ops_conv = _ops_conv()
+    rng = np.random.default_rng(h * w)
+    n, c, cout = 2, 40, 20
+    x = rng.uniform(-2, 2, (n, c, h, w)).astype(np.float32)
+    region = Region(0, 0, (c * h * w, h * w, 0, 0, w, 1), 0, (0,), (n, c, 1, 1, h, w))
+    weight = rng.uniform(-1, 1, (cout, c)).astype(np.float32)
+    bias = rng.uniform(-1, 1, cout).astype(np.float32)
+    want = _oracle(x, weight, bias, region, True)
+    for level in LEVELS:
+        outs = []
+        for direct in (False, True):
+            y = np.full((n, cout, h * w), 7.0, np.float32)
+            try:
+                kernel = ops_conv.GemmConvKernel(
+                    x, weight, bias, y, region, "relu", level, kc=kc, nc=nc, direct=direct
+                )
+            except ValueError as exc:
+                assert "does not run" in str(exc)
+                break
+            kernel.run()
+            outs.append(y)
+        if outs:
+            np.testing.assert_array_equal(outs[1], outs[0], err_msg=level)
+            np.testing.assert_allclose(
+                outs[1].reshape(want.shape), want, rtol=0, atol=1e-4 * c, err_msg=level
+            )
+
+
 def test_gemm_conv_kernel_refuses_what_it_cannot_run() -> None:
     ops_conv = _ops_conv()
     region, padded = _region((1, 4, 6, 6), 3, 1, 1, 1)

@@ -172,8 +172,9 @@ SETTLE_PASSES = 5
 # input rows ahead only where an image's source outgrows the L2 (at AVX2 5-14% faster on
 # sources it holds: PP-HGNet's 3x3/2 stem, ResNet-50's 7x7/2 stem). 63: plans' buffers,
 # weights and kernels' packs and scratch on huge pages (walle._kernels.hugepages): trials
-# timed on 4 KiB pages went stale.
-DECISIONS_VERSION = 63
+# timed on 4 KiB pages went stale. 64: the packed-GEMM convs reading a big plane in place ask
+# for the next chunk's first strips (AVX-512's 1x1 convs on 56x56 0.90-0.93x the time).
+DECISIONS_VERSION = 64
 
 
 def time_calls(calls: list[Call], budget_s: float = 0.004, max_runs: int = 25) -> float:
