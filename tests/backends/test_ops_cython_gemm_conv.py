@@ -382,9 +382,7 @@ def test_gemm_conv_kernel_reading_columns_in_place_gives_the_packed_kernels_bits
 
 @pytest.mark.parametrize(("h", "w"), [(28, 28), (30, 41)])
 @pytest.mark.parametrize(("kc", "nc"), [(None, None), (16, 48), (24, 100), (None, 1)])
-def test_gemm_conv_kernel_reading_big_planes_in_place_gives_the_packed_kernels_bits(
-    h, w, kc, nc
-):
+def test_gemm_conv_kernel_reading_big_planes_in_place_gives_the_packed_kernels_bits(h, w, kc, nc):
     """On planes of 784 columns and more the in-place tiles ask for the strips ahead of them
     (the next strip of their chunk, the first strips of the next chunk, of the next
     reduction block, of the next image): the packed kernel's bits at every level, over
