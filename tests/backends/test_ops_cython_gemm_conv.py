@@ -316,6 +316,24 @@ def test_gemm_conv_kernel_splits_chunks_over_threads_and_writes_its_channels_onl
     assert (y[:, :20] == 7.0).all() and (y[:, 92:] == 7.0).all()
 
 
+def _packed_and_in_place(ops_conv, x, weight, bias, region, act, level, y_shape, **kwargs):
+    """The outputs of the packed kernel and of the one reading the columns in place (each
+    into an array of 7.0s), or [] where this CPU does not run ``level``."""
+    outs = []
+    for direct in (False, True):
+        y = np.full(y_shape, 7.0, np.float32)
+        try:
+            kernel = ops_conv.GemmConvKernel(
+                x, weight, bias, y, region, act, level, direct=direct, **kwargs
+            )
+        except ValueError as exc:
+            assert "does not run" in str(exc)
+            return []
+        kernel.run()
+        outs.append(y)
+    return outs
+
+
 @settings(max_examples=30, deadline=None)
 @given(
     n=st.integers(1, 2),
@@ -350,19 +368,10 @@ def test_gemm_conv_kernel_reading_columns_in_place_gives_the_packed_kernels_bits
     yk = cout + channel0
     res = rng.uniform(-1, 1, (n, yk, h * w)).astype(np.float32) if residual else None
     for level in LEVELS:
-        outs = []
-        for direct in (False, True):
-            y = np.full((n, yk, h * w), 7.0, np.float32)
-            try:
-                kernel = ops_conv.GemmConvKernel(
-                    x, weight, bias, y, region, "relu" if relu else "none", level, kc=kc,
-                    nc=nc, y_channels=yk, y_channel0=channel0, residual=res, direct=direct,
-                )  # fmt: skip
-            except ValueError as exc:
-                assert "does not run" in str(exc)
-                break
-            kernel.run()
-            outs.append(y)
+        outs = _packed_and_in_place(
+            ops_conv, x, weight, bias, region, "relu" if relu else "none", level, (n, yk, h * w),
+            kc=kc, nc=nc, y_channels=yk, y_channel0=channel0, residual=res,
+        )  # fmt: skip
         if outs:
             packed, in_place = outs
             np.testing.assert_array_equal(in_place, packed, err_msg=level)
@@ -396,18 +405,9 @@ def test_gemm_conv_kernel_reading_big_planes_in_place_gives_the_packed_kernels_b
     bias = rng.uniform(-1, 1, cout).astype(np.float32)
     want = _oracle(x, weight, bias, region, True)
     for level in LEVELS:
-        outs = []
-        for direct in (False, True):
-            y = np.full((n, cout, h * w), 7.0, np.float32)
-            try:
-                kernel = ops_conv.GemmConvKernel(
-                    x, weight, bias, y, region, "relu", level, kc=kc, nc=nc, direct=direct
-                )
-            except ValueError as exc:
-                assert "does not run" in str(exc)
-                break
-            kernel.run()
-            outs.append(y)
+        outs = _packed_and_in_place(
+            ops_conv, x, weight, bias, region, "relu", level, (n, cout, h * w), kc=kc, nc=nc
+        )
         if outs:
             np.testing.assert_array_equal(outs[1], outs[0], err_msg=level)
             np.testing.assert_allclose(
