@@ -13,8 +13,9 @@ found the Winograd filters, direct-conv and grouped-conv weights that are now as
 (README, the Zen 5 section); ``--ort`` adds onnxruntime's per-node medians, to see which of
 walle's steps lose to which of its nodes, and ``--mnn`` MNN's per-op medians (its
 interpreter's callbacks around each op, the model converted as ops_bench converts it; MNN's
-ops time only themselves, a few microseconds of callback each aside). Medians over the
-rounds; one core.
+ops time only themselves, a few microseconds of callback each aside). ``--by-shape`` sums
+walle's steps and onnxruntime's nodes by their outputs' channels and positions, the classes
+of layers walle loses most first. Medians over the rounds; one core.
 
 The plan is searched afresh in a cache folder of the run's own (as ``ops_bench`` does): a plan
 cached by another run was timed against the numpy code that run had. With ``WALLE_OPS_ISA``
@@ -34,12 +35,13 @@ import _one_thread  # noqa: F401  (first: one BLAS/OpenMP thread, set before num
 
 import argparse
 import json
+import math
 import os
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,18 +84,62 @@ def _ort_session(name: str, batch: int, profile_dir: str):
     return sess, ops_bench._feeds(model)
 
 
-def _ort_nodes(path: str) -> list[tuple[str, str, float]]:
-    """(node, op type, median us) per node of onnxruntime's profile, in run order."""
+def _ort_nodes(path: str) -> list[tuple[str, str, float, tuple[int, ...]]]:
+    """(node, op type, median us, first output's shape) per node of onnxruntime's profile, in
+    run order."""
     with open(path) as f:
         events = json.load(f)
     times: dict[str, list[float]] = {}
     kinds: dict[str, str] = {}
+    shapes: dict[str, tuple[int, ...]] = {}
     for event in events:
         if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
             node = event["name"].removesuffix("_kernel_time")
             times.setdefault(node, []).append(float(event["dur"]))
-            kinds[node] = event.get("args", {}).get("op_name", "?")
-    return [(node, kinds[node], statistics.median(t)) for node, t in times.items()]
+            args = event.get("args", {})
+            kinds[node] = args.get("op_name", "?")
+            outputs = args.get("output_type_shape") or [{}]
+            shapes[node] = tuple(int(d) for d in next(iter(outputs[0].values()), []))
+    return [(node, kinds[node], statistics.median(t), shapes[node]) for node, t in times.items()]
+
+
+def _layer_class(shape: Sequence[int]) -> tuple[int, int]:
+    """(channels, positions per channel) of an output: where walle's view of a layer's output
+    ([1, 2048, 49]) and onnxruntime's ([1, 2048, 7, 7]) meet."""
+    return (int(shape[1]), math.prod(shape[2:])) if len(shape) > 1 else (1, math.prod(shape))
+
+
+def _by_layer_class(
+    rows: list[tuple[float, float, str]], nodes: list[tuple[str, str, float, tuple[int, ...]]]
+) -> None:
+    """Prints walle's steps (in the run) and onnxruntime's nodes summed by the channels and
+    positions of their outputs, the classes walle loses most first: which kind of layer to
+    look at (ResNet-50's 1x1 convs on 56x56 planes, not its Winograd 3x3 ones). onnxruntime's
+    blocked convs round their channels up to 16 (SqueezeNet's last conv: 1008 for 1000, and a
+    ReorderOutput of 1000), so such a layer shows as two classes."""
+    walle: dict[tuple[int, int], list[float]] = {}
+    ort: dict[tuple[int, int], list[float]] = {}
+    for in_run, _, label in rows:
+        if label != "(backend)":
+            shape = [int(d) for d in label.rsplit("|", 1)[1].split("x")]
+            walle.setdefault(_layer_class(shape), []).append(in_run)
+    for _, _, us, shape in nodes:
+        if shape:
+            ort.setdefault(_layer_class(shape), []).append(us)
+    classes = sorted(
+        walle.keys() | ort.keys(), key=lambda c: sum(ort.get(c, [])) - sum(walle.get(c, []))
+    )
+    print(
+        "\n| output channels x positions | walle steps | walle in run us | onnxruntime nodes "
+        "| onnxruntime us | onnxruntime / walle |\n|---|---|---|---|---|---|"
+    )
+    for c in classes:
+        w, o = sum(walle.get(c, [])), sum(ort.get(c, []))
+        ratio = f"{o / w:.2f}" if w and o else "-"
+        print(
+            f"| {c[0]} x {c[1]} | {len(walle.get(c, []))} | {w:,.1f} | {len(ort.get(c, []))} "
+            f"| {o:,.1f} | {ratio} |"
+        )
 
 
 _LOWERED = "WALLE_STEPS_NUMPY_LOWERED"  # set in the process started again (no second start)
@@ -123,6 +169,11 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=0, help="only the N steps that lose most")
     parser.add_argument("--ort", action="store_true", help="onnxruntime's per-node medians too")
     parser.add_argument("--mnn", action="store_true", help="MNN's per-op medians too")
+    parser.add_argument(
+        "--by-shape",
+        action="store_true",
+        help="walle's steps and onnxruntime's nodes summed by output channels and positions",
+    )
     args = parser.parse_args()
     _at_forced_level()
     os.environ.setdefault("WALLE_CACHE_DIR", tempfile.mkdtemp(prefix="walle-steps-"))
@@ -169,12 +220,14 @@ def main() -> None:
         f"\nsteps in run {total_in_run:,.0f} us, warm {total_warm:,.0f} us "
         f"({total_in_run / total_warm:.2f}x); onnxruntime's whole run "
         f"{statistics.median(ort_times) * 1e6:,.0f} us (profiled), its nodes "
-        f"{sum(t for _, _, t in nodes):,.0f} us"
+        f"{sum(t for _, _, t, _ in nodes):,.0f} us"
     )
     if args.ort:
-        print("\n| onnxruntime node | op | us |\n|---|---|---|")
-        for node, kind, us in nodes:
-            print(f"| {node} | {kind} | {us:,.1f} |")
+        print("\n| onnxruntime node | op | output | us |\n|---|---|---|---|")
+        for node, kind, us, shape in nodes:
+            print(f"| {node} | {kind} | {'x'.join(map(str, shape))} | {us:,.1f} |")
+    if args.by_shape:
+        _by_layer_class(rows, nodes)
     if args.mnn:
         ops = _mnn_ops(args.model, args.batch, args.rounds)
         print(f"\nMNN's ops: {sum(us for _, _, us in ops):,.0f} us")
