@@ -105,8 +105,13 @@ def _ort_nodes(path: str) -> list[tuple[str, str, float, tuple[int, ...]]]:
 
 def _layer_class(shape: Sequence[int]) -> tuple[int, int]:
     """(channels, positions per channel) of an output: where walle's view of a layer's output
-    ([1, 2048, 49]) and onnxruntime's ([1, 2048, 7, 7]) meet."""
-    return (int(shape[1]), math.prod(shape[2:])) if len(shape) > 1 else (1, math.prod(shape))
+    ([1, 2048, 49]) and onnxruntime's ([1, 2048, 7, 7]) meet. A matrix's rows count as
+    channels (onnxruntime's [40, 18710] Gemm output is walle's [1, 40, 18710])."""
+    if len(shape) < 2:
+        return 1, math.prod(shape)
+    if len(shape) == 2:
+        return int(shape[0]), int(shape[1])
+    return int(shape[1]), math.prod(shape[2:])
 
 
 def _by_layer_class(
