@@ -516,9 +516,8 @@ cdef class WinogradKernel:
             lanes2 = walle_wino_lanes(corner[4], corner[5])
             self.vsize = max(self.vsize, 16 * c * lanes2)
             self.msize = max(self.msize, 16 * 8 * lanes2)
-        scratch = _lasting(self.threads * (self.vsize + self.msize) + 16)
-        cdef long align = (16 - (<long>scratch.ctypes.data // 4) % 16) % 16  # 64-byte aligned
-        self.vbuf = (<float*><size_t>scratch.ctypes.data) + align
+        scratch = _lasting(self.threads * (self.vsize + self.msize) + 16)  # on a cache line
+        self.vbuf = <float*><size_t>scratch.ctypes.data
         self.mbuf = self.vbuf + self.threads * self.vsize
         s = [int(v) for v in region.src_strides]
         packed2 = None if corner is None else _wino_filters(g, 2, kh)
@@ -806,9 +805,8 @@ cdef class GemmConvKernel:
         self.threads = 1 if work < _GRAIN or self.units < 2 else max(
             1, min(walle_max_threads(), self.units, int(work / _GRAIN)))
         self.psize = kc * nc + 16
-        scratch = _lasting(self.threads * self.psize + 16)
-        cdef long align = (16 - (<long>scratch.ctypes.data // 4) % 16) % 16  # 64-byte aligned
-        self.pack = (<float*><size_t>scratch.ctypes.data) + align
+        scratch = _lasting(self.threads * self.psize + 16)  # on a cache line
+        self.pack = <float*><size_t>scratch.ctypes.data
         koff, poff, run, run2 = (  # read every run, as the weights
             _lasting_copy(np.asarray(v, np.int64)) for v in (koff, poff, run, run2))
         self.keep = (x, y, packed, padded_bias, koff, poff, run, run2, scratch, residual)
@@ -1390,11 +1388,9 @@ cdef class MatmulPackedKernel:
             1, min(walle_max_threads(), self.units, int(work / _GRAIN)))
         self.prepacked = b_constant
         self.psize = 0 if b_constant else kc * nc + 16
-        scratch = _lasting(self.threads * self.psize + 16)
-        cdef long align = (16 - (<long>scratch.ctypes.data // 4) % 16) % 16  # 64-byte aligned
-        self.pack = (<float*><size_t>scratch.ctypes.data) + align
-        align = (16 - (<long>apacked.ctypes.data // 4) % 16) % 16
-        self.apack = (<float*><size_t>apacked.ctypes.data) + align
+        scratch = _lasting(self.threads * self.psize + 16)  # on a cache line, as apacked
+        self.pack = <float*><size_t>scratch.ctypes.data
+        self.apack = <float*><size_t>apacked.ctypes.data
         self.a0 = <const float*><size_t>a.ctypes.data
         self.g.x = self.b0 = <const float*><size_t>b.ctypes.data
         self.g.koff = <const long*><size_t>koff.ctypes.data
@@ -1428,9 +1424,8 @@ cdef class MatmulPackedKernel:
         bpacked = None
         if b_constant:
             bpacked = _lasting((n + 16) * k + 16)  # + a padded strip (gemm_conv.h)
-            align = (16 - (<long>bpacked.ctypes.data // 4) % 16) % 16
-            walle_gemm_prepack(&self.g, self.level, (<float*><size_t>bpacked.ctypes.data) + align)
-            self.g.prepacked = (<const float*><size_t>bpacked.ctypes.data) + align
+            walle_gemm_prepack(&self.g, self.level, <float*><size_t>bpacked.ctypes.data)
+            self.g.prepacked = <const float*><size_t>bpacked.ctypes.data
         self.keep = (a, b, c, apacked, padded_bias, residual, koff, poff, run, run2, scratch,
                      bpacked)
 

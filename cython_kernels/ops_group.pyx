@@ -198,10 +198,9 @@ cdef class GroupConvKernel:
         work = float(y.size) * k
         self.threads = 1 if work < _GRAIN or self.items < 2 else max(
             1, min(walle_max_threads(), self.items, int(work / _GRAIN)))
-        scratch = _lasting(max(1, self.threads * self.scratch_size) + 16)
+        scratch = _lasting(max(1, self.threads * self.scratch_size) + 16)  # on a cache line
         self.keep = (x, y, packed, padded_bias, scratch, base)
         self.scratch = <float*><size_t>scratch.ctypes.data
-        self.scratch += (-(<size_t>self.scratch // 4)) % 16  # to a 64-byte line
         self.p.x = (<const float*><size_t>x.ctypes.data) + (
             0 if planes is not None else <long>region.src_offset)
         self.p.w = <const float*><size_t>packed.ctypes.data
