@@ -415,6 +415,31 @@ def test_gemm_conv_kernel_reading_big_planes_in_place_gives_the_packed_kernels_b
             )
 
 
+@pytest.mark.parametrize(("h", "w"), [(3, 80), (5, 53)])
+def test_gemm_conv_kernel_reading_many_channels_in_place_gives_the_packed_kernels_bits(h, w):
+    """With 16 blocks of 8 channels or more on a plane under 784 columns, the AVX2 tiles
+    reading in place take chunks of two strips (PP-OCRv6's 384 -> 768 convs on 3 x 80):
+    the packed kernel's bits and the oracle's sums at every level, a partial last block,
+    whole chunks and a leftover one, a residual."""
+    ops_conv = _ops_conv()
+    rng = np.random.default_rng(h * w)
+    n, c, cout = 2, 24, 131
+    x = rng.uniform(-2, 2, (n, c, h, w)).astype(np.float32)
+    region = Region(0, 0, (c * h * w, h * w, 0, 0, w, 1), 0, (0,), (n, c, 1, 1, h, w))
+    weight = rng.uniform(-1, 1, (cout, c)).astype(np.float32)
+    bias = rng.uniform(-1, 1, cout).astype(np.float32)
+    res = rng.uniform(-1, 1, (n, cout, h * w)).astype(np.float32)
+    want = _oracle(x, weight, bias, region, False) + res
+    want = np.where(want < 0, 0.0, want)
+    for level in LEVELS:
+        outs = _packed_and_in_place(
+            ops_conv, x, weight, bias, region, "relu", level, (n, cout, h * w), residual=res
+        )
+        if outs:
+            np.testing.assert_array_equal(outs[1], outs[0], err_msg=level)
+            np.testing.assert_allclose(outs[1], want, rtol=0, atol=1e-4 * c, err_msg=level)
+
+
 def test_gemm_conv_kernel_refuses_what_it_cannot_run() -> None:
     ops_conv = _ops_conv()
     region, padded = _region((1, 4, 6, 6), 3, 1, 1, 1)

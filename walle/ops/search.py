@@ -174,7 +174,9 @@ SETTLE_PASSES = 5
 # weights and kernels' packs and scratch on huge pages (walle._kernels.hugepages): trials
 # timed on 4 KiB pages went stale. 64: the packed-GEMM convs reading a big plane in place ask
 # for the next chunk's first strips (AVX-512's 1x1 convs on 56x56 0.90-0.93x the time).
-DECISIONS_VERSION = 64
+# 65: AVX2's in-place 1x1 convs to 128 channels or more on planes under 784 columns take
+# chunks of two strips (PP-OCRv6's 384 <-> 768 convs on 3 x 80 0.97x the time).
+DECISIONS_VERSION = 65
 
 
 def time_calls(calls: list[Call], budget_s: float = 0.004, max_runs: int = 25) -> float:
