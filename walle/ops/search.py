@@ -52,6 +52,7 @@ from walle.logging import get_logger
 from walle.ops import calibration
 from walle.ops.backends.base import Backend, Buffers, Call
 from walle.ops.backends.registry import available_backends, get_backend, required_backends
+from walle.ops.cpu_caches import cache_bytes
 from walle.ops.diskcache import cache_dir, key_lock, publish
 from walle.ops.fusion import FusedStep, find_steps
 from walle.ops.ir import FloatArray, Graph, sample_inputs
@@ -81,9 +82,10 @@ CLOSE_CALL = 0.1
 # A step's close call is settled by this many more rounds of its two best candidates, each
 # trial after the caches were given other data (:func:`time_candidates`' ``cold``).
 COLD_ROUNDS = 7
-# Bytes written before each of those trials: several times the L2 cache of the CPUs measured
-# so far (0.5-2 MiB per core: Zen 3, Zen 4, Emerald Rapids).
-COLD_SCRUB_BYTES = 8 << 20
+# Bytes written before each of those trials (_scrub_bytes): the last-level cache's size, at
+# least the first (several times the L2 of the CPUs measured so far: 0.5-2 MiB per core on Zen
+# 3, Zen 4, Emerald Rapids), at most the second (a cold trial's write takes ~3 ms there).
+COLD_SCRUB_BYTES = (8 << 20, 64 << 20)
 # A step whose constants (its weights) outgrow this many bytes is timed in blocks of
 # ``SETTLE_PASSES`` back-to-back passes of one candidate (:func:`time_candidates`' ``passes``).
 BIG_CONSTANTS_BYTES = 8 << 20
@@ -175,8 +177,10 @@ SETTLE_PASSES = 5
 # timed on 4 KiB pages went stale. 64: the packed-GEMM convs reading a big plane in place ask
 # for the next chunk's first strips (AVX-512's 1x1 convs on 56x56 0.90-0.93x the time).
 # 65: AVX2's in-place 1x1 convs to 128 channels or more on planes under 784 columns take
-# chunks of two strips (PP-OCRv6's 384 <-> 768 convs on 3 x 80 0.97x the time).
-DECISIONS_VERSION = 65
+# chunks of two strips (PP-OCRv6's 384 <-> 768 convs on 3 x 80 0.97x the time). 66: the
+# cold trials write the last-level cache's size (up to 64 MiB, 8 before): numpy's BLAS
+# convs chosen over the packed GEMM took a fifth longer inside the model than in the trials.
+DECISIONS_VERSION = 66
 
 
 def time_calls(calls: list[Call], budget_s: float = 0.004, max_runs: int = 25) -> float:
@@ -285,7 +289,7 @@ def time_candidates(
 
 
 def _cold_call(reads: list[FloatArray]) -> Call:
-    """The ``cold`` call of a step's trials: writes ``COLD_SCRUB_BYTES``, then reads the
+    """The ``cold`` call of a step's trials: writes :func:`_scrub_bytes`, then reads the
     step's inputs back (inside a model the layer before has just written them)."""
     scrub = _scrub()
 
@@ -300,7 +304,22 @@ def _cold_call(reads: list[FloatArray]) -> Call:
 @cache
 def _scrub() -> FloatArray:
     """The buffer the cold trials write (one per process, its pages touched once)."""
-    return np.ones(COLD_SCRUB_BYTES // 4, np.float32)
+    return np.ones(_scrub_bytes() // 4, np.float32)
+
+
+def _scrub_bytes() -> int:
+    """How much a cold trial writes: the last-level cache's size within COLD_SCRUB_BYTES.
+
+    Inside a model, the layers between two runs of a step pass more data through the caches
+    than the L2 holds: the step's weights, and the code and buffers of a library it calls,
+    come back from memory, not from the L3. A write of a few L2s left those in the L3, where
+    numpy's BLAS lost a few percent to walle's packed GEMM (which asks for its weights ahead)
+    and inside the model it lost a fifth: PP-OCRv6's 384 -> 384 1x1 conv on 3 x 80 (BLAS and
+    two passes for its bias and residual) took 0.72-0.75 ms in trials after 8 MiB, 0.81 after
+    64, 0.80-0.91 in the model, against 0.72-0.79 for the packed GEMM throughout (an Intel
+    Xeon's AVX2 build, one core; its L3 is 480 MiB)."""
+    least, most = COLD_SCRUB_BYTES
+    return min(max(cache_bytes(3) or least, least), most)
 
 
 def _close_call(samples: list[list[float]], live: list[int]) -> bool:

@@ -247,6 +247,40 @@ def test_ops_trials_settle_a_close_call_by_the_candidates_cold_times(monkeypatch
     assert colds[0] == 0  # not a close call: warm trials decide
 
 
+def test_ops_cold_trials_write_the_last_level_cache_within_bounds(monkeypatch) -> None:
+    """A cold trial writes the last-level cache's size (as sysfs gives it), no less than
+    the lower bound (also where sysfs says nothing) and no more than the upper one."""
+    from walle.ops import search
+
+    least, most = search.COLD_SCRUB_BYTES
+    for l3, want in [(None, least), (2 << 20, least), (32 << 20, 32 << 20), (480 << 20, most)]:
+        monkeypatch.setattr(search, "cache_bytes", lambda level, size=l3: size)
+        assert search._scrub_bytes() == want
+
+
+def test_ops_cache_sizes_come_from_sysfs_by_level_and_kind(monkeypatch, tmp_path) -> None:
+    """The data or unified cache of a level in sysfs's K/M/G sizes; an instruction cache, an
+    entry missing a file or with an odd size, and a level not listed give nothing."""
+    from walle.ops import cpu_caches
+
+    entries = [("1", "Instruction", "32K"), ("1", "Data", "48K"), ("2", "Unified", "2048K"),
+               ("3", "Unified", "480M"), ("4", "Unified", "64Q"), ("5", None, "1G")]  # fmt: skip
+    for i, (level, kind, size) in enumerate(entries):
+        index = tmp_path / f"index{i}"
+        index.mkdir()
+        (index / "level").write_text(level + "\n")
+        (index / "size").write_text(size + "\n")
+        if kind is not None:
+            (index / "type").write_text(kind + "\n")
+    monkeypatch.setattr(cpu_caches, "_SYSFS", tmp_path)
+    cpu_caches.cache_bytes.cache_clear()
+    try:
+        got = [cpu_caches.cache_bytes(level) for level in range(1, 7)]
+    finally:
+        cpu_caches.cache_bytes.cache_clear()
+    assert got == [48 << 10, 2 << 20, 480 << 20, None, None, None]
+
+
 def test_ops_trials_in_passes_time_each_candidate_in_its_steady_state(monkeypatch) -> None:
     """With ``passes``, a sample is the fastest of that many back-to-back passes of one
     candidate. The first candidate here reads data of its own that the others evict (3 ms

@@ -46,8 +46,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from functools import cache
-from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -62,6 +60,7 @@ from walle.ops.backends.base import (
     gather_call,
     is_aliased_part,
 )
+from walle.ops.cpu_caches import cache_bytes
 from walle.ops.fusion import FusedStep, take_indices
 from walle.ops.ir import (
     FloatArray,
@@ -373,20 +372,9 @@ class CythonBackend(Backend):
         return kernel.run
 
 
-@cache
 def _l2_bytes() -> int:
-    """This CPU's L2 cache per core (Linux's sysfs), or 512 KiB where it does not say."""
-    for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
-        try:
-            level = (index / "level").read_text().strip()
-            kind = (index / "type").read_text().strip()
-            size = (index / "size").read_text().strip()
-        except OSError:
-            continue
-        unit = {"K": 1 << 10, "M": 1 << 20}.get(size[-1:])
-        if level == "2" and kind in ("Unified", "Data") and unit and size[:-1].isdigit():
-            return int(size[:-1]) * unit
-    return 512 * 1024
+    """This CPU's L2 cache per core, or 512 KiB where sysfs does not say."""
+    return cache_bytes(2) or 512 * 1024
 
 
 # A chain's op list for ops_math.ChainKernel: (op, kind, operand, side) each.
