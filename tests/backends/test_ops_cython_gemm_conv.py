@@ -389,52 +389,38 @@ def test_gemm_conv_kernel_reading_columns_in_place_gives_the_packed_kernels_bits
             assert (in_place[:, :channel0] == 7.0).all()
 
 
-@pytest.mark.parametrize(("h", "w"), [(28, 28), (30, 41)])
-@pytest.mark.parametrize(("kc", "nc"), [(None, None), (16, 48), (24, 100), (None, 1)])
-def test_gemm_conv_kernel_reading_big_planes_in_place_gives_the_packed_kernels_bits(h, w, kc, nc):
-    """On planes of 784 columns and more the in-place tiles ask for the strips ahead of them
-    (the next strip of their chunk, the first strips of the next chunk, of the next
-    reduction block, of the next image): the packed kernel's bits at every level, over
-    several images, chunks and reduction blocks."""
+_BIG_PLANES = [((h, w), 20, kc, nc, False) for h, w in [(28, 28), (30, 41)]
+               for kc, nc in [(None, None), (16, 48), (24, 100), (None, 1)]]  # fmt: skip
+_MANY_CHANNELS = [((h, w), 131, None, None, True) for h, w in [(3, 80), (5, 53)]]
+
+
+@pytest.mark.parametrize(("plane", "cout", "kc", "nc", "residual"), _BIG_PLANES + _MANY_CHANNELS)
+def test_gemm_conv_kernel_reading_planes_in_place_gives_the_packed_kernels_bits(
+    plane, cout, kc, nc, residual
+):
+    """Over several images, chunks and reduction blocks, the in-place tiles give the packed
+    kernel's bits and the oracle's sums at every level: on planes of 784 columns and more,
+    where they ask for the strips ahead of them (the next strip of their chunk, the first
+    strips of the next chunk, of the next reduction block, of the next image); and with 16
+    blocks of 8 channels or more on smaller planes, where the AVX2 tiles take chunks of two
+    strips (PP-OCRv6's 384 -> 768 convs on 3 x 80: a partial last block, whole chunks and
+    a leftover one, a residual)."""
     ops_conv = _ops_conv()
+    h, w = plane
     rng = np.random.default_rng(h * w)
-    n, c, cout = 2, 40, 20
+    n, c = 2, 40
     x = rng.uniform(-2, 2, (n, c, h, w)).astype(np.float32)
     region = Region(0, 0, (c * h * w, h * w, 0, 0, w, 1), 0, (0,), (n, c, 1, 1, h, w))
     weight = rng.uniform(-1, 1, (cout, c)).astype(np.float32)
     bias = rng.uniform(-1, 1, cout).astype(np.float32)
-    want = _oracle(x, weight, bias, region, True)
-    for level in LEVELS:
-        outs = _packed_and_in_place(
-            ops_conv, x, weight, bias, region, "relu", level, (n, cout, h * w), kc=kc, nc=nc
-        )
-        if outs:
-            np.testing.assert_array_equal(outs[1], outs[0], err_msg=level)
-            np.testing.assert_allclose(
-                outs[1].reshape(want.shape), want, rtol=0, atol=1e-4 * c, err_msg=level
-            )
-
-
-@pytest.mark.parametrize(("h", "w"), [(3, 80), (5, 53)])
-def test_gemm_conv_kernel_reading_many_channels_in_place_gives_the_packed_kernels_bits(h, w):
-    """With 16 blocks of 8 channels or more on a plane under 784 columns, the AVX2 tiles
-    reading in place take chunks of two strips (PP-OCRv6's 384 -> 768 convs on 3 x 80):
-    the packed kernel's bits and the oracle's sums at every level, a partial last block,
-    whole chunks and a leftover one, a residual."""
-    ops_conv = _ops_conv()
-    rng = np.random.default_rng(h * w)
-    n, c, cout = 2, 24, 131
-    x = rng.uniform(-2, 2, (n, c, h, w)).astype(np.float32)
-    region = Region(0, 0, (c * h * w, h * w, 0, 0, w, 1), 0, (0,), (n, c, 1, 1, h, w))
-    weight = rng.uniform(-1, 1, (cout, c)).astype(np.float32)
-    bias = rng.uniform(-1, 1, cout).astype(np.float32)
-    res = rng.uniform(-1, 1, (n, cout, h * w)).astype(np.float32)
-    want = _oracle(x, weight, bias, region, False) + res
+    res = rng.uniform(-1, 1, (n, cout, h * w)).astype(np.float32) if residual else None
+    want = _oracle(x, weight, bias, region, False) + (0.0 if res is None else res)
     want = np.where(want < 0, 0.0, want)
     for level in LEVELS:
         outs = _packed_and_in_place(
-            ops_conv, x, weight, bias, region, "relu", level, (n, cout, h * w), residual=res
-        )
+            ops_conv, x, weight, bias, region, "relu", level, (n, cout, h * w),
+            kc=kc, nc=nc, residual=res,
+        )  # fmt: skip
         if outs:
             np.testing.assert_array_equal(outs[1], outs[0], err_msg=level)
             np.testing.assert_allclose(outs[1], want, rtol=0, atol=1e-4 * c, err_msg=level)
