@@ -764,7 +764,8 @@ cdef class GemmConvKernel:
     (reduction rows per packed block) and ``nc`` (columns per chunk, rounded up to whole
     strips) override the cache blocking (the tests use small ones to cover every block
     edge); by default blocks of 256 rows (the whole reduction up to 384) and chunks of at
-    most 128 KiB (read in place at AVX2, of two strips: :func:`_gemm_direct_nc`). ``direct``: the tiles read the columns where they are instead of a packed
+    most 128 KiB (read in place at AVX2, of two strips: :func:`_gemm_direct_nc`).
+    ``direct``: the tiles read the columns where they are instead of a packed
     copy (only the leftover columns of a chunk are packed); for a 1x1 stride-1 conv, whose
     columns are the input's rows (:func:`gemm_direct_fits`; ValueError otherwise). Packing
     took a third of a 96 -> 16 1x1 conv on 55x55 planes (its strips are read by 2 blocks of

@@ -41,6 +41,7 @@ import math
 import random
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from functools import cache, partial
 from pathlib import Path
@@ -84,7 +85,7 @@ CLOSE_CALL = 0.1
 COLD_ROUNDS = 7
 # Bytes written before each of those trials (_scrub_bytes): the last-level cache's size, at
 # least the first (several times the L2 of the CPUs measured so far: 0.5-2 MiB per core on Zen
-# 3, Zen 4, Emerald Rapids), at most the second (a cold trial's write takes ~3 ms there).
+# 3, Zen 4, Emerald Rapids), at most the second (its write takes ~3 ms on an Intel Xeon).
 COLD_SCRUB_BYTES = (8 << 20, 64 << 20)
 # A step whose constants (its weights) outgrow this many bytes is timed in blocks of
 # ``SETTLE_PASSES`` back-to-back passes of one candidate (:func:`time_candidates`' ``passes``).
@@ -288,22 +289,22 @@ def time_candidates(
     return medians
 
 
-def _cold_call(reads: list[FloatArray]) -> Call:
-    """The ``cold`` call of a step's trials: writes :func:`_scrub_bytes`, then reads the
-    step's inputs back (inside a model the layer before has just written them)."""
-    scrub = _scrub()
+def _cold_call(reads: list[FloatArray], scrub: Callable[[], FloatArray]) -> Call:
+    """The ``cold`` call of a step's trials: writes the buffer ``scrub`` gives (one per
+    search, :func:`_scrub`), then reads the step's inputs back (inside a model the layer
+    before has just written them)."""
 
     def cold() -> None:
-        np.add(scrub, 1.0, out=scrub)
+        np.add(scrub(), 1.0, out=scrub())
         for array in reads:
             array.sum()
 
     return cold
 
 
-@cache
 def _scrub() -> FloatArray:
-    """The buffer the cold trials write (one per process, its pages touched once)."""
+    """A buffer for the cold trials to write, :func:`_scrub_bytes` long (its pages touched
+    here: the trials then time no page faults)."""
     return np.ones(_scrub_bytes() // 4, np.float32)
 
 
@@ -417,7 +418,8 @@ class Search:
         timed: dict[tuple[str, str, str], Choice] = {}
         live = [s for s in steps if not is_alias(s, graph)]
         ranked = {s.name: self.candidates(s, graph) for s in live}
-        seconds = {s.name: self._trials(s, graph, buffers, ranked[s.name]) for s in live}
+        scrub = cache(_scrub)  # written on a close call, freed with the search's buffers
+        seconds = {s.name: self._trials(s, graph, buffers, ranked[s.name], scrub) for s in live}
         seconds = _pooled(live, graph, ranked, seconds)
         for step in live:
             table.options[step.name] = self._options(
@@ -450,11 +452,15 @@ class Search:
         graph: Graph,
         buffers: Buffers,
         ranked: list[tuple[Backend, str, float]],
+        scrub: Callable[[], FloatArray],
     ) -> dict[tuple[str, str], float]:
         """Seconds alone of each candidate close to the best estimate, timed on ``buffers``
-        (none without trials, or with one close candidate)."""
+        (none without trials, or with one close candidate); ``scrub`` gives the buffer its
+        cold trials write."""
         close = [c for c in ranked if c[2] <= ranked[0][2] * self.close_factor]
-        return self._time(step, graph, buffers, close) if self.trials and len(close) > 1 else {}
+        if not self.trials or len(close) < 2:
+            return {}
+        return self._time(step, graph, buffers, close, scrub)
 
     def _options(
         self,
@@ -483,11 +489,11 @@ class Search:
         graph: Graph,
         buffers: Buffers,
         close: list[tuple[Backend, str, float]],
+        scrub: Callable[[], FloatArray],
     ) -> dict[tuple[str, str], float]:
         compiled = [b.finish(b.compile(step, algo, graph, buffers)) for b, algo, _ in close]
-        cold = _cold_call(
-            [buffers[n] for n in dict.fromkeys(step.inputs) if n not in graph.constants]
-        )
+        reads = [buffers[n] for n in dict.fromkeys(step.inputs) if n not in graph.constants]
+        cold = _cold_call(reads, scrub)
         weights = sum(graph.constants[n].nbytes for n in set(step.inputs) if n in graph.constants)
         passes = SETTLE_PASSES if weights > BIG_CONSTANTS_BYTES else 1
         seconds = [0.0] * len(close)

@@ -396,7 +396,7 @@ def test_ops_search_gives_identical_layers_one_choice_from_all_their_trials(monk
     assert len(convs) == 2
     seen: list[str] = []
 
-    def trial(self, step, graph, buffers, close):
+    def trial(self, step, graph, buffers, close, scrub):
         if step.name not in convs:
             return {(c[0].name, c[1]): 1.0 for c in close}
         seen.append(step.name)
