@@ -716,6 +716,11 @@ def _sigmoid_input_agrees(model, feeds) -> bool:
     return _relative_diff(got, want) <= _DIFFERS_FROM
 
 
+# False for a run of some rows only (``--only``): its tables would replace whole sections of
+# the results file with a few rows.
+_WRITE_RESULTS = [True]
+
+
 def _write_section(title: str, body: list[str]) -> None:
     """Replace (or append) the ``## title`` section of the results file."""
     text = RESULTS.read_text() if RESULTS.exists() else "# walle.ops benchmark\n"
@@ -724,7 +729,15 @@ def _write_section(title: str, body: list[str]) -> None:
     if start >= 0:
         end = text.find("\n## ", start + len(head))
         text = text[:start] + text[end + 1 :] if end >= 0 else text[:start]
-    RESULTS.write_text(text.rstrip("\n") + "\n\n" + head + "\n\n" + "\n".join(body) + "\n")
+    _save(text.rstrip("\n") + "\n\n" + head + "\n\n" + "\n".join(body) + "\n")
+
+
+def _save(text: str) -> None:
+    """The results file's new text, written unless the run is a partial one
+    (``_WRITE_RESULTS``)."""
+    if _WRITE_RESULTS[0]:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(text)
 
 
 def main() -> None:
@@ -763,13 +776,14 @@ def main() -> None:
         default=[],
         metavar="TEXT",
         help="only the rows whose label holds TEXT (case aside; a model row's label is "
-        "'<model>, batch <n>'; repeat for several)",
+        "'<model>, batch <n>'; repeat for several); the results file is left as it was",
     )
     parser.add_argument("--isa-table", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("WALLE_CACHE_DIR", tempfile.mkdtemp(prefix="walle-bench-"))
     cpu, level = _cpu()
     only = [f"--only={word}" for word in args.only]  # for the child processes
+    _WRITE_RESULTS[0] = not args.only
     print(f"CPU: {cpu}\nwalle kernels' instruction-set level: {level}", flush=True)
     if args.isa_table:  # the child of --isa-compare: the tables only, on stdout
         print(_ISA_MARK, flush=True)
@@ -961,7 +975,6 @@ def _small_rows(cpu: str, level: str, only: list[str]) -> None:
     lines += _pinned_rows(only)
     lines += _thread_rows()
     lines += _search_check()
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
     header = (
         "# walle.ops benchmark\n\nCommand: `.venv/bin/python benchmarks/ops_bench.py` "
         "(one thread: OMP/OPENBLAS_NUM_THREADS=1; medians; ratios = peer / walle, "
@@ -981,7 +994,7 @@ def _small_rows(cpu: str, level: str, only: list[str]) -> None:
     )
     previous = RESULTS.read_text() if RESULTS.exists() else ""
     kept = previous[previous.find("\n## ") :] if "\n## " in previous else ""  # other sections
-    RESULTS.write_text(header + cpu_line + "\n".join(lines) + "\n" + kept)
+    _save(header + cpu_line + "\n".join(lines) + "\n" + kept)
 
 
 if __name__ == "__main__":
