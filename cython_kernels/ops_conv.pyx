@@ -631,6 +631,7 @@ cdef extern from "gemm_conv.h":
         int wide
         const float* rows
         int pad_tail
+    enum: WALLE_GEMM_PF_PLANE  # in place, planes from this size ask for strips ahead
     long walle_gemm_strip(int level, int wide) nogil
     int walle_gemm_rows_fit(const walle_gemm* g, int level) nogil
     int walle_gemm_folds(long rows) nogil
@@ -642,7 +643,6 @@ cdef extern from "gemm_conv.h":
 
 _GEMM_PACK_FLOATS = 32768  # a packed block of columns: 128 KiB, to stay in L2
 _GEMM_AVX2_KC = 160  # the most reduction rows per packed block at AVX2
-_GEMM_PF_PLANE = 784  # gemm_conv.h's WALLE_GEMM_PF_PLANE: in place, strips asked for ahead
 # the most reduction rows per packed block of a matmul at AVX-512 and AVX2
 # (MatmulPackedKernel), and of a 1x1 stride-1 conv at AVX-512
 _MATMUL_KC = 512
@@ -716,7 +716,7 @@ def _gemm_direct_nc(int level, long p, long cout):
     0.93-0.98x, ResNet-50's 14 x 14 convs and others within 1%; with fewer blocks (384 ->
     48 and 512 -> 64 on 13 x 13) up to 1.025x, hence the bound."""
     strip = walle_gemm_strip(level, 1)
-    if level == 1 and p < _GEMM_PF_PLANE and -(-cout // 8) >= 16 and p > 2 * strip:
+    if level == 1 and p < WALLE_GEMM_PF_PLANE and -(-cout // 8) >= 16 and p > 2 * strip:
         return 2 * strip
     return None
 
