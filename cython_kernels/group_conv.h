@@ -565,8 +565,12 @@ WALLE_GINLINE void walle_dw_any(const float* restrict x, const float* restrict w
    scratch plane (52 KiB), the copy's stores had missed L1 and it was a third of the conv:
    AVX-512, one core, 32 x 112 x 112 -> 56 x 56 82 -> 73-74 us, 96 x 112 x 112 251 ->
    221-230, SSE 161-163 -> 153 and 494 -> 457-464 (bands of 4 and 8 rows 74-75 us; planes
-   of 56 x 56, which fit in L1, and the AVX2 split rows did not gain, so they keep the
-   whole-plane copy). A multiple of the plane tiles' 4 rows: the same tiles, the same bits.
+   of 56 x 56, which fit in L1, keep the whole-plane copy). AVX2's rows split into even and
+   odd columns (WALLE_SPLIT_HW) likewise, a band's 33 split rows (15 KiB at rows of 114)
+   just before its tiles: 32 x 112 x 112 -> 56 x 56 124-127 -> 86-89 us, 96 x 112 x 112
+   357-369 -> 281-283, 16 x 224 x 224 260 -> 228-230, 24 x 80 x 320 208-210 -> 179-181
+   (bands of 4, 8 and 32 rows within noise of 16). A multiple of the plane tiles' 4 rows:
+   the same tiles, the same bits.
    (AVX-512's 3x3/2 planes now skip the copy: dw_masked.h reads their source in place.)
    3x3 and 5x5 at stride 1 (rows of 16 and more) likewise, in bands of WALLE_DW_BAND1 rows
    (their tiles sum every position in one order, whichever computes it: the same bits):
@@ -591,8 +595,7 @@ WALLE_GINLINE void walle_dw_any(const float* restrict x, const float* restrict w
         long hw = WALLE_SPLIT_HW(p->wp);                                                    \
         int over_l1 = p->base && p->cout == 1 && p->hp * p->wp > WALLE_DW_BAND_PLANE &&     \
                       p->s_kh == p->wp && p->kh == p->kw;                                   \
-        int banded = over_l1 && s2 && p->kh == 3 && p->s_oh == 2 * p->s_kh && ow >= 4 &&    \
-                     !split;                                                                \
+        int banded = over_l1 && s2 && p->kh == 3 && p->s_oh == 2 * p->s_kh && ow >= 4;      \
         int banded1 = over_l1 && p->s_ow == 1 && p->s_kw == 1 && p->s_oh == p->s_kh &&      \
                       (p->kh == 3 || p->kh == 5) && ow >= 16;                               \
         for (long i = i0; i < i1; i++) {                                                    \
@@ -608,18 +611,23 @@ WALLE_GINLINE void walle_dw_any(const float* restrict x, const float* restrict w
                 if (banded || banded1) { /* bands of output rows, their rows at pl */      \
                     long r_off = p->off / p->wp, c_off = p->off % p->wp;                    \
                     long band = banded ? WALLE_DW_BAND : WALLE_DW_BAND1, s = banded ? 2 : 1; \
+                    long rp = split ? 2 * hw : p->wp; /* floats a row takes at pl */        \
                     for (long rb = 0; rb < oh; rb += band) {                                \
                         long nb = oh - rb < band ? oh - rb : band;                          \
                         for (long u = 0; u < s * (nb - 1) + p->kh; u++) {                   \
                             long sr = r_off + s * rb + u - p->top; /* its source row */     \
-                            float* d = pl + u * p->wp;                                      \
+                            float* d = pl + u * rp;                                         \
                             if (sr < 0 || sr >= p->ih) /* a padding row: zeros */           \
-                                memset(d, 0, p->wp * sizeof(float));                        \
+                                memset(d, 0, rp * sizeof(float));                           \
+                            else if (split)                                                 \
+                                SPLIT(d, d + hw, p->left, src + sr * p->irs, p->iw);        \
                             else                                                            \
                                 COPY(d + p->left, src + sr * p->irs, p->iw);                \
                         }                                                                   \
                         float* yb = yc + rb * ow;                                           \
-                        if (banded)                                                         \
+                        if (split)                                                          \
+                            DW3S2X(pl, hw, 0, c_off, w, bias, yb, nb, ow, p->relu);         \
+                        else if (banded)                                                    \
                             DW3S2(pl + c_off, w, bias, yb, nb, ow, p->s_kh, p->relu);       \
                         else if (p->kh == 3) /* rows ow >= 16 wide: straight to y */        \
                             DW3(pl + c_off, w, bias, yb, scratch, nb, ow, p->wp, p->relu, 0, 0); \

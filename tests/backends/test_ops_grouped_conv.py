@@ -30,8 +30,9 @@ def _ops_group():
 
 
 def _conv_graph(x_shape, weight, bias, group, stride, pad, dilation, relu, shuffle=False):
-    """``pad``: one pad for every side, or (top and bottom, left and right)."""
-    pads = (pad,) * 4 if isinstance(pad, int) else (*pad, *pad)
+    """``pad``: one pad for every side, (top and bottom, left and right), or ONNX's four
+    (top, left, bottom, right)."""
+    pads = (pad,) * 4 if isinstance(pad, int) else tuple(pad) if len(pad) == 4 else (*pad, *pad)
     b = GraphBuilder()
     x = b.input("x", x_shape)
     if shuffle:  # ShuffleNet's channel shuffle: [N, 2, C/2, H, W] -> transpose -> [N, C, H, W]
@@ -377,17 +378,17 @@ def _assert_direct_gives_the_padded_inputs_bits(ops_group, graph, x, plain, padd
 
 
 @pytest.mark.parametrize(("h", "w"), [(90, 91), (112, 112), (97, 130), (47, 200)])
-@pytest.mark.parametrize("pad", [(1, 1), (0, 1), (2, 0), (1, 2)])
+@pytest.mark.parametrize("pad", [(1, 1), (0, 1), (2, 0), (1, 2), (0, 0, 1, 1), (2, 1, 0, 2)])
 @pytest.mark.parametrize(("k", "stride"), [(3, 2), (3, 1), (5, 1)])
 def test_depthwise_planes_over_l1_in_bands_give_the_padded_inputs_bits(
     h, w, pad, k, stride
 ) -> None:
     """Padded planes over 8192 floats (112 x 112 inputs) are copied a band of output rows'
-    rows at a time (3x3/2: 16 rows; 3x3 and 5x5 at stride 1: 24; a last band shorter,
-    padding rows at the top and bottom zeros): the bits of the same kernel reading an input
-    padded beforehand, and the reference's values, with NaN and infinities among the
-    inputs, at every level (AVX-512's 3x3/2 planes read their source in place instead:
-    dw_masked.h)."""
+    rows at a time (3x3/2: 16 rows, at AVX2 split into even and odd columns from rows of
+    48; 3x3 and 5x5 at stride 1: 24; a last band shorter, padding rows at the top and bottom
+    zeros, pads even, odd and uneven): the bits of the same kernel reading an input padded
+    beforehand, and the reference's values, with NaN and infinities among the inputs, at
+    every level (AVX-512's 3x3/2 planes read their source in place instead: dw_masked.h)."""
     ops_group = _ops_group()
     rng = np.random.default_rng(h + w + pad[0])
     c = 3
@@ -396,7 +397,8 @@ def test_depthwise_planes_over_l1_in_bands_give_the_padded_inputs_bits(
     weight = rng.uniform(-1, 1, (c, 1, k, k)).astype(np.float32)
     bias = rng.uniform(-1, 1, c).astype(np.float32)
     graph = _conv_graph(x.shape, weight, bias, c, stride, pad, 1, True)
-    padded = np.pad(x, ((0, 0), (0, 0), (pad[0], pad[0]), (pad[1], pad[1])))
+    top, left, bottom, right = pad if len(pad) == 4 else (*pad, *pad)
+    padded = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
     plain = _conv_graph(padded.shape, weight, bias, c, stride, 0, 1, True)
     (step,) = [s for s in find_steps(graph) if s.op == "fused.group_conv2d"]
     assert step.attr("prologue") >= 1  # the pad: read in place, the planes copied

@@ -181,7 +181,9 @@ SETTLE_PASSES = 5
 # chunks of two strips (PP-OCRv6's 384 <-> 768 convs on 3 x 80 0.97x the time). 66: the
 # cold trials write the last-level cache's size (up to 64 MiB, 8 before): numpy's BLAS
 # convs chosen over the packed GEMM took a fifth longer inside the model than in the trials.
-DECISIONS_VERSION = 66
+# 67: AVX2's depthwise 3x3/2 convs on planes over L1 split their rows a band at a time
+# (32 x 112 x 112 0.70x the time: the direct kernel now beats channel lanes there).
+DECISIONS_VERSION = 67
 
 
 def time_calls(calls: list[Call], budget_s: float = 0.004, max_runs: int = 25) -> float:
