@@ -180,6 +180,10 @@ typedef struct {
         for (int p = 0; p < NP; p++) xp[p] = xn + xo[p];                                       \
         for (int i = 0; i < NC * NP; i++) acc[i] = (VT){0};                                    \
         const long* restrict toff = g->toff;                                                   \
+        /* unrolled: a tap's loop control and offset load had taken FMA ports' slots (AVX2, */ \
+        /* 96 -> 48 3x3/2 on 24 x 160: 0.92x the time unrolled 8 times, 4 times 0.94x;     */ \
+        /* AVX-512 0.97x)                                                                   */ \
+        _Pragma("GCC unroll 8")                                                                \
         for (long t = 0; t < g->taps; t++) {                                                   \
             const long k = toff[t];                                                            \
             if (pf) __builtin_prefetch(xp[NP - 1] + k + pf, 0, 1);                             \

@@ -182,8 +182,9 @@ SETTLE_PASSES = 5
 # cold trials write the last-level cache's size (up to 64 MiB, 8 before): numpy's BLAS
 # convs chosen over the packed GEMM took a fifth longer inside the model than in the trials.
 # 67: AVX2's depthwise 3x3/2 convs on planes over L1 split their rows a band at a time
-# (32 x 112 x 112 0.70x the time: the direct kernel now beats channel lanes there).
-DECISIONS_VERSION = 67
+# (32 x 112 x 112 0.70x the time: the direct kernel now beats channel lanes there). 68: the
+# deep lanes tiles' tap loop unrolled (AVX2 0.92x the time, AVX-512 0.97x).
+DECISIONS_VERSION = 68
 
 
 def time_calls(calls: list[Call], budget_s: float = 0.004, max_runs: int = 25) -> float:
