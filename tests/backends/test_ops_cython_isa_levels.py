@@ -320,7 +320,8 @@ def test_softmax_offers_its_avx2_loop_at_avx512_only(isa) -> None:
 )
 def test_gemm_panels_and_tiles_at_every_level_match_float64(m, k, n, batch, offset, seed) -> None:
     """GemmKernel's panel kernels (AVX-512's 8/4 x 16 tiles and 1 x 64/16 rows, AVX2's
-    6/4/2/1 x 16 with the last n % 16 columns on the scalar tiles, b's panels read in place
+    6/4/2/1 x 16 with the last n % 16 columns on the scalar tiles, shifted back over columns
+    the panels wrote with their bias and ReLU where k is small, b's panels read in place
     or copied aligned by its offset and a's rows: 16, 24 and 48 rows the thresholds), and
     the scalar tiles alone
     (wide=False), at every level, on every row and column remainder, b at 0, 4, 16 or 32
@@ -387,10 +388,12 @@ def test_gemm_panel_bits_do_not_depend_on_where_b_lies(m) -> None:
 
 
 @pytest.mark.parametrize("k", [3, 255, 256, 257, 600])
-@pytest.mark.parametrize("n", [1, 5, 15, 17, 31, 512, 530])
+@pytest.mark.parametrize("n", [1, 5, 15, 17, 31, 40, 512, 530])
 def test_gemm_tail_columns_match_float64_and_a_rows_bits_do_not_depend_on_its_batch(k, n):
     """The last n % 16 columns (dot products along k in blocks of 256, 4 rows at a time; an
-    MLP's [m, 256] @ [256, 1] last layer) at every level: within float32 of the float64
+    MLP's [m, 256] @ [256, 1] last layer; or, where k is small against them, the 16-column
+    tiles shifted back to end at n, 8-column ones under 16: k = 3 here) at every level:
+    within float32 of the float64
     product, NaN and inf where the product has them, and each row's outputs the same bits
     whichever rows share its batch (in a block of 4 or alone, at any place in it). n = 17
     and 31 hold 16 columns of panels too: a GCC 13 build on a Xeon fused the AVX-512 8-row

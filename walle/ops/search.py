@@ -183,8 +183,10 @@ SETTLE_PASSES = 5
 # convs chosen over the packed GEMM took a fifth longer inside the model than in the trials.
 # 67: AVX2's depthwise 3x3/2 convs on planes over L1 split their rows a band at a time
 # (32 x 112 x 112 0.70x the time: the direct kernel now beats channel lanes there). 68: the
-# deep lanes tiles' tap loop unrolled (AVX2 0.92x the time, AVX-512 0.97x).
-DECISIONS_VERSION = 68
+# deep lanes tiles' tap loop unrolled (AVX2 0.92x the time, AVX-512 0.97x). 69: the direct
+# matmul's last n % 16 columns as shifted-back tiles where k is small (attention's scores
+# 0.3-0.5x the time: now under numpy's matmul, whose first call in a run costs 60-70 us).
+DECISIONS_VERSION = 69
 
 
 def time_calls(calls: list[Call], budget_s: float = 0.004, max_runs: int = 25) -> float:
