@@ -231,7 +231,7 @@ cdef extern from *:
             long j = n - 16;
             for (i = 0; i + 4 <= m; i += 4) walle_tile4x16(a + i * k, b, c + i * n, n, k, j);
             for (; i < m; i++) walle_tile1x16(a + i * k, b, c + i * n, n, k, j);
-        } else if (n16 < n && walle_tail_tiles(n, k)) { /* 8 to 15 columns: two 8-wide */
+        } else if (j0 == 0 && n < 16 && walle_tail_tiles(n, k)) { /* 8 to 15: two 8-wide */
             for (long j = 0;; j = n - 8) {
                 for (i = 0; i + 4 <= m; i += 4) walle_tile4x8(a + i * k, b, c + i * n, n, k, j);
                 for (; i < m; i++) walle_tile1x8(a + i * k, b, c + i * n, n, k, j);
