@@ -300,7 +300,8 @@ def _cold_call(reads: list[FloatArray], scrub: Callable[[], FloatArray]) -> Call
     before has just written them)."""
 
     def cold() -> None:
-        np.add(scrub(), 1.0, out=scrub())
+        buffer = scrub()
+        np.add(buffer, 1.0, out=buffer)
         for array in reads:
             array.sum()
 
