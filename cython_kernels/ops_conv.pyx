@@ -173,6 +173,38 @@ def relu_cap(str kind, str act):
     return caps[act]
 
 
+cdef extern from *:
+    """
+    #include <stdint.h>
+
+    /* Whether none of the n floats at x is a NaN or an infinity (exponent bits all ones). */
+    #define WALLE_ALL_FINITE(NAME, ATTR) \\
+    ATTR static int NAME(const float* x, long n) { \\
+        uint32_t bad = 0; \\
+        for (long i = 0; i < n; i++) { \\
+            uint32_t b; \\
+            memcpy(&b, x + i, sizeof b); \\
+            bad |= (b & 0x7f800000u) == 0x7f800000u; \\
+        } \\
+        return !bad; \\
+    }
+    WALLE_ALL_FINITE(walle_all_finite_avx2, WALLE_LEVEL_TARGET("avx2"))
+    WALLE_ALL_FINITE(walle_all_finite_base, )
+    static int walle_all_finite(const float* x, long n) {
+        return walle_cpu_level() >= 1 ? walle_all_finite_avx2(x, n) : walle_all_finite_base(x, n);
+    }
+    """
+    int walle_all_finite(const float* x, long n) nogil
+
+
+def all_finite(cnp.ndarray a):
+    """Whether the C-contiguous float32 array ``a`` holds no NaN and no infinity (one read,
+    no temporaries: a guard before kernels whose zero taps would spread them)."""
+    if a.dtype != np.float32 or not a.flags.c_contiguous:
+        raise ValueError("all_finite takes a C-contiguous float32 array")
+    return bool(walle_all_finite(<const float*>cnp.PyArray_DATA(a), a.size))
+
+
 def _blocked_weights(weight, bias, long cout, long k, long width, long blocks):
     """(weights, bias) for kernels that take ``width`` output channels at a time: the
     [Cout, K] weights as [blocks][K][width] and the bias as [blocks * width], both

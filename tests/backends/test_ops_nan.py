@@ -54,3 +54,50 @@ def test_ops_relu_keeps_nan(backend: str, case: str) -> None:
     assert np.isnan(want).any()
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("kernel", [1, 3, 7])
+def test_strided_conv_keeps_nan_and_inf_out_of_windows_that_miss_them(kernel: int) -> None:
+    """A stride-2 conv (ResNet's 7x7 stem, 3x3/2 downsampling, 1x1/2 shortcuts): a NaN or an
+    infinity in a column that only some windows cover reaches only their outputs, in every
+    algorithm of the cython backend at every level (the direct kernel's even/odd column split
+    gives odd-width filters a zero tap past the window: NaN * 0 had reached the output
+    beside; a test that failed before the fix)."""
+    if "cython" not in BACKENDS:
+        pytest.skip("no cython backend")
+    from tests._backends import at_every_cython_level, run_with_algorithm
+    from walle.ops.backends.cython_backend import CythonBackend
+    from walle.ops.fusion import find_steps
+
+    rng = np.random.default_rng(kernel)
+    x = rng.uniform(-2, 2, (1, 3, 19, 19)).astype(np.float32)
+    pad = kernel // 2
+    # padded column 2j + kernel: just past window j (inside window j + 1 only where kernel > 1)
+    x[0, 0, 6, 2 * 2 + kernel - pad] = np.nan
+    x[0, 2, 9, 2 * 5 + kernel - pad] = np.inf
+    b = GraphBuilder()
+    weight = rng.uniform(-1, 1, (5, 3, kernel, kernel)).astype(np.float32)
+    y = b.conv2d(
+        b.input("x", x.shape),
+        b.const(weight),
+        b.const(np.zeros(5, np.float32)),
+        strides=(2, 2),
+        pads=(pad,) * 4,
+    )
+    graph = b.build([y])
+    with np.errstate(invalid="ignore"):
+        want = run_reference(graph, {"x": x})[0]
+    backend = CythonBackend()
+    (step,) = [s for s in find_steps(graph) if s.op == "fused.conv2d"]
+
+    def check(level: str) -> None:
+        for algorithm in backend.algorithms(step, graph):
+            with np.errstate(invalid="ignore"):
+                got = run_with_algorithm(backend, graph, {"x": x}, step, algorithm)
+            where = f"{algorithm} at {level}"
+            np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=where)
+            np.testing.assert_array_equal(np.isinf(got), np.isinf(want), err_msg=where)
+            finite = np.isfinite(want)
+            np.testing.assert_allclose(got[finite], want[finite], rtol=1e-4, atol=1e-4)
+
+    at_every_cython_level(check)

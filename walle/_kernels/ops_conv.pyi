@@ -19,6 +19,9 @@ def relu_cap(kind: str, act: str) -> float:
     """The kernels' ``relu``: 0 for "none", inf for "relu", 6 for "relu6", -1 for
     "hard_swish", -2 for "hard_swish6"."""
 
+def all_finite(a: FloatArray) -> bool:
+    """Whether the C-contiguous float32 array holds no NaN and no infinity."""
+
 class ConvKernel:
     """y[N, Cout, OH*OW] = act(conv(x) + bias), x read through an im2col ``region``.
 

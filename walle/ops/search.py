@@ -186,7 +186,9 @@ SETTLE_PASSES = 5
 # deep lanes tiles' tap loop unrolled (AVX2 0.92x the time, AVX-512 0.97x). 69: the direct
 # matmul's last n % 16 columns as shifted-back tiles where k is small (attention's scores
 # 0.3-0.5x the time: now under numpy's matmul, whose first call in a run costs 60-70 us).
-DECISIONS_VERSION = 69
+# 70: the direct kernel's stride-2 convs of odd width check their split input for NaN and
+# infinities (the zero tap past the window had spread them) and run exact where it holds any.
+DECISIONS_VERSION = 70
 
 
 def time_calls(calls: list[Call], budget_s: float = 0.004, max_runs: int = 25) -> float:

@@ -545,7 +545,12 @@ def _conv_stride2(
     tiles: the input's even and odd columns are split into planes of their own (one cheap
     copy), so tap b of a window reads plane b % 2 at column j + b // 2 and every tap is a
     stride-1 row; the filters are rearranged to [C][2][KH][ceil(KW / 2)] to match (a zero
-    tap where KW is odd: 8 taps for 7, 4 for 3)."""
+    tap where KW is odd: 8 taps for 7, 4 for 3).
+
+    That zero tap reads the column just past the window, so a NaN or an infinity there would
+    reach an output whose window does not hold it (NaN * 0): where KW is odd, a call whose
+    split planes hold one runs the direct kernel on the strided input instead (its scalar
+    tile, exact; only inputs with non-finite values pay for it)."""
     n, c, kh, kw, oh, ow = region.sizes
     plane, row = region.src_strides[1], region.src_strides[2]
     rows = plane // row
@@ -568,7 +573,20 @@ def _conv_stride2(
     kernel = ops_conv.ConvKernel(
         phases, w.reshape(weight.shape[0], -1), bias, out, conv, step.attr("act")
     )
-    return [ops_raster.RasterKernel([x], phases, split, None).run, kernel.run]
+    if kw % 2 == 0:
+        return [ops_raster.RasterKernel([x], phases, split, None).run, kernel.run]
+    split_run, fast = ops_raster.RasterKernel([x], phases, split, None).run, kernel.run
+    exact = ops_conv.ConvKernel(x, weight, bias, out, region, step.attr("act")).run
+    finite = ops_conv.all_finite
+
+    def run() -> None:
+        split_run()
+        if finite(phases):
+            fast()
+        else:
+            exact()
+
+    return [run]
 
 
 def _prologue_calls(prologue: tuple[Node, ...], buffers: Buffers) -> list[Call]:
