@@ -190,8 +190,13 @@ cdef extern from *:
     }
     WALLE_ALL_FINITE(walle_all_finite_avx2, WALLE_LEVEL_TARGET("avx2"))
     WALLE_ALL_FINITE(walle_all_finite_base, )
+    /* the CPU's level, read once (CPUID in a virtual machine exits to the hypervisor: 18 us
+       a call) */
+    static int walle_finite_level = -1;
     static int walle_all_finite(const float* x, long n) {
-        return walle_cpu_level() >= 1 ? walle_all_finite_avx2(x, n) : walle_all_finite_base(x, n);
+        if (walle_finite_level < 0) walle_finite_level = walle_cpu_level();
+        return walle_finite_level >= 1 ? walle_all_finite_avx2(x, n)
+                                       : walle_all_finite_base(x, n);
     }
     """
     int walle_all_finite(const float* x, long n) nogil
