@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from walle.ops import GraphBuilder, compile_graph, run_reference
 from walle.ops.backends.registry import available_backends
@@ -99,5 +101,79 @@ def test_strided_conv_keeps_nan_and_inf_out_of_windows_that_miss_them(kernel: in
             np.testing.assert_array_equal(np.isinf(got), np.isinf(want), err_msg=where)
             finite = np.isfinite(want)
             np.testing.assert_allclose(got[finite], want[finite], rtol=1e-4, atol=1e-4)
+
+    at_every_cython_level(check)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    c=st.integers(1, 16),
+    cout=st.integers(1, 16),
+    side=st.integers(3, 18),
+    kernel=st.sampled_from([1, 2, 3, 5, 7]),
+    stride=st.integers(1, 2),
+    pad=st.integers(0, 2),
+    grouping=st.sampled_from(["dense", "depthwise", "grouped"]),
+    act=st.sampled_from(["none", "relu", "relu6", "hard_swish"]),
+    specials=st.lists(
+        st.tuples(st.integers(0, 99), st.sampled_from([np.nan, np.inf, -np.inf])),
+        min_size=1,
+        max_size=3,
+    ),
+    seed=st.integers(0, 50),
+)
+def test_every_conv_algorithm_puts_nan_and_inf_where_the_reference_does(
+    c, cout, side, kernel, stride, pad, grouping, act, specials, seed
+) -> None:
+    """Every algorithm the cython backend offers for a conv step (direct, packed GEMM,
+    Winograd, lanes, channel lanes, BLAS...) at every level, on random convs whose input holds
+    NaN and infinities at random places: NaN and inf exactly where the reference has them,
+    the rest within 1e-4 of it relative to the output's scale."""
+    if "cython" not in BACKENDS or side + 2 * pad < kernel:
+        return
+    from tests._backends import at_every_cython_level, run_with_algorithm
+    from walle.ops.backends.cython_backend import CythonBackend
+    from walle.ops.fusion import find_steps
+
+    group = {"dense": 1, "depthwise": c, "grouped": 2 if c % 2 == 0 and cout % 2 == 0 else 1}
+    group = group[grouping]
+    cout = c if grouping == "depthwise" else cout
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-4, 4, (1, c, side, side)).astype(np.float32)
+    for where, value in specials:
+        x.reshape(-1)[where * x.size // 100] = value
+    b = GraphBuilder()
+    y = b.conv2d(
+        b.input("x", x.shape),
+        b.const(rng.uniform(-2, 2, (cout, c // group, kernel, kernel)).astype(np.float32)),
+        b.const(rng.uniform(-3, 3, cout).astype(np.float32)),
+        strides=(stride, stride),
+        pads=(pad,) * 4,
+        group=group,
+    )
+    if act == "relu":
+        y = b.relu(y)
+    elif act == "relu6":
+        y = b.clip(y, b.const(np.float32(0.0)), b.const(np.float32(6.0)))
+    elif act == "hard_swish":
+        y = b.hard_swish(y)
+    graph = b.build([y])
+    (step,) = [s for s in find_steps(graph) if s.op in ("fused.conv2d", "fused.group_conv2d")]
+    with np.errstate(invalid="ignore", over="ignore"):
+        want = run_reference(graph, {"x": x})[0]
+    finite = np.isfinite(want)
+    scale = float(np.abs(want[finite]).max(initial=1.0))
+    backend = CythonBackend()
+
+    def check(level: str) -> None:
+        for algorithm in backend.algorithms(step, graph):
+            with np.errstate(invalid="ignore", over="ignore"):
+                got = run_with_algorithm(backend, graph, {"x": x}, step, algorithm)
+            where = f"{algorithm} at {level}"
+            np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=where)
+            np.testing.assert_array_equal(got[np.isinf(want)], want[np.isinf(want)], err_msg=where)
+            np.testing.assert_allclose(
+                got[finite], want[finite], rtol=1e-4, atol=2e-5 * scale, err_msg=where
+            )
 
     at_every_cython_level(check)
