@@ -154,6 +154,19 @@ def run1_matches_reference(plan: CompiledPlan, graph: Graph, shape: tuple[int, .
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
+def with_act(b: GraphBuilder, y: str, act: str) -> str:
+    """``y`` followed by one of the activations the conv kernels apply as they store ("none",
+    "relu", "relu6" as ONNX's Clip(0, 6), "hard_swish"), as a model's graph writes it."""
+    if act == "relu":
+        return b.relu(y)
+    if act == "relu6":
+        return b.clip(y, b.const(np.float32(0.0)), b.const(np.float32(6.0)))
+    if act == "hard_swish":
+        return b.hard_swish(y)
+    assert act == "none", act
+    return y
+
+
 def conv_kernel_case(
     c: int, cout: int, side: int, kernel: int, stride: int, group: int = 1, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Region, tuple[int, ...]]:

@@ -18,7 +18,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests._backends import at_every_cython_level, backend_or_skip, im2col_node, run_with_algorithm
+from tests._backends import (
+    at_every_cython_level,
+    backend_or_skip,
+    im2col_node,
+    run_with_algorithm,
+    with_act,
+)
 from walle.ops import GraphBuilder, run_reference
 from walle.ops.fusion import find_steps
 
@@ -38,13 +44,7 @@ def _graph(x_shape, k: int, stride: int, pad: int, act: str, mult: int = 1, dila
         dilations=(dilation, dilation),
         group=c,
     )
-    if act == "relu":
-        y = b.relu(y)
-    elif act == "relu6":
-        y = b.clip(y, b.const(np.float32(0.0)), b.const(np.float32(6.0)))
-    elif act == "hard_swish":
-        y = b.hard_swish(y)
-    return b.build([y])
+    return b.build([with_act(b, y, act)])
 
 
 def _step(graph):

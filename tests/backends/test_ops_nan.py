@@ -2,6 +2,8 @@
 
 ReLU keeps NaN (``max(NaN, 0)`` is NaN in numpy and onnxruntime): the compiled kernels must
 not turn it into 0, whether ReLU runs alone, fused after a matmul or inside a convolution.
+And a conv puts NaN and inf only in the outputs whose windows hold them, whichever of the
+cython backend's algorithms runs it.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests._backends import at_every_cython_level, backend_or_skip, run_with_algorithm, with_act
 from walle.ops import GraphBuilder, compile_graph, run_reference
 from walle.ops.backends.registry import available_backends
+from walle.ops.fusion import find_steps
 
 BACKENDS = [b.name for b in available_backends()]
 
@@ -65,11 +69,7 @@ def test_strided_conv_keeps_nan_and_inf_out_of_windows_that_miss_them(kernel: in
     algorithm of the cython backend at every level (the direct kernel's even/odd column split
     gives odd-width filters a zero tap past the window: NaN * 0 had reached the output
     beside; a test that failed before the fix)."""
-    if "cython" not in BACKENDS:
-        pytest.skip("no cython backend")
-    from tests._backends import at_every_cython_level, run_with_algorithm
-    from walle.ops.backends.cython_backend import CythonBackend
-    from walle.ops.fusion import find_steps
+    backend = backend_or_skip("cython")
 
     rng = np.random.default_rng(kernel)
     x = rng.uniform(-2, 2, (1, 3, 19, 19)).astype(np.float32)
@@ -89,7 +89,6 @@ def test_strided_conv_keeps_nan_and_inf_out_of_windows_that_miss_them(kernel: in
     graph = b.build([y])
     with np.errstate(invalid="ignore"):
         want = run_reference(graph, {"x": x})[0]
-    backend = CythonBackend()
     (step,) = [s for s in find_steps(graph) if s.op == "fused.conv2d"]
 
     def check(level: str) -> None:
@@ -129,11 +128,9 @@ def test_every_conv_algorithm_puts_nan_and_inf_where_the_reference_does(
     Winograd, lanes, channel lanes, BLAS...) at every level, on random convs whose input holds
     NaN and infinities at random places: NaN and inf exactly where the reference has them,
     the rest within 1e-4 of it relative to the output's scale."""
-    if "cython" not in BACKENDS or side + 2 * pad < kernel:
+    backend = backend_or_skip("cython")
+    if side + 2 * pad < kernel:
         return
-    from tests._backends import at_every_cython_level, run_with_algorithm
-    from walle.ops.backends.cython_backend import CythonBackend
-    from walle.ops.fusion import find_steps
 
     group = {"dense": 1, "depthwise": c, "grouped": 2 if c % 2 == 0 and cout % 2 == 0 else 1}
     group = group[grouping]
@@ -151,19 +148,12 @@ def test_every_conv_algorithm_puts_nan_and_inf_where_the_reference_does(
         pads=(pad,) * 4,
         group=group,
     )
-    if act == "relu":
-        y = b.relu(y)
-    elif act == "relu6":
-        y = b.clip(y, b.const(np.float32(0.0)), b.const(np.float32(6.0)))
-    elif act == "hard_swish":
-        y = b.hard_swish(y)
-    graph = b.build([y])
+    graph = b.build([with_act(b, y, act)])
     (step,) = [s for s in find_steps(graph) if s.op in ("fused.conv2d", "fused.group_conv2d")]
     with np.errstate(invalid="ignore", over="ignore"):
         want = run_reference(graph, {"x": x})[0]
     finite = np.isfinite(want)
     scale = float(np.abs(want[finite]).max(initial=1.0))
-    backend = CythonBackend()
 
     def check(level: str) -> None:
         for algorithm in backend.algorithms(step, graph):
