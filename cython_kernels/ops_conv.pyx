@@ -190,24 +190,22 @@ cdef extern from *:
     }
     WALLE_ALL_FINITE(walle_all_finite_avx2, WALLE_LEVEL_TARGET("avx2"))
     WALLE_ALL_FINITE(walle_all_finite_base, )
-    /* the CPU's level, read once (CPUID in a virtual machine exits to the hypervisor: 18 us
-       a call) */
-    static int walle_finite_level = -1;
-    static int walle_all_finite(const float* x, long n) {
-        if (walle_finite_level < 0) walle_finite_level = walle_cpu_level();
-        return walle_finite_level >= 1 ? walle_all_finite_avx2(x, n)
+    static int walle_all_finite(const float* x, long n, int level) {
+        return WALLE_LEVEL(level) >= 1 ? walle_all_finite_avx2(x, n)
                                        : walle_all_finite_base(x, n);
     }
     """
-    int walle_all_finite(const float* x, long n) nogil
+    int walle_all_finite(const float* x, long n, int level) nogil
 
 
 def all_finite(cnp.ndarray a):
     """Whether the C-contiguous float32 array ``a`` holds no NaN and no infinity (one read,
-    no temporaries: a guard before kernels whose zero taps would spread them)."""
+    no temporaries: a guard before kernels whose zero taps would spread them), at the
+    module's level (``set_level``; the CPU's, read once at import: CPUID in a virtual machine
+    exits to the hypervisor, ~20 us a call)."""
     if a.dtype != np.float32 or not a.flags.c_contiguous:
         raise ValueError("all_finite takes a C-contiguous float32 array")
-    return bool(walle_all_finite(<const float*>cnp.PyArray_DATA(a), a.size))
+    return bool(walle_all_finite(<const float*>cnp.PyArray_DATA(a), a.size, _level))
 
 
 def _blocked_weights(weight, bias, long cout, long k, long width, long blocks):
