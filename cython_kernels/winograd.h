@@ -386,10 +386,14 @@ ATTR static void NAME(const walle_wino* p, long g0, long g1, float* vbuf, float*
                    the ISA has 32 vector registers (AVX-512); where it has 16 (AVX2, SSE),      \
                    4 x 2 for two vectors (6 loads per 8 multiply-adds), else 8 x 1 */           \
                 enum { NQ = VW == 16 || NV >= 2 ? NV : 1, NJ = VW == 16 || NV == 1 ? 8 : 4 };   \
-                /* where that takes passes (4 channels at a time), the input channels run  \
-                   in blocks of 64 (v's 4-6 KiB then stays in L1 for the second pass        \
-                   instead of coming from L2 again), the sums kept in mbuf between blocks */ \
-                long cblock = NJ == 8 && NQ == NV ? p->c : 64;                                 \
+                /* where that takes passes (4 channels at a time), more than 128 input     \
+                   channels run in blocks of 64 (v's 4-6 KiB then stays in L1 for the second \
+                   pass instead of coming from L2 again), the sums kept in mbuf between      \
+                   blocks; up to 128 run in one block (12 KiB at most): 96 as 64 + 32 spent  \
+                   a block's sums' round trip on a short second block, and one block of 80  \
+                   to 128 ran 0.95-0.98x the time (AVX2, Zen 4; 0.98-0.99x at SSE), while   \
+                   512 in blocks of 128 took 1.09x */                                         \
+                long cblock = (NJ == 8 && NQ == NV) || p->c <= 128 ? p->c : 64;                \
                 for (long c0 = 0; c0 < p->c; c0 += cblock) {                                   \
                 long c1 = p->c - c0 < cblock ? p->c : c0 + cblock;                             \
                 for (int j0 = 0; j0 < 8; j0 += NJ)                                             \

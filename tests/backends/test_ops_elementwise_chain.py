@@ -232,6 +232,53 @@ def test_hard_sigmoid_and_hard_swish_run_in_one_pass_with_the_chains_bits(
         np.testing.assert_array_equal(y.view(np.int32), general.view(np.int32), str(level))
 
 
+@pytest.mark.parametrize("side", [0, 1])
+def test_silu_runs_in_one_pass_with_the_chains_bits(ops_math, side) -> None:
+    """x * sigmoid(x) (SiLU as the importer writes it: Sigmoid, then Mul by its input, on
+    either side) runs as one pass (``silu``) whose bits are the general chain's (the same
+    ops with an identity after them) at every level, and its NaNs where it has them (a
+    NaN's sign bit is the compiler's: it may swap a product's operands): NaN, +-inf
+    (-inf * 0 a NaN), values past the sigmoid's clamp, -0; rows that cross 512-float
+    blocks and end mid-vector.
+    Another operand in the product, a broadcast input or a third op: the general chain."""
+    rng = np.random.default_rng(5)
+    rows, n = 13, 1031
+    x = (rng.standard_normal((rows, n)) * 6).astype(np.float32)
+    x[3, 5], x[4, 600], x[5, 1030], x[6, 1], x[7, 2], x[7, 3] = (
+        np.nan,
+        np.inf,
+        -np.inf,
+        -0.0,
+        -90.0,
+        89.0,
+    )
+    ops = [("unary", "sigmoid", 0, 0), ("binary", "mul", 0, side)]
+    for level in _levels():
+        ops_math.set_level(level)
+        general = np.full_like(x, 7.0)
+        with np.errstate(all="ignore"):
+            kernel = ops_math.ChainKernel(
+                [*ops, ("unary", "identity", 0, 0)], [x], general, [rows, n], [[n, 1]]
+            )
+            assert not kernel.silu
+            kernel.run()
+            y = np.full_like(x, 7.0)
+            kernel = ops_math.ChainKernel(ops, [x], y, [rows, n], [[n, 1]])
+            assert kernel.silu
+            kernel.run()
+        nan = np.isnan(general)
+        assert nan.sum() == 2 and (np.isnan(y) == nan).all()  # x's NaN, -inf * 0
+        y[nan] = general[nan] = 0.0
+        np.testing.assert_array_equal(y.view(np.int32), general.view(np.int32), str(level))
+    v = np.ones((4, 8), np.float32)
+    for other, strides in [
+        ([ops[0], ("binary", "mul", 1, side)], [[8, 1], [8, 1]]),
+        (ops, [[1, 0], [8, 1]]),
+        ([ops[0], ("binary", "mul", 0, 2)], [[8, 1], [8, 1]]),
+    ]:
+        assert not ops_math.ChainKernel(other, [v, v], v.copy(), [4, 8], strides).silu
+
+
 def test_other_clip_chains_take_the_general_pass(ops_math) -> None:
     """A bound per element, the last product by another operand, or the clip's ops in
     another order: the general chain."""
