@@ -1587,20 +1587,15 @@ cdef extern from *:
        0.91x the time at AVX2, 0.92x at AVX-512, Zen 4). The same two roundings as the chain's: its bits,
        but for which NaN a NaN input gives (the sign bit of a NaN follows the order in
        which the compiler puts a product's operands, as in the chain). */
-    #define WALLE_CHAIN_SILU(NAME, ATTR, VT, VW, SIGMOIDV) \\
-    ATTR static void NAME(const float* x, float* y, long n) { \\
+    #define WALLE_CHAIN_SILU(NAME, VT, VW, SIGMOIDV) \\
+    WALLE_VINLINE void NAME(const float* x, float* y, long n) { \\
         WALLE_UNARY_LOOP(VT, VW, SIGMOIDV(v) * v) \\
     }
-    WALLE_CHAIN_SILU(walle_chain_silu_l2, WALLE_LEVEL_TARGET("avx512f,avx2,fma"), walle_mv16, 16,
-                     walle_sigmoidv16)
-    WALLE_CHAIN_SILU(walle_chain_silu_l1, WALLE_LEVEL_TARGET("avx2,fma"), walle_mv8, 8,
-                     walle_sigmoidv8)
-    WALLE_CHAIN_SILU(walle_chain_silu_l0, , walle_mv4, 4, walle_sigmoidv4)
-    static void walle_chain_silu_at(const float* x, float* y, long n) {
-        if (WALLE_LEVEL(walle_math_level) == 2) walle_chain_silu_l2(x, y, n);
-        else if (WALLE_LEVEL(walle_math_level) == 1) walle_chain_silu_l1(x, y, n);
-        else walle_chain_silu_l0(x, y, n);
-    }
+    WALLE_CHAIN_SILU(walle_chain_silu_v16, walle_mv16, 16, walle_sigmoidv16)
+    WALLE_CHAIN_SILU(walle_chain_silu_v8, walle_mv8, 8, walle_sigmoidv8)
+    WALLE_CHAIN_SILU(walle_chain_silu_v4, walle_mv4, 4, walle_sigmoidv4)
+    WALLE_LEVELS(walle_chain_silu, (const float* x, float* y, long n), (x, y, n),
+                 walle_chain_silu_v16, walle_chain_silu_v8, walle_chain_silu_v4)
     WALLE_LEVEL_TARGET("avx2,fma") static void walle_gemm_panel_l1(const float* a, const float* b,
                                                              float* c, long m, long n, long k,
                                                              const float* bias, int act) {

@@ -120,13 +120,16 @@ class ChainKernel:
     from the backend; y is contiguous. At most 32 ops and 16 operands (else ValueError).
     ``affine``: the chain is x * a + b with one a and b a row (then ReLU or not), run as one
     pass of the same bits; ``hard``: it is clip(x * a + b, lo, hi) (4, HardSigmoid) or that
-    times x (5, HardSwish), one pass of the same bits, else 0. ``quant_runs``: how many
+    times x (5, HardSwish), one pass of the same bits, else 0. ``silu``: it is
+    x * sigmoid(x) (Sigmoid, then Mul by its input), one pass of the same bits (a NaN's sign
+    bit aside). ``quant_runs``: how many
     quantizers' runs (x / s, round, [+ zp], fmax, min, [- zp,] * s by one value a row) run
     as one op each, in the chain's order and bits.
     """
 
     affine: int
     hard: int
+    silu: int
     quant_runs: int
 
     def __init__(
