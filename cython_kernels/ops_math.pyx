@@ -1584,9 +1584,9 @@ cdef extern from *:
     /* A chain that is x * sigmoid(x) (SiLU, as the importer writes it: Sigmoid, then Mul
        by the Sigmoid's input): one pass in vectors, where the chain stored the block's
        sigmoids and read them back for the product (YOLO detectors' SiLU after each conv:
-       0.91x the time at AVX2, 0.92x at AVX-512, Zen 4). The same two roundings as the chain's: its bits,
-       but for which NaN a NaN input gives (the sign bit of a NaN follows the order in
-       which the compiler puts a product's operands, as in the chain). */
+       0.91x the time at AVX2, 0.92x at AVX-512, Zen 4). The same two roundings as the
+       chain's: its bits, but for which NaN a NaN input gives (a NaN's sign bit follows the
+       order in which the compiler puts a product's operands, as in the chain). */
     #define WALLE_CHAIN_SILU(NAME, VT, VW, SIGMOIDV) \\
     WALLE_VINLINE void NAME(const float* x, float* y, long n) { \\
         WALLE_UNARY_LOOP(VT, VW, SIGMOIDV(v) * v) \\
