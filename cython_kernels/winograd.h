@@ -391,7 +391,7 @@ ATTR static void NAME(const walle_wino* p, long g0, long g1, float* vbuf, float*
                    pass instead of coming from L2 again), the sums kept in mbuf between      \
                    blocks; up to 128 run in one block (12 KiB at most): 96 as 64 + 32 spent  \
                    a block's sums' round trip on a short second block, and one block of 80  \
-                   to 128 ran 0.95-0.98x the time (AVX2, Zen 4; 0.98-0.99x at SSE), while   \
+                   to 128 ran 0.95-0.99x the time (AVX2, Zen 4; 0.98-0.99x at SSE), while   \
                    512 in blocks of 128 took 1.09x */                                         \
                 long cblock = (NJ == 8 && NQ == NV) || p->c <= 128 ? p->c : 64;                \
                 for (long c0 = 0; c0 < p->c; c0 += cblock) {                                   \

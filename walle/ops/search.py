@@ -189,7 +189,7 @@ SETTLE_PASSES = 5
 # 70: the direct kernel's stride-2 convs of odd width check their split input for NaN and
 # infinities (the zero tap past the window had spread them) and run exact where it holds any.
 # 71: AVX2 and SSE Winograd convs of 65-128 input channels run their products in one block
-# of channels (0.95-0.98x the time), SiLU's chain in one pass with a shorter sigmoid; steps
+# of channels (0.95-0.99x the time), SiLU's chain in one pass with a shorter sigmoid; steps
 # over more weights than the L2 holds (was: 8 MiB) timed in their steady state.
 DECISIONS_VERSION = 71
 
