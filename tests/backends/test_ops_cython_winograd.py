@@ -116,15 +116,17 @@ def test_winograd_kernel_matches_reference_at_every_level(
 
 @pytest.mark.parametrize(("tile", "side"), [(2, 3), (4, 3), (6, 3), (2, 5)])
 @pytest.mark.parametrize("hw", [(7, 7), (14, 14), (11, 30)])
-def test_winograd_kernel_runs_many_input_channels_in_blocks(tile, side, hw) -> None:
-    """150 input channels: where the products take two passes per block of 8 output channels
-    (AVX2 and SSE on 2-3 vectors of tiles), the input channels run in blocks of 64 with the
-    sums carried between blocks; 16, 49 and 128+ tiles cover one, two and three vectors."""
+@pytest.mark.parametrize("c", [128, 150])
+def test_winograd_kernel_runs_many_input_channels_in_blocks(tile, side, hw, c) -> None:
+    """128 and 150 input channels: where the products take two passes per block of 8 output
+    channels (AVX2 and SSE on 2-3 vectors of tiles), up to 128 input channels run in one
+    block, more in blocks of 64 with the sums carried between blocks; 16, 49 and 128+ tiles
+    cover one, two and three vectors."""
     ops_conv = _ops_conv()
-    rng = np.random.default_rng(tile * 100 + hw[1])
+    rng = np.random.default_rng(tile * 100 + hw[1] + c)
     h, w = hw[0] + side - 3, hw[1] + side - 3
-    x = rng.uniform(-1, 1, (1, 150, h, w)).astype(np.float32)
-    weight = rng.uniform(-0.2, 0.2, (13, 150, side, side)).astype(np.float32)
+    x = rng.uniform(-1, 1, (1, c, h, w)).astype(np.float32)
+    weight = rng.uniform(-0.2, 0.2, (13, c, side, side)).astype(np.float32)
     b = rng.uniform(-1, 1, 13).astype(np.float32)
     graph = _conv(x, weight, b, 0, False)
     _matches_at_every_level(ops_conv, graph, x, weight, b, False, tile)
