@@ -26,3 +26,9 @@ def cache_bytes(level: int) -> int | None:
         if found == str(level) and kind in ("Unified", "Data") and unit and size[:-1].isdigit():
             return int(size[:-1]) * unit
     return None
+
+
+def l2_bytes() -> int:
+    """The L2 cache per core (what one core's working set should stay within), or 512 KiB
+    where sysfs does not say."""
+    return cache_bytes(2) or 512 * 1024

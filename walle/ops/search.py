@@ -53,7 +53,7 @@ from walle.logging import get_logger
 from walle.ops import calibration
 from walle.ops.backends.base import Backend, Buffers, Call
 from walle.ops.backends.registry import available_backends, get_backend, required_backends
-from walle.ops.cpu_caches import cache_bytes
+from walle.ops.cpu_caches import cache_bytes, l2_bytes
 from walle.ops.diskcache import cache_dir, key_lock, publish
 from walle.ops.fusion import FusedStep, find_steps
 from walle.ops.ir import FloatArray, Graph, sample_inputs
@@ -314,8 +314,8 @@ def _cold_call(reads: list[FloatArray], scrub: Callable[[], FloatArray]) -> Call
 
 
 def _big_constants_bytes() -> int:
-    """Weights over this many bytes (the L2 per core, 1 MiB where sysfs does not say) make a
-    step's trials take back-to-back passes of each candidate.
+    """Weights over this many bytes (the L2 per core, :func:`l2_bytes`) make a step's trials
+    take back-to-back passes of each candidate.
 
     Single passes in interleaved rounds favour the candidates that read the graph's weights
     where they lie (each warms them for the next) over those with a packed copy of their own,
@@ -325,7 +325,7 @@ def _big_constants_bytes() -> int:
     168; in the model (whose other layers evict its weights) BLAS took 234 us, the packed
     GEMM 107 (AVX2, Zen 4: 1 MiB of L2). The first bound, 8 MiB, only held for weights past
     the L3."""
-    return cache_bytes(2) or 1 << 20
+    return l2_bytes()
 
 
 def _scrub() -> FloatArray:

@@ -60,7 +60,7 @@ from walle.ops.backends.base import (
     gather_call,
     is_aliased_part,
 )
-from walle.ops.cpu_caches import cache_bytes
+from walle.ops.cpu_caches import l2_bytes as _l2_bytes
 from walle.ops.fusion import FusedStep, take_indices
 from walle.ops.ir import (
     FloatArray,
@@ -370,11 +370,6 @@ class CythonBackend(Backend):
         except ValueError:  # not a row-wise pooling of the whole output
             return None
         return kernel.run
-
-
-def _l2_bytes() -> int:
-    """This CPU's L2 cache per core, or 512 KiB where sysfs does not say."""
-    return cache_bytes(2) or 512 * 1024
 
 
 # A chain's op list for ops_math.ChainKernel: (op, kind, operand, side) each.
