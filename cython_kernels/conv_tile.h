@@ -71,6 +71,27 @@ typedef int walle_i2 __attribute__((vector_size(8)));
 #define WALLE_ODD4(a, b) __builtin_shuffle(a, b, (walle_i4){1, 3, 5, 7})
 #endif
 
+/* The same even and odd lanes in the order of in-lane picks, and that order undone: 8 lanes
+   pick within each 128-bit half (one vshufps each; the in-order picks take two or three
+   instructions at AVX2), so outputs made of them come out as 0 1 4 5 | 2 3 6 7 and are put
+   in order once, after the arithmetic (one 64-bit permute). 4 and 16 lanes pick in order.
+   Lanes combine as they would in order: the same bits. */
+#define WALLE_PAIR_EVEN16 WALLE_EVEN16
+#define WALLE_PAIR_ODD16 WALLE_ODD16
+#define WALLE_PAIR_ORDER16(a) (a)
+#define WALLE_PAIR_EVEN4 WALLE_EVEN4
+#define WALLE_PAIR_ODD4 WALLE_ODD4
+#define WALLE_PAIR_ORDER4(a) (a)
+#ifdef __clang__
+#define WALLE_PAIR_EVEN8(a, b) __builtin_shufflevector(a, b, 0, 2, 8, 10, 4, 6, 12, 14)
+#define WALLE_PAIR_ODD8(a, b) __builtin_shufflevector(a, b, 1, 3, 9, 11, 5, 7, 13, 15)
+#define WALLE_PAIR_ORDER8(a) __builtin_shufflevector(a, a, 0, 1, 4, 5, 2, 3, 6, 7)
+#else
+#define WALLE_PAIR_EVEN8(a, b) __builtin_shuffle(a, b, (walle_i8){0, 2, 8, 10, 4, 6, 12, 14})
+#define WALLE_PAIR_ODD8(a, b) __builtin_shuffle(a, b, (walle_i8){1, 3, 9, 11, 5, 7, 13, 15})
+#define WALLE_PAIR_ORDER8(a) __builtin_shuffle(a, (walle_i8){0, 1, 4, 5, 2, 3, 6, 7})
+#endif
+
 /* Asks for the n floats from p, a request per 64-byte line: weights that the next tiles
    read for the first time in a run, which in a whole model come from memory (the direct and
    grouped convs' next block of weights, asked for a block ahead). */

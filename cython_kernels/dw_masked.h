@@ -99,7 +99,8 @@ WALLE_DWM_INLINE void walle_dwm3s2_plane(const float* restrict src, long irs, lo
    narrower tiles. At stride 1 (3x3 on 16-128 channels of 28-112) the masked loads did not
    pay for the copy they save (4-9% slower; the copy is a fifth of those convs), nor at
    AVX2 (vmaskmovps, whose even/odd splits cost three instructions each: 1.2-1.3x the time
-   of group_conv.h's split rows). */
+   of group_conv.h's rows then split as they were copied; its tiles now pick in lanes, one
+   vshufps a split: masked loads with those picks not measured). */
 static int walle_dwm_fits(const walle_gconv* p) {
     return p->base && p->kh == 3 && p->kw == 3 && p->s_kh == p->wp && p->s_kw == 1 &&
            p->s_ow == 2 && p->s_oh == 2 * p->s_kh && p->ow > 8;

@@ -265,9 +265,11 @@ WALLE_DW3_PICK(walle_dw5_avx2, 8, walle_dw5_plane8, walle_dw5_plane8, walle_dw5_
 WALLE_DW3_PICK(walle_dw5_base, 4, walle_dw5_plane4, walle_dw5_plane4, walle_dw5_plane4)
 
 /* VW outputs of a stride-2 row (column stride 1 between taps): for each tap row, two vectors
-   of input split into even lanes (tap 0) and odd lanes read one float on (taps b >= 1). The
-   loads stay inside the window's addresses: the first ends at tap 1's last column. */
-#define WALLE_DWTILE_S2(NAME, VT, IT, VW, EVEN, ODD)                                        \
+   of input split into even lanes (tap 0) and odd lanes read one float on (taps b >= 1), in
+   the order of in-lane picks (WALLE_PAIR_EVEN/ODD: the outputs put in order once, before
+   the store). The loads stay inside the window's addresses: the first ends at tap 1's last
+   column. */
+#define WALLE_DWTILE_S2(NAME, VT, IT, VW)                                                   \
     WALLE_GINLINE void NAME(const float* restrict x, const float* restrict w, float bias,   \
                             float* restrict y, long kh, long kw, long s_kh, float relu) {     \
         VT acc = (VT){0}, lo, hi;                                                           \
@@ -275,18 +277,19 @@ WALLE_DW3_PICK(walle_dw5_base, 4, walle_dw5_plane4, walle_dw5_plane4, walle_dw5_
             const float* s = x + a * s_kh;                                                  \
             memcpy(&lo, s, sizeof(VT));                                                     \
             memcpy(&hi, s + VW, sizeof(VT));                                                \
-            acc += w[a * kw] * (VT)EVEN(lo, hi);                                            \
+            acc += w[a * kw] * (VT)WALLE_PAIR_EVEN##VW(lo, hi);                             \
             for (long b = 1; b < kw; b++) {                                                 \
                 memcpy(&lo, s + b - 1, sizeof(VT));                                         \
                 memcpy(&hi, s + b - 1 + VW, sizeof(VT));                                    \
-                acc += w[a * kw + b] * (VT)ODD(lo, hi);                                     \
+                acc += w[a * kw + b] * (VT)WALLE_PAIR_ODD##VW(lo, hi);                      \
             }                                                                               \
         }                                                                                   \
+        acc = (VT)WALLE_PAIR_ORDER##VW(acc);                                                \
         WALLE_GSTORE(VT, IT, y, acc, bias, relu);                                           \
     }
-WALLE_DWTILE_S2(walle_dws2_16, walle_g16, walle_gi16, 16, WALLE_EVEN16, WALLE_ODD16)
-WALLE_DWTILE_S2(walle_dws2_8, walle_g8, walle_gi8, 8, WALLE_EVEN8, WALLE_ODD8)
-WALLE_DWTILE_S2(walle_dws2_4, walle_g4, walle_gi4, 4, WALLE_EVEN4, WALLE_ODD4)
+WALLE_DWTILE_S2(walle_dws2_16, walle_g16, walle_gi16, 16)
+WALLE_DWTILE_S2(walle_dws2_8, walle_g8, walle_gi8, 8)
+WALLE_DWTILE_S2(walle_dws2_4, walle_g4, walle_gi4, 4)
 
 /* Input row u of a stride-2 band (its columns for taps 0, 1 and 2: e, o1, o2) into the
    one or two of the band's NV output rows it is a tap row of. */
@@ -307,8 +310,18 @@ WALLE_DWTILE_S2(walle_dws2_4, walle_g4, walle_gi4, 4, WALLE_EVEN4, WALLE_ODD4)
    vectors each), split into even lanes (tap 0), odd lanes (tap 1) and odd lanes one on (tap
    2), and fed to the one or two output rows it is a tap row of; NV accumulators, where
    WALLE_DWTILE_S2's one chained its 9 multiply-adds. Loads end at the window's last
-   column, as there. */
-#define WALLE_DW3S2V(NAME, VT, IT, VW, NV, EVEN, ODD)                                       \
+   column, as there. The lanes are picked in the order of in-lane picks (WALLE_PAIR_EVEN/ODD)
+   and each output row put in order once, before its store: at AVX2 one vshufps a split
+   where the in-order picks took three instructions, and those shuffles, not the
+   multiply-adds, had set the pace (MobileNetV2's 3x3/2 convs had taken 2-2.4x onnxruntime's
+   time on a Zen 3). Until then AVX2 split wide rows (48 floats and up) into even and odd
+   columns as it copied them, so that the tiles' taps were plain loads; picked in lanes, the
+   tiles on rows as they lie took 0.83-0.95x that time (a C driver over this header, the
+   builds interleaved, one core of a Zen 4: 32 x 112 x 112 -> 56 x 56 77 -> 65 us,
+   96 x 112 x 112 241 -> 209, 64 x 56 x 56 40.5 -> 37.8, 144 x 56 x 56 87.5 -> 83.3,
+   16 x 224 x 224 162 -> 145; on 128 x 28 x 28, never split, 24.9 -> 21.7). The same sums
+   in the same order: the same bits. */
+#define WALLE_DW3S2V(NAME, VT, IT, VW, NV)                                                   \
     WALLE_GINLINE void NAME(const float* restrict x, const float* restrict w, float bias,   \
                             float* restrict y, long s_kh, long ypitch, float relu) {          \
         VT acc[NV];                                                                         \
@@ -319,21 +332,24 @@ WALLE_DWTILE_S2(walle_dws2_4, walle_g4, walle_gi4, 4, WALLE_EVEN4, WALLE_ODD4)
             VT lo, hi, e, o1, o2;                                                           \
             memcpy(&lo, s, sizeof(VT));                                                     \
             memcpy(&hi, s + VW, sizeof(VT));                                                \
-            e = (VT)EVEN(lo, hi);                                                           \
-            o1 = (VT)ODD(lo, hi);                                                           \
+            e = (VT)WALLE_PAIR_EVEN##VW(lo, hi);                                            \
+            o1 = (VT)WALLE_PAIR_ODD##VW(lo, hi);                                            \
             memcpy(&lo, s + 1, sizeof(VT));                                                 \
             memcpy(&hi, s + 1 + VW, sizeof(VT));                                            \
-            o2 = (VT)ODD(lo, hi);                                                           \
+            o2 = (VT)WALLE_PAIR_ODD##VW(lo, hi);                                            \
             WALLE_DW3S2_TAPS(acc, NV, u, w, e, o1, o2);                                     \
         }                                                                                   \
-        for (int q = 0; q < NV; q++) WALLE_GSTORE(VT, IT, y + q * ypitch, acc[q], bias, relu); \
+        for (int q = 0; q < NV; q++) {                                                      \
+            acc[q] = (VT)WALLE_PAIR_ORDER##VW(acc[q]);                                      \
+            WALLE_GSTORE(VT, IT, y + q * ypitch, acc[q], bias, relu);                       \
+        }                                                                                   \
     }
-WALLE_DW3S2V(walle_dw3s2_16x4, walle_g16, walle_gi16, 16, 4, WALLE_EVEN16, WALLE_ODD16)
-WALLE_DW3S2V(walle_dw3s2_16x1, walle_g16, walle_gi16, 16, 1, WALLE_EVEN16, WALLE_ODD16)
-WALLE_DW3S2V(walle_dw3s2_8x4, walle_g8, walle_gi8, 8, 4, WALLE_EVEN8, WALLE_ODD8)
-WALLE_DW3S2V(walle_dw3s2_8x1, walle_g8, walle_gi8, 8, 1, WALLE_EVEN8, WALLE_ODD8)
-WALLE_DW3S2V(walle_dw3s2_4x4, walle_g4, walle_gi4, 4, 4, WALLE_EVEN4, WALLE_ODD4)
-WALLE_DW3S2V(walle_dw3s2_4x1, walle_g4, walle_gi4, 4, 1, WALLE_EVEN4, WALLE_ODD4)
+WALLE_DW3S2V(walle_dw3s2_16x4, walle_g16, walle_gi16, 16, 4)
+WALLE_DW3S2V(walle_dw3s2_16x1, walle_g16, walle_gi16, 16, 1)
+WALLE_DW3S2V(walle_dw3s2_8x4, walle_g8, walle_gi8, 8, 4)
+WALLE_DW3S2V(walle_dw3s2_8x1, walle_g8, walle_gi8, 8, 1)
+WALLE_DW3S2V(walle_dw3s2_4x4, walle_g4, walle_gi4, 4, 4)
+WALLE_DW3S2V(walle_dw3s2_4x1, walle_g4, walle_gi4, 4, 1)
 
 /* An oh x ow stride-2 3x3 plane (ow >= VW) in bands of 4 rows of WALLE_DW3S2V tiles:
    columns 0, VW, ... and one shifted back to end at ow; y rows are ow apart. */
@@ -373,131 +389,6 @@ WALLE_DW3S2_PICK(walle_dw3s2_avx512, 16, walle_dw3s2_plane16, walle_dw3s2_plane8
                  walle_dw3s2_plane4)
 WALLE_DW3S2_PICK(walle_dw3s2_avx2, 8, walle_dw3s2_plane8, walle_dw3s2_plane8, walle_dw3s2_plane4)
 WALLE_DW3S2_PICK(walle_dw3s2_base, 4, walle_dw3s2_plane4, walle_dw3s2_plane4, walle_dw3s2_plane4)
-
-/* A depthwise 3x3 stride-2 plane read from a source without its padding (``base``) is not
-   copied into a padded plane as is but split as it is copied: each padded row r becomes its
-   even columns (at sp + r * 2 hw) and its odd ones (hw further on), so that the taps of a
-   stride-2 row are plain loads (even columns from column c0 = 2h: tap 0 at e[j + h], tap 1
-   at o[j + h], tap 2 at e[j + h + 1]; from an odd one the halves swap) where
-   WALLE_DW3S2V splits every input row of every tile in lanes (three even/odd shuffles per
-   input vector: on AVX2 each is three instructions, and they, not the multiply-adds, had
-   set the pace: MobileNetV2's 3x3/2 depthwise convs 2-2.4x onnxruntime's time on a Zen 3).
-   The copy reads the source from memory anyway; its shuffles hide behind those loads.
-   The same sums in the same order as WALLE_DW3S2V's: the same bits. */
-#define WALLE_SPLIT_HW(wp) (((wp) + 1) / 2 + 1) /* floats per half row, one spare */
-/* Source rows from which a level splits: AVX2 from 48 floats (the shuffles it saves are
-   three instructions each; rows of 28 ran 4-8% slower split, the copy's share larger);
-   AVX-512's even/odd split is one instruction and SSE's 4-lane one cheap: not measured
-   faster split, so they keep WALLE_DW3S2V. */
-#define WALLE_SPLIT_NEVER 0x7fffffffL
-
-/* Source row s (n floats) to padded columns [left, left + n) of a split row (halves e, o). */
-#define WALLE_SPLIT_ROW(NAME, VT, VW, EVEN, ODD)                                            \
-    WALLE_GINLINE void NAME(float* restrict e, float* restrict o, long left,                \
-                            const float* restrict s, long n) {                              \
-        float* first = left & 1 ? o : e;  /* where s's even elements go */                  \
-        float* second = left & 1 ? e : o; /* and its odd ones */                            \
-        first += left >> 1;                                                                 \
-        second += (left + 1) >> 1;                                                          \
-        long t = 0;                                                                         \
-        for (; t + 2 * VW <= n; t += 2 * VW) {                                              \
-            VT lo, hi, ev, od;                                                              \
-            memcpy(&lo, s + t, sizeof(VT));                                                 \
-            memcpy(&hi, s + t + VW, sizeof(VT));                                            \
-            ev = (VT)EVEN(lo, hi);                                                          \
-            od = (VT)ODD(lo, hi);                                                           \
-            memcpy(first + t / 2, &ev, sizeof(VT));                                         \
-            memcpy(second + t / 2, &od, sizeof(VT));                                        \
-        }                                                                                   \
-        if (t < n && n >= 2 * VW) { /* a last pair shifted back an even number of floats */ \
-            long u = (n - 2 * VW) & ~1L;                                                    \
-            VT lo, hi, ev, od;                                                              \
-            memcpy(&lo, s + u, sizeof(VT));                                                 \
-            memcpy(&hi, s + u + VW, sizeof(VT));                                            \
-            ev = (VT)EVEN(lo, hi);                                                          \
-            od = (VT)ODD(lo, hi);                                                           \
-            memcpy(first + u / 2, &ev, sizeof(VT));                                         \
-            memcpy(second + u / 2, &od, sizeof(VT));                                        \
-            t = u + 2 * VW;                                                                 \
-        }                                                                                   \
-        for (; t < n; t++) (t & 1 ? second : first)[t >> 1] = s[t];                         \
-    }
-WALLE_SPLIT_ROW(walle_split_row16, walle_g16, 16, WALLE_EVEN16, WALLE_ODD16)
-WALLE_SPLIT_ROW(walle_split_row8, walle_g8, 8, WALLE_EVEN8, WALLE_ODD8)
-WALLE_SPLIT_ROW(walle_split_row4, walle_g4, 4, WALLE_EVEN4, WALLE_ODD4)
-
-/* NV output rows of VW outputs from split rows: xa the tap-0 half of tap row 0 at the
-   tile's first column, xb the tap-1 half (already one on where c0 is odd), rp floats from
-   one padded row to the next; WALLE_DW3S2V's accumulation order. */
-#define WALLE_DW3S2X(NAME, VT, IT, VW, NV)                                                  \
-    WALLE_GINLINE void NAME(const float* restrict xa, const float* restrict xb, long rp,    \
-                            const float* restrict w, float bias, float* restrict y,         \
-                            long ypitch, float relu) {                                      \
-        VT acc[NV];                                                                         \
-        for (int q = 0; q < NV; q++) acc[q] = (VT){0};                                      \
-        _Pragma("GCC unroll 16")                                                            \
-        for (int u = 0; u < 2 * NV + 1; u++) {                                              \
-            VT e, o1, o2;                                                                   \
-            memcpy(&e, xa + u * rp, sizeof(VT));                                            \
-            memcpy(&o1, xb + u * rp, sizeof(VT));                                           \
-            memcpy(&o2, xa + u * rp + 1, sizeof(VT));                                       \
-            WALLE_DW3S2_TAPS(acc, NV, u, w, e, o1, o2);                                     \
-        }                                                                                   \
-        for (int q = 0; q < NV; q++) WALLE_GSTORE(VT, IT, y + q * ypitch, acc[q], bias, relu); \
-    }
-WALLE_DW3S2X(walle_dw3s2x_16x4, walle_g16, walle_gi16, 16, 4)
-WALLE_DW3S2X(walle_dw3s2x_16x1, walle_g16, walle_gi16, 16, 1)
-WALLE_DW3S2X(walle_dw3s2x_8x4, walle_g8, walle_gi8, 8, 4)
-WALLE_DW3S2X(walle_dw3s2x_8x1, walle_g8, walle_gi8, 8, 1)
-WALLE_DW3S2X(walle_dw3s2x_4x4, walle_g4, walle_gi4, 4, 4)
-WALLE_DW3S2X(walle_dw3s2x_4x1, walle_g4, walle_gi4, 4, 1)
-
-/* An oh x ow plane (ow >= VW) from split rows at sp (half rows hw floats), the window's
-   first tap at padded row r0, column c0: bands of 4 rows, columns 0, VW, ... and one
-   shifted back to end at ow, as WALLE_DW3S2_PLANE. */
-#define WALLE_DW3S2X_PLANE(NAME, VW, T4, T1)                                                \
-    WALLE_GINLINE void NAME(const float* restrict sp, long hw, long r0, long c0,            \
-                            const float* restrict w, float bias, float* restrict y,         \
-                            long oh, long ow, float relu) {                                 \
-        long rp = 2 * hw, h = c0 >> 1, odd = c0 & 1;                                        \
-        const float* xa = sp + r0 * rp + (odd ? hw : 0) + h;                                \
-        const float* xb = sp + r0 * rp + (odd ? 0 : hw) + h + odd;                          \
-        long r = 0, last = ow - VW;                                                         \
-        for (; r + 4 <= oh; r += 4)                                                         \
-            for (long j = 0;; j = j + VW < last ? j + VW : last) {                          \
-                T4(xa + 2 * r * rp + j, xb + 2 * r * rp + j, rp, w, bias, y + r * ow + j,   \
-                   ow, relu);                                                               \
-                if (j == last) break;                                                       \
-            }                                                                               \
-        for (; r < oh; r++)                                                                 \
-            for (long j = 0;; j = j + VW < last ? j + VW : last) {                          \
-                T1(xa + 2 * r * rp + j, xb + 2 * r * rp + j, rp, w, bias, y + r * ow + j,   \
-                   ow, relu);                                                               \
-                if (j == last) break;                                                       \
-            }                                                                               \
-    }
-WALLE_DW3S2X_PLANE(walle_dw3s2x_plane16, 16, walle_dw3s2x_16x4, walle_dw3s2x_16x1)
-WALLE_DW3S2X_PLANE(walle_dw3s2x_plane8, 8, walle_dw3s2x_8x4, walle_dw3s2x_8x1)
-WALLE_DW3S2X_PLANE(walle_dw3s2x_plane4, 4, walle_dw3s2x_4x4, walle_dw3s2x_4x1)
-
-/* The split plane at the widest of 16, 8, 4 lanes (up to the level's VW) that fits in a
-   row (the caller checks ow >= 4). */
-#define WALLE_DW3S2X_PICK(NAME, VW, P16, P8, P4)                                            \
-    WALLE_GINLINE void NAME(const float* restrict sp, long hw, long r0, long c0,            \
-                            const float* restrict w, float bias, float* restrict y,         \
-                            long oh, long ow, float relu) {                                 \
-        long v = ow >= 16 ? 16 : ow >= 8 ? 8 : 4;                                           \
-        if (v > VW) v = VW;                                                                 \
-        if (v == 16) P16(sp, hw, r0, c0, w, bias, y, oh, ow, relu);                         \
-        else if (v == 8) P8(sp, hw, r0, c0, w, bias, y, oh, ow, relu);                      \
-        else P4(sp, hw, r0, c0, w, bias, y, oh, ow, relu);                                  \
-    }
-WALLE_DW3S2X_PICK(walle_dw3s2x_avx512, 16, walle_dw3s2x_plane16, walle_dw3s2x_plane8,
-                  walle_dw3s2x_plane4)
-WALLE_DW3S2X_PICK(walle_dw3s2x_avx2, 8, walle_dw3s2x_plane8, walle_dw3s2x_plane8,
-                  walle_dw3s2x_plane4)
-WALLE_DW3S2X_PICK(walle_dw3s2x_base, 4, walle_dw3s2x_plane4, walle_dw3s2x_plane4,
-                  walle_dw3s2x_plane4)
 
 /* n outputs at any strides, one at a time. */
 WALLE_GINLINE void walle_dw_any(const float* restrict x, const float* restrict w, float bias,
@@ -559,18 +450,19 @@ WALLE_GINLINE void walle_dw_any(const float* restrict x, const float* restrict w
     } while (0)
 
 /* A depthwise 3x3/2 plane read from an unpadded source, padded plane over L1 (over
-   WALLE_DW_BAND_PLANE floats: 112 x 112 inputs), one output a channel, not split: its
+   WALLE_DW_BAND_PLANE floats: 112 x 112 inputs), one output a channel: its
    outputs in bands of WALLE_DW_BAND rows, each band's 2 x 16 + 1 padded rows copied into
    one buffer (15 KiB at rows of 114) just before the band reads them. Copied whole into a
    scratch plane (52 KiB), the copy's stores had missed L1 and it was a third of the conv:
    AVX-512, one core, 32 x 112 x 112 -> 56 x 56 82 -> 73-74 us, 96 x 112 x 112 251 ->
    221-230, SSE 161-163 -> 153 and 494 -> 457-464 (bands of 4 and 8 rows 74-75 us; planes
-   of 56 x 56, which fit in L1, keep the whole-plane copy). AVX2's rows split into even and
-   odd columns (WALLE_SPLIT_HW) likewise, a band's 33 split rows (15 KiB at rows of 114)
-   just before its tiles: 32 x 112 x 112 -> 56 x 56 124-127 -> 86-89 us, 96 x 112 x 112
-   357-369 -> 281-283, 16 x 224 x 224 260 -> 228-230, 24 x 80 x 320 208-210 -> 179-181
-   (bands of 4, 8 and 32 rows within noise of 16). A multiple of the plane tiles' 4 rows:
-   the same tiles, the same bits.
+   of 56 x 56, which fit in L1, keep the whole-plane copy). AVX2 likewise: 32 x 112 x 112
+   -> 56 x 56 124-127 -> 86-89 us, 96 x 112 x 112 357-369 -> 281-283, 16 x 224 x 224
+   260 -> 228-230, 24 x 80 x 320 208-210 -> 179-181 (bands of 4, 8 and 32 rows within noise
+   of 16; its rows then split into even and odd columns as they were copied, see
+   WALLE_DW3S2V). A multiple of the plane tiles' 4 rows: the same tiles, the same bits.
+   Asking for the next band's source rows ahead (while the tiles of this one run) took
+   1.11-1.13x the time at AVX2 on 112 x 112 and 224 x 224 planes.
    (AVX-512's 3x3/2 planes now skip the copy: dw_masked.h reads their source in place.)
    3x3 and 5x5 at stride 1 (rows of 16 and more) likewise, in bands of WALLE_DW_BAND1 rows
    (their tiles sum every position in one order, whichever computes it: the same bits):
@@ -582,17 +474,12 @@ WALLE_GINLINE void walle_dw_any(const float* restrict x, const float* restrict w
 
 /* Output planes [i0, i1) of i = n * (G*cout) + co. `scratch` holds OH * s_oh floats (the
    flat run before its rows are copied out). */
-#define WALLE_DW_PLANES(NAME, ATTR, X8, X4, X1, S2W, S2H, S2Q, COPY, DW3, DW5, DW3S2,     \
-                        SPLIT, DW3S2X, SPLIT_MIN_IW, VW)                                    \
+#define WALLE_DW_PLANES(NAME, ATTR, X8, X4, X1, S2W, S2H, S2Q, COPY, DW3, DW5, DW3S2, VW) \
     ATTR static void NAME(const walle_gconv* p, long i0, long i1, float* scratch) {         \
         long ow = p->ow, oh = p->oh, plane = oh * ow, kk = p->kh * p->kw;                   \
         long channels = p->groups * p->cout, pitch = p->s_oh;                               \
         int flat = p->s_ow == 1 && pitch >= ow;                                             \
         int s2 = p->s_ow == 2 && p->s_kw == 1 && p->kw >= 2;                                \
-        /* a 3x3/2 plane from an unpadded source: split as it is copied (WALLE_SPLIT_HW) */ \
-        int split = p->base && s2 && p->kh == 3 && p->kw == 3 && p->s_kh == p->wp &&        \
-                    p->s_oh == 2 * p->s_kh && ow >= 4 && p->iw >= SPLIT_MIN_IW;             \
-        long hw = WALLE_SPLIT_HW(p->wp);                                                    \
         int over_l1 = p->base && p->cout == 1 && p->hp * p->wp > WALLE_DW_BAND_PLANE &&     \
                       p->s_kh == p->wp && p->kh == p->kw;                                   \
         int banded = over_l1 && s2 && p->kh == 3 && p->s_oh == 2 * p->s_kh && ow >= 4;      \
@@ -611,39 +498,24 @@ WALLE_GINLINE void walle_dw_any(const float* restrict x, const float* restrict w
                 if (banded || banded1) { /* bands of output rows, their rows at pl */      \
                     long r_off = p->off / p->wp, c_off = p->off % p->wp;                    \
                     long band = banded ? WALLE_DW_BAND : WALLE_DW_BAND1, s = banded ? 2 : 1; \
-                    long rp = split ? 2 * hw : p->wp; /* floats a row takes at pl */        \
                     for (long rb = 0; rb < oh; rb += band) {                                \
                         long nb = oh - rb < band ? oh - rb : band;                          \
                         for (long u = 0; u < s * (nb - 1) + p->kh; u++) {                   \
                             long sr = r_off + s * rb + u - p->top; /* its source row */     \
-                            float* d = pl + u * rp;                                         \
+                            float* d = pl + u * p->wp;                                      \
                             if (sr < 0 || sr >= p->ih) /* a padding row: zeros */           \
-                                memset(d, 0, rp * sizeof(float));                           \
-                            else if (split)                                                 \
-                                SPLIT(d, d + hw, p->left, src + sr * p->irs, p->iw);        \
+                                memset(d, 0, p->wp * sizeof(float));                        \
                             else                                                            \
                                 COPY(d + p->left, src + sr * p->irs, p->iw);                \
                         }                                                                   \
                         float* yb = yc + rb * ow;                                           \
-                        if (split)                                                          \
-                            DW3S2X(pl, hw, 0, c_off, w, bias, yb, nb, ow, p->relu);         \
-                        else if (banded)                                                    \
+                        if (banded)                                                         \
                             DW3S2(pl + c_off, w, bias, yb, nb, ow, p->s_kh, p->relu);       \
                         else if (p->kh == 3) /* rows ow >= 16 wide: straight to y */        \
                             DW3(pl + c_off, w, bias, yb, scratch, nb, ow, p->wp, p->relu, 0, 0); \
                         else                                                                \
                             DW5(pl + c_off, w, bias, yb, scratch, nb, ow, p->wp, p->relu, 0, 0); \
                     }                                                                       \
-                    continue;                                                               \
-                }                                                                           \
-                if (split) {                                                                \
-                    if (fresh)                                                              \
-                        for (long r = 0; r < p->ih; r++) {                                  \
-                            float* e = pl + (r + p->top) * 2 * hw;                          \
-                            SPLIT(e, e + hw, p->left, src + r * p->irs, p->iw);             \
-                        }                                                                   \
-                    DW3S2X(pl, hw, p->off / p->wp, p->off % p->wp, w, bias, yc, oh, ow,     \
-                           p->relu);                                                        \
                     continue;                                                               \
                 }                                                                           \
                 if (fresh)                                                                  \
@@ -720,17 +592,13 @@ WALLE_GBLOCK_ROWS(walle_gblock_base, , walle_conv_v4x3h, 12, walle_conv_v4x2h,
                   walle_conv_v4x1, walle_conv_v2x1, walle_conv_v2x1, 4)
 WALLE_DW_PLANES(walle_dw_avx512, WALLE_LEVEL_TARGET("avx512f,avx2,fma"), walle_dw_16x8,
                 walle_dw_16x4, walle_dw_16x1, walle_dws2_16, walle_dws2_8, walle_dws2_4,
-                walle_copy_8, walle_dw3_avx512, walle_dw5_avx512, walle_dw3s2_avx512,
-                walle_split_row16,
-                walle_dw3s2x_avx512, WALLE_SPLIT_NEVER, 16)
+                walle_copy_8, walle_dw3_avx512, walle_dw5_avx512, walle_dw3s2_avx512, 16)
 WALLE_DW_PLANES(walle_dw_avx2, WALLE_LEVEL_TARGET("avx2,fma"), walle_dw_8x8, walle_dw_8x4,
                 walle_dw_8x1, walle_dws2_8, walle_dws2_4, walle_dws2_4, walle_copy_8,
-                walle_dw3_avx2, walle_dw5_avx2, walle_dw3s2_avx2, walle_split_row8,
-                walle_dw3s2x_avx2, 48, 8)
+                walle_dw3_avx2, walle_dw5_avx2, walle_dw3s2_avx2, 8)
 WALLE_DW_PLANES(walle_dw_base, , walle_dw_4x8, walle_dw_4x4, walle_dw_4x1, walle_dws2_4,
                 walle_dws2_4, walle_dws2_4, walle_copy_4, walle_dw3_base, walle_dw5_base,
-                walle_dw3s2_base,
-                walle_split_row4, walle_dw3s2x_base, WALLE_SPLIT_NEVER, 4)
+                walle_dw3s2_base, 4)
 
 /* y[i, :] = act(y[i, :] + bias[i % channels] (+ res[i, :])) over `rows` rows of `plane`
    floats: the epilogue of a grouped 1x1 conv done by numpy's BLAS, with the shortcut of a

@@ -55,11 +55,12 @@ def best_level():
 
 _CHANNEL_LANES_PLANE = 64 * 64  # the largest padded plane channel lanes run (an L2's share)
 # ... at stride 2, up to 112 x 112 inputs (MobileNets' and PP-LCNet's first depthwise
-# convs): there the AVX2 build's NCHW kernel splits every source row into even and odd
+# convs): there the AVX2 build's NCHW kernel had split every source row into even and odd
 # columns (three shuffles a vector), and channel lanes took 0.85-0.92x its time (AVX2, one
-# core: 32 x 112 x 112 3x3/2 82 -> 73 us, 96 x 112 x 112 242 -> 224, 144 x 56 x 56 96 -> 89).
-# At AVX-512 the masked NCHW kernel stays ahead (32 x 112 x 112 63 against 78); the search
-# times both. At stride 1 such planes ran 1.2-1.5x the NCHW kernel's time at both levels.
+# core: 32 x 112 x 112 3x3/2 82 -> 73 us, 96 x 112 x 112 242 -> 224, 144 x 56 x 56 96 -> 89);
+# its tiles now pick in lanes (group_conv.h's WALLE_DW3S2V, 65 us on the first). At AVX-512
+# the masked NCHW kernel stays ahead (32 x 112 x 112 63 against 78); the search times both.
+# At stride 1 such planes ran 1.2-1.5x the NCHW kernel's time at both levels.
 _CHANNEL_LANES_PLANE_S2 = 120 * 120
 
 
@@ -145,11 +146,11 @@ cdef class GroupConvKernel:
         if bias is not None:
             padded_bias[:] = np.asarray(bias, np.float32).reshape(-1)
         self.depthwise = cin == 1
-        cdef long plane_size = 0, split_rows = 0
+        cdef long plane_size = 0
         if planes is not None:
             base, ih, iw, irs, top, left, hp, wp = planes
             base = np.ascontiguousarray(base, np.int64)
-            plane_size, split_rows = hp * wp, hp
+            plane_size = hp * wp
             if (not self.depthwise or base.size != n * c or s[0] != c * plane_size
                     or s[1] != plane_size or not 0 <= region.src_offset < plane_size
                     or not (0 <= top and top + ih <= hp and 0 <= left and left + iw <= wp)
@@ -181,9 +182,8 @@ cdef class GroupConvKernel:
         elif self.depthwise:
             packed = np.ascontiguousarray(w.reshape(cout_all, k))
             self.items = n * cout_all
-            # 3x3 tiles read past a plane; a 3x3/2 plane split into halves takes up to
-            # 3 more floats a row (group_conv.h's WALLE_SPLIT_HW)
-            self.scratch_size = oh * s[4] + 16 + plane_size + 4 * split_rows + 32
+            # 3x3 tiles read past a plane
+            self.scratch_size = oh * s[4] + 16 + plane_size + 32
         else:
             full = np.zeros((groups, blocks * 8, k), np.float32)
             full[:, :cout] = w

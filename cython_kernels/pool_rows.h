@@ -111,8 +111,8 @@ WALLE_INLINE float walle_pool_op1(float a, float b, int kind) {
             if (t == n - VW) break;                                                            \
         }
 
-/* WALLE_POOL_PAIRS's taps: even and odd lanes of (a, b), and the order of the outputs made
-   of them. For 8 lanes the taps are picked within each 128-bit half (one vshufps each) and
+/* WALLE_POOL_PAIRS's taps are conv_tile.h's WALLE_PAIR_EVEN/ODD, its outputs put in order
+   by WALLE_PAIR_ORDER. For 8 lanes the taps are picked within each 128-bit half (one vshufps each) and
    the outputs put in order after the reduction, a 64-bit pair at a time (GCC: one vpermd):
    the same lanes reduced, so the same bits, for 3 shuffles per 8 outputs where GCC made 4
    vpermd and 2 blends of the cross-lane picks: 2x2/2 max and average pools on a Zen 1,
@@ -122,21 +122,6 @@ WALLE_INLINE float walle_pool_op1(float a, float b, int kind) {
    64 x 160 x 160 took 0.89-1.08x the time of the in-order picks at the median (both builds
    loaded in one process, interleaved, four runs: level). 4 and 16 lanes pick in order
    (16: one vpermt2ps per tap). */
-#define WALLE_PAIR_EVEN16 WALLE_EVEN16
-#define WALLE_PAIR_ODD16 WALLE_ODD16
-#define WALLE_PAIR_ORDER16(a) (a)
-#define WALLE_PAIR_EVEN4 WALLE_EVEN4
-#define WALLE_PAIR_ODD4 WALLE_ODD4
-#define WALLE_PAIR_ORDER4(a) (a)
-#ifdef __clang__
-#define WALLE_PAIR_EVEN8(a, b) __builtin_shufflevector(a, b, 0, 2, 8, 10, 4, 6, 12, 14)
-#define WALLE_PAIR_ODD8(a, b) __builtin_shufflevector(a, b, 1, 3, 9, 11, 5, 7, 13, 15)
-#define WALLE_PAIR_ORDER8(a) __builtin_shufflevector(a, a, 0, 1, 4, 5, 2, 3, 6, 7)
-#else
-#define WALLE_PAIR_EVEN8(a, b) __builtin_shuffle(a, b, (walle_i8){0, 2, 8, 10, 4, 6, 12, 14})
-#define WALLE_PAIR_ODD8(a, b) __builtin_shuffle(a, b, (walle_i8){1, 3, 9, 11, 5, 7, 13, 15})
-#define WALLE_PAIR_ORDER8(a) __builtin_shuffle(a, (walle_i8){0, 1, 4, 5, 2, 3, 6, 7})
-#endif
 
 /* Lanes 2, 4, .., 2 VW - 2 of (a, b) in lanes 0 .. VW - 2 (lane VW - 1: any), and that vector
    with lane VW - 1 taken from lane 0 of c (LAST; 8 lanes carry by in-lane picks instead,

@@ -205,10 +205,11 @@ def test_depthwise_3x3_and_5x5_rows_at_every_level_match_reference(
 @pytest.mark.parametrize("w", [48, 57, 112])
 @pytest.mark.parametrize("pad", [(1, 1), (0, 1), (1, 0)])
 @pytest.mark.parametrize("mult", [1, 2])
-def test_depthwise_3x3_stride2_split_rows_match_reference(w, pad, mult) -> None:
-    """Wide rows (the AVX2 kernel splits them into even and odd columns as it copies them:
-    48 floats and up), even and odd widths and left pads, one or two outputs per input
-    channel, NaN and infinities among the inputs, at every level."""
+def test_depthwise_3x3_stride2_wide_rows_match_reference(w, pad, mult) -> None:
+    """Wide rows (the AVX2 kernel had split them into even and odd columns as it copied
+    them, 48 floats and up; its tiles now pick even and odd lanes within 128-bit halves),
+    even and odd widths and left pads, one or two outputs per input channel, NaN and
+    infinities among the inputs, at every level."""
     ops_group = _ops_group()
     rng = np.random.default_rng(w + 10 * mult)
     c, h = 3, 9
@@ -384,11 +385,11 @@ def test_depthwise_planes_over_l1_in_bands_give_the_padded_inputs_bits(
     h, w, pad, k, stride
 ) -> None:
     """Padded planes over 8192 floats (112 x 112 inputs) are copied a band of output rows'
-    rows at a time (3x3/2: 16 rows, at AVX2 split into even and odd columns from rows of
-    48; 3x3 and 5x5 at stride 1: 24; a last band shorter, padding rows at the top and bottom
-    zeros, pads even, odd and uneven): the bits of the same kernel reading an input padded
-    beforehand, and the reference's values, with NaN and infinities among the inputs, at
-    every level (AVX-512's 3x3/2 planes read their source in place instead: dw_masked.h)."""
+    rows at a time (3x3/2: 16 rows; 3x3 and 5x5 at stride 1: 24; a last band shorter, padding
+    rows at the top and bottom zeros, pads even, odd and uneven): the bits of the same kernel
+    reading an input padded beforehand, and the reference's values, with NaN and infinities
+    among the inputs, at every level (AVX-512's 3x3/2 planes read their source in place
+    instead: dw_masked.h)."""
     ops_group = _ops_group()
     rng = np.random.default_rng(h + w + pad[0])
     c = 3

