@@ -480,10 +480,13 @@ cdef extern from *:
         /* pool_rows.h's whole-plane paths where they win (one thread, against a row at a
            time): stride 2 on planes twice the output's width (walle_pool_even2_fit; 14x14 ->
            7x7 0.77-0.79x the time of the stride-1 path below at AVX-512); then stride 1 at
-           AVX-512 and AVX2 (7x7 to 28x28 planes 0.26-0.84x the time), and at the baseline on
-           small planes (28x28 1.1x the time in 4-wide vectors, 14x14 0.72-0.87x); stride 2
-           of other widths at AVX-512 only (13x13 and 9x9 planes 0.65-0.79x; 14x14 at AVX2
-           1.1x, baseline 1.8x). */
+           AVX-512 and AVX2 on rows narrower than 4 vectors (7x7 to 28x28 planes 0.26-0.84x
+           the time; rows of 4 vectors and more ran faster a row at a time: 2x2 and 3x3
+           max pools on 24x160 planes 0.65-0.75x the time at both levels, 112x112 0.68-0.73x,
+           64x64 0.77-0.82x at AVX-512, 56x56 0.86-0.90x at AVX2, 40x40 at AVX2 level), and
+           at the baseline on small planes (28x28 1.1x the time in 4-wide vectors, 14x14
+           0.72-0.87x); stride 2 of other widths at AVX-512 only (13x13 and 9x9 planes
+           0.65-0.79x; 14x14 at AVX2 1.1x, baseline 1.8x). */
         if (walle_pool_even2_fit(sz, g)) {
             long ohw = sz[4] * sz[5];
             while (level > 0 && ohw < (4L << level)) level--;  /* no wider than a plane */
@@ -491,7 +494,8 @@ cdef extern from *:
             return;
         }
         if (walle_pool_same_fit(sz, g)
-            && (g[0] == 1 ? level >= 1 || hw <= WALLE_POOL_SAME_SMALL : level == 2)) {
+            && (g[0] == 1 ? (level >= 1 ? g[3] < (16L << level) : hw <= WALLE_POOL_SAME_SMALL)
+                          : level == 2)) {
             while (level > 0 && hw < (4L << level)) level--;  /* no wider than a plane */
             WALLE_AT_LEVEL(level, walle_pool_same, x, base, y, sz, g, kind, scale, fill, v);
             return;
