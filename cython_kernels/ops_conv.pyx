@@ -46,6 +46,56 @@ cdef extern from *:
 
     #include "conv_tile.h"
 
+    /* Columns [0, OW) of one output row of one block of channels (YB: its first column;
+       column j's window starts at XR + j * S_OW): whole tiles, widest first, then the
+       scalar tile for the last columns (or any S_OW but 1). */
+    #define WALLE_CONV_COLS(WIDEST, WW, WIDE, NARROW, HALF, QUARTER, VW, XR, YB, OW, S_C, \\
+                            S_KH, S_KW, S_OW) \\
+        do { \\
+            long j = 0; \\
+            if ((S_OW) == 1) { \\
+                for (; WW && j + WW <= (OW); j += WW) \\
+                    WIDEST((XR) + j, wb, bb, (YB) + j, cin, kh, kw, S_C, S_KH, S_KW, plane, \\
+                           cvalid, relu); \\
+                for (; j + 2 * VW <= (OW); j += 2 * VW) \\
+                    WIDE((XR) + j, wb, bb, (YB) + j, cin, kh, kw, S_C, S_KH, S_KW, plane, \\
+                         cvalid, relu); \\
+                for (; j + VW <= (OW); j += VW) \\
+                    NARROW((XR) + j, wb, bb, (YB) + j, cin, kh, kw, S_C, S_KH, S_KW, plane, \\
+                           cvalid, relu); \\
+                if (j + VW / 2 <= (OW)) { \\
+                    HALF((XR) + j, wb, bb, (YB) + j, cin, kh, kw, S_C, S_KH, S_KW, plane, \\
+                         cvalid, relu); \\
+                    j += VW / 2; \\
+                } \\
+                if (VW >= 8 && j + VW / 4 <= (OW)) { \\
+                    QUARTER((XR) + j, wb, bb, (YB) + j, cin, kh, kw, S_C, S_KH, S_KW, plane, \\
+                            cvalid, relu); \\
+                    j += VW / 4; \\
+                } \\
+            } \\
+            for (; j < (OW); j += 16) { \\
+                long width = (OW) - j < 16 ? (OW) - j : 16; \\
+                walle_conv_tile_any((XR) + j * (S_OW), wb, bb, (YB) + j, cin, kh, kw, S_C, \\
+                                    S_KH, S_KW, S_OW, plane, cvalid, width, relu); \\
+            } \\
+        } while (0)
+
+    /* Block cb of 8 output channels: its weights, bias, output row and valid channels, and
+       the first row's request for the next block's weights (block 0's and 1's at the
+       start): in a model they come from memory, and a 14x14 plane's few tiles per block met
+       them at its latency (1x1 convs of Inception v2 on 14x14 planes 0.85-0.90x the time in
+       the model, interleaved; asked for ahead inside every tile instead, the 28x28 and
+       56x56 ones were 4-10% slower). */
+    #define WALLE_CONV_BLOCK \\
+        const float* wb = w + cb * wblock; \\
+        long pf0 = cb ? cb + 1 : 0, pf1 = cb + 2 < blocks ? cb + 2 : blocks; \\
+        if (r == r0 && pf0 < pf1) \\
+            walle_prefetch_floats(w + pf0 * wblock, (pf1 - pf0) * wblock); \\
+        const float* bb = bias + cb * WALLE_CB; \\
+        float* yb = y + (n * cout + cb * WALLE_CB) * plane + oh * ow_n; \\
+        long cvalid = cout - cb * WALLE_CB < WALLE_CB ? cout - cb * WALLE_CB : WALLE_CB;
+
     /* Output rows [r0, r1) of r = n * oh_n + oh, at one instruction-set level. Strides
        count elements of the source. */
     #define WALLE_CONV_ROWS(NAME, ATTR, WIDEST, WW, WIDE, NARROW, HALF, QUARTER, VW) \\
@@ -60,47 +110,9 @@ cdef extern from *:
             long n = r / oh_n, oh = r % oh_n; \\
             const float* xr = x + n * s_n + oh * s_oh; \\
             for (long cb = 0; cb < blocks; cb++) { \\
-                const float* wb = w + cb * wblock; \\
-                /* the first row asks for the next block's weights (block 0's and 1's at \\
-                   the start): in a model they come from memory, and a 14x14 plane's \\
-                   few tiles per block met them at its latency (1x1 convs of Inception \\
-                   v2 on 14x14 planes 0.85-0.90x the time in the model, interleaved; \\
-                   asked for ahead inside every tile instead, the 28x28 and 56x56 ones \\
-                   were 4-10% slower) */ \\
-                long pf0 = cb ? cb + 1 : 0, pf1 = cb + 2 < blocks ? cb + 2 : blocks; \\
-                if (r == r0 && pf0 < pf1) \\
-                    walle_prefetch_floats(w + pf0 * wblock, (pf1 - pf0) * wblock); \\
-                const float* bb = bias + cb * WALLE_CB; \\
-                float* yb = y + (n * cout + cb * WALLE_CB) * plane + oh * ow_n; \\
-                long cvalid = cout - cb * WALLE_CB < WALLE_CB ? cout - cb * WALLE_CB \\
-                                                              : WALLE_CB; \\
-                long j = 0; \\
-                if (s_ow == 1) { \\
-                    for (; WW && j + WW <= ow_n; j += WW) \\
-                        WIDEST(xr + j, wb, bb, yb + j, cin, kh, kw, s_c, s_kh, s_kw, plane, \\
-                               cvalid, relu); \\
-                    for (; j + 2 * VW <= ow_n; j += 2 * VW) \\
-                        WIDE(xr + j, wb, bb, yb + j, cin, kh, kw, s_c, s_kh, s_kw, plane, \\
-                             cvalid, relu); \\
-                    for (; j + VW <= ow_n; j += VW) \\
-                        NARROW(xr + j, wb, bb, yb + j, cin, kh, kw, s_c, s_kh, s_kw, plane, \\
-                               cvalid, relu); \\
-                    if (j + VW / 2 <= ow_n) { \\
-                        HALF(xr + j, wb, bb, yb + j, cin, kh, kw, s_c, s_kh, s_kw, plane, \\
-                             cvalid, relu); \\
-                        j += VW / 2; \\
-                    } \\
-                    if (VW >= 8 && j + VW / 4 <= ow_n) { \\
-                        QUARTER(xr + j, wb, bb, yb + j, cin, kh, kw, s_c, s_kh, s_kw, plane, \\
-                                cvalid, relu); \\
-                        j += VW / 4; \\
-                    } \\
-                } \\
-                for (; j < ow_n; j += 16) { \\
-                    long width = ow_n - j < 16 ? ow_n - j : 16; \\
-                    walle_conv_tile_any(xr + j * s_ow, wb, bb, yb + j, cin, kh, kw, s_c, \\
-                                        s_kh, s_kw, s_ow, plane, cvalid, width, relu); \\
-                } \\
+                WALLE_CONV_BLOCK \\
+                WALLE_CONV_COLS(WIDEST, WW, WIDE, NARROW, HALF, QUARTER, VW, xr, yb, ow_n, s_c, \\
+                                s_kh, s_kw, s_ow); \\
             } \\
         } \\
     }
@@ -110,6 +122,70 @@ cdef extern from *:
                     walle_conv_v8x3h, 24, walle_conv_v8x2h, walle_conv_v8x1, walle_conv_v4x1, walle_conv_v2x1, 8)
     WALLE_CONV_ROWS(walle_conv_rows_base, , walle_conv_v4x3h, 12, walle_conv_v4x2h, walle_conv_v4x1, walle_conv_v2x1,
                     walle_conv_v2x1, 4)
+
+    /* Rows [row0, row0 + rows) of a zero-bordered tensor that is not written (the source: x,
+       cin planes of h x w; the border: top rows and left columns, wp columns in all) copied
+       to ``v`` as [cin][rows][wp], the border's rows and columns as zeros. */
+    static inline void walle_conv_pad_band(const float* x, float* v, long cin, long h, long w,
+                                           long top, long left, long wp, long row0,
+                                           long rows) {
+        for (long c = 0; c < cin; c++)
+            for (long i = 0; i < rows; i++) {
+                float* d = v + (c * rows + i) * wp;
+                long row = row0 + i - top;
+                if (row < 0 || row >= h) {
+                    memset(d, 0, wp * sizeof(float));
+                    continue;
+                }
+                memset(d, 0, left * sizeof(float));
+                memcpy(d + left, x + (c * h + row) * w, w * sizeof(float));
+                memset(d + left + w, 0, (wp - left - w) * sizeof(float));
+            }
+    }
+
+    /* Output rows [r0, r1) as WALLE_CONV_ROWS's, of a conv over a zero-bordered tensor that
+       is not written (its pad raster's copy): per band of at most ``band`` output rows of
+       one image, their window rows are copied with their border into ``v``
+       (walle_conv_pad_band) and the rows' tiles read them there as they would the whole
+       bordered copy: the same tiles, the same sums. The source: x, cin planes of h x w, s_n
+       floats per image; the border: top rows and left columns of wp-wide rows; rows at
+       stride sh and dilation dh, columns at stride sw and dilation dw. ``v`` holds
+       cin * ((band - 1) * sh + (kh - 1) * dh + 1) * wp floats. */
+    #define WALLE_CONV_ROWS_BAND(NAME, ATTR, WIDEST, WW, WIDE, NARROW, HALF, QUARTER, VW) \\
+    ATTR static void NAME( \\
+            const float* x, const float* w, const float* bias, float* y, long r0, long r1, \\
+            long cin, long cout, long kh, long kw, long oh_n, long ow_n, long s_n, long h, \\
+            long wd, long top, long left, long wp, long sh, long dh, long sw, long dw, \\
+            long band, float relu, float* v) { \\
+        long blocks = (cout + WALLE_CB - 1) / WALLE_CB; \\
+        long plane = oh_n * ow_n; \\
+        long wblock = cin * kh * kw * WALLE_CB; \\
+        for (long b0 = r0; b0 < r1;) { \\
+            long first = b0 % oh_n, b1 = b0 + band < r1 ? b0 + band : r1; \\
+            if (b1 - b0 > oh_n - first) b1 = b0 + oh_n - first; /* one image's rows */ \\
+            long rows = (b1 - b0 - 1) * sh + (kh - 1) * dh + 1; \\
+            walle_conv_pad_band(x + b0 / oh_n * s_n, v, cin, h, wd, top, left, wp, \\
+                                first * sh, rows); \\
+            for (long r = b0; r < b1; r++) { \\
+                long n = r / oh_n, oh = r % oh_n; \\
+                const float* xr = v + (oh - first) * sh * wp; \\
+                for (long cb = 0; cb < blocks; cb++) { \\
+                    WALLE_CONV_BLOCK \\
+                    WALLE_CONV_COLS(WIDEST, WW, WIDE, NARROW, HALF, QUARTER, VW, xr, yb, \\
+                                    ow_n, rows * wp, dh * wp, dw, sw); \\
+                } \\
+            } \\
+            b0 = b1; \\
+        } \\
+    }
+    WALLE_CONV_ROWS_BAND(walle_conv_rows_band_avx512, WALLE_LEVEL_TARGET("avx512f,avx2,fma"),
+                         walle_conv_v16x2, 0, walle_conv_v16x2, walle_conv_v16x1,
+                         walle_conv_v8x1, walle_conv_v4x1, 16)
+    WALLE_CONV_ROWS_BAND(walle_conv_rows_band_avx2, WALLE_LEVEL_TARGET("avx2,fma"),
+                         walle_conv_v8x3h, 24, walle_conv_v8x2h, walle_conv_v8x1,
+                         walle_conv_v4x1, walle_conv_v2x1, 8)
+    WALLE_CONV_ROWS_BAND(walle_conv_rows_band_base, , walle_conv_v4x3h, 12, walle_conv_v4x2h,
+                         walle_conv_v4x1, walle_conv_v2x1, walle_conv_v2x1, 4)
 
     /* 2: AVX-512F, 1: AVX2 + FMA, 0: baseline; the best this CPU runs. */
     static int walle_conv_best_level(void) {
@@ -130,12 +206,35 @@ cdef extern from *:
             walle_conv_rows_base(x, w, bias, y, r0, r1, cin, cout, kh, kw, oh_n, ow_n,
                                  s_n, s_c, s_kh, s_kw, s_oh, s_ow, relu);
     }
+
+    /* p: cin, cout, kh, kw, oh_n, ow_n, s_n, h, w, top, left, wp, sh, dh, sw, dw, band
+       (ConvKernel's with a border). */
+    static void walle_conv_rows_band(
+            const float* x, const float* w, const float* bias, float* y, long r0, long r1,
+            const long* p, float relu, float* v, int level) {
+        if (WALLE_LEVEL(level) == 2)
+            walle_conv_rows_band_avx512(x, w, bias, y, r0, r1, p[0], p[1], p[2], p[3], p[4],
+                                        p[5], p[6], p[7], p[8], p[9], p[10], p[11], p[12],
+                                        p[13], p[14], p[15], p[16], relu, v);
+        else if (WALLE_LEVEL(level) == 1)
+            walle_conv_rows_band_avx2(x, w, bias, y, r0, r1, p[0], p[1], p[2], p[3], p[4],
+                                      p[5], p[6], p[7], p[8], p[9], p[10], p[11], p[12], p[13],
+                                      p[14], p[15], p[16], relu, v);
+        else
+            walle_conv_rows_band_base(x, w, bias, y, r0, r1, p[0], p[1], p[2], p[3], p[4],
+                                      p[5], p[6], p[7], p[8], p[9], p[10], p[11], p[12], p[13],
+                                      p[14], p[15], p[16], relu, v);
+    }
     """
     int walle_conv_best_level() nogil
     void walle_conv_rows(const float* x, const float* w, const float* bias, float* y, long r0,
                          long r1, long cin, long cout, long kh, long kw, long oh_n, long ow_n,
                          long s_n, long s_c, long s_kh, long s_kw, long s_oh, long s_ow,
                          float relu, int level) nogil
+    void walle_conv_rows_band(const float* x, const float* w, const float* bias, float* y,
+                              long r0, long r1, const long* p, float relu, float* v,
+                              int level) nogil
+
 
 LEVELS = {"avx512": 2, "avx2": 1, "sse": 0}  # instruction-set levels, widest first
 _level = walle_conv_best_level()  # what ConvKernel uses unless told; see set_level
@@ -255,6 +354,15 @@ cdef class ConvKernel:
     "relu", "relu6" or "hard_swish"; ``level`` picks the tiles ("avx512", "avx2", "sse", or "best" this CPU
     runs; default the module's :func:`level`; the tests run each). ``level`` (read-only) is the
     level the kernel runs at.
+
+    With ``pad`` = (top, left, HP, WP), ``x`` is the unpadded [N, C, H, W] source of the
+    zero-bordered HP x WP planes the region reads (:func:`pad_fits`), and the bordered copy
+    is never written: a band of output rows at a time, their window rows are copied with
+    their border into a scratch of about ``band_bytes`` that stays in the caches, and the
+    tiles read them there (the same tiles, the same bits). The pad raster before the conv
+    wrote the whole copy to lines that in a model come from memory: PP-OCRv6 small
+    recognition's 2x2 SAME_UPPER convs on 24 x 160 planes paid 39 and 22 us for it in the
+    run (AVX2).
     """
 
     cdef const float* x
@@ -262,12 +370,16 @@ cdef class ConvKernel:
     cdef const float* w
     cdef const float* bias
     cdef long p[16]
+    cdef long pp[17]
     cdef float relu
     cdef int threads
     cdef readonly int level
     cdef object keep
+    cdef float* scratch
+    cdef long scratch_floats
 
-    def __init__(self, x, weight, bias, y, region, str act, str level=None):
+    def __init__(self, x, weight, bias, y, region, str act, str level=None, pad=None,
+                 long band_bytes=256 * 1024):
         n, c, kh, kw, oh, ow = (int(v) for v in region.sizes)
         cout = int(weight.shape[0])
         cdef float relu = relu_cap("conv kernel", act)
@@ -291,6 +403,23 @@ cdef class ConvKernel:
         rows = n * oh
         self.threads = 1 if work < _GRAIN or rows < 2 else max(
             1, min(walle_max_threads(), rows, int(work / _GRAIN)))
+        self.scratch = NULL
+        if pad is not None:
+            top, left, hp, wp = (int(v) for v in pad)
+            if not pad_fits(region, tuple(x.shape), pad):
+                raise ValueError(f"conv kernel: pad {tuple(pad)} of a {tuple(x.shape)} source "
+                                 "does not fit the region (pad_fits)")
+            h, w = int(x.shape[2]), int(x.shape[3])
+            sh, dh, sw, dw = s[4] // wp, s[2] // wp, s[5], s[3]
+            reach = (kh - 1) * dh + 1  # source rows of one output row's windows
+            band = max(1, min(oh, (band_bytes // (4 * c * wp) - reach) // sh + 1))
+            for i, v in enumerate((c, cout, kh, kw, oh, ow, c * h * w, h, w, top, left, wp,
+                                   sh, dh, sw, dw, band)):
+                self.pp[i] = v
+            self.scratch_floats = c * ((band - 1) * sh + reach) * wp + 16
+            scratch = np.empty(self.threads * self.scratch_floats, np.float32)
+            self.keep = (*self.keep, scratch)
+            self.scratch = <float*><size_t>scratch.ctypes.data
 
     def run(self):
         cdef long i, chunk, start, stop, rows = self.p[0]
@@ -302,13 +431,38 @@ cdef class ConvKernel:
                     start = i * chunk
                     stop = min(rows, start + chunk)
                     if start < stop:
-                        walle_conv_rows(self.x, self.w, self.bias, self.y, start, stop, p[1],
-                                        p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10],
-                                        p[11], p[12], self.relu, self.level)
+                        self._rows(start, stop, i)
             else:
-                walle_conv_rows(self.x, self.w, self.bias, self.y, 0, rows, p[1], p[2], p[3],
-                                p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11], p[12],
-                                self.relu, self.level)
+                self._rows(0, rows, 0)
+
+    cdef void _rows(self, long start, long stop, long thread) noexcept nogil:
+        cdef long* p = self.p
+        if self.scratch != NULL:
+            walle_conv_rows_band(self.x, self.w, self.bias, self.y, start, stop, self.pp,
+                                 self.relu, self.scratch + thread * self.scratch_floats,
+                                 self.level)
+        else:
+            walle_conv_rows(self.x, self.w, self.bias, self.y, start, stop, p[1], p[2], p[3],
+                            p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11], p[12],
+                            self.relu, self.level)
+
+
+def pad_fits(region, shape, pad):
+    """Whether :class:`ConvKernel` reads the unpadded source of ``shape`` [N, C, H, W] for
+    an im2col ``region`` over its zero-bordered copy, ``pad`` = (top, left, HP, WP): the
+    region starts at the copy's start, steps its contiguous [N, C, HP, WP] planes whole rows
+    at a time and stays inside them, and the source sits inside the border."""
+    n, c, kh, kw, oh, ow = (int(v) for v in region.sizes)
+    top, left, hp, wp = (int(v) for v in pad)
+    if len(shape) != 4 or tuple(int(v) for v in shape[:2]) != (n, c):
+        return False
+    h, w = int(shape[2]), int(shape[3])
+    s = [int(v) for v in region.src_strides]
+    rows = s[2] > 0 and s[4] > 0 and s[2] % wp == 0 and s[4] % wp == 0
+    return (rows and region.src_offset == 0 and s[0] == c * hp * wp and s[1] == hp * wp
+            and s[3] > 0 and s[5] > 0 and (ow - 1) * s[5] + (kw - 1) * s[3] < wp
+            and ((oh - 1) * s[4] + (kh - 1) * s[2]) // wp < hp and top >= 0 and left >= 0
+            and top + h <= hp and left + w <= wp)
 
 
 cdef extern from "winograd.h":

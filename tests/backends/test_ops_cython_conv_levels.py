@@ -82,3 +82,82 @@ def test_ops_conv_kernel_refuses_what_it_cannot_run() -> None:
         ops_conv.ConvKernel(x, np.zeros((3, 1), np.float32), None, out, region, "relu")
     with pytest.raises(ValueError, match="C-contiguous float32"):
         ops_conv.ConvKernel(x.astype(np.float64), weight, None, out, region, "relu")
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 2),
+    c=st.integers(1, 5),
+    cout=st.integers(1, 17),
+    h=st.integers(1, 9),
+    w=st.integers(1, 75),
+    k=st.tuples(st.integers(1, 4), st.integers(1, 4)),
+    pads=st.tuples(*[st.integers(0, 3)] * 4),
+    s=st.tuples(st.integers(1, 2), st.integers(1, 2)),
+    d=st.tuples(st.integers(1, 2), st.integers(1, 2)),
+    act=st.sampled_from(["none", "relu", "hard_swish"]),
+    special=st.booleans(),
+    band_bytes=st.sampled_from([1, 4096, 1 << 20]),
+    seed=st.integers(0, 30),
+)
+def test_ops_conv_kernel_reads_the_unpadded_source_as_the_padded_copy(
+    n, c, cout, h, w, k, pads, s, d, act, special, band_bytes, seed
+):
+    """The direct kernel over a zero-bordered source that is never written (``pad``: a
+    band of output rows at a time, their window rows copied with the border into a scratch)
+    gives the same bits as over the pad raster's copy, at every level: any pads, strides
+    and dilations, bands of one row to the whole plane (``band_bytes``), rows narrower and
+    wider than the tiles, NaN and infinities in the source (a border zero must not meet
+    one)."""
+    ops_conv = _ops_conv()
+    top, left, bottom, right = pads
+    if (k[0] - 1) * d[0] + 1 > h + top + bottom or (k[1] - 1) * d[1] + 1 > w + left + right:
+        return
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-2, 2, (n, c, h, w)).astype(np.float32)
+    if special:
+        x.reshape(-1)[rng.integers(0, x.size, 3)] = [np.nan, np.inf, -np.inf]
+    weight = rng.uniform(-1, 1, (cout, c, *k)).astype(np.float32)
+    bias = rng.uniform(-1, 1, cout).astype(np.float32)
+    b = GraphBuilder()
+    y = b.conv2d(
+        b.input("x", x.shape), b.const(weight), b.const(bias), strides=s, dilations=d,
+        pads=pads,
+    )  # fmt: skip
+    graph = b.build([y])
+    region = im2col_node(graph).attr("regions")[0]
+    padded = np.pad(x, [(0, 0), (0, 0), (top, bottom), (left, right)])
+    hp, wp = padded.shape[2:]
+    assert ops_conv.pad_fits(region, x.shape, (top, left, hp, wp))
+    for level in ("avx512", "avx2", "sse"):
+        want = np.full(graph.shape(graph.outputs[0]), 7.0, np.float32)
+        got = want.copy()
+        flat = weight.reshape(cout, -1)
+        try:
+            ops_conv.ConvKernel(padded, flat, bias, want, region, act, level).run()
+        except ValueError as exc:
+            assert "does not run" in str(exc)
+            continue
+        border = (top, left, hp, wp)
+        ops_conv.ConvKernel(
+            x, flat, bias, got, region, act, level, pad=border, band_bytes=band_bytes
+        ).run()
+        np.testing.assert_array_equal(got, want, err_msg=level)
+
+
+def test_ops_conv_kernel_refuses_a_pad_that_does_not_fit_the_region() -> None:
+    ops_conv = _ops_conv()
+    b = GraphBuilder()
+    y = b.conv2d(b.input("x", (1, 2, 5, 6)), b.const(np.ones((3, 2, 2, 2), np.float32)), None,
+                 pads=(0, 0, 1, 1))  # fmt: skip
+    graph = b.build([y])
+    region = im2col_node(graph).attr("regions")[0]
+    x = np.zeros((1, 2, 5, 6), np.float32)
+    out = np.zeros(graph.shape(graph.outputs[0]), np.float32)
+    assert ops_conv.pad_fits(region, x.shape, (0, 0, 6, 7))
+    assert not ops_conv.pad_fits(region, x.shape, (0, 0, 6, 8))  # not the region's planes
+    assert not ops_conv.pad_fits(region, x.shape, (2, 0, 6, 7))  # the source past the border
+    assert not ops_conv.pad_fits(region, (1, 3, 5, 6), (0, 0, 6, 7))  # another source
+    with pytest.raises(ValueError, match=r"pad \(2, 0, 6, 7\).*does not fit"):
+        ops_conv.ConvKernel(x, np.ones((3, 8), np.float32), None, out, region, "none",
+                            pad=(2, 0, 6, 7))  # fmt: skip

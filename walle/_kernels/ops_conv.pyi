@@ -26,8 +26,10 @@ class ConvKernel:
     """y[N, Cout, OH*OW] = act(conv(x) + bias), x read through an im2col ``region``.
 
     ``weight`` is [Cout, C*KH*KW]; ``act`` a :func:`relu_cap` name; ``level`` "avx512",
-    "avx2", "sse", "best", or None for the module's :func:`level`. ValueError on a bad
-    buffer, activation or level.
+    "avx2", "sse", "best", or None for the module's :func:`level`. With ``pad`` = (top,
+    left, HP, WP), ``x`` is the unpadded source of the zero-bordered planes the region
+    reads (:func:`pad_fits`), copied a band of rows at a time into a scratch of about
+    ``band_bytes``. ValueError on a bad buffer, activation, level or pad.
     """
 
     def __init__(
@@ -39,6 +41,8 @@ class ConvKernel:
         region: Region,
         act: str,
         level: str | None = None,
+        pad: tuple[int, int, int, int] | None = None,
+        band_bytes: int = 262144,
     ) -> None: ...
     @property
     def level(self) -> int:
@@ -46,6 +50,10 @@ class ConvKernel:
 
     def run(self) -> None:
         """Compute y from the build-time buffers (GIL released, OpenMP over output rows)."""
+
+def pad_fits(region: Region, shape: tuple[int, ...], pad: tuple[int, int, int, int]) -> bool:
+    """Whether :class:`ConvKernel` reads the unpadded source of ``shape`` for ``region``
+    over its zero-bordered copy (``pad``: top, left, HP, WP)."""
 
 def winograd_fits(region: Region) -> bool:
     """Whether an im2col region is a 3x3 window at stride 1 and dilation 1."""

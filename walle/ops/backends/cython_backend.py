@@ -517,8 +517,39 @@ def _conv(step: FusedStep, algorithm: str, graph: Graph, buffers: Buffers) -> li
             band_bytes=_l2_bytes() // 4,
         )  # fmt: skip
         return [padded.run]
+    direct = _direct_unpadded(step, algorithm, graph, buffers)
+    if direct is not None:
+        return [direct.run]
     calls = _prologue_calls(prologue, buffers)
     return calls + _conv_padded(im2col, flat, weight, bias, out, algorithm, step, buffers)
+
+
+def _direct_unpadded(
+    step: FusedStep, algorithm: str, graph: Graph, buffers: Buffers
+) -> ops_conv.ConvKernel | None:
+    """The direct kernel over a zero-pad prologue's source, its bordered copy never written
+    (ConvKernel's ``pad``: a band of rows at a time in a scratch the size of a quarter of
+    the L2, as the lanes kernel's), but for a stride-2 conv (_conv_stride2 splits its
+    input's columns instead)."""
+    n_pro = step.attr("prologue", 0)
+    if algorithm != "direct" or not n_pro:
+        return None
+    prologue, im2col, mm = step.parts[:n_pro], step.parts[n_pro], step.parts[n_pro + 2]
+    region = im2col.attr("regions")[0]
+    pad = _unpadded_source(prologue, graph)
+    if pad is None or _stride2_columns(region):
+        return None
+    hp, wp = graph.shape(im2col.inputs[0])[2:]
+    src = buffers[step.inputs[0]]
+    if not ops_conv.pad_fits(region, src.shape, (*pad, hp, wp)):
+        return None
+    bias = buffers[step.inputs[2]].reshape(-1) if step.attr("has_bias") else None
+    out = buffers[step.output].reshape(graph.shape(mm.output))
+    weight = buffers[mm.inputs[0]]
+    act, border = step.attr("act"), (*pad, hp, wp)
+    return ops_conv.ConvKernel(
+        src, weight, bias, out, region, act, pad=border, band_bytes=_l2_bytes() // 4
+    )
 
 
 def _stride2_columns(region: Region) -> bool:
