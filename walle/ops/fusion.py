@@ -392,20 +392,14 @@ def _residual_tail(
 
 def _pad_prologue(m: _Matcher, im2col: Node) -> list[Node]:
     """The zero-pad raster feeding a conv's im2col alone, as the step's prologue (a Winograd
-    kernel reads the unpadded input in place, a lanes kernel copies it a band of padded
-    rows at a time); else none. A graph input's pad stays a step of its own but for a
-    3x3 or 5x5 stride-1 conv (Winograd's): as the plan's first call it reads the caller's
-    array in place, which a step of two calls (the pad, then a GEMM) would not."""
+    kernel reads the unpadded input in place, the lanes and direct kernels copy it a band
+    of bordered rows at a time); else none. A network's input padded for its first conv
+    too: the step's first call, the pad or the kernel reading the input unpadded, then
+    reads the caller's array in place (plan._input_reader)."""
     chain = _raster_prologue(m, im2col)
     if len(chain) != 1 or chain[0].attr("fill") != 0.0:
         return []
     if len(m.graph.shape(chain[0].output)) != 4 or chain[0].inputs[0] in m.graph.constants:
-        return []
-    r = im2col.attr("regions")[0]
-    _, _, kh, kw, _, _ = r.sizes
-    s = r.src_strides
-    winograd = kh == kw and kh in (3, 5) and s[2] == s[4] and s[3] == s[5] == 1
-    if chain[0].inputs[0] in m.graph.inputs and not winograd:
         return []
     return chain
 

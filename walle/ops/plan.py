@@ -607,7 +607,9 @@ def _input_reader(
 
     Only the first call: nothing runs before it, so nothing can have written the caller's
     array; and the input must have no other reader (no alias of it either), so that no later
-    call looks for it in the buffer that was not filled.
+    call looks for it in the buffer that was not filled. The reader's other calls, if any,
+    must not read it either: where the step makes more than one call, the input is its pad
+    prologue's alone (:func:`_read_by_prologue_alone`), whose raster is the first call.
     """
     if len(ins) != 1 or len(graph.outputs) != 1 or not calls:
         return None
@@ -618,7 +620,8 @@ def _input_reader(
     first = calls[0]
     if owner.get(id(first)) != readers[0].name or getattr(first, "__name__", "") != "run":
         return None
-    if sum(owner.get(id(call)) == readers[0].name for call in calls) != 1:
+    own_calls = sum(owner.get(id(call)) == readers[0].name for call in calls)
+    if own_calls != 1 and not _read_by_prologue_alone(readers[0], name):
         return None
     kernel: object = getattr(first, "__self__", None)
     if not isinstance(kernel, DirectKernel):
@@ -629,6 +632,16 @@ def _input_reader(
     if np.may_share_memory(bound[1], buffer):
         return None
     return kernel.run_io, bound[1]
+
+
+def _read_by_prologue_alone(step: FusedStep, name: str) -> bool:
+    """Whether value ``name`` is read by ``step``'s first part alone, its prologue (a conv's
+    pad raster of a network's input: the step's first call; the others read what it
+    wrote)."""
+    if step.attr("prologue", 0) < 1 or step.inputs.count(name) != 1 or not step.parts:
+        return False
+    readers = [part for part in step.parts if name in part.inputs]
+    return readers == [step.parts[0]] and step.parts[0].inputs == (name,)
 
 
 def _output_writer(

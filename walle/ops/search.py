@@ -197,7 +197,8 @@ SETTLE_PASSES = 5
 # and odd lanes within 128-bit halves, on rows as they lie (0.83-0.95x the time): such convs
 # cached on channel lanes went stale. 74: the direct kernel reads a pad prologue's source a
 # band of bordered rows at a time, the bordered copy never written (PP-OCRv6 tiny
-# detection's 2x2 convs on 320 x 320: 0.75-0.85x the time in the model).
+# detection's 2x2 convs on 320 x 320: 0.75-0.85x the time in the model), and a network's
+# input padded for its first conv is that conv step's prologue (was a step of its own).
 DECISIONS_VERSION = 74
 
 

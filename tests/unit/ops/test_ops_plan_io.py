@@ -385,11 +385,12 @@ def test_ops_plan_step_calls_name_each_call_and_rerun_the_plan(backend) -> None:
 
 def test_ops_plan_first_call_reads_the_callers_input_in_place() -> None:
     """A network's first step reads the caller's image where it lies when it is the input's
-    only reader and its kernel can (a padded conv's pad raster: always; an unpadded conv: as
-    the kernel the search picks allows, in one call: not im2col, whose raster is the first of
-    the step's three, as a CPU where the search picks it showed): each run1 reads the array
-    it is given (not the previous one), leaves it unchanged, and gives the reference's
-    output. An input with a second reader (the sum) keeps the copy into the plan's buffer."""
+    only reader and its kernel can (a padded conv: its pad prologue, the step's first call,
+    or the kernel that reads the input unpadded, always; an unpadded conv: as the kernel the
+    search picks allows, in one call: not im2col, whose raster is the first of the step's
+    three, as a CPU where the search picks it showed): each run1 reads the array it is given
+    (not the previous one), leaves it unchanged, and gives the reference's output. An input
+    with a second reader (the sum) keeps the copy into the plan's buffer."""
     backend_or_skip("cython")
     from walle.ops.backends.base import DirectKernel
 
@@ -407,7 +408,10 @@ def test_ops_plan_first_call_reads_the_callers_input_in_place() -> None:
         first_step, first_call = plan.step_calls[0]
         first = getattr(first_call, "__self__", None)
         alone = sum(name == first_step for name, _ in plan.step_calls) == 1  # not im2col's
-        can = isinstance(first, DirectKernel) and len(first.io_arrays()) == 2 and alone
+        (conv,) = [step for step in plan.steps if step.name == first_step]
+        assert (conv.attr("prologue") == 1) == (pad == 1)  # the pad: the conv step's part
+        can = isinstance(first, DirectKernel) and len(first.io_arrays()) == 2
+        can = can and (alone or pad == 1)
         assert (plan._reader is not None) == (can and not second_reader), (pad, first)
-        assert can or pad == 0  # the pad raster reads in place
+        assert can or pad == 0  # the pad raster, or a kernel reading unpadded, in place
         run1_matches_reference(plan, graph, (1, 3, 21, 41))
