@@ -507,49 +507,31 @@ def _conv(step: FusedStep, algorithm: str, graph: Graph, buffers: Buffers) -> li
     if host is not None and algorithm not in _GEMMS:
         raise RuntimeError(f"{step.name}: {algorithm} cannot write a channel slice")
     lanes = algorithm in _LANES
-    pad = _unpadded_source(prologue, graph) if lanes and prologue else None
+    # a zero-pad prologue never written: the lanes and direct kernels copy each band of
+    # bordered rows into a quarter of the L2 themselves (not the direct kernel's stride-2
+    # convs: _conv_stride2 splits its input's columns instead)
+    direct = algorithm == "direct" and not _stride2_columns(region)
+    pad = _unpadded_source(prologue, graph) if prologue and (lanes or direct) else None
     if pad is not None:
-        # the pad never written: the kernel copies each band's padded rows into L2 itself
         hp, wp = graph.shape(im2col.inputs[0])[2:]
-        padded = ops_conv.LanesConvKernel(
-            buffers[step.inputs[0]], weight, bias, out, region, step.attr("act"),
-            wide=_lanes_wide(algorithm), deep=algorithm == "lanes_deep", pad=(*pad, hp, wp),
-            band_bytes=_l2_bytes() // 4,
-        )  # fmt: skip
-        return [padded.run]
-    direct = _direct_unpadded(step, algorithm, graph, buffers)
-    if direct is not None:
-        return [direct.run]
+        src, border = buffers[step.inputs[0]], (*pad, hp, wp)
+        act, band_bytes = step.attr("act"), _l2_bytes() // 4
+        if lanes:
+            wide, deep = _lanes_wide(algorithm), algorithm == "lanes_deep"
+            return [
+                ops_conv.LanesConvKernel(
+                    src, weight, bias, out, region, act, wide=wide, deep=deep, pad=border,
+                    band_bytes=band_bytes,
+                ).run
+            ]  # fmt: skip
+        if ops_conv.pad_fits(region, src.shape, border):
+            return [
+                ops_conv.ConvKernel(
+                    src, weight, bias, out, region, act, pad=border, band_bytes=band_bytes
+                ).run
+            ]
     calls = _prologue_calls(prologue, buffers)
     return calls + _conv_padded(im2col, flat, weight, bias, out, algorithm, step, buffers)
-
-
-def _direct_unpadded(
-    step: FusedStep, algorithm: str, graph: Graph, buffers: Buffers
-) -> ops_conv.ConvKernel | None:
-    """The direct kernel over a zero-pad prologue's source, its bordered copy never written
-    (ConvKernel's ``pad``: a band of rows at a time in a scratch the size of a quarter of
-    the L2, as the lanes kernel's), but for a stride-2 conv (_conv_stride2 splits its
-    input's columns instead)."""
-    n_pro = step.attr("prologue", 0)
-    if algorithm != "direct" or not n_pro:
-        return None
-    prologue, im2col, mm = step.parts[:n_pro], step.parts[n_pro], step.parts[n_pro + 2]
-    region = im2col.attr("regions")[0]
-    pad = _unpadded_source(prologue, graph)
-    if pad is None or _stride2_columns(region):
-        return None
-    hp, wp = graph.shape(im2col.inputs[0])[2:]
-    src = buffers[step.inputs[0]]
-    if not ops_conv.pad_fits(region, src.shape, (*pad, hp, wp)):
-        return None
-    bias = buffers[step.inputs[2]].reshape(-1) if step.attr("has_bias") else None
-    out = buffers[step.output].reshape(graph.shape(mm.output))
-    weight = buffers[mm.inputs[0]]
-    act, border = step.attr("act"), (*pad, hp, wp)
-    return ops_conv.ConvKernel(
-        src, weight, bias, out, region, act, pad=border, band_bytes=_l2_bytes() // 4
-    )
 
 
 def _stride2_columns(region: Region) -> bool:
