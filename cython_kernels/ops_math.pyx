@@ -58,10 +58,12 @@ cdef extern from *:
     static inline float walle_tanh(float x) { return 1.0f - 2.0f / (walle_exp(2.0f * x) + 1.0f); }
 
     /* act: 0 none, 1 relu, 2 sigmoid, 3 tanh, 4 relu6, 5 hard_swish, 6 hard_swish6;
-       bias_mode: 0 none, 1 per column, 2 per row. Columns j0.. of each row (those before
-       had theirs in the GEMM's tiles). */
+       bias_mode: 0 none, 1 per column, 2 per row; res: NULL, or a residual laid out as c,
+       added after the bias (a conv's shortcut). Columns j0.. of each row (those before had
+       theirs in the GEMM's tiles). */
     WALLE_CLONES static void walle_epilogue(float* restrict c, const float* restrict bias,
-                                            long m, long n, long j0, int bias_mode, int act) {
+                                            const float* restrict res, long m, long n, long j0,
+                                            int bias_mode, int act) {
         for (long i = 0; i < m; i++) {
             float* row = c + i * n;
             if (bias_mode == 1) {
@@ -71,6 +73,11 @@ cdef extern from *:
                 float bi = bias[i];
                 #pragma omp simd
                 for (long j = j0; j < n; j++) row[j] += bi;
+            }
+            if (res) {
+                const float* r = res + i * n;
+                #pragma omp simd
+                for (long j = j0; j < n; j++) row[j] += r[j];
             }
             if (act == 1) {
                 #pragma omp simd
@@ -1341,8 +1348,48 @@ cdef extern from *:
        float operations as walle_epilogue's pass over c, so the same bits, without reading
        c back (MLP 64-256-256-1 batch 64: 4 of its 121 us were that pass). */
     #define WALLE_PANEL_OUT(NAME, VT, VI, VW) \\
-    WALLE_VINLINE void NAME(float* restrict p, VT v, const float* restrict bias, int act) { \\
+    WALLE_VINLINE void NAME(float* restrict p, VT v, const float* restrict bias, \\
+                            const float* restrict res, int act) { \\
+        (void)res; \\
         if (bias) v += WALLE_PANEL_LD(VT, bias); \\
+        WALLE_PANEL_ACT(VT, VI, v, act); \\
+        WALLE_PANEL_ST(p, v); \\
+    }
+    /* The rows form (a 1x1 conv, y = W x: a row per output channel): + the row's bias (one
+       float), + the residual at the sum's place (res: NULL, or its vector), then act (also 5
+       hard-swish and 6 its ReLU6 form, as hard_swish.h's vectors): the packed conv GEMM's
+       store order (gemm_conv.h's WALLE_GEMM_STORE). A shortcut is then added in the tiles,
+       not in passes over an output the caches no longer hold (ResNet-50's 128 -> 512 1x1
+       convs on 28 x 28, PP-OCRv6's 384 -> 192 on 6 x 80). */
+    #define WALLE_PANEL_ROW_OUT(NAME, VT, VI, VW) \\
+    WALLE_VINLINE void NAME(float* restrict p, VT v, const float* restrict bias, \\
+                            const float* restrict res, int act) { \\
+        v += *bias; \\
+        if (res) v += WALLE_PANEL_LD(VT, res); \\
+        WALLE_PANEL_ACT(VT, VI, v, act); \\
+        if (act == 5) WALLE_HARD_SWISH_V(VT, VI, v); \\
+        else if (act == 6) WALLE_HARD_SWISH6_V(VT, VI, v); \\
+        WALLE_PANEL_ST(p, v); \\
+    }
+    /* Where a tile's vector q (0 or 1) of row r finds its bias: the column form's (NULL or the
+       panel's first column's) and the rows form's (the tile's first row's). */
+    #define WALLE_PANEL_COLB(bias, r, q, VW) ((q) && (bias) ? (bias) + (VW) : (bias))
+    #define WALLE_PANEL_ROWB(bias, r, q, VW) ((bias) + (r))
+    /* The bias pointer a tile of rows i.., columns j.. gets, per form. */
+    #define WALLE_PANEL_COLAT(bias, i, j) ((bias) ? (bias) + (j) : (bias))
+    #define WALLE_PANEL_ROWAT(bias, i, j) ((bias) + (i))
+    /* The residual of row r, vector q of a tile, and of a tile at row i, column j (NULL
+       where there is none). */
+    #define WALLE_PANEL_RES(res, r, q, n, VW) ((res) ? (res) + (r) * (n) + (q) * (VW) : (res))
+    #define WALLE_PANEL_RESAT(res, i, j, n) ((res) ? (res) + (i) * (n) + (j) : (res))
+    /* The sums v of row r, vector q of a tile out to c (the tile function's c, n, bias, res
+       and act), with OUT and the form's BIAS. */
+    #define WALLE_PANEL_PUT(OUT, BIAS, VW, v, r, q) \\
+        OUT(c + (r) * n + (q) * (VW), v, BIAS(bias, r, q, VW), WALLE_PANEL_RES(res, r, q, n, VW), \\
+            act)
+    /* act 1 ReLU or 4 ReLU6 on v (NaN stays: both tests are false). */
+    #define WALLE_PANEL_ACT(VT, VI, v, act) \\
+    do { \\
         if (act == 1) { \\
             VI low = v <= (VT){0}; \\
             v = (VT)((VI)v & ~low); \\
@@ -1351,30 +1398,32 @@ cdef extern from *:
             VI low = v <= (VT){0}, high = v > six; \\
             v = (VT)(((VI)v & ~(low | high)) | ((VI)six & high)); \\
         } \\
-        WALLE_PANEL_ST(p, v); \\
-    }
+    } while (0)
     /* The m % 6 rows left: R x 2VW tiles (at most 8 accumulators: as arrays they stay in
        registers). */
-    #define WALLE_GEMM_PANEL_TILE(NAME, VT, VW, R, OUT) \\
+    #define WALLE_GEMM_PANEL_TILE(NAME, VT, VW, R, OUT, BIAS) \\
     WALLE_VINLINE void NAME(const float* restrict a, const float* restrict b, long sb, \\
                             float* restrict c, long n, long k, const float* restrict bias, \\
-                            int act) { \\
+                            const float* restrict res, int act) { \\
         VT lo[R], hi[R]; \\
         for (int r = 0; r < R; r++) lo[r] = hi[r] = (VT){0}; \\
         for (long p = 0; p < k; p++) { \\
             VT b0 = WALLE_PANEL_LD(VT, b + p * sb), b1 = WALLE_PANEL_LD(VT, b + p * sb + VW); \\
             for (int r = 0; r < R; r++) { lo[r] += a[r * k + p] * b0; hi[r] += a[r * k + p] * b1; } \\
         } \\
-        const float* bias1 = bias ? bias + VW : bias; \\
         for (int r = 0; r < R; r++) { \\
-            OUT(c + r * n, lo[r], bias, act); OUT(c + r * n + VW, hi[r], bias1, act); \\
+            WALLE_PANEL_PUT(OUT, BIAS, VW, lo[r], r, 0); \\
+            WALLE_PANEL_PUT(OUT, BIAS, VW, hi[r], r, 1); \\
         } \\
     }
-    #define WALLE_GEMM_PANEL(NAME, VT, VI, VW) \\
-    WALLE_PANEL_OUT(NAME##_out, VT, VI, VW) \\
+    /* OUT: the tiles' store (WALLE_PANEL_OUT, the column form, or WALLE_PANEL_ROW_OUT);
+       BIAS and AT: where the form's tiles and vectors find their bias (WALLE_PANEL_COLB and
+       _COLAT, or _ROWB and _ROWAT). */
+    #define WALLE_GEMM_PANEL(NAME, VT, VI, VW, OUT, BIAS, AT) \\
+    OUT(NAME##_out, VT, VI, VW) \\
     WALLE_VINLINE void NAME##_t6(const float* restrict a, const float* restrict b, long sb, \\
                                  float* restrict c, long n, long k, const float* restrict bias, \\
-                                 int act) { \\
+                                 const float* restrict res, int act) { \\
         VT c00 = {0}, c01 = {0}, c10 = {0}, c11 = {0}, c20 = {0}, c21 = {0}; \\
         VT c30 = {0}, c31 = {0}, c40 = {0}, c41 = {0}, c50 = {0}, c51 = {0}; \\
         const float *a0 = a, *a1 = a + k, *a2 = a + 2 * k, *a3 = a + 3 * k; \\
@@ -1386,22 +1435,27 @@ cdef extern from *:
             c20 += a2[p] * b0; c21 += a2[p] * b1; c30 += a3[p] * b0; c31 += a3[p] * b1; \\
             c40 += a4[p] * b0; c41 += a4[p] * b1; c50 += a5[p] * b0; c51 += a5[p] * b1; \\
         } \\
-        const float* b1 = bias ? bias + VW : bias; \\
-        NAME##_out(c, c00, bias, act); NAME##_out(c + VW, c01, b1, act); \\
-        NAME##_out(c + n, c10, bias, act); NAME##_out(c + n + VW, c11, b1, act); \\
-        NAME##_out(c + 2 * n, c20, bias, act); NAME##_out(c + 2 * n + VW, c21, b1, act); \\
-        NAME##_out(c + 3 * n, c30, bias, act); NAME##_out(c + 3 * n + VW, c31, b1, act); \\
-        NAME##_out(c + 4 * n, c40, bias, act); NAME##_out(c + 4 * n + VW, c41, b1, act); \\
-        NAME##_out(c + 5 * n, c50, bias, act); NAME##_out(c + 5 * n + VW, c51, b1, act); \\
+        WALLE_PANEL_PUT(NAME##_out, BIAS, VW, c00, 0, 0); \\
+        WALLE_PANEL_PUT(NAME##_out, BIAS, VW, c01, 0, 1); \\
+        WALLE_PANEL_PUT(NAME##_out, BIAS, VW, c10, 1, 0); \\
+        WALLE_PANEL_PUT(NAME##_out, BIAS, VW, c11, 1, 1); \\
+        WALLE_PANEL_PUT(NAME##_out, BIAS, VW, c20, 2, 0); \\
+        WALLE_PANEL_PUT(NAME##_out, BIAS, VW, c21, 2, 1); \\
+        WALLE_PANEL_PUT(NAME##_out, BIAS, VW, c30, 3, 0); \\
+        WALLE_PANEL_PUT(NAME##_out, BIAS, VW, c31, 3, 1); \\
+        WALLE_PANEL_PUT(NAME##_out, BIAS, VW, c40, 4, 0); \\
+        WALLE_PANEL_PUT(NAME##_out, BIAS, VW, c41, 4, 1); \\
+        WALLE_PANEL_PUT(NAME##_out, BIAS, VW, c50, 5, 0); \\
+        WALLE_PANEL_PUT(NAME##_out, BIAS, VW, c51, 5, 1); \\
     } \\
-    WALLE_GEMM_PANEL_TILE(NAME##_t4, VT, VW, 4, NAME##_out) \\
-    WALLE_GEMM_PANEL_TILE(NAME##_t2, VT, VW, 2, NAME##_out) \\
-    WALLE_GEMM_PANEL_TILE(NAME##_t1, VT, VW, 1, NAME##_out) \\
-    /* c = a @ b, its first n - n % 2VW columns with the epilogue (bias, act) applied (the \\
-       rest, from walle_gemm_from, without) */ \\
+    WALLE_GEMM_PANEL_TILE(NAME##_t4, VT, VW, 4, NAME##_out, BIAS) \\
+    WALLE_GEMM_PANEL_TILE(NAME##_t2, VT, VW, 2, NAME##_out, BIAS) \\
+    WALLE_GEMM_PANEL_TILE(NAME##_t1, VT, VW, 1, NAME##_out, BIAS) \\
+    /* c = a @ b, its first n - n % 2VW columns with the epilogue (bias, res, act) applied \\
+       (the rest, from walle_gemm_from, without) */ \\
     WALLE_VINLINE void NAME(const float* restrict a, const float* restrict b, \\
                             float* restrict c, long m, long n, long k, \\
-                            const float* restrict bias, int act) { \\
+                            const float* restrict bias, const float* restrict res, int act) { \\
         long n2 = n - n % (2 * VW); \\
         /* A panel of b is copied to a contiguous aligned buffer where enough rows of a \\
            amortise the copy (6 x 256 x 256: 6.9 -> 12.6 us with it): from 16 rows where \\
@@ -1428,20 +1482,27 @@ cdef extern from *:
                 bj = bp; \\
                 sb = 2 * VW; \\
             } \\
-            const float* bias_j = bias ? bias + j : bias; \\
             long i = 0; \\
             for (; i + 6 <= m; i += 6) \\
-                NAME##_t6(a + i * k, bj, sb, c + i * n + j, n, k, bias_j, act); \\
+                NAME##_t6(a + i * k, bj, sb, c + i * n + j, n, k, AT(bias, i, j), \\
+                          WALLE_PANEL_RESAT(res, i, j, n), act); \\
             for (; i + 4 <= m; i += 4) \\
-                NAME##_t4(a + i * k, bj, sb, c + i * n + j, n, k, bias_j, act); \\
+                NAME##_t4(a + i * k, bj, sb, c + i * n + j, n, k, AT(bias, i, j), \\
+                          WALLE_PANEL_RESAT(res, i, j, n), act); \\
             for (; i + 2 <= m; i += 2) \\
-                NAME##_t2(a + i * k, bj, sb, c + i * n + j, n, k, bias_j, act); \\
-            for (; i < m; i++) NAME##_t1(a + i * k, bj, sb, c + i * n + j, n, k, bias_j, act); \\
+                NAME##_t2(a + i * k, bj, sb, c + i * n + j, n, k, AT(bias, i, j), \\
+                          WALLE_PANEL_RESAT(res, i, j, n), act); \\
+            for (; i < m; i++) \\
+                NAME##_t1(a + i * k, bj, sb, c + i * n + j, n, k, AT(bias, i, j), \\
+                          WALLE_PANEL_RESAT(res, i, j, n), act); \\
         } \\
         free(bp); \\
         if (n2 < n) walle_gemm_from(a, b, c, m, n, k, n2); \\
     }
-    WALLE_GEMM_PANEL(walle_gemm_panel_v8, walle_mv8, walle_mi8, 8)
+    WALLE_GEMM_PANEL(walle_gemm_panel_v8, walle_mv8, walle_mi8, 8, WALLE_PANEL_OUT,
+                     WALLE_PANEL_COLB, WALLE_PANEL_COLAT)
+    WALLE_GEMM_PANEL(walle_gemm_rows_v8, walle_mv8, walle_mi8, 8, WALLE_PANEL_ROW_OUT,
+                     WALLE_PANEL_ROWB, WALLE_PANEL_ROWAT)
 
     /* NAME_at(args): the body V2, V1 or V0 compiled for walle_math_level. */
     #define WALLE_LEVELS(NAME, PARAMS, ARGS, V2, V1, V0) \\
@@ -1453,8 +1514,9 @@ cdef extern from *:
         else if (WALLE_LEVEL(walle_math_level) == 1) NAME##_l1 ARGS; \\
         else NAME##_l0 ARGS; \\
     }
-    WALLE_LEVELS(walle_epilogue, (float* c, const float* bias, long m, long n, long j0,
-                                  int bias_mode, int act), (c, bias, m, n, j0, bias_mode, act),
+    WALLE_LEVELS(walle_epilogue, (float* c, const float* bias, const float* res, long m, long n,
+                                  long j0, int bias_mode, int act),
+                 (c, bias, res, m, n, j0, bias_mode, act),
                  walle_epilogue, walle_epilogue, walle_epilogue)
     WALLE_LEVELS(walle_gemm_from, (const float* a, const float* b, float* c, long m, long n,
                                    long k, long j0), (a, b, c, m, n, k, j0),
@@ -1599,7 +1661,13 @@ cdef extern from *:
     WALLE_LEVEL_TARGET("avx2,fma") static void walle_gemm_panel_l1(const float* a, const float* b,
                                                              float* c, long m, long n, long k,
                                                              const float* bias, int act) {
-        walle_gemm_panel_v8(a, b, c, m, n, k, bias, act);
+        walle_gemm_panel_v8(a, b, c, m, n, k, bias, 0, act);
+    }
+    WALLE_LEVEL_TARGET("avx2,fma") static void walle_gemm_rows_l1(const float* a, const float* b,
+                                                            float* c, long m, long n, long k,
+                                                            const float* bias, const float* res,
+                                                            int act) {
+        walle_gemm_rows_v8(a, b, c, m, n, k, bias, res, act);
     }
     /* wide: GemmKernel's shape takes the panel kernels, AVX-512's at level 2, the AVX2 one
        at level 1; SSE keeps the scalar tiles (the 4-lane panels measured no faster there).
@@ -1614,6 +1682,14 @@ cdef extern from *:
             return fuse ? (walle_tail_tiles(n, k) ? n - 16 : n - n % 16) : 0;
         } else walle_gemm_from_at(a, b, c, m, n, k, 0);
         return 0;
+    }
+    /* The rows form at AVX2 (a 1x1 conv: at least 4 rows, 16 columns; bias one per row, not
+       NULL): the AVX2 panels with the epilogue (+ bias, + res where not NULL, act 0, 1, 4, 5
+       or 6) in their stores. Returns the first column whose epilogue is still to run. */
+    static long walle_gemm_rows_at(const float* a, const float* b, float* c, long m, long n,
+                                   long k, const float* bias, const float* res, int act) {
+        walle_gemm_rows_l1(a, b, c, m, n, k, bias, res, act);
+        return walle_tail_tiles(n, k) ? n - 16 : n - n % 16;
     }
 
     /* y[o, j, q] = x[o, idx[o, j, q], q] for j < m: a take along the middle axis ([outer,
@@ -1634,8 +1710,12 @@ cdef extern from *:
     }
     """
     # the names Cython calls are the level dispatchers (NAME_at) defined above
-    void walle_epilogue "walle_epilogue_at"(float* c, const float* bias, long m, long n,
-                                            long j0, int bias_mode, int act) nogil
+    void walle_epilogue "walle_epilogue_at"(float* c, const float* bias, const float* res,
+                                            long m, long n, long j0, int bias_mode,
+                                            int act) nogil
+    long walle_gemm_rows "walle_gemm_rows_at"(const float* a, const float* b, float* c, long m,
+                                              long n, long k, const float* bias,
+                                              const float* res, int act) nogil
     long walle_gemm "walle_gemm_at"(const float* a, const float* b, float* c, long m, long n,
                                     long k, int wide, int fuse, const float* bias,
                                     int act) nogil
@@ -1733,25 +1813,33 @@ cdef int _threads(double work, long parts):
 
 
 cdef class GemmKernel:
-    """c[batch, m, n] = a @ b (+ bias) (activation); a or b may be shared across the batch.
+    """c[batch, m, n] = a @ b (+ bias) (+ res) (activation); a or b may be shared across the
+    batch.
 
     ``direct`` computes with the tiled C kernel; with ``blas`` the plan runs numpy's matmul
-    first and this kernel only applies bias and activation (``epilogue_only``).
+    first and this kernel only applies bias and activation (``epilogue_only``). ``res``: a
+    residual laid out as c, added after the bias (a 1x1 conv's shortcut: y = W x + bias +
+    res, bias_mode 2); at AVX2 the panels add a per-row bias, the residual and ReLU / ReLU6
+    as they store their tiles.
     """
 
     cdef float* a
     cdef float* b
     cdef float* c
     cdef float* bias
+    cdef float* res
     cdef long batch, m, n, k, a_step, b_step
-    cdef int bias_mode, act, threads, epilogue_only, wide
+    cdef int bias_mode, act, threads, epilogue_only, wide, rows
     cdef object keep
 
     def __init__(self, a, b, c, bias, int bias_mode, str act, bint epilogue_only=False,
-                 bint wide=True):
-        self.keep = (a, b, c, bias)
+                 bint wide=True, res=None):
+        self.keep = (a, b, c, bias, res)
         self.a, self.b, self.c = _ptr(a), _ptr(b), _ptr(c)
         self.bias = _ptr(bias) if bias is not None else NULL
+        if res is not None and res.size != c.size:
+            raise ValueError(f"a residual of {res.size} floats for an output of {c.size}")
+        self.res = _ptr(res) if res is not None else NULL
         self.m, self.n = c.shape[c.ndim - 2], c.shape[c.ndim - 1]
         self.k = a.shape[a.ndim - 1]
         self.batch = c.size // (self.m * self.n)
@@ -1762,6 +1850,9 @@ cdef class GemmKernel:
         # the panel kernels for products of >= 16 columns (AVX2's: and >= 4 rows; unless
         # wide=False: the tests run both paths)
         self.wide = wide and self.n >= 16
+        # the rows form of the AVX2 panels: a per-row bias (and residual) in their stores
+        self.rows = (self.wide and not epilogue_only and bias_mode == 2 and self.m >= 4
+                     and self.act in (0, 1, 4, 5, 6))
 
     def io_arrays(self):
         """The arrays ``run_io`` replaces, in its argument order: a, b, c."""
@@ -1789,15 +1880,19 @@ cdef class GemmKernel:
 
     cdef void _one(self, const float* a, const float* b, float* c, long i) noexcept nogil:
         cdef float* ci = c + i * self.m * self.n
+        cdef const float* ri = self.res + i * self.m * self.n if self.res != NULL else NULL
         cdef long done = 0  # the columns whose bias and activation the GEMM applied
         # a per-column bias and ReLU / ReLU6 go into the AVX2 panels' tile stores
         cdef int fuse = self.bias_mode != 2 and self.act in (0, 1, 4)
-        if not self.epilogue_only:
+        if self.rows and walle_math_get_level() == 1:
+            done = walle_gemm_rows(a + i * self.a_step, b + i * self.b_step, ci, self.m,
+                                   self.n, self.k, self.bias, ri, self.act)
+        elif not self.epilogue_only:
             done = walle_gemm(a + i * self.a_step, b + i * self.b_step, ci, self.m, self.n,
                               self.k, self.wide, fuse,
                               self.bias if self.bias_mode == 1 else NULL, self.act)
-        if (self.bias_mode or self.act) and done < self.n:
-            walle_epilogue(ci, self.bias, self.m, self.n, done, self.bias_mode, self.act)
+        if (self.bias_mode or self.act or ri != NULL) and done < self.n:
+            walle_epilogue(ci, self.bias, ri, self.m, self.n, done, self.bias_mode, self.act)
 
 
 cdef class RowKernel:

@@ -45,7 +45,17 @@ CASES = [  # (N, C, H, W, Cout, kernel, stride, pads)
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize(
     "algorithm",
-    ["direct", "gemm", "gemm_long", "gemm_direct", "im2col", "lanes", "lanes16", "lanes_deep"],
+    [
+        "direct",
+        "gemm",
+        "gemm_long",
+        "gemm_direct",
+        "panel",
+        "im2col",
+        "lanes",
+        "lanes16",
+        "lanes_deep",
+    ],
 )
 @pytest.mark.parametrize("tail", ["none", "bias", "bias_relu"])
 def test_ops_conv_algorithms_match_reference(case, algorithm, tail) -> None:
@@ -53,7 +63,9 @@ def test_ops_conv_algorithms_match_reference(case, algorithm, tail) -> None:
     1x1 stride-1 convs only, ``gemm_long`` (its reduction in the fewest blocks) where the
     default blocks are more, ``lanes_deep`` for 128 taps or more but a 1x1 stride-1 conv,
     ``lanes16`` (the lanes kernel's 16 x 16 tile) beside ``lanes`` where that takes its 32 x 8
-    one: at AVX-512, a strided conv to more than 16 channels. The lanes algorithms build the
+    one: at AVX-512, a strided conv to more than 16 channels; ``panel`` (ops_math's AVX2
+    matmul panels, the epilogue in their stores) for an unpadded 1x1 stride-1 conv to 4
+    channels or more of 16 positions or more, at AVX2 only. The lanes algorithms build the
     tile they name."""
     backend = backend_or_skip("cython")
     n, c, h, w, cout, k, s, p = case
@@ -77,6 +89,9 @@ def test_ops_conv_algorithms_match_reference(case, algorithm, tail) -> None:
     assert ("lanes_deep" in offered) == (c * k * k >= 128 and not (k == 1 and s == 1))
     avx512 = ops_conv.level() == ops_conv.LEVELS["avx512"]
     assert ("lanes16" in offered) == ("lanes" in offered and s > 1 and cout > 16 and avx512)
+    avx2 = ops_conv.level() == ops_conv.LEVELS["avx2"]
+    plain = k == 1 and s == 1 and p == 0 and cout >= 4 and h * w >= 16
+    assert ("panel" in offered) == (plain and avx2)
     if algorithm not in offered:
         return
     if algorithm in ("lanes", "lanes16"):
@@ -95,7 +110,9 @@ def test_ops_conv_with_a_shortcut_add_matches_reference(k, s, pad, relu, c) -> N
     """ResNet's shortcut: 1x1 conv (+ bias), + a tensor of the output's shape, (+ ReLU) is one
     step; the cython backend's packed GEMM adds it in its epilogue (its only algorithm for
     the step besides the parts; with 200 input channels at AVX2 also gemm_long's, whose
-    last of two blocks adds it), NaN and inf in the shortcut reach their outputs."""
+    last of two blocks adds it; at AVX2 an unpadded 1x1 stride-1 conv also runs as the
+    matmul panels, ``panel``, which add it as they store their tiles), NaN and inf in the
+    shortcut reach their outputs."""
     backend = backend_or_skip("cython")
     from walle._kernels import ops_conv
 
@@ -116,8 +133,9 @@ def test_ops_conv_with_a_shortcut_add_matches_reference(k, s, pad, relu, c) -> N
     (step,) = [st for st in steps if st.op == "fused.conv2d"]
     assert step.attr("residual") and step.attr("act") == ("relu" if relu else "none")
     direct = ["gemm_direct"] if s == 1 else []  # the columns in place: 1x1 stride 1
+    panel = ["panel"] if s == 1 and pad == 0 and ops_conv.level() == ops_conv.LEVELS["avx2"] else []
     offered = backend.algorithms(step, graph)
-    assert [a for a in offered if a != "gemm_long"] == ["gemm", *direct, "parts"]
+    assert [a for a in offered if a != "gemm_long"] == ["gemm", *direct, *panel, "parts"]
     if ops_conv.level() == ops_conv.LEVELS["avx2"]:
         assert ("gemm_long" in offered) == (c > 160)
     for algorithm in offered:

@@ -27,11 +27,13 @@ def set_level(value: int) -> None:
     """Run every kernel of this module at ``value``; ValueError above the CPU's best level."""
 
 class GemmKernel:
-    """c[batch, m, n] = a @ b (+ bias) (activation); a or b may be shared across the batch.
+    """c[batch, m, n] = a @ b (+ bias) (+ res) (activation); a or b may be shared across the
+    batch.
 
     ``bias_mode`` 0 none, 1 per column, 2 per row; ``act`` a key of :data:`ACTS`;
     ``epilogue_only``: c already holds the product, only bias and activation are applied;
-    ``wide=False`` keeps off the AVX-512 panel kernel.
+    ``wide=False`` keeps off the AVX-512 panel kernel; ``res``: a residual laid out as c,
+    added after the bias (at AVX2, with a per-row bias, in the panels' stores).
     """
 
     def __init__(
@@ -44,6 +46,7 @@ class GemmKernel:
         act: str,
         epilogue_only: bool = False,
         wide: bool = True,
+        res: FloatArray | None = None,
     ) -> None: ...
     def io_arrays(self) -> tuple[FloatArray, FloatArray, FloatArray]:
         """The arrays ``run_io`` replaces, in its argument order: a, b, c."""

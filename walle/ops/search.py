@@ -199,7 +199,9 @@ SETTLE_PASSES = 5
 # band of bordered rows at a time, the bordered copy never written (PP-OCRv6 tiny
 # detection's 2x2 convs on 320 x 320: 0.75-0.85x the time in the model), and a network's
 # input padded for its first conv is that conv step's prologue (was a step of its own).
-DECISIONS_VERSION = 74
+# 75: at AVX2 a plain 1x1 conv may run as ops_math's matmul panels with its bias, shortcut
+# and ReLU in their stores (``panel``).
+DECISIONS_VERSION = 75
 
 
 def time_calls(calls: list[Call], budget_s: float = 0.004, max_runs: int = 25) -> float:

@@ -156,7 +156,8 @@ class CythonBackend(Backend):
                 return [] if step.attr("residual") else ["im2col"]
             region = _conv_im2col(step).attr("regions")[0]
             gemm = ["gemm", *_gemm_long(region), *_gemm_direct(region)]
-            if step.attr("residual"):  # only the packed GEMM adds a shortcut in its epilogue
+            gemm += _panel(step, graph, region)
+            if step.attr("residual"):  # only the GEMMs add a shortcut in their epilogue
                 return gemm
             lanes = _lanes(region, graph.shape(step.output)[1])
             winograd = _winograd_algorithms(region, step, graph)
@@ -655,6 +656,12 @@ def _conv_padded(
             long_k=algorithm == "gemm_long",
         )
         return [kernel.run]
+    if algorithm == "panel":  # a plain 1x1 conv (_panel): W @ x itself, x's rows the columns
+        cols = buffers[im2col.inputs[0]].reshape(buffers[flat.output].shape)
+        shortcut = buffers[step.inputs[-1]].reshape(out.shape) if step.attr("residual") else None
+        rows_bias = bias if bias is not None else np.zeros(out.shape[-2], np.float32)
+        act = step.attr("act")
+        return [ops_math.GemmKernel(weight, cols, out, rows_bias, 2, act, res=shortcut).run]
     if algorithm in _LANES:
         x = buffers[im2col.inputs[0]]
         deep, wide = algorithm == "lanes_deep", _lanes_wide(algorithm)
@@ -787,6 +794,24 @@ def _gemm_long(region: Region) -> list[str]:
 def _gemm_direct(region: Region) -> list[str]:
     """``gemm_direct`` where the packed-GEMM kernel can read the columns in place."""
     return ["gemm_direct"] if ops_conv.gemm_direct_fits(region) else []
+
+
+def _panel(step: FusedStep, graph: Graph, region: Region) -> list[str]:
+    """``panel`` for a 1x1 stride-1 unpadded conv at AVX2 (any activation the conv kernels
+    apply): y = W x as ops_math's AVX2 matmul panels, the bias, shortcut and activation in
+    their stores (GemmKernel's rows form). Their 6 x 16 tiles over the whole reduction beat
+    the packed conv GEMM's 4 x 24 over reduction blocks on some shapes (ResNet-50's 128 ->
+    512 convs with their shortcut on 28 x 28, in the model at AVX2: 1,037 against 1,165 us
+    for the product alone) and lose on others (256 -> 1024 on 14 x 14: 1,220 against
+    1,106); the search times both. At AVX-512 and SSE the panels have no such epilogue."""
+    if ops_math.level() != cython_isa.LEVELS["avx2"] or step.attr("prologue", 0):
+        return []
+    if step.attr("act") not in _KERNEL_ACTS:
+        return []
+    *_, oh, ow = region.sizes
+    cout = graph.shape(step.output)[1]
+    plain = _is_plain_view(region, graph.shape(_conv_im2col(step).inputs[0]))
+    return ["panel"] if plain and cout >= 4 and oh * ow >= 16 else []
 
 
 # The most input channels of a conv offered the ``lanes`` kernel (channels in the vector
