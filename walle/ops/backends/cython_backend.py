@@ -7,7 +7,9 @@ which some CPUs run faster: the search times both). ``conv2d`` offers ``direct``
 (``ops_conv``: register-tiled convolution reading the padded input in place, bias and ReLU
 fused), ``gemm`` (``ops_conv``'s packed GEMM over the im2col columns, packed a cache-sized
 block at a time and never written whole, bias, a residual shortcut and ReLU fused: the 1x1
-and strided convs, and the only one for a conv step that took a shortcut add), ``im2col``
+and strided convs, and with ``panel`` the only ones for a conv step that took a shortcut
+add; ``panel``, at AVX2, an unpadded 1x1 stride-1 conv as ops_math's matmul panels, bias,
+shortcut and activation in their stores), ``im2col``
 (the column raster, numpy's BLAS over the whole batch, then the epilogue) and, for 3x3
 stride-1 convs, ``winograd`` (F(4x4, 3x3): a quarter of the multiply-adds),
 ``winograd_f2`` (F(2x2, 3x3): 4/9 of them, but fewer idle tiles on small planes and a third
