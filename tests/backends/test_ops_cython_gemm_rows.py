@@ -11,6 +11,7 @@ must give the same sums, NaN and infinities where numpy has them.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -78,8 +79,6 @@ def test_ops_gemm_kernel_rows_form_matches_numpy_at_every_level(
 
 def test_ops_gemm_kernel_refuses_a_residual_of_another_size() -> None:
     backend_or_skip("cython")
-    import pytest
-
     from walle._kernels import ops_math
 
     w, x = np.ones((4, 3), np.float32), np.ones((3, 16), np.float32)

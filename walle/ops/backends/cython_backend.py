@@ -807,9 +807,7 @@ def _panel(step: FusedStep, graph: Graph, region: Region) -> list[str]:
     for the product alone) and lose on others (256 -> 1024 on 14 x 14: 1,220 against
     1,106); the search times both. At AVX-512 and SSE the panels have no such epilogue."""
     if ops_math.level() != cython_isa.LEVELS["avx2"] or step.attr("prologue", 0):
-        return []
-    if step.attr("act") not in _KERNEL_ACTS:
-        return []
+        return []  # (its caller offers it only for an activation of _KERNEL_ACTS)
     *_, oh, ow = region.sizes
     cout = graph.shape(step.output)[1]
     plain = _is_plain_view(region, graph.shape(_conv_im2col(step).inputs[0]))
