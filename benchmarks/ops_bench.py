@@ -366,7 +366,7 @@ def _search_check() -> list[str]:
         graph = import_onnx(model)
         search = Search(use_cache=False)
         steps, choices, _ = search.choose(graph)
-        buffers = allocate(graph, steps, fill=0.5)
+        buffers = allocate(graph, steps, fill=0.5, callers_inputs=True)  # as the search's
         for step in steps:
             if step.name not in choices:  # an alias (reshape, flatten): no kernel runs
                 continue

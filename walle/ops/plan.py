@@ -65,6 +65,7 @@ def allocate(
     channels: Mapping[str, ChannelSlot] | None = None,
     shared: Collection[str] | None = None,
     also_read: Mapping[str, tuple[str, ...]] | None = None,
+    callers_inputs: bool = False,
 ) -> Buffers:
     """One buffer per value (where ``shared`` says, values share memory blocks); aliases for
     reshape rasters; constants as given.
@@ -80,7 +81,10 @@ def allocate(
     Every buffer is a C-contiguous float32 array, but for a value with a channel slot: its
     channels of the host's buffer, a strided view (its producer writes through the host).
     ``also_read``: values a step (by name) reads beyond its inputs, which then live through
-    it (the step before's inputs, where the two may run as one call).
+    it (the step before's inputs, where the two may run as one call). ``callers_inputs``:
+    the graph's inputs where a caller's numpy arrays lie (:func:`walle.ops.aligned.as_callers`),
+    not on a cache line: a search's buffers, since the plan reads its callers' arrays in place
+    where it can (a plan of one kernel, a network's first conv).
     """
     placed = slots or {}
     in_channels = channels or {}
@@ -112,6 +116,8 @@ def allocate(
             buffers[name] = np.zeros(graph.shape(name), np.float32)  # ids: row 0 of a table
         else:
             buffers[name] = _new(graph.shape(name), fill)
+            if callers_inputs:
+                buffers[name] = aligned.as_callers(buffers[name])
     for node in graph.nodes:
         channel = in_channels.get(node.output)
         if node.output in alias:

@@ -200,8 +200,9 @@ SETTLE_PASSES = 5
 # detection's 2x2 convs on 320 x 320: 0.75-0.85x the time in the model), and a network's
 # input padded for its first conv is that conv step's prologue (was a step of its own).
 # 75: at AVX2 a plain 1x1 conv may run as ops_math's matmul panels with its bias, shortcut
-# and ReLU in their stores (``panel``).
-DECISIONS_VERSION = 75
+# and ReLU in their stores (``panel``). 76: the trials read the graph's inputs 16 bytes past
+# a cache line, where callers' arrays lie (the plan reads them in place where it can).
+DECISIONS_VERSION = 76
 
 
 def time_calls(calls: list[Call], budget_s: float = 0.004, max_runs: int = 25) -> float:
@@ -459,7 +460,7 @@ class Search:
         """A choice per step that is not an alias: per-step options, then the placement."""
         if self.calibrate:
             self._calibrate()
-        buffers = allocate(graph, steps, fill=0.5) if self.trials else {}
+        buffers = allocate(graph, steps, fill=0.5, callers_inputs=True) if self.trials else {}
         table = CostTable({}, {b.name: b.device_costs() for b in self.backends})
         timed: dict[tuple[str, str, str], Choice] = {}
         live = [s for s in steps if not is_alias(s, graph)]

@@ -58,3 +58,23 @@ def test_a_one_kernel_plan_writes_its_results_on_a_line() -> None:
     results = [plan.run1(x_value) for _ in range(3)]  # all held: three arrays
     assert all(_on_line(r) for r in results)
     assert len({r.ctypes.data for r in results}) == 3
+
+
+def test_a_searchs_inputs_lie_where_callers_arrays_do() -> None:
+    """The trials read the graph's inputs 16 bytes past a line (numpy's large arrays), as the
+    plan reads its callers' arrays in place; everything else a search times stays on a line."""
+    b = GraphBuilder()
+    x = b.input("x", (6, 12))
+    flat = b.reshape(x, (72,))
+    w = np.random.default_rng(3).uniform(-1, 1, (12, 5))
+    graph = b.build([b.matmul(x, b.const(w)), b.unary("relu", flat)])
+    steps = find_steps(graph)
+    buffers = allocate(graph, steps, fill=0.5, callers_inputs=True)
+    offset = buffers["x"].ctypes.data % aligned.LINE_BYTES
+    assert offset == aligned.CALLERS_OFFSET
+    assert buffers["x"].flags.c_contiguous and buffers["x"].shape == (6, 12)
+    assert ((buffers["x"] >= 0.5) & (buffers["x"] < 1.5)).all()
+    assert np.shares_memory(buffers[flat], buffers["x"])  # the input's reshape: a view of it
+    assert all(
+        _on_line(v) for n, v in buffers.items() if n not in graph.constants and n not in ("x", flat)
+    )
